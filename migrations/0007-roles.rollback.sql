@@ -1,0 +1,24 @@
+-- Remove our grants and, where no other database still uses them, our roles
+revoke select, insert, update, delete on public.fragrances from sync_dba;
+revoke all on all functions in schema sync from sync_dba, sync_hook;
+revoke all on all tables in schema sync from sync_dba, sync_hook;
+revoke all on schema sync from sync_dba, sync_hook;
+alter default privileges in schema sync grant execute on functions to public;
+grant execute on all functions in schema sync to public;
+revoke sync_hook from sync_hook_login;
+
+-- A role still granted something in another database of the cluster cannot
+-- be dropped; it is then kept, and said so, instead of failing the rollback.
+do $$
+declare
+    v_role text;
+begin
+    foreach v_role in array array['sync_hook_login', 'sync_hook', 'sync_dba'] loop
+        begin
+            execute format('drop role if exists %I', v_role);
+        exception when dependent_objects_still_exist then
+            raise notice 'role % kept: another database still grants it privileges', v_role;
+        end;
+    end loop;
+end;
+$$;
