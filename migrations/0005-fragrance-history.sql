@@ -63,9 +63,11 @@ begin
 
     if tg_op = 'DELETE' then
         delete from sync.field_version where fragrance_id = old.fragrance_id;
-    elsif v_inbox_id is null then
+    elsif tg_op = 'UPDATE' and v_inbox_id is null then
         -- A hand edit counts as received now: deliveries already in the inbox
-        -- are older and must not undo it, later ones may.
+        -- are older and must not undo it, later ones may. A row inserted by
+        -- hand is a baseline instead, so a quarantined change can be retried
+        -- onto it.
         select case when is_called then last_value else 0 end into v_position from sync.inbox_id_seq;
         insert into sync.field_version as fv (fragrance_id, name_inbox_id, description_inbox_id, cost_inbox_id, forbidden_inbox_id)
         values (
@@ -84,7 +86,7 @@ begin
 end;
 $$;
 comment on function sync._record_history() is
-    'Trigger (AFTER INSERT/UPDATE/DELETE on public.fragrances): records the change in sync.fragrance_history, attributed to the delivery in sync.inbox_id or to the database user; a hand edit also advances sync.field_version so older deliveries cannot undo it.';
+    'Trigger (AFTER INSERT/UPDATE/DELETE on public.fragrances): records the change in sync.fragrance_history, attributed to the delivery in sync.inbox_id or to the database user; a hand UPDATE also advances sync.field_version so older deliveries cannot undo it.';
 
 create trigger _900_sync_record_history
     after insert or update or delete on public.fragrances

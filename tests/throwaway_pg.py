@@ -70,7 +70,9 @@ class ThrowawayPostgresql(testing.postgresql.Postgresql):
         )
         done = subprocess.run(argv, capture_output=True, cwd=self.base_dir, check=False)
         if done.returncode != 0:
-            raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
+            raise RuntimeError(
+                f"initdb failed ({done.returncode}): {done.stderr.decode(errors='replace')}"
+            )
 
     def get_server_commandline(self) -> list[str]:
         return self._as_server_user(super().get_server_commandline())

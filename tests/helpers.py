@@ -1,0 +1,49 @@
+"""Small helpers the tests share: deliver a body, read a fragrance, read codes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+
+def body(payload: Any) -> bytes:
+    """A JSON body as the CMS would send it."""
+    return json.dumps(payload).encode()
+
+
+def receive(conn: psycopg.Connection, raw: bytes | dict[str, Any]) -> dict[str, Any]:
+    """Store one delivery through sync.receive, as the hook does; return its receipt."""
+    data = body(raw) if isinstance(raw, dict) else raw
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("select * from sync.receive(%s)", [data]).fetchone()
+    assert row is not None
+    return row
+
+
+def codes(reasons: list[dict[str, Any]], severity: str | None = None) -> list[str]:
+    """The reason codes of a receipt, optionally only those of one severity."""
+    return [r["code"] for r in reasons if severity is None or r["severity"] == severity]
+
+
+def fragrance(conn: psycopg.Connection, fragrance_id: int) -> dict[str, Any] | None:
+    """One row of public.fragrances as a dict, or None."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "select * from public.fragrances where fragrance_id = %s", [fragrance_id]
+        ).fetchone()
+
+
+def inbox_row(conn: psycopg.Connection, inbox_id: int) -> dict[str, Any]:
+    """One row of sync.inbox as a dict."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("select * from sync.inbox where id = %s", [inbox_id]).fetchone()
+    assert row is not None
+    return row
+
+
+def set_apply_on_receipt(conn: psycopg.Connection, value: bool) -> None:
+    """Switch processing on receipt on or off (off leaves deliveries pending)."""
+    conn.execute("update sync.settings set apply_on_receipt = %s", [value])

@@ -1,0 +1,69 @@
+"""History: every change to public.fragrances is recorded, by deliveries and by hand."""
+
+from __future__ import annotations
+
+import psycopg
+from helpers import fragrance, receive, set_apply_on_receipt
+
+
+def _history(conn: psycopg.Connection, fragrance_id: int) -> list[tuple]:
+    return conn.execute(
+        "select operation, old_values, new_values, inbox_id, db_user"
+        " from sync.fragrance_history where fragrance_id = %s order by id",
+        [fragrance_id],
+    ).fetchall()
+
+
+def test_a_delivery_records_old_and_new_values_and_its_inbox_row(db: psycopg.Connection) -> None:
+    old = fragrance(db, 7)
+    receipt = receive(db, {"fragrance_id": 7, "cost": 99, "forbidden": True})
+    assert _history(db, 7) == [
+        (
+            "update",
+            {"cost": old["cost"], "forbidden": False},
+            {"cost": 99, "forbidden": True},
+            receipt["inbox_id"],
+            "postgres",
+        )
+    ]
+
+
+def test_a_hand_edit_is_recorded_with_the_database_user(db: psycopg.Connection) -> None:
+    db.execute("update public.fragrances set name = 'By hand' where fragrance_id = 7")
+    [(operation, old, new, inbox_id, user)] = _history(db, 7)
+    assert (operation, new, inbox_id, user) == ("update", {"name": "By hand"}, None, "postgres")
+
+
+def test_creation_and_deletion_are_recorded_whole(db: psycopg.Connection) -> None:
+    receive(
+        db, {"fragrance_id": 8000, "name": "N", "description": "D", "cost": 1, "forbidden": False}
+    )
+    db.execute("delete from public.fragrances where fragrance_id = 8000")
+    whole = {"fragrance_id": 8000, "name": "N", "description": "D", "cost": 1, "forbidden": False}
+    assert [(h[0], h[1], h[2]) for h in _history(db, 8000)] == [
+        ("insert", None, whole),
+        ("delete", whole, None),
+    ]
+
+
+def test_an_update_that_changes_nothing_records_nothing(db: psycopg.Connection) -> None:
+    db.execute("update public.fragrances set cost = cost where fragrance_id = 7")
+    assert _history(db, 7) == []
+
+
+def test_a_hand_edit_outranks_deliveries_received_before_it(db: psycopg.Connection) -> None:
+    set_apply_on_receipt(db, False)
+    before_edit = receive(db, {"fragrance_id": 7, "name": "Queued before the edit"})
+    db.execute("update public.fragrances set name = 'DBA fix' where fragrance_id = 7")
+    after_edit = receive(db, {"fragrance_id": 7, "cost": 3})
+    db.execute("select sync.apply_pending()")
+    assert fragrance(db, 7)["name"] == "DBA fix"
+    assert fragrance(db, 7)["cost"] == 3
+    assert before_edit["inbox_id"] < after_edit["inbox_id"]
+
+
+def test_a_delivery_after_a_hand_edit_overrides_it(db: psycopg.Connection) -> None:
+    receive(db, {"fragrance_id": 7, "cost": 1})
+    db.execute("update public.fragrances set name = 'DBA fix' where fragrance_id = 7")
+    receive(db, {"fragrance_id": 7, "name": "From the CMS"})
+    assert fragrance(db, 7)["name"] == "From the CMS"

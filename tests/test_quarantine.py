@@ -1,0 +1,108 @@
+"""Quarantine: rejected deliveries are listed, retried after a fix, or discarded with a reason."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from helpers import fragrance, inbox_row, receive
+
+
+def test_rejected_deliveries_are_listed_with_codes_and_sentences(db: psycopg.Connection) -> None:
+    receipt = receive(db, {"fragrance_id": 7, "cost": -3})
+    listed = db.execute(
+        "select inbox_id, codes, messages, body_preview from sync.quarantine"
+    ).fetchall()
+    assert listed == [
+        (
+            receipt["inbox_id"],
+            ["cost.negative"],
+            "cost is -3; it must be 0 or more",
+            '{"fragrance_id": 7, "cost": -3}',
+        )
+    ]
+
+
+def test_the_quarantine_shows_non_utf8_bodies_escaped(db: psycopg.Connection) -> None:
+    receive(db, b"\xff\xfe bad")
+    assert db.execute("select body_preview from sync.quarantine").fetchone() == ("\\377\\376 bad",)
+
+
+def test_retry_applies_a_change_once_its_data_problem_is_fixed(db: psycopg.Connection) -> None:
+    receipt = receive(db, {"fragrance_id": 5555, "name": "Newcomer"})
+    assert receipt["status"] == "rejected"
+    # The fix: a DBA creates the missing fragrance by hand.
+    db.execute("insert into public.fragrances values (5555, 'Placeholder', 'Made up  ', 3, false)")
+    retried = db.execute("select status from sync.retry(%s)", [receipt["inbox_id"]]).fetchone()
+    assert retried == ("applied",)
+    assert fragrance(db, 5555)["name"] == "Newcomer"
+    assert inbox_row(db, receipt["inbox_id"])["attempts"] == 2
+
+
+def test_retry_all_reprocesses_only_the_code_asked_for(db: psycopg.Connection) -> None:
+    unknown = receive(db, {"fragrance_id": 6000, "name": "Later"})
+    negative = receive(db, {"fragrance_id": 7, "cost": -1})
+    result = db.execute(
+        "select processed, rejected from sync.retry_all('fragrance_id.unknown')"
+    ).fetchone()
+    assert result == (1, 1)
+    assert inbox_row(db, unknown["inbox_id"])["attempts"] == 2
+    assert inbox_row(db, negative["inbox_id"])["attempts"] == 1
+
+
+def test_retry_all_without_a_code_takes_every_rejected_delivery(db: psycopg.Connection) -> None:
+    receive(db, {"fragrance_id": 6000, "name": "Later"})
+    receive(db, {"fragrance_id": 7, "cost": -1})
+    receive(db, {"fragrance_id": 7, "cost": 1})
+    assert db.execute("select processed from sync.retry_all()").fetchone() == (2,)
+
+
+def test_discard_writes_off_a_rejected_delivery_and_keeps_it(db: psycopg.Connection) -> None:
+    receipt = receive(db, {"fragrance_id": 7, "cost": -1})
+    done = db.execute(
+        "select status from sync.discard(%s, 'vendor test payload')", [receipt["inbox_id"]]
+    ).fetchone()
+    assert done == ("discarded",)
+    row = inbox_row(db, receipt["inbox_id"])
+    assert (row["discard_reason"], row["discarded_by"]) == ("vendor test payload", "postgres")
+    assert db.execute("select count(*) from sync.quarantine").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("call", "sqlstate"),
+    [
+        ("select sync.discard({id}, '')", "FS003"),
+        ("select sync.discard({id}, null)", "FS003"),
+        ("select sync.discard(999999, 'why')", "FS001"),
+        ("select sync.retry(999999)", "FS001"),
+        ("select sync.retry({applied})", "FS002"),
+        ("select sync.discard({applied}, 'why')", "FS002"),
+        ("select sync.apply_pending(0)", "FS004"),
+        ("select sync.retry_all(null, -1)", "FS004"),
+    ],
+)
+def test_dba_functions_refuse_wrong_calls_with_our_own_sqlstate(
+    db: psycopg.Connection, call: str, sqlstate: str
+) -> None:
+    rejected = receive(db, {"fragrance_id": 7, "cost": -1})["inbox_id"]
+    applied = receive(db, {"fragrance_id": 7, "cost": 1})["inbox_id"]
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(call.format(id=rejected, applied=applied))
+    assert caught.value.sqlstate == sqlstate
+
+
+def test_nothing_received_can_be_rewritten(db: psycopg.Connection) -> None:
+    receipt = receive(db, {"fragrance_id": 7, "cost": 1})
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("update sync.inbox set body = 'x' where id = %s", [receipt["inbox_id"]])
+    assert caught.value.sqlstate == "FS010"
+
+
+def test_pending_deliveries_wait_for_apply_pending(db: psycopg.Connection) -> None:
+    db.execute("update sync.settings set apply_on_receipt = false")
+    receipt = receive(db, {"fragrance_id": 7, "cost": 77})
+    assert receipt["status"] == "pending"
+    assert fragrance(db, 7)["cost"] != 77
+    result = db.execute("select * from sync.apply_pending(10)").fetchone()
+    assert result == (1, 1, 0, 0, 0, receipt["inbox_id"], receipt["inbox_id"])
+    assert fragrance(db, 7)["cost"] == 77
+    assert db.execute("select processed from sync.apply_pending()").fetchone() == (0,)

@@ -1,0 +1,94 @@
+"""Least privilege: the hook may only store deliveries; the DBA role runs the sync."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from conftest import Server
+from helpers import body
+
+
+@pytest.fixture
+def hook(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def dba(server: Server, dbname: str, db: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    db.execute("""
+        do $$ begin
+            if not exists (select from pg_roles where rolname = 'alice') then
+                create role alice login;
+            end if;
+        end $$
+    """)
+    db.execute("grant sync_dba to alice")
+    with psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as conn:
+        yield conn
+
+
+def test_the_hook_can_store_a_delivery_and_read_its_receipt(hook: psycopg.Connection) -> None:
+    receipt = hook.execute(
+        "select status from sync.receive(%s, 'application/json', '10.0.0.1', 'cms/1')",
+        [body({"fragrance_id": 7, "cost": 5})],
+    ).fetchone()
+    assert receipt == ("applied",)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "select * from public.fragrances",
+        "update public.fragrances set cost = 0",
+        "insert into public.fragrances values (9999, 'x', 'y', 1, false)",
+        "delete from public.fragrances",
+        "select * from sync.inbox",
+        "insert into sync.inbox (body) values ('\\x7b7d')",
+        "update sync.inbox set status = 'applied'",
+        "delete from sync.inbox",
+        "select * from sync.fragrance_history",
+        "select * from sync.quarantine",
+        "update sync.settings set apply_on_receipt = false",
+        "select sync.apply_pending(10)",
+        "select sync.retry(1)",
+        "select sync.retry_all()",
+        "select sync.discard(1, 'no')",
+        "select sync._process_claimed(array[1::bigint])",
+        "create table public.intruder (id int)",
+        "create table sync.intruder (id int)",
+        "create function sync.intruder() returns int language sql as 'select 1'",
+    ],
+)
+def test_the_hook_cannot(hook: psycopg.Connection, statement: str) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        hook.execute(statement)
+
+
+def test_a_dba_can_inspect_apply_retry_and_discard(dba: psycopg.Connection) -> None:
+    dba.execute("update sync.settings set apply_on_receipt = false")
+    assert dba.execute("select processed from sync.apply_pending(10)").fetchone() == (0,)
+    assert dba.execute("select count(*) from sync.quarantine").fetchone() == (0,)
+    assert dba.execute("select count(*) from sync.inbox").fetchone() == (0,)
+    assert dba.execute("select processed from sync.retry_all()").fetchone() == (0,)
+
+
+def test_a_dba_hand_edit_is_attributed_to_the_dba(dba: psycopg.Connection) -> None:
+    dba.execute("update public.fragrances set cost = 1 where fragrance_id = 3")
+    assert dba.execute(
+        "select db_user, inbox_id from sync.fragrance_history where fragrance_id = 3"
+    ).fetchone() == ("alice", None)
+
+
+def test_a_dba_cannot_rewrite_what_was_received(dba: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        dba.execute("update sync.inbox set status = 'applied'")
+
+
+def test_migrations_create_the_roles_once(db: psycopg.Connection) -> None:
+    roles = db.execute(
+        "select rolname, rolcanlogin from pg_roles where rolname like 'sync\\_%' order by 1"
+    ).fetchall()
+    assert roles == [("sync_dba", False), ("sync_hook", False), ("sync_hook_login", True)]

@@ -1,0 +1,222 @@
+"""Every data rule, table-driven: what a delivery body yields as status and reason codes.
+
+Fragrance 7 exists in the adopted catalog; 900000 does not.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import psycopg
+import pytest
+from helpers import codes, fragrance, receive
+
+FULL = {"name": "Rose", "description": "Petals  ", "cost": 12, "forbidden": False}
+
+
+def raw(text: str) -> bytes:
+    return text.encode()
+
+
+# (case id, body, expected status, expected error codes)
+RULES: list[tuple[str, Any, str, list[str]]] = [
+    # body
+    ("empty body", b"", "rejected", ["body.empty"]),
+    ("not utf-8", b'{"fragrance_id": 7, "name": "\xff\xfe"}', "rejected", ["body.not_utf8"]),
+    ("nul byte", b'{"fragrance_id": 7, "name": "a\x00b"}', "rejected", ["body.not_utf8"]),
+    (
+        "escaped nul",
+        raw('{"fragrance_id": 7, "name": "a\\u0000b"}'),
+        "rejected",
+        ["body.unsupported_unicode"],
+    ),
+    ("not json", raw("fragrance_id=7&name=Rose"), "rejected", ["body.not_json"]),
+    ("truncated json", raw('{"fragrance_id": 7, "name": "Ro'), "rejected", ["body.not_json"]),
+    ("NaN is not json", raw('{"fragrance_id": 7, "cost": NaN}'), "rejected", ["body.not_json"]),
+    (
+        "Infinity is not json",
+        raw('{"fragrance_id": 7, "cost": Infinity}'),
+        "rejected",
+        ["body.not_json"],
+    ),
+    ("array", [7], "rejected", ["body.not_object"]),
+    ("string", "hello", "rejected", ["body.not_object"]),
+    ("null", None, "rejected", ["body.not_object"]),
+    (
+        "duplicate key",
+        raw('{"fragrance_id": 7, "name": "A", "name": "B"}'),
+        "rejected",
+        ["body.duplicate_key"],
+    ),
+    # fragrance_id
+    ("id missing", {"name": "Rose"}, "rejected", ["fragrance_id.missing"]),
+    ("id null", {"fragrance_id": None, "name": "Rose"}, "rejected", ["fragrance_id.null"]),
+    (
+        "id as string",
+        {"fragrance_id": "7", "name": "Rose"},
+        "rejected",
+        ["fragrance_id.not_integer"],
+    ),
+    (
+        "id as boolean",
+        {"fragrance_id": True, "name": "Rose"},
+        "rejected",
+        ["fragrance_id.not_integer"],
+    ),
+    (
+        "id fractional",
+        {"fragrance_id": 7.5, "name": "Rose"},
+        "rejected",
+        ["fragrance_id.not_integer"],
+    ),
+    (
+        "id negative",
+        {"fragrance_id": -1, "name": "Rose"},
+        "rejected",
+        ["fragrance_id.out_of_range"],
+    ),
+    (
+        "id huge",
+        {"fragrance_id": 10**30, "name": "Rose"},
+        "rejected",
+        ["fragrance_id.out_of_range"],
+    ),
+    (
+        "id just past int4",
+        {"fragrance_id": 2147483648, "name": "Rose"},
+        "rejected",
+        ["fragrance_id.out_of_range"],
+    ),
+    (
+        "id unknown, partial",
+        {"fragrance_id": 900000, "name": "Rose"},
+        "rejected",
+        ["fragrance_id.unknown"],
+    ),
+    ("id unknown, complete", {"fragrance_id": 900000, **FULL}, "applied", []),
+    ("id written 7.0", raw('{"fragrance_id": 7.0, "name": "Rose"}'), "applied", []),
+    # name
+    ("name null", {"fragrance_id": 7, "name": None}, "rejected", ["name.null"]),
+    ("name number", {"fragrance_id": 7, "name": 5}, "rejected", ["name.not_string"]),
+    ("name empty", {"fragrance_id": 7, "name": ""}, "rejected", ["name.blank"]),
+    ("name blank", {"fragrance_id": 7, "name": " \t\n "}, "rejected", ["name.blank"]),
+    ("name 150 chars", {"fragrance_id": 7, "name": "n" * 150}, "applied", []),
+    ("name 151 chars", {"fragrance_id": 7, "name": "n" * 151}, "rejected", ["name.too_long"]),
+    ("name 150 multibyte chars", {"fragrance_id": 7, "name": "é" * 150}, "applied", []),
+    ("name 150 emoji", {"fragrance_id": 7, "name": "\U0001f339" * 150}, "applied", []),
+    # description
+    (
+        "description null",
+        {"fragrance_id": 7, "description": None},
+        "rejected",
+        ["description.null"],
+    ),
+    (
+        "description list",
+        {"fragrance_id": 7, "description": ["a"]},
+        "rejected",
+        ["description.not_string"],
+    ),
+    ("description empty is allowed", {"fragrance_id": 7, "description": ""}, "applied", []),
+    ("description 1024", {"fragrance_id": 7, "description": "d" * 1024}, "applied", []),
+    (
+        "description 1025",
+        {"fragrance_id": 7, "description": "d" * 1025},
+        "rejected",
+        ["description.too_long"],
+    ),
+    # cost
+    ("cost null", {"fragrance_id": 7, "cost": None}, "rejected", ["cost.null"]),
+    ("cost string", {"fragrance_id": 7, "cost": "12"}, "rejected", ["cost.not_number"]),
+    ("cost boolean", {"fragrance_id": 7, "cost": True}, "rejected", ["cost.not_number"]),
+    ("cost negative", {"fragrance_id": 7, "cost": -5}, "rejected", ["cost.negative"]),
+    ("cost 1e400", raw('{"fragrance_id": 7, "cost": 1e400}'), "rejected", ["cost.not_finite"]),
+    ("cost -0", raw('{"fragrance_id": 7, "cost": -0}'), "applied", []),
+    ("cost 1e-400", raw('{"fragrance_id": 7, "cost": 1e-400}'), "applied", []),
+    ("cost zero", {"fragrance_id": 7, "cost": 0}, "applied", []),
+    ("cost fractional", {"fragrance_id": 7, "cost": 12.75}, "applied", []),
+    # forbidden
+    ("forbidden null", {"fragrance_id": 7, "forbidden": None}, "rejected", ["forbidden.null"]),
+    (
+        "forbidden string",
+        {"fragrance_id": 7, "forbidden": "true"},
+        "rejected",
+        ["forbidden.not_boolean"],
+    ),
+    ("forbidden one", {"fragrance_id": 7, "forbidden": 1}, "rejected", ["forbidden.not_boolean"]),
+    # whole delta
+    ("only the id", {"fragrance_id": 7}, "ignored", []),
+    (
+        "several violations at once",
+        {"fragrance_id": 7, "name": "", "cost": -1},
+        "rejected",
+        ["name.blank", "cost.negative"],
+    ),
+    (
+        "the contract's example",
+        {
+            "fragrance_id": 7,
+            "name": "ZoogenicHOOOOOOOOOOLAAA",
+            "description": "Produced from animals  blabla...",
+            "forbidden": True,
+        },
+        "applied",
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "errors"),
+    [pytest.param(p, s, e, id=i) for i, p, s, e in RULES],
+)
+def test_rule(tx: psycopg.Connection, payload: Any, status: str, errors: list[str]) -> None:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    receipt = receive(tx, data)
+    assert receipt["status"] == status
+    assert codes(receipt["reasons"], "error") == errors
+
+
+def test_every_reason_has_a_code_a_severity_and_a_sentence(tx: psycopg.Connection) -> None:
+    receipt = receive(tx, {"fragrance_id": "x", "name": None, "cost": "1", "colour": "red"})
+    assert receipt["reasons"]
+    for reason in receipt["reasons"]:
+        assert set(reason) == {"code", "severity", "field", "message"}
+        assert reason["severity"] in {"error", "warning", "info"}
+        assert len(reason["message"]) > 10
+
+
+def test_too_long_says_how_long_and_the_limit(tx: psycopg.Connection) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "name": "n" * 163})
+    assert receipt["reasons"][0]["message"] == "name has 163 characters; the limit is 150"
+
+
+def test_a_rejected_delta_changes_nothing_even_in_its_valid_fields(tx: psycopg.Connection) -> None:
+    before = fragrance(tx, 7)
+    receive(tx, {"fragrance_id": 7, "description": "fine", "cost": -1})
+    assert fragrance(tx, 7) == before
+
+
+def test_unknown_fields_are_warnings_that_do_not_block_the_change(tx: psycopg.Connection) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "cost": 33, "colour": "red", "season": 1})
+    assert receipt["status"] == "applied"
+    assert codes(receipt["reasons"], "warning") == ["field.unknown", "field.unknown"]
+    assert fragrance(tx, 7)["cost"] == 33
+    seen = tx.execute("select field, deliveries from sync.unknown_field order by field").fetchall()
+    assert seen == [("colour", 1), ("season", 1)]
+
+
+def test_a_delta_with_only_the_id_is_ignored_not_an_error(tx: psycopg.Connection) -> None:
+    before = fragrance(tx, 7)
+    receipt = receive(tx, {"fragrance_id": 7})
+    assert receipt["status"] == "ignored"
+    assert codes(receipt["reasons"]) == ["delta.empty"]
+    assert fragrance(tx, 7) == before
+
+
+def test_the_exact_bytes_are_kept_whatever_they_are(tx: psycopg.Connection) -> None:
+    data = b'\xff\x00{"fragrance_id": 7}\x00'
+    receipt = receive(tx, data)
+    kept = tx.execute("select body from sync.inbox where id = %s", [receipt["inbox_id"]]).fetchone()
+    assert kept == (data,)
