@@ -1,0 +1,84 @@
+"""Settings of the hook, read once from environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "postgresql://sync_hook_login@localhost:5432/fragrancedb"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the hook cannot use."""
+
+
+def _integer(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be more than 0 seconds, got {value}")
+    return value
+
+
+def libpq_url(url: str) -> str:
+    """Accept yoyo's ``postgresql+psycopg://`` form too, so one URL serves both tools."""
+    for prefix in ("postgresql+psycopg://", "postgres+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the hook can be told, with the defaults it runs with."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 9099
+    max_body_bytes: int = 1024 * 1024
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    database_timeout: float = 5.0
+    workers: int = 1
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from the environment; raise SettingsError on a bad value."""
+        env = os.environ if environ is None else environ
+        settings = cls(
+            database_url=libpq_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+            host=env.get("HOST") or cls.host,
+            port=_integer(env, "PORT", cls.port, 1),
+            max_body_bytes=_integer(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1),
+            pool_min_size=_integer(env, "DB_POOL_MIN_SIZE", cls.pool_min_size, 0),
+            pool_max_size=_integer(env, "DB_POOL_MAX_SIZE", cls.pool_max_size, 1),
+            database_timeout=_seconds(env, "DB_TIMEOUT", cls.database_timeout),
+            workers=_integer(env, "WORKERS", cls.workers, 1),
+            log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
+        )
+        if settings.pool_min_size > settings.pool_max_size:
+            raise SettingsError(
+                f"DB_POOL_MIN_SIZE ({settings.pool_min_size}) must not exceed "
+                f"DB_POOL_MAX_SIZE ({settings.pool_max_size})"
+            )
+        return settings

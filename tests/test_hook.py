@@ -1,0 +1,188 @@
+"""The hook end to end: a real process over real HTTP against a real database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from conftest import ROOT, Server
+from helpers import body, fragrance, inbox_row
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Hook:
+    """A running ``python -m hook`` process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_hook(database_url: str, tmp_path: Path, **env: str) -> Hook:
+    """Start the hook as the deploy does and wait until it answers."""
+    port = _free_port()
+    log = tmp_path / f"hook-{port}.log"
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "DB_TIMEOUT": "2",
+        **env,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hook"], cwd=ROOT, env=environment, stdout=out, stderr=out
+        )
+    hook = Hook(process, f"http://127.0.0.1:{port}", log)
+    for _ in range(200):
+        if process.poll() is not None:
+            pytest.fail(f"hook exited early:\n{hook.output()}")
+        try:
+            httpx.get(hook.url + "/healthz", timeout=10)  # any answer, even 503, means up
+            return hook
+        except httpx.ConnectError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"hook did not start:\n{hook.output()}")
+
+
+def stop_hook(hook: Hook) -> None:
+    hook.process.terminate()
+    try:
+        hook.process.wait(15)
+    except subprocess.TimeoutExpired:
+        hook.process.kill()
+        raise
+
+
+@pytest.fixture
+def hook(server: Server, dbname: str, tmp_path: Path) -> Iterator[Hook]:
+    running = start_hook(
+        server.url(dbname, user="sync_hook_login"), tmp_path, MAX_BODY_BYTES="4096"
+    )
+    yield running
+    stop_hook(running)
+
+
+def test_a_valid_delta_is_answered_202_and_already_applied(
+    hook: Hook, db: psycopg.Connection
+) -> None:
+    answer = httpx.post(
+        hook.url + "/notifications",
+        content=body({"fragrance_id": 7, "name": "Over HTTP", "forbidden": True}),
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 202
+    receipt = answer.json()
+    assert (receipt["status"], receipt["reasons"]) == ("applied", [])
+    assert fragrance(db, 7)["name"] == "Over HTTP"
+
+
+def test_an_invalid_delta_is_kept_and_answered_202_with_reasons(
+    hook: Hook, db: psycopg.Connection
+) -> None:
+    answer = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 7, "cost": -1}))
+    assert answer.status_code == 202
+    receipt = answer.json()
+    assert receipt["status"] == "rejected"
+    assert [r["code"] for r in receipt["reasons"]] == ["cost.negative"]
+    assert inbox_row(db, receipt["inbox_id"])["status"] == "rejected"
+
+
+def test_the_exact_bytes_and_request_metadata_are_stored(
+    hook: Hook, db: psycopg.Connection
+) -> None:
+    data = b"\xff\x00not json at all"
+    answer = httpx.post(
+        hook.url + "/notifications",
+        content=data,
+        headers={"content-type": "text/plain; charset=latin1", "user-agent": "cms-test/1.0"},
+    )
+    assert answer.status_code == 202
+    row = inbox_row(db, answer.json()["inbox_id"])
+    assert bytes(row["body"]) == data
+    assert row["content_type"] == "text/plain; charset=latin1"
+    assert row["user_agent"] == "cms-test/1.0"
+    assert str(row["client_addr"]) == "127.0.0.1"
+    assert row["status"] == "rejected"
+
+
+def test_an_empty_body_is_kept_as_a_rejected_delivery(hook: Hook) -> None:
+    answer = httpx.post(hook.url + "/notifications", content=b"")
+    assert answer.status_code == 202
+    assert [r["code"] for r in answer.json()["reasons"]] == ["body.empty"]
+
+
+def test_a_body_over_the_limit_is_refused_with_413_and_not_stored(
+    hook: Hook, db: psycopg.Connection
+) -> None:
+    answer = httpx.post(hook.url + "/notifications", content=b"x" * 4097)
+    assert answer.status_code == 413
+    assert "4096" in answer.json()["detail"]
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+    assert "refused a body over 4096 bytes" in hook.output()
+
+
+def test_a_streamed_body_over_the_limit_is_refused_too(hook: Hook) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 1000
+
+    answer = httpx.post(hook.url + "/notifications", content=chunks())
+    assert answer.status_code == 413
+
+
+def test_a_body_at_the_limit_is_accepted(hook: Hook) -> None:
+    answer = httpx.post(hook.url + "/notifications", content=b" " * 4096)
+    assert answer.status_code == 202
+
+
+def test_healthz_reports_the_database_ok(hook: Hook) -> None:
+    answer = httpx.get(hook.url + "/healthz")
+    assert (answer.status_code, answer.json()) == (200, {"status": "ok", "database": "ok"})
+
+
+def test_with_the_database_down_the_hook_answers_503_without_a_trace(tmp_path: Path) -> None:
+    down = start_hook(f"postgresql://sync_hook_login@127.0.0.1:{_free_port()}/none", tmp_path)
+    try:
+        answer = httpx.post(down.url + "/notifications", content=b'{"fragrance_id": 1}', timeout=10)
+        assert answer.status_code == 503
+        assert answer.json() == {
+            "detail": "database unavailable; the delivery was not stored, send it again"
+        }
+        assert httpx.get(down.url + "/healthz", timeout=10).status_code == 503
+    finally:
+        stop_hook(down)
+    assert "Traceback" not in down.output()
+
+
+def test_a_bad_setting_stops_the_hook_with_a_clear_message() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "hook"],
+        cwd=ROOT,
+        env={**os.environ, "PORT": "ninety"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "PORT must be a whole number, got 'ninety'" in done.stderr
