@@ -1,0 +1,54 @@
+# fragrance sync: the two commands are `make run` and `make test`.
+# Both set up what they need on a fresh Debian machine (PostgreSQL server
+# binaries, a Python 3.11 virtualenv) and work as root or as a normal user.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export DEBIAN_FRONTEND := noninteractive
+
+.PHONY: help run test lint migrate postgres-binaries
+
+help:
+	@echo "make run    migrate DATABASE_URL and serve the hook on PORT (default 9099)"
+	@echo "make test   lint, then run every test against a throwaway PostgreSQL"
+
+# PostgreSQL server binaries (initdb, postgres) for the throwaway test server.
+postgres-binaries:
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "Installing PostgreSQL server binaries with apt-get..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
+		echo "Installing python3-venv with apt-get..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv >/dev/null; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: postgres-binaries $(STAMP) lint
+	$(BIN)/pytest
+
+# Migrations need the owner's login; the hook then runs as DATABASE_URL's login.
+MIGRATE_DATABASE_URL ?= $(DATABASE_URL)
+
+migrate: $(STAMP)
+	@if [ -z "$(MIGRATE_DATABASE_URL)" ]; then \
+		echo "Set DATABASE_URL (and MIGRATE_DATABASE_URL if migrations need another login)," \
+		     "e.g. DATABASE_URL=postgresql://sync_hook_login@localhost/fragrancedb"; exit 2; fi
+	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed 's|^postgresql://|postgresql+psycopg://|')" migrations
+
+run: migrate
+	$(BIN)/python -m hook
