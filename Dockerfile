@@ -1,0 +1,26 @@
+# One slim image for the hook and for the one-shot migration command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Requirements first, so code changes do not reinstall dependencies.
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+COPY hook ./hook
+COPY migrations ./migrations
+COPY sql ./sql
+
+RUN useradd --system --uid 10001 --no-create-home hook
+USER hook
+
+ENV HOST=0.0.0.0 \
+    PORT=9099
+EXPOSE 9099
+
+CMD ["python", "-m", "hook"]

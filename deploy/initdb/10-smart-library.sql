@@ -1,0 +1,8 @@
+-- The smart library's table, as production created it (see the CMS contract).
+CREATE TABLE fragrances(
+    fragrance_id serial PRIMARY KEY,
+    name VARCHAR(150),
+    description VARCHAR(1024),
+    cost NUMERIC,
+    forbidden BOOLEAN default 'f'
+);
