@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 DEFAULT_DATABASE_URL = "postgresql://sync_hook_login@localhost:5432/fragrancedb"
 
@@ -13,29 +16,20 @@ class SettingsError(ValueError):
     """An environment variable holds a value the hook cannot use."""
 
 
-def _integer(environ: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+def _number(
+    environ: Mapping[str, str], name: str, default: N, parse: Callable[[str], N], minimum: N
+) -> N:
+    """Read one numeric variable, naming it in the error when it is unusable."""
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        kind = "a whole number" if parse is int else "a number"
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"{name} must be more than 0 seconds, got {value}")
     return value
 
 
@@ -68,12 +62,12 @@ class Settings:
         settings = cls(
             database_url=libpq_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             host=env.get("HOST") or cls.host,
-            port=_integer(env, "PORT", cls.port, 1),
-            max_body_bytes=_integer(env, "MAX_BODY_BYTES", cls.max_body_bytes, 1),
-            pool_min_size=_integer(env, "DB_POOL_MIN_SIZE", cls.pool_min_size, 0),
-            pool_max_size=_integer(env, "DB_POOL_MAX_SIZE", cls.pool_max_size, 1),
-            database_timeout=_seconds(env, "DB_TIMEOUT", cls.database_timeout),
-            workers=_integer(env, "WORKERS", cls.workers, 1),
+            port=_number(env, "PORT", cls.port, int, 1),
+            max_body_bytes=_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, 1),
+            pool_min_size=_number(env, "DB_POOL_MIN_SIZE", cls.pool_min_size, int, 0),
+            pool_max_size=_number(env, "DB_POOL_MAX_SIZE", cls.pool_max_size, int, 1),
+            database_timeout=_number(env, "DB_TIMEOUT", cls.database_timeout, float, 0.001),
+            workers=_number(env, "WORKERS", cls.workers, int, 1),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
         )
         if settings.pool_min_size > settings.pool_max_size:

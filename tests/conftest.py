@@ -25,16 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "migrations"
 CATALOG_SQL = ROOT / "sql" / "catalog.sql"
 
-# The contract's DDL, to the letter: what production already has.
-SMART_LIBRARY_DDL = """
-CREATE TABLE fragrances(
-    fragrance_id serial PRIMARY KEY,
-    name VARCHAR(150),
-    description VARCHAR(1024),
-    cost NUMERIC,
-    forbidden BOOLEAN default 'f'
-)
-"""
+# The contract's DDL, to the letter: what production already has (compose loads it too).
+SMART_LIBRARY_DDL = (ROOT / "deploy" / "initdb" / "10-smart-library.sql").read_text()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,40 @@
+"""The hook's settings: defaults, environment overrides and clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from hook.settings import Settings, SettingsError
+
+
+def test_defaults_serve_the_cms_listener_port() -> None:
+    settings = Settings.from_env({})
+    assert (settings.port, settings.max_body_bytes, settings.host) == (9099, 1048576, "127.0.0.1")
+
+
+def test_a_yoyo_url_is_accepted_as_the_database_url() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql+psycopg://u@h:1/db"})
+    assert settings.database_url == "postgresql://u@h:1/db"
+
+
+def test_values_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {"PORT": "8000", "MAX_BODY_BYTES": "10", "DB_TIMEOUT": "0.5", "LOG_LEVEL": "DEBUG"}
+    )
+    assert (settings.port, settings.max_body_bytes, settings.database_timeout) == (8000, 10, 0.5)
+    assert settings.log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PORT": "ninety"}, "PORT must be a whole number, got 'ninety'"),
+        ({"PORT": "0"}, "PORT must be at least 1, got 0"),
+        ({"MAX_BODY_BYTES": "1.5"}, "MAX_BODY_BYTES must be a whole number, got '1.5'"),
+        ({"DB_TIMEOUT": "soon"}, "DB_TIMEOUT must be a number, got 'soon'"),
+        ({"DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"}, "must not exceed DB_POOL_MAX_SIZE"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_the_variable(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings.from_env(environ)
