@@ -7,6 +7,7 @@ every rule lives in the database.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
+from hook.listener import keep_registered
 from hook.settings import Settings
 
 log = logging.getLogger("hook")
@@ -98,9 +100,16 @@ def create_app(settings: Settings) -> FastAPI:
         # Do not wait for the database: the hook must start (and say 503) while it is down.
         await pool.open(wait=False)
         app.state.pool = pool
+        registration = None
+        if settings.cms_url:
+            registration = asyncio.create_task(
+                keep_registered(settings.cms_url, settings.public_url, settings.register_every)
+            )
         try:
             yield
         finally:
+            if registration is not None:
+                registration.cancel()
             await pool.close()
 
     app = FastAPI(

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from hook.listener import listener_payload
+
 N = TypeVar("N", int, float)
 
 DEFAULT_DATABASE_URL = "postgresql://sync_hook_login@localhost:5432/fragrancedb"
@@ -54,6 +56,9 @@ class Settings:
     database_timeout: float = 5.0
     workers: int = 1
     log_level: str = "info"
+    cms_url: str = ""
+    public_url: str = ""
+    register_every: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,7 +74,19 @@ class Settings:
             database_timeout=_number(env, "DB_TIMEOUT", cls.database_timeout, float, 0.001),
             workers=_number(env, "WORKERS", cls.workers, int, 1),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
+            cms_url=env.get("CMS_URL", ""),
+            public_url=env.get("PUBLIC_URL", ""),
+            register_every=_number(env, "CMS_REGISTER_EVERY", cls.register_every, float, 1.0),
         )
+        if bool(settings.cms_url) != bool(settings.public_url):
+            raise SettingsError(
+                "CMS_URL and PUBLIC_URL go together: set both to register with the CMS, or neither"
+            )
+        if settings.public_url:
+            try:
+                listener_payload(settings.public_url)
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
         if settings.pool_min_size > settings.pool_max_size:
             raise SettingsError(
                 f"DB_POOL_MIN_SIZE ({settings.pool_min_size}) must not exceed "

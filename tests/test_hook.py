@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,61 +13,7 @@ import psycopg
 import pytest
 from conftest import ROOT, Server
 from helpers import body, fragrance, inbox_row
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Hook:
-    """A running ``python -m hook`` process."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def start_hook(database_url: str, tmp_path: Path, **env: str) -> Hook:
-    """Start the hook as the deploy does and wait until it answers."""
-    port = _free_port()
-    log = tmp_path / f"hook-{port}.log"
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PORT": str(port),
-        "DB_TIMEOUT": "2",
-        **env,
-    }
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hook"], cwd=ROOT, env=environment, stdout=out, stderr=out
-        )
-    hook = Hook(process, f"http://127.0.0.1:{port}", log)
-    for _ in range(200):
-        if process.poll() is not None:
-            pytest.fail(f"hook exited early:\n{hook.output()}")
-        try:
-            httpx.get(hook.url + "/healthz", timeout=10)  # any answer, even 503, means up
-            return hook
-        except httpx.ConnectError:
-            time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"hook did not start:\n{hook.output()}")
-
-
-def stop_hook(hook: Hook) -> None:
-    hook.process.terminate()
-    try:
-        hook.process.wait(15)
-    except subprocess.TimeoutExpired:
-        hook.process.kill()
-        raise
+from processes import Hook, free_port, start_hook, stop_hook
 
 
 @pytest.fixture
@@ -161,7 +104,7 @@ def test_healthz_reports_the_database_ok(hook: Hook) -> None:
 
 
 def test_with_the_database_down_the_hook_answers_503_without_a_trace(tmp_path: Path) -> None:
-    down = start_hook(f"postgresql://sync_hook_login@127.0.0.1:{_free_port()}/none", tmp_path)
+    down = start_hook(f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path)
     try:
         answer = httpx.post(down.url + "/notifications", content=b'{"fragrance_id": 1}', timeout=10)
         assert answer.status_code == 503

@@ -1,0 +1,59 @@
+"""Keep the hook registered as the CMS's one webhook listener.
+
+The CMS holds its listener in memory only: after a restart nobody is
+registered and every change is lost until someone registers again. So the
+hook registers at start (retrying until the CMS answers) and again on a
+timer, which also takes the listener back if someone else replaced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from urllib.parse import urlsplit
+
+import httpx
+
+log = logging.getLogger("hook.listener")
+
+
+def listener_payload(public_url: str) -> dict[str, object]:
+    """The CMS's listener body for our public notifications URL.
+
+    The CMS rebuilds the URL as ``host + ":" + port + endpoint``.
+    """
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"PUBLIC_URL must be an http(s) URL, got {public_url!r}")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    endpoint = parts.path or "/notifications"
+    if parts.query:
+        endpoint += "?" + parts.query
+    return {"host": f"{parts.scheme}://{parts.hostname}", "port": port, "endpoint": endpoint}
+
+
+async def register_once(client: httpx.AsyncClient, cms_url: str, public_url: str) -> bool:
+    """Register once; True when the CMS accepted it."""
+    try:
+        answer = await client.post(
+            cms_url.rstrip("/") + "/listener", json=listener_payload(public_url)
+        )
+    except httpx.HTTPError as exc:
+        log.warning("could not reach the CMS at %s to register: %s", cms_url, exc)
+        return False
+    if answer.is_success:
+        return True
+    log.warning("the CMS refused the listener registration: HTTP %d", answer.status_code)
+    return False
+
+
+async def keep_registered(cms_url: str, public_url: str, every: float, retry: float = 2.0) -> None:
+    """Register now (retrying every ``retry`` s), then again every ``every`` s, until cancelled."""
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        registered = False
+        while True:
+            ok = await register_once(client, cms_url, public_url)
+            if ok and not registered:
+                log.info("registered %s as the CMS listener at %s", public_url, cms_url)
+            registered = ok
+            await asyncio.sleep(every if ok else retry)

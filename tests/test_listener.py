@@ -1,0 +1,125 @@
+"""The hook keeps itself registered as the CMS's listener."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from conftest import Server
+from processes import free_port, start_hook, stop_hook
+
+from hook.listener import listener_payload
+
+
+@pytest.mark.parametrize(
+    ("public_url", "payload"),
+    [
+        (
+            "http://smart_library:9099/notifications",
+            {"host": "http://smart_library", "port": 9099, "endpoint": "/notifications"},
+        ),
+        (
+            "https://sync.example.org/notifications/s3cret",
+            {"host": "https://sync.example.org", "port": 443, "endpoint": "/notifications/s3cret"},
+        ),
+        ("http://10.0.0.5", {"host": "http://10.0.0.5", "port": 80, "endpoint": "/notifications"}),
+    ],
+)
+def test_the_listener_body_rebuilds_our_url_by_concatenation(
+    public_url: str, payload: dict[str, object]
+) -> None:
+    assert listener_payload(public_url) == payload
+
+
+def test_the_cms_concatenation_gives_back_our_url() -> None:
+    payload = listener_payload("http://smart_library:9099/notifications")
+    rebuilt = f"{payload['host']}:{payload['port']}{payload['endpoint']}"
+    assert rebuilt == "http://smart_library:9099/notifications"
+
+
+@pytest.mark.parametrize("bad", ["smart_library:9099", "ftp://x/notifications", "http://"])
+def test_a_public_url_that_is_not_http_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="PUBLIC_URL must be an http"):
+        listener_payload(bad)
+
+
+class FakeCms:
+    """Records listener registrations, as the CMS's in-memory listener does."""
+
+    def __init__(self, port: int) -> None:
+        self.registrations: list[dict[str, object]] = []
+        recorded = self.registrations
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("content-length", "0"))
+                recorded.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_for(self, count: int) -> None:
+        for _ in range(300):
+            if len(self.registrations) >= count:
+                return
+            time.sleep(0.05)
+        pytest.fail(f"expected {count} registrations, got {self.registrations}")
+
+
+@pytest.fixture
+def cms_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def registering_hook(server: Server, dbname: str, tmp_path: Path, cms_port: int) -> Iterator[None]:
+    hook = start_hook(
+        server.url(dbname, user="sync_hook_login"),
+        tmp_path,
+        CMS_URL=f"http://127.0.0.1:{cms_port}",
+        PUBLIC_URL="http://smart_library:9099/notifications",
+        CMS_REGISTER_EVERY="1",
+    )
+    yield
+    stop_hook(hook)
+
+
+def test_the_hook_registers_once_the_cms_comes_up(registering_hook: None, cms_port: int) -> None:
+    cms = FakeCms(cms_port)  # the CMS starts after the hook
+    try:
+        cms.wait_for(1)
+        assert cms.registrations[0] == {
+            "host": "http://smart_library",
+            "port": 9099,
+            "endpoint": "/notifications",
+        }
+    finally:
+        cms.stop()
+
+
+def test_the_hook_registers_again_after_the_cms_restarts(
+    registering_hook: None, cms_port: int
+) -> None:
+    first = FakeCms(cms_port)
+    first.wait_for(1)
+    first.stop()  # a restart: the new CMS remembers no listener
+    second = FakeCms(cms_port)
+    try:
+        second.wait_for(1)
+    finally:
+        second.stop()
