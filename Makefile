@@ -15,7 +15,7 @@ export DEBIAN_FRONTEND := noninteractive
 .PHONY: help run test lint migrate postgres-binaries
 
 help:
-	@echo "make run    migrate DATABASE_URL and serve the hook on PORT (default 9099)"
+	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, hook"
 	@echo "make test   lint, then run every test against a throwaway PostgreSQL"
 
 # PostgreSQL server binaries (initdb, postgres) for the throwaway test server.
@@ -50,5 +50,6 @@ migrate: $(STAMP)
 		     "e.g. DATABASE_URL=postgresql://sync_hook_login@localhost/fragrancedb"; exit 2; fi
 	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed 's|^postgresql://|postgresql+psycopg://|')" migrations
 
-run: migrate
-	$(BIN)/python -m hook
+# Embedded PostgreSQL under .local/ unless DATABASE_URL points elsewhere.
+run: postgres-binaries $(STAMP)
+	$(BIN)/python -m devtools.local_stack

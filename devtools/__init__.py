@@ -1,0 +1,1 @@
+"""Tools for developers: a PostgreSQL server we start ourselves, and the local stack."""
