@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
+from hook.guard import DeliveryGuard, GuardCounts
 from hook.listener import keep_registered
 from hook.settings import Settings
 
@@ -116,6 +117,15 @@ def create_app(settings: Settings) -> FastAPI:
         title="fragrance sync hook",
         summary="Receives the CMS's fragrance webhooks and stores each one in sync.inbox.",
         lifespan=lifespan,
+    )
+    app.state.guard_counts = GuardCounts()
+    app.add_middleware(
+        DeliveryGuard,
+        token=settings.notify_token,
+        networks=settings.allowed_networks,
+        rate=settings.rate_limit,
+        burst=settings.rate_burst,
+        counts=app.state.guard_counts,
     )
 
     @app.post(

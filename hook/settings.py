@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from hook.guard import Network
 from hook.listener import listener_payload
 
 N = TypeVar("N", int, float)
+TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,}")
 
 DEFAULT_DATABASE_URL = "postgresql://sync_hook_login@localhost:5432/fragrancedb"
 
@@ -33,6 +37,19 @@ def _number(
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _networks(raw: str) -> tuple[Network, ...]:
+    """Parse ALLOWED_NETWORKS: comma-separated CIDRs, empty for anyone."""
+    networks = []
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"ALLOWED_NETWORKS holds {item!r}, which is not a network such as 10.0.0.0/8"
+            ) from None
+    return tuple(networks)
 
 
 def libpq_url(url: str) -> str:
@@ -59,6 +76,10 @@ class Settings:
     cms_url: str = ""
     public_url: str = ""
     register_every: float = 60.0
+    notify_token: str = ""
+    allowed_networks: tuple[Network, ...] = ()
+    rate_limit: float = 0.0
+    rate_burst: int = 20
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,7 +98,19 @@ class Settings:
             cms_url=env.get("CMS_URL", ""),
             public_url=env.get("PUBLIC_URL", ""),
             register_every=_number(env, "CMS_REGISTER_EVERY", cls.register_every, float, 1.0),
+            notify_token=env.get("NOTIFY_TOKEN", ""),
+            allowed_networks=_networks(env.get("ALLOWED_NETWORKS", "")),
+            rate_limit=_number(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit, float, 0.0),
+            rate_burst=_number(env, "RATE_LIMIT_BURST", cls.rate_burst, int, 1),
         )
+        token = settings.notify_token
+        if token and not TOKEN_PATTERN.fullmatch(token):
+            raise SettingsError(
+                "NOTIFY_TOKEN must be at least 16 characters of A-Z, a-z, 0-9, '-' or '_' "
+                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+            )
+        if token and settings.public_url and not settings.public_url.endswith("/" + token):
+            raise SettingsError("PUBLIC_URL must end with /notifications/<NOTIFY_TOKEN>")
         if bool(settings.cms_url) != bool(settings.public_url):
             raise SettingsError(
                 "CMS_URL and PUBLIC_URL go together: set both to register with the CMS, or neither"
