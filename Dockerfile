@@ -15,6 +15,7 @@ RUN pip install -r requirements.txt
 COPY hook ./hook
 COPY migrations ./migrations
 COPY sql ./sql
+COPY cms_simulator ./cms_simulator
 
 RUN useradd --system --uid 10001 --no-create-home hook
 USER hook

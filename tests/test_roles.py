@@ -92,3 +92,7 @@ def test_migrations_create_the_roles_once(db: psycopg.Connection) -> None:
         "select rolname, rolcanlogin from pg_roles where rolname like 'sync\\_%' order by 1"
     ).fetchall()
     assert roles == [("sync_dba", False), ("sync_hook", False), ("sync_hook_login", True)]
+
+
+def test_the_hooks_commits_always_wait_for_the_disk(hook: psycopg.Connection) -> None:
+    assert hook.execute("show synchronous_commit").fetchone() == ("on",)

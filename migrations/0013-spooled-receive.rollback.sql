@@ -1,0 +1,10 @@
+-- Remove spooled receiving and the hook's commit setting
+do $$
+begin
+    execute format('alter role sync_hook_login in database %I reset synchronous_commit',
+                   current_database());
+end;
+$$;
+drop function sync.receive_spooled(uuid, timestamptz, bytea, text, inet, text);
+drop index sync.inbox_spool_key_idx;
+alter table sync.inbox drop column spool_key;

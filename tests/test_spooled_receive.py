@@ -1,0 +1,42 @@
+"""sync.receive_spooled: a drained delivery is stored once, with its original receipt time."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from helpers import body, fragrance, inbox_row
+
+RECEIVED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def _drain(conn: psycopg.Connection, key: uuid.UUID, data: bytes) -> tuple:
+    return conn.execute(
+        "select inbox_id, status from sync.receive_spooled(%s, %s, %s, 'application/json')",
+        [key, RECEIVED, data],
+    ).fetchone()
+
+
+def test_a_spooled_delivery_keeps_its_receipt_time_and_is_applied(db: psycopg.Connection) -> None:
+    inbox_id, status = _drain(db, uuid.uuid4(), body({"fragrance_id": 7, "cost": 61}))
+    assert status == "applied"
+    assert inbox_row(db, inbox_id)["received_at"] == RECEIVED
+    assert fragrance(db, 7)["cost"] == 61
+
+
+def test_draining_the_same_key_twice_stores_and_applies_it_once(db: psycopg.Connection) -> None:
+    key = uuid.uuid4()
+    first = _drain(db, key, body({"fragrance_id": 7, "cost": 61}))
+    db.execute("select sync.receive(%s)", [body({"fragrance_id": 7, "cost": 62})])
+    again = _drain(db, key, body({"fragrance_id": 7, "cost": 61}))
+    assert again == first
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (2,)
+    assert fragrance(db, 7)["cost"] == 62  # the replay did not bring the old value back
+
+
+def test_a_spooled_delivery_without_its_key_is_refused(db: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error) as caught:
+        _drain(db, None, b"{}")
+    assert caught.value.sqlstate == "FS020"
