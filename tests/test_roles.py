@@ -92,3 +92,13 @@ def test_migrations_create_the_roles_once(db: psycopg.Connection) -> None:
         "select rolname, rolcanlogin from pg_roles where rolname like 'sync\\_%' order by 1"
     ).fetchall()
     assert roles == [("sync_dba", False), ("sync_hook", False), ("sync_hook_login", True)]
+
+
+def test_no_sync_function_is_executable_by_everyone(db: psycopg.Connection) -> None:
+    public = db.execute("""
+        select p.proname from pg_proc as p
+        where p.pronamespace = 'sync'::regnamespace
+          and has_function_privilege('public', p.oid, 'execute')
+        order by 1
+    """).fetchall()
+    assert public == []
