@@ -147,6 +147,7 @@ def test_lost_deliveries_are_found_and_repaired_until_both_catalogs_are_identica
     assert receipts == [("applied", expected[0][2] + 1)]
     assert catalog(db) == catalog(cms)
     assert db.execute(SUMMARY).fetchall() == []
+    assert db.execute("select count(*) from sync.repair()").fetchone() == (0,)
 
 
 def test_the_report_lists_each_differing_field_with_both_values(db: psycopg.Connection) -> None:
