@@ -161,3 +161,18 @@ def tx(server: Server, shared_dbname: str) -> Iterator[psycopg.Connection]:
             yield conn
         finally:
             conn.rollback()
+
+
+@pytest.fixture
+def dba(server: Server, dbname: str, db: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """An autocommit connection as alice, a login granted sync_dba, to this test's database."""
+    db.execute("""
+        do $$ begin
+            if not exists (select from pg_roles where rolname = 'alice') then
+                create role alice login;
+            end if;
+        end $$
+    """)
+    db.execute("grant sync_dba to alice")
+    with psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as conn:
+        yield conn

@@ -20,7 +20,6 @@ import psycopg
 import pytest
 from conftest import ROOT, Server, _clone, load_smart_library
 from helpers import fragrance, raises_sqlstate, receive, set_apply_on_receipt
-from psycopg.rows import dict_row
 
 CATALOG = "select * from public.fragrances order by fragrance_id"
 SUMMARY = "select kind, field, fragrances from sync.drift_summary"
@@ -106,6 +105,13 @@ def load_json(db: psycopg.Connection, rows: list[dict[str, Any]]) -> None:
     db.execute("select sync.load_snapshot(%s::jsonb)", [json.dumps(rows)])
 
 
+def load_library_changed(db: psycopg.Connection, **fields: Any) -> None:
+    """Load the library's own catalog as the snapshot, with fragrance 7's fields changed."""
+    rows = library_rows_as_json(db)
+    rows[7].update(fields)
+    load_json(db, rows)
+
+
 def test_a_snapshot_of_an_identical_cms_shows_no_drift(
     db: psycopg.Connection, server: Server, cms_dbname: str
 ) -> None:
@@ -151,9 +157,7 @@ def test_lost_deliveries_are_found_and_repaired_until_both_catalogs_are_identica
 
 
 def test_the_report_lists_each_differing_field_with_both_values(db: psycopg.Connection) -> None:
-    rows = library_rows_as_json(db)
-    rows[7].update(name="Other", cost=99)
-    load_json(db, rows)
+    load_library_changed(db, name="Other", cost=99)
     drift = db.execute(
         "select fragrance_id, kind, field, cms_value, library_value from sync.drift order by field"
     ).fetchall()
@@ -166,9 +170,7 @@ def test_the_report_lists_each_differing_field_with_both_values(db: psycopg.Conn
 
 
 def test_a_repair_delta_carries_only_the_differing_fields(db: psycopg.Connection) -> None:
-    rows = library_rows_as_json(db)
-    rows[7].update(name="Other", forbidden=True)
-    load_json(db, rows)
+    load_library_changed(db, name="Other", forbidden=True)
     plan = db.execute("select fragrance_id, kind, fields, body from sync.plan_repair()").fetchall()
     assert plan == [
         (
@@ -202,9 +204,7 @@ def test_extra_rows_are_reported_and_never_deleted(db: psycopg.Connection) -> No
 def test_a_repair_is_an_ordinary_delivery_in_the_inbox_and_the_history(
     db: psycopg.Connection,
 ) -> None:
-    rows = library_rows_as_json(db)
-    rows[7]["cost"] = 77
-    load_json(db, rows)
+    load_library_changed(db, cost=77)
     (inbox_id,) = db.execute("select inbox_id from sync.repair()").fetchone() or ()
     stored = db.execute(
         "select convert_from(body, 'UTF8')::jsonb, content_type, user_agent, status"
@@ -224,9 +224,7 @@ def test_a_repair_is_an_ordinary_delivery_in_the_inbox_and_the_history(
 
 
 def test_an_invalid_cms_value_is_quarantined_like_any_delivery(db: psycopg.Connection) -> None:
-    rows = library_rows_as_json(db)
-    rows[7].update(name="n" * 151, cost=3)
-    load_json(db, rows)
+    load_library_changed(db, name="n" * 151, cost=3)
     before = fragrance(db, 7)
     receipt = db.execute("select status, reasons from sync.repair()").fetchone()
     assert receipt is not None and receipt[0] == "rejected"
@@ -238,9 +236,7 @@ def test_an_invalid_cms_value_is_quarantined_like_any_delivery(db: psycopg.Conne
 def test_a_field_set_by_a_delivery_after_the_snapshot_is_left_alone(
     db: psycopg.Connection,
 ) -> None:
-    rows = library_rows_as_json(db)
-    rows[7].update(name="Snapshot name", cost=50)
-    load_json(db, rows)
+    load_library_changed(db, name="Snapshot name", cost=50)
     receive(db, {"fragrance_id": 7, "name": "Newer name"})
     assert db.execute(
         "select field, newer_in_library from sync.drift order by field"
@@ -265,9 +261,7 @@ def test_an_export_taken_before_a_delivery_does_not_undo_it(db: psycopg.Connecti
 def test_repair_without_apply_stages_pending_deliveries_and_keeps_the_setting(
     db: psycopg.Connection,
 ) -> None:
-    rows = library_rows_as_json(db)
-    rows[7]["cost"] = 61
-    load_json(db, rows)
+    load_library_changed(db, cost=61)
     assert db.execute("select status from sync.repair(p_apply => false)").fetchall() == [
         ("pending",)
     ]
@@ -279,9 +273,7 @@ def test_repair_without_apply_stages_pending_deliveries_and_keeps_the_setting(
 
 def test_repair_respects_a_setting_that_already_stages_everything(db: psycopg.Connection) -> None:
     set_apply_on_receipt(db, False)
-    rows = library_rows_as_json(db)
-    rows[7]["cost"] = 61
-    load_json(db, rows)
+    load_library_changed(db, cost=61)
     assert db.execute("select status from sync.repair()").fetchall() == [("pending",)]
     assert db.execute("select apply_on_receipt from sync.settings").fetchone() == (False,)
 
@@ -379,24 +371,16 @@ def test_an_unreachable_cms_database_is_a_clear_error(db: psycopg.Connection) ->
 
 
 def test_a_dba_can_load_report_and_repair(
-    server: Server, dbname: str, db: psycopg.Connection, cms: psycopg.Connection, cms_dbname: str
+    server: Server,
+    db: psycopg.Connection,
+    dba: psycopg.Connection,
+    cms: psycopg.Connection,
+    cms_dbname: str,
 ) -> None:
-    db.execute("""
-        do $$ begin
-            if not exists (select from pg_roles where rolname = 'alice') then
-                create role alice login;
-            end if;
-        end $$
-    """)
-    db.execute("grant sync_dba to alice")
     cms_change(cms, 9, 0)
-    with psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as alice:
-        load_from(alice, server, cms_dbname)
-        assert alice.execute("select count(*) from sync.drift_summary").fetchone() == (5,)
-        with alice.cursor(row_factory=dict_row) as cur:
-            assert cur.execute("select status from sync.repair()").fetchone() == {
-                "status": "applied"
-            }
+    load_from(dba, server, cms_dbname)
+    assert dba.execute("select count(*) from sync.drift_summary").fetchone() == (5,)
+    assert dba.execute("select status from sync.repair()").fetchall() == [("applied",)]
     assert fragrance(db, 9) == fragrance(cms, 9)
 
 

@@ -100,20 +100,6 @@ def test_purge_under_a_day_is_allowed_when_forced(staged: psycopg.Connection) ->
     assert staged.execute("select sync.purge_applied('1 hour', p_force => true)").fetchone() == (4,)
 
 
-@pytest.fixture
-def dba(server: Server, dbname: str, db: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    db.execute("""
-        do $$ begin
-            if not exists (select from pg_roles where rolname = 'alice') then
-                create role alice login;
-            end if;
-        end $$
-    """)
-    db.execute("grant sync_dba to alice")
-    with psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as conn:
-        yield conn
-
-
 def test_a_dba_purges_through_the_function_and_cannot_delete_directly(
     staged: psycopg.Connection, dba: psycopg.Connection
 ) -> None:

@@ -16,20 +16,6 @@ def hook(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-@pytest.fixture
-def dba(server: Server, dbname: str, db: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    db.execute("""
-        do $$ begin
-            if not exists (select from pg_roles where rolname = 'alice') then
-                create role alice login;
-            end if;
-        end $$
-    """)
-    db.execute("grant sync_dba to alice")
-    with psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as conn:
-        yield conn
-
-
 def test_the_hook_can_store_a_delivery_and_read_its_receipt(hook: psycopg.Connection) -> None:
     receipt = hook.execute(
         "select status from sync.receive(%s, 'application/json', '10.0.0.1', 'cms/1')",
