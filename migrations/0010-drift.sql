@@ -287,12 +287,16 @@ declare
     v_source text := format('%s:%s/%s', p_host, p_port, p_dbname);
     v_state text;
     v_message text;
+    v_detail text;
 begin
     if not exists (select from pg_catalog.pg_extension where extname = 'postgres_fdw') then
         raise exception 'postgres_fdw is not installed in this database'
             using errcode = 'FS052',
-                  hint = 'A superuser runs: create extension postgres_fdw schema sync_remote; '
-                      || 'or load an export file instead (docs/readme-drift.md).';
+                  hint = format('A superuser runs: create extension postgres_fdw schema sync_remote; '
+                      'grant usage on foreign data wrapper postgres_fdw to %I; '
+                      'or load an export file instead (docs/readme-drift.md).',
+                      (select r.rolname from pg_catalog.pg_proc as p join pg_catalog.pg_roles as r on r.oid = p.proowner
+                       where p.oid = 'sync.load_snapshot_from_server(text, integer, text, text, text, text, text)'::regprocedure));
     end if;
 
     perform sync._replace_snapshot();
@@ -310,9 +314,11 @@ begin
         execute format('insert into sync.cms_snapshot (fragrance_id, name, description, cost, forbidden, source) '
             'select fragrance_id, name, description, cost, forbidden, %L from sync_remote.cms_fragrances', v_source);
     exception when others then
-        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
+            v_detail = pg_exception_detail;
         raise exception 'could not read %.% from the CMS database at %: % (SQLSTATE %)',
-            p_schema, p_table, v_source, v_message, v_state
+            p_schema, p_table, v_source,
+            v_message || coalesce(': ' || nullif(btrim(v_detail), ''), ''), v_state
             using errcode = 'FS053',
                   hint = 'Check host, port, database, login and password, and that this server may connect there.';
     end;

@@ -40,9 +40,9 @@ class Server:
         port = self.pg.settings["port"]
         return f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
 
-    def yoyo_url(self, dbname: str) -> str:
+    def yoyo_url(self, dbname: str, user: str = "postgres") -> str:
         """The same database as a yoyo URL (psycopg 3 driver)."""
-        return self.url(dbname).replace("postgresql://", "postgresql+psycopg://", 1)
+        return self.url(dbname, user).replace("postgresql://", "postgresql+psycopg://", 1)
 
     def admin(self) -> psycopg.Connection:
         """An autocommit superuser connection to the maintenance database."""
@@ -63,10 +63,13 @@ class Server:
             )
 
 
-def run_yoyo(server: Server, dbname: str, *command: str) -> subprocess.CompletedProcess[str]:
-    """Run the yoyo command line exactly as the deploy pipeline does."""
+def run_yoyo(
+    server: Server, dbname: str, *command: str, user: str = "postgres"
+) -> subprocess.CompletedProcess[str]:
+    """Run the yoyo command line exactly as the deploy pipeline does (as `user`)."""
     yoyo = Path(sys.executable).with_name("yoyo")
-    argv = [str(yoyo), *command, "--batch", "--database", server.yoyo_url(dbname), str(MIGRATIONS)]
+    url = server.yoyo_url(dbname, user)
+    argv = [str(yoyo), *command, "--batch", "--database", url, str(MIGRATIONS)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     return done

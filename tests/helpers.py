@@ -53,8 +53,9 @@ def set_apply_on_receipt(conn: psycopg.Connection, value: bool) -> None:
 
 
 @contextmanager
-def raises_sqlstate(sqlstate: str) -> Iterator[None]:
-    """Expect a database error with exactly this SQLSTATE (ours are FS...)."""
+def raises_sqlstate(sqlstate: str, says: str = "") -> Iterator[None]:
+    """Expect a database error with exactly this SQLSTATE (ours are FS...), saying `says`."""
     with pytest.raises(psycopg.Error) as caught:
         yield
     assert caught.value.sqlstate == sqlstate, caught.value
+    assert says in str(caught.value)

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import ROOT, Server, _clone, load_smart_library
+from conftest import ROOT, Server, _clone, load_smart_library, run_yoyo
 from helpers import fragrance, raises_sqlstate, receive, set_apply_on_receipt
 
 CATALOG = "select * from public.fragrances order by fragrance_id"
@@ -366,7 +366,7 @@ def test_loading_from_the_server_leaves_no_server_mapping_or_password_behind(
 
 
 def test_an_unreachable_cms_database_is_a_clear_error(db: psycopg.Connection) -> None:
-    with raises_sqlstate("FS053"):
+    with raises_sqlstate("FS053", says="127.0.0.1:1/no_such_db: could not connect"):
         db.execute("select sync.load_snapshot_from_server('127.0.0.1', 1, 'no_such_db', 'x', 'y')")
 
 
@@ -388,3 +388,40 @@ def test_without_postgres_fdw_loading_from_a_server_says_what_to_do(db: psycopg.
     db.execute("drop extension postgres_fdw")
     with raises_sqlstate("FS052"):
         db.execute("select sync.load_snapshot_from_server('127.0.0.1', 1, 'cms', 'x')")
+
+
+@pytest.fixture
+def deployed_without_superuser(server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database migrated by its owner, a login with CREATEROLE but not superuser."""
+    with server.admin() as admin:
+        admin.execute("""
+            do $$ begin
+                if not exists (select from pg_roles where rolname = 'deployer') then
+                    create role deployer login createrole;
+                end if;
+            end $$
+        """)
+    for name in _clone(server, "template0", request):
+        with server.admin() as admin:
+            admin.execute(f'alter database "{name}" owner to deployer')
+        run_yoyo(server, name, "apply", user="deployer")
+        yield name
+
+
+def test_a_deploy_without_superuser_leaves_postgres_fdw_to_a_superuser(
+    server: Server, deployed_without_superuser: str, cms_dbname: str
+) -> None:
+    call = "select sync.load_snapshot_from_server('127.0.0.1', %s, %s, 'postgres', 'pw')"
+    args = [server.pg.settings["port"], cms_dbname]
+    url = server.url(deployed_without_superuser, user="deployer")
+    with psycopg.connect(url, autocommit=True) as deployer:
+        with raises_sqlstate("FS052", says="to deployer;"):
+            deployer.execute(call, args)
+        # The two statements the migration's notice and the runbook give a superuser.
+        with psycopg.connect(server.url(deployed_without_superuser), autocommit=True) as su:
+            su.execute("create extension postgres_fdw schema sync_remote")
+            su.execute("grant usage on foreign data wrapper postgres_fdw to deployer")
+        # Now it connects; this test cluster trusts every login, and PostgreSQL
+        # refuses a non-superuser's foreign connection that asks no password.
+        with raises_sqlstate("FS053", says="password is required"):
+            deployer.execute(call, args)
