@@ -202,7 +202,9 @@ begin
         return next;
     end loop;
 
-    update sync.settings set apply_on_receipt = v_apply_on_receipt;
+    if not p_apply then
+        update sync.settings set apply_on_receipt = v_apply_on_receipt;
+    end if;
 end;
 $$;
 comment on function sync.repair(boolean) is
