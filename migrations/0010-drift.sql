@@ -187,8 +187,8 @@ begin
 
     -- Staging (p_apply false) holds the settings row for this transaction
     -- only: other sessions keep applying on receipt as before.
-    select s.apply_on_receipt into v_apply_on_receipt from sync.settings as s for update;
     if not p_apply then
+        select s.apply_on_receipt into v_apply_on_receipt from sync.settings as s for update;
         update sync.settings set apply_on_receipt = false;
     end if;
 
