@@ -343,7 +343,5 @@ grant execute on function
     sync.load_snapshot_from_server(text, integer, text, text, text, text, text)
     to sync_dba;
 
--- 0007's per-schema "alter default privileges ... revoke execute from public"
--- is a no-op (per-schema defaults can only add to the global ones), so new
--- functions are executable by PUBLIC until revoked here.
+-- New functions are executable by PUBLIC (see post-apply.sql): not ours.
 revoke execute on all functions in schema sync from public;

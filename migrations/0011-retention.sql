@@ -58,7 +58,5 @@ comment on function sync.purge_applied(interval, boolean, integer) is
 
 grant execute on function sync.purge_applied(interval, boolean, integer) to sync_dba;
 
--- 0007's per-schema "alter default privileges ... revoke execute from public"
--- is a no-op (per-schema defaults can only add to the global ones), so new
--- functions are executable by PUBLIC until revoked here.
+-- New functions are executable by PUBLIC (see post-apply.sql): not ours.
 revoke execute on all functions in schema sync from public;
