@@ -40,9 +40,9 @@ class Server:
         port = self.pg.settings["port"]
         return f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
 
-    def yoyo_url(self, dbname: str) -> str:
+    def yoyo_url(self, dbname: str, user: str = "postgres") -> str:
         """The same database as a yoyo URL (psycopg 3 driver)."""
-        return self.url(dbname).replace("postgresql://", "postgresql+psycopg://", 1)
+        return self.url(dbname, user).replace("postgresql://", "postgresql+psycopg://", 1)
 
     def admin(self) -> psycopg.Connection:
         """An autocommit superuser connection to the maintenance database."""
@@ -63,10 +63,13 @@ class Server:
             )
 
 
-def run_yoyo(server: Server, dbname: str, *command: str) -> subprocess.CompletedProcess[str]:
-    """Run the yoyo command line exactly as the deploy pipeline does."""
+def run_yoyo(
+    server: Server, dbname: str, *command: str, user: str = "postgres"
+) -> subprocess.CompletedProcess[str]:
+    """Run the yoyo command line exactly as the deploy pipeline does (as `user`)."""
     yoyo = Path(sys.executable).with_name("yoyo")
-    argv = [str(yoyo), *command, "--batch", "--database", server.yoyo_url(dbname), str(MIGRATIONS)]
+    url = server.yoyo_url(dbname, user)
+    argv = [str(yoyo), *command, "--batch", "--database", url, str(MIGRATIONS)]
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     return done
@@ -161,3 +164,18 @@ def tx(server: Server, shared_dbname: str) -> Iterator[psycopg.Connection]:
             yield conn
         finally:
             conn.rollback()
+
+
+@pytest.fixture
+def dba(server: Server, dbname: str, db: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """An autocommit connection as alice, a login granted sync_dba, to this test's database."""
+    db.execute("""
+        do $$ begin
+            if not exists (select from pg_roles where rolname = 'alice') then
+                create role alice login;
+            end if;
+        end $$
+    """)
+    db.execute("grant sync_dba to alice")
+    with psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as conn:
+        yield conn

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.rows import dict_row
 
 
@@ -47,3 +50,12 @@ def inbox_row(conn: psycopg.Connection, inbox_id: int) -> dict[str, Any]:
 def set_apply_on_receipt(conn: psycopg.Connection, value: bool) -> None:
     """Switch processing on receipt on or off (off leaves deliveries pending)."""
     conn.execute("update sync.settings set apply_on_receipt = %s", [value])
+
+
+@contextmanager
+def raises_sqlstate(sqlstate: str, says: str = "") -> Iterator[None]:
+    """Expect a database error with exactly this SQLSTATE (ours are FS...), saying `says`."""
+    with pytest.raises(psycopg.Error) as caught:
+        yield
+    assert caught.value.sqlstate == sqlstate, caught.value
+    assert says in str(caught.value)

@@ -16,20 +16,6 @@ def hook(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-@pytest.fixture
-def dba(server: Server, dbname: str, db: psycopg.Connection) -> Iterator[psycopg.Connection]:
-    db.execute("""
-        do $$ begin
-            if not exists (select from pg_roles where rolname = 'alice') then
-                create role alice login;
-            end if;
-        end $$
-    """)
-    db.execute("grant sync_dba to alice")
-    with psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as conn:
-        yield conn
-
-
 def test_the_hook_can_store_a_delivery_and_read_its_receipt(hook: psycopg.Connection) -> None:
     receipt = hook.execute(
         "select status from sync.receive(%s, 'application/json', '10.0.0.1', 'cms/1')",
@@ -96,3 +82,13 @@ def test_migrations_create_the_roles_once(db: psycopg.Connection) -> None:
 
 def test_the_hooks_commits_always_wait_for_the_disk(hook: psycopg.Connection) -> None:
     assert hook.execute("show synchronous_commit").fetchone() == ("on",)
+
+
+def test_no_sync_function_is_executable_by_everyone(db: psycopg.Connection) -> None:
+    public = db.execute("""
+        select p.proname from pg_proc as p
+        where p.pronamespace = 'sync'::regnamespace
+          and has_function_privilege('public', p.oid, 'execute')
+        order by 1
+    """).fetchall()
+    assert public == []

@@ -1,0 +1,13 @@
+-- Load a JSON export of the CMS catalog into sync.cms_snapshot (replacing it).
+-- Export, on the CMS database:
+--   psql "$CMS_URL" -Atc 'select json_agg(f) from public.fragrances as f' > cms.json
+-- Load, on the smart library database (psql reads the file, so no size limit):
+--   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -v file=cms.json -f sql/load-snapshot-json.sql
+-- Optionally -v taken_at='2026-11-23 21:00Z' when the export is older than now.
+\if :{?taken_at}
+\else
+\set taken_at now
+\endif
+\set rows `cat :'file'`
+select sync.load_snapshot(:'rows'::jsonb, :'file', :'taken_at'::timestamptz) as loaded;
+select * from sync.drift_summary;

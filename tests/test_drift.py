@@ -1,0 +1,427 @@
+"""Drift: a snapshot of the CMS catalog, a report of differences, a repair through the inbox.
+
+A second database of the throwaway cluster plays the CMS database: it starts
+with the same catalog, changes the way the CMS does, and only some of its
+changes are delivered, as when webhooks are lost.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import ROOT, Server, _clone, load_smart_library, run_yoyo
+from helpers import fragrance, raises_sqlstate, receive, set_apply_on_receipt
+
+CATALOG = "select * from public.fragrances order by fragrance_id"
+SUMMARY = "select kind, field, fragrances from sync.drift_summary"
+
+
+def psql_binary() -> str:
+    """The psql client DBAs use, from PATH or beside the server binaries."""
+    found = shutil.which("psql") or next(iter(glob.glob("/usr/lib/postgresql/*/bin/psql")), None)
+    assert found, "psql not found: install postgresql-client (make test installs postgresql)"
+    return found
+
+
+def psql(url: str, *args: str) -> str:
+    """Run psql exactly as a DBA would from a shell; return its output."""
+    done = subprocess.run(
+        [psql_binary(), url, "-X", "-v", "ON_ERROR_STOP=1", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture
+def cms_dbname(server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The CMS's own database: same DDL, same starting catalog, no sync schema."""
+    for name in _clone(server, "template0", request):
+        load_smart_library(server, name)
+        yield name
+
+
+@pytest.fixture
+def cms(server: Server, cms_dbname: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(server.url(cms_dbname), autocommit=True) as conn:
+        yield conn
+
+
+def cms_change(cms: psycopg.Connection, fragrance_id: int, step: int) -> dict[str, Any]:
+    """Change one fragrance as the CMS does and return the delta it would POST."""
+    row = fragrance(cms, fragrance_id)
+    assert row is not None
+    delta: dict[str, Any] = {
+        "fragrance_id": fragrance_id,
+        "description": f"{row['description']}step {step}  ",
+        "forbidden": not row["forbidden"],
+    }
+    if step % 2 == 0:
+        delta["name"] = row["name"] + "HOOOOOOOOOOLAAA"
+    if step % 3 == 0:
+        delta["cost"] = int(row["cost"]) + 5 + step % 6
+    assignments = ", ".join(f"{k} = %({k})s" for k in delta if k != "fragrance_id")
+    cms.execute(
+        f"update public.fragrances set {assignments} where fragrance_id = %(fragrance_id)s", delta
+    )
+    return delta
+
+
+def load_from(db: psycopg.Connection, server: Server, cms_dbname: str) -> int:
+    """Load the snapshot through postgres_fdw from the CMS database in the same cluster."""
+    port = server.pg.settings["port"]
+    row = db.execute(
+        "select sync.load_snapshot_from_server('127.0.0.1', %s, %s, 'postgres')",
+        [port, cms_dbname],
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def catalog(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(CATALOG).fetchall()
+
+
+def library_rows_as_json(db: psycopg.Connection) -> list[dict[str, Any]]:
+    row = db.execute(
+        "select json_agg(f order by fragrance_id) from public.fragrances as f"
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def load_json(db: psycopg.Connection, rows: list[dict[str, Any]]) -> None:
+    db.execute("select sync.load_snapshot(%s::jsonb)", [json.dumps(rows)])
+
+
+def load_library_changed(db: psycopg.Connection, **fields: Any) -> None:
+    """Load the library's own catalog as the snapshot, with fragrance 7's fields changed."""
+    rows = library_rows_as_json(db)
+    rows[7].update(fields)
+    load_json(db, rows)
+
+
+def test_a_snapshot_of_an_identical_cms_shows_no_drift(
+    db: psycopg.Connection, server: Server, cms_dbname: str
+) -> None:
+    assert load_from(db, server, cms_dbname) == 5000
+    assert db.execute(SUMMARY).fetchall() == []
+    assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
+
+
+def test_lost_deliveries_are_found_and_repaired_until_both_catalogs_are_identical(
+    db: psycopg.Connection, cms: psycopg.Connection, server: Server, cms_dbname: str
+) -> None:
+    # 24 changes to 8 fragrances; only every third is delivered, like a flaky network.
+    for step in range(24):
+        delta = cms_change(cms, 100 + step % 8, step)
+        if step % 3 == 0:
+            receive(db, delta)
+    # The CMS gained a fragrance the hook never heard of.
+    cms.execute("insert into public.fragrances values (5000, 'Amber', 'Warm  ', 40, false)")
+    load_from(db, server, cms_dbname)
+
+    # The expected report, worked out in Python from the two catalogs themselves.
+    library = {r[0]: r for r in catalog(db)}
+    fields = ["name", "description", "cost", "forbidden"]
+    differing: dict[str, set[int]] = {f: set() for f in fields}
+    missing = 0
+    for row in catalog(cms):
+        if row[0] not in library:
+            missing += 1
+            continue
+        for i, field in enumerate(fields, start=1):
+            if row[i] != library[row[0]][i]:
+                differing[field].add(row[0])
+    expected = [("differs", None, len(set().union(*differing.values())))]
+    expected += [("differs", f, len(differing[f])) for f in sorted(fields) if differing[f]]
+    expected += [("missing", None, missing)]
+    assert db.execute(SUMMARY).fetchall() == expected
+    assert expected[0][2] > 0 and missing == 1
+    receipts = db.execute("select status, count(*) from sync.repair() group by 1").fetchall()
+    assert receipts == [("applied", expected[0][2] + 1)]
+    assert catalog(db) == catalog(cms)
+    assert db.execute(SUMMARY).fetchall() == []
+    assert db.execute("select count(*) from sync.repair()").fetchone() == (0,)
+
+
+def test_the_report_lists_each_differing_field_with_both_values(db: psycopg.Connection) -> None:
+    load_library_changed(db, name="Other", cost=99)
+    drift = db.execute(
+        "select fragrance_id, kind, field, cms_value, library_value from sync.drift order by field"
+    ).fetchall()
+    old = fragrance(db, 7)
+    assert old is not None
+    assert drift == [
+        (7, "differs", "cost", 99, int(old["cost"])),
+        (7, "differs", "name", "Other", old["name"]),
+    ]
+
+
+def test_a_repair_delta_carries_only_the_differing_fields(db: psycopg.Connection) -> None:
+    load_library_changed(db, name="Other", forbidden=True)
+    plan = db.execute("select fragrance_id, kind, fields, body from sync.plan_repair()").fetchall()
+    assert plan == [
+        (
+            7,
+            "differs",
+            ["forbidden", "name"],
+            {"fragrance_id": 7, "name": "Other", "forbidden": True},
+        )
+    ]
+
+
+def test_a_missing_row_is_repaired_as_a_complete_create(db: psycopg.Connection) -> None:
+    rows = library_rows_as_json(db)
+    new = {"fragrance_id": 6000, "name": "Iris", "description": "", "cost": 2.5, "forbidden": True}
+    load_json(db, [*rows, new])
+    assert db.execute("select kind, fields from sync.plan_repair()").fetchall() == [
+        ("missing", ["name", "description", "cost", "forbidden"])
+    ]
+    db.execute("select sync.repair()")
+    assert fragrance(db, 6000) == {**new, "cost": Decimal("2.5")}
+
+
+def test_extra_rows_are_reported_and_never_deleted(db: psycopg.Connection) -> None:
+    rows = library_rows_as_json(db)
+    load_json(db, [r for r in rows if r["fragrance_id"] not in (3, 4)])
+    assert db.execute(SUMMARY).fetchall() == [("extra", None, 2)]
+    assert db.execute("select count(*) from sync.repair()").fetchone() == (0,)
+    assert fragrance(db, 3) is not None and fragrance(db, 4) is not None
+
+
+def test_a_repair_is_an_ordinary_delivery_in_the_inbox_and_the_history(
+    db: psycopg.Connection,
+) -> None:
+    load_library_changed(db, cost=77)
+    (inbox_id,) = db.execute("select inbox_id from sync.repair()").fetchone() or ()
+    stored = db.execute(
+        "select convert_from(body, 'UTF8')::jsonb, content_type, user_agent, status"
+        " from sync.inbox where id = %s",
+        [inbox_id],
+    ).fetchone()
+    assert stored == (
+        {"fragrance_id": 7, "cost": 77},
+        "application/x-sync-repair",
+        "sync.repair by postgres from json taken " + str(stored[2]).split(" taken ")[1],
+        "applied",
+    )
+    history = db.execute(
+        "select new_values from sync.fragrance_history where inbox_id = %s", [inbox_id]
+    ).fetchall()
+    assert history == [({"cost": 77},)]
+
+
+def test_an_invalid_cms_value_is_quarantined_like_any_delivery(db: psycopg.Connection) -> None:
+    load_library_changed(db, name="n" * 151, cost=3)
+    before = fragrance(db, 7)
+    receipt = db.execute("select status, reasons from sync.repair()").fetchone()
+    assert receipt is not None and receipt[0] == "rejected"
+    assert [r["code"] for r in receipt[1]] == ["name.too_long"]
+    assert fragrance(db, 7) == before
+    assert db.execute("select count(*) from sync.quarantine").fetchone() == (1,)
+
+
+def test_a_field_set_by_a_delivery_after_the_snapshot_is_left_alone(
+    db: psycopg.Connection,
+) -> None:
+    load_library_changed(db, name="Snapshot name", cost=50)
+    receive(db, {"fragrance_id": 7, "name": "Newer name"})
+    assert db.execute(
+        "select field, newer_in_library from sync.drift order by field"
+    ).fetchall() == [("cost", False), ("name", True)]
+    db.execute("select sync.repair()")
+    repaired = fragrance(db, 7)
+    assert repaired is not None
+    assert (repaired["name"], repaired["cost"]) == ("Newer name", 50)
+
+
+def test_an_export_taken_before_a_delivery_does_not_undo_it(db: psycopg.Connection) -> None:
+    receive(db, {"fragrance_id": 7, "name": "Delivered later"})
+    rows = library_rows_as_json(db)
+    rows[7]["name"] = "Exported earlier"
+    db.execute(
+        "select sync.load_snapshot(%s::jsonb, 'cms.json', now() - interval '1 hour')",
+        [json.dumps(rows)],
+    )
+    assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
+
+
+def test_repair_without_apply_stages_pending_deliveries_and_keeps_the_setting(
+    db: psycopg.Connection,
+) -> None:
+    load_library_changed(db, cost=61)
+    assert db.execute("select status from sync.repair(p_apply => false)").fetchall() == [
+        ("pending",)
+    ]
+    assert db.execute("select apply_on_receipt from sync.settings").fetchone() == (True,)
+    assert fragrance(db, 7)["cost"] != 61  # type: ignore[index]
+    db.execute("select sync.apply_pending()")
+    assert fragrance(db, 7)["cost"] == 61  # type: ignore[index]
+
+
+def test_repair_respects_a_setting_that_already_stages_everything(db: psycopg.Connection) -> None:
+    set_apply_on_receipt(db, False)
+    load_library_changed(db, cost=61)
+    assert db.execute("select status from sync.repair()").fetchall() == [("pending",)]
+    assert db.execute("select apply_on_receipt from sync.settings").fetchone() == (False,)
+
+
+def test_repair_without_a_snapshot_is_refused(db: psycopg.Connection) -> None:
+    with raises_sqlstate("FS050"):
+        db.execute("select sync.repair()")
+
+
+@pytest.mark.parametrize(
+    "snapshot",
+    [
+        pytest.param({"fragrance_id": 1}, id="not an array"),
+        pytest.param([1, 2], id="not objects"),
+        pytest.param([{"name": "x"}], id="no id"),
+        pytest.param([{"fragrance_id": 1}, {"fragrance_id": 1}], id="duplicate id"),
+        pytest.param([{"fragrance_id": 1, "cost": "cheap"}], id="cost not a number"),
+        pytest.param([{"fragrance_id": 1, "forbidden": "maybe"}], id="forbidden not boolean"),
+    ],
+)
+def test_a_malformed_json_snapshot_is_refused(db: psycopg.Connection, snapshot: Any) -> None:
+    with raises_sqlstate("FS051"):
+        db.execute("select sync.load_snapshot(%s::jsonb)", [json.dumps(snapshot)])
+
+
+def test_loading_a_snapshot_replaces_the_previous_one(db: psycopg.Connection) -> None:
+    load_json(db, [{"fragrance_id": 1, "name": "a"}, {"fragrance_id": 2, "name": "b"}])
+    load_json(db, [{"fragrance_id": 3, "name": "c"}])
+    assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(3,)]
+
+
+def test_the_documented_csv_one_liners_export_and_load_a_snapshot(
+    db: psycopg.Connection, cms: psycopg.Connection, server: Server, cms_dbname: str, tmp_path: Path
+) -> None:
+    cms_change(cms, 42, 0)
+    export = tmp_path / "cms.csv"
+    psql(
+        server.url(cms_dbname),
+        "-c",
+        f"\\copy public.fragrances (fragrance_id, name, description, cost, forbidden)"
+        f" to '{export}' csv header",
+    )
+    psql(
+        server.url(db.info.dbname),
+        "-1",
+        "-c",
+        "truncate sync.cms_snapshot",
+        "-c",
+        f"\\copy sync.cms_snapshot (fragrance_id, name, description, cost, forbidden)"
+        f" from '{export}' csv header",
+    )
+    assert db.execute("select count(*) from sync.cms_snapshot").fetchone() == (5000,)
+    assert db.execute(
+        "select kind, fragrances from sync.drift_summary where field is null"
+    ).fetchall() == [("differs", 1)]
+
+
+def test_the_documented_json_script_loads_a_snapshot(
+    db: psycopg.Connection, cms: psycopg.Connection, server: Server, cms_dbname: str, tmp_path: Path
+) -> None:
+    cms_change(cms, 42, 0)
+    export = tmp_path / "cms.json"
+    export.write_text(
+        psql(server.url(cms_dbname), "-Atc", "select json_agg(f) from public.fragrances as f")
+    )
+    psql(
+        server.url(db.info.dbname),
+        "-v",
+        f"file={export}",
+        "-f",
+        str(ROOT / "sql" / "load-snapshot-json.sql"),
+    )
+    assert db.execute("select count(*), min(source) from sync.cms_snapshot").fetchone() == (
+        5000,
+        str(export),
+    )
+    assert db.execute("select count(distinct fragrance_id) from sync.drift").fetchone() == (1,)
+
+
+def test_loading_from_the_server_leaves_no_server_mapping_or_password_behind(
+    db: psycopg.Connection, server: Server, cms_dbname: str
+) -> None:
+    load_from(db, server, cms_dbname)
+    leftovers = db.execute("""
+        select (select count(*) from pg_foreign_server)
+             + (select count(*) from pg_user_mappings)
+             + (select count(*) from pg_foreign_table)
+    """).fetchone()
+    assert leftovers == (0,)
+
+
+def test_an_unreachable_cms_database_is_a_clear_error(db: psycopg.Connection) -> None:
+    with raises_sqlstate("FS053", says="127.0.0.1:1/no_such_db: could not connect"):
+        db.execute("select sync.load_snapshot_from_server('127.0.0.1', 1, 'no_such_db', 'x', 'y')")
+
+
+def test_a_dba_can_load_report_and_repair(
+    server: Server,
+    db: psycopg.Connection,
+    dba: psycopg.Connection,
+    cms: psycopg.Connection,
+    cms_dbname: str,
+) -> None:
+    cms_change(cms, 9, 0)
+    load_from(dba, server, cms_dbname)
+    assert dba.execute("select count(*) from sync.drift_summary").fetchone() == (5,)
+    assert dba.execute("select status from sync.repair()").fetchall() == [("applied",)]
+    assert fragrance(db, 9) == fragrance(cms, 9)
+
+
+def test_without_postgres_fdw_loading_from_a_server_says_what_to_do(db: psycopg.Connection) -> None:
+    db.execute("drop extension postgres_fdw")
+    with raises_sqlstate("FS052"):
+        db.execute("select sync.load_snapshot_from_server('127.0.0.1', 1, 'cms', 'x')")
+
+
+@pytest.fixture
+def deployed_without_superuser(server: Server, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database migrated by its owner, a login with CREATEROLE but not superuser."""
+    with server.admin() as admin:
+        admin.execute("""
+            do $$ begin
+                if not exists (select from pg_roles where rolname = 'deployer') then
+                    create role deployer login createrole;
+                end if;
+            end $$
+        """)
+    for name in _clone(server, "template0", request):
+        with server.admin() as admin:
+            admin.execute(f'alter database "{name}" owner to deployer')
+        run_yoyo(server, name, "apply", user="deployer")
+        yield name
+
+
+def test_a_deploy_without_superuser_leaves_postgres_fdw_to_a_superuser(
+    server: Server, deployed_without_superuser: str, cms_dbname: str
+) -> None:
+    call = "select sync.load_snapshot_from_server('127.0.0.1', %s, %s, 'postgres', 'pw')"
+    args = [server.pg.settings["port"], cms_dbname]
+    url = server.url(deployed_without_superuser, user="deployer")
+    with psycopg.connect(url, autocommit=True) as deployer:
+        with raises_sqlstate("FS052", says="to deployer;"):
+            deployer.execute(call, args)
+        # The two statements the migration's notice and the runbook give a superuser.
+        with psycopg.connect(server.url(deployed_without_superuser), autocommit=True) as su:
+            su.execute("create extension postgres_fdw schema sync_remote")
+            su.execute("grant usage on foreign data wrapper postgres_fdw to deployer")
+        # Now it connects; this test cluster trusts every login, and PostgreSQL
+        # refuses a non-superuser's foreign connection that asks no password.
+        with raises_sqlstate("FS053", says="password is required"):
+            deployer.execute(call, args)

@@ -1,0 +1,210 @@
+"""Retention: purging old applied deliveries, and the indexes that keep a big inbox fast."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import Server, _clone
+from helpers import body, raises_sqlstate, receive
+
+INBOX_ROWS = 200_000
+
+
+def old_delivery(db: psycopg.Connection, status: str, age: str) -> int:
+    """An inbox row received `age` ago with the given outcome (as the owner, bypassing the hook)."""
+    row = db.execute(
+        "insert into sync.inbox (received_at, body, status) values (now() - %s::interval, %s, %s)"
+        " returning id",
+        [age, body({"fragrance_id": 7}), status],
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def remaining(db: psycopg.Connection) -> list[tuple[str, int]]:
+    return db.execute("select status, count(*) from sync.inbox group by 1 order by 1").fetchall()
+
+
+@pytest.fixture
+def staged(db: psycopg.Connection) -> psycopg.Connection:
+    """One old and one recent delivery of each status; deliveries are only stored, not processed."""
+    db.execute("update sync.settings set apply_on_receipt = false")
+    for status in ("pending", "applied", "ignored", "rejected", "discarded"):
+        old_delivery(db, status, "40 days")
+        old_delivery(db, status, "2 days")
+    return db
+
+
+def test_purge_deletes_only_applied_and_ignored_deliveries_older_than_the_age(
+    staged: psycopg.Connection,
+) -> None:
+    assert staged.execute("select sync.purge_applied('30 days')").fetchone() == (2,)
+    assert remaining(staged) == [
+        ("applied", 1),
+        ("discarded", 2),
+        ("ignored", 1),
+        ("pending", 2),
+        ("rejected", 2),
+    ]
+
+
+def test_purge_with_a_limit_takes_the_oldest_first(staged: psycopg.Connection) -> None:
+    oldest = old_delivery(staged, "applied", "50 days")
+    assert staged.execute("select sync.purge_applied('30 days', p_limit => 1)").fetchone() == (1,)
+    assert staged.execute("select count(*) from sync.inbox where id = %s", [oldest]).fetchone() == (
+        0,
+    )
+    assert staged.execute("select sync.purge_applied('30 days', p_limit => 10)").fetchone() == (2,)
+
+
+def test_purge_keeps_the_history_of_what_the_purged_deliveries_changed(
+    db: psycopg.Connection,
+) -> None:
+    inbox_id = receive(db, {"fragrance_id": 7, "cost": 42})["inbox_id"]
+    history = db.execute("select * from sync.fragrance_history order by id").fetchall()
+    assert db.execute("select sync.purge_applied('0', p_force => true)").fetchone() == (1,)
+    assert db.execute("select count(*) from sync.inbox where id = %s", [inbox_id]).fetchone() == (
+        0,
+    )
+    assert db.execute("select * from sync.fragrance_history order by id").fetchall() == history
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "select sync.purge_applied('23 hours')",
+        "select sync.purge_applied('0')",
+        "select sync.purge_applied(null)",
+        "select sync.purge_applied('-1 day', p_force => true)",
+        "select sync.purge_applied(null, p_force => true)",
+    ],
+)
+def test_purge_refuses_a_risky_age_with_its_own_sqlstate(
+    staged: psycopg.Connection, call: str
+) -> None:
+    before = remaining(staged)
+    with raises_sqlstate("FS055"):
+        staged.execute(call)
+    assert remaining(staged) == before
+
+
+def test_purge_refuses_a_limit_below_one(staged: psycopg.Connection) -> None:
+    with raises_sqlstate("FS004"):
+        staged.execute("select sync.purge_applied('30 days', p_limit => 0)")
+
+
+def test_purge_under_a_day_is_allowed_when_forced(staged: psycopg.Connection) -> None:
+    assert staged.execute("select sync.purge_applied('1 hour', p_force => true)").fetchone() == (4,)
+
+
+def test_a_dba_purges_through_the_function_and_cannot_delete_directly(
+    staged: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        dba.execute("delete from sync.inbox")
+    assert dba.execute("select sync.purge_applied('30 days')").fetchone() == (2,)
+
+
+def test_the_hook_cannot_purge(server: Server, dbname: str) -> None:
+    with (
+        psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as hook,
+        pytest.raises(psycopg.errors.InsufficientPrivilege),
+    ):
+        hook.execute("select sync.purge_applied('30 days')")
+
+
+# --- The index plan at size -------------------------------------------------------------
+
+# A big inbox: 100 days of deliveries, one every 43 seconds; nearly all applied or
+# ignored, a rejected one in 2,000, a discarded one in 20,000, the newest 50 pending.
+BIG_INBOX = """
+    insert into sync.inbox (received_at, body, fragrance_id, status, attempts)
+    select now() - (%(n)s - i) * interval '43 seconds',
+           convert_to('{"fragrance_id": ' || i %% 5000 || ', "forbidden": true}', 'UTF8'),
+           i %% 5000,
+           case when i > %(n)s - 50 then 'pending'
+                when i %% 20000 = 0 then 'discarded'
+                when i %% 2000 = 0 then 'rejected'
+                when i %% 10 = 0 then 'ignored'
+                else 'applied' end,
+           1
+    from generate_series(1, %(n)s) as i
+"""
+
+# The hot paths, as the sync functions and the DBA views run them.
+HOT_PATHS: list[tuple[str, str, str]] = [
+    (
+        "pending queue",
+        "select id from sync.inbox where status = 'pending' order by id limit 1000"
+        " for update skip locked",
+        "inbox_pending_idx",
+    ),
+    ("quarantine listing", "select * from sync.quarantine", "inbox_rejected_idx"),
+    (
+        "one fragrance's deliveries",
+        "select * from sync.inbox where fragrance_id = 7 order by id desc limit 20",
+        "inbox_fragrance_idx",
+    ),
+    (
+        "purge by age",
+        "delete from sync.inbox where received_at < now() - interval '97 days'"
+        " and status in ('applied', 'ignored')",
+        "inbox_received_at_idx",
+    ),
+    (
+        "purge a batch of the oldest",
+        "delete from sync.inbox where id = any (array(select id from sync.inbox"
+        " where received_at < now() - interval '97 days' and status in ('applied', 'ignored')"
+        " order by received_at limit 10000))",
+        "inbox_received_at_idx",
+    ),
+    (
+        "newest delivery, for health",
+        "select max(received_at) from sync.inbox",
+        "inbox_received_at_idx",
+    ),
+    (
+        "inbox position at a time, for drift",
+        "select id from sync.inbox where received_at <= now() - interval '3 days'"
+        " order by received_at desc limit 1",
+        "inbox_received_at_idx",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def big_inbox(
+    server: Server, adopted_template: str, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    for name in _clone(server, adopted_template, request):
+        with psycopg.connect(server.url(name), autocommit=True) as conn:
+            conn.execute("alter table sync.inbox disable trigger _200_process_on_receipt")
+            conn.execute(BIG_INBOX, {"n": INBOX_ROWS})
+            conn.execute("alter table sync.inbox enable trigger _200_process_on_receipt")
+            conn.execute("analyze sync.inbox")
+        yield name
+
+
+def plan_nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+@pytest.mark.parametrize(
+    ("query", "index"), [pytest.param(q, i, id=name) for name, q, i in HOT_PATHS]
+)
+def test_a_hot_path_uses_its_index_not_a_scan_of_the_inbox(
+    server: Server, big_inbox: str, query: str, index: str
+) -> None:
+    with psycopg.connect(server.url(big_inbox)) as conn:
+        row = conn.execute(f"explain (format json) {query}").fetchone()
+        conn.rollback()
+    assert row is not None
+    nodes = list(plan_nodes(row[0][0]["Plan"]))
+    scans = {(n["Node Type"], n.get("Relation Name"), n.get("Index Name")) for n in nodes}
+    assert not [s for s in scans if s[0] == "Seq Scan" and s[1] == "inbox"], scans
+    assert index in {n.get("Index Name") for n in nodes}, scans
