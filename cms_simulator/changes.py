@@ -61,7 +61,8 @@ def encode(payload: Any) -> bytes:
 
 
 # Chaos: deliveries the real CMS does not send but another CMS, a proxy or a
-# bug could. Each returns the exact bytes to send.
+# bug could. Each returns the exact bytes to send; ``n`` picks the variant in
+# turn, so every variant of a kind is sent once in as many uses.
 
 #: One poisoned field per invalid delivery: (field, value) pairs.
 _INVALID_VALUES: tuple[tuple[str, Any], ...] = (
@@ -103,9 +104,9 @@ _UNKNOWN_FIELDS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def invalid(delta: dict[str, Any], rng: Random) -> bytes:
-    """The delta with one field replaced by a value the CMS's database would refuse."""
-    field, value = rng.choice(_INVALID_VALUES)
+def invalid(delta: dict[str, Any], n: int) -> bytes:
+    """The delta with one field replaced by a value the data rules refuse."""
+    field, value = _INVALID_VALUES[n % len(_INVALID_VALUES)]
     return encode({**delta, field: value})
 
 
@@ -114,12 +115,13 @@ def unknown_id(delta: dict[str, Any], absent_id: int) -> bytes:
     return encode({**delta, "fragrance_id": absent_id})
 
 
-def unknown_field(delta: dict[str, Any], rng: Random) -> bytes:
+def unknown_field(delta: dict[str, Any], n: int) -> bytes:
     """The real delta plus a key the rules do not know (schema drift)."""
-    field, value = rng.choice(_UNKNOWN_FIELDS)
+    field, value = _UNKNOWN_FIELDS[n % len(_UNKNOWN_FIELDS)]
     return encode({**delta, field: value})
 
 
-def malformed(fragrance_id: int, rng: Random) -> bytes:
+def malformed(fragrance_id: int, n: int) -> bytes:
     """A body that is not valid JSON, not UTF-8, ambiguous, empty or not an object."""
-    return rng.choice(_MALFORMED_BODIES).replace(b"{id}", str(fragrance_id).encode())
+    body = _MALFORMED_BODIES[n % len(_MALFORMED_BODIES)]
+    return body.replace(b"{id}", str(fragrance_id).encode())

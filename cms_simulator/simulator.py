@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import json
 import logging
@@ -87,6 +88,7 @@ class Simulator:
         self._lock = asyncio.Lock()
         self._seq = 0
         self._held: Delivery | None = None
+        self._chaos_used: collections.Counter[str] = collections.Counter()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._http: httpx.AsyncClient | None = None
         self._journal: IO[str] | None = None
@@ -111,11 +113,13 @@ class Simulator:
         self._ticker = asyncio.create_task(self._run(), name="cms-simulator-ticker")
 
     async def stop(self) -> None:
-        """Cancel the ticker, then close the HTTP client, the journal and the database."""
+        """Cancel the ticker, send a held change, close the HTTP client, journal and database."""
         if self._ticker is not None:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
+        if self._http is not None:
+            await self.flush()
         if self._http is not None:
             await self._http.aclose()
         if self._journal is not None:
@@ -238,7 +242,14 @@ class Simulator:
         return (highest[0] if highest else -1) + 1 + self._chaos_rng.randrange(1000)
 
     def _pick_chaos(self) -> str | None:
+        """A chaos kind for this tick, or None; never while nobody listens.
+
+        So the first change, made before anyone can listen, is never sent
+        later by ``out_of_order``, and a seed repeats the chaos of a run.
+        """
         kinds = sorted(self.settings.chaos)
+        if self.listener is None:
+            return None
         if kinds and self._chaos_rng.random() < self.settings.chaos_probability:
             return self._chaos_rng.choice(kinds)
         return None
@@ -247,20 +258,22 @@ class Simulator:
         fragrance_id = delta["fragrance_id"]
         real = Delivery(tick, fragrance_id, changes.encode(delta), None, True)
         kind = self._pick_chaos()
+        n = self._chaos_used[kind]
+        self._chaos_used[kind] += 1
         extra: Delivery | None = None
         if kind == "unknown_field":
-            body = changes.unknown_field(delta, self._chaos_rng)
+            body = changes.unknown_field(delta, n)
             real = Delivery(tick, fragrance_id, body, kind, True)
         elif kind == "duplicate":
             extra = Delivery(tick, fragrance_id, real.body, kind, True)
         elif kind == "invalid":
-            body = changes.invalid(delta, self._chaos_rng)
+            body = changes.invalid(delta, n)
             extra = Delivery(tick, fragrance_id, body, kind, False)
         elif kind == "unknown_id":
             absent = await self._absent_id()
             extra = Delivery(tick, absent, changes.unknown_id(delta, absent), kind, False)
         elif kind == "malformed":
-            body = changes.malformed(fragrance_id, self._chaos_rng)
+            body = changes.malformed(fragrance_id, n)
             extra = Delivery(tick, fragrance_id, body, kind, False)
         elif kind == "out_of_order" and self._held is None:
             # Hold this change back; it goes out together with the next one, after it.
