@@ -10,22 +10,20 @@ are off unless set.
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import contextlib
-import json
 import logging
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import psycopg
 from psycopg import sql
 
 from cms_simulator import changes
+from cms_simulator.journal import Entry, Journal, body_fields
 from cms_simulator.settings import Settings
 
 log = logging.getLogger("cms_simulator")
@@ -62,14 +60,6 @@ class Counters:
     no_listener: int = 0
 
 
-def _body_text(body: bytes) -> tuple[str, str]:
-    """The body for the journal: as text when it is UTF-8, else base64."""
-    try:
-        return body.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(body).decode("ascii"), "base64"
-
-
 class Simulator:
     """One CMS: call ``start`` once, then it ticks on its own until ``stop``."""
 
@@ -91,7 +81,7 @@ class Simulator:
         self._chaos_used: collections.Counter[str] = collections.Counter()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._http: httpx.AsyncClient | None = None
-        self._journal: IO[str] | None = None
+        self._journal: Journal | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     # Lifecycle
@@ -106,7 +96,7 @@ class Simulator:
             timeout=self.settings.send_timeout, headers={"user-agent": USER_AGENT}
         )
         if self.settings.journal:
-            self._journal = open(self.settings.journal, "a", encoding="utf-8")  # noqa: SIM115
+            self._journal = Journal(self.settings.journal)
         # The real CMS changes a fragrance the moment it starts: nobody can listen yet.
         if self.settings.count != 0:
             await self.tick()
@@ -197,12 +187,11 @@ class Simulator:
                         "fragrance_id": None,
                         "chaos": None,
                         "committed": False,
-                        "body": None,
-                        "body_encoding": None,
+                        **body_fields(None),
                         "listener": self.listener,
+                        "outcome": "not_sent",
                         "status": None,
                         "error": self.broken,
-                        "outcome": "not_sent",
                     }
                 )
                 await self.flush()
@@ -215,7 +204,10 @@ class Simulator:
         async with conn.transaction():
             cursor = await conn.execute("select count(*) from public.fragrances")
             total = await cursor.fetchone()
-            offset = self._change_rng.randrange(total[0] if total else 0)
+            if not total or total[0] == 0:
+                # The real CMS cannot change a fragrance it does not have either.
+                raise psycopg.DataError("the CMS database holds no fragrance to change")
+            offset = self._change_rng.randrange(total[0])
             cursor = await conn.execute(
                 "select fragrance_id, name, description, cost, forbidden"
                 " from public.fragrances order by fragrance_id offset %s limit 1 for update",
@@ -299,16 +291,15 @@ class Simulator:
     async def _send(self, delivery: Delivery) -> None:
         """POST one body to the listener: no retry, the answer's status is only recorded."""
         self._seq += 1
-        text, encoding = _body_text(delivery.body)
-        entry: dict[str, Any] = {
+        entry: Entry = {
             "seq": self._seq,
             "tick": delivery.tick,
             "fragrance_id": delivery.fragrance_id,
             "chaos": delivery.chaos,
             "committed": delivery.committed,
-            "body": text,
-            "body_encoding": encoding,
+            **body_fields(delivery.body),
             "listener": self.listener,
+            "outcome": None,
             "status": None,
             "error": None,
         }
@@ -332,12 +323,9 @@ class Simulator:
                 entry.update(outcome="answered", status=answer.status_code)
         self._write_journal(entry)
 
-    def _write_journal(self, entry: dict[str, Any]) -> None:
-        if self._journal is None:
-            return
-        entry = {"at": datetime.now(UTC).isoformat(timespec="microseconds"), **entry}
-        self._journal.write(json.dumps(entry) + "\n")
-        self._journal.flush()
+    def _write_journal(self, entry: Entry) -> None:
+        if self._journal is not None:
+            self._journal.write(entry)
 
     def status(self) -> dict[str, Any]:
         """The simulator's state for ``GET /`` (not part of the real CMS's API)."""

@@ -9,7 +9,6 @@ arrives. A few tests run ``python -m cms_simulator`` as the deploy does.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import signal
@@ -34,6 +33,8 @@ from test_hook import _free_port
 
 from cms_simulator.app import Listener, create_app
 from cms_simulator.changes import DESCRIPTION_SUFFIX, NAME_SUFFIX
+from cms_simulator.journal import apply_changes, body_bytes, committed_changes
+from cms_simulator.journal import read as journal
 from cms_simulator.settings import CHAOS_KINDS, Settings, SettingsError
 from cms_simulator.simulator import Simulator
 
@@ -173,26 +174,9 @@ async def cms(settings: Settings) -> AsyncIterator[tuple[Simulator, httpx.AsyncC
         yield app.state.simulator, client
 
 
-def journal(path: Path) -> list[Row]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def body_bytes(entry: Row) -> bytes:
-    """The exact bytes a journal line says were sent."""
-    if entry["body_encoding"] == "base64":
-        return base64.b64decode(entry["body"])
-    return entry["body"].encode()
-
-
 def fold(catalog: dict[int, Row], entries: list[Row]) -> dict[int, Row]:
-    """The catalog with every committed change of a journal applied, in tick order."""
-    state = {i: dict(r) for i, r in catalog.items()}
-    committed = {e["tick"]: json.loads(body_bytes(e)) for e in entries if e["committed"]}
-    for tick in sorted(committed):
-        delta = committed[tick]
-        row = state[delta["fragrance_id"]]
-        row.update({k: v for k, v in delta.items() if k in row})
-    return state
+    """The catalog with every committed change of a journal applied, in order."""
+    return apply_changes(catalog, committed_changes(entries))
 
 
 # Endpoints and the listener.
