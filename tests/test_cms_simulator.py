@@ -122,7 +122,8 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        serve.start()
 
     def cms_row(self, body: bytes) -> Row | None:
         """The CMS's row for the delivery's fragrance, read as it arrives."""
@@ -463,6 +464,18 @@ async def test_once_broken_it_fails_even_after_the_data_is_fixed(
         await simulator.tick()
         assert simulator.broken is None
     assert len(receiver.received) == 1
+
+
+async def test_with_no_fragrance_left_a_tick_fails_like_a_refused_commit(
+    cms_url: str, receiver: Receiver
+) -> None:
+    async with cms(settings_for(cms_url)) as (simulator, client):
+        with psycopg.connect(cms_url, autocommit=True) as conn:
+            conn.execute("delete from public.fragrances")
+        await client.post("/listener", json=listener_for(receiver.port))
+        await simulator.tick()
+        assert "no fragrance to change" in (simulator.broken or "")
+    assert receiver.received == []
 
 
 # Fire and forget.
