@@ -36,9 +36,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # The first change is made here, before the server accepts any request.
-        await simulator.start()
         try:
+            # The first change is made here, before the server accepts any request.
+            await simulator.start()
             yield
         finally:
             await simulator.stop()

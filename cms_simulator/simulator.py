@@ -110,7 +110,6 @@ class Simulator:
                 await self._ticker
         if self._http is not None:
             await self.flush()
-        if self._http is not None:
             await self._http.aclose()
         if self._journal is not None:
             self._journal.close()

@@ -761,15 +761,26 @@ def test_sigterm_stops_it_cleanly_while_it_ticks(cms_url: str, tmp_path: Path) -
     assert "Application shutdown complete" in output
 
 
-def test_a_bad_setting_stops_it_with_a_clear_message() -> None:
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"CHAOS": "fire"}, "cms_simulator: bad setting: CHAOS holds unknown kinds fire"),
+        (
+            {"CMS_DATABASE_URL": f"postgresql://cms@127.0.0.1:{_free_port()}/cms"},
+            "CMS_DATABASE_URL cannot be reached",
+        ),
+    ],
+)
+def test_it_refuses_to_start_with_a_clear_message(environ: dict[str, str], message: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "cms_simulator"],
         cwd=ROOT,
-        env={**os.environ, "CHAOS": "fire"},
+        env={**os.environ, **environ},
         capture_output=True,
         text=True,
         timeout=30,
         check=False,
     )
     assert done.returncode == 2
-    assert "cms_simulator: bad setting: CHAOS holds unknown kinds fire" in done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
