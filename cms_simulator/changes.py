@@ -111,8 +111,18 @@ def invalid(delta: dict[str, Any], n: int) -> bytes:
 
 
 def unknown_id(delta: dict[str, Any], absent_id: int) -> bytes:
-    """The delta aimed at a fragrance that does not exist."""
-    return encode({**delta, "fragrance_id": absent_id})
+    """The delta's description and forbidden, aimed at a fragrance that does not exist.
+
+    Never all four fields: a full delta for a new id would create the
+    fragrance in the smart library, which is not an error.
+    """
+    return encode(
+        {
+            "fragrance_id": absent_id,
+            "description": delta["description"],
+            "forbidden": delta["forbidden"],
+        }
+    )
 
 
 def unknown_field(delta: dict[str, Any], n: int) -> bytes:
