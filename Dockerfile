@@ -1,4 +1,4 @@
-# One slim image for the hook, the one-shot migration command and the CMS simulator.
+# One slim image for the hook and for the one-shot migration command.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,10 +15,10 @@ RUN pip install -r requirements.txt
 COPY hook ./hook
 COPY migrations ./migrations
 COPY sql ./sql
-# The CMS simulator (compose service cms_simulator) creates its table from the contract's DDL.
 COPY cms_simulator ./cms_simulator
-COPY deploy/initdb/10-smart-library.sql ./deploy/initdb/10-smart-library.sql
 
+# The CMS simulator creates its table from the contract's DDL when it is missing.
+COPY deploy/initdb/10-smart-library.sql ./deploy/initdb/10-smart-library.sql
 RUN useradd --system --uid 10001 --no-create-home hook
 USER hook
 

@@ -12,12 +12,11 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint migrate postgres-binaries cms-simulator
+.PHONY: help run test lint migrate postgres-binaries
 
 help:
 	@echo "make run    migrate DATABASE_URL and serve the hook on PORT (default 9099)"
 	@echo "make test   lint, then run every test against a throwaway PostgreSQL"
-	@echo "make cms-simulator  serve the CMS simulator on PORT (default 9090) against CMS_DATABASE_URL"
 
 # PostgreSQL server binaries (initdb, postgres) for the throwaway test server.
 postgres-binaries:
@@ -53,7 +52,3 @@ migrate: $(STAMP)
 
 run: migrate
 	$(BIN)/python -m hook
-
-# A stand-in for the CMS (see docs/decisions/0005-cms-simulator.md); settings from the environment.
-cms-simulator: $(STAMP)
-	$(BIN)/python -m cms_simulator

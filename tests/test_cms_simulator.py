@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +30,6 @@ import psycopg
 import pytest
 from conftest import ROOT, Server, _clone
 from psycopg.rows import dict_row
-from test_hook import _free_port
 
 from cms_simulator.app import Listener, create_app
 from cms_simulator.changes import DESCRIPTION_SUFFIX, NAME_SUFFIX
@@ -133,6 +133,13 @@ def receiver(cms_url: str) -> Iterator[Receiver]:
     running = Receiver(cms_url)
     yield running
     running.close()
+
+
+def _free_port() -> int:
+    """A TCP port nobody listens on right now (tests/processes.py has one on main)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def listener_for(port: int, endpoint: str = "/notifications") -> dict[str, Any]:
