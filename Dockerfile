@@ -17,6 +17,8 @@ COPY migrations ./migrations
 COPY sql ./sql
 COPY cms_simulator ./cms_simulator
 
+# The CMS simulator creates its table from the contract's DDL when it is missing.
+COPY deploy/initdb/10-smart-library.sql ./deploy/initdb/10-smart-library.sql
 RUN useradd --system --uid 10001 --no-create-home hook
 USER hook
 

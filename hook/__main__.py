@@ -2,36 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
-import uvicorn
-
-from hook.settings import Settings, SettingsError
-
-
-def main() -> int:
-    """Check the settings, then serve until stopped."""
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"hook: bad setting: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    uvicorn.run(
-        "hook.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
-    return 0
-
+from hook.serve import serve
+from hook.settings import Settings
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(serve("hook", Settings.from_env, "hook.app:app_from_env"))

@@ -19,7 +19,7 @@ DEFAULT_DATABASE_URL = "postgresql://sync_hook_login@localhost:5432/fragrancedb"
 
 
 class SettingsError(ValueError):
-    """An environment variable holds a value the hook cannot use."""
+    """An environment variable holds a value the program (hook or CMS simulator) cannot use."""
 
 
 def _number(

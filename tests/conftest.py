@@ -141,6 +141,21 @@ def bare_dbname(server: Server, request: pytest.FixtureRequest) -> Iterator[str]
     yield from _clone(server, "template0", request)
 
 
+@pytest.fixture(scope="session")
+def cms_template(server: Server) -> str:
+    """The CMS's own database: its table and the 5,000-row catalog, no migrations."""
+    server.create_database("tpl_cms")
+    load_smart_library(server, "tpl_cms")
+    return "tpl_cms"
+
+
+@pytest.fixture
+def cms_url(server: Server, cms_template: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh clone of the CMS's database for one test (for the CMS simulator), as a URL."""
+    for name in _clone(server, cms_template, request):
+        yield server.url(name)
+
+
 @pytest.fixture
 def db(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
     """A superuser autocommit connection to this test's adopted database."""

@@ -1,0 +1,1 @@
+"""A stand-in for the third-party CMS: ticks, a webhook listener, and optional chaos."""
