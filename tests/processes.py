@@ -1,4 +1,4 @@
-"""Real processes for tests: the hook as the deploy runs it."""
+"""Real processes for tests: the hook and the CMS simulator, as the deploy runs them."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ def free_port() -> int:
 
 
 @dataclass
-class Hook:
-    """A running ``python -m hook`` process."""
+class Service:
+    """A running ``python -m <module>`` process (the hook, the CMS simulator)."""
 
     process: subprocess.Popen[bytes]
     url: str
@@ -34,38 +34,48 @@ class Hook:
         return self.log.read_text(errors="replace")
 
 
-def start_hook(database_url: str, tmp_path: Path, **env: str) -> Hook:
-    """Start the hook as the deploy does and wait until it answers."""
-    port = free_port()
-    log = tmp_path / f"hook-{port}.log"
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PORT": str(port),
-        "DB_TIMEOUT": "2",
-        **env,
-    }
+Hook = Service
+
+
+def start_service(
+    module: str, tmp_path: Path, ready: str, port: int | None = None, **env: str
+) -> Service:
+    """Start ``python -m module`` on a port and wait until ``ready`` answers at all."""
+    port = port or free_port()
+    log = tmp_path / f"{module}-{port}.log"
+    environment = {**os.environ, "PORT": str(port), **env}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "hook"], cwd=ROOT, env=environment, stdout=out, stderr=out
+            [sys.executable, "-m", module], cwd=ROOT, env=environment, stdout=out, stderr=out
         )
-    hook = Hook(process, f"http://127.0.0.1:{port}", log)
+    service = Service(process, f"http://127.0.0.1:{port}", log)
     for _ in range(200):
         if process.poll() is not None:
-            pytest.fail(f"hook exited early:\n{hook.output()}")
+            pytest.fail(f"{module} exited early:\n{service.output()}")
         try:
-            httpx.get(hook.url + "/healthz", timeout=10)  # any answer, even 503, means up
-            return hook
+            httpx.get(service.url + ready, timeout=10)  # any answer, even 503, means up
+            return service
         except httpx.ConnectError:
             time.sleep(0.05)
     process.kill()
-    pytest.fail(f"hook did not start:\n{hook.output()}")
+    pytest.fail(f"{module} did not start:\n{service.output()}")
 
 
-def stop_hook(hook: Hook) -> None:
-    hook.process.terminate()
+def start_hook(database_url: str, tmp_path: Path, port: int | None = None, **env: str) -> Hook:
+    """Start the hook as the deploy does and wait until it answers."""
+    return start_service(
+        "hook", tmp_path, "/healthz", port, DATABASE_URL=database_url, DB_TIMEOUT="2", **env
+    )
+
+
+def stop_service(service: Service) -> None:
+    """SIGTERM, and insist that it stops within 15 s."""
+    service.process.terminate()
     try:
-        hook.process.wait(15)
+        service.process.wait(15)
     except subprocess.TimeoutExpired:
-        hook.process.kill()
+        service.process.kill()
         raise
+
+
+stop_hook = stop_service
