@@ -28,7 +28,7 @@ def test_every_delivery_answered_2xx_survives_a_sigkill_mid_load(
     def post(n: int) -> None:
         data = body({"fragrance_id": n % 50, "cost": n, "description": f"load {n}"})
         try:
-            answer = httpx.post(hook.url + "/notifications", content=data, timeout=10)
+            answer = client.post("/notifications", content=data)
         except httpx.HTTPError:
             return  # no answer: the CMS would not count it as delivered either
         if answer.status_code == 202:
@@ -38,7 +38,8 @@ def test_every_delivery_answered_2xx_survives_a_sigkill_mid_load(
                     hook.process.send_signal(signal.SIGKILL)
                     killed.set()
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
+    client = httpx.Client(base_url=hook.url, timeout=10)
+    with client, ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(post, range(300)))
     hook.process.wait(10)
 
