@@ -47,3 +47,15 @@ def inbox_row(conn: psycopg.Connection, inbox_id: int) -> dict[str, Any]:
 def set_apply_on_receipt(conn: psycopg.Connection, value: bool) -> None:
     """Switch processing on receipt on or off (off leaves deliveries pending)."""
     conn.execute("update sync.settings set apply_on_receipt = %s", [value])
+
+
+def deliver_at(conn: psycopg.Connection, received_at: Any, raw: bytes | dict[str, Any]) -> int:
+    """Store one delivery as if received at a chosen moment (the clock is in the data); its id."""
+    data = body(raw) if isinstance(raw, dict) else raw
+    row = conn.execute(
+        "insert into sync.inbox (received_at, body, content_type)"
+        " values (%s, %s, 'application/json') returning id",
+        [received_at, data],
+    ).fetchone()
+    assert row is not None
+    return row[0]
