@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
+from hook import metrics
+from hook import status as status_page
 from hook.settings import Settings
 
 log = logging.getLogger("hook")
@@ -108,6 +110,8 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Receives the CMS's fragrance webhooks and stores each one in sync.inbox.",
         lifespan=lifespan,
     )
+    metrics.install(app)
+    status_page.install(app)
 
     @app.post(
         "/notifications",
@@ -151,6 +155,7 @@ def create_app(settings: Settings) -> FastAPI:
         except psycopg.Error as exc:
             log.error("database refused a delivery of %d bytes: %s", len(data), exc)
             return _problem(500, "the database refused the delivery; see the hook's log")
+        metrics.observe_receipt(request, len(data), status, reasons)
         return {"inbox_id": inbox_id, "status": status, "reasons": reasons}
 
     @app.get("/healthz", responses={503: {"model": Problem}})

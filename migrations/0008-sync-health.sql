@@ -263,7 +263,11 @@ begin
     end if;
     v_since := date_trunc('minute', p_now) - make_interval(hours => p_hours) + interval '1 minute';
     return jsonb_build_object(
-        'health', (select to_jsonb(h) from sync.health_at(p_now) as h),
+        'health', (select to_jsonb(h) || jsonb_build_object(
+                              'last_received_age_words', sync._say_interval(h.last_received_age),
+                              'oldest_pending_age_words', sync._say_interval(h.oldest_pending_age),
+                              'typical_interval_words', sync._say_interval(h.typical_interval))
+                   from sync.health_at(p_now) as h),
         'settings', (select jsonb_build_object(
                          'expected_interval_seconds', extract(epoch from s.expected_interval),
                          'silence_warn_after', sync._say_interval(s.silence_warn_after),
