@@ -24,7 +24,7 @@ log = logging.getLogger("hook.status")
 
 REPORT = "select sync.status_report(now(), %s, %s)"
 HOURS = 3
-LATEST = 20
+LATEST = 10
 #: The page reloads itself this often (a meta refresh: no script needed).
 REFRESH_SECONDS = 30
 SECURITY_HEADERS = {

@@ -37,7 +37,7 @@ comment on column sync.settings.reject_share_warn is
 create index inbox_received_at_idx on sync.inbox (received_at);
 
 -- sync._say_interval
--- Renders an interval for people: '18 s', '3 min 5 s', '2 h 10 min', '3 d 4 h'.
+-- Renders an interval for people: '18 s', '3 min 5 s', '2 min', '2 h 10 min', '3 d 4 h'.
 create function sync._say_interval(p_interval interval) returns text
     language sql
     immutable
@@ -45,9 +45,9 @@ create function sync._say_interval(p_interval interval) returns text
 as $$
     select case
         when s is null then 'never'
-        when s >= 86400 then format('%s d %s h', floor(s / 86400), floor(mod(s, 86400) / 3600))
-        when s >= 3600 then format('%s h %s min', floor(s / 3600), floor(mod(s, 3600) / 60))
-        when s >= 60 then format('%s min %s s', floor(s / 60), floor(mod(s, 60)))
+        when s >= 86400 then format('%s d', floor(s / 86400)) || coalesce(' ' || nullif(floor(mod(s, 86400) / 3600), 0) || ' h', '')
+        when s >= 3600 then format('%s h', floor(s / 3600)) || coalesce(' ' || nullif(floor(mod(s, 3600) / 60), 0) || ' min', '')
+        when s >= 60 then format('%s min', floor(s / 60)) || coalesce(' ' || nullif(floor(mod(s, 60)), 0) || ' s', '')
         else format('%s s', floor(greatest(s, 0)))
     end
     from (select extract(epoch from p_interval) as s) as x;
@@ -324,3 +324,8 @@ grant execute on function
     sync.metrics(),
     sync.status_report(timestamptz, integer, integer)
     to sync_hook;
+
+-- 0007's ALTER DEFAULT PRIVILEGES IN SCHEMA cannot take EXECUTE away from PUBLIC
+-- (per-schema defaults only add to the global ones), so every new function is
+-- executable by anyone with USAGE on sync, the hook included. Take it away here.
+revoke execute on all functions in schema sync from public;

@@ -163,3 +163,8 @@ grant execute on function
     sync.revert(bigint),
     sync.fragrance_at(integer, timestamptz)
     to sync_dba;
+
+-- 0007's ALTER DEFAULT PRIVILEGES IN SCHEMA cannot take EXECUTE away from PUBLIC
+-- (per-schema defaults only add to the global ones), so every new function is
+-- executable by anyone with USAGE on sync, the hook included. Take it away here.
+revoke execute on all functions in schema sync from public;

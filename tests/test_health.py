@@ -160,6 +160,9 @@ def test_the_view_answers_one_row_for_now(tx: psycopg.Connection) -> None:
         ("185 seconds", "3 min 5 s"),
         ("2 hours 10 minutes 3 seconds", "2 h 10 min"),
         ("3 days 4 hours", "3 d 4 h"),
+        ("2 minutes", "2 min"),
+        ("1 hour 30 seconds", "1 h"),
+        ("2 days", "2 d"),
     ],
 )
 def test_intervals_are_said_in_words(tx: psycopg.Connection, interval: str, words: str) -> None:
