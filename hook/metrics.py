@@ -21,13 +21,23 @@ from typing import Any
 
 import psycopg
 from fastapi import FastAPI, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 
 log = logging.getLogger("hook.metrics")
+
+# The *_created series double the output and no dashboard of ours reads them.
+disable_created_metrics()
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

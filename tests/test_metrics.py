@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from conftest import Server
 from helpers import body
@@ -33,64 +34,84 @@ def _post(hook: Hook, data: bytes) -> int:
     return httpx.post(hook.url + "/notifications", content=data, timeout=10).status_code
 
 
-@pytest.fixture
-def hook(server: Server, dbname: str, tmp_path: Path) -> Iterator[Hook]:
+@pytest.fixture(scope="module")
+def hook(
+    server: Server, shared_dbname: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hook]:
+    """One hook for the module: each test compares two scrapes, so counts add up safely."""
     running = start_hook(
-        server.url(dbname, user="sync_hook_login"), tmp_path, MAX_BODY_BYTES="4096"
+        server.url(shared_dbname, user="sync_hook_login"),
+        tmp_path_factory.mktemp("hook"),
+        MAX_BODY_BYTES="4096",
     )
     yield running
     stop_hook(running)
 
 
+def _growth(before: Samples, after: Samples, name: str, label: str) -> dict[str, float]:
+    """How much each labelled series of one metric grew between two scrapes."""
+    return {
+        dict(labels)[label]: value - before.get((metric, labels), 0)
+        for (metric, labels), value in after.items()
+        if metric == name
+    }
+
+
 def test_deliveries_are_counted_by_outcome(hook: Hook) -> None:
+    before = scrape(hook)
     assert _post(hook, body({"fragrance_id": 7, "cost": 5})) == 202
     assert _post(hook, body({"fragrance_id": 7, "cost": -1})) == 202
     assert _post(hook, b"x" * 5000) == 413
-    samples = scrape(hook)
-    counted = {
-        status: samples[("fragrance_sync_deliveries_total", frozenset({("status", status)}))]
-        for status in ("applied", "ignored", "rejected", "pending", "too_large", "unavailable")
-    }
-    assert counted == {
+    grown = _growth(before, scrape(hook), "fragrance_sync_deliveries_total", "status")
+    assert grown == {
         "applied": 1,
         "ignored": 0,
         "rejected": 1,
         "pending": 0,
         "too_large": 1,
         "unavailable": 0,
+        "error": 0,
     }
 
 
 def test_rejects_are_counted_by_reason_code(hook: Hook) -> None:
+    before = scrape(hook)
     _post(hook, body({"fragrance_id": 7, "cost": -1, "name": " "}))
     _post(hook, body({"fragrance_id": 8, "cost": -2}))
     _post(hook, body({"fragrance_id": 8, "cost": 2, "colour": "red"}))
-    rejects = {
-        dict(labels)["code"]: value
-        for (name, labels), value in scrape(hook).items()
-        if name == "fragrance_sync_rejects_total"
-    }
-    assert rejects == {"cost.negative": 2, "name.blank": 1}
+    grown = _growth(before, scrape(hook), "fragrance_sync_rejects_total", "code")
+    assert {code: n for code, n in grown.items() if n} == {"cost.negative": 2, "name.blank": 1}
 
 
 def test_latency_and_body_size_are_histograms(hook: Hook) -> None:
     data = body({"fragrance_id": 7, "cost": 5})
+    before = scrape(hook)
     _post(hook, data)
     _post(hook, data)
-    samples = scrape(hook)
+    after = scrape(hook)
     route = frozenset({("route", "/notifications")})
-    assert samples[("fragrance_sync_request_duration_seconds_count", route)] == 2
-    assert samples[("fragrance_sync_request_duration_seconds_sum", route)] > 0
-    assert samples[("fragrance_sync_delivery_body_bytes_count", frozenset())] == 2
-    assert samples[("fragrance_sync_delivery_body_bytes_sum", frozenset())] == 2 * len(data)
+
+    def grew(name: str, labels: frozenset[tuple[str, str]] = frozenset()) -> float:
+        return after[(name, labels)] - before.get((name, labels), 0)
+
+    assert grew("fragrance_sync_request_duration_seconds_count", route) == 2
+    assert grew("fragrance_sync_request_duration_seconds_sum", route) > 0
+    assert grew("fragrance_sync_delivery_body_bytes_count") == 2
+    assert grew("fragrance_sync_delivery_body_bytes_sum") == 2 * len(data)
 
 
-def test_backlog_health_and_silence_come_from_the_database(hook: Hook) -> None:
+def test_backlog_health_and_silence_come_from_the_database(
+    hook: Hook, server: Server, shared_dbname: str
+) -> None:
     _post(hook, body({"fragrance_id": 7, "cost": -1}))
     samples = scrape(hook)
+    with psycopg.connect(server.url(shared_dbname)) as conn:
+        verdict, quarantined = conn.execute(
+            "select verdict, quarantined from sync.health"
+        ).fetchone()
     assert samples[("fragrance_sync_database_up", frozenset())] == 1
     assert samples[("fragrance_sync_pending_deliveries", frozenset())] == 0
-    assert samples[("fragrance_sync_quarantined_deliveries", frozenset())] == 1
+    assert samples[("fragrance_sync_quarantined_deliveries", frozenset())] == quarantined > 0
     assert samples[("fragrance_sync_last_delivery_age_seconds", frozenset())] >= 0
     assert samples[("fragrance_sync_last_delivery_timestamp_seconds", frozenset())] > 1.7e9
     verdicts = {
@@ -98,7 +119,7 @@ def test_backlog_health_and_silence_come_from_the_database(hook: Hook) -> None:
         for (name, labels), value in samples.items()
         if name == "fragrance_sync_health"
     }
-    assert verdicts == {"ok": 0, "warn": 1, "critical": 0}  # one reject in one delivery
+    assert verdicts == {v: (1 if v == verdict else 0) for v in ("ok", "warn", "critical")}
 
 
 def test_the_spool_depth_is_exported_as_zero_since_there_is_no_spool(hook: Hook) -> None:
