@@ -91,6 +91,7 @@ declare
     v_oldest_pending timestamptz;
     v_rejected_last_hour bigint;
     v_warnings text[] := '{}';
+    v_missed numeric;
 begin
     select * into v_settings from sync.settings;
     v_report.checked_at := p_now;
@@ -146,6 +147,7 @@ begin
           group by r ->> 'field') as u;
 
     -- The verdict: silence first (the CMS fails without a word), then lag and rejects.
+    v_missed := floor(extract(epoch from v_report.last_received_age) / extract(epoch from v_settings.expected_interval));
     if v_report.last_received_at is null then
         v_report.verdict := 'warn';
         v_warnings := v_warnings || 'no delivery has ever been received: register the listener with the CMS (POST /listener)'::text;
@@ -154,13 +156,13 @@ begin
         v_report.reason := format(
             'no delivery for %s, about %s changes missed (critical after %s): the CMS is down, stuck on a change its database refuses, or no longer has our listener registered',
             sync._say_interval(v_report.last_received_age),
-            floor(extract(epoch from v_report.last_received_age) / extract(epoch from v_settings.expected_interval)),
+            v_missed,
             sync._say_interval(v_settings.silence_critical_after));
     elsif v_report.last_received_age >= v_settings.silence_warn_after then
         v_warnings := v_warnings || format(
             'no delivery for %s, about %s changes missed (warn after %s, critical after %s)',
             sync._say_interval(v_report.last_received_age),
-            floor(extract(epoch from v_report.last_received_age) / extract(epoch from v_settings.expected_interval)),
+            v_missed,
             sync._say_interval(v_settings.silence_warn_after),
             sync._say_interval(v_settings.silence_critical_after));
     end if;
