@@ -176,3 +176,27 @@ def test_the_metrics_snapshot_holds_counts_only(tx: psycopg.Connection) -> None:
         "select verdict, seconds_since_last_delivery, pending, quarantined from sync.metrics()"
     ).fetchone()
     assert snapshot == ("warn", 30.0, 0, 1)
+
+
+def test_the_status_report_counts_deliveries_per_minute_with_empty_minutes(
+    tx: psycopg.Connection,
+) -> None:
+    deliver_at(tx, T0 + timedelta(seconds=5), {"fragrance_id": 1, "cost": 2})
+    deliver_at(tx, T0 + timedelta(seconds=40), {"fragrance_id": 1, "cost": -2})
+    deliver_at(tx, T0 + timedelta(minutes=2), {"fragrance_id": 1, "cost": 3})
+    report = tx.execute(
+        "select sync.status_report(%s, 1, 5)", [T0 + timedelta(minutes=2, seconds=30)]
+    ).fetchone()[0]
+    minutes = report["per_minute"]
+    assert len(minutes) == 60
+    assert [(m["deliveries"], m["rejected"]) for m in minutes[-3:]] == [(2, 1), (0, 0), (1, 0)]
+    assert [d["status"] for d in report["latest"]] == ["applied", "rejected", "applied"]
+    [reject] = report["rejects"]
+    assert (reject["code"], reject["deliveries"]) == ("cost.negative", 1)
+    assert reject["example_body"] == '{"fragrance_id": 1, "cost": -2}'
+
+
+def test_the_status_report_refuses_an_unbounded_window(tx: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error) as refused:
+        tx.execute("select sync.status_report(now(), 10000, 5)")
+    assert refused.value.sqlstate == "FS004"

@@ -151,3 +151,16 @@ def test_a_fragrance_created_later_or_deleted_earlier_has_no_row(db: psycopg.Con
     t1 = _now(db)
     db.execute("delete from public.fragrances where fragrance_id = 9000")
     assert (_at(db, 9000, t0), _at(db, 9000, t1), _at(db, 9000, _now(db))) == (None, new, None)
+
+
+def test_a_previous_null_is_left_alone_since_a_change_cannot_carry_it(
+    db: psycopg.Connection,
+) -> None:
+    db.execute("update public.fragrances set description = null where fragrance_id = 7")
+    change = receive(db, {"fragrance_id": 7, "description": "Filled in", "cost": 99})
+    result = _revert(db, change["inbox_id"])
+    assert fragrance(db, 7)["description"] == "Filled in"
+    assert result["left_alone"] == {
+        "description": "its previous value was null, which a change cannot carry; set it by hand"
+    }
+    assert list(result["restored"]) == ["cost"]
