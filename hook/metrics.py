@@ -77,8 +77,15 @@ KNOWN_CODES = frozenset(
 )
 #: Outcomes of a stored delivery, as sync.receive answers them.
 STORED = ("applied", "ignored", "rejected", "pending")
-#: Outcomes of a delivery the hook could not store, by HTTP status.
-REFUSED = {413: "too_large", 503: "unavailable", 500: "error"}
+#: Outcomes of a delivery the hook did not store, by HTTP status (403 and 429 come
+#: from a guard in front of the route, when there is one).
+REFUSED = {
+    403: "forbidden",
+    413: "too_large",
+    429: "rate_limited",
+    503: "unavailable",
+    500: "error",
+}
 #: Routes timed under their own label; anything else is "other".
 ROUTES = frozenset({"/notifications", "/metrics", "/status", "/healthz"})
 VERDICTS = ("ok", "warn", "critical")
@@ -108,7 +115,8 @@ class HookMetrics:
         self.deliveries = Counter(
             "fragrance_sync_deliveries",
             "Deliveries answered by this hook process, by outcome: applied, ignored, rejected, "
-            "pending (stored) or too_large, unavailable, error (not stored).",
+            "pending (stored) or forbidden, too_large, rate_limited, unavailable, error "
+            "(not stored).",
             ["status"],
             registry=self.registry,
         )
@@ -200,6 +208,13 @@ class _DatabaseSnapshot(Collector):
             )
 
 
+def _route(path: str) -> str:
+    """The route label of a path; a secret suffix on /notifications never reaches a label."""
+    if path.startswith("/notifications/"):
+        return "/notifications"
+    return path if path in ROUTES else "other"
+
+
 class _Timing:
     """ASGI middleware: times every request and counts deliveries that were not stored."""
 
@@ -223,7 +238,7 @@ class _Timing:
         try:
             await self.app(scope, receive, send_and_watch)
         finally:
-            route = scope["path"] if scope["path"] in ROUTES else "other"
+            route = _route(scope["path"])
             self.metrics.request_duration.labels(route).observe(time.perf_counter() - started)
             if route == "/notifications" and scope["method"] == "POST" and answered in REFUSED:
                 self.metrics.deliveries.labels(REFUSED[answered]).inc()

@@ -12,7 +12,6 @@ drop view sync.health;
 drop function sync.health_at(timestamptz);
 drop type sync.health_report;
 drop function sync._say_interval(interval);
-drop index sync.inbox_received_at_idx;
 alter table sync.settings
     drop constraint settings_reject_share_is_a_share,
     drop constraint settings_pending_warn_positive,

@@ -33,8 +33,11 @@ comment on column sync.settings.pending_warn_after is
 comment on column sync.settings.reject_share_warn is
     'When at least this share (0 to 1) of the last hour''s deliveries is rejected, sync.health turns to warn.';
 
--- Health is judged on received_at ranges: the last delivery before a moment, the last hour, the last day.
-create index inbox_received_at_idx on sync.inbox (received_at);
+-- Health is judged on received_at ranges (the last delivery before a moment, the last
+-- hour, the last day). The index that serves them, sync.inbox_received_at_idx, is
+-- created by 0011-retention on main (purges walk the same column); creating it here too
+-- would make whichever of the two runs second fail. Without it health is still
+-- right, only slower on a large inbox.
 
 -- sync._say_interval
 -- Renders an interval for people: '18 s', '3 min 5 s', '2 min', '2 h 10 min', '3 d 4 h'.

@@ -13,7 +13,7 @@ from helpers import body
 from prometheus_client.parser import text_string_to_metric_families
 from test_hook import Hook, _free_port, start_hook, stop_hook
 
-from hook.metrics import KNOWN_CODES, HookMetrics, code_label
+from hook.metrics import KNOWN_CODES, HookMetrics, _route, code_label
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -71,6 +71,8 @@ def test_deliveries_are_counted_by_outcome(hook: Hook) -> None:
         "too_large": 1,
         "unavailable": 0,
         "error": 0,
+        "forbidden": 0,
+        "rate_limited": 0,
     }
 
 
@@ -135,7 +137,9 @@ def test_every_label_value_comes_from_a_fixed_list(hook: Hook) -> None:
             "ignored",
             "rejected",
             "pending",
+            "forbidden",
             "too_large",
+            "rate_limited",
             "unavailable",
             "error",
         },
@@ -175,3 +179,16 @@ def test_with_the_database_down_metrics_still_answer_and_say_so(tmp_path: Path) 
     assert samples[("fragrance_sync_database_up", frozenset())] == 0
     assert samples[("fragrance_sync_deliveries_total", frozenset({("status", "unavailable")}))] == 1
     assert ("fragrance_sync_pending_deliveries", frozenset()) not in samples
+
+
+@pytest.mark.parametrize(
+    ("path", "label"),
+    [
+        ("/notifications", "/notifications"),
+        ("/notifications/s3cret-token", "/notifications"),
+        ("/status", "/status"),
+        ("/wp-login.php", "other"),
+    ],
+)
+def test_a_path_becomes_a_bounded_route_label(path: str, label: str) -> None:
+    assert _route(path) == label
