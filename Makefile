@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint migrate postgres-binaries
+.PHONY: help run test lint migrate postgres-binaries chromium
 
 help:
 	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, hook"
@@ -23,6 +23,13 @@ postgres-binaries:
 	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		echo "Installing PostgreSQL server binaries with apt-get..."; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+# Headless Chromium, for the status page test that renders it as a person sees it.
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+		echo "Installing chromium and chromium-driver with apt-get..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
 $(STAMP): requirements.txt requirements-dev.txt
@@ -38,7 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: postgres-binaries $(STAMP) lint
+test: postgres-binaries chromium $(STAMP) lint
 	$(BIN)/pytest
 
 # Migrations need the owner's login; the hook then runs as DATABASE_URL's login.

@@ -20,6 +20,8 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
+from hook import metrics
+from hook import status as status_page
 from hook.guard import DeliveryGuard, GuardCounts
 from hook.listener import keep_registered
 from hook.settings import Settings
@@ -127,6 +129,8 @@ def create_app(settings: Settings) -> FastAPI:
         burst=settings.rate_burst,
         counts=app.state.guard_counts,
     )
+    metrics.install(app)
+    status_page.install(app)
 
     @app.post(
         "/notifications",
@@ -170,6 +174,7 @@ def create_app(settings: Settings) -> FastAPI:
         except psycopg.Error as exc:
             log.error("database refused a delivery of %d bytes: %s", len(data), exc)
             return _problem(500, "the database refused the delivery; see the hook's log")
+        metrics.observe_receipt(request, len(data), status, reasons)
         return {"inbox_id": inbox_id, "status": status, "reasons": reasons}
 
     @app.get("/healthz", responses={503: {"model": Problem}})

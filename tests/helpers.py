@@ -59,3 +59,15 @@ def raises_sqlstate(sqlstate: str, says: str = "") -> Iterator[None]:
         yield
     assert caught.value.sqlstate == sqlstate, caught.value
     assert says in str(caught.value)
+
+
+def deliver_at(conn: psycopg.Connection, received_at: Any, raw: bytes | dict[str, Any]) -> int:
+    """Store one delivery as if received at a chosen moment (the clock is in the data); its id."""
+    data = body(raw) if isinstance(raw, dict) else raw
+    row = conn.execute(
+        "insert into sync.inbox (received_at, body, content_type)"
+        " values (%s, %s, 'application/json') returning id",
+        [received_at, data],
+    ).fetchone()
+    assert row is not None
+    return row[0]

@@ -64,7 +64,11 @@ def start_service(
 def start_hook(database_url: str, tmp_path: Path, port: int | None = None, **env: str) -> Hook:
     """Start the hook as the deploy does and wait until it answers."""
     return start_service(
-        "hook", tmp_path, "/healthz", port, DATABASE_URL=database_url, DB_TIMEOUT="2", **env
+        "hook",
+        tmp_path,
+        "/healthz",
+        port,
+        **{"DATABASE_URL": database_url, "DB_TIMEOUT": "2", **env},
     )
 
 

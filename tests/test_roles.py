@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from conftest import Server
-from helpers import body
+from helpers import body, receive
 
 
 @pytest.fixture
@@ -92,3 +92,38 @@ def test_no_sync_function_is_executable_by_everyone(db: psycopg.Connection) -> N
         order by 1
     """).fetchall()
     assert public == []
+
+
+def test_the_hook_can_read_the_metrics_and_the_status_page_data(hook: psycopg.Connection) -> None:
+    assert hook.execute("select pending from sync.metrics()").fetchone() == (0,)
+    report = hook.execute("select sync.status_report()").fetchone()[0]
+    assert report["health"]["verdict"] == "warn"  # nothing received yet
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "select * from sync.health",
+        "select * from sync.health_at(now())",
+        "select sync._say_interval('1 minute')",
+        "select sync._preview('\\x7b7d')",
+        "select sync.revert(1)",
+        "select * from sync.fragrance_at(7, now())",
+    ],
+)
+def test_the_hook_cannot_run_health_undo_or_history(
+    hook: psycopg.Connection, statement: str
+) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        hook.execute(statement)
+
+
+def test_a_dba_can_read_health_revert_and_look_back(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    assert dba.execute("select count(*) from sync.health").fetchone() == (1,)
+    change = receive(db, {"fragrance_id": 7, "cost": 42})
+    assert dba.execute("select status from sync.revert(%s)", [change["inbox_id"]]).fetchone() == (
+        "applied",
+    )
+    assert dba.execute("select count(*) from sync.fragrance_at(7, now())").fetchone() == (1,)

@@ -1,0 +1,274 @@
+"""Prometheus metrics of the hook, served at ``GET /metrics``.
+
+Two kinds of numbers. The hook's own, counted in this process since it
+started: deliveries by outcome, rejects by reason code, request latency and
+body sizes. And the database's, read at each scrape through
+``sync.metrics()`` (a security-definer function: the hook still reads no
+table): health verdict, pending and quarantined deliveries, the last
+delivery's time and age. Every label value comes from a fixed list, so a
+hostile payload cannot create series.
+
+With ``WORKERS`` above 1 each worker counts its own deliveries and a scrape
+reaches one of them: run one worker per port, or sum in Prometheus.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+from psycopg_pool import PoolTimeout
+
+log = logging.getLogger("hook.metrics")
+
+# The *_created series double the output and no dashboard of ours reads them.
+disable_created_metrics()
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Every reason code the data rules can write (README, "Data rules"). Others count as "other".
+KNOWN_CODES = frozenset(
+    {
+        "body.empty",
+        "body.not_utf8",
+        "body.unsupported_unicode",
+        "body.not_json",
+        "body.duplicate_key",
+        "body.not_object",
+        "fragrance_id.missing",
+        "fragrance_id.null",
+        "fragrance_id.not_integer",
+        "fragrance_id.out_of_range",
+        "fragrance_id.unknown",
+        "name.null",
+        "name.not_string",
+        "name.blank",
+        "name.too_long",
+        "description.null",
+        "description.not_string",
+        "description.too_long",
+        "cost.null",
+        "cost.not_number",
+        "cost.negative",
+        "cost.not_finite",
+        "forbidden.null",
+        "forbidden.not_boolean",
+        "internal.error",
+    }
+)
+#: Outcomes of a stored delivery, as sync.receive answers them.
+STORED = ("applied", "ignored", "rejected", "pending")
+#: Outcomes of a delivery the hook did not store, by HTTP status (403 and 429 come
+#: from a guard in front of the route, when there is one).
+REFUSED = {
+    403: "forbidden",
+    413: "too_large",
+    429: "rate_limited",
+    503: "unavailable",
+    500: "error",
+}
+#: Routes timed under their own label; anything else is "other".
+ROUTES = frozenset({"/notifications", "/metrics", "/status", "/healthz"})
+VERDICTS = ("ok", "warn", "critical")
+
+SNAPSHOT = (
+    "select verdict, extract(epoch from last_received_at)::float8, seconds_since_last_delivery,"
+    " pending, quarantined from sync.metrics()"
+)
+
+
+def code_label(code: object) -> str:
+    """A reason code as a label value: one of the known codes, else ``other``."""
+    return code if isinstance(code, str) and code in KNOWN_CODES else "other"
+
+
+def status_label(status: object) -> str:
+    """A receipt status as a label value: one of the known outcomes, else ``other``."""
+    return status if isinstance(status, str) and status in STORED else "other"
+
+
+class HookMetrics:
+    """The hook's own counters and histograms, in a registry of their own."""
+
+    def __init__(self) -> None:
+        """Create every series up front, so each one is exported from 0."""
+        self.registry = CollectorRegistry()
+        self.deliveries = Counter(
+            "fragrance_sync_deliveries",
+            "Deliveries answered by this hook process, by outcome: applied, ignored, rejected, "
+            "pending (stored) or forbidden, too_large, rate_limited, unavailable, error "
+            "(not stored).",
+            ["status"],
+            registry=self.registry,
+        )
+        self.rejects = Counter(
+            "fragrance_sync_rejects",
+            "Error reasons on deliveries rejected on receipt, by reason code "
+            "(a code outside the known list counts as other).",
+            ["code"],
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            "fragrance_sync_request_duration_seconds",
+            "Time to answer an HTTP request, by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.body_size = Histogram(
+            "fragrance_sync_delivery_body_bytes",
+            "Size of stored delivery bodies.",
+            buckets=(64, 128, 256, 512, 1024, 2048, 4096, 16384, 65536, 262144, 1048576),
+            registry=self.registry,
+        )
+        self.spool_depth = Gauge(
+            "fragrance_sync_spool_depth",
+            "Deliveries waiting in the hook's local spool. Always 0: this hook has no spool, "
+            "it stores each delivery in the database before answering.",
+            registry=self.registry,
+        )
+        for status in (*STORED, *REFUSED.values()):
+            self.deliveries.labels(status)
+        for route in (*ROUTES, "other"):
+            self.request_duration.labels(route)
+
+    def observe_receipt(self, size: int, status: str, reasons: Iterable[dict[str, Any]]) -> None:
+        """Count one stored delivery, its body size and, when rejected, its error codes."""
+        self.deliveries.labels(status_label(status)).inc()
+        self.body_size.observe(size)
+        if status == "rejected":
+            for reason in reasons:
+                if reason.get("severity") == "error":
+                    self.rejects.labels(code_label(reason.get("code"))).inc()
+
+
+class _DatabaseSnapshot(Collector):
+    """The database's numbers for one scrape (or database_up 0 when it cannot be read)."""
+
+    def __init__(self, row: tuple[Any, ...] | None) -> None:
+        self.row = row
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "fragrance_sync_database_up",
+            "1 when the hook could read sync.metrics() for this scrape, else 0.",
+            value=0 if self.row is None else 1,
+        )
+        yield up
+        if self.row is None:
+            return
+        verdict, last_at, age, pending, quarantined = self.row
+        health = GaugeMetricFamily(
+            "fragrance_sync_health",
+            "Verdict of sync.health: 1 on the current verdict (ok, warn, critical), 0 on others.",
+            labels=["verdict"],
+        )
+        for name in VERDICTS:
+            health.add_metric([name], 1 if verdict == name else 0)
+        yield health
+        yield GaugeMetricFamily(
+            "fragrance_sync_pending_deliveries",
+            "Deliveries stored but not yet applied (sync.inbox status pending).",
+            value=pending,
+        )
+        yield GaugeMetricFamily(
+            "fragrance_sync_quarantined_deliveries",
+            "Rejected deliveries waiting for a retry or a discard (sync.quarantine).",
+            value=quarantined,
+        )
+        if last_at is not None:
+            yield GaugeMetricFamily(
+                "fragrance_sync_last_delivery_timestamp_seconds",
+                "When the last delivery was received, in Unix seconds (absent: none ever).",
+                value=last_at,
+            )
+            yield GaugeMetricFamily(
+                "fragrance_sync_last_delivery_age_seconds",
+                "Seconds since the last delivery was received (absent: none ever).",
+                value=age,
+            )
+
+
+def _route(path: str) -> str:
+    """The route label of a path; a secret suffix on /notifications never reaches a label."""
+    if path.startswith("/notifications/"):
+        return "/notifications"
+    return path if path in ROUTES else "other"
+
+
+class _Timing:
+    """ASGI middleware: times every request and counts deliveries that were not stored."""
+
+    def __init__(self, app: ASGIApp, metrics: HookMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answered = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            route = _route(scope["path"])
+            self.metrics.request_duration.labels(route).observe(time.perf_counter() - started)
+            if route == "/notifications" and scope["method"] == "POST" and answered in REFUSED:
+                self.metrics.deliveries.labels(REFUSED[answered]).inc()
+
+
+def observe_receipt(request: Request, size: int, status: str, reasons: Any) -> None:
+    """Count one stored delivery; called by the ingest route just before it answers."""
+    request.app.state.metrics.observe_receipt(size, status, reasons)
+
+
+async def _read_snapshot(request: Request) -> tuple[Any, ...] | None:
+    try:
+        async with request.app.state.pool.connection() as conn:
+            cursor = await conn.execute(SNAPSHOT)
+            return await cursor.fetchone()
+    except (psycopg.Error, PoolTimeout) as exc:
+        log.warning("metrics: cannot read sync.metrics(), exporting database_up 0: %s", exc)
+        return None
+
+
+def install(app: FastAPI) -> None:
+    """Add the timing middleware and the ``GET /metrics`` route to the hook's app."""
+    metrics = HookMetrics()
+    app.state.metrics = metrics
+    app.add_middleware(_Timing, metrics=metrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def scrape(request: Request) -> Response:
+        """Prometheus text format: this process's counters, then the database's numbers."""
+        database = CollectorRegistry()
+        database.register(_DatabaseSnapshot(await _read_snapshot(request)))
+        body = generate_latest(metrics.registry) + generate_latest(database)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,129 @@
+"""The status page, served at ``GET /status``: the sync's health as a person reads it.
+
+Server-rendered HTML, no JavaScript, no build step. Everything shown comes
+from one call to ``sync.status_report()`` (security definer: the hook still
+reads no table) and goes through Jinja2's autoescaping, because delivery
+bodies are whatever the network sent. A Content-Security-Policy that allows
+no script at all backs the escaping up.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from psycopg_pool import PoolTimeout
+
+log = logging.getLogger("hook.status")
+
+REPORT = "select sync.status_report(now(), %s, %s)"
+HOURS = 3
+LATEST = 10
+#: The page reloads itself this often (a meta refresh: no script needed).
+REFRESH_SECONDS = 30
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+CHART_WIDTH = 720
+CHART_HEIGHT = 120
+
+_templates = Environment(
+    loader=FileSystemLoader(Path(__file__).with_name("templates")),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def when(value: str | None) -> str:
+    """An ISO timestamp from the database as UTC to the second, or a dash."""
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+_templates.filters["when"] = when
+
+
+def chart(per_minute: list[dict[str, Any]], expected_interval_seconds: float) -> dict[str, Any]:
+    """Bars of deliveries per minute (rejected part on top) scaled into the chart's box."""
+    expected = 60 / expected_interval_seconds if expected_interval_seconds else 0
+    top = max([expected * 1.5, 1, *(m["deliveries"] for m in per_minute)])
+    width = CHART_WIDTH / max(len(per_minute), 1)
+
+    def height(count: float) -> float:
+        return round(count / top * CHART_HEIGHT, 2)
+
+    bars = []
+    for i, minute in enumerate(per_minute):
+        total, rejected = height(minute["deliveries"]), height(minute["rejected"])
+        bars.append(
+            {
+                "x": round(i * width, 2),
+                "width": round(max(width - 0.5, 0.5), 2),
+                "y": round(CHART_HEIGHT - total, 2),
+                "height": total,
+                "rejected_y": round(CHART_HEIGHT - rejected, 2),
+                "rejected_height": rejected,
+                "title": f"{when(minute['minute'])}: {minute['deliveries']} deliveries, "
+                f"{minute['rejected']} rejected",
+            }
+        )
+    return {
+        "width": CHART_WIDTH,
+        "height": CHART_HEIGHT,
+        "bars": bars,
+        "expected_y": round(CHART_HEIGHT - height(expected), 2),
+        "expected": round(expected, 1),
+        "top": round(top, 1),
+        "first": when(per_minute[0]["minute"]) if per_minute else "-",
+        "last": when(per_minute[-1]["minute"]) if per_minute else "-",
+    }
+
+
+def render(report: dict[str, Any] | None, problem: str | None = None) -> str:
+    """The page for one report, or for a database that could not be read."""
+    template = _templates.get_template("status.html")
+    if report is None:
+        return template.render(report=None, problem=problem, refresh=REFRESH_SECONDS)
+    return template.render(
+        report=report,
+        health=report["health"],
+        chart=chart(report["per_minute"], report["settings"]["expected_interval_seconds"]),
+        hours=HOURS,
+        refresh=REFRESH_SECONDS,
+        problem=None,
+    )
+
+
+async def _read_report(request: Request) -> dict[str, Any]:
+    async with request.app.state.pool.connection() as conn:
+        cursor = await conn.execute(REPORT, (HOURS, LATEST))
+        row = await cursor.fetchone()
+    return row[0]
+
+
+def install(app: FastAPI) -> None:
+    """Add ``GET /status`` to the hook's app."""
+
+    @app.get("/status", response_class=HTMLResponse, include_in_schema=False)
+    async def status(request: Request) -> HTMLResponse:
+        """The status page; 503 with the reason when the database cannot be read."""
+        try:
+            report = await _read_report(request)
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.warning("status page: cannot read sync.status_report(): %s", exc)
+            page = render(None, f"the database cannot be read ({type(exc).__name__}): {exc}")
+            return HTMLResponse(page, status_code=503, headers=SECURITY_HEADERS)
+        return HTMLResponse(render(report), headers=SECURITY_HEADERS)

@@ -1,0 +1,202 @@
+"""Health: one row that says whether the sync works, judging silence against the CMS's cadence.
+
+The clock is driven through the data: deliveries are stored with chosen
+``received_at`` values and health is asked at chosen moments.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from helpers import deliver_at, set_apply_on_receipt
+from psycopg.rows import dict_row
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+CADENCE = timedelta(seconds=25)
+
+
+def _stream(conn: psycopg.Connection, count: int = 10, start: datetime = T0) -> datetime:
+    """A healthy CMS: one valid change every 25 s; returns when the last one arrived."""
+    at = start
+    for n in range(count):
+        at = start + n * CADENCE
+        deliver_at(
+            conn, at, {"fragrance_id": n, "description": f"tick {n}", "forbidden": n % 2 == 0}
+        )
+    return at
+
+
+def _health(conn: psycopg.Connection, at: datetime) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("select * from sync.health_at(%s)", [at]).fetchone()
+    assert row is not None
+    return row
+
+
+def test_a_stream_that_stops_turns_warn_then_critical(tx: psycopg.Connection) -> None:
+    last = _stream(tx)
+    verdicts = [
+        _health(tx, last + after)["verdict"]
+        for after in (timedelta(seconds=20), timedelta(minutes=3), timedelta(minutes=11))
+    ]
+    assert verdicts == ["ok", "warn", "critical"]
+
+
+@pytest.mark.parametrize(
+    ("silence", "verdict"),
+    [
+        (timedelta(seconds=25), "ok"),
+        (timedelta(seconds=119), "ok"),
+        (timedelta(minutes=2), "warn"),
+        (timedelta(seconds=599), "warn"),
+        (timedelta(minutes=10), "critical"),
+        (timedelta(days=2), "critical"),
+    ],
+)
+def test_silence_is_judged_against_the_default_thresholds(
+    tx: psycopg.Connection, silence: timedelta, verdict: str
+) -> None:
+    last = _stream(tx, count=3)
+    assert _health(tx, last + silence)["verdict"] == verdict
+
+
+def test_a_few_lost_deliveries_in_a_healthy_stream_stay_ok(tx: psycopg.Connection) -> None:
+    last = _stream(tx, count=5)
+    after_a_gap = last + 4 * CADENCE  # three ticks lost on the way, then the CMS goes on
+    deliver_at(tx, after_a_gap, {"fragrance_id": 9, "forbidden": True})
+    assert _health(tx, after_a_gap + timedelta(seconds=10))["verdict"] == "ok"
+
+
+def test_the_critical_reason_says_how_long_and_what_to_suspect(tx: psycopg.Connection) -> None:
+    last = _stream(tx, count=3)
+    reason = _health(tx, last + timedelta(minutes=12, seconds=30))["reason"]
+    assert reason.startswith("no delivery for 12 min 30 s, about 30 changes missed")
+    assert "listener" in reason
+
+
+def test_the_thresholds_are_one_update_away(tx: psycopg.Connection) -> None:
+    last = _stream(tx, count=3)
+    tx.execute(
+        "update sync.settings set silence_warn_after = '30 minutes',"
+        " silence_critical_after = '1 hour'"
+    )
+    assert _health(tx, last + timedelta(minutes=11))["verdict"] == "ok"
+    assert _health(tx, last + timedelta(minutes=31))["verdict"] == "warn"
+
+
+def test_a_critical_threshold_below_the_warning_one_is_refused(tx: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation):
+        tx.execute("update sync.settings set silence_critical_after = '1 minute'")
+
+
+def test_a_sync_that_never_received_anything_warns_to_register_the_listener(
+    tx: psycopg.Connection,
+) -> None:
+    health = _health(tx, T0)
+    assert (health["verdict"], health["last_received_at"]) == ("warn", None)
+    assert "register the listener" in health["reason"]
+
+
+def test_a_delivery_pending_too_long_warns(tx: psycopg.Connection) -> None:
+    last = _stream(tx, count=3)
+    set_apply_on_receipt(tx, False)
+    deliver_at(tx, last + CADENCE, {"fragrance_id": 1, "cost": 3})
+    tx.execute("update sync.settings set pending_warn_after = '20 seconds'")
+    health = _health(tx, last + 2 * CADENCE)
+    assert (health["verdict"], health["pending"]) == ("warn", 1)
+    assert health["oldest_pending_age"] == CADENCE
+    assert "sync.apply_pending" in health["reason"]
+
+
+def test_a_high_share_of_rejects_warns(tx: psycopg.Connection) -> None:
+    last = _stream(tx, count=8)
+    for n in (1, 2):
+        deliver_at(tx, last + n * CADENCE, {"fragrance_id": 1, "cost": -1})
+    health = _health(tx, last + 2 * CADENCE + timedelta(seconds=5))
+    assert health["verdict"] == "warn"
+    assert health["reason"].startswith("2 of the last hour's 10 deliveries are rejected")
+
+
+def test_rejects_are_counted_by_code_over_the_last_day(tx: psycopg.Connection) -> None:
+    deliver_at(tx, T0 - timedelta(days=2), {"fragrance_id": 1, "cost": -1})
+    deliver_at(tx, T0, {"fragrance_id": 1, "cost": -1})
+    deliver_at(tx, T0, {"fragrance_id": 1, "cost": -2, "name": " "})
+    deliver_at(tx, T0, {"fragrance_id": 1, "cost": 2})
+    health = _health(tx, T0 + timedelta(seconds=1))
+    assert health["rejects_by_code_last_day"] == {"cost.negative": 2, "name.blank": 1}
+    assert (health["rejected_last_day"], health["applied_last_day"]) == (2, 1)
+    assert health["quarantined"] == 3
+
+
+def test_traffic_is_counted_over_the_last_hour_and_day(tx: psycopg.Connection) -> None:
+    _stream(tx, count=4, start=T0 - timedelta(hours=5))
+    last = _stream(tx, count=6)
+    health = _health(tx, last)
+    assert (health["deliveries_last_hour"], health["deliveries_last_day"]) == (6, 10)
+    assert health["typical_interval"] == CADENCE
+    assert health["last_received_age"] == timedelta(0)
+
+
+def test_unknown_cms_fields_are_listed_with_how_often_they_came(tx: psycopg.Connection) -> None:
+    deliver_at(tx, T0, {"fragrance_id": 1, "cost": 2, "colour": "red"})
+    deliver_at(tx, T0, {"fragrance_id": 2, "colour": "blue", "smell": "good"})
+    assert _health(tx, T0)["unknown_fields"] == {"colour": 2, "smell": 1}
+
+
+def test_the_view_answers_one_row_for_now(tx: psycopg.Connection) -> None:
+    deliver_at(tx, datetime.now(UTC) - timedelta(hours=1), {"fragrance_id": 1, "cost": 2})
+    rows = tx.execute("select verdict, deliveries_last_day from sync.health").fetchall()
+    assert rows == [("critical", 1)]
+
+
+@pytest.mark.parametrize(
+    ("interval", "words"),
+    [
+        ("0", "0 s"),
+        ("18.7 seconds", "18 s"),
+        ("185 seconds", "3 min 5 s"),
+        ("2 hours 10 minutes 3 seconds", "2 h 10 min"),
+        ("3 days 4 hours", "3 d 4 h"),
+        ("2 minutes", "2 min"),
+        ("1 hour 30 seconds", "1 h"),
+        ("2 days", "2 d"),
+    ],
+)
+def test_intervals_are_said_in_words(tx: psycopg.Connection, interval: str, words: str) -> None:
+    assert tx.execute("select sync._say_interval(%s::interval)", [interval]).fetchone() == (words,)
+
+
+def test_the_metrics_snapshot_holds_counts_only(tx: psycopg.Connection) -> None:
+    now = tx.execute("select now()").fetchone()[0]
+    deliver_at(tx, now - timedelta(seconds=30), {"fragrance_id": 1, "cost": -1})
+    snapshot = tx.execute(
+        "select verdict, seconds_since_last_delivery, pending, quarantined from sync.metrics()"
+    ).fetchone()
+    assert snapshot == ("warn", 30.0, 0, 1)
+
+
+def test_the_status_report_counts_deliveries_per_minute_with_empty_minutes(
+    tx: psycopg.Connection,
+) -> None:
+    deliver_at(tx, T0 + timedelta(seconds=5), {"fragrance_id": 1, "cost": 2})
+    deliver_at(tx, T0 + timedelta(seconds=40), {"fragrance_id": 1, "cost": -2})
+    deliver_at(tx, T0 + timedelta(minutes=2), {"fragrance_id": 1, "cost": 3})
+    report = tx.execute(
+        "select sync.status_report(%s, 1, 5)", [T0 + timedelta(minutes=2, seconds=30)]
+    ).fetchone()[0]
+    minutes = report["per_minute"]
+    assert len(minutes) == 60
+    assert [(m["deliveries"], m["rejected"]) for m in minutes[-3:]] == [(2, 1), (0, 0), (1, 0)]
+    assert [d["status"] for d in report["latest"]] == ["applied", "rejected", "applied"]
+    [reject] = report["rejects"]
+    assert (reject["code"], reject["deliveries"]) == ("cost.negative", 1)
+    assert reject["example_body"] == '{"fragrance_id": 1, "cost": -2}'
+
+
+def test_the_status_report_refuses_an_unbounded_window(tx: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error) as refused:
+        tx.execute("select sync.status_report(now(), 10000, 5)")
+    assert refused.value.sqlstate == "FS004"

@@ -1,0 +1,194 @@
+"""GET /metrics: Prometheus text a scraper can parse, with bounded labels, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from conftest import Server
+from helpers import body
+from processes import Hook, free_port, start_hook, stop_hook
+from prometheus_client.parser import text_string_to_metric_families
+
+from hook.metrics import KNOWN_CODES, HookMetrics, _route, code_label
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(hook: Hook) -> Samples:
+    """Every sample of one scrape, keyed by name and labels."""
+    answer = httpx.get(hook.url + "/metrics", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
+
+
+def _post(hook: Hook, data: bytes) -> int:
+    return httpx.post(hook.url + "/notifications", content=data, timeout=10).status_code
+
+
+@pytest.fixture(scope="module")
+def hook(
+    server: Server, shared_dbname: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hook]:
+    """One hook for the module: each test compares two scrapes, so counts add up safely."""
+    running = start_hook(
+        server.url(shared_dbname, user="sync_hook_login"),
+        tmp_path_factory.mktemp("hook"),
+        MAX_BODY_BYTES="4096",
+    )
+    yield running
+    stop_hook(running)
+
+
+def _growth(before: Samples, after: Samples, name: str, label: str) -> dict[str, float]:
+    """How much each labelled series of one metric grew between two scrapes."""
+    return {
+        dict(labels)[label]: value - before.get((metric, labels), 0)
+        for (metric, labels), value in after.items()
+        if metric == name
+    }
+
+
+def test_deliveries_are_counted_by_outcome(hook: Hook) -> None:
+    before = scrape(hook)
+    assert _post(hook, body({"fragrance_id": 7, "cost": 5})) == 202
+    assert _post(hook, body({"fragrance_id": 7, "cost": -1})) == 202
+    assert _post(hook, b"x" * 5000) == 413
+    grown = _growth(before, scrape(hook), "fragrance_sync_deliveries_total", "status")
+    assert grown == {
+        "applied": 1,
+        "ignored": 0,
+        "rejected": 1,
+        "pending": 0,
+        "too_large": 1,
+        "unavailable": 0,
+        "error": 0,
+        "forbidden": 0,
+        "rate_limited": 0,
+    }
+
+
+def test_rejects_are_counted_by_reason_code(hook: Hook) -> None:
+    before = scrape(hook)
+    _post(hook, body({"fragrance_id": 7, "cost": -1, "name": " "}))
+    _post(hook, body({"fragrance_id": 8, "cost": -2}))
+    _post(hook, body({"fragrance_id": 8, "cost": 2, "colour": "red"}))
+    grown = _growth(before, scrape(hook), "fragrance_sync_rejects_total", "code")
+    assert {code: n for code, n in grown.items() if n} == {"cost.negative": 2, "name.blank": 1}
+
+
+def test_latency_and_body_size_are_histograms(hook: Hook) -> None:
+    data = body({"fragrance_id": 7, "cost": 5})
+    before = scrape(hook)
+    _post(hook, data)
+    _post(hook, data)
+    after = scrape(hook)
+    route = frozenset({("route", "/notifications")})
+
+    def grew(name: str, labels: frozenset[tuple[str, str]] = frozenset()) -> float:
+        return after[(name, labels)] - before.get((name, labels), 0)
+
+    assert grew("fragrance_sync_request_duration_seconds_count", route) == 2
+    assert grew("fragrance_sync_request_duration_seconds_sum", route) > 0
+    assert grew("fragrance_sync_delivery_body_bytes_count") == 2
+    assert grew("fragrance_sync_delivery_body_bytes_sum") == 2 * len(data)
+
+
+def test_backlog_health_and_silence_come_from_the_database(
+    hook: Hook, server: Server, shared_dbname: str
+) -> None:
+    _post(hook, body({"fragrance_id": 7, "cost": -1}))
+    samples = scrape(hook)
+    with psycopg.connect(server.url(shared_dbname)) as conn:
+        verdict, quarantined = conn.execute(
+            "select verdict, quarantined from sync.health"
+        ).fetchone()
+    assert samples[("fragrance_sync_database_up", frozenset())] == 1
+    assert samples[("fragrance_sync_pending_deliveries", frozenset())] == 0
+    assert samples[("fragrance_sync_quarantined_deliveries", frozenset())] == quarantined > 0
+    assert samples[("fragrance_sync_last_delivery_age_seconds", frozenset())] >= 0
+    assert samples[("fragrance_sync_last_delivery_timestamp_seconds", frozenset())] > 1.7e9
+    verdicts = {
+        dict(labels)["verdict"]: value
+        for (name, labels), value in samples.items()
+        if name == "fragrance_sync_health"
+    }
+    assert verdicts == {v: (1 if v == verdict else 0) for v in ("ok", "warn", "critical")}
+
+
+def test_the_spool_depth_is_exported_as_zero_since_there_is_no_spool(hook: Hook) -> None:
+    assert scrape(hook)[("fragrance_sync_spool_depth", frozenset())] == 0
+
+
+def test_every_label_value_comes_from_a_fixed_list(hook: Hook) -> None:
+    _post(hook, body({"fragrance_id": 7, "name": "<script>alert(1)</script>", "cost": -1}))
+    _post(hook, b"\xff not json")
+    allowed = {
+        "status": {
+            "applied",
+            "ignored",
+            "rejected",
+            "pending",
+            "forbidden",
+            "too_large",
+            "rate_limited",
+            "unavailable",
+            "error",
+        },
+        "code": KNOWN_CODES | {"other"},
+        "route": {"/notifications", "/metrics", "/status", "/healthz", "other"},
+        "verdict": {"ok", "warn", "critical"},
+        "le": None,
+    }
+    for _name, labels in scrape(hook):
+        for label, value in labels:
+            assert allowed[label] is None or value in allowed[label], (label, value)
+
+
+@pytest.mark.parametrize(
+    ("code", "label"),
+    [("cost.negative", "cost.negative"), ("made.up", "other"), ("<b>", "other"), (None, "other")],
+)
+def test_a_reason_code_outside_the_known_list_is_counted_as_other(code: object, label: str) -> None:
+    assert code_label(code) == label
+
+
+def test_an_unknown_code_on_a_receipt_lands_in_other() -> None:
+    metrics = HookMetrics()
+    metrics.observe_receipt(10, "rejected", [{"code": "brand.new", "severity": "error"}])
+    assert metrics.registry.get_sample_value("fragrance_sync_rejects_total", {"code": "other"}) == 1
+
+
+def test_with_the_database_down_metrics_still_answer_and_say_so(tmp_path: Path) -> None:
+    down = start_hook(
+        f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path, DB_TIMEOUT="0.5"
+    )
+    try:
+        assert _post(down, body({"fragrance_id": 7})) == 503
+        samples = scrape(down)
+    finally:
+        stop_hook(down)
+    assert samples[("fragrance_sync_database_up", frozenset())] == 0
+    assert samples[("fragrance_sync_deliveries_total", frozenset({("status", "unavailable")}))] == 1
+    assert ("fragrance_sync_pending_deliveries", frozenset()) not in samples
+
+
+@pytest.mark.parametrize(
+    ("path", "label"),
+    [
+        ("/notifications", "/notifications"),
+        ("/notifications/s3cret-token", "/notifications"),
+        ("/status", "/status"),
+        ("/wp-login.php", "other"),
+    ],
+)
+def test_a_path_becomes_a_bounded_route_label(path: str, label: str) -> None:
+    assert _route(path) == label

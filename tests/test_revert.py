@@ -1,0 +1,166 @@
+"""Undo: a revert restores what one delivery changed, through the inbox; history shows the past."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from helpers import fragrance, inbox_row, receive, set_apply_on_receipt
+from psycopg.rows import dict_row
+
+
+def _revert(conn: psycopg.Connection, inbox_id: int) -> dict[str, Any]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("select * from sync.revert(%s)", [inbox_id]).fetchone()
+    assert row is not None
+    return row
+
+
+def _at(conn: psycopg.Connection, fragrance_id: int, moment: Any) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "select * from sync.fragrance_at(%s, %s)", [fragrance_id, moment]
+        ).fetchone()
+
+
+def _now(conn: psycopg.Connection) -> Any:
+    return conn.execute("select clock_timestamp()").fetchone()[0]
+
+
+def test_a_revert_restores_every_field_the_change_set(db: psycopg.Connection) -> None:
+    before = fragrance(db, 7)
+    change = receive(db, {"fragrance_id": 7, "name": "Oops", "cost": 99, "forbidden": True})
+    result = _revert(db, change["inbox_id"])
+    assert fragrance(db, 7) == before
+    assert result["status"] == "applied"
+    assert result["restored"] == {
+        "name": before["name"],
+        "cost": before["cost"],
+        "forbidden": before["forbidden"],
+    }
+    assert result["left_alone"] == {}
+
+
+def test_a_revert_goes_through_the_inbox_as_an_ordinary_delivery(db: psycopg.Connection) -> None:
+    change = receive(db, {"fragrance_id": 7, "cost": 99})
+    result = _revert(db, change["inbox_id"])
+    row = inbox_row(db, result["inbox_id"])
+    assert row["id"] > change["inbox_id"]
+    assert (row["content_type"], row["status"], row["applied_fields"]) == (
+        "application/x-sync-revert",
+        "applied",
+        ["cost"],
+    )
+    assert row["user_agent"] == f"sync.revert({change['inbox_id']}) by postgres"
+    assert db.execute(
+        "select inbox_id from sync.fragrance_history"
+        " where fragrance_id = 7 order by id desc limit 1"
+    ).fetchone() == (result["inbox_id"],)
+
+
+def test_a_field_set_by_a_later_change_is_left_alone_and_said_so(db: psycopg.Connection) -> None:
+    before = fragrance(db, 7)
+    change = receive(db, {"fragrance_id": 7, "name": "Oops", "cost": 99})
+    later = receive(db, {"fragrance_id": 7, "name": "Newer"})
+    result = _revert(db, change["inbox_id"])
+    assert (fragrance(db, 7)["name"], fragrance(db, 7)["cost"]) == ("Newer", before["cost"])
+    assert result["restored"] == {"cost": before["cost"]}
+    assert result["left_alone"]["name"].startswith(f"set since by delivery {later['inbox_id']}")
+    assert "left alone: name (set since by delivery" in result["message"]
+
+
+def test_a_field_set_by_hand_since_is_left_alone_and_said_so(db: psycopg.Connection) -> None:
+    change = receive(db, {"fragrance_id": 7, "name": "Oops"})
+    db.execute("update public.fragrances set name = 'DBA fix' where fragrance_id = 7")
+    result = _revert(db, change["inbox_id"])
+    assert fragrance(db, 7)["name"] == "DBA fix"
+    assert (result["inbox_id"], result["status"], result["restored"]) == (None, "ignored", {})
+    assert result["left_alone"]["name"].startswith("set since by a hand edit by postgres")
+
+
+def test_a_field_resent_unchanged_since_is_left_alone(db: psycopg.Connection) -> None:
+    change = receive(db, {"fragrance_id": 7, "name": "Oops"})
+    again = receive(db, {"fragrance_id": 7, "name": "Oops"})
+    result = _revert(db, change["inbox_id"])
+    assert fragrance(db, 7)["name"] == "Oops"
+    assert result["left_alone"] == {"name": f"set since by delivery {again['inbox_id']}"}
+
+
+def test_a_revert_queued_while_apply_on_receipt_is_off_says_how_to_apply_it(
+    db: psycopg.Connection,
+) -> None:
+    change = receive(db, {"fragrance_id": 7, "cost": 99})
+    set_apply_on_receipt(db, False)
+    result = _revert(db, change["inbox_id"])
+    assert result["status"] == "pending"
+    assert "sync.apply_pending" in result["message"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "sqlstate"),
+    [
+        ({"fragrance_id": 7, "cost": -1}, "FS002"),
+        (
+            {"fragrance_id": 9000, "name": "N", "description": "", "cost": 1, "forbidden": False},
+            "FS060",
+        ),
+    ],
+    ids=["rejected", "a creation"],
+)
+def test_what_cannot_be_reverted_is_refused_with_our_sqlstate(
+    db: psycopg.Connection, payload: dict[str, Any], sqlstate: str
+) -> None:
+    change = receive(db, payload)
+    with pytest.raises(psycopg.Error) as refused:
+        _revert(db, change["inbox_id"])
+    assert refused.value.sqlstate == sqlstate
+
+
+def test_reverting_a_delivery_that_does_not_exist_is_refused(db: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error) as refused:
+        _revert(db, 123456)
+    assert refused.value.sqlstate == "FS001"
+
+
+def test_a_fragrance_is_shown_as_it_was_at_each_moment(db: psycopg.Connection) -> None:
+    original = fragrance(db, 7)
+    t0 = _now(db)
+    receive(db, {"fragrance_id": 7, "name": "First", "cost": 10})
+    t1 = _now(db)
+    receive(db, {"fragrance_id": 7, "name": "Second", "forbidden": True})
+    t2 = _now(db)
+    db.execute("update public.fragrances set description = 'by hand' where fragrance_id = 7")
+    assert _at(db, 7, t0) == original
+    assert _at(db, 7, t1) == {**original, "name": "First", "cost": 10}
+    assert _at(db, 7, t2) == {**original, "name": "Second", "cost": 10, "forbidden": True}
+    assert _at(db, 7, _now(db)) == fragrance(db, 7)
+
+
+def test_an_adopted_fragrance_without_recorded_history_is_shown_as_adopted(
+    db: psycopg.Connection,
+) -> None:
+    assert _at(db, 7, _now(db) - timedelta(days=365)) == fragrance(db, 7)
+
+
+def test_a_fragrance_created_later_or_deleted_earlier_has_no_row(db: psycopg.Connection) -> None:
+    t0 = _now(db)
+    new = {"fragrance_id": 9000, "name": "N", "description": "D", "cost": 1, "forbidden": False}
+    receive(db, new)
+    t1 = _now(db)
+    db.execute("delete from public.fragrances where fragrance_id = 9000")
+    assert (_at(db, 9000, t0), _at(db, 9000, t1), _at(db, 9000, _now(db))) == (None, new, None)
+
+
+def test_a_previous_null_is_left_alone_since_a_change_cannot_carry_it(
+    db: psycopg.Connection,
+) -> None:
+    db.execute("update public.fragrances set description = null where fragrance_id = 7")
+    change = receive(db, {"fragrance_id": 7, "description": "Filled in", "cost": 99})
+    result = _revert(db, change["inbox_id"])
+    assert fragrance(db, 7)["description"] == "Filled in"
+    assert result["left_alone"] == {
+        "description": "its previous value was null, which a change cannot carry; set it by hand"
+    }
+    assert list(result["restored"]) == ["cost"]

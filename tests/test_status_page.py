@@ -1,0 +1,223 @@
+"""GET /status: rendered in a real headless Chromium and checked as a person reads it.
+
+The data is a CMS stream of three hours that stopped 15 minutes ago, with
+rejects, an unknown field and hostile payloads: the page must say critical,
+show the payloads as text, and run none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from conftest import ROOT, Server
+from processes import Hook, free_port, start_hook, stop_hook
+
+from hook.status import chart
+
+SCRIPT_PAYLOAD = "<script>document.title='pwned'</script>"
+IMG_PAYLOAD = b"<img src=x onerror=\"document.title='pwned'\">"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",  # needed as root, harmless for our own page as a normal user
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
+
+STREAM = """
+    insert into sync.inbox (received_at, body, content_type)
+    select now() - interval '15 minutes' - n * interval '25 seconds',
+           convert_to(case
+               when n % 37 = 0 then jsonb_build_object('fragrance_id', n, 'cost', -n)
+               when n % 53 = 0 then jsonb_build_object('fragrance_id', n, 'name', ' ')
+               when n % 41 = 0 then jsonb_build_object('fragrance_id', n, 'forbidden', true,
+                                                       'colour', 'amber')
+               else jsonb_build_object('fragrance_id', n, 'description', 'Note ' || n || '  ',
+                                       'forbidden', n % 2 = 0)
+           end::text, 'UTF8'),
+           'application/json'
+    from generate_series(1, 420) as n
+    order by n desc
+"""
+
+
+@dataclass
+class Seen:
+    """What a person sees in a rendered DOM: its visible text, its title and its elements."""
+
+    text: str = ""
+    title: str = ""
+    tags: set[str] = field(default_factory=set)
+
+
+class _Reader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = Seen()
+        self._stack: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.tags.add(tag)
+        if tag not in {"meta", "link", "br", "rect", "line"}:
+            self._stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._stack:
+            while self._stack.pop() != tag:
+                pass
+
+    def handle_data(self, data: str) -> None:
+        if "title" in self._stack and "svg" not in self._stack:
+            self.seen.title += data
+        elif "style" not in self._stack and "title" not in self._stack:
+            self.seen.text += data
+
+
+def read_dom(dom: str) -> Seen:
+    reader = _Reader()
+    reader.feed(dom)
+    reader.seen.text = " ".join(reader.seen.text.split())
+    return reader.seen
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run Debian's chromium headless with a fresh profile; fail loudly when it is missing."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.fail("chromium is not installed: run `make test`, which installs it with apt-get")
+    profile = tmp_path / "chromium-profile"
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config")}
+    done = subprocess.run(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def page_db(server: Server, shared_dbname: str) -> str:
+    """The module's database with a stream that stopped, rejects and hostile payloads."""
+    with psycopg.connect(server.url(shared_dbname), autocommit=True) as conn:
+        conn.execute(STREAM)
+        hostile = (
+            b'{"fragrance_id": 7, "cost": -1, "name": "' + SCRIPT_PAYLOAD.encode() + b'"}',
+            IMG_PAYLOAD,
+        )
+        for raw in hostile:
+            conn.execute(
+                "insert into sync.inbox (received_at, body) values"
+                " (now() - interval '15 minutes' - interval '10 seconds', %s)",
+                [raw],
+            )
+    return shared_dbname
+
+
+@pytest.fixture(scope="module")
+def hook(server: Server, page_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hook]:
+    running = start_hook(
+        server.url(page_db, user="sync_hook_login"), tmp_path_factory.mktemp("hook")
+    )
+    yield running
+    stop_hook(running)
+
+
+@pytest.fixture(scope="module")
+def seen(hook: Hook, tmp_path_factory: pytest.TempPathFactory) -> Seen:
+    """The page as Chromium rendered it, after any script could have run."""
+    tmp_path = tmp_path_factory.mktemp("dump")
+    return read_dom(chromium(tmp_path, "--dump-dom", hook.url + "/status").stdout)
+
+
+def test_the_banner_says_critical_and_why(seen: Seen) -> None:
+    assert seen.title == "fragrance sync: critical"
+    assert seen.text.startswith("critical no delivery for ")
+    assert "changes missed (critical after 10 min)" in seen.text
+    assert "no longer has our listener registered" in seen.text
+
+
+def test_hostile_payloads_are_shown_as_text_and_never_run(seen: Seen) -> None:
+    assert SCRIPT_PAYLOAD in seen.text
+    assert IMG_PAYLOAD.decode() in seen.text
+    assert "script" not in seen.tags and "img" not in seen.tags
+    assert "pwned" not in seen.title
+
+
+def test_the_sections_a_person_looks_for_are_there(seen: Seen) -> None:
+    for heading in (
+        "Deliveries per minute, last 3 hours",
+        "Latest deliveries",
+        "Rejected, by code",
+        "Unknown CMS fields",
+        "Pending backlog",
+    ):
+        assert heading in seen.text
+    assert "svg" in seen.tags and "rect" in seen.tags
+
+
+def test_rejects_are_grouped_by_code_with_an_example(seen: Seen) -> None:
+    for code in ("cost.negative", "name.blank", "body.not_json"):
+        assert code in seen.text
+    assert "cost is -1; it must be 0 or more" in seen.text
+
+
+def test_unknown_fields_and_the_backlog_are_listed(seen: Seen) -> None:
+    assert "colour" in seen.text
+    assert "Nothing pending" in seen.text
+
+
+def test_the_page_is_screenshotted_for_the_readme(hook: Hook, tmp_path: Path) -> None:
+    shot = tmp_path / "status-page.png"
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1900", hook.url + "/status")
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 20_000
+    if os.environ.get("SAVE_STATUS_SCREENSHOT"):
+        shutil.copyfile(shot, ROOT / "docs" / "status-page.png")
+
+
+def test_the_page_forbids_scripts_and_is_not_cached(hook: Hook) -> None:
+    answer = httpx.get(hook.url + "/status", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'none'" in answer.headers["content-security-policy"]
+    assert "script-src" not in answer.headers["content-security-policy"]
+    assert answer.headers["cache-control"] == "no-store"
+
+
+def test_with_the_database_down_the_page_says_so_with_503(tmp_path: Path) -> None:
+    down = start_hook(
+        f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path, DB_TIMEOUT="0.5"
+    )
+    try:
+        answer = httpx.get(down.url + "/status", timeout=10)
+    finally:
+        stop_hook(down)
+    assert answer.status_code == 503
+    assert "the database cannot be read" in answer.text
+
+
+def test_the_chart_scales_bars_to_the_busiest_minute() -> None:
+    minutes = [
+        {"minute": "2026-01-01T12:00:00+00:00", "deliveries": 6, "rejected": 3},
+        {"minute": "2026-01-01T12:01:00+00:00", "deliveries": 0, "rejected": 0},
+    ]
+    drawn = chart(minutes, expected_interval_seconds=25)
+    assert [(b["height"], b["rejected_height"]) for b in drawn["bars"]] == [(120, 60), (0, 0)]
+    assert drawn["expected"] == 2.4
