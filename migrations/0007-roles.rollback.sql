@@ -3,7 +3,6 @@ revoke select, insert, update, delete on public.fragrances from sync_dba;
 revoke all on all functions in schema sync from sync_dba, sync_hook;
 revoke all on all tables in schema sync from sync_dba, sync_hook;
 revoke all on schema sync from sync_dba, sync_hook;
-alter default privileges in schema sync grant execute on functions to public;
 grant execute on all functions in schema sync to public;
 revoke sync_hook from sync_hook_login;
 

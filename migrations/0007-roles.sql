@@ -26,10 +26,10 @@ comment on role sync_dba is
 
 grant sync_hook to sync_hook_login;
 
--- Functions are executable by PUBLIC unless told otherwise: ours are not.
+-- Functions are executable by PUBLIC unless told otherwise: ours are not
+-- (post-apply.sql re-asserts this for functions later migrations add).
 revoke all on schema sync from public;
 revoke execute on all functions in schema sync from public;
-alter default privileges in schema sync revoke execute on functions from public;
 
 grant usage on schema sync to sync_hook;
 grant execute on function sync.receive(bytea, text, inet, text) to sync_hook;
