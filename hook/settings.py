@@ -53,6 +53,8 @@ class Settings:
     pool_max_size: int = 10
     database_timeout: float = 5.0
     workers: int = 1
+    batch_max_size: int = 50
+    batch_concurrency: int = 1
     log_level: str = "info"
 
     @classmethod
@@ -68,6 +70,8 @@ class Settings:
             pool_max_size=_number(env, "DB_POOL_MAX_SIZE", cls.pool_max_size, int, 1),
             database_timeout=_number(env, "DB_TIMEOUT", cls.database_timeout, float, 0.001),
             workers=_number(env, "WORKERS", cls.workers, int, 1),
+            batch_max_size=_number(env, "BATCH_MAX_SIZE", cls.batch_max_size, int, 1),
+            batch_concurrency=_number(env, "BATCH_CONCURRENCY", cls.batch_concurrency, int, 1),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
         )
         if settings.pool_min_size > settings.pool_max_size:
