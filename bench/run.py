@@ -75,9 +75,11 @@ class Figure:
 
     @property
     def median(self) -> float:
+        """The median of the runs."""
         return statistics.median(self.runs) if self.runs else float("nan")
 
     def as_dict(self) -> dict[str, Any]:
+        """Median, min, max and every run, rounded for the report."""
         return {
             "median": round(self.median, 3),
             "min": round(min(self.runs), 3) if self.runs else None,
@@ -92,6 +94,7 @@ def log(message: str) -> None:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -124,6 +127,7 @@ def throwaway_postgres() -> Iterator[ThrowawayPostgresql]:
 
 
 def url(pg: ThrowawayPostgresql, dbname: str, user: str = "postgres") -> str:
+    """A libpq URL for one database of the bench server as one user."""
     return f"postgresql://{user}@127.0.0.1:{pg.settings['port']}/{dbname}"
 
 
@@ -144,11 +148,21 @@ def prepare_database(pg: ThrowawayPostgresql, dbname: str) -> None:
 
 
 def server_settings(pg: ThrowawayPostgresql) -> dict[str, str]:
+    """The durability settings the server really runs with, for the report."""
     with psycopg.connect(url(pg, "postgres")) as conn:
         rows = conn.execute(
             "select name, setting from pg_settings where name = any(%s)",
-            [["fsync", "synchronous_commit", "full_page_writes", "wal_sync_method",
-              "shared_buffers", "max_connections", "server_version"]],
+            [
+                [
+                    "fsync",
+                    "synchronous_commit",
+                    "full_page_writes",
+                    "wal_sync_method",
+                    "shared_buffers",
+                    "max_connections",
+                    "server_version",
+                ]
+            ],
         ).fetchall()
     return dict(rows)
 
@@ -189,6 +203,7 @@ def vm_hwm_mb(pid: int) -> float:
 
 
 def start_hook(database_url: str, workdir: Path, name: str, **env: str) -> Hook:
+    """Start ``python -m hook`` as production does and wait until it is healthy."""
     port = free_port()
     log_path = workdir / f"hook-{name}.log"
     environment = {
@@ -218,6 +233,7 @@ def start_hook(database_url: str, workdir: Path, name: str, **env: str) -> Hook:
 
 
 def stop_hook(hook: Hook) -> None:
+    """Stop the hook we started (SIGTERM, SIGKILL after 20 s)."""
     hook.process.terminate()
     try:
         hook.process.wait(20)
@@ -232,14 +248,23 @@ def run_wrk(target: str, connections: int, seconds: int) -> dict[str, float]:
     """One wrk run; requests/s, p50 and p99 in ms, and every kind of error."""
     threads = min(connections, 2)
     done = subprocess.run(
-        [tool("wrk"), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-         "-s", str(BENCH / "ingest.lua"), target + "/notifications"],
+        [
+            tool("wrk"),
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(BENCH / "ingest.lua"),
+            target + "/notifications",
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
-    raw = json.loads(line[len("WRK_JSON "):])
+    raw = json.loads(line[len("WRK_JSON ") :])
     errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
     return {
         "rps": raw["requests"] / (raw["duration_us"] / 1e6),
@@ -254,9 +279,24 @@ def run_pgbench(dsn: str, connections: int, seconds: int, workdir: Path) -> dict
     logdir = workdir / f"pgbench-{connections}-{time.monotonic_ns()}"
     logdir.mkdir()
     done = subprocess.run(
-        [tool("pgbench"), "-n", "-M", "prepared", "-c", str(connections),
-         "-j", str(min(connections, 2)), "-T", str(seconds), "-f", str(BENCH / "receive.pgbench"),
-         "-l", "--log-prefix", str(logdir / "tx"), dsn],
+        [
+            tool("pgbench"),
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(connections),
+            "-j",
+            str(min(connections, 2)),
+            "-T",
+            str(seconds),
+            "-f",
+            str(BENCH / "receive.pgbench"),
+            "-l",
+            "--log-prefix",
+            str(logdir / "tx"),
+            dsn,
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -288,12 +328,17 @@ def bench_ingest(
         for repeat in range(args.runs):
             for kind, run in (
                 ("hook", lambda c=connections: run_wrk(hook.url, c, args.seconds)),
-                ("pgbench", lambda c=connections: run_pgbench(pgbench_dsn, c, args.seconds, workdir)),
+                (
+                    "pgbench",
+                    lambda c=connections: run_pgbench(pgbench_dsn, c, args.seconds, workdir),
+                ),
                 ("nodb", lambda c=connections: run_wrk(nodb.url, c, args.seconds)),
             ):
                 measured = run()
-                log(f"ingest c={connections} run {repeat + 1} {kind}: "
-                    + ", ".join(f"{k}={v:.1f}" for k, v in measured.items()))
+                log(
+                    f"ingest c={connections} run {repeat + 1} {kind}: "
+                    + ", ".join(f"{k}={v:.1f}" for k, v in measured.items())
+                )
                 for key, value in measured.items():
                     kinds.setdefault(kind, {}).setdefault(key, Figure()).runs.append(value)
                 if kind == "hook" and connections == max(args.connections):
@@ -312,8 +357,10 @@ insert into sync.inbox (body, content_type)
 select convert_to(case
         -- about 1 in 10 breaks a rule: unknown id, negative cost, overlong name, bad type
         when r.bad < 0.025 then format('{"fragrance_id": %s, "description": "x"}', 100000 + r.fid)
-        when r.bad < 0.05 then format('{"fragrance_id": %s, "cost": -%s, "forbidden": true}', r.fid, r.cost)
-        when r.bad < 0.075 then format('{"fragrance_id": %s, "name": "%s"}', r.fid, repeat('N', 151))
+        when r.bad < 0.05
+            then format('{"fragrance_id": %s, "cost": -%s, "forbidden": true}', r.fid, r.cost)
+        when r.bad < 0.075
+            then format('{"fragrance_id": %s, "name": "%s"}', r.fid, repeat('N', 151))
         when r.bad < 0.1 then format('{"fragrance_id": %s, "forbidden": "yes"}', r.fid)
         else concat_ws(', ',
             format('{"fragrance_id": %s', r.fid),
@@ -323,8 +370,9 @@ select convert_to(case
             format('"forbidden": %s', r.forbidden)) || '}'
     end, 'UTF8'), 'application/json'
 from (
-    select g as n, (random() * 4999)::int as fid, random() as bad, random() < 0.5 as has_name,
-           random() < 0.5 as has_cost, 5 + (random() * 105)::int as cost, random() < 0.5 as forbidden
+    select g as n, (random() * 4999)::int as fid, random() as bad,
+           random() < 0.5 as has_name, random() < 0.5 as has_cost,
+           5 + (random() * 105)::int as cost, random() < 0.5 as forbidden
     from generate_series(1, %(count)s) as g
 ) as r
 order by r.n;
@@ -364,7 +412,9 @@ from last as l
 where f.fragrance_id = l.fid
 """
 
-CATALOG_DIGEST = "select md5(string_agg(f::text, '|' order by fragrance_id)) from public.fragrances as f"
+CATALOG_DIGEST = (
+    "select md5(string_agg(f::text, '|' order by fragrance_id)) from public.fragrances as f"
+)
 
 
 def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, Any]:
@@ -397,7 +447,10 @@ def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, 
             log(f"merge run {repeat + 1} {kind}: {args.backlog / elapsed:.0f} changes/s")
             with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
                 admin.execute(f"drop database {name}")
-    same = digests["apply_pending"] == digests["set_based_update"] and len(digests["apply_pending"]) == 1
+    same = (
+        digests["apply_pending"] == digests["set_based_update"]
+        and len(digests["apply_pending"]) == 1
+    )
     return {
         "backlog": args.backlog,
         "batch": args.batch,
@@ -462,6 +515,7 @@ async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[st
 
 
 def bench_lag(hook: Hook, dsn: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Several paced runs: p50 and p99 of the time until each change is visible."""
     figures: dict[str, Figure] = {}
     for repeat in range(args.runs):
         measured = asyncio.run(paced_lag(hook.url, dsn, args.lag_rate, args.lag_seconds))
@@ -471,7 +525,7 @@ def bench_lag(hook: Hook, dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     return {"rate": args.lag_rate, **{k: f.as_dict() for k, f in figures.items()}}
 
 
-# --- report ----------------------------------------------------------------------------------------
+# --- report --------------------------------------------------------------------------------------
 
 
 def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -481,37 +535,78 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
     if c16:
         hook, pgb, nodb = (c16[k] for k in ("hook", "pgbench", "nodb"))
         checks += [
-            ("ingest c16 / pgbench", hook["rps"]["median"] / pgb["rps"]["median"], ">=",
-             TARGETS["ingest_vs_pgbench"], lambda v, t: v >= t),
-            ("ingest c16 / no-database server", hook["rps"]["median"] / nodb["rps"]["median"],
-             ">=", TARGETS["ingest_vs_nodb"], lambda v, t: v >= t),
+            (
+                "ingest c16 / pgbench",
+                hook["rps"]["median"] / pgb["rps"]["median"],
+                ">=",
+                TARGETS["ingest_vs_pgbench"],
+                lambda v, t: v >= t,
+            ),
+            (
+                "ingest c16 / no-database server",
+                hook["rps"]["median"] / nodb["rps"]["median"],
+                ">=",
+                TARGETS["ingest_vs_nodb"],
+                lambda v, t: v >= t,
+            ),
             ("ingest c16 errors", max(hook["errors"]["runs"]), "==", 0, lambda v, t: v == t),
-            ("p99 c16 / pgbench p99", hook["p99_ms"]["median"] / pgb["p99_ms"]["median"], "<=",
-             TARGETS["p99_vs_pgbench"], lambda v, t: v <= t),
+            (
+                "p99 c16 / pgbench p99",
+                hook["p99_ms"]["median"] / pgb["p99_ms"]["median"],
+                "<=",
+                TARGETS["p99_vs_pgbench"],
+                lambda v, t: v <= t,
+            ),
         ]
     if "merge" in result:
         m = result["merge"]
-        checks.append(("merge / set-based UPDATE",
-                       m["apply_pending"]["median"] / m["set_based_update"]["median"], ">=",
-                       TARGETS["merge_vs_floor"], lambda v, t: v >= t))
+        checks.append(
+            (
+                "merge / set-based UPDATE",
+                m["apply_pending"]["median"] / m["set_based_update"]["median"],
+                ">=",
+                TARGETS["merge_vs_floor"],
+                lambda v, t: v >= t,
+            )
+        )
     if "lag" in result:
-        checks.append((f"lag p99 at {result['lag']['rate']}/s (ms)", result["lag"]["p99_ms"]["median"],
-                       "<=", TARGETS["lag_p99_ms"], lambda v, t: v <= t))
+        checks.append(
+            (
+                f"lag p99 at {result['lag']['rate']}/s (ms)",
+                result["lag"]["p99_ms"]["median"],
+                "<=",
+                TARGETS["lag_p99_ms"],
+                lambda v, t: v <= t,
+            )
+        )
     if result.get("peak_rss_mb"):
-        checks.append(("peak RSS per worker (MB)", result["peak_rss_mb"], "<=",
-                       TARGETS["rss_mb"], lambda v, t: v <= t))
+        checks.append(
+            (
+                "peak RSS per worker (MB)",
+                result["peak_rss_mb"],
+                "<=",
+                TARGETS["rss_mb"],
+                lambda v, t: v <= t,
+            )
+        )
     return [
-        {"target": name, "value": round(value, 3), "rule": f"{op} {target}",
-         "verdict": "PASS" if ok(value, target) else "FAIL"}
+        {
+            "target": name,
+            "value": round(value, 3),
+            "rule": f"{op} {target}",
+            "verdict": "PASS" if ok(value, target) else "FAIL",
+        }
         for name, value, op, target, ok in checks
     ]
 
 
 def fmt(fig: dict[str, Any], digits: int = 1) -> str:
+    """A figure as ``median (min-max)``."""
     return f"{fig['median']:.{digits}f} ({fig['min']:.{digits}f}-{fig['max']:.{digits}f})"
 
 
 def markdown(result: dict[str, Any]) -> str:
+    """The report as Markdown: machine, tables, targets."""
     m = result["machine"]
     lines = [
         f"# Bench results {result['started_at']}",
@@ -528,13 +623,17 @@ def markdown(result: dict[str, Any]) -> str:
         "| connections | server | requests/s | p50 ms | p99 ms | errors |",
         "| ---: | --- | ---: | ---: | ---: | ---: |",
     ]
-    names = {"hook": "hook (python -m hook)", "pgbench": "pgbench sync.receive",
-             "nodb": "hook, no database"}
+    names = {
+        "hook": "hook (python -m hook)",
+        "pgbench": "pgbench sync.receive",
+        "nodb": "hook, no database",
+    }
     for connections, kinds in result["ingest"].items():
         for kind, figs in kinds.items():
             lines.append(
-                f"| {connections} | {names[kind]} | {fmt(figs['rps'], 0)} | {fmt(figs['p50_ms'], 2)} "
-                f"| {fmt(figs['p99_ms'], 2)} | {int(max(figs['errors']['runs']))} |"
+                f"| {connections} | {names[kind]} | {fmt(figs['rps'], 0)} "
+                f"| {fmt(figs['p50_ms'], 2)} | {fmt(figs['p99_ms'], 2)} "
+                f"| {int(max(figs['errors']['runs']))} |"
             )
     if "merge" in result:
         mg = result["merge"]
@@ -560,16 +659,31 @@ def markdown(result: dict[str, Any]) -> str:
             f"of {int(lg['sent']['median'])} per run.",
         ]
     if result.get("peak_rss_mb"):
-        lines += ["", f"## Memory", "", f"Peak RSS per worker (VmHWM) under the "
-                  f"{max(result['config']['connections'])}-connection load: "
-                  f"{result['peak_rss_mb']:.1f} MB."]
-    lines += ["", "## Targets", "", "| target | value | rule | verdict |", "| --- | ---: | --- | --- |"]
-    lines += [f"| {v['target']} | {v['value']} | {v['rule']} | {v['verdict']} |"
-              for v in result["verdicts"]]
+        lines += [
+            "",
+            "## Memory",
+            "",
+            f"Peak RSS per worker (VmHWM) under the "
+            f"{max(result['config']['connections'])}-connection load: "
+            f"{result['peak_rss_mb']:.1f} MB.",
+        ]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | value | rule | verdict |",
+        "| --- | ---: | --- | --- |",
+    ]
+    lines += [
+        f"| {v['target']} | {v['value']} | {v['rule']} | {v['verdict']} |"
+        for v in result["verdicts"]
+    ]
     return "\n".join(lines) + "\n"
 
 
 def versions() -> dict[str, str]:
+    """Versions of the load tools and the hook's stack."""
+
     def first_line(argv: list[str]) -> str:
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         return (done.stdout or done.stderr).splitlines()[0].strip()
@@ -587,11 +701,14 @@ def versions() -> dict[str, str]:
 
 
 def main() -> int:
+    """Run every part of the suite and write the results."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 5)))
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", os.cpu_count() or 1)))
+    parser.add_argument(
+        "--workers", type=int, default=int(os.environ.get("WORKERS", os.cpu_count() or 1))
+    )
     parser.add_argument("--pool", type=int, default=int(os.environ.get("DB_POOL_MAX_SIZE", 10)))
     parser.add_argument("--backlog", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
@@ -602,13 +719,18 @@ def main() -> int:
     parser.add_argument("--label", default="", help="suffix of the results file names")
     args = parser.parse_args()
 
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     result: dict[str, Any] = {
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "config": {
-            "connections": args.connections, "seconds": args.seconds, "runs": args.runs,
-            "workers": args.workers, "pool": args.pool, "backlog": args.backlog,
-            "batch": args.batch, "postgres_args": POSTGRES_ARGS,
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "runs": args.runs,
+            "workers": args.workers,
+            "pool": args.pool,
+            "backlog": args.backlog,
+            "batch": args.batch,
+            "postgres_args": POSTGRES_ARGS,
         },
     }
     workdir = Path(tempfile.mkdtemp(prefix="fragrance-bench-work-"))
@@ -622,8 +744,11 @@ def main() -> int:
             "postgres": server_settings(pg),
             **versions(),
         }
-        hook_env = {"WORKERS": str(args.workers), "DB_POOL_MAX_SIZE": str(args.pool),
-                    "DB_POOL_MIN_SIZE": str(min(args.pool, 4))}
+        hook_env = {
+            "WORKERS": str(args.workers),
+            "DB_POOL_MAX_SIZE": str(args.pool),
+            "DB_POOL_MIN_SIZE": str(min(args.pool, 4)),
+        }
         hook_url = url(pg, "bench", "sync_hook_login")
         hook = start_hook(hook_url, workdir, "db", **hook_env)
         nodb = start_hook(hook_url, workdir, "nodb", HOOK_BENCH_NO_DATABASE="1", **hook_env)
