@@ -468,12 +468,15 @@ class _Connections:
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
 
     async def post(self, path: str, payload: bytes) -> tuple[int, bytes]:
         """One POST on an idle connection (or a new one); status and body of the answer."""
+        # uvicorn closes a connection idle for 5 s: never reuse one idle for 4 s or more.
+        while self.idle and time.monotonic() - self.idle[-1][2] >= 4:
+            self.idle.pop()[1].close()
         if self.idle:
-            reader, writer = self.idle.pop()
+            reader, writer, _ = self.idle.pop()
         else:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         writer.write(
@@ -485,16 +488,16 @@ class _Connections:
         status = int(head.split(b" ", 2)[1])
         length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
         answer = await reader.readexactly(length)
-        self.idle.append((reader, writer))
+        self.idle.append((reader, writer, time.monotonic()))
         return status, answer
 
     def close(self) -> None:
         """Close every idle connection."""
-        for _, writer in self.idle:
+        for _, writer, _ in self.idle:
             writer.close()
 
 
-async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[str, float]:
+async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[str, Any]:
     """Open loop: change i is sent at start + i/rate, however slow earlier answers are.
 
     Lag counts from that moment to the answer (answered means committed and
@@ -505,9 +508,10 @@ async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[st
     answered: list[float] = []
     visible: list[float] = []
     errors = invisible = 0
+    error_kinds: dict[str, int] = {}
     host, port = hook_url.removeprefix("http://").split(":")
     http = _Connections(host, int(port))
-    pool = AsyncConnectionPool(dsn, min_size=4, max_size=8, kwargs={"autocommit": True})
+    pool = AsyncConnectionPool(dsn, min_size=4, max_size=8, kwargs={"autocommit": True}, open=False)
     await pool.open(wait=True)
     start = time.perf_counter() + 0.2
 
@@ -520,13 +524,16 @@ async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[st
         payload = {"fragrance_id": fid, "description": description, "forbidden": i % 2 == 0}
         try:
             status, answer = await http.post("/notifications", json.dumps(payload).encode())
-        except (OSError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.IncompleteReadError) as exc:
             errors += 1
+            error_kinds[type(exc).__name__] = error_kinds.get(type(exc).__name__, 0) + 1
             return
         answered.append((time.perf_counter() - due) * 1000)
         receipt = json.loads(answer)
         if status != 202 or receipt["status"] != "applied":
             errors += 1
+            kind = f"{status} {receipt.get('status')} {receipt.get('reasons') or receipt}"[:200]
+            error_kinds[kind] = error_kinds.get(kind, 0) + 1
             return
         async with pool.connection() as conn:
             cur = await conn.execute(
@@ -556,18 +563,28 @@ async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[st
         "errors": errors,
         "invisible": invisible,
         "sent": total,
+        "error_kinds": error_kinds,
     }
 
 
 def bench_lag(hook: Hook, dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     """Several paced runs: p50 and p99 of the time until each change is visible."""
     figures: dict[str, Figure] = {}
-    for repeat in range(args.runs):
+    error_kinds: dict[str, int] = {}
+    for repeat in range(args.lag_runs):
         measured = asyncio.run(paced_lag(hook.url, dsn, args.lag_rate, args.lag_seconds))
+        kinds = measured.pop("error_kinds")
         log(f"lag run {repeat + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in measured.items()))
+        for kind, count in kinds.items():
+            log(f"lag run {repeat + 1}: {count} x {kind}")
+            error_kinds[kind] = error_kinds.get(kind, 0) + count
         for key, value in measured.items():
             figures.setdefault(key, Figure()).runs.append(value)
-    return {"rate": args.lag_rate, **{k: f.as_dict() for k, f in figures.items()}}
+    return {
+        "rate": args.lag_rate,
+        "error_kinds": error_kinds,
+        **{k: f.as_dict() for k, f in figures.items()},
+    }
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -660,8 +677,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"PostgreSQL {m['postgres']['server_version']} (fsync={m['postgres']['fsync']}, "
         f"synchronous_commit={m['postgres']['synchronous_commit']}); {m['wrk']}; {m['pgbench']}; "
         f"hook workers={result['config']['workers']}, pool={result['config']['pool']}.",
-        f"Runs: {result['config']['runs']} x {result['config']['seconds']} s per ingest figure; "
-        "each cell is median (min-max).",
+        f"Runs: {result['config']['runs']} x {result['config']['seconds']} s per ingest figure, "
+        f"{result['config']['merge_runs']} per merge figure, {result['config']['lag_runs']} x "
+        f"{result['config']['lag_seconds']} s per lag figure; each is median (min-max).",
         "",
         "## Ingest",
         "",
@@ -704,6 +722,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{fmt(lg['answered_p50_ms'], 2)} ms, p99 {fmt(lg['answered_p99_ms'], 2)} ms; "
             f"errors {int(lg['errors']['max'])}, not visible {int(lg['invisible']['max'])} "
             f"of {int(lg['sent']['median'])} per run.",
+            *(f"- {count} x {kind}" for kind, count in lg["error_kinds"].items()),
         ]
     if result.get("peak_rss_mb"):
         lines += [
@@ -762,6 +781,7 @@ def main() -> int:
     parser.add_argument("--merge-runs", type=int, default=3)
     parser.add_argument("--lag-rate", type=int, default=200)
     parser.add_argument("--lag-seconds", type=int, default=10)
+    parser.add_argument("--lag-runs", type=int, default=5)
     parser.add_argument("--skip", nargs="*", default=[], choices=["ingest", "merge", "lag"])
     parser.add_argument("--label", default="", help="suffix of the results file names")
     args = parser.parse_args()
@@ -773,10 +793,13 @@ def main() -> int:
             "connections": args.connections,
             "seconds": args.seconds,
             "runs": args.runs,
+            "lag_runs": args.lag_runs,
+            "merge_runs": args.merge_runs,
             "workers": args.workers,
             "pool": args.pool,
             "backlog": args.backlog,
             "batch": args.batch,
+            "lag_seconds": args.lag_seconds,
             "postgres_args": POSTGRES_ARGS,
         },
     }
