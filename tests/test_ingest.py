@@ -8,6 +8,7 @@ batch answers every request in it with the failure and stores nothing.
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from helpers import body, fragrance, inbox_row, set_apply_on_receipt
 from psycopg_pool import AsyncConnectionPool
 from test_hook import start_hook, stop_hook
 
+from hook.__main__ import _tcp_socket
 from hook.ingest import (
     BatchingStore,
     Delivery,
@@ -236,3 +238,30 @@ def test_concurrent_posts_are_each_answered_with_the_receipt_of_their_own_body(
     for sent, answer in zip(bodies, answers, strict=True):
         assert bytes(inbox_row(db, answer.json()["inbox_id"])["body"]) == sent
         assert answer.json()["status"] == "applied"
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+def test_the_workers_shared_socket_is_labelled_tcp_so_answers_are_not_delayed() -> None:
+    plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # protocol 0, as uvicorn makes it
+    labelled = _tcp_socket(plain)
+    try:
+        assert labelled.proto == socket.IPPROTO_TCP
+    finally:
+        labelled.close()
+
+
+def test_several_workers_serve_deliveries(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, WORKERS="2")
+    try:
+        answers = [
+            httpx.post(hook.url + "/notifications", content=body({"fragrance_id": i, "cost": 1}))
+            for i in range(4)
+        ]
+    finally:
+        stop_hook(hook)
+    assert [a.status_code for a in answers] == [202] * 4
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (4,)
