@@ -26,7 +26,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+from test_hook import Hook, start_hook, stop_hook  # noqa: E402
 from throwaway_pg import ThrowawayPostgresql  # noqa: E402
 
 BENCH = ROOT / "bench"
@@ -92,13 +92,6 @@ class Figure:
 def log(message: str) -> None:
     """Progress on stderr, so stdout stays the table."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def tool(name: str) -> str:
@@ -171,21 +164,13 @@ def server_settings(pg: ThrowawayPostgresql) -> dict[str, str]:
 # --- the hook -------------------------------------------------------------------------------
 
 
-@dataclass
-class Hook:
-    """A running ``python -m hook``."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-    log_path: Path
-
-    def worker_pids(self) -> list[int]:
-        """The processes that serve requests: the children under uvicorn's supervisor, or itself."""
-        children_file = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        children = [int(p) for p in children_file.read_text().split()]
-        # Uvicorn's multiprocess supervisor also starts a resource tracker; keep the servers.
-        workers = [p for p in children if "hook" in _cmdline(p) or "spawn_main" in _cmdline(p)]
-        return workers or [self.process.pid]
+def worker_pids(hook: Hook) -> list[int]:
+    """The processes that serve requests: the workers under uvicorn's supervisor, or itself."""
+    pid = hook.process.pid
+    children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    # The supervisor also starts multiprocessing's resource tracker; keep the servers.
+    workers = [p for p in children if "spawn_main" in _cmdline(p)]
+    return workers or [pid]
 
 
 def _cmdline(pid: int) -> str:
@@ -203,43 +188,15 @@ def vm_hwm_mb(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
-def start_hook(database_url: str, workdir: Path, name: str, **env: str) -> Hook:
-    """Start ``python -m hook`` as production does and wait until it is healthy."""
-    port = free_port()
-    log_path = workdir / f"hook-{name}.log"
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PORT": str(port),
-        "LOG_LEVEL": "warning",
-        **env,
-    }
-    with log_path.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "hook"], cwd=ROOT, env=environment, stdout=out, stderr=out
-        )
-    hook = Hook(process, f"http://127.0.0.1:{port}", log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"hook {name} exited:\n{log_path.read_text()}")
-        try:
-            if httpx.get(hook.url + "/healthz", timeout=5).status_code == 200:
-                return hook
-        except httpx.HTTPError:
-            pass
+def start_bench_hook(database_url: str, workdir: Path, **env: str) -> Hook:
+    """``python -m hook`` as the tests start it (production's entry point), quiet, then healthy."""
+    hook = start_hook(database_url, workdir, LOG_LEVEL="warning", DB_TIMEOUT="5", **env)
+    for _ in range(100):
+        if httpx.get(hook.url + "/healthz", timeout=5).status_code == 200:
+            return hook
         time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"hook {name} did not become healthy:\n{log_path.read_text()}")
-
-
-def stop_hook(hook: Hook) -> None:
-    """Stop the hook we started (SIGTERM, SIGKILL after 20 s)."""
-    hook.process.terminate()
-    try:
-        hook.process.wait(20)
-    except subprocess.TimeoutExpired:
-        hook.process.kill()
+    stop_hook(hook)
+    raise SystemExit(f"the hook never reached its database:\n{hook.output()}")
 
 
 # --- ingest -----------------------------------------------------------------------------------
@@ -343,7 +300,7 @@ def bench_ingest(
                 for key, value in measured.items():
                     kinds.setdefault(kind, {}).setdefault(key, Figure()).runs.append(value)
                 if kind == "hook" and connections == max(args.connections):
-                    peak_rss = max(peak_rss, *(vm_hwm_mb(p) for p in hook.worker_pids()))
+                    peak_rss = max(peak_rss, *(vm_hwm_mb(p) for p in worker_pids(hook)))
         results[str(connections)] = {
             kind: {k: f.as_dict() for k, f in figs.items()} for kind, figs in kinds.items()
         }
@@ -817,11 +774,10 @@ def main() -> int:
         hook_env = {
             "WORKERS": str(args.workers),
             "DB_POOL_MAX_SIZE": str(args.pool),
-            "DB_POOL_MIN_SIZE": str(min(args.pool, 4)),
         }
         hook_url = url(pg, "bench", "sync_hook_login")
-        hook = start_hook(hook_url, workdir, "db", **hook_env)
-        nodb = start_hook(hook_url, workdir, "nodb", HOOK_BENCH_NO_DATABASE="1", **hook_env)
+        hook = start_bench_hook(hook_url, workdir, **hook_env)
+        nodb = start_bench_hook(hook_url, workdir, HOOK_BENCH_NO_DATABASE="1", **hook_env)
         try:
             if "ingest" not in args.skip:
                 result["ingest"], result["peak_rss_mb"] = bench_ingest(
