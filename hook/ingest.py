@@ -71,10 +71,12 @@ class Receipt:
 class StoreError(Exception):
     """The delivery was not stored; ``status`` and ``detail`` are the answer to give."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, rolled_back: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        #: The database refused the call, so none of the batch was stored.
+        self.rolled_back = rolled_back
 
 
 class BatchingStore:
@@ -118,18 +120,24 @@ class BatchingStore:
         try:
             receipts = await self._call(deliveries)
         except StoreError as exc:
-            if exc.status == 500 and len(batch) > 1:
-                # One delivery the database refuses must not cost the others theirs.
-                for item in batch:
-                    await self._store_batch([item])
-                return
-            for _, future in batch:
+            failure = exc
+        except Exception:
+            # Whether it committed is unknown: answer 500, never 2xx, and do not store again.
+            log.exception("storing %d deliveries failed unexpectedly", len(batch))
+            failure = StoreError(500, REFUSED)
+        else:
+            for (_, future), receipt in zip(batch, receipts, strict=True):
                 if not future.done():
-                    future.set_exception(StoreError(exc.status, exc.detail))
+                    future.set_result(receipt)
             return
-        for (_, future), receipt in zip(batch, receipts, strict=True):
+        if failure.rolled_back and failure.status == 500 and len(batch) > 1:
+            # One delivery the database refuses must not cost the others theirs.
+            for item in batch:
+                await self._store_batch([item])
+            return
+        for _, future in batch:
             if not future.done():
-                future.set_result(receipt)
+                future.set_exception(StoreError(failure.status, failure.detail))
 
     async def _call(self, deliveries: list[Delivery]) -> list[Receipt]:
         """One call, one transaction: returns only after the commit."""
@@ -154,7 +162,7 @@ class BatchingStore:
             raise StoreError(503, UNAVAILABLE) from exc
         except psycopg.Error as exc:
             log.error("database refused %d deliveries (%d bytes): %s", len(deliveries), size, exc)
-            raise StoreError(500, REFUSED) from exc
+            raise StoreError(500, REFUSED, rolled_back=True) from exc
         if len(rows) != len(deliveries):
             log.error("sync.receive_many returned %d receipts for %d", len(rows), len(deliveries))
             raise StoreError(500, REFUSED)

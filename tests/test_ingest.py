@@ -265,3 +265,23 @@ def test_several_workers_serve_deliveries(
         stop_hook(hook)
     assert [a.status_code for a in answers] == [202] * 4
     assert db.execute("select count(*) from sync.inbox").fetchone() == (4,)
+
+
+def test_receipts_that_do_not_match_the_batch_are_answered_500_and_not_stored_twice(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    db.execute("""
+        create or replace function sync.receive_many(
+            p_bodies bytea[], p_content_types text[], p_client_addrs inet[], p_user_agents text[]
+        ) returns setof sync.receipt language sql security definer as $$
+            with stored as (
+                insert into sync.inbox (body) select b from unnest(p_bodies) as b
+                returning id, status, reasons
+            )
+            select * from stored order by id limit 1
+        $$
+    """)
+    deliveries = [delivery({"fragrance_id": i}) for i in range(3)]
+    answers = store_all(server.url(dbname), deliveries)
+    assert [getattr(a, "status", None) for a in answers] == [500, 500, 500]
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (3,)
