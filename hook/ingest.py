@@ -60,6 +60,10 @@ class Receipt:
     status: str
     reasons_json: str
 
+    def reasons(self) -> list[dict[str, Any]]:
+        """The reasons as Python objects (parsed on demand: the hot path never needs them)."""
+        return json.loads(self.reasons_json)
+
     def to_json(self) -> bytes:
         """The 202 answer. status is one of a few plain words and reasons is JSON already."""
         return (
@@ -199,9 +203,13 @@ class NotificationsEndpoint:
     answered 202 with status ``rejected`` and the reasons.
     """
 
-    def __init__(self, max_body_bytes: int) -> None:
+    def __init__(
+        self, max_body_bytes: int, observe: Callable[[int, Receipt], None] | None = None
+    ) -> None:
         self.max_body_bytes = max_body_bytes
         self.store: BatchingStore | NoDatabaseStore | None = None
+        #: Called with the body size and the receipt of each stored delivery (e.g. metrics).
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read the body within the limit, store it, answer 202, 413, 500 or 503."""
@@ -232,6 +240,8 @@ class NotificationsEndpoint:
         except StoreError as exc:
             await _answer(send, exc.status, _detail(exc.detail))
             return
+        if self.observe is not None:
+            self.observe(len(body), receipt)
         await _answer(send, 202, receipt.to_json())
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:

@@ -25,6 +25,7 @@ from hook.ingest import (
     BatchingStore,
     Delivery,
     NoDatabaseStore,
+    NotificationsEndpoint,
     Receipt,
     StoreError,
     make_store,
@@ -285,3 +286,23 @@ def test_receipts_that_do_not_match_the_batch_are_answered_500_and_not_stored_tw
     answers = store_all(server.url(dbname), deliveries)
     assert [getattr(a, "status", None) for a in answers] == [500, 500, 500]
     assert db.execute("select count(*) from sync.inbox").fetchone() == (3,)
+
+
+def test_an_observer_sees_the_size_and_receipt_of_each_stored_delivery() -> None:
+    seen: list[tuple[int, str, list[dict[str, Any]]]] = []
+    endpoint = NotificationsEndpoint(
+        1024, observe=lambda size, r: seen.append((size, r.status, r.reasons()))
+    )
+    endpoint.store = NoDatabaseStore()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"fragrance_id": 1}', "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [], "client": ("127.0.0.1", 5000)}
+    asyncio.run(endpoint(scope, receive, send))
+    assert sent[0]["status"] == 202
+    assert seen == [(19, "pending", [])]
