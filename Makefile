@@ -12,11 +12,12 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint migrate postgres-binaries chromium
+.PHONY: help run test lint migrate postgres-binaries chromium bench bench-tools
 
 help:
 	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, hook"
 	@echo "make test   lint, then run every test against a throwaway PostgreSQL"
+	@echo "make bench  ingest, merge, lag and memory benchmarks (bench/README.md)"
 
 # PostgreSQL server binaries (initdb, postgres) for the throwaway test server.
 postgres-binaries:
@@ -60,3 +61,19 @@ migrate: $(STAMP)
 # Embedded PostgreSQL under .local/ unless DATABASE_URL points elsewhere.
 run: postgres-binaries $(STAMP)
 	$(BIN)/python -m devtools.local_stack
+
+# Load tools for the benchmark: Debian's wrk, and pgbench (in the PostgreSQL server package).
+bench-tools: postgres-binaries
+	@if ! command -v wrk >/dev/null; then \
+		echo "Installing wrk with apt-get..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; \
+	fi
+	@if ! command -v pgbench >/dev/null && ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then \
+		echo "Installing pgbench (PostgreSQL server package) with apt-get..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+# Its own durable throwaway PostgreSQL, never the one on 5432; results in bench/results/.
+BENCH_ARGS ?=
+bench: bench-tools $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

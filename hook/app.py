@@ -1,14 +1,15 @@
 """Routes and lifespan of the hook.
 
-The hook does one thing: hand each raw body to ``sync.receive`` in one
-parameterised call and answer with the receipt. It never parses the body;
-every rule lives in the database.
+The hook does one thing: hand each raw body to the database and answer with
+the receipt (``hook/ingest.py``, batched through ``sync.receive_many``). It
+never parses the body; every rule lives in the database. Around that hot
+path: the delivery guard, listener registration, health, metrics and the
+status page.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,33 +20,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
+from starlette.routing import Route
 
 from hook import metrics
 from hook import status as status_page
 from hook.guard import DeliveryGuard, GuardCounts
+from hook.ingest import NotificationsEndpoint, Receipt, make_store
 from hook.listener import keep_registered
 from hook.settings import Settings
 
 log = logging.getLogger("hook")
-
-RECEIVE = "select inbox_id, status, reasons from sync.receive(%s, %s, %s, %s)"
-
-
-class Reason(BaseModel):
-    """One rule violation or warning, as the database wrote it."""
-
-    code: str
-    severity: str
-    field: str | None
-    message: str
-
-
-class Receipt(BaseModel):
-    """What the hook answers for a stored delivery."""
-
-    inbox_id: int
-    status: str
-    reasons: list[Reason]
 
 
 class Problem(BaseModel):
@@ -54,39 +38,16 @@ class Problem(BaseModel):
     detail: str
 
 
-class BodyTooLargeError(Exception):
-    """The body is larger than the configured limit."""
-
-
-def _client_address(request: Request) -> str | None:
-    """The peer's IP address, or None when it is not one (a unix socket, a test client)."""
-    if request.client is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(request.client.host))
-    except ValueError:
-        return None
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The raw body, refused as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLargeError
-    chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
-        if len(chunks) > limit:
-            raise BodyTooLargeError
-    return bytes(chunks)
-
-
-def _problem(status: int, detail: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": detail})
-
-
 def create_app(settings: Settings) -> FastAPI:
     """Build the hook's app for one set of settings."""
+
+    def observe(size: int, receipt: Receipt) -> None:
+        rejected = receipt.status == "rejected"
+        app.state.metrics.observe_receipt(
+            size, receipt.status, receipt.reasons() if rejected else ()
+        )
+
+    ingest = NotificationsEndpoint(settings.max_body_bytes, observe=observe)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -103,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
         # Do not wait for the database: the hook must start (and say 503) while it is down.
         await pool.open(wait=False)
         app.state.pool = pool
+        ingest.store = make_store(pool, settings.batch_max_size, settings.batch_concurrency)
         registration = None
         if settings.cms_url:
             registration = asyncio.create_task(
@@ -132,50 +94,9 @@ def create_app(settings: Settings) -> FastAPI:
     metrics.install(app)
     status_page.install(app)
 
-    @app.post(
-        "/notifications",
-        status_code=202,
-        response_model=Receipt,
-        responses={413: {"model": Problem}, 503: {"model": Problem}},
-    )
-    async def notifications(request: Request) -> Any:
-        """Store one delivery exactly as received and answer with its receipt.
-
-        A body that breaks the data rules is still a delivery: it is stored
-        and answered 202 with status ``rejected`` and the reasons.
-        """
-        try:
-            data = await _read_body(request, settings.max_body_bytes)
-        except BodyTooLargeError:
-            log.warning(
-                "refused a body over %d bytes from %s",
-                settings.max_body_bytes,
-                _client_address(request),
-            )
-            return _problem(
-                413,
-                f"body is larger than {settings.max_body_bytes} bytes; it was not stored",
-            )
-        params = (
-            data,
-            request.headers.get("content-type"),
-            _client_address(request),
-            request.headers.get("user-agent"),
-        )
-        try:
-            async with request.app.state.pool.connection() as conn:
-                cursor = await conn.execute(RECEIVE, params)
-                inbox_id, status, reasons = await cursor.fetchone()
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            log.error(
-                "database unavailable, a delivery of %d bytes was not stored: %s", len(data), exc
-            )
-            return _problem(503, "database unavailable; the delivery was not stored, send it again")
-        except psycopg.Error as exc:
-            log.error("database refused a delivery of %d bytes: %s", len(data), exc)
-            return _problem(500, "the database refused the delivery; see the hook's log")
-        metrics.observe_receipt(request, len(data), status, reasons)
-        return {"inbox_id": inbox_id, "status": status, "reasons": reasons}
+    # The hot path is a plain ASGI endpoint: no validation layer between the bytes and the
+    # database, since the hook never parses the body (see hook/ingest.py).
+    app.router.routes.append(Route("/notifications", ingest, methods=["POST"]))
 
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz(request: Request) -> Any:

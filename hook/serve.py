@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from hook.settings import SettingsError
 
@@ -49,7 +51,7 @@ def serve(program: str, read_settings: Callable[[], ServedSettings], factory: st
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    uvicorn.run(
+    config = uvicorn.Config(
         factory,
         factory=True,
         host=settings.host,
@@ -59,4 +61,22 @@ def serve(program: str, read_settings: Callable[[], ServedSettings], factory: st
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+    if config.workers > 1:
+        Multiprocess(config, sockets=[_tcp_socket(config.bind_socket())]).run()
+    else:
+        uvicorn.Server(config).run()
     return 0
+
+
+def _tcp_socket(sock: socket.socket) -> socket.socket:
+    """The workers' shared listening socket, labelled as TCP.
+
+    uvicorn creates it with protocol 0; asyncio then leaves Nagle on for the
+    connections it accepts, and every answer (headers, then body) waits about
+    40 ms for the client's delayed ACK. With IPPROTO_TCP, asyncio sets TCP_NODELAY.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return sock
+    tcp = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
+    tcp.set_inheritable(True)
+    return tcp

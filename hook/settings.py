@@ -72,6 +72,8 @@ class Settings:
     pool_max_size: int = 10
     database_timeout: float = 5.0
     workers: int = 1
+    batch_max_size: int = 50
+    batch_concurrency: int = 1
     log_level: str = "info"
     cms_url: str = ""
     public_url: str = ""
@@ -94,6 +96,8 @@ class Settings:
             pool_max_size=_number(env, "DB_POOL_MAX_SIZE", cls.pool_max_size, int, 1),
             database_timeout=_number(env, "DB_TIMEOUT", cls.database_timeout, float, 0.001),
             workers=_number(env, "WORKERS", cls.workers, int, 1),
+            batch_max_size=_number(env, "BATCH_MAX_SIZE", cls.batch_max_size, int, 1),
+            batch_concurrency=_number(env, "BATCH_CONCURRENCY", cls.batch_concurrency, int, 1),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
             cms_url=env.get("CMS_URL", ""),
             public_url=env.get("PUBLIC_URL", ""),

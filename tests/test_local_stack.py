@@ -51,7 +51,10 @@ def _registered_listener(cms_port: int) -> str | None:
     """The CMS's listener once the hook has registered (it retries until the CMS is up)."""
     listener = None
     for _ in range(300):
-        state = httpx.get(f"http://127.0.0.1:{cms_port}/", timeout=5).json()["simulator"]
+        try:
+            state = httpx.get(f"http://127.0.0.1:{cms_port}/", timeout=5).json()["simulator"]
+        except httpx.ConnectError:
+            state = {"listener": None}  # the simulator may come up after the hook
         if (listener := state["listener"]) is not None:
             break
         time.sleep(0.1)

@@ -1,0 +1,808 @@
+"""The benchmark suite behind ``make bench``: ingest, merge, lag and memory, side by side.
+
+It starts its own PostgreSQL (tests/throwaway_pg.py, never the server on
+5432) with production durability (fsync on, synchronous_commit on), migrates
+it with yoyo, loads sql/catalog.sql, and measures:
+
+- ingest: wrk posting CMS deltas to ``python -m hook`` against pgbench calling
+  the same ``sync.receive`` and against the same server with no database work;
+- merge: 100,000 pending changes through ``sync.apply_pending`` against one
+  set-based ``UPDATE ... FROM`` that writes the same final values;
+- lag: a paced asyncio client at a steady rate, time until the change is visible;
+- memory: the hook's peak RSS (VmHWM) per worker under the 64-connection load.
+
+Every figure is the median of several runs, with min and max. Results are
+printed and written to bench/results/ as JSON and Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from test_hook import Hook, start_hook, stop_hook  # noqa: E402
+from throwaway_pg import ThrowawayPostgresql  # noqa: E402
+
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+DDL = ROOT / "deploy" / "initdb" / "10-smart-library.sql"
+CATALOG = ROOT / "sql" / "catalog.sql"
+MIGRATIONS = ROOT / "migrations"
+
+#: What the bench runs PostgreSQL with: production durability, enough connections.
+POSTGRES_ARGS = (
+    "-h 127.0.0.1 -c logging_collector=off -c fsync=on -c synchronous_commit=on "
+    "-c full_page_writes=on -c max_connections=200 -c shared_buffers=256MB"
+)
+
+TARGETS = {
+    "ingest_vs_pgbench": 0.35,
+    "ingest_vs_nodb": 0.7,
+    "p99_vs_pgbench": 4.0,
+    "merge_vs_floor": 0.3,
+    "lag_p99_ms": 50.0,
+    "rss_mb": 150.0,
+}
+
+
+@dataclass
+class Figure:
+    """One measured quantity over several runs."""
+
+    runs: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        """The median of the runs."""
+        return statistics.median(self.runs) if self.runs else float("nan")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Median, min, max and every run, rounded for the report."""
+        return {
+            "median": round(self.median, 3),
+            "min": round(min(self.runs), 3) if self.runs else None,
+            "max": round(max(self.runs), 3) if self.runs else None,
+            "runs": [round(r, 3) for r in self.runs],
+        }
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so stdout stays the table."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def tool(name: str) -> str:
+    """A PostgreSQL or load tool on PATH, or in the server's bin directory."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    raise SystemExit(f"bench: {name} not found; run `make bench`, which installs it")
+
+
+# --- the database -------------------------------------------------------------------------
+
+
+@contextmanager
+def throwaway_postgres() -> Iterator[ThrowawayPostgresql]:
+    """A durable throwaway server on disk (not tmpfs), removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="fragrance-bench-", dir=os.environ.get("BENCH_TMP")))
+    base.chmod(0o755)
+    pg = ThrowawayPostgresql(base_dir=str(base), postgres_args=POSTGRES_ARGS)
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def url(pg: ThrowawayPostgresql, dbname: str, user: str = "postgres") -> str:
+    """A libpq URL for one database of the bench server as one user."""
+    return f"postgresql://{user}@127.0.0.1:{pg.settings['port']}/{dbname}"
+
+
+def prepare_database(pg: ThrowawayPostgresql, dbname: str) -> None:
+    """Create the production table by its DDL, load the catalog, migrate with yoyo."""
+    with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
+        admin.execute(f'create database "{dbname}"')
+    with psycopg.connect(url(pg, dbname), autocommit=True) as conn:
+        conn.execute(DDL.read_text())
+        conn.execute(CATALOG.read_text())
+    yoyo = Path(sys.executable).with_name("yoyo")
+    yoyo_url = url(pg, dbname).replace("postgresql://", "postgresql+psycopg://", 1)
+    subprocess.run(
+        [str(yoyo), "apply", "--batch", "--database", yoyo_url, str(MIGRATIONS)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def server_settings(pg: ThrowawayPostgresql) -> dict[str, str]:
+    """The durability settings the server really runs with, for the report."""
+    with psycopg.connect(url(pg, "postgres")) as conn:
+        rows = conn.execute(
+            "select name, setting from pg_settings where name = any(%s)",
+            [
+                [
+                    "fsync",
+                    "synchronous_commit",
+                    "full_page_writes",
+                    "wal_sync_method",
+                    "shared_buffers",
+                    "max_connections",
+                    "server_version",
+                ]
+            ],
+        ).fetchall()
+    return dict(rows)
+
+
+# --- the hook -------------------------------------------------------------------------------
+
+
+def worker_pids(hook: Hook) -> list[int]:
+    """The processes that serve requests: the workers under uvicorn's supervisor, or itself."""
+    pid = hook.process.pid
+    children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    # The supervisor also starts multiprocessing's resource tracker; keep the servers.
+    workers = [p for p in children if "spawn_main" in _cmdline(p)]
+    return workers or [pid]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def vm_hwm_mb(pid: int) -> float:
+    """Peak resident set size of one process, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+def start_bench_hook(database_url: str, workdir: Path, **env: str) -> Hook:
+    """``python -m hook`` as the tests start it (production's entry point), quiet, then healthy."""
+    hook = start_hook(database_url, workdir, LOG_LEVEL="warning", DB_TIMEOUT="5", **env)
+    for _ in range(100):
+        if httpx.get(hook.url + "/healthz", timeout=5).status_code == 200:
+            return hook
+        time.sleep(0.1)
+    stop_hook(hook)
+    raise SystemExit(f"the hook never reached its database:\n{hook.output()}")
+
+
+# --- ingest -----------------------------------------------------------------------------------
+
+
+def run_wrk(target: str, connections: int, seconds: int) -> dict[str, float]:
+    """One wrk run; requests/s, p50 and p99 in ms, and every kind of error."""
+    threads = min(connections, 2)
+    done = subprocess.run(
+        [
+            tool("wrk"),
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(BENCH / "ingest.lua"),
+            target + "/notifications",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
+    raw = json.loads(line[len("WRK_JSON ") :])
+    errors = sum(raw[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return {
+        "rps": raw["requests"] / (raw["duration_us"] / 1e6),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "errors": errors,
+    }
+
+
+def run_pgbench(dsn: str, connections: int, seconds: int, workdir: Path) -> dict[str, float]:
+    """One pgbench run of the same delivery through sync.receive; p50/p99 from its log."""
+    logdir = workdir / f"pgbench-{connections}-{time.monotonic_ns()}"
+    logdir.mkdir()
+    done = subprocess.run(
+        [
+            tool("pgbench"),
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(connections),
+            "-j",
+            str(min(connections, 2)),
+            "-T",
+            str(seconds),
+            "-f",
+            str(BENCH / "receive.pgbench"),
+            "-l",
+            "--log-prefix",
+            str(logdir / "tx"),
+            dsn,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"pgbench failed:\n{done.stdout}\n{done.stderr}")
+    tps = float(re.search(r"tps = ([\d.]+) \(without initial", done.stdout).group(1))
+    failed = re.search(r"number of failed transactions: (\d+)", done.stdout)
+    latencies = sorted(
+        int(line.split()[2]) for f in logdir.iterdir() for line in f.read_text().splitlines()
+    )
+    shutil.rmtree(logdir)
+    return {
+        "rps": tps,
+        "p50_ms": latencies[len(latencies) // 2] / 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] / 1000,
+        "errors": int(failed.group(1)) if failed else 0,
+    }
+
+
+def bench_ingest(
+    hook: Hook, nodb: Hook, pgbench_dsn: str, args: argparse.Namespace, workdir: Path
+) -> tuple[dict[str, Any], float]:
+    """Hook, pgbench and the no-database server, interleaved, at each concurrency."""
+    results: dict[str, Any] = {}
+    peak_rss = 0.0
+    for connections in args.connections:
+        kinds: dict[str, dict[str, Figure]] = {}
+        for repeat in range(args.runs):
+            for kind, run in (
+                ("hook", lambda c=connections: run_wrk(hook.url, c, args.seconds)),
+                (
+                    "pgbench",
+                    lambda c=connections: run_pgbench(pgbench_dsn, c, args.seconds, workdir),
+                ),
+                ("nodb", lambda c=connections: run_wrk(nodb.url, c, args.seconds)),
+            ):
+                measured = run()
+                log(
+                    f"ingest c={connections} run {repeat + 1} {kind}: "
+                    + ", ".join(f"{k}={v:.1f}" for k, v in measured.items())
+                )
+                for key, value in measured.items():
+                    kinds.setdefault(kind, {}).setdefault(key, Figure()).runs.append(value)
+                if kind == "hook" and connections == max(args.connections):
+                    peak_rss = max(peak_rss, *(vm_hwm_mb(p) for p in worker_pids(hook)))
+        results[str(connections)] = {
+            kind: {k: f.as_dict() for k, f in figs.items()} for kind, figs in kinds.items()
+        }
+    return results, peak_rss
+
+
+# --- merge --------------------------------------------------------------------------------------
+
+STAGE_BACKLOG = """
+update sync.settings set apply_on_receipt = false;
+insert into sync.inbox (body, content_type)
+select convert_to(case
+        -- about 1 in 10 breaks a rule: unknown id, negative cost, overlong name, bad type
+        when r.bad < 0.025 then format('{"fragrance_id": %s, "description": "x"}', 100000 + r.fid)
+        when r.bad < 0.05
+            then format('{"fragrance_id": %s, "cost": -%s, "forbidden": true}', r.fid, r.cost)
+        when r.bad < 0.075
+            then format('{"fragrance_id": %s, "name": "%s"}', r.fid, repeat('N', 151))
+        when r.bad < 0.1 then format('{"fragrance_id": %s, "forbidden": "yes"}', r.fid)
+        else concat_ws(', ',
+            format('{"fragrance_id": %s', r.fid),
+            case when r.has_name then format('"name": "Name%sHOOOOOOOOOOLAAA"', r.n) end,
+            format('"description": "Produced from animals %s  "', r.n),
+            case when r.has_cost then format('"cost": %s', r.cost) end,
+            format('"forbidden": %s', case when r.forbidden then 'true' else 'false' end)) || '}'
+    end, 'UTF8'), 'application/json'
+from (
+    select g as n, (random() * 4999)::int as fid, random() as bad,
+           random() < 0.5 as has_name, random() < 0.5 as has_cost,
+           5 + (random() * 105)::int as cost, random() < 0.5 as forbidden
+    from generate_series(1, %(count)s) as g
+) as r
+order by r.n;
+"""
+
+# The floor: the same final values in one statement, from the same bodies. Valid means
+# what the rules above make invalid is left out; the last valid value per field wins.
+SET_BASED_UPDATE = """
+with parsed as (
+    select i.id, convert_from(i.body, 'UTF8')::jsonb as d from sync.inbox as i
+    where i.status = 'pending'
+), valid as (
+    select p.id, (p.d ->> 'fragrance_id')::int as fid, p.d
+    from parsed as p
+    where (p.d ->> 'fragrance_id')::int < 5000
+      and coalesce((p.d ->> 'cost')::numeric, 0) >= 0
+      and coalesce(length(p.d ->> 'name'), 0) <= 150
+      and coalesce(jsonb_typeof(p.d -> 'forbidden'), 'boolean') = 'boolean'
+), last as (
+    select v.fid,
+        (array_agg(v.d ->> 'name' order by v.id desc) filter (where v.d ? 'name'))[1] as name,
+        (array_agg(v.d ->> 'description' order by v.id desc) filter (where v.d ? 'description'))[1]
+            as description,
+        (array_agg((v.d ->> 'cost')::numeric order by v.id desc) filter (where v.d ? 'cost'))[1]
+            as cost,
+        (array_agg((v.d ->> 'forbidden')::boolean order by v.id desc)
+            filter (where v.d ? 'forbidden'))[1] as forbidden
+    from valid as v
+    group by v.fid
+)
+update public.fragrances as f
+set name = coalesce(l.name, f.name),
+    description = coalesce(l.description, f.description),
+    cost = coalesce(l.cost, f.cost),
+    forbidden = coalesce(l.forbidden, f.forbidden)
+from last as l
+where f.fragrance_id = l.fid
+"""
+
+CATALOG_DIGEST = (
+    "select md5(string_agg(f::text, '|' order by fragrance_id)) from public.fragrances as f"
+)
+
+
+def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, Any]:
+    """apply_pending over a staged backlog against the set-based floor, each on a fresh copy."""
+    with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
+        admin.execute("create database merge_staged template bench")
+    with psycopg.connect(url(pg, "merge_staged"), autocommit=True) as conn:
+        conn.execute("truncate sync.inbox, sync.fragrance_history")
+        conn.execute(STAGE_BACKLOG.replace("%(count)s", str(args.backlog)))
+        conn.execute("vacuum analyze")
+    figures = {"apply_pending": Figure(), "set_based_update": Figure()}
+    digests: dict[str, set[str]] = {"apply_pending": set(), "set_based_update": set()}
+    for repeat in range(args.merge_runs):
+        for kind in figures:
+            name = f"merge_{kind}_{repeat}"
+            with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
+                admin.execute(f"create database {name} template merge_staged")
+            with psycopg.connect(url(pg, name), autocommit=True) as conn:
+                started = time.perf_counter()
+                if kind == "apply_pending":
+                    while conn.execute(
+                        "select processed from sync.apply_pending(%s)", [args.batch]
+                    ).fetchone()[0]:
+                        pass
+                else:
+                    conn.execute(SET_BASED_UPDATE)
+                elapsed = time.perf_counter() - started
+                digests[kind].add(conn.execute(CATALOG_DIGEST).fetchone()[0])
+            figures[kind].runs.append(args.backlog / elapsed)
+            log(f"merge run {repeat + 1} {kind}: {args.backlog / elapsed:.0f} changes/s")
+            with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
+                admin.execute(f"drop database {name}")
+    same = (
+        digests["apply_pending"] == digests["set_based_update"]
+        and len(digests["apply_pending"]) == 1
+    )
+    return {
+        "backlog": args.backlog,
+        "batch": args.batch,
+        "same_final_values": same,
+        **{k: f.as_dict() for k, f in figures.items()},
+    }
+
+
+# --- lag ------------------------------------------------------------------------------------------
+
+
+class _Connections:
+    """Keep-alive HTTP/1.1 connections to the hook over plain asyncio streams (a light client)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
+
+    async def post(self, path: str, payload: bytes) -> tuple[int, bytes]:
+        """One POST on an idle connection (or a new one); status and body of the answer."""
+        # uvicorn closes a connection idle for 5 s: never reuse one idle for 4 s or more.
+        while self.idle and time.monotonic() - self.idle[-1][2] >= 4:
+            self.idle.pop()[1].close()
+        if self.idle:
+            reader, writer, _ = self.idle.pop()
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"User-Agent: bench-lag\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        answer = await reader.readexactly(length)
+        self.idle.append((reader, writer, time.monotonic()))
+        return status, answer
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        for _, writer, _ in self.idle:
+            writer.close()
+
+
+async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[str, Any]:
+    """Open loop: change i is sent at start + i/rate, however slow earlier answers are.
+
+    Lag counts from that moment to the answer (answered means committed and
+    applied), and to a separate connection seeing the value in fragrances.
+    """
+    rng = random.Random(7)
+    total = rate * seconds
+    answered: list[float] = []
+    visible: list[float] = []
+    errors = invisible = 0
+    error_kinds: dict[str, int] = {}
+    host, port = hook_url.removeprefix("http://").split(":")
+    http = _Connections(host, int(port))
+    pool = AsyncConnectionPool(dsn, min_size=4, max_size=8, kwargs={"autocommit": True}, open=False)
+    await pool.open(wait=True)
+    start = time.perf_counter() + 0.2
+
+    async def one(i: int) -> None:
+        nonlocal errors, invisible
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        fid = rng.randrange(5000)
+        description = f"lag probe {i} {rng.random():.6f}  "
+        payload = {"fragrance_id": fid, "description": description, "forbidden": i % 2 == 0}
+        try:
+            status, answer = await http.post("/notifications", json.dumps(payload).encode())
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            errors += 1
+            error_kinds[type(exc).__name__] = error_kinds.get(type(exc).__name__, 0) + 1
+            return
+        answered.append((time.perf_counter() - due) * 1000)
+        receipt = json.loads(answer)
+        if status != 202 or receipt["status"] != "applied":
+            errors += 1
+            kind = f"{status} {receipt.get('status')} {receipt.get('reasons') or receipt}"[:200]
+            error_kinds[kind] = error_kinds.get(kind, 0) + 1
+            return
+        async with pool.connection() as conn:
+            cur = await conn.execute(
+                "select f.description = %s or v.description_inbox_id > %s"
+                " from public.fragrances as f join sync.field_version as v using (fragrance_id)"
+                " where f.fragrance_id = %s",
+                [description, receipt["inbox_id"], fid],
+            )
+            row = await cur.fetchone()
+        if row and row[0]:
+            visible.append((time.perf_counter() - due) * 1000)
+        else:
+            invisible += 1
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(total)))
+    finally:
+        http.close()
+        await pool.close()
+    answered.sort()
+    visible.sort()
+    return {
+        "answered_p50_ms": answered[len(answered) // 2],
+        "answered_p99_ms": answered[int(len(answered) * 0.99)],
+        "p50_ms": visible[len(visible) // 2],
+        "p99_ms": visible[int(len(visible) * 0.99)],
+        "errors": errors,
+        "invisible": invisible,
+        "sent": total,
+        "error_kinds": error_kinds,
+    }
+
+
+def bench_lag(hook: Hook, dsn: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Several paced runs: p50 and p99 of the time until each change is visible."""
+    figures: dict[str, Figure] = {}
+    error_kinds: dict[str, int] = {}
+    for repeat in range(args.lag_runs):
+        measured = asyncio.run(paced_lag(hook.url, dsn, args.lag_rate, args.lag_seconds))
+        kinds = measured.pop("error_kinds")
+        log(f"lag run {repeat + 1}: " + ", ".join(f"{k}={v:.1f}" for k, v in measured.items()))
+        for kind, count in kinds.items():
+            log(f"lag run {repeat + 1}: {count} x {kind}")
+            error_kinds[kind] = error_kinds.get(kind, 0) + count
+        for key, value in measured.items():
+            figures.setdefault(key, Figure()).runs.append(value)
+    return {
+        "rate": args.lag_rate,
+        "error_kinds": error_kinds,
+        **{k: f.as_dict() for k, f in figures.items()},
+    }
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target with its measured value and PASS/FAIL."""
+    c16 = result["ingest"].get("16")
+    checks: list[tuple[str, float, str, float, Callable[[float, float], bool]]] = []
+    if c16:
+        hook, pgb, nodb = (c16[k] for k in ("hook", "pgbench", "nodb"))
+        checks += [
+            (
+                "ingest c16 / pgbench",
+                hook["rps"]["median"] / pgb["rps"]["median"],
+                ">=",
+                TARGETS["ingest_vs_pgbench"],
+                lambda v, t: v >= t,
+            ),
+            (
+                "ingest c16 / no-database server",
+                hook["rps"]["median"] / nodb["rps"]["median"],
+                ">=",
+                TARGETS["ingest_vs_nodb"],
+                lambda v, t: v >= t,
+            ),
+            ("ingest c16 errors", max(hook["errors"]["runs"]), "==", 0, lambda v, t: v == t),
+            (
+                "p99 c16 / pgbench p99",
+                hook["p99_ms"]["median"] / pgb["p99_ms"]["median"],
+                "<=",
+                TARGETS["p99_vs_pgbench"],
+                lambda v, t: v <= t,
+            ),
+        ]
+    if "merge" in result:
+        m = result["merge"]
+        checks.append(
+            (
+                "merge / set-based UPDATE",
+                m["apply_pending"]["median"] / m["set_based_update"]["median"],
+                ">=",
+                TARGETS["merge_vs_floor"],
+                lambda v, t: v >= t,
+            )
+        )
+    if "lag" in result:
+        checks.append(
+            (
+                f"lag p99 at {result['lag']['rate']}/s (ms)",
+                result["lag"]["p99_ms"]["median"],
+                "<=",
+                TARGETS["lag_p99_ms"],
+                lambda v, t: v <= t,
+            )
+        )
+    if result.get("peak_rss_mb"):
+        checks.append(
+            (
+                "peak RSS per worker (MB)",
+                result["peak_rss_mb"],
+                "<=",
+                TARGETS["rss_mb"],
+                lambda v, t: v <= t,
+            )
+        )
+    return [
+        {
+            "target": name,
+            "value": round(value, 3),
+            "rule": f"{op} {target}",
+            "verdict": "PASS" if ok(value, target) else "FAIL",
+        }
+        for name, value, op, target, ok in checks
+    ]
+
+
+def fmt(fig: dict[str, Any], digits: int = 1) -> str:
+    """A figure as ``median (min-max)``."""
+    return f"{fig['median']:.{digits}f} ({fig['min']:.{digits}f}-{fig['max']:.{digits}f})"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The report as Markdown: machine, tables, targets."""
+    m = result["machine"]
+    lines = [
+        f"# Bench results {result['started_at']}",
+        "",
+        f"Machine: {m['cores']} cores, {m['platform']}; Python {m['python']}; "
+        f"PostgreSQL {m['postgres']['server_version']} (fsync={m['postgres']['fsync']}, "
+        f"synchronous_commit={m['postgres']['synchronous_commit']}); {m['wrk']}; {m['pgbench']}; "
+        f"hook workers={result['config']['workers']}, pool={result['config']['pool']}.",
+        f"Runs: {result['config']['runs']} x {result['config']['seconds']} s per ingest figure, "
+        f"{result['config']['merge_runs']} per merge figure, {result['config']['lag_runs']} x "
+        f"{result['config']['lag_seconds']} s per lag figure; each is median (min-max).",
+        "",
+        "## Ingest",
+        "",
+        "| connections | server | requests/s | p50 ms | p99 ms | errors |",
+        "| ---: | --- | ---: | ---: | ---: | ---: |",
+    ]
+    names = {
+        "hook": "hook (python -m hook)",
+        "pgbench": "pgbench sync.receive",
+        "nodb": "hook, no database",
+    }
+    for connections, kinds in result["ingest"].items():
+        for kind, figs in kinds.items():
+            lines.append(
+                f"| {connections} | {names[kind]} | {fmt(figs['rps'], 0)} "
+                f"| {fmt(figs['p50_ms'], 2)} | {fmt(figs['p99_ms'], 2)} "
+                f"| {int(max(figs['errors']['runs']))} |"
+            )
+    if "merge" in result:
+        mg = result["merge"]
+        lines += [
+            "",
+            f"## Merge ({mg['backlog']:,} pending changes, apply_pending({mg['batch']}))",
+            "",
+            "| method | changes/s |",
+            "| --- | ---: |",
+            f"| sync.apply_pending in batches | {fmt(mg['apply_pending'], 0)} |",
+            f"| one set-based UPDATE ... FROM (floor) | {fmt(mg['set_based_update'], 0)} |",
+            "",
+            f"Same final values in fragrances: {mg['same_final_values']}.",
+        ]
+    if "lag" in result:
+        lg = result["lag"]
+        lines += [
+            "",
+            f"## Lag at {lg['rate']} changes/s (paced asyncio client, open loop)",
+            "",
+            f"Until visible in fragrances (read by another connection): p50 "
+            f"{fmt(lg['p50_ms'], 2)} ms, p99 {fmt(lg['p99_ms'], 2)} ms. Until answered: p50 "
+            f"{fmt(lg['answered_p50_ms'], 2)} ms, p99 {fmt(lg['answered_p99_ms'], 2)} ms; "
+            f"errors {int(lg['errors']['max'])}, not visible {int(lg['invisible']['max'])} "
+            f"of {int(lg['sent']['median'])} per run.",
+            *(f"- {count} x {kind}" for kind, count in lg["error_kinds"].items()),
+        ]
+    if result.get("peak_rss_mb"):
+        lines += [
+            "",
+            "## Memory",
+            "",
+            f"Peak RSS per worker (VmHWM) under the "
+            f"{max(result['config']['connections'])}-connection load: "
+            f"{result['peak_rss_mb']:.1f} MB.",
+        ]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | value | rule | verdict |",
+        "| --- | ---: | --- | --- |",
+    ]
+    lines += [
+        f"| {v['target']} | {v['value']} | {v['rule']} | {v['verdict']} |"
+        for v in result["verdicts"]
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the load tools and the hook's stack."""
+
+    def first_line(argv: list[str]) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return (done.stdout or done.stderr).splitlines()[0].strip()
+
+    import fastapi
+    import uvicorn
+
+    return {
+        "wrk": first_line([tool("wrk"), "--version"]).split(" [")[0],
+        "pgbench": first_line([tool("pgbench"), "--version"]),
+        "fastapi": fastapi.__version__,
+        "uvicorn": uvicorn.__version__,
+        "psycopg": psycopg.__version__,
+    }
+
+
+def main() -> int:
+    """Run every part of the suite and write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 5)))
+    parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
+    parser.add_argument(
+        "--workers", type=int, default=int(os.environ.get("WORKERS", os.cpu_count() or 1))
+    )
+    parser.add_argument("--pool", type=int, default=int(os.environ.get("DB_POOL_MAX_SIZE", 10)))
+    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--merge-runs", type=int, default=3)
+    parser.add_argument("--lag-rate", type=int, default=200)
+    parser.add_argument("--lag-seconds", type=int, default=10)
+    parser.add_argument("--lag-runs", type=int, default=5)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["ingest", "merge", "lag"])
+    parser.add_argument("--label", default="", help="suffix of the results file names")
+    args = parser.parse_args()
+
+    started = dt.datetime.now(dt.UTC)
+    result: dict[str, Any] = {
+        "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config": {
+            "connections": args.connections,
+            "seconds": args.seconds,
+            "runs": args.runs,
+            "lag_runs": args.lag_runs,
+            "merge_runs": args.merge_runs,
+            "workers": args.workers,
+            "pool": args.pool,
+            "backlog": args.backlog,
+            "batch": args.batch,
+            "lag_seconds": args.lag_seconds,
+            "postgres_args": POSTGRES_ARGS,
+        },
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="fragrance-bench-work-"))
+    with throwaway_postgres() as pg:
+        log(f"PostgreSQL on port {pg.settings['port']}; migrating and loading the catalog")
+        prepare_database(pg, "bench")
+        result["machine"] = {
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "postgres": server_settings(pg),
+            **versions(),
+        }
+        hook_env = {
+            "WORKERS": str(args.workers),
+            "DB_POOL_MAX_SIZE": str(args.pool),
+        }
+        hook_url = url(pg, "bench", "sync_hook_login")
+        hook = start_bench_hook(hook_url, workdir, **hook_env)
+        nodb = start_bench_hook(hook_url, workdir, HOOK_BENCH_NO_DATABASE="1", **hook_env)
+        try:
+            if "ingest" not in args.skip:
+                result["ingest"], result["peak_rss_mb"] = bench_ingest(
+                    hook, nodb, hook_url, args, workdir
+                )
+            else:
+                result["ingest"] = {}
+            if "lag" not in args.skip:
+                result["lag"] = bench_lag(hook, url(pg, "bench"), args)
+        finally:
+            stop_hook(hook)
+            stop_hook(nodb)
+        if "merge" not in args.skip:
+            result["merge"] = bench_merge(pg, args)
+    shutil.rmtree(workdir, ignore_errors=True)
+    result["verdicts"] = verdicts(result)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = started.strftime("%Y%m%dT%H%M%SZ") + (f"-{args.label}" if args.label else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    text = markdown(result)
+    (RESULTS / f"{stem}.md").write_text(text)
+    print(text)
+    print(f"written: bench/results/{stem}.json and .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""The hot path: ``POST /notifications`` as a plain ASGI handler over a batching store.
+
+Concurrent deliveries are gathered and stored with one call to
+``sync.receive_many`` in one transaction (group commit): a burst costs one
+round trip and one WAL flush instead of one per request. Each caller is
+answered only after the commit that holds its body, with its own receipt, so
+a 2xx still means "stored durably" and a failed batch answers 503 to every
+request in it. There is no timer: a batch is whatever arrived while the
+previous ones were being stored, so a lone delivery waits for nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+log = logging.getLogger("hook")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+RECEIVE_MANY = (
+    "select inbox_id, status, reasons::text"
+    " from sync.receive_many(%s::bytea[], %s::text[], %s::text[]::inet[], %s::text[])"
+)
+
+#: Set only by the benchmark: answer every delivery without touching the database.
+NO_DATABASE_ENV = "HOOK_BENCH_NO_DATABASE"
+
+UNAVAILABLE = "database unavailable; the delivery was not stored, send it again"
+REFUSED = "the database refused the delivery; see the hook's log"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One request to store: the raw body and the request's metadata."""
+
+    body: bytes
+    content_type: str | None
+    client_addr: str | None
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the database answered for one delivery; reasons stay JSON text."""
+
+    inbox_id: int
+    status: str
+    reasons_json: str
+
+    def reasons(self) -> list[dict[str, Any]]:
+        """The reasons as Python objects (parsed on demand: the hot path never needs them)."""
+        return json.loads(self.reasons_json)
+
+    def to_json(self) -> bytes:
+        """The 202 answer. status is one of a few plain words and reasons is JSON already."""
+        return (
+            f'{{"inbox_id":{self.inbox_id},"status":"{self.status}",'
+            f'"reasons":{self.reasons_json}}}'.encode()
+        )
+
+
+class StoreError(Exception):
+    """The delivery was not stored; ``status`` and ``detail`` are the answer to give."""
+
+    def __init__(self, status: int, detail: str, rolled_back: bool = False) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        #: The database refused the call, so none of the batch was stored.
+        self.rolled_back = rolled_back
+
+
+class BatchingStore:
+    """Stores deliveries in batches, at most ``concurrency`` batches in flight at once."""
+
+    def __init__(self, pool: AsyncConnectionPool, max_batch: int, concurrency: int) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._concurrency = concurrency
+        self._queue: list[tuple[Delivery, asyncio.Future[Receipt]]] = []
+        self._in_flight = 0
+        # The loop keeps only weak references to tasks: hold them until they finish.
+        self._drainers: set[asyncio.Task[None]] = set()
+
+    async def store(self, delivery: Delivery) -> Receipt:
+        """Store one delivery durably and return its receipt, or raise StoreError."""
+        future: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
+        self._queue.append((delivery, future))
+        if self._in_flight < self._concurrency:
+            self._in_flight += 1
+            self._drainers.add(asyncio.create_task(self._drain()))
+        return await future
+
+    async def _drain(self) -> None:
+        """Store what is queued, batch after batch, until the queue is empty."""
+        try:
+            # Let the requests already read in this turn of the loop join the batch.
+            await asyncio.sleep(0)
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                await self._store_batch(batch)
+        finally:
+            self._in_flight -= 1
+            task = asyncio.current_task()
+            if task is not None:
+                self._drainers.discard(task)
+
+    async def _store_batch(self, batch: list[tuple[Delivery, asyncio.Future[Receipt]]]) -> None:
+        deliveries = [d for d, _ in batch]
+        try:
+            receipts = await self._call(deliveries)
+        except StoreError as exc:
+            failure = exc
+        except Exception:
+            # Whether it committed is unknown: answer 500, never 2xx, and do not store again.
+            log.exception("storing %d deliveries failed unexpectedly", len(batch))
+            failure = StoreError(500, REFUSED)
+        else:
+            for (_, future), receipt in zip(batch, receipts, strict=True):
+                if not future.done():
+                    future.set_result(receipt)
+            return
+        if failure.rolled_back and failure.status == 500 and len(batch) > 1:
+            # One delivery the database refuses must not cost the others theirs.
+            for item in batch:
+                await self._store_batch([item])
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(StoreError(failure.status, failure.detail))
+
+    async def _call(self, deliveries: list[Delivery]) -> list[Receipt]:
+        """One call, one transaction: returns only after the commit."""
+        params = (
+            [d.body for d in deliveries],
+            [d.content_type for d in deliveries],
+            [d.client_addr for d in deliveries],
+            [d.user_agent for d in deliveries],
+        )
+        size = sum(len(d.body) for d in deliveries)
+        try:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(RECEIVE_MANY, params)
+                rows = await cursor.fetchall()
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            log.error(
+                "database unavailable, %d deliveries (%d bytes) were not stored: %s",
+                len(deliveries),
+                size,
+                exc,
+            )
+            raise StoreError(503, UNAVAILABLE) from exc
+        except psycopg.Error as exc:
+            log.error("database refused %d deliveries (%d bytes): %s", len(deliveries), size, exc)
+            raise StoreError(500, REFUSED, rolled_back=True) from exc
+        if len(rows) != len(deliveries):
+            log.error("sync.receive_many returned %d receipts for %d", len(rows), len(deliveries))
+            raise StoreError(500, REFUSED)
+        return [Receipt(*row) for row in rows]
+
+
+class NoDatabaseStore:
+    """Benchmark only: answers like a store without any database work (the framework's limit)."""
+
+    async def store(self, delivery: Delivery) -> Receipt:
+        """A fixed receipt."""
+        return Receipt(0, "pending", "[]")
+
+
+def _client_address(scope: Scope) -> str | None:
+    """The peer's IP address, or None when it is not one (a unix socket, a test client)."""
+    client = scope.get("client")
+    if not client:
+        return None
+    try:
+        return str(ipaddress.ip_address(client[0]))
+    except ValueError:
+        return None
+
+
+class _BodyTooLargeError(Exception):
+    """The body is larger than the configured limit."""
+
+
+class NotificationsEndpoint:
+    """ASGI endpoint for ``POST /notifications``: store the raw body, answer the receipt.
+
+    A body that breaks the data rules is still a delivery: it is stored and
+    answered 202 with status ``rejected`` and the reasons.
+    """
+
+    def __init__(
+        self, max_body_bytes: int, observe: Callable[[int, Receipt], None] | None = None
+    ) -> None:
+        self.max_body_bytes = max_body_bytes
+        self.store: BatchingStore | NoDatabaseStore | None = None
+        #: Called with the body size and the receipt of each stored delivery (e.g. metrics).
+        self.observe = observe
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Read the body within the limit, store it, answer 202, 413, 500 or 503."""
+        headers = dict(scope["headers"])
+        try:
+            body = await self._read_body(headers, receive)
+        except _BodyTooLargeError:
+            log.warning(
+                "refused a body over %d bytes from %s", self.max_body_bytes, _client_address(scope)
+            )
+            await _answer(
+                send,
+                413,
+                _detail(f"body is larger than {self.max_body_bytes} bytes; it was not stored"),
+            )
+            return
+        content_type = headers.get(b"content-type")
+        user_agent = headers.get(b"user-agent")
+        delivery = Delivery(
+            body,
+            None if content_type is None else content_type.decode("latin-1"),
+            _client_address(scope),
+            None if user_agent is None else user_agent.decode("latin-1"),
+        )
+        assert self.store is not None, "the lifespan sets the store before serving"
+        try:
+            receipt = await self.store.store(delivery)
+        except StoreError as exc:
+            await _answer(send, exc.status, _detail(exc.detail))
+            return
+        if self.observe is not None:
+            self.observe(len(body), receipt)
+        await _answer(send, 202, receipt.to_json())
+
+    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        """The raw body, refused as soon as it is known to exceed the limit."""
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise _BodyTooLargeError
+        message = await receive()
+        body = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > self.max_body_bytes:
+                raise _BodyTooLargeError
+            return body
+        chunks = bytearray(body)
+        while message.get("more_body", False):
+            message = await receive()
+            chunks += message.get("body", b"")
+            if len(chunks) > self.max_body_bytes:
+                raise _BodyTooLargeError
+        return bytes(chunks)
+
+
+def _detail(text: str) -> bytes:
+    """An error answer: what happened and what to do."""
+    return json.dumps({"detail": text}).encode()
+
+
+async def _answer(send: Send, status: int, payload: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def make_store(
+    pool: AsyncConnectionPool, max_batch: int, concurrency: int
+) -> BatchingStore | NoDatabaseStore:
+    """The batching store, or the no-database one when the benchmark asks for it."""
+    if os.environ.get(NO_DATABASE_ENV) == "1":
+        log.warning("%s=1: answering without storing anything (benchmark only)", NO_DATABASE_ENV)
+        return NoDatabaseStore()
+    return BatchingStore(pool, max_batch, concurrency)

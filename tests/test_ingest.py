@@ -1,0 +1,308 @@
+"""Batched ingest: sync.receive_many and the hook's batching store, against a real database.
+
+A batch is one transaction: every delivery in it is stored in input order and
+gets its own receipt, and nobody is answered before the commit. A failed
+batch answers every request in it with the failure and stores nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from conftest import Server
+from helpers import body, fragrance, inbox_row, set_apply_on_receipt
+from psycopg_pool import AsyncConnectionPool
+from test_hook import start_hook, stop_hook
+
+from hook.ingest import (
+    BatchingStore,
+    Delivery,
+    NoDatabaseStore,
+    NotificationsEndpoint,
+    Receipt,
+    StoreError,
+    make_store,
+)
+from hook.serve import _tcp_socket
+
+RECEIVE_MANY = "select * from sync.receive_many(%s::bytea[], %s::text[], %s::inet[], %s::text[])"
+
+
+def receive_many(conn: psycopg.Connection, bodies: list[bytes]) -> list[tuple[Any, ...]]:
+    """Store bodies in one call, as the hook does, with fixed metadata."""
+    n = len(bodies)
+    return conn.execute(
+        RECEIVE_MANY, [bodies, ["application/json"] * n, ["10.0.0.1"] * n, ["cms/1"] * n]
+    ).fetchall()
+
+
+def delivery(payload: Any) -> Delivery:
+    raw = payload if isinstance(payload, bytes) else body(payload)
+    return Delivery(raw, "application/json", "127.0.0.1", "cms-test/1.0")
+
+
+def store_all(
+    url: str, deliveries: list[Delivery], max_batch: int = 50
+) -> list[Receipt | StoreError]:
+    """Hand deliveries to one BatchingStore concurrently, as concurrent requests do."""
+
+    async def run() -> list[Receipt | StoreError]:
+        pool = AsyncConnectionPool(
+            url, min_size=1, max_size=2, timeout=2, kwargs={"autocommit": True}, open=False
+        )
+        await pool.open(wait=False)
+        try:
+            store = BatchingStore(pool, max_batch=max_batch, concurrency=1)
+            return await asyncio.gather(
+                *(store.store(d) for d in deliveries), return_exceptions=True
+            )
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
+# --- sync.receive_many --------------------------------------------------------------------------
+
+
+def test_receive_many_answers_one_receipt_per_body_in_input_order(db: psycopg.Connection) -> None:
+    bodies = [
+        body({"fragrance_id": 1, "cost": 5}),
+        b"\xff not json",
+        body({"fragrance_id": 2, "cost": -1}),
+        body({"fragrance_id": 3}),
+    ]
+    receipts = receive_many(db, bodies)
+    assert [status for _, status, _ in receipts] == ["applied", "rejected", "rejected", "ignored"]
+    ids = [inbox_id for inbox_id, _, _ in receipts]
+    assert ids == sorted(ids)
+    assert [bytes(inbox_row(db, i)["body"]) for i in ids] == bodies
+
+
+def test_receive_many_stores_the_request_metadata_of_each_delivery(
+    db: psycopg.Connection,
+) -> None:
+    [(inbox_id, _, _)] = db.execute(
+        RECEIVE_MANY, [[b"{}"], ["text/plain"], ["10.1.2.3"], ["cms/2"]]
+    ).fetchall()
+    row = inbox_row(db, inbox_id)
+    assert (row["content_type"], str(row["client_addr"]), row["user_agent"]) == (
+        "text/plain",
+        "10.1.2.3",
+        "cms/2",
+    )
+
+
+def test_two_changes_of_one_fragrance_in_a_batch_merge_in_receipt_order(
+    db: psycopg.Connection,
+) -> None:
+    receipts = receive_many(
+        db,
+        [body({"fragrance_id": 7, "name": "First"}), body({"fragrance_id": 7, "name": "Second"})],
+    )
+    assert [status for _, status, _ in receipts] == ["applied", "applied"]
+    assert fragrance(db, 7)["name"] == "Second"
+
+
+def test_receive_many_leaves_deliveries_pending_when_apply_on_receipt_is_off(
+    db: psycopg.Connection,
+) -> None:
+    set_apply_on_receipt(db, False)
+    receipts = receive_many(db, [body({"fragrance_id": 7, "name": "Later"})])
+    assert [status for _, status, _ in receipts] == ["pending"]
+    assert fragrance(db, 7)["name"] != "Later"
+
+
+def test_receive_many_refuses_arrays_of_different_lengths(db: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error) as raised:
+        db.execute(RECEIVE_MANY, [[b"{}", b"{}"], ["a"], ["10.0.0.1"], ["x"]])
+    assert raised.value.sqlstate == "FS021"
+
+
+def test_the_hook_login_may_call_receive_many(server: Server, dbname: str) -> None:
+    with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as hook:
+        assert [s for _, s, _ in receive_many(hook, [body({"fragrance_id": 7, "cost": 9})])] == [
+            "applied"
+        ]
+
+
+# --- the batching store ---------------------------------------------------------------------------
+
+
+def test_concurrent_deliveries_are_stored_in_one_transaction_each_with_its_own_receipt(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    deliveries = [delivery({"fragrance_id": i, "cost": i}) for i in range(20)]
+    receipts = store_all(server.url(dbname, user="sync_hook_login"), deliveries)
+    assert all(isinstance(r, Receipt) and r.status == "applied" for r in receipts)
+    ids = [r.inbox_id for r in receipts]
+    assert ids == sorted(ids), "receipt order is the order the requests arrived in"
+    assert [bytes(inbox_row(db, i)["body"]) for i in ids] == [d.body for d in deliveries]
+    assert db.execute("select count(distinct xmin::text) from sync.inbox").fetchone() == (1,)
+
+
+def test_a_burst_larger_than_the_batch_limit_is_stored_in_several_commits_in_order(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    deliveries = [delivery({"fragrance_id": 7, "cost": i}) for i in range(20)]
+    receipts = store_all(server.url(dbname, user="sync_hook_login"), deliveries, max_batch=8)
+    ids = [r.inbox_id for r in receipts if isinstance(r, Receipt)]
+    assert len(ids) == 20 and ids == sorted(ids)
+    assert db.execute("select count(distinct xmin::text) from sync.inbox").fetchone() == (3,)
+    assert fragrance(db, 7)["cost"] == 19
+
+
+def test_the_answer_carries_the_real_outcome_and_reasons(server: Server, dbname: str) -> None:
+    [receipt] = store_all(
+        server.url(dbname, user="sync_hook_login"), [delivery({"fragrance_id": 7, "cost": -1})]
+    )
+    assert isinstance(receipt, Receipt)
+    assert receipt.status == "rejected"
+    assert '"code": "cost.negative"' in receipt.reasons_json
+
+
+def _fail_on_poison(db: psycopg.Connection, sqlstate: str) -> None:
+    """A trigger that fails any transaction storing a body that says 'poison'."""
+    db.execute(f"""
+        create function public.poison() returns trigger language plpgsql as $$
+        begin
+            if convert_from(new.body, 'UTF8') like '%poison%' then
+                raise exception 'poisoned' using errcode = '{sqlstate}';
+            end if;
+            return new;
+        end $$;
+        create trigger _050_poison before insert on sync.inbox
+            for each row execute function public.poison();
+    """)
+
+
+def test_a_batch_the_database_drops_answers_503_to_all_its_requests_and_stores_none(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    _fail_on_poison(db, "57P01")  # admin_shutdown: what a lost connection looks like
+    deliveries = [delivery({"fragrance_id": 1}), delivery(b"poison"), delivery({"fragrance_id": 2})]
+    answers = store_all(server.url(dbname), deliveries)
+    assert [(type(a), getattr(a, "status", None)) for a in answers] == [(StoreError, 503)] * 3
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+def test_a_delivery_the_database_refuses_does_not_cost_the_rest_of_its_batch(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    _fail_on_poison(db, "P0001")
+    deliveries = [delivery({"fragrance_id": 1}), delivery(b"poison"), delivery({"fragrance_id": 2})]
+    first, poisoned, last = store_all(server.url(dbname), deliveries)
+    assert isinstance(poisoned, StoreError) and poisoned.status == 500
+    assert isinstance(first, Receipt) and isinstance(last, Receipt)
+    assert first.inbox_id < last.inbox_id
+    stored = db.execute("select id from sync.inbox order by id").fetchall()
+    assert stored == [(first.inbox_id,), (last.inbox_id,)]
+
+
+def test_with_the_database_down_every_delivery_gets_503(tmp_path: Path) -> None:
+    url = "postgresql://sync_hook_login@127.0.0.1:9/none"
+    answers = store_all(url, [delivery({"fragrance_id": 1}), delivery({"fragrance_id": 2})])
+    assert [getattr(a, "status", None) for a in answers] == [503, 503]
+
+
+def test_only_the_benchmark_switch_turns_storing_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = AsyncConnectionPool("postgresql://nobody@127.0.0.1:9/none", open=False)
+    assert isinstance(make_store(pool, 50, 1), BatchingStore)
+    monkeypatch.setenv("HOOK_BENCH_NO_DATABASE", "1")
+    assert isinstance(make_store(pool, 50, 1), NoDatabaseStore)
+
+
+# --- over HTTP ----------------------------------------------------------------------------------
+
+
+def test_concurrent_posts_are_each_answered_with_the_receipt_of_their_own_body(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    bodies = [body({"fragrance_id": i, "description": f"concurrent {i}"}) for i in range(30)]
+
+    async def post_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=hook.url, timeout=30) as client:
+            return await asyncio.gather(*(client.post("/notifications", content=b) for b in bodies))
+
+    try:
+        answers = asyncio.run(post_all())
+    finally:
+        stop_hook(hook)
+    assert [a.status_code for a in answers] == [202] * 30
+    for sent, answer in zip(bodies, answers, strict=True):
+        assert bytes(inbox_row(db, answer.json()["inbox_id"])["body"]) == sent
+        assert answer.json()["status"] == "applied"
+
+
+# --- serving ------------------------------------------------------------------------------------
+
+
+def test_the_workers_shared_socket_is_labelled_tcp_so_answers_are_not_delayed() -> None:
+    plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # protocol 0, as uvicorn makes it
+    labelled = _tcp_socket(plain)
+    try:
+        assert labelled.proto == socket.IPPROTO_TCP
+    finally:
+        labelled.close()
+
+
+def test_several_workers_serve_deliveries(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, WORKERS="2")
+    try:
+        answers = [
+            httpx.post(hook.url + "/notifications", content=body({"fragrance_id": i, "cost": 1}))
+            for i in range(4)
+        ]
+    finally:
+        stop_hook(hook)
+    assert [a.status_code for a in answers] == [202] * 4
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (4,)
+
+
+def test_receipts_that_do_not_match_the_batch_are_answered_500_and_not_stored_twice(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    db.execute("""
+        create or replace function sync.receive_many(
+            p_bodies bytea[], p_content_types text[], p_client_addrs inet[], p_user_agents text[]
+        ) returns setof sync.receipt language sql security definer as $$
+            with stored as (
+                insert into sync.inbox (body) select b from unnest(p_bodies) as b
+                returning id, status, reasons
+            )
+            select * from stored order by id limit 1
+        $$
+    """)
+    deliveries = [delivery({"fragrance_id": i}) for i in range(3)]
+    answers = store_all(server.url(dbname), deliveries)
+    assert [getattr(a, "status", None) for a in answers] == [500, 500, 500]
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (3,)
+
+
+def test_an_observer_sees_the_size_and_receipt_of_each_stored_delivery() -> None:
+    seen: list[tuple[int, str, list[dict[str, Any]]]] = []
+    endpoint = NotificationsEndpoint(
+        1024, observe=lambda size, r: seen.append((size, r.status, r.reasons()))
+    )
+    endpoint.store = NoDatabaseStore()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"fragrance_id": 1}', "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [], "client": ("127.0.0.1", 5000)}
+    asyncio.run(endpoint(scope, receive, send))
+    assert sent[0]["status"] == 202
+    assert seen == [(19, "pending", [])]
