@@ -19,11 +19,14 @@ COPY cms_simulator ./cms_simulator
 
 # The CMS simulator creates its table from the contract's DDL when it is missing.
 COPY deploy/initdb/10-smart-library.sql ./deploy/initdb/10-smart-library.sql
-RUN useradd --system --uid 10001 --no-create-home hook
+RUN useradd --system --uid 10001 --no-create-home hook \
+ && mkdir -p /var/lib/fragrance-sync/spool \
+ && chown hook /var/lib/fragrance-sync/spool
 USER hook
 
 ENV HOST=0.0.0.0 \
-    PORT=9099
+    PORT=9099 \
+    SPOOL_DIR=/var/lib/fragrance-sync/spool
 EXPOSE 9099
 
 CMD ["python", "-m", "hook"]

@@ -25,9 +25,10 @@ from starlette.routing import Route
 from hook import metrics
 from hook import status as status_page
 from hook.guard import DeliveryGuard, GuardCounts
-from hook.ingest import NotificationsEndpoint, Receipt, make_store
+from hook.ingest import BatchingStore, NotificationsEndpoint, Receipt, make_store
 from hook.listener import keep_registered
 from hook.settings import Settings
+from hook.spooling import SpoolingStore, open_spool
 
 log = logging.getLogger("hook")
 
@@ -47,7 +48,9 @@ def create_app(settings: Settings) -> FastAPI:
             size, receipt.status, receipt.reasons() if rejected else ()
         )
 
-    ingest = NotificationsEndpoint(settings.max_body_bytes, observe=observe)
+    ingest = NotificationsEndpoint(
+        settings.max_body_bytes, observe=observe, body_timeout=settings.body_timeout
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,7 +67,15 @@ def create_app(settings: Settings) -> FastAPI:
         # Do not wait for the database: the hook must start (and say 503) while it is down.
         await pool.open(wait=False)
         app.state.pool = pool
-        ingest.store = make_store(pool, settings.batch_max_size, settings.batch_concurrency)
+        store = make_store(pool, settings.batch_max_size, settings.batch_concurrency)
+        spooling = None
+        if settings.spool_dir and isinstance(store, BatchingStore):
+            spooling = SpoolingStore(
+                store, pool, open_spool(settings.spool_dir), settings.spool_retry_every
+            )
+            spooling.start()
+        ingest.store = spooling or store
+        app.state.spooling = spooling
         registration = None
         if settings.cms_url:
             registration = asyncio.create_task(
@@ -75,6 +86,8 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if registration is not None:
                 registration.cancel()
+            if spooling is not None:
+                await spooling.close()
             await pool.close()
 
     app = FastAPI(
@@ -100,16 +113,28 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz(request: Request) -> Any:
-        """Liveness and database reachability."""
+        """Liveness, database reachability and spool depth.
+
+        200 while deliveries can be kept (``degraded`` when they go to the
+        spool), 503 when they cannot: database down and no spool.
+        """
+        spooling = request.app.state.spooling
+        depth = 0 if spooling is None else spooling.depth
         try:
             async with request.app.state.pool.connection() as conn:
                 await conn.execute("select 1")
+            database = "ok"
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("health check: database unreachable: %s", exc)
-            return JSONResponse(
-                status_code=503, content={"status": "degraded", "database": "unreachable"}
-            )
-        return {"status": "ok", "database": "ok"}
+            database = "unreachable"
+        answer = {
+            "status": "ok" if database == "ok" and depth == 0 else "degraded",
+            "database": database,
+            "spool_depth": depth,
+        }
+        return JSONResponse(
+            status_code=503 if database != "ok" and spooling is None else 200, content=answer
+        )
 
     return app
 

@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -56,7 +56,7 @@ class Delivery:
 class Receipt:
     """What the database answered for one delivery; reasons stay JSON text."""
 
-    inbox_id: int
+    inbox_id: int | None  # None while a delivery waits in the spool
     status: str
     reasons_json: str
 
@@ -67,9 +67,17 @@ class Receipt:
     def to_json(self) -> bytes:
         """The 202 answer. status is one of a few plain words and reasons is JSON already."""
         return (
-            f'{{"inbox_id":{self.inbox_id},"status":"{self.status}",'
+            f'{{"inbox_id":{"null" if self.inbox_id is None else self.inbox_id},'
+            f'"status":"{self.status}",'
             f'"reasons":{self.reasons_json}}}'.encode()
         )
+
+
+class Store(Protocol):
+    """Anything that stores a delivery and returns its receipt, or raises StoreError."""
+
+    async def store(self, delivery: Delivery) -> Receipt:  # noqa: D102
+        ...
 
 
 class StoreError(Exception):
@@ -204,10 +212,15 @@ class NotificationsEndpoint:
     """
 
     def __init__(
-        self, max_body_bytes: int, observe: Callable[[int, Receipt], None] | None = None
+        self,
+        max_body_bytes: int,
+        observe: Callable[[int, Receipt], None] | None = None,
+        body_timeout: float | None = None,
     ) -> None:
         self.max_body_bytes = max_body_bytes
-        self.store: BatchingStore | NoDatabaseStore | None = None
+        #: A client that has not sent its whole body by then gets 408 (slow-client guard).
+        self.body_timeout = body_timeout
+        self.store: Store | None = None
         #: Called with the body size and the receipt of each stored delivery (e.g. metrics).
         self.observe = observe
 
@@ -215,7 +228,20 @@ class NotificationsEndpoint:
         """Read the body within the limit, store it, answer 202, 413, 500 or 503."""
         headers = dict(scope["headers"])
         try:
-            body = await self._read_body(headers, receive)
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read_body(headers, receive)
+        except TimeoutError:
+            log.warning(
+                "gave up on a body not sent within %s s by %s",
+                self.body_timeout,
+                _client_address(scope),
+            )
+            await _answer(
+                send,
+                408,
+                _detail(f"body not received within {self.body_timeout} s; it was not stored"),
+            )
+            return
         except _BodyTooLargeError:
             log.warning(
                 "refused a body over %d bytes from %s", self.max_body_bytes, _client_address(scope)

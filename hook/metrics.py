@@ -76,11 +76,12 @@ KNOWN_CODES = frozenset(
     }
 )
 #: Outcomes of a stored delivery, as sync.receive answers them.
-STORED = ("applied", "ignored", "rejected", "pending")
+STORED = ("applied", "ignored", "rejected", "pending", "spooled")
 #: Outcomes of a delivery the hook did not store, by HTTP status (403 and 429 come
 #: from a guard in front of the route, when there is one).
 REFUSED = {
     403: "forbidden",
+    408: "too_slow",
     413: "too_large",
     429: "rate_limited",
     503: "unavailable",
@@ -142,8 +143,8 @@ class HookMetrics:
         )
         self.spool_depth = Gauge(
             "fragrance_sync_spool_depth",
-            "Deliveries waiting in the hook's local spool. Always 0: this hook has no spool, "
-            "it stores each delivery in the database before answering.",
+            "Deliveries this process keeps in its local spool (fsynced, answered 202) "
+            "until the database takes them back.",
             registry=self.registry,
         )
         for status in (*STORED, *REFUSED.values()):
@@ -268,6 +269,8 @@ def install(app: FastAPI) -> None:
     @app.get("/metrics", include_in_schema=False)
     async def scrape(request: Request) -> Response:
         """Prometheus text format: this process's counters, then the database's numbers."""
+        spooling = getattr(request.app.state, "spooling", None)
+        metrics.spool_depth.set(0 if spooling is None else spooling.depth)
         database = CollectorRegistry()
         database.register(_DatabaseSnapshot(await _read_snapshot(request)))
         body = generate_latest(metrics.registry) + generate_latest(database)

@@ -74,6 +74,9 @@ class Settings:
     workers: int = 1
     batch_max_size: int = 50
     batch_concurrency: int = 1
+    spool_dir: str = "spool"
+    spool_retry_every: float = 1.0
+    body_timeout: float = 30.0
     log_level: str = "info"
     cms_url: str = ""
     public_url: str = ""
@@ -98,6 +101,9 @@ class Settings:
             workers=_number(env, "WORKERS", cls.workers, int, 1),
             batch_max_size=_number(env, "BATCH_MAX_SIZE", cls.batch_max_size, int, 1),
             batch_concurrency=_number(env, "BATCH_CONCURRENCY", cls.batch_concurrency, int, 1),
+            spool_dir=env.get("SPOOL_DIR", cls.spool_dir),
+            spool_retry_every=_number(env, "SPOOL_RETRY_EVERY", cls.spool_retry_every, float, 0.05),
+            body_timeout=_number(env, "BODY_TIMEOUT", cls.body_timeout, float, 0.1),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
             cms_url=env.get("CMS_URL", ""),
             public_url=env.get("PUBLIC_URL", ""),

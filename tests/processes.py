@@ -63,13 +63,12 @@ def start_service(
 
 def start_hook(database_url: str, tmp_path: Path, port: int | None = None, **env: str) -> Hook:
     """Start the hook as the deploy does and wait until it answers."""
-    return start_service(
-        "hook",
-        tmp_path,
-        "/healthz",
-        port,
-        **{"DATABASE_URL": database_url, "DB_TIMEOUT": "2", **env},
-    )
+    defaults = {
+        "DATABASE_URL": database_url,
+        "DB_TIMEOUT": "2",
+        "SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    return start_service("hook", tmp_path, "/healthz", port, **{**defaults, **env})
 
 
 def stop_service(service: Service) -> None:

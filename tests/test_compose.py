@@ -69,11 +69,20 @@ def test_databases_use_the_contracts_users(
     assert "pg_isready" in " ".join(SERVICES[service]["healthcheck"]["test"])
 
 
-def test_every_mounted_file_exists() -> None:
+def test_every_mounted_file_exists_and_every_named_volume_is_declared() -> None:
     for name, service in SERVICES.items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            assert (ROOT / source).is_file(), f"{name} mounts missing {source}"
+            if source.startswith("."):
+                assert (ROOT / source).is_file(), f"{name} mounts missing {source}"
+            else:
+                assert source in COMPOSE.get("volumes", {}), f"{name} uses undeclared {source}"
+
+
+def test_the_hooks_spool_lives_on_a_volume_where_the_image_expects_it() -> None:
+    spool_dir = _environment("smart_library")["SPOOL_DIR"]
+    assert f"hook_spool:{spool_dir}" in SERVICES["smart_library"]["volumes"]
+    assert f"SPOOL_DIR={spool_dir}" in (ROOT / "Dockerfile").read_text()
 
 
 def test_every_build_uses_an_existing_dockerfile_whose_copies_exist() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -100,11 +102,16 @@ def test_a_body_at_the_limit_is_accepted(hook: Hook) -> None:
 
 def test_healthz_reports_the_database_ok(hook: Hook) -> None:
     answer = httpx.get(hook.url + "/healthz")
-    assert (answer.status_code, answer.json()) == (200, {"status": "ok", "database": "ok"})
+    assert (answer.status_code, answer.json()) == (
+        200,
+        {"status": "ok", "database": "ok", "spool_depth": 0},
+    )
 
 
-def test_with_the_database_down_the_hook_answers_503_without_a_trace(tmp_path: Path) -> None:
-    down = start_hook(f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path)
+def test_without_a_spool_a_database_down_is_a_503_without_a_trace(tmp_path: Path) -> None:
+    down = start_hook(
+        f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path, SPOOL_DIR=""
+    )
     try:
         answer = httpx.post(down.url + "/notifications", content=b'{"fragrance_id": 1}', timeout=10)
         assert answer.status_code == 503
@@ -115,6 +122,27 @@ def test_with_the_database_down_the_hook_answers_503_without_a_trace(tmp_path: P
     finally:
         stop_hook(down)
     assert "Traceback" not in down.output()
+
+
+def test_with_the_database_down_a_delivery_is_spooled_and_health_says_degraded(
+    tmp_path: Path,
+) -> None:
+    down = start_hook(f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path)
+    try:
+        answer = httpx.post(down.url + "/notifications", content=b'{"fragrance_id": 1}', timeout=10)
+        assert (answer.status_code, answer.json()) == (
+            202,
+            {"inbox_id": None, "status": "spooled", "reasons": []},
+        )
+        health = httpx.get(down.url + "/healthz", timeout=10)
+        assert (health.status_code, health.json()) == (
+            200,
+            {"status": "degraded", "database": "unreachable", "spool_depth": 1},
+        )
+    finally:
+        stop_hook(down)
+    assert "Traceback" not in down.output()
+    assert list((tmp_path / "spool").glob("spool-*.log"))  # kept on disk for the next start
 
 
 def test_a_bad_setting_stops_the_hook_with_a_clear_message() -> None:
@@ -129,3 +157,24 @@ def test_a_bad_setting_stops_the_hook_with_a_clear_message() -> None:
     )
     assert done.returncode == 2
     assert "PORT must be a whole number, got 'ninety'" in done.stderr
+
+
+def test_a_client_that_never_finishes_its_body_gets_408_and_nothing_is_stored(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    slow = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, BODY_TIMEOUT="0.5")
+    try:
+        url = urlsplit(slow.url)
+        with socket.create_connection((url.hostname, url.port), timeout=30) as conn:
+            conn.sendall(
+                b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: 100\r\n\r\n"
+                b'{"fragrance_id": 7'
+            )
+            answer = b""  # the rest of the body never comes
+            while b"not stored" not in answer and (chunk := conn.recv(65536)):
+                answer += chunk
+    finally:
+        stop_hook(slow)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"not received within 0.5 s" in answer
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)

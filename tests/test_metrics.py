@@ -68,7 +68,9 @@ def test_deliveries_are_counted_by_outcome(hook: Hook) -> None:
         "ignored": 0,
         "rejected": 1,
         "pending": 0,
+        "spooled": 0,
         "too_large": 1,
+        "too_slow": 0,
         "unavailable": 0,
         "error": 0,
         "forbidden": 0,
@@ -137,8 +139,10 @@ def test_every_label_value_comes_from_a_fixed_list(hook: Hook) -> None:
             "ignored",
             "rejected",
             "pending",
+            "spooled",
             "forbidden",
             "too_large",
+            "too_slow",
             "rate_limited",
             "unavailable",
             "error",
@@ -167,17 +171,18 @@ def test_an_unknown_code_on_a_receipt_lands_in_other() -> None:
     assert metrics.registry.get_sample_value("fragrance_sync_rejects_total", {"code": "other"}) == 1
 
 
-def test_with_the_database_down_metrics_still_answer_and_say_so(tmp_path: Path) -> None:
+def test_with_the_database_down_metrics_still_answer_and_count_the_spool(tmp_path: Path) -> None:
     down = start_hook(
         f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path, DB_TIMEOUT="0.5"
     )
     try:
-        assert _post(down, body({"fragrance_id": 7})) == 503
+        assert _post(down, body({"fragrance_id": 7})) == 202  # kept in the spool
         samples = scrape(down)
     finally:
         stop_hook(down)
     assert samples[("fragrance_sync_database_up", frozenset())] == 0
-    assert samples[("fragrance_sync_deliveries_total", frozenset({("status", "unavailable")}))] == 1
+    assert samples[("fragrance_sync_deliveries_total", frozenset({("status", "spooled")}))] == 1
+    assert samples[("fragrance_sync_spool_depth", frozenset())] == 1
     assert ("fragrance_sync_pending_deliveries", frozenset()) not in samples
 
 
