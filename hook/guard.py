@@ -16,6 +16,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from hook.ingest import send_json
+
 log = logging.getLogger("hook.guard")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -53,20 +55,8 @@ class TokenBuckets:
         return allowed
 
 
-async def _refuse(send: Any, status: int, detail: str, headers: list[tuple[bytes, bytes]]) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+async def _refuse(send: Any, status: int, detail: str, headers: tuple = ()) -> None:
+    await send_json(send, status, json.dumps({"detail": detail}).encode(), headers)
 
 
 class DeliveryGuard:
@@ -107,19 +97,19 @@ class DeliveryGuard:
                     "refused a delivery with a missing or wrong token (%d so far)",
                     self.counts.bad_token,
                 )
-                await _refuse(send, 404, "Not Found", [])
+                await _refuse(send, 404, "Not Found")
                 return
             scope = {**scope, "path": NOTIFICATIONS, "raw_path": NOTIFICATIONS.encode()}
         client = (scope.get("client") or ("", 0))[0]
         if self.networks and not self._allowed(client):
             self.counts.not_allowed += 1
             log.warning("refused a delivery from %s: not in ALLOWED_NETWORKS", client)
-            await _refuse(send, 403, "this client may not deliver here", [])
+            await _refuse(send, 403, "this client may not deliver here")
             return
         if self.buckets is not None and not self.buckets.take(client):
             self.counts.rate_limited += 1
             log.warning("refused a delivery from %s: over the rate limit", client)
-            await _refuse(send, 429, "too many deliveries; slow down", [(b"retry-after", b"1")])
+            await _refuse(send, 429, "too many deliveries; slow down", ((b"retry-after", b"1"),))
             return
         await self.app(scope, receive, send)
 

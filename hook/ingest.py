@@ -236,7 +236,7 @@ class NotificationsEndpoint:
                 self.body_timeout,
                 _client_address(scope),
             )
-            await _answer(
+            await send_json(
                 send,
                 408,
                 _detail(f"body not received within {self.body_timeout} s; it was not stored"),
@@ -246,7 +246,7 @@ class NotificationsEndpoint:
             log.warning(
                 "refused a body over %d bytes from %s", self.max_body_bytes, _client_address(scope)
             )
-            await _answer(
+            await send_json(
                 send,
                 413,
                 _detail(f"body is larger than {self.max_body_bytes} bytes; it was not stored"),
@@ -264,11 +264,11 @@ class NotificationsEndpoint:
         try:
             receipt = await self.store.store(delivery)
         except StoreError as exc:
-            await _answer(send, exc.status, _detail(exc.detail))
+            await send_json(send, exc.status, _detail(exc.detail))
             return
         if self.observe is not None:
             self.observe(len(body), receipt)
-        await _answer(send, 202, receipt.to_json())
+        await send_json(send, 202, receipt.to_json())
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         """The raw body, refused as soon as it is known to exceed the limit."""
@@ -295,7 +295,10 @@ def _detail(text: str) -> bytes:
     return json.dumps({"detail": text}).encode()
 
 
-async def _answer(send: Send, status: int, payload: bytes) -> None:
+async def send_json(
+    send: Send, status: int, payload: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
+    """Answer a raw ASGI request with a JSON payload (the hot path and the guard share it)."""
     await send(
         {
             "type": "http.response.start",
@@ -303,6 +306,7 @@ async def _answer(send: Send, status: int, payload: bytes) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                *headers,
             ],
         }
     )

@@ -71,3 +71,20 @@ def deliver_at(conn: psycopg.Connection, received_at: Any, raw: bytes | dict[str
     ).fetchone()
     assert row is not None
     return row[0]
+
+
+def fuzz_settings(max_examples: int) -> Any:
+    """Hypothesis settings for our fuzz tests: repeatable, no example database, no deadline."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=max_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )

@@ -9,18 +9,13 @@ import httpx
 import psycopg
 import pytest
 from conftest import Server
-from hypothesis import HealthCheck, given, settings
+from helpers import fuzz_settings
+from hypothesis import given
 from hypothesis import strategies as st
 from processes import Hook, start_hook, stop_hook
 
 LIMIT = 2048
-FUZZ = settings(
-    max_examples=60,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = fuzz_settings(60)
 # Header values as HTTP carries them: visible latin-1 text (no CR/LF, which no client sends).
 header_text = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),

@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Server
-from helpers import codes, receive
-from hypothesis import HealthCheck, given, settings
+from helpers import codes, fuzz_settings, receive
+from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
@@ -284,13 +284,7 @@ def test_sql_in_values_is_only_data(tx: psycopg.Connection) -> None:
 
 # --- Fuzzing ----------------------------------------------------------------------------
 
-FUZZ = settings(
-    max_examples=120,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz_settings(120)
 FIELDS = ("name", "description", "cost", "forbidden")
 
 json_scalars = (
