@@ -1,6 +1,6 @@
 """The benchmark suite behind ``make bench``: ingest, merge, lag and memory, side by side.
 
-It starts its own PostgreSQL (tests/throwaway_pg.py, never the server on
+It starts its own PostgreSQL (devtools/throwaway_pg.py, never the server on
 5432) with production durability (fsync on, synchronous_commit on), migrates
 it with yoyo, loads sql/catalog.sql, and measures:
 
@@ -42,9 +42,10 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-from test_hook import Hook, start_hook, stop_hook  # noqa: E402
-from throwaway_pg import ThrowawayPostgresql  # noqa: E402
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from processes import Hook, start_hook, stop_hook  # noqa: E402
+
+from devtools.throwaway_pg import ThrowawayPostgresql  # noqa: E402
 
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"

@@ -19,7 +19,8 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg import sql
-from throwaway_pg import ThrowawayPostgresql
+
+from devtools.throwaway_pg import ThrowawayPostgresql
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "migrations"
