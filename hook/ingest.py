@@ -16,8 +16,9 @@ import ipaddress
 import json
 import logging
 import os
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import psycopg
@@ -31,8 +32,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 RECEIVE_MANY = (
-    "select inbox_id, status, reasons::text"
-    " from sync.receive_many(%s::bytea[], %s::text[], %s::text[]::inet[], %s::text[])"
+    "select inbox_id, status, reasons::text from sync.receive_many("
+    "%s::bytea[], %s::text[], %s::text[]::inet[], %s::text[], %s::uuid[])"
 )
 
 #: Set only by the benchmark: answer every delivery without touching the database.
@@ -44,12 +45,18 @@ REFUSED = "the database refused the delivery; see the hook's log"
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One request to store: the raw body and the request's metadata."""
+    """One request to store: the raw body, the request's metadata, and its key.
+
+    The key goes with the delivery wherever it is stored (inbox or spool), so
+    a delivery whose commit succeeded but whose reply was lost, and which was
+    therefore spooled too, is stored only once.
+    """
 
     body: bytes
     content_type: str | None
     client_addr: str | None
     user_agent: str | None
+    key: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +154,12 @@ class BatchingStore:
             for item in batch:
                 await self._store_batch([item])
             return
+        if failure.status == 503:
+            # Deliveries queued behind a batch the database could not take must not
+            # overtake it into the database: they fail with it, in order (and are
+            # spooled in that order when there is a spool).
+            batch = batch + self._queue
+            self._queue.clear()
         for _, future in batch:
             if not future.done():
                 future.set_exception(StoreError(failure.status, failure.detail))
@@ -158,6 +171,7 @@ class BatchingStore:
             [d.content_type for d in deliveries],
             [d.client_addr for d in deliveries],
             [d.user_agent for d in deliveries],
+            [d.key for d in deliveries],
         )
         size = sum(len(d.body) for d in deliveries)
         try:

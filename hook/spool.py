@@ -20,7 +20,6 @@ import os
 import struct
 import uuid
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,9 +111,21 @@ class Spool:
         self.depth = len(read_records(self.path))
 
     def append(self, delivery: SpooledDelivery) -> None:
-        """Write one record and fsync it: only then may the hook answer 2xx."""
-        os.write(self._fd, delivery.encode())
-        os.fsync(self._fd)
+        """Write one whole record and fsync it: only then may the hook answer 2xx.
+
+        A short write (disk nearly full) is continued; any failure cuts the
+        file back to where the record began and raises, so nothing half
+        written is ever answered or counted.
+        """
+        start = os.fstat(self._fd).st_size
+        record = memoryview(delivery.encode())
+        try:
+            while record:
+                record = record[os.write(self._fd, record) :]
+            os.fsync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, start)
+            raise
         self.depth += 1
 
     def records(self) -> list[SpooledDelivery]:
@@ -127,8 +138,14 @@ class Spool:
         os.fsync(self._fd)
         self.depth = 0
 
-    def orphans(self) -> Iterator[tuple[Path, int]]:
-        """Spool files of dead processes, each yielded while we hold its lock (and its fd)."""
+    def claim_orphans(self) -> list[tuple[Path, int]]:
+        """Lock and return the spool files of dead processes, oldest name first.
+
+        The caller keeps each fd (and so its lock) until it has drained the
+        file: another worker looking at the same moment finds it locked and
+        leaves it alone.
+        """
+        claimed = []
         for path in sorted(self.directory.glob("spool-*.log")):
             if path == self.path:
                 continue
@@ -139,12 +156,13 @@ class Spool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                os.close(fd)  # its process is alive and owns it
+                os.close(fd)  # its process is alive, or another worker claimed it
                 continue
-            try:
-                yield path, fd
-            finally:
+            if not path.exists():  # drained and removed between our glob and our lock
                 os.close(fd)
+                continue
+            claimed.append((path, fd))
+        return claimed
 
     def close(self) -> None:
         """Release the file; an empty one is removed."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -44,17 +45,20 @@ class SpoolingStore:
         self._lock = asyncio.Lock()  # orders appends against the drain's final clear
         self._wake = asyncio.Event()
         self._drained = 0  # records of our own file already in the inbox
-        self._orphan_depth = 0  # records left by dead processes, not yet in the inbox
+        self._orphan_depth = 0  # records left by dead processes we claimed, not yet stored
+        self._claimed: list[tuple[Path, int]] = []  # their files, locked until drained
+        self._reserved = 0  # deliveries decided for the spool whose append is under way
         self._task: asyncio.Task[None] | None = None
 
     @property
     def depth(self) -> int:
-        """Deliveries answered 202 but not yet in the inbox: ours and dead processes'."""
-        return self.spool.depth + self._orphan_depth
+        """Deliveries answered (or about to be) from the spool, not yet in the inbox."""
+        return self.spool.depth + self._orphan_depth + self._reserved
 
     def start(self) -> None:
-        """Count what dead processes left, and start draining in the background."""
-        self._orphan_depth = sum(len(read_records(path)) for path, _ in self.spool.orphans())
+        """Claim what dead processes left (other workers skip it), and start draining."""
+        self._claimed = self.spool.claim_orphans()
+        self._orphan_depth = sum(len(read_records(path)) for path, _ in self._claimed)
         self._task = asyncio.create_task(self._drain_forever())
         self._wake.set()
 
@@ -63,21 +67,37 @@ class SpoolingStore:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        for _, fd in self._claimed:
+            os.close(fd)  # unlocked: the next hook to start claims them
         self.spool.close()
 
     async def store(self, delivery: Delivery) -> Receipt:
         """Store in the database, or spool when it is down or older deliveries are spooled."""
-        if self.depth == 0:  # nothing older waits in a spool, ours or a dead process's
+        if self.depth == 0:  # nothing older waits in a spool
             try:
                 return await self._inner.store(delivery)
             except StoreError as exc:
                 if exc.status != 503:
                     raise
-        record = SpooledDelivery.new(
-            delivery.body, delivery.content_type, delivery.client_addr, delivery.user_agent
+        record = SpooledDelivery(
+            delivery.key,
+            datetime.now(UTC),
+            delivery.body,
+            delivery.content_type,
+            delivery.client_addr,
+            delivery.user_agent,
         )
-        async with self._lock:
-            await asyncio.to_thread(self.spool.append, record)
+        # Counted before the first await, so a delivery arriving meanwhile
+        # queues behind this one instead of overtaking it into the database.
+        self._reserved += 1
+        try:
+            async with self._lock:
+                await asyncio.to_thread(self.spool.append, record)
+        except OSError as exc:
+            log.error("could not spool a delivery of %d bytes: %s", len(delivery.body), exc)
+            raise StoreError(503, "database unavailable and the spool cannot be written") from exc
+        finally:
+            self._reserved -= 1
         self._wake.set()
         return Receipt(None, "spooled", "[]")
 
@@ -98,11 +118,14 @@ class SpoolingStore:
                 self._wake.set()
 
     async def _drain_orphans(self) -> None:
-        for path, _fd in self.spool.orphans():
+        while self._claimed:
+            path, fd = self._claimed[0]
             records = read_records(path)
             for record in records:
                 await self._store(record)
             os.unlink(path)
+            os.close(fd)
+            self._claimed.pop(0)
             self._orphan_depth = max(0, self._orphan_depth - len(records))
             log.info("drained %d deliveries left in %s by a stopped hook", len(records), path)
 

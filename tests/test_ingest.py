@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,17 @@ from hook.ingest import (
 )
 from hook.serve import _tcp_socket
 
-RECEIVE_MANY = "select * from sync.receive_many(%s::bytea[], %s::text[], %s::inet[], %s::text[])"
+RECEIVE_MANY = (
+    "select * from sync.receive_many(%s::bytea[], %s::text[], %s::inet[], %s::text[], %s::uuid[])"
+)
 
 
 def receive_many(conn: psycopg.Connection, bodies: list[bytes]) -> list[tuple[Any, ...]]:
-    """Store bodies in one call, as the hook does, with fixed metadata."""
+    """Store bodies in one call, as the hook does, with fixed metadata and fresh keys."""
     n = len(bodies)
+    keys = [uuid.uuid4() for _ in range(n)]
     return conn.execute(
-        RECEIVE_MANY, [bodies, ["application/json"] * n, ["10.0.0.1"] * n, ["cms/1"] * n]
+        RECEIVE_MANY, [bodies, ["application/json"] * n, ["10.0.0.1"] * n, ["cms/1"] * n, keys]
     ).fetchall()
 
 
@@ -89,7 +93,7 @@ def test_receive_many_stores_the_request_metadata_of_each_delivery(
     db: psycopg.Connection,
 ) -> None:
     [(inbox_id, _, _)] = db.execute(
-        RECEIVE_MANY, [[b"{}"], ["text/plain"], ["10.1.2.3"], ["cms/2"]]
+        RECEIVE_MANY, [[b"{}"], ["text/plain"], ["10.1.2.3"], ["cms/2"], [uuid.uuid4()]]
     ).fetchall()
     row = inbox_row(db, inbox_id)
     assert (row["content_type"], str(row["client_addr"]), row["user_agent"]) == (
@@ -121,7 +125,7 @@ def test_receive_many_leaves_deliveries_pending_when_apply_on_receipt_is_off(
 
 def test_receive_many_refuses_arrays_of_different_lengths(db: psycopg.Connection) -> None:
     with pytest.raises(psycopg.Error) as raised:
-        db.execute(RECEIVE_MANY, [[b"{}", b"{}"], ["a"], ["10.0.0.1"], ["x"]])
+        db.execute(RECEIVE_MANY, [[b"{}", b"{}"], ["a"], ["10.0.0.1"], ["x"], [uuid.uuid4()] * 2])
     assert raised.value.sqlstate == "FS021"
 
 
@@ -273,7 +277,8 @@ def test_receipts_that_do_not_match_the_batch_are_answered_500_and_not_stored_tw
 ) -> None:
     db.execute("""
         create or replace function sync.receive_many(
-            p_bodies bytea[], p_content_types text[], p_client_addrs inet[], p_user_agents text[]
+            p_bodies bytea[], p_content_types text[], p_client_addrs inet[], p_user_agents text[],
+            p_keys uuid[]
         ) returns setof sync.receipt language sql security definer as $$
             with stored as (
                 insert into sync.inbox (body) select b from unnest(p_bodies) as b
@@ -306,3 +311,27 @@ def test_an_observer_sees_the_size_and_receipt_of_each_stored_delivery() -> None
     asyncio.run(endpoint(scope, receive, send))
     assert sent[0]["status"] == 202
     assert seen == [(19, "pending", [])]
+
+
+def test_deliveries_queued_behind_a_batch_the_database_dropped_fail_with_it() -> None:
+    """None of them may overtake the dropped one into the database if it comes back."""
+
+    class FlappingStore(BatchingStore):
+        calls = 0
+
+        async def _call(self, deliveries: list[Delivery]) -> list[Receipt]:
+            FlappingStore.calls += 1
+            if FlappingStore.calls == 1:
+                raise StoreError(503, "database unavailable")
+            return [Receipt(n, "applied", "[]") for n, _ in enumerate(deliveries)]
+
+    async def run() -> list[Any]:
+        store = FlappingStore(None, max_batch=1, concurrency=1)  # type: ignore[arg-type]
+        return await asyncio.gather(
+            *(store.store(delivery({"fragrance_id": i})) for i in range(4)),
+            return_exceptions=True,
+        )
+
+    answers = asyncio.run(run())
+    assert [getattr(a, "status", None) for a in answers] == [503, 503, 503, 503]
+    assert FlappingStore.calls == 1

@@ -72,7 +72,7 @@ def test_a_reopened_spool_counts_what_is_waiting(tmp_path: Path) -> None:
 def test_the_spool_of_a_dead_process_is_an_orphan_to_claim(tmp_path: Path, spool: Spool) -> None:
     dead = tmp_path / "spool-999999.log"
     dead.write_bytes(_delivery(b"left behind").encode())
-    claimed = [path for path, _ in spool.orphans()]
+    claimed = [path for path, _ in spool.claim_orphans()]
     assert claimed == [dead]
 
 
@@ -92,7 +92,7 @@ def test_the_spool_of_a_live_process_is_left_alone(tmp_path: Path, spool: Spool)
     try:
         live = Path(holder.stdout.readline().strip())
         assert live.exists()
-        assert [path for path, _ in spool.orphans()] == []
+        assert [path for path, _ in spool.claim_orphans()] == []
     finally:
         holder.kill()
         holder.wait()
@@ -101,3 +101,44 @@ def test_the_spool_of_a_live_process_is_left_alone(tmp_path: Path, spool: Spool)
 def test_keys_are_unique_per_delivery() -> None:
     keys = {_delivery(b"same").key for _ in range(100)}
     assert len(keys) == 100 and all(isinstance(k, uuid.UUID) for k in keys)
+
+
+def test_an_orphan_claimed_by_one_worker_is_left_alone_by_another(
+    tmp_path: Path, spool: Spool
+) -> None:
+    dead = tmp_path / "spool-999999.log"
+    dead.write_bytes(_delivery(b"left behind").encode())
+    assert [path for path, _ in spool.claim_orphans()] == [dead]
+    other_worker = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from hook.spool import Spool; "
+            "print(Spool(Path(sys.argv[1])).claim_orphans())",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert other_worker.stdout.strip() == "[]"
+
+
+def test_a_failed_write_leaves_no_half_record_and_counts_nothing(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool.append(_delivery(b"kept"))
+    real_write = os.write
+
+    def short_then_fail(fd: int, data: bytes) -> int:
+        if len(data) > 20:
+            return real_write(fd, bytes(data[:20]))  # a short write, as on a full disk
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", short_then_fail)
+    with pytest.raises(OSError):
+        spool.append(_delivery(b"lost to a full disk"))
+    monkeypatch.undo()
+    assert [r.body for r in spool.records()] == [b"kept"]
+    assert spool.depth == 1

@@ -40,3 +40,20 @@ def test_a_spooled_delivery_without_its_key_is_refused(db: psycopg.Connection) -
     with pytest.raises(psycopg.Error) as caught:
         _drain(db, None, b"{}")
     assert caught.value.sqlstate == "FS020"
+
+
+def test_a_delivery_stored_whose_reply_was_lost_and_then_spooled_is_stored_once(
+    db: psycopg.Connection,
+) -> None:
+    key = uuid.uuid4()
+    data = body({"fragrance_id": 7, "cost": 70})
+    # The hook's batch committed, but the reply never came back: it spools the same delivery.
+    db.execute(
+        "select * from sync.receive_many(%s::bytea[], %s::text[], %s::inet[], %s::text[],"
+        " %s::uuid[])",
+        [[data], ["application/json"], [None], [None], [key]],
+    )
+    db.execute("select sync.receive(%s)", [body({"fragrance_id": 7, "cost": 71})])
+    _drain(db, key, data)
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (2,)
+    assert fragrance(db, 7)["cost"] == 71
