@@ -185,6 +185,15 @@ begin
                   hint = 'Load one first: see sync.load_snapshot() or sync.load_snapshot_from_server().';
     end if;
 
+    -- Lock the fragrances before planning, in id order: a webhook for one of
+    -- them either committed before (the plan sees it) or waits for the repair
+    -- and, received later, wins. Unlocked, a delivery landing between the plan
+    -- and the inserts below could be overwritten by the older snapshot value.
+    perform 1 from public.fragrances as f
+    where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
+    order by f.fragrance_id
+    for update;
+
     -- Staging (p_apply false) holds the settings row for this transaction
     -- only: other sessions keep applying on receipt as before.
     if not p_apply then
