@@ -1,19 +1,35 @@
--- Store many deliveries in one call and one transaction, receipts in input order (batched ingest)
+-- Key every delivery, and store many in one call and one transaction, receipts in input order
 -- depends: 0007-roles
 
+-- The hook gives every delivery a key when it receives it. A commit can
+-- succeed while its reply is lost (the connection drops right after COMMIT):
+-- the hook cannot know, and keeps the delivery in its spool too; with the
+-- same key on both, sync.receive_spooled (0013) finds the stored one instead
+-- of storing, and merging, it a second time.
+alter table sync.inbox add column spool_key uuid;
+comment on column sync.inbox.spool_key is
+    'Key the hook gave the delivery when it received it (null for other writers); unique, so a delivery that was stored, then spooled because the reply was lost, or drained twice after a crash, is stored once.';
+create unique index inbox_spool_key_idx on sync.inbox (spool_key) where spool_key is not null;
+
 -- sync.receive_many
--- Stores a batch of deliveries in input order, one commit for all, and returns their receipts.
+-- Stores a batch of deliveries with their keys, in input order, one commit for all; receipts in order.
 create function sync.receive_many(
     p_bodies bytea[],
     p_content_types text[],
     p_client_addrs inet[],
-    p_user_agents text[]
+    p_user_agents text[],
+    p_keys uuid[]
 ) returns setof sync.receipt
     language plpgsql
     security definer
     set search_path = pg_catalog, pg_temp
 as $$
 begin
+    if cardinality(p_keys) is distinct from cardinality(p_bodies) then
+        raise exception 'receive_many needs one key per body, got % keys for % bodies',
+            cardinality(p_keys), cardinality(p_bodies)
+            using errcode = 'FS021';
+    end if;
     if cardinality(p_bodies) is distinct from cardinality(p_content_types)
         or cardinality(p_bodies) is distinct from cardinality(p_client_addrs)
         or cardinality(p_bodies) is distinct from cardinality(p_user_agents)
@@ -22,11 +38,8 @@ begin
             cardinality(p_bodies), cardinality(p_content_types), cardinality(p_client_addrs), cardinality(p_user_agents)
             using errcode = 'FS021';
     end if;
-
-    -- Batches from several hook connections run at once. Each merge locks its
-    -- fragrance; locking the whole batch's fragrances up front, in id order (as
-    -- sync._process_claimed does), means two batches wait for each other but
-    -- never deadlock.
+    -- As in the unkeyed version: lock the batch's fragrances in id order first,
+    -- so batches from several connections wait for each other but never deadlock.
     if (select s.apply_on_receipt from sync.settings as s) then
         perform 1 from public.fragrances
         where fragrance_id in (
@@ -37,22 +50,19 @@ begin
         order by fragrance_id
         for update;
     end if;
-
-    -- Identity values are drawn as rows are inserted, in input order, so
-    -- ordering the receipts by inbox id gives them back in input order.
     return query
     with stored as (
-        insert into sync.inbox (body, content_type, client_addr, user_agent)
-        select d.body, d.content_type, d.client_addr, d.user_agent
-        from unnest(p_bodies, p_content_types, p_client_addrs, p_user_agents)
-            with ordinality as d(body, content_type, client_addr, user_agent, n)
+        insert into sync.inbox (body, content_type, client_addr, user_agent, spool_key)
+        select d.body, d.content_type, d.client_addr, d.user_agent, d.key
+        from unnest(p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys)
+            with ordinality as d(body, content_type, client_addr, user_agent, key, n)
         order by d.n
         returning id, status, reasons
     )
     select s.id, s.status, s.reasons from stored as s order by s.id;
 end;
 $$;
-comment on function sync.receive_many(bytea[], text[], inet[], text[]) is
-    'Stores a batch of webhook deliveries (element i of each array is delivery i) in one transaction, in input order, each processed as sync.receive() would; returns one receipt per delivery, in input order. The hook''s batched entry point.';
+comment on function sync.receive_many(bytea[], text[], inet[], text[], uuid[]) is
+    'Stores a batch of webhook deliveries with the keys the hook gave them, in one transaction and in input order, each processed as sync.receive() would; returns one receipt per delivery, in input order. The hook''s batched entry point.';
 
-grant execute on function sync.receive_many(bytea[], text[], inet[], text[]) to sync_hook;
+grant execute on function sync.receive_many(bytea[], text[], inet[], text[], uuid[]) to sync_hook;

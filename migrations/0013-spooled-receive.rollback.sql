@@ -6,5 +6,3 @@ begin
 end;
 $$;
 drop function sync.receive_spooled(uuid, timestamptz, bytea, text, inet, text);
-drop index sync.inbox_spool_key_idx;
-alter table sync.inbox drop column spool_key;

@@ -1,10 +1,5 @@
 -- Let the hook drain its local spool into the inbox exactly once, and pin durable commits
--- depends: 0007-roles
-
-alter table sync.inbox add column spool_key uuid;
-comment on column sync.inbox.spool_key is
-    'Key of a delivery the hook spooled to disk while the database was down; unique, so draining after a crash never stores it twice. Null for deliveries stored directly.';
-create unique index inbox_spool_key_idx on sync.inbox (spool_key) where spool_key is not null;
+-- depends: 0012-receive-many
 
 -- sync.receive_spooled
 -- Stores one spooled delivery with its original receipt time, unless its key is already stored.
