@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from hook import metrics
 from hook import status as status_page
-from hook.guard import DeliveryGuard, GuardCounts
+from hook.guard import DeliveryGuard
 from hook.ingest import BatchingStore, NotificationsEndpoint, Receipt, make_store
 from hook.listener import keep_registered
 from hook.settings import Settings
@@ -95,14 +95,12 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Receives the CMS's fragrance webhooks and stores each one in sync.inbox.",
         lifespan=lifespan,
     )
-    app.state.guard_counts = GuardCounts()
     app.add_middleware(
         DeliveryGuard,
         token=settings.notify_token,
         networks=settings.allowed_networks,
         rate=settings.rate_limit,
         burst=settings.rate_burst,
-        counts=app.state.guard_counts,
     )
     metrics.install(app)
     status_page.install(app)

@@ -26,15 +26,6 @@ NOTIFICATIONS = "/notifications"
 
 
 @dataclass
-class GuardCounts:
-    """Requests refused by the guard, by cause (they are not stored)."""
-
-    bad_token: int = 0
-    not_allowed: int = 0
-    rate_limited: int = 0
-
-
-@dataclass
 class TokenBuckets:
     """A token bucket per client address, bounded in how many clients it remembers."""
 
@@ -70,14 +61,12 @@ class DeliveryGuard:
         networks: tuple[Network, ...],
         rate: float,
         burst: int,
-        counts: GuardCounts,
     ) -> None:
         """Wrap ``app``; a falsy token, no networks or a zero rate turns that check off."""
         self.app = app
         self.token = token.encode()
         self.networks = networks
         self.buckets = TokenBuckets(rate, burst) if rate > 0 else None
-        self.counts = counts
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Refuse what the checks refuse; hand the rest to the app."""
@@ -92,22 +81,16 @@ class DeliveryGuard:
                 else b""
             )
             if not hmac.compare_digest(supplied, self.token):
-                self.counts.bad_token += 1
-                log.warning(
-                    "refused a delivery with a missing or wrong token (%d so far)",
-                    self.counts.bad_token,
-                )
+                log.warning("refused a delivery with a missing or wrong token")
                 await _refuse(send, 404, "Not Found")
                 return
             scope = {**scope, "path": NOTIFICATIONS, "raw_path": NOTIFICATIONS.encode()}
         client = (scope.get("client") or ("", 0))[0]
         if self.networks and not self._allowed(client):
-            self.counts.not_allowed += 1
             log.warning("refused a delivery from %s: not in ALLOWED_NETWORKS", client)
             await _refuse(send, 403, "this client may not deliver here")
             return
         if self.buckets is not None and not self.buckets.take(client):
-            self.counts.rate_limited += 1
             log.warning("refused a delivery from %s: over the rate limit", client)
             await _refuse(send, 429, "too many deliveries; slow down", ((b"retry-after", b"1"),))
             return

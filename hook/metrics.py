@@ -80,6 +80,7 @@ STORED = ("applied", "ignored", "rejected", "pending", "spooled")
 #: Outcomes of a delivery the hook did not store, by HTTP status (403 and 429 come
 #: from a guard in front of the route, when there is one).
 REFUSED = {
+    404: "not_found",  # a missing or wrong token (with NOTIFY_TOKEN), or no such path
     403: "forbidden",
     408: "too_slow",
     413: "too_large",

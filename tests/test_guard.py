@@ -14,7 +14,7 @@ import pytest
 from conftest import Server
 from processes import Hook, start_hook, stop_hook
 
-from hook.guard import DeliveryGuard, GuardCounts, TokenBuckets
+from hook.guard import DeliveryGuard, TokenBuckets
 from hook.settings import Settings, SettingsError
 
 TOKEN = "s3cret-token-0123456789"
@@ -38,7 +38,7 @@ def _post(
     """POST to each path through a guard in front of a recorder; return the statuses."""
     inner = Recorder()
     settings = {"token": "", "networks": (), "rate": 0.0, "burst": 1, **options}
-    app = DeliveryGuard(inner, counts=GuardCounts(), **settings)
+    app = DeliveryGuard(inner, **settings)
 
     async def run() -> list[int]:
         transport = httpx.ASGITransport(app=app, client=(client, 1234))
@@ -135,4 +135,6 @@ def test_a_running_hook_stores_only_deliveries_with_its_token(
     right = httpx.post(token_hook.url + f"/notifications/{TOKEN}", content=b'{"fragrance_id": 7}')
     assert (wrong.status_code, right.status_code) == (404, 202)
     assert db.execute("select count(*) from sync.inbox").fetchone() == (1,)
+    metrics = httpx.get(token_hook.url + "/metrics").text
+    assert 'fragrance_sync_deliveries_total{status="not_found"} 1.0' in metrics  # counted
     assert TOKEN not in token_hook.output()
