@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hook.settings import SettingsError, _number, libpq_url
+from hook.settings import SettingsError, libpq_url, read_number
 
 DEFAULT_CMS_DATABASE_URL = "postgresql://cms_user@localhost:15432/cms_database"
 
@@ -76,16 +76,18 @@ class Settings:
         settings = cls(
             database_url=libpq_url(env.get("CMS_DATABASE_URL") or DEFAULT_CMS_DATABASE_URL),
             host=env.get("HOST") or cls.host,
-            port=_number(env, "PORT", cls.port, int, 1),
-            interval_min=_number(env, "INTERVAL_MIN", cls.interval_min, float, 0.0),
-            interval_max=_number(env, "INTERVAL_MAX", cls.interval_max, float, 0.0),
-            count=_number(env, "COUNT", 0, int, 0) if count_set else None,
-            seed=_number(env, "SEED", 0, int, 0) if seed_set else None,
+            port=read_number(env, "PORT", cls.port, int, 1),
+            interval_min=read_number(env, "INTERVAL_MIN", cls.interval_min, float, 0.0),
+            interval_max=read_number(env, "INTERVAL_MAX", cls.interval_max, float, 0.0),
+            count=read_number(env, "COUNT", 0, int, 0) if count_set else None,
+            seed=read_number(env, "SEED", 0, int, 0) if seed_set else None,
             wait_for_listener=_flag(env, "WAIT_FOR_LISTENER"),
             chaos=_chaos(env),
-            chaos_probability=_number(env, "CHAOS_PROBABILITY", cls.chaos_probability, float, 0.0),
+            chaos_probability=read_number(
+                env, "CHAOS_PROBABILITY", cls.chaos_probability, float, 0.0
+            ),
             journal=env.get("JOURNAL") or None,
-            send_timeout=_number(env, "SEND_TIMEOUT", cls.send_timeout, float, 0.001),
+            send_timeout=read_number(env, "SEND_TIMEOUT", cls.send_timeout, float, 0.001),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
         )
         if settings.interval_min > settings.interval_max:

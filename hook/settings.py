@@ -22,7 +22,7 @@ class SettingsError(ValueError):
     """An environment variable holds a value the program (hook or CMS simulator) cannot use."""
 
 
-def _number(
+def read_number(
     environ: Mapping[str, str], name: str, default: N, parse: Callable[[str], N], minimum: N
 ) -> N:
     """Read one numeric variable, naming it in the error when it is unusable."""
@@ -93,25 +93,27 @@ class Settings:
         settings = cls(
             database_url=libpq_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
             host=env.get("HOST") or cls.host,
-            port=_number(env, "PORT", cls.port, int, 1),
-            max_body_bytes=_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, 1),
-            pool_min_size=_number(env, "DB_POOL_MIN_SIZE", cls.pool_min_size, int, 0),
-            pool_max_size=_number(env, "DB_POOL_MAX_SIZE", cls.pool_max_size, int, 1),
-            database_timeout=_number(env, "DB_TIMEOUT", cls.database_timeout, float, 0.001),
-            workers=_number(env, "WORKERS", cls.workers, int, 1),
-            batch_max_size=_number(env, "BATCH_MAX_SIZE", cls.batch_max_size, int, 1),
-            batch_concurrency=_number(env, "BATCH_CONCURRENCY", cls.batch_concurrency, int, 1),
+            port=read_number(env, "PORT", cls.port, int, 1),
+            max_body_bytes=read_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, 1),
+            pool_min_size=read_number(env, "DB_POOL_MIN_SIZE", cls.pool_min_size, int, 0),
+            pool_max_size=read_number(env, "DB_POOL_MAX_SIZE", cls.pool_max_size, int, 1),
+            database_timeout=read_number(env, "DB_TIMEOUT", cls.database_timeout, float, 0.001),
+            workers=read_number(env, "WORKERS", cls.workers, int, 1),
+            batch_max_size=read_number(env, "BATCH_MAX_SIZE", cls.batch_max_size, int, 1),
+            batch_concurrency=read_number(env, "BATCH_CONCURRENCY", cls.batch_concurrency, int, 1),
             spool_dir=env.get("SPOOL_DIR", cls.spool_dir),
-            spool_retry_every=_number(env, "SPOOL_RETRY_EVERY", cls.spool_retry_every, float, 0.05),
-            body_timeout=_number(env, "BODY_TIMEOUT", cls.body_timeout, float, 0.1),
+            spool_retry_every=read_number(
+                env, "SPOOL_RETRY_EVERY", cls.spool_retry_every, float, 0.05
+            ),
+            body_timeout=read_number(env, "BODY_TIMEOUT", cls.body_timeout, float, 0.1),
             log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
             cms_url=env.get("CMS_URL", ""),
             public_url=env.get("PUBLIC_URL", ""),
-            register_every=_number(env, "CMS_REGISTER_EVERY", cls.register_every, float, 1.0),
+            register_every=read_number(env, "CMS_REGISTER_EVERY", cls.register_every, float, 1.0),
             notify_token=env.get("NOTIFY_TOKEN", ""),
             allowed_networks=_networks(env.get("ALLOWED_NETWORKS", "")),
-            rate_limit=_number(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit, float, 0.0),
-            rate_burst=_number(env, "RATE_LIMIT_BURST", cls.rate_burst, int, 1),
+            rate_limit=read_number(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit, float, 0.0),
+            rate_burst=read_number(env, "RATE_LIMIT_BURST", cls.rate_burst, int, 1),
         )
         token = settings.notify_token
         if token and not TOKEN_PATTERN.fullmatch(token):
