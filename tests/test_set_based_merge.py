@@ -1,0 +1,398 @@
+"""The set-based merge: whatever a batch holds, the same outcome as one delivery at a time.
+
+``sync._process_claimed`` (behind ``apply_pending``, ``retry`` and ``retry_all``)
+merges a batch set-wise; ``sync._process_claimed_rowwise`` is the one-by-one
+path it replaced, kept as the reference and the fallback. Each test stages the
+same deliveries in two copies of one database, runs one path in each, and
+compares every table the merge writes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from conftest import Server
+from helpers import fuzz_settings, set_apply_on_receipt
+from hypothesis import given
+from hypothesis import strategies as st
+from psycopg.rows import dict_row
+
+SET_BASED = "sync._process_claimed"
+ROW_BY_ROW = "sync._process_claimed_rowwise"
+
+# A few fragrances, so one batch holds many deliveries for each of them.
+FRAGRANCES = range(0, 12)
+NEW_FRAGRANCES = range(900_000, 900_004)
+
+RAW_BODIES = [
+    b"",
+    b"not json",
+    b"\xff\xfe{}",
+    b'{"fragrance_id": 1, "name": "a\\u0000b"}',
+    b"[1, 2]",
+    b'"just a string"',
+    b'{"fragrance_id": 2, "name": "First", "name": "Second"}',
+    b'{"fragrance_id": 2, "cost": 1, "cost": 1}',
+    b'{"fragrance_id": 3, "description": "caf\\u00e9 \\"quoted\\" \\\\ slash"}',
+    b'{"fragrance_id" : 4 , "name" : "Spaced out" }',
+    b'{"fragrance_id": 4, "name": "name"}',
+    b'{"fragrance_id": 5, "description": "say \\"name\\""}',
+    b'{"fragrance_id": 6, "forbidden": true, "extra": {"name": 1}}',
+    b'{"fragrance_id": 1e0, "cost": 1E1}',
+    b'{"fragrance_id": 7.0, "cost": 2.50}',
+]
+
+INVALID_DELTAS: list[dict[str, Any]] = [
+    {"fragrance_id": 1, "cost": -1},
+    {"fragrance_id": 1, "name": None},
+    {"fragrance_id": 2, "name": "   "},
+    {"fragrance_id": 3, "name": "N" * 151},
+    {"fragrance_id": 4, "forbidden": "yes"},
+    {"fragrance_id": "7", "cost": 1},
+    {"fragrance_id": 1.5, "cost": 1},
+    {"cost": 1},
+    {"fragrance_id": -1, "cost": 1},
+]
+
+
+def random_delta(rng: random.Random, fragrance_id: int) -> dict[str, Any]:
+    """A partial CMS delta: one to four fields, values drawn from small pools so some repeat."""
+    values = {
+        "name": lambda: rng.choice(["Rose", "Oud", "Vetiver", "Café noir", 'Say "hi"']),
+        "description": lambda: rng.choice(["Woody  ", "Fresh", "", "Línea \\ dos"]),
+        "cost": lambda: rng.choice([0, 5, 10, 10.0, 10.5, 99, 1e2]),
+        "forbidden": lambda: rng.choice([True, False]),
+    }
+    fields = rng.sample(sorted(values), rng.randint(1, 4))
+    return {"fragrance_id": fragrance_id, **{f: values[f]() for f in fields}}
+
+
+def random_backlog(seed: int, count: int) -> list[bytes]:
+    """Deliveries as the CMS and its failures produce them, mostly valid partial deltas."""
+    rng = random.Random(seed)
+    bodies: list[bytes] = []
+    for _ in range(count):
+        roll = rng.random()
+        if roll < 0.55:
+            delta = random_delta(rng, rng.choice(FRAGRANCES))
+        elif roll < 0.62:
+            delta = {"fragrance_id": rng.choice(FRAGRANCES)}
+        elif roll < 0.67:
+            delta = {**random_delta(rng, rng.choice(FRAGRANCES)), "colour": "red"}
+        elif roll < 0.75:
+            delta = rng.choice(INVALID_DELTAS)
+        elif roll < 0.80:
+            delta = random_delta(rng, rng.choice(NEW_FRAGRANCES))
+        elif roll < 0.85:
+            delta = {
+                "fragrance_id": rng.choice(NEW_FRAGRANCES),
+                "name": "Created",
+                "description": "by a full delta",
+                "cost": rng.choice([1, 2]),
+                "forbidden": False,
+            }
+        else:
+            bodies.append(rng.choice(RAW_BODIES))
+            continue
+        compact = rng.random() < 0.5
+        separators = (",", ":") if compact else (", ", ": ")
+        bodies.append(
+            json.dumps(delta, separators=separators, ensure_ascii=rng.random() < 0.5).encode()
+        )
+    return bodies
+
+
+def stage(conn: psycopg.Connection, bodies: list[bytes]) -> None:
+    """Store deliveries as pending, in order, as the hook would with processing deferred."""
+    set_apply_on_receipt(conn, False)
+    with conn.cursor() as cur:
+        cur.executemany("select sync.receive(%s)", [[b] for b in bodies])
+
+
+def process(conn: psycopg.Connection, function: str, status: str, limit: int) -> list[int]:
+    """Claim deliveries of one status in receipt order, as apply_pending does, and process them.
+
+    Pending ones batch after batch until none is left; rejected ones (a retry) in one pass.
+    Returns the summed counts: processed, applied, ignored, rejected, pending.
+    """
+    totals = [0, 0, 0, 0, 0]
+    while True:
+        row = conn.execute(
+            f"select processed, applied, ignored, rejected, pending from {function}("
+            "array(select id from sync.inbox where status = %s order by id limit %s for update))",
+            [status, limit],
+        ).fetchone()
+        assert row is not None
+        totals = [t + n for t, n in zip(totals, row, strict=True)]
+        if row[0] == 0 or status != "pending":
+            return totals
+
+
+def state(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
+    """Everything the merge writes, in an order both paths share."""
+    queries = {
+        "fragrances": "select * from public.fragrances order by fragrance_id",
+        "inbox": "select id, status, reasons, applied_fields, stale_fields, payload,"
+        " fragrance_id, attempts from sync.inbox order by id",
+        "field_version": "select * from sync.field_version order by fragrance_id",
+        # history ids interleave differently across fragrances; within one they are in order
+        "history": "select fragrance_id, operation, old_values, new_values, inbox_id, db_user"
+        " from sync.fragrance_history order by fragrance_id, id",
+    }
+    with conn.cursor(row_factory=dict_row) as cur:
+        return {name: cur.execute(query).fetchall() for name, query in queries.items()}
+
+
+Scenario = Callable[[psycopg.Connection, str], list[int]]
+Outcome = tuple[list[int], dict[str, list[dict[str, Any]]]]
+
+
+def run_both_paths(
+    server: Server, dbname: str, staged: list[bytes], scenario: Scenario
+) -> Iterator[Outcome]:
+    """Stage deliveries, copy the database, run the scenario with each path, read both back."""
+    with psycopg.connect(server.url(dbname), autocommit=True) as conn:
+        stage(conn, staged)
+    twin = f"{dbname[:50]}_rowwise"
+    server.create_database(twin, dbname)
+    try:
+        for name, function in ((dbname, SET_BASED), (twin, ROW_BY_ROW)):
+            with psycopg.connect(server.url(name), autocommit=True) as conn:
+                counts = scenario(conn, function)
+                yield counts, state(conn)
+    finally:
+        server.drop_database(twin)
+
+
+def assert_same(
+    server: Server,
+    dbname: str,
+    staged: list[bytes],
+    scenario: Scenario,
+    must_see: frozenset[str] = frozenset({"applied", "ignored", "rejected"}),
+) -> dict[str, list[dict[str, Any]]]:
+    """Both paths end with the same counts and the same rows in every table they write."""
+    (set_counts, set_state), (row_counts, row_state) = run_both_paths(
+        server, dbname, staged, scenario
+    )
+    for table in row_state:
+        assert set_state[table] == row_state[table], f"{table} differs"
+    assert set_counts == row_counts
+    # The scenario must have exercised the merge, or equality proves nothing.
+    assert must_see <= {r["status"] for r in set_state["inbox"]}
+    return set_state
+
+
+@pytest.mark.parametrize("batch", [1, 7, 100, 1000])
+def test_a_backlog_applied_in_batches_ends_as_one_by_one(
+    server: Server, dbname: str, batch: int
+) -> None:
+    def apply_pending(conn: psycopg.Connection, function: str) -> list[int]:
+        return process(conn, function, "pending", batch)
+
+    assert_same(server, dbname, random_backlog(seed=batch, count=400), apply_pending)
+
+
+def test_hand_edits_later_deliveries_and_retries_end_as_one_by_one(
+    server: Server, dbname: str
+) -> None:
+    def story(conn: psycopg.Connection, function: str) -> list[int]:
+        counts = process(conn, function, "pending", 50)
+        conn.execute("update public.fragrances set name = 'By hand' where fragrance_id in (1, 2)")
+        conn.execute("update public.fragrances set cost = cost + 1 where fragrance_id = 3")
+        stage(conn, random_backlog(seed=99, count=150))
+        counts = [
+            a + b for a, b in zip(counts, process(conn, function, "pending", 50), strict=True)
+        ]
+        # Partial deltas for fragrances created since, retried: some fields are stale by now.
+        retried = process(conn, function, "rejected", 1000)
+        return [a + b for a, b in zip(counts, retried, strict=True)]
+
+    assert_same(server, dbname, random_backlog(seed=42, count=300), story)
+
+
+def test_one_delivery_retried_alone_ends_as_one_by_one(server: Server, dbname: str) -> None:
+    staged = [
+        json.dumps({"fragrance_id": 900_001, "name": "Too early", "cost": 3}).encode(),
+        json.dumps(
+            {
+                "fragrance_id": 900_001,
+                "name": "Born",
+                "description": "",
+                "cost": 1,
+                "forbidden": True,
+            }
+        ).encode(),
+        json.dumps({"fragrance_id": 900_001, "name": "Renamed"}).encode(),
+        json.dumps({"fragrance_id": 1, "cost": 3}).encode(),
+        json.dumps({"fragrance_id": 1}).encode(),
+    ]
+
+    def story(conn: psycopg.Connection, function: str) -> list[int]:
+        counts = process(conn, function, "pending", 10)
+        first = conn.execute("select min(id) from sync.inbox").fetchone()
+        assert first is not None
+        retried = conn.execute(
+            f"select processed, applied, ignored, rejected, pending from {function}(%s)",
+            [[first[0]]],
+        ).fetchone()
+        assert retried is not None
+        return [a + b for a, b in zip(counts, retried, strict=True)]
+
+    inbox = assert_same(server, dbname, staged, story, frozenset({"applied", "ignored"}))["inbox"]
+    assert (inbox[0]["status"], inbox[0]["stale_fields"], inbox[0]["attempts"]) == (
+        "ignored",
+        ["name", "cost"],
+        2,
+    )
+
+
+# --- parsing and the rules, set-wise ------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**40), max_value=2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["name", '"', "\\", 'a"b', "  ", "x" * 151]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=5,
+)
+keys = st.sampled_from(["fragrance_id", "name", "description", "cost", "forbidden", "colour", ""])
+objects = st.dictionaries(keys, json_values, max_size=6).map(lambda d: {"fragrance_id": 1, **d})
+
+
+@st.composite
+def bodies(draw: st.DrawFn) -> bytes:
+    """Bodies the rules must judge: JSON objects, with duplicated keys, spacing, escapes, junk."""
+    kind = draw(st.sampled_from(["object", "duplicate", "ascii", "raw"]))
+    if kind == "raw":
+        return draw(st.binary(max_size=40))
+    text = json.dumps(draw(objects), ensure_ascii=kind == "ascii")
+    if kind == "duplicate":
+        key = draw(keys)
+        text = text[:-1] + f', "{key}": ' + json.dumps(draw(json_values)) + "}"
+    return text.encode()
+
+
+CLEAN_OR_NOT = [
+    (b'{"fragrance_id": 7, "name": "Rose", "description": "Woody  ", "cost": 12}', True),
+    (b'{"fragrance_id": 7, "forbidden": false}', True),
+    (b'{"fragrance_id":7,"description":"Caf\\u00e9","cost":10.5}', True),
+    (b'{"fragrance_id": 7, "name": "Caf\xc3\xa9 noir"}', True),
+    (b'{ "fragrance_id" : 0 , "forbidden" : true }', True),
+    (b'{"fragrance_id": 7}', True),
+    (b'{"fragrance_id": 7, "name": "say \\"hi\\""}', False),
+    (b'{"fragrance_id": 7, "cost": 1, "cost": 2}', False),
+    (b'{"fragrance_id": 7, "n\\u0061me": "A", "name": "B"}', False),
+    (b'{"fragrance_id": 7, "colour": "red"}', False),
+    (b'{"fragrance_id": 7, "cost": -1}', False),
+    (b'{"fragrance_id": 7, "name": " "}', False),
+    (b'{"fragrance_id": 7.5}', False),
+    (b"[7]", False),
+]
+
+
+@pytest.mark.parametrize(("raw", "clean"), CLEAN_OR_NOT)
+def test_ordinary_deltas_take_the_fast_path_and_nothing_doubtful_does(
+    rules_conn: psycopg.Connection, raw: bytes, clean: bool
+) -> None:
+    proven = rules_conn.execute(
+        "select sync._is_clean(convert_from(%(b)s, 'UTF8')::jsonb, convert_from(%(b)s, 'UTF8'))",
+        {"b": raw},
+    ).fetchone()
+    rules_conn.rollback()
+    assert proven == (clean,)
+
+
+@pytest.fixture(scope="module")
+def rules_conn(server: Server, shared_dbname: str) -> Iterator[psycopg.Connection]:
+    """One connection for the property test; each example rolls back what it stored."""
+    with psycopg.connect(server.url(shared_dbname)) as conn:
+        yield conn
+
+
+@fuzz_settings(300)
+@given(st.lists(bodies(), min_size=1, max_size=8))
+def test_prepare_many_judges_every_body_as_prepare_does(
+    rules_conn: psycopg.Connection, batch: list[bytes]
+) -> None:
+    try:
+        rules_conn.execute("update sync.settings set apply_on_receipt = false")
+        ids = [
+            rules_conn.execute("select inbox_id from sync.receive(%s)", [b]).fetchone()[0]  # type: ignore[index]
+            for b in batch
+        ]
+        many = rules_conn.execute(
+            "select d.inbox_id, d.payload, d.fragrance_id, d.reasons, d.valid"
+            " from unnest(sync._prepare_many(%s)) as d",
+            [ids],
+        ).fetchall()
+        one_by_one = rules_conn.execute(
+            "select i.id, p.payload, p.fragrance_id, p.reasons, p.valid"
+            " from sync.inbox as i, sync.prepare(i.body) as p where i.id = any(%s) order by i.id",
+            [ids],
+        ).fetchall()
+        assert many == one_by_one
+    finally:
+        rules_conn.rollback()
+
+
+# --- failures and the history trigger -----------------------------------------------------------
+
+
+def test_a_merge_that_fails_quarantines_only_its_own_delivery(db: psycopg.Connection) -> None:
+    db.execute("""
+        create function public.refuse_boom() returns trigger language plpgsql as $$
+        begin
+            if new.name = 'Boom' then
+                raise exception 'the library refuses Boom' using errcode = 'P0001';
+            end if;
+            return new;
+        end $$;
+        create trigger _050_refuse_boom before update on public.fragrances
+            for each row execute function public.refuse_boom();
+    """)
+    set_apply_on_receipt(db, False)
+    for delta in (
+        {"fragrance_id": 1, "cost": 11},
+        {"fragrance_id": 2, "name": "Boom"},
+        {"fragrance_id": 3, "cost": 33},
+    ):
+        db.execute("select sync.receive(%s)", [json.dumps(delta).encode()])
+    result = db.execute("select applied, rejected from sync.apply_pending()").fetchone()
+    assert result == (2, 1)
+    rows = db.execute(
+        "select fragrance_id, status, reasons -> -1 ->> 'code' from sync.inbox order by id"
+    ).fetchall()
+    assert rows == [(1, "applied", None), (2, "rejected", "internal.error"), (3, "applied", None)]
+    assert db.execute("select cost from public.fragrances where fragrance_id = 3").fetchone() == (
+        33,
+    )
+
+
+def test_a_hand_edit_after_apply_pending_in_the_same_transaction_is_in_the_history(
+    db: psycopg.Connection,
+) -> None:
+    set_apply_on_receipt(db, False)
+    db.execute("select sync.receive(%s)", [json.dumps({"fragrance_id": 5, "cost": 55}).encode()])
+    with db.transaction():
+        db.execute("select sync.apply_pending()")
+        db.execute("update public.fragrances set name = 'Hand' where fragrance_id = 5")
+    history = db.execute(
+        "select inbox_id is null, new_values from sync.fragrance_history"
+        " where fragrance_id = 5 order by id"
+    ).fetchall()
+    assert history == [(False, {"cost": 55}), (True, {"name": "Hand"})]
+    clock = db.execute(
+        "select name_inbox_id > 0, cost_inbox_id > 0 from sync.field_version where fragrance_id = 5"
+    ).fetchone()
+    assert clock == (True, True)
