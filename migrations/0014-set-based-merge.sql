@@ -66,8 +66,12 @@ begin
         v_result.reasons := v_result.reasons || sync.check_delta(v_result.payload);
     end if;
     v_result.valid := not sync.has_error(v_result.reasons);
+    -- Checked here too: with a duplicate key the rules did not run, and an id
+    -- out of range must not abort storing the delivery.
     if jsonb_typeof(v_result.payload -> 'fragrance_id') = 'number'
         and not v_result.reasons @> '[{"field": "fragrance_id"}]'
+        and (v_result.payload ->> 'fragrance_id')::numeric between 0 and 2147483647
+        and (v_result.payload ->> 'fragrance_id')::numeric = trunc((v_result.payload ->> 'fragrance_id')::numeric)
     then
         v_result.fragrance_id := (v_result.payload ->> 'fragrance_id')::numeric::integer;
     end if;

@@ -194,6 +194,12 @@ CORPUS: list[tuple[str, bytes, str, list[str]]] = [
         ["body.duplicate_key"],
     ),
     (
+        "duplicate id, the last out of range",
+        text('{"fragrance_id": 1, "fragrance_id": 2147483648}'),
+        "rejected",
+        ["body.duplicate_key"],
+    ),
+    (
         "duplicate valid fields",
         text('{"fragrance_id": 7, "cost": 1, "cost": 1}'),
         "rejected",
