@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -156,8 +157,9 @@ def run_both_paths(
     server: Server, dbname: str, staged: list[bytes], scenario: Scenario
 ) -> Iterator[Outcome]:
     """Stage deliveries, copy the database, run the scenario with each path, read both back."""
-    with psycopg.connect(server.url(dbname), autocommit=True) as conn:
-        stage(conn, staged)
+    if staged:
+        with psycopg.connect(server.url(dbname), autocommit=True) as conn:
+            stage(conn, staged)
     twin = f"{dbname[:50]}_rowwise"
     server.create_database(twin, dbname)
     try:
@@ -250,6 +252,33 @@ def test_one_delivery_retried_alone_ends_as_one_by_one(server: Server, dbname: s
         ["name", "cost"],
         2,
     )
+
+
+def test_batches_stored_by_receive_many_end_as_deliveries_stored_one_by_one(
+    server: Server, dbname: str
+) -> None:
+    deliveries = random_backlog(seed=7, count=300)
+
+    def store(conn: psycopg.Connection, function: str) -> list[int]:
+        if function == ROW_BY_ROW:
+            for raw in deliveries:
+                conn.execute("select sync.receive(%s)", [raw])
+            return []
+        for start in range(0, len(deliveries), 50):
+            chunk = deliveries[start : start + 50]
+            conn.execute(
+                "select * from sync.receive_many(%s, %s, %s, %s, %s)",
+                [
+                    chunk,
+                    [None] * len(chunk),
+                    [None] * len(chunk),
+                    [None] * len(chunk),
+                    [uuid.uuid4() for _ in chunk],
+                ],
+            )
+        return []
+
+    assert_same(server, dbname, [], store)
 
 
 # --- parsing and the rules, set-wise ------------------------------------------------------------
