@@ -22,6 +22,7 @@ create or replace function sync.receive_many(
     language plpgsql
     security definer
     set search_path = pg_catalog, pg_temp
+    set plan_cache_mode = force_generic_plan  -- as sync._prepare_many (0014)
 as $$
 declare
     v_ids bigint[];
