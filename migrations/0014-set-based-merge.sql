@@ -95,11 +95,16 @@ comment on function sync.prepare(bytea) is
 create function sync._prepare_many(p_ids bigint[]) returns sync.prepared_delivery[]
     language plpgsql
     stable
-    -- A custom plan for the actual array looks cheaper than the generic one,
-    -- so PostgreSQL would re-plan (and re-inline) every statement on every
-    -- call: about 1 ms per small batch, measured. The generic plan is right
-    -- for every batch size here.
+    -- Plans. A custom plan for the actual array always looks cheaper, so
+    -- PostgreSQL would re-plan (and re-inline) every statement on every call,
+    -- about 1 ms per small batch; the generic plan is kept for the session
+    -- instead. It must then not depend on how big the tables were when it
+    -- was made: one made on a fresh, tiny inbox seq-scanned it for good,
+    -- slower with every delivery (measured). Every access here is by key, so
+    -- seq scans are off, and JIT, which their disabled cost would switch on.
     set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
 as $$
 begin
     -- One statement for the batch: sync.parse_body()'s exception blocks cost a
@@ -162,7 +167,10 @@ comment on aggregate sync._merge_objects(jsonb) is
 -- Merges valid deltas for fragrances the caller has locked, all in one statement per table.
 create function sync._merge_many(p_deliveries sync.prepared_delivery[]) returns sync.batch_result
     language plpgsql
-    set plan_cache_mode = force_generic_plan  -- as sync._prepare_many
+    -- Plans: as sync._prepare_many.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
 as $$
 declare
     v_result sync.batch_result;
@@ -297,7 +305,10 @@ comment on function sync._merge_many(sync.prepared_delivery[]) is
 -- Processes locked inbox rows in receipt order: set-wise for the common case, row by row for the rest.
 create function sync._process_claimed(p_ids bigint[]) returns sync.batch_result
     language plpgsql
-    set plan_cache_mode = force_generic_plan  -- as sync._prepare_many
+    -- Plans: as sync._prepare_many.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
 as $$
 declare
     v_all_fields constant text[] := array['name', 'description', 'cost', 'forbidden'];

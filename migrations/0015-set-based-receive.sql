@@ -22,7 +22,10 @@ create or replace function sync.receive_many(
     language plpgsql
     security definer
     set search_path = pg_catalog, pg_temp
-    set plan_cache_mode = force_generic_plan  -- as sync._prepare_many (0014)
+    -- Plans: as sync._prepare_many (0014).
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
 as $$
 declare
     v_ids bigint[];

@@ -425,3 +425,32 @@ def test_a_hand_edit_after_apply_pending_in_the_same_transaction_is_in_the_histo
         "select name_inbox_id > 0, cost_inbox_id > 0 from sync.field_version where fragrance_id = 5"
     ).fetchone()
     assert clock == (True, True)
+
+
+# --- plans --------------------------------------------------------------------------------------
+
+
+def test_the_batch_statements_reach_rows_by_key_even_when_planned_on_empty_tables(
+    db: psycopg.Connection,
+) -> None:
+    """Their plans are kept for the session: one made on a tiny inbox must not seq-scan it."""
+    db.execute("load 'auto_explain'")
+    for setting, value in {
+        "log_min_duration": "0",
+        "log_nested_statements": "on",
+        "log_level": "notice",
+    }.items():
+        db.execute(f"set auto_explain.{setting} = {value}")
+    plans: list[str] = []
+    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    bodies = [json.dumps({"fragrance_id": n, "cost": n}).encode() for n in range(1, 6)]
+    for _ in range(3):  # the generic plan is made and then used
+        db.execute(
+            "select * from sync.receive_many(%s, %s, %s, %s, %s)",
+            [bodies, [None] * 5, [None] * 5, [None] * 5, [uuid.uuid4() for _ in bodies]],
+        )
+    explained = "\n".join(plans)
+    assert "with delivery as" in explained and "from sync.inbox as i" in explained
+    for table in ("inbox", "fragrances", "field_version"):
+        assert f"Seq Scan on {table}" not in explained
+    assert "JIT:" not in explained
