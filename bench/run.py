@@ -276,6 +276,29 @@ def run_pgbench(dsn: str, connections: int, seconds: int, workdir: Path) -> dict
     }
 
 
+def cpu_ticks(pids: list[int]) -> list[int]:
+    """User plus system CPU ticks each process has used so far."""
+    return [
+        sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13])
+        for pid in pids
+    ]
+
+
+def with_worker_balance(hook: Hook, run: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Run wrk against the hook and add the busiest worker's share of the workers' CPU.
+
+    wrk opens its connections in one burst, and the first worker to wake
+    accepts them all: with 2 workers a run then serves from one core, which
+    is not the server's limit. The share (0.5 even, 1.0 one-sided) tells.
+    """
+    pids = worker_pids(hook)
+    before = cpu_ticks(pids)
+    measured = run()
+    used = [after - first for after, first in zip(cpu_ticks(pids), before, strict=True)]
+    measured["busiest_worker_share"] = max(used) / sum(used) if sum(used) else 1.0
+    return measured
+
+
 def bench_ingest(
     hook: Hook, nodb: Hook, pgbench_dsn: str, args: argparse.Namespace, workdir: Path
 ) -> tuple[dict[str, Any], float]:
@@ -286,12 +309,22 @@ def bench_ingest(
         kinds: dict[str, dict[str, Figure]] = {}
         for repeat in range(args.runs):
             for kind, run in (
-                ("hook", lambda c=connections: run_wrk(hook.url, c, args.seconds)),
+                (
+                    "hook",
+                    lambda c=connections: with_worker_balance(
+                        hook, lambda: run_wrk(hook.url, c, args.seconds)
+                    ),
+                ),
                 (
                     "pgbench",
                     lambda c=connections: run_pgbench(pgbench_dsn, c, args.seconds, workdir),
                 ),
-                ("nodb", lambda c=connections: run_wrk(nodb.url, c, args.seconds)),
+                (
+                    "nodb",
+                    lambda c=connections: with_worker_balance(
+                        nodb, lambda: run_wrk(nodb.url, c, args.seconds)
+                    ),
+                ),
             ):
                 measured = run()
                 log(
@@ -548,6 +581,24 @@ def bench_lag(hook: Hook, dsn: str, args: argparse.Namespace) -> dict[str, Any]:
 # --- report --------------------------------------------------------------------------------------
 
 
+ONE_SIDED = 0.9
+
+
+def balanced_rps(figs: dict[str, Any]) -> float:
+    """Median requests/s of the runs that used every worker (all runs if none did).
+
+    A run whose connections all landed on one worker measures one core, not
+    the server; the no-database server is the framework's limit only when
+    balanced. (The hook's own figure keeps every run: that only lowers it.)
+    """
+    shares = figs.get("busiest_worker_share", {}).get("runs")
+    if not shares:
+        return figs["rps"]["median"]
+    runs = zip(figs["rps"]["runs"], shares, strict=True)
+    balanced = [rps for rps, share in runs if share <= ONE_SIDED]
+    return statistics.median(balanced) if balanced else figs["rps"]["median"]
+
+
 def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Each target with its measured value and PASS/FAIL."""
     c16 = result["ingest"].get("16")
@@ -563,8 +614,8 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
                 lambda v, t: v >= t,
             ),
             (
-                "ingest c16 / no-database server",
-                hook["rps"]["median"] / nodb["rps"]["median"],
+                "ingest c16 / no-database server (balanced runs)",
+                hook["rps"]["median"] / balanced_rps(nodb),
                 ">=",
                 TARGETS["ingest_vs_nodb"],
                 lambda v, t: v >= t,
@@ -620,6 +671,12 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def shares(figs: dict[str, Any]) -> str:
+    """The busiest worker's CPU share, run by run, or a dash for pgbench."""
+    runs = figs.get("busiest_worker_share", {}).get("runs")
+    return " / ".join(f"{r:.2f}" for r in runs) if runs else "-"
+
+
 def fmt(fig: dict[str, Any], digits: int = 1) -> str:
     """A figure as ``median (min-max)``."""
     return f"{fig['median']:.{digits}f} ({fig['min']:.{digits}f}-{fig['max']:.{digits}f})"
@@ -641,8 +698,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Ingest",
         "",
-        "| connections | server | requests/s | p50 ms | p99 ms | errors |",
-        "| ---: | --- | ---: | ---: | ---: | ---: |",
+        "| connections | server | requests/s | p50 ms | p99 ms | errors | busiest worker |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     names = {
         "hook": "hook (python -m hook)",
@@ -654,8 +711,14 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {connections} | {names[kind]} | {fmt(figs['rps'], 0)} "
                 f"| {fmt(figs['p50_ms'], 2)} | {fmt(figs['p99_ms'], 2)} "
-                f"| {int(max(figs['errors']['runs']))} |"
+                f"| {int(max(figs['errors']['runs']))} | {shares(figs)} |"
             )
+    lines += [
+        "",
+        "Busiest worker: its share of the workers' CPU in each run (0.5 is even). "
+        f"Above {ONE_SIDED} wrk's connections all landed on one worker; the "
+        "no-database figure in the targets is the median of the other runs.",
+    ]
     if "merge" in result:
         mg = result["merge"]
         lines += [
