@@ -30,6 +30,7 @@ $$;
 comment on function sync.prepare(bytea) is
     'Parses a delivery body and checks it against the static data rules; returns sync.prepared (payload, fragrance_id, reasons, valid).';
 drop function sync._check_parsed(jsonb, jsonb);
+revoke execute on function sync._check_text(jsonb, text, integer, boolean), sync._show(jsonb) from sync_dba;
 alter function sync._process_claimed_rowwise(bigint[]) rename to _process_claimed;
 comment on function sync._process_claimed(bigint[]) is
     'Processes the given (already locked) inbox rows in receipt order and stores each outcome; returns the counts.';

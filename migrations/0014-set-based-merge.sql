@@ -80,6 +80,13 @@ end;
 $$;
 comment on function sync._check_parsed(jsonb, jsonb) is
     'Applies the static data rules to a parsed body and the reasons parsing gave; returns sync.prepared (payload, fragrance_id, reasons, valid).';
+-- The rules run with their caller's rights, and DBAs may call them by hand
+-- (0007): they need their helpers too (0007 missed _check_text and _show).
+grant execute on function
+    sync._check_parsed(jsonb, jsonb),
+    sync._check_text(jsonb, text, integer, boolean),
+    sync._show(jsonb)
+    to sync_dba;
 
 create or replace function sync.prepare(p_body bytea) returns sync.prepared
     language sql

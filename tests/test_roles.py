@@ -61,6 +61,18 @@ def test_a_dba_can_inspect_apply_retry_and_discard(dba: psycopg.Connection) -> N
     assert dba.execute("select processed from sync.retry_all()").fetchone() == (0,)
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        "select (sync.prepare('{\"fragrance_id\": 1, \"cost\": -1}')).valid",
+        "select (sync.parse_body('{}')).payload",
+        "select sync.check_delta('{\"fragrance_id\": 1}')",
+    ],
+)
+def test_a_dba_can_run_the_rules_on_a_body_by_hand(dba: psycopg.Connection, call: str) -> None:
+    assert dba.execute(call).fetchone() is not None
+
+
 def test_a_dba_hand_edit_is_attributed_to_the_dba(dba: psycopg.Connection) -> None:
     dba.execute("update public.fragrances set cost = 1 where fragrance_id = 3")
     assert dba.execute(
