@@ -322,10 +322,11 @@ declare
     v_rows sync.prepared_delivery[];
     v_locked integer[];
     v_merge sync.prepared_delivery[];
-    v_create bigint[];
+    v_one_by_one sync.prepared_delivery[];
     v_settle sync.prepared_delivery[];
+    v_delivery sync.prepared_delivery;
+    v_outcome sync.outcome;
     v_merged sync.batch_result;
-    v_created sync.batch_result := row(0, 0, 0, 0, 0, null, null);
     v_result sync.batch_result := row(0, 0, 0, 0, 0, null, null);
 begin
     v_rows := sync._prepare_many(p_ids);
@@ -341,23 +342,21 @@ begin
         order by f.fragrance_id
         for update);
 
-    -- Route each delivery: merged set-wise when its fragrance exists; one by one
-    -- (as before) when a delta in the batch may create its fragrance; settled
-    -- set-wise when there is nothing to merge (refused, empty, unknown fragrance).
+    -- Route each delivery: merged set-wise when its fragrance exists; one by
+    -- one (sync._apply, as before) when it does not, since it may create it,
+    -- or the fragrance may have been created while this waited for a lock
+    -- (the lock statement's snapshot cannot show it); settled set-wise when
+    -- there is nothing to merge (refused, or no field).
     select
         coalesce(array_agg(d order by d.inbox_id)
             filter (where d.valid and d.payload ?| v_all_fields and l.fragrance_id is not null), '{}'),
-        coalesce(array_agg(d.inbox_id order by d.inbox_id)
-            filter (where d.valid and d.payload ?| v_all_fields and l.fragrance_id is null
-                    and c.fragrance_id is not null), '{}'),
         coalesce(array_agg(d order by d.inbox_id)
-            filter (where not (d.valid and d.payload ?| v_all_fields)
-                    or (l.fragrance_id is null and c.fragrance_id is null)), '{}')
-    into v_merge, v_create, v_settle
+            filter (where d.valid and d.payload ?| v_all_fields and l.fragrance_id is null), '{}'),
+        coalesce(array_agg(d order by d.inbox_id)
+            filter (where not (d.valid and d.payload ?| v_all_fields)), '{}')
+    into v_merge, v_one_by_one, v_settle
     from unnest(v_rows) as d
-    left join unnest(v_locked) as l (fragrance_id) on l.fragrance_id = d.fragrance_id
-    left join (select distinct x.fragrance_id from unnest(v_rows) as x
-               where x.valid and x.payload ?& v_all_fields) as c on c.fragrance_id = d.fragrance_id;
+    left join unnest(v_locked) as l (fragrance_id) on l.fragrance_id = d.fragrance_id;
 
     begin
         v_merged := sync._merge_many(v_merge);
@@ -370,17 +369,10 @@ begin
     update sync.inbox as i
     set payload = d.payload,
         fragrance_id = d.fragrance_id,
-        status = case when d.valid and not d.payload ?| v_all_fields then 'ignored' else 'rejected' end,
-        reasons = d.reasons || case
-            when not d.valid then '[]'
-            when not d.payload ?| v_all_fields then jsonb_build_array(sync.reason('delta.empty', null,
-                'the change carries no field to apply', 'info'))
-            -- The words sync._merge uses for the same case.
-            else jsonb_build_array(sync.reason('fragrance_id.unknown', 'fragrance_id',
-                format('fragrance %s does not exist; a change creates one only when it carries all four fields (missing: %s)',
-                    d.fragrance_id, array_to_string(array(
-                        select f from unnest(v_all_fields) as f where not d.payload ? f), ', '))))
-            end,
+        status = case when d.valid then 'ignored' else 'rejected' end,
+        reasons = d.reasons || case when d.valid
+            then jsonb_build_array(sync.reason('delta.empty', null, 'the change carries no field to apply', 'info'))
+            else '[]' end,
         applied_fields = '{}',
         stale_fields = '{}',
         attempts = i.attempts + 1,
@@ -388,21 +380,37 @@ begin
     from unnest(v_settle) as d
     where i.id = d.inbox_id;
 
-    if cardinality(v_create) > 0 then
-        v_created := sync._process_claimed_rowwise(v_create);
-    end if;
+    v_result.applied := coalesce(v_merged.applied, 0);
+    v_result.ignored := coalesce(v_merged.ignored, 0)
+        + (select count(*) from unnest(v_settle) as d where d.valid);
+    v_result.rejected := (select count(*) from unnest(v_settle) as d where not d.valid);
+
+    foreach v_delivery in array v_one_by_one loop
+        v_outcome := sync._apply(v_delivery.inbox_id, row(v_delivery.payload,
+            v_delivery.fragrance_id, v_delivery.reasons, v_delivery.valid)::sync.prepared);
+        update sync.inbox
+        set payload = v_outcome.payload,
+            fragrance_id = v_outcome.fragrance_id,
+            status = v_outcome.status,
+            reasons = v_outcome.reasons,
+            applied_fields = v_outcome.applied_fields,
+            stale_fields = v_outcome.stale_fields,
+            attempts = attempts + 1,
+            processed_at = clock_timestamp()
+        where id = v_delivery.inbox_id;
+        case v_outcome.status
+            when 'applied' then v_result.applied := v_result.applied + 1;
+            when 'ignored' then v_result.ignored := v_result.ignored + 1;
+            when 'rejected' then v_result.rejected := v_result.rejected + 1;
+            else v_result.pending := v_result.pending + 1;
+        end case;
+    end loop;
 
     v_result.processed := cardinality(v_rows);
-    v_result.applied := coalesce(v_merged.applied, 0) + v_created.applied;
-    v_result.ignored := coalesce(v_merged.ignored, 0) + v_created.ignored
-        + (select count(*) from unnest(v_settle) as d where d.valid and not d.payload ?| v_all_fields);
-    v_result.rejected := v_created.rejected
-        + (select count(*) from unnest(v_settle) as d where not d.valid or d.payload ?| v_all_fields);
-    v_result.pending := v_created.pending;
     v_result.first_inbox_id := v_rows[1].inbox_id;
     v_result.last_inbox_id := v_rows[cardinality(v_rows)].inbox_id;
     return v_result;
 end;
 $$;
 comment on function sync._process_claimed(bigint[]) is
-    'Processes the given (already locked) inbox rows as if one by one in receipt order, and stores each outcome; returns the counts. Deltas for existing fragrances are merged set-wise by sync._merge_many(); deltas that may create a fragrance, and any batch the set-wise merge fails on, go through sync._process_claimed_rowwise().';
+    'Processes the given (already locked) inbox rows as if one by one in receipt order, and stores each outcome; returns the counts. Deltas for existing fragrances are merged set-wise by sync._merge_many(); deltas for a fragrance that did not exist when locked go through sync._apply() one by one, and a batch the set-wise merge fails on through sync._process_claimed_rowwise().';

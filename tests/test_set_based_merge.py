@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -279,6 +281,55 @@ def test_batches_stored_by_receive_many_end_as_deliveries_stored_one_by_one(
         return []
 
     assert_same(server, dbname, [], store)
+
+
+def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
+    """Return once the backend ``pid`` waits for a lock (so the interleaving is forced)."""
+    for _ in range(500):
+        waiting = conn.execute(
+            "select wait_event_type = 'Lock' from pg_stat_activity where pid = %s", [pid]
+        ).fetchone()
+        if waiting == (True,):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+def test_a_fragrance_created_while_a_batch_waits_for_its_locks_takes_that_batchs_deltas(
+    server: Server, dbname: str
+) -> None:
+    deltas = [
+        {"fragrance_id": 900_001, "name": "Born", "description": "", "cost": 1, "forbidden": False},
+        {"fragrance_id": 5, "cost": 2},
+        {"fragrance_id": 5, "name": "Second batch"},
+        {"fragrance_id": 900_001, "name": "Renamed"},
+    ]
+    with psycopg.connect(server.url(dbname), autocommit=True) as admin:
+        set_apply_on_receipt(admin, False)
+        ids = [
+            admin.execute(
+                "select inbox_id from sync.receive(%s)", [json.dumps(d).encode()]
+            ).fetchone()[0]  # type: ignore[index]
+            for d in deltas
+        ]
+        with (
+            psycopg.connect(server.url(dbname)) as creator,
+            psycopg.connect(server.url(dbname), autocommit=True) as waiter,
+        ):
+            # The first batch creates 900001 and holds fragrance 5 until it commits.
+            creator.execute(f"select {SET_BASED}(%s)", [ids[:2]])
+            second = threading.Thread(
+                target=lambda: waiter.execute(f"select {SET_BASED}(%s)", [ids[2:]])
+            )
+            second.start()
+            wait_for_lock_wait(admin, waiter.info.backend_pid)
+            creator.commit()
+            second.join(timeout=30)
+        outcome = admin.execute("select status from sync.inbox where id = %s", [ids[3]]).fetchone()
+        name = admin.execute(
+            "select name from public.fragrances where fragrance_id = 900001"
+        ).fetchone()
+    assert (outcome, name) == (("applied",), ("Renamed",))
 
 
 # --- parsing and the rules, set-wise ------------------------------------------------------------
