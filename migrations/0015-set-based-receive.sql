@@ -29,6 +29,7 @@ create or replace function sync.receive_many(
 as $$
 declare
     v_ids bigint[];
+    v_fragrances integer[];
 begin
     if cardinality(p_keys) is distinct from cardinality(p_bodies) then
         raise exception 'receive_many needs one key per body, got % keys for % bodies',
@@ -44,6 +45,32 @@ begin
             using errcode = 'FS021';
     end if;
 
+    -- Lock the batch's fragrances in id order before inserting, as 0012 did:
+    -- the insert takes the delivery keys, and sync.receive_spooled locks a
+    -- fragrance before inserting its key, so locking after the insert could
+    -- deadlock with a drain of the same delivery. One statement parses all
+    -- bodies; only a batch with a body that is not JSON pays parse_body's
+    -- per-body exception handling.
+    begin
+        v_fragrances := array(
+            select (p.payload ->> 'fragrance_id')::numeric::integer
+            from unnest(p_bodies) as b
+            cross join lateral (select convert_from(b, 'UTF8')::jsonb as payload offset 0) as p
+            where case when jsonb_typeof(p.payload -> 'fragrance_id') = 'number'
+                       then (p.payload ->> 'fragrance_id')::numeric between 0 and 2147483647 end);
+    exception when others then
+        v_fragrances := array(
+            select (p.payload ->> 'fragrance_id')::numeric::integer
+            from unnest(p_bodies) as b
+            cross join lateral sync.parse_body(b) as p
+            where case when jsonb_typeof(p.payload -> 'fragrance_id') = 'number'
+                       then (p.payload ->> 'fragrance_id')::numeric between 0 and 2147483647 end);
+    end;
+    perform 1 from public.fragrances
+    where fragrance_id = any (v_fragrances)
+    order by fragrance_id
+    for update;
+
     perform set_config('sync.process_as_batch', 'on', true);
     with stored as (
         insert into sync.inbox (body, content_type, client_addr, user_agent, spool_key)
@@ -57,8 +84,7 @@ begin
     perform set_config('sync.process_as_batch', '', true);
 
     -- The rows are this transaction's own, invisible to any applier until
-    -- commit, so they need no claim; sync._process_claimed locks the
-    -- fragrances in id order, so concurrent batches never deadlock.
+    -- commit, so they need no claim; their fragrances are locked already.
     if (select s.apply_on_receipt from sync.settings as s) then
         perform sync._process_claimed(v_ids);
     end if;

@@ -332,6 +332,56 @@ def test_a_fragrance_created_while_a_batch_waits_for_its_locks_takes_that_batchs
     assert (outcome, name) == (("applied",), ("Renamed",))
 
 
+def test_a_batch_and_a_spool_drain_of_one_of_its_deliveries_never_deadlock(
+    server: Server, dbname: str
+) -> None:
+    """receive_many locks its fragrances before it takes its keys, as receive_spooled does."""
+    key = uuid.uuid4()
+    spooled = json.dumps({"fragrance_id": 5, "cost": 55}).encode()
+    bodies = [json.dumps({"fragrance_id": 3, "cost": 33}).encode(), spooled]
+    errors: list[BaseException] = []
+
+    def store(conn: psycopg.Connection, sql: str, params: list[Any]) -> None:
+        try:
+            conn.execute(sql, params)
+        except psycopg.Error as exc:
+            errors.append(exc)
+
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as admin,
+        psycopg.connect(server.url(dbname)) as holder,
+        psycopg.connect(server.url(dbname), autocommit=True) as batch,
+        psycopg.connect(server.url(dbname), autocommit=True) as drain,
+    ):
+        holder.execute("select 1 from public.fragrances where fragrance_id = 3 for update")
+        batch_thread = threading.Thread(
+            target=store,
+            args=(
+                batch,
+                "select * from sync.receive_many(%s, %s, %s, %s, %s)",
+                [bodies, [None, None], [None, None], [None, None], [uuid.uuid4(), key]],
+            ),
+        )
+        batch_thread.start()
+        wait_for_lock_wait(admin, batch.info.backend_pid)
+        drain_thread = threading.Thread(
+            target=store,
+            args=(drain, "select sync.receive_spooled(%s, now(), %s)", [key, spooled]),
+        )
+        drain_thread.start()
+        drain_thread.join(timeout=10)
+        drained_while_the_batch_waited = not drain_thread.is_alive()
+        holder.commit()
+        batch_thread.join(timeout=30)
+        drain_thread.join(timeout=30)
+        stored = admin.execute(
+            "select count(*) from sync.inbox where spool_key = %s", [key]
+        ).fetchone()
+    assert drained_while_the_batch_waited
+    assert not any(isinstance(e, psycopg.errors.DeadlockDetected) for e in errors)
+    assert stored == (1,)
+
+
 # --- parsing and the rules, set-wise ------------------------------------------------------------
 
 json_values = st.recursive(
