@@ -64,7 +64,7 @@ def test_a_dba_can_inspect_apply_retry_and_discard(dba: psycopg.Connection) -> N
 @pytest.mark.parametrize(
     "call",
     [
-        "select (sync.prepare('{\"fragrance_id\": 1, \"cost\": -1}')).valid",
+        'select (sync.prepare(\'{"fragrance_id": 1, "cost": -1}\')).valid',
         "select (sync.parse_body('{}')).payload",
         "select sync.check_delta('{\"fragrance_id\": 1}')",
     ],
