@@ -90,11 +90,29 @@ def test_dba_functions_refuse_wrong_calls_with_our_own_sqlstate(
     assert caught.value.sqlstate == sqlstate
 
 
-def test_nothing_received_can_be_rewritten(db: psycopg.Connection) -> None:
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "body = 'x'",
+        "received_at = received_at - interval '1 day'",
+        "content_type = 'text/plain'",
+        "client_addr = '10.0.0.1'",
+        "user_agent = 'someone else'",
+        "spool_key = gen_random_uuid()",
+    ],
+)
+def test_nothing_received_can_be_rewritten(db: psycopg.Connection, assignment: str) -> None:
     receipt = receive(db, {"fragrance_id": 7, "cost": 1})
     with pytest.raises(psycopg.Error) as caught:
-        db.execute("update sync.inbox set body = 'x' where id = %s", [receipt["inbox_id"]])
+        db.execute(f"update sync.inbox set {assignment} where id = %s", [receipt["inbox_id"]])
     assert caught.value.sqlstate == "FS010"
+
+
+def test_processing_columns_can_be_changed_by_hand(db: psycopg.Connection) -> None:
+    receipt = receive(db, {"fragrance_id": 7, "cost": 1})
+    db.execute("update sync.inbox set attempts = attempts + 1 where id = %s", [receipt["inbox_id"]])
+    attempts = db.execute("select attempts from sync.inbox where id = %s", [receipt["inbox_id"]])
+    assert attempts.fetchone() == (2,)
 
 
 def test_pending_deliveries_wait_for_apply_pending(db: psycopg.Connection) -> None:
