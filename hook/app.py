@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +32,24 @@ from hook.settings import Settings
 from hook.spooling import SpoolingStore, open_spool
 
 log = logging.getLogger("hook")
+
+
+async def check_pooled_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Make sure a pooled connection is alive before a batch uses it; raise if not.
+
+    An idle connection receives nothing unless the server is dropping it (a
+    restart, ``pg_terminate_backend``, an idle timeout): then its socket turns
+    readable with the server's last message. Only such a connection pays the
+    round trip of psycopg's own check, which fails and makes the pool replace
+    it. Anything else readable (a rare asynchronous notice) also takes the full
+    check, which passes. Skipping the round trip made a lone delivery about 8%
+    faster (bench/README.md, step 10).
+    """
+    if conn.pgconn.status == psycopg.pq.ConnStatus.OK:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        if not readable:
+            return
+    await AsyncConnectionPool.check_connection(conn)
 
 
 class Problem(BaseModel):
@@ -59,7 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout=settings.database_timeout,
-            check=AsyncConnectionPool.check_connection,
+            check=check_pooled_connection,
             kwargs={"autocommit": True, "application_name": "fragrance-sync-hook"},
             name="hook",
             open=False,

@@ -108,6 +108,24 @@ def test_healthz_reports_the_database_ok(hook: Hook) -> None:
     )
 
 
+def test_a_pooled_connection_the_server_dropped_is_replaced_before_a_delivery_uses_it(
+    hook: Hook, db: psycopg.Connection
+) -> None:
+    def post(cost: int) -> str:
+        delta = body({"fragrance_id": 7, "cost": cost})
+        return httpx.post(hook.url + "/notifications", content=delta).json()["status"]
+
+    assert post(1) == "applied"
+    dropped = db.execute(
+        "select count(*) filter (where pg_terminate_backend(pid, 5000)) from pg_stat_activity"
+        " where application_name = 'fragrance-sync-hook' and datname = current_database()"
+    ).fetchone()
+    assert dropped is not None and dropped[0] >= 1
+    # Not spooled: the pool noticed the dead connection and stored it on a new one.
+    assert post(2) == "applied"
+    assert fragrance(db, 7)["cost"] == 2
+
+
 def test_without_a_spool_a_database_down_is_a_503_without_a_trace(tmp_path: Path) -> None:
     down = start_hook(
         f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path, SPOOL_DIR=""
