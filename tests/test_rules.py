@@ -101,6 +101,23 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
     ("name number", {"fragrance_id": 7, "name": 5}, "rejected", ["name.not_string"]),
     ("name empty", {"fragrance_id": 7, "name": ""}, "rejected", ["name.blank"]),
     ("name blank", {"fragrance_id": 7, "name": " \t\n "}, "rejected", ["name.blank"]),
+    # Blank whatever the server's locale: nothing visible is blank.
+    *(
+        (f"name of {what}", {"fragrance_id": 7, "name": text}, "rejected", ["name.blank"])
+        for what, text in [
+            ("no-break spaces", "\u00a0\u00a0"),
+            ("zero-width spaces", "\u200b\u200b"),
+            ("an ideographic space", "\u3000"),
+            ("an em space and a line separator", "\u2003\u2028"),
+            ("a braille blank", "\u2800"),
+            ("a Hangul filler", "\u3164"),
+            ("a byte order mark", "\ufeff"),
+            ("tag characters", "\U000e0041\U000e0042"),
+            ("control characters", "\u0001\u0085"),
+        ]
+    ),
+    ("name visible among invisibles", {"fragrance_id": 7, "name": "\u200bA\u00a0"}, "applied", []),
+    ("name in CJK", {"fragrance_id": 7, "name": "\u8587\u8587"}, "applied", []),
     ("name 150 chars", {"fragrance_id": 7, "name": "n" * 150}, "applied", []),
     ("name 151 chars", {"fragrance_id": 7, "name": "n" * 151}, "rejected", ["name.too_long"]),
     ("name 150 multibyte chars", {"fragrance_id": 7, "name": "é" * 150}, "applied", []),

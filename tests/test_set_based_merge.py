@@ -426,6 +426,9 @@ CLEAN_OR_NOT = [
     (b'{"fragrance_id": 7, "colour": "red"}', False),
     (b'{"fragrance_id": 7, "cost": -1}', False),
     (b'{"fragrance_id": 7, "name": " "}', False),
+    ('{"fragrance_id": 7, "name": "\u00a0\u200b\u3000"}'.encode(), False),
+    (b'{"fragrance_id": 7, "name": "\\u2800"}', False),
+    ('{"fragrance_id": 7, "name": "\u200bA"}'.encode(), True),
     (b'{"fragrance_id": 7.5}', False),
     (b"[7]", False),
 ]
