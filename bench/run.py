@@ -46,6 +46,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from processes import Hook, start_hook, stop_hook  # noqa: E402
 
 from devtools.throwaway_pg import ThrowawayPostgresql  # noqa: E402
+from hook.settings import Settings  # noqa: E402
 
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
@@ -918,7 +919,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 5)))
     parser.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 3)))
     parser.add_argument(
-        "--workers", type=int, default=int(os.environ.get("WORKERS", os.cpu_count() or 1))
+        "--workers",
+        type=int,
+        # As deployed: the hook's own default (one worker), unless WORKERS says otherwise.
+        default=int(os.environ.get("WORKERS", Settings.workers)),
     )
     parser.add_argument("--pool", type=int, default=int(os.environ.get("DB_POOL_MAX_SIZE", 10)))
     parser.add_argument("--backlog", type=int, default=100_000)
