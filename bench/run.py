@@ -755,9 +755,18 @@ def cpu_total(figs: dict[str, Any]) -> float:
     return sum(figs[part]["median"] for part in CPU_PARTS)
 
 
-def cpu_ceiling(c16: dict[str, Any]) -> float:
-    """The best hook / no-database ratio the measured CPU per request allows on a full machine."""
-    return cpu_total(c16["nodb"]) / cpu_total(c16["hook"])
+def cpu_bound_rate(figs: dict[str, Any], cores: int, workers: int) -> float:
+    """The most requests/s this CPU per request allows: the machine, or the workers, full.
+
+    Everything (server, database, load generator) shares the cores, and the
+    server's own part runs in at most ``workers`` processes of one core each.
+    """
+    return min(cores / cpu_total(figs), workers / figs["cpu_server_us"]["median"]) * 1e6
+
+
+def cpu_ceiling(c16: dict[str, Any], cores: int, workers: int) -> float:
+    """The best hook / no-database ratio the measured CPU per request allows."""
+    return cpu_bound_rate(c16["hook"], cores, workers) / cpu_bound_rate(c16["nodb"], cores, workers)
 
 
 def cpu_section(result: dict[str, Any]) -> list[str]:
@@ -785,13 +794,20 @@ def cpu_section(result: dict[str, Any]) -> list[str]:
         )
     c16 = result["ingest"].get("16")
     if c16 and all("cpu_db_us" in c16[k] for k in ("hook", "nodb")):
+        cores, workers = result["machine"]["cores"], result["config"]["workers"]
+        hook_max = cpu_bound_rate(c16["hook"], cores, workers)
         lines += [
             "",
-            f"Everything here shares {result['machine']['cores']} cores, so a server's rate "
-            "is at most cores / total. At 16 connections the hook needs "
-            f"{cpu_total(c16['hook']):.0f} us per request and the no-database server "
-            f"{cpu_total(c16['nodb']):.0f}: on this machine hook / no-database cannot "
-            f"exceed {cpu_ceiling(c16):.2f} unless the work per request shrinks.",
+            f"Everything here shares {cores} cores and the server runs {workers} worker "
+            "process(es), so its rate is at most the smaller of cores / total and "
+            "workers / its own part. At 16 connections that is "
+            f"{hook_max:.0f} requests/s for the hook and "
+            f"{cpu_bound_rate(c16['nodb'], cores, workers):.0f} for the no-database server: "
+            f"with this work per request, hook / no-database cannot exceed "
+            f"{cpu_ceiling(c16, cores, workers):.2f} on this machine. The hook measured "
+            f"{c16['hook']['rps']['median']:.0f}, {c16['hook']['rps']['median'] / hook_max:.0%} "
+            "of its CPU bound; below 100% it waits (on its one batch in flight) "
+            "rather than computes.",
         ]
     return lines
 

@@ -63,19 +63,30 @@ def test_cpu_ticks_reads_user_and_system_time_of_a_process(bench: ModuleType) ->
     assert bench.cpu_ticks([os.getpid()])[0] == pytest.approx(expected, abs=2)
 
 
-def test_the_cpu_ceiling_is_the_ratio_of_the_cpu_each_server_needs_per_request(
-    bench: ModuleType,
+@pytest.mark.parametrize(
+    ("workers", "ceiling"),
+    [
+        # Two workers: both servers can fill the machine; the totals decide.
+        (2, 350 / 960),
+        # One worker: each server is held to one core for its own part
+        # (1e6 / 500 us and 1e6 / 300 us), before the machine is full.
+        (1, (1e6 / 500) / (1e6 / 300)),
+    ],
+)
+def test_the_cpu_ceiling_takes_the_machine_and_the_workers_into_account(
+    bench: ModuleType, workers: int, ceiling: float
 ) -> None:
     c16 = {
         "hook": ingest_kind(2000, server=500, db=400, client=60),
         "nodb": ingest_kind(6000, server=300, db=0, client=50),
     }
-    assert bench.cpu_ceiling(c16) == pytest.approx(350 / 960)
+    assert bench.cpu_ceiling(c16, cores=2, workers=workers) == pytest.approx(ceiling)
 
 
 def test_the_report_says_what_the_cpu_allows(bench: ModuleType) -> None:
     result = {
         "machine": {"cores": 2},
+        "config": {"workers": 2},
         "ingest": {
             "16": {
                 "hook": ingest_kind(2000, server=500, db=400, client=60),
@@ -87,6 +98,7 @@ def test_the_report_says_what_the_cpu_allows(bench: ModuleType) -> None:
     text = "\n".join(bench.cpu_section(result))
     assert "| 16 | hook | 500 | 400 | 60 | 960 | 1.90 |" in text
     assert "cannot exceed 0.36" in text
+    assert "The hook measured 2000, 96% of its CPU bound" in text
 
 
 @pytest.mark.parametrize(
