@@ -684,7 +684,8 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
                 lambda v, t: v >= t,
             ),
             (
-                "ingest c16 / no-database server (balanced runs)",
+                "ingest c16 / no-database server"
+                + (" (balanced runs)" if result.get("config", {}).get("workers", 1) > 1 else ""),
                 hook["rps"]["median"] / balanced_rps(nodb),
                 ">=",
                 TARGETS["ingest_vs_nodb"],
