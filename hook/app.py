@@ -46,8 +46,10 @@ async def check_pooled_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     faster (bench/README.md, step 10).
     """
     if conn.pgconn.status == psycopg.pq.ConnStatus.OK:
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-        if not readable:
+        # poll, not select: select() fails on descriptors past 1023.
+        waiting = select.poll()
+        waiting.register(conn.pgconn.socket, select.POLLIN)
+        if not waiting.poll(0):
             return
     await AsyncConnectionPool.check_connection(conn)
 
