@@ -20,9 +20,10 @@ as $$
     -- Unicode spaces, zero-width and direction marks (U+2000-200F), line and
     -- paragraph separators, embeddings and narrow no-break space
     -- (U+2028-202F), word joiner, invisible operators and isolates
-    -- (U+205F-206F), braille blank, ideographic space, variation selectors,
-    -- byte order mark, and tag characters.
-    select p_text ~ '^[\u0001-\u0020\u007f-\u00a0\u00ad\u034f\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e007f]*$';
+    -- (U+205F-206F), braille blank, ideographic space, variation selectors
+    -- (U+FE00-FE0F, U+E0100-E01EF), byte order mark, Arabic letter mark,
+    -- musical formatting controls (U+1D173-1D17A) and tag characters.
+    select p_text ~ '^[\u0001-\u0020\u007f-\u00a0\u00ad\u034f\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u2000-\u200f\u2028-\u202f\u205f-\u206f\u2800\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\u061c\U0001d173-\U0001d17a\U000e0000-\U000e007f\U000e0100-\U000e01ef]*$';
 $$;
 comment on function sync._is_blank(text) is
     'True when a text has no visible character: only whitespace, control and invisible characters (Unicode spaces, zero-width and direction marks, fillers, variation selectors, tags), whatever the database''s locale. The name.blank rule.';

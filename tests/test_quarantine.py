@@ -99,6 +99,7 @@ def test_dba_functions_refuse_wrong_calls_with_our_own_sqlstate(
         "client_addr = '10.0.0.1'",
         "user_agent = 'someone else'",
         "spool_key = gen_random_uuid()",
+        "id = default",
     ],
 )
 def test_nothing_received_can_be_rewritten(db: psycopg.Connection, assignment: str) -> None:

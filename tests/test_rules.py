@@ -114,6 +114,7 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
             ("a byte order mark", "\ufeff"),
             ("tag characters", "\U000e0041\U000e0042"),
             ("control characters", "\u0001\u0085"),
+            ("an Arabic letter mark and a variation selector", "\u061c\U000e0100"),
         ]
     ),
     ("name visible among invisibles", {"fragrance_id": 7, "name": "\u200bA\u00a0"}, "applied", []),
