@@ -297,15 +297,23 @@ def _stat_fields(pid: int) -> list[int]:
 
 def cluster_cpu_ticks(pg: ThrowawayPostgresql) -> int:
     """CPU ticks of the whole bench server: postmaster, live backends, and exited ones."""
-    pid = pg.child_process.pid
-    # utime, stime, cutime, cstime: exited backends are counted once reaped.
-    total = sum(_stat_fields(pid)[UTIME:AFTER_CSTIME])
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            total += sum(_stat_fields(int(child))[UTIME:CUTIME])
-        except OSError:
-            continue  # exited since the listing; its ticks are in cutime next time
-    return total
+    return tree_cpu_ticks(pg.child_process.pid)
+
+
+def tree_cpu_ticks(pid: int) -> int:
+    """CPU ticks of a process, its live children, and the children it has reaped."""
+    while True:
+        # utime, stime, cutime, cstime: a child's ticks move into cutime when reaped.
+        before = _stat_fields(pid)[UTIME:AFTER_CSTIME]
+        total = sum(before)
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            try:
+                total += sum(_stat_fields(int(child))[UTIME:CUTIME])
+            except OSError:
+                continue  # exited since the listing: seen in cutime, or retried below
+        # A child reaped while we read the others would be counted nowhere, or twice.
+        if _stat_fields(pid)[CUTIME:AFTER_CSTIME] == before[CUTIME - UTIME :]:
+            return total
 
 
 @dataclass
@@ -468,6 +476,11 @@ CATALOG_DIGEST = (
 )
 
 
+def paired_ratios(mine: list[float], floor: list[float]) -> list[float]:
+    """Each run's rate over its own floor's: the pair ran back to back on the same machine."""
+    return [m / f for m, f in zip(mine, floor, strict=True)]
+
+
 def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, Any]:
     """apply_pending over a staged backlog against the set-based floor, each on a fresh copy."""
     with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
@@ -479,7 +492,8 @@ def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, 
     figures = {"apply_pending": Figure(), "set_based_update": Figure()}
     digests: dict[str, set[str]] = {"apply_pending": set(), "set_based_update": set()}
     for repeat in range(args.merge_runs):
-        for kind in figures:
+        # Alternate which goes first, so an order effect cannot favour either side.
+        for kind in list(figures)[:: 1 if repeat % 2 == 0 else -1]:
             name = f"merge_{kind}_{repeat}"
             with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
                 admin.execute(f"create database {name} template merge_staged")
@@ -504,14 +518,7 @@ def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, 
     )
     # Each run's pair ran back to back: the ratio within a pair is what the
     # machine's drift (the floor alone moved 31k to 59k/s in one hour) affects least.
-    paired = Figure(
-        [
-            mine / floor
-            for mine, floor in zip(
-                figures["apply_pending"].runs, figures["set_based_update"].runs, strict=True
-            )
-        ]
-    )
+    paired = Figure(paired_ratios(figures["apply_pending"].runs, figures["set_based_update"].runs))
     return {
         "backlog": args.backlog,
         "batch": args.batch,

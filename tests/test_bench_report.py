@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -54,13 +55,47 @@ def ingest_kind(rps: float, server: float, db: float, client: float) -> dict[str
     }
 
 
-def test_cpu_ticks_reads_user_and_system_time_of_a_process(bench: ModuleType) -> None:
-    deadline = os.times()
-    while os.times().user - deadline.user < 0.2:
-        sum(range(10_000))
+def burn_cpu(seconds: float) -> None:
+    """Spend user and system time in this process (system calls, not only arithmetic)."""
+    start = os.times()
+    while (os.times().user + os.times().system) - (start.user + start.system) < seconds:
+        os.stat(".")
+        sum(range(2_000))
+
+
+def reap_a_busy_child() -> None:
+    """Run and wait for a child that burns CPU, so this process's cutime is not zero."""
+    subprocess.run(
+        [sys.executable, "-c", "import os\nwhile sum(os.times()[:2]) < 0.2: os.stat('.')"],
+        check=True,
+    )
+
+
+def ticks(seconds: float) -> float:
+    """Seconds as clock ticks, as /proc counts them."""
+    return seconds * os.sysconf("SC_CLK_TCK")
+
+
+def test_cpu_ticks_reads_a_processs_own_user_and_system_time(bench: ModuleType) -> None:
+    reap_a_busy_child()
+    burn_cpu(0.2)
     times = os.times()
-    expected = (times.user + times.system) * os.sysconf("SC_CLK_TCK")
-    assert bench.cpu_ticks([os.getpid()])[0] == pytest.approx(expected, abs=2)
+    assert times.system > 0 and times.children_user + times.children_system > 0
+    own = bench.cpu_ticks([os.getpid()])[0]
+    assert own == pytest.approx(ticks(times.user + times.system), abs=2)
+
+
+def test_a_process_tree_counts_the_children_it_has_reaped(bench: ModuleType) -> None:
+    reap_a_busy_child()
+    times = os.times()
+    everything = ticks(times.user + times.system + times.children_user + times.children_system)
+    assert bench.tree_cpu_ticks(os.getpid()) == pytest.approx(everything, abs=3)
+
+
+def test_each_merge_run_is_compared_with_its_own_floor(bench: ModuleType) -> None:
+    assert bench.paired_ratios([10.0, 30.0], [40.0, 60.0]) == [0.25, 0.5]
+    with pytest.raises(ValueError):
+        bench.paired_ratios([10.0], [40.0, 60.0])
 
 
 @pytest.mark.parametrize(
@@ -104,7 +139,7 @@ def test_the_report_says_what_the_cpu_allows(bench: ModuleType) -> None:
 @pytest.mark.parametrize(
     ("apply_runs", "floor_runs", "verdict"),
     [
-        # The medians alone (16,000 / 50,000 = 0.32) would pass; each pair says 0.25 to 0.29.
+        # The medians alone (16,000 / 50,000 = 0.32) would pass; the pairs say 0.27, 0.25, 0.34.
         ([16_000, 12_000, 17_000], [60_000, 48_000, 50_000], "FAIL"),
         # The floor drifted with the machine; every pair is at 0.32 or more.
         ([20_000, 10_000, 16_000], [60_000, 31_000, 50_000], "PASS"),
@@ -113,7 +148,7 @@ def test_the_report_says_what_the_cpu_allows(bench: ModuleType) -> None:
 def test_the_merge_target_compares_each_run_with_its_own_floor(
     bench: ModuleType, apply_runs: list[float], floor_runs: list[float], verdict: str
 ) -> None:
-    paired = [a / f for a, f in zip(apply_runs, floor_runs, strict=True)]
+    paired = bench.paired_ratios(apply_runs, floor_runs)
     result = {
         "ingest": {},
         "merge": {
