@@ -180,8 +180,10 @@ comment on function sync._merge_many(sync.prepared_delivery[]) is
     'Merges valid, non-empty deltas for existing fragrances the caller has locked, as sync._merge() would one by one in receipt order: per-field last writer, one history row per delivery that changed something, one UPDATE of public.fragrances, one upsert of sync.field_version, one UPDATE of the inbox rows; returns the counts.';
 
 -- sync._process_claimed
--- As in 0014, without the merge and settle statements when there is nothing for them:
--- most batches from the hook hold a few valid deltas and no refused one.
+-- As in 0014, without the merge and settle statements when there is nothing for them
+-- (most batches from the hook hold a few valid deltas and no refused one), and with
+-- the deliveries for a fragrance missing at lock time handed to
+-- sync._process_claimed_rowwise instead of a copy of its loop.
 create or replace function sync._process_claimed(p_ids bigint[]) returns sync.batch_result
     language plpgsql
     -- Plans: as sync._prepare_many.
@@ -196,9 +198,8 @@ declare
     v_merge sync.prepared_delivery[];
     v_one_by_one sync.prepared_delivery[];
     v_settle sync.prepared_delivery[];
-    v_delivery sync.prepared_delivery;
-    v_outcome sync.outcome;
     v_merged sync.batch_result;
+    v_alone sync.batch_result;
     v_result sync.batch_result := row(0, 0, 0, 0, 0, null, null);
 begin
     v_rows := sync._prepare_many(p_ids);
@@ -241,19 +242,19 @@ begin
     end if;
 
     if cardinality(v_settle) > 0 then
-    update sync.inbox as i
-    set payload = d.payload,
-        fragrance_id = d.fragrance_id,
-        status = case when d.valid then 'ignored' else 'rejected' end,
-        reasons = d.reasons || case when d.valid
-            then jsonb_build_array(sync.reason('delta.empty', null, 'the change carries no field to apply', 'info'))
-            else '[]' end,
-        applied_fields = '{}',
-        stale_fields = '{}',
-        attempts = i.attempts + 1,
-        processed_at = clock_timestamp()
-    from unnest(v_settle) as d
-    where i.id = d.inbox_id;
+        update sync.inbox as i
+        set payload = d.payload,
+            fragrance_id = d.fragrance_id,
+            status = case when d.valid then 'ignored' else 'rejected' end,
+            reasons = d.reasons || case when d.valid
+                then jsonb_build_array(sync.reason('delta.empty', null, 'the change carries no field to apply', 'info'))
+                else '[]' end,
+            applied_fields = '{}',
+            stale_fields = '{}',
+            attempts = i.attempts + 1,
+            processed_at = clock_timestamp()
+        from unnest(v_settle) as d
+        where i.id = d.inbox_id;
     end if;
 
     v_result.applied := coalesce(v_merged.applied, 0);
@@ -261,26 +262,16 @@ begin
         + (select count(*) from unnest(v_settle) as d where d.valid);
     v_result.rejected := (select count(*) from unnest(v_settle) as d where not d.valid);
 
-    foreach v_delivery in array v_one_by_one loop
-        v_outcome := sync._apply(v_delivery.inbox_id, row(v_delivery.payload,
-            v_delivery.fragrance_id, v_delivery.reasons, v_delivery.valid)::sync.prepared);
-        update sync.inbox
-        set payload = v_outcome.payload,
-            fragrance_id = v_outcome.fragrance_id,
-            status = v_outcome.status,
-            reasons = v_outcome.reasons,
-            applied_fields = v_outcome.applied_fields,
-            stale_fields = v_outcome.stale_fields,
-            attempts = attempts + 1,
-            processed_at = clock_timestamp()
-        where id = v_delivery.inbox_id;
-        case v_outcome.status
-            when 'applied' then v_result.applied := v_result.applied + 1;
-            when 'ignored' then v_result.ignored := v_result.ignored + 1;
-            when 'rejected' then v_result.rejected := v_result.rejected + 1;
-            else v_result.pending := v_result.pending + 1;
-        end case;
-    end loop;
+    if cardinality(v_one_by_one) > 0 then
+        -- One by one, by the reference path (which reads and checks these
+        -- few bodies again): no second copy of its loop here.
+        v_alone := sync._process_claimed_rowwise(
+            array(select d.inbox_id from unnest(v_one_by_one) as d));
+        v_result.applied := v_result.applied + v_alone.applied;
+        v_result.ignored := v_result.ignored + v_alone.ignored;
+        v_result.rejected := v_result.rejected + v_alone.rejected;
+        v_result.pending := v_result.pending + v_alone.pending;
+    end if;
 
     v_result.processed := cardinality(v_rows);
     v_result.first_inbox_id := v_rows[1].inbox_id;
@@ -289,4 +280,4 @@ begin
 end;
 $$;
 comment on function sync._process_claimed(bigint[]) is
-    'Processes the given (already locked) inbox rows as if one by one in receipt order, and stores each outcome; returns the counts. Deltas for existing fragrances are merged set-wise by sync._merge_many(); deltas for a fragrance that did not exist when locked go through sync._apply() one by one, and a batch the set-wise merge fails on through sync._process_claimed_rowwise().';
+    'Processes the given (already locked) inbox rows as if one by one in receipt order, and stores each outcome; returns the counts. Deltas for existing fragrances are merged set-wise by sync._merge_many(); deltas for a fragrance that did not exist when locked, and a whole batch the set-wise merge fails on, go through sync._process_claimed_rowwise() one by one.';
