@@ -320,9 +320,8 @@ def tree_cpu_ticks(pid: int) -> int:
 class CpuMeter:
     """Where the CPU of one load run went: server workers, database, load generator.
 
-    Per request, in microseconds of one core. With everything on one machine
-    the best any scheduling can do is ``cores / total``, so comparing the
-    totals of two servers bounds the ratio of their rates on this machine.
+    Per request, in microseconds of one core; ``cpu_bound_rate`` turns them
+    into the most requests/s the machine and the server's workers allow.
     """
 
     pg: ThrowawayPostgresql
