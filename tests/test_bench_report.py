@@ -19,8 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def bench() -> ModuleType:
+def load_bench() -> ModuleType:
     """bench/run.py as a module (it is a script, not a package)."""
     spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
     assert spec is not None and spec.loader is not None
@@ -30,15 +29,12 @@ def bench() -> ModuleType:
     return module
 
 
+bench = load_bench()
+
+
 def figure(*runs: float) -> dict[str, Any]:
     """A figure as the report stores it."""
-    ordered = sorted(runs)
-    return {
-        "median": ordered[len(ordered) // 2],
-        "min": ordered[0],
-        "max": ordered[-1],
-        "runs": list(runs),
-    }
+    return bench.Figure(list(runs)).as_dict()
 
 
 def ingest_kind(rps: float, server: float, db: float, client: float) -> dict[str, Any]:
@@ -76,7 +72,7 @@ def ticks(seconds: float) -> float:
     return seconds * os.sysconf("SC_CLK_TCK")
 
 
-def test_cpu_ticks_reads_a_processs_own_user_and_system_time(bench: ModuleType) -> None:
+def test_cpu_ticks_reads_a_processs_own_user_and_system_time() -> None:
     reap_a_busy_child()
     burn_cpu(0.2)
     times = os.times()
@@ -85,14 +81,14 @@ def test_cpu_ticks_reads_a_processs_own_user_and_system_time(bench: ModuleType) 
     assert own == pytest.approx(ticks(times.user + times.system), abs=2)
 
 
-def test_a_process_tree_counts_the_children_it_has_reaped(bench: ModuleType) -> None:
+def test_a_process_tree_counts_the_children_it_has_reaped() -> None:
     reap_a_busy_child()
     times = os.times()
     everything = ticks(times.user + times.system + times.children_user + times.children_system)
     assert bench.tree_cpu_ticks(os.getpid()) == pytest.approx(everything, abs=3)
 
 
-def test_each_merge_run_is_compared_with_its_own_floor(bench: ModuleType) -> None:
+def test_each_merge_run_is_compared_with_its_own_floor() -> None:
     assert bench.paired_ratios([10.0, 30.0], [40.0, 60.0]) == [0.25, 0.5]
     with pytest.raises(ValueError):
         bench.paired_ratios([10.0], [40.0, 60.0])
@@ -109,7 +105,7 @@ def test_each_merge_run_is_compared_with_its_own_floor(bench: ModuleType) -> Non
     ],
 )
 def test_the_cpu_ceiling_takes_the_machine_and_the_workers_into_account(
-    bench: ModuleType, workers: int, ceiling: float
+    workers: int, ceiling: float
 ) -> None:
     c16 = {
         "hook": ingest_kind(2000, server=500, db=400, client=60),
@@ -118,7 +114,7 @@ def test_the_cpu_ceiling_takes_the_machine_and_the_workers_into_account(
     assert bench.cpu_ceiling(c16, cores=2, workers=workers) == pytest.approx(ceiling)
 
 
-def test_the_report_says_what_the_cpu_allows(bench: ModuleType) -> None:
+def test_the_report_says_what_the_cpu_allows() -> None:
     result = {
         "machine": {"cores": 2},
         "config": {"workers": 2},
@@ -146,7 +142,7 @@ def test_the_report_says_what_the_cpu_allows(bench: ModuleType) -> None:
     ],
 )
 def test_the_merge_target_compares_each_run_with_its_own_floor(
-    bench: ModuleType, apply_runs: list[float], floor_runs: list[float], verdict: str
+    apply_runs: list[float], floor_runs: list[float], verdict: str
 ) -> None:
     paired = bench.paired_ratios(apply_runs, floor_runs)
     result = {
@@ -161,8 +157,6 @@ def test_the_merge_target_compares_each_run_with_its_own_floor(
     assert merge["verdict"] == verdict
 
 
-def test_one_sided_no_database_runs_do_not_count_as_the_frameworks_limit(
-    bench: ModuleType,
-) -> None:
+def test_one_sided_no_database_runs_do_not_count_as_the_frameworks_limit() -> None:
     nodb = {"rps": figure(4200, 7900, 8100), "busiest_worker_share": figure(1.0, 0.52, 0.55)}
     assert bench.balanced_rps(nodb) == 8000
