@@ -118,9 +118,42 @@ def test_receive_many_leaves_deliveries_pending_when_apply_on_receipt_is_off(
     db: psycopg.Connection,
 ) -> None:
     set_apply_on_receipt(db, False)
-    receipts = receive_many(db, [body({"fragrance_id": 7, "name": "Later"})])
-    assert [status for _, status, _ in receipts] == ["pending"]
+    [(inbox_id, status, _)] = receive_many(db, [body({"fragrance_id": 7, "name": "Later"})])
+    row = inbox_row(db, inbox_id)
+    assert (status, row["attempts"], row["processed_at"], row["payload"]) == (
+        "pending",
+        0,
+        None,
+        None,
+    )
     assert fragrance(db, 7)["name"] != "Later"
+
+
+def test_receive_many_writes_each_delivery_it_processes_once(db: psycopg.Connection) -> None:
+    """Judged and merged before the insert: no second version of any inbox row (0018)."""
+    bodies = [
+        body({"fragrance_id": 7, "name": "Once"}),
+        body({"fragrance_id": 7, "name": "Twice"}),
+        body({"fragrance_id": 8}),
+        body({"fragrance_id": 9, "cost": -1}),
+        b"\xff not json",
+    ]
+    with db.transaction():
+        receipts = receive_many(db, bodies)
+        writes = db.execute(
+            "select n_tup_ins, n_tup_upd from pg_stat_xact_user_tables"
+            " where relid = 'sync.inbox'::regclass"
+        ).fetchone()
+    assert [s for _, s, _ in receipts] == ["applied", "applied", "ignored", "rejected", "rejected"]
+    assert writes == (len(bodies), 0)
+
+
+def test_a_delivery_processed_by_receive_many_was_received_before_it_was_processed(
+    db: psycopg.Connection,
+) -> None:
+    [(inbox_id, _, _)] = receive_many(db, [body({"fragrance_id": 7, "cost": 12})])
+    row = inbox_row(db, inbox_id)
+    assert (row["attempts"], row["received_at"] <= row["processed_at"]) == (1, True)
 
 
 def test_receive_many_refuses_arrays_of_different_lengths(db: psycopg.Connection) -> None:

@@ -256,8 +256,9 @@ def test_one_delivery_retried_alone_ends_as_one_by_one(server: Server, dbname: s
     )
 
 
+@pytest.mark.parametrize("chunk", [1, 8, 50])
 def test_batches_stored_by_receive_many_end_as_deliveries_stored_one_by_one(
-    server: Server, dbname: str
+    server: Server, dbname: str, chunk: int
 ) -> None:
     deliveries = random_backlog(seed=7, count=300)
 
@@ -266,16 +267,16 @@ def test_batches_stored_by_receive_many_end_as_deliveries_stored_one_by_one(
             for raw in deliveries:
                 conn.execute("select sync.receive(%s)", [raw])
             return []
-        for start in range(0, len(deliveries), 50):
-            chunk = deliveries[start : start + 50]
+        for start in range(0, len(deliveries), chunk):
+            batch = deliveries[start : start + chunk]
             conn.execute(
                 "select * from sync.receive_many(%s, %s, %s, %s, %s)",
                 [
-                    chunk,
-                    [None] * len(chunk),
-                    [None] * len(chunk),
-                    [None] * len(chunk),
-                    [uuid.uuid4() for _ in chunk],
+                    batch,
+                    [None] * len(batch),
+                    [None] * len(batch),
+                    [None] * len(batch),
+                    [uuid.uuid4() for _ in batch],
                 ],
             )
         return []

@@ -1,0 +1,432 @@
+-- Store each delivery the hook batches once, already processed: no second parse, no update of the row just inserted
+-- depends: 0017-unicode-blank-names
+
+-- Until now sync.receive_many parsed every body to lock its fragrance,
+-- inserted the rows pending, then read them back, parsed them again, locked
+-- again, and updated every row with its outcome: two versions of each inbox
+-- row (and of its index entries) per delivery. Now the batch is judged and
+-- merged from the bodies it was given, with inbox ids drawn beforehand, and
+-- each row is inserted once with its outcome. apply_pending shares the same
+-- routing and merge (sync._settle_many) and still updates the rows it claimed.
+
+-- sync.settled_delivery: a processed delivery's outcome, before it is written to its inbox row.
+create type sync.settled_delivery as (
+    inbox_id bigint,
+    payload jsonb,
+    fragrance_id integer,
+    status text,
+    reasons jsonb,
+    applied_fields text[],
+    stale_fields text[]
+);
+comment on type sync.settled_delivery is
+    'The outcome of processing one delivery (sync.outcome with its inbox id), as the set-wise path decides it before storing it in sync.inbox.';
+
+-- sync._prepare_bodies
+-- sync._prepare_many's judgement, from bodies in hand instead of inbox rows.
+create function sync._prepare_bodies(p_ids bigint[], p_bodies bytea[]) returns sync.prepared_delivery[]
+    language plpgsql
+    stable
+    -- Plans: as sync._prepare_many (0014).
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+begin
+    if cardinality(p_ids) is distinct from cardinality(p_bodies) then
+        raise exception '_prepare_bodies needs one inbox id per body, got % ids for % bodies',
+            cardinality(p_ids), cardinality(p_bodies)
+            using errcode = 'FS021';
+    end if;
+    -- One statement for the batch: sync.parse_body()'s exception blocks cost a
+    -- subtransaction each, so only a batch with a body that fails the casts
+    -- pays them; clean bodies (sync._is_clean) skip the per-row rules too.
+    begin
+        return array(
+            select case
+                when sync._is_clean(p.payload, t.body_text)
+                    then row(b.id, p.payload, (p.payload ->> 'fragrance_id')::numeric::integer,
+                             '[]'::jsonb, true)::sync.prepared_delivery
+                when jsonb_typeof(p.payload) <> 'object'
+                     or (select count(*) = count(distinct k) from json_object_keys(t.body_text::json) as k)
+                    then (select row(b.id, s.payload, s.fragrance_id, s.reasons, s.valid)::sync.prepared_delivery
+                          from sync._check_parsed(p.payload, '[]') as s)
+                else (select row(b.id, s.payload, s.fragrance_id, s.reasons, s.valid)::sync.prepared_delivery
+                      from sync.prepare(b.body) as s)
+            end
+            from unnest(p_ids, p_bodies) with ordinality as b (id, body, n)
+            cross join lateral (select convert_from(b.body, 'UTF8') as body_text offset 0) as t
+            cross join lateral (select t.body_text::jsonb as payload offset 0) as p
+            order by b.n);
+    exception when others then
+        -- Some body is not UTF-8 JSON that jsonb can hold: take the batch body by body.
+        return array(
+            select row(b.id, s.payload, s.fragrance_id, s.reasons, s.valid)::sync.prepared_delivery
+            from unnest(p_ids, p_bodies) with ordinality as b (id, body, n)
+            cross join lateral sync.prepare(b.body) as s
+            order by b.n);
+    end;
+end;
+$$;
+comment on function sync._prepare_bodies(bigint[], bytea[]) is
+    'sync.prepare() for many bodies at once, each paired with the inbox id it has or will have, in the given order: clean bodies (sync._is_clean) skip the per-row rules, and the exception handling of parsing is paid once per batch unless a body fails it.';
+
+-- sync._prepare_many: now reads the rows and leaves the judging to sync._prepare_bodies.
+create or replace function sync._prepare_many(p_ids bigint[]) returns sync.prepared_delivery[]
+    language plpgsql
+    stable
+    -- Plans: as in 0014.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+begin
+    return (
+        select sync._prepare_bodies(coalesce(array_agg(i.id order by i.id), '{}'),
+                                    coalesce(array_agg(i.body order by i.id), '{}'))
+        from sync.inbox as i
+        where i.id = any (p_ids));
+end;
+$$;
+comment on function sync._prepare_many(bigint[]) is
+    'sync.prepare() for many inbox rows at once, in receipt order, with the same result (sync._prepare_bodies on their bodies).';
+
+-- sync._merge_many
+-- As in 0016, but it returns each delivery's outcome instead of writing it to
+-- the inbox row, so a caller can insert the row with it (sync.receive_many)
+-- or update the row it claimed (sync._process_claimed).
+drop function sync._merge_many(sync.prepared_delivery[]);
+create function sync._merge_many(p_deliveries sync.prepared_delivery[]) returns sync.settled_delivery[]
+    language plpgsql
+    -- Plans: as sync._prepare_many.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_settled sync.settled_delivery[];
+begin
+    -- Tells sync._record_history that the history of this UPDATE is written here.
+    perform set_config('sync.history_written', 'on', true);
+    with delivery as (
+        -- A field applies when this delivery is newer than the field's last writer
+        -- before the batch: ids ascend in the batch, so each later one wins too.
+        select d.inbox_id, d.fragrance_id, d.payload, d.reasons,
+            d.payload ? 'name' and d.inbox_id > coalesce(v.name_inbox_id, 0) as w_name,
+            d.payload ? 'description' and d.inbox_id > coalesce(v.description_inbox_id, 0) as w_description,
+            d.payload ? 'cost' and d.inbox_id > coalesce(v.cost_inbox_id, 0) as w_cost,
+            d.payload ? 'forbidden' and d.inbox_id > coalesce(v.forbidden_inbox_id, 0) as w_forbidden
+        from unnest(p_deliveries) as d
+        left join sync.field_version as v on v.fragrance_id = d.fragrance_id
+    ),
+    -- Field values as jsonb, as sync._record_history sees them (to_jsonb of each column).
+    write as (
+        select d.*,
+            jsonb_build_object('name', f.name, 'description', f.description,
+                               'cost', f.cost, 'forbidden', f.forbidden) as current,
+            -- A valid delta holds no JSON null in these fields, so strip only drops losers.
+            jsonb_strip_nulls(jsonb_build_object(
+                'name', case when d.w_name then d.payload -> 'name' end,
+                'description', case when d.w_description then d.payload -> 'description' end,
+                'cost', case when d.w_cost then d.payload -> 'cost' end,
+                'forbidden', case when d.w_forbidden then d.payload -> 'forbidden' end)) as writes
+        from delivery as d
+        join public.fragrances as f on f.fragrance_id = d.fragrance_id
+    ),
+    step as (
+        select w.*,
+            w.current || sync._merge_objects(w.writes) over (fragrance_order
+                rows between unbounded preceding and 1 preceding) as before,
+            w.inbox_id = max(w.inbox_id) over (partition by w.fragrance_id) as is_last
+        from write as w
+        window fragrance_order as (partition by w.fragrance_id order by w.inbox_id)
+    ),
+    change as (
+        select s.*,
+            s.before || s.writes as after,
+            s.w_name and s.writes -> 'name' is distinct from s.before -> 'name' as c_name,
+            s.w_description and s.writes -> 'description' is distinct from s.before -> 'description' as c_description,
+            s.w_cost and s.writes -> 'cost' is distinct from s.before -> 'cost' as c_cost,
+            s.w_forbidden and s.writes -> 'forbidden' is distinct from s.before -> 'forbidden' as c_forbidden
+        from step as s
+    ),
+    history as (
+        insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values, inbox_id)
+        select c.fragrance_id, 'update', c.before - u.unchanged, c.writes - u.unchanged,
+            c.inbox_id
+        from change as c
+        cross join lateral (
+            select array_remove(array[case when not c.c_name then 'name' end,
+                                      case when not c.c_description then 'description' end,
+                                      case when not c.c_cost then 'cost' end,
+                                      case when not c.c_forbidden then 'forbidden' end], null) as unchanged
+        ) as u
+        where c.c_name or c.c_description or c.c_cost or c.c_forbidden
+        order by c.inbox_id
+    ),
+    fragrance as (
+        update public.fragrances as f
+        set name = c.after ->> 'name',
+            description = c.after ->> 'description',
+            cost = (c.after ->> 'cost')::numeric,
+            forbidden = (c.after ->> 'forbidden')::boolean
+        from change as c
+        where c.is_last and f.fragrance_id = c.fragrance_id and c.after <> c.current
+    ),
+    clock as (
+        insert into sync.field_version as fv
+        select c.fragrance_id,
+            coalesce(max(c.inbox_id) filter (where c.w_name), 0),
+            coalesce(max(c.inbox_id) filter (where c.w_description), 0),
+            coalesce(max(c.inbox_id) filter (where c.w_cost), 0),
+            coalesce(max(c.inbox_id) filter (where c.w_forbidden), 0)
+        from change as c
+        group by c.fragrance_id
+        having bool_or(c.writes <> '{}')
+        on conflict (fragrance_id) do update
+            set name_inbox_id = greatest(fv.name_inbox_id, excluded.name_inbox_id),
+                description_inbox_id = greatest(fv.description_inbox_id, excluded.description_inbox_id),
+                cost_inbox_id = greatest(fv.cost_inbox_id, excluded.cost_inbox_id),
+                forbidden_inbox_id = greatest(fv.forbidden_inbox_id, excluded.forbidden_inbox_id)
+    ),
+    outcome as (
+        select row(c.inbox_id, c.payload, c.fragrance_id,
+            case when c.writes <> '{}' then 'applied' else 'ignored' end,
+            c.reasons || case when cardinality(o.stale_fields) > 0
+                then jsonb_build_array(sync.reason('delta.stale', null,
+                    format('%s already set by a later delivery, so left as it is',
+                           array_to_string(o.stale_fields, ', ')), 'info'))
+                else '[]' end,
+            o.applied_fields, o.stale_fields)::sync.settled_delivery as settled
+        from change as c
+        cross join lateral (
+            select
+                array_remove(array[case when c.w_name then 'name' end,
+                                   case when c.w_description then 'description' end,
+                                   case when c.w_cost then 'cost' end,
+                                   case when c.w_forbidden then 'forbidden' end], null) as applied_fields,
+                array_remove(array[case when c.payload ? 'name' and not c.w_name then 'name' end,
+                                   case when c.payload ? 'description' and not c.w_description then 'description' end,
+                                   case when c.payload ? 'cost' and not c.w_cost then 'cost' end,
+                                   case when c.payload ? 'forbidden' and not c.w_forbidden then 'forbidden' end], null)
+                    as stale_fields
+        ) as o
+    )
+    -- The history, fragrance and clock statements run whether or not this reads them.
+    select coalesce(array_agg(o.settled order by (o.settled).inbox_id), '{}') into v_settled from outcome as o;
+    perform set_config('sync.history_written', '', true);
+    return v_settled;
+end;
+$$;
+comment on function sync._merge_many(sync.prepared_delivery[]) is
+    'Merges valid, non-empty deltas for existing fragrances the caller has locked, as sync._merge() would one by one in receipt order: per-field last writer, one history row per delivery that changed something, one UPDATE of public.fragrances, one upsert of sync.field_version; returns each delivery''s outcome (sync.settled_delivery), which the caller stores.';
+
+-- sync._settle_many
+-- Locks, routes and merges prepared deliveries; says what became of each, or which to take one by one.
+create function sync._settle_many(
+    p_rows sync.prepared_delivery[],
+    out settled sync.settled_delivery[],
+    out one_by_one bigint[]
+)
+    language plpgsql
+    -- Plans: as sync._prepare_many.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_all_fields constant text[] := array['name', 'description', 'cost', 'forbidden'];
+    v_locked integer[];
+    v_merge sync.prepared_delivery[];
+    v_settle sync.prepared_delivery[];
+begin
+    -- Lock every fragrance of the batch up front, in id order, so concurrent
+    -- appliers and hooks wait for each other but can never deadlock.
+    v_locked := array(
+        select f.fragrance_id from public.fragrances as f
+        where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
+        order by f.fragrance_id
+        for update);
+
+    -- Route each delivery: merged set-wise when its fragrance exists; one by
+    -- one (sync._apply, as before) when it does not, since it may create it,
+    -- or the fragrance may have been created while this waited for a lock
+    -- (the lock statement's snapshot cannot show it); settled set-wise when
+    -- there is nothing to merge (refused, or no field).
+    select
+        coalesce(array_agg(d order by d.inbox_id)
+            filter (where d.valid and d.payload ?| v_all_fields and l.fragrance_id is not null), '{}'),
+        coalesce(array_agg(d.inbox_id order by d.inbox_id)
+            filter (where d.valid and d.payload ?| v_all_fields and l.fragrance_id is null), '{}'),
+        coalesce(array_agg(d order by d.inbox_id)
+            filter (where not (d.valid and d.payload ?| v_all_fields)), '{}')
+    into v_merge, one_by_one, v_settle
+    from unnest(p_rows) as d
+    left join unnest(v_locked) as l (fragrance_id) on l.fragrance_id = d.fragrance_id;
+
+    settled := '{}';
+    if cardinality(v_merge) > 0 then
+        begin
+            settled := sync._merge_many(v_merge);
+        exception when others then
+            -- Whatever failed is undone; the per-delivery path finds which delivery
+            -- it was and quarantines only that one with the reason.
+            one_by_one := array(select d.inbox_id from unnest(p_rows) as d order by d.inbox_id);
+            settled := '{}';
+            return;
+        end;
+    end if;
+    if cardinality(v_settle) > 0 then
+        settled := settled || array(
+            select row(d.inbox_id, d.payload, d.fragrance_id,
+                case when d.valid then 'ignored' else 'rejected' end,
+                d.reasons || case when d.valid
+                    then jsonb_build_array(sync.reason('delta.empty', null, 'the change carries no field to apply', 'info'))
+                    else '[]' end,
+                '{}'::text[], '{}'::text[])::sync.settled_delivery
+            from unnest(v_settle) as d);
+    end if;
+end;
+$$;
+comment on function sync._settle_many(sync.prepared_delivery[]) is
+    'Processes prepared deliveries as if one by one in receipt order, without touching sync.inbox: locks their fragrances in id order, merges the deltas for existing fragrances set-wise (sync._merge_many) and settles refused and empty ones; returns their outcomes (settled) and the inbox ids left for sync._process_claimed_rowwise (one_by_one): deliveries whose fragrance did not exist when locked, or every one when the set-wise merge failed.';
+
+-- sync._process_claimed
+-- As in 0016, with the routing and merge in sync._settle_many and the outcomes written here.
+create or replace function sync._process_claimed(p_ids bigint[]) returns sync.batch_result
+    language plpgsql
+    -- Plans: as sync._prepare_many.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_rows sync.prepared_delivery[];
+    v_settled sync.settled_delivery[];
+    v_one_by_one bigint[];
+    v_alone sync.batch_result;
+    v_result sync.batch_result := row(0, 0, 0, 0, 0, null, null);
+begin
+    v_rows := sync._prepare_many(p_ids);
+    if cardinality(v_rows) = 0 then
+        return v_result;
+    end if;
+    select s.settled, s.one_by_one into v_settled, v_one_by_one from sync._settle_many(v_rows) as s;
+
+    if cardinality(v_settled) > 0 then
+        update sync.inbox as i
+        set payload = s.payload,
+            fragrance_id = s.fragrance_id,
+            status = s.status,
+            reasons = s.reasons,
+            applied_fields = s.applied_fields,
+            stale_fields = s.stale_fields,
+            attempts = i.attempts + 1,
+            processed_at = clock_timestamp()
+        from unnest(v_settled) as s
+        where i.id = s.inbox_id;
+        select count(*) filter (where s.status = 'applied'),
+            count(*) filter (where s.status = 'ignored'),
+            count(*) filter (where s.status = 'rejected')
+        into v_result.applied, v_result.ignored, v_result.rejected
+        from unnest(v_settled) as s;
+    end if;
+
+    if cardinality(v_one_by_one) > 0 then
+        v_alone := sync._process_claimed_rowwise(v_one_by_one);
+        v_result.applied := v_result.applied + v_alone.applied;
+        v_result.ignored := v_result.ignored + v_alone.ignored;
+        v_result.rejected := v_result.rejected + v_alone.rejected;
+        v_result.pending := v_result.pending + v_alone.pending;
+    end if;
+
+    v_result.processed := cardinality(v_rows);
+    v_result.first_inbox_id := v_rows[1].inbox_id;
+    v_result.last_inbox_id := v_rows[cardinality(v_rows)].inbox_id;
+    return v_result;
+end;
+$$;
+comment on function sync._process_claimed(bigint[]) is
+    'Processes the given (already locked) inbox rows as if one by one in receipt order, and stores each outcome; returns the counts. sync._settle_many() merges them set-wise; what it leaves (a fragrance missing at lock time, or a batch the set-wise merge failed on) goes through sync._process_claimed_rowwise() one by one.';
+
+-- sync.receive_many
+-- As in 0015, but each row is inserted once, with its outcome when processed on receipt.
+create or replace function sync.receive_many(
+    p_bodies bytea[],
+    p_content_types text[],
+    p_client_addrs inet[],
+    p_user_agents text[],
+    p_keys uuid[]
+) returns setof sync.receipt
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+    -- Plans: as sync._prepare_many (0014).
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_ids bigint[];
+    v_settled sync.settled_delivery[] := '{}';
+    v_one_by_one bigint[] := '{}';
+begin
+    if cardinality(p_keys) is distinct from cardinality(p_bodies) then
+        raise exception 'receive_many needs one key per body, got % keys for % bodies',
+            cardinality(p_keys), cardinality(p_bodies)
+            using errcode = 'FS021';
+    end if;
+    if cardinality(p_bodies) is distinct from cardinality(p_content_types)
+        or cardinality(p_bodies) is distinct from cardinality(p_client_addrs)
+        or cardinality(p_bodies) is distinct from cardinality(p_user_agents)
+    then
+        raise exception 'receive_many needs arrays of one length, got % bodies, % content types, % addresses, % user agents',
+            cardinality(p_bodies), cardinality(p_content_types), cardinality(p_client_addrs), cardinality(p_user_agents)
+            using errcode = 'FS021';
+    end if;
+
+    -- Receipt order is input order: ids are drawn first, ascending, so the
+    -- merge can order by them before the rows exist.
+    v_ids := array(
+        select x.id
+        from (select nextval('sync.inbox_id_seq') as id
+              from generate_series(1, cardinality(p_bodies))) as x
+        order by x.id);
+
+    -- Processing locks the batch's fragrances before the insert takes the
+    -- delivery keys, as 0012 did: sync.receive_spooled locks a fragrance before
+    -- inserting its key, so the other order could deadlock with a drain of the
+    -- same delivery. The rows are this transaction's own, invisible to any
+    -- applier until commit, so they need no claim.
+    if (select s.apply_on_receipt from sync.settings as s) then
+        select s.settled, s.one_by_one into v_settled, v_one_by_one
+        from sync._settle_many(sync._prepare_bodies(v_ids, p_bodies)) as s;
+    end if;
+
+    perform set_config('sync.process_as_batch', 'on', true);
+    insert into sync.inbox (id, received_at, body, content_type, client_addr, user_agent, spool_key,
+                            payload, fragrance_id, status, reasons, applied_fields, stale_fields,
+                            attempts, processed_at)
+    overriding system value
+    -- received_at as before: the moment each row is stored (distinct per row;
+    -- sync.inbox_position orders by it). The row is processed in that moment too.
+    select d.id, clock_timestamp(), d.body, d.content_type, d.client_addr, d.user_agent, d.key,
+        s.payload, s.fragrance_id, coalesce(s.status, 'pending'), coalesce(s.reasons, '[]'),
+        coalesce(s.applied_fields, '{}'), coalesce(s.stale_fields, '{}'),
+        case when s.inbox_id is null then 0 else 1 end,
+        case when s.inbox_id is not null then clock_timestamp() end
+    from unnest(v_ids, p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys)
+        with ordinality as d (id, body, content_type, client_addr, user_agent, key, n)
+    left join unnest(v_settled) as s on s.inbox_id = d.id
+    order by d.n;
+    perform set_config('sync.process_as_batch', '', true);
+
+    if cardinality(v_one_by_one) > 0 then
+        perform sync._process_claimed_rowwise(v_one_by_one);
+    end if;
+    return query
+    select i.id, i.status, i.reasons from sync.inbox as i where i.id = any (v_ids) order by i.id;
+end;
+$$;
+comment on function sync.receive_many(bytea[], text[], inet[], text[], uuid[]) is
+    'Stores a batch of webhook deliveries with the keys the hook gave them, in one transaction and in input order, and (with sync.settings.apply_on_receipt) processes them set-wise as sync.apply_pending() would, each row inserted once with its outcome; returns one receipt per delivery, in input order. The hook''s batched entry point.';
