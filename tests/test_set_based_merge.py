@@ -513,6 +513,59 @@ def test_a_merge_that_fails_quarantines_only_its_own_delivery(db: psycopg.Connec
     )
 
 
+def rowwise_calls(conn: psycopg.Connection) -> int:
+    """Calls of the per-delivery path in this transaction (needs track_functions = all)."""
+    row = conn.execute(
+        "select coalesce(sum(calls), 0) from pg_stat_xact_user_functions"
+        " where funcname = '_process_claimed_rowwise'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize(
+    ("deltas", "rowwise", "outcome"),
+    [
+        pytest.param(
+            [{"fragrance_id": 950_000, "cost": 3}],
+            0,
+            [("rejected", "fragrance_id.unknown")],
+            id="partial delta, no such fragrance: rejected set-wise",
+        ),
+        pytest.param(
+            [
+                {
+                    "fragrance_id": 950_001,
+                    "name": "New",
+                    "description": "",
+                    "cost": 1,
+                    "forbidden": False,
+                },
+                {"fragrance_id": 950_001, "cost": 2},
+            ],
+            1,
+            [("applied", None), ("applied", None)],
+            id="a delta of the batch creates it: one by one",
+        ),
+    ],
+)
+def test_only_deltas_that_may_create_their_fragrance_go_one_by_one(
+    db: psycopg.Connection,
+    deltas: list[dict[str, Any]],
+    rowwise: int,
+    outcome: list[tuple[str, str | None]],
+) -> None:
+    set_apply_on_receipt(db, False)
+    for delta in deltas:
+        db.execute("select sync.receive(%s)", [json.dumps(delta).encode()])
+    db.execute("set track_functions = 'all'")
+    with db.transaction():
+        db.execute("select sync.apply_pending()")
+        calls = rowwise_calls(db)
+    rows = db.execute("select status, reasons -> -1 ->> 'code' from sync.inbox order by id")
+    assert (calls, rows.fetchall()) == (rowwise, outcome)
+
+
 def test_a_hand_edit_after_apply_pending_in_the_same_transaction_is_in_the_history(
     db: psycopg.Connection,
 ) -> None:
