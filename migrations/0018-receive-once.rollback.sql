@@ -1,4 +1,4 @@
--- Back to 0015's receive_many, 0016's merge and 0014's _prepare_many
+-- Back to 0015's receive_many, 0016's merge, 0014's _prepare_many and 0010's inbox_position
 create or replace function sync.receive_many(
     p_bodies bytea[],
     p_content_types text[],
@@ -180,7 +180,8 @@ $$;
 comment on function sync._process_claimed(bigint[]) is
     'Processes the given (already locked) inbox rows as if one by one in receipt order, and stores each outcome; returns the counts. Deltas for existing fragrances are merged set-wise by sync._merge_many(); deltas for a fragrance that did not exist when locked, and a whole batch the set-wise merge fails on, go through sync._process_claimed_rowwise() one by one.';
 
-drop function sync._settle_many(sync.prepared_delivery[]);
+drop function sync._settle_many(sync.prepared_delivery[], integer[]);
+drop function sync._lock_fragrances(sync.prepared_delivery[]);
 drop function sync._merge_many(sync.prepared_delivery[]);
 create function sync._merge_many(p_deliveries sync.prepared_delivery[]) returns sync.batch_result
     language plpgsql
@@ -313,6 +314,7 @@ begin
     return v_result;
 end;
 $$;
+revoke execute on function sync._merge_many(sync.prepared_delivery[]) from public;
 comment on function sync._merge_many(sync.prepared_delivery[]) is
     'Merges valid, non-empty deltas for existing fragrances the caller has locked, as sync._merge() would one by one in receipt order: per-field last writer, one history row per delivery that changed something, one UPDATE of public.fragrances, one upsert of sync.field_version, one UPDATE of the inbox rows; returns the counts.';
 
@@ -368,3 +370,20 @@ comment on function sync._prepare_many(bigint[]) is
 
 drop function sync._prepare_bodies(bigint[], bytea[]);
 drop type sync.settled_delivery;
+
+create or replace function sync.inbox_position(p_at timestamptz default null) returns bigint
+    language sql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when p_at is null then
+            (select case when is_called then last_value else 0 end from sync.inbox_id_seq)
+        else
+            coalesce((select id from sync.inbox where received_at <= p_at
+                      order by received_at desc limit 1), 0)
+    end;
+$$;
+comment on function sync.inbox_position(timestamptz) is
+    'The last inbox id handed out now (no argument), or the last delivery received at or before p_at: deliveries after it are newer than a CMS export taken at that moment.';

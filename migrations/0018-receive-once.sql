@@ -4,10 +4,11 @@
 -- Until now sync.receive_many parsed every body to lock its fragrance,
 -- inserted the rows pending, then read them back, parsed them again, locked
 -- again, and updated every row with its outcome: two versions of each inbox
--- row (and of its index entries) per delivery. Now the batch is judged and
--- merged from the bodies it was given, with inbox ids drawn beforehand, and
--- each row is inserted once with its outcome. apply_pending shares the same
--- routing and merge (sync._settle_many) and still updates the rows it claimed.
+-- row (and of its index entries) per delivery. Now the batch is judged from
+-- the bodies it was given, its fragrances locked, its inbox ids drawn, its
+-- deltas merged, and each row inserted once with its outcome. apply_pending
+-- shares the locking, routing and merge (sync._lock_fragrances,
+-- sync._settle_many) and still updates the rows it claimed.
 
 -- sync.settled_delivery: a processed delivery's outcome, before it is written to its inbox row.
 create type sync.settled_delivery as (
@@ -221,10 +222,30 @@ $$;
 comment on function sync._merge_many(sync.prepared_delivery[]) is
     'Merges valid, non-empty deltas for existing fragrances the caller has locked, as sync._merge() would one by one in receipt order: per-field last writer, one history row per delivery that changed something, one UPDATE of public.fragrances, one upsert of sync.field_version; returns each delivery''s outcome (sync.settled_delivery), which the caller stores.';
 
+-- sync._lock_fragrances
+-- Locks the existing fragrances of a batch's valid deliveries, in id order.
+create function sync._lock_fragrances(p_rows sync.prepared_delivery[]) returns integer[]
+    language sql
+    -- Plans: as sync._prepare_many.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+    -- In id order, so concurrent appliers and hooks wait for each other but can never deadlock.
+    select array(
+        select f.fragrance_id from public.fragrances as f
+        where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
+        order by f.fragrance_id
+        for update);
+$$;
+comment on function sync._lock_fragrances(sync.prepared_delivery[]) is
+    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, in fragrance id order, and returns the ids of those that exist.';
+
 -- sync._settle_many
--- Locks, routes and merges prepared deliveries; says what became of each, or which to take one by one.
+-- Routes and merges prepared deliveries; says what became of each, or which to take one by one.
 create function sync._settle_many(
     p_rows sync.prepared_delivery[],
+    p_locked integer[],
     out settled sync.settled_delivery[],
     out one_by_one bigint[]
 )
@@ -236,18 +257,9 @@ create function sync._settle_many(
 as $$
 declare
     v_all_fields constant text[] := array['name', 'description', 'cost', 'forbidden'];
-    v_locked integer[];
     v_merge sync.prepared_delivery[];
     v_settle sync.prepared_delivery[];
 begin
-    -- Lock every fragrance of the batch up front, in id order, so concurrent
-    -- appliers and hooks wait for each other but can never deadlock.
-    v_locked := array(
-        select f.fragrance_id from public.fragrances as f
-        where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
-        order by f.fragrance_id
-        for update);
-
     -- Route each delivery: merged set-wise when its fragrance exists; one by
     -- one (sync._apply, as before) when it does not, since it may create it,
     -- or the fragrance may have been created while this waited for a lock
@@ -262,7 +274,7 @@ begin
             filter (where not (d.valid and d.payload ?| v_all_fields)), '{}')
     into v_merge, one_by_one, v_settle
     from unnest(p_rows) as d
-    left join unnest(v_locked) as l (fragrance_id) on l.fragrance_id = d.fragrance_id;
+    left join unnest(p_locked) as l (fragrance_id) on l.fragrance_id = d.fragrance_id;
 
     settled := '{}';
     if cardinality(v_merge) > 0 then
@@ -288,11 +300,12 @@ begin
     end if;
 end;
 $$;
-comment on function sync._settle_many(sync.prepared_delivery[]) is
-    'Processes prepared deliveries as if one by one in receipt order, without touching sync.inbox: locks their fragrances in id order, merges the deltas for existing fragrances set-wise (sync._merge_many) and settles refused and empty ones; returns their outcomes (settled) and the inbox ids left for sync._process_claimed_rowwise (one_by_one): deliveries whose fragrance did not exist when locked, or every one when the set-wise merge failed.';
+comment on function sync._settle_many(sync.prepared_delivery[], integer[]) is
+    'Processes prepared deliveries as if one by one in receipt order, without touching sync.inbox, once the caller holds their fragrances'' locks (sync._lock_fragrances, whose result p_locked is): merges the deltas for existing fragrances set-wise (sync._merge_many) and settles refused and empty ones; returns their outcomes (settled) and the inbox ids left for sync._process_claimed_rowwise (one_by_one): deliveries whose fragrance did not exist when locked, or every one when the set-wise merge failed.';
 
 -- sync._process_claimed
--- As in 0016, with the routing and merge in sync._settle_many and the outcomes written here.
+-- As in 0016, with the locks, routing and merge in sync._lock_fragrances and
+-- sync._settle_many, and the outcomes written here.
 create or replace function sync._process_claimed(p_ids bigint[]) returns sync.batch_result
     language plpgsql
     -- Plans: as sync._prepare_many.
@@ -311,7 +324,8 @@ begin
     if cardinality(v_rows) = 0 then
         return v_result;
     end if;
-    select s.settled, s.one_by_one into v_settled, v_one_by_one from sync._settle_many(v_rows) as s;
+    select s.settled, s.one_by_one into v_settled, v_one_by_one
+    from sync._settle_many(v_rows, sync._lock_fragrances(v_rows)) as s;
 
     if cardinality(v_settled) > 0 then
         update sync.inbox as i
@@ -347,7 +361,7 @@ begin
 end;
 $$;
 comment on function sync._process_claimed(bigint[]) is
-    'Processes the given (already locked) inbox rows as if one by one in receipt order, and stores each outcome; returns the counts. sync._settle_many() merges them set-wise; what it leaves (a fragrance missing at lock time, or a batch the set-wise merge failed on) goes through sync._process_claimed_rowwise() one by one.';
+    'Processes the given (already locked) inbox rows as if one by one in receipt order, and stores each outcome; returns the counts. sync._lock_fragrances() locks their fragrances and sync._settle_many() merges them set-wise; what it leaves (a fragrance missing at lock time, or a batch the set-wise merge failed on) goes through sync._process_claimed_rowwise() one by one.';
 
 -- sync.receive_many
 -- As in 0015, but each row is inserted once, with its outcome when processed on receipt.
@@ -367,7 +381,10 @@ create or replace function sync.receive_many(
     set jit = off
 as $$
 declare
+    v_rows sync.prepared_delivery[];
+    v_locked integer[];
     v_ids bigint[];
+    v_received_at timestamptz;
     v_settled sync.settled_delivery[] := '{}';
     v_one_by_one bigint[] := '{}';
 begin
@@ -384,33 +401,50 @@ begin
             cardinality(p_bodies), cardinality(p_content_types), cardinality(p_client_addrs), cardinality(p_user_agents)
             using errcode = 'FS021';
     end if;
+    if coalesce(cardinality(p_bodies), 0) = 0 then
+        return;
+    end if;
 
-    -- Receipt order is input order: ids are drawn first, ascending, so the
-    -- merge can order by them before the rows exist.
+    -- Processing on receipt: judge the bodies (numbered by position for now)
+    -- and lock their fragrances before anything else. The locks come before
+    -- the ids: a batch that waited for a fragrance is ordered after the
+    -- batches that held it, as it would be one by one (and as sync._merge
+    -- orders a lone delivery). They also come before the insert takes the
+    -- delivery keys, as in 0012: sync.receive_spooled locks a fragrance
+    -- before inserting its key, so the other order could deadlock with a
+    -- drain of the same delivery.
+    if (select s.apply_on_receipt from sync.settings as s) then
+        v_rows := sync._prepare_bodies(
+            array(select n from generate_series(1, cardinality(p_bodies)) as n), p_bodies);
+        v_locked := sync._lock_fragrances(v_rows);
+    end if;
+
+    -- Receipt order is input order: ids ascending, drawn once the locks are held.
+    v_received_at := clock_timestamp();
     v_ids := array(
         select x.id
         from (select nextval('sync.inbox_id_seq') as id
               from generate_series(1, cardinality(p_bodies))) as x
         order by x.id);
 
-    -- Processing locks the batch's fragrances before the insert takes the
-    -- delivery keys, as 0012 did: sync.receive_spooled locks a fragrance before
-    -- inserting its key, so the other order could deadlock with a drain of the
-    -- same delivery. The rows are this transaction's own, invisible to any
-    -- applier until commit, so they need no claim.
-    if (select s.apply_on_receipt from sync.settings as s) then
+    -- The rows are this transaction's own, invisible to any applier until
+    -- commit, so they need no claim.
+    if v_rows is not null then
         select s.settled, s.one_by_one into v_settled, v_one_by_one
-        from sync._settle_many(sync._prepare_bodies(v_ids, p_bodies)) as s;
+        from sync._settle_many(
+            array(select row(v_ids[d.inbox_id], d.payload, d.fragrance_id, d.reasons, d.valid)::sync.prepared_delivery
+                  from unnest(v_rows) as d order by d.inbox_id),
+            v_locked) as s;
     end if;
 
     perform set_config('sync.process_as_batch', 'on', true);
+    -- received_at: when the batch, its locks held, took its place in receipt
+    -- order; the batch shares it (sync.inbox_position breaks ties by id).
     insert into sync.inbox (id, received_at, body, content_type, client_addr, user_agent, spool_key,
                             payload, fragrance_id, status, reasons, applied_fields, stale_fields,
                             attempts, processed_at)
     overriding system value
-    -- received_at as before: the moment each row is stored (distinct per row;
-    -- sync.inbox_position orders by it). The row is processed in that moment too.
-    select d.id, clock_timestamp(), d.body, d.content_type, d.client_addr, d.user_agent, d.key,
+    select d.id, v_received_at, d.body, d.content_type, d.client_addr, d.user_agent, d.key,
         s.payload, s.fragrance_id, coalesce(s.status, 'pending'), coalesce(s.reasons, '[]'),
         coalesce(s.applied_fields, '{}'), coalesce(s.stale_fields, '{}'),
         case when s.inbox_id is null then 0 else 1 end,
@@ -430,3 +464,23 @@ end;
 $$;
 comment on function sync.receive_many(bytea[], text[], inet[], text[], uuid[]) is
     'Stores a batch of webhook deliveries with the keys the hook gave them, in one transaction and in input order, and (with sync.settings.apply_on_receipt) processes them set-wise as sync.apply_pending() would, each row inserted once with its outcome; returns one receipt per delivery, in input order. The hook''s batched entry point.';
+
+-- sync.inbox_position
+-- As in 0010, with ties on received_at (a batch stored by receive_many shares
+-- one) broken by id, so the position at that moment covers the whole batch.
+create or replace function sync.inbox_position(p_at timestamptz default null) returns bigint
+    language sql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    select case
+        when p_at is null then
+            (select case when is_called then last_value else 0 end from sync.inbox_id_seq)
+        else
+            coalesce((select id from sync.inbox where received_at <= p_at
+                      order by received_at desc, id desc limit 1), 0)
+    end;
+$$;
+comment on function sync.inbox_position(timestamptz) is
+    'The last inbox id handed out now (no argument), or the last delivery received at or before p_at (the highest id among those received at the same moment): deliveries after it are newer than a CMS export taken at that moment.';

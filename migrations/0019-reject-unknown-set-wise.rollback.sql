@@ -1,6 +1,7 @@
 -- Back to 0018's sync._settle_many
 create or replace function sync._settle_many(
     p_rows sync.prepared_delivery[],
+    p_locked integer[],
     out settled sync.settled_delivery[],
     out one_by_one bigint[]
 )
@@ -12,18 +13,9 @@ create or replace function sync._settle_many(
 as $$
 declare
     v_all_fields constant text[] := array['name', 'description', 'cost', 'forbidden'];
-    v_locked integer[];
     v_merge sync.prepared_delivery[];
     v_settle sync.prepared_delivery[];
 begin
-    -- Lock every fragrance of the batch up front, in id order, so concurrent
-    -- appliers and hooks wait for each other but can never deadlock.
-    v_locked := array(
-        select f.fragrance_id from public.fragrances as f
-        where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
-        order by f.fragrance_id
-        for update);
-
     -- Route each delivery: merged set-wise when its fragrance exists; one by
     -- one (sync._apply, as before) when it does not, since it may create it,
     -- or the fragrance may have been created while this waited for a lock
@@ -38,7 +30,7 @@ begin
             filter (where not (d.valid and d.payload ?| v_all_fields)), '{}')
     into v_merge, one_by_one, v_settle
     from unnest(p_rows) as d
-    left join unnest(v_locked) as l (fragrance_id) on l.fragrance_id = d.fragrance_id;
+    left join unnest(p_locked) as l (fragrance_id) on l.fragrance_id = d.fragrance_id;
 
     settled := '{}';
     if cardinality(v_merge) > 0 then
@@ -64,5 +56,5 @@ begin
     end if;
 end;
 $$;
-comment on function sync._settle_many(sync.prepared_delivery[]) is
-    'Processes prepared deliveries as if one by one in receipt order, without touching sync.inbox: locks their fragrances in id order, merges the deltas for existing fragrances set-wise (sync._merge_many) and settles refused and empty ones; returns their outcomes (settled) and the inbox ids left for sync._process_claimed_rowwise (one_by_one): deliveries whose fragrance did not exist when locked, or every one when the set-wise merge failed.';
+comment on function sync._settle_many(sync.prepared_delivery[], integer[]) is
+    'Processes prepared deliveries as if one by one in receipt order, without touching sync.inbox, once the caller holds their fragrances'' locks (sync._lock_fragrances, whose result p_locked is): merges the deltas for existing fragrances set-wise (sync._merge_many) and settles refused and empty ones; returns their outcomes (settled) and the inbox ids left for sync._process_claimed_rowwise (one_by_one): deliveries whose fragrance did not exist when locked, or every one when the set-wise merge failed.';

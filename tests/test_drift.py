@@ -278,6 +278,21 @@ def test_repair_respects_a_setting_that_already_stages_everything(db: psycopg.Co
     assert db.execute("select apply_on_receipt from sync.settings").fetchone() == (False,)
 
 
+def test_the_inbox_position_at_a_moment_several_deliveries_share_is_the_last_of_them(
+    db: psycopg.Connection,
+) -> None:
+    """A batch stored by receive_many shares one received_at, whatever order its rows lie in."""
+    set_apply_on_receipt(db, False)
+    moment = db.execute("select clock_timestamp()").fetchone()
+    # Stored in the opposite order of their ids, so the later id is not the later row.
+    db.execute(
+        "insert into sync.inbox (id, received_at, body) overriding system value"
+        " values (1000002, %(at)s, '{}'), (1000001, %(at)s, '{}')",
+        {"at": moment[0]},  # type: ignore[index]
+    )
+    assert db.execute("select sync.inbox_position(%s)", moment).fetchone() == (1000002,)
+
+
 def test_repair_without_a_snapshot_is_refused(db: psycopg.Connection) -> None:
     with raises_sqlstate("FS050"):
         db.execute("select sync.repair()")

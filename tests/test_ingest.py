@@ -148,12 +148,31 @@ def test_receive_many_writes_each_delivery_it_processes_once(db: psycopg.Connect
     assert writes == (len(bodies), 0)
 
 
-def test_a_delivery_processed_by_receive_many_was_received_before_it_was_processed(
+def test_a_delivery_processed_by_receive_many_was_received_before_it_changed_anything(
     db: psycopg.Connection,
 ) -> None:
+    """received_at precedes the merge, so fragrance_at(received_at) is the state before it."""
     [(inbox_id, _, _)] = receive_many(db, [body({"fragrance_id": 7, "cost": 12})])
-    row = inbox_row(db, inbox_id)
-    assert (row["attempts"], row["received_at"] <= row["processed_at"]) == (1, True)
+    times = db.execute(
+        "select i.received_at < h.changed_at, h.changed_at <= i.processed_at, i.attempts"
+        " from sync.inbox as i join sync.fragrance_history as h on h.inbox_id = i.id"
+        " where i.id = %s",
+        [inbox_id],
+    ).fetchall()
+    assert times == [(True, True, 1)]
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [[[]] * 5, [None] * 5],
+    ids=["empty arrays", "null arrays"],
+)
+def test_receive_many_of_no_delivery_stores_nothing(
+    db: psycopg.Connection, arrays: list[Any]
+) -> None:
+    before = db.execute("select count(*) from sync.inbox").fetchone()
+    assert db.execute(RECEIVE_MANY, arrays).fetchall() == []
+    assert db.execute("select count(*) from sync.inbox").fetchone() == before
 
 
 def test_receive_many_refuses_arrays_of_different_lengths(db: psycopg.Connection) -> None:

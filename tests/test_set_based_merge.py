@@ -284,6 +284,20 @@ def test_batches_stored_by_receive_many_end_as_deliveries_stored_one_by_one(
     assert_same(server, dbname, [], store)
 
 
+def receive_many(conn: psycopg.Connection, bodies: list[bytes]) -> None:
+    """Store bodies in one sync.receive_many call, as the hook does."""
+    conn.execute(
+        "select * from sync.receive_many(%s, %s, %s, %s, %s)",
+        [
+            bodies,
+            [None] * len(bodies),
+            [None] * len(bodies),
+            [None] * len(bodies),
+            [uuid.uuid4() for _ in bodies],
+        ],
+    )
+
+
 def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
     """Return once the backend ``pid`` waits for a lock (so the interleaving is forced)."""
     for _ in range(500):
@@ -331,6 +345,37 @@ def test_a_fragrance_created_while_a_batch_waits_for_its_locks_takes_that_batchs
             "select name from public.fragrances where fragrance_id = 900001"
         ).fetchone()
     assert (outcome, name) == (("applied",), ("Renamed",))
+
+
+def test_a_batch_that_waited_for_a_fragrance_is_ordered_after_the_batch_that_took_it_meanwhile(
+    server: Server, dbname: str
+) -> None:
+    """Ids are drawn once the locks are held: receipt order is the order batches got them."""
+    waiting_batch = [{"fragrance_id": 4, "cost": 44}, {"fragrance_id": 5, "name": "Waited"}]
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as admin,
+        psycopg.connect(server.url(dbname)) as holder,
+        psycopg.connect(server.url(dbname), autocommit=True) as waiter,
+    ):
+        holder.execute("select from public.fragrances where fragrance_id = 4 for update")
+        second = threading.Thread(
+            target=lambda: receive_many(waiter, [json.dumps(d).encode() for d in waiting_batch])
+        )
+        second.start()
+        wait_for_lock_wait(admin, waiter.info.backend_pid)
+        # Fragrance 5 is not locked yet: the waiting batch locks in id order, 4 first.
+        receive_many(admin, [json.dumps({"fragrance_id": 5, "name": "Meanwhile"}).encode()])
+        holder.rollback()
+        second.join(timeout=30)
+        rows = admin.execute(
+            "select payload ->> 'name', status, stale_fields from sync.inbox"
+            " where payload ? 'name' order by id"
+        ).fetchall()
+        name = admin.execute("select name from public.fragrances where fragrance_id = 5").fetchone()
+    assert (rows, name) == (
+        [("Meanwhile", "applied", []), ("Waited", "applied", [])],
+        ("Waited",),
+    )
 
 
 def test_a_batch_and_a_spool_drain_of_one_of_its_deliveries_never_deadlock(
