@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,20 @@ def receive(conn: psycopg.Connection, raw: bytes | dict[str, Any]) -> dict[str, 
         row = cur.execute("select * from sync.receive(%s)", [data]).fetchone()
     assert row is not None
     return row
+
+
+RECEIVE_MANY = (
+    "select * from sync.receive_many(%s::bytea[], %s::text[], %s::inet[], %s::text[], %s::uuid[])"
+)
+
+
+def receive_many(conn: psycopg.Connection, bodies: list[bytes]) -> list[tuple[Any, ...]]:
+    """Store bodies in one call, as the hook does, with fixed metadata and fresh keys."""
+    n = len(bodies)
+    keys = [uuid.uuid4() for _ in range(n)]
+    return conn.execute(
+        RECEIVE_MANY, [bodies, ["application/json"] * n, ["10.0.0.1"] * n, ["cms/1"] * n, keys]
+    ).fetchall()
 
 
 def codes(reasons: list[dict[str, Any]], severity: str | None = None) -> list[str]:

@@ -17,7 +17,14 @@ import httpx
 import psycopg
 import pytest
 from conftest import Server
-from helpers import body, fragrance, inbox_row, set_apply_on_receipt
+from helpers import (
+    RECEIVE_MANY,
+    body,
+    fragrance,
+    inbox_row,
+    receive_many,
+    set_apply_on_receipt,
+)
 from psycopg_pool import AsyncConnectionPool
 from test_hook import start_hook, stop_hook
 
@@ -31,19 +38,6 @@ from hook.ingest import (
     make_store,
 )
 from hook.serve import _tcp_socket
-
-RECEIVE_MANY = (
-    "select * from sync.receive_many(%s::bytea[], %s::text[], %s::inet[], %s::text[], %s::uuid[])"
-)
-
-
-def receive_many(conn: psycopg.Connection, bodies: list[bytes]) -> list[tuple[Any, ...]]:
-    """Store bodies in one call, as the hook does, with fixed metadata and fresh keys."""
-    n = len(bodies)
-    keys = [uuid.uuid4() for _ in range(n)]
-    return conn.execute(
-        RECEIVE_MANY, [bodies, ["application/json"] * n, ["10.0.0.1"] * n, ["cms/1"] * n, keys]
-    ).fetchall()
 
 
 def delivery(payload: Any) -> Delivery:

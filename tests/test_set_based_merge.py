@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Server
-from helpers import fuzz_settings, set_apply_on_receipt
+from helpers import fuzz_settings, receive_many, set_apply_on_receipt
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
@@ -268,34 +268,10 @@ def test_batches_stored_by_receive_many_end_as_deliveries_stored_one_by_one(
                 conn.execute("select sync.receive(%s)", [raw])
             return []
         for start in range(0, len(deliveries), chunk):
-            batch = deliveries[start : start + chunk]
-            conn.execute(
-                "select * from sync.receive_many(%s, %s, %s, %s, %s)",
-                [
-                    batch,
-                    [None] * len(batch),
-                    [None] * len(batch),
-                    [None] * len(batch),
-                    [uuid.uuid4() for _ in batch],
-                ],
-            )
+            receive_many(conn, deliveries[start : start + chunk])
         return []
 
     assert_same(server, dbname, [], store)
-
-
-def receive_many(conn: psycopg.Connection, bodies: list[bytes]) -> None:
-    """Store bodies in one sync.receive_many call, as the hook does."""
-    conn.execute(
-        "select * from sync.receive_many(%s, %s, %s, %s, %s)",
-        [
-            bodies,
-            [None] * len(bodies),
-            [None] * len(bodies),
-            [None] * len(bodies),
-            [uuid.uuid4() for _ in bodies],
-        ],
-    )
 
 
 def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
