@@ -9,6 +9,11 @@
 -- deltas merged, and each row inserted once with its outcome. apply_pending
 -- shares the locking, routing and merge (sync._lock_fragrances,
 -- sync._settle_many) and still updates the rows it claimed.
+--
+-- The routing also rejects a partial delta for a fragrance that does not
+-- exist, as sync._merge would, where it went one by one before (a second
+-- parse, a subtransaction and an UPDATE each): 2.5% of the bench's backlog
+-- took 6% of apply_pending's time. The outcome is the same word for word.
 
 -- sync.settled_delivery: a processed delivery's outcome, before it is written to its inbox row.
 create type sync.settled_delivery as (
@@ -259,6 +264,7 @@ declare
     v_all_fields constant text[] := array['name', 'description', 'cost', 'forbidden'];
     v_merge sync.prepared_delivery[];
     v_settle sync.prepared_delivery[];
+    v_unknown sync.prepared_delivery[] := '{}';
 begin
     -- Route each delivery: merged set-wise when its fragrance exists; one by
     -- one (sync._apply, as before) when it does not, since it may create it,
@@ -275,6 +281,28 @@ begin
     into v_merge, one_by_one, v_settle
     from unnest(p_rows) as d
     left join unnest(p_locked) as l (fragrance_id) on l.fragrance_id = d.fragrance_id;
+
+    -- Of those, a delta that lacks a field cannot create its fragrance. When no
+    -- delta of the batch for it carries all four fields and it still does not
+    -- exist, sync._merge would reject it: so is it here, without a trip
+    -- through the per-delivery path. This statement takes a fresh snapshot,
+    -- as sync._merge's lock would, so a fragrance committed meanwhile is
+    -- seen and its deltas stay one by one.
+    if cardinality(one_by_one) > 0 then
+        v_unknown := array(
+            select d from unnest(p_rows) as d
+            where d.inbox_id = any (one_by_one)
+                and not d.payload ?& v_all_fields
+                and not exists (select from unnest(p_rows) as c
+                                where c.fragrance_id = d.fragrance_id and c.valid and c.payload ?& v_all_fields)
+                and not exists (select from public.fragrances as f where f.fragrance_id = d.fragrance_id)
+            order by d.inbox_id);
+        if cardinality(v_unknown) > 0 then
+            one_by_one := array(
+                select i from unnest(one_by_one) as i
+                where i <> all (array(select u.inbox_id from unnest(v_unknown) as u)));
+        end if;
+    end if;
 
     settled := '{}';
     if cardinality(v_merge) > 0 then
@@ -298,10 +326,21 @@ begin
                 '{}'::text[], '{}'::text[])::sync.settled_delivery
             from unnest(v_settle) as d);
     end if;
+    if cardinality(v_unknown) > 0 then
+        -- Word for word the reason sync._merge (0004) gives; the equivalence tests hold them together.
+        settled := settled || array(
+            select row(d.inbox_id, d.payload, d.fragrance_id, 'rejected',
+                d.reasons || jsonb_build_array(sync.reason('fragrance_id.unknown', 'fragrance_id',
+                    format('fragrance %s does not exist; a change creates one only when it carries all four fields (missing: %s)',
+                        d.fragrance_id,
+                        array_to_string(array(select f from unnest(v_all_fields) as f where not d.payload ? f), ', ')))),
+                '{}'::text[], '{}'::text[])::sync.settled_delivery
+            from unnest(v_unknown) as d);
+    end if;
 end;
 $$;
 comment on function sync._settle_many(sync.prepared_delivery[], integer[]) is
-    'Processes prepared deliveries as if one by one in receipt order, without touching sync.inbox, once the caller holds their fragrances'' locks (sync._lock_fragrances, whose result p_locked is): merges the deltas for existing fragrances set-wise (sync._merge_many) and settles refused and empty ones; returns their outcomes (settled) and the inbox ids left for sync._process_claimed_rowwise (one_by_one): deliveries whose fragrance did not exist when locked, or every one when the set-wise merge failed.';
+    'Processes prepared deliveries as if one by one in receipt order, without touching sync.inbox, once the caller holds their fragrances'' locks (sync._lock_fragrances, whose result p_locked is): merges the deltas for existing fragrances set-wise (sync._merge_many), settles refused and empty ones, and rejects partial deltas for fragrances that do not exist and that no delta of the batch can create; returns their outcomes (settled) and the inbox ids left for sync._process_claimed_rowwise (one_by_one): other deliveries whose fragrance did not exist when locked, or every one when the set-wise merge failed.';
 
 -- sync._process_claimed
 -- As in 0016, with the locks, routing and merge in sync._lock_fragrances and
