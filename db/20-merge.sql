@@ -1,0 +1,335 @@
+-- The merge: valid deltas into public.fragrances, per field, in receipt order.
+--
+-- One implementation serves every entry point: the hook's batches, a lone
+-- sync.receive, apply_pending, retry, revert, repair and the spool's drain all
+-- come through sync_private.settle(), and a batch of one is a batch. The
+-- caller has judged the deliveries (db/10-rules.sql) and locked their
+-- fragrances (sync_private.lock_fragrances) before their inbox ids were
+-- drawn; settle() decides and writes, and returns each delivery's outcome for
+-- the caller to store on its inbox row (db/30-inbox.sql).
+--
+-- Ordering: sync.field_version keeps, per fragrance, the inbox id that last
+-- wrote each field. A delivery writes a field only when it is newer, so
+-- retries, re-deliveries and concurrent deliveries all end at the last
+-- received value.
+
+-- sync_private.outcome: what processing one delivery decided.
+create type sync_private.outcome as (
+    inbox_id bigint,
+    payload jsonb,
+    fragrance_id integer,
+    status text,
+    reasons jsonb,
+    applied_fields text[],
+    stale_fields text[]
+);
+comment on type sync_private.outcome is
+    'The outcome of processing one delivery, before it is written on its inbox row: status (applied, ignored, rejected, pending), reasons, the fields it wrote and the fields it carried but left because a later delivery had set them.';
+
+-- sync_private.fields
+-- The fields of public.fragrances a delta may change: every column but the key.
+create function sync_private.fields() returns text[]
+    language sql
+    stable
+    parallel safe
+as $$
+    -- Read from the table itself, so the merge names no field: a column the
+    -- smart library adds is merged like the others once a rule knows it.
+    select array_agg(a.attname::text order by a.attnum)
+    from pg_catalog.pg_attribute as a
+    where a.attrelid = 'public.fragrances'::pg_catalog.regclass
+      and a.attnum > 0 and not a.attisdropped and a.attname <> 'fragrance_id';
+$$;
+comment on function sync_private.fields() is
+    'The columns of public.fragrances a delta may change (all but fragrance_id), in table order.';
+
+-- sync_private.merge_objects
+-- jsonb || over many rows: the state of a fragrance after a run of deltas.
+create aggregate sync_private.merge_objects(jsonb) (
+    sfunc = pg_catalog.jsonb_concat,
+    stype = jsonb,
+    initcond = '{}'
+);
+comment on aggregate sync_private.merge_objects(jsonb) is
+    'Concatenates jsonb objects in order, later keys winning (the || operator as an aggregate); over a window it gives a fragrance''s fields after each delivery.';
+
+-- sync_private.lock_fragrances
+-- Locks the existing fragrances of a batch's valid deliveries, in id order.
+create function sync_private.lock_fragrances(p_rows sync_private.judged[]) returns integer[]
+    language sql
+    -- Plans: see sync_private.judge.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+    -- In id order, so concurrent batches wait for each other but never deadlock.
+    select array(
+        select f.fragrance_id from public.fragrances as f
+        where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
+        order by f.fragrance_id
+        for update);
+$$;
+comment on function sync_private.lock_fragrances(sync_private.judged[]) is
+    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, in fragrance id order, and returns the ids of those that exist. Callers lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for.';
+
+-- sync_private.unknown_fragrance
+-- The reason given to a partial delta for a fragrance that does not exist.
+create function sync_private.unknown_fragrance(p_delivery sync_private.judged) returns jsonb
+    language sql
+    stable
+as $$
+    select sync_private.reason('fragrance_id.unknown', 'fragrance_id',
+        format('fragrance %s does not exist; a change creates one only when it carries all %s fields (missing: %s)',
+            p_delivery.fragrance_id, cardinality(sync_private.fields()),
+            array_to_string(array(select f from unnest(sync_private.fields()) as f
+                                  where not p_delivery.payload ? f), ', ')));
+$$;
+comment on function sync_private.unknown_fragrance(sync_private.judged) is
+    'The fragrance_id.unknown reason for a delta whose fragrance does not exist and that does not carry every field to create it.';
+
+-- sync_private.write
+-- Creates and updates the fragrances of valid, non-empty deltas, with their history and field clock.
+create function sync_private.write(p_rows sync_private.judged[], p_locked integer[])
+    returns sync_private.outcome[]
+    language plpgsql
+    -- Plans: see sync_private.judge.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_fields constant text[] := sync_private.fields();
+    v_missing integer[];
+    v_created integer[];
+    v_found integer[];
+    v_outcomes sync_private.outcome[] := '{}';
+    v_update sync_private.judged[];
+begin
+    -- The history of what this function writes is written here, delivery by
+    -- delivery; the statement triggers on public.fragrances skip the
+    -- statements of a transaction marked in this table, which no caller can
+    -- write (a setting could be forged by any session).
+    insert into sync_private.merging (xid) values (pg_current_xact_id()) on conflict do nothing;
+
+    -- A fragrance that did not exist when locked is created by the first
+    -- delta that carries every field; deltas received before that one are
+    -- refused as they would have been one by one.
+    v_missing := array(select distinct d.fragrance_id from unnest(p_rows) as d
+                       where d.fragrance_id <> all (p_locked) order by 1);
+    if cardinality(v_missing) > 0 then
+        with creator as (
+            select distinct on (d.fragrance_id) d.*
+            from unnest(p_rows) as d
+            where d.fragrance_id = any (v_missing) and d.payload ?& v_fields
+            order by d.fragrance_id, d.inbox_id
+        ),
+        created as (
+            insert into public.fragrances
+            select r.*
+            from creator as c
+            cross join lateral jsonb_populate_record(null::public.fragrances, c.payload) as r
+            order by c.fragrance_id
+            on conflict (fragrance_id) do nothing
+            returning *
+        ),
+        history as (
+            insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values, inbox_id)
+            select n.fragrance_id, 'insert', null, to_jsonb(n), c.inbox_id
+            from created as n
+            join creator as c using (fragrance_id)
+            order by c.inbox_id
+        ),
+        clock as (
+            insert into sync.field_version as fv (fragrance_id, versions)
+            select c.fragrance_id, (select jsonb_object_agg(f, c.inbox_id) from unnest(v_fields) as f)
+            from created as n
+            join creator as c using (fragrance_id)
+            on conflict (fragrance_id) do update set versions = excluded.versions
+        )
+        select array_agg(n.fragrance_id) into v_created from created as n;
+        v_created := coalesce(v_created, '{}');
+
+        -- Not created here: another transaction may have created it since the
+        -- lock; this statement's fresh snapshot sees that, so lock and merge.
+        v_found := array(
+            select f.fragrance_id from public.fragrances as f
+            where f.fragrance_id = any (v_missing) and f.fragrance_id <> all (v_created)
+            order by f.fragrance_id
+            for update);
+
+        v_outcomes := array(
+            select case
+                when d.fragrance_id = any (v_created)
+                     and d.inbox_id = (select min(c.inbox_id) from unnest(p_rows) as c
+                                       where c.fragrance_id = d.fragrance_id and c.payload ?& v_fields)
+                    then row(d.inbox_id, d.payload, d.fragrance_id, 'applied', d.reasons,
+                             v_fields, '{}'::text[])::sync_private.outcome
+                else row(d.inbox_id, d.payload, d.fragrance_id, 'rejected',
+                         d.reasons || jsonb_build_array(sync_private.unknown_fragrance(d)),
+                         '{}'::text[], '{}'::text[])::sync_private.outcome
+            end
+            from unnest(p_rows) as d
+            where d.fragrance_id = any (v_missing) and d.fragrance_id <> all (v_found)
+              and not (d.fragrance_id = any (v_created)
+                       and d.inbox_id > (select min(c.inbox_id) from unnest(p_rows) as c
+                                         where c.fragrance_id = d.fragrance_id and c.payload ?& v_fields)));
+        v_update := array(
+            select d from unnest(p_rows) as d
+            where d.inbox_id <> all (array(select o.inbox_id from unnest(v_outcomes) as o))
+            order by d.inbox_id);
+    else
+        v_update := p_rows;
+    end if;
+
+    if cardinality(v_update) > 0 then
+        with delivery as (
+            -- What each delta would write: its known fields (unknown ones were
+            -- warned about) that are newer than their last writer before the
+            -- batch. Ids ascend within the batch, so a later delivery wins too.
+            select d.inbox_id, d.fragrance_id, d.payload, d.reasons, w.writes, w.stale_fields,
+                to_jsonb(f) - 'fragrance_id' as current
+            from unnest(v_update) as d
+            join public.fragrances as f on f.fragrance_id = d.fragrance_id
+            left join sync.field_version as v on v.fragrance_id = d.fragrance_id
+            cross join lateral (
+                select coalesce(jsonb_object_agg(e.key, e.value) filter (where not e.stale), '{}') as writes,
+                       coalesce(array_agg(e.key order by array_position(v_fields, e.key))
+                                filter (where e.stale), '{}') as stale_fields
+                from (select e.key, e.value,
+                             coalesce((v.versions ->> e.key)::bigint, 0) >= d.inbox_id as stale
+                      from jsonb_each(d.payload) as e
+                      where e.key = any (v_fields)) as e
+            ) as w
+        ),
+        step as (
+            -- The fragrance before each delivery, and whether it is the batch's last for it.
+            select d.*,
+                d.current || sync_private.merge_objects(d.writes) over (fragrance_order
+                    rows between unbounded preceding and 1 preceding) as before,
+                d.inbox_id = max(d.inbox_id) over (partition by d.fragrance_id) as is_last
+            from delivery as d
+            window fragrance_order as (partition by d.fragrance_id order by d.inbox_id)
+        ),
+        change as (
+            select s.*, s.before || s.writes as after, h.old_values, h.new_values
+            from step as s
+            cross join lateral (
+                select jsonb_object_agg(e.key, s.before -> e.key) as old_values,
+                       jsonb_object_agg(e.key, e.value) as new_values
+                from jsonb_each(s.writes) as e
+                where e.value is distinct from s.before -> e.key
+            ) as h
+        ),
+        history as (
+            insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values, inbox_id)
+            select c.fragrance_id, 'update', c.old_values, c.new_values, c.inbox_id
+            from change as c
+            where c.new_values is not null
+            order by c.inbox_id
+        ),
+        fragrance as (
+            -- The one statement that names the columns: each takes its value from the
+            -- merged state, typed by the table itself.
+            update public.fragrances as f
+            set (fragrance_id, name, description, cost, forbidden) =
+                (select * from jsonb_populate_record(f, c.after))
+            from change as c
+            where c.is_last and f.fragrance_id = c.fragrance_id and c.after <> c.current
+        ),
+        clock as (
+            insert into sync.field_version as fv (fragrance_id, versions)
+            select s.fragrance_id, jsonb_object_agg(s.field, s.inbox_id)
+            from (select c.fragrance_id, k.field, max(c.inbox_id) as inbox_id
+                  from change as c
+                  cross join lateral jsonb_object_keys(c.writes) as k (field)
+                  group by c.fragrance_id, k.field) as s
+            group by s.fragrance_id
+            -- A field is written only by a delivery newer than its last writer, so
+            -- the batch's ids are the newer ones: concatenation keeps the greatest.
+            on conflict (fragrance_id) do update set versions = fv.versions || excluded.versions
+        )
+        -- The history, fragrance and clock statements run whether or not this reads them.
+        select v_outcomes || coalesce(array_agg(row(c.inbox_id, c.payload, c.fragrance_id,
+                case when c.writes <> '{}' then 'applied' else 'ignored' end,
+                c.reasons || case when cardinality(c.stale_fields) > 0
+                    then jsonb_build_array(sync_private.reason('delta.stale', null,
+                        format('%s already set by a later delivery, so left as it is',
+                               array_to_string(c.stale_fields, ', ')), 'info'))
+                    else '[]' end,
+                array(select k from jsonb_object_keys(c.writes) as k order by array_position(v_fields, k)),
+                c.stale_fields)::sync_private.outcome), '{}')
+        into v_outcomes
+        from change as c;
+    end if;
+
+    delete from sync_private.merging where xid = pg_current_xact_id();
+    return v_outcomes;
+end;
+$$;
+comment on function sync_private.write(sync_private.judged[], integer[]) is
+    'Writes valid, non-empty deltas whose fragrances the caller has locked (p_locked: those that existed), as one by one in receipt order: creates a missing fragrance from its first complete delta, refuses partial deltas for missing ones (fragrance_id.unknown), merges the rest per field (last writer wins), records one history row per delivery that changed something and moves sync.field_version. Returns each delivery''s outcome. A failure undoes all of it (the caller isolates the culprit).';
+
+-- sync_private.settle
+-- Decides every delivery of a judged, locked batch; a failing delivery never fails the others.
+create function sync_private.settle(p_rows sync_private.judged[], p_locked integer[])
+    returns sync_private.outcome[]
+    language plpgsql
+    -- Plans: see sync_private.judge.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_write sync_private.judged[];
+    v_half integer;
+    v_outcomes sync_private.outcome[];
+    v_state text;
+    v_message text;
+begin
+    -- Refused and empty deltas are decided without a write.
+    v_outcomes := array(
+        select row(d.inbox_id, d.payload, d.fragrance_id,
+            case when d.valid then 'ignored' else 'rejected' end,
+            d.reasons || case when d.valid
+                then jsonb_build_array(sync_private.reason('delta.empty', null, 'the change carries no field to apply', 'info'))
+                else '[]' end,
+            '{}'::text[], '{}'::text[])::sync_private.outcome
+        from unnest(p_rows) as d
+        where not (d.valid and d.payload ?| sync_private.fields()));
+    v_write := array(
+        select d from unnest(p_rows) as d
+        where d.valid and d.payload ?| sync_private.fields()
+        order by d.inbox_id);
+    if cardinality(v_write) = 0 then
+        return v_outcomes;
+    end if;
+
+    -- The write is a subtransaction: it is whole or not at all. When it fails,
+    -- the batch is split in two halves taken in receipt order, until the
+    -- delivery that fails is alone; only it is refused, with the reason.
+    begin
+        return v_outcomes || sync_private.write(v_write, p_locked);
+    exception when others then
+        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+    end;
+    if cardinality(v_write) > 1 then
+        v_half := cardinality(v_write) / 2;
+        v_outcomes := v_outcomes || sync_private.settle(v_write[1:v_half], p_locked);
+        return v_outcomes || sync_private.settle(v_write[v_half + 1:], p_locked);
+    end if;
+    if v_state in ('40001', '40P01', '55P03') then
+        return v_outcomes || row(v_write[1].inbox_id, v_write[1].payload, v_write[1].fragrance_id, 'pending',
+            v_write[1].reasons || jsonb_build_array(sync_private.reason('internal.retryable', null,
+                format('merge hit a transient conflict (SQLSTATE %s: %s); sync.apply_pending() will take it again',
+                    v_state, v_message), 'warning')),
+            '{}'::text[], '{}'::text[])::sync_private.outcome;
+    end if;
+    return v_outcomes || row(v_write[1].inbox_id, v_write[1].payload, v_write[1].fragrance_id, 'rejected',
+        v_write[1].reasons || jsonb_build_array(sync_private.reason('internal.error', null,
+            format('merge failed (SQLSTATE %s: %s); fix the cause, then SELECT * FROM sync.retry(%s);',
+                v_state, v_message, v_write[1].inbox_id))),
+        '{}'::text[], '{}'::text[])::sync_private.outcome;
+end;
+$$;
+comment on function sync_private.settle(sync_private.judged[], integer[]) is
+    'Decides a judged batch whose fragrances the caller has locked (p_locked: the result of sync_private.lock_fragrances): refused deltas are rejected, empty ones ignored, the rest written by sync_private.write(); when the write fails the batch is halved, in receipt order, until only the failing delivery is refused (internal.error) or left pending (internal.retryable). Returns every delivery''s outcome; touches no inbox row.';

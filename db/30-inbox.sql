@@ -1,0 +1,324 @@
+-- The inbox: every delivery stored as received, in receipt order, with its outcome.
+--
+-- sync.receive_many is the hook's entry point (a batch per commit), sync.receive
+-- a lone delivery, sync.receive_spooled a delivery the hook kept on disk while
+-- the database was down. All three, and the revert and the repair, store
+-- through sync_private.store(): judge the bodies, lock their fragrances, draw
+-- the inbox ids, settle (db/20-merge.sql), and insert each row once with its
+-- outcome. apply_pending and the retries process rows already stored through
+-- sync_private.process_claimed(), the same steps with an UPDATE at the end.
+
+-- sync.receipt: what the hook answers for one delivery.
+create type sync.receipt as (
+    inbox_id bigint,
+    status text,
+    reasons jsonb
+);
+comment on type sync.receipt is
+    'Outcome of storing (and, with sync.settings.apply_on_receipt, processing) one delivery: its inbox id, status (applied, ignored, rejected, pending) and reasons.';
+
+-- sync.batch_result: what a batch call (apply_pending, retry_all) did.
+create type sync.batch_result as (
+    processed integer,
+    applied integer,
+    ignored integer,
+    rejected integer,
+    pending integer,
+    first_inbox_id bigint,
+    last_inbox_id bigint
+);
+comment on type sync.batch_result is
+    'Counts of a batch run by outcome, and the first and last inbox ids it processed.';
+
+-- sync_private.protect_receipt
+-- Trigger: refuses any change to what was received.
+create function sync_private.protect_receipt() returns trigger
+    language plpgsql
+as $$
+begin
+    -- Its trigger's WHEN clause makes the same test, so this runs only to refuse.
+    raise exception 'inbox row % is a record of what was received and cannot be changed', old.id
+        using errcode = 'FS010',
+              hint = 'Change its processing with sync.retry() or sync.discard() instead.';
+end;
+$$;
+comment on function sync_private.protect_receipt() is
+    'Trigger function of sync.inbox''s _100_protect_receipt: raises FS010, since the received part of a delivery (id, received_at, body, request metadata, origin, key) never changes.';
+
+create trigger _100_protect_receipt
+    before update on sync.inbox
+    for each row
+    when (new.id is distinct from old.id
+        or new.received_at is distinct from old.received_at
+        or new.body is distinct from old.body
+        or new.content_type is distinct from old.content_type
+        or new.client_addr is distinct from old.client_addr
+        or new.client_addr_raw is distinct from old.client_addr_raw
+        or new.user_agent is distinct from old.user_agent
+        or new.spool_key is distinct from old.spool_key
+        or new.origin is distinct from old.origin)
+    execute function sync_private.protect_receipt();
+comment on trigger _100_protect_receipt on sync.inbox is
+    'Keeps the received part of an inbox row immutable (FS010): id, received_at, body, content_type, client_addr(_raw), user_agent, spool_key, origin. Processing changes status and reasons only.';
+
+-- sync_private.addresses
+-- Client addresses as inet where PostgreSQL can read them; the others kept as text.
+create function sync_private.addresses(p_addresses text[], out addresses inet[], out raw text[])
+    language plpgsql
+    immutable
+as $$
+begin
+    -- Python and PostgreSQL disagree on some addresses (fe80::1%eth0): a
+    -- delivery is never refused for its metadata. One cast for the batch; one
+    -- per address only when it fails.
+    begin
+        addresses := p_addresses::inet[];
+        raw := array_fill(null::text, array[coalesce(cardinality(p_addresses), 0)]);
+        return;
+    exception when others then
+        null;
+    end;
+    addresses := '{}';
+    raw := '{}';
+    for i in 1 .. coalesce(cardinality(p_addresses), 0) loop
+        begin
+            addresses := addresses || p_addresses[i]::inet;
+            raw := raw || null::text;
+        exception when others then
+            addresses := addresses || null::inet;
+            raw := raw || p_addresses[i];
+        end;
+    end loop;
+end;
+$$;
+comment on function sync_private.addresses(text[]) is
+    'Splits client addresses into those PostgreSQL reads as inet (addresses) and the text of the others (raw), position by position, so an address the database cannot parse is kept as it came instead of refusing the delivery.';
+
+-- sync_private.store
+-- Stores a batch of deliveries in input order, each row once, processed when asked; receipts in input order.
+create function sync_private.store(
+    p_bodies bytea[],
+    p_content_types text[],
+    p_client_addrs text[],
+    p_user_agents text[],
+    p_keys uuid[],
+    p_received_ats timestamptz[],
+    p_origin text,
+    p_process boolean
+) returns setof sync.receipt
+    language plpgsql
+    -- Plans: see sync_private.judge.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_count constant integer := coalesce(cardinality(p_bodies), 0);
+    v_new integer[];
+    v_rows sync_private.judged[];
+    v_locked integer[];
+    v_ids bigint[];
+    v_received_at timestamptz;
+    v_outcomes sync_private.outcome[] := '{}';
+    v_addresses inet[];
+    v_raw text[];
+begin
+    if coalesce(cardinality(p_content_types), 0) <> v_count
+        or coalesce(cardinality(p_client_addrs), 0) <> v_count
+        or coalesce(cardinality(p_user_agents), 0) <> v_count
+        or coalesce(cardinality(p_keys), 0) <> v_count
+        or (p_received_ats is not null and cardinality(p_received_ats) <> v_count)
+    then
+        raise exception 'a batch needs arrays of one length, got % bodies, % content types, % addresses, % user agents, % keys and % receipt times',
+            v_count, cardinality(p_content_types), cardinality(p_client_addrs), cardinality(p_user_agents),
+            cardinality(p_keys), coalesce(cardinality(p_received_ats)::text, 'no')
+            using errcode = 'FS021',
+                  hint = 'Pass one element per delivery in every array (null where a value is unknown).';
+    end if;
+    if v_count = 0 then
+        return;
+    end if;
+
+    -- Processing: judge the bodies (numbered by position for now) and lock
+    -- their fragrances first. The locks come before the ids: a batch that
+    -- waited for a fragrance is ordered after the batch that held it, as one
+    -- by one. Two batches of one fragrance are so serialised, which also
+    -- makes the key check below see a delivery a concurrent drain stored.
+    if p_process then
+        v_rows := sync_private.judge(array(select n from generate_series(1, v_count) as n), p_bodies);
+        v_locked := sync_private.lock_fragrances(v_rows);
+    end if;
+
+    -- A key already stored (a spooled delivery whose first commit's reply was
+    -- lost, or a drain replayed after a crash), or seen earlier in the batch,
+    -- is not stored again: its receipt is the stored one.
+    v_new := array(
+        select k.n from unnest(p_keys) with ordinality as k (key, n)
+        where k.key is null
+           or (not exists (select from sync.inbox as i where i.spool_key = k.key)
+               and k.n = (select min(o.n) from unnest(p_keys) with ordinality as o (key, n) where o.key = k.key))
+        order by k.n);
+
+    -- Receipt order is input order: ids ascending, drawn once the locks are
+    -- held. received_at: when the batch took its place in receipt order (one
+    -- moment for the batch; sync.inbox_position breaks ties by id), or the
+    -- moment the hook first received a spooled delivery.
+    v_received_at := clock_timestamp();
+    v_ids := array(select nextval('sync.inbox_id_seq') from unnest(v_new) order by 1);
+
+    if p_process and cardinality(v_new) > 0 then
+        v_outcomes := sync_private.settle(
+            array(select row(v_ids[x.i], d.payload, d.fragrance_id, d.reasons, d.valid)::sync_private.judged
+                  from unnest(v_new) with ordinality as x (n, i)
+                  join unnest(v_rows) as d on d.inbox_id = x.n
+                  order by x.i),
+            v_locked);
+    end if;
+
+    select a.addresses, a.raw into v_addresses, v_raw from sync_private.addresses(p_client_addrs) as a;
+    insert into sync.inbox (id, received_at, body, content_type, client_addr, client_addr_raw, user_agent,
+                            spool_key, origin, payload, fragrance_id, status, reasons, applied_fields,
+                            stale_fields, attempts, processed_at)
+    overriding system value
+    select v_ids[x.i], coalesce(p_received_ats[x.n], v_received_at), p_bodies[x.n], p_content_types[x.n],
+        v_addresses[x.n], v_raw[x.n], p_user_agents[x.n], p_keys[x.n], p_origin,
+        o.payload, o.fragrance_id, coalesce(o.status, 'pending'), coalesce(o.reasons, '[]'),
+        coalesce(o.applied_fields, '{}'), coalesce(o.stale_fields, '{}'),
+        case when o.inbox_id is null then 0 else 1 end,
+        case when o.inbox_id is not null then clock_timestamp() end
+    from unnest(v_new) with ordinality as x (n, i)
+    left join unnest(v_outcomes) as o on o.inbox_id = v_ids[x.i]
+    order by x.i;
+
+    return query
+    select i.id, i.status, i.reasons
+    from unnest(p_keys) with ordinality as k (key, n)
+    left join unnest(v_new) with ordinality as x (n, i) on x.n = k.n
+    join sync.inbox as i on i.id = coalesce(v_ids[x.i], (select s.id from sync.inbox as s where s.spool_key = k.key))
+    order by k.n;
+end;
+$$;
+comment on function sync_private.store(bytea[], text[], text[], text[], uuid[], timestamptz[], text, boolean) is
+    'Stores deliveries in input order (which is receipt order), each inbox row inserted once: with p_process, judged, locked and settled first so the row holds its outcome; else pending. A key already stored returns the stored receipt. p_origin says who made them (webhook, revert, repair); p_received_ats keeps the moments the hook received spooled ones. The one storing path of every entry point.';
+
+-- sync_private.process_claimed
+-- Processes inbox rows the caller has locked, in receipt order, and records each outcome.
+create function sync_private.process_claimed(p_ids bigint[]) returns sync.batch_result
+    language plpgsql
+    -- Plans: see sync_private.judge.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_ids bigint[];
+    v_bodies bytea[];
+    v_rows sync_private.judged[];
+    v_outcomes sync_private.outcome[];
+    v_result sync.batch_result := row(0, 0, 0, 0, 0, null, null);
+begin
+    select array_agg(i.id order by i.id), array_agg(i.body order by i.id)
+    into v_ids, v_bodies
+    from sync.inbox as i
+    where i.id = any (p_ids);
+    if v_ids is null then
+        return v_result;
+    end if;
+    v_rows := sync_private.judge(v_ids, v_bodies);
+    v_outcomes := sync_private.settle(v_rows, sync_private.lock_fragrances(v_rows));
+
+    update sync.inbox as i
+    set payload = o.payload,
+        fragrance_id = o.fragrance_id,
+        status = o.status,
+        reasons = o.reasons,
+        applied_fields = o.applied_fields,
+        stale_fields = o.stale_fields,
+        attempts = i.attempts + 1,
+        processed_at = clock_timestamp()
+    from unnest(v_outcomes) as o
+    where i.id = o.inbox_id;
+
+    select count(*), count(*) filter (where o.status = 'applied'), count(*) filter (where o.status = 'ignored'),
+        count(*) filter (where o.status = 'rejected'), count(*) filter (where o.status = 'pending'),
+        v_ids[1], v_ids[cardinality(v_ids)]
+    into v_result
+    from unnest(v_outcomes) as o;
+    return v_result;
+end;
+$$;
+comment on function sync_private.process_claimed(bigint[]) is
+    'Processes the given inbox rows (the caller has locked them) in receipt order, as sync_private.store does on receipt, and writes each outcome on its row; returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
+
+-- sync.receive
+-- Stores one delivery exactly as received and returns its receipt.
+create function sync.receive(
+    p_body bytea,
+    p_content_type text default null,
+    p_client_addr text default null,
+    p_user_agent text default null
+) returns sync.receipt
+    language sql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    select r.inbox_id, r.status, r.reasons
+    from sync_private.store(array[p_body], array[p_content_type], array[p_client_addr], array[p_user_agent],
+                            array[null::uuid], null, 'webhook',
+                            (select s.apply_on_receipt from sync.settings as s)) as r;
+$$;
+comment on function sync.receive(bytea, text, text, text) is
+    'Stores one webhook delivery in sync.inbox (processing it at once when sync.settings.apply_on_receipt) and returns (inbox_id, status, reasons): a batch of one through sync.receive_many''s path. A client address PostgreSQL cannot read is kept as text. Usage: SELECT * FROM sync.receive(''{"fragrance_id": 7, "cost": 12}'');';
+
+-- sync.receive_many
+-- Stores a batch of deliveries with the keys the hook gave them, in input order, one commit for all.
+create function sync.receive_many(
+    p_bodies bytea[],
+    p_content_types text[],
+    p_client_addrs text[],
+    p_user_agents text[],
+    p_keys uuid[],
+    p_received_ats timestamptz[] default null
+) returns setof sync.receipt
+    language sql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    select r.inbox_id, r.status, r.reasons
+    from sync_private.store(p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys, p_received_ats,
+                            'webhook', (select s.apply_on_receipt from sync.settings as s)) as r;
+$$;
+comment on function sync.receive_many(bytea[], text[], text[], text[], uuid[], timestamptz[]) is
+    'The hook''s entry point: stores a batch of deliveries with the keys the hook gave them, in one transaction and in input order (receipt order), each row processed on receipt when sync.settings.apply_on_receipt; returns one receipt per delivery, in input order. A key already stored is not stored again (its receipt comes back). p_received_ats: when the hook received spooled deliveries (null: now).';
+
+-- sync.receive_spooled
+-- Stores one delivery the hook spooled while the database was down, with its original receipt time.
+create function sync.receive_spooled(
+    p_key uuid,
+    p_received_at timestamptz,
+    p_body bytea,
+    p_content_type text default null,
+    p_client_addr text default null,
+    p_user_agent text default null
+) returns sync.receipt
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_receipt sync.receipt;
+begin
+    if p_key is null or p_received_at is null then
+        raise exception 'a spooled delivery needs its key and its receipt time'
+            using errcode = 'FS020',
+                  hint = 'Pass the key and received_at the hook wrote in its spool.';
+    end if;
+    select r.inbox_id, r.status, r.reasons into v_receipt
+    from sync_private.store(array[p_body], array[p_content_type], array[p_client_addr], array[p_user_agent],
+                            array[p_key], array[p_received_at], 'webhook',
+                            (select s.apply_on_receipt from sync.settings as s)) as r;
+    return v_receipt;
+end;
+$$;
+comment on function sync.receive_spooled(uuid, timestamptz, bytea, text, text, text) is
+    'Stores a delivery the hook spooled while the database was down, keeping its original received_at; a key already stored returns the stored receipt, so a drain can be replayed safely.';

@@ -1,0 +1,271 @@
+-- History: every change to public.fragrances, who made it, and how to undo it.
+--
+-- The merge (db/20-merge.sql) writes one history row per delivery itself. Any
+-- other write (a DBA's hand edit, another application) is recorded by the
+-- statement triggers below, in the same transaction, for every row it
+-- changed; they skip only the merge's own statements, which it marks in
+-- sync_private.merging, a table no caller can write. So no session can switch
+-- the audit off.
+
+-- sync_private.record_change
+-- Trigger: records a statement's changes to public.fragrances that the merge did not make.
+create function sync_private.record_change() returns trigger
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_position bigint;
+begin
+    if exists (select from sync_private.merging as m where m.xid = pg_current_xact_id()) then
+        return null;
+    end if;
+
+    if tg_op = 'INSERT' then
+        -- A row inserted by hand is a baseline: no delivery is older than it
+        -- on purpose, so a quarantined change can still be retried onto it.
+        insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
+        select n.fragrance_id, 'insert', null, to_jsonb(n)
+        from new_rows as n
+        order by n.fragrance_id;
+    elsif tg_op = 'DELETE' then
+        insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
+        select o.fragrance_id, 'delete', to_jsonb(o), null
+        from old_rows as o
+        order by o.fragrance_id;
+        delete from sync.field_version as v
+        using old_rows as o
+        where v.fragrance_id = o.fragrance_id;
+    else
+        -- A hand edit counts as received now: deliveries already in the inbox
+        -- are older and must not undo it, later ones may.
+        v_position := coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0);
+        with change as (
+            select n.fragrance_id, c.old_values, c.new_values
+            from new_rows as n
+            join old_rows as o on o.fragrance_id = n.fragrance_id
+            cross join lateral (
+                select jsonb_object_agg(e.key, to_jsonb(o) -> e.key) as old_values,
+                       jsonb_object_agg(e.key, e.value) as new_values
+                from jsonb_each(to_jsonb(n)) as e
+                where e.value is distinct from to_jsonb(o) -> e.key
+            ) as c
+            where c.new_values is not null
+        ),
+        history as (
+            insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
+            select c.fragrance_id, 'update', c.old_values, c.new_values
+            from change as c
+            order by c.fragrance_id
+        )
+        insert into sync.field_version as fv (fragrance_id, versions)
+        select c.fragrance_id, (select jsonb_object_agg(k, v_position) from jsonb_object_keys(c.new_values) as k)
+        from change as c
+        on conflict (fragrance_id) do update set versions = fv.versions || excluded.versions;
+
+        -- An update of fragrance_id itself cannot be paired across the
+        -- statement's old and new rows: it is recorded as the old row going
+        -- and the new one coming, so nothing goes unrecorded.
+        insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
+        select x.fragrance_id, x.operation, x.old_values, x.new_values
+        from (select o.fragrance_id, 'delete' as operation, to_jsonb(o) as old_values, null::jsonb as new_values
+              from old_rows as o
+              where not exists (select from new_rows as n where n.fragrance_id = o.fragrance_id)
+              union all
+              select n.fragrance_id, 'insert', null, to_jsonb(n)
+              from new_rows as n
+              where not exists (select from old_rows as o where o.fragrance_id = n.fragrance_id)) as x
+        order by x.operation, x.fragrance_id;
+        delete from sync.field_version as v
+        using old_rows as o
+        where v.fragrance_id = o.fragrance_id
+          and not exists (select from new_rows as n where n.fragrance_id = o.fragrance_id);
+    end if;
+    return null;
+end;
+$$;
+comment on function sync_private.record_change() is
+    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): records every row the statement changed in sync.fragrance_history, attributed to the database user; a hand UPDATE also moves sync.field_version to the current inbox position so older deliveries cannot undo it, a DELETE forgets the fragrance''s clock. Skips only the statements of sync_private.write, which records its own history per delivery.';
+
+create trigger _900_record_insert
+    after insert on public.fragrances
+    referencing new table as new_rows
+    for each statement execute function sync_private.record_change();
+comment on trigger _900_record_insert on public.fragrances is
+    'Fragrance sync: records rows inserted other than by a delivery in sync.fragrance_history.';
+create trigger _900_record_update
+    after update on public.fragrances
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function sync_private.record_change();
+comment on trigger _900_record_update on public.fragrances is
+    'Fragrance sync: records rows changed other than by a delivery in sync.fragrance_history, and moves the field clock (a hand edit counts as received now).';
+create trigger _900_record_delete
+    after delete on public.fragrances
+    referencing old table as old_rows
+    for each statement execute function sync_private.record_change();
+comment on trigger _900_record_delete on public.fragrances is
+    'Fragrance sync: records deleted rows in sync.fragrance_history and forgets their field clock.';
+
+-- sync.revert_result: what sync.revert() did.
+create type sync.revert_result as (
+    reverted_inbox_id bigint,
+    inbox_id bigint,
+    status text,
+    restored jsonb,
+    left_alone jsonb,
+    message text
+);
+comment on type sync.revert_result is
+    'Outcome of sync.revert(): the delivery undone, the revert''s own delivery (inbox_id, its status), the fields restored with their values, the fields left alone with why, and a sentence.';
+
+-- sync.revert
+-- Undoes one applied delivery by sending its fields' previous values through the inbox as a new change.
+create function sync.revert(p_inbox_id bigint) returns sync.revert_result
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_delivery sync.inbox;
+    v_history sync.fragrance_history;
+    v_version jsonb;
+    v_current jsonb;
+    v_field text;
+    v_later text;
+    v_result sync.revert_result;
+    v_receipt sync.receipt;
+begin
+    select * into v_delivery from sync.inbox where id = p_inbox_id;
+    if not found then
+        raise exception 'inbox row % does not exist', p_inbox_id
+            using errcode = 'FS001', hint = 'Find applied deliveries with SELECT id, received_at, applied_fields FROM sync.inbox WHERE status = ''applied'' ORDER BY id DESC;';
+    end if;
+    if v_delivery.status <> 'applied' then
+        raise exception 'inbox row % is %; only an applied delivery can be reverted', p_inbox_id, v_delivery.status
+            using errcode = 'FS002';
+    end if;
+
+    -- The fragrance lock keeps concurrent merges out while we decide.
+    perform 1 from public.fragrances where fragrance_id = v_delivery.fragrance_id for update;
+
+    -- One delivery writes one history row (the merge records it per delivery).
+    select * into v_history from sync.fragrance_history
+    where inbox_id = p_inbox_id order by id desc limit 1;
+    if v_history.operation = 'insert' then
+        raise exception 'inbox row % created fragrance %; a change cannot delete it', p_inbox_id, v_delivery.fragrance_id
+            using errcode = 'FS060',
+                  hint = format('Delete it by hand if it must go: DELETE FROM public.fragrances WHERE fragrance_id = %s;', v_delivery.fragrance_id);
+    end if;
+
+    v_result.reverted_inbox_id := p_inbox_id;
+    v_result.restored := '{}';
+    v_result.left_alone := '{}';
+    select to_jsonb(f) into v_current from public.fragrances as f where f.fragrance_id = v_delivery.fragrance_id;
+    select v.versions into v_version from sync.field_version as v where v.fragrance_id = v_delivery.fragrance_id;
+
+    foreach v_field in array v_delivery.applied_fields loop
+        if v_current is null then
+            v_result.left_alone := v_result.left_alone || jsonb_build_object(v_field,
+                format('fragrance %s has been deleted since', v_delivery.fragrance_id));
+            continue;
+        end if;
+        if v_history.id is null or not v_history.old_values ? v_field then
+            v_result.left_alone := v_result.left_alone || jsonb_build_object(v_field,
+                'the change did not alter it (it already had this value)');
+            continue;
+        end if;
+
+        -- A later change: a later history row touching the field, or a later writer on its clock.
+        select format('set since by %s at %s',
+                   coalesce('delivery ' || h.inbox_id, 'a hand edit by ' || h.db_user), h.changed_at)
+        into v_later
+        from sync.fragrance_history as h
+        where h.fragrance_id = v_delivery.fragrance_id and h.id > v_history.id and h.new_values ? v_field
+        order by h.id desc
+        limit 1;
+        if v_later is null and coalesce((v_version ->> v_field)::bigint, 0) > p_inbox_id then
+            v_later := format('set since by delivery %s', v_version ->> v_field);
+        end if;
+        if v_later is null and v_current -> v_field is distinct from v_history.new_values -> v_field then
+            v_later := 'its value is no longer the one this change set';
+        end if;
+
+        if v_later is not null then
+            v_result.left_alone := v_result.left_alone || jsonb_build_object(v_field, v_later);
+        elsif jsonb_typeof(v_history.old_values -> v_field) = 'null' then
+            v_result.left_alone := v_result.left_alone || jsonb_build_object(v_field,
+                'its previous value was null, which a change cannot carry; set it by hand');
+        else
+            v_result.restored := v_result.restored || jsonb_build_object(v_field, v_history.old_values -> v_field);
+        end if;
+    end loop;
+
+    if v_result.restored = '{}' then
+        v_result.status := 'ignored';
+        v_result.message := format('nothing to restore for inbox row %s', p_inbox_id);
+        return v_result;
+    end if;
+
+    -- The revert is an ordinary delivery: stored, judged, ordered and audited
+    -- like any other; its origin, not its content type, says who made it.
+    select r.* into v_receipt
+    from sync_private.store(
+        array[convert_to((jsonb_build_object('fragrance_id', v_delivery.fragrance_id) || v_result.restored)::text, 'UTF8')],
+        array['application/x-sync-revert'], array[null::text],
+        array[format('sync.revert(%s) by %s', p_inbox_id, session_user)], array[null::uuid], null, 'revert',
+        (select s.apply_on_receipt from sync.settings as s)) as r;
+    v_result.inbox_id := v_receipt.inbox_id;
+    v_result.status := v_receipt.status;
+
+    v_result.message := format('inbox row %s: %s restored through delivery %s (%s)',
+        p_inbox_id,
+        (select string_agg(k, ', ' order by k) from jsonb_object_keys(v_result.restored) as k),
+        v_result.inbox_id, v_result.status);
+    if v_result.left_alone <> '{}' then
+        v_result.message := v_result.message || '; left alone: ' || (
+            select string_agg(format('%s (%s)', key, value #>> '{}'), ', ' order by key)
+            from jsonb_each(v_result.left_alone));
+    end if;
+    if v_result.status = 'pending' then
+        v_result.message := v_result.message || '; run SELECT * FROM sync.apply_pending(1000); to apply it';
+    end if;
+    return v_result;
+end;
+$$;
+comment on function sync.revert(bigint) is
+    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since (then it is left alone and said so). The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change. Usage: SELECT * FROM sync.revert(42);';
+
+-- sync.fragrance_at
+-- Shows a fragrance as it was at a moment, by undoing every recorded change made after it.
+create function sync.fragrance_at(p_fragrance_id integer, p_at timestamptz)
+    returns setof public.fragrances
+    language plpgsql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_row jsonb;
+    v_change sync.fragrance_history;
+begin
+    -- Backwards from today: rows adopted before the sync existed have no insert in the
+    -- history, so replaying forwards would miss their first state; undoing does not.
+    select to_jsonb(f) into v_row from public.fragrances as f where f.fragrance_id = p_fragrance_id;
+    for v_change in
+        select * from sync.fragrance_history
+        where fragrance_id = p_fragrance_id and changed_at > p_at
+        order by id desc
+    loop
+        v_row := case v_change.operation
+            when 'insert' then null
+            when 'delete' then v_change.old_values
+            else v_row || v_change.old_values
+        end;
+    end loop;
+    if v_row is not null then
+        return next jsonb_populate_record(null::public.fragrances, v_row);
+    end if;
+end;
+$$;
+comment on function sync.fragrance_at(integer, timestamptz) is
+    'The fragrance as it was at p_at (no row if it did not exist then), rebuilt from the current row by undoing the changes sync.fragrance_history recorded after p_at. Before the first recorded change it shows the earliest known state. Usage: SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');';

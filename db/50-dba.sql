@@ -1,0 +1,196 @@
+-- What DBAs run from psql: the quarantine, the pending backlog, and what to do about them.
+--
+-- Every verb here goes through the one merge (sync_private.process_claimed,
+-- db/30-inbox.sql). Wrong calls raise our SQLSTATEs with a hint: FS001 no
+-- such inbox row, FS002 a row in the wrong state, FS003 a reason is missing,
+-- FS004 a bad limit.
+
+-- sync_private.preview
+-- A body cut to 200 bytes and shown with non-UTF-8 and control bytes escaped.
+create function sync_private.preview(p_body bytea) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    select case when length(p_body) > 200 then encode(substring(p_body from 1 for 200), 'escape') || '...'
+                else encode(p_body, 'escape') end;
+$$;
+comment on function sync_private.preview(bytea) is
+    'A delivery body for display: its first 200 bytes, non-UTF-8 and control bytes escaped.';
+
+-- sync.quarantine: rejected deliveries waiting for a retry or a discard.
+create view sync.quarantine as
+select
+    i.id as inbox_id,
+    i.received_at,
+    i.fragrance_id,
+    array(select r ->> 'code' from jsonb_array_elements(i.reasons) as r
+          where r ->> 'severity' = 'error') as codes,
+    (select string_agg(r ->> 'message', '; ') from jsonb_array_elements(i.reasons) as r
+     where r ->> 'severity' = 'error') as messages,
+    i.attempts,
+    i.origin,
+    -- As sync_private.preview(), written out: a view may only call what its readers may.
+    case when length(i.body) > 200 then encode(substring(i.body from 1 for 200), 'escape') || '...'
+         else encode(i.body, 'escape') end as body_preview
+from sync.inbox as i
+where i.status = 'rejected'
+order by i.id;
+comment on view sync.quarantine is
+    'Rejected deliveries, oldest first, with their error codes and sentences. Fix, then SELECT * FROM sync.retry(inbox_id); or SELECT * FROM sync.discard(inbox_id, ''why'');';
+comment on column sync.quarantine.inbox_id is 'The delivery (sync.inbox.id): what sync.retry() and sync.discard() take.';
+comment on column sync.quarantine.received_at is 'When the delivery was received.';
+comment on column sync.quarantine.fragrance_id is 'The fragrance it is about, when the body names a valid one.';
+comment on column sync.quarantine.codes is 'Error reason codes (README, "Data rules"), e.g. {name.too_long}.';
+comment on column sync.quarantine.messages is 'The error sentences, joined by "; ".';
+comment on column sync.quarantine.attempts is 'How many times it has been processed (first attempt plus retries).';
+comment on column sync.quarantine.origin is 'Who made it: webhook (the CMS, through the hook), revert or repair.';
+comment on column sync.quarantine.body_preview is 'The first 200 bytes of the body, non-UTF-8 and control bytes escaped; the exact bytes are in sync.inbox.body.';
+
+-- sync.unknown_field: keys the CMS sent that the rules do not know (schema drift).
+create view sync.unknown_field as
+select
+    r ->> 'field' as field,
+    count(*) as deliveries,
+    min(i.received_at) as first_seen,
+    max(i.received_at) as last_seen,
+    max(i.id) as latest_inbox_id
+from sync.inbox as i
+cross join lateral jsonb_array_elements(i.reasons) as r
+where i.reasons @> '[{"code": "field.unknown"}]'
+  and r ->> 'code' = 'field.unknown'
+group by r ->> 'field';
+comment on view sync.unknown_field is
+    'Fields the CMS sent that the data rules do not know, with how often and when they were seen: a sign the CMS schema changed.';
+comment on column sync.unknown_field.field is 'The unknown key as the CMS sent it.';
+comment on column sync.unknown_field.deliveries is 'How many deliveries carried it.';
+comment on column sync.unknown_field.first_seen is 'When the first of them was received.';
+comment on column sync.unknown_field.last_seen is 'When the latest of them was received.';
+comment on column sync.unknown_field.latest_inbox_id is 'The latest delivery that carried it (sync.inbox.id).';
+
+-- sync_private.check_limit
+-- Refuses a limit that is not a positive number of deliveries.
+create function sync_private.check_limit(p_limit integer) returns void
+    language plpgsql
+    immutable
+as $$
+begin
+    if p_limit is null or p_limit < 1 then
+        raise exception 'p_limit must be a positive number of deliveries, got %', coalesce(p_limit::text, 'null')
+            using errcode = 'FS004', hint = 'For example 1000.';
+    end if;
+end;
+$$;
+comment on function sync_private.check_limit(integer) is
+    'Raises FS004 unless p_limit is a positive number of deliveries.';
+
+-- sync.apply_pending
+-- Applies up to p_limit pending deliveries in receipt order; safe to run from several sessions.
+create function sync.apply_pending(p_limit integer default 1000) returns sync.batch_result
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- Each call holds its fragrances' locks about 50 ms per 1,000 deliveries,
+    -- so live deliveries barely wait; larger batches drain a quiet backlog
+    -- somewhat faster (bench/README.md).
+    perform sync_private.check_limit(p_limit);
+    return sync_private.process_claimed(array(
+        select id from sync.inbox
+        where status = 'pending'
+        order by id
+        limit p_limit
+        for update skip locked));
+end;
+$$;
+comment on function sync.apply_pending(integer) is
+    'Judges and merges up to p_limit pending deliveries in receipt order and returns the counts. Rows another session is processing are skipped, so concurrent calls never apply a delivery twice. Usage: SELECT * FROM sync.apply_pending(1000);';
+
+-- sync_private.claim_rejected
+-- Locks one rejected delivery for a DBA verb, or says why it cannot be taken.
+create function sync_private.claim_rejected(p_inbox_id bigint, p_verb text) returns void
+    language plpgsql
+as $$
+declare
+    v_status text;
+begin
+    select status into v_status from sync.inbox where id = p_inbox_id for update;
+    if not found then
+        raise exception 'inbox row % does not exist', p_inbox_id
+            using errcode = 'FS001', hint = 'List quarantined deliveries with SELECT * FROM sync.quarantine;';
+    end if;
+    if v_status <> 'rejected' then
+        raise exception 'inbox row % is %; only rejected deliveries can be %', p_inbox_id, v_status, p_verb
+            using errcode = 'FS002', hint = 'List quarantined deliveries with SELECT * FROM sync.quarantine;';
+    end if;
+end;
+$$;
+comment on function sync_private.claim_rejected(bigint, text) is
+    'Locks inbox row p_inbox_id for sync.retry or sync.discard; raises FS001 when it does not exist and FS002 when it is not rejected.';
+
+-- sync.retry
+-- Processes one quarantined delivery again, after a rule or data fix.
+create function sync.retry(p_inbox_id bigint) returns sync.receipt
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_receipt sync.receipt;
+begin
+    perform sync_private.claim_rejected(p_inbox_id, 'retried');
+    perform sync_private.process_claimed(array[p_inbox_id]);
+    select id, status, reasons into v_receipt from sync.inbox where id = p_inbox_id;
+    return v_receipt;
+end;
+$$;
+comment on function sync.retry(bigint) is
+    'Processes one rejected delivery again (fields set since by later deliveries are left alone) and returns its new receipt. Usage: SELECT * FROM sync.retry(42);';
+
+-- sync.retry_all
+-- Processes quarantined deliveries again, optionally only those rejected for one code.
+create function sync.retry_all(p_code text default null, p_limit integer default 1000)
+    returns sync.batch_result
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform sync_private.check_limit(p_limit);
+    return sync_private.process_claimed(array(
+        select id from sync.inbox
+        where status = 'rejected'
+          and (p_code is null or reasons @> jsonb_build_array(jsonb_build_object('code', p_code)))
+        order by id
+        limit p_limit
+        for update skip locked));
+end;
+$$;
+comment on function sync.retry_all(text, integer) is
+    'Processes up to p_limit rejected deliveries again in receipt order, all of them or only those with reason code p_code. Usage: SELECT * FROM sync.retry_all(); or SELECT * FROM sync.retry_all(''name.too_long'');';
+
+-- sync.discard
+-- Writes off one quarantined delivery with a stated reason; it stays in the inbox.
+create function sync.discard(p_inbox_id bigint, p_reason text) returns sync.receipt
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_receipt sync.receipt;
+begin
+    if p_reason is null or btrim(p_reason) = '' then
+        raise exception 'a reason is required to discard inbox row %', p_inbox_id
+            using errcode = 'FS003', hint = 'SELECT * FROM sync.discard(42, ''why it is safe to drop'');';
+    end if;
+    perform sync_private.claim_rejected(p_inbox_id, 'discarded');
+    update sync.inbox
+    set status = 'discarded', discarded_by = session_user, discard_reason = p_reason
+    where id = p_inbox_id
+    returning id, status, reasons into v_receipt;
+    return v_receipt;
+end;
+$$;
+comment on function sync.discard(bigint, text) is
+    'Marks one rejected delivery as discarded, recording who and why; the row and its body stay in the inbox. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';

@@ -1,0 +1,289 @@
+-- Health: is the sync in sync? Silence judged against the CMS's cadence, one
+-- verdict row, and the data behind the hook's /metrics and /status.
+--
+-- The CMS sends one change every 20 to 25 seconds and fails without a word
+-- (a change its own database refuses stops it for good; a restart forgets our
+-- listener), so only silence tells. Thresholds live in sync.settings; why
+-- these defaults: docs/decisions/0006-health-by-cadence.md.
+
+-- sync_private.say_interval
+-- Renders an interval for people: '18 s', '3 min 5 s', '2 min', '2 h 10 min', '3 d 4 h'.
+create function sync_private.say_interval(p_interval interval) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    select case
+        when s is null then 'never'
+        when s >= 86400 then format('%s d', floor(s / 86400)) || coalesce(' ' || nullif(floor(mod(s, 86400) / 3600), 0) || ' h', '')
+        when s >= 3600 then format('%s h', floor(s / 3600)) || coalesce(' ' || nullif(floor(mod(s, 3600) / 60), 0) || ' min', '')
+        when s >= 60 then format('%s min', floor(s / 60)) || coalesce(' ' || nullif(floor(mod(s, 60)), 0) || ' s', '')
+        else format('%s s', floor(greatest(s, 0)))
+    end
+    from (select extract(epoch from p_interval) as s) as x;
+$$;
+comment on function sync_private.say_interval(interval) is
+    'An interval in words for verdict reasons and the status page, to the second.';
+
+-- sync.health_report: the one-row answer of sync.health.
+create type sync.health_report as (
+    checked_at timestamptz,
+    verdict text,
+    reason text,
+    last_received_at timestamptz,
+    last_received_age interval,
+    typical_interval interval,
+    deliveries_last_hour bigint,
+    deliveries_last_day bigint,
+    applied_last_day bigint,
+    ignored_last_day bigint,
+    rejected_last_day bigint,
+    pending bigint,
+    oldest_pending_age interval,
+    quarantined bigint,
+    rejects_by_code_last_day jsonb,
+    unknown_fields jsonb
+);
+comment on type sync.health_report is
+    'Sync health at one moment: verdict (ok, warn, critical) and reason, the last delivery and its age, traffic in the last hour and day, the backlog, rejects by code and unknown CMS fields. The columns of sync.health.';
+
+-- sync.health_at
+-- Judges the sync at a given moment from the inbox alone, so tests drive the clock through the data.
+create function sync.health_at(p_now timestamptz) returns sync.health_report
+    language plpgsql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_settings sync.settings;
+    v_report sync.health_report;
+    v_oldest_pending timestamptz;
+    v_rejected_last_hour bigint;
+    v_warnings text[] := '{}';
+    v_missed numeric;
+begin
+    select * into v_settings from sync.settings;
+    v_report.checked_at := p_now;
+
+    select max(received_at) into v_report.last_received_at
+    from sync.inbox where received_at <= p_now;
+    v_report.last_received_age := p_now - v_report.last_received_at;
+
+    -- Observed cadence: the median gap between the last hour's deliveries.
+    select percentile_cont(0.5) within group (order by gap)
+    into v_report.typical_interval
+    from (select received_at - lag(received_at) over (order by received_at, id) as gap
+          from sync.inbox
+          where received_at > p_now - interval '1 hour' and received_at <= p_now) as g
+    where gap is not null;
+
+    select count(*),
+           count(*) filter (where received_at > p_now - interval '1 hour'),
+           count(*) filter (where status = 'applied'),
+           count(*) filter (where status = 'ignored'),
+           count(*) filter (where status in ('rejected', 'discarded')),
+           count(*) filter (where status = 'rejected' and received_at > p_now - interval '1 hour')
+    into v_report.deliveries_last_day, v_report.deliveries_last_hour, v_report.applied_last_day,
+         v_report.ignored_last_day, v_report.rejected_last_day, v_rejected_last_hour
+    from sync.inbox
+    where received_at > p_now - interval '1 day' and received_at <= p_now;
+
+    select count(*), min(received_at) into v_report.pending, v_oldest_pending
+    from sync.inbox where status = 'pending' and received_at <= p_now;
+    v_report.oldest_pending_age := p_now - v_oldest_pending;
+
+    select count(*) into v_report.quarantined
+    from sync.inbox where status = 'rejected' and received_at <= p_now;
+
+    select coalesce(jsonb_object_agg(code, deliveries order by code), '{}')
+    into v_report.rejects_by_code_last_day
+    from (select r ->> 'code' as code, count(distinct i.id) as deliveries
+          from sync.inbox as i
+          cross join lateral jsonb_array_elements(i.reasons) as r
+          where i.received_at > p_now - interval '1 day' and i.received_at <= p_now
+            and i.status in ('rejected', 'discarded')
+            and r ->> 'severity' = 'error'
+          group by r ->> 'code') as c;
+
+    select coalesce(jsonb_object_agg(field, deliveries order by field), '{}')
+    into v_report.unknown_fields
+    from (select r ->> 'field' as field, count(distinct i.id) as deliveries
+          from sync.inbox as i
+          cross join lateral jsonb_array_elements(i.reasons) as r
+          where i.reasons @> '[{"code": "field.unknown"}]'
+            and i.received_at <= p_now
+            and r ->> 'code' = 'field.unknown'
+          group by r ->> 'field') as u;
+
+    -- The verdict: silence first (the CMS fails without a word), then lag and rejects.
+    v_missed := floor(extract(epoch from v_report.last_received_age) / extract(epoch from v_settings.expected_interval));
+    if v_report.last_received_at is null then
+        v_report.verdict := 'warn';
+        v_warnings := v_warnings || 'no delivery has ever been received: register the listener with the CMS (POST /listener)'::text;
+    elsif v_report.last_received_age >= v_settings.silence_critical_after then
+        v_report.verdict := 'critical';
+        v_report.reason := format(
+            'no delivery for %s, about %s changes missed (critical after %s): the CMS is down, stuck on a change its database refuses, or no longer has our listener registered',
+            sync_private.say_interval(v_report.last_received_age),
+            v_missed,
+            sync_private.say_interval(v_settings.silence_critical_after));
+    elsif v_report.last_received_age >= v_settings.silence_warn_after then
+        v_warnings := v_warnings || format(
+            'no delivery for %s, about %s changes missed (warn after %s, critical after %s)',
+            sync_private.say_interval(v_report.last_received_age),
+            v_missed,
+            sync_private.say_interval(v_settings.silence_warn_after),
+            sync_private.say_interval(v_settings.silence_critical_after));
+    end if;
+
+    if v_report.oldest_pending_age >= v_settings.pending_warn_after then
+        v_warnings := v_warnings || format(
+            '%s deliveries pending, the oldest for %s: run SELECT * FROM sync.apply_pending(1000);',
+            v_report.pending, sync_private.say_interval(v_report.oldest_pending_age));
+    end if;
+
+    if v_rejected_last_hour > 0
+        and v_rejected_last_hour >= v_settings.reject_share_warn * v_report.deliveries_last_hour
+    then
+        v_warnings := v_warnings || format(
+            '%s of the last hour''s %s deliveries are rejected: see SELECT * FROM sync.quarantine;',
+            v_rejected_last_hour, v_report.deliveries_last_hour);
+    end if;
+
+    if v_report.verdict = 'critical' then
+        if cardinality(v_warnings) > 0 then
+            v_report.reason := v_report.reason || '; also ' || array_to_string(v_warnings, '; ');
+        end if;
+    elsif cardinality(v_warnings) > 0 then
+        v_report.verdict := 'warn';
+        v_report.reason := array_to_string(v_warnings, '; ');
+    else
+        v_report.verdict := 'ok';
+        v_report.reason := format('deliveries arrive on cadence: the last one %s ago, %s in the last hour',
+            sync_private.say_interval(v_report.last_received_age), v_report.deliveries_last_hour);
+    end if;
+    return v_report;
+end;
+$$;
+comment on function sync.health_at(timestamptz) is
+    'Sync health as it was (or would be) at p_now, judged from sync.inbox and the thresholds in sync.settings: one row with a verdict (ok, warn, critical) and its reason. Counts use each delivery''s status now. Usage: SELECT * FROM sync.health_at(now() - interval ''1 hour'');';
+
+-- sync.health: the verdict now.
+create view sync.health as
+select * from sync.health_at(now());
+comment on view sync.health is
+    'Sync health now, in one row: verdict (ok, warn, critical) and reason, last delivery and its age, traffic, backlog, rejects by code, unknown CMS fields. Thresholds: sync.settings. Usage: SELECT verdict, reason FROM sync.health;';
+comment on column sync.health.checked_at is 'The moment judged (now).';
+comment on column sync.health.verdict is 'ok, warn or critical.';
+comment on column sync.health.reason is 'Why, in words, with what to do.';
+comment on column sync.health.last_received_at is 'When the last delivery was received (null: never).';
+comment on column sync.health.last_received_age is 'How long ago that was: the silence the verdict is about.';
+comment on column sync.health.typical_interval is 'Median gap between the last hour''s deliveries: the CMS''s real cadence.';
+comment on column sync.health.deliveries_last_hour is 'Deliveries received in the last hour.';
+comment on column sync.health.deliveries_last_day is 'Deliveries received in the last day.';
+comment on column sync.health.applied_last_day is 'Of the last day''s deliveries, those applied now.';
+comment on column sync.health.ignored_last_day is 'Of the last day''s deliveries, those ignored now (nothing to change, or stale).';
+comment on column sync.health.rejected_last_day is 'Of the last day''s deliveries, those rejected or discarded now.';
+comment on column sync.health.pending is 'Deliveries stored but not processed yet.';
+comment on column sync.health.oldest_pending_age is 'How long the oldest pending delivery has waited.';
+comment on column sync.health.quarantined is 'Rejected deliveries waiting for a retry or a discard (sync.quarantine).';
+comment on column sync.health.rejects_by_code_last_day is 'The last day''s rejected deliveries by error code, e.g. {"cost.negative": 2}.';
+comment on column sync.health.unknown_fields is 'Fields the CMS sent that the rules do not know, with how many deliveries carried them.';
+
+-- sync.metric_snapshot: what the hook's /metrics reads from the database.
+create type sync.metric_snapshot as (
+    verdict text,
+    last_received_at timestamptz,
+    seconds_since_last_delivery double precision,
+    pending bigint,
+    quarantined bigint
+);
+comment on type sync.metric_snapshot is
+    'The database side of the hook''s /metrics: health verdict, last delivery, backlog and quarantine sizes. Counts only, no payload.';
+
+-- sync.metrics
+-- The counts the hook's /metrics exposes, without giving the hook any table privilege.
+create function sync.metrics() returns sync.metric_snapshot
+    language sql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    select h.verdict, h.last_received_at, extract(epoch from h.last_received_age)::double precision,
+           h.pending, h.quarantined
+    from sync.health_at(now()) as h;
+$$;
+comment on function sync.metrics() is
+    'Health verdict, last delivery time and age in seconds, pending and quarantined counts, for the hook''s /metrics. Usage: SELECT * FROM sync.metrics();';
+
+-- sync.status_report
+-- Everything the hook's /status page shows now, as one JSON document, bodies cut short.
+create function sync.status_report(p_hours integer default 3, p_latest integer default 10) returns jsonb
+    language plpgsql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_now constant timestamptz := now();
+    v_since timestamptz;
+begin
+    -- Only now, and only as much as the page shows: the hook's login calls
+    -- this, and must not page back through the inbox with it.
+    if p_hours is null or p_hours not between 1 and 48 or p_latest is null or p_latest not between 1 and 20 then
+        raise exception 'p_hours must be 1 to 48 and p_latest 1 to 20, got % and %', p_hours, p_latest
+            using errcode = 'FS004', hint = 'The status page asks for 3 hours and the latest 10 deliveries.';
+    end if;
+    v_since := date_trunc('minute', v_now) - make_interval(hours => p_hours) + interval '1 minute';
+    return jsonb_build_object(
+        'health', (select to_jsonb(h) || jsonb_build_object(
+                              'last_received_age_words', sync_private.say_interval(h.last_received_age),
+                              'oldest_pending_age_words', sync_private.say_interval(h.oldest_pending_age),
+                              'typical_interval_words', sync_private.say_interval(h.typical_interval))
+                   from sync.health_at(v_now) as h),
+        'settings', (select jsonb_build_object(
+                         'expected_interval_seconds', extract(epoch from s.expected_interval),
+                         'silence_warn_after', sync_private.say_interval(s.silence_warn_after),
+                         'silence_critical_after', sync_private.say_interval(s.silence_critical_after),
+                         'apply_on_receipt', s.apply_on_receipt)
+                     from sync.settings as s),
+        'per_minute', (
+            select jsonb_agg(jsonb_build_object('minute', m.minute, 'deliveries', coalesce(c.deliveries, 0),
+                                                'rejected', coalesce(c.rejected, 0)) order by m.minute)
+            from generate_series(v_since, date_trunc('minute', v_now), interval '1 minute') as m(minute)
+            left join (select date_trunc('minute', received_at) as minute, count(*) as deliveries,
+                              count(*) filter (where status in ('rejected', 'discarded')) as rejected
+                       from sync.inbox
+                       where received_at >= v_since and received_at <= v_now
+                       group by 1) as c using (minute)),
+        'latest', coalesce((
+            select jsonb_agg(jsonb_build_object(
+                       'inbox_id', l.id, 'received_at', l.received_at, 'fragrance_id', l.fragrance_id,
+                       'status', l.status, 'origin', l.origin, 'content_type', l.content_type,
+                       'codes', (select coalesce(jsonb_agg(distinct r ->> 'code'), '[]')
+                                 from jsonb_array_elements(l.reasons) as r),
+                       'body_preview', sync_private.preview(l.body)) order by l.id desc)
+            from (select * from sync.inbox order by id desc limit p_latest) as l),
+            '[]'),
+        'rejects', coalesce((
+            select jsonb_agg(jsonb_build_object(
+                       'code', g.code, 'deliveries', g.deliveries, 'example_inbox_id', g.example_id,
+                       'example_message', g.message, 'example_body', sync_private.preview(e.body))
+                       order by g.deliveries desc, g.code)
+            from (select r ->> 'code' as code, count(distinct i.id) as deliveries, max(i.id) as example_id,
+                         (array_agg(r ->> 'message' order by i.id desc))[1] as message
+                  from sync.inbox as i
+                  cross join lateral jsonb_array_elements(i.reasons) as r
+                  where i.status = 'rejected' and r ->> 'severity' = 'error'
+                  group by r ->> 'code') as g
+            join sync.inbox as e on e.id = g.example_id),
+            '[]'),
+        'unknown_fields', coalesce((
+            select jsonb_agg(to_jsonb(u) order by u.last_seen desc) from sync.unknown_field as u),
+            '[]'),
+        'catalog', sync_private.catalog_in_sync());
+end;
+$$;
+comment on function sync.status_report(integer, integer) is
+    'The data of the hook''s /status page now, as one jsonb document: health, settings, deliveries per minute over the last p_hours (1 to 48), the p_latest (1 to 20) latest deliveries, quarantined deliveries by error code with the latest example, unknown CMS fields, and how many rows matched the last CMS snapshot. Bodies are cut to 200 bytes; the page escapes everything.';

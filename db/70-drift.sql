@@ -1,0 +1,323 @@
+-- Drift: the library against a snapshot of the CMS catalog, and the repair
+-- that delivers the difference through the inbox like any webhook.
+--
+-- Webhooks get lost for good (the CMS never retries, and its very first
+-- change is made before anyone can listen), so the catalog is compared whole
+-- and repaired: load a snapshot, read sync.drift, run sync.repair().
+
+-- sync.inbox_position
+-- The receipt position (inbox id) reached now, or at a past moment.
+create function sync.inbox_position(p_at timestamptz default null) returns bigint
+    language sql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    -- Ties on received_at (a batch shares one moment) are broken by id, so
+    -- the position at that moment covers the whole batch.
+    select case
+        when p_at is null then coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0)
+        else coalesce((select id from sync.inbox where received_at <= p_at
+                       order by received_at desc, id desc limit 1), 0)
+    end;
+$$;
+comment on function sync.inbox_position(timestamptz) is
+    'The last inbox id handed out now (no argument), or the last delivery received at or before p_at (the highest id among those received at the same moment): deliveries after it are newer than a CMS export taken at that moment. Usage: SELECT sync.inbox_position(''2026-11-23 21:00Z'');';
+
+-- sync.drift: every difference between the snapshot and public.fragrances.
+create view sync.drift as
+-- The fields of public.fragrances read from the catalog, as sync_private.fields()
+-- does: a view may only call functions its readers may, and DBAs are granted
+-- no internals.
+with field as (
+    select a.attname::text as name
+    from pg_catalog.pg_attribute as a
+    where a.attrelid = 'public.fragrances'::pg_catalog.regclass
+      and a.attnum > 0 and not a.attisdropped and a.attname <> 'fragrance_id'
+)
+select
+    s.fragrance_id,
+    'missing'::text as kind,
+    null::text as field,
+    (select jsonb_object_agg(f.name, to_jsonb(s) -> f.name) from field as f) as cms_value,
+    null::jsonb as library_value,
+    false as newer_in_library
+from sync.cms_snapshot as s
+where not exists (select from public.fragrances as l where l.fragrance_id = s.fragrance_id)
+union all
+select
+    l.fragrance_id,
+    'extra',
+    null,
+    null,
+    (select jsonb_object_agg(f.name, to_jsonb(l) -> f.name) from field as f),
+    false
+from public.fragrances as l
+where exists (select from sync.cms_snapshot)
+  and not exists (select from sync.cms_snapshot as s where s.fragrance_id = l.fragrance_id)
+union all
+select
+    s.fragrance_id,
+    'differs',
+    f.name,
+    to_jsonb(s) -> f.name,
+    to_jsonb(l) -> f.name,
+    coalesce((v.versions ->> f.name)::bigint, 0) > s.inbox_position
+from sync.cms_snapshot as s
+join public.fragrances as l on l.fragrance_id = s.fragrance_id
+left join sync.field_version as v on v.fragrance_id = s.fragrance_id
+cross join field as f
+where to_jsonb(s) -> f.name is distinct from to_jsonb(l) -> f.name;
+comment on view sync.drift is
+    'Differences between sync.cms_snapshot and public.fragrances: missing (in the CMS, not in the library), extra (in the library, not in the CMS) and differs (one row per differing field). Empty while no snapshot is loaded.';
+comment on column sync.drift.fragrance_id is 'The fragrance that differs.';
+comment on column sync.drift.kind is 'missing, extra or differs.';
+comment on column sync.drift.field is 'The differing column for kind differs; null for whole rows.';
+comment on column sync.drift.cms_value is 'The snapshot''s value (the whole row as JSON for missing); null for extra.';
+comment on column sync.drift.library_value is 'public.fragrances'' value (the whole row as JSON for extra); null for missing.';
+comment on column sync.drift.newer_in_library is 'True when a delivery received after the snapshot was taken set this field: the library is newer; reload the snapshot rather than repair.';
+
+-- sync.drift_summary: the drift report in counts.
+create view sync.drift_summary as
+select
+    d.kind,
+    d.field,
+    count(distinct d.fragrance_id) as fragrances,
+    count(*) filter (where d.newer_in_library) as newer_in_library
+from sync.drift as d
+group by grouping sets ((d.kind), (d.kind, d.field))
+having grouping(d.field) = 1 or d.kind = 'differs'
+order by d.kind, d.field nulls first;
+comment on view sync.drift_summary is
+    'How many fragrances are missing, extra or differ, and for differs how many per field (field null: any field). newer_in_library counts differences the repair leaves alone.';
+comment on column sync.drift_summary.kind is 'missing, extra or differs.';
+comment on column sync.drift_summary.field is 'For differs, the column; null for the count over any field.';
+comment on column sync.drift_summary.fragrances is 'How many fragrances.';
+comment on column sync.drift_summary.newer_in_library is 'Of those differences, how many are newer in the library than the snapshot (left alone by sync.repair).';
+
+-- sync_private.catalog_in_sync
+-- How the library stands against the last snapshot, for the status page.
+create function sync_private.catalog_in_sync() returns jsonb
+    language sql
+    stable
+as $$
+    select case when s.cms_rows > 0 then jsonb_build_object(
+        'snapshot_taken_at', s.taken_at,
+        'snapshot_source', s.source,
+        'cms_rows', s.cms_rows,
+        'library_rows', (select count(*) from public.fragrances),
+        'in_sync', s.cms_rows - (select count(distinct d.fragrance_id) from sync.drift as d
+                                 where d.kind <> 'extra' and not d.newer_in_library),
+        'extra', (select count(*) from sync.drift as d where d.kind = 'extra'))
+    end
+    from (select count(*) as cms_rows, min(taken_at) as taken_at, min(source) as source
+          from sync.cms_snapshot) as s;
+$$;
+comment on function sync_private.catalog_in_sync() is
+    'Against the last CMS snapshot: its rows, the library''s rows, how many CMS rows the library holds with the CMS''s values (or newer ones) and how many library rows the CMS lacks; null with no snapshot.';
+
+-- sync.plan_repair
+-- The deltas sync.repair() would send, one per fragrance, without sending them.
+create function sync.plan_repair()
+    returns table (fragrance_id integer, kind text, fields text[], body jsonb)
+    language sql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    select
+        d.fragrance_id,
+        min(d.kind),
+        case when min(d.kind) = 'missing' then sync_private.fields()
+             else array_agg(d.field order by d.field) filter (where d.kind = 'differs') end,
+        jsonb_build_object('fragrance_id', d.fragrance_id)
+            || case when min(d.kind) = 'missing' then min(d.cms_value::text)::jsonb
+                    else jsonb_object_agg(d.field, coalesce(d.cms_value, 'null'))
+                             filter (where d.kind = 'differs') end
+    from sync.drift as d
+    where d.kind in ('missing', 'differs')
+      and not d.newer_in_library
+    group by d.fragrance_id
+    order by d.fragrance_id;
+$$;
+comment on function sync.plan_repair() is
+    'Dry run of sync.repair(): per fragrance, the delta it would deliver (a complete create for a missing row, only the differing fields otherwise). Extra rows and fields newer in the library are left out. Usage: SELECT * FROM sync.plan_repair();';
+
+-- sync.repair
+-- Delivers each planned repair delta through the inbox, like a webhook, and returns the receipts.
+create function sync.repair(p_apply boolean default true)
+    returns table (inbox_id bigint, fragrance_id integer, kind text, status text, reasons jsonb)
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_source text;
+    v_plan record;
+begin
+    -- A load waits for the repair, so the plan and the snapshot are the same one.
+    lock table sync.cms_snapshot in share mode;
+    select format('%s taken %s', min(s.source), min(s.taken_at)) into v_source
+    from sync.cms_snapshot as s having count(*) > 0;
+    if v_source is null then
+        raise exception 'no CMS snapshot is loaded, so there is nothing to repair from'
+            using errcode = 'FS050',
+                  hint = 'Load one first: see sync.load_snapshot() or sync.load_snapshot_from_server().';
+    end if;
+
+    -- Lock the fragrances before planning, in id order: a webhook for one of
+    -- them either committed before (the plan sees it) or waits for the repair
+    -- and, received later, wins. Unlocked, a delivery landing between the plan
+    -- and the store below could be overwritten by the older snapshot value.
+    perform 1 from public.fragrances as f
+    where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
+    order by f.fragrance_id
+    for update;
+
+    -- One batch through the one storing path; p_apply false stages the deltas
+    -- pending (for this call only) for a second look before apply_pending.
+    select array_agg(p.fragrance_id order by p.fragrance_id) as ids,
+           array_agg(p.kind order by p.fragrance_id) as kinds,
+           array_agg(convert_to(p.body::text, 'UTF8') order by p.fragrance_id) as bodies
+    into v_plan
+    from sync.plan_repair() as p;
+    if v_plan.ids is null then
+        return;
+    end if;
+    return query
+    select r.inbox_id, v_plan.ids[r.n::integer], v_plan.kinds[r.n::integer], r.status, r.reasons
+    from sync_private.store(
+        v_plan.bodies,
+        array_fill('application/x-sync-repair'::text, array[cardinality(v_plan.ids)]),
+        array_fill(null::text, array[cardinality(v_plan.ids)]),
+        array_fill(format('sync.repair by %s from %s', session_user, v_source), array[cardinality(v_plan.ids)]),
+        array_fill(null::uuid, array[cardinality(v_plan.ids)]),
+        null, 'repair',
+        p_apply and (select s.apply_on_receipt from sync.settings as s)) with ordinality as r (inbox_id, status, reasons, n)
+    order by r.n;
+end;
+$$;
+comment on function sync.repair(boolean) is
+    'Delivers every delta of sync.plan_repair() into sync.inbox (origin repair) so it is judged, ordered, applied and audited like a webhook, and returns the receipts; p_apply false stages them pending for sync.apply_pending(). Usage: SELECT * FROM sync.repair();';
+
+-- sync_private.replace_snapshot
+-- Empties the snapshot under an exclusive lock, ready for a new load in the same transaction.
+create function sync_private.replace_snapshot() returns void
+    language plpgsql
+as $$
+begin
+    lock table sync.cms_snapshot in access exclusive mode;
+    delete from sync.cms_snapshot;
+end;
+$$;
+comment on function sync_private.replace_snapshot() is
+    'Locks and empties sync.cms_snapshot for the loader that called it.';
+
+-- sync.load_snapshot
+-- Replaces the snapshot with a JSON array of CMS rows (the output of json_agg over the CMS table).
+create function sync.load_snapshot(
+    p_rows jsonb,
+    p_source text default 'json',
+    p_taken_at timestamptz default null
+) returns bigint
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_count bigint;
+    v_detail text;
+begin
+    if jsonb_typeof(p_rows) is distinct from 'array'
+        or exists (select from jsonb_array_elements(p_rows) as e
+                   where jsonb_typeof(e) <> 'object'
+                      or jsonb_typeof(e -> 'fragrance_id') is distinct from 'number')
+    then
+        raise exception 'a snapshot must be a JSON array of objects that each have a numeric fragrance_id'
+            using errcode = 'FS051',
+                  hint = 'Export it from the CMS database with: select json_agg(f) from public.fragrances as f';
+    end if;
+
+    perform sync_private.replace_snapshot();
+    begin
+        insert into sync.cms_snapshot
+            (fragrance_id, name, description, cost, forbidden, source, taken_at, inbox_position)
+        select r.fragrance_id, r.name, r.description, r.cost, r.forbidden, p_source,
+               coalesce(p_taken_at, now()), sync.inbox_position(p_taken_at)
+        from jsonb_to_recordset(p_rows)
+            as r(fragrance_id integer, name text, description text, cost numeric, forbidden boolean);
+    exception when unique_violation or data_exception or not_null_violation then
+        get stacked diagnostics v_detail = message_text;
+        raise exception 'the snapshot cannot be loaded: %', v_detail
+            using errcode = 'FS051',
+                  hint = 'Each fragrance_id once, cost a number, forbidden true or false.';
+    end;
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+comment on function sync.load_snapshot(jsonb, text, timestamptz) is
+    'Replaces sync.cms_snapshot with a JSON array of {fragrance_id, name, description, cost, forbidden}; p_taken_at is when the CMS was exported (default now). Returns the row count. Usage: psql -v file=cms.json -f sql/load-snapshot-json.sql';
+
+-- sync.load_snapshot_from_server
+-- Replaces the snapshot with the CMS catalog read through postgres_fdw, leaving no server or password behind.
+create function sync.load_snapshot_from_server(
+    p_host text,
+    p_port integer,
+    p_dbname text,
+    p_user text,
+    p_password text default null,
+    p_schema text default 'public',
+    p_table text default 'fragrances'
+) returns bigint
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_count bigint;
+    v_source text := format('%s:%s/%s', p_host, p_port, p_dbname);
+    v_state text;
+    v_message text;
+    v_detail text;
+begin
+    if not exists (select from pg_catalog.pg_extension where extname = 'postgres_fdw') then
+        raise exception 'postgres_fdw is not installed in this database'
+            using errcode = 'FS052',
+                  hint = format('A superuser runs: create extension postgres_fdw schema sync_remote; '
+                      'grant usage on foreign data wrapper postgres_fdw to %I; '
+                      'or load an export file instead (README, "Finding and repairing drift").',
+                      (select r.rolname from pg_catalog.pg_proc as p join pg_catalog.pg_roles as r on r.oid = p.proowner
+                       where p.oid = 'sync.load_snapshot_from_server(text, integer, text, text, text, text, text)'::regprocedure));
+    end if;
+
+    perform sync_private.replace_snapshot();
+    -- The server, the password and the foreign table live only inside this
+    -- transaction: created, read once, dropped.
+    execute 'drop server if exists sync_cms cascade';
+    execute format('create server sync_cms foreign data wrapper postgres_fdw options (host %L, port %L, dbname %L)',
+        p_host, p_port::text, p_dbname);
+    execute format('create user mapping for current_user server sync_cms options (user %L%s)',
+        p_user, case when p_password is null then '' else format(', password %L', p_password) end);
+    execute format('create foreign table sync_remote.cms_fragrances (fragrance_id integer, name text, '
+        'description text, cost numeric, forbidden boolean) server sync_cms '
+        'options (schema_name %L, table_name %L)', p_schema, p_table);
+    begin
+        execute format('insert into sync.cms_snapshot (fragrance_id, name, description, cost, forbidden, source) '
+            'select fragrance_id, name, description, cost, forbidden, %L from sync_remote.cms_fragrances', v_source);
+    exception when others then
+        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
+            v_detail = pg_exception_detail;
+        raise exception 'could not read %.% from the CMS database at %: % (SQLSTATE %)',
+            p_schema, p_table, v_source,
+            v_message || coalesce(': ' || nullif(btrim(v_detail), ''), ''), v_state
+            using errcode = 'FS053',
+                  hint = 'Check host, port, database, login and password, and that this server may connect there.';
+    end;
+    get diagnostics v_count = row_count;
+    execute 'drop server sync_cms cascade';
+    return v_count;
+end;
+$$;
+comment on function sync.load_snapshot_from_server(text, integer, text, text, text, text, text) is
+    'Replaces sync.cms_snapshot with the CMS catalog read through postgres_fdw (needs the extension; see sync_remote). Credentials are used for this call only and not stored. Runs as its owner: revoke it where nobody should reach the CMS database. Usage: SELECT sync.load_snapshot_from_server(''cms_database'', 5432, ''cms_database'', ''cms_user'', ''secret'');';

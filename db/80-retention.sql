@@ -1,0 +1,55 @@
+-- Retention: purge old applied and ignored deliveries.
+--
+-- Every delivery stays in sync.inbox until purged. The purge keeps what still
+-- needs a person (rejected, discarded) or the merge (pending); the history has
+-- no foreign key to the inbox and keeps everything, and sync.field_version
+-- keeps inbox ids as plain numbers, so ordering survives any purge.
+
+-- sync.purge_applied
+-- Deletes applied and ignored deliveries received before now() - p_older_than; returns how many.
+create function sync.purge_applied(
+    p_older_than interval,
+    p_force boolean default false,
+    p_limit integer default null
+) returns bigint
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_count bigint;
+begin
+    if p_older_than is null or p_older_than < interval '0' then
+        raise exception 'p_older_than must be an age of zero or more, got %', coalesce(p_older_than::text, 'null')
+            using errcode = 'FS055', hint = 'For example SELECT sync.purge_applied(''90 days'');';
+    end if;
+    if p_older_than < interval '1 day' and not coalesce(p_force, false) then
+        raise exception 'refusing to purge deliveries younger than a day (asked for %)', p_older_than
+            using errcode = 'FS055',
+                  hint = 'Recent deliveries are what you look at when something goes wrong. '
+                      || 'If you mean it: SELECT sync.purge_applied(''1 hour'', p_force => true);';
+    end if;
+    if p_limit is not null then
+        perform sync_private.check_limit(p_limit);
+    end if;
+    if p_limit is null then
+        delete from sync.inbox
+        where received_at < now() - p_older_than
+          and status in ('applied', 'ignored');
+    else
+        -- Oldest first, so a big backlog can go in short transactions:
+        -- call again until it returns 0.
+        delete from sync.inbox
+        where id = any (array(
+            select id from sync.inbox
+            where received_at < now() - p_older_than
+              and status in ('applied', 'ignored')
+            order by received_at
+            limit p_limit));
+    end if;
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+comment on function sync.purge_applied(interval, boolean, integer) is
+    'Deletes applied and ignored deliveries received more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, and all of sync.fragrance_history. Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';

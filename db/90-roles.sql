@@ -1,0 +1,50 @@
+-- Roles and grants: who may call what. Loaded last, after every object exists.
+--
+-- sync_hook (the hook's login inherits it) stores deliveries and reads the
+-- counts and page data; sync_dba runs and inspects the sync from psql;
+-- smart_library_reader reads public.fragrances and nothing of ours. The roles
+-- and the grants on tables are made by the migrations (roles are cluster-wide
+-- and tables are data); the grants on code live here, because the code is
+-- dropped and created again on every apply. Nobody is granted sync_private:
+-- the API functions run as their owner (security definer) and call into it.
+
+-- PostgreSQL lets PUBLIC execute every new function; none of ours.
+revoke all on all functions in schema sync from public;
+revoke all on all functions in schema sync_private from public;
+
+-- The hook: store deliveries, read counts.
+grant execute on function
+    sync.receive(bytea, text, text, text),
+    sync.receive_many(bytea[], text[], text[], text[], uuid[], timestamptz[]),
+    sync.receive_spooled(uuid, timestamptz, bytea, text, text, text),
+    sync.metrics(),
+    sync.status_report(integer, integer)
+    to sync_hook;
+
+-- DBAs: every verb and view of the API.
+grant execute on function
+    sync.check_delta(jsonb),
+    sync.prepare(bytea),
+    sync.apply_pending(integer),
+    sync.retry(bigint),
+    sync.retry_all(text, integer),
+    sync.discard(bigint, text),
+    sync.revert(bigint),
+    sync.fragrance_at(integer, timestamptz),
+    sync.health_at(timestamptz),
+    sync.metrics(),
+    sync.status_report(integer, integer),
+    sync.inbox_position(timestamptz),
+    sync.plan_repair(),
+    sync.repair(boolean),
+    sync.load_snapshot(jsonb, text, timestamptz),
+    sync.load_snapshot_from_server(text, integer, text, text, text, text, text),
+    sync.purge_applied(interval, boolean, integer)
+    to sync_dba;
+grant select on
+    sync.quarantine,
+    sync.unknown_field,
+    sync.health,
+    sync.drift,
+    sync.drift_summary
+    to sync_dba;
