@@ -35,7 +35,7 @@ Send = Callable[[Message], Awaitable[None]]
 # of hex-escaping them, and dumps a batch of 8 in 33 us instead of 92.
 RECEIVE_MANY = (
     "select inbox_id, status, reasons::text from sync.receive_many("
-    "%b::bytea[], %b::text[], %b::text[]::inet[], %b::text[], %b::uuid[])"
+    "%b::bytea[], %b::text[], %b::text[], %b::text[], %b::uuid[])"
 )
 
 #: Set only by the benchmark: answer every delivery without touching the database.

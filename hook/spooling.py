@@ -27,7 +27,7 @@ from hook.spool import Spool, SpooledDelivery, read_records
 log = logging.getLogger("hook.spool")
 
 RECEIVE_SPOOLED = (
-    "select inbox_id, status, reasons::text from sync.receive_spooled(%s, %s, %s, %s, %s::inet, %s)"
+    "select inbox_id, status, reasons::text from sync.receive_spooled(%s, %s, %s, %s, %s, %s)"
 )
 
 

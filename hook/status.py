@@ -22,7 +22,7 @@ from psycopg_pool import PoolTimeout
 
 log = logging.getLogger("hook.status")
 
-REPORT = "select sync.status_report(now(), %s, %s)"
+REPORT = "select sync.status_report(%s, %s)"
 HOURS = 3
 LATEST = 10
 #: The page reloads itself this often (a meta refresh: no script needed).
