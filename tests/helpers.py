@@ -28,7 +28,7 @@ def receive(conn: psycopg.Connection, raw: bytes | dict[str, Any]) -> dict[str, 
 
 
 RECEIVE_MANY = (
-    "select * from sync.receive_many(%s::bytea[], %s::text[], %s::inet[], %s::text[], %s::uuid[])"
+    "select * from sync.receive_many(%s::bytea[], %s::text[], %s::text[], %s::text[], %s::uuid[])"
 )
 
 
@@ -77,7 +77,11 @@ def raises_sqlstate(sqlstate: str, says: str = "") -> Iterator[None]:
 
 
 def deliver_at(conn: psycopg.Connection, received_at: Any, raw: bytes | dict[str, Any]) -> int:
-    """Store one delivery as if received at a chosen moment (the clock is in the data); its id."""
+    """Store one delivery as if received at a chosen moment (the clock is in the data); its id.
+
+    Processed as on receipt (when sync.settings.apply_on_receipt) by the path
+    apply_pending runs, since a row inserted directly waits as pending.
+    """
     data = body(raw) if isinstance(raw, dict) else raw
     row = conn.execute(
         "insert into sync.inbox (received_at, body, content_type)"
@@ -85,6 +89,11 @@ def deliver_at(conn: psycopg.Connection, received_at: Any, raw: bytes | dict[str
         [received_at, data],
     ).fetchone()
     assert row is not None
+    conn.execute(
+        "select sync_private.process_claimed(array[%s::bigint])"
+        " where (select apply_on_receipt from sync.settings)",
+        [row[0]],
+    )
     return row[0]
 
 

@@ -207,14 +207,15 @@ def test_a_repair_is_an_ordinary_delivery_in_the_inbox_and_the_history(
     load_library_changed(db, cost=77)
     (inbox_id,) = db.execute("select inbox_id from sync.repair()").fetchone() or ()
     stored = db.execute(
-        "select convert_from(body, 'UTF8')::jsonb, content_type, user_agent, status"
+        "select convert_from(body, 'UTF8')::jsonb, origin, content_type, user_agent, status"
         " from sync.inbox where id = %s",
         [inbox_id],
     ).fetchone()
     assert stored == (
         {"fragrance_id": 7, "cost": 77},
+        "repair",
         "application/x-sync-repair",
-        "sync.repair by postgres from json taken " + str(stored[2]).split(" taken ")[1],
+        "sync.repair by postgres from json taken " + str(stored[3]).split(" taken ")[1],
         "applied",
     )
     history = db.execute(

@@ -166,7 +166,9 @@ def test_the_view_answers_one_row_for_now(tx: psycopg.Connection) -> None:
     ],
 )
 def test_intervals_are_said_in_words(tx: psycopg.Connection, interval: str, words: str) -> None:
-    assert tx.execute("select sync._say_interval(%s::interval)", [interval]).fetchone() == (words,)
+    assert tx.execute("select sync_private.say_interval(%s::interval)", [interval]).fetchone() == (
+        words,
+    )
 
 
 def test_the_metrics_snapshot_holds_counts_only(tx: psycopg.Connection) -> None:
@@ -181,12 +183,12 @@ def test_the_metrics_snapshot_holds_counts_only(tx: psycopg.Connection) -> None:
 def test_the_status_report_counts_deliveries_per_minute_with_empty_minutes(
     tx: psycopg.Connection,
 ) -> None:
-    deliver_at(tx, T0 + timedelta(seconds=5), {"fragrance_id": 1, "cost": 2})
-    deliver_at(tx, T0 + timedelta(seconds=40), {"fragrance_id": 1, "cost": -2})
-    deliver_at(tx, T0 + timedelta(minutes=2), {"fragrance_id": 1, "cost": 3})
-    report = tx.execute(
-        "select sync.status_report(%s, 1, 5)", [T0 + timedelta(minutes=2, seconds=30)]
-    ).fetchone()[0]
+    # now() is the transaction's start: the report's moment, whatever the clock says.
+    minute = tx.execute("select date_trunc('minute', now()) - interval '2 minutes'").fetchone()[0]
+    deliver_at(tx, minute + timedelta(seconds=5), {"fragrance_id": 1, "cost": 2})
+    deliver_at(tx, minute + timedelta(seconds=40), {"fragrance_id": 1, "cost": -2})
+    deliver_at(tx, minute + timedelta(minutes=2), {"fragrance_id": 1, "cost": 3})
+    report = tx.execute("select sync.status_report(1, 5)").fetchone()[0]
     minutes = report["per_minute"]
     assert len(minutes) == 60
     assert [(m["deliveries"], m["rejected"]) for m in minutes[-3:]] == [(2, 1), (0, 0), (1, 0)]
@@ -198,5 +200,5 @@ def test_the_status_report_counts_deliveries_per_minute_with_empty_minutes(
 
 def test_the_status_report_refuses_an_unbounded_window(tx: psycopg.Connection) -> None:
     with pytest.raises(psycopg.Error) as refused:
-        tx.execute("select sync.status_report(now(), 10000, 5)")
+        tx.execute("select sync.status_report(10000, 5)")
     assert refused.value.sqlstate == "FS004"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import psycopg
-from helpers import fragrance, receive, set_apply_on_receipt
+import pytest
+from conftest import Server
+from helpers import body, fragrance, receive, set_apply_on_receipt
 
 
 def _history(conn: psycopg.Connection, fragrance_id: int) -> list[tuple]:
@@ -67,3 +69,64 @@ def test_a_delivery_after_a_hand_edit_overrides_it(db: psycopg.Connection) -> No
     db.execute("update public.fragrances set name = 'DBA fix' where fragrance_id = 7")
     receive(db, {"fragrance_id": 7, "name": "From the CMS"})
     assert fragrance(db, 7)["name"] == "From the CMS"
+
+
+def test_a_hand_edit_of_many_rows_records_each_changed_row(db: psycopg.Connection) -> None:
+    db.execute("update public.fragrances set cost = cost + 1 where fragrance_id between 10 and 14")
+    rows = db.execute(
+        "select fragrance_id from sync.fragrance_history where operation = 'update' order by id"
+    ).fetchall()
+    assert rows == [(10,), (11,), (12,), (13,), (14,)]
+
+
+def test_changing_a_fragrance_id_by_hand_records_the_old_row_going_and_the_new_coming(
+    db: psycopg.Connection,
+) -> None:
+    old = fragrance(db, 7)
+    db.execute("update public.fragrances set fragrance_id = 70000 where fragrance_id = 7")
+    assert [(h[0], h[1], h[2]) for h in _history(db, 7) + _history(db, 70000)] == [
+        ("delete", old, None),
+        ("insert", None, {**old, "fragrance_id": 70000}),
+    ]
+
+
+# --- Nobody can switch the audit off (review finding 5) -------------------------------------
+
+
+def test_the_hooks_login_cannot_switch_off_the_history_of_its_deliveries(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as hook:
+        hook.execute("set sync.history_written = 'on'")
+        hook.execute("set sync.inbox_id = '1'")
+        receipt = hook.execute(
+            "select inbox_id, status from sync.receive(%s)",
+            [body({"fragrance_id": 7, "cost": 99999})],
+        ).fetchone()
+    assert receipt is not None and receipt[1] == "applied"
+    assert _history(db, 7) == [
+        ("update", {"cost": 36}, {"cost": 99999}, receipt[0], "sync_hook_login")
+    ]
+    assert (
+        db.execute("select * from sync.fragrance_at(7, now() - interval '1 hour')").fetchone()[3]
+        == 36
+    )  # type: ignore[index]
+
+
+def test_a_dba_cannot_switch_off_the_history_of_a_hand_edit(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    dba.execute("set sync.history_written = 'on'")
+    dba.execute("update public.fragrances set cost = 99999 where fragrance_id = 7")
+    assert _history(db, 7) == [("update", {"cost": 36}, {"cost": 99999}, None, "alice")]
+    clock = db.execute("select versions ? 'cost' from sync.field_version where fragrance_id = 7")
+    assert clock.fetchone() == (True,)
+
+
+def test_nobody_but_the_owner_can_mark_a_transaction_as_the_merge(
+    server: Server, dbname: str, dba: psycopg.Connection
+) -> None:
+    with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as hook:
+        for conn in (hook, dba):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("insert into sync_private.merging values (pg_current_xact_id())")

@@ -97,6 +97,67 @@ def test_receive_many_stores_the_request_metadata_of_each_delivery(
     )
 
 
+@pytest.mark.parametrize(
+    ("given", "addr", "raw"),
+    [
+        ("10.1.2.3", "10.1.2.3", None),
+        ("2001:db8::1", "2001:db8::1", None),
+        ("fe80::1%eth0", None, "fe80::1%eth0"),
+        ("not an address", None, "not an address"),
+        (None, None, None),
+    ],
+)
+def test_a_client_address_the_database_cannot_read_is_kept_as_it_came(
+    db: psycopg.Connection, given: str | None, addr: str | None, raw: str | None
+) -> None:
+    [(inbox_id, status, _)] = db.execute(
+        RECEIVE_MANY,
+        [[body({"fragrance_id": 7, "cost": 3})], [None], [given], [None], [uuid.uuid4()]],
+    ).fetchall()
+    row = inbox_row(db, inbox_id)
+    assert (status, row["client_addr"] and str(row["client_addr"]), row["client_addr_raw"]) == (
+        "applied",
+        addr,
+        raw,
+    )
+
+
+def test_one_unreadable_address_costs_neither_its_delivery_nor_its_batch(
+    db: psycopg.Connection,
+) -> None:
+    receipts = db.execute(
+        RECEIVE_MANY,
+        [
+            [body({"fragrance_id": n, "cost": n}) for n in (1, 2, 3)],
+            [None] * 3,
+            ["10.0.0.1", "fe80::1%eth0", "10.0.0.3"],
+            [None] * 3,
+            [uuid.uuid4() for _ in range(3)],
+        ],
+    ).fetchall()
+    assert [r[1] for r in receipts] == ["applied"] * 3
+    rows = db.execute("select host(client_addr), client_addr_raw from sync.inbox order by id")
+    assert rows.fetchall() == [("10.0.0.1", None), (None, "fe80::1%eth0"), ("10.0.0.3", None)]
+
+
+def test_a_sender_cannot_pass_a_delivery_off_as_one_the_database_made(
+    db: psycopg.Connection,
+) -> None:
+    [(inbox_id, _, _)] = db.execute(
+        RECEIVE_MANY,
+        [
+            [body({"fragrance_id": 7, "cost": 3})],
+            ["application/x-sync-revert"],
+            ["6.6.6.6"],
+            ["sync.revert(1) by alice"],
+            [uuid.uuid4()],
+        ],
+    ).fetchall()
+    assert inbox_row(db, inbox_id)["origin"] == "webhook"
+    [latest] = db.execute("select sync.status_report()").fetchone()[0]["latest"]
+    assert latest["origin"] == "webhook"
+
+
 def test_two_changes_of_one_fragrance_in_a_batch_merge_in_receipt_order(
     db: psycopg.Connection,
 ) -> None:
@@ -323,8 +384,8 @@ def test_receipts_that_do_not_match_the_batch_are_answered_500_and_not_stored_tw
 ) -> None:
     db.execute("""
         create or replace function sync.receive_many(
-            p_bodies bytea[], p_content_types text[], p_client_addrs inet[], p_user_agents text[],
-            p_keys uuid[]
+            p_bodies bytea[], p_content_types text[], p_client_addrs text[], p_user_agents text[],
+            p_keys uuid[], p_received_ats timestamptz[] default null
         ) returns setof sync.receipt language sql security definer as $$
             with stored as (
                 insert into sync.inbox (body) select b from unnest(p_bodies) as b

@@ -83,8 +83,8 @@ def test_an_older_change_applied_late_only_fills_fields_nobody_set_since(
     )
     newer = receive(db, {"fragrance_id": 7, "name": "New name"})
     # Apply the newer one first, as a transaction that commits first would.
-    db.execute("select sync._process_claimed(array[%s::bigint])", [newer["inbox_id"]])
-    db.execute("select sync._process_claimed(array[%s::bigint])", [older["inbox_id"]])
+    db.execute("select sync_private.process_claimed(array[%s::bigint])", [newer["inbox_id"]])
+    db.execute("select sync_private.process_claimed(array[%s::bigint])", [older["inbox_id"]])
     row = fragrance(db, 7)
     assert (row["name"], row["description"], row["cost"]) == ("New name", "Old desc", 10)
     kept = inbox_row(db, older["inbox_id"])
@@ -234,7 +234,7 @@ def test_commit_order_does_not_decide_receipt_order(server: Server, dbname: str)
 
         def apply_one(inbox_id: int) -> None:
             with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute("select sync._process_claimed(array[%s::bigint])", [inbox_id])
+                conn.execute("select sync_private.process_claimed(array[%s::bigint])", [inbox_id])
 
         later_thread = threading.Thread(target=apply_one, args=(later,))
         later_thread.start()

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import psycopg
-from conftest import Server, load_smart_library, run_yoyo
+from catalog import describe_catalog
+from conftest import MIGRATIONS, ROOT, Server, load_smart_library, run_yoyo
 from helpers import body
 
 CATALOG_CHECKSUM = """
@@ -108,23 +115,41 @@ def test_apply_rollback_apply_round_trips_on_an_empty_database(
     assert receipt == ("applied",)
 
 
-def test_every_sync_object_carries_a_comment(db: psycopg.Connection) -> None:
+def test_every_object_of_ours_carries_a_comment(db: psycopg.Connection) -> None:
     missing = db.execute("""
-        select 'table ' || c.relname
-        from pg_class as c
-        where c.relnamespace = 'sync'::regnamespace and c.relkind in ('r', 'v')
-          and obj_description(c.oid, 'pg_class') is null
+        with ours as (
+            select oid from pg_namespace where nspname in ('sync', 'sync_private', 'sync_remote')
+        )
+        select 'schema ' || n.nspname from pg_namespace as n join ours using (oid)
+        where obj_description(n.oid, 'pg_namespace') is null
         union all
-        select 'function ' || p.proname
-        from pg_proc as p
-        where p.pronamespace = 'sync'::regnamespace
-          and obj_description(p.oid, 'pg_proc') is null
+        select 'relation ' || c.oid::regclass
+        from pg_class as c join ours on ours.oid = c.relnamespace
+        where c.relkind in ('r', 'v', 'p') and obj_description(c.oid, 'pg_class') is null
         union all
-        select 'type ' || t.typname
-        from pg_type as t
+        select 'column ' || c.oid::regclass || '.' || a.attname
+        from pg_class as c join ours on ours.oid = c.relnamespace
+        join pg_attribute as a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+        where c.relkind in ('r', 'v', 'p') and col_description(c.oid, a.attnum) is null
+        union all
+        select 'function ' || p.oid::regprocedure
+        from pg_proc as p join ours on ours.oid = p.pronamespace
+        where obj_description(p.oid, 'pg_proc') is null
+          and not exists (select from pg_depend as d  -- postgres_fdw's own, in sync_remote
+                          where d.objid = p.oid and d.classid = 'pg_proc'::regclass
+                            and d.deptype = 'e')
+        union all
+        select 'type ' || t.oid::regtype
+        from pg_type as t join ours on ours.oid = t.typnamespace
         join pg_class as c on c.oid = t.typrelid and c.relkind = 'c'
-        where t.typnamespace = 'sync'::regnamespace
-          and obj_description(t.oid, 'pg_type') is null
+        where obj_description(t.oid, 'pg_type') is null
+        union all
+        select 'trigger ' || t.tgname || ' on ' || t.tgrelid::regclass
+        from pg_trigger as t
+        join pg_proc as p on p.oid = t.tgfoid
+        join ours on ours.oid = p.pronamespace
+        where not t.tgisinternal and obj_description(t.oid, 'pg_trigger') is null
+        order by 1
     """).fetchall()
     assert missing == []
 
@@ -136,3 +161,247 @@ def test_security_definer_functions_lock_their_search_path(db: psycopg.Connectio
           and not exists (select from unnest(proconfig) as c where c like 'search_path=%')
     """).fetchall()
     assert unlocked == []
+
+
+# --- The database code by concern (ADR 0015) ----------------------------------------------
+
+DATABASE_CODE = ROOT / "db"
+LANDED_AT_0018 = [
+    path
+    for path in sorted(MIGRATIONS.iterdir())
+    if re.fullmatch(r"00(0[1-9]|1[0-8])-.*\.sql|post-apply\.sql", path.name)
+]
+
+
+def migrate_to_0018(server: Server, dbname: str, tmp_path: Path) -> None:
+    """Bring a database to the state every deployment has today: the landed 0001 to 0018."""
+    landed = tmp_path / "migrations-0018"
+    landed.mkdir()
+    for path in LANDED_AT_0018:
+        shutil.copy(path, landed / path.name)
+    yoyo = Path(sys.executable).with_name("yoyo")
+    done = subprocess.run(
+        [str(yoyo), "apply", "--batch", "--database", server.yoyo_url(dbname), str(landed)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def use_the_0018_sync(conn: psycopg.Connection) -> None:
+    """Leave rows of every kind through the 0018 API.
+
+    Applied, rejected, pending, reverted, repaired, created, and a hand edit.
+    """
+    conn.execute(
+        "select sync.receive(%s)", [body({"fragrance_id": 7, "cost": 41, "name": "Seven"})]
+    )
+    conn.execute("select sync.receive(%s)", [body({"fragrance_id": 8, "cost": -1})])
+    conn.execute("select sync.receive(%s)", [body({"fragrance_id": 9, "name": "Nine"})])
+    conn.execute(
+        "select sync.receive(%s)",
+        [
+            body(
+                {
+                    "fragrance_id": 90000,
+                    "name": "New",
+                    "description": "",
+                    "cost": 1,
+                    "forbidden": True,
+                }
+            )
+        ],
+    )
+    conn.execute("select * from sync.revert(3)")
+    conn.execute("update public.fragrances set description = 'by hand' where fragrance_id = 11")
+    conn.execute(
+        "select sync.load_snapshot(jsonb_build_array(jsonb_build_object("
+        "'fragrance_id', 12, 'name', 'Twelve', 'description', '', 'cost', 3, 'forbidden', false)))"
+    )
+    conn.execute("select * from sync.repair()")
+    conn.execute("update sync.settings set apply_on_receipt = false")
+    conn.execute("select sync.receive(%s)", [body({"fragrance_id": 13, "cost": 77})])
+    conn.execute("update sync.settings set apply_on_receipt = true")
+
+
+ROWS = {
+    "fragrances": (
+        "select md5(string_agg(f::text, '|' order by fragrance_id)) from public.fragrances as f"
+    ),
+    "inbox": """
+        select md5(string_agg(row(id, received_at, body, payload, content_type, client_addr,
+                                  user_agent, fragrance_id, status, reasons, applied_fields,
+                                  stale_fields, attempts, processed_at, discarded_by,
+                                  discard_reason, spool_key)::text, '|' order by id))
+        from sync.inbox""",
+    "history": "select md5(string_agg(h::text, '|' order by id)) from sync.fragrance_history as h",
+}
+CODE = ("function ", "aggregate ", "view ", "trigger ", "type ")
+
+
+def test_a_database_at_0018_upgrades_in_place_to_the_catalog_of_a_fresh_install(
+    server: Server, bare_dbname: str, empty_dbname: str, tmp_path: Path
+) -> None:
+    load_smart_library(server, bare_dbname)
+    migrate_to_0018(server, bare_dbname, tmp_path)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+        use_the_0018_sync(conn)
+        before = {name: conn.execute(query).fetchone() for name, query in ROWS.items()}
+        clock = conn.execute(
+            "select fragrance_id, name_inbox_id, description_inbox_id, cost_inbox_id,"
+            " forbidden_inbox_id from sync.field_version order by 1"
+        ).fetchall()
+
+    run_yoyo(server, bare_dbname, "apply")
+
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as upgraded:
+        assert {name: upgraded.execute(query).fetchone() for name, query in ROWS.items()} == before
+        assert (
+            upgraded.execute(
+                "select fragrance_id, coalesce((versions->>'name')::bigint, 0),"
+                " coalesce((versions->>'description')::bigint, 0),"
+                " coalesce((versions->>'cost')::bigint, 0),"
+                " coalesce((versions->>'forbidden')::bigint, 0) from sync.field_version order by 1"
+            ).fetchall()
+            == clock
+        )
+        origins = upgraded.execute("select origin, count(*) from sync.inbox group by 1 order by 1")
+        assert origins.fetchall() == [("repair", 1), ("revert", 1), ("webhook", 5)]
+        with psycopg.connect(server.url(empty_dbname)) as fresh:
+            assert describe_catalog(upgraded) == describe_catalog(fresh)
+        # And it works: the delivery left pending at 0018 is applied by today's code.
+        assert upgraded.execute("select applied from sync.apply_pending()").fetchone() == (1,)
+
+
+def test_rolling_back_the_move_to_db_restores_the_0018_code_exactly(
+    server: Server, bare_dbname: str, tmp_path: Path
+) -> None:
+    migrate_to_0018(server, bare_dbname, tmp_path)
+    with psycopg.connect(server.url(bare_dbname)) as conn:
+        at_0018 = [line for line in describe_catalog(conn) if line.startswith(CODE)]
+    run_yoyo(server, bare_dbname, "apply")
+    run_yoyo(server, bare_dbname, "rollback", "--revision", "0021-code-by-concern")
+    with psycopg.connect(server.url(bare_dbname)) as conn:
+        assert [line for line in describe_catalog(conn) if line.startswith(CODE)] == at_0018
+        clock = conn.execute(
+            "select string_agg(attname, ',' order by attnum) from pg_attribute"
+            " where attrelid = 'sync.field_version'::regclass and attnum > 0 and not attisdropped"
+        ).fetchone()
+        assert clock == (
+            "fragrance_id,name_inbox_id,description_inbox_id,cost_inbox_id,forbidden_inbox_id",
+        )
+
+
+def test_every_apply_loads_the_code_of_the_release_being_deployed(
+    server: Server, bare_dbname: str
+) -> None:
+    run_yoyo(server, bare_dbname, "apply")
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+        conn.execute(
+            "create or replace function sync.metrics() returns sync.metric_snapshot"
+            " language sql as 'select null::sync.metric_snapshot'"
+        )
+        conn.execute("drop trigger _900_record_update on public.fragrances")
+    run_yoyo(server, bare_dbname, "apply")
+    with (
+        psycopg.connect(server.url(bare_dbname), autocommit=True) as conn,
+        psycopg.connect(server.url("tpl_empty")) as fresh,
+    ):
+        assert describe_catalog(conn) == describe_catalog(fresh)
+
+
+def test_the_code_load_refuses_a_database_with_migrations_missing(
+    server: Server, bare_dbname: str
+) -> None:
+    run_yoyo(server, bare_dbname, "apply")
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+        conn.execute("delete from _yoyo_migration where migration_id = '0020-inbox-origin'")
+    yoyo = Path(sys.executable).with_name("yoyo")
+    argv = [str(yoyo), "apply", "--batch", "--database", server.yoyo_url(bare_dbname)]
+    done = subprocess.run(
+        [*argv, "--revision", "9999", str(MIGRATIONS)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode != 0
+    assert "needs every migration applied first; missing: 0020-inbox-origin" in done.stderr
+
+
+DEFINITION = re.compile(
+    r"^create (?:or replace )?(function|aggregate|view|trigger|type)\s+([\w.]+)", re.MULTILINE
+)
+
+
+def test_each_function_view_trigger_and_type_is_written_once_in_the_files_a_developer_edits() -> (
+    None
+):
+    seen: dict[str, list[str]] = {}
+    for path in sorted(DATABASE_CODE.glob("*.sql")):
+        for kind, name in DEFINITION.findall(path.read_text()):
+            seen.setdefault(f"{kind} {name}", []).append(path.name)
+    assert seen, "db/ holds the code"
+    assert {definition: files for definition, files in seen.items() if len(files) > 1} == {}
+    # Migrations after the move carry data only: the code is in db/.
+    for path in sorted(MIGRATIONS.glob("*.sql")):
+        if path.name >= "0019" and not path.name.startswith("post-apply"):
+            assert DEFINITION.findall(path.read_text()) == [], path.name
+
+
+def test_each_concern_file_holds_what_its_name_says(db: psycopg.Connection) -> None:
+    files = {path.name for path in DATABASE_CODE.glob("[0-9][0-9]-*.sql")}
+    assert files == {
+        "10-rules.sql",
+        "20-merge.sql",
+        "30-inbox.sql",
+        "40-history.sql",
+        "50-dba.sql",
+        "60-health.sql",
+        "70-drift.sql",
+        "80-retention.sql",
+        "90-roles.sql",
+    }
+
+
+API = [
+    "sync.apply_pending(integer)",
+    "sync.check_delta(jsonb)",
+    "sync.discard(bigint,text)",
+    "sync.fragrance_at(integer,timestamp with time zone)",
+    "sync.health_at(timestamp with time zone)",
+    "sync.inbox_position(timestamp with time zone)",
+    "sync.load_snapshot(jsonb,text,timestamp with time zone)",
+    "sync.load_snapshot_from_server(text,integer,text,text,text,text,text)",
+    "sync.metrics()",
+    "sync.plan_repair()",
+    "sync.prepare(bytea)",
+    "sync.purge_applied(interval,boolean,integer)",
+    "sync.receive(bytea,text,text,text)",
+    "sync.receive_many(bytea[],text[],text[],text[],uuid[],timestamp with time zone[])",
+    "sync.receive_spooled(uuid,timestamp with time zone,bytea,text,text,text)",
+    "sync.repair(boolean)",
+    "sync.retry(bigint)",
+    "sync.retry_all(text,integer)",
+    "sync.revert(bigint)",
+    "sync.status_report(integer,integer)",
+]
+
+
+def test_schema_sync_holds_only_the_api(db: psycopg.Connection) -> None:
+    functions = db.execute(
+        "select p.oid::regprocedure::text from pg_proc as p"
+        " where p.pronamespace = 'sync'::regnamespace order by 1"
+    ).fetchall()
+    assert [f[0] for f in functions] == API
+
+
+def test_nobody_is_granted_anything_in_sync_private(db: psycopg.Connection) -> None:
+    granted = db.execute("""
+        select 'schema' from pg_namespace as n, aclexplode(n.nspacl) as a
+        where n.nspname = 'sync_private' and a.grantee <> n.nspowner
+        union all
+        select p.proname from pg_proc as p, aclexplode(p.proacl) as a
+        where p.pronamespace = 'sync_private'::regnamespace and a.grantee <> p.proowner
+        union all
+        select c.relname from pg_class as c, aclexplode(c.relacl) as a
+        where c.relnamespace = 'sync_private'::regnamespace and a.grantee <> c.relowner
+    """).fetchall()
+    assert granted == []

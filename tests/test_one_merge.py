@@ -1,10 +1,13 @@
-"""The set-based merge: whatever a batch holds, the same outcome as one delivery at a time.
+"""The one merge: whatever a batch holds, the outcome of one delivery at a time.
 
-``sync._process_claimed`` (behind ``apply_pending``, ``retry`` and ``retry_all``)
-merges a batch set-wise; ``sync._process_claimed_rowwise`` is the one-by-one
-path it replaced, kept as the reference and the fallback. Each test stages the
-same deliveries in two copies of one database, runs one path in each, and
-compares every table the merge writes.
+Every entry point (the hook's batches, a lone receive, apply_pending, retries,
+reverts, repairs, the spool's drain) goes through one set-wise merge,
+``sync_private.settle``. These tests hold it to a simple, independent oracle
+written here in Python: deliveries taken one by one in receipt order, each
+field written only by a delivery newer than its last writer. The oracle judges
+nothing itself: it takes each body's verdict from ``sync.prepare``, the
+one-body path of the rules, which a property test below holds equal to the
+batch judge.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -24,9 +30,9 @@ from helpers import fuzz_settings, receive_many, set_apply_on_receipt
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
-SET_BASED = "sync._process_claimed"
-ROW_BY_ROW = "sync._process_claimed_rowwise"
+FIELDS = ("name", "description", "cost", "forbidden")
 
 # A few fragrances, so one batch holds many deliveries for each of them.
 FRAGRANCES = range(0, 12)
@@ -66,9 +72,11 @@ INVALID_DELTAS: list[dict[str, Any]] = [
 def random_delta(rng: random.Random, fragrance_id: int) -> dict[str, Any]:
     """A partial CMS delta: one to four fields, values drawn from small pools so some repeat."""
     values = {
-        "name": lambda: rng.choice(["Rose", "Oud", "Vetiver", "Café noir", 'Say "hi"']),
+        "name": lambda: rng.choice(
+            ["Rose", "Oud", "Vetiver", "Café noir", 'Say "hi"', "Bell\u0007"]
+        ),
         "description": lambda: rng.choice(["Woody  ", "Fresh", "", "Línea \\ dos"]),
-        "cost": lambda: rng.choice([0, 5, 10, 10.0, 10.5, 99, 1e2]),
+        "cost": lambda: rng.choice([0, 5, 10, 10.0, 10.5, 99, 1e2, 0.125]),
         "forbidden": lambda: rng.choice([True, False]),
     }
     fields = rng.sample(sorted(values), rng.randint(1, 4))
@@ -117,7 +125,7 @@ def stage(conn: psycopg.Connection, bodies: list[bytes]) -> None:
         cur.executemany("select sync.receive(%s)", [[b] for b in bodies])
 
 
-def process(conn: psycopg.Connection, function: str, status: str, limit: int) -> list[int]:
+def process(conn: psycopg.Connection, status: str, limit: int) -> list[int]:
     """Claim deliveries of one status in receipt order, as apply_pending does, and process them.
 
     Pending ones batch after batch until none is left; rejected ones (a retry) in one pass.
@@ -126,8 +134,9 @@ def process(conn: psycopg.Connection, function: str, status: str, limit: int) ->
     totals = [0, 0, 0, 0, 0]
     while True:
         row = conn.execute(
-            f"select processed, applied, ignored, rejected, pending from {function}("
-            "array(select id from sync.inbox where status = %s order by id limit %s for update))",
+            "select processed, applied, ignored, rejected, pending from"
+            " sync_private.process_claimed(array(select id from sync.inbox where status = %s"
+            " order by id limit %s for update))",
             [status, limit],
         ).fetchone()
         assert row is not None
@@ -136,142 +145,299 @@ def process(conn: psycopg.Connection, function: str, status: str, limit: int) ->
             return totals
 
 
-def state(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
-    """Everything the merge writes, in an order both paths share."""
-    queries = {
-        "fragrances": "select * from public.fragrances order by fragrance_id",
-        "inbox": "select id, status, reasons, applied_fields, stale_fields, payload,"
-        " fragrance_id, attempts from sync.inbox order by id",
-        "field_version": "select * from sync.field_version order by fragrance_id",
-        # history ids interleave differently across fragrances; within one they are in order
-        "history": "select fragrance_id, operation, old_values, new_values, inbox_id, db_user"
-        " from sync.fragrance_history order by fragrance_id, id",
+def connect(server: Server, dbname: str) -> psycopg.Connection:
+    """An autocommit connection that reads JSON numbers exactly, as PostgreSQL keeps them."""
+    conn = psycopg.connect(server.url(dbname), autocommit=True)
+    set_json_loads(partial(json.loads, parse_float=Decimal), conn)
+    return conn
+
+
+# --- the oracle ---------------------------------------------------------------------------------
+
+
+def reason(code: str, field_name: str | None, message: str, severity: str) -> dict[str, Any]:
+    return {"code": code, "severity": severity, "field": field_name, "message": message}
+
+
+@dataclass
+class World:
+    """What the merge reads and writes, as plain Python."""
+
+    fragrances: dict[int, dict[str, Any]]
+    clock: dict[int, dict[str, int]]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, conn: psycopg.Connection) -> World:
+        with conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute("select * from public.fragrances").fetchall()
+            clocks = cur.execute("select fragrance_id, versions from sync.field_version").fetchall()
+        return cls(
+            {r["fragrance_id"]: r for r in rows},
+            {c["fragrance_id"]: dict(c["versions"]) for c in clocks},
+        )
+
+    def process(self, inbox_id: int, judged: dict[str, Any]) -> str:
+        """One delivery, alone, as the README's rules say; returns its status."""
+        payload, reasons = judged["payload"], list(judged["reasons"])
+        outcome = {
+            "payload": payload,
+            "fragrance_id": judged["fragrance_id"],
+            "reasons": reasons,
+            "applied_fields": [],
+            "stale_fields": [],
+        }
+        self.outcomes[inbox_id] = outcome
+        carried = [f for f in FIELDS if judged["valid"] and f in payload]
+        if not judged["valid"]:
+            outcome["status"] = "rejected"
+        elif not carried:
+            outcome["status"] = "ignored"
+            reasons.append(
+                reason("delta.empty", None, "the change carries no field to apply", "info")
+            )
+        elif payload["fragrance_id"] not in self.fragrances:
+            fid = judged["fragrance_id"]
+            if len(carried) < len(FIELDS):
+                missing = ", ".join(f for f in FIELDS if f not in payload)
+                outcome["status"] = "rejected"
+                reasons.append(
+                    reason(
+                        "fragrance_id.unknown",
+                        "fragrance_id",
+                        f"fragrance {fid} does not exist; a change creates one only when it carries"
+                        f" all {len(FIELDS)} fields (missing: {missing})",
+                        "error",
+                    )
+                )
+            else:
+                row = {"fragrance_id": fid, **{f: payload[f] for f in FIELDS}}
+                self.fragrances[fid] = row
+                self.clock[fid] = {f: inbox_id for f in FIELDS}
+                self.history.append(
+                    {
+                        "fragrance_id": fid,
+                        "operation": "insert",
+                        "old_values": None,
+                        "new_values": dict(row),
+                        "inbox_id": inbox_id,
+                    }
+                )
+                outcome["status"], outcome["applied_fields"] = "applied", list(FIELDS)
+        else:
+            fid = judged["fragrance_id"]
+            row, clock = self.fragrances[fid], self.clock.setdefault(fid, {})
+            written = [f for f in carried if inbox_id > clock.get(f, 0)]
+            stale = [f for f in carried if f not in written]
+            changed = [f for f in written if payload[f] != row[f]]
+            if changed:
+                self.history.append(
+                    {
+                        "fragrance_id": fid,
+                        "operation": "update",
+                        "old_values": {f: row[f] for f in changed},
+                        "new_values": {f: payload[f] for f in changed},
+                        "inbox_id": inbox_id,
+                    }
+                )
+            for f in written:
+                row[f], clock[f] = payload[f], inbox_id
+            outcome["status"] = "applied" if written else "ignored"
+            outcome["applied_fields"], outcome["stale_fields"] = written, stale
+            if stale:
+                reasons.append(
+                    reason(
+                        "delta.stale",
+                        None,
+                        f"{', '.join(stale)} already set by a later delivery, so left as it is",
+                        "info",
+                    )
+                )
+        return outcome["status"]
+
+
+def judged(conn: psycopg.Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Each body's verdict, from the one-body rules (sync.prepare)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "select i.id, p.* from sync.inbox as i, sync.prepare(i.body) as p where i.id = any(%s)",
+            [ids],
+        ).fetchall()
+    return {r["id"]: r for r in rows}
+
+
+def expect(world: World, conn: psycopg.Connection, ids: list[int]) -> list[int]:
+    """Run the oracle over these deliveries, in receipt order; return its counts."""
+    verdicts = judged(conn, ids)
+    statuses = [world.process(i, verdicts[i]) for i in sorted(ids)]
+    return [len(ids), *(statuses.count(s) for s in ("applied", "ignored", "rejected", "pending"))]
+
+
+def assert_matches(conn: psycopg.Connection, world: World, since_history: int = 0) -> None:
+    """The database holds what the oracle says: fragrances, clock, outcomes and history."""
+    actual = World.read(conn)
+    assert actual.fragrances == world.fragrances
+    assert {k: v for k, v in actual.clock.items() if v} == {
+        k: v for k, v in world.clock.items() if v
     }
     with conn.cursor(row_factory=dict_row) as cur:
-        return {name: cur.execute(query).fetchall() for name, query in queries.items()}
+        outcomes = cur.execute(
+            "select id, status, reasons, applied_fields, stale_fields, payload, fragrance_id"
+            " from sync.inbox where id = any(%s)",
+            [list(world.outcomes)],
+        ).fetchall()
+        # Each fragrance's history in order; across fragrances the order is the batch's.
+        history = cur.execute(
+            "select fragrance_id, operation, old_values, new_values, inbox_id"
+            " from sync.fragrance_history where id > %s order by fragrance_id, id",
+            [since_history],
+        ).fetchall()
+    assert {o.pop("id"): o for o in outcomes} == world.outcomes
+    assert history == sorted(world.history, key=lambda h: h["fragrance_id"])
 
 
-Scenario = Callable[[psycopg.Connection, str], list[int]]
-Outcome = tuple[list[int], dict[str, list[dict[str, Any]]]]
+def last_history_id(conn: psycopg.Connection) -> int:
+    return conn.execute("select coalesce(max(id), 0) from sync.fragrance_history").fetchone()[0]  # type: ignore[index]
 
 
-def run_both_paths(
-    server: Server, dbname: str, staged: list[bytes], scenario: Scenario
-) -> Iterator[Outcome]:
-    """Stage deliveries, copy the database, run the scenario with each path, read both back."""
-    if staged:
-        with psycopg.connect(server.url(dbname), autocommit=True) as conn:
-            stage(conn, staged)
-    twin = f"{dbname[:50]}_rowwise"
-    server.create_database(twin, dbname)
-    try:
-        for name, function in ((dbname, SET_BASED), (twin, ROW_BY_ROW)):
-            with psycopg.connect(server.url(name), autocommit=True) as conn:
-                counts = scenario(conn, function)
-                yield counts, state(conn)
-    finally:
-        server.drop_database(twin)
-
-
-def assert_same(
-    server: Server,
-    dbname: str,
-    staged: list[bytes],
-    scenario: Scenario,
-    must_see: frozenset[str] = frozenset({"applied", "ignored", "rejected"}),
-) -> dict[str, list[dict[str, Any]]]:
-    """Both paths end with the same counts and the same rows in every table they write."""
-    (set_counts, set_state), (row_counts, row_state) = run_both_paths(
-        server, dbname, staged, scenario
-    )
-    for table in row_state:
-        assert set_state[table] == row_state[table], f"{table} differs"
-    assert set_counts == row_counts
-    # The scenario must have exercised the merge, or equality proves nothing.
-    assert must_see <= {r["status"] for r in set_state["inbox"]}
-    return set_state
+def staged_ids(conn: psycopg.Connection, status: str) -> list[int]:
+    return [
+        r[0]
+        for r in conn.execute(
+            "select id from sync.inbox where status = %s order by id", [status]
+        ).fetchall()
+    ]
 
 
 @pytest.mark.parametrize("batch", [1, 7, 100, 1000])
 def test_a_backlog_applied_in_batches_ends_as_one_by_one(
     server: Server, dbname: str, batch: int
 ) -> None:
-    def apply_pending(conn: psycopg.Connection, function: str) -> list[int]:
-        return process(conn, function, "pending", batch)
-
-    assert_same(server, dbname, random_backlog(seed=batch, count=400), apply_pending)
+    with connect(server, dbname) as conn:
+        stage(conn, random_backlog(seed=batch, count=400))
+        world = World.read(conn)
+        expected = expect(world, conn, staged_ids(conn, "pending"))
+        assert process(conn, "pending", batch) == expected
+        assert {"applied", "ignored", "rejected"} <= {o["status"] for o in world.outcomes.values()}
+        assert_matches(conn, world)
 
 
 def test_hand_edits_later_deliveries_and_retries_end_as_one_by_one(
     server: Server, dbname: str
 ) -> None:
-    def story(conn: psycopg.Connection, function: str) -> list[int]:
-        counts = process(conn, function, "pending", 50)
+    with connect(server, dbname) as conn:
+        stage(conn, random_backlog(seed=42, count=300))
+        world = World.read(conn)
+        expect(world, conn, staged_ids(conn, "pending"))
+        process(conn, "pending", 50)
+        assert_matches(conn, world)
+
         conn.execute("update public.fragrances set name = 'By hand' where fragrance_id in (1, 2)")
         conn.execute("update public.fragrances set cost = cost + 1 where fragrance_id = 3")
         stage(conn, random_backlog(seed=99, count=150))
-        counts = [
-            a + b for a, b in zip(counts, process(conn, function, "pending", 50), strict=True)
-        ]
-        # Partial deltas for fragrances created since, retried: some fields are stale by now.
-        retried = process(conn, function, "rejected", 1000)
-        return [a + b for a, b in zip(counts, retried, strict=True)]
+        since = last_history_id(conn)
+        world = World.read(conn)  # the hand edits moved the clock: read it back
+        expect(world, conn, staged_ids(conn, "pending"))
+        process(conn, "pending", 50)
+        assert_matches(conn, world, since)
 
-    assert_same(server, dbname, random_backlog(seed=42, count=300), story)
+        # Partial deltas for fragrances created since, retried: some fields are stale by now.
+        since = last_history_id(conn)
+        world = World.read(conn)
+        expected = expect(world, conn, staged_ids(conn, "rejected"))
+        assert process(conn, "rejected", 1000) == expected
+        assert_matches(conn, world, since)
 
 
 def test_one_delivery_retried_alone_ends_as_one_by_one(server: Server, dbname: str) -> None:
     staged = [
-        json.dumps({"fragrance_id": 900_001, "name": "Too early", "cost": 3}).encode(),
-        json.dumps(
-            {
-                "fragrance_id": 900_001,
-                "name": "Born",
-                "description": "",
-                "cost": 1,
-                "forbidden": True,
-            }
-        ).encode(),
-        json.dumps({"fragrance_id": 900_001, "name": "Renamed"}).encode(),
-        json.dumps({"fragrance_id": 1, "cost": 3}).encode(),
-        json.dumps({"fragrance_id": 1}).encode(),
+        {"fragrance_id": 900_001, "name": "Too early", "cost": 3},
+        {"fragrance_id": 900_001, "name": "Born", "description": "", "cost": 1, "forbidden": True},
+        {"fragrance_id": 900_001, "name": "Renamed"},
+        {"fragrance_id": 1, "cost": 3},
+        {"fragrance_id": 1},
     ]
-
-    def story(conn: psycopg.Connection, function: str) -> list[int]:
-        counts = process(conn, function, "pending", 10)
-        first = conn.execute("select min(id) from sync.inbox").fetchone()
-        assert first is not None
-        retried = conn.execute(
-            f"select processed, applied, ignored, rejected, pending from {function}(%s)",
-            [[first[0]]],
+    with connect(server, dbname) as conn:
+        stage(conn, [json.dumps(d).encode() for d in staged])
+        process(conn, "pending", 10)
+        first = min(staged_ids(conn, "rejected"))
+        conn.execute("select sync_private.process_claimed(array[%s::bigint])", [first])
+        row = conn.execute(
+            "select status, stale_fields, attempts from sync.inbox where id = %s", [first]
         ).fetchone()
-        assert retried is not None
-        return [a + b for a, b in zip(counts, retried, strict=True)]
-
-    inbox = assert_same(server, dbname, staged, story, frozenset({"applied", "ignored"}))["inbox"]
-    assert (inbox[0]["status"], inbox[0]["stale_fields"], inbox[0]["attempts"]) == (
-        "ignored",
-        ["name", "cost"],
-        2,
-    )
+    assert row == ("ignored", ["name", "cost"], 2)
 
 
 @pytest.mark.parametrize("chunk", [1, 8, 50])
-def test_batches_stored_by_receive_many_end_as_deliveries_stored_one_by_one(
+def test_batches_stored_by_receive_many_end_as_one_by_one(
     server: Server, dbname: str, chunk: int
 ) -> None:
     deliveries = random_backlog(seed=7, count=300)
-
-    def store(conn: psycopg.Connection, function: str) -> list[int]:
-        if function == ROW_BY_ROW:
-            for raw in deliveries:
-                conn.execute("select sync.receive(%s)", [raw])
-            return []
+    with connect(server, dbname) as conn:
+        world = World.read(conn)
         for start in range(0, len(deliveries), chunk):
             receive_many(conn, deliveries[start : start + chunk])
-        return []
+        expect(world, conn, [r[0] for r in conn.execute("select id from sync.inbox").fetchall()])
+        assert_matches(conn, world)
 
-    assert_same(server, dbname, [], store)
+
+def test_a_lone_receive_ends_as_one_by_one(server: Server, dbname: str) -> None:
+    deliveries = random_backlog(seed=11, count=150)
+    with connect(server, dbname) as conn:
+        world = World.read(conn)
+        for raw in deliveries:
+            conn.execute("select sync.receive(%s)", [raw])
+        expect(world, conn, [r[0] for r in conn.execute("select id from sync.inbox").fetchall()])
+        assert_matches(conn, world)
+
+
+@pytest.mark.parametrize(
+    ("deltas", "outcome"),
+    [
+        pytest.param(
+            [{"fragrance_id": 950_000, "cost": 3}],
+            [("rejected", "fragrance_id.unknown")],
+            id="a partial delta for no such fragrance is refused",
+        ),
+        pytest.param(
+            [
+                {"fragrance_id": 950_001, "cost": 2},
+                {
+                    "fragrance_id": 950_001,
+                    "name": "New",
+                    "description": "",
+                    "cost": 1,
+                    "forbidden": False,
+                },
+                {"fragrance_id": 950_001, "cost": 3},
+                {
+                    "fragrance_id": 950_001,
+                    "name": "Newer",
+                    "description": "",
+                    "cost": 4,
+                    "forbidden": True,
+                },
+            ],
+            [
+                ("rejected", "fragrance_id.unknown"),
+                ("applied", None),
+                ("applied", None),
+                ("applied", None),
+            ],
+            id="in one batch: refused before its creation, merged after it",
+        ),
+    ],
+)
+def test_a_batch_creates_a_fragrance_from_its_first_complete_delta(
+    db: psycopg.Connection, deltas: list[dict[str, Any]], outcome: list[tuple[str, str | None]]
+) -> None:
+    set_apply_on_receipt(db, False)
+    for delta in deltas:
+        db.execute("select sync.receive(%s)", [json.dumps(delta).encode()])
+    db.execute("select sync.apply_pending()")
+    rows = db.execute("select status, reasons -> -1 ->> 'code' from sync.inbox order by id")
+    assert rows.fetchall() == outcome
 
 
 def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
@@ -308,9 +474,9 @@ def test_a_fragrance_created_while_a_batch_waits_for_its_locks_takes_that_batchs
             psycopg.connect(server.url(dbname), autocommit=True) as waiter,
         ):
             # The first batch creates 900001 and holds fragrance 5 until it commits.
-            creator.execute(f"select {SET_BASED}(%s)", [ids[:2]])
+            creator.execute("select sync_private.process_claimed(%s)", [ids[:2]])
             second = threading.Thread(
-                target=lambda: waiter.execute(f"select {SET_BASED}(%s)", [ids[2:]])
+                target=lambda: waiter.execute("select sync_private.process_claimed(%s)", [ids[2:]])
             )
             second.start()
             wait_for_lock_wait(admin, waiter.info.backend_pid)
@@ -438,7 +604,15 @@ def bodies(draw: st.DrawFn) -> bytes:
 CLEAN_OR_NOT = [
     (b'{"fragrance_id": 7, "name": "Rose", "description": "Woody  ", "cost": 12}', True),
     (b'{"fragrance_id": 7, "forbidden": false}', True),
-    (b'{"fragrance_id":7,"description":"Caf\\u00e9","cost":10.5}', True),
+    (b'{"fragrance_id":7,"description":"Caf\\u00e9","cost":10}', True),
+    (b'{"fragrance_id": 7, "cost": 12.0}', True),
+    (b'{"fragrance_id": 7, "cost": 10.5}', False),
+    (b'{"fragrance_id": 7, "cost": 1e-400}', False),
+    (b'{"fragrance_id": 7, "cost": 1e308}', False),
+    (b'{"fragrance_id": 7, "name": "Rose\\u0007"}', False),
+    (b'{"fragrance_id": 7, "description": "Rose\\u001b[31m"}', False),
+    (b'{"fragrance_id": 7, "name": "Rose\\u202e"}', False),
+    (b'{"fragrance_id": 7, "name": "\\u0301"}', False),
     (b'{"fragrance_id": 7, "name": "Caf\xc3\xa9 noir"}', True),
     (b'{ "fragrance_id" : 0 , "forbidden" : true }', True),
     (b'{"fragrance_id": 7}', True),
@@ -461,7 +635,8 @@ def test_ordinary_deltas_take_the_fast_path_and_nothing_doubtful_does(
     rules_conn: psycopg.Connection, raw: bytes, clean: bool
 ) -> None:
     proven = rules_conn.execute(
-        "select sync._is_clean(convert_from(%(b)s, 'UTF8')::jsonb, convert_from(%(b)s, 'UTF8'))",
+        "select sync_private.is_clean("
+        "convert_from(%(b)s, 'UTF8')::jsonb, convert_from(%(b)s, 'UTF8'))",
         {"b": raw},
     ).fetchone()
     rules_conn.rollback()
@@ -477,7 +652,7 @@ def rules_conn(server: Server, shared_dbname: str) -> Iterator[psycopg.Connectio
 
 @fuzz_settings(300)
 @given(st.lists(bodies(), min_size=1, max_size=8))
-def test_prepare_many_judges_every_body_as_prepare_does(
+def test_the_batch_judge_judges_every_body_as_the_one_body_rules_do(
     rules_conn: psycopg.Connection, batch: list[bytes]
 ) -> None:
     try:
@@ -488,8 +663,10 @@ def test_prepare_many_judges_every_body_as_prepare_does(
         ]
         many = rules_conn.execute(
             "select d.inbox_id, d.payload, d.fragrance_id, d.reasons, d.valid"
-            " from unnest(sync._prepare_many(%s)) as d",
-            [ids],
+            " from unnest(sync_private.judge("
+            "(select array_agg(id order by id) from sync.inbox where id = any(%(ids)s)),"
+            " (select array_agg(body order by id) from sync.inbox where id = any(%(ids)s)))) as d",
+            {"ids": ids},
         ).fetchall()
         one_by_one = rules_conn.execute(
             "select i.id, p.payload, p.fragrance_id, p.reasons, p.valid"
@@ -534,57 +711,40 @@ def test_a_merge_that_fails_quarantines_only_its_own_delivery(db: psycopg.Connec
     )
 
 
-def rowwise_calls(conn: psycopg.Connection) -> int:
-    """Calls of the per-delivery path in this transaction (needs track_functions = all)."""
-    row = conn.execute(
-        "select coalesce(sum(calls), 0) from pg_stat_xact_user_functions"
-        " where funcname = '_process_claimed_rowwise'"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
-@pytest.mark.parametrize(
-    ("deltas", "rowwise", "outcome"),
-    [
-        pytest.param(
-            [{"fragrance_id": 950_000, "cost": 3}],
-            0,
-            [("rejected", "fragrance_id.unknown")],
-            id="partial delta, no such fragrance: rejected set-wise",
-        ),
-        pytest.param(
-            [
-                {
-                    "fragrance_id": 950_001,
-                    "name": "New",
-                    "description": "",
-                    "cost": 1,
-                    "forbidden": False,
-                },
-                {"fragrance_id": 950_001, "cost": 2},
-            ],
-            1,
-            [("applied", None), ("applied", None)],
-            id="a delta of the batch creates it: one by one",
-        ),
-    ],
-)
-def test_only_deltas_that_may_create_their_fragrance_go_one_by_one(
+def test_each_failing_delivery_of_a_big_batch_is_quarantined_alone_and_the_rest_in_order(
     db: psycopg.Connection,
-    deltas: list[dict[str, Any]],
-    rowwise: int,
-    outcome: list[tuple[str, str | None]],
 ) -> None:
+    """The batch is halved until the failing delivery is alone: the others all apply."""
+    db.execute("""
+        create function public.refuse_boom() returns trigger language plpgsql as $$
+        begin
+            if new.name = 'Boom' then
+                raise exception 'the library refuses Boom' using errcode = 'P0001';
+            end if;
+            return new;
+        end $$;
+        create trigger _050_refuse_boom before update on public.fragrances
+            for each row execute function public.refuse_boom();
+    """)
     set_apply_on_receipt(db, False)
+    deltas = [
+        {"fragrance_id": n % 5, "name": "Boom"}
+        if n in (3, 15)
+        else {"fragrance_id": n % 5, "cost": n}
+        for n in range(20)
+    ]
     for delta in deltas:
         db.execute("select sync.receive(%s)", [json.dumps(delta).encode()])
-    db.execute("set track_functions = 'all'")
-    with db.transaction():
-        db.execute("select sync.apply_pending()")
-        calls = rowwise_calls(db)
-    rows = db.execute("select status, reasons -> -1 ->> 'code' from sync.inbox order by id")
-    assert (calls, rows.fetchall()) == (rowwise, outcome)
+    assert db.execute("select applied, rejected from sync.apply_pending()").fetchone() == (18, 2)
+    refused = db.execute(
+        'select payload from sync.inbox where reasons @> \'[{"code": "internal.error"}]\''
+        " order by id"
+    ).fetchall()
+    assert [r[0] for r in refused] == [deltas[3], deltas[15]]
+    costs = db.execute(
+        "select fragrance_id, cost from public.fragrances where fragrance_id < 5 order by 1"
+    ).fetchall()
+    assert costs == [(0, 10), (1, 16), (2, 17), (3, 18), (4, 19)]
 
 
 def test_a_hand_edit_after_apply_pending_in_the_same_transaction_is_in_the_history(
@@ -601,9 +761,9 @@ def test_a_hand_edit_after_apply_pending_in_the_same_transaction_is_in_the_histo
     ).fetchall()
     assert history == [(False, {"cost": 55}), (True, {"name": "Hand"})]
     clock = db.execute(
-        "select name_inbox_id > 0, cost_inbox_id > 0 from sync.field_version where fragrance_id = 5"
+        "select versions ?& '{name,cost}' from sync.field_version where fragrance_id = 5"
     ).fetchone()
-    assert clock == (True, True)
+    assert clock == (True,)
 
 
 # --- plans --------------------------------------------------------------------------------------

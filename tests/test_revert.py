@@ -48,7 +48,8 @@ def test_a_revert_goes_through_the_inbox_as_an_ordinary_delivery(db: psycopg.Con
     result = _revert(db, change["inbox_id"])
     row = inbox_row(db, result["inbox_id"])
     assert row["id"] > change["inbox_id"]
-    assert (row["content_type"], row["status"], row["applied_fields"]) == (
+    assert (row["origin"], row["content_type"], row["status"], row["applied_fields"]) == (
+        "revert",
         "application/x-sync-revert",
         "applied",
         ["cost"],

@@ -42,7 +42,8 @@ def test_the_hook_can_store_a_delivery_and_read_its_receipt(hook: psycopg.Connec
         "select sync.retry(1)",
         "select sync.retry_all()",
         "select sync.discard(1, 'no')",
-        "select sync._process_claimed(array[1::bigint])",
+        "select sync_private.process_claimed(array[1::bigint])",
+        "select sync_private.settle('{}', '{}')",
         "create table public.intruder (id int)",
         "create table sync.intruder (id int)",
         "create function sync.intruder() returns int language sql as 'select 1'",
@@ -64,8 +65,7 @@ def test_a_dba_can_inspect_apply_retry_and_discard(dba: psycopg.Connection) -> N
 @pytest.mark.parametrize(
     "call",
     [
-        'select (sync.prepare(\'{"fragrance_id": 1, "cost": -1}\')).valid',
-        "select (sync.parse_body('{}')).payload",
+        'select valid from sync.prepare(\'{"fragrance_id": 1, "cost": -1}\')',
         "select sync.check_delta('{\"fragrance_id\": 1}')",
     ],
 )
@@ -98,8 +98,8 @@ def test_the_hooks_commits_always_wait_for_the_disk(hook: psycopg.Connection) ->
 
 def test_no_sync_function_is_executable_by_everyone(db: psycopg.Connection) -> None:
     public = db.execute("""
-        select p.proname from pg_proc as p
-        where p.pronamespace = 'sync'::regnamespace
+        select p.oid::regprocedure::text from pg_proc as p
+        where p.pronamespace in ('sync'::regnamespace, 'sync_private'::regnamespace)
           and has_function_privilege('public', p.oid, 'execute')
         order by 1
     """).fetchall()
@@ -117,8 +117,8 @@ def test_the_hook_can_read_the_metrics_and_the_status_page_data(hook: psycopg.Co
     [
         "select * from sync.health",
         "select * from sync.health_at(now())",
-        "select sync._say_interval('1 minute')",
-        "select sync._preview('\\x7b7d')",
+        "select sync_private.say_interval('1 minute')",
+        "select sync_private.preview('\\x7b7d')",
         "select sync.revert(1)",
         "select * from sync.fragrance_at(7, now())",
     ],
@@ -139,3 +139,48 @@ def test_a_dba_can_read_health_revert_and_look_back(
         "applied",
     )
     assert dba.execute("select count(*) from sync.fragrance_at(7, now())").fetchone() == (1,)
+
+
+def test_a_dba_can_read_every_view(db: psycopg.Connection, dba: psycopg.Connection) -> None:
+    db.execute(
+        'select sync.load_snapshot(\'[{"fragrance_id": 1, "name": "x", "description": "",'
+        ' "cost": 1, "forbidden": false}]\')'
+    )
+    receive(db, {"fragrance_id": 7, "cost": -1, "colour": "red"})
+    views = db.execute(
+        "select oid::regclass::text from pg_class"
+        " where relnamespace = 'sync'::regnamespace and relkind = 'v' order by 1"
+    ).fetchall()
+    assert len(views) >= 5
+    for (view,) in views:
+        assert dba.execute(f"select count(*) from {view}").fetchone()[0] >= 0, view
+
+
+def test_a_dba_cannot_call_the_internals(dba: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        dba.execute("select sync_private.fields()")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "select sync.status_report(p_now => now() - interval '1 day')",
+        "select sync.status_report(3, 500)",
+        "select sync.status_report(3, 21)",
+    ],
+)
+def test_the_hook_reads_only_what_the_status_page_shows_now(
+    hook: psycopg.Connection, call: str
+) -> None:
+    with pytest.raises(psycopg.Error) as refused:
+        hook.execute(call)
+    assert refused.value.sqlstate in {"FS004", "42883"}  # a bad limit, or no such argument
+
+
+def test_the_status_report_shows_at_most_the_latest_twenty_deliveries(
+    db: psycopg.Connection, hook: psycopg.Connection
+) -> None:
+    for n in range(30):
+        receive(db, {"fragrance_id": n, "cost": n})
+    report = hook.execute("select sync.status_report(3, 20)").fetchone()[0]
+    assert len(report["latest"]) == 20

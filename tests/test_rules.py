@@ -115,10 +115,26 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
             ("tag characters", "\U000e0041\U000e0042"),
             ("control characters", "\u0001\u0085"),
             ("an Arabic letter mark and a variation selector", "\u061c\U000e0100"),
+            ("only combining marks", "\u0301\u0308\u20dd"),
         ]
     ),
     ("name visible among invisibles", {"fragrance_id": 7, "name": "\u200bA\u00a0"}, "applied", []),
     ("name in CJK", {"fragrance_id": 7, "name": "\u8587\u8587"}, "applied", []),
+    ("name with a combining accent", {"fragrance_id": 7, "name": "Rose\u0301"}, "applied", []),
+    # What a name shows is what it holds: no terminal controls, no reordering.
+    *(
+        (f"name with {what}", {"fragrance_id": 7, "name": text}, "rejected", [code])
+        for what, text, code in [
+            ("a bell", "Rose\u0007", "name.control_character"),
+            ("an ANSI colour", "\u001b[31mRose", "name.control_character"),
+            ("a line feed", "Rose\nGarden", "name.control_character"),
+            ("a C1 control", "Rose\u009b", "name.control_character"),
+            ("a right-to-left override", "Rose\u202eesoR", "name.bidi_control"),
+            ("a left-to-right embedding", "\u202aRose", "name.bidi_control"),
+            ("an isolate", "Rose\u2067x\u2069", "name.bidi_control"),
+        ]
+    ),
+    ("name with a right-to-left mark", {"fragrance_id": 7, "name": "Rose\u200f"}, "applied", []),
     ("name 150 chars", {"fragrance_id": 7, "name": "n" * 150}, "applied", []),
     ("name 151 chars", {"fragrance_id": 7, "name": "n" * 151}, "rejected", ["name.too_long"]),
     ("name 150 multibyte chars", {"fragrance_id": 7, "name": "é" * 150}, "applied", []),
@@ -139,6 +155,21 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
     ("description empty is allowed", {"fragrance_id": 7, "description": ""}, "applied", []),
     ("description 1024", {"fragrance_id": 7, "description": "d" * 1024}, "applied", []),
     (
+        "description with lines and tabs",
+        {"fragrance_id": 7, "description": "Top:\tbergamot\r\nBase: musk"},
+        "applied",
+        [],
+    ),
+    *(
+        (f"description with {what}", {"fragrance_id": 7, "description": text}, "rejected", [code])
+        for what, text, code in [
+            ("an escape", "Musk \u001b[2J", "description.control_character"),
+            ("a backspace", "Musk\u0008", "description.control_character"),
+            ("a right-to-left override", "Musk \u202e", "description.bidi_control"),
+            ("a first-strong isolate", "\u2068Musk", "description.bidi_control"),
+        ]
+    ),
+    (
         "description 1025",
         {"fragrance_id": 7, "description": "d" * 1025},
         "rejected",
@@ -151,9 +182,26 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
     ("cost negative", {"fragrance_id": 7, "cost": -5}, "rejected", ["cost.negative"]),
     ("cost 1e400", raw('{"fragrance_id": 7, "cost": 1e400}'), "rejected", ["cost.not_finite"]),
     ("cost -0", raw('{"fragrance_id": 7, "cost": -0}'), "applied", []),
-    ("cost 1e-400", raw('{"fragrance_id": 7, "cost": 1e-400}'), "applied", []),
+    # What the smart library serves is int(cost), as a JSON number.
+    (
+        "cost 1e-400 (0 as a double)",
+        raw('{"fragrance_id": 7, "cost": 1e-400}'),
+        "rejected",
+        ["cost.too_precise"],
+    ),
+    ("cost 1e308", raw('{"fragrance_id": 7, "cost": 1e308}'), "rejected", ["cost.too_large"]),
+    ("cost 2^53", {"fragrance_id": 7, "cost": 2**53}, "rejected", ["cost.too_large"]),
+    ("cost 2^53 - 1", {"fragrance_id": 7, "cost": 2**53 - 1}, "applied", []),
+    (
+        "cost with 1000 decimal digits",
+        raw('{"fragrance_id": 7, "cost": 0.' + "3" * 1000 + "}"),
+        "rejected",
+        ["cost.too_precise"],
+    ),
+    ("cost with 3 decimals", {"fragrance_id": 7, "cost": 1.125}, "rejected", ["cost.too_precise"]),
     ("cost zero", {"fragrance_id": 7, "cost": 0}, "applied", []),
-    ("cost fractional", {"fragrance_id": 7, "cost": 12.75}, "applied", []),
+    ("cost fractional (a warning)", {"fragrance_id": 7, "cost": 12.75}, "applied", []),
+    ("cost written 12.0", raw('{"fragrance_id": 7, "cost": 12.0}'), "applied", []),
     # forbidden
     ("forbidden null", {"fragrance_id": 7, "forbidden": None}, "rejected", ["forbidden.null"]),
     (
@@ -238,3 +286,18 @@ def test_the_exact_bytes_are_kept_whatever_they_are(tx: psycopg.Connection) -> N
     receipt = receive(tx, data)
     kept = tx.execute("select body from sync.inbox where id = %s", [receipt["inbox_id"]]).fetchone()
     assert kept == (data,)
+
+
+def test_a_fractional_cost_is_applied_with_a_warning_saying_what_the_application_sees(
+    tx: psycopg.Connection,
+) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "cost": 12.5})
+    assert receipt["status"] == "applied"
+    [warning] = receipt["reasons"]
+    assert (warning["code"], warning["severity"]) == ("cost.fractional", "warning")
+    assert "the application sees 12" in warning["message"]
+
+
+def test_a_control_character_is_named_by_code_point_and_position(tx: psycopg.Connection) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "name": "Ro\u001bse"})
+    assert "U+001B at position 3" in receipt["reasons"][0]["message"]

@@ -127,6 +127,7 @@ def page_db(server: Server, shared_dbname: str) -> str:
                 " (now() - interval '15 minutes' - interval '10 seconds', %s)",
                 [raw],
             )
+        conn.execute("select sync.apply_pending(100000)")
     return shared_dbname
 
 
