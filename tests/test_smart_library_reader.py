@@ -10,7 +10,9 @@ from conftest import Server, load_smart_library, run_yoyo
 
 from devtools.throwaway_pg import ThrowawayPostgresql
 
-ROLES = "select rolname, rolcanlogin from pg_roles where rolname like 'smart\\_library\\_%' order by 1"
+ROLES = (
+    "select rolname, rolcanlogin from pg_roles where rolname like 'smart\\_library\\_%' order by 1"
+)
 
 
 @pytest.fixture
