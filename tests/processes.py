@@ -80,6 +80,16 @@ def start_smart_library(
     )
 
 
+def wait_for_ticks(sim: Service, count: int) -> None:
+    """Wait until the CMS simulator has made ``count`` ticks and sent everything they caused."""
+    for _ in range(1200):
+        state = httpx.get(sim.url + "/", timeout=10).json()["simulator"]
+        if state["ticks"] >= count and not state["ticking"]:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the simulator did not finish its {count} ticks:\n{sim.output()}")
+
+
 def stop_service(service: Service) -> None:
     """SIGTERM, and insist that it stops within 15 s."""
     service.process.terminate()

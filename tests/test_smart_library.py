@@ -87,6 +87,7 @@ def test_every_fragrance_is_served_under_data_with_cost_as_an_integer(
     expected = [dict(zip(FIELDS, (i, n, d, int(c), f), strict=True)) for i, n, d, c, f in table]
     assert answer.json()["data"] == expected
     assert len(expected) == 5000
+    assert {type(row["cost"]) for row in answer.json()["data"]} == {int}  # 12, never 12.0
 
 
 def test_one_fragrance_is_served_as_a_row(library: Service, owner: psycopg.Connection) -> None:
@@ -127,6 +128,7 @@ def test_cost_is_truncated_as_python_int_does(
         one = httpx.get(library.url + "/fragrance/11").json()
         every = httpx.get(library.url + "/fragrances", timeout=30).json()["data"]
     assert one["cost"] == served == int(cost)
+    assert type(one["cost"]) is int
     assert every[11] == one
 
 
