@@ -1,4 +1,5 @@
-# One slim image for the hook and for the one-shot migration command.
+# One slim image for every program: the sync service (python -m hook), the
+# one-shot migration command (yoyo), the CMS simulator and the smart library stand-in.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,6 +17,7 @@ COPY hook ./hook
 COPY migrations ./migrations
 COPY sql ./sql
 COPY cms_simulator ./cms_simulator
+COPY smart_library ./smart_library
 
 # The CMS simulator creates its table from the contract's DDL when it is missing.
 COPY deploy/initdb/10-smart-library.sql ./deploy/initdb/10-smart-library.sql
@@ -24,9 +26,10 @@ RUN useradd --system --uid 10001 --no-create-home hook \
  && chown hook /var/lib/fragrance-sync/spool
 USER hook
 
+# Each program keeps its own default port: the sync 9098, the smart library
+# 9099 (the real one's, hard-coded), the CMS simulator 9090.
 ENV HOST=0.0.0.0 \
-    PORT=9099 \
     SPOOL_DIR=/var/lib/fragrance-sync/spool
-EXPOSE 9099
+EXPOSE 9090 9098 9099
 
 CMD ["python", "-m", "hook"]

@@ -12,10 +12,10 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint migrate postgres-binaries chromium bench bench-tools
+.PHONY: help run test lint migrate postgres-binaries chromium docker-compose bench bench-tools
 
 help:
-	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, hook"
+	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, sync, smart library"
 	@echo "make test   lint, then run every test against a throwaway PostgreSQL"
 	@echo "make bench  ingest, merge, lag and memory benchmarks (bench/README.md)"
 
@@ -33,6 +33,14 @@ chromium:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	fi
 
+# Debian's docker-compose (v1), for the test that parses and resolves docker-compose.yaml
+# with `docker-compose config`: no Docker engine needed, so none is installed (no recommends).
+docker-compose:
+	@if ! command -v docker-compose >/dev/null; then \
+		echo "Installing docker-compose with apt-get..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
+	fi
+
 $(STAMP): requirements.txt requirements-dev.txt
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 		echo "Installing python3-venv with apt-get..."; \
@@ -46,7 +54,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: postgres-binaries chromium $(STAMP) lint
+test: postgres-binaries chromium docker-compose $(STAMP) lint
 	$(BIN)/pytest
 
 # Migrations need the owner's login; the hook then runs as DATABASE_URL's login.

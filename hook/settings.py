@@ -66,7 +66,7 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     host: str = "127.0.0.1"
-    port: int = 9099
+    port: int = 9098
     max_body_bytes: int = 1024 * 1024
     pool_min_size: int = 1
     pool_max_size: int = 10

@@ -1,4 +1,4 @@
-"""Real processes for tests: the hook and the CMS simulator, as the deploy runs them."""
+"""Real processes for tests: the hook, the CMS simulator and the smart library stand-in."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def free_port() -> int:
 
 @dataclass
 class Service:
-    """A running ``python -m <module>`` process (the hook, the CMS simulator)."""
+    """A running ``python -m <module>`` process (the hook, the CMS simulator, the stand-in)."""
 
     process: subprocess.Popen[bytes]
     url: str
@@ -69,6 +69,25 @@ def start_hook(database_url: str, tmp_path: Path, port: int | None = None, **env
         "SPOOL_DIR": str(tmp_path / "spool"),
     }
     return start_service("hook", tmp_path, "/healthz", port, **{**defaults, **env})
+
+
+def start_smart_library(
+    database_url: str, tmp_path: Path, port: int | None = None, **env: str
+) -> Service:
+    """Start the smart library stand-in as the deploy does and wait until it answers."""
+    return start_service(
+        "smart_library", tmp_path, "/", port, **{"DATABASE_URL": database_url, **env}
+    )
+
+
+def wait_for_ticks(sim: Service, count: int) -> None:
+    """Wait until the CMS simulator has made ``count`` ticks and sent everything they caused."""
+    for _ in range(1200):
+        state = httpx.get(sim.url + "/", timeout=10).json()["simulator"]
+        if state["ticks"] >= count and not state["ticking"]:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the simulator did not finish its {count} ticks:\n{sim.output()}")
 
 
 def stop_service(service: Service) -> None:

@@ -190,8 +190,8 @@ async def test_healthcheck_root_and_docs_answer(cms_url: str) -> None:
     ("listener", "url"),
     [
         (
-            {"host": "http://smart_library", "port": 9099, "endpoint": "/notifications"},
-            "http://smart_library:9099/notifications",
+            {"host": "http://fragrance_sync", "port": 9098, "endpoint": "/notifications"},
+            "http://fragrance_sync:9098/notifications",
         ),
         ({"host": "http://h/", "port": "0080", "endpoint": "x"}, "http://h/:0080x"),
         ({"host": "", "port": 1, "endpoint": ""}, ":1"),

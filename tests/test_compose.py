@@ -1,13 +1,21 @@
-"""docker-compose.yaml, checked statically (no Docker engine runs on CI machines).
+"""docker-compose.yaml, checked without a Docker engine (none runs on CI machines).
 
-Every path it mounts or builds from exists, every port and name follows the
-contract, every variable it sets is one the code reads, and the services
-start in the right order.
+Debian's ``docker-compose`` (installed by ``make test``) parses and resolves
+the file (``docker-compose config``); the rest is checked statically: every
+path it mounts or builds from exists, every program it runs is in the image,
+every port and name follows the contract, every variable it sets is one the
+code reads, the CMS calls the sync service on its secret path, the smart
+library keeps its service and port, and the services start in the right order.
 """
 
 from __future__ import annotations
 
+import ast
+import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,9 +23,23 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from hook.settings import TOKEN_PATTERN
+from hook.settings import Settings as SyncSettings
+from smart_library.settings import Settings as LibrarySettings
+
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
-READERS = {"smart_library": ROOT / "hook", "cms_simulator": ROOT / "cms_simulator"}
+READERS = {
+    "fragrance_sync": ROOT / "hook",
+    "smart_library": ROOT / "smart_library",
+    "cms_simulator": ROOT / "cms_simulator",
+}
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+#: What the image holds: the destination of every COPY, relative to WORKDIR /app.
+COPIED = {
+    source: destination
+    for source, destination in re.findall(r"^COPY (\S+) (\S+)$", DOCKERFILE, flags=re.MULTILINE)
+}
 
 
 def _environment(service: str) -> dict[str, str]:
@@ -36,6 +58,7 @@ def test_the_services_are_the_seeds() -> None:
         "cms_simulator",
         "migrate",
         "smart_library",
+        "fragrance_sync",
     }
 
 
@@ -46,6 +69,7 @@ def test_the_services_are_the_seeds() -> None:
         ("fragrance_database", "25432:5432"),
         ("cms_simulator", "9090:9090"),
         ("smart_library", "9099:9099"),
+        ("fragrance_sync", "9098:9098"),
     ],
 )
 def test_host_ports_follow_the_contract(service: str, port: str) -> None:
@@ -80,8 +104,8 @@ def test_every_mounted_file_exists_and_every_named_volume_is_declared() -> None:
 
 
 def test_the_hooks_spool_lives_on_a_volume_where_the_image_expects_it() -> None:
-    spool_dir = _environment("smart_library")["SPOOL_DIR"]
-    assert f"hook_spool:{spool_dir}" in SERVICES["smart_library"]["volumes"]
+    spool_dir = _environment("fragrance_sync")["SPOOL_DIR"]
+    assert f"hook_spool:{spool_dir}" in SERVICES["fragrance_sync"]["volumes"]
     assert f"SPOOL_DIR={spool_dir}" in (ROOT / "Dockerfile").read_text()
 
 
@@ -103,10 +127,11 @@ def test_every_variable_a_service_sets_is_read_by_its_code(service: str) -> None
         assert f'"{variable}"' in source, f"{service} sets {variable}, which nothing reads"
 
 
-def test_the_hook_registers_itself_under_its_service_name() -> None:
-    env = _environment("smart_library")
-    public = urlsplit(env["PUBLIC_URL"])
-    assert (public.hostname, public.port, public.path) == ("smart_library", 9099, "/notifications")
+def test_the_hook_registers_itself_under_its_service_name_with_its_token() -> None:
+    env = _environment("fragrance_sync")
+    public = urlsplit(_defaulted(env["PUBLIC_URL"]))
+    assert (public.hostname, public.port) == ("fragrance_sync", 9098)
+    assert public.path == "/notifications/" + _defaulted(env["NOTIFY_TOKEN"])
     cms = urlsplit(env["CMS_URL"])
     assert (cms.hostname, cms.port) == ("cms_simulator", 9090)
 
@@ -115,9 +140,10 @@ def test_services_start_in_order() -> None:
     assert SERVICES["migrate"]["depends_on"] == {
         "fragrance_database": {"condition": "service_healthy"}
     }
-    assert SERVICES["smart_library"]["depends_on"] == {
-        "migrate": {"condition": "service_completed_successfully"}
-    }
+    for service in ("fragrance_sync", "smart_library"):  # both need 0019's and 0007's roles
+        assert SERVICES[service]["depends_on"] == {
+            "migrate": {"condition": "service_completed_successfully"}
+        }, service
     assert SERVICES["cms_simulator"]["depends_on"] == {
         "cms_database": {"condition": "service_healthy"}
     }
@@ -136,8 +162,142 @@ def test_migrate_runs_yoyo_with_psycopg3_against_the_fragrance_database() -> Non
 
 
 def test_the_hook_connects_as_its_least_privileged_login() -> None:
-    url = urlsplit(_defaulted(_environment("smart_library")["DATABASE_URL"]))
+    url = urlsplit(_defaulted(_environment("fragrance_sync")["DATABASE_URL"]))
     assert (url.username, url.hostname) == ("sync_hook_login", "fragrance_database")
     init = (ROOT / "deploy" / "initdb" / "30-hook-login.sh").read_text()
     assert "create role sync_hook_login login password" in init
     assert "HOOK_DB_PASSWORD" in _environment("fragrance_database")
+
+
+def test_the_smart_library_connects_as_its_read_only_login() -> None:
+    url = urlsplit(_defaulted(_environment("smart_library")["DATABASE_URL"]))
+    assert (url.username, url.hostname, url.path) == (
+        "smart_library_login",
+        "fragrance_database",
+        "/fragrancedb",
+    )
+    assert url.password == "smart_library_password"  # ${SMART_LIBRARY_DB_PASSWORD:-...}
+    init = (ROOT / "deploy" / "initdb" / "31-smart-library-login.sh").read_text()
+    assert "create role smart_library_login login password" in init
+    assert "SMART_LIBRARY_DB_PASSWORD" in _environment("fragrance_database")
+
+
+# Resolved by docker-compose itself.
+
+
+def _compose_config(**environ: str) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` on our file, with only ``environ`` set beyond PATH and HOME."""
+    program = shutil.which("docker-compose")
+    assert program, "docker-compose is missing: `make test` installs it (Debian's package)"
+    clean = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    return subprocess.run(
+        [program, "--file", str(ROOT / "docker-compose.yaml"), "config"],
+        cwd=ROOT,
+        env={**clean, **environ},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def resolved() -> dict[str, Any]:
+    """The file as docker-compose resolves it with no variable set: every default applies."""
+    done = _compose_config()
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)["services"]
+
+
+def test_docker_compose_accepts_and_resolves_the_file() -> None:
+    done = _compose_config()
+    assert done.returncode == 0, f"docker-compose config failed:\n{done.stderr}"
+    assert "WARNING" not in done.stderr, done.stderr  # e.g. a variable without a default
+
+
+def _resolved_environment(resolved: dict[str, Any], service: str) -> dict[str, str]:
+    return {k: str(v) for k, v in resolved[service].get("environment", {}).items()}
+
+
+def test_every_published_host_port_is_unique(resolved: dict[str, Any]) -> None:
+    published = [
+        int(port["published"]) for service in resolved.values() for port in service.get("ports", [])
+    ]
+    assert published and len(published) == len(set(published)), sorted(published)
+
+
+def _project_imports(package: Path) -> set[str]:
+    """The project's top-level packages that ``package`` imports, directly or not."""
+    found: set[str] = set()
+    pending = [package.name]
+    while pending:
+        name = pending.pop()
+        if name in found:
+            continue
+        found.add(name)
+        for path in (ROOT / name).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    top = module.split(".")[0]
+                    if (ROOT / top / "__init__.py").is_file():
+                        pending.append(top)
+    return found
+
+
+@pytest.mark.parametrize("service", sorted(s for s in SERVICES if "build" in SERVICES[s]))
+def test_every_services_command_is_in_the_image(service: str) -> None:
+    command = SERVICES[service]["command"]
+    if command[:2] == ["python", "-m"]:
+        module = command[2]
+        assert (ROOT / module / "__main__.py").is_file(), f"{service} runs missing {module}"
+        for package in sorted(_project_imports(ROOT / module)):
+            assert COPIED.get(package) == f"./{package}", (
+                f"{service} runs {module}, which needs {package}; the Dockerfile does not copy it"
+            )
+    elif command[0] == "yoyo":
+        requirements = (ROOT / "requirements.txt").read_text()
+        assert re.search(r"^yoyo-migrations==", requirements, flags=re.MULTILINE)
+        assert COPIED.get("requirements.txt") and "pip install -r requirements.txt" in DOCKERFILE
+        assert COPIED.get(command[-1]) == f"./{command[-1]}", f"{service} needs {command[-1]}"
+    else:
+        pytest.fail(f"{service} runs {command}, which this test does not know how to find")
+
+
+def test_the_cms_calls_the_sync_service_on_its_secret_path(resolved: dict[str, Any]) -> None:
+    env = _resolved_environment(resolved, "fragrance_sync")
+    listener = urlsplit(env["PUBLIC_URL"])
+    token = env["NOTIFY_TOKEN"]
+    assert listener.hostname == "fragrance_sync"
+    assert listener.port == int(env["PORT"])
+    assert [p["target"] for p in resolved["fragrance_sync"]["ports"]] == [listener.port]
+    assert listener.path == f"/notifications/{token}"
+    assert TOKEN_PATTERN.fullmatch(token)
+    cms = urlsplit(env["CMS_URL"])
+    assert cms.hostname == "cms_simulator"
+    assert cms.port == int(_resolved_environment(resolved, "cms_simulator")["PORT"])
+    SyncSettings.from_env(env)  # the hook starts with these settings
+
+
+def test_one_notify_token_variable_sets_both_the_token_and_the_listener_url() -> None:
+    token = "another-token-0123456789"
+    done = _compose_config(NOTIFY_TOKEN=token)
+    assert done.returncode == 0, done.stderr
+    env = yaml.safe_load(done.stdout)["services"]["fragrance_sync"]["environment"]
+    assert env["NOTIFY_TOKEN"] == token
+    assert env["PUBLIC_URL"] == f"http://fragrance_sync:9098/notifications/{token}"
+
+
+def test_the_smart_library_is_not_the_hook(resolved: dict[str, Any]) -> None:
+    assert resolved["smart_library"]["command"] == ["python", "-m", "smart_library"]
+    env = _resolved_environment(resolved, "smart_library")
+    assert not {"CMS_URL", "PUBLIC_URL", "NOTIFY_TOKEN", "SPOOL_DIR"} & set(env)
+    assert "volumes" not in resolved["smart_library"]
+    settings = LibrarySettings.from_env(env)  # the stand-in starts with these settings
+    assert settings.port == 9099
+    assert urlsplit(settings.database_url).username == "smart_library_login"

@@ -7,7 +7,6 @@ registers itself with the simulator as its listener, exactly as deployed.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,11 +14,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from conftest import Server
-from processes import Service, free_port, start_hook, start_service, stop_service
+from processes import Service, free_port, start_hook, start_service, stop_service, wait_for_ticks
 
 from cms_simulator import journal
 
@@ -66,21 +64,12 @@ def _run(server: Server, dbname: str, cms_url: str, tmp_path: Path, **sim_env: s
             JOURNAL=str(journal_path),
             **sim_env,
         )
-        _wait_until_done(sim, int(sim_env["COUNT"]))
+        wait_for_ticks(sim, int(sim_env["COUNT"]))
     finally:
         if sim is not None:
             stop_service(sim)
         stop_service(hook)
     return Run(journal.read(journal_path), server.url(dbname), cms_url)
-
-
-def _wait_until_done(sim: Service, count: int) -> None:
-    for _ in range(1200):
-        state = httpx.get(sim.url + "/", timeout=10).json()["simulator"]
-        if state["ticks"] >= count and not state["ticking"]:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"the simulator did not finish its {count} ticks:\n{sim.output()}")
 
 
 def _inbox(url: str) -> list[dict[str, Any]]:

@@ -110,7 +110,7 @@ def test_buckets_forget_the_oldest_clients_past_their_bound() -> None:
             {
                 "NOTIFY_TOKEN": TOKEN,
                 "CMS_URL": "http://cms:9090",
-                "PUBLIC_URL": "http://hook:9099/notifications",
+                "PUBLIC_URL": "http://fragrance_sync:9098/notifications",
             },
             "PUBLIC_URL must end with /notifications/<NOTIFY_TOKEN>",
         ),

@@ -20,8 +20,8 @@ from hook.listener import listener_payload
     ("public_url", "payload"),
     [
         (
-            "http://smart_library:9099/notifications",
-            {"host": "http://smart_library", "port": 9099, "endpoint": "/notifications"},
+            "http://fragrance_sync:9098/notifications",
+            {"host": "http://fragrance_sync", "port": 9098, "endpoint": "/notifications"},
         ),
         (
             "https://sync.example.org/notifications/s3cret",
@@ -37,12 +37,12 @@ def test_the_listener_body_rebuilds_our_url_by_concatenation(
 
 
 def test_the_cms_concatenation_gives_back_our_url() -> None:
-    payload = listener_payload("http://smart_library:9099/notifications")
+    payload = listener_payload("http://fragrance_sync:9098/notifications")
     rebuilt = f"{payload['host']}:{payload['port']}{payload['endpoint']}"
-    assert rebuilt == "http://smart_library:9099/notifications"
+    assert rebuilt == "http://fragrance_sync:9098/notifications"
 
 
-@pytest.mark.parametrize("bad", ["smart_library:9099", "ftp://x/notifications", "http://"])
+@pytest.mark.parametrize("bad", ["fragrance_sync:9098", "ftp://x/notifications", "http://"])
 def test_a_public_url_that_is_not_http_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="PUBLIC_URL must be an http"):
         listener_payload(bad)
@@ -92,7 +92,7 @@ def registering_hook(server: Server, dbname: str, tmp_path: Path, cms_port: int)
         server.url(dbname, user="sync_hook_login"),
         tmp_path,
         CMS_URL=f"http://127.0.0.1:{cms_port}",
-        PUBLIC_URL="http://smart_library:9099/notifications",
+        PUBLIC_URL="http://fragrance_sync:9098/notifications",
         CMS_REGISTER_EVERY="1",
     )
     yield
@@ -104,8 +104,8 @@ def test_the_hook_registers_once_the_cms_comes_up(registering_hook: None, cms_po
     try:
         cms.wait_for(1)
         assert cms.registrations[0] == {
-            "host": "http://smart_library",
-            "port": 9099,
+            "host": "http://fragrance_sync",
+            "port": 9098,
             "endpoint": "/notifications",
         }
     finally:

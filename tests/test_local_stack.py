@@ -1,13 +1,18 @@
-"""make run: the whole system comes up, syncs, reuses its data, and stops leaving nothing behind."""
+"""make run: the whole world comes up, syncs, reuses its data, and stops leaving nothing behind."""
 
 from __future__ import annotations
 
+import glob
 import os
+import re
+import shlex
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -15,56 +20,87 @@ import pytest
 from conftest import ROOT
 from processes import free_port
 
+from devtools.local_stack import DEFAULT_NOTIFY_TOKEN, application_view_in_sync
 
-def _start(local_dir: Path, pg_port: int, hook_port: int, cms_port: int) -> subprocess.Popen[str]:
+#: make run's own variables; an outer value of any of them would change what it starts.
+OWN_VARIABLES = (
+    "DATABASE_URL",
+    "MIGRATE_DATABASE_URL",
+    "CMS_DATABASE_URL",
+    "SMART_LIBRARY_DATABASE_URL",
+    "NOTIFY_TOKEN",
+    "PORT",
+)
+
+
+@dataclass
+class Stack:
+    """A running ``make run`` and where its parts listen."""
+
+    process: subprocess.Popen[bytes]
+    out: Path
+    pg: int
+    sync: int
+    library: int
+    cms: int
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def ports(self) -> tuple[int, ...]:
+        return (self.pg, self.sync, self.library, self.cms)
+
+
+def _start(local_dir: Path, out: Path, ports: tuple[int, int, int, int]) -> Stack:
+    pg, sync, library, cms = ports
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CMS_DATABASE_URL")},
+        **{k: v for k, v in os.environ.items() if k not in OWN_VARIABLES},
         "LOCAL_DIR": str(local_dir),
-        "LOCAL_PG_PORT": str(pg_port),
-        "PORT": str(hook_port),
-        "CMS_PORT": str(cms_port),
+        "LOCAL_PG_PORT": str(pg),
+        "SYNC_PORT": str(sync),
+        "SMART_LIBRARY_PORT": str(library),
+        "CMS_PORT": str(cms),
+        # The simulator's own settings: only the first change, the one nobody hears.
+        "INTERVAL_MIN": "3600",
+        "INTERVAL_MAX": "3600",
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "devtools.local_stack"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with out.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devtools.local_stack"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return Stack(process, out, *ports)
 
 
-def _wait_for_status(stack: subprocess.Popen[str], hook_port: int) -> None:
-    for _ in range(600):
-        if stack.poll() is not None:
-            pytest.fail(f"make run exited early:\n{stack.stdout.read()}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{hook_port}/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+def _wait_until_up(stack: Stack) -> None:
+    """Until make run has said where to look (it does once every service answers)."""
+    for _ in range(1200):
+        if stack.process.poll() is not None:
+            pytest.fail(f"make run exited early:\n{stack.output()}")
+        if "sync.repair()" in stack.output():
+            return
         time.sleep(0.1)
-    pytest.fail("the hook never became healthy")
+    pytest.fail(f"make run never said it was up:\n{stack.output()}")
 
 
 def _registered_listener(cms_port: int) -> str | None:
     """The CMS's listener once the hook has registered (it retries until the CMS is up)."""
     listener = None
     for _ in range(300):
-        try:
-            state = httpx.get(f"http://127.0.0.1:{cms_port}/", timeout=5).json()["simulator"]
-        except httpx.ConnectError:
-            state = {"listener": None}  # the simulator may come up after the hook
+        state = httpx.get(f"http://127.0.0.1:{cms_port}/", timeout=5).json()["simulator"]
         if (listener := state["listener"]) is not None:
             break
         time.sleep(0.1)
     return listener
 
 
-def _stop(stack: subprocess.Popen[str]) -> str:
-    stack.send_signal(signal.SIGINT)
-    output, _ = stack.communicate(timeout=60)
-    return output
+def _stop(stack: Stack) -> str:
+    stack.process.send_signal(signal.SIGINT)
+    stack.process.wait(60)
+    return stack.output()
 
 
 def _listening(*ports: int) -> list[int]:
@@ -77,26 +113,63 @@ def _listening(*ports: int) -> list[int]:
     return alive
 
 
-def test_make_run_serves_syncs_restarts_on_its_data_and_stops_cleanly(tmp_path: Path) -> None:
-    local_dir = tmp_path / "local"
-    pg_port, hook_port, cms_port = free_port(), free_port(), free_port()
+def _last_status_line(output: str) -> str:
+    return [line for line in re.split(r"[\r\n]", output) if line.startswith("received ")][-1]
 
-    stack = _start(local_dir, pg_port, hook_port, cms_port)
-    _wait_for_status(stack, hook_port)
+
+def _psql() -> str:
+    found = shutil.which("psql") or next(iter(glob.glob("/usr/lib/postgresql/*/bin/psql")), None)
+    assert found, "psql is missing: `make test` installs PostgreSQL, which brings it"
+    return found
+
+
+def _run_printed_repair(output: str) -> None:
+    """Run the repair one-liner exactly as make run printed it."""
+    (line,) = [line.strip() for line in output.splitlines() if "sync.repair()" in line]
+    argv = shlex.split(line)
+    assert argv[0] == "psql"
+    done = subprocess.run([_psql(), *argv[1:]], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
+    tmp_path: Path,
+) -> None:
+    local_dir = tmp_path / "local"
+    ports = (free_port(), free_port(), free_port(), free_port())
+    cms_db = f"postgresql://postgres@127.0.0.1:{ports[0]}/cmsdb"
+
+    stack = _start(local_dir, tmp_path / "first.out", ports)
+    _wait_until_up(stack)
+    sync, library = f"http://127.0.0.1:{stack.sync}", f"http://127.0.0.1:{stack.library}"
+    # The sync service has its own port and takes deliveries on its secret path only.
+    assert httpx.post(sync + "/notifications", content=b"{}").status_code == 404
     answer = httpx.post(
-        f"http://127.0.0.1:{hook_port}/notifications",
-        content=b'{"fragrance_id": 5, "cost": 99}',
+        f"{sync}/notifications/{DEFAULT_NOTIFY_TOKEN}",
+        content=b'{"fragrance_id": 5, "cost": 99.9}',
     )
     assert (answer.status_code, answer.json()["status"]) == (202, "applied")
-    assert _registered_listener(cms_port) == f"http://127.0.0.1:{hook_port}/notifications"
+    assert _registered_listener(stack.cms) == f"{sync}/notifications/{DEFAULT_NOTIFY_TOKEN}"
+    # The smart library stand-in, on its own port, serves the synced value as the app sees it.
+    assert httpx.get(library + "/").text == "I'm the smart library!"
+    assert httpx.get(library + "/fragrance/5").json()["cost"] == 99
+    in_sync, total = application_view_in_sync(library, cms_db)
+    assert total == 5000 and in_sync < total  # the CMS's first change, and our cost 99.9
+    _run_printed_repair(stack.output())
+    assert application_view_in_sync(library, cms_db) == (5000, 5000)
     first = _stop(stack)
     assert "5,000-row catalog loaded" in first
-    assert "received" in first and "rows in sync" in first
-    assert _listening(pg_port, hook_port, cms_port) == []
+    for where in (f"{library}/fragrances", f"{sync}/status", f"{sync}/docs"):
+        assert where in first
+    assert f'psql "postgresql://postgres@127.0.0.1:{stack.pg}/fragrancedb"' in first
+    final = _last_status_line(first)
+    assert final.rstrip().endswith("rows in sync 5000/5000")
+    assert _listening(*stack.ports()) == []
 
-    again = _start(local_dir, pg_port, hook_port, cms_port)
-    _wait_for_status(again, hook_port)
+    again = _start(local_dir, tmp_path / "second.out", ports)
+    _wait_until_up(again)
     second = _stop(again)
     assert "catalog loaded" not in second  # the second run reuses the data
-    assert "received 1 |" in second
-    assert _listening(pg_port, hook_port, cms_port) == []
+    received = final.split(" |")[0]
+    assert received != "received 0" and _last_status_line(second).startswith(received + " |")
+    assert _listening(*again.ports()) == []

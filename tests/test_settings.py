@@ -7,9 +7,9 @@ import pytest
 from hook.settings import Settings, SettingsError
 
 
-def test_defaults_serve_the_cms_listener_port() -> None:
+def test_defaults_serve_the_sync_services_own_port() -> None:
     settings = Settings.from_env({})
-    assert (settings.port, settings.max_body_bytes, settings.host) == (9099, 1048576, "127.0.0.1")
+    assert (settings.port, settings.max_body_bytes, settings.host) == (9098, 1048576, "127.0.0.1")
 
 
 def test_a_yoyo_url_is_accepted_as_the_database_url() -> None:
