@@ -15,6 +15,8 @@ RUN pip install -r requirements.txt
 
 COPY hook ./hook
 COPY migrations ./migrations
+# migrations/9999-database-code.py loads the database code from db/ on every apply.
+COPY db ./db
 COPY sql ./sql
 COPY cms_simulator ./cms_simulator
 COPY smart_library ./smart_library

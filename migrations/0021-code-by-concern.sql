@@ -1,5 +1,5 @@
 -- Move the database code out of the migrations into db/ (loaded on every apply), internals into their own schema
--- depends: 0020-inbox-origin
+-- depends: 0019-smart-library-reader 0020-inbox-origin
 
 -- From here on the current text of every function, view and trigger lives in
 -- one file per concern under db/, and 9999-database-code.py drops and creates

@@ -265,6 +265,10 @@ def test_every_services_command_is_in_the_image(service: str) -> None:
         assert re.search(r"^yoyo-migrations==", requirements, flags=re.MULTILINE)
         assert COPIED.get("requirements.txt") and "pip install -r requirements.txt" in DOCKERFILE
         assert COPIED.get(command[-1]) == f"./{command[-1]}", f"{service} needs {command[-1]}"
+        # The code load (migrations/9999-database-code.py) reads the database code from db/.
+        assert COPIED.get("db") == "./db", (
+            f"{service} loads db/*.sql; the Dockerfile does not copy it"
+        )
     else:
         pytest.fail(f"{service} runs {command}, which this test does not know how to find")
 

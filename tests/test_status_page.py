@@ -128,6 +128,13 @@ def page_db(server: Server, shared_dbname: str) -> str:
                 [raw],
             )
         conn.execute("select sync.apply_pending(100000)")
+        # A CMS snapshot that differs from the library in one row.
+        conn.execute("""
+            select sync.load_snapshot((
+                select jsonb_agg(case when f.fragrance_id = 3 then to_jsonb(f) || '{"cost": 999}'
+                                      else to_jsonb(f) end)
+                from public.fragrances as f))
+        """)
     return shared_dbname
 
 
@@ -177,6 +184,10 @@ def test_rejects_are_grouped_by_code_with_an_example(seen: Seen) -> None:
     for code in ("cost.negative", "name.blank", "body.not_json"):
         assert code in seen.text
     assert "cost is -1; it must be 0 or more" in seen.text
+
+
+def test_the_page_says_how_many_rows_match_the_last_cms_snapshot(seen: Seen) -> None:
+    assert "Rows in sync with the CMS4999/5000as the application sees them" in seen.text
 
 
 def test_unknown_fields_and_the_backlog_are_listed(seen: Seen) -> None:
