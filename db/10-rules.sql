@@ -1,10 +1,13 @@
--- Data rules: what a delivery's bytes must be to change a fragrance.
+-- Data rules: what a delivery's bytes must be to change a fragrance, and what
+-- the catalog must be at rest.
 --
--- Every rule is written once, here, and serves every path: the hook's batches,
--- apply_pending, retries, reverts and repairs all judge bodies through
--- sync_private.judge(). A violation is data (a reason on the inbox row), never
--- an exception. Loaded by migrations/9999-database-code.py after every apply;
--- see db/README.md for how this code is organised.
+-- Every rule is written once, here, and serves every path: the hook's
+-- batches, apply_pending, retries, reverts and repairs judge deltas through
+-- sync_private.judge(), and the catalog check (db/45-findings.sql) runs the
+-- same field rules over public.fragrances. Each rule's severity and parameter
+-- come from sync.rule, a table a DBA tunes (its current version is one JSON
+-- object, passed down as p_rules). A violation is data (a reason on the inbox
+-- row, or a finding), never an exception.
 
 -- sync_private.judged: a delivery after the rules, before the merge.
 create type sync_private.judged as (
@@ -122,6 +125,67 @@ $$;
 comment on function sync_private.code_point(text) is
     'A character written as U+XXXX, for messages.';
 
+-- sync_private.current_rules
+-- The rules in force: their version and every rule's severity, parameter and reach.
+create function sync_private.current_rules(out version bigint, out rules jsonb)
+    language sql
+    stable
+as $$
+    select v.version, v.rules from sync.rule_version as v order by v.version desc limit 1;
+$$;
+comment on function sync_private.current_rules() is
+    'The latest sync.rule_version: its number and the rules as {code: {severity, parameter, applies_to}}.';
+
+-- sync_private.severity
+-- A rule's severity in a set of rules, or null when it is off (or unknown).
+create function sync_private.severity(p_rules jsonb, p_code text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    select nullif(p_rules #>> array[p_code, 'severity'], 'off');
+$$;
+comment on function sync_private.severity(jsonb, text) is
+    'error or warning for a rule that is on, null for one that is off or does not exist.';
+
+-- sync_private.parameter
+-- A rule's parameter in a set of rules.
+create function sync_private.parameter(p_rules jsonb, p_code text) returns numeric
+    language sql
+    immutable
+    parallel safe
+as $$
+    select (p_rules #>> array[p_code, 'parameter'])::numeric;
+$$;
+comment on function sync_private.parameter(jsonb, text) is
+    'The parameter of a rule in a set of rules (a limit), or null.';
+
+-- sync_private.broken
+-- One reason as an array, for a rule that is on; an empty array for one that is off.
+create function sync_private.broken(p_rules jsonb, p_code text, p_field text, p_message text) returns jsonb
+    language sql
+    immutable
+    parallel safe
+as $$
+    select case when sync_private.severity(p_rules, p_code) is null then '[]'::jsonb
+                else jsonb_build_array(sync_private.reason(p_code, p_field, p_message,
+                                                           sync_private.severity(p_rules, p_code))) end;
+$$;
+comment on function sync_private.broken(jsonb, text, text, text) is
+    'The reason of a broken rule as a one-element array, with the rule''s severity; an empty array when the rule is off.';
+
+-- sync_private.is_untrimmed
+-- True when a text starts or ends with whitespace (Unicode White_Space).
+create function sync_private.is_untrimmed(p_text text) returns boolean
+    language sql
+    immutable
+    parallel safe
+as $$
+    select p_text ~ '^[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]|[\u0009-\u000d\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$';
+$$;
+comment on function sync_private.is_untrimmed(text) is
+    'True when a text starts or ends with a whitespace character (Unicode White_Space, the same in every locale). The <field>.untrimmed rule.';
+
 -- sync_private.parse_body
 -- Decodes raw bytes into jsonb, or says in reasons why they cannot be a change.
 create function sync_private.parse_body(p_body bytea, out payload jsonb, out reasons jsonb)
@@ -181,181 +245,232 @@ $$;
 comment on function sync_private.parse_body(bytea) is
     'Decodes a delivery body (bytea) as UTF-8 JSON into jsonb; reasons say why it cannot be (body.empty, body.not_utf8, body.unsupported_unicode, body.not_json, body.duplicate_key).';
 
--- sync_private.check_text
--- The rules of a text field: a string, not null, within a length, visible, no control or bidi character.
-create function sync_private.check_text(
-    p_delta jsonb,
-    p_field text,
-    p_max integer,
-    p_allow_blank boolean,
-    p_allow_line_breaks boolean
-) returns jsonb
+-- sync_private.broken_text_rule
+-- The first rule a text value breaks, by its code; null when it breaks none.
+create function sync_private.broken_text_rule(p_field text, p_text text, p_rules jsonb) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- One expression, so a query over a million rows evaluates it inline; a
+    -- rule that is off is passed over. The messages: sync_private.rule_message.
+    select case
+        when p_text is null then p_field || '.null'
+        when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
+            then p_field || '.too_long'
+        when sync_private.severity(p_rules, p_field || '.blank') is not null
+             and sync_private.is_blank(p_text) then p_field || '.blank'
+        when sync_private.severity(p_rules, p_field || '.control_character') is not null
+             and sync_private.first_control(p_text, p_field = 'description') is not null
+            then p_field || '.control_character'
+        when sync_private.severity(p_rules, p_field || '.bidi_control') is not null
+             and sync_private.first_bidi_control(p_text) is not null then p_field || '.bidi_control'
+        when sync_private.severity(p_rules, p_field || '.untrimmed') is not null
+             and sync_private.is_untrimmed(p_text) then p_field || '.untrimmed'
+    end;
+$$;
+comment on function sync_private.broken_text_rule(text, text, jsonb) is
+    'The code of the first rule a text value of name or description breaks (.null, .too_long, .blank for name, .control_character with line breaks and tabs allowed in a description, .bidi_control, .untrimmed), or null; rules that are off in p_rules are passed over.';
+
+-- sync_private.broken_cost_rule
+-- The first rule a cost breaks, by its code; null when it breaks none.
+create function sync_private.broken_cost_rule(p_cost numeric, p_rules jsonb) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    select case
+        when p_cost is null then 'cost.null'
+        -- Finite means what every consumer can hold: a double precision value.
+        when abs(p_cost) > 1.7976931348623157e308 then 'cost.not_finite'
+        when p_cost < 0 and sync_private.severity(p_rules, 'cost.negative') is not null then 'cost.negative'
+        when p_cost > sync_private.parameter(p_rules, 'cost.too_large')
+             and sync_private.severity(p_rules, 'cost.too_large') is not null then 'cost.too_large'
+        when scale(p_cost) > sync_private.parameter(p_rules, 'cost.too_precise')
+             and sync_private.severity(p_rules, 'cost.too_precise') is not null then 'cost.too_precise'
+        -- The smart library serves int(cost): 12.5 reaches the application as 12.
+        when p_cost <> trunc(p_cost) and sync_private.severity(p_rules, 'cost.fractional') is not null
+            then 'cost.fractional'
+    end;
+$$;
+comment on function sync_private.broken_cost_rule(numeric, jsonb) is
+    'The code of the first rule a cost breaks (.null, .not_finite beyond a double, .negative, .too_large, .too_precise, .fractional since the smart library serves int(cost)), or null; rules that are off in p_rules are passed over.';
+
+-- sync_private.broken_rule
+-- The first rule a value of one field breaks, by its code: the definition deltas and the catalog share.
+create function sync_private.broken_rule(p_field text, p_value jsonb, p_rules jsonb) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- p_value has the field's JSON type, or is a JSON null: a catalog row's
+    -- column, or a delta's field once sync_private.check_field has checked its type.
+    select case p_field
+        when 'name' then sync_private.broken_text_rule(p_field, p_value #>> '{}', p_rules)
+        when 'description' then sync_private.broken_text_rule(p_field, p_value #>> '{}', p_rules)
+        when 'cost' then sync_private.broken_cost_rule((p_value #>> '{}')::numeric, p_rules)
+        when 'forbidden' then case when jsonb_typeof(p_value) = 'null' then 'forbidden.null' end
+    end;
+$$;
+comment on function sync_private.broken_rule(text, jsonb, jsonb) is
+    'The code of the first data rule a value of one field of public.fragrances breaks, or null: what a delta''s field and a catalog row''s column are both judged by. The value must have the field''s type or be JSON null.';
+
+-- sync_private.rule_message
+-- The sentence for a rule a value breaks.
+create function sync_private.rule_message(p_code text, p_field text, p_value jsonb, p_rules jsonb) returns text
     language plpgsql
     immutable
 as $$
 declare
-    v_value jsonb := p_delta -> p_field;
-    v_text text;
-    v_length integer;
+    v_text text := p_value #>> '{}';
     v_char text;
 begin
-    if v_value is null then
-        return '[]';
-    elsif jsonb_typeof(v_value) = 'null' then
-        return jsonb_build_array(sync_private.reason(p_field || '.null', p_field,
-            format('%s is null; send a string, or leave the field out to keep the current value', p_field)));
-    elsif jsonb_typeof(v_value) <> 'string' then
-        return jsonb_build_array(sync_private.reason(p_field || '.not_string', p_field,
-            format('%s is a JSON %s (%s); it must be a JSON string', p_field, jsonb_typeof(v_value), sync_private.show(v_value))));
-    end if;
-    v_text := v_value #>> '{}';
-    v_length := char_length(v_text);
-    if v_length > p_max then
-        return jsonb_build_array(sync_private.reason(p_field || '.too_long', p_field,
-            format('%s has %s characters; the limit is %s', p_field, v_length, p_max)));
-    elsif not p_allow_blank and sync_private.is_blank(v_text) then
-        return jsonb_build_array(sync_private.reason(p_field || '.blank', p_field,
-            format('%s is blank; it must hold at least one visible character', p_field)));
-    end if;
-    v_char := sync_private.first_control(v_text, p_allow_line_breaks);
-    if v_char is not null then
-        return jsonb_build_array(sync_private.reason(p_field || '.control_character', p_field,
-            format('%s holds the control character %s at position %s; it would reach the application as is',
-                p_field, sync_private.code_point(v_char), strpos(v_text, v_char))));
-    end if;
-    v_char := sync_private.first_bidi_control(v_text);
-    if v_char is not null then
-        return jsonb_build_array(sync_private.reason(p_field || '.bidi_control', p_field,
-            format('%s holds the bidirectional control %s at position %s; it makes the text display in another order than it is stored',
-                p_field, sync_private.code_point(v_char), strpos(v_text, v_char))));
-    end if;
-    return '[]';
+    case p_code
+        when 'name.null', 'description.null' then
+            return format('%s is null; it must be a string (a delta leaves a field out to keep its value)', p_field);
+        when 'cost.null' then
+            return 'cost is null; it must be a number (the smart library serves int(cost), which fails on null)';
+        when 'forbidden.null' then
+            return 'forbidden is null; it must be true or false (a delta leaves a field out to keep its value)';
+        when 'name.too_long', 'description.too_long' then
+            return format('%s has %s characters; the limit is %s', p_field, char_length(v_text),
+                          sync_private.parameter(p_rules, p_code));
+        when 'name.blank' then
+            return format('%s is blank; it must hold at least one visible character', p_field);
+        when 'name.control_character', 'description.control_character' then
+            v_char := sync_private.first_control(v_text, p_field = 'description');
+            return format('%s holds the control character %s at position %s; it would reach the application as is',
+                p_field, sync_private.code_point(v_char), strpos(v_text, v_char));
+        when 'name.bidi_control', 'description.bidi_control' then
+            v_char := sync_private.first_bidi_control(v_text);
+            return format('%s holds the bidirectional control %s at position %s; it makes the text display in another order than it is stored',
+                p_field, sync_private.code_point(v_char), strpos(v_text, v_char));
+        when 'name.untrimmed', 'description.untrimmed' then
+            return format('%s %s starts or ends with whitespace', p_field, sync_private.show(p_value));
+        when 'cost.not_finite' then
+            return format('cost %s is too large to be a finite number', sync_private.show(p_value));
+        when 'cost.negative' then
+            return format('cost is %s; it must be 0 or more', sync_private.show(p_value));
+        when 'cost.too_large' then
+            return format('cost %s is above %s, the largest cost accepted', sync_private.show(p_value),
+                          sync_private.parameter(p_rules, p_code));
+        when 'cost.too_precise' then
+            return format('cost %s has %s decimal places; at most %s are kept', sync_private.show(p_value),
+                          scale(v_text::numeric), sync_private.parameter(p_rules, p_code));
+        when 'cost.fractional' then
+            return format('cost %s has a fractional part; the smart library serves whole numbers, so the application sees %s',
+                          sync_private.show(p_value), trunc(v_text::numeric));
+        else
+            return format('%s breaks rule %s', p_field, p_code);
+    end case;
 end;
 $$;
-comment on function sync_private.check_text(jsonb, text, integer, boolean, boolean) is
-    'Rules for a text field of a delta: .null, .not_string, .too_long (in characters), .blank (sync_private.is_blank) unless blanks are allowed, .control_character (line breaks and tabs allowed where said) and .bidi_control.';
+comment on function sync_private.rule_message(text, text, jsonb, jsonb) is
+    'The sentence of a rule broken by a value (see sync_private.broken_rule): what is wrong and, where it helps, what is allowed.';
 
--- sync_private.check_cost
--- The rules of cost: a JSON number the smart library can serve as it is.
-create function sync_private.check_cost(p_delta jsonb) returns jsonb
+-- sync_private.check_field
+-- The rules of one field of a delta: its JSON type, then the rules it shares with the catalog.
+create function sync_private.check_field(p_field text, p_value jsonb, p_rules jsonb) returns jsonb
     language plpgsql
     immutable
 as $$
 declare
-    v_value jsonb := p_delta -> 'cost';
-    v_number numeric;
+    v_type text := case p_field when 'cost' then 'number' when 'forbidden' then 'boolean' else 'string' end;
+    v_code text;
 begin
-    if v_value is null then
+    if p_value is null then
         return '[]';
-    elsif jsonb_typeof(v_value) = 'null' then
-        return jsonb_build_array(sync_private.reason('cost.null', 'cost',
-            'cost is null; send a number, or leave the field out to keep the current value'));
-    elsif jsonb_typeof(v_value) <> 'number' then
-        return jsonb_build_array(sync_private.reason('cost.not_number', 'cost',
-            format('cost is a JSON %s (%s); it must be a JSON number', jsonb_typeof(v_value), sync_private.show(v_value))));
+    elsif jsonb_typeof(p_value) not in ('null', v_type) then
+        return sync_private.broken(p_rules,
+            p_field || case v_type when 'number' then '.not_number' when 'boolean' then '.not_boolean' else '.not_string' end,
+            p_field,
+            format('%s is a JSON %s (%s); it must be %s', p_field, jsonb_typeof(p_value), sync_private.show(p_value),
+                   case v_type when 'number' then 'a JSON number' when 'boolean' then 'true or false'
+                               else 'a JSON string' end));
     end if;
-    v_number := v_value::numeric;
-    -- Finite means what every consumer can hold: a double precision value.
-    if abs(v_number) > 1.7976931348623157e308 then
-        return jsonb_build_array(sync_private.reason('cost.not_finite', 'cost',
-            format('cost %s is too large to be a finite number', sync_private.show(v_value))));
-    elsif v_number < 0 then
-        return jsonb_build_array(sync_private.reason('cost.negative', 'cost',
-            format('cost is %s; it must be 0 or more', sync_private.show(v_value))));
-    -- The largest integer every JSON reader (a JavaScript application too) holds exactly.
-    elsif v_number > 9007199254740991 then
-        return jsonb_build_array(sync_private.reason('cost.too_large', 'cost',
-            format('cost %s is above 9007199254740991, the largest whole number a JSON reader holds exactly', sync_private.show(v_value))));
-    -- 1e-400 is 0 as a double, and a thousand decimals are noise, not a price.
-    elsif scale(v_number) > 2 then
-        return jsonb_build_array(sync_private.reason('cost.too_precise', 'cost',
-            format('cost %s has %s decimal places; at most 2 are kept', sync_private.show(v_value), scale(v_number))));
-    -- The smart library serves int(cost): 12.5 reaches the application as 12.
-    elsif v_number <> trunc(v_number) then
-        return jsonb_build_array(sync_private.reason('cost.fractional', 'cost',
-            format('cost %s has a fractional part; the smart library serves whole numbers, so the application sees %s',
-                sync_private.show(v_value), trunc(v_number)), 'warning'));
+    v_code := sync_private.broken_rule(p_field, p_value, p_rules);
+    if v_code is null then
+        return '[]';
     end if;
-    return '[]';
+    return sync_private.broken(p_rules, v_code, p_field, sync_private.rule_message(v_code, p_field, p_value, p_rules));
 end;
 $$;
-comment on function sync_private.check_cost(jsonb) is
-    'Rules for cost: .null, .not_number, .not_finite (beyond a double), .negative, .too_large (above 2^53 - 1), .too_precise (more than 2 decimals), and the warning .fractional (the smart library serves int(cost)).';
+comment on function sync_private.check_field(text, jsonb, jsonb) is
+    'The rules of one field of a delta (SQL null: the field is absent): its JSON type (.not_string, .not_number, .not_boolean), then the first rule sync_private.broken_rule finds, with its sentence and its severity in p_rules. Returns at most one reason.';
 
--- sync.check_delta
--- Checks a parsed delta against every static rule; returns the reasons (errors and warnings).
-create function sync.check_delta(p_delta jsonb) returns jsonb
+-- sync_private.check_delta
+-- Checks a parsed delta against every rule that needs no lock; returns the reasons.
+create function sync_private.check_delta(p_delta jsonb, p_rules jsonb) returns jsonb
     language plpgsql
     immutable
-    security definer
-    set search_path = pg_catalog, pg_temp
 as $$
 declare
     v_reasons jsonb := '[]';
     v_value jsonb;
     v_number numeric;
 begin
-    -- The delta rules, in one place. Whether the fragrance exists is decided
-    -- at merge time (fragrance_id.unknown), under its lock.
+    -- Whether the fragrance exists is decided at merge time (fragrance_id.unknown), under its lock.
     if jsonb_typeof(p_delta) is distinct from 'object' then
-        return jsonb_build_array(sync_private.reason('body.not_object', null,
-            format('body is a JSON %s; a change must be a JSON object', coalesce(jsonb_typeof(p_delta), 'nothing'))));
+        return sync_private.broken(p_rules, 'body.not_object', null,
+            format('body is a JSON %s; a change must be a JSON object', coalesce(jsonb_typeof(p_delta), 'nothing')));
     end if;
 
     v_value := p_delta -> 'fragrance_id';
     if v_value is null then
-        v_reasons := v_reasons || sync_private.reason('fragrance_id.missing', 'fragrance_id',
+        v_reasons := v_reasons || sync_private.broken(p_rules, 'fragrance_id.missing', 'fragrance_id',
             'fragrance_id is missing; every change must say which fragrance it is about');
     elsif jsonb_typeof(v_value) = 'null' then
-        v_reasons := v_reasons || sync_private.reason('fragrance_id.null', 'fragrance_id',
+        v_reasons := v_reasons || sync_private.broken(p_rules, 'fragrance_id.null', 'fragrance_id',
             'fragrance_id is null; it must be an integer');
     elsif jsonb_typeof(v_value) <> 'number' then
-        v_reasons := v_reasons || sync_private.reason('fragrance_id.not_integer', 'fragrance_id',
+        v_reasons := v_reasons || sync_private.broken(p_rules, 'fragrance_id.not_integer', 'fragrance_id',
             format('fragrance_id is a JSON %s (%s); it must be a JSON integer', jsonb_typeof(v_value), sync_private.show(v_value)));
     else
         v_number := v_value::numeric;
         if v_number <> trunc(v_number) then
-            v_reasons := v_reasons || sync_private.reason('fragrance_id.not_integer', 'fragrance_id',
+            v_reasons := v_reasons || sync_private.broken(p_rules, 'fragrance_id.not_integer', 'fragrance_id',
                 format('fragrance_id %s is not a whole number', sync_private.show(v_value)));
         elsif v_number < 0 or v_number > 2147483647 then
-            v_reasons := v_reasons || sync_private.reason('fragrance_id.out_of_range', 'fragrance_id',
+            v_reasons := v_reasons || sync_private.broken(p_rules, 'fragrance_id.out_of_range', 'fragrance_id',
                 format('fragrance_id %s is outside 0 to 2147483647', sync_private.show(v_value)));
         end if;
     end if;
 
-    v_reasons := v_reasons
-        || sync_private.check_text(p_delta, 'name', 150, false, false)
-        || sync_private.check_text(p_delta, 'description', 1024, true, true)
-        || sync_private.check_cost(p_delta);
-
-    v_value := p_delta -> 'forbidden';
-    if v_value is null then
-        null;
-    elsif jsonb_typeof(v_value) = 'null' then
-        v_reasons := v_reasons || sync_private.reason('forbidden.null', 'forbidden',
-            'forbidden is null; send true or false, or leave the field out to keep the current value');
-    elsif jsonb_typeof(v_value) <> 'boolean' then
-        v_reasons := v_reasons || sync_private.reason('forbidden.not_boolean', 'forbidden',
-            format('forbidden is a JSON %s (%s); it must be true or false', jsonb_typeof(v_value), sync_private.show(v_value)));
-    end if;
+    select v_reasons || coalesce(jsonb_agg(r order by f.n), '[]')
+    into v_reasons
+    from unnest(sync_private.fields()) with ordinality as f (field, n)
+    cross join lateral jsonb_array_elements(sync_private.check_field(f.field, p_delta -> f.field, p_rules)) as r;
 
     -- Unknown keys are schema drift in the CMS: worth seeing, never worth blocking an edit.
-    select v_reasons || coalesce(jsonb_agg(sync_private.reason('field.unknown', k,
-               format('unknown field %s was ignored; the CMS may have added it', to_jsonb(k)),
-               'warning') order by k), '[]')
+    select v_reasons || coalesce(jsonb_agg(r order by k), '[]')
     into v_reasons
     from jsonb_object_keys(p_delta) as k
+    cross join lateral jsonb_array_elements(sync_private.broken(p_rules, 'field.unknown', k,
+        format('unknown field %s was ignored; the CMS may have added it', to_jsonb(k)))) as r
     where k <> 'fragrance_id' and k <> all (sync_private.fields());
 
     return v_reasons;
 end;
 $$;
+comment on function sync_private.check_delta(jsonb, jsonb) is
+    'Checks a parsed delta against the data rules in p_rules: the object, fragrance_id, each field (sync_private.check_field) and unknown fields; returns a JSON array of reasons.';
+
+-- sync.check_delta
+-- Checks a parsed delta against the rules in force, by hand.
+create function sync.check_delta(p_delta jsonb) returns jsonb
+    language sql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    select sync_private.check_delta(p_delta, (sync_private.current_rules()).rules);
+$$;
 comment on function sync.check_delta(jsonb) is
-    'Checks a parsed delta against the data rules (types, nulls, lengths, ranges, characters, unknown fields) and returns a JSON array of reasons; whether the fragrance exists is checked at merge time. Usage: SELECT sync.check_delta(''{"fragrance_id": 7, "cost": -1}'');';
+    'Checks a parsed delta against the data rules in force (sync.rule) and returns a JSON array of reasons; whether the fragrance exists is checked at merge time. Usage: SELECT sync.check_delta(''{"fragrance_id": 7, "cost": -1}'');';
 
 -- sync_private.check_parsed
 -- The rules once a body is parsed: everything judge() does after parse_body().
-create function sync_private.check_parsed(p_inbox_id bigint, p_payload jsonb, p_reasons jsonb)
+create function sync_private.check_parsed(p_inbox_id bigint, p_payload jsonb, p_reasons jsonb, p_rules jsonb)
     returns sync_private.judged
     language plpgsql
     immutable
@@ -367,7 +482,7 @@ begin
     v_result.payload := p_payload;
     v_result.reasons := p_reasons;
     if not sync_private.has_error(v_result.reasons) then
-        v_result.reasons := v_result.reasons || sync.check_delta(v_result.payload);
+        v_result.reasons := v_result.reasons || sync_private.check_delta(v_result.payload, p_rules);
     end if;
     v_result.valid := not sync_private.has_error(v_result.reasons);
     -- Checked here too: with a duplicate key the rules did not run, and an id
@@ -382,22 +497,23 @@ begin
     return v_result;
 end;
 $$;
-comment on function sync_private.check_parsed(bigint, jsonb, jsonb) is
-    'Applies the data rules to a parsed body and the reasons parsing gave; returns sync_private.judged.';
+comment on function sync_private.check_parsed(bigint, jsonb, jsonb, jsonb) is
+    'Applies the data rules in p_rules to a parsed body and the reasons parsing gave; returns sync_private.judged.';
 
 -- sync_private.judge_one
 -- Parses one body and runs every rule on it: the careful path, one body at a time.
-create function sync_private.judge_one(p_inbox_id bigint, p_body bytea) returns sync_private.judged
+create function sync_private.judge_one(p_inbox_id bigint, p_body bytea, p_rules jsonb) returns sync_private.judged
     language sql
     stable
 as $$
-    select sync_private.check_parsed(p_inbox_id, p.payload, p.reasons) from sync_private.parse_body(p_body) as p;
+    select sync_private.check_parsed(p_inbox_id, p.payload, p.reasons, p_rules)
+    from sync_private.parse_body(p_body) as p;
 $$;
-comment on function sync_private.judge_one(bigint, bytea) is
-    'Parses one delivery body and checks it against the data rules; the reference that sync_private.judge() must agree with.';
+comment on function sync_private.judge_one(bigint, bytea, jsonb) is
+    'Parses one delivery body and checks it against the rules in p_rules; the reference that sync_private.judge() must agree with.';
 
 -- sync.prepare
--- Runs the rules on one body by hand, as the sync would judge it.
+-- Runs the rules in force on one body by hand, as the sync would judge it.
 create function sync.prepare(p_body bytea)
     returns table (payload jsonb, fragrance_id integer, reasons jsonb, valid boolean)
     language sql
@@ -405,20 +521,23 @@ create function sync.prepare(p_body bytea)
     security definer
     set search_path = pg_catalog, pg_temp
 as $$
-    select j.payload, j.fragrance_id, j.reasons, j.valid from sync_private.judge_one(null, p_body) as j;
+    select j.payload, j.fragrance_id, j.reasons, j.valid
+    from sync_private.judge_one(null, p_body, (sync_private.current_rules()).rules) as j;
 $$;
 comment on function sync.prepare(bytea) is
-    'Parses a delivery body and checks it against the data rules, as the sync does; returns (payload, fragrance_id, reasons, valid) and changes nothing. Usage: SELECT * FROM sync.prepare(''{"fragrance_id": 7, "cost": -1}'');';
+    'Parses a delivery body and checks it against the data rules in force, as the sync does; returns (payload, fragrance_id, reasons, valid) and changes nothing. Usage: SELECT * FROM sync.prepare(''{"fragrance_id": 7, "cost": -1}'');';
 
 -- sync_private.is_clean
 -- A cheap proof that a parsed body breaks no rule and has no warning; false means "not proven".
-create function sync_private.is_clean(p_payload jsonb, p_text text) returns boolean
+create function sync_private.is_clean(p_payload jsonb, p_text text, p_rules jsonb) returns boolean
     language sql
     immutable
     parallel safe
 as $$
-    -- May only say true when sync.check_delta would find no reason at all;
-    -- false sends the body through the full rules, which is safe but slower.
+    -- May only say true when the rules would find no reason at all; false
+    -- sends the body through the full rules, which is safe but slower. The
+    -- field rules are the ones sync_private.check_field runs
+    -- (sync_private.broken_rule), evaluated inline.
     select jsonb_typeof(p_payload) = 'object'
         and p_payload - '{fragrance_id,name,description,cost,forbidden}'::text[] = '{}'
         and jsonb_typeof(p_payload -> 'fragrance_id') = 'number'
@@ -426,18 +545,13 @@ as $$
         and (p_payload ->> 'fragrance_id')::numeric = trunc((p_payload ->> 'fragrance_id')::numeric)
         and (not p_payload ? 'name'
              or (jsonb_typeof(p_payload -> 'name') = 'string'
-                 and char_length(p_payload ->> 'name') <= 150
-                 and not sync_private.is_blank(p_payload ->> 'name')
-                 and (p_payload ->> 'name') !~ '[\u0001-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]'))
+                 and sync_private.broken_text_rule('name', p_payload ->> 'name', p_rules) is null))
         and (not p_payload ? 'description'
              or (jsonb_typeof(p_payload -> 'description') = 'string'
-                 and char_length(p_payload ->> 'description') <= 1024
-                 and (p_payload ->> 'description') !~ '[\u0001-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]'))
+                 and sync_private.broken_text_rule('description', p_payload ->> 'description', p_rules) is null))
         and (not p_payload ? 'cost'
              or (jsonb_typeof(p_payload -> 'cost') = 'number'
-                 and (p_payload ->> 'cost')::numeric between 0 and 9007199254740991
-                 and (p_payload ->> 'cost')::numeric = trunc((p_payload ->> 'cost')::numeric)
-                 and scale((p_payload ->> 'cost')::numeric) <= 2))
+                 and sync_private.broken_cost_rule((p_payload ->> 'cost')::numeric, p_rules) is null))
         and (not p_payload ? 'forbidden' or jsonb_typeof(p_payload -> 'forbidden') = 'boolean')
         -- No duplicate key (jsonb keeps only the last one). In the text each key
         -- takes two quotes and each string value at least two; numbers and
@@ -446,12 +560,12 @@ as $$
             + 2 * (p_payload ? 'name')::integer + 2 * (p_payload ? 'description')::integer
             + (p_payload ? 'cost')::integer + (p_payload ? 'forbidden')::integer);
 $$;
-comment on function sync_private.is_clean(jsonb, text) is
-    'True only when a parsed body (and its text) certainly passes every data rule with no reason at all; false sends it through the full rules. Cheap, no exception handling: the fast path of sync_private.judge().';
+comment on function sync_private.is_clean(jsonb, text, jsonb) is
+    'True only when a parsed body (and its text) certainly breaks no data rule in p_rules, so the rules would give it no reason at all; false sends it through the full rules. Cheap, no exception handling: the fast path of sync_private.judge(), on the same field rules (sync_private.broken_text_rule, sync_private.broken_cost_rule).';
 
 -- sync_private.judge
 -- Parses and checks many bodies in one statement; the careful per-body path only where needed.
-create function sync_private.judge(p_ids bigint[], p_bodies bytea[]) returns sync_private.judged[]
+create function sync_private.judge(p_ids bigint[], p_bodies bytea[], p_rules jsonb) returns sync_private.judged[]
     language plpgsql
     stable
     -- Plans. A custom plan for the actual arrays always looks cheaper, so
@@ -478,13 +592,13 @@ begin
     begin
         return array(
             select case
-                when sync_private.is_clean(p.payload, t.body_text)
+                when sync_private.is_clean(p.payload, t.body_text, p_rules)
                     then row(b.id, p.payload, (p.payload ->> 'fragrance_id')::numeric::integer,
                              '[]'::jsonb, true)::sync_private.judged
                 when jsonb_typeof(p.payload) <> 'object'
                      or (select count(*) = count(distinct k) from json_object_keys(t.body_text::json) as k)
-                    then sync_private.check_parsed(b.id, p.payload, '[]')
-                else sync_private.judge_one(b.id, b.body)
+                    then sync_private.check_parsed(b.id, p.payload, '[]', p_rules)
+                else sync_private.judge_one(b.id, b.body, p_rules)
             end
             from unnest(p_ids, p_bodies) with ordinality as b (id, body, n)
             cross join lateral (select convert_from(b.body, 'UTF8') as body_text offset 0) as t
@@ -493,11 +607,89 @@ begin
     exception when others then
         -- Some body is not UTF-8 JSON that jsonb can hold: take the batch body by body.
         return array(
-            select sync_private.judge_one(b.id, b.body)
+            select sync_private.judge_one(b.id, b.body, p_rules)
             from unnest(p_ids, p_bodies) with ordinality as b (id, body, n)
             order by b.n);
     end;
 end;
 $$;
-comment on function sync_private.judge(bigint[], bytea[]) is
-    'The data rules for many bodies at once, each paired with its inbox id (or batch position), in the given order: clean bodies (sync_private.is_clean) take a fast path, the others sync_private.check_parsed or sync_private.judge_one; same result as judging each body alone.';
+comment on function sync_private.judge(bigint[], bytea[], jsonb) is
+    'The data rules in p_rules for many bodies at once, each paired with its inbox id (or batch position), in the given order: clean bodies (sync_private.is_clean) take a fast path, the others sync_private.check_parsed or sync_private.judge_one; same result as judging each body alone.';
+
+-- sync_private.check_rule_change
+-- Trigger: refuses a change to a rule that the rule cannot take, with what it can.
+create function sync_private.check_rule_change() returns trigger
+    language plpgsql
+as $$
+begin
+    if (new.code, new.field, new.applies_to, new.default_severity, new.default_parameter, new.tunable,
+        new.parameter_min, new.parameter_max, new.description)
+        is distinct from
+       (old.code, old.field, old.applies_to, old.default_severity, old.default_parameter, old.tunable,
+        old.parameter_min, old.parameter_max, old.description)
+    then
+        raise exception 'only the severity and the parameter of rule % can change', old.code
+            using errcode = 'FS070',
+                  hint = format('UPDATE sync.rule SET severity = ''warning'' WHERE code = %L;', old.code);
+    end if;
+    if new.severity is distinct from old.severity and not 'severity' = any (old.tunable) then
+        raise exception 'rule % is always an error: the merge could not store a value that breaks it', old.code
+            using errcode = 'FS071',
+                  hint = 'Rules whose severity can change: SELECT code FROM sync.rule WHERE ''severity'' = ANY (tunable);';
+    end if;
+    if new.parameter is distinct from old.parameter then
+        if not 'parameter' = any (old.tunable) then
+            raise exception 'rule % has no parameter to change', old.code
+                using errcode = 'FS072',
+                      hint = 'Rules with a parameter: SELECT code, parameter FROM sync.rule WHERE ''parameter'' = ANY (tunable);';
+        end if;
+        if new.parameter is null or new.parameter < old.parameter_min or new.parameter > old.parameter_max
+            or new.parameter <> trunc(new.parameter)
+        then
+            raise exception 'rule % takes a whole number from % to %, got %', old.code, old.parameter_min,
+                old.parameter_max, coalesce(new.parameter::text, 'null')
+                using errcode = 'FS073',
+                      hint = format('Its default is %s.', old.default_parameter);
+        end if;
+    end if;
+    return new;
+end;
+$$;
+comment on function sync_private.check_rule_change() is
+    'Trigger function of sync.rule''s _100_check_rule_change: only severity and parameter change (FS070); a severity only where the rule allows it (FS071); a parameter only where it has one (FS072), a whole number within its bounds (FS073).';
+
+create trigger _100_check_rule_change
+    before update on sync.rule
+    for each row execute function sync_private.check_rule_change();
+comment on trigger _100_check_rule_change on sync.rule is
+    'Refuses a change a rule cannot take, with an SQLSTATE and a hint (FS070 to FS073).';
+
+-- sync_private.record_rule_version
+-- Trigger: every change of the rules makes a new version.
+create function sync_private.record_rule_version() returns trigger
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_rules jsonb;
+begin
+    select jsonb_object_agg(r.code, jsonb_build_object(
+               'severity', r.severity, 'parameter', r.parameter, 'applies_to', r.applies_to))
+    into v_rules
+    from sync.rule as r;
+    -- An UPDATE that sets what was already there is not a new version.
+    if v_rules is distinct from (sync_private.current_rules()).rules then
+        insert into sync.rule_version (rules) values (v_rules);
+    end if;
+    return null;
+end;
+$$;
+comment on function sync_private.record_rule_version() is
+    'Trigger function of sync.rule''s _900_record_rule_version: after a statement that changed the rules, records them as a new sync.rule_version, which later decisions and findings carry.';
+
+create trigger _900_record_rule_version
+    after insert or update or delete on sync.rule
+    for each statement execute function sync_private.record_rule_version();
+comment on trigger _900_record_rule_version on sync.rule is
+    'Makes a new sync.rule_version after every change of the rules.';

@@ -1,0 +1,232 @@
+-- Findings: the quality of the data at rest.
+--
+-- The rules of db/10-rules.sql judge deltas as they arrive; here the same
+-- field rules (sync_private.check_field) and the table's own rules (names
+-- shared by several fragrances) judge public.fragrances itself: the adopted
+-- catalog, hand edits, repairs, every write. Each rule a fragrance breaks is
+-- a finding in sync.finding, opened when first seen and closed when it is
+-- gone, so a DBA asks what is wrong now, since when, and what got fixed. A
+-- finding never blocks the smart library and never changes a row.
+
+-- sync_private.violations
+-- Every rule the fragrances in scope break now (all of them when p_scope is null).
+create function sync_private.violations(p_scope integer[], p_rules jsonb)
+    returns table (rule text, fragrance_id integer, field text, value jsonb, message text, severity text)
+    language sql
+    stable
+    -- Plans: every write runs this for its few rows, so they are reached by
+    -- key, never by a scan of the table (see sync_private.judge).
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+    with scope as (
+        -- The whole catalog when no scope is given.
+        select coalesce(p_scope, (select array_agg(l.fragrance_id) from public.fragrances as l)) as ids
+    )
+    -- Each field of each row, by the rules deltas are judged by (only those
+    -- that apply to the catalog), in one set-wise statement.
+    -- The sentence of a field rule is written when a finding opens or changes
+    -- (sync_private.reconcile_findings): most of the catalog's findings stand.
+    select b.code, b.fragrance_id, b.field, b.value, null::text, sync_private.severity(p_rules, b.code)
+    -- (offset 0 keeps each row's JSON and each value computed once: the rule
+    -- expression refers to the value many times.)
+    from (select f.fragrance_id, c.field, c.value, sync_private.broken_rule(c.field, c.value, p_rules) as code
+          from (select l.fragrance_id, to_jsonb(l) as fields
+                from public.fragrances as l
+                where l.fragrance_id = any ((select ids from scope)::integer[])
+                offset 0) as f
+          cross join lateral (select k as field, f.fields -> k as value
+                              from unnest(sync_private.fields()) as k
+                              offset 0) as c
+          offset 0) as b
+    where b.code is not null
+      and sync_private.severity(p_rules, b.code) is not null
+      and p_rules #>> array[b.code, 'applies_to'] in ('catalog', 'both')
+    union all
+    -- A name several fragrances share (the smart library's model declares names unique).
+    select 'name.duplicate', d.fragrance_id, 'name', to_jsonb(d.name),
+        format('name %s is the name of %s fragrances; the smart library''s model declares names unique',
+               to_jsonb(d.name), d.sharing),
+        sync_private.severity(p_rules, 'name.duplicate')
+    from (select l.fragrance_id, l.name, count(*) over (partition by l.name) as sharing
+          from public.fragrances as l
+          where l.name in (select s.name from public.fragrances as s
+                           where s.fragrance_id = any ((select ids from scope)::integer[]))) as d
+    where d.sharing > 1
+      and sync_private.severity(p_rules, 'name.duplicate') is not null
+      and d.fragrance_id = any ((select ids from scope)::integer[]);
+$$;
+comment on function sync_private.violations(integer[], jsonb) is
+    'The rules (of p_rules, those that apply to the catalog) that the fragrances in p_scope break now, one row per rule and fragrance: the field rules deltas share (sync_private.broken_rule) and name.duplicate. p_scope null: the whole catalog. message is null for a field rule (sync_private.rule_message writes it when a finding opens).';
+
+-- sync_private.reconcile_findings
+-- Opens findings for what the scope breaks now and closes those it no longer breaks.
+create function sync_private.reconcile_findings(
+    p_scope integer[],
+    p_closed_by text,
+    out opened bigint,
+    out closed bigint,
+    out open bigint
+)
+    language plpgsql
+as $$
+declare
+    v_rules record := sync_private.current_rules();
+begin
+    with found as materialized (
+        select * from sync_private.violations(p_scope, v_rules.rules)
+    ),
+    gone as (
+        update sync.finding as f
+        set closed_at = now(), closed_by = p_closed_by
+        where f.closed_at is null
+          and (p_scope is null or f.fragrance_id = any (p_scope))
+          and not exists (select from found as v where v.rule = f.rule and v.fragrance_id = f.fragrance_id)
+        returning 1
+    ),
+    changed as (
+        update sync.finding as f
+        set value = v.value, severity = v.severity, rules_version = v_rules.version,
+            message = coalesce(v.message, sync_private.rule_message(v.rule, v.field, v.value, v_rules.rules))
+        from found as v
+        where f.closed_at is null and f.rule = v.rule and f.fragrance_id = v.fragrance_id
+          and ((f.value, f.severity) is distinct from (v.value, v.severity)
+               or f.message is distinct from coalesce(v.message, f.message))
+    ),
+    new as (
+        insert into sync.finding (rule, fragrance_id, field, value, message, severity, rules_version)
+        select v.rule, v.fragrance_id, v.field, v.value,
+            coalesce(v.message, sync_private.rule_message(v.rule, v.field, v.value, v_rules.rules)),
+            v.severity, v_rules.version
+        from found as v
+        where not exists (select from sync.finding as f
+                          where f.closed_at is null and f.rule = v.rule and f.fragrance_id = v.fragrance_id)
+        order by v.fragrance_id, v.rule
+        on conflict (rule, fragrance_id) where closed_at is null do nothing
+        returning 1
+    )
+    select (select count(*) from new), (select count(*) from gone), (select count(*) from found)
+    into opened, closed, open;
+end;
+$$;
+comment on function sync_private.reconcile_findings(integer[], text) is
+    'Brings sync.finding in line with what the fragrances in p_scope (all when null) break now under the rules in force: opens what is new, records a changed value or severity, closes what is gone with p_closed_by. Returns how many opened, closed, and are open in the scope.';
+
+-- sync.open_finding: what is wrong with the catalog now.
+create view sync.open_finding as
+select f.id, f.rule, f.severity, f.fragrance_id, f.field, f.value, f.message, f.first_seen_at, f.rules_version
+from sync.finding as f
+where f.closed_at is null
+order by f.rule, f.fragrance_id;
+comment on view sync.open_finding is
+    'Open findings: each rule a fragrance breaks now, since when. Usage: SELECT * FROM sync.open_finding WHERE rule = ''name.duplicate''; what got fixed: SELECT * FROM sync.finding WHERE closed_at > now() - interval ''7 days'';';
+comment on column sync.open_finding.id is 'The finding (sync.finding.id).';
+comment on column sync.open_finding.rule is 'The rule broken (sync.rule.code).';
+comment on column sync.open_finding.severity is 'error or warning.';
+comment on column sync.open_finding.fragrance_id is 'The fragrance that breaks it.';
+comment on column sync.open_finding.field is 'The field at fault.';
+comment on column sync.open_finding.value is 'The value at fault, as JSON.';
+comment on column sync.open_finding.message is 'What is wrong, in a sentence.';
+comment on column sync.open_finding.first_seen_at is 'Since when.';
+comment on column sync.open_finding.rules_version is 'The rules version that judged it.';
+
+-- sync.check_catalog
+-- Checks the whole catalog against the rules in force and records the findings; counts by rule.
+create function sync.check_catalog()
+    returns table (rule text, severity text, fragrances bigint, opened bigint, closed bigint,
+                   example_fragrance_id integer, example text)
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_label constant text := format('sync.check_catalog by %s', session_user);
+    v_watermark bigint;
+begin
+    -- Writes keep their rows' findings up to date as they happen; this check
+    -- covers what they cannot (the adopted catalog, a change of the rules).
+    -- It holds the findings until it commits, so a write waits rather than
+    -- racing it.
+    lock table sync.finding in exclusive mode;
+    v_watermark := coalesce((select max(f.id) from sync.finding as f), 0);
+    perform sync_private.reconcile_findings(null, v_label);
+    return query
+    select r.code, r.severity,
+        count(f.id) filter (where f.closed_at is null),
+        count(f.id) filter (where f.id > v_watermark),
+        count(f.id) filter (where f.closed_at = now() and f.closed_by = v_label),
+        (array_agg(f.fragrance_id order by f.fragrance_id) filter (where f.closed_at is null))[1],
+        (array_agg(f.message order by f.fragrance_id) filter (where f.closed_at is null))[1]
+    from sync.rule as r
+    left join sync.finding as f on f.rule = r.code and (f.closed_at is null or f.closed_at = now())
+    where r.applies_to in ('catalog', 'both')
+    group by r.code, r.severity
+    having count(f.id) > 0
+    order by 3 desc, r.code;
+end;
+$$;
+comment on function sync.check_catalog() is
+    'Checks every fragrance against the data rules in force (the field rules deltas share, and name.duplicate), opens findings for what is new, closes those that are gone, and returns per rule: fragrances breaking it now, opened and closed by this check, and an example. Never changes a fragrance. Usage: SELECT * FROM sync.check_catalog();';
+
+-- sync_private.check_written_rows
+-- Trigger: the findings of the rows a statement wrote, in the same transaction.
+create function sync_private.check_written_rows() returns trigger
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_ids integer[];
+    v_names text[];
+    v_scope integer[];
+begin
+    if tg_op = 'INSERT' then
+        select array_agg(n.fragrance_id), array_agg(distinct n.name) into v_ids, v_names from new_rows as n;
+    elsif tg_op = 'DELETE' then
+        select array_agg(o.fragrance_id), array_agg(distinct o.name) into v_ids, v_names from old_rows as o;
+    else
+        select array_agg(x.fragrance_id), array_agg(distinct x.name) into v_ids, v_names
+        from (select n.fragrance_id, n.name from new_rows as n
+              union all
+              select o.fragrance_id, o.name from old_rows as o) as x;
+    end if;
+    if v_ids is null then
+        return null;
+    end if;
+    -- The fragrances sharing a name the statement wrote or left: their
+    -- name.duplicate findings open or close with it. Two writers of one name
+    -- take turns (their rows are already locked by the write itself).
+    perform pg_advisory_xact_lock(hashtext('sync.finding name ' || n))
+    from unnest(v_names) as n
+    where n is not null
+    order by hashtext('sync.finding name ' || n);
+    v_scope := array(
+        select unnest(v_ids)
+        union
+        select f.fragrance_id from public.fragrances as f where f.name = any (v_names));
+    perform sync_private.reconcile_findings(v_scope, format('a write by %s', session_user));
+    return null;
+end;
+$$;
+comment on function sync_private.check_written_rows() is
+    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): opens the findings the written rows break and closes those they fixed, in the writing transaction, for rows written by anyone (the merge, a DBA, another application). Rows sharing a written name are judged again for name.duplicate.';
+
+create trigger _950_check_insert
+    after insert on public.fragrances
+    referencing new table as new_rows
+    for each statement execute function sync_private.check_written_rows();
+comment on trigger _950_check_insert on public.fragrances is
+    'Fragrance sync: opens findings for inserted rows that break a data rule (sync.finding).';
+create trigger _950_check_update
+    after update on public.fragrances
+    referencing old table as old_rows new table as new_rows
+    for each statement execute function sync_private.check_written_rows();
+comment on trigger _950_check_update on public.fragrances is
+    'Fragrance sync: opens findings for changed rows that now break a data rule, closes those they fixed (sync.finding).';
+create trigger _950_check_delete
+    after delete on public.fragrances
+    referencing old table as old_rows
+    for each statement execute function sync_private.check_written_rows();
+comment on trigger _950_check_delete on public.fragrances is
+    'Fragrance sync: closes the findings of deleted rows, and judges again the names they shared (sync.finding).';

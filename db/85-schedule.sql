@@ -1,0 +1,150 @@
+-- Schedule: what runs without a person (the catalog check, the inbox purge,
+-- the drift check), and when each last ran.
+--
+-- sync.job holds the schedules (a DBA changes them with one UPDATE) and
+-- sync.run_job() runs a job and records the run in sync.job_run. Where the
+-- server has pg_cron in this database, the jobs are registered with it as
+-- fragrance_sync.<job> on every code load and every change of sync.job;
+-- elsewhere the README's cron lines call sync.run_job().
+
+-- sync.run_job
+-- Runs one job now and records the run: what it did, or why it failed.
+create function sync.run_job(p_name text) returns sync.job_run
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_run sync.job_run;
+    v_detail jsonb;
+    v_message text;
+    v_state text;
+begin
+    if not exists (select from sync.job as j where j.name = p_name) then
+        raise exception 'there is no job %', coalesce(quote_literal(p_name), 'null')
+            using errcode = 'FS080', hint = 'The jobs: SELECT * FROM sync.schedule();';
+    end if;
+    insert into sync.job_run (job) values (p_name) returning * into v_run;
+    -- The run row stays whatever happens below; a failure undoes only the job's work.
+    begin
+        case p_name
+            when 'check_catalog' then
+                select coalesce(jsonb_agg(to_jsonb(c)), '[]') into v_detail from sync.check_catalog() as c;
+            when 'purge_inbox' then
+                v_detail := jsonb_build_object('deleted',
+                    sync.purge_applied((select s.purge_after from sync.settings as s)));
+            when 'check_drift' then
+                select jsonb_build_object(
+                    'snapshot_taken_at', (select min(s.taken_at) from sync.cms_snapshot as s),
+                    'drift', coalesce((select jsonb_agg(to_jsonb(d)) from sync.drift_summary as d), '[]'))
+                into v_detail;
+        end case;
+        update sync.job_run set status = 'ok', finished_at = clock_timestamp(), detail = v_detail
+        where id = v_run.id
+        returning * into v_run;
+    exception when others then
+        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+        update sync.job_run
+        set status = 'failed', finished_at = clock_timestamp(),
+            detail = jsonb_build_object('sqlstate', v_state, 'error', v_message)
+        where id = v_run.id
+        returning * into v_run;
+    end;
+    return v_run;
+end;
+$$;
+comment on function sync.run_job(text) is
+    'Runs one job of sync.job now (check_catalog, purge_inbox, check_drift) and records it in sync.job_run with what it did, or the error (a failed job is recorded, not raised). pg_cron and the README''s cron lines call it. Usage: SELECT * FROM sync.run_job(''check_catalog'');';
+
+-- sync_private.pg_cron_job_name
+-- The name a job of ours has in pg_cron.
+create function sync_private.pg_cron_job_name(p_name text) returns text
+    language sql
+    immutable
+as $$
+    select 'fragrance_sync.' || p_name;
+$$;
+comment on function sync_private.pg_cron_job_name(text) is
+    'The pg_cron job name of one of our jobs: fragrance_sync.<job>.';
+
+-- sync_private.schedule_with_pg_cron
+-- Registers the enabled jobs with pg_cron, and removes the disabled ones, when pg_cron is here.
+create function sync_private.schedule_with_pg_cron() returns text
+    language plpgsql
+as $$
+declare
+    v_job sync.job;
+begin
+    if to_regprocedure('cron.schedule(text, text, text)') is null then
+        return 'pg_cron is not installed in this database: run the jobs from cron (README, "Run without a person")';
+    end if;
+    for v_job in select * from sync.job order by name loop
+        if v_job.enabled then
+            perform cron.schedule(sync_private.pg_cron_job_name(v_job.name), v_job.schedule,
+                                  format('select status from sync.run_job(%L)', v_job.name));
+        elsif exists (select from cron.job as c where c.jobname = sync_private.pg_cron_job_name(v_job.name)) then
+            perform cron.unschedule(sync_private.pg_cron_job_name(v_job.name));
+        end if;
+    end loop;
+    return 'scheduled with pg_cron';
+end;
+$$;
+comment on function sync_private.schedule_with_pg_cron() is
+    'Makes pg_cron''s jobs match sync.job (fragrance_sync.<job>, calling sync.run_job) when pg_cron is installed in this database; says so when it is not.';
+
+-- sync_private.reschedule
+-- Trigger: a change of sync.job reaches pg_cron at once.
+create function sync_private.reschedule() returns trigger
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    perform sync_private.schedule_with_pg_cron();
+    return null;
+end;
+$$;
+comment on function sync_private.reschedule() is
+    'Trigger function of sync.job''s _900_reschedule: registers the changed schedules with pg_cron, when it is here.';
+
+create trigger _900_reschedule
+    after update on sync.job
+    for each statement execute function sync_private.reschedule();
+comment on trigger _900_reschedule on sync.job is
+    'Registers a changed schedule with pg_cron at once (when pg_cron is installed here).';
+
+-- sync.schedule
+-- What runs without a person, where it is scheduled, and when each last ran.
+create function sync.schedule()
+    returns table (job text, schedule text, enabled boolean, scheduled_by text, last_started_at timestamptz,
+                   last_status text, last_detail jsonb, description text)
+    language plpgsql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_registered text[] := '{}';
+begin
+    -- pg_cron's table exists only where it is installed: read it dynamically.
+    if to_regclass('cron.job') is not null then
+        execute 'select coalesce(array_agg(jobname || '' '' || schedule), ''{}'') from cron.job where active'
+        into v_registered;
+    end if;
+    return query
+    select j.name, j.schedule, j.enabled,
+        case when not j.enabled then 'nobody (disabled)'
+             when sync_private.pg_cron_job_name(j.name) || ' ' || j.schedule = any (v_registered)
+                 then 'pg_cron (' || sync_private.pg_cron_job_name(j.name) || ')'
+             else 'cron, outside the database: see the README, "Run without a person"' end,
+        r.started_at, r.status, r.detail, j.description
+    from sync.job as j
+    left join lateral (select * from sync.job_run as x where x.job = j.name order by x.id desc limit 1) as r on true
+    order by j.name;
+end;
+$$;
+comment on function sync.schedule() is
+    'The jobs that run without a person: their schedule, whether pg_cron runs them here (else the README''s cron lines must), and their last run with its status and detail. Usage: SELECT * FROM sync.schedule();';
+
+-- The jobs reach pg_cron at every code load, as they would after an UPDATE of sync.job.
+select sync_private.schedule_with_pg_cron();
