@@ -122,6 +122,8 @@ declare
     v_outcomes sync_private.outcome[] := '{}';
     v_addresses inet[];
     v_raw text[];
+    v_rules record;
+    v_version bigint;
 begin
     if coalesce(cardinality(p_content_types), 0) <> v_count
         or coalesce(cardinality(p_client_addrs), 0) <> v_count
@@ -145,7 +147,10 @@ begin
     -- by one. Two batches of one fragrance are so serialised, which also
     -- makes the key check below see a delivery a concurrent drain stored.
     if p_process then
-        v_rows := sync_private.judge(array(select n from generate_series(1, v_count) as n), p_bodies);
+        v_rules := sync_private.current_rules();
+        v_version := v_rules.version;
+        v_rows := sync_private.judge(array(select n from generate_series(1, v_count) as n), p_bodies,
+                                     v_rules.rules);
         v_locked := sync_private.lock_fragrances(v_rows);
     end if;
 
@@ -178,14 +183,15 @@ begin
     select a.addresses, a.raw into v_addresses, v_raw from sync_private.addresses(p_client_addrs) as a;
     insert into sync.inbox (id, received_at, body, content_type, client_addr, client_addr_raw, user_agent,
                             spool_key, origin, payload, fragrance_id, status, reasons, applied_fields,
-                            stale_fields, attempts, processed_at)
+                            stale_fields, attempts, processed_at, rules_version)
     overriding system value
     select v_ids[x.i], coalesce(p_received_ats[x.n], v_received_at), p_bodies[x.n], p_content_types[x.n],
         v_addresses[x.n], v_raw[x.n], p_user_agents[x.n], p_keys[x.n], p_origin,
         o.payload, o.fragrance_id, coalesce(o.status, 'pending'), coalesce(o.reasons, '[]'),
         coalesce(o.applied_fields, '{}'), coalesce(o.stale_fields, '{}'),
         case when o.inbox_id is null then 0 else 1 end,
-        case when o.inbox_id is not null then clock_timestamp() end
+        case when o.inbox_id is not null then clock_timestamp() end,
+        case when o.inbox_id is not null then v_version end
     from unnest(v_new) with ordinality as x (n, i)
     left join unnest(v_outcomes) as o on o.inbox_id = v_ids[x.i]
     order by x.i;
@@ -199,7 +205,7 @@ begin
 end;
 $$;
 comment on function sync_private.store(bytea[], text[], text[], text[], uuid[], timestamptz[], text, boolean) is
-    'Stores deliveries in input order (which is receipt order), each inbox row inserted once: with p_process, judged, locked and settled first so the row holds its outcome; else pending. A key already stored returns the stored receipt. p_origin says who made them (webhook, revert, repair); p_received_ats keeps the moments the hook received spooled ones. The one storing path of every entry point.';
+    'Stores deliveries in input order (which is receipt order), each inbox row inserted once: with p_process, judged by the rules in force (their version is recorded), locked and settled first so the row holds its outcome; else pending. A key already stored returns the stored receipt. p_origin says who made them (webhook, revert, repair); p_received_ats keeps the moments the hook received spooled ones. The one storing path of every entry point.';
 
 -- sync_private.process_claimed
 -- Processes inbox rows the caller has locked, in receipt order, and records each outcome.
@@ -216,6 +222,7 @@ declare
     v_rows sync_private.judged[];
     v_outcomes sync_private.outcome[];
     v_result sync.batch_result := row(0, 0, 0, 0, 0, null, null);
+    v_rules record := sync_private.current_rules();
 begin
     select array_agg(i.id order by i.id), array_agg(i.body order by i.id)
     into v_ids, v_bodies
@@ -224,7 +231,7 @@ begin
     if v_ids is null then
         return v_result;
     end if;
-    v_rows := sync_private.judge(v_ids, v_bodies);
+    v_rows := sync_private.judge(v_ids, v_bodies, v_rules.rules);
     v_outcomes := sync_private.settle(v_rows, sync_private.lock_fragrances(v_rows));
 
     update sync.inbox as i
@@ -235,7 +242,8 @@ begin
         applied_fields = o.applied_fields,
         stale_fields = o.stale_fields,
         attempts = i.attempts + 1,
-        processed_at = clock_timestamp()
+        processed_at = clock_timestamp(),
+        rules_version = v_rules.version
     from unnest(v_outcomes) as o
     where i.id = o.inbox_id;
 

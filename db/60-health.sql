@@ -42,7 +42,8 @@ create type sync.health_report as (
     oldest_pending_age interval,
     quarantined bigint,
     rejects_by_code_last_day jsonb,
-    unknown_fields jsonb
+    unknown_fields jsonb,
+    open_findings jsonb
 );
 comment on type sync.health_report is
     'Sync health at one moment: verdict (ok, warn, critical) and reason, the last delivery and its age, traffic in the last hour and day, the backlog, rejects by code and unknown CMS fields. The columns of sync.health.';
@@ -62,6 +63,8 @@ declare
     v_rejected_last_hour bigint;
     v_warnings text[] := '{}';
     v_missed numeric;
+    v_broken bigint;
+    v_broken_rules text;
 begin
     select * into v_settings from sync.settings;
     v_report.checked_at := p_now;
@@ -105,6 +108,13 @@ begin
             and i.status in ('rejected', 'discarded')
             and r ->> 'severity' = 'error'
           group by r ->> 'code') as c;
+
+    select coalesce(jsonb_object_agg(rule, fragrances order by rule), '{}')
+    into v_report.open_findings
+    from (select f.rule, count(*) as fragrances
+          from sync.finding as f
+          where f.first_seen_at <= p_now and (f.closed_at is null or f.closed_at > p_now)
+          group by f.rule) as o;
 
     select coalesce(jsonb_object_agg(field, deliveries order by field), '{}')
     into v_report.unknown_fields
@@ -151,6 +161,18 @@ begin
             v_rejected_last_hour, v_report.deliveries_last_hour);
     end if;
 
+    -- Warnings of the catalog at rest (padded descriptions, shared names) are
+    -- its known shape; a value that breaks an error rule is not.
+    select count(distinct f.fragrance_id), string_agg(distinct f.rule, ', ')
+    into v_broken, v_broken_rules
+    from sync.finding as f
+    where f.severity = 'error' and f.first_seen_at <= p_now and (f.closed_at is null or f.closed_at > p_now);
+    if v_broken > 0 then
+        v_warnings := v_warnings || format(
+            '%s fragrances break an error rule (%s): see SELECT * FROM sync.open_finding WHERE severity = ''error'';',
+            v_broken, v_broken_rules);
+    end if;
+
     if v_report.verdict = 'critical' then
         if cardinality(v_warnings) > 0 then
             v_report.reason := v_report.reason || '; also ' || array_to_string(v_warnings, '; ');
@@ -190,6 +212,7 @@ comment on column sync.health.oldest_pending_age is 'How long the oldest pending
 comment on column sync.health.quarantined is 'Rejected deliveries waiting for a retry or a discard (sync.quarantine).';
 comment on column sync.health.rejects_by_code_last_day is 'The last day''s rejected deliveries by error code, e.g. {"cost.negative": 2}.';
 comment on column sync.health.unknown_fields is 'Fields the CMS sent that the rules do not know, with how many deliveries carried them.';
+comment on column sync.health.open_findings is 'Fragrances breaking each data rule now (sync.open_finding), e.g. {"name.duplicate": 1538}; an error rule broken turns the verdict to warn.';
 
 -- sync.metric_snapshot: what the hook's /metrics reads from the database.
 create type sync.metric_snapshot as (
@@ -197,7 +220,8 @@ create type sync.metric_snapshot as (
     last_received_at timestamptz,
     seconds_since_last_delivery double precision,
     pending bigint,
-    quarantined bigint
+    quarantined bigint,
+    open_findings jsonb
 );
 comment on type sync.metric_snapshot is
     'The database side of the hook''s /metrics: health verdict, last delivery, backlog and quarantine sizes. Counts only, no payload.';
@@ -210,12 +234,16 @@ create function sync.metrics() returns sync.metric_snapshot
     security definer
     set search_path = pg_catalog, pg_temp
 as $$
+    -- Every rule that judges the catalog, 0 when nothing breaks it: the
+    -- hook exports one series per rule, a fixed set.
     select h.verdict, h.last_received_at, extract(epoch from h.last_received_age)::double precision,
-           h.pending, h.quarantined
+           h.pending, h.quarantined,
+           (select jsonb_object_agg(r.code, coalesce((h.open_findings ->> r.code)::bigint, 0) order by r.code)
+            from sync.rule as r where r.applies_to in ('catalog', 'both'))
     from sync.health_at(now()) as h;
 $$;
 comment on function sync.metrics() is
-    'Health verdict, last delivery time and age in seconds, pending and quarantined counts, for the hook''s /metrics. Usage: SELECT * FROM sync.metrics();';
+    'Health verdict, last delivery time and age in seconds, pending and quarantined counts, and open findings per catalog rule (every rule, 0 when none), for the hook''s /metrics. Usage: SELECT * FROM sync.metrics();';
 
 -- sync.status_report
 -- Everything the hook's /status page shows now, as one JSON document, bodies cut short.
@@ -282,8 +310,20 @@ begin
         'unknown_fields', coalesce((
             select jsonb_agg(to_jsonb(u) order by u.last_seen desc) from sync.unknown_field as u),
             '[]'),
+        'findings', coalesce((
+            select jsonb_agg(jsonb_build_object(
+                       'rule', g.rule, 'severity', g.severity, 'fragrances', g.fragrances,
+                       'example_fragrance_id', g.example_id, 'example_message', g.example_message)
+                       order by g.severity, g.fragrances desc, g.rule)
+            from (select f.rule, min(f.severity) as severity, count(*) as fragrances,
+                         (array_agg(f.fragrance_id order by f.fragrance_id))[1] as example_id,
+                         (array_agg(f.message order by f.fragrance_id))[1] as example_message
+                  from sync.finding as f
+                  where f.closed_at is null
+                  group by f.rule) as g),
+            '[]'),
         'catalog', sync_private.catalog_in_sync());
 end;
 $$;
 comment on function sync.status_report(integer, integer) is
-    'The data of the hook''s /status page now, as one jsonb document: health, settings, deliveries per minute over the last p_hours (1 to 48), the p_latest (1 to 20) latest deliveries, quarantined deliveries by error code with the latest example, unknown CMS fields, and how many rows matched the last CMS snapshot. Bodies are cut to 200 bytes; the page escapes everything.';
+    'The data of the hook''s /status page now, as one jsonb document: health, settings, deliveries per minute over the last p_hours (1 to 48), the p_latest (1 to 20) latest deliveries, quarantined deliveries by error code with the latest example, unknown CMS fields, open findings by rule with an example, and how many rows matched the last CMS snapshot. Bodies are cut to 200 bytes; the page escapes everything.';

@@ -39,12 +39,16 @@ grant execute on function
     sync.repair(boolean),
     sync.load_snapshot(jsonb, text, timestamptz),
     sync.load_snapshot_from_server(text, integer, text, text, text, text, text),
-    sync.purge_applied(interval, boolean, integer)
+    sync.purge_applied(interval, boolean, integer),
+    sync.check_catalog(),
+    sync.run_job(text),
+    sync.schedule()
     to sync_dba;
 grant select on
     sync.quarantine,
     sync.unknown_field,
     sync.health,
     sync.drift,
-    sync.drift_summary
+    sync.drift_summary,
+    sync.open_finding
     to sync_dba;

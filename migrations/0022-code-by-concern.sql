@@ -1,5 +1,5 @@
 -- Move the database code out of the migrations into db/ (loaded on every apply), internals into their own schema
--- depends: 0019-smart-library-reader 0020-inbox-origin
+-- depends: 0019-smart-library-reader 0020-inbox-origin 0021-rules-and-findings
 
 -- From here on the current text of every function, view and trigger lives in
 -- one file per concern under db/, and 9999-database-code.py drops and creates
@@ -30,7 +30,7 @@ create table sync_private.code_0018 (
     statement text not null
 );
 comment on table sync_private.code_0018 is
-    'The functions, views, triggers, types, comments and grants of schema sync as migration 0018 left them, as SQL statements in the order that recreates them. Written by 0021, read only by its rollback.';
+    'The functions, views, triggers, types, comments and grants of schema sync as migration 0018 left them, as SQL statements in the order that recreates them. Written by 0022, read only by its rollback.';
 comment on column sync_private.code_0018.position is 'Order of execution.';
 comment on column sync_private.code_0018.statement is 'One SQL statement.';
 
