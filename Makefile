@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint migrate postgres-binaries chromium docker-compose bench bench-tools
+.PHONY: help run test lint migrate postgres-binaries pg-cron chromium docker-compose bench bench-tools
 
 help:
 	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, sync, smart library"
@@ -24,6 +24,13 @@ postgres-binaries:
 	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		echo "Installing PostgreSQL server binaries with apt-get..."; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+# pg_cron, for the test that the scheduled jobs are registered with it (Debian's build for PostgreSQL 15).
+pg-cron: postgres-binaries
+	@if ! ls /usr/share/postgresql/*/extension/pg_cron.control >/dev/null 2>&1; then \
+		echo "Installing pg_cron (postgresql-15-cron) with apt-get..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends postgresql-15-cron >/dev/null; \
 	fi
 
 # Headless Chromium, for the status page test that renders it as a person sees it.
@@ -54,7 +61,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: postgres-binaries chromium docker-compose $(STAMP) lint
+test: postgres-binaries pg-cron chromium docker-compose $(STAMP) lint
 	$(BIN)/pytest
 
 # Migrations need the owner's login; the hook then runs as DATABASE_URL's login.

@@ -45,7 +45,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Every reason code the data rules can write (README, "Data rules"). Others count as "other".
+#: Every reason code the data rules can write (sync.rule; README, "Data rules"). Others count
+#: as "other", so neither a payload nor a new rule can create series.
 KNOWN_CODES = frozenset(
     {
         "body.empty",
@@ -59,17 +60,28 @@ KNOWN_CODES = frozenset(
         "fragrance_id.not_integer",
         "fragrance_id.out_of_range",
         "fragrance_id.unknown",
+        "field.unknown",
         "name.null",
         "name.not_string",
         "name.blank",
         "name.too_long",
+        "name.control_character",
+        "name.bidi_control",
+        "name.untrimmed",
+        "name.duplicate",
         "description.null",
         "description.not_string",
         "description.too_long",
+        "description.control_character",
+        "description.bidi_control",
+        "description.untrimmed",
         "cost.null",
         "cost.not_number",
         "cost.negative",
         "cost.not_finite",
+        "cost.too_large",
+        "cost.too_precise",
+        "cost.fractional",
         "forbidden.null",
         "forbidden.not_boolean",
         "internal.error",
@@ -94,7 +106,7 @@ VERDICTS = ("ok", "warn", "critical")
 
 SNAPSHOT = (
     "select verdict, extract(epoch from last_received_at)::float8, seconds_since_last_delivery,"
-    " pending, quarantined from sync.metrics()"
+    " pending, quarantined, open_findings from sync.metrics()"
 )
 
 
@@ -178,7 +190,7 @@ class _DatabaseSnapshot(Collector):
         yield up
         if self.row is None:
             return
-        verdict, last_at, age, pending, quarantined = self.row
+        verdict, last_at, age, pending, quarantined, open_findings = self.row
         health = GaugeMetricFamily(
             "fragrance_sync_health",
             "Verdict of sync.health: 1 on the current verdict (ok, warn, critical), 0 on others.",
@@ -197,6 +209,18 @@ class _DatabaseSnapshot(Collector):
             "Rejected deliveries waiting for a retry or a discard (sync.quarantine).",
             value=quarantined,
         )
+        findings = GaugeMetricFamily(
+            "fragrance_sync_open_findings",
+            "Fragrances breaking each data rule now (sync.open_finding), one series per rule "
+            "that judges the catalog (a fixed list from sync.rule).",
+            labels=["rule"],
+        )
+        by_label: dict[str, float] = {}
+        for rule, count in (open_findings or {}).items():
+            by_label[code_label(rule)] = by_label.get(code_label(rule), 0) + count
+        for rule, count in sorted(by_label.items()):
+            findings.add_metric([rule], count)
+        yield findings
         if last_at is not None:
             yield GaugeMetricFamily(
                 "fragrance_sync_last_delivery_timestamp_seconds",

@@ -150,6 +150,7 @@ def test_every_label_value_comes_from_a_fixed_list(hook: Hook) -> None:
             "error",
         },
         "code": KNOWN_CODES | {"other"},
+        "rule": KNOWN_CODES | {"other"},
         "route": {"/notifications", "/metrics", "/status", "/healthz", "other"},
         "verdict": {"ok", "warn", "critical"},
         "le": None,
@@ -199,3 +200,29 @@ def test_with_the_database_down_metrics_still_answer_and_count_the_spool(tmp_pat
 )
 def test_a_path_becomes_a_bounded_route_label(path: str, label: str) -> None:
     assert _route(path) == label
+
+
+def test_every_rule_the_database_knows_is_a_known_code(db: psycopg.Connection) -> None:
+    rules = {r[0] for r in db.execute("select code from sync.rule").fetchall()}
+    assert rules - KNOWN_CODES == set()
+
+
+def test_open_findings_are_exported_one_series_per_catalog_rule(
+    hook: Hook, server: Server, shared_dbname: str
+) -> None:
+    with psycopg.connect(server.url(shared_dbname), autocommit=True) as conn:
+        conn.execute("select sync.check_catalog()")
+        rules = {
+            r[0]
+            for r in conn.execute(
+                "select code from sync.rule where applies_to in ('catalog', 'both')"
+            ).fetchall()
+        }
+    series = scrape(hook)
+    exported = {
+        dict(labels)["rule"]: value
+        for (name, labels), value in series.items()
+        if name == "fragrance_sync_open_findings"
+    }
+    assert set(exported) == rules
+    assert exported["description.untrimmed"] == 5000

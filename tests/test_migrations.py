@@ -281,7 +281,7 @@ def test_rolling_back_the_move_to_db_restores_the_0018_code_exactly(
     with psycopg.connect(server.url(bare_dbname)) as conn:
         at_0018 = [line for line in describe_catalog(conn) if line.startswith(CODE)]
     run_yoyo(server, bare_dbname, "apply")
-    run_yoyo(server, bare_dbname, "rollback", "--revision", "0021-code-by-concern")
+    run_yoyo(server, bare_dbname, "rollback", "--revision", "0022-code-by-concern")
     with psycopg.connect(server.url(bare_dbname)) as conn:
         assert [line for line in describe_catalog(conn) if line.startswith(CODE)] == at_0018
         clock = conn.execute(
@@ -353,16 +353,19 @@ def test_each_concern_file_holds_what_its_name_says(db: psycopg.Connection) -> N
         "20-merge.sql",
         "30-inbox.sql",
         "40-history.sql",
+        "45-findings.sql",
         "50-dba.sql",
         "60-health.sql",
         "70-drift.sql",
         "80-retention.sql",
+        "85-schedule.sql",
         "90-roles.sql",
     }
 
 
 API = [
     "sync.apply_pending(integer)",
+    "sync.check_catalog()",
     "sync.check_delta(jsonb)",
     "sync.discard(bigint,text)",
     "sync.fragrance_at(integer,timestamp with time zone)",
@@ -381,6 +384,8 @@ API = [
     "sync.retry(bigint)",
     "sync.retry_all(text,integer)",
     "sync.revert(bigint)",
+    "sync.run_job(text)",
+    "sync.schedule()",
     "sync.status_report(integer,integer)",
 ]
 

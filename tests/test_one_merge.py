@@ -602,7 +602,9 @@ def bodies(draw: st.DrawFn) -> bytes:
 
 
 CLEAN_OR_NOT = [
-    (b'{"fragrance_id": 7, "name": "Rose", "description": "Woody  ", "cost": 12}', True),
+    (b'{"fragrance_id": 7, "name": "Rose", "description": "Woody", "cost": 12}', True),
+    (b'{"fragrance_id": 7, "name": "Rose", "description": "Woody  ", "cost": 12}', False),
+    (b'{"fragrance_id": 7, "name": " Rose"}', False),
     (b'{"fragrance_id": 7, "forbidden": false}', True),
     (b'{"fragrance_id":7,"description":"Caf\\u00e9","cost":10}', True),
     (b'{"fragrance_id": 7, "cost": 12.0}', True),
@@ -635,8 +637,8 @@ def test_ordinary_deltas_take_the_fast_path_and_nothing_doubtful_does(
     rules_conn: psycopg.Connection, raw: bytes, clean: bool
 ) -> None:
     proven = rules_conn.execute(
-        "select sync_private.is_clean("
-        "convert_from(%(b)s, 'UTF8')::jsonb, convert_from(%(b)s, 'UTF8'))",
+        "select sync_private.is_clean(convert_from(%(b)s, 'UTF8')::jsonb,"
+        " convert_from(%(b)s, 'UTF8'), (sync_private.current_rules()).rules)",
         {"b": raw},
     ).fetchone()
     rules_conn.rollback()
@@ -665,7 +667,8 @@ def test_the_batch_judge_judges_every_body_as_the_one_body_rules_do(
             "select d.inbox_id, d.payload, d.fragrance_id, d.reasons, d.valid"
             " from unnest(sync_private.judge("
             "(select array_agg(id order by id) from sync.inbox where id = any(%(ids)s)),"
-            " (select array_agg(body order by id) from sync.inbox where id = any(%(ids)s)))) as d",
+            " (select array_agg(body order by id) from sync.inbox where id = any(%(ids)s)),"
+            " (sync_private.current_rules()).rules)) as d",
             {"ids": ids},
         ).fetchall()
         one_by_one = rules_conn.execute(

@@ -128,6 +128,7 @@ def page_db(server: Server, shared_dbname: str) -> str:
                 [raw],
             )
         conn.execute("select sync.apply_pending(100000)")
+        conn.execute("select sync.check_catalog()")
         # A CMS snapshot that differs from the library in one row.
         conn.execute("""
             select sync.load_snapshot((
@@ -188,6 +189,14 @@ def test_rejects_are_grouped_by_code_with_an_example(seen: Seen) -> None:
 
 def test_the_page_says_how_many_rows_match_the_last_cms_snapshot(seen: Seen) -> None:
     assert "Rows in sync with the CMS4999/5000as the application sees them" in seen.text
+
+
+def test_findings_are_grouped_by_rule_with_an_example_and_the_query_to_list_them(
+    seen: Seen,
+) -> None:
+    assert "Data quality of the catalog, by rule" in seen.text
+    assert "description.untrimmed" in seen.text and "name.duplicate" in seen.text
+    assert "select * from sync.open_finding where rule = 'name.duplicate';" in seen.text
 
 
 def test_unknown_fields_and_the_backlog_are_listed(seen: Seen) -> None:

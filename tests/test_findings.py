@@ -1,0 +1,337 @@
+"""The quality of the data at rest: the whole catalog checked, findings with history, tunable rules.
+
+The adopted catalog (sql/catalog.sql) has the real catalog's shape: every
+description ends in two spaces and many names are shared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+from helpers import body, raises_sqlstate, receive, set_apply_on_receipt
+from psycopg.rows import dict_row
+
+
+def check(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return {r["rule"]: r for r in cur.execute("select * from sync.check_catalog()").fetchall()}
+
+
+def open_findings(conn: psycopg.Connection, fragrance_id: int) -> list[tuple[str, str]]:
+    return conn.execute(
+        "select rule, severity from sync.open_finding where fragrance_id = %s order by rule",
+        [fragrance_id],
+    ).fetchall()
+
+
+def test_the_check_reports_shared_names_and_padded_descriptions_with_counts(
+    db: psycopg.Connection,
+) -> None:
+    shared = db.execute(
+        "select count(*) from public.fragrances as f"
+        " where (select count(*) from public.fragrances as o where o.name = f.name) > 1"
+    ).fetchone()[0]  # type: ignore[index]
+    report = check(db)
+    assert set(report) == {"description.untrimmed", "name.duplicate"}
+    assert report["description.untrimmed"]["fragrances"] == 5000
+    assert report["name.duplicate"]["fragrances"] == shared > 500
+    assert report["name.duplicate"]["severity"] == "warning"
+    assert "is the name of 2 fragrances" in report["name.duplicate"]["example"]
+
+
+def test_a_second_check_opens_nothing_new(db: psycopg.Connection) -> None:
+    check(db)
+    again = check(db)
+    assert {(r["opened"], r["closed"]) for r in again.values()} == {(0, 0)}
+
+
+def test_the_check_never_changes_a_fragrance(db: psycopg.Connection) -> None:
+    query = "select md5(string_agg(f::text, '|' order by fragrance_id)) from public.fragrances as f"
+    before = db.execute(query).fetchone()
+    check(db)
+    assert db.execute(query).fetchone() == before
+    assert db.execute("select count(*) from sync.fragrance_history").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("edit", "rule", "severity"),
+    [
+        ("set cost = 12.5", "cost.fractional", "warning"),
+        ("set cost = null", "cost.null", "error"),
+        ("set cost = -3", "cost.negative", "error"),
+        ("set cost = 1e20", "cost.too_large", "error"),
+        ("set cost = 1.125", "cost.too_precise", "error"),
+        ("set name = ' Padded'", "name.untrimmed", "warning"),
+        ("set name = ''", "name.blank", "error"),
+        ("set name = 'Rose' || chr(7)", "name.control_character", "error"),
+        ("set name = 'Rose' || chr(8238)", "name.bidi_control", "error"),
+        ("set name = null", "name.null", "error"),
+        ("set description = 'ok' || chr(27) || '[2J'", "description.control_character", "error"),
+        ("set forbidden = null", "forbidden.null", "error"),
+        (
+            "set name = (select name from public.fragrances where fragrance_id = 8)",
+            "name.duplicate",
+            "warning",
+        ),
+    ],
+)
+def test_a_hand_edit_that_breaks_a_rule_opens_a_finding_in_its_own_transaction(
+    db: psycopg.Connection, edit: str, rule: str, severity: str
+) -> None:
+    with db.transaction():
+        db.execute(f"update public.fragrances {edit} where fragrance_id = 7")
+        assert (rule, severity) in open_findings(db, 7)
+
+
+def test_the_edit_that_fixes_it_closes_the_finding_and_says_who(dba: psycopg.Connection) -> None:
+    dba.execute("update public.fragrances set cost = 12.5 where fragrance_id = 7")
+    dba.execute("update public.fragrances set cost = 13 where fragrance_id = 7")
+    rows = dba.execute(
+        "select rule, closed_at is not null, closed_by from sync.finding where fragrance_id = 7"
+        " and rule = 'cost.fractional'"
+    ).fetchall()
+    assert rows == [("cost.fractional", True, "a write by alice")]
+
+
+def test_a_name_no_longer_shared_closes_the_finding_of_the_other_fragrance_too(
+    db: psycopg.Connection,
+) -> None:
+    db.execute("update public.fragrances set name = 'Twin' where fragrance_id in (7, 8)")
+    assert ("name.duplicate", "warning") in open_findings(db, 8)
+    db.execute("update public.fragrances set name = 'Single' where fragrance_id = 7")
+    assert ("name.duplicate", "warning") not in open_findings(db, 8)
+
+
+def test_a_delivery_that_breaks_a_table_rule_opens_a_finding(db: psycopg.Connection) -> None:
+    taken = db.execute("select name from public.fragrances where fragrance_id = 8").fetchone()[0]  # type: ignore[index]
+    receipt = receive(db, {"fragrance_id": 7, "name": taken})
+    assert receipt["status"] == "applied"
+    assert ("name.duplicate", "warning") in open_findings(db, 7)
+
+
+def test_a_deleted_fragrance_has_its_findings_closed(db: psycopg.Connection) -> None:
+    db.execute("update public.fragrances set cost = 12.5 where fragrance_id = 7")
+    db.execute("delete from public.fragrances where fragrance_id = 7")
+    assert open_findings(db, 7) == []
+
+
+def test_findings_keep_their_history_since_when_and_what_got_fixed(db: psycopg.Connection) -> None:
+    db.execute("update public.fragrances set cost = 12.5 where fragrance_id in (7, 9)")
+    db.execute("update public.fragrances set cost = 12 where fragrance_id = 9")
+    fixed = db.execute(
+        "select fragrance_id from sync.finding where closed_at > now() - interval '7 days'"
+    ).fetchall()
+    since = db.execute(
+        "select first_seen_at <= now() from sync.open_finding where fragrance_id = 7"
+        " and rule = 'cost.fractional'"
+    ).fetchall()
+    assert (fixed, since) == ([(9,)], [(True,)])
+
+
+def test_a_finding_never_blocks_the_write(db: psycopg.Connection) -> None:
+    db.execute("update public.fragrances set cost = null where fragrance_id = 7")
+    assert db.execute("select cost from public.fragrances where fragrance_id = 7").fetchone() == (
+        None,
+    )
+
+
+# --- rules a DBA tunes, with a version -----------------------------------------------------
+
+
+def current_version(conn: psycopg.Connection) -> int:
+    return conn.execute("select max(version) from sync.rule_version").fetchone()[0]  # type: ignore[index]
+
+
+def test_changing_a_rule_makes_a_new_version_that_later_decisions_record(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    before = current_version(db)
+    first = receive(db, {"fragrance_id": 7, "cost": 12.5})
+    dba.execute("update sync.rule set severity = 'error' where code = 'cost.fractional'")
+    after = current_version(db)
+    second = receive(db, {"fragrance_id": 7, "cost": 13.5})
+    versions = db.execute("select id, rules_version from sync.inbox order by id").fetchall()
+    assert after == before + 1
+    assert versions == [(first["inbox_id"], before), (second["inbox_id"], after)]
+    assert second["status"] == "rejected"
+    assert db.execute(
+        "select changed_by, rules #>> '{cost.fractional,severity}' from sync.rule_version"
+        " where version = %s",
+        [after],
+    ).fetchone() == ("alice", "error")
+
+
+def test_an_update_that_changes_nothing_makes_no_version(dba: psycopg.Connection) -> None:
+    before = current_version(dba)
+    dba.execute("update sync.rule set severity = severity")
+    assert current_version(dba) == before
+
+
+@pytest.mark.parametrize(
+    ("update", "sqlstate", "says"),
+    [
+        ("set severity = 'warning' where code = 'name.too_long'", "FS071", "always an error"),
+        ("set parameter = 151 where code = 'name.too_long'", "FS073", "from 1 to 150"),
+        ("set parameter = 0 where code = 'description.too_long'", "FS073", "from 1 to 1024"),
+        ("set parameter = 2.5 where code = 'cost.too_precise'", "FS073", "whole number"),
+        ("set parameter = null where code = 'cost.too_large'", "FS073", "got null"),
+        ("set parameter = 3 where code = 'name.blank'", "FS072", "no parameter"),
+        ("set severity = 'fatal' where code = 'name.blank'", "23514", "severity"),
+    ],
+)
+def test_a_bad_rule_value_is_refused_with_a_clear_error(
+    dba: psycopg.Connection, update: str, sqlstate: str, says: str
+) -> None:
+    with raises_sqlstate(sqlstate, says):
+        dba.execute(f"update sync.rule {update}")
+
+
+def test_a_dba_can_change_only_severity_and_parameter(dba: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        dba.execute("update sync.rule set description = 'mine' where code = 'name.blank'")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        dba.execute("delete from sync.rule")
+
+
+def test_after_loosening_a_rule_one_call_rejudges_the_quarantine(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    rejected = receive(db, {"fragrance_id": 7, "name": "n" * 120, "cost": 3})
+    dba.execute("update sync.rule set parameter = 100 where code = 'name.too_long'")
+    tight = receive(db, {"fragrance_id": 8, "name": "n" * 120})
+    assert (rejected["status"], tight["status"]) == ("applied", "rejected")
+    dba.execute("update sync.rule set parameter = 150 where code = 'name.too_long'")
+    assert dba.execute("select applied from sync.retry_all()").fetchone() == (1,)
+    assert db.execute(
+        "select status, rules_version from sync.inbox where id = %s", [tight["inbox_id"]]
+    ).fetchone() == ("applied", current_version(db))
+
+
+def test_after_tightening_a_rule_the_catalog_check_shows_the_rows_that_now_break_it(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    dba.execute("update sync.rule set parameter = 10 where code = 'name.too_long'")
+    longer = db.execute(
+        "select count(*) from public.fragrances where char_length(name) > 10"
+    ).fetchone()[0]  # type: ignore[index]
+    report = check(dba)
+    assert report["name.too_long"]["fragrances"] == longer > 0
+    assert "the limit is 10" in report["name.too_long"]["example"]
+
+
+@pytest.mark.parametrize(
+    ("severity", "status", "reasons"),
+    [
+        ("error", "rejected", [("cost.fractional", "error")]),
+        ("warning", "applied", [("cost.fractional", "warning")]),
+        ("off", "applied", []),
+    ],
+)
+def test_a_rules_severity_decides_what_a_delta_that_breaks_it_becomes(
+    db: psycopg.Connection, dba: psycopg.Connection, severity: str, status: str, reasons: list
+) -> None:
+    dba.execute("update sync.rule set severity = %s where code = 'cost.fractional'", [severity])
+    receipt = receive(db, {"fragrance_id": 7, "cost": 12.5})
+    assert receipt["status"] == status
+    assert [(r["code"], r["severity"]) for r in receipt["reasons"]] == reasons
+
+
+def test_a_rule_turned_off_is_not_checked_in_the_catalog_either(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    check(dba)
+    dba.execute("update sync.rule set severity = 'off' where code = 'description.untrimmed'")
+    report = check(dba)
+    assert report["description.untrimmed"]["closed"] == 5000
+    assert report["description.untrimmed"]["fragrances"] == 0
+
+
+# --- seen where people look ------------------------------------------------------------------
+
+
+def test_health_counts_open_findings_by_rule_and_warns_on_an_error_rule(
+    db: psycopg.Connection,
+) -> None:
+    check(db)
+    db.execute("update public.fragrances set cost = -1 where fragrance_id = 7")
+    receive(db, {"fragrance_id": 1, "cost": 1})  # a recent delivery: silence is not the reason
+    verdict, reason, findings = db.execute(
+        "select verdict, reason, open_findings from sync.health"
+    ).fetchone()  # type: ignore[misc]
+    assert findings["description.untrimmed"] == 5000 and findings["cost.negative"] == 1
+    assert verdict == "warn"
+    assert "1 fragrances break an error rule (cost.negative)" in reason
+
+
+def test_the_metrics_give_every_catalog_rule_its_count(db: psycopg.Connection) -> None:
+    check(db)
+    findings = db.execute("select open_findings from sync.metrics()").fetchone()[0]  # type: ignore[index]
+    rules = db.execute(
+        "select code from sync.rule where applies_to in ('catalog', 'both') order by 1"
+    ).fetchall()
+    assert sorted(findings) == [r[0] for r in rules]
+    assert findings["description.untrimmed"] == 5000 and findings["cost.null"] == 0
+
+
+def test_the_status_report_lists_findings_by_rule_with_an_example(db: psycopg.Connection) -> None:
+    check(db)
+    report = db.execute("select sync.status_report()").fetchone()[0]  # type: ignore[index]
+    by_rule = {f["rule"]: f for f in report["findings"]}
+    assert by_rule["description.untrimmed"]["fragrances"] == 5000
+    assert by_rule["description.untrimmed"]["example_fragrance_id"] == 0
+
+
+# --- run without a person --------------------------------------------------------------------
+
+
+def test_a_job_run_by_hand_is_recorded_with_what_it_did(dba: psycopg.Connection) -> None:
+    run = dba.execute("select job, status, detail from sync.run_job('check_catalog')").fetchone()
+    assert run is not None and (run[0], run[1]) == ("check_catalog", "ok")
+    assert {r["rule"] for r in run[2]} == {"description.untrimmed", "name.duplicate"}
+
+
+def test_a_failed_job_is_recorded_not_raised(db: psycopg.Connection) -> None:
+    db.execute("""
+        create function public.refuse_delete() returns trigger language plpgsql as $$
+        begin raise exception 'deletes are frozen today'; end $$;
+        create trigger _010_frozen before delete on sync.inbox
+            for each statement execute function public.refuse_delete();
+    """)
+    run = db.execute(
+        "select status, detail ->> 'error' from sync.run_job('purge_inbox')"
+    ).fetchone()
+    assert run == ("failed", "deletes are frozen today")
+
+
+def test_the_schedule_shows_every_job_and_its_last_run(dba: psycopg.Connection) -> None:
+    dba.execute("select sync.run_job('check_drift')")
+    rows = dba.execute(
+        "select job, schedule, scheduled_by, last_status from sync.schedule() order by job"
+    ).fetchall()
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        ("check_catalog", "17 3 * * *", None),
+        ("check_drift", "27 4 * * *", "ok"),
+        ("purge_inbox", "42 3 * * *", None),
+    ]
+    assert all(r[2].startswith("cron, outside the database") for r in rows)
+
+
+def test_an_unknown_job_is_refused(dba: psycopg.Connection) -> None:
+    with raises_sqlstate("FS080", "there is no job 'vacuum'"):
+        dba.execute("select sync.run_job('vacuum')")
+
+
+def test_a_delivery_stored_pending_records_no_rules_version_until_judged(
+    db: psycopg.Connection,
+) -> None:
+    set_apply_on_receipt(db, False)
+    pending = receive(db, body({"fragrance_id": 7, "cost": 3}))
+    assert db.execute(
+        "select rules_version from sync.inbox where id = %s", [pending["inbox_id"]]
+    ).fetchone() == (None,)
+    db.execute("select sync.apply_pending()")
+    assert db.execute(
+        "select rules_version from sync.inbox where id = %s", [pending["inbox_id"]]
+    ).fetchone() == (current_version(db),)

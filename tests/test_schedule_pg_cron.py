@@ -1,0 +1,126 @@
+"""Run without a person: where the server has pg_cron, the jobs are registered with it.
+
+A server of its own, started with pg_cron preloaded for the database we
+migrate (as Debian's postgresql-15-cron needs it), so the migration creates the
+extension and every code load registers the jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from conftest import Server, load_smart_library, run_yoyo
+
+from devtools.throwaway_pg import ThrowawayPostgresql
+
+DATABASE = "fragrancedb"
+
+
+@pytest.fixture(scope="module")
+def cron_server() -> Iterator[Server]:
+    pg = ThrowawayPostgresql(
+        postgres_args=(
+            "-h 127.0.0.1 -F -c logging_collector=off"
+            f" -c shared_preload_libraries=pg_cron -c cron.database_name={DATABASE}"
+        )
+    )
+    try:
+        yield Server(pg)
+    finally:
+        pg.stop()
+
+
+@pytest.fixture(scope="module")
+def cron_db(cron_server: Server) -> Iterator[psycopg.Connection]:
+    cron_server.create_database(DATABASE)
+    load_smart_library(cron_server, DATABASE)
+    run_yoyo(cron_server, DATABASE, "apply")
+    with psycopg.connect(cron_server.url(DATABASE), autocommit=True) as conn:
+        yield conn
+
+
+def registered(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    return conn.execute(
+        "select jobname, schedule, command from cron.job"
+        " where jobname like 'fragrance\\_sync.%%' and active order by jobname"
+    ).fetchall()
+
+
+def test_the_migration_creates_pg_cron_and_the_code_load_registers_every_job(
+    cron_db: psycopg.Connection,
+) -> None:
+    assert registered(cron_db) == [
+        (
+            "fragrance_sync.check_catalog",
+            "17 3 * * *",
+            "select status from sync.run_job('check_catalog')",
+        ),
+        (
+            "fragrance_sync.check_drift",
+            "27 4 * * *",
+            "select status from sync.run_job('check_drift')",
+        ),
+        (
+            "fragrance_sync.purge_inbox",
+            "42 3 * * *",
+            "select status from sync.run_job('purge_inbox')",
+        ),
+    ]
+    scheduled_by = cron_db.execute("select job, scheduled_by from sync.schedule() order by job")
+    assert [r[1] for r in scheduled_by.fetchall()] == [
+        "pg_cron (fragrance_sync.check_catalog)",
+        "pg_cron (fragrance_sync.check_drift)",
+        "pg_cron (fragrance_sync.purge_inbox)",
+    ]
+
+
+def test_the_command_pg_cron_runs_records_a_run(cron_db: psycopg.Connection) -> None:
+    [(command,)] = cron_db.execute(
+        "select command from cron.job where jobname = 'fragrance_sync.check_catalog'"
+    ).fetchall()
+    assert cron_db.execute(command).fetchone() == ("ok",)
+    last = cron_db.execute(
+        "select last_status from sync.schedule() where job = 'check_catalog'"
+    ).fetchone()
+    assert last == ("ok",)
+
+
+def test_a_changed_schedule_reaches_pg_cron_at_once_and_a_disabled_job_leaves_it(
+    cron_db: psycopg.Connection,
+) -> None:
+    cron_db.execute("update sync.job set schedule = '5 1 * * 0' where name = 'check_drift'")
+    cron_db.execute("update sync.job set enabled = false where name = 'purge_inbox'")
+    try:
+        assert [(name, schedule) for name, schedule, _ in registered(cron_db)] == [
+            ("fragrance_sync.check_catalog", "17 3 * * *"),
+            ("fragrance_sync.check_drift", "5 1 * * 0"),
+        ]
+    finally:
+        cron_db.execute("update sync.job set schedule = '27 4 * * *', enabled = true")
+
+
+def test_pg_cron_refuses_a_schedule_it_cannot_read(cron_db: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error):
+        cron_db.execute("update sync.job set schedule = '99 99 * * *' where name = 'check_drift'")
+
+
+def test_where_pg_cron_does_not_run_the_schedule_says_to_use_cron(cron_server: Server) -> None:
+    name = "elsewhere"
+    cron_server.create_database(name)
+    # pg_cron serves fragrancedb only; this database gets the README's cron lines instead.
+    run_yoyo(cron_server, name, "apply")
+    with psycopg.connect(cron_server.url(name)) as conn:
+        scheduled_by = conn.execute("select distinct scheduled_by from sync.schedule()").fetchall()
+    assert scheduled_by == [('cron, outside the database: see the README, "Run without a person"',)]
+
+
+def test_rolling_everything_back_removes_our_jobs_from_pg_cron_and_keeps_pg_cron(
+    cron_server: Server, cron_db: psycopg.Connection
+) -> None:
+    run_yoyo(cron_server, DATABASE, "rollback", "--all")
+    assert registered(cron_db) == []
+    assert cron_db.execute(
+        "select count(*) from pg_extension where extname = 'pg_cron'"
+    ).fetchone() == (1,)
