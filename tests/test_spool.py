@@ -130,6 +130,41 @@ def test_a_lost_waiting_file_is_raised_again_when_the_spool_opens(tmp_path: Path
     reopened.close()
 
 
+def test_a_writer_killed_in_the_middle_of_a_record_leaves_nothing_of_it(tmp_path: Path) -> None:
+    Spool(tmp_path).close()
+    # A process writes a record far larger than SQLite's page cache, so its pages reach
+    # the WAL file before the commit, and is killed before it commits.
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from hook.ingest import Delivery;"
+            " from hook.spool import Spool, SpooledDelivery;"
+            " s = Spool(Path(sys.argv[1]));"
+            " s.append([SpooledDelivery.received_now(Delivery(b'committed', None, None, None))]);"
+            " s._db.execute('begin immediate');"
+            " s._db.execute('insert into queue (key, received_at, body, spooled_by)"
+            " values (?, ?, ?, 0)', ('torn', 'now', b'T' * 20_000_000));"
+            " print('written', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "written"
+        assert (tmp_path / "spool.sqlite3-wal").stat().st_size > 10_000_000  # half on disk
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+    finally:
+        writer.kill()
+        writer.wait()
+    spool = Spool(tmp_path)
+    assert [q.delivery.body for q in spool.oldest(10)] == [b"committed"]
+    spool.close()
+
+
 def test_a_write_the_disk_cannot_take_keeps_nothing_and_raises(spool: Spool) -> None:
     spool.append([delivery(b"kept")])
     # SQLITE_FULL, exactly what a full disk gives: the database may not grow any more.

@@ -309,6 +309,39 @@ def test_a_body_holding_a_forged_record_comes_out_as_itself_after_a_sigkill(
     assert cost != (99999,)
 
 
+def test_a_torn_last_write_never_replays_a_record_from_inside_a_body(
+    own_server: Server, tmp_path: Path
+) -> None:
+    frame, forged_key = _old_format_frame(b'{"fragrance_id": 7, "cost": 99999}')
+    before = body({"fragrance_id": 7, "cost": 11})
+    # The frame sits well inside the body: a tear of the body's tail leaves it whole.
+    torn = (
+        b'{"fragrance_id": 7, "cost": 12, "padding": "' + frame + b'", "tail": "%s"}' % (b"t" * 100)
+    )
+    url = own_server.url("test", user="sync_hook_login")
+    own_server.pg.terminate()
+    first = start_hook(url, tmp_path)
+    for data in (before, torn):
+        reply = httpx.post(first.url + "/notifications", content=data, timeout=30)
+        assert reply.json()["status"] == "spooled"
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(10)
+    # The disk kept only part of the last write, as a crash in the middle of it leaves it.
+    wal = tmp_path / "spool" / "spool.sqlite3-wal"
+    os.truncate(wal, wal.stat().st_size - 10)
+
+    own_server.pg.start()
+    second = start_hook(url, tmp_path)
+    try:
+        wait_for_empty_spool(second)
+    finally:
+        stop_hook(second)
+    with psycopg.connect(own_server.url("test")) as conn:
+        keys = conn.execute("select spool_key::text from sync.inbox").fetchall()
+    assert _bodies(own_server) == [before]  # the torn record is gone, whole; nothing from it
+    assert (forged_key,) not in keys
+
+
 def test_a_worker_killed_while_spooling_under_load_replays_nothing_partial_and_loses_nothing(
     own_server: Server, tmp_path: Path
 ) -> None:
