@@ -12,7 +12,9 @@ and count the inbox's rows every 20 ms until every spooled delivery is in it.
 It prints, per run, the deliveries spooled, the spooling rate, and the
 drain rate (records over the time from the first row in the inbox to the
 last, so the time the hook takes to notice the database is back is not
-counted).
+counted). With ``--under-load`` it instead stops PostgreSQL for 3 s in the
+middle of 40 s of wrk (16 connections) and reports the spool's greatest
+depth, its depth at the end, and when it was empty again.
 Figures are only comparable within one run of this script.
 """
 
@@ -105,12 +107,68 @@ def one_run(pg, template: str, tree: Path, tag: str, seconds: int, workdir: Path
     }
 
 
+def under_load(pg, template: str, tree: Path, tag: str, workdir: Path) -> dict:
+    """A 3 s outage in the middle of 16 connections of wrk: when is the spool empty again."""
+    with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
+        admin.execute(f'drop database if exists "{tag}" with (force)')
+        admin.execute(f'create database "{tag}" template "{template}"')
+    process, base = start_tree_hook(tree, url(pg, tag, "sync_hook_login"), workdir, tag)
+    seconds = 40
+    wrk = subprocess.Popen(
+        [
+            "wrk",
+            "-t2",
+            "-c16",
+            f"-d{seconds}s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(ROOT / "bench" / "ingest.lua"),
+            base + "/notifications",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    samples = []
+    try:
+        start = time.monotonic()
+        time.sleep(3)
+        pg.terminate()
+        time.sleep(3)
+        pg.start()
+        back = time.monotonic() - start
+        while wrk.poll() is None:
+            try:
+                depth = httpx.get(base + "/healthz", timeout=30).json()["spool_depth"]
+            except httpx.HTTPError:
+                depth = None
+            samples.append((round(time.monotonic() - start, 2), depth))
+            time.sleep(0.1)
+    finally:
+        wrk.wait()
+        process.terminate()
+        process.wait(30)
+    depths = [d for _, d in samples if d is not None]
+    emptied = next((t for t, d in samples if t > back and d == 0), None)
+    return {
+        "tree": str(tree),
+        "database_back_at_s": round(back, 2),
+        "max_depth": max(depths),
+        "depth_at_end": depths[-1],
+        "spool_empty_again_at_s": emptied,
+    }
+
+
 def main() -> int:
     """Alternate the trees for a few rounds and print one JSON line per run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--other", type=Path, help="another tree to compare (e.g. the old code)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument(
+        "--under-load",
+        action="store_true",
+        help="instead: a 3 s outage during 40 s of wrk; report when the spool is empty again",
+    )
     args = parser.parse_args()
     trees = [ROOT] + ([args.other] if args.other else [])
     workdir = Path(os.environ.get("BENCH_TMP") or "/tmp") / f"spool-drain-{os.getpid()}"
@@ -119,7 +177,10 @@ def main() -> int:
         prepare_database(pg, "spool_template")
         for n in range(args.rounds):
             for i, tree in enumerate(trees):
-                result = one_run(pg, "spool_template", tree, f"r{n}t{i}", args.seconds, workdir)
+                if args.under_load:
+                    result = under_load(pg, "spool_template", tree, f"l{n}t{i}", workdir)
+                else:
+                    result = one_run(pg, "spool_template", tree, f"r{n}t{i}", args.seconds, workdir)
                 print(json.dumps(result), flush=True)
     return 0
 
