@@ -380,6 +380,9 @@ def test_a_worker_killed_while_spooling_under_load_replays_nothing_partial_and_l
         stop_hook(hook)
 
     stored = _bodies(own_server)
+    # The counts for the record (pytest -rP shows them).
+    print(f"sent {len(sent)}, answered 202 {len(answered)}, SIGKILLed workers {len(killed)},")
+    print(f"lost {len(set(answered) - set(stored))}, doubled {len(stored) - len(set(stored))}")
     assert killed, "the load ended before a worker was killed"
     assert len(stored) == len(set(stored)), "a delivery was stored twice"
     assert set(stored) <= sent, "something was stored that no one sent"
@@ -407,6 +410,8 @@ def test_a_full_spool_disk_answers_503_never_a_false_202_and_recovers(tmp_path: 
     finally:
         stop_hook(hook)
 
+    statuses = list(answers.values())
+    print(f"sent {len(statuses)}, answered 202 {statuses.count(202)}, 503 {statuses.count(503)}")
     assert set(answers.values()) == {202, 503}
     assert answers[first] == answers[last] == 202
     with sqlite3.connect(tmp_path / "spool" / "spool.sqlite3") as spool:
