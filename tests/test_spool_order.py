@@ -107,26 +107,26 @@ def test_after_an_outage_under_sustained_load_the_spool_empties_and_order_is_kep
 ) -> None:
     hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path, WORKERS="2")
     senders = Senders(hook, 8)
-    with ThreadPoolExecutor(max_workers=senders.count) as pool:
-        running = [pool.submit(senders.run, n) for n in range(senders.count)]
-        try:
-            while senders.total() < 200:
-                time.sleep(0.05)
-            own_server.pg.terminate()
-            time.sleep(3)  # the outage: every sender keeps sending
-            own_server.pg.start()
-            # Keep the load on until every sender has seen 30 deliveries go straight to the
-            # database after its last spooled one: the spool caught up while they sent.
-            deadline = time.monotonic() + 300
-            while any(senders.straight_since_last_spooled(n) < 30 for n in range(senders.count)):
-                if time.monotonic() > deadline or senders.failures:
-                    pytest.fail(f"the spool never caught up: {senders.failures}\n{hook.output()}")
-                time.sleep(0.1)
-        finally:
-            senders.stop.set()
-            for future in running:
-                future.result()
     try:
+        with ThreadPoolExecutor(max_workers=senders.count) as pool:
+            running = [pool.submit(senders.run, n) for n in range(senders.count)]
+            try:
+                while senders.total() < 200:
+                    time.sleep(0.05)
+                own_server.pg.terminate()
+                time.sleep(3)  # the outage: every sender keeps sending
+                own_server.pg.start()
+                # Keep the load on until every sender has seen 30 deliveries go straight to
+                # the database after its last spooled one: the spool caught up meanwhile.
+                deadline = time.monotonic() + 300
+                while any(senders.straight_since_last_spooled(n) < 30 for n in range(8)):
+                    if time.monotonic() > deadline or senders.failures:
+                        pytest.fail(f"the spool never caught up: {senders.failures}")
+                    time.sleep(0.1)
+            finally:
+                senders.stop.set()
+                for future in running:
+                    future.result()
         health = wait_for_empty_spool(hook)
     finally:
         stop_hook(hook)
@@ -173,23 +173,27 @@ def _spool_two_the_database_will_refuse(own_server: Server, tmp_path: Path) -> H
             " check (user_agent is distinct from 'refuse-me')"
         )
     hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path)
-    own_server.pg.terminate()
-    for data, agent in [
-        (body({"fragrance_id": 7, "cost": 1}), "cms/1"),
-        (REFUSED, "refuse-me"),
-        (body({"fragrance_id": 7, "cost": 3}), "cms/1"),
-        (body({"fragrance_id": 8, "cost": 4}), "refuse-me"),
-        (body({"fragrance_id": 7, "cost": 5}), "cms/1"),
-    ]:
-        reply = httpx.post(
-            hook.url + "/notifications",
-            content=data,
-            headers={"User-Agent": agent, "Content-Type": "application/json"},
-            timeout=30,
-        )
-        assert reply.json()["status"] == "spooled"
-    own_server.pg.start()
-    wait_for_empty_spool(hook)
+    try:
+        own_server.pg.terminate()
+        for data, agent in [
+            (body({"fragrance_id": 7, "cost": 1}), "cms/1"),
+            (REFUSED, "refuse-me"),
+            (body({"fragrance_id": 7, "cost": 3}), "cms/1"),
+            (body({"fragrance_id": 8, "cost": 4}), "refuse-me"),
+            (body({"fragrance_id": 7, "cost": 5}), "cms/1"),
+        ]:
+            reply = httpx.post(
+                hook.url + "/notifications",
+                content=data,
+                headers={"User-Agent": agent, "Content-Type": "application/json"},
+                timeout=30,
+            )
+            assert reply.json()["status"] == "spooled"
+        own_server.pg.start()
+        wait_for_empty_spool(hook)
+    except BaseException:
+        stop_hook(hook)
+        raise
     return hook
 
 

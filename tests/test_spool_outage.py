@@ -100,9 +100,11 @@ def test_a_hook_killed_while_spooling_leaves_every_answered_delivery_to_its_succ
     url = own_server.url("test", user="sync_hook_login")
     own_server.pg.terminate()
     first = start_hook(url, tmp_path, DB_TIMEOUT="1")
-    answers = [_post(first, n) for n in range(1, 5)]
-    first.process.send_signal(signal.SIGKILL)  # no chance to flush anything more
-    first.process.wait(10)
+    try:
+        answers = [_post(first, n) for n in range(1, 5)]
+    finally:
+        first.process.send_signal(signal.SIGKILL)  # no chance to flush anything more
+        first.process.wait(10)
     assert [a.json()["status"] for a in answers] == ["spooled"] * 4
 
     own_server.pg.start()
@@ -278,14 +280,16 @@ def test_a_body_holding_a_forged_record_comes_out_as_itself_after_a_sigkill(
     url = own_server.url("test", user="sync_hook_login")
     own_server.pg.terminate()
     first = start_hook(url, tmp_path)
-    answer = httpx.post(
-        first.url + "/notifications",
-        content=original,
-        headers={"Content-Type": "application/json", "User-Agent": "cms/1"},
-        timeout=30,
-    )
-    first.process.send_signal(signal.SIGKILL)
-    first.process.wait(10)
+    try:
+        answer = httpx.post(
+            first.url + "/notifications",
+            content=original,
+            headers={"Content-Type": "application/json", "User-Agent": "cms/1"},
+            timeout=30,
+        )
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(10)
     assert answer.json()["status"] == "spooled"
 
     own_server.pg.start()
@@ -321,11 +325,13 @@ def test_a_torn_last_write_never_replays_a_record_from_inside_a_body(
     url = own_server.url("test", user="sync_hook_login")
     own_server.pg.terminate()
     first = start_hook(url, tmp_path)
-    for data in (before, torn):
-        reply = httpx.post(first.url + "/notifications", content=data, timeout=30)
-        assert reply.json()["status"] == "spooled"
-    first.process.send_signal(signal.SIGKILL)
-    first.process.wait(10)
+    try:
+        for data in (before, torn):
+            reply = httpx.post(first.url + "/notifications", content=data, timeout=30)
+            assert reply.json()["status"] == "spooled"
+    finally:
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(10)
     # The disk kept only part of the last write, as a crash in the middle of it leaves it.
     wal = tmp_path / "spool" / "spool.sqlite3-wal"
     os.truncate(wal, wal.stat().st_size - 10)
