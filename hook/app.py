@@ -26,10 +26,18 @@ from starlette.routing import Route
 from hook import metrics
 from hook import status as status_page
 from hook.guard import DeliveryGuard
-from hook.ingest import BatchingStore, NotificationsEndpoint, Receipt, make_store
+from hook.ingest import (
+    RECONNECT_TIMEOUT,
+    BatchingStore,
+    DatabaseDownError,
+    DatabaseState,
+    NotificationsEndpoint,
+    Receipt,
+    make_store,
+)
 from hook.listener import keep_registered
 from hook.settings import Settings
-from hook.spooling import SpoolingStore, open_spool
+from hook.spool import SpoolCounts, SpoolingStore, open_spool
 
 log = logging.getLogger("hook")
 
@@ -75,11 +83,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Told of every connection attempt: once one fails, deliveries stop waiting for the pool.
+        database = DatabaseState(probe_every=settings.spool_retry_every)
         pool = AsyncConnectionPool(
             settings.database_url,
+            connection_class=database.connection_class(),
             min_size=settings.pool_min_size,
             max_size=settings.pool_max_size,
             timeout=settings.database_timeout,
+            reconnect_timeout=RECONNECT_TIMEOUT,
             check=check_pooled_connection,
             kwargs={"autocommit": True, "application_name": "fragrance-sync-hook"},
             name="hook",
@@ -88,7 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
         # Do not wait for the database: the hook must start (and say 503) while it is down.
         await pool.open(wait=False)
         app.state.pool = pool
-        store = make_store(pool, settings.batch_max_size, settings.batch_concurrency)
+        store = make_store(pool, settings.batch_max_size, settings.batch_concurrency, database)
         spooling = None
         if settings.spool_dir and isinstance(store, BatchingStore):
             spooling = SpoolingStore(
@@ -97,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
             spooling.start()
         ingest.store = spooling or store
         app.state.spooling = spooling
+        app.state.database = database
         registration = None
         if settings.cms_url:
             registration = asyncio.create_task(
@@ -109,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
                 registration.cancel()
             if spooling is not None:
                 await spooling.close()
+            await database.close()
             await pool.close()
 
     app = FastAPI(
@@ -132,24 +146,28 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz(request: Request) -> Any:
-        """Liveness, database reachability and spool depth.
+        """Liveness, database reachability, and what the host's spool holds.
 
         200 while deliveries can be kept (``degraded`` when they go to the
-        spool), 503 when they cannot: database down and no spool.
+        spool, or when deliveries the database refused are set aside in it),
+        503 when they cannot: database down and no spool.
         """
         spooling = request.app.state.spooling
-        depth = 0 if spooling is None else spooling.depth
+        counts = SpoolCounts(0, 0) if spooling is None else await spooling.counts()
         try:
-            async with request.app.state.pool.connection() as conn:
+            pool = request.app.state.pool
+            async with request.app.state.database.connection(pool) as conn:
                 await conn.execute("select 1")
             database = "ok"
-        except (psycopg.Error, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
             log.warning("health check: database unreachable: %s", exc)
             database = "unreachable"
+        healthy = database == "ok" and counts == (0, 0)
         answer = {
-            "status": "ok" if database == "ok" and depth == 0 else "degraded",
+            "status": "ok" if healthy else "degraded",
             "database": database,
-            "spool_depth": depth,
+            "spool_depth": counts.depth,
+            "spool_set_aside": counts.set_aside,
         }
         return JSONResponse(
             status_code=503 if database != "ok" and spooling is None else 200, content=answer

@@ -17,7 +17,8 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -100,11 +101,183 @@ class StoreError(Exception):
         self.rolled_back = rolled_back
 
 
+class DatabaseDownError(Exception):
+    """A connection attempt has failed and none has succeeded since: the database is down."""
+
+
+#: The pool's own reconnection gives up after this many seconds (two attempts) instead of
+#: backing off for minutes; from then on every request for a connection (a delivery, the
+#: probe, the spool's drain) makes a fresh attempt, so a recovery is noticed at once.
+RECONNECT_TIMEOUT = 1.0
+
+
+class DatabaseState:
+    """What this process knows about the database: down from a failed connection attempt on.
+
+    The pool connects through ``connection_class()``, which reports every
+    attempt here. Once one fails, ``connection()`` refuses at once instead of
+    waiting ``DB_TIMEOUT`` for a pool that cannot fill, and a probe asks the
+    pool for a connection every ``probe_every`` seconds; the first attempt
+    that succeeds ends the outage. A pool that is merely busy (every
+    connection in use, the database up) is still waited for.
+    """
+
+    def __init__(self, probe_every: float = 1.0) -> None:
+        self.probe_every = probe_every
+        self.down = False
+        self._down = asyncio.Event()
+        self._up = asyncio.Event()
+        self._up.set()
+        self._pool: AsyncConnectionPool | None = None
+        self._probe: asyncio.Task[None] | None = None
+        self._returning: set[asyncio.Future[None]] = set()
+        self._verifying: asyncio.Task[None] | None = None
+        self._verified_at = float("-inf")
+
+    def connection_class(self) -> type[psycopg.AsyncConnection[Any]]:
+        """A connection class for the pool that reports each connection attempt here."""
+        state = self
+
+        class ReportingConnection(psycopg.AsyncConnection[Any]):
+            @classmethod
+            async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:  # noqa: D102
+                try:
+                    conn = await super().connect(conninfo, **kwargs)
+                except psycopg.OperationalError as exc:
+                    state.connection_failed(exc)
+                    raise
+                state.connection_made()
+                return conn
+
+        return ReportingConnection
+
+    def attach(self, pool: AsyncConnectionPool) -> None:
+        """Probe through ``pool`` whenever the database is down (from now on)."""
+        self._pool = pool
+        self._start_probe()
+
+    def _start_probe(self) -> None:
+        if self.down and self._pool is not None and (self._probe is None or self._probe.done()):
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_up(self._pool))
+
+    def connection_failed(self, exc: BaseException) -> None:
+        """A connection attempt failed (or a connection was lost): the database is down."""
+        if not self.down:
+            log.error("database unreachable, spooling (or 503) until it answers again: %s", exc)
+        self.down = True
+        self._up.clear()
+        self._down.set()
+        self._start_probe()
+
+    def connection_made(self) -> None:
+        """A connection attempt succeeded: the database is up."""
+        if self.down:
+            log.warning("database reachable again")
+        self.down = False
+        self._down.clear()
+        self._up.set()
+
+    def verify(self, every: float) -> None:
+        """Check with one query that the database answers, at most once per ``every`` seconds.
+
+        For a process that has not used the database for a while (its
+        deliveries went to the spool behind others): a failed check marks it
+        down at once, as a failed delivery would.
+        """
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self.down or loop.time() < self._verified_at + every:
+            return
+        if self._verifying is not None and not self._verifying.done():
+            return
+        self._verified_at = loop.time()
+        self._verifying = loop.create_task(self._check(self._pool))
+
+    async def _check(self, pool: AsyncConnectionPool) -> None:
+        with suppress(psycopg.Error, PoolTimeout, DatabaseDownError):
+            async with self.connection(pool) as conn:
+                await conn.execute("select 1")
+
+    async def wait_up(self, timeout: float) -> None:
+        """Return once the database is up, or after ``timeout`` seconds."""
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._up.wait(), timeout)
+
+    def _give_back(self, pool: AsyncConnectionPool) -> Callable[[asyncio.Future[Any]], None]:
+        """A callback returning a connection that arrived after its requester gave up on it."""
+
+        def give_back(getting: asyncio.Future[Any]) -> None:
+            if not getting.cancelled() and getting.exception() is None:
+                task = asyncio.ensure_future(pool.putconn(getting.result()))
+                self._returning.add(task)
+                task.add_done_callback(self._returning.discard)
+
+        return give_back
+
+    async def close(self) -> None:
+        """Stop probing (before the pool closes)."""
+        self._pool = None
+        tasks = [t for t in (self._probe, self._verifying) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _probe_until_up(self, pool: AsyncConnectionPool) -> None:
+        while self.down and not pool.closed:
+            try:
+                async with pool.connection(timeout=self.probe_every) as conn:
+                    await conn.execute("select 1")
+            except (psycopg.Error, PoolTimeout):
+                await asyncio.sleep(self.probe_every)
+            else:
+                self.connection_made()  # an idle pooled connection answered, not only a new one
+
+    @asynccontextmanager
+    async def connection(self, pool: AsyncConnectionPool) -> AsyncIterator[Any]:
+        """A pooled connection; DatabaseDownError at once (not after the pool's timeout) when down.
+
+        A query that finds its connection lost also marks the database down,
+        so the probe checks it before the next delivery waits.
+        """
+        if self.down:
+            raise DatabaseDownError("the database is down (a connection attempt failed)")
+        getting = asyncio.ensure_future(pool.getconn())
+        went_down = asyncio.ensure_future(self._down.wait())
+        try:
+            await asyncio.wait({getting, went_down}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            went_down.cancel()
+            gave_up = not getting.done()
+            if gave_up:  # the database went down first, or we are cancelled
+                getting.cancel()
+                getting.add_done_callback(self._give_back(pool))
+        if gave_up:
+            raise DatabaseDownError("the database is down (a connection attempt failed)")
+        conn = getting.result()  # PoolTimeout: a busy pool, waited for in full
+        try:
+            async with conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            if conn.broken or conn.closed:
+                self.connection_failed(exc)
+            raise
+        finally:
+            await pool.putconn(conn)
+
+
 class BatchingStore:
     """Stores deliveries in batches, at most ``concurrency`` batches in flight at once."""
 
-    def __init__(self, pool: AsyncConnectionPool, max_batch: int, concurrency: int) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        max_batch: int,
+        concurrency: int,
+        database: DatabaseState | None = None,
+    ) -> None:
         self._pool = pool
+        #: Down or up, as this process's connection attempts found it (shared with the spool).
+        self.database = database or DatabaseState()
+        self.database.attach(pool)
         self._max_batch = max_batch
         self._concurrency = concurrency
         self._queue: list[tuple[Delivery, asyncio.Future[Receipt]]] = []
@@ -177,9 +350,12 @@ class BatchingStore:
         )
         size = sum(len(d.body) for d in deliveries)
         try:
-            async with self._pool.connection() as conn:
+            async with self.database.connection(self._pool) as conn:
                 cursor = await conn.execute(RECEIVE_MANY, params)
                 rows = await cursor.fetchall()
+        except DatabaseDownError as exc:
+            log.debug("database down, %d deliveries were not stored: %s", len(deliveries), exc)
+            raise StoreError(503, UNAVAILABLE) from exc
         except (psycopg.OperationalError, PoolTimeout) as exc:
             log.error(
                 "database unavailable, %d deliveries (%d bytes) were not stored: %s",
@@ -330,10 +506,13 @@ async def send_json(
 
 
 def make_store(
-    pool: AsyncConnectionPool, max_batch: int, concurrency: int
+    pool: AsyncConnectionPool,
+    max_batch: int,
+    concurrency: int,
+    database: DatabaseState | None = None,
 ) -> BatchingStore | NoDatabaseStore:
     """The batching store, or the no-database one when the benchmark asks for it."""
     if os.environ.get(NO_DATABASE_ENV) == "1":
         log.warning("%s=1: answering without storing anything (benchmark only)", NO_DATABASE_ENV)
         return NoDatabaseStore()
-    return BatchingStore(pool, max_batch, concurrency)
+    return BatchingStore(pool, max_batch, concurrency, database)

@@ -34,6 +34,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 
+from hook.ingest import DatabaseDownError
+
 log = logging.getLogger("hook.metrics")
 
 # The *_created series double the output and no dashboard of ours reads them.
@@ -156,8 +158,14 @@ class HookMetrics:
         )
         self.spool_depth = Gauge(
             "fragrance_sync_spool_depth",
-            "Deliveries this process keeps in its local spool (fsynced, answered 202) "
-            "until the database takes them back.",
+            "Deliveries waiting in this host's spool (fsynced, answered 202) "
+            "until the database takes them.",
+            registry=self.registry,
+        )
+        self.spool_set_aside = Gauge(
+            "fragrance_sync_spool_set_aside",
+            "Spooled deliveries the database refused (not an outage), set aside in this "
+            "host's spool until someone replays or drops them (python -m hook.spool list).",
             registry=self.registry,
         )
         for status in (*STORED, *REFUSED.values()):
@@ -277,10 +285,10 @@ def observe_receipt(request: Request, size: int, status: str, reasons: Any) -> N
 
 async def _read_snapshot(request: Request) -> tuple[Any, ...] | None:
     try:
-        async with request.app.state.pool.connection() as conn:
+        async with request.app.state.database.connection(request.app.state.pool) as conn:
             cursor = await conn.execute(SNAPSHOT)
             return await cursor.fetchone()
-    except (psycopg.Error, PoolTimeout) as exc:
+    except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
         log.warning("metrics: cannot read sync.metrics(), exporting database_up 0: %s", exc)
         return None
 
@@ -295,7 +303,9 @@ def install(app: FastAPI) -> None:
     async def scrape(request: Request) -> Response:
         """Prometheus text format: this process's counters, then the database's numbers."""
         spooling = getattr(request.app.state, "spooling", None)
-        metrics.spool_depth.set(0 if spooling is None else spooling.depth)
+        depth, set_aside = (0, 0) if spooling is None else await spooling.counts()
+        metrics.spool_depth.set(depth)
+        metrics.spool_set_aside.set(set_aside)
         database = CollectorRegistry()
         database.register(_DatabaseSnapshot(await _read_snapshot(request)))
         body = generate_latest(metrics.registry) + generate_latest(database)

@@ -1,31 +1,131 @@
-"""A local append-only spool for deliveries the database cannot take right now.
+"""The host's spool: deliveries kept on local disk while the database cannot take them.
 
-The CMS never retries, so when PostgreSQL is down the hook writes the
-delivery here, fsyncs, and only then answers 202. Each record carries a key
-that ``sync.receive_spooled`` stores uniquely, so draining after a crash
-never creates a duplicate inbox row. Each record is framed with its length
-and a CRC-32: a record torn by a crash mid-write fails the check and is cut
-off, never replayed as garbage.
+The CMS never retries, so when PostgreSQL cannot store a delivery the hook
+writes it to a SQLite database in ``SPOOL_DIR`` (WAL, ``synchronous=FULL``:
+the commit has reached the disk) and only then answers 202 ``spooled``. A
+record is a row: it is written whole or not at all, and nothing inside a
+body can ever be read as a record of its own.
 
-One file per hook process (``spool-<pid>.log``), held with an exclusive
-``flock``; a file whose lock can be taken belongs to a dead process and is
-drained by whoever claims it.
+Every hook process on the host shares that one file, so there is one queue
+in one order (an AUTOINCREMENT sequence) whatever the number of workers:
+
+- ``spool.waiting`` (a file beside the database) exists whenever the queue
+  may hold a record. Whoever spools creates it inside the same write
+  transaction as its insert; only the drainer removes it, inside a write
+  transaction that finds the queue empty. SQLite's write lock makes the two
+  exclusive, so a record never waits without the file.
+- A delivery goes straight to the database only when that file is absent
+  and nothing of this process is on its way to the spool (one ``stat`` per
+  request); otherwise it is spooled behind what waits. A delivery queued for
+  the spool that finds, under the write lock, that the drainer has just
+  emptied it goes straight to the database instead.
+- One process drains at a time: the one holding an ``flock`` on
+  ``drain.lock`` (the kernel releases it when its process dies, so the work
+  of a killed worker is drained by another). It stores the oldest records,
+  many per transaction, through ``sync.receive_spooled`` (idempotent on the
+  delivery key: a crash between the database's commit and the spool's
+  delete stores nothing twice), then deletes them.
+- A record the database refuses for a reason that is not an outage (a
+  constraint, a type it cannot take) is found by splitting the failed batch
+  and moved, byte for byte, to the ``set_aside`` table; the records behind
+  it carry on. ``python -m hook.spool list|show|replay|drop`` handles them.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import base64
 import fcntl
 import json
+import logging
 import os
-import struct
+import sqlite3
+import sys
+import threading
 import uuid
-import zlib
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
-MAGIC = b"FSP1"
-FRAME = struct.Struct(">4sII")  # magic, payload length, CRC-32 of the payload
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from hook.ingest import (
+    BatchingStore,
+    DatabaseDownError,
+    DatabaseState,
+    Delivery,
+    Receipt,
+    StoreError,
+)
+
+log = logging.getLogger("hook.spool")
+
+T = TypeVar("T")
+
+DATABASE_FILE = "spool.sqlite3"
+WAITING_FILE = "spool.waiting"
+DRAIN_LOCK_FILE = "drain.lock"
+
+#: Records stored per database transaction when draining.
+DRAIN_BATCH = 500
+#: Deliveries of one process written to the spool in one SQLite commit (one fsync).
+APPEND_GROUP = 500
+#: How long a write waits for another process's write lock before giving up (then 503).
+BUSY_TIMEOUT_SECONDS = 10.0
+
+#: While the drain catches up after an outage (the database answers, records still wait),
+#: a delivery spooled behind them is answered once the spool is empty, or after this
+#: long: senders that wait for their answer then cannot outpace the drain.
+CATCH_UP_HOLD_SECONDS = 1.0
+#: How often a held answer looks whether the spool is empty (one stat) or the database down.
+HOLD_POLL_SECONDS = 0.01
+#: How often, at most, a process holding answers checks that the database still answers.
+VERIFY_EVERY_SECONDS = 0.25
+
+SPOOL_FAILED = "database unavailable and the spool cannot be written; the delivery was not stored"
+
+#: SQLSTATEs that say the database cannot take anything right now, whatever the record:
+#: psycopg's OperationalError covers connections (08), rollbacks (40), resources (53),
+#: locks (55), operator intervention (57) and system errors (58); a read-only
+#: transaction (25006, a standby after a failover) and a missing privilege or
+#: function (a deployment in progress) are outages too, never the record's fault.
+OUTAGE_SQLSTATES = frozenset({"25006", "42501", "42883", "42P01", "3D000"})
+
+SCHEMA = (
+    """
+    create table if not exists queue (
+        seq integer primary key autoincrement,
+        key text not null unique,
+        received_at text not null,
+        body blob not null,
+        content_type text,
+        client_addr text,
+        user_agent text,
+        spooled_by integer not null
+    )
+    """,
+    """
+    create table if not exists set_aside (
+        seq integer primary key,
+        key text not null unique,
+        received_at text not null,
+        body blob not null,
+        content_type text,
+        client_addr text,
+        user_agent text,
+        spooled_by integer not null,
+        set_aside_at text not null,
+        error text not null
+    )
+    """,
+)
+COLUMNS = "key, received_at, body, content_type, client_addr, user_agent"
 
 
 @dataclass(frozen=True)
@@ -40,132 +140,580 @@ class SpooledDelivery:
     user_agent: str | None
 
     @classmethod
-    def new(
-        cls, body: bytes, content_type: str | None, client_addr: str | None, user_agent: str | None
-    ) -> SpooledDelivery:
-        """A delivery received now, with a fresh key."""
-        return cls(uuid.uuid4(), datetime.now(UTC), body, content_type, client_addr, user_agent)
+    def received_now(cls, delivery: Delivery) -> SpooledDelivery:
+        """The delivery, stamped with the moment it is spooled (its receipt time)."""
+        return cls(
+            delivery.key,
+            datetime.now(UTC),
+            delivery.body,
+            delivery.content_type,
+            delivery.client_addr,
+            delivery.user_agent,
+        )
 
-    def encode(self) -> bytes:
-        """The framed record: header JSON, a newline, the raw body."""
-        header = {
-            "key": str(self.key),
-            "received_at": self.received_at.isoformat(),
-            "content_type": self.content_type,
-            "client_addr": self.client_addr,
-            "user_agent": self.user_agent,
-        }
-        payload = json.dumps(header).encode() + b"\n" + self.body
-        return FRAME.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+    def row(self) -> tuple[str, str, bytes, str | None, str | None, str | None]:
+        """The values of the spool's columns."""
+        return (
+            str(self.key),
+            self.received_at.isoformat(),
+            self.body,
+            self.content_type,
+            self.client_addr,
+            self.user_agent,
+        )
 
     @classmethod
-    def decode(cls, payload: bytes) -> SpooledDelivery:
-        """Rebuild a delivery from a checked payload."""
-        header_bytes, _, body = payload.partition(b"\n")
-        header = json.loads(header_bytes)
+    def from_row(cls, row: Sequence[Any]) -> SpooledDelivery:
+        """Rebuild a delivery from the spool's columns."""
+        key, received_at, body, content_type, client_addr, user_agent = row
         return cls(
-            uuid.UUID(header["key"]),
-            datetime.fromisoformat(header["received_at"]),
-            body,
-            header["content_type"],
-            header["client_addr"],
-            header["user_agent"],
+            uuid.UUID(key),
+            datetime.fromisoformat(received_at),
+            bytes(body),
+            content_type,
+            client_addr,
+            user_agent,
         )
 
 
-def read_records(path: Path) -> list[SpooledDelivery]:
-    """The intact records of a spool file, in the order they were written.
+class Queued(NamedTuple):
+    """A delivery waiting in the queue, with its place in it."""
 
-    A frame that is short, has a bad magic or fails its CRC is a torn write
-    or damage: it is skipped, and reading resumes at the next magic whose
-    frame checks out, so garbage is never replayed and nothing intact is lost.
-    """
-    data = path.read_bytes()
-    records: list[SpooledDelivery] = []
-    offset = 0
-    while offset + FRAME.size <= len(data):
-        magic, length, crc = FRAME.unpack_from(data, offset)
-        end = offset + FRAME.size + length
-        payload = data[offset + FRAME.size : end]
-        if magic == MAGIC and end <= len(data) and zlib.crc32(payload) == crc:
-            records.append(SpooledDelivery.decode(payload))
-            offset = end
-            continue
-        found = data.find(MAGIC, offset + 1)
-        if found < 0:
-            break
-        offset = found
-    return records
+    seq: int
+    delivery: SpooledDelivery
+
+
+class SetAside(NamedTuple):
+    """A delivery the database refused, kept for a person to replay or drop."""
+
+    seq: int
+    delivery: SpooledDelivery
+    spooled_by: int
+    set_aside_at: str
+    error: str
+
+    def describe(self) -> dict[str, Any]:
+        """Everything about it as JSON-able values; ``body_base64`` holds the exact bytes."""
+        d = self.delivery
+        return {
+            "id": self.seq,
+            "key": str(d.key),
+            "received_at": d.received_at.isoformat(),
+            "content_type": d.content_type,
+            "client_addr": d.client_addr,
+            "user_agent": d.user_agent,
+            "spooled_by_pid": self.spooled_by,
+            "set_aside_at": self.set_aside_at,
+            "error": self.error,
+            "body_bytes": len(d.body),
+            "body_base64": base64.b64encode(d.body).decode(),
+        }
 
 
 class Spool:
-    """The spool file of the running process, locked for as long as it lives."""
+    """The host's spool database (one per ``SPOOL_DIR``), safe to share between processes.
 
-    def __init__(self, directory: Path) -> None:
-        """Create (or reopen) this process's spool file in ``directory``."""
+    Every method is blocking (SQLite and fsync): the hook calls them from one
+    worker thread. A write waits up to ``BUSY_TIMEOUT_SECONDS`` for another
+    process's write lock.
+    """
+
+    def __init__(self, directory: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+        """Open (or create) the spool in ``directory``; OSError or sqlite3.Error if unusable."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.path = directory / f"spool-{os.getpid()}.log"
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.depth = len(read_records(self.path))
-
-    def append(self, delivery: SpooledDelivery) -> None:
-        """Write one whole record and fsync it: only then may the hook answer 2xx.
-
-        A short write (disk nearly full) is continued; any failure cuts the
-        file back to where the record began and raises, so nothing half
-        written is ever answered or counted.
-        """
-        start = os.fstat(self._fd).st_size
-        record = memoryview(delivery.encode())
+        self.path = directory / DATABASE_FILE
+        self.waiting_path = directory / WAITING_FILE
+        self._lock = threading.Lock()  # one connection, used by one thread at a time
+        self._drain_fd: int | None = None
+        self._db = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
         try:
-            while record:
-                record = record[os.write(self._fd, record) :]
-            os.fsync(self._fd)
-        except OSError:
-            os.ftruncate(self._fd, start)
+            mode = self._db.execute("pragma journal_mode = wal").fetchone()[0]
+            if mode != "wal":
+                raise sqlite3.OperationalError(f"the spool needs WAL mode, the disk gave {mode!r}")
+            self._db.execute("pragma synchronous = full")
+            with self._transaction() as db:
+                for statement in SCHEMA:
+                    db.execute(statement)
+                # After a power loss the file may be gone while records survived: raise it again.
+                if self._has_records(db):
+                    self._raise_flag()
+        except BaseException:
+            self._db.close()
             raise
-        self.depth += 1
 
-    def records(self) -> list[SpooledDelivery]:
-        """The intact records waiting in this process's file, in receipt order."""
-        return read_records(self.path)
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction: holds the spool's write lock, across processes, until it ends."""
+        with self._lock:
+            self._db.execute("begin immediate")
+            try:
+                yield self._db
+                self._db.execute("commit")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("rollback")
+                raise
 
-    def clear(self) -> None:
-        """Empty the file once every record is in the database (and cut any torn tail)."""
-        os.ftruncate(self._fd, 0)
-        os.fsync(self._fd)
-        self.depth = 0
+    @staticmethod
+    def _has_records(db: sqlite3.Connection) -> bool:
+        return bool(db.execute("select exists (select 1 from queue)").fetchone()[0])
 
-    def claim_orphans(self) -> list[tuple[Path, int]]:
-        """Lock and return the spool files of dead processes, oldest name first.
+    def _raise_flag(self) -> None:
+        os.close(os.open(self.waiting_path, os.O_WRONLY | os.O_CREAT, 0o600))
 
-        The caller keeps each fd (and so its lock) until it has drained the
-        file: another worker looking at the same moment finds it locked and
-        leaves it alone.
+    def waiting(self) -> bool:
+        """Whether a record may wait in the queue: one ``stat``, cheap enough for every request."""
+        return self.waiting_path.exists()
+
+    def append(self, deliveries: Sequence[SpooledDelivery], only_behind: bool = False) -> bool:
+        """Write deliveries at the end of the queue in one commit; True once on disk.
+
+        With ``only_behind``, write nothing and return False when the queue is
+        empty: the caller then stores them straight in the database. Any
+        failure (a full disk) rolls the whole commit back and raises: nothing
+        half written is ever kept, answered or drained.
         """
-        claimed = []
-        for path in sorted(self.directory.glob("spool-*.log")):
-            if path == self.path:
-                continue
-            try:
-                fd = os.open(path, os.O_RDWR)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)  # its process is alive, or another worker claimed it
-                continue
-            if not path.exists():  # drained and removed between our glob and our lock
-                os.close(fd)
-                continue
-            claimed.append((path, fd))
-        return claimed
+        pid = os.getpid()
+        with self._transaction() as db:
+            if only_behind and not self.waiting():
+                return False
+            self._raise_flag()
+            db.executemany(
+                f"insert into queue ({COLUMNS}, spooled_by) values (?, ?, ?, ?, ?, ?, ?)",
+                [(*d.row(), pid) for d in deliveries],
+            )
+        return True
+
+    def oldest(self, limit: int) -> list[Queued]:
+        """The oldest records of the queue, in order."""
+        with self._lock:
+            rows = self._db.execute(
+                f"select seq, {COLUMNS} from queue order by seq limit ?", (limit,)
+            ).fetchall()
+        return [Queued(row[0], SpooledDelivery.from_row(row[1:])) for row in rows]
+
+    def remove(self, seqs: Sequence[int]) -> None:
+        """Delete records the database has committed."""
+        with self._transaction() as db:
+            db.executemany("delete from queue where seq = ?", [(seq,) for seq in seqs])
+
+    def set_aside(self, seq: int, error: str) -> None:
+        """Move a record the database refused out of the queue, byte for byte."""
+        with self._transaction() as db:
+            db.execute(
+                f"insert into set_aside (seq, {COLUMNS}, spooled_by, set_aside_at, error)"
+                f" select seq, {COLUMNS}, spooled_by, ?, ? from queue where seq = ?",
+                (datetime.now(UTC).isoformat(), error, seq),
+            )
+            db.execute("delete from queue where seq = ?", (seq,))
+
+    def clear_flag_if_empty(self) -> bool:
+        """Remove ``spool.waiting`` if the queue is empty (under the write lock); True if so."""
+        with self._transaction() as db:
+            if self._has_records(db):
+                return False
+            self.waiting_path.unlink(missing_ok=True)
+        return True
+
+    def counts(self) -> tuple[int, int]:
+        """Records waiting in the queue, and records set aside."""
+        with self._lock:
+            row = self._db.execute(
+                "select (select count(*) from queue), (select count(*) from set_aside)"
+            ).fetchone()
+        return row[0], row[1]
+
+    def set_aside_records(self) -> list[SetAside]:
+        """Every record set aside, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"select seq, {COLUMNS}, spooled_by, set_aside_at, error"
+                " from set_aside order by seq"
+            ).fetchall()
+        return [SetAside(r[0], SpooledDelivery.from_row(r[1:7]), *r[7:]) for r in rows]
+
+    def _take_set_aside(self, db: sqlite3.Connection, seq: int) -> SetAside:
+        row = db.execute(
+            f"select seq, {COLUMNS}, spooled_by, set_aside_at, error from set_aside where seq = ?",
+            (seq,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(seq)
+        db.execute("delete from set_aside where seq = ?", (seq,))
+        return SetAside(row[0], SpooledDelivery.from_row(row[1:7]), *row[7:])
+
+    def replay(self, seq: int) -> SetAside:
+        """Put a record set aside back at the end of the queue; raise KeyError if unknown."""
+        with self._transaction() as db:
+            record = self._take_set_aside(db, seq)
+            self._raise_flag()
+            db.execute(
+                f"insert into queue ({COLUMNS}, spooled_by) values (?, ?, ?, ?, ?, ?, ?)",
+                (*record.delivery.row(), record.spooled_by),
+            )
+        return record
+
+    def drop(self, seq: int) -> SetAside:
+        """Delete a record set aside and return it; raise KeyError if unknown."""
+        with self._transaction() as db:
+            return self._take_set_aside(db, seq)
+
+    def try_lock_drain(self) -> bool:
+        """Become the host's drainer if no other process is: True if this one now is."""
+        if self._drain_fd is None:
+            path = self.directory / DRAIN_LOCK_FILE
+            self._drain_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._drain_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def unlock_drain(self) -> None:
+        """Let another process drain."""
+        if self._drain_fd is not None:
+            fcntl.flock(self._drain_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Release the file; an empty one is removed."""
-        if os.fstat(self._fd).st_size == 0:
-            self.path.unlink(missing_ok=True)
-        os.close(self._fd)
+        """Close the database (and release the drain lock if held)."""
+        with self._lock:
+            self._db.close()
+        if self._drain_fd is not None:
+            os.close(self._drain_fd)
+            self._drain_fd = None
+
+
+def open_spool(directory: str) -> Spool:
+    """The host's spool in ``directory``, or a clear error saying what to fix."""
+    try:
+        return Spool(Path(directory))
+    except (OSError, sqlite3.Error) as exc:
+        raise RuntimeError(
+            f"cannot use SPOOL_DIR={directory!r} ({exc}); make it a writable directory on a "
+            "durable local disk, or set SPOOL_DIR= (empty) to answer 503 instead of spooling"
+        ) from exc
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether an error says the database cannot take anything now, not that it refuses a record."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout):
+        return True
+    if isinstance(exc, DatabaseDownError):
+        return True
+    return getattr(exc, "sqlstate", None) in OUTAGE_SQLSTATES
+
+
+class _OutageError(Exception):
+    """The database cannot take the spool's records right now; try again later."""
+
+
+class SpoolCounts(NamedTuple):
+    """What the host's spool holds."""
+
+    depth: int
+    set_aside: int
+
+
+SPOOLED = Receipt(None, "spooled", "[]")
+
+#: The one call the drain makes per record; swap ``_commit`` for a set-wise variant.
+RECEIVE_SPOOLED = "select inbox_id from sync.receive_spooled(%s, %s, %s, %s, %s, %s)"
+
+
+class SpoolingStore:
+    """A store that spools to the host's spool when the database cannot take a delivery.
+
+    Stores straight in the database while the spool is empty; spools behind
+    whatever waits otherwise; drains the spool (when this process holds the
+    host's drain lock) as soon as the database answers.
+    """
+
+    def __init__(
+        self,
+        inner: BatchingStore,
+        pool: AsyncConnectionPool,
+        spool: Spool,
+        retry_every: float,
+        batch_size: int = DRAIN_BATCH,
+    ) -> None:
+        """Wrap ``inner``; drain ``spool`` through ``pool``, checking every ``retry_every`` s."""
+        self._inner = inner
+        self._database: DatabaseState = inner.database
+        self._pool = pool
+        self.spool = spool
+        self._retry_every = retry_every
+        self._batch_size = batch_size
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="spool")
+        self._pending: list[tuple[SpooledDelivery, bool, asyncio.Future[bool]]] = []
+        self._writing = False
+        #: Deliveries of this process on their way to the spool: later ones queue behind them.
+        self._queued = 0
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+    def start(self) -> None:
+        """Start draining (whatever earlier processes left is drained too)."""
+        self._spawn(self._drain_forever())
+        self._wake.set()
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)  # the loop keeps only weak references
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Stop draining; what is still spooled stays on disk for whoever drains next."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._run(self.spool.close)
+        self._thread.shutdown()
+
+    async def counts(self) -> SpoolCounts:
+        """Records waiting in the host's spool and records set aside."""
+        return SpoolCounts(*await self._run(self.spool.counts))
+
+    async def store(self, delivery: Delivery) -> Receipt:
+        """Store in the database, or spool when it is down or older deliveries are spooled."""
+        forced = False
+        if not self._queued and not self.spool.waiting():
+            try:
+                return await self._inner.store(delivery)
+            except StoreError as exc:
+                if exc.status != 503:
+                    raise
+            forced = True
+        record = SpooledDelivery.received_now(delivery)
+        while not await self._append(record, only_behind=not forced):
+            # The drainer emptied the spool while this delivery queued for it.
+            try:
+                return await self._inner.store(delivery)
+            except StoreError as exc:
+                if exc.status != 503:
+                    raise
+            forced = True
+        if not forced:
+            await self._hold()
+        return SPOOLED
+
+    async def _hold(self) -> None:
+        """Back-pressure while the drain catches up: answer once the spool is empty, or later.
+
+        On disk already, so this only delays the answer (up to
+        ``CATCH_UP_HOLD_SECONDS``), and not at all while the database is down:
+        then every answer comes at once.
+        """
+        self._database.verify(VERIFY_EVERY_SECONDS)
+        deadline = asyncio.get_running_loop().time() + CATCH_UP_HOLD_SECONDS
+        while not self._database.down and self.spool.waiting():
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(HOLD_POLL_SECONDS)
+            self._database.verify(VERIFY_EVERY_SECONDS)
+
+    async def _append(self, record: SpooledDelivery, only_behind: bool) -> bool:
+        """Queue one record for this process's next spool commit; True once it is on disk."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, only_behind, future))
+        self._queued += 1  # before any await: later deliveries now queue behind this one
+        try:
+            if not self._writing:
+                self._writing = True
+                self._spawn(self._write_pending())
+            return await future
+        finally:
+            self._queued -= 1
+
+    async def _write_pending(self) -> None:
+        """Write what is queued for the spool, a group per commit, in arrival order."""
+        try:
+            while self._pending:
+                group = self._pending[:APPEND_GROUP]
+                del self._pending[:APPEND_GROUP]
+                # A forced record (the database just failed it) is spooled whatever the flag says,
+                # and so is everything that queued behind it in the same group.
+                only_behind = all(only for _, only, _ in group)
+                records = [record for record, _, _ in group]
+                try:
+                    written = await self._run(self.spool.append, records, only_behind)
+                except Exception as exc:
+                    if not isinstance(exc, OSError | sqlite3.Error):
+                        log.exception("spooling %d deliveries failed unexpectedly", len(group))
+                    else:
+                        log.error(
+                            "could not spool %d deliveries (%d bytes): %s",
+                            len(group),
+                            sum(len(r.body) for r in records),
+                            exc,
+                        )
+                    for _, _, future in group:
+                        if not future.done():
+                            future.set_exception(StoreError(503, SPOOL_FAILED))
+                    continue
+                for _, _, future in group:
+                    if not future.done():
+                        future.set_result(written)
+                if written:
+                    self._wake.set()
+        finally:
+            self._writing = False
+
+    async def _drain_forever(self) -> None:
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._retry_every)
+            self._wake.clear()
+            if not self.spool.waiting():
+                continue
+            if self._database.down:
+                # The probe (see DatabaseState) says when it is back; no point hammering it.
+                await self._database.wait_up(self._retry_every)
+                if self._database.down:
+                    continue
+            if not await self._run(self.spool.try_lock_drain):
+                continue  # another process drains
+            try:
+                await self._drain()
+            except _OutageError as exc:
+                log.warning("draining the spool paused, the database is unavailable: %s", exc)
+            except Exception:
+                # The drain must outlive any surprise: what is spooled stays on disk.
+                log.exception("draining the spool failed; retrying")
+            finally:
+                await self._run(self.spool.unlock_drain)
+
+    async def _drain(self) -> None:
+        """Store the queue oldest first until it is empty (then clear the flag), or raise."""
+        stored = 0
+        while True:
+            batch = await self._run(self.spool.oldest, self._batch_size)
+            if not batch:
+                if await self._run(self.spool.clear_flag_if_empty):
+                    if stored:
+                        log.info("spool drained: %d deliveries stored", stored)
+                    return
+                continue
+            stored += await self._store_in_order(batch)
+
+    async def _store_in_order(self, batch: list[Queued]) -> int:
+        """Store a batch in one transaction; if refused, split it to set aside only the culprit."""
+        try:
+            await self._commit(batch)
+        except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
+            if is_outage(exc):
+                raise _OutageError(str(exc)) from exc
+            if len(batch) == 1:
+                seq, record = batch[0]
+                reason = f"{type(exc).__name__}: {exc}".strip()
+                log.error(
+                    "the database refused spooled delivery %s (spool id %d, %d bytes): %s; it is "
+                    "set aside (python -m hook.spool list), the deliveries behind it carry on",
+                    record.key,
+                    seq,
+                    len(record.body),
+                    reason,
+                )
+                await self._run(self.spool.set_aside, seq, reason)
+                return 0
+            half = len(batch) // 2
+            return await self._store_in_order(batch[:half]) + await self._store_in_order(
+                batch[half:]
+            )
+        await self._run(self.spool.remove, [seq for seq, _ in batch])
+        return len(batch)
+
+    async def _commit(self, batch: list[Queued]) -> None:
+        """Store a batch of spooled deliveries in one transaction, in queue order."""
+        params = [
+            (d.key, d.received_at, d.body, d.content_type, d.client_addr, d.user_agent)
+            for _, d in batch
+        ]
+        async with (
+            self._database.connection(self._pool) as conn,
+            conn.transaction(),
+            conn.cursor() as cursor,
+        ):
+            await cursor.executemany(RECEIVE_SPOOLED, params)
+
+
+# The command line: python -m hook.spool list|show|replay|drop, run on the hook's host.
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m hook.spool``: list, show, replay or drop the deliveries set aside."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hook.spool",
+        description="Deliveries the database refused from this host's spool (set aside).",
+    )
+    parser.add_argument(
+        "--spool-dir",
+        default=os.environ.get("SPOOL_DIR") or "spool",
+        help="the hook's SPOOL_DIR (default: $SPOOL_DIR, else ./spool)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="one JSON line per delivery set aside, then the counts")
+    show = commands.add_parser("show", help="one delivery set aside as JSON")
+    show.add_argument("id", type=int)
+    show.add_argument(
+        "--body", action="store_true", help="write only its raw body to stdout, byte for byte"
+    )
+    replay = commands.add_parser(
+        "replay", help="put it back at the end of the queue (fix the cause first)"
+    )
+    replay.add_argument("id", type=int)
+    drop = commands.add_parser("drop", help="print it as JSON, then delete it for good")
+    drop.add_argument("id", type=int)
+    args = parser.parse_args(argv)
+
+    directory = Path(args.spool_dir)
+    if not (directory / DATABASE_FILE).exists():
+        print(f"no spool at {directory / DATABASE_FILE}; pass --spool-dir", file=sys.stderr)
+        return 2
+    spool = Spool(directory)
+    try:
+        if args.command == "list":
+            for record in spool.set_aside_records():
+                _print_json(record.describe())
+            depth, set_aside = spool.counts()
+            print(f"{set_aside} set aside, {depth} waiting in the queue", file=sys.stderr)
+            return 0
+        try:
+            if args.command == "show":
+                matches = [r for r in spool.set_aside_records() if r.seq == args.id]
+                if not matches:
+                    raise KeyError(args.id)
+                if args.body:
+                    sys.stdout.buffer.write(matches[0].delivery.body)
+                    sys.stdout.buffer.flush()
+                else:
+                    _print_json(matches[0].describe())
+            elif args.command == "replay":
+                record = spool.replay(args.id)
+                print(
+                    f"delivery {record.delivery.key} is back in the queue; the hook stores it "
+                    "within SPOOL_RETRY_EVERY seconds",
+                    file=sys.stderr,
+                )
+            else:
+                _print_json(spool.drop(args.id).describe())
+                print(f"dropped set-aside delivery {args.id}", file=sys.stderr)
+        except KeyError:
+            print(f"no delivery set aside with id {args.id} (see: list)", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        spool.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

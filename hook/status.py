@@ -20,6 +20,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from psycopg_pool import PoolTimeout
 
+from hook.ingest import DatabaseDownError
+
 log = logging.getLogger("hook.status")
 
 REPORT = "select sync.status_report(%s, %s)"
@@ -92,11 +94,17 @@ def chart(per_minute: list[dict[str, Any]], expected_interval_seconds: float) ->
     }
 
 
-def render(report: dict[str, Any] | None, problem: str | None = None) -> str:
-    """The page for one report, or for a database that could not be read."""
+def render(
+    report: dict[str, Any] | None, problem: str | None = None, spool: Any | None = None
+) -> str:
+    """The page for one report, or for a database that could not be read.
+
+    ``spool`` is what the host's spool holds (``depth``, ``set_aside``), or
+    None when the hook runs without one.
+    """
     template = _templates.get_template("status.html")
     if report is None:
-        return template.render(report=None, problem=problem, refresh=REFRESH_SECONDS)
+        return template.render(report=None, problem=problem, refresh=REFRESH_SECONDS, spool=spool)
     return template.render(
         report=report,
         health=report["health"],
@@ -104,11 +112,13 @@ def render(report: dict[str, Any] | None, problem: str | None = None) -> str:
         hours=HOURS,
         refresh=REFRESH_SECONDS,
         problem=None,
+        spool=spool,
     )
 
 
 async def _read_report(request: Request) -> dict[str, Any]:
-    async with request.app.state.pool.connection() as conn:
+    # Through the database state: refused at once, not after DB_TIMEOUT, while it is down.
+    async with request.app.state.database.connection(request.app.state.pool) as conn:
         cursor = await conn.execute(REPORT, (HOURS, LATEST))
         row = await cursor.fetchone()
     return row[0]
@@ -120,10 +130,13 @@ def install(app: FastAPI) -> None:
     @app.get("/status", response_class=HTMLResponse, include_in_schema=False)
     async def status(request: Request) -> HTMLResponse:
         """The status page; 503 with the reason when the database cannot be read."""
+        spooling = getattr(request.app.state, "spooling", None)
+        spool = None if spooling is None else await spooling.counts()
         try:
             report = await _read_report(request)
-        except (psycopg.Error, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
             log.warning("status page: cannot read sync.status_report(): %s", exc)
-            page = render(None, f"the database cannot be read ({type(exc).__name__}): {exc}")
+            problem = f"the database cannot be read ({type(exc).__name__}): {exc}"
+            page = render(None, problem, spool)
             return HTMLResponse(page, status_code=503, headers=SECURITY_HEADERS)
-        return HTMLResponse(render(report), headers=SECURITY_HEADERS)
+        return HTMLResponse(render(report, spool=spool), headers=SECURITY_HEADERS)

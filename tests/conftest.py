@@ -195,3 +195,19 @@ def dba(server: Server, dbname: str, db: psycopg.Connection) -> Iterator[psycopg
     db.execute("grant sync_dba to alice")
     with psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def own_server() -> Iterator[Server]:
+    """A PostgreSQL server of this test's own (to stop and start), with database ``test``.
+
+    ``test`` holds the smart library's catalog and every migration.
+    """
+    pg = ThrowawayPostgresql()
+    own = Server(pg)
+    try:
+        load_smart_library(own, "test")
+        run_yoyo(own, "test", "apply")
+        yield own
+    finally:
+        pg.stop()

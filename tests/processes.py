@@ -101,3 +101,29 @@ def stop_service(service: Service) -> None:
 
 
 stop_hook = stop_service
+
+
+def worker_pids(service: Service) -> list[int]:
+    """The processes serving requests: uvicorn's workers (WORKERS > 1), or the process itself."""
+    pid = service.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    workers = []
+    for child in map(int, children):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:  # not multiprocessing's resource tracker
+            workers.append(child)
+    return workers or [pid]
+
+
+def wait_for_empty_spool(hook: Hook, attempts: int = 1200) -> dict:
+    """Poll /healthz until the database answers and nothing waits in the host's spool."""
+    health: dict = {}
+    for _ in range(attempts):
+        health = httpx.get(hook.url + "/healthz", timeout=30).json()
+        if health["database"] == "ok" and health["spool_depth"] == 0:
+            return health
+        time.sleep(0.05)
+    pytest.fail(f"the spool never drained ({health}):\n{hook.output()}")

@@ -1,144 +1,309 @@
-"""The spool file: what is appended is read back exactly, torn writes never replay."""
+"""The host's spool (SQLite): what is written is read back exactly, in one order, never half.
+
+These tests use the spool directly; tests/test_spool_outage.py and the
+other test_spool_* files run the hook against a PostgreSQL they stop.
+"""
 
 from __future__ import annotations
 
-import os
+import base64
+import json
+import signal
+import sqlite3
+import struct
 import subprocess
 import sys
 import uuid
+import zlib
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
-from hook.spool import Spool, SpooledDelivery, read_records
+from hook.ingest import Delivery
+from hook.spool import Spool, SpooledDelivery
 
 
-def _delivery(body: bytes) -> SpooledDelivery:
-    return SpooledDelivery.new(body, "application/json", "127.0.0.1", "cms/1")
+def delivery(body: bytes, user_agent: str | None = "cms/1") -> SpooledDelivery:
+    return SpooledDelivery.received_now(Delivery(body, "application/json", "10.0.0.1", user_agent))
+
+
+def old_format_frame(payload_body: bytes) -> bytes:
+    """A complete, checksum-valid record of the spool file format this spool replaced."""
+    header = {
+        "key": str(uuid.uuid4()),
+        "received_at": "2001-01-01T00:00:00+00:00",
+        "content_type": "application/x-sync-repair",
+        "client_addr": "6.6.6.6",
+        "user_agent": "sync.repair by alice",
+    }
+    payload = json.dumps(header).encode() + b"\n" + payload_body
+    return struct.pack(">4sII", b"FSP1", len(payload), zlib.crc32(payload)) + payload
 
 
 @pytest.fixture
 def spool(tmp_path: Path) -> Spool:
-    return Spool(tmp_path)
+    opened = Spool(tmp_path)
+    yield opened
+    opened.close()
 
 
 def test_records_come_back_exactly_and_in_order(spool: Spool) -> None:
-    bodies = [b'{"fragrance_id": 1}', b"\xff\x00\n\nFSP1 not a frame", b""]
-    written = [_delivery(b) for b in bodies]
-    for delivery in written:
-        spool.append(delivery)
-    assert spool.records() == written
-    assert spool.depth == 3
+    bodies = [
+        b'{"fragrance_id": 1}',
+        b"\xff\x00\n\nnot utf-8",
+        b"",
+        b'{"x": "' + old_format_frame(b'{"fragrance_id": 7, "cost": 99999}') + b'"}',
+        bytes(range(256)) * 64,
+    ]
+    written = [delivery(b) for b in bodies]
+    for record in written:
+        assert spool.append([record])
+    assert [queued.delivery for queued in spool.oldest(10)] == written
+    assert spool.counts() == (5, 0)
 
 
-def test_a_torn_last_record_is_cut_off(spool: Spool) -> None:
-    spool.append(_delivery(b"first"))
-    spool.append(_delivery(b"second, torn by a crash"))
-    size = spool.path.stat().st_size
-    os.truncate(spool.path, size - 5)
-    assert [r.body for r in read_records(spool.path)] == [b"first"]
+def test_one_commit_keeps_the_order_it_was_given(spool: Spool) -> None:
+    written = [delivery(f"{n}".encode()) for n in range(50)]
+    spool.append(written)
+    seqs = [queued.seq for queued in spool.oldest(100)]
+    assert [q.delivery for q in spool.oldest(100)] == written
+    assert seqs == sorted(seqs)
 
 
-def test_damage_in_the_middle_skips_only_the_damaged_record(spool: Spool) -> None:
-    for body in (b"one", b"two", b"three"):
-        spool.append(_delivery(body))
-    data = bytearray(spool.path.read_bytes())
-    second = data.find(b"two")
-    data[second] ^= 0xFF
-    spool.path.write_bytes(bytes(data))
-    assert [r.body for r in read_records(spool.path)] == [b"one", b"three"]
-
-
-def test_garbage_after_the_records_is_never_replayed(spool: Spool) -> None:
-    spool.append(_delivery(b"real"))
-    with spool.path.open("ab") as f:
-        f.write(b"FSP1" + os.urandom(64))
-    assert [r.body for r in read_records(spool.path)] == [b"real"]
-
-
-def test_clear_empties_the_file_and_the_depth(spool: Spool) -> None:
-    spool.append(_delivery(b"x"))
-    spool.clear()
-    assert (spool.records(), spool.depth, spool.path.stat().st_size) == ([], 0, 0)
-
-
-def test_a_reopened_spool_counts_what_is_waiting(tmp_path: Path) -> None:
+def test_a_reopened_spool_still_holds_what_waits(tmp_path: Path) -> None:
     first = Spool(tmp_path)
-    first.append(_delivery(b"waiting"))
+    first.append([delivery(b"waiting")])
     first.close()
-    assert Spool(tmp_path).depth == 1
+    again = Spool(tmp_path)
+    assert [q.delivery.body for q in again.oldest(10)] == [b"waiting"]
+    again.close()
 
 
-def test_the_spool_of_a_dead_process_is_an_orphan_to_claim(tmp_path: Path, spool: Spool) -> None:
-    dead = tmp_path / "spool-999999.log"
-    dead.write_bytes(_delivery(b"left behind").encode())
-    claimed = [path for path, _ in spool.claim_orphans()]
-    assert claimed == [dead]
+def test_the_waiting_file_exists_from_the_first_record_until_the_queue_is_empty(
+    spool: Spool,
+) -> None:
+    assert not spool.waiting()
+    spool.append([delivery(b"one")])
+    assert spool.waiting()
+    assert not spool.clear_flag_if_empty()  # a record waits: the file stays
+    assert spool.waiting()
+    spool.remove([queued.seq for queued in spool.oldest(10)])
+    assert spool.clear_flag_if_empty()
+    assert not spool.waiting()
 
 
-def test_the_spool_of_a_live_process_is_left_alone(tmp_path: Path, spool: Spool) -> None:
-    holder = subprocess.Popen(
+def test_the_waiting_file_cannot_be_cleared_while_another_process_is_writing(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, busy_timeout=0.2)
+    # Another process in the middle of an append holds the write lock: whatever it
+    # is about to commit, the drainer cannot decide the queue is empty meanwhile.
+    writer = sqlite3.connect(spool.path, isolation_level=None)
+    writer.execute("begin immediate")
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        spool.clear_flag_if_empty()
+    writer.execute("rollback")
+    writer.close()
+    assert spool.clear_flag_if_empty()
+    spool.close()
+
+
+def test_appending_only_behind_others_writes_nothing_once_the_spool_is_empty(
+    spool: Spool,
+) -> None:
+    assert not spool.append([delivery(b"late")], only_behind=True)
+    assert spool.counts() == (0, 0)
+    assert not spool.waiting()
+    spool.append([delivery(b"first")])
+    assert spool.append([delivery(b"behind")], only_behind=True)
+    assert [q.delivery.body for q in spool.oldest(10)] == [b"first", b"behind"]
+
+
+def test_a_lost_waiting_file_is_raised_again_when_the_spool_opens(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append([delivery(b"survived a power loss")])
+    spool.waiting_path.unlink()  # the record's commit was synced, the file's entry was not
+    spool.close()
+    reopened = Spool(tmp_path)
+    assert reopened.waiting()
+    reopened.close()
+
+
+def test_a_writer_killed_in_the_middle_of_a_record_leaves_nothing_of_it(tmp_path: Path) -> None:
+    Spool(tmp_path).close()
+    # A process writes a record far larger than SQLite's page cache, so its pages reach
+    # the WAL file before the commit, and is killed before it commits.
+    writer = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from hook.spool import Spool; "
-            "s = Spool(Path(sys.argv[1])); print(s.path, flush=True); time.sleep(60)",
+            "import sys, time; from pathlib import Path; from hook.ingest import Delivery;"
+            " from hook.spool import Spool, SpooledDelivery;"
+            " s = Spool(Path(sys.argv[1]));"
+            " s.append([SpooledDelivery.received_now(Delivery(b'committed', None, None, None))]);"
+            " s._db.execute('begin immediate');"
+            " s._db.execute('insert into queue (key, received_at, body, spooled_by)"
+            " values (?, ?, ?, 0)', ('torn', 'now', b'T' * 20_000_000));"
+            " print('written', flush=True); time.sleep(60)",
             str(tmp_path),
         ],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
     try:
-        live = Path(holder.stdout.readline().strip())
-        assert live.exists()
-        assert [path for path, _ in spool.claim_orphans()] == []
+        assert writer.stdout.readline().strip() == "written"
+        assert (tmp_path / "spool.sqlite3-wal").stat().st_size > 10_000_000  # half on disk
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+    finally:
+        writer.kill()
+        writer.wait()
+    spool = Spool(tmp_path)
+    assert [q.delivery.body for q in spool.oldest(10)] == [b"committed"]
+    spool.close()
+
+
+def test_a_write_the_disk_cannot_take_keeps_nothing_and_raises(spool: Spool) -> None:
+    spool.append([delivery(b"kept")])
+    # SQLITE_FULL, exactly what a full disk gives: the database may not grow any more.
+    pages = spool._db.execute("pragma page_count").fetchone()[0]
+    spool._db.execute(f"pragma max_page_count = {pages}")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        spool.append([delivery(b"x" * 1_000_000)])
+    assert [q.delivery.body for q in spool.oldest(10)] == [b"kept"]
+    assert spool.counts() == (1, 0)
+
+
+def test_every_process_on_the_host_appends_to_one_order(tmp_path: Path) -> None:
+    Spool(tmp_path).close()
+    script = (
+        "import sys; from pathlib import Path; from hook.ingest import Delivery;"
+        " from hook.spool import Spool, SpooledDelivery;"
+        " s = Spool(Path(sys.argv[1])); tag = sys.argv[2].encode();"
+        " [s.append([SpooledDelivery.received_now(Delivery(tag + b'-%d' % n, None, None, None))])"
+        "  for n in range(100)]"
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path), tag], cwd=ROOT)
+        for tag in ("a", "b", "c")
+    ]
+    assert [w.wait(60) for w in writers] == [0, 0, 0]
+    spool = Spool(tmp_path)
+    bodies = [q.delivery.body for q in spool.oldest(1000)]
+    spool.close()
+    assert len(bodies) == len(set(bodies)) == 300
+    for tag in (b"a", b"b", b"c"):  # each process's own order is kept in the shared one
+        assert [b for b in bodies if b.startswith(tag)] == [tag + b"-%d" % n for n in range(100)]
+
+
+def test_only_one_process_drains_and_a_killed_drainer_lets_go(tmp_path: Path, spool: Spool) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from hook.spool import Spool;"
+            " s = Spool(Path(sys.argv[1])); print(s.try_lock_drain(), flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        assert not spool.try_lock_drain()
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        assert spool.try_lock_drain()
     finally:
         holder.kill()
         holder.wait()
 
 
-def test_keys_are_unique_per_delivery() -> None:
-    keys = {_delivery(b"same").key for _ in range(100)}
-    assert len(keys) == 100 and all(isinstance(k, uuid.UUID) for k in keys)
+def test_a_record_set_aside_leaves_the_queue_byte_for_byte_and_the_next_carries_on(
+    spool: Spool,
+) -> None:
+    refused, behind = delivery(b"\x00refused\xff", user_agent="refuse-me"), delivery(b"next")
+    spool.append([refused, behind])
+    first = spool.oldest(1)[0]
+    spool.set_aside(first.seq, "CheckViolation: no_x")
+    assert [q.delivery for q in spool.oldest(10)] == [behind]
+    (kept,) = spool.set_aside_records()
+    assert (kept.seq, kept.delivery, kept.error) == (first.seq, refused, "CheckViolation: no_x")
+    assert spool.counts() == (1, 1)
 
 
-def test_an_orphan_claimed_by_one_worker_is_left_alone_by_another(
+def test_a_replayed_record_goes_back_to_the_end_of_the_queue(spool: Spool) -> None:
+    refused = delivery(b"refused once")
+    spool.append([refused])
+    spool.set_aside(spool.oldest(1)[0].seq, "why")
+    spool.remove([q.seq for q in spool.oldest(10)])
+    spool.clear_flag_if_empty()
+    spool.append([delivery(b"arrived later")])
+    seq = spool.set_aside_records()[0].seq
+    assert spool.replay(seq).delivery == refused
+    assert [q.delivery.body for q in spool.oldest(10)] == [b"arrived later", b"refused once"]
+    assert spool.counts() == (2, 0) and spool.waiting()
+    with pytest.raises(KeyError):
+        spool.replay(seq)
+
+
+def test_a_dropped_record_is_returned_then_gone(spool: Spool) -> None:
+    spool.append([delivery(b"write me off")])
+    seq = spool.oldest(1)[0].seq
+    spool.set_aside(seq, "why")
+    assert spool.drop(seq).delivery.body == b"write me off"
+    assert spool.set_aside_records() == [] and spool.counts() == (0, 0)
+    with pytest.raises(KeyError):
+        spool.drop(seq)
+
+
+def run_cli(spool_dir: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """``python -m hook.spool`` as an operator runs it on the hook's host."""
+    return subprocess.run(
+        [sys.executable, "-m", "hook.spool", "--spool-dir", str(spool_dir), *args],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_command_line_lists_shows_replays_and_drops_what_was_set_aside(
     tmp_path: Path, spool: Spool
 ) -> None:
-    dead = tmp_path / "spool-999999.log"
-    dead.write_bytes(_delivery(b"left behind").encode())
-    assert [path for path, _ in spool.claim_orphans()] == [dead]
-    other_worker = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from pathlib import Path; from hook.spool import Spool; "
-            "print(Spool(Path(sys.argv[1])).claim_orphans())",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert other_worker.stdout.strip() == "[]"
+    bodies = [b'{"fragrance_id": 7, "cost": 1}\x00\xff', b"second"]
+    spool.append([delivery(b) for b in bodies])
+    for queued in spool.oldest(10):
+        spool.set_aside(queued.seq, "IntegrityError: no_x")
+    first, second = (r.seq for r in spool.set_aside_records())
+
+    listed = run_cli(tmp_path, "list")
+    lines = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert listed.returncode == 0
+    assert [line["id"] for line in lines] == [first, second]
+    assert lines[0]["error"] == "IntegrityError: no_x"
+    assert [base64.b64decode(line["body_base64"]) for line in lines] == bodies
+    assert b"2 set aside, 0 waiting" in listed.stderr
+
+    shown = run_cli(tmp_path, "show", str(first), "--body")
+    assert (shown.returncode, shown.stdout) == (0, bodies[0])
+
+    dropped = run_cli(tmp_path, "drop", str(second))
+    assert dropped.returncode == 0
+    assert json.loads(dropped.stdout)["body_base64"] == "c2Vjb25k"  # printed before deleting
+
+    assert run_cli(tmp_path, "replay", str(first)).returncode == 0
+    assert [q.delivery.body for q in spool.oldest(10)] == [bodies[0]]
+    assert spool.set_aside_records() == []
+
+    unknown = run_cli(tmp_path, "drop", str(first))
+    assert unknown.returncode == 1 and b"no delivery set aside" in unknown.stderr
 
 
-def test_a_failed_write_leaves_no_half_record_and_counts_nothing(
-    spool: Spool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spool.append(_delivery(b"kept"))
-    real_write = os.write
-
-    def short_then_fail(fd: int, data: bytes) -> int:
-        if len(data) > 20:
-            return real_write(fd, bytes(data[:20]))  # a short write, as on a full disk
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "write", short_then_fail)
-    with pytest.raises(OSError):
-        spool.append(_delivery(b"lost to a full disk"))
-    monkeypatch.undo()
-    assert [r.body for r in spool.records()] == [b"kept"]
-    assert spool.depth == 1
+def test_the_command_line_refuses_a_directory_without_a_spool(tmp_path: Path) -> None:
+    done = run_cli(tmp_path / "nowhere", "list")
+    assert done.returncode == 2 and b"no spool at" in done.stderr
+    assert not (tmp_path / "nowhere").exists()
