@@ -22,7 +22,7 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
 - One process drains at a time: the one holding an ``flock`` on
   ``drain.lock`` (the kernel releases it when its process dies, so the work
   of a killed worker is drained by another). It stores the oldest records,
-  many per transaction, through ``sync.receive_spooled`` (idempotent on the
+  many per transaction, through ``sync.receive_many`` (idempotent on the
   delivery key: a crash between the database's commit and the spool's
   delete stores nothing twice), then deletes them.
 - A record the database refuses for a reason that is not an outage (a
@@ -419,8 +419,13 @@ class SpoolCounts(NamedTuple):
 
 SPOOLED = Receipt(None, "spooled", "[]")
 
-#: The one call the drain makes per record; swap ``_commit`` for a set-wise variant.
-RECEIVE_SPOOLED = "select inbox_id from sync.receive_spooled(%s, %s, %s, %s, %s, %s)"
+#: The one call the drain makes per batch: stored set-wise, in queue order, with the moments
+#: the hook received them; a key already in the inbox (a reply lost after its commit, a drain
+#: replayed after a crash) is not stored again.
+RECEIVE_SPOOLED = (
+    "select count(*) from sync.receive_many("
+    "%b::bytea[], %b::text[], %b::text[], %b::text[], %b::uuid[], %b::timestamptz[])"
+)
 
 
 class SpoolingStore:
@@ -629,17 +634,18 @@ class SpoolingStore:
         return len(batch)
 
     async def _commit(self, batch: list[Queued]) -> None:
-        """Store a batch of spooled deliveries in one transaction, in queue order."""
-        params = [
-            (d.key, d.received_at, d.body, d.content_type, d.client_addr, d.user_agent)
-            for _, d in batch
-        ]
-        async with (
-            self._database.connection(self._pool) as conn,
-            conn.transaction(),
-            conn.cursor() as cursor,
-        ):
-            await cursor.executemany(RECEIVE_SPOOLED, params)
+        """Store a batch of spooled deliveries in one call and one transaction, in queue order."""
+        deliveries = [d for _, d in batch]
+        params = (
+            [d.body for d in deliveries],
+            [d.content_type for d in deliveries],
+            [d.client_addr for d in deliveries],
+            [d.user_agent for d in deliveries],
+            [d.key for d in deliveries],
+            [d.received_at for d in deliveries],
+        )
+        async with self._database.connection(self._pool) as conn:
+            await conn.execute(RECEIVE_SPOOLED, params)
 
 
 # The command line: python -m hook.spool list|show|replay|drop, run on the hook's host.

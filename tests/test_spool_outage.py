@@ -160,7 +160,7 @@ def test_a_delivery_whose_reply_was_lost_after_its_commit_is_stored_once(
     # The hook's batch committed, the reply never came: it spooled the same delivery too.
     with psycopg.connect(own_server.url("test"), autocommit=True) as conn:
         conn.execute(
-            "select * from sync.receive_many(%s::bytea[], %s::text[], %s::inet[], %s::text[],"
+            "select * from sync.receive_many(%s::bytea[], %s::text[], %s::text[], %s::text[],"
             " %s::uuid[])",
             [[stored.body], ["application/json"], [None], [None], [key]],
         )
