@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint migrate postgres-binaries pg-cron chromium docker-compose bench bench-tools
+.PHONY: help run test lint migrate postgres-binaries pg-cron chromium docker-compose promtool bench bench-tools
 
 help:
 	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, sync, smart library"
@@ -48,6 +48,23 @@ docker-compose:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
 	fi
 
+# promtool, for the tests of the alerting rules in deploy/prometheus/ (tests/test_alerts.py).
+# It ships in Debian's prometheus package, but installing that package would also start a
+# Prometheus server on port 9090 (the CMS simulator's port in `make run`) and enable it at
+# boot, with a dozen JavaScript packages for its UI. So only the one binary is taken out of
+# the package (apt-get download, no install) into .tools/bin; a promtool on PATH is used as is.
+PROMTOOL := .tools/bin/promtool
+promtool:
+	@if ! command -v promtool >/dev/null && [ ! -x $(PROMTOOL) ]; then \
+		echo "Extracting promtool from Debian's prometheus package (apt-get download)..."; \
+		tmp=$$(mktemp -d) && \
+		{ (cd "$$tmp" && apt-get download -qq prometheus 2>/dev/null) || \
+		  { $(SUDO) apt-get update -qq && (cd "$$tmp" && apt-get download -qq prometheus); }; } && \
+		dpkg-deb --fsys-tarfile "$$tmp"/prometheus_*.deb | tar -x -C "$$tmp" ./usr/bin/promtool && \
+		mkdir -p $(dir $(PROMTOOL)) && install -m 755 "$$tmp/usr/bin/promtool" $(PROMTOOL) && \
+		rm -rf "$$tmp"; \
+	fi
+
 $(STAMP): requirements.txt requirements-dev.txt
 	@if ! $(PYTHON) -m venv --help >/dev/null 2>&1 || ! $(PYTHON) -c 'import ensurepip' 2>/dev/null; then \
 		echo "Installing python3-venv with apt-get..."; \
@@ -61,7 +78,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: postgres-binaries pg-cron chromium docker-compose $(STAMP) lint
+test: postgres-binaries pg-cron chromium docker-compose promtool $(STAMP) lint
 	$(BIN)/pytest
 
 # Migrations need the owner's login; the hook then runs as DATABASE_URL's login.

@@ -1,0 +1,236 @@
+"""The alerting rules (deploy/prometheus/): valid, tested, and reading what the hook exports.
+
+promtool (Debian's prometheus package; `make test` extracts it into .tools/bin when
+it is missing) checks the rules and runs their unit tests, which live beside them.
+Then the hook runs as a real process and its /metrics must export every metric the
+rules read, and real scrapes fed to promtool must fire the alerts they should.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import yaml
+from conftest import ROOT, Server
+from helpers import body, deliver_at
+from processes import Hook, free_port, start_hook, stop_hook
+from prometheus_client.parser import text_string_to_metric_families
+
+RULES = ROOT / "deploy" / "prometheus" / "fragrance-sync.rules.yml"
+RULE_TESTS = ROOT / "deploy" / "prometheus" / "fragrance-sync.rules.test.yml"
+
+#: Metrics the rules read that other work adds to /metrics. Remove a line once that
+#: work is merged: test_metrics_added_by_other_work_are_not_exported_yet says when.
+#: Series Prometheus writes itself for every target, not the hook.
+FROM_PROMETHEUS = {"up"}
+
+PROMQL_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "bool", "offset"}
+
+
+def promtool() -> str:
+    """Path to promtool; fail loudly when it is missing."""
+    found = shutil.which("promtool") or ROOT / ".tools" / "bin" / "promtool"
+    if not Path(found).is_file():
+        pytest.fail(
+            "promtool is not installed: run `make test` (or `make promtool`), which takes it "
+            "out of Debian's prometheus package into .tools/bin"
+        )
+    return str(found)
+
+
+def run_promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run promtool with arguments; its output, whatever the exit status."""
+    return subprocess.run(
+        [promtool(), *map(str, args)], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def alerting_rules() -> list[dict[str, Any]]:
+    """Every alerting rule in the rules file."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"] if "alert" in rule]
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (not functions, labels or keywords)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)  # label values
+    expr = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", expr)  # matchers, ranges
+    expr = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
+    names = re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", expr)
+    return {name for name in names if name not in PROMQL_KEYWORDS}
+
+
+def rule_metric_names() -> set[str]:
+    """Every metric name any alerting rule reads."""
+    return {name for rule in alerting_rules() for name in metric_names(rule["expr"])}
+
+
+def scrape(hook: Hook) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of one scrape of the hook's /metrics: name, labels, value."""
+    answer = httpx.get(hook.url + "/metrics", timeout=30)
+    assert answer.status_code == 200
+    return [
+        (sample.name, sample.labels, sample.value)
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    ]
+
+
+@pytest.fixture(scope="module")
+def hook(
+    server: Server, shared_dbname: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Hook]:
+    """The hook as deployed, on the session's database."""
+    running = start_hook(
+        server.url(shared_dbname, user="sync_hook_login"), tmp_path_factory.mktemp("hook")
+    )
+    yield running
+    stop_hook(running)
+
+
+def test_promtool_accepts_the_rules() -> None:
+    checked = run_promtool("check", "rules", RULES)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout
+
+
+def test_the_rules_pass_their_promtool_tests() -> None:
+    tested = run_promtool("test", "rules", RULE_TESTS)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_every_alert_says_how_urgent_it_is_and_what_to_do() -> None:
+    for rule in alerting_rules():
+        name = rule["alert"]
+        assert re.fullmatch(r"FragranceSync[A-Z][A-Za-z]+", name), name
+        assert rule["labels"]["severity"] in {"page", "ticket"}, name
+        assert "for" in rule, f"{name}: write its `for` and why, even when it is 0m"
+        assert rule["annotations"]["summary"].strip(), name
+        assert len(rule["annotations"]["description"]) > 100, f"{name}: say what to do"
+
+
+def test_every_alert_is_tested_firing_and_not_firing() -> None:
+    cases = [
+        case
+        for test in yaml.safe_load(RULE_TESTS.read_text())["tests"]
+        for case in test.get("alert_rule_test", [])
+    ]
+    for rule in alerting_rules():
+        outcomes = [bool(c["exp_alerts"]) for c in cases if c["alertname"] == rule["alert"]]
+        assert True in outcomes, f"no promtool case where {rule['alert']} fires"
+        assert False in outcomes, f"no promtool case where {rule['alert']} stays quiet"
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        (
+            'max by (job) (fragrance_sync_health{verdict="critical"}) == 1',
+            {"fragrance_sync_health"},
+        ),
+        (
+            "min_over_time(a_b[5m]) > 0 and delta(a_b[5m]) >= 0 unless min_over_time(c[5m]) == 0",
+            {"a_b", "c"},
+        ),
+        ('up{job="fragrance_sync"} == 0 or absent(up{job="fragrance_sync"})', {"up"}),
+        ("max without (instance) (x) > on (job) group_left (rule) y", {"x", "y"}),
+    ],
+)
+def test_metric_names_are_read_from_promql(expr: str, names: set[str]) -> None:
+    assert metric_names(expr) == names
+
+
+def test_every_metric_the_rules_read_is_exported_by_the_hook(hook: Hook) -> None:
+    exported = {name for name, _, _ in scrape(hook)}
+    read = rule_metric_names() - FROM_PROMETHEUS
+    assert read, "the rules read no metric of the hook?"
+    assert read - exported == set(), "the rules read metrics /metrics does not export"
+
+
+def _series(
+    samples: list[tuple[str, dict[str, str], float]], instance: str
+) -> list[dict[str, str]]:
+    """One scrape as promtool input series: every sample, held for 15 minutes, plus `up`."""
+    series = []
+    for name, labels, value in [*samples, ("up", {}, 1.0)]:
+        target = {**labels, "job": "fragrance_sync", "instance": instance}
+        matchers = ", ".join(f"{key}={json.dumps(val)}" for key, val in sorted(target.items()))
+        series.append({"series": f"{name}{{{matchers}}}", "values": f"{value!r}x15"})
+    return series
+
+
+def _firing(rule: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    """The alert promtool must show for a rule and labels, annotations rendered."""
+    annotations = {
+        key: text.replace("{{ $labels.instance }}", labels.get("instance", ""))
+        for key, text in rule["annotations"].items()
+    }
+    assert not any("{{" in text for text in annotations.values()), "render it here too"
+    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": annotations}
+
+
+def test_real_scrapes_fire_the_silence_and_database_pages(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    # One hook whose database has heard nothing for 11 minutes (critical by default),
+    # and one whose database is unreachable, with a delivery waiting in its spool.
+    deliver_at(db, datetime.now(UTC) - timedelta(minutes=11), {"fragrance_id": 7, "cost": 5})
+    assert db.execute("select verdict from sync.health").fetchone() == ("critical",)
+    for name in ("silent", "down"):
+        (tmp_path / name).mkdir()
+    silent = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path / "silent")
+    down = start_hook(
+        f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path / "down"
+    )
+    try:
+        spooled = httpx.post(down.url + "/notifications", content=body({"fragrance_id": 7}))
+        assert spooled.json()["status"] == "spooled"
+        series = _series(scrape(silent), "silent:9098") + _series(scrape(down), "down:9098")
+    finally:
+        stop_hook(silent)
+        stop_hook(down)
+    rules = {rule["alert"]: rule for rule in alerting_rules()}
+    silence = _firing(rules["FragranceSyncCmsSilent"], {"job": "fragrance_sync"})
+    database = _firing(
+        rules["FragranceSyncDatabaseDown"], {"job": "fragrance_sync", "instance": "down:9098"}
+    )
+    expected = {
+        "FragranceSyncCmsSilent": [silence],
+        "FragranceSyncDatabaseDown": [database],
+        # The spool waits for the database: that is the page above, not this one.
+        "FragranceSyncSpoolNotDraining": [],
+        "FragranceSyncHookDown": [],
+        "FragranceSyncHealthWarning": [],
+        "FragranceSyncQuarantineGrowing": [],
+    }
+    test_file = tmp_path / "real-scrapes.test.yml"
+    test_file.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(RULES)],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": series,
+                        "alert_rule_test": [
+                            {"eval_time": "10m", "alertname": name, "exp_alerts": alerts}
+                            for name, alerts in expected.items()
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    tested = run_promtool("test", "rules", test_file)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
