@@ -1,0 +1,60 @@
+"""The README tells the truth about what the database does.
+
+Its rules table is the rules table of the database, row for row; its SQL
+one-liners run; the cron lines of docs/operations.md run as a DBA.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+
+import psycopg
+from conftest import ROOT, Server
+
+README = (ROOT / "README.md").read_text()
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
+REACH = {"delta": "deltas", "catalog": "catalog", "both": "deltas and catalog"}
+
+
+def test_the_readme_has_exactly_the_two_commands() -> None:
+    block = README.split("## The two commands", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in block.strip().splitlines()] == [
+        "make run",
+        "make test",
+    ]
+
+
+def test_the_rules_table_is_the_databases(db: psycopg.Connection) -> None:
+    rows = re.findall(
+        r"^\| `([a-z_0-9]+\.[a-z_0-9]+)` \| (\w+) \| ([a-z ]+) \| ", README, re.MULTILINE
+    )
+    rules = db.execute(
+        "select code, default_severity, applies_to from sync.rule order by code"
+    ).fetchall()
+    assert sorted(rows) == sorted((code, severity, REACH[reach]) for code, severity, reach in rules)
+
+
+def test_every_sql_one_liner_of_the_runbook_is_valid_sql(db: psycopg.Connection) -> None:
+    runbook = README.split("## Runbook", 1)[1].split("## ", 1)[0]
+    statements = re.findall(r"`((?:select|update) [^`]+;)`", runbook)
+    assert len(statements) >= 15
+    for statement in statements:
+        # Parsed and planned, never run: some of them change things.
+        db.execute("prepare readme_check as " + statement.rstrip(";"))
+        db.execute("deallocate readme_check")
+
+
+def test_the_cron_lines_run_the_jobs_as_a_dba(
+    server: Server, dbname: str, dba: psycopg.Connection
+) -> None:
+    lines = re.findall(r"^\d+ \d+ \* \* \*  (psql .+)$", OPERATIONS, re.MULTILINE)
+    assert len(lines) == 3
+    for line in lines:
+        words = shlex.split(line.replace('"$FRAGRANCE_DBA_URL"', "URL"))
+        argv = [server.url(dbname, user="alice") if word == "URL" else word for word in words]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
+    ran = dba.execute("select job, run_by from sync.job_run order by id").fetchall()
+    assert ran == [("check_catalog", "alice"), ("purge_inbox", "alice"), ("check_drift", "alice")]
