@@ -8,6 +8,36 @@
 -- gone, so a DBA asks what is wrong now, since when, and what got fixed. A
 -- finding never blocks the smart library and never changes a row.
 
+-- sync_private.shared_names
+-- The fragrances in scope whose name another fragrance has too.
+create function sync_private.shared_names(p_scope integer[], p_rules jsonb)
+    returns table (rule text, fragrance_id integer, field text, value jsonb, message text, severity text)
+    language sql
+    stable
+    -- Plans: see sync_private.violations.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+    with scope as (
+        select coalesce(p_scope, (select array_agg(l.fragrance_id) from public.fragrances as l)) as ids
+    )
+    -- The smart library's model declares names unique; the catalog repeats them.
+    select 'name.duplicate', d.fragrance_id, 'name', to_jsonb(d.name),
+        format('name %s is the name of %s fragrances; the smart library''s model declares names unique',
+               to_jsonb(d.name), d.sharing),
+        sync_private.severity(p_rules, 'name.duplicate')
+    from (select l.fragrance_id, l.name, count(*) over (partition by l.name) as sharing
+          from public.fragrances as l
+          where l.name in (select s.name from public.fragrances as s
+                           where s.fragrance_id = any ((select ids from scope)::integer[]))) as d
+    where d.sharing > 1
+      and sync_private.severity(p_rules, 'name.duplicate') is not null
+      and d.fragrance_id = any ((select ids from scope)::integer[]);
+$$;
+comment on function sync_private.shared_names(integer[], jsonb) is
+    'The name.duplicate findings of the fragrances in p_scope (all when null): each whose name another fragrance has too, with how many share it. The only rule of the catalog that needs the table.';
+
 -- sync_private.violations
 -- Every rule the fragrances in scope break now (all of them when p_scope is null).
 create function sync_private.violations(p_scope integer[], p_rules jsonb)
@@ -44,27 +74,17 @@ as $$
       and sync_private.severity(p_rules, b.code) is not null
       and p_rules #>> array[b.code, 'applies_to'] in ('catalog', 'both')
     union all
-    -- A name several fragrances share (the smart library's model declares names unique).
-    select 'name.duplicate', d.fragrance_id, 'name', to_jsonb(d.name),
-        format('name %s is the name of %s fragrances; the smart library''s model declares names unique',
-               to_jsonb(d.name), d.sharing),
-        sync_private.severity(p_rules, 'name.duplicate')
-    from (select l.fragrance_id, l.name, count(*) over (partition by l.name) as sharing
-          from public.fragrances as l
-          where l.name in (select s.name from public.fragrances as s
-                           where s.fragrance_id = any ((select ids from scope)::integer[]))) as d
-    where d.sharing > 1
-      and sync_private.severity(p_rules, 'name.duplicate') is not null
-      and d.fragrance_id = any ((select ids from scope)::integer[]);
+    select * from sync_private.shared_names(p_scope, p_rules);
 $$;
 comment on function sync_private.violations(integer[], jsonb) is
-    'The rules (of p_rules, those that apply to the catalog) that the fragrances in p_scope break now, one row per rule and fragrance: the field rules deltas share (sync_private.broken_rule) and name.duplicate. p_scope null: the whole catalog. message is null for a field rule (sync_private.rule_message writes it when a finding opens).';
+    'The rules (of p_rules, those that apply to the catalog) that the fragrances in p_scope break now, one row per rule and fragrance: the field rules deltas share (sync_private.broken_rule) and name.duplicate (sync_private.shared_names). p_scope null: the whole catalog. message is null for a field rule (sync_private.rule_message writes it when a finding opens).';
 
 -- sync_private.reconcile_findings
 -- Opens findings for what the scope breaks now and closes those it no longer breaks.
 create function sync_private.reconcile_findings(
     p_scope integer[],
     p_closed_by text,
+    p_only text[] default null,
     out opened bigint,
     out closed bigint,
     out open bigint
@@ -73,15 +93,27 @@ create function sync_private.reconcile_findings(
 as $$
 declare
     v_rules record := sync_private.current_rules();
+    v_judged jsonb;
 begin
+    -- p_only: judge only these rules (the others are as off), and close only their findings.
+    v_judged := case when p_only is null then v_rules.rules
+                     else (select jsonb_object_agg(r.key, case when r.key = any (p_only) then r.value
+                                                               else r.value || '{"severity": "off"}' end)
+                           from jsonb_each(v_rules.rules) as r) end;
     with found as materialized (
-        select * from sync_private.violations(p_scope, v_rules.rules)
+        -- A write of names needs only the shared-name rule: the field rules are not computed.
+        select * from sync_private.violations(p_scope, v_judged)
+        where p_only is distinct from array['name.duplicate']
+        union all
+        select * from sync_private.shared_names(p_scope, v_judged)
+        where p_only = array['name.duplicate']
     ),
     gone as (
         update sync.finding as f
         set closed_at = now(), closed_by = p_closed_by
         where f.closed_at is null
           and (p_scope is null or f.fragrance_id = any (p_scope))
+          and (p_only is null or f.rule = any (p_only))
           and not exists (select from found as v where v.rule = f.rule and v.fragrance_id = f.fragrance_id)
         returning 1
     ),
@@ -110,8 +142,8 @@ begin
     into opened, closed, open;
 end;
 $$;
-comment on function sync_private.reconcile_findings(integer[], text) is
-    'Brings sync.finding in line with what the fragrances in p_scope (all when null) break now under the rules in force: opens what is new, records a changed value or severity, closes what is gone with p_closed_by. Returns how many opened, closed, and are open in the scope.';
+comment on function sync_private.reconcile_findings(integer[], text, text[]) is
+    'Brings sync.finding in line with what the fragrances in p_scope (all when null) break now under the rules in force (only the rules p_only, when given): opens what is new, records a changed value or severity, closes what is gone with p_closed_by. Returns how many opened, closed, and are open in the scope.';
 
 -- sync.open_finding: what is wrong with the catalog now.
 create view sync.open_finding as
@@ -169,6 +201,92 @@ $$;
 comment on function sync.check_catalog() is
     'Checks every fragrance against the data rules in force (the field rules deltas share, and name.duplicate), opens findings for what is new, closes those that are gone, and returns per rule: fragrances breaking it now, opened and closed by this check, and an example. Never changes a fragrance. Usage: SELECT * FROM sync.check_catalog();';
 
+-- sync_private.lock_names
+-- Takes turns with other writers of the same names, for their name.duplicate findings.
+create function sync_private.lock_names(p_names text[]) returns void
+    language sql
+as $$
+    -- In a fixed order, so two writers of several names never wait for each other in a circle.
+    select pg_advisory_xact_lock(hashtext('sync.finding name ' || n))
+    from (select distinct n from unnest(p_names) as n where n is not null) as x
+    order by hashtext('sync.finding name ' || n);
+$$;
+comment on function sync_private.lock_names(text[]) is
+    'Takes a transaction lock per name (advisory, in a fixed order), so two transactions judging name.duplicate for one name take turns.';
+
+-- sync_private.record_merge_findings
+-- The findings of the merge's own writes, from the reasons its judge already gave.
+create function sync_private.record_merge_findings(p_outcomes sync_private.outcome[], p_old_names text[])
+    returns void
+    language plpgsql
+    -- Plans: see sync_private.judge.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_rules record := sync_private.current_rules();
+    v_label constant text := format('a delivery by %s', session_user);
+    v_names text[];
+begin
+    -- Every field a delivery wrote was judged by the rules the catalog is
+    -- judged by: its reason for that field (a warning: an error would have
+    -- refused the delta) is the finding, and no reason closes the field's
+    -- findings. Only the last writer of a field in the batch counts.
+    with written as (
+        select distinct on (o.fragrance_id, f.field)
+            o.fragrance_id, f.field, o.payload -> f.field as value,
+            (select r from jsonb_array_elements(o.reasons) as r
+             where r ->> 'field' = f.field and r ->> 'severity' in ('error', 'warning')
+               and v_rules.rules #>> array[r ->> 'code', 'applies_to'] in ('catalog', 'both')
+             limit 1) as reason
+        from unnest(p_outcomes) as o
+        cross join unnest(o.applied_fields) as f (field)
+        where o.status = 'applied'
+        order by o.fragrance_id, f.field, o.inbox_id desc
+    ),
+    gone as (
+        update sync.finding as fi
+        set closed_at = now(), closed_by = v_label
+        from written as w
+        where fi.closed_at is null and fi.fragrance_id = w.fragrance_id and fi.field = w.field
+          and fi.rule <> 'name.duplicate' and fi.rule is distinct from w.reason ->> 'code'
+    ),
+    changed as (
+        update sync.finding as fi
+        set value = w.value, message = w.reason ->> 'message', severity = w.reason ->> 'severity',
+            rules_version = v_rules.version
+        from written as w
+        where fi.closed_at is null and fi.fragrance_id = w.fragrance_id and fi.rule = w.reason ->> 'code'
+          and (fi.value, fi.message, fi.severity)
+              is distinct from (w.value, w.reason ->> 'message', w.reason ->> 'severity')
+    )
+    insert into sync.finding (rule, fragrance_id, field, value, message, severity, rules_version)
+    select w.reason ->> 'code', w.fragrance_id, w.field, w.value, w.reason ->> 'message',
+        w.reason ->> 'severity', v_rules.version
+    from written as w
+    where w.reason is not null
+      and not exists (select from sync.finding as fi
+                      where fi.closed_at is null and fi.rule = w.reason ->> 'code'
+                        and fi.fragrance_id = w.fragrance_id)
+    order by w.fragrance_id
+    on conflict (rule, fragrance_id) where closed_at is null do nothing;
+
+    -- A name written, or left: the fragrances sharing it are judged again.
+    v_names := p_old_names || array(
+        select o.payload ->> 'name' from unnest(p_outcomes) as o
+        where o.status = 'applied' and 'name' = any (o.applied_fields));
+    if cardinality(v_names) > 0 then
+        perform sync_private.lock_names(v_names);
+        perform sync_private.reconcile_findings(
+            array(select f.fragrance_id from public.fragrances as f where f.name = any (v_names)),
+            v_label, array['name.duplicate']);
+    end if;
+end;
+$$;
+comment on function sync_private.record_merge_findings(sync_private.outcome[], text[]) is
+    'Keeps sync.finding up to date for what sync_private.write wrote, without judging the rows again: the reason the judge gave each written field opens or updates its finding, no reason closes the field''s findings; the names written or left (p_old_names) are judged again for name.duplicate.';
+
 -- sync_private.check_written_rows
 -- Trigger: the findings of the rows a statement wrote, in the same transaction.
 create function sync_private.check_written_rows() returns trigger
@@ -181,6 +299,10 @@ declare
     v_names text[];
     v_scope integer[];
 begin
+    -- The merge keeps the findings of its own writes (sync_private.record_merge_findings).
+    if exists (select from sync_private.merging as m where m.xid = pg_current_xact_id()) then
+        return null;
+    end if;
     if tg_op = 'INSERT' then
         select array_agg(n.fragrance_id), array_agg(distinct n.name) into v_ids, v_names from new_rows as n;
     elsif tg_op = 'DELETE' then
@@ -197,10 +319,7 @@ begin
     -- The fragrances sharing a name the statement wrote or left: their
     -- name.duplicate findings open or close with it. Two writers of one name
     -- take turns (their rows are already locked by the write itself).
-    perform pg_advisory_xact_lock(hashtext('sync.finding name ' || n))
-    from unnest(v_names) as n
-    where n is not null
-    order by hashtext('sync.finding name ' || n);
+    perform sync_private.lock_names(v_names);
     v_scope := array(
         select unnest(v_ids)
         union
@@ -210,7 +329,7 @@ begin
 end;
 $$;
 comment on function sync_private.check_written_rows() is
-    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): opens the findings the written rows break and closes those they fixed, in the writing transaction, for rows written by anyone (the merge, a DBA, another application). Rows sharing a written name are judged again for name.duplicate.';
+    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): opens the findings the written rows break and closes those they fixed, in the writing transaction, for rows written by anyone but the merge (a DBA, another application; the merge records its own, sync_private.record_merge_findings). Rows sharing a written name are judged again for name.duplicate.';
 
 create trigger _950_check_insert
     after insert on public.fragrances
