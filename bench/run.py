@@ -945,7 +945,7 @@ def main() -> int:
         "--workers",
         type=int,
         # As deployed: the hook's own default (one worker), unless WORKERS says otherwise.
-        default=int(os.environ.get("WORKERS", Settings.workers)),
+        default=int(os.environ.get("WORKERS", Settings.model_fields["workers"].default)),
     )
     parser.add_argument("--pool", type=int, default=int(os.environ.get("DB_POOL_MAX_SIZE", 10)))
     parser.add_argument("--backlog", type=int, default=100_000)
