@@ -43,7 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from processes import Hook, start_hook, stop_hook  # noqa: E402
+from processes import Hook, start_service, stop_hook  # noqa: E402
 
 from devtools.throwaway_pg import ThrowawayPostgresql  # noqa: E402
 from hook.settings import Settings  # noqa: E402
@@ -190,9 +190,25 @@ def vm_hwm_mb(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
-def start_bench_hook(database_url: str, workdir: Path, **env: str) -> Hook:
-    """``python -m hook`` as the tests start it (production's entry point), quiet, then healthy."""
-    hook = start_hook(database_url, workdir, LOG_LEVEL="warning", DB_TIMEOUT="5", **env)
+def start_bench_hook(
+    database_url: str, workdir: Path, module: str = "hook", cwd: Path = ROOT, **env: str
+) -> Hook:
+    """``python -m hook`` as the tests start it (production's entry point), quiet, then healthy.
+
+    ``module`` ``bench.nodb_hook`` serves the same app without a database; ``cwd``
+    another checkout of the code (``--baseline``).
+    """
+    hook = start_service(
+        module,
+        workdir,
+        "/healthz",
+        cwd=cwd,
+        DATABASE_URL=database_url,
+        SPOOL_DIR=str(workdir / f"spool-{module}-{time.monotonic_ns()}"),
+        LOG_LEVEL="warning",
+        DB_TIMEOUT="5",
+        **env,
+    )
     for _ in range(100):
         if httpx.get(hook.url + "/healthz", timeout=5).status_code == 200:
             return hook
@@ -992,7 +1008,7 @@ def main() -> int:
         }
         hook_url = url(pg, "bench", "sync_hook_login")
         hook = start_bench_hook(hook_url, workdir, **hook_env)
-        nodb = start_bench_hook(hook_url, workdir, HOOK_BENCH_NO_DATABASE="1", **hook_env)
+        nodb = start_bench_hook(hook_url, workdir, "bench.nodb_hook", **hook_env)
         try:
             if "ingest" not in args.skip:
                 result["ingest"], result["peak_rss_mb"] = bench_ingest(

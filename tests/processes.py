@@ -38,15 +38,20 @@ Hook = Service
 
 
 def start_service(
-    module: str, tmp_path: Path, ready: str, port: int | None = None, **env: str
+    module: str,
+    tmp_path: Path,
+    ready: str,
+    port: int | None = None,
+    cwd: Path = ROOT,
+    **env: str,
 ) -> Service:
-    """Start ``python -m module`` on a port and wait until ``ready`` answers at all."""
+    """Start ``python -m module`` (from ``cwd``) on a port; wait until ``ready`` answers at all."""
     port = port or free_port()
     log = tmp_path / f"{module}-{port}.log"
     environment = {**os.environ, "PORT": str(port), **env}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env=environment, stdout=out, stderr=out
+            [sys.executable, "-m", module], cwd=cwd, env=environment, stdout=out, stderr=out
         )
     service = Service(process, f"http://127.0.0.1:{port}", log)
     for _ in range(200):

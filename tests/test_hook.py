@@ -41,6 +41,29 @@ def test_a_valid_delta_is_answered_202_and_already_applied(
     assert fragrance(db, 7)["name"] == "Over HTTP"
 
 
+@pytest.mark.parametrize("path", ["/notifications/"])
+def test_a_listener_registered_with_a_trailing_slash_is_served_not_redirected(
+    hook: Hook, db: psycopg.Connection, path: str
+) -> None:
+    """The CMS does not follow redirects: a 307 would lose every change."""
+    answer = httpx.post(hook.url + path, content=body({"fragrance_id": 7, "cost": 3}))
+    assert (answer.status_code, answer.json()["status"]) == (202, "applied")
+    assert fragrance(db, 7)["cost"] == 3
+
+
+def test_the_notifications_routes_are_documented_with_their_answers(hook: Hook) -> None:
+    schema = httpx.get(hook.url + "/openapi.json").json()
+    documented = {path for path in schema["paths"] if path.startswith("/notifications")}
+    assert documented == {"/notifications", "/notifications/{token}"}
+    for path in documented:
+        operation = schema["paths"][path]["post"]
+        assert set(operation["responses"]) >= {"202", "403", "404", "408", "413", "429", "503"}
+        assert all(answer["description"] for answer in operation["responses"].values())
+        receipt = operation["responses"]["202"]["content"]["application/json"]["schema"]
+        assert receipt == {"$ref": "#/components/schemas/ReceiptAnswer"}
+    assert httpx.get(hook.url + "/docs").status_code == 200
+
+
 def test_an_invalid_delta_is_kept_and_answered_202_with_reasons(
     hook: Hook, db: psycopg.Connection
 ) -> None:
