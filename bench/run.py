@@ -372,43 +372,48 @@ class CpuMeter:
         return measured
 
 
+#: The order of one round of ingest runs; a baseline runs right after what it is compared with.
+INGEST_ORDER = ("hook", "baseline", "pgbench", "nodb", "baseline_nodb")
+
+
+def round_order(kinds: list[str], repeat: int) -> list[str]:
+    """The kinds of one round, each pair (today, baseline) swapped every other round.
+
+    Run back to back, a pair sees the same machine; swapping which goes first
+    keeps an order effect from favouring either side.
+    """
+    order = [k for k in INGEST_ORDER if k in kinds]
+    if repeat % 2:
+        for mine, theirs in (("hook", "baseline"), ("nodb", "baseline_nodb")):
+            if mine in order and theirs in order:
+                i, j = order.index(mine), order.index(theirs)
+                order[i], order[j] = order[j], order[i]
+    return order
+
+
 def bench_ingest(
     pg: ThrowawayPostgresql,
-    hook: Hook,
-    nodb: Hook,
+    servers: dict[str, Hook],
     pgbench_dsn: str,
     args: argparse.Namespace,
     workdir: Path,
 ) -> tuple[dict[str, Any], float]:
-    """Hook, pgbench and the no-database server, interleaved, at each concurrency."""
+    """Every server and pgbench, interleaved round by round, at each concurrency."""
     results: dict[str, Any] = {}
     peak_rss = 0.0
-    on_hook, on_nodb = CpuMeter(pg, worker_pids(hook)), CpuMeter(pg, worker_pids(nodb))
-    on_pgbench = CpuMeter(pg, [])
+    meters = {kind: CpuMeter(pg, worker_pids(server)) for kind, server in servers.items()}
+    meters["pgbench"] = CpuMeter(pg, [])
+
+    def run(kind: str, connections: int) -> dict[str, float]:
+        if kind == "pgbench":
+            return run_pgbench(pgbench_dsn, connections, args.seconds, workdir)
+        return run_wrk(servers[kind].url, connections, args.seconds)
+
     for connections in args.connections:
         kinds: dict[str, dict[str, Figure]] = {}
         for repeat in range(args.runs):
-            for kind, run in (
-                (
-                    "hook",
-                    lambda c=connections: on_hook.measure(
-                        lambda: run_wrk(hook.url, c, args.seconds)
-                    ),
-                ),
-                (
-                    "pgbench",
-                    lambda c=connections: on_pgbench.measure(
-                        lambda: run_pgbench(pgbench_dsn, c, args.seconds, workdir)
-                    ),
-                ),
-                (
-                    "nodb",
-                    lambda c=connections: on_nodb.measure(
-                        lambda: run_wrk(nodb.url, c, args.seconds)
-                    ),
-                ),
-            ):
-                measured = run()
+            for kind in round_order(list(meters), repeat):
+                measured = meters[kind].measure(lambda k=kind, c=connections: run(k, c))
                 log(
                     f"ingest c={connections} run {repeat + 1} {kind}: "
                     + ", ".join(f"{k}={v:.1f}" for k, v in measured.items())
@@ -416,11 +421,32 @@ def bench_ingest(
                 for key, value in measured.items():
                     kinds.setdefault(kind, {}).setdefault(key, Figure()).runs.append(value)
                 if kind == "hook" and connections == max(args.connections):
-                    peak_rss = max(peak_rss, *(vm_hwm_mb(p) for p in worker_pids(hook)))
+                    peak_rss = max(peak_rss, *(vm_hwm_mb(p) for p in worker_pids(servers[kind])))
         results[str(connections)] = {
             kind: {k: f.as_dict() for k, f in figs.items()} for kind, figs in kinds.items()
         }
     return results, peak_rss
+
+
+def export_baseline(ref: str, workdir: Path) -> Path:
+    """The code of git ``ref`` in a directory of its own (git archive), to run beside today's."""
+    tree = workdir / f"baseline-{re.sub(r'[^A-Za-z0-9._-]', '_', ref)}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def start_baseline(tree: Path, database_url: str, workdir: Path, **env: str) -> tuple[Hook, Hook]:
+    """The baseline's hook and its no-database server, each as that code starts it."""
+    hook = start_bench_hook(database_url, workdir, cwd=tree, **env)
+    if (tree / "bench" / "nodb_hook.py").exists():
+        nodb = start_bench_hook(database_url, workdir, "bench.nodb_hook", cwd=tree, **env)
+    else:  # before the no-database app moved to bench/, a switch of the hook turned it on
+        nodb = start_bench_hook(database_url, workdir, cwd=tree, HOOK_BENCH_NO_DATABASE="1", **env)
+    return hook, nodb
 
 
 # --- merge --------------------------------------------------------------------------------------
@@ -835,6 +861,38 @@ def cpu_section(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def baseline_section(result: dict[str, Any]) -> list[str]:
+    """Today over the baseline, pair by pair (each pair ran back to back), with the median."""
+    rows = []
+    for connections, kinds in result["ingest"].items():
+        for mine, theirs, label in (
+            ("hook", "baseline", "hook"),
+            ("nodb", "baseline_nodb", "no database"),
+        ):
+            if mine not in kinds or theirs not in kinds:
+                continue
+            for figure, name in (("rps", "requests/s"), ("p99_ms", "p99")):
+                ratios = paired_ratios(kinds[mine][figure]["runs"], kinds[theirs][figure]["runs"])
+                rows.append(
+                    f"| {connections} | {label} | {name} | {statistics.median(ratios):.3f} | "
+                    + " / ".join(f"{r:.3f}" for r in ratios)
+                    + " |"
+                )
+    if not rows:
+        return []
+    return [
+        "",
+        f"### Today against the baseline ({result['config']['baseline']})",
+        "",
+        "Each run of today's server and the baseline's ran back to back (which one first "
+        "alternates); a ratio above 1 means today is higher.",
+        "",
+        "| connections | server | figure | median of today / baseline | each pair |",
+        "| ---: | --- | --- | ---: | --- |",
+        *rows,
+    ]
+
+
 def fmt(fig: dict[str, Any], digits: int = 1) -> str:
     """A figure as ``median (min-max)``."""
     return f"{fig['median']:.{digits}f} ({fig['min']:.{digits}f}-{fig['max']:.{digits}f})"
@@ -859,10 +917,13 @@ def markdown(result: dict[str, Any]) -> str:
         "| connections | server | requests/s | p50 ms | p99 ms | errors | busiest worker |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    baseline = result["config"].get("baseline")
     names = {
         "hook": "hook (python -m hook)",
         "pgbench": "pgbench sync.receive",
         "nodb": "hook, no database",
+        "baseline": f"baseline hook ({baseline})",
+        "baseline_nodb": f"baseline, no database ({baseline})",
     }
     for connections, kinds in result["ingest"].items():
         for kind, figs in kinds.items():
@@ -878,6 +939,7 @@ def markdown(result: dict[str, Any]) -> str:
         "no-database figure in the targets is the median of the other runs.",
     ]
     lines += cpu_section(result)
+    lines += baseline_section(result)
     if "merge" in result:
         mg = result["merge"]
         lines += [
@@ -972,6 +1034,13 @@ def main() -> int:
     parser.add_argument("--lag-runs", type=int, default=5)
     parser.add_argument("--skip", nargs="*", default=[], choices=["ingest", "merge", "lag"])
     parser.add_argument("--label", default="", help="suffix of the results file names")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        metavar="GIT_REF",
+        help="also run the hook (and its no-database server) of this commit, interleaved "
+        "run by run with today's, and report today / baseline per pair",
+    )
     args = parser.parse_args()
 
     started = dt.datetime.now(dt.UTC)
@@ -989,6 +1058,7 @@ def main() -> int:
             "batch": args.batch,
             "lag_seconds": args.lag_seconds,
             "postgres_args": POSTGRES_ARGS,
+            "baseline": args.baseline,
         },
     }
     workdir = Path(tempfile.mkdtemp(prefix="fragrance-bench-work-"))
@@ -1009,18 +1079,24 @@ def main() -> int:
         hook_url = url(pg, "bench", "sync_hook_login")
         hook = start_bench_hook(hook_url, workdir, **hook_env)
         nodb = start_bench_hook(hook_url, workdir, "bench.nodb_hook", **hook_env)
+        servers = {"hook": hook, "nodb": nodb}
+        if args.baseline:
+            tree = export_baseline(args.baseline, workdir)
+            servers["baseline"], servers["baseline_nodb"] = start_baseline(
+                tree, hook_url, workdir, **hook_env
+            )
         try:
             if "ingest" not in args.skip:
                 result["ingest"], result["peak_rss_mb"] = bench_ingest(
-                    pg, hook, nodb, hook_url, args, workdir
+                    pg, servers, hook_url, args, workdir
                 )
             else:
                 result["ingest"] = {}
             if "lag" not in args.skip:
                 result["lag"] = bench_lag(hook, url(pg, "bench"), args)
         finally:
-            stop_hook(hook)
-            stop_hook(nodb)
+            for server in servers.values():
+                stop_hook(server)
         if "merge" not in args.skip:
             result["merge"] = bench_merge(pg, args)
     shutil.rmtree(workdir, ignore_errors=True)
