@@ -130,7 +130,7 @@ def create_app(
         summary="Receives the CMS's fragrance webhooks and stores each one in sync.inbox.",
         lifespan=lifespan,
     )
-    app.include_router(notifications.router(deliveries))
+    notifications.install(app, deliveries)
     metrics.install(app)
     status_page.install(app)
 
