@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from hook.app import create_app
 from hook.ingest import Delivery, Receipt
-from hook.serve import serve
+from hook.serve import hook_options, serve
 from hook.settings import Settings
 
 
@@ -31,4 +31,4 @@ def app_from_env() -> FastAPI:
 
 
 if __name__ == "__main__":
-    sys.exit(serve("nodb_hook", Settings.from_env, "bench.nodb_hook:app_from_env"))
+    sys.exit(serve("nodb_hook", Settings.from_env, "bench.nodb_hook:app_from_env", hook_options))

@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from hook import metrics, notifications
 from hook import status as status_page
 from hook.body_budget import BodyBudget
+from hook.connections import limit_accept_errors
 from hook.guard import DeliveryGuard
 from hook.ingest import BatchingStore, Receipt, Store
 from hook.listener import keep_registered
@@ -86,6 +87,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_accept_errors(asyncio.get_running_loop())
         pool = AsyncConnectionPool(
             settings.database_url,
             min_size=settings.pool_min_size,

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
@@ -114,6 +114,14 @@ def _proxies(raw: object) -> object:
     return tuple(proxies)
 
 
+def _parser(raw: object) -> object:
+    if isinstance(raw, str):
+        raw = raw.lower()
+        if raw not in ("auto", "h11", "httptools"):
+            raise ValueError(f"must be auto, h11 or httptools, got {raw!r}")
+    return raw
+
+
 def _token(raw: object) -> object:
     if isinstance(raw, str) and raw and not TOKEN_PATTERN.fullmatch(raw):
         raise ValueError(
@@ -200,6 +208,11 @@ class Settings(EnvironmentSettings):
     max_inflight_body_bytes: Annotated[
         int, whole(1), Field(validation_alias="MAX_INFLIGHT_BODY_BYTES")
     ] = 16 * MIB
+    http_parser: Annotated[
+        Literal["auto", "h11", "httptools"],
+        BeforeValidator(_parser),
+        Field(validation_alias="HTTP_PARSER"),
+    ] = "auto"
     log_level: Annotated[str, BeforeValidator(str.lower), Field(validation_alias="LOG_LEVEL")] = (
         "info"
     )

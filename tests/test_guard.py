@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 from conftest import Server
+from helpers import inbox_row
 from inprocess import hook_client
 from processes import Hook, start_hook, stop_hook
 
@@ -169,3 +171,61 @@ def test_a_running_hook_stores_only_deliveries_with_its_token(
     metrics = httpx.get(token_hook.url + "/metrics").text
     assert 'fragrance_sync_deliveries_total{status="not_found"} 1.0' in metrics  # counted
     assert TOKEN not in token_hook.output()
+
+
+# --- forwarded headers: trusted only from the proxies the operator names ----------------------
+
+FORGED = {"x-forwarded-for": "10.9.9.9", "x-forwarded-proto": "https"}
+
+
+@contextmanager
+def running_hook(server: Server, dbname: str, tmp_path: Path, **env: str) -> Iterator[Hook]:
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, **env)
+    try:
+        yield hook
+    finally:
+        stop_hook(hook)
+
+
+def test_a_forged_forwarded_for_does_not_pass_the_allowlist(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    with running_hook(server, dbname, tmp_path, ALLOWED_NETWORKS="10.0.0.0/8") as hook:
+        answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
+    assert answer.status_code == 403
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+def test_a_rotating_forwarded_for_does_not_escape_the_rate_limit(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    limits = {"RATE_LIMIT_PER_SECOND": "0.001", "RATE_LIMIT_BURST": "2"}
+    with running_hook(server, dbname, tmp_path, **limits) as hook:
+        statuses = [
+            httpx.post(
+                hook.url + "/notifications",
+                content=BODY,
+                headers={"x-forwarded-for": f"10.0.0.{i}"},
+            ).status_code
+            for i in range(4)
+        ]
+    assert statuses == [202, 202, 429, 429]
+
+
+def test_the_stored_client_address_is_the_real_peer_whatever_the_header_says(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    with running_hook(server, dbname, tmp_path) as hook:
+        answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
+    row = inbox_row(db, answer.json()["inbox_id"])
+    assert str(row["client_addr"]) == "127.0.0.1"
+
+
+def test_from_a_trusted_proxy_the_forwarded_address_is_the_client(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    env = {"TRUSTED_PROXIES": "127.0.0.1", "ALLOWED_NETWORKS": "10.0.0.0/8"}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
+    assert answer.status_code == 202
+    assert str(inbox_row(db, answer.json()["inbox_id"])["client_addr"]) == "10.9.9.9"

@@ -186,6 +186,31 @@ def test_with_the_database_down_a_delivery_is_spooled_and_health_says_degraded(
     assert list((tmp_path / "spool").glob("spool-*.log"))  # kept on disk for the next start
 
 
+TOKEN = "s3cret-token-0123456789"
+OPEN_WARNING = "can create and change fragrances. Set NOTIFY_TOKEN"
+
+
+@pytest.mark.parametrize(
+    ("env", "warned"),
+    [
+        ({"HOST": "0.0.0.0"}, True),
+        ({"HOST": "0.0.0.0", "ALLOWED_NETWORKS": "10.0.0.0/8"}, True),
+        ({"HOST": "0.0.0.0", "NOTIFY_TOKEN": TOKEN}, False),
+        ({"HOST": "127.0.0.1"}, False),
+        ({"HOST": "localhost"}, False),
+    ],
+)
+def test_a_hook_open_beyond_loopback_without_a_token_says_so_at_start(
+    server: Server, dbname: str, tmp_path: Path, env: dict[str, str], warned: bool
+) -> None:
+    running = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, **env)
+    stop_hook(running)
+    lines = [line for line in running.output().splitlines() if OPEN_WARNING in line]
+    assert len(lines) == (1 if warned else 0)
+    if warned:
+        assert " WARNING " in lines[0] and "anyone who reaches port" in lines[0]
+
+
 def test_a_bad_setting_stops_the_hook_with_a_clear_message() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "hook"],
