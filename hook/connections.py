@@ -131,6 +131,7 @@ class BoundedProtocol:
     config: HookConfig
     connections: set[Any]
     cycle: Any
+    flow: Any
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
 
@@ -185,6 +186,10 @@ class BoundedProtocol:
     def _headers_complete(self) -> None:
         self._stop_deadline()
         self.config.limits.busy(self)
+        # Leave the rest of the body in the kernel until the app asks for it: a request
+        # waiting for the worker's body budget then holds no more than what came with
+        # its headers. uvicorn resumes reading on the app's first receive().
+        self.flow.pause_reading()
 
     def _stop_deadline(self) -> None:
         deadline = getattr(self, "_deadline", None)
@@ -241,6 +246,38 @@ class HookConfig(uvicorn.Config):
         """Everything uvicorn takes, and the limits its protocols apply."""
         super().__init__(*args, **kwargs)
         self.limits = limits
+
+
+class AcceptOneAtATime(asyncio.SelectorEventLoop):
+    """asyncio's selector loop, accepting one connection per turn of the loop.
+
+    When accept() fails for want of file descriptors, CPython 3.11 goes on
+    calling it for the rest of its burst (up to uvicorn's backlog, 2,048) and
+    schedules a retry for each failure; each retry re-arms the listener for
+    another burst. Under half-open connections that storm took the CPU and
+    wrote 166,000 errors in 10 s (tests/test_overload.py). Accepting one
+    connection per turn schedules at most one retry per failure; the turns
+    are short, so this costs nothing at the CMS's rate or under wrk.
+    """
+
+    def _accept_connection(  # type: ignore[override]
+        self,
+        protocol_factory: Any,
+        sock: Any,
+        sslcontext: Any = None,
+        server: Any = None,
+        backlog: int = 100,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        super()._accept_connection(  # type: ignore[misc]
+            protocol_factory, sock, sslcontext, server, 1, *args, **kwargs
+        )
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop uvicorn runs the hook on (``loop="hook.connections:new_event_loop"``)."""
+    return AcceptOneAtATime()
 
 
 def limit_accept_errors(loop: asyncio.AbstractEventLoop, every: float = 10.0) -> None:

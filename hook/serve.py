@@ -106,6 +106,7 @@ def hook_options(settings: Settings) -> dict[str, Any]:
         )
     options: dict[str, Any] = {
         "http": protocol_class(settings.http_parser),
+        "loop": "hook.connections:new_event_loop",
         "limits": ConnectionLimits(settings.header_timeout, ceiling),
         "proxy_headers": bool(settings.trusted_proxies),
     }

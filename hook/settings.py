@@ -207,7 +207,7 @@ class Settings(EnvironmentSettings):
     max_connections: Annotated[int, whole(1), Field(validation_alias="MAX_CONNECTIONS")] = 1000
     max_inflight_body_bytes: Annotated[
         int, whole(1), Field(validation_alias="MAX_INFLIGHT_BODY_BYTES")
-    ] = 16 * MIB
+    ] = 4 * MIB
     http_parser: Annotated[
         Literal["auto", "h11", "httptools"],
         BeforeValidator(_parser),
