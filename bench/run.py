@@ -43,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from load import post_at_once  # noqa: E402
 from processes import Hook, start_service, stop_hook  # noqa: E402
 
 from devtools.throwaway_pg import ThrowawayPostgresql  # noqa: E402
@@ -207,7 +208,7 @@ def start_bench_hook(
         SPOOL_DIR=str(workdir / f"spool-{module}-{time.monotonic_ns()}"),
         LOG_LEVEL="warning",
         DB_TIMEOUT="5",
-        **env,
+        **{"HTTP_PARSER": "h11", **env},  # production's parser (requirements.txt)
     )
     for _ in range(100):
         if httpx.get(hook.url + "/healthz", timeout=5).status_code == 200:
@@ -447,6 +448,26 @@ def start_baseline(tree: Path, database_url: str, workdir: Path, **env: str) -> 
     else:  # before the no-database app moved to bench/, a switch of the hook turned it on
         nodb = start_bench_hook(database_url, workdir, cwd=tree, HOOK_BENCH_NO_DATABASE="1", **env)
     return hook, nodb
+
+
+# --- memory under large bodies -----------------------------------------------------------------
+
+LARGE_BODIES = 256
+MIB = 1024 * 1024
+
+
+def bench_large_bodies(servers: dict[str, Hook]) -> dict[str, Any]:
+    """256 bodies of 1 MiB at once to each hook (and its baseline): answers and peak RSS."""
+    results: dict[str, Any] = {}
+    for kind in ("hook", "baseline"):
+        if kind not in servers:
+            continue
+        host, port = servers[kind].url.removeprefix("http://").split(":")
+        statuses = asyncio.run(post_at_once(host, int(port), b" " * MIB, LARGE_BODIES))
+        peak = max(vm_hwm_mb(p) for p in worker_pids(servers[kind]))
+        results[kind] = {"answered_2xx": sum(1 for s in statuses if s == 202), "peak_rss_mb": peak}
+        log(f"large bodies {kind}: {results[kind]}")
+    return {"bodies": LARGE_BODIES, "size": MIB, **results}
 
 
 # --- merge --------------------------------------------------------------------------------------
@@ -779,6 +800,16 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
                 lambda v, t: v <= t,
             )
         )
+    if "large_bodies" in result and "hook" in result["large_bodies"]:
+        checks.append(
+            (
+                f"peak RSS per worker, {result['large_bodies']['bodies']} x 1 MiB at once (MB)",
+                result["large_bodies"]["hook"]["peak_rss_mb"],
+                "<=",
+                TARGETS["rss_mb"],
+                lambda v, t: v <= t,
+            )
+        )
     return [
         {
             "target": name,
@@ -980,6 +1011,19 @@ def markdown(result: dict[str, Any]) -> str:
             f"{max(result['config']['connections'])}-connection load: "
             f"{result['peak_rss_mb']:.1f} MB.",
         ]
+    if "large_bodies" in result:
+        lb = result["large_bodies"]
+        lines += [
+            "",
+            f"{lb['bodies']} bodies of 1 MiB at once (after the runs above), peak RSS per worker: "
+            + "; ".join(
+                f"{names[kind]} {lb[kind]['peak_rss_mb']:.1f} MB, "
+                f"{lb[kind]['answered_2xx']} of {lb['bodies']} answered 202"
+                for kind in ("hook", "baseline")
+                if kind in lb
+            )
+            + ".",
+        ]
     lines += [
         "",
         "## Targets",
@@ -1032,7 +1076,9 @@ def main() -> int:
     parser.add_argument("--lag-rate", type=int, default=200)
     parser.add_argument("--lag-seconds", type=int, default=10)
     parser.add_argument("--lag-runs", type=int, default=5)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["ingest", "merge", "lag"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["ingest", "merge", "lag", "memory"]
+    )
     parser.add_argument("--label", default="", help="suffix of the results file names")
     parser.add_argument(
         "--baseline",
@@ -1094,6 +1140,8 @@ def main() -> int:
                 result["ingest"] = {}
             if "lag" not in args.skip:
                 result["lag"] = bench_lag(hook, url(pg, "bench"), args)
+            if "memory" not in args.skip:
+                result["large_bodies"] = bench_large_bodies(servers)
         finally:
             for server in servers.values():
                 stop_hook(server)
