@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 
 class LogLimit:
     """At most one line per message template every ``every`` seconds, with a count of the rest."""
 
-    def __init__(self, logger: logging.Logger, every: float) -> None:
+    def __init__(
+        self, logger: logging.Logger, every: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         """Write through ``logger``; ``every`` is the shortest gap between two lines of a kind."""
         self.logger = logger
         self.every = every
+        self.clock = clock
         # One entry per message template (a fixed set in the code): when last written, and
         # how many were left out since.
         self._seen: dict[str, tuple[float, int]] = {}
@@ -32,7 +36,7 @@ class LogLimit:
         """Write or count one line."""
         if not self.logger.isEnabledFor(level):
             return
-        now = time.monotonic()
+        now = self.clock()
         last, left_out = self._seen.get(message, (None, 0))
         if last is not None and now - last < self.every:
             self._seen[message] = (last, left_out + 1)
