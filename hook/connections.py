@@ -66,23 +66,30 @@ def connection_ceiling(wanted: int, reserved: int) -> int:
 
 
 class ConnectionLimits:
-    """One worker's rules and the connections waiting for headers, oldest first."""
+    """One worker's rules, and its connections that wait for a request, oldest first.
+
+    Deadlines are checked by one sweep every ``sweep_every`` seconds rather
+    than by a timer per request: a kept-alive connection then pays a few
+    dictionary operations per request, not a timer and its cancellation.
+    """
 
     def __init__(self, header_timeout: float, max_connections: int, log_every: float = 10.0):
         """Close header-less connections after ``header_timeout`` s; hold ``max_connections``."""
         self.header_timeout = header_timeout
         self.max_connections = max_connections
         self.log_every = log_every
+        self.sweep_every = min(1.0, header_timeout / 4)
+        #: Connections that may be closed to make room: waiting for headers, or idle.
         self._waiting: OrderedDict[Any, None] = OrderedDict()
+        #: Connections receiving headers, with the moment their deadline passes.
+        self._deadlines: OrderedDict[Any, float] = OrderedDict()
+        self._sweeping: asyncio.TimerHandle | None = None
         self._log: LogLimit | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Sent to each worker process (uvicorn pickles its config): the rules, no state."""
-        return {
-            k: v
-            for k, v in self.__dict__.items()
-            if k in ("header_timeout", "max_connections", "log_every")
-        }
+        rules = ("header_timeout", "max_connections", "log_every")
+        return {name: getattr(self, name) for name in rules}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """A worker's own copy, with no connection waiting yet."""
@@ -95,20 +102,35 @@ class ConnectionLimits:
             self._log = LogLimit(log, self.log_every)
         return self._log
 
-    def waiting(self, protocol: Any) -> None:
-        """``protocol`` now waits for a request (newest last)."""
+    def awaiting_headers(self, protocol: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """``protocol`` waits for a request's headers, from now on (newest last)."""
+        self._waiting.pop(protocol, None)
+        self._waiting[protocol] = None
+        self._deadlines[protocol] = loop.time() + self.header_timeout
+        if self._sweeping is None:
+            self._sweeping = loop.call_later(self.sweep_every, self._sweep, loop)
+
+    def idle(self, protocol: Any) -> None:
+        """``protocol`` idles between requests: no deadline (uvicorn's keep-alive has one)."""
+        self._deadlines.pop(protocol, None)
         self._waiting.pop(protocol, None)
         self._waiting[protocol] = None
 
     def busy(self, protocol: Any) -> None:
-        """``protocol`` has a request's headers (or is gone): never closed to make room."""
+        """``protocol`` has a request's headers (or is gone): never closed by these rules."""
+        self._deadlines.pop(protocol, None)
         self._waiting.pop(protocol, None)
+
+    def is_awaiting_headers(self, protocol: Any) -> bool:
+        """Whether ``protocol``'s header deadline runs."""
+        return protocol in self._deadlines
 
     def make_room(self) -> bool:
         """Close the connection that has waited longest for headers; False when none waits."""
         if not self._waiting:
             return False
         oldest, _ = self._waiting.popitem(last=False)
+        self._deadlines.pop(oldest, None)
         self.log.warning(
             "at MAX_CONNECTIONS (%d): closed the connection from %s that waited longest for "
             "its request headers",
@@ -117,6 +139,24 @@ class ConnectionLimits:
         )
         oldest.transport.abort()
         return True
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close every connection whose header deadline has passed (they are oldest first)."""
+        now = loop.time()
+        while self._deadlines:
+            protocol, deadline = next(iter(self._deadlines.items()))
+            if deadline > now:
+                break
+            self.busy(protocol)
+            self.log.warning(
+                "closed a connection from %s that sent no complete request headers within %s s",
+                _peer(protocol),
+                self.header_timeout,
+            )
+            protocol.transport.abort()
+        self._sweeping = (
+            loop.call_later(self.sweep_every, self._sweep, loop) if self._deadlines else None
+        )
 
 
 def _peer(protocol: Any) -> str:
@@ -138,7 +178,6 @@ class BoundedProtocol:
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection; make room or refuse it past the cap; start its deadline."""
         super().connection_made(transport)  # type: ignore[misc]
-        self._deadline: asyncio.TimerHandle | None = None
         limits = self.config.limits
         if len(self.connections) > limits.max_connections and not limits.make_room():
             limits.log.warning(
@@ -149,12 +188,17 @@ class BoundedProtocol:
             transport.write(TOO_MANY_ANSWER)
             transport.close()
             return
-        self._await_headers()
+        limits.awaiting_headers(self, self.loop)
 
     def data_received(self, data: bytes) -> None:
         """Start the deadline when a request begins; stop it once its headers are complete."""
-        if self._deadline is None and not self._in_request():
-            self._await_headers()
+        limits = self.config.limits
+        if (
+            not limits.is_awaiting_headers(self)
+            and not self._in_request()
+            and not self.transport.is_closing()
+        ):
+            limits.awaiting_headers(self, self.loop)
         before = self.cycle
         super().data_received(data)  # type: ignore[misc]
         if self.cycle is not before:
@@ -167,46 +211,23 @@ class BoundedProtocol:
         if self.cycle is not before:  # a pipelined request started
             self._headers_complete()
         elif not self.transport.is_closing():
-            self.config.limits.waiting(self)
+            self.config.limits.idle(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection."""
-        self._stop_deadline()
         self.config.limits.busy(self)
         super().connection_lost(exc)  # type: ignore[misc]
 
     def _in_request(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
 
-    def _await_headers(self) -> None:
-        limits = self.config.limits
-        limits.waiting(self)
-        self._deadline = self.loop.call_later(limits.header_timeout, self._headers_too_slow)
-
     def _headers_complete(self) -> None:
-        self._stop_deadline()
         self.config.limits.busy(self)
-        # Leave the rest of the body in the kernel until the app asks for it: a request
-        # waiting for the worker's body budget then holds no more than what came with
-        # its headers. uvicorn resumes reading on the app's first receive().
-        self.flow.pause_reading()
-
-    def _stop_deadline(self) -> None:
-        deadline = getattr(self, "_deadline", None)
-        if deadline is not None:
-            deadline.cancel()
-            self._deadline = None
-
-    def _headers_too_slow(self) -> None:
-        self._deadline = None
-        limits = self.config.limits
-        limits.busy(self)
-        limits.log.warning(
-            "closed a connection from %s that sent no complete request headers within %s s",
-            _peer(self),
-            limits.header_timeout,
-        )
-        self.transport.abort()
+        if self.cycle.more_body:
+            # Leave the rest of the body in the kernel until the app asks for it: a
+            # request waiting for the worker's body budget then holds no more than what
+            # came with its headers. uvicorn resumes reading on the app's first receive().
+            self.flow.pause_reading()
 
 
 class BoundedH11Protocol(BoundedProtocol, H11Protocol):
