@@ -138,16 +138,31 @@ class _BodyTooLargeError(Exception):
     """The body is larger than the configured limit."""
 
 
-def _answer(status: int, payload: bytes, headers: dict[str, str] | None = None) -> Response:
-    return Response(payload, status_code=status, media_type="application/json", headers=headers)
+class JSONAnswer(Response):
+    """A JSON answer built directly from its bytes (no rendering, no header checks)."""
+
+    media_type = "application/json"
+
+    def __init__(self, status: int, payload: bytes, headers: tuple[tuple[str, str], ...] = ()):
+        """``payload`` is JSON already; ``headers`` are added as they are."""
+        self.status_code = status
+        self.body = payload
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(payload)),
+            *((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers),
+        ]
 
 
-def _problem_answer(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
-    return _answer(status, json.dumps({"detail": detail}).encode(), headers)
+def _problem_answer(
+    status: int, detail: str, headers: tuple[tuple[str, str], ...] = ()
+) -> Response:
+    return JSONAnswer(status, json.dumps({"detail": detail}).encode(), headers)
 
 
 def _refusal_answer(refusal: Refusal) -> Response:
-    return _problem_answer(refusal.status, refusal.detail, dict(refusal.headers) or None)
+    return _problem_answer(refusal.status, refusal.detail, refusal.headers)
 
 
 class Deliveries:
@@ -218,7 +233,7 @@ class Deliveries:
             self.budget.release(reserved)
         if self.observe is not None:
             self.observe(len(body), receipt)
-        return _answer(202, receipt.to_json())
+        return JSONAnswer(202, receipt.to_json())
 
     def _too_large(self, client: str | None) -> Response:
         self._log.warning("refused a body over %d bytes from %s", self.max_body_bytes, client)
