@@ -9,7 +9,7 @@ installed) plus three rules, per worker:
 
 - a connection must send a request's complete headers within
   ``HEADER_TIMEOUT`` seconds of opening (or of its first byte after an idle
-  keep-alive), or it is closed;
+  keep-alive), or it is closed (one sweep per worker checks the deadlines);
 - at most ``MAX_CONNECTIONS`` connections, and never more than the file
   limit leaves room for: past it, the connection that has waited longest
   for its headers (or idles between requests) is closed to make room, and
