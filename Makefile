@@ -94,11 +94,12 @@ migrate: $(STAMP)
 run: postgres-binaries $(STAMP)
 	$(BIN)/python -m devtools.local_stack
 
-# Load tools for the benchmark: Debian's wrk, and pgbench (in the PostgreSQL server package).
+# Load tools for the benchmark: Debian's wrk and valgrind (bench/instructions.py), and
+# pgbench (in the PostgreSQL server package).
 bench-tools: postgres-binaries
-	@if ! command -v wrk >/dev/null; then \
-		echo "Installing wrk with apt-get..."; \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk >/dev/null; \
+	@if ! command -v wrk >/dev/null || ! command -v valgrind >/dev/null; then \
+		echo "Installing wrk and valgrind with apt-get..."; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk valgrind >/dev/null; \
 	fi
 	@if ! command -v pgbench >/dev/null && ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then \
 		echo "Installing pgbench (PostgreSQL server package) with apt-get..."; \

@@ -43,7 +43,8 @@ from psycopg_pool import AsyncConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-from processes import Hook, start_hook, stop_hook  # noqa: E402
+from load import post_at_once  # noqa: E402
+from processes import Hook, start_service, stop_hook  # noqa: E402
 
 from devtools.throwaway_pg import ThrowawayPostgresql  # noqa: E402
 from hook.settings import Settings  # noqa: E402
@@ -190,9 +191,25 @@ def vm_hwm_mb(pid: int) -> float:
     raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
-def start_bench_hook(database_url: str, workdir: Path, **env: str) -> Hook:
-    """``python -m hook`` as the tests start it (production's entry point), quiet, then healthy."""
-    hook = start_hook(database_url, workdir, LOG_LEVEL="warning", DB_TIMEOUT="5", **env)
+def start_bench_hook(
+    database_url: str, workdir: Path, module: str = "hook", cwd: Path = ROOT, **env: str
+) -> Hook:
+    """``python -m hook`` as the tests start it (production's entry point), quiet, then healthy.
+
+    ``module`` ``bench.nodb_hook`` serves the same app without a database; ``cwd``
+    another checkout of the code (``--baseline``).
+    """
+    hook = start_service(
+        module,
+        workdir,
+        "/healthz",
+        cwd=cwd,
+        DATABASE_URL=database_url,
+        SPOOL_DIR=str(workdir / f"spool-{module}-{time.monotonic_ns()}"),
+        LOG_LEVEL="warning",
+        DB_TIMEOUT="5",
+        **{"HTTP_PARSER": "h11", **env},  # production's parser (requirements.txt)
+    )
     for _ in range(100):
         if httpx.get(hook.url + "/healthz", timeout=5).status_code == 200:
             return hook
@@ -356,43 +373,48 @@ class CpuMeter:
         return measured
 
 
+#: The order of one round of ingest runs; a baseline runs right after what it is compared with.
+INGEST_ORDER = ("hook", "baseline", "pgbench", "nodb", "baseline_nodb")
+
+
+def round_order(kinds: list[str], repeat: int) -> list[str]:
+    """The kinds of one round, each pair (today, baseline) swapped every other round.
+
+    Run back to back, a pair sees the same machine; swapping which goes first
+    keeps an order effect from favouring either side.
+    """
+    order = [k for k in INGEST_ORDER if k in kinds]
+    if repeat % 2:
+        for mine, theirs in (("hook", "baseline"), ("nodb", "baseline_nodb")):
+            if mine in order and theirs in order:
+                i, j = order.index(mine), order.index(theirs)
+                order[i], order[j] = order[j], order[i]
+    return order
+
+
 def bench_ingest(
     pg: ThrowawayPostgresql,
-    hook: Hook,
-    nodb: Hook,
+    servers: dict[str, Hook],
     pgbench_dsn: str,
     args: argparse.Namespace,
     workdir: Path,
 ) -> tuple[dict[str, Any], float]:
-    """Hook, pgbench and the no-database server, interleaved, at each concurrency."""
+    """Every server and pgbench, interleaved round by round, at each concurrency."""
     results: dict[str, Any] = {}
     peak_rss = 0.0
-    on_hook, on_nodb = CpuMeter(pg, worker_pids(hook)), CpuMeter(pg, worker_pids(nodb))
-    on_pgbench = CpuMeter(pg, [])
+    meters = {kind: CpuMeter(pg, worker_pids(server)) for kind, server in servers.items()}
+    meters["pgbench"] = CpuMeter(pg, [])
+
+    def run(kind: str, connections: int) -> dict[str, float]:
+        if kind == "pgbench":
+            return run_pgbench(pgbench_dsn, connections, args.seconds, workdir)
+        return run_wrk(servers[kind].url, connections, args.seconds)
+
     for connections in args.connections:
         kinds: dict[str, dict[str, Figure]] = {}
         for repeat in range(args.runs):
-            for kind, run in (
-                (
-                    "hook",
-                    lambda c=connections: on_hook.measure(
-                        lambda: run_wrk(hook.url, c, args.seconds)
-                    ),
-                ),
-                (
-                    "pgbench",
-                    lambda c=connections: on_pgbench.measure(
-                        lambda: run_pgbench(pgbench_dsn, c, args.seconds, workdir)
-                    ),
-                ),
-                (
-                    "nodb",
-                    lambda c=connections: on_nodb.measure(
-                        lambda: run_wrk(nodb.url, c, args.seconds)
-                    ),
-                ),
-            ):
-                measured = run()
+            for kind in round_order(list(meters), repeat):
+                measured = meters[kind].measure(lambda k=kind, c=connections: run(k, c))
                 log(
                     f"ingest c={connections} run {repeat + 1} {kind}: "
                     + ", ".join(f"{k}={v:.1f}" for k, v in measured.items())
@@ -400,11 +422,52 @@ def bench_ingest(
                 for key, value in measured.items():
                     kinds.setdefault(kind, {}).setdefault(key, Figure()).runs.append(value)
                 if kind == "hook" and connections == max(args.connections):
-                    peak_rss = max(peak_rss, *(vm_hwm_mb(p) for p in worker_pids(hook)))
+                    peak_rss = max(peak_rss, *(vm_hwm_mb(p) for p in worker_pids(servers[kind])))
         results[str(connections)] = {
             kind: {k: f.as_dict() for k, f in figs.items()} for kind, figs in kinds.items()
         }
     return results, peak_rss
+
+
+def export_baseline(ref: str, workdir: Path) -> Path:
+    """The code of git ``ref`` in a directory of its own (git archive), to run beside today's."""
+    tree = workdir / f"baseline-{re.sub(r'[^A-Za-z0-9._-]', '_', ref)}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+def start_baseline(tree: Path, database_url: str, workdir: Path, **env: str) -> tuple[Hook, Hook]:
+    """The baseline's hook and its no-database server, each as that code starts it."""
+    hook = start_bench_hook(database_url, workdir, cwd=tree, **env)
+    if (tree / "bench" / "nodb_hook.py").exists():
+        nodb = start_bench_hook(database_url, workdir, "bench.nodb_hook", cwd=tree, **env)
+    else:  # before the no-database app moved to bench/, a switch of the hook turned it on
+        nodb = start_bench_hook(database_url, workdir, cwd=tree, HOOK_BENCH_NO_DATABASE="1", **env)
+    return hook, nodb
+
+
+# --- memory under large bodies -----------------------------------------------------------------
+
+LARGE_BODIES = 256
+MIB = 1024 * 1024
+
+
+def bench_large_bodies(servers: dict[str, Hook]) -> dict[str, Any]:
+    """256 bodies of 1 MiB at once to each hook (and its baseline): answers and peak RSS."""
+    results: dict[str, Any] = {}
+    for kind in ("hook", "baseline"):
+        if kind not in servers:
+            continue
+        host, port = servers[kind].url.removeprefix("http://").split(":")
+        statuses = asyncio.run(post_at_once(host, int(port), b" " * MIB, LARGE_BODIES))
+        peak = max(vm_hwm_mb(p) for p in worker_pids(servers[kind]))
+        results[kind] = {"answered_2xx": sum(1 for s in statuses if s == 202), "peak_rss_mb": peak}
+        log(f"large bodies {kind}: {results[kind]}")
+    return {"bodies": LARGE_BODIES, "size": MIB, **results}
 
 
 # --- merge --------------------------------------------------------------------------------------
@@ -737,6 +800,16 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
                 lambda v, t: v <= t,
             )
         )
+    if "large_bodies" in result and "hook" in result["large_bodies"]:
+        checks.append(
+            (
+                f"peak RSS per worker, {result['large_bodies']['bodies']} x 1 MiB at once (MB)",
+                result["large_bodies"]["hook"]["peak_rss_mb"],
+                "<=",
+                TARGETS["rss_mb"],
+                lambda v, t: v <= t,
+            )
+        )
     return [
         {
             "target": name,
@@ -819,6 +892,38 @@ def cpu_section(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def baseline_section(result: dict[str, Any]) -> list[str]:
+    """Today over the baseline, pair by pair (each pair ran back to back), with the median."""
+    rows = []
+    for connections, kinds in result["ingest"].items():
+        for mine, theirs, label in (
+            ("hook", "baseline", "hook"),
+            ("nodb", "baseline_nodb", "no database"),
+        ):
+            if mine not in kinds or theirs not in kinds:
+                continue
+            for figure, name in (("rps", "requests/s"), ("p99_ms", "p99")):
+                ratios = paired_ratios(kinds[mine][figure]["runs"], kinds[theirs][figure]["runs"])
+                rows.append(
+                    f"| {connections} | {label} | {name} | {statistics.median(ratios):.3f} | "
+                    + " / ".join(f"{r:.3f}" for r in ratios)
+                    + " |"
+                )
+    if not rows:
+        return []
+    return [
+        "",
+        f"### Today against the baseline ({result['config']['baseline']})",
+        "",
+        "Each run of today's server and the baseline's ran back to back (which one first "
+        "alternates); a ratio above 1 means today is higher.",
+        "",
+        "| connections | server | figure | median of today / baseline | each pair |",
+        "| ---: | --- | --- | ---: | --- |",
+        *rows,
+    ]
+
+
 def fmt(fig: dict[str, Any], digits: int = 1) -> str:
     """A figure as ``median (min-max)``."""
     return f"{fig['median']:.{digits}f} ({fig['min']:.{digits}f}-{fig['max']:.{digits}f})"
@@ -843,10 +948,13 @@ def markdown(result: dict[str, Any]) -> str:
         "| connections | server | requests/s | p50 ms | p99 ms | errors | busiest worker |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
+    baseline = result["config"].get("baseline")
     names = {
         "hook": "hook (python -m hook)",
         "pgbench": "pgbench sync.receive",
         "nodb": "hook, no database",
+        "baseline": f"baseline hook ({baseline})",
+        "baseline_nodb": f"baseline, no database ({baseline})",
     }
     for connections, kinds in result["ingest"].items():
         for kind, figs in kinds.items():
@@ -862,6 +970,7 @@ def markdown(result: dict[str, Any]) -> str:
         "no-database figure in the targets is the median of the other runs.",
     ]
     lines += cpu_section(result)
+    lines += baseline_section(result)
     if "merge" in result:
         mg = result["merge"]
         lines += [
@@ -901,6 +1010,19 @@ def markdown(result: dict[str, Any]) -> str:
             f"Peak RSS per worker (VmHWM) under the "
             f"{max(result['config']['connections'])}-connection load: "
             f"{result['peak_rss_mb']:.1f} MB.",
+        ]
+    if "large_bodies" in result:
+        lb = result["large_bodies"]
+        lines += [
+            "",
+            f"{lb['bodies']} bodies of 1 MiB at once (after the runs above), peak RSS per worker: "
+            + "; ".join(
+                f"{names[kind]} {lb[kind]['peak_rss_mb']:.1f} MB, "
+                f"{lb[kind]['answered_2xx']} of {lb['bodies']} answered 202"
+                for kind in ("hook", "baseline")
+                if kind in lb
+            )
+            + ".",
         ]
     lines += [
         "",
@@ -945,7 +1067,7 @@ def main() -> int:
         "--workers",
         type=int,
         # As deployed: the hook's own default (one worker), unless WORKERS says otherwise.
-        default=int(os.environ.get("WORKERS", Settings.workers)),
+        default=int(os.environ.get("WORKERS", Settings.model_fields["workers"].default)),
     )
     parser.add_argument("--pool", type=int, default=int(os.environ.get("DB_POOL_MAX_SIZE", 10)))
     parser.add_argument("--backlog", type=int, default=100_000)
@@ -954,8 +1076,17 @@ def main() -> int:
     parser.add_argument("--lag-rate", type=int, default=200)
     parser.add_argument("--lag-seconds", type=int, default=10)
     parser.add_argument("--lag-runs", type=int, default=5)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["ingest", "merge", "lag"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["ingest", "merge", "lag", "memory"]
+    )
     parser.add_argument("--label", default="", help="suffix of the results file names")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        metavar="GIT_REF",
+        help="also run the hook (and its no-database server) of this commit, interleaved "
+        "run by run with today's, and report today / baseline per pair",
+    )
     args = parser.parse_args()
 
     started = dt.datetime.now(dt.UTC)
@@ -973,6 +1104,7 @@ def main() -> int:
             "batch": args.batch,
             "lag_seconds": args.lag_seconds,
             "postgres_args": POSTGRES_ARGS,
+            "baseline": args.baseline,
         },
     }
     workdir = Path(tempfile.mkdtemp(prefix="fragrance-bench-work-"))
@@ -992,19 +1124,27 @@ def main() -> int:
         }
         hook_url = url(pg, "bench", "sync_hook_login")
         hook = start_bench_hook(hook_url, workdir, **hook_env)
-        nodb = start_bench_hook(hook_url, workdir, HOOK_BENCH_NO_DATABASE="1", **hook_env)
+        nodb = start_bench_hook(hook_url, workdir, "bench.nodb_hook", **hook_env)
+        servers = {"hook": hook, "nodb": nodb}
+        if args.baseline:
+            tree = export_baseline(args.baseline, workdir)
+            servers["baseline"], servers["baseline_nodb"] = start_baseline(
+                tree, hook_url, workdir, **hook_env
+            )
         try:
             if "ingest" not in args.skip:
                 result["ingest"], result["peak_rss_mb"] = bench_ingest(
-                    pg, hook, nodb, hook_url, args, workdir
+                    pg, servers, hook_url, args, workdir
                 )
             else:
                 result["ingest"] = {}
             if "lag" not in args.skip:
                 result["lag"] = bench_lag(hook, url(pg, "bench"), args)
+            if "memory" not in args.skip:
+                result["large_bodies"] = bench_large_bodies(servers)
         finally:
-            stop_hook(hook)
-            stop_hook(nodb)
+            for server in servers.values():
+                stop_hook(server)
         if "merge" not in args.skip:
             result["merge"] = bench_merge(pg, args)
     shutil.rmtree(workdir, ignore_errors=True)

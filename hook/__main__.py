@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from hook.serve import serve
+from hook.serve import hook_options, serve
 from hook.settings import Settings
 
 if __name__ == "__main__":
-    sys.exit(serve("hook", Settings.from_env, "hook.app:app_from_env"))
+    sys.exit(serve("hook", Settings.from_env, "hook.app:app_from_env", hook_options))

@@ -1,10 +1,10 @@
-"""Routes and lifespan of the hook.
+"""The hook's app: its routes and its lifespan.
 
 The hook does one thing: hand each raw body to the database and answer with
-the receipt (``hook/ingest.py``, batched through ``sync.receive_many``). It
-never parses the body; every rule lives in the database. Around that hot
-path: the delivery guard, listener registration, health, metrics and the
-status page.
+the receipt (``hook/notifications.py``, batched by ``hook/ingest.py`` through
+``sync.receive_many``). It never parses the body; every rule lives in the
+database. Around that hot path: listener registration, health, metrics and
+the status page.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import select
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,22 +20,22 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
-from pydantic import BaseModel
-from starlette.routing import Route
 
-from hook import metrics
+from hook import metrics, notifications
 from hook import status as status_page
+from hook.body_budget import BodyBudget
+from hook.connections import limit_accept_errors
 from hook.guard import DeliveryGuard
 from hook.ingest import (
     RECONNECT_TIMEOUT,
     BatchingStore,
     DatabaseDownError,
     DatabaseState,
-    NotificationsEndpoint,
     Receipt,
-    make_store,
+    Store,
 )
 from hook.listener import keep_registered
+from hook.notifications import Deliveries, Problem
 from hook.settings import Settings
 from hook.spool import SpoolCounts, SpoolingStore, open_spool
 
@@ -62,14 +62,15 @@ async def check_pooled_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     await AsyncConnectionPool.check_connection(conn)
 
 
-class Problem(BaseModel):
-    """An error answer: what happened and what to do."""
+def create_app(
+    settings: Settings, store: Callable[[AsyncConnectionPool], Store] | None = None
+) -> FastAPI:
+    """Build the hook's app for one set of settings.
 
-    detail: str
-
-
-def create_app(settings: Settings) -> FastAPI:
-    """Build the hook's app for one set of settings."""
+    The deliveries go to the database (batched, spooled while it is down),
+    unless ``store`` builds another store from the pool (the benchmark's
+    no-database hook, ``bench/nodb_hook.py``).
+    """
 
     def observe(size: int, receipt: Receipt) -> None:
         rejected = receipt.status == "rejected"
@@ -77,12 +78,23 @@ def create_app(settings: Settings) -> FastAPI:
             size, receipt.status, receipt.reasons() if rejected else ()
         )
 
-    ingest = NotificationsEndpoint(
-        settings.max_body_bytes, observe=observe, body_timeout=settings.body_timeout
+    guard = DeliveryGuard(
+        token=settings.notify_token,
+        networks=settings.allowed_networks,
+        rate=settings.rate_limit,
+        burst=settings.rate_burst,
+    )
+    deliveries = Deliveries(
+        guard,
+        settings.max_body_bytes,
+        settings.body_timeout,
+        BodyBudget(settings.max_inflight_body_bytes),
+        observe=observe,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limit_accept_errors(asyncio.get_running_loop())
         # Told of every connection attempt: once one fails, deliveries stop waiting for the pool.
         database = DatabaseState(probe_every=settings.spool_retry_every)
         pool = AsyncConnectionPool(
@@ -100,14 +112,19 @@ def create_app(settings: Settings) -> FastAPI:
         # Do not wait for the database: the hook must start (and say 503) while it is down.
         await pool.open(wait=False)
         app.state.pool = pool
-        store = make_store(pool, settings.batch_max_size, settings.batch_concurrency, database)
         spooling = None
-        if settings.spool_dir and isinstance(store, BatchingStore):
-            spooling = SpoolingStore(
-                store, pool, open_spool(settings.spool_dir), settings.spool_retry_every
+        if store is not None:
+            deliveries.store = store(pool)
+        else:
+            batching = BatchingStore(
+                pool, settings.batch_max_size, settings.batch_concurrency, database
             )
-            spooling.start()
-        ingest.store = spooling or store
+            if settings.spool_dir:
+                spooling = SpoolingStore(
+                    batching, pool, open_spool(settings.spool_dir), settings.spool_retry_every
+                )
+                spooling.start()
+            deliveries.store = spooling or batching
         app.state.spooling = spooling
         app.state.database = database
         registration = None
@@ -130,19 +147,9 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Receives the CMS's fragrance webhooks and stores each one in sync.inbox.",
         lifespan=lifespan,
     )
-    app.add_middleware(
-        DeliveryGuard,
-        token=settings.notify_token,
-        networks=settings.allowed_networks,
-        rate=settings.rate_limit,
-        burst=settings.rate_burst,
-    )
+    notifications.install(app, deliveries)
     metrics.install(app)
     status_page.install(app)
-
-    # The hot path is a plain ASGI endpoint: no validation layer between the bytes and the
-    # database, since the hook never parses the body (see hook/ingest.py).
-    app.router.routes.append(Route("/notifications", ingest, methods=["POST"]))
 
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz(request: Request) -> Any:

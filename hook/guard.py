@@ -2,27 +2,23 @@
 
 The CMS cannot sign or add headers, but its listener URL is ours to choose,
 so a secret in the path (``/notifications/<token>``) is the one credential it
-can carry. All three checks answer before the database is touched.
+can carry. The ``/notifications`` routes ask the guard first, before they
+read the body or touch the database.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
-from hook.ingest import send_json
+from hook.log_limit import LogLimit
+from hook.settings import Network
 
 log = logging.getLogger("hook.guard")
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-ASGIApp = Any
-NOTIFICATIONS = "/notifications"
 
 
 @dataclass
@@ -46,59 +42,61 @@ class TokenBuckets:
         return allowed
 
 
-async def _refuse(send: Any, status: int, detail: str, headers: tuple = ()) -> None:
-    await send_json(send, status, json.dumps({"detail": detail}).encode(), headers)
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a delivery is refused: the status, the detail to answer, extra headers."""
+
+    status: int
+    detail: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+NOT_FOUND = Refusal(404, "Not Found")
+FORBIDDEN = Refusal(403, "this client may not deliver here")
+TOO_MANY = Refusal(429, "too many deliveries; slow down", (("retry-after", "1"),))
 
 
 class DeliveryGuard:
-    """ASGI middleware guarding ``POST /notifications``; every other path passes."""
+    """The three checks, in order: token (404), allowlist (403), rate limit (429)."""
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         token: str,
         networks: tuple[Network, ...],
         rate: float,
         burst: int,
+        log_every: float = 10.0,
     ) -> None:
-        """Wrap ``app``; a falsy token, no networks or a zero rate turns that check off."""
-        self.app = app
+        """A falsy token, no networks or a zero rate turns that check off."""
         self.token = token.encode()
         self.networks = networks
         self.buckets = TokenBuckets(rate, burst) if rate > 0 else None
+        # A flood of refused requests must not become a flood of log lines.
+        self._log = LogLimit(log, log_every)
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Refuse what the checks refuse; hand the rest to the app."""
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(NOTIFICATIONS):
-            await self.app(scope, receive, send)
-            return
-        if self.token:
-            supplied = (
-                path[len(NOTIFICATIONS) + 1 :].encode()
-                if path.startswith(NOTIFICATIONS + "/")
-                else b""
-            )
-            if not hmac.compare_digest(supplied, self.token):
-                log.warning("refused a delivery with a missing or wrong token")
-                await _refuse(send, 404, "Not Found")
-                return
-            scope = {**scope, "path": NOTIFICATIONS, "raw_path": NOTIFICATIONS.encode()}
-        client = (scope.get("client") or ("", 0))[0]
+    def refuse(self, supplied: str | None, client: str | None) -> Refusal | None:
+        """The refusal for a delivery, or None when it may be stored.
+
+        ``supplied`` is the token in the path (None for plain ``/notifications``);
+        without NOTIFY_TOKEN only the plain path exists.
+        """
+        if self.token or supplied is not None:
+            given = b"" if supplied is None else supplied.encode()
+            if not self.token or not hmac.compare_digest(given, self.token):
+                self._log.warning("refused a delivery with a missing or wrong token")
+                return NOT_FOUND
         if self.networks and not self._allowed(client):
-            log.warning("refused a delivery from %s: not in ALLOWED_NETWORKS", client)
-            await _refuse(send, 403, "this client may not deliver here")
-            return
-        if self.buckets is not None and not self.buckets.take(client):
-            log.warning("refused a delivery from %s: over the rate limit", client)
-            await _refuse(send, 429, "too many deliveries; slow down", ((b"retry-after", b"1"),))
-            return
-        await self.app(scope, receive, send)
+            self._log.warning("refused a delivery from %s: not in ALLOWED_NETWORKS", client)
+            return FORBIDDEN
+        if self.buckets is not None and not self.buckets.take(client or ""):
+            self._log.warning("refused a delivery from %s: over the rate limit", client)
+            return TOO_MANY
+        return None
 
-    def _allowed(self, client: str) -> bool:
+    def _allowed(self, client: str | None) -> bool:
         try:
-            address = ipaddress.ip_address(client)
+            address = ipaddress.ip_address(client or "")
         except ValueError:
             return False
         return any(address in network for network in self.networks)

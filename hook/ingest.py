@@ -1,4 +1,4 @@
-"""The hot path: ``POST /notifications`` as a plain ASGI handler over a batching store.
+"""The batching store behind ``POST /notifications`` (the routes are in ``hook/notifications.py``).
 
 Concurrent deliveries are gathered and stored with one call to
 ``sync.receive_many`` in one transaction (group commit): a burst costs one
@@ -7,17 +7,17 @@ answered only after the commit that holds its body, with its own receipt, so
 a 2xx still means "stored durably" and a failed batch answers 503 to every
 request in it. There is no timer: a batch is whatever arrived while the
 previous ones were being stored, so a lone delivery waits for nothing.
+``DatabaseState`` knows when the database is down, so an outage is answered
+(or spooled) at once instead of after the pool's timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
-import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,20 +27,12 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 log = logging.getLogger("hook")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
 # Parameters in binary (%b): psycopg then sends the bodies as they are instead
 # of hex-escaping them, and dumps a batch of 8 in 33 us instead of 92.
 RECEIVE_MANY = (
     "select inbox_id, status, reasons::text from sync.receive_many("
     "%b::bytea[], %b::text[], %b::text[], %b::text[], %b::uuid[])"
 )
-
-#: Set only by the benchmark: answer every delivery without touching the database.
-NO_DATABASE_ENV = "HOOK_BENCH_NO_DATABASE"
 
 UNAVAILABLE = "database unavailable; the delivery was not stored, send it again"
 REFUSED = "the database refused the delivery; see the hook's log"
@@ -371,148 +363,3 @@ class BatchingStore:
             log.error("sync.receive_many returned %d receipts for %d", len(rows), len(deliveries))
             raise StoreError(500, REFUSED)
         return [Receipt(*row) for row in rows]
-
-
-class NoDatabaseStore:
-    """Benchmark only: answers like a store without any database work (the framework's limit)."""
-
-    async def store(self, delivery: Delivery) -> Receipt:
-        """A fixed receipt."""
-        return Receipt(0, "pending", "[]")
-
-
-def _client_address(scope: Scope) -> str | None:
-    """The peer's IP address, or None when it is not one (a unix socket, a test client)."""
-    client = scope.get("client")
-    if not client:
-        return None
-    try:
-        return str(ipaddress.ip_address(client[0]))
-    except ValueError:
-        return None
-
-
-class _BodyTooLargeError(Exception):
-    """The body is larger than the configured limit."""
-
-
-class NotificationsEndpoint:
-    """ASGI endpoint for ``POST /notifications``: store the raw body, answer the receipt.
-
-    A body that breaks the data rules is still a delivery: it is stored and
-    answered 202 with status ``rejected`` and the reasons.
-    """
-
-    def __init__(
-        self,
-        max_body_bytes: int,
-        observe: Callable[[int, Receipt], None] | None = None,
-        body_timeout: float | None = None,
-    ) -> None:
-        self.max_body_bytes = max_body_bytes
-        #: A client that has not sent its whole body by then gets 408 (slow-client guard).
-        self.body_timeout = body_timeout
-        self.store: Store | None = None
-        #: Called with the body size and the receipt of each stored delivery (e.g. metrics).
-        self.observe = observe
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Read the body within the limit, store it, answer 202, 413, 500 or 503."""
-        headers = dict(scope["headers"])
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                body = await self._read_body(headers, receive)
-        except TimeoutError:
-            log.warning(
-                "gave up on a body not sent within %s s by %s",
-                self.body_timeout,
-                _client_address(scope),
-            )
-            await send_json(
-                send,
-                408,
-                _detail(f"body not received within {self.body_timeout} s; it was not stored"),
-            )
-            return
-        except _BodyTooLargeError:
-            log.warning(
-                "refused a body over %d bytes from %s", self.max_body_bytes, _client_address(scope)
-            )
-            await send_json(
-                send,
-                413,
-                _detail(f"body is larger than {self.max_body_bytes} bytes; it was not stored"),
-            )
-            return
-        content_type = headers.get(b"content-type")
-        user_agent = headers.get(b"user-agent")
-        delivery = Delivery(
-            body,
-            None if content_type is None else content_type.decode("latin-1"),
-            _client_address(scope),
-            None if user_agent is None else user_agent.decode("latin-1"),
-        )
-        assert self.store is not None, "the lifespan sets the store before serving"
-        try:
-            receipt = await self.store.store(delivery)
-        except StoreError as exc:
-            await send_json(send, exc.status, _detail(exc.detail))
-            return
-        if self.observe is not None:
-            self.observe(len(body), receipt)
-        await send_json(send, 202, receipt.to_json())
-
-    async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        """The raw body, refused as soon as it is known to exceed the limit."""
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            raise _BodyTooLargeError
-        message = await receive()
-        body = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > self.max_body_bytes:
-                raise _BodyTooLargeError
-            return body
-        chunks = bytearray(body)
-        while message.get("more_body", False):
-            message = await receive()
-            chunks += message.get("body", b"")
-            if len(chunks) > self.max_body_bytes:
-                raise _BodyTooLargeError
-        return bytes(chunks)
-
-
-def _detail(text: str) -> bytes:
-    """An error answer: what happened and what to do."""
-    return json.dumps({"detail": text}).encode()
-
-
-async def send_json(
-    send: Send, status: int, payload: bytes, headers: tuple[tuple[bytes, bytes], ...] = ()
-) -> None:
-    """Answer a raw ASGI request with a JSON payload (the hot path and the guard share it)."""
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
-def make_store(
-    pool: AsyncConnectionPool,
-    max_batch: int,
-    concurrency: int,
-    database: DatabaseState | None = None,
-) -> BatchingStore | NoDatabaseStore:
-    """The batching store, or the no-database one when the benchmark asks for it."""
-    if os.environ.get(NO_DATABASE_ENV) == "1":
-        log.warning("%s=1: answering without storing anything (benchmark only)", NO_DATABASE_ENV)
-        return NoDatabaseStore()
-    return BatchingStore(pool, max_batch, concurrency, database)

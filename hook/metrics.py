@@ -91,8 +91,8 @@ KNOWN_CODES = frozenset(
 )
 #: Outcomes of a stored delivery, as sync.receive answers them.
 STORED = ("applied", "ignored", "rejected", "pending", "spooled")
-#: Outcomes of a delivery the hook did not store, by HTTP status (403 and 429 come
-#: from a guard in front of the route, when there is one).
+#: Outcomes of a delivery the hook did not store, by HTTP status (404, 403 and 429 come
+#: from the delivery guard, when its checks are on).
 REFUSED = {
     404: "not_found",  # a missing or wrong token (with NOTIFY_TOKEN), or no such path
     403: "forbidden",
@@ -276,11 +276,6 @@ class _Timing:
             self.metrics.request_duration.labels(route).observe(time.perf_counter() - started)
             if route == "/notifications" and scope["method"] == "POST" and answered in REFUSED:
                 self.metrics.deliveries.labels(REFUSED[answered]).inc()
-
-
-def observe_receipt(request: Request, size: int, status: str, reasons: Any) -> None:
-    """Count one stored delivery; called by the ingest route just before it answers."""
-    request.app.state.metrics.observe_receipt(size, status, reasons)
 
 
 async def _read_snapshot(request: Request) -> tuple[Any, ...] | None:

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import socket
 import sys
 from collections.abc import Callable
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from hook.settings import SettingsError
+from hook.connections import (
+    RESERVED_FILES,
+    ConnectionLimits,
+    HookConfig,
+    connection_ceiling,
+    protocol_class,
+)
+from hook.settings import Settings, SettingsError
+
+log = logging.getLogger("hook")
 
 
 class ServedSettings(Protocol):
@@ -34,12 +44,18 @@ def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def serve(program: str, read_settings: Callable[[], ServedSettings], factory: str) -> int:
+def serve(
+    program: str,
+    read_settings: Callable[[], ServedSettings],
+    factory: str,
+    options: Callable[[Any], dict[str, Any]] | None = None,
+) -> int:
     """Check the settings, then serve ``factory`` until SIGTERM or SIGINT; return the exit status.
 
     A bad setting prints one line naming the variable and returns 2. On a
     signal uvicorn shuts down gracefully (the app's lifespan closes its
-    resources) and the program then ends with status 0.
+    resources) and the program then ends with status 0. ``options`` adds
+    to uvicorn's configuration for these settings (the hook's: ``hook_options``).
     """
     try:
         settings = read_settings()
@@ -51,7 +67,9 @@ def serve(program: str, read_settings: Callable[[], ServedSettings], factory: st
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
-    config = uvicorn.Config(
+    extra = {} if options is None else options(settings)
+    config_class = HookConfig if "limits" in extra else uvicorn.Config
+    config = config_class(
         factory,
         factory=True,
         host=settings.host,
@@ -60,12 +78,66 @@ def serve(program: str, read_settings: Callable[[], ServedSettings], factory: st
         log_level=settings.log_level,
         access_log=False,
         timeout_graceful_shutdown=10,
+        **{"proxy_headers": False, **extra},
     )
     if config.workers > 1:
         Multiprocess(config, sockets=[_tcp_socket(config.bind_socket())]).run()
     else:
         uvicorn.Server(config).run()
     return 0
+
+
+def hook_options(settings: Settings) -> dict[str, Any]:
+    """What the hook adds to uvicorn: bounded connections, and proxies only when named.
+
+    uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, which lets any
+    local process (or a same-host proxy passing the header on) choose the
+    client address the allowlist, the rate limit and the inbox see. The
+    hook trusts the headers only from TRUSTED_PROXIES.
+    """
+    warn_if_open(settings)
+    ceiling = connection_ceiling(settings.max_connections, RESERVED_FILES + settings.pool_max_size)
+    if ceiling < settings.max_connections:
+        log.warning(
+            "MAX_CONNECTIONS=%d does not fit the file limit (ulimit -n): serving at most %d "
+            "connections per worker; raise the limit to serve more",
+            settings.max_connections,
+            ceiling,
+        )
+    options: dict[str, Any] = {
+        "http": protocol_class(settings.http_parser),
+        "loop": "hook.connections:new_event_loop",
+        "limits": ConnectionLimits(settings.header_timeout, ceiling),
+        "proxy_headers": bool(settings.trusted_proxies),
+    }
+    if settings.trusted_proxies:
+        options["forwarded_allow_ips"] = list(settings.trusted_proxies)
+    return options
+
+
+def warn_if_open(settings: Settings) -> None:
+    """Say loudly when anyone who reaches the port can change fragrances."""
+    if settings.notify_token or _is_loopback(settings.host):
+        return
+    log.warning(
+        "NOTIFY_TOKEN is not set and HOST=%s listens beyond this machine: anyone who reaches "
+        "port %d%s can create and change fragrances. Set NOTIFY_TOKEN (e.g. python -c 'import "
+        "secrets; print(secrets.token_urlsafe(24))') and register the listener as "
+        "http://<this host>:%d/notifications/<NOTIFY_TOKEN>",
+        settings.host,
+        settings.port,
+        " (from ALLOWED_NETWORKS)" if settings.allowed_networks else "",
+        settings.port,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def _tcp_socket(sock: socket.socket) -> socket.socket:

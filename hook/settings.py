@@ -1,4 +1,9 @@
-"""Settings of the hook, read once from environment variables."""
+"""Settings of the hook, read once from environment variables (pydantic-settings).
+
+Every setting is one environment variable; an empty value means the default
+(except ``SPOOL_DIR``, where empty turns the spool off). A bad value stops
+the program with one sentence naming the variable and what it must be.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,35 @@ import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from hook.guard import Network
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+
 from hook.listener import listener_payload
 
 N = TypeVar("N", int, float)
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,}")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_DATABASE_URL = "postgresql://sync_hook_login@localhost:5432/fragrancedb"
+MIB = 1024 * 1024
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the program (hook or CMS simulator) cannot use."""
+
+
+def parse_number(raw: str, parse: Callable[[str], N], minimum: N) -> N:
+    """Parse one numeric value; the ValueError says what it must be (without the name)."""
+    try:
+        value = parse(raw)
+    except ValueError:
+        kind = "a whole number" if parse is int else "a number"
+        raise ValueError(f"must be {kind}, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"must be at least {minimum}, got {value}")
+    return value
 
 
 def read_number(
@@ -30,26 +50,28 @@ def read_number(
     if raw is None or raw == "":
         return default
     try:
-        value = parse(raw)
-    except ValueError:
-        kind = "a whole number" if parse is int else "a number"
-        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
-    if value < minimum:
-        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-    return value
+        return parse_number(raw, parse, minimum)
+    except ValueError as exc:
+        raise SettingsError(f"{name} {exc}") from None
 
 
-def _networks(raw: str) -> tuple[Network, ...]:
-    """Parse ALLOWED_NETWORKS: comma-separated CIDRs, empty for anyone."""
-    networks = []
-    for item in filter(None, (part.strip() for part in raw.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise SettingsError(
-                f"ALLOWED_NETWORKS holds {item!r}, which is not a network such as 10.0.0.0/8"
-            ) from None
-    return tuple(networks)
+def _number(parse: Callable[[str], N], minimum: N) -> BeforeValidator:
+    """A field validator: the variable's text parsed with ``parse``, at least ``minimum``."""
+
+    def check(raw: object) -> object:
+        return parse_number(raw, parse, minimum) if isinstance(raw, str) else raw
+
+    return BeforeValidator(check)
+
+
+def whole(minimum: int) -> BeforeValidator:
+    """A whole number of at least ``minimum``."""
+    return _number(int, minimum)
+
+
+def number(minimum: float) -> BeforeValidator:
+    """A number of at least ``minimum``."""
+    return _number(float, minimum)
 
 
 def libpq_url(url: str) -> str:
@@ -60,81 +82,183 @@ def libpq_url(url: str) -> str:
     return url
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the hook can be told, with the defaults it runs with."""
+def _comma_separated(raw: object) -> object:
+    return (
+        [part.strip() for part in raw.split(",") if part.strip()] if isinstance(raw, str) else raw
+    )
 
-    database_url: str = DEFAULT_DATABASE_URL
-    host: str = "127.0.0.1"
-    port: int = 9098
-    max_body_bytes: int = 1024 * 1024
-    pool_min_size: int = 1
-    pool_max_size: int = 10
-    database_timeout: float = 5.0
-    workers: int = 1
-    batch_max_size: int = 50
-    batch_concurrency: int = 1
-    spool_dir: str = "spool"
-    spool_retry_every: float = 1.0
-    body_timeout: float = 30.0
-    log_level: str = "info"
-    cms_url: str = ""
-    public_url: str = ""
-    register_every: float = 60.0
-    notify_token: str = ""
-    allowed_networks: tuple[Network, ...] = ()
-    rate_limit: float = 0.0
-    rate_burst: int = 20
+
+def _networks(raw: object) -> object:
+    """ALLOWED_NETWORKS: comma-separated CIDRs, empty for anyone."""
+    networks = []
+    for item in _comma_separated(raw):  # type: ignore[union-attr]
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"holds {item!r}, which is not a network such as 10.0.0.0/8") from None
+    return tuple(networks)
+
+
+def _proxies(raw: object) -> object:
+    """TRUSTED_PROXIES: comma-separated addresses or CIDRs, empty for none."""
+    proxies = []
+    for item in _comma_separated(raw):  # type: ignore[union-attr]
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"holds {item!r}, which is not an address or network such as 10.0.0.2 or "
+                "10.0.0.0/24 (name the proxies in front of the hook, or leave it empty)"
+            ) from None
+        proxies.append(item)
+    return tuple(proxies)
+
+
+def _parser(raw: object) -> object:
+    if isinstance(raw, str):
+        raw = raw.lower()
+        if raw not in ("auto", "h11", "httptools"):
+            raise ValueError(f"must be auto, h11 or httptools, got {raw!r}")
+    return raw
+
+
+def _token(raw: object) -> object:
+    if isinstance(raw, str) and raw and not TOKEN_PATTERN.fullmatch(raw):
+        raise ValueError(
+            "must be at least 16 characters of A-Z, a-z, 0-9, '-' or '_' "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+    return raw
+
+
+class _Environment(EnvSettingsSource):
+    """The variables of one environment mapping; empty ones count as unset unless kept."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls, case_sensitive=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        keep: frozenset[str] = getattr(self.settings_cls, "KEEP_EMPTY", frozenset())
+        return {name: v for name, v in self._environ.items() if v != "" or name in keep}
+
+
+def _sentence(error: Any) -> str:
+    """One validation error as the sentence we print: the variable, then what is wrong."""
+    cause = error.get("ctx", {}).get("error")
+    text = str(cause) if cause is not None else error["msg"]
+    variable = ".".join(str(part) for part in error["loc"])
+    return f"{variable} {text}" if variable else text
+
+
+class EnvironmentSettings(BaseSettings):
+    """Settings read from environment variables, one field per variable (its alias)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, frozen=True, validate_by_name=True)
+
+    #: Variables whose empty value means something (everything else: empty is unset).
+    KEEP_EMPTY: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings from the environment; raise SettingsError on a bad value."""
-        env = os.environ if environ is None else environ
-        settings = cls(
-            database_url=libpq_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
-            host=env.get("HOST") or cls.host,
-            port=read_number(env, "PORT", cls.port, int, 1),
-            max_body_bytes=read_number(env, "MAX_BODY_BYTES", cls.max_body_bytes, int, 1),
-            pool_min_size=read_number(env, "DB_POOL_MIN_SIZE", cls.pool_min_size, int, 0),
-            pool_max_size=read_number(env, "DB_POOL_MAX_SIZE", cls.pool_max_size, int, 1),
-            database_timeout=read_number(env, "DB_TIMEOUT", cls.database_timeout, float, 0.001),
-            workers=read_number(env, "WORKERS", cls.workers, int, 1),
-            batch_max_size=read_number(env, "BATCH_MAX_SIZE", cls.batch_max_size, int, 1),
-            batch_concurrency=read_number(env, "BATCH_CONCURRENCY", cls.batch_concurrency, int, 1),
-            spool_dir=env.get("SPOOL_DIR", cls.spool_dir),
-            spool_retry_every=read_number(
-                env, "SPOOL_RETRY_EVERY", cls.spool_retry_every, float, 0.05
-            ),
-            body_timeout=read_number(env, "BODY_TIMEOUT", cls.body_timeout, float, 0.1),
-            log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
-            cms_url=env.get("CMS_URL", ""),
-            public_url=env.get("PUBLIC_URL", ""),
-            register_every=read_number(env, "CMS_REGISTER_EVERY", cls.register_every, float, 1.0),
-            notify_token=env.get("NOTIFY_TOKEN", ""),
-            allowed_networks=_networks(env.get("ALLOWED_NETWORKS", "")),
-            rate_limit=read_number(env, "RATE_LIMIT_PER_SECOND", cls.rate_limit, float, 0.0),
-            rate_burst=read_number(env, "RATE_LIMIT_BURST", cls.rate_burst, int, 1),
-        )
-        token = settings.notify_token
-        if token and not TOKEN_PATTERN.fullmatch(token):
-            raise SettingsError(
-                "NOTIFY_TOKEN must be at least 16 characters of A-Z, a-z, 0-9, '-' or '_' "
-                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
-            )
-        if token and settings.public_url and not settings.public_url.endswith("/" + token):
-            raise SettingsError("PUBLIC_URL must end with /notifications/<NOTIFY_TOKEN>")
-        if bool(settings.cms_url) != bool(settings.public_url):
-            raise SettingsError(
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: Any,
+        env_settings: Any,
+        dotenv_settings: Any,
+        file_secret_settings: Any,
+    ) -> tuple[Any, ...]:
+        """Arguments first, then the process environment: no .env file, no secrets directory."""
+        return (init_settings, _Environment(settings_cls, os.environ))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Read the settings from ``environ`` (the process's by default); SettingsError if bad."""
+        source = _Environment(cls, os.environ if environ is None else environ)
+        try:
+            return cls(_build_sources=((source,), {}))
+        except ValidationError as exc:
+            raise SettingsError(_sentence(exc.errors()[0])) from None
+
+
+class Settings(EnvironmentSettings):
+    """Everything the hook can be told, with the defaults it runs with."""
+
+    KEEP_EMPTY: ClassVar[frozenset[str]] = frozenset({"SPOOL_DIR"})
+
+    database_url: Annotated[
+        str, BeforeValidator(libpq_url), Field(validation_alias="DATABASE_URL")
+    ] = DEFAULT_DATABASE_URL
+    host: Annotated[str, Field(validation_alias="HOST")] = "127.0.0.1"
+    port: Annotated[int, whole(1), Field(validation_alias="PORT")] = 9098
+    max_body_bytes: Annotated[int, whole(1), Field(validation_alias="MAX_BODY_BYTES")] = MIB
+    pool_min_size: Annotated[int, whole(0), Field(validation_alias="DB_POOL_MIN_SIZE")] = 1
+    pool_max_size: Annotated[int, whole(1), Field(validation_alias="DB_POOL_MAX_SIZE")] = 10
+    database_timeout: Annotated[float, number(0.001), Field(validation_alias="DB_TIMEOUT")] = 5.0
+    workers: Annotated[int, whole(1), Field(validation_alias="WORKERS")] = 1
+    batch_max_size: Annotated[int, whole(1), Field(validation_alias="BATCH_MAX_SIZE")] = 50
+    batch_concurrency: Annotated[int, whole(1), Field(validation_alias="BATCH_CONCURRENCY")] = 1
+    spool_dir: Annotated[str, Field(validation_alias="SPOOL_DIR")] = "spool"
+    spool_retry_every: Annotated[
+        float, number(0.05), Field(validation_alias="SPOOL_RETRY_EVERY")
+    ] = 1.0
+    body_timeout: Annotated[float, number(0.1), Field(validation_alias="BODY_TIMEOUT")] = 30.0
+    header_timeout: Annotated[float, number(0.1), Field(validation_alias="HEADER_TIMEOUT")] = 10.0
+    max_connections: Annotated[int, whole(1), Field(validation_alias="MAX_CONNECTIONS")] = 1000
+    max_inflight_body_bytes: Annotated[
+        int, whole(1), Field(validation_alias="MAX_INFLIGHT_BODY_BYTES")
+    ] = 4 * MIB
+    http_parser: Annotated[
+        Literal["auto", "h11", "httptools"],
+        BeforeValidator(_parser),
+        Field(validation_alias="HTTP_PARSER"),
+    ] = "auto"
+    log_level: Annotated[str, BeforeValidator(str.lower), Field(validation_alias="LOG_LEVEL")] = (
+        "info"
+    )
+    cms_url: Annotated[str, Field(validation_alias="CMS_URL")] = ""
+    public_url: Annotated[str, Field(validation_alias="PUBLIC_URL")] = ""
+    register_every: Annotated[float, number(1.0), Field(validation_alias="CMS_REGISTER_EVERY")] = (
+        60.0
+    )
+    notify_token: Annotated[
+        str, BeforeValidator(_token), Field(validation_alias="NOTIFY_TOKEN")
+    ] = ""
+    allowed_networks: Annotated[
+        tuple[Network, ...],
+        NoDecode,
+        BeforeValidator(_networks),
+        Field(validation_alias="ALLOWED_NETWORKS"),
+    ] = ()
+    trusted_proxies: Annotated[
+        tuple[str, ...],
+        NoDecode,
+        BeforeValidator(_proxies),
+        Field(validation_alias="TRUSTED_PROXIES"),
+    ] = ()
+    rate_limit: Annotated[float, number(0.0), Field(validation_alias="RATE_LIMIT_PER_SECOND")] = 0.0
+    rate_burst: Annotated[int, whole(1), Field(validation_alias="RATE_LIMIT_BURST")] = 20
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        """The checks that involve more than one variable."""
+        token = self.notify_token
+        if token and self.public_url and not self.public_url.endswith("/" + token):
+            raise ValueError("PUBLIC_URL must end with /notifications/<NOTIFY_TOKEN>")
+        if bool(self.cms_url) != bool(self.public_url):
+            raise ValueError(
                 "CMS_URL and PUBLIC_URL go together: set both to register with the CMS, or neither"
             )
-        if settings.public_url:
-            try:
-                listener_payload(settings.public_url)
-            except ValueError as exc:
-                raise SettingsError(str(exc)) from None
-        if settings.pool_min_size > settings.pool_max_size:
-            raise SettingsError(
-                f"DB_POOL_MIN_SIZE ({settings.pool_min_size}) must not exceed "
-                f"DB_POOL_MAX_SIZE ({settings.pool_max_size})"
+        if self.public_url:
+            listener_payload(self.public_url)  # its ValueError says what is wrong
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"DB_POOL_MIN_SIZE ({self.pool_min_size}) must not exceed "
+                f"DB_POOL_MAX_SIZE ({self.pool_max_size})"
             )
-        return settings
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"MAX_INFLIGHT_BODY_BYTES ({self.max_inflight_body_bytes}) must be at least "
+                f"MAX_BODY_BYTES ({self.max_body_bytes}): one body of the largest size must fit"
+            )
+        return self

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,15 +39,26 @@ Hook = Service
 
 
 def start_service(
-    module: str, tmp_path: Path, ready: str, port: int | None = None, **env: str
+    module: str,
+    tmp_path: Path,
+    ready: str,
+    port: int | None = None,
+    cwd: Path = ROOT,
+    preexec_fn: Callable[[], None] | None = None,
+    **env: str,
 ) -> Service:
-    """Start ``python -m module`` on a port and wait until ``ready`` answers at all."""
+    """Start ``python -m module`` (from ``cwd``) on a port; wait until ``ready`` answers at all."""
     port = port or free_port()
     log = tmp_path / f"{module}-{port}.log"
     environment = {**os.environ, "PORT": str(port), **env}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env=environment, stdout=out, stderr=out
+            [sys.executable, "-m", module],
+            cwd=cwd,
+            env=environment,
+            stdout=out,
+            stderr=out,
+            preexec_fn=preexec_fn,
         )
     service = Service(process, f"http://127.0.0.1:{port}", log)
     for _ in range(200):
@@ -61,14 +73,27 @@ def start_service(
     pytest.fail(f"{module} did not start:\n{service.output()}")
 
 
-def start_hook(database_url: str, tmp_path: Path, port: int | None = None, **env: str) -> Hook:
-    """Start the hook as the deploy does and wait until it answers."""
+def start_hook(
+    database_url: str,
+    tmp_path: Path,
+    port: int | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    **env: str,
+) -> Hook:
+    """Start the hook as the deploy does and wait until it answers.
+
+    With the HTTP parser production has (h11: requirements.txt has no
+    httptools; the tests' requirements add it to test both).
+    """
     defaults = {
         "DATABASE_URL": database_url,
         "DB_TIMEOUT": "2",
         "SPOOL_DIR": str(tmp_path / "spool"),
+        "HTTP_PARSER": "h11",
     }
-    return start_service("hook", tmp_path, "/healthz", port, **{**defaults, **env})
+    return start_service(
+        "hook", tmp_path, "/healthz", port, preexec_fn=preexec_fn, **{**defaults, **env}
+    )
 
 
 def start_smart_library(

@@ -3,84 +3,117 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from conftest import Server
+from helpers import inbox_row
+from inprocess import hook_client
 from processes import Hook, start_hook, stop_hook
 
-from hook.guard import DeliveryGuard, TokenBuckets
+from hook.guard import TokenBuckets
 from hook.settings import Settings, SettingsError
 
 TOKEN = "s3cret-token-0123456789"
-
-
-class Recorder:
-    """An inner ASGI app that records the paths it was asked for."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        self.paths.append(scope["path"])
-        await send({"type": "http.response.start", "status": 202, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+BODY = b'{"fragrance_id": 7, "description": "from test_guard"}'
 
 
 def _post(
-    paths: list[str], client: str = "127.0.0.1", **options: Any
-) -> tuple[list[int], Recorder]:
-    """POST to each path through a guard in front of a recorder; return the statuses."""
-    inner = Recorder()
-    settings = {"token": "", "networks": (), "rate": 0.0, "burst": 1, **options}
-    app = DeliveryGuard(inner, **settings)
+    url: str, tmp_path: Path, paths: list[str], client: str = "127.0.0.1", **env: str
+) -> list[httpx.Response]:
+    """POST a body to each path of an in-process hook; return the answers."""
 
-    async def run() -> list[int]:
-        transport = httpx.ASGITransport(app=app, client=(client, 1234))
-        async with httpx.AsyncClient(transport=transport, base_url="http://hook") as http:
-            return [(await http.post(path, content=b"{}")).status_code for path in paths]
+    async def run() -> list[httpx.Response]:
+        async with hook_client(url, tmp_path, client, **env) as http:
+            return [await http.post(path, content=BODY) for path in paths]
 
-    return asyncio.run(run()), inner
+    return asyncio.run(run())
+
+
+def stored(db: psycopg.Connection) -> int:
+    """How many of this module's deliveries are in the inbox."""
+    row = db.execute("select count(*) from sync.inbox where body = %s", [BODY]).fetchone()
+    assert row is not None
+    return row[0]
+
+
+@pytest.fixture
+def url(server: Server, shared_dbname: str) -> str:
+    return server.url(shared_dbname, user="sync_hook_login")
+
+
+@pytest.fixture
+def shared_db(server: Server, shared_dbname: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(server.url(shared_dbname), autocommit=True) as conn:
+        conn.execute("delete from sync.inbox where body = %s", [BODY])
+        yield conn
 
 
 @pytest.mark.parametrize(
-    ("path", "status", "forwarded"),
+    ("path", "status"),
     [
-        (f"/notifications/{TOKEN}", 202, ["/notifications"]),
-        ("/notifications", 404, []),
-        ("/notifications/", 404, []),
-        ("/notifications/wrong-token-0123456789", 404, []),
-        (f"/notifications/{TOKEN}x", 404, []),
-        (f"/notifications/{TOKEN[:-1]}", 404, []),
-        ("/healthz", 202, ["/healthz"]),
+        (f"/notifications/{TOKEN}", 202),
+        (f"/notifications/{TOKEN}/", 202),
+        ("/notifications", 404),
+        ("/notifications/", 404),
+        ("/notifications/wrong-token-0123456789", 404),
+        (f"/notifications/{TOKEN}x", 404),
+        (f"/notifications/{TOKEN[:-1]}", 404),
+        (f"/notifications/{TOKEN}/more", 404),
     ],
 )
-def test_with_a_token_only_the_secret_path_reaches_the_app(
-    path: str, status: int, forwarded: list[str]
+def test_with_a_token_only_the_secret_path_stores_anything(
+    url: str, shared_db: psycopg.Connection, tmp_path: Path, path: str, status: int
 ) -> None:
-    statuses, inner = _post([path], token=TOKEN)
-    assert (statuses, inner.paths) == ([status], forwarded)
+    [answer] = _post(url, tmp_path, [path], NOTIFY_TOKEN=TOKEN)
+    assert (answer.status_code, stored(shared_db)) == (status, 1 if status == 202 else 0)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/notifications", 202),
+        ("/notifications/", 202),
+        (f"/notifications/{TOKEN}", 404),
+    ],
+)
+def test_without_a_token_only_the_plain_path_stores_anything(
+    url: str, shared_db: psycopg.Connection, tmp_path: Path, path: str, status: int
+) -> None:
+    [answer] = _post(url, tmp_path, [path])
+    assert (answer.status_code, stored(shared_db)) == (status, 1 if status == 202 else 0)
 
 
 @pytest.mark.parametrize(
     ("client", "status"),
     [("10.1.2.3", 202), ("192.168.0.1", 403), ("2001:db8::1", 202), ("not-an-ip", 403)],
 )
-def test_the_allowlist_admits_only_its_networks(client: str, status: int) -> None:
-    networks = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
-    statuses, _ = _post(["/notifications"], client=client, networks=networks)
-    assert statuses == [status]
+def test_the_allowlist_admits_only_its_networks(
+    url: str, shared_db: psycopg.Connection, tmp_path: Path, client: str, status: int
+) -> None:
+    [answer] = _post(
+        url, tmp_path, ["/notifications"], client, ALLOWED_NETWORKS="10.0.0.0/8,2001:db8::/32"
+    )
+    assert (answer.status_code, stored(shared_db)) == (status, 1 if status == 202 else 0)
 
 
-def test_over_the_rate_limit_a_client_gets_429_and_the_app_is_not_called() -> None:
-    statuses, inner = _post(["/notifications"] * 3, rate=0.001, burst=2)
-    assert statuses == [202, 202, 429]
-    assert len(inner.paths) == 2
+def test_over_the_rate_limit_a_client_gets_429_and_nothing_is_stored(
+    url: str, shared_db: psycopg.Connection, tmp_path: Path
+) -> None:
+    answers = _post(
+        url,
+        tmp_path,
+        ["/notifications"] * 3,
+        RATE_LIMIT_PER_SECOND="0.001",
+        RATE_LIMIT_BURST="2",
+    )
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert answers[2].headers["retry-after"] == "1"
+    assert stored(shared_db) == 2
 
 
 def test_a_bucket_refills_at_its_rate_up_to_its_burst() -> None:
@@ -138,3 +171,61 @@ def test_a_running_hook_stores_only_deliveries_with_its_token(
     metrics = httpx.get(token_hook.url + "/metrics").text
     assert 'fragrance_sync_deliveries_total{status="not_found"} 1.0' in metrics  # counted
     assert TOKEN not in token_hook.output()
+
+
+# --- forwarded headers: trusted only from the proxies the operator names ----------------------
+
+FORGED = {"x-forwarded-for": "10.9.9.9", "x-forwarded-proto": "https"}
+
+
+@contextmanager
+def running_hook(server: Server, dbname: str, tmp_path: Path, **env: str) -> Iterator[Hook]:
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, **env)
+    try:
+        yield hook
+    finally:
+        stop_hook(hook)
+
+
+def test_a_forged_forwarded_for_does_not_pass_the_allowlist(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    with running_hook(server, dbname, tmp_path, ALLOWED_NETWORKS="10.0.0.0/8") as hook:
+        answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
+    assert answer.status_code == 403
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+def test_a_rotating_forwarded_for_does_not_escape_the_rate_limit(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    limits = {"RATE_LIMIT_PER_SECOND": "0.001", "RATE_LIMIT_BURST": "2"}
+    with running_hook(server, dbname, tmp_path, **limits) as hook:
+        statuses = [
+            httpx.post(
+                hook.url + "/notifications",
+                content=BODY,
+                headers={"x-forwarded-for": f"10.0.0.{i}"},
+            ).status_code
+            for i in range(4)
+        ]
+    assert statuses == [202, 202, 429, 429]
+
+
+def test_the_stored_client_address_is_the_real_peer_whatever_the_header_says(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    with running_hook(server, dbname, tmp_path) as hook:
+        answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
+    row = inbox_row(db, answer.json()["inbox_id"])
+    assert str(row["client_addr"]) == "127.0.0.1"
+
+
+def test_from_a_trusted_proxy_the_forwarded_address_is_the_client(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    env = {"TRUSTED_PROXIES": "127.0.0.1", "ALLOWED_NETWORKS": "10.0.0.0/8"}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
+    assert answer.status_code == 202
+    assert str(inbox_row(db, answer.json()["inbox_id"])["client_addr"]) == "10.9.9.9"

@@ -41,6 +41,29 @@ def test_a_valid_delta_is_answered_202_and_already_applied(
     assert fragrance(db, 7)["name"] == "Over HTTP"
 
 
+@pytest.mark.parametrize("path", ["/notifications/"])
+def test_a_listener_registered_with_a_trailing_slash_is_served_not_redirected(
+    hook: Hook, db: psycopg.Connection, path: str
+) -> None:
+    """The CMS does not follow redirects: a 307 would lose every change."""
+    answer = httpx.post(hook.url + path, content=body({"fragrance_id": 7, "cost": 3}))
+    assert (answer.status_code, answer.json()["status"]) == (202, "applied")
+    assert fragrance(db, 7)["cost"] == 3
+
+
+def test_the_notifications_routes_are_documented_with_their_answers(hook: Hook) -> None:
+    schema = httpx.get(hook.url + "/openapi.json").json()
+    documented = {path for path in schema["paths"] if path.startswith("/notifications")}
+    assert documented == {"/notifications", "/notifications/{token}"}
+    for path in documented:
+        operation = schema["paths"][path]["post"]
+        assert set(operation["responses"]) >= {"202", "403", "404", "408", "413", "429", "503"}
+        assert all(answer["description"] for answer in operation["responses"].values())
+        receipt = operation["responses"]["202"]["content"]["application/json"]["schema"]
+        assert receipt == {"$ref": "#/components/schemas/ReceiptAnswer"}
+    assert httpx.get(hook.url + "/docs").status_code == 200
+
+
 def test_an_invalid_delta_is_kept_and_answered_202_with_reasons(
     hook: Hook, db: psycopg.Connection
 ) -> None:
@@ -166,6 +189,31 @@ def test_with_the_database_down_a_delivery_is_spooled_and_health_says_degraded(
         stop_hook(down)
     assert "Traceback" not in down.output()
     assert (tmp_path / "spool" / "spool.sqlite3").exists()  # kept on disk for the next start
+
+
+TOKEN = "s3cret-token-0123456789"
+OPEN_WARNING = "can create and change fragrances. Set NOTIFY_TOKEN"
+
+
+@pytest.mark.parametrize(
+    ("env", "warned"),
+    [
+        ({"HOST": "0.0.0.0"}, True),
+        ({"HOST": "0.0.0.0", "ALLOWED_NETWORKS": "10.0.0.0/8"}, True),
+        ({"HOST": "0.0.0.0", "NOTIFY_TOKEN": TOKEN}, False),
+        ({"HOST": "127.0.0.1"}, False),
+        ({"HOST": "localhost"}, False),
+    ],
+)
+def test_a_hook_open_beyond_loopback_without_a_token_says_so_at_start(
+    server: Server, dbname: str, tmp_path: Path, env: dict[str, str], warned: bool
+) -> None:
+    running = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, **env)
+    stop_hook(running)
+    lines = [line for line in running.output().splitlines() if OPEN_WARNING in line]
+    assert len(lines) == (1 if warned else 0)
+    if warned:
+        assert " WARNING " in lines[0] and "anyone who reaches port" in lines[0]
 
 
 def test_a_bad_setting_stops_the_hook_with_a_clear_message() -> None:

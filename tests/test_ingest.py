@@ -25,18 +25,11 @@ from helpers import (
     receive_many,
     set_apply_on_receipt,
 )
+from processes import start_service, stop_service
 from psycopg_pool import AsyncConnectionPool
 from test_hook import start_hook, stop_hook
 
-from hook.ingest import (
-    BatchingStore,
-    Delivery,
-    NoDatabaseStore,
-    NotificationsEndpoint,
-    Receipt,
-    StoreError,
-    make_store,
-)
+from hook.ingest import BatchingStore, Delivery, Receipt, StoreError
 from hook.serve import _tcp_socket
 
 
@@ -322,13 +315,6 @@ def test_with_the_database_down_every_delivery_gets_503(tmp_path: Path) -> None:
     assert [getattr(a, "status", None) for a in answers] == [503, 503]
 
 
-def test_only_the_benchmark_switch_turns_storing_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    pool = AsyncConnectionPool("postgresql://nobody@127.0.0.1:9/none", open=False)
-    assert isinstance(make_store(pool, 50, 1), BatchingStore)
-    monkeypatch.setenv("HOOK_BENCH_NO_DATABASE", "1")
-    assert isinstance(make_store(pool, 50, 1), NoDatabaseStore)
-
-
 # --- over HTTP ----------------------------------------------------------------------------------
 
 
@@ -350,6 +336,23 @@ def test_concurrent_posts_are_each_answered_with_the_receipt_of_their_own_body(
     for sent, answer in zip(bodies, answers, strict=True):
         assert bytes(inbox_row(db, answer.json()["inbox_id"])["body"]) == sent
         assert answer.json()["status"] == "applied"
+
+
+def test_the_no_database_hook_answers_without_storing(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """bench/nodb_hook.py: the hook's own app, with a store that never touches the database."""
+    url = server.url(dbname, user="sync_hook_login")
+    nodb = start_service("bench.nodb_hook", tmp_path, "/healthz", DATABASE_URL=url)
+    try:
+        answer = httpx.post(nodb.url + "/notifications", content=b'{"fragrance_id": 7}')
+    finally:
+        stop_service(nodb)
+    assert (answer.status_code, answer.json()) == (
+        202,
+        {"inbox_id": 0, "status": "pending", "reasons": []},
+    )
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
 
 
 # --- serving ------------------------------------------------------------------------------------
@@ -398,26 +401,6 @@ def test_receipts_that_do_not_match_the_batch_are_answered_500_and_not_stored_tw
     answers = store_all(server.url(dbname), deliveries)
     assert [getattr(a, "status", None) for a in answers] == [500, 500, 500]
     assert db.execute("select count(*) from sync.inbox").fetchone() == (3,)
-
-
-def test_an_observer_sees_the_size_and_receipt_of_each_stored_delivery() -> None:
-    seen: list[tuple[int, str, list[dict[str, Any]]]] = []
-    endpoint = NotificationsEndpoint(
-        1024, observe=lambda size, r: seen.append((size, r.status, r.reasons()))
-    )
-    endpoint.store = NoDatabaseStore()
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b'{"fragrance_id": 1}', "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {"type": "http", "headers": [], "client": ("127.0.0.1", 5000)}
-    asyncio.run(endpoint(scope, receive, send))
-    assert sent[0]["status"] == 202
-    assert seen == [(19, "pending", [])]
 
 
 def test_deliveries_queued_behind_a_batch_the_database_dropped_fail_with_it() -> None:

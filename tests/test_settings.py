@@ -38,3 +38,50 @@ def test_values_come_from_the_environment() -> None:
 def test_a_bad_value_is_refused_naming_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Settings.from_env(environ)
+
+
+def test_only_the_environment_given_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "8123")
+    assert Settings.from_env({}).port == 9098
+    assert Settings.from_env().port == 8123
+    assert Settings().port == 8123  # pydantic-settings' own way reads the process environment
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "default"),
+    [("PORT", "port", 9098), ("HOST", "host", "127.0.0.1"), ("DB_TIMEOUT", "database_timeout", 5)],
+)
+def test_an_empty_variable_means_its_default(name: str, field: str, default: object) -> None:
+    assert getattr(Settings.from_env({name: ""}), field) == default
+
+
+def test_an_empty_spool_dir_turns_the_spool_off() -> None:
+    assert (Settings.from_env({}).spool_dir, Settings.from_env({"SPOOL_DIR": ""}).spool_dir) == (
+        "spool",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"TRUSTED_PROXIES": "10.0.0.2, proxy"}, "TRUSTED_PROXIES holds 'proxy', which is not an"),
+        ({"HEADER_TIMEOUT": "0"}, "HEADER_TIMEOUT must be at least 0.1, got 0.0"),
+        ({"MAX_CONNECTIONS": "lots"}, "MAX_CONNECTIONS must be a whole number, got 'lots'"),
+        (
+            {"MAX_BODY_BYTES": "2000", "MAX_INFLIGHT_BODY_BYTES": "1000"},
+            "MAX_INFLIGHT_BODY_BYTES (1000) must be at least MAX_BODY_BYTES (2000)",
+        ),
+    ],
+)
+def test_the_connection_and_memory_settings_are_checked(
+    environ: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings.from_env(environ)
+
+
+def test_trusted_proxies_are_read_as_a_list() -> None:
+    settings = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.2, 192.168.0.0/16"})
+    assert settings.trusted_proxies == ("10.0.0.2", "192.168.0.0/16")
+    assert Settings.from_env({}).trusted_proxies == ()

@@ -1,0 +1,62 @@
+"""A byte budget for request bodies held in memory by one worker.
+
+Each delivery reserves the bytes of its body (its Content-Length, or the
+largest body allowed when it does not say) before it reads it, and gives
+them back once it is answered. Past the budget a delivery waits its turn,
+first come first served: it is never refused for being over budget, so
+memory stays bounded while every delivery is still stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class BodyBudget:
+    """Bytes of bodies in flight, at most ``total``; past it, reservations wait in order."""
+
+    def __init__(self, total: int) -> None:
+        """A budget of ``total`` bytes (at least the largest body, or that body waits forever)."""
+        self.total = total
+        self.available = total
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        """Deliveries waiting for bytes right now."""
+        return sum(1 for _, future in self._waiting if not future.done())
+
+    async def reserve(self, size: int) -> None:
+        """Take ``size`` bytes, waiting behind earlier reservations until they fit."""
+        if not self._waiting and size <= self.available:
+            self.available -= size
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((size, future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release(size)  # granted just before the cancellation arrived
+            else:
+                future.cancel()
+                self._grant()  # the ones behind it may fit now
+            raise
+
+    def release(self, size: int) -> None:
+        """Give ``size`` bytes back and let waiting reservations that now fit go on."""
+        self.available += size
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting:
+            size, future = self._waiting[0]
+            if future.done():  # cancelled while waiting
+                self._waiting.popleft()
+                continue
+            if size > self.available:
+                return
+            self._waiting.popleft()
+            self.available -= size
+            future.set_result(None)

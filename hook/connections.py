@@ -1,0 +1,319 @@
+"""Bounds on the connections one worker serves: time to send headers, and how many at once.
+
+uvicorn waits for a request's headers as long as the client likes, and
+accepts connections until the process runs out of file descriptors; then
+accepting stops, the database pool cannot connect, and real deliveries
+time out behind half-open connections (issue 14, item 10). So the hook
+serves HTTP with uvicorn's own protocol (h11, or httptools when it is
+installed) plus three rules, per worker:
+
+- a connection must send a request's complete headers within
+  ``HEADER_TIMEOUT`` seconds of opening (or of its first byte after an idle
+  keep-alive), or it is closed (one sweep per worker checks the deadlines);
+- at most ``MAX_CONNECTIONS`` connections, and never more than the file
+  limit leaves room for: past it, the connection that has waited longest
+  for its headers (or idles between requests) is closed to make room, and
+  when every connection is busy with a request the newcomer is answered
+  503 at once;
+- the log lines these rules write are limited (``hook/log_limit.py``), and
+  so is asyncio's "socket.accept() out of system resource".
+
+A connection that has sent its headers is never closed by these rules: a
+real delivery in progress is finished (its body has ``BODY_TIMEOUT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+from collections import OrderedDict
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from hook.log_limit import LogLimit
+
+log = logging.getLogger("hook.connections")
+
+#: File descriptors kept for everything but client connections, besides the pool's:
+#: the listening socket, the spool, the log, the event loop, a burst of accepts.
+RESERVED_FILES = 64
+
+TOO_MANY = b'{"detail":"too many connections right now; send it again"}'
+TOO_MANY_ANSWER = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(TOO_MANY), TOO_MANY)
+)
+
+
+def connection_ceiling(wanted: int, reserved: int) -> int:
+    """The most connections the file limit allows, ``wanted`` at most.
+
+    The soft limit is raised to the hard one first (as Go's runtime does): a
+    default soft limit of 1,024 would otherwise cap a server that may hold more.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(1, min(wanted, soft - reserved))
+
+
+class ConnectionLimits:
+    """One worker's rules, and its connections that wait for a request, oldest first.
+
+    Deadlines are checked by one sweep every ``sweep_every`` seconds rather
+    than by a timer per request: a kept-alive connection then pays a few
+    dictionary operations per request, not a timer and its cancellation.
+    """
+
+    def __init__(self, header_timeout: float, max_connections: int, log_every: float = 10.0):
+        """Close header-less connections after ``header_timeout`` s; hold ``max_connections``."""
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self.log_every = log_every
+        self.sweep_every = min(1.0, header_timeout / 4)
+        #: Connections that may be closed to make room: waiting for headers, or idle.
+        self._waiting: OrderedDict[Any, None] = OrderedDict()
+        #: Connections receiving headers, with the moment their deadline passes.
+        self._deadlines: OrderedDict[Any, float] = OrderedDict()
+        self._sweeping: asyncio.TimerHandle | None = None
+        self._log: LogLimit | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Sent to each worker process (uvicorn pickles its config): the rules, no state."""
+        rules = ("header_timeout", "max_connections", "log_every")
+        return {name: getattr(self, name) for name in rules}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A worker's own copy, with no connection waiting yet."""
+        self.__init__(**state)  # type: ignore[misc]
+
+    @property
+    def log(self) -> LogLimit:
+        """The limited log of this worker."""
+        if self._log is None:
+            self._log = LogLimit(log, self.log_every)
+        return self._log
+
+    def awaiting_headers(self, protocol: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """``protocol`` waits for a request's headers, from now on (newest last)."""
+        self._waiting.pop(protocol, None)
+        self._waiting[protocol] = None
+        self._deadlines[protocol] = loop.time() + self.header_timeout
+        if self._sweeping is None:
+            self._sweeping = loop.call_later(self.sweep_every, self._sweep, loop)
+
+    def idle(self, protocol: Any) -> None:
+        """``protocol`` idles between requests: no deadline (uvicorn's keep-alive has one)."""
+        self._deadlines.pop(protocol, None)
+        self._waiting.pop(protocol, None)
+        self._waiting[protocol] = None
+
+    def busy(self, protocol: Any) -> None:
+        """``protocol`` has a request's headers (or is gone): never closed by these rules."""
+        self._deadlines.pop(protocol, None)
+        self._waiting.pop(protocol, None)
+
+    def is_awaiting_headers(self, protocol: Any) -> bool:
+        """Whether ``protocol``'s header deadline runs."""
+        return protocol in self._deadlines
+
+    def make_room(self) -> bool:
+        """Close the connection that has waited longest for headers; False when none waits."""
+        if not self._waiting:
+            return False
+        oldest, _ = self._waiting.popitem(last=False)
+        self._deadlines.pop(oldest, None)
+        self.log.warning(
+            "at MAX_CONNECTIONS (%d): closed the connection from %s that waited longest for "
+            "its request headers",
+            self.max_connections,
+            _peer(oldest),
+        )
+        oldest.transport.abort()
+        return True
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close every connection whose header deadline has passed (they are oldest first)."""
+        now = loop.time()
+        while self._deadlines:
+            protocol, deadline = next(iter(self._deadlines.items()))
+            if deadline > now:
+                break
+            self.busy(protocol)
+            self.log.warning(
+                "closed a connection from %s that sent no complete request headers within %s s",
+                _peer(protocol),
+                self.header_timeout,
+            )
+            protocol.transport.abort()
+        self._sweeping = (
+            loop.call_later(self.sweep_every, self._sweep, loop) if self._deadlines else None
+        )
+
+
+def _peer(protocol: Any) -> str:
+    client = getattr(protocol, "client", None)
+    return client[0] if client else "an unknown peer"
+
+
+class BoundedProtocol:
+    """Mixed into uvicorn's HTTP protocol classes: the header deadline and the connection cap."""
+
+    # From uvicorn's protocol classes.
+    config: HookConfig
+    connections: set[Any]
+    cycle: Any
+    flow: Any
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Count the connection; make room or refuse it past the cap; start its deadline."""
+        super().connection_made(transport)  # type: ignore[misc]
+        limits = self.config.limits
+        if len(self.connections) > limits.max_connections and not limits.make_room():
+            limits.log.warning(
+                "at MAX_CONNECTIONS (%d) with every connection busy: answered 503 to %s",
+                limits.max_connections,
+                _peer(self),
+            )
+            transport.write(TOO_MANY_ANSWER)
+            transport.close()
+            return
+        limits.awaiting_headers(self, self.loop)
+
+    def data_received(self, data: bytes) -> None:
+        """Start the deadline when a request begins; stop it once its headers are complete."""
+        limits = self.config.limits
+        if (
+            not limits.is_awaiting_headers(self)
+            and not self._in_request()
+            and not self.transport.is_closing()
+        ):
+            limits.awaiting_headers(self, self.loop)
+        before = self.cycle
+        super().data_received(data)  # type: ignore[misc]
+        if self.cycle is not before:
+            self._headers_complete()
+
+    def on_response_complete(self) -> None:
+        """Between requests the connection idles: it may be closed to make room."""
+        before = self.cycle
+        super().on_response_complete()  # type: ignore[misc]
+        if self.cycle is not before:  # a pipelined request started
+            self._headers_complete()
+        elif not self.transport.is_closing():
+            self.config.limits.idle(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection."""
+        self.config.limits.busy(self)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _in_request(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _headers_complete(self) -> None:
+        self.config.limits.busy(self)
+        if self.cycle.more_body:
+            # Leave the rest of the body in the kernel until the app asks for it: a
+            # request waiting for the worker's body budget then holds no more than what
+            # came with its headers. uvicorn resumes reading on the app's first receive().
+            self.flow.pause_reading()
+
+
+class BoundedH11Protocol(BoundedProtocol, H11Protocol):
+    """uvicorn's h11 protocol with the hook's bounds."""
+
+
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools is optional, as in uvicorn: h11 serves then
+    BoundedHttpToolsProtocol: type[asyncio.Protocol] | None = None
+else:
+
+    class BoundedHttpToolsProtocol(BoundedProtocol, HttpToolsProtocol):  # type: ignore[no-redef]
+        """uvicorn's httptools protocol with the hook's bounds."""
+
+
+PROTOCOLS: dict[str, type[asyncio.Protocol] | None] = {
+    "h11": BoundedH11Protocol,
+    "httptools": BoundedHttpToolsProtocol,
+}
+
+
+def protocol_class(parser: str) -> type[asyncio.Protocol]:
+    """The bounded protocol for ``parser`` (auto: httptools when installed, as uvicorn picks)."""
+    if parser == "auto":
+        return BoundedHttpToolsProtocol or BoundedH11Protocol
+    chosen = PROTOCOLS[parser]
+    if chosen is None:
+        raise RuntimeError("HTTP_PARSER=httptools needs the httptools package (uvicorn[standard])")
+    return chosen
+
+
+class HookConfig(uvicorn.Config):
+    """uvicorn's configuration plus the hook's connection limits (one copy per worker)."""
+
+    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+        """Everything uvicorn takes, and the limits its protocols apply."""
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+
+
+class AcceptOneAtATime(asyncio.SelectorEventLoop):
+    """asyncio's selector loop, accepting one connection per turn of the loop.
+
+    When accept() fails for want of file descriptors, CPython 3.11 goes on
+    calling it for the rest of its burst (up to uvicorn's backlog, 2,048) and
+    schedules a retry for each failure; each retry re-arms the listener for
+    another burst. Under half-open connections that storm took the CPU and
+    wrote 166,000 errors in 10 s (tests/test_overload.py). Accepting one
+    connection per turn schedules at most one retry per failure; the turns
+    are short, so this costs nothing at the CMS's rate or under wrk.
+    """
+
+    def _accept_connection(  # type: ignore[override]
+        self,
+        protocol_factory: Any,
+        sock: Any,
+        sslcontext: Any = None,
+        server: Any = None,
+        backlog: int = 100,
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        super()._accept_connection(  # type: ignore[misc]
+            protocol_factory, sock, sslcontext, server, 1, *args, **kwargs
+        )
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop uvicorn runs the hook on (``loop="hook.connections:new_event_loop"``)."""
+    return AcceptOneAtATime()
+
+
+def limit_accept_errors(loop: asyncio.AbstractEventLoop, every: float = 10.0) -> None:
+    """Write asyncio's "out of system resource" on accept at most once every ``every`` s.
+
+    asyncio pauses accepting for a second when the file limit is reached and
+    reports it each time, with a traceback.
+    """
+    limited = LogLimit(logging.getLogger("asyncio"), every)
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = context.get("message", "")
+        if message.startswith("socket.accept() out of system resource"):
+            limited.log(logging.ERROR, "%s: %s", message, context.get("exception"))
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

@@ -1,0 +1,180 @@
+"""The hook under hostile load, as deployed: slow headers, too many connections, large bodies.
+
+Issue 14, items 10 and 11. Real processes, real database; the hook's file
+limit is set in its own process, as ``ulimit -n`` would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+import pytest
+from conftest import Server
+from helpers import body
+from load import HalfOpenConnections, peak_rss_mb, post_at_once
+from processes import Hook, start_hook, stop_hook
+
+FILE_LIMIT = 1024
+HALF_OPEN = 1100
+REAL_DELIVERIES = 20
+MIB = 1024 * 1024
+
+
+def _limit_files() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
+
+
+@pytest.fixture(autouse=True)
+def enough_files_for_the_load() -> Iterator[None]:
+    """The test opens more than 1,024 sockets: raise its soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@contextmanager
+def running_hook(server: Server, dbname: str, tmp_path: Path, **env: str) -> Iterator[Hook]:
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, **env)
+    try:
+        yield hook
+    finally:
+        stop_hook(hook)
+
+
+def address(hook: Hook) -> tuple[str, int]:
+    url = urlsplit(hook.url)
+    assert url.hostname is not None and url.port is not None
+    return url.hostname, url.port
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_half_open_connections_cost_no_real_delivery_and_little_log(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str
+) -> None:
+    """The review's attack: 1,100 connections that never finish their headers, 1,024 files."""
+    with running_hook(
+        server, dbname, tmp_path, preexec_fn=_limit_files, HTTP_PARSER=parser, HEADER_TIMEOUT="2"
+    ) as hook:
+        host, port = address(hook)
+        with HalfOpenConnections(host, port, HALF_OPEN) as attack:
+            statuses = []
+            for i in range(REAL_DELIVERIES):
+                delta = body({"fragrance_id": i, "description": f"during the attack {i}"})
+                try:
+                    answer = httpx.post(hook.url + "/notifications", content=delta, timeout=30)
+                    statuses.append(answer.status_code)
+                except httpx.HTTPError as exc:
+                    statuses.append(type(exc).__name__)
+    stored = db.execute(
+        "select count(*) from sync.inbox where convert_from(body, 'UTF8') like %s",
+        ["%during the attack%"],
+    ).fetchone()
+    log_bytes = len(hook.output().encode())
+    print(
+        f"\n{parser}: {attack.opened} half-open connections opened ({attack.closed_by_server} "
+        f"closed by the hook), {REAL_DELIVERIES} real deliveries, "
+        f"{statuses.count(202)} answered 202, {REAL_DELIVERIES - stored[0]} lost, "
+        f"{log_bytes} bytes of log"
+    )
+    assert attack.opened >= HALF_OPEN
+    assert statuses == [202] * REAL_DELIVERIES
+    assert stored == (REAL_DELIVERIES,)
+    assert log_bytes < 100_000
+    assert "closed the connection from 127.0.0.1 that waited longest" in hook.output()
+
+
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+@pytest.mark.parametrize("kept_alive", [False, True], ids=["new connection", "kept alive"])
+def test_a_connection_that_does_not_finish_its_headers_in_time_is_closed(
+    server: Server, dbname: str, tmp_path: Path, parser: str, kept_alive: bool
+) -> None:
+    with running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, HEADER_TIMEOUT="0.5") as hook:
+        host, port = address(hook)
+        with socket.create_connection((host, port), timeout=10) as sock:
+            if kept_alive:  # one whole request first; then the next one never ends
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hook\r\n\r\n")
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\n")
+            closed = _closed(sock)  # within the 10 s socket timeout, far past 0.5 s
+    assert closed
+    assert "sent no complete request headers within 0.5 s" in hook.output()
+
+
+def _half_open(host: str, port: int) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=10)
+    sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\n")
+    return sock
+
+
+def _closed(sock: socket.socket) -> bool:
+    """Whether the server closes this connection (read to its end, each wait up to 10 s)."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_past_max_connections_the_longest_waiting_for_headers_makes_room(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    with running_hook(server, dbname, tmp_path, MAX_CONNECTIONS="5", HEADER_TIMEOUT="600") as hook:
+        host, port = address(hook)
+        waiting = [_half_open(host, port) for _ in range(5)]
+        answer = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 1}))
+        oldest_closed = _closed(waiting[0])
+        for sock in waiting:
+            sock.close()
+    assert (answer.status_code, oldest_closed) == (202, True)
+    assert "at MAX_CONNECTIONS (5): closed the connection" in hook.output()
+
+
+def test_past_max_connections_with_every_connection_busy_a_newcomer_gets_503_at_once(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    with running_hook(server, dbname, tmp_path, MAX_CONNECTIONS="3", BODY_TIMEOUT="600") as hook:
+        host, port = address(hook)
+        busy = []
+        for _ in range(3):  # headers sent, body never: each is a request in progress
+            sock = socket.create_connection((host, port), timeout=10)
+            sock.sendall(
+                b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: 9\r\n"
+                b"Expect: 100-continue\r\n\r\n"
+            )
+            # The hook asks for the body: it has the headers, the request is in progress.
+            assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+            busy.append(sock)
+        with socket.create_connection((host, port), timeout=10) as newcomer:
+            answer = newcomer.recv(4096)
+        for sock in busy:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert b"too many connections" in answer
+
+
+@pytest.mark.parametrize("concurrent", [64, 256])
+def test_many_large_bodies_at_once_keep_the_worker_under_150_mb(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, concurrent: int
+) -> None:
+    """Issue 14 item 11: bodies past the budget wait their turn; none is refused."""
+    large = b" " * MIB  # not JSON: stored and rejected, and PostgreSQL compresses it
+    with running_hook(server, dbname, tmp_path) as hook:
+        host, port = address(hook)
+        statuses = asyncio.run(post_at_once(host, port, large, concurrent))
+        peak = peak_rss_mb(hook.process.pid)
+    print(f"\n{concurrent} concurrent 1 MiB bodies: peak RSS {peak:.1f} MB")
+    assert statuses == [202] * concurrent
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (concurrent,)
+    assert peak < 150
