@@ -52,3 +52,9 @@ grant select on
     sync.drift_summary,
     sync.open_finding
     to sync_dba;
+
+-- What each role may do, as \du+ shows it (the roles are the migrations'; their descriptions follow the code).
+comment on role sync_hook is
+    'Privileges of the sync service (the webhook receiver): store deliveries (sync.receive, sync.receive_many, sync.receive_spooled) and read the counts and page data of /metrics and /status (sync.metrics, sync.status_report). No table, no fragrance, nothing in sync_private.';
+comment on role sync_dba is
+    'Runs and inspects the sync from psql: reads every sync table and view, applies, retries, discards, reverts, repairs, purges, checks the catalog, runs jobs, tunes rules (severity, parameter) and schedules, edits settings and fragrances. Grant it to human DBAs.';

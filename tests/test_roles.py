@@ -184,3 +184,14 @@ def test_the_status_report_shows_at_most_the_latest_twenty_deliveries(
         receive(db, {"fragrance_id": n, "cost": n})
     report = hook.execute("select sync.status_report(3, 20)").fetchone()[0]
     assert len(report["latest"]) == 20
+
+
+def test_the_roles_say_what_they_may_do(db: psycopg.Connection) -> None:
+    comments = dict(
+        db.execute(
+            "select rolname, shobj_description(oid, 'pg_authid') from pg_roles"
+            " where rolname in ('sync_hook', 'sync_dba')"
+        ).fetchall()
+    )
+    assert "sync.receive_many" in comments["sync_hook"]
+    assert "tunes rules" in comments["sync_dba"]
