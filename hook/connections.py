@@ -28,6 +28,7 @@ import asyncio
 import logging
 import resource
 from collections import OrderedDict
+from importlib.util import find_spec
 from typing import Any
 
 import uvicorn
@@ -297,8 +298,31 @@ class AcceptOneAtATime(asyncio.SelectorEventLoop):
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The loop uvicorn runs the hook on (``loop="hook.connections:new_event_loop"``)."""
+    """The asyncio loop for the hook (``loop="hook.connections:new_event_loop"``)."""
     return AcceptOneAtATime()
+
+
+def new_uvloop() -> asyncio.AbstractEventLoop:
+    """The uvloop loop for the hook (``loop="hook.connections:new_uvloop"``).
+
+    libuv accepts in C and, out of file descriptors, sheds the waiting
+    connections itself (its reserved-descriptor trick) instead of retrying
+    in a storm, so the asyncio workaround above is not needed here.
+    """
+    import uvloop
+
+    return uvloop.new_event_loop()
+
+
+def loop_factory(choice: str) -> str:
+    """The loop factory for ``EVENT_LOOP`` (auto: uvloop when installed, as uvicorn picks)."""
+    if choice == "auto":
+        choice = "uvloop" if find_spec("uvloop") is not None else "asyncio"
+    if choice == "uvloop":
+        if find_spec("uvloop") is None:
+            raise RuntimeError("EVENT_LOOP=uvloop needs the uvloop package (uvicorn[standard])")
+        return "hook.connections:new_uvloop"
+    return "hook.connections:new_event_loop"
 
 
 def limit_accept_errors(loop: asyncio.AbstractEventLoop, every: float = 10.0) -> None:

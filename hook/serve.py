@@ -19,6 +19,7 @@ from hook.connections import (
     ConnectionLimits,
     HookConfig,
     connection_ceiling,
+    loop_factory,
     protocol_class,
 )
 from hook.settings import Settings, SettingsError
@@ -106,7 +107,7 @@ def hook_options(settings: Settings) -> dict[str, Any]:
         )
     options: dict[str, Any] = {
         "http": protocol_class(settings.http_parser),
-        "loop": "hook.connections:new_event_loop",
+        "loop": loop_factory(settings.event_loop),
         "limits": ConnectionLimits(settings.header_timeout, ceiling),
         "proxy_headers": bool(settings.trusted_proxies),
     }

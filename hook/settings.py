@@ -122,6 +122,14 @@ def _parser(raw: object) -> object:
     return raw
 
 
+def _loop(raw: object) -> object:
+    if isinstance(raw, str):
+        raw = raw.lower()
+        if raw not in ("auto", "asyncio", "uvloop"):
+            raise ValueError(f"must be auto, asyncio or uvloop, got {raw!r}")
+    return raw
+
+
 def _token(raw: object) -> object:
     if isinstance(raw, str) and raw and not TOKEN_PATTERN.fullmatch(raw):
         raise ValueError(
@@ -212,6 +220,11 @@ class Settings(EnvironmentSettings):
         Literal["auto", "h11", "httptools"],
         BeforeValidator(_parser),
         Field(validation_alias="HTTP_PARSER"),
+    ] = "auto"
+    event_loop: Annotated[
+        Literal["auto", "asyncio", "uvloop"],
+        BeforeValidator(_loop),
+        Field(validation_alias="EVENT_LOOP"),
     ] = "auto"
     log_level: Annotated[str, BeforeValidator(str.lower), Field(validation_alias="LOG_LEVEL")] = (
         "info"

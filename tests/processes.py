@@ -82,14 +82,13 @@ def start_hook(
 ) -> Hook:
     """Start the hook as the deploy does and wait until it answers.
 
-    With the HTTP parser production has (h11: requirements.txt has no
-    httptools; the tests' requirements add it to test both).
+    With production's HTTP stack (requirements.txt: httptools and uvloop,
+    chosen by ``auto``); a test names ``HTTP_PARSER`` or ``EVENT_LOOP`` to try another.
     """
     defaults = {
         "DATABASE_URL": database_url,
         "DB_TIMEOUT": "2",
         "SPOOL_DIR": str(tmp_path / "spool"),
-        "HTTP_PARSER": "h11",
     }
     return start_service(
         "hook", tmp_path, "/healthz", port, preexec_fn=preexec_fn, **{**defaults, **env}

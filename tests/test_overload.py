@@ -27,6 +27,13 @@ HALF_OPEN = 1100
 REAL_DELIVERIES = 20
 MIB = 1024 * 1024
 
+#: HTTP parser and event loop: production's (requirements.txt), and uvicorn's pure-Python ones.
+STACKS = [
+    pytest.param("httptools", "uvloop", id="httptools+uvloop"),
+    pytest.param("httptools", "asyncio", id="httptools+asyncio"),
+    pytest.param("h11", "asyncio", id="h11+asyncio"),
+]
+
 
 def _limit_files() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
@@ -56,13 +63,19 @@ def address(hook: Hook) -> tuple[str, int]:
     return url.hostname, url.port
 
 
-@pytest.mark.parametrize("parser", ["h11", "httptools"])
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
 def test_half_open_connections_cost_no_real_delivery_and_little_log(
-    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
 ) -> None:
     """The review's attack: 1,100 connections that never finish their headers, 1,024 files."""
     with running_hook(
-        server, dbname, tmp_path, preexec_fn=_limit_files, HTTP_PARSER=parser, HEADER_TIMEOUT="2"
+        server,
+        dbname,
+        tmp_path,
+        preexec_fn=_limit_files,
+        HTTP_PARSER=parser,
+        EVENT_LOOP=loop,
+        HEADER_TIMEOUT="2",
     ) as hook:
         host, port = address(hook)
         with HalfOpenConnections(host, port, HALF_OPEN) as attack:
@@ -80,8 +93,8 @@ def test_half_open_connections_cost_no_real_delivery_and_little_log(
     ).fetchone()
     log_bytes = len(hook.output().encode())
     print(
-        f"\n{parser}: {attack.opened} half-open connections opened ({attack.closed_by_server} "
-        f"closed by the hook), {REAL_DELIVERIES} real deliveries, "
+        f"\n{parser}+{loop}: {attack.opened} half-open connections opened "
+        f"({attack.closed_by_server} closed by the hook), {REAL_DELIVERIES} real deliveries, "
         f"{statuses.count(202)} answered 202, {REAL_DELIVERIES - stored[0]} lost, "
         f"{log_bytes} bytes of log"
     )
@@ -92,12 +105,14 @@ def test_half_open_connections_cost_no_real_delivery_and_little_log(
     assert "closed the connection from 127.0.0.1 that waited longest" in hook.output()
 
 
-@pytest.mark.parametrize("parser", ["h11", "httptools"])
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
 @pytest.mark.parametrize("kept_alive", [False, True], ids=["new connection", "kept alive"])
 def test_a_connection_that_does_not_finish_its_headers_in_time_is_closed(
-    server: Server, dbname: str, tmp_path: Path, parser: str, kept_alive: bool
+    server: Server, dbname: str, tmp_path: Path, parser: str, loop: str, kept_alive: bool
 ) -> None:
-    with running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, HEADER_TIMEOUT="0.5") as hook:
+    with running_hook(
+        server, dbname, tmp_path, HTTP_PARSER=parser, EVENT_LOOP=loop, HEADER_TIMEOUT="0.5"
+    ) as hook:
         host, port = address(hook)
         with socket.create_connection((host, port), timeout=10) as sock:
             if kept_alive:  # one whole request first; then the next one never ends

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from hook.connections import BoundedHttpToolsProtocol
+from hook.serve import hook_options
 from hook.settings import Settings, SettingsError
 
 
@@ -33,11 +35,39 @@ def test_values_come_from_the_environment() -> None:
         ({"MAX_BODY_BYTES": "1.5"}, "MAX_BODY_BYTES must be a whole number, got '1.5'"),
         ({"DB_TIMEOUT": "soon"}, "DB_TIMEOUT must be a number, got 'soon'"),
         ({"DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"}, "must not exceed DB_POOL_MAX_SIZE"),
+        ({"HTTP_PARSER": "picohttp"}, "HTTP_PARSER must be auto, h11 or httptools, got 'picohttp'"),
+        ({"EVENT_LOOP": "trio"}, "EVENT_LOOP must be auto, asyncio or uvloop, got 'trio'"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(environ: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Settings.from_env(environ)
+
+
+def test_production_serves_with_httptools_and_uvloop() -> None:
+    """requirements.txt installs both; auto picks them, as uvicorn[standard] would."""
+    options = hook_options(Settings.from_env({"HOST": "127.0.0.1"}))
+    assert options["http"] is BoundedHttpToolsProtocol
+    assert options["loop"] == "hook.connections:new_uvloop"
+
+
+@pytest.mark.parametrize(
+    ("environ", "protocol", "loop"),
+    [
+        ({"HTTP_PARSER": "h11", "EVENT_LOOP": "asyncio"}, "BoundedH11Protocol", "new_event_loop"),
+        (
+            {"HTTP_PARSER": "httptools", "EVENT_LOOP": "uvloop"},
+            "BoundedHttpToolsProtocol",
+            "new_uvloop",
+        ),
+    ],
+)
+def test_the_parser_and_the_loop_can_be_chosen(
+    environ: dict[str, str], protocol: str, loop: str
+) -> None:
+    options = hook_options(Settings.from_env(environ))
+    assert options["http"].__name__ == protocol
+    assert options["loop"] == f"hook.connections:{loop}"
 
 
 def test_only_the_environment_given_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
