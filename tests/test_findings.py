@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import body, raises_sqlstate, receive, set_apply_on_receipt
+from helpers import body, raises_sqlstate, receive, receive_many, set_apply_on_receipt
 from psycopg.rows import dict_row
 
 
@@ -38,7 +38,7 @@ def test_the_check_reports_shared_names_and_padded_descriptions_with_counts(
     assert report["description.untrimmed"]["fragrances"] == 5000
     assert report["name.duplicate"]["fragrances"] == shared > 500
     assert report["name.duplicate"]["severity"] == "warning"
-    assert "is the name of 2 fragrances" in report["name.duplicate"]["example"]
+    assert "is also the name of another fragrance" in report["name.duplicate"]["example"]
 
 
 def test_a_second_check_opens_nothing_new(db: psycopg.Connection) -> None:
@@ -102,6 +102,92 @@ def test_a_name_no_longer_shared_closes_the_finding_of_the_other_fragrance_too(
     assert ("name.duplicate", "warning") in open_findings(db, 8)
     db.execute("update public.fragrances set name = 'Single' where fragrance_id = 7")
     assert ("name.duplicate", "warning") not in open_findings(db, 8)
+
+
+def shared_names_truth(conn: psycopg.Connection, ids: list[int]) -> set[int]:
+    """The fragrances among ``ids`` whose name another fragrance holds, by a plain query."""
+    rows = conn.execute(
+        "select f.fragrance_id from public.fragrances as f where f.fragrance_id = any(%s)"
+        " and exists (select from public.fragrances as o"
+        "             where o.name = f.name and o.fragrance_id <> f.fragrance_id)",
+        [ids],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def open_duplicates(conn: psycopg.Connection, ids: list[int]) -> set[int]:
+    rows = conn.execute(
+        "select fragrance_id from sync.open_finding"
+        " where rule = 'name.duplicate' and fragrance_id = any(%s)",
+        [ids],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+#: Steps of names written to fragrances 1 to 4 (two names, Ash and Birch, that no other
+#: fragrance of the catalog holds): by a DBA's UPDATE, or by a batch of deliveries.
+NAME_STEPS = [
+    pytest.param([("hand", {1: "Ash"}), ("hand", {2: "Ash"})], id="a second holder, by hand"),
+    pytest.param([("batch", {1: "Ash"}), ("batch", {2: "Ash"})], id="a second holder, delivered"),
+    pytest.param(
+        [("hand", {1: "Ash"}), ("batch", {2: "Ash", 3: "Ash"})],
+        id="two join a single holder in one batch",
+    ),
+    pytest.param(
+        [("hand", {1: "Ash", 2: "Ash", 3: "Ash"}), ("batch", {2: "Birch", 3: "Birch"})],
+        id="two leave a group of three in one batch",
+    ),
+    pytest.param(
+        [("batch", {1: "Ash", 2: "Ash"}), ("hand", {1: "Birch"}), ("hand", {2: "Birch"})],
+        id="a pair moves to another name one by one",
+    ),
+    pytest.param(
+        [("hand", {1: "Ash", 2: "Ash", 3: "Ash", 4: "Ash"}), ("batch", {1: "Birch"})],
+        id="one leaves a group of four",
+    ),
+    pytest.param(
+        [("batch", {1: "Ash", 2: "Ash"}), ("delete", {1: ""})],
+        id="a holder deleted",
+    ),
+]
+
+
+@pytest.mark.parametrize("steps", NAME_STEPS)
+def test_shared_name_findings_follow_every_write_of_a_name(
+    db: psycopg.Connection, steps: list[tuple[str, dict[int, str]]]
+) -> None:
+    ids = [1, 2, 3, 4]
+    check(db)  # the catalog's own shared names are open findings from here on
+    for how, names in steps:
+        if how == "hand":
+            for fragrance_id, name in names.items():
+                db.execute(
+                    "update public.fragrances set name = %s where fragrance_id = %s",
+                    [name, fragrance_id],
+                )
+        elif how == "delete":
+            db.execute("delete from public.fragrances where fragrance_id = any(%s)", [list(names)])
+        else:
+            receive_many(db, [body({"fragrance_id": i, "name": n}) for i, n in names.items()])
+        assert open_duplicates(db, ids) == shared_names_truth(db, ids), (how, names)
+
+
+def test_joining_a_large_group_of_shared_names_rewrites_no_other_finding(
+    db: psycopg.Connection,
+) -> None:
+    db.execute("update public.fragrances set name = 'Crowd' where fragrance_id between 1 and 50")
+    before = db.execute(
+        "select id, message, value from sync.finding where rule = 'name.duplicate'"
+        " and fragrance_id between 1 and 50 order by id"
+    ).fetchall()
+    receipt = receive(db, {"fragrance_id": 51, "name": "Crowd"})
+    after = db.execute(
+        "select id, message, value from sync.finding where rule = 'name.duplicate'"
+        " and fragrance_id between 1 and 50 order by id"
+    ).fetchall()
+    assert receipt["status"] == "applied"
+    assert len(before) == 50 and after == before
+    assert ("name.duplicate", "warning") in open_findings(db, 51)
 
 
 def test_a_delivery_that_breaks_a_table_rule_opens_a_finding(db: psycopg.Connection) -> None:
