@@ -527,31 +527,26 @@ $$;
 comment on function sync.prepare(bytea) is
     'Parses a delivery body and checks it against the data rules in force, as the sync does; returns (payload, fragrance_id, reasons, valid) and changes nothing. Usage: SELECT * FROM sync.prepare(''{"fragrance_id": 7, "cost": -1}'');';
 
--- sync_private.is_clean
--- A cheap proof that a parsed body breaks no rule and has no warning; false means "not proven".
-create function sync_private.is_clean(p_payload jsonb, p_text text, p_rules jsonb) returns boolean
+-- sync_private.is_plain
+-- A cheap proof that a parsed body is an ordinary delta: only the field rules can object to it.
+create function sync_private.is_plain(p_payload jsonb, p_text text) returns boolean
     language sql
     immutable
     parallel safe
 as $$
-    -- May only say true when the rules would find no reason at all; false
-    -- sends the body through the full rules, which is safe but slower. The
-    -- field rules are the ones sync_private.check_field runs
-    -- (sync_private.broken_rule), evaluated inline.
+    -- May only say true when, of all the rules sync_private.check_delta runs,
+    -- only the field rules of sync_private.broken_rule could give a reason:
+    -- an object of known keys, each once, with a valid fragrance_id and values
+    -- of their fields' JSON types. False sends the body through the full
+    -- rules, which is safe but slower.
     select jsonb_typeof(p_payload) = 'object'
         and p_payload - '{fragrance_id,name,description,cost,forbidden}'::text[] = '{}'
         and jsonb_typeof(p_payload -> 'fragrance_id') = 'number'
         and (p_payload ->> 'fragrance_id')::numeric between 0 and 2147483647
         and (p_payload ->> 'fragrance_id')::numeric = trunc((p_payload ->> 'fragrance_id')::numeric)
-        and (not p_payload ? 'name'
-             or (jsonb_typeof(p_payload -> 'name') = 'string'
-                 and sync_private.broken_text_rule('name', p_payload ->> 'name', p_rules) is null))
-        and (not p_payload ? 'description'
-             or (jsonb_typeof(p_payload -> 'description') = 'string'
-                 and sync_private.broken_text_rule('description', p_payload ->> 'description', p_rules) is null))
-        and (not p_payload ? 'cost'
-             or (jsonb_typeof(p_payload -> 'cost') = 'number'
-                 and sync_private.broken_cost_rule((p_payload ->> 'cost')::numeric, p_rules) is null))
+        and (not p_payload ? 'name' or jsonb_typeof(p_payload -> 'name') = 'string')
+        and (not p_payload ? 'description' or jsonb_typeof(p_payload -> 'description') = 'string')
+        and (not p_payload ? 'cost' or jsonb_typeof(p_payload -> 'cost') = 'number')
         and (not p_payload ? 'forbidden' or jsonb_typeof(p_payload -> 'forbidden') = 'boolean')
         -- No duplicate key (jsonb keeps only the last one). In the text each key
         -- takes two quotes and each string value at least two; numbers and
@@ -560,8 +555,8 @@ as $$
             + 2 * (p_payload ? 'name')::integer + 2 * (p_payload ? 'description')::integer
             + (p_payload ? 'cost')::integer + (p_payload ? 'forbidden')::integer);
 $$;
-comment on function sync_private.is_clean(jsonb, text, jsonb) is
-    'True only when a parsed body (and its text) certainly breaks no data rule in p_rules, so the rules would give it no reason at all; false sends it through the full rules. Cheap, no exception handling: the fast path of sync_private.judge(), on the same field rules (sync_private.broken_text_rule, sync_private.broken_cost_rule).';
+comment on function sync_private.is_plain(jsonb, text) is
+    'True only when a parsed body (and its text) is an ordinary delta: an object of known keys, each once, a valid fragrance_id, values of their fields'' JSON types; then only the field rules (sync_private.broken_rule) can give it a reason, and sync_private.judge() finds them in its own statement. False sends the body through the full rules. Cheap, no exception handling.';
 
 -- sync_private.judge
 -- Parses and checks many bodies in one statement; the careful per-body path only where needed.
@@ -588,13 +583,23 @@ begin
     end if;
     -- One statement for the batch: parse_body()'s exception blocks cost a
     -- subtransaction each, so only a batch with a body that fails the casts
-    -- pays them; clean bodies (is_clean) skip the per-field rules too.
+    -- pays them. An ordinary delta (is_plain) gets its field rules here, in
+    -- the order and words sync_private.check_delta would give (a warning,
+    -- such as a padded description, is the rule rather than the exception);
+    -- the others go through check_parsed or judge_one.
     begin
         return array(
             select case
-                when sync_private.is_clean(p.payload, t.body_text, p_rules)
-                    then row(b.id, p.payload, (p.payload ->> 'fragrance_id')::numeric::integer,
-                             '[]'::jsonb, true)::sync_private.judged
+                when sync_private.is_plain(p.payload, t.body_text)
+                    then (select row(b.id, p.payload, (p.payload ->> 'fragrance_id')::numeric::integer,
+                                     r.reasons, not sync_private.has_error(r.reasons))::sync_private.judged
+                          from (select coalesce(jsonb_agg(x.reason order by f.n), '[]') as reasons
+                                from unnest(sync_private.fields()) with ordinality as f (field, n)
+                                cross join lateral (select sync_private.broken_rule(f.field, p.payload -> f.field, p_rules)
+                                                        as code offset 0) as c
+                                cross join lateral jsonb_array_elements(sync_private.broken(p_rules, c.code, f.field,
+                                    sync_private.rule_message(c.code, f.field, p.payload -> f.field, p_rules))) as x (reason)
+                                where p.payload ? f.field and c.code is not null) as r)
                 when jsonb_typeof(p.payload) <> 'object'
                      or (select count(*) = count(distinct k) from json_object_keys(t.body_text::json) as k)
                     then sync_private.check_parsed(b.id, p.payload, '[]', p_rules)
@@ -614,7 +619,7 @@ begin
 end;
 $$;
 comment on function sync_private.judge(bigint[], bytea[], jsonb) is
-    'The data rules in p_rules for many bodies at once, each paired with its inbox id (or batch position), in the given order: clean bodies (sync_private.is_clean) take a fast path, the others sync_private.check_parsed or sync_private.judge_one; same result as judging each body alone.';
+    'The data rules in p_rules for many bodies at once, each paired with its inbox id (or batch position), in the given order: ordinary deltas (sync_private.is_plain) get their field rules in one statement, the others go through sync_private.check_parsed or sync_private.judge_one; same result as judging each body alone.';
 
 -- sync_private.check_rule_change
 -- Trigger: refuses a change to a rule that the rule cannot take, with what it can.

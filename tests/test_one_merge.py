@@ -601,20 +601,23 @@ def bodies(draw: st.DrawFn) -> bytes:
     return text.encode()
 
 
-CLEAN_OR_NOT = [
+#: Ordinary deltas (the judge finds their field rules in its own statement, even when
+#: they break one) and the bodies that need the full rules (the structure is in doubt).
+PLAIN_OR_NOT = [
     (b'{"fragrance_id": 7, "name": "Rose", "description": "Woody", "cost": 12}', True),
-    (b'{"fragrance_id": 7, "name": "Rose", "description": "Woody  ", "cost": 12}', False),
-    (b'{"fragrance_id": 7, "name": " Rose"}', False),
+    (b'{"fragrance_id": 7, "name": "Rose", "description": "Woody  ", "cost": 12}', True),
+    (b'{"fragrance_id": 7, "name": " Rose"}', True),
     (b'{"fragrance_id": 7, "forbidden": false}', True),
     (b'{"fragrance_id":7,"description":"Caf\\u00e9","cost":10}', True),
     (b'{"fragrance_id": 7, "cost": 12.0}', True),
-    (b'{"fragrance_id": 7, "cost": 10.5}', False),
-    (b'{"fragrance_id": 7, "cost": 1e-400}', False),
-    (b'{"fragrance_id": 7, "cost": 1e308}', False),
-    (b'{"fragrance_id": 7, "name": "Rose\\u0007"}', False),
-    (b'{"fragrance_id": 7, "description": "Rose\\u001b[31m"}', False),
-    (b'{"fragrance_id": 7, "name": "Rose\\u202e"}', False),
-    (b'{"fragrance_id": 7, "name": "\\u0301"}', False),
+    (b'{"fragrance_id": 7, "cost": 10.5}', True),
+    (b'{"fragrance_id": 7, "cost": -1}', True),
+    (b'{"fragrance_id": 7, "cost": 1e308}', True),
+    (b'{"fragrance_id": 7, "cost": 1e-400}', True),
+    (b'{"fragrance_id": 7, "name": "\\u0301"}', True),
+    (b'{"fragrance_id": 7, "name": "Rose\\u0007"}', True),
+    (b'{"fragrance_id": 7, "name": "Rose\\u202e"}', True),
+    ('{"fragrance_id": 7, "name": "\u00a0\u200b\u3000"}'.encode(), True),
     (b'{"fragrance_id": 7, "name": "Caf\xc3\xa9 noir"}', True),
     (b'{ "fragrance_id" : 0 , "forbidden" : true }', True),
     (b'{"fragrance_id": 7}', True),
@@ -622,27 +625,28 @@ CLEAN_OR_NOT = [
     (b'{"fragrance_id": 7, "cost": 1, "cost": 2}', False),
     (b'{"fragrance_id": 7, "n\\u0061me": "A", "name": "B"}', False),
     (b'{"fragrance_id": 7, "colour": "red"}', False),
-    (b'{"fragrance_id": 7, "cost": -1}', False),
-    (b'{"fragrance_id": 7, "name": " "}', False),
-    ('{"fragrance_id": 7, "name": "\u00a0\u200b\u3000"}'.encode(), False),
-    (b'{"fragrance_id": 7, "name": "\\u2800"}', False),
-    ('{"fragrance_id": 7, "name": "\u200bA"}'.encode(), True),
+    (b'{"fragrance_id": 7, "name": null}', False),
+    (b'{"fragrance_id": 7, "cost": "12"}', False),
+    (b'{"fragrance_id": 7, "forbidden": "yes"}', False),
     (b'{"fragrance_id": 7.5}', False),
+    (b'{"fragrance_id": -1}', False),
+    (b'{"fragrance_id": "7"}', False),
+    (b'{"name": "Rose"}', False),
     (b"[7]", False),
 ]
 
 
-@pytest.mark.parametrize(("raw", "clean"), CLEAN_OR_NOT)
+@pytest.mark.parametrize(("raw", "plain"), PLAIN_OR_NOT)
 def test_ordinary_deltas_take_the_fast_path_and_nothing_doubtful_does(
-    rules_conn: psycopg.Connection, raw: bytes, clean: bool
+    rules_conn: psycopg.Connection, raw: bytes, plain: bool
 ) -> None:
     proven = rules_conn.execute(
-        "select sync_private.is_clean(convert_from(%(b)s, 'UTF8')::jsonb,"
-        " convert_from(%(b)s, 'UTF8'), (sync_private.current_rules()).rules)",
+        "select sync_private.is_plain(convert_from(%(b)s, 'UTF8')::jsonb,"
+        " convert_from(%(b)s, 'UTF8'))",
         {"b": raw},
     ).fetchone()
     rules_conn.rollback()
-    assert proven == (clean,)
+    assert proven == (plain,)
 
 
 @pytest.fixture(scope="module")
