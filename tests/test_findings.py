@@ -421,3 +421,36 @@ def test_a_delivery_stored_pending_records_no_rules_version_until_judged(
     assert db.execute(
         "select rules_version from sync.inbox where id = %s", [pending["inbox_id"]]
     ).fetchone() == (current_version(db),)
+
+
+def test_deliveries_reach_their_findings_by_key_when_planned_on_an_empty_table(
+    db: psycopg.Connection,
+) -> None:
+    """Plans are kept for the session: made while sync.finding was empty, they must not scan it.
+
+    sync.finding starts empty at install and grows without bound; a plan that
+    read every open finding per delivery grew slower with each one.
+    """
+    deltas = [
+        body({"fragrance_id": n, "name": f"Twin {n % 2}", "description": f"padded {n}  "})
+        for n in range(1, 6)
+    ]
+    for _ in range(3):  # the generic plans are made now, on an (almost) empty table
+        receive_many(db, deltas)
+    db.execute(
+        "insert into sync.finding (rule, fragrance_id, field, value, message, severity,"
+        " rules_version)"
+        " select r.code, g, r.field, '\"x \"', 'planted', 'warning',"
+        "        (select max(version) from sync.rule_version)"
+        " from generate_series(100, 4999) as g"
+        " cross join (values ('description.untrimmed', 'description'),"
+        "                    ('name.untrimmed', 'name'), ('name.duplicate', 'name'),"
+        "                    ('cost.fractional', 'cost')) as r (code, field)"
+    )
+    with db.transaction():
+        receive_many(db, deltas)
+        read = db.execute(
+            "select seq_tup_read + coalesce(idx_tup_fetch, 0) from pg_stat_xact_user_tables"
+            " where relid = 'sync.finding'::regclass"
+        ).fetchone()[0]  # type: ignore[index]
+    assert read < 200, f"{read} findings read for 5 deliveries among 19,600 open findings"
