@@ -148,10 +148,10 @@ def test_the_report_says_what_the_cpu_allows() -> None:
 @pytest.mark.parametrize(
     ("apply_runs", "floor_runs", "verdict"),
     [
-        # The medians alone (16,000 / 50,000 = 0.32) would pass; the pairs say 0.27, 0.25, 0.34.
-        ([16_000, 12_000, 17_000], [60_000, 48_000, 50_000], "FAIL"),
-        # The floor drifted with the machine; every pair is at 0.32 or more.
-        ([20_000, 10_000, 16_000], [60_000, 31_000, 50_000], "PASS"),
+        # The medians alone (33,000 / 50,000 = 0.66) would pass; the pairs say 0.55, 0.54, 0.68.
+        ([33_000, 26_000, 34_000], [60_000, 48_000, 50_000], "FAIL"),
+        # The floor drifted with the machine; every pair is at 0.64 or more.
+        ([40_000, 20_000, 32_000], [60_000, 31_000, 50_000], "PASS"),
     ],
 )
 def test_the_merge_target_compares_each_run_with_its_own_floor(
@@ -173,3 +173,27 @@ def test_the_merge_target_compares_each_run_with_its_own_floor(
 def test_one_sided_no_database_runs_do_not_count_as_the_frameworks_limit() -> None:
     nodb = {"rps": figure(4200, 7900, 8100), "busiest_worker_share": figure(1.0, 0.52, 0.55)}
     assert bench.balanced_rps(nodb) == 8000
+
+
+def test_issue_16s_targets_are_ratios_of_runs_side_by_side() -> None:
+    result = {
+        "ingest": {
+            "16": {
+                "hook": ingest_kind(3000, server=300, db=200, client=40),
+                "pgbench_insert": ingest_kind(15000, server=0, db=60, client=10),
+                "naive": ingest_kind(1400, server=400, db=80, client=40),
+                "nodb": ingest_kind(8000, server=130, db=0, client=25),
+                "minimal": ingest_kind(9000, server=110, db=0, client=20),
+            }
+        },
+        "lag": {"200": {"p99_ms": figure(12.0)}, "2000": {"p99_ms": figure(140.0)}},
+    }
+    verdicts = {v["target"]: (v["value"], v["verdict"]) for v in bench.verdicts(result)}
+    assert verdicts["ingest c16 / pgbench plain INSERT c16"] == (0.2, "FAIL")
+    assert verdicts["ingest c16 / naive hook c16"] == (2.143, "PASS")
+    assert verdicts["hook's own CPU per request (no database) / minimal FastAPI route's, c16"] == (
+        1.182,
+        "PASS",
+    )
+    assert verdicts["lag p99 at 200 changes/s (ms)"] == (12.0, "PASS")
+    assert verdicts["lag p99 at 2000 changes/s (ms)"] == (140.0, "FAIL")
