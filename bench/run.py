@@ -467,6 +467,11 @@ def bench_ingest(
         for repeat in range(args.runs):
             for kind in round_order(list(meters), repeat):
                 measured = meters[kind].measure(lambda k=kind, c=connections: run(k, c))
+                if kind in ("naive", "pgbench_insert"):
+                    # Hundreds of thousands of rows a run: left there, autovacuum would
+                    # spend the next runs' CPU on a table no other server uses.
+                    with psycopg.connect(url(pg, "bench"), autocommit=True) as conn:
+                        conn.execute("truncate bench.naive_inbox")
                 log(
                     f"ingest c={connections} run {repeat + 1} {kind}: "
                     + ", ".join(f"{k}={v:.1f}" for k, v in measured.items())
