@@ -136,9 +136,9 @@ create function sync_private.reconcile_findings(
     language plpgsql
     -- Plans: one generic plan, kept for the session (see sync_private.judge),
     -- whether the scope is a few written rows or the whole catalog: every
-    -- statement reads sync.finding by the scope's ids. A caller's planner
-    -- settings (sync_private.record_merge_findings turns hash joins off for
-    -- its own lookups) must not make the whole-catalog check quadratic.
+    -- statement reads sync.finding by the scope's ids, and the joins between
+    -- what is found and what stands are hashed whatever a caller set, so the
+    -- whole-catalog check stays linear.
     set plan_cache_mode = force_generic_plan
     set enable_seqscan = off
     set enable_hashjoin = on
