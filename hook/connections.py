@@ -316,13 +316,14 @@ def new_uvloop() -> asyncio.AbstractEventLoop:
 
 def loop_factory(choice: str) -> str:
     """The loop factory for ``EVENT_LOOP`` (auto: uvloop when installed, as uvicorn picks)."""
+    installed = find_spec("uvloop") is not None
     if choice == "auto":
-        choice = "uvloop" if find_spec("uvloop") is not None else "asyncio"
-    if choice == "uvloop":
-        if find_spec("uvloop") is None:
-            raise RuntimeError("EVENT_LOOP=uvloop needs the uvloop package (uvicorn[standard])")
-        return "hook.connections:new_uvloop"
-    return "hook.connections:new_event_loop"
+        choice = "uvloop" if installed else "asyncio"
+    if choice == "asyncio":
+        return "hook.connections:new_event_loop"
+    if not installed:
+        raise RuntimeError("EVENT_LOOP=uvloop needs the uvloop package (uvicorn[standard])")
+    return "hook.connections:new_uvloop"
 
 
 def limit_accept_errors(loop: asyncio.AbstractEventLoop, every: float = 10.0) -> None:

@@ -114,20 +114,18 @@ def _proxies(raw: object) -> object:
     return tuple(proxies)
 
 
-def _parser(raw: object) -> object:
-    if isinstance(raw, str):
-        raw = raw.lower()
-        if raw not in ("auto", "h11", "httptools"):
-            raise ValueError(f"must be auto, h11 or httptools, got {raw!r}")
-    return raw
+def one_of(*choices: str) -> BeforeValidator:
+    """One of ``choices``, in any case."""
+    listed = f"{', '.join(choices[:-1])} or {choices[-1]}"
 
+    def check(raw: object) -> object:
+        if isinstance(raw, str):
+            raw = raw.lower()
+            if raw not in choices:
+                raise ValueError(f"must be {listed}, got {raw!r}")
+        return raw
 
-def _loop(raw: object) -> object:
-    if isinstance(raw, str):
-        raw = raw.lower()
-        if raw not in ("auto", "asyncio", "uvloop"):
-            raise ValueError(f"must be auto, asyncio or uvloop, got {raw!r}")
-    return raw
+    return BeforeValidator(check)
 
 
 def _token(raw: object) -> object:
@@ -218,12 +216,12 @@ class Settings(EnvironmentSettings):
     ] = 4 * MIB
     http_parser: Annotated[
         Literal["auto", "h11", "httptools"],
-        BeforeValidator(_parser),
+        one_of("auto", "h11", "httptools"),
         Field(validation_alias="HTTP_PARSER"),
     ] = "auto"
     event_loop: Annotated[
         Literal["auto", "asyncio", "uvloop"],
-        BeforeValidator(_loop),
+        one_of("auto", "asyncio", "uvloop"),
         Field(validation_alias="EVENT_LOOP"),
     ] = "auto"
     log_level: Annotated[str, BeforeValidator(str.lower), Field(validation_alias="LOG_LEVEL")] = (
