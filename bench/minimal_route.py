@@ -32,10 +32,10 @@ def create_app() -> FastAPI:
     return app
 
 
-def main() -> int:
-    """Serve it on PORT."""
+def serve(app: FastAPI) -> int:
+    """Serve ``app`` on 127.0.0.1:PORT with the hook's stack (httptools, uvloop), quietly."""
     uvicorn.run(
-        create_app(),
+        app,
         host="127.0.0.1",
         port=int(os.environ["PORT"]),
         http="httptools",
@@ -44,6 +44,11 @@ def main() -> int:
         access_log=False,
     )
     return 0
+
+
+def main() -> int:
+    """Serve it on PORT."""
+    return serve(create_app())
 
 
 if __name__ == "__main__":

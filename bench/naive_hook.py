@@ -15,9 +15,10 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from psycopg_pool import AsyncConnectionPool
+
+from bench.minimal_route import serve
 
 #: The table it writes, created by ``bench/run.py`` (``NAIVE_TABLE``).
 INSERT = "insert into bench.naive_inbox (body, content_type) values (%b, %s)"
@@ -52,18 +53,10 @@ def create_app(database_url: str, pool_size: int) -> FastAPI:
 
 
 def main() -> int:
-    """Serve it on PORT with DB_POOL_MAX_SIZE connections."""
-    app = create_app(os.environ["DATABASE_URL"], int(os.environ.get("DB_POOL_MAX_SIZE", "10")))
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=int(os.environ["PORT"]),
-        http="httptools",
-        loop="uvloop",
-        log_level="warning",
-        access_log=False,
+    """Serve it on PORT with DB_POOL_MAX_SIZE connections, on the minimal route's stack."""
+    return serve(
+        create_app(os.environ["DATABASE_URL"], int(os.environ.get("DB_POOL_MAX_SIZE", "10")))
     )
-    return 0
 
 
 if __name__ == "__main__":
