@@ -23,9 +23,6 @@ as $$
 #variable_conflict use_column
 begin
     return query
-    with scope as (
-        select coalesce(p_scope, (select array_agg(l.fragrance_id) from public.fragrances as l)) as ids
-    )
     -- The smart library's model declares names unique; the catalog repeats them.
     -- One probe of the name index per fragrance in scope, whatever the size of
     -- its group: the sentence names no count, so a fragrance joining or leaving
@@ -37,14 +34,14 @@ begin
                to_jsonb(l.name)),
         sync_private.severity(p_rules, 'name.duplicate')
     from public.fragrances as l
-    where l.fragrance_id = any ((select ids from scope)::integer[])
+    where l.fragrance_id = any (p_scope)
       and sync_private.severity(p_rules, 'name.duplicate') is not null
       and exists (select from public.fragrances as o
                   where o.name = l.name and o.fragrance_id <> l.fragrance_id);
 end;
 $$;
 comment on function sync_private.shared_names(integer[], jsonb) is
-    'The name.duplicate findings of the fragrances in p_scope (all when null): each whose name another fragrance has too. The only rule of the catalog that needs the table; one index probe per fragrance.';
+    'The name.duplicate findings of the fragrances in p_scope: each whose name another fragrance has too. The only rule of the catalog that needs the table; one index probe per fragrance.';
 
 -- sync_private.name_neighbours
 -- The other fragrances whose name.duplicate finding a write of these names may open or close.
@@ -78,7 +75,7 @@ comment on function sync_private.name_neighbours(text[], integer[]) is
     'The fragrances besides p_writers whose name.duplicate finding a write of p_names (names written, or left) may open or close: for each name, its one other holder when exactly one fragrance besides the writers holds it. Reads at most two index entries per name besides the writers''.';
 
 -- sync_private.violations
--- Every rule the fragrances in scope break now (all of them when p_scope is null).
+-- Every rule the fragrances in scope break now.
 create function sync_private.violations(p_scope integer[], p_rules jsonb)
     returns table (rule text, fragrance_id integer, field text, value jsonb, message text, severity text)
     language plpgsql
@@ -95,10 +92,6 @@ as $$
 #variable_conflict use_column
 begin
     return query
-    with scope as (
-        -- The whole catalog when no scope is given.
-        select coalesce(p_scope, (select array_agg(l.fragrance_id) from public.fragrances as l)) as ids
-    )
     -- Each field of each row, by the rules deltas are judged by (only those
     -- that apply to the catalog), in one set-wise statement.
     -- The sentence of a field rule is written when a finding opens or changes
@@ -109,7 +102,7 @@ begin
     from (select f.fragrance_id, c.field, c.value, sync_private.broken_rule(c.field, c.value, p_rules) as code
           from (select l.fragrance_id, to_jsonb(l) as fields
                 from public.fragrances as l
-                where l.fragrance_id = any ((select ids from scope)::integer[])
+                where l.fragrance_id = any (p_scope)
                 offset 0) as f
           cross join lateral (select k as field, f.fields -> k as value
                               from unnest(sync_private.fields()) as k
@@ -123,7 +116,7 @@ begin
 end;
 $$;
 comment on function sync_private.violations(integer[], jsonb) is
-    'The rules (of p_rules, those that apply to the catalog) that the fragrances in p_scope break now, one row per rule and fragrance: the field rules deltas share (sync_private.broken_rule) and name.duplicate (sync_private.shared_names). p_scope null: the whole catalog. message is null for a field rule (sync_private.rule_message writes it when a finding opens).';
+    'The rules (of p_rules, those that apply to the catalog) that the fragrances in p_scope break now, one row per rule and fragrance: the field rules deltas share (sync_private.broken_rule) and name.duplicate (sync_private.shared_names). sync_private.reconcile_findings gives the whole catalog as a scope of every id. message is null for a field rule (sync_private.rule_message writes it when a finding opens).';
 
 -- sync_private.reconcile_findings
 -- Opens findings for what the scope breaks now and closes those it no longer breaks.
@@ -368,7 +361,7 @@ begin
             rules_version = v_rules.version
         from standing as s
         where fi.id = s.same_id and s.same_differs
-          and fi.id = any (array(select c.same_id from standing as c where c.same_differs))
+          and fi.id = any (array(select c.same_id from standing as c where c.same_differs))  -- by key
     )
     insert into sync.finding (rule, fragrance_id, field, value, message, severity, rules_version)
     select s.reason ->> 'code', s.fragrance_id, s.field, s.value, s.reason ->> 'message',
