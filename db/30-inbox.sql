@@ -1,12 +1,15 @@
 -- The inbox: every delivery stored as received, in receipt order, with its outcome.
 --
--- sync.receive_many is the hook's entry point (a batch per commit), sync.receive
--- a lone delivery, sync.receive_spooled a delivery the hook kept on disk while
--- the database was down. All three, and the revert and the repair, store
--- through sync_private.store(): judge the bodies, lock their fragrances, draw
--- the inbox ids, settle (db/20-merge.sql), and insert each row once with its
--- outcome. apply_pending and the retries process rows already stored through
--- sync_private.process_claimed(), the same steps with an UPDATE at the end.
+-- The hook stores each batch with sync.store_many and answers; its merger then
+-- applies what was stored with sync.apply_received (ADR 0022). sync.receive and
+-- sync.receive_many store and apply in one transaction (psql, tests, a hook of
+-- an earlier release), sync.receive_spooled a delivery the hook kept on disk
+-- while the database was down. All of them, and the revert and the repair,
+-- store through sync_private.store(): judge the bodies, lock their fragrances,
+-- draw the inbox ids, settle (db/20-merge.sql), and insert each row once with
+-- its outcome. apply_received, apply_pending and the retries process rows
+-- already stored through sync_private.process_claimed(), the same steps with
+-- an UPDATE at the end.
 
 -- sync.receipt: what the hook answers for one delivery.
 create type sync.receipt as (
@@ -279,7 +282,7 @@ comment on function sync.receive(bytea, text, text, text) is
     'Stores one webhook delivery in sync.inbox (processing it at once when sync.settings.apply_on_receipt) and returns (inbox_id, status, reasons): a batch of one through sync.receive_many''s path. A client address PostgreSQL cannot read is kept as text. Usage: SELECT * FROM sync.receive(''{"fragrance_id": 7, "cost": 12}'');';
 
 -- sync.receive_many
--- Stores a batch of deliveries with the keys the hook gave them, in input order, one commit for all.
+-- Stores and applies a batch of deliveries with the keys given them, in input order, one commit for all.
 create function sync.receive_many(
     p_bodies bytea[],
     p_content_types text[],
@@ -297,7 +300,70 @@ as $$
                             'webhook', (select s.apply_on_receipt from sync.settings as s)) as r;
 $$;
 comment on function sync.receive_many(bytea[], text[], text[], text[], uuid[], timestamptz[]) is
-    'The hook''s entry point: stores a batch of deliveries with the keys the hook gave them, in one transaction and in input order (receipt order), each row processed on receipt when sync.settings.apply_on_receipt; returns one receipt per delivery, in input order. A key already stored is not stored again (its receipt comes back). p_received_ats: when the hook received spooled deliveries (null: now).';
+    'Stores a batch of deliveries with the keys the caller gave them, in one transaction and in input order (receipt order), each row processed on receipt when sync.settings.apply_on_receipt; returns one receipt per delivery, in input order. A key already stored is not stored again (its receipt comes back). p_received_ats: when the hook received spooled deliveries (null: now).';
+
+-- sync.store_many
+-- The hook's entry point: stores a batch of deliveries as received, pending, one commit for all.
+create function sync.store_many(
+    p_bodies bytea[],
+    p_content_types text[],
+    p_client_addrs text[],
+    p_user_agents text[],
+    p_keys uuid[]
+) returns setof sync.receipt
+    language sql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    -- Storing is all the answer waits for: the rules and the merge run right
+    -- after, in sync.apply_received, where many batches go through at once
+    -- (ADR 0022). Ids are drawn at insert, so receipt order is still inbox id
+    -- order, and the per-field clock (ADR 0002) makes the merge's order
+    -- between concurrent batches irrelevant.
+    select r.inbox_id, r.status, r.reasons
+    from sync_private.store(p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys, null,
+                            'webhook', false) as r;
+$$;
+comment on function sync.store_many(bytea[], text[], text[], text[], uuid[]) is
+    'The hook''s entry point: stores a batch of deliveries with the keys the hook gave them, in one transaction and in input order (receipt order), each row pending; sync.apply_received then judges and merges them. Returns one receipt per delivery, in input order; a key already stored returns the stored receipt.';
+
+-- sync.apply_received
+-- The hook's merger: applies what was stored, in receipt order, right after the answers went out.
+create function sync.apply_received(p_limit integer default 1000) returns setof sync.receipt
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_ids bigint[];
+begin
+    -- The same claim and the same merge as sync.apply_pending, so several
+    -- hook workers and a DBA can run at once; it does nothing while a DBA
+    -- holds deliveries back (sync.settings.apply_on_receipt off). The
+    -- receipts let the hook count outcomes and reject codes in /metrics.
+    perform sync_private.check_limit(p_limit);
+    if not (select s.apply_on_receipt from sync.settings as s) then
+        return;
+    end if;
+    v_ids := array(
+        select id from sync.inbox
+        where status = 'pending'
+        order by id
+        limit p_limit
+        for update skip locked);
+    if cardinality(v_ids) = 0 then
+        return;
+    end if;
+    perform sync_private.process_claimed(v_ids);
+    return query
+    select i.id, i.status, i.reasons
+    from sync.inbox as i
+    where i.id = any (v_ids)
+    order by i.id;
+end;
+$$;
+comment on function sync.apply_received(integer) is
+    'The hook''s merger: when sync.settings.apply_on_receipt, judges and merges up to p_limit pending deliveries in receipt order (as sync.apply_pending, skipping rows another session holds) and returns their receipts; else returns nothing. Usage: SELECT * FROM sync.apply_received(1000);';
 
 -- sync.receive_spooled
 -- Stores one delivery the hook spooled while the database was down, with its original receipt time.

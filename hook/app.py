@@ -2,9 +2,10 @@
 
 The hook does one thing: hand each raw body to the database and answer with
 the receipt (``hook/notifications.py``, batched by ``hook/ingest.py`` through
-``sync.receive_many``). It never parses the body; every rule lives in the
-database. Around that hot path: listener registration, health, metrics and
-the status page.
+``sync.store_many``), then have the database apply what it stored
+(``hook/merger.py``, ``sync.apply_received``). It never parses the body;
+every rule lives in the database. Around that hot path: listener
+registration, health, metrics and the status page.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from hook.ingest import (
     Store,
 )
 from hook.listener import keep_registered
+from hook.merger import Merger
 from hook.notifications import Deliveries, Problem
 from hook.settings import Settings
 from hook.spool import SpoolCounts, SpoolingStore, open_spool
@@ -73,10 +75,11 @@ def create_app(
     """
 
     def observe(size: int, receipt: Receipt) -> None:
+        app.state.metrics.observe_receipt(size, receipt.status)
+
+    def observe_outcome(receipt: Receipt) -> None:
         rejected = receipt.status == "rejected"
-        app.state.metrics.observe_receipt(
-            size, receipt.status, receipt.reasons() if rejected else ()
-        )
+        app.state.metrics.observe_outcome(receipt.status, receipt.reasons() if rejected else ())
 
     guard = DeliveryGuard(
         token=settings.notify_token,
@@ -112,12 +115,31 @@ def create_app(
         # Do not wait for the database: the hook must start (and say 503) while it is down.
         await pool.open(wait=False)
         app.state.pool = pool
-        spooling = None
+        spooling = merger = merging = None
         if store is not None:
             deliveries.store = store(pool)
         else:
+            # A connection of its own: a merge that waits (a DBA's lock, a long batch) never
+            # holds one a delivery needs.
+            merging = AsyncConnectionPool(
+                settings.database_url,
+                connection_class=database.connection_class(),
+                min_size=1,
+                max_size=1,
+                timeout=settings.database_timeout,
+                reconnect_timeout=RECONNECT_TIMEOUT,
+                check=check_pooled_connection,
+                kwargs={"autocommit": True, "application_name": "fragrance-sync-merger"},
+                name="merger",
+                open=False,
+            )
+            await merging.open(wait=False)
+            merger = Merger(
+                merging, database, settings.merge_batch_size, settings.merge_every, observe_outcome
+            )
+            merger.start()
             batching = BatchingStore(
-                pool, settings.batch_max_size, settings.batch_concurrency, database
+                pool, settings.batch_max_size, settings.batch_concurrency, database, merger.poke
             )
             if settings.spool_dir:
                 spooling = SpoolingStore(
@@ -139,7 +161,11 @@ def create_app(
                 registration.cancel()
             if spooling is not None:
                 await spooling.close()
+            if merger is not None:
+                await merger.close()
             await database.close()
+            if merging is not None:
+                await merging.close()
             await pool.close()
 
     app = FastAPI(

@@ -1,12 +1,14 @@
 """The batching store behind ``POST /notifications`` (the routes are in ``hook/notifications.py``).
 
 Concurrent deliveries are gathered and stored with one call to
-``sync.receive_many`` in one transaction (group commit): a burst costs one
+``sync.store_many`` in one transaction (group commit): a burst costs one
 round trip and one WAL flush instead of one per request. Each caller is
 answered only after the commit that holds its body, with its own receipt, so
 a 2xx still means "stored durably" and a failed batch answers 503 to every
-request in it. There is no timer: a batch is whatever arrived while the
-previous ones were being stored, so a lone delivery waits for nothing.
+request in it. Each commit then pokes the merger (``hook/merger.py``), which
+applies the stored deliveries right after the answers went out. There is no
+timer: a batch is whatever arrived while the previous ones were being
+stored, so a lone delivery waits for nothing.
 ``DatabaseState`` knows when the database is down, so an outage is answered
 (or spooled) at once instead of after the pool's timeout.
 """
@@ -29,8 +31,8 @@ log = logging.getLogger("hook")
 
 # Parameters in binary (%b): psycopg then sends the bodies as they are instead
 # of hex-escaping them, and dumps a batch of 8 in 33 us instead of 92.
-RECEIVE_MANY = (
-    "select inbox_id, status, reasons::text from sync.receive_many("
+STORE_MANY = (
+    "select inbox_id, status, reasons::text from sync.store_many("
     "%b::bytea[], %b::text[], %b::text[], %b::text[], %b::uuid[])"
 )
 
@@ -265,8 +267,11 @@ class BatchingStore:
         max_batch: int,
         concurrency: int,
         database: DatabaseState | None = None,
+        on_stored: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool = pool
+        #: Called after each batch commits (the merger's poke).
+        self._on_stored = on_stored
         #: Down or up, as this process's connection attempts found it (shared with the spool).
         self.database = database or DatabaseState()
         self.database.attach(pool)
@@ -312,6 +317,7 @@ class BatchingStore:
             log.exception("storing %d deliveries failed unexpectedly", len(batch))
             failure = StoreError(500, REFUSED)
         else:
+            self._on_stored()
             for (_, future), receipt in zip(batch, receipts, strict=True):
                 if not future.done():
                     future.set_result(receipt)
@@ -343,7 +349,7 @@ class BatchingStore:
         size = sum(len(d.body) for d in deliveries)
         try:
             async with self.database.connection(self._pool) as conn:
-                cursor = await conn.execute(RECEIVE_MANY, params)
+                cursor = await conn.execute(STORE_MANY, params)
                 rows = await cursor.fetchall()
         except DatabaseDownError as exc:
             log.debug("database down, %d deliveries were not stored: %s", len(deliveries), exc)
@@ -360,6 +366,6 @@ class BatchingStore:
             log.error("database refused %d deliveries (%d bytes): %s", len(deliveries), size, exc)
             raise StoreError(500, REFUSED, rolled_back=True) from exc
         if len(rows) != len(deliveries):
-            log.error("sync.receive_many returned %d receipts for %d", len(rows), len(deliveries))
+            log.error("sync.store_many returned %d receipts for %d", len(rows), len(deliveries))
             raise StoreError(500, REFUSED)
         return [Receipt(*row) for row in rows]

@@ -91,6 +91,8 @@ KNOWN_CODES = frozenset(
 )
 #: Outcomes of a stored delivery, as sync.receive answers them.
 STORED = ("applied", "ignored", "rejected", "pending", "spooled")
+#: Outcomes of applying a delivery (sync.apply_received).
+APPLIED = ("applied", "ignored", "rejected")
 #: Outcomes of a delivery the hook did not store, by HTTP status (404, 403 and 429 come
 #: from the delivery guard, when its checks are on).
 REFUSED = {
@@ -136,10 +138,17 @@ class HookMetrics:
             ["status"],
             registry=self.registry,
         )
+        self.outcomes = Counter(
+            "fragrance_sync_outcomes",
+            "Deliveries this hook process applied (its merger, sync.apply_received), by "
+            "outcome: applied, ignored, rejected.",
+            ["status"],
+            registry=self.registry,
+        )
         self.rejects = Counter(
             "fragrance_sync_rejects",
-            "Error reasons on deliveries rejected on receipt, by reason code "
-            "(a code outside the known list counts as other).",
+            "Error reasons on deliveries this hook process rejected when applying them, by "
+            "reason code (a code outside the known list counts as other).",
             ["code"],
             registry=self.registry,
         )
@@ -170,13 +179,19 @@ class HookMetrics:
         )
         for status in (*STORED, *REFUSED.values()):
             self.deliveries.labels(status)
+        for status in APPLIED:
+            self.outcomes.labels(status)
         for route in (*ROUTES, "other"):
             self.request_duration.labels(route)
 
-    def observe_receipt(self, size: int, status: str, reasons: Iterable[dict[str, Any]]) -> None:
-        """Count one stored delivery, its body size and, when rejected, its error codes."""
+    def observe_receipt(self, size: int, status: str) -> None:
+        """Count one answered delivery by the status it was answered with, and its body size."""
         self.deliveries.labels(status_label(status)).inc()
         self.body_size.observe(size)
+
+    def observe_outcome(self, status: str, reasons: Iterable[dict[str, Any]]) -> None:
+        """Count one delivery this process applied, by outcome and, when rejected, error codes."""
+        self.outcomes.labels(status_label(status)).inc()
         if status == "rejected":
             for reason in reasons:
                 if reason.get("severity") == "error":

@@ -204,6 +204,8 @@ class Settings(EnvironmentSettings):
     workers: Annotated[int, whole(1), Field(validation_alias="WORKERS")] = 1
     batch_max_size: Annotated[int, whole(1), Field(validation_alias="BATCH_MAX_SIZE")] = 50
     batch_concurrency: Annotated[int, whole(1), Field(validation_alias="BATCH_CONCURRENCY")] = 1
+    merge_batch_size: Annotated[int, whole(1), Field(validation_alias="MERGE_BATCH_SIZE")] = 1000
+    merge_every: Annotated[float, number(0.05), Field(validation_alias="MERGE_EVERY")] = 1.0
     spool_dir: Annotated[str, Field(validation_alias="SPOOL_DIR")] = "spool"
     spool_retry_every: Annotated[
         float, number(0.05), Field(validation_alias="SPOOL_RETRY_EVERY")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +61,26 @@ def inbox_row(conn: psycopg.Connection, inbox_id: int) -> dict[str, Any]:
         row = cur.execute("select * from sync.inbox where id = %s", [inbox_id]).fetchone()
     assert row is not None
     return row
+
+
+def settled(conn: psycopg.Connection, inbox_id: int, within: float = 20.0) -> dict[str, Any]:
+    """The inbox row of a delivery the hook answered, once its merger has applied it.
+
+    The hook answers when the body is committed and applies it right after
+    (ADR 0022); this waits for that, and fails if it never happens.
+    """
+    deadline = time.monotonic() + within
+    while (row := inbox_row(conn, inbox_id))["status"] == "pending":
+        assert time.monotonic() < deadline, f"inbox row {inbox_id} still pending after {within} s"
+        time.sleep(0.01)
+    return row
+
+
+def settled_receipt(conn: psycopg.Connection, receipt: dict[str, Any]) -> dict[str, Any]:
+    """A hook's 202 receipt (status pending) completed with the outcome the merger recorded."""
+    assert receipt["status"] == "pending", receipt
+    row = settled(conn, receipt["inbox_id"])
+    return {"inbox_id": row["id"], "status": row["status"], "reasons": row["reasons"]}
 
 
 def set_apply_on_receipt(conn: psycopg.Connection, value: bool) -> None:

@@ -75,7 +75,11 @@ def test_sigterm_lets_an_in_flight_delivery_finish(
     status_line, _, rest = answer.partition(b"\r\n")
     assert b" 202 " in status_line
     receipt = json.loads(rest.split(b"\r\n\r\n", 1)[1])
-    assert receipt["status"] == "applied"
+    assert receipt["status"] == "pending"
+    # Stopping applies what was stored before it: nothing is left pending behind.
+    assert db.execute(
+        "select status from sync.inbox where id = %s", [receipt["inbox_id"]]
+    ).fetchone() == ("applied",)
     assert db.execute("select cost from public.fragrances where fragrance_id = 7").fetchone() == (
         88,
     )

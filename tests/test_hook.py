@@ -6,6 +6,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,7 +16,7 @@ import httpx
 import psycopg
 import pytest
 from conftest import ROOT, Server
-from helpers import body, fragrance, inbox_row
+from helpers import body, fragrance, inbox_row, set_apply_on_receipt, settled
 from processes import Hook, free_port, start_hook, stop_hook
 
 
@@ -27,7 +29,7 @@ def hook(server: Server, dbname: str, tmp_path: Path) -> Iterator[Hook]:
     stop_hook(running)
 
 
-def test_a_valid_delta_is_answered_202_and_already_applied(
+def test_a_valid_delta_is_answered_202_once_stored_and_applied_right_after(
     hook: Hook, db: psycopg.Connection
 ) -> None:
     answer = httpx.post(
@@ -37,8 +39,36 @@ def test_a_valid_delta_is_answered_202_and_already_applied(
     )
     assert answer.status_code == 202
     receipt = answer.json()
-    assert (receipt["status"], receipt["reasons"]) == ("applied", [])
+    assert (receipt["status"], receipt["reasons"]) == ("pending", [])
+    row = settled(db, receipt["inbox_id"])
+    assert (row["status"], row["reasons"]) == ("applied", [])
     assert fragrance(db, 7)["name"] == "Over HTTP"
+
+
+def test_deliveries_another_process_left_pending_are_applied_by_the_sweep(
+    hook: Hook, db: psycopg.Connection
+) -> None:
+    """Stored by another replica, or by one that stopped before applying them."""
+    [(inbox_id, status, _)] = db.execute(
+        "select * from sync.store_many(%s, %s, %s, %s, %s)",
+        [[body({"fragrance_id": 8, "cost": 41})], [None], [None], [None], [uuid.uuid4()]],
+    ).fetchall()
+    assert status == "pending"
+    assert settled(db, inbox_id)["status"] == "applied"
+    assert fragrance(db, 8)["cost"] == 41
+
+
+def test_nothing_is_applied_while_a_dba_holds_deliveries_back(
+    hook: Hook, db: psycopg.Connection
+) -> None:
+    set_apply_on_receipt(db, False)
+    held = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 9, "cost": 5}))
+    assert held.json()["status"] == "pending"
+    time.sleep(1.5)  # longer than one sweep (MERGE_EVERY, 1 s)
+    assert inbox_row(db, held.json()["inbox_id"])["status"] == "pending"
+    set_apply_on_receipt(db, True)
+    assert settled(db, held.json()["inbox_id"])["status"] == "applied"
+    assert fragrance(db, 9)["cost"] == 5
 
 
 @pytest.mark.parametrize("path", ["/notifications/"])
@@ -47,7 +77,8 @@ def test_a_listener_registered_with_a_trailing_slash_is_served_not_redirected(
 ) -> None:
     """The CMS does not follow redirects: a 307 would lose every change."""
     answer = httpx.post(hook.url + path, content=body({"fragrance_id": 7, "cost": 3}))
-    assert (answer.status_code, answer.json()["status"]) == (202, "applied")
+    assert answer.status_code == 202
+    assert settled(db, answer.json()["inbox_id"])["status"] == "applied"
     assert fragrance(db, 7)["cost"] == 3
 
 
@@ -64,15 +95,14 @@ def test_the_notifications_routes_are_documented_with_their_answers(hook: Hook) 
     assert httpx.get(hook.url + "/docs").status_code == 200
 
 
-def test_an_invalid_delta_is_kept_and_answered_202_with_reasons(
+def test_an_invalid_delta_is_kept_answered_202_and_quarantined_with_reasons(
     hook: Hook, db: psycopg.Connection
 ) -> None:
     answer = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 7, "cost": -1}))
     assert answer.status_code == 202
-    receipt = answer.json()
-    assert receipt["status"] == "rejected"
-    assert [r["code"] for r in receipt["reasons"]] == ["cost.negative"]
-    assert inbox_row(db, receipt["inbox_id"])["status"] == "rejected"
+    row = settled(db, answer.json()["inbox_id"])
+    assert row["status"] == "rejected"
+    assert [r["code"] for r in row["reasons"]] == ["cost.negative"]
 
 
 def test_the_exact_bytes_and_request_metadata_are_stored(
@@ -85,7 +115,7 @@ def test_the_exact_bytes_and_request_metadata_are_stored(
         headers={"content-type": "text/plain; charset=latin1", "user-agent": "cms-test/1.0"},
     )
     assert answer.status_code == 202
-    row = inbox_row(db, answer.json()["inbox_id"])
+    row = settled(db, answer.json()["inbox_id"])
     assert bytes(row["body"]) == data
     assert row["content_type"] == "text/plain; charset=latin1"
     assert row["user_agent"] == "cms-test/1.0"
@@ -93,10 +123,11 @@ def test_the_exact_bytes_and_request_metadata_are_stored(
     assert row["status"] == "rejected"
 
 
-def test_an_empty_body_is_kept_as_a_rejected_delivery(hook: Hook) -> None:
+def test_an_empty_body_is_kept_as_a_rejected_delivery(hook: Hook, db: psycopg.Connection) -> None:
     answer = httpx.post(hook.url + "/notifications", content=b"")
     assert answer.status_code == 202
-    assert [r["code"] for r in answer.json()["reasons"]] == ["body.empty"]
+    reasons = settled(db, answer.json()["inbox_id"])["reasons"]
+    assert [r["code"] for r in reasons] == ["body.empty"]
 
 
 def test_a_body_over_the_limit_is_refused_with_413_and_not_stored(
@@ -136,7 +167,10 @@ def test_a_pooled_connection_the_server_dropped_is_replaced_before_a_delivery_us
 ) -> None:
     def post(cost: int) -> str:
         delta = body({"fragrance_id": 7, "cost": cost})
-        return httpx.post(hook.url + "/notifications", content=delta).json()["status"]
+        receipt = httpx.post(hook.url + "/notifications", content=delta).json()
+        if receipt["inbox_id"] is None:
+            return receipt["status"]  # spooled
+        return settled(db, receipt["inbox_id"])["status"]
 
     assert post(1) == "applied"
     dropped = db.execute(

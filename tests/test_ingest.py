@@ -24,6 +24,7 @@ from helpers import (
     inbox_row,
     receive_many,
     set_apply_on_receipt,
+    settled,
 )
 from processes import start_service, stop_service
 from psycopg_pool import AsyncConnectionPool
@@ -244,7 +245,7 @@ def test_concurrent_deliveries_are_stored_in_one_transaction_each_with_its_own_r
 ) -> None:
     deliveries = [delivery({"fragrance_id": i, "cost": i}) for i in range(20)]
     receipts = store_all(server.url(dbname, user="sync_hook_login"), deliveries)
-    assert all(isinstance(r, Receipt) and r.status == "applied" for r in receipts)
+    assert all(isinstance(r, Receipt) and r.status == "pending" for r in receipts)
     ids = [r.inbox_id for r in receipts]
     assert ids == sorted(ids), "receipt order is the order the requests arrived in"
     assert [bytes(inbox_row(db, i)["body"]) for i in ids] == [d.body for d in deliveries]
@@ -259,16 +260,56 @@ def test_a_burst_larger_than_the_batch_limit_is_stored_in_several_commits_in_ord
     ids = [r.inbox_id for r in receipts if isinstance(r, Receipt)]
     assert len(ids) == 20 and ids == sorted(ids)
     assert db.execute("select count(distinct xmin::text) from sync.inbox").fetchone() == (3,)
+    db.execute("select * from sync.apply_received(1000)")
     assert fragrance(db, 7)["cost"] == 19
 
 
-def test_the_answer_carries_the_real_outcome_and_reasons(server: Server, dbname: str) -> None:
-    [receipt] = store_all(
-        server.url(dbname, user="sync_hook_login"), [delivery({"fragrance_id": 7, "cost": -1})]
-    )
+def test_the_answer_says_pending_and_apply_received_gives_the_outcome_and_reasons(
+    server: Server, dbname: str
+) -> None:
+    url = server.url(dbname, user="sync_hook_login")
+    [receipt] = store_all(url, [delivery({"fragrance_id": 7, "cost": -1})])
     assert isinstance(receipt, Receipt)
-    assert receipt.status == "rejected"
-    assert '"code": "cost.negative"' in receipt.reasons_json
+    assert (receipt.status, receipt.reasons_json) == ("pending", "[]")
+    with psycopg.connect(url, autocommit=True) as hook:
+        [(inbox_id, status, reasons)] = hook.execute(
+            "select * from sync.apply_received(1000)"
+        ).fetchall()
+    assert (inbox_id, status) == (receipt.inbox_id, "rejected")
+    assert [r["code"] for r in reasons] == ["cost.negative"]
+
+
+def test_apply_received_applies_in_receipt_order_in_batches_of_its_limit(
+    db: psycopg.Connection,
+) -> None:
+    stored = db.execute(
+        "select inbox_id from sync.store_many(%s, %s, %s, %s, %s)",
+        [
+            [body({"fragrance_id": 7, "cost": c}) for c in (1, 2, 3)],
+            [None] * 3,
+            [None] * 3,
+            [None] * 3,
+            [uuid.uuid4() for _ in range(3)],
+        ],
+    ).fetchall()
+    first = db.execute("select inbox_id, status from sync.apply_received(2)").fetchall()
+    assert first == [(stored[0][0], "applied"), (stored[1][0], "applied")]
+    assert fragrance(db, 7)["cost"] == 2
+    assert db.execute("select inbox_id from sync.apply_received(2)").fetchall() == [stored[2]]
+    assert fragrance(db, 7)["cost"] == 3
+    assert db.execute("select * from sync.apply_received(2)").fetchall() == []
+
+
+def test_apply_received_does_nothing_while_a_dba_holds_deliveries_back(
+    db: psycopg.Connection,
+) -> None:
+    set_apply_on_receipt(db, False)
+    db.execute(
+        "select * from sync.store_many(%s, %s, %s, %s, %s)",
+        [[body({"fragrance_id": 7, "cost": 4})], [None], [None], [None], [uuid.uuid4()]],
+    )
+    assert db.execute("select * from sync.apply_received(1000)").fetchall() == []
+    assert db.execute("select count(*) from sync.inbox where status = 'pending'").fetchone() == (1,)
 
 
 def _fail_on_poison(db: psycopg.Connection, sqlstate: str) -> None:
@@ -335,7 +376,8 @@ def test_concurrent_posts_are_each_answered_with_the_receipt_of_their_own_body(
     assert [a.status_code for a in answers] == [202] * 30
     for sent, answer in zip(bodies, answers, strict=True):
         assert bytes(inbox_row(db, answer.json()["inbox_id"])["body"]) == sent
-        assert answer.json()["status"] == "applied"
+        assert answer.json()["status"] == "pending"
+        assert settled(db, answer.json()["inbox_id"])["status"] == "applied"
 
 
 def test_the_no_database_hook_answers_without_storing(
@@ -386,9 +428,9 @@ def test_receipts_that_do_not_match_the_batch_are_answered_500_and_not_stored_tw
     server: Server, dbname: str, db: psycopg.Connection
 ) -> None:
     db.execute("""
-        create or replace function sync.receive_many(
+        create or replace function sync.store_many(
             p_bodies bytea[], p_content_types text[], p_client_addrs text[], p_user_agents text[],
-            p_keys uuid[], p_received_ats timestamptz[] default null
+            p_keys uuid[]
         ) returns setof sync.receipt language sql security definer as $$
             with stored as (
                 insert into sync.inbox (body) select b from unnest(p_bodies) as b

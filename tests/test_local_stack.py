@@ -148,11 +148,15 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
         f"{sync}/notifications/{DEFAULT_NOTIFY_TOKEN}",
         content=b'{"fragrance_id": 5, "cost": 99.9}',
     )
-    assert (answer.status_code, answer.json()["status"]) == (202, "applied")
+    assert (answer.status_code, answer.json()["status"]) == (202, "pending")
     assert _registered_listener(stack.cms) == f"{sync}/notifications/{DEFAULT_NOTIFY_TOKEN}"
-    # The smart library stand-in, on its own port, serves the synced value as the app sees it.
+    # The smart library stand-in, on its own port, serves the synced value as the app sees it
+    # once the sync service has applied it, right after its answer.
     assert httpx.get(library + "/").text == "I'm the smart library!"
-    assert httpx.get(library + "/fragrance/5").json()["cost"] == 99
+    deadline = time.monotonic() + 20
+    while httpx.get(library + "/fragrance/5").json()["cost"] != 99:
+        assert time.monotonic() < deadline, "the delivery was never applied"
+        time.sleep(0.05)
     in_sync, total = application_view_in_sync(library, cms_db)
     assert total == 5000 and in_sync < total  # the CMS's first change, and our cost 99.9
     _run_printed_repair(stack.output())

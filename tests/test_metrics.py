@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,17 +58,29 @@ def _growth(before: Samples, after: Samples, name: str, label: str) -> dict[str,
     }
 
 
-def test_deliveries_are_counted_by_outcome(hook: Hook) -> None:
+def _settled_growth(
+    hook: Hook, before: Samples, name: str, label: str, expected: dict[str, float]
+) -> dict[str, float]:
+    """The growth of one metric once the merger has applied what was posted (or after 20 s)."""
+    deadline = time.monotonic() + 20
+    while True:
+        grown = _growth(before, scrape(hook), name, label)
+        if {k: v for k, v in grown.items() if v} == expected or time.monotonic() > deadline:
+            return grown
+        time.sleep(0.05)
+
+
+def test_deliveries_are_counted_by_answer(hook: Hook) -> None:
     before = scrape(hook)
     assert _post(hook, body({"fragrance_id": 7, "cost": 5})) == 202
     assert _post(hook, body({"fragrance_id": 7, "cost": -1})) == 202
     assert _post(hook, b"x" * 5000) == 413
     grown = _growth(before, scrape(hook), "fragrance_sync_deliveries_total", "status")
     assert grown == {
-        "applied": 1,
+        "applied": 0,
         "ignored": 0,
-        "rejected": 1,
-        "pending": 0,
+        "rejected": 0,
+        "pending": 2,
         "spooled": 0,
         "not_found": 0,
         "too_large": 1,
@@ -79,13 +92,23 @@ def test_deliveries_are_counted_by_outcome(hook: Hook) -> None:
     }
 
 
+def test_applied_deliveries_are_counted_by_outcome(hook: Hook) -> None:
+    before = scrape(hook)
+    assert _post(hook, body({"fragrance_id": 7, "cost": 6})) == 202
+    assert _post(hook, body({"fragrance_id": 7, "cost": -1})) == 202
+    expected = {"applied": 1, "rejected": 1}
+    grown = _settled_growth(hook, before, "fragrance_sync_outcomes_total", "status", expected)
+    assert grown == {"applied": 1, "ignored": 0, "rejected": 1}
+
+
 def test_rejects_are_counted_by_reason_code(hook: Hook) -> None:
     before = scrape(hook)
     _post(hook, body({"fragrance_id": 7, "cost": -1, "name": " "}))
     _post(hook, body({"fragrance_id": 8, "cost": -2}))
     _post(hook, body({"fragrance_id": 8, "cost": 2, "colour": "red"}))
-    grown = _growth(before, scrape(hook), "fragrance_sync_rejects_total", "code")
-    assert {code: n for code, n in grown.items() if n} == {"cost.negative": 2, "name.blank": 1}
+    expected = {"cost.negative": 2, "name.blank": 1}
+    grown = _settled_growth(hook, before, "fragrance_sync_rejects_total", "code", expected)
+    assert {code: n for code, n in grown.items() if n} == expected
 
 
 def test_latency_and_body_size_are_histograms(hook: Hook) -> None:
@@ -170,7 +193,7 @@ def test_a_reason_code_outside_the_known_list_is_counted_as_other(code: object, 
 
 def test_an_unknown_code_on_a_receipt_lands_in_other() -> None:
     metrics = HookMetrics()
-    metrics.observe_receipt(10, "rejected", [{"code": "brand.new", "severity": "error"}])
+    metrics.observe_outcome("rejected", [{"code": "brand.new", "severity": "error"}])
     assert metrics.registry.get_sample_value("fragrance_sync_rejects_total", {"code": "other"}) == 1
 
 

@@ -365,6 +365,7 @@ def test_each_concern_file_holds_what_its_name_says(db: psycopg.Connection) -> N
 
 API = [
     "sync.apply_pending(integer)",
+    "sync.apply_received(integer)",
     "sync.check_catalog()",
     "sync.check_delta(jsonb)",
     "sync.discard(bigint,text)",
@@ -387,6 +388,7 @@ API = [
     "sync.run_job(text)",
     "sync.schedule()",
     "sync.status_report(integer,integer)",
+    "sync.store_many(bytea[],text[],text[],text[],uuid[])",
 ]
 
 

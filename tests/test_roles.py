@@ -1,7 +1,8 @@
-"""Least privilege: the hook may only store deliveries; the DBA role runs the sync."""
+"""Least privilege: the hook may only store and apply deliveries; the DBA role runs the sync."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -22,6 +23,15 @@ def test_the_hook_can_store_a_delivery_and_read_its_receipt(hook: psycopg.Connec
         [body({"fragrance_id": 7, "cost": 5})],
     ).fetchone()
     assert receipt == ("applied",)
+
+
+def test_the_hook_can_store_a_batch_and_apply_what_is_pending(hook: psycopg.Connection) -> None:
+    [(inbox_id, stored)] = hook.execute(
+        "select inbox_id, status from sync.store_many(%s, %s, %s, %s, %s)",
+        [[body({"fragrance_id": 7, "cost": 6})], [None], [None], [None], [uuid.uuid4()]],
+    ).fetchall()
+    applied = hook.execute("select inbox_id, status from sync.apply_received(10)").fetchall()
+    assert (stored, applied) == ("pending", [(inbox_id, "applied")])
 
 
 @pytest.mark.parametrize(

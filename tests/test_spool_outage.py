@@ -77,7 +77,7 @@ def test_an_outage_mid_stream_loses_nothing_and_keeps_receipt_order(
     finally:
         stop_hook(hook)
 
-    assert statuses == ["applied"] * 5 + ["spooled"] * 5 + ["applied"] * 3
+    assert statuses == ["pending"] * 5 + ["spooled"] * 5 + ["pending"] * 3
     assert degraded == {
         "status": "degraded",
         "database": "unreachable",
@@ -188,7 +188,7 @@ def test_the_first_delivery_of_an_outage_is_spooled_without_waiting_for_the_pool
 ) -> None:
     hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path, **SLOW_POOL)
     try:
-        assert _post(hook, 1).json()["status"] == "applied"  # a pooled connection, alive
+        assert _post(hook, 1).json()["status"] == "pending"  # a pooled connection, alive
         own_server.pg.terminate()
         # httpx raises if an answer takes ANSWER_WITHIN s: only a 30 s pool wait could.
         statuses = [_post(hook, n, timeout=ANSWER_WITHIN).json()["status"] for n in range(2, 6)]
@@ -233,10 +233,10 @@ def test_a_busy_pool_is_waited_for_not_mistaken_for_an_outage(
         **SLOW_POOL,
     )
     try:
-        assert _post(hook, 1).json()["status"] == "applied"
+        assert _post(hook, 1).json()["status"] == "pending"
         with ThreadPoolExecutor(max_workers=2) as senders:
             with psycopg.connect(own_server.url("test")) as locker:
-                locker.execute("lock table public.fragrances in exclusive mode")
+                locker.execute("lock table sync.inbox in exclusive mode")
                 first = senders.submit(_post, hook, 2)  # holds the pool's one connection
                 for _ in range(600):  # until it waits for our lock inside the database
                     waiting = locker.execute(
@@ -252,7 +252,7 @@ def test_a_busy_pool_is_waited_for_not_mistaken_for_an_outage(
             statuses = [first.result().json()["status"], second.result().json()["status"]]
     finally:
         stop_hook(hook)
-    assert statuses == ["applied", "applied"]
+    assert statuses == ["pending", "pending"]
 
 
 # Item 4 of issue 14: nothing inside a body is ever read as a record.

@@ -1,0 +1,95 @@
+"""The merger: applies what the hook stored, right after the answers went out.
+
+``POST /notifications`` waits only for its body to be committed
+(``sync.store_many``). Each committed batch pokes the merger, which calls
+``sync.apply_received`` (the rules and the merge, in the database) until
+nothing is pending; batches that commit while a merge runs are applied
+together by the next one, so a burst costs a few large merges instead of
+many small ones (ADR 0022). A sweep every ``every`` seconds also takes what
+another process stored, or what a crash left pending. Every guarantee of
+the order lives in the database: several workers and replicas merge at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from hook.ingest import DatabaseDownError, DatabaseState, Receipt
+
+log = logging.getLogger("hook.merger")
+
+APPLY_RECEIVED = "select inbox_id, status, reasons::text from sync.apply_received(%s)"
+
+
+class Merger:
+    """One task per worker that applies pending deliveries when poked, and on a timer."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        database: DatabaseState,
+        limit: int,
+        every: float,
+        observe: Callable[[Receipt], None] = lambda receipt: None,
+    ) -> None:
+        self._pool = pool
+        self._database = database
+        self._limit = limit
+        self._every = every
+        self._observe = observe
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start merging (a sweep at once takes what an earlier process left pending)."""
+        self._wake.set()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def poke(self) -> None:
+        """Deliveries were committed: merge them as soon as the current merge ends."""
+        self._wake.set()
+
+    async def close(self, wait: float = 5.0) -> None:
+        """Apply what is pending, then stop; after ``wait`` s, stop anyway (it stays pending)."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        with suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._task), wait)
+        self._task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._every)
+            self._wake.clear()
+            stopping = self._stopping  # the last pass applies what was committed before close()
+            while await self.merge_once() == self._limit:
+                pass  # a full batch: more may be pending
+            if stopping:
+                return
+
+    async def merge_once(self) -> int:
+        """One ``sync.apply_received`` call; how many deliveries it applied (0 on failure)."""
+        try:
+            async with self._database.connection(self._pool) as conn:
+                cursor = await conn.execute(APPLY_RECEIVED, [self._limit])
+                rows = await cursor.fetchall()
+        except DatabaseDownError:
+            return 0  # stored deliveries stay pending; the next poke or sweep takes them
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.error("applying the stored deliveries failed; retrying at the next sweep: %s", exc)
+            return 0
+        for row in rows:
+            self._observe(Receipt(*row))
+        return len(rows)
