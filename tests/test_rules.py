@@ -301,3 +301,20 @@ def test_a_fractional_cost_is_applied_with_a_warning_saying_what_the_application
 def test_a_control_character_is_named_by_code_point_and_position(tx: psycopg.Connection) -> None:
     receipt = receive(tx, {"fragrance_id": 7, "name": "Ro\u001bse"})
     assert "U+001B at position 3" in receipt["reasons"][0]["message"]
+
+
+def test_the_reasons_of_ordinary_deltas_are_built_inline_not_by_a_call_each(
+    db: psycopg.Connection,
+) -> None:
+    """A call of an SQL function that is not inlined costs 15% of a merge (bench/README.md)."""
+    db.execute("set track_functions = 'all'")
+    db.execute("select pg_stat_force_next_flush()")
+    receipt = receive(db, {"fragrance_id": 7, "description": "Padded  ", "cost": 12.5})
+    assert codes(receipt["reasons"], "warning") == ["description.untrimmed", "cost.fractional"]
+    db.execute("select pg_stat_clear_snapshot()")
+    called = db.execute(
+        "select funcname from pg_stat_user_functions"
+        " where schemaname = 'sync_private' and funcname in ('reason', 'broken', 'judge')"
+        " order by 1"
+    ).fetchall()
+    assert called == [("judge",)]  # the judge ran; the reason builders were inlined into it
