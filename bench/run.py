@@ -714,6 +714,9 @@ class _Connections:
         # uvicorn closes a connection idle for 5 s: never reuse one idle for 4 s or more.
         while self.idle and time.monotonic() - self.idle[-1][2] >= 4:
             self.idle.pop()[1].close()
+        # One the hook has closed meanwhile is dropped, not written to.
+        while self.idle and (self.idle[-1][1].is_closing() or self.idle[-1][0].at_eof()):
+            self.idle.pop()[1].close()
         if self.idle:
             reader, writer, _ = self.idle.pop()
         else:
@@ -784,7 +787,7 @@ async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[st
         payload = {"fragrance_id": fid, "description": description, "forbidden": i % 2 == 0}
         try:
             status, answer = await http.post("/notifications", json.dumps(payload).encode())
-        except (OSError, asyncio.IncompleteReadError) as exc:
+        except (OSError, RuntimeError, asyncio.IncompleteReadError) as exc:
             errors += 1
             error_kinds[type(exc).__name__] = error_kinds.get(type(exc).__name__, 0) + 1
             return
