@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,14 +133,25 @@ def _run_printed_repair(output: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.fixture
+def stacks() -> Iterator[list[Stack]]:
+    """Stacks a test started: any still running when it ends (a failed assertion) is stopped."""
+    started: list[Stack] = []
+    yield started
+    for stack in started:
+        if stack.process.poll() is None:
+            _stop(stack)
+
+
 def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
-    tmp_path: Path,
+    tmp_path: Path, stacks: list[Stack]
 ) -> None:
     local_dir = tmp_path / "local"
     ports = (free_port(), free_port(), free_port(), free_port())
     cms_db = f"postgresql://postgres@127.0.0.1:{ports[0]}/cmsdb"
 
     stack = _start(local_dir, tmp_path / "first.out", ports)
+    stacks.append(stack)
     _wait_until_up(stack)
     sync, library = f"http://127.0.0.1:{stack.sync}", f"http://127.0.0.1:{stack.library}"
     # The sync service has its own port and takes deliveries on its secret path only.
@@ -171,6 +183,7 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
     assert _listening(*stack.ports()) == []
 
     again = _start(local_dir, tmp_path / "second.out", ports)
+    stacks.append(again)
     _wait_until_up(again)
     second = _stop(again)
     assert "catalog loaded" not in second  # the second run reuses the data
