@@ -21,6 +21,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from hook.ingest import DatabaseDownError, DatabaseState, Receipt
+from hook.log_limit import LogLimit
 
 log = logging.getLogger("hook.merger")
 
@@ -43,6 +44,8 @@ class Merger:
         self._limit = limit
         self._every = every
         self._observe = observe
+        #: A database that refuses every merge must not write a line per commit.
+        self._log = LogLimit(log, 10.0)
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -74,22 +77,33 @@ class Merger:
                 await asyncio.wait_for(self._wake.wait(), self._every)
             self._wake.clear()
             stopping = self._stopping  # the last pass applies what was committed before close()
-            while await self.merge_once() == self._limit:
+            while (applied := await self.merge_once()) == self._limit:
                 pass  # a full batch: more may be pending
             if stopping:
                 return
+            if applied is None:
+                # Refused or unreachable: not again at every commit, only at the next sweep.
+                await asyncio.sleep(self._every)
 
-    async def merge_once(self) -> int:
-        """One ``sync.apply_received`` call; how many deliveries it applied (0 on failure)."""
+    async def merge_once(self) -> int | None:
+        """One ``sync.apply_received`` call: how many deliveries it applied, None if it failed.
+
+        What it could not apply stays pending for the next sweep.
+        """
         try:
             async with self._database.connection(self._pool) as conn:
                 cursor = await conn.execute(APPLY_RECEIVED, [self._limit])
                 rows = await cursor.fetchall()
         except DatabaseDownError:
-            return 0  # stored deliveries stay pending; the next poke or sweep takes them
+            return None  # the spool and the probe deal with the outage
         except (psycopg.Error, PoolTimeout) as exc:
-            log.error("applying the stored deliveries failed; retrying at the next sweep: %s", exc)
-            return 0
+            self._log.log(
+                logging.ERROR,
+                "applying the stored deliveries failed; they stay pending and the next sweep "
+                "tries again: %s",
+                exc,
+            )
+            return None
         for row in rows:
             self._observe(Receipt(*row))
         return len(rows)

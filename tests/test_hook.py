@@ -283,3 +283,20 @@ def test_a_client_that_never_finishes_its_body_gets_408_and_nothing_is_stored(
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert b"not received within 0.5 s" in answer
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+def test_a_merge_the_database_refuses_is_logged_once_and_retried_at_the_next_sweep(
+    hook: Hook, db: psycopg.Connection
+) -> None:
+    db.execute("revoke execute on function sync.apply_received(integer) from sync_hook")
+    answers = [
+        httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 7, "cost": c}))
+        for c in (1, 2, 3)
+    ]
+    assert [(a.status_code, a.json()["status"]) for a in answers] == [(202, "pending")] * 3
+    time.sleep(1.5)  # a sweep (MERGE_EVERY, 1 s) has tried again
+    assert {inbox_row(db, a.json()["inbox_id"])["status"] for a in answers} == {"pending"}
+    assert hook.output().count("applying the stored deliveries failed") == 1
+    db.execute("grant execute on function sync.apply_received(integer) to sync_hook")
+    assert settled(db, answers[-1].json()["inbox_id"])["status"] == "applied"
+    assert fragrance(db, 7)["cost"] == 3
