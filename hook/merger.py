@@ -77,13 +77,23 @@ class Merger:
                 await asyncio.wait_for(self._wake.wait(), self._every)
             self._wake.clear()
             stopping = self._stopping  # the last pass applies what was committed before close()
-            while (applied := await self.merge_once()) == self._limit:
+            while (applied := await self._merge_or_log()) == self._limit:
                 pass  # a full batch: more may be pending
             if stopping:
                 return
             if applied is None:
                 # Refused or unreachable: not again at every commit, only at the next sweep.
                 await asyncio.sleep(self._every)
+
+    async def _merge_or_log(self) -> int | None:
+        """``merge_once``, and whatever else goes wrong is logged: the merger never stops."""
+        try:
+            return await self.merge_once()
+        except Exception as exc:
+            self._log.log(
+                logging.ERROR, "the merger failed unexpectedly; the next sweep tries again: %r", exc
+            )
+            return None
 
     async def merge_once(self) -> int | None:
         """One ``sync.apply_received`` call: how many deliveries it applied, None if it failed.
