@@ -467,3 +467,22 @@ def test_deliveries_queued_behind_a_batch_the_database_dropped_fail_with_it() ->
     answers = asyncio.run(run())
     assert [getattr(a, "status", None) for a in answers] == [503, 503, 503, 503]
     assert FlappingStore.calls == 1
+
+
+def test_a_merge_commits_without_waiting_for_its_flush_and_storing_still_waits(
+    server: Server, dbname: str
+) -> None:
+    """A crash can only undo a merge (its deliveries stay stored, pending); never a store."""
+    with psycopg.connect(server.url(dbname, user="sync_hook_login")) as hook:
+        hook.execute(
+            "select * from sync.store_many(%s, %s, %s, %s, %s)",
+            [[body({"fragrance_id": 7, "cost": 4})], [None], [None], [None], [uuid.uuid4()]],
+        )
+        assert hook.execute("show synchronous_commit").fetchone() == ("on",)
+        hook.commit()
+        assert hook.execute("select status from sync.apply_received(10)").fetchall() == [
+            ("applied",)
+        ]
+        assert hook.execute("show synchronous_commit").fetchone() == ("off",)
+        hook.commit()
+        assert hook.execute("show synchronous_commit").fetchone() == ("on",)
