@@ -346,7 +346,7 @@ begin
         return;
     end if;
     -- The merge commits without waiting for its WAL flush (one fsync less
-    -- per merge: 0.4 to 1.1 ms for a lone delivery, measured). Nothing can
+    -- per merge: 0.4 to 1.2 ms for a lone delivery, measured). Nothing can
     -- be lost by it: the deliveries are already stored durably, a crash
     -- before the flush leaves them pending as if this transaction had
     -- aborted (and every later commit is lost with it, the WAL being in
