@@ -96,7 +96,12 @@ comment on function sync_private.unknown_fragrance(sync_private.judged) is
 
 -- sync_private.write
 -- Creates and updates the fragrances of valid, non-empty deltas, with their history and field clock.
-create function sync_private.write(p_rows sync_private.judged[], p_locked integer[])
+create function sync_private.write(
+    p_rows sync_private.judged[],
+    p_locked integer[],
+    p_rules jsonb,
+    p_version bigint
+)
     returns sync_private.outcome[]
     language plpgsql
     -- Plans: see sync_private.judge.
@@ -284,17 +289,22 @@ begin
         from change as c;
     end if;
 
-    perform sync_private.record_merge_findings(v_outcomes, coalesce(v_old_names, '{}'));
+    perform sync_private.record_merge_findings(v_outcomes, coalesce(v_old_names, '{}'), p_rules, p_version);
     delete from sync_private.merging where xid = pg_current_xact_id();
     return v_outcomes;
 end;
 $$;
-comment on function sync_private.write(sync_private.judged[], integer[]) is
+comment on function sync_private.write(sync_private.judged[], integer[], jsonb, bigint) is
     'Writes valid, non-empty deltas whose fragrances the caller has locked (p_locked: those that existed), as one by one in receipt order: creates a missing fragrance from its first complete delta, refuses partial deltas for missing ones (fragrance_id.unknown), merges the rest per field (last writer wins), records one history row per delivery that changed something, moves sync.field_version and keeps the findings of what it wrote. Returns each delivery''s outcome. A failure undoes all of it (the caller isolates the culprit).';
 
 -- sync_private.settle
 -- Decides every delivery of a judged, locked batch; a failing delivery never fails the others.
-create function sync_private.settle(p_rows sync_private.judged[], p_locked integer[])
+create function sync_private.settle(
+    p_rows sync_private.judged[],
+    p_locked integer[],
+    p_rules jsonb,
+    p_version bigint
+)
     returns sync_private.outcome[]
     language plpgsql
     -- Plans: see sync_private.judge.
@@ -331,14 +341,14 @@ begin
     -- the batch is split in two halves taken in receipt order, until the
     -- delivery that fails is alone; only it is refused, with the reason.
     begin
-        return v_outcomes || sync_private.write(v_write, p_locked);
+        return v_outcomes || sync_private.write(v_write, p_locked, p_rules, p_version);
     exception when others then
         get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
     end;
     if cardinality(v_write) > 1 then
         v_half := cardinality(v_write) / 2;
-        v_outcomes := v_outcomes || sync_private.settle(v_write[1:v_half], p_locked);
-        return v_outcomes || sync_private.settle(v_write[v_half + 1:], p_locked);
+        v_outcomes := v_outcomes || sync_private.settle(v_write[1:v_half], p_locked, p_rules, p_version);
+        return v_outcomes || sync_private.settle(v_write[v_half + 1:], p_locked, p_rules, p_version);
     end if;
     if v_state in ('40001', '40P01', '55P03') then
         return v_outcomes || row(v_write[1].inbox_id, v_write[1].payload, v_write[1].fragrance_id, 'pending',
@@ -354,5 +364,5 @@ begin
         '{}'::text[], '{}'::text[])::sync_private.outcome;
 end;
 $$;
-comment on function sync_private.settle(sync_private.judged[], integer[]) is
+comment on function sync_private.settle(sync_private.judged[], integer[], jsonb, bigint) is
     'Decides a judged batch whose fragrances the caller has locked (p_locked: the result of sync_private.lock_fragrances): refused deltas are rejected, empty ones ignored, the rest written by sync_private.write(); when the write fails the batch is halved, in receipt order, until only the failing delivery is refused (internal.error) or left pending (internal.retryable). Returns every delivery''s outcome; touches no inbox row.';

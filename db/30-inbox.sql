@@ -180,7 +180,7 @@ begin
                   from unnest(v_new) with ordinality as x (n, i)
                   join unnest(v_rows) as d on d.inbox_id = x.n
                   order by x.i),
-            v_locked);
+            v_locked, v_rules.rules, v_version);
     end if;
 
     select a.addresses, a.raw into v_addresses, v_raw from sync_private.addresses(p_client_addrs) as a;
@@ -235,7 +235,7 @@ begin
         return v_result;
     end if;
     v_rows := sync_private.judge(v_ids, v_bodies, v_rules.rules);
-    v_outcomes := sync_private.settle(v_rows, sync_private.lock_fragrances(v_rows));
+    v_outcomes := sync_private.settle(v_rows, sync_private.lock_fragrances(v_rows), v_rules.rules, v_rules.version);
 
     update sync.inbox as i
     set payload = o.payload,

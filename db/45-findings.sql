@@ -124,6 +124,8 @@ create function sync_private.reconcile_findings(
     p_scope integer[],
     p_closed_by text,
     p_only text[] default null,
+    p_rules jsonb default null,
+    p_version bigint default null,
     out opened bigint,
     out closed bigint,
     out open bigint
@@ -145,10 +147,16 @@ create function sync_private.reconcile_findings(
     set jit = off
 as $$
 declare
-    v_rules record := sync_private.current_rules();
+    v_rules record;
     v_judged jsonb;
     v_scope integer[] := p_scope;
 begin
+    -- The rules in force, unless the caller (a merge) read them already.
+    if p_rules is null then
+        v_rules := sync_private.current_rules();
+    else
+        select p_version as version, p_rules as rules into v_rules;
+    end if;
     if p_scope is null then
         -- The whole catalog, and whatever still has an open finding (a
         -- fragrance deleted meanwhile).
@@ -223,8 +231,8 @@ begin
     into opened, closed, open;
 end;
 $$;
-comment on function sync_private.reconcile_findings(integer[], text, text[]) is
-    'Brings sync.finding in line with what the fragrances in p_scope (all when null) break now under the rules in force (only the rules p_only, when given): opens what is new, records a changed value or severity, closes what is gone with p_closed_by. Returns how many opened, closed, and are open in the scope.';
+comment on function sync_private.reconcile_findings(integer[], text, text[], jsonb, bigint) is
+    'Brings sync.finding in line with what the fragrances in p_scope (all when null) break now under the rules in force, or p_rules of version p_version when a merge read them already (only the rules p_only, when given): opens what is new, records a changed value or severity, closes what is gone with p_closed_by. Returns how many opened, closed, and are open in the scope.';
 
 -- sync.open_finding: what is wrong with the catalog now.
 create view sync.open_finding as
@@ -299,7 +307,12 @@ comment on function sync_private.lock_names(text[]) is
 
 -- sync_private.record_merge_findings
 -- The findings of the merge's own writes, from the reasons its judge already gave.
-create function sync_private.record_merge_findings(p_outcomes sync_private.outcome[], p_old_names text[])
+create function sync_private.record_merge_findings(
+    p_outcomes sync_private.outcome[],
+    p_old_names text[],
+    p_rules jsonb,
+    p_version bigint
+)
     returns void
     language plpgsql
     -- Plans: see sync_private.judge. sync.finding starts empty and grows
@@ -314,7 +327,6 @@ create function sync_private.record_merge_findings(p_outcomes sync_private.outco
     set jit = off
 as $$
 declare
-    v_rules record := sync_private.current_rules();
     v_label constant text := format('a delivery by %s', session_user);
     v_names text[];
     v_writers integer[];
@@ -328,7 +340,7 @@ begin
             o.fragrance_id, f.field, o.payload -> f.field as value,
             (select r from jsonb_array_elements(o.reasons) as r
              where r ->> 'field' = f.field and r ->> 'severity' in ('error', 'warning')
-               and v_rules.rules #>> array[r ->> 'code', 'applies_to'] in ('catalog', 'both')
+               and p_rules #>> array[r ->> 'code', 'applies_to'] in ('catalog', 'both')
              limit 1) as reason
         from unnest(p_outcomes) as o
         cross join unnest(o.applied_fields) as f (field)
@@ -358,14 +370,14 @@ begin
     changed as (
         update sync.finding as fi
         set value = s.value, message = s.reason ->> 'message', severity = s.reason ->> 'severity',
-            rules_version = v_rules.version
+            rules_version = p_version
         from standing as s
         where fi.id = s.same_id and s.same_differs
           and fi.id = any (array(select c.same_id from standing as c where c.same_differs))  -- by key
     )
     insert into sync.finding (rule, fragrance_id, field, value, message, severity, rules_version)
     select s.reason ->> 'code', s.fragrance_id, s.field, s.value, s.reason ->> 'message',
-        s.reason ->> 'severity', v_rules.version
+        s.reason ->> 'severity', p_version
     from standing as s
     where s.reason is not null and s.same_id is null
     order by s.fragrance_id
@@ -384,11 +396,11 @@ begin
         perform sync_private.reconcile_findings(
             array(select unnest(v_writers)
                   union select unnest(sync_private.name_neighbours(v_names, v_writers))),
-            v_label, array['name.duplicate']);
+            v_label, array['name.duplicate'], p_rules, p_version);
     end if;
 end;
 $$;
-comment on function sync_private.record_merge_findings(sync_private.outcome[], text[]) is
+comment on function sync_private.record_merge_findings(sync_private.outcome[], text[], jsonb, bigint) is
     'Keeps sync.finding up to date for what sync_private.write wrote, without judging the rows again: the reason the judge gave each written field opens or updates its finding, no reason closes the field''s findings; the writers of names are judged again for name.duplicate, with the other holder of a name written or left (p_old_names) that may have gone from or to being shared (sync_private.name_neighbours).';
 
 -- sync_private.check_written_rows

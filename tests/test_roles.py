@@ -53,7 +53,7 @@ def test_the_hook_can_store_a_batch_and_apply_what_is_pending(hook: psycopg.Conn
         "select sync.retry_all()",
         "select sync.discard(1, 'no')",
         "select sync_private.process_claimed(array[1::bigint])",
-        "select sync_private.settle('{}', '{}')",
+        "select sync_private.settle('{}', '{}', '{}', 1)",
         "create table public.intruder (id int)",
         "create table sync.intruder (id int)",
         "create function sync.intruder() returns int language sql as 'select 1'",

@@ -303,18 +303,31 @@ def test_a_control_character_is_named_by_code_point_and_position(tx: psycopg.Con
     assert "U+001B at position 3" in receipt["reasons"][0]["message"]
 
 
+def _calls_in_one_receive(db: psycopg.Connection, delta: dict[str, Any]) -> dict[str, int]:
+    """Calls of our private functions by one receive, counted within its own transaction."""
+    with db.transaction(force_rollback=True):
+        db.execute("set local track_functions = 'all'")
+        receipt = receive(db, delta)
+        assert receipt["status"] == "applied", receipt
+        return dict(
+            db.execute(
+                "select funcname, calls from pg_stat_xact_user_functions"
+                " where schemaname = 'sync_private'"
+            ).fetchall()
+        )
+
+
 def test_the_reasons_of_ordinary_deltas_are_built_inline_not_by_a_call_each(
     db: psycopg.Connection,
 ) -> None:
     """A call of an SQL function that is not inlined costs 15% of a merge (bench/README.md)."""
-    db.execute("set track_functions = 'all'")
-    db.execute("select pg_stat_force_next_flush()")
-    receipt = receive(db, {"fragrance_id": 7, "description": "Padded  ", "cost": 12.5})
-    assert codes(receipt["reasons"], "warning") == ["description.untrimmed", "cost.fractional"]
-    db.execute("select pg_stat_clear_snapshot()")
-    called = db.execute(
-        "select funcname from pg_stat_user_functions"
-        " where schemaname = 'sync_private' and funcname in ('reason', 'broken', 'judge')"
-        " order by 1"
-    ).fetchall()
-    assert called == [("judge",)]  # the judge ran; the reason builders were inlined into it
+    calls = _calls_in_one_receive(db, {"fragrance_id": 7, "description": "Padded  ", "cost": 12.5})
+    assert calls["judge"] == 1
+    assert (calls.get("reason", 0), calls.get("broken", 0)) == (0, 0)
+
+
+def test_a_merge_reads_the_rules_in_force_once(db: psycopg.Connection) -> None:
+    """Each read costs 0.11 ms (the stored rules decompressed); one serves the whole merge."""
+    calls = _calls_in_one_receive(db, {"fragrance_id": 7, "name": "Shared", "description": "x  "})
+    assert (calls["record_merge_findings"], calls["reconcile_findings"]) == (1, 1)
+    assert calls["current_rules"] == 1
