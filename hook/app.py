@@ -100,20 +100,25 @@ def create_app(
         limit_accept_errors(asyncio.get_running_loop())
         # Told of every connection attempt: once one fails, deliveries stop waiting for the pool.
         database = DatabaseState(probe_every=settings.spool_retry_every)
-        pool = AsyncConnectionPool(
-            settings.database_url,
-            connection_class=database.connection_class(),
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            timeout=settings.database_timeout,
-            reconnect_timeout=RECONNECT_TIMEOUT,
-            check=check_pooled_connection,
-            kwargs={"autocommit": True, "application_name": "fragrance-sync-hook"},
-            name="hook",
-            open=False,
-        )
-        # Do not wait for the database: the hook must start (and say 503) while it is down.
-        await pool.open(wait=False)
+
+        async def open_pool(name: str, min_size: int, max_size: int) -> AsyncConnectionPool:
+            pool = AsyncConnectionPool(
+                settings.database_url,
+                connection_class=database.connection_class(),
+                min_size=min_size,
+                max_size=max_size,
+                timeout=settings.database_timeout,
+                reconnect_timeout=RECONNECT_TIMEOUT,
+                check=check_pooled_connection,
+                kwargs={"autocommit": True, "application_name": f"fragrance-sync-{name}"},
+                name=name,
+                open=False,
+            )
+            # Do not wait for the database: the hook must start (and say 503) while it is down.
+            await pool.open(wait=False)
+            return pool
+
+        pool = await open_pool("hook", settings.pool_min_size, settings.pool_max_size)
         app.state.pool = pool
         spooling = merger = merging = None
         if store is not None:
@@ -121,19 +126,7 @@ def create_app(
         else:
             # A connection of its own: a merge that waits (a DBA's lock, a long batch) never
             # holds one a delivery needs.
-            merging = AsyncConnectionPool(
-                settings.database_url,
-                connection_class=database.connection_class(),
-                min_size=1,
-                max_size=1,
-                timeout=settings.database_timeout,
-                reconnect_timeout=RECONNECT_TIMEOUT,
-                check=check_pooled_connection,
-                kwargs={"autocommit": True, "application_name": "fragrance-sync-merger"},
-                name="merger",
-                open=False,
-            )
-            await merging.open(wait=False)
+            merging = await open_pool("merger", 1, 1)
             merger = Merger(
                 merging, database, settings.merge_batch_size, settings.merge_every, observe_outcome
             )

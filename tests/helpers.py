@@ -76,13 +76,6 @@ def settled(conn: psycopg.Connection, inbox_id: int, within: float = 20.0) -> di
     return row
 
 
-def settled_receipt(conn: psycopg.Connection, receipt: dict[str, Any]) -> dict[str, Any]:
-    """A hook's 202 receipt (status pending) completed with the outcome the merger recorded."""
-    assert receipt["status"] == "pending", receipt
-    row = settled(conn, receipt["inbox_id"])
-    return {"inbox_id": row["id"], "status": row["status"], "reasons": row["reasons"]}
-
-
 def set_apply_on_receipt(conn: psycopg.Connection, value: bool) -> None:
     """Switch processing on receipt on or off (off leaves deliveries pending)."""
     conn.execute("update sync.settings set apply_on_receipt = %s", [value])
