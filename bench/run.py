@@ -631,14 +631,36 @@ def paired_ratios(mine: list[float], floor: list[float]) -> list[float]:
     return [m / f for m, f in zip(mine, floor, strict=True)]
 
 
+def stage_same_backlog(pg: ThrowawayPostgresql, source: str, template: str, name: str) -> None:
+    """A copy of ``template`` whose inbox holds, pending, the very bodies staged in ``source``."""
+    with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
+        admin.execute(f"create database {name} template {template}")
+    with psycopg.connect(url(pg, source)) as src:
+        bodies = src.execute("select body, content_type from sync.inbox order by id").fetchall()
+    with psycopg.connect(url(pg, name), autocommit=True) as conn:
+        conn.execute("truncate sync.inbox, sync.fragrance_history")
+        conn.execute("update sync.settings set apply_on_receipt = false")
+        copy_in = "copy sync.inbox (body, content_type) from stdin"
+        with conn.cursor() as cur, cur.copy(copy_in) as copy:
+            for row in bodies:
+                copy.write_row(row)
+        conn.execute("vacuum analyze")
+
+
 def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, Any]:
-    """apply_pending over a staged backlog against the set-based floor, each on a fresh copy."""
+    """apply_pending over a staged backlog against the set-based floor, each on a fresh copy.
+
+    With ``--baseline``, the baseline's own apply_pending runs too, on its own
+    database holding the same bodies: today / baseline pair by pair (issue 12).
+    """
     with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
         admin.execute("create database merge_staged template bench")
     with psycopg.connect(url(pg, "merge_staged"), autocommit=True) as conn:
         conn.execute("truncate sync.inbox, sync.fragrance_history")
         conn.execute(STAGE_BACKLOG.replace("%(count)s", str(args.backlog)))
         conn.execute("vacuum analyze")
+    if args.baseline:
+        stage_same_backlog(pg, "merge_staged", "bench_baseline", "merge_staged_baseline")
     # Two floors: the UPDATE with every trigger of fragrances (history and findings, what
     # any write pays now), and with the history triggers only (what the floor paid when
     # issue 16 measured 0.33: the findings triggers came with issue 13). The target
@@ -648,16 +670,19 @@ def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, 
         "set_based_update": Figure(),
         "set_based_update_history_only": Figure(),
     }
+    if args.baseline:
+        figures["baseline_apply_pending"] = Figure()
     digests: dict[str, set[str]] = {kind: set() for kind in figures}
     for repeat in range(args.merge_runs):
         # Alternate which goes first, so an order effect cannot favour either side.
         for kind in list(figures)[:: 1 if repeat % 2 == 0 else -1]:  # order alternates
             name = f"merge_{kind}_{repeat}"
+            template = "merge_staged_baseline" if kind.startswith("baseline") else "merge_staged"
             with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
-                admin.execute(f"create database {name} template merge_staged")
+                admin.execute(f"create database {name} template {template}")
             with psycopg.connect(url(pg, name), autocommit=True) as conn:
                 started = time.perf_counter()
-                if kind == "apply_pending":
+                if kind in ("apply_pending", "baseline_apply_pending"):
                     while conn.execute(
                         "select processed from sync.apply_pending(%s)", [args.batch]
                     ).fetchone()[0]:
@@ -680,7 +705,7 @@ def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, 
     # Each run's pair ran back to back: the ratio within a pair is what the
     # machine's drift (the floor alone moved 31k to 59k/s in one hour) affects least.
     mine = figures["apply_pending"].runs
-    return {
+    merge = {
         "backlog": args.backlog,
         "batch": args.batch,
         "same_final_values": same,
@@ -692,6 +717,12 @@ def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, 
             paired_ratios(mine, figures["set_based_update"].runs)
         ).as_dict(),
     }
+    if args.baseline:
+        merge["baseline"] = args.baseline
+        merge["paired_ratio_baseline"] = Figure(
+            paired_ratios(mine, figures["baseline_apply_pending"].runs)
+        ).as_dict()
+    return merge
 
 
 # --- lag ------------------------------------------------------------------------------------------
@@ -1233,6 +1264,16 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"Same final values in fragrances: {mg['same_final_values']}.",
         ]
+        if "paired_ratio_baseline" in mg:
+            lines += [
+                "",
+                f"The baseline ({mg['baseline']}) applied the same bodies with its own "
+                f"apply_pending({mg['batch']}) on a database its migrations built: "
+                f"{fmt(mg['baseline_apply_pending'], 0)} changes/s. Today / baseline, pair by "
+                "pair: "
+                + " / ".join(f"{r:.3f}" for r in mg["paired_ratio_baseline"]["runs"])
+                + f" (median {mg['paired_ratio_baseline']['median']:.3f}).",
+            ]
     for lg in result.get("lag", {}).values():
         lines += [
             "",
