@@ -577,10 +577,13 @@ create function sync_private.judge(p_ids bigint[], p_bodies bytea[], p_rules jso
     -- made: one made on a fresh, tiny inbox seq-scans it for good (measured).
     -- Every access here and in the merge is by key, so seq scans are off, and
     -- JIT, which their disabled cost would switch on. The same three settings
-    -- sit on every set-wise function of the merge.
+    -- sit on every set-wise function of the merge. Here, also no Memoize: it
+    -- would hash every body's text as a cache key that never hits (each body
+    -- is parsed once).
     set plan_cache_mode = force_generic_plan
     set enable_seqscan = off
     set jit = off
+    set enable_memoize = off
 as $$
 begin
     if cardinality(p_ids) is distinct from cardinality(p_bodies) then

@@ -127,8 +127,11 @@ begin
     -- A fragrance that did not exist when locked is created by the first
     -- delta that carries every field; deltas received before that one are
     -- refused as they would have been one by one.
-    v_missing := array(select distinct d.fragrance_id from unnest(p_rows) as d
-                       where d.fragrance_id <> all (p_locked) order by 1);
+    -- EXCEPT hashes both sides; "<> all (p_locked)" compared every pair.
+    v_missing := array(select d.fragrance_id from unnest(p_rows) as d
+                       except
+                       select l.fragrance_id from unnest(p_locked) as l (fragrance_id)
+                       order by 1);
     if cardinality(v_missing) > 0 then
         with creator as (
             select distinct on (d.fragrance_id) d.*
@@ -209,18 +212,22 @@ begin
             from unnest(v_update) as d
             join public.fragrances as f on f.fragrance_id = d.fragrance_id
             left join sync.field_version as v on v.fragrance_id = d.fragrance_id
+            -- Usually no field was set by a later delivery: a path test says so
+            -- without taking the clock apart.
             cross join lateral (
-                -- Usually no field was set by a later delivery and the delta has no
-                -- unknown key: it writes its payload, and a path test says so
-                -- without taking it apart.
-                select case when not jsonb_path_exists(coalesce(v.versions, '{}'), '$.* ? (@ >= $id)', jsonb_build_object('id', d.inbox_id))
-                                 and d.payload - v_fields - 'fragrance_id' = '{}'
+                select jsonb_path_exists(coalesce(v.versions, '{}'), '$.* ? (@ >= $id)',
+                                         jsonb_build_object('id', d.inbox_id)) as overtaken
+                offset 0
+            ) as o
+            cross join lateral (
+                -- Then a delta without an unknown key writes its payload as it is.
+                select case when not o.overtaken and d.payload - v_fields - 'fragrance_id' = '{}'
                             then d.payload - 'fragrance_id'
                             else (select coalesce(jsonb_object_agg(e.key, e.value), '{}')
                                   from jsonb_each(d.payload) as e
                                   where e.key = any (v_fields)
                                     and coalesce((v.versions ->> e.key)::bigint, 0) < d.inbox_id) end as writes,
-                       case when not jsonb_path_exists(coalesce(v.versions, '{}'), '$.* ? (@ >= $id)', jsonb_build_object('id', d.inbox_id))
+                       case when not o.overtaken
                             then '{}'::text[]
                             else array(select f from unnest(v_fields) as f
                                        where d.payload ? f

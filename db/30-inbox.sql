@@ -210,9 +210,9 @@ $$;
 comment on function sync_private.store(bytea[], text[], text[], text[], uuid[], timestamptz[], text, boolean) is
     'Stores deliveries in input order (which is receipt order), each inbox row inserted once: with p_process, judged by the rules in force (their version is recorded), locked and settled first so the row holds its outcome; else pending. A key already stored returns the stored receipt. p_origin says who made them (webhook, revert, repair); p_received_ats keeps the moments the hook received spooled ones. The one storing path of every entry point.';
 
--- sync_private.process_claimed
--- Processes inbox rows the caller has locked, in receipt order, and records each outcome.
-create function sync_private.process_claimed(p_ids bigint[]) returns sync.batch_result
+-- sync_private.process
+-- The merge of rows already stored and locked: judge, lock, settle, record each outcome on its row.
+create function sync_private.process(p_ids bigint[], p_bodies bytea[]) returns sync_private.outcome[]
     language plpgsql
     -- Plans: see sync_private.judge.
     set plan_cache_mode = force_generic_plan
@@ -220,21 +220,13 @@ create function sync_private.process_claimed(p_ids bigint[]) returns sync.batch_
     set jit = off
 as $$
 declare
-    v_ids bigint[];
-    v_bodies bytea[];
     v_rows sync_private.judged[];
     v_outcomes sync_private.outcome[];
-    v_result sync.batch_result := row(0, 0, 0, 0, 0, null, null);
     v_rules record := sync_private.current_rules();
 begin
-    select array_agg(i.id order by i.id), array_agg(i.body order by i.id)
-    into v_ids, v_bodies
-    from sync.inbox as i
-    where i.id = any (p_ids);
-    if v_ids is null then
-        return v_result;
-    end if;
-    v_rows := sync_private.judge(v_ids, v_bodies, v_rules.rules);
+    -- The caller has locked the rows and passes their bodies in receipt
+    -- (id) order, as sync_private.store does on receipt.
+    v_rows := sync_private.judge(p_ids, p_bodies, v_rules.rules);
     v_outcomes := sync_private.settle(v_rows, sync_private.lock_fragrances(v_rows), v_rules.rules, v_rules.version);
 
     update sync.inbox as i
@@ -249,17 +241,43 @@ begin
         rules_version = v_rules.version
     from unnest(v_outcomes) as o
     where i.id = o.inbox_id;
+    return v_outcomes;
+end;
+$$;
+comment on function sync_private.process(bigint[], bytea[]) is
+    'Processes inbox rows the caller has locked, given as their ids and bodies in receipt order: judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. Behind sync_private.process_claimed and sync.apply_received.';
 
+-- sync_private.process_claimed
+-- Processes inbox rows the caller has locked, in receipt order, and records each outcome.
+create function sync_private.process_claimed(p_ids bigint[]) returns sync.batch_result
+    language plpgsql
+    -- Plans: see sync_private.judge.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_ids bigint[];
+    v_bodies bytea[];
+    v_result sync.batch_result := row(0, 0, 0, 0, 0, null, null);
+begin
+    select array_agg(i.id order by i.id), array_agg(i.body order by i.id)
+    into v_ids, v_bodies
+    from sync.inbox as i
+    where i.id = any (p_ids);
+    if v_ids is null then
+        return v_result;
+    end if;
     select count(*), count(*) filter (where o.status = 'applied'), count(*) filter (where o.status = 'ignored'),
         count(*) filter (where o.status = 'rejected'), count(*) filter (where o.status = 'pending'),
         v_ids[1], v_ids[cardinality(v_ids)]
     into v_result
-    from unnest(v_outcomes) as o;
+    from unnest(sync_private.process(v_ids, v_bodies)) as o;
     return v_result;
 end;
 $$;
 comment on function sync_private.process_claimed(bigint[]) is
-    'Processes the given inbox rows (the caller has locked them) in receipt order, as sync_private.store does on receipt, and writes each outcome on its row; returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
+    'Processes the given inbox rows (the caller has locked them) in receipt order through sync_private.process and returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
 
 -- sync.receive
 -- Stores one delivery exactly as received and returns its receipt.
@@ -336,6 +354,7 @@ create function sync.apply_received(p_limit integer default 1000) returns setof 
 as $$
 declare
     v_ids bigint[];
+    v_bodies bytea[];
 begin
     -- The same claim and the same merge as sync.apply_pending, so several
     -- hook workers and a DBA can run at once; it does nothing while a DBA
@@ -353,21 +372,22 @@ begin
     -- order), and the next sweep applies them again, in the same order.
     -- Transaction-local: storing (sync.store_many) still waits for its flush.
     perform pg_catalog.set_config('synchronous_commit', 'off', true);
-    v_ids := array(
-        select id from sync.inbox
-        where status = 'pending'
-        order by id
-        limit p_limit
-        for update skip locked);
-    if cardinality(v_ids) = 0 then
+    -- The claim reads the bodies too, and the receipts come from the
+    -- outcomes: the rows are not read again.
+    select array_agg(c.id order by c.id), array_agg(c.body order by c.id)
+    into v_ids, v_bodies
+    from (select i.id, i.body from sync.inbox as i
+          where i.status = 'pending'
+          order by i.id
+          limit p_limit
+          for update skip locked) as c;
+    if v_ids is null then
         return;
     end if;
-    perform sync_private.process_claimed(v_ids);
     return query
-    select i.id, i.status, i.reasons
-    from sync.inbox as i
-    where i.id = any (v_ids)
-    order by i.id;
+    select o.inbox_id, o.status, o.reasons
+    from unnest(sync_private.process(v_ids, v_bodies)) as o
+    order by o.inbox_id;
 end;
 $$;
 comment on function sync.apply_received(integer) is
