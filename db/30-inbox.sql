@@ -287,14 +287,22 @@ create function sync.receive(
     p_client_addr text default null,
     p_user_agent text default null
 ) returns sync.receipt
-    language sql
+    language plpgsql
     security definer
     set search_path = pg_catalog, pg_temp
 as $$
-    select r.inbox_id, r.status, r.reasons
+declare
+    v_receipt sync.receipt;
+begin
+    -- PL/pgSQL, as every entry point of the hook and the spool: a SECURITY
+    -- DEFINER SQL function is never inlined, so its query would be parsed and
+    -- planned again at every call; PL/pgSQL keeps the plan for the session.
+    select r.inbox_id, r.status, r.reasons into v_receipt
     from sync_private.store(array[p_body], array[p_content_type], array[p_client_addr], array[p_user_agent],
                             array[null::uuid], null, 'webhook',
                             (select s.apply_on_receipt from sync.settings as s)) as r;
+    return v_receipt;
+end;
 $$;
 comment on function sync.receive(bytea, text, text, text) is
     'Stores one webhook delivery in sync.inbox (processing it at once when sync.settings.apply_on_receipt) and returns (inbox_id, status, reasons): a batch of one through sync.receive_many''s path. A client address PostgreSQL cannot read is kept as text. Usage: SELECT * FROM sync.receive(''{"fragrance_id": 7, "cost": 12}'');';
@@ -309,13 +317,17 @@ create function sync.receive_many(
     p_keys uuid[],
     p_received_ats timestamptz[] default null
 ) returns setof sync.receipt
-    language sql
+    language plpgsql
     security definer
     set search_path = pg_catalog, pg_temp
 as $$
+begin
+    -- PL/pgSQL for its kept plan: see sync.receive.
+    return query
     select r.inbox_id, r.status, r.reasons
     from sync_private.store(p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys, p_received_ats,
                             'webhook', (select s.apply_on_receipt from sync.settings as s)) as r;
+end;
 $$;
 comment on function sync.receive_many(bytea[], text[], text[], text[], uuid[], timestamptz[]) is
     'Stores a batch of deliveries with the keys the caller gave them, in one transaction and in input order (receipt order), each row processed on receipt when sync.settings.apply_on_receipt; returns one receipt per delivery, in input order. A key already stored is not stored again (its receipt comes back). p_received_ats: when the hook received spooled deliveries (null: now).';
@@ -329,18 +341,22 @@ create function sync.store_many(
     p_user_agents text[],
     p_keys uuid[]
 ) returns setof sync.receipt
-    language sql
+    language plpgsql
     security definer
     set search_path = pg_catalog, pg_temp
 as $$
+begin
     -- Storing is all the answer waits for: the rules and the merge run right
     -- after, in sync.apply_received, where many batches go through at once
     -- (ADR 0022). Ids are drawn at insert, so receipt order is still inbox id
     -- order, and the per-field clock (ADR 0002) makes the merge's order
-    -- between concurrent batches irrelevant.
+    -- between concurrent batches irrelevant. PL/pgSQL for its kept plan: see
+    -- sync.receive.
+    return query
     select r.inbox_id, r.status, r.reasons
     from sync_private.store(p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys, null,
                             'webhook', false) as r;
+end;
 $$;
 comment on function sync.store_many(bytea[], text[], text[], text[], uuid[]) is
     'The hook''s entry point: stores a batch of deliveries with the keys the hook gave them, in one transaction and in input order (receipt order), each row pending; sync.apply_received then judges and merges them. Returns one receipt per delivery, in input order; a key already stored returns the stored receipt.';

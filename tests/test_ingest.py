@@ -312,6 +312,48 @@ def test_apply_received_does_nothing_while_a_dba_holds_deliveries_back(
     assert db.execute("select count(*) from sync.inbox where status = 'pending'").fetchone() == (1,)
 
 
+def _sql_function_calls(conn: psycopg.Connection) -> dict[str, int]:
+    """Calls of our SQL-language functions counted so far in this backend (pending stats)."""
+    return dict(
+        conn.execute("""
+            select s.schemaname || '.' || s.funcname, s.calls
+            from pg_stat_xact_user_functions as s
+            join pg_proc as p on p.oid = s.funcid
+            join pg_language as l on l.oid = p.prolang
+            where l.lanname = 'sql'
+        """).fetchall()
+    )
+
+
+def test_the_hooks_path_calls_no_sql_function_that_is_planned_again_at_each_call(
+    db: psycopg.Connection,
+) -> None:
+    """A SQL function is parsed and planned at every call unless it is inlined.
+
+    Behind sync.store_many, sync.apply_received and the merge, every function
+    called must be PL/pgSQL (whose plans the session keeps) or inlined where
+    it is used (bench/README.md, step 19). A fresh session (a superuser's:
+    counting calls is for superusers), a first round to make the plans, then
+    the round that is counted.
+    """
+    deltas = [
+        {"fragrance_id": 7, "name": "Amber Musk", "description": "Padded  ", "cost": 12.5},
+        {"fragrance_id": 8, "description": "Cedar", "forbidden": True},
+    ]
+    store = "select * from sync.store_many(%s, %s, %s, %s, %s)"
+    params = [[body(d) for d in deltas], [None] * 2, ["127.0.0.1"] * 2, [None] * 2, [None] * 2]
+    db.execute("set track_functions = 'all'")
+    counted = []
+    for _ in range(2):
+        before = _sql_function_calls(db)
+        db.execute(store, params)
+        applied = db.execute("select status from sync.apply_received(1000)").fetchall()
+        assert applied == [("applied",), ("applied",)]
+        after = _sql_function_calls(db)
+        counted.append({f: n - before.get(f, 0) for f, n in after.items() if n > before.get(f, 0)})
+    assert counted[1] == {}
+
+
 def _fail_on_poison(db: psycopg.Connection, sqlstate: str) -> None:
     """A trigger that fails any transaction storing a body that says 'poison'."""
     db.execute(f"""
