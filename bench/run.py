@@ -632,12 +632,24 @@ def paired_ratios(mine: list[float], floor: list[float]) -> list[float]:
 
 
 def stage_same_backlog(pg: ThrowawayPostgresql, source: str, template: str, name: str) -> None:
-    """A copy of ``template`` whose inbox holds, pending, the very bodies staged in ``source``."""
+    """A copy of ``template`` holding ``source``'s fragrances and, pending, its very bodies.
+
+    The fragrances are copied too: the ingest runs changed each database's
+    own at random, and the final values of both merges are compared.
+    """
     with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
         admin.execute(f"create database {name} template {template}")
     with psycopg.connect(url(pg, source)) as src:
+        fragrances = src.execute("select * from public.fragrances order by 1").fetchall()
         bodies = src.execute("select body, content_type from sync.inbox order by id").fetchall()
     with psycopg.connect(url(pg, name), autocommit=True) as conn:
+        with conn.transaction():
+            # A bulk load, not a change: no trigger (history, findings) fires.
+            conn.execute("set local session_replication_role = replica")
+            conn.execute("delete from public.fragrances")
+            with conn.cursor() as cur, cur.copy("copy public.fragrances from stdin") as copy:
+                for row in fragrances:
+                    copy.write_row(row)
         conn.execute("truncate sync.inbox, sync.fragrance_history")
         conn.execute("update sync.settings set apply_on_receipt = false")
         copy_in = "copy sync.inbox (body, content_type) from stdin"
