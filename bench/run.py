@@ -75,6 +75,9 @@ TARGETS = {
     "merge_vs_floor": 0.6,
     "lag_p99_ms": {200: 20.0, 2000: 100.0},
     "rss_mb": 150.0,
+    # Issue 12's: with --baseline, no worse than the code it started from, pair by pair.
+    "ingest_vs_baseline": 1.0,
+    "merge_vs_baseline": 1.0,
 }
 
 #: The plain table the naive hook and pgbench's plain insert write (bench/naive_hook.py).
@@ -1017,6 +1020,22 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
         checks.append(
             ("ingest c16 errors", max(hook["errors"]["runs"]), "==", 0, lambda v, t: v == t)
         )
+        if "baseline" in c16:
+            theirs = c16["baseline"]
+            checks.append(
+                (
+                    "issue 12: ingest c16, applied, today / baseline (median of paired runs)",
+                    statistics.median(
+                        paired_ratios(
+                            hook.get("applied_rps", hook["rps"])["runs"],
+                            theirs.get("applied_rps", theirs["rps"])["runs"],
+                        )
+                    ),
+                    ">=",
+                    TARGETS["ingest_vs_baseline"],
+                    lambda v, t: v >= t,
+                )
+            )
     if "nodb" in c16 and "minimal" in c16 and "cpu_server_us" in c16["nodb"]:
         checks.append(
             (
@@ -1038,6 +1057,16 @@ def verdicts(result: dict[str, Any]) -> list[dict[str, Any]]:
                 lambda v, t: v >= t,
             )
         )
+        if "paired_ratio_baseline" in m:
+            checks.append(
+                (
+                    "issue 12: merge, today / baseline apply_pending (median of paired runs)",
+                    m["paired_ratio_baseline"]["median"],
+                    ">=",
+                    TARGETS["merge_vs_baseline"],
+                    lambda v, t: v >= t,
+                )
+            )
     for rate, lag in result.get("lag", {}).items():
         bound = TARGETS["lag_p99_ms"].get(int(rate))
         if bound is not None:

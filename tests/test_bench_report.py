@@ -207,3 +207,27 @@ def test_ingest_targets_count_deliveries_applied_not_only_answered() -> None:
     }
     [ingest] = [v for v in bench.verdicts(result) if v["target"].startswith("ingest c16, applied")]
     assert (ingest["value"], ingest["verdict"]) == (0.2, "FAIL")  # answered: 0.4
+
+
+def test_issue_12s_verdicts_compare_today_with_the_baseline_pair_by_pair() -> None:
+    """With --baseline, ingest and merge must be no worse than the baseline's, run beside it."""
+    hook = {**ingest_kind(3000, 220, 320, 30), "applied_rps": figure(2900, 2700, 3100)}
+    # The medians alone (2,900 / 3,000) would say 0.97; the pairs say 0.725, 1.08 and 1.033.
+    baseline = {**ingest_kind(3000, 160, 190, 25), "applied_rps": figure(4000, 2500, 3000)}
+    result = {
+        "ingest": {"16": {"hook": hook, "baseline": baseline}},
+        "merge": {
+            "paired_ratio": figure(0.17, 0.18),
+            "paired_ratio_baseline": figure(0.43, 0.48, 0.45),
+        },
+    }
+    verdicts = {v["target"]: (v["value"], v["verdict"]) for v in bench.verdicts(result)}
+    ingest = verdicts["issue 12: ingest c16, applied, today / baseline (median of paired runs)"]
+    merge = verdicts["issue 12: merge, today / baseline apply_pending (median of paired runs)"]
+    assert ingest == (1.033, "PASS")
+    assert merge == (0.45, "FAIL")
+
+
+def test_without_a_baseline_issue_12s_verdicts_are_not_given() -> None:
+    result = {"ingest": {"16": {"hook": ingest_kind(3000, 220, 320, 30)}}}
+    assert not [v for v in bench.verdicts(result) if v["target"].startswith("issue 12")]
