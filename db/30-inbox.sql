@@ -210,6 +210,24 @@ $$;
 comment on function sync_private.store(bytea[], text[], text[], text[], uuid[], timestamptz[], text, boolean) is
     'Stores deliveries in input order (which is receipt order), each inbox row inserted once: with p_process, judged by the rules in force (their version is recorded), locked and settled first so the row holds its outcome; else pending. A key already stored returns the stored receipt. p_origin says who made them (webhook, revert, repair); p_received_ats keeps the moments the hook received spooled ones. The one storing path of every entry point.';
 
+-- sync_private.merge_bytes
+-- How many bytes of bodies one merge call takes at most.
+create function sync_private.merge_bytes() returns bigint
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- The claimed bodies travel as one bytea[], and PostgreSQL refuses any
+    -- value over 1 GB: 1,000 bodies of MAX_BODY_BYTES set above 1 MiB would
+    -- fail every merge, and at 1 MiB one call took 42 s and gigabytes of
+    -- memory. A call takes rows in receipt order while the bodies before them
+    -- hold less than this (so always at least one); the rest stay claimed
+    -- until it commits, then pending for the next call.
+    select 64 * 1024 * 1024::bigint;
+$$;
+comment on function sync_private.merge_bytes() is
+    'The most body bytes one merge call (sync.apply_received, sync.apply_pending, sync.retry_all) processes: 64 MiB. Rows past it in a claim are left for the next call; the first row is always taken.';
+
 -- sync_private.process
 -- The merge of rows already stored and locked: judge, lock, settle, record each outcome on its row.
 create function sync_private.process(p_ids bigint[], p_bodies bytea[]) returns sync_private.outcome[]
@@ -261,10 +279,16 @@ declare
     v_bodies bytea[];
     v_result sync.batch_result := row(0, 0, 0, 0, 0, null, null);
 begin
-    select array_agg(i.id order by i.id), array_agg(i.body order by i.id)
+    -- In receipt order, while the bodies before a row hold less than
+    -- sync_private.merge_bytes(): the rest stay as they are for the next call.
+    select array_agg(w.id order by w.id), array_agg(w.body order by w.id)
     into v_ids, v_bodies
-    from sync.inbox as i
-    where i.id = any (p_ids);
+    from (select i.id, i.body,
+                 sum(octet_length(i.body)) over (order by i.id rows unbounded preceding)
+                     - octet_length(i.body) as before
+          from sync.inbox as i
+          where i.id = any (p_ids)) as w
+    where w.before < sync_private.merge_bytes();
     if v_ids is null then
         return v_result;
     end if;
@@ -277,7 +301,7 @@ begin
 end;
 $$;
 comment on function sync_private.process_claimed(bigint[]) is
-    'Processes the given inbox rows (the caller has locked them) in receipt order through sync_private.process and returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
+    'Processes the given inbox rows (the caller has locked them) in receipt order through sync_private.process, as many as sync_private.merge_bytes() of bodies allows (always the first), and returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
 
 -- sync.receive
 -- Stores one delivery exactly as received and returns its receipt.
@@ -394,14 +418,20 @@ begin
     -- Transaction-local: storing (sync.store_many) still waits for its flush.
     perform pg_catalog.set_config('synchronous_commit', 'off', true);
     -- The claim reads the bodies too, and the receipts come from the
-    -- outcomes: the rows are not read again.
-    select array_agg(c.id order by c.id), array_agg(c.body order by c.id)
+    -- outcomes: the rows are not read again. Bodies past
+    -- sync_private.merge_bytes() are claimed but left pending, for the next
+    -- call (octet_length does not read them).
+    select array_agg(w.id order by w.id), array_agg(w.body order by w.id)
     into v_ids, v_bodies
-    from (select i.id, i.body from sync.inbox as i
-          where i.status = 'pending'
-          order by i.id
-          limit p_limit
-          for update skip locked) as c;
+    from (select c.id, c.body,
+                 sum(octet_length(c.body)) over (order by c.id rows unbounded preceding)
+                     - octet_length(c.body) as before
+          from (select i.id, i.body from sync.inbox as i
+                where i.status = 'pending'
+                order by i.id
+                limit p_limit
+                for update skip locked) as c) as w
+    where w.before < sync_private.merge_bytes();
     if v_ids is null then
         return;
     end if;
@@ -412,7 +442,7 @@ begin
 end;
 $$;
 comment on function sync.apply_received(integer) is
-    'The hook''s merger: when sync.settings.apply_on_receipt, judges and merges up to p_limit pending deliveries in receipt order (as sync.apply_pending, skipping rows another session holds) and returns their receipts; else returns nothing. Its transaction commits asynchronously (synchronous_commit off): a crash can only undo a merge, whose deliveries are then applied again. Usage: SELECT * FROM sync.apply_received(1000);';
+    'The hook''s merger: when sync.settings.apply_on_receipt, judges and merges up to p_limit pending deliveries in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), as sync.apply_pending, skipping rows another session holds, and returns their receipts; else returns nothing. Its transaction commits asynchronously (synchronous_commit off): a crash can only undo a merge, whose deliveries are then applied again. Usage: SELECT * FROM sync.apply_received(1000);';
 
 -- sync.receive_spooled
 -- Stores one delivery the hook spooled while the database was down, with its original receipt time.

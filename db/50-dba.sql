@@ -105,7 +105,7 @@ begin
 end;
 $$;
 comment on function sync.apply_pending(integer) is
-    'Judges and merges up to p_limit pending deliveries in receipt order and returns the counts. Rows another session is processing are skipped, so concurrent calls never apply a delivery twice. Usage: SELECT * FROM sync.apply_pending(1000);';
+    'Judges and merges up to p_limit pending deliveries in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), and returns the counts; call it again until processed is 0. Rows another session is processing are skipped, so concurrent calls never apply a delivery twice. Usage: SELECT * FROM sync.apply_pending(1000);';
 
 -- sync_private.claim_rejected
 -- Locks one rejected delivery for a DBA verb, or says why it cannot be taken.
@@ -168,7 +168,7 @@ begin
 end;
 $$;
 comment on function sync.retry_all(text, integer) is
-    'Processes up to p_limit rejected deliveries again in receipt order, all of them or only those with reason code p_code. Usage: SELECT * FROM sync.retry_all(); or SELECT * FROM sync.retry_all(''name.too_long'');';
+    'Processes up to p_limit rejected deliveries again in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes), all of them or only those with reason code p_code. Usage: SELECT * FROM sync.retry_all(); or SELECT * FROM sync.retry_all(''name.too_long'');';
 
 -- sync.discard
 -- Writes off one quarantined delivery with a stated reason; it stays in the inbox.

@@ -300,6 +300,47 @@ def test_apply_received_applies_in_receipt_order_in_batches_of_its_limit(
     assert db.execute("select * from sync.apply_received(2)").fetchall() == []
 
 
+#: 1 MiB bodies, stored compressed (one letter repeated) so that the test stays light.
+LARGE_PENDING = """
+    insert into sync.inbox (body, content_type)
+    select convert_to(format('{"fragrance_id": %s, "description": "%s"}', 1000 + g,
+                             repeat('a', 1048576 - 41)), 'UTF8'), 'application/json'
+    from generate_series(1, 66) as g
+"""
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "select count(*) from sync.apply_received(1000)",
+        "select processed from sync.apply_pending(1000)",
+    ],
+)
+def test_one_merge_call_takes_at_most_64_mib_of_bodies_and_leaves_the_rest_pending(
+    db: psycopg.Connection, call: str
+) -> None:
+    """1,000 bodies of a larger MAX_BODY_BYTES would not fit in one value (1 GB)."""
+    set_apply_on_receipt(db, False)
+    db.execute(LARGE_PENDING)
+    set_apply_on_receipt(db, True)
+    assert db.execute(
+        "select min(octet_length(body)), max(octet_length(body)) from sync.inbox"
+    ).fetchone() == (1048576, 1048576)
+    assert db.execute(call).fetchone() == (64,)
+    assert db.execute("select count(*) from sync.inbox where status = 'pending'").fetchone() == (2,)
+    assert db.execute(call).fetchone() == (2,)
+
+
+def test_one_body_larger_than_64_mib_is_still_merged(db: psycopg.Connection) -> None:
+    set_apply_on_receipt(db, False)
+    db.execute(
+        "insert into sync.inbox (body, content_type) values (convert_to(format("
+        """'{"fragrance_id": 7, "description": "%s"}', repeat('a', 65 * 1048576)), 'UTF8'), null)"""
+    )
+    set_apply_on_receipt(db, True)
+    assert db.execute("select status from sync.apply_received(1000)").fetchall() == [("rejected",)]
+
+
 def test_apply_received_does_nothing_while_a_dba_holds_deliveries_back(
     db: psycopg.Connection,
 ) -> None:
