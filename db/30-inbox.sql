@@ -230,7 +230,7 @@ comment on function sync_private.merge_bytes() is
 
 -- sync_private.process
 -- The merge of rows already stored and locked: judge, lock, settle, record each outcome on its row.
-create function sync_private.process(p_ids bigint[], p_bodies bytea[]) returns sync_private.outcome[]
+create function sync_private.process(p_ids bigint[]) returns sync_private.outcome[]
     language plpgsql
     -- Plans: see sync_private.judge.
     set plan_cache_mode = force_generic_plan
@@ -238,13 +238,27 @@ create function sync_private.process(p_ids bigint[], p_bodies bytea[]) returns s
     set jit = off
 as $$
 declare
+    v_ids bigint[];
+    v_bodies bytea[];
     v_rows sync_private.judged[];
     v_outcomes sync_private.outcome[];
     v_rules record := sync_private.current_rules();
 begin
-    -- The caller has locked the rows and passes their bodies in receipt
-    -- (id) order, as sync_private.store does on receipt.
-    v_rows := sync_private.judge(p_ids, p_bodies, v_rules.rules);
+    -- In receipt order, while the bodies before a row hold less than
+    -- sync_private.merge_bytes() (octet_length does not read them): the rest
+    -- stay as they are for the next call.
+    select array_agg(w.id order by w.id), array_agg(w.body order by w.id)
+    into v_ids, v_bodies
+    from (select i.id, i.body,
+                 sum(octet_length(i.body)) over (order by i.id rows unbounded preceding)
+                     - octet_length(i.body) as before
+          from sync.inbox as i
+          where i.id = any (p_ids)) as w
+    where w.before < sync_private.merge_bytes();
+    if v_ids is null then
+        return '{}';
+    end if;
+    v_rows := sync_private.judge(v_ids, v_bodies, v_rules.rules);
     v_outcomes := sync_private.settle(v_rows, sync_private.lock_fragrances(v_rows), v_rules.rules, v_rules.version);
 
     update sync.inbox as i
@@ -262,8 +276,8 @@ begin
     return v_outcomes;
 end;
 $$;
-comment on function sync_private.process(bigint[], bytea[]) is
-    'Processes inbox rows the caller has locked, given as their ids and bodies in receipt order: judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. Behind sync_private.process_claimed and sync.apply_received.';
+comment on function sync_private.process(bigint[]) is
+    'Processes inbox rows the caller has locked, in receipt order and as many as sync_private.merge_bytes() of bodies allows (always the first): judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. Behind sync_private.process_claimed and sync.apply_received.';
 
 -- sync_private.process_claimed
 -- Processes inbox rows the caller has locked, in receipt order, and records each outcome.
@@ -275,33 +289,18 @@ create function sync_private.process_claimed(p_ids bigint[]) returns sync.batch_
     set jit = off
 as $$
 declare
-    v_ids bigint[];
-    v_bodies bytea[];
-    v_result sync.batch_result := row(0, 0, 0, 0, 0, null, null);
+    v_result sync.batch_result;
 begin
-    -- In receipt order, while the bodies before a row hold less than
-    -- sync_private.merge_bytes(): the rest stay as they are for the next call.
-    select array_agg(w.id order by w.id), array_agg(w.body order by w.id)
-    into v_ids, v_bodies
-    from (select i.id, i.body,
-                 sum(octet_length(i.body)) over (order by i.id rows unbounded preceding)
-                     - octet_length(i.body) as before
-          from sync.inbox as i
-          where i.id = any (p_ids)) as w
-    where w.before < sync_private.merge_bytes();
-    if v_ids is null then
-        return v_result;
-    end if;
     select count(*), count(*) filter (where o.status = 'applied'), count(*) filter (where o.status = 'ignored'),
         count(*) filter (where o.status = 'rejected'), count(*) filter (where o.status = 'pending'),
-        v_ids[1], v_ids[cardinality(v_ids)]
+        min(o.inbox_id), max(o.inbox_id)
     into v_result
-    from unnest(sync_private.process(v_ids, v_bodies)) as o;
+    from unnest(sync_private.process(p_ids)) as o;
     return v_result;
 end;
 $$;
 comment on function sync_private.process_claimed(bigint[]) is
-    'Processes the given inbox rows (the caller has locked them) in receipt order through sync_private.process, as many as sync_private.merge_bytes() of bodies allows (always the first), and returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
+    'Processes the given inbox rows (the caller has locked them) through sync_private.process and returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
 
 -- sync.receive
 -- Stores one delivery exactly as received and returns its receipt.
@@ -399,7 +398,6 @@ create function sync.apply_received(p_limit integer default 1000) returns setof 
 as $$
 declare
     v_ids bigint[];
-    v_bodies bytea[];
 begin
     -- The same claim and the same merge as sync.apply_pending, so several
     -- hook workers and a DBA can run at once; it does nothing while a DBA
@@ -417,27 +415,19 @@ begin
     -- order), and the next sweep applies them again, in the same order.
     -- Transaction-local: storing (sync.store_many) still waits for its flush.
     perform pg_catalog.set_config('synchronous_commit', 'off', true);
-    -- The claim reads the bodies too, and the receipts come from the
-    -- outcomes: the rows are not read again. Bodies past
-    -- sync_private.merge_bytes() are claimed but left pending, for the next
-    -- call (octet_length does not read them).
-    select array_agg(w.id order by w.id), array_agg(w.body order by w.id)
-    into v_ids, v_bodies
-    from (select c.id, c.body,
-                 sum(octet_length(c.body)) over (order by c.id rows unbounded preceding)
-                     - octet_length(c.body) as before
-          from (select i.id, i.body from sync.inbox as i
-                where i.status = 'pending'
-                order by i.id
-                limit p_limit
-                for update skip locked) as c) as w
-    where w.before < sync_private.merge_bytes();
-    if v_ids is null then
+    v_ids := array(
+        select id from sync.inbox
+        where status = 'pending'
+        order by id
+        limit p_limit
+        for update skip locked);
+    if cardinality(v_ids) = 0 then
         return;
     end if;
+    -- The receipts come from the outcomes: the rows are not read again.
     return query
     select o.inbox_id, o.status, o.reasons
-    from unnest(sync_private.process(v_ids, v_bodies)) as o
+    from unnest(sync_private.process(v_ids)) as o
     order by o.inbox_id;
 end;
 $$;
