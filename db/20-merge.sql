@@ -208,10 +208,18 @@ begin
             -- warned about) that are newer than their last writer before the
             -- batch. Ids ascend within the batch, so a later delivery wins too.
             select d.inbox_id, d.fragrance_id, d.payload, d.reasons, w.writes, w.stale_fields,
-                to_jsonb(f) - 'fragrance_id' as current
+                f.current
             from unnest(v_update) as d
-            join public.fragrances as f on f.fragrance_id = d.fragrance_id
-            left join sync.field_version as v on v.fragrance_id = d.fragrance_id
+            -- Lateral lookups by key, which only a nested loop can run: a join
+            -- planned while the clock was young merged the batch with a scan
+            -- of the whole clock (every fragrance ever written, per call).
+            cross join lateral (select to_jsonb(l) - 'fragrance_id' as current
+                                from public.fragrances as l
+                                where l.fragrance_id = d.fragrance_id
+                                offset 0) as f
+            left join lateral (select c.versions from sync.field_version as c
+                               where c.fragrance_id = d.fragrance_id
+                               offset 0) as v on true
             -- Usually no field was set by a later delivery: a path test says so
             -- without taking the clock apart.
             cross join lateral (

@@ -800,3 +800,30 @@ def test_the_batch_statements_reach_rows_by_key_even_when_planned_on_empty_table
     for table in ("inbox", "fragrances", "field_version"):
         assert f"Seq Scan on {table}" not in explained
     assert "JIT:" not in explained
+
+
+def test_the_merge_reads_the_field_clock_by_key_when_planned_on_an_empty_clock(
+    db: psycopg.Connection,
+) -> None:
+    """A plan made while sync.field_version was empty must not read the whole clock later.
+
+    The clock holds a row per fragrance ever written; a merge join planned on
+    a new install read it from the start of its index up to the batch's
+    highest id, at every call of the session.
+    """
+    db.execute("analyze sync.field_version")
+    bodies = [json.dumps({"fragrance_id": n, "cost": n}).encode() for n in range(4995, 5000)]
+    for _ in range(3):  # the generic plan is made and then used
+        receive_many(db, bodies)
+    db.execute(
+        "insert into sync.field_version (fragrance_id, versions)"
+        " select f.fragrance_id, '{}' from public.fragrances as f"
+        " on conflict (fragrance_id) do nothing"
+    )
+    with db.transaction():
+        receive_many(db, bodies)
+        read = db.execute(
+            "select coalesce(idx_tup_fetch, 0) + seq_tup_read from pg_stat_xact_user_tables"
+            " where relid = 'sync.field_version'::regclass"
+        ).fetchone()[0]  # type: ignore[index]
+    assert read < 100, f"{read} clock entries read for 5 deliveries among 5,000"
