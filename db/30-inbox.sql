@@ -199,11 +199,17 @@ begin
     left join unnest(v_outcomes) as o on o.inbox_id = v_ids[x.i]
     order by x.i;
 
+    -- Each receipt looked up by key (a lateral lookup, which only a nested
+    -- loop can run): a join planned while the inbox was young hashed the
+    -- whole inbox at every call of the session.
     return query
     select i.id, i.status, i.reasons
     from unnest(p_keys) with ordinality as k (key, n)
     left join unnest(v_new) with ordinality as x (n, i) on x.n = k.n
-    join sync.inbox as i on i.id = coalesce(v_ids[x.i], (select s.id from sync.inbox as s where s.spool_key = k.key))
+    cross join lateral (
+        select s.id, s.status, s.reasons from sync.inbox as s
+        where s.id = coalesce(v_ids[x.i], (select p.id from sync.inbox as p where p.spool_key = k.key))
+        offset 0) as i
     order by k.n;
 end;
 $$;
