@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -126,3 +127,41 @@ def fuzz_settings(max_examples: int) -> Any:
             HealthCheck.function_scoped_fixture,
         ],
     )
+
+
+def most_rows_discarded(plans: list[str]) -> int:
+    """The most rows one plan node discarded by a filter, over all its loops (auto_explain text).
+
+    A node that compares each row of one set with every row of another
+    discards about the product of their sizes; one that hashes, about none.
+    """
+    most = 0
+    loops = 1
+    for line in "\n".join(plans).splitlines():
+        node = re.search(r"\(actual rows=\d+ loops=(\d+)\)", line)
+        if node:
+            loops = int(node.group(1))
+        removed = re.search(r"Rows Removed by (?:Join )?Filter: (\d+)", line)
+        if removed:
+            most = max(most, int(removed.group(1)) * loops)
+    return most
+
+
+def analyzed_plans(conn: psycopg.Connection) -> list[str]:
+    """Have auto_explain report every statement's plan with row counts; returns the list it fills.
+
+    Nested statements included (the functions' own), without timing: what a
+    plan did, not how long it took.
+    """
+    conn.execute("load 'auto_explain'")
+    for setting, value in {
+        "log_min_duration": "0",
+        "log_nested_statements": "on",
+        "log_analyze": "on",
+        "log_timing": "off",
+        "log_level": "notice",
+    }.items():
+        conn.execute(f"set auto_explain.{setting} = {value}")
+    plans: list[str] = []
+    conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    return plans

@@ -10,7 +10,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import body, raises_sqlstate, receive, receive_many, set_apply_on_receipt
+from helpers import (
+    analyzed_plans,
+    body,
+    raises_sqlstate,
+    receive,
+    receive_many,
+    set_apply_on_receipt,
+)
 from psycopg.rows import dict_row
 
 
@@ -468,17 +475,7 @@ def test_the_merge_matches_changed_findings_to_its_writes_in_one_pass(
     """
     db.execute("delete from sync.finding")
     db.execute("analyze sync.finding")
-    db.execute("load 'auto_explain'")
-    for setting, value in {
-        "log_min_duration": "0",
-        "log_nested_statements": "on",
-        "log_analyze": "on",
-        "log_timing": "off",
-        "log_level": "notice",
-    }.items():
-        db.execute(f"set auto_explain.{setting} = {value}")
-    plans: list[str] = []
-    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    plans = analyzed_plans(db)
     for round_ in range(3):  # the first round opens the findings, the others change them
         plans.clear()
         deltas = [{"fragrance_id": n, "description": f"padded {round_}  "} for n in range(1, 21)]

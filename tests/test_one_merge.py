@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import threading
 import time
 import uuid
@@ -27,7 +26,13 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Server
-from helpers import fuzz_settings, receive_many, set_apply_on_receipt
+from helpers import (
+    analyzed_plans,
+    fuzz_settings,
+    most_rows_discarded,
+    receive_many,
+    set_apply_on_receipt,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
@@ -876,24 +881,6 @@ def test_every_table_is_read_by_key_when_the_plans_were_made_on_a_new_install(
     assert {t: reads.get(t, 0) for t in PLANTED if reads.get(t, 0) >= 1000} == {}
 
 
-def most_rows_discarded(plans: list[str]) -> int:
-    """The most rows one plan node discarded by a filter, over all its loops (auto_explain text).
-
-    A node that compares each row of one set with every row of another
-    discards about the product of their sizes; one that hashes, about none.
-    """
-    most = 0
-    loops = 1
-    for line in "\n".join(plans).splitlines():
-        node = re.search(r"\(actual rows=\d+ loops=(\d+)\)", line)
-        if node:
-            loops = int(node.group(1))
-        removed = re.search(r"Rows Removed by (?:Join )?Filter: (\d+)", line)
-        if removed:
-            most = max(most, int(removed.group(1)) * loops)
-    return most
-
-
 def test_creating_many_fragrances_in_one_batch_compares_no_pairs(db: psycopg.Connection) -> None:
     """A batch of creations (an import, a repair) costs in proportion to its size.
 
@@ -917,16 +904,6 @@ def test_creating_many_fragrances_in_one_batch_compares_no_pairs(db: psycopg.Con
             for n in range(creations)
         ],
     )
-    db.execute("load 'auto_explain'")
-    for setting, value in {
-        "log_min_duration": "0",
-        "log_nested_statements": "on",
-        "log_analyze": "on",
-        "log_timing": "off",
-        "log_level": "notice",
-    }.items():
-        db.execute(f"set auto_explain.{setting} = {value}")
-    plans: list[str] = []
-    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    plans = analyzed_plans(db)
     assert db.execute("select applied from sync.apply_pending(1000)").fetchone() == (creations,)
     assert most_rows_discarded(plans) < 5 * creations
