@@ -160,11 +160,14 @@ begin
     -- A key already stored (a spooled delivery whose first commit's reply was
     -- lost, or a drain replayed after a crash), or seen earlier in the batch,
     -- is not stored again: its receipt is the stored one.
+    -- (The first of each key by a window: a subquery per key over the whole
+    -- batch compared every pair, 224 ms for a store of 2,000.)
     v_new := array(
-        select k.n from unnest(p_keys) with ordinality as k (key, n)
+        select k.n
+        from (select o.key, o.n, row_number() over (partition by o.key order by o.n) as nth
+              from unnest(p_keys) with ordinality as o (key, n)) as k
         where k.key is null
-           or (not exists (select from sync.inbox as i where i.spool_key = k.key)
-               and k.n = (select min(o.n) from unnest(p_keys) with ordinality as o (key, n) where o.key = k.key))
+           or (k.nth = 1 and not exists (select from sync.inbox as i where i.spool_key = k.key))
         order by k.n);
 
     -- Receipt order is input order: ids ascending, drawn once the locks are
