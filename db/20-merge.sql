@@ -116,6 +116,7 @@ as $$
 declare
     v_fields constant text[] := sync_private.fields();
     v_created integer[];
+    v_creators bigint[];
     v_found integer[];
     v_absent integer[];
 begin
@@ -153,7 +154,11 @@ begin
         join creator as c on c.fragrance_id = n.fragrance_id
         on conflict (fragrance_id) do update set versions = excluded.versions
     )
-    select coalesce(array_agg(n.fragrance_id), '{}') into v_created from created as n;
+    -- Each created fragrance with the delivery that created it.
+    select coalesce(array_agg(c.fragrance_id), '{}'), coalesce(array_agg(c.inbox_id), '{}')
+    into v_created, v_creators
+    from created as n
+    join creator as c on c.fragrance_id = n.fragrance_id;
 
     -- Not created here: another transaction may have created it since the
     -- caller's lock; this statement's fresh snapshot sees that, so lock it
@@ -175,11 +180,8 @@ begin
         from unnest(p_rows) as d
         join (select unnest(v_absent) union all select unnest(v_created)) as m (fragrance_id)
             on m.fragrance_id = d.fragrance_id
-        left join (select c.fragrance_id, min(c.inbox_id) as inbox_id
-                   from unnest(p_rows) as c
-                   join unnest(v_created) as n (fragrance_id) on n.fragrance_id = c.fragrance_id
-                   where c.payload ?& v_fields
-                   group by c.fragrance_id) as fc on fc.fragrance_id = d.fragrance_id
+        left join unnest(v_created, v_creators) as fc (fragrance_id, inbox_id)
+            on fc.fragrance_id = d.fragrance_id
         where fc.inbox_id is null or d.inbox_id <= fc.inbox_id
         order by d.inbox_id);
     -- NOT IN over the outcomes is one hashed subplan.
