@@ -12,12 +12,13 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export DEBIAN_FRONTEND := noninteractive
 
-.PHONY: help run test lint migrate postgres-binaries pg-cron chromium docker-compose promtool bench bench-tools
+.PHONY: help run test lint migrate postgres-binaries pg-cron chromium docker-compose promtool bench bench-tools bench-profile
 
 help:
 	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, sync, smart library"
 	@echo "make test   lint, then run every test against a throwaway PostgreSQL"
 	@echo "make bench  ingest, merge, lag and memory benchmarks (bench/README.md)"
+	@echo "make bench-profile  the merge's time per statement, beside BENCH_ARGS=\"--baseline REF\""
 
 # PostgreSQL server binaries (initdb, postgres) for the throwaway test server.
 postgres-binaries:
@@ -110,3 +111,7 @@ bench-tools: postgres-binaries
 BENCH_ARGS ?=
 bench: bench-tools $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Where the merge's time goes, per statement, beside --baseline REF (bench/README.md).
+bench-profile: postgres-binaries $(STAMP)
+	$(BIN)/python bench/profile.py $(BENCH_ARGS)

@@ -635,6 +635,16 @@ def paired_ratios(mine: list[float], floor: list[float]) -> list[float]:
     return [m / f for m, f in zip(mine, floor, strict=True)]
 
 
+def stage_backlog(pg: ThrowawayPostgresql, name: str, count: int) -> None:
+    """A copy of the migrated ``bench`` database holding ``count`` pending CMS-like bodies."""
+    with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
+        admin.execute(f"create database {name} template bench")
+    with psycopg.connect(url(pg, name), autocommit=True) as conn:
+        conn.execute("truncate sync.inbox, sync.fragrance_history")
+        conn.execute(STAGE_BACKLOG.replace("%(count)s", str(count)))
+        conn.execute("vacuum analyze")
+
+
 def stage_same_backlog(pg: ThrowawayPostgresql, source: str, template: str, name: str) -> None:
     """A copy of ``template`` holding ``source``'s fragrances and, pending, its very bodies.
 
@@ -669,12 +679,7 @@ def bench_merge(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str, 
     With ``--baseline``, the baseline's own apply_pending runs too, on its own
     database holding the same bodies: today / baseline pair by pair (issue 12).
     """
-    with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
-        admin.execute("create database merge_staged template bench")
-    with psycopg.connect(url(pg, "merge_staged"), autocommit=True) as conn:
-        conn.execute("truncate sync.inbox, sync.fragrance_history")
-        conn.execute(STAGE_BACKLOG.replace("%(count)s", str(args.backlog)))
-        conn.execute("vacuum analyze")
+    stage_backlog(pg, "merge_staged", args.backlog)
     if args.baseline:
         stage_same_backlog(pg, "merge_staged", "bench_baseline", "merge_staged_baseline")
     # Two floors: the UPDATE with every trigger of fragrances (history and findings, what

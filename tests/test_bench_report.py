@@ -32,6 +32,19 @@ def load_bench() -> ModuleType:
 bench = load_bench()
 
 
+def load_profile() -> ModuleType:
+    """bench/profile.py as a module; it imports bench/run.py as ``run``."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_profile", ROOT / "bench" / "profile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+profile = load_profile()
+
+
 def figure(*runs: float) -> dict[str, Any]:
     """A figure as the report stores it."""
     return bench.Figure(list(runs)).as_dict()
@@ -105,6 +118,20 @@ def test_each_merge_run_is_compared_with_its_own_floor() -> None:
     assert bench.paired_ratios([10.0, 30.0], [40.0, 60.0]) == [0.25, 0.5]
     with pytest.raises(ValueError):
         bench.paired_ratios([10.0], [40.0, 60.0])
+
+
+def test_the_profile_gives_each_statement_its_median_over_the_runs() -> None:
+    runs = [
+        {"ms": 100.0, "statements": {"write": (10, 40.0), "judge": (10, 30.0)}},
+        {"ms": 120.0, "statements": {"write": (10, 60.0), "judge": (10, 20.0)}},
+        # A statement one run lacks (a plan it never needed) counts 0 ms there.
+        {"ms": 110.0, "statements": {"write": (10, 50.0), "create": (2, 9.0)}},
+    ]
+    assert profile.median_statements(runs) == [
+        ("write", 10, 50.0),
+        ("judge", 10, 20.0),
+        ("create", 2, 0.0),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,182 @@
+"""Where the merge's time goes, statement by statement, today beside a baseline.
+
+``make bench-profile`` (``BENCH_ARGS="--baseline c5f8f8b"`` to compare) starts
+its own durable PostgreSQL with pg_stat_statements tracking nested statements,
+stages one CMS-like backlog (the one ``make bench`` merges) in today's
+database and, with ``--baseline``, the very same bodies and fragrances in a
+database the baseline's migrations built. Each run merges a fresh copy with
+``sync.apply_pending``; the two sides alternate run by run. It reports, per
+side, every statement's median time per 1,000 changes.
+
+Nested statements are counted inside the statement that calls them too: a
+function's line includes what it calls. Tracking costs both sides alike, so
+compare the two columns of one report, never a figure with ``make bench``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import run as bench  # noqa: E402
+
+#: bench's server settings, with every statement (nested ones too) counted.
+POSTGRES_ARGS = (
+    bench.POSTGRES_ARGS + " -c shared_preload_libraries=pg_stat_statements"
+    " -c pg_stat_statements.track=all -c pg_stat_statements.max=10000"
+)
+
+#: The statements of one database, by total time; calls and time summed over plans.
+STATEMENTS = """
+select regexp_replace(s.query, '\\s+', ' ', 'g') as query, sum(s.calls)::bigint,
+       sum(s.total_exec_time)
+from pg_stat_statements as s
+join pg_catalog.pg_database as d on d.oid = s.dbid
+where d.datname = %s and s.query !~* 'pg_stat_statements_reset'
+group by 1
+"""
+
+
+def merge_once(pg: bench.ThrowawayPostgresql, template: str, batch: int) -> dict[str, Any]:
+    """Merge a fresh copy of ``template``: elapsed ms per 1,000 changes, and each statement's."""
+    name = f"{template}_profiled"
+    with psycopg.connect(bench.url(pg, "postgres"), autocommit=True) as admin:
+        admin.execute(f"drop database if exists {name}")
+        admin.execute(f"create database {name} template {template}")
+    try:
+        with psycopg.connect(bench.url(pg, name), autocommit=True) as conn:
+            count = conn.execute(
+                "select count(*) from sync.inbox where status = 'pending'"
+            ).fetchone()[0]
+            conn.execute("create extension if not exists pg_stat_statements")
+            conn.execute("select pg_stat_statements_reset()")
+            started = time.perf_counter()
+            while conn.execute("select processed from sync.apply_pending(%s)", [batch]).fetchone()[
+                0
+            ]:
+                pass
+            elapsed = time.perf_counter() - started
+            rows = conn.execute(STATEMENTS, [name]).fetchall()
+    finally:
+        with psycopg.connect(bench.url(pg, "postgres"), autocommit=True) as admin:
+            admin.execute(f"drop database if exists {name}")
+    per_thousand = 1000 / count
+    return {
+        "ms": elapsed * 1000 * per_thousand,
+        "statements": {q: (calls, ms * per_thousand) for q, calls, ms in rows},
+    }
+
+
+def median_statements(runs: list[dict[str, Any]]) -> list[tuple[str, int, float]]:
+    """Each statement's median ms per 1,000 changes over the runs (0 where a run lacks it)."""
+    queries = {q for r in runs for q in r["statements"]}
+    table = []
+    for query in queries:
+        ms = [r["statements"].get(query, (0, 0.0))[1] for r in runs]
+        calls = max(r["statements"].get(query, (0, 0.0))[0] for r in runs)
+        table.append((query, calls, statistics.median(ms)))
+    return sorted(table, key=lambda row: row[2], reverse=True)
+
+
+def markdown(result: dict[str, Any], top: int) -> str:
+    """The report: totals side by side, then each side's heaviest statements."""
+    lines = [
+        f"# Merge profile, {result['started_at']}",
+        "",
+        f"{result['backlog']:,} staged changes, `apply_pending({result['batch']})`, "
+        f"{result['runs']} runs per side, alternating. Times are medians in ms per 1,000 "
+        "changes; a statement's line includes the statements it calls.",
+        "",
+        "| side | ms per 1,000 changes (runs) |",
+        "| --- | --- |",
+    ]
+    for side in result["sides"]:
+        runs = ", ".join(f"{r['ms']:.0f}" for r in side["runs"])
+        lines.append(f"| {side['name']} | {side['median_ms']:.0f} ({runs}) |")
+    for side in result["sides"]:
+        lines += [
+            "",
+            f"## {side['name']}",
+            "",
+            "| ms | calls | statement |",
+            "| ---: | ---: | --- |",
+        ]
+        for query, calls, ms in side["statements"][:top]:
+            text = query[:140].replace("|", "\\|")
+            lines.append(f"| {ms:.1f} | {calls} | `{text}` |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    """Stage, merge each side in turn, write bench/results/<time>-profile.md."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backlog", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--baseline", default="", metavar="GIT_REF")
+    parser.add_argument("--label", default="", help="suffix of the result file's name")
+    args = parser.parse_args()
+
+    started = dt.datetime.now(dt.UTC)
+    workdir = Path(tempfile.mkdtemp(prefix="fragrance-profile-"))
+    base = Path(tempfile.mkdtemp(prefix="fragrance-profile-pg-"))
+    base.chmod(0o755)
+    pg = bench.ThrowawayPostgresql(base_dir=str(base), postgres_args=POSTGRES_ARGS)
+    try:
+        bench.log(f"PostgreSQL on port {pg.settings['port']}; migrating and staging")
+        bench.prepare_database(pg, "bench")
+        bench.stage_backlog(pg, "staged_today", args.backlog)
+        sides = {"today": "staged_today"}
+        if args.baseline:
+            tree = bench.export_baseline(args.baseline, workdir)
+            bench.prepare_database(pg, "bench_baseline", tree / "migrations")
+            bench.stage_same_backlog(pg, "staged_today", "bench_baseline", "staged_baseline")
+            sides[args.baseline] = "staged_baseline"
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+        for repeat in range(args.runs):
+            for name in list(sides)[:: 1 if repeat % 2 == 0 else -1]:
+                runs[name].append(merge_once(pg, sides[name], args.batch))
+                bench.log(f"profile run {repeat + 1} {name}: {runs[name][-1]['ms']:.0f} ms/1000")
+    finally:
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    result = {
+        "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "backlog": args.backlog,
+        "batch": args.batch,
+        "runs": args.runs,
+        "sides": [
+            {
+                "name": name,
+                "runs": rs,
+                "median_ms": statistics.median(r["ms"] for r in rs),
+                "statements": median_statements(rs),
+            }
+            for name, rs in runs.items()
+        ],
+    }
+    text = markdown(result, args.top)
+    bench.RESULTS.mkdir(parents=True, exist_ok=True)
+    label = re.sub(r"[^A-Za-z0-9._-]", "_", args.label)
+    stem = started.strftime("%Y%m%dT%H%M%SZ") + "-profile" + (f"-{label}" if label else "")
+    (bench.RESULTS / f"{stem}.md").write_text(text)
+    print(text)
+    print(f"written: bench/results/{stem}.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
