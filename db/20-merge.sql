@@ -337,7 +337,7 @@ begin
                         format('%s already set by a later delivery, so left as it is',
                                array_to_string(c.stale_fields, ', ')), 'info'))
                     else '[]' end,
-                array(select k from jsonb_object_keys(c.writes) as k order by array_position(v_fields, k)),
+                array(select f from unnest(v_fields) as f where c.writes ? f),
                 c.stale_fields)::sync_private.outcome), '{}')
         into v_outcomes
         from change as c;
