@@ -275,13 +275,17 @@ as $$
             then p_field || '.too_long'
         when sync_private.severity(p_rules, p_field || '.blank') is not null
              and sync_private.is_blank(p_text) then p_field || '.blank'
-        when sync_private.severity(p_rules, p_field || '.control_character') is not null
-             and sync_private.first_control(p_text, p_field = 'description') is not null
+        -- The text's test before the rule's lookup: most texts pass the
+        -- test, and a lookup in the rules costs more than these patterns.
+        when sync_private.first_control(p_text, p_field = 'description') is not null
+             and sync_private.severity(p_rules, p_field || '.control_character') is not null
             then p_field || '.control_character'
-        when sync_private.severity(p_rules, p_field || '.bidi_control') is not null
-             and sync_private.first_bidi_control(p_text) is not null then p_field || '.bidi_control'
-        when sync_private.severity(p_rules, p_field || '.untrimmed') is not null
-             and sync_private.is_untrimmed(p_text) then p_field || '.untrimmed'
+        when sync_private.first_bidi_control(p_text) is not null
+             and sync_private.severity(p_rules, p_field || '.bidi_control') is not null
+            then p_field || '.bidi_control'
+        when sync_private.is_untrimmed(p_text)
+             and sync_private.severity(p_rules, p_field || '.untrimmed') is not null
+            then p_field || '.untrimmed'
     end;
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
@@ -333,52 +337,52 @@ comment on function sync_private.broken_rule(text, jsonb, jsonb) is
 -- sync_private.rule_message
 -- The sentence for a rule a value breaks.
 create function sync_private.rule_message(p_code text, p_field text, p_value jsonb, p_rules jsonb) returns text
-    language plpgsql
-    immutable
+    language sql
+    -- One expression, which the judge's statement evaluates inline: as a
+    -- PL/pgSQL function it cost a call per broken field, a fifth of the
+    -- judge's time (measured). Stable, as format() is: see sync_private.reason.
+    stable
+    parallel safe
 as $$
-declare
-    v_text text := p_value #>> '{}';
-    v_char text;
-begin
-    case p_code
-        when 'name.null', 'description.null' then
-            return format('%s is null; it must be a string (a delta leaves a field out to keep its value)', p_field);
-        when 'cost.null' then
-            return 'cost is null; it must be a number (the smart library serves int(cost), which fails on null)';
-        when 'forbidden.null' then
-            return 'forbidden is null; it must be true or false (a delta leaves a field out to keep its value)';
-        when 'name.too_long', 'description.too_long' then
-            return format('%s has %s characters; the limit is %s', p_field, char_length(v_text),
-                          sync_private.parameter(p_rules, p_code));
-        when 'name.blank' then
-            return format('%s is blank; it must hold at least one visible character', p_field);
-        when 'name.control_character', 'description.control_character' then
-            v_char := sync_private.first_control(v_text, p_field = 'description');
-            return format('%s holds the control character %s at position %s; it would reach the application as is',
-                p_field, sync_private.code_point(v_char), strpos(v_text, v_char));
-        when 'name.bidi_control', 'description.bidi_control' then
-            v_char := sync_private.first_bidi_control(v_text);
-            return format('%s holds the bidirectional control %s at position %s; it makes the text display in another order than it is stored',
-                p_field, sync_private.code_point(v_char), strpos(v_text, v_char));
-        when 'name.untrimmed', 'description.untrimmed' then
-            return format('%s %s starts or ends with whitespace', p_field, sync_private.show(p_value));
-        when 'cost.not_finite' then
-            return format('cost %s is too large to be a finite number', sync_private.show(p_value));
-        when 'cost.negative' then
-            return format('cost is %s; it must be 0 or more', sync_private.show(p_value));
-        when 'cost.too_large' then
-            return format('cost %s is above %s, the largest cost accepted', sync_private.show(p_value),
-                          sync_private.parameter(p_rules, p_code));
-        when 'cost.too_precise' then
-            return format('cost %s has %s decimal places; at most %s are kept', sync_private.show(p_value),
-                          scale(v_text::numeric), sync_private.parameter(p_rules, p_code));
-        when 'cost.fractional' then
-            return format('cost %s has a fractional part; the smart library serves whole numbers, so the application sees %s',
-                          sync_private.show(p_value), trunc(v_text::numeric));
-        else
-            return format('%s breaks rule %s', p_field, p_code);
-    end case;
-end;
+    select case
+        when p_code in ('name.null', 'description.null') then
+            format('%s is null; it must be a string (a delta leaves a field out to keep its value)', p_field)
+        when p_code = 'cost.null' then
+            'cost is null; it must be a number (the smart library serves int(cost), which fails on null)'
+        when p_code = 'forbidden.null' then
+            'forbidden is null; it must be true or false (a delta leaves a field out to keep its value)'
+        when p_code in ('name.too_long', 'description.too_long') then
+            format('%s has %s characters; the limit is %s', p_field, char_length(p_value #>> '{}'),
+                   sync_private.parameter(p_rules, p_code))
+        when p_code = 'name.blank' then
+            format('%s is blank; it must hold at least one visible character', p_field)
+        when p_code in ('name.control_character', 'description.control_character') then
+            format('%s holds the control character %s at position %s; it would reach the application as is',
+                p_field,
+                sync_private.code_point(sync_private.first_control(p_value #>> '{}', p_field = 'description')),
+                strpos(p_value #>> '{}', sync_private.first_control(p_value #>> '{}', p_field = 'description')))
+        when p_code in ('name.bidi_control', 'description.bidi_control') then
+            format('%s holds the bidirectional control %s at position %s; it makes the text display in another order than it is stored',
+                p_field,
+                sync_private.code_point(sync_private.first_bidi_control(p_value #>> '{}')),
+                strpos(p_value #>> '{}', sync_private.first_bidi_control(p_value #>> '{}')))
+        when p_code in ('name.untrimmed', 'description.untrimmed') then
+            format('%s %s starts or ends with whitespace', p_field, sync_private.show(p_value))
+        when p_code = 'cost.not_finite' then
+            format('cost %s is too large to be a finite number', sync_private.show(p_value))
+        when p_code = 'cost.negative' then
+            format('cost is %s; it must be 0 or more', sync_private.show(p_value))
+        when p_code = 'cost.too_large' then
+            format('cost %s is above %s, the largest cost accepted', sync_private.show(p_value),
+                   sync_private.parameter(p_rules, p_code))
+        when p_code = 'cost.too_precise' then
+            format('cost %s has %s decimal places; at most %s are kept', sync_private.show(p_value),
+                   scale((p_value #>> '{}')::numeric), sync_private.parameter(p_rules, p_code))
+        when p_code = 'cost.fractional' then
+            format('cost %s has a fractional part; the smart library serves whole numbers, so the application sees %s',
+                   sync_private.show(p_value), trunc((p_value #>> '{}')::numeric))
+        else format('%s breaks rule %s', p_field, p_code)
+    end;
 $$;
 comment on function sync_private.rule_message(text, text, jsonb, jsonb) is
     'The sentence of a rule broken by a value (see sync_private.broken_rule): what is wrong and, where it helps, what is allowed.';
