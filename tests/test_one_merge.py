@@ -881,6 +881,36 @@ def test_every_table_is_read_by_key_when_the_plans_were_made_on_a_new_install(
     assert {t: reads.get(t, 0) for t in PLANTED if reads.get(t, 0) >= 1000} == {}
 
 
+def test_the_merge_rewrites_the_clock_and_open_findings_on_their_own_pages(
+    db: psycopg.Connection,
+) -> None:
+    """Nearly every change rewrites its fragrance's clock entry and open finding: in place.
+
+    An update that finds room on its row's page adds no index entry (a HOT
+    update); on a full page it writes the new version elsewhere, with an
+    entry in every index. The two tables keep room in their pages for it.
+    """
+    for table in ("finding", "field_version"):
+        db.execute(f"delete from sync.{table}")
+    # Pages filled by a bulk insert, as an adopted catalog's findings fill them.
+    db.execute(PLANTED["field_version"])
+    db.execute(PLANTED["finding"])
+    bodies = [
+        json.dumps({"fragrance_id": n, "description": f"still padded {n}  "}).encode()
+        for n in range(10, 4000, 80)
+    ]
+    with db.transaction():
+        through_apply_pending(db, bodies)
+        updates = {
+            name: (updated, hot)
+            for name, updated, hot in db.execute(
+                "select relname, n_tup_upd, n_tup_hot_upd from pg_stat_xact_user_tables"
+                " where schemaname = 'sync' and relname in ('field_version', 'finding')"
+            ).fetchall()
+        }
+    assert updates == {"field_version": (50, 50), "finding": (50, 50)}
+
+
 def test_creating_many_fragrances_in_one_batch_compares_no_pairs(db: psycopg.Connection) -> None:
     """A batch of creations (an import, a repair) costs in proportion to its size.
 
