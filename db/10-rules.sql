@@ -273,10 +273,11 @@ as $$
         when p_text is null then p_field || '.null'
         when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
             then p_field || '.too_long'
-        when sync_private.severity(p_rules, p_field || '.blank') is not null
-             and sync_private.is_blank(p_text) then p_field || '.blank'
         -- The text's test before the rule's lookup: most texts pass the
         -- test, and a lookup in the rules costs more than these patterns.
+        when sync_private.is_blank(p_text)
+             and sync_private.severity(p_rules, p_field || '.blank') is not null
+            then p_field || '.blank'
         when sync_private.first_control(p_text, p_field = 'description') is not null
              and sync_private.severity(p_rules, p_field || '.control_character') is not null
             then p_field || '.control_character'
