@@ -23,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,12 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # noqa: E402
+
+from hook.ingest import STORE_MANY  # noqa: E402
+from hook.merger import APPLY_RECEIVED  # noqa: E402
+
+#: Deliveries per store on the hook's path: what one batch of the hook holds at 16 connections.
+HOOK_BATCH = 16
 
 #: bench's server settings, with every statement (nested ones too) counted.
 POSTGRES_ARGS = (
@@ -48,25 +55,25 @@ group by 1
 """
 
 
-def merge_once(pg: bench.ThrowawayPostgresql, template: str, batch: int) -> dict[str, Any]:
-    """Merge a fresh copy of ``template``: elapsed ms per 1,000 changes, and each statement's."""
+def merge_once(
+    pg: bench.ThrowawayPostgresql, template: str, batch: int, hook: int
+) -> dict[str, Any]:
+    """Merge a fresh copy of ``template``: elapsed ms per 1,000 changes, and each statement's.
+
+    With ``hook``, its first ``hook`` pending bodies go through the hook's two
+    calls instead, on an empty inbox.
+    """
     name = f"{template}_profiled"
     with psycopg.connect(bench.url(pg, "postgres"), autocommit=True) as admin:
         admin.execute(f"drop database if exists {name}")
         admin.execute(f"create database {name} template {template}")
     try:
         with psycopg.connect(bench.url(pg, name), autocommit=True) as conn:
-            count = conn.execute(
-                "select count(*) from sync.inbox where status = 'pending'"
-            ).fetchone()[0]
             conn.execute("create extension if not exists pg_stat_statements")
-            conn.execute("select pg_stat_statements_reset()")
-            started = time.perf_counter()
-            while conn.execute("select processed from sync.apply_pending(%s)", [batch]).fetchone()[
-                0
-            ]:
-                pass
-            elapsed = time.perf_counter() - started
+            if hook:
+                count, elapsed = through_the_hook(conn, hook)
+            else:
+                count, elapsed = through_apply_pending(conn, batch)
             rows = conn.execute(STATEMENTS, [name]).fetchall()
     finally:
         with psycopg.connect(bench.url(pg, "postgres"), autocommit=True) as admin:
@@ -76,6 +83,37 @@ def merge_once(pg: bench.ThrowawayPostgresql, template: str, batch: int) -> dict
         "ms": elapsed * 1000 * per_thousand,
         "statements": {q: (calls, ms * per_thousand) for q, calls, ms in rows},
     }
+
+
+def through_apply_pending(conn: psycopg.Connection, batch: int) -> tuple[int, float]:
+    """Merge every pending change with ``apply_pending(batch)``: how many, and the seconds."""
+    count = conn.execute("select count(*) from sync.inbox where status = 'pending'").fetchone()[0]
+    conn.execute("select pg_stat_statements_reset()")
+    started = time.perf_counter()
+    while conn.execute("select processed from sync.apply_pending(%s)", [batch]).fetchone()[0]:
+        pass
+    return count, time.perf_counter() - started
+
+
+def through_the_hook(conn: psycopg.Connection, count: int) -> tuple[int, float]:
+    """Store the first ``count`` pending bodies again as the hook does, merging after each store."""
+    bodies = [
+        row[0]
+        for row in conn.execute(
+            "select body from sync.inbox where status = 'pending' order by id limit %s", [count]
+        )
+    ]
+    conn.execute("truncate sync.inbox")
+    conn.execute("update sync.settings set apply_on_receipt = true")
+    conn.execute("select pg_stat_statements_reset()")
+    started = time.perf_counter()
+    for first in range(0, len(bodies), HOOK_BATCH):
+        batch = bodies[first : first + HOOK_BATCH]
+        n = len(batch)
+        keys = [uuid.uuid4() for _ in batch]
+        conn.execute(STORE_MANY, [batch, ["application/json"] * n, [None] * n, [None] * n, keys])
+        conn.execute(APPLY_RECEIVED, [1000]).fetchall()
+    return len(bodies), time.perf_counter() - started
 
 
 def median_statements(runs: list[dict[str, Any]]) -> list[tuple[str, int, float]]:
@@ -91,12 +129,18 @@ def median_statements(runs: list[dict[str, Any]]) -> list[tuple[str, int, float]
 
 def markdown(result: dict[str, Any], top: int) -> str:
     """The report: totals side by side, then each side's heaviest statements."""
+    if result["hook"]:
+        what = (
+            f"The hook's path: {result['hook']:,} changes stored {HOOK_BATCH} at a time by "
+            "`sync.store_many`, each store followed by `sync.apply_received`"
+        )
+    else:
+        what = f"{result['backlog']:,} staged changes, `apply_pending({result['batch']})`"
     lines = [
         f"# Merge profile, {result['started_at']}",
         "",
-        f"{result['backlog']:,} staged changes, `apply_pending({result['batch']})`, "
-        f"{result['runs']} runs per side, alternating. Times are medians in ms per 1,000 "
-        "changes; a statement's line includes the statements it calls.",
+        f"{what}, {result['runs']} runs per side, alternating. Times are medians in ms per "
+        "1,000 changes; a statement's line includes the statements it calls.",
         "",
         "| side | ms per 1,000 changes (runs) |",
         "| --- | --- |",
@@ -125,6 +169,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument(
+        "--hook", type=int, default=0, metavar="N", help="profile the hook's path for N changes"
+    )
     parser.add_argument("--baseline", default="", metavar="GIT_REF")
     parser.add_argument("--label", default="", help="suffix of the result file's name")
     args = parser.parse_args()
@@ -147,7 +194,7 @@ def main() -> int:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
         for repeat in range(args.runs):
             for name in list(sides)[:: 1 if repeat % 2 == 0 else -1]:
-                runs[name].append(merge_once(pg, sides[name], args.batch))
+                runs[name].append(merge_once(pg, sides[name], args.batch, args.hook))
                 bench.log(f"profile run {repeat + 1} {name}: {runs[name][-1]['ms']:.0f} ms/1000")
     finally:
         pg.stop()
@@ -157,6 +204,7 @@ def main() -> int:
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "backlog": args.backlog,
         "batch": args.batch,
+        "hook": args.hook,
         "runs": args.runs,
         "sides": [
             {
