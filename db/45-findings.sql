@@ -165,7 +165,9 @@ begin
                          select f.fragrance_id from sync.finding as f where f.closed_at is null);
     end if;
     -- p_only: judge only these rules (the others are as off), and close only their findings.
-    v_judged := case when p_only is null then v_rules.rules
+    -- The shared-name rule alone (every merge that writes a name) reads only
+    -- its own entry, so the rules are not rebuilt for it.
+    v_judged := case when p_only is null or p_only = array['name.duplicate'] then v_rules.rules
                      else (select jsonb_object_agg(r.key, case when r.key = any (p_only) then r.value
                                                                else r.value || '{"severity": "off"}' end)
                            from jsonb_each(v_rules.rules) as r) end;
