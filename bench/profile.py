@@ -8,6 +8,11 @@ database the baseline's migrations built. Each run merges a fresh copy with
 ``sync.apply_pending``; the two sides alternate run by run. It reports, per
 side, every statement's median time per 1,000 changes.
 
+``--hook N`` profiles the hook's path instead: the first N bodies of the
+backlog, stored 16 at a time by the hook's own ``sync.store_many`` call, each
+store followed by the merger's ``sync.apply_received`` (a side without those
+functions cannot be profiled so).
+
 Nested statements are counted inside the statement that calls them too: a
 function's line includes what it calls. Tracking costs both sides alike, so
 compare the two columns of one report, never a figure with ``make bench``'s.
