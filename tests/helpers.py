@@ -147,20 +147,22 @@ def most_rows_discarded(plans: list[str]) -> int:
     return most
 
 
-def analyzed_plans(conn: psycopg.Connection) -> list[str]:
-    """Have auto_explain report every statement's plan with row counts; returns the list it fills.
+def explained_plans(conn: psycopg.Connection, *, analyze: bool = False) -> list[str]:
+    """Have auto_explain report every statement's plan; returns the list it fills.
 
-    Nested statements included (the functions' own), without timing: what a
-    plan did, not how long it took.
+    Nested statements included (the functions' own). With ``analyze``, each
+    node's row counts too, without timing: what a plan did, not how long it
+    took.
     """
     conn.execute("load 'auto_explain'")
-    for setting, value in {
+    settings = {
         "log_min_duration": "0",
         "log_nested_statements": "on",
-        "log_analyze": "on",
-        "log_timing": "off",
         "log_level": "notice",
-    }.items():
+    }
+    if analyze:
+        settings |= {"log_analyze": "on", "log_timing": "off"}
+    for setting, value in settings.items():
         conn.execute(f"set auto_explain.{setting} = {value}")
     plans: list[str] = []
     conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))

@@ -11,8 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 from helpers import (
-    analyzed_plans,
     body,
+    explained_plans,
     raises_sqlstate,
     receive,
     receive_many,
@@ -475,7 +475,7 @@ def test_the_merge_matches_changed_findings_to_its_writes_in_one_pass(
     """
     db.execute("delete from sync.finding")
     db.execute("analyze sync.finding")
-    plans = analyzed_plans(db)
+    plans = explained_plans(db, analyze=True)
     for round_ in range(3):  # the first round opens the findings, the others change them
         plans.clear()
         deltas = [{"fragrance_id": n, "description": f"padded {round_}  "} for n in range(1, 21)]

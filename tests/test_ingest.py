@@ -19,8 +19,8 @@ import pytest
 from conftest import Server
 from helpers import (
     RECEIVE_MANY,
-    analyzed_plans,
     body,
+    explained_plans,
     fragrance,
     inbox_row,
     most_rows_discarded,
@@ -275,7 +275,7 @@ def test_storing_a_large_batch_compares_no_pairs_of_its_deliveries(db: psycopg.C
     keys = [uuid.uuid4() for _ in range(299)]
     keys.append(keys[0])  # the same delivery twice: stored once
     bodies = [body({"fragrance_id": n % 5000, "cost": n % 100}) for n in range(300)]
-    plans = analyzed_plans(db)
+    plans = explained_plans(db, analyze=True)
     receipts = db.execute(
         "select inbox_id from sync.store_many(%s, %s, %s, %s, %s)",
         [bodies, ["application/json"] * 300, [None] * 300, [None] * 300, keys],

@@ -27,7 +27,7 @@ import psycopg
 import pytest
 from conftest import Server
 from helpers import (
-    analyzed_plans,
+    explained_plans,
     fuzz_settings,
     most_rows_discarded,
     receive_many,
@@ -786,15 +786,7 @@ def test_the_batch_statements_reach_rows_by_key_even_when_planned_on_empty_table
     db: psycopg.Connection,
 ) -> None:
     """Their plans are kept for the session: one made on a tiny inbox must not seq-scan it."""
-    db.execute("load 'auto_explain'")
-    for setting, value in {
-        "log_min_duration": "0",
-        "log_nested_statements": "on",
-        "log_level": "notice",
-    }.items():
-        db.execute(f"set auto_explain.{setting} = {value}")
-    plans: list[str] = []
-    db.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+    plans = explained_plans(db)
     bodies = [json.dumps({"fragrance_id": n, "cost": n}).encode() for n in range(1, 6)]
     for _ in range(3):  # the generic plan is made and then used
         db.execute(
@@ -934,6 +926,6 @@ def test_creating_many_fragrances_in_one_batch_compares_no_pairs(db: psycopg.Con
             for n in range(creations)
         ],
     )
-    plans = analyzed_plans(db)
+    plans = explained_plans(db, analyze=True)
     assert db.execute("select applied from sync.apply_pending(1000)").fetchone() == (creations,)
     assert most_rows_discarded(plans) < 5 * creations
