@@ -281,7 +281,9 @@ begin
         processed_at = clock_timestamp(),
         rules_version = v_rules.version
     from unnest(v_outcomes) as o
-    where i.id = o.inbox_id;
+    -- Read by the claimed ids: a plan kept from a young inbox otherwise
+    -- hashed the whole inbox at every call of the session.
+    where i.id = any (v_ids) and i.id = o.inbox_id;
     return v_outcomes;
 end;
 $$;
