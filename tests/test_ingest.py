@@ -590,4 +590,3 @@ def test_a_merge_commits_without_waiting_for_its_flush_and_storing_still_waits(
         assert hook.execute("show synchronous_commit").fetchone() == ("off",)
         hook.commit()
         assert hook.execute("show synchronous_commit").fetchone() == ("on",)
-

@@ -858,10 +858,11 @@ def test_every_table_is_read_by_key_when_the_plans_were_made_on_a_new_install(
     Each table the merge touches grows without bound (the inbox, the history,
     the clock, the findings) or is large (the 5,000 fragrances); a batch of 5
     must read a few of their rows (a few hundred at most, by key, dead
-    versions included), not the 5,000 to 12,000 each holds here. Plans are made again at each analyze: empty
-    tables and young ones (150 deliveries) lead the planner to different
-    plans. Planned young, the outcome update hashed the whole inbox at every
-    call (10,166 rows read to record 2 outcomes, measured).
+    versions included), not the 5,000 to 12,000 each holds here. Plans are
+    made again at each analyze: empty tables and young ones (150
+    deliveries) lead the planner to different plans. Planned young, the
+    outcome update hashed the whole inbox at every call (10,166 rows read to
+    record 2 outcomes, measured).
     """
     for table in ("finding", "field_version", "fragrance_history", "inbox"):
         db.execute(f"delete from sync.{table}")
