@@ -233,7 +233,7 @@ def test_receive_many_refuses_arrays_of_different_lengths(db: psycopg.Connection
 
 
 def test_the_hook_login_may_call_receive_many(server: Server, dbname: str) -> None:
-    with psycopg.connect(server.url(dbname), autocommit=True) as hook:
+    with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as hook:
         assert [s for _, s, _ in receive_many(hook, [body({"fragrance_id": 7, "cost": 9})])] == [
             "applied"
         ]
