@@ -16,6 +16,10 @@ it with yoyo, loads sql/catalog.sql, and measures:
 - memory: the hook's peak RSS (VmHWM) per worker under the 64-connection load;
 - catalog: ``sync.check_catalog()`` on the 5,000-row catalog and on 1,000,000 rows.
 
+``--variant NAME=VALUE ...`` adds today's hook with those settings to the
+ingest rounds, reported beside the hook as deployed, pair by pair: a
+setting's effect measured side by side.
+
 Every figure is the median of several runs, with min and max. Results are
 printed and written to bench/results/ as JSON and Markdown.
 """
@@ -416,6 +420,7 @@ class CpuMeter:
 INGEST_ORDER = (
     "hook",
     "baseline",
+    "variant",
     "pgbench_insert",
     "naive",
     "pgbench",
@@ -436,10 +441,12 @@ def round_order(kinds: list[str], repeat: int) -> list[str]:
     """
     order = [k for k in INGEST_ORDER if k in kinds]
     if repeat % 2:
-        for mine, theirs in (("hook", "baseline"), ("nodb", "baseline_nodb")):
-            if mine in order and theirs in order:
-                i, j = order.index(mine), order.index(theirs)
-                order[i], order[j] = order[j], order[i]
+        # The hook and what it is compared with lead each round: reversed as a block.
+        lead = [k for k in ("hook", "baseline", "variant") if k in order]
+        order[: len(lead)] = lead[::-1]
+        if "nodb" in order and "baseline_nodb" in order:
+            i, j = order.index("nodb"), order.index("baseline_nodb")
+            order[i], order[j] = order[j], order[i]
     return order
 
 
@@ -495,7 +502,7 @@ def bench_ingest(
 
 
 #: Servers whose deliveries are applied in a database after the answer, and that database.
-APPLIED_IN = {"hook": "bench", "baseline": "bench_baseline"}
+APPLIED_IN = {"hook": "bench", "variant": "bench", "baseline": "bench_baseline"}
 
 
 def wait_applied(dsn: str, measured: dict[str, float], within: float = 300.0) -> dict[str, float]:
@@ -895,28 +902,35 @@ async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[st
     }
 
 
-def bench_lag(hook: Hook, dsn: str, rate: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Several paced runs at ``rate``: p50 and p99 of the time until each change is visible."""
-    figures: dict[str, Figure] = {}
-    error_kinds: dict[str, int] = {}
+def bench_lag(
+    hooks: dict[str, Hook], dsn: str, rate: int, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Several paced runs at ``rate`` per hook, alternating: p50 and p99 until visible."""
+    figures: dict[str, dict[str, Figure]] = {kind: {} for kind in hooks}
+    error_kinds: dict[str, dict[str, int]] = {kind: {} for kind in hooks}
     for repeat in range(args.lag_runs):
-        # The client on uvloop too: on two cores its own CPU is part of what the hook competes with.
-        with asyncio.Runner(loop_factory=new_uvloop) as runner:
-            measured = runner.run(paced_lag(hook.url, dsn, rate, args.lag_seconds))
-        kinds = measured.pop("error_kinds")
-        log(
-            f"lag {rate}/s run {repeat + 1}: "
-            + ", ".join(f"{k}={v:.1f}" for k, v in measured.items())
-        )
-        for kind, count in kinds.items():
-            log(f"lag {rate}/s run {repeat + 1}: {count} x {kind}")
-            error_kinds[kind] = error_kinds.get(kind, 0) + count
-        for key, value in measured.items():
-            figures.setdefault(key, Figure()).runs.append(value)
+        kinds = list(hooks) if repeat % 2 == 0 else list(hooks)[::-1]
+        for kind in kinds:
+            # The client on uvloop too: on two cores its CPU is part of what the hook competes with.
+            with asyncio.Runner(loop_factory=new_uvloop) as runner:
+                measured = runner.run(paced_lag(hooks[kind].url, dsn, rate, args.lag_seconds))
+            errors = measured.pop("error_kinds")
+            log(
+                f"lag {rate}/s run {repeat + 1} {kind}: "
+                + ", ".join(f"{k}={v:.1f}" for k, v in measured.items())
+            )
+            for error, count in errors.items():
+                log(f"lag {rate}/s run {repeat + 1} {kind}: {count} x {error}")
+                error_kinds[kind][error] = error_kinds[kind].get(error, 0) + count
+            for key, value in measured.items():
+                figures[kind].setdefault(key, Figure()).runs.append(value)
     return {
-        "rate": rate,
-        "error_kinds": error_kinds,
-        **{k: f.as_dict() for k, f in figures.items()},
+        kind: {
+            "rate": rate,
+            "error_kinds": error_kinds[kind],
+            **{k: f.as_dict() for k, f in figures[kind].items()},
+        }
+        for kind in hooks
     }
 
 
@@ -1185,23 +1199,41 @@ def cpu_section(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def baseline_section(result: dict[str, Any]) -> list[str]:
-    """Today over the baseline, pair by pair (each pair ran back to back), with the median."""
+def paired_rows(result: dict[str, Any], pairs: tuple[tuple[str, str, str], ...]) -> list[str]:
+    """One table row per pair of servers, connections and figure: each pair's ratio, the median."""
     rows = []
     for connections, kinds in result["ingest"].items():
-        for mine, theirs, label in (
-            ("hook", "baseline", "hook"),
-            ("nodb", "baseline_nodb", "no database"),
-        ):
+        for mine, theirs, label in pairs:
             if mine not in kinds or theirs not in kinds:
                 continue
-            for figure, name in (("rps", "requests/s"), ("p99_ms", "p99")):
+            for figure, name in PAIRED_FIGURES:
+                if figure not in kinds[mine] or figure not in kinds[theirs]:
+                    continue
+                if 0 in kinds[theirs][figure]["runs"]:  # no database: no CPU there to compare
+                    continue
                 ratios = paired_ratios(kinds[mine][figure]["runs"], kinds[theirs][figure]["runs"])
                 rows.append(
                     f"| {connections} | {label} | {name} | {statistics.median(ratios):.3f} | "
                     + " / ".join(f"{r:.3f}" for r in ratios)
                     + " |"
                 )
+    return rows
+
+
+#: The figures compared pair by pair, and their names in the report.
+PAIRED_FIGURES = (
+    ("rps", "requests/s"),
+    ("applied_rps", "applied/s"),
+    ("cpu_db_us", "database CPU per request"),
+    ("p99_ms", "p99"),
+)
+
+
+def baseline_section(result: dict[str, Any]) -> list[str]:
+    """Today over the baseline, pair by pair (each pair ran back to back), with the median."""
+    rows = paired_rows(
+        result, (("hook", "baseline", "hook"), ("nodb", "baseline_nodb", "no database"))
+    )
     if not rows:
         return []
     return [
@@ -1215,6 +1247,52 @@ def baseline_section(result: dict[str, Any]) -> list[str]:
         "| ---: | --- | --- | ---: | --- |",
         *rows,
     ]
+
+
+def variant_section(result: dict[str, Any]) -> list[str]:
+    """The hook as deployed over the variant, pair by pair, with the median."""
+    rows = paired_rows(result, (("hook", "variant", "hook"),))
+    for rate, theirs in result.get("lag_variant", {}).items():
+        mine = result["lag"][rate]
+        for figure, name in (("p50_ms", "lag p50"), ("p99_ms", "lag p99")):
+            if figure not in mine or figure not in theirs:
+                continue
+            ratios = paired_ratios(mine[figure]["runs"], theirs[figure]["runs"])
+            rows.append(
+                f"| {rate}/s | hook | {name} ({fmt(mine[figure], 1)} against "
+                f"{fmt(theirs[figure], 1)} ms) | {statistics.median(ratios):.3f} | "
+                + " / ".join(f"{r:.3f}" for r in ratios)
+                + " |"
+            )
+    if not rows:
+        return []
+    return [
+        "",
+        f"### The hook as deployed against {variant_name(result['config']['variant'])}",
+        "",
+        "Each run of the two ran back to back (which one first alternates); a ratio above 1 "
+        "means the hook as deployed is higher.",
+        "",
+        "| connections or rate | server | figure | median of deployed / variant | each pair |",
+        "| ---: | --- | --- | ---: | --- |",
+        *rows,
+    ]
+
+
+def variant_name(settings: dict[str, str]) -> str:
+    """``the hook with MERGE_LINGER=0``."""
+    return "the hook with " + ", ".join(f"{k}={v}" for k, v in settings.items())
+
+
+def parse_variant(pairs: list[str]) -> dict[str, str]:
+    """``NAME=VALUE`` pairs as a dict; SystemExit naming the one that is not one."""
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"bench: --variant takes NAME=VALUE settings, got {pair!r}")
+        settings[name] = value
+    return settings
 
 
 def fmt(fig: dict[str, Any], digits: int = 1) -> str:
@@ -1251,6 +1329,7 @@ def markdown(result: dict[str, Any]) -> str:
         "minimal": "minimal FastAPI route",
         "baseline": f"baseline hook ({baseline})",
         "baseline_nodb": f"baseline, no database ({baseline})",
+        "variant": variant_name(result["config"].get("variant") or {}),
     }
     for connections, kinds in result["ingest"].items():
         for kind, figs in kinds.items():
@@ -1286,6 +1365,7 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     lines += cpu_section(result)
     lines += baseline_section(result)
+    lines += variant_section(result)
     if "merge" in result:
         mg = result["merge"]
         lines += [
@@ -1431,7 +1511,16 @@ def main() -> int:
         help="also run the hook (and its no-database server) of this commit, interleaved "
         "run by run with today's, and report today / baseline per pair",
     )
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="also run today's hook with these settings in the ingest rounds, and report "
+        "the hook as deployed / this variant per pair",
+    )
     args = parser.parse_args()
+    variant = parse_variant(args.variant)
 
     started = dt.datetime.now(dt.UTC)
     result: dict[str, Any] = {
@@ -1450,6 +1539,7 @@ def main() -> int:
             "catalog_rows": args.catalog_rows,
             "postgres_args": POSTGRES_ARGS,
             "baseline": args.baseline,
+            "variant": variant,
         },
     }
     workdir = Path(tempfile.mkdtemp(prefix="fragrance-bench-work-"))
@@ -1476,6 +1566,8 @@ def main() -> int:
             "naive": start_plain_server("bench.naive_hook", url(pg, "bench"), workdir, **hook_env),
             "minimal": start_plain_server("bench.minimal_route", "", workdir),
         }
+        if variant:
+            servers["variant"] = start_bench_hook(hook_url, workdir, **(hook_env | variant))
         if args.baseline:
             tree = export_baseline(args.baseline, workdir)
             # As that code was deployed: h11 and asyncio's loop (its requirements had neither
@@ -1496,10 +1588,16 @@ def main() -> int:
             else:
                 result["ingest"] = {}
             if "lag" not in args.skip:
-                result["lag"] = {
-                    str(rate): bench_lag(hook, url(pg, "bench"), rate, args)
+                lagging = {kind: servers[kind] for kind in ("hook", "variant") if kind in servers}
+                lags = {
+                    str(rate): bench_lag(lagging, url(pg, "bench"), rate, args)
                     for rate in args.lag_rates
                 }
+                result["lag"] = {rate: by_kind["hook"] for rate, by_kind in lags.items()}
+                if variant:
+                    result["lag_variant"] = {
+                        rate: by_kind["variant"] for rate, by_kind in lags.items()
+                    }
             if "memory" not in args.skip:
                 result["large_bodies"] = bench_large_bodies(servers)
         finally:

@@ -258,3 +258,51 @@ def test_issue_12s_verdicts_compare_today_with_the_baseline_pair_by_pair() -> No
 def test_without_a_baseline_issue_12s_verdicts_are_not_given() -> None:
     result = {"ingest": {"16": {"hook": ingest_kind(3000, 220, 320, 30)}}}
     assert not [v for v in bench.verdicts(result) if v["target"].startswith("issue 12")]
+
+
+def test_a_variant_is_reported_against_the_hook_as_deployed_pair_by_pair() -> None:
+    hook = {"rps": figure(1200.0, 1300.0), "cpu_db_us": figure(500.0, 520.0)}
+    variant = {"rps": figure(1000.0, 1300.0), "cpu_db_us": figure(640.0, 650.0)}
+    result = {
+        "config": {"variant": {"MERGE_LINGER": "0"}},
+        "ingest": {"16": {"hook": hook, "variant": variant}},
+        "lag": {"200": {"p99_ms": figure(10.0, 14.0)}},
+        "lag_variant": {"200": {"p99_ms": figure(10.0, 10.0)}},
+    }
+    assert bench.variant_section(result)[1:] == [
+        "### The hook as deployed against the hook with MERGE_LINGER=0",
+        "",
+        "Each run of the two ran back to back (which one first alternates); a ratio above 1 "
+        "means the hook as deployed is higher.",
+        "",
+        "| connections or rate | server | figure | median of deployed / variant | each pair |",
+        "| ---: | --- | --- | ---: | --- |",
+        "| 16 | hook | requests/s | 1.100 | 1.200 / 1.000 |",
+        "| 16 | hook | database CPU per request | 0.791 | 0.781 / 0.800 |",
+        "| 200/s | hook | lag p99 (12.0 (10.0-14.0) against 10.0 (10.0-10.0) ms) | 1.200 "
+        "| 1.000 / 1.400 |",
+    ]
+
+
+@pytest.mark.parametrize("pair", ["MERGE_LINGER", "=0"])
+def test_a_variant_setting_must_be_name_equals_value(pair: str) -> None:
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        bench.parse_variant([pair])
+
+
+@pytest.mark.parametrize(
+    ("kinds", "odd_round"),
+    [
+        (
+            ["hook", "baseline", "nodb", "baseline_nodb"],
+            ["baseline", "hook", "baseline_nodb", "nodb"],
+        ),
+        (["hook", "variant", "nodb"], ["variant", "hook", "nodb"]),
+    ],
+    ids=["baseline", "variant"],
+)
+def test_each_pair_runs_back_to_back_and_swaps_which_goes_first(
+    kinds: list[str], odd_round: list[str]
+) -> None:
+    assert bench.round_order(kinds, 0) == kinds
+    assert bench.round_order(kinds, 1) == odd_round
