@@ -128,7 +128,12 @@ def create_app(
             # holds one a delivery needs.
             merging = await open_pool("merger", 1, 1)
             merger = Merger(
-                merging, database, settings.merge_batch_size, settings.merge_every, observe_outcome
+                merging,
+                database,
+                settings.merge_batch_size,
+                settings.merge_every,
+                observe_outcome,
+                settings.merge_linger,
             )
             merger.start()
             batching = BatchingStore(

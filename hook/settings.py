@@ -206,6 +206,7 @@ class Settings(EnvironmentSettings):
     batch_concurrency: Annotated[int, whole(1), Field(validation_alias="BATCH_CONCURRENCY")] = 1
     merge_batch_size: Annotated[int, whole(1), Field(validation_alias="MERGE_BATCH_SIZE")] = 1000
     merge_every: Annotated[float, number(0.05), Field(validation_alias="MERGE_EVERY")] = 1.0
+    merge_linger: Annotated[float, number(0), Field(validation_alias="MERGE_LINGER")] = 0.01
     spool_dir: Annotated[str, Field(validation_alias="SPOOL_DIR")] = "spool"
     spool_retry_every: Annotated[
         float, number(0.05), Field(validation_alias="SPOOL_RETRY_EVERY")
