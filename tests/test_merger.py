@@ -81,8 +81,12 @@ async def _first_merge(merger: RecordingMerger, db: psycopg.Connection, count: i
     for n in range(count):
         _store(db, n)
     merger.start()
-    while not merger.merges:
-        await asyncio.sleep(0.01)
+
+    async def merged() -> None:
+        while not merger.merges:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(merged(), 30)
 
 
 def _pending(db: psycopg.Connection, ids: list[int]) -> int:
