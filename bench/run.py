@@ -1212,12 +1212,30 @@ def paired_rows(result: dict[str, Any], pairs: tuple[tuple[str, str, str], ...])
                 if 0 in kinds[theirs][figure]["runs"]:  # no database: no CPU there to compare
                     continue
                 ratios = paired_ratios(kinds[mine][figure]["runs"], kinds[theirs][figure]["runs"])
-                rows.append(
-                    f"| {connections} | {label} | {name} | {statistics.median(ratios):.3f} | "
-                    + " / ".join(f"{r:.3f}" for r in ratios)
-                    + " |"
-                )
+                rows.append(ratio_row(f"| {connections} | {label} | {name}", ratios))
     return rows
+
+
+def ratio_row(cells: str, ratios: list[float]) -> str:
+    """A table row: its first ``cells``, then the median of ``ratios`` and each of them."""
+    each = " / ".join(f"{r:.3f}" for r in ratios)
+    return f"{cells} | {statistics.median(ratios):.3f} | {each} |"
+
+
+def paired_table(title: str, sentence: str, first: str, ratio: str, rows: list[str]) -> list[str]:
+    """A section of pair-by-pair ratios; nothing when there are no rows."""
+    if not rows:
+        return []
+    return [
+        "",
+        f"### {title}",
+        "",
+        sentence,
+        "",
+        f"| {first} | server | figure | median of {ratio} | each pair |",
+        "| ---: | --- | --- | ---: | --- |",
+        *rows,
+    ]
 
 
 #: The figures compared pair by pair, and their names in the report.
@@ -1234,19 +1252,14 @@ def baseline_section(result: dict[str, Any]) -> list[str]:
     rows = paired_rows(
         result, (("hook", "baseline", "hook"), ("nodb", "baseline_nodb", "no database"))
     )
-    if not rows:
-        return []
-    return [
-        "",
-        f"### Today against the baseline ({result['config']['baseline']})",
-        "",
+    return paired_table(
+        f"Today against the baseline ({result['config']['baseline']})",
         "Each run of today's server and the baseline's ran back to back (which one first "
         "alternates); a ratio above 1 means today is higher.",
-        "",
-        "| connections | server | figure | median of today / baseline | each pair |",
-        "| ---: | --- | --- | ---: | --- |",
-        *rows,
-    ]
+        "connections",
+        "today / baseline",
+        rows,
+    )
 
 
 def variant_section(result: dict[str, Any]) -> list[str]:
@@ -1258,25 +1271,16 @@ def variant_section(result: dict[str, Any]) -> list[str]:
             if figure not in mine or figure not in theirs:
                 continue
             ratios = paired_ratios(mine[figure]["runs"], theirs[figure]["runs"])
-            rows.append(
-                f"| {rate}/s | hook | {name} ({fmt(mine[figure], 1)} against "
-                f"{fmt(theirs[figure], 1)} ms) | {statistics.median(ratios):.3f} | "
-                + " / ".join(f"{r:.3f}" for r in ratios)
-                + " |"
-            )
-    if not rows:
-        return []
-    return [
-        "",
-        f"### The hook as deployed against {variant_name(result['config']['variant'])}",
-        "",
+            label = f"{name} ({fmt(mine[figure], 1)} against {fmt(theirs[figure], 1)} ms)"
+            rows.append(ratio_row(f"| {rate}/s | hook | {label}", ratios))
+    return paired_table(
+        f"The hook as deployed against {variant_name(result['config'].get('variant') or {})}",
         "Each run of the two ran back to back (which one first alternates); a ratio above 1 "
         "means the hook as deployed is higher.",
-        "",
-        "| connections or rate | server | figure | median of deployed / variant | each pair |",
-        "| ---: | --- | --- | ---: | --- |",
-        *rows,
-    ]
+        "connections or rate",
+        "deployed / variant",
+        rows,
+    )
 
 
 def variant_name(settings: dict[str, str]) -> str:
