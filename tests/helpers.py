@@ -6,7 +6,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -145,6 +145,23 @@ def most_rows_discarded(plans: list[str]) -> int:
         if removed:
             most = max(most, int(removed.group(1)) * loops)
     return most
+
+
+def table_activity(conn: psycopg.Connection, action: Callable[[], object]) -> dict[str, Any]:
+    """What ``action`` did to each table of sync and public, run in one transaction.
+
+    Per table: rows read (by sequential scans and index fetches), rows
+    updated, and of those updated in place (HOT). The counts of earlier
+    transactions are flushed first, so that only this one's are left.
+    """
+    conn.execute("select pg_stat_force_next_flush()")
+    with conn.transaction():
+        action()
+        rows = conn.execute(
+            "select relname, seq_tup_read + coalesce(idx_tup_fetch, 0), n_tup_upd, n_tup_hot_upd"
+            " from pg_stat_xact_user_tables where schemaname in ('sync', 'public')"
+        ).fetchall()
+    return {name: {"read": read, "updated": upd, "hot": hot} for name, read, upd, hot in rows}
 
 
 def explained_plans(conn: psycopg.Connection, *, analyze: bool = False) -> list[str]:

@@ -32,6 +32,7 @@ from helpers import (
     most_rows_discarded,
     receive_many,
     set_apply_on_receipt,
+    table_activity,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -878,15 +879,8 @@ def test_every_table_is_read_by_key_when_the_plans_were_made_on_a_new_install(
         path(db, bodies)
     for statement in PLANTED.values():
         db.execute(statement)
-    db.execute("select pg_stat_force_next_flush()")  # counts from here on only
-    with db.transaction():
-        path(db, bodies)
-        reads = dict(
-            db.execute(
-                "select relname, seq_tup_read + coalesce(idx_tup_fetch, 0)"
-                " from pg_stat_xact_user_tables where schemaname in ('sync', 'public')"
-            ).fetchall()
-        )
+    activity = table_activity(db, lambda: path(db, bodies))
+    reads = {table: counts["read"] for table, counts in activity.items()}
     assert {t: n for t in [*PLANTED, "fragrances"] if (n := reads.get(t, 0)) >= 1000} == {}
 
 
@@ -908,15 +902,11 @@ def test_the_merge_rewrites_the_clock_and_open_findings_on_their_own_pages(
         json.dumps({"fragrance_id": n, "description": f"still padded {n}  "}).encode()
         for n in range(10, 4000, 80)
     ]
-    with db.transaction():
-        through_apply_pending(db, bodies)
-        updates = {
-            name: (updated, hot)
-            for name, updated, hot in db.execute(
-                "select relname, n_tup_upd, n_tup_hot_upd from pg_stat_xact_user_tables"
-                " where schemaname = 'sync' and relname in ('field_version', 'finding')"
-            ).fetchall()
-        }
+    activity = table_activity(db, lambda: through_apply_pending(db, bodies))
+    updates = {
+        table: (activity[table]["updated"], activity[table]["hot"])
+        for table in ("field_version", "finding")
+    }
     assert updates == {"field_version": (50, 50), "finding": (50, 50)}
 
 
