@@ -22,6 +22,15 @@ def _store(db: psycopg.Connection, cost: int) -> int:
     return inbox_id
 
 
+async def _open_pool(server: Server, dbname: str) -> AsyncConnectionPool:
+    """An open pool of the hook's login, as the hook's merger has."""
+    pool = AsyncConnectionPool(
+        server.url(dbname, user="sync_hook_login"), kwargs={"autocommit": True}, open=False
+    )
+    await pool.open()
+    return pool
+
+
 def test_the_merger_keeps_merging_after_an_unexpected_error(
     server: Server, dbname: str, db: psycopg.Connection
 ) -> None:
@@ -33,10 +42,7 @@ def test_the_merger_keeps_merging_after_an_unexpected_error(
             raise RuntimeError("a bug in what counts the outcomes")
 
     async def run() -> None:
-        pool = AsyncConnectionPool(
-            server.url(dbname, user="sync_hook_login"), kwargs={"autocommit": True}, open=False
-        )
-        await pool.open()
+        pool = await _open_pool(server, dbname)
         merger = Merger(pool, DatabaseState(), limit=1000, every=0.1, observe=observe)
         merger.start()
         try:
@@ -66,14 +72,6 @@ class RecordingMerger(Merger):
         if applied:
             self.merges.append(applied)
         return applied
-
-
-async def _open_pool(server: Server, dbname: str) -> AsyncConnectionPool:
-    pool = AsyncConnectionPool(
-        server.url(dbname, user="sync_hook_login"), kwargs={"autocommit": True}, open=False
-    )
-    await pool.open()
-    return pool
 
 
 async def _first_merge(merger: RecordingMerger, db: psycopg.Connection, count: int) -> None:
