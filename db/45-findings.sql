@@ -18,6 +18,7 @@ create function sync_private.shared_names(p_scope integer[], p_rules jsonb)
     set plan_cache_mode = force_generic_plan
     set enable_seqscan = off
     set enable_nestloop = on
+    set enable_bitmapscan = off
     set jit = off
 as $$
 #variable_conflict use_column
@@ -83,10 +84,13 @@ create function sync_private.violations(p_scope integer[], p_rules jsonb)
     -- Plans: every write runs this for its few rows, so they are reached by
     -- key, never by a scan of the table (see sync_private.judge). PL/pgSQL,
     -- not SQL: a SQL function that cannot be inlined is planned again on
-    -- every call. Its lookups are nested loops by key, whatever its caller set.
+    -- every call. Its lookups are nested loops by key, whatever its caller set;
+    -- the scope's rows are read by a plain index scan (a check's scope is the
+    -- whole catalog: see sync_private.reconcile_findings on bitmaps).
     set plan_cache_mode = force_generic_plan
     set enable_seqscan = off
     set enable_nestloop = on
+    set enable_bitmapscan = off
     set jit = off
 as $$
 #variable_conflict use_column
@@ -138,12 +142,17 @@ create function sync_private.reconcile_findings(
     -- stands is hashed: a nested loop there, planned on estimates that know
     -- nothing of the scope's size, took 1.1 s for 5,000 rows and would not end
     -- on a million (measured). sync_private.shared_names and violations set
-    -- their own nested loops back on.
+    -- their own nested loops back on. Rows named by an array of ids
+    -- (key = any (...)) are read by a plain index scan, never a bitmap: past
+    -- work_mem a bitmap keeps whole pages, and each of their rows is then
+    -- compared with every id of the array, which made a nightly check of a
+    -- million fragrances run for hours instead of a minute (measured).
     set plan_cache_mode = force_generic_plan
     set enable_seqscan = off
     set enable_nestloop = off
     set enable_hashjoin = on
     set enable_mergejoin = on
+    set enable_bitmapscan = off
     set jit = off
 as $$
 declare
@@ -201,17 +210,22 @@ begin
                                 where (o.rule, o.fragrance_id) not in (select v.rule, v.fragrance_id from found as v)))
         returning 1
     ),
+    differs as materialized (
+        -- The standing findings that now read differently: usually none (a
+        -- nightly check), all of them after a change of the rules.
+        select o.id, v.value, v.severity,
+            coalesce(v.message, sync_private.rule_message(v.rule, v.field, v.value, v_rules.rules)) as message
+        from standing as o
+        join found as v on v.rule = o.rule and v.fragrance_id = o.fragrance_id
+        where (o.value, o.severity) is distinct from (v.value, v.severity)
+           or o.message is distinct from coalesce(v.message, o.message)
+    ),
     changed as (
         update sync.finding as f
         set value = c.value, severity = c.severity, rules_version = v_rules.version, message = c.message
-        from (select o.id, v.value, v.severity,
-                     coalesce(v.message, sync_private.rule_message(v.rule, v.field, v.value, v_rules.rules)) as message
-              from standing as o
-              join found as v on v.rule = o.rule and v.fragrance_id = o.fragrance_id
-              where (o.value, o.severity) is distinct from (v.value, v.severity)
-                 or o.message is distinct from coalesce(v.message, o.message)) as c
+        from differs as c
         where f.id = c.id
-          and f.id = any (array(select o.id from standing as o))  -- by key, whatever the join
+          and f.id = any (array(select d.id from differs as d))  -- by key, whatever the join
     ),
     new as (
         insert into sync.finding (rule, fragrance_id, field, value, message, severity, rules_version)

@@ -147,6 +147,23 @@ def most_rows_discarded(plans: list[str]) -> int:
     return most
 
 
+def lossy_rechecks_by_array(plans: list[str]) -> list[str]:
+    """The bitmap scans that kept whole pages and recheck their rows against an array of keys.
+
+    Past work_mem a bitmap keeps pages instead of rows, and each row of such
+    a page is compared with every element of the array (auto_explain text
+    with ``analyze``): quadratic in the array.
+    """
+    found = []
+    recheck = ""
+    for line in "\n".join(plans).splitlines():
+        if "Recheck Cond:" in line:
+            recheck = line.strip()
+        elif "Heap Blocks:" in line and "lossy=" in line and "ANY" in recheck:
+            found.append(f"{recheck} ({line.strip()})")
+    return found
+
+
 def table_activity(conn: psycopg.Connection, action: Callable[[], object]) -> dict[str, Any]:
     """What ``action`` did to each table of sync and public, run in one transaction.
 
