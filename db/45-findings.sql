@@ -311,15 +311,36 @@ comment on function sync.check_catalog() is
 create function sync_private.lock_names(p_names text[]) returns void
     language plpgsql
 as $$
+declare
+    -- More names than this take one lock for all names instead of one each.
+    v_most constant integer := 64;
+    v_names text[] := array(select distinct n from unnest(p_names) as n where n is not null);
 begin
-    -- In a fixed order, so two writers of several names never wait for each other in a circle.
+    -- A lock per name lives in the server's lock table, which holds about
+    -- max_locks_per_transaction x max_connections locks for all sessions:
+    -- sync.apply_pending(100000) on the bench's backlog filled it and failed
+    -- as a whole ("out of shared memory", measured), and so did one UPDATE
+    -- of 20,000 names (tests/test_findings.py). A writer of many names (a
+    -- backlog's merge, a bulk update) takes one exclusive lock for all names
+    -- instead; every other writer holds that lock shared while it takes its
+    -- names, so the two still take turns. Within a call, the lock for all
+    -- names comes first, then the names in a fixed order, so two calls never
+    -- wait for each other in a circle. (Two transactions that each write
+    -- names in several statements can, as with any locks taken in turn:
+    -- PostgreSQL then cancels one, and the merge leaves its deliveries
+    -- pending with internal.retryable.)
+    if cardinality(v_names) > v_most then
+        perform pg_advisory_xact_lock(hashtext('sync.finding names'), 0);
+        return;
+    end if;
+    perform pg_advisory_xact_lock_shared(hashtext('sync.finding names'), 0);
     perform pg_advisory_xact_lock(hashtext('sync.finding name ' || x.n))
-    from (select distinct n from unnest(p_names) as n where n is not null) as x
+    from unnest(v_names) as x (n)
     order by hashtext('sync.finding name ' || x.n);
 end;
 $$;
 comment on function sync_private.lock_names(text[]) is
-    'Takes a transaction lock per name (advisory, in a fixed order), so two transactions judging name.duplicate for one name take turns.';
+    'Takes transaction locks (advisory) so two transactions judging name.duplicate for one name take turns: one per name, in a fixed order, under a shared lock for all names; for more than 64 names, that lock for all names alone, exclusive, so a bulk write never fills the server''s lock table.';
 
 -- sync_private.record_merge_findings
 -- The findings of the merge's own writes, from the reasons its judge already gave.

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import Server
 from helpers import (
     body,
     explained_plans,
@@ -225,6 +226,64 @@ def test_joining_a_large_group_of_shared_names_rewrites_no_other_finding(
     assert receipt["status"] == "applied"
     assert len(before) == 50 and after == before
     assert ("name.duplicate", "warning") in open_findings(db, 51)
+
+
+def test_a_backlog_of_many_names_is_applied_in_one_call(db: psycopg.Connection) -> None:
+    """A DBA applies a held-back backlog at once; its names fit the server's lock table.
+
+    A lock per name written or left (about 24,000 here) filled the server's
+    lock table: the call failed with "out of shared memory".
+    """
+    set_apply_on_receipt(db, False)
+    renames = [body({"fragrance_id": n % 5000, "name": f"Renamed {n}"}) for n in range(20_000)]
+    receive_many(db, renames)
+    set_apply_on_receipt(db, True)
+    processed, applied = db.execute(
+        "select processed, applied from sync.apply_pending(20000)"
+    ).fetchone()  # type: ignore[misc]
+    assert (processed, applied) == (20_000, 20_000)
+    assert db.execute("select name from public.fragrances where fragrance_id = 7").fetchone() == (
+        "Renamed 15007",
+    )
+    assert db.execute(
+        "select count(*) from sync.open_finding where rule = 'name.duplicate'"
+    ).fetchone() == (0,)
+
+
+def test_a_bulk_rename_by_a_dba_keeps_the_shared_name_findings(db: psycopg.Connection) -> None:
+    """One UPDATE of 20,000 names, as a DBA's clean-up: judged in full, without a lock per name."""
+    with db.transaction():
+        # A bulk load, as an adopted catalog arrives: no write trigger fires.
+        db.execute("set local session_replication_role = replica")
+        db.execute(
+            "insert into public.fragrances"
+            " select f.fragrance_id + c.copy * 5000, f.name, f.description, f.cost, f.forbidden"
+            " from public.fragrances as f cross join generate_series(1, 3) as c (copy)"
+        )
+    db.execute("update public.fragrances set name = 'Same ' || (fragrance_id % 10000)")
+    assert db.execute(
+        "select count(*) from sync.open_finding where rule = 'name.duplicate'"
+    ).fetchone() == (20_000,)
+
+
+def test_a_bulk_writer_of_names_and_a_writer_of_one_take_turns(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """The lock a writer of many names takes for all of them makes a writer of one name wait."""
+    with (
+        psycopg.connect(server.url(dbname)) as bulk,
+        psycopg.connect(server.url(dbname), autocommit=True) as single,
+    ):
+        bulk.execute(
+            "update public.fragrances set name = 'Bulk ' || fragrance_id where fragrance_id < 100"
+        )
+        single.execute("set lock_timeout = '300ms'")
+        with raises_sqlstate("55P03"):
+            single.execute("update public.fragrances set name = 'Bulk 7' where fragrance_id = 4000")
+        bulk.commit()
+        single.execute("update public.fragrances set name = 'Bulk 7' where fragrance_id = 4000")
+    assert ("name.duplicate", "warning") in open_findings(db, 4000)
+    assert ("name.duplicate", "warning") in open_findings(db, 7)
 
 
 def test_a_delivery_that_breaks_a_table_rule_opens_a_finding(db: psycopg.Connection) -> None:
