@@ -441,3 +441,58 @@ def test_a_deploy_without_superuser_leaves_postgres_fdw_to_a_superuser(
         # refuses a non-superuser's foreign connection that asks no password.
         with raises_sqlstate("FS053", says="password is required"):
             deployer.execute(call, args)
+
+
+def catalog_on_the_status_page(db: psycopg.Connection) -> dict[str, Any] | None:
+    row = db.execute("select sync.status_report() -> 'catalog'").fetchone()
+    assert row is not None
+    return row[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "in_sync", "cms_rows", "extra"),
+    [
+        pytest.param(lambda rows: None, 5000, 5000, 0, id="identical"),
+        pytest.param(lambda rows: rows[7].update(cost=77), 4999, 5000, 0, id="one-field-differs"),
+        pytest.param(
+            lambda rows: rows[7].update(cost=77, name="Other"),
+            4999,
+            5000,
+            0,
+            id="two-fields-of-one-row-differ",
+        ),
+        pytest.param(lambda rows: rows.pop(7), 4999, 4999, 1, id="one-row-the-cms-lacks"),
+        pytest.param(
+            lambda rows: rows.append({**rows[0], "fragrance_id": 9000}),
+            5000,
+            5001,
+            0,
+            id="one-row-the-library-lacks",
+        ),
+    ],
+)
+def test_the_status_page_counts_the_rows_in_sync_with_the_last_snapshot(
+    db: psycopg.Connection, change: Any, in_sync: int, cms_rows: int, extra: int
+) -> None:
+    rows = library_rows_as_json(db)
+    change(rows)
+    load_json(db, rows)
+    catalog = catalog_on_the_status_page(db)
+    assert catalog is not None
+    assert (catalog["in_sync"], catalog["cms_rows"], catalog["library_rows"], catalog["extra"]) == (
+        in_sync,
+        cms_rows,
+        5000,
+        extra,
+    )
+
+
+def test_a_row_a_later_delivery_changed_counts_as_in_sync(db: psycopg.Connection) -> None:
+    load_library_changed(db, name="Snapshot name")
+    receive(db, {"fragrance_id": 7, "name": "Newer name"})
+    catalog = catalog_on_the_status_page(db)
+    assert catalog is not None and catalog["in_sync"] == 5000
+
+
+def test_without_a_snapshot_the_status_page_has_no_catalog_figures(db: psycopg.Connection) -> None:
+    assert catalog_on_the_status_page(db) is None
