@@ -59,9 +59,10 @@ from sync.inbox as i
 cross join lateral jsonb_array_elements(i.reasons) as r
 where i.reasons @> '[{"code": "field.unknown"}]'
   and r ->> 'code' = 'field.unknown'
+  and r ->> 'field' is not null
 group by r ->> 'field';
 comment on view sync.unknown_field is
-    'Fields the CMS sent that the data rules do not know, with how often and when they were seen: a sign the CMS schema changed.';
+    'Fields the CMS sent that the data rules do not know, with how often and when they were seen: a sign the CMS schema changed. A delivery names its first 20 unknown fields by name; its reasons count the rest.';
 comment on column sync.unknown_field.field is 'The unknown key as the CMS sent it.';
 comment on column sync.unknown_field.deliveries is 'How many deliveries carried it.';
 comment on column sync.unknown_field.first_seen is 'When the first of them was received.';

@@ -273,6 +273,20 @@ def test_unknown_fields_are_warnings_that_do_not_block_the_change(tx: psycopg.Co
     assert seen == [("colour", 1), ("season", 1)]
 
 
+def test_a_delta_of_many_unknown_fields_names_twenty_and_counts_the_rest(
+    tx: psycopg.Connection,
+) -> None:
+    """A body of 60,000 unknown keys made 60,000 reasons, 9 MB stored with one delivery."""
+    receipt = receive(tx, {"fragrance_id": 7, "cost": 33, **{f"key{n:03d}": n for n in range(25)}})
+    assert receipt["status"] == "applied"
+    unknown = [r for r in receipt["reasons"] if r["code"] == "field.unknown"]
+    assert [r["field"] for r in unknown] == [f"key{n:03d}" for n in range(20)] + [None]
+    assert unknown[-1]["message"] == (
+        "5 more unknown fields were ignored (25 in all, the first 20 named above)"
+    )
+    assert tx.execute("select count(*) from sync.unknown_field").fetchone() == (20,)
+
+
 def test_a_delta_with_only_the_id_is_ignored_not_an_error(tx: psycopg.Connection) -> None:
     before = fragrance(tx, 7)
     receipt = receive(tx, {"fragrance_id": 7})
