@@ -198,6 +198,32 @@ def test_the_status_report_counts_deliveries_per_minute_with_empty_minutes(
     assert reject["example_body"] == '{"fragrance_id": 1, "cost": -2}'
 
 
+def test_the_status_report_lists_the_unknown_fields_seen_last_and_counts_them_all(
+    tx: psycopg.Connection,
+) -> None:
+    """Unknown fields cannot make the status page as big as they like: it shows the 20 seen last.
+
+    One delivery of 60,000 unknown keys made a 10 MB report, rendered by the
+    hook at every reload of the page.
+    """
+    hour = tx.execute("select now() - interval '1 hour'").fetchone()[0]
+    for minute in range(3):  # three deliveries of the same 5,000 unknown keys
+        keys = {f"key{n:04d}": n for n in range(5000)}
+        deliver_at(tx, hour + timedelta(minutes=minute), {"fragrance_id": 1, **keys})
+    for n in range(30):
+        deliver_at(tx, hour + timedelta(minutes=10 + n), {"fragrance_id": 1, f"new{n:02d}": 1})
+    deliver_at(tx, hour + timedelta(minutes=50), {"fragrance_id": 1, "colour": "amber"})
+    report = tx.execute("select sync.status_report(1, 5)").fetchone()[0]
+    assert report["unknown_fields_total"] == 20 + 30 + 1
+    assert [u["field"] for u in report["unknown_fields"]] == ["colour"] + [
+        f"new{n:02d}" for n in range(29, 10, -1)
+    ]
+    assert sorted(report["health"]["unknown_fields"]) == sorted(
+        u["field"] for u in report["unknown_fields"]
+    )
+    assert len(str(report)) < 20_000
+
+
 def test_the_status_report_refuses_an_unbounded_window(tx: psycopg.Connection) -> None:
     with pytest.raises(psycopg.Error) as refused:
         tx.execute("select sync.status_report(10000, 5)")
