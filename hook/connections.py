@@ -9,7 +9,10 @@ installed) plus three rules, per worker:
 
 - a connection must send a request's complete headers within
   ``HEADER_TIMEOUT`` seconds of opening (or of its first byte after an idle
-  keep-alive), or it is closed (one sweep per worker checks the deadlines);
+  keep-alive), or it is closed (one sweep per worker checks the deadlines),
+  and in at most ``MAX_HEADER_BYTES``, or it is answered 431 and closed
+  (httptools keeps whatever headers it is sent: 64 MB of one header took
+  200 MB of a worker's memory, measured);
 - at most ``MAX_CONNECTIONS`` connections, and never more than the file
   limit leaves room for: past it, the connection that has waited longest
   for its headers (or idles between requests) is closed to make room, and
@@ -47,6 +50,11 @@ TOO_MANY_ANSWER = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(TOO_MANY), TOO_MANY)
 )
+TOO_BIG = b'{"detail":"request headers too large; nothing was stored"}'
+TOO_BIG_ANSWER = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(TOO_BIG), TOO_BIG)
+)
 
 
 def connection_ceiling(wanted: int, reserved: int) -> int:
@@ -74,10 +82,20 @@ class ConnectionLimits:
     dictionary operations per request, not a timer and its cancellation.
     """
 
-    def __init__(self, header_timeout: float, max_connections: int, log_every: float = 10.0):
-        """Close header-less connections after ``header_timeout`` s; hold ``max_connections``."""
+    def __init__(
+        self,
+        header_timeout: float,
+        max_connections: int,
+        max_header_bytes: int = 64 * 1024,
+        log_every: float = 10.0,
+    ):
+        """Close header-less connections after ``header_timeout`` s; hold ``max_connections``.
+
+        A request's headers may take ``max_header_bytes``; past them, 431.
+        """
         self.header_timeout = header_timeout
         self.max_connections = max_connections
+        self.max_header_bytes = max_header_bytes
         self.log_every = log_every
         self.sweep_every = min(1.0, header_timeout / 4)
         #: Connections that may be closed to make room: waiting for headers, or idle.
@@ -89,7 +107,7 @@ class ConnectionLimits:
 
     def __getstate__(self) -> dict[str, Any]:
         """Sent to each worker process (uvicorn pickles its config): the rules, no state."""
-        rules = ("header_timeout", "max_connections", "log_every")
+        rules = ("header_timeout", "max_connections", "max_header_bytes", "log_every")
         return {name: getattr(self, name) for name in rules}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -176,6 +194,9 @@ class BoundedProtocol:
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
 
+    #: Bytes received since the request now awaited began, until its headers are complete.
+    header_bytes = 0
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection; make room or refuse it past the cap; start its deadline."""
         super().connection_made(transport)  # type: ignore[misc]
@@ -189,21 +210,38 @@ class BoundedProtocol:
             transport.write(TOO_MANY_ANSWER)
             transport.close()
             return
-        limits.awaiting_headers(self, self.loop)
+        self._await_headers()
 
     def data_received(self, data: bytes) -> None:
-        """Start the deadline when a request begins; stop it once its headers are complete."""
+        """Start the deadline when a request begins; stop it once its headers are complete.
+
+        Headers that pass ``MAX_HEADER_BYTES`` before they are complete get 431.
+        A chunk that completes them may carry the start of the body too: only
+        chunks that leave them incomplete count.
+        """
         limits = self.config.limits
         if (
             not limits.is_awaiting_headers(self)
             and not self._in_request()
             and not self.transport.is_closing()
         ):
-            limits.awaiting_headers(self, self.loop)
+            self._await_headers()
+        awaiting = limits.is_awaiting_headers(self)
         before = self.cycle
         super().data_received(data)  # type: ignore[misc]
         if self.cycle is not before:
             self._headers_complete()
+        elif awaiting and not self.transport.is_closing():
+            self.header_bytes += len(data)
+            if self.header_bytes > limits.max_header_bytes:
+                limits.log.warning(
+                    "request headers from %s passed MAX_HEADER_BYTES (%d): answered 431",
+                    _peer(self),
+                    limits.max_header_bytes,
+                )
+                limits.busy(self)
+                self.transport.write(TOO_BIG_ANSWER)
+                self.transport.close()
 
     def on_response_complete(self) -> None:
         """Between requests the connection idles: it may be closed to make room."""
@@ -221,6 +259,10 @@ class BoundedProtocol:
 
     def _in_request(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete
+
+    def _await_headers(self) -> None:
+        self.header_bytes = 0
+        self.config.limits.awaiting_headers(self, self.loop)
 
     def _headers_complete(self) -> None:
         self.config.limits.busy(self)

@@ -108,7 +108,10 @@ def hook_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "http": protocol_class(settings.http_parser),
         "loop": loop_factory(settings.event_loop),
-        "limits": ConnectionLimits(settings.header_timeout, ceiling),
+        "limits": ConnectionLimits(settings.header_timeout, ceiling, settings.max_header_bytes),
+        # h11 buffers incomplete headers up to this, then answers 400 itself: set past
+        # MAX_HEADER_BYTES so that both parsers answer 431 at the same bound.
+        "h11_max_incomplete_event_size": 2 * settings.max_header_bytes,
         "proxy_headers": bool(settings.trusted_proxies),
     }
     if settings.trusted_proxies:

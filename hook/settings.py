@@ -213,6 +213,9 @@ class Settings(EnvironmentSettings):
     ] = 1.0
     body_timeout: Annotated[float, number(0.1), Field(validation_alias="BODY_TIMEOUT")] = 30.0
     header_timeout: Annotated[float, number(0.1), Field(validation_alias="HEADER_TIMEOUT")] = 10.0
+    max_header_bytes: Annotated[int, whole(1024), Field(validation_alias="MAX_HEADER_BYTES")] = (
+        64 * 1024
+    )
     max_connections: Annotated[int, whole(1), Field(validation_alias="MAX_CONNECTIONS")] = 1000
     max_inflight_body_bytes: Annotated[
         int, whole(1), Field(validation_alias="MAX_INFLIGHT_BODY_BYTES")

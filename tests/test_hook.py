@@ -88,7 +88,16 @@ def test_the_notifications_routes_are_documented_with_their_answers(hook: Hook) 
     assert documented == {"/notifications", "/notifications/{token}"}
     for path in documented:
         operation = schema["paths"][path]["post"]
-        assert set(operation["responses"]) >= {"202", "403", "404", "408", "413", "429", "503"}
+        assert set(operation["responses"]) >= {
+            "202",
+            "403",
+            "404",
+            "408",
+            "413",
+            "429",
+            "431",
+            "503",
+        }
         assert all(answer["description"] for answer in operation["responses"].values())
         receipt = operation["responses"]["202"]["content"]["application/json"]["schema"]
         assert receipt == {"$ref": "#/components/schemas/ReceiptAnswer"}

@@ -10,7 +10,7 @@ import asyncio
 import resource
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -122,6 +122,52 @@ def test_a_connection_that_does_not_finish_its_headers_in_time_is_closed(
             closed = _closed(sock)  # within the 10 s socket timeout, far past 0.5 s
     assert closed
     assert "sent no complete request headers within 0.5 s" in hook.output()
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_headers_past_max_header_bytes_get_431_and_nothing_is_stored(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """The httptools parser keeps whatever headers it is sent: 64 MB took 200 MB of a worker."""
+    with running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, EVENT_LOOP=loop) as hook:
+        host, port = address(hook)
+        with socket.create_connection((host, port), timeout=10) as sock:
+            sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\nX-Big: ")
+            answer = b""
+            with suppress(BrokenPipeError, ConnectionResetError):
+                for _ in range(64):  # 4 MiB at most; the answer comes after the first 64 KiB
+                    sock.sendall(b"a" * 65536)
+                sock.sendall(b"\r\nContent-Length: 2\r\n\r\n{}")
+            with suppress(ConnectionResetError):
+                answer = sock.recv(4096)
+            closed = _closed(sock)
+        healthy = httpx.get(hook.url + "/healthz", timeout=10).status_code
+    assert answer.startswith(b"HTTP/1.1 431 "), answer
+    assert closed
+    assert healthy == 200
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+    assert "passed MAX_HEADER_BYTES (65536): answered 431" in hook.output()
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_headers_under_the_bound_with_a_large_body_in_the_same_write_are_stored(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """The bound counts headers only: a body sent with them is not counted against it."""
+    delta = body({"fragrance_id": 7, "description": "x" * (MIB - 100)})
+    request = (
+        b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Type: application/json\r\n"
+        b"X-Padding: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+        % (b"p" * 60_000, len(delta))
+    ) + delta
+    with (
+        running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, EVENT_LOOP=loop) as hook,
+        socket.create_connection(address(hook), timeout=10) as sock,
+    ):
+        sock.sendall(request)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 202 "), answer
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (1,)
 
 
 def _half_open(host: str, port: int) -> socket.socket:

@@ -97,6 +97,7 @@ def test_an_empty_spool_dir_turns_the_spool_off() -> None:
     [
         ({"TRUSTED_PROXIES": "10.0.0.2, proxy"}, "TRUSTED_PROXIES holds 'proxy', which is not an"),
         ({"HEADER_TIMEOUT": "0"}, "HEADER_TIMEOUT must be at least 0.1, got 0.0"),
+        ({"MAX_HEADER_BYTES": "100"}, "MAX_HEADER_BYTES must be at least 1024, got 100"),
         ({"MAX_CONNECTIONS": "lots"}, "MAX_CONNECTIONS must be a whole number, got 'lots'"),
         (
             {"MAX_BODY_BYTES": "2000", "MAX_INFLIGHT_BODY_BYTES": "1000"},
