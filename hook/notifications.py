@@ -159,6 +159,11 @@ class JSONAnswer(Response):
         ]
 
 
+#: On an answer given before the body was read to its end: the rest of it would
+#: otherwise be read as the connection's next request.
+CLOSE = (("connection", "close"),)
+
+
 def _problem_answer(
     status: int, detail: str, headers: tuple[tuple[str, str], ...] = ()
 ) -> Response:
@@ -216,7 +221,9 @@ class Deliveries:
                     "gave up on a body not sent within %s s by %s", self.body_timeout, client
                 )
                 return _problem_answer(
-                    408, f"body not received within {self.body_timeout} s; it was not stored"
+                    408,
+                    f"body not received within {self.body_timeout} s; it was not stored",
+                    CLOSE,
                 )
             except _BodyTooLargeError:
                 return self._too_large(client)
@@ -242,7 +249,7 @@ class Deliveries:
     def _too_large(self, client: str | None) -> Response:
         self._log.warning("refused a body over %d bytes from %s", self.max_body_bytes, client)
         return _problem_answer(
-            413, f"body is larger than {self.max_body_bytes} bytes; it was not stored"
+            413, f"body is larger than {self.max_body_bytes} bytes; it was not stored", CLOSE
         )
 
     async def _read_body(self, receive: Callable[[], Any]) -> bytes:

@@ -170,6 +170,33 @@ def test_headers_under_the_bound_with_a_large_body_in_the_same_write_are_stored(
     assert db.execute("select count(*) from sync.inbox").fetchone() == (1,)
 
 
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_body_refused_as_too_large_closes_its_connection(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """The rest of a refused body is never read as the connection's next request."""
+    chunk = b"x" * 65536
+    with (
+        running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, EVENT_LOOP=loop) as hook,
+        socket.create_connection(address(hook), timeout=10) as sock,
+    ):
+        sock.sendall(
+            b"POST /notifications HTTP/1.1\r\nHost: hook\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        with suppress(BrokenPipeError, ConnectionResetError):
+            for _ in range(32):  # 2 MiB, over MAX_BODY_BYTES
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sock.sendall(b"0\r\n\r\n")
+        answers = b""
+        with suppress(ConnectionResetError):
+            while data := sock.recv(65536):
+                answers += data
+    assert answers.startswith(b"HTTP/1.1 413 ")
+    assert answers.count(b"HTTP/1.1 ") == 1, answers
+    assert b"connection: close" in answers.lower()
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
 def _half_open(host: str, port: int) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=10)
     sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\n")
