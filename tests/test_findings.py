@@ -463,6 +463,13 @@ def test_the_status_report_lists_findings_by_rule_with_an_example(db: psycopg.Co
     by_rule = {f["rule"]: f for f in report["findings"]}
     assert by_rule["description.untrimmed"]["fragrances"] == 5000
     assert by_rule["description.untrimmed"]["example_fragrance_id"] == 0
+    assert (
+        by_rule["description.untrimmed"]["example_message"]
+        == db.execute(
+            "select message from sync.open_finding"
+            " where rule = 'description.untrimmed' and fragrance_id = 0"
+        ).fetchone()[0]
+    )  # type: ignore[index]
 
 
 # --- run without a person --------------------------------------------------------------------
