@@ -10,9 +10,9 @@ installed) plus three rules, per worker:
 - a connection must send a request's complete headers within
   ``HEADER_TIMEOUT`` seconds of opening (or of its first byte after an idle
   keep-alive), or it is closed (one sweep per worker checks the deadlines),
-  and in at most ``MAX_HEADER_BYTES``, or it is answered 431 and closed
-  (httptools keeps whatever headers it is sent: 64 MB of one header took
-  200 MB of a worker's memory, measured);
+  and in at most ``MAX_HEADER_BYTES`` (plus the read that completes them),
+  or it is answered 431 and closed (httptools keeps whatever headers it is
+  sent: 64 MB of one header took 200 MB of a worker's memory, measured);
 - at most ``MAX_CONNECTIONS`` connections, and never more than the file
   limit leaves room for: past it, the connection that has waited longest
   for its headers (or idles between requests) is closed to make room, and
