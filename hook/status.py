@@ -108,6 +108,8 @@ def render(
     return template.render(
         report=report,
         health=report["health"],
+        # A database whose code predates the count (a release being undone) lists them all.
+        unknown_total=report.get("unknown_fields_total", len(report["unknown_fields"])),
         chart=chart(report["per_minute"], report["settings"]["expected_interval_seconds"]),
         hours=HOURS,
         refresh=REFRESH_SECONDS,
