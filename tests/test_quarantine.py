@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 import pytest
+from conftest import ROOT
 from helpers import fragrance, inbox_row, receive
 
 
@@ -65,6 +68,20 @@ def test_discard_writes_off_a_rejected_delivery_and_keeps_it(db: psycopg.Connect
     row = inbox_row(db, receipt["inbox_id"])
     assert (row["discard_reason"], row["discarded_by"]) == ("vendor test payload", "postgres")
     assert db.execute("select count(*) from sync.quarantine").fetchone() == (0,)
+
+
+def test_a_dba_writes_off_every_delivery_of_one_error_code_in_one_statement(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """The README's line for a flood: the quarantine view joined to sync.discard."""
+    for n in range(3):
+        receive(db, b"not json " + str(n).encode())
+    receive(db, {"fragrance_id": 7, "cost": -1})
+    readme = (ROOT / "README.md").read_text()
+    [statement] = re.findall(r"`(select d\.\* from sync\.quarantine [^`]+);`", readme)
+    written_off = dba.execute(statement).fetchall()
+    assert [status for _, status, _ in written_off] == ["discarded"] * 3
+    assert dba.execute("select codes from sync.quarantine").fetchall() == [(["cost.negative"],)]
 
 
 @pytest.mark.parametrize(
