@@ -45,15 +45,21 @@ log = logging.getLogger("hook.connections")
 #: the listening socket, the spool, the log, the event loop, a burst of accepts.
 RESERVED_FILES = 64
 
-TOO_MANY = b'{"detail":"too many connections right now; send it again"}'
-TOO_MANY_ANSWER = (
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(TOO_MANY), TOO_MANY)
+
+def closing_answer(status: bytes, detail: bytes) -> bytes:
+    """A whole HTTP answer written below uvicorn, before any request: JSON, then close."""
+    body = b'{"detail":"%s"}' % detail
+    return (
+        b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (status, len(body), body)
+    )
+
+
+TOO_MANY_ANSWER = closing_answer(
+    b"503 Service Unavailable", b"too many connections right now; send it again"
 )
-TOO_BIG = b'{"detail":"request headers too large; nothing was stored"}'
-TOO_BIG_ANSWER = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n"
-    b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(TOO_BIG), TOO_BIG)
+TOO_BIG_ANSWER = closing_answer(
+    b"431 Request Header Fields Too Large", b"request headers too large; nothing was stored"
 )
 
 
@@ -86,7 +92,7 @@ class ConnectionLimits:
         self,
         header_timeout: float,
         max_connections: int,
-        max_header_bytes: int = 64 * 1024,
+        max_header_bytes: int,
         log_every: float = 10.0,
     ):
         """Close header-less connections after ``header_timeout`` s; hold ``max_connections``.

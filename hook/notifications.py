@@ -80,13 +80,13 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
     ),
     408: _problem("The body did not arrive within BODY_TIMEOUT. Nothing was stored."),
     413: _problem("The body is larger than MAX_BODY_BYTES. Nothing was stored."),
-    431: _problem(
-        "The request's headers are larger than MAX_HEADER_BYTES (answered before the route, "
-        "and the connection closed). Nothing was stored."
-    ),
     429: _problem(
         "The sender is over RATE_LIMIT_PER_SECOND. Nothing was stored; retry after a second.",
         headers={"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    ),
+    431: _problem(
+        "The request's headers are larger than MAX_HEADER_BYTES (answered before the route, "
+        "and the connection closed). Nothing was stored."
     ),
     500: _problem("The database refused the delivery (see the hook's log). Nothing was stored."),
     503: _problem(
