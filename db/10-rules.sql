@@ -425,6 +425,8 @@ create function sync_private.check_delta(p_delta jsonb, p_rules jsonb) returns j
     immutable
 as $$
 declare
+    -- Unknown fields named one by one; the rest are counted in one reason.
+    v_named constant integer := 20;
     v_reasons jsonb := '[]';
     v_value jsonb;
     v_number numeric;
@@ -471,11 +473,11 @@ begin
           from jsonb_object_keys(p_delta) as u (key)
           where u.key <> 'fragrance_id' and u.key <> all (sync_private.fields())) as k
     cross join lateral jsonb_array_elements(case
-        when k.nth <= 20 then sync_private.broken(p_rules, 'field.unknown', k.key,
+        when k.nth <= v_named then sync_private.broken(p_rules, 'field.unknown', k.key,
             format('unknown field %s was ignored; the CMS may have added it', to_jsonb(k.key)))
-        when k.nth = 21 then sync_private.broken(p_rules, 'field.unknown', null,
-            format('%s more unknown fields were ignored (%s in all, the first 20 named above)',
-                   k.total - 20, k.total))
+        when k.nth = v_named + 1 then sync_private.broken(p_rules, 'field.unknown', null,
+            format('%s more unknown fields were ignored (%s in all, the first %s named above)',
+                   k.total - v_named, k.total, v_named))
         else '[]' end) as r;
 
     return v_reasons;
