@@ -36,6 +36,21 @@ def open_findings(conn: psycopg.Connection, fragrance_id: int) -> list[tuple[str
     ).fetchall()
 
 
+def load_copies_of_the_catalog(db: psycopg.Connection, copies: int, name: str) -> None:
+    """Add ``copies`` copies of the 5,000 fragrances under new ids, named by the SQL ``name``.
+
+    A bulk load, as an adopted catalog arrives: no write trigger fires.
+    """
+    with db.transaction():
+        db.execute("set local session_replication_role = replica")
+        db.execute(
+            f"insert into public.fragrances select f.fragrance_id + c.copy * 5000, {name},"
+            "        f.description, f.cost, f.forbidden"
+            " from public.fragrances as f cross join generate_series(1, %s) as c (copy)",
+            [copies],
+        )
+
+
 def test_the_check_reports_shared_names_and_padded_descriptions_with_counts(
     db: psycopg.Connection,
 ) -> None:
@@ -67,15 +82,7 @@ def test_a_second_check_of_findings_past_work_mem_compares_no_row_with_every_id(
     the rows: the second check of a million fragrances ran for hours. Here
     40,000 fragrances and the least work_mem stand in for them.
     """
-    with db.transaction():
-        # A bulk load, as an adopted catalog arrives: no write trigger fires.
-        db.execute("set local session_replication_role = replica")
-        db.execute(
-            "insert into public.fragrances"
-            " select f.fragrance_id + c.copy * 5000, left(c.copy || ' ' || f.name, 150),"
-            "        f.description, f.cost, f.forbidden"
-            " from public.fragrances as f cross join generate_series(1, 7) as c (copy)"
-        )
+    load_copies_of_the_catalog(db, 7, "left(c.copy || ' ' || f.name, 150)")
     check(db)
     db.execute("set work_mem = '64kB'")
     plans = explained_plans(db, analyze=True)
@@ -252,14 +259,7 @@ def test_a_backlog_of_many_names_is_applied_in_one_call(db: psycopg.Connection) 
 
 def test_a_bulk_rename_by_a_dba_keeps_the_shared_name_findings(db: psycopg.Connection) -> None:
     """One UPDATE of 20,000 names, as a DBA's clean-up: judged in full, without a lock per name."""
-    with db.transaction():
-        # A bulk load, as an adopted catalog arrives: no write trigger fires.
-        db.execute("set local session_replication_role = replica")
-        db.execute(
-            "insert into public.fragrances"
-            " select f.fragrance_id + c.copy * 5000, f.name, f.description, f.cost, f.forbidden"
-            " from public.fragrances as f cross join generate_series(1, 3) as c (copy)"
-        )
+    load_copies_of_the_catalog(db, 3, "f.name")
     db.execute("update public.fragrances set name = 'Same ' || (fragrance_id % 10000)")
     assert db.execute(
         "select count(*) from sync.open_finding where rule = 'name.duplicate'"
