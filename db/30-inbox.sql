@@ -97,6 +97,59 @@ $$;
 comment on function sync_private.addresses(text[]) is
     'Splits client addresses into those PostgreSQL reads as inet (addresses) and the text of the others (raw), position by position, so an address the database cannot parse is kept as it came instead of refusing the delivery.';
 
+-- sync_private.lock_receipt_order
+-- Every store holds this lock shared; a DBA verb that must not overtake a stored delivery holds it alone.
+create function sync_private.lock_receipt_order(p_alone boolean) returns void
+    language plpgsql
+as $$
+begin
+    -- Since the hook stores first and merges after (ADR 0022), a delivery can
+    -- be stored, or being stored, without any lock on its fragrance. sync.revert
+    -- and sync.repair write older values under newer inbox ids, so each takes
+    -- this lock alone before it looks: a store in progress commits first (and
+    -- is seen as pending, sync_private.pending_since), and a store that comes
+    -- after waits, draws a later id, and wins, as received later.
+    if p_alone then
+        perform pg_advisory_xact_lock(hashtext('sync.receipt order'), 0);
+    else
+        perform pg_advisory_xact_lock_shared(hashtext('sync.receipt order'), 0);
+    end if;
+end;
+$$;
+comment on function sync_private.lock_receipt_order(boolean) is
+    'Takes the transaction lock (advisory) on receipt order: shared by every store (sync_private.store), alone (p_alone) by sync.revert and sync.repair, so that what they write is ordered after every delivery stored before them and before every delivery stored after.';
+
+-- sync_private.pending_since
+-- Valid deliveries stored after an inbox id and not merged yet, as the merge will read them.
+create function sync_private.pending_since(p_after bigint)
+    returns table (inbox_id bigint, fragrance_id integer, payload jsonb)
+    language plpgsql
+    stable
+as $$
+declare
+    v_ids bigint[];
+    v_bodies bytea[];
+begin
+    -- A pending row holds only its body until the merge judges it (the hook
+    -- stores first), so it is judged here by the rules in force. A DBA verb
+    -- that writes older values (sync.revert, sync.repair) leaves alone what
+    -- these will set: they were received after the moment it restores.
+    select array_agg(i.id order by i.id), array_agg(i.body order by i.id)
+    into v_ids, v_bodies
+    from sync.inbox as i
+    where i.status = 'pending' and i.id > p_after;
+    if v_ids is null then
+        return;
+    end if;
+    return query
+    select d.inbox_id, d.fragrance_id, d.payload
+    from unnest(sync_private.judge(v_ids, v_bodies, (sync_private.current_rules()).rules)) as d
+    where d.valid;
+end;
+$$;
+comment on function sync_private.pending_since(bigint) is
+    'Pending deliveries with an inbox id above p_after that the rules in force accept, parsed: their fragrance and payload. What sync.revert and sync.repair must not overtake.';
+
 -- sync_private.store
 -- Stores a batch of deliveries in input order, each row once, processed when asked; receipts in input order.
 create function sync_private.store(
@@ -143,6 +196,7 @@ begin
     if v_count = 0 then
         return;
     end if;
+    perform sync_private.lock_receipt_order(false);
 
     -- Processing: judge the bodies (numbered by position for now) and lock
     -- their fragrances first. The locks come before the ids: a batch that

@@ -129,6 +129,7 @@ declare
     v_delivery sync.inbox;
     v_history sync.fragrance_history;
     v_version jsonb;
+    v_pending jsonb;
     v_current jsonb;
     v_field text;
     v_later text;
@@ -145,7 +146,10 @@ begin
             using errcode = 'FS002';
     end if;
 
-    -- The fragrance lock keeps concurrent merges out while we decide.
+    -- Receipt order first (a delivery being stored commits before we look,
+    -- one stored after waits and wins), then the fragrance lock, which keeps
+    -- concurrent merges out while we decide.
+    perform sync_private.lock_receipt_order(true);
     perform 1 from public.fragrances where fragrance_id = v_delivery.fragrance_id for update;
 
     -- One delivery writes one history row (the merge records it per delivery).
@@ -162,6 +166,13 @@ begin
     v_result.left_alone := '{}';
     select to_jsonb(f) into v_current from public.fragrances as f where f.fragrance_id = v_delivery.fragrance_id;
     select v.versions into v_version from sync.field_version as v where v.fragrance_id = v_delivery.fragrance_id;
+    -- Per field, the last delivery received since that is stored but not merged yet.
+    select coalesce(jsonb_object_agg(k.field, k.inbox_id), '{}') into v_pending
+    from (select f.key as field, max(p.inbox_id) as inbox_id
+          from sync_private.pending_since(p_inbox_id) as p
+          cross join jsonb_object_keys(p.payload) as f (key)
+          where p.fragrance_id = v_delivery.fragrance_id
+          group by f.key) as k;
 
     foreach v_field in array v_delivery.applied_fields loop
         if v_current is null then
@@ -175,14 +186,19 @@ begin
             continue;
         end if;
 
-        -- A later change: a later history row touching the field, or a later writer on its clock.
-        select format('set since by %s at %s',
-                   coalesce('delivery ' || h.inbox_id, 'a hand edit by ' || h.db_user), h.changed_at)
-        into v_later
-        from sync.fragrance_history as h
-        where h.fragrance_id = v_delivery.fragrance_id and h.id > v_history.id and h.new_values ? v_field
-        order by h.id desc
-        limit 1;
+        -- A later change: a later delivery still pending, a later history row
+        -- touching the field, or a later writer on its clock.
+        v_later := case when v_pending ? v_field
+            then format('set by delivery %s, received since and not applied yet', v_pending ->> v_field) end;
+        if v_later is null then
+            select format('set since by %s at %s',
+                       coalesce('delivery ' || h.inbox_id, 'a hand edit by ' || h.db_user), h.changed_at)
+            into v_later
+            from sync.fragrance_history as h
+            where h.fragrance_id = v_delivery.fragrance_id and h.id > v_history.id and h.new_values ? v_field
+            order by h.id desc
+            limit 1;
+        end if;
         if v_later is null and coalesce((v_version ->> v_field)::bigint, 0) > p_inbox_id then
             v_later := format('set since by delivery %s', v_version ->> v_field);
         end if;

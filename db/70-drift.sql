@@ -133,6 +133,10 @@ create function sync.plan_repair()
     security definer
     set search_path = pg_catalog, pg_temp
 as $$
+    with pending as materialized (
+        select p.fragrance_id, p.payload
+        from sync_private.pending_since((select min(s.inbox_position) from sync.cms_snapshot as s)) as p
+    )
     select
         d.fragrance_id,
         min(d.kind),
@@ -145,11 +149,18 @@ as $$
     from sync.drift as d
     where d.kind in ('missing', 'differs')
       and not d.newer_in_library
+      -- A delivery received after the snapshot but not merged yet is newer
+      -- too: its fields are left to it, and a missing fragrance it names to
+      -- it whole (run sync.apply_pending(), then look again).
+      and not exists (
+          select from pending as p
+          where p.fragrance_id = d.fragrance_id
+            and (d.kind = 'missing' or p.payload ? d.field))
     group by d.fragrance_id
     order by d.fragrance_id;
 $$;
 comment on function sync.plan_repair() is
-    'Dry run of sync.repair(): per fragrance, the delta it would deliver (a complete create for a missing row, only the differing fields otherwise). Extra rows and fields newer in the library are left out. Usage: SELECT * FROM sync.plan_repair();';
+    'Dry run of sync.repair(): per fragrance, the delta it would deliver (a complete create for a missing row, only the differing fields otherwise). Extra rows, fields newer in the library and fields a delivery received after the snapshot will set (still pending) are left out. Usage: SELECT * FROM sync.plan_repair();';
 
 -- sync.repair
 -- Delivers each planned repair delta through the inbox, like a webhook, and returns the receipts.
@@ -173,10 +184,12 @@ begin
                   hint = 'Load one first: see sync.load_snapshot() or sync.load_snapshot_from_server().';
     end if;
 
-    -- Lock the fragrances before planning, in id order: a webhook for one of
-    -- them either committed before (the plan sees it) or waits for the repair
-    -- and, received later, wins. Unlocked, a delivery landing between the plan
-    -- and the store below could be overwritten by the older snapshot value.
+    -- Receipt order, then the fragrances in id order, before planning: a
+    -- delivery either was stored before (the plan sees it, merged or
+    -- pending) or waits for the repair and, received later, wins. Unlocked, a
+    -- delivery landing between the plan and the store below could be
+    -- overwritten by the older snapshot value.
+    perform sync_private.lock_receipt_order(true);
     perform 1 from public.fragrances as f
     where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
     order by f.fragrance_id

@@ -29,6 +29,18 @@ def receive(conn: psycopg.Connection, raw: bytes | dict[str, Any]) -> dict[str, 
     return row
 
 
+def store(conn: psycopg.Connection, raw: bytes | dict[str, Any]) -> dict[str, Any]:
+    """Store one delivery through sync.store_many (the hook's call): pending until merged."""
+    data = body(raw) if isinstance(raw, dict) else raw
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(
+            "select * from sync.store_many(%s, %s, %s, %s, %s)",
+            [[data], ["application/json"], [None], [None], [uuid.uuid4()]],
+        ).fetchone()
+    assert row is not None and row["status"] == "pending"
+    return row
+
+
 RECEIVE_MANY = (
     "select * from sync.receive_many(%s::bytea[], %s::text[], %s::text[], %s::text[], %s::uuid[])"
 )
@@ -91,17 +103,23 @@ def raises_sqlstate(sqlstate: str, says: str = "") -> Iterator[None]:
     assert says in str(caught.value)
 
 
-def deliver_at(conn: psycopg.Connection, received_at: Any, raw: bytes | dict[str, Any]) -> int:
+def deliver_at(
+    conn: psycopg.Connection,
+    received_at: Any,
+    raw: bytes | dict[str, Any],
+    origin: str = "webhook",
+) -> int:
     """Store one delivery as if received at a chosen moment (the clock is in the data); its id.
 
     Processed as on receipt (when sync.settings.apply_on_receipt) by the path
     apply_pending runs, since a row inserted directly waits as pending.
+    ``origin``: who made it (webhook, or a DBA's repair or revert).
     """
     data = body(raw) if isinstance(raw, dict) else raw
     row = conn.execute(
-        "insert into sync.inbox (received_at, body, content_type)"
-        " values (%s, %s, 'application/json') returning id",
-        [received_at, data],
+        "insert into sync.inbox (received_at, body, content_type, origin)"
+        " values (%s, %s, 'application/json', %s) returning id",
+        [received_at, data, origin],
     ).fetchone()
     assert row is not None
     conn.execute(

@@ -19,7 +19,14 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import ROOT, Server, _clone, load_smart_library, run_yoyo
-from helpers import fragrance, raises_sqlstate, receive, set_apply_on_receipt
+from helpers import (
+    fragrance,
+    inbox_row,
+    raises_sqlstate,
+    receive,
+    set_apply_on_receipt,
+    store,
+)
 
 CATALOG = "select * from public.fragrances order by fragrance_id"
 SUMMARY = "select kind, field, fragrances from sync.drift_summary"
@@ -246,6 +253,53 @@ def test_a_field_set_by_a_delivery_after_the_snapshot_is_left_alone(
     repaired = fragrance(db, 7)
     assert repaired is not None
     assert (repaired["name"], repaired["cost"]) == ("Newer name", 50)
+
+
+def test_a_field_a_delivery_received_after_the_snapshot_will_set_is_left_to_it(
+    db: psycopg.Connection,
+) -> None:
+    load_library_changed(db, name="Snapshot name", cost=50)
+    later = store(db, {"fragrance_id": 7, "cost": 55})  # stored by the hook, not merged yet
+    assert db.execute("select fields from sync.plan_repair()").fetchall() == [(["name"],)]
+    db.execute("select sync.repair()")
+    db.execute("select sync.apply_received()")
+    repaired = fragrance(db, 7)
+    assert repaired is not None
+    assert (repaired["name"], repaired["cost"]) == ("Snapshot name", 55)
+    assert inbox_row(db, later["inbox_id"])["status"] == "applied"
+
+
+def test_a_missing_fragrance_a_pending_delivery_creates_is_left_to_it(
+    db: psycopg.Connection,
+) -> None:
+    rows = library_rows_as_json(db)
+    created = {
+        "fragrance_id": 9000,
+        "name": "In the CMS",
+        "description": "d",
+        "cost": 5,
+        "forbidden": False,
+    }
+    load_json(db, [*rows, created])
+    store(db, created | {"name": "Renamed since"})
+    assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
+    db.execute("select sync.apply_received()")
+    assert fragrance(db, 9000)["name"] == "Renamed since"  # type: ignore[index]
+
+
+def test_a_repair_waits_for_a_delivery_being_stored(server: Server, dbname: str) -> None:
+    """A store in progress holds receipt order: the repair plans only once it has committed."""
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as dba,
+        psycopg.connect(server.url(dbname)) as hook,
+    ):
+        load_library_changed(dba, cost=50)
+        store(hook, {"fragrance_id": 7, "cost": 55})  # its transaction still open
+        dba.execute("set lock_timeout = '200ms'")
+        with raises_sqlstate("55P03"):
+            dba.execute("select sync.repair()")
+        hook.commit()
+        assert dba.execute("select count(*) from sync.repair()").fetchone() == (0,)
 
 
 def test_an_export_taken_before_a_delivery_does_not_undo_it(db: psycopg.Connection) -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import fragrance, inbox_row, receive, set_apply_on_receipt
+from conftest import Server
+from helpers import fragrance, inbox_row, raises_sqlstate, receive, set_apply_on_receipt, store
 from psycopg.rows import dict_row
 
 
@@ -70,6 +71,37 @@ def test_a_field_set_by_a_later_change_is_left_alone_and_said_so(db: psycopg.Con
     assert result["restored"] == {"cost": before["cost"]}
     assert result["left_alone"]["name"].startswith(f"set since by delivery {later['inbox_id']}")
     assert "left alone: name (set since by delivery" in result["message"]
+
+
+def test_a_field_a_later_delivery_will_set_is_left_alone_while_it_is_pending(
+    db: psycopg.Connection,
+) -> None:
+    before = fragrance(db, 7)
+    change = receive(db, {"fragrance_id": 7, "name": "Oops", "cost": 20})
+    later = store(db, {"fragrance_id": 7, "cost": 30})  # stored by the hook, not merged yet
+    result = _revert(db, change["inbox_id"])
+    assert result["restored"] == {"name": before["name"]}
+    assert result["left_alone"] == {
+        "cost": f"set by delivery {later['inbox_id']}, received since and not applied yet"
+    }
+    db.execute("select sync.apply_received()")
+    assert (fragrance(db, 7)["name"], fragrance(db, 7)["cost"]) == (before["name"], 30)
+    assert inbox_row(db, later["inbox_id"])["status"] == "applied"
+
+
+def test_a_revert_waits_for_a_delivery_being_stored(server: Server, dbname: str) -> None:
+    """A store in progress holds receipt order: the revert looks only once it has committed."""
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as dba,
+        psycopg.connect(server.url(dbname)) as hook,
+    ):
+        change = receive(dba, {"fragrance_id": 7, "cost": 20})
+        store(hook, {"fragrance_id": 7, "cost": 30})  # its transaction still open
+        dba.execute("set lock_timeout = '200ms'")
+        with raises_sqlstate("55P03"):
+            _revert(dba, change["inbox_id"])
+        hook.commit()
+        assert _revert(dba, change["inbox_id"])["restored"] == {}
 
 
 def test_a_field_set_by_hand_since_is_left_alone_and_said_so(db: psycopg.Connection) -> None:
