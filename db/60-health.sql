@@ -75,8 +75,11 @@ begin
     select * into v_settings from sync.settings;
     v_report.checked_at := p_now;
 
+    -- Traffic and cadence are the CMS's: webhooks only. A repair or a revert
+    -- is a DBA's delivery, and must not hide the CMS's silence (a repair is
+    -- what docs/alerts.md asks for right when the CMS has gone quiet).
     select max(received_at) into v_report.last_received_at
-    from sync.inbox where received_at <= p_now;
+    from sync.inbox where received_at <= p_now and origin = 'webhook';
     v_report.last_received_age := p_now - v_report.last_received_at;
 
     -- Observed cadence: the median gap between the last hour's deliveries.
@@ -84,7 +87,8 @@ begin
     into v_report.typical_interval
     from (select received_at - lag(received_at) over (order by received_at, id) as gap
           from sync.inbox
-          where received_at > p_now - interval '1 hour' and received_at <= p_now) as g
+          where received_at > p_now - interval '1 hour' and received_at <= p_now
+            and origin = 'webhook') as g
     where gap is not null;
 
     select count(*),
@@ -96,7 +100,7 @@ begin
     into v_report.deliveries_last_day, v_report.deliveries_last_hour, v_report.applied_last_day,
          v_report.ignored_last_day, v_report.rejected_last_day, v_rejected_last_hour
     from sync.inbox
-    where received_at > p_now - interval '1 day' and received_at <= p_now;
+    where received_at > p_now - interval '1 day' and received_at <= p_now and origin = 'webhook';
 
     select count(*), min(received_at) into v_report.pending, v_oldest_pending
     from sync.inbox where status = 'pending' and received_at <= p_now;
@@ -111,6 +115,7 @@ begin
           from sync.inbox as i
           cross join lateral jsonb_array_elements(i.reasons) as r
           where i.received_at > p_now - interval '1 day' and i.received_at <= p_now
+            and i.origin = 'webhook'
             and i.status in ('rejected', 'discarded')
             and r ->> 'severity' = 'error'
           group by r ->> 'code') as c;
@@ -210,18 +215,18 @@ comment on view sync.health is
 comment on column sync.health.checked_at is 'The moment judged (now).';
 comment on column sync.health.verdict is 'ok, warn or critical.';
 comment on column sync.health.reason is 'Why, in words, with what to do.';
-comment on column sync.health.last_received_at is 'When the last delivery was received (null: never).';
+comment on column sync.health.last_received_at is 'When the CMS''s last delivery (a webhook) was received (null: never); repairs and reverts do not count.';
 comment on column sync.health.last_received_age is 'How long ago that was: the silence the verdict is about.';
-comment on column sync.health.typical_interval is 'Median gap between the last hour''s deliveries: the CMS''s real cadence.';
-comment on column sync.health.deliveries_last_hour is 'Deliveries received in the last hour.';
-comment on column sync.health.deliveries_last_day is 'Deliveries received in the last day.';
+comment on column sync.health.typical_interval is 'Median gap between the last hour''s webhooks: the CMS''s real cadence.';
+comment on column sync.health.deliveries_last_hour is 'Webhooks received in the last hour.';
+comment on column sync.health.deliveries_last_day is 'Webhooks received in the last day (this and the next four count the CMS''s deliveries, not repairs or reverts).';
 comment on column sync.health.applied_last_day is 'Of the last day''s deliveries, those applied now.';
 comment on column sync.health.ignored_last_day is 'Of the last day''s deliveries, those ignored now (nothing to change, or stale).';
 comment on column sync.health.rejected_last_day is 'Of the last day''s deliveries, those rejected or discarded now.';
-comment on column sync.health.pending is 'Deliveries stored but not processed yet.';
+comment on column sync.health.pending is 'Deliveries stored but not processed yet, whoever made them.';
 comment on column sync.health.oldest_pending_age is 'How long the oldest pending delivery has waited.';
 comment on column sync.health.quarantined is 'Rejected deliveries waiting for a retry or a discard (sync.quarantine).';
-comment on column sync.health.rejects_by_code_last_day is 'The last day''s rejected deliveries by error code, e.g. {"cost.negative": 2}.';
+comment on column sync.health.rejects_by_code_last_day is 'The last day''s rejected webhooks by error code, e.g. {"cost.negative": 2}.';
 comment on column sync.health.unknown_fields is 'The 20 fields the CMS sent last that the rules do not know, with how many deliveries carried them (all of them: sync.unknown_field).';
 comment on column sync.health.open_findings is 'Fragrances breaking each data rule now (sync.open_finding), e.g. {"name.duplicate": 1538}; an error rule broken turns the verdict to warn.';
 

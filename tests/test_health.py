@@ -70,6 +70,21 @@ def test_a_few_lost_deliveries_in_a_healthy_stream_stay_ok(tx: psycopg.Connectio
     assert _health(tx, after_a_gap + timedelta(seconds=10))["verdict"] == "ok"
 
 
+@pytest.mark.parametrize("origin", ["repair", "revert"])
+def test_a_dbas_repair_or_revert_does_not_count_as_the_cms_speaking(
+    tx: psycopg.Connection, origin: str
+) -> None:
+    last = _stream(tx, count=3)
+    dba_at = last + timedelta(minutes=11)  # the CMS has gone quiet: critical
+    deliver_at(tx, dba_at, {"fragrance_id": 1, "cost": 12}, origin=origin)
+    health = _health(tx, dba_at + timedelta(seconds=5))
+    assert (health["verdict"], health["last_received_at"], health["deliveries_last_hour"]) == (
+        "critical",
+        last,
+        3,
+    )
+
+
 def test_the_critical_reason_says_how_long_and_what_to_suspect(tx: psycopg.Connection) -> None:
     last = _stream(tx, count=3)
     reason = _health(tx, last + timedelta(minutes=12, seconds=30))["reason"]
