@@ -39,6 +39,14 @@ STORE_MANY = (
 UNAVAILABLE = "database unavailable; the delivery was not stored, send it again"
 REFUSED = "the database refused the delivery; see the hook's log"
 
+#: SQLSTATEs that say the database cannot take anything right now, whatever the record:
+#: psycopg's OperationalError covers connections (08), rollbacks (40), resources (53),
+#: locks (55), operator intervention (57) and system errors (58); a read-only
+#: transaction (25006, a standby after a failover, or maintenance), a missing privilege,
+#: function, table or database (a deployment in progress) are outages too, never the
+#: delivery's fault. A delivery refused with one of them is spooled, not lost.
+OUTAGE_SQLSTATES = frozenset({"25006", "42501", "42883", "42P01", "3D000"})
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -363,6 +371,16 @@ class BatchingStore:
             )
             raise StoreError(503, UNAVAILABLE) from exc
         except psycopg.Error as exc:
+            if exc.sqlstate in OUTAGE_SQLSTATES:
+                log.error(
+                    "database cannot take deliveries now (SQLSTATE %s), %d deliveries (%d bytes) "
+                    "were not stored: %s",
+                    exc.sqlstate,
+                    len(deliveries),
+                    size,
+                    exc,
+                )
+                raise StoreError(503, UNAVAILABLE) from exc
             log.error("database refused %d deliveries (%d bytes): %s", len(deliveries), size, exc)
             raise StoreError(500, REFUSED, rolled_back=True) from exc
         if len(rows) != len(deliveries):

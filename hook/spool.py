@@ -56,6 +56,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from hook.ingest import (
+    OUTAGE_SQLSTATES,
     BatchingStore,
     DatabaseDownError,
     DatabaseState,
@@ -89,13 +90,6 @@ HOLD_POLL_SECONDS = 0.01
 VERIFY_EVERY_SECONDS = 0.25
 
 SPOOL_FAILED = "database unavailable and the spool cannot be written; the delivery was not stored"
-
-#: SQLSTATEs that say the database cannot take anything right now, whatever the record:
-#: psycopg's OperationalError covers connections (08), rollbacks (40), resources (53),
-#: locks (55), operator intervention (57) and system errors (58); a read-only
-#: transaction (25006, a standby after a failover) and a missing privilege or
-#: function (a deployment in progress) are outages too, never the record's fault.
-OUTAGE_SQLSTATES = frozenset({"25006", "42501", "42883", "42P01", "3D000"})
 
 SCHEMA = (
     """

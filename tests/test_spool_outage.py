@@ -202,6 +202,27 @@ def test_the_first_delivery_of_an_outage_is_spooled_without_waiting_for_the_pool
     assert health["database"] == "unreachable"
 
 
+def test_a_database_that_turns_read_only_spools_deliveries_instead_of_refusing_them(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """Maintenance or a standby: every write is refused (25006), which is no delivery's fault."""
+    hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path)
+    try:
+        assert _post(hook, 1).status_code == 202
+        with psycopg.connect(own_server.url("test"), autocommit=True) as owner:
+            owner.execute("alter system set default_transaction_read_only = on")
+            owner.execute("select pg_reload_conf()")
+            answers = [_post(hook, n) for n in (2, 3)]
+            owner.execute("set default_transaction_read_only = off")
+            owner.execute("alter system reset default_transaction_read_only")
+            owner.execute("select pg_reload_conf()")
+        wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+    assert [(a.status_code, a.json()["status"]) for a in answers] == [(202, "spooled")] * 2
+    assert [json.loads(b)["cost"] for b in _bodies(own_server)] == [1, 2, 3]
+
+
 def test_without_a_spool_an_outage_is_answered_503_without_waiting_for_the_pool(
     own_server: Server, tmp_path: Path
 ) -> None:
