@@ -16,6 +16,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -142,6 +143,22 @@ class _BodyTooLargeError(Exception):
     """The body is larger than the configured limit."""
 
 
+class _ClientGoneError(Exception):
+    """The client closed the connection before its whole body arrived."""
+
+
+def _declared_size(value: bytes | None) -> int | None:
+    """Content-Length as a number; None when absent or not all digits.
+
+    Leading zeros are legal (``1*DIGIT``): thousands of them made ``int()``
+    raise (Python's 4,300-digit limit) and the delivery a 500.
+    """
+    if value is None or not value.isdigit():
+        return None
+    digits = value.lstrip(b"0") or b"0"
+    return int(digits) if len(digits) <= 18 else sys.maxsize
+
+
 class JSONAnswer(Response):
     """A JSON answer built directly from its bytes (no rendering, no header checks)."""
 
@@ -205,8 +222,7 @@ class Deliveries:
         if refusal is not None:
             return _refusal_answer(refusal)
         headers = dict(scope["headers"])
-        declared = headers.get(b"content-length")
-        size = int(declared) if declared is not None and declared.isdigit() else None
+        size = _declared_size(headers.get(b"content-length"))
         if size is not None and size > self.max_body_bytes:
             return self._too_large(client)
         reserved = self.max_body_bytes if size is None else size
@@ -227,6 +243,18 @@ class Deliveries:
                 )
             except _BodyTooLargeError:
                 return self._too_large(client)
+            except _ClientGoneError:
+                # A body cut short is not the delivery its sender meant: storing it
+                # could apply half a change (a chunked body cut after a whole chunk
+                # parsed as valid JSON). Nobody is left to read this answer.
+                self._log.warning(
+                    "the connection from %s closed before its whole body arrived; "
+                    "nothing was stored",
+                    client,
+                )
+                return _problem_answer(
+                    400, "the connection closed before the whole body arrived; it was not stored"
+                )
             content_type = headers.get(b"content-type")
             user_agent = headers.get(b"user-agent")
             delivery = Delivery(
@@ -253,8 +281,10 @@ class Deliveries:
         )
 
     async def _read_body(self, receive: Callable[[], Any]) -> bytes:
-        """The raw body, refused as soon as it is known to exceed the limit."""
+        """The raw body, refused as soon as it is known to exceed the limit or to be cut short."""
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGoneError
         body = message.get("body", b"")
         if not message.get("more_body", False):
             if len(body) > self.max_body_bytes:
@@ -263,6 +293,8 @@ class Deliveries:
         chunks = bytearray(body)
         while message.get("more_body", False):
             message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGoneError
             chunks += message.get("body", b"")
             if len(chunks) > self.max_body_bytes:
                 raise _BodyTooLargeError

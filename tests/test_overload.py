@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -162,6 +163,59 @@ def test_headers_under_the_bound_with_a_large_body_in_the_same_write_are_stored(
     ) + delta
     with (
         running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, EVENT_LOOP=loop) as hook,
+        socket.create_connection(address(hook), timeout=10) as sock,
+    ):
+        sock.sendall(request)
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 202 "), answer
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (1,)
+
+
+CUT_SHORT = {
+    # Content-Length promises more than comes: 31 of 32 bytes, valid JSON all the same.
+    "content-length": b"Content-Length: 32\r\n\r\n" + b'{"fragrance_id": 7, "cost": 12}',
+    # One whole chunk, valid JSON, and never the last (empty) chunk.
+    "chunked": b"Transfer-Encoding: chunked\r\n\r\n1f\r\n" + b'{"fragrance_id": 7, "cost": 12}\r\n',
+}
+
+
+@pytest.mark.parametrize("framing", list(CUT_SHORT))
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_body_cut_short_by_a_closed_connection_is_not_stored(
+    server: Server,
+    dbname: str,
+    db: psycopg.Connection,
+    tmp_path: Path,
+    parser: str,
+    loop: str,
+    framing: str,
+) -> None:
+    """A request its sender abandoned is not a delivery, even when what came parses."""
+    with running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, EVENT_LOOP=loop) as hook:
+        with socket.create_connection(address(hook), timeout=10) as sock:
+            sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\n" + CUT_SHORT[framing])
+        for _ in range(200):
+            if "closed before its whole body arrived" in hook.output():
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the hook never said it dropped the request:\n{hook.output()}")
+        answer = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 8}))
+    assert answer.status_code == 202
+    assert db.execute("select body from sync.inbox").fetchall() == [(body({"fragrance_id": 8}),)]
+
+
+def test_a_content_length_with_thousands_of_leading_zeros_is_read_as_its_value(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """1*DIGIT allows them; Python's int() refuses past 4,300 digits."""
+    delta = body({"fragrance_id": 7, "cost": 12})
+    request = (
+        b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: %s%d\r\n"
+        b"Connection: close\r\n\r\n" % (b"0" * 5000, len(delta))
+    ) + delta
+    with (
+        running_hook(server, dbname, tmp_path) as hook,
         socket.create_connection(address(hook), timeout=10) as sock,
     ):
         sock.sendall(request)
