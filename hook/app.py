@@ -36,6 +36,7 @@ from hook.ingest import (
     Store,
 )
 from hook.listener import keep_registered
+from hook.log_limit import LogLimit
 from hook.merger import Merger
 from hook.notifications import Deliveries, Problem
 from hook.settings import Settings
@@ -175,6 +176,9 @@ def create_app(
     metrics.install(app)
     status_page.install(app)
 
+    # Anyone may ask, as often as they like: one line per 10 s while the database is down.
+    unreachable = LogLimit(log, 10.0)
+
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz(request: Request) -> Any:
         """Liveness, database reachability, and what the host's spool holds.
@@ -191,7 +195,7 @@ def create_app(
                 await conn.execute("select 1")
             database = "ok"
         except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
-            log.warning("health check: database unreachable: %s", exc)
+            unreachable.warning("health check: database unreachable: %s", exc)
             database = "unreachable"
         healthy = database == "ok" and counts == (0, 0)
         answer = {

@@ -35,6 +35,8 @@ from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 
 from hook.ingest import DatabaseDownError
+from hook.log_limit import LogLimit
+from hook.shared_read import SharedRead
 
 log = logging.getLogger("hook.metrics")
 
@@ -293,14 +295,10 @@ class _Timing:
                 self.metrics.deliveries.labels(REFUSED[answered]).inc()
 
 
-async def _read_snapshot(request: Request) -> tuple[Any, ...] | None:
-    try:
-        async with request.app.state.database.connection(request.app.state.pool) as conn:
-            cursor = await conn.execute(SNAPSHOT)
-            return await cursor.fetchone()
-    except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
-        log.warning("metrics: cannot read sync.metrics(), exporting database_up 0: %s", exc)
-        return None
+async def _read_snapshot(app: FastAPI) -> tuple[Any, ...] | None:
+    async with app.state.database.connection(app.state.pool) as conn:
+        cursor = await conn.execute(SNAPSHOT)
+        return await cursor.fetchone()
 
 
 def install(app: FastAPI) -> None:
@@ -309,6 +307,11 @@ def install(app: FastAPI) -> None:
     app.state.metrics = metrics
     app.add_middleware(_Timing, metrics=metrics)
 
+    # Anyone may scrape: one sync.metrics() at a time per worker, its result shared by
+    # the scrapes that came meanwhile, never reused after (hook/shared_read.py).
+    snapshots = SharedRead(lambda: _read_snapshot(app), 0.0)
+    limited = LogLimit(log, 10.0)
+
     @app.get("/metrics", include_in_schema=False)
     async def scrape(request: Request) -> Response:
         """Prometheus text format: this process's counters, then the database's numbers."""
@@ -316,7 +319,12 @@ def install(app: FastAPI) -> None:
         depth, set_aside = (0, 0) if spooling is None else await spooling.counts()
         metrics.spool_depth.set(depth)
         metrics.spool_set_aside.set(set_aside)
+        try:
+            snapshot = await snapshots.get()
+        except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
+            limited.warning("metrics: cannot read sync.metrics(), exporting database_up 0: %s", exc)
+            snapshot = None
         database = CollectorRegistry()
-        database.register(_DatabaseSnapshot(await _read_snapshot(request)))
+        database.register(_DatabaseSnapshot(snapshot))
         body = generate_latest(metrics.registry) + generate_latest(database)
         return Response(body, media_type=CONTENT_TYPE_LATEST)

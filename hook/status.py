@@ -21,6 +21,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from psycopg_pool import PoolTimeout
 
 from hook.ingest import DatabaseDownError
+from hook.log_limit import LogLimit
+from hook.shared_read import SharedRead
 
 log = logging.getLogger("hook.status")
 
@@ -29,6 +31,8 @@ HOURS = 3
 LATEST = 10
 #: The page reloads itself this often (a meta refresh: no script needed).
 REFRESH_SECONDS = 30
+#: A report is reused this long by the page's other loads (it refreshes every 30 s).
+REPORT_FRESH_FOR = 2.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
@@ -118,9 +122,9 @@ def render(
     )
 
 
-async def _read_report(request: Request) -> dict[str, Any]:
+async def _read_report(app: FastAPI) -> dict[str, Any]:
     # Through the database state: refused at once, not after DB_TIMEOUT, while it is down.
-    async with request.app.state.database.connection(request.app.state.pool) as conn:
+    async with app.state.database.connection(app.state.pool) as conn:
         cursor = await conn.execute(REPORT, (HOURS, LATEST))
         row = await cursor.fetchone()
     return row[0]
@@ -128,6 +132,10 @@ async def _read_report(request: Request) -> dict[str, Any]:
 
 def install(app: FastAPI) -> None:
     """Add ``GET /status`` to the hook's app."""
+    # Anyone may load the page: however often, one report at a time per worker,
+    # reused for REPORT_FRESH_FOR seconds (hook/shared_read.py).
+    reports = SharedRead(lambda: _read_report(app), REPORT_FRESH_FOR)
+    limited = LogLimit(log, 10.0)
 
     @app.get("/status", response_class=HTMLResponse, include_in_schema=False)
     async def status(request: Request) -> HTMLResponse:
@@ -135,9 +143,9 @@ def install(app: FastAPI) -> None:
         spooling = getattr(request.app.state, "spooling", None)
         spool = None if spooling is None else await spooling.counts()
         try:
-            report = await _read_report(request)
+            report = await reports.get()
         except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
-            log.warning("status page: cannot read sync.status_report(): %s", exc)
+            limited.warning("status page: cannot read sync.status_report(): %s", exc)
             problem = f"the database cannot be read ({type(exc).__name__}): {exc}"
             page = render(None, problem, spool)
             return HTMLResponse(page, status_code=503, headers=SECURITY_HEADERS)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -243,6 +245,56 @@ def test_with_the_database_down_the_page_says_so_with_503(tmp_path: Path) -> Non
         stop_hook(down)
     assert answer.status_code == 503
     assert "the database cannot be read" in answer.text
+
+
+def test_many_loads_at_once_run_one_report_and_leave_the_pool_to_deliveries(
+    server: Server, page_db: str, hook: Hook
+) -> None:
+    """Anyone may load the page: 20 loads at once must not take the pool deliveries need."""
+    waiting_reports = (
+        "select count(*) from pg_stat_activity"
+        " where query like '%%status_report%%' and wait_event_type = 'Lock' and datname = %s"
+    )
+    with (
+        psycopg.connect(server.url(page_db)) as blocker,
+        psycopg.connect(server.url(page_db), autocommit=True) as watcher,
+        ThreadPoolExecutor(max_workers=20) as loads,
+    ):
+        # The report reads sync.settings: held here, every report waits in the database.
+        blocker.execute("lock table sync.settings in access exclusive mode")
+        pages = [loads.submit(httpx.get, hook.url + "/status", timeout=60) for _ in range(20)]
+        for _ in range(60):  # until a second report waits too, or 3 s in which one would have
+            if watcher.execute(waiting_reports, [page_db]).fetchone()[0] >= 2:
+                break
+            time.sleep(0.05)
+        delivery = httpx.post(hook.url + "/notifications", content=b'{"fragrance_id": 7}')
+        reports_in_the_database = watcher.execute(waiting_reports, [page_db]).fetchone()[0]
+        blocker.rollback()
+        codes = [page.result().status_code for page in pages]
+    assert reports_in_the_database == 1
+    assert (delivery.status_code, delivery.json()["status"]) == (202, "pending")
+    assert codes == [200] * 20
+
+
+def test_with_the_database_down_public_routes_log_a_line_per_10_s_not_per_request(
+    tmp_path: Path,
+) -> None:
+    down = start_hook(
+        f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path, DB_TIMEOUT="0.5"
+    )
+    try:
+        for _ in range(30):
+            for route in ("/healthz", "/metrics", "/status"):
+                httpx.get(down.url + route, timeout=10)
+    finally:
+        stop_hook(down)
+    output = down.output()
+    for line in (
+        "health check: database unreachable",
+        "metrics: cannot read sync.metrics()",
+        "status page: cannot read sync.status_report()",
+    ):
+        assert output.count(line) == 1, (line, output[-3000:])
 
 
 def test_the_chart_scales_bars_to_the_busiest_minute() -> None:
