@@ -27,25 +27,25 @@ comment on type sync_private.outcome is
     'The outcome of processing one delivery, before it is written on its inbox row: status (applied, ignored, rejected, pending), reasons, the fields it wrote and the fields it carried but left because a later delivery had set them.';
 
 -- sync_private.fields
--- The fields of public.fragrances a delta may change: every column but the key.
+-- The fields of public.fragrances a delta may change: the CMS's columns but the key.
 create function sync_private.fields() returns text[]
     language sql
-    -- Immutable on purpose, although it reads the catalog: the planner then
-    -- folds the list into each plan once instead of reading pg_attribute for
-    -- every row (measured: a third of a batch's time). The columns change
-    -- only with a deploy, which loads the code and so makes new plans.
     immutable
     parallel safe
 as $$
-    -- Read from the table itself, so the merge names no field: a column the
-    -- smart library adds is merged like the others once a rule knows it.
-    select array_agg(a.attname::text order by a.attnum)
-    from pg_catalog.pg_attribute as a
-    where a.attrelid = 'public.fragrances'::pg_catalog.regclass
-      and a.attnum > 0 and not a.attisdropped and a.attname <> 'fragrance_id';
+    -- The one list of the fields the sync writes, in the table's order. Not
+    -- read from the catalog: a column the smart library adds is its own (the
+    -- CMS never sends it), and read from there it made every merge fail
+    -- (hostile review) and every creation wait for a value no delta carries.
+    -- Such a column is left alone: deltas naming it get field.unknown, rows
+    -- are created with its default. To sync a new CMS field, add it here, to
+    -- the two column lists of the merge (sync_private.write's UPDATE and
+    -- sync_private.create_missing's INSERT, which SQL makes name them), and
+    -- give it a rule; tests/test_merge.py holds a column added by the library.
+    select array['name', 'description', 'cost', 'forbidden'];
 $$;
 comment on function sync_private.fields() is
-    'The columns of public.fragrances a delta may change (all but fragrance_id), in table order.';
+    'The columns of public.fragrances a delta may change (the CMS''s fields, all but fragrance_id), in table order. A column added to the table by others is not among them.';
 
 -- sync_private.merge_objects
 -- jsonb || over many rows: the state of a fragrance after a run of deltas.
@@ -132,8 +132,8 @@ begin
         order by d.fragrance_id, d.inbox_id
     ),
     created as (
-        insert into public.fragrances
-        select r.*
+        insert into public.fragrances (fragrance_id, name, description, cost, forbidden)
+        select r.fragrance_id, r.name, r.description, r.cost, r.forbidden
         from creator as c
         cross join lateral jsonb_populate_record(null::public.fragrances, c.payload) as r
         order by c.fragrance_id
@@ -309,11 +309,12 @@ begin
             order by c.inbox_id
         ),
         fragrance as (
-            -- The one statement that names the columns: each takes its value from the
-            -- merged state, typed by the table itself.
+            -- Each column of sync_private.fields() takes its value from the merged
+            -- state, typed by the table itself; other columns are left as they are.
             update public.fragrances as f
-            set (fragrance_id, name, description, cost, forbidden) =
-                (select * from jsonb_populate_record(f, c.after))
+            set (name, description, cost, forbidden) =
+                (select r.name, r.description, r.cost, r.forbidden
+                 from jsonb_populate_record(f, c.after) as r)
             from change as c
             where c.is_last and f.fragrance_id = c.fragrance_id and c.after <> c.current
         ),

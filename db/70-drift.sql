@@ -26,14 +26,16 @@ comment on function sync.inbox_position(timestamptz) is
 
 -- sync.drift: every difference between the snapshot and public.fragrances.
 create view sync.drift as
--- The fields of public.fragrances read from the catalog, as sync_private.fields()
--- does: a view may only call functions its readers may, and DBAs are granted
--- no internals.
+-- The CMS's fields: the snapshot's columns but its own (a view may only call
+-- functions its readers may, and DBAs are granted no internals, so not
+-- sync_private.fields(), which lists the same). A column the smart library
+-- added to public.fragrances is not compared.
 with field as (
     select a.attname::text as name
     from pg_catalog.pg_attribute as a
-    where a.attrelid = 'public.fragrances'::pg_catalog.regclass
-      and a.attnum > 0 and not a.attisdropped and a.attname <> 'fragrance_id'
+    where a.attrelid = 'sync.cms_snapshot'::pg_catalog.regclass
+      and a.attnum > 0 and not a.attisdropped
+      and a.attname not in ('fragrance_id', 'source', 'loaded_at', 'taken_at', 'inbox_position')
 )
 select
     s.fragrance_id,

@@ -163,6 +163,12 @@ def test_lost_deliveries_are_found_and_repaired_until_both_catalogs_are_identica
     assert db.execute("select count(*) from sync.repair()").fetchone() == (0,)
 
 
+def test_a_column_the_library_added_is_not_drift(db: psycopg.Connection) -> None:
+    load_json(db, library_rows_as_json(db))
+    db.execute("alter table public.fragrances add column rating integer not null default 3")
+    assert db.execute("select count(*) from sync.drift").fetchone() == (0,)
+
+
 def test_the_report_lists_each_differing_field_with_both_values(db: psycopg.Connection) -> None:
     load_library_changed(db, name="Other", cost=99)
     drift = db.execute(

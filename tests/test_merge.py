@@ -47,6 +47,27 @@ def test_an_unknown_id_with_all_four_fields_creates_the_fragrance(db: psycopg.Co
     }
 
 
+LIBRARY_COLUMN = "alter table public.fragrances add column rating integer not null default 3"
+
+
+def test_a_column_the_library_adds_is_left_alone_by_updates(db: psycopg.Connection) -> None:
+    db.execute(LIBRARY_COLUMN)
+    db.execute("update public.fragrances set rating = 5 where fragrance_id = 7")
+    receipt = receive(db, {"fragrance_id": 7, "cost": 12, "rating": 1})
+    assert receipt["status"] == "applied"
+    assert [r["code"] for r in receipt["reasons"]] == ["field.unknown"]
+    assert (fragrance(db, 7)["cost"], fragrance(db, 7)["rating"]) == (12, 5)  # type: ignore[index]
+
+
+def test_a_fragrance_created_after_the_library_added_a_column_gets_its_default(
+    db: psycopg.Connection,
+) -> None:
+    db.execute(LIBRARY_COLUMN)
+    created = {"fragrance_id": 9000, "name": "N", "description": "D", "cost": 1, "forbidden": False}
+    assert receive(db, created)["status"] == "applied"
+    assert fragrance(db, 9000)["rating"] == 3  # type: ignore[index]
+
+
 def test_an_unknown_id_with_some_fields_is_rejected_and_creates_nothing(
     db: psycopg.Connection,
 ) -> None:
