@@ -82,8 +82,11 @@ as $$
     -- and narrow no-break space (U+2028-202F), word joiner, invisible operators
     -- and isolates (U+205F-206F), braille blank, ideographic space, variation
     -- selectors (U+FE00-FE0F, U+E0100-E01EF), byte order mark, halfwidth
-    -- filler, musical formatting controls (U+1D173-1D17A) and tag characters.
-    select p_text ~ '^[\u0001-\u0020\u007f-\u00a0\u00ad\u0300-\u036f\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u1ab0-\u1aff\u1dc0-\u1dff\u2000-\u200f\u2028-\u202f\u205f-\u206f\u20d0-\u20ff\u2800\u3000\u3164\ufe00-\ufe0f\ufe20-\ufe2f\ufeff\uffa0\U0001d173-\U0001d17a\U000e0000-\U000e007f\U000e0100-\U000e01ef]*$';
+    -- filler, interlinear annotation controls (U+FFF9-FFFB), Egyptian
+    -- hieroglyph format controls (U+13430-1343F), shorthand format controls
+    -- (U+1BCA0-1BCA3), musical formatting controls (U+1D173-1D17A) and tag
+    -- characters.
+    select p_text ~ '^[\u0001-\u0020\u007f-\u00a0\u00ad\u0300-\u036f\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f\u1ab0-\u1aff\u1dc0-\u1dff\u2000-\u200f\u2028-\u202f\u205f-\u206f\u20d0-\u20ff\u2800\u3000\u3164\ufe00-\ufe0f\ufe20-\ufe2f\ufeff\uffa0\ufff9-\ufffb\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e007f\U000e0100-\U000e01ef]*$';
 $$;
 comment on function sync_private.is_blank(text) is
     'True when a text has no visible character: only whitespace, control, invisible and combining characters (Unicode spaces, zero-width and direction marks, fillers, variation selectors, tags, marks with no base), whatever the database''s locale. The name.blank rule.';
@@ -306,7 +309,8 @@ as $$
         when p_cost < 0 and sync_private.severity(p_rules, 'cost.negative') is not null then 'cost.negative'
         when p_cost > sync_private.parameter(p_rules, 'cost.too_large')
              and sync_private.severity(p_rules, 'cost.too_large') is not null then 'cost.too_large'
-        when scale(p_cost) > sync_private.parameter(p_rules, 'cost.too_precise')
+        -- Decimal places that hold a digit: 12.000 is exactly 12 and keeps nothing less.
+        when scale(trim_scale(p_cost)) > sync_private.parameter(p_rules, 'cost.too_precise')
              and sync_private.severity(p_rules, 'cost.too_precise') is not null then 'cost.too_precise'
         -- The smart library serves int(cost): 12.5 reaches the application as 12.
         when p_cost <> trunc(p_cost) and sync_private.severity(p_rules, 'cost.fractional') is not null
@@ -378,7 +382,7 @@ as $$
                    sync_private.parameter(p_rules, p_code))
         when p_code = 'cost.too_precise' then
             format('cost %s has %s decimal places; at most %s are kept', sync_private.show(p_value),
-                   scale((p_value #>> '{}')::numeric), sync_private.parameter(p_rules, p_code))
+                   scale(trim_scale((p_value #>> '{}')::numeric)), sync_private.parameter(p_rules, p_code))
         when p_code = 'cost.fractional' then
             format('cost %s has a fractional part; the smart library serves whole numbers, so the application sees %s',
                    sync_private.show(p_value), trunc((p_value #>> '{}')::numeric))

@@ -116,6 +116,9 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
             ("control characters", "\u0001\u0085"),
             ("an Arabic letter mark and a variation selector", "\u061c\U000e0100"),
             ("only combining marks", "\u0301\u0308\u20dd"),
+            ("interlinear annotation controls", "\ufff9\ufffa\ufffb"),
+            ("Egyptian hieroglyph format controls", "\U00013430\U00013438"),
+            ("shorthand format controls", "\U0001bca0\U0001bca3"),
         ]
     ),
     ("name visible among invisibles", {"fragrance_id": 7, "name": "\u200bA\u00a0"}, "applied", []),
@@ -202,6 +205,14 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
     ("cost zero", {"fragrance_id": 7, "cost": 0}, "applied", []),
     ("cost fractional (a warning)", {"fragrance_id": 7, "cost": 12.75}, "applied", []),
     ("cost written 12.0", raw('{"fragrance_id": 7, "cost": 12.0}'), "applied", []),
+    ("cost written 12.000", raw('{"fragrance_id": 7, "cost": 12.000}'), "applied", []),
+    ("cost written 1.2500", raw('{"fragrance_id": 7, "cost": 1.2500}'), "applied", []),
+    (
+        "cost written 1.1250",
+        raw('{"fragrance_id": 7, "cost": 1.1250}'),
+        "rejected",
+        ["cost.too_precise"],
+    ),
     # forbidden
     ("forbidden null", {"fragrance_id": 7, "forbidden": None}, "rejected", ["forbidden.null"]),
     (
