@@ -6,7 +6,7 @@
 -- keeps inbox ids as plain numbers, so ordering survives any purge.
 
 -- sync.purge_applied
--- Deletes applied and ignored deliveries received before now() - p_older_than; returns how many.
+-- Deletes applied and ignored deliveries received and processed before now() - p_older_than; returns how many.
 create function sync.purge_applied(
     p_older_than interval,
     p_force boolean default false,
@@ -32,9 +32,15 @@ begin
     if p_limit is not null then
         perform sync_private.check_limit(p_limit);
     end if;
+    -- Old by both clocks: a spooled delivery keeps the moment the hook received
+    -- it, which an outage can put days before the drain that stored and
+    -- applied it. Purged at once, its key would be gone, and a drain replayed
+    -- after a crash would store it again, as a new and newer delivery over
+    -- what came since (hostile review). processed_at keeps it p_older_than.
     if p_limit is null then
         delete from sync.inbox
         where received_at < now() - p_older_than
+          and coalesce(processed_at, received_at) < now() - p_older_than
           and status in ('applied', 'ignored');
     else
         -- Oldest first, so a big backlog can go in short transactions:
@@ -43,6 +49,7 @@ begin
         where id = any (array(
             select id from sync.inbox
             where received_at < now() - p_older_than
+              and coalesce(processed_at, received_at) < now() - p_older_than
               and status in ('applied', 'ignored')
             order by received_at
             limit p_limit));
@@ -52,4 +59,4 @@ begin
 end;
 $$;
 comment on function sync.purge_applied(interval, boolean, integer) is
-    'Deletes applied and ignored deliveries received more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, and all of sync.fragrance_history. Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
+    'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, and all of sync.fragrance_history. Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
