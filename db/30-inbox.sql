@@ -193,8 +193,19 @@ begin
             using errcode = 'FS021',
                   hint = 'Pass one element per delivery in every array (null where a value is unknown).';
     end if;
+    if array_ndims(p_bodies) > 1 or array_ndims(p_content_types) > 1 or array_ndims(p_client_addrs) > 1
+        or array_ndims(p_user_agents) > 1 or array_ndims(p_keys) > 1 or array_ndims(p_received_ats) > 1
+    then
+        raise exception 'a batch needs one-dimensional arrays, one element per delivery'
+            using errcode = 'FS021',
+                  hint = 'Pass ARRAY[a, b, c], not ARRAY[[a, b], [c, d]].';
+    end if;
     if v_count = 0 then
         return;
+    end if;
+    -- A null body is a delivery of no bytes (body.empty), not a failure of its batch.
+    if array_position(p_bodies, null) is not null then
+        p_bodies := array(select coalesce(b, ''::bytea) from unnest(p_bodies) as b);
     end if;
     perform sync_private.lock_receipt_order(false);
 

@@ -264,6 +264,11 @@ declare
     v_row jsonb;
     v_change sync.fragrance_history;
 begin
+    if p_at is null then
+        raise exception 'sync.fragrance_at needs a moment, got null'
+            using errcode = 'FS005',
+                  hint = 'For example SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');';
+    end if;
     -- Backwards from today: rows adopted before the sync existed have no insert in the
     -- history, so replaying forwards would miss their first state; undoing does not.
     select to_jsonb(f) into v_row from public.fragrances as f where f.fragrance_id = p_fragrance_id;

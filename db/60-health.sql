@@ -72,6 +72,10 @@ declare
     v_broken bigint;
     v_broken_rules text;
 begin
+    if p_now is null then
+        raise exception 'sync.health_at needs a moment, got null'
+            using errcode = 'FS005', hint = 'For example SELECT * FROM sync.health_at(now() - interval ''1 hour'');';
+    end if;
     select * into v_settings from sync.settings;
     v_report.checked_at := p_now;
 

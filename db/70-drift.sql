@@ -260,6 +260,19 @@ begin
             using errcode = 'FS051',
                   hint = 'Export it from the CMS database with: select json_agg(f) from public.fragrances as f';
     end if;
+    -- A missing or misspelt key would load as null, and the repair would then
+    -- send that null to the library. Keys beyond the fields are the CMS's own.
+    select format('fragrance %s has no %s', e ->> 'fragrance_id',
+                  array_to_string(array(select k from unnest(sync_private.fields()) as k where not e ? k), ', '))
+    into v_detail
+    from jsonb_array_elements(p_rows) as e
+    where not e ?& sync_private.fields()
+    limit 1;
+    if v_detail is not null then
+        raise exception 'a snapshot row must carry every CMS field: %', v_detail
+            using errcode = 'FS051',
+                  hint = format('Each object needs fragrance_id, %s.', array_to_string(sync_private.fields(), ', '));
+    end if;
 
     perform sync_private.replace_snapshot();
     begin
@@ -304,6 +317,13 @@ declare
     v_message text;
     v_detail text;
 begin
+    if p_host is null or p_port is null or p_dbname is null or p_user is null
+        or p_schema is null or p_table is null
+    then
+        raise exception 'sync.load_snapshot_from_server needs a host, port, database, user, schema and table; got a null'
+            using errcode = 'FS005',
+                  hint = 'For example SELECT sync.load_snapshot_from_server(''cms-db'', 5432, ''cms'', ''reader'', ''secret'');';
+    end if;
     if not exists (select from pg_catalog.pg_extension where extname = 'postgres_fdw') then
         raise exception 'postgres_fdw is not installed in this database'
             using errcode = 'FS052',

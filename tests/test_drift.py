@@ -359,15 +359,22 @@ def test_repair_without_a_snapshot_is_refused(db: psycopg.Connection) -> None:
         db.execute("select sync.repair()")
 
 
+SNAPSHOT_ROW = {"fragrance_id": 1, "name": "N", "description": "D", "cost": 1, "forbidden": False}
+
+
 @pytest.mark.parametrize(
     "snapshot",
     [
         pytest.param({"fragrance_id": 1}, id="not an array"),
         pytest.param([1, 2], id="not objects"),
         pytest.param([{"name": "x"}], id="no id"),
-        pytest.param([{"fragrance_id": 1}, {"fragrance_id": 1}], id="duplicate id"),
-        pytest.param([{"fragrance_id": 1, "cost": "cheap"}], id="cost not a number"),
-        pytest.param([{"fragrance_id": 1, "forbidden": "maybe"}], id="forbidden not boolean"),
+        pytest.param([SNAPSHOT_ROW, SNAPSHOT_ROW], id="duplicate id"),
+        pytest.param([SNAPSHOT_ROW | {"cost": "cheap"}], id="cost not a number"),
+        pytest.param([SNAPSHOT_ROW | {"forbidden": "maybe"}], id="forbidden not boolean"),
+        pytest.param([{"fragrance_id": 1, "nme": "x"}], id="misspelt key"),
+        pytest.param(
+            [{k: v for k, v in SNAPSHOT_ROW.items() if k != "cost"}], id="a field missing"
+        ),
     ],
 )
 def test_a_malformed_json_snapshot_is_refused(db: psycopg.Connection, snapshot: Any) -> None:
@@ -376,8 +383,8 @@ def test_a_malformed_json_snapshot_is_refused(db: psycopg.Connection, snapshot: 
 
 
 def test_loading_a_snapshot_replaces_the_previous_one(db: psycopg.Connection) -> None:
-    load_json(db, [{"fragrance_id": 1, "name": "a"}, {"fragrance_id": 2, "name": "b"}])
-    load_json(db, [{"fragrance_id": 3, "name": "c"}])
+    load_json(db, [SNAPSHOT_ROW, SNAPSHOT_ROW | {"fragrance_id": 2}])
+    load_json(db, [SNAPSHOT_ROW | {"fragrance_id": 3}])
     assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(3,)]
 
 
@@ -439,6 +446,11 @@ def test_loading_from_the_server_leaves_no_server_mapping_or_password_behind(
              + (select count(*) from pg_foreign_table)
     """).fetchone()
     assert leftovers == (0,)
+
+
+def test_loading_from_a_server_without_its_port_is_a_clear_error(db: psycopg.Connection) -> None:
+    with raises_sqlstate("FS005", "needs a host, port"):
+        db.execute("select sync.load_snapshot_from_server('127.0.0.1', null, 'cms', 'postgres')")
 
 
 def test_an_unreachable_cms_database_is_a_clear_error(db: psycopg.Connection) -> None:

@@ -85,6 +85,12 @@ def test_a_dbas_repair_or_revert_does_not_count_as_the_cms_speaking(
     )
 
 
+def test_health_at_no_moment_is_refused(tx: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error) as raised:
+        _health(tx, None)
+    assert raised.value.sqlstate == "FS005"
+
+
 def test_the_critical_reason_says_how_long_and_what_to_suspect(tx: psycopg.Connection) -> None:
     last = _stream(tx, count=3)
     reason = _health(tx, last + timedelta(minutes=12, seconds=30))["reason"]

@@ -232,6 +232,35 @@ def test_receive_many_refuses_arrays_of_different_lengths(db: psycopg.Connection
     assert raised.value.sqlstate == "FS021"
 
 
+def test_receive_many_refuses_arrays_of_two_dimensions(db: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.Error) as raised:
+        db.execute(
+            "select * from sync.receive_many(array[['{}', '{}'], ['{}', '{}']]::bytea[],"
+            " array[['a', 'a'], ['a', 'a']], array[[null, null], [null, null]]::text[],"
+            " array[['x', 'x'], ['x', 'x']], array[[null, null], [null, null]]::uuid[])"
+        )
+    assert raised.value.sqlstate == "FS021"
+
+
+def test_a_null_body_in_a_batch_is_an_empty_delivery_and_fails_no_other(
+    db: psycopg.Connection,
+) -> None:
+    receipts = db.execute(
+        RECEIVE_MANY,
+        [
+            [body({"fragrance_id": 7, "cost": 9}), None],
+            ["a"] * 2,
+            [None] * 2,
+            ["x"] * 2,
+            [None] * 2,
+        ],
+    ).fetchall()
+    assert [(status, [r["code"] for r in reasons]) for _, status, reasons in receipts] == [
+        ("applied", []),
+        ("rejected", ["body.empty"]),
+    ]
+
+
 def test_the_hook_login_may_call_receive_many(server: Server, dbname: str) -> None:
     with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as hook:
         assert [s for _, s, _ in receive_many(hook, [body({"fragrance_id": 7, "cost": 9})])] == [

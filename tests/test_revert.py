@@ -157,6 +157,11 @@ def test_reverting_a_delivery_that_does_not_exist_is_refused(db: psycopg.Connect
     assert refused.value.sqlstate == "FS001"
 
 
+def test_a_fragrance_at_no_moment_is_refused(db: psycopg.Connection) -> None:
+    with raises_sqlstate("FS005", "needs a moment"):
+        db.execute("select * from sync.fragrance_at(7, null)")
+
+
 def test_a_fragrance_is_shown_as_it_was_at_each_moment(db: psycopg.Connection) -> None:
     original = fragrance(db, 7)
     t0 = _now(db)
