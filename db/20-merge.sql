@@ -119,16 +119,28 @@ declare
     v_creators bigint[];
     v_found integer[];
     v_absent integer[];
+    v_deleted integer[];
+    v_deleted_at bigint[];
 begin
     -- A missing fragrance is created by the first delta that carries every
     -- field, with its history row and field clock; deltas received before
     -- that one are refused as they would have been one by one, later ones
-    -- are merged by the caller.
+    -- are merged by the caller. A fragrance deleted by hand keeps its clock
+    -- at the moment of the delete (sync_private.record_change): only a delta
+    -- received after it may create it again; older ones are stale.
+    select coalesce(array_agg(v.fragrance_id), '{}'),
+           coalesce(array_agg((select max(x.value::bigint) from jsonb_each_text(v.versions) as x)), '{}')
+    into v_deleted, v_deleted_at
+    from sync.field_version as v
+    where v.fragrance_id = any (p_missing);
     with creator as materialized (
         select distinct on (d.fragrance_id) d.*
         from unnest(p_rows) as d
         join unnest(p_missing) as m (fragrance_id) on m.fragrance_id = d.fragrance_id
+        left join unnest(v_deleted, v_deleted_at) as t (fragrance_id, position)
+            on t.fragrance_id = d.fragrance_id
         where d.payload ?& v_fields
+          and d.inbox_id > coalesce(t.position, 0)
         order by d.fragrance_id, d.inbox_id
     ),
     created as (
@@ -174,6 +186,12 @@ begin
         select case when d.inbox_id = fc.inbox_id
                     then row(d.inbox_id, d.payload, d.fragrance_id, 'applied', d.reasons,
                              v_fields, '{}'::text[])::sync_private.outcome
+                    when d.inbox_id <= t.position
+                    then row(d.inbox_id, d.payload, d.fragrance_id, 'ignored',
+                             d.reasons || jsonb_build_array(sync_private.reason('delta.stale', null,
+                                 format('fragrance %s was deleted after this delivery was received, so it is left deleted',
+                                        d.fragrance_id), 'info')),
+                             '{}'::text[], array(select f from unnest(v_fields) as f where d.payload ? f))::sync_private.outcome
                     else row(d.inbox_id, d.payload, d.fragrance_id, 'rejected',
                              d.reasons || jsonb_build_array(sync_private.unknown_fragrance(d)),
                              '{}'::text[], '{}'::text[])::sync_private.outcome end
@@ -182,6 +200,8 @@ begin
             on m.fragrance_id = d.fragrance_id
         left join unnest(v_created, v_creators) as fc (fragrance_id, inbox_id)
             on fc.fragrance_id = d.fragrance_id
+        left join unnest(v_deleted, v_deleted_at) as t (fragrance_id, position)
+            on t.fragrance_id = d.fragrance_id
         where fc.inbox_id is null or d.inbox_id <= fc.inbox_id
         order by d.inbox_id);
     -- NOT IN over the outcomes is one hashed subplan.
@@ -192,7 +212,7 @@ begin
 end;
 $$;
 comment on function sync_private.create_missing(sync_private.judged[], integer[]) is
-    'For the fragrances of p_missing (named by valid deltas of p_rows but absent when the caller locked): creates each from its first delta that carries every field, with its history row and field clock, and returns the outcomes decided here (that creator applied, the deltas before it, or all of a fragrance no delta can create, rejected with fragrance_id.unknown) and the deltas left for the merge (those after a creator, of a fragrance another transaction created meanwhile, which is locked, and of fragrances that existed), in receipt order.';
+    'For the fragrances of p_missing (named by valid deltas of p_rows but absent when the caller locked): creates each from its first delta that carries every field, with its history row and field clock, and returns the outcomes decided here (that creator applied; the deltas before it, or all of a fragrance no delta can create, rejected with fragrance_id.unknown, or ignored as stale when received before a hand delete of that fragrance) and the deltas left for the merge (those after a creator, of a fragrance another transaction created meanwhile, which is locked, and of fragrances that existed), in receipt order.';
 
 -- sync_private.write
 -- Creates and updates the fragrances of valid, non-empty deltas, with their history and field clock.

@@ -21,25 +21,34 @@ begin
         return null;
     end if;
 
+    -- A hand edit counts as received now: deliveries already in the inbox are
+    -- older and must not undo it, later ones may.
+    v_position := coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0);
     if tg_op = 'INSERT' then
         -- A row inserted by hand is a baseline: no delivery is older than it
-        -- on purpose, so a quarantined change can still be retried onto it.
+        -- on purpose, so a quarantined change can still be retried onto it
+        -- (and the mark of an earlier delete of its id is forgotten).
         insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
         select n.fragrance_id, 'insert', null, to_jsonb(n)
         from new_rows as n
         order by n.fragrance_id;
+        delete from sync.field_version as v
+        using new_rows as n
+        where v.fragrance_id = n.fragrance_id;
     elsif tg_op = 'DELETE' then
         insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
         select o.fragrance_id, 'delete', to_jsonb(o), null
         from old_rows as o
         order by o.fragrance_id;
-        delete from sync.field_version as v
-        using old_rows as o
-        where v.fragrance_id = o.fragrance_id;
+        -- The clock stays, every field at this position: a complete delta
+        -- received before the delete, still pending or retried later, must
+        -- not create the row again (sync_private.create_missing); one
+        -- received after it may.
+        insert into sync.field_version as fv (fragrance_id, versions)
+        select o.fragrance_id, (select jsonb_object_agg(f, v_position) from unnest(sync_private.fields()) as f)
+        from old_rows as o
+        on conflict (fragrance_id) do update set versions = excluded.versions;
     else
-        -- A hand edit counts as received now: deliveries already in the inbox
-        -- are older and must not undo it, later ones may.
-        v_position := coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0);
         with change as (
             select n.fragrance_id, c.old_values, c.new_values
             from new_rows as n
@@ -76,16 +85,22 @@ begin
               from new_rows as n
               where not exists (select from old_rows as o where o.fragrance_id = n.fragrance_id)) as x
         order by x.operation, x.fragrance_id;
+        -- An id that went is deleted, as above; one that came is a baseline.
+        insert into sync.field_version as fv (fragrance_id, versions)
+        select o.fragrance_id, (select jsonb_object_agg(f, v_position) from unnest(sync_private.fields()) as f)
+        from old_rows as o
+        where not exists (select from new_rows as n where n.fragrance_id = o.fragrance_id)
+        on conflict (fragrance_id) do update set versions = excluded.versions;
         delete from sync.field_version as v
-        using old_rows as o
-        where v.fragrance_id = o.fragrance_id
-          and not exists (select from new_rows as n where n.fragrance_id = o.fragrance_id);
+        using new_rows as n
+        where v.fragrance_id = n.fragrance_id
+          and not exists (select from old_rows as o where o.fragrance_id = n.fragrance_id);
     end if;
     return null;
 end;
 $$;
 comment on function sync_private.record_change() is
-    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): records every row the statement changed in sync.fragrance_history, attributed to the database user; a hand UPDATE also moves sync.field_version to the current inbox position so older deliveries cannot undo it, a DELETE forgets the fragrance''s clock. Skips only the statements of sync_private.write, which records its own history per delivery.';
+    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): records every row the statement changed in sync.fragrance_history, attributed to the database user; a hand UPDATE or DELETE also moves sync.field_version to the current inbox position so older deliveries cannot undo it (nor create a deleted row again), a hand INSERT starts without a clock. Skips only the statements of sync_private.write, which records its own history per delivery.';
 
 create trigger _900_record_insert
     after insert on public.fragrances

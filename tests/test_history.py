@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from conftest import Server
-from helpers import body, fragrance, receive, set_apply_on_receipt
+from helpers import body, fragrance, inbox_row, receive, set_apply_on_receipt
 
 
 def _history(conn: psycopg.Connection, fragrance_id: int) -> list[tuple]:
@@ -69,6 +69,53 @@ def test_a_delivery_after_a_hand_edit_overrides_it(db: psycopg.Connection) -> No
     db.execute("update public.fragrances set name = 'DBA fix' where fragrance_id = 7")
     receive(db, {"fragrance_id": 7, "name": "From the CMS"})
     assert fragrance(db, 7)["name"] == "From the CMS"
+
+
+COMPLETE_30 = {
+    "fragrance_id": 30,
+    "name": "Queued",
+    "description": "d",
+    "cost": 1,
+    "forbidden": False,
+}
+
+
+def test_a_hand_delete_outranks_a_creation_received_before_it(db: psycopg.Connection) -> None:
+    set_apply_on_receipt(db, False)
+    before_delete = receive(db, COMPLETE_30)
+    db.execute("delete from public.fragrances where fragrance_id = 30")
+    db.execute("select sync.apply_pending()")
+    assert fragrance(db, 30) is None
+    stored = inbox_row(db, before_delete["inbox_id"])
+    assert (stored["status"], [r["code"] for r in stored["reasons"]]) == (
+        "ignored",
+        ["delta.stale"],
+    )
+
+
+def test_a_creation_received_after_a_hand_delete_brings_the_fragrance_back(
+    db: psycopg.Connection,
+) -> None:
+    db.execute("delete from public.fragrances where fragrance_id = 30")
+    assert receive(db, COMPLETE_30)["status"] == "applied"
+    assert fragrance(db, 30)["name"] == "Queued"  # type: ignore[index]
+
+
+def test_a_fragrance_inserted_by_hand_after_a_delete_takes_an_older_change_on_retry(
+    db: psycopg.Connection,
+) -> None:
+    set_apply_on_receipt(db, False)
+    older = receive(db, {"fragrance_id": 30, "cost": 5})
+    row = fragrance(db, 30)
+    db.execute("delete from public.fragrances where fragrance_id = 30")
+    db.execute(
+        "insert into public.fragrances values (%(fragrance_id)s, %(name)s, %(description)s,"
+        " %(cost)s, %(forbidden)s)",
+        row,
+    )
+    db.execute("select sync.apply_pending()")
+    assert inbox_row(db, older["inbox_id"])["status"] == "applied"
+    assert fragrance(db, 30)["cost"] == 5  # type: ignore[index]
 
 
 def test_a_hand_edit_of_many_rows_records_each_changed_row(db: psycopg.Connection) -> None:
