@@ -15,9 +15,11 @@ installed) plus three rules, per worker:
   sent: 64 MB of one header took 200 MB of a worker's memory, measured);
 - at most ``MAX_CONNECTIONS`` connections, and never more than the file
   limit leaves room for: past it, the connection that has waited longest
-  for its headers (or idles between requests) is closed to make room, and
-  when every connection is busy with a request the newcomer is answered
-  503 at once;
+  for its headers (or idles between requests) is closed to make room; when
+  every connection is busy with a request, the newcomer waits unread until
+  one finishes (as many as ``MAX_CONNECTIONS`` may wait, within the file
+  limit), and only past those is it answered 503 at once (the CMS never
+  retries: a 503 loses its change);
 - the log lines these rules write are limited (``hook/log_limit.py``), and
   so is asyncio's "socket.accept() out of system resource".
 
@@ -63,6 +65,19 @@ TOO_BIG_ANSWER = closing_answer(
 )
 
 
+def waiting_room(ceiling: int, reserved: int) -> int:
+    """How many connections may wait unread for a busy one to finish: ``ceiling`` at most.
+
+    They hold a file descriptor each, and nothing else of ours: what they send
+    stays in the kernel until they are let in. Call after ``connection_ceiling``,
+    which raises the soft limit.
+    """
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return ceiling
+    return max(0, min(ceiling, soft - reserved - ceiling))
+
+
 def connection_ceiling(wanted: int, reserved: int) -> int:
     """The most connections the file limit allows, ``wanted`` at most.
 
@@ -93,15 +108,18 @@ class ConnectionLimits:
         header_timeout: float,
         max_connections: int,
         max_header_bytes: int,
+        max_waiting: int = 0,
         log_every: float = 10.0,
     ):
         """Close header-less connections after ``header_timeout`` s; hold ``max_connections``.
 
         A request's headers may take ``max_header_bytes``; past them, 431.
+        ``max_waiting`` connections may wait unread while every one is busy.
         """
         self.header_timeout = header_timeout
         self.max_connections = max_connections
         self.max_header_bytes = max_header_bytes
+        self.max_waiting = max_waiting
         self.log_every = log_every
         self.sweep_every = min(1.0, header_timeout / 4)
         #: Connections that may be closed to make room: waiting for headers, or idle.
@@ -110,10 +128,18 @@ class ConnectionLimits:
         self._deadlines: OrderedDict[Any, float] = OrderedDict()
         self._sweeping: asyncio.TimerHandle | None = None
         self._log: LogLimit | None = None
+        #: Connections accepted while every connection was busy, unread, oldest first.
+        self._held: OrderedDict[Any, None] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
         """Sent to each worker process (uvicorn pickles its config): the rules, no state."""
-        rules = ("header_timeout", "max_connections", "max_header_bytes", "log_every")
+        rules = (
+            "header_timeout",
+            "max_connections",
+            "max_header_bytes",
+            "max_waiting",
+            "log_every",
+        )
         return {name: getattr(self, name) for name in rules}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -145,6 +171,28 @@ class ConnectionLimits:
         """``protocol`` has a request's headers (or is gone): never closed by these rules."""
         self._deadlines.pop(protocol, None)
         self._waiting.pop(protocol, None)
+
+    @property
+    def held(self) -> int:
+        """How many connections wait unread for a busy one to finish."""
+        return len(self._held)
+
+    def hold(self, protocol: Any) -> bool:
+        """Let ``protocol`` wait unread (newest last); False when the waiting room is full."""
+        if len(self._held) >= self.max_waiting:
+            return False
+        self._held[protocol] = None
+        return True
+
+    def let_go(self, protocol: Any) -> bool:
+        """Forget ``protocol`` if it was held; whether it was."""
+        return self._held.pop(protocol, False) is None
+
+    def next_held(self) -> Any | None:
+        """The connection held longest, no longer held; None when none waits."""
+        if not self._held:
+            return None
+        return self._held.popitem(last=False)[0]
 
     def is_awaiting_headers(self, protocol: Any) -> bool:
         """Whether ``protocol``'s header deadline runs."""
@@ -202,14 +250,29 @@ class BoundedProtocol:
 
     #: Bytes received since the request now awaited began, until its headers are complete.
     header_bytes = 0
+    #: While the connection is held: what arrived before reading paused (one read at most).
+    held_data: bytearray | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Count the connection; make room or refuse it past the cap; start its deadline."""
+        """Count the connection; past the cap make room, hold or refuse it; start its deadline."""
         super().connection_made(transport)  # type: ignore[misc]
         limits = self.config.limits
-        if len(self.connections) > limits.max_connections and not limits.make_room():
+        if len(self.connections) - limits.held > limits.max_connections and not limits.make_room():
+            if limits.hold(self):
+                # Its bytes stay in the kernel until a busy connection finishes. uvloop
+                # starts reading after this returns: its first read is kept aside.
+                self.held_data = bytearray()
+                transport.pause_reading()
+                limits.log.warning(
+                    "at MAX_CONNECTIONS (%d) with every connection busy: the connection from %s "
+                    "waits, unread, for one to finish",
+                    limits.max_connections,
+                    _peer(self),
+                )
+                return
             limits.log.warning(
-                "at MAX_CONNECTIONS (%d) with every connection busy: answered 503 to %s",
+                "at MAX_CONNECTIONS (%d) with every connection busy and as many waiting: "
+                "answered 503 to %s",
                 limits.max_connections,
                 _peer(self),
             )
@@ -225,6 +288,10 @@ class BoundedProtocol:
         A chunk that completes them may carry the start of the body too: only
         chunks that leave them incomplete count.
         """
+        if self.held_data is not None:
+            self.held_data += data
+            self.transport.pause_reading()
+            return
         limits = self.config.limits
         if (
             not limits.is_awaiting_headers(self)
@@ -256,12 +323,35 @@ class BoundedProtocol:
         if self.cycle is not before:  # a pipelined request started
             self._headers_complete()
         elif not self.transport.is_closing():
-            self.config.limits.idle(self)
+            limits = self.config.limits
+            limits.idle(self)
+            if limits.held:
+                # A connection waits unread: the idle one longest waiting makes room.
+                limits.make_room()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Forget the connection."""
-        self.config.limits.busy(self)
+        """Forget the connection; its place goes to the connection held longest."""
+        limits = self.config.limits
+        was_held = limits.let_go(self)
+        limits.busy(self)
         super().connection_lost(exc)  # type: ignore[misc]
+        if not was_held:
+            self._admit_held()
+
+    def _admit_held(self) -> None:
+        limits = self.config.limits
+        while limits.held and len(self.connections) - limits.held < limits.max_connections:
+            waiting = limits.next_held()
+            if waiting.transport.is_closing():
+                continue
+            waiting._let_in()
+
+    def _let_in(self) -> None:
+        data, self.held_data = self.held_data, None
+        self.transport.resume_reading()
+        self._await_headers()
+        if data:
+            self.data_received(bytes(data))
 
     def _in_request(self) -> bool:
         return self.cycle is not None and not self.cycle.response_complete

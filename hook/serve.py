@@ -21,6 +21,7 @@ from hook.connections import (
     connection_ceiling,
     loop_factory,
     protocol_class,
+    waiting_room,
 )
 from hook.settings import Settings, SettingsError
 
@@ -108,7 +109,12 @@ def hook_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "http": protocol_class(settings.http_parser),
         "loop": loop_factory(settings.event_loop),
-        "limits": ConnectionLimits(settings.header_timeout, ceiling, settings.max_header_bytes),
+        "limits": ConnectionLimits(
+            settings.header_timeout,
+            ceiling,
+            settings.max_header_bytes,
+            waiting_room(ceiling, RESERVED_FILES + settings.pool_max_size),
+        ),
         # h11 buffers incomplete headers up to this, then answers 400 itself: set past
         # MAX_HEADER_BYTES so that both parsers answer 431 at the same bound.
         "h11_max_incomplete_event_size": 2 * settings.max_header_bytes,

@@ -283,24 +283,64 @@ def test_past_max_connections_the_longest_waiting_for_headers_makes_room(
     assert "at MAX_CONNECTIONS (5): closed the connection" in hook.output()
 
 
-def test_past_max_connections_with_every_connection_busy_a_newcomer_gets_503_at_once(
+def _busy(host: str, port: int) -> socket.socket:
+    """A request in progress: headers sent, body (9 bytes) not yet, the hook asking for it."""
+    sock = socket.create_connection((host, port), timeout=10)
+    sock.sendall(
+        b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: 9\r\n"
+        b"Expect: 100-continue\r\n\r\n"
+    )
+    assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+    return sock
+
+
+def _wait_for(hook: Hook, line: str) -> None:
+    for _ in range(200):
+        if line in hook.output():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the hook never said {line!r}:\n{hook.output()}")
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_past_max_connections_with_every_connection_busy_a_newcomer_waits_for_one_to_finish(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """The CMS never retries: a 503 would lose the change; waiting only delays it."""
+    delivery = body({"fragrance_id": 8, "cost": 5})
+    env = {"MAX_CONNECTIONS": "3", "BODY_TIMEOUT": "600", "HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        host, port = address(hook)
+        busy = [_busy(host, port) for _ in range(3)]
+        with socket.create_connection((host, port), timeout=10) as newcomer:
+            newcomer.sendall(
+                b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: %d\r\n"
+                b"Connection: close\r\n\r\n%s" % (len(delivery), delivery)
+            )
+            _wait_for(hook, "waits, unread, for one to finish")
+            stored_while_waiting = db.execute("select count(*) from sync.inbox").fetchone()
+            busy[0].sendall(b'{"a": 1} ')  # one request in progress finishes
+            first = busy[0].recv(4096)
+            answer = newcomer.recv(4096)
+        for sock in busy:
+            sock.close()
+    assert stored_while_waiting == (0,)
+    assert first.startswith(b"HTTP/1.1 202 "), first
+    assert answer.startswith(b"HTTP/1.1 202 "), answer
+    assert db.execute("select body from sync.inbox order by id").fetchall()[-1] == (delivery,)
+
+
+def test_past_max_connections_busy_and_as_many_waiting_a_newcomer_gets_503_at_once(
     server: Server, dbname: str, tmp_path: Path
 ) -> None:
     with running_hook(server, dbname, tmp_path, MAX_CONNECTIONS="3", BODY_TIMEOUT="600") as hook:
         host, port = address(hook)
-        busy = []
-        for _ in range(3):  # headers sent, body never: each is a request in progress
-            sock = socket.create_connection((host, port), timeout=10)
-            sock.sendall(
-                b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: 9\r\n"
-                b"Expect: 100-continue\r\n\r\n"
-            )
-            # The hook asks for the body: it has the headers, the request is in progress.
-            assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
-            busy.append(sock)
+        busy = [_busy(host, port) for _ in range(3)]
+        waiting = [socket.create_connection((host, port), timeout=10) for _ in range(3)]
+        _wait_for(hook, "waits, unread, for one to finish")
         with socket.create_connection((host, port), timeout=10) as newcomer:
             answer = newcomer.recv(4096)
-        for sock in busy:
+        for sock in busy + waiting:
             sock.close()
     assert answer.startswith(b"HTTP/1.1 503 ")
     assert b"too many connections" in answer
