@@ -48,6 +48,48 @@ create type sync.health_report as (
 comment on type sync.health_report is
     'Sync health at one moment: verdict (ok, warn, critical) and reason, the last delivery and its age, traffic in the last hour and day, the backlog, rejects by code and unknown CMS fields. The columns of sync.health.';
 
+-- sync_private.unknown_fields_since
+-- The unknown CMS fields of the deliveries received in a window, as sync.unknown_field counts them.
+create function sync_private.unknown_fields_since(p_since timestamptz, p_until timestamptz)
+    returns table (field text, deliveries bigint, first_seen timestamptz, last_seen timestamptz,
+                   latest_inbox_id bigint)
+    language plpgsql
+    stable
+    -- Planned at every call, on the inbox as it is then (see sync.health_at),
+    -- and never by a scan of it: planned on statistics that say the inbox is
+    -- empty, a scan looks free (tests/test_health.py).
+    set plan_cache_mode = force_custom_plan
+    set enable_seqscan = off
+as $$
+declare
+    v_first bigint;
+begin
+    -- Read from the first delivery of the window on, by the index of those
+    -- that carry an unknown field: the time bound alone left the planner free
+    -- to read every such delivery ever kept. The window's rows are found by
+    -- their receipt time (min(id) alone walked the ids from the first one
+    -- ever kept); a spooled delivery keeps an older receipt time than its id
+    -- says, so the time is checked again below.
+    select min(w.id) into v_first
+    from (select i.id from sync.inbox as i
+          where i.received_at > p_since
+          order by i.received_at
+          offset 0) as w;
+    return query
+    select r ->> 'field', count(distinct i.id), min(i.received_at), max(i.received_at), max(i.id)
+    from sync.inbox as i
+    cross join lateral jsonb_array_elements(i.reasons) as r
+    where i.id >= v_first
+      and i.reasons @> '[{"code": "field.unknown"}]'
+      and i.received_at > p_since and i.received_at <= p_until
+      and r ->> 'code' = 'field.unknown'
+      and r ->> 'field' is not null
+    group by r ->> 'field';
+end;
+$$;
+comment on function sync_private.unknown_fields_since(timestamptz, timestamptz) is
+    'The unknown CMS fields carried by deliveries received after p_since and up to p_until: per field, how many deliveries, first and last seen, the latest inbox id. The bounded window of sync.unknown_field that sync.health_at and the status page read.';
+
 -- sync.health_at
 -- Judges the sync at a given moment from the inbox alone, so tests drive the clock through the data.
 create function sync.health_at(p_now timestamptz) returns sync.health_report
@@ -131,19 +173,16 @@ begin
           where f.first_seen_at <= p_now and (f.closed_at is null or f.closed_at > p_now)
           group by f.rule) as o;
 
-    -- The 20 seen last: a summary, bounded whatever the CMS sends (all of
-    -- them: sync.unknown_field).
-    select coalesce(jsonb_object_agg(field, deliveries order by field), '{}')
+    -- The 20 seen last in the last day: a summary, bounded whatever the CMS
+    -- sends and however long the inbox is kept (all of them, all the time:
+    -- sync.unknown_field). Once the CMS adds a field every delivery carries
+    -- it, and over all retained rows this grew with the inbox at every
+    -- scrape (hostile review).
+    select coalesce(jsonb_object_agg(u.field, u.deliveries order by u.field), '{}')
     into v_report.unknown_fields
-    from (select r ->> 'field' as field, count(distinct i.id) as deliveries
-          from sync.inbox as i
-          cross join lateral jsonb_array_elements(i.reasons) as r
-          where i.reasons @> '[{"code": "field.unknown"}]'
-            and i.received_at <= p_now
-            and r ->> 'code' = 'field.unknown'
-            and r ->> 'field' is not null
-          group by r ->> 'field'
-          order by max(i.received_at) desc, r ->> 'field'
+    from (select f.field, f.deliveries
+          from sync_private.unknown_fields_since(p_now - interval '1 day', p_now) as f
+          order by f.last_seen desc, f.field
           limit 20) as u;
 
     -- The verdict: silence first (the CMS fails without a word), then lag and rejects.
@@ -231,7 +270,7 @@ comment on column sync.health.pending is 'Deliveries stored but not processed ye
 comment on column sync.health.oldest_pending_age is 'How long the oldest pending delivery has waited.';
 comment on column sync.health.quarantined is 'Rejected deliveries waiting for a retry or a discard (sync.quarantine).';
 comment on column sync.health.rejects_by_code_last_day is 'The last day''s rejected webhooks by error code, e.g. {"cost.negative": 2}.';
-comment on column sync.health.unknown_fields is 'The 20 fields the CMS sent last that the rules do not know, with how many deliveries carried them (all of them: sync.unknown_field).';
+comment on column sync.health.unknown_fields is 'Of the fields the CMS sent in the last day that the rules do not know, the 20 seen last, with how many of the last day''s deliveries carried them (all of them, all the time: sync.unknown_field).';
 comment on column sync.health.open_findings is 'Fragrances breaking each data rule now (sync.open_finding), e.g. {"name.duplicate": 1538}; an error rule broken turns the verdict to warn.';
 
 -- sync.metric_snapshot: what the hook's /metrics reads from the database.
@@ -266,29 +305,20 @@ comment on function sync.metrics() is
     'Health verdict, last delivery time and age in seconds, pending and quarantined counts, and open findings per catalog rule (every rule, 0 when none), for the hook''s /metrics. Usage: SELECT * FROM sync.metrics();';
 
 -- sync_private.unknown_fields_seen_last
--- The unknown CMS fields seen last, and how many there are, for the status page.
+-- The unknown CMS fields of the last day seen last, and how many there are, for the status page.
 create function sync_private.unknown_fields_seen_last(p_count integer) returns jsonb
-    language plpgsql
+    language sql
     stable
-    -- Planned at every call (see sync.status_report), and by the index of
-    -- the deliveries that carry an unknown field: planned on an inbox whose
-    -- statistics say it is empty, a scan of the whole inbox looks free
-    -- (20,011 rows read per call in tests/test_health.py).
-    set plan_cache_mode = force_custom_plan
-    set enable_seqscan = off
 as $$
-begin
-    return (
-        select jsonb_build_object(
-                   'latest', coalesce(jsonb_agg(to_jsonb(u) - 'nth' order by u.nth)
-                                          filter (where u.nth <= p_count), '[]'),
-                   'total', count(*))
-        from (select f.*, row_number() over (order by f.last_seen desc, f.field) as nth
-              from sync.unknown_field as f) as u);
-end;
+    select jsonb_build_object(
+               'latest', coalesce(jsonb_agg(to_jsonb(u) - 'nth' order by u.nth)
+                                      filter (where u.nth <= p_count), '[]'),
+               'total', count(*))
+    from (select f.*, row_number() over (order by f.last_seen desc, f.field) as nth
+          from sync_private.unknown_fields_since(now() - interval '1 day', now()) as f) as u;
 $$;
 comment on function sync_private.unknown_fields_seen_last(integer) is
-    'The p_count unknown CMS fields seen last (rows of sync.unknown_field, latest first) as latest, and how many fields sync.unknown_field holds as total.';
+    'The p_count unknown CMS fields of the last day seen last (rows as sync.unknown_field has them, latest first) as latest, and how many fields the last day brought as total.';
 
 -- sync.status_report
 -- Everything the hook's /status page shows now, as one JSON document, bodies cut short.
@@ -318,8 +348,8 @@ begin
             using errcode = 'FS004', hint = 'The status page asks for 3 hours and the latest 10 deliveries.';
     end if;
     v_since := date_trunc('minute', v_now) - make_interval(hours => p_hours) + interval '1 minute';
-    -- The unknown fields the page lists: the 20 seen last, and how many in
-    -- all. One delivery of 60,000 unknown keys (900 KB, under the body
+    -- The unknown fields the page lists: of the last day, the 20 seen last,
+    -- and how many in all. One delivery of 60,000 unknown keys (900 KB, under the body
     -- limit) made the whole list a 10 MB report, rendered by the hook at
     -- every reload of the page (measured).
     v_unknown := sync_private.unknown_fields_seen_last(20);
@@ -389,4 +419,4 @@ begin
 end;
 $$;
 comment on function sync.status_report(integer, integer) is
-    'The data of the hook''s /status page now, as one jsonb document: health, settings, deliveries per minute over the last p_hours (1 to 48), the p_latest (1 to 20) latest deliveries, quarantined deliveries by error code with the latest example, the 20 unknown CMS fields seen last and their count, open findings by rule with an example, and how many rows matched the last CMS snapshot. Bodies are cut to 200 bytes; the page escapes everything.';
+    'The data of the hook''s /status page now, as one jsonb document: health, settings, deliveries per minute over the last p_hours (1 to 48), the p_latest (1 to 20) latest deliveries, quarantined deliveries by error code with the latest example, the 20 unknown CMS fields of the last day seen last and how many the last day brought, open findings by rule with an example, and how many rows matched the last CMS snapshot. Bodies are cut to 200 bytes; the page escapes everything.';

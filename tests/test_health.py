@@ -245,6 +245,25 @@ def test_the_status_report_lists_the_unknown_fields_seen_last_and_counts_them_al
     assert len(str(report)) < 20_000
 
 
+def test_unknown_fields_older_than_a_day_leave_the_summaries_not_the_view(
+    tx: psycopg.Connection,
+) -> None:
+    """Once the CMS adds a field every delivery carries it: the summaries must not grow with it."""
+    now = tx.execute("select now()").fetchone()[0]
+    deliver_at(tx, now - timedelta(days=2), {"fragrance_id": 1, "colour": "amber"})
+    deliver_at(tx, now - timedelta(hours=2), {"fragrance_id": 1, "smell": "musk"})
+    report = tx.execute("select sync.status_report(3, 5)").fetchone()[0]
+    assert report["health"]["unknown_fields"] == {"smell": 1}
+    assert ([u["field"] for u in report["unknown_fields"]], report["unknown_fields_total"]) == (
+        ["smell"],
+        1,
+    )
+    assert tx.execute("select field from sync.unknown_field order by field").fetchall() == [
+        ("colour",),
+        ("smell",),
+    ]
+
+
 def test_the_status_report_refuses_an_unbounded_window(tx: psycopg.Connection) -> None:
     with pytest.raises(psycopg.Error) as refused:
         tx.execute("select sync.status_report(10000, 5)")

@@ -214,7 +214,7 @@ def test_the_page_reads_a_report_from_a_database_without_the_unknown_field_count
         report = conn.execute("select sync.status_report(3, 10)").fetchone()[0]  # type: ignore[index]
     del report["unknown_fields_total"]
     page = render(report)
-    assert f"<dd>{len(report['unknown_fields'])}<small>ever seen</small></dd>" in page
+    assert f"<dd>{len(report['unknown_fields'])}<small>in the last day</small></dd>" in page
 
 
 def test_the_page_is_screenshotted_for_the_readme(hook: Hook, tmp_path: Path) -> None:
