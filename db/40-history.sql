@@ -141,6 +141,31 @@ create function sync.revert(p_inbox_id bigint) returns sync.revert_result
     set search_path = pg_catalog, pg_temp
 as $$
 declare
+    v_result sync.revert_result;
+begin
+    -- Receipt order is held alone while the revert decides and stores, and
+    -- let go on every way out, errors included (a session lock outlives an
+    -- aborted transaction).
+    perform sync_private.lock_receipt_order(true);
+    begin
+        v_result := sync_private.revert_in_order(p_inbox_id);
+    exception when others or query_canceled then
+        perform sync_private.unlock_receipt_order();
+        raise;
+    end;
+    perform sync_private.unlock_receipt_order();
+    return v_result;
+end;
+$$;
+comment on function sync.revert(bigint) is
+    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since, or a later delivery still pending will (then it is left alone and said so). The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change. Usage: SELECT * FROM sync.revert(42);';
+
+-- sync_private.revert_in_order
+-- The work of sync.revert, run while it holds receipt order alone.
+create function sync_private.revert_in_order(p_inbox_id bigint) returns sync.revert_result
+    language plpgsql
+as $$
+declare
     v_delivery sync.inbox;
     v_history sync.fragrance_history;
     v_version jsonb;
@@ -161,10 +186,9 @@ begin
             using errcode = 'FS002';
     end if;
 
-    -- Receipt order first (a delivery being stored commits before we look,
-    -- one stored after waits and wins), then the fragrance lock, which keeps
+    -- Receipt order is held (sync.revert): a delivery being stored has
+    -- committed, one stored meanwhile waits and wins. The fragrance lock keeps
     -- concurrent merges out while we decide.
-    perform sync_private.lock_receipt_order(true);
     perform 1 from public.fragrances where fragrance_id = v_delivery.fragrance_id for update;
 
     -- One delivery writes one history row (the merge records it per delivery).
@@ -263,8 +287,8 @@ begin
     return v_result;
 end;
 $$;
-comment on function sync.revert(bigint) is
-    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since (then it is left alone and said so). The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change. Usage: SELECT * FROM sync.revert(42);';
+comment on function sync_private.revert_in_order(bigint) is
+    'The body of sync.revert(): checks the delivery, decides field by field what to restore and stores the revert as a delivery; its caller holds receipt order.';
 
 -- sync.fragrance_at
 -- Shows a fragrance as it was at a moment, by undoing every recorded change made after it.

@@ -308,6 +308,21 @@ def test_a_repair_waits_for_a_delivery_being_stored(server: Server, dbname: str)
         assert dba.execute("select count(*) from sync.repair()").fetchone() == (0,)
 
 
+def test_a_repair_left_in_an_open_transaction_holds_back_no_store(
+    server: Server, dbname: str
+) -> None:
+    with (
+        psycopg.connect(server.url(dbname)) as dba,
+        psycopg.connect(server.url(dbname), autocommit=True) as hook,
+    ):
+        load_library_changed(dba, cost=50)
+        dba.execute("select sync.repair()")  # its transaction still open
+        hook.execute("set lock_timeout = '200ms'")
+        stored = store(hook, {"fragrance_id": 8, "cost": 30})
+        dba.rollback()
+    assert stored["status"] == "pending"
+
+
 def test_an_export_taken_before_a_delivery_does_not_undo_it(db: psycopg.Connection) -> None:
     receive(db, {"fragrance_id": 7, "name": "Delivered later"})
     rows = library_rows_as_json(db)

@@ -104,6 +104,34 @@ def test_a_revert_waits_for_a_delivery_being_stored(server: Server, dbname: str)
         assert _revert(dba, change["inbox_id"])["restored"] == {}
 
 
+def test_a_revert_left_in_an_open_transaction_holds_back_no_store(
+    server: Server, dbname: str
+) -> None:
+    """Receipt order is held while the revert runs, not until its transaction ends."""
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as setup,
+        psycopg.connect(server.url(dbname)) as dba,
+        psycopg.connect(server.url(dbname), autocommit=True) as hook,
+    ):
+        change = receive(setup, {"fragrance_id": 7, "cost": 20})
+        _revert(dba, change["inbox_id"])  # its transaction still open
+        hook.execute("set lock_timeout = '200ms'")
+        stored = store(hook, {"fragrance_id": 8, "cost": 30})
+        dba.rollback()
+    assert stored["status"] == "pending"
+
+
+def test_a_failed_revert_lets_go_of_receipt_order(server: Server, dbname: str) -> None:
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as dba,
+        psycopg.connect(server.url(dbname), autocommit=True) as hook,
+    ):
+        with raises_sqlstate("FS001"):
+            _revert(dba, 999_999)
+        hook.execute("set lock_timeout = '200ms'")
+        assert store(hook, {"fragrance_id": 8, "cost": 30})["status"] == "pending"
+
+
 def test_a_field_set_by_hand_since_is_left_alone_and_said_so(db: psycopg.Connection) -> None:
     change = receive(db, {"fragrance_id": 7, "name": "Oops"})
     db.execute("update public.fragrances set name = 'DBA fix' where fragrance_id = 7")
