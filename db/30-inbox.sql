@@ -97,43 +97,6 @@ $$;
 comment on function sync_private.addresses(text[]) is
     'Splits client addresses into those PostgreSQL reads as inet (addresses) and the text of the others (raw), position by position, so an address the database cannot parse is kept as it came instead of refusing the delivery.';
 
--- sync_private.lock_receipt_order
--- Every store holds this lock shared; a DBA verb that must not overtake a stored delivery holds it alone.
-create function sync_private.lock_receipt_order(p_alone boolean) returns void
-    language plpgsql
-as $$
-begin
-    -- Since the hook stores first and merges after (ADR 0022), a delivery can
-    -- be stored, or being stored, without any lock on its fragrance. sync.revert
-    -- and sync.repair write older values under newer inbox ids, so each holds
-    -- this lock alone while it looks and stores: a store in progress commits
-    -- first (and is seen as pending, sync_private.pending_since), and a store
-    -- that comes meanwhile waits, draws a later id, and wins, as received
-    -- later. Alone, it is a session lock, let go as soon as the verb has
-    -- drawn its ids (sync_private.unlock_receipt_order): a DBA who leaves the
-    -- transaction open must not hold back the hook's stores until commit.
-    if p_alone then
-        perform pg_advisory_lock(hashtext('sync.receipt order'), 0);
-    else
-        perform pg_advisory_xact_lock_shared(hashtext('sync.receipt order'), 0);
-    end if;
-end;
-$$;
-comment on function sync_private.lock_receipt_order(boolean) is
-    'Takes the advisory lock on receipt order: shared until commit by every store (sync_private.store); alone, as a session lock, by sync.revert and sync.repair while they run (sync_private.unlock_receipt_order lets it go), so that what they write is ordered after every delivery stored before them and before every delivery stored after.';
-
--- sync_private.unlock_receipt_order
--- Lets go of the lock on receipt order that sync.revert or sync.repair held alone.
-create function sync_private.unlock_receipt_order() returns void
-    language plpgsql
-as $$
-begin
-    perform pg_advisory_unlock(hashtext('sync.receipt order'), 0);
-end;
-$$;
-comment on function sync_private.unlock_receipt_order() is
-    'Lets go of the session lock on receipt order taken by sync_private.lock_receipt_order(true); called on every way out of sync.revert and sync.repair, errors included.';
-
 -- sync_private.pending_since
 -- Valid deliveries stored after an inbox id and not merged yet, as the merge will read them.
 create function sync_private.pending_since(p_after bigint)
@@ -222,7 +185,6 @@ begin
     if array_position(p_bodies, null) is not null then
         p_bodies := array(select coalesce(b, ''::bytea) from unnest(p_bodies) as b);
     end if;
-    perform sync_private.lock_receipt_order(false);
 
     -- Processing: judge the bodies (numbered by position for now) and lock
     -- their fragrances first. The locks come before the ids: a batch that

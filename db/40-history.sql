@@ -141,31 +141,6 @@ create function sync.revert(p_inbox_id bigint) returns sync.revert_result
     set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_result sync.revert_result;
-begin
-    -- Receipt order is held alone while the revert decides and stores, and
-    -- let go on every way out, errors included (a session lock outlives an
-    -- aborted transaction).
-    perform sync_private.lock_receipt_order(true);
-    begin
-        v_result := sync_private.revert_in_order(p_inbox_id);
-    exception when others or query_canceled then
-        perform sync_private.unlock_receipt_order();
-        raise;
-    end;
-    perform sync_private.unlock_receipt_order();
-    return v_result;
-end;
-$$;
-comment on function sync.revert(bigint) is
-    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since, or a later delivery still pending will (then it is left alone and said so). The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change. Usage: SELECT * FROM sync.revert(42);';
-
--- sync_private.revert_in_order
--- The work of sync.revert, run while it holds receipt order alone.
-create function sync_private.revert_in_order(p_inbox_id bigint) returns sync.revert_result
-    language plpgsql
-as $$
-declare
     v_delivery sync.inbox;
     v_history sync.fragrance_history;
     v_version jsonb;
@@ -186,9 +161,7 @@ begin
             using errcode = 'FS002';
     end if;
 
-    -- Receipt order is held (sync.revert): a delivery being stored has
-    -- committed, one stored meanwhile waits and wins. The fragrance lock keeps
-    -- concurrent merges out while we decide.
+    -- The fragrance lock keeps concurrent merges out while we decide.
     perform 1 from public.fragrances where fragrance_id = v_delivery.fragrance_id for update;
 
     -- One delivery writes one history row (the merge records it per delivery).
@@ -205,7 +178,9 @@ begin
     v_result.left_alone := '{}';
     select to_jsonb(f) into v_current from public.fragrances as f where f.fragrance_id = v_delivery.fragrance_id;
     select v.versions into v_version from sync.field_version as v where v.fragrance_id = v_delivery.fragrance_id;
-    -- Per field, the last delivery received since that is stored but not merged yet.
+    -- Per field, the last delivery received since that is stored but not
+    -- merged yet (the hook stores first and merges a moment later): the
+    -- revert's own inbox id is newer, so it would otherwise overwrite it.
     select coalesce(jsonb_object_agg(k.field, k.inbox_id), '{}') into v_pending
     from (select f.key as field, max(p.inbox_id) as inbox_id
           from sync_private.pending_since(p_inbox_id) as p
@@ -287,8 +262,8 @@ begin
     return v_result;
 end;
 $$;
-comment on function sync_private.revert_in_order(bigint) is
-    'The body of sync.revert(): checks the delivery, decides field by field what to restore and stores the revert as a delivery; its caller holds receipt order.';
+comment on function sync.revert(bigint) is
+    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since, or a later delivery still pending will (then it is left alone and said so). The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change. Usage: SELECT * FROM sync.revert(42);';
 
 -- sync.fragrance_at
 -- Shows a fragrance as it was at a moment, by undoing every recorded change made after it.

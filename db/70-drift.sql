@@ -172,29 +172,6 @@ create function sync.repair(p_apply boolean default true)
     security definer
     set search_path = pg_catalog, pg_temp
 as $$
-begin
-    -- Receipt order is held alone while the repair plans and stores, and let
-    -- go on every way out, errors included (a session lock outlives an
-    -- aborted transaction).
-    perform sync_private.lock_receipt_order(true);
-    begin
-        return query select * from sync_private.repair_in_order(p_apply);
-    exception when others or query_canceled then
-        perform sync_private.unlock_receipt_order();
-        raise;
-    end;
-    perform sync_private.unlock_receipt_order();
-end;
-$$;
-comment on function sync.repair(boolean) is
-    'Delivers every delta of sync.plan_repair() into sync.inbox (origin repair) so it is judged, ordered, applied and audited like a webhook, and returns the receipts; p_apply false stages them pending for sync.apply_pending(). Usage: SELECT * FROM sync.repair();';
-
--- sync_private.repair_in_order
--- The work of sync.repair, run while it holds receipt order alone.
-create function sync_private.repair_in_order(p_apply boolean)
-    returns table (inbox_id bigint, fragrance_id integer, kind text, status text, reasons jsonb)
-    language plpgsql
-as $$
 declare
     v_source text;
     v_plan record;
@@ -209,11 +186,12 @@ begin
                   hint = 'Load one first: see sync.load_snapshot() or sync.load_snapshot_from_server().';
     end if;
 
-    -- Receipt order is held (sync.repair), and the fragrances are locked in
-    -- id order, before planning: a delivery either was stored before (the
-    -- plan sees it, merged or pending) or waits for the repair and, received
-    -- later, wins. Unlocked, a delivery landing between the plan and the
-    -- store below could be overwritten by the older snapshot value.
+    -- Lock the fragrances before planning, in id order. The plan sees every
+    -- delivery stored before it, merged or pending (sync.plan_repair), and a
+    -- delivery merged after it waits for these locks. A delivery whose store
+    -- commits between the plan and the store below (milliseconds) is not
+    -- seen: it is older than the repair's rows by inbox id, and loses to the
+    -- snapshot's value (docs/drift-and-undo.md).
     perform 1 from public.fragrances as f
     where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
     order by f.fragrance_id
@@ -242,8 +220,8 @@ begin
     order by r.n;
 end;
 $$;
-comment on function sync_private.repair_in_order(boolean) is
-    'The body of sync.repair(): plans against the snapshot under its lock and the fragrances'' locks, and stores the plan as deliveries; its caller holds receipt order.';
+comment on function sync.repair(boolean) is
+    'Delivers every delta of sync.plan_repair() into sync.inbox (origin repair) so it is judged, ordered, applied and audited like a webhook, and returns the receipts; p_apply false stages them pending for sync.apply_pending(). Usage: SELECT * FROM sync.repair();';
 
 -- sync_private.replace_snapshot
 -- Empties the snapshot under an exclusive lock, ready for a new load in the same transaction.

@@ -293,21 +293,6 @@ def test_a_missing_fragrance_a_pending_delivery_creates_is_left_to_it(
     assert fragrance(db, 9000)["name"] == "Renamed since"  # type: ignore[index]
 
 
-def test_a_repair_waits_for_a_delivery_being_stored(server: Server, dbname: str) -> None:
-    """A store in progress holds receipt order: the repair plans only once it has committed."""
-    with (
-        psycopg.connect(server.url(dbname), autocommit=True) as dba,
-        psycopg.connect(server.url(dbname)) as hook,
-    ):
-        load_library_changed(dba, cost=50)
-        store(hook, {"fragrance_id": 7, "cost": 55})  # its transaction still open
-        dba.execute("set lock_timeout = '200ms'")
-        with raises_sqlstate("55P03"):
-            dba.execute("select sync.repair()")
-        hook.commit()
-        assert dba.execute("select count(*) from sync.repair()").fetchone() == (0,)
-
-
 def test_a_repair_left_in_an_open_transaction_holds_back_no_store(
     server: Server, dbname: str
 ) -> None:

@@ -89,25 +89,10 @@ def test_a_field_a_later_delivery_will_set_is_left_alone_while_it_is_pending(
     assert inbox_row(db, later["inbox_id"])["status"] == "applied"
 
 
-def test_a_revert_waits_for_a_delivery_being_stored(server: Server, dbname: str) -> None:
-    """A store in progress holds receipt order: the revert looks only once it has committed."""
-    with (
-        psycopg.connect(server.url(dbname), autocommit=True) as dba,
-        psycopg.connect(server.url(dbname)) as hook,
-    ):
-        change = receive(dba, {"fragrance_id": 7, "cost": 20})
-        store(hook, {"fragrance_id": 7, "cost": 30})  # its transaction still open
-        dba.execute("set lock_timeout = '200ms'")
-        with raises_sqlstate("55P03"):
-            _revert(dba, change["inbox_id"])
-        hook.commit()
-        assert _revert(dba, change["inbox_id"])["restored"] == {}
-
-
 def test_a_revert_left_in_an_open_transaction_holds_back_no_store(
     server: Server, dbname: str
 ) -> None:
-    """Receipt order is held while the revert runs, not until its transaction ends."""
+    """A DBA may look before committing: intake goes on meanwhile."""
     with (
         psycopg.connect(server.url(dbname), autocommit=True) as setup,
         psycopg.connect(server.url(dbname)) as dba,
@@ -119,17 +104,6 @@ def test_a_revert_left_in_an_open_transaction_holds_back_no_store(
         stored = store(hook, {"fragrance_id": 8, "cost": 30})
         dba.rollback()
     assert stored["status"] == "pending"
-
-
-def test_a_failed_revert_lets_go_of_receipt_order(server: Server, dbname: str) -> None:
-    with (
-        psycopg.connect(server.url(dbname), autocommit=True) as dba,
-        psycopg.connect(server.url(dbname), autocommit=True) as hook,
-    ):
-        with raises_sqlstate("FS001"):
-            _revert(dba, 999_999)
-        hook.execute("set lock_timeout = '200ms'")
-        assert store(hook, {"fragrance_id": 8, "cost": 30})["status"] == "pending"
 
 
 def test_a_field_set_by_hand_since_is_left_alone_and_said_so(db: psycopg.Connection) -> None:
