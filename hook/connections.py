@@ -198,6 +198,21 @@ class ConnectionLimits:
         """Whether ``protocol``'s header deadline runs."""
         return protocol in self._deadlines
 
+    def oldest_waiting_is_fresh(self) -> bool:
+        """Whether the connection that has waited longest for headers opened only just now.
+
+        Within its first ``sweep_every`` seconds its headers are likely on
+        their way: in a burst of real deliveries, closing each newcomer to
+        make room for the next lost them (review of step 24).
+        """
+        if not self._waiting:
+            return False
+        deadline = self._deadlines.get(next(iter(self._waiting)))
+        if deadline is None:  # idle between requests: never fresh
+            return False
+        opened = deadline - self.header_timeout
+        return asyncio.get_running_loop().time() < opened + self.sweep_every
+
     def make_room(self) -> bool:
         """Close the connection that has waited longest for headers; False when none waits."""
         if not self._waiting:
@@ -214,7 +229,11 @@ class ConnectionLimits:
         return True
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Close every connection whose header deadline has passed (they are oldest first)."""
+        """Close every connection whose header deadline has passed (they are oldest first).
+
+        Then, for each connection held unread, one that has waited for its
+        headers past its first moments makes room (it was spared while fresh).
+        """
         now = loop.time()
         while self._deadlines:
             protocol, deadline = next(iter(self._deadlines.items()))
@@ -227,6 +246,10 @@ class ConnectionLimits:
                 self.header_timeout,
             )
             protocol.transport.abort()
+        # Each close lets one held connection in when it is reported lost.
+        for _ in range(len(self._held)):
+            if self.oldest_waiting_is_fresh() or not self.make_room():
+                break
         self._sweeping = (
             loop.call_later(self.sweep_every, self._sweep, loop) if self._deadlines else None
         )
@@ -257,29 +280,45 @@ class BoundedProtocol:
         """Count the connection; past the cap make room, hold or refuse it; start its deadline."""
         super().connection_made(transport)  # type: ignore[misc]
         limits = self.config.limits
-        if len(self.connections) - limits.held > limits.max_connections and not limits.make_room():
-            if limits.hold(self):
-                # Its bytes stay in the kernel until a busy connection finishes. uvloop
-                # starts reading after this returns: its first read is kept aside.
-                self.held_data = bytearray()
-                transport.pause_reading()
-                limits.log.warning(
-                    "at MAX_CONNECTIONS (%d) with every connection busy: the connection from %s "
-                    "waits, unread, for one to finish",
-                    limits.max_connections,
-                    _peer(self),
-                )
-                return
-            limits.log.warning(
-                "at MAX_CONNECTIONS (%d) with every connection busy and as many waiting: "
-                "answered 503 to %s",
-                limits.max_connections,
-                _peer(self),
-            )
-            transport.write(TOO_MANY_ANSWER)
-            transport.close()
+        if len(self.connections) - limits.held > limits.max_connections and not self._make_way():
             return
         self._await_headers()
+
+    def _make_way(self) -> bool:
+        """Past the cap: True when this connection may be served now, else held or refused."""
+        limits = self.config.limits
+        # A newcomer of a burst waits rather than close one whose headers are on their way.
+        if limits.oldest_waiting_is_fresh() and self._hold():
+            return False
+        if limits.make_room():
+            return True
+        if self._hold():
+            return False
+        limits.log.warning(
+            "at MAX_CONNECTIONS (%d) with every connection busy and as many waiting: "
+            "answered 503 to %s",
+            limits.max_connections,
+            _peer(self),
+        )
+        self.transport.write(TOO_MANY_ANSWER)
+        self.transport.close()
+        return False
+
+    def _hold(self) -> bool:
+        limits = self.config.limits
+        if not limits.hold(self):
+            return False
+        # Its bytes stay in the kernel until a connection makes room. uvloop starts
+        # reading after connection_made returns: its first read is kept aside.
+        self.held_data = bytearray()
+        self.transport.pause_reading()
+        limits.log.warning(
+            "at MAX_CONNECTIONS (%d) with no connection to close: the connection from %s "
+            "waits, unread, for one to finish",
+            limits.max_connections,
+            _peer(self),
+        )
+        return True
 
     def data_received(self, data: bytes) -> None:
         """Start the deadline when a request begins; stop it once its headers are complete.

@@ -330,6 +330,37 @@ def test_past_max_connections_with_every_connection_busy_a_newcomer_waits_for_on
     assert db.execute("select body from sync.inbox order by id").fetchall()[-1] == (delivery,)
 
 
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_past_max_connections_a_newcomer_waits_rather_than_close_a_connection_just_opened(
+    server: Server, dbname: str, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """Within its first moments a connection's headers are on their way: it is not closed."""
+
+    def post(sock: socket.socket, n: int) -> bytes:
+        delivery = body({"fragrance_id": n, "cost": n})
+        with suppress(OSError):
+            sock.sendall(
+                b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: %d\r\n"
+                b"Connection: close\r\n\r\n%s" % (len(delivery), delivery)
+            )
+        answer = b""
+        with suppress(OSError):
+            while data := sock.recv(4096):
+                answer += data
+        return answer[:12]
+
+    env = {"MAX_CONNECTIONS": "3", "HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        host, port = address(hook)
+        opened = [socket.create_connection((host, port), timeout=30) for _ in range(3)]
+        newcomer = socket.create_connection((host, port), timeout=30)
+        _wait_for(hook, "waits, unread, for one to finish")
+        answers = [post(sock, n) for n, sock in enumerate([*opened, newcomer])]
+        for sock in [*opened, newcomer]:
+            sock.close()
+    assert answers == [b"HTTP/1.1 202"] * 4
+
+
 def test_past_max_connections_busy_and_as_many_waiting_a_newcomer_gets_503_at_once(
     server: Server, dbname: str, tmp_path: Path
 ) -> None:
