@@ -179,6 +179,22 @@ CUT_SHORT = {
 }
 
 
+def _wait_for(hook: Hook, line: str) -> None:
+    for _ in range(200):
+        if line in hook.output():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the hook never said {line!r}:\n{hook.output()}")
+
+
+def _closing_request(delivery: bytes) -> bytes:
+    """One whole delivery on a connection the sender closes after the answer."""
+    return (
+        b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n%s" % (len(delivery), delivery)
+    )
+
+
 @pytest.mark.parametrize("framing", list(CUT_SHORT))
 @pytest.mark.parametrize(("parser", "loop"), STACKS)
 def test_a_body_cut_short_by_a_closed_connection_is_not_stored(
@@ -194,12 +210,7 @@ def test_a_body_cut_short_by_a_closed_connection_is_not_stored(
     with running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, EVENT_LOOP=loop) as hook:
         with socket.create_connection(address(hook), timeout=10) as sock:
             sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\n" + CUT_SHORT[framing])
-        for _ in range(200):
-            if "closed before its whole body arrived" in hook.output():
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail(f"the hook never said it dropped the request:\n{hook.output()}")
+        _wait_for(hook, "closed before its whole body arrived")
         answer = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 8}))
     assert answer.status_code == 202
     assert db.execute("select body from sync.inbox").fetchall() == [(body({"fragrance_id": 8}),)]
@@ -294,14 +305,6 @@ def _busy(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _wait_for(hook: Hook, line: str) -> None:
-    for _ in range(200):
-        if line in hook.output():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"the hook never said {line!r}:\n{hook.output()}")
-
-
 @pytest.mark.parametrize(("parser", "loop"), STACKS)
 def test_past_max_connections_with_every_connection_busy_a_newcomer_waits_for_one_to_finish(
     server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
@@ -313,10 +316,7 @@ def test_past_max_connections_with_every_connection_busy_a_newcomer_waits_for_on
         host, port = address(hook)
         busy = [_busy(host, port) for _ in range(3)]
         with socket.create_connection((host, port), timeout=10) as newcomer:
-            newcomer.sendall(
-                b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: %d\r\n"
-                b"Connection: close\r\n\r\n%s" % (len(delivery), delivery)
-            )
+            newcomer.sendall(_closing_request(delivery))
             _wait_for(hook, "waits, unread, for one to finish")
             stored_while_waiting = db.execute("select count(*) from sync.inbox").fetchone()
             busy[0].sendall(b'{"a": 1} ')  # one request in progress finishes
@@ -337,12 +337,8 @@ def test_past_max_connections_a_newcomer_waits_rather_than_close_a_connection_ju
     """Within its first moments a connection's headers are on their way: it is not closed."""
 
     def post(sock: socket.socket, n: int) -> bytes:
-        delivery = body({"fragrance_id": n, "cost": n})
         with suppress(OSError):
-            sock.sendall(
-                b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: %d\r\n"
-                b"Connection: close\r\n\r\n%s" % (len(delivery), delivery)
-            )
+            sock.sendall(_closing_request(body({"fragrance_id": n, "cost": n})))
         answer = b""
         with suppress(OSError):
             while data := sock.recv(4096):
