@@ -316,31 +316,33 @@ declare
     v_most constant integer := 64;
     v_names text[] := array(select distinct n from unnest(p_names) as n where n is not null);
 begin
-    -- A lock per name lives in the server's lock table, which holds about
-    -- max_locks_per_transaction x max_connections locks for all sessions:
-    -- sync.apply_pending(100000) on the bench's backlog filled it and failed
-    -- as a whole ("out of shared memory", measured), and so did one UPDATE
-    -- of 20,000 names (tests/test_findings.py). A writer of many names (a
-    -- backlog's merge, a bulk update) takes one exclusive lock for all names
-    -- instead; every other writer holds that lock shared while it takes its
-    -- names, so the two still take turns. Within a call, the lock for all
-    -- names comes first, then the names in a fixed order, so two calls never
-    -- wait for each other in a circle. (Two transactions that each write
-    -- names in several statements can, as with any locks taken in turn:
-    -- PostgreSQL then cancels one, and the merge leaves its deliveries
-    -- pending with internal.retryable.)
+    -- The turns are rows of sync_private.name_turn, locked until commit.
+    -- Not advisory locks: any login may take any advisory lock, and read
+    -- its key in pg_locks, so a reader could stall every merge that writes
+    -- a name; nobody but the owner's code can lock these rows. A row lock
+    -- lives in its row, not in the server's lock table, which one lock per
+    -- name filled (sync.apply_pending(100000) on the bench's backlog, and one
+    -- UPDATE of 20,000 names, failed with "out of shared memory", measured).
+    -- A writer of many names (a backlog's merge, a bulk update) locks the
+    -- table itself, in a mode that waits for, and holds back, every writer
+    -- locking rows of it (FOR UPDATE holds the table in ROW SHARE). Rows are
+    -- locked in the order of their turn, so two calls never wait for each
+    -- other in a circle. (Two transactions that each write names in several
+    -- statements can, as with any locks taken in turn: PostgreSQL then
+    -- cancels one, and the merge leaves its deliveries pending with
+    -- internal.retryable.)
     if cardinality(v_names) > v_most then
-        perform pg_advisory_xact_lock(hashtext('sync.finding names'), 0);
+        lock table sync_private.name_turn in exclusive mode;
         return;
     end if;
-    perform pg_advisory_xact_lock_shared(hashtext('sync.finding names'), 0);
-    perform pg_advisory_xact_lock(hashtext('sync.finding name ' || x.n))
-    from unnest(v_names) as x (n)
-    order by hashtext('sync.finding name ' || x.n);
+    perform from sync_private.name_turn as t
+    where t.turn = any (array(select hashtext(n) & 1023 from unnest(v_names) as n))
+    order by t.turn
+    for update;
 end;
 $$;
 comment on function sync_private.lock_names(text[]) is
-    'Takes transaction locks (advisory) so two transactions judging name.duplicate for one name take turns: one per name, in a fixed order, under a shared lock for all names; for more than 64 names, that lock for all names alone, exclusive, so a bulk write never fills the server''s lock table.';
+    'Makes two transactions judging name.duplicate for one name take turns: locks the rows of sync_private.name_turn for the names (hashtext(name) & 1023), in turn order, until commit; for more than 64 names, the table itself, exclusive, which waits for and holds back every other writer of names. Not advisory locks, which any login can take.';
 
 -- sync_private.record_merge_findings
 -- The findings of the merge's own writes, from the reasons its judge already gave.

@@ -286,6 +286,35 @@ def test_a_bulk_writer_of_names_and_a_writer_of_one_take_turns(
     assert ("name.duplicate", "warning") in open_findings(db, 7)
 
 
+def test_a_login_holding_advisory_locks_holds_back_no_merge_of_names(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """Any login may take any advisory lock: the turns of names must not be advisory locks."""
+    with psycopg.connect(server.url(dbname, user="smart_library_login")) as reader:
+        for key in ("sync.finding names", "sync.finding name Held"):
+            reader.execute("select pg_advisory_xact_lock(hashtext(%s), 0)", [key])
+            reader.execute("select pg_advisory_xact_lock(hashtext(%s))", [key])
+        db.execute("set lock_timeout = '300ms'")
+        receipt = receive(db, {"fragrance_id": 7, "name": "Held"})
+        reader.rollback()
+    assert (receipt["status"], receipt["reasons"]) == ("applied", [])
+
+
+@pytest.mark.parametrize("login", ["smart_library_login", "sync_hook_login", "alice"])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "lock table sync_private.name_turn in exclusive mode",
+        "select from sync_private.name_turn for update",
+    ],
+)
+def test_only_the_sync_can_take_the_turns_of_names(
+    server: Server, dbname: str, dba: psycopg.Connection, login: str, statement: str
+) -> None:
+    with psycopg.connect(server.url(dbname, user=login)) as conn, raises_sqlstate("42501"):
+        conn.execute(statement)
+
+
 def test_a_delivery_that_breaks_a_table_rule_opens_a_finding(db: psycopg.Connection) -> None:
     taken = db.execute("select name from public.fragrances where fragrance_id = 8").fetchone()[0]  # type: ignore[index]
     receipt = receive(db, {"fragrance_id": 7, "name": taken})
