@@ -324,6 +324,19 @@ begin
             using errcode = 'FS005',
                   hint = 'For example SELECT sync.load_snapshot_from_server(''cms-db'', 5432, ''cms'', ''reader'', ''secret'');';
     end if;
+    -- postgres_fdw asks no password of a superuser's connections, and this
+    -- function connects as its owner: owned by a superuser, it would let its
+    -- caller read any database and table this server can reach as that
+    -- superuser (hostile review). Only a superuser may call it then; a site
+    -- that wants DBAs to call it gives it to an owner that is not one, and
+    -- the CMS server then asks for a password.
+    if (select r.rolsuper from pg_catalog.pg_roles as r where r.rolname = current_user)
+        and not (select r.rolsuper from pg_catalog.pg_roles as r where r.rolname = session_user)
+    then
+        raise exception 'sync.load_snapshot_from_server runs as a superuser here, so only a superuser may call it (you are %)', session_user
+            using errcode = 'FS054',
+                  hint = 'Load an export instead: SELECT sync.load_snapshot(''[...]''::jsonb); or ask a superuser to run it.';
+    end if;
     if not exists (select from pg_catalog.pg_extension where extname = 'postgres_fdw') then
         raise exception 'postgres_fdw is not installed in this database'
             using errcode = 'FS052',
@@ -363,4 +376,4 @@ begin
 end;
 $$;
 comment on function sync.load_snapshot_from_server(text, integer, text, text, text, text, text) is
-    'Replaces sync.cms_snapshot with the CMS catalog read through postgres_fdw (needs the extension; see sync_remote). Credentials are used for this call only and not stored. Runs as its owner: revoke it where nobody should reach the CMS database. Usage: SELECT sync.load_snapshot_from_server(''cms_database'', 5432, ''cms_database'', ''cms_user'', ''secret'');';
+    'Replaces sync.cms_snapshot with the CMS catalog read through postgres_fdw (needs the extension; see sync_remote). Credentials are used for this call only and not stored. Runs as its owner, so it is granted to nobody; where the owner is a superuser only a superuser may call it (FS054). Usage: SELECT sync.load_snapshot_from_server(''cms_database'', 5432, ''cms_database'', ''cms_user'', ''secret'');';

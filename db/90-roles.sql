@@ -40,7 +40,6 @@ grant execute on function
     sync.plan_repair(),
     sync.repair(boolean),
     sync.load_snapshot(jsonb, text, timestamptz),
-    sync.load_snapshot_from_server(text, integer, text, text, text, text, text),
     sync.purge_applied(interval, boolean, integer),
     sync.check_catalog(),
     sync.run_job(text),

@@ -458,15 +458,12 @@ def test_an_unreachable_cms_database_is_a_clear_error(db: psycopg.Connection) ->
         db.execute("select sync.load_snapshot_from_server('127.0.0.1', 1, 'no_such_db', 'x', 'y')")
 
 
-def test_a_dba_can_load_report_and_repair(
-    server: Server,
-    db: psycopg.Connection,
-    dba: psycopg.Connection,
-    cms: psycopg.Connection,
-    cms_dbname: str,
+def test_a_dba_can_load_an_export_report_and_repair(
+    db: psycopg.Connection, dba: psycopg.Connection, cms: psycopg.Connection
 ) -> None:
     cms_change(cms, 9, 0)
-    load_from(dba, server, cms_dbname)
+    export = cms.execute("select json_agg(f)::text from public.fragrances as f").fetchone()
+    dba.execute("select sync.load_snapshot(%s::jsonb)", export)
     assert dba.execute("select count(*) from sync.drift_summary").fetchone() == (5,)
     assert dba.execute("select status from sync.repair()").fetchall() == [("applied",)]
     assert fragrance(db, 9) == fragrance(cms, 9)
@@ -568,3 +565,30 @@ def test_a_row_a_later_delivery_changed_counts_as_in_sync(db: psycopg.Connection
 
 def test_without_a_snapshot_the_status_page_has_no_catalog_figures(db: psycopg.Connection) -> None:
     assert catalog_on_the_status_page(db) is None
+
+
+def test_a_dba_is_not_granted_the_load_from_a_server(
+    server: Server, cms_dbname: str, dba: psycopg.Connection
+) -> None:
+    """It connects as its owner: a superuser's foreign connection asks no password."""
+    with raises_sqlstate("42501"):
+        dba.execute(
+            "select sync.load_snapshot_from_server('127.0.0.1', %s, %s, 'postgres')",
+            [server.pg.settings["port"], cms_dbname],
+        )
+
+
+def test_granted_back_the_load_from_a_server_refuses_a_dba_while_a_superuser_owns_it(
+    server: Server, cms_dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Else a DBA reads any database of any reachable server as a superuser, password or not."""
+    db.execute(
+        "grant execute on function"
+        " sync.load_snapshot_from_server(text, integer, text, text, text, text, text) to sync_dba"
+    )
+    with raises_sqlstate("FS054", says="only a superuser may call it"):
+        dba.execute(
+            "select sync.load_snapshot_from_server('127.0.0.1', %s, %s, 'postgres')",
+            [server.pg.settings["port"], cms_dbname],
+        )
+    assert db.execute("select count(*) from sync.cms_snapshot").fetchone() == (0,)
