@@ -145,9 +145,11 @@ begin
     ),
     created as (
         insert into public.fragrances (fragrance_id, name, description, cost, forbidden)
-        select r.fragrance_id, r.name, r.description, r.cost, r.forbidden
+        -- The id the judge read (7.0 counts as 7), not the payload's text,
+        -- which populating an integer column refuses.
+        select c.fragrance_id, r.name, r.description, r.cost, r.forbidden
         from creator as c
-        cross join lateral jsonb_populate_record(null::public.fragrances, c.payload) as r
+        cross join lateral jsonb_populate_record(null::public.fragrances, c.payload - 'fragrance_id') as r
         order by c.fragrance_id
         on conflict (fragrance_id) do nothing
         returning *

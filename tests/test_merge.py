@@ -27,17 +27,17 @@ def test_the_change_is_visible_when_receive_returns(db: psycopg.Connection) -> N
     assert inbox_row(db, receipt["inbox_id"])["applied_fields"] == ["name", "forbidden"]
 
 
-def test_an_unknown_id_with_all_four_fields_creates_the_fragrance(db: psycopg.Connection) -> None:
-    receive(
-        db,
-        {
-            "fragrance_id": 123456,
-            "name": "New",
-            "description": "Fresh  ",
-            "cost": 9,
-            "forbidden": False,
-        },
+@pytest.mark.parametrize("spelled", ["123456", "123456.0", "1.23456e5", "123456.000e0"])
+def test_an_unknown_id_with_all_four_fields_creates_the_fragrance(
+    db: psycopg.Connection, spelled: str
+) -> None:
+    """However the id is spelled, as a number the rules take (7.0 counts as 7)."""
+    raw = (
+        b'{"fragrance_id": '
+        + spelled.encode()
+        + (b', "name": "New", "description": "Fresh  ", "cost": 9, "forbidden": false}')
     )
+    assert receive(db, raw)["status"] == "applied"
     assert fragrance(db, 123456) == {
         "fragrance_id": 123456,
         "name": "New",
