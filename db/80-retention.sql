@@ -18,13 +18,27 @@ create function sync.purge_applied(
 as $$
 declare
     v_count bigint;
+    v_cutoff timestamptz;
 begin
-    if p_older_than is null or p_older_than < interval '0' then
-        raise exception 'p_older_than must be an age of zero or more, got %', coalesce(p_older_than::text, 'null')
+    if p_older_than is null then
+        raise exception 'p_older_than must be an age of zero or more, got null'
             using errcode = 'FS055', hint = 'For example SELECT sync.purge_applied(''90 days'');';
     end if;
-    if p_older_than < interval '1 day' and not coalesce(p_force, false) then
-        raise exception 'refusing to purge deliveries younger than a day (asked for %)', p_older_than
+    -- Judged by the moment it reaches back to, not by comparing intervals:
+    -- those count a month as 30 days, the subtraction in calendar months, so
+    -- '-1 mon 31 days' compared as a day and purged up to now (hostile review).
+    begin
+        v_cutoff := now() - p_older_than;
+    exception when datetime_field_overflow then
+        raise exception 'p_older_than reaches back beyond the calendar, got %', p_older_than
+            using errcode = 'FS055', hint = 'For example SELECT sync.purge_applied(''90 days'');';
+    end;
+    if v_cutoff > now() then
+        raise exception 'p_older_than must be an age of zero or more, got % (that is after now)', p_older_than
+            using errcode = 'FS055', hint = 'For example SELECT sync.purge_applied(''90 days'');';
+    end if;
+    if v_cutoff > now() - interval '1 day' and not coalesce(p_force, false) then
+        raise exception 'refusing to purge deliveries younger than a day (asked for %, back to %)', p_older_than, v_cutoff
             using errcode = 'FS055',
                   hint = 'Recent deliveries are what you look at when something goes wrong. '
                       || 'If you mean it: SELECT sync.purge_applied(''1 hour'', p_force => true);';
@@ -39,8 +53,8 @@ begin
     -- what came since (hostile review). processed_at keeps it p_older_than.
     if p_limit is null then
         delete from sync.inbox
-        where received_at < now() - p_older_than
-          and coalesce(processed_at, received_at) < now() - p_older_than
+        where received_at < v_cutoff
+          and coalesce(processed_at, received_at) < v_cutoff
           and status in ('applied', 'ignored');
     else
         -- Oldest first, so a big backlog can go in short transactions:
@@ -48,8 +62,8 @@ begin
         delete from sync.inbox
         where id = any (array(
             select id from sync.inbox
-            where received_at < now() - p_older_than
-              and coalesce(processed_at, received_at) < now() - p_older_than
+            where received_at < v_cutoff
+              and coalesce(processed_at, received_at) < v_cutoff
               and status in ('applied', 'ignored')
             order by received_at
             limit p_limit));

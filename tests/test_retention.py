@@ -101,6 +101,10 @@ def test_purge_keeps_the_history_of_what_the_purged_deliveries_changed(
         "select sync.purge_applied(null)",
         "select sync.purge_applied('-1 day', p_force => true)",
         "select sync.purge_applied(null, p_force => true)",
+        # Compared, a month is 30 days and a year 360: this is '5 days 12:00'.
+        # Subtracted, it reaches back 12 hours, or 12 hours into the future.
+        "select sync.purge_applied('-1 year 365 days 12 hours')",
+        "select sync.purge_applied('1000000 years')",
     ],
 )
 def test_purge_refuses_a_risky_age_with_its_own_sqlstate(
@@ -110,6 +114,16 @@ def test_purge_refuses_a_risky_age_with_its_own_sqlstate(
     with raises_sqlstate("FS055"):
         staged.execute(call)
     assert remaining(staged) == before
+
+
+@pytest.mark.parametrize(
+    "age", ["12 hours", "-1 day", "-1 year 365 days 12 hours", "1 mon -29 days"]
+)
+def test_the_scheduled_purge_age_reaches_back_a_day_or_more_in_every_part(
+    db: psycopg.Connection, age: str
+) -> None:
+    with raises_sqlstate("23514"):
+        db.execute("update sync.settings set purge_after = %s::interval", [age])
 
 
 def test_purge_refuses_a_limit_below_one(staged: psycopg.Connection) -> None:
