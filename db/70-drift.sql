@@ -273,6 +273,21 @@ begin
             using errcode = 'FS051',
                   hint = format('Each object needs fragrance_id, %s.', array_to_string(sync_private.fields(), ', '));
     end if;
+    -- Loaded as text, an object or an array would become its JSON text, and
+    -- the repair would send that to the library as a valid name (hostile review).
+    select format('fragrance %s has a %s %s, not a %s', e ->> 'fragrance_id',
+                  jsonb_typeof(e -> f.field), f.field, f.json_type)
+    into v_detail
+    from jsonb_array_elements(p_rows) as e
+    cross join (values ('name', 'string'), ('description', 'string'), ('cost', 'number'),
+                       ('forbidden', 'boolean')) as f (field, json_type)
+    where jsonb_typeof(e -> f.field) not in (f.json_type, 'null')
+    limit 1;
+    if v_detail is not null then
+        raise exception 'a snapshot row must carry each field as its JSON type: %', v_detail
+            using errcode = 'FS051',
+                  hint = 'name and description strings, cost a number, forbidden true or false (or null).';
+    end if;
 
     perform sync_private.replace_snapshot();
     begin

@@ -371,6 +371,11 @@ SNAPSHOT_ROW = {"fragrance_id": 1, "name": "N", "description": "D", "cost": 1, "
         pytest.param([SNAPSHOT_ROW, SNAPSHOT_ROW], id="duplicate id"),
         pytest.param([SNAPSHOT_ROW | {"cost": "cheap"}], id="cost not a number"),
         pytest.param([SNAPSHOT_ROW | {"forbidden": "maybe"}], id="forbidden not boolean"),
+        pytest.param([SNAPSHOT_ROW | {"name": {"a": 1}}], id="name an object"),
+        pytest.param([SNAPSHOT_ROW | {"description": [1, 2]}], id="description an array"),
+        pytest.param([SNAPSHOT_ROW | {"cost": "12"}], id="cost a string of digits"),
+        pytest.param([SNAPSHOT_ROW | {"forbidden": "true"}], id="forbidden a string"),
+        pytest.param([SNAPSHOT_ROW | {"name": 5}], id="name a number"),
         pytest.param([{"fragrance_id": 1, "nme": "x"}], id="misspelt key"),
         pytest.param(
             [{k: v for k, v in SNAPSHOT_ROW.items() if k != "cost"}], id="a field missing"
