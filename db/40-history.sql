@@ -151,6 +151,11 @@ declare
     v_result sync.revert_result;
     v_receipt sync.receipt;
 begin
+    if p_inbox_id is null then
+        raise exception 'sync.revert needs an inbox id, got null'
+            using errcode = 'FS005',
+                  hint = 'Find applied deliveries with SELECT id, received_at, applied_fields FROM sync.inbox WHERE status = ''applied'' ORDER BY id DESC;';
+    end if;
     select * into v_delivery from sync.inbox where id = p_inbox_id;
     if not found then
         raise exception 'inbox row % does not exist', p_inbox_id
@@ -158,7 +163,12 @@ begin
     end if;
     if v_delivery.status <> 'applied' then
         raise exception 'inbox row % is %; only an applied delivery can be reverted', p_inbox_id, v_delivery.status
-            using errcode = 'FS002';
+            using errcode = 'FS002',
+                  hint = case v_delivery.status
+                      when 'ignored' then 'It changed nothing, so there is nothing to undo: its reasons say why.'
+                      when 'pending' then 'It is not applied yet: SELECT * FROM sync.apply_pending(); or, to drop it, wait for its outcome.'
+                      else format('It changed nothing: SELECT status, reasons FROM sync.inbox WHERE id = %s;', p_inbox_id)
+                  end;
     end if;
 
     -- The fragrance lock keeps concurrent merges out while we decide.
@@ -278,8 +288,8 @@ declare
     v_row jsonb;
     v_change sync.fragrance_history;
 begin
-    if p_at is null then
-        raise exception 'sync.fragrance_at needs a moment, got null'
+    if p_fragrance_id is null or p_at is null then
+        raise exception 'sync.fragrance_at needs a fragrance id and a moment, got a null'
             using errcode = 'FS005',
                   hint = 'For example SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');';
     end if;

@@ -120,6 +120,10 @@ as $$
 declare
     v_status text;
 begin
+    if p_inbox_id is null then
+        raise exception 'the inbox id of the delivery to be % is null', p_verb
+            using errcode = 'FS005', hint = 'List quarantined deliveries with SELECT * FROM sync.quarantine;';
+    end if;
     select status into v_status from sync.inbox where id = p_inbox_id for update;
     if not found then
         raise exception 'inbox row % does not exist', p_inbox_id

@@ -95,16 +95,18 @@ def test_a_dba_writes_off_every_delivery_of_one_error_code_in_one_statement(
         ("select sync.discard({applied}, 'why')", "FS002"),
         ("select sync.apply_pending(0)", "FS004"),
         ("select sync.retry_all(null, -1)", "FS004"),
+        ("select sync.retry(null)", "FS005"),
+        ("select sync.discard(null, 'why')", "FS005"),
     ],
 )
-def test_dba_functions_refuse_wrong_calls_with_our_own_sqlstate(
+def test_dba_functions_refuse_wrong_calls_with_our_own_sqlstate_and_a_hint(
     db: psycopg.Connection, call: str, sqlstate: str
 ) -> None:
     rejected = receive(db, {"fragrance_id": 7, "cost": -1})["inbox_id"]
     applied = receive(db, {"fragrance_id": 7, "cost": 1})["inbox_id"]
     with pytest.raises(psycopg.Error) as caught:
         db.execute(call.format(id=rejected, applied=applied))
-    assert caught.value.sqlstate == sqlstate
+    assert (caught.value.sqlstate, bool(caught.value.diag.message_hint)) == (sqlstate, True)
 
 
 @pytest.mark.parametrize(

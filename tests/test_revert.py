@@ -137,20 +137,26 @@ def test_a_revert_queued_while_apply_on_receipt_is_off_says_how_to_apply_it(
     ("payload", "sqlstate"),
     [
         ({"fragrance_id": 7, "cost": -1}, "FS002"),
+        ({"fragrance_id": 7}, "FS002"),
         (
             {"fragrance_id": 9000, "name": "N", "description": "", "cost": 1, "forbidden": False},
             "FS060",
         ),
     ],
-    ids=["rejected", "a creation"],
+    ids=["rejected", "ignored", "a creation"],
 )
-def test_what_cannot_be_reverted_is_refused_with_our_sqlstate(
+def test_what_cannot_be_reverted_is_refused_with_our_sqlstate_and_a_hint(
     db: psycopg.Connection, payload: dict[str, Any], sqlstate: str
 ) -> None:
     change = receive(db, payload)
     with pytest.raises(psycopg.Error) as refused:
         _revert(db, change["inbox_id"])
-    assert refused.value.sqlstate == sqlstate
+    assert (refused.value.sqlstate, bool(refused.value.diag.message_hint)) == (sqlstate, True)
+
+
+def test_reverting_no_delivery_is_refused(db: psycopg.Connection) -> None:
+    with raises_sqlstate("FS005", "needs an inbox id"):
+        db.execute("select * from sync.revert(null)")
 
 
 def test_reverting_a_delivery_that_does_not_exist_is_refused(db: psycopg.Connection) -> None:
@@ -159,9 +165,12 @@ def test_reverting_a_delivery_that_does_not_exist_is_refused(db: psycopg.Connect
     assert refused.value.sqlstate == "FS001"
 
 
-def test_a_fragrance_at_no_moment_is_refused(db: psycopg.Connection) -> None:
-    with raises_sqlstate("FS005", "needs a moment"):
-        db.execute("select * from sync.fragrance_at(7, null)")
+@pytest.mark.parametrize("args", ["7, null", "null, now()"])
+def test_a_fragrance_at_no_moment_or_of_no_fragrance_is_refused(
+    db: psycopg.Connection, args: str
+) -> None:
+    with raises_sqlstate("FS005", "needs a fragrance id and a moment"):
+        db.execute(f"select * from sync.fragrance_at({args})")
 
 
 def test_a_fragrance_is_shown_as_it_was_at_each_moment(db: psycopg.Connection) -> None:
