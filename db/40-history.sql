@@ -230,6 +230,29 @@ begin
             v_later := 'its value is no longer the one this change set';
         end if;
 
+        -- An earlier-received change merged after this one lost to it as
+        -- stale: by receipt order the value before this change is that one's,
+        -- which was never written, and old_values does not know it (hostile
+        -- review). Only one newer than the writer of old_values counts.
+        if v_later is null then
+            select format('delivery %s, received before this one, set it too but was merged after it'
+                       ' and ignored as stale, so the value before this change is that delivery''s,'
+                       ' never applied: set it by hand (SELECT body FROM sync.inbox WHERE id = %s;)',
+                       a.id, a.id)
+            into v_later
+            from sync.inbox as a
+            where a.fragrance_id = v_delivery.fragrance_id and a.id < p_inbox_id
+              and v_field = any (a.stale_fields)
+              and a.id > coalesce((
+                  select h.inbox_id from sync.fragrance_history as h
+                  where h.fragrance_id = v_delivery.fragrance_id and h.id < v_history.id
+                    and h.new_values ? v_field
+                  order by h.id desc
+                  limit 1), 0)
+            order by a.id desc
+            limit 1;
+        end if;
+
         if v_later is not null then
             v_result.left_alone := v_result.left_alone || jsonb_build_object(v_field, v_later);
         elsif jsonb_typeof(v_history.old_values -> v_field) = 'null' then

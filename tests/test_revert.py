@@ -213,3 +213,24 @@ def test_a_previous_null_is_left_alone_since_a_change_cannot_carry_it(
         "description": "its previous value was null, which a change cannot carry; set it by hand"
     }
     assert list(result["restored"]) == ["cost"]
+
+
+def test_a_field_an_earlier_delivery_lost_as_stale_to_the_change_is_left_alone_and_said_so(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """Received A then B, merged B then A: A's name, the one before B, was never written."""
+    before = fragrance(db, 42)
+    earlier = store(db, {"fragrance_id": 42, "name": "From A"})
+    change = store(db, {"fragrance_id": 42, "name": "From B", "cost": 77})
+    with psycopg.connect(server.url(dbname)) as other_merger:
+        other_merger.execute(
+            "select from sync.inbox where id = %s for update", [earlier["inbox_id"]]
+        )
+        db.execute("select sync.apply_pending()")  # skips A, which another merger holds
+    db.execute("select sync.apply_pending()")
+    assert inbox_row(db, earlier["inbox_id"])["stale_fields"] == ["name"]
+    result = _revert(db, change["inbox_id"])
+    assert (fragrance(db, 42)["name"], fragrance(db, 42)["cost"]) == ("From B", before["cost"])
+    assert result["left_alone"]["name"].startswith(
+        f"delivery {earlier['inbox_id']}, received before this one, set it too"
+    )
