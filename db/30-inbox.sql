@@ -454,8 +454,12 @@ declare
 begin
     -- The same claim and the same merge as sync.apply_pending, so several
     -- hook workers and a DBA can run at once; it does nothing while a DBA
-    -- holds deliveries back (sync.settings.apply_on_receipt off). The
-    -- receipts let the hook count outcomes and reject codes in /metrics.
+    -- holds deliveries back (sync.settings.apply_on_receipt off). Only
+    -- webhooks: a DBA's own deliveries that wait (a repair staged for a
+    -- second look, sync.repair(p_apply => false)) are the DBA's to apply
+    -- with sync.apply_pending; the sweep applied them within seconds
+    -- (hostile review). The receipts let the hook count outcomes and reject
+    -- codes in /metrics.
     perform sync_private.check_limit(p_limit);
     if not (select s.apply_on_receipt from sync.settings as s) then
         return;
@@ -470,7 +474,7 @@ begin
     perform pg_catalog.set_config('synchronous_commit', 'off', true);
     v_ids := array(
         select id from sync.inbox
-        where status = 'pending'
+        where status = 'pending' and origin = 'webhook'
         order by id
         limit p_limit
         for update skip locked);
@@ -485,7 +489,7 @@ begin
 end;
 $$;
 comment on function sync.apply_received(integer) is
-    'The hook''s merger: when sync.settings.apply_on_receipt, judges and merges up to p_limit pending deliveries in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), as sync.apply_pending, skipping rows another session holds, and returns their receipts; else returns nothing. Its transaction commits asynchronously (synchronous_commit off): a crash can only undo a merge, whose deliveries are then applied again. Usage: SELECT * FROM sync.apply_received(1000);';
+    'The hook''s merger: when sync.settings.apply_on_receipt, judges and merges up to p_limit pending webhook deliveries (origin webhook: a DBA''s pending revert or repair waits for sync.apply_pending) in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), as sync.apply_pending, skipping rows another session holds, and returns their receipts; else returns nothing. Its transaction commits asynchronously (synchronous_commit off): a crash can only undo a merge, whose deliveries are then applied again. Usage: SELECT * FROM sync.apply_received(1000);';
 
 -- sync.receive_spooled
 -- Stores one delivery the hook spooled while the database was down, with its original receipt time.

@@ -332,6 +332,17 @@ def test_repair_without_apply_stages_pending_deliveries_and_keeps_the_setting(
     assert fragrance(db, 7)["cost"] == 61  # type: ignore[index]
 
 
+def test_a_staged_repair_waits_for_a_dba_while_the_hooks_merger_sweeps(
+    db: psycopg.Connection,
+) -> None:
+    load_library_changed(db, cost=61)
+    [(staged, _)] = db.execute("select inbox_id, status from sync.repair(p_apply => false)")
+    webhook = store(db, {"fragrance_id": 8, "cost": 62})
+    swept = db.execute("select inbox_id, status from sync.apply_received()").fetchall()
+    assert swept == [(webhook["inbox_id"], "applied")]
+    assert inbox_row(db, staged)["status"] == "pending"
+
+
 def test_repair_respects_a_setting_that_already_stages_everything(db: psycopg.Connection) -> None:
     set_apply_on_receipt(db, False)
     load_library_changed(db, cost=61)
