@@ -19,6 +19,11 @@ create type sync_private.judged as (
 );
 comment on type sync_private.judged is
     'A delivery after sync_private.judge(): its inbox id (or position in a batch), parsed payload, the fragrance it names when valid, the reasons found, and whether none is an error.';
+comment on column sync_private.judged.inbox_id is 'The delivery''s inbox id, or its position in a batch not stored yet.';
+comment on column sync_private.judged.payload is 'The parsed body (null when it is not a JSON object).';
+comment on column sync_private.judged.fragrance_id is 'The fragrance it names, when that id is valid.';
+comment on column sync_private.judged.reasons is 'Every reason the rules gave, errors and warnings (sync_private.reason).';
+comment on column sync_private.judged.valid is 'True when no reason is an error: the delta may be merged.';
 
 -- sync_private.reason
 -- Builds one reason: a stable code, a severity, the field it is about and a sentence.

@@ -25,6 +25,13 @@ create type sync_private.outcome as (
 );
 comment on type sync_private.outcome is
     'The outcome of processing one delivery, before it is written on its inbox row: status (applied, ignored, rejected, pending), reasons, the fields it wrote and the fields it carried but left because a later delivery had set them.';
+comment on column sync_private.outcome.inbox_id is 'The delivery''s inbox id (or batch position).';
+comment on column sync_private.outcome.payload is 'Its parsed body, written on the inbox row.';
+comment on column sync_private.outcome.fragrance_id is 'The fragrance it names, when valid.';
+comment on column sync_private.outcome.status is 'applied, ignored, rejected or pending.';
+comment on column sync_private.outcome.reasons is 'Its reasons: the rules'' and the merge''s.';
+comment on column sync_private.outcome.applied_fields is 'The fields it wrote, in table order.';
+comment on column sync_private.outcome.stale_fields is 'The fields it carried but left, because a delivery received later had set them.';
 
 -- sync_private.fields
 -- The fields of public.fragrances a delta may change: the CMS's columns but the key.

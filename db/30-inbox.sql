@@ -19,6 +19,9 @@ create type sync.receipt as (
 );
 comment on type sync.receipt is
     'Outcome of storing (and, with sync.settings.apply_on_receipt, processing) one delivery: its inbox id, status (applied, ignored, rejected, pending) and reasons.';
+comment on column sync.receipt.inbox_id is 'The delivery''s row in sync.inbox (null when it was not stored).';
+comment on column sync.receipt.status is 'applied, ignored, rejected or pending.';
+comment on column sync.receipt.reasons is 'Why, as a JSON array of {code, severity, field, message}.';
 
 -- sync.batch_result: what a batch call (apply_pending, retry_all) did.
 create type sync.batch_result as (
@@ -32,6 +35,13 @@ create type sync.batch_result as (
 );
 comment on type sync.batch_result is
     'Counts of a batch run by outcome, and the first and last inbox ids it processed.';
+comment on column sync.batch_result.processed is 'Deliveries the call processed.';
+comment on column sync.batch_result.applied is 'Of them, applied.';
+comment on column sync.batch_result.ignored is 'Of them, ignored (nothing to change, or stale).';
+comment on column sync.batch_result.rejected is 'Of them, rejected (now in sync.quarantine).';
+comment on column sync.batch_result.pending is 'Of them, left pending (internal.retryable: call again).';
+comment on column sync.batch_result.first_inbox_id is 'The lowest inbox id processed.';
+comment on column sync.batch_result.last_inbox_id is 'The highest inbox id processed.';
 
 -- sync_private.protect_receipt
 -- Trigger: refuses any change to what was received.

@@ -132,6 +132,12 @@ create type sync.revert_result as (
 );
 comment on type sync.revert_result is
     'Outcome of sync.revert(): the delivery undone, the revert''s own delivery (inbox_id, its status), the fields restored with their values, the fields left alone with why, and a sentence.';
+comment on column sync.revert_result.reverted_inbox_id is 'The delivery undone.';
+comment on column sync.revert_result.inbox_id is 'The revert''s own delivery in sync.inbox (null when nothing was restored).';
+comment on column sync.revert_result.status is 'The outcome of the revert''s own delivery (ignored when nothing was restored).';
+comment on column sync.revert_result.restored is 'The fields put back, with their values, e.g. {"cost": 42}.';
+comment on column sync.revert_result.left_alone is 'The fields not touched, each with why.';
+comment on column sync.revert_result.message is 'All of it in one sentence.';
 
 -- sync.revert
 -- Undoes one applied delivery by sending its fields' previous values through the inbox as a new change.

@@ -47,6 +47,23 @@ create type sync.health_report as (
 );
 comment on type sync.health_report is
     'Sync health at one moment: verdict (ok, warn, critical) and reason, the last delivery and its age, traffic in the last hour and day, the backlog, rejects by code and unknown CMS fields. The columns of sync.health.';
+comment on column sync.health_report.checked_at is 'As sync.health.checked_at, at the moment judged.';
+comment on column sync.health_report.verdict is 'As sync.health.verdict, at the moment judged.';
+comment on column sync.health_report.reason is 'As sync.health.reason, at the moment judged.';
+comment on column sync.health_report.last_received_at is 'As sync.health.last_received_at, at the moment judged.';
+comment on column sync.health_report.last_received_age is 'As sync.health.last_received_age, at the moment judged.';
+comment on column sync.health_report.typical_interval is 'As sync.health.typical_interval, at the moment judged.';
+comment on column sync.health_report.deliveries_last_hour is 'As sync.health.deliveries_last_hour, at the moment judged.';
+comment on column sync.health_report.deliveries_last_day is 'As sync.health.deliveries_last_day, at the moment judged.';
+comment on column sync.health_report.applied_last_day is 'As sync.health.applied_last_day, at the moment judged.';
+comment on column sync.health_report.ignored_last_day is 'As sync.health.ignored_last_day, at the moment judged.';
+comment on column sync.health_report.rejected_last_day is 'As sync.health.rejected_last_day, at the moment judged.';
+comment on column sync.health_report.pending is 'As sync.health.pending, at the moment judged.';
+comment on column sync.health_report.oldest_pending_age is 'As sync.health.oldest_pending_age, at the moment judged.';
+comment on column sync.health_report.quarantined is 'As sync.health.quarantined, at the moment judged.';
+comment on column sync.health_report.rejects_by_code_last_day is 'As sync.health.rejects_by_code_last_day, at the moment judged.';
+comment on column sync.health_report.unknown_fields is 'As sync.health.unknown_fields, at the moment judged.';
+comment on column sync.health_report.open_findings is 'As sync.health.open_findings, at the moment judged.';
 
 -- sync_private.unknown_fields_since
 -- The unknown CMS fields of the deliveries received in a window, as sync.unknown_field counts them.
@@ -284,6 +301,12 @@ create type sync.metric_snapshot as (
 );
 comment on type sync.metric_snapshot is
     'The database side of the hook''s /metrics: health verdict, last delivery, backlog and quarantine sizes. Counts only, no payload.';
+comment on column sync.metric_snapshot.verdict is 'As sync.health.verdict.';
+comment on column sync.metric_snapshot.last_received_at is 'As sync.health.last_received_at.';
+comment on column sync.metric_snapshot.seconds_since_last_delivery is 'sync.health.last_received_age in seconds.';
+comment on column sync.metric_snapshot.pending is 'As sync.health.pending.';
+comment on column sync.metric_snapshot.quarantined is 'As sync.health.quarantined.';
+comment on column sync.metric_snapshot.open_findings is 'As sync.health.open_findings.';
 
 -- sync.metrics
 -- The counts the hook's /metrics exposes, without giving the hook any table privilege.

@@ -130,7 +130,7 @@ def test_every_object_of_ours_carries_a_comment(db: psycopg.Connection) -> None:
         select 'column ' || c.oid::regclass || '.' || a.attname
         from pg_class as c join ours on ours.oid = c.relnamespace
         join pg_attribute as a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-        where c.relkind in ('r', 'v', 'p') and col_description(c.oid, a.attnum) is null
+        where c.relkind in ('r', 'v', 'p', 'c') and col_description(c.oid, a.attnum) is null
         union all
         select 'function ' || p.oid::regprocedure
         from pg_proc as p join ours on ours.oid = p.pronamespace
