@@ -17,6 +17,15 @@ import httpx
 log = logging.getLogger("hook.listener")
 
 
+def redacted(public_url: str) -> str:
+    """The URL for a log line: the path's token, the only secret the CMS sends, replaced."""
+    parts = urlsplit(public_url)
+    prefix, marker, _token = parts.path.partition("/notifications/")
+    if not marker:
+        return public_url
+    return parts._replace(path=f"{prefix}/notifications/<token>", query="").geturl()
+
+
 def listener_payload(public_url: str) -> dict[str, object]:
     """The CMS's listener body for our public notifications URL.
 
@@ -24,7 +33,7 @@ def listener_payload(public_url: str) -> dict[str, object]:
     """
     parts = urlsplit(public_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"PUBLIC_URL must be an http(s) URL, got {public_url!r}")
+        raise ValueError(f"PUBLIC_URL must be an http(s) URL, got {redacted(public_url)!r}")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     endpoint = parts.path or "/notifications"
     if parts.query:
@@ -54,6 +63,7 @@ async def keep_registered(cms_url: str, public_url: str, every: float, retry: fl
         while True:
             ok = await register_once(client, cms_url, public_url)
             if ok and not registered:
-                log.info("registered %s as the CMS listener at %s", public_url, cms_url)
+                # Logs reach more people than the token may (docker compose logs).
+                log.info("registered %s as the CMS listener at %s", redacted(public_url), cms_url)
             registered = ok
             await asyncio.sleep(every if ok else retry)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ import pytest
 from conftest import Server
 from processes import free_port, start_hook, stop_hook
 
-from hook.listener import listener_payload
+from hook.listener import keep_registered, listener_payload
 
 
 @pytest.mark.parametrize(
@@ -123,3 +125,32 @@ def test_the_hook_registers_again_after_the_cms_restarts(
         second.wait_for(1)
     finally:
         second.stop()
+
+
+def test_the_registration_log_line_does_not_carry_the_token(
+    cms_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Logs reach more people than the token may (docker compose logs)."""
+    cms = FakeCms(cms_port)
+
+    async def register_then_stop() -> None:
+        task = asyncio.create_task(
+            keep_registered(
+                f"http://127.0.0.1:{cms_port}",
+                "http://fragrance_sync:9098/notifications/s3cret-token",
+                every=60,
+            )
+        )
+        await asyncio.to_thread(cms.wait_for, 1)
+        task.cancel()
+
+    try:
+        with caplog.at_level(logging.INFO, logger="hook.listener"):
+            asyncio.run(register_then_stop())
+    finally:
+        cms.stop()
+    assert cms.registrations[0]["endpoint"] == "/notifications/s3cret-token"
+    assert [r.getMessage() for r in caplog.records] == [
+        "registered http://fragrance_sync:9098/notifications/<token> as the CMS listener"
+        f" at http://127.0.0.1:{cms_port}"
+    ]
