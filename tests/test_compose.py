@@ -90,7 +90,11 @@ def test_databases_use_the_contracts_users(
     assert (env["POSTGRES_USER"], env["POSTGRES_DB"]) == (user, database)
     assert env["POSTGRES_PASSWORD"].startswith("${"), "secrets come from the environment"
     assert _defaulted(env["POSTGRES_PASSWORD"]) == password
-    assert "pg_isready" in " ".join(SERVICES[service]["healthcheck"]["test"])
+    # Over TCP: the image's first-start init server answers on its socket
+    # only, so a socket check passed while migrate's TCP connection was refused.
+    assert f"pg_isready -h 127.0.0.1 -U {user} -d {database}" in " ".join(
+        SERVICES[service]["healthcheck"]["test"]
+    )
 
 
 def test_every_mounted_file_exists_and_every_named_volume_is_declared() -> None:
