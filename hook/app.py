@@ -173,8 +173,8 @@ def create_app(
         lifespan=lifespan,
     )
     notifications.install(app, deliveries)
-    metrics.install(app)
-    status_page.install(app)
+    metrics.install(app, settings.database_timeout)
+    status_page.install(app, settings.database_timeout)
 
     # Anyone may ask, as often as they like: one line per 10 s while the database is down.
     unreachable = LogLimit(log, 10.0)

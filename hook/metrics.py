@@ -36,7 +36,7 @@ from psycopg_pool import PoolTimeout
 
 from hook.ingest import DatabaseDownError
 from hook.log_limit import LogLimit
-from hook.shared_read import SharedRead
+from hook.shared_read import SharedRead, read_row
 
 log = logging.getLogger("hook.metrics")
 
@@ -295,21 +295,15 @@ class _Timing:
                 self.metrics.deliveries.labels(REFUSED[answered]).inc()
 
 
-async def _read_snapshot(app: FastAPI) -> tuple[Any, ...] | None:
-    async with app.state.database.connection(app.state.pool) as conn:
-        cursor = await conn.execute(SNAPSHOT)
-        return await cursor.fetchone()
-
-
-def install(app: FastAPI) -> None:
-    """Add the timing middleware and the ``GET /metrics`` route to the hook's app."""
+def install(app: FastAPI, timeout: float) -> None:
+    """Add the timing middleware and ``GET /metrics`` (its read gives up after ``timeout`` s)."""
     metrics = HookMetrics()
     app.state.metrics = metrics
     app.add_middleware(_Timing, metrics=metrics)
 
     # Anyone may scrape: one sync.metrics() at a time per worker, its result shared by
     # the scrapes that came meanwhile, never reused after (hook/shared_read.py).
-    snapshots = SharedRead(lambda: _read_snapshot(app), 0.0)
+    snapshots = SharedRead(lambda: read_row(app, SNAPSHOT, (), timeout), 0.0)
     limited = LogLimit(log, 10.0)
 
     @app.get("/metrics", include_in_schema=False)

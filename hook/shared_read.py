@@ -12,8 +12,10 @@ a result (or its failure) is reused for ``fresh_for`` seconds after it came.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from fastapi import FastAPI
 
 T = TypeVar("T")
 
@@ -45,3 +47,23 @@ class SharedRead(Generic[T]):
         if not future.cancelled():
             future.exception()  # retrieved here, so a failure nobody awaited is not logged
             self._done, self._done_at = future, asyncio.get_running_loop().time()
+
+
+async def read_row(
+    app: FastAPI, query: str, params: Sequence[Any], timeout: float
+) -> tuple[Any, ...] | None:
+    """One row of a public page's report, given up after ``timeout`` seconds.
+
+    A DBA's lock on a table the report reads held the page (and a pool
+    connection) for as long as the lock lasted (hostile review); cancelled by
+    its statement timeout, the read fails like any database error and the
+    page says 503. Through the database state: refused at once, not after the
+    timeout, while the database is down.
+    """
+    async with app.state.database.connection(app.state.pool) as conn, conn.transaction():
+        await conn.execute(
+            "select pg_catalog.set_config('statement_timeout', %s, true)",
+            [f"{max(1, round(timeout * 1000))}ms"],
+        )
+        cursor = await conn.execute(query, params)
+        return await cursor.fetchone()

@@ -22,7 +22,7 @@ from psycopg_pool import PoolTimeout
 
 from hook.ingest import DatabaseDownError
 from hook.log_limit import LogLimit
-from hook.shared_read import SharedRead
+from hook.shared_read import SharedRead, read_row
 
 log = logging.getLogger("hook.status")
 
@@ -122,19 +122,17 @@ def render(
     )
 
 
-async def _read_report(app: FastAPI) -> dict[str, Any]:
-    # Through the database state: refused at once, not after DB_TIMEOUT, while it is down.
-    async with app.state.database.connection(app.state.pool) as conn:
-        cursor = await conn.execute(REPORT, (HOURS, LATEST))
-        row = await cursor.fetchone()
+async def _read_report(app: FastAPI, timeout: float) -> dict[str, Any]:
+    row = await read_row(app, REPORT, (HOURS, LATEST), timeout)
+    assert row is not None  # a function call returns one row
     return row[0]
 
 
-def install(app: FastAPI) -> None:
-    """Add ``GET /status`` to the hook's app."""
+def install(app: FastAPI, timeout: float) -> None:
+    """Add ``GET /status`` to the hook's app; its report is given up after ``timeout`` s."""
     # Anyone may load the page: however often, one report at a time per worker,
     # reused for REPORT_FRESH_FOR seconds (hook/shared_read.py).
-    reports = SharedRead(lambda: _read_report(app), REPORT_FRESH_FOR)
+    reports = SharedRead(lambda: _read_report(app, timeout), REPORT_FRESH_FOR)
     limited = LogLimit(log, 10.0)
 
     @app.get("/status", response_class=HTMLResponse, include_in_schema=False)

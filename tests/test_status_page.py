@@ -144,7 +144,9 @@ def page_db(server: Server, shared_dbname: str) -> str:
 @pytest.fixture(scope="module")
 def hook(server: Server, page_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hook]:
     running = start_hook(
-        server.url(page_db, user="sync_hook_login"), tmp_path_factory.mktemp("hook")
+        server.url(page_db, user="sync_hook_login"),
+        tmp_path_factory.mktemp("hook"),
+        DB_TIMEOUT="30",  # the tests that hold a lock release it well before
     )
     yield running
     stop_hook(running)
@@ -274,6 +276,25 @@ def test_many_loads_at_once_run_one_report_and_leave_the_pool_to_deliveries(
     assert reports_in_the_database == 1
     assert (delivery.status_code, delivery.json()["status"]) == (202, "pending")
     assert codes == [200] * 20
+
+
+def test_a_dbas_lock_on_what_the_reports_read_makes_the_public_pages_give_up_not_hang(
+    server: Server, page_db: str, tmp_path: Path
+) -> None:
+    """Held by the lock, a page load waited as long as the DBA's transaction lasted."""
+    impatient = start_hook(server.url(page_db, user="sync_hook_login"), tmp_path, DB_TIMEOUT="1")
+    try:
+        with psycopg.connect(server.url(page_db)) as dba:
+            dba.execute("lock table sync.settings in access exclusive mode")
+            page = httpx.get(impatient.url + "/status", timeout=60)
+            scrape = httpx.get(impatient.url + "/metrics", timeout=60)
+            dba.rollback()
+        again = httpx.get(impatient.url + "/metrics", timeout=60)
+    finally:
+        stop_hook(impatient)
+    assert (page.status_code, "statement timeout" in page.text) == (503, True)
+    assert "fragrance_sync_database_up 0.0" in scrape.text
+    assert "fragrance_sync_database_up 1.0" in again.text
 
 
 def test_with_the_database_down_public_routes_log_a_line_per_10_s_not_per_request(
