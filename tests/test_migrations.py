@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 from catalog import describe_catalog
 from conftest import MIGRATIONS, ROOT, Server, load_smart_library, run_yoyo
-from helpers import body
+from helpers import body, store
 
 CATALOG_CHECKSUM = """
     select count(*), md5(string_agg(f::text, '|' order by fragrance_id))
@@ -412,3 +416,81 @@ def test_nobody_is_granted_anything_in_sync_private(db: psycopg.Connection) -> N
         where c.relnamespace = 'sync_private'::regnamespace and a.grantee <> c.relowner
     """).fetchall()
     assert granted == []
+
+
+# --- A deploy waits its turn: readers never make the hook wait behind it ---------------------
+
+
+def yoyo_apply(server: Server, dbname: str, **environment: str) -> subprocess.Popen[str]:
+    """Start `yoyo apply` as the deploy runs it, with extra environment variables."""
+    yoyo = Path(sys.executable).with_name("yoyo")
+    argv = [str(yoyo), "apply", "--batch", "--database", server.yoyo_url(dbname), str(MIGRATIONS)]
+    return subprocess.Popen(
+        argv,
+        env={**os.environ, **environment},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@contextmanager
+def a_reader_of_the_catalog(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
+    """The smart library's login with a transaction open that has read public.fragrances."""
+    with psycopg.connect(server.url(dbname, user="smart_library_login")) as reader:
+        reader.execute("select count(*) from public.fragrances")
+        try:
+            yield reader
+        finally:
+            reader.rollback()
+
+
+def wait_for_a_lock_request_behind(conn: psycopg.Connection, reader_pid: int) -> None:
+    """Return once another session waits for a lock the reader holds (the deploy)."""
+    for _ in range(1200):
+        waiting = conn.execute(
+            "select count(*) from pg_stat_activity"
+            " where %s = any (pg_blocking_pids(pid)) and pid <> pg_backend_pid()",
+            [reader_pid],
+        ).fetchone()
+        if waiting != (0,):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the deploy never asked for a lock the reader holds")
+
+
+def test_a_reader_in_a_transaction_does_not_make_the_hook_wait_behind_a_deploy(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    with a_reader_of_the_catalog(server, dbname) as reader:
+        deploy = yoyo_apply(server, dbname)
+        try:
+            wait_for_a_lock_request_behind(db, reader.info.backend_pid)
+            with psycopg.connect(server.url(dbname, user="sync_hook_login")) as hook:
+                hook.execute("set lock_timeout = '3s'")
+                receipt = store(hook, {"fragrance_id": 7, "cost": 12})
+        finally:
+            reader.rollback()
+            out, err = deploy.communicate(timeout=300)
+    assert receipt["status"] == "pending"
+    assert deploy.returncode == 0, err
+
+
+def test_a_deploy_kept_from_its_locks_past_its_bound_fails_naming_who_is_in_the_way(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    with a_reader_of_the_catalog(server, dbname) as reader:
+        deploy = yoyo_apply(server, dbname, SYNC_DEPLOY_LOCK_WAIT="0")
+        try:
+            out, err = deploy.communicate(timeout=120)
+        finally:
+            deploy.kill()
+        pid = reader.info.backend_pid
+    assert deploy.returncode != 0
+    assert "the database code was not loaded" in err
+    assert f"pid {pid} (smart_library_login, idle in transaction" in err
+    assert "on public.fragrances: select count(*) from public.fragrances" in err
+    assert "SYNC_DEPLOY_LOCK_WAIT=<seconds>" in err
+    # Nothing was changed: the code is the fresh install's, and works.
+    with psycopg.connect(server.url("tpl_empty")) as fresh:
+        assert describe_catalog(db) == describe_catalog(fresh)
