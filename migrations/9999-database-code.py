@@ -7,6 +7,12 @@ files in name order, in one transaction: a deploy switches from the old code
 to the new at its commit. Tables, columns, indexes and roles are data and
 belong to the numbered migrations, which run before this one.
 
+Before it drops anything it refuses to load when an object outside sync and
+sync_private depends on what it drops (a site's view of sync.health), records
+the grants the site made on our views, functions and types to roles of its
+own (made again after the files are loaded), and waits its turn for the locks
+it needs without holding what the hook needs (take_turn; ADR 0015, addendum).
+
 yoyo runs a migration once; post-apply-forget-code-load.sql marks this one
 unapplied again after every apply, so `yoyo apply` always loads the code of
 the release being deployed (``yoyo list`` shows it as not applied: it never
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -139,6 +146,161 @@ order by 1, 6
 """
 
 
+# Objects outside our schemas that depend on what the reset drops (views,
+# functions, aggregates, composite types and their row and array types): a
+# site's view of sync.health, a function taking sync.metric_snapshot. The
+# triggers the reset drops itself, our views' own rules and anything in our
+# schemas are ours. The reset would drop such an object (views are dropped
+# with cascade) or fail on it: the load refuses instead, before it changes
+# anything.
+OUTSIDE_DEPENDENTS = """
+with ours as (
+    select oid from pg_catalog.pg_namespace where nspname in ('sync', 'sync_private')
+), dropped (classid, objid) as (
+    select 'pg_catalog.pg_class'::regclass, c.oid from pg_catalog.pg_class as c
+    where c.relkind in ('v', 'c') and c.relnamespace in (select oid from ours)
+    union all
+    select 'pg_catalog.pg_proc'::regclass, p.oid from pg_catalog.pg_proc as p
+    where p.pronamespace in (select oid from ours)
+    union all
+    select 'pg_catalog.pg_type'::regclass, t.oid from pg_catalog.pg_type as t
+    join pg_catalog.pg_class as c on c.oid = t.typrelid
+    where c.relkind in ('v', 'c') and t.typnamespace in (select oid from ours)
+    union all
+    select 'pg_catalog.pg_type'::regclass, t.typarray from pg_catalog.pg_type as t
+    join pg_catalog.pg_class as c on c.oid = t.typrelid
+    where c.relkind in ('v', 'c') and t.typnamespace in (select oid from ours) and t.typarray <> 0
+)
+select distinct coalesce(v.type || ' ' || v.identity, o.type || ' ' || o.identity),
+       theirs.type || ' ' || theirs.identity
+from pg_catalog.pg_depend as d
+join dropped on dropped.classid = d.refclassid and dropped.objid = d.refobjid
+cross join lateral pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) as o
+cross join lateral pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) as theirs
+left join pg_catalog.pg_rewrite as rule
+       on d.classid = 'pg_catalog.pg_rewrite'::regclass and rule.oid = d.objid
+left join lateral pg_catalog.pg_identify_object('pg_catalog.pg_class'::regclass, rule.ev_class, 0)
+       as v on rule.oid is not null
+where d.deptype in ('n', 'a')
+  and not exists (select from dropped as self
+                  where self.classid = d.classid and self.objid = d.objid)
+  and not exists (select from pg_catalog.pg_rewrite as r
+                  join pg_catalog.pg_class as v on v.oid = r.ev_class
+                  where d.classid = 'pg_catalog.pg_rewrite'::regclass and r.oid = d.objid
+                    and v.relnamespace in (select oid from ours))
+  and not exists (select from pg_catalog.pg_trigger as t
+                  join pg_catalog.pg_proc as f on f.oid = t.tgfoid
+                  where d.classid = 'pg_catalog.pg_trigger'::regclass and t.oid = d.objid
+                    and f.pronamespace in (select oid from ours))
+  and o.schema is distinct from 'sync' and o.schema is distinct from 'sync_private'
+order by 1, 2
+"""
+
+# Grants a site made on the views, functions and types of schema sync to roles
+# that are not ours (nor PUBLIC, nor the owner): the reset drops the objects
+# and with them their grants; the load makes them again where the object
+# still exists under the same name (ADR 0015, addendum). Our own roles get
+# exactly what db/90-roles.sql grants.
+SITE_GRANTS = """
+with acl (kind, object, columns, acl, owner) as (
+    select 'table', format('%I.%I', c.relnamespace::regnamespace, c.relname), null::text,
+           c.relacl, c.relowner
+    from pg_catalog.pg_class as c
+    where c.relkind = 'v' and c.relnamespace = to_regnamespace('sync')
+    union all
+    select 'table', format('%I.%I', c.relnamespace::regnamespace, c.relname),
+           format('%I', a.attname), a.attacl, c.relowner
+    from pg_catalog.pg_class as c
+    join pg_catalog.pg_attribute as a on a.attrelid = c.oid and a.attnum > 0
+    where c.relkind = 'v' and c.relnamespace = to_regnamespace('sync') and a.attacl is not null
+    union all
+    select 'routine', format('%I.%I(%s)', p.pronamespace::regnamespace, p.proname,
+                             pg_catalog.pg_get_function_identity_arguments(p.oid)),
+           null, p.proacl, p.proowner
+    from pg_catalog.pg_proc as p
+    where p.pronamespace = to_regnamespace('sync')
+    union all
+    select 'type', format('%I.%I', t.typnamespace::regnamespace, t.typname), null,
+           t.typacl, t.typowner
+    from pg_catalog.pg_type as t
+    join pg_catalog.pg_class as c on c.oid = t.typrelid
+    where c.relkind = 'c' and t.typnamespace = to_regnamespace('sync')
+)
+select acl.kind, acl.object, acl.columns, g.privilege_type, format('%I', r.rolname),
+       g.is_grantable
+from acl
+cross join lateral pg_catalog.aclexplode(acl.acl) as g
+join pg_catalog.pg_roles as r on r.oid = g.grantee
+where g.grantee <> acl.owner
+  and r.rolname not in ('sync_hook', 'sync_hook_login', 'sync_dba',
+                        'smart_library_reader', 'smart_library_login')
+order by 2, 3, 4, 5
+"""
+
+COLUMN_EXISTS = """
+select exists (select from pg_catalog.pg_attribute
+               where attrelid = to_regclass(%s) and format('%%I', attname) = %s
+                 and attnum > 0 and not attisdropped)
+"""
+EXISTS = {
+    "table": "select to_regclass(%s) is not null",
+    "routine": "select to_regprocedure(%s) is not null",
+    "type": "select to_regtype(%s) is not null",
+}
+
+
+def refuse_outside_dependents(cursor: Any) -> None:
+    """Refuse the load when objects outside sync and sync_private depend on what it drops."""
+    cursor.execute(OUTSIDE_DEPENDENTS)
+    dependents = cursor.fetchall()
+    if dependents:
+        lines = "\n".join(f"  {dependent} depends on {ours}" for dependent, ours in dependents)
+        raise RuntimeError(
+            "the database code was not loaded: it drops and creates again every view,"
+            " function and type of schemas sync and sync_private, and these objects"
+            f" outside them depend on one:\n{lines}\n"
+            "Nothing was changed. Save their definitions (pg_dump --schema-only, or"
+            " pg_get_viewdef), drop them, run yoyo apply again, then create them again."
+        )
+
+
+def site_grants(cursor: Any) -> list[tuple[str, str, str | None, str, str, bool]]:
+    """The grants on our views, functions and types to roles that are not ours."""
+    cursor.execute(SITE_GRANTS)
+    return cursor.fetchall()
+
+
+def _still_there(cursor: Any, kind: str, name: str, column: str | None) -> bool:
+    """Whether an object (and column) a grant was on exists again under its name."""
+    cursor.execute(EXISTS[kind], [name])
+    if not cursor.fetchone()[0]:
+        return False
+    if column is None:
+        return True
+    cursor.execute(COLUMN_EXISTS, [name, column])
+    return bool(cursor.fetchone()[0])
+
+
+def grant_again(cursor: Any, grants: list[tuple[str, str, str | None, str, str, bool]]) -> None:
+    """Make the site's grants again where the object exists; say which could not be."""
+    lost = []
+    for kind, name, column, privilege, grantee, grantable in grants:
+        columns = f" ({column})" if column else ""
+        if not _still_there(cursor, kind, name, column):
+            lost.append(f"{privilege}{columns} on {kind} {name} to {grantee}")
+            continue
+        option = " with grant option" if grantable else ""
+        cursor.execute(f"grant {privilege}{columns} on {kind} {name} to {grantee}{option}")
+    if lost:
+        message = (
+            "grants not kept (their object is gone, or its name or arguments changed): "
+            + "; ".join(lost)
+        )
+        cursor.execute("select set_config('sync.lost_grants', %s, true)", [message])
+        cursor.execute("do $$ begin raise notice '%', current_setting('sync.lost_grants'); end $$")
+        print(f"NOTICE: {message}", file=sys.stderr)
+
+
 class DeployLockTimeoutError(RuntimeError):
     """The deploy could not take its locks within SYNC_DEPLOY_LOCK_WAIT seconds."""
 
@@ -252,10 +414,13 @@ def load_database_code(conn: Any) -> None:
     if not files:
         raise RuntimeError(f"no database code found in {DATABASE_CODE}")
     with conn.cursor() as cursor:
+        refuse_outside_dependents(cursor)
+        grants = site_grants(cursor)
         take_turn(cursor, files)
         cursor.execute(RESET)
         for path in files:
             cursor.execute(path.read_text())
+        grant_again(cursor, grants)
 
 
 steps = [step(load_database_code)]

@@ -494,3 +494,55 @@ def test_a_deploy_kept_from_its_locks_past_its_bound_fails_naming_who_is_in_the_
     # Nothing was changed: the code is the fresh install's, and works.
     with psycopg.connect(server.url("tpl_empty")) as fresh:
         assert describe_catalog(db) == describe_catalog(fresh)
+
+
+# --- A deploy never drops a site's objects, and keeps its grants ------------------------------
+
+
+def a_site_role(conn: psycopg.Connection, name: str) -> None:
+    """A role of the site's own (roles are cluster-wide: made once per server)."""
+    if conn.execute("select count(*) from pg_roles where rolname = %s", [name]).fetchone() == (0,):
+        conn.execute(f"create role {name}")
+
+
+def test_a_deploy_refuses_to_drop_a_sites_view_of_our_views(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    db.execute("create view public.dash as select verdict, pending from sync.health")
+    deploy = yoyo_apply(server, dbname)
+    out, err = deploy.communicate(timeout=300)
+    assert deploy.returncode != 0
+    assert "view public.dash depends on view sync.health" in err
+    assert "Nothing was changed" in err
+    assert db.execute("select count(*) from public.dash").fetchone() == (1,)
+
+
+def test_a_deploy_keeps_the_grants_a_site_made_on_our_views_and_functions(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    a_site_role(db, "reporting")
+    db.execute("grant usage on schema sync to reporting")
+    db.execute("grant select on sync.health to reporting")
+    db.execute("grant select (codes) on sync.quarantine to reporting")
+    db.execute("grant execute on function sync.metrics() to reporting with grant option")
+    run_yoyo(server, dbname, "apply")
+    kept = db.execute("""
+        select has_table_privilege('reporting', 'sync.health', 'select'),
+               has_column_privilege('reporting', 'sync.quarantine', 'codes', 'select'),
+               has_function_privilege('reporting', 'sync.metrics()', 'execute with grant option'),
+               has_function_privilege('reporting', 'sync.receive_many(bytea[], text[], text[],'
+                                      ' text[], uuid[], timestamptz[])', 'execute')
+    """).fetchone()
+    assert kept == (True, True, True, False)
+
+
+def test_a_deploy_says_which_grants_of_a_site_it_could_not_keep(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    a_site_role(db, "reporting")
+    db.execute("create function sync.gone() returns int language sql as 'select 1'")
+    db.execute("grant execute on function sync.gone() to reporting")
+    done = run_yoyo(server, dbname, "apply")
+    assert "grants not kept" in done.stderr
+    assert "EXECUTE on routine sync.gone() to reporting" in done.stderr
+    assert db.execute("select to_regprocedure('sync.gone()')").fetchone() == (None,)
