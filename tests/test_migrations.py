@@ -546,3 +546,42 @@ def test_a_deploy_says_which_grants_of_a_site_it_could_not_keep(
     assert "grants not kept" in done.stderr
     assert "EXECUTE on routine sync.gone() to reporting" in done.stderr
     assert db.execute("select to_regprocedure('sync.gone()')").fetchone() == (None,)
+
+
+# --- Roles are cluster-wide: rolling back one database keeps the logins others use -------------
+
+LOGINS = "select rolname from pg_roles where rolname like '%%_login' order by 1"
+
+
+def test_rolling_back_one_database_keeps_the_logins_another_still_uses(own_server: Server) -> None:
+    own_server.create_database("fdb2")
+    load_smart_library(own_server, "fdb2")
+    run_yoyo(own_server, "fdb2", "apply")
+    run_yoyo(own_server, "fdb2", "rollback", "--all")
+    with psycopg.connect(own_server.url("test"), autocommit=True) as conn:
+        assert conn.execute(LOGINS).fetchall() == [("smart_library_login",), ("sync_hook_login",)]
+        pinned = conn.execute(
+            "select s.setconfig from pg_db_role_setting as s"
+            " join pg_database as d on d.oid = s.setdatabase and d.datname = 'test'"
+            " where s.setrole = 'sync_hook_login'::regrole"
+        ).fetchone()
+        assert pinned == (["synchronous_commit=on"],)
+    # The login still logs in, with its pinned setting (its membership in sync_hook is
+    # another matter: 0007's rollback revokes it cluster-wide, docs/operations.md).
+    with psycopg.connect(own_server.url("test", user="sync_hook_login")) as hook:
+        assert hook.execute("show synchronous_commit").fetchone() == ("on",)
+
+
+def test_a_clone_of_a_database_keeps_the_logins_when_its_original_is_rolled_back(
+    own_server: Server,
+) -> None:
+    own_server.create_database("fdb2", template="test")
+    run_yoyo(own_server, "test", "rollback", "--all")
+    with psycopg.connect(own_server.url("fdb2")) as conn:
+        assert conn.execute(LOGINS).fetchall() == [("smart_library_login",), ("sync_hook_login",)]
+
+
+def test_rolling_back_the_last_database_drops_the_logins(own_server: Server) -> None:
+    run_yoyo(own_server, "test", "rollback", "--all")
+    with psycopg.connect(own_server.url("test")) as conn:
+        assert conn.execute(LOGINS).fetchall() == []
