@@ -382,6 +382,13 @@ begin
                               'oldest_pending_age_words', sync_private.say_interval(h.oldest_pending_age),
                               'typical_interval_words', sync_private.say_interval(h.typical_interval))
                    from sync.health_at(v_now) as h),
+        -- Findings come from writes as they happen; the adopted catalog is
+        -- judged only by a whole check. Without its moment the page said
+        -- "nothing breaks a rule" of a catalog never checked (hostile review).
+        'catalog_checked_ago', (
+            select sync_private.say_interval(v_now - max(r.finished_at))
+            from sync.job_run as r
+            where r.job = 'check_catalog' and r.status = 'ok'),
         'settings', (select jsonb_build_object(
                          'expected_interval_seconds', extract(epoch from s.expected_interval),
                          'silence_warn_after', sync_private.say_interval(s.silence_warn_after),

@@ -148,6 +148,17 @@ def _migrate(url: str) -> None:
     )
 
 
+def _check_catalog_once(url: str) -> None:
+    """Judge the adopted catalog once: findings otherwise come only from the rows written since."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        checked = conn.execute(
+            "select exists (select from sync.job_run where job = 'check_catalog' and status = 'ok')"
+        ).fetchone()
+        if checked is not None and not checked[0]:
+            _say("checking the adopted catalog against the data rules (once)")
+            conn.execute("select sync.run_job('check_catalog')")
+
+
 @dataclass(frozen=True)
 class Running:
     """A service started by ``_service``: its process and its log."""
@@ -346,6 +357,7 @@ def main() -> int:
         else:
             urls = stack.enter_context(embedded_cluster())
         _migrate(urls.migrate)
+        _check_catalog_once(urls.migrate)
         _say("starting services")
         waits: list[tuple[Running, str]] = []
         if urls.cms:

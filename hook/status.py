@@ -109,11 +109,14 @@ def render(
     template = _templates.get_template("status.html")
     if report is None:
         return template.render(report=None, problem=problem, refresh=REFRESH_SECONDS, spool=spool)
+    # "" when never checked; None from database code that predates the field.
+    checked_ago = (report["catalog_checked_ago"] or "") if "catalog_checked_ago" in report else None
     return template.render(
         report=report,
         health=report["health"],
         # A database whose code predates the count (a release being undone) lists them all.
         unknown_total=report.get("unknown_fields_total", len(report["unknown_fields"])),
+        checked_ago=checked_ago,
         chart=chart(report["per_minute"], report["settings"]["expected_interval_seconds"]),
         hours=HOURS,
         refresh=REFRESH_SECONDS,

@@ -175,6 +175,8 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
     assert application_view_in_sync(library, cms_db) == (5000, 5000)
     first = _stop(stack)
     assert "5,000-row catalog loaded" in first
+    # The adopted catalog is judged once, so the status page's findings cover it.
+    assert "checking the adopted catalog against the data rules (once)" in first
     for where in (f"{library}/fragrances", f"{sync}/status", f"{sync}/docs"):
         assert where in first
     assert f'psql "postgresql://postgres@127.0.0.1:{stack.pg}/fragrancedb"' in first
@@ -187,6 +189,7 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
     _wait_until_up(again)
     second = _stop(again)
     assert "catalog loaded" not in second  # the second run reuses the data
+    assert "checking the adopted catalog" not in second
     received = final.split(" |")[0]
     assert received != "received 0" and _last_status_line(second).startswith(received + " |")
     assert _listening(*again.ports()) == []

@@ -219,6 +219,30 @@ def test_the_page_reads_a_report_from_a_database_without_the_unknown_field_count
     assert f"<dd>{len(report['unknown_fields'])}<small>in the last day</small></dd>" in page
 
 
+@pytest.mark.parametrize(
+    ("checked_ago", "says", "does_not_say"),
+    [
+        (None, "The whole catalog has never been checked", ["last checked"]),
+        ("2 h", "The whole catalog was last checked 2 h ago", ["never been checked"]),
+        ("leave out", "Data quality of the catalog", ["last checked", "never been checked"]),
+    ],
+    ids=["never checked", "checked", "older database code"],
+)
+def test_the_page_says_when_the_whole_catalog_was_last_checked(
+    server: Server, page_db: str, checked_ago: str | None, says: str, does_not_say: list[str]
+) -> None:
+    """Findings come from writes as they happen: a catalog never checked is not a clean one."""
+    with psycopg.connect(server.url(page_db)) as conn:
+        report = conn.execute("select sync.status_report(3, 10)").fetchone()[0]  # type: ignore[index]
+    if checked_ago == "leave out":
+        del report["catalog_checked_ago"]
+    else:
+        report["catalog_checked_ago"] = checked_ago
+    page = render(report)
+    assert says in page
+    assert not [words for words in does_not_say if words in page]
+
+
 def test_the_page_is_screenshotted_for_the_readme(hook: Hook, tmp_path: Path) -> None:
     shot = tmp_path / "status-page.png"
     chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1900", hook.url + "/status")
