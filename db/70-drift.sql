@@ -111,20 +111,31 @@ create function sync_private.catalog_in_sync() returns jsonb
     language sql
     stable
 as $$
+    -- A row set by a delivery after the snapshot differs from it without
+    -- being wrong, but nothing here knows it is right: counted as in sync,
+    -- every change lost or made up after the snapshot read as in sync, and
+    -- the page said 5000/5000 while 58 rows were off (hostile review). Such
+    -- rows are counted apart, as changed since and not verified.
+    with drifted as (
+        select d.fragrance_id, bool_and(d.newer_in_library) as only_newer
+        from sync.drift as d
+        where d.kind <> 'extra'
+        group by d.fragrance_id
+    )
     select case when s.cms_rows > 0 then jsonb_build_object(
         'snapshot_taken_at', s.taken_at,
         'snapshot_source', s.source,
         'cms_rows', s.cms_rows,
         'library_rows', (select count(*) from public.fragrances),
-        'in_sync', s.cms_rows - (select count(distinct d.fragrance_id) from sync.drift as d
-                                 where d.kind <> 'extra' and not d.newer_in_library),
+        'in_sync', s.cms_rows - (select count(*) from drifted),
+        'changed_since', (select count(*) from drifted where only_newer),
         'extra', (select count(*) from sync.drift as d where d.kind = 'extra'))
     end
     from (select count(*) as cms_rows, min(taken_at) as taken_at, min(source) as source
           from sync.cms_snapshot) as s;
 $$;
 comment on function sync_private.catalog_in_sync() is
-    'Against the last CMS snapshot: its rows, the library''s rows, how many CMS rows the library holds with the CMS''s values (or newer ones) and how many library rows the CMS lacks; null with no snapshot.';
+    'Against the last CMS snapshot: its rows, the library''s rows, how many CMS rows the library holds with the snapshot''s values (in_sync), how many differ only by fields deliveries set after the snapshot was taken (changed_since: not verified against the CMS), and how many library rows the CMS lacks; null with no snapshot.';
 
 -- sync.plan_repair
 -- The deltas sync.repair() would send, one per fragrance, without sending them.

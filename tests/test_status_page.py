@@ -192,7 +192,7 @@ def test_rejects_are_grouped_by_code_with_an_example(seen: Seen) -> None:
 
 
 def test_the_page_says_how_many_rows_match_the_last_cms_snapshot(seen: Seen) -> None:
-    assert "Rows in sync with the CMS4999/5000as the application sees them" in seen.text
+    assert "Rows as in the CMS snapshot4999/5000the snapshot of" in seen.text
 
 
 def test_findings_are_grouped_by_rule_with_an_example_and_the_query_to_list_them(
@@ -241,6 +241,15 @@ def test_the_page_says_when_the_whole_catalog_was_last_checked(
     page = render(report)
     assert says in page
     assert not [words for words in does_not_say if words in page]
+
+
+def test_the_page_counts_apart_the_rows_changed_since_the_snapshot(
+    server: Server, page_db: str
+) -> None:
+    with psycopg.connect(server.url(page_db)) as conn:
+        report = conn.execute("select sync.status_report(3, 10)").fetchone()[0]  # type: ignore[index]
+    report["catalog"]["changed_since"] = 3
+    assert "; 3 more changed by deliveries since, not verified" in render(report)
 
 
 def test_the_page_is_screenshotted_for_the_readme(hook: Hook, tmp_path: Path) -> None:
