@@ -25,6 +25,13 @@ installed) plus three rules, per worker:
 
 A connection that has sent its headers is never closed by these rules: a
 real delivery in progress is finished (its body has ``BODY_TIMEOUT``).
+Except one that does not read its answers: a client that sent requests
+(30 pipelined page loads on each of 2,100 connections, hostile review) and
+reads nothing kept its connections busy forever, each answer stuck behind
+the last, and real deliveries waited unanswered. A connection whose writes
+have been paused by a full send buffer for ``HEADER_TIMEOUT`` seconds is
+closed, and one paused past its first moments makes room for a newcomer
+like a connection awaiting headers.
 """
 
 from __future__ import annotations
@@ -130,6 +137,8 @@ class ConnectionLimits:
         self._log: LogLimit | None = None
         #: Connections accepted while every connection was busy, unread, oldest first.
         self._held: OrderedDict[Any, None] = OrderedDict()
+        #: Connections whose client does not read its answers, with the moment writes paused.
+        self._stalled: OrderedDict[Any, float] = OrderedDict()
 
     def __getstate__(self) -> dict[str, Any]:
         """Sent to each worker process (uvicorn pickles its config): the rules, no state."""
@@ -158,8 +167,41 @@ class ConnectionLimits:
         self._waiting.pop(protocol, None)
         self._waiting[protocol] = None
         self._deadlines[protocol] = loop.time() + self.header_timeout
+        self._sweep_soon(loop)
+
+    def writes_paused(self, protocol: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """``protocol``'s client stopped reading: its answers wait in a full send buffer."""
+        self._stalled.setdefault(protocol, loop.time())
+        self._sweep_soon(loop)
+
+    def writes_resumed(self, protocol: Any) -> None:
+        """``protocol``'s client reads again (or is gone)."""
+        self._stalled.pop(protocol, None)
+
+    def _sweep_soon(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._sweeping is None:
             self._sweeping = loop.call_later(self.sweep_every, self._sweep, loop)
+
+    def close_stalled(self) -> bool:
+        """Close the connection stalled longest, if past its first moments; whether one was."""
+        if not self._stalled:
+            return False
+        oldest, since = next(iter(self._stalled.items()))
+        if asyncio.get_running_loop().time() < since + self.sweep_every:
+            return False
+        self._close_stalled(oldest, "to make room")
+        return True
+
+    def _close_stalled(self, protocol: Any, why: str) -> None:
+        self._stalled.pop(protocol, None)
+        self.log.warning(
+            "closed a connection from %s that did not read its answers (%s)", _peer(protocol), why
+        )
+        cycle = getattr(protocol, "cycle", None)
+        if cycle is not None:
+            # uvloop closes the transport before it reports the loss: the app must not write.
+            cycle.disconnected = True
+        protocol.transport.abort()
 
     def idle(self, protocol: Any) -> None:
         """``protocol`` idles between requests: no deadline (uvicorn's keep-alive has one)."""
@@ -246,12 +288,19 @@ class ConnectionLimits:
                 self.header_timeout,
             )
             protocol.transport.abort()
+        while self._stalled:
+            protocol, since = next(iter(self._stalled.items()))
+            if since + self.header_timeout > now:
+                break
+            self._close_stalled(protocol, f"for {self.header_timeout} s")
         # Each close lets one held connection in when it is reported lost.
         for _ in range(len(self._held)):
-            if self.oldest_waiting_is_fresh() or not self.make_room():
+            if self.oldest_waiting_is_fresh() or not (self.make_room() or self.close_stalled()):
                 break
         self._sweeping = (
-            loop.call_later(self.sweep_every, self._sweep, loop) if self._deadlines else None
+            loop.call_later(self.sweep_every, self._sweep, loop)
+            if self._deadlines or self._stalled
+            else None
         )
 
 
@@ -275,6 +324,8 @@ class BoundedProtocol:
     header_bytes = 0
     #: While the connection is held: what arrived before reading paused (one read at most).
     held_data: bytearray | None = None
+    #: This connection's requests not answered yet, pipelined ones included, oldest first.
+    open_cycles: tuple[Any, ...] = ()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection; past the cap make room, hold or refuse it; start its deadline."""
@@ -290,7 +341,7 @@ class BoundedProtocol:
         # A newcomer of a burst waits rather than close one whose headers are on their way.
         if limits.oldest_waiting_is_fresh() and self._hold():
             return False
-        if limits.make_room():
+        if limits.make_room() or limits.close_stalled():
             return True
         if self._hold():
             return False
@@ -368,12 +419,32 @@ class BoundedProtocol:
                 # A connection waits unread: the idle one longest waiting makes room.
                 limits.make_room()
 
+    def pause_writing(self) -> None:
+        """The client reads no more for now: from this moment its connection may be closed."""
+        super().pause_writing()  # type: ignore[misc]
+        self.config.limits.writes_paused(self, self.loop)
+
+    def resume_writing(self) -> None:
+        """The client reads again."""
+        super().resume_writing()  # type: ignore[misc]
+        self.config.limits.writes_resumed(self)
+
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the connection; its place goes to the connection held longest."""
         limits = self.config.limits
         was_held = limits.let_go(self)
         limits.busy(self)
+        limits.writes_resumed(self)
         super().connection_lost(exc)  # type: ignore[misc]
+        # uvicorn tells only the newest request: with pipelined ones, the request
+        # being answered went on writing to the closed transport (uvloop raises;
+        # a traceback per answer, hostile review). h11 parses one request at a
+        # time, so there the newest is the only one.
+        for cycle in self.open_cycles:
+            if not cycle.response_complete:
+                cycle.disconnected = True
+                cycle.message_event.set()
+        self.open_cycles = ()
         if not was_held:
             self._admit_held()
 
@@ -420,6 +491,14 @@ else:
 
     class BoundedHttpToolsProtocol(BoundedProtocol, HttpToolsProtocol):  # type: ignore[no-redef]
         """uvicorn's httptools protocol with the hook's bounds."""
+
+        def on_headers_complete(self) -> None:
+            """Keep every request of the connection until answered (one read may hold many)."""
+            super().on_headers_complete()
+            self.open_cycles = (
+                *(cycle for cycle in self.open_cycles if not cycle.response_complete),
+                self.cycle,
+            )
 
 
 PROTOCOLS: dict[str, type[asyncio.Protocol] | None] = {

@@ -14,6 +14,8 @@ reaches one of them: run one worker per port, or sum in Prometheus.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -266,12 +268,41 @@ def _route(path: str) -> str:
     return path if path in ROUTES else "other"
 
 
+class _ClientGoneError(Exception):
+    """The connection closed under an answer being written: nobody is left to answer."""
+
+
+def _closed_under_us(exc: RuntimeError) -> bool:
+    """Whether uvloop refused a write because its transport had just closed.
+
+    uvicorn checks for a disconnect before it writes, but uvloop closes the
+    transport a moment before it reports the loss: a client that leaves
+    while its answers wait (400 stuck connections, hostile review) wrote a
+    traceback per answer, 62,543 log lines in one run.
+    """
+    return "the handler is closed" in str(exc)
+
+
+#: Seconds to wait for uvloop to report a connection it has closed under an answer.
+GONE_REPORTED_WITHIN = 1.0
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class _Timing:
-    """ASGI middleware: times every request and counts deliveries that were not stored."""
+    """ASGI middleware: times every request and counts deliveries that were not stored.
+
+    It also ends quietly (one limited log line) a request whose client left
+    while its answer was being written.
+    """
 
     def __init__(self, app: ASGIApp, metrics: HookMetrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.gone = LogLimit(log, 10.0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -284,10 +315,25 @@ class _Timing:
             nonlocal answered
             if message["type"] == "http.response.start":
                 answered = message["status"]
-            await send(message)
+            try:
+                await send(message)
+            except RuntimeError as exc:
+                if _closed_under_us(exc):
+                    raise _ClientGoneError from exc
+                raise
 
         try:
             await self.app(scope, receive, send_and_watch)
+        except _ClientGoneError:
+            # uvloop reports the loss on a later turn of the loop: once uvicorn has
+            # seen it (receive says so), it does not log an unfinished answer either.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_until_disconnected(receive), GONE_REPORTED_WITHIN)
+            self.gone.log(
+                logging.INFO,
+                "a client left while its answer to %s was being written",
+                _route(scope["path"]),
+            )
         finally:
             route = _route(scope["path"])
             self.metrics.request_duration.labels(route).observe(time.perf_counter() - started)

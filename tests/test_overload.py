@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
+import struct
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -387,3 +388,56 @@ def test_many_large_bodies_at_once_keep_the_worker_under_150_mb(
     assert statuses == [202] * concurrent
     assert db.execute("select count(*) from sync.inbox").fetchone() == (concurrent,)
     assert peak < 150
+
+
+def _reading_nothing(
+    host: str, port: int, requests: int = 2000, path: str = "/openapi.json"
+) -> socket.socket:
+    """A client that asks for many answers (pipelined) and reads none of them."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect((host, port))
+    sock.setblocking(False)
+    with suppress(BlockingIOError):
+        sock.send(f"GET {path} HTTP/1.1\r\nHost: hook\r\n\r\n".encode() * requests)
+    return sock
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_past_max_connections_a_client_that_reads_none_of_its_answers_makes_room(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """Busy forever with answers nobody reads, such connections kept real deliveries out."""
+    delivery = body({"fragrance_id": 8, "cost": 6})
+    env = {"MAX_CONNECTIONS": "3", "HEADER_TIMEOUT": "1", "HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        host, port = address(hook)
+        stuck = [_reading_nothing(host, port) for _ in range(3)]
+        with socket.create_connection((host, port), timeout=30) as newcomer:
+            newcomer.sendall(_closing_request(delivery))
+            answer = newcomer.recv(4096)
+        for sock in stuck:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 202 "), answer
+    assert db.execute("select body from sync.inbox order by id").fetchall()[-1] == (delivery,)
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_clients_that_leave_with_their_answers_unread_write_no_line_per_answer(
+    server: Server, dbname: str, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """Each answer to a closed connection was refused, a traceback each: 62,543 lines."""
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        host, port = address(hook)
+        stuck = [_reading_nothing(host, port, 200, "/status") for _ in range(60)]
+        time.sleep(1)  # the hook answers until every send buffer is full
+        reset = struct.pack("ii", 1, 0)  # closed with a reset, as a client that gives up
+        for sock in stuck:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
+            sock.close()
+        assert httpx.get(hook.url + "/healthz", timeout=30).status_code in (200, 503)
+        time.sleep(1)
+        said = hook.output()
+    assert "Exception in ASGI application" not in said
+    assert "returned without completing response" not in said
