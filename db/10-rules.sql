@@ -268,65 +268,82 @@ $$;
 comment on function sync_private.parse_body(bytea) is
     'Decodes a delivery body (bytea) as UTF-8 JSON into jsonb; reasons say why it cannot be (body.empty, body.not_utf8, body.unsupported_unicode, body.not_json, body.duplicate_key).';
 
+-- sync_private.rule_rank
+-- Where a broken rule stands among a field's: errors before warnings, then by position; null when off.
+create function sync_private.rule_rank(p_rules jsonb, p_code text, p_position integer) returns integer
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- Positions run from 1 to 9: an error ranks p_position, a warning
+    -- 10 + p_position, so the least rank is the first error, else the first
+    -- warning, and rank % 10 gives the position back.
+    select case sync_private.severity(p_rules, p_code) when 'error' then p_position
+                                                       when 'warning' then 10 + p_position end;
+$$;
+comment on function sync_private.rule_rank(jsonb, text, integer) is
+    'The rank of a broken rule among the rules of one field: its position (1 to 9) when its severity in p_rules is error, 10 more when warning, null when off or unknown. The least rank is the rule a field is reported by.';
+
 -- sync_private.broken_text_rule
--- The first rule a text value breaks, by its code; null when it breaks none.
+-- The rule a text value is reported by: the first error it breaks, else the first warning; null when none.
 create function sync_private.broken_text_rule(p_field text, p_text text, p_rules jsonb) returns text
     language sql
     immutable
     parallel safe
 as $$
-    -- One expression, so a query over a million rows evaluates it inline; a
-    -- rule that is off is passed over. The messages: sync_private.rule_message.
-    select case
-        when p_text is null then p_field || '.null'
-        when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
-            then p_field || '.too_long'
-        -- The text's test before the rule's lookup: most texts pass the
-        -- test, and a lookup in the rules costs more than these patterns.
-        when sync_private.is_blank(p_text)
-             and sync_private.severity(p_rules, p_field || '.blank') is not null
-            then p_field || '.blank'
-        when sync_private.first_control(p_text, p_field = 'description') is not null
-             and sync_private.severity(p_rules, p_field || '.control_character') is not null
-            then p_field || '.control_character'
-        when sync_private.first_bidi_control(p_text) is not null
-             and sync_private.severity(p_rules, p_field || '.bidi_control') is not null
-            then p_field || '.bidi_control'
-        when sync_private.is_untrimmed(p_text)
-             and sync_private.severity(p_rules, p_field || '.untrimmed') is not null
-            then p_field || '.untrimmed'
-    end;
+    -- One expression, so a query over a million rows evaluates it inline;
+    -- each test runs once, and a rule's severity is looked up only when the
+    -- value breaks it (most values break none, and a lookup in the rules
+    -- costs more than these patterns). A rule that is off is passed over; a
+    -- warning never hides an error that comes after it (a name with a bell
+    -- and a right-to-left override is refused for the override when the
+    -- bell is only a warning). The messages: sync_private.rule_message.
+    select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.bidi_control',
+                             '.untrimmed'])[least(
+        case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
+        case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
+            then sync_private.rule_rank(p_rules, p_field || '.too_long', 2) end,
+        -- description has no .blank rule: its rank is null.
+        case when sync_private.is_blank(p_text)
+            then sync_private.rule_rank(p_rules, p_field || '.blank', 3) end,
+        case when sync_private.first_control(p_text, p_field = 'description') is not null
+            then sync_private.rule_rank(p_rules, p_field || '.control_character', 4) end,
+        case when sync_private.first_bidi_control(p_text) is not null
+            then sync_private.rule_rank(p_rules, p_field || '.bidi_control', 5) end,
+        case when sync_private.is_untrimmed(p_text)
+            then sync_private.rule_rank(p_rules, p_field || '.untrimmed', 6) end) % 10];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the first rule a text value of name or description breaks (.null, .too_long, .blank for name, .control_character with line breaks and tabs allowed in a description, .bidi_control, .untrimmed), or null; rules that are off in p_rules are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks and tabs allowed in a description, .bidi_control, .untrimmed, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
--- The first rule a cost breaks, by its code; null when it breaks none.
+-- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
 create function sync_private.broken_cost_rule(p_cost numeric, p_rules jsonb) returns text
     language sql
     immutable
     parallel safe
 as $$
-    select case
-        when p_cost is null then 'cost.null'
+    -- As sync_private.broken_text_rule: one expression, each test once, the
+    -- first error before the first warning, rules that are off passed over.
+    select 'cost' || (array['.null', '.not_finite', '.negative', '.too_large', '.too_precise',
+                            '.fractional'])[least(
+        case when p_cost is null then sync_private.rule_rank(p_rules, 'cost.null', 1) end,
         -- Finite means what every consumer can hold: a double precision value.
-        when abs(p_cost) > 1.7976931348623157e308 then 'cost.not_finite'
-        when p_cost < 0 and sync_private.severity(p_rules, 'cost.negative') is not null then 'cost.negative'
-        when p_cost > sync_private.parameter(p_rules, 'cost.too_large')
-             and sync_private.severity(p_rules, 'cost.too_large') is not null then 'cost.too_large'
+        case when abs(p_cost) > 1.7976931348623157e308 then sync_private.rule_rank(p_rules, 'cost.not_finite', 2) end,
+        case when p_cost < 0 then sync_private.rule_rank(p_rules, 'cost.negative', 3) end,
+        case when p_cost > sync_private.parameter(p_rules, 'cost.too_large')
+            then sync_private.rule_rank(p_rules, 'cost.too_large', 4) end,
         -- Decimal places that hold a digit: 12.000 is exactly 12 and keeps nothing less.
-        when scale(trim_scale(p_cost)) > sync_private.parameter(p_rules, 'cost.too_precise')
-             and sync_private.severity(p_rules, 'cost.too_precise') is not null then 'cost.too_precise'
+        case when scale(trim_scale(p_cost)) > sync_private.parameter(p_rules, 'cost.too_precise')
+            then sync_private.rule_rank(p_rules, 'cost.too_precise', 5) end,
         -- The smart library serves int(cost): 12.5 reaches the application as 12.
-        when p_cost <> trunc(p_cost) and sync_private.severity(p_rules, 'cost.fractional') is not null
-            then 'cost.fractional'
-    end;
+        case when p_cost <> trunc(p_cost) then sync_private.rule_rank(p_rules, 'cost.fractional', 6) end) % 10];
 $$;
 comment on function sync_private.broken_cost_rule(numeric, jsonb) is
-    'The code of the first rule a cost breaks (.null, .not_finite beyond a double, .negative, .too_large, .too_precise, .fractional since the smart library serves int(cost)), or null; rules that are off in p_rules are passed over.';
+    'The code of the rule a cost is reported by, or null: of the rules it breaks (.null, .not_finite beyond a double, .negative, .too_large, .too_precise, .fractional since the smart library serves int(cost), in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_rule
--- The first rule a value of one field breaks, by its code: the definition deltas and the catalog share.
+-- The rule a value of one field is reported by (its first error, else its first warning): for deltas and the catalog alike.
 create function sync_private.broken_rule(p_field text, p_value jsonb, p_rules jsonb) returns text
     language sql
     immutable
@@ -342,7 +359,7 @@ as $$
     end;
 $$;
 comment on function sync_private.broken_rule(text, jsonb, jsonb) is
-    'The code of the first data rule a value of one field of public.fragrances breaks, or null: what a delta''s field and a catalog row''s column are both judged by. The value must have the field''s type or be JSON null.';
+    'The code of the data rule a value of one field of public.fragrances is reported by, or null: the first rule of severity error in p_rules that it breaks, else the first warning. What a delta''s field and a catalog row''s column are both judged by. The value must have the field''s type or be JSON null.';
 
 -- sync_private.rule_message
 -- The sentence for a rule a value breaks.
@@ -425,7 +442,7 @@ begin
 end;
 $$;
 comment on function sync_private.check_field(text, jsonb, jsonb) is
-    'The rules of one field of a delta (SQL null: the field is absent): its JSON type (.not_string, .not_number, .not_boolean), then the first rule sync_private.broken_rule finds, with its sentence and its severity in p_rules. Returns at most one reason.';
+    'The rules of one field of a delta (SQL null: the field is absent): its JSON type (.not_string, .not_number, .not_boolean), then the rule sync_private.broken_rule reports (the first error it breaks, else the first warning), with its sentence and its severity in p_rules. Returns at most one reason.';
 
 -- sync_private.check_delta
 -- Checks a parsed delta against every rule that needs no lock; returns the reasons.

@@ -130,6 +130,20 @@ def test_a_hand_edit_that_breaks_a_rule_opens_a_finding_in_its_own_transaction(
         assert (rule, severity) in open_findings(db, 7)
 
 
+def test_a_rule_turned_down_to_a_warning_hides_no_error_at_rest(db: psycopg.Connection) -> None:
+    """The catalog is judged as deltas are: a field by its first error, else its first warning."""
+    db.execute("update sync.rule set severity = 'warning' where code = 'name.control_character'")
+    name = "set name = 'Rose' || chr(7) || chr(8238) || 'gnp.exe'"
+    db.execute(f"update public.fragrances {name} where fragrance_id = 7")  # a hand edit
+    with db.transaction():  # a bulk load: no write trigger fires, the check finds it
+        db.execute("set local session_replication_role = replica")
+        db.execute(f"update public.fragrances {name} where fragrance_id = 8")
+    check(db)
+    for fragrance_id in (7, 8):
+        assert ("name.bidi_control", "error") in open_findings(db, fragrance_id)
+        assert ("name.control_character", "warning") not in open_findings(db, fragrance_id)
+
+
 def test_the_edit_that_fixes_it_closes_the_finding_and_says_who(dba: psycopg.Connection) -> None:
     dba.execute("update public.fragrances set cost = 12.5 where fragrance_id = 7")
     dba.execute("update public.fragrances set cost = 13 where fragrance_id = 7")

@@ -255,6 +255,55 @@ def test_rule(tx: psycopg.Connection, payload: Any, status: str, errors: list[st
     assert codes(receipt["reasons"], "error") == errors
 
 
+# (case id, rule turned down to a warning, delta, the error that still refuses it)
+WARNING_BEFORE_AN_ERROR: list[tuple[str, str, dict[str, Any], str]] = [
+    (
+        "a bell before a right-to-left override",
+        "name.control_character",
+        {"name": "Rose\u0007\u202egnp.exe"},
+        "name.bidi_control",
+    ),
+    ("a blank name of an override", "name.blank", {"name": " \u202e "}, "name.bidi_control"),
+    (
+        "a description's escape before an isolate",
+        "description.control_character",
+        {"description": "Musk\u001b\u2067"},
+        "description.bidi_control",
+    ),
+    ("a negative cost too precise", "cost.negative", {"cost": -0.000001}, "cost.too_precise"),
+    ("a blank name of a bell", "name.blank", {"name": "\u0007"}, "name.control_character"),
+]
+
+
+@pytest.mark.parametrize(
+    ("warning", "delta", "error"),
+    [pytest.param(w, d, e, id=i) for i, w, d, e in WARNING_BEFORE_AN_ERROR],
+)
+def test_a_rule_turned_down_to_a_warning_hides_no_error_checked_after_it(
+    tx: psycopg.Connection, warning: str, delta: dict[str, Any], error: str
+) -> None:
+    tx.execute("update sync.rule set severity = 'warning' where code = %s", [warning])
+    receipt = receive(tx, {"fragrance_id": 7, **delta})
+    assert receipt["status"] == "rejected"
+    assert [(r["code"], r["severity"]) for r in receipt["reasons"]] == [(error, "error")]
+
+
+def test_a_field_that_breaks_only_warnings_is_reported_by_the_first_of_them(
+    tx: psycopg.Connection,
+) -> None:
+    tx.execute("update sync.rule set severity = 'warning' where code = 'name.blank'")
+    receipt = receive(tx, {"fragrance_id": 7, "name": " "})  # blank, and untrimmed
+    assert receipt["status"] == "applied"
+    assert [(r["code"], r["severity"]) for r in receipt["reasons"]] == [("name.blank", "warning")]
+
+
+def test_a_rule_turned_off_hides_no_rule_checked_after_it(tx: psycopg.Connection) -> None:
+    tx.execute("update sync.rule set severity = 'off' where code = 'name.control_character'")
+    receipt = receive(tx, {"fragrance_id": 7, "name": "Rose\u0007\u202e"})
+    assert receipt["status"] == "rejected"
+    assert codes(receipt["reasons"]) == ["name.bidi_control"]
+
+
 def test_every_reason_has_a_code_a_severity_and_a_sentence(tx: psycopg.Connection) -> None:
     receipt = receive(tx, {"fragrance_id": "x", "name": None, "cost": "1", "colour": "red"})
     assert receipt["reasons"]
