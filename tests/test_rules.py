@@ -119,11 +119,29 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
             ("interlinear annotation controls", "\ufff9\ufffa\ufffb"),
             ("Egyptian hieroglyph format controls", "\U00013430\U00013438"),
             ("shorthand format controls", "\U0001bca0\U0001bca3"),
+            # Marks of every script, with no letter to sit on.
+            ("an Arabic shadda", "\u0651"),
+            ("Arabic tanween", "\u064b\u064c"),
+            ("Hebrew points", "\u05b4\u05b4"),
+            ("a Cyrillic titlo", "\u0483"),
+            ("a Thai vowel sign", "\u0e31"),
+            ("a Devanagari nukta", "\u093c"),
+            ("a Vedic tone mark", "\u1cd0"),
+            ("a musical combining accent", "\U0001d17b"),
+            ("a SignWriting mark", "\U0001da00"),
+            ("an Egyptian hieroglyph mirror mark", "\U00013440"),
         ]
     ),
     ("name visible among invisibles", {"fragrance_id": 7, "name": "\u200bA\u00a0"}, "applied", []),
     ("name in CJK", {"fragrance_id": 7, "name": "\u8587\u8587"}, "applied", []),
     ("name with a combining accent", {"fragrance_id": 7, "name": "Rose\u0301"}, "applied", []),
+    ("name with an accent decomposed", {"fragrance_id": 7, "name": "Ros\u0301e"}, "applied", []),
+    (
+        "name in Arabic with vowel marks",
+        {"fragrance_id": 7, "name": "\u0648\u064e\u0631\u0652\u062f"},
+        "applied",
+        [],
+    ),
     # What a name shows is what it holds: no terminal controls, no reordering.
     *(
         (f"name with {what}", {"fragrance_id": 7, "name": text}, "rejected", [code])
