@@ -283,6 +283,11 @@ begin
             reasons := jsonb_build_array(sync_private.reason('body.unsupported_unicode', null,
                 'body holds \u0000, which PostgreSQL cannot store in JSON; the raw bytes are kept in sync.inbox.body'));
             return;
+        when numeric_value_out_of_range then
+            -- Valid JSON, but jsonb holds its numbers as numeric: 1e1000000 is beyond it.
+            reasons := jsonb_build_array(sync_private.reason('body.number_out_of_range', null,
+                'body holds a number beyond what the database can hold (up to 131,072 digits before the point and 16,383 after); the raw bytes are kept in sync.inbox.body'));
+            return;
         when others then
             get stacked diagnostics v_detail = pg_exception_detail;
             reasons := jsonb_build_array(sync_private.reason('body.not_json', null,
@@ -306,7 +311,7 @@ begin
 end;
 $$;
 comment on function sync_private.parse_body(bytea) is
-    'Decodes a delivery body (bytea) as UTF-8 JSON into jsonb; reasons say why it cannot be (body.empty, body.not_utf8, body.unsupported_unicode, body.not_json, body.duplicate_key).';
+    'Decodes a delivery body (bytea) as UTF-8 JSON into jsonb; reasons say why it cannot be (body.empty, body.not_utf8, body.unsupported_unicode, body.number_out_of_range, body.not_json, body.duplicate_key).';
 
 -- sync_private.rule_rank
 -- Where a broken rule stands among a field's: errors before warnings, then by position; null when off.

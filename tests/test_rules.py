@@ -40,6 +40,15 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
         "rejected",
         ["body.not_json"],
     ),
+    # Valid JSON, but beyond what jsonb (numeric) can hold.
+    *(
+        (f"number {what}", raw(text), "rejected", ["body.number_out_of_range"])
+        for what, text in [
+            ("too large", '{"fragrance_id": 7, "cost": 3, "extra": 1e1000000}'),
+            ("too small", '{"fragrance_id": 7, "cost": 1e-20000}'),
+            ("of 132,000 digits", '{"fragrance_id": 7, "cost": ' + "9" * 132000 + "}"),
+        ]
+    ),
     ("array", [7], "rejected", ["body.not_object"]),
     ("string", "hello", "rejected", ["body.not_object"]),
     ("null", None, "rejected", ["body.not_object"]),
@@ -329,6 +338,13 @@ def test_every_reason_has_a_code_a_severity_and_a_sentence(tx: psycopg.Connectio
         assert set(reason) == {"code", "severity", "field", "message"}
         assert reason["severity"] in {"error", "warning", "info"}
         assert len(reason["message"]) > 10
+
+
+def test_a_number_beyond_the_database_says_so(tx: psycopg.Connection) -> None:
+    receipt = receive(tx, raw('{"fragrance_id": 7, "cost": 1e1000000}'))
+    assert receipt["reasons"][0]["message"].startswith(
+        "body holds a number beyond what the database can hold"
+    )
 
 
 def test_too_long_says_how_long_and_the_limit(tx: psycopg.Connection) -> None:
