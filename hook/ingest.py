@@ -22,6 +22,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -62,6 +63,8 @@ class Delivery:
     client_addr: str | None
     user_agent: str | None
     key: uuid.UUID = field(default_factory=uuid.uuid4)
+    #: When its body was complete: the receipt time it keeps if it is spooled.
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,11 +134,15 @@ class SpooledDelivery:
     user_agent: str | None
 
     @classmethod
-    def received_now(cls, delivery: Delivery) -> SpooledDelivery:
-        """The delivery, stamped with the moment it is spooled (its receipt time)."""
+    def of(cls, delivery: Delivery) -> SpooledDelivery:
+        """The delivery with the moment it was received, not the moment it is spooled.
+
+        One that waited on the database before it was spooled was stamped when
+        spooled, seconds after deliveries it came before (hostile review).
+        """
         return cls(
             delivery.key,
-            datetime.now(UTC),
+            delivery.received_at,
             delivery.body,
             delivery.content_type,
             delivery.client_addr,
@@ -488,7 +492,7 @@ class SpoolingStore:
                 if exc.status != 503:
                     raise
             forced = True
-        record = SpooledDelivery.received_now(delivery)
+        record = SpooledDelivery.of(delivery)
         while not await self._append(record, only_behind=not forced):
             # The drainer emptied the spool while this delivery queued for it.
             try:

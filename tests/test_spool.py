@@ -13,6 +13,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import time
 import uuid
 import zlib
 from pathlib import Path
@@ -25,7 +26,7 @@ from hook.spool import Spool, SpooledDelivery
 
 
 def delivery(body: bytes, user_agent: str | None = "cms/1") -> SpooledDelivery:
-    return SpooledDelivery.received_now(Delivery(body, "application/json", "10.0.0.1", user_agent))
+    return SpooledDelivery.of(Delivery(body, "application/json", "10.0.0.1", user_agent))
 
 
 def old_format_frame(payload_body: bytes) -> bytes:
@@ -46,6 +47,17 @@ def spool(tmp_path: Path) -> Spool:
     opened = Spool(tmp_path)
     yield opened
     opened.close()
+
+
+def test_a_spooled_delivery_keeps_the_moment_it_was_received_not_when_it_was_spooled(
+    spool: Spool,
+) -> None:
+    """One that waited on the database was stamped seconds after deliveries it came before."""
+    received = Delivery(b"{}", "application/json", "10.0.0.1", "cms/1")
+    time.sleep(0.01)  # waited on the database before it was spooled
+    spool.append([SpooledDelivery.of(received)])
+    [(_, waiting)] = spool.oldest(1)
+    assert waiting.received_at == received.received_at
 
 
 def test_records_come_back_exactly_and_in_order(spool: Spool) -> None:
@@ -141,7 +153,7 @@ def test_a_writer_killed_in_the_middle_of_a_record_leaves_nothing_of_it(tmp_path
             "import sys, time; from pathlib import Path; from hook.ingest import Delivery;"
             " from hook.spool import Spool, SpooledDelivery;"
             " s = Spool(Path(sys.argv[1]));"
-            " s.append([SpooledDelivery.received_now(Delivery(b'committed', None, None, None))]);"
+            " s.append([SpooledDelivery.of(Delivery(b'committed', None, None, None))]);"
             " s._db.execute('begin immediate');"
             " s._db.execute('insert into queue (key, received_at, body, spooled_by)"
             " values (?, ?, ?, 0)', ('torn', 'now', b'T' * 20_000_000));"
@@ -182,7 +194,7 @@ def test_every_process_on_the_host_appends_to_one_order(tmp_path: Path) -> None:
         "import sys; from pathlib import Path; from hook.ingest import Delivery;"
         " from hook.spool import Spool, SpooledDelivery;"
         " s = Spool(Path(sys.argv[1])); tag = sys.argv[2].encode();"
-        " [s.append([SpooledDelivery.received_now(Delivery(tag + b'-%d' % n, None, None, None))])"
+        " [s.append([SpooledDelivery.of(Delivery(tag + b'-%d' % n, None, None, None))])"
         "  for n in range(100)]"
     )
     writers = [

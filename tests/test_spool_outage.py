@@ -126,7 +126,7 @@ def test_a_hook_killed_while_spooling_leaves_every_answered_delivery_to_its_succ
 
 
 def _spooled(cost: int, key: uuid.UUID | None = None) -> SpooledDelivery:
-    record = SpooledDelivery.received_now(
+    record = SpooledDelivery.of(
         Delivery(body({"fragrance_id": 7, "cost": cost}), "application/json", None, None)
     )
     return record if key is None else dataclasses.replace(record, key=key)
