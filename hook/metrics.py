@@ -59,6 +59,7 @@ KNOWN_CODES = frozenset(
         "body.not_utf8",
         "body.unsupported_unicode",
         "body.not_json",
+        "body.number_out_of_range",
         "body.duplicate_key",
         "body.not_object",
         "fragrance_id.missing",
