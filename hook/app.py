@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import select
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -102,7 +102,12 @@ def create_app(
         # Told of every connection attempt: once one fails, deliveries stop waiting for the pool.
         database = DatabaseState(probe_every=settings.spool_retry_every)
 
-        async def open_pool(name: str, min_size: int, max_size: int) -> AsyncConnectionPool:
+        async def open_pool(
+            name: str,
+            min_size: int,
+            max_size: int,
+            configure: Callable[[psycopg.AsyncConnection[Any]], Awaitable[None]] | None = None,
+        ) -> AsyncConnectionPool:
             pool = AsyncConnectionPool(
                 settings.database_url,
                 connection_class=database.connection_class(),
@@ -111,6 +116,7 @@ def create_app(
                 timeout=settings.database_timeout,
                 reconnect_timeout=RECONNECT_TIMEOUT,
                 check=check_pooled_connection,
+                configure=configure,
                 kwargs={"autocommit": True, "application_name": f"fragrance-sync-{name}"},
                 name=name,
                 open=False,
@@ -119,7 +125,19 @@ def create_app(
             await pool.open(wait=False)
             return pool
 
-        pool = await open_pool("hook", settings.pool_min_size, settings.pool_max_size)
+        async def bounded(conn: psycopg.AsyncConnection[Any]) -> None:
+            # A store or a page read that the database does not finish within
+            # DB_TIMEOUT (a lock held, a server that hangs) is cancelled and
+            # rolled back by the server: the delivery is then spooled, not left
+            # waiting with every delivery queued behind it (hostile review).
+            await conn.execute(
+                "select pg_catalog.set_config('statement_timeout', %s, false)",
+                [f"{max(1, round(settings.database_timeout * 1000))}ms"],
+            )
+
+        pool = await open_pool(
+            "hook", settings.pool_min_size, settings.pool_max_size, configure=bounded
+        )
         app.state.pool = pool
         spooling = merger = merging = None
         if store is not None:
@@ -138,7 +156,13 @@ def create_app(
             )
             merger.start()
             batching = BatchingStore(
-                pool, settings.batch_max_size, settings.batch_concurrency, database, merger.poke
+                pool,
+                settings.batch_max_size,
+                settings.batch_concurrency,
+                database,
+                merger.poke,
+                # Past the server's own statement timeout, with room for it to say so.
+                deadline=2 * settings.database_timeout,
             )
             if settings.spool_dir:
                 spooling = SpoolingStore(
@@ -173,8 +197,8 @@ def create_app(
         lifespan=lifespan,
     )
     notifications.install(app, deliveries)
-    metrics.install(app, settings.database_timeout)
-    status_page.install(app, settings.database_timeout)
+    metrics.install(app)
+    status_page.install(app)
 
     # Anyone may ask, as often as they like: one line per 10 s while the database is down.
     unreachable = LogLimit(log, 10.0)

@@ -279,8 +279,11 @@ class BatchingStore:
         concurrency: int,
         database: DatabaseState | None = None,
         on_stored: Callable[[], None] = lambda: None,
+        deadline: float | None = None,
     ) -> None:
         self._pool = pool
+        #: Seconds a store may take before it counts as an outage (None: no bound).
+        self._deadline = deadline
         #: Called after each batch commits (the merger's poke).
         self._on_stored = on_stored
         #: Down or up, as this process's connection attempts found it (shared with the spool).
@@ -360,8 +363,20 @@ class BatchingStore:
         size = sum(len(d.body) for d in deliveries)
         try:
             async with self.database.connection(self._pool) as conn:
-                cursor = await conn.execute(STORE_MANY, params)
-                rows = await cursor.fetchall()
+                # The server's statement_timeout (hook/app.py) ends a slow store; this
+                # bound is for a server that cannot even do that (stopped, unreachable).
+                async with asyncio.timeout(self._deadline):
+                    cursor = await conn.execute(STORE_MANY, params)
+                    rows = await cursor.fetchall()
+        except TimeoutError as exc:
+            log.error(
+                "the database did not answer within %s s, %d deliveries (%d bytes) were not "
+                "stored (if it did commit, their keys keep a spooled copy from being stored twice)",
+                self._deadline,
+                len(deliveries),
+                size,
+            )
+            raise StoreError(503, UNAVAILABLE) from exc
         except DatabaseDownError as exc:
             log.debug("database down, %d deliveries were not stored: %s", len(deliveries), exc)
             raise StoreError(503, UNAVAILABLE) from exc

@@ -342,15 +342,15 @@ class _Timing:
                 self.metrics.deliveries.labels(REFUSED[answered]).inc()
 
 
-def install(app: FastAPI, timeout: float) -> None:
-    """Add the timing middleware and ``GET /metrics`` (its read gives up after ``timeout`` s)."""
+def install(app: FastAPI) -> None:
+    """Add the timing middleware and the ``GET /metrics`` route to the hook's app."""
     metrics = HookMetrics()
     app.state.metrics = metrics
     app.add_middleware(_Timing, metrics=metrics)
 
     # Anyone may scrape: one sync.metrics() at a time per worker, its result shared by
     # the scrapes that came meanwhile, never reused after (hook/shared_read.py).
-    snapshots = SharedRead(lambda: read_row(app, SNAPSHOT, (), timeout), 0.0)
+    snapshots = SharedRead(lambda: read_row(app, SNAPSHOT, ()), 0.0)
     limited = LogLimit(log, 10.0)
 
     @app.get("/metrics", include_in_schema=False)

@@ -49,21 +49,16 @@ class SharedRead(Generic[T]):
             self._done, self._done_at = future, asyncio.get_running_loop().time()
 
 
-async def read_row(
-    app: FastAPI, query: str, params: Sequence[Any], timeout: float
-) -> tuple[Any, ...] | None:
-    """One row of a public page's report, given up after ``timeout`` seconds.
+async def read_row(app: FastAPI, query: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    """One row of a public page's report.
 
-    A DBA's lock on a table the report reads held the page (and a pool
-    connection) for as long as the lock lasted (hostile review); cancelled by
-    its statement timeout, the read fails like any database error and the
-    page says 503. Through the database state: refused at once, not after the
-    timeout, while the database is down.
+    The hook's pool gives each statement DB_TIMEOUT (hook/app.py): a DBA's
+    lock on a table the report reads held the page, and a pool connection,
+    for as long as the lock lasted (hostile review); cancelled, the read
+    fails like any database error and the page says 503. Through the
+    database state: refused at once, not after the timeout, while the
+    database is down.
     """
-    async with app.state.database.connection(app.state.pool) as conn, conn.transaction():
-        await conn.execute(
-            "select pg_catalog.set_config('statement_timeout', %s, true)",
-            [f"{max(1, round(timeout * 1000))}ms"],
-        )
+    async with app.state.database.connection(app.state.pool) as conn:
         cursor = await conn.execute(query, params)
         return await cursor.fetchone()

@@ -125,17 +125,17 @@ def render(
     )
 
 
-async def _read_report(app: FastAPI, timeout: float) -> dict[str, Any]:
-    row = await read_row(app, REPORT, (HOURS, LATEST), timeout)
+async def _read_report(app: FastAPI) -> dict[str, Any]:
+    row = await read_row(app, REPORT, (HOURS, LATEST))
     assert row is not None  # a function call returns one row
     return row[0]
 
 
-def install(app: FastAPI, timeout: float) -> None:
-    """Add ``GET /status`` to the hook's app; its report is given up after ``timeout`` s."""
+def install(app: FastAPI) -> None:
+    """Add ``GET /status`` to the hook's app."""
     # Anyone may load the page: however often, one report at a time per worker,
     # reused for REPORT_FRESH_FOR seconds (hook/shared_read.py).
-    reports = SharedRead(lambda: _read_report(app, timeout), REPORT_FRESH_FOR)
+    reports = SharedRead(lambda: _read_report(app), REPORT_FRESH_FOR)
     limited = LogLimit(log, 10.0)
 
     @app.get("/status", response_class=HTMLResponse, include_in_schema=False)

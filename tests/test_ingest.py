@@ -42,7 +42,7 @@ def delivery(payload: Any) -> Delivery:
 
 
 def store_all(
-    url: str, deliveries: list[Delivery], max_batch: int = 50
+    url: str, deliveries: list[Delivery], max_batch: int = 50, deadline: float | None = None
 ) -> list[Receipt | StoreError]:
     """Hand deliveries to one BatchingStore concurrently, as concurrent requests do."""
 
@@ -52,7 +52,7 @@ def store_all(
         )
         await pool.open(wait=False)
         try:
-            store = BatchingStore(pool, max_batch=max_batch, concurrency=1)
+            store = BatchingStore(pool, max_batch=max_batch, concurrency=1, deadline=deadline)
             return await asyncio.gather(
                 *(store.store(d) for d in deliveries), return_exceptions=True
             )
@@ -468,6 +468,22 @@ def test_a_batch_the_database_drops_answers_503_to_all_its_requests_and_stores_n
     answers = store_all(server.url(dbname), deliveries)
     assert [(type(a), getattr(a, "status", None)) for a in answers] == [(StoreError, 503)] * 3
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+def test_a_store_the_database_does_not_finish_in_time_answers_503_and_stores_none(
+    server: Server, dbname: str
+) -> None:
+    """Past the deadline a batch is an outage (spooled), for a server that cannot say so itself.
+
+    A stopped or unreachable one held every delivery queued behind the store.
+    """
+    with psycopg.connect(server.url(dbname)) as holder:
+        holder.execute("lock table sync.inbox in access exclusive mode")
+        answers = store_all(server.url(dbname), [delivery({"fragrance_id": 1})], deadline=0.5)
+        holder.rollback()
+        stored = holder.execute("select count(*) from sync.inbox").fetchone()
+    assert [(type(a), getattr(a, "status", None)) for a in answers] == [(StoreError, 503)]
+    assert stored == (0,)
 
 
 def test_a_delivery_the_database_refuses_does_not_cost_the_rest_of_its_batch(

@@ -223,6 +223,24 @@ def test_a_database_that_turns_read_only_spools_deliveries_instead_of_refusing_t
     assert [json.loads(b)["cost"] for b in _bodies(own_server)] == [1, 2, 3]
 
 
+def test_a_store_held_past_db_timeout_is_spooled_not_left_waiting(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """A lock, or a database that hangs, held every delivery queued behind the store."""
+    hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path, DB_TIMEOUT="1")
+    try:
+        assert _post(hook, 1).status_code == 202
+        with psycopg.connect(own_server.url("test")) as holder:
+            holder.execute("lock table sync.inbox in access exclusive mode")
+            held = _post(hook, 2)
+            holder.rollback()
+        wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+    assert (held.status_code, held.json()["status"]) == (202, "spooled")
+    assert [json.loads(b)["cost"] for b in _bodies(own_server)] == [1, 2]
+
+
 def test_without_a_spool_an_outage_is_answered_503_without_waiting_for_the_pool(
     own_server: Server, tmp_path: Path
 ) -> None:
