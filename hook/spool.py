@@ -642,7 +642,10 @@ class SpoolingStore:
             [d.key for d in deliveries],
             [d.received_at for d in deliveries],
         )
-        async with self._database.connection(self._pool) as conn:
+        async with self._database.connection(self._pool) as conn, conn.transaction():
+            # Not the pool's statement_timeout (DB_TIMEOUT, for one request's store):
+            # a batch of large bodies that took longer would be retried for ever.
+            await conn.execute("set local statement_timeout = 0")
             await conn.execute(RECEIVE_SPOOLED, params)
 
 
