@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from hook import metrics, notifications
 from hook import status as status_page
-from hook.body_budget import BodyBudget
+from hook.body_budget import SMALL_BODY_BYTES, BodyBudget
 from hook.connections import limit_accept_errors
 from hook.guard import DeliveryGuard
 from hook.ingest import (
@@ -92,7 +92,7 @@ def create_app(
         guard,
         settings.max_body_bytes,
         settings.body_timeout,
-        BodyBudget(settings.max_inflight_body_bytes),
+        BodyBudget(settings.max_inflight_body_bytes, small=SMALL_BODY_BYTES),
         observe=observe,
     )
 

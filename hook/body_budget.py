@@ -5,6 +5,12 @@ largest body allowed when it does not say) before it reads it, and gives
 them back once it is answered. Past the budget a delivery waits its turn,
 first come first served: it is never refused for being over budget, so
 memory stays bounded while every delivery is still stored.
+
+A small body (``SMALL_BODY_BYTES`` at most, as every CMS delta is) never
+waits: senders that declared megabytes and trickled them held the whole
+budget, and real deliveries queued behind them for minutes (hostile
+review). Small bodies are bounded by the connections instead: at most
+``MAX_CONNECTIONS`` x 16 KiB.
 """
 
 from __future__ import annotations
@@ -12,13 +18,20 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
+#: Bodies of at most this many bytes are taken past the budget, never queued.
+SMALL_BODY_BYTES = 16 * 1024
+
 
 class BodyBudget:
     """Bytes of bodies in flight, at most ``total``; past it, reservations wait in order."""
 
-    def __init__(self, total: int) -> None:
-        """A budget of ``total`` bytes (at least the largest body, or that body waits forever)."""
+    def __init__(self, total: int, small: int = 0) -> None:
+        """A budget of ``total`` bytes (at least the largest body, or that body waits forever).
+
+        Reservations of at most ``small`` bytes are taken at once, even past it.
+        """
         self.total = total
+        self.small = small
         self.available = total
         self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
 
@@ -29,7 +42,7 @@ class BodyBudget:
 
     async def reserve(self, size: int) -> None:
         """Take ``size`` bytes, waiting behind earlier reservations until they fit."""
-        if not self._waiting and size <= self.available:
+        if size <= self.small or (not self._waiting and size <= self.available):
             self.available -= size
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -46,6 +46,22 @@ def test_a_reservation_given_up_while_waiting_lets_the_next_one_go() -> None:
     assert asyncio.run(run())
 
 
+def test_a_small_body_never_waits_behind_large_ones_that_hold_the_budget() -> None:
+    """Senders that declared megabytes and trickled them kept real deltas waiting for minutes."""
+
+    async def run() -> tuple[bool, int]:
+        budget = BodyBudget(10, small=2)
+        await budget.reserve(10)  # large bodies being trickled
+        large = asyncio.create_task(budget.reserve(10))
+        await asyncio.sleep(0)
+        await asyncio.wait_for(budget.reserve(2), 5)  # a CMS delta
+        taken = not large.done()
+        large.cancel()
+        return taken, budget.waiting
+
+    assert asyncio.run(run()) == (True, 0)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
