@@ -14,7 +14,7 @@ import asyncio
 import logging
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -135,61 +135,59 @@ def create_app(
                 [f"{max(1, round(settings.database_timeout * 1000))}ms"],
             )
 
-        pool = await open_pool(
-            "hook", settings.pool_min_size, settings.pool_max_size, configure=bounded
-        )
-        app.state.pool = pool
-        spooling = merger = merging = None
-        if store is not None:
-            deliveries.store = store(pool)
-        else:
-            # A connection of its own: a merge that waits (a DBA's lock, a long batch) never
-            # holds one a delivery needs.
-            merging = await open_pool("merger", 1, 1)
-            merger = Merger(
-                merging,
-                database,
-                settings.merge_batch_size,
-                settings.merge_every,
-                observe_outcome,
-                settings.merge_linger,
+        # Whatever fails below (a spool that cannot be opened) closes what was
+        # opened before it: a process left running with nothing listening is
+        # never restarted by its supervisor (hostile review).
+        async with AsyncExitStack() as opened:
+            pool = await open_pool(
+                "hook", settings.pool_min_size, settings.pool_max_size, configure=bounded
             )
-            merger.start()
-            batching = BatchingStore(
-                pool,
-                settings.batch_max_size,
-                settings.batch_concurrency,
-                database,
-                merger.poke,
-                # Past the server's own statement timeout, with room for it to say so.
-                deadline=2 * settings.database_timeout,
-            )
-            if settings.spool_dir:
-                spooling = SpoolingStore(
-                    batching, pool, open_spool(settings.spool_dir), settings.spool_retry_every
+            opened.push_async_callback(pool.close)
+            app.state.pool = pool
+            spooling = None
+            if store is not None:
+                deliveries.store = store(pool)
+                opened.push_async_callback(database.close)
+            else:
+                # A connection of its own: a merge that waits (a DBA's lock, a long batch)
+                # never holds one a delivery needs.
+                merging = await open_pool("merger", 1, 1)
+                opened.push_async_callback(merging.close)
+                opened.push_async_callback(database.close)
+                merger = Merger(
+                    merging,
+                    database,
+                    settings.merge_batch_size,
+                    settings.merge_every,
+                    observe_outcome,
+                    settings.merge_linger,
                 )
-                spooling.start()
-            deliveries.store = spooling or batching
-        app.state.spooling = spooling
-        app.state.database = database
-        registration = None
-        if settings.cms_url:
-            registration = asyncio.create_task(
-                keep_registered(settings.cms_url, settings.public_url, settings.register_every)
-            )
-        try:
+                merger.start()
+                opened.push_async_callback(merger.close)
+                batching = BatchingStore(
+                    pool,
+                    settings.batch_max_size,
+                    settings.batch_concurrency,
+                    database,
+                    merger.poke,
+                    # Past the server's own statement timeout, with room for it to say so.
+                    deadline=2 * settings.database_timeout,
+                )
+                if settings.spool_dir:
+                    spooling = SpoolingStore(
+                        batching, pool, open_spool(settings.spool_dir), settings.spool_retry_every
+                    )
+                    spooling.start()
+                    opened.push_async_callback(spooling.close)
+                deliveries.store = spooling or batching
+            app.state.spooling = spooling
+            app.state.database = database
+            if settings.cms_url:
+                registration = asyncio.create_task(
+                    keep_registered(settings.cms_url, settings.public_url, settings.register_every)
+                )
+                opened.callback(registration.cancel)
             yield
-        finally:
-            if registration is not None:
-                registration.cancel()
-            if spooling is not None:
-                await spooling.close()
-            if merger is not None:
-                await merger.close()
-            await database.close()
-            if merging is not None:
-                await merging.close()
-            await pool.close()
 
     app = FastAPI(
         title="fragrance sync hook",

@@ -309,3 +309,28 @@ def test_a_merge_the_database_refuses_is_logged_once_and_retried_at_the_next_swe
     db.execute("grant execute on function sync.apply_received(integer) to sync_hook")
     assert settled(db, answers[-1].json()["inbox_id"])["status"] == "applied"
     assert fragrance(db, 7)["cost"] == 3
+
+
+def test_a_hook_that_cannot_open_its_spool_exits_instead_of_running_deaf(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    """Left running with nothing listening, it was never restarted by its supervisor."""
+    spool_file = tmp_path / "not-a-directory"
+    spool_file.write_bytes(b"")
+    env = {
+        **os.environ,
+        "DATABASE_URL": server.url(dbname, user="sync_hook_login"),
+        "PORT": str(free_port()),
+        "SPOOL_DIR": str(spool_file / "spool"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "hook"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "SPOOL_DIR" in done.stderr
