@@ -284,15 +284,18 @@ begin
             using errcode = 'FS051',
                   hint = format('Each object needs fragrance_id, %s.', array_to_string(sync_private.fields(), ', '));
     end if;
-    -- Loaded as text, an object or an array would become its JSON text, and
-    -- the repair would send that to the library as a valid name (hostile review).
+    -- Loaded as text, an object, an array or a number would become its JSON
+    -- text, and the repair would send that to the library as a valid name
+    -- (hostile review). A cost may come as a string (exports of decimals
+    -- often do): the cast below takes "12" and refuses "cheap".
     select format('fragrance %s has a %s %s, not a %s', e ->> 'fragrance_id',
-                  jsonb_typeof(e -> f.field), f.field, f.json_type)
+                  jsonb_typeof(e -> f.field), f.field, f.json_types[1])
     into v_detail
     from jsonb_array_elements(p_rows) as e
-    cross join (values ('name', 'string'), ('description', 'string'), ('cost', 'number'),
-                       ('forbidden', 'boolean')) as f (field, json_type)
-    where jsonb_typeof(e -> f.field) not in (f.json_type, 'null')
+    cross join (values ('name', array['string']), ('description', array['string']),
+                       ('cost', array['number', 'string']), ('forbidden', array['boolean']))
+        as f (field, json_types)
+    where jsonb_typeof(e -> f.field) <> 'null' and jsonb_typeof(e -> f.field) <> all (f.json_types)
     limit 1;
     if v_detail is not null then
         raise exception 'a snapshot row must carry each field as its JSON type: %', v_detail
