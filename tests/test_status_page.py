@@ -7,6 +7,7 @@ show the payloads as text, and run none of them.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -16,11 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from conftest import ROOT, Server
+from inprocess import hook_client
 from processes import Hook, free_port, start_hook, stop_hook
 
 from hook.status import chart, render
@@ -359,3 +362,24 @@ def test_the_chart_scales_bars_to_the_busiest_minute() -> None:
     drawn = chart(minutes, expected_interval_seconds=25)
     assert [(b["height"], b["rejected_height"]) for b in drawn["bars"]] == [(120, 60), (0, 0)]
     assert drawn["expected"] == 2.4
+
+
+def test_a_page_is_rendered_once_per_report_however_many_load_it(
+    server: Server, page_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering again for each of 400 clients reloading took the worker from deliveries."""
+    renders: list[object] = []
+
+    def counting_render(*args: Any, **kwargs: Any) -> str:
+        renders.append(args[0])
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr("hook.status.render", counting_render)
+
+    async def load_ten() -> list[int]:
+        url = server.url(page_db, user="sync_hook_login")
+        async with hook_client(url, tmp_path) as http:
+            return [(await http.get("/status")).status_code for _ in range(10)]
+
+    assert asyncio.run(load_ten()) == [200] * 10
+    assert len(renders) == len({id(report) for report in renders})
