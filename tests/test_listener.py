@@ -127,11 +127,27 @@ def test_the_hook_registers_again_after_the_cms_restarts(
         second.stop()
 
 
+class _Lines(logging.Handler):
+    """The messages a logger writes, whatever the logging set-up of other tests."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def test_the_registration_log_line_does_not_carry_the_token(
-    cms_port: int, caplog: pytest.LogCaptureFixture
+    cms_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Logs reach more people than the token may (docker compose logs)."""
     cms = FakeCms(cms_port)
+    logger = logging.getLogger("hook.listener")
+    lines = _Lines()
+    monkeypatch.setattr(logger, "disabled", False)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    logger.addHandler(lines)
 
     async def register_then_stop() -> None:
         task = asyncio.create_task(
@@ -145,12 +161,12 @@ def test_the_registration_log_line_does_not_carry_the_token(
         task.cancel()
 
     try:
-        with caplog.at_level(logging.INFO, logger="hook.listener"):
-            asyncio.run(register_then_stop())
+        asyncio.run(register_then_stop())
     finally:
+        logger.removeHandler(lines)
         cms.stop()
     assert cms.registrations[0]["endpoint"] == "/notifications/s3cret-token"
-    assert [r.getMessage() for r in caplog.records] == [
+    assert lines.messages == [
         "registered http://fragrance_sync:9098/notifications/<token> as the CMS listener"
         f" at http://127.0.0.1:{cms_port}"
     ]
