@@ -839,7 +839,10 @@ async def paced_lag(hook_url: str, dsn: str, rate: int, seconds: int) -> dict[st
                     )
                     now = time.perf_counter()
                     for (inbox_id,) in await cur.fetchall():
-                        due, done = awaited.pop(inbox_id)
+                        # Given up on meanwhile (VISIBLE_WITHIN passed during the query).
+                        if (entry := awaited.pop(inbox_id, None)) is None:
+                            continue
+                        due, done = entry
                         visible.append((now - due) * 1000)
                         done.set_result(None)
                 await asyncio.sleep(WATCH_EVERY)
