@@ -259,16 +259,21 @@ def test_a_hook_open_beyond_loopback_without_a_token_says_so_at_start(
         assert " WARNING " in lines[0] and "anyone who reaches port" in lines[0]
 
 
-def test_a_bad_setting_stops_the_hook_with_a_clear_message() -> None:
-    done = subprocess.run(
+def _run_until_it_stops(env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -m hook`` as deployed, with ``env`` added, for a start that must fail."""
+    return subprocess.run(
         [sys.executable, "-m", "hook"],
         cwd=ROOT,
-        env={**os.environ, "PORT": "ninety"},
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
         check=False,
     )
+
+
+def test_a_bad_setting_stops_the_hook_with_a_clear_message() -> None:
+    done = _run_until_it_stops({"PORT": "ninety"}, timeout=30)
     assert done.returncode == 2
     assert "PORT must be a whole number, got 'ninety'" in done.stderr
 
@@ -318,19 +323,10 @@ def test_a_hook_that_cannot_open_its_spool_exits_instead_of_running_deaf(
     spool_file = tmp_path / "not-a-directory"
     spool_file.write_bytes(b"")
     env = {
-        **os.environ,
         "DATABASE_URL": server.url(dbname, user="sync_hook_login"),
         "PORT": str(free_port()),
         "SPOOL_DIR": str(spool_file / "spool"),
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "hook"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = _run_until_it_stops(env, timeout=120)
     assert done.returncode != 0
     assert "SPOOL_DIR" in done.stderr

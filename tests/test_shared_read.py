@@ -37,24 +37,21 @@ def test_callers_that_come_while_a_read_is_in_flight_share_it() -> None:
     assert asyncio.run(scenario()) == ([1] * 20, 1)
 
 
-def test_without_freshness_the_next_caller_reads_again() -> None:
+@pytest.mark.parametrize(
+    ("fresh_for", "two_calls_get"),
+    [(0.0, (1, 2)), (3600.0, (1, 1))],
+    ids=["without freshness the next caller reads again", "a result is reused while fresh"],
+)
+def test_a_caller_after_a_read_reuses_it_only_while_fresh(
+    fresh_for: float, two_calls_get: tuple[int, int]
+) -> None:
     async def scenario() -> tuple[int, int]:
         reads = _Reads()
         reads.release.set()
-        shared = SharedRead(reads, fresh_for=0.0)
+        shared = SharedRead(reads, fresh_for=fresh_for)
         return await shared.get(), await shared.get()
 
-    assert asyncio.run(scenario()) == (1, 2)
-
-
-def test_a_result_is_reused_while_fresh() -> None:
-    async def scenario() -> tuple[int, int]:
-        reads = _Reads()
-        reads.release.set()
-        shared = SharedRead(reads, fresh_for=3600.0)
-        return await shared.get(), await shared.get()
-
-    assert asyncio.run(scenario()) == (1, 1)
+    assert asyncio.run(scenario()) == two_calls_get
 
 
 def test_a_failure_is_shared_by_every_caller_and_reused_while_fresh() -> None:
