@@ -235,8 +235,10 @@ class Settings(EnvironmentSettings):
     )
     cms_url: Annotated[str, Field(validation_alias="CMS_URL")] = ""
     public_url: Annotated[str, Field(validation_alias="PUBLIC_URL")] = ""
+    # Shorter than the CMS's shortest tick (20 s): a CMS restarted between two
+    # registrations has registered us again before its second change.
     register_every: Annotated[float, number(1.0), Field(validation_alias="CMS_REGISTER_EVERY")] = (
-        60.0
+        5.0
     )
     notify_token: Annotated[
         str, BeforeValidator(_token), Field(validation_alias="NOTIFY_TOKEN")

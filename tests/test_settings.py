@@ -14,6 +14,13 @@ def test_defaults_serve_the_sync_services_own_port() -> None:
     assert (settings.port, settings.max_body_bytes, settings.host) == (9098, 1048576, "127.0.0.1")
 
 
+def test_a_restarted_cms_is_registered_again_before_its_second_change() -> None:
+    # The CMS forgets its listener on restart and ticks every 20 to 25 s; a
+    # restart quick enough that no registration fails is only seen at the next one.
+    cms_shortest_tick = 20.0
+    assert Settings.from_env({}).register_every < cms_shortest_tick / 2
+
+
 def test_a_yoyo_url_is_accepted_as_the_database_url() -> None:
     settings = Settings.from_env({"DATABASE_URL": "postgresql+psycopg://u@h:1/db"})
     assert settings.database_url == "postgresql://u@h:1/db"
