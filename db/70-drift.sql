@@ -187,6 +187,12 @@ declare
     v_source text;
     v_plan record;
 begin
+    -- Null would stage every delta, and the hook's sweep never applies staged rows.
+    if p_apply is null then
+        raise exception 'p_apply must be true or false, got null'
+            using errcode = 'FS005',
+                  hint = 'SELECT * FROM sync.repair(); applies, SELECT * FROM sync.repair(p_apply => false); stages for sync.apply_pending().';
+    end if;
     -- A load waits for the repair, so the plan and the snapshot are the same one.
     lock table sync.cms_snapshot in share mode;
     select format('%s taken %s', min(s.source), min(s.taken_at)) into v_source
@@ -271,6 +277,13 @@ begin
             using errcode = 'FS051',
                   hint = 'Export it from the CMS database with: select json_agg(f) from public.fragrances as f';
     end if;
+    -- The CMS never holds no fragrance: an empty array is a failed export,
+    -- and loading it would throw away the snapshot a repair needs (hostile review).
+    if jsonb_array_length(p_rows) = 0 then
+        raise exception 'a snapshot must hold at least one fragrance; this one is empty, and the snapshot loaded before is kept'
+            using errcode = 'FS051',
+                  hint = 'Check the export: select json_agg(f) from public.fragrances as f on the CMS database.';
+    end if;
     -- A missing or misspelt key would load as null, and the repair would then
     -- send that null to the library. Keys beyond the fields are the CMS's own.
     select format('fragrance %s has no %s', e ->> 'fragrance_id',
@@ -318,6 +331,19 @@ begin
                   hint = 'Each fragrance_id once, cost a number, forbidden true or false.';
     end;
     get diagnostics v_count = row_count;
+    -- numeric takes the strings "NaN" and "Infinity"; the repair would send
+    -- them on and have its own delivery quarantined (hostile review).
+    select format('fragrance %s has the cost %s, not a finite number', s.fragrance_id, s.cost)
+    into v_detail
+    from sync.cms_snapshot as s
+    where s.cost in ('NaN', 'Infinity', '-Infinity')
+    order by s.fragrance_id
+    limit 1;
+    if v_detail is not null then
+        raise exception 'the snapshot cannot be loaded: %', v_detail
+            using errcode = 'FS051',
+                  hint = 'Each fragrance_id once, cost a number, forbidden true or false.';
+    end if;
     return v_count;
 end;
 $$;
@@ -400,6 +426,11 @@ begin
                   hint = 'Check host, port, database, login and password, and that this server may connect there.';
     end;
     get diagnostics v_count = row_count;
+    if v_count = 0 then
+        raise exception 'the CMS table %.% at % holds no fragrance; the snapshot loaded before is kept', p_schema, p_table, v_source
+            using errcode = 'FS051',
+                  hint = 'Check that this is the CMS database and table, and that its login may read the rows.';
+    end if;
     execute 'drop server sync_cms cascade';
     return v_count;
 end;

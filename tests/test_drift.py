@@ -397,6 +397,30 @@ def test_a_malformed_json_snapshot_is_refused(db: psycopg.Connection, snapshot: 
         db.execute("select sync.load_snapshot(%s::jsonb)", [json.dumps(snapshot)])
 
 
+@pytest.mark.parametrize("cost", ["NaN", "Infinity", "-Infinity"])
+def test_a_snapshot_cost_that_is_no_finite_number_is_refused(
+    db: psycopg.Connection, cost: str
+) -> None:
+    with raises_sqlstate("FS051", "not a finite number"):
+        load_json(db, [SNAPSHOT_ROW | {"cost": cost}])
+
+
+def test_an_empty_snapshot_is_refused_and_the_one_loaded_before_is_kept(
+    db: psycopg.Connection,
+) -> None:
+    load_json(db, [SNAPSHOT_ROW])
+    with raises_sqlstate("FS051", "is empty"):
+        load_json(db, [])
+    assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(1,)]
+
+
+def test_a_repair_neither_applied_nor_staged_is_refused(db: psycopg.Connection) -> None:
+    load_json(db, [SNAPSHOT_ROW])
+    with raises_sqlstate("FS005", "p_apply"):
+        db.execute("select * from sync.repair(null)")
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
 def test_a_snapshot_cost_may_come_as_a_string_of_a_number(db: psycopg.Connection) -> None:
     """Exports of decimals often write them as strings; the number is what counts."""
     load_json(db, [SNAPSHOT_ROW | {"cost": "12.5"}])
