@@ -169,6 +169,17 @@ create function sync.retry_all(p_code text default null, p_limit integer default
 as $$
 begin
     perform sync_private.check_limit(p_limit);
+    -- A misspelt code would match nothing and look like an empty quarantine.
+    if p_code is not null
+        and not exists (select from sync.rule as r where r.code = p_code)
+        and not exists (select from sync.inbox as i
+                        where i.status = 'rejected'
+                          and i.reasons @> jsonb_build_array(jsonb_build_object('code', p_code)))
+    then
+        raise exception 'no rule and no quarantined delivery has the reason code %', quote_literal(p_code)
+            using errcode = 'FS006',
+                  hint = 'The codes in quarantine: SELECT code, count(*) FROM sync.quarantine, unnest(codes) AS code GROUP BY code; every rule: SELECT code FROM sync.rule;';
+    end if;
     return sync_private.process_claimed(array(
         select id from sync.inbox
         where status = 'rejected'

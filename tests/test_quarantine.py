@@ -7,7 +7,7 @@ import re
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import fragrance, inbox_row, receive
+from helpers import fragrance, inbox_row, raises_sqlstate, receive
 
 
 def test_rejected_deliveries_are_listed_with_codes_and_sentences(db: psycopg.Connection) -> None:
@@ -50,6 +50,26 @@ def test_retry_all_reprocesses_only_the_code_asked_for(db: psycopg.Connection) -
     assert result == (1, 1)
     assert inbox_row(db, unknown["inbox_id"])["attempts"] == 2
     assert inbox_row(db, negative["inbox_id"])["attempts"] == 1
+
+
+def test_retry_all_refuses_a_code_no_rule_and_no_delivery_has(db: psycopg.Connection) -> None:
+    receive(db, {"fragrance_id": 7, "name": "x" * 151})
+    with raises_sqlstate("FS006", "'name.to_long'"):
+        db.execute("select * from sync.retry_all('name.to_long')")
+
+
+def test_retry_all_takes_a_code_that_is_in_quarantine_only(db: psycopg.Connection) -> None:
+    """internal.error is no rule: a failure of ours quarantines a delivery with it."""
+    [(inbox_id,)] = db.execute(
+        'insert into sync.inbox (body, status, reasons) values (\'{"fragrance_id": 7, "cost": 1}\','
+        ' \'rejected\', \'[{"code": "internal.error", "severity": "error",'
+        ' "message": "SQLSTATE 42703"}]\') returning id'
+    ).fetchall()
+    assert db.execute(
+        "select count(*) from sync.rule where code = 'internal.error'"
+    ).fetchone() == (0,)
+    assert db.execute("select applied from sync.retry_all('internal.error')").fetchone() == (1,)
+    assert inbox_row(db, inbox_id)["status"] == "applied"
 
 
 def test_retry_all_without_a_code_takes_every_rejected_delivery(db: psycopg.Connection) -> None:
