@@ -34,6 +34,12 @@ begin
                 v_detail := jsonb_build_object('deleted',
                     sync.purge_applied((select s.purge_after from sync.settings as s)));
             when 'check_drift' then
+                -- With no snapshot there is nothing to compare: "no drift" would be false.
+                if not exists (select from sync.cms_snapshot) then
+                    raise exception 'no CMS snapshot is loaded, so drift cannot be checked'
+                        using errcode = 'FS050',
+                              hint = 'Load one first: see sync.load_snapshot() or sync.load_snapshot_from_server().';
+                end if;
                 select jsonb_build_object(
                     'snapshot_taken_at', (select min(s.taken_at) from sync.cms_snapshot as s),
                     'drift', coalesce((select jsonb_agg(to_jsonb(d)) from sync.drift_summary as d), '[]'))

@@ -518,6 +518,8 @@ def test_the_status_report_lists_findings_by_rule_with_an_example(db: psycopg.Co
 
 # --- run without a person --------------------------------------------------------------------
 
+SNAPSHOT = '[{"fragrance_id": 1, "name": "N", "description": "D", "cost": 1, "forbidden": false}]'
+
 
 def test_a_job_run_by_hand_is_recorded_with_what_it_did(dba: psycopg.Connection) -> None:
     run = dba.execute("select job, status, detail from sync.run_job('check_catalog')").fetchone()
@@ -538,7 +540,14 @@ def test_a_failed_job_is_recorded_not_raised(db: psycopg.Connection) -> None:
     assert run == ("failed", "deletes are frozen today")
 
 
+def test_the_drift_check_without_a_snapshot_fails_saying_so(dba: psycopg.Connection) -> None:
+    run = dba.execute("select status, detail from sync.run_job('check_drift')").fetchone()
+    assert run is not None and run[0] == "failed"
+    assert run[1]["sqlstate"] == "FS050" and "no CMS snapshot" in run[1]["error"]
+
+
 def test_the_schedule_shows_every_job_and_its_last_run(dba: psycopg.Connection) -> None:
+    dba.execute("select sync.load_snapshot(%s::jsonb)", [SNAPSHOT])
     dba.execute("select sync.run_job('check_drift')")
     rows = dba.execute(
         "select job, schedule, scheduled_by, last_status from sync.schedule() order by job"
