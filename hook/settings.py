@@ -114,6 +114,10 @@ def _proxies(raw: object) -> object:
     return tuple(proxies)
 
 
+#: What LOG_LEVEL may say: the levels uvicorn and logging both know.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def one_of(*choices: str) -> BeforeValidator:
     """One of ``choices``, in any case."""
     listed = f"{', '.join(choices[:-1])} or {choices[-1]}"
@@ -230,9 +234,7 @@ class Settings(EnvironmentSettings):
         one_of("auto", "asyncio", "uvloop"),
         Field(validation_alias="EVENT_LOOP"),
     ] = "auto"
-    log_level: Annotated[str, BeforeValidator(str.lower), Field(validation_alias="LOG_LEVEL")] = (
-        "info"
-    )
+    log_level: Annotated[str, one_of(*LOG_LEVELS), Field(validation_alias="LOG_LEVEL")] = "info"
     cms_url: Annotated[str, Field(validation_alias="CMS_URL")] = ""
     public_url: Annotated[str, Field(validation_alias="PUBLIC_URL")] = ""
     # Shorter than the CMS's shortest tick (20 s): a CMS restarted between two

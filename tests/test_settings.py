@@ -44,6 +44,7 @@ def test_values_come_from_the_environment() -> None:
         ({"DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"}, "must not exceed DB_POOL_MAX_SIZE"),
         ({"HTTP_PARSER": "picohttp"}, "HTTP_PARSER must be auto, h11 or httptools, got 'picohttp'"),
         ({"EVENT_LOOP": "trio"}, "EVENT_LOOP must be auto, asyncio or uvloop, got 'trio'"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be debug, info, warning or error, got 'loud'"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(environ: dict[str, str], message: str) -> None:

@@ -221,6 +221,7 @@ def test_settings_come_from_the_environment() -> None:
         ({"PORT": "0"}, "PORT must be at least 1"),
         ({"DB_TIMEOUT": "soon"}, "DB_TIMEOUT must be a number"),
         ({"DB_POOL_MIN_SIZE": "5", "DB_POOL_MAX_SIZE": "2"}, "must not exceed"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be debug, info, warning or error, got 'loud'"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_it(environ: dict[str, str], message: str) -> None:
