@@ -397,7 +397,7 @@ begin
             using errcode = 'FS052',
                   hint = format('A superuser runs: create extension postgres_fdw schema sync_remote; '
                       'grant usage on foreign data wrapper postgres_fdw to %I; '
-                      'or load an export file instead (README, "Finding and repairing drift").',
+                      'or load an export file instead (docs/drift-and-undo.md, "Finding and repairing drift").',
                       (select r.rolname from pg_catalog.pg_proc as p join pg_catalog.pg_roles as r on r.oid = p.proowner
                        where p.oid = 'sync.load_snapshot_from_server(text, integer, text, text, text, text, text)'::regprocedure));
     end if;

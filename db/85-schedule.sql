@@ -82,7 +82,7 @@ declare
     v_job sync.job;
 begin
     if to_regprocedure('cron.schedule(text, text, text)') is null then
-        return 'pg_cron is not installed in this database: run the jobs from cron (README, "Run without a person")';
+        return 'pg_cron is not installed in this database: run the jobs from cron (docs/operations.md, "Run without a person")';
     end if;
     for v_job in select * from sync.job order by name loop
         if v_job.enabled then
@@ -142,7 +142,7 @@ begin
         case when not j.enabled then 'nobody (disabled)'
              when sync_private.pg_cron_job_name(j.name) || ' ' || j.schedule = any (v_registered)
                  then 'pg_cron (' || sync_private.pg_cron_job_name(j.name) || ')'
-             else 'cron, outside the database: see the README, "Run without a person"' end,
+             else 'cron, outside the database: see docs/operations.md, "Run without a person"' end,
         r.started_at, r.status, r.detail, j.description
     from sync.job as j
     left join lateral (select * from sync.job_run as x where x.job = j.name order by x.id desc limit 1) as r on true

@@ -3,7 +3,7 @@
 Each request is checked by the delivery guard (token, allowlist, rate
 limit), then its raw body is read within the size limit, the body timeout
 and the worker's byte budget, handed to the store (``hook/ingest.py``,
-batched through ``sync.receive_many``) and answered with the database's
+batched through ``sync.store_many``) and answered with the database's
 receipt once it is committed. The body is never parsed here: every rule
 lives in the database. The answer is written as bytes, with the database's
 reasons text spliced in, so documenting the routes in ``/docs`` costs the

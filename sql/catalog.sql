@@ -1,6 +1,6 @@
 -- A deterministic stand-in for the smart library's 5,000-row catalog.
--- Same shape as the real one (see the CMS contract): ids 0 to 4,999, names
--- up to 25 characters with many repeats, descriptions up to 83 characters
+-- Same shape as the real one (docs/cms.md): ids 0 to 4,999, names
+-- up to 25 characters with many repeats, descriptions up to 76 characters
 -- ending in two spaces, integer costs 0 to 100, nothing forbidden.
 -- Usage: psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -f sql/catalog.sql
 -- It only inserts ids that are missing, so it never overwrites a real row.

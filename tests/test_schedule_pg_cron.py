@@ -113,7 +113,8 @@ def test_where_pg_cron_does_not_run_the_schedule_says_to_use_cron(cron_server: S
     run_yoyo(cron_server, name, "apply")
     with psycopg.connect(cron_server.url(name)) as conn:
         scheduled_by = conn.execute("select distinct scheduled_by from sync.schedule()").fetchall()
-    assert scheduled_by == [('cron, outside the database: see the README, "Run without a person"',)]
+    outside = 'cron, outside the database: see docs/operations.md, "Run without a person"'
+    assert scheduled_by == [(outside,)]
 
 
 def test_rolling_everything_back_removes_our_jobs_from_pg_cron_and_keeps_pg_cron(

@@ -1,4 +1,4 @@
--- The smart library's table, as production created it (see the CMS contract).
+-- The smart library's table, as production created it (docs/cms.md).
 CREATE TABLE fragrances(
     fragrance_id serial PRIMARY KEY,
     name VARCHAR(150),
