@@ -249,6 +249,34 @@ EXISTS = {
 }
 
 
+# yoyo holds its lock row from before the first migration of a run to after
+# the last, stamped by the same clock that stamps each migration applied.
+APPLIED_THIS_RUN = """
+select m.migration_id
+from _yoyo_migration as m
+join yoyo_lock as l on l.pid = %s and m.applied_at_utc >= l.ctime
+order by m.migration_id
+"""
+
+
+def what_was_changed(cursor: Any) -> str:
+    """What a failed code load leaves behind: nothing, or this run's numbered migrations."""
+    cursor.execute(APPLIED_THIS_RUN, [os.getpid()])
+    applied = [row[0] for row in cursor.fetchall()]
+    if not applied:
+        return "Nothing was changed."
+    # Each numbered migration commits on its own: a hostile review found the
+    # deploy saying "Nothing was changed" over committed tables, with the old
+    # code quarantining every delivery it could not merge on them.
+    return (
+        "The code load changed nothing, but this run first applied and committed"
+        f" {', '.join(applied)}: until the code loads, the previous release's code runs"
+        " on their tables, and a delivery it cannot merge is quarantined as"
+        " internal.error (stored, not lost). Run yoyo apply again as soon as you can,"
+        " then SELECT * FROM sync.retry_all('internal.error');"
+    )
+
+
 def refuse_outside_dependents(cursor: Any) -> None:
     """Refuse the load when objects outside sync and sync_private depend on what it drops."""
     cursor.execute(OUTSIDE_DEPENDENTS)
@@ -259,7 +287,7 @@ def refuse_outside_dependents(cursor: Any) -> None:
             "the database code was not loaded: it drops and creates again every view,"
             " function and type of schemas sync and sync_private, and these objects"
             f" outside them depend on one:\n{lines}\n"
-            "Nothing was changed. Save their definitions (pg_dump --schema-only, or"
+            f"{what_was_changed(cursor)} Save their definitions (pg_dump --schema-only, or"
             " pg_get_viewdef), drop them, run yoyo apply again, then create them again."
         )
 
@@ -392,7 +420,7 @@ def take_turn(cursor: Any, files: list[Path]) -> None:
                     " or views it replaces, and a deploy that waited for them would make"
                     " the hook wait too:\n"
                     f"{_blockers(cursor, tables + views)}\n"
-                    "Nothing was changed. Let those transactions end (or end them:"
+                    f"{what_was_changed(cursor)} Let those transactions end (or end them:"
                     " select pg_terminate_backend(<pid>);) and run yoyo apply again, or"
                     f" give the deploy longer with {LOCK_WAIT_VARIABLE}=<seconds>."
                 ) from error

@@ -298,7 +298,7 @@ def test_rolling_back_the_move_to_db_restores_the_0018_code_exactly(
 
 
 def test_every_apply_loads_the_code_of_the_release_being_deployed(
-    server: Server, bare_dbname: str
+    server: Server, bare_dbname: str, empty_template: str
 ) -> None:
     run_yoyo(server, bare_dbname, "apply")
     with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
@@ -310,7 +310,7 @@ def test_every_apply_loads_the_code_of_the_release_being_deployed(
     run_yoyo(server, bare_dbname, "apply")
     with (
         psycopg.connect(server.url(bare_dbname), autocommit=True) as conn,
-        psycopg.connect(server.url("tpl_empty")) as fresh,
+        psycopg.connect(server.url(empty_template)) as fresh,
     ):
         assert describe_catalog(conn) == describe_catalog(fresh)
 
@@ -477,7 +477,7 @@ def test_a_reader_in_a_transaction_does_not_make_the_hook_wait_behind_a_deploy(
 
 
 def test_a_deploy_kept_from_its_locks_past_its_bound_fails_naming_who_is_in_the_way(
-    server: Server, dbname: str, db: psycopg.Connection
+    server: Server, dbname: str, db: psycopg.Connection, empty_template: str
 ) -> None:
     with a_reader_of_the_catalog(server, dbname) as reader:
         deploy = yoyo_apply(server, dbname, SYNC_DEPLOY_LOCK_WAIT="0")
@@ -491,8 +491,9 @@ def test_a_deploy_kept_from_its_locks_past_its_bound_fails_naming_who_is_in_the_
     assert f"pid {pid} (smart_library_login, idle in transaction" in err
     assert "on public.fragrances: select count(*) from public.fragrances" in err
     assert "SYNC_DEPLOY_LOCK_WAIT=<seconds>" in err
-    # Nothing was changed: the code is the fresh install's, and works.
-    with psycopg.connect(server.url("tpl_empty")) as fresh:
+    assert "Nothing was changed." in err
+    # And it is true: the code is the fresh install's, and works.
+    with psycopg.connect(server.url(empty_template)) as fresh:
         assert describe_catalog(db) == describe_catalog(fresh)
 
 
@@ -515,6 +516,20 @@ def test_a_deploy_refuses_to_drop_a_sites_view_of_our_views(
     assert "view public.dash depends on view sync.health" in err
     assert "Nothing was changed" in err
     assert db.execute("select count(*) from public.dash").fetchone() == (1,)
+
+
+def test_a_failed_code_load_names_the_migrations_its_run_committed(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    newest = sorted(p.stem for p in MIGRATIONS.glob("0*.sql") if ".rollback" not in p.name)[-1]
+    run_yoyo(server, dbname, "rollback", "--revision", newest)
+    db.execute("create view public.dash as select verdict, pending from sync.health")
+    deploy = yoyo_apply(server, dbname)
+    out, err = deploy.communicate(timeout=300)
+    assert deploy.returncode != 0
+    assert "Nothing was changed" not in err
+    assert f"this run first applied and committed {newest}:" in err
+    assert "SELECT * FROM sync.retry_all('internal.error');" in err
 
 
 def test_a_deploy_keeps_the_grants_a_site_made_on_our_views_and_functions(
