@@ -125,9 +125,25 @@ def hook_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+#: What the compose file's default token says of itself: it is in the public repository.
+PLACEHOLDER_MARK = "change-me"
+
+
 def warn_if_open(settings: Settings) -> None:
     """Say loudly when anyone who reaches the port can change fragrances."""
-    if settings.notify_token or _is_loopback(settings.host):
+    if _is_loopback(settings.host):
+        return
+    if PLACEHOLDER_MARK in settings.notify_token:
+        log.warning(
+            "NOTIFY_TOKEN is the published placeholder and HOST=%s listens beyond this machine: "
+            "anyone who has read the repository can create and change fragrances through port "
+            "%d. Set NOTIFY_TOKEN to a secret of your own (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))')",
+            settings.host,
+            settings.port,
+        )
+        return
+    if settings.notify_token:
         return
     log.warning(
         "NOTIFY_TOKEN is not set and HOST=%s listens beyond this machine: anyone who reaches "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from hook.connections import BoundedHttpToolsProtocol
-from hook.serve import hook_options
+from hook.serve import hook_options, warn_if_open
 from hook.settings import Settings, SettingsError
 
 
@@ -124,3 +126,28 @@ def test_trusted_proxies_are_read_as_a_list() -> None:
     settings = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.2, 192.168.0.0/16"})
     assert settings.trusted_proxies == ("10.0.0.2", "192.168.0.0/16")
     assert Settings.from_env({}).trusted_proxies == ()
+
+
+@pytest.mark.parametrize(
+    ("environ", "warning"),
+    [
+        ({"HOST": "0.0.0.0"}, "NOTIFY_TOKEN is not set"),
+        (
+            {"HOST": "0.0.0.0", "NOTIFY_TOKEN": "local-dev-token-change-me"},
+            "NOTIFY_TOKEN is the published placeholder",
+        ),
+        ({"HOST": "0.0.0.0", "NOTIFY_TOKEN": "k3J9xQ2mVw7pL0aZ"}, None),
+        ({"HOST": "127.0.0.1"}, None),
+        ({"HOST": "127.0.0.1", "NOTIFY_TOKEN": "local-dev-token-change-me"}, None),
+    ],
+)
+def test_a_hook_anyone_may_write_through_says_so_at_start(
+    environ: dict[str, str], warning: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="hook"):
+        warn_if_open(Settings.from_env(environ))
+    said = [record.getMessage() for record in caplog.records]
+    if warning is None:
+        assert said == []
+    else:
+        assert len(said) == 1 and said[0].startswith(warning)
