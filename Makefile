@@ -89,7 +89,7 @@ migrate: $(STAMP)
 	@if [ -z "$(MIGRATE_DATABASE_URL)" ]; then \
 		echo "Set DATABASE_URL (and MIGRATE_DATABASE_URL if migrations need another login)," \
 		     "e.g. DATABASE_URL=postgresql://sync_hook_login@localhost/fragrancedb"; exit 2; fi
-	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed 's|^postgresql://|postgresql+psycopg://|')" migrations
+	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed -E 's|^postgres(ql)?://|postgresql+psycopg://|')" migrations
 
 # Embedded PostgreSQL under .local/ unless DATABASE_URL points elsewhere.
 run: postgres-binaries $(STAMP)

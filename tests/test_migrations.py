@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+import pytest
 from catalog import describe_catalog
 from conftest import MIGRATIONS, ROOT, Server, load_smart_library, run_yoyo
 from helpers import body, store
@@ -295,6 +296,25 @@ def test_rolling_back_the_move_to_db_restores_the_0018_code_exactly(
         assert clock == (
             "fragrance_id,name_inbox_id,description_inbox_id,cost_inbox_id,forbidden_inbox_id",
         )
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_make_migrate_takes_either_libpq_url_scheme(
+    server: Server, bare_dbname: str, scheme: str
+) -> None:
+    url = server.url(bare_dbname).replace("postgresql://", f"{scheme}://", 1)
+    done = subprocess.run(
+        ["make", "-s", "migrate", f"DATABASE_URL={url}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(server.url(bare_dbname)) as conn:
+        migrated = conn.execute("select to_regclass('sync.inbox') is not null").fetchone()
+    assert migrated == (True,)
 
 
 def test_every_apply_loads_the_code_of_the_release_being_deployed(
