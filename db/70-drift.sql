@@ -14,15 +14,23 @@ create function sync.inbox_position(p_at timestamptz default null) returns bigin
     set search_path = pg_catalog, pg_temp
 as $$
     -- Ties on received_at (a batch shares one moment) are broken by id, so
-    -- the position at that moment covers the whole batch.
+    -- the position at that moment covers the whole batch. Ids follow
+    -- received_at except for spooled deliveries: drained after an outage,
+    -- they keep the moment the hook received them under a later id. So the
+    -- position also stays below every delivery received after p_at: one
+    -- received after the export is never taken for older than it (a repair
+    -- overwrote such a change, hostile review). In doubt a delivery counts
+    -- as newer, and the repair leaves its fields alone.
     select case
         when p_at is null then coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0)
-        else coalesce((select id from sync.inbox where received_at <= p_at
-                       order by received_at desc, id desc limit 1), 0)
+        else least(
+            coalesce((select id from sync.inbox where received_at <= p_at
+                      order by received_at desc, id desc limit 1), 0),
+            (select min(id) - 1 from sync.inbox where received_at > p_at))
     end;
 $$;
 comment on function sync.inbox_position(timestamptz) is
-    'The last inbox id handed out now (no argument), or the last delivery received at or before p_at (the highest id among those received at the same moment): deliveries after it are newer than a CMS export taken at that moment. Usage: SELECT sync.inbox_position(''2026-11-23 21:00Z'');';
+    'The last inbox id handed out now (no argument), or at p_at the last delivery received at or before it (the highest id among those received at the same moment), kept below every delivery received after it (a spooled delivery may be received earlier than its id says): deliveries after the position are newer than a CMS export taken at that moment. Usage: SELECT sync.inbox_position(''2026-11-23 21:00Z'');';
 
 -- sync.drift: every difference between the snapshot and public.fragrances.
 create view sync.drift as

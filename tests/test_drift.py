@@ -365,6 +365,20 @@ def test_the_inbox_position_at_a_moment_several_deliveries_share_is_the_last_of_
     assert db.execute("select sync.inbox_position(%s)", moment).fetchone() == (1000002,)
 
 
+def test_the_inbox_position_stays_below_a_delivery_received_after_the_moment(
+    db: psycopg.Connection,
+) -> None:
+    """A spooled delivery drained late has a later id than one received after it."""
+    set_apply_on_receipt(db, False)
+    db.execute(
+        "insert into sync.inbox (id, received_at, body) overriding system value"
+        " values (1000001, '2026-12-01 12:00:00.200Z', '{}'),"
+        " (1000002, '2026-12-01 11:59:59.950Z', '{}')"
+    )
+    position = db.execute("select sync.inbox_position('2026-12-01 12:00Z')").fetchone()
+    assert position == (1000000,)
+
+
 def test_repair_without_a_snapshot_is_refused(db: psycopg.Connection) -> None:
     with raises_sqlstate("FS050"):
         db.execute("select sync.repair()")
