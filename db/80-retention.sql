@@ -1,4 +1,4 @@
--- Retention: purge old applied and ignored deliveries.
+-- Retention: purge old applied and ignored deliveries, and findings long closed.
 --
 -- Every delivery stays in sync.inbox until purged. The purge keeps what still
 -- needs a person (rejected, discarded) or the merge (pending); the history has
@@ -74,3 +74,25 @@ end;
 $$;
 comment on function sync.purge_applied(interval, boolean, integer) is
     'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, and all of sync.fragrance_history. Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
+
+-- sync_private.purge_closed_findings
+-- Deletes findings closed before now() - p_older_than; returns how many.
+create function sync_private.purge_closed_findings(p_older_than interval) returns bigint
+    language plpgsql
+as $$
+declare
+    v_count bigint;
+begin
+    -- Called by the scheduled purge with sync.settings.purge_after, which the
+    -- settings' own check keeps a day or more in every part. Open findings
+    -- stay whatever their age: they describe the catalog now. A closed one
+    -- only says what got fixed, and without a purge each fix kept a row for
+    -- good (about one per CMS change that opens or closes a warning).
+    delete from sync.finding as f
+    where f.closed_at < now() - p_older_than;
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+comment on function sync_private.purge_closed_findings(interval) is
+    'Deletes the findings of sync.finding closed more than p_older_than ago and returns the count; open findings stay. The scheduled purge (sync.run_job(''purge_inbox'')) calls it with sync.settings.purge_after.';

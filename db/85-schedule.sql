@@ -31,8 +31,10 @@ begin
             when 'check_catalog' then
                 select coalesce(jsonb_agg(to_jsonb(c)), '[]') into v_detail from sync.check_catalog() as c;
             when 'purge_inbox' then
-                v_detail := jsonb_build_object('deleted',
-                    sync.purge_applied((select s.purge_after from sync.settings as s)));
+                v_detail := jsonb_build_object(
+                    'deleted', sync.purge_applied((select s.purge_after from sync.settings as s)),
+                    'closed_findings_deleted',
+                    sync_private.purge_closed_findings((select s.purge_after from sync.settings as s)));
             when 'check_drift' then
                 -- With no snapshot there is nothing to compare: "no drift" would be false.
                 if not exists (select from sync.cms_snapshot) then
@@ -60,7 +62,7 @@ begin
 end;
 $$;
 comment on function sync.run_job(text) is
-    'Runs one job of sync.job now (check_catalog, purge_inbox, check_drift) and records it in sync.job_run with what it did, or the error (a failed job is recorded, not raised). pg_cron and the README''s cron lines call it. Usage: SELECT * FROM sync.run_job(''check_catalog'');';
+    'Runs one job of sync.job now (check_catalog; purge_inbox, which also deletes findings closed as long ago; check_drift) and records it in sync.job_run with what it did, or the error (a failed job is recorded, not raised). pg_cron and the README''s cron lines call it. Usage: SELECT * FROM sync.run_job(''check_catalog'');';
 
 -- sync_private.pg_cron_job_name
 -- The name a job of ours has in pg_cron.

@@ -243,3 +243,30 @@ def test_a_hot_path_uses_its_index_not_a_scan_of_the_inbox(
     scans = {(n["Node Type"], n.get("Relation Name"), n.get("Index Name")) for n in nodes}
     assert not [s for s in scans if s[0] == "Seq Scan" and s[1] == "inbox"], scans
     assert index in {n.get("Index Name") for n in nodes}, scans
+
+
+def a_finding(db: psycopg.Connection, fragrance_id: int, closed_ago: str | None) -> None:
+    """A finding of the catalog, closed `closed_ago` (null: open), as the owner writes it."""
+    db.execute(
+        "insert into sync.finding (rule, fragrance_id, field, value, message, severity,"
+        " rules_version, first_seen_at, closed_at, closed_by)"
+        " select 'cost.fractional', %(id)s, 'cost', '1.5', 'cost 1.5 has a fractional part',"
+        " 'warning', max(version), now() - interval '200 days',"
+        " now() - %(ago)s::interval, case when %(ago)s is not null then 'test' end"
+        " from sync.rule_version",
+        {"id": fragrance_id, "ago": closed_ago},
+    )
+
+
+def test_the_scheduled_purge_deletes_findings_closed_before_the_purge_age(
+    db: psycopg.Connection,
+) -> None:
+    a_finding(db, 1, "100 days")
+    a_finding(db, 2, "10 days")
+    a_finding(db, 3, None)
+    run = db.execute("select status, detail from sync.run_job('purge_inbox')").fetchone()
+    assert run is not None and run[0] == "ok" and run[1]["closed_findings_deleted"] == 1
+    left = db.execute(
+        "select fragrance_id from sync.finding where rule = 'cost.fractional' order by 1"
+    ).fetchall()
+    assert left == [(2,), (3,)]
