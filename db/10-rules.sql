@@ -171,10 +171,13 @@ create function sync_private.code_point(p_char text) returns text
     immutable
     parallel safe
 as $$
-    select 'U+' || upper(lpad(to_hex(ascii(p_char)), 4, '0'));
+    -- At least four digits, and all of them: lpad() cuts a longer text to
+    -- its length, which made U+E0069 U+E006.
+    select 'U+' || upper(case when ascii(p_char) < 4096 then lpad(to_hex(ascii(p_char)), 4, '0')
+                              else to_hex(ascii(p_char)) end);
 $$;
 comment on function sync_private.code_point(text) is
-    'A character written as U+XXXX, for messages.';
+    'A character written as U+XXXX (U+XXXXX beyond the first 65,536), for messages.';
 
 -- sync_private.current_rules
 -- The rules in force: their version and every rule's severity, parameter and reach.

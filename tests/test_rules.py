@@ -411,6 +411,21 @@ def test_a_control_character_is_named_by_code_point_and_position(tx: psycopg.Con
     assert "U+001B at position 3" in receipt["reasons"][0]["message"]
 
 
+@pytest.mark.parametrize(
+    ("char", "written"),
+    [
+        ("\u0007", "U+0007"),
+        ("\u202e", "U+202E"),
+        ("\U000e0069", "U+E0069"),
+        ("\U0010ffff", "U+10FFFF"),
+    ],
+)
+def test_a_character_is_written_with_all_its_digits(
+    tx: psycopg.Connection, char: str, written: str
+) -> None:
+    assert tx.execute("select sync_private.code_point(%s)", [char]).fetchone() == (written,)
+
+
 def _calls_in_one_receive(db: psycopg.Connection, delta: dict[str, Any]) -> dict[str, int]:
     """Calls of our private functions by one receive, counted within its own transaction."""
     with db.transaction(force_rollback=True):
