@@ -164,6 +164,118 @@ $$;
 comment on function sync_private.first_bidi_control(text) is
     'The first bidirectional embedding, override or isolate (U+202A-202E, U+2066-2069) of a text, or null: they make text display in another order than it is stored. The <field>.bidi_control rule.';
 
+-- sync_private.invisible_pattern
+-- The regular expression of the <field>.invisible_character rule: it matches the first invisible character out of place.
+create function sync_private.invisible_pattern() returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- Which characters, and why some count only out of place:
+    -- sync_private.first_invisible. Spelled out by code point, as the other
+    -- classes, so every locale judges alike. Each branch matches the one
+    -- character it refuses, and what must stand before or after it is a
+    -- lookaround written after that character: a text pays for one only
+    -- where such a character stands (the flag's lookbehind, written before
+    -- the tag, was tried at every position: a description took 14 times as
+    -- long as with first_bidi_control's class; written after, no longer,
+    -- measured).
+    -- "Out of place" means next to whitespace, a control, a bidirectional
+    -- control or an invisible character: the class of the lookarounds.
+    select
+        -- Refused wherever they stand: soft hyphen, combining grapheme joiner,
+        -- Arabic letter mark, Hangul choseong and jungseong fillers, Khmer
+        -- inherent vowels, zero-width space, left-to-right and right-to-left
+        -- marks, word joiner and invisible operators (U+2065 is reserved for
+        -- one), the deprecated format characters, Hangul filler, byte order
+        -- mark, halfwidth Hangul filler, U+FFF0-FFF8 (reserved) and the
+        -- interlinear annotation controls, shorthand format controls, musical
+        -- format controls, and every tag but a letter, a digit and the
+        -- cancel tag (U+E0001 language tag, unassigned tags too).
+        '[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u200b\u200e\u200f\u2060-\u2065\u206a-\u206f'
+        '\u3164\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3\U0001d173-\U0001d17a'
+        '\U000e0000-\U000e002f\U000e003a-\U000e0060\U000e007b-\U000e007e\U000e0080-\U000e00ff'
+        '\U000e01f0-\U000e0fff]'
+        -- A joiner (Mongolian vowel separator, ZWNJ, ZWJ) or a variation
+        -- selector (Mongolian free variation selectors, U+FE00-FE0F,
+        -- U+E0100-E01EF) at the start.
+        '|^[\u180b-\u180f\u200c\u200d\ufe00-\ufe0f\U000e0100-\U000e01ef]'
+        -- A joiner after whitespace, a control or an invisible character
+        -- other than a variation selector (the rainbow flag holds U+FE0F
+        -- U+200D) ...
+        '|[\u180e\u200c\u200d](?<=['
+            '\u0001-\u0020\u007f-\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180e'
+            '\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufeff\uffa0\ufff0-\ufffb'
+            '\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e00ff\U000e01f0-\U000e0fff'
+        '][\u180e\u200c\u200d])'
+        -- ... or before any of them, or at the end.
+        '|[\u180e\u200c\u200d](?=['
+            '\u0001-\u0020\u007f-\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f'
+            '\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb'
+            '\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff'
+        ']|$)'
+        -- A variation selector after whitespace, a control or an invisible
+        -- character, another selector too.
+        '|[\u180b-\u180d\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef](?<=['
+            '\u0001-\u0020\u007f-\u00a0\u00ad\u034f\u061c\u115f\u1160\u1680\u17b4\u17b5\u180b-\u180f'
+            '\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb'
+            '\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff'
+        '][\u180b-\u180d\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef])'
+        -- A tag letter or digit that does not end a run of 1 to 7 after a
+        -- black flag (U+1F3F4), or is not followed by a cancel tag within
+        -- them; a cancel tag that does not end such a run.
+        '|[\U000e0030-\U000e0039\U000e0061-\U000e007a](?<!\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,7})'
+        '|[\U000e0030-\U000e0039\U000e0061-\U000e007a](?![\U000e0030-\U000e0039\U000e0061-\U000e007a]{0,6}\U000e007f)'
+        '|\U000e007f(?<!\U0001f3f4[\U000e0030-\U000e0039\U000e0061-\U000e007a]{1,7}\U000e007f)';
+$$;
+comment on function sync_private.invisible_pattern() is
+    'The regular expression of the <field>.invisible_character rule: where it first matches stands the first invisible character out of place (sync_private.first_invisible says which and why).';
+
+-- sync_private.first_invisible
+-- The first invisible format character of a text that stands out of place, or null.
+create function sync_private.first_invisible(p_text text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- Invisible characters inside a text are bad data at rest: "Rose" and
+    -- "Rose" + U+200B look alike, differ as names (no name.duplicate), miss
+    -- each other in a search, and reach the application as they are. The
+    -- class is Unicode's Default_Ignorable_Code_Point (what a renderer shows
+    -- nothing for, assigned or reserved), with the interlinear annotation
+    -- controls U+FFF9-FFFB, less the bidirectional embeddings, overrides and
+    -- isolates, which <field>.bidi_control refuses first.
+    --
+    -- Refused wherever they stand, the direction marks (LRM, RLM, ALM) too:
+    -- a mark makes no letter display elsewhere, yet a name that holds one
+    -- differs from the same name without; the application sets direction by
+    -- markup (<bdi>, dir="auto"), and a site that needs stored marks turns
+    -- the rule down to a warning.
+    --
+    -- Allowed where writing systems need them, refused out of place (at the
+    -- start, at the end, or next to whitespace, a control or another
+    -- invisible character), so no name is refused for being Persian, Indic
+    -- or emoji:
+    -- - ZWNJ and ZWJ (and the Mongolian vowel separator) only between two
+    --   visible characters: Persian and Indic words hold them between
+    --   letters, and emoji sequences join emoji with ZWJ (a family:
+    --   U+1F468 U+200D U+1F469 U+200D U+1F467), where a variation selector
+    --   may stand before it (the rainbow flag: U+1F3F3 U+FE0F U+200D U+1F308).
+    -- - variation selectors (U+FE00-FE0F, U+E0100-E01EF, the Mongolian free
+    --   variation selectors) only right after a visible character, the one
+    --   they choose a form of (a red heart U+2764 U+FE0F, an ideographic
+    --   variant U+845B U+E0100); a run of them is how data hides behind an
+    --   emoji.
+    -- - tags only as the flags of England, Scotland and Wales spell them: a
+    --   black flag, 1 to 7 tag letters or digits (a subdivision: its region
+    --   and up to 4 more), a cancel tag. Anywhere else tags spell ASCII that
+    --   no reader sees ("ASCII smuggling").
+    -- A name of nothing but invisible characters is name.blank, ranked before.
+    select substring(p_text from sync_private.invisible_pattern());
+$$;
+comment on function sync_private.first_invisible(text) is
+    'The first invisible format character of a text that stands out of place, or null: Unicode''s default ignorable characters and the interlinear annotation controls (zero-width space, soft hyphen, byte order mark, word joiner, direction marks, Hangul fillers, tags...) but the bidirectional controls. ZWNJ and ZWJ count only when not between two visible characters, variation selectors only when not right after one, tags only outside an emoji flag: Persian, Indic and emoji names pass. The <field>.invisible_character rule.';
+
 -- sync_private.code_point
 -- A character as U+XXXX, for messages.
 create function sync_private.code_point(p_char text) returns text
@@ -347,7 +459,7 @@ as $$
     -- and a right-to-left override is refused for the override when the
     -- bell is only a warning). The messages: sync_private.rule_message.
     select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.bidi_control',
-                             '.untrimmed'])[least(
+                             '.invisible_character', '.untrimmed'])[least(
         case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
         case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
             then sync_private.rule_rank(p_rules, p_field || '.too_long', 2) end,
@@ -358,11 +470,14 @@ as $$
             then sync_private.rule_rank(p_rules, p_field || '.control_character', 4) end,
         case when sync_private.first_bidi_control(p_text) is not null
             then sync_private.rule_rank(p_rules, p_field || '.bidi_control', 5) end,
+        -- A text of nothing but invisible characters is .blank (a name's) instead.
+        case when sync_private.first_invisible(p_text) is not null
+            then sync_private.rule_rank(p_rules, p_field || '.invisible_character', 6) end,
         case when sync_private.is_untrimmed(p_text)
-            then sync_private.rule_rank(p_rules, p_field || '.untrimmed', 6) end) % 10];
+            then sync_private.rule_rank(p_rules, p_field || '.untrimmed', 7) end) % 10];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks and tabs allowed in a description, .bidi_control, .untrimmed, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks and tabs allowed in a description, .bidi_control, .invisible_character, .untrimmed, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
 -- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
@@ -441,6 +556,15 @@ as $$
                 p_field,
                 sync_private.code_point(sync_private.first_bidi_control(p_value #>> '{}')),
                 strpos(p_value #>> '{}', sync_private.first_bidi_control(p_value #>> '{}')))
+        when p_code in ('name.invisible_character', 'description.invisible_character') then
+            -- The position of the first out of place, which strpos() would not
+            -- give: an emoji before it may hold the same ZWJ in its place.
+            format('%s holds the invisible character %s at position %s; %s',
+                p_field,
+                sync_private.code_point(sync_private.first_invisible(p_value #>> '{}')),
+                regexp_instr(p_value #>> '{}', sync_private.invisible_pattern()),
+                case p_field when 'name' then 'names that look alike would differ'
+                             else 'text that looks alike would not match in a search' end)
         when p_code in ('name.untrimmed', 'description.untrimmed') then
             format('%s %s starts or ends with whitespace', p_field, sync_private.show(p_value))
         when p_code = 'cost.not_finite' then

@@ -625,6 +625,7 @@ PLAIN_OR_NOT = [
     (b'{"fragrance_id": 7, "name": "Rose\\u0007"}', True),
     (b'{"fragrance_id": 7, "name": "Rose\\u202e"}', True),
     ('{"fragrance_id": 7, "name": "\u00a0\u200b\u3000"}'.encode(), True),
+    ('{"fragrance_id": 7, "name": "Rose\u200b", "description": "Ro\u00adse"}'.encode(), True),
     (b'{"fragrance_id": 7, "name": "Caf\xc3\xa9 noir"}', True),
     (b'{ "fragrance_id" : 0 , "forbidden" : true }', True),
     (b'{"fragrance_id": 7}', True),

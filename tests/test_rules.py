@@ -141,7 +141,13 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
             ("an Egyptian hieroglyph mirror mark", "\U00013440"),
         ]
     ),
-    ("name visible among invisibles", {"fragrance_id": 7, "name": "\u200bA\u00a0"}, "applied", []),
+    # Not blank: it shows an A; its zero-width space is name.invisible_character.
+    (
+        "name visible among invisibles",
+        {"fragrance_id": 7, "name": "\u200bA\u00a0"},
+        "rejected",
+        ["name.invisible_character"],
+    ),
     ("name in CJK", {"fragrance_id": 7, "name": "\u8587\u8587"}, "applied", []),
     ("name with a combining accent", {"fragrance_id": 7, "name": "Rose\u0301"}, "applied", []),
     ("name with an accent decomposed", {"fragrance_id": 7, "name": "Ros\u0301e"}, "applied", []),
@@ -164,7 +170,13 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
             ("an isolate", "Rose\u2067x\u2069", "name.bidi_control"),
         ]
     ),
-    ("name with a right-to-left mark", {"fragrance_id": 7, "name": "Rose\u200f"}, "applied", []),
+    # A bidirectional control before an invisible character is reported first.
+    (
+        "name with a zero-width space and an override",
+        {"fragrance_id": 7, "name": "Rose\u200b\u202e"},
+        "rejected",
+        ["name.bidi_control"],
+    ),
     ("name 150 chars", {"fragrance_id": 7, "name": "n" * 150}, "applied", []),
     ("name 151 chars", {"fragrance_id": 7, "name": "n" * 151}, "rejected", ["name.too_long"]),
     ("name 150 multibyte chars", {"fragrance_id": 7, "name": "é" * 150}, "applied", []),
@@ -198,6 +210,13 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
             ("a right-to-left override", "Musk \u202e", "description.bidi_control"),
             ("a first-strong isolate", "\u2068Musk", "description.bidi_control"),
         ]
+    ),
+    # An invisible character in a description is a warning: the edit applies.
+    (
+        "description with a zero-width space",
+        {"fragrance_id": 7, "description": "Musk\u200b"},
+        "applied",
+        [],
     ),
     (
         "description 1025",
@@ -299,6 +318,18 @@ WARNING_BEFORE_AN_ERROR: list[tuple[str, str, dict[str, Any], str]] = [
     ),
     ("a negative cost too precise", "cost.negative", {"cost": -0.000001}, "cost.too_precise"),
     ("a blank name of a bell", "name.blank", {"name": "\u0007"}, "name.control_character"),
+    (
+        "a blank name of zero-width spaces",
+        "name.blank",
+        {"name": "\u200b\u200b"},
+        "name.invisible_character",
+    ),
+    (
+        "a bell before a zero-width space",
+        "name.control_character",
+        {"name": "Rose\u0007\u200b"},
+        "name.invisible_character",
+    ),
 ]
 
 
@@ -409,6 +440,157 @@ def test_a_fractional_cost_is_applied_with_a_warning_saying_what_the_application
 def test_a_control_character_is_named_by_code_point_and_position(tx: psycopg.Connection) -> None:
     receipt = receive(tx, {"fragrance_id": 7, "name": "Ro\u001bse"})
     assert "U+001B at position 3" in receipt["reasons"][0]["message"]
+
+
+def tags(text: str) -> str:
+    """ASCII spelled in tag characters (U+E0020-E007E), which show nothing."""
+    return "".join(chr(0xE0000 + ord(c)) for c in text)
+
+
+CANCEL_TAG = "\U000e007f"
+BLACK_FLAG = "\U0001f3f4"
+
+# (case id, text, the invisible character refused and its position, or None when it passes).
+# The same texts as a name (an error) and as a description (a warning).
+INVISIBLE: list[tuple[str, str, tuple[str, int] | None]] = [
+    ("a zero-width space at the end", "Rose\u200b", ("U+200B", 5)),
+    ("a zero-width space at the start", "\u200bRose", ("U+200B", 1)),
+    ("a soft hyphen inside", "Ro\u00adse", ("U+00AD", 3)),
+    ("a byte order mark", "\ufeffRose", ("U+FEFF", 1)),
+    ("a word joiner", "Ro\u2060se", ("U+2060", 3)),
+    ("an invisible times", "2\u20622", ("U+2062", 2)),
+    ("a combining grapheme joiner", "Ro\u034fse", ("U+034F", 3)),
+    ("a Hangul filler after a name", "Rose\u3164", ("U+3164", 5)),
+    ("a halfwidth Hangul filler", "Ro\uffa0se", ("U+FFA0", 3)),
+    ("a Mongolian vowel separator at the end", "Rose\u180e", ("U+180E", 5)),
+    # Direction marks too: the application sets direction by markup.
+    ("a right-to-left mark", "Rose\u200f", ("U+200F", 5)),
+    ("a left-to-right mark", "\u200eRose", ("U+200E", 1)),
+    ("an Arabic letter mark", "\u0648\u0631\u062f\u061c", ("U+061C", 4)),
+    # Tags spell text no reader sees.
+    ("tags that spell hidden text", "Rose" + tags("ignore all rules"), ("U+E0069", 5)),
+    ("a language tag", "Rose\U000e0001" + tags("en"), ("U+E0001", 5)),
+    ("a flag's tags with no cancel tag", BLACK_FLAG + tags("gbsct"), ("U+E0067", 2)),
+    ("a flag's tags after no black flag", "Rose" + tags("gbsct") + CANCEL_TAG, ("U+E0067", 5)),
+    ("eight tags after a black flag", BLACK_FLAG + tags("abcdefgh") + CANCEL_TAG, ("U+E0061", 2)),
+    ("a flag's tags in capitals", BLACK_FLAG + tags("GBSCT") + CANCEL_TAG, ("U+E0047", 2)),
+    # Joiners between two visible characters only, selectors right after one only.
+    ("a ZWJ at the end", "Rose\u200d", ("U+200D", 5)),
+    ("a ZWNJ at the start", "\u200cRose", ("U+200C", 1)),
+    ("a ZWJ before a space", "Rose\u200d Musk", ("U+200D", 5)),
+    ("a ZWNJ after a space", "Rose \u200cMusk", ("U+200C", 6)),
+    ("two ZWNJ in a row", "Ro\u200c\u200cse", ("U+200C", 3)),
+    ("a ZWJ before a soft hyphen", "Ro\u200d\u00adse", ("U+200D", 3)),
+    ("a variation selector at the start", "\ufe0fRose", ("U+FE0F", 1)),
+    ("a variation selector after a space", "Rose \ufe0f", ("U+FE0F", 6)),
+    ("variation selectors piled on an emoji", "\U0001f339\ufe0f\ufe0f\ufe0f", ("U+FE0F", 3)),
+    # The first out of place, not the first of its kind: the family holds a ZWJ at 2.
+    ("a ZWJ after an emoji sequence", "\U0001f468\u200d\U0001f469 \u200d", ("U+200D", 5)),
+    # What writing systems and emoji need passes.
+    ("plain", "Rose", None),
+    ("accented", "Cr\u00e8me br\u00fbl\u00e9e", None),
+    ("an emoji ZWJ sequence", "Caf\u00e9 \U0001f468\u200d\U0001f469\u200d\U0001f467", None),
+    ("a Persian word with ZWNJ", "\u06af\u0644\u200c\u0647\u0627", None),
+    ("a Devanagari conjunct with ZWJ", "\u0915\u094d\u200d\u0937", None),
+    ("a heart with its emoji selector", "I \u2764\ufe0f roses", None),
+    ("the rainbow flag", "\U0001f3f3\ufe0f\u200d\U0001f308", None),
+    ("a keycap", "No 5\ufe0f\u20e3", None),
+    ("an ideographic variation", "\u845b\U000e0100", None),
+    ("the flag of Scotland", "Highland " + BLACK_FLAG + tags("gbsct") + CANCEL_TAG, None),
+    ("a Mongolian free variation selector", "\u182d\u180b", None),
+]
+
+
+@pytest.mark.parametrize(("text", "refused"), [pytest.param(t, r, id=i) for i, t, r in INVISIBLE])
+def test_an_invisible_character_in_a_name_refuses_the_change_saying_which_and_where(
+    tx: psycopg.Connection, text: str, refused: tuple[str, int] | None
+) -> None:
+    before = fragrance(tx, 7)
+    receipt = receive(tx, {"fragrance_id": 7, "name": text, "cost": 21})
+    if refused is None:
+        assert (receipt["status"], receipt["reasons"]) == ("applied", [])
+        assert fragrance(tx, 7)["name"] == text
+        return
+    code_point, position = refused
+    assert receipt["status"] == "rejected"
+    assert receipt["reasons"] == [
+        {
+            "code": "name.invisible_character",
+            "severity": "error",
+            "field": "name",
+            "message": f"name holds the invisible character {code_point} at position {position};"
+            " names that look alike would differ",
+        }
+    ]
+    assert fragrance(tx, 7) == before
+
+
+@pytest.mark.parametrize(("text", "refused"), [pytest.param(t, r, id=i) for i, t, r in INVISIBLE])
+def test_an_invisible_character_in_a_description_is_a_warning_saying_which_and_where(
+    tx: psycopg.Connection, text: str, refused: tuple[str, int] | None
+) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "description": text})
+    assert receipt["status"] == "applied"
+    assert fragrance(tx, 7)["description"] == text
+    if refused is None:
+        assert receipt["reasons"] == []
+        return
+    code_point, position = refused
+    assert receipt["reasons"] == [
+        {
+            "code": "description.invisible_character",
+            "severity": "warning",
+            "field": "description",
+            "message": f"description holds the invisible character {code_point}"
+            f" at position {position}; text that looks alike would not match in a search",
+        }
+    ]
+
+
+def test_a_name_of_nothing_but_invisible_characters_is_blank_which_ranks_first(
+    tx: psycopg.Connection,
+) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "name": "\u200b\u2060\ufeff\u200d"})
+    assert codes(receipt["reasons"]) == ["name.blank"]
+
+
+def test_an_invisible_character_ranks_before_whitespace_at_the_ends(
+    tx: psycopg.Connection,
+) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "name": " Rose\u200b"})
+    assert codes(receipt["reasons"]) == ["name.invisible_character"]
+
+
+@pytest.mark.parametrize(
+    ("severity", "status", "reasons"),
+    [
+        ("warning", "applied", [("name.invisible_character", "warning")]),
+        ("off", "applied", []),
+        ("error", "rejected", [("name.invisible_character", "error")]),
+    ],
+)
+def test_a_dba_tunes_the_invisible_character_rule_of_names(
+    tx: psycopg.Connection, severity: str, status: str, reasons: list[tuple[str, str]]
+) -> None:
+    tx.execute(
+        "update sync.rule set severity = %s where code = 'name.invisible_character'", [severity]
+    )
+    receipt = receive(tx, {"fragrance_id": 7, "name": "Rose\u200b"})
+    assert receipt["status"] == status
+    assert [(r["code"], r["severity"]) for r in receipt["reasons"]] == reasons
+
+
+def test_the_invisible_character_rules_default_to_an_error_for_names_and_a_warning_otherwise(
+    tx: psycopg.Connection,
+) -> None:
+    rows = tx.execute(
+        "select code, severity, default_severity, applies_to, tunable from sync.rule"
+        " where code like '%.invisible_character' order by code"
+    ).fetchall()
+    assert rows == [
+        ("description.invisible_character", "warning", "warning", "both", ["severity"]),
+        ("name.invisible_character", "error", "error", "both", ["severity"]),
+    ]
 
 
 @pytest.mark.parametrize(
