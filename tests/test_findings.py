@@ -113,6 +113,12 @@ def test_the_check_never_changes_a_fragrance(db: psycopg.Connection) -> None:
         ("set name = chr(1617)", "name.blank", "error"),  # an Arabic shadda alone
         ("set name = 'Rose' || chr(7)", "name.control_character", "error"),
         ("set name = 'Rose' || chr(8238)", "name.bidi_control", "error"),
+        ("set name = 'Rose' || chr(8203)", "name.invisible_character", "error"),
+        (
+            "set description = 'Ro' || chr(173) || 'se'",
+            "description.invisible_character",
+            "warning",
+        ),
         ("set name = null", "name.null", "error"),
         ("set description = 'ok' || chr(27) || '[2J'", "description.control_character", "error"),
         ("set forbidden = null", "forbidden.null", "error"),
@@ -143,6 +149,49 @@ def test_a_rule_turned_down_to_a_warning_hides_no_error_at_rest(db: psycopg.Conn
     for fragrance_id in (7, 8):
         assert ("name.bidi_control", "error") in open_findings(db, fragrance_id)
         assert ("name.control_character", "warning") not in open_findings(db, fragrance_id)
+
+
+def test_the_check_finds_the_invisible_characters_an_adopted_catalog_holds(
+    db: psycopg.Connection,
+) -> None:
+    """A catalog arrives by bulk load, judged by no write trigger: the check finds them."""
+    with db.transaction():
+        db.execute("set local session_replication_role = replica")
+        db.execute(
+            "update public.fragrances set name = name || chr(8203) where fragrance_id in (7, 8)"
+        )
+        db.execute(
+            "update public.fragrances set description = 'Ro' || chr(173) || 'se'"
+            " where fragrance_id = 9"
+        )
+        # An emoji ZWJ sequence is no invisible character out of place.
+        db.execute(
+            "update public.fragrances set name = %s where fragrance_id = 10",
+            ["Caf\u00e9 \U0001f468\u200d\U0001f469\u200d\U0001f467"],
+        )
+    name_7 = db.execute("select name from public.fragrances where fragrance_id = 7").fetchone()[0]  # type: ignore[index]
+    query = "select md5(string_agg(f::text, '|' order by fragrance_id)) from public.fragrances as f"
+    catalog = db.execute(query).fetchone()
+
+    report = check(db)
+
+    names = report["name.invisible_character"]
+    assert (names["severity"], names["fragrances"], names["opened"]) == ("error", 2, 2)
+    assert names["example_fragrance_id"] == 7
+    assert names["example"] == (
+        f"name holds the invisible character U+200B at position {len(name_7)};"
+        " names that look alike would differ"
+    )
+    descriptions = report["description.invisible_character"]
+    assert (descriptions["severity"], descriptions["fragrances"]) == ("warning", 1)
+    assert descriptions["example"].startswith(
+        "description holds the invisible character U+00AD at position 3"
+    )
+    assert [rule for rule, _ in open_findings(db, 10) if rule.endswith("invisible_character")] == []
+    assert db.execute(query).fetchone() == catalog
+    # Health names an error rule broken at rest.
+    reason = db.execute("select reason from sync.health").fetchone()[0]  # type: ignore[index]
+    assert "2 fragrances break an error rule (name.invisible_character)" in reason
 
 
 def test_the_edit_that_fixes_it_closes_the_finding_and_says_who(dba: psycopg.Connection) -> None:
