@@ -45,6 +45,38 @@ def test_a_valid_delta_is_answered_202_once_stored_and_applied_right_after(
     assert fragrance(db, 7)["name"] == "Over HTTP"
 
 
+def test_a_name_with_a_zero_width_space_is_quarantined_and_changes_nothing(
+    hook: Hook, db: psycopg.Connection
+) -> None:
+    """A name and the same name with U+200B look alike: the CMS's edit is refused, whole."""
+    before = fragrance(db, 7)
+    answer = httpx.post(
+        hook.url + "/notifications",
+        content=body({"fragrance_id": 7, "name": "Rose\u200b", "cost": 99}),
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code == 202
+    row = settled(db, answer.json()["inbox_id"])
+    message = (
+        "name holds the invisible character U+200B at position 5;"
+        " names that look alike would differ"
+    )
+    assert row["status"] == "rejected"
+    assert row["reasons"] == [
+        {
+            "code": "name.invisible_character",
+            "severity": "error",
+            "field": "name",
+            "message": message,
+        }
+    ]
+    quarantined = db.execute(
+        "select codes, messages from sync.quarantine where inbox_id = %s", [row["id"]]
+    ).fetchone()
+    assert quarantined == (["name.invisible_character"], message)
+    assert fragrance(db, 7) == before
+
+
 def test_deliveries_another_process_left_pending_are_applied_by_the_sweep(
     hook: Hook, db: psycopg.Connection
 ) -> None:
