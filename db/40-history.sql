@@ -27,7 +27,9 @@ begin
     if tg_op = 'INSERT' then
         -- A row inserted by hand is a baseline: no delivery is older than it
         -- on purpose, so a quarantined change can still be retried onto it
-        -- (and the mark of an earlier delete of its id is forgotten).
+        -- (and the mark of an earlier delete of its id is forgotten). Against
+        -- a CMS snapshot taken before it, its history row is what makes it
+        -- newer (sync.drift), so a repair does not undo it.
         insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
         select n.fragrance_id, 'insert', null, to_jsonb(n)
         from new_rows as n
@@ -43,7 +45,9 @@ begin
         -- The clock stays, every field at this position: a complete delta
         -- received before the delete, still pending or retried later, must
         -- not create the row again (sync_private.create_missing); one
-        -- received after it may.
+        -- received after it may. A CMS snapshot taken before the delete must
+        -- not either: sync.drift marks the missing row newer by this clock,
+        -- or by the history row when no delivery came between the two.
         insert into sync.field_version as fv (fragrance_id, versions)
         select o.fragrance_id, (select jsonb_object_agg(f, v_position) from unnest(sync_private.fields()) as f)
         from old_rows as o
@@ -119,7 +123,7 @@ create trigger _900_record_delete
     referencing old table as old_rows
     for each statement execute function sync_private.record_change();
 comment on trigger _900_record_delete on public.fragrances is
-    'Fragrance sync: records deleted rows in sync.fragrance_history and forgets their field clock.';
+    'Fragrance sync: records deleted rows in sync.fragrance_history and moves their field clock to the delete (a hand delete counts as received now: nothing received before it creates the row again).';
 
 -- sync.revert_result: what sync.revert() did.
 create type sync.revert_result as (

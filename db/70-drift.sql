@@ -51,7 +51,16 @@ select
     null::text as field,
     (select jsonb_object_agg(f.name, to_jsonb(s) -> f.name) from field as f) as cms_value,
     null::jsonb as library_value,
-    false as newer_in_library
+    -- Gone since the snapshot: deleted by hand after it (a delete leaves the
+    -- clock at its position, sync_private.record_change, and its history
+    -- row), so the snapshot is older than the delete and must not bring the
+    -- fragrance back. A delete before the snapshot stays repairable.
+    exists (select from sync.field_version as v
+            cross join jsonb_each_text(v.versions) as x
+            where v.fragrance_id = s.fragrance_id and x.value::bigint > s.inbox_position)
+    or exists (select from sync.fragrance_history as h
+               where h.fragrance_id = s.fragrance_id and h.inbox_id is null
+                 and h.changed_at > s.taken_at) as newer_in_library
 from sync.cms_snapshot as s
 where not exists (select from public.fragrances as l where l.fragrance_id = s.fragrance_id)
 union all
@@ -73,6 +82,15 @@ select
     j.cms -> f.name,
     j.library -> f.name,
     coalesce((v.versions ->> f.name)::bigint, 0) > s.inbox_position
+    -- A hand change counts as received when it is made, at the position
+    -- reached then (sync_private.record_change): one made after the snapshot
+    -- with no delivery in between sits at the snapshot's own position, and a
+    -- re-insert by hand has no clock at all. Its history row says when it was
+    -- made, which breaks the tie: after taken_at, the library is newer.
+    or exists (select from sync.fragrance_history as h
+               where h.fragrance_id = s.fragrance_id and h.inbox_id is null
+                 and h.changed_at > s.taken_at
+                 and (h.operation <> 'update' or h.new_values ? f.name))
 from sync.cms_snapshot as s
 join public.fragrances as l on l.fragrance_id = s.fragrance_id
 -- Each row as JSON once, and only the rows that differ taken field by field:
@@ -93,7 +111,7 @@ comment on column sync.drift.kind is 'missing, extra or differs.';
 comment on column sync.drift.field is 'The differing column for kind differs; null for whole rows.';
 comment on column sync.drift.cms_value is 'The snapshot''s value (the whole row as JSON for missing); null for extra.';
 comment on column sync.drift.library_value is 'public.fragrances'' value (the whole row as JSON for extra); null for missing.';
-comment on column sync.drift.newer_in_library is 'True when a delivery received after the snapshot was taken set this field: the library is newer; reload the snapshot rather than repair.';
+comment on column sync.drift.newer_in_library is 'True when a delivery received after the snapshot was taken set this field, or a hand change made after it (an UPDATE of the field, a DELETE or a re-INSERT of the row) did: the library is newer; reload the snapshot rather than repair.';
 
 -- sync.drift_summary: the drift report in counts.
 create view sync.drift_summary as
@@ -119,8 +137,8 @@ create function sync_private.catalog_in_sync() returns jsonb
     language sql
     stable
 as $$
-    -- A row set by a delivery after the snapshot differs from it without
-    -- being wrong, but nothing here knows it is right: counted as in sync,
+    -- A row set by a delivery or by hand after the snapshot differs from it
+    -- without being wrong, but nothing here knows it is right: counted as in sync,
     -- every change lost or made up after the snapshot read as in sync, and
     -- the page said 5000/5000 while 58 rows were off (hostile review). Such
     -- rows are counted apart, as changed since and not verified.
@@ -143,7 +161,7 @@ as $$
           from sync.cms_snapshot) as s;
 $$;
 comment on function sync_private.catalog_in_sync() is
-    'Against the last CMS snapshot: its rows, the library''s rows, how many CMS rows the library holds with the snapshot''s values (in_sync), how many differ only by fields deliveries set after the snapshot was taken (changed_since: not verified against the CMS), and how many library rows the CMS lacks; null with no snapshot.';
+    'Against the last CMS snapshot: its rows, the library''s rows, how many CMS rows the library holds with the snapshot''s values (in_sync), how many differ only by what deliveries or hand changes set after the snapshot was taken (changed_since: not verified against the CMS), and how many library rows the CMS lacks; null with no snapshot.';
 
 -- sync.plan_repair
 -- The deltas sync.repair() would send, one per fragrance, without sending them.

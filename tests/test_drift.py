@@ -319,6 +319,51 @@ def test_an_export_taken_before_a_delivery_does_not_undo_it(db: psycopg.Connecti
     assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
 
 
+# A DBA's hand change to fragrance 7: it counts as received when it is made.
+HAND_CHANGES = {
+    "update": ["update public.fragrances set cost = 99 where fragrance_id = 7"],
+    "delete": ["delete from public.fragrances where fragrance_id = 7"],
+    "re-insert": [
+        "delete from public.fragrances where fragrance_id = 7",
+        "insert into public.fragrances values (7, 'By hand', 'Again', 3, true)",
+    ],
+}
+
+
+@pytest.mark.parametrize("statements", HAND_CHANGES.values(), ids=HAND_CHANGES.keys())
+def test_a_hand_change_after_the_snapshot_is_newer_and_the_repair_leaves_it(
+    db: psycopg.Connection, statements: list[str]
+) -> None:
+    """No delivery between the snapshot and the change: both sit at one inbox position."""
+    receive(db, {"fragrance_id": 8, "cost": 30})
+    load_json(db, library_rows_as_json(db))
+    for statement in statements:
+        db.execute(statement)
+    changed = catalog(db)
+    assert db.execute(
+        "select kind, bool_and(newer_in_library) from sync.drift group by kind"
+    ).fetchall() == [("missing" if statements == HAND_CHANGES["delete"] else "differs", True)]
+    assert db.execute("select count(*) from sync.repair()").fetchone() == (0,)
+    assert catalog(db) == changed
+
+
+@pytest.mark.parametrize("statements", HAND_CHANGES.values(), ids=HAND_CHANGES.keys())
+def test_a_hand_change_before_the_snapshot_is_repaired_from_it(
+    db: psycopg.Connection, statements: list[str]
+) -> None:
+    receive(db, {"fragrance_id": 8, "cost": 30})
+    exported = library_rows_as_json(db)  # the CMS, which never saw the hand change
+    before = catalog(db)
+    for statement in statements:
+        db.execute(statement)
+    load_json(db, exported)
+    assert db.execute(
+        "select bool_or(newer_in_library), count(*) > 0 from sync.drift"
+    ).fetchone() == (False, True)
+    assert {r[0] for r in db.execute("select status from sync.repair()")} == {"applied"}
+    assert catalog(db) == before
+
+
 def test_repair_without_apply_stages_pending_deliveries_and_keeps_the_setting(
     db: psycopg.Connection,
 ) -> None:

@@ -252,7 +252,7 @@ def test_the_page_counts_apart_the_rows_changed_since_the_snapshot(
     with psycopg.connect(server.url(page_db)) as conn:
         report = conn.execute("select sync.status_report(3, 10)").fetchone()[0]  # type: ignore[index]
     report["catalog"]["changed_since"] = 3
-    assert "; 3 more changed by deliveries since, not verified" in render(report)
+    assert "; 3 more changed since, by a delivery or by hand, not verified" in render(report)
 
 
 def test_the_page_is_screenshotted_for_the_readme(hook: Hook, tmp_path: Path) -> None:
