@@ -155,6 +155,9 @@ declare
     v_history sync.fragrance_history;
     v_version jsonb;
     v_pending jsonb;
+    v_pending_before jsonb;
+    v_writer bigint;
+    v_earlier bigint;
     v_current jsonb;
     v_field text;
     v_later text;
@@ -201,9 +204,18 @@ begin
     -- Per field, the last delivery received since that is stored but not
     -- merged yet (the hook stores first and merges a moment later): the
     -- revert's own inbox id is newer, so it would otherwise overwrite it.
-    select coalesce(jsonb_object_agg(k.field, k.inbox_id), '{}') into v_pending
-    from (select f.key as field, max(p.inbox_id) as inbox_id
-          from sync_private.pending_since(p_inbox_id) as p
+    -- And the last one received before, still pending (a repair staged with
+    -- p_apply false, which the hook's merger leaves to a DBA): merged after
+    -- this change it is stale, so its value, the one before this change by
+    -- receipt order, is never written; restoring the older value would lose
+    -- it for good (hostile review). Both from one judging of what is pending.
+    select coalesce(jsonb_object_agg(k.field, k.later) filter (where k.later is not null), '{}'),
+           coalesce(jsonb_object_agg(k.field, k.earlier) filter (where k.earlier is not null), '{}')
+    into v_pending, v_pending_before
+    from (select f.key as field,
+                 max(p.inbox_id) filter (where p.inbox_id > p_inbox_id) as later,
+                 max(p.inbox_id) filter (where p.inbox_id < p_inbox_id) as earlier
+          from sync_private.pending_since(0) as p
           cross join jsonb_object_keys(p.payload) as f (key)
           where p.fragrance_id = v_delivery.fragrance_id
           group by f.key) as k;
@@ -241,26 +253,33 @@ begin
         end if;
 
         -- An earlier-received change merged after this one lost to it as
-        -- stale: by receipt order the value before this change is that one's,
-        -- which was never written, and old_values does not know it (hostile
-        -- review). Only one newer than the writer of old_values counts.
+        -- stale, or still pending and so bound to: by receipt order the value
+        -- before this change is that one's, which was never written, and
+        -- old_values does not know it (hostile review). Only one newer than
+        -- the writer of old_values counts; of a stale one and a pending one,
+        -- the later received.
         if v_later is null then
-            select format('delivery %s, received before this one, set it too but was merged after it'
-                       ' and ignored as stale, so the value before this change is that delivery''s,'
-                       ' never applied: set it by hand (SELECT body FROM sync.inbox WHERE id = %s;)',
-                       a.id, a.id)
-            into v_later
+            v_writer := coalesce((
+                select h.inbox_id from sync.fragrance_history as h
+                where h.fragrance_id = v_delivery.fragrance_id and h.id < v_history.id
+                  and h.new_values ? v_field
+                order by h.id desc
+                limit 1), 0);
+            select max(a.id) into v_earlier
             from sync.inbox as a
-            where a.fragrance_id = v_delivery.fragrance_id and a.id < p_inbox_id
-              and v_field = any (a.stale_fields)
-              and a.id > coalesce((
-                  select h.inbox_id from sync.fragrance_history as h
-                  where h.fragrance_id = v_delivery.fragrance_id and h.id < v_history.id
-                    and h.new_values ? v_field
-                  order by h.id desc
-                  limit 1), 0)
-            order by a.id desc
-            limit 1;
+            where a.fragrance_id = v_delivery.fragrance_id and a.id < p_inbox_id and a.id > v_writer
+              and v_field = any (a.stale_fields);
+            if (v_pending_before ->> v_field)::bigint > greatest(v_writer, coalesce(v_earlier, 0)) then
+                v_later := format('delivery %s, received before this one, sets it too and is still pending,'
+                    ' so it will be ignored as stale and the value before this change is that delivery''s,'
+                    ' never applied: set it by hand (SELECT body FROM sync.inbox WHERE id = %s;)',
+                    v_pending_before ->> v_field, v_pending_before ->> v_field);
+            elsif v_earlier is not null then
+                v_later := format('delivery %s, received before this one, set it too but was merged after it'
+                    ' and ignored as stale, so the value before this change is that delivery''s,'
+                    ' never applied: set it by hand (SELECT body FROM sync.inbox WHERE id = %s;)',
+                    v_earlier, v_earlier);
+            end if;
         end if;
 
         if v_later is not null then
@@ -306,7 +325,7 @@ begin
 end;
 $$;
 comment on function sync.revert(bigint) is
-    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since, or a later delivery still pending will (then it is left alone and said so). The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change. Usage: SELECT * FROM sync.revert(42);';
+    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since, or a later delivery still pending will, or an earlier delivery that set it too was never written (lost as stale, or still pending and bound to be): then it is left alone and said so. The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change. Usage: SELECT * FROM sync.revert(42);';
 
 -- sync.fragrance_at
 -- Shows a fragrance as it was at a moment, by undoing every recorded change made after it.

@@ -234,3 +234,49 @@ def test_a_field_an_earlier_delivery_lost_as_stale_to_the_change_is_left_alone_a
     assert result["left_alone"]["name"].startswith(
         f"delivery {earlier['inbox_id']}, received before this one, set it too"
     )
+
+
+def _stage_repair_of_cost(db: psycopg.Connection, fragrance_id: int, cost: int) -> int:
+    """A repair staged for a second look (p_apply false): pending, left by the hook's merger."""
+    db.execute(
+        "select sync.load_snapshot(jsonb_agg(case when f.fragrance_id = %s"
+        " then to_jsonb(f) || jsonb_build_object('cost', %s) else to_jsonb(f) end))"
+        " from public.fragrances as f",
+        [fragrance_id, cost],
+    )
+    [(staged, status)] = db.execute("select inbox_id, status from sync.repair(p_apply => false)")
+    assert status == "pending"
+    return staged
+
+
+def test_a_field_an_earlier_delivery_still_pending_sets_is_left_alone_and_said_so(
+    db: psycopg.Connection,
+) -> None:
+    """Staged repair A, then webhook B merged: by receipt order the cost before B is A's."""
+    before = fragrance(db, 7)
+    earlier = _stage_repair_of_cost(db, 7, 50)
+    change = store(db, {"fragrance_id": 7, "name": "From B", "cost": 60})
+    db.execute("select sync.apply_received()")  # the hook's merger: webhooks only
+    result = _revert(db, change["inbox_id"])
+    assert result["restored"] == {"name": before["name"]}
+    assert result["left_alone"]["cost"].startswith(
+        f"delivery {earlier}, received before this one, sets it too and is still pending"
+    )
+    assert f"WHERE id = {earlier};" in result["message"]
+    db.execute("select sync.apply_pending()")
+    assert inbox_row(db, earlier)["status"] == "ignored"  # stale: B was received after it
+    assert fragrance(db, 7)["cost"] == 60  # as B left it, not the value from before A and B
+
+
+def test_an_earlier_pending_delivery_older_than_the_value_restored_does_not_hold_it(
+    db: psycopg.Connection,
+) -> None:
+    """A pending, then B and C merged: the cost before C is B's, whatever becomes of A."""
+    earlier = _stage_repair_of_cost(db, 7, 50)
+    receive(db, {"fragrance_id": 7, "cost": 55})
+    change = receive(db, {"fragrance_id": 7, "cost": 60})
+    result = _revert(db, change["inbox_id"])
+    assert (result["restored"], result["left_alone"]) == ({"cost": 55}, {})
+    db.execute("select sync.apply_pending()")
+    assert inbox_row(db, earlier)["status"] == "ignored"
+    assert fragrance(db, 7)["cost"] == 55
