@@ -135,10 +135,10 @@ create type sync.revert_result as (
     message text
 );
 comment on type sync.revert_result is
-    'Outcome of sync.revert(): the delivery undone, the revert''s own delivery (inbox_id, its status), the fields restored with their values, the fields left alone with why, and a sentence.';
+    'Outcome of sync.revert(): the delivery undone, the revert''s own delivery (inbox_id, its status), the fields restored with their values, the fields left alone with why, and a sentence. A revert the rules in force refuse raises FS061 instead, having stored nothing.';
 comment on column sync.revert_result.reverted_inbox_id is 'The delivery undone.';
 comment on column sync.revert_result.inbox_id is 'The revert''s own delivery in sync.inbox (null when nothing was restored).';
-comment on column sync.revert_result.status is 'The outcome of the revert''s own delivery (ignored when nothing was restored).';
+comment on column sync.revert_result.status is 'The outcome of the revert''s own delivery: applied, or pending while apply_on_receipt is off (ignored when nothing was restored; never rejected: such a revert raises FS061).';
 comment on column sync.revert_result.restored is 'The fields put back, with their values, e.g. {"cost": 42}.';
 comment on column sync.revert_result.left_alone is 'The fields not touched, each with why.';
 comment on column sync.revert_result.message is 'All of it in one sentence.';
@@ -163,6 +163,9 @@ declare
     v_later text;
     v_result sync.revert_result;
     v_receipt sync.receipt;
+    v_body bytea;
+    v_valid boolean;
+    v_refused jsonb;
 begin
     if p_inbox_id is null then
         raise exception 'sync.revert needs an inbox id, got null'
@@ -300,12 +303,50 @@ begin
 
     -- The revert is an ordinary delivery: stored, judged, ordered and audited
     -- like any other; its origin, not its content type, says who made it.
-    select r.* into v_receipt
-    from sync_private.store(
-        array[convert_to((jsonb_build_object('fragrance_id', v_delivery.fragrance_id) || v_result.restored)::text, 'UTF8')],
-        array['application/x-sync-revert'], array[null::text],
-        array[format('sync.revert(%s) by %s', p_inbox_id, session_user)], array[null::uuid], null, 'revert',
-        (select s.apply_on_receipt from sync.settings as s)) as r;
+    --
+    -- Judged first by the rules in force: a value they refuse now (a rule
+    -- tightened since, say name.too_long) made the revert's delivery
+    -- rejected, and the answer still said the field was restored (hostile
+    -- review). Such a revert is refused (FS061) before anything is stored,
+    -- rather than left in quarantine: nothing was restored, nothing waits
+    -- for a retry that would put back an old value at a new receipt
+    -- position, and the DBA reads which rule said no. The same whether the
+    -- revert would apply now or wait as pending (apply_on_receipt off). Should
+    -- the store still reject it (the rules changed in between, or the write
+    -- failed: internal.error), the same error undoes the store.
+    v_body := convert_to((jsonb_build_object('fragrance_id', v_delivery.fragrance_id) || v_result.restored)::text, 'UTF8');
+    select d.valid, d.reasons into v_valid, v_refused
+    from unnest(sync_private.judge(array[0::bigint], array[v_body], (sync_private.current_rules()).rules)) as d;
+    if v_valid then
+        v_refused := null;
+        select r.* into v_receipt
+        from sync_private.store(
+            array[v_body],
+            array['application/x-sync-revert'], array[null::text],
+            array[format('sync.revert(%s) by %s', p_inbox_id, session_user)], array[null::uuid], null, 'revert',
+            (select s.apply_on_receipt from sync.settings as s)) as r;
+        if v_receipt.status = 'rejected' then
+            v_refused := v_receipt.reasons;
+        end if;
+    end if;
+    if v_refused is not null then
+        -- The reasons that refused it: its errors (warnings ride along).
+        select coalesce(jsonb_agg(r) filter (where r ->> 'severity' = 'error'), v_refused) into v_refused
+        from jsonb_array_elements(v_refused) as r;
+        raise exception 'inbox row % cannot be reverted: the delivery that would restore % is refused: %',
+            p_inbox_id,
+            (select string_agg(format('%s %s', k, v_result.restored -> k), ', ' order by k)
+             from jsonb_object_keys(v_result.restored) as k),
+            (select string_agg(format('%s (%s)', r ->> 'message', r ->> 'code'), '; ')
+             from jsonb_array_elements(v_refused) as r)
+            using errcode = 'FS061',
+                  hint = format('Nothing was stored or restored. Remove the cause and revert again (a rule'
+                      ' tightened since: SELECT * FROM sync.rule WHERE code IN (%s);), or set the value'
+                      ' by hand (UPDATE public.fragrances SET ... WHERE fragrance_id = %s;).',
+                      (select string_agg(distinct quote_literal(r ->> 'code'), ', ')
+                       from jsonb_array_elements(v_refused) as r),
+                      v_delivery.fragrance_id);
+    end if;
     v_result.inbox_id := v_receipt.inbox_id;
     v_result.status := v_receipt.status;
 
@@ -325,7 +366,7 @@ begin
 end;
 $$;
 comment on function sync.revert(bigint) is
-    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since, or a later delivery still pending will, or an earlier delivery that set it too was never written (lost as stale, or still pending and bound to be): then it is left alone and said so. The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change. Usage: SELECT * FROM sync.revert(42);';
+    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since, or a later delivery still pending will, or an earlier delivery that set it too was never written (lost as stale, or still pending and bound to be): then it is left alone and said so. The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change; values the rules in force refuse raise FS061, and nothing is stored. Usage: SELECT * FROM sync.revert(42);';
 
 -- sync.fragrance_at
 -- Shows a fragrance as it was at a moment, by undoing every recorded change made after it.

@@ -280,3 +280,42 @@ def test_an_earlier_pending_delivery_older_than_the_value_restored_does_not_hold
     db.execute("select sync.apply_pending()")
     assert inbox_row(db, earlier)["status"] == "ignored"
     assert fragrance(db, 7)["cost"] == 55
+
+
+def _inbox_ids(db: psycopg.Connection) -> list[tuple[int, str]]:
+    return db.execute("select id, status from sync.inbox order by id").fetchall()
+
+
+@pytest.mark.parametrize("apply_on_receipt", [True, False], ids=["applied", "staged"])
+def test_a_revert_whose_values_the_rules_now_refuse_raises_and_stores_nothing(
+    db: psycopg.Connection, apply_on_receipt: bool
+) -> None:
+    """It said "name restored through delivery 2 (rejected)", and the name was not restored."""
+    change = receive(db, {"fragrance_id": 7, "name": "Abc", "cost": 5})
+    db.execute("update sync.rule set parameter = 5 where code = 'name.too_long'")
+    set_apply_on_receipt(db, apply_on_receipt)
+    inbox = _inbox_ids(db)
+    with pytest.raises(psycopg.Error) as refused:
+        _revert(db, change["inbox_id"])
+    assert refused.value.sqlstate == "FS061"
+    assert f"inbox row {change['inbox_id']} cannot be reverted" in str(refused.value)
+    assert "(name.too_long)" in str(refused.value)
+    assert "Nothing was stored or restored" in (refused.value.diag.message_hint or "")
+    assert "'name.too_long'" in (refused.value.diag.message_hint or "")
+    assert _inbox_ids(db) == inbox
+    assert (fragrance(db, 7)["name"], fragrance(db, 7)["cost"]) == ("Abc", 5)
+
+
+def test_a_revert_the_merge_rejects_raises_and_leaves_no_delivery(db: psycopg.Connection) -> None:
+    """The rules pass it, the table refuses it (a constraint of the smart library's)."""
+    before = fragrance(db, 7)
+    change = receive(db, {"fragrance_id": 7, "cost": 99})
+    db.execute(
+        "alter table public.fragrances add constraint not_that_cost"
+        f" check (cost <> {before['cost']}) not valid"
+    )
+    inbox = _inbox_ids(db)
+    with raises_sqlstate("FS061", "(internal.error)"):
+        _revert(db, change["inbox_id"])
+    assert _inbox_ids(db) == inbox
+    assert fragrance(db, 7)["cost"] == 99
