@@ -43,6 +43,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -228,7 +229,7 @@ class Spool:
             self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            mode = self._db.execute("pragma journal_mode = wal").fetchone()[0]
+            mode = self._wal_mode(busy_timeout)
             if mode != "wal":
                 raise sqlite3.OperationalError(f"the spool needs WAL mode, the disk gave {mode!r}")
             self._db.execute("pragma synchronous = full")
@@ -241,6 +242,21 @@ class Spool:
         except BaseException:
             self._db.close()
             raise
+
+    def _wal_mode(self, busy_timeout: float) -> str:
+        """Switch the file to WAL, waiting as a write would for whoever holds it."""
+        # Switching needs the file alone, and SQLite answers "database is
+        # locked" at once instead of waiting its busy timeout: two workers
+        # opening a new spool together failed the start of one, and uvicorn
+        # then stopped the whole hook (seen with WORKERS=2).
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                return str(self._db.execute("pragma journal_mode = wal").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -13,6 +13,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zlib
@@ -22,7 +23,7 @@ import pytest
 from conftest import ROOT
 
 from hook.ingest import Delivery
-from hook.spool import Spool, SpooledDelivery
+from hook.spool import DATABASE_FILE, Spool, SpooledDelivery
 
 
 def delivery(body: bytes, user_agent: str | None = "cms/1") -> SpooledDelivery:
@@ -81,6 +82,24 @@ def test_one_commit_keeps_the_order_it_was_given(spool: Spool) -> None:
     seqs = [queued.seq for queued in spool.oldest(100)]
     assert [q.delivery for q in spool.oldest(100)] == written
     assert seqs == sorted(seqs)
+
+
+def test_a_new_spool_opens_while_another_process_holds_its_file(tmp_path: Path) -> None:
+    """Two workers open a new spool at once: switching to WAL must wait, not fail."""
+    tmp_path.mkdir(exist_ok=True)
+    other = sqlite3.connect(tmp_path / DATABASE_FILE, isolation_level=None, check_same_thread=False)
+    other.execute("begin immediate")  # a rollback-journal file, held as a writer holds it
+    letting_go = threading.Timer(0.5, lambda: other.execute("commit"))
+    letting_go.start()
+    try:
+        spool = Spool(tmp_path)
+    finally:
+        letting_go.join()
+        other.close()
+    try:
+        assert spool.counts() == (0, 0)
+    finally:
+        spool.close()
 
 
 def test_a_reopened_spool_still_holds_what_waits(tmp_path: Path) -> None:
