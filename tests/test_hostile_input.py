@@ -355,14 +355,16 @@ visible = st.characters(
     exclude_characters="\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069",
     exclude_categories=("Cs", "Cc"),
 ).filter(lambda c: not any(first <= ord(c) <= last for first, last in INVISIBLE))
+# Trimmed, or <field>.untrimmed warns: Python's whitespace is Unicode's White_Space for
+# every character that is no control, as in sync_private.is_untrimmed.
 valid_name = st.builds(
     lambda a, b: a + b, st.sampled_from("AZaz09"), st.text(visible, max_size=149)
-)
+).filter(lambda text: text == text.strip())
 valid_delta = st.fixed_dictionaries(
     {"fragrance_id": st.integers(min_value=0, max_value=4999)},
     optional={
         "name": valid_name,
-        "description": st.text(visible, max_size=1024),
+        "description": st.text(visible, max_size=1024).filter(lambda text: text == text.strip()),
         "cost": st.integers(min_value=0, max_value=2**53 - 1),
         "forbidden": st.booleans(),
     },
