@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hook.settings import SettingsError, libpq_url, read_number
+from hook.settings import LOG_LEVELS, SettingsError, libpq_url, read_choice, read_number
 
 DEFAULT_CMS_DATABASE_URL = "postgresql://cms_user@localhost:15432/cms_database"
 
@@ -88,7 +88,7 @@ class Settings:
             ),
             journal=env.get("JOURNAL") or None,
             send_timeout=read_number(env, "SEND_TIMEOUT", cls.send_timeout, float, 0.001),
-            log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
+            log_level=read_choice(env, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
         )
         if settings.interval_min > settings.interval_max:
             raise SettingsError(

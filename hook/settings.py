@@ -118,16 +118,29 @@ def _proxies(raw: object) -> object:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+def _choice(raw: str, choices: tuple[str, ...]) -> str:
+    """``raw`` in lower case when it is one of ``choices``; ValueError saying which they are."""
+    raw = raw.lower()
+    if raw not in choices:
+        raise ValueError(f"must be {', '.join(choices[:-1])} or {choices[-1]}, got {raw!r}")
+    return raw
+
+
+def read_choice(
+    environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]
+) -> str:
+    """Read one variable that must be one of ``choices`` (any case), naming it in the error."""
+    try:
+        return _choice(environ.get(name) or default, choices)
+    except ValueError as exc:
+        raise SettingsError(f"{name} {exc}") from None
+
+
 def one_of(*choices: str) -> BeforeValidator:
     """One of ``choices``, in any case."""
-    listed = f"{', '.join(choices[:-1])} or {choices[-1]}"
 
     def check(raw: object) -> object:
-        if isinstance(raw, str):
-            raw = raw.lower()
-            if raw not in choices:
-                raise ValueError(f"must be {listed}, got {raw!r}")
-        return raw
+        return _choice(raw, choices) if isinstance(raw, str) else raw
 
     return BeforeValidator(check)
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from hook.settings import LOG_LEVELS, SettingsError, libpq_url, read_number
+from hook.settings import LOG_LEVELS, SettingsError, libpq_url, read_choice, read_number
 
 #: The read-only login of migration 0019, on the smart library's database.
 DEFAULT_DATABASE_URL = "postgresql://smart_library_login@localhost:5432/fragrancedb"
@@ -39,13 +39,8 @@ class Settings:
             pool_min_size=read_number(env, "DB_POOL_MIN_SIZE", cls.pool_min_size, int, 0),
             pool_max_size=read_number(env, "DB_POOL_MAX_SIZE", cls.pool_max_size, int, 1),
             database_timeout=read_number(env, "DB_TIMEOUT", cls.database_timeout, float, 0.001),
-            log_level=(env.get("LOG_LEVEL") or cls.log_level).lower(),
+            log_level=read_choice(env, "LOG_LEVEL", cls.log_level, LOG_LEVELS),
         )
-        if settings.log_level not in LOG_LEVELS:
-            raise SettingsError(
-                f"LOG_LEVEL must be {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]},"
-                f" got {settings.log_level!r}"
-            )
         if settings.pool_min_size > settings.pool_max_size:
             raise SettingsError(
                 f"DB_POOL_MIN_SIZE ({settings.pool_min_size}) must not exceed "

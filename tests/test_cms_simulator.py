@@ -691,6 +691,7 @@ def test_settings_come_from_the_environment() -> None:
         ({"CHAOS": "invalid,fire"}, "CHAOS holds unknown kinds fire"),
         ({"CHAOS_PROBABILITY": "2"}, "CHAOS_PROBABILITY must be at most 1"),
         ({"WAIT_FOR_LISTENER": "maybe"}, "WAIT_FOR_LISTENER must be true or false"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be debug, info, warning or error, got 'loud'"),
     ],
 )
 def test_a_bad_setting_is_refused_naming_the_variable(
