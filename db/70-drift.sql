@@ -279,6 +279,34 @@ $$;
 comment on function sync_private.replace_snapshot() is
     'Locks and empties sync.cms_snapshot for the loader that called it.';
 
+-- sync_private.refuse_unfinite_costs
+-- Raises FS051 when the snapshot just loaded holds a cost of NaN or Infinity.
+create function sync_private.refuse_unfinite_costs() returns void
+    language plpgsql
+as $$
+declare
+    v_detail text;
+begin
+    -- numeric takes "NaN" and "Infinity", from a JSON string or a CMS
+    -- column of type numeric alike; the repair would send them on and have
+    -- its own delivery quarantined (hostile review). Called by both loaders
+    -- after their insert, in their transaction: the error undoes the load.
+    select format('fragrance %s has the cost %s, not a finite number', s.fragrance_id, s.cost)
+    into v_detail
+    from sync.cms_snapshot as s
+    where s.cost in ('NaN', 'Infinity', '-Infinity')
+    order by s.fragrance_id
+    limit 1;
+    if v_detail is not null then
+        raise exception 'the snapshot cannot be loaded: %', v_detail
+            using errcode = 'FS051',
+                  hint = 'Each fragrance_id once, cost a number, forbidden true or false.';
+    end if;
+end;
+$$;
+comment on function sync_private.refuse_unfinite_costs() is
+    'Raises FS051 naming the first fragrance of sync.cms_snapshot whose cost is NaN or Infinity, which numeric holds and no consumer can take; the loaders call it after they insert, so the load is undone.';
+
 -- sync.load_snapshot
 -- Replaces the snapshot with a JSON array of CMS rows (the output of json_agg over the CMS table).
 create function sync.load_snapshot(
@@ -357,19 +385,7 @@ begin
                   hint = 'Each fragrance_id once, cost a number, forbidden true or false.';
     end;
     get diagnostics v_count = row_count;
-    -- numeric takes the strings "NaN" and "Infinity"; the repair would send
-    -- them on and have its own delivery quarantined (hostile review).
-    select format('fragrance %s has the cost %s, not a finite number', s.fragrance_id, s.cost)
-    into v_detail
-    from sync.cms_snapshot as s
-    where s.cost in ('NaN', 'Infinity', '-Infinity')
-    order by s.fragrance_id
-    limit 1;
-    if v_detail is not null then
-        raise exception 'the snapshot cannot be loaded: %', v_detail
-            using errcode = 'FS051',
-                  hint = 'Each fragrance_id once, cost a number, forbidden true or false.';
-    end if;
+    perform sync_private.refuse_unfinite_costs();
     return v_count;
 end;
 $$;
@@ -457,6 +473,7 @@ begin
             using errcode = 'FS051',
                   hint = 'Check that this is the CMS database and table, and that its login may read the rows.';
     end if;
+    perform sync_private.refuse_unfinite_costs();
     execute 'drop server sync_cms cascade';
     return v_count;
 end;

@@ -562,6 +562,16 @@ def test_an_empty_cms_table_is_refused_and_the_snapshot_loaded_before_is_kept(
     assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(1,)]
 
 
+def test_a_cms_cost_that_is_no_finite_number_is_refused_and_the_snapshot_before_kept(
+    db: psycopg.Connection, cms: psycopg.Connection, server: Server, cms_dbname: str
+) -> None:
+    load_json(db, [SNAPSHOT_ROW])
+    cms.execute("update public.fragrances set cost = 'NaN' where fragrance_id = 3")
+    with raises_sqlstate("FS051", "fragrance 3 has the cost NaN, not a finite number"):
+        load_from(db, server, cms_dbname)
+    assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(1,)]
+
+
 def test_loading_from_a_server_without_its_port_is_a_clear_error(db: psycopg.Connection) -> None:
     with raises_sqlstate("FS005", "needs a host, port"):
         db.execute("select sync.load_snapshot_from_server('127.0.0.1', null, 'cms', 'postgres')")
