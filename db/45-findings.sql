@@ -219,6 +219,15 @@ begin
         join found as v on v.rule = o.rule and v.fragrance_id = o.fragrance_id
         where (o.value, o.severity) is distinct from (v.value, v.severity)
            or o.message is distinct from coalesce(v.message, o.message)
+           -- A rule with a limit names it in its sentence ("the limit is 150"):
+           -- after the limit changes, the same value and severity read
+           -- differently, as the merge writes them (a finding that kept the
+           -- old limit stood until a delivery rewrote it). Only these
+           -- findings' sentences are written again to compare; the others'
+           -- depend on their value alone.
+           or (v.message is null
+               and v_rules.rules #>> array[v.rule, 'parameter'] is not null
+               and o.message is distinct from sync_private.rule_message(v.rule, v.field, v.value, v_rules.rules))
     ),
     changed as (
         update sync.finding as f

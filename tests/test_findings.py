@@ -686,3 +686,114 @@ def test_the_merge_matches_changed_findings_to_its_writes_in_one_pass(
         if "CTE Scan on standing" in line and "loops=1)" not in line
     ]
     assert rescans == []
+
+
+# --- the merge and the check agree -----------------------------------------------------------
+
+
+def test_a_changed_limit_is_in_the_sentence_of_the_findings_the_check_keeps(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """A limit tuned after a finding opened: the check writes the sentence the merge would.
+
+    The check compared only the value and the severity of a standing
+    finding, so "above 1000" stood after the limit became 2000, while a
+    delivery of the same cost rewrote it: one state, two findings.
+    """
+    dba.execute(
+        "update sync.rule set severity = 'warning', parameter = 1000 where code = 'cost.too_large'"
+    )
+    assert receive(db, {"fragrance_id": 7, "cost": 5000})["status"] == "applied"
+    dba.execute("update sync.rule set parameter = 2000 where code = 'cost.too_large'")
+    check(dba)
+    query = (
+        "select message, rules_version from sync.open_finding"
+        " where fragrance_id = 7 and rule = 'cost.too_large'"
+    )
+    checked = db.execute(query).fetchone()
+    assert checked == ("cost 5000 is above 2000, the largest cost accepted", current_version(db))
+    assert receive(db, {"fragrance_id": 7, "cost": 5000})["status"] == "applied"
+    assert db.execute(query).fetchone() == checked
+
+
+#: Values the property below writes: shared names, and values that break each field rule.
+PROPERTY_VALUES: dict[str, list[Any]] = {
+    "name": ["Ash", "Ash", "Birch", "Ash ", "A\u200bB", "", "n" * 151, "Rose" + "\u0007"],
+    "description": ["plain", "padded  ", "so\u00adft", "", "bell\u0007"],
+    "cost": [1, 12.5, -1, 1e20, 1.125, 0, 5000],
+    "forbidden": [True, False],
+}
+
+#: Rule changes the property makes between batches: severities, and limits in the sentences.
+PROPERTY_RULE_CHANGES = [
+    ("severity", "name.untrimmed", ["off", "warning", "error"]),
+    ("severity", "description.untrimmed", ["off", "warning"]),
+    ("severity", "cost.fractional", ["off", "warning", "error"]),
+    ("severity", "name.duplicate", ["off", "warning"]),
+    ("severity", "cost.too_large", ["warning", "error"]),
+    ("parameter", "cost.too_large", [100, 1000, 9007199254740991]),
+    ("parameter", "name.too_long", [3, 4, 150]),
+    ("parameter", "cost.too_precise", [0, 1, 2]),
+]
+
+
+def findings_now(conn: psycopg.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "select rule, fragrance_id, field, value, severity, message, rules_version"
+        " from sync.open_finding order by rule, fragrance_id"
+    ).fetchall()
+
+
+def test_the_merge_and_the_check_find_the_same_for_the_same_catalog(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Property: whatever the deltas and rule changes, the merge's findings are the check's.
+
+    Over seeded random batches of deltas (shared names, values breaking each
+    field rule, creations of new fragrances), hand renames and deletes, and
+    changes of severities and limits: right after the merge, the catalog
+    check opens, closes and rewrites nothing; right after the check,
+    delivering each fragrance's fields as they are (the merge judging the
+    same state) changes no finding.
+    """
+    import random
+
+    rnd = random.Random(20261201)
+    ids = [1, 2, 3, 4, 5, 6, 7, 6001, 6002]
+    check(dba)
+    for step in range(80):
+        if rnd.random() < 0.3:
+            column, code, choices = rnd.choice(PROPERTY_RULE_CHANGES)
+            dba.execute(
+                f"update sync.rule set {column} = %s where code = %s", [rnd.choice(choices), code]
+            )
+            check(dba)
+        deltas = []
+        for _ in range(rnd.randint(1, 6)):
+            delta: dict[str, Any] = {"fragrance_id": rnd.choice(ids)}
+            for field, values in PROPERTY_VALUES.items():
+                if rnd.random() < (0.9 if delta["fragrance_id"] > 5000 else 0.4):
+                    delta[field] = rnd.choice(values)
+            deltas.append(body(delta))
+        receive_many(db, deltas)
+        if rnd.random() < 0.15:
+            db.execute(
+                "update public.fragrances set name = %s where fragrance_id = %s",
+                [rnd.choice(PROPERTY_VALUES["name"][:3]), rnd.choice(ids)],
+            )
+        if rnd.random() < 0.05:
+            db.execute("delete from public.fragrances where fragrance_id = %s", [rnd.choice(ids)])
+        merged = findings_now(db)
+        report = check(dba)
+        assert findings_now(db) == merged, step
+        assert {(r["opened"], r["closed"]) for r in report.values()} <= {(0, 0)}, step
+        rows = db.execute(
+            "select to_jsonb(f) from public.fragrances as f where fragrance_id = any(%s)", [ids]
+        ).fetchall()
+        again = [
+            body({"fragrance_id": row["fragrance_id"], field: row[field]})
+            for (row,) in rows
+            for field in PROPERTY_VALUES
+        ]
+        receive_many(db, again)
+        assert findings_now(db) == merged, step
