@@ -137,18 +137,24 @@ comment on function sync_private.is_blank(text) is
     'True when a text has no visible character: only controls, format characters, combining marks, spaces and separators of any script, Hangul fillers, the braille blank, variation selectors and tags (generated from Unicode data by devtools/blank_class.py), whatever the database''s locale. The name.blank rule.';
 
 -- sync_private.first_control
--- The first control character in a text (C0, DEL, C1), or null; line breaks and tabs may be allowed.
+-- The first control character in a text (C0, DEL, C1) or line break, or null; line breaks and tabs may be allowed.
 create function sync_private.first_control(p_text text, p_allow_line_breaks boolean) returns text
     language sql
     immutable
     parallel safe
 as $$
+    -- A name holds no line break of any kind: not a line feed or a carriage
+    -- return (C0), nor a next line (C1), nor Unicode's line and paragraph
+    -- separators U+2028 and U+2029, which are no controls but break the line
+    -- as a line feed does (and end a JavaScript string literal before
+    -- ES2019). They passed every rule inside a name. A description keeps
+    -- its line breaks: tab, line feed, carriage return and both separators.
     select case when p_allow_line_breaks
                 then substring(p_text from '[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]')
-                else substring(p_text from '[\u0001-\u001f\u007f-\u009f]') end;
+                else substring(p_text from '[\u0001-\u001f\u007f-\u009f\u2028\u2029]') end;
 $$;
 comment on function sync_private.first_control(text, boolean) is
-    'The first control character (U+0001-001F, U+007F-009F) of a text, or null; with p_allow_line_breaks, tab, line feed and carriage return are allowed. The <field>.control_character rule.';
+    'The first control character (U+0001-001F, U+007F-009F) or line or paragraph separator (U+2028, U+2029) of a text, or null; with p_allow_line_breaks, tab, line feed, carriage return and both separators are allowed. The <field>.control_character rule.';
 
 -- sync_private.first_bidi_control
 -- The first bidirectional embedding, override or isolate in a text, or null.
@@ -547,8 +553,10 @@ as $$
         when p_code = 'name.blank' then
             format('%s is blank; it must hold at least one visible character', p_field)
         when p_code in ('name.control_character', 'description.control_character') then
-            format('%s holds the control character %s at position %s; it would reach the application as is',
+            format('%s holds the %s %s at position %s; it would reach the application as is',
                 p_field,
+                case when sync_private.first_control(p_value #>> '{}', p_field = 'description') in (chr(8232), chr(8233))
+                     then 'line break' else 'control character' end,
                 sync_private.code_point(sync_private.first_control(p_value #>> '{}', p_field = 'description')),
                 strpos(p_value #>> '{}', sync_private.first_control(p_value #>> '{}', p_field = 'description')))
         when p_code in ('name.bidi_control', 'description.bidi_control') then

@@ -112,6 +112,7 @@ def test_the_check_never_changes_a_fragrance(db: psycopg.Connection) -> None:
         ("set name = ''", "name.blank", "error"),
         ("set name = chr(1617)", "name.blank", "error"),  # an Arabic shadda alone
         ("set name = 'Rose' || chr(7)", "name.control_character", "error"),
+        ("set name = 'Rose' || chr(8232) || 'Garden'", "name.control_character", "error"),
         ("set name = 'Rose' || chr(8238)", "name.bidi_control", "error"),
         ("set name = 'Rose' || chr(8203)", "name.invisible_character", "error"),
         (

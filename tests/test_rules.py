@@ -165,6 +165,8 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
             ("an ANSI colour", "\u001b[31mRose", "name.control_character"),
             ("a line feed", "Rose\nGarden", "name.control_character"),
             ("a C1 control", "Rose\u009b", "name.control_character"),
+            ("a line separator", "Rose\u2028Garden", "name.control_character"),
+            ("a paragraph separator", "Rose\u2029Garden", "name.control_character"),
             ("a right-to-left override", "Rose\u202eesoR", "name.bidi_control"),
             ("a left-to-right embedding", "\u202aRose", "name.bidi_control"),
             ("an isolate", "Rose\u2067x\u2069", "name.bidi_control"),
@@ -440,6 +442,15 @@ def test_a_fractional_cost_is_applied_with_a_warning_saying_what_the_application
 def test_a_control_character_is_named_by_code_point_and_position(tx: psycopg.Connection) -> None:
     receipt = receive(tx, {"fragrance_id": 7, "name": "Ro\u001bse"})
     assert "U+001B at position 3" in receipt["reasons"][0]["message"]
+
+
+def test_a_line_separator_breaks_a_name_and_not_a_description(tx: psycopg.Connection) -> None:
+    """U+2028 breaks a line as a line feed does: refused in a name, kept in a description."""
+    name = receive(tx, {"fragrance_id": 7, "name": "Rose\u2028Garden"})
+    description = receive(tx, {"fragrance_id": 7, "description": "Rose\u2028Garden"})
+    assert name["status"] == "rejected"
+    assert "holds the line break U+2028 at position 5" in name["reasons"][0]["message"]
+    assert (description["status"], description["reasons"]) == ("applied", [])
 
 
 def tags(text: str) -> str:
