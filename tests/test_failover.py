@@ -275,3 +275,54 @@ def test_asynchronous_replication_can_lose_a_delivery_answered_2xx(
     with cluster.standby.connect(DATABASE) as conn:
         found = conn.execute("select count(*) from sync.inbox where body = %s", [data]).fetchone()
     assert found == (0,), "the promoted standby holds a delivery it never received?"
+
+
+def _waiting_for_the_standby(cluster: Cluster) -> bool:
+    """Whether a hook session's commit waits for the synchronous standby."""
+    with cluster.primary.connect(DATABASE) as conn:
+        return conn.execute(
+            "select exists (select from pg_stat_activity where wait_event = 'SyncRep'"
+            " and application_name like 'fragrance-sync-%%')"
+        ).fetchone() == (True,)
+
+
+def test_a_store_the_hook_gave_up_on_while_the_standby_was_down_survives_a_failover(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """The hook's own deadline cancels a commit that waits for the standby (SyncRep).
+
+    PostgreSQL then keeps the commit on the primary alone, and the hook, which
+    saw no answer in time, spools the delivery and answers 202. The spool's
+    copy is the only one beyond the primary: the drain must not drop it before
+    the standby has the commit its key check found (hostile review). A
+    rejected delivery's drain writes nothing of its own, so its commit did not
+    wait for the standby and the spooled copy was deleted at once; the
+    standby, promoted, never had it.
+    """
+    hook = start_hook(cluster.hook_url(), tmp_path, DB_TIMEOUT="1")
+    try:
+        cluster.standby.terminate()
+        data = json.dumps({"fragrance_id": 7, "cost": -1, "marker": uuid.uuid4().hex}).encode()
+        answer = httpx.post(
+            hook.url + "/notifications",
+            content=data,
+            headers={"Content-Type": "application/json"},
+            timeout=60,
+        )
+        assert (answer.status_code, answer.json()["status"]) == (202, "spooled"), answer.text
+        # Either the drain waits for the standby, or it has deleted the spooled copy.
+        _wait_until(
+            lambda: _waiting_for_the_standby(cluster) or _health(hook)["spool_depth"] == 0,
+            "the drain waiting for the standby or done",
+            hook,
+        )
+        cluster.primary.crash()
+        cluster.standby.start()
+        cluster.standby.promote()
+        _wait_until(lambda: _drained(_health(hook)), "the spool drained into the new primary", hook)
+    finally:
+        stop_hook(hook)
+
+    with cluster.standby.connect(DATABASE) as conn:
+        found = conn.execute("select count(*) from sync.inbox where body = %s", [data]).fetchone()
+    assert found == (1,), "a delivery answered 202 is not on the promoted standby"
