@@ -4,7 +4,8 @@
 -- applies what was stored with sync.apply_received (ADR 0022). sync.receive and
 -- sync.receive_many store and apply in one transaction (psql, tests, a hook of
 -- an earlier release), sync.receive_spooled a delivery the hook kept on disk
--- while the database was down. All of them, and the revert and the repair,
+-- while the database was down, sync.store_spooled (the spool's drain) many of
+-- them, pending for the merger. All of them, and the revert and the repair,
 -- store through sync_private.store(): judge the bodies, lock their fragrances,
 -- draw the inbox ids, settle (db/20-merge.sql), and insert each row once with
 -- its outcome. apply_received, apply_pending and the retries process rows
@@ -446,6 +447,43 @@ end;
 $$;
 comment on function sync.store_many(bytea[], text[], text[], text[], uuid[]) is
     'The hook''s entry point: stores a batch of deliveries with the keys the hook gave them, in one transaction and in input order (receipt order), each row pending; sync.apply_received then judges and merges them. Returns one receipt per delivery, in input order; a key already stored returns the stored receipt.';
+
+-- sync.store_spooled
+-- The spool's drain: stores deliveries the hook kept on disk, with their receipt times, pending.
+create function sync.store_spooled(
+    p_bodies bytea[],
+    p_content_types text[],
+    p_client_addrs text[],
+    p_user_agents text[],
+    p_keys uuid[],
+    p_received_ats timestamptz[]
+) returns setof sync.receipt
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- As sync.store_many: storing only, the merger applies them right after.
+    -- The drain stored and applied in one transaction (sync.receive_many),
+    -- which locks the fragrances the deliveries name: a DBA's open
+    -- transaction holding one of those rows held the whole spool, and every
+    -- delivery queued behind it for other fragrances, until it ended
+    -- (hostile review). Storing takes no lock on public.fragrances.
+    if p_keys is null or array_position(p_keys, null) is not null
+        or p_received_ats is null or array_position(p_received_ats, null) is not null
+    then
+        raise exception 'a spooled delivery needs its key and its receipt time'
+            using errcode = 'FS020',
+                  hint = 'Pass the keys and receipt times the hook wrote in its spool.';
+    end if;
+    return query
+    select r.inbox_id, r.status, r.reasons
+    from sync_private.store(p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys, p_received_ats,
+                            'webhook', false) as r;
+end;
+$$;
+comment on function sync.store_spooled(bytea[], text[], text[], text[], uuid[], timestamptz[]) is
+    'The spool''s drain: stores deliveries the hook kept on disk while the database could not take them, in input order (the spool''s order), with the keys and receipt times the hook gave them, each row pending for sync.apply_received; a key already stored is not stored again (its receipt comes back). Takes no lock on public.fragrances, so no open transaction there holds the drain.';
 
 -- sync.apply_received
 -- The hook's merger: applies what was stored, in receipt order, right after the answers went out.

@@ -18,6 +18,7 @@ grant execute on function
     sync.receive_many(bytea[], text[], text[], text[], uuid[], timestamptz[]),
     sync.receive_spooled(uuid, timestamptz, bytea, text, text, text),
     sync.store_many(bytea[], text[], text[], text[], uuid[]),
+    sync.store_spooled(bytea[], text[], text[], text[], uuid[], timestamptz[]),
     sync.apply_received(integer),
     sync.metrics(),
     sync.status_report(integer, integer)
@@ -56,6 +57,6 @@ grant select on
 
 -- What each role may do, as \du+ shows it (the roles are the migrations'; their descriptions follow the code).
 comment on role sync_hook is
-    'Privileges of the sync service (the webhook receiver): store deliveries (sync.receive, sync.receive_many, sync.receive_spooled, sync.store_many), apply them right after (sync.apply_received) and read the counts and page data of /metrics and /status (sync.metrics, sync.status_report). No table, no fragrance, nothing in sync_private.';
+    'Privileges of the sync service (the webhook receiver): store deliveries (sync.receive, sync.receive_many, sync.receive_spooled, sync.store_many, sync.store_spooled), apply them right after (sync.apply_received) and read the counts and page data of /metrics and /status (sync.metrics, sync.status_report). No table, no fragrance, nothing in sync_private.';
 comment on role sync_dba is
     'Runs and inspects the sync from psql: reads every sync table and view, applies, retries, discards, reverts, repairs, purges, checks the catalog, runs jobs, tunes rules (severity, parameter) and schedules, edits settings and fragrances. Grant it to human DBAs.';

@@ -175,7 +175,11 @@ def create_app(
                 )
                 if settings.spool_dir:
                     spooling = SpoolingStore(
-                        batching, pool, open_spool(settings.spool_dir), settings.spool_retry_every
+                        batching,
+                        pool,
+                        open_spool(settings.spool_dir),
+                        settings.spool_retry_every,
+                        on_stored=merger.poke,
                     )
                     spooling.start()
                     opened.push_async_callback(spooling.close)

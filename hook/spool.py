@@ -22,9 +22,10 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
 - One process drains at a time: the one holding an ``flock`` on
   ``drain.lock`` (the kernel releases it when its process dies, so the work
   of a killed worker is drained by another). It stores the oldest records,
-  many per transaction, through ``sync.receive_many`` (idempotent on the
+  many per transaction, through ``sync.store_spooled`` (idempotent on the
   delivery key: a crash between the database's commit and the spool's
-  delete stores nothing twice), then deletes them.
+  delete stores nothing twice), then deletes them; the merger applies them
+  as it does what a batch stored.
 - A record the database refuses for a reason that is not an outage (a
   constraint, a type it cannot take) is found by splitting the failed batch
   and moved, byte for byte, to the ``set_aside`` table; the records behind
@@ -434,10 +435,13 @@ class SpoolCounts(NamedTuple):
 SPOOLED = Receipt(None, "spooled", "[]")
 
 #: The one call the drain makes per batch: stored set-wise, in queue order, with the moments
-#: the hook received them; a key already in the inbox (a reply lost after its commit, a drain
-#: replayed after a crash) is not stored again.
-RECEIVE_SPOOLED = (
-    "select count(*) from sync.receive_many("
+#: the hook received them, pending for the merger (which a commit of the drain pokes, as one of
+#: a batch does); a key already in the inbox (a reply lost after its commit, a drain replayed
+#: after a crash) is not stored again. It takes no lock on public.fragrances: a DBA's open
+#: transaction on a fragrance held the drain, and so every delivery behind it, when the drain
+#: applied what it stored (hostile review).
+STORE_SPOOLED = (
+    "select count(*) from sync.store_spooled("
     "%b::bytea[], %b::text[], %b::text[], %b::text[], %b::uuid[], %b::timestamptz[])"
 )
 
@@ -457,9 +461,14 @@ class SpoolingStore:
         spool: Spool,
         retry_every: float,
         batch_size: int = DRAIN_BATCH,
+        on_stored: Callable[[], None] = lambda: None,
     ) -> None:
-        """Wrap ``inner``; drain ``spool`` through ``pool``, checking every ``retry_every`` s."""
+        """Wrap ``inner``; drain ``spool`` through ``pool``, checking every ``retry_every`` s.
+
+        ``on_stored`` is called after each drained batch commits (the merger's poke).
+        """
         self._inner = inner
+        self._on_stored = on_stored
         self._database: DatabaseState = inner.database
         self._pool = pool
         self.spool = spool
@@ -644,6 +653,7 @@ class SpoolingStore:
             return await self._store_in_order(batch[:half]) + await self._store_in_order(
                 batch[half:]
             )
+        self._on_stored()
         await self._run(self.spool.remove, [seq for seq, _ in batch])
         return len(batch)
 
@@ -662,7 +672,7 @@ class SpoolingStore:
             # Not the pool's statement_timeout (DB_TIMEOUT, for one request's store):
             # a batch of large bodies that took longer would be retried for ever.
             await conn.execute("set local statement_timeout = 0")
-            await conn.execute(RECEIVE_SPOOLED, params)
+            await conn.execute(STORE_SPOOLED, params)
             # The records are deleted from the spool once this commits, so the commit must
             # wait for the synchronous standby even when it wrote nothing (every key already
             # stored, no fragrance to lock): a store the hook gave up on while its commit

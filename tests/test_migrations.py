@@ -413,6 +413,7 @@ API = [
     "sync.schedule()",
     "sync.status_report(integer,integer)",
     "sync.store_many(bytea[],text[],text[],text[],uuid[])",
+    "sync.store_spooled(bytea[],text[],text[],text[],uuid[],timestamp with time zone[])",
 ]
 
 

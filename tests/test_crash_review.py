@@ -1,0 +1,78 @@
+"""Crashes, locks and timeouts against the spool and the merge (hostile review, chaos side)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from conftest import Server
+from processes import Hook, start_hook, stop_hook
+
+#: Generous bound for each awaited condition: it can only run out when the behaviour is wrong.
+PATIENCE = 90.0
+
+
+def _wait_until(condition: Callable[[], bool], what: str, hook: Hook) -> None:
+    deadline = time.monotonic() + PATIENCE
+    while not condition():
+        if hook.process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen (hook log follows):\n{hook.output()[-8000:]}")
+        time.sleep(0.05)
+
+
+def _post(hook: Hook, fragrance_id: int, cost: int) -> httpx.Response:
+    data = json.dumps({"fragrance_id": fragrance_id, "cost": cost}).encode()
+    return httpx.post(
+        hook.url + "/notifications",
+        content=data,
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
+
+
+def _health(hook: Hook) -> dict:
+    return httpx.get(hook.url + "/healthz", timeout=60).json()
+
+
+def _hook_waits_for_a_lock(server: Server) -> bool:
+    """Whether a session of the hook's pool (stores, the drain; not the merger) waits on a lock."""
+    with psycopg.connect(server.url("test")) as conn:
+        return conn.execute(
+            "select exists (select from pg_stat_activity where wait_event_type = 'Lock'"
+            " and application_name = 'fragrance-sync-hook')"
+        ).fetchone() == (True,)
+
+
+def test_a_dba_row_lock_on_a_fragrance_does_not_stop_the_spool_draining(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """Intake must not depend on anyone's transaction (ADR 0022), spooled or not."""
+    hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path, DB_TIMEOUT="1")
+    try:
+        assert _post(hook, 7, 1).json()["status"] == "pending"
+        with (
+            psycopg.connect(own_server.url("test")) as dba,
+            psycopg.connect(own_server.url("test")) as holder,
+        ):
+            # A short lock on the inbox puts a delivery in the spool (as in
+            # test_a_store_held_past_db_timeout_is_spooled_not_left_waiting)...
+            holder.execute("lock table sync.inbox in access exclusive mode")
+            assert _post(hook, 7, 2).json()["status"] == "spooled"
+            # ...and a DBA looks at fragrance 7 in an open transaction while it drains.
+            dba.execute("select * from public.fragrances where fragrance_id = 7 for update")
+            holder.rollback()
+            _wait_until(
+                lambda: _hook_waits_for_a_lock(own_server) or _health(hook)["spool_depth"] == 0,
+                "the drain blocked on the DBA's lock, or done",
+                hook,
+            )
+            health = _health(hook)
+            dba.rollback()
+    finally:
+        stop_hook(hook)
+    assert health["spool_depth"] == 0, health
