@@ -469,6 +469,18 @@ begin
     -- transaction holding one of those rows held the whole spool, and every
     -- delivery queued behind it for other fragrances, until it ended
     -- (hostile review). Storing takes no lock on public.fragrances.
+    --
+    -- The drain deletes its copies once this commits, so the commit must
+    -- reach a synchronous standby even when every key was stored already: a
+    -- store the hook gave up on while its commit waited for the standby
+    -- (the hook's deadline cancels the wait) is on the primary alone, and a
+    -- transaction that writes no WAL commits without waiting for the
+    -- standby; a failover then lost a delivery answered 202 (hostile review).
+    -- Locking the rows already stored writes WAL, so this commit waits, and
+    -- the standby then has every commit before it, theirs included. (Taking
+    -- an xid alone is not enough: PostgreSQL waits only when the transaction
+    -- wrote WAL before its commit record.) The lock waits for a merge that
+    -- has claimed such a row, which only a delivery already stored meets.
     if p_keys is null or array_position(p_keys, null) is not null
         or p_received_ats is null or array_position(p_received_ats, null) is not null
     then
@@ -476,6 +488,9 @@ begin
             using errcode = 'FS020',
                   hint = 'Pass the keys and receipt times the hook wrote in its spool.';
     end if;
+    perform from sync.inbox as i
+    where i.spool_key = any (p_keys)
+    for key share of i;
     return query
     select r.inbox_id, r.status, r.reasons
     from sync_private.store(p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys, p_received_ats,

@@ -672,14 +672,9 @@ class SpoolingStore:
             # Not the pool's statement_timeout (DB_TIMEOUT, for one request's store):
             # a batch of large bodies that took longer would be retried for ever.
             await conn.execute("set local statement_timeout = 0")
+            # Its commit waits for a synchronous standby even when every key was stored
+            # already (see sync.store_spooled): the spool deletes its copies after it.
             await conn.execute(STORE_SPOOLED, params)
-            # The records are deleted from the spool once this commits, so the commit must
-            # wait for the synchronous standby even when it wrote nothing (every key already
-            # stored, no fragrance to lock): a store the hook gave up on while its commit
-            # waited for the standby was kept by the primary alone, and a transaction without
-            # an xid commits without waiting. With one, the standby has flushed this commit,
-            # and so every commit before it, before the spool lets its copy go.
-            await conn.execute("select pg_catalog.pg_current_xact_id()")
 
 
 # The command line: python -m hook.spool list|show|replay|drop, run on the hook's host.
