@@ -135,6 +135,14 @@ def create_app(
                 [f"{max(1, round(settings.database_timeout * 1000))}ms"],
             )
 
+        async def unbounded(conn: psycopg.AsyncConnection[Any]) -> None:
+            # The merger claims the oldest pending deliveries first: a merge that a
+            # site's statement_timeout (on the login or the database) cancels is the
+            # same merge at every sweep, and nothing stored after it was ever applied
+            # (hostile review). As the spool's drain, it runs without a bound; a merge
+            # that waits on a lock holds only the merger's own connection.
+            await conn.execute("select pg_catalog.set_config('statement_timeout', '0', false)")
+
         # Whatever fails below (a spool that cannot be opened) closes what was
         # opened before it: a process left running with nothing listening is
         # never restarted by its supervisor (hostile review).
@@ -151,7 +159,7 @@ def create_app(
             else:
                 # A connection of its own: a merge that waits (a DBA's lock, a long batch)
                 # never holds one a delivery needs.
-                merging = await open_pool("merger", 1, 1)
+                merging = await open_pool("merger", 1, 1, configure=unbounded)
                 opened.push_async_callback(merging.close)
                 opened.push_async_callback(database.close)
                 merger = Merger(

@@ -76,3 +76,51 @@ def test_a_dba_row_lock_on_a_fragrance_does_not_stop_the_spool_draining(
     finally:
         stop_hook(hook)
     assert health["spool_depth"] == 0, health
+
+
+def _status(server: Server, cost: int) -> str | None:
+    with psycopg.connect(server.url("test")) as conn:
+        row = conn.execute(
+            "select status from sync.inbox where body = %s",
+            [json.dumps({"fragrance_id": 7, "cost": cost}).encode()],
+        ).fetchone()
+    return None if row is None else row[0]
+
+
+def test_a_sites_statement_timeout_does_not_stop_the_merger_for_good(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """A merge the site's statement_timeout cancels is the same merge at every sweep.
+
+    The merger claims the oldest pending deliveries first, so a merge that
+    cannot finish within a statement_timeout the site set for every session
+    (here on the hook's login; a database-wide one does the same) is cancelled
+    at every sweep, and nothing stored after it is ever applied. The hook's
+    stores run under DB_TIMEOUT and the spool's drain without a bound; the
+    merger's own connection kept the site's. The slow merge is made certain,
+    not likely, by a trigger of the site's that sleeps longer than the bound.
+    """
+    with psycopg.connect(own_server.url("test"), autocommit=True) as owner:
+        owner.execute("alter role sync_hook_login set statement_timeout = '100ms'")
+        owner.execute(
+            "create function public.slow_audit() returns trigger language plpgsql as"
+            " $$ begin perform pg_sleep(0.5); return new; end $$"
+        )
+        owner.execute(
+            "create trigger slow_audit after update on public.fragrances"
+            " for each row execute function public.slow_audit()"
+        )
+    hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path)
+    try:
+        assert _post(hook, 7, 41).json()["status"] == "pending"
+        _wait_until(
+            lambda: _status(own_server, 41) != "pending" or "statement timeout" in hook.output(),
+            "the merge applied, or cancelled by the site's statement_timeout",
+            hook,
+        )
+        status = _status(own_server, 41)
+    finally:
+        stop_hook(hook)
+        with psycopg.connect(own_server.url("test"), autocommit=True) as owner:
+            owner.execute("alter role sync_hook_login reset statement_timeout")
+    assert status == "applied", hook.output()[-3000:]
