@@ -1,4 +1,4 @@
-"""Crashes, locks and timeouts against the spool and the merge (hostile review, chaos side)."""
+"""A DBA's row lock or a site's statement_timeout stalls neither the drain nor the merger."""
 
 from __future__ import annotations
 
