@@ -576,7 +576,13 @@ as $$
         when p_code in ('name.untrimmed', 'description.untrimmed') then
             format('%s %s starts or ends with whitespace', p_field, sync_private.show(p_value))
         when p_code = 'cost.not_finite' then
-            format('cost %s is too large to be a finite number', sync_private.show(p_value))
+            -- No delta carries NaN or an infinity (JSON has neither), but the
+            -- numeric column at rest does, and to_jsonb makes them strings.
+            case when p_value #>> '{}' = 'NaN' then 'cost NaN is not a number'
+                 when p_value #>> '{}' in ('Infinity', '-Infinity')
+                     then format('cost %s is not a finite number', p_value #>> '{}')
+                 else format('cost %s is too large to be a finite number', sync_private.show(p_value))
+            end
         when p_code = 'cost.negative' then
             format('cost is %s; it must be 0 or more', sync_private.show(p_value))
         when p_code = 'cost.too_large' then

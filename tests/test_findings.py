@@ -138,6 +138,26 @@ def test_a_hand_edit_that_breaks_a_rule_opens_a_finding_in_its_own_transaction(
         assert (rule, severity) in open_findings(db, 7)
 
 
+@pytest.mark.parametrize(
+    ("cost", "sentence"),
+    [
+        ("'NaN'", "cost NaN is not a number"),
+        ("'Infinity'", "cost Infinity is not a finite number"),
+        ("'-Infinity'", "cost -Infinity is not a finite number"),
+        ("1e400", "is too large to be a finite number"),
+    ],
+)
+def test_a_cost_that_is_no_finite_number_at_rest_is_named_for_what_it_is(
+    db: psycopg.Connection, cost: str, sentence: str
+) -> None:
+    """A numeric column holds NaN and infinities, which no delta can carry: said as they are."""
+    db.execute(f"update public.fragrances set cost = {cost} where fragrance_id = 7")
+    (message,) = db.execute(
+        "select message from sync.open_finding where fragrance_id = 7 and rule = 'cost.not_finite'"
+    ).fetchone()  # type: ignore[misc]
+    assert sentence in message
+
+
 def test_a_rule_turned_down_to_a_warning_hides_no_error_at_rest(db: psycopg.Connection) -> None:
     """The catalog is judged as deltas are: a field by its first error, else its first warning."""
     db.execute("update sync.rule set severity = 'warning' where code = 'name.control_character'")
