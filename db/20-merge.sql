@@ -66,7 +66,8 @@ comment on aggregate sync_private.merge_objects(jsonb) is
 
 -- sync_private.lock_fragrances
 -- Locks the existing fragrances of a batch's valid deliveries, in id order.
-create function sync_private.lock_fragrances(p_rows sync_private.judged[]) returns integer[]
+create function sync_private.lock_fragrances(p_rows sync_private.judged[], p_skip_held boolean default false)
+    returns integer[]
     language plpgsql
     -- Plans: see sync_private.judge. PL/pgSQL, not SQL: a SQL function that
     -- cannot be inlined is planned again on every call (0.3 ms here).
@@ -76,6 +77,17 @@ create function sync_private.lock_fragrances(p_rows sync_private.judged[]) retur
 as $$
 begin
     -- In id order, so concurrent batches wait for each other but never deadlock.
+    -- Skipping held rows is for deliveries already stored (sync_private.process):
+    -- their ids are drawn, so waiting orders nothing, and a row another session
+    -- holds (a DBA's open transaction) would hold every other fragrance's
+    -- merge with it.
+    if p_skip_held then
+        return array(
+            select f.fragrance_id from public.fragrances as f
+            where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
+            order by f.fragrance_id
+            for update skip locked);
+    end if;
     return array(
         select f.fragrance_id from public.fragrances as f
         where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
@@ -83,8 +95,8 @@ begin
         for update);
 end;
 $$;
-comment on function sync_private.lock_fragrances(sync_private.judged[]) is
-    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, in fragrance id order, and returns the ids of those that exist. Callers lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for.';
+comment on function sync_private.lock_fragrances(sync_private.judged[], boolean) is
+    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, in fragrance id order, and returns the ids of those that exist. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, rows another transaction holds are skipped instead of waited for (and not returned).';
 
 -- sync_private.unknown_fragrance
 -- The reason given to a partial delta for a fragrance that does not exist.

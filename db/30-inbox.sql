@@ -292,7 +292,8 @@ comment on function sync_private.merge_bytes() is
 
 -- sync_private.process
 -- The merge of rows already stored and locked: judge, lock, settle, record each outcome on its row.
-create function sync_private.process(p_ids bigint[]) returns sync_private.outcome[]
+create function sync_private.process(p_ids bigint[], p_skip_held boolean default false)
+    returns sync_private.outcome[]
     language plpgsql
     -- Plans: see sync_private.judge.
     set plan_cache_mode = force_generic_plan
@@ -305,6 +306,8 @@ declare
     v_rows sync_private.judged[];
     v_outcomes sync_private.outcome[];
     v_rules record := sync_private.current_rules();
+    v_locked integer[];
+    v_held integer[];
 begin
     -- In receipt order, while the bodies before a row hold less than
     -- sync_private.merge_bytes() (octet_length does not read them): the rest
@@ -321,7 +324,39 @@ begin
         return '{}';
     end if;
     v_rows := sync_private.judge(v_ids, v_bodies, v_rules.rules);
-    v_outcomes := sync_private.settle(v_rows, sync_private.lock_fragrances(v_rows), v_rules.rules, v_rules.version);
+    v_locked := sync_private.lock_fragrances(v_rows, p_skip_held);
+    if p_skip_held then
+        -- A fragrance whose row another transaction holds (a DBA's open
+        -- transaction, an application's long update) keeps its deliveries
+        -- pending, untouched and in receipt order, for a later call; the
+        -- other fragrances' are merged now. Waiting for it held every
+        -- delivery of the claim, and every one received after, until that
+        -- transaction ended (hostile review). A later call takes them up
+        -- again: nothing of that fragrance is merged before them. Looked
+        -- for only when fewer rows were locked than fragrances named (a held
+        -- or a missing one), so a batch pays nothing for it.
+        if cardinality(v_locked) < (select count(distinct d.fragrance_id) from unnest(v_rows) as d
+                                    where d.valid) then
+            v_held := array(
+                select f.fragrance_id from public.fragrances as f
+                where f.fragrance_id in (select d.fragrance_id from unnest(v_rows) as d where d.valid)
+                  and f.fragrance_id <> all (v_locked)
+                order by f.fragrance_id);
+        end if;
+        if cardinality(v_held) > 0 then
+            raise notice '% of % deliveries left pending: another transaction holds fragrance %',
+                (select count(*) from unnest(v_rows) as d where d.fragrance_id = any (v_held)),
+                cardinality(v_rows), array_to_string(v_held, ', ')
+                using hint = 'They are merged once it ends: SELECT pid, xact_start, query FROM pg_stat_activity '
+                             'WHERE state = ''idle in transaction''; shows who holds them.';
+            v_rows := array(
+                select row(u.inbox_id, u.payload, u.fragrance_id, u.reasons, u.valid)::sync_private.judged
+                from unnest(v_rows) with ordinality as u (inbox_id, payload, fragrance_id, reasons, valid, n)
+                where u.fragrance_id is null or u.fragrance_id <> all (v_held)
+                order by u.n);
+        end if;
+    end if;
+    v_outcomes := sync_private.settle(v_rows, v_locked, v_rules.rules, v_rules.version);
 
     update sync.inbox as i
     set payload = o.payload,
@@ -340,12 +375,13 @@ begin
     return v_outcomes;
 end;
 $$;
-comment on function sync_private.process(bigint[]) is
-    'Processes inbox rows the caller has locked, in receipt order and as many as sync_private.merge_bytes() of bodies allows (always the first): judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. Behind sync_private.process_claimed and sync.apply_received.';
+comment on function sync_private.process(bigint[], boolean) is
+    'Processes inbox rows the caller has locked, in receipt order and as many as sync_private.merge_bytes() of bodies allows (always the first): judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. With p_skip_held, the deliveries of a fragrance whose row another transaction holds are left pending and untouched (no outcome; a NOTICE names the fragrances) instead of waited for. Behind sync_private.process_claimed and sync.apply_received.';
 
 -- sync_private.process_claimed
 -- Processes inbox rows the caller has locked, in receipt order, and records each outcome.
-create function sync_private.process_claimed(p_ids bigint[]) returns sync.batch_result
+create function sync_private.process_claimed(p_ids bigint[], p_skip_held boolean default false)
+    returns sync.batch_result
     language plpgsql
     -- Plans: see sync_private.judge.
     set plan_cache_mode = force_generic_plan
@@ -359,12 +395,12 @@ begin
         count(*) filter (where o.status = 'rejected'), count(*) filter (where o.status = 'pending'),
         min(o.inbox_id), max(o.inbox_id)
     into v_result
-    from unnest(sync_private.process(p_ids)) as o;
+    from unnest(sync_private.process(p_ids, p_skip_held)) as o;
     return v_result;
 end;
 $$;
-comment on function sync_private.process_claimed(bigint[]) is
-    'Processes the given inbox rows (the caller has locked them) through sync_private.process and returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
+comment on function sync_private.process_claimed(bigint[], boolean) is
+    'Processes the given inbox rows (the caller has locked them) through sync_private.process (p_skip_held: see there) and returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
 
 -- sync.receive
 -- Stores one delivery exactly as received and returns its receipt.
@@ -514,6 +550,8 @@ create function sync.apply_received(p_limit integer default 1000) returns setof 
 as $$
 declare
     v_ids bigint[];
+    v_after bigint := 0;
+    v_outcomes sync_private.outcome[];
 begin
     -- The same claim and the same merge as sync.apply_pending, so several
     -- hook workers and a DBA can run at once; it does nothing while a DBA
@@ -535,24 +573,32 @@ begin
     -- order), and the next sweep applies them again, in the same order.
     -- Transaction-local: storing (sync.store_many) still waits for its flush.
     perform pg_catalog.set_config('synchronous_commit', 'off', true);
-    v_ids := array(
-        select id from sync.inbox
-        where status = 'pending' and origin = 'webhook'
-        order by id
-        limit p_limit
-        for update skip locked);
-    if cardinality(v_ids) = 0 then
-        return;
-    end if;
+    -- Deliveries of a fragrance another transaction holds stay pending
+    -- (sync_private.process); a claim of nothing else is passed over, so
+    -- that they never hold back the deliveries received after them.
+    loop
+        v_ids := array(
+            select id from sync.inbox
+            where status = 'pending' and origin = 'webhook' and id > v_after
+            order by id
+            limit p_limit
+            for update skip locked);
+        if cardinality(v_ids) = 0 then
+            return;
+        end if;
+        v_outcomes := sync_private.process(v_ids, true);
+        exit when cardinality(v_outcomes) > 0;
+        v_after := v_ids[cardinality(v_ids)];
+    end loop;
     -- The receipts come from the outcomes: the rows are not read again.
     return query
     select o.inbox_id, o.status, o.reasons
-    from unnest(sync_private.process(v_ids)) as o
+    from unnest(v_outcomes) as o
     order by o.inbox_id;
 end;
 $$;
 comment on function sync.apply_received(integer) is
-    'The hook''s merger: when sync.settings.apply_on_receipt, judges and merges up to p_limit pending webhook deliveries (origin webhook: a DBA''s pending revert or repair waits for sync.apply_pending) in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), as sync.apply_pending, skipping rows another session holds, and returns their receipts; else returns nothing. Its transaction commits asynchronously (synchronous_commit off): a crash can only undo a merge, whose deliveries are then applied again. Usage: SELECT * FROM sync.apply_received(1000);';
+    'The hook''s merger: when sync.settings.apply_on_receipt, judges and merges up to p_limit pending webhook deliveries (origin webhook: a DBA''s pending revert or repair waits for sync.apply_pending) in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), as sync.apply_pending, skipping rows another session holds and leaving pending the deliveries of a fragrance another transaction holds, and returns their receipts; else returns nothing. Its transaction commits asynchronously (synchronous_commit off): a crash can only undo a merge, whose deliveries are then applied again. Usage: SELECT * FROM sync.apply_received(1000);';
 
 -- sync.receive_spooled
 -- Stores one delivery the hook spooled while the database was down, with its original receipt time.

@@ -101,16 +101,18 @@ begin
     -- so live deliveries barely wait; larger batches drain a quiet backlog
     -- somewhat faster (bench/README.md).
     perform sync_private.check_limit(p_limit);
+    -- A fragrance another transaction holds keeps its deliveries pending
+    -- (a NOTICE names it) rather than holding the others' merge.
     return sync_private.process_claimed(array(
         select id from sync.inbox
         where status = 'pending'
         order by id
         limit p_limit
-        for update skip locked));
+        for update skip locked), true);
 end;
 $$;
 comment on function sync.apply_pending(integer) is
-    'Judges and merges up to p_limit pending deliveries in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), and returns the counts; call it again until processed is 0. Rows another session is processing are skipped, so concurrent calls never apply a delivery twice. Usage: SELECT * FROM sync.apply_pending(1000);';
+    'Judges and merges up to p_limit pending deliveries in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), and returns the counts; call it again until processed is 0. Rows another session is processing are skipped, so concurrent calls never apply a delivery twice; the deliveries of a fragrance whose row another transaction holds (a DBA''s open transaction) stay pending, named in a NOTICE, and are applied by a later call once it ends. Usage: SELECT * FROM sync.apply_pending(1000);';
 
 -- sync_private.claim_rejected
 -- Locks one rejected delivery for a DBA verb, or says why it cannot be taken.

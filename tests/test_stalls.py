@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 from conftest import Server
+from helpers import fragrance, inbox_row, store
 from processes import Hook, start_hook, stop_hook
 
 #: Generous bound for each awaited condition: it can only run out when the behaviour is wrong.
@@ -78,11 +79,11 @@ def test_a_dba_row_lock_on_a_fragrance_does_not_stop_the_spool_draining(
     assert health["spool_depth"] == 0, health
 
 
-def _status(server: Server, cost: int) -> str | None:
+def _status(server: Server, cost: int, fragrance_id: int = 7) -> str | None:
     with psycopg.connect(server.url("test")) as conn:
         row = conn.execute(
             "select status from sync.inbox where body = %s",
-            [json.dumps({"fragrance_id": 7, "cost": cost}).encode()],
+            [json.dumps({"fragrance_id": fragrance_id, "cost": cost}).encode()],
         ).fetchone()
     return None if row is None else row[0]
 
@@ -124,3 +125,78 @@ def test_a_sites_statement_timeout_does_not_stop_the_merger_for_good(
         with psycopg.connect(own_server.url("test"), autocommit=True) as owner:
             owner.execute("alter role sync_hook_login reset statement_timeout")
     assert status == "applied", hook.output()[-3000:]
+
+
+def test_a_dba_row_lock_on_one_fragrance_holds_back_only_that_fragrances_merge(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """A DBA's open transaction on fragrance 7 leaves fragrance 8's changes flowing.
+
+    The merger claims the oldest pending deliveries and locks their
+    fragrances: it waited for the DBA's row, and with it every delivery
+    stored after, of any fragrance, until the DBA's transaction ended.
+    """
+    hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path)
+    try:
+        with psycopg.connect(own_server.url("test")) as holder:
+            holder.execute("select * from public.fragrances where fragrance_id = 7 for update")
+            assert _post(hook, 7, 71).json()["status"] == "pending"
+            assert _post(hook, 8, 72).json()["status"] == "pending"
+            _wait_until(
+                lambda: _status(own_server, 72, fragrance_id=8) != "pending",
+                "fragrance 8's change applied while fragrance 7 is held",
+                hook,
+            )
+            assert _status(own_server, 72, fragrance_id=8) == "applied"
+            assert _status(own_server, 71) == "pending"
+            holder.rollback()
+        _wait_until(
+            lambda: _status(own_server, 71) != "pending",
+            "fragrance 7's change applied once the DBA's transaction ended",
+            hook,
+        )
+        assert _status(own_server, 71) == "applied"
+    finally:
+        stop_hook(hook)
+
+
+@pytest.fixture
+def holder(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
+    """A second session, in a transaction, for holding rows of the test's database."""
+    with psycopg.connect(server.url(dbname)) as conn:
+        yield conn
+        conn.rollback()
+
+
+def test_apply_pending_merges_the_other_fragrances_and_names_the_held_one(
+    db: psycopg.Connection, holder: psycopg.Connection
+) -> None:
+    """The held fragrance's deliveries stay pending, in order, until its holder ends."""
+    first = store(db, {"fragrance_id": 7, "cost": 61})
+    other = store(db, {"fragrance_id": 8, "cost": 62})
+    second = store(db, {"fragrance_id": 7, "cost": 63})
+    holder.execute("select * from public.fragrances where fragrance_id = 7 for update")
+    notices: list[str] = []
+    db.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    db.execute("set lock_timeout = '10s'")  # without the skip, the call waits and fails
+    result = db.execute("select processed, applied from sync.apply_pending(1000)").fetchone()
+    assert result == (1, 1)
+    assert inbox_row(db, other["inbox_id"])["status"] == "applied"
+    assert [inbox_row(db, r["inbox_id"])["status"] for r in (first, second)] == ["pending"] * 2
+    assert notices == ["2 of 3 deliveries left pending: another transaction holds fragrance 7"]
+    holder.rollback()
+    assert db.execute("select applied from sync.apply_pending(1000)").fetchone() == (2,)
+    assert fragrance(db, 7)["cost"] == 63  # type: ignore[index]
+
+
+def test_apply_received_passes_over_a_claim_of_held_fragrances_only(
+    db: psycopg.Connection, holder: psycopg.Connection
+) -> None:
+    """A claim the size of the limit, all of one held fragrance, holds nothing behind it."""
+    held = [store(db, {"fragrance_id": 7, "cost": c}) for c in (81, 82)]
+    later = store(db, {"fragrance_id": 8, "cost": 83})
+    holder.execute("select * from public.fragrances where fragrance_id = 7 for update")
+    db.execute("set lock_timeout = '10s'")
+    receipts = db.execute("select inbox_id, status from sync.apply_received(2)").fetchall()
+    assert receipts == [(later["inbox_id"], "applied")]
+    assert [inbox_row(db, r["inbox_id"])["status"] for r in held] == ["pending"] * 2
