@@ -169,6 +169,7 @@ declare
     v_raw text[];
     v_rules record;
     v_version bigint;
+    v_inserted bigint;
 begin
     if coalesce(cardinality(p_content_types), 0) <> v_count
         or coalesce(cardinality(p_client_addrs), 0) <> v_count
@@ -253,7 +254,26 @@ begin
         case when o.inbox_id is not null then v_version end
     from unnest(v_new) with ordinality as x (n, i)
     left join unnest(v_outcomes) as o on o.inbox_id = v_ids[x.i]
-    order by x.i;
+    order by x.i
+    on conflict (spool_key) where spool_key is not null do nothing;
+
+    -- A key the check above did not see, because the transaction storing it
+    -- had not committed (the hook's store it gave up on, which the spool's
+    -- drain then stores too), waited for it here. Once it committed, the
+    -- delivery is stored: its receipt is that row's, not a unique violation
+    -- that set the drained copy aside as refused (hostile review). A batch
+    -- processed on receipt has merged its rows already: it fails instead.
+    get diagnostics v_inserted = row_count;
+    if v_inserted < cardinality(v_new) then
+        if p_process then
+            raise exception 'a delivery of this batch was stored by another transaction meanwhile'
+                using errcode = 'unique_violation',
+                      hint = 'Store the batch again: a key already stored returns its receipt.';
+        end if;
+        v_ids := array(select case when exists (select from sync.inbox as i where i.id = v.id) then v.id end
+                       from unnest(v_ids) with ordinality as v (id, n)
+                       order by v.n);
+    end if;
 
     -- Each receipt looked up by key (a lateral lookup, which only a nested
     -- loop can run): a join planned while the inbox was young hashed the

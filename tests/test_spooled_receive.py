@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from conftest import Server
 from helpers import body, fragrance, inbox_row
 
 RECEIVED = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -57,3 +60,49 @@ def test_a_delivery_stored_whose_reply_was_lost_and_then_spooled_is_stored_once(
     _drain(db, key, data)
     assert db.execute("select count(*) from sync.inbox").fetchone() == (2,)
     assert fragrance(db, 7)["cost"] == 71
+
+
+STORE_SPOOLED = (
+    "select inbox_id, status from sync.store_spooled("
+    "%s::bytea[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::timestamptz[])"
+)
+
+
+def test_a_drain_racing_the_uncommitted_store_of_its_key_returns_that_store(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """The hook gave up on a store that then commits while the drain stores its copy.
+
+    The drain's insert waits on the unique key for the hook's transaction;
+    once that commits, the key is stored: the drain gets its receipt, not a
+    unique violation that sets a stored delivery aside as refused.
+    """
+    key = uuid.uuid4()
+    data = body({"fragrance_id": 7, "cost": 61})
+    with psycopg.connect(server.url(dbname)) as hook_store:
+        (stored,) = hook_store.execute(
+            "select inbox_id from sync.store_many(%s, %s, %s, %s, %s)",
+            [[data], ["application/json"], [None], [None], [key]],
+        ).fetchone()  # type: ignore[misc]
+        with ThreadPoolExecutor(1) as pool:
+            drained = pool.submit(
+                lambda: db.execute(
+                    STORE_SPOOLED, [[data], ["application/json"], [None], [None], [key], [RECEIVED]]
+                ).fetchall()
+            )
+            while not db_waits_on_a_lock(server, dbname):
+                assert not drained.done(), drained.result()
+                time.sleep(0.01)
+            hook_store.commit()
+            assert drained.result(timeout=60) == [(stored, "pending")]
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (1,)
+
+
+def db_waits_on_a_lock(server: Server, dbname: str) -> bool:
+    """Whether a session of the test's database waits on a lock."""
+    with psycopg.connect(server.url(dbname), autocommit=True) as conn:
+        return conn.execute(
+            "select exists (select from pg_stat_activity"
+            " where datname = %s and wait_event_type = 'Lock')",
+            [dbname],
+        ).fetchone() == (True,)
