@@ -21,7 +21,8 @@ installed) plus three rules, per worker:
   limit), and only past those is it answered 503 at once (the CMS never
   retries: a 503 loses its change);
 - the log lines these rules write are limited (``hook/log_limit.py``), and
-  so is asyncio's "socket.accept() out of system resource".
+  so are asyncio's "socket.accept() out of system resource" and uvicorn's
+  own line for each request it refuses before the app sees it.
 
 A connection that has sent its headers is never closed by these rules: a
 real delivery in progress is finished (its body has ``BODY_TIMEOUT``).
@@ -46,7 +47,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from hook.log_limit import LogLimit
+from hook.log_limit import LogLimit, limit_logger
 
 log = logging.getLogger("hook.connections")
 
@@ -522,8 +523,17 @@ class HookConfig(uvicorn.Config):
 
     def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
         """Everything uvicorn takes, and the limits its protocols apply."""
-        super().__init__(*args, **kwargs)
         self.limits = limits
+        super().__init__(*args, **kwargs)
+
+    def configure_logging(self) -> None:
+        """Serve with uvicorn's logging, with the lines a client makes it write limited.
+
+        uvicorn writes a line for each request its parser refuses and two for
+        each upgrade it does not support, however fast they come.
+        """
+        super().configure_logging()
+        limit_logger("uvicorn.error", self.limits.log_every)
 
 
 class AcceptOneAtATime(asyncio.SelectorEventLoop):

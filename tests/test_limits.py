@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from hook.body_budget import BodyBudget
-from hook.log_limit import LogLimit
+from hook.log_limit import LimitFilter, LogLimit
 
 
 def test_reservations_past_the_budget_wait_in_order_and_none_is_refused() -> None:
@@ -85,4 +85,23 @@ def test_a_limited_log_writes_one_line_per_kind_per_period_and_counts_the_rest(
         "refused a body from 10.0.0.1",
         "another kind",
         "refused a body from 10.0.0.2 (and 4 more like it since the last such line)",
+    ]
+
+
+def test_a_limit_filter_passes_one_warning_per_message_per_period_and_counts_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    logger = logging.getLogger("test.limits.filter")
+    logger.addFilter(LimitFilter(10.0, clock))
+    with caplog.at_level(logging.INFO, "test.limits.filter"):
+        for _ in range(3):
+            logger.warning("Invalid HTTP request received.")
+            logger.info("Started server process [%d]", 1)
+        clock.now = 10.0
+        logger.warning("Invalid HTTP request received.")
+    assert caplog.messages == [
+        "Invalid HTTP request received.",
+        *["Started server process [1]"] * 3,
+        "Invalid HTTP request received. (and 2 more like it since the last such line)",
     ]
