@@ -15,12 +15,13 @@ import logging
 import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import BaseModel, Field
 
 from hook import metrics, notifications
 from hook import status as status_page
@@ -38,11 +39,23 @@ from hook.ingest import (
 from hook.listener import keep_registered
 from hook.log_limit import LogLimit
 from hook.merger import Merger
-from hook.notifications import Deliveries, Problem
+from hook.notifications import Deliveries
 from hook.settings import Settings
 from hook.spool import SpoolCounts, SpoolingStore, open_spool
 
 log = logging.getLogger("hook")
+
+
+class Health(BaseModel):
+    """What ``GET /healthz`` answers, with 200 or 503."""
+
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded while deliveries wait in the spool, some are set aside, "
+        "or the database is down"
+    )
+    database: Literal["ok", "unreachable"]
+    spool_depth: int = Field(description="Deliveries waiting in this host's spool.")
+    spool_set_aside: int = Field(description="Spooled deliveries the database refused.")
 
 
 async def check_pooled_connection(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -213,7 +226,11 @@ def create_app(
     # Anyone may ask, as often as they like: one line per 10 s while the database is down.
     unreachable = LogLimit(log, 10.0)
 
-    @app.get("/healthz", responses={503: {"model": Problem}})
+    @app.get(
+        "/healthz",
+        response_model=Health,
+        responses={503: {"model": Health, "description": "Database down and no spool."}},
+    )
     async def healthz(request: Request) -> Any:
         """Liveness, database reachability, and what the host's spool holds.
 

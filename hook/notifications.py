@@ -71,8 +71,10 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
     202: {
         "model": ReceiptAnswer,
         "description": "Stored durably (committed, or fsynced in the spool while the database "
-        "is down) and judged. A body that breaks the data rules is still stored: it is "
-        "answered 202 with status rejected and its reasons.",
+        "is down), not judged yet: status pending (or spooled) with no reasons. The database "
+        "judges and applies it right after the answer; its outcome (applied, ignored, or "
+        "rejected with reasons) is on its sync.inbox row, in sync.quarantine and on /status. "
+        "A body that breaks the data rules is still stored and answered 202.",
     },
     403: _problem("The sender's address is not in ALLOWED_NETWORKS. Nothing was stored."),
     404: _problem(

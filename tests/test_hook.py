@@ -362,3 +362,30 @@ def test_a_hook_that_cannot_open_its_spool_exits_instead_of_running_deaf(
     done = _run_until_it_stops(env, timeout=120)
     assert done.returncode != 0
     assert "SPOOL_DIR" in done.stderr
+
+
+def test_the_documented_receipt_of_a_bad_body_is_the_one_answered(hook: Hook) -> None:
+    """/docs said a body that breaks the rules is answered "rejected": it is answered pending."""
+    schema = httpx.get(hook.url + "/openapi.json").json()
+    described = schema["paths"]["/notifications"]["post"]["responses"]["202"]["description"]
+    answer = httpx.post(hook.url + "/notifications", content=b"not json")
+    assert (answer.status_code, answer.json()["status"]) == (202, "pending")
+    assert "pending" in described
+    assert "status rejected" not in described
+
+
+def test_the_documented_health_answers_are_the_ones_answered(tmp_path: Path) -> None:
+    """/docs said a 503 from /healthz is {"detail"}: it is the health answer, as a 200 is."""
+    nowhere = f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/nothing"
+    hook = start_hook(nowhere, tmp_path, SPOOL_DIR="")
+    try:
+        answer = httpx.get(hook.url + "/healthz")
+        schema = httpx.get(hook.url + "/openapi.json").json()
+    finally:
+        stop_hook(hook)
+    assert answer.status_code == 503
+    documented = schema["paths"]["/healthz"]["get"]["responses"]
+    for status in ("200", "503"):
+        reference = documented[status]["content"]["application/json"]["schema"]["$ref"]
+        model = schema["components"]["schemas"][reference.rsplit("/", 1)[1]]
+        assert set(model["required"]) == set(answer.json()), status
