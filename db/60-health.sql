@@ -343,6 +343,18 @@ $$;
 comment on function sync_private.unknown_fields_seen_last(integer) is
     'The p_count unknown CMS fields of the last day seen last (rows as sync.unknown_field has them, latest first) as latest, and how many fields the last day brought as total.';
 
+-- sync_private.shorten
+-- A text a sender chose, cut for the status page as sync_private.preview cuts a body.
+create function sync_private.shorten(p_text text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    select case when char_length(p_text) > 200 then left(p_text, 200) || '...' else p_text end;
+$$;
+comment on function sync_private.shorten(text) is
+    'A text a sender chose (an unknown field''s name, a reason''s message) cut to its first 200 characters and "...", for the status page: a field name or a JSON token can be as long as a body.';
+
 -- sync.status_report
 -- Everything the hook's /status page shows now, as one JSON document, bodies cut short.
 create function sync.status_report(p_hours integer default 3, p_latest integer default 10) returns jsonb
@@ -376,8 +388,13 @@ begin
     -- limit) made the whole list a 10 MB report, rendered by the hook at
     -- every reload of the page (measured).
     v_unknown := sync_private.unknown_fields_seen_last(20);
+    -- Names and messages a sender chose are cut for the page: an unknown key
+    -- can take a whole body, and twenty keys of 1 MB made the anonymous page
+    -- 21 MB (hostile review). The full names: sync.unknown_field.
     return jsonb_build_object(
         'health', (select to_jsonb(h) || jsonb_build_object(
+                              'unknown_fields', (select coalesce(jsonb_object_agg(sync_private.shorten(u.key), u.value), '{}')
+                                                 from jsonb_each(h.unknown_fields) as u),
                               'last_received_age_words', sync_private.say_interval(h.last_received_age),
                               'oldest_pending_age_words', sync_private.say_interval(h.oldest_pending_age),
                               'typical_interval_words', sync_private.say_interval(h.typical_interval))
@@ -416,7 +433,8 @@ begin
         'rejects', coalesce((
             select jsonb_agg(jsonb_build_object(
                        'code', g.code, 'deliveries', g.deliveries, 'example_inbox_id', g.example_id,
-                       'example_message', g.message, 'example_body', sync_private.preview(e.body))
+                       'example_message', sync_private.shorten(g.message),
+                       'example_body', sync_private.preview(e.body))
                        order by g.deliveries desc, g.code)
             from (select r ->> 'code' as code, count(distinct i.id) as deliveries, max(i.id) as example_id,
                          (array_agg(r ->> 'message' order by i.id desc))[1] as message
@@ -426,7 +444,10 @@ begin
                   group by r ->> 'code') as g
             join sync.inbox as e on e.id = g.example_id),
             '[]'),
-        'unknown_fields', v_unknown -> 'latest',
+        'unknown_fields', (select coalesce(jsonb_agg(jsonb_set(u.value, '{field}',
+                                                              to_jsonb(sync_private.shorten(u.value ->> 'field')))
+                                                    order by u.n), '[]')
+                           from jsonb_array_elements(v_unknown -> 'latest') with ordinality as u (value, n)),
         'unknown_fields_total', v_unknown -> 'total',
         'findings', coalesce((
             select jsonb_agg(jsonb_build_object(

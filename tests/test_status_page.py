@@ -23,6 +23,7 @@ import httpx
 import psycopg
 import pytest
 from conftest import ROOT, Server
+from helpers import settled
 from inprocess import hook_client
 from processes import Hook, free_port, start_hook, stop_hook
 
@@ -383,3 +384,30 @@ def test_a_page_is_rendered_once_per_report_however_many_load_it(
 
     assert asyncio.run(load_ten()) == [200] * 10
     assert len(renders) == len({id(report) for report in renders})
+
+
+def test_names_and_messages_a_sender_chose_are_cut_on_the_page(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Twenty unknown keys of 1 MB each made the anonymous page 21 MB (0.9 s a load)."""
+    keys = [letter * 100_000 for letter in "ABCDEFGHIJKLMNOPQRST"]
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        ids = [
+            httpx.post(
+                hook.url + "/notifications", content=b'{"fragrance_id": 7, "%s": 1}' % k
+            ).json()["inbox_id"]
+            for k in (key.encode() for key in keys)
+        ]
+        ids.append(
+            httpx.post(hook.url + "/notifications", content=b"x" * 100_000).json()["inbox_id"]
+        )
+        for inbox_id in ids:
+            settled(db, inbox_id)
+        page = httpx.get(hook.url + "/status", timeout=30)
+    finally:
+        stop_hook(hook)
+    assert page.status_code == 200
+    assert len(page.content) < 100_000, len(page.content)
+    assert f"<code>{keys[-1][:200]}...</code>" in page.text  # the start of each, to tell them apart
+    assert "body is not valid JSON: Token &#34;xxxx" in page.text
