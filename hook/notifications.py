@@ -131,14 +131,21 @@ BODY = {
 
 
 def client_address(scope: dict[str, Any]) -> str | None:
-    """The peer's IP address, or None when it is not one (a unix socket, a test client)."""
+    """The peer's IP address, or None when it is not one (a unix socket, a test client).
+
+    An IPv4 peer of a dual-stack socket (``HOST=::`` with ``WORKERS`` above 1)
+    arrives as ``::ffff:a.b.c.d``: it is judged and stored as ``a.b.c.d``, or
+    no IPv4 network of ``ALLOWED_NETWORKS`` admits it.
+    """
     client = scope.get("client")
     if not client:
         return None
     try:
-        return str(ipaddress.ip_address(client[0]))
+        address = ipaddress.ip_address(client[0])
     except ValueError:
         return None
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)
 
 
 class _BodyTooLargeError(Exception):

@@ -121,8 +121,23 @@ def hook_options(settings: Settings) -> dict[str, Any]:
         "proxy_headers": bool(settings.trusted_proxies),
     }
     if settings.trusted_proxies:
-        options["forwarded_allow_ips"] = list(settings.trusted_proxies)
+        options["forwarded_allow_ips"] = with_ipv4_mapped(settings.trusted_proxies)
     return options
+
+
+def with_ipv4_mapped(proxies: tuple[str, ...]) -> list[str]:
+    """TRUSTED_PROXIES for uvicorn, each IPv4 one also as a dual-stack socket shows it.
+
+    With ``HOST=::`` and ``WORKERS`` above 1 the socket is dual-stack: a proxy
+    at 10.0.0.5 connects as ``::ffff:10.0.0.5``, which uvicorn would not find
+    among the proxies named, and its X-Forwarded-For would be ignored.
+    """
+    trusted = list(proxies)
+    for proxy in proxies:
+        network = ipaddress.ip_network(proxy, strict=False)
+        if isinstance(network, ipaddress.IPv4Network):
+            trusted.append(f"::ffff:{network.network_address}/{96 + network.prefixlen}")
+    return trusted
 
 
 #: What the compose file's default token says of itself: it is in the public repository.

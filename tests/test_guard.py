@@ -90,7 +90,14 @@ def test_without_a_token_only_the_plain_path_stores_anything(
 
 @pytest.mark.parametrize(
     ("client", "status"),
-    [("10.1.2.3", 202), ("192.168.0.1", 403), ("2001:db8::1", 202), ("not-an-ip", 403)],
+    [
+        ("10.1.2.3", 202),
+        ("192.168.0.1", 403),
+        ("2001:db8::1", 202),
+        ("not-an-ip", 403),
+        ("::ffff:10.1.2.3", 202),  # an IPv4 peer on a dual-stack socket
+        ("::ffff:192.168.0.1", 403),
+    ],
 )
 def test_the_allowlist_admits_only_its_networks(
     url: str, shared_db: psycopg.Connection, tmp_path: Path, client: str, status: int
@@ -228,4 +235,30 @@ def test_from_a_trusted_proxy_the_forwarded_address_is_the_client(
     with running_hook(server, dbname, tmp_path, **env) as hook:
         answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
     assert answer.status_code == 202
+    assert str(inbox_row(db, answer.json()["inbox_id"])["client_addr"]) == "10.9.9.9"
+
+
+# --- a dual-stack socket (HOST=:: with WORKERS above 1) shows IPv4 peers as ::ffff:a.b.c.d ----
+
+DUAL_STACK = {"HOST": "::", "WORKERS": "2"}
+
+
+def test_on_a_dual_stack_socket_an_ipv4_peer_is_judged_and_stored_by_its_ipv4_address(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The CMS at 127.0.0.1 was refused 403 by ALLOWED_NETWORKS=127.0.0.0/8: changes lost."""
+    env = {**DUAL_STACK, "ALLOWED_NETWORKS": "127.0.0.0/8"}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        answer = httpx.post(hook.url + "/notifications", content=BODY)
+    assert answer.status_code == 202, answer.text
+    assert str(inbox_row(db, answer.json()["inbox_id"])["client_addr"]) == "127.0.0.1"
+
+
+def test_on_a_dual_stack_socket_an_ipv4_proxy_named_in_trusted_proxies_is_trusted(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    env = {**DUAL_STACK, "TRUSTED_PROXIES": "127.0.0.1", "ALLOWED_NETWORKS": "10.0.0.0/8"}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
+    assert answer.status_code == 202, answer.text
     assert str(inbox_row(db, answer.json()["inbox_id"])["client_addr"]) == "10.9.9.9"
