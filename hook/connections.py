@@ -518,22 +518,32 @@ def protocol_class(parser: str) -> type[asyncio.Protocol]:
     return chosen
 
 
-class HookConfig(uvicorn.Config):
+class LimitedLogConfig(uvicorn.Config):
+    """uvicorn's configuration, with the lines a client makes uvicorn write limited.
+
+    uvicorn writes a line for each request its parser refuses and two for
+    each upgrade it does not support, however fast they come. It configures
+    its logging in the parent and again in each worker process: the limit
+    goes on each time.
+    """
+
+    #: Seconds between two lines of one kind.
+    log_every = 10.0
+
+    def configure_logging(self) -> None:
+        """Configure uvicorn's logging, then limit its logger of server lines."""
+        super().configure_logging()
+        limit_logger("uvicorn.error", self.log_every)
+
+
+class HookConfig(LimitedLogConfig):
     """uvicorn's configuration plus the hook's connection limits (one copy per worker)."""
 
     def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
         """Everything uvicorn takes, and the limits its protocols apply."""
         self.limits = limits
+        self.log_every = limits.log_every
         super().__init__(*args, **kwargs)
-
-    def configure_logging(self) -> None:
-        """Serve with uvicorn's logging, with the lines a client makes it write limited.
-
-        uvicorn writes a line for each request its parser refuses and two for
-        each upgrade it does not support, however fast they come.
-        """
-        super().configure_logging()
-        limit_logger("uvicorn.error", self.limits.log_every)
 
 
 class AcceptOneAtATime(asyncio.SelectorEventLoop):

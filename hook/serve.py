@@ -18,6 +18,7 @@ from hook.connections import (
     RESERVED_FILES,
     ConnectionLimits,
     HookConfig,
+    LimitedLogConfig,
     connection_ceiling,
     loop_factory,
     protocol_class,
@@ -70,7 +71,7 @@ def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _exit_cleanly)
     extra = {} if options is None else options(settings)
-    config_class = HookConfig if "limits" in extra else uvicorn.Config
+    config_class = HookConfig if "limits" in extra else LimitedLogConfig
     config = config_class(
         factory,
         factory=True,

@@ -7,6 +7,7 @@ adopted catalog, connected as the read-only login of migration 0019.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -240,3 +241,20 @@ def test_a_bad_setting_stops_the_program_with_status_2(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "smart_library: bad setting: PORT must be a whole number" in done.stderr
+
+
+def test_a_flood_of_invalid_requests_writes_a_few_lines_not_one_each(
+    server: Server, shared_dbname: str, tmp_path: Path
+) -> None:
+    """As the hook's (tests/test_overload.py): uvicorn wrote a line per refused request."""
+    library = start_smart_library(server.url(shared_dbname, "smart_library_login"), tmp_path)
+    try:
+        port = int(library.url.rsplit(":", 1)[1])
+        for _ in range(300):
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"GARBAGE\r\n\r\n")
+                sock.settimeout(5)
+                assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+    finally:
+        stop_service(library)
+    assert 1 <= library.output().count("Invalid HTTP request received.") <= 2
