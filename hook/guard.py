@@ -53,11 +53,15 @@ class Refusal:
 
 NOT_FOUND = Refusal(404, "Not Found")
 FORBIDDEN = Refusal(403, "this client may not deliver here")
+FROM_A_WEB_PAGE = Refusal(403, "a web page may not deliver here")
+#: Sec-Fetch-Site values of a request a browser makes for its user, or for the hook's own
+#: /docs page; absent from every request a program such as the CMS makes.
+OWN_REQUESTS = frozenset({b"same-origin", b"none"})
 TOO_MANY = Refusal(429, "too many deliveries; slow down", (("retry-after", "1"),))
 
 
 class DeliveryGuard:
-    """The three checks, in order: token (404), allowlist (403), rate limit (429)."""
+    """The checks, in order: token (404), not a web page (403), allowlist (403), rate (429)."""
 
     def __init__(
         self,
@@ -75,17 +79,26 @@ class DeliveryGuard:
         # A flood of refused requests must not become a flood of log lines.
         self._log = LogLimit(log, log_every)
 
-    def refuse(self, supplied: str | None, client: str | None) -> Refusal | None:
+    def refuse(
+        self, supplied: str | None, client: str | None, fetch_site: bytes | None = None
+    ) -> Refusal | None:
         """The refusal for a delivery, or None when it may be stored.
 
         ``supplied`` is the token in the path (None for plain ``/notifications``);
-        without NOTIFY_TOKEN only the plain path exists.
+        without NOTIFY_TOKEN only the plain path exists. ``fetch_site`` is the
+        request's Sec-Fetch-Site header: a browser sends it, and no browser
+        lets a page set it. The CMS is a program, never a web page: a page
+        any browser on the hook's host (or allowed network) loads could
+        otherwise POST a change, with no CORS preflight for a text/plain body.
         """
         if self.token or supplied is not None:
             given = b"" if supplied is None else supplied.encode()
             if not self.token or not hmac.compare_digest(given, self.token):
                 self._log.warning("refused a delivery with a missing or wrong token")
                 return NOT_FOUND
+        if fetch_site is not None and fetch_site not in OWN_REQUESTS:
+            self._log.warning("refused a delivery a web page sent, from %s", client)
+            return FROM_A_WEB_PAGE
         if self.networks and not self._allowed(client):
             self._log.warning("refused a delivery from %s: not in ALLOWED_NETWORKS", client)
             return FORBIDDEN

@@ -76,7 +76,10 @@ ANSWERS: dict[int | str, dict[str, Any]] = {
         "rejected with reasons) is on its sync.inbox row, in sync.quarantine and on /status. "
         "A body that breaks the data rules is still stored and answered 202.",
     },
-    403: _problem("The sender's address is not in ALLOWED_NETWORKS. Nothing was stored."),
+    403: _problem(
+        "The sender's address is not in ALLOWED_NETWORKS, or the request came from a web "
+        "page in a browser (Sec-Fetch-Site other than same-origin or none). Nothing was stored."
+    ),
     404: _problem(
         "With NOTIFY_TOKEN: a missing or wrong token in the path (counted as not_found). "
         "Without it: a path with a token. Nothing was stored."
@@ -227,10 +230,10 @@ class Deliveries:
         """Check, read, store, answer: 202 with the receipt, or the refusal."""
         scope = request.scope
         client = client_address(scope)
-        refusal = self.guard.refuse(token, client)
+        headers = dict(scope["headers"])
+        refusal = self.guard.refuse(token, client, headers.get(b"sec-fetch-site"))
         if refusal is not None:
             return _refusal_answer(refusal)
-        headers = dict(scope["headers"])
         size = _declared_size(headers.get(b"content-length"))
         if size is not None and size > self.max_body_bytes:
             return self._too_large(client)

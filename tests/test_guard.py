@@ -262,3 +262,48 @@ def test_on_a_dual_stack_socket_an_ipv4_proxy_named_in_trusted_proxies_is_truste
         answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
     assert answer.status_code == 202, answer.text
     assert str(inbox_row(db, answer.json()["inbox_id"])["client_addr"]) == "10.9.9.9"
+
+
+# --- a browser is not the CMS ---------------------------------------------------------------------
+
+#: What a browser sends with a POST a web page makes (fetch with no-cors, or a form): a
+#: text/plain body needs no CORS preflight, so the page need not read the answer.
+FROM_A_PAGE = {
+    "origin": "https://evil.example",
+    "sec-fetch-site": "cross-site",
+    "sec-fetch-mode": "no-cors",
+    "sec-fetch-dest": "empty",
+    "content-type": "text/plain;charset=UTF-8",
+}
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_web_page_in_a_browser_on_the_hooks_host_cannot_deliver(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, site: str
+) -> None:
+    """Any page a browser on the host loaded could change fragrances through 127.0.0.1."""
+    change = b'{"fragrance_id": 7, "name": "Changed by a web page"}'
+    with running_hook(server, dbname, tmp_path) as hook:
+        answer = httpx.post(
+            hook.url + "/notifications",
+            content=change,
+            headers={**FROM_A_PAGE, "sec-fetch-site": site},
+        )
+        metrics = httpx.get(hook.url + "/metrics").text
+    assert answer.status_code == 403, answer.text
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+    assert 'fragrance_sync_deliveries_total{status="forbidden"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("site", ["same-origin", "none"])
+def test_the_hooks_own_docs_page_and_a_typed_request_still_deliver(
+    url: str, shared_db: psycopg.Connection, tmp_path: Path, site: str
+) -> None:
+    """/docs's "Try it out" is same-origin: an operator trying the route is not refused."""
+
+    async def run() -> httpx.Response:
+        async with hook_client(url, tmp_path) as http:
+            return await http.post("/notifications", content=BODY, headers={"sec-fetch-site": site})
+
+    assert asyncio.run(run()).status_code == 202
+    assert stored(shared_db) == 1
