@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -389,3 +390,39 @@ def test_the_documented_health_answers_are_the_ones_answered(tmp_path: Path) -> 
         reference = documented[status]["content"]["application/json"]["schema"]["$ref"]
         model = schema["components"]["schemas"][reference.rsplit("/", 1)[1]]
         assert set(model["required"]) == set(answer.json()), status
+
+
+def test_many_health_checks_at_once_share_one_probe_and_leave_the_pool_to_deliveries(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Each GET /healthz took a pool connection for its probe: 200 at once held all ten."""
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, DB_POOL_MIN_SIZE="1")
+    opened = (
+        "select count(*) from pg_stat_activity"
+        " where application_name = 'fragrance-sync-hook' and datname = %s"
+    )
+    url = urlsplit(hook.url)
+
+    async def ask(times: int) -> list[bytes]:
+        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        statuses = []
+        for _ in range(times):
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: hook\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await reader.readexactly(length)
+            statuses.append(head.split(b" ")[1])
+        writer.close()
+        return statuses
+
+    async def flood() -> set[bytes]:
+        answers = await asyncio.gather(*(ask(10) for _ in range(200)))
+        return {status for statuses in answers for status in statuses}
+
+    try:
+        codes = asyncio.run(flood())
+        pooled = db.execute(opened, [dbname]).fetchone()[0]
+    finally:
+        stop_hook(hook)
+    assert codes == {b"200"}
+    assert pooled <= 2, pooled  # the probe's connection, and at most one the pool kept from before
