@@ -139,9 +139,10 @@ class HookMetrics:
         self.registry = CollectorRegistry()
         self.deliveries = Counter(
             "fragrance_sync_deliveries",
-            "Deliveries answered by this hook process, by outcome: applied, ignored, rejected, "
-            "pending (stored) or forbidden, too_large, rate_limited, unavailable, error "
-            "(not stored).",
+            "Deliveries answered by this hook process, by outcome: pending (stored), spooled "
+            "(kept on the host's disk), or not_found, forbidden, too_slow, too_large, "
+            "rate_limited, unavailable, error (not stored); applied, ignored, rejected only "
+            "from a hook of an earlier release.",
             ["status"],
             registry=self.registry,
         )

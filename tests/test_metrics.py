@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,3 +250,11 @@ def test_open_findings_are_exported_one_series_per_catalog_rule(
     }
     assert set(exported) == rules
     assert exported["description.untrimmed"] == 5000
+
+
+def test_the_deliveries_help_names_every_outcome_it_counts() -> None:
+    """The HELP text an operator reads in /metrics left out spooled, not_found and too_slow."""
+    metrics = HookMetrics()
+    [family] = [m for m in metrics.registry.collect() if m.name == "fragrance_sync_deliveries"]
+    statuses = {sample.labels["status"] for sample in family.samples}
+    assert statuses <= set(re.findall(r"[a-z_]+", family.documentation)), statuses
