@@ -84,7 +84,9 @@ class LimitFilter(logging.Filter):
         if left_out is None:
             return False
         if left_out and isinstance(record.args, tuple):
-            record.msg += LEFT_OUT
+            # A message logged without arguments is not %-formatted: its own "%" stays as is.
+            message = record.msg if record.args else record.msg.replace("%", "%%")
+            record.msg = message + LEFT_OUT
             record.args = (*record.args, left_out)
         return True
 

@@ -98,10 +98,16 @@ def test_a_limit_filter_passes_one_warning_per_message_per_period_and_counts_the
         for _ in range(3):
             logger.warning("Invalid HTTP request received.")
             logger.info("Started server process [%d]", 1)
+            logger.warning("100% of %s")
         clock.now = 10.0
         logger.warning("Invalid HTTP request received.")
+        logger.warning("100% of %s")
     assert caplog.messages == [
         "Invalid HTTP request received.",
-        *["Started server process [1]"] * 3,
+        "Started server process [1]",
+        "100% of %s",
+        "Started server process [1]",
+        "Started server process [1]",
         "Invalid HTTP request received. (and 2 more like it since the last such line)",
+        "100% of %s (and 2 more like it since the last such line)",
     ]
