@@ -115,6 +115,7 @@ def test_the_check_never_changes_a_fragrance(db: psycopg.Connection) -> None:
         ("set name = 'Rose' || chr(8232) || 'Garden'", "name.control_character", "error"),
         ("set name = 'Rose' || chr(8238)", "name.bidi_control", "error"),
         ("set name = 'Rose' || chr(8203)", "name.invisible_character", "error"),
+        ("set name = 'Rose' || chr(769)", "name.not_normalized", "warning"),
         (
             "set description = 'Ro' || chr(173) || 'se'",
             "description.invisible_character",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -358,11 +359,16 @@ visible = st.characters(
 # Trimmed, or <field>.untrimmed warns: Python's whitespace is Unicode's White_Space for
 # every character that is no control, as in sync_private.is_untrimmed.
 # A name holds no line break: the line and paragraph separators are name.control_character.
-valid_name = st.builds(
-    lambda a, b: a + b,
-    st.sampled_from("AZaz09"),
-    st.text(visible.filter(lambda c: c not in "\u2028\u2029"), max_size=149),
-).filter(lambda text: text == text.strip())
+# It is composed (NFC), or name.not_normalized warns.
+valid_name = (
+    st.builds(
+        lambda a, b: a + b,
+        st.sampled_from("AZaz09"),
+        st.text(visible.filter(lambda c: c not in "\u2028\u2029"), max_size=149),
+    )
+    .map(lambda text: unicodedata.normalize("NFC", text))
+    .filter(lambda text: text == text.strip() and len(text) <= 150)
+)
 valid_delta = st.fixed_dictionaries(
     {"fragrance_id": st.integers(min_value=0, max_value=4999)},
     optional={

@@ -647,3 +647,46 @@ def test_a_merge_reads_the_rules_in_force_once(db: psycopg.Connection) -> None:
     calls = _calls_in_one_receive(db, {"fragrance_id": 7, "name": "Shared", "description": "x  "})
     assert (calls["record_merge_findings"], calls["reconcile_findings"]) == (1, 1)
     assert calls["current_rules"] == 1
+
+
+# (case id, name, its composed form when it is not one, else None)
+NORMAL_FORMS: list[tuple[str, str, str | None]] = [
+    ("ASCII", "Rose Garden", None),
+    ("a composed accent", "Ros\u00e9", None),
+    ("an accent after its letter", "Rose\u0301", "Ros\u00e9"),
+    ("an accent inside", "Ros\u0301e", "Ro\u015be"),
+    ("a Hangul syllable", "\uac00", None),
+    ("Hangul jamo that make a syllable", "\u1100\u1161", "\uac00"),
+    ("the Angstrom sign", "\u212b", "\u00c5"),
+    ("Arabic with vowel marks", "\u0648\u064e\u0631\u0652\u062f", None),
+    ("a combining mark on no letter that composes", "Rose\u20dd", None),
+]
+
+
+def shown(text: str) -> str:
+    """A text as a message shows it: as JSON, its characters unescaped."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    ("name", "composed"), [pytest.param(n, c, id=i) for i, n, c in NORMAL_FORMS]
+)
+def test_a_name_not_in_normal_form_c_is_applied_with_a_warning_naming_its_composed_form(
+    tx: psycopg.Connection, name: str, composed: str | None
+) -> None:
+    """It shows as its composed form, but is no duplicate of it and a search misses it."""
+    receipt = receive(tx, {"fragrance_id": 7, "name": name})
+    assert receipt["status"] == "applied"
+    assert fragrance(tx, 7)["name"] == name  # kept as sent: the CMS's text
+    if composed is None:
+        assert receipt["reasons"] == []
+        return
+    assert receipt["reasons"] == [
+        {
+            "code": "name.not_normalized",
+            "severity": "warning",
+            "field": "name",
+            "message": f"name {shown(name)} is not in Unicode normal form C: it looks like"
+            f" {shown(composed)} but compares, sorts and is searched as another name",
+        }
+    ]
