@@ -115,9 +115,15 @@ REFUSED = {
 ROUTES = frozenset({"/notifications", "/metrics", "/status", "/healthz"})
 VERDICTS = ("ok", "warn", "critical")
 
+# The last column is this session's own: whether the database takes writes from the
+# hook at all. A standby not yet promoted, or default_transaction_read_only, answers
+# every read (so database_up says 1) and refuses every delivery and every spooled one
+# (so they wait in the spool): without it, the only alert was a "stuck drain" page
+# that sent the person on call to the hook's grants and a restart (hostile review).
 SNAPSHOT = (
     "select verdict, extract(epoch from last_received_at)::float8, seconds_since_last_delivery,"
-    " pending, quarantined, open_findings from sync.metrics()"
+    " pending, quarantined, open_findings,"
+    " current_setting('transaction_read_only') = 'off' from sync.metrics()"
 )
 
 
@@ -221,7 +227,14 @@ class _DatabaseSnapshot(Collector):
         yield up
         if self.row is None:
             return
-        verdict, last_at, age, pending, quarantined, open_findings = self.row
+        verdict, last_at, age, pending, quarantined, open_findings, writable = self.row
+        yield GaugeMetricFamily(
+            "fragrance_sync_database_writable",
+            "1 when the database takes writes from this hook, 0 when it refuses every one "
+            "(read-only: a standby not promoted, or default_transaction_read_only), so "
+            "deliveries wait in the spool.",
+            value=1 if writable else 0,
+        )
         health = GaugeMetricFamily(
             "fragrance_sync_health",
             "Verdict of sync.health: 1 on the current verdict (ok, warn, critical), 0 on others.",

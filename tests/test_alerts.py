@@ -234,3 +234,57 @@ def test_real_scrapes_fire_the_silence_and_database_pages(
     )
     tested = run_promtool("test", "rules", test_file)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_a_read_only_database_pages_as_read_only_not_as_a_stuck_drain(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    # A standby not yet promoted, or maintenance: every read answers, every write is
+    # refused (25006), so every delivery waits in the spool. The page must say that,
+    # not send the person on call to the hook's grants and a restart.
+    db.execute(
+        f'alter role sync_hook_login in database "{dbname}" set default_transaction_read_only = on'
+    )
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        spooled = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 7}))
+        assert spooled.json()["status"] == "spooled"
+        series = _series(scrape(hook), "readonly:9098")
+    finally:
+        stop_hook(hook)
+    rules = {rule["alert"]: rule for rule in alerting_rules()}
+    expected: dict[str, list[dict[str, Any]]] = {
+        # Not the stuck drain's page: its grants and restart cannot help.
+        "FragranceSyncSpoolNotDraining": [],
+        "FragranceSyncDatabaseDown": [],
+        "FragranceSyncHookDown": [],
+    }
+    if "FragranceSyncDatabaseReadOnly" in rules:
+        expected["FragranceSyncDatabaseReadOnly"] = [
+            _firing(
+                rules["FragranceSyncDatabaseReadOnly"],
+                {"job": "fragrance_sync", "instance": "readonly:9098"},
+            )
+        ]
+    test_file = tmp_path / "read-only.test.yml"
+    test_file.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(RULES)],
+                "evaluation_interval": "1m",
+                "tests": [
+                    {
+                        "interval": "1m",
+                        "input_series": series,
+                        "alert_rule_test": [
+                            {"eval_time": "10m", "alertname": name, "exp_alerts": alerts}
+                            for name, alerts in expected.items()
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    tested = run_promtool("test", "rules", test_file)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "FragranceSyncDatabaseReadOnly" in expected, "nothing says the database is read-only"

@@ -139,6 +139,7 @@ def test_backlog_health_and_silence_come_from_the_database(
             "select verdict, quarantined from sync.health"
         ).fetchone()
     assert samples[("fragrance_sync_database_up", frozenset())] == 1
+    assert samples[("fragrance_sync_database_writable", frozenset())] == 1
     assert samples[("fragrance_sync_pending_deliveries", frozenset())] == 0
     assert samples[("fragrance_sync_quarantined_deliveries", frozenset())] == quarantined > 0
     assert samples[("fragrance_sync_last_delivery_age_seconds", frozenset())] >= 0
@@ -211,6 +212,7 @@ def test_with_the_database_down_metrics_still_answer_and_count_the_spool(tmp_pat
     assert samples[("fragrance_sync_deliveries_total", frozenset({("status", "spooled")}))] == 1
     assert samples[("fragrance_sync_spool_depth", frozenset())] == 1
     assert ("fragrance_sync_pending_deliveries", frozenset()) not in samples
+    assert ("fragrance_sync_database_writable", frozenset()) not in samples
 
 
 @pytest.mark.parametrize(
