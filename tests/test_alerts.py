@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -288,3 +289,34 @@ def test_a_read_only_database_pages_as_read_only_not_as_a_stuck_drain(
     tested = run_promtool("test", "rules", test_file)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "FragranceSyncDatabaseReadOnly" in expected, "nothing says the database is read-only"
+
+
+def test_the_stuck_drain_page_names_the_function_the_drain_lost(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    # A migration that left the hook without EXECUTE on what it stores with: deliveries
+    # are spooled (an outage, 42501), and the drain is stuck on the same refusal.
+    db.execute("revoke execute on function sync.store_many from sync_hook")
+    db.execute("revoke execute on function sync.store_spooled from sync_hook")
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        spooled = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 7}))
+        assert spooled.json()["status"] == "spooled"
+        time.sleep(3)  # SPOOL_RETRY_EVERY is 1 s: the drain has tried, and failed
+        depth = httpx.get(hook.url + "/healthz").json()["spool_depth"]
+    finally:
+        stop_hook(hook)
+    assert depth == 1
+    # The page asks the person on call to check the hook's grant on one function: the
+    # check must find the grant that is missing, not one that is still there.
+    rules = {rule["alert"]: rule for rule in alerting_rules()}
+    text = " ".join(rules["FragranceSyncSpoolNotDraining"]["annotations"]["description"].split())
+    named = re.findall(r"may still execute (sync\.\w+)", text)
+    assert named, text
+    can = db.execute(
+        "select bool_and(has_function_privilege('sync_hook_login', p.oid, 'execute'))"
+        " from pg_proc as p where p.pronamespace = 'sync'::regnamespace"
+        " and 'sync.' || p.proname = any (%s::text[])",
+        [named],
+    ).fetchone()[0]
+    assert can is False, f"the page names {named}, which the hook's login may still execute"
