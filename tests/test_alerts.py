@@ -23,7 +23,7 @@ import psycopg
 import pytest
 import yaml
 from conftest import ROOT, Server
-from helpers import body, deliver_at
+from helpers import body, deliver_at, store
 from processes import Hook, free_port, start_hook, stop_hook
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -320,3 +320,29 @@ def test_the_stuck_drain_page_names_the_function_the_drain_lost(
         [named],
     ).fetchone()[0]
     assert can is False, f"the page names {named}, which the hook's login may still execute"
+
+
+def test_the_health_ticket_says_what_to_do_about_each_warning_it_is_raised_for(
+    db: psycopg.Connection, server: Server, dbname: str
+) -> None:
+    # Two lasting warnings the ticket exists for, made as they happen in production.
+    # A hand edit that breaks an error rule (findings come from the write's trigger).
+    db.execute("update public.fragrances set cost = -1 where fragrance_id = 9")
+    # A DBA's transaction holding a fragrance: its deliveries stay pending (the merger's
+    # sync.apply_received passes over it), and sync.health warns once they are old.
+    with psycopg.connect(server.url(dbname)) as holder:
+        holder.execute("select from public.fragrances where fragrance_id = 7 for update")
+        store(db, {"fragrance_id": 7, "cost": 61})
+        assert db.execute("select count(*) from sync.apply_received(1000)").fetchone() == (0,)
+        verdict, reason = db.execute(
+            "select verdict, reason from sync.health_at(now() + interval '6 minutes')"
+        ).fetchone()
+        holder.rollback()
+    assert verdict == "warn"
+    assert "pending" in reason and "break an error rule" in reason, reason
+    rules = {rule["alert"]: rule for rule in alerting_rules()}
+    text = " ".join(rules["FragranceSyncHealthWarning"]["annotations"]["description"].split())
+    # The held fragrance: where to find the transaction that holds it.
+    assert "idle in transaction" in text, text
+    # The broken error rule: where the rows are listed.
+    assert "sync.open_finding" in text, text
