@@ -76,6 +76,7 @@ KNOWN_CODES = frozenset(
         "name.bidi_control",
         "name.invisible_character",
         "name.untrimmed",
+        "name.not_normalized",
         "name.duplicate",
         "description.null",
         "description.not_string",
