@@ -249,6 +249,22 @@ begin
             v_broken, v_broken_rules);
     end if;
 
+    -- A scheduled job whose last run failed: nothing else says so. A purge
+    -- that fails lets the inbox grow, a catalog check that fails leaves the
+    -- findings of bulk loads unfound, a drift check that fails (no snapshot
+    -- loaded) leaves lost webhooks unrepaired; pg_cron and the cron lines
+    -- only keep the run (hostile review). A disabled job is not watched.
+    select v_warnings || coalesce(array_agg(format(
+               'the scheduled job %s failed %s ago (%s): fix the cause, then SELECT * FROM sync.run_job(%L);',
+               r.job, sync_private.say_interval(p_now - r.started_at),
+               coalesce(r.detail ->> 'error', 'no error kept'), r.job) order by r.job), '{}')
+    into v_warnings
+    from sync.job as j
+    cross join lateral (select x.job, x.started_at, x.status, x.detail from sync.job_run as x
+                        where x.job = j.name and x.started_at <= p_now
+                        order by x.id desc limit 1) as r
+    where j.enabled and r.status = 'failed';
+
     if v_report.verdict = 'critical' then
         if cardinality(v_warnings) > 0 then
             v_report.reason := v_report.reason || '; also ' || array_to_string(v_warnings, '; ');

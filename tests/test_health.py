@@ -298,3 +298,44 @@ def test_the_hooks_reports_read_the_inbox_by_index_after_it_grew(
     )
     read = table_activity(db, lambda: db.execute(call))["inbox"]["read"]
     assert read < 1000, f"{read} inbox rows read for one call"
+
+
+def _healthy_until_now(conn: psycopg.Connection) -> datetime:
+    """A stream that ends a moment ago, so health is ok but for what a test adds."""
+    last = _stream(conn, start=datetime.now(UTC) - 10 * CADENCE)
+    assert _health(conn, last + timedelta(seconds=1))["verdict"] == "ok"
+    return last
+
+
+def test_a_scheduled_job_whose_last_run_failed_warns_saying_which_why_and_what_to_run(
+    tx: psycopg.Connection,
+) -> None:
+    """Nothing else tells anyone: pg_cron and the cron lines only keep the run."""
+    _healthy_until_now(tx)
+    (status,) = tx.execute("select status from sync.run_job('check_drift')").fetchone()  # type: ignore[misc]
+    assert status == "failed"  # no CMS snapshot is loaded
+    health = _health(tx, datetime.now(UTC))
+    assert health["verdict"] == "warn"
+    assert health["reason"].startswith("the scheduled job check_drift failed ")
+    assert health["reason"].endswith(
+        " ago (no CMS snapshot is loaded, so drift cannot be checked): fix the cause,"
+        " then SELECT * FROM sync.run_job('check_drift');"
+    )
+
+
+@pytest.mark.parametrize(
+    "then",
+    [
+        'select sync.load_snapshot(\'[{"fragrance_id": 1, "name": "N", "description": "D",'
+        ' "cost": 1, "forbidden": false}]\'); select sync.run_job(\'check_drift\')',
+        "update sync.job set enabled = false where name = 'check_drift'",
+    ],
+    ids=["a later run succeeds", "the job is disabled"],
+)
+def test_a_failed_job_stops_warning_once_it_runs_again_or_is_disabled(
+    tx: psycopg.Connection, then: str
+) -> None:
+    _healthy_until_now(tx)
+    tx.execute("select sync.run_job('check_drift')")
+    tx.execute(then)
+    assert _health(tx, datetime.now(UTC))["verdict"] == "ok"
