@@ -205,8 +205,12 @@ declare
     v_receipt sync.receipt;
 begin
     if p_reason is null or btrim(p_reason) = '' then
-        raise exception 'a reason is required to discard inbox row %', p_inbox_id
-            using errcode = 'FS003', hint = 'SELECT * FROM sync.discard(42, ''why it is safe to drop'');';
+        -- The hint names the row asked for: one copied from psql as it stood
+        -- named row 42, and wrote off someone else's delivery (hostile review).
+        raise exception 'a reason is required to discard inbox row %', coalesce(p_inbox_id::text, 'null')
+            using errcode = 'FS003',
+                  hint = format('Say why it is safe to drop: SELECT * FROM sync.discard(%s, ''why it is safe to drop'');',
+                      coalesce(p_inbox_id::text, '42'));
     end if;
     perform sync_private.claim_rejected(p_inbox_id, 'discarded');
     update sync.inbox

@@ -1,0 +1,48 @@
+"""The hints of our errors, run as a DBA would at 3 a.m.: copied from psql and run as they stand.
+
+A hint that names another row or another age than the call that failed does
+something else than the DBA asked for; each test here runs the hint as a
+``sync_dba`` login and checks it does what the failed call meant.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+from helpers import inbox_row, receive
+
+
+def hint_of(conn: psycopg.Connection, call: str, sqlstate: str) -> str:
+    """The hint of the error `call` raises, which must have `sqlstate`."""
+    with pytest.raises(psycopg.Error) as caught:
+        conn.execute(call)
+    assert caught.value.sqlstate == sqlstate, caught.value
+    hint = caught.value.diag.message_hint
+    assert hint, caught.value
+    return hint
+
+
+def runnable(hint: str) -> str:
+    """The one SQL statement a hint spells out (from SELECT to its semicolon)."""
+    [statement] = re.findall(r"(SELECT [^;]+);", hint)
+    return statement
+
+
+def test_the_hint_for_a_discard_without_a_reason_names_the_delivery_asked_for(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """It said sync.discard(42, ...) whatever was asked: run, it wrote off another delivery."""
+    for _ in range(41):
+        receive(db, {"fragrance_id": 7, "cost": -1})
+    forty_second = receive(db, {"fragrance_id": 7, "cost": -2})["inbox_id"]
+    asked = receive(db, {"fragrance_id": 7, "cost": -3})["inbox_id"]
+    assert forty_second == 42 and asked == 43
+
+    hint = hint_of(dba, f"select * from sync.discard({asked}, ' ')", "FS003")
+    dba.execute(runnable(hint))
+
+    assert inbox_row(db, asked)["status"] == "discarded"
+    assert inbox_row(db, forty_second)["status"] == "rejected"
+
