@@ -39,9 +39,13 @@ begin
     end if;
     if v_cutoff > now() - interval '1 day' and not coalesce(p_force, false) then
         raise exception 'refusing to purge deliveries younger than a day (asked for %, back to %)', p_older_than, v_cutoff
+            -- The hint repeats the call asked for: it once said '1 hour'
+            -- whatever was asked, and run as it stood purged more than the
+            -- DBA meant ('12 hours' asked, an hour kept; hostile review).
             using errcode = 'FS055',
-                  hint = 'Recent deliveries are what you look at when something goes wrong. '
-                      || 'If you mean it: SELECT sync.purge_applied(''1 hour'', p_force => true);';
+                  hint = format('Recent deliveries are what you look at when something goes wrong. '
+                      'If you mean it: SELECT sync.purge_applied(%L%s, p_force => true);',
+                      p_older_than::text, coalesce(', p_limit => ' || p_limit, ''));
     end if;
     if p_limit is not null then
         perform sync_private.check_limit(p_limit);

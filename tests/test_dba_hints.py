@@ -46,3 +46,24 @@ def test_the_hint_for_a_discard_without_a_reason_names_the_delivery_asked_for(
     assert inbox_row(db, asked)["status"] == "discarded"
     assert inbox_row(db, forty_second)["status"] == "rejected"
 
+
+def test_the_hint_for_a_purge_under_a_day_keeps_the_age_asked_for(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """It said '1 hour' whatever was asked: run after asking for 12 hours, it purged 11 more."""
+    db.execute("update sync.settings set apply_on_receipt = false")
+    kept, purged = (
+        db.execute(
+            "insert into sync.inbox (received_at, body, status, processed_at)"
+            " values (now() - %s::interval, '{\"fragrance_id\": 7}', 'applied',"
+            " now() - %s::interval) returning id",
+            [age, age],
+        ).fetchone()[0]
+        for age in ("2 hours", "13 hours")
+    )
+
+    hint = hint_of(dba, "select sync.purge_applied('12 hours')", "FS055")
+    assert dba.execute(runnable(hint)).fetchone() == (1,)
+
+    assert db.execute("select id from sync.inbox order by id").fetchall() == [(kept,)]
+    assert purged != kept
