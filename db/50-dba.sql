@@ -169,6 +169,8 @@ create function sync.retry_all(p_code text default null, p_limit integer default
     -- The claim reads the rejected rows through their partial index: see sync.apply_pending.
     set enable_seqscan = off
 as $$
+declare
+    v_claimed bigint[];
 begin
     perform sync_private.check_limit(p_limit);
     -- A misspelt code would match nothing and look like an empty quarantine.
@@ -182,17 +184,34 @@ begin
             using errcode = 'FS006',
                   hint = 'The codes in quarantine: SELECT code, count(*) FROM sync.quarantine, unnest(codes) AS code GROUP BY code; every rule: SELECT code FROM sync.rule;';
     end if;
-    return sync_private.process_claimed(array(
+    -- The deliveries judged longest ago first, so calls in a row go through
+    -- the whole quarantine. Taken in receipt order, every call took the
+    -- oldest p_limit again, and the merge the first 64 MiB of their bodies:
+    -- while those stayed rejected, a delivery behind them was never judged
+    -- again, whatever rule was loosened or row created (hostile review). The
+    -- 64 MiB are cut here in the same order, since sync_private.process cuts
+    -- in receipt order; the rows claimed past them stay as they are, first
+    -- for the next call. Receipt order between calls decides nothing: the
+    -- merge orders each field by inbox id whatever order it merges in.
+    v_claimed := array(
         select id from sync.inbox
         where status = 'rejected'
           and (p_code is null or reasons @> jsonb_build_array(jsonb_build_object('code', p_code)))
-        order by id
+        order by processed_at nulls first, id
         limit p_limit
-        for update skip locked));
+        for update skip locked);
+    return sync_private.process_claimed(array(
+        select w.id
+        from (select c.id, c.n,
+                     sum(octet_length(i.body)) over (order by c.n rows unbounded preceding) as bytes
+              from unnest(v_claimed) with ordinality as c (id, n)
+              join sync.inbox as i on i.id = c.id) as w
+        where w.n = 1 or w.bytes <= sync_private.merge_bytes()
+        order by w.n));
 end;
 $$;
 comment on function sync.retry_all(text, integer) is
-    'Processes up to p_limit rejected deliveries again in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes), all of them or only those with reason code p_code. Usage: SELECT * FROM sync.retry_all(); or SELECT * FROM sync.retry_all(''name.too_long'');';
+    'Processes up to p_limit rejected deliveries again, and at most 64 MiB of bodies (sync_private.merge_bytes), all of them or only those with reason code p_code: those judged longest ago first, each call in receipt order, so calls in a row go through the whole quarantine (SELECT count(*) FROM sync.quarantine; says how many there are). Usage: SELECT * FROM sync.retry_all(); or SELECT * FROM sync.retry_all(''name.too_long'');';
 
 -- sync.discard
 -- Writes off one quarantined delivery with a stated reason; it stays in the inbox.

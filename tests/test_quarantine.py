@@ -164,3 +164,43 @@ def test_pending_deliveries_wait_for_apply_pending(db: psycopg.Connection) -> No
     assert result == (1, 1, 0, 0, 0, receipt["inbox_id"], receipt["inbox_id"])
     assert fragrance(db, 7)["cost"] == 77
     assert db.execute("select processed from sync.apply_pending()").fetchone() == (0,)
+
+
+def test_retry_all_called_again_goes_on_past_deliveries_that_stay_rejected(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Calls in a row go through the whole quarantine, not the oldest p_limit again and again."""
+    dba.execute("update sync.rule set severity = 'error' where code = 'cost.fractional'")
+    junk = [receive(db, b"not json " + str(n).encode())["inbox_id"] for n in range(3)]
+    fractional = receive(db, {"fragrance_id": 7, "cost": 12.5})
+    assert fractional["status"] == "rejected"
+    dba.execute("update sync.rule set severity = 'warning' where code = 'cost.fractional'")
+
+    first = dba.execute("select processed, rejected from sync.retry_all(p_limit => 3)").fetchone()
+    second = dba.execute("select processed, applied from sync.retry_all(p_limit => 3)").fetchone()
+
+    assert (first, second) == ((3, 3), (3, 1))
+    assert inbox_row(db, fractional["inbox_id"])["status"] == "applied"
+    assert [inbox_row(db, i)["status"] for i in junk] == ["rejected"] * 3
+
+
+def test_retry_all_goes_on_past_64_mib_of_bodies_that_stay_rejected(
+    db: psycopg.Connection,
+) -> None:
+    """However large p_limit, a call merges 64 MiB of bodies: the next call must take the rest."""
+    mib = 1024 * 1024
+    db.execute(
+        "insert into sync.inbox (body, status, reasons, processed_at)"
+        " select convert_to(repeat('x', %s), 'UTF8'), 'rejected',"
+        ' \'[{"code": "body.not_json", "severity": "error"}]\', now()'
+        " from generate_series(1, 65)",
+        [mib],
+    )
+    later = receive(db, {"fragrance_id": 6000, "name": "Later"})
+    assert later["status"] == "rejected"
+    db.execute("insert into public.fragrances values (6000, 'Placeholder', 'Made up', 3, false)")
+
+    db.execute("select * from sync.retry_all(p_limit => 100000)")
+    db.execute("select * from sync.retry_all(p_limit => 100000)")
+
+    assert inbox_row(db, later["inbox_id"])["status"] == "applied"
