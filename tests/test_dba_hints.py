@@ -11,6 +11,7 @@ import re
 
 import psycopg
 import pytest
+from conftest import Server
 from helpers import inbox_row, receive
 
 
@@ -67,3 +68,22 @@ def test_the_hint_for_a_purge_under_a_day_keeps_the_age_asked_for(
 
     assert db.execute("select id from sync.inbox order by id").fetchall() == [(kept,)]
     assert purged != kept
+
+
+def test_the_hint_for_a_held_fragrance_shows_a_dba_who_holds_it(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """It read pg_stat_activity by state, which PostgreSQL hides from a DBA for others' sessions."""
+    db.execute("update sync.settings set apply_on_receipt = false")
+    receive(db, {"fragrance_id": 7, "cost": 5})
+    hints: list[str | None] = []
+    dba.add_notice_handler(lambda notice: hints.append(notice.message_hint))
+    with psycopg.connect(server.url(dbname)) as holder:
+        holder.execute("update public.fragrances set cost = cost where fragrance_id = 7")
+        holder_pid = holder.info.backend_pid
+        assert dba.execute("select pending from sync.apply_pending(1000)").fetchone() == (0,)
+        [hint] = hints
+        assert hint is not None
+        shown = dba.execute(runnable(hint)).fetchall()
+        holder.rollback()
+    assert holder_pid in [row[0] for row in shown]
