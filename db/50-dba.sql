@@ -132,13 +132,25 @@ begin
             using errcode = 'FS001', hint = 'List quarantined deliveries with SELECT * FROM sync.quarantine;';
     end if;
     if v_status <> 'rejected' then
+        -- Said for its status: a pending delivery is not in the quarantine
+        -- the hint once listed, and nothing there told how to merge it.
         raise exception 'inbox row % is %; only rejected deliveries can be %', p_inbox_id, v_status, p_verb
-            using errcode = 'FS002', hint = 'List quarantined deliveries with SELECT * FROM sync.quarantine;';
+            using errcode = 'FS002',
+                  hint = case v_status
+                      when 'pending' then 'It waits for the merge, not in quarantine; merge what is pending: '
+                          'SELECT * FROM sync.apply_pending(1000);'
+                      when 'applied' then format('It is applied; to undo its change: SELECT * FROM sync.revert(%s);',
+                          p_inbox_id)
+                      when 'discarded' then format('It was written off: SELECT discarded_by, discard_reason '
+                          'FROM sync.inbox WHERE id = %s;', p_inbox_id)
+                      else format('It changed nothing, and its reasons say why: '
+                          'SELECT status, reasons FROM sync.inbox WHERE id = %s;', p_inbox_id)
+                  end;
     end if;
 end;
 $$;
 comment on function sync_private.claim_rejected(bigint, text) is
-    'Locks inbox row p_inbox_id for sync.retry or sync.discard; raises FS001 when it does not exist and FS002 when it is not rejected.';
+    'Locks inbox row p_inbox_id for sync.retry or sync.discard; raises FS001 when it does not exist and FS002 when it is not rejected (its hint says what to do for that status).';
 
 -- sync.retry
 -- Processes one quarantined delivery again, after a rule or data fix.

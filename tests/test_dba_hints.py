@@ -87,3 +87,31 @@ def test_the_hint_for_a_held_fragrance_shows_a_dba_who_holds_it(
         shown = dba.execute(runnable(hint)).fetchall()
         holder.rollback()
     assert holder_pid in [row[0] for row in shown]
+
+
+def test_the_hint_for_retrying_a_pending_delivery_merges_it(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """It said to list the quarantine, where a pending delivery is not."""
+    db.execute("update sync.settings set apply_on_receipt = false")
+    pending = receive(db, {"fragrance_id": 7, "cost": 5})["inbox_id"]
+
+    hint = hint_of(dba, f"select * from sync.retry({pending})", "FS002")
+    dba.execute(runnable(hint))
+
+    assert inbox_row(db, pending)["status"] == "applied"
+
+
+@pytest.mark.parametrize("status", ["applied", "ignored", "discarded"])
+def test_the_hint_for_retrying_a_delivery_that_is_not_rejected_is_about_it(
+    db: psycopg.Connection, dba: psycopg.Connection, status: str
+) -> None:
+    delivery = {"applied": {"fragrance_id": 7, "cost": 5}, "ignored": {"fragrance_id": 7}}
+    inbox_id = receive(db, delivery.get(status, {"fragrance_id": 7, "cost": -1}))["inbox_id"]
+    if status == "discarded":
+        dba.execute("select sync.discard(%s, 'vendor test')", [inbox_id])
+
+    hint = hint_of(dba, f"select * from sync.retry({inbox_id})", "FS002")
+
+    assert str(inbox_id) in runnable(hint)
+    assert dba.execute(runnable(hint)).fetchall()
