@@ -903,9 +903,20 @@ begin
        (old.code, old.field, old.applies_to, old.default_severity, old.default_parameter, old.tunable,
         old.parameter_min, old.parameter_max, old.description)
     then
-        raise exception 'only the severity and the parameter of rule % can change', old.code
+        -- Said for what this rule can take: the hint once set a severity
+        -- whatever the rule, and run for name.too_long it raised FS071.
+        raise exception '%', case when cardinality(old.tunable) = 0
+                then format('rule %s cannot be changed', old.code)
+                else format('only the %s of rule %s can change', array_to_string(old.tunable, ' and the '), old.code)
+            end
             using errcode = 'FS070',
-                  hint = format('UPDATE sync.rule SET severity = ''warning'' WHERE code = %L;', old.code);
+                  hint = case
+                      when 'severity' = any (old.tunable)
+                          then format('UPDATE sync.rule SET severity = ''warning'' WHERE code = %L;', old.code)
+                      when 'parameter' = any (old.tunable)
+                          then format('UPDATE sync.rule SET parameter = %s WHERE code = %L;', old.default_parameter, old.code)
+                      else 'The rules that can be tuned: SELECT code, tunable FROM sync.rule WHERE tunable <> ''{}'';'
+                  end;
     end if;
     if new.severity is distinct from old.severity and not 'severity' = any (old.tunable) then
         raise exception 'rule % is always an error: the merge could not store a value that breaks it', old.code

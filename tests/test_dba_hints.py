@@ -115,3 +115,28 @@ def test_the_hint_for_retrying_a_delivery_that_is_not_rejected_is_about_it(
 
     assert str(inbox_id) in runnable(hint)
     assert dba.execute(runnable(hint)).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("code", "says"),
+    [
+        ("name.too_long", "only the parameter of rule name.too_long can change"),
+        ("name.blank", "only the severity of rule name.blank can change"),
+        ("cost.too_large", "only the severity and the parameter of rule cost.too_large can change"),
+        ("body.empty", "rule body.empty cannot be changed"),
+    ],
+)
+def test_a_rule_change_it_cannot_take_says_what_it_can_and_the_hint_runs(
+    db: psycopg.Connection, code: str, says: str
+) -> None:
+    """FS070 hinted a severity for every rule: for name.too_long it raised FS071.
+
+    The owner's error: a DBA's column privileges allow only severity and parameter.
+    """
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("update sync.rule set description = 'mine' where code = %s", [code])
+    assert caught.value.sqlstate == "FS070"
+    assert caught.value.diag.message_primary == says
+    hint = caught.value.diag.message_hint
+    assert hint
+    db.execute(re.findall(r"((?:UPDATE|SELECT) [^;]+);", hint)[0])
