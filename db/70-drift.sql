@@ -226,7 +226,10 @@ begin
     if v_source is null then
         raise exception 'no CMS snapshot is loaded, so there is nothing to repair from'
             using errcode = 'FS050',
-                  hint = 'Load one first: see sync.load_snapshot() or sync.load_snapshot_from_server().';
+                  -- Not sync.load_snapshot_from_server(), once named here: it is granted to
+                  -- nobody, and a DBA who followed the hint got a permission error.
+                  hint = 'Load a CMS export first (docs/drift-and-undo.md, "Finding and repairing drift"): '
+                      || 'psql -v file=cms.json -f sql/load-snapshot-json.sql, or SELECT sync.load_snapshot(''[...]''::jsonb);';
     end if;
 
     -- Lock the fragrances before planning, in id order. The plan sees every

@@ -40,7 +40,10 @@ begin
                 if not exists (select from sync.cms_snapshot) then
                     raise exception 'no CMS snapshot is loaded, so drift cannot be checked'
                         using errcode = 'FS050',
-                              hint = 'Load one first: see sync.load_snapshot() or sync.load_snapshot_from_server().';
+                              -- Not sync.load_snapshot_from_server(), once named here: it is granted to
+                              -- nobody, and a DBA who followed the hint got a permission error.
+                              hint = 'Load a CMS export first (docs/drift-and-undo.md, "Finding and repairing drift"): '
+                                  || 'psql -v file=cms.json -f sql/load-snapshot-json.sql, or SELECT sync.load_snapshot(''[...]''::jsonb);';
                 end if;
                 select jsonb_build_object(
                     'snapshot_taken_at', (select min(s.taken_at) from sync.cms_snapshot as s),

@@ -140,3 +140,22 @@ def test_a_rule_change_it_cannot_take_says_what_it_can_and_the_hint_runs(
     hint = caught.value.diag.message_hint
     assert hint
     db.execute(re.findall(r"((?:UPDATE|SELECT) [^;]+);", hint)[0])
+
+
+def test_the_hint_for_a_repair_without_a_snapshot_names_only_what_a_dba_may_call(
+    dba: psycopg.Connection,
+) -> None:
+    """It named sync.load_snapshot_from_server(), which is granted to nobody."""
+    hint = hint_of(dba, "select * from sync.repair()", "FS050")
+    named = set(re.findall(r"sync\.(\w+)\(", hint))
+    assert named
+    refused = [
+        name
+        for name in sorted(named)
+        if not dba.execute(
+            "select bool_and(has_function_privilege(p.oid, 'execute')) from pg_proc as p"
+            " where p.pronamespace = 'sync'::regnamespace and p.proname = %s",
+            [name],
+        ).fetchone()[0]
+    ]
+    assert refused == []
