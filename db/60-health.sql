@@ -131,8 +131,10 @@ declare
     v_broken bigint;
     v_broken_rules text;
 begin
-    if p_now is null then
-        raise exception 'sync.health_at needs a moment, got null'
+    -- An infinite moment has no age to judge: it failed below on 'cannot
+    -- subtract infinite timestamps', with no hint (hostile review).
+    if p_now is null or not isfinite(p_now) then
+        raise exception 'sync.health_at needs a moment, got %', coalesce(p_now::text, 'null')
             using errcode = 'FS005', hint = 'For example SELECT * FROM sync.health_at(now() - interval ''1 hour'');';
     end if;
     select * into v_settings from sync.settings;

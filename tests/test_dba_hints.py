@@ -159,3 +159,12 @@ def test_the_hint_for_a_repair_without_a_snapshot_names_only_what_a_dba_may_call
         ).fetchone()[0]
     ]
     assert refused == []
+
+
+@pytest.mark.parametrize("moment", ["infinity", "-infinity"])
+def test_health_at_an_infinite_moment_is_our_error_and_its_hint_runs(
+    dba: psycopg.Connection, moment: str
+) -> None:
+    """'infinity' failed with PostgreSQL's 'cannot subtract infinite timestamps', no hint."""
+    hint = hint_of(dba, f"select * from sync.health_at('{moment}')", "FS005")
+    assert dba.execute(runnable(hint)).fetchone()
