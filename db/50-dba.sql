@@ -3,7 +3,8 @@
 -- Every verb here goes through the one merge (sync_private.process_claimed,
 -- db/30-inbox.sql). Wrong calls raise our SQLSTATEs with a hint: FS001 no
 -- such inbox row, FS002 a row in the wrong state, FS003 a reason is missing,
--- FS004 a bad limit.
+-- FS004 a bad limit, FS005 an inbox id given as null, FS006 a reason code
+-- nothing has.
 
 -- sync_private.preview
 -- A body cut to 200 bytes and shown with non-UTF-8 and control bytes escaped.
@@ -139,8 +140,10 @@ begin
                   hint = case v_status
                       when 'pending' then 'It waits for the merge, not in quarantine; merge what is pending: '
                           'SELECT * FROM sync.apply_pending(1000);'
-                      when 'applied' then format('It is applied; to undo its change: SELECT * FROM sync.revert(%s);',
-                          p_inbox_id)
+                      -- A look first: a second DBA retrying the same row meets this
+                      -- once the first one's retry applied it, and must not undo it.
+                      when 'applied' then format('It is applied already: SELECT status, applied_fields, processed_at '
+                          'FROM sync.inbox WHERE id = %s; (sync.revert(%s) would undo its change)', p_inbox_id, p_inbox_id)
                       when 'discarded' then format('It was written off: SELECT discarded_by, discard_reason '
                           'FROM sync.inbox WHERE id = %s;', p_inbox_id)
                       else format('It changed nothing, and its reasons say why: '

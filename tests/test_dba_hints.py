@@ -8,6 +8,7 @@ something else than the DBA asked for; each test here runs the hint as a
 from __future__ import annotations
 
 import re
+import threading
 
 import psycopg
 import pytest
@@ -168,3 +169,33 @@ def test_health_at_an_infinite_moment_is_our_error_and_its_hint_runs(
     """'infinity' failed with PostgreSQL's 'cannot subtract infinite timestamps', no hint."""
     hint = hint_of(dba, f"select * from sync.health_at('{moment}')", "FS005")
     assert dba.execute(runnable(hint)).fetchone()
+
+
+def test_two_dbas_retrying_one_delivery_at_once_the_second_hint_undoes_nothing(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """The second retry waits for the first, then meets an applied row: its hint must be a look."""
+    rejected = receive(db, {"fragrance_id": 6000, "name": "Later"})["inbox_id"]
+    db.execute("insert into public.fragrances values (6000, 'Placeholder', 'Made up', 3, false)")
+    with psycopg.connect(server.url(dbname, user="alice")) as first:
+        assert first.execute("select status from sync.retry(%s)", [rejected]).fetchone() == (
+            "applied",
+        )
+        second = threading.Thread(
+            target=lambda: outcome.append(
+                hint_of(dba, f"select * from sync.retry({rejected})", "FS002")
+            )
+        )
+        outcome: list[str] = []
+        second.start()
+        second.join(0.5)
+        assert second.is_alive()  # waiting for the first retry's row lock
+        first.commit()
+    second.join(10)
+    [hint] = outcome
+
+    dba.execute(runnable(hint))
+
+    row = db.execute("select name from public.fragrances where fragrance_id = 6000").fetchone()
+    assert row == ("Later",)
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (1,)
