@@ -94,26 +94,43 @@ create function sync.apply_pending(p_limit integer default 1000) returns sync.ba
     set search_path = pg_catalog, pg_temp
     -- The claim reads the pending rows through their partial index, however
     -- stale the statistics: a session that planned it on a young inbox read
-    -- every inbox row at each call (5,040 rows to claim 5, measured).
+    -- every inbox row at each call (5,040 rows to claim 5, measured). A
+    -- generic plan, as sync.apply_received's: planned for id > 0 on a young
+    -- inbox, the claim walked the primary key past every row instead.
+    set plan_cache_mode = force_generic_plan
     set enable_seqscan = off
 as $$
+declare
+    v_ids bigint[];
+    v_after bigint := 0;
+    v_result sync.batch_result;
 begin
     -- Each call holds its fragrances' locks about 50 ms per 1,000 deliveries,
     -- so live deliveries barely wait; larger batches drain a quiet backlog
     -- somewhat faster (bench/README.md).
     perform sync_private.check_limit(p_limit);
     -- A fragrance another transaction holds keeps its deliveries pending
-    -- (a NOTICE names it) rather than holding the others' merge.
-    return sync_private.process_claimed(array(
-        select id from sync.inbox
-        where status = 'pending'
-        order by id
-        limit p_limit
-        for update skip locked), true);
+    -- (a NOTICE names it) rather than holding the others' merge. A claim of
+    -- nothing else is passed over, as sync.apply_received does: it returned
+    -- processed 0, the DBA stopped as the comment says, and the deliveries
+    -- of every other fragrance received after p_limit held ones stayed
+    -- pending until the holder ended (hostile review).
+    loop
+        v_ids := array(
+            select id from sync.inbox
+            where status = 'pending' and id > v_after
+            order by id
+            limit p_limit
+            for update skip locked);
+        v_result := sync_private.process_claimed(v_ids, true);
+        exit when cardinality(v_ids) = 0 or v_result.processed > 0;
+        v_after := v_ids[cardinality(v_ids)];
+    end loop;
+    return v_result;
 end;
 $$;
 comment on function sync.apply_pending(integer) is
-    'Judges and merges up to p_limit pending deliveries in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), and returns the counts; call it again until processed is 0. Rows another session is processing are skipped, so concurrent calls never apply a delivery twice; the deliveries of a fragrance whose row another transaction holds (a DBA''s open transaction) stay pending, named in a NOTICE, and are applied by a later call once it ends. Usage: SELECT * FROM sync.apply_pending(1000);';
+    'Judges and merges up to p_limit pending deliveries in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), and returns the counts; call it again until processed is 0. Rows another session is processing are skipped, so concurrent calls never apply a delivery twice; the deliveries of a fragrance whose row another transaction holds (a DBA''s open transaction) stay pending, named in a NOTICE, and are applied by a later call once it ends (when all p_limit claimed are such, the call goes on to the next p_limit, so they hold back no other fragrance). Usage: SELECT * FROM sync.apply_pending(1000);';
 
 -- sync_private.claim_rejected
 -- Locks one rejected delivery for a DBA verb, or says why it cannot be taken.

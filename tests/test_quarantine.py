@@ -6,7 +6,7 @@ import re
 
 import psycopg
 import pytest
-from conftest import ROOT
+from conftest import ROOT, Server
 from helpers import fragrance, inbox_row, raises_sqlstate, receive
 
 
@@ -204,3 +204,20 @@ def test_retry_all_goes_on_past_64_mib_of_bodies_that_stay_rejected(
     db.execute("select * from sync.retry_all(p_limit => 100000)")
 
     assert inbox_row(db, later["inbox_id"])["status"] == "applied"
+
+
+def test_apply_pending_goes_past_a_claim_held_whole_by_another_transaction(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """p_limit deliveries of a held fragrance must not keep every later one pending."""
+    db.execute("update sync.settings set apply_on_receipt = false")
+    for cost in (1, 2, 3):
+        receive(db, {"fragrance_id": 7, "cost": cost})
+    later = receive(db, {"fragrance_id": 8, "cost": 88})["inbox_id"]
+    with psycopg.connect(server.url(dbname)) as holder:
+        holder.execute("select from public.fragrances where fragrance_id = 7 for update")
+        result = dba.execute("select processed, applied from sync.apply_pending(3)").fetchone()
+        holder.rollback()
+    assert result == (1, 1)
+    assert inbox_row(db, later)["status"] == "applied"
+    assert fragrance(db, 8)["cost"] == 88
