@@ -12,7 +12,7 @@ import threading
 
 import psycopg
 import pytest
-from conftest import Server
+from conftest import ROOT, Server
 from helpers import inbox_row, receive
 
 
@@ -199,3 +199,21 @@ def test_two_dbas_retrying_one_delivery_at_once_the_second_hint_undoes_nothing(
     row = db.execute("select name from public.fragrances where fragrance_id = 6000").fetchone()
     assert row == ("Later",)
     assert db.execute("select count(*) from sync.inbox").fetchone() == (1,)
+
+
+def test_the_readme_lists_every_sqlstate_the_database_code_raises() -> None:
+    """A DBA looks an FS code up in the README: each one raised in db/ is there."""
+    raised = {
+        code
+        for path in sorted((ROOT / "db").glob("*.sql"))
+        for code in re.findall(r"errcode = '(FS\d{3})'", path.read_text())
+    }
+    [paragraph] = re.findall(
+        r"Wrong calls raise our own SQLSTATEs with a hint:(.+?)\n\n",
+        (ROOT / "README.md").read_text(),
+        re.S,
+    )
+    listed = set(re.findall(r"`(FS\d{3})`", paragraph))
+    for low, high in re.findall(r"`FS(\d{3})` to\s+`FS(\d{3})`", paragraph):
+        listed |= {f"FS{n:03d}" for n in range(int(low), int(high) + 1)}
+    assert raised and raised <= listed, sorted(raised - listed)
