@@ -169,7 +169,6 @@ declare
     v_raw text[];
     v_rules record;
     v_version bigint;
-    v_inserted bigint;
 begin
     if coalesce(cardinality(p_content_types), 0) <> v_count
         or coalesce(cardinality(p_client_addrs), 0) <> v_count
@@ -254,26 +253,7 @@ begin
         case when o.inbox_id is not null then v_version end
     from unnest(v_new) with ordinality as x (n, i)
     left join unnest(v_outcomes) as o on o.inbox_id = v_ids[x.i]
-    order by x.i
-    on conflict (spool_key) where spool_key is not null do nothing;
-
-    -- A key the check above did not see, because the transaction storing it
-    -- had not committed (the hook's store it gave up on, which the spool's
-    -- drain then stores too), waited for it here. Once it committed, the
-    -- delivery is stored: its receipt is that row's, not a unique violation
-    -- that set the drained copy aside as refused (hostile review). A batch
-    -- processed on receipt has merged its rows already: it fails instead.
-    get diagnostics v_inserted = row_count;
-    if v_inserted < cardinality(v_new) then
-        if p_process then
-            raise exception 'a delivery of this batch was stored by another transaction meanwhile'
-                using errcode = 'unique_violation',
-                      hint = 'Store the batch again: a key already stored returns its receipt.';
-        end if;
-        v_ids := array(select case when exists (select from sync.inbox as i where i.id = v.id) then v.id end
-                       from unnest(v_ids) with ordinality as v (id, n)
-                       order by v.n);
-    end if;
+    order by x.i;
 
     -- Each receipt looked up by key (a lateral lookup, which only a nested
     -- loop can run): a join planned while the inbox was young hashed the
@@ -551,13 +531,32 @@ begin
             using errcode = 'FS020',
                   hint = 'Pass the keys and receipt times the hook wrote in its spool.';
     end if;
-    perform from sync.inbox as i
-    where i.spool_key = any (p_keys)
-    for key share of i;
-    return query
-    select r.inbox_id, r.status, r.reasons
-    from sync_private.store(p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys, p_received_ats,
-                            'webhook', false) as r;
+    --
+    -- A key the store's check did not see, because the transaction storing
+    -- it had not committed (the hook's store it gave up on), makes the
+    -- insert wait for that transaction, and fail on the key once it
+    -- commits: the drain then set a stored delivery aside as refused
+    -- (hostile review). That store is looked at again instead, and its
+    -- receipt returned. Here and not in sync_private.store: only the drain
+    -- stores a key another transaction may be storing, and the hook's
+    -- batches keep their plain insert (an ON CONFLICT clause probes the key
+    -- before each row).
+    for v_attempt in 1..3 loop
+        begin
+            perform from sync.inbox as i
+            where i.spool_key = any (p_keys)
+            for key share of i;
+            return query
+            select r.inbox_id, r.status, r.reasons
+            from sync_private.store(p_bodies, p_content_types, p_client_addrs, p_user_agents, p_keys,
+                                    p_received_ats, 'webhook', false) as r;
+            return;
+        exception when unique_violation then
+            if v_attempt = 3 then
+                raise;
+            end if;
+        end;
+    end loop;
 end;
 $$;
 comment on function sync.store_spooled(bytea[], text[], text[], text[], uuid[], timestamptz[]) is
