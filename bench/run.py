@@ -1601,15 +1601,17 @@ def main() -> int:
             servers["variant"] = start_bench_hook(hook_url, workdir, **(hook_env | variant))
         if args.baseline:
             tree = export_baseline(args.baseline, workdir)
-            # As that code was deployed: h11 and asyncio's loop (its requirements had neither
-            # httptools nor uvloop); today's stack is part of what the comparison shows.
+            # As that code was deployed: a commit whose requirements had neither httptools
+            # nor uvloop (c5f8f8b) ran on h11 and asyncio's loop, and today's stack is part
+            # of what the comparison shows; a later one runs on the stack it installed.
             prepare_database(pg, "bench_baseline", tree / "migrations")
+            deployed = (
+                {}
+                if "httptools" in (tree / "requirements.txt").read_text()
+                else {"HTTP_PARSER": "h11"}
+            )
             servers["baseline"], servers["baseline_nodb"] = start_baseline(
-                tree,
-                url(pg, "bench_baseline", "sync_hook_login"),
-                workdir,
-                HTTP_PARSER="h11",
-                **hook_env,
+                tree, url(pg, "bench_baseline", "sync_hook_login"), workdir, **deployed, **hook_env
             )
         try:
             if "ingest" not in args.skip:
