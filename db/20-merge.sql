@@ -75,13 +75,34 @@ create function sync_private.lock_fragrances(p_rows sync_private.judged[], p_ski
     set enable_seqscan = off
     set jit = off
 as $$
+declare
+    v_lock_timeout text;
+    v_locked integer[];
 begin
     -- In id order, so concurrent batches wait for each other but never deadlock.
     -- Skipping held rows is for deliveries already stored (sync_private.process):
     -- their ids are drawn, so waiting orders nothing, and a row another session
     -- holds (a DBA's open transaction) would hold every other fragrance's
-    -- merge with it.
+    -- merge with it. But first they wait, as long as a merge holds its rows:
+    -- skipped at once, the rows another merger held (two hook workers on one
+    -- backlog) were left to a later call, and the merger that skipped them
+    -- claimed the rest of the backlog meanwhile, leaving the other nothing
+    -- (a full test run lost the race: drained deliveries still pending at stop).
     if p_skip_held then
+        v_lock_timeout := current_setting('lock_timeout');
+        begin
+            perform set_config('lock_timeout', '2s', true);
+            v_locked := array(
+                select f.fragrance_id from public.fragrances as f
+                where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
+                order by f.fragrance_id
+                for update);
+            perform set_config('lock_timeout', v_lock_timeout, true);
+            return v_locked;
+        exception when lock_not_available then
+            -- Held longer than any merge holds a row: skip what is still held
+            -- (the rollback of this block gave back the locks and the timeout).
+        end;
         return array(
             select f.fragrance_id from public.fragrances as f
             where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
@@ -96,7 +117,7 @@ begin
 end;
 $$;
 comment on function sync_private.lock_fragrances(sync_private.judged[], boolean) is
-    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, in fragrance id order, and returns the ids of those that exist. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, rows another transaction holds are skipped instead of waited for (and not returned).';
+    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, in fragrance id order, and returns the ids of those that exist. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, rows another transaction holds for more than 2 s (longer than a merge holds them) are skipped, and not returned.';
 
 -- sync_private.unknown_fragrance
 -- The reason given to a partial delta for a fragrance that does not exist.
