@@ -76,10 +76,15 @@ create function sync_private.lock_fragrances(p_rows sync_private.judged[], p_ski
     set jit = off
 as $$
 declare
+    v_named integer[] := array(select distinct d.fragrance_id from unnest(p_rows) as d where d.valid);
     v_lock_timeout text;
     v_locked integer[];
 begin
     -- In id order, so concurrent batches wait for each other but never deadlock.
+    if not p_skip_held then
+        return array(select f.fragrance_id from public.fragrances as f
+                     where f.fragrance_id = any (v_named) order by f.fragrance_id for update);
+    end if;
     -- Skipping held rows is for deliveries already stored (sync_private.process):
     -- their ids are drawn, so waiting orders nothing, and a row another session
     -- holds (a DBA's open transaction) would hold every other fragrance's
@@ -88,32 +93,19 @@ begin
     -- backlog) were left to a later call, and the merger that skipped them
     -- claimed the rest of the backlog meanwhile, leaving the other nothing
     -- (a full test run lost the race: drained deliveries still pending at stop).
-    if p_skip_held then
-        v_lock_timeout := current_setting('lock_timeout');
-        begin
-            perform set_config('lock_timeout', '2s', true);
-            v_locked := array(
-                select f.fragrance_id from public.fragrances as f
-                where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
-                order by f.fragrance_id
-                for update);
-            perform set_config('lock_timeout', v_lock_timeout, true);
-            return v_locked;
-        exception when lock_not_available then
-            -- Held longer than any merge holds a row: skip what is still held
-            -- (the rollback of this block gave back the locks and the timeout).
-        end;
-        return array(
-            select f.fragrance_id from public.fragrances as f
-            where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
-            order by f.fragrance_id
-            for update skip locked);
-    end if;
-    return array(
-        select f.fragrance_id from public.fragrances as f
-        where f.fragrance_id in (select d.fragrance_id from unnest(p_rows) as d where d.valid)
-        order by f.fragrance_id
-        for update);
+    v_lock_timeout := current_setting('lock_timeout');
+    begin
+        perform set_config('lock_timeout', '2s', true);
+        v_locked := array(select f.fragrance_id from public.fragrances as f
+                          where f.fragrance_id = any (v_named) order by f.fragrance_id for update);
+        perform set_config('lock_timeout', v_lock_timeout, true);
+        return v_locked;
+    exception when lock_not_available then
+        -- Held longer than any merge holds a row: skip what is still held
+        -- (the rollback of this block gave back the locks and the timeout).
+    end;
+    return array(select f.fragrance_id from public.fragrances as f
+                 where f.fragrance_id = any (v_named) order by f.fragrance_id for update skip locked);
 end;
 $$;
 comment on function sync_private.lock_fragrances(sync_private.judged[], boolean) is
