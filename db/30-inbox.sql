@@ -9,8 +9,8 @@
 -- store through sync_private.store(): judge the bodies, lock their fragrances,
 -- draw the inbox ids, settle (db/20-merge.sql), and insert each row once with
 -- its outcome. apply_received, apply_pending and the retries process rows
--- already stored through sync_private.process_claimed(), the same steps with
--- an UPDATE at the end.
+-- already stored through sync_private.process(), the same steps with an
+-- UPDATE at the end.
 
 -- sync.receipt: what the hook answers for one delivery.
 create type sync.receipt as (
@@ -309,16 +309,21 @@ declare
     v_locked integer[];
     v_held integer[];
 begin
-    -- In receipt order, while the bodies before a row hold less than
+    -- Taken in the order given, while the bodies before a row hold less than
     -- sync_private.merge_bytes() (octet_length does not read them): the rest
-    -- stay as they are for the next call.
+    -- stay as they are for the next call. The order given is receipt order
+    -- for a claim of pending rows, the quarantine's for sync.retry_all, which
+    -- once cut its 64 MiB a second time by hand. Then merged in receipt
+    -- order. Each row is reached by its key (offset 0 keeps the subquery a
+    -- lookup): a plan kept from a young inbox otherwise hashed the whole
+    -- inbox at every call of the session.
     select array_agg(w.id order by w.id), array_agg(w.body order by w.id)
     into v_ids, v_bodies
-    from (select i.id, i.body,
-                 sum(octet_length(i.body)) over (order by i.id rows unbounded preceding)
-                     - octet_length(i.body) as before
-          from sync.inbox as i
-          where i.id = any (p_ids)) as w
+    from (select c.id, b.body,
+                 sum(octet_length(b.body)) over (order by c.n rows unbounded preceding)
+                     - octet_length(b.body) as before
+          from unnest(p_ids) with ordinality as c (id, n)
+          cross join lateral (select i.body from sync.inbox as i where i.id = c.id offset 0) as b) as w
     where w.before < sync_private.merge_bytes();
     if v_ids is null then
         return '{}';
@@ -383,17 +388,13 @@ begin
 end;
 $$;
 comment on function sync_private.process(bigint[], boolean) is
-    'Processes inbox rows the caller has locked, in receipt order and as many as sync_private.merge_bytes() of bodies allows (always the first): judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. With p_skip_held, the deliveries of a fragrance whose row another transaction holds are left pending and untouched (no outcome; a NOTICE names the fragrances) instead of waited for. Behind sync_private.process_claimed and sync.apply_received.';
+    'Processes inbox rows the caller has locked, as many as sync_private.merge_bytes() of bodies allows taken in the order given (always the first), in receipt order: judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. With p_skip_held, the deliveries of a fragrance whose row another transaction holds are left pending and untouched (no outcome; a NOTICE names the fragrances) instead of waited for. Behind sync_private.process_claimed and sync_private.process_pending.';
 
--- sync_private.process_claimed
--- Processes inbox rows the caller has locked, in receipt order, and records each outcome.
-create function sync_private.process_claimed(p_ids bigint[], p_skip_held boolean default false)
-    returns sync.batch_result
+-- sync_private.count_outcomes
+-- What a batch call did, counted from its outcomes.
+create function sync_private.count_outcomes(p_outcomes sync_private.outcome[]) returns sync.batch_result
     language plpgsql
-    -- Plans: see sync_private.judge.
-    set plan_cache_mode = force_generic_plan
-    set enable_seqscan = off
-    set jit = off
+    immutable
 as $$
 declare
     v_result sync.batch_result;
@@ -402,12 +403,76 @@ begin
         count(*) filter (where o.status = 'rejected'), count(*) filter (where o.status = 'pending'),
         min(o.inbox_id), max(o.inbox_id)
     into v_result
-    from unnest(sync_private.process(p_ids, p_skip_held)) as o;
+    from unnest(p_outcomes) as o;
     return v_result;
 end;
 $$;
-comment on function sync_private.process_claimed(bigint[], boolean) is
-    'Processes the given inbox rows (the caller has locked them) through sync_private.process (p_skip_held: see there) and returns the counts. Behind sync.apply_pending, sync.retry and sync.retry_all.';
+comment on function sync_private.count_outcomes(sync_private.outcome[]) is
+    'Counts outcomes by status, with the lowest and highest inbox id: the sync.batch_result that sync.apply_pending, sync.retry_all and sync_private.process_claimed return.';
+
+-- sync_private.process_claimed
+-- Processes inbox rows the caller has locked, in receipt order, and records each outcome.
+create function sync_private.process_claimed(p_ids bigint[])
+    returns sync.batch_result
+    language plpgsql
+as $$
+begin
+    return sync_private.count_outcomes(sync_private.process(p_ids));
+end;
+$$;
+comment on function sync_private.process_claimed(bigint[]) is
+    'Processes the given inbox rows (the caller has locked them) through sync_private.process, waiting for any fragrance another transaction holds, and returns the counts. Behind sync.retry and sync.retry_all.';
+
+-- sync_private.process_pending
+-- Claims the oldest pending deliveries no other session is processing, and processes them.
+create function sync_private.process_pending(p_limit integer, p_webhooks_only boolean)
+    returns sync_private.outcome[]
+    language plpgsql
+    -- Plans: see sync_private.judge. The claim reads the pending rows through
+    -- their partial index, however stale the statistics: a session that
+    -- planned it on a young inbox read every inbox row at each call (5,040
+    -- rows to claim 5, measured). Generic: planned for id > 0 on a young
+    -- inbox, a custom plan walked the primary key past every row instead,
+    -- and replanning the claim (its LIMIT a parameter) at every call cost 4%
+    -- of a lone merge.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_ids bigint[];
+    v_after bigint := 0;
+    v_outcomes sync_private.outcome[];
+begin
+    -- The claim skips rows another session is processing, so several hook
+    -- workers and DBAs can run at once and never apply a delivery twice.
+    -- The deliveries of a fragrance another transaction holds stay pending
+    -- (sync_private.process, which names them in a NOTICE); a claim of
+    -- nothing else is passed over, and the next p_limit claimed, so that they
+    -- never hold back the deliveries of every other fragrance received after
+    -- them: a call that returned nothing made its caller stop, as the
+    -- comments of sync.apply_pending tell a DBA to (hostile review).
+    loop
+        v_ids := array(
+            select i.id from sync.inbox as i
+            where i.status = 'pending' and i.id > v_after
+              and (not p_webhooks_only or i.origin = 'webhook')
+            order by i.id
+            limit p_limit
+            for update skip locked);
+        if cardinality(v_ids) = 0 then
+            return '{}';
+        end if;
+        v_outcomes := sync_private.process(v_ids, true);
+        if cardinality(v_outcomes) > 0 then
+            return v_outcomes;
+        end if;
+        v_after := v_ids[cardinality(v_ids)];
+    end loop;
+end;
+$$;
+comment on function sync_private.process_pending(integer, boolean) is
+    'Claims (FOR UPDATE SKIP LOCKED) up to p_limit pending deliveries in receipt order, only webhooks with p_webhooks_only, and processes them through sync_private.process, leaving pending the deliveries of a fragrance another transaction holds; when a claim holds nothing else it claims the next p_limit. Returns the outcomes (none when nothing is pending). Behind sync.apply_received and sync.apply_pending.';
 
 -- sync.receive
 -- Stores one delivery exactly as received and returns its receipt.
@@ -568,18 +633,12 @@ create function sync.apply_received(p_limit integer default 1000) returns setof 
     language plpgsql
     security definer
     set search_path = pg_catalog, pg_temp
-    -- Plans: see sync_private.judge. Without them the claim, whose LIMIT is
-    -- a parameter, was planned again at every call (perf: 4% of a lone merge).
-    set plan_cache_mode = force_generic_plan
-    set enable_seqscan = off
-    set jit = off
 as $$
 declare
-    v_ids bigint[];
-    v_after bigint := 0;
     v_outcomes sync_private.outcome[];
 begin
-    -- The same claim and the same merge as sync.apply_pending, so several
+    -- The same claim and the same merge as sync.apply_pending
+    -- (sync_private.process_pending, which carries the plan settings), so several
     -- hook workers and a DBA can run at once; it does nothing while a DBA
     -- holds deliveries back (sync.settings.apply_on_receipt off). Only
     -- webhooks: a DBA's own deliveries that wait (a repair staged for a
@@ -599,23 +658,7 @@ begin
     -- order), and the next sweep applies them again, in the same order.
     -- Transaction-local: storing (sync.store_many) still waits for its flush.
     perform pg_catalog.set_config('synchronous_commit', 'off', true);
-    -- Deliveries of a fragrance another transaction holds stay pending
-    -- (sync_private.process); a claim of nothing else is passed over, so
-    -- that they never hold back the deliveries received after them.
-    loop
-        v_ids := array(
-            select id from sync.inbox
-            where status = 'pending' and origin = 'webhook' and id > v_after
-            order by id
-            limit p_limit
-            for update skip locked);
-        if cardinality(v_ids) = 0 then
-            return;
-        end if;
-        v_outcomes := sync_private.process(v_ids, true);
-        exit when cardinality(v_outcomes) > 0;
-        v_after := v_ids[cardinality(v_ids)];
-    end loop;
+    v_outcomes := sync_private.process_pending(p_limit, true);
     -- The receipts come from the outcomes: the rows are not read again.
     return query
     select o.inbox_id, o.status, o.reasons

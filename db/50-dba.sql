@@ -1,6 +1,6 @@
 -- What DBAs run from psql: the quarantine, the pending backlog, and what to do about them.
 --
--- Every verb here goes through the one merge (sync_private.process_claimed,
+-- Every verb here goes through the one merge (sync_private.process,
 -- db/30-inbox.sql). Wrong calls raise our SQLSTATEs with a hint: FS001 no
 -- such inbox row, FS002 a row in the wrong state, FS003 a reason is missing,
 -- FS004 a bad limit, FS005 an inbox id given as null, FS006 a reason code
@@ -92,41 +92,16 @@ create function sync.apply_pending(p_limit integer default 1000) returns sync.ba
     language plpgsql
     security definer
     set search_path = pg_catalog, pg_temp
-    -- The claim reads the pending rows through their partial index, however
-    -- stale the statistics: a session that planned it on a young inbox read
-    -- every inbox row at each call (5,040 rows to claim 5, measured). A
-    -- generic plan, as sync.apply_received's: planned for id > 0 on a young
-    -- inbox, the claim walked the primary key past every row instead.
-    set plan_cache_mode = force_generic_plan
-    set enable_seqscan = off
 as $$
-declare
-    v_ids bigint[];
-    v_after bigint := 0;
-    v_result sync.batch_result;
 begin
     -- Each call holds its fragrances' locks about 50 ms per 1,000 deliveries,
     -- so live deliveries barely wait; larger batches drain a quiet backlog
-    -- somewhat faster (bench/README.md).
+    -- somewhat faster (bench/README.md). The claim, and the passing over of
+    -- a claim made only of deliveries of a held fragrance, are
+    -- sync.apply_received's (sync_private.process_pending), with every
+    -- origin: a DBA's staged revert or repair too.
     perform sync_private.check_limit(p_limit);
-    -- A fragrance another transaction holds keeps its deliveries pending
-    -- (a NOTICE names it) rather than holding the others' merge. A claim of
-    -- nothing else is passed over, as sync.apply_received does: it returned
-    -- processed 0, the DBA stopped as the comment says, and the deliveries
-    -- of every other fragrance received after p_limit held ones stayed
-    -- pending until the holder ended (hostile review).
-    loop
-        v_ids := array(
-            select id from sync.inbox
-            where status = 'pending' and id > v_after
-            order by id
-            limit p_limit
-            for update skip locked);
-        v_result := sync_private.process_claimed(v_ids, true);
-        exit when cardinality(v_ids) = 0 or v_result.processed > 0;
-        v_after := v_ids[cardinality(v_ids)];
-    end loop;
-    return v_result;
+    return sync_private.count_outcomes(sync_private.process_pending(p_limit, false));
 end;
 $$;
 comment on function sync.apply_pending(integer) is
@@ -198,11 +173,10 @@ create function sync.retry_all(p_code text default null, p_limit integer default
     language plpgsql
     security definer
     set search_path = pg_catalog, pg_temp
-    -- The claim reads the rejected rows through their partial index: see sync.apply_pending.
+    -- The claim reads the rejected rows through their partial index: see
+    -- sync_private.process_pending.
     set enable_seqscan = off
 as $$
-declare
-    v_claimed bigint[];
 begin
     perform sync_private.check_limit(p_limit);
     -- A misspelt code would match nothing and look like an empty quarantine.
@@ -220,26 +194,18 @@ begin
     -- the whole quarantine. Taken in receipt order, every call took the
     -- oldest p_limit again, and the merge the first 64 MiB of their bodies:
     -- while those stayed rejected, a delivery behind them was never judged
-    -- again, whatever rule was loosened or row created (hostile review). The
-    -- 64 MiB are cut here in the same order, since sync_private.process cuts
-    -- in receipt order; the rows claimed past them stay as they are, first
-    -- for the next call. Receipt order between calls decides nothing: the
-    -- merge orders each field by inbox id whatever order it merges in.
-    v_claimed := array(
+    -- again, whatever rule was loosened or row created (hostile review).
+    -- sync_private.process cuts the 64 MiB in this order too; the rows
+    -- claimed past them stay as they are, first for the next call. Receipt
+    -- order between calls decides nothing: the merge orders each field by
+    -- inbox id whatever order it merges in.
+    return sync_private.process_claimed(array(
         select id from sync.inbox
         where status = 'rejected'
           and (p_code is null or reasons @> jsonb_build_array(jsonb_build_object('code', p_code)))
         order by processed_at nulls first, id
         limit p_limit
-        for update skip locked);
-    return sync_private.process_claimed(array(
-        select w.id
-        from (select c.id, c.n,
-                     sum(octet_length(i.body)) over (order by c.n rows unbounded preceding) as bytes
-              from unnest(v_claimed) with ordinality as c (id, n)
-              join sync.inbox as i on i.id = c.id) as w
-        where w.n = 1 or w.bytes <= sync_private.merge_bytes()
-        order by w.n));
+        for update skip locked));
 end;
 $$;
 comment on function sync.retry_all(text, integer) is

@@ -206,6 +206,31 @@ def test_retry_all_goes_on_past_64_mib_of_bodies_that_stay_rejected(
     assert inbox_row(db, later["inbox_id"])["status"] == "applied"
 
 
+def test_retry_all_takes_its_64_mib_in_the_quarantine_order_not_receipt_order(
+    db: psycopg.Connection,
+) -> None:
+    """The delivery judged longest ago is retried first, even behind 64 MiB received before it."""
+    mib = 1024 * 1024
+    db.execute(
+        "insert into sync.inbox (body, status, reasons, processed_at)"
+        " select convert_to(repeat('x', %s), 'UTF8'), 'rejected',"
+        ' \'[{"code": "body.not_json", "severity": "error"}]\', now()'
+        " from generate_series(1, 65)",
+        [mib],
+    )
+    oldest = receive(db, {"fragrance_id": 6000, "name": "Oldest"})
+    assert oldest["status"] == "rejected"
+    db.execute(
+        "update sync.inbox set processed_at = processed_at - interval '1 day' where id = %s",
+        [oldest["inbox_id"]],
+    )
+    db.execute("insert into public.fragrances values (6000, 'Placeholder', 'Made up', 3, false)")
+
+    db.execute("select * from sync.retry_all(p_limit => 100000)")
+
+    assert inbox_row(db, oldest["inbox_id"])["status"] == "applied"
+
+
 def test_apply_pending_goes_past_a_claim_held_whole_by_another_transaction(
     server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
 ) -> None:
