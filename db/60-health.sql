@@ -315,16 +315,19 @@ create type sync.metric_snapshot as (
     seconds_since_last_delivery double precision,
     pending bigint,
     quarantined bigint,
-    open_findings jsonb
+    open_findings jsonb,
+    oldest_pending_age_seconds double precision
 );
 comment on type sync.metric_snapshot is
-    'The database side of the hook''s /metrics: health verdict, last delivery, backlog and quarantine sizes. Counts only, no payload.';
+    'The database side of the hook''s /metrics: health verdict, last delivery, backlog and quarantine sizes, the age of what the merger has yet to apply. Counts only, no payload.';
 comment on column sync.metric_snapshot.verdict is 'As sync.health.verdict.';
 comment on column sync.metric_snapshot.last_received_at is 'As sync.health.last_received_at.';
 comment on column sync.metric_snapshot.seconds_since_last_delivery is 'sync.health.last_received_age in seconds.';
 comment on column sync.metric_snapshot.pending is 'As sync.health.pending.';
 comment on column sync.metric_snapshot.quarantined is 'As sync.health.quarantined.';
 comment on column sync.metric_snapshot.open_findings is 'As sync.health.open_findings.';
+comment on column sync.metric_snapshot.oldest_pending_age_seconds is
+    'Seconds the oldest pending webhook delivery has waited since it was received, while sync.settings.apply_on_receipt is on: what the hook''s merger (sync.apply_received) has yet to apply. 0 when none waits, and while apply_on_receipt is off; a DBA''s pending repair or revert never counts.';
 
 -- sync.metrics
 -- The counts the hook's /metrics exposes, without giving the hook any table privilege.
@@ -339,11 +342,30 @@ as $$
     select h.verdict, h.last_received_at, extract(epoch from h.last_received_age)::double precision,
            h.pending, h.quarantined,
            (select jsonb_object_agg(r.code, coalesce((h.open_findings ->> r.code)::bigint, 0) order by r.code)
-            from sync.rule as r where r.applies_to in ('catalog', 'both'))
+            from sync.rule as r where r.applies_to in ('catalog', 'both')),
+           -- What the merger owes, and since when: a merger that died or
+           -- fails every call lets the pending count grow by a change every
+           -- 20 s, too slowly for a threshold on it to tell from a burst,
+           -- while this grows with the clock, and pages
+           -- (FragranceSyncMergeStalled). So does a transaction holding a
+           -- fragrance for minutes: its deliveries wait as long, and the
+           -- library is as stale for it. Only what sync.apply_received would
+           -- apply: a DBA holding deliveries back (apply_on_receipt off) or a
+           -- repair staged with p_apply => false is a choice, not a stall;
+           -- sync.health warns about those. Pending rows only, by their
+           -- partial index (inbox_pending_idx): never the whole inbox. The
+           -- oldest by receipt time, not by id: a spooled delivery is stored
+           -- after later ones but was received first. received_at is the
+           -- clock when stored and now() this transaction's start: a delivery
+           -- stored since counts 0, not less (greatest also turns none into 0).
+           (select greatest(extract(epoch from now() - min(i.received_at)), 0)::double precision
+            from sync.inbox as i
+            where i.status = 'pending' and i.origin = 'webhook'
+              and (select s.apply_on_receipt from sync.settings as s))
     from sync.health_at(now()) as h;
 $$;
 comment on function sync.metrics() is
-    'Health verdict, last delivery time and age in seconds, pending and quarantined counts, and open findings per catalog rule (every rule, 0 when none), for the hook''s /metrics. Usage: SELECT * FROM sync.metrics();';
+    'Health verdict, last delivery time and age in seconds, pending and quarantined counts, open findings per catalog rule (every rule, 0 when none), and the age in seconds of the oldest pending webhook delivery the merger has yet to apply (0: none, or apply_on_receipt off), for the hook''s /metrics. Usage: SELECT * FROM sync.metrics();';
 
 -- sync_private.unknown_fields_seen_last
 -- The unknown CMS fields of the last day seen last, and how many there are, for the status page.

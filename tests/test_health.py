@@ -201,6 +201,30 @@ def test_the_metrics_snapshot_holds_counts_only(tx: psycopg.Connection) -> None:
     assert snapshot == ("warn", 30.0, 0, 1)
 
 
+def test_the_metrics_snapshot_says_how_long_the_oldest_delivery_the_merger_owes_has_waited(
+    tx: psycopg.Connection,
+) -> None:
+    """A merger that died or fails every call: few pending, ever older; the age pages.
+
+    Only what the merger (sync.apply_received) would apply counts: webhooks,
+    while apply_on_receipt is on. A repair a DBA staged, and every delivery
+    held back with apply_on_receipt off, wait by choice: sync.health warns
+    about them, nobody is paged.
+    """
+    now = tx.execute("select now()").fetchone()[0]  # type: ignore[index]
+    age = "select oldest_pending_age_seconds from sync.metrics()"
+    assert tx.execute(age).fetchone() == (0.0,)
+    set_apply_on_receipt(tx, False)  # stored and left pending, as with no merger running
+    deliver_at(tx, now - timedelta(hours=1), {"fragrance_id": 1, "cost": 12}, origin="repair")
+    deliver_at(tx, now - timedelta(minutes=3), {"fragrance_id": 2, "cost": 13})
+    # Spooled during an outage: stored after the one above, received before it.
+    deliver_at(tx, now - timedelta(minutes=10), {"fragrance_id": 3, "cost": 14})
+    assert tx.execute(age).fetchone() == (0.0,)  # held back on purpose
+    set_apply_on_receipt(tx, True)
+    assert tx.execute(age).fetchone() == (600.0,)
+    assert tx.execute("select pending from sync.metrics()").fetchone() == (3,)
+
+
 def test_the_status_report_counts_deliveries_per_minute_with_empty_minutes(
     tx: psycopg.Connection,
 ) -> None:
