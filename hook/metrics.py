@@ -4,9 +4,10 @@ Two kinds of numbers. The hook's own, counted in this process since it
 started: deliveries by outcome, rejects by reason code, request latency and
 body sizes. And the database's, read at each scrape through
 ``sync.metrics()`` (a security-definer function: the hook still reads no
-table): health verdict, pending and quarantined deliveries, the last
-delivery's time and age. Every label value comes from a fixed list, so a
-hostile payload cannot create series.
+table): health verdict, pending and quarantined deliveries, how long the
+oldest pending one has waited, the last delivery's time and age. Every
+label value comes from a fixed list, so a hostile payload cannot create
+series.
 
 With ``WORKERS`` above 1 each worker counts its own deliveries and a scrape
 reaches one of them: run one worker per port, or sum in Prometheus.
@@ -123,7 +124,7 @@ VERDICTS = ("ok", "warn", "critical")
 # that sent the person on call to the hook's grants and a restart (hostile review).
 SNAPSHOT = (
     "select verdict, extract(epoch from last_received_at)::float8, seconds_since_last_delivery,"
-    " pending, quarantined, open_findings,"
+    " pending, quarantined, open_findings, oldest_pending_age_seconds,"
     " current_setting('transaction_read_only') = 'off' from sync.metrics()"
 )
 
@@ -228,7 +229,7 @@ class _DatabaseSnapshot(Collector):
         yield up
         if self.row is None:
             return
-        verdict, last_at, age, pending, quarantined, open_findings, writable = self.row
+        verdict, last_at, age, pending, quarantined, open_findings, oldest, writable = self.row
         yield GaugeMetricFamily(
             "fragrance_sync_database_writable",
             "1 when the database takes writes from this hook, 0 when it refuses every one "
@@ -248,6 +249,16 @@ class _DatabaseSnapshot(Collector):
             "fragrance_sync_pending_deliveries",
             "Deliveries stored but not yet applied (sync.inbox status pending).",
             value=pending,
+        )
+        yield GaugeMetricFamily(
+            "fragrance_sync_oldest_pending_age_seconds",
+            "Seconds the oldest pending webhook delivery has waited since it was received, "
+            "while sync.settings.apply_on_receipt is on: what the merger (sync.apply_received) "
+            "has yet to apply; 0 when none waits. Growing: the merger stalled, or a "
+            "transaction holds a fragrance. Deliveries a DBA holds back do not count (all "
+            "of them while apply_on_receipt is off, a repair staged with p_apply => false): "
+            "sync.health warns about those.",
+            value=oldest,
         )
         yield GaugeMetricFamily(
             "fragrance_sync_quarantined_deliveries",

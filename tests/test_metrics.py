@@ -152,6 +152,35 @@ def test_backlog_health_and_silence_come_from_the_database(
     assert verdicts == {v: (1 if v == verdict else 0) for v in ("ok", "warn", "critical")}
 
 
+def test_a_stalled_merger_shows_as_the_age_of_the_oldest_pending_delivery(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Deliveries stored but never applied: the library goes stale while the hook answers 202.
+
+    The merger here fails every call (a release that lost the hook's grant on
+    sync.apply_received); a merger task that died looks the same from the
+    database. The pending count only creeps up, the age says how stale.
+    """
+    db.execute("revoke execute on function sync.apply_received from sync_hook")
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        idle = scrape(hook)
+        # One stored ten minutes ago and never applied, one received now.
+        db.execute(
+            "insert into sync.inbox (received_at, body, content_type)"
+            " values (now() - interval '10 minutes', %s, 'application/json')",
+            [body({"fragrance_id": 7, "cost": 5})],
+        )
+        assert _post(hook, body({"fragrance_id": 8, "cost": 6})) == 202
+        stalled = scrape(hook)
+    finally:
+        stop_hook(hook)
+    assert idle[("fragrance_sync_oldest_pending_age_seconds", frozenset())] == 0
+    assert stalled[("fragrance_sync_pending_deliveries", frozenset())] == 2
+    age = stalled[("fragrance_sync_oldest_pending_age_seconds", frozenset())]
+    assert 600 <= age < 660, age
+
+
 def test_the_spool_depth_is_exported_as_zero_since_there_is_no_spool(hook: Hook) -> None:
     assert scrape(hook)[("fragrance_sync_spool_depth", frozenset())] == 0
 
