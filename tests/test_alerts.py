@@ -213,6 +213,8 @@ def test_real_scrapes_fire_the_silence_and_database_pages(
         "FragranceSyncHookDown": [],
         "FragranceSyncHealthWarning": [],
         "FragranceSyncQuarantineGrowing": [],
+        # Silence is not a stall: nothing waits to be applied.
+        "FragranceSyncMergeStalled": [],
     }
     test_file = tmp_path / "real-scrapes.test.yml"
     test_file.write_text(
@@ -320,6 +322,22 @@ def test_the_stuck_drain_page_names_the_function_the_drain_lost(
         [named],
     ).fetchone()[0]
     assert can is False, f"the page names {named}, which the hook's login may still execute"
+
+
+def test_the_stalled_merge_page_checks_the_grant_the_merger_lost(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    # A release that left the hook without EXECUTE on its merge: every delivery is
+    # stored, none applied. The check the page asks for, run as the hook's login, must
+    # say so (and say true where the grant is there).
+    rules = {rule["alert"]: rule for rule in alerting_rules()}
+    text = " ".join(rules["FragranceSyncMergeStalled"]["annotations"]["description"].split())
+    [check] = re.findall(r"`(select has_function_privilege\([^`]*\);)` must say true", text)
+    with psycopg.connect(server.url(dbname, user="sync_hook_login")) as hook:
+        assert hook.execute(check).fetchone() == (True,)
+    db.execute("revoke execute on function sync.apply_received from sync_hook")
+    with psycopg.connect(server.url(dbname, user="sync_hook_login")) as hook:
+        assert hook.execute(check).fetchone() == (False,)
 
 
 def test_the_health_ticket_says_what_to_do_about_each_warning_it_is_raised_for(
