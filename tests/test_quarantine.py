@@ -184,18 +184,22 @@ def test_retry_all_called_again_goes_on_past_deliveries_that_stay_rejected(
     assert [inbox_row(db, i)["status"] for i in junk] == ["rejected"] * 3
 
 
-def test_retry_all_goes_on_past_64_mib_of_bodies_that_stay_rejected(
-    db: psycopg.Connection,
-) -> None:
-    """However large p_limit, a call merges 64 MiB of bodies: the next call must take the rest."""
-    mib = 1024 * 1024
+def quarantine_65_mib_of_junk(db: psycopg.Connection) -> None:
+    """Store 65 rejected bodies of 1 MiB each: more than one retry_all call merges."""
     db.execute(
         "insert into sync.inbox (body, status, reasons, processed_at)"
         " select convert_to(repeat('x', %s), 'UTF8'), 'rejected',"
         ' \'[{"code": "body.not_json", "severity": "error"}]\', now()'
         " from generate_series(1, 65)",
-        [mib],
+        [1024 * 1024],
     )
+
+
+def test_retry_all_goes_on_past_64_mib_of_bodies_that_stay_rejected(
+    db: psycopg.Connection,
+) -> None:
+    """However large p_limit, a call merges 64 MiB of bodies: the next call must take the rest."""
+    quarantine_65_mib_of_junk(db)
     later = receive(db, {"fragrance_id": 6000, "name": "Later"})
     assert later["status"] == "rejected"
     db.execute("insert into public.fragrances values (6000, 'Placeholder', 'Made up', 3, false)")
@@ -210,14 +214,7 @@ def test_retry_all_takes_its_64_mib_in_the_quarantine_order_not_receipt_order(
     db: psycopg.Connection,
 ) -> None:
     """The delivery judged longest ago is retried first, even behind 64 MiB received before it."""
-    mib = 1024 * 1024
-    db.execute(
-        "insert into sync.inbox (body, status, reasons, processed_at)"
-        " select convert_to(repeat('x', %s), 'UTF8'), 'rejected',"
-        ' \'[{"code": "body.not_json", "severity": "error"}]\', now()'
-        " from generate_series(1, 65)",
-        [mib],
-    )
+    quarantine_65_mib_of_junk(db)
     oldest = receive(db, {"fragrance_id": 6000, "name": "Oldest"})
     assert oldest["status"] == "rejected"
     db.execute(
