@@ -93,6 +93,33 @@ def test_rollback_keeps_the_smart_librarys_table_and_rows(server: Server, bare_d
         assert triggers == (0,)
 
 
+def test_rollback_removes_everything_ours_while_findings_of_later_rules_are_open(
+    server: Server, bare_dbname: str
+) -> None:
+    # Hand writes that break the rules migrations added after 0021: each opens a finding
+    # that references its rule, which the rule's rollback deletes.
+    load_smart_library(server, bare_dbname)
+    run_yoyo(server, bare_dbname, "apply")
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+        conn.execute("update public.fragrances set name = 'Rose' || chr(8203) where fragrance_id = 1")
+        conn.execute(
+            "update public.fragrances set description = 'a' || chr(8203) || 'b'"
+            " where fragrance_id = 2"
+        )
+        conn.execute("update public.fragrances set name = 'Rose' || chr(769) where fragrance_id = 3")
+        opened = {row[0] for row in conn.execute("select rule from sync.open_finding")}
+        assert {
+            "description.invisible_character",
+            "name.invisible_character",
+            "name.not_normalized",
+        } <= opened
+        after_sync = conn.execute(CATALOG_CHECKSUM).fetchone()
+    run_yoyo(server, bare_dbname, "rollback", "--all")
+    with psycopg.connect(server.url(bare_dbname)) as conn:
+        assert conn.execute("select to_regnamespace('sync')").fetchone() == (None,)
+        assert conn.execute(CATALOG_CHECKSUM).fetchone() == after_sync
+
+
 def test_apply_rollback_apply_round_trips_on_an_empty_database(
     server: Server, bare_dbname: str
 ) -> None:
