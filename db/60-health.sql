@@ -227,7 +227,7 @@ begin
 
     if v_report.oldest_pending_age >= v_settings.pending_warn_after then
         v_warnings := v_warnings || format(
-            '%s deliveries pending, the oldest for %s: run SELECT * FROM sync.apply_pending(1000);',
+            '%s deliveries pending, the oldest for %s: run SELECT * FROM sync.apply_pending(1000); (it applies a repair staged with sync.repair(p_apply => false) too)',
             v_report.pending, sync_private.say_interval(v_report.oldest_pending_age));
     end if;
 
