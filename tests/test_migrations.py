@@ -101,12 +101,16 @@ def test_rollback_removes_everything_ours_while_findings_of_later_rules_are_open
     load_smart_library(server, bare_dbname)
     run_yoyo(server, bare_dbname, "apply")
     with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
-        conn.execute("update public.fragrances set name = 'Rose' || chr(8203) where fragrance_id = 1")
+        conn.execute(
+            "update public.fragrances set name = 'Rose' || chr(8203) where fragrance_id = 1"
+        )
         conn.execute(
             "update public.fragrances set description = 'a' || chr(8203) || 'b'"
             " where fragrance_id = 2"
         )
-        conn.execute("update public.fragrances set name = 'Rose' || chr(769) where fragrance_id = 3")
+        conn.execute(
+            "update public.fragrances set name = 'Rose' || chr(769) where fragrance_id = 3"
+        )
         opened = {row[0] for row in conn.execute("select rule from sync.open_finding")}
         assert {
             "description.invisible_character",
