@@ -44,9 +44,23 @@ REFUSED = "the database refused the delivery; see the hook's log"
 #: psycopg's OperationalError covers connections (08), rollbacks (40), resources (53),
 #: locks (55), operator intervention (57) and system errors (58); a read-only
 #: transaction (25006, a standby after a failover, or maintenance), a missing privilege,
-#: function, table or database (a deployment in progress) are outages too, never the
-#: delivery's fault. A delivery refused with one of them is spooled, not lost.
-OUTAGE_SQLSTATES = frozenset({"25006", "42501", "42883", "42P01", "3D000"})
+#: function, table, schema or database (a deployment in progress, or a database not
+#: migrated yet) are outages too, never the delivery's fault. A delivery refused with
+#: one of them is spooled, not lost.
+OUTAGE_SQLSTATES = frozenset({"25006", "42501", "42883", "42P01", "3F000", "3D000"})
+
+#: SQLSTATEs that most often mean the database is not migrated (or not to this release).
+NOT_MIGRATED_SQLSTATES = frozenset({"42883", "42P01", "3F000"})
+
+
+def not_migrated_hint(exc: BaseException) -> str:
+    """What to do when ``exc`` says an object of ours is missing; empty otherwise."""
+    if getattr(exc, "sqlstate", None) not in NOT_MIGRATED_SQLSTATES:
+        return ""
+    return (
+        " (is this database migrated to this release? As its owner: yoyo apply --batch "
+        '--database "postgresql+psycopg://owner@host/fragrancedb" migrations)'
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,10 +406,11 @@ class BatchingStore:
             if exc.sqlstate in OUTAGE_SQLSTATES:
                 log.error(
                     "database cannot take deliveries now (SQLSTATE %s), %d deliveries (%d bytes) "
-                    "were not stored: %s",
+                    "were not stored%s: %s",
                     exc.sqlstate,
                     len(deliveries),
                     size,
+                    not_migrated_hint(exc),
                     exc,
                 )
                 raise StoreError(503, UNAVAILABLE) from exc

@@ -25,7 +25,7 @@ from contextlib import suppress
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from hook.ingest import DatabaseDownError, DatabaseState, Receipt
+from hook.ingest import DatabaseDownError, DatabaseState, Receipt, not_migrated_hint
 from hook.log_limit import LogLimit
 
 log = logging.getLogger("hook.merger")
@@ -123,8 +123,9 @@ class Merger:
         except (psycopg.Error, PoolTimeout) as exc:
             self._log.log(
                 logging.ERROR,
-                "applying the stored deliveries failed; they stay pending and the next sweep "
+                "applying the stored deliveries failed%s; they stay pending and the next sweep "
                 "tries again: %s",
+                not_migrated_hint(exc),
                 exc,
             )
             return None

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from conftest import Server
+from conftest import Server, load_smart_library, run_yoyo
 from helpers import body
 from processes import (
     Hook,
@@ -475,3 +475,27 @@ def _deliver(hook: Hook, data: bytes) -> int:
     else:
         assert reply.json()["status"] == "spooled"
     return reply.status_code
+
+
+def test_a_hook_started_before_the_migrations_spools_until_they_are_applied(
+    server: Server, bare_dbname: str, tmp_path: Path
+) -> None:
+    """A database without schema ``sync`` yet (the deploy has not migrated it) is an outage.
+
+    The CMS never retries: a 500 there loses the change for good. So the hook
+    spools, and the spool's drain stores the delivery once the migrations are in.
+    """
+    load_smart_library(server, bare_dbname)
+    hook = start_hook(server.url(bare_dbname), tmp_path)
+    try:
+        early = _post(hook, 1)
+        run_yoyo(server, bare_dbname, "apply")
+        wait_for_empty_spool(hook)
+        late = _post(hook, 2)
+    finally:
+        stop_hook(hook)
+    assert (early.status_code, early.json()["status"]) == (202, "spooled")
+    assert (late.status_code, late.json()["status"]) == (202, "pending")
+    with psycopg.connect(server.url(bare_dbname)) as conn:
+        costs = conn.execute("select payload->>'cost' from sync.inbox order by id").fetchall()
+    assert costs == [("1",), ("2",)]
