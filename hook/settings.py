@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
@@ -79,6 +81,21 @@ def libpq_url(url: str) -> str:
     for prefix in ("postgresql+psycopg://", "postgres+psycopg://"):
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+def _database_url(raw: object) -> object:
+    """DATABASE_URL: a libpq URL (or yoyo's form of one) that libpq can parse."""
+    if not isinstance(raw, str):
+        return raw
+    url = libpq_url(raw)
+    try:
+        conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        reason = str(exc).strip()
+        raise ValueError(
+            f"is not a PostgreSQL connection URL ({reason}); e.g. {DEFAULT_DATABASE_URL}"
+        ) from None
     return url
 
 
@@ -210,7 +227,7 @@ class Settings(EnvironmentSettings):
     KEEP_EMPTY: ClassVar[frozenset[str]] = frozenset({"SPOOL_DIR"})
 
     database_url: Annotated[
-        str, BeforeValidator(libpq_url), Field(validation_alias="DATABASE_URL")
+        str, BeforeValidator(_database_url), Field(validation_alias="DATABASE_URL")
     ] = DEFAULT_DATABASE_URL
     host: Annotated[str, Field(validation_alias="HOST")] = "127.0.0.1"
     port: Annotated[int, whole(1), Field(validation_alias="PORT")] = 9098

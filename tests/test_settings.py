@@ -47,6 +47,8 @@ def test_values_come_from_the_environment() -> None:
         ({"HTTP_PARSER": "picohttp"}, "HTTP_PARSER must be auto, h11 or httptools, got 'picohttp'"),
         ({"EVENT_LOOP": "trio"}, "EVENT_LOOP must be auto, asyncio or uvloop, got 'trio'"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be debug, info, warning or error, got 'loud'"),
+        ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL is not a PostgreSQL connection URL"),
+        ({"DATABASE_URL": "postgresql://u@h/db?sslmod=require"}, 'query parameter: "sslmod"'),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(environ: dict[str, str], message: str) -> None:
