@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import signal
@@ -12,6 +13,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from hook.connections import (
@@ -55,7 +57,8 @@ def serve(
 ) -> int:
     """Check the settings, then serve ``factory`` until SIGTERM or SIGINT; return the exit status.
 
-    A bad setting prints one line naming the variable and returns 2. On a
+    A bad setting prints one line naming the variable and returns 2; a port
+    another process holds, one line naming PORT, and returns 3. On a
     signal uvicorn shuts down gracefully (the app's lifespan closes its
     resources) and the program then ends with status 0. ``options`` adds
     to uvicorn's configuration for these settings (the hook's: ``hook_options``).
@@ -65,6 +68,14 @@ def serve(
     except SettingsError as exc:
         print(f"{program}: bad setting: {exc}", file=sys.stderr)
         return 2
+    taken = port_taken(settings.host, settings.port)
+    if taken:
+        print(
+            f"{program}: cannot listen on {settings.host}:{settings.port} ({taken}): another "
+            "process holds the port (stop it), or set PORT (and HOST) to a free one",
+            file=sys.stderr,
+        )
+        return STARTUP_FAILURE
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -88,6 +99,28 @@ def serve(
     else:
         uvicorn.Server(config).run()
     return 0
+
+
+def port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on because it is in use or forbidden; else None.
+
+    Asked before the app starts: uvicorn binds only after the app's startup (its
+    pools opened, the CMS listener registered) and then says only the errno.
+    Other failures (a host name that does not resolve...) are left to uvicorn.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return None
+    for family, kind, proto, _, address in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                    return exc.strerror or str(exc)
+    return None
 
 
 def hook_options(settings: Settings) -> dict[str, Any]:

@@ -311,6 +311,26 @@ def test_a_bad_setting_stops_the_hook_with_a_clear_message() -> None:
     assert "PORT must be a whole number, got 'ninety'" in done.stderr
 
 
+def test_a_port_another_process_holds_stops_the_hook_saying_what_to_change(
+    tmp_path: Path,
+) -> None:
+    """Before it opens its pools or registers with the CMS, in one line naming PORT."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {
+            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/fragrancedb",
+            "PORT": str(port),
+            "SPOOL_DIR": str(tmp_path / "spool"),
+        }
+        done = _run_until_it_stops(env, timeout=60)
+    assert done.returncode == 3
+    assert f"hook: cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "set PORT" in done.stderr
+    assert "Application startup" not in done.stderr
+
+
 def test_a_client_that_never_finishes_its_body_gets_408_and_nothing_is_stored(
     server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
