@@ -17,6 +17,7 @@ export DEBIAN_FRONTEND := noninteractive
 help:
 	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, sync, smart library"
 	@echo "make test   lint, then run every test against a throwaway PostgreSQL"
+	@echo "make migrate  apply the migrations to MIGRATE_DATABASE_URL (the owner's login; docs/operations.md)"
 	@echo "make bench  ingest, merge, lag and memory benchmarks (bench/README.md)"
 	@echo "make bench-profile  the merge's time per statement, beside BENCH_ARGS=\"--baseline REF\""
 
@@ -87,8 +88,8 @@ MIGRATE_DATABASE_URL ?= $(DATABASE_URL)
 
 migrate: $(STAMP)
 	@if [ -z "$(MIGRATE_DATABASE_URL)" ]; then \
-		echo "Set DATABASE_URL (and MIGRATE_DATABASE_URL if migrations need another login)," \
-		     "e.g. DATABASE_URL=postgresql://sync_hook_login@localhost/fragrancedb"; exit 2; fi
+		echo "Set MIGRATE_DATABASE_URL to the database owner's login (CREATEROLE, not the hook's)," \
+		     "e.g. make migrate MIGRATE_DATABASE_URL=postgresql://owner@localhost/fragrancedb"; exit 2; fi
 	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed -E 's|^postgres(ql)?://|postgresql+psycopg://|')" migrations
 
 # Embedded PostgreSQL under .local/ unless DATABASE_URL points elsewhere.
