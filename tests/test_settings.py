@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import pytest
+from conftest import ROOT
 
 from hook.connections import BoundedHttpToolsProtocol
 from hook.serve import hook_options, warn_if_open
@@ -153,3 +155,29 @@ def test_a_hook_anyone_may_write_through_says_so_at_start(
         assert said == []
     else:
         assert len(said) == 1 and said[0].startswith(warning)
+
+
+def _documented_defaults() -> dict[str, str]:
+    """docs/hook.md's settings table: each variable and the default it states."""
+    table = (ROOT / "docs" / "hook.md").read_text().split("## Settings", 1)[1].split("##", 1)[0]
+    documented: dict[str, str] = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Z_]+)`", cells[0])
+        defaults = re.findall(r"`([^`]*)`", cells[1]) or [""] * len(names)
+        documented.update(zip(names, defaults[: len(names)], strict=True))
+    return documented
+
+
+def test_docs_hook_md_names_every_variable_with_the_default_it_has() -> None:
+    documented = _documented_defaults()
+    variables = {field.validation_alias: field.default for field in Settings.model_fields.values()}
+    assert set(documented) == set(variables)
+    for name, default in variables.items():
+        stated = documented[name]
+        if isinstance(default, int | float):
+            assert float(stated) == default, name
+        else:
+            assert stated == ("" if default == () else default), name
