@@ -329,6 +329,14 @@ def _guide(urls: Urls, ports: Ports, token: str, library: bool) -> None:
         print(f"      {repair_command(urls.migrate, urls.cms)}")
 
 
+#: The variable of make run that moves each service to another port.
+PORT_VARIABLES = {
+    "cms_simulator": "CMS_PORT",
+    "fragrance_sync": "SYNC_PORT",
+    "smart_library": "SMART_LIBRARY_PORT",
+}
+
+
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name) or str(default)
     if not raw.isdigit():
@@ -390,8 +398,16 @@ def main() -> int:
             )
             library_url = f"http://127.0.0.1:{ports.library}"
             waits.append((library, library_url + "/"))
-        if all([_wait_until_up(service, url) for service, url in waits]):
-            _guide(urls, ports, token, library_url is not None)
+        down = [service.name for service, url in waits if not _wait_until_up(service, url)]
+        if down:
+            _say(f"{', '.join(down)} did not start (the reason is above); stopping everything")
+            print(
+                "    a port another program holds? stop it, or give make run others: "
+                + " ".join(f"{PORT_VARIABLES[name]}=..." for name in down)
+                + " make run"
+            )
+            return 1
+        _guide(urls, ports, token, library_url is not None)
         _wait_for_signal(urls, library_url)
         _say("stopping services")
     return 0

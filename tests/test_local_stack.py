@@ -193,3 +193,23 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
     received = final.split(" |")[0]
     assert received != "received 0" and _last_status_line(second).startswith(received + " |")
     assert _listening(*again.ports()) == []
+
+
+def test_make_run_stops_when_a_port_is_taken_and_names_the_variable_that_moves_it(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    """Left running without its CMS, it showed a live line that never moved."""
+    ports = (free_port(), free_port(), free_port(), free_port())
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", ports[3]))
+        holder.listen()
+        stack = _start(tmp_path / "local", tmp_path / "taken.out", ports)
+        stacks.append(stack)
+        status = stack.process.wait(300)
+        output = stack.output()
+    assert status == 1, output
+    assert f"cannot listen on 127.0.0.1:{ports[3]}" in output
+    assert "CMS_PORT=... make run" in output
+    assert "running; Ctrl-C" not in output
+    assert _listening(*ports) == []
