@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from devtools.throwaway_pg import ThrowawayPostgresql
+from hook.serve import port_taken
 
 ROOT = Path(__file__).resolve().parent.parent
 DDL = ROOT / "deploy" / "initdb" / "10-smart-library.sql"
@@ -114,6 +115,15 @@ def _ensure_catalog_database(admin_url: str, url: str, name: str) -> None:
 def embedded_cluster() -> Iterator[Urls]:
     """Start (or restart, reusing its data) the cluster under the project folder."""
     port = int(os.environ.get("LOCAL_PG_PORT", "55432"))
+    taken = port_taken("127.0.0.1", port)
+    if taken:
+        # Our server would fail to bind, and what holds the port would be taken for it:
+        # another PostgreSQL there would get our databases and migrations.
+        raise SystemExit(
+            f"make run: cannot start PostgreSQL on 127.0.0.1:{port} ({taken}): another "
+            "program holds the port (another PostgreSQL, or a make run still running): "
+            "stop it, or give make run another: LOCAL_PG_PORT=... make run"
+        )
     base_dir = _cluster_dir()
     _say(f"PostgreSQL on 127.0.0.1:{port}, data in {base_dir}")
     server = ThrowawayPostgresql(

@@ -213,3 +213,29 @@ def test_make_run_stops_when_a_port_is_taken_and_names_the_variable_that_moves_i
     assert "CMS_PORT=... make run" in output
     assert "running; Ctrl-C" not in output
     assert _listening(*ports) == []
+
+
+def test_make_run_refuses_a_postgresql_port_already_taken(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    """Its server failed to bind, and make run went on with what held the port.
+
+    Another PostgreSQL there would have got our databases and migrations; a program
+    that accepts and never answers held make run forever.
+    """
+    ports = (free_port(), free_port(), free_port(), free_port())
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", ports[0]))
+        holder.listen()
+        stack = _start(tmp_path / "local", tmp_path / "taken.out", ports)
+        stacks.append(stack)
+        try:
+            status = stack.process.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"make run hung on a taken port:\n{stack.output()}")
+        output = stack.output()
+    assert status != 0, output
+    assert f"cannot start PostgreSQL on 127.0.0.1:{ports[0]}" in output
+    assert "LOCAL_PG_PORT=... make run" in output
+    assert not (tmp_path / "local" / "postgres" / "data").exists()
