@@ -58,6 +58,9 @@ async def register_once(client: httpx.AsyncClient, cms_url: str, public_url: str
 
 async def keep_registered(cms_url: str, public_url: str, every: float, retry: float = 2.0) -> None:
     """Register now (retrying every ``retry`` s), then again every ``every`` s, until cancelled."""
+    # httpx logs every request at INFO: a line per registration, every few seconds for
+    # good. This function says what matters (registered, or why not) itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     async with httpx.AsyncClient(timeout=5.0) as client:
         registered = False
         while True:

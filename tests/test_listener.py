@@ -175,3 +175,25 @@ def test_the_registration_log_line_does_not_carry_the_token(
         "registered http://fragrance_sync:9098/notifications/<token> as the CMS listener"
         f" at http://127.0.0.1:{cms_port}"
     ]
+
+
+def test_the_hook_says_it_registered_once_not_at_every_registration(
+    server: Server, dbname: str, tmp_path: Path, cms_port: int
+) -> None:
+    """Every POST /listener was logged by httpx at INFO: a line every 5 s, 17,280 a day."""
+    cms = FakeCms(cms_port)
+    hook = start_hook(
+        server.url(dbname, user="sync_hook_login"),
+        tmp_path,
+        CMS_URL=f"http://127.0.0.1:{cms_port}",
+        PUBLIC_URL="http://fragrance_sync:9098/notifications",
+        CMS_REGISTER_EVERY="1",
+    )
+    try:
+        cms.wait_for(3)
+    finally:
+        stop_hook(hook)
+        cms.stop()
+    lines = [line for line in hook.output().splitlines() if "listener" in line]
+    assert len(lines) == 1, lines
+    assert "registered http://fragrance_sync:9098/notifications" in lines[0]
