@@ -87,12 +87,17 @@ def _traversable(path: Path) -> bool:
     return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents] if p.exists())
 
 
+def relocated_cluster_base(base: Path) -> Path:
+    """Where the cluster of ``base`` (LOCAL_DIR) lives when root's ``base`` is private."""
+    digest = hashlib.sha1(str(base).encode()).hexdigest()[:8]
+    return Path("/var/tmp") / f"fragrance-sync-{digest}"
+
+
 def _cluster_dir() -> Path:
     base = Path(os.environ.get("LOCAL_DIR", ROOT / ".local")).resolve()
     if os.geteuid() == 0 and not _traversable(base.parent):
         # As root the server runs as an unprivileged user, who must reach its data.
-        digest = hashlib.sha1(str(base).encode()).hexdigest()[:8]
-        base = Path("/var/tmp") / f"fragrance-sync-{digest}"
+        base = relocated_cluster_base(base)
         print(f"(the project folder is private to root: cluster kept in {base})")
     base.mkdir(parents=True, exist_ok=True)
     return base / "postgres"

@@ -21,7 +21,11 @@ import pytest
 from conftest import ROOT
 from processes import free_port
 
-from devtools.local_stack import DEFAULT_NOTIFY_TOKEN, application_view_in_sync
+from devtools.local_stack import (
+    DEFAULT_NOTIFY_TOKEN,
+    application_view_in_sync,
+    relocated_cluster_base,
+)
 
 #: make run's own variables; an outer value of any of them would change what it starts.
 OWN_VARIABLES = (
@@ -44,6 +48,7 @@ class Stack:
     sync: int
     library: int
     cms: int
+    local_dir: Path
 
     def output(self) -> str:
         return self.out.read_text(errors="replace")
@@ -73,7 +78,7 @@ def _start(local_dir: Path, out: Path, ports: tuple[int, int, int, int]) -> Stac
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    return Stack(process, out, *ports)
+    return Stack(process, out, *ports, local_dir=local_dir)
 
 
 def _wait_until_up(stack: Stack) -> None:
@@ -141,6 +146,8 @@ def stacks() -> Iterator[list[Stack]]:
     for stack in started:
         if stack.process.poll() is None:
             _stop(stack)
+        # As root, a private LOCAL_DIR's cluster lives in /var/tmp: 85 MB a test otherwise.
+        shutil.rmtree(relocated_cluster_base(stack.local_dir.resolve()), ignore_errors=True)
 
 
 def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
