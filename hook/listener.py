@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from hook.log_limit import LogLimit
+
 log = logging.getLogger("hook.listener")
 
 
@@ -41,18 +43,21 @@ def listener_payload(public_url: str) -> dict[str, object]:
     return {"host": f"{parts.scheme}://{parts.hostname}", "port": port, "endpoint": endpoint}
 
 
-async def register_once(client: httpx.AsyncClient, cms_url: str, public_url: str) -> bool:
-    """Register once; True when the CMS accepted it."""
+async def register_once(
+    client: httpx.AsyncClient, cms_url: str, public_url: str, warn: LogLimit | None = None
+) -> bool:
+    """Register once; True when the CMS accepted it. Failures are warned through ``warn``."""
+    say = log if warn is None else warn
     try:
         answer = await client.post(
             cms_url.rstrip("/") + "/listener", json=listener_payload(public_url)
         )
     except httpx.HTTPError as exc:
-        log.warning("could not reach the CMS at %s to register: %s", cms_url, exc)
+        say.warning("could not reach the CMS at %s to register: %s", cms_url, exc)
         return False
     if answer.is_success:
         return True
-    log.warning("the CMS refused the listener registration: HTTP %d", answer.status_code)
+    say.warning("the CMS refused the listener registration: HTTP %d", answer.status_code)
     return False
 
 
@@ -61,10 +66,12 @@ async def keep_registered(cms_url: str, public_url: str, every: float, retry: fl
     # httpx logs every request at INFO: a line per registration, every few seconds for
     # good. This function says what matters (registered, or why not) itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # A CMS down for a night is retried every `retry` s: one warning a minute, with a count.
+    warn = LogLimit(log, 60.0)
     async with httpx.AsyncClient(timeout=5.0) as client:
         registered = False
         while True:
-            ok = await register_once(client, cms_url, public_url)
+            ok = await register_once(client, cms_url, public_url, warn)
             if ok and not registered:
                 # Logs reach more people than the token may (docker compose logs).
                 log.info("registered %s as the CMS listener at %s", redacted(public_url), cms_url)

@@ -197,3 +197,33 @@ def test_the_hook_says_it_registered_once_not_at_every_registration(
     lines = [line for line in hook.output().splitlines() if "listener" in line]
     assert len(lines) == 1, lines
     assert "registered http://fragrance_sync:9098/notifications" in lines[0]
+
+
+def test_a_cms_that_stays_down_is_not_a_warning_every_two_seconds(
+    cms_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first failure is said at once; the next ones are counted into the next line."""
+    logger = logging.getLogger("hook.listener")
+    lines = _Lines()
+    monkeypatch.setattr(logger, "disabled", False)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    logger.addHandler(lines)
+
+    async def fail_for_a_while() -> None:
+        task = asyncio.create_task(
+            keep_registered(
+                f"http://127.0.0.1:{cms_port}",  # nothing listens there
+                "http://fragrance_sync:9098/notifications",
+                every=60,
+                retry=0.01,
+            )
+        )
+        await asyncio.sleep(1.0)
+        task.cancel()
+
+    try:
+        asyncio.run(fail_for_a_while())
+    finally:
+        logger.removeHandler(lines)
+    assert len(lines.messages) == 1, lines.messages
+    assert lines.messages[0].startswith(f"could not reach the CMS at http://127.0.0.1:{cms_port}")
