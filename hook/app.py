@@ -37,7 +37,7 @@ from hook.ingest import (
     Store,
 )
 from hook.listener import keep_registered
-from hook.log_limit import LogLimit
+from hook.log_limit import LogLimit, limit_logger
 from hook.merger import Merger
 from hook.notifications import Deliveries
 from hook.settings import Settings
@@ -113,6 +113,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limit_accept_errors(asyncio.get_running_loop())
+        # psycopg_pool warns at every reconnection attempt of every pool (about 3 lines a
+        # second while the database is down): one line of each kind per 10 s, with a count.
+        limit_logger("psycopg.pool", 10.0)
         # Told of every connection attempt: once one fails, deliveries stop waiting for the pool.
         database = DatabaseState(probe_every=settings.spool_retry_every)
 

@@ -331,6 +331,17 @@ def test_a_port_another_process_holds_stops_the_hook_saying_what_to_change(
     assert "Application startup" not in done.stderr
 
 
+def test_a_database_that_stays_down_is_not_a_pool_warning_every_second(tmp_path: Path) -> None:
+    """psycopg_pool warns at each reconnection attempt of each pool: about 3 lines a second."""
+    down = start_hook(f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/db", tmp_path)
+    try:
+        time.sleep(4)
+    finally:
+        stop_hook(down)
+    pool_lines = [line for line in down.output().splitlines() if "psycopg.pool" in line]
+    assert 1 <= len(pool_lines) <= 2, pool_lines
+
+
 def test_a_client_that_never_finishes_its_body_gets_408_and_nothing_is_stored(
     server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
