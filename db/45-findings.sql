@@ -467,21 +467,38 @@ as $$
 declare
     v_ids integer[];
     v_names text[];
+    v_namers integer[];
     v_scope integer[];
 begin
     -- The merge keeps the findings of its own writes (sync_private.record_merge_findings).
     if exists (select from sync_private.merging as m where m.xid = pg_current_xact_id()) then
         return null;
     end if;
+    -- The rows written, and those whose name the statement wrote or left:
+    -- every row an INSERT or a DELETE writes; of an UPDATE, only the rows
+    -- whose name changed (an id that changed counts as a row going and one
+    -- coming). A statement that leaves names as they are (a cost, a
+    -- description) takes no name's turn: it took the turns of every row it
+    -- wrote, so a DBA's open transaction that changed costs held back the
+    -- merge of other fragrances' names (hostile review).
     if tg_op = 'INSERT' then
         select array_agg(n.fragrance_id), array_agg(distinct n.name) into v_ids, v_names from new_rows as n;
+        v_namers := v_ids;
     elsif tg_op = 'DELETE' then
         select array_agg(o.fragrance_id), array_agg(distinct o.name) into v_ids, v_names from old_rows as o;
+        v_namers := v_ids;
     else
-        select array_agg(x.fragrance_id), array_agg(distinct x.name) into v_ids, v_names
-        from (select n.fragrance_id, n.name from new_rows as n
+        select array_agg(x.fragrance_id) into v_ids
+        from (select n.fragrance_id from new_rows as n
               union all
-              select o.fragrance_id, o.name from old_rows as o) as x;
+              select o.fragrance_id from old_rows as o) as x;
+        select coalesce(array_agg(x.fragrance_id), '{}'), array_agg(distinct x.name) into v_namers, v_names
+        from (select coalesce(n.fragrance_id, o.fragrance_id) as fragrance_id, n.name as new_name, o.name as old_name
+              from new_rows as n
+              full join old_rows as o on o.fragrance_id = n.fragrance_id
+              where n.name is distinct from o.name
+                 or n.fragrance_id is null or o.fragrance_id is null) as c
+        cross join lateral (values (c.fragrance_id, c.new_name), (c.fragrance_id, c.old_name)) as x (fragrance_id, name);
     end if;
     if v_ids is null then
         return null;
@@ -490,14 +507,17 @@ begin
     -- from or to being shared: their name.duplicate findings open or close
     -- with it (sync_private.name_neighbours). Two writers of one name take
     -- turns (their rows are already locked by the write itself).
-    perform sync_private.lock_names(v_names);
-    v_scope := array(select unnest(v_ids) union select unnest(sync_private.name_neighbours(v_names, v_ids)));
+    v_scope := v_ids;
+    if v_names is not null then
+        perform sync_private.lock_names(v_names);
+        v_scope := array(select unnest(v_ids) union select unnest(sync_private.name_neighbours(v_names, v_namers)));
+    end if;
     perform sync_private.reconcile_findings(v_scope, format('a write by %s', session_user));
     return null;
 end;
 $$;
 comment on function sync_private.check_written_rows() is
-    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): opens the findings the written rows break and closes those they fixed, in the writing transaction, for rows written by anyone but the merge (a DBA, another application; the merge records its own, sync_private.record_merge_findings). The other holder of a written (or left) name that may have gone from or to being shared is judged again for name.duplicate (sync_private.name_neighbours).';
+    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): opens the findings the written rows break and closes those they fixed, in the writing transaction, for rows written by anyone but the merge (a DBA, another application; the merge records its own, sync_private.record_merge_findings). The other holder of a written (or left) name that may have gone from or to being shared is judged again for name.duplicate (sync_private.name_neighbours); only names the statement wrote or left take their turn (sync_private.lock_names), so an UPDATE that changes no name (a cost, a description) holds back no merge of a name.';
 
 create trigger _950_check_insert
     after insert on public.fragrances

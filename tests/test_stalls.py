@@ -200,3 +200,46 @@ def test_apply_received_passes_over_a_claim_of_held_fragrances_only(
     receipts = db.execute("select inbox_id, status from sync.apply_received(2)").fetchall()
     assert receipts == [(later["inbox_id"], "applied")]
     assert [inbox_row(db, r["inbox_id"])["status"] for r in held] == ["pending"] * 2
+
+
+@pytest.fixture
+def hook_session(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
+    """The hook's login as its merger connects, with a site's lock_timeout: a wait fails."""
+    with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as conn:
+        conn.execute("set lock_timeout = '5s'")
+        yield conn
+
+
+def _name_sharing_a_turn_with(db: psycopg.Connection, name: str) -> str:
+    """A new name that takes the same name.duplicate turn as `name` (sync_private.name_turn)."""
+    row = db.execute(
+        "select n from generate_series(1, 100000) as i, format('Sharing a turn %%s', i) as n"
+        " where hashtext(n) & 1023 = hashtext(%s) & 1023 limit 1",
+        [name],
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+@pytest.mark.parametrize("edited", [1, 200], ids=["one row", "more rows than 64 names"])
+def test_a_dba_cost_edit_left_open_holds_back_no_other_fragrances_name(
+    db: psycopg.Connection,
+    dba: psycopg.Connection,
+    hook_session: psycopg.Connection,
+    edited: int,
+) -> None:
+    """A hand edit that leaves names as they are takes no turn of any name.
+
+    The findings trigger locked the names of every row a statement wrote,
+    changed or not: a DBA's open transaction that changed costs held those
+    names' turns (more than 64 names: the whole turn table), and the merge
+    of another fragrance's new name waited for it (sync_private.lock_names).
+    """
+    new_name = _name_sharing_a_turn_with(db, fragrance(db, 1)["name"])  # type: ignore[index]
+    with dba.transaction(force_rollback=True):
+        dba.execute(
+            "update public.fragrances set cost = cost + 1 where fragrance_id <= %s", [edited]
+        )
+        stored = store(hook_session, {"fragrance_id": 4000, "name": new_name})
+        receipts = hook_session.execute("select inbox_id, status from sync.apply_received(10)")
+        assert receipts.fetchall() == [(stored["inbox_id"], "applied")]
