@@ -308,6 +308,8 @@ declare
     v_rules record := sync_private.current_rules();
     v_locked integer[];
     v_held integer[];
+    v_turns integer[];
+    v_taken integer[];
 begin
     -- Taken in the order given, while the bodies before a row hold less than
     -- sync_private.merge_bytes() (octet_length does not read them): the rest
@@ -367,6 +369,45 @@ begin
                 where u.fragrance_id is null or u.fragrance_id <> all (v_held)
                 order by u.n);
         end if;
+        -- The same for names: a delivery that writes a name takes the
+        -- name.duplicate turns of its new and its old name (sync_private.lock_names),
+        -- until commit. A turn another transaction holds (one left open
+        -- after writing names: a DBA's rename, a session of the hook's login)
+        -- keeps that fragrance's deliveries pending for a later call, like a
+        -- held row; waiting for it held the merger, and every delivery
+        -- received after, until that transaction ended (hostile review).
+        v_turns := array(
+            select distinct hashtext(x.name) & 1023
+            from (select d.payload ->> 'name' as name from unnest(v_rows) as d
+                  where d.valid and d.payload ? 'name'
+                  union all
+                  select f.name from public.fragrances as f
+                  where f.fragrance_id = any (v_locked)
+                    and f.fragrance_id in (select d.fragrance_id from unnest(v_rows) as d
+                                           where d.valid and d.payload ? 'name')) as x
+            where x.name is not null);
+        if cardinality(v_turns) > 0 then
+            v_taken := sync_private.take_turns(v_turns);
+            if cardinality(v_taken) < cardinality(v_turns) then
+                v_held := array(
+                    select distinct d.fragrance_id from unnest(v_rows) as d
+                    left join public.fragrances as f
+                        on f.fragrance_id = d.fragrance_id and f.fragrance_id = any (v_locked)
+                    where d.valid and d.payload ? 'name'
+                      and ((hashtext(d.payload ->> 'name') & 1023) <> all (v_taken)
+                           or (hashtext(f.name) & 1023) <> all (v_taken))
+                    order by 1);
+                raise notice '% of % deliveries left pending: another transaction holds the turn of a name they write or replace (fragrance %)',
+                    (select count(*) from unnest(v_rows) as d where d.fragrance_id = any (v_held)),
+                    cardinality(v_rows), array_to_string(v_held, ', ')
+                    using hint = 'They are merged once it ends: a transaction that wrote names (a rename left open) holds their turns until it commits.';
+                v_rows := array(
+                    select row(u.inbox_id, u.payload, u.fragrance_id, u.reasons, u.valid)::sync_private.judged
+                    from unnest(v_rows) with ordinality as u (inbox_id, payload, fragrance_id, reasons, valid, n)
+                    where u.fragrance_id is null or u.fragrance_id <> all (v_held)
+                    order by u.n);
+            end if;
+        end if;
     end if;
     v_outcomes := sync_private.settle(v_rows, v_locked, v_rules.rules, v_rules.version);
 
@@ -388,7 +429,7 @@ begin
 end;
 $$;
 comment on function sync_private.process(bigint[], boolean) is
-    'Processes inbox rows the caller has locked, as many as sync_private.merge_bytes() of bodies allows taken in the order given (always the first), in receipt order: judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. With p_skip_held, the deliveries of a fragrance whose row another transaction holds are left pending and untouched (no outcome; a NOTICE names the fragrances) instead of waited for. Behind sync_private.process_claimed and sync_private.process_pending.';
+    'Processes inbox rows the caller has locked, as many as sync_private.merge_bytes() of bodies allows taken in the order given (always the first), in receipt order: judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. With p_skip_held, the deliveries of a fragrance whose row another transaction holds, or that write or replace a name whose name.duplicate turn another transaction holds (sync_private.take_turns), are left pending and untouched (no outcome; a NOTICE names the fragrances) instead of waited for. Behind sync_private.process_claimed and sync_private.process_pending.';
 
 -- sync_private.count_outcomes
 -- What a batch call did, counted from its outcomes.

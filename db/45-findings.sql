@@ -320,10 +320,6 @@ comment on function sync.check_catalog() is
 create function sync_private.lock_names(p_names text[]) returns void
     language plpgsql
 as $$
-declare
-    -- More names than this take one lock for all names instead of one each.
-    v_most constant integer := 64;
-    v_names text[] := array(select distinct n from unnest(p_names) as n where n is not null);
 begin
     -- The turns are rows of sync_private.name_turn, locked until commit.
     -- Not advisory locks: any login may take any advisory lock, and read
@@ -331,27 +327,55 @@ begin
     -- a name; nobody but the owner's code can lock these rows. A row lock
     -- lives in its row, not in the server's lock table, which one lock per
     -- name filled (sync.apply_pending(100000) on the bench's backlog, and one
-    -- UPDATE of 20,000 names, failed with "out of shared memory", measured).
-    -- A writer of many names (a backlog's merge, a bulk update) locks the
-    -- table itself, in a mode that waits for, and holds back, every writer
-    -- locking rows of it (FOR UPDATE holds the table in ROW SHARE). Rows are
-    -- locked in the order of their turn, so two calls never wait for each
-    -- other in a circle. (Two transactions that each write names in several
-    -- statements can, as with any locks taken in turn: PostgreSQL then
-    -- cancels one, and the merge leaves its deliveries pending with
+    -- UPDATE of 20,000 names, failed with "out of shared memory", measured);
+    -- there are 1,024 rows, so a writer of many names locks at most as many.
+    -- Never the table itself: a writer of more than 64 names once did, and
+    -- a transaction left open after it (a DBA's bulk rename, a session of
+    -- the hook's login) held back every merge of a name, of any fragrance,
+    -- where a held row holds back only the names of its turn, which the
+    -- hook's merger passes over (sync_private.take_turns; hostile review).
+    -- Rows are locked in the order of their turn, so two calls never wait
+    -- for each other in a circle. (Two transactions that each write names in
+    -- several statements can, as with any locks taken in turn: PostgreSQL
+    -- then cancels one, and the merge leaves its deliveries pending with
     -- internal.retryable.)
-    if cardinality(v_names) > v_most then
-        lock table sync_private.name_turn in exclusive mode;
-        return;
-    end if;
     perform from sync_private.name_turn as t
-    where t.turn = any (array(select hashtext(n) & 1023 from unnest(v_names) as n))
+    where t.turn = any (array(select distinct hashtext(n) & 1023 from unnest(p_names) as n where n is not null))
     order by t.turn
     for update;
 end;
 $$;
 comment on function sync_private.lock_names(text[]) is
-    'Makes two transactions judging name.duplicate for one name take turns: locks the rows of sync_private.name_turn for the names (hashtext(name) & 1023), in turn order, until commit; for more than 64 names, the table itself, exclusive, which waits for and holds back every other writer of names. Not advisory locks, which any login can take.';
+    'Makes two transactions judging name.duplicate for one name take turns: locks the rows of sync_private.name_turn for the names (hashtext(name) & 1023), in turn order, until commit; never the table, so a transaction left open holds back only the names of its turns. Not advisory locks, which any login can take.';
+
+-- sync_private.take_turns
+-- The name turns a merge can have now: waits as long as a merge holds them, then takes those free.
+create function sync_private.take_turns(p_turns integer[]) returns integer[]
+    language plpgsql
+as $$
+declare
+    v_lock_timeout text := current_setting('lock_timeout');
+    v_taken integer[];
+begin
+    -- As sync_private.lock_fragrances does for rows: a turn another merge
+    -- holds is free within milliseconds, one held longer than any merge
+    -- holds it (a transaction left open after writing names) is passed
+    -- over, and the caller keeps the deliveries that need it pending.
+    begin
+        perform set_config('lock_timeout', '2s', true);
+        v_taken := array(select t.turn from sync_private.name_turn as t
+                         where t.turn = any (p_turns) order by t.turn for update);
+        perform set_config('lock_timeout', v_lock_timeout, true);
+        return v_taken;
+    exception when lock_not_available then
+        -- (The rollback of this block gave back the locks and the timeout.)
+    end;
+    return array(select t.turn from sync_private.name_turn as t
+                 where t.turn = any (p_turns) order by t.turn for update skip locked);
+end;
+$$;
+comment on function sync_private.take_turns(integer[]) is
+    'Locks the rows of sync_private.name_turn of the given turns until commit, waiting up to 2 s (longer than a merge holds a turn), then taking only those free, and returns the turns taken. The hook''s merger (sync_private.process with p_skip_held) leaves pending the deliveries whose names need a turn not taken.';
 
 -- sync_private.record_merge_findings
 -- The findings of the merge's own writes, from the reasons its judge already gave.

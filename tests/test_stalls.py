@@ -243,3 +243,54 @@ def test_a_dba_cost_edit_left_open_holds_back_no_other_fragrances_name(
         stored = store(hook_session, {"fragrance_id": 4000, "name": new_name})
         receipts = hook_session.execute("select inbox_id, status from sync.apply_received(10)")
         assert receipts.fetchall() == [(stored["inbox_id"], "applied")]
+
+
+@pytest.fixture
+def hook_holder(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
+    """Another session of the hook's login, in a transaction it leaves open."""
+    with psycopg.connect(server.url(dbname, user="sync_hook_login")) as conn:
+        yield conn
+        conn.rollback()
+
+
+def _name_on_a_turn_of_its_own(db: psycopg.Connection, names: list[str]) -> str:
+    """A new name whose name.duplicate turn no name of `names` takes."""
+    row = db.execute(
+        "select n from generate_series(1, 100000) as i, format('A turn of its own %%s', i) as n"
+        " where hashtext(n) & 1023 <> all"
+        "     (array(select hashtext(h) & 1023 from unnest(%s::text[]) as h))"
+        " limit 1",
+        [names],
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+@pytest.mark.parametrize("held", [1, 65], ids=["one name", "more than 64 names"])
+def test_names_merged_in_a_transaction_left_open_hold_back_only_deliveries_of_their_turns(
+    db: psycopg.Connection,
+    hook_holder: psycopg.Connection,
+    hook_session: psycopg.Connection,
+    held: int,
+) -> None:
+    """The merger passes over a delivery whose name's turn another transaction holds.
+
+    A merge that writes names keeps their turns until it commits. A session
+    of the hook's login (a compromised hook), or a DBA's rename, left open
+    after writing names held them for good, and the merger waited for it
+    with every delivery of its claim: past 64 names it held the whole turn
+    table, so every merge of a name, of any fragrance.
+    """
+    names = [f"Held name {n}" for n in range(held)]
+    for n, name in enumerate(names, start=1):
+        store(hook_holder, {"fragrance_id": n, "name": name})
+    hook_holder.execute("select sync.apply_received(100)")
+    waiting = store(
+        hook_session, {"fragrance_id": 4000, "name": _name_sharing_a_turn_with(db, names[0])}
+    )
+    free = store(
+        hook_session, {"fragrance_id": 4001, "name": _name_on_a_turn_of_its_own(db, names)}
+    )
+    receipts = hook_session.execute("select inbox_id, status from sync.apply_received(10)")
+    assert receipts.fetchall() == [(free["inbox_id"], "applied")]
+    assert inbox_row(db, waiting["inbox_id"])["status"] == "pending"
