@@ -226,7 +226,10 @@ begin
     -- Receipt order is input order: ids ascending, drawn once the locks are
     -- held. received_at: when the batch took its place in receipt order (one
     -- moment for the batch; sync.inbox_position breaks ties by id), or the
-    -- moment the hook first received a spooled delivery.
+    -- moment the hook first received a spooled delivery, never later than
+    -- now: the hook's login names that moment, and one in the future made
+    -- the delivery, and every one stored after it, newer than any CMS export
+    -- (sync.inbox_position), so no repair undid them (hostile review).
     v_received_at := clock_timestamp();
     v_ids := array(select nextval('sync.inbox_id_seq') from unnest(v_new) order by 1);
 
@@ -244,7 +247,7 @@ begin
                             spool_key, origin, payload, fragrance_id, status, reasons, applied_fields,
                             stale_fields, attempts, processed_at, rules_version)
     overriding system value
-    select v_ids[x.i], coalesce(p_received_ats[x.n], v_received_at), p_bodies[x.n], p_content_types[x.n],
+    select v_ids[x.i], least(p_received_ats[x.n], v_received_at), p_bodies[x.n], p_content_types[x.n],
         v_addresses[x.n], v_raw[x.n], p_user_agents[x.n], p_keys[x.n], p_origin,
         o.payload, o.fragrance_id, coalesce(o.status, 'pending'), coalesce(o.reasons, '[]'),
         coalesce(o.applied_fields, '{}'), coalesce(o.stale_fields, '{}'),
@@ -270,7 +273,7 @@ begin
 end;
 $$;
 comment on function sync_private.store(bytea[], text[], text[], text[], uuid[], timestamptz[], text, boolean) is
-    'Stores deliveries in input order (which is receipt order), each inbox row inserted once: with p_process, judged by the rules in force (their version is recorded), locked and settled first so the row holds its outcome; else pending. A key already stored returns the stored receipt. p_origin says who made them (webhook, revert, repair); p_received_ats keeps the moments the hook received spooled ones. The one storing path of every entry point.';
+    'Stores deliveries in input order (which is receipt order), each inbox row inserted once: with p_process, judged by the rules in force (their version is recorded), locked and settled first so the row holds its outcome; else pending. A key already stored returns the stored receipt. p_origin says who made them (webhook, revert, repair); p_received_ats keeps the moments the hook received spooled ones (none later than the store). The one storing path of every entry point.';
 
 -- sync_private.merge_bytes
 -- How many bytes of bodies one merge call takes at most.

@@ -11,6 +11,7 @@ import glob
 import json
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 from conftest import ROOT, Server, _clone, load_smart_library, run_yoyo
 from helpers import (
+    body,
     fragrance,
     inbox_row,
     raises_sqlstate,
@@ -720,3 +722,38 @@ def test_granted_back_the_load_from_a_server_refuses_a_dba_while_a_superuser_own
             [server.pg.settings["port"], cms_dbname],
         )
     assert db.execute("select count(*) from sync.cms_snapshot").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("received_at", ["infinity", "3000-01-01"])
+def test_a_receipt_time_the_hook_puts_in_the_future_shields_no_change_from_repair(
+    server: Server, dbname: str, db: psycopg.Connection, received_at: str
+) -> None:
+    """The hook's login names the receipt time of what it spooled; never later than the store.
+
+    A spooled delivery dated in the future counted as newer than every CMS
+    export loaded with the time it was taken, and so did every delivery
+    stored after it (sync.inbox_position): a compromised hook's changes
+    outlived every repair from an export.
+    """
+    kept = fragrance(db, 7)["cost"]  # type: ignore[index]
+    with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as hook:
+        hook.execute(
+            "select * from sync.store_spooled(%s, %s, %s, %s, %s, %s)",
+            [
+                [body({"fragrance_id": 7, "cost": 999})],
+                [None],
+                [None],
+                [None],
+                [uuid.uuid4()],
+                [received_at],
+            ],
+        )
+        hook.execute("select * from sync.apply_received(10)")
+    assert fragrance(db, 7)["cost"] == 999  # type: ignore[index]
+    rows = library_rows_as_json(db)
+    rows[7]["cost"] = float(kept)
+    db.execute(  # an export, taken after that delivery was stored
+        "select sync.load_snapshot(%s::jsonb, 'cms.json', clock_timestamp())", [json.dumps(rows)]
+    )
+    db.execute("select sync.repair()")
+    assert fragrance(db, 7)["cost"] == kept  # type: ignore[index]
