@@ -347,10 +347,13 @@ begin
         -- or a missing one), so a batch pays nothing for it.
         if cardinality(v_locked) < (select count(distinct d.fragrance_id) from unnest(v_rows) as d
                                     where d.valid) then
+            -- Named, not locked, and there: held. Read by key; "<> all (v_locked)"
+            -- compared each row with the whole locked array.
             v_held := array(
                 select f.fragrance_id from public.fragrances as f
-                where f.fragrance_id in (select d.fragrance_id from unnest(v_rows) as d where d.valid)
-                  and f.fragrance_id <> all (v_locked)
+                where f.fragrance_id = any (array(select d.fragrance_id from unnest(v_rows) as d where d.valid
+                                                  except
+                                                  select l.fragrance_id from unnest(v_locked) as l (fragrance_id)))
                 order by f.fragrance_id);
         end if;
         if cardinality(v_held) > 0 then
