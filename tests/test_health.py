@@ -324,6 +324,45 @@ def test_the_hooks_reports_read_the_inbox_by_index_after_it_grew(
     assert read < 1000, f"{read} inbox rows read for one call"
 
 
+@pytest.mark.parametrize(
+    "call",
+    ["select sync.status_report()", "select * from sync.metrics()"],
+    ids=["status", "metrics"],
+)
+def test_the_hooks_reports_count_open_findings_without_reading_the_closed_ones(
+    db: psycopg.Connection, call: str
+) -> None:
+    """Closed findings pile up until the purge: a scrape must not read them.
+
+    ``sync.health_at`` counts the findings open at its moment, per rule and
+    for the error rules. As one condition on ``closed_at`` ("null or after
+    the moment") no index answered it, and each scrape read the whole table
+    twice: 2 x 26,355 pages at 257,382 open and 500,000 closed findings
+    (200,000 fragrances; 58,100 buffers and 214 ms per scrape, measured).
+    """
+    db.execute("select sync.check_catalog()")
+    open_findings = db.execute(
+        "select count(*) from sync.finding where closed_at is null"
+    ).fetchone()
+    assert open_findings is not None
+    # A quarter of a year of fixes: closed, and older than any moment asked about.
+    db.execute(
+        "insert into sync.finding (rule, fragrance_id, field, value, message, severity,"
+        " rules_version, first_seen_at, closed_at, closed_by)"
+        " select 'description.untrimmed', g % 5000, 'description', '\"x \"', 'padded',"
+        " 'warning', (select max(version) from sync.rule_version),"
+        " now() - interval '60 days', now() - interval '30 days', 'a delivery by test'"
+        " from generate_series(1, 40000) as g"
+    )
+    db.execute("vacuum analyze sync.finding")
+    read = table_activity(db, lambda: db.execute(call))["finding"]["read"]
+    # Each open finding at most once (none, where the index alone answers);
+    # the closed ones never. Before: 19,178 rows read here.
+    assert read <= open_findings[0], (
+        f"{read} finding rows read for one call, {open_findings[0]} open"
+    )
+
+
 def _healthy_until_now(conn: psycopg.Connection) -> datetime:
     """A stream that ends a moment ago, so health is ok but for what a test adds."""
     last = _stream(conn, start=datetime.now(UTC) - 10 * CADENCE)
