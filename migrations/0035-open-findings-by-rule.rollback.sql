@@ -1,4 +1,5 @@
--- Index the open findings by severity, rule and moment, so health counts them without the closed ones
+-- Index what health counts at every scrape: open findings by rule, quarantined deliveries by time
 -- depends: 0033-findings-go-with-their-rule
 
 drop index sync.finding_open_rule_idx;
+drop index sync.inbox_rejected_received_at_idx;

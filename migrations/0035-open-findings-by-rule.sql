@@ -1,4 +1,4 @@
--- Index the open findings by severity, rule and moment, so health counts them without the closed ones
+-- Index what health counts at every scrape: open findings by rule, quarantined deliveries by time
 -- depends: 0033-findings-go-with-their-rule
 
 -- sync.health_at (every /metrics scrape, every /status reload) counts the
@@ -14,3 +14,12 @@ create index finding_open_rule_idx on sync.finding (severity, rule, first_seen_a
     where closed_at is null;
 comment on index sync.finding_open_rule_idx is
     'The open findings by severity, rule and moment first seen: sync.health_at counts them per rule, and the fragrances breaking an error rule, from the index alone.';
+
+-- The quarantine (rejected deliveries) is never purged: a person retries or
+-- discards them. sync.health_at counts those received by its moment, and
+-- through inbox_rejected_idx (by id) it read every one of them from the
+-- table at every scrape: 3,849 pages for 14,999 rejects (measured, a year
+-- at a 0.5 % reject rate). Only rejected rows enter this index.
+create index inbox_rejected_received_at_idx on sync.inbox (received_at) where status = 'rejected';
+comment on index sync.inbox_rejected_received_at_idx is
+    'Rejected deliveries by receipt time: sync.health_at counts the quarantine at a moment from the index alone.';
