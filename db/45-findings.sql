@@ -380,7 +380,7 @@ begin
         o.example_id, e.message
     from sync.rule as r
     left join (select f.rule, count(*) as fragrances, min(f.fragrance_id) as example_id
-               from sync.finding as f where f.closed_at is null
+               from sync.finding as f where f.closed_at is null and f.severity is not null
                group by f.rule) as o on o.rule = r.code
     left join (select f.rule, count(*) as opened
                from sync.finding as f where f.id > v_watermark

@@ -198,7 +198,9 @@ begin
     into v_report.open_findings
     from (select f.rule, count(*) as fragrances
           from (select o.rule from sync.finding as o
-                where o.closed_at is null and o.first_seen_at <= p_now
+                -- (severity is not null: always true, and the condition of
+                -- finding_open_rule_idx, migration 0035)
+                where o.closed_at is null and o.severity is not null and o.first_seen_at <= p_now
                 union all
                 select c.rule from sync.finding as c
                 where c.closed_at > p_now and c.first_seen_at <= p_now) as f
@@ -520,7 +522,7 @@ begin
             from (select f.rule, min(f.severity) as severity, count(*) as fragrances,
                          min(f.fragrance_id) as example_id
                   from sync.finding as f
-                  where f.closed_at is null
+                  where f.closed_at is null and f.severity is not null  -- by finding_open_rule_idx alone
                   group by f.rule) as g
             left join lateral (select x.message as example_message from sync.finding as x
                                where x.closed_at is null and x.fragrance_id = g.example_id

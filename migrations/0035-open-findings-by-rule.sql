@@ -10,8 +10,16 @@
 -- 500,000 closed findings (measured, 200,000 fragrances). The open ones are
 -- now counted from this index alone (index-only, with fragrance_id to count
 -- fragrances), and the few closed after the moment by finding_closed_at_idx.
+--
+-- Its predicate also says "severity is not null", always true (the column
+-- is not null), so that only a query that says so, or names a severity,
+-- may use it. The merge's lookups of a fragrance's open findings name
+-- none: their plans, kept for the session and made on empty tables, took
+-- this index for one by fragrance when its predicate was closed_at alone,
+-- and read every open finding per lookup (260,260 rows for a batch of 5,
+-- tests/test_one_merge.py).
 create index finding_open_rule_idx on sync.finding (severity, rule, first_seen_at) include (fragrance_id)
-    where closed_at is null;
+    where closed_at is null and severity is not null;
 comment on index sync.finding_open_rule_idx is
     'The open findings by severity, rule and moment first seen: sync.health_at counts them per rule, and the fragrances breaking an error rule, from the index alone.';
 
