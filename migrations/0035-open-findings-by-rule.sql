@@ -1,5 +1,5 @@
 -- Index what health counts at every scrape: open findings by rule, quarantined deliveries by time
--- depends: 0033-findings-go-with-their-rule
+-- depends: 0034-name-turns-never-the-table
 
 -- sync.health_at (every /metrics scrape, every /status reload) counts the
 -- open findings per rule and the fragrances breaking an error rule, at a
