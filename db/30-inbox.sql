@@ -295,7 +295,11 @@ comment on function sync_private.merge_bytes() is
 
 -- sync_private.process
 -- The merge of rows already stored and locked: judge, lock, settle, record each outcome on its row.
-create function sync_private.process(p_ids bigint[], p_skip_held boolean default false)
+create function sync_private.process(
+    p_ids bigint[],
+    p_skip_held boolean default false,
+    p_behind integer[] default '{}'
+)
     returns sync_private.outcome[]
     language plpgsql
     -- Plans: see sync_private.judge.
@@ -334,6 +338,19 @@ begin
         return '{}';
     end if;
     v_rows := sync_private.judge(v_ids, v_bodies, v_rules.rules);
+    if cardinality(p_behind) > 0 then
+        -- Fragrances with an earlier delivery left pending by a claim the
+        -- caller passed over (sync_private.process_pending): their later
+        -- deliveries wait behind it, or they would be merged first (a cost
+        -- merged before the rename left for a held turn; a change refused as
+        -- fragrance_id.unknown before the creation left pending; hostile
+        -- review). Left as they are, untouched, for a later call.
+        v_rows := array(
+            select row(u.inbox_id, u.payload, u.fragrance_id, u.reasons, u.valid)::sync_private.judged
+            from unnest(v_rows) with ordinality as u (inbox_id, payload, fragrance_id, reasons, valid, n)
+            where u.fragrance_id is null or u.fragrance_id <> all (p_behind)
+            order by u.n);
+    end if;
     v_locked := sync_private.lock_fragrances(v_rows, p_skip_held);
     if p_skip_held then
         -- A fragrance whose row another transaction holds (a DBA's open
@@ -437,8 +454,8 @@ begin
     return v_outcomes;
 end;
 $$;
-comment on function sync_private.process(bigint[], boolean) is
-    'Processes inbox rows the caller has locked, as many as sync_private.merge_bytes() of bodies allows taken in the order given (always the first), in receipt order: judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. With p_skip_held, the deliveries of a fragrance whose row another transaction holds, or that write or replace a name whose name.duplicate turn another transaction holds (sync_private.take_turns), are left pending and untouched (no outcome; a NOTICE names the fragrances) instead of waited for. Behind sync_private.process_claimed and sync_private.process_pending.';
+comment on function sync_private.process(bigint[], boolean, integer[]) is
+    'Processes inbox rows the caller has locked, as many as sync_private.merge_bytes() of bodies allows taken in the order given (always the first), in receipt order: judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. With p_skip_held, the deliveries of a fragrance whose row another transaction holds, or that write or replace a name whose name.duplicate turn another transaction holds (sync_private.take_turns), are left pending and untouched (no outcome; a NOTICE names the fragrances) instead of waited for; so are the deliveries of the fragrances of p_behind (an earlier one of theirs was left pending). Behind sync_private.process_claimed and sync_private.process_pending.';
 
 -- sync_private.count_outcomes
 -- What a batch call did, counted from its outcomes.
@@ -493,6 +510,7 @@ declare
     v_ids bigint[];
     v_after bigint := 0;
     v_outcomes sync_private.outcome[];
+    v_behind integer[] := '{}';
 begin
     -- The claim skips rows another session is processing, so several hook
     -- workers and DBAs can run at once and never apply a delivery twice.
@@ -513,16 +531,32 @@ begin
         if cardinality(v_ids) = 0 then
             return '{}';
         end if;
-        v_outcomes := sync_private.process(v_ids, true);
+        v_outcomes := sync_private.process(v_ids, true, v_behind);
         if cardinality(v_outcomes) > 0 then
             return v_outcomes;
         end if;
+        -- Every delivery of the claim was left pending: their fragrances'
+        -- later deliveries, in the next claims, wait behind them. A held row
+        -- holds those back by itself, a held name's turn only the deliveries
+        -- that write a name: a creation left pending was overtaken by its
+        -- fragrance's next change, refused as fragrance_id.unknown (hostile
+        -- review). Judged again here for their fragrance, which a pending row
+        -- does not hold; only on this path, a claim that merged nothing.
+        v_behind := v_behind || array(
+            select distinct d.fragrance_id
+            from unnest(sync_private.judge(
+                     v_ids,
+                     array(select b.body from unnest(v_ids) with ordinality as c (id, n)
+                           cross join lateral (select i.body from sync.inbox as i where i.id = c.id offset 0) as b
+                           order by c.n),
+                     (sync_private.current_rules()).rules)) as d
+            where d.fragrance_id is not null);
         v_after := v_ids[cardinality(v_ids)];
     end loop;
 end;
 $$;
 comment on function sync_private.process_pending(integer, boolean) is
-    'Claims (FOR UPDATE SKIP LOCKED) up to p_limit pending deliveries in receipt order, only webhooks with p_webhooks_only, and processes them through sync_private.process, leaving pending the deliveries of a fragrance another transaction holds; when a claim holds nothing else it claims the next p_limit. Returns the outcomes (none when nothing is pending). Behind sync.apply_received and sync.apply_pending.';
+    'Claims (FOR UPDATE SKIP LOCKED) up to p_limit pending deliveries in receipt order, only webhooks with p_webhooks_only, and processes them through sync_private.process, leaving pending the deliveries of a fragrance another transaction holds; when a claim holds nothing else it claims the next p_limit, in which the fragrances of the claims passed over stay pending behind them. Returns the outcomes (none when nothing is pending). Behind sync.apply_received and sync.apply_pending.';
 
 -- sync.receive
 -- Stores one delivery exactly as received and returns its receipt.

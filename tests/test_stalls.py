@@ -294,3 +294,41 @@ def test_names_merged_in_a_transaction_left_open_hold_back_only_deliveries_of_th
     receipts = hook_session.execute("select inbox_id, status from sync.apply_received(10)")
     assert receipts.fetchall() == [(free["inbox_id"], "applied")]
     assert inbox_row(db, waiting["inbox_id"])["status"] == "pending"
+
+
+@pytest.mark.parametrize("first", ["creation", "rename"])
+def test_a_delivery_left_pending_for_a_held_turn_is_not_overtaken_by_a_later_one(
+    db: psycopg.Connection,
+    hook_holder: psycopg.Connection,
+    hook_session: psycopg.Connection,
+    first: str,
+) -> None:
+    """A later delivery of the same fragrance waits behind one left for a turn.
+
+    The merger's claim loop passes over a claim whose deliveries were all
+    left pending and claims the next ones; a turn held back only deliveries
+    that carry a name, so the same fragrance's next delivery (a cost, no
+    name, its row free) was merged first: after a creation left pending it
+    was refused as fragrance_id.unknown, and its cost lost.
+    """
+    store(hook_holder, {"fragrance_id": 1, "name": "Held name"})
+    hook_holder.execute("select sync.apply_received(100)")
+    name = _name_sharing_a_turn_with(db, "Held name")
+    if first == "creation":
+        fragrance_id = 900001
+        delta = {"name": name, "description": "new", "cost": 10, "forbidden": False}
+    else:
+        fragrance_id = 2
+        delta = {"name": name}
+    earlier = store(hook_session, {"fragrance_id": fragrance_id, **delta})
+    later = store(hook_session, {"fragrance_id": fragrance_id, "cost": 11})
+    receipts = hook_session.execute("select inbox_id, status from sync.apply_received(1)")
+    assert receipts.fetchall() == []
+    assert [inbox_row(db, r["inbox_id"])["status"] for r in (earlier, later)] == ["pending"] * 2
+    hook_holder.rollback()
+    receipts = hook_session.execute("select inbox_id, status from sync.apply_received(10)")
+    assert receipts.fetchall() == [
+        (earlier["inbox_id"], "applied"),
+        (later["inbox_id"], "applied"),
+    ]
+    assert fragrance(db, fragrance_id)["cost"] == 11  # type: ignore[index]
