@@ -293,6 +293,26 @@ $$;
 comment on function sync_private.merge_bytes() is
     'The most body bytes one merge call (sync.apply_received, sync.apply_pending, sync.retry_all) processes: 64 MiB. Rows past it in a claim are left for the next call; the first row is always taken.';
 
+-- sync_private.hold_back
+-- A batch without the deliveries of some fragrances, in the order given.
+create function sync_private.hold_back(p_rows sync_private.judged[], p_fragrances integer[])
+    returns sync_private.judged[]
+    language plpgsql
+    immutable
+as $$
+begin
+    -- PL/pgSQL, so its plan is made once per session (a SQL function holding
+    -- a subquery is planned again at every call).
+    return array(
+        select row(u.inbox_id, u.payload, u.fragrance_id, u.reasons, u.valid)::sync_private.judged
+        from unnest(p_rows) with ordinality as u (inbox_id, payload, fragrance_id, reasons, valid, n)
+        where u.fragrance_id is null or u.fragrance_id <> all (p_fragrances)
+        order by u.n);
+end;
+$$;
+comment on function sync_private.hold_back(sync_private.judged[], integer[]) is
+    'The deliveries of p_rows but those naming a fragrance of p_fragrances, in the order given: what sync_private.process merges when it leaves some fragrances'' deliveries pending.';
+
 -- sync_private.process
 -- The merge of rows already stored and locked: judge, lock, settle, record each outcome on its row.
 create function sync_private.process(
@@ -345,11 +365,7 @@ begin
         -- merged before the rename left for a held turn; a change refused as
         -- fragrance_id.unknown before the creation left pending; hostile
         -- review). Left as they are, untouched, for a later call.
-        v_rows := array(
-            select row(u.inbox_id, u.payload, u.fragrance_id, u.reasons, u.valid)::sync_private.judged
-            from unnest(v_rows) with ordinality as u (inbox_id, payload, fragrance_id, reasons, valid, n)
-            where u.fragrance_id is null or u.fragrance_id <> all (p_behind)
-            order by u.n);
+        v_rows := sync_private.hold_back(v_rows, p_behind);
     end if;
     v_locked := sync_private.lock_fragrances(v_rows, p_skip_held);
     if p_skip_held then
@@ -386,11 +402,7 @@ begin
                              'JOIN pg_stat_activity AS a USING (pid) '
                              'WHERE l.relation = ''public.fragrances''::regclass '
                              'AND l.mode IN (''RowShareLock'', ''RowExclusiveLock'') AND l.pid <> pg_backend_pid();';
-            v_rows := array(
-                select row(u.inbox_id, u.payload, u.fragrance_id, u.reasons, u.valid)::sync_private.judged
-                from unnest(v_rows) with ordinality as u (inbox_id, payload, fragrance_id, reasons, valid, n)
-                where u.fragrance_id is null or u.fragrance_id <> all (v_held)
-                order by u.n);
+            v_rows := sync_private.hold_back(v_rows, v_held);
         end if;
         -- The same for names: a delivery that writes a name takes the
         -- name.duplicate turns of its new and its old name (sync_private.lock_names),
@@ -427,11 +439,7 @@ begin
                     (select count(*) from unnest(v_rows) as d where d.fragrance_id = any (v_held)),
                     cardinality(v_rows), array_to_string(v_held, ', ')
                     using hint = 'They are merged once it ends: a transaction that wrote names (a rename left open) holds their turns until it commits.';
-                v_rows := array(
-                    select row(u.inbox_id, u.payload, u.fragrance_id, u.reasons, u.valid)::sync_private.judged
-                    from unnest(v_rows) with ordinality as u (inbox_id, payload, fragrance_id, reasons, valid, n)
-                    where u.fragrance_id is null or u.fragrance_id <> all (v_held)
-                    order by u.n);
+                v_rows := sync_private.hold_back(v_rows, v_held);
             end if;
         end if;
     end if;
