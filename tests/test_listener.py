@@ -138,16 +138,23 @@ class _Lines(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_the_registration_log_line_does_not_carry_the_token(
-    cms_port: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Logs reach more people than the token may (docker compose logs)."""
-    cms = FakeCms(cms_port)
+@pytest.fixture
+def listener_lines(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Lines]:
+    """What hook.listener logs at INFO and above during the test."""
     logger = logging.getLogger("hook.listener")
     lines = _Lines()
     monkeypatch.setattr(logger, "disabled", False)
     monkeypatch.setattr(logger, "level", logging.INFO)
     logger.addHandler(lines)
+    yield lines
+    logger.removeHandler(lines)
+
+
+def test_the_registration_log_line_does_not_carry_the_token(
+    cms_port: int, listener_lines: _Lines
+) -> None:
+    """Logs reach more people than the token may (docker compose logs)."""
+    cms = FakeCms(cms_port)
 
     async def register_then_stop() -> None:
         task = asyncio.create_task(
@@ -160,7 +167,7 @@ def test_the_registration_log_line_does_not_carry_the_token(
         await asyncio.to_thread(cms.wait_for, 1)
         # The CMS has the registration before the hook has its answer and logs.
         for _ in range(500):
-            if lines.messages:
+            if listener_lines.messages:
                 break
             await asyncio.sleep(0.01)
         task.cancel()
@@ -168,10 +175,9 @@ def test_the_registration_log_line_does_not_carry_the_token(
     try:
         asyncio.run(register_then_stop())
     finally:
-        logger.removeHandler(lines)
         cms.stop()
     assert cms.registrations[0]["endpoint"] == "/notifications/s3cret-token"
-    assert lines.messages == [
+    assert listener_lines.messages == [
         "registered http://fragrance_sync:9098/notifications/<token> as the CMS listener"
         f" at http://127.0.0.1:{cms_port}"
     ]
@@ -200,14 +206,9 @@ def test_the_hook_says_it_registered_once_not_at_every_registration(
 
 
 def test_a_cms_that_stays_down_is_not_a_warning_every_two_seconds(
-    cms_port: int, monkeypatch: pytest.MonkeyPatch
+    cms_port: int, listener_lines: _Lines
 ) -> None:
     """The first failure is said at once; the next ones are counted into the next line."""
-    logger = logging.getLogger("hook.listener")
-    lines = _Lines()
-    monkeypatch.setattr(logger, "disabled", False)
-    monkeypatch.setattr(logger, "level", logging.INFO)
-    logger.addHandler(lines)
 
     async def fail_for_a_while() -> None:
         task = asyncio.create_task(
@@ -221,9 +222,8 @@ def test_a_cms_that_stays_down_is_not_a_warning_every_two_seconds(
         await asyncio.sleep(1.0)
         task.cancel()
 
-    try:
-        asyncio.run(fail_for_a_while())
-    finally:
-        logger.removeHandler(lines)
-    assert len(lines.messages) == 1, lines.messages
-    assert lines.messages[0].startswith(f"could not reach the CMS at http://127.0.0.1:{cms_port}")
+    asyncio.run(fail_for_a_while())
+    assert len(listener_lines.messages) == 1, listener_lines.messages
+    assert listener_lines.messages[0].startswith(
+        f"could not reach the CMS at http://127.0.0.1:{cms_port}"
+    )
