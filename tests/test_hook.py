@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from conftest import ROOT, Server
 from helpers import body, fragrance, inbox_row, set_apply_on_receipt, settled
-from processes import Hook, free_port, start_hook, stop_hook
+from processes import Hook, free_port, port_held, start_hook, stop_hook
 
 
 @pytest.fixture
@@ -315,10 +315,7 @@ def test_a_port_another_process_holds_stops_the_hook_saying_what_to_change(
     tmp_path: Path,
 ) -> None:
     """Before it opens its pools or registers with the CMS, in one line naming PORT."""
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        port = holder.getsockname()[1]
+    with port_held() as port:
         env = {
             "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/fragrancedb",
             "PORT": str(port),

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ROOT
-from processes import free_port
+from processes import free_port, port_held
 
 from devtools.local_stack import (
     DEFAULT_NOTIFY_TOKEN,
@@ -207,10 +207,7 @@ def test_make_run_stops_when_a_port_is_taken_and_names_the_variable_that_moves_i
 ) -> None:
     """Left running without its CMS, it showed a live line that never moved."""
     ports = (free_port(), free_port(), free_port(), free_port())
-    with socket.socket() as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind(("127.0.0.1", ports[3]))
-        holder.listen()
+    with port_held(ports[3]):
         stack = _start(tmp_path / "local", tmp_path / "taken.out", ports)
         stacks.append(stack)
         status = stack.process.wait(300)
@@ -231,10 +228,7 @@ def test_make_run_refuses_a_postgresql_port_already_taken(
     that accepts and never answers held make run forever.
     """
     ports = (free_port(), free_port(), free_port(), free_port())
-    with socket.socket() as holder:
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind(("127.0.0.1", ports[0]))
-        holder.listen()
+    with port_held(ports[0]):
         stack = _start(tmp_path / "local", tmp_path / "taken.out", ports)
         stacks.append(stack)
         try:
