@@ -231,11 +231,11 @@ begin
     end if;
     perform sync_private.claim_rejected(p_inbox_id, 'discarded');
     update sync.inbox
-    set status = 'discarded', discarded_by = session_user, discard_reason = p_reason
+    set status = 'discarded', discarded_by = session_user, discard_reason = p_reason, discarded_at = now()
     where id = p_inbox_id
     returning id, status, reasons into v_receipt;
     return v_receipt;
 end;
 $$;
 comment on function sync.discard(bigint, text) is
-    'Marks one rejected delivery as discarded, recording who and why; the row and its body stay in the inbox. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';
+    'Marks one rejected delivery as discarded, recording who, why and when; the row and its body stay in the inbox until the scheduled purge, sync.settings.discarded_purge_after (a year) later. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';

@@ -1,9 +1,13 @@
--- Retention: purge old applied and ignored deliveries, and findings long closed.
+-- Retention: purge old applied and ignored deliveries, findings long closed,
+-- deliveries discarded long ago, and old runs of the jobs.
 --
 -- Every delivery stays in sync.inbox until purged. The purge keeps what still
--- needs a person (rejected, discarded) or the merge (pending); the history has
--- no foreign key to the inbox and keeps everything, and sync.field_version
--- keeps inbox ids as plain numbers, so ordering survives any purge.
+-- needs a person (rejected) or the merge (pending), and discarded deliveries
+-- for sync.settings.discarded_purge_after after they were discarded; the
+-- history has no foreign key to the inbox and keeps everything, and
+-- sync.field_version keeps inbox ids as plain numbers, so ordering survives
+-- any purge. What grows for good (the history, the rules' versions) and how
+-- fast: docs/operations.md, "What grows".
 
 -- sync.purge_applied
 -- Deletes applied and ignored deliveries received and processed before now() - p_older_than; returns how many.
@@ -80,8 +84,9 @@ comment on function sync.purge_applied(interval, boolean, integer) is
     'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, and all of sync.fragrance_history. Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
 
 -- sync_private.purge_closed_findings
--- Deletes findings closed before now() - p_older_than; returns how many.
-create function sync_private.purge_closed_findings(p_older_than interval) returns bigint
+-- Deletes findings closed before now() - p_older_than, at most p_limit of them (null: all); returns how many.
+create function sync_private.purge_closed_findings(p_older_than interval, p_limit integer default null)
+    returns bigint
     language plpgsql
 as $$
 declare
@@ -92,11 +97,187 @@ begin
     -- stay whatever their age: they describe the catalog now. A closed one
     -- only says what got fixed, and without a purge each fix kept a row for
     -- good (about one per CMS change that opens or closes a warning).
-    delete from sync.finding as f
-    where f.closed_at < now() - p_older_than;
+    if p_limit is null then
+        delete from sync.finding as f
+        where f.closed_at < now() - p_older_than;
+    else
+        -- Oldest first, by finding_closed_at_idx: one bounded transaction of
+        -- sync.purge_inbox.
+        delete from sync.finding as f
+        where f.id = any (array(
+            select c.id from sync.finding as c
+            where c.closed_at < now() - p_older_than
+            order by c.closed_at
+            limit p_limit));
+    end if;
     get diagnostics v_count = row_count;
     return v_count;
 end;
 $$;
-comment on function sync_private.purge_closed_findings(interval) is
-    'Deletes the findings of sync.finding closed more than p_older_than ago and returns the count; open findings stay. The scheduled purge (sync.run_job(''purge_inbox'')) calls it with sync.settings.purge_after.';
+comment on function sync_private.purge_closed_findings(interval, integer) is
+    'Deletes the findings of sync.finding closed more than p_older_than ago, at most p_limit of them, oldest first (null: all), and returns the count; open findings stay. The scheduled purge (sync.purge_inbox, sync.run_job(''purge_inbox'')) calls it with sync.settings.purge_after.';
+
+-- sync_private.purge_discarded
+-- Deletes deliveries discarded before now() - p_older_than, at most p_limit of them (null: all); returns how many.
+create function sync_private.purge_discarded(p_older_than interval, p_limit integer default null)
+    returns bigint
+    language plpgsql
+as $$
+declare
+    v_count bigint;
+begin
+    -- A discarded delivery is a DBA's decision (sync.discard) and its
+    -- evidence: kept sync.settings.discarded_purge_after (a year by default)
+    -- from the moment it was discarded, not received, so a reject of last
+    -- year written off today is still there to answer for it. Rejected
+    -- deliveries are never purged: they still need a person.
+    delete from sync.inbox as i
+    where i.id = any (array(
+        select d.id from sync.inbox as d
+        where d.status = 'discarded' and d.discarded_at < now() - p_older_than
+        order by d.discarded_at
+        limit p_limit));
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+comment on function sync_private.purge_discarded(interval, integer) is
+    'Deletes the deliveries a DBA discarded more than p_older_than ago (sync.inbox.discarded_at), at most p_limit of them, oldest first (null: all), and returns the count. The scheduled purge calls it with sync.settings.discarded_purge_after.';
+
+-- sync_private.purge_job_runs
+-- Deletes runs of the jobs started before now() - p_older_than, but the last of each job; returns how many.
+create function sync_private.purge_job_runs(p_older_than interval, p_limit integer default null)
+    returns bigint
+    language plpgsql
+as $$
+declare
+    v_count bigint;
+begin
+    -- The scheduler's own log: three runs a day, each with its counts (the
+    -- catalog check's per rule, the drift check's per field), kept for good
+    -- before. The last run of each job stays whatever its age, so
+    -- sync.schedule() still says when a job disabled for months last ran.
+    delete from sync.job_run as r
+    where r.id = any (array(
+        select o.id from sync.job_run as o
+        where o.started_at < now() - p_older_than
+          and o.id < (select max(l.id) from sync.job_run as l where l.job = o.job)
+        order by o.id
+        limit p_limit));
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+comment on function sync_private.purge_job_runs(interval, integer) is
+    'Deletes the runs of sync.job_run started more than p_older_than ago, at most p_limit of them, oldest first (null: all), keeping the last run of each job whatever its age; returns the count. The scheduled purge calls it with sync.settings.purge_after.';
+
+-- sync_private.purge_due
+-- One pass of the scheduled purge: each kind of row past its retention, at most p_limit of each (null: all).
+create function sync_private.purge_due(p_limit integer) returns jsonb
+    language plpgsql
+as $$
+declare
+    v_settings sync.settings;
+begin
+    -- What the purge_inbox job deletes, and its one list of counts: sync.run_job
+    -- calls it once (null, one transaction), sync.purge_inbox_step once per
+    -- transaction of sync.purge_inbox.
+    select * into v_settings from sync.settings;
+    return jsonb_build_object(
+        'deleted', sync.purge_applied(v_settings.purge_after, p_limit => p_limit),
+        'closed_findings_deleted', sync_private.purge_closed_findings(v_settings.purge_after, p_limit),
+        'discarded_deleted', sync_private.purge_discarded(v_settings.discarded_purge_after, p_limit),
+        'job_runs_deleted', sync_private.purge_job_runs(v_settings.purge_after, p_limit));
+end;
+$$;
+comment on function sync_private.purge_due(integer) is
+    'Deletes what the purge_inbox job purges, at most p_limit rows of each kind (null: all): applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, runs of the jobs older than purge_after but the last of each. Returns the counts: {"deleted", "closed_findings_deleted", "discarded_deleted", "job_runs_deleted"}.';
+
+-- sync.purge_inbox_step
+-- One transaction of sync.purge_inbox: starts its run (p_run_id null), or purges one chunk and records it in the run.
+create function sync.purge_inbox_step(p_run_id bigint, p_limit integer) returns sync.job_run
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_run sync.job_run;
+    v_counts jsonb;
+    v_state text;
+    v_message text;
+begin
+    -- sync.purge_inbox commits after each call: the run row is there from
+    -- the start (sync.schedule() shows it running, with its counts so far),
+    -- and each chunk's counts are added to it as that chunk commits.
+    perform sync_private.check_limit(p_limit);
+    if p_run_id is null then
+        insert into sync.job_run (job, detail)
+        values ('purge_inbox', jsonb_build_object('deleted', 0, 'closed_findings_deleted', 0,
+                                                  'discarded_deleted', 0, 'job_runs_deleted', 0,
+                                                  'transactions', 0))
+        returning * into v_run;
+        return v_run;
+    end if;
+    select * into v_run from sync.job_run as r where r.id = p_run_id for update;
+    if not found or v_run.job <> 'purge_inbox' or v_run.status <> 'running' then
+        raise exception 'job run % is not a running purge_inbox run', p_run_id
+            using errcode = 'FS081',
+                  hint = 'CALL sync.purge_inbox(); starts a run and takes it to its end.';
+    end if;
+    begin
+        v_counts := sync_private.purge_due(p_limit);
+        update sync.job_run as r
+        set detail = (select jsonb_object_agg(k.key, coalesce((v_run.detail ->> k.key)::bigint, 0) + k.value::bigint)
+                      from jsonb_each_text(v_counts) as k)
+                     || jsonb_build_object('transactions', coalesce((v_run.detail ->> 'transactions')::bigint, 0) + 1),
+            -- Done once no kind filled its chunk: nothing of it is left.
+            status = case when exists (select from jsonb_each_text(v_counts) as k where k.value::bigint >= p_limit)
+                          then 'running' else 'ok' end,
+            finished_at = case when exists (select from jsonb_each_text(v_counts) as k where k.value::bigint >= p_limit)
+                               then null else clock_timestamp() end
+        where r.id = v_run.id
+        returning * into v_run;
+    exception when others then
+        -- Recorded, not raised, as sync.run_job records a failed job; the
+        -- chunks before this one stay purged and counted.
+        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+        update sync.job_run as r
+        set status = 'failed', finished_at = clock_timestamp(),
+            detail = v_run.detail || jsonb_build_object('sqlstate', v_state, 'error', v_message)
+        where r.id = v_run.id
+        returning * into v_run;
+    end;
+    return v_run;
+end;
+$$;
+comment on function sync.purge_inbox_step(bigint, integer) is
+    'One transaction of the procedure sync.purge_inbox: with p_run_id null, records a new running run of purge_inbox in sync.job_run; else purges at most p_limit rows of each kind (sync_private.purge_due) and adds the counts to that run, which ends ok once a chunk finds less than p_limit of every kind left, or failed with the error. Call the procedure rather than this.';
+
+-- sync.purge_inbox
+-- The scheduled purge: what run_job('purge_inbox') deletes, in transactions of at most p_limit rows of each kind.
+create procedure sync.purge_inbox(p_limit integer default 10000, inout p_status text default null)
+    language plpgsql
+as $$
+declare
+    v_run sync.job_run;
+begin
+    -- sync.run_job is a function, and a function runs in one transaction:
+    -- the first purge after a year deleted millions of rows in one, about
+    -- 1 GB of WAL that replicas and archiving took at once, and locks and
+    -- dead rows held until its end. A procedure may commit between chunks;
+    -- only one without SECURITY DEFINER or SET may (PostgreSQL), so this one
+    -- runs as its caller, pg_cron's job owner or a sync_dba login, and does
+    -- its work through sync.purge_inbox_step, which runs as the owner. Call it
+    -- on its own, outside a transaction block (CALL at psql's prompt, psql -c,
+    -- pg_cron's command); in one, its first COMMIT fails (2D000).
+    v_run := sync.purge_inbox_step(null, p_limit);
+    commit;
+    while v_run.status = 'running' loop
+        v_run := sync.purge_inbox_step(v_run.id, p_limit);
+        commit;
+    end loop;
+    p_status := v_run.status;
+end;
+$$;
+comment on procedure sync.purge_inbox(integer, text) is
+    'The scheduled purge (what pg_cron and the cron line run): deletes what sync.run_job(''purge_inbox'') deletes (applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, job runs older than purge_after but the last of each), committing after every p_limit rows of each kind, and records the run in sync.job_run; returns its status (ok, failed). Call it outside a transaction block. Usage: CALL sync.purge_inbox();';

@@ -2,10 +2,12 @@
 -- the drift check), and when each last ran.
 --
 -- sync.job holds the schedules (a DBA changes them with one UPDATE) and
--- sync.run_job() runs a job and records the run in sync.job_run. Where the
--- server has pg_cron in this database, the jobs are registered with it as
--- fragrance_sync.<job> on every code load and every change of sync.job;
--- elsewhere the README's cron lines call sync.run_job().
+-- sync.run_job() runs a job and records the run in sync.job_run (the purge
+-- runs on schedule as the procedure sync.purge_inbox, which commits between
+-- chunks and records its run the same way). Where the server has pg_cron in
+-- this database, the jobs are registered with it as fragrance_sync.<job> on
+-- every code load and every change of sync.job; elsewhere the cron lines of
+-- docs/operations.md run the same commands (sync_private.job_command).
 
 -- sync.run_job
 -- Runs one job now and records the run: what it did, or why it failed.
@@ -31,10 +33,9 @@ begin
             when 'check_catalog' then
                 select coalesce(jsonb_agg(to_jsonb(c)), '[]') into v_detail from sync.check_catalog() as c;
             when 'purge_inbox' then
-                v_detail := jsonb_build_object(
-                    'deleted', sync.purge_applied((select s.purge_after from sync.settings as s)),
-                    'closed_findings_deleted',
-                    sync_private.purge_closed_findings((select s.purge_after from sync.settings as s)));
+                -- All in this one transaction; the schedule calls the procedure
+                -- sync.purge_inbox instead, which commits between chunks.
+                v_detail := sync_private.purge_due(null) || jsonb_build_object('transactions', 1);
             when 'check_drift' then
                 -- With no snapshot there is nothing to compare: "no drift" would be false.
                 if not exists (select from sync.cms_snapshot) then
@@ -65,7 +66,7 @@ begin
 end;
 $$;
 comment on function sync.run_job(text) is
-    'Runs one job of sync.job now (check_catalog; purge_inbox, which also deletes findings closed as long ago; check_drift) and records it in sync.job_run with what it did, or the error (a failed job is recorded, not raised). pg_cron and the README''s cron lines call it. Usage: SELECT * FROM sync.run_job(''check_catalog'');';
+    'Runs one job of sync.job now, in this transaction (check_catalog; purge_inbox, which deletes what sync.purge_inbox deletes but in one transaction; check_drift) and records it in sync.job_run with what it did, or the error (a failed job is recorded, not raised). pg_cron and the cron lines of docs/operations.md call it for check_catalog and check_drift, and CALL sync.purge_inbox() for the purge. Usage: SELECT * FROM sync.run_job(''check_catalog'');';
 
 -- sync_private.pg_cron_job_name
 -- The name a job of ours has in pg_cron.
@@ -77,6 +78,23 @@ as $$
 $$;
 comment on function sync_private.pg_cron_job_name(text) is
     'The pg_cron job name of one of our jobs: fragrance_sync.<job>.';
+
+-- sync_private.job_command
+-- The SQL that runs a job on schedule.
+create function sync_private.job_command(p_name text) returns text
+    language sql
+    immutable
+as $$
+    -- The purge by its procedure, which commits between chunks: a run of
+    -- sync.run_job is one transaction, and the first purge after a year
+    -- wrote about 1 GB of WAL in one (docs/operations.md).
+    select case p_name
+               when 'purge_inbox' then 'call sync.purge_inbox()'
+               else format('select status from sync.run_job(%L)', p_name)
+           end;
+$$;
+comment on function sync_private.job_command(text) is
+    'The command pg_cron runs for one of our jobs: CALL sync.purge_inbox() for purge_inbox (it commits between chunks), SELECT status FROM sync.run_job(<job>) for the others.';
 
 -- sync_private.schedule_with_pg_cron
 -- Registers the enabled jobs with pg_cron, and removes the disabled ones, when pg_cron is here.
@@ -92,7 +110,7 @@ begin
     for v_job in select * from sync.job order by name loop
         if v_job.enabled then
             perform cron.schedule(sync_private.pg_cron_job_name(v_job.name), v_job.schedule,
-                                  format('select status from sync.run_job(%L)', v_job.name));
+                                  sync_private.job_command(v_job.name));
         elsif exists (select from cron.job as c where c.jobname = sync_private.pg_cron_job_name(v_job.name)) then
             perform cron.unschedule(sync_private.pg_cron_job_name(v_job.name));
         end if;
@@ -101,7 +119,7 @@ begin
 end;
 $$;
 comment on function sync_private.schedule_with_pg_cron() is
-    'Makes pg_cron''s jobs match sync.job (fragrance_sync.<job>, calling sync.run_job) when pg_cron is installed in this database; says so when it is not.';
+    'Makes pg_cron''s jobs match sync.job (fragrance_sync.<job>, running sync_private.job_command) when pg_cron is installed in this database; says so when it is not.';
 
 -- sync_private.reschedule
 -- Trigger: a change of sync.job reaches pg_cron at once.

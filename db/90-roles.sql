@@ -11,6 +11,9 @@
 -- PostgreSQL lets PUBLIC execute every new function; none of ours.
 revoke all on all functions in schema sync from public;
 revoke all on all functions in schema sync_private from public;
+-- "All functions" leaves procedures out (PostgreSQL): they are named apart.
+revoke all on all procedures in schema sync from public;
+revoke all on all procedures in schema sync_private from public;
 
 -- The hook: store deliveries, read counts.
 grant execute on function
@@ -42,10 +45,14 @@ grant execute on function
     sync.repair(boolean),
     sync.load_snapshot(jsonb, text, timestamptz),
     sync.purge_applied(interval, boolean, integer),
+    sync.purge_inbox_step(bigint, integer),
     sync.check_catalog(),
     sync.run_job(text),
     sync.schedule()
     to sync_dba;
+-- The scheduled purge runs as its caller (a procedure that commits cannot be
+-- SECURITY DEFINER): a sync_dba login's cron line calls it.
+grant execute on procedure sync.purge_inbox(integer, text) to sync_dba;
 grant select on
     sync.quarantine,
     sync.unknown_field,

@@ -8,6 +8,7 @@ do $$
 begin
     if to_regnamespace('sync') is not null then
         revoke execute on all functions in schema sync from public;
+        revoke execute on all procedures in schema sync from public;
     end if;
 end;
 $$;

@@ -433,6 +433,8 @@ API = [
     "sync.plan_repair()",
     "sync.prepare(bytea)",
     "sync.purge_applied(interval,boolean,integer)",
+    "sync.purge_inbox(integer,text)",
+    "sync.purge_inbox_step(bigint,integer)",
     "sync.receive(bytea,text,text,text)",
     "sync.receive_many(bytea[],text[],text[],text[],uuid[],timestamp with time zone[])",
     "sync.receive_spooled(uuid,timestamp with time zone,bytea,text,text,text)",

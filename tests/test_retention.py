@@ -270,3 +270,87 @@ def test_the_scheduled_purge_deletes_findings_closed_before_the_purge_age(
         "select fragrance_id from sync.finding where rule = 'cost.fractional' order by 1"
     ).fetchall()
     assert left == [(2,), (3,)]
+
+
+# --- What the scheduled purge keeps, and for how long -------------------------------------
+
+
+def test_the_scheduled_purge_deletes_deliveries_discarded_longer_ago_than_a_year(
+    db: psycopg.Connection,
+) -> None:
+    """Counted from the discard: the evidence of a decision lives as long as the decision."""
+    written_off_long_ago = old_delivery(db, "rejected", "800 days")
+    written_off_today = old_delivery(db, "rejected", "800 days")
+    still_quarantined = old_delivery(db, "rejected", "800 days")
+    db.execute("select sync.discard(%s, 'test payload')", [written_off_long_ago])
+    db.execute("select sync.discard(%s, 'test payload')", [written_off_today])
+    db.execute(
+        "update sync.inbox set discarded_at = now() - interval '400 days' where id = %s",
+        [written_off_long_ago],
+    )
+    assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
+    left = db.execute(
+        "select id from sync.inbox where id = any (%s) order by id",
+        [[written_off_long_ago, written_off_today, still_quarantined]],
+    ).fetchall()
+    assert left == [(written_off_today,), (still_quarantined,)]
+
+
+def test_a_discard_records_when(db: psycopg.Connection) -> None:
+    inbox_id = old_delivery(db, "rejected", "3 days")
+    with db.transaction():
+        db.execute("select sync.discard(%s, 'test payload')", [inbox_id])
+        assert db.execute(
+            "select discarded_at = now() from sync.inbox where id = %s", [inbox_id]
+        ).fetchone() == (True,)
+
+
+def test_the_scheduled_purge_deletes_old_job_runs_but_the_last_of_each_job(
+    db: psycopg.Connection,
+) -> None:
+    """The scheduler's log is kept purge_after; sync.schedule() still shows each job's last run."""
+    runs = db.execute(
+        "insert into sync.job_run (job, started_at, finished_at, status)"
+        " select job, now() - ago::interval, now() - ago::interval, 'ok'"
+        " from (values (1, 'check_catalog', '200 days'), (2, 'check_catalog', '100 days'),"
+        "              (3, 'check_catalog', '1 day'), (4, 'check_drift', '300 days'),"
+        "              (5, 'check_drift', '200 days')) as r (n, job, ago)"
+        " order by n returning id"
+    ).fetchall()
+    db.execute("call sync.purge_inbox()")
+    left = db.execute(
+        "select id from sync.job_run where id = any (%s) order by id", [[r[0] for r in runs]]
+    ).fetchall()
+    assert left == [runs[2], runs[4]]
+    assert db.execute(
+        "select last_status from sync.schedule() where job = 'check_drift'"
+    ).fetchone() == ("ok",)
+
+
+def test_a_failed_scheduled_purge_is_recorded_not_raised(db: psycopg.Connection) -> None:
+    db.execute("""
+        create function public.refuse_delete() returns trigger language plpgsql as $$
+        begin raise exception 'deletes are frozen today'; end $$;
+        create trigger _010_frozen before delete on sync.inbox
+            for each statement execute function public.refuse_delete();
+    """)
+    assert db.execute("call sync.purge_inbox()").fetchone() == ("failed",)
+    run = db.execute(
+        "select status, detail ->> 'error' from sync.job_run where job = 'purge_inbox'"
+    ).fetchall()
+    assert run == [("failed", "deletes are frozen today")]
+
+
+def test_the_scheduled_purge_cannot_run_inside_a_transaction_block(
+    server: Server, dbname: str
+) -> None:
+    """It commits between chunks; in a caller's transaction it refuses rather than purge in one."""
+    with psycopg.connect(server.url(dbname)) as conn, raises_sqlstate("2D000"):
+        conn.execute("call sync.purge_inbox()")
+
+
+def test_a_step_of_the_scheduled_purge_needs_a_running_purge(db: psycopg.Connection) -> None:
+    run = db.execute("select id from sync.run_job('purge_inbox')").fetchone()
+    assert run is not None
+    with raises_sqlstate("FS081"):
+        db.execute("select sync.purge_inbox_step(%s, 1000)", [run[0]])

@@ -65,7 +65,7 @@ def test_the_migration_creates_pg_cron_and_the_code_load_registers_every_job(
         (
             "fragrance_sync.purge_inbox",
             "42 3 * * *",
-            "select status from sync.run_job('purge_inbox')",
+            "call sync.purge_inbox()",
         ),
     ]
     scheduled_by = cron_db.execute("select job, scheduled_by from sync.schedule() order by job")
@@ -85,6 +85,54 @@ def test_the_command_pg_cron_runs_records_a_run(cron_db: psycopg.Connection) -> 
         "select last_status from sync.schedule() where job = 'check_catalog'"
     ).fetchone()
     assert last == ("ok",)
+
+
+# A year of deliveries past the purge age: more than two transactions' worth.
+BACKLOG = 25_000
+
+
+def test_pg_cron_purges_a_backlog_in_transactions_of_at_most_10000_rows(
+    cron_server: Server, cron_db: psycopg.Connection
+) -> None:
+    """The first purge after a year must not write all its WAL in one transaction."""
+    cron_db.execute(
+        "insert into sync.inbox (received_at, processed_at, body, status)"
+        " select now() - interval '400 days', now() - interval '400 days',"
+        " convert_to('{\"fragrance_id\": 7, \"cost\": ' || i || '}', 'UTF8'), 'applied'"
+        " from generate_series(1, %s) as i",
+        [BACKLOG],
+    )
+    # Which transaction deleted each row, as the database saw it.
+    cron_db.execute("create table public.purged_by (xid bigint not null)")
+    cron_db.execute(
+        "create function public.note_purge() returns trigger language plpgsql as"
+        " $$ begin insert into public.purged_by values (txid_current()); return null; end $$"
+    )
+    cron_db.execute(
+        "create trigger note_purge after delete on sync.inbox"
+        " for each row execute function public.note_purge()"
+    )
+    try:
+        [(command, username)] = cron_db.execute(
+            "select command, username from cron.job where jobname = 'fragrance_sync.purge_inbox'"
+        ).fetchall()
+        # As pg_cron sends it: one simple query, as the job's owner.
+        with psycopg.connect(cron_server.url(DATABASE, user=username), autocommit=True) as job:
+            result = job.pgconn.exec_(command.encode())
+            assert result.status == psycopg.pq.ExecStatus.TUPLES_OK, result.error_message
+        per_transaction = cron_db.execute(
+            "select count(*) from public.purged_by group by xid order by 1 desc"
+        ).fetchall()
+        assert per_transaction == [(10_000,), (10_000,), (5_000,)]
+        run = cron_db.execute(
+            "select status, detail->>'deleted', detail->>'transactions' from sync.job_run"
+            " where job = 'purge_inbox' order by id desc limit 1"
+        ).fetchone()
+        assert run == ("ok", str(BACKLOG), "3")
+    finally:
+        cron_db.execute("drop trigger note_purge on sync.inbox")
+        cron_db.execute("drop function public.note_purge()")
+        cron_db.execute("drop table public.purged_by")
 
 
 def test_a_changed_schedule_reaches_pg_cron_at_once_and_a_disabled_job_leaves_it(
