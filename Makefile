@@ -85,12 +85,22 @@ test: postgres-binaries pg-cron chromium docker-compose promtool $(STAMP) lint
 
 # Migrations need the owner's login; the hook then runs as DATABASE_URL's login.
 MIGRATE_DATABASE_URL ?= $(DATABASE_URL)
+# How long a migration may wait for a lock before the deploy fails (docs/operations.md,
+# "Deploying"): a lock it waits for holds up every query on that table behind it.
+# libpq reads PGOPTIONS; options already in it come after, so they win.
+MIGRATE_LOCK_TIMEOUT ?= 2s
 
 migrate: $(STAMP)
 	@if [ -z "$(MIGRATE_DATABASE_URL)" ]; then \
 		echo "Set MIGRATE_DATABASE_URL to the database owner's login (CREATEROLE, not the hook's)," \
 		     "e.g. make migrate MIGRATE_DATABASE_URL=postgresql://owner@localhost/fragrancedb"; exit 2; fi
-	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed -E 's|^postgres(ql)?://|postgresql+psycopg://|')" migrations
+	@PGOPTIONS="-c lock_timeout=$(MIGRATE_LOCK_TIMEOUT) $$PGOPTIONS" \
+	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed -E 's|^postgres(ql)?://|postgresql+psycopg://|')" migrations \
+	|| { status=$$?; echo "make migrate failed. If the error above is 'canceling statement due to lock timeout'," \
+	     "a session holds a table a migration changes, and the deploy gave up after MIGRATE_LOCK_TIMEOUT=$(MIGRATE_LOCK_TIMEOUT)" \
+	     "rather than hold up every query on it: the migration that gave up changed nothing (those before it are in)." \
+	     "Find the session (docs/operations.md, \"Deploying, and undoing a release\"), let it end, and run make migrate again." >&2; \
+	     exit $$status; }
 
 # Embedded PostgreSQL under .local/ unless DATABASE_URL points elsewhere.
 run: postgres-binaries $(STAMP)

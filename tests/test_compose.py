@@ -165,6 +165,13 @@ def test_migrate_runs_yoyo_with_psycopg3_against_the_fragrance_database() -> Non
     )
 
 
+def test_migrate_gives_up_on_a_lock_it_waits_for_as_make_migrate_does() -> None:
+    """Same command, and the environment that bounds its lock waits (libpq reads PGOPTIONS)."""
+    options = _defaulted(_environment("migrate")["PGOPTIONS"])
+    assert options == "-c lock_timeout=2s"
+    assert "MIGRATE_LOCK_TIMEOUT ?= 2s" in (ROOT / "Makefile").read_text()
+
+
 def test_the_hook_connects_as_its_least_privileged_login() -> None:
     url = urlsplit(_defaulted(_environment("fragrance_sync")["DATABASE_URL"]))
     assert (url.username, url.hostname) == ("sync_hook_login", "fragrance_database")

@@ -348,6 +348,56 @@ def test_make_migrate_takes_either_libpq_url_scheme(
     assert migrated == (True,)
 
 
+# The latest numbered migration, and a table it alters.
+LATEST_MIGRATION = "0037-discards-kept-for-a-time"
+ALTERED_BY_IT = "sync.inbox"
+
+
+def make_migrate(url: str) -> subprocess.CompletedProcess[str]:
+    """The deploy pipeline's `make migrate`; a migration that waits forever fails the test."""
+    try:
+        return subprocess.run(
+            ["make", "-s", "migrate", f"MIGRATE_DATABASE_URL={url}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired as waited:
+        raise AssertionError(
+            "make migrate was still waiting for its lock after 120 s; every query on"
+            f" {ALTERED_BY_IT} waited behind it"
+        ) from waited
+
+
+def test_make_migrate_behind_an_open_transaction_fails_fast_and_can_be_run_again(
+    server: Server, bare_dbname: str
+) -> None:
+    """A migration's lock queued behind a reader stalls every query on the table: it gives up."""
+    run_yoyo(server, bare_dbname, "apply")
+    run_yoyo(server, bare_dbname, "rollback", "--revision", LATEST_MIGRATION)
+    with psycopg.connect(server.url(bare_dbname)) as reader:
+        # A DBA's psql: a read of the table the migration alters, left open.
+        reader.execute(f"select count(*) from {ALTERED_BY_IT}")
+        done = make_migrate(server.url(bare_dbname))
+        assert done.returncode != 0
+        assert "canceling statement due to lock timeout" in done.stderr, done.stderr
+        assert "let it end, and run make migrate again" in done.stderr
+        # Nothing of it stays: run again once the reader is done.
+        assert reader.execute(
+            "select count(*) from _yoyo_migration where migration_id = %s", [LATEST_MIGRATION]
+        ).fetchone() == (0,)
+    done = make_migrate(server.url(bare_dbname))
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(server.url(bare_dbname)) as conn:
+        applied = conn.execute(
+            "select count(*) from _yoyo_migration where migration_id = %s", [LATEST_MIGRATION]
+        ).fetchone()
+    assert applied == (1,)
+
+
 def test_every_apply_loads_the_code_of_the_release_being_deployed(
     server: Server, bare_dbname: str, empty_template: str
 ) -> None:
