@@ -298,6 +298,7 @@ declare
     v_names text[];
     v_differ integer[];
     v_scope integer[];
+    v_closed_before jsonb;
 begin
     -- Writes keep their rows' findings up to date as they happen; this check
     -- covers what they cannot (the adopted catalog, a change of the rules).
@@ -340,6 +341,14 @@ begin
 
     lock table sync.finding in exclusive mode;
     v_watermark := coalesce((select max(f.id) from sync.finding as f), 0);
+    -- What this check closes is counted by its label and moment, now(): an
+    -- earlier check in the same transaction has both, and a second check
+    -- reported the first one's closures again. Those are counted first, by
+    -- finding_closed_at_idx, and taken off.
+    select coalesce(jsonb_object_agg(c.rule, c.closed), '{}') into v_closed_before
+    from (select f.rule, count(*) as closed from sync.finding as f
+          where f.closed_at = now() and f.closed_by = v_label
+          group by f.rule) as c;
     if (sync_private.current_rules()).version is distinct from v_rules.version then
         -- The rules changed meanwhile: the whole catalog, holding the findings.
         perform sync_private.reconcile_findings(null, v_label);
@@ -385,7 +394,7 @@ begin
     left join (select f.rule, count(*) as opened
                from sync.finding as f where f.id > v_watermark
                group by f.rule) as n on n.rule = r.code
-    left join (select f.rule, count(*) as closed
+    left join (select f.rule, count(*) - coalesce((v_closed_before ->> f.rule)::bigint, 0) as closed
                from sync.finding as f where f.closed_at = now() and f.closed_by = v_label
                group by f.rule) as c on c.rule = r.code
     left join lateral (select x.message from sync.finding as x

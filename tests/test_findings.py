@@ -663,6 +663,20 @@ def test_a_rule_turned_off_is_not_checked_in_the_catalog_either(
     assert report["description.untrimmed"]["fragrances"] == 0
 
 
+def test_a_second_check_in_the_same_transaction_reports_only_what_it_closed(
+    db: psycopg.Connection,
+) -> None:
+    """The first check's closures are its own: the second closed nothing."""
+    check(db)
+    with db.transaction():
+        db.execute("update sync.rule set severity = 'off' where code = 'description.untrimmed'")
+        assert check(db)["description.untrimmed"]["closed"] == 5000
+        again = check(db)
+    assert {(rule, r["opened"], r["closed"]) for rule, r in again.items()} == {
+        ("name.duplicate", 0, 0)
+    }
+
+
 # --- seen where people look ------------------------------------------------------------------
 
 
