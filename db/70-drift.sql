@@ -212,6 +212,8 @@ as $$
 declare
     v_source text;
     v_plan record;
+    v_lock_timeout text := current_setting('lock_timeout');
+    v_held integer[];
 begin
     -- Null would stage every delta, and the hook's sweep never applies staged rows.
     if p_apply is null then
@@ -238,10 +240,40 @@ begin
     -- commits between the plan and the store below (milliseconds) is not
     -- seen: it is older than the repair's rows by inbox id, and loses to the
     -- snapshot's value (docs/drift-and-undo.md).
-    perform 1 from public.fragrances as f
-    where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
-    order by f.fragrance_id
-    for update;
+    --
+    -- A row another transaction holds (a DBA's edit left open) made the
+    -- repair wait without a word, its psql silent for as long as it lasted.
+    -- It waits 2 s, as a merge does, then says which fragrances and how to
+    -- find their holder, and goes on waiting (the repair must have them
+    -- all). A caller's own lock_timeout of 2 s or less is left to act alone.
+    begin
+        if v_lock_timeout::interval = interval '0' or v_lock_timeout::interval > interval '2s' then
+            perform set_config('lock_timeout', '2s', true);
+        end if;
+        perform 1 from public.fragrances as f
+        where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
+        order by f.fragrance_id
+        for update;
+        perform set_config('lock_timeout', v_lock_timeout, true);
+    exception when lock_not_available then
+        -- The rollback of this block gave back its locks and the timeout.
+        if v_lock_timeout::interval between interval '1 microsecond' and interval '2s' then
+            raise;
+        end if;
+        v_held := sync_private.held_fragrances(array(select s.fragrance_id from sync.cms_snapshot as s));
+        raise notice 'sync.repair waits for % fragrance(s) another transaction holds: %',
+            cardinality(v_held),
+            array_to_string(v_held[1:20], ', ') || case when cardinality(v_held) > 20 then ', ...' else '' end
+            using hint = 'It goes on once that transaction ends. The sessions holding rows of public.fragrances: '
+                         'SELECT DISTINCT l.pid, a.usename, a.application_name FROM pg_locks AS l '
+                         'JOIN pg_stat_activity AS a USING (pid) '
+                         'WHERE l.relation = ''public.fragrances''::regclass '
+                         'AND l.mode IN (''RowShareLock'', ''RowExclusiveLock'') AND l.pid <> pg_backend_pid();';
+        perform 1 from public.fragrances as f
+        where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
+        order by f.fragrance_id
+        for update;
+    end;
 
     -- One batch through the one storing path; p_apply false stages the deltas
     -- pending (for this call only) for a second look before apply_pending.
@@ -268,6 +300,35 @@ end;
 $$;
 comment on function sync.repair(boolean) is
     'Delivers every delta of sync.plan_repair() into sync.inbox (origin repair) so it is judged, ordered, applied and audited like a webhook, and returns the receipts; p_apply false stages them pending for sync.apply_pending(). Usage: SELECT * FROM sync.repair();';
+
+-- sync_private.held_fragrances
+-- The fragrances of p_ids whose rows another transaction holds now, without keeping a lock.
+create function sync_private.held_fragrances(p_ids integer[]) returns integer[]
+    language plpgsql
+as $$
+declare
+    v_free integer[];
+begin
+    -- Row locks are not in pg_locks: the rows SKIP LOCKED passes over are
+    -- the held ones. The locks it takes are given back by undoing the block
+    -- (a PL/pgSQL variable keeps its value).
+    begin
+        v_free := array(select f.fragrance_id from public.fragrances as f
+                        where f.fragrance_id = any (p_ids) for update skip locked);
+        raise exception using errcode = 'P0001';
+    exception when raise_exception then
+        null;
+    end;
+    -- By set difference: "<> all (v_free)" compares each row with the whole
+    -- array, and a snapshot holds the catalog.
+    return array(select h.fragrance_id
+                 from (select unnest(p_ids) except select unnest(v_free)) as h (fragrance_id)
+                 where exists (select from public.fragrances as f where f.fragrance_id = h.fragrance_id)
+                 order by h.fragrance_id);
+end;
+$$;
+comment on function sync_private.held_fragrances(integer[]) is
+    'The ids among p_ids of the fragrances whose rows another transaction holds now, in id order; it locks nothing (for the NOTICE of sync.repair).';
 
 -- sync_private.replace_snapshot
 -- Empties the snapshot under an exclusive lock, ready for a new load in the same transaction.

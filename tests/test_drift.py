@@ -311,6 +311,25 @@ def test_a_repair_left_in_an_open_transaction_holds_back_no_store(
     assert stored["status"] == "pending"
 
 
+def test_a_repair_behind_a_held_fragrance_says_which_one_while_it_waits(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """Not a silent psql: after 2 s it names the held fragrance, then waits on."""
+    load_library_changed(db, cost=50)
+    with psycopg.connect(server.url(dbname)) as holder:
+        holder.execute("select * from public.fragrances where fragrance_id = 7 for update")
+        notices: list[str] = []
+        db.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        # The DBA's own bound, longer than the 2 s after which it speaks, ends the wait here.
+        db.execute("set lock_timeout = '3s'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            db.execute("select * from sync.repair()")
+        db.execute("reset lock_timeout")
+        assert notices == ["sync.repair waits for 1 fragrance(s) another transaction holds: 7"]
+        holder.rollback()
+    assert db.execute("select status from sync.repair()").fetchall() == [("applied",)]
+
+
 def test_an_export_taken_before_a_delivery_does_not_undo_it(db: psycopg.Connection) -> None:
     receive(db, {"fragrance_id": 7, "name": "Delivered later"})
     rows = library_rows_as_json(db)
