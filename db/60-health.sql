@@ -25,6 +25,27 @@ $$;
 comment on function sync_private.say_interval(interval) is
     'An interval in words for verdict reasons and the status page, to the second.';
 
+-- sync_private.longest_gap
+-- The longest a cron schedule can leave between two runs, judged by which fields it restricts.
+create function sync_private.longest_gap(p_schedule text) returns interval
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- Fields: minute hour day-of-month month day-of-week. Rough on purpose,
+    -- and never too short: a schedule that names days of the month waits up
+    -- to 31 days, one that names weekdays 7, one that names months a year.
+    select case
+        when f[4] <> '*' then interval '366 days'
+        when f[3] <> '*' then interval '31 days'
+        when f[5] <> '*' then interval '7 days'
+        else interval '1 day'
+    end
+    from (select regexp_split_to_array(btrim(p_schedule), '\s+') as f) as x;
+$$;
+comment on function sync_private.longest_gap(text) is
+    'The longest gap between two runs a cron schedule (minute hour day month weekday) can leave, roughly and never too short: 1 day, 7 days when it names weekdays, 31 when it names days of the month, 366 when it names months. sync.health_at warns a day after it.';
+
 -- sync.health_report: the one-row answer of sync.health.
 create type sync.health_report as (
     checked_at timestamptz,
@@ -274,16 +295,37 @@ begin
     -- findings of bulk loads unfound, a drift check that fails (no snapshot
     -- loaded) leaves lost webhooks unrepaired; pg_cron and the cron lines
     -- only keep the run (hostile review). A disabled job is not watched.
-    select v_warnings || coalesce(array_agg(format(
-               'the scheduled job %s failed %s ago (%s): fix the cause, then SELECT * FROM sync.run_job(%L);',
-               r.job, sync_private.say_interval(p_now - r.started_at),
-               coalesce(r.detail ->> 'error', 'no error kept'), r.job) order by r.job), '{}')
+    -- The purge is run again by its procedure: after weeks of failures,
+    -- sync.run_job would delete the whole backlog in one transaction.
+    --
+    -- A job that stopped running leaves no failed run at all: pg_cron
+    -- unable to connect as the job's owner (its error is only in
+    -- cron.job_run_details), a cron line lost with a host. The purge then
+    -- stops and the inbox grows until the disk fills, with health ok. So the
+    -- last run's age is judged too, against the longest gap its schedule
+    -- allows and a day more (a job that never ran is not judged: nothing
+    -- says since when it should have).
+    select v_warnings || coalesce(array_agg(case
+               when r.status = 'failed' then format(
+                   'the scheduled job %s failed %s ago (%s): fix the cause, then %s',
+                   r.job, sync_private.say_interval(p_now - r.started_at),
+                   coalesce(r.detail ->> 'error', 'no error kept'),
+                   case r.job when 'purge_inbox' then 'CALL sync.purge_inbox();'
+                              else format('SELECT * FROM sync.run_job(%L);', r.job) end)
+               else format(
+                   'the scheduled job %s last ran %s ago, and its schedule (%s) runs it at least every %s: '
+                   'is pg_cron, or the cron line of docs/operations.md, still running it? SELECT * FROM sync.schedule();',
+                   r.job, sync_private.say_interval(p_now - r.started_at), j.schedule,
+                   sync_private.say_interval(sync_private.longest_gap(j.schedule)))
+               end order by r.job), '{}')
     into v_warnings
     from sync.job as j
     cross join lateral (select x.job, x.started_at, x.status, x.detail from sync.job_run as x
                         where x.job = j.name and x.started_at <= p_now
                         order by x.id desc limit 1) as r
-    where j.enabled and r.status = 'failed';
+    where j.enabled
+      and (r.status = 'failed'
+           or r.started_at < p_now - sync_private.longest_gap(j.schedule) - interval '1 day');
 
     if v_report.verdict = 'critical' then
         if cardinality(v_warnings) > 0 then

@@ -404,6 +404,43 @@ def test_a_scheduled_job_whose_last_run_failed_warns_saying_which_why_and_what_t
     )
 
 
+def test_a_failed_purge_warns_with_the_call_that_purges_in_steps(tx: psycopg.Connection) -> None:
+    """After a purge failed for weeks, run_job would delete the backlog in one transaction."""
+    _healthy_until_now(tx)
+    tx.execute("""
+        create function public.refuse_delete() returns trigger language plpgsql as $$
+        begin raise exception 'deletes are frozen today'; end $$;
+        create trigger _010_frozen before delete on sync.inbox
+            for each statement execute function public.refuse_delete();
+    """)
+    tx.execute("select sync.run_job('purge_inbox')")
+    health = _health(tx, datetime.now(UTC))
+    assert health["reason"].endswith(
+        " ago (deletes are frozen today): fix the cause, then CALL sync.purge_inbox();"
+    )
+
+
+def test_a_scheduled_job_that_stopped_running_warns_once_its_schedule_is_overdue_a_day(
+    tx: psycopg.Connection,
+) -> None:
+    """pg_cron or the cron line gone quiet leaves no failed run: the last run's age tells."""
+    now = _healthy_until_now(tx) + timedelta(seconds=1)
+    tx.execute("update sync.job set schedule = '5 1 * * 0' where name = 'check_drift'")  # weekly
+    tx.execute(
+        "insert into sync.job_run (job, started_at, finished_at, status)"
+        " select job, %(now)s - ago::interval, %(now)s - ago::interval, 'ok'"
+        " from (values ('check_catalog', '50 hours'), ('check_drift', '6 days')) as r (job, ago)",
+        {"now": now},
+    )
+    health = _health(tx, now)
+    assert health["verdict"] == "warn"
+    assert health["reason"] == (
+        "the scheduled job check_catalog last ran 2 d 2 h ago, and its schedule (17 3 * * *)"
+        " runs it at least every 1 d: is pg_cron, or the cron line of docs/operations.md,"
+        " still running it? SELECT * FROM sync.schedule();"
+    )
+
+
 @pytest.mark.parametrize(
     "then",
     [
