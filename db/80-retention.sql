@@ -145,7 +145,7 @@ comment on function sync_private.purge_discarded(interval, integer) is
     'Deletes the deliveries a DBA discarded more than p_older_than ago (sync.inbox.discarded_at), at most p_limit of them, oldest first (null: all), and returns the count. The scheduled purge calls it with sync.settings.discarded_purge_after.';
 
 -- sync_private.purge_job_runs
--- Deletes runs of the jobs started before now() - p_older_than, but the last of each job; returns how many.
+-- Deletes runs of the jobs started before now() - p_older_than, but each job's last and last successful run; returns how many.
 create function sync_private.purge_job_runs(p_older_than interval, p_limit integer default null)
     returns bigint
     language plpgsql
@@ -156,12 +156,17 @@ begin
     -- The scheduler's own log: three runs a day, each with its counts (the
     -- catalog check's per rule, the drift check's per field), kept for good
     -- before. The last run of each job stays whatever its age, so
-    -- sync.schedule() still says when a job disabled for months last ran.
+    -- sync.schedule() still says when a job disabled for months last ran,
+    -- and so does its last successful one: the status page says since when
+    -- the catalog was checked, and a check failing for months must not
+    -- turn that into "never".
     delete from sync.job_run as r
     where r.id = any (array(
         select o.id from sync.job_run as o
         where o.started_at < now() - p_older_than
           and o.id < (select max(l.id) from sync.job_run as l where l.job = o.job)
+          and o.id <> coalesce((select max(k.id) from sync.job_run as k
+                                where k.job = o.job and k.status = 'ok'), 0)
         order by o.id
         limit p_limit));
     get diagnostics v_count = row_count;
@@ -169,7 +174,7 @@ begin
 end;
 $$;
 comment on function sync_private.purge_job_runs(interval, integer) is
-    'Deletes the runs of sync.job_run started more than p_older_than ago, at most p_limit of them, oldest first (null: all), keeping the last run of each job whatever its age; returns the count. The scheduled purge calls it with sync.settings.purge_after.';
+    'Deletes the runs of sync.job_run started more than p_older_than ago, at most p_limit of them, oldest first (null: all), keeping the last run and the last successful run of each job whatever their age; returns the count. The scheduled purge calls it with sync.settings.purge_after.';
 
 -- sync_private.purge_due
 -- One pass of the scheduled purge: each kind of row past its retention, at most p_limit of each (null: all).
@@ -191,7 +196,7 @@ begin
 end;
 $$;
 comment on function sync_private.purge_due(integer) is
-    'Deletes what the purge_inbox job purges, at most p_limit rows of each kind (null: all): applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, runs of the jobs older than purge_after but the last of each. Returns the counts: {"deleted", "closed_findings_deleted", "discarded_deleted", "job_runs_deleted"}.';
+    'Deletes what the purge_inbox job purges, at most p_limit rows of each kind (null: all): applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, runs of the jobs older than purge_after but each job''s last and last successful run. Returns the counts: {"deleted", "closed_findings_deleted", "discarded_deleted", "job_runs_deleted"}.';
 
 -- sync.purge_inbox_step
 -- One transaction of sync.purge_inbox: starts its run (p_run_id null), or purges one chunk and records it in the run.
@@ -280,4 +285,4 @@ begin
 end;
 $$;
 comment on procedure sync.purge_inbox(integer, text) is
-    'The scheduled purge (what pg_cron and the cron line run): deletes what sync.run_job(''purge_inbox'') deletes (applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, job runs older than purge_after but the last of each), committing after every p_limit rows of each kind, and records the run in sync.job_run; returns its status (ok, failed). Call it outside a transaction block. Usage: CALL sync.purge_inbox();';
+    'The scheduled purge (what pg_cron and the cron line run): deletes what sync.run_job(''purge_inbox'') deletes (applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, job runs older than purge_after but each job''s last and last successful run), committing after every p_limit rows of each kind, and records the run in sync.job_run; returns its status (ok, failed). Call it outside a transaction block. Usage: CALL sync.purge_inbox();';

@@ -35,5 +35,5 @@ comment on column sync.settings.discarded_purge_after is
 update sync.job
 set description = 'Deletes applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, '
     || 'discarded deliveries discarded more than sync.settings.discarded_purge_after ago, and runs of the jobs older than '
-    || 'purge_after but the last of each, in transactions of at most 10,000 rows of each (CALL sync.purge_inbox()).'
+    || 'purge_after but each job''s last and last successful run, in transactions of at most 10,000 rows of each (CALL sync.purge_inbox()).'
 where name = 'purge_inbox';

@@ -327,6 +327,25 @@ def test_the_scheduled_purge_deletes_old_job_runs_but_the_last_of_each_job(
     ).fetchone() == ("ok",)
 
 
+def test_the_scheduled_purge_keeps_the_last_successful_run_of_a_job_that_fails_since(
+    db: psycopg.Connection,
+) -> None:
+    """The status page tells since when the catalog was checked, not "never"."""
+    runs = db.execute(
+        "insert into sync.job_run (job, started_at, finished_at, status)"
+        " select 'check_catalog', now() - ago::interval, now() - ago::interval, status"
+        " from (values (1, '200 days', 'ok'), (2, '150 days', 'failed'), (3, '1 day', 'failed'))"
+        " as r (n, ago, status) order by n returning id"
+    ).fetchall()
+    db.execute("call sync.purge_inbox()")
+    left = db.execute(
+        "select id from sync.job_run where id = any (%s) order by id", [[r[0] for r in runs]]
+    ).fetchall()
+    assert left == [runs[0], runs[2]]
+    report = db.execute("select sync.status_report()").fetchone()
+    assert report is not None and report[0]["catalog_checked_ago"].startswith("200 d")
+
+
 def test_a_failed_scheduled_purge_is_recorded_not_raised(db: psycopg.Connection) -> None:
     db.execute("""
         create function public.refuse_delete() returns trigger language plpgsql as $$
