@@ -62,3 +62,21 @@ def test_the_cron_lines_run_the_jobs_as_a_dba(
         assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
     ran = dba.execute("select job, run_by from sync.job_run order by id").fetchall()
     assert ran == [("check_catalog", "alice"), ("purge_inbox", "alice"), ("check_drift", "alice")]
+
+
+#: How a doc cites a review a newcomer was not at (its findings belong in the text itself).
+REVIEW_CITATION = re.compile(r"hostile review|\ba reviewer\b|\breview(?: of|,) step \d+", re.I)
+
+
+def test_the_docs_a_newcomer_reads_cite_no_review_they_cannot_follow() -> None:
+    """A doc says what holds and why; "(review of step 24)" points at nothing a reader has.
+
+    ADRs (docs/decisions/) record history and may say where a decision came from.
+    """
+    guides = [ROOT / "README.md", ROOT / "DEVELOPERS.md", *sorted((ROOT / "docs").glob("*.md"))]
+    cited = [
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in guides
+        for match in REVIEW_CITATION.finditer(path.read_text())
+    ]
+    assert cited == []
