@@ -386,6 +386,9 @@ begin
             using errcode = 'FS005',
                   hint = 'For example SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');';
     end if;
+    -- An infinite moment is a bound, not an error: no change is later than
+    -- 'infinity' (the fragrance now), every one is later than '-infinity' (the
+    -- earliest state the history knows).
     -- Backwards from today: rows adopted before the sync existed have no insert in the
     -- history, so replaying forwards would miss their first state; undoing does not.
     select to_jsonb(f) into v_row from public.fragrances as f where f.fragrance_id = p_fragrance_id;
@@ -406,4 +409,4 @@ begin
 end;
 $$;
 comment on function sync.fragrance_at(integer, timestamptz) is
-    'The fragrance as it was at p_at (no row if it did not exist then), rebuilt from the current row by undoing the changes sync.fragrance_history recorded after p_at. Before the first recorded change it shows the earliest known state. Usage: SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');';
+    'The fragrance as it was at p_at (no row if it did not exist then), rebuilt from the current row by undoing the changes sync.fragrance_history recorded after p_at. Before the first recorded change it shows the earliest known state: p_at => ''-infinity'' gives that state, ''infinity'' the fragrance now. Usage: SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');';

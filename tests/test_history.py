@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import psycopg
 import pytest
 from conftest import Server
 from helpers import body, fragrance, inbox_row, receive, set_apply_on_receipt
+from psycopg.rows import dict_row
 
 
 def _history(conn: psycopg.Connection, fragrance_id: int) -> list[tuple]:
@@ -177,3 +180,22 @@ def test_nobody_but_the_owner_can_mark_a_transaction_as_the_merge(
         for conn in (hook, dba):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute("insert into sync_private.merging values (pg_current_xact_id())")
+
+
+def test_fragrance_at_infinity_is_the_fragrance_now_and_minus_infinity_its_earliest_state(
+    db: psycopg.Connection,
+) -> None:
+    """An infinite moment is a bound, not an error: no change is after 'infinity'."""
+    earliest = fragrance(db, 7)
+    receive(db, {"fragrance_id": 7, "cost": 12})
+    receive(db, {"fragrance_id": 7, "name": "Later"})
+    now = fragrance(db, 7)
+
+    def at(moment: str) -> dict[str, Any] | None:
+        with db.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute(
+                "select * from sync.fragrance_at(7, %s::timestamptz)", [moment]
+            ).fetchone()
+
+    assert at("infinity") == now
+    assert at("-infinity") == earliest

@@ -80,3 +80,40 @@ def test_the_docs_a_newcomer_reads_cite_no_review_they_cannot_follow() -> None:
         for match in REVIEW_CITATION.finditer(path.read_text())
     ]
     assert cited == []
+
+
+#: A call of each sync function that takes a moment, given an infinite one.
+AT_INFINITY = {
+    "fragrance_at": "select * from sync.fragrance_at(7, 'infinity')",
+    "health_at": "select * from sync.health_at('infinity')",
+    "inbox_position": "select sync.inbox_position('infinity')",
+    "receive_spooled": (
+        "select sync.receive_spooled(gen_random_uuid(), 'infinity', '{\"fragrance_id\": 7}')"
+    ),
+    "load_snapshot": (
+        'select sync.load_snapshot(\'[{"fragrance_id": 1, "name": "N", "description": "D",'
+        " \"cost\": 1, \"forbidden\": false}]', 'json', 'infinity')"
+    ),
+}
+
+
+def test_the_readme_names_the_functions_that_refuse_an_infinite_moment(
+    db: psycopg.Connection,
+) -> None:
+    """FS005's note said "a moment as infinity" of every call: only sync.health_at refuses one."""
+    taking_a_moment = db.execute(
+        "select distinct p.proname from pg_proc as p"
+        " where p.pronamespace = 'sync'::regnamespace"
+        " and 'timestamptz'::regtype = any (p.proargtypes::oid[]) order by 1"
+    ).fetchall()
+    assert [name for (name,) in taking_a_moment] == sorted(AT_INFINITY)
+    refusing = set()
+    for name, call in AT_INFINITY.items():
+        try:
+            with db.transaction():
+                db.execute(call)
+        except psycopg.Error as exc:
+            assert exc.sqlstate == "FS005", (name, exc)
+            refusing.add("sync." + name)
+    note = README.split("`FS005`", 1)[1].split("`FS006`", 1)[0]
+    assert set(re.findall(r"infinite moment given to `(sync\.\w+)`", note)) == refusing
