@@ -25,6 +25,7 @@ from psycopg import sql
 from cms_simulator import changes
 from cms_simulator.journal import Entry, Journal, body_fields
 from cms_simulator.settings import Settings
+from hook.listener import redacted
 
 log = logging.getLogger("cms_simulator")
 
@@ -92,6 +93,9 @@ class Simulator:
             self.settings.database_url, autocommit=True, application_name="cms-simulator"
         )
         await self._prepare_database()
+        # httpx logs each request's URL at info, the hook's secret token with it: the
+        # simulator says what it sent itself, with the token left out (_send).
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self._http = httpx.AsyncClient(
             timeout=self.settings.send_timeout, headers={"user-agent": USER_AGENT}
         )
@@ -315,12 +319,35 @@ class Simulator:
                 )
             except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 self.counters.connection_errors += 1
-                log.warning("could not deliver to %s: %s", self.listener, exc or type(exc).__name__)
-                entry.update(outcome="connection_error", error=str(exc) or type(exc).__name__)
+                error = str(exc) or type(exc).__name__
+                log.warning(
+                    "could not deliver to %s: %s", redacted(self.listener), self._shown(error)
+                )
+                entry.update(outcome="connection_error", error=error)
             else:
                 self.counters.answered += 1
+                log.info(
+                    "delivered tick %d to %s: HTTP %d",
+                    delivery.tick,
+                    redacted(self.listener),
+                    answer.status_code,
+                )
                 entry.update(outcome="answered", status=answer.status_code)
         self._write_journal(entry)
+
+    def _shown(self, text: str) -> str:
+        """``text`` for a log line: the listener's URL in it, and its token, left out.
+
+        The hook's token is the path's part after ``/notifications/``
+        (``hook.listener.redacted``); an error may quote the URL, or the token alone.
+        """
+        if self.listener is None:
+            return text
+        shown = redacted(self.listener)
+        text = text.replace(self.listener, shown)
+        _, marker, token = self.listener.partition("/notifications/")
+        token = token.split("?", 1)[0].split("/", 1)[0]
+        return text.replace(token, "<token>") if marker and token else text
 
     def _write_journal(self, entry: Entry) -> None:
         if self._journal is not None:

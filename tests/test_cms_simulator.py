@@ -746,6 +746,41 @@ def test_python_m_cms_simulator_serves_and_delivers_until_count(
     assert "Traceback" not in log.read_text()
 
 
+SECRET = "s3cret-token-of-the-hook-0123"
+
+
+def test_its_log_never_carries_the_listeners_secret_token(
+    cms_url: str, receiver: Receiver, tmp_path: Path
+) -> None:
+    """The hook's token is the path's last part: the log names the listener without it.
+
+    Logs reach more people than the token may (``docker compose logs``): the
+    simulator logged every delivery's URL (httpx, at info) and every refused
+    connection's (its own warning), token and all.
+    """
+    process, url, log = _start(
+        cms_url, tmp_path, INTERVAL_MIN="0", INTERVAL_MAX="0", WAIT_FOR_LISTENER="1"
+    )
+    endpoint = f"/notifications/{SECRET}"
+
+    def listen_until(port: int, counter: str) -> None:
+        httpx.post(url + "/listener", json=listener_for(port, endpoint))
+        while httpx.get(url + "/").json()["simulator"][counter] < 1:
+            time.sleep(0.05)
+
+    try:
+        listen_until(_free_port(), "connection_errors")
+        listen_until(receiver.port, "answered")
+        httpx.delete(url + "/listener")
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0
+    output = log.read_text()
+    assert "could not deliver to http://127.0.0.1:" in output
+    assert "/notifications/<token>" in output
+    assert SECRET not in output
+
+
 def test_sigterm_stops_it_cleanly_while_it_ticks(cms_url: str, tmp_path: Path) -> None:
     process, url, log = _start(cms_url, tmp_path, INTERVAL_MIN="0", INTERVAL_MAX="0")
     try:
