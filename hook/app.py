@@ -29,12 +29,14 @@ from hook.body_budget import SMALL_BODY_BYTES, BodyBudget
 from hook.connections import limit_accept_errors
 from hook.guard import DeliveryGuard
 from hook.ingest import (
+    NOT_MIGRATED_SQLSTATES,
     RECONNECT_TIMEOUT,
     BatchingStore,
     DatabaseDownError,
     DatabaseState,
     Receipt,
     Store,
+    not_migrated_hint,
 )
 from hook.listener import keep_registered
 from hook.log_limit import LogLimit, limit_logger
@@ -52,11 +54,35 @@ class Health(BaseModel):
 
     status: Literal["ok", "degraded"] = Field(
         description="degraded while deliveries wait in the spool, some are set aside, "
-        "or the database is down"
+        "or the database cannot store them"
     )
-    database: Literal["ok", "unreachable"]
+    database: Literal["ok", "unreachable", "not_migrated", "read_only", "not_permitted"] = Field(
+        description="ok: this login can store deliveries. unreachable: no answer. "
+        "not_migrated: no schema sync, or not this release's functions (run the migrations). "
+        "read_only: a standby or a read-only database. not_permitted: this login may not "
+        "call sync.store_many. Anything but ok: deliveries go to the spool (503 without one)."
+    )
     spool_depth: int = Field(description="Deliveries waiting in this host's spool.")
     spool_set_aside: int = Field(description="Spooled deliveries the database refused.")
+
+
+#: What ``/healthz`` asks the database: can this login store a delivery now? ``select 1``
+#: said ok of a database not migrated yet (no schema sync, SQLSTATE 3F000), where every
+#: delivery is an outage and spooled, while /metrics said database_up 0 (hostile review).
+#: Still one round trip, on the pool, with no table read.
+HEALTH_PROBE = (
+    "select pg_catalog.current_setting('transaction_read_only') = 'off',"
+    " pg_catalog.has_function_privilege("
+    "'sync.store_many(bytea[], text[], text[], text[], uuid[])', 'execute')"
+)
+
+
+def database_health(row: tuple[Any, ...] | None) -> str:
+    """The ``database`` of a health answer, from the probe's row."""
+    writable, permitted = row if row is not None else (False, False)
+    if not writable:
+        return "read_only"
+    return "ok" if permitted else "not_permitted"
 
 
 async def check_pooled_connection(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -232,29 +258,42 @@ def create_app(
     # meanwhile and never reused after (hook/shared_read.py). A probe per request took a
     # pool connection each: 200 clients asking at once held the whole pool, and deliveries
     # waited behind them (p50 90 ms instead of 7, hostile review).
-    unreachable = LogLimit(log, 10.0)
-    probes = SharedRead(lambda: read_row(app, "select 1", ()), 0.0)
+    unhealthy = LogLimit(log, 10.0)
+    probes = SharedRead(lambda: read_row(app, HEALTH_PROBE, ()), 0.0)
 
     @app.get(
         "/healthz",
         response_model=Health,
-        responses={503: {"model": Health, "description": "Database down and no spool."}},
+        responses={
+            503: {
+                "model": Health,
+                "description": "The database cannot store deliveries, and there is no spool.",
+            }
+        },
     )
     async def healthz(request: Request) -> Any:
-        """Liveness, database reachability, and what the host's spool holds.
+        """Liveness, whether the database can store deliveries, and what the host's spool holds.
 
         200 while deliveries can be kept (``degraded`` when they go to the
         spool, or when deliveries the database refused are set aside in it),
-        503 when they cannot: database down and no spool.
+        503 when they cannot: the database cannot store them and there is no spool.
         """
         spooling = request.app.state.spooling
         counts = SpoolCounts(0, 0) if spooling is None else await spooling.counts()
         try:
-            await probes.get()
-            database = "ok"
-        except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
-            unreachable.warning("health check: database unreachable: %s", exc)
+            database = database_health(await probes.get())
+        except psycopg.Error as exc:
+            if exc.sqlstate in NOT_MIGRATED_SQLSTATES:
+                unhealthy.warning("health check: %s%s", exc, not_migrated_hint(exc))
+                database = "not_migrated"
+            else:
+                unhealthy.warning("health check: database unreachable: %s", exc)
+                database = "unreachable"
+        except (PoolTimeout, DatabaseDownError) as exc:
+            unhealthy.warning("health check: database unreachable: %s", exc)
             database = "unreachable"
+        if database in ("read_only", "not_permitted"):
+            unhealthy.warning("health check: the database cannot store deliveries: %s", database)
         healthy = database == "ok" and counts == (0, 0)
         answer = {
             "status": "ok" if healthy else "degraded",

@@ -204,6 +204,72 @@ def test_healthz_reports_the_database_ok(hook: Hook) -> None:
     )
 
 
+def _health_and_database_up(hook: Hook) -> tuple[int, dict, str]:
+    health = httpx.get(hook.url + "/healthz", timeout=10)
+    metrics = httpx.get(hook.url + "/metrics", timeout=10).text
+    [up] = [line for line in metrics.splitlines() if line.startswith("fragrance_sync_database_up")]
+    return health.status_code, health.json(), up
+
+
+def test_healthz_says_a_database_not_migrated_yet_cannot_store_deliveries(
+    server: Server, bare_dbname: str, tmp_path: Path
+) -> None:
+    """No schema sync: every delivery is an outage (spooled), and /healthz says why.
+
+    Its probe was ``select 1``: it said the database was ok, while /metrics said
+    database_up 0 (which pages) and every delivery went to the spool.
+    """
+    hook = start_hook(server.url(bare_dbname, user="sync_hook_login"), tmp_path)
+    try:
+        status, health, up = _health_and_database_up(hook)
+    finally:
+        stop_hook(hook)
+    assert (status, health, up) == (
+        200,
+        {"status": "degraded", "database": "not_migrated", "spool_depth": 0, "spool_set_aside": 0},
+        "fragrance_sync_database_up 0.0",
+    )
+    assert "yoyo apply" in hook.output()
+
+
+def test_without_a_spool_a_database_not_migrated_yet_is_a_503(
+    server: Server, bare_dbname: str, tmp_path: Path
+) -> None:
+    hook = start_hook(server.url(bare_dbname, user="sync_hook_login"), tmp_path, SPOOL_DIR="")
+    try:
+        health = httpx.get(hook.url + "/healthz", timeout=10)
+    finally:
+        stop_hook(hook)
+    assert (health.status_code, health.json()["database"]) == (503, "not_migrated")
+
+
+@pytest.mark.parametrize(
+    ("change", "database"),
+    [
+        ("alter database {db} set default_transaction_read_only = on", "read_only"),
+        (
+            "revoke execute on function sync.store_many(bytea[], text[], text[], text[], uuid[])"
+            " from sync_hook",
+            "not_permitted",
+        ),
+    ],
+)
+def test_healthz_says_when_the_database_answers_but_cannot_store_deliveries(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, change: str, database: str
+) -> None:
+    """A standby, or a grant lost: reads work, every delivery is refused and spooled."""
+    db.execute(change.format(db=dbname))
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        health = httpx.get(hook.url + "/healthz", timeout=10)
+        delivered = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 7}))
+    finally:
+        stop_hook(hook)
+    assert (health.status_code, health.json()["status"]) == (200, "degraded")
+    assert health.json()["database"] == database
+    assert delivered.json()["status"] == "spooled"
+
+
 def test_a_pooled_connection_the_server_dropped_is_replaced_before_a_delivery_uses_it(
     hook: Hook, db: psycopg.Connection
 ) -> None:
