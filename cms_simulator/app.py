@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from cms_simulator.settings import Settings
 from cms_simulator.simulator import Simulator
+from hook import docs as api_docs
 
 
 class Listener(BaseModel):
@@ -47,6 +48,8 @@ def create_app(settings: Settings) -> FastAPI:
         title="CMS simulator",
         summary="Changes one fragrance per tick and POSTs each change to its one listener.",
         lifespan=lifespan,
+        docs_url=None,  # hook/docs.py serves them from files on this host, not a CDN
+        redoc_url=None,
     )
     app.state.simulator = simulator
 
@@ -72,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
         simulator.register(None)
         return {"listener": None}
 
+    api_docs.install(app)
     return app
 
 

@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel, Field
 
+from hook import docs as api_docs
 from hook import metrics, notifications
 from hook import status as status_page
 from hook.body_budget import SMALL_BODY_BYTES, BodyBudget
@@ -248,6 +249,9 @@ def create_app(
         title="fragrance sync hook",
         summary="Receives the CMS's fragrance webhooks and stores each one in sync.inbox.",
         lifespan=lifespan,
+        # Served by hook/docs.py, after every other route, from files on this host.
+        docs_url=None,
+        redoc_url=None,
     )
     notifications.install(app, deliveries)
     metrics.install(app)
@@ -305,6 +309,7 @@ def create_app(
             status_code=503 if database != "ok" and spooling is None else 200, content=answer
         )
 
+    api_docs.install(app)
     return app
 
 

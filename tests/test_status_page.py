@@ -10,18 +10,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from browser import Seen, chromium, read_dom
 from conftest import ROOT, Server
 from helpers import settled
 from inprocess import hook_client
@@ -31,17 +29,6 @@ from hook.status import chart, render
 
 SCRIPT_PAYLOAD = "<script>document.title='pwned'</script>"
 IMG_PAYLOAD = b"<img src=x onerror=\"document.title='pwned'\">"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",  # needed as root, harmless for our own page as a normal user
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-]
 
 STREAM = """
     insert into sync.inbox (received_at, body, content_type)
@@ -58,64 +45,6 @@ STREAM = """
     from generate_series(1, 420) as n
     order by n desc
 """
-
-
-@dataclass
-class Seen:
-    """What a person sees in a rendered DOM: its visible text, its title and its elements."""
-
-    text: str = ""
-    title: str = ""
-    tags: set[str] = field(default_factory=set)
-
-
-class _Reader(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = Seen()
-        self._stack: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.seen.tags.add(tag)
-        if tag not in {"meta", "link", "br", "rect", "line"}:
-            self._stack.append(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._stack:
-            while self._stack.pop() != tag:
-                pass
-
-    def handle_data(self, data: str) -> None:
-        if "title" in self._stack and "svg" not in self._stack:
-            self.seen.title += data
-        elif "style" not in self._stack and "title" not in self._stack:
-            self.seen.text += data
-
-
-def read_dom(dom: str) -> Seen:
-    reader = _Reader()
-    reader.feed(dom)
-    reader.seen.text = " ".join(reader.seen.text.split())
-    return reader.seen
-
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run Debian's chromium headless with a fresh profile; fail loudly when it is missing."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.fail("chromium is not installed: run `make test`, which installs it with apt-get")
-    profile = tmp_path / "chromium-profile"
-    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / ".config")}
-    done = subprocess.run(
-        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done
 
 
 @pytest.fixture(scope="module")
