@@ -31,7 +31,7 @@ from processes import free_port  # noqa: E402
 
 BODY = b'{"fragrance_id": 7, "description": "Produced from animals  ", "forbidden": true}'
 REQUEST = (
-    b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Type: application/json\r\n"
+    b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     b"User-Agent: bench\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY)
 )
 

@@ -128,6 +128,7 @@ def create_app(
         networks=settings.allowed_networks,
         rate=settings.rate_limit,
         burst=settings.rate_burst,
+        hosts=settings.delivery_hosts,
     )
     deliveries = Deliveries(
         guard,

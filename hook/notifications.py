@@ -231,7 +231,13 @@ class Deliveries:
         scope = request.scope
         client = client_address(scope)
         headers = dict(scope["headers"])
-        refusal = self.guard.refuse(token, client, headers.get(b"sec-fetch-site"))
+        refusal = self.guard.refuse(
+            token,
+            client,
+            headers.get(b"sec-fetch-site"),
+            headers.get(b"host"),
+            headers.get(b"origin"),
+        )
         if refusal is not None:
             return _refusal_answer(refusal)
         size = _declared_size(headers.get(b"content-length"))

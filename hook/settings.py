@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -129,6 +130,23 @@ def _proxies(raw: object) -> object:
             ) from None
         proxies.append(item)
     return tuple(proxies)
+
+
+HOST_NAME_PATTERN = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?")
+
+
+def _hosts(raw: object) -> object:
+    """ALLOWED_HOSTS: comma-separated host names (no scheme, no port), or * for any."""
+    names = []
+    for item in _comma_separated(raw):  # type: ignore[union-attr]
+        name = item.lower().rstrip(".")
+        if name != "*" and not HOST_NAME_PATTERN.fullmatch(name):
+            raise ValueError(
+                f"holds {item!r}, which is not a host name such as fragrance_sync or "
+                "sync.internal (no scheme, port or path), nor *"
+            )
+        names.append(name)
+    return tuple(names)
 
 
 #: What LOG_LEVEL may say: the levels uvicorn and logging both know.
@@ -287,8 +305,23 @@ class Settings(EnvironmentSettings):
         BeforeValidator(_proxies),
         Field(validation_alias="TRUSTED_PROXIES"),
     ] = ()
+    allowed_hosts: Annotated[
+        tuple[str, ...],
+        NoDecode,
+        BeforeValidator(_hosts),
+        Field(validation_alias="ALLOWED_HOSTS"),
+    ] = ()
     rate_limit: Annotated[float, number(0.0), Field(validation_alias="RATE_LIMIT_PER_SECOND")] = 0.0
     rate_burst: Annotated[int, whole(1), Field(validation_alias="RATE_LIMIT_BURST")] = 20
+
+    @property
+    def delivery_hosts(self) -> frozenset[str]:
+        """Names a delivery may be sent to without NOTIFY_TOKEN, besides IPs and localhost.
+
+        ALLOWED_HOSTS, and PUBLIC_URL's host: the name the CMS is told to call.
+        """
+        public = urlsplit(self.public_url).hostname if self.public_url else None
+        return frozenset(self.allowed_hosts) | ({public.rstrip(".")} if public else set())
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

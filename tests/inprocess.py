@@ -35,6 +35,6 @@ async def hook_client(
     transport = httpx.ASGITransport(app=app, client=(client, 5000))
     async with (
         app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url="http://hook") as http,
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http,
     ):
         yield http

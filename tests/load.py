@@ -14,7 +14,9 @@ import threading
 import time
 from pathlib import Path
 
-HALF_REQUEST = b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Type: application/json\r\n"
+HALF_REQUEST = (
+    b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+)
 
 
 async def post_at_once(
@@ -26,7 +28,7 @@ async def post_at_once(
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
             writer.write(
-                b"POST /notifications HTTP/1.1\r\nHost: hook\r\n"
+                b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 b"Content-Type: application/octet-stream\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(body)
             )

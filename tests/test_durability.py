@@ -60,7 +60,7 @@ def test_sigterm_lets_an_in_flight_delivery_finish(
     data = body({"fragrance_id": 7, "cost": 88})
     with socket.create_connection((url.hostname, url.port), timeout=15) as conn:
         head = (
-            f"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Type: application/json\r\n"
+            f"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n"
         )
         conn.sendall(head.encode() + data[:10])  # the request is in flight

@@ -146,6 +146,8 @@ def test_buckets_forget_the_oldest_clients_past_their_bound() -> None:
         ({"NOTIFY_TOKEN": "short"}, "NOTIFY_TOKEN must be at least 16 characters"),
         ({"NOTIFY_TOKEN": "has space in it 0123"}, "NOTIFY_TOKEN must be at least 16"),
         ({"ALLOWED_NETWORKS": "10.0.0.0/8, nonsense"}, "ALLOWED_NETWORKS holds 'nonsense'"),
+        ({"ALLOWED_HOSTS": "sync.internal, http://sync"}, "ALLOWED_HOSTS holds 'http://sync'"),
+        ({"ALLOWED_HOSTS": "fragrance_sync:9098"}, "ALLOWED_HOSTS holds 'fragrance_sync:9098'"),
         (
             {
                 "NOTIFY_TOKEN": TOKEN,
@@ -306,4 +308,110 @@ def test_the_hooks_own_docs_page_and_a_typed_request_still_deliver(
             return await http.post("/notifications", content=BODY, headers={"sec-fetch-site": site})
 
     assert asyncio.run(run()).status_code == 202
+    assert stored(shared_db) == 1
+
+
+# --- a page that rebinds its own name to the hook's address (DNS rebinding) -------------------
+
+
+def _post_as(
+    url: str, tmp_path: Path, headers: dict[str, str], path: str = "/notifications", **env: str
+) -> httpx.Response:
+    """POST the module's body to an in-process hook with these headers."""
+
+    async def run() -> httpx.Response:
+        async with hook_client(url, tmp_path, **env) as http:
+            return await http.post(path, content=BODY, headers=headers)
+
+    return asyncio.run(run())
+
+
+def test_a_page_that_rebinds_its_name_to_the_hooks_address_cannot_deliver(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """evil.example resolves to 127.0.0.1 a moment after its page loaded: same-origin.
+
+    The browser then sends the page's own name as Host and says same-origin,
+    so Sec-Fetch-Site let the page change fragrances through a hook on
+    loopback without NOTIFY_TOKEN. Only the Host header gives it away.
+    """
+    with running_hook(server, dbname, tmp_path) as hook:
+        port = hook.url.rsplit(":", 1)[1]
+        answer = httpx.post(
+            hook.url + "/notifications",
+            content=b'{"fragrance_id": 7, "name": "Changed by a rebound page"}',
+            headers={
+                "host": f"evil.example:{port}",
+                "origin": f"http://evil.example:{port}",
+                "sec-fetch-site": "same-origin",
+                "sec-fetch-mode": "cors",
+                "content-type": "text/plain;charset=UTF-8",
+            },
+        )
+        metrics = httpx.get(hook.url + "/metrics").text
+    assert (answer.status_code, answer.json()) == (
+        403,
+        {"detail": "this host name is not one the hook answers deliveries to (ALLOWED_HOSTS)"},
+    )
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+    assert 'fragrance_sync_deliveries_total{status="forbidden"} 1.0' in metrics
+
+
+def test_an_old_browser_without_sec_fetch_headers_cannot_deliver_from_another_sites_page(
+    url: str, shared_db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Browsers sent Sec-Fetch-Site only from 2019 to 2023; they sent Origin with a POST before."""
+    answer = _post_as(
+        url, tmp_path, {"origin": "https://evil.example", "content-type": "text/plain"}
+    )
+    assert (answer.status_code, answer.json()["detail"]) == (403, "a web page may not deliver here")
+    assert stored(shared_db) == 0
+
+
+@pytest.mark.parametrize(
+    ("host", "env"),
+    [
+        ("127.0.0.1:9098", {}),
+        ("localhost:9098", {}),
+        ("LocalHost.", {}),
+        ("[::1]:9098", {}),
+        ("10.0.0.5", {}),
+        # docker-compose's CMS calls the hook by its service name.
+        ("fragrance_sync:9098", {"ALLOWED_HOSTS": "fragrance_sync"}),
+        (
+            "sync.internal:9098",
+            {
+                "CMS_URL": "http://127.0.0.1:1",
+                "PUBLIC_URL": "http://sync.internal:9098/notifications",
+            },
+        ),
+        ("anything.example", {"ALLOWED_HOSTS": "*"}),
+    ],
+)
+def test_a_program_that_names_the_hook_as_it_is_told_still_delivers(
+    url: str, shared_db: psycopg.Connection, tmp_path: Path, host: str, env: dict[str, str]
+) -> None:
+    """An IP address, localhost, ALLOWED_HOSTS, PUBLIC_URL's host (what the CMS is told)."""
+    answer = _post_as(url, tmp_path, {"host": host}, **env)
+    assert answer.status_code == 202, answer.text
+    assert stored(shared_db) == 1
+
+
+def test_the_hooks_own_docs_page_delivers_under_any_name_it_answers_to(
+    url: str, shared_db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """/docs's "Try it out" sends Origin: the page's own origin is the hook's."""
+    headers = {"host": "localhost:9098", "origin": "http://localhost:9098"}
+    answer = _post_as(url, tmp_path, {**headers, "sec-fetch-site": "same-origin"})
+    assert answer.status_code == 202, answer.text
+
+
+def test_with_a_token_the_host_name_is_not_checked(
+    url: str, shared_db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A page does not know the token; a CMS calling by any name keeps delivering."""
+    answer = _post_as(
+        url, tmp_path, {"host": "cms-facing.example"}, f"/notifications/{TOKEN}", NOTIFY_TOKEN=TOKEN
+    )
+    assert answer.status_code == 202, answer.text
     assert stored(shared_db) == 1

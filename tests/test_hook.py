@@ -413,7 +413,7 @@ def test_a_client_that_never_finishes_its_body_gets_408_and_nothing_is_stored(
         url = urlsplit(slow.url)
         with socket.create_connection((url.hostname, url.port), timeout=30) as conn:
             conn.sendall(
-                b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: 100\r\n\r\n"
+                b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
                 b'{"fragrance_id": 7'
             )
             answer = b""  # the rest of the body never comes
@@ -501,7 +501,7 @@ def test_many_health_checks_at_once_share_one_probe_and_leave_the_pool_to_delive
         reader, writer = await asyncio.open_connection(url.hostname, url.port)
         statuses = []
         for _ in range(times):
-            writer.write(b"GET /healthz HTTP/1.1\r\nHost: hook\r\n\r\n")
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
             await reader.readexactly(length)

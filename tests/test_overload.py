@@ -118,9 +118,9 @@ def test_a_connection_that_does_not_finish_its_headers_in_time_is_closed(
         host, port = address(hook)
         with socket.create_connection((host, port), timeout=10) as sock:
             if kept_alive:  # one whole request first; then the next one never ends
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: hook\r\n\r\n")
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-            sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\n")
+            sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             closed = _closed(sock)  # within the 10 s socket timeout, far past 0.5 s
     assert closed
     assert "sent no complete request headers within 0.5 s" in hook.output()
@@ -134,7 +134,7 @@ def test_headers_past_max_header_bytes_get_431_and_nothing_is_stored(
     with running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, EVENT_LOOP=loop) as hook:
         host, port = address(hook)
         with socket.create_connection((host, port), timeout=10) as sock:
-            sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\nX-Big: ")
+            sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ")
             answer = b""
             with suppress(BrokenPipeError, ConnectionResetError):
                 for _ in range(64):  # 4 MiB at most; the answer comes after the first 64 KiB
@@ -158,7 +158,7 @@ def test_headers_under_the_bound_with_a_large_body_in_the_same_write_are_stored(
     """The bound counts headers only: a body sent with them is not counted against it."""
     delta = body({"fragrance_id": 7, "description": "x" * (MIB - 100)})
     request = (
-        b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Type: application/json\r\n"
+        b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"X-Padding: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
         % (b"p" * 60_000, len(delta))
     ) + delta
@@ -191,7 +191,7 @@ def _wait_for(hook: Hook, line: str) -> None:
 def _closing_request(delivery: bytes) -> bytes:
     """One whole delivery on a connection the sender closes after the answer."""
     return (
-        b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: %d\r\n"
+        b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n"
         b"Connection: close\r\n\r\n%s" % (len(delivery), delivery)
     )
 
@@ -210,7 +210,8 @@ def test_a_body_cut_short_by_a_closed_connection_is_not_stored(
     """A request its sender abandoned is not a delivery, even when what came parses."""
     with running_hook(server, dbname, tmp_path, HTTP_PARSER=parser, EVENT_LOOP=loop) as hook:
         with socket.create_connection(address(hook), timeout=10) as sock:
-            sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\n" + CUT_SHORT[framing])
+            head = b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            sock.sendall(head + CUT_SHORT[framing])
         _wait_for(hook, "closed before its whole body arrived")
         answer = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 8}))
     assert answer.status_code == 202
@@ -223,7 +224,7 @@ def test_a_content_length_with_thousands_of_leading_zeros_is_read_as_its_value(
     """1*DIGIT allows them; Python's int() refuses past 4,300 digits."""
     delta = body({"fragrance_id": 7, "cost": 12})
     request = (
-        b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: %s%d\r\n"
+        b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %s%d\r\n"
         b"Connection: close\r\n\r\n" % (b"0" * 5000, len(delta))
     ) + delta
     with (
@@ -247,7 +248,7 @@ def test_a_body_refused_as_too_large_closes_its_connection(
         socket.create_connection(address(hook), timeout=10) as sock,
     ):
         sock.sendall(
-            b"POST /notifications HTTP/1.1\r\nHost: hook\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
         with suppress(BrokenPipeError, ConnectionResetError):
             for _ in range(32):  # 2 MiB, over MAX_BODY_BYTES
@@ -265,7 +266,7 @@ def test_a_body_refused_as_too_large_closes_its_connection(
 
 def _half_open(host: str, port: int) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=10)
-    sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: hook\r\n")
+    sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n")
     return sock
 
 
@@ -299,7 +300,7 @@ def _busy(host: str, port: int) -> socket.socket:
     """A request in progress: headers sent, body (9 bytes) not yet, the hook asking for it."""
     sock = socket.create_connection((host, port), timeout=10)
     sock.sendall(
-        b"POST /notifications HTTP/1.1\r\nHost: hook\r\nContent-Length: 9\r\n"
+        b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9\r\n"
         b"Expect: 100-continue\r\n\r\n"
     )
     assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
@@ -399,7 +400,7 @@ def _reading_nothing(
     sock.connect((host, port))
     sock.setblocking(False)
     with suppress(BlockingIOError):
-        sock.send(f"GET {path} HTTP/1.1\r\nHost: hook\r\n\r\n".encode() * requests)
+        sock.send(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode() * requests)
     return sock
 
 
