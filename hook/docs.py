@@ -27,6 +27,16 @@ from fastapi.staticfiles import StaticFiles
 ASSETS = Path(str(files("fastapi_offline") / "static"))
 #: Where the pages find them: same origin, so they work wherever the page loads.
 ASSETS_PATH = "/docs-assets"
+#: No other site may frame the pages: /docs's "Try it out" sends real deliveries, and a
+#: page that framed it over its own buttons could have a visitor click "Execute" on the
+#: example body (fragrance 3797 renamed and forbidden) where no token guards the hook.
+NOT_FRAMED = {"Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"}
+
+
+def not_framed(page: HTMLResponse) -> HTMLResponse:
+    """``page`` with the headers that keep other sites from framing it."""
+    page.headers.update(NOT_FRAMED)
+    return page
 
 
 def install(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") -> None:
@@ -44,15 +54,17 @@ def install(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") ->
 
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
-        return get_swagger_ui_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} - Swagger UI",
-            oauth2_redirect_url=root + redirect_url if redirect_url else None,
-            init_oauth=app.swagger_ui_init_oauth,
-            swagger_ui_parameters=app.swagger_ui_parameters,
-            swagger_js_url=assets(request) + "/swagger-ui-bundle.js",
-            swagger_css_url=assets(request) + "/swagger-ui.css",
-            swagger_favicon_url=assets(request) + "/favicon.png",
+        return not_framed(
+            get_swagger_ui_html(
+                openapi_url=root + openapi_url,
+                title=f"{app.title} - Swagger UI",
+                oauth2_redirect_url=root + redirect_url if redirect_url else None,
+                init_oauth=app.swagger_ui_init_oauth,
+                swagger_ui_parameters=app.swagger_ui_parameters,
+                swagger_js_url=assets(request) + "/swagger-ui-bundle.js",
+                swagger_css_url=assets(request) + "/swagger-ui.css",
+                swagger_favicon_url=assets(request) + "/favicon.png",
+            )
         )
 
     async def swagger_ui_redirect(request: Request) -> HTMLResponse:
@@ -60,12 +72,14 @@ def install(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") ->
 
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
-        return get_redoc_html(
-            openapi_url=root + openapi_url,
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=assets(request) + "/redoc.standalone.js",
-            redoc_favicon_url=assets(request) + "/favicon.png",
-            with_google_fonts=False,
+        return not_framed(
+            get_redoc_html(
+                openapi_url=root + openapi_url,
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=assets(request) + "/redoc.standalone.js",
+                redoc_favicon_url=assets(request) + "/favicon.png",
+                with_google_fonts=False,
+            )
         )
 
     app.add_route(docs_url, swagger_ui, include_in_schema=False)

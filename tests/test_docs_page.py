@@ -85,6 +85,19 @@ def test_the_page_loads_only_files_the_hook_serves_itself(hook: Hook, path: str)
         assert len(served.content) > 1000, url
 
 
+@pytest.mark.parametrize("path", PAGES)
+def test_no_other_site_may_frame_the_pages(hook: Hook, path: str) -> None:
+    """/docs's "Try it out" sends real deliveries, as the hook's own page (clickjacking).
+
+    Framed under another site's buttons, two clicks of a visitor could deliver
+    the example (fragrance 3797 renamed and forbidden) to a hook without a
+    token: its Host and Sec-Fetch-Site are the hook's own, so no check refuses it.
+    """
+    page = httpx.get(hook.url + path)
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
 @pytest.mark.parametrize(("path", "title"), [("/docs", "Swagger UI"), ("/redoc", "ReDoc")])
 def test_a_browser_with_no_internet_renders_the_routes(
     hook: Hook, tmp_path: Path, path: str, title: str
