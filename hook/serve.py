@@ -198,11 +198,13 @@ def warn_if_open(settings: Settings) -> None:
         "NOTIFY_TOKEN is not set and HOST=%s listens beyond this machine: anyone who reaches "
         "port %d%s can create and change fragrances. Set NOTIFY_TOKEN (e.g. python -c 'import "
         "secrets; print(secrets.token_urlsafe(24))') and register the listener as "
-        "http://<this host>:%d/notifications/<NOTIFY_TOKEN>",
+        "http://<this host>:%d/notifications/<NOTIFY_TOKEN>. Until then, a delivery must name "
+        "this host by an IP address, localhost%s, or it is refused 403 (ALLOWED_HOSTS adds names)",
         settings.host,
         settings.port,
         " (from ALLOWED_NETWORKS)" if settings.allowed_networks else "",
         settings.port,
+        "".join(f" or {name}" for name in sorted(settings.delivery_hosts)),
     )
 
 

@@ -356,6 +356,8 @@ def test_a_hook_open_beyond_loopback_without_a_token_says_so_at_start(
     assert len(lines) == (1 if warned else 0)
     if warned:
         assert " WARNING " in lines[0] and "anyone who reaches port" in lines[0]
+        # Without a token the Host is checked: a CMS calling by another name is refused.
+        assert "a delivery must name this host by an IP address, localhost, or it is" in lines[0]
 
 
 def _run_until_it_stops(env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
