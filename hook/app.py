@@ -253,6 +253,9 @@ def create_app(
         # Served by hook/docs.py, after every other route, from files on this host.
         docs_url=None,
         redoc_url=None,
+        # Starlette answered /status/ with a 307 to http://<the request's Host>/status: any
+        # Host a client sent, evil.example included. The CMS's trailing slash has routes.
+        redirect_slashes=False,
     )
     notifications.install(app, deliveries)
     metrics.install(app)

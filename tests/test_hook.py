@@ -196,6 +196,16 @@ def test_a_body_at_the_limit_is_accepted(hook: Hook) -> None:
     assert answer.status_code == 202
 
 
+@pytest.mark.parametrize("path", ["/status/", "/healthz/", "/metrics/", "/docs/"])
+def test_a_trailing_slash_is_not_a_redirect_to_whatever_host_the_request_named(
+    hook: Hook, path: str
+) -> None:
+    """A 307 to http://evil.example/status: an open redirect built from the Host header."""
+    answer = httpx.get(hook.url + path, headers={"host": "evil.example"})
+    assert answer.status_code == 404
+    assert "location" not in answer.headers
+
+
 def test_healthz_reports_the_database_ok(hook: Hook) -> None:
     answer = httpx.get(hook.url + "/healthz")
     assert (answer.status_code, answer.json()) == (
