@@ -61,7 +61,8 @@ class Health(BaseModel):
         description="ok: this login can store deliveries. unreachable: no answer. "
         "not_migrated: no schema sync, or not this release's functions (run the migrations). "
         "read_only: a standby or a read-only database. not_permitted: this login may not "
-        "call sync.store_many. Anything but ok: deliveries go to the spool (503 without one)."
+        "call sync.store_many (or use schema sync). Anything but ok: deliveries go to the "
+        "spool (503 without one)."
     )
     spool_depth: int = Field(description="Deliveries waiting in this host's spool.")
     spool_set_aside: int = Field(description="Spooled deliveries the database refused.")
@@ -294,6 +295,9 @@ def create_app(
             if exc.sqlstate in NOT_MIGRATED_SQLSTATES:
                 unhealthy.warning("health check: %s%s", exc, not_migrated_hint(exc))
                 database = "not_migrated"
+            elif exc.sqlstate == "42501":  # no USAGE on schema sync: no function of it can run
+                unhealthy.warning("health check: %s", exc)
+                database = "not_permitted"
             else:
                 unhealthy.warning("health check: database unreachable: %s", exc)
                 database = "unreachable"
