@@ -397,6 +397,7 @@ as $$
 declare
     v_text text;
     v_detail text;
+    v_context text;
     v_keys bigint;
     v_unique_keys bigint;
 begin
@@ -428,9 +429,19 @@ begin
                 'body holds a number beyond what the database can hold (up to 131,072 digits before the point and 16,383 after); the raw bytes are kept in sync.inbox.body'));
             return;
         when others then
-            get stacked diagnostics v_detail = pg_exception_detail;
+            -- PostgreSQL's detail quotes the offending token whole ('Token
+            -- "..." is invalid.'), and a token runs to the next delimiter: an
+            -- unterminated string or a run of digits made a 1 MiB body's
+            -- reason 1 MiB, stored beside the body and shown on every
+            -- listing of the quarantine. The token is cut to 40 characters
+            -- (what sync_private.show keeps of a value), and the line it is
+            -- on, from the error's context, says where to look.
+            get stacked diagnostics v_detail = pg_exception_detail, v_context = pg_exception_context;
             reasons := jsonb_build_array(sync_private.reason('body.not_json', null,
-                format('body is not valid JSON: %s', coalesce(nullif(v_detail, ''), sqlerrm))));
+                format('body is not valid JSON%s: %s',
+                    coalesce(' at line ' || substring(v_context from 'JSON data, line (\d+)'), ''),
+                    regexp_replace(coalesce(nullif(v_detail, ''), sqlerrm),
+                                   '^([^"]*")(.{40}).+("[^"]*)$', '\1\2...\3', 's'))));
             return;
     end;
 
@@ -440,11 +451,19 @@ begin
         select count(*), count(distinct k) into v_keys, v_unique_keys
         from json_object_keys(v_text::json) as k;
         if v_keys <> v_unique_keys then
+            -- The keys as sync_private.show writes a value (quoted, cut to 40
+            -- characters), the first 20 by name, the rest counted: they were
+            -- written whole, every one, so a reason could be as long as its body.
             reasons := jsonb_build_array(sync_private.reason('body.duplicate_key', null,
                 format('body names %s more than once; each field may appear once',
-                    (select string_agg(d.k, ', ' order by d.k)
-                     from (select k from json_object_keys(v_text::json) as k
-                           group by k having count(*) > 1) as d))));
+                    (select string_agg(sync_private.show(to_jsonb(d.k)), ', ' order by d.k)
+                            || case when max(d.total) > 20 then format(' (and %s more)', max(d.total) - 20) else '' end
+                     from (select r.k, r.total
+                           from (select k, count(*) over () as total
+                                 from json_object_keys(v_text::json) as k
+                                 group by k having count(*) > 1) as r
+                           order by r.k
+                           limit 20) as d))));
         end if;
     end if;
 end;
@@ -709,8 +728,13 @@ begin
           from jsonb_object_keys(p_delta) as u (key)
           where u.key <> 'fragrance_id' and u.key <> all (sync_private.fields())) as k
     cross join lateral jsonb_array_elements(case
-        when k.nth <= v_named then sync_private.broken(p_rules, 'field.unknown', k.key,
-            format('unknown field %s was ignored; the CMS may have added it', to_jsonb(k.key)))
+        -- The key once, as the reason's field (sync.unknown_field counts by
+        -- it), its first 200 characters ('...' marks a key cut; the body has
+        -- it whole); the sentence shows it as any value, cut to 40. Both held
+        -- it whole: 20 keys of 45 KB made 1.8 MB of reasons for one body.
+        when k.nth <= v_named then sync_private.broken(p_rules, 'field.unknown',
+            case when char_length(k.key) > 200 then left(k.key, 200) || '...' else k.key end,
+            format('unknown field %s was ignored; the CMS may have added it', sync_private.show(to_jsonb(k.key))))
         when k.nth = v_named + 1 then sync_private.broken(p_rules, 'field.unknown', null,
             format('%s more unknown fields were ignored (%s in all, the first %s named above)',
                    k.total - v_named, k.total, v_named))

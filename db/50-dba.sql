@@ -64,7 +64,7 @@ where i.reasons @> '[{"code": "field.unknown"}]'
 group by r ->> 'field';
 comment on view sync.unknown_field is
     'Fields the CMS sent that the data rules do not know, with how often and when they were seen, over every delivery kept: a sign the CMS schema changed. A delivery names its first 20 unknown fields by name; its reasons count the rest. sync.health and the status page show the last day''s.';
-comment on column sync.unknown_field.field is 'The unknown key as the CMS sent it.';
+comment on column sync.unknown_field.field is 'The unknown key as the CMS sent it, to its first 200 characters (''...'' marks a key cut; the body has it whole).';
 comment on column sync.unknown_field.deliveries is 'How many deliveries carried it.';
 comment on column sync.unknown_field.first_seen is 'When the first of them was received.';
 comment on column sync.unknown_field.last_seen is 'When the latest of them was received.';

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import codes, fragrance, receive
+from helpers import codes, fragrance, inbox_row, receive, receive_many
 
 FULL = {"name": "Rose", "description": "Petals  ", "cost": 12, "forbidden": False}
 
@@ -690,3 +690,67 @@ def test_a_name_not_in_normal_form_c_is_applied_with_a_warning_naming_its_compos
             f" {shown(composed)} but compares, sorts and is searched as another name",
         }
     ]
+
+
+def long_unknown_keys(count: int) -> str:
+    """A body that names `count` keys of 100 characters twice each."""
+    keys = [f"{n:02d}" + "x" * 98 for n in range(count)]
+    return "{" + ", ".join(f'"{k}": 1, "{k}": 2' for k in keys) + "}"
+
+
+# (case id, body, the reason's code, its field, its sentence): a sender chooses
+# a token, a key, as long as a body; a reason quotes its first 40 characters.
+SENDERS_TEXT_IN_REASONS: list[tuple[str, str, str, str | None, str]] = [
+    (
+        "a run of digits",
+        '{"fragrance_id": 7,\n"cost": ' + "1" * 200_000 + "x}",
+        "body.not_json",
+        None,
+        'body is not valid JSON at line 2: Token "' + "1" * 40 + '..." is invalid.',
+    ),
+    (
+        "an unterminated string",
+        '{"fragrance_id": 7, "name": "' + "\u00e9" * 200_000,
+        "body.not_json",
+        None,
+        'body is not valid JSON at line 1: Token ""' + "\u00e9" * 39 + '..." is invalid.',
+    ),
+    (
+        "a short token, whole",
+        '{"fragrance_id": 7, "name": "R\\qse"}',
+        "body.not_json",
+        None,
+        'body is not valid JSON at line 1: Escape sequence "\\q" is invalid.',
+    ),
+    (
+        "an unknown key",
+        '{"fragrance_id": 7, "cost": 3, "' + "k" * 200_000 + '": 1}',
+        "field.unknown",
+        "k" * 200 + "...",
+        'unknown field "' + "k" * 39 + "... was ignored; the CMS may have added it",
+    ),
+    (
+        "twenty-five keys named twice",
+        long_unknown_keys(25),
+        "body.duplicate_key",
+        None,
+        "body names "
+        + ", ".join(f'"{n:02d}' + "x" * 37 + "..." for n in range(20))
+        + " (and 5 more) more than once; each field may appear once",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "code", "field", "message"),
+    [pytest.param(b, c, f, m, id=i) for i, b, c, f, m in SENDERS_TEXT_IN_REASONS],
+)
+def test_a_reason_quotes_only_the_start_of_what_the_sender_chose(
+    tx: psycopg.Connection, data: str, code: str, field: str | None, message: str
+) -> None:
+    """A token or key was quoted whole, twice for an unknown key: a 1 MiB body, a 1 MiB reason."""
+    [(inbox_id, *_)] = receive_many(tx, [data.encode()])
+    reasons = inbox_row(tx, inbox_id)["reasons"]
+    [reason] = [r for r in reasons if r["code"] == code]
+    assert (reason["field"], reason["message"]) == (field, message)
+    assert len(json.dumps(reasons)) < 2_000

@@ -339,4 +339,4 @@ def test_names_and_messages_a_sender_chose_are_cut_on_the_page(
     assert page.status_code == 200
     assert len(page.content) < 100_000, len(page.content)
     assert f"<code>{keys[-1][:200]}...</code>" in page.text  # the start of each, to tell them apart
-    assert "body is not valid JSON: Token &#34;xxxx" in page.text
+    assert "body is not valid JSON at line 1: Token &#34;xxxx" in page.text
