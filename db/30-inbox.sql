@@ -405,14 +405,14 @@ begin
             v_rows := sync_private.hold_back(v_rows, v_held);
         end if;
         -- The same for names: a delivery that writes a name takes the
-        -- name.duplicate turns of its new and its old name (sync_private.lock_names),
+        -- turns of its new and its old name (sync_private.lock_names),
         -- until commit. A turn another transaction holds (one left open
         -- after writing names: a DBA's rename, a session of the hook's login)
         -- keeps that fragrance's deliveries pending for a later call, like a
         -- held row; waiting for it held the merger, and every delivery
         -- received after, until that transaction ended (hostile review).
         v_turns := array(
-            select distinct hashtext(x.name) & 1023
+            select distinct sync_private.name_turn_of(x.name)
             from (select d.payload ->> 'name' as name from unnest(v_rows) as d
                   where d.valid and d.payload ? 'name'
                   union all
@@ -432,8 +432,8 @@ begin
                                        where l.fragrance_id = d.fragrance_id
                                        offset 0) as f on true
                     where d.valid and d.payload ? 'name'
-                      and ((hashtext(d.payload ->> 'name') & 1023) <> all (v_taken)
-                           or (hashtext(f.name) & 1023) <> all (v_taken))
+                      and (sync_private.name_turn_of(d.payload ->> 'name') <> all (v_taken)
+                           or sync_private.name_turn_of(f.name) <> all (v_taken))
                     order by 1);
                 raise notice '% of % deliveries left pending: another transaction holds the turn of a name they write or replace (fragrance %)',
                     (select count(*) from unnest(v_rows) as d where d.fragrance_id = any (v_held)),

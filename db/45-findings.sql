@@ -8,8 +8,42 @@
 -- gone, so a DBA asks what is wrong now, since when, and what got fixed. A
 -- finding never blocks the smart library and never changes a row.
 
+-- sync_private.name_key
+-- A name folded as a reader sees it: Unicode NFKC, then lower case.
+create function sync_private.name_key(p_name text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- "CHANEL", "Chanel" and full-width "ＣＨＡＮＥＬ" fold alike: NFKC maps
+    -- the compatibility forms (full-width and other widths, ligatures, the
+    -- no-break space...) to their plain letters, lower() the case. lower()
+    -- follows the collation of its argument, the column's for a stored
+    -- name, as every comparison of names does: under a "C" collation it
+    -- folds ASCII only. Inlined where it is called, so that queries over
+    -- public.fragrances use sync_fragrances_name_key_idx (migration 0036),
+    -- whose expression this is, to the letter.
+    select lower(normalize(p_name, nfkc));
+$$;
+comment on function sync_private.name_key(text) is
+    'A name folded as a reader sees it: lower(normalize(name, nfkc)), the expression of the index sync_fragrances_name_key_idx. Names with the same key and other letters are name.lookalike.';
+
+-- sync_private.name_turn_of
+-- The turn (row of sync_private.name_turn) of a name: a hash of its folded form.
+create function sync_private.name_turn_of(p_name text) returns integer
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- Of the folded name, so names that fold alike, which judge each
+    -- other's name.lookalike, take the same turn (equal names fold alike).
+    select hashtext(sync_private.name_key(p_name)) & 1023;
+$$;
+comment on function sync_private.name_turn_of(text) is
+    'The turn of a name in sync_private.name_turn: hashtext of its folded form (sync_private.name_key), 0 to 1023. Writers of names that fold alike take turns.';
+
 -- sync_private.shared_names
--- The fragrances in scope whose name another fragrance has too.
+-- The fragrances in scope whose name another fragrance has too, as written or folded.
 create function sync_private.shared_names(p_scope integer[], p_rules jsonb)
     returns table (rule text, fragrance_id integer, field text, value jsonb, message text, severity text)
     language plpgsql
@@ -38,14 +72,31 @@ begin
     where l.fragrance_id = any (p_scope)
       and sync_private.severity(p_rules, 'name.duplicate') is not null
       and exists (select from public.fragrances as o
-                  where o.name = l.name and o.fragrance_id <> l.fragrance_id);
+                  where o.name = l.name and o.fragrance_id <> l.fragrance_id)
+    union all
+    -- A name that folds as another fragrance's name folds, written with
+    -- other letters (case, width): two probes of the folded-name index,
+    -- below and above its own name, each ends at the first entry it finds,
+    -- however many fragrances share the exact name. Like name.duplicate's,
+    -- the sentence names no other fragrance and no count.
+    select 'name.lookalike', l.fragrance_id, 'name', to_jsonb(l.name),
+        format('name %s differs from another fragrance''s name only in case, width or another compatibility form (they are the same under Unicode NFKC and lower case); a reader takes them for one name',
+               to_jsonb(l.name)),
+        sync_private.severity(p_rules, 'name.lookalike')
+    from public.fragrances as l
+    where l.fragrance_id = any (p_scope)
+      and sync_private.severity(p_rules, 'name.lookalike') is not null
+      and (exists (select from public.fragrances as o
+                   where sync_private.name_key(o.name) = sync_private.name_key(l.name) and o.name < l.name)
+           or exists (select from public.fragrances as o
+                      where sync_private.name_key(o.name) = sync_private.name_key(l.name) and o.name > l.name));
 end;
 $$;
 comment on function sync_private.shared_names(integer[], jsonb) is
-    'The name.duplicate findings of the fragrances in p_scope: each whose name another fragrance has too. The only rule of the catalog that needs the table; one index probe per fragrance.';
+    'The name.duplicate and name.lookalike findings of the fragrances in p_scope: each whose name another fragrance has too, and each whose name another fragrance''s equals once both are folded (sync_private.name_key) but not as written. The only rules of the catalog that need the table; at most three index probes per fragrance.';
 
 -- sync_private.name_neighbours
--- The other fragrances whose name.duplicate finding a write of these names may open or close.
+-- The other fragrances whose name.duplicate or name.lookalike finding a write of these names may open or close.
 create function sync_private.name_neighbours(p_names text[], p_writers integer[]) returns integer[]
     language plpgsql
     stable
@@ -61,19 +112,43 @@ as $$
     -- is judged again. The writers are in the caller's scope anyway. So at
     -- most two index entries besides the writers' are read per name, whatever
     -- the size of its group.
+    --
+    -- name.lookalike, by folded name (sync_private.name_key): a holder's
+    -- finding says another name of its folded group is written otherwise.
+    -- When the fragrances besides the writers hold two spellings of it,
+    -- each of them has one besides the writers, before and after: none can
+    -- change. When they hold one spelling, all of them may (the writers
+    -- brought or took the other), unless every name written or left in that
+    -- group is that spelling too. Two index entries per folded name decide
+    -- it; the group is read only when its findings may change.
 begin
-    return (select coalesce(array_agg(h.fragrance_id order by h.fragrance_id), '{}')
-    from (select distinct n from unnest(p_names) as n where n is not null) as x
-    cross join lateral (select array_agg(g.fragrance_id) as others
-                        from (select o.fragrance_id from public.fragrances as o
-                              where o.name = x.n and o.fragrance_id <> all (p_writers)
-                              limit 2) as g) as g
-    cross join lateral unnest(g.others) as h (fragrance_id)
-    where cardinality(g.others) = 1);
+    return (select coalesce(array_agg(distinct h.fragrance_id order by h.fragrance_id), '{}')
+    from (select h.fragrance_id
+          from (select distinct n from unnest(p_names) as n where n is not null) as x
+          cross join lateral (select array_agg(g.fragrance_id) as others
+                              from (select o.fragrance_id from public.fragrances as o
+                                    where o.name = x.n and o.fragrance_id <> all (p_writers)
+                                    limit 2) as g) as g
+          cross join lateral unnest(g.others) as h (fragrance_id)
+          where cardinality(g.others) = 1
+          union all
+          select o.fragrance_id
+          from (select distinct sync_private.name_key(n) as k from unnest(p_names) as n where n is not null) as x
+          cross join lateral (select f.name from public.fragrances as f
+                              where sync_private.name_key(f.name) = x.k and f.fragrance_id <> all (p_writers)
+                              order by sync_private.name_key(f.name), f.name
+                              limit 1) as s
+          cross join lateral (select o.fragrance_id from public.fragrances as o
+                              where sync_private.name_key(o.name) = x.k and o.name = s.name
+                                and o.fragrance_id <> all (p_writers)) as o
+          where exists (select from unnest(p_names) as n where sync_private.name_key(n) = x.k and n <> s.name)
+            and not exists (select from public.fragrances as f
+                            where sync_private.name_key(f.name) = x.k and f.name > s.name
+                              and f.fragrance_id <> all (p_writers))) as h);
 end;
 $$;
 comment on function sync_private.name_neighbours(text[], integer[]) is
-    'The fragrances besides p_writers whose name.duplicate finding a write of p_names (names written, or left) may open or close: for each name, its one other holder when exactly one fragrance besides the writers holds it. Reads at most two index entries per name besides the writers''.';
+    'The fragrances besides p_writers whose name.duplicate or name.lookalike finding a write of p_names (names written, or left) may open or close: for each name, its one other holder when exactly one fragrance besides the writers holds it; for each folded name (sync_private.name_key), its holders besides the writers when they all write it one way and a name written or left writes it otherwise. Reads at most two index entries per name and per folded name besides the writers'', and a folded group only when its findings may change.';
 
 -- sync_private.violations
 -- Every rule the fragrances in scope break now.
@@ -120,7 +195,7 @@ begin
 end;
 $$;
 comment on function sync_private.violations(integer[], jsonb) is
-    'The rules (of p_rules, those that apply to the catalog) that the fragrances in p_scope break now, one row per rule and fragrance: the field rules deltas share (sync_private.broken_rule) and name.duplicate (sync_private.shared_names). sync_private.reconcile_findings gives the whole catalog as a scope of every id. message is null for a field rule (sync_private.rule_message writes it when a finding opens).';
+    'The rules (of p_rules, those that apply to the catalog) that the fragrances in p_scope break now, one row per rule and fragrance: the field rules deltas share (sync_private.broken_rule), name.duplicate and name.lookalike (sync_private.shared_names). sync_private.reconcile_findings gives the whole catalog as a scope of every id. message is null for a field rule (sync_private.rule_message writes it when a finding opens).';
 
 -- sync_private.reconcile_findings
 -- Opens findings for what the scope breaks now and closes those it no longer breaks.
@@ -174,19 +249,19 @@ begin
                          select f.fragrance_id from sync.finding as f where f.closed_at is null);
     end if;
     -- p_only: judge only these rules (the others are as off), and close only their findings.
-    -- The shared-name rule alone (every merge that writes a name) reads only
-    -- its own entry, so the rules are not rebuilt for it.
-    v_judged := case when p_only is null or p_only = array['name.duplicate'] then v_rules.rules
+    -- The shared-name rules alone (every merge that writes a name) read only
+    -- their own entries, so the rules are not rebuilt for them.
+    v_judged := case when p_only is null or p_only = array['name.duplicate', 'name.lookalike'] then v_rules.rules
                      else (select jsonb_object_agg(r.key, case when r.key = any (p_only) then r.value
                                                                else r.value || '{"severity": "off"}' end)
                            from jsonb_each(v_rules.rules) as r) end;
     with found as materialized (
-        -- A write of names needs only the shared-name rule: the field rules are not computed.
+        -- A write of names needs only the shared-name rules: the field rules are not computed.
         select * from sync_private.violations(v_scope, v_judged)
-        where p_only is distinct from array['name.duplicate']
+        where p_only is distinct from array['name.duplicate', 'name.lookalike']
         union all
         select * from sync_private.shared_names(v_scope, v_judged)
-        where p_only = array['name.duplicate']
+        where p_only = array['name.duplicate', 'name.lookalike']
     ),
     standing as materialized (
         -- The open findings in scope, looked up by key for each fragrance in
@@ -369,11 +444,14 @@ begin
                      union
                      select m.fragrance_id from moved as m
                      union
+                     -- (by folded name: equal names fold alike, and
+                     -- name.lookalike is judged by the folded group)
                      select h.fragrance_id
                      from public.fragrances as h
-                     where h.name = any (array(select m.old_name from moved as m where m.old_name is not null
-                                               union
-                                               select m.name from moved as m where m.name is not null)))
+                     where sync_private.name_key(h.name)
+                           = any (array(select sync_private.name_key(m.old_name) from moved as m where m.old_name is not null
+                                        union
+                                        select sync_private.name_key(m.name) from moved as m where m.name is not null)))
         into v_scope;
         if cardinality(v_scope) > 0 then
             perform sync_private.reconcile_findings(v_scope, v_label, null, v_rules.rules, v_rules.version);
@@ -405,7 +483,7 @@ begin
 end;
 $$;
 comment on function sync.check_catalog() is
-    'Checks every fragrance against the data rules in force (the field rules deltas share, and name.duplicate), opens findings for what is new, closes those that are gone, and returns per rule: fragrances breaking it now, opened and closed by this check, and an example. Never changes a fragrance. Usage: SELECT * FROM sync.check_catalog();';
+    'Checks every fragrance against the data rules in force (the field rules deltas share, name.duplicate and name.lookalike), opens findings for what is new, closes those that are gone, and returns per rule: fragrances breaking it now, opened and closed by this check, and an example. Never changes a fragrance. Usage: SELECT * FROM sync.check_catalog();';
 
 -- sync_private.lock_names
 -- Takes turns with other writers of the same names, for their name.duplicate findings.
@@ -432,13 +510,13 @@ begin
     -- then cancels one, and the merge leaves its deliveries pending with
     -- internal.retryable.)
     perform from sync_private.name_turn as t
-    where t.turn = any (array(select distinct hashtext(n) & 1023 from unnest(p_names) as n where n is not null))
+    where t.turn = any (array(select distinct sync_private.name_turn_of(n) from unnest(p_names) as n where n is not null))
     order by t.turn
     for update;
 end;
 $$;
 comment on function sync_private.lock_names(text[]) is
-    'Makes two transactions judging name.duplicate for one name take turns: locks the rows of sync_private.name_turn for the names (hashtext(name) & 1023), in turn order, until commit; never the table, so a transaction left open holds back only the names of its turns. Not advisory locks, which any login can take.';
+    'Makes two transactions judging name.duplicate and name.lookalike for one name, or two names that fold alike, take turns: locks the rows of sync_private.name_turn for the names (sync_private.name_turn_of), in turn order, until commit; never the table, so a transaction left open holds back only the names of its turns. Not advisory locks, which any login can take.';
 
 -- sync_private.take_turns
 -- The name turns a merge can have now: waits as long as a merge holds them, then takes those free.
@@ -530,7 +608,7 @@ begin
                        filter (where f.rule = w.reason ->> 'code') as same_differs
             from sync.finding as f
             where f.closed_at is null and f.fragrance_id = w.fragrance_id and f.field = w.field
-              and f.rule <> 'name.duplicate') as s
+              and f.rule <> all ('{name.duplicate,name.lookalike}')) as s
     ),
     gone as (
         update sync.finding as fi
@@ -554,8 +632,9 @@ begin
     on conflict (rule, fragrance_id) where closed_at is null do nothing;
 
     -- A name written, or left: the writers are judged again for
-    -- name.duplicate, and so are the other holders of a name that went from
-    -- or to being shared (sync_private.name_neighbours).
+    -- name.duplicate and name.lookalike, and so are the other holders of a
+    -- name that went from or to being shared, as written or folded
+    -- (sync_private.name_neighbours).
     v_names := p_old_names || array(
         select o.payload ->> 'name' from unnest(p_outcomes) as o
         where o.status = 'applied' and 'name' = any (o.applied_fields));
@@ -566,7 +645,7 @@ begin
         perform sync_private.reconcile_findings(
             array(select unnest(v_writers)
                   union select unnest(sync_private.name_neighbours(v_names, v_writers))),
-            v_label, array['name.duplicate'], p_rules, p_version);
+            v_label, array['name.duplicate', 'name.lookalike'], p_rules, p_version);
     end if;
 end;
 $$;

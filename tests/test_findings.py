@@ -305,6 +305,118 @@ def test_shared_name_findings_follow_every_write_of_a_name(
         assert open_duplicates(db, ids) == shared_names_truth(db, ids), (how, names)
 
 
+def lookalikes_truth(conn: psycopg.Connection, ids: list[int]) -> set[int]:
+    """The fragrances among ``ids`` whose name another's equals under NFKC and lower case only."""
+    rows = conn.execute(
+        "select f.fragrance_id from public.fragrances as f where f.fragrance_id = any(%s)"
+        " and exists (select from public.fragrances as o"
+        "             where lower(normalize(o.name, nfkc)) = lower(normalize(f.name, nfkc))"
+        "               and o.name <> f.name)",
+        [ids],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def open_lookalikes(conn: psycopg.Connection, ids: list[int]) -> set[int]:
+    rows = conn.execute(
+        "select fragrance_id from sync.open_finding"
+        " where rule = 'name.lookalike' and fragrance_id = any(%s)",
+        [ids],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+# (case id, names given to fragrances 1 and 2 by one batch of deliveries, whether both
+# are then name.lookalike): names a reader takes for one, which name.duplicate missed.
+LOOKALIKE_PAIRS = [
+    ("case", ("Chanel No 5", "CHANEL NO 5"), True),
+    ("full width", ("\uff23\uff28\uff21\uff2e\uff25\uff2c", "CHANEL"), True),
+    ("full width and case", ("\uff43\uff48\uff41\uff4e\uff45\uff4c", "Chanel"), True),
+    ("a ligature", ("\ufb01ne Rose", "Fine Rose"), True),
+    ("a no-break space", ("Rose\u00a0Garden", "rose garden"), True),
+    ("an accent is another letter", ("Rose", "Ros\u00e9"), False),
+    ("the same name is name.duplicate only", ("Rose Garden", "Rose Garden"), False),
+    ("different names", ("Ash", "Birch"), False),
+]
+
+
+@pytest.mark.parametrize(
+    ("names", "lookalike"), [pytest.param(n, expected, id=i) for i, n, expected in LOOKALIKE_PAIRS]
+)
+def test_names_that_differ_only_in_case_or_width_are_lookalikes_at_rest(
+    db: psycopg.Connection, names: tuple[str, str], lookalike: bool
+) -> None:
+    receipts = receive_many(
+        db, [body({"fragrance_id": i, "name": n}) for i, n in enumerate(names, 1)]
+    )
+    assert [r[1] for r in receipts] == ["applied", "applied"]
+    assert open_lookalikes(db, [1, 2]) == ({1, 2} if lookalike else set())
+    assert db.execute(
+        "select count(*) from sync.inbox where id = any(%s) and reasons::text like '%%lookalike%%'",
+        [[r[0] for r in receipts]],
+    ).fetchone() == (0,)  # a finding of the catalog, never a reason on a delivery
+    report = check(db)
+    assert "name.lookalike" not in report or report["name.lookalike"]["opened"] == 0
+
+
+#: Steps of names written to fragrances 1 to 4, as NAME_STEPS, with names that fold alike.
+LOOKALIKE_STEPS = [
+    pytest.param([("batch", {1: "Ash"}), ("batch", {2: "ASH"})], id="a second spelling, delivered"),
+    pytest.param([("hand", {1: "Ash"}), ("hand", {2: "ASH"})], id="a second spelling, by hand"),
+    pytest.param(
+        [("hand", {1: "Ash", 2: "Ash", 3: "Ash"}), ("batch", {4: "ASH"}), ("batch", {4: "Birch"})],
+        id="a spelling joins and leaves a group of three",
+    ),
+    pytest.param(
+        [("batch", {1: "Ash", 2: "ASH"}), ("hand", {2: "Ash"})],
+        id="a spelling corrected by hand",
+    ),
+    pytest.param(
+        [("batch", {1: "Ash", 2: "ASH", 3: "\uff21\uff53\uff48"}), ("batch", {2: "Birch"})],
+        id="one of three spellings leaves",
+    ),
+    pytest.param(
+        [("batch", {1: "Ash", 2: "ASH"}), ("batch", {3: "ASH"}), ("batch", {1: "ASH"})],
+        id="three spellings become one",
+    ),
+    pytest.param(
+        [("batch", {1: "Ash", 2: "ASH"}), ("delete", {1: ""})],
+        id="a holder deleted",
+    ),
+]
+
+
+@pytest.mark.parametrize("steps", LOOKALIKE_STEPS)
+def test_lookalike_findings_follow_every_write_of_a_name(
+    db: psycopg.Connection, steps: list[tuple[str, dict[int, str]]]
+) -> None:
+    ids = [1, 2, 3, 4]
+    check(db)
+    for how, names in steps:
+        if how == "hand":
+            for fragrance_id, name in names.items():
+                db.execute(
+                    "update public.fragrances set name = %s where fragrance_id = %s",
+                    [name, fragrance_id],
+                )
+        elif how == "delete":
+            db.execute("delete from public.fragrances where fragrance_id = any(%s)", [list(names)])
+        else:
+            receive_many(db, [body({"fragrance_id": i, "name": n}) for i, n in names.items()])
+        assert open_lookalikes(db, ids) == lookalikes_truth(db, ids), (how, names)
+        assert open_duplicates(db, ids) == shared_names_truth(db, ids), (how, names)
+
+
+def test_the_check_finds_lookalikes_an_adopted_catalog_holds(db: psycopg.Connection) -> None:
+    with db.transaction():
+        db.execute("set local session_replication_role = replica")  # a bulk load: no trigger
+        db.execute("update public.fragrances set name = 'ROSE' where fragrance_id = 1")
+        db.execute("update public.fragrances set name = 'rose' where fragrance_id = 2")
+    report = check(db)
+    assert report["name.lookalike"]["opened"] == 2
+    assert open_lookalikes(db, [1, 2]) == {1, 2}
+
+
 def test_joining_a_large_group_of_shared_names_rewrites_no_other_finding(
     db: psycopg.Connection,
 ) -> None:
@@ -872,7 +984,10 @@ def test_a_changed_limit_is_in_the_sentence_of_the_findings_the_check_keeps(
 
 #: Values the property below writes: shared names, and values that break each field rule.
 PROPERTY_VALUES: dict[str, list[Any]] = {
-    "name": ["Ash", "Ash", "Birch", "Ash ", "A\u200bB", "", "n" * 151, "Rose" + "\u0007"],
+    "name": [
+        *("Ash", "Ash", "Birch", "Ash ", "A\u200bB", "", "n" * 151, "Rose" + "\u0007"),
+        *("ASH", "\uff41\uff53\uff48"),  # lookalikes of Ash: in capitals, in full width
+    ],
     "description": ["plain", "padded  ", "so\u00adft", "", "bell\u0007"],
     "cost": [1, 12.5, -1, 1e20, 1.125, 0, 5000],
     "forbidden": [True, False],
@@ -884,6 +999,7 @@ PROPERTY_RULE_CHANGES = [
     ("severity", "description.untrimmed", ["off", "warning"]),
     ("severity", "cost.fractional", ["off", "warning", "error"]),
     ("severity", "name.duplicate", ["off", "warning"]),
+    ("severity", "name.lookalike", ["off", "warning"]),
     ("severity", "cost.too_large", ["warning", "error"]),
     ("parameter", "cost.too_large", [100, 1000, 9007199254740991]),
     ("parameter", "name.too_long", [3, 4, 150]),

@@ -1,0 +1,38 @@
+-- The rule name.lookalike: names that differ only in case or width, and an index on the folded name
+-- depends: 0035-open-findings-by-rule
+
+-- "CHANEL", "Chanel" and the full-width "ＣＨＡＮＥＬ" are three names to
+-- name.duplicate, one to a reader. Refusing them would be a product
+-- decision; the data at rest shows them: a finding of the catalog (never a
+-- reason on a delta), a warning, on each fragrance whose name another
+-- fragrance's equals once both are folded (Unicode NFKC, then lower case,
+-- sync_private.name_key in db/45-findings.sql) but not as written.
+insert into sync.rule (code, field, applies_to, severity, parameter, default_severity, default_parameter,
+                       tunable, parameter_min, parameter_max, description)
+values ('name.lookalike', 'name', 'catalog', 'warning', null, 'warning', null, '{severity}', null, null,
+        'name differs from another fragrance''s only in case, width or another compatibility form (the same under Unicode NFKC and lower case, e.g. "CHANEL", "Chanel" and full-width "ＣＨＡＮＥＬ"): a reader takes them for one name. List a group with: select fragrance_id, name from public.fragrances where lower(normalize(name, nfkc)) = lower(normalize(''Chanel'', nfkc));');
+
+-- Each fragrance written asks whether another holds its folded name with
+-- other letters: one probe of this index per fragrance, on each side of
+-- its own name (the name as the second column), whatever the size of its
+-- group. Built-in functions only: the code load drops and recreates every
+-- function of ours, which an index on public.fragrances must not depend on.
+-- lower() follows the column's collation, as every comparison of names does.
+create index if not exists sync_fragrances_name_key_idx on public.fragrances (lower(normalize(name, nfkc)), name);
+comment on index public.sync_fragrances_name_key_idx is
+    'Fragrance sync: names folded (NFKC, lower case), then as written, for name.lookalike (db/45-findings.sql). Changes no row; the rollback of migration 0036 drops it.';
+
+comment on table sync_private.name_turn is
+    'One row per turn of names (1,024): a writer of a name locks the row of its folded name (sync_private.name_turn_of) FOR UPDATE until it commits, so two writers of one name, or of two names that fold alike, judge name.duplicate and name.lookalike in turn (sync_private.lock_names); a writer of many names locks their rows, at most all 1,024, never the table. The hook''s merger passes over a turn held longer than a merge holds one (sync_private.take_turns). Granted to nobody.';
+comment on column sync_private.name_turn.turn is
+    'sync_private.name_turn_of(name), a hash of the folded name: names that share a turn wait for each other, which is safe, only slower.';
+
+-- The rules with it are a new version: made here unless sync.rule's
+-- trigger made it already (it is loaded with db/ after the migrations).
+insert into sync.rule_version (changed_by, rules)
+select 'migration 0036',
+       jsonb_object_agg(code, jsonb_build_object('severity', severity, 'parameter', parameter, 'applies_to', applies_to))
+from sync.rule
+having not exists (select from sync.rule_version as v
+                   where v.version = (select max(w.version) from sync.rule_version as w)
+                     and v.rules ? 'name.lookalike');
