@@ -37,9 +37,12 @@ SHOWN = frozenset(
 # What is_blank held before it was generated, kept: whole blocks of marks,
 # spaces, selectors and tags (code points they leave unassigned included),
 # the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0) and the braille blank
-# (U+2800), letters and a symbol that show nothing. And the whole block of
-# Egyptian hieroglyph format controls, marks included (U+13430-1345F,
-# completed in Unicode 15, after Python 3.11's 14.0).
+# (U+2800), letters and a symbol that show nothing. And the block of
+# Egyptian hieroglyph format controls, completed in Unicode 15, after Python
+# 3.11's 14.0 (U+13430-1345F, marks and unassigned code points included),
+# but for its four lost signs, U+13443-13446: letters (Lo) that show a
+# hatched area where signs are lost, so a name of them is not blank. Its
+# full and half blank, U+13441-13442, show an empty quadrat: blank.
 ALSO: tuple[tuple[int, int], ...] = (
     (0x0001, 0x0020),
     (0x007F, 0x00A0),
@@ -64,7 +67,8 @@ ALSO: tuple[tuple[int, int], ...] = (
     (0xFEFF, 0xFEFF),
     (0xFFA0, 0xFFA0),
     (0xFFF9, 0xFFFB),
-    (0x13430, 0x1345F),
+    (0x13430, 0x13442),
+    (0x13447, 0x1345F),
     (0x1BCA0, 0x1BCA3),
     (0x1D173, 0x1D17A),
     (0xE0000, 0xE007F),

@@ -91,3 +91,29 @@ def test_a_name_with_anything_that_shows_is_not_blank(tx: psycopg.Connection, na
 def test_the_ranges_in_the_database_are_the_generators() -> None:
     """After an upgrade of Python's Unicode data: python -m devtools.blank_class --write."""
     assert pattern_sql() in (ROOT / "db" / "10-rules.sql").read_text()
+
+
+# (case id, a name of one character repeated, whether it is blank): characters
+# that Python 3.11's Unicode data (14.0) does not know, judged by what they show.
+NEWER_THAN_PYTHONS_DATA = [
+    ("Egyptian hieroglyph format control, Unicode 15", "\U00013439", True),
+    ("Egyptian hieroglyph full blank: an empty quadrat", "\U00013441", True),
+    ("Egyptian hieroglyph half blank", "\U00013442", True),
+    ("Egyptian hieroglyph lost sign: a hatched area", "\U00013443", False),
+    ("Egyptian hieroglyph half lost sign", "\U00013444", False),
+    ("Egyptian hieroglyph tall lost sign", "\U00013445", False),
+    ("Egyptian hieroglyph wide lost sign", "\U00013446", False),
+    ("Egyptian hieroglyph modifier damaged, a mark", "\U00013447", True),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "is_blank"), [pytest.param(n, b, id=i) for i, n, b in NEWER_THAN_PYTHONS_DATA]
+)
+def test_a_character_newer_than_pythons_data_is_blank_only_if_it_shows_nothing(
+    tx: psycopg.Connection, name: str, is_blank: bool
+) -> None:
+    texts = [name, name * 3]
+    assert blank(tx, texts) == (
+        [" ".join(f"U+{ord(c):04X}" for c in t) for t in texts] if is_blank else []
+    )
