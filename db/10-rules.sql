@@ -759,6 +759,35 @@ $$;
 comment on function sync.check_delta(jsonb) is
     'Checks a parsed delta against the data rules in force (sync.rule) and returns a JSON array of reasons; whether the fragrance exists is checked at merge time. Usage: SELECT sync.check_delta(''{"fragrance_id": 7, "cost": -1}'');';
 
+-- sync_private.stored_payload
+-- A judged delta as the merge writes it: a cost's zeros past the places the rules keep dropped.
+create function sync_private.stored_payload(p_payload jsonb, p_rules jsonb) returns jsonb
+    language sql
+    -- Stable, as to_jsonb is: see sync_private.reason (it is inlined).
+    stable
+    parallel safe
+as $$
+    -- jsonb keeps a number's written scale, and so did the numeric column:
+    -- a cost of 12 written with 16,000 zeros after the point passed every
+    -- rule (cost.too_precise counts the places that hold a digit) and was
+    -- 12.000...0 at rest, 16,003 characters in every listing, export and
+    -- history row (hostile review). The zeros past the places
+    -- cost.too_precise keeps, or past the last digit when it lets more
+    -- through, are dropped: the same number, 12.50 stays 12.50. A cost
+    -- with no point, the most of them, costs a strpos.
+    select case when strpos(p_payload ->> 'cost', '.') > 0
+                     and jsonb_typeof(p_payload -> 'cost') = 'number'
+                     and scale((p_payload ->> 'cost')::numeric)
+                         > greatest(scale(trim_scale((p_payload ->> 'cost')::numeric)),
+                                    coalesce(sync_private.parameter(p_rules, 'cost.too_precise'), 0))
+                then jsonb_set(p_payload, '{cost}', to_jsonb(round((p_payload ->> 'cost')::numeric,
+                         greatest(scale(trim_scale((p_payload ->> 'cost')::numeric)),
+                                  coalesce(sync_private.parameter(p_rules, 'cost.too_precise'), 0))::integer)))
+                else p_payload end;
+$$;
+comment on function sync_private.stored_payload(jsonb, jsonb) is
+    'A judged delta as the merge writes it: a cost written with zeros past the decimal places cost.too_precise keeps (in p_rules), or past its last digit, loses them (12.000 becomes 12.00; 12.50 stays); the same number, never rounded. Anything else as it came.';
+
 -- sync_private.check_parsed
 -- The rules once a body is parsed: everything judge() does after parse_body().
 create function sync_private.check_parsed(p_inbox_id bigint, p_payload jsonb, p_reasons jsonb, p_rules jsonb)
@@ -770,7 +799,7 @@ declare
     v_result sync_private.judged;
 begin
     v_result.inbox_id := p_inbox_id;
-    v_result.payload := p_payload;
+    v_result.payload := sync_private.stored_payload(p_payload, p_rules);
     v_result.reasons := p_reasons;
     if not sync_private.has_error(v_result.reasons) then
         v_result.reasons := v_result.reasons || sync_private.check_delta(v_result.payload, p_rules);
@@ -885,7 +914,8 @@ begin
         return array(
             select case
                 when sync_private.is_plain(p.payload, t.body_text)
-                    then (select row(b.id, p.payload, (p.payload ->> 'fragrance_id')::numeric::integer,
+                    then (select row(b.id, sync_private.stored_payload(p.payload, p_rules),
+                                     (p.payload ->> 'fragrance_id')::numeric::integer,
                                      r.reasons, not sync_private.has_error(r.reasons))::sync_private.judged
                           from (select coalesce(jsonb_agg(x.reason order by f.n), '[]') as reasons
                                 from unnest(sync_private.fields()) with ordinality as f (field, n)

@@ -754,3 +754,34 @@ def test_a_reason_quotes_only_the_start_of_what_the_sender_chose(
     [reason] = [r for r in reasons if r["code"] == code]
     assert (reason["field"], reason["message"]) == (field, message)
     assert len(json.dumps(reasons)) < 2_000
+
+
+# (case id, the cost as the CMS wrote it, severity of cost.too_precise, the cost at rest)
+COSTS_AT_REST: list[tuple[str, str, str, str]] = [
+    ("16,000 zeros after the point", "12." + "0" * 16_000, "error", "12.00"),
+    ("three zeros", "12.000", "error", "12.00"),
+    ("two places, kept as written", "12.50", "error", "12.50"),
+    ("a whole number", "12", "error", "12"),
+    ("an exponent", "1.0e1", "error", "10"),
+    ("zero written negative", "-0.000", "error", "0.00"),
+    ("digits past the limit, let through", "12.12500", "warning", "12.125"),
+]
+
+
+@pytest.mark.parametrize(
+    ("sent", "too_precise", "at_rest"),
+    [pytest.param(c, s, r, id=i) for i, c, s, r in COSTS_AT_REST],
+)
+def test_a_cost_is_stored_without_zeros_past_the_places_the_rules_keep(
+    tx: psycopg.Connection, sent: str, too_precise: str, at_rest: str
+) -> None:
+    """A cost of 12 with 16,000 zeros passed every rule and was 16,003 characters at rest."""
+    tx.execute("update sync.rule set severity = %s where code = 'cost.too_precise'", [too_precise])
+    [(inbox_id, status, _)] = receive_many(tx, [f'{{"fragrance_id": 7, "cost": {sent}}}'.encode()])
+    assert status == "applied"
+    assert tx.execute(
+        "select cost::text from public.fragrances where fragrance_id = 7"
+    ).fetchone() == (at_rest,)
+    assert tx.execute(
+        "select new_values ->> 'cost' from sync.fragrance_history where inbox_id = %s", [inbox_id]
+    ).fetchone() == (at_rest,)
