@@ -149,12 +149,20 @@ as $$
     -- as a line feed does (and end a JavaScript string literal before
     -- ES2019). They passed every rule inside a name. A description keeps
     -- its line breaks: tab, line feed, carriage return and both separators.
+    -- Neither holds a noncharacter (U+FDD0-FDEF, and the last two code
+    -- points of every plane, U+FFFE, U+FFFF ... U+10FFFF): Unicode keeps
+    -- them for a program's internal use, never text, XML cannot carry
+    -- U+FFFE or U+FFFF, and they passed every rule (hostile review).
     select case when p_allow_line_breaks
-                then substring(p_text from '[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]')
-                else substring(p_text from '[\u0001-\u001f\u007f-\u009f\u2028\u2029]') end;
+                then substring(p_text from '[\u0001-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f'
+                                           '\ufdd0-\ufdef\ufffe\uffff'
+                                           '\U0001fffe-\U0001ffff\U0002fffe-\U0002ffff\U0003fffe-\U0003ffff\U0004fffe-\U0004ffff\U0005fffe-\U0005ffff\U0006fffe-\U0006ffff\U0007fffe-\U0007ffff\U0008fffe-\U0008ffff\U0009fffe-\U0009ffff\U000afffe-\U000affff\U000bfffe-\U000bffff\U000cfffe-\U000cffff\U000dfffe-\U000dffff\U000efffe-\U000effff\U000ffffe-\U000fffff\U0010fffe-\U0010ffff]')
+                else substring(p_text from '[\u0001-\u001f\u007f-\u009f\u2028\u2029'
+                                           '\ufdd0-\ufdef\ufffe\uffff'
+                                           '\U0001fffe-\U0001ffff\U0002fffe-\U0002ffff\U0003fffe-\U0003ffff\U0004fffe-\U0004ffff\U0005fffe-\U0005ffff\U0006fffe-\U0006ffff\U0007fffe-\U0007ffff\U0008fffe-\U0008ffff\U0009fffe-\U0009ffff\U000afffe-\U000affff\U000bfffe-\U000bffff\U000cfffe-\U000cffff\U000dfffe-\U000dffff\U000efffe-\U000effff\U000ffffe-\U000fffff\U0010fffe-\U0010ffff]') end;
 $$;
 comment on function sync_private.first_control(text, boolean) is
-    'The first control character (U+0001-001F, U+007F-009F) or line or paragraph separator (U+2028, U+2029) of a text, or null; with p_allow_line_breaks, tab, line feed, carriage return and both separators are allowed. The <field>.control_character rule.';
+    'The first control character (U+0001-001F, U+007F-009F), noncharacter (U+FDD0-FDEF, U+FFFE and U+FFFF of every plane) or line or paragraph separator (U+2028, U+2029) of a text, or null; with p_allow_line_breaks, tab, line feed, carriage return and both separators are allowed. The <field>.control_character rule.';
 
 -- sync_private.first_bidi_control
 -- The first bidirectional embedding, override or isolate in a text, or null.
@@ -596,7 +604,10 @@ as $$
             format('%s holds the %s %s at position %s; it would reach the application as is',
                 p_field,
                 case when sync_private.first_control(p_value #>> '{}', p_field = 'description') in (chr(8232), chr(8233))
-                     then 'line break' else 'control character' end,
+                         then 'line break'
+                     when ascii(sync_private.first_control(p_value #>> '{}', p_field = 'description')) >= 64976
+                         then 'noncharacter'
+                     else 'control character' end,
                 sync_private.code_point(sync_private.first_control(p_value #>> '{}', p_field = 'description')),
                 strpos(p_value #>> '{}', sync_private.first_control(p_value #>> '{}', p_field = 'description')))
         when p_code in ('name.bidi_control', 'description.bidi_control') then

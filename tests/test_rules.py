@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import codes, fragrance, inbox_row, receive, receive_many
+from helpers import body, codes, fragrance, inbox_row, receive, receive_many
 
 FULL = {"name": "Rose", "description": "Petals  ", "cost": 12, "forbidden": False}
 
@@ -167,6 +167,13 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
             ("a C1 control", "Rose\u009b", "name.control_character"),
             ("a line separator", "Rose\u2028Garden", "name.control_character"),
             ("a paragraph separator", "Rose\u2029Garden", "name.control_character"),
+            # Noncharacters: for a program's internal use, never text (XML cannot carry U+FFFF).
+            ("the noncharacter U+FFFF", "Rose\uffff", "name.control_character"),
+            ("the noncharacter U+FFFE", "\ufffeRose", "name.control_character"),
+            ("the noncharacter U+FDD0", "Ro\ufdd0se", "name.control_character"),
+            ("the noncharacter U+FDEF", "Rose\ufdef", "name.control_character"),
+            ("the noncharacter U+1FFFE", "Rose\U0001fffe", "name.control_character"),
+            ("the noncharacter U+10FFFF", "Rose\U0010ffff", "name.control_character"),
             ("a right-to-left override", "Rose\u202eesoR", "name.bidi_control"),
             ("a left-to-right embedding", "\u202aRose", "name.bidi_control"),
             ("an isolate", "Rose\u2067x\u2069", "name.bidi_control"),
@@ -178,6 +185,15 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
         {"fragrance_id": 7, "name": "Rose\u200b\u202e"},
         "rejected",
         ["name.bidi_control"],
+    ),
+    *(
+        (f"name with {what}", {"fragrance_id": 7, "name": text}, "applied", [])
+        for what, text in [
+            ("U+FDCF, an Arabic ligature before the noncharacters", "Rose\ufdcf"),
+            ("U+FDF0, an Arabic ligature after them", "Rose\ufdf0"),
+            ("U+FFFD, the replacement character", "Rose\ufffd"),
+            ("U+1FFFD, the last code point before plane 1's noncharacters", "Rose\U0001fffd"),
+        ]
     ),
     ("name 150 chars", {"fragrance_id": 7, "name": "n" * 150}, "applied", []),
     ("name 151 chars", {"fragrance_id": 7, "name": "n" * 151}, "rejected", ["name.too_long"]),
@@ -209,6 +225,8 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
         for what, text, code in [
             ("an escape", "Musk \u001b[2J", "description.control_character"),
             ("a backspace", "Musk\u0008", "description.control_character"),
+            ("the noncharacter U+FFFF", "Musk\uffff", "description.control_character"),
+            ("the noncharacter U+EFFFE", "Musk\U000efffe", "description.control_character"),
             ("a right-to-left override", "Musk \u202e", "description.bidi_control"),
             ("a first-strong isolate", "\u2068Musk", "description.bidi_control"),
         ]
@@ -437,6 +455,16 @@ def test_a_fractional_cost_is_applied_with_a_warning_saying_what_the_application
     [warning] = receipt["reasons"]
     assert (warning["code"], warning["severity"]) == ("cost.fractional", "warning")
     assert "the application sees 12" in warning["message"]
+
+
+def test_a_noncharacter_is_named_so_by_code_point_and_position(tx: psycopg.Connection) -> None:
+    [(inbox_id, status, reasons)] = receive_many(
+        tx, [body({"fragrance_id": 7, "name": "Ro\ufffese"})]
+    )
+    assert (status, [r["message"] for r in reasons]) == (
+        "rejected",
+        ["name holds the noncharacter U+FFFE at position 3; it would reach the application as is"],
+    )
 
 
 def test_a_control_character_is_named_by_code_point_and_position(tx: psycopg.Connection) -> None:
