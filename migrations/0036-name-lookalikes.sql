@@ -6,7 +6,9 @@
 -- decision; the data at rest shows them: a finding of the catalog (never a
 -- reason on a delta), a warning, on each fragrance whose name another
 -- fragrance's equals once both are folded (Unicode NFKC, then lower case,
--- sync_private.name_key in db/45-findings.sql) but not as written.
+-- sync_private.name_key in db/45-findings.sql, whose expression the index
+-- below is: an ASCII name is its own NFKC, and skips normalize()) but not
+-- as written.
 insert into sync.rule (code, field, applies_to, severity, parameter, default_severity, default_parameter,
                        tunable, parameter_min, parameter_max, description)
 values ('name.lookalike', 'name', 'catalog', 'warning', null, 'warning', null, '{severity}', null, null,
@@ -18,7 +20,10 @@ values ('name.lookalike', 'name', 'catalog', 'warning', null, 'warning', null, '
 -- group. Built-in functions only: the code load drops and recreates every
 -- function of ours, which an index on public.fragrances must not depend on.
 -- lower() follows the column's collation, as every comparison of names does.
-create index if not exists sync_fragrances_name_key_idx on public.fragrances (lower(normalize(name, nfkc)), name);
+create index if not exists sync_fragrances_name_key_idx on public.fragrances (
+    lower(case when octet_length(name::text) = char_length(name::text) then name::text
+               else normalize(name::text, nfkc) end),
+    name);
 comment on index public.sync_fragrances_name_key_idx is
     'Fragrance sync: names folded (NFKC, lower case), then as written, for name.lookalike (db/45-findings.sql). Changes no row; the rollback of migration 0036 drops it.';
 
