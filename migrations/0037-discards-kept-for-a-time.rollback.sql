@@ -1,5 +1,5 @@
 -- Discarded deliveries are kept for a time, counted from when they were discarded: record that moment
--- depends: 0035-open-findings-by-rule
+-- depends: 0036-name-lookalikes
 
 update sync.job
 set description = 'Deletes applied and ignored deliveries older than sync.settings.purge_after (sync.purge_applied()).'

@@ -1,5 +1,5 @@
 -- Discarded deliveries are kept for a time, counted from when they were discarded: record that moment
--- depends: 0035-open-findings-by-rule
+-- depends: 0036-name-lookalikes
 
 -- A discarded delivery (a rejected one a DBA wrote off with sync.discard())
 -- stayed in the inbox for good, body and all: nothing purged it, and nothing
