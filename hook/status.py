@@ -150,7 +150,12 @@ def install(app: FastAPI) -> None:
             report = await reports.get()
         except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
             limited.warning("status page: cannot read sync.status_report(): %s", exc)
-            problem = f"the database cannot be read ({type(exc).__name__}): {exc}"
+            # The error's text names the database's host, port, login and
+            # database, and anyone may load this page: that stays in the log.
+            problem = (
+                f"the database cannot be read ({type(exc).__name__}); "
+                "the hook's log says why, and GET /healthz which cause it is"
+            )
             page = render(None, problem, spool)
             return HTMLResponse(page, status_code=503, headers=SECURITY_HEADERS)
         if last[0] is not report or last[1] != spool:

@@ -203,9 +203,13 @@ def test_the_page_forbids_scripts_and_is_not_cached(hook: Hook) -> None:
     assert answer.headers["cache-control"] == "no-store"
 
 
-def test_with_the_database_down_the_page_says_so_with_503(tmp_path: Path) -> None:
+def test_with_the_database_down_the_page_says_so_with_503_and_names_no_connection_detail(
+    tmp_path: Path,
+) -> None:
+    """Anyone may load the page: it quoted psycopg's error, with the host, port and login."""
+    port = free_port()
     down = start_hook(
-        f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path, DB_TIMEOUT="0.5"
+        f"postgresql://sync_hook_login@127.0.0.1:{port}/catalogdb", tmp_path, DB_TIMEOUT="0.5"
     )
     try:
         answer = httpx.get(down.url + "/status", timeout=10)
@@ -213,6 +217,8 @@ def test_with_the_database_down_the_page_says_so_with_503(tmp_path: Path) -> Non
         stop_hook(down)
     assert answer.status_code == 503
     assert "the database cannot be read" in answer.text
+    for detail in (str(port), "127.0.0.1", "sync_hook_login", "catalogdb"):
+        assert detail not in answer.text
 
 
 def test_many_loads_at_once_run_one_report_and_leave_the_pool_to_deliveries(
