@@ -270,8 +270,10 @@ def create_app(
     unhealthy = LogLimit(log, 10.0)
     probes = SharedRead(lambda: read_row(app, HEALTH_PROBE, ()), 0.0)
 
-    @app.get(
+    # HEAD too: uptime monitors ask with it, and got 405 from a healthy hook.
+    @app.api_route(
         "/healthz",
+        methods=["GET", "HEAD"],
         response_model=Health,
         responses={
             503: {

@@ -214,6 +214,12 @@ def test_healthz_reports_the_database_ok(hook: Hook) -> None:
     )
 
 
+def test_healthz_answers_head_as_uptime_monitors_ask(hook: Hook) -> None:
+    """A monitor that asks with HEAD got 405 from a healthy hook, and paged."""
+    answer = httpx.head(hook.url + "/healthz")
+    assert (answer.status_code, answer.content) == (200, b"")
+
+
 def _health_and_database_up(hook: Hook) -> tuple[int, dict, str]:
     health = httpx.get(hook.url + "/healthz", timeout=10)
     metrics = httpx.get(hook.url + "/metrics", timeout=10).text
