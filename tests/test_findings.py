@@ -257,6 +257,20 @@ def open_duplicates(conn: psycopg.Connection, ids: list[int]) -> set[int]:
     return {r[0] for r in rows}
 
 
+def write_names(db: psycopg.Connection, how: str, names: dict[int, str]) -> None:
+    """One step of NAME_STEPS or LOOKALIKE_STEPS: names written by hand or delivered, or deleted."""
+    if how == "hand":
+        for fragrance_id, name in names.items():
+            db.execute(
+                "update public.fragrances set name = %s where fragrance_id = %s",
+                [name, fragrance_id],
+            )
+    elif how == "delete":
+        db.execute("delete from public.fragrances where fragrance_id = any(%s)", [list(names)])
+    else:
+        receive_many(db, [body({"fragrance_id": i, "name": n}) for i, n in names.items()])
+
+
 #: Steps of names written to fragrances 1 to 4 (two names, Ash and Birch, that no other
 #: fragrance of the catalog holds): by a DBA's UPDATE, or by a batch of deliveries.
 NAME_STEPS = [
@@ -292,16 +306,7 @@ def test_shared_name_findings_follow_every_write_of_a_name(
     ids = [1, 2, 3, 4]
     check(db)  # the catalog's own shared names are open findings from here on
     for how, names in steps:
-        if how == "hand":
-            for fragrance_id, name in names.items():
-                db.execute(
-                    "update public.fragrances set name = %s where fragrance_id = %s",
-                    [name, fragrance_id],
-                )
-        elif how == "delete":
-            db.execute("delete from public.fragrances where fragrance_id = any(%s)", [list(names)])
-        else:
-            receive_many(db, [body({"fragrance_id": i, "name": n}) for i, n in names.items()])
+        write_names(db, how, names)
         assert open_duplicates(db, ids) == shared_names_truth(db, ids), (how, names)
 
 
@@ -393,16 +398,7 @@ def test_lookalike_findings_follow_every_write_of_a_name(
     ids = [1, 2, 3, 4]
     check(db)
     for how, names in steps:
-        if how == "hand":
-            for fragrance_id, name in names.items():
-                db.execute(
-                    "update public.fragrances set name = %s where fragrance_id = %s",
-                    [name, fragrance_id],
-                )
-        elif how == "delete":
-            db.execute("delete from public.fragrances where fragrance_id = any(%s)", [list(names)])
-        else:
-            receive_many(db, [body({"fragrance_id": i, "name": n}) for i, n in names.items()])
+        write_names(db, how, names)
         assert open_lookalikes(db, ids) == lookalikes_truth(db, ids), (how, names)
         assert open_duplicates(db, ids) == shared_names_truth(db, ids), (how, names)
 
