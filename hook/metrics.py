@@ -79,6 +79,7 @@ KNOWN_CODES = frozenset(
         "name.untrimmed",
         "name.not_normalized",
         "name.duplicate",
+        "name.lookalike",
         "description.null",
         "description.not_string",
         "description.too_long",

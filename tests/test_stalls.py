@@ -214,7 +214,7 @@ def _name_sharing_a_turn_with(db: psycopg.Connection, name: str) -> str:
     """A new name that takes the same name.duplicate turn as `name` (sync_private.name_turn)."""
     row = db.execute(
         "select n from generate_series(1, 100000) as i, format('Sharing a turn %%s', i) as n"
-        " where hashtext(n) & 1023 = hashtext(%s) & 1023 limit 1",
+        " where sync_private.name_turn_of(n) = sync_private.name_turn_of(%s) limit 1",
         [name],
     ).fetchone()
     assert row is not None
@@ -257,8 +257,8 @@ def _name_on_a_turn_of_its_own(db: psycopg.Connection, names: list[str]) -> str:
     """A new name whose name.duplicate turn no name of `names` takes."""
     row = db.execute(
         "select n from generate_series(1, 100000) as i, format('A turn of its own %%s', i) as n"
-        " where hashtext(n) & 1023 <> all"
-        "     (array(select hashtext(h) & 1023 from unnest(%s::text[]) as h))"
+        " where sync_private.name_turn_of(n) <> all"
+        "     (array(select sync_private.name_turn_of(h) from unnest(%s::text[]) as h))"
         " limit 1",
         [names],
     ).fetchone()
