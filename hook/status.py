@@ -131,6 +131,19 @@ async def _read_report(app: FastAPI) -> dict[str, Any]:
     return row[0]
 
 
+def _why(exc: Exception) -> str:
+    """What the public page may say of a failed read: the server's own sentence, if any.
+
+    A server error (it has a SQLSTATE) says what the server did, e.g.
+    "canceling statement due to statement timeout". A client's error, a
+    failed connection above all, names the database's host, port, login and
+    database, and anyone may load this page: that stays in the hook's log.
+    """
+    if isinstance(exc, psycopg.Error) and exc.sqlstate and exc.diag.message_primary:
+        return f": {exc.diag.message_primary}"
+    return "; the hook's log says why, and GET /healthz which cause it is"
+
+
 def install(app: FastAPI) -> None:
     """Add ``GET /status`` to the hook's app."""
     # Anyone may load the page: however often, one report at a time per worker,
@@ -150,12 +163,7 @@ def install(app: FastAPI) -> None:
             report = await reports.get()
         except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:
             limited.warning("status page: cannot read sync.status_report(): %s", exc)
-            # The error's text names the database's host, port, login and
-            # database, and anyone may load this page: that stays in the log.
-            problem = (
-                f"the database cannot be read ({type(exc).__name__}); "
-                "the hook's log says why, and GET /healthz which cause it is"
-            )
+            problem = f"the database cannot be read ({type(exc).__name__}){_why(exc)}"
             page = render(None, problem, spool)
             return HTMLResponse(page, status_code=503, headers=SECURITY_HEADERS)
         if last[0] is not report or last[1] != spool:
