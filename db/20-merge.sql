@@ -111,6 +111,24 @@ $$;
 comment on function sync_private.lock_fragrances(sync_private.judged[], boolean) is
     'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, in fragrance id order, and returns the ids of those that exist. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, rows another transaction holds for more than 2 s (longer than a merge holds them) are skipped, and not returned.';
 
+-- sync_private.fragrance_holders_hint
+-- The sentence of a hint that says how to find who holds rows of public.fragrances.
+create function sync_private.fragrance_holders_hint() returns text
+    language sql
+    immutable
+as $$
+    -- pg_locks, not pg_stat_activity's state: PostgreSQL hides the state of
+    -- another role's session from a DBA who is no superuser, and the query
+    -- once named showed them nothing (hostile review).
+    select 'The sessions holding rows of public.fragrances: '
+           'SELECT DISTINCT l.pid, a.usename, a.application_name FROM pg_locks AS l '
+           'JOIN pg_stat_activity AS a USING (pid) '
+           'WHERE l.relation = ''public.fragrances''::regclass '
+           'AND l.mode IN (''RowShareLock'', ''RowExclusiveLock'') AND l.pid <> pg_backend_pid();';
+$$;
+comment on function sync_private.fragrance_holders_hint() is
+    'The query that lists the sessions holding rows of public.fragrances, as a sentence for a hint: the NOTICEs of a merge that leaves a held fragrance''s deliveries pending (sync_private.process) and of sync.repair waiting for one.';
+
 -- sync_private.unknown_fragrance
 -- The reason given to a partial delta for a fragrance that does not exist.
 create function sync_private.unknown_fragrance(p_delivery sync_private.judged) returns jsonb

@@ -393,15 +393,7 @@ begin
             raise notice '% of % deliveries left pending: another transaction holds fragrance %',
                 (select count(*) from unnest(v_rows) as d where d.fragrance_id = any (v_held)),
                 cardinality(v_rows), array_to_string(v_held, ', ')
-                -- pg_locks, not pg_stat_activity's state: PostgreSQL hides the
-                -- state of another role's session from a DBA who is no
-                -- superuser, and the query once named showed them nothing
-                -- (hostile review).
-                using hint = 'They are merged once it ends. The sessions holding rows of public.fragrances: '
-                             'SELECT DISTINCT l.pid, a.usename, a.application_name FROM pg_locks AS l '
-                             'JOIN pg_stat_activity AS a USING (pid) '
-                             'WHERE l.relation = ''public.fragrances''::regclass '
-                             'AND l.mode IN (''RowShareLock'', ''RowExclusiveLock'') AND l.pid <> pg_backend_pid();';
+                using hint = 'They are merged once it ends. ' || sync_private.fragrance_holders_hint();
             v_rows := sync_private.hold_back(v_rows, v_held);
         end if;
         -- The same for names: a delivery that writes a name takes the

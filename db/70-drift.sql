@@ -264,11 +264,7 @@ begin
         raise notice 'sync.repair waits for % fragrance(s) another transaction holds: %',
             cardinality(v_held),
             array_to_string(v_held[1:20], ', ') || case when cardinality(v_held) > 20 then ', ...' else '' end
-            using hint = 'It goes on once that transaction ends. The sessions holding rows of public.fragrances: '
-                         'SELECT DISTINCT l.pid, a.usename, a.application_name FROM pg_locks AS l '
-                         'JOIN pg_stat_activity AS a USING (pid) '
-                         'WHERE l.relation = ''public.fragrances''::regclass '
-                         'AND l.mode IN (''RowShareLock'', ''RowExclusiveLock'') AND l.pid <> pg_backend_pid();';
+            using hint = 'It goes on once that transaction ends. ' || sync_private.fragrance_holders_hint();
         perform 1 from public.fragrances as f
         where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
         order by f.fragrance_id
