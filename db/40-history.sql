@@ -380,6 +380,7 @@ as $$
 declare
     v_row jsonb;
     v_change sync.fragrance_history;
+    v_cut bigint;
 begin
     if p_fragrance_id is null or p_at is null then
         raise exception 'sync.fragrance_at needs a fragrance id and a moment, got a null'
@@ -391,10 +392,22 @@ begin
     -- earliest state the history knows).
     -- Backwards from today: rows adopted before the sync existed have no insert in the
     -- history, so replaying forwards would miss their first state; undoing does not.
+    --
+    -- Cut by the history's order, not its clock: the state after the last
+    -- change recorded at or before p_at, every change recorded after that one
+    -- undone. changed_at is the database host's clock, which can step back
+    -- (NTP, a VM restored): a change recorded while it ran ahead is dated
+    -- after later ones, and undoing "every change dated after p_at" left it
+    -- out of fragrance_at(7, now()) and mixed later changes with the value
+    -- before it into a row that never was (hostile review). Undoing a tail of
+    -- the history always gives a state the fragrance had; with a clock that
+    -- never steps back it is the same cut.
     select to_jsonb(f) into v_row from public.fragrances as f where f.fragrance_id = p_fragrance_id;
+    v_cut := coalesce((select max(h.id) from sync.fragrance_history as h
+                       where h.fragrance_id = p_fragrance_id and h.changed_at <= p_at), 0);
     for v_change in
         select * from sync.fragrance_history
-        where fragrance_id = p_fragrance_id and changed_at > p_at
+        where fragrance_id = p_fragrance_id and id > v_cut
         order by id desc
     loop
         v_row := case v_change.operation
@@ -409,4 +422,4 @@ begin
 end;
 $$;
 comment on function sync.fragrance_at(integer, timestamptz) is
-    'The fragrance as it was at p_at (no row if it did not exist then), rebuilt from the current row by undoing the changes sync.fragrance_history recorded after p_at. Before the first recorded change it shows the earliest known state: p_at => ''-infinity'' gives that state, ''infinity'' the fragrance now. Usage: SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');';
+    'The fragrance as it was at p_at (no row if it did not exist then), rebuilt from the current row by undoing, in the history''s order, every change sync.fragrance_history recorded after the last one dated at or before p_at (a change dated later by a clock that stepped back since is not undone out of turn). Before the first recorded change it shows the earliest known state: p_at => ''-infinity'' gives that state, ''infinity'' the fragrance now. Usage: SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');';

@@ -199,3 +199,33 @@ def test_fragrance_at_infinity_is_the_fragrance_now_and_minus_infinity_its_earli
 
     assert at("infinity") == now
     assert at("-infinity") == earliest
+
+
+def test_fragrance_at_after_the_clock_stepped_back_shows_a_state_that_existed(
+    db: psycopg.Connection,
+) -> None:
+    """The history is cut by its order (id), not by a clock that can step back.
+
+    A change recorded while the database host's clock ran an hour ahead
+    (corrected since by a step back) is dated in the future: undoing every
+    change dated after the moment left fragrance_at(7, now()) without it,
+    and mixed later changes with earlier ones into a row that never was.
+    """
+    first = receive(db, {"fragrance_id": 7, "cost": 12})
+    # Recorded while the clock ran an hour ahead; the step back comes after it.
+    db.execute(
+        "update sync.fragrance_history set changed_at = changed_at + interval '1 hour'"
+        " where inbox_id = %s",
+        [first["inbox_id"]],
+    )
+    receive(db, {"fragrance_id": 7, "name": "After the step"})
+    now = fragrance(db, 7)
+
+    def at(moment: str) -> dict[str, Any] | None:
+        with db.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute(f"select * from sync.fragrance_at(7, {moment})").fetchone()
+
+    assert at("now()") == now
+    # Half an hour on, the later change is in and so is the one before it:
+    # never the name after the step with the cost before it.
+    assert at("now() + interval '30 minutes'") == now
