@@ -151,6 +151,8 @@ declare
     v_missed numeric;
     v_broken bigint;
     v_broken_rules text;
+    v_stored_last bigint;
+    v_dated_ahead bigint;
 begin
     -- An infinite moment has no age to judge: it failed below on 'cannot
     -- subtract infinite timestamps', with no hint (hostile review).
@@ -164,8 +166,34 @@ begin
     -- Traffic and cadence are the CMS's: webhooks only. A repair or a revert
     -- is a DBA's delivery, and must not hide the CMS's silence (a repair is
     -- what docs/alerts.md asks for right when the CMS has gone quiet).
-    select max(received_at) into v_report.last_received_at
-    from sync.inbox where received_at <= p_now and origin = 'webhook';
+    --
+    -- received_at is the database host's clock (the hook's for a spooled
+    -- delivery), which can step back: ticks stored while it ran ahead are
+    -- dated after the ones stored since, and as p_now passed their dates
+    -- they stood in for deliveries: a CMS silent since the step was ok for
+    -- as long as the clock had run ahead (hostile review). A delivery dated
+    -- after p_now yet stored before one dated at or before it says the clock
+    -- stepped back in between; only what was stored after the last such
+    -- delivery counts then. In doubt the silence is the longer one. (Dated
+    -- after p_now: none, for the view at now(), unless the clock stepped
+    -- back; found by inbox_received_at_idx.)
+    select i.id into v_stored_last
+    from sync.inbox as i where i.received_at <= p_now and i.origin = 'webhook'
+    order by i.id desc
+    limit 1;
+    select max(a.id) into v_dated_ahead
+    from (select i.id from sync.inbox as i
+          where i.received_at > p_now and i.origin = 'webhook'
+          order by i.received_at
+          offset 0) as a
+    where a.id < v_stored_last;
+    if v_dated_ahead is null then
+        select max(received_at) into v_report.last_received_at
+        from sync.inbox where received_at <= p_now and origin = 'webhook';
+    else
+        select max(received_at) into v_report.last_received_at
+        from sync.inbox where received_at <= p_now and origin = 'webhook' and id > v_dated_ahead;
+    end if;
     v_report.last_received_age := p_now - v_report.last_received_at;
 
     -- Observed cadence: the median gap between the last hour's deliveries.

@@ -85,6 +85,24 @@ def test_a_dbas_repair_or_revert_does_not_count_as_the_cms_speaking(
     )
 
 
+def test_a_cms_gone_quiet_after_the_clock_stepped_back_is_not_hidden_by_ticks_dated_ahead(
+    tx: psycopg.Connection,
+) -> None:
+    """Silence is measured from the delivery stored last, not from one dated later.
+
+    The database host's clock ran 25 minutes ahead, then stepped back (NTP):
+    the ticks stored before the step are dated up to 25 minutes after the
+    ones stored since. The CMS stops 30 s after the step. A quarter of an
+    hour on, the ticks dated ahead stood in for deliveries and health said
+    ok, "the last one 5 s ago", while the CMS had been silent for 15 minutes.
+    """
+    _stream(tx, count=60)  # dated T0 to T0 + 24 min 35 s by a clock running ahead
+    last = _stream(tx, count=2, start=T0 + timedelta(seconds=5))  # stored after the step back
+    health = _health(tx, last + timedelta(minutes=15))
+    assert (health["verdict"], health["last_received_at"]) == ("critical", last)
+    assert health["reason"].startswith("no delivery for 15 min,")
+
+
 def test_health_at_no_moment_is_refused(tx: psycopg.Connection) -> None:
     with pytest.raises(psycopg.Error) as raised:
         _health(tx, None)
