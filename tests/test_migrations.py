@@ -349,8 +349,8 @@ def test_make_migrate_takes_either_libpq_url_scheme(
 
 
 # The latest numbered migration, and a table it alters.
-LATEST_MIGRATION = "0037-discards-kept-for-a-time"
-ALTERED_BY_IT = "sync.inbox"
+LATEST_MIGRATION = "0040-purge-ages-within-the-calendar"
+ALTERED_BY_IT = "sync.settings"
 
 
 def make_migrate(url: str) -> subprocess.CompletedProcess[str]:

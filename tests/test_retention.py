@@ -126,6 +126,21 @@ def test_the_scheduled_purge_age_reaches_back_a_day_or_more_in_every_part(
         db.execute("update sync.settings set purge_after = %s::interval", [age])
 
 
+@pytest.mark.parametrize("setting", ["purge_after", "discarded_purge_after"])
+def test_a_purge_age_beyond_the_calendar_is_refused_not_left_to_fail_every_purge(
+    db: psycopg.Connection, setting: str
+) -> None:
+    """'10000 years' (meant as "for good") made now() - age fail, so every purge failed.
+
+    Nothing of any kind was purged after it, night after night; a thousand
+    years keeps everything for good and purges.
+    """
+    with raises_sqlstate("23514"):
+        db.execute(f"update sync.settings set {setting} = '10000 years'")
+    db.execute(f"update sync.settings set {setting} = '1000 years'")
+    assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
+
+
 def test_purge_refuses_a_limit_below_one(staged: psycopg.Connection) -> None:
     with raises_sqlstate("FS004"):
         staged.execute("select sync.purge_applied('30 days', p_limit => 0)")
