@@ -153,6 +153,7 @@ declare
     v_broken_rules text;
     v_stored_last bigint;
     v_dated_ahead bigint;
+    v_upto timestamptz;
 begin
     -- An infinite moment has no age to judge: it failed below on 'cannot
     -- subtract infinite timestamps', with no hint (hostile review).
@@ -162,6 +163,15 @@ begin
     end if;
     select * into v_settings from sync.settings;
     v_report.checked_at := p_now;
+    -- What waits now (the backlog, the quarantine, the open findings, the
+    -- jobs' last runs) is a state, not a window: judged now, everything
+    -- stored so far counts, whatever the clock dated it. Dated by a clock
+    -- that ran ahead and stepped back since (NTP, a VM restored), a reject
+    -- or a finding of an error rule left the scrape's counts and the verdict
+    -- until the clock caught up, while sync.quarantine and
+    -- sync.open_finding showed them (hostile review). A past moment sees
+    -- what was there by its date.
+    v_upto := case when p_now >= now() then 'infinity' else p_now end;
 
     -- Traffic and cadence are the CMS's: webhooks only. A repair or a revert
     -- is a DBA's delivery, and must not hide the CMS's silence (a repair is
@@ -217,14 +227,16 @@ begin
     where received_at > p_now - interval '1 day' and received_at <= p_now and origin = 'webhook';
 
     select count(*), min(received_at) into v_report.pending, v_oldest_pending
-    from sync.inbox where status = 'pending' and received_at <= p_now;
-    v_report.oldest_pending_age := p_now - v_oldest_pending;
+    from sync.inbox where status = 'pending' and received_at <= v_upto;
+    -- (Never less than 0: one dated ahead by the clock has waited no time yet.)
+    v_report.oldest_pending_age := case when v_oldest_pending is not null
+                                        then greatest(p_now - v_oldest_pending, interval '0') end;
 
     -- From inbox_rejected_received_at_idx alone: the quarantine is never
     -- purged, and counted through the rows it read every rejected delivery
     -- ever kept at every scrape (3,849 pages for 14,999, measured).
     select count(*) into v_report.quarantined
-    from sync.inbox where status = 'rejected' and received_at <= p_now;
+    from sync.inbox where status = 'rejected' and received_at <= v_upto;
 
     select coalesce(jsonb_object_agg(code, deliveries order by code), '{}')
     into v_report.rejects_by_code_last_day
@@ -249,10 +261,10 @@ begin
           from (select o.rule from sync.finding as o
                 -- (severity is not null: always true, and the condition of
                 -- finding_open_rule_idx, migration 0035)
-                where o.closed_at is null and o.severity is not null and o.first_seen_at <= p_now
+                where o.closed_at is null and o.severity is not null and o.first_seen_at <= v_upto
                 union all
                 select c.rule from sync.finding as c
-                where c.closed_at > p_now and c.first_seen_at <= p_now) as f
+                where c.closed_at > v_upto and c.first_seen_at <= v_upto) as f
           group by f.rule) as o;
 
     -- The 20 seen last in the last day: a summary, bounded whatever the CMS
@@ -308,10 +320,10 @@ begin
     select count(distinct f.fragrance_id), string_agg(distinct f.rule, ', ')
     into v_broken, v_broken_rules
     from (select o.fragrance_id, o.rule from sync.finding as o
-          where o.severity = 'error' and o.closed_at is null and o.first_seen_at <= p_now
+          where o.severity = 'error' and o.closed_at is null and o.first_seen_at <= v_upto
           union all
           select c.fragrance_id, c.rule from sync.finding as c
-          where c.severity = 'error' and c.closed_at > p_now and c.first_seen_at <= p_now) as f;
+          where c.severity = 'error' and c.closed_at > v_upto and c.first_seen_at <= v_upto) as f;
     if v_broken > 0 then
         v_warnings := v_warnings || format(
             '%s fragrances break an error rule (%s): see SELECT * FROM sync.open_finding WHERE severity = ''error'';',
@@ -349,7 +361,7 @@ begin
     into v_warnings
     from sync.job as j
     cross join lateral (select x.job, x.started_at, x.status, x.detail from sync.job_run as x
-                        where x.job = j.name and x.started_at <= p_now
+                        where x.job = j.name and x.started_at <= v_upto
                         order by x.id desc limit 1) as r
     where j.enabled
       and (r.status = 'failed'

@@ -103,6 +103,30 @@ def test_a_cms_gone_quiet_after_the_clock_stepped_back_is_not_hidden_by_ticks_da
     assert health["reason"].startswith("no delivery for 15 min,")
 
 
+def test_what_waits_now_is_counted_now_however_far_ahead_the_clock_dated_it(
+    tx: psycopg.Connection,
+) -> None:
+    """The quarantine and the open findings are states, not windows of time.
+
+    Stored while the database host's clock ran an hour ahead (stepped back
+    since), a rejected delivery and a finding of an error rule were dated an
+    hour from now: the scrape counted neither, and health said ok, while
+    sync.quarantine and sync.open_finding showed both.
+    """
+    ahead = tx.execute("select now() + interval '1 hour'").fetchone()[0]
+    deliver_at(tx, ahead, {"fragrance_id": 1, "cost": -1})
+    tx.execute("update public.fragrances set cost = -1 where fragrance_id = 7")
+    tx.execute("update sync.finding set first_seen_at = %s where fragrance_id = 7", [ahead])
+    assert tx.execute("select count(*) from sync.quarantine").fetchone() == (1,)
+    with tx.cursor(row_factory=dict_row) as cur:
+        metrics = cur.execute("select * from sync.metrics()").fetchone()
+        health = cur.execute("select * from sync.health").fetchone()
+    assert metrics is not None and health is not None
+    assert metrics["quarantined"] == 1
+    assert metrics["open_findings"]["cost.negative"] == 1
+    assert "1 fragrances break an error rule (cost.negative)" in health["reason"]
+
+
 def test_health_at_no_moment_is_refused(tx: psycopg.Connection) -> None:
     with pytest.raises(psycopg.Error) as raised:
         _health(tx, None)
