@@ -224,7 +224,9 @@ begin
     into v_report.deliveries_last_day, v_report.deliveries_last_hour, v_report.applied_last_day,
          v_report.ignored_last_day, v_report.rejected_last_day, v_rejected_last_hour
     from sync.inbox
-    where received_at > p_now - interval '1 day' and received_at <= p_now and origin = 'webhook';
+    -- The last day is the last 24 hours: interval '1 day' is a calendar day
+    -- in the session's time zone, 23 or 25 hours on the days its clocks change.
+    where received_at > p_now - interval '24 hours' and received_at <= p_now and origin = 'webhook';
 
     select count(*), min(received_at) into v_report.pending, v_oldest_pending
     from sync.inbox where status = 'pending' and received_at <= v_upto;
@@ -243,7 +245,7 @@ begin
     from (select r ->> 'code' as code, count(distinct i.id) as deliveries
           from sync.inbox as i
           cross join lateral jsonb_array_elements(i.reasons) as r
-          where i.received_at > p_now - interval '1 day' and i.received_at <= p_now
+          where i.received_at > p_now - interval '24 hours' and i.received_at <= p_now
             and i.origin = 'webhook'
             and i.status in ('rejected', 'discarded')
             and r ->> 'severity' = 'error'
@@ -275,7 +277,7 @@ begin
     select coalesce(jsonb_object_agg(u.field, u.deliveries order by u.field), '{}')
     into v_report.unknown_fields
     from (select f.field, f.deliveries
-          from sync_private.unknown_fields_since(p_now - interval '1 day', p_now) as f
+          from sync_private.unknown_fields_since(p_now - interval '24 hours', p_now) as f
           order by f.last_seen desc, f.field
           limit 20) as u;
 
@@ -397,7 +399,7 @@ comment on column sync.health.last_received_at is 'When the CMS''s last delivery
 comment on column sync.health.last_received_age is 'How long ago that was: the silence the verdict is about.';
 comment on column sync.health.typical_interval is 'Median gap between the last hour''s webhooks: the CMS''s real cadence.';
 comment on column sync.health.deliveries_last_hour is 'Webhooks received in the last hour.';
-comment on column sync.health.deliveries_last_day is 'Webhooks received in the last day (this and the next four count the CMS''s deliveries, not repairs or reverts).';
+comment on column sync.health.deliveries_last_day is 'Webhooks received in the last 24 hours (every "last day" here is the last 24 hours; this and the next four count the CMS''s deliveries, not repairs or reverts).';
 comment on column sync.health.applied_last_day is 'Of the last day''s deliveries, those applied now.';
 comment on column sync.health.ignored_last_day is 'Of the last day''s deliveries, those ignored now (nothing to change, or stale).';
 comment on column sync.health.rejected_last_day is 'Of the last day''s deliveries, those rejected or discarded now.';
@@ -478,7 +480,7 @@ as $$
                                       filter (where u.nth <= p_count), '[]'),
                'total', count(*))
     from (select f.*, row_number() over (order by f.last_seen desc, f.field) as nth
-          from sync_private.unknown_fields_since(now() - interval '1 day', now()) as f) as u;
+          from sync_private.unknown_fields_since(now() - interval '24 hours', now()) as f) as u;
 $$;
 comment on function sync_private.unknown_fields_seen_last(integer) is
     'The p_count unknown CMS fields of the last day seen last (rows as sync.unknown_field has them, latest first) as latest, and how many fields the last day brought as total.';

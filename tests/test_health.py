@@ -127,6 +127,32 @@ def test_what_waits_now_is_counted_now_however_far_ahead_the_clock_dated_it(
     assert "1 fragrances break an error rule (cost.negative)" in health["reason"]
 
 
+@pytest.mark.parametrize(
+    ("judged_at", "age", "counted"),
+    [
+        # Berlin moves its clocks forward on 2026-03-29: that calendar day has 23 hours.
+        (datetime(2026, 3, 29, 10, 0, tzinfo=UTC), timedelta(hours=23, minutes=30), True),
+        # ... and back on 2026-10-25: that day has 25 hours.
+        (datetime(2026, 10, 25, 10, 0, tzinfo=UTC), timedelta(hours=24, minutes=30), False),
+    ],
+)
+def test_the_last_day_is_24_hours_on_the_days_the_clocks_change(
+    tx: psycopg.Connection, judged_at: datetime, age: timedelta, counted: bool
+) -> None:
+    """The last day is the last 24 hours, whatever the time zone of the session that asks.
+
+    Counted as a calendar day in a zone with summer time, it was 23 hours on
+    the day the clocks go forward and 25 on the day they go back: a
+    delivery 23 h 30 old fell out of deliveries_last_day, one 24 h 30 old stayed.
+    """
+    tx.execute("set local timezone = 'Europe/Berlin'")
+    deliver_at(tx, judged_at - age, {"fragrance_id": 1, "cost": -1})
+    health = _health(tx, judged_at)
+    expected = 1 if counted else 0
+    assert (health["deliveries_last_day"], health["rejected_last_day"]) == (expected, expected)
+    assert health["rejects_by_code_last_day"] == ({"cost.negative": 1} if counted else {})
+
+
 def test_health_at_no_moment_is_refused(tx: psycopg.Connection) -> None:
     with pytest.raises(psycopg.Error) as raised:
         _health(tx, None)
