@@ -30,6 +30,15 @@ from hook.settings import Settings, SettingsError
 
 log = logging.getLogger("hook")
 
+#: Seconds uvicorn lets the requests in flight at SIGTERM finish before it cancels them.
+GRACEFUL_SHUTDOWN = 10.0
+#: psycopg's wait on a query it cancels that the server never answers: up to 5 s
+#: for the cancellation, then up to 5 s for the query to end, before it closes
+#: the connection (both hard-coded in psycopg's AsyncConnection).
+PSYCOPG_CANCEL_WAIT = 10.0
+#: Room for the spool's fsynced write after the store gave up.
+SPOOL_WRITE = 2.0
+
 
 class ServedSettings(Protocol):
     """What serving needs from a program's settings."""
@@ -91,8 +100,7 @@ def serve(
         workers=getattr(settings, "workers", 1),
         log_level=settings.log_level,
         access_log=False,
-        timeout_graceful_shutdown=10,
-        **{"proxy_headers": False, **extra},
+        **{"proxy_headers": False, "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN, **extra},
     )
     if config.workers > 1:
         Multiprocess(config, sockets=[_tcp_socket(config.bind_socket())]).run()
@@ -123,8 +131,23 @@ def port_taken(host: str, port: int) -> str | None:
     return None
 
 
+def longest_store(settings: Settings) -> float:
+    """Seconds a delivery already read may take, at worst, to be stored or spooled.
+
+    A connection from a busy pool (DB_TIMEOUT), the store's own deadline for a
+    server that does not answer (2 x DB_TIMEOUT), psycopg's cancellation of
+    that store (PSYCOPG_CANCEL_WAIT), then the spool's write.
+    """
+    return 3 * settings.database_timeout + PSYCOPG_CANCEL_WAIT + SPOOL_WRITE
+
+
 def hook_options(settings: Settings) -> dict[str, Any]:
     """What the hook adds to uvicorn: bounded connections, and proxies only when named.
+
+    On SIGTERM it waits for its requests in flight as long as a store can take
+    (``longest_store``), not uvicorn's 10 s: a delivery cut off with a 500 while
+    the database hangs is a change the CMS never sends again, which the spool
+    would have kept (hostile review).
 
     uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, which lets any
     local process (or a same-host proxy passing the header on) choose the
@@ -153,6 +176,7 @@ def hook_options(settings: Settings) -> dict[str, Any]:
         # MAX_HEADER_BYTES so that both parsers answer 431 at the same bound.
         "h11_max_incomplete_event_size": 2 * settings.max_header_bytes,
         "proxy_headers": bool(settings.trusted_proxies),
+        "timeout_graceful_shutdown": max(GRACEFUL_SHUTDOWN, longest_store(settings)),
     }
     if settings.trusted_proxies:
         options["forwarded_allow_ips"] = with_ipv4_mapped(settings.trusted_proxies)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import threading
+import time
+import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,7 +19,7 @@ import httpx
 import psycopg
 from conftest import Server
 from helpers import body
-from processes import start_hook
+from processes import start_hook, stop_hook, wait_for_empty_spool
 
 
 def test_every_delivery_answered_2xx_survives_a_sigkill_mid_load(
@@ -84,3 +89,69 @@ def test_sigterm_lets_an_in_flight_delivery_finish(
         88,
     )
     assert "Traceback" not in hook.output()
+
+
+@contextmanager
+def _hung(server: Server) -> Iterator[None]:
+    """Every process of ``server`` stopped (SIGSTOP): it accepts, then never answers."""
+    pid = server.pg.server_pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    stopped = [pid, *map(int, children)]
+    for each in stopped:
+        os.kill(each, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for each in stopped:
+            os.kill(each, signal.SIGCONT)
+
+
+def test_sigterm_waits_for_a_delivery_the_hung_database_holds_until_it_is_spooled(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """``docker stop`` while the database hangs: the delivery in flight is spooled, not cut off.
+
+    A store the server does not answer ends at the hook's deadline (2 x
+    DB_TIMEOUT), after psycopg's cancellation gave up (up to 10 s more): 12 s
+    here. uvicorn's graceful shutdown abandoned every request after 10 s, and
+    the CMS, which never retries, lost the change the hook would have spooled.
+    """
+    url = own_server.url("test", user="sync_hook_login")
+    hook = start_hook(url, tmp_path, DB_TIMEOUT="1")
+    data = body({"fragrance_id": 7, "cost": 77, "marker": uuid.uuid4().hex})
+    answers: list[httpx.Response | Exception] = []
+
+    def deliver() -> None:
+        try:
+            answers.append(
+                httpx.post(
+                    hook.url + "/notifications",
+                    content=data,
+                    headers={"Content-Type": "application/json"},
+                    timeout=60,
+                )
+            )
+        except httpx.HTTPError as exc:
+            answers.append(exc)
+
+    with _hung(own_server):
+        sender = threading.Thread(target=deliver)
+        sender.start()
+        time.sleep(0.5)  # the delivery waits on the hung database
+        hook.process.send_signal(signal.SIGTERM)
+        sender.join(60)
+    assert hook.process.wait(60) in (0, -signal.SIGTERM), hook.output()
+
+    assert len(answers) == 1
+    answer = answers[0]
+    assert isinstance(answer, httpx.Response), f"{answer!r}:\n{hook.output()}"
+    assert answer.status_code == 202, f"{answer.status_code} {answer.text}:\n{hook.output()}"
+    assert answer.json()["status"] == "spooled"
+    successor = start_hook(url, tmp_path, DB_TIMEOUT="1")
+    try:
+        wait_for_empty_spool(successor)
+    finally:
+        stop_hook(successor)
+    with psycopg.connect(own_server.url("test")) as conn:
+        found = conn.execute("select count(*) from sync.inbox where body = %s", [data]).fetchone()
+    assert found == (1,)
