@@ -35,6 +35,9 @@ APPLY_RECEIVED = "select inbox_id, status, reasons::text from sync.apply_receive
 #: A merge that applied at least this many deliveries found them arriving faster than it merges.
 BUSY = 4
 
+#: Seconds a stopping merger may spend applying what was stored before the stop.
+CLOSE_WAIT = 5.0
+
 
 class Merger:
     """One task per worker that applies pending deliveries when poked, and on a timer."""
@@ -70,7 +73,7 @@ class Merger:
         """Deliveries were committed: merge them as soon as the current merge ends."""
         self._wake.set()
 
-    async def close(self, wait: float = 5.0) -> None:
+    async def close(self, wait: float = CLOSE_WAIT) -> None:
         """Apply what is pending, then stop; after ``wait`` s, stop anyway (it stays pending)."""
         self._stopping = True
         self._wake.set()

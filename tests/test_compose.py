@@ -23,6 +23,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from hook.merger import CLOSE_WAIT
+from hook.serve import hook_options
 from hook.settings import TOKEN_PATTERN
 from hook.settings import Settings as SyncSettings
 from smart_library.settings import Settings as LibrarySettings
@@ -316,3 +318,24 @@ def test_the_smart_library_is_not_the_hook(resolved: dict[str, Any]) -> None:
     settings = LibrarySettings.from_env(env)  # the stand-in starts with these settings
     assert settings.port == 9099
     assert urlsplit(settings.database_url).username == "smart_library_login"
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration (``40s``, ``1m30s``, ``500ms``) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_docker_stop_waits_for_the_hooks_own_graceful_stop(resolved: dict[str, Any]) -> None:
+    """``docker stop`` sends SIGTERM, then SIGKILL after ``stop_grace_period`` (10 s unless set).
+
+    The hook waits for its requests in flight as long as a store can take
+    (27 s with DB_TIMEOUT=5, the database hung), then applies what it stored;
+    a SIGKILL before that cuts off deliveries the CMS never sends again.
+    """
+    env = _resolved_environment(resolved, "fragrance_sync")
+    in_flight = hook_options(SyncSettings.from_env(env))["timeout_graceful_shutdown"]
+    grace = _seconds(resolved["fragrance_sync"].get("stop_grace_period", "10s"))
+    assert grace > in_flight + CLOSE_WAIT, (grace, in_flight)
