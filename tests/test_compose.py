@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from conftest import ROOT
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from hook.merger import CLOSE_WAIT
 from hook.serve import hook_options
@@ -284,6 +287,64 @@ def test_every_services_command_is_in_the_image(service: str) -> None:
         )
     else:
         pytest.fail(f"{service} runs {command}, which this test does not know how to find")
+
+
+def _requirement_lines(path: Path) -> list[str]:
+    """The requirements ``path`` names, with those of the files it includes (``-r``)."""
+    lines = []
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line.startswith("-r "):
+            lines += _requirement_lines(path.parent / line[3:].strip())
+        elif line:
+            lines.append(line)
+    return lines
+
+
+def _pinned(path: Path) -> dict[str, str]:
+    """The version ``path`` pins for each package it names."""
+    pins: dict[str, str] = {}
+    for requirement in map(Requirement, _requirement_lines(path)):
+        (specifier,) = requirement.specifier
+        assert specifier.operator == "==", f"{path.name} does not pin {requirement}"
+        pins[canonicalize_name(requirement.name)] = specifier.version
+    return pins
+
+
+def _installed_closure(path: Path) -> dict[str, str]:
+    """Every package that installing ``path`` installs, with the version installed here."""
+    found: dict[str, str] = {}
+    pending = [Requirement(line) for line in _requirement_lines(path)]
+    done: set[tuple[str, frozenset[str]]] = set()
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if (name, frozenset(requirement.extras)) in done:
+            continue
+        done.add((name, frozenset(requirement.extras)))
+        dist = metadata.distribution(name)
+        found[name] = dist.version
+        for dependency in map(Requirement, dist.requires or []):
+            marker = dependency.marker
+            if marker is None or any(
+                marker.evaluate({"extra": extra}) for extra in ("", *requirement.extras)
+            ):
+                pending.append(dependency)
+    return found
+
+
+@pytest.mark.parametrize("requirements", ["requirements.txt", "requirements-dev.txt"])
+def test_every_package_the_requirements_install_is_pinned(requirements: str) -> None:
+    """A rebuild of the image (or of .venv) installs what the tests ran with, not the day's latest.
+
+    ``pip install -r requirements.txt`` pins what it names only: starlette,
+    pydantic, h11, anyio... came in at whatever version PyPI offered that day.
+    """
+    pins = _pinned(ROOT / requirements)
+    installed = _installed_closure(ROOT / requirements)
+    unpinned = {f"{name}=={version}" for name, version in installed.items() if name not in pins}
+    assert not unpinned, f"{requirements} does not pin: {sorted(unpinned)}"
+    assert {name: pins[name] for name in installed} == installed
 
 
 def test_the_cms_calls_the_sync_service_on_its_secret_path(resolved: dict[str, Any]) -> None:
