@@ -1,6 +1,8 @@
 # One slim image for every program: the sync service (python -m hook), the
 # one-shot migration command (yoyo), the CMS simulator and the smart library stand-in.
-FROM python:3.11-slim
+# A Python release and a Debian release of our choosing: python:3.11-slim moved
+# to whatever was newest on the day of each build.
+FROM python:3.11.7-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -347,6 +347,12 @@ def test_every_package_the_requirements_install_is_pinned(requirements: str) -> 
     assert {name: pins[name] for name in installed} == installed
 
 
+def test_the_base_image_is_pinned_to_a_python_release() -> None:
+    """``python:3.11-slim`` moves with every Python patch release and Debian release."""
+    (base,) = re.findall(r"^FROM (\S+)", DOCKERFILE, flags=re.MULTILINE)
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", base), base
+
+
 def test_the_cms_calls_the_sync_service_on_its_secret_path(resolved: dict[str, Any]) -> None:
     env = _resolved_environment(resolved, "fragrance_sync")
     listener = urlsplit(env["PUBLIC_URL"])
