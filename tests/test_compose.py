@@ -235,6 +235,20 @@ def _resolved_environment(resolved: dict[str, Any], service: str) -> dict[str, s
     return {k: str(v) for k, v in resolved[service].get("environment", {}).items()}
 
 
+def test_every_long_running_service_comes_back_after_a_crash_or_a_reboot(
+    resolved: dict[str, Any],
+) -> None:
+    """Docker restarts a container that exits, or that ran when the daemon stopped, only by policy.
+
+    ``depends_on`` plays no part then: without a policy of their own the
+    databases stayed down after a reboot while the hook (spooling every
+    delivery) and the smart library (answering 500) came back without them.
+    """
+    for name, service in resolved.items():
+        expected = "no" if name == "migrate" else "unless-stopped"
+        assert service.get("restart", "no") == expected, name
+
+
 def test_every_published_host_port_is_unique(resolved: dict[str, Any]) -> None:
     published = [
         int(port["published"]) for service in resolved.values() for port in service.get("ports", [])
