@@ -11,6 +11,7 @@ library keeps its service and port, and the services start in the right order.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import os
 import re
 import shutil
@@ -116,6 +117,46 @@ def test_the_hooks_spool_lives_on_a_volume_where_the_image_expects_it() -> None:
     spool_dir = _environment("fragrance_sync")["SPOOL_DIR"]
     assert f"hook_spool:{spool_dir}" in SERVICES["fragrance_sync"]["volumes"]
     assert f"SPOOL_DIR={spool_dir}" in (ROOT / "Dockerfile").read_text()
+
+
+def _in_build_context(path: str) -> bool:
+    """Whether docker build sends ``path`` (relative to the project) to the builder.
+
+    .dockerignore's rules as Docker applies them: the last pattern that matches
+    the path or one of its parent directories decides, ``!`` keeps it.
+    """
+    kept = True
+    ignore = ROOT / ".dockerignore"
+    lines = ignore.read_text().splitlines() if ignore.is_file() else []
+    for line in (line.strip() for line in lines):
+        if not line or line.startswith("#"):
+            continue
+        pattern = line.lstrip("!").strip("/")
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+        if any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes):
+            kept = line.startswith("!")
+    return kept
+
+
+@pytest.mark.parametrize(
+    "path",
+    [".git/config", ".venv/bin/python", ".tools/bin/promtool", ".local/pgdata/PG_VERSION"]
+    + ["spool/spool.sqlite3", ".env", "tests/conftest.py", "bench/README.md"]
+    + ["hook/__pycache__/app.cpython-311.pyc"],
+)
+def test_the_build_context_leaves_out_what_the_image_does_not_copy(path: str) -> None:
+    """Without .dockerignore each build sent the whole directory to the builder (190 MB here)."""
+    assert not _in_build_context(path)
+
+
+def test_the_build_context_holds_everything_the_dockerfile_copies() -> None:
+    for source in COPIED:
+        for path in [source, *(str(p.relative_to(ROOT)) for p in (ROOT / source).rglob("*"))]:
+            if "__pycache__" not in path:
+                assert _in_build_context(path), (
+                    f"the Dockerfile copies {path}, .dockerignore drops it"
+                )
 
 
 def test_every_build_uses_an_existing_dockerfile_whose_copies_exist() -> None:
