@@ -113,6 +113,20 @@ def test_every_mounted_file_exists_and_every_named_volume_is_declared() -> None:
                 assert source in COMPOSE.get("volumes", {}), f"{name} uses undeclared {source}"
 
 
+@pytest.mark.parametrize(
+    ("service", "volume"), [("cms_database", "cms_data"), ("fragrance_database", "fragrance_data")]
+)
+def test_the_databases_keep_their_data_on_named_volumes(service: str, volume: str) -> None:
+    """The postgres image keeps its data on an anonymous volume, which no later ``up`` finds.
+
+    ``docker compose down`` then ``up`` started both databases empty: every
+    stored delivery, its history and quarantine gone, and the catalog back to
+    the seed's, while the hook's spool (a named volume) drained into them.
+    """
+    assert f"{volume}:/var/lib/postgresql/data" in SERVICES[service]["volumes"]
+    assert volume in COMPOSE["volumes"]
+
+
 def test_the_hooks_spool_lives_on_a_volume_where_the_image_expects_it() -> None:
     spool_dir = _environment("fragrance_sync")["SPOOL_DIR"]
     assert f"hook_spool:{spool_dir}" in SERVICES["fragrance_sync"]["volumes"]
