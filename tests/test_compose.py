@@ -26,10 +26,11 @@ import yaml
 from conftest import ROOT
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from psycopg.conninfo import conninfo_to_dict
 
 from hook.merger import CLOSE_WAIT
 from hook.serve import hook_options
-from hook.settings import TOKEN_PATTERN
+from hook.settings import TOKEN_PATTERN, libpq_url
 from hook.settings import Settings as SyncSettings
 from smart_library.settings import Settings as LibrarySettings
 
@@ -46,6 +47,10 @@ COPIED = {
     source: destination
     for source, destination in re.findall(r"^COPY (\S+) (\S+)$", DOCKERFILE, flags=re.MULTILINE)
 }
+
+
+#: Variables that libpq itself reads, for every connection a program makes.
+LIBPQ_VARIABLES = {"PGPASSWORD", "PGOPTIONS"}
 
 
 def _environment(service: str) -> dict[str, str]:
@@ -187,8 +192,52 @@ def test_every_build_uses_an_existing_dockerfile_whose_copies_exist() -> None:
 @pytest.mark.parametrize("service", sorted(READERS))
 def test_every_variable_a_service_sets_is_read_by_its_code(service: str) -> None:
     source = "\n".join(p.read_text() for p in READERS[service].rglob("*.py"))
-    for variable in _environment(service):
+    for variable in set(_environment(service)) - LIBPQ_VARIABLES:
         assert f'"{variable}"' in source, f"{service} sets {variable}, which nothing reads"
+
+
+#: The variable that sets each service's database password, and where the service connects.
+CONNECTIONS = {
+    "cms_simulator": ("CMS_DB_PASSWORD", "cms_user", "cms_database", "cms_database"),
+    "migrate": ("FRAGRANCE_DB_PASSWORD", "scentmate_user", "fragrance_database", "fragrancedb"),
+    "fragrance_sync": ("HOOK_DB_PASSWORD", "sync_hook_login", "fragrance_database", "fragrancedb"),
+    "smart_library": (
+        "SMART_LIBRARY_DB_PASSWORD",
+        "smart_library_login",
+        "fragrance_database",
+        "fragrancedb",
+    ),
+}
+
+
+def _database_url(service: dict[str, Any]) -> str:
+    """The URL a service connects with: its command's ``--database``, or its environment's."""
+    command = service["command"]
+    if "--database" in command:
+        return command[command.index("--database") + 1]
+    env = service["environment"]
+    return env.get("DATABASE_URL") or env["CMS_DATABASE_URL"]
+
+
+@pytest.mark.parametrize("service", sorted(CONNECTIONS))
+def test_a_password_of_any_characters_reaches_libpq_whole(service: str) -> None:
+    """A generated password (``openssl rand -base64``) holds ``/``, ``+`` and ``=``.
+
+    Pasted into a URL by compose it was read as part of the host or port:
+    with HOOK_DB_PASSWORD=ab/cd+ef= the hook looked for host
+    'sync_hook_login' and spooled every delivery for good, and migrate failed.
+    Each service now gets it through PGPASSWORD, which libpq reads whole.
+    """
+    variable, user, host, database = CONNECTIONS[service]
+    password = "p@ss/w:rd%41+="
+    done = _compose_config(**{variable: password})
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"][service]
+    url = _database_url(resolved)
+    assert (urlsplit(url).password or "") == "", f"{service}: the password is in its URL"
+    assert resolved["environment"]["PGPASSWORD"] == password
+    connection = conninfo_to_dict(libpq_url(url))
+    assert (connection["user"], connection["host"], connection["dbname"]) == (user, host, database)
 
 
 def test_the_hook_registers_itself_under_its_service_name_with_its_token() -> None:
@@ -247,7 +296,8 @@ def test_the_smart_library_connects_as_its_read_only_login() -> None:
         "fragrance_database",
         "/fragrancedb",
     )
-    assert url.password == "smart_library_password"  # ${SMART_LIBRARY_DB_PASSWORD:-...}
+    password = _defaulted(_environment("smart_library")["PGPASSWORD"])
+    assert password == "smart_library_password"  # ${SMART_LIBRARY_DB_PASSWORD:-...}
     init = (ROOT / "deploy" / "initdb" / "31-smart-library-login.sh").read_text()
     assert "create role smart_library_login login password" in init
     assert "SMART_LIBRARY_DB_PASSWORD" in _environment("fragrance_database")
