@@ -253,10 +253,15 @@ def test_services_start_in_order() -> None:
     assert SERVICES["migrate"]["depends_on"] == {
         "fragrance_database": {"condition": "service_healthy"}
     }
-    for service in ("fragrance_sync", "smart_library"):  # both need 0019's and 0007's roles
-        assert SERVICES[service]["depends_on"] == {
-            "migrate": {"condition": "service_completed_successfully"}
-        }, service
+    assert SERVICES["fragrance_sync"]["depends_on"] == {  # it needs 0007's role
+        "migrate": {"condition": "service_completed_successfully"}
+    }
+    # The platform's core waits for its database only: a failed deploy of the
+    # sync must not keep the application from its fragrances (its login and
+    # grant come from the init script: test_smart_library_reader.py).
+    assert SERVICES["smart_library"]["depends_on"] == {
+        "fragrance_database": {"condition": "service_healthy"}
+    }
     assert SERVICES["cms_simulator"]["depends_on"] == {
         "cms_database": {"condition": "service_healthy"}
     }

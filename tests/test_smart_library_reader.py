@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from conftest import Server, load_smart_library, run_yoyo
+from conftest import ROOT, Server, load_smart_library, run_yoyo
 
 from devtools.throwaway_pg import ThrowawayPostgresql
+
+#: docker-compose's init scripts for the fragrance database (docker-entrypoint-initdb.d).
+INIT_SCRIPTS = ROOT / "deploy" / "initdb"
 
 ROLES = (
     "select rolname, rolcanlogin from pg_roles where rolname like 'smart\\_library\\_%' order by 1"
@@ -135,5 +140,55 @@ def test_rollback_drops_both_roles_when_no_other_database_uses_them() -> None:
         with psycopg.connect(own.url("library")) as conn:
             assert conn.execute(ROLES).fetchall() == []
             assert conn.execute("select count(*) from public.fragrances").fetchone() == (5000,)
+    finally:
+        own.pg.stop()
+
+
+def test_the_smart_library_reads_the_catalog_before_the_sync_is_migrated() -> None:
+    """Compose starts the platform's core on its database alone, not after our deploy.
+
+    The init scripts run as the postgres image runs them, on a new database:
+    the smart library's login reads the catalog at once, and a failed
+    migration cannot keep the application from its fragrances. Migration
+    0019 then finds the roles and the grant as it would have made them.
+    """
+    own = Server(ThrowawayPostgresql())  # roles are the cluster's: one of its own
+    try:
+        own.create_database("fragrancedb")
+        load_smart_library(own, "fragrancedb")
+        environment = {
+            **os.environ,
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(own.pg.settings["port"]),
+            "POSTGRES_USER": "postgres",
+            "POSTGRES_DB": "fragrancedb",
+            "HOOK_DB_PASSWORD": "hook_password",
+            "SMART_LIBRARY_DB_PASSWORD": "smart_library_password",
+        }
+        for script in ("30-hook-login.sh", "31-smart-library-login.sh"):
+            subprocess.run(
+                ["bash", str(INIT_SCRIPTS / script)],
+                env=environment,
+                check=True,
+                capture_output=True,
+            )
+        library = own.url("fragrancedb", user="smart_library_login")
+        with psycopg.connect(library) as conn:
+            assert conn.execute("select count(*) from public.fragrances").fetchone() == (5000,)
+
+        run_yoyo(own, "fragrancedb", "apply")
+        with psycopg.connect(own.url("fragrancedb")) as conn:
+            assert conn.execute(ROLES).fetchall() == [
+                ("smart_library_login", True),
+                ("smart_library_reader", False),
+            ]
+            grants = conn.execute("""
+                select grantee, table_schema, table_name, privilege_type
+                from information_schema.role_table_grants
+                where grantee in ('smart_library_reader', 'smart_library_login')
+            """).fetchall()
+            assert grants == [("smart_library_reader", "public", "fragrances", "SELECT")]
+        with psycopg.connect(library) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("select count(*) from sync.inbox")
     finally:
         own.pg.stop()
