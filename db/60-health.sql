@@ -41,7 +41,7 @@ as $$
         when f[5] <> '*' then interval '7 days'
         else interval '1 day'
     end
-    from (select regexp_split_to_array(btrim(p_schedule), '\s+') as f) as x;
+    from (select regexp_split_to_array(btrim(p_schedule), E'\\s+') as f) as x;
 $$;
 comment on function sync_private.longest_gap(text) is
     'The longest gap between two runs a cron schedule (minute hour day month weekday) can leave, roughly and never too short: 1 day, 7 days when it names weekdays, 31 when it names days of the month, 366 when it names months. sync.health_at warns a day after it.';

@@ -100,8 +100,10 @@ def blank_ranges() -> list[tuple[int, int]]:
 
 
 def escape(code_point: int) -> str:
-    """A code point as PostgreSQL's regular expressions write it."""
-    return f"\\u{code_point:04x}" if code_point <= 0xFFFF else f"\\U{code_point:08x}"
+    """A code point as PostgreSQL's regular expressions write it, in an E'' constant."""
+    # E'\\u0001' reads the same whatever standard_conforming_strings says;
+    # '\u0001' is an escape of the string itself where it is off.
+    return f"\\\\u{code_point:04x}" if code_point <= 0xFFFF else f"\\\\U{code_point:08x}"
 
 
 def class_lines(per_line: int = 8) -> list[str]:
@@ -114,8 +116,8 @@ def class_lines(per_line: int = 8) -> list[str]:
 
 
 def pattern_sql(indent: str = "        ") -> str:
-    """The pattern as adjacent SQL string constants (PostgreSQL joins them across lines)."""
-    lines = ["'^['", *(f"'{line}'" for line in class_lines()), "']*$'"]
+    """The pattern as one E'' constant continued across lines (PostgreSQL joins them)."""
+    lines = ["E'^['", *(f"'{line}'" for line in class_lines()), "']*$'"]
     return f"\n{indent}".join(lines)
 
 

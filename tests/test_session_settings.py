@@ -1,0 +1,130 @@
+"""The caller's session settings: what a login, a role or the database sets that the code did not.
+
+Every caller of the SQL API (a DBA's psql, the hook, pg_cron) brings the
+settings of its session: set by itself, by ``ALTER ROLE ... SET`` or by
+``ALTER DATABASE ... SET`` (a shared database keeps the settings its older
+applications need). The code must answer alike under each, or pin what it
+needs. The tests set them on the test's own database, which is dropped after.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import psycopg
+from conftest import ROOT, Server
+from helpers import receive
+
+NOT_JSON = b'{"fragrance_id": 7, "name": "' + b"a" * 60
+NUL_IN_JSON = b'{"fragrance_id": 7, "name": "a\\u0000b"}'
+
+
+def _connect(server: Server, dbname: str, user: str = "postgres", **settings: str):
+    """An autocommit connection whose session starts with these settings (as a role's would)."""
+    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    return psycopg.connect(server.url(dbname, user=user), autocommit=True, options=options)
+
+
+def _judged(conn: psycopg.Connection, raw: bytes) -> tuple[str, str]:
+    stored = receive(conn, raw)
+    return stored["status"], stored["reasons"][0]["message"]
+
+
+def test_deliveries_are_judged_alike_without_standard_conforming_strings(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    r"""A database of an older application keeps standard_conforming_strings off.
+
+    Then '\u0000' in a plain string constant is an escape PostgreSQL refuses,
+    and the function that parses a body did not even compile: every delivery
+    failed to store (the hook answers 500, and the CMS never sends again), and
+    a DBA's retry failed too. '\1' was the byte 1 and '\d' a d.
+    """
+    expected = [_judged(db, NOT_JSON), _judged(db, NUL_IN_JSON)]
+    assert expected[0][1].startswith('body is not valid JSON at line 1: Token ""aaaa')
+    assert expected[1][0] == "rejected"
+    db.execute(f"alter database {dbname} set standard_conforming_strings = off")
+    for user in ("postgres", "sync_hook_login"):
+        with _connect(server, dbname, user=user, client_min_messages="error") as conn:
+            assert [_judged(conn, NOT_JSON), _judged(conn, NUL_IN_JSON)] == expected
+    with _connect(server, dbname, user="alice", client_min_messages="error") as conn:
+        [rejected] = conn.execute(
+            "select id from sync.inbox where body = %s order by id limit 1", [NOT_JSON]
+        ).fetchone()
+        status, reasons = conn.execute(
+            "select status, reasons from sync.retry(%s)", [rejected]
+        ).fetchone()
+        assert (status, reasons[0]["message"]) == expected[0]
+
+
+def test_a_weekly_schedule_is_read_alike_without_standard_conforming_strings(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    r"""'\s+' read as 's+' made every schedule daily: a weekly job run 3 days ago was overdue."""
+    db.execute("update sync.job set schedule = '5 1 * * 0' where name = 'check_drift'")
+    db.execute(
+        "insert into sync.job_run (job, started_at, finished_at, status)"
+        " select name, now() - ago::interval, now() - ago::interval, 'ok'"
+        " from (values ('check_catalog', '1 hour'), ('purge_inbox', '1 hour'),"
+        "              ('check_drift', '3 days')) as r (name, ago)"
+    )
+    health = "select verdict, reason from sync.health_at(now())"
+    expected = db.execute(health).fetchone()
+    assert "check_drift" not in expected[1]
+    with _connect(server, dbname, standard_conforming_strings="off") as conn:
+        assert conn.execute(health).fetchone() == expected
+
+
+# A string constant ('...', continued by another on a later line, comments
+# between them), an escape string constant (E'...', continued the same way),
+# a quoted identifier, a comment, or a dollar quote, whose body is read as SQL
+# too (a function's body is SQL).
+_THEN = r"(?:(?:[ \t\r\f]*(?:--[^\n]*)?\n)+\s*"
+_PLAIN = r"'(?:[^']|'')*'"
+_ESCAPED = r"'(?:[^'\\]|\\.|'')*'"
+_TOKEN = re.compile(
+    rf"""(?P<comment>--[^\n]*|/\*.*?\*/)
+      | (?P<ident>"(?:[^"]|"")*")
+      | (?P<escape>(?<![\w$])[eE]{_ESCAPED}{_THEN}{_ESCAPED})*)
+      | (?P<plain>{_PLAIN}{_THEN}{_PLAIN})*)
+      | (?P<dollar>\$(?:[A-Za-z_]\w*)?\$)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def plain_constants_with_a_backslash(sql: str) -> Iterator[tuple[int, str]]:
+    """Each plain string constant holding a backslash, with its line number."""
+    for token in _TOKEN.finditer(sql):
+        if token["plain"] is not None and "\\" in token["plain"]:
+            yield sql.count("\n", 0, token.start()) + 1, token["plain"][:60]
+
+
+def test_no_plain_string_constant_of_the_database_code_holds_a_backslash() -> None:
+    r"""A backslash means one thing in E'...' and two in '...' (standard_conforming_strings).
+
+    A function's body is compiled in its caller's session: a plain constant
+    holding a backslash reads as an escape where the database, the role or
+    the session turned standard_conforming_strings off. Write E'\\s+'.
+    """
+    found = [
+        f"{path.name}:{line}: {text}"
+        for path in sorted((ROOT / "db").glob("[0-9][0-9]-*.sql"))
+        for line, text in plain_constants_with_a_backslash(path.read_text())
+    ]
+    assert found == []
+
+
+def test_the_constant_scan_tells_escape_constants_from_plain_ones() -> None:
+    assert list(plain_constants_with_a_backslash("select E'\\\\s+', 'a''b'")) == []
+    assert list(plain_constants_with_a_backslash("select 'x\\s+' -- it's \\ here")) == [
+        (1, "'x\\s+'")
+    ]
+    assert list(plain_constants_with_a_backslash("select E'^['\n    '\\\\u0001]'")) == []
+    commented = "select E'^['\n -- a comment\n '\\\\u0001]'"
+    assert list(plain_constants_with_a_backslash(commented)) == []
+    assert list(plain_constants_with_a_backslash("select '^['\n -- it's\n '\\u0001]'")) == [
+        (1, "'^['\n -- it's\n '\\u0001]'")
+    ]
+    assert list(plain_constants_with_a_backslash("$$ select '\\d' $$")) == [(1, "'\\d'")]
