@@ -107,6 +107,30 @@ async def check_pooled_connection(conn: psycopg.AsyncConnection[Any]) -> None:
     await AsyncConnectionPool.check_connection(conn)
 
 
+# What every connection of the hook sets for its session, over whatever the
+# login, the database or PGOPTIONS set (ALTER ROLE/DATABASE ... SET, which a
+# shared database keeps for its other applications), so that the hook reads
+# and stores alike on every site (hostile review, tests/test_session_settings.py):
+# extra_float_digits -15 made /metrics read an age of 1,234.5 s as 1,000, and
+# client_encoding LATIN1 made /status fail (503) on a reason that quotes a
+# character LATIN1 lacks. Under default_transaction_isolation serializable,
+# concurrent sync.store_many calls beside running merges failed with SQLSTATE
+# 40001 or 53200 (out of predicate locks), each a 500 to a CMS that never
+# sends again. synchronous_commit is the login's own, pinned in the database
+# (migration 0013).
+PINNED_SESSION = """
+select pg_catalog.set_config('statement_timeout', %s, false),
+       pg_catalog.set_config('default_transaction_isolation', 'read committed', false),
+       pg_catalog.set_config('extra_float_digits', '1', false),
+       pg_catalog.set_config('client_encoding', 'UTF8', false)
+"""
+
+
+async def pin_session(conn: psycopg.AsyncConnection[Any], statement_timeout: str) -> None:
+    """Set what the hook's sessions rely on, whatever the site's defaults (one round trip)."""
+    await conn.execute(PINNED_SESSION, [statement_timeout])
+
+
 def create_app(
     settings: Settings, store: Callable[[AsyncConnectionPool], Store] | None = None
 ) -> FastAPI:
@@ -176,10 +200,7 @@ def create_app(
             # DB_TIMEOUT (a lock held, a server that hangs) is cancelled and
             # rolled back by the server: the delivery is then spooled, not left
             # waiting with every delivery queued behind it (hostile review).
-            await conn.execute(
-                "select pg_catalog.set_config('statement_timeout', %s, false)",
-                [f"{max(1, round(settings.database_timeout * 1000))}ms"],
-            )
+            await pin_session(conn, f"{max(1, round(settings.database_timeout * 1000))}ms")
 
         async def unbounded(conn: psycopg.AsyncConnection[Any]) -> None:
             # The merger claims the oldest pending deliveries first: a merge that a
@@ -187,7 +208,7 @@ def create_app(
             # same merge at every sweep, and nothing stored after it was ever applied
             # (hostile review). As the spool's drain, it runs without a bound; a merge
             # that waits on a lock holds only the merger's own connection.
-            await conn.execute("select pg_catalog.set_config('statement_timeout', '0', false)")
+            await pin_session(conn, "0")
 
         # Whatever fails below (a spool that cannot be opened) closes what was
         # opened before it: a process left running with nothing listening is

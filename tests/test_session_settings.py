@@ -9,12 +9,17 @@ needs. The tests set them on the test's own database, which is dropped after.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import psycopg
+import pytest
 from conftest import ROOT, Server
 from helpers import receive
+from inprocess import hook_client
 
 NOT_JSON = b'{"fragrance_id": 7, "name": "' + b"a" * 60
 NUL_IN_JSON = b'{"fragrance_id": 7, "name": "a\\u0000b"}'
@@ -128,3 +133,57 @@ def test_the_constant_scan_tells_escape_constants_from_plain_ones() -> None:
         (1, "'^['\n -- it's\n '\\u0001]'")
     ]
     assert list(plain_constants_with_a_backslash("$$ select '\\d' $$")) == [(1, "'\\d'")]
+
+
+# --- the hook's sessions: what the site's database or login sets -----------------------------
+
+SNOWMAN = '{"fragrance_id": 7, "cost": "Winter \u2603"}'.encode()
+DELIVERY = b'{"fragrance_id": 7, "description": "from test_session_settings"}'
+
+
+def _scrape(server: Server, dbname: str, tmp_path: Path) -> tuple[httpx.Response, ...]:
+    """A delivery, then /metrics and /status, through the hook's app as sync_hook_login."""
+
+    async def run() -> tuple[httpx.Response, ...]:
+        url = server.url(dbname, user="sync_hook_login")
+        async with hook_client(url, tmp_path) as http:
+            delivered = await http.post("/notifications", content=DELIVERY)
+            return delivered, await http.get("/metrics"), await http.get("/status")
+
+    return asyncio.run(run())
+
+
+def _metric(page: str, name: str) -> float:
+    [value] = re.findall(rf"^{name} (\S+)$", page, re.MULTILINE)
+    return float(value)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "extra_float_digits = -15",
+        "client_encoding = 'LATIN1'",
+    ],
+)
+def test_the_hooks_pages_read_alike_whatever_the_database_sets_for_numbers_and_text(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, setting: str
+) -> None:
+    """Settings a site keeps for its other applications, on the hook's database.
+
+    extra_float_digits -15 read an age of 1,234.5 s as 1,000 in /metrics;
+    client_encoding LATIN1 failed /status (503) on a reject whose reason
+    quotes a snowman.
+    """
+    assert receive(db, SNOWMAN)["status"] == "rejected"
+    db.execute(
+        "insert into sync.inbox (received_at, body) values (now() - interval '1234.5 seconds', %s)",
+        [b'{"fragrance_id": 7, "cost": 1}'],
+    )
+    db.execute(f"alter database {dbname} set {setting}")
+    delivered, metrics, status = _scrape(server, dbname, tmp_path)
+    assert delivered.status_code == 202, delivered.text
+    assert metrics.status_code == 200
+    assert _metric(metrics.text, "fragrance_sync_database_up") == 1
+    assert 1234 < _metric(metrics.text, "fragrance_sync_oldest_pending_age_seconds") < 1300
+    assert status.status_code == 200, status.text
+    assert "Winter \u2603" in status.text
