@@ -88,13 +88,22 @@ as $$
     -- The purge by its procedure, which commits between chunks: a run of
     -- sync.run_job is one transaction, and the first purge after a year
     -- wrote about 1 GB of WAL in one (docs/operations.md).
+    --
+    -- A site's statement_timeout (on the database or the job's owner, for
+    -- its applications) cancelled a long check every night: the catalog
+    -- check of 1,000,000 fragrances takes about 40 s, and a cancel is not an
+    -- error run_job can record, so nothing said why it never ran but health,
+    -- a day later, asking whether pg_cron still runs it. A function cannot
+    -- lift the timeout of the statement that called it: the command does,
+    -- before it. The purge cannot (a CALL after it would share its
+    -- transaction and could not commit): its committed steps stay.
     select case p_name
                when 'purge_inbox' then 'call sync.purge_inbox()'
-               else format('select status from sync.run_job(%L)', p_name)
+               else format('set statement_timeout = 0; select status from sync.run_job(%L)', p_name)
            end;
 $$;
 comment on function sync_private.job_command(text) is
-    'The command pg_cron runs for one of our jobs: CALL sync.purge_inbox() for purge_inbox (it commits between chunks), SELECT status FROM sync.run_job(<job>) for the others.';
+    'The command pg_cron runs for one of our jobs: CALL sync.purge_inbox() for purge_inbox (it commits between chunks), SET statement_timeout = 0; SELECT status FROM sync.run_job(<job>) for the others (a site''s statement_timeout does not cut a nightly check short).';
 
 -- sync_private.schedule_with_pg_cron
 -- Registers the enabled jobs with pg_cron, and removes the disabled ones, when pg_cron is here.

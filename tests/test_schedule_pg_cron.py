@@ -55,12 +55,12 @@ def test_the_migration_creates_pg_cron_and_the_code_load_registers_every_job(
         (
             "fragrance_sync.check_catalog",
             "17 3 * * *",
-            "select status from sync.run_job('check_catalog')",
+            "set statement_timeout = 0; select status from sync.run_job('check_catalog')",
         ),
         (
             "fragrance_sync.check_drift",
             "27 4 * * *",
-            "select status from sync.run_job('check_drift')",
+            "set statement_timeout = 0; select status from sync.run_job('check_drift')",
         ),
         (
             "fragrance_sync.purge_inbox",
@@ -80,9 +80,39 @@ def test_the_command_pg_cron_runs_records_a_run(cron_db: psycopg.Connection) -> 
     [(command,)] = cron_db.execute(
         "select command from cron.job where jobname = 'fragrance_sync.check_catalog'"
     ).fetchall()
-    assert cron_db.execute(command).fetchone() == ("ok",)
+    # As pg_cron sends it: one simple query (the command is two statements).
+    result = cron_db.pgconn.exec_(command.encode())
+    assert result.status == psycopg.pq.ExecStatus.TUPLES_OK, result.error_message
+    assert result.get_value(0, 0) == b"ok"
     last = cron_db.execute(
         "select last_status from sync.schedule() where job = 'check_catalog'"
+    ).fetchone()
+    assert last == ("ok",)
+
+
+def test_a_nightly_check_is_not_cut_short_by_the_databases_statement_timeout(
+    cron_server: Server, cron_db: psycopg.Connection
+) -> None:
+    """A site bounds its applications' statements; the nightly check is no such statement.
+
+    Cancelled, the check left no run at all (a cancel is not an error
+    sync.run_job can record): only a day later did health ask whether
+    pg_cron still ran it.
+    """
+    [(command, username)] = cron_db.execute(
+        "select command, username from cron.job where jobname = 'fragrance_sync.check_catalog'"
+    ).fetchall()
+    cron_db.execute(f"alter database {DATABASE} set statement_timeout = '20ms'")
+    try:
+        # As pg_cron sends it: one simple query, as the job's owner, in a new session.
+        with psycopg.connect(cron_server.url(DATABASE, user=username), autocommit=True) as job:
+            assert job.execute("show statement_timeout").fetchone() == ("20ms",)
+            result = job.pgconn.exec_(command.encode())
+            assert result.status == psycopg.pq.ExecStatus.TUPLES_OK, result.error_message
+    finally:
+        cron_db.execute(f"alter database {DATABASE} reset statement_timeout")
+    last = cron_db.execute(
+        "select status from sync.job_run where job = 'check_catalog' order by id desc limit 1"
     ).fetchone()
     assert last == ("ok",)
 
