@@ -49,6 +49,11 @@ REFUSED = "the database refused the delivery; see the hook's log"
 #: one of them is spooled, not lost.
 OUTAGE_SQLSTATES = frozenset({"25006", "42501", "42883", "42P01", "3F000", "3D000"})
 
+#: Seconds a store past its deadline is given to be cancelled on the server before its
+#: connection is closed instead. A live server answers a cancel request at once; a hung
+#: one never does, and psycopg would wait for it 5 s and then 5 s more for the query.
+CANCEL_GRACE = 1.0
+
 #: SQLSTATEs that most often mean the database is not migrated (or not to this release).
 NOT_MIGRATED_SQLSTATES = frozenset({"42883", "42P01", "3F000"})
 
@@ -283,6 +288,15 @@ class DatabaseState:
             await pool.putconn(conn)
 
 
+async def _let_go(task: asyncio.Future[Any]) -> None:
+    """Cancel a store; after CANCEL_GRACE, again: psycopg then closes its connection."""
+    task.cancel()
+    await asyncio.wait({task}, timeout=CANCEL_GRACE)
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})
+
+
 class BatchingStore:
     """Stores deliveries in batches, at most ``concurrency`` batches in flight at once."""
 
@@ -365,6 +379,41 @@ class BatchingStore:
             if not future.done():
                 future.set_exception(StoreError(failure.status, failure.detail))
 
+    async def _store_by_deadline(
+        self, conn: psycopg.AsyncConnection[Any], params: tuple[list[Any], ...]
+    ) -> list[Any]:
+        """The store's rows; TimeoutError once it outlasts the deadline.
+
+        The server's statement_timeout (hook/app.py) ends a slow store; the
+        deadline is for a server that cannot even do that (stopped, hung,
+        unreachable). Cancelled at the deadline, psycopg asks the server to
+        cancel the query and waits up to 10 s for a server that never answers:
+        the delivery was spooled 10 s after the deadline, not at it (hostile
+        review). After CANCEL_GRACE a second cancellation makes psycopg close
+        the connection instead (the pool replaces it). Had the store committed
+        after all, the delivery's key keeps the spooled copy from being stored twice.
+        """
+
+        async def store() -> list[Any]:
+            cursor = await conn.execute(STORE_MANY, params)
+            return await cursor.fetchall()
+
+        if self._deadline is None:
+            return await store()
+        task = asyncio.ensure_future(store())
+        try:
+            await asyncio.wait({task}, timeout=self._deadline)
+        except asyncio.CancelledError:
+            # The request itself was cancelled (a shutdown): the store goes with
+            # it, and the connection goes back to the pool only once it let go.
+            await _let_go(task)
+            raise
+        if not task.done():
+            await _let_go(task)
+            if task.cancelled() or task.exception() is not None:
+                raise TimeoutError
+        return task.result()  # (or it answered after all, before its cancellation)
+
     async def _call(self, deliveries: list[Delivery]) -> list[Receipt]:
         """One call, one transaction: returns only after the commit."""
         params = (
@@ -377,11 +426,7 @@ class BatchingStore:
         size = sum(len(d.body) for d in deliveries)
         try:
             async with self.database.connection(self._pool) as conn:
-                # The server's statement_timeout (hook/app.py) ends a slow store; this
-                # bound is for a server that cannot even do that (stopped, unreachable).
-                async with asyncio.timeout(self._deadline):
-                    cursor = await conn.execute(STORE_MANY, params)
-                    rows = await cursor.fetchall()
+                rows = await self._store_by_deadline(conn, params)
         except TimeoutError as exc:
             log.error(
                 "the database did not answer within %s s, %d deliveries (%d bytes) were not "

@@ -26,16 +26,13 @@ from hook.connections import (
     protocol_class,
     waiting_room,
 )
+from hook.ingest import CANCEL_GRACE
 from hook.settings import Settings, SettingsError
 
 log = logging.getLogger("hook")
 
 #: Seconds uvicorn lets the requests in flight at SIGTERM finish before it cancels them.
 GRACEFUL_SHUTDOWN = 10.0
-#: psycopg's wait on a query it cancels that the server never answers: up to 5 s
-#: for the cancellation, then up to 5 s for the query to end, before it closes
-#: the connection (both hard-coded in psycopg's AsyncConnection).
-PSYCOPG_CANCEL_WAIT = 10.0
 #: Room for the spool's fsynced write after the store gave up.
 SPOOL_WRITE = 2.0
 
@@ -135,10 +132,10 @@ def longest_store(settings: Settings) -> float:
     """Seconds a delivery already read may take, at worst, to be stored or spooled.
 
     A connection from a busy pool (DB_TIMEOUT), the store's own deadline for a
-    server that does not answer (2 x DB_TIMEOUT), psycopg's cancellation of
-    that store (PSYCOPG_CANCEL_WAIT), then the spool's write.
+    server that does not answer (2 x DB_TIMEOUT), its cancellation (CANCEL_GRACE),
+    then the spool's write.
     """
-    return 3 * settings.database_timeout + PSYCOPG_CANCEL_WAIT + SPOOL_WRITE
+    return 3 * settings.database_timeout + CANCEL_GRACE + SPOOL_WRITE
 
 
 def hook_options(settings: Settings) -> dict[str, Any]:

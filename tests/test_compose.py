@@ -523,7 +523,7 @@ def test_docker_stop_waits_for_the_hooks_own_graceful_stop(resolved: dict[str, A
     """``docker stop`` sends SIGTERM, then SIGKILL after ``stop_grace_period`` (10 s unless set).
 
     The hook waits for its requests in flight as long as a store can take
-    (27 s with DB_TIMEOUT=5, the database hung), then applies what it stored;
+    (18 s with DB_TIMEOUT=5, the database hung), then applies what it stored;
     a SIGKILL before that cuts off deliveries the CMS never sends again.
     """
     env = _resolved_environment(resolved, "fragrance_sync")

@@ -112,12 +112,12 @@ def test_sigterm_waits_for_a_delivery_the_hung_database_holds_until_it_is_spoole
     """``docker stop`` while the database hangs: the delivery in flight is spooled, not cut off.
 
     A store the server does not answer ends at the hook's deadline (2 x
-    DB_TIMEOUT), after psycopg's cancellation gave up (up to 10 s more): 12 s
-    here. uvicorn's graceful shutdown abandoned every request after 10 s, and
-    the CMS, which never retries, lost the change the hook would have spooled.
+    DB_TIMEOUT) and a second for its cancellation: 13 s here. uvicorn's
+    graceful shutdown abandoned every request after 10 s, and the CMS, which
+    never retries, lost the change the hook would have spooled.
     """
     url = own_server.url("test", user="sync_hook_login")
-    hook = start_hook(url, tmp_path, DB_TIMEOUT="1")
+    hook = start_hook(url, tmp_path, DB_TIMEOUT="6")
     data = body({"fragrance_id": 7, "cost": 77, "marker": uuid.uuid4().hex})
     answers: list[httpx.Response | Exception] = []
 
@@ -152,6 +152,37 @@ def test_sigterm_waits_for_a_delivery_the_hung_database_holds_until_it_is_spoole
         wait_for_empty_spool(successor)
     finally:
         stop_hook(successor)
+    with psycopg.connect(own_server.url("test")) as conn:
+        found = conn.execute("select count(*) from sync.inbox where body = %s", [data]).fetchone()
+    assert found == (1,)
+
+
+def test_a_store_the_hung_database_never_answers_is_spooled_at_its_deadline(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """Spooled at twice DB_TIMEOUT, and a second for the cancellation: not 10 s later.
+
+    Cancelled at the deadline, psycopg asked the hung server to cancel the
+    query and waited 5 s for that, then 5 s for the query: the delivery was
+    answered 12 s after it arrived here (DB_TIMEOUT=1), holding one of the
+    hook's bounded connections all along. The client below waits 6 s.
+    """
+    url = own_server.url("test", user="sync_hook_login")
+    hook = start_hook(url, tmp_path, DB_TIMEOUT="1")
+    data = body({"fragrance_id": 7, "cost": 78, "marker": uuid.uuid4().hex})
+    try:
+        with _hung(own_server):
+            answer = httpx.post(
+                hook.url + "/notifications",
+                content=data,
+                headers={"Content-Type": "application/json"},
+                timeout=2 * 1 + 1 + 3,
+            )
+        assert answer.status_code == 202, f"{answer.status_code} {answer.text}:\n{hook.output()}"
+        assert answer.json()["status"] == "spooled"
+        wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
     with psycopg.connect(own_server.url("test")) as conn:
         found = conn.execute("select count(*) from sync.inbox where body = %s", [data]).fetchone()
     assert found == (1,)
