@@ -173,8 +173,24 @@ create function sync.plan_repair()
     set search_path = pg_catalog, pg_temp
 as $$
     with pending as materialized (
-        select p.fragrance_id, p.payload
+        select p.fragrance_id, p.payload, true as merges
         from sync_private.pending_since((select min(s.inbox_position) from sync.cms_snapshot as s)) as p
+        union all
+        -- And one received after it that waits in quarantine: the repair's
+        -- delivery is newer by inbox id, so once retried that change found
+        -- its fields set since and was ignored as stale, the snapshot's
+        -- older values kept over it (hostile review). Its fields are left
+        -- to it too, until it is retried or discarded (a repair quarantined
+        -- is no longer sent again by the next one). Not a missing fragrance
+        -- whole: a quarantined change of one is mostly a partial delta
+        -- refused as fragrance_id.unknown, which nothing but the repair's
+        -- creation lets in.
+        select i.fragrance_id, i.payload, false
+        from sync.inbox as i
+        where i.status = 'rejected'
+          and i.id > (select min(s.inbox_position) from sync.cms_snapshot as s)
+          and i.fragrance_id is not null
+          and jsonb_typeof(i.payload) = 'object'
     )
     select
         d.fragrance_id,
@@ -190,16 +206,17 @@ as $$
       and not d.newer_in_library
       -- A delivery received after the snapshot but not merged yet is newer
       -- too: its fields are left to it, and a missing fragrance it names to
-      -- it whole (run sync.apply_pending(), then look again).
+      -- it whole (run sync.apply_pending(), then look again); one in
+      -- quarantine keeps its fields (retry or discard it, then look again).
       and not exists (
           select from pending as p
           where p.fragrance_id = d.fragrance_id
-            and (d.kind = 'missing' or p.payload ? d.field))
+            and ((d.kind = 'missing' and p.merges) or p.payload ? d.field))
     group by d.fragrance_id
     order by d.fragrance_id;
 $$;
 comment on function sync.plan_repair() is
-    'Dry run of sync.repair(): per fragrance, the delta it would deliver (a complete create for a missing row, only the differing fields otherwise). Extra rows, fields newer in the library and fields a delivery received after the snapshot will set (still pending) are left out. Usage: SELECT * FROM sync.plan_repair();';
+    'Dry run of sync.repair(): per fragrance, the delta it would deliver (a complete create for a missing row, only the differing fields otherwise). Extra rows, fields newer in the library, fields a delivery received after the snapshot will set (still pending) or carries in quarantine (until retried or discarded) are left out. Usage: SELECT * FROM sync.plan_repair();';
 
 -- sync.repair
 -- Delivers each planned repair delta through the inbox, like a webhook, and returns the receipts.

@@ -278,6 +278,32 @@ def test_a_field_a_delivery_received_after_the_snapshot_will_set_is_left_to_it(
     assert inbox_row(db, later["inbox_id"])["status"] == "applied"
 
 
+def test_a_field_a_quarantined_delivery_received_after_the_snapshot_sets_is_left_to_it(
+    db: psycopg.Connection,
+) -> None:
+    """The repair wrote the older cost at a newer inbox id: retried, the newer change lost it."""
+    load_library_changed(db, cost=50)
+    db.execute("update sync.rule set parameter = 5 where code = 'name.too_long'")
+    later = receive(db, {"fragrance_id": 7, "name": "Renamed since", "cost": 20})
+    assert later["status"] == "rejected"
+    assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
+    db.execute("select sync.repair()")
+    db.execute("update sync.rule set parameter = 150 where code = 'name.too_long'")
+    retried = db.execute("select status from sync.retry(%s)", [later["inbox_id"]]).fetchone()
+    assert retried == ("applied",)
+    repaired = fragrance(db, 7)
+    assert repaired is not None
+    assert (repaired["name"], repaired["cost"]) == ("Renamed since", 20)
+
+
+def test_a_quarantined_repair_is_not_sent_again_by_the_next_repair(db: psycopg.Connection) -> None:
+    """Each repair of the same snapshot quarantined the same values once more."""
+    load_library_changed(db, name="n" * 151, cost=3)
+    assert db.execute("select status from sync.repair()").fetchall() == [("rejected",)]
+    assert db.execute("select count(*) from sync.repair()").fetchone() == (0,)
+    assert db.execute("select count(*) from sync.quarantine").fetchone() == (1,)
+
+
 def test_a_missing_fragrance_a_pending_delivery_creates_is_left_to_it(
     db: psycopg.Connection,
 ) -> None:
