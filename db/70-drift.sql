@@ -447,6 +447,28 @@ begin
                   hint = 'name and description strings, cost a number, forbidden true or false (or null).';
     end if;
 
+    -- An export is taken before it is loaded. Said to be taken later (a
+    -- wrong day, a local time read as UTC, 'infinity'), the snapshot made
+    -- every hand change between the load and that moment older than itself
+    -- (sync.drift judges them by taken_at), and the repair undid them
+    -- (hostile review).
+    if not isfinite(p_taken_at) then
+        raise exception 'a snapshot is taken at a moment, not at %', p_taken_at
+            using errcode = 'FS005',
+                  hint = 'Give the moment of the export with its time zone (e.g. ''2026-11-23 21:00Z''), '
+                      || 'or leave p_taken_at out for an export just taken: '
+                      || 'SELECT sync.load_snapshot(''[...]''::jsonb, ''cms.json'');';
+    end if;
+    -- The clock, not the transaction's start: clock_timestamp() read in
+    -- the same statement is a moment of the past by now.
+    if p_taken_at > clock_timestamp() then
+        raise exception 'a snapshot cannot be taken later than now: p_taken_at is %, now is %', p_taken_at, clock_timestamp()
+            using errcode = 'FS051',
+                  hint = 'Give the moment of the export with its time zone (e.g. ''2026-11-23 21:00Z''), '
+                      || 'or leave p_taken_at out for an export just taken: '
+                      || 'SELECT sync.load_snapshot(''[...]''::jsonb, ''cms.json'');';
+    end if;
+
     perform sync_private.replace_snapshot();
     begin
         insert into sync.cms_snapshot
@@ -467,7 +489,7 @@ begin
 end;
 $$;
 comment on function sync.load_snapshot(jsonb, text, timestamptz) is
-    'Replaces sync.cms_snapshot with a JSON array of {fragrance_id, name, description, cost, forbidden}; p_taken_at is when the CMS was exported (default now). Returns the row count. Usage: psql -v file=cms.json -f sql/load-snapshot-json.sql';
+    'Replaces sync.cms_snapshot with a JSON array of {fragrance_id, name, description, cost, forbidden}; p_taken_at is when the CMS was exported (default now; an infinite one raises FS005, one later than now FS051). Returns the row count. Usage: psql -v file=cms.json -f sql/load-snapshot-json.sql';
 
 -- sync.load_snapshot_from_server
 -- Replaces the snapshot with the CMS catalog read through postgres_fdw, leaving no server or password behind.

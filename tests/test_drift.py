@@ -521,6 +521,20 @@ def test_an_empty_snapshot_is_refused_and_the_one_loaded_before_is_kept(
     assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(1,)]
 
 
+def test_a_snapshot_said_to_be_taken_later_than_now_is_refused_and_the_one_before_kept(
+    db: psycopg.Connection,
+) -> None:
+    """Taken "tomorrow", a hand edit after the load was older than it, and the repair undid it."""
+    load_json(db, [SNAPSHOT_ROW])
+    for taken_at, sqlstate in (("now() + interval '1 hour'", "FS051"), ("'infinity'", "FS005")):
+        with raises_sqlstate(sqlstate):
+            db.execute(
+                f"select sync.load_snapshot(%s::jsonb, 'cms.json', {taken_at})",
+                [json.dumps(library_rows_as_json(db))],
+            )
+    assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(1,)]
+
+
 def test_a_repair_neither_applied_nor_staged_is_refused(db: psycopg.Connection) -> None:
     load_json(db, [SNAPSHOT_ROW])
     with raises_sqlstate("FS005", "p_apply"):
