@@ -156,6 +156,7 @@ declare
     v_version jsonb;
     v_pending jsonb;
     v_pending_before jsonb;
+    v_quarantined jsonb;
     v_writer bigint;
     v_earlier bigint;
     v_current jsonb;
@@ -222,6 +223,19 @@ begin
           cross join jsonb_object_keys(p.payload) as f (key)
           where p.fragrance_id = v_delivery.fragrance_id
           group by f.key) as k;
+    -- Per field, the last delivery received since that waits in quarantine:
+    -- restored at the revert's newer inbox id, the old value made it stale,
+    -- and once retried (its rule loosened) the CMS's later value was ignored
+    -- for good (hostile review). Left to it, as a pending one's.
+    select coalesce(jsonb_object_agg(k.field, k.inbox_id), '{}')
+    into v_quarantined
+    from (select f.key as field, max(i.id) as inbox_id
+          from sync.inbox as i
+          cross join jsonb_object_keys(i.payload) as f (key)
+          where i.fragrance_id = v_delivery.fragrance_id and i.id > p_inbox_id
+            and i.status = 'rejected' and jsonb_typeof(i.payload) = 'object'
+            and f.key <> 'fragrance_id'
+          group by f.key) as k;
 
     foreach v_field in array v_delivery.applied_fields loop
         if v_current is null then
@@ -250,6 +264,11 @@ begin
         end if;
         if v_later is null and coalesce((v_version ->> v_field)::bigint, 0) > p_inbox_id then
             v_later := format('set since by delivery %s', v_version ->> v_field);
+        end if;
+        if v_later is null and v_quarantined ? v_field then
+            v_later := format('set by delivery %s, received since and in quarantine: retry or discard it,'
+                ' then revert again (SELECT * FROM sync.quarantine WHERE inbox_id = %s;)',
+                v_quarantined ->> v_field, v_quarantined ->> v_field);
         end if;
         if v_later is null and v_current -> v_field is distinct from v_history.new_values -> v_field then
             v_later := 'its value is no longer the one this change set';
@@ -366,7 +385,7 @@ begin
 end;
 $$;
 comment on function sync.revert(bigint) is
-    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since, or a later delivery still pending will, or an earlier delivery that set it too was never written (lost as stale, or still pending and bound to be): then it is left alone and said so. The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change; values the rules in force refuse raise FS061, and nothing is stored. Usage: SELECT * FROM sync.revert(42);';
+    'Undoes one applied delivery: each field it changed gets its previous value back, unless a later change has set that field since, or a later delivery still pending or in quarantine will, or an earlier delivery that set it too was never written (lost as stale, or still pending and bound to be): then it is left alone and said so. The old values go through sync.inbox as a new delivery (origin revert), so they are judged, ordered and audited like any change; values the rules in force refuse raise FS061, and nothing is stored. Usage: SELECT * FROM sync.revert(42);';
 
 -- sync.fragrance_at
 -- Shows a fragrance as it was at a moment, by undoing every recorded change made after it.

@@ -89,6 +89,27 @@ def test_a_field_a_later_delivery_will_set_is_left_alone_while_it_is_pending(
     assert inbox_row(db, later["inbox_id"])["status"] == "applied"
 
 
+def test_a_field_a_later_quarantined_delivery_sets_is_left_alone_until_it_is_retried(
+    db: psycopg.Connection,
+) -> None:
+    """Restored at a newer inbox id, the old cost made the later change stale on its retry."""
+    before = fragrance(db, 7)
+    change = receive(db, {"fragrance_id": 7, "name": "Oops", "cost": 20})
+    db.execute("update sync.rule set parameter = 3 where code = 'description.too_long'")
+    later = receive(db, {"fragrance_id": 7, "description": "Newer", "cost": 30})
+    assert later["status"] == "rejected"
+    result = _revert(db, change["inbox_id"])
+    assert result["restored"] == {"name": before["name"]}
+    assert result["left_alone"]["cost"].startswith(
+        f"set by delivery {later['inbox_id']}, received since and in quarantine"
+    )
+    db.execute("update sync.rule set parameter = 1024 where code = 'description.too_long'")
+    assert db.execute("select status from sync.retry(%s)", [later["inbox_id"]]).fetchone() == (
+        "applied",
+    )
+    assert fragrance(db, 7)["cost"] == 30  # type: ignore[index]
+
+
 def test_a_revert_left_in_an_open_transaction_holds_back_no_store(
     server: Server, dbname: str
 ) -> None:
