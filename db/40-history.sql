@@ -182,7 +182,8 @@ begin
         raise exception 'inbox row % is %; only an applied delivery can be reverted', p_inbox_id, v_delivery.status
             using errcode = 'FS002',
                   hint = case v_delivery.status
-                      when 'ignored' then 'It changed nothing, so there is nothing to undo: its reasons say why.'
+                      when 'ignored' then format('It changed nothing, so there is nothing to undo; its reasons say why: '
+                          'SELECT status, reasons FROM sync.inbox WHERE id = %s;', p_inbox_id)
                       when 'pending' then 'It is not applied yet: SELECT * FROM sync.apply_pending(); or, to drop it, wait for its outcome.'
                       else format('It changed nothing: SELECT status, reasons FROM sync.inbox WHERE id = %s;', p_inbox_id)
                   end;

@@ -118,6 +118,22 @@ def test_the_hint_for_retrying_a_delivery_that_is_not_rejected_is_about_it(
     assert dba.execute(runnable(hint)).fetchall()
 
 
+@pytest.mark.parametrize("status", ["ignored", "rejected", "discarded"])
+def test_the_hint_for_reverting_a_delivery_that_is_not_applied_is_about_it(
+    db: psycopg.Connection, dba: psycopg.Connection, status: str
+) -> None:
+    """For an ignored delivery it said "its reasons say why", and named no way to read them."""
+    delivery = {"ignored": {"fragrance_id": 7}}
+    inbox_id = receive(db, delivery.get(status, {"fragrance_id": 7, "cost": -1}))["inbox_id"]
+    if status == "discarded":
+        dba.execute("select sync.discard(%s, 'vendor test')", [inbox_id])
+
+    hint = hint_of(dba, f"select * from sync.revert({inbox_id})", "FS002")
+
+    assert str(inbox_id) in runnable(hint)
+    assert dba.execute(runnable(hint)).fetchall()
+
+
 @pytest.mark.parametrize(
     ("code", "says"),
     [
