@@ -105,6 +105,30 @@ $$;
 comment on function sync_private.job_command(text) is
     'The command pg_cron runs for one of our jobs: CALL sync.purge_inbox() for purge_inbox (it commits between chunks), SET statement_timeout = 0; SELECT status FROM sync.run_job(<job>) for the others (a site''s statement_timeout does not cut a nightly check short).';
 
+-- sync_private.pg_cron_refusal
+-- Why pg_cron, installed in this database, cannot take our jobs: null when it can, or is not here.
+create function sync_private.pg_cron_refusal() returns text
+    language sql
+    stable
+as $$
+    -- On a managed database a superuser (or the provider's admin) creates
+    -- pg_cron, and its schema is usable by nobody else until granted. The
+    -- owner of the sync (who deploys it, and whom the security definer
+    -- functions run as) then could not even look into schema cron: the code
+    -- load failed with "permission denied for schema cron", and so did every
+    -- deploy, every change of sync.job and sync.schedule() (hostile review).
+    -- The jobs are optional in pg_cron: they run from the cron lines instead.
+    select format('pg_cron is installed in this database, but %I, who owns the sync, may not use it:'
+                  ' run the jobs from cron (docs/operations.md, "Run without a person"), or have a'
+                  ' superuser run: grant usage on schema cron to %I; then deploy again',
+                  current_user, current_user)
+    where to_regnamespace('cron') is not null
+      and exists (select from pg_catalog.pg_extension where extname = 'pg_cron')
+      and not pg_catalog.has_schema_privilege('cron', 'usage');
+$$;
+comment on function sync_private.pg_cron_refusal() is
+    'Why pg_cron, installed in this database, cannot take our jobs (the owner of the sync lacks USAGE on schema cron), with the grant that lets it; null when it can or when pg_cron is not here. The code load prints it, sync.schedule() says it.';
+
 -- sync_private.schedule_with_pg_cron
 -- Registers the enabled jobs with pg_cron, and removes the disabled ones, when pg_cron is here.
 create function sync_private.schedule_with_pg_cron() returns text
@@ -112,7 +136,11 @@ create function sync_private.schedule_with_pg_cron() returns text
 as $$
 declare
     v_job sync.job;
+    v_refusal text := sync_private.pg_cron_refusal();
 begin
+    if v_refusal is not null then
+        return v_refusal;
+    end if;
     if to_regprocedure('cron.schedule(text, text, text)') is null then
         return 'pg_cron is not installed in this database: run the jobs from cron (docs/operations.md, "Run without a person")';
     end if;
@@ -163,9 +191,11 @@ create function sync.schedule()
 as $$
 declare
     v_registered text[] := '{}';
+    v_refusal text := sync_private.pg_cron_refusal();
 begin
-    -- pg_cron's table exists only where it is installed: read it dynamically.
-    if to_regclass('cron.job') is not null then
+    -- pg_cron's table exists only where it is installed (and is readable
+    -- only where its schema is granted): read it dynamically.
+    if v_refusal is null and to_regclass('cron.job') is not null then
         execute 'select coalesce(array_agg(jobname || '' '' || schedule), ''{}'') from cron.job where active'
         into v_registered;
     end if;
@@ -174,7 +204,8 @@ begin
         case when not j.enabled then 'nobody (disabled)'
              when sync_private.pg_cron_job_name(j.name) || ' ' || j.schedule = any (v_registered)
                  then 'pg_cron (' || sync_private.pg_cron_job_name(j.name) || ')'
-             else 'cron, outside the database: see docs/operations.md, "Run without a person"' end,
+             else 'cron, outside the database: see docs/operations.md, "Run without a person"'
+                  || coalesce(' (' || v_refusal || ')', '') end,
         r.started_at, r.status, r.detail, j.description
     from sync.job as j
     left join lateral (select * from sync.job_run as x where x.job = j.name order by x.id desc limit 1) as r on true

@@ -431,6 +431,19 @@ def take_turn(cursor: Any, files: list[Path]) -> None:
         return
 
 
+def say_why_pg_cron_is_not_used(cursor: Any) -> None:
+    """Print on stderr why pg_cron, installed here, runs none of our jobs (if it does not).
+
+    yoyo shows no NOTICE of the database: without this line the deploy said
+    nothing, and only sync.schedule() (or health, a day later) told anyone
+    that the cron lines must run the jobs.
+    """
+    cursor.execute("select sync_private.pg_cron_refusal()")
+    (refusal,) = cursor.fetchone()
+    if refusal:
+        print(f"NOTICE: {refusal}", file=sys.stderr)
+
+
 def load_database_code(conn: Any) -> None:
     """Drop our code objects and create them again from db/*.sql."""
     missing = _unapplied_migrations(conn)
@@ -449,6 +462,7 @@ def load_database_code(conn: Any) -> None:
         for path in files:
             cursor.execute(path.read_text())
         grant_again(cursor, grants)
+        say_why_pg_cron_is_not_used(cursor)
 
 
 steps = [step(load_database_code)]
