@@ -67,6 +67,13 @@ def test_the_tables_owner_deploys_without_superuser_and_the_hook_merges(
         assert receive(hook, {"fragrance_id": 7, "cost": 5})["status"] == "applied"
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             hook.execute("select * from public.fragrances")
+    library = server.url(managed, user="smart_library_login")
+    with psycopg.connect(library, autocommit=True) as reader:
+        assert reader.execute(
+            "select cost from public.fragrances where fragrance_id = 7"
+        ).fetchone() == (5,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("select * from sync.inbox")
 
 
 def test_the_tables_owner_rolls_everything_back_keeping_the_catalog(
