@@ -153,8 +153,10 @@ as $$
     -- points of every plane, U+FFFE, U+FFFF ... U+10FFFF): Unicode keeps
     -- them for a program's internal use, never text, XML cannot carry
     -- U+FFFE or U+FFFF, and they passed every rule (hostile review).
+    -- A description's C1 controls (U+0080-009F) are no error here but
+    -- description.c1_control, a warning (sync_private.first_c1_control).
     select case when p_allow_line_breaks
-                then substring(p_text from E'[\\u0001-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f'
+                then substring(p_text from E'[\\u0001-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f'
                                            '\\ufdd0-\\ufdef\\ufffe\\uffff'
                                            '\\U0001fffe-\\U0001ffff\\U0002fffe-\\U0002ffff\\U0003fffe-\\U0003ffff\\U0004fffe-\\U0004ffff\\U0005fffe-\\U0005ffff\\U0006fffe-\\U0006ffff\\U0007fffe-\\U0007ffff\\U0008fffe-\\U0008ffff\\U0009fffe-\\U0009ffff\\U000afffe-\\U000affff\\U000bfffe-\\U000bffff\\U000cfffe-\\U000cffff\\U000dfffe-\\U000dffff\\U000efffe-\\U000effff\\U000ffffe-\\U000fffff\\U0010fffe-\\U0010ffff]')
                 else substring(p_text from E'[\\u0001-\\u001f\\u007f-\\u009f\\u2028\\u2029'
@@ -162,7 +164,41 @@ as $$
                                            '\\U0001fffe-\\U0001ffff\\U0002fffe-\\U0002ffff\\U0003fffe-\\U0003ffff\\U0004fffe-\\U0004ffff\\U0005fffe-\\U0005ffff\\U0006fffe-\\U0006ffff\\U0007fffe-\\U0007ffff\\U0008fffe-\\U0008ffff\\U0009fffe-\\U0009ffff\\U000afffe-\\U000affff\\U000bfffe-\\U000bffff\\U000cfffe-\\U000cffff\\U000dfffe-\\U000dffff\\U000efffe-\\U000effff\\U000ffffe-\\U000fffff\\U0010fffe-\\U0010ffff]') end;
 $$;
 comment on function sync_private.first_control(text, boolean) is
-    'The first control character (U+0001-001F, U+007F-009F), noncharacter (U+FDD0-FDEF, U+FFFE and U+FFFF of every plane) or line or paragraph separator (U+2028, U+2029) of a text, or null; with p_allow_line_breaks, tab, line feed, carriage return and both separators are allowed. The <field>.control_character rule.';
+    'The first control character (U+0001-001F, U+007F-009F), noncharacter (U+FDD0-FDEF, U+FFFE and U+FFFF of every plane) or line or paragraph separator (U+2028, U+2029) of a text, or null; with p_allow_line_breaks (a description), tab, line feed, carriage return, both separators and the C1 controls U+0080-009F (description.c1_control, a warning) are allowed. The <field>.control_character rule.';
+
+-- sync_private.first_c1_control
+-- The first C1 control character (U+0080-009F) in a text, or null.
+create function sync_private.first_c1_control(p_text text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- In real text these are nearly always Windows-1252 read as Latin-1: the
+    -- catalog the sync adopted holds descriptions quoting a word with U+0093
+    -- and U+0094, which Windows-1252 writes as curly quotes. The CMS sends a
+    -- fragrance's description whole with every edit, so as an error (a
+    -- control character) every edit of such a fragrance was refused, its
+    -- forbidden flip with it, for as long as the CMS kept the text.
+    select substring(p_text from E'[\\u0080-\\u009f]');
+$$;
+comment on function sync_private.first_c1_control(text) is
+    'The first C1 control character (U+0080-009F) of a text, or null: in real text, Windows-1252 read as Latin-1 (U+0093 is a curly quote there). The description.c1_control rule.';
+
+-- sync_private.windows_1252
+-- The character Windows-1252 writes with the byte a C1 control's code point is, or null.
+create function sync_private.windows_1252(p_char text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- By code point, not convert_from(..., 'WIN1252'): that raises on the
+    -- five bytes Windows-1252 leaves undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D).
+    select chr((array[8364, null, 8218, 402, 8222, 8230, 8224, 8225, 710, 8240, 352, 8249, 338, null, 381, null,
+                      null, 8216, 8217, 8220, 8221, 8226, 8211, 8212, 732, 8482, 353, 8250, 339, null, 382, 376]
+               )[ascii(p_char) - 127]);
+$$;
+comment on function sync_private.windows_1252(text) is
+    'The character Windows-1252 writes with the byte that a C1 control (U+0080-009F) has for code point, e.g. U+0093 gives a left double quotation mark; null for any other character and for the five bytes Windows-1252 leaves undefined. The sentence of description.c1_control.';
 
 -- sync_private.first_bidi_control
 -- The first bidirectional embedding, override or isolate in a text, or null.
@@ -509,7 +545,7 @@ as $$
     -- warning never hides an error that comes after it (a name with a bell
     -- and a right-to-left override is refused for the override when the
     -- bell is only a warning). The messages: sync_private.rule_message.
-    select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.bidi_control',
+    select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.c1_control', '.bidi_control',
                              '.invisible_character', '.untrimmed', '.not_normalized'])[least(
         case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
         case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
@@ -519,19 +555,23 @@ as $$
             then sync_private.rule_rank(p_rules, p_field || '.blank', 3) end,
         case when sync_private.first_control(p_text, p_field = 'description') is not null
             then sync_private.rule_rank(p_rules, p_field || '.control_character', 4) end,
+        -- Only description has the rule: a name's C1 controls are name.control_character.
+        -- Before .untrimmed, which every padded description of the catalog breaks.
+        case when p_field = 'description' and sync_private.first_c1_control(p_text) is not null
+            then sync_private.rule_rank(p_rules, p_field || '.c1_control', 5) end,
         case when sync_private.first_bidi_control(p_text) is not null
-            then sync_private.rule_rank(p_rules, p_field || '.bidi_control', 5) end,
+            then sync_private.rule_rank(p_rules, p_field || '.bidi_control', 6) end,
         -- A text of nothing but invisible characters is .blank (a name's) instead.
         case when sync_private.first_invisible(p_text) is not null
-            then sync_private.rule_rank(p_rules, p_field || '.invisible_character', 6) end,
+            then sync_private.rule_rank(p_rules, p_field || '.invisible_character', 7) end,
         case when sync_private.is_untrimmed(p_text)
-            then sync_private.rule_rank(p_rules, p_field || '.untrimmed', 7) end,
+            then sync_private.rule_rank(p_rules, p_field || '.untrimmed', 8) end,
         -- Only name has the rule (description.not_normalized is unknown: its rank is null).
         case when sync_private.is_unnormalized(p_text)
-            then sync_private.rule_rank(p_rules, p_field || '.not_normalized', 8) end) % 10];
+            then sync_private.rule_rank(p_rules, p_field || '.not_normalized', 9) end) % 10];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks and tabs allowed in a description, .bidi_control, .invisible_character, .untrimmed, .not_normalized for name, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed, .not_normalized for name, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
 -- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
@@ -610,6 +650,14 @@ as $$
                      else 'control character' end,
                 sync_private.code_point(sync_private.first_control(p_value #>> '{}', p_field = 'description')),
                 strpos(p_value #>> '{}', sync_private.first_control(p_value #>> '{}', p_field = 'description')))
+        when p_code = 'description.c1_control' then
+            -- What the text meant, where Windows-1252 has a character for it.
+            format('%s holds the C1 control character %s at position %s%s; it reaches the application as is',
+                p_field,
+                sync_private.code_point(sync_private.first_c1_control(p_value #>> '{}')),
+                strpos(p_value #>> '{}', sync_private.first_c1_control(p_value #>> '{}')),
+                ', ' || sync_private.windows_1252(sync_private.first_c1_control(p_value #>> '{}'))
+                     || ' in Windows-1252: text from Windows read as Latin-1')
         when p_code in ('name.bidi_control', 'description.bidi_control') then
             format('%s holds the bidirectional control %s at position %s; it makes the text display in another order than it is stored',
                 p_field,

@@ -84,6 +84,7 @@ KNOWN_CODES = frozenset(
         "description.not_string",
         "description.too_long",
         "description.control_character",
+        "description.c1_control",
         "description.bidi_control",
         "description.invisible_character",
         "description.untrimmed",

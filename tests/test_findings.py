@@ -141,6 +141,23 @@ def test_a_hand_edit_that_breaks_a_rule_opens_a_finding_in_its_own_transaction(
         assert (rule, severity) in open_findings(db, 7)
 
 
+def test_windows_quotes_read_as_latin_1_in_the_catalog_are_a_warning_health_does_not_warn_about(
+    db: psycopg.Connection,
+) -> None:
+    """The real catalog holds three such descriptions; the CMS sends them with every edit."""
+    db.execute(
+        "update public.fragrances set description = 'Constant use of the word ' || chr(147)"
+        " || 'hell' || chr(148) || '  ' where fragrance_id = 7"
+    )
+    check(db)
+    assert db.execute(
+        "select rule, severity from sync.open_finding"
+        " where fragrance_id = 7 and field = 'description'"
+    ).fetchall() == [("description.c1_control", "warning")]
+    (reason,) = db.execute("select reason from sync.health").fetchone()  # type: ignore[misc]
+    assert "error rule" not in reason
+
+
 @pytest.mark.parametrize(
     ("cost", "sentence"),
     [

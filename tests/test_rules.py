@@ -481,6 +481,62 @@ def test_a_line_separator_breaks_a_name_and_not_a_description(tx: psycopg.Connec
     assert (description["status"], description["reasons"]) == ("applied", [])
 
 
+def test_a_windows_quote_read_as_latin_1_does_not_refuse_the_cms_edit_of_its_fragrance(
+    tx: psycopg.Connection,
+) -> None:
+    """The real catalog's descriptions hold Windows-1252 quotes decoded as Latin-1 (U+0093, U+0094).
+
+    The CMS sends a fragrance's description whole with every edit, so as an error the
+    control refused every edit of such a fragrance, its forbidden flip with it. It is a
+    warning of its own, naming the character the text meant.
+    """
+    text = "Constant use of the word \u0093hell\u0094  blabla..."
+    receipt = receive(
+        tx,
+        {
+            "fragrance_id": 7,
+            "name": "HadehariaHOOOOOOOOOOLAAA",
+            "description": text,
+            "forbidden": True,
+        },
+    )
+    assert receipt["status"] == "applied"
+    assert fragrance(tx, 7)["description"] == text
+    assert fragrance(tx, 7)["forbidden"] is True
+    assert receipt["reasons"] == [
+        {
+            "code": "description.c1_control",
+            "severity": "warning",
+            "field": "description",
+            "message": "description holds the C1 control character U+0093 at position 26,"
+            " \u201c in Windows-1252: text from Windows read as Latin-1; it reaches the"
+            " application as is",
+        }
+    ]
+
+
+def test_a_c1_control_no_windows_character_is_named_without_one(tx: psycopg.Connection) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "description": "Musk\u008d"})
+    assert receipt["status"] == "applied"
+    assert receipt["reasons"][0]["message"] == (
+        "description holds the C1 control character U+008D at position 5;"
+        " it reaches the application as is"
+    )
+
+
+def test_a_c1_control_ranks_before_the_padding_of_a_description(tx: psycopg.Connection) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "description": "\u0093nerve-force\u0094  "})
+    assert codes(receipt["reasons"]) == ["description.c1_control"]
+
+
+def test_a_c0_control_in_a_description_stays_an_error_beside_a_c1_one(
+    tx: psycopg.Connection,
+) -> None:
+    receipt = receive(tx, {"fragrance_id": 7, "description": "\u0093Musk\u0094 \u001b[2J"})
+    assert receipt["status"] == "rejected"
+    assert codes(receipt["reasons"]) == ["description.control_character"]
+
+
 def tags(text: str) -> str:
     """ASCII spelled in tag characters (U+E0020-E007E), which show nothing."""
     return "".join(chr(0xE0000 + ord(c)) for c in text)
