@@ -373,9 +373,12 @@ create view sync.open_finding as
 select f.id, f.rule, f.severity, f.fragrance_id, f.field, f.value, f.message, f.first_seen_at, f.rules_version
 from sync.finding as f
 where f.closed_at is null
-order by f.rule, f.fragrance_id;
+-- Errors first: the real catalog holds thousands of warnings (padded
+-- descriptions, shared names), and in order of rule alone an error such as
+-- name.null came after all of them.
+order by f.severity, f.rule, f.fragrance_id;
 comment on view sync.open_finding is
-    'Open findings: each rule a fragrance breaks now, since when. Usage: SELECT * FROM sync.open_finding WHERE rule = ''name.duplicate''; what got fixed: SELECT * FROM sync.finding WHERE closed_at > now() - interval ''7 days'';';
+    'Open findings: each rule a fragrance breaks now, since when; errors first, then by rule and fragrance. Usage: SELECT * FROM sync.open_finding WHERE rule = ''name.duplicate''; what got fixed: SELECT * FROM sync.finding WHERE closed_at > now() - interval ''7 days'';';
 comment on column sync.open_finding.id is 'The finding (sync.finding.id).';
 comment on column sync.open_finding.rule is 'The rule broken (sync.rule.code).';
 comment on column sync.open_finding.severity is 'error or warning.';

@@ -842,6 +842,16 @@ def test_health_counts_open_findings_by_rule_and_warns_on_an_error_rule(
     assert "1 fragrances break an error rule (cost.negative)" in reason
 
 
+def test_the_open_findings_list_errors_before_the_thousands_of_warnings_of_the_catalogs_shape(
+    db: psycopg.Connection,
+) -> None:
+    """A DBA's SELECT * FROM sync.open_finding showed an error after every padded description."""
+    check(db)
+    db.execute("update public.fragrances set name = null where fragrance_id = 7")
+    first = db.execute("select rule, severity, fragrance_id from sync.open_finding limit 1")
+    assert first.fetchone() == ("name.null", "error", 7)
+
+
 def test_the_metrics_give_every_catalog_rule_its_count(db: psycopg.Connection) -> None:
     check(db)
     findings = db.execute("select open_findings from sync.metrics()").fetchone()[0]  # type: ignore[index]
