@@ -167,8 +167,8 @@ def test_windows_quotes_read_as_latin_1_in_the_catalog_are_a_warning_health_does
 ) -> None:
     """The real catalog holds three such descriptions; the CMS sends them with every edit."""
     db.execute(
-        "update public.fragrances set description = 'Constant use of the word ' || chr(147)"
-        " || 'hell' || chr(148) || '  ' where fragrance_id = 7"
+        "update public.fragrances set description = 'Smells of ' || chr(147)"
+        " || 'rain' || chr(148) || '  ' where fragrance_id = 7"
     )
     check(db)
     assert db.execute(

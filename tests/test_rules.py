@@ -490,12 +490,12 @@ def test_a_windows_quote_read_as_latin_1_does_not_refuse_the_cms_edit_of_its_fra
     control refused every edit of such a fragrance, its forbidden flip with it. It is a
     warning of its own, naming the character the text meant.
     """
-    text = "Constant use of the word \u0093hell\u0094  blabla..."
+    text = "Smells of \u0093rain\u0094 on stone  blabla..."
     receipt = receive(
         tx,
         {
             "fragrance_id": 7,
-            "name": "HadehariaHOOOOOOOOOOLAAA",
+            "name": "PetrichorHOOOOOOOOOOLAAA",
             "description": text,
             "forbidden": True,
         },
@@ -508,7 +508,7 @@ def test_a_windows_quote_read_as_latin_1_does_not_refuse_the_cms_edit_of_its_fra
             "code": "description.c1_control",
             "severity": "warning",
             "field": "description",
-            "message": "description holds the C1 control character U+0093 at position 26,"
+            "message": "description holds the C1 control character U+0093 at position 11,"
             " \u201c in Windows-1252: text from Windows read as Latin-1; it reaches the"
             " application as is",
         }
@@ -525,7 +525,7 @@ def test_a_c1_control_no_windows_character_is_named_without_one(tx: psycopg.Conn
 
 
 def test_a_c1_control_ranks_before_the_padding_of_a_description(tx: psycopg.Connection) -> None:
-    receipt = receive(tx, {"fragrance_id": 7, "description": "\u0093nerve-force\u0094  "})
+    receipt = receive(tx, {"fragrance_id": 7, "description": "\u0093rain\u0094 on stone  "})
     assert codes(receipt["reasons"]) == ["description.c1_control"]
 
 
