@@ -45,7 +45,7 @@ $$;
 -- The rules with description.c1_control are a new version: made here unless sync.rule's
 -- trigger made it already (it is loaded with db/ after the migrations).
 insert into sync.rule_version (changed_by, rules)
-select 'migration 0040',
+select 'migration 0039',
        jsonb_object_agg(code, jsonb_build_object('severity', severity, 'parameter', parameter, 'applies_to', applies_to))
 from sync.rule
 having not exists (select from sync.rule_version as v
