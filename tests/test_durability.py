@@ -19,7 +19,7 @@ import httpx
 import psycopg
 from conftest import Server
 from helpers import body
-from processes import start_hook, stop_hook, wait_for_empty_spool
+from processes import Hook, start_hook, stop_hook, wait_for_empty_spool
 
 
 def test_every_delivery_answered_2xx_survives_a_sigkill_mid_load(
@@ -106,6 +106,24 @@ def _hung(server: Server) -> Iterator[None]:
             os.kill(each, signal.SIGCONT)
 
 
+def _deliver(hook: Hook, data: bytes, timeout: float) -> httpx.Response:
+    """One delivery, POSTed as the CMS does; the client waits ``timeout`` s for the answer."""
+    return httpx.post(
+        hook.url + "/notifications",
+        content=data,
+        headers={"Content-Type": "application/json"},
+        timeout=timeout,
+    )
+
+
+def _copies_stored(server: Server, data: bytes) -> int:
+    """How many rows of the inbox hold exactly these bytes."""
+    with psycopg.connect(server.url("test")) as conn:
+        row = conn.execute("select count(*) from sync.inbox where body = %s", [data]).fetchone()
+    assert row is not None
+    return row[0]
+
+
 def test_sigterm_waits_for_a_delivery_the_hung_database_holds_until_it_is_spooled(
     own_server: Server, tmp_path: Path
 ) -> None:
@@ -123,14 +141,7 @@ def test_sigterm_waits_for_a_delivery_the_hung_database_holds_until_it_is_spoole
 
     def deliver() -> None:
         try:
-            answers.append(
-                httpx.post(
-                    hook.url + "/notifications",
-                    content=data,
-                    headers={"Content-Type": "application/json"},
-                    timeout=60,
-                )
-            )
+            answers.append(_deliver(hook, data, timeout=60))
         except httpx.HTTPError as exc:
             answers.append(exc)
 
@@ -152,9 +163,7 @@ def test_sigterm_waits_for_a_delivery_the_hung_database_holds_until_it_is_spoole
         wait_for_empty_spool(successor)
     finally:
         stop_hook(successor)
-    with psycopg.connect(own_server.url("test")) as conn:
-        found = conn.execute("select count(*) from sync.inbox where body = %s", [data]).fetchone()
-    assert found == (1,)
+    assert _copies_stored(own_server, data) == 1
 
 
 def test_a_store_the_hung_database_never_answers_is_spooled_at_its_deadline(
@@ -172,17 +181,10 @@ def test_a_store_the_hung_database_never_answers_is_spooled_at_its_deadline(
     data = body({"fragrance_id": 7, "cost": 78, "marker": uuid.uuid4().hex})
     try:
         with _hung(own_server):
-            answer = httpx.post(
-                hook.url + "/notifications",
-                content=data,
-                headers={"Content-Type": "application/json"},
-                timeout=2 * 1 + 1 + 3,
-            )
+            answer = _deliver(hook, data, timeout=2 * 1 + 1 + 3)
         assert answer.status_code == 202, f"{answer.status_code} {answer.text}:\n{hook.output()}"
         assert answer.json()["status"] == "spooled"
         wait_for_empty_spool(hook)
     finally:
         stop_hook(hook)
-    with psycopg.connect(own_server.url("test")) as conn:
-        found = conn.execute("select count(*) from sync.inbox where body = %s", [data]).fetchone()
-    assert found == (1,)
+    assert _copies_stored(own_server, data) == 1
