@@ -447,6 +447,14 @@ begin
                   hint = 'name and description strings, cost a number, forbidden true or false (or null).';
     end if;
 
+    -- Where the snapshot came from is what a DBA reads in sync.drift: a null
+    -- failed on the column, with a hint about ids and costs (hostile review).
+    if p_source is null then
+        raise exception 'a snapshot must say where it came from; p_source is null, and the snapshot loaded before is kept'
+            using errcode = 'FS051',
+                  hint = 'Name the export, e.g. SELECT sync.load_snapshot(''[...]''::jsonb, ''cms.json'');';
+    end if;
+
     -- An export is taken before it is loaded. Said to be taken later (a
     -- wrong day, a local time read as UTC, 'infinity'), the snapshot made
     -- every hand change between the load and that moment older than itself

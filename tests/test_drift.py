@@ -535,6 +535,22 @@ def test_a_snapshot_said_to_be_taken_later_than_now_is_refused_and_the_one_befor
     assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(1,)]
 
 
+def test_a_snapshot_of_no_source_is_refused_with_a_hint_about_its_source(
+    db: psycopg.Connection,
+) -> None:
+    """A null p_source failed on the column, with a hint about ids, costs and flags."""
+    load_json(db, [SNAPSHOT_ROW])
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(
+            "select sync.load_snapshot(%s::jsonb, null)", [json.dumps(library_rows_as_json(db))]
+        )
+    assert caught.value.sqlstate == "FS051"
+    assert "source" in str(caught.value)
+    assert caught.value.diag.message_hint is not None
+    assert "cms.json" in caught.value.diag.message_hint
+    assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(1,)]
+
+
 def test_a_repair_neither_applied_nor_staged_is_refused(db: psycopg.Connection) -> None:
     load_json(db, [SNAPSHOT_ROW])
     with raises_sqlstate("FS005", "p_apply"):
