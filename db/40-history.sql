@@ -360,11 +360,17 @@ begin
             (select string_agg(format('%s (%s)', r ->> 'message', r ->> 'code'), '; ')
              from jsonb_array_elements(v_refused) as r)
             using errcode = 'FS061',
-                  hint = format('Nothing was stored or restored. Remove the cause and revert again (a rule'
-                      ' tightened since: SELECT * FROM sync.rule WHERE code IN (%s);), or set the value'
+                  -- internal.error is no rule: a write the table refused (a
+                  -- constraint or trigger of the library's) named a rule
+                  -- query that found nothing (hostile review).
+                  hint = format('Nothing was stored or restored. Remove the cause and revert again (%s), or set the value'
                       ' by hand (UPDATE public.fragrances SET ... WHERE fragrance_id = %s;).',
-                      (select string_agg(distinct quote_literal(r ->> 'code'), ', ')
-                       from jsonb_array_elements(v_refused) as r),
+                      coalesce(
+                          (select 'a rule tightened since: SELECT * FROM sync.rule WHERE code IN ('
+                                  || string_agg(distinct quote_literal(r ->> 'code'), ', ') || ');'
+                           from jsonb_array_elements(v_refused) as r
+                           where exists (select from sync.rule as x where x.code = r ->> 'code')),
+                          'the table refused the write, not a rule: the reason above says why'),
                       v_delivery.fragrance_id);
     end if;
     v_result.inbox_id := v_receipt.inbox_id;
