@@ -128,6 +128,23 @@ $$;
 comment on function sync_private.unknown_fields_since(timestamptz, timestamptz) is
     'The unknown CMS fields carried by deliveries received after p_since and up to p_until: per field, how many deliveries, first and last seen, the latest inbox id. The bounded window of sync.unknown_field that sync.health_at and the status page read.';
 
+-- sync_private.join_warnings
+-- The warnings of a health report as one reason.
+create function sync_private.join_warnings(p_warnings text[]) returns text
+    language sql
+    immutable
+as $$
+    -- "; " between two warnings, or a space after one that ends in a
+    -- command's own ";": joined alike, the reason read "see SELECT * FROM
+    -- sync.quarantine;; 3 fragrances break an error rule" (hostile review).
+    select string_agg(w.warning || case when w.n = cardinality(p_warnings) then ''
+                                        when w.warning like '%;' then ' '
+                                        else '; ' end, '' order by w.n)
+    from unnest(p_warnings) with ordinality as w (warning, n);
+$$;
+comment on function sync_private.join_warnings(text[]) is
+    'The warnings of a health report as one reason: "; " between two, a space only after one that ends in a command''s ";". sync.health_at''s reason.';
+
 -- sync.health_at
 -- Judges the sync at a given moment from the inbox alone, so tests drive the clock through the data.
 create function sync.health_at(p_now timestamptz) returns sync.health_report
@@ -371,11 +388,11 @@ begin
 
     if v_report.verdict = 'critical' then
         if cardinality(v_warnings) > 0 then
-            v_report.reason := v_report.reason || '; also ' || array_to_string(v_warnings, '; ');
+            v_report.reason := v_report.reason || '; also ' || sync_private.join_warnings(v_warnings);
         end if;
     elsif cardinality(v_warnings) > 0 then
         v_report.verdict := 'warn';
-        v_report.reason := array_to_string(v_warnings, '; ');
+        v_report.reason := sync_private.join_warnings(v_warnings);
     else
         v_report.verdict := 'ok';
         v_report.reason := format('deliveries arrive on cadence: the last one %s ago, %s in the last hour',

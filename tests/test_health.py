@@ -153,6 +153,15 @@ def test_the_last_day_is_24_hours_on_the_days_the_clocks_change(
     assert health["rejects_by_code_last_day"] == ({"cost.negative": 1} if counted else {})
 
 
+def test_a_reason_of_several_warnings_reads_as_sentences(tx: psycopg.Connection) -> None:
+    """Warnings that end in a command's ";" were joined with "; " all the same: ";;"."""
+    deliver_at(tx, tx.execute("select now()").fetchone()[0], {"fragrance_id": 1, "cost": -1})
+    tx.execute("update public.fragrances set cost = -1 where fragrance_id = 7")
+    reason = tx.execute("select reason from sync.health").fetchone()[0]
+    assert "see SELECT * FROM sync.quarantine; 1 fragrances break an error rule" in reason
+    assert ";;" not in reason
+
+
 def test_health_at_no_moment_is_refused(tx: psycopg.Connection) -> None:
     with pytest.raises(psycopg.Error) as raised:
         _health(tx, None)
