@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,19 +29,42 @@ def redacted(public_url: str) -> str:
     return parts._replace(path=f"{prefix}/notifications/<token>", query="").geturl()
 
 
+#: The hook's routes (``hook/notifications.py``), after any prefix a proxy in front strips.
+ROUTE_PATH = re.compile(r".*/notifications(/[^/]+)?/?")
+
+
 def listener_payload(public_url: str) -> dict[str, object]:
     """The CMS's listener body for our public notifications URL.
 
-    The CMS rebuilds the URL as ``host + ":" + port + endpoint``.
+    The CMS rebuilds the URL as ``host + ":" + port + endpoint``; a URL whose
+    rebuilt form could not reach one of the hook's routes is refused here (at
+    start, through the settings), since the CMS ignores every answer and the
+    changes it sent there would be lost without a word.
     """
     parts = urlsplit(public_url)
+    shown = redacted(public_url) if parts.password is None else "<with a password>"
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"PUBLIC_URL must be an http(s) URL, got {redacted(public_url)!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    endpoint = parts.path or "/notifications"
+        raise ValueError(f"PUBLIC_URL must be an http(s) URL, got {shown!r}")
+    if parts.username is not None:
+        raise ValueError("PUBLIC_URL must not carry a user or password: the CMS sends none")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"PUBLIC_URL's port must be a number from 1 to 65535, got {shown!r}")
+    port = port or (443 if parts.scheme == "https" else 80)
+    endpoint = parts.path if parts.path not in ("", "/") else "/notifications"
+    if not ROUTE_PATH.fullmatch(endpoint):
+        raise ValueError(
+            "PUBLIC_URL's path must end with /notifications or /notifications/<NOTIFY_TOKEN> "
+            f"(a proxy's prefix before it is fine): the hook has no other route, got {shown!r}"
+        )
     if parts.query:
         endpoint += "?" + parts.query
-    return {"host": f"{parts.scheme}://{parts.hostname}", "port": port, "endpoint": endpoint}
+    # An IPv6 address keeps its brackets: "http://::1:9098/..." is no URL.
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return {"host": f"{parts.scheme}://{host}", "port": port, "endpoint": endpoint}
 
 
 async def register_once(

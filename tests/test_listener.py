@@ -10,12 +10,15 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import Server
 from processes import free_port, start_hook, stop_hook
 
+from cms_simulator.app import Listener
 from hook.listener import keep_registered, listener_payload
+from hook.settings import Settings, SettingsError
 
 
 @pytest.mark.parametrize(
@@ -227,3 +230,66 @@ def test_a_cms_that_stays_down_is_not_a_warning_every_two_seconds(
     assert listener_lines.messages[0].startswith(
         f"could not reach the CMS at http://127.0.0.1:{cms_port}"
     )
+
+
+@pytest.mark.parametrize(
+    "public_url",
+    [
+        "http://[::1]:9098/notifications",
+        "http://[fd00::5]/notifications/s3cret-token-0123456",
+        "https://[2001:db8::7]/sync/notifications",
+    ],
+)
+def test_an_ipv6_public_url_keeps_its_brackets_in_the_url_the_cms_rebuilds(
+    public_url: str,
+) -> None:
+    """``http://::1:9098/notifications`` was registered: no URL, every change lost."""
+    payload = listener_payload(public_url)
+    # The simulator's Listener is the real CMS's concatenation.
+    rebuilt = urlsplit(Listener.model_validate(payload).url())
+    assert rebuilt.hostname == urlsplit(public_url).hostname
+    assert rebuilt.port == (urlsplit(public_url).port or (443 if "https" in public_url else 80))
+    assert rebuilt.path == urlsplit(public_url).path
+
+
+@pytest.mark.parametrize(
+    ("public_url", "rebuilt"),
+    [
+        # A trailing slash on a bare host meant endpoint "/": the hook has no such route.
+        ("http://fragrance_sync:9098/", "http://fragrance_sync:9098/notifications"),
+        ("HTTPS://Sync.Example.org/notifications/", "https://sync.example.org:443/notifications/"),
+        (
+            "http://proxy.internal/sync/notifications/s3cret-token-0123456",
+            "http://proxy.internal:80/sync/notifications/s3cret-token-0123456",
+        ),
+        (
+            "http://10.0.0.5:9098/notifications?from=cms",
+            "http://10.0.0.5:9098/notifications?from=cms",
+        ),
+    ],
+)
+def test_the_url_the_cms_rebuilds_reaches_a_hook_route(public_url: str, rebuilt: str) -> None:
+    assert Listener.model_validate(listener_payload(public_url)).url() == rebuilt
+
+
+@pytest.mark.parametrize(
+    ("public_url", "message"),
+    [
+        ("http://fragrance_sync:9098/notification", "PUBLIC_URL's path must end with"),
+        ("http://fragrance_sync:9098/hooks", "PUBLIC_URL's path must end with"),
+        ("http://fragrance_sync:99999/notifications", "PUBLIC_URL's port must be a number"),
+        ("http://fragrance_sync:0/notifications", "PUBLIC_URL's port must be a number"),
+        ("http://cms:pw@fragrance_sync/notifications", "PUBLIC_URL must not carry a user"),
+    ],
+)
+def test_a_public_url_the_cms_could_not_reach_us_by_stops_the_hook_at_start(
+    public_url: str, message: str
+) -> None:
+    """A bad PUBLIC_URL is said at start, naming the variable.
+
+    The CMS ignores every answer: a 404 route, port 80 for ':0' or a dropped password
+    lost every change without a word; an out-of-range port said only 'Port out of range'.
+    """
+    with pytest.raises(SettingsError, match=message) as refused:
+        Settings.from_env({"CMS_URL": "http://cms:8080", "PUBLIC_URL": public_url})
+    assert "pw" not in str(refused.value)
