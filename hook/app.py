@@ -263,7 +263,12 @@ def create_app(
             app.state.database = database
             if settings.cms_url:
                 registration = asyncio.create_task(
-                    keep_registered(settings.cms_url, settings.public_url, settings.register_every)
+                    keep_registered(
+                        settings.cms_url,
+                        settings.public_url,
+                        settings.register_every,
+                        observe=app.state.metrics.observe_registration,
+                    )
                 )
                 opened.callback(registration.cancel)
             yield

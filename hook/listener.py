@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import httpx
@@ -67,10 +68,14 @@ def listener_payload(public_url: str) -> dict[str, object]:
     return {"host": f"{parts.scheme}://{host}", "port": port, "endpoint": endpoint}
 
 
+#: What one registration came to, the label of ``fragrance_sync_cms_registrations_total``.
+OUTCOMES = ("accepted", "refused", "unreachable")
+
+
 async def register_once(
     client: httpx.AsyncClient, cms_url: str, public_url: str, warn: LogLimit | None = None
-) -> bool:
-    """Register once; True when the CMS accepted it. Failures are warned through ``warn``."""
+) -> str:
+    """Register once; one of OUTCOMES. Failures are warned through ``warn``."""
     say = log if warn is None else warn
     try:
         answer = await client.post(
@@ -78,15 +83,25 @@ async def register_once(
         )
     except httpx.HTTPError as exc:
         say.warning("could not reach the CMS at %s to register: %s", cms_url, exc)
-        return False
+        return "unreachable"
     if answer.is_success:
-        return True
+        return "accepted"
     say.warning("the CMS refused the listener registration: HTTP %d", answer.status_code)
-    return False
+    return "refused"
 
 
-async def keep_registered(cms_url: str, public_url: str, every: float, retry: float = 2.0) -> None:
-    """Register now (retrying every ``retry`` s), then again every ``every`` s, until cancelled."""
+async def keep_registered(
+    cms_url: str,
+    public_url: str,
+    every: float,
+    retry: float = 2.0,
+    observe: Callable[[str], None] = lambda outcome: None,
+) -> None:
+    """Register now (retrying every ``retry`` s), then again every ``every`` s, until cancelled.
+
+    ``observe`` is told each registration's outcome (one of OUTCOMES), for /metrics: a
+    CMS that refuses or cannot be reached gets no change to us, and the log alone said so.
+    """
     # httpx logs every request at INFO: a line per registration, every few seconds for
     # good. This function says what matters (registered, or why not) itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -95,7 +110,9 @@ async def keep_registered(cms_url: str, public_url: str, every: float, retry: fl
     async with httpx.AsyncClient(timeout=5.0) as client:
         registered = False
         while True:
-            ok = await register_once(client, cms_url, public_url, warn)
+            outcome = await register_once(client, cms_url, public_url, warn)
+            observe(outcome)
+            ok = outcome == "accepted"
             if ok and not registered:
                 # Logs reach more people than the token may (docker compose logs).
                 log.info("registered %s as the CMS listener at %s", redacted(public_url), cms_url)

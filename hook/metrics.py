@@ -38,6 +38,7 @@ from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 
 from hook.ingest import DatabaseDownError
+from hook.listener import OUTCOMES as REGISTRATION_OUTCOMES
 from hook.log_limit import LogLimit
 from hook.shared_read import SharedRead, read_row
 
@@ -195,12 +196,25 @@ class HookMetrics:
             "host's spool until someone replays or drops them (python -m hook.spool list).",
             registry=self.registry,
         )
+        self.registrations = Counter(
+            "fragrance_sync_cms_registrations",
+            "POST /listener calls this hook process made to the CMS (CMS_URL), by outcome: "
+            "accepted, refused (an HTTP error status), unreachable (no answer within 5 s).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in REGISTRATION_OUTCOMES:
+            self.registrations.labels(outcome)
         for status in (*STORED, *REFUSED.values()):
             self.deliveries.labels(status)
         for status in APPLIED:
             self.outcomes.labels(status)
         for route in (*ROUTES, "other"):
             self.request_duration.labels(route)
+
+    def observe_registration(self, outcome: str) -> None:
+        """Count one listener registration by its outcome (hook.listener.OUTCOMES)."""
+        self.registrations.labels(outcome).inc()
 
     def observe_receipt(self, size: int, status: str) -> None:
         """Count one answered delivery by the status it was answered with, and its body size."""

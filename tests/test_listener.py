@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from conftest import Server
 from processes import free_port, start_hook, stop_hook
@@ -56,7 +58,7 @@ def test_a_public_url_that_is_not_http_is_refused(bad: str) -> None:
 class FakeCms:
     """Records listener registrations, as the CMS's in-memory listener does."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, status: int = 200) -> None:
         self.registrations: list[dict[str, object]] = []
         recorded = self.registrations
 
@@ -64,7 +66,7 @@ class FakeCms:
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("content-length", "0"))
                 recorded.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
+                self.send_response(status)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -293,3 +295,41 @@ def test_a_public_url_the_cms_could_not_reach_us_by_stops_the_hook_at_start(
     with pytest.raises(SettingsError, match=message) as refused:
         Settings.from_env({"CMS_URL": "http://cms:8080", "PUBLIC_URL": public_url})
     assert "pw" not in str(refused.value)
+
+
+def _registrations(hook_url: str) -> dict[str, float]:
+    """fragrance_sync_cms_registrations_total by outcome, from the hook's /metrics."""
+    text = httpx.get(hook_url + "/metrics", timeout=10).text
+    found = re.findall(
+        r'^fragrance_sync_cms_registrations_total\{outcome="(\w+)"\} (\S+)$', text, re.M
+    )
+    return {outcome: float(value) for outcome, value in found}
+
+
+def test_metrics_count_the_registrations_the_cms_refused(
+    server: Server, dbname: str, tmp_path: Path, cms_port: int
+) -> None:
+    """A CMS answering 500 on /listener sent nothing and said so only in the log.
+
+    Deliveries simply stopped: the cadence alert fires after 10 minutes, naming no cause.
+    """
+    cms = FakeCms(cms_port, status=500)
+    hook = start_hook(
+        server.url(dbname, user="sync_hook_login"),
+        tmp_path,
+        CMS_URL=f"http://127.0.0.1:{cms_port}",
+        PUBLIC_URL="http://fragrance_sync:9098/notifications",
+        CMS_REGISTER_EVERY="1",
+    )
+    try:
+        cms.wait_for(1)
+        for _ in range(100):
+            counts = _registrations(hook.url)
+            if counts.get("refused"):
+                break
+            time.sleep(0.05)
+        assert counts == {"accepted": 0.0, "refused": counts["refused"], "unreachable": 0.0}
+        assert counts["refused"] >= 1
+    finally:
+        stop_hook(hook)
+        cms.stop()

@@ -207,6 +207,7 @@ def test_every_label_value_comes_from_a_fixed_list(hook: Hook) -> None:
         "rule": KNOWN_CODES | {"other"},
         "route": {"/notifications", "/metrics", "/status", "/healthz", "other"},
         "verdict": {"ok", "warn", "critical"},
+        "outcome": {"accepted", "refused", "unreachable"},
         "le": None,
     }
     for _name, labels in scrape(hook):
