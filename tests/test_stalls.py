@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -332,3 +333,44 @@ def test_a_delivery_left_pending_for_a_held_turn_is_not_overtaken_by_a_later_one
         (later["inbox_id"], "applied"),
     ]
     assert fragrance(db, fragrance_id)["cost"] == 11  # type: ignore[index]
+
+
+def test_a_merge_that_deadlocks_with_a_dbas_transaction_leaves_its_fragrances_to_the_dba(
+    server: Server, dbname: str, db: psycopg.Connection, holder: psycopg.Connection
+) -> None:
+    """The merge holds 11 and waits for 12, which a DBA holds; the DBA then asks for 11.
+
+    PostgreSQL broke the cycle by failing the merge (40P01): every other
+    fragrance of its claim failed with it, and sync.apply_pending raised to
+    its caller. The merge gives its rows back and passes over the held ones.
+    """
+    db.execute("update sync.settings set apply_on_receipt = false")
+    first = store(db, {"fragrance_id": 11, "cost": 7})
+    second = store(db, {"fragrance_id": 12, "cost": 8})
+    holder.execute("update public.fragrances set cost = 1 where fragrance_id = 12")
+    outcome: list[object] = []
+
+    def merge() -> None:
+        with psycopg.connect(server.url(dbname), autocommit=True) as conn:
+            try:
+                outcome.append(conn.execute("select * from sync.apply_pending(10)").fetchone())
+            except psycopg.Error as exc:
+                outcome.append(exc)
+
+    merger = threading.Thread(target=merge)
+    merger.start()
+    time.sleep(0.3)  # the merge holds 11 and waits for 12 (deadlock_timeout is 1 s)
+    holder.execute("update public.fragrances set cost = 2 where fragrance_id = 11")
+    merger.join(PATIENCE)
+    holder.commit()
+    assert len(outcome) == 1 and not isinstance(outcome[0], psycopg.Error), outcome
+
+    db.execute("select sync.apply_pending(10)")
+    ids = [first["inbox_id"], second["inbox_id"]]
+    assert db.execute(
+        "select count(*) from sync.inbox where id = any(%s) and status = 'pending'", [ids]
+    ).fetchone() == (0,)
+    # The DBA's edits came last, whichever of the two took 11 first: they stand.
+    assert db.execute(
+        "select fragrance_id, cost from public.fragrances where fragrance_id in (11, 12) order by 1"
+    ).fetchall() == [(11, 2), (12, 1)]
