@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from conftest import Server
-from processes import free_port, start_hook, stop_hook
+from processes import Hook, free_port, start_hook, stop_hook
 
 from cms_simulator.app import Listener
 from hook.listener import keep_registered, listener_payload
@@ -93,15 +93,20 @@ def cms_port() -> int:
     return free_port()
 
 
-@pytest.fixture
-def registering_hook(server: Server, dbname: str, tmp_path: Path, cms_port: int) -> Iterator[None]:
-    hook = start_hook(
+def _registering(server: Server, dbname: str, tmp_path: Path, cms_port: int) -> Hook:
+    """A hook that registers with the CMS on ``cms_port`` every second."""
+    return start_hook(
         server.url(dbname, user="sync_hook_login"),
         tmp_path,
         CMS_URL=f"http://127.0.0.1:{cms_port}",
         PUBLIC_URL="http://fragrance_sync:9098/notifications",
         CMS_REGISTER_EVERY="1",
     )
+
+
+@pytest.fixture
+def registering_hook(server: Server, dbname: str, tmp_path: Path, cms_port: int) -> Iterator[None]:
+    hook = _registering(server, dbname, tmp_path, cms_port)
     yield
     stop_hook(hook)
 
@@ -193,13 +198,7 @@ def test_the_hook_says_it_registered_once_not_at_every_registration(
 ) -> None:
     """Every POST /listener was logged by httpx at INFO: a line every 5 s, 17,280 a day."""
     cms = FakeCms(cms_port)
-    hook = start_hook(
-        server.url(dbname, user="sync_hook_login"),
-        tmp_path,
-        CMS_URL=f"http://127.0.0.1:{cms_port}",
-        PUBLIC_URL="http://fragrance_sync:9098/notifications",
-        CMS_REGISTER_EVERY="1",
-    )
+    hook = _registering(server, dbname, tmp_path, cms_port)
     try:
         cms.wait_for(3)
     finally:
@@ -314,13 +313,7 @@ def test_metrics_count_the_registrations_the_cms_refused(
     Deliveries simply stopped: the cadence alert fires after 10 minutes, naming no cause.
     """
     cms = FakeCms(cms_port, status=500)
-    hook = start_hook(
-        server.url(dbname, user="sync_hook_login"),
-        tmp_path,
-        CMS_URL=f"http://127.0.0.1:{cms_port}",
-        PUBLIC_URL="http://fragrance_sync:9098/notifications",
-        CMS_REGISTER_EVERY="1",
-    )
+    hook = _registering(server, dbname, tmp_path, cms_port)
     try:
         cms.wait_for(1)
         for _ in range(100):
