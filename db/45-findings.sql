@@ -370,7 +370,29 @@ comment on function sync_private.reconcile_findings(integer[], text, text[], jso
 
 -- sync.open_finding: what is wrong with the catalog now.
 create view sync.open_finding as
-select f.id, f.rule, f.severity, f.fragrance_id, f.field, f.value, f.message, f.first_seen_at, f.rules_version
+select f.id, f.rule, f.severity, f.fragrance_id, f.field, f.value, f.message, f.first_seen_at, f.rules_version,
+    -- Read now, not stored: a sentence that named the others made a write of
+    -- a shared name rewrite the findings of its whole group (see
+    -- sync_private.shared_names). Computed only when a query selects it.
+    case f.rule
+        when 'name.duplicate' then array(
+            select o.fragrance_id from public.fragrances as l
+            join public.fragrances as o on o.name = l.name and o.fragrance_id <> l.fragrance_id
+            where l.fragrance_id = f.fragrance_id
+            order by o.fragrance_id)
+        when 'name.lookalike' then array(
+            select o.fragrance_id from public.fragrances as l
+            -- sync_private.name_key's expression, written out: a view's
+            -- reader calls its functions, and sync_private is granted to nobody.
+            join public.fragrances as o
+                on lower(case when octet_length(o.name::text) = char_length(o.name::text) then o.name::text
+                              else normalize(o.name::text, nfkc) end)
+                 = lower(case when octet_length(l.name::text) = char_length(l.name::text) then l.name::text
+                              else normalize(l.name::text, nfkc) end)
+               and o.name <> l.name
+            where l.fragrance_id = f.fragrance_id
+            order by o.fragrance_id)
+    end as shared_with
 from sync.finding as f
 where f.closed_at is null
 -- Errors first: the real catalog holds thousands of warnings (padded
@@ -378,7 +400,7 @@ where f.closed_at is null
 -- name.null came after all of them.
 order by f.severity, f.rule, f.fragrance_id;
 comment on view sync.open_finding is
-    'Open findings: each rule a fragrance breaks now, since when; errors first, then by rule and fragrance. Usage: SELECT * FROM sync.open_finding WHERE rule = ''name.duplicate''; what got fixed: SELECT * FROM sync.finding WHERE closed_at > now() - interval ''7 days'';';
+    'Open findings: each rule a fragrance breaks now, since when; errors first, then by rule and fragrance; for a shared or lookalike name, the other fragrances (shared_with). Usage: SELECT fragrance_id, value, shared_with FROM sync.open_finding WHERE rule = ''name.duplicate''; what got fixed: SELECT * FROM sync.finding WHERE closed_at > now() - interval ''7 days'';';
 comment on column sync.open_finding.id is 'The finding (sync.finding.id).';
 comment on column sync.open_finding.rule is 'The rule broken (sync.rule.code).';
 comment on column sync.open_finding.severity is 'error or warning.';
@@ -388,6 +410,8 @@ comment on column sync.open_finding.value is 'The value at fault, as JSON.';
 comment on column sync.open_finding.message is 'What is wrong, in a sentence.';
 comment on column sync.open_finding.first_seen_at is 'Since when.';
 comment on column sync.open_finding.rules_version is 'The rules version that judged it.';
+comment on column sync.open_finding.shared_with is
+    'For name.duplicate: the other fragrances that hold this name now; for name.lookalike: those whose name folds alike but is written otherwise (ids in order; read when selected). Null for every other rule.';
 
 -- sync.check_catalog
 -- Checks the whole catalog against the rules in force and records the findings; counts by rule.

@@ -451,6 +451,29 @@ def test_the_check_finds_lookalikes_an_adopted_catalog_holds(db: psycopg.Connect
     assert open_lookalikes(db, [1, 2]) == {1, 2}
 
 
+def test_a_dba_reads_which_other_fragrances_share_or_fold_to_a_name(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    names = {1: "Twin", 2: "Twin", 3: "TWIN", 4: "Twin", 5: "Single"}
+    receive_many(db, [body({"fragrance_id": i, "name": n}) for i, n in names.items()])
+    db.execute("update public.fragrances set cost = 12.5 where fragrance_id = 1")
+    rows = dba.execute(
+        "select fragrance_id, rule, shared_with from sync.open_finding where fragrance_id <= 5"
+        " and rule in ('name.duplicate', 'name.lookalike', 'cost.fractional')"
+        " order by fragrance_id, rule"
+    ).fetchall()
+    assert rows == [
+        (1, "cost.fractional", None),
+        (1, "name.duplicate", [2, 4]),
+        (1, "name.lookalike", [3]),
+        (2, "name.duplicate", [1, 4]),
+        (2, "name.lookalike", [3]),
+        (3, "name.lookalike", [1, 2, 4]),
+        (4, "name.duplicate", [1, 2]),
+        (4, "name.lookalike", [3]),
+    ]
+
+
 def test_joining_a_large_group_of_shared_names_rewrites_no_other_finding(
     db: psycopg.Connection,
 ) -> None:
