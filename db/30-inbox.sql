@@ -730,7 +730,7 @@ begin
     -- with sync.apply_pending; the sweep applied them within seconds
     -- (hostile review). The receipts let the hook count outcomes and reject
     -- codes in /metrics.
-    perform sync_private.check_limit(p_limit);
+    perform sync_private.check_limit(p_limit, 'SELECT * FROM sync.apply_received(1000);');
     if not (select s.apply_on_receipt from sync.settings as s) then
         return;
     end if;

@@ -71,20 +71,23 @@ comment on column sync.unknown_field.last_seen is 'When the latest of them was r
 comment on column sync.unknown_field.latest_inbox_id is 'The latest delivery that carried it (sync.inbox.id).';
 
 -- sync_private.check_limit
--- Refuses a limit that is not a positive number of deliveries.
-create function sync_private.check_limit(p_limit integer) returns void
+-- Refuses a limit that is not a positive number of deliveries, with the call to run instead.
+create function sync_private.check_limit(p_limit integer, p_instead text) returns void
     language plpgsql
     immutable
 as $$
 begin
+    -- The hint is the caller's own call with a good limit: "For example
+    -- 1000." named no command, and a DBA had to guess which call and which
+    -- argument it meant (hostile review).
     if p_limit is null or p_limit < 1 then
         raise exception 'p_limit must be a positive number of deliveries, got %', coalesce(p_limit::text, 'null')
-            using errcode = 'FS004', hint = 'For example 1000.';
+            using errcode = 'FS004', hint = 'For example: ' || p_instead;
     end if;
 end;
 $$;
-comment on function sync_private.check_limit(integer) is
-    'Raises FS004 unless p_limit is a positive number of deliveries.';
+comment on function sync_private.check_limit(integer, text) is
+    'Raises FS004 unless p_limit is a positive number of deliveries; its hint is p_instead, the call with a good limit.';
 
 -- sync.apply_pending
 -- Applies up to p_limit pending deliveries in receipt order; safe to run from several sessions.
@@ -100,7 +103,7 @@ begin
     -- a claim made only of deliveries of a held fragrance, are
     -- sync.apply_received's (sync_private.process_pending), with every
     -- origin: a DBA's staged revert or repair too.
-    perform sync_private.check_limit(p_limit);
+    perform sync_private.check_limit(p_limit, 'SELECT * FROM sync.apply_pending(1000);');
     return sync_private.count_outcomes(sync_private.process_pending(p_limit, false));
 end;
 $$;
@@ -178,7 +181,8 @@ create function sync.retry_all(p_code text default null, p_limit integer default
     set enable_seqscan = off
 as $$
 begin
-    perform sync_private.check_limit(p_limit);
+    perform sync_private.check_limit(p_limit, format('SELECT * FROM sync.retry_all(%s, 1000);',
+                                                     coalesce(quote_literal(p_code), 'null')));
     -- A misspelt code would match nothing and look like an empty quarantine.
     if p_code is not null
         and not exists (select from sync.rule as r where r.code = p_code)

@@ -52,7 +52,9 @@ begin
                       p_older_than::text, coalesce(', p_limit => ' || p_limit, ''));
     end if;
     if p_limit is not null then
-        perform sync_private.check_limit(p_limit);
+        perform sync_private.check_limit(p_limit, format('SELECT sync.purge_applied(%L%s, p_limit => 1000);',
+                                                         p_older_than::text,
+                                                         case when p_force then ', p_force => true' else '' end));
     end if;
     -- Old by both clocks: a spooled delivery keeps the moment the hook received
     -- it, which an outage can put days before the drain that stored and
@@ -214,7 +216,7 @@ begin
     -- sync.purge_inbox commits after each call: the run row is there from
     -- the start (sync.schedule() shows it running, with its counts so far),
     -- and each chunk's counts are added to it as that chunk commits.
-    perform sync_private.check_limit(p_limit);
+    perform sync_private.check_limit(p_limit, 'CALL sync.purge_inbox(10000);');
     if p_run_id is null then
         insert into sync.job_run (job, detail)
         values ('purge_inbox', jsonb_build_object('deleted', 0, 'closed_findings_deleted', 0,

@@ -233,3 +233,30 @@ def test_the_readme_lists_every_sqlstate_the_database_code_raises() -> None:
     for low, high in re.findall(r"`FS(\d{3})` to\s+`FS(\d{3})`", paragraph):
         listed |= {f"FS{n:03d}" for n in range(int(low), int(high) + 1)}
     assert raised and raised <= listed, sorted(raised - listed)
+
+
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        ("select * from sync.apply_pending(0)", "sync.apply_pending(1000)"),
+        (
+            "select * from sync.retry_all('cost.negative', -1)",
+            "sync.retry_all('cost.negative', 1000)",
+        ),
+        ("select * from sync.retry_all(p_limit => 0)", "sync.retry_all(null, 1000)"),
+        (
+            "select sync.purge_applied('30 days', p_limit => 0)",
+            "sync.purge_applied('30 days', p_limit => 1000)",
+        ),
+        ("call sync.purge_inbox(0)", "sync.purge_inbox(10000)"),
+    ],
+)
+def test_the_hint_for_a_bad_limit_names_the_call_with_a_good_one(
+    dba: psycopg.Connection, call: str, named: str
+) -> None:
+    """It said "For example 1000." and named no command: which call, and where 1000 goes."""
+    hint = hint_of(dba, call, "FS004")
+    [statement] = re.findall(r"((?:SELECT|CALL) [^;]+);", hint)
+
+    assert named in statement
+    dba.execute(statement)
