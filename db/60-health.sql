@@ -423,7 +423,7 @@ comment on column sync.health.rejected_last_day is 'Of the last day''s deliverie
 comment on column sync.health.pending is 'Deliveries stored but not processed yet, whoever made them.';
 comment on column sync.health.oldest_pending_age is 'How long the oldest pending delivery has waited.';
 comment on column sync.health.quarantined is 'Rejected deliveries waiting for a retry or a discard (sync.quarantine).';
-comment on column sync.health.rejects_by_code_last_day is 'The last day''s rejected webhooks by error code, e.g. {"cost.negative": 2}.';
+comment on column sync.health.rejects_by_code_last_day is 'The last day''s rejected (or since discarded) webhooks by error code: deliveries, not reasons; a delivery counts once under each of its codes, e.g. {"cost.negative": 2}.';
 comment on column sync.health.unknown_fields is 'Of the fields the CMS sent in the last day that the rules do not know, the 20 seen last, with how many of the last day''s deliveries carried them (all of them, all the time: sync.unknown_field).';
 comment on column sync.health.open_findings is 'Fragrances breaking each data rule now (sync.open_finding), e.g. {"name.duplicate": 1538}; an error rule broken turns the verdict to warn.';
 

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from helpers import deliver_at, set_apply_on_receipt, table_activity
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CADENCE = timedelta(seconds=25)
@@ -227,6 +228,25 @@ def test_rejects_are_counted_by_code_over_the_last_day(tx: psycopg.Connection) -
     assert health["rejects_by_code_last_day"] == {"cost.negative": 2, "name.blank": 1}
     assert (health["rejected_last_day"], health["applied_last_day"]) == (2, 1)
     assert health["quarantined"] == 3
+
+
+def test_a_delivery_refused_twice_for_one_code_counts_once_under_it(
+    tx: psycopg.Connection,
+) -> None:
+    """The counts are deliveries per code: its reasons are not each a delivery."""
+    tx.execute(
+        "insert into sync.inbox (received_at, body, content_type, status, reasons, processed_at)"
+        " values (%s, '{}', 'application/json', 'rejected', %s, %s)",
+        [
+            T0,
+            Jsonb(
+                [{"code": c, "severity": "error"} for c in ("cost.negative",) * 2 + ("name.blank",)]
+            ),
+            T0,
+        ],
+    )
+    health = _health(tx, T0 + timedelta(seconds=1))
+    assert health["rejects_by_code_last_day"] == {"cost.negative": 1, "name.blank": 1}
 
 
 def test_traffic_is_counted_over_the_last_hour_and_day(tx: psycopg.Connection) -> None:
