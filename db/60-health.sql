@@ -364,7 +364,18 @@ begin
     -- last run's age is judged too, against the longest gap its schedule
     -- allows and a day more (a job that never ran is not judged: nothing
     -- says since when it should have).
+    --
+    -- A run interrupted (cancelled, or its session gone) did not finish
+    -- either: it once read running for good, and health said nothing
+    -- (hostile review). Its status now, not as recorded: a run whose
+    -- session ended is still running in the table until the next run.
     select v_warnings || coalesce(array_agg(case
+               when r.status = 'interrupted' then format(
+                   'the scheduled job %s was interrupted %s ago (%s): %s',
+                   r.job, sync_private.say_interval(p_now - r.started_at),
+                   coalesce(r.detail ->> 'error', 'its session ended before it finished'),
+                   case r.job when 'purge_inbox' then 'CALL sync.purge_inbox(); goes on where it stopped.'
+                              else format('run it again: SELECT * FROM sync.run_job(%L);', r.job) end)
                when r.status = 'failed' then format(
                    'the scheduled job %s failed %s ago (%s): fix the cause, then %s',
                    r.job, sync_private.say_interval(p_now - r.started_at),
@@ -379,11 +390,14 @@ begin
                end order by r.job), '{}')
     into v_warnings
     from sync.job as j
-    cross join lateral (select x.job, x.started_at, x.status, x.detail from sync.job_run as x
+    cross join lateral (select x.job, x.started_at,
+                               sync_private.job_run_status(x.status, x.backend_pid, x.session_lock) as status,
+                               x.detail
+                        from sync.job_run as x
                         where x.job = j.name and x.started_at <= v_upto
                         order by x.id desc limit 1) as r
     where j.enabled
-      and (r.status = 'failed'
+      and (r.status in ('failed', 'interrupted')
            or r.started_at < p_now - sync_private.longest_gap(j.schedule) - interval '1 day');
 
     if v_report.verdict = 'critical' then

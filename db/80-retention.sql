@@ -218,10 +218,16 @@ begin
     -- and each chunk's counts are added to it as that chunk commits.
     perform sync_private.check_limit(p_limit, 'CALL sync.purge_inbox(10000);');
     if p_run_id is null then
-        insert into sync.job_run (job, detail)
+        -- The run holds a session lock until it ends (sync.purge_inbox
+        -- releases it): cancelled between its steps, or with its session
+        -- gone, a run row once read running for good (hostile review). Taken
+        -- before the row commits, so no running row is ever seen without it.
+        perform sync_private.end_interrupted_runs();
+        insert into sync.job_run (job, detail, backend_pid, session_lock)
         values ('purge_inbox', jsonb_build_object('deleted', 0, 'closed_findings_deleted', 0,
                                                   'discarded_deleted', 0, 'job_runs_deleted', 0,
-                                                  'transactions', 0))
+                                                  'transactions', 0),
+                pg_catalog.pg_backend_pid(), sync_private.take_session_lock())
         returning * into v_run;
         return v_run;
     end if;
@@ -244,7 +250,19 @@ begin
                                then null else clock_timestamp() end
         where r.id = v_run.id
         returning * into v_run;
-    exception when others then
+    exception
+    when query_canceled then
+        -- A cancel (pg_cancel_backend, a statement_timeout) is not an error
+        -- "others" catches; it lands here nearly always, in the chunk. The
+        -- run is recorded as interrupted with its committed chunks, and
+        -- sync.purge_inbox raises the cancel again once that commits.
+        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
+        update sync.job_run as r
+        set status = 'interrupted', finished_at = clock_timestamp(),
+            detail = v_run.detail || jsonb_build_object('sqlstate', v_state, 'error', v_message)
+        where r.id = v_run.id
+        returning * into v_run;
+    when others then
         -- Recorded, not raised, as sync.run_job records a failed job; the
         -- chunks before this one stay purged and counted.
         get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
@@ -258,7 +276,7 @@ begin
 end;
 $$;
 comment on function sync.purge_inbox_step(bigint, integer) is
-    'One transaction of the procedure sync.purge_inbox: with p_run_id null, records a new running run of purge_inbox in sync.job_run; else purges at most p_limit rows of each kind (sync_private.purge_due) and adds the counts to that run, which ends ok once a chunk finds less than p_limit of every kind left, or failed with the error. Call the procedure rather than this.';
+    'One transaction of the procedure sync.purge_inbox: with p_run_id null, records runs whose session ended as interrupted (sync_private.end_interrupted_runs) and a new running run of purge_inbox in sync.job_run, its backend and a session lock it holds until the procedure ends; else purges at most p_limit rows of each kind (sync_private.purge_due) and adds the counts to that run, which ends ok once a chunk finds less than p_limit of every kind left, failed with the error, or interrupted when the chunk is cancelled. Call the procedure rather than this.';
 
 -- sync.purge_inbox
 -- The scheduled purge: what run_job('purge_inbox') deletes, in transactions of at most p_limit rows of each kind.
@@ -283,8 +301,22 @@ begin
         v_run := sync.purge_inbox_step(v_run.id, p_limit);
         commit;
     end loop;
+    -- Released once the end is committed: until then the run reads running.
+    -- A cancel that lands outside a chunk (between two steps) leaves the
+    -- row running and the lock held until this session ends, then the run
+    -- reads interrupted (sync_private.job_run_alive).
+    perform pg_catalog.pg_advisory_unlock(v_run.session_lock);
+    if v_run.status = 'interrupted' then
+        -- Raised as the cancel it was, after its record committed: the
+        -- caller (pg_cron, psql, a statement_timeout) sees it did not finish.
+        raise exception '%', v_run.detail ->> 'error'
+            using errcode = v_run.detail ->> 'sqlstate',
+                  detail = format('The purge''s run %s is recorded as interrupted in sync.job_run, after %s transactions; what they purged stays purged.',
+                                  v_run.id, v_run.detail ->> 'transactions'),
+                  hint = 'CALL sync.purge_inbox(); goes on where it stopped.';
+    end if;
     p_status := v_run.status;
 end;
 $$;
 comment on procedure sync.purge_inbox(integer, text) is
-    'The scheduled purge (what pg_cron and the cron line run): deletes what sync.run_job(''purge_inbox'') deletes (applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, job runs older than purge_after but each job''s last and last successful run), committing after every p_limit rows of each kind, and records the run in sync.job_run; returns its status (ok, failed). Call it outside a transaction block. Usage: CALL sync.purge_inbox();';
+    'The scheduled purge (what pg_cron and the cron line run): deletes what sync.run_job(''purge_inbox'') deletes (applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, job runs older than purge_after but each job''s last and last successful run), committing after every p_limit rows of each kind, and records the run in sync.job_run; returns its status (ok, failed). Cancelled in a chunk, it records the run as interrupted and raises the cancel; a run whose session ends reads interrupted. Call it outside a transaction block. Usage: CALL sync.purge_inbox();';

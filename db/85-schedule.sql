@@ -9,6 +9,81 @@
 -- every code load and every change of sync.job; elsewhere the cron lines of
 -- docs/operations.md run the same commands (sync_private.job_command).
 
+-- sync_private.take_session_lock
+-- Takes a session advisory lock on a fresh random key, held by this backend until released or its session ends; the key.
+create function sync_private.take_session_lock() returns bigint
+    language plpgsql
+    volatile
+as $$
+declare
+    v_key bigint;
+begin
+    -- Random, not the run's id: any login may take any advisory lock, and
+    -- one that took the next run's key first would make that run read
+    -- interrupted from its start (sync_private.lock_names says why the
+    -- merge uses none). A key another session holds is passed over.
+    loop
+        v_key := ('x' || pg_catalog.left(pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint;
+        exit when pg_catalog.pg_try_advisory_lock(v_key);
+    end loop;
+    return v_key;
+end;
+$$;
+comment on function sync_private.take_session_lock() is
+    'Takes a session-level advisory lock on a random key (held until pg_advisory_unlock or the end of the session) and returns the key: how a run of a job that commits by steps shows it still has a backend (sync_private.job_run_alive).';
+
+-- sync_private.job_run_alive
+-- Whether the backend that runs a job run still holds its session lock.
+create function sync_private.job_run_alive(p_backend_pid integer, p_session_lock bigint) returns boolean
+    language sql
+    stable
+as $$
+    -- pg_locks, not pg_stat_activity: PostgreSQL shows a session's state
+    -- and start only to its own login and to members of pg_read_all_stats,
+    -- and a pid alone is reused. A lock of this backend on this key is
+    -- this run's: another login may take the key once it sees it, but not
+    -- as this pid. int8 advisory keys show as classid (the high 32 bits),
+    -- objid (the low ones) and objsubid 1.
+    select p_backend_pid is not null and p_session_lock is not null
+       and exists (select from pg_catalog.pg_locks as l
+                   where l.locktype = 'advisory' and l.granted and l.pid = p_backend_pid
+                     and l.database = (select d.oid from pg_catalog.pg_database as d
+                                       where d.datname = pg_catalog.current_database())
+                     and l.classid = ((p_session_lock >> 32) & 4294967295)::oid
+                     and l.objid = (p_session_lock & 4294967295)::oid
+                     and l.objsubid = 1);
+$$;
+comment on function sync_private.job_run_alive(integer, bigint) is
+    'Whether backend p_backend_pid still holds the session advisory lock p_session_lock (sync.job_run.backend_pid and session_lock): false once its session ended or it let the run go.';
+
+-- sync_private.job_run_status
+-- A run's status as it is now: a running run whose backend let it go is interrupted.
+create function sync_private.job_run_status(p_status text, p_backend_pid integer, p_session_lock bigint) returns text
+    language sql
+    stable
+as $$
+    select case when p_status = 'running' and not sync_private.job_run_alive(p_backend_pid, p_session_lock)
+                then 'interrupted' else p_status end;
+$$;
+comment on function sync_private.job_run_status(text, integer, bigint) is
+    'The status of a run of a job now (sync.job_run.status, backend_pid, session_lock): as recorded, but interrupted for a running run whose backend no longer holds it (its session ended, or a cancel came between two steps of the purge). What sync.schedule() and sync.health show.';
+
+-- sync_private.end_interrupted_runs
+-- Records as interrupted the running runs whose backend let them go.
+create function sync_private.end_interrupted_runs() returns void
+    language sql
+as $$
+    -- finished_at stays null: nobody saw when the session ended.
+    update sync.job_run as r
+    set status = 'interrupted',
+        detail = coalesce(r.detail, '{}') || jsonb_build_object(
+            'error', 'its session ended (or a cancel came between two steps) before it finished')
+    where r.status = 'running'
+      and sync_private.job_run_status(r.status, r.backend_pid, r.session_lock) = 'interrupted';
+$$;
+comment on function sync_private.end_interrupted_runs() is
+    'Records in sync.job_run, as interrupted, the running runs whose backend no longer holds them; sync.run_job and the start of each purge run it.';
+
 -- sync.run_job
 -- Runs one job now and records the run: what it did, or why it failed.
 create function sync.run_job(p_name text) returns sync.job_run
@@ -26,6 +101,7 @@ begin
         raise exception 'there is no job %', coalesce(quote_literal(p_name), 'null')
             using errcode = 'FS080', hint = 'The jobs: SELECT * FROM sync.schedule();';
     end if;
+    perform sync_private.end_interrupted_runs();
     insert into sync.job_run (job) values (p_name) returning * into v_run;
     -- The run row stays whatever happens below; a failure undoes only the job's work.
     begin
@@ -206,14 +282,14 @@ begin
                  then 'pg_cron (' || sync_private.pg_cron_job_name(j.name) || ')'
              else 'cron, outside the database: see docs/operations.md, "Run without a person"'
                   || coalesce(' (' || v_refusal || ')', '') end,
-        r.started_at, r.status, r.detail, j.description
+        r.started_at, sync_private.job_run_status(r.status, r.backend_pid, r.session_lock), r.detail, j.description
     from sync.job as j
     left join lateral (select * from sync.job_run as x where x.job = j.name order by x.id desc limit 1) as r on true
     order by j.name;
 end;
 $$;
 comment on function sync.schedule() is
-    'The jobs that run without a person: their schedule, whether pg_cron runs them here (else the README''s cron lines must), and their last run with its status and detail. Usage: SELECT * FROM sync.schedule();';
+    'The jobs that run without a person: their schedule, whether pg_cron runs them here (else the README''s cron lines must), and their last run with its status (running, ok, failed, or interrupted: cancelled, or its session ended, before it finished) and detail. Usage: SELECT * FROM sync.schedule();';
 
 -- The jobs reach pg_cron at every code load, as they would after an UPDATE of sync.job.
 select sync_private.schedule_with_pg_cron();

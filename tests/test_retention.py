@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -388,3 +391,95 @@ def test_a_step_of_the_scheduled_purge_needs_a_running_purge(db: psycopg.Connect
     assert run is not None
     with raises_sqlstate("FS081"):
         db.execute("select sync.purge_inbox_step(%s, 1000)", [run[0]])
+
+
+# --- A purge that does not reach its end --------------------------------------------------
+
+
+def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
+    """Return once the backend ``pid`` waits for a lock (so the interleaving is forced)."""
+    for _ in range(1000):
+        waiting = conn.execute(
+            "select wait_event_type = 'Lock' from pg_stat_activity where pid = %s", [pid]
+        ).fetchone()
+        if waiting == (True,):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+@contextmanager
+def a_purge_stuck_in_its_second_chunk(
+    server: Server, dbname: str, db: psycopg.Connection, statement_timeout: str = "0"
+) -> Iterator[tuple[psycopg.Connection, threading.Thread, list[BaseException]]]:
+    """CALL sync.purge_inbox(10) as a DBA, its first chunk committed, its second waiting for a row.
+
+    Yields the DBA's connection (its backend waits in the second chunk), the
+    thread that runs the CALL, and what the CALL raised once it ends; the row
+    is released on leaving.
+    """
+    db.execute("update sync.settings set apply_on_receipt = false")
+    ids = [old_delivery(db, "applied", "400 days") for _ in range(25)]
+    errors: list[BaseException] = []
+    with (
+        psycopg.connect(server.url(dbname)) as holder,
+        psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as purger,
+    ):
+        holder.execute("select from sync.inbox where id = %s for update", [ids[14]])
+        purger.execute("select set_config('statement_timeout', %s, false)", [statement_timeout])
+
+        def purge() -> None:
+            try:
+                purger.execute("call sync.purge_inbox(10)")
+            except psycopg.Error as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=purge)
+        thread.start()
+        wait_for_lock_wait(db, purger.info.backend_pid)
+        try:
+            yield purger, thread, errors
+        finally:
+            holder.rollback()
+            thread.join()
+
+
+def purge_runs(db: psycopg.Connection) -> list[tuple[str, Any]]:
+    return db.execute(
+        "select status, detail ->> 'deleted' from sync.job_run"
+        " where job = 'purge_inbox' order by id"
+    ).fetchall()
+
+
+@pytest.mark.parametrize("cancel", ["pg_cancel_backend", "statement_timeout"])
+def test_a_cancelled_purge_ends_its_run_as_interrupted_with_its_committed_chunks_counted(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection, cancel: str
+) -> None:
+    """Cancelled, its run read `running` for good, and the CALL's session stays open."""
+    timeout = "3s" if cancel == "statement_timeout" else "0"
+    with a_purge_stuck_in_its_second_chunk(server, dbname, db, timeout) as (purger, thread, errors):
+        if cancel == "pg_cancel_backend":
+            db.execute("select pg_cancel_backend(%s)", [purger.info.backend_pid])
+        thread.join()
+        assert [type(e) for e in errors] == [psycopg.errors.QueryCanceled]
+        assert purge_runs(db) == [("interrupted", "10")]
+        assert dba.execute(
+            "select last_status from sync.schedule() where job = 'purge_inbox'"
+        ).fetchone() == ("interrupted",)
+
+
+def test_a_purge_whose_session_ended_no_longer_reads_as_running(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Its backend killed (a crash, pg_terminate_backend), nothing could record the end."""
+    with a_purge_stuck_in_its_second_chunk(server, dbname, db) as (purger, thread, _):
+        db.execute("select pg_terminate_backend(%s, 10000)", [purger.info.backend_pid])
+        thread.join()
+        assert dba.execute(
+            "select last_status from sync.schedule() where job = 'purge_inbox'"
+        ).fetchone() == ("interrupted",)
+        health = dba.execute("select reason from sync.health").fetchone()
+        assert health is not None and "the scheduled job purge_inbox was interrupted" in health[0]
+
+    assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
+    assert purge_runs(db) == [("interrupted", "10"), ("ok", "15")]
