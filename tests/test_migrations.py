@@ -349,8 +349,8 @@ def test_make_migrate_takes_either_libpq_url_scheme(
 
 
 # The latest numbered migration, and a table it alters.
-LATEST_MIGRATION = "0038-purge-ages-within-the-calendar"
-ALTERED_BY_IT = "sync.settings"
+LATEST_MIGRATION = "0040-job-runs-know-their-backend"
+ALTERED_BY_IT = "sync.job_run"
 
 
 def make_migrate(url: str) -> subprocess.CompletedProcess[str]:
@@ -376,6 +376,12 @@ def test_make_migrate_behind_an_open_transaction_fails_fast_and_can_be_run_again
     server: Server, bare_dbname: str
 ) -> None:
     """A migration's lock queued behind a reader stalls every query on the table: it gives up."""
+    numbered = sorted(
+        p.stem
+        for p in Path(MIGRATIONS).glob("[0-9][0-9][0-9][0-9]-*.sql")
+        if not p.stem.endswith(".rollback")
+    )
+    assert numbered[-1] == LATEST_MIGRATION, "name the latest migration, and a table it alters"
     run_yoyo(server, bare_dbname, "apply")
     run_yoyo(server, bare_dbname, "rollback", "--revision", LATEST_MIGRATION)
     with psycopg.connect(server.url(bare_dbname)) as reader:
