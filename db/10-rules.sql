@@ -82,7 +82,8 @@ as $$
     -- what is in it: every control (but U+0000), format character (but the
     -- prepended concatenation marks, which show), nonspacing and enclosing
     -- mark, space and separator, in every script; the Hangul fillers, the
-    -- braille blank, and whole blocks of marks, selectors and tags. A mark
+    -- braille blank, the musical null notehead, and whole blocks of marks,
+    -- selectors and tags. A mark
     -- after a letter is no blank: the letter shows. Do not edit the ranges
     -- by hand: run python -m devtools.blank_class --write.
     select p_text ~ (
@@ -127,14 +128,14 @@ as $$
         '\\U00011a51-\\U00011a56\\U00011a59-\\U00011a5b\\U00011a8a-\\U00011a96\\U00011a98-\\U00011a99\\U00011c30-\\U00011c36\\U00011c38-\\U00011c3d\\U00011c3f\\U00011c92-\\U00011ca7'
         '\\U00011caa-\\U00011cb0\\U00011cb2-\\U00011cb3\\U00011cb5-\\U00011cb6\\U00011d31-\\U00011d36\\U00011d3a\\U00011d3c-\\U00011d3d\\U00011d3f-\\U00011d45\\U00011d47'
         '\\U00011d90-\\U00011d91\\U00011d95\\U00011d97\\U00011ef3-\\U00011ef4\\U00013430-\\U00013442\\U00013447-\\U0001345f\\U00016af0-\\U00016af4\\U00016b30-\\U00016b36'
-        '\\U00016f4f\\U00016f8f-\\U00016f92\\U00016fe4\\U0001bc9d-\\U0001bc9e\\U0001bca0-\\U0001bca3\\U0001cf00-\\U0001cf2d\\U0001cf30-\\U0001cf46\\U0001d167-\\U0001d169'
-        '\\U0001d173-\\U0001d182\\U0001d185-\\U0001d18b\\U0001d1aa-\\U0001d1ad\\U0001d242-\\U0001d244\\U0001da00-\\U0001da36\\U0001da3b-\\U0001da6c\\U0001da75\\U0001da84'
-        '\\U0001da9b-\\U0001da9f\\U0001daa1-\\U0001daaf\\U0001e000-\\U0001e006\\U0001e008-\\U0001e018\\U0001e01b-\\U0001e021\\U0001e023-\\U0001e024\\U0001e026-\\U0001e02a\\U0001e130-\\U0001e136'
-        '\\U0001e2ae\\U0001e2ec-\\U0001e2ef\\U0001e8d0-\\U0001e8d6\\U0001e944-\\U0001e94a\\U000e0000-\\U000e007f\\U000e0100-\\U000e01ef'
+        '\\U00016f4f\\U00016f8f-\\U00016f92\\U00016fe4\\U0001bc9d-\\U0001bc9e\\U0001bca0-\\U0001bca3\\U0001cf00-\\U0001cf2d\\U0001cf30-\\U0001cf46\\U0001d159'
+        '\\U0001d167-\\U0001d169\\U0001d173-\\U0001d182\\U0001d185-\\U0001d18b\\U0001d1aa-\\U0001d1ad\\U0001d242-\\U0001d244\\U0001da00-\\U0001da36\\U0001da3b-\\U0001da6c\\U0001da75'
+        '\\U0001da84\\U0001da9b-\\U0001da9f\\U0001daa1-\\U0001daaf\\U0001e000-\\U0001e006\\U0001e008-\\U0001e018\\U0001e01b-\\U0001e021\\U0001e023-\\U0001e024\\U0001e026-\\U0001e02a'
+        '\\U0001e130-\\U0001e136\\U0001e2ae\\U0001e2ec-\\U0001e2ef\\U0001e8d0-\\U0001e8d6\\U0001e944-\\U0001e94a\\U000e0000-\\U000e007f\\U000e0100-\\U000e01ef'
         ']*$');
 $$;
 comment on function sync_private.is_blank(text) is
-    'True when a text has no visible character: only controls, format characters, combining marks, spaces and separators of any script, Hangul fillers, the braille blank, variation selectors and tags (generated from Unicode data by devtools/blank_class.py), whatever the database''s locale. The name.blank rule.';
+    'True when a text has no visible character: only controls, format characters, combining marks, spaces and separators of any script, Hangul fillers, the braille blank, the musical null notehead U+1D159, variation selectors and tags (generated from Unicode data by devtools/blank_class.py), whatever the database''s locale. The name.blank rule.';
 
 -- sync_private.first_control
 -- The first control character in a text (C0, DEL, C1) or line break, or null; line breaks and tabs may be allowed.
@@ -241,33 +242,50 @@ as $$
         -- mark, halfwidth Hangul filler, U+FFF0-FFF8 (reserved) and the
         -- interlinear annotation controls, shorthand format controls, musical
         -- format controls, and every tag but a letter, a digit and the
-        -- cancel tag (U+E0001 language tag, unassigned tags too).
+        -- cancel tag (U+E0001 language tag, unassigned tags too). And two
+        -- symbols that show nothing, though no format character: the
+        -- musical null notehead U+1D159 (a base for marks, drawn as
+        -- nothing); and the private-use characters (U+E000-F8FF, planes 15
+        -- and 16), which no standard font draws: a reader sees nothing, a
+        -- box or a vendor's logo (U+F8FF is Apple's on Apple's systems),
+        -- as their font has it, and names that look alike differ.
         E'[\\u00ad\\u034f\\u061c\\u115f\\u1160\\u17b4\\u17b5\\u200b\\u200e\\u200f\\u2060-\\u2065\\u206a-\\u206f'
-        '\\u3164\\ufeff\\uffa0\\ufff0-\\ufffb\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a'
+        '\\u3164\\ue000-\\uf8ff\\ufeff\\uffa0\\ufff0-\\ufffb\\U0001bca0-\\U0001bca3\\U0001d159\\U0001d173-\\U0001d17a'
         '\\U000e0000-\\U000e002f\\U000e003a-\\U000e0060\\U000e007b-\\U000e007e\\U000e0080-\\U000e00ff'
-        '\\U000e01f0-\\U000e0fff]'
-        -- A joiner (Mongolian vowel separator, ZWNJ, ZWJ) or a variation
-        -- selector (Mongolian free variation selectors, U+FE00-FE0F,
-        -- U+E0100-E01EF) at the start.
-        '|^[\\u180b-\\u180f\\u200c\\u200d\\ufe00-\\ufe0f\\U000e0100-\\U000e01ef]'
+        '\\U000e01f0-\\U000e0fff\\U000f0000-\\U000ffffd\\U00100000-\\U0010fffd]'
+        -- The braille blank (U+2800), a symbol drawn as an empty cell, as
+        -- wide as a letter: refused but where braille writes a space, between
+        -- two cells that show dots. "Rose" and "Rose" + U+2800 look alike,
+        -- and it is no whitespace, so no .untrimmed.
+        '|\\u2800(?<![\\u2801-\\u28ff]\\u2800)|\\u2800(?![\\u2801-\\u28ff])'
+        -- The Mongolian vowel separator only between two Mongolian letters
+        -- (before the final forms of a and e, where Mongolian writes it):
+        -- between Latin letters it hides as ZWNJ would, with no use there.
+        '|\\u180e(?<![\\u1820-\\u1878\\u1880-\\u18aa]\\u180e)|\\u180e(?![\\u1820-\\u1878\\u1880-\\u18aa])'
+        -- A joiner (ZWNJ, ZWJ) or a variation selector (Mongolian free
+        -- variation selectors, U+FE00-FE0F, U+E0100-E01EF) at the start.
+        '|^[\\u180b-\\u180d\\u180f\\u200c\\u200d\\ufe00-\\ufe0f\\U000e0100-\\U000e01ef]'
         -- A joiner after whitespace, a control or an invisible character
         -- other than a variation selector (the rainbow flag holds U+FE0F
         -- U+200D) ...
-        '|[\\u180e\\u200c\\u200d](?<=['
+        '|[\\u200c\\u200d](?<=['
             '\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180e'
             '\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufeff\\uffa0\\ufff0-\\ufffb'
             '\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e00ff\\U000e01f0-\\U000e0fff'
-        '][\\u180e\\u200c\\u200d])'
+        '][\\u200c\\u200d])'
         -- ... or before any of them, or at the end.
-        '|[\\u180e\\u200c\\u200d](?=['
+        '|[\\u200c\\u200d](?=['
             '\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f'
             '\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufffb'
             '\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e0fff'
         ']|$)'
         -- A variation selector after whitespace, a control or an invisible
-        -- character, another selector too.
+        -- character, another selector too; or after a Latin letter of
+        -- ASCII, which no variation sequence of Unicode has for its base
+        -- (ASCII bases are digits, # and *: keycaps, a slashed zero), so
+        -- "Rose" + U+FE0F shows as "Rose" and differs from it.
         '|[\\u180b-\\u180d\\u180f\\ufe00-\\ufe0f\\U000e0100-\\U000e01ef](?<=['
-            '\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f'
+            '\\u0001-\\u0020A-Za-z\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f'
             '\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufffb'
             '\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e0fff'
         '][\\u180b-\\u180d\\u180f\\ufe00-\\ufe0f\\U000e0100-\\U000e01ef])'
@@ -306,7 +324,7 @@ as $$
     -- start, at the end, or next to whitespace, a control or another
     -- invisible character), so no name is refused for being Persian, Indic
     -- or emoji:
-    -- - ZWNJ and ZWJ (and the Mongolian vowel separator) only between two
+    -- - ZWNJ and ZWJ only between two
     --   visible characters: Persian and Indic words hold them between
     --   letters, and emoji sequences join emoji with ZWJ (a family:
     --   U+1F468 U+200D U+1F469 U+200D U+1F467), where a variation selector
@@ -314,17 +332,25 @@ as $$
     -- - variation selectors (U+FE00-FE0F, U+E0100-E01EF, the Mongolian free
     --   variation selectors) only right after a visible character, the one
     --   they choose a form of (a red heart U+2764 U+FE0F, an ideographic
-    --   variant U+845B U+E0100); a run of them is how data hides behind an
+    --   variant U+845B U+E0100), but an ASCII letter, which no variation
+    --   sequence has for its base; a run of them is how data hides behind an
     --   emoji.
     -- - tags only as the flags of England, Scotland and Wales spell them: a
     --   black flag, 1 to 7 tag letters or digits (a subdivision: its region
     --   and up to 4 more), a cancel tag. Anywhere else tags spell ASCII that
     --   no reader sees ("ASCII smuggling").
+    -- - the Mongolian vowel separator only between two Mongolian letters.
+    -- - the braille blank (U+2800) only between two braille cells that show
+    --   dots, where braille writes a space.
+    -- And, wherever they stand, two symbols that show nothing: the musical
+    -- null notehead U+1D159, and the private-use characters (U+E000-F8FF,
+    -- planes 15 and 16): no standard font draws one, so a reader sees
+    -- nothing, a box or a vendor's logo, as their font has it.
     -- A name of nothing but invisible characters is name.blank, ranked before.
     select substring(p_text from sync_private.invisible_pattern());
 $$;
 comment on function sync_private.first_invisible(text) is
-    'The first invisible format character of a text that stands out of place, or null: Unicode''s default ignorable characters and the interlinear annotation controls (zero-width space, soft hyphen, byte order mark, word joiner, direction marks, Hangul fillers, tags...) but the bidirectional controls. ZWNJ and ZWJ count only when not between two visible characters, variation selectors only when not right after one, tags only outside an emoji flag: Persian, Indic and emoji names pass. The <field>.invisible_character rule.';
+    'The first invisible character of a text that stands out of place, or null: Unicode''s default ignorable characters and the interlinear annotation controls (zero-width space, soft hyphen, byte order mark, word joiner, direction marks, Hangul fillers, tags...) but the bidirectional controls, the musical null notehead U+1D159, the private-use characters, and the braille blank U+2800 but between two braille cells. ZWNJ and ZWJ count only when not between two visible characters, the Mongolian vowel separator when not between two Mongolian letters, variation selectors when not right after a visible character other than an ASCII letter, tags outside an emoji flag: Persian, Indic, Mongolian and emoji names pass. The <field>.invisible_character rule.';
 
 -- sync_private.code_point
 -- A character as U+XXXX, for messages.
@@ -666,8 +692,13 @@ as $$
         when p_code in ('name.invisible_character', 'description.invisible_character') then
             -- The position of the first out of place, which strpos() would not
             -- give: an emoji before it may hold the same ZWJ in its place.
-            format('%s holds the invisible character %s at position %s; %s',
+            -- A private-use character may show as a logo: it is named for what it is.
+            format('%s holds the %s %s at position %s; %s',
                 p_field,
+                case when sync_private.first_invisible(p_value #>> '{}')
+                          ~ E'[\\ue000-\\uf8ff\\U000f0000-\\U0010fffd]'
+                         then 'private-use character, which no standard font shows,'
+                     else 'invisible character' end,
                 sync_private.code_point(sync_private.first_invisible(p_value #>> '{}')),
                 regexp_instr(p_value #>> '{}', sync_private.invisible_pattern()),
                 case p_field when 'name' then 'names that look alike would differ'

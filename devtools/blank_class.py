@@ -37,7 +37,9 @@ SHOWN = frozenset(
 # What is_blank held before it was generated, kept: whole blocks of marks,
 # spaces, selectors and tags (code points they leave unassigned included),
 # the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0) and the braille blank
-# (U+2800), letters and a symbol that show nothing. And the block of
+# (U+2800), letters and a symbol that show nothing; the musical null notehead
+# (U+1D159), a symbol drawn as nothing (added by hostile review: a name of
+# it alone passed). And the block of
 # Egyptian hieroglyph format controls, completed in Unicode 15, after Python
 # 3.11's 14.0 (U+13430-1345F, marks and unassigned code points included),
 # but for its four lost signs, U+13443-13446: letters (Lo) that show a
@@ -70,6 +72,7 @@ ALSO: tuple[tuple[int, int], ...] = (
     (0x13430, 0x13442),
     (0x13447, 0x1345F),
     (0x1BCA0, 0x1BCA3),
+    (0x1D159, 0x1D159),
     (0x1D173, 0x1D17A),
     (0xE0000, 0xE007F),
     (0xE0100, 0xE01EF),

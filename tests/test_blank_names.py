@@ -19,8 +19,9 @@ from devtools.blank_class import pattern_sql
 SHOW_NOTHING = {"Cc", "Cf", "Mn", "Me", "Zs", "Zl", "Zp"}
 # Format characters that show a sign (Prepended_Concatenation_Mark).
 PREPENDED_MARKS = [*range(0x0600, 0x0606), 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2, 0x110BD, 0x110CD]
-# Letters and a symbol that show nothing.
-FILLERS = [0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800]
+# Letters and symbols that show nothing: the Hangul fillers, the braille blank, the
+# musical null notehead.
+FILLERS = [0x115F, 0x1160, 0x3164, 0xFFA0, 0x2800, 0x1D159]
 
 
 def code_points(*categories: str) -> list[int]:

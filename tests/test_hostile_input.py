@@ -331,8 +331,8 @@ mangled = st.builds(
 )
 
 # What a valid name or description may hold: no controls, no bidirectional overrides, no
-# invisible characters (sync_private.first_invisible; its joiners and selectors pass in
-# place, but a random text puts them anywhere).
+# invisible characters (sync_private.first_invisible; its joiners and selectors, and the
+# braille blank, pass in place, but a random text puts them anywhere), no private use.
 INVISIBLE = [
     (0x00AD, 0x00AD),
     (0x034F, 0x034F),
@@ -342,14 +342,18 @@ INVISIBLE = [
     (0x180B, 0x180F),
     (0x200B, 0x200F),
     (0x2060, 0x206F),
+    (0x2800, 0x2800),
     (0x3164, 0x3164),
+    (0xE000, 0xF8FF),
     (0xFE00, 0xFE0F),
     (0xFEFF, 0xFEFF),
     (0xFFA0, 0xFFA0),
     (0xFFF0, 0xFFFB),
     (0x1BCA0, 0x1BCA3),
+    (0x1D159, 0x1D159),
     (0x1D173, 0x1D17A),
     (0xE0000, 0xE0FFF),
+    (0xF0000, 0x10FFFF),
 ]
 visible = st.characters(
     codec="utf-8",

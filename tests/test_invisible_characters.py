@@ -31,7 +31,11 @@ SHOWN_OR_ANOTHER_RULES = {
 # Invisible characters that are no format character: combining grapheme joiner, Khmer
 # inherent vowels, Hangul fillers.
 NOT_FORMAT = [0x034F, 0x17B4, 0x17B5, 0x115F, 0x1160, 0x3164, 0xFFA0]
-JOINERS = [0x180E, 0x200C, 0x200D]
+# Symbols that show nothing: the braille blank (but between two braille cells) and the
+# musical null notehead.
+SYMBOLS_OF_NOTHING = [0x2800, 0x1D159]
+JOINERS = [0x200C, 0x200D]
+MONGOLIAN_VOWEL_SEPARATOR = "\u180e"
 SELECTORS = [0x180B, 0x180C, 0x180D, 0x180F, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]
 
 
@@ -72,7 +76,7 @@ def test_every_invisible_character_is_refused_even_between_two_letters(
 
 
 def test_every_character_that_shows_passes_between_two_letters(tx: psycopg.Connection) -> None:
-    invisible = set(NOT_FORMAT + SELECTORS)
+    invisible = set(NOT_FORMAT + SELECTORS + SYMBOLS_OF_NOTHING)
     shown = [
         c
         for c in range(0x21, 0x110000)
@@ -95,25 +99,69 @@ def test_a_joiner_passes_between_two_visible_characters_only(
     assert first_invisible(tx, out_of_place) == [j, j, j, j, j, "\u00ad"]
 
 
+def test_the_mongolian_vowel_separator_passes_between_two_mongolian_letters_only(
+    tx: psycopg.Connection,
+) -> None:
+    m = MONGOLIAN_VOWEL_SEPARATOR
+    assert first_invisible(tx, [f"\u1828\u1822{m}\u1820", f"\u1821{m}\u1821"]) == [None] * 2
+    out_of_place = [f"a{m}b", f"\u1828{m}", f"{m}\u1820", f"\u1828{m}a", f"a{m}\u1820"]
+    assert first_invisible(tx, out_of_place) == [m] * 5
+
+
+@pytest.mark.parametrize(
+    "braille", ["\u2817\u2800\u281b", "\u28ff\u2800\u2801"], ids=["words", "full cells"]
+)
+def test_the_braille_blank_passes_between_two_braille_cells_only(
+    tx: psycopg.Connection, braille: str
+) -> None:
+    b = "\u2800"
+    assert first_invisible(tx, [braille]) == [None]
+    assert (
+        first_invisible(tx, [f"a{b}b", f"\u2817{b}", f"{b}\u2817", f"\u2817{b}{b}\u2817"])
+        == [b] * 4
+    )
+
+
+# Variation selectors choose a form of the character before them: an emoji, a CJK
+# ideograph, a Mongolian letter, a mathematical symbol. No variation sequence of Unicode
+# has an ASCII letter for its base.
+BASES = ["\u845b", "\u2764", "\u1828", "\u2229"]
+
+
 @pytest.mark.parametrize("selector", SELECTORS[::7] + [SELECTORS[-1]], ids=lambda c: f"U+{c:04X}")
 def test_a_variation_selector_passes_right_after_a_visible_character_only(
     tx: psycopg.Connection, selector: int
 ) -> None:
     s = chr(selector)
-    assert first_invisible(tx, [f"a{s}", f"a{s}b", f"\u845b{s} x"]) == [None] * 3
-    assert first_invisible(tx, [f"{s}a", f"a {s}", f"a{s}{s}", f"a\u200d{s}"]) == [
-        s,
-        s,
-        s,
-        "\u200d",
+    assert first_invisible(tx, [f"\u845b{s}", f"\u2764{s}b", f"\u845b{s} x"]) == [None] * 3
+    assert first_invisible(
+        tx, [f"{s}\u845b", f"\u845b {s}", f"\u845b{s}{s}", f"\u845b\u200d{s}", f"a{s}", f"Z{s}b"]
+    ) == [s, s, s, "\u200d", s, s]
+
+
+@pytest.mark.parametrize("base", BASES, ids=lambda c: f"U+{ord(c):04X}")
+def test_every_selector_passes_after_a_base_and_none_after_a_space_or_an_ascii_letter(
+    tx: psycopg.Connection, base: str
+) -> None:
+    assert refused(tx, [f"{base}{chr(c)}" for c in SELECTORS]) == []
+    assert first_invisible(tx, [f"{base} {chr(c)}" for c in SELECTORS]) == [
+        chr(c) for c in SELECTORS
+    ]
+    assert first_invisible(tx, [f"{base}e{chr(c)}" for c in SELECTORS]) == [
+        chr(c) for c in SELECTORS
     ]
 
 
-def test_every_selector_passes_after_a_letter_and_none_after_a_space(
-    tx: psycopg.Connection,
+@pytest.mark.parametrize(
+    "private_use",
+    [0xE000, 0xF8FF, 0xF0000, 0xFFFFD, 0x100000, 0x10FFFD],
+    ids=lambda c: f"U+{c:04X}",
+)
+def test_a_private_use_character_is_refused_wherever_it_stands(
+    tx: psycopg.Connection, private_use: int
 ) -> None:
-    assert refused(tx, [f"a{chr(c)}" for c in SELECTORS]) == []
-    assert first_invisible(tx, [f"a {chr(c)}" for c in SELECTORS]) == [chr(c) for c in SELECTORS]
+    p = chr(private_use)
+    assert first_invisible(tx, [p, f"a{p}b", f"\u845b{p}", f"{p}\u2764\ufe0f"]) == [p] * 4
 
 
 def tags(text: str) -> str:
