@@ -267,15 +267,18 @@ as $$
         '|^[\\u180b-\\u180d\\u180f\\u200c\\u200d\\ufe00-\\ufe0f\\U000e0100-\\U000e01ef]'
         -- A joiner after whitespace, a control or an invisible character
         -- other than a variation selector (the rainbow flag holds U+FE0F
-        -- U+200D) ...
+        -- U+200D), or after an ASCII letter ...
         '|[\\u200c\\u200d](?<=['
-            '\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180e'
+            '\\u0001-\\u0020A-Za-z\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180e'
             '\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufeff\\uffa0\\ufff0-\\ufffb'
             '\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e00ff\\U000e01f0-\\U000e0fff'
         '][\\u200c\\u200d])'
-        -- ... or before any of them, or at the end.
+        -- ... or before any of them, or at the end. Next to an ASCII letter
+        -- neither joins anything a reader sees: Persian, Indic and emoji
+        -- sequences hold them between their own characters, and "Ro" ZWJ
+        -- "se" shows as "Rose" and differs from it.
         '|[\\u200c\\u200d](?=['
-            '\\u0001-\\u0020\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f'
+            '\\u0001-\\u0020A-Za-z\\u007f-\\u00a0\\u00ad\\u034f\\u061c\\u115f\\u1160\\u1680\\u17b4\\u17b5\\u180b-\\u180f'
             '\\u2000-\\u200f\\u2028-\\u202f\\u205f-\\u206f\\u3000\\u3164\\ufe00-\\ufe0f\\ufeff\\uffa0\\ufff0-\\ufffb'
             '\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a\\U000e0000-\\U000e0fff'
         ']|$)'
@@ -324,8 +327,8 @@ as $$
     -- start, at the end, or next to whitespace, a control or another
     -- invisible character), so no name is refused for being Persian, Indic
     -- or emoji:
-    -- - ZWNJ and ZWJ only between two
-    --   visible characters: Persian and Indic words hold them between
+    -- - ZWNJ and ZWJ only between two visible characters, neither an ASCII
+    --   letter: Persian and Indic words hold them between
     --   letters, and emoji sequences join emoji with ZWJ (a family:
     --   U+1F468 U+200D U+1F469 U+200D U+1F467), where a variation selector
     --   may stand before it (the rainbow flag: U+1F3F3 U+FE0F U+200D U+1F308).
@@ -350,7 +353,7 @@ as $$
     select substring(p_text from sync_private.invisible_pattern());
 $$;
 comment on function sync_private.first_invisible(text) is
-    'The first invisible character of a text that stands out of place, or null: Unicode''s default ignorable characters and the interlinear annotation controls (zero-width space, soft hyphen, byte order mark, word joiner, direction marks, Hangul fillers, tags...) but the bidirectional controls, the musical null notehead U+1D159, the private-use characters, and the braille blank U+2800 but between two braille cells. ZWNJ and ZWJ count only when not between two visible characters, the Mongolian vowel separator when not between two Mongolian letters, variation selectors when not right after a visible character other than an ASCII letter, tags outside an emoji flag: Persian, Indic, Mongolian and emoji names pass. The <field>.invisible_character rule.';
+    'The first invisible character of a text that stands out of place, or null: Unicode''s default ignorable characters and the interlinear annotation controls (zero-width space, soft hyphen, byte order mark, word joiner, direction marks, Hangul fillers, tags...) but the bidirectional controls, the musical null notehead U+1D159, the private-use characters, and the braille blank U+2800 but between two braille cells. ZWNJ and ZWJ count only when not between two visible characters other than ASCII letters, the Mongolian vowel separator when not between two Mongolian letters, variation selectors when not right after a visible character other than an ASCII letter, tags outside an emoji flag: Persian, Indic, Mongolian and emoji names pass. The <field>.invisible_character rule.';
 
 -- sync_private.code_point
 -- A character as U+XXXX, for messages.

@@ -1,4 +1,4 @@
--- name.invisible_character refuses symbols drawn as nothing, private-use characters and selectors after ASCII letters: its description says so
+-- name.invisible_character refuses symbols drawn as nothing, private use, and selectors and joiners by ASCII letters: its description says so
 -- depends: 0039-description-c1-controls
 
 -- The descriptions of the release rolled back to (migration 0029's).

@@ -91,12 +91,22 @@ def test_a_joiner_passes_between_two_visible_characters_only(
     tx: psycopg.Connection, joiner: int
 ) -> None:
     j = chr(joiner)
+    a, b = "\u0628", "\u062a"  # Arabic beh and teh: Persian joins them with ZWNJ
     assert (
-        first_invisible(tx, [f"a{j}b", f"\u0915\u094d{j}\u0937", f"\u2764\ufe0f{j}\u2764"])
+        first_invisible(tx, [f"{a}{j}{b}", f"\u0915\u094d{j}\u0937", f"\u2764\ufe0f{j}\u2764"])
         == [None] * 3
     )
-    out_of_place = [f"{j}ab", f"ab{j}", f"a {j}b", f"a{j} b", f"a{j}{j}b", f"a\u00ad{j}b"]
+    out_of_place = [
+        f"{j}{a}{b}",
+        f"{a}{b}{j}",
+        f"{a} {j}{b}",
+        f"{a}{j} {b}",
+        f"{a}{j}{j}{b}",
+        f"{a}\u00ad{j}{b}",
+    ]
     assert first_invisible(tx, out_of_place) == [j, j, j, j, j, "\u00ad"]
+    # Next to an ASCII letter it joins nothing a reader sees: "Ro" ZWJ "se" shows as "Rose".
+    assert first_invisible(tx, [f"Ro{j}se", f"a{j}{b}", f"{a}{j}b", f"Z{j}\u2764"]) == [j] * 4
 
 
 def test_the_mongolian_vowel_separator_passes_between_two_mongolian_letters_only(
