@@ -349,7 +349,7 @@ def test_make_migrate_takes_either_libpq_url_scheme(
 
 
 # The latest numbered migration, and a table it alters.
-LATEST_MIGRATION = "0040-job-runs-know-their-backend"
+LATEST_MIGRATION = "0041-job-runs-know-their-backend"
 ALTERED_BY_IT = "sync.job_run"
 
 

@@ -1,5 +1,5 @@
 -- A run of a job records the backend that runs it, and may end interrupted
--- depends: 0039-description-c1-controls
+-- depends: 0040-blank-looking-characters
 
 -- The scheduled purge (the procedure sync.purge_inbox) commits its run row
 -- as running before its first chunk. Cancelled (pg_cancel_backend, a

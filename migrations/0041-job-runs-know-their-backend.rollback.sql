@@ -1,5 +1,5 @@
 -- A run of a job records the backend that runs it, and may end interrupted
--- depends: 0039-description-c1-controls
+-- depends: 0040-blank-looking-characters
 
 -- An interrupted run reads as failed in the release rolled back to: it did not finish.
 update sync.job_run set status = 'failed' where status = 'interrupted';
