@@ -145,13 +145,15 @@ $$;
 comment on function sync_private.join_warnings(text[]) is
     'The warnings of a health report as one reason: "; " between two, a space only after one that ends in a command''s ";". sync.health_at''s reason.';
 
--- sync.health_at
--- Judges the sync at a given moment from the inbox alone, so tests drive the clock through the data.
-create function sync.health_at(p_now timestamptz) returns sync.health_report
+-- sync_private.judge_health
+-- sync.health_at's report, and since when the merger owes a webhook delivery, from one read of the backlog.
+create function sync_private.judge_health(
+    p_now timestamptz,
+    out report sync.health_report,
+    out merger_owes_since timestamptz
+)
     language plpgsql
     stable
-    security definer
-    set search_path = pg_catalog, pg_temp
     -- Planned at every call, on the inbox as it is then: /metrics and the
     -- status page call this from the hook's pooled sessions, which live for
     -- days, and plans kept from calls on a new install's empty inbox scanned
@@ -245,7 +247,11 @@ begin
     -- in the session's time zone, 23 or 25 hours on the days its clocks change.
     where received_at > p_now - interval '24 hours' and received_at <= p_now and origin = 'webhook';
 
-    select count(*), min(received_at) into v_report.pending, v_oldest_pending
+    -- And, in the same read, the oldest pending webhook delivery, for
+    -- sync.metrics: it read every pending row a second time for it, at
+    -- every scrape (hostile review).
+    select count(*), min(received_at), min(received_at) filter (where origin = 'webhook')
+    into v_report.pending, v_oldest_pending, merger_owes_since
     from sync.inbox where status = 'pending' and received_at <= v_upto;
     -- (Never less than 0: one dated ahead by the clock has waited no time yet.)
     v_report.oldest_pending_age := case when v_oldest_pending is not null
@@ -412,8 +418,25 @@ begin
         v_report.reason := format('deliveries arrive on cadence: the last one %s ago, %s in the last hour',
             sync_private.say_interval(v_report.last_received_age), v_report.deliveries_last_hour);
     end if;
-    return v_report;
+    report := v_report;
+    -- Owed only while the merger applies what is stored (see sync.metrics).
+    if not v_settings.apply_on_receipt then
+        merger_owes_since := null;
+    end if;
 end;
+$$;
+comment on function sync_private.judge_health(timestamptz) is
+    'sync.health_at''s report at p_now, and the receipt time of the oldest pending webhook delivery while apply_on_receipt is on (null: none, or off): what the hook''s merger owes, for sync.metrics, read with the pending count in one pass over the pending rows.';
+
+-- sync.health_at
+-- Judges the sync at a given moment from the inbox alone, so tests drive the clock through the data.
+create function sync.health_at(p_now timestamptz) returns sync.health_report
+    language sql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    select j.report from sync_private.judge_health(p_now) as j;
 $$;
 comment on function sync.health_at(timestamptz) is
     'Sync health as it was (or would be) at p_now, judged from sync.inbox and the thresholds in sync.settings: one row with a verdict (ok, warn, critical) and its reason. Counts use each delivery''s status now. Usage: SELECT * FROM sync.health_at(now() - interval ''1 hour'');';
@@ -490,12 +513,13 @@ as $$
            -- oldest by receipt time, not by id: a spooled delivery is stored
            -- after later ones but was received first. received_at is the
            -- clock when stored and now() this transaction's start: a delivery
-           -- stored since counts 0, not less (greatest also turns none into 0).
-           (select greatest(extract(epoch from now() - min(i.received_at)), 0)::double precision
-            from sync.inbox as i
-            where i.status = 'pending' and i.origin = 'webhook'
-              and (select s.apply_on_receipt from sync.settings as s))
-    from sync.health_at(now()) as h;
+           -- stored since counts 0, not less (and none counts 0).
+           -- (Read by sync_private.judge_health with the pending count:
+           -- a second read of every pending row here doubled what a scrape
+           -- read of a backlog, hostile review.)
+           greatest(coalesce(extract(epoch from now() - j.merger_owes_since), 0), 0)::double precision
+    from sync_private.judge_health(now()) as j
+    cross join lateral (select (j.report).*) as h;
 $$;
 comment on function sync.metrics() is
     'Health verdict, last delivery time and age in seconds, pending and quarantined counts, open findings per catalog rule (every rule, 0 when none), and the age in seconds of the oldest pending webhook delivery the merger has yet to apply (0: none, or apply_on_receipt off), for the hook''s /metrics. Usage: SELECT * FROM sync.metrics();';

@@ -478,6 +478,40 @@ def test_a_scrape_counts_the_quarantine_without_reading_it(db: psycopg.Connectio
     assert quarantined == (20000,)
 
 
+def test_a_scrape_reads_the_backlog_once_and_nothing_older(db: psycopg.Connection) -> None:
+    """A backlog is what a scrape must count without reading it over and over.
+
+    ``sync.metrics`` read the pending rows a second time for the age of the
+    oldest one the merger owes, apart from the pending count in
+    ``sync.health_at``; planned as the oldest by receipt time, that second
+    read could walk the kept inbox, applied deliveries and all, up to the
+    first pending one. Both come from one read of the pending rows now.
+    """
+    backlog = 5000
+    # Days of applied deliveries kept until the purge, older than the
+    # backlog and than any window of the last hour or day.
+    db.execute(
+        "insert into sync.inbox (body, status, processed_at, received_at)"
+        " select '\\x7b7d', 'applied', now(), now() - interval '3 days' - g * interval '10 seconds'"
+        " from generate_series(1, 20000) as g"
+    )
+    set_apply_on_receipt(db, False)  # a merger that stopped: the backlog stays
+    db.execute(
+        "insert into sync.inbox (body, received_at)"
+        " select '\\x7b7d', now() - interval '2 days' - g * interval '1 second'"
+        " from generate_series(1, %s) as g",
+        [backlog],
+    )
+    set_apply_on_receipt(db, True)
+    db.execute("vacuum analyze sync.inbox")
+    read = table_activity(db, lambda: db.execute("select * from sync.metrics()"))["inbox"]["read"]
+    assert read < backlog + 100, f"{read} inbox rows read for {backlog} pending"
+    scraped = db.execute(
+        "select pending, oldest_pending_age_seconds from sync.metrics()"
+    ).fetchone()
+    assert scraped is not None and scraped[0] == backlog and scraped[1] > 2 * 86400 + backlog - 1
+
+
 def _healthy_until_now(conn: psycopg.Connection) -> datetime:
     """A stream that ends a moment ago, so health is ok but for what a test adds."""
     last = _stream(conn, start=datetime.now(UTC) - 10 * CADENCE)
