@@ -122,9 +122,13 @@ begin
                               hint = 'Load a CMS export first (docs/drift-and-undo.md, "Finding and repairing drift"): '
                                   || 'psql -v file=cms.json -f sql/load-snapshot-json.sql, or SELECT sync.load_snapshot(''[...]''::jsonb);';
                 end if;
+                -- And the figures the status page shows, with the snapshot
+                -- they are of: the page reads them here rather than compute
+                -- the drift at every load (sync_private.catalog_as_checked).
                 select jsonb_build_object(
                     'snapshot_taken_at', (select min(s.taken_at) from sync.cms_snapshot as s),
-                    'drift', coalesce((select jsonb_agg(to_jsonb(d)) from sync.drift_summary as d), '[]'))
+                    'drift', coalesce((select jsonb_agg(to_jsonb(d)) from sync.drift_summary as d), '[]'),
+                    'catalog', sync_private.catalog_in_sync())
                 into v_detail;
         end case;
         update sync.job_run set status = 'ok', finished_at = clock_timestamp(), detail = v_detail
@@ -142,7 +146,7 @@ begin
 end;
 $$;
 comment on function sync.run_job(text) is
-    'Runs one job of sync.job now, in this transaction (check_catalog; purge_inbox, which deletes what sync.purge_inbox deletes but in one transaction; check_drift) and records it in sync.job_run with what it did, or the error (a failed job is recorded, not raised). pg_cron and the cron lines of docs/operations.md call it for check_catalog and check_drift, and CALL sync.purge_inbox() for the purge. Usage: SELECT * FROM sync.run_job(''check_catalog'');';
+    'Runs one job of sync.job now, in this transaction (check_catalog; purge_inbox, which deletes what sync.purge_inbox deletes but in one transaction; check_drift, whose detail holds the drift summary and the figures of the status page) and records it in sync.job_run with what it did, or the error (a failed job is recorded, not raised). pg_cron and the cron lines of docs/operations.md call it for check_catalog and check_drift, and CALL sync.purge_inbox() for the purge. Usage: SELECT * FROM sync.run_job(''check_catalog'');';
 
 -- sync_private.pg_cron_job_name
 -- The name a job of ours has in pg_cron.

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from helpers import (
     receive,
     set_apply_on_receipt,
     store,
+    table_activity,
 )
 
 CATALOG = "select * from public.fragrances order by fragrance_id"
@@ -720,6 +722,13 @@ def catalog_on_the_status_page(db: psycopg.Connection) -> dict[str, Any] | None:
     return row[0]
 
 
+def check_drift(db: psycopg.Connection) -> Any:
+    """Run the scheduled drift check now, as pg_cron would; returns when it finished."""
+    row = db.execute("select status, finished_at from sync.run_job('check_drift')").fetchone()
+    assert row is not None and row[0] == "ok", row
+    return row[1]
+
+
 @pytest.mark.parametrize(
     ("change", "in_sync", "cms_rows", "extra"),
     [
@@ -748,6 +757,7 @@ def test_the_status_page_counts_the_rows_in_sync_with_the_last_snapshot(
     rows = library_rows_as_json(db)
     change(rows)
     load_json(db, rows)
+    check_drift(db)
     catalog = catalog_on_the_status_page(db)
     assert catalog is not None
     assert (catalog["in_sync"], catalog["cms_rows"], catalog["library_rows"], catalog["extra"]) == (
@@ -764,9 +774,63 @@ def test_a_row_a_later_delivery_changed_counts_as_changed_since_not_in_sync(
     """Newer than the snapshot is not known to be right: a change made up after it is newer too."""
     load_library_changed(db, name="Snapshot name")
     receive(db, {"fragrance_id": 7, "name": "Newer name"})
+    check_drift(db)
     catalog = catalog_on_the_status_page(db)
     assert catalog is not None
     assert (catalog["in_sync"], catalog["changed_since"]) == (4999, 1)
+
+
+def test_the_status_page_shows_the_last_drift_checks_figures_and_when_it_ran(
+    db: psycopg.Connection,
+) -> None:
+    """The drift is the whole catalog: the page shows what the scheduled check found, and when.
+
+    Computed at every load, it cost about 1.2 s of database time at 200,000
+    fragrances, for anyone who could reach the page.
+    """
+    load_library_changed(db, cost=77)
+    checked_at = check_drift(db)
+    db.execute("update public.fragrances set cost = 78 where fragrance_id in (8, 9)")
+    catalog = catalog_on_the_status_page(db)
+    assert catalog is not None
+    assert (catalog["in_sync"], catalog["cms_rows"]) == (4999, 5000)
+    assert datetime.fromisoformat(catalog["checked_at"]) == checked_at
+    assert catalog["checked_ago"].endswith(" s")  # said in words, as the page shows it
+    check_drift(db)
+    catalog = catalog_on_the_status_page(db)
+    assert catalog is not None
+    assert (catalog["in_sync"], catalog["changed_since"]) == (4997, 2)
+
+
+def test_a_snapshot_loaded_after_the_last_drift_check_shows_no_figures_until_checked(
+    db: psycopg.Connection,
+) -> None:
+    """The last check's figures are of another snapshot: shown beside this one, they would lie."""
+    load_library_changed(db, cost=77)
+    check_drift(db)
+    load_library_changed(db, cost=78, name="Other")
+    catalog = catalog_on_the_status_page(db)
+    assert catalog is not None
+    assert catalog["checked_at"] is None
+    assert "in_sync" not in catalog and "cms_rows" not in catalog
+    check_drift(db)
+    catalog = catalog_on_the_status_page(db)
+    assert catalog is not None
+    assert (catalog["in_sync"], catalog["checked_at"] is not None) == (4999, True)
+
+
+def test_the_status_page_reads_neither_the_catalog_nor_the_snapshot_whole(
+    db: psycopg.Connection,
+) -> None:
+    """Anyone who reaches the page may load it: its cost must not grow with the catalog."""
+    load_library_changed(db, cost=77)
+    check_drift(db)
+    load_library_changed(db, cost=78)  # a reload: the first snapshot's rows are dead, not gone
+    check_drift(db)
+    db.execute("analyze public.fragrances, sync.cms_snapshot")
+    read = table_activity(db, lambda: catalog_on_the_status_page(db))
+    assert read["fragrances"]["read"] == 0
+    assert read["cms_snapshot"]["read"] <= 1
 
 
 def test_the_status_page_compiles_no_plan_of_the_drift(db: psycopg.Connection) -> None:

@@ -71,6 +71,7 @@ def page_db(server: Server, shared_dbname: str) -> str:
                                       else to_jsonb(f) end)
                 from public.fragrances as f))
         """)
+        conn.execute("select sync.run_job('check_drift')")
     return shared_dbname
 
 
@@ -183,6 +184,28 @@ def test_the_page_counts_apart_the_rows_changed_since_the_snapshot(
         report = conn.execute("select sync.status_report(3, 10)").fetchone()[0]  # type: ignore[index]
     report["catalog"]["changed_since"] = 3
     assert "; 3 more changed since, by a delivery or by hand, not verified" in render(report)
+
+
+def test_the_page_says_when_the_drift_check_found_the_rows_in_sync(
+    server: Server, page_db: str
+) -> None:
+    with psycopg.connect(server.url(page_db)) as conn:
+        report = conn.execute("select sync.status_report(3, 10)").fetchone()[0]  # type: ignore[index]
+    report["catalog"]["checked_ago"] = "5 h"
+    assert "; as the drift check found them 5 h ago, " in render(report)
+
+
+def test_the_page_asks_for_a_drift_check_of_a_snapshot_loaded_since(
+    server: Server, page_db: str
+) -> None:
+    with psycopg.connect(server.url(page_db)) as conn:
+        report = conn.execute("select sync.status_report(3, 10)").fetchone()[0]  # type: ignore[index]
+    for figure in ("in_sync", "cms_rows", "library_rows", "changed_since", "extra"):
+        del report["catalog"][figure]
+    report["catalog"]["checked_at"] = None
+    page = render(report)
+    assert "has not been compared since it was loaded" in page
+    assert "<code>select * from sync.run_job('check_drift');</code>" in page
 
 
 def test_the_page_is_screenshotted_for_the_readme(hook: Hook, tmp_path: Path) -> None:
