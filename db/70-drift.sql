@@ -152,6 +152,7 @@ as $$
         'snapshot_taken_at', s.taken_at,
         'snapshot_source', s.source,
         'snapshot_loaded_at', s.loaded_at,
+        'snapshot_inbox_position', s.inbox_position,
         'cms_rows', s.cms_rows,
         'library_rows', (select count(*) from public.fragrances),
         'in_sync', s.cms_rows - (select count(*) from drifted),
@@ -159,11 +160,11 @@ as $$
         'extra', (select count(*) from sync.drift as d where d.kind = 'extra'))
     end
     from (select count(*) as cms_rows, min(taken_at) as taken_at, min(source) as source,
-                 min(loaded_at) as loaded_at
+                 min(loaded_at) as loaded_at, min(inbox_position) as inbox_position
           from sync.cms_snapshot) as s;
 $$;
 comment on function sync_private.catalog_in_sync() is
-    'Against the last CMS snapshot (when it was taken and loaded, its source): its rows, the library''s rows, how many CMS rows the library holds with the snapshot''s values (in_sync), how many differ only by what deliveries or hand changes set after the snapshot was taken (changed_since: not verified against the CMS), and how many library rows the CMS lacks; null with no snapshot. Reads the whole drift: the check_drift job records it, the status page reads the record (sync_private.catalog_as_checked).';
+    'Against the last CMS snapshot (when it was taken and loaded, its source and inbox position): its rows, the library''s rows, how many CMS rows the library holds with the snapshot''s values (in_sync), how many differ only by what deliveries or hand changes set after the snapshot was taken (changed_since: not verified against the CMS), and how many library rows the CMS lacks; null with no snapshot. Reads the whole drift: the check_drift job records it, the status page reads the record (sync_private.catalog_as_checked).';
 
 -- sync_private.catalog_as_checked
 -- The snapshot loaded now and what the last drift check found against it, for the status page.
@@ -185,30 +186,37 @@ as $$
                'snapshot_taken_at', s.taken_at,
                'snapshot_source', s.source,
                'snapshot_loaded_at', s.loaded_at,
+               'snapshot_inbox_position', s.inbox_position,
                'checked_at', c.finished_at,
                'checked_ago', sync_private.say_interval(p_now - c.finished_at))
            || coalesce(c.figures, '{}')
     -- Every row of a snapshot has the same moments and source (each load
     -- replaces it whole). The first by key: a scan would pass first over
     -- the rows a reload deleted, until vacuum.
-    from (select x.taken_at, x.source, x.loaded_at from sync.cms_snapshot as x
+    from (select x.taken_at, x.source, x.loaded_at, x.inbox_position from sync.cms_snapshot as x
           order by x.fragrance_id
           limit 1) as s
     left join lateral (
         select r.finished_at,
-               (r.detail -> 'catalog') - '{snapshot_taken_at,snapshot_source,snapshot_loaded_at}'::text[] as figures
+               (r.detail -> 'catalog')
+                   - '{snapshot_taken_at,snapshot_source,snapshot_loaded_at,snapshot_inbox_position}'::text[]
+                   as figures
         from (select x.finished_at, x.detail from sync.job_run as x
               where x.job = 'check_drift' and x.status = 'ok'
               order by x.id desc
               limit 1) as r
         -- The same snapshot: its moments compared as moments (the JSON holds
-        -- them in the time zone of the session that ran the check).
+        -- them in the time zone of the session that ran the check). A CSV
+        -- load is dated afterwards by an UPDATE of taken_at and
+        -- inbox_position (docs/drift-and-undo.md), which decide what counts
+        -- as changed since: figures of the check before it are not these.
         where (r.detail -> 'catalog' ->> 'snapshot_loaded_at')::timestamptz = s.loaded_at
           and (r.detail -> 'catalog' ->> 'snapshot_taken_at')::timestamptz = s.taken_at
+          and (r.detail -> 'catalog' ->> 'snapshot_inbox_position')::bigint = s.inbox_position
           and r.detail -> 'catalog' ->> 'snapshot_source' = s.source) as c on true;
 $$;
 comment on function sync_private.catalog_as_checked(timestamptz) is
-    'The CMS snapshot loaded now (when it was taken and loaded, its source) and, when the last successful check_drift run compared it, that run''s figures of sync_private.catalog_in_sync (cms_rows, library_rows, in_sync, changed_since, extra) with its moment (checked_at, and checked_ago in words at p_now); checked_at null when no check compared this snapshot. Null with no snapshot. For the status page: reads no more than one row of each table, whatever the catalog''s size.';
+    'The CMS snapshot loaded now (when it was taken and loaded, its source and inbox position) and, when the last successful check_drift run compared it, that run''s figures of sync_private.catalog_in_sync (cms_rows, library_rows, in_sync, changed_since, extra) with its moment (checked_at, and checked_ago in words at p_now); checked_at null when no check compared this snapshot. Null with no snapshot. For the status page: reads no more than one row of each table, whatever the catalog''s size.';
 
 -- sync.plan_repair
 -- The deltas sync.repair() would send, one per fragrance, without sending them.

@@ -819,6 +819,21 @@ def test_a_snapshot_loaded_after_the_last_drift_check_shows_no_figures_until_che
     assert (catalog["in_sync"], catalog["checked_at"] is not None) == (4999, True)
 
 
+def test_a_snapshot_dated_after_the_last_drift_check_shows_no_figures_until_checked(
+    db: psycopg.Connection,
+) -> None:
+    """A CSV load is dated by an UPDATE after it: what counts as changed since changes with it."""
+    load_library_changed(db, cost=77)
+    check_drift(db)
+    db.execute(
+        "update sync.cms_snapshot set taken_at = now() - interval '1 hour',"
+        " inbox_position = sync.inbox_position(now() - interval '1 hour')"
+    )
+    catalog = catalog_on_the_status_page(db)
+    assert catalog is not None
+    assert (catalog["checked_at"], "in_sync" in catalog) == (None, False)
+
+
 def test_the_status_page_reads_neither_the_catalog_nor_the_snapshot_whole(
     db: psycopg.Connection,
 ) -> None:
