@@ -6,12 +6,13 @@ baseline's, each by its own migrations. Both get the same data: the catalog
 grown to ``--fragrances`` rows (bench's GROW_CATALOG), a CMS snapshot of it
 that differs in every second row's cost, one drift check run, and an inbox
 of ``--kept`` applied deliveries days old with ``--backlog`` pending ones
-after them (a merger that stopped). Then ``sync.status_report(3, 10)`` (what
+after them (a merger that stopped); with ``--findings``, the findings of a
+whole catalog check open. Then ``sync.status_report(3, 10)`` (what
 ``GET /status`` calls) and ``sync.metrics()`` (what ``/metrics`` calls) are
 called on each side in turn, the order alternating run by run. Per call: the
 time the client waited (one local connection, nothing else running) and
 the table rows the call read (pg_stat_xact_user_tables). It writes
-bench/results/<time>-status-cost.md; compare its two columns, not its
+bench/results/<time>-status-cost[-findings].md; compare its two columns, not its
 figures with another run's.
 """
 
@@ -68,6 +69,8 @@ def stage(pg: bench.ThrowawayPostgresql, dbname: str, args: argparse.Namespace) 
         conn.execute(SNAPSHOT)
         inbox = INBOX.replace("%(kept)s", str(args.kept))
         conn.execute(inbox.replace("%(backlog)s", str(args.backlog)))
+        if args.findings:
+            conn.execute("select count(*) from sync.check_catalog()")
         conn.execute("vacuum analyze")
         status = conn.execute("select status from sync.run_job('check_drift')").fetchone()
         assert status == ("ok",), status
@@ -93,6 +96,11 @@ def main() -> int:
     parser.add_argument("--kept", type=int, default=200_000)
     parser.add_argument("--backlog", type=int, default=2_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument(
+        "--findings",
+        action="store_true",
+        help="check the grown catalog first (sync.check_catalog), so its findings are open",
+    )
     args = parser.parse_args()
 
     started = dt.datetime.now(dt.UTC)
@@ -137,7 +145,8 @@ def main() -> int:
         f"Started {started:%Y-%m-%dT%H:%M:%SZ}; `python bench/status_cost.py --baseline "
         f"{args.baseline}`: {args.fragrances:,} fragrances, a snapshot differing in every second "
         f"row's cost, one drift check, {args.kept:,} applied deliveries kept and {args.backlog:,} "
-        f"pending; {args.runs} calls per side, alternating. Medians.",
+        f"pending{'; the catalog checked, its findings open' if args.findings else ''}; "
+        f"{args.runs} calls per side, alternating. Medians.",
         "",
         f"| call | today ms | {args.baseline} ms | ratio | today rows read "
         f"| {args.baseline} rows read |",
@@ -161,7 +170,8 @@ def main() -> int:
             lines.append(f"- {side} {call}: {runs}")
     text = "\n".join(lines) + "\n"
     bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    out = bench.RESULTS / f"{started:%Y%m%dT%H%M%SZ}-status-cost.md"
+    label = "-findings" if args.findings else ""
+    out = bench.RESULTS / f"{started:%Y%m%dT%H%M%SZ}-status-cost{label}.md"
     out.write_text(text)
     print(text)
     print(f"written: bench/results/{out.name}")
