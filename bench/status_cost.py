@@ -11,7 +11,9 @@ whole catalog check open. Then ``sync.status_report(3, 10)`` (what
 ``GET /status`` calls) and ``sync.metrics()`` (what ``/metrics`` calls) are
 called on each side in turn, the order alternating run by run. Per call: the
 time the client waited (one local connection, nothing else running) and
-the table rows the call read (pg_stat_xact_user_tables). It writes
+the table rows the call read (pg_stat_xact_user_tables: rows of sequential
+scans and fetched by index; an index-only scan's entries are not counted,
+so the open findings it counts by rule are not either). It writes
 bench/results/<time>-status-cost[-findings].md; compare its two columns, not its
 figures with another run's.
 """

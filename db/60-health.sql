@@ -149,6 +149,7 @@ comment on function sync_private.join_warnings(text[]) is
 -- sync.health_at's report, and since when the merger owes a webhook delivery, from one read of the backlog.
 create function sync_private.judge_health(
     p_now timestamptz,
+    p_count_findings boolean,
     out report sync.health_report,
     out merger_owes_since timestamptz
 )
@@ -280,17 +281,23 @@ begin
     -- as one condition fitted no index, and this and the count of error
     -- rules below read the whole table at every scrape, closed findings
     -- included (2 x 205 MB at 500,000 closed, measured).
-    select coalesce(jsonb_object_agg(rule, fragrances order by rule), '{}')
-    into v_report.open_findings
-    from (select f.rule, count(*) as fragrances
-          from (select o.rule from sync.finding as o
-                -- (severity is not null: always true, and the condition of
-                -- finding_open_rule_idx, migration 0035)
-                where o.closed_at is null and o.severity is not null and o.first_seen_at <= v_upto
-                union all
-                select c.rule from sync.finding as c
-                where c.closed_at > v_upto and c.first_seen_at <= v_upto) as f
-          group by f.rule) as o;
+    --
+    -- Left to the caller that counts them itself (sync.status_report, by
+    -- rule for its table of findings): counted here too, the page read
+    -- every open finding twice per load.
+    if p_count_findings then
+        select coalesce(jsonb_object_agg(rule, fragrances order by rule), '{}')
+        into v_report.open_findings
+        from (select f.rule, count(*) as fragrances
+              from (select o.rule from sync.finding as o
+                    -- (severity is not null: always true, and the condition of
+                    -- finding_open_rule_idx, migration 0035)
+                    where o.closed_at is null and o.severity is not null and o.first_seen_at <= v_upto
+                    union all
+                    select c.rule from sync.finding as c
+                    where c.closed_at > v_upto and c.first_seen_at <= v_upto) as f
+              group by f.rule) as o;
+    end if;
 
     -- The 20 seen last in the last day: a summary, bounded whatever the CMS
     -- sends and however long the inbox is kept (all of them, all the time:
@@ -425,8 +432,8 @@ begin
     end if;
 end;
 $$;
-comment on function sync_private.judge_health(timestamptz) is
-    'sync.health_at''s report at p_now, and the receipt time of the oldest pending webhook delivery while apply_on_receipt is on (null: none, or off): what the hook''s merger owes, for sync.metrics, read with the pending count in one pass over the pending rows.';
+comment on function sync_private.judge_health(timestamptz, boolean) is
+    'sync.health_at''s report at p_now (open_findings null unless p_count_findings: for a caller that counts them itself), and the receipt time of the oldest pending webhook delivery while apply_on_receipt is on (null: none, or off): what the hook''s merger owes, for sync.metrics, read with the pending count in one pass over the pending rows.';
 
 -- sync.health_at
 -- Judges the sync at a given moment from the inbox alone, so tests drive the clock through the data.
@@ -436,7 +443,7 @@ create function sync.health_at(p_now timestamptz) returns sync.health_report
     security definer
     set search_path = pg_catalog, pg_temp
 as $$
-    select j.report from sync_private.judge_health(p_now) as j;
+    select j.report from sync_private.judge_health(p_now, true) as j;
 $$;
 comment on function sync.health_at(timestamptz) is
     'Sync health as it was (or would be) at p_now, judged from sync.inbox and the thresholds in sync.settings: one row with a verdict (ok, warn, critical) and its reason. Counts use each delivery''s status now. Usage: SELECT * FROM sync.health_at(now() - interval ''1 hour'');';
@@ -518,7 +525,7 @@ as $$
            -- a second read of every pending row here doubled what a scrape
            -- read of a backlog, hostile review.)
            greatest(coalesce(extract(epoch from now() - j.merger_owes_since), 0), 0)::double precision
-    from sync_private.judge_health(now()) as j
+    from sync_private.judge_health(now(), true) as j
     cross join lateral (select (j.report).*) as h;
 $$;
 comment on function sync.metrics() is
@@ -577,6 +584,7 @@ declare
     v_now constant timestamptz := now();
     v_since timestamptz;
     v_unknown jsonb;
+    v_findings jsonb;
 begin
     -- Only now, and only as much as the page shows: the hook's login calls
     -- this, and must not page back through the inbox with it.
@@ -590,17 +598,42 @@ begin
     -- limit) made the whole list a 10 MB report, rendered by the hook at
     -- every reload of the page (measured).
     v_unknown := sync_private.unknown_fields_seen_last(20);
+    -- Open findings by rule, with an example: counted once, for this table
+    -- and for the health row's open_findings (sync_private.judge_health
+    -- counted them again: every open finding read twice per load, and they
+    -- grow with the catalog).
+    v_findings := coalesce((
+        select jsonb_agg(jsonb_build_object(
+                   'rule', g.rule, 'severity', g.severity, 'fragrances', g.fragrances,
+                   'example_fragrance_id', g.example_id, 'example_message', e.example_message)
+                   order by g.severity, g.fragrances desc, g.rule)
+        -- The example is the first fragrance breaking the rule, its message
+        -- read by key: sorting every open finding for it cost two thirds of
+        -- this part (measured at 255,680 open findings).
+        from (select f.rule, min(f.severity) as severity, count(*) as fragrances,
+                     min(f.fragrance_id) as example_id
+              from sync.finding as f
+              where f.closed_at is null and f.severity is not null  -- by finding_open_rule_idx alone
+              group by f.rule) as g
+        left join lateral (select x.message as example_message from sync.finding as x
+                           where x.closed_at is null and x.fragrance_id = g.example_id
+                             and x.rule = g.rule) as e on true),
+        '[]');
     -- Names and messages a sender chose are cut for the page: an unknown key
     -- can take a whole body, and twenty keys of 1 MB made the anonymous page
     -- 21 MB (hostile review). The full names: sync.unknown_field.
     return jsonb_build_object(
         'health', (select to_jsonb(h) || jsonb_build_object(
+                              'open_findings', (select coalesce(jsonb_object_agg(f ->> 'rule', f -> 'fragrances'
+                                                                                 order by f ->> 'rule'), '{}')
+                                                from jsonb_array_elements(v_findings) as f),
                               'unknown_fields', (select coalesce(jsonb_object_agg(sync_private.shorten(u.key), u.value), '{}')
                                                  from jsonb_each(h.unknown_fields) as u),
                               'last_received_age_words', sync_private.say_interval(h.last_received_age),
                               'oldest_pending_age_words', sync_private.say_interval(h.oldest_pending_age),
                               'typical_interval_words', sync_private.say_interval(h.typical_interval))
-                   from sync.health_at(v_now) as h),
+                   from sync_private.judge_health(v_now, false) as j
+                   cross join lateral (select (j.report).*) as h),
         -- Findings come from writes as they happen; the adopted catalog is
         -- judged only by a whole check. Without its moment the page said
         -- "nothing breaks a rule" of a catalog never checked (hostile review).
@@ -651,23 +684,7 @@ begin
                                                     order by u.n), '[]')
                            from jsonb_array_elements(v_unknown -> 'latest') with ordinality as u (value, n)),
         'unknown_fields_total', v_unknown -> 'total',
-        'findings', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                       'rule', g.rule, 'severity', g.severity, 'fragrances', g.fragrances,
-                       'example_fragrance_id', g.example_id, 'example_message', e.example_message)
-                       order by g.severity, g.fragrances desc, g.rule)
-            -- The example is the first fragrance breaking the rule, its message
-            -- read by key: sorting every open finding for it cost two thirds of
-            -- this part (measured at 255,680 open findings).
-            from (select f.rule, min(f.severity) as severity, count(*) as fragrances,
-                         min(f.fragrance_id) as example_id
-                  from sync.finding as f
-                  where f.closed_at is null and f.severity is not null  -- by finding_open_rule_idx alone
-                  group by f.rule) as g
-            left join lateral (select x.message as example_message from sync.finding as x
-                               where x.closed_at is null and x.fragrance_id = g.example_id
-                                 and x.rule = g.rule) as e on true),
-            '[]'),
+        'findings', v_findings,
         -- As the last drift check found it, and when: computed here, the
         -- drift cost about 1.2 s of database time per load at 200,000
         -- fragrances, for anyone who reaches the page (hostile review).

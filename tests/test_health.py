@@ -6,6 +6,7 @@ The clock is driven through the data: deliveries are stored with chosen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -458,6 +459,51 @@ def test_the_hooks_reports_count_open_findings_without_reading_the_closed_ones(
     assert read <= open_findings[0], (
         f"{read} finding rows read for one call, {open_findings[0]} open"
     )
+
+
+def _finding_entries_read(conn: psycopg.Connection, action: Callable[[], object]) -> int:
+    """Entries of sync.finding's indexes, and rows of its scans, that ``action`` read.
+
+    Index-only scans fetch no row, so the index statistics tell: there are
+    no per-transaction ones for indexes, so the totals before and after
+    (each flushed), on a database nobody else uses.
+    """
+
+    def total() -> int:
+        conn.execute("select pg_stat_force_next_flush()")  # flushed once this one ends
+        conn.execute("select pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "select (select coalesce(sum(idx_tup_read), 0) from pg_stat_user_indexes"
+            "        where relid = 'sync.finding'::regclass)"
+            "     + (select seq_tup_read from pg_stat_user_tables"
+            "        where relid = 'sync.finding'::regclass)"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    before = total()
+    action()
+    return total() - before
+
+
+def test_the_status_report_counts_the_open_findings_once(db: psycopg.Connection) -> None:
+    """Open findings grow with the catalog: the page counts them by rule once, not twice.
+
+    The health row (``open_findings``) and the page's table of findings by
+    rule counted the same open findings each, from the same index.
+    """
+    db.execute("select sync.check_catalog()")
+    open_findings = db.execute(
+        "select count(*) from sync.finding where closed_at is null"
+    ).fetchone()
+    assert open_findings is not None
+    db.execute("vacuum analyze sync.finding")
+    read = _finding_entries_read(db, lambda: db.execute("select sync.status_report()"))
+    assert read < open_findings[0] + 100, f"{read} read for {open_findings[0]} open findings"
+    report = db.execute("select sync.status_report()").fetchone()
+    assert report is not None
+    by_rule = {f["rule"]: f["fragrances"] for f in report[0]["findings"]}
+    assert report[0]["health"]["open_findings"] == by_rule
 
 
 def test_a_scrape_counts_the_quarantine_without_reading_it(db: psycopg.Connection) -> None:
