@@ -192,7 +192,7 @@ def test_the_page_says_when_the_drift_check_found_the_rows_in_sync(
     with psycopg.connect(server.url(page_db)) as conn:
         report = conn.execute("select sync.status_report(3, 10)").fetchone()[0]  # type: ignore[index]
     report["catalog"]["checked_ago"] = "5 h"
-    assert "; as the drift check found them 5 h ago, " in render(report)
+    assert "; as the drift check found them 5 h ago</small>" in render(report)
 
 
 def test_the_page_asks_for_a_drift_check_of_a_snapshot_loaded_since(
