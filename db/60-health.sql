@@ -686,8 +686,8 @@ begin
         'unknown_fields_total', v_unknown -> 'total',
         'findings', v_findings,
         -- As the last drift check found it, and when: computed here, the
-        -- drift cost about 1.2 s of database time per load at 200,000
-        -- fragrances, for anyone who reaches the page (hostile review).
+        -- drift cost 1.5 s per load at 200,000 fragrances, for anyone who
+        -- reaches the page (hostile review).
         'catalog', sync_private.catalog_as_checked(v_now));
 end;
 $$;
