@@ -312,7 +312,10 @@ def _shown(url: str) -> str:
 
 
 def repair_command(owner_url: str, cms_url: str) -> str:
-    """The one-liner that loads the CMS catalog as a snapshot and repairs the drift."""
+    """The one-liner that loads the CMS catalog as a snapshot, repairs the drift, checks it again.
+
+    The last step refreshes the status page's drift figures, which are the last drift check's.
+    """
     cms = urlsplit(cms_url)
     arguments = [
         f"'{cms.hostname or 'localhost'}'",
@@ -323,7 +326,10 @@ def repair_command(owner_url: str, cms_url: str) -> str:
     if cms.password is not None:
         arguments.append("'<password>'")
     load = f"select sync.load_snapshot_from_server({', '.join(arguments)})"
-    return f'psql "{_shown(owner_url)}" -c "{load}" -c "select * from sync.repair()"'
+    return (
+        f'psql "{_shown(owner_url)}" -c "{load}" -c "select * from sync.repair()"'
+        " -c \"select job, status from sync.run_job('check_drift')\""
+    )
 
 
 def _guide(urls: Urls, ports: Ports, token: str, library: bool) -> None:

@@ -180,6 +180,8 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
     assert total == 5000 and in_sync < total  # the CMS's first change, and our cost 99.9
     _run_printed_repair(stack.output())
     assert application_view_in_sync(library, cms_db) == (5000, 5000)
+    # The status page shows what the drift check the one-liner ends with found.
+    assert "<dd>5000/5000<small>" in httpx.get(sync + "/status").text
     first = _stop(stack)
     assert "5,000-row catalog loaded" in first
     # The adopted catalog is judged once, so the status page's findings cover it.
