@@ -9,6 +9,7 @@ timer, which also takes the listener back if someone else replaced it.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import re
 from collections.abc import Callable
@@ -31,7 +32,30 @@ def redacted(public_url: str) -> str:
 
 
 #: The hook's routes (``hook/notifications.py``), after any prefix a proxy in front strips.
-ROUTE_PATH = re.compile(r".*/notifications(/[^/]+)?/?")
+ROUTE_PATH = re.compile(r".*/notifications(?:/(?P<token>[^/]+))?/?")
+
+#: A host name as DNS and the CMS's HTTP client take it (lower case: urlsplit lowers it).
+HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?")
+
+#: What urlsplit drops without a word (WHATWG): "fragrance\tsync" became "fragrancesync".
+BLANK_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def route_token(public_url: str) -> str | None:
+    """The token segment of PUBLIC_URL's route (``/notifications/<token>``), None without one."""
+    found = ROUTE_PATH.fullmatch(urlsplit(public_url).path)
+    return None if found is None else found["token"]
+
+
+def _valid_host(host: str) -> bool:
+    """An IP address (IPv6 came in brackets) or a DNS host name: what a URL's host may be."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return HOST_NAME.fullmatch(host) is not None
 
 
 def listener_payload(public_url: str) -> dict[str, object]:
@@ -42,12 +66,24 @@ def listener_payload(public_url: str) -> dict[str, object]:
     start, through the settings), since the CMS ignores every answer and the
     changes it sent there would be lost without a word.
     """
-    parts = urlsplit(public_url)
+    if BLANK_OR_CONTROL.search(public_url):
+        raise ValueError(
+            "PUBLIC_URL must not contain a space, tab, newline or other control character"
+        )
+    try:
+        parts = urlsplit(public_url)
+    except ValueError:  # urlsplit's own sentence names neither the variable nor the rule
+        raise ValueError("PUBLIC_URL's host in brackets must be an IPv6 address") from None
     shown = redacted(public_url) if parts.password is None else "<with a password>"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"PUBLIC_URL must be an http(s) URL, got {shown!r}")
     if parts.username is not None:
         raise ValueError("PUBLIC_URL must not carry a user or password: the CMS sends none")
+    if not _valid_host(parts.hostname):
+        raise ValueError(
+            f"PUBLIC_URL's host must be a host name (letters, digits, '-', '_', '.') or an "
+            f"IP address (IPv6 in brackets), got {parts.hostname!r}"
+        )
     try:
         port = parts.port
     except ValueError:

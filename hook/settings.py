@@ -19,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
-from hook.listener import listener_payload
+from hook.listener import listener_payload, route_token
 
 N = TypeVar("N", int, float)
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,}")
@@ -327,14 +327,22 @@ class Settings(EnvironmentSettings):
     def _consistent(self) -> Self:
         """The checks that involve more than one variable."""
         token = self.notify_token
-        if token and self.public_url and not self.public_url.endswith("/" + token):
-            raise ValueError("PUBLIC_URL must end with /notifications/<NOTIFY_TOKEN>")
         if bool(self.cms_url) != bool(self.public_url):
             raise ValueError(
                 "CMS_URL and PUBLIC_URL go together: set both to register with the CMS, or neither"
             )
         if self.public_url:
             listener_payload(self.public_url)  # its ValueError says what is wrong
+            # The route's token segment, not the URL's last characters: the route
+            # /notifications/{token}/ takes a trailing slash, and a query may follow.
+            supplied = route_token(self.public_url)
+            if token and supplied != token:
+                raise ValueError("PUBLIC_URL must end with /notifications/<NOTIFY_TOKEN>")
+            if not token and supplied is not None:
+                raise ValueError(
+                    "PUBLIC_URL carries a token after /notifications/ but NOTIFY_TOKEN is "
+                    "unset: the hook answers that path 404; set NOTIFY_TOKEN to it or drop it"
+                )
         if self.pool_min_size > self.pool_max_size:
             raise ValueError(
                 f"DB_POOL_MIN_SIZE ({self.pool_min_size}) must not exceed "

@@ -326,3 +326,60 @@ def test_metrics_count_the_registrations_the_cms_refused(
     finally:
         stop_hook(hook)
         cms.stop()
+
+
+VALIDATION_TOKEN = "s3cret-token-0123456789"
+
+
+@pytest.mark.parametrize(
+    ("public_url", "token", "refusal"),
+    [
+        ("http://fragrance_sync:9098/notifications", "", None),
+        ("http://fragrance_sync:9098/notifications/", "", None),
+        (f"http://fragrance_sync:9098/notifications/{VALIDATION_TOKEN}", VALIDATION_TOKEN, None),
+        # The route /notifications/{token}/ answers it (tests/test_guard.py): no reason to refuse.
+        (f"http://fragrance_sync:9098/notifications/{VALIDATION_TOKEN}/", VALIDATION_TOKEN, None),
+        (f"http://proxy.internal/sync/notifications/{VALIDATION_TOKEN}", VALIDATION_TOKEN, None),
+        (f"http://10.0.0.5/notifications/{VALIDATION_TOKEN}?from=cms", VALIDATION_TOKEN, None),
+        ("http://10.0.0.5:9098/notifications", "", None),
+        ("http://[fd00::5]:9098/notifications", "", None),
+        ("http://sync-1.example.org/notifications", "", None),
+        ("http://fragrance_sync:9098/notifications", VALIDATION_TOKEN, "must end with"),
+        (f"http://fragrance_sync:9098/hooks/{VALIDATION_TOKEN}", VALIDATION_TOKEN, "path must"),
+        (
+            f"http://fragrance_sync:9098/notifications/x{VALIDATION_TOKEN}",
+            VALIDATION_TOKEN,
+            "must end with",
+        ),
+        # The route /notifications/{token}/more answers 404 (tests/test_guard.py).
+        (
+            f"http://fragrance_sync:9098/notifications/{VALIDATION_TOKEN}/more",
+            VALIDATION_TOKEN,
+            "path must",
+        ),
+        ("http://fragrance sync:9098/notifications", "", "PUBLIC_URL must not contain a space"),
+        # urlsplit drops a tab without a word: "fragrancesync" would have been registered.
+        ("http://fragrance\tsync:9098/notifications", "", "PUBLIC_URL must not contain a space"),
+        ("http://frag<rance>:9098/notifications", "", "PUBLIC_URL's host"),
+        ("http://frag%20rance:9098/notifications", "", "PUBLIC_URL's host"),
+        ("http://fragrance_sync\\@evil/notifications", "", "PUBLIC_URL"),
+        ("http://[not-an-address]:9098/notifications", "", "PUBLIC_URL's host in brackets"),
+        # Without NOTIFY_TOKEN the guard answers a path with a token 404.
+        (f"http://fragrance_sync:9098/notifications/{VALIDATION_TOKEN}", "", "NOTIFY_TOKEN is"),
+    ],
+)
+def test_public_url_is_accepted_exactly_when_the_cms_reaches_a_route_by_it(
+    public_url: str, token: str, refusal: str | None
+) -> None:
+    """PUBLIC_URL is checked at start, and every refusal is a sentence naming it.
+
+    A host a URL may not carry (a space, '<', a percent sign) was registered: the CMS
+    rebuilt a URL no HTTP client sends to, and every change was lost without a word.
+    """
+    environ = {"CMS_URL": "http://cms:8080", "PUBLIC_URL": public_url, "NOTIFY_TOKEN": token}
+    if refusal is None:
+        assert Settings.from_env(environ).public_url == public_url
+    else:
+        with pytest.raises(SettingsError, match=re.escape(refusal)) as refused:
+            Settings.from_env(environ)
+        assert str(refused.value).startswith("PUBLIC_URL")
