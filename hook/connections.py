@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import select
 from collections import OrderedDict
 from importlib.util import find_spec
 from typing import Any
@@ -50,6 +51,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from hook.log_limit import LogLimit, limit_logger
 
 log = logging.getLogger("hook.connections")
+
+#: What poll() says of a socket whose client has gone: it closed (or shut down its
+#: sending side: uvicorn closes such a connection too) or reset the connection.
+#: POLLRDHUP is Linux's; elsewhere only a reset is seen.
+GONE = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
 
 #: File descriptors kept for everything but client connections, besides the pool's:
 #: the listening socket, the spool, the log, the event loop, a burst of accepts.
@@ -220,12 +226,32 @@ class ConnectionLimits:
         """How many connections wait unread for a busy one to finish."""
         return len(self._held)
 
-    def hold(self, protocol: Any) -> bool:
-        """Let ``protocol`` wait unread (newest last); False when the waiting room is full."""
+    def hold(self, protocol: Any, loop: asyncio.AbstractEventLoop) -> bool:
+        """Let ``protocol`` wait unread (newest last); False when the waiting room is full.
+
+        The sweep runs while any connection is held, to see which clients left.
+        """
         if len(self._held) >= self.max_waiting:
             return False
         self._held[protocol] = None
+        self._sweep_soon(loop)
         return True
+
+    def close_held_gone(self) -> None:
+        """Close every held connection whose client has left; each frees its place.
+
+        A held connection's reading is paused, so neither the event loop nor
+        uvicorn sees its client close it: it kept its place in the waiting room
+        until a busy connection finished, and the room full of clients that had
+        given up answered the next real delivery 503 (hostile review). The
+        socket is asked directly, without reading what waits in it.
+        """
+        for protocol in [held for held in self._held if _client_gone(held)]:
+            self._held.pop(protocol, None)
+            self.log.warning(
+                "closed a connection from %s whose client left while it waited", _peer(protocol)
+            )
+            protocol.transport.abort()
 
     def let_go(self, protocol: Any) -> bool:
         """Forget ``protocol`` if it was held; whether it was."""
@@ -278,6 +304,7 @@ class ConnectionLimits:
         headers past its first moments makes room (it was spared while fresh).
         """
         now = loop.time()
+        self.close_held_gone()
         while self._deadlines:
             protocol, deadline = next(iter(self._deadlines.items()))
             if deadline > now:
@@ -300,9 +327,19 @@ class ConnectionLimits:
                 break
         self._sweeping = (
             loop.call_later(self.sweep_every, self._sweep, loop)
-            if self._deadlines or self._stalled
+            if self._deadlines or self._stalled or self._held
             else None
         )
+
+
+def _client_gone(protocol: Any) -> bool:
+    """Whether the client of ``protocol`` closed or reset its connection (nothing is read)."""
+    sock = protocol.transport.get_extra_info("socket")
+    if sock is None or protocol.transport.is_closing():
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | GONE)
+    return any(events & GONE for _, events in poller.poll(0))
 
 
 def _peer(protocol: Any) -> str:
@@ -358,7 +395,7 @@ class BoundedProtocol:
 
     def _hold(self) -> bool:
         limits = self.config.limits
-        if not limits.hold(self):
+        if not limits.hold(self, self.loop):
             return False
         # Its bytes stay in the kernel until a connection makes room. uvloop starts
         # reading after connection_made returns: its first read is kept aside.

@@ -359,6 +359,36 @@ def test_past_max_connections_a_newcomer_waits_rather_than_close_a_connection_ju
     assert answers == [b"HTTP/1.1 202"] * 4
 
 
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_waiting_connection_whose_client_left_gives_its_place_to_a_newcomer(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """A held connection reads nothing, so its client's leaving went unnoticed.
+
+    It kept its place in the waiting room until a busy connection finished:
+    a client that had given up (a CMS timing out) filled the room, and the next
+    real delivery was answered 503, a change lost (the CMS never retries).
+    """
+    delivery = body({"fragrance_id": 9, "cost": 7})
+    env = {"MAX_CONNECTIONS": "1", "BODY_TIMEOUT": "600", "HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        host, port = address(hook)
+        busy = _busy(host, port)
+        with socket.create_connection((host, port), timeout=10) as gone:
+            gone.sendall(_closing_request(body({"fragrance_id": 9, "cost": 1})))
+            _wait_for(hook, "waits, unread, for one to finish")
+        _wait_for(hook, "left while it waited")
+        with socket.create_connection((host, port), timeout=10) as newcomer:
+            newcomer.sendall(_closing_request(delivery))
+            busy.sendall(b'{"a": 1} ')  # the request in progress finishes
+            first = busy.recv(4096)
+            answer = newcomer.recv(4096)
+        busy.close()
+    assert first.startswith(b"HTTP/1.1 202 "), first
+    assert answer.startswith(b"HTTP/1.1 202 "), answer
+    assert db.execute("select body from sync.inbox order by id").fetchall()[-1] == (delivery,)
+
+
 def test_past_max_connections_busy_and_as_many_waiting_a_newcomer_gets_503_at_once(
     server: Server, dbname: str, tmp_path: Path
 ) -> None:
