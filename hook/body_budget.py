@@ -3,8 +3,9 @@
 Each delivery reserves the bytes of its body (its Content-Length, or the
 largest body allowed when it does not say) before it reads it, and gives
 them back once it is answered. Past the budget a delivery waits its turn,
-first come first served: it is never refused for being over budget, so
-memory stays bounded while every delivery is still stored.
+first come first served: the budget never refuses it, so memory stays
+bounded while every delivery is still stored (its ``BODY_TIMEOUT``, counted
+from its headers, may end the wait: ``hook/notifications.py``).
 
 A small body (``SMALL_BODY_BYTES`` at most, as every CMS delta is) never
 waits: senders that declared megabytes and trickled them held the whole

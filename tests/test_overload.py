@@ -405,6 +405,43 @@ def test_past_max_connections_busy_and_as_many_waiting_a_newcomer_gets_503_at_on
     assert b"too many connections" in answer
 
 
+def test_requests_queued_for_the_byte_budget_do_not_keep_the_cms_out_for_their_turns(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """BODY_TIMEOUT ran from a request's turn at the budget, not from its headers.
+
+    Requests that declare a body past the budget and send none became busy
+    connections one after the other, each for its turn plus BODY_TIMEOUT: 20 of
+    them, and 19 more waiting for a connection, let the CMS's delivery in after 20 x
+    BODY_TIMEOUT (1,000 of them with the defaults: hours), longer than any sender waits.
+    """
+    delivery = body({"fragrance_id": 4, "cost": 4})
+    env = {
+        "MAX_CONNECTIONS": "20",
+        "MAX_BODY_BYTES": "20000",  # past the 16 KiB that never wait for the budget
+        "MAX_INFLIGHT_BODY_BYTES": "20000",  # one such body at a time
+        "BODY_TIMEOUT": "1",
+    }
+    declared = b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20000\r\n\r\n"
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        host, port = address(hook)
+        busy = [socket.create_connection((host, port), timeout=10) for _ in range(20)]
+        for sock in busy:
+            sock.sendall(declared)
+        time.sleep(0.5)  # every header parsed: 20 busy connections, 19 queued for the budget
+        held = [socket.create_connection((host, port), timeout=10) for _ in range(19)]
+        for sock in held:
+            sock.sendall(declared)
+        # What the CMS's sender waits here at most: a quarter of 20 x BODY_TIMEOUT.
+        with socket.create_connection((host, port), timeout=5) as cms:
+            cms.sendall(_closing_request(delivery))
+            answer = cms.recv(4096)
+        for sock in busy + held:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 202 "), answer
+    assert db.execute("select body from sync.inbox order by id").fetchall()[-1] == (delivery,)
+
+
 @pytest.mark.parametrize("concurrent", [64, 256])
 def test_many_large_bodies_at_once_keep_the_worker_under_150_mb(
     server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, concurrent: int
