@@ -359,9 +359,16 @@ def test_past_max_connections_a_newcomer_waits_rather_than_close_a_connection_ju
     assert answers == [b"HTTP/1.1 202"] * 4
 
 
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
 @pytest.mark.parametrize(("parser", "loop"), STACKS)
 def test_a_waiting_connection_whose_client_left_gives_its_place_to_a_newcomer(
-    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+    server: Server,
+    dbname: str,
+    db: psycopg.Connection,
+    tmp_path: Path,
+    parser: str,
+    loop: str,
+    reset: bool,
 ) -> None:
     """A held connection reads nothing, so its client's leaving went unnoticed.
 
@@ -377,6 +384,8 @@ def test_a_waiting_connection_whose_client_left_gives_its_place_to_a_newcomer(
         with socket.create_connection((host, port), timeout=10) as gone:
             gone.sendall(_closing_request(body({"fragrance_id": 9, "cost": 1})))
             _wait_for(hook, "waits, unread, for one to finish")
+            if reset:  # as a client that gives up on a timeout may leave
+                gone.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         _wait_for(hook, "left while it waited")
         with socket.create_connection((host, port), timeout=10) as newcomer:
             newcomer.sendall(_closing_request(delivery))
