@@ -551,14 +551,17 @@ create function sync_private.rule_rank(p_rules jsonb, p_code text, p_position in
     immutable
     parallel safe
 as $$
-    -- Positions run from 1 to 9: an error ranks p_position, a warning
-    -- 10 + p_position, so the least rank is the first error, else the first
-    -- warning, and rank % 10 gives the position back.
+    -- Positions run from 1 to 99: an error ranks p_position, a warning
+    -- 100 + p_position, so the least rank is the first error, else the first
+    -- warning, and rank % 100 gives the position back. (It was 10 and % 10,
+    -- for 1 to 9: a 10th rule would have ranked 10 as an error, 20 as a
+    -- warning, and % 10 made both 0, no rule: the value passed. The text
+    -- rules came to 10 with .stacked_marks.)
     select case sync_private.severity(p_rules, p_code) when 'error' then p_position
-                                                       when 'warning' then 10 + p_position end;
+                                                       when 'warning' then 100 + p_position end;
 $$;
 comment on function sync_private.rule_rank(jsonb, text, integer) is
-    'The rank of a broken rule among the rules of one field: its position (1 to 9) when its severity in p_rules is error, 10 more when warning, null when off or unknown. The least rank is the rule a field is reported by.';
+    'The rank of a broken rule among the rules of one field: its position (1 to 99) when its severity in p_rules is error, 100 more when warning, null when off or unknown. The least rank is the rule a field is reported by.';
 
 -- sync_private.broken_text_rule
 -- The rule a text value is reported by: the first error it breaks, else the first warning; null when none.
@@ -597,7 +600,7 @@ as $$
             then sync_private.rule_rank(p_rules, p_field || '.untrimmed', 8) end,
         -- Only name has the rule (description.not_normalized is unknown: its rank is null).
         case when sync_private.is_unnormalized(p_text)
-            then sync_private.rule_rank(p_rules, p_field || '.not_normalized', 9) end) % 10];
+            then sync_private.rule_rank(p_rules, p_field || '.not_normalized', 9) end) % 100];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
     'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed, .not_normalized for name, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
@@ -623,7 +626,7 @@ as $$
         case when scale(trim_scale(p_cost)) > sync_private.parameter(p_rules, 'cost.too_precise')
             then sync_private.rule_rank(p_rules, 'cost.too_precise', 5) end,
         -- The smart library serves int(cost): 12.5 reaches the application as 12.
-        case when p_cost <> trunc(p_cost) then sync_private.rule_rank(p_rules, 'cost.fractional', 6) end) % 10];
+        case when p_cost <> trunc(p_cost) then sync_private.rule_rank(p_rules, 'cost.fractional', 6) end) % 100];
 $$;
 comment on function sync_private.broken_cost_rule(numeric, jsonb) is
     'The code of the rule a cost is reported by, or null: of the rules it breaks (.null, .not_finite beyond a double, .negative, .too_large, .too_precise, .fractional since the smart library serves int(cost), in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
