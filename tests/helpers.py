@@ -219,3 +219,15 @@ def explained_plans(conn: psycopg.Connection, *, analyze: bool = False) -> list[
     plans: list[str] = []
     conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
     return plans
+
+
+def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
+    """Return once the backend ``pid`` waits for a lock (so the interleaving is forced)."""
+    for _ in range(1000):
+        waiting = conn.execute(
+            "select wait_event_type = 'Lock' from pg_stat_activity where pid = %s", [pid]
+        ).fetchone()
+        if waiting == (True,):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never waited for a lock")

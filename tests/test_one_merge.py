@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import random
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from helpers import (
     receive_many,
     set_apply_on_receipt,
     table_activity,
+    wait_for_lock_wait,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -445,18 +445,6 @@ def test_a_batch_creates_a_fragrance_from_its_first_complete_delta(
     db.execute("select sync.apply_pending()")
     rows = db.execute("select status, reasons -> -1 ->> 'code' from sync.inbox order by id")
     assert rows.fetchall() == outcome
-
-
-def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
-    """Return once the backend ``pid`` waits for a lock (so the interleaving is forced)."""
-    for _ in range(500):
-        waiting = conn.execute(
-            "select wait_event_type = 'Lock' from pg_stat_activity where pid = %s", [pid]
-        ).fetchone()
-        if waiting == (True,):
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"backend {pid} never waited for a lock")
 
 
 def test_a_fragrance_created_while_a_batch_waits_for_its_locks_takes_that_batchs_deltas(

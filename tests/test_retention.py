@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Server, _clone
-from helpers import body, raises_sqlstate, receive
+from helpers import body, raises_sqlstate, receive, wait_for_lock_wait
 
 INBOX_ROWS = 200_000
 
@@ -394,18 +393,6 @@ def test_a_step_of_the_scheduled_purge_needs_a_running_purge(db: psycopg.Connect
 
 
 # --- A purge that does not reach its end --------------------------------------------------
-
-
-def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
-    """Return once the backend ``pid`` waits for a lock (so the interleaving is forced)."""
-    for _ in range(1000):
-        waiting = conn.execute(
-            "select wait_event_type = 'Lock' from pg_stat_activity where pid = %s", [pid]
-        ).fetchone()
-        if waiting == (True,):
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"backend {pid} never waited for a lock")
 
 
 @contextmanager
