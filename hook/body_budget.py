@@ -41,10 +41,16 @@ class BodyBudget:
         """Deliveries waiting for bytes right now."""
         return sum(1 for _, future in self._waiting if not future.done())
 
-    async def reserve(self, size: int) -> None:
-        """Take ``size`` bytes, waiting behind earlier reservations until they fit."""
+    def try_reserve(self, size: int) -> bool:
+        """Take ``size`` bytes if that needs no wait (a small body, or room and no queue)."""
         if size <= self.small or (not self._waiting and size <= self.available):
             self.available -= size
+            return True
+        return False
+
+    async def reserve(self, size: int) -> None:
+        """Take ``size`` bytes, waiting behind earlier reservations until they fit."""
+        if self.try_reserve(size):
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((size, future))
