@@ -231,3 +231,11 @@ def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+def prepared_messages(conn: psycopg.Connection, delta: dict[str, Any]) -> list[str]:
+    """The sentences of the reasons ``sync.prepare`` gives a delta, in order (a DBA's dry run)."""
+    [(reasons,)] = conn.execute(
+        "select reasons from sync.prepare(%s)", [json.dumps(delta).encode()]
+    ).fetchall()
+    return [r["message"] for r in reasons]

@@ -12,12 +12,11 @@ rows loaded without the write triggers, as an adopted catalog arrives).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import psycopg
 import pytest
-from helpers import body, receive_many
+from helpers import body, prepared_messages, receive_many
 
 # (case id, name, the rule a name is refused by; a description with it is that
 # rule's description.* twin, a warning, or nothing when the rule is name.blank)
@@ -95,11 +94,7 @@ def test_a_row_at_rest_that_holds_it_is_a_finding_of_the_catalog_check(
 
 
 def test_the_sentence_names_a_private_use_character_for_what_it_is(tx: psycopg.Connection) -> None:
-    [(reasons,)] = tx.execute(
-        "select reasons from sync.prepare(%s)",
-        [json.dumps({"fragrance_id": 1, "name": "Rose \uf8ff"}).encode()],
-    ).fetchall()
-    assert [r["message"] for r in reasons] == [
+    assert prepared_messages(tx, {"fragrance_id": 1, "name": "Rose \uf8ff"}) == [
         "name holds the private-use character, which no standard font shows, U+F8FF at position 6;"
         " names that look alike would differ"
     ]

@@ -14,14 +14,13 @@ Python's Unicode data too.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from typing import Any
 
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import body, raises_sqlstate, receive_many
+from helpers import body, prepared_messages, raises_sqlstate, receive_many
 
 from devtools.mark_class import DRAW_NOTHING, class_sql
 
@@ -84,11 +83,7 @@ def test_a_row_at_rest_with_stacked_marks_is_a_finding_of_the_catalog_check(
 
 
 def test_the_sentence_says_how_many_marks_where_and_the_limit(tx: psycopg.Connection) -> None:
-    [(reasons,)] = tx.execute(
-        "select reasons from sync.prepare(%s)",
-        [json.dumps({"fragrance_id": 1, "name": "Rose" + "\u20dd" * 10}).encode()],
-    ).fetchall()
-    assert [r["message"] for r in reasons] == [
+    assert prepared_messages(tx, {"fragrance_id": 1, "name": "Rose" + "\u20dd" * 10}) == [
         "name holds 10 combining marks in a row at position 5, stacked on one character;"
         " the limit is 5: more are drawn over the text around it"
     ]
