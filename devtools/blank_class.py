@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 RULES_SQL = Path(__file__).resolve().parent.parent / "db" / "10-rules.sql"
@@ -130,22 +131,40 @@ PATTERN_IN_SQL = re.compile(
 )
 
 
-def main(argv: list[str]) -> int:
-    """Print the class, or rewrite it in db/10-rules.sql with --write."""
+def generate(
+    argv: list[str],
+    usage: str,
+    where: re.Pattern[str],
+    what: str,
+    sql: Callable[..., str],
+    ranges: int,
+) -> int:
+    """A generator's command line: print ``sql()``, or put it in db/10-rules.sql with --write.
+
+    ``where`` matches the text around it there (groups 1 and 3 stay); ``what`` names it in
+    the error, ``ranges`` counts the code point ranges it holds.
+    """
     if argv == ["--write"]:
-        sql = RULES_SQL.read_text()
-        new, count = PATTERN_IN_SQL.subn(lambda m: m[1] + pattern_sql() + m[3], sql)
+        text = RULES_SQL.read_text()
+        new, count = where.subn(lambda m: m[1] + sql() + m[3], text)
         if count != 1:
-            print(f"is_blank's pattern not found in {RULES_SQL}", file=sys.stderr)
+            print(f"{what} not found in {RULES_SQL}", file=sys.stderr)
             return 1
         RULES_SQL.write_text(new)
-        print(f"{RULES_SQL}: {len(blank_ranges())} ranges (Unicode {unicodedata.unidata_version})")
+        print(f"{RULES_SQL}: {ranges} ranges (Unicode {unicodedata.unidata_version})")
         return 0
     if argv:
-        print(__doc__, file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
-    print(pattern_sql(indent=""))
+    print(sql(indent=""))
     return 0
+
+
+def main(argv: list[str]) -> int:
+    """Print the class, or rewrite it in db/10-rules.sql with --write."""
+    return generate(
+        argv, __doc__ or "", PATTERN_IN_SQL, "is_blank's pattern", pattern_sql, len(blank_ranges())
+    )
 
 
 if __name__ == "__main__":

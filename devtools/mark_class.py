@@ -24,7 +24,7 @@ import re
 import sys
 import unicodedata
 
-from devtools.blank_class import RULES_SQL, escape
+from devtools.blank_class import escape, generate
 
 CATEGORIES = frozenset({"Mn", "Me"})
 
@@ -92,20 +92,9 @@ CLASS_IN_SQL = re.compile(
 
 def main(argv: list[str]) -> int:
     """Print the class, or rewrite it in db/10-rules.sql with --write."""
-    if argv == ["--write"]:
-        sql = RULES_SQL.read_text()
-        new, count = CLASS_IN_SQL.subn(lambda m: m[1] + class_sql() + m[3], sql)
-        if count != 1:
-            print(f"mark_class's class not found in {RULES_SQL}", file=sys.stderr)
-            return 1
-        RULES_SQL.write_text(new)
-        print(f"{RULES_SQL}: {len(mark_ranges())} ranges (Unicode {unicodedata.unidata_version})")
-        return 0
-    if argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    print(class_sql(indent=""))
-    return 0
+    return generate(
+        argv, __doc__ or "", CLASS_IN_SQL, "mark_class's class", class_sql, len(mark_ranges())
+    )
 
 
 if __name__ == "__main__":
