@@ -250,24 +250,17 @@ begin
                                then null else clock_timestamp() end
         where r.id = v_run.id
         returning * into v_run;
-    exception
-    when query_canceled then
-        -- A cancel (pg_cancel_backend, a statement_timeout) is not an error
-        -- "others" catches; it lands here nearly always, in the chunk. The
-        -- run is recorded as interrupted with its committed chunks, and
-        -- sync.purge_inbox raises the cancel again once that commits.
-        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
-        update sync.job_run as r
-        set status = 'interrupted', finished_at = clock_timestamp(),
-            detail = v_run.detail || jsonb_build_object('sqlstate', v_state, 'error', v_message)
-        where r.id = v_run.id
-        returning * into v_run;
-    when others then
+    exception when query_canceled or others then
         -- Recorded, not raised, as sync.run_job records a failed job; the
-        -- chunks before this one stay purged and counted.
+        -- chunks before this one stay purged and counted. A cancel
+        -- (pg_cancel_backend, a statement_timeout) is no error "others"
+        -- catches, so it is named; it lands here nearly always, in the
+        -- chunk. Its run is interrupted, not failed, and sync.purge_inbox
+        -- raises the cancel again once that record commits.
         get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
         update sync.job_run as r
-        set status = 'failed', finished_at = clock_timestamp(),
+        set status = case when v_state = '57014' then 'interrupted' else 'failed' end,
+            finished_at = clock_timestamp(),
             detail = v_run.detail || jsonb_build_object('sqlstate', v_state, 'error', v_message)
         where r.id = v_run.id
         returning * into v_run;
