@@ -96,7 +96,8 @@ join public.fragrances as l on l.fragrance_id = s.fragrance_id
 -- Each row as JSON once, and only the rows that differ taken field by field:
 -- without its own columns, the snapshot's row equals the library's when they
 -- agree (a column either side lacks makes them differ, and then the fields
--- decide). The status page reads this view at every load (bench/README.md).
+-- decide). The drift check reads it whole (sync_private.catalog_in_sync);
+-- the status page reads only what the check recorded (catalog_as_checked).
 cross join lateral (select to_jsonb(s) - '{source,loaded_at,taken_at,inbox_position}'::text[] as cms,
                            to_jsonb(l) as library
                     offset 0) as j

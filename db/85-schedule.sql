@@ -293,7 +293,7 @@ begin
 end;
 $$;
 comment on function sync.schedule() is
-    'The jobs that run without a person: their schedule, whether pg_cron runs them here (else the README''s cron lines must), and their last run with its status (running, ok, failed, or interrupted: cancelled, or its session ended, before it finished) and detail. Usage: SELECT * FROM sync.schedule();';
+    'The jobs that run without a person: their schedule, whether pg_cron runs them here (else the cron lines of docs/operations.md, "Run without a person", must), and their last run with its status (running, ok, failed, or interrupted: cancelled, or its session ended, before it finished) and detail. Usage: SELECT * FROM sync.schedule();';
 
 -- The jobs reach pg_cron at every code load, as they would after an UPDATE of sync.job.
 select sync_private.schedule_with_pg_cron();
