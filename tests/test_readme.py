@@ -117,3 +117,29 @@ def test_the_readme_names_the_functions_that_refuse_an_infinite_moment(
             refusing.add("sync." + name)
     note = README.split("`FS005`", 1)[1].split("`FS006`", 1)[0]
     assert set(re.findall(r"infinite moment given to `(sync\.\w+)`", note)) == refusing
+
+
+#: A route a doc or an alert has the person on call ask the CMS ("`GET /healthcheck` on the CMS").
+CMS_ROUTE = re.compile(r"`(GET|POST|DELETE) (/[^`\s]*)` on the CMS\b")
+
+
+def test_the_routes_the_docs_and_alerts_ask_of_the_cms_are_the_cms_routes() -> None:
+    """The CMS answers liveness on /healthcheck; "GET /healthz on the CMS" is a 404."""
+    from cms_simulator.app import create_app
+    from cms_simulator.settings import Settings as CmsSettings
+
+    served = {
+        (method, route.path)
+        for route in create_app(CmsSettings()).routes
+        for method in getattr(route, "methods", None) or ()
+    }
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    texts += sorted((ROOT / "deploy" / "prometheus").glob("*.yml"))
+    asked = {
+        f"{path.relative_to(ROOT)}: {method} {route}"
+        for path in texts
+        for method, route in CMS_ROUTE.findall(" ".join(path.read_text().split()))
+        if (method, route) not in served
+    }
+    assert asked == set()
+    assert ("GET", "/healthcheck") in served
