@@ -18,7 +18,7 @@ help:
 	@echo "make run    the whole system: PostgreSQL, migrations, CMS simulator, sync, smart library"
 	@echo "make test   lint, then run every test against a throwaway PostgreSQL"
 	@echo "make migrate  apply the migrations to MIGRATE_DATABASE_URL (the owner's login; docs/operations.md)"
-	@echo "make bench  ingest, merge, lag and memory benchmarks (bench/README.md)"
+	@echo "make bench  ingest, merge, lag, memory and catalog check benchmarks (bench/README.md)"
 	@echo "make bench-profile  the merge's time per statement, beside BENCH_ARGS=\"--baseline REF\""
 
 # PostgreSQL server binaries (initdb, postgres) for the throwaway test server.
