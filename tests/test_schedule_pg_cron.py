@@ -187,7 +187,7 @@ def test_pg_cron_refuses_a_schedule_it_cannot_read(cron_db: psycopg.Connection) 
 def test_where_pg_cron_does_not_run_the_schedule_says_to_use_cron(cron_server: Server) -> None:
     name = "elsewhere"
     cron_server.create_database(name)
-    # pg_cron serves fragrancedb only; this database gets the README's cron lines instead.
+    # pg_cron serves fragrancedb only; this database gets docs/operations.md's cron lines instead.
     run_yoyo(cron_server, name, "apply")
     with psycopg.connect(cron_server.url(name)) as conn:
         scheduled_by = conn.execute("select distinct scheduled_by from sync.schedule()").fetchall()
