@@ -296,8 +296,9 @@ begin
     end loop;
     -- Released once the end is committed: until then the run reads running.
     -- A cancel that lands outside a chunk (between two steps) leaves the
-    -- row running and the lock held until this session ends, then the run
-    -- reads interrupted (sync_private.job_run_alive).
+    -- row running and the lock held until this session ends, outside any
+    -- transaction: the run reads interrupted (sync_private.job_run_status),
+    -- and is recorded so once the lock is gone.
     perform pg_catalog.pg_advisory_unlock(v_run.session_lock);
     if v_run.status = 'interrupted' then
         -- Raised as the cancel it was, after its record committed: the

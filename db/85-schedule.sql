@@ -57,29 +57,48 @@ comment on function sync_private.job_run_alive(integer, bigint) is
     'Whether backend p_backend_pid still holds the session advisory lock p_session_lock (sync.job_run.backend_pid and session_lock): false once its session ended or it let the run go.';
 
 -- sync_private.job_run_status
--- A run's status as it is now: a running run whose backend let it go is interrupted.
+-- A run's status as it is now: a running run whose backend let it go, or left it between two steps, is interrupted.
 create function sync_private.job_run_status(p_status text, p_backend_pid integer, p_session_lock bigint) returns text
     language sql
     stable
 as $$
-    select case when p_status = 'running' and not sync_private.job_run_alive(p_backend_pid, p_session_lock)
+    -- A run of sync.purge_inbox is in a transaction from its first step to
+    -- its end: the procedure starts the next one as it commits the last. A
+    -- cancel between two steps (in a COMMIT, before a chunk) ends the CALL
+    -- with nothing to record it, while the session, and its session lock,
+    -- stay: a psql prompt left open kept such a run reading running until
+    -- it closed (hostile review). So a run reads running only while its
+    -- backend holds both the run's lock and a transaction (its own
+    -- virtualxid lock, granted from a transaction's start to its end). Within
+    -- a COMMIT of the procedure, for some microseconds, it holds no
+    -- transaction: a read then says interrupted, and the next says running
+    -- again. That is why only the lock decides what is recorded
+    -- (sync_private.end_interrupted_runs): the run ends there only once
+    -- its backend let the lock go.
+    select case when p_status = 'running'
+                 and not (sync_private.job_run_alive(p_backend_pid, p_session_lock)
+                          and exists (select from pg_catalog.pg_locks as l
+                                      where l.pid = p_backend_pid and l.locktype = 'virtualxid'
+                                        and l.granted and l.virtualxid = l.virtualtransaction))
                 then 'interrupted' else p_status end;
 $$;
 comment on function sync_private.job_run_status(text, integer, bigint) is
-    'The status of a run of a job now (sync.job_run.status, backend_pid, session_lock): as recorded, but interrupted for a running run whose backend no longer holds it (its session ended, or a cancel came between two steps of the purge). What sync.schedule() and sync.health show.';
+    'The status of a run of a job now (sync.job_run.status, backend_pid, session_lock): as recorded, but interrupted for a running run whose backend no longer holds it (its session ended) or holds it outside any transaction (a cancel came between two steps of the purge and its session stayed). What sync.schedule() and sync.health show.';
 
 -- sync_private.end_interrupted_runs
 -- Records as interrupted the running runs whose backend let them go.
 create function sync_private.end_interrupted_runs() returns void
     language sql
 as $$
-    -- finished_at stays null: nobody saw when the session ended.
+    -- finished_at stays null: nobody saw when the session ended. Only runs
+    -- whose backend let the lock go: one that holds it outside a transaction
+    -- may be between two commits (sync_private.job_run_status).
     update sync.job_run as r
     set status = 'interrupted',
         detail = coalesce(r.detail, '{}') || jsonb_build_object(
             'error', 'its session ended (or a cancel came between two steps) before it finished')
     where r.status = 'running'
-      and sync_private.job_run_status(r.status, r.backend_pid, r.session_lock) = 'interrupted';
+      and not sync_private.job_run_alive(r.backend_pid, r.session_lock);
 $$;
 comment on function sync_private.end_interrupted_runs() is
     'Records in sync.job_run, as interrupted, the running runs whose backend no longer holds them; sync.run_job and the start of each purge run it.';

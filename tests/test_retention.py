@@ -470,3 +470,66 @@ def test_a_purge_whose_session_ended_no_longer_reads_as_running(
 
     assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
     assert purge_runs(db) == [("interrupted", "10"), ("ok", "15")]
+
+
+def test_a_purge_stuck_in_a_chunk_reads_running(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Waiting in a chunk, it still runs: it holds its lock and a transaction."""
+    with a_purge_stuck_in_its_second_chunk(server, dbname, db):
+        assert dba.execute(
+            "select last_status from sync.schedule() where job = 'purge_inbox'"
+        ).fetchone() == ("running",)
+    assert purge_runs(db) == [("ok", "25")]
+
+
+def test_a_purge_cancelled_between_two_steps_reads_interrupted_while_its_session_stays(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """A cancel in a COMMIT of the procedure ends the CALL, and nothing records it.
+
+    The session stays (a psql prompt left open) with the run's lock: the run
+    read `running`, in sync.schedule() and to health, until it closed.
+    """
+    db.execute("update sync.settings set apply_on_receipt = false")
+    for _ in range(25):
+        old_delivery(db, "applied", "400 days")
+    # The second step's COMMIT waits for a lock the test holds: the cancel
+    # lands there, between two steps, in no chunk.
+    db.execute("""
+        create function public.wait_at_commit() returns trigger language plpgsql as $$
+        begin perform pg_advisory_xact_lock(4242); return null; end $$;
+        create constraint trigger _010_wait_at_commit after update on sync.job_run
+            deferrable initially deferred for each row execute function public.wait_at_commit();
+    """)
+    errors: list[BaseException] = []
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as holder,
+        psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as purger,
+    ):
+        holder.execute("select pg_advisory_lock(4242)")
+
+        def purge() -> None:
+            try:
+                purger.execute("call sync.purge_inbox(10)")
+            except psycopg.Error as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=purge)
+        thread.start()
+        wait_for_lock_wait(db, purger.info.backend_pid)
+        db.execute("select pg_cancel_backend(%s)", [purger.info.backend_pid])
+        thread.join()
+        assert [type(e) for e in errors] == [psycopg.errors.QueryCanceled]
+        # Only its first step committed; its session is open and idle.
+        assert purge_runs(db) == [("running", "0")]
+        assert dba.execute(
+            "select last_status from sync.schedule() where job = 'purge_inbox'"
+        ).fetchone() == ("interrupted",)
+        health = dba.execute("select reason from sync.health").fetchone()
+        assert health is not None and "the scheduled job purge_inbox was interrupted" in health[0]
+        holder.execute("select pg_advisory_unlock(4242)")
+    db.execute("drop trigger _010_wait_at_commit on sync.job_run")
+    # Its session gone, the next run records it and purges what is left.
+    assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
+    assert purge_runs(db) == [("interrupted", "0"), ("ok", "25")]
