@@ -178,6 +178,48 @@ $$;
 comment on function sync_private.purge_job_runs(interval, integer) is
     'Deletes the runs of sync.job_run started more than p_older_than ago, at most p_limit of them, oldest first (null: all), keeping the last run and the last successful run of each job whatever their age; returns the count. The scheduled purge calls it with sync.settings.purge_after.';
 
+-- sync_private.purge_cron_run_details
+-- Deletes pg_cron's log rows of our jobs that started before now() - p_older_than, at most p_limit (null: all); returns how many.
+create function sync_private.purge_cron_run_details(p_older_than interval, p_limit integer default null)
+    returns bigint
+    language plpgsql
+as $$
+declare
+    v_count bigint;
+begin
+    -- pg_cron logs every run in cron.job_run_details and never purges it;
+    -- its documentation has a site schedule a delete. Ours are three rows a
+    -- day, kept for good, beside sync.job_run, which says the same and is
+    -- purged: this purge takes ours with the same age. Only ours (by their
+    -- job as registered now, or their command, which outlives a disabled
+    -- job's registration): other jobs' rows are their owners' business.
+    -- Where pg_cron is not here, or we may not use it or delete from its
+    -- log (pg_cron grants that to everyone, a managed server may not),
+    -- nothing.
+    if sync_private.pg_cron_refusal() is not null
+       or to_regclass('cron.job_run_details') is null
+       or not pg_catalog.has_table_privilege('cron.job_run_details', 'delete')
+       or not pg_catalog.has_table_privilege('cron.job', 'select') then
+        return 0;
+    end if;
+    execute $sql$
+        delete from cron.job_run_details as d
+        where d.runid = any (array(
+            select o.runid from cron.job_run_details as o
+            where o.start_time < now() - $1
+              and (o.jobid in (select j.jobid from cron.job as j
+                               where j.jobname in (select sync_private.pg_cron_job_name(x.name) from sync.job as x))
+                   or o.command in (select sync_private.job_command(x.name) from sync.job as x))
+            order by o.runid
+            limit $2))
+    $sql$ using p_older_than, p_limit;
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+comment on function sync_private.purge_cron_run_details(interval, integer) is
+    'Deletes the rows of pg_cron''s log (cron.job_run_details) of our jobs (fragrance_sync.<job>, or our commands) that started more than p_older_than ago, at most p_limit, oldest first (null: all), and returns the count; 0 where pg_cron is not installed here or its log may not be deleted from. Other jobs'' rows stay. The scheduled purge calls it with sync.settings.purge_after.';
+
 -- sync_private.purge_due
 -- One pass of the scheduled purge: each kind of row past its retention, at most p_limit of each (null: all).
 create function sync_private.purge_due(p_limit integer) returns jsonb
@@ -194,11 +236,12 @@ begin
         'deleted', sync.purge_applied(v_settings.purge_after, p_limit => p_limit),
         'closed_findings_deleted', sync_private.purge_closed_findings(v_settings.purge_after, p_limit),
         'discarded_deleted', sync_private.purge_discarded(v_settings.discarded_purge_after, p_limit),
-        'job_runs_deleted', sync_private.purge_job_runs(v_settings.purge_after, p_limit));
+        'job_runs_deleted', sync_private.purge_job_runs(v_settings.purge_after, p_limit),
+        'cron_run_details_deleted', sync_private.purge_cron_run_details(v_settings.purge_after, p_limit));
 end;
 $$;
 comment on function sync_private.purge_due(integer) is
-    'Deletes what the purge_inbox job purges, at most p_limit rows of each kind (null: all): applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, runs of the jobs older than purge_after but each job''s last and last successful run. Returns the counts: {"deleted", "closed_findings_deleted", "discarded_deleted", "job_runs_deleted"}.';
+    'Deletes what the purge_inbox job purges, at most p_limit rows of each kind (null: all): applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, runs of the jobs older than purge_after but each job''s last and last successful run, and pg_cron''s log rows of our jobs older than purge_after where pg_cron is here. Returns the counts: {"deleted", "closed_findings_deleted", "discarded_deleted", "job_runs_deleted", "cron_run_details_deleted"}.';
 
 -- sync.purge_inbox_step
 -- One transaction of sync.purge_inbox: starts its run (p_run_id null), or purges one chunk and records it in the run.
@@ -226,7 +269,7 @@ begin
         insert into sync.job_run (job, detail, backend_pid, session_lock)
         values ('purge_inbox', jsonb_build_object('deleted', 0, 'closed_findings_deleted', 0,
                                                   'discarded_deleted', 0, 'job_runs_deleted', 0,
-                                                  'transactions', 0),
+                                                  'cron_run_details_deleted', 0, 'transactions', 0),
                 pg_catalog.pg_backend_pid(), sync_private.take_session_lock())
         returning * into v_run;
         return v_run;
@@ -313,4 +356,4 @@ begin
 end;
 $$;
 comment on procedure sync.purge_inbox(integer, text) is
-    'The scheduled purge (what pg_cron and the cron line run): deletes what sync.run_job(''purge_inbox'') deletes (applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, job runs older than purge_after but each job''s last and last successful run), committing after every p_limit rows of each kind, and records the run in sync.job_run; returns its status (ok, failed). Cancelled in a chunk, it records the run as interrupted and raises the cancel; a run whose session ends reads interrupted. Call it outside a transaction block. Usage: CALL sync.purge_inbox();';
+    'The scheduled purge (what pg_cron and the cron line run): deletes what sync.run_job(''purge_inbox'') deletes (applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, job runs older than purge_after but each job''s last and last successful run, and, where pg_cron is here, the rows of its log cron.job_run_details of our jobs older than purge_after), committing after every p_limit rows of each kind, and records the run in sync.job_run; returns its status (ok, failed). Cancelled in a chunk, it records the run as interrupted and raises the cancel; a run whose session ends reads interrupted. Call it outside a transaction block. Usage: CALL sync.purge_inbox();';

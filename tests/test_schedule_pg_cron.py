@@ -165,6 +165,50 @@ def test_pg_cron_purges_a_backlog_in_transactions_of_at_most_10000_rows(
         cron_db.execute("drop table public.purged_by")
 
 
+def test_the_scheduled_purge_deletes_pg_crons_log_of_our_jobs_past_the_retention_only(
+    cron_server: Server, cron_db: psycopg.Connection
+) -> None:
+    """pg_cron never purges cron.job_run_details: our three rows a day stayed for good.
+
+    Another job's rows are its owner's business, whatever their age.
+    """
+    [(other,)] = cron_db.execute(
+        "select cron.schedule('someone_elses_job', '0 0 * * *', 'select 1')"
+    ).fetchall()
+    [(ours, command, username)] = cron_db.execute(
+        "select jobid, command, username from cron.job where jobname = 'fragrance_sync.purge_inbox'"
+    ).fetchall()
+    logged = cron_db.execute(
+        "insert into cron.job_run_details (jobid, database, username, command, status,"
+        " start_time, end_time)"
+        " select jobid, %s, %s, command, 'succeeded', now() - ago::interval, now() - ago::interval"
+        " from (values (1, %s::bigint, %s, '400 days'), (2, %s, %s, '1 day'),"
+        "              (3, %s, 'select 1', '400 days'))"
+        " as r (n, jobid, command, ago) order by n returning runid",
+        [DATABASE, username, ours, command, ours, command, other],
+    ).fetchall()
+    try:
+        # As pg_cron sends it: one simple query, as the job's owner.
+        with psycopg.connect(cron_server.url(DATABASE, user=username), autocommit=True) as job:
+            result = job.pgconn.exec_(command.encode())
+            assert result.status == psycopg.pq.ExecStatus.TUPLES_OK, result.error_message
+        left = cron_db.execute(
+            "select runid from cron.job_run_details where runid = any (%s) order by runid",
+            [[r[0] for r in logged]],
+        ).fetchall()
+        assert left == [logged[1], logged[2]]
+        run = cron_db.execute(
+            "select status, detail ->> 'cron_run_details_deleted' from sync.job_run"
+            " where job = 'purge_inbox' order by id desc limit 1"
+        ).fetchone()
+        assert run == ("ok", "1")
+    finally:
+        cron_db.execute("select cron.unschedule(%s)", [other])
+        cron_db.execute(
+            "delete from cron.job_run_details where runid = any (%s)", [[r[0] for r in logged]]
+        )
+
+
 def test_a_changed_schedule_reaches_pg_cron_at_once_and_a_disabled_job_leaves_it(
     cron_db: psycopg.Connection,
 ) -> None:
