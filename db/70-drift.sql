@@ -486,6 +486,33 @@ begin
             using errcode = 'FS051',
                   hint = 'Check the export: select json_agg(f) from public.fragrances as f on the CMS database.';
     end if;
+    -- A row's key, named: the load's own error said only "duplicate key
+    -- value violates unique constraint" or "value out of range for type
+    -- integer", not which of 200,000 objects, and took a negative id, which
+    -- the repair then delivered as a create the rules refuse (hostile
+    -- review). The ids the rules accept (fragrance_id.out_of_range,
+    -- fragrance_id.not_integer), each once.
+    select format('fragrance_id %s is not a whole number from 0 to 2147483647', e -> 'fragrance_id')
+    into v_detail
+    from jsonb_array_elements(p_rows) as e
+    where (e ->> 'fragrance_id')::numeric not between 0 and 2147483647
+       or (e ->> 'fragrance_id')::numeric <> trunc((e ->> 'fragrance_id')::numeric)
+    limit 1;
+    if v_detail is null then
+        select format('fragrance %s appears %s times', (e ->> 'fragrance_id')::numeric::integer, count(*))
+        into v_detail
+        from jsonb_array_elements(p_rows) as e
+        group by (e ->> 'fragrance_id')::numeric::integer
+        having count(*) > 1
+        order by (e ->> 'fragrance_id')::numeric::integer
+        limit 1;
+    end if;
+    if v_detail is not null then
+        raise exception 'a snapshot holds each fragrance once, by its CMS id: %; the snapshot loaded before is kept', v_detail
+            using errcode = 'FS051',
+                  hint = 'Export the CMS table again, one object per row: select json_agg(f) from public.fragrances as f; '
+                      || 'on the CMS database, then psql -v file=cms.json -f sql/load-snapshot-json.sql';
+    end if;
     -- A missing or misspelt key would load as null, and the repair would then
     -- send that null to the library. Keys beyond the fields are the CMS's own.
     select format('fragrance %s has no %s', e ->> 'fragrance_id',
@@ -552,10 +579,11 @@ begin
     begin
         insert into sync.cms_snapshot
             (fragrance_id, name, description, cost, forbidden, source, taken_at, inbox_position)
-        select r.fragrance_id, r.name, r.description, r.cost, r.forbidden, p_source,
+        -- fragrance_id as a number first: 7.0 is 7, as the rules take it.
+        select r.fragrance_id::integer, r.name, r.description, r.cost, r.forbidden, p_source,
                coalesce(p_taken_at, now()), sync.inbox_position(p_taken_at)
         from jsonb_to_recordset(p_rows)
-            as r(fragrance_id integer, name text, description text, cost numeric, forbidden boolean);
+            as r(fragrance_id numeric, name text, description text, cost numeric, forbidden boolean);
     exception when unique_violation or data_exception or not_null_violation then
         get stacked diagnostics v_detail = message_text;
         raise exception 'the snapshot cannot be loaded: %', v_detail

@@ -506,6 +506,37 @@ def test_a_malformed_json_snapshot_is_refused(db: psycopg.Connection, snapshot: 
         db.execute("select sync.load_snapshot(%s::jsonb)", [json.dumps(snapshot)])
 
 
+@pytest.mark.parametrize(
+    ("ids", "says"),
+    [
+        pytest.param([1, 2, 2], "fragrance 2 appears 2 times", id="twice"),
+        pytest.param([1, 2.0, 2], "fragrance 2 appears 2 times", id="twice-once-as-2.0"),
+        pytest.param([1, -1], "fragrance_id -1 is not a whole number", id="negative"),
+        pytest.param([1, 2147483648], "fragrance_id 2147483648 is not", id="beyond-the-serial"),
+        pytest.param([1, 7.5], "fragrance_id 7.5 is not", id="a-fraction"),
+    ],
+)
+def test_a_snapshot_of_an_id_twice_or_out_of_range_is_refused_naming_it(
+    db: psycopg.Connection, ids: list[float], says: str
+) -> None:
+    """Among 200,000 objects, "duplicate key value violates unique constraint" helped nobody."""
+    load_json(db, [SNAPSHOT_ROW])
+    with raises_sqlstate("FS051", says):
+        load_json(db, [SNAPSHOT_ROW | {"fragrance_id": i} for i in ids])
+    assert db.execute("select count(*) from sync.cms_snapshot").fetchone() == (1,)
+
+
+def test_a_snapshot_id_written_as_a_whole_decimal_loads_as_that_fragrance(
+    db: psycopg.Connection,
+) -> None:
+    """7.0 is 7, as the rules take a delivery's fragrance_id."""
+    assert db.execute(
+        "select sync.load_snapshot(%s::jsonb)",
+        ['[{"fragrance_id": 7.0, "name": "N", "description": "D", "cost": 1, "forbidden": false}]'],
+    ).fetchone() == (1,)
+    assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(7,)]
+
+
 @pytest.mark.parametrize("cost", ["NaN", "Infinity", "-Infinity"])
 def test_a_snapshot_cost_that_is_no_finite_number_is_refused(
     db: psycopg.Connection, cost: str
