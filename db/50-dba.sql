@@ -181,9 +181,9 @@ create function sync.retry_all(p_code text default null, p_limit integer default
     set enable_seqscan = off
 as $$
 begin
-    perform sync_private.check_limit(p_limit, format('SELECT * FROM sync.retry_all(%s, 1000);',
-                                                     coalesce(quote_literal(p_code), 'null')));
     -- A misspelt code would match nothing and look like an empty quarantine.
+    -- Judged before the limit, whose hint repeats the code: with both wrong,
+    -- that hint failed in turn, on the code (hostile review).
     if p_code is not null
         and not exists (select from sync.rule as r where r.code = p_code)
         and not exists (select from sync.inbox as i
@@ -194,6 +194,8 @@ begin
             using errcode = 'FS006',
                   hint = 'The codes in quarantine: SELECT code, count(*) FROM sync.quarantine, unnest(codes) AS code GROUP BY code; every rule: SELECT code FROM sync.rule;';
     end if;
+    perform sync_private.check_limit(p_limit, format('SELECT * FROM sync.retry_all(%s, 1000);',
+                                                     coalesce(quote_literal(p_code), 'null')));
     -- The deliveries judged longest ago first, so calls in a row go through
     -- the whole quarantine. Taken in receipt order, every call took the
     -- oldest p_limit again, and the merge the first 64 MiB of their bodies:

@@ -590,7 +590,7 @@ begin
     -- this, and must not page back through the inbox with it.
     if p_hours is null or p_hours not between 1 and 48 or p_latest is null or p_latest not between 1 and 20 then
         raise exception 'p_hours must be 1 to 48 and p_latest 1 to 20, got % and %', p_hours, p_latest
-            using errcode = 'FS004', hint = 'The status page asks for 3 hours and the latest 10 deliveries.';
+            using errcode = 'FS004', hint = 'As the status page asks: SELECT sync.status_report(3, 10);';
     end if;
     v_since := date_trunc('minute', v_now) - make_interval(hours => p_hours) + interval '1 minute';
     -- The unknown fields the page lists: of the last day, the 20 seen last,

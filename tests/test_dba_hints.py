@@ -260,3 +260,19 @@ def test_the_hint_for_a_bad_limit_names_the_call_with_a_good_one(
 
     assert named in statement
     dba.execute(statement)
+
+
+def test_a_misspelt_code_with_a_bad_limit_is_refused_for_the_code_first(
+    dba: psycopg.Connection,
+) -> None:
+    """The limit's hint repeats the code: run, it failed in turn, on the misspelt code."""
+    hint = hint_of(dba, "select * from sync.retry_all('cost.negativ', -1)", "FS006")
+    for statement in re.findall(r"(SELECT [^;]+);", hint):
+        dba.execute(statement)
+
+
+def test_the_hint_for_a_bad_status_report_is_the_call_the_page_makes(
+    db: psycopg.Connection,
+) -> None:
+    hint = hint_of(db, "select sync.status_report(0, 0)", "FS004")
+    db.execute(runnable(hint))
