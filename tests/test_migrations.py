@@ -111,11 +111,15 @@ def test_rollback_removes_everything_ours_while_findings_of_later_rules_are_open
         conn.execute(
             "update public.fragrances set name = 'Rose' || chr(769) where fragrance_id = 3"
         )
+        conn.execute(
+            "update public.fragrances set name = 'R' || chr(1086) || 'se' where fragrance_id = 4"
+        )
         opened = {row[0] for row in conn.execute("select rule from sync.open_finding")}
         assert {
             "description.invisible_character",
             "name.invisible_character",
             "name.not_normalized",
+            "name.mixed_script",
         } <= opened
         after_sync = conn.execute(CATALOG_CHECKSUM).fetchone()
     run_yoyo(server, bare_dbname, "rollback", "--all")
@@ -349,8 +353,9 @@ def test_make_migrate_takes_either_libpq_url_scheme(
 
 
 # The latest numbered migration that alters a table, and that table. A later one that
-# only inserts rows (0042 adds two rules) takes no lock a reader's open transaction holds
-# up: rolled back and applied behind a reader, it would not show the lock timeout.
+# only inserts rows and sets comments (0042 and 0043 add rules) takes no lock a reader's
+# open transaction holds up: rolled back and applied behind a reader, it would not show
+# the lock timeout.
 LATEST_MIGRATION = "0041-job-runs-know-their-backend"
 ALTERED_BY_IT = "sync.job_run"
 # An ALTER TABLE, but to set a trigger aside for one statement (0031, 0036, 0039, 0040 do).
