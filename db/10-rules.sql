@@ -635,6 +635,27 @@ $$;
 comment on function sync_private.second_script_letter(text) is
     'In a word that mixes Latin letters with Cyrillic or Greek ones (sync_private.mixed_script), the first letter of the script that comes second: its first Cyrillic or Greek letter when it starts in Latin, else its first Latin letter. For the sentence of <field>.mixed_script.';
 
+-- sync_private.starts_with_mark
+-- True when a text starts with a combining mark: it is drawn on whatever stands before the text.
+create function sync_private.starts_with_mark(p_text text) returns boolean
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- "\u0301Rose" puts its acute on whatever the application shows before
+    -- the name (the end of a label, the name before it in a list), and a
+    -- text of nothing but marks is name.blank, ranked before. The marks are
+    -- those stacked_marks counts (sync_private.mark_class: nonspacing and
+    -- enclosing, drawn on the character before them); a selector or the
+    -- combining grapheme joiner at the start is invisible_character's.
+    -- Spacing marks advance as a letter does. An ASCII text starts with no
+    -- mark; another tests its first character only.
+    select octet_length(p_text) <> char_length(p_text)
+        and left(p_text, 1) ~ sync_private.mark_class();
+$$;
+comment on function sync_private.starts_with_mark(text) is
+    'True when a text starts with a combining mark (sync_private.mark_class: nonspacing or enclosing), which is drawn on whatever stands before the text on screen. The <field>.leading_mark rule.';
+
 -- sync_private.code_point
 -- A character as U+XXXX, for messages.
 create function sync_private.code_point(p_char text) returns text
@@ -859,7 +880,7 @@ as $$
     -- bell is only a warning). The messages: sync_private.rule_message.
     select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.c1_control', '.bidi_control',
                              '.invisible_character', '.untrimmed', '.not_normalized', '.stacked_marks',
-                             '.mixed_script'])[least(
+                             '.mixed_script', '.leading_mark'])[least(
         case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
         case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
             then sync_private.rule_rank(p_rules, p_field || '.too_long', 2) end,
@@ -889,15 +910,17 @@ as $$
         -- (sync_private.stacked_marks inlined: the lookup is its last step).
         case when sync_private.stacked_marks(p_text, sync_private.parameter(p_rules, p_field || '.stacked_marks')) is not null
             then sync_private.rule_rank(p_rules, p_field || '.stacked_marks', 10) end,
-        -- After the ten before it (migration 0043): a value that breaks one
+        -- After the ten before them (migration 0043): a value that breaks one
         -- of those is told as it was, so no finding of a row at rest changes
-        -- its rule when it comes, and, errors both, a name that mixes
+        -- its rule when these come, and, errors both, a name that mixes
         -- scripts and stacks marks is told for its marks, as before.
         case when sync_private.mixed_script(p_text) is not null
-            then sync_private.rule_rank(p_rules, p_field || '.mixed_script', 11) end) % 100];
+            then sync_private.rule_rank(p_rules, p_field || '.mixed_script', 11) end,
+        case when sync_private.starts_with_mark(p_text)
+            then sync_private.rule_rank(p_rules, p_field || '.leading_mark', 12) end) % 100];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed, .not_normalized for name, .stacked_marks, .mixed_script, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed, .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
 -- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
@@ -1026,6 +1049,9 @@ as $$
                 regexp_instr(p_value #>> '{}', sync_private.mixed_script_pattern())
                     + strpos(sync_private.mixed_script(p_value #>> '{}'),
                              sync_private.second_script_letter(sync_private.mixed_script(p_value #>> '{}'))) - 1)
+        when p_code in ('name.leading_mark', 'description.leading_mark') then
+            format('%s starts with the combining mark %s; it is drawn on whatever stands before the %s on screen',
+                p_field, sync_private.code_point(left(p_value #>> '{}', 1)), p_field)
         when p_code = 'cost.not_finite' then
             -- No delta carries NaN or an infinity (JSON has neither), but the
             -- numeric column at rest does, and to_jsonb makes them strings.

@@ -1,4 +1,4 @@
--- The rules name.mixed_script and description.mixed_script: a word that mixes Latin letters with Cyrillic or Greek ones
+-- The rules name.mixed_script and name.leading_mark, and their description twins
 -- depends: 0042-stacked-marks
 
 -- "Rоse" with a Cyrillic о (U+043E), or "Ваnаna", Cyrillic and Latin
@@ -11,13 +11,20 @@
 -- (sync_private.mixed_script, db/10-rules.sql; its classes are generated
 -- by devtools/script_class.py). Each word is judged alone: "Rose Роза",
 -- "Eau de Parfum Ω", Russian and Greek names pass.
+-- A name that starts with a combining mark ("\u0301Rose") passed too: the
+-- mark is drawn on whatever the application shows before the name. It is
+-- now name.leading_mark, an error, and description.leading_mark, a warning.
 -- Only rows are inserted: no table is altered.
 insert into sync.rule (code, field, applies_to, severity, parameter, default_severity, default_parameter,
                        tunable, parameter_min, parameter_max, description)
 values ('name.mixed_script', 'name', 'both', 'error', null, 'error', null, '{severity}', null, null,
         'name holds a word (a run of letters and marks) that mixes Latin letters with Cyrillic or Greek ones: "Rоse" with a Cyrillic о, "Ваnаna". It looks like a word of one script and differs from it, so it passes for another fragrance''s name, and NFKC folds no Cyrillic or Greek letter to Latin (no name.lookalike). Unicode''s highly restrictive identifiers refuse such words (UTS #39). Each word is judged alone: Russian and Greek names, "Rose Роза", "Eau de Parfum Ω", "Nº5", Vietnamese, Latin beside Chinese, Japanese or Korean pass.'),
        ('description.mixed_script', 'description', 'both', 'warning', null, 'warning', null, '{severity}', null, null,
-        'description holds a word that mixes Latin letters with Cyrillic or Greek ones, as name.mixed_script says. A warning: a Greek letter in a Latin word has its uses in a text ("μg" written with a Greek mu), and the CMS sends the description whole with every edit: an error would refuse the whole edit, its other fields with it.');
+        'description holds a word that mixes Latin letters with Cyrillic or Greek ones, as name.mixed_script says. A warning: a Greek letter in a Latin word has its uses in a text ("μg" written with a Greek mu), and the CMS sends the description whole with every edit: an error would refuse the whole edit, its other fields with it.'),
+       ('name.leading_mark', 'name', 'both', 'error', null, 'error', null, '{severity}', null, null,
+        'name starts with a combining mark (nonspacing or enclosing, as name.stacked_marks counts them): "\u0301Rose" puts its accent on whatever the application shows before the name. A name of nothing but marks is name.blank.'),
+       ('description.leading_mark', 'description', 'both', 'warning', null, 'warning', null, '{severity}', null, null,
+        'description starts with a combining mark, as name.leading_mark says. A warning: the CMS sends the description whole with every edit, and an error would refuse the whole edit, its other fields with it.');
 
 -- The rules with them are a new version: made here unless sync.rule's
 -- trigger made it already (it is loaded with db/ after the migrations).

@@ -114,12 +114,16 @@ def test_rollback_removes_everything_ours_while_findings_of_later_rules_are_open
         conn.execute(
             "update public.fragrances set name = 'R' || chr(1086) || 'se' where fragrance_id = 4"
         )
+        conn.execute(
+            "update public.fragrances set name = chr(769) || 'Rose' where fragrance_id = 5"
+        )
         opened = {row[0] for row in conn.execute("select rule from sync.open_finding")}
         assert {
             "description.invisible_character",
             "name.invisible_character",
             "name.not_normalized",
             "name.mixed_script",
+            "name.leading_mark",
         } <= opened
         after_sync = conn.execute(CATALOG_CHECKSUM).fetchone()
     run_yoyo(server, bare_dbname, "rollback", "--all")

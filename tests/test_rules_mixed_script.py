@@ -1,4 +1,4 @@
-"""Words that mix scripts, table-driven: <field>.mixed_script.
+"""Words that mix scripts, and texts that start with a combining mark, table-driven.
 
 "Rоse" with a Cyrillic о (U+043E), or "Ваnаna", Cyrillic В and а among Latin
 letters, passed every rule before review, and name.lookalike folds with NFKC,
@@ -6,7 +6,9 @@ which leaves Cyrillic and Greek letters as they are: a spoof of an existing
 name passed as another name. A word (a run of letters and marks) that mixes
 Latin letters with Cyrillic or Greek ones is name.mixed_script, an error, and
 description.mixed_script, a warning; words of one script pass, whatever the
-words beside them. Judged on the hook's path (a batch through
+words beside them. A text that starts with a combining mark (U+0301 before "Rose")
+puts it on whatever stands before it on screen: name.leading_mark, an error,
+description.leading_mark, a warning. Judged on the hook's path (a batch through
 sync.receive_many, as sync.store_many and the merger judge it) and at rest
 (sync.check_catalog on rows loaded without the write triggers, as an adopted
 catalog arrives). The script classes are spelled out by code point
@@ -166,7 +168,83 @@ def test_a_greek_mu_in_a_latin_unit_is_only_a_warning_in_a_description(
     assert reasons == ["description.mixed_script:warning"]
 
 
-# The 11th text rule ranks as the 10 before it: errors before warnings, then by
+# (case id, a text, the rule a name is refused by, the rule a description is reported by)
+LEADING: list[tuple[str, str, str, str]] = [
+    ("an acute before a name", "\u0301Rose", "name.leading_mark", "description.leading_mark"),
+    ("an enclosing circle", "\u20ddRose", "name.leading_mark", "description.leading_mark"),
+    ("a Thai tone mark", "\u0e49Rose", "name.leading_mark", "description.leading_mark"),
+    ("a Hebrew point", "\u05b8\u05e9\u05dc", "name.leading_mark", "description.leading_mark"),
+    ("a Cyrillic titlo", "\u0483Rose", "name.leading_mark", "description.leading_mark"),
+    ("a mark alone", "\u0301", "name.blank", "description.leading_mark"),
+    (
+        "six marks: stacked, ranked before",
+        "\u0301" * 6 + "Rose",
+        "name.stacked_marks",
+        "description.stacked_marks",
+    ),
+    (
+        "a variation selector: invisible",
+        "\ufe0fRose",
+        "name.invisible_character",
+        "description.invisible_character",
+    ),
+    (
+        "the combining grapheme joiner: invisible",
+        "\u034fRose",
+        "name.invisible_character",
+        "description.invisible_character",
+    ),
+]
+LEADING_IDS = [case for case, _, _, _ in LEADING]
+
+
+@pytest.mark.parametrize(("name", "rule"), [(t, r) for _, t, r, _ in LEADING], ids=LEADING_IDS)
+def test_a_name_that_starts_with_a_combining_mark_is_refused(
+    tx: psycopg.Connection, name: str, rule: str
+) -> None:
+    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    assert reasons == [f"{rule}:error"]
+
+
+@pytest.mark.parametrize(("text", "rule"), [(t, r) for _, t, _, r in LEADING], ids=LEADING_IDS)
+def test_a_description_that_starts_with_a_combining_mark_is_a_warning(
+    tx: psycopg.Connection, text: str, rule: str
+) -> None:
+    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text}])
+    assert reasons == [f"{rule}:warning"]
+
+
+def test_a_row_at_rest_that_starts_with_a_combining_mark_is_a_finding_of_the_catalog_check(
+    db: psycopg.Connection,
+) -> None:
+    assert _at_rest(db, "\u0301Rose", "\u20ddPetals") == [
+        ("description.leading_mark", "warning"),
+        ("name.leading_mark", "error"),
+    ]
+
+
+def test_the_sentence_names_the_leading_mark(tx: psycopg.Connection) -> None:
+    assert prepared_messages(tx, {"fragrance_id": 1, "name": "\u0301Rose"}) == [
+        "name starts with the combining mark U+0301;"
+        " it is drawn on whatever stands before the name on screen"
+    ]
+
+
+# Marks that are no leading mark: after a letter, or a spacing mark, which advances as a letter.
+NOT_LEADING: list[tuple[str, str]] = [
+    ("an accent on its letter", "Ros\u00e9"),
+    ("a Devanagari visarga, a spacing mark", "\u0903Rose"),
+    ("a Hebrew point on its letter", "\u05e9\u05b8\u05dc"),
+]
+
+
+@pytest.mark.parametrize("text", [t for _, t in NOT_LEADING], ids=[c for c, _ in NOT_LEADING])
+def test_a_mark_on_a_letter_or_a_spacing_mark_passes(tx: psycopg.Connection, text: str) -> None:
+    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": text, "description": text}])
+    assert reasons == []
+
+
+# The 11th and 12th text rules rank as the 10 before them: errors before warnings, then by
 # position. (case id, the severity of name.mixed_script, a name, the one reason it gets)
 RANKED: list[tuple[str, str, str, str]] = [
     ("an error alone", "error", "R\u043ese", "name.mixed_script:error"),
@@ -188,6 +266,7 @@ RANKED: list[tuple[str, str, str, str]] = [
         "R\u043ese" + "\u20dd" * 10,
         "name.stacked_marks:error",
     ),
+    ("before a later error (leading mark)", "error", "\u0301R\u043ese", "name.mixed_script:error"),
     ("a warning alone", "warning", "R\u043ese", "name.mixed_script:warning"),
     ("a warning after an earlier warning", "warning", "R\u043ese ", "name.untrimmed:warning"),
     (
@@ -195,6 +274,12 @@ RANKED: list[tuple[str, str, str, str]] = [
         "warning",
         "R\u043e\u200bse",
         "name.invisible_character:error",
+    ),
+    (
+        "a warning before a later error (leading mark)",
+        "warning",
+        "\u0301R\u043ese",
+        "name.leading_mark:error",
     ),
     ("off: the next rule", "off", " R\u043ese", "name.untrimmed:warning"),
     ("off: nothing", "off", "R\u043ese", ""),
@@ -214,15 +299,17 @@ def test_the_eleventh_text_rule_ranks_by_severity_then_position(
     assert reasons == ([reason] if reason else [])
 
 
-def test_the_rules_default_to_an_error_for_names_and_a_warning_for_descriptions(
+def test_the_new_rules_default_to_an_error_for_names_and_a_warning_for_descriptions(
     tx: psycopg.Connection,
 ) -> None:
     rows = tx.execute(
         "select code, severity, default_severity, applies_to, tunable, parameter from sync.rule"
-        " where code like '%.mixed_script' order by code"
+        " where code like '%.mixed_script' or code like '%.leading_mark' order by code"
     ).fetchall()
     assert rows == [
+        ("description.leading_mark", "warning", "warning", "both", ["severity"], None),
         ("description.mixed_script", "warning", "warning", "both", ["severity"], None),
+        ("name.leading_mark", "error", "error", "both", ["severity"], None),
         ("name.mixed_script", "error", "error", "both", ["severity"], None),
     ]
 
