@@ -1,4 +1,4 @@
--- The rules name.mixed_script and name.leading_mark, and their description twins
+-- The rules name.mixed_script and name.leading_mark (and their description twins); sync.rule's column comments say what is true now
 -- depends: 0042-stacked-marks
 
 -- "Rоse" with a Cyrillic о (U+043E), or "Ваnаna", Cyrillic and Latin
@@ -14,7 +14,7 @@
 -- A name that starts with a combining mark ("\u0301Rose") passed too: the
 -- mark is drawn on whatever the application shows before the name. It is
 -- now name.leading_mark, an error, and description.leading_mark, a warning.
--- Only rows are inserted: no table is altered.
+-- Only rows are inserted and comments set: no table is altered.
 insert into sync.rule (code, field, applies_to, severity, parameter, default_severity, default_parameter,
                        tunable, parameter_min, parameter_max, description)
 values ('name.mixed_script', 'name', 'both', 'error', null, 'error', null, '{severity}', null, null,
@@ -35,3 +35,14 @@ from sync.rule
 having not exists (select from sync.rule_version as v
                    where v.version = (select max(w.version) from sync.rule_version as w)
                      and v.rules ? 'name.mixed_script');
+
+-- Column comments that had fallen behind the rules (0021's): a parameter is
+-- also the most combining marks in a row (0042's stacked_marks); field.unknown
+-- has no field, as the body's rules; and a description runs to a few
+-- sentences, what the rule refuses and why.
+comment on column sync.rule.parameter is
+    'The rule''s number where it has one: a length limit, the largest cost, the most decimal places, the most combining marks in a row (<field>.stacked_marks); null for a rule without one.';
+comment on column sync.rule.field is
+    'The field it is about; null for a rule of the whole body and for field.unknown, whose reasons name the unknown key instead.';
+comment on column sync.rule.description is
+    'What the rule refuses and why, in a few sentences for a DBA.';

@@ -869,3 +869,45 @@ def test_a_cost_is_stored_without_zeros_past_the_places_the_rules_keep(
     assert tx.execute(
         "select new_values ->> 'cost' from sync.fragrance_history where inbox_id = %s", [inbox_id]
     ).fetchone() == (at_rest,)
+
+
+# What a rule's parameter is, by the end of its code: every one sync.rule.parameter's
+# comment names (a rule with a new kind of parameter must add it here, and there).
+PARAMETER_KINDS = {
+    "too_long": "a length limit",
+    "too_large": "the largest cost",
+    "too_precise": "the most decimal places",
+    "stacked_marks": "the most combining marks in a row",
+}
+
+
+def _column_comment(conn: psycopg.Connection, column: str) -> str:
+    [(comment,)] = conn.execute(
+        "select col_description('sync.rule'::regclass, attnum) from pg_attribute"
+        " where attrelid = 'sync.rule'::regclass and attname = %s",
+        [column],
+    ).fetchall()
+    return comment
+
+
+def test_the_parameter_column_names_every_kind_of_parameter_the_rules_have(
+    tx: psycopg.Connection,
+) -> None:
+    """Migration 0042's limit of stacked marks was missing from it until 0043."""
+    comment = _column_comment(tx, "parameter")
+    kinds = {
+        code.split(".")[1]
+        for (code,) in tx.execute("select code from sync.rule where parameter is not null")
+    }
+    assert kinds == set(PARAMETER_KINDS)
+    assert [PARAMETER_KINDS[k] for k in sorted(kinds) if PARAMETER_KINDS[k] not in comment] == []
+
+
+def test_the_field_column_says_which_rules_have_no_field(tx: psycopg.Connection) -> None:
+    """The body's rules, and field.unknown, whose reasons name the key instead."""
+    without = [
+        code for (code,) in tx.execute("select code from sync.rule where field is null order by 1")
+    ]
+    assert [c for c in without if not c.startswith("body.")] == ["field.unknown"]
+    assert "field.unknown" in _column_comment(tx, "field")
+    assert "whole body" in _column_comment(tx, "field")
