@@ -143,3 +143,46 @@ def test_the_routes_the_docs_and_alerts_ask_of_the_cms_are_the_cms_routes() -> N
     }
     assert asked == set()
     assert ("GET", "/healthcheck") in served
+
+
+#: Where a database comment or message sends a DBA: a document, then, if given, its section.
+DOC_CITED = re.compile(r"(?<![/\w])(README|docs/[a-z0-9_-]+\.md)(?:, \"([^\"]+)\"|\b)")
+
+
+def test_the_comments_a_dba_reads_cite_documents_and_sections_that_exist(
+    db: psycopg.Connection,
+) -> None:
+    """The documents and sections a DBA is sent to by comments and messages exist.
+
+    The README is a first screen and a runbook: a comment citing it names
+    the section (sync.job said "the cron line in the README", which had
+    moved to docs/operations.md).
+    """
+    comments = db.execute(
+        """
+        select d.description
+        from pg_catalog.pg_description as d
+        where d.classoid in ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_proc'::regclass,
+                             'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_trigger'::regclass,
+                             'pg_catalog.pg_namespace'::regclass)
+          and d.description ~ '(README|docs/)'
+        union all
+        -- The messages and hints of the code, and the notes \\df+ shows.
+        select p.prosrc
+        from pg_catalog.pg_proc as p
+        where p.pronamespace in ('sync'::regnamespace, 'sync_private'::regnamespace)
+          and p.prosrc ~ '(README|docs/)'
+        """
+    ).fetchall()
+    wrong = set()
+    for (comment,) in comments:
+        for document, section in DOC_CITED.findall(comment):
+            path = ROOT / ("README.md" if document == "README" else document)
+            text = path.read_text() if path.exists() else None
+            headings = re.findall(r"^#+ (.+)$", text or "", re.MULTILINE)
+            if text is None or (section and section not in headings):
+                wrong.add(f"{document}, {section!r}")
+            elif document == "README" and not section:
+                wrong.add(f"README without a section: {comment[:80]}")
+    assert len(comments) >= 5
+    assert wrong == set()
