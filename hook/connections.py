@@ -454,11 +454,19 @@ class BoundedProtocol:
                 self.transport.close()
 
     def on_response_complete(self) -> None:
-        """Between requests the connection idles: it may be closed to make room."""
+        """Between requests the connection idles: it may be closed to make room.
+
+        Not while a request it sent ahead (pipelined) waits its turn: h11 parses
+        it only now, but httptools parsed it with the first, so its connection has
+        a request in progress though no new one starts here. Counted idle, it was
+        closed to make room while that request waited for its body (hostile review).
+        """
         before = self.cycle
         super().on_response_complete()  # type: ignore[misc]
-        if self.cycle is not before:  # a pipelined request started
+        if self.cycle is not before:  # h11: a pipelined request started
             self._headers_complete()
+        elif self._in_request():  # httptools: one parsed earlier is now answered
+            self.config.limits.busy(self)
         elif not self.transport.is_closing():
             limits = self.config.limits
             limits.idle(self)

@@ -7,6 +7,7 @@ limit is set in its own process, as ``ulimit -n`` would.
 from __future__ import annotations
 
 import asyncio
+import re
 import resource
 import socket
 import struct
@@ -620,3 +621,59 @@ def test_a_flood_of_requests_uvicorn_warns_about_writes_a_few_lines_not_one_each
     assert delivered.status_code == 202
     assert 1 <= said.count(line) <= 2, said.count(line)
     assert said.count("No supported WebSocket library detected") <= 2
+
+
+def _read_answers(sock: socket.socket, count: int) -> list[bytes]:
+    """The status lines of the next ``count`` answers on ``sock`` (fewer if it closes)."""
+    answers: list[bytes] = []
+    data = b""
+    with suppress(OSError):
+        while len(answers) < count:
+            head, sep, rest = data.partition(b"\r\n\r\n")
+            if sep:
+                length = int(re.search(rb"content-length: (\d+)", head, re.I)[1])  # type: ignore[index]
+                if len(rest) >= length:
+                    answers.append(head.split(b"\r\n")[0])
+                    data = rest[length:]
+                    continue
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return answers
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_past_max_connections_a_pipelined_request_in_progress_is_not_closed_to_make_room(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """A connection with a request still queued behind its first answer is busy, not idle.
+
+    With httptools both requests are parsed from one read; once the first was
+    answered the connection counted as idle, and a newcomer past the cap closed
+    it while the second request waited for its body: a change lost.
+    """
+    first = body({"fragrance_id": 8, "cost": 11})
+    second = body({"fragrance_id": 8, "cost": 12})
+    third = body({"fragrance_id": 9, "cost": 13})
+    env = {"MAX_CONNECTIONS": "1", "BODY_TIMEOUT": "600", "HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        host, port = address(hook)
+        with socket.create_connection((host, port), timeout=10) as pipelining:
+            pipelining.sendall(
+                b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s"
+                b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n"
+                b"Connection: close\r\n\r\n" % (len(first), first, len(second))
+            )
+            answered_first = _read_answers(pipelining, 1)
+            with socket.create_connection((host, port), timeout=10) as newcomer:
+                newcomer.sendall(_closing_request(third))
+                _wait_for(hook, "at MAX_CONNECTIONS (1)")
+                with suppress(OSError):
+                    pipelining.sendall(second)  # the queued request's body, at last
+                answered_second = _read_answers(pipelining, 1)
+                answered_third = _read_answers(newcomer, 1)
+    assert answered_first == [b"HTTP/1.1 202 Accepted"]
+    assert (answered_second, answered_third) == ([b"HTTP/1.1 202 Accepted"],) * 2
+    stored = [row[0] for row in db.execute("select body from sync.inbox order by id")]
+    assert stored == [first, second, third]
