@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 
@@ -23,11 +23,17 @@ log = logging.getLogger("hook.listener")
 
 
 def redacted(public_url: str) -> str:
-    """The URL for a log line: the path's token, the only secret the CMS sends, replaced."""
+    """The URL for a log line: the path's token, the only secret the CMS sends, replaced.
+
+    Found in the path as the route reads it (%-decoded): ``/notifications%2F<token>``
+    reaches the route too, and its token was logged whole. The prefix is shown
+    escaped again, so a decoded line break cannot split the log line.
+    """
     parts = urlsplit(public_url)
-    prefix, marker, _token = parts.path.partition("/notifications/")
+    prefix, marker, _token = routed_path(parts.path).partition("/notifications/")
     if not marker:
         return public_url
+    prefix = quote(prefix, safe="/")
     return parts._replace(path=f"{prefix}/notifications/<token>", query="").geturl()
 
 
@@ -37,21 +43,47 @@ ROUTE_PATH = re.compile(r".*/notifications(?:/(?P<token>[^/]+))?/?")
 #: A host name as DNS and the CMS's HTTP client take it (lower case: urlsplit lowers it).
 HOST_NAME = re.compile(r"[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?\.?")
 
+#: A host's last label that makes it a number (WHATWG's "ends in a number"): digits, or hex.
+NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+
 #: What urlsplit drops without a word (WHATWG): "fragrance\tsync" became "fragrancesync".
 BLANK_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 
 
+def routed_path(path: str) -> str:
+    """The path as the hook's routes see it: %-escapes decoded, as uvicorn does for the app.
+
+    ``/notifications/%733cret...`` reaches ``/notifications/{token}`` with the
+    token ``s3cret...``: RFC 3986 makes an escaped unreserved character the
+    same URL, and the start-up check must judge what the route will be given.
+    """
+    return unquote(path) if "%" in path else path
+
+
 def route_token(public_url: str) -> str | None:
     """The token segment of PUBLIC_URL's route (``/notifications/<token>``), None without one."""
-    found = ROUTE_PATH.fullmatch(urlsplit(public_url).path)
+    found = ROUTE_PATH.fullmatch(routed_path(urlsplit(public_url).path))
     return None if found is None else found["token"]
 
 
 def _valid_host(host: str) -> bool:
-    """An IP address (IPv6 came in brackets) or a DNS host name: what a URL's host may be."""
+    """An IP address (IPv6 came in brackets) or a DNS host name: what a URL's host may be.
+
+    A name whose last label is a number (``999.1.1.1``, ``10.0.0.300``, ``127.1``,
+    ``0x7f.0.0.1``) is no DNS name (no top-level domain is numeric): it must be an
+    IPv4 address in its usual four-number form. ``999.1.1.1`` passed as a name and
+    resolved nowhere; ``127.1`` and ``010.0.0.1`` mean different hosts to
+    different clients (WHATWG, inet_aton).
+    """
     if ":" in host:
         try:
             ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    if NUMERIC_LABEL.fullmatch(host.rstrip(".").rpartition(".")[2]):
+        try:
+            ipaddress.IPv4Address(host)
         except ValueError:
             return False
         return True
@@ -81,8 +113,9 @@ def listener_payload(public_url: str) -> dict[str, object]:
         raise ValueError("PUBLIC_URL must not carry a user or password: the CMS sends none")
     if not _valid_host(parts.hostname):
         raise ValueError(
-            f"PUBLIC_URL's host must be a host name (letters, digits, '-', '_', '.') or an "
-            f"IP address (IPv6 in brackets), got {parts.hostname!r}"
+            f"PUBLIC_URL's host must be a host name (letters, digits, '-', '_', '.', not "
+            f"ending in a number) or an IP address (IPv4 as four numbers 0 to 255, IPv6 in "
+            f"brackets), got {parts.hostname!r}"
         )
     try:
         port = parts.port
@@ -92,7 +125,7 @@ def listener_payload(public_url: str) -> dict[str, object]:
         raise ValueError(f"PUBLIC_URL's port must be a number from 1 to 65535, got {shown!r}")
     port = port or (443 if parts.scheme == "https" else 80)
     endpoint = parts.path if parts.path not in ("", "/") else "/notifications"
-    if not ROUTE_PATH.fullmatch(endpoint):
+    if not ROUTE_PATH.fullmatch(routed_path(endpoint)):
         raise ValueError(
             "PUBLIC_URL's path must end with /notifications or /notifications/<NOTIFY_TOKEN> "
             f"(a proxy's prefix before it is fine): the hook has no other route, got {shown!r}"

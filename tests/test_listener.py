@@ -19,7 +19,7 @@ from conftest import Server
 from processes import Hook, free_port, start_hook, stop_hook
 
 from cms_simulator.app import Listener
-from hook.listener import keep_registered, listener_payload
+from hook.listener import keep_registered, listener_payload, redacted
 from hook.settings import Settings, SettingsError
 
 
@@ -366,6 +366,29 @@ VALIDATION_TOKEN = "s3cret-token-0123456789"
         ("http://[not-an-address]:9098/notifications", "", "PUBLIC_URL's host in brackets"),
         # Without NOTIFY_TOKEN the guard answers a path with a token 404.
         (f"http://fragrance_sync:9098/notifications/{VALIDATION_TOKEN}", "", "NOTIFY_TOKEN is"),
+        # A host ending in a number is an IPv4 address or nothing: 999.1.1.1 passed as a
+        # name and resolved nowhere; 127.1 and 010.0.0.1 mean other hosts to other clients.
+        ("http://999.1.1.1:9098/notifications", "", "PUBLIC_URL's host"),
+        ("http://10.0.0.300/notifications", "", "PUBLIC_URL's host"),
+        ("http://1.2.3.4.5/notifications", "", "PUBLIC_URL's host"),
+        ("http://127.1:9098/notifications", "", "PUBLIC_URL's host"),
+        ("http://010.0.0.1/notifications", "", "PUBLIC_URL's host"),
+        ("http://0x7f.0.0.1/notifications", "", "PUBLIC_URL's host"),
+        ("http://sync.example.0x1f/notifications", "", "PUBLIC_URL's host"),
+        ("http://2130706433/notifications", "", "PUBLIC_URL's host"),
+        ("http://10.0.0.5./notifications", "", "PUBLIC_URL's host"),
+        ("http://255.255.255.255/notifications", "", None),
+        ("http://9to5.example/notifications", "", None),
+        ("http://sync.1e3/notifications", "", None),
+        # The route is given the path %-decoded (uvicorn, as RFC 3986 reads escapes of
+        # unreserved characters): the token written with escapes reached it, yet was refused.
+        (f"http://10.0.0.5/notifications/%73{VALIDATION_TOKEN[1:]}", VALIDATION_TOKEN, None),
+        (f"http://10.0.0.5/notifications%2F{VALIDATION_TOKEN}%2F", VALIDATION_TOKEN, None),
+        ("http://10.0.0.5/%6Eotifications", "", None),
+        (f"http://10.0.0.5/notifications/{VALIDATION_TOKEN}%3F", VALIDATION_TOKEN, "must end"),
+        (f"http://10.0.0.5/notifications/{VALIDATION_TOKEN}%2Fmore", VALIDATION_TOKEN, "path"),
+        ("http://10.0.0.5/notifications%2F", "", None),
+        ("http://10.0.0.5/notifications%2F%2F", "", "path must"),
     ],
 )
 def test_public_url_is_accepted_exactly_when_the_cms_reaches_a_route_by_it(
@@ -383,3 +406,77 @@ def test_public_url_is_accepted_exactly_when_the_cms_reaches_a_route_by_it(
         with pytest.raises(SettingsError, match=re.escape(refusal)) as refused:
             Settings.from_env(environ)
         assert str(refused.value).startswith("PUBLIC_URL")
+
+
+#: Paths (and queries) a PUBLIC_URL may end with: the start-up check and the route must agree.
+ROUTED = [
+    "/notifications",
+    "/notifications/",
+    "/notifications?from=cms",
+    f"/notifications/{VALIDATION_TOKEN}",
+    f"/notifications/{VALIDATION_TOKEN}/",
+    f"/notifications/{VALIDATION_TOKEN}?from=cms",
+    f"/notifications/%73{VALIDATION_TOKEN[1:]}",
+    f"/notifications/{VALIDATION_TOKEN[:-1]}%{ord(VALIDATION_TOKEN[-1]):02X}",
+    f"/notifications%2F{VALIDATION_TOKEN}",
+    f"/notifications/{VALIDATION_TOKEN}%2F",
+    f"/%6Eotifications/{VALIDATION_TOKEN}",
+    "/%6Eotifications",
+    "/notifications%2F",
+    f"/notifications/x{VALIDATION_TOKEN}",
+    f"/notifications/{VALIDATION_TOKEN}%3F",
+    f"/notifications/{VALIDATION_TOKEN}%00",
+    f"/notifications/{VALIDATION_TOKEN}%252F",
+    f"/notifications/{VALIDATION_TOKEN}/more",
+    f"/notifications/{VALIDATION_TOKEN}%2Fmore",
+    "/notifications%2F%2F",
+    "/notification",
+]
+
+
+@pytest.mark.parametrize("token", [VALIDATION_TOKEN, ""], ids=["token", "no-token"])
+def test_the_start_up_check_accepts_a_path_exactly_when_the_running_route_stores_by_it(
+    server: Server, dbname: str, tmp_path: Path, token: str
+) -> None:
+    """The check judged the path as written, the route takes it %-decoded (uvicorn).
+
+    A token written with escapes reached the route but stopped the hook at start.
+    Each path is sent as the CMS sends it (the simulator's concatenation, httpx)
+    to a running hook; 202 must come exactly for the paths the check accepts.
+    """
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, NOTIFY_TOKEN=token)
+    try:
+        port = urlsplit(hook.url).port
+        disagreements = []
+        for path in ROUTED:
+            public_url = "http://127.0.0.1:9098" + path
+            try:
+                Settings.from_env(
+                    {"CMS_URL": "http://cms:8080", "PUBLIC_URL": public_url, "NOTIFY_TOKEN": token}
+                )
+                accepted = True
+            except SettingsError:
+                accepted = False
+            payload = {**listener_payload("http://127.0.0.1:9098/notifications"), "port": port}
+            url = Listener.model_validate({**payload, "endpoint": path}).url()
+            answer = httpx.post(url, content=b'{"fragrance_id": 1, "cost": 3}', timeout=10)
+            if accepted != (answer.status_code == 202):
+                disagreements.append((path, accepted, answer.status_code))
+    finally:
+        stop_hook(hook)
+    assert disagreements == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/notifications/{VALIDATION_TOKEN}",
+        f"/notifications%2F{VALIDATION_TOKEN}",
+        f"/sync%2Fnotifications%2F%73{VALIDATION_TOKEN[1:]}%2F?from=cms",
+    ],
+)
+def test_a_logged_public_url_carries_its_token_in_no_form(path: str) -> None:
+    """The start-up check takes a token written with %-escapes: the log line must hide it too."""
+    shown = redacted("http://fragrance_sync:9098" + path)
+    assert shown.endswith("/notifications/<token>"), shown
+    assert VALIDATION_TOKEN[1:] not in shown
