@@ -539,12 +539,95 @@ class BoundedH11Protocol(BoundedProtocol, H11Protocol):
 
 
 try:
+    import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError:  # httptools is optional, as in uvicorn: h11 serves then
     BoundedHttpToolsProtocol: type[asyncio.Protocol] | None = None
 else:
 
-    class BoundedHttpToolsProtocol(BoundedProtocol, HttpToolsProtocol):  # type: ignore[no-redef]
+    class HttpToolsIgnoringUpgrades(HttpToolsProtocol):
+        """uvicorn's httptools protocol, serving a request that offers another protocol as sent.
+
+        httptools hands everything after the headers of a request with
+        ``Connection: upgrade`` and ``Upgrade`` to the new protocol: its body is
+        skipped (the request completes empty) and every later byte of the
+        connection goes unread. uvicorn performs no upgrade but a websocket one
+        (and the hook has no websocket library), so it stored an empty body and
+        answered 202, or 400 when the body came in a later read: Java's HTTP
+        clients offer ``Upgrade: h2c`` on every new connection (uvicorn issue 2722).
+        RFC 9110 lets a server ignore the offer: the request's body is read
+        again by a fresh parser, given the request's own framing, and the
+        connection goes on in HTTP/1.1. h11 does so already.
+        """
+
+        def data_received(self, data: bytes) -> None:
+            """uvicorn's, but an upgrade it does not perform is ignored rather than half-done."""
+            self._unset_keepalive_if_required()
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)
+                self.send_400_response(msg)
+            except httptools.HttpParserUpgrade as upgrade:
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                else:
+                    self._go_on_in_http11(data[upgrade.args[0] :])
+
+        def _go_on_in_http11(self, rest: bytes) -> None:
+            """A fresh parser reads the body of the request just parsed, then what follows."""
+            headers = dict(self.headers)
+            if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+                framing = b"transfer-encoding: chunked\r\n"
+            else:
+                framing = b"content-length: %s\r\n" % headers.get(b"content-length", b"0")
+            self.parser = httptools.HttpRequestParser(_AfterMadeUpHead(self))
+            self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+            if not self.cycle.response_complete:
+                # Not answered yet (its app task has not run): its body is still to come.
+                self.cycle.more_body = True
+            self.parser.feed_data(b"POST / HTTP/1.1\r\n" + framing + b"\r\n")
+            if rest:
+                self.data_received(rest)
+
+    class _AfterMadeUpHead:
+        """A fresh parser's callbacks: a made-up head's are dropped, all others go to the protocol.
+
+        The head gives the parser the framing of a request already parsed, so
+        that it reads (and de-chunks) that request's body; only connections that
+        offered an upgrade pay for this extra call per callback.
+        """
+
+        def __init__(self, protocol: HttpToolsIgnoringUpgrades) -> None:
+            """Forward to ``protocol`` once the made-up head is over."""
+            self.protocol = protocol
+            self.head_over = False
+
+        def on_message_begin(self) -> None:  # noqa: D102
+            if self.head_over:
+                self.protocol.on_message_begin()
+
+        def on_url(self, url: bytes) -> None:  # noqa: D102
+            if self.head_over:
+                self.protocol.on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:  # noqa: D102
+            if self.head_over:
+                self.protocol.on_header(name, value)
+
+        def on_headers_complete(self) -> None:  # noqa: D102
+            if self.head_over:
+                self.protocol.on_headers_complete()
+            self.head_over = True
+
+        def on_body(self, body: bytes) -> None:  # noqa: D102
+            self.protocol.on_body(body)
+
+        def on_message_complete(self) -> None:  # noqa: D102
+            self.protocol.on_message_complete()
+
+    class BoundedHttpToolsProtocol(BoundedProtocol, HttpToolsIgnoringUpgrades):  # type: ignore[no-redef]
         """uvicorn's httptools protocol with the hook's bounds."""
 
         #: Set when the client sent more than MAX_PIPELINED requests ahead of its answers.
