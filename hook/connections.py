@@ -45,8 +45,9 @@ from collections import OrderedDict
 from importlib.util import find_spec
 from typing import Any
 
+import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import DEFAULT_MAX_INCOMPLETE_EVENT_SIZE, H11Protocol
 
 from hook.log_limit import LogLimit, limit_logger
 
@@ -534,8 +535,38 @@ class BoundedProtocol:
             self.flow.pause_reading()
 
 
+class OneFramingH11Connection(h11.Connection):
+    """h11's server side, refusing a request framed both by Content-Length and by chunks.
+
+    h11 reads such a request by its chunks and keeps the connection open; a
+    proxy in front that frames it by its length then sends, as the body, what
+    the hook reads as the next request (request smuggling). RFC 9112 (6.3)
+    says a server MUST close the connection after such a request; httptools
+    refuses it. So does this: uvicorn answers 400 and closes.
+    """
+
+    def next_event(self) -> Any:
+        """h11's next event; RemoteProtocolError for a request with both framings."""
+        event = super().next_event()
+        if isinstance(event, h11.Request):
+            names = [name for name, _ in event.headers]
+            if b"transfer-encoding" in names and b"content-length" in names:
+                raise h11.RemoteProtocolError(
+                    "both Content-Length and Transfer-Encoding", error_status_hint=400
+                )
+        return event
+
+
 class BoundedH11Protocol(BoundedProtocol, H11Protocol):
     """uvicorn's h11 protocol with the hook's bounds."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """uvicorn's, with h11's connection refusing requests with two framings."""
+        super().__init__(*args, **kwargs)
+        self.conn = OneFramingH11Connection(
+            h11.SERVER,
+            self.config.h11_max_incomplete_event_size or DEFAULT_MAX_INCOMPLETE_EVENT_SIZE,
+        )
 
 
 try:
@@ -573,6 +604,7 @@ else:
                 if self._should_upgrade():
                     self.handle_websocket_upgrade()
                 else:
+                    self._unsupported_upgrade_warning()  # as h11 says it (limited)
                     self._go_on_in_http11(data[upgrade.args[0] :])
 
         def _go_on_in_http11(self, rest: bytes) -> None:

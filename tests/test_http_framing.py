@@ -112,3 +112,124 @@ def test_a_delivery_offering_to_switch_protocols_is_stored_whole(
     assert answers == [b"HTTP/1.1 202 Accepted"] * 2
     stored = [row[0] for row in db.execute("select body from sync.inbox order by id")]
     assert stored == [DELIVERY, NEXT]
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_request_framed_both_by_length_and_by_chunks_is_refused_and_its_connection_closed(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """Content-Length with Transfer-Encoding is how requests are smuggled past a proxy.
+
+    A proxy that frames by the length and the hook by the chunks read different
+    requests from one stream. RFC 9112 (6.3) lets a server refuse it or serve it
+    by the chunks, and either way it MUST close the connection. httptools
+    refuses; h11 served it by the chunks and read on: what the proxy sent next
+    (here, a request it did not see) was stored.
+    """
+    hidden = body({"fragrance_id": 9, "cost": 23})
+    smuggled = (
+        b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s"
+        % (len(hidden), hidden)
+    )
+    request = (
+        (
+            b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" % (len(_chunked(DELIVERY)) + len(smuggled))
+        )
+        + _chunked(DELIVERY)
+        + smuggled
+    )
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
+        sock.sendall(request)
+        answers = _status_lines(sock)
+    assert answers == [b"HTTP/1.1 400 Bad Request"]
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+HELLO = b'{"fragrance_id": 1}'
+RAW = b"\xff\x00\xfe{\x00}"
+
+#: Framings a hostile or odd client sends: the head's framing lines, the body as framed,
+#: and the body a stack that takes the request must store (every one of its bytes).
+ODD_FRAMINGS = {
+    "two equal lengths": (b"Content-Length: 19\r\nContent-Length: 19\r\n", HELLO, HELLO),
+    "two lengths": (b"Content-Length: 19\r\nContent-Length: 3\r\n", HELLO, HELLO),
+    "a length list": (b"Content-Length: 19, 19\r\n", HELLO, HELLO),
+    "a signed length": (b"Content-Length: +19\r\n", HELLO, HELLO),
+    "a length with a space": (b"Content-Length: 1 9\r\n", HELLO, HELLO),
+    "identity coding": (b"Transfer-Encoding: identity\r\n", HELLO, HELLO),
+    "chunked then identity": (b"Transfer-Encoding: chunked, identity\r\n", _chunked(HELLO), HELLO),
+    "xchunked": (b"Transfer-Encoding: xchunked\r\n", _chunked(HELLO), HELLO),
+    "chunked twice": (
+        b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        _chunked(HELLO),
+        HELLO,
+    ),
+    "a space before the colon": (b"Transfer-Encoding : chunked\r\n", _chunked(HELLO), HELLO),
+    "a folded coding": (b"X-A: b\r\nTransfer-Encoding:\r\n chunked\r\n", _chunked(HELLO), HELLO),
+    "a folded header": (b"Content-Length: 19\r\nX-A: b\r\n c\r\n", HELLO, HELLO),
+    "chunk extensions": (
+        b"Transfer-Encoding: chunked\r\n",
+        b'13;a=b;c="d"\r\n' + HELLO + b"\r\n0;z\r\n\r\n",
+        HELLO,
+    ),
+    "a chunk extension ending in a bare LF": (
+        b"Transfer-Encoding: chunked\r\n",
+        b"13;a\n" + HELLO + b"\r\n0\r\n\r\n",
+        HELLO,
+    ),
+    "chunks ending in bare LFs": (
+        b"Transfer-Encoding: chunked\r\n",
+        b"13\n" + HELLO + b"\n0\n\n",
+        HELLO,
+    ),
+    "a space after a chunk size": (
+        b"Transfer-Encoding: chunked\r\n",
+        b"13 \r\n" + HELLO + b"\r\n0\r\n\r\n",
+        HELLO,
+    ),
+    "a trailer": (
+        b"Transfer-Encoding: chunked\r\n",
+        _chunked(HELLO)[:-2] + b"X-T: 1\r\n\r\n",
+        HELLO,
+    ),
+    "a chunk size past 64 bits": (
+        b"Transfer-Encoding: chunked\r\n",
+        b"10000000000000013\r\n" + HELLO + b"\r\n0\r\n\r\n",
+        HELLO,
+    ),
+    "a bare CR in the head": (b"X: y\rZ: w\r\nContent-Length: 19\r\n", HELLO, HELLO),
+    "a NUL in a header": (b"Content-Length: 19\r\nX-A: a\x00b\r\n", HELLO, HELLO),
+    "invalid UTF-8 and NULs": (b"Content-Length: 6\r\n", RAW, RAW),
+    "invalid UTF-8 and NULs, chunked": (b"Transfer-Encoding: chunked\r\n", _chunked(RAW), RAW),
+}
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_an_oddly_framed_delivery_is_stored_whole_or_refused_with_nothing_stored(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """Whatever a parser makes of a framing, a 202 means the body as sent, every byte.
+
+    A stack may take a lenient framing (h11 takes equal lengths, a folded
+    header, a bare LF) or refuse it (httptools refuses most): never store part
+    of a body, or more than it, and answer 202.
+    """
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop, "BODY_TIMEOUT": "1"}
+    wrong = {}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        for name, (framing, framed, meant) in ODD_FRAMINGS.items():
+            before = db.execute("select coalesce(max(id), 0) from sync.inbox").fetchone()
+            head = b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            with _connect(hook) as sock:
+                sock.sendall(head + framing + b"\r\n" + framed)
+                answers = _status_lines(sock)
+            stored = [
+                bytes(row[0])
+                for row in db.execute("select body from sync.inbox where id > %s", before)
+            ]
+            status = answers[0].split()[1] if answers else b"none"
+            if not (stored == [meant] and status == b"202" or not stored and status[:1] == b"4"):
+                wrong[name] = (answers, stored)
+    assert wrong == {}
