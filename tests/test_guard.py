@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -180,6 +182,76 @@ def test_a_running_hook_stores_only_deliveries_with_its_token(
     metrics = httpx.get(token_hook.url + "/metrics").text
     assert 'fragrance_sync_deliveries_total{status="not_found"} 1.0' in metrics  # counted
     assert TOKEN not in token_hook.output()
+
+
+def _raw(hook: Hook, request: bytes) -> socket.socket:
+    url = urlsplit(hook.url)
+    assert url.hostname is not None and url.port is not None
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    sock.sendall(request)
+    return sock
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"])
+def test_only_a_post_stores_anything_on_the_notifications_paths(
+    token_hook: Hook, db: psycopg.Connection, method: str
+) -> None:
+    """Another method on a delivery path is 405, whatever its token: nothing stored, no oracle."""
+    paths = [f"/notifications/{TOKEN}", f"/notifications/{TOKEN}/", "/notifications/wrong-token"]
+    answers = {
+        httpx.request(method, token_hook.url + path, content=b'{"fragrance_id": 7}').status_code
+        for path in paths
+    }
+    assert answers == {405}
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+def test_a_refused_delivery_that_expects_100_continue_is_refused_before_its_body(
+    token_hook: Hook, db: psycopg.Connection
+) -> None:
+    """The refusal comes first, never a 100 Continue that would invite a body to discard."""
+    head = b"POST /notifications/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 19\r\n"
+    expect = b"Expect: 100-continue\r\n\r\n"
+    with _raw(token_hook, head % b"wrong-token-0123456789" + expect) as wrong:
+        refused = wrong.recv(4096)
+    with _raw(token_hook, head % TOKEN.encode() + expect) as right:
+        invited = right.recv(4096)
+        right.sendall(b'{"fragrance_id": 7}')
+        stored = right.recv(4096)
+    assert refused.startswith(b"HTTP/1.1 404 ")
+    assert invited.startswith(b"HTTP/1.1 100 ")
+    assert stored.startswith(b"HTTP/1.1 202 ")
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (1,)
+
+
+def test_what_a_sender_puts_in_a_path_or_a_header_cannot_forge_a_log_line(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    """A refusal's line quotes the Host with repr() and never the path, the token or a header.
+
+    uvicorn decodes %0A in the path; the guard's lines name only the client's
+    address and, without a token, the host it named, escaped.
+    """
+    forged = b"\r\n2026-01-01 00:00:00,000 WARNING hook: FORGED"
+    requests = [
+        b"POST /notifications/%0D%0AFORGED-PATH HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"POST /notifications HTTP/1.1\r\nHost: forged\x85\xe2\x80\xa8x\r\n\r\n",
+        b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: FORGED-UA\x85\r\n"
+        b"Sec-Fetch-Site: cross-site\r\nOrigin: http://FORGED-ORIGIN\r\n\r\n",
+        b"GET /FORGED-PATH%0A"
+        + forged.replace(b"\r\n", b"%0D%0A").replace(b" ", b"%20")
+        + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    ]
+    with running_hook(server, dbname, tmp_path, ALLOWED_NETWORKS="10.0.0.0/8") as hook:
+        for request in requests:
+            with _raw(hook, request) as sock:
+                assert sock.recv(4096).startswith(b"HTTP/1.1 4")
+        said = hook.output()
+    assert "FORGED-PATH" not in said and "FORGED-UA" not in said and "FORGED-ORIGIN" not in said
+    # The one line that quotes what the sender wrote: its Host, escaped, on a line of its own.
+    quoted = "refused a delivery sent to host 'forged\\x85â\\x80¨x', from 127.0.0.1: not in "
+    lines = [line for line in said.splitlines() if "forged" in line.lower()]
+    assert len(lines) == 1 and lines[0].endswith(quoted + "ALLOWED_HOSTS"), lines
 
 
 # --- forwarded headers: trusted only from the proxies the operator names ----------------------
