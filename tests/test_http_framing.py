@@ -201,6 +201,8 @@ ODD_FRAMINGS = {
     ),
     "a bare CR in the head": (b"X: y\rZ: w\r\nContent-Length: 19\r\n", HELLO, HELLO),
     "a NUL in a header": (b"Content-Length: 19\r\nX-A: a\x00b\r\n", HELLO, HELLO),
+    # Within MAX_HEADER_BYTES (64 KiB): 12,000 one-letter headers are still a delivery.
+    "12,000 headers": (b"Content-Length: 19\r\n" + b"a:b\r\n" * 12_000, HELLO, HELLO),
     "invalid UTF-8 and NULs": (b"Content-Length: 6\r\n", RAW, RAW),
     "invalid UTF-8 and NULs, chunked": (b"Transfer-Encoding: chunked\r\n", _chunked(RAW), RAW),
 }
