@@ -275,6 +275,42 @@ def test_a_name_no_longer_shared_closes_the_finding_of_the_other_fragrance_too(
     assert ("name.duplicate", "warning") not in open_findings(db, 8)
 
 
+def name_reconciliations(plans: list[str]) -> int:
+    """How many of the statements explained reconciled findings of names (and of what else)."""
+    return sum("with found as materialized" in plan for plan in plans)
+
+
+def test_a_merge_of_a_name_nobody_else_holds_runs_no_reconciliation_of_names(
+    db: psycopg.Connection,
+) -> None:
+    """Most names written are their fragrance's alone: nothing can open, change or close.
+
+    Then two reads by key say so (nothing shared, no name finding standing)
+    and the statement that reconciles findings does not run: it was about
+    half of what the hook's merges spent on findings (bench/README.md, step
+    33). A name another fragrance holds is reconciled as before.
+    """
+    set_apply_on_receipt(db, True)
+    db.execute("update public.fragrances set name = 'Alone before' where fragrance_id = 7")
+    db.execute("update public.fragrances set name = 'Twin' where fragrance_id = 8")
+    plans = explained_plans(db)
+    assert receive(db, {"fragrance_id": 7, "name": "Alone after"})["status"] == "applied"
+    assert name_reconciliations(plans) == 0
+    assert [r for r, _ in open_findings(db, 7) if r.startswith("name.")] == []
+
+    plans.clear()
+    assert receive(db, {"fragrance_id": 7, "name": "Twin"})["status"] == "applied"
+    assert name_reconciliations(plans) == 1
+    assert ("name.duplicate", "warning") in open_findings(db, 7)
+    assert ("name.duplicate", "warning") in open_findings(db, 8)
+
+    plans.clear()
+    assert receive(db, {"fragrance_id": 7, "name": "Alone again"})["status"] == "applied"
+    assert name_reconciliations(plans) == 1
+    assert ("name.duplicate", "warning") not in open_findings(db, 7)
+    assert ("name.duplicate", "warning") not in open_findings(db, 8)
+
+
 def shared_names_truth(conn: psycopg.Connection, ids: list[int]) -> set[int]:
     """The fragrances among ``ids`` whose name another fragrance holds, by a plain query."""
     rows = conn.execute(
