@@ -385,7 +385,11 @@ def test_shared_name_findings_follow_every_write_of_a_name(
 
 
 def lookalikes_truth(conn: psycopg.Connection, ids: list[int]) -> set[int]:
-    """The fragrances among ``ids`` whose name another's equals under NFKC and lower case only."""
+    """The fragrances among ``ids`` whose name another's equals under NFKC and lower case only.
+
+    The steps write Latin names (in full width too), which fold so; the fold of Cyrillic and
+    Greek letters that look Latin is tests/test_findings_confusables.py's.
+    """
     rows = conn.execute(
         "select f.fragrance_id from public.fragrances as f where f.fragrance_id = any(%s)"
         " and exists (select from public.fragrances as o"
@@ -1096,7 +1100,8 @@ def test_a_changed_limit_is_in_the_sentence_of_the_findings_the_check_keeps(
 PROPERTY_VALUES: dict[str, list[Any]] = {
     "name": [
         *("Ash", "Ash", "Birch", "Ash ", "A\u200bB", "", "n" * 151, "Rose" + "\u0007"),
-        *("ASH", "\uff41\uff53\uff48"),  # lookalikes of Ash: in capitals, in full width
+        *("ASH", "\uff41\uff53\uff48"),  # lookalikes of Ash: in capitals, in full width,
+        "\u0410\u0405\u041d",  # and in Cyrillic capitals that look Latin
     ],
     "description": ["plain", "padded  ", "so\u00adft", "", "bell\u0007"],
     "cost": [1, 12.5, -1, 1e20, 1.125, 0, 5000],
