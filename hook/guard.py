@@ -204,8 +204,16 @@ class DeliveryGuard:
         return None
 
     def _allowed(self, client: str | None) -> bool:
-        try:
-            address = ipaddress.ip_address(client or "")
-        except ValueError:
-            return False
-        return any(address in network for network in self.networks)
+        return in_networks(client, self.networks)
+
+
+def in_networks(client: str | None, networks: tuple[Network, ...]) -> bool:
+    """Whether a client address (``client_address``'s: None when unknown) is in ``networks``.
+
+    ALLOWED_NETWORKS for a delivery, STATUS_DETAIL_FROM for the status page's detail.
+    """
+    try:
+        address = ipaddress.ip_address(client or "")
+    except ValueError:
+        return False
+    return any(address in network for network in networks)

@@ -117,6 +117,45 @@ def _networks(raw: object) -> object:
     return tuple(networks)
 
 
+#: Who sees what deliveries carried on /status by default: this host, and the private
+#: ranges (RFC 1918, IPv6 unique local) where make run, compose's network and a
+#: monitoring network live. A client from anywhere else gets counts and figures only.
+DEFAULT_STATUS_DETAIL_FROM: tuple[Network, ...] = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+    )
+)
+#: What STATUS_DETAIL_FROM says to show what deliveries carried to nobody.
+NOBODY = "none"
+
+
+def _detail_networks(raw: object) -> object:
+    """STATUS_DETAIL_FROM: comma-separated addresses or CIDRs, or none; empty for the default."""
+    if not isinstance(raw, str):
+        return raw
+    items = _comma_separated(raw)
+    if [item.lower() for item in items] == [NOBODY]:  # type: ignore[union-attr]
+        return ()
+    networks = []
+    for item in items:  # type: ignore[union-attr]
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"holds {item!r}, which is not an address or network such as 10.0.0.0/8 "
+                f"(or write {NOBODY} alone to show what deliveries carried to nobody)"
+            ) from None
+    if not networks:
+        raise ValueError(f"names no network (write {NOBODY} to show the detail to nobody)")
+    return tuple(networks)
+
+
 def _proxies(raw: object) -> object:
     """TRUSTED_PROXIES: comma-separated addresses or CIDRs, empty for none."""
     proxies = []
@@ -305,6 +344,12 @@ class Settings(EnvironmentSettings):
         BeforeValidator(_proxies),
         Field(validation_alias="TRUSTED_PROXIES"),
     ] = ()
+    status_detail_from: Annotated[
+        tuple[Network, ...],
+        NoDecode,
+        BeforeValidator(_detail_networks),
+        Field(validation_alias="STATUS_DETAIL_FROM"),
+    ] = DEFAULT_STATUS_DETAIL_FROM
     allowed_hosts: Annotated[
         tuple[str, ...],
         NoDecode,

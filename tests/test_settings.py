@@ -126,6 +126,44 @@ def test_the_connection_and_memory_settings_are_checked(
         Settings.from_env(environ)
 
 
+@pytest.mark.parametrize(
+    ("value", "networks"),
+    [
+        (None, "127.0.0.0/8 ::1/128 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7"),
+        ("", "127.0.0.0/8 ::1/128 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 fc00::/7"),
+        ("10.0.0.7, 2001:db8::/32", "10.0.0.7/32 2001:db8::/32"),
+        ("10.1.2.3/8", "10.0.0.0/8"),
+        ("none", ""),
+        ("NONE", ""),
+        ("0.0.0.0/0, ::/0", "0.0.0.0/0 ::/0"),
+    ],
+    ids=["unset", "empty", "list", "host bits", "none", "NONE", "everyone"],
+)
+def test_status_detail_from_is_read_as_networks_loopback_and_private_by_default(
+    value: str | None, networks: str
+) -> None:
+    """Who sees what deliveries carried on /status: make run, compose and private networks."""
+    environ = {} if value is None else {"STATUS_DETAIL_FROM": value}
+    read = Settings.from_env(environ).status_detail_from
+    assert " ".join(map(str, read)) == networks
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("10.0.0.0/8, monitoring", "STATUS_DETAIL_FROM holds 'monitoring', which is not an"),
+        ("10.0.0.0/33", "STATUS_DETAIL_FROM holds '10.0.0.0/33', which is not an address"),
+        ("10.0.0.0/8 192.168.0.0/16", "STATUS_DETAIL_FROM holds '10.0.0.0/8 192.168.0.0/16'"),
+        ("none, 10.0.0.0/8", "STATUS_DETAIL_FROM holds 'none', which is not an address"),
+        ("nobody", "STATUS_DETAIL_FROM holds 'nobody', which is not an address"),
+        (",", "STATUS_DETAIL_FROM names no network (write none to show the detail to nobody)"),
+    ],
+)
+def test_a_malformed_status_detail_from_is_refused_naming_it(value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Settings.from_env({"STATUS_DETAIL_FROM": value})
+
+
 def test_trusted_proxies_are_read_as_a_list() -> None:
     settings = Settings.from_env({"TRUSTED_PROXIES": "10.0.0.2, 192.168.0.0/16"})
     assert settings.trusted_proxies == ("10.0.0.2", "192.168.0.0/16")
@@ -179,5 +217,7 @@ def test_docs_hook_md_names_every_variable_with_the_default_it_has() -> None:
         stated = documented[name]
         if isinstance(default, int | float):
             assert float(stated) == default, name
+        elif isinstance(default, tuple):
+            assert stated == ", ".join(map(str, default)), name
         else:
-            assert stated == ("" if default == () else default), name
+            assert stated == default, name
