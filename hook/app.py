@@ -286,7 +286,7 @@ def create_app(
     )
     notifications.install(app, deliveries)
     metrics.install(app)
-    status_page.install(app)
+    status_page.install(app, settings.status_detail_from, bool(settings.trusted_proxies))
 
     # Anyone may ask, as often as they like: one line per 10 s while the database is down,
     # and one probe at a time per worker, its answer shared by the requests that came

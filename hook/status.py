@@ -5,6 +5,13 @@ from one call to ``sync.status_report()`` (security definer: the hook still
 reads no table) and goes through Jinja2's autoescaping, because delivery
 bodies are whatever the network sent. A Content-Security-Policy that allows
 no script at all backs the escaping up.
+
+Anyone who reaches the CMS's port may load the page, so what deliveries
+carried (bodies, the sentences of rejects and findings, which quote values,
+unknown fields' names) is shown only to clients from ``STATUS_DETAIL_FROM``,
+their address read as the delivery guard reads it; everyone else gets the
+same page with counts and figures (ADR 0030). Both pages are rendered once
+per report.
 """
 
 from __future__ import annotations
@@ -20,8 +27,11 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from psycopg_pool import PoolTimeout
 
+from hook.guard import in_networks
 from hook.ingest import DatabaseDownError
 from hook.log_limit import LogLimit
+from hook.notifications import client_address
+from hook.settings import Network
 from hook.shared_read import SharedRead, read_row
 
 log = logging.getLogger("hook.status")
@@ -99,12 +109,20 @@ def chart(per_minute: list[dict[str, Any]], expected_interval_seconds: float) ->
 
 
 def render(
-    report: dict[str, Any] | None, problem: str | None = None, spool: Any | None = None
+    report: dict[str, Any] | None,
+    problem: str | None = None,
+    spool: Any | None = None,
+    *,
+    detail: bool = False,
+    detail_anywhere: bool = True,
 ) -> str:
     """The page for one report, or for a database that could not be read.
 
     ``spool`` is what the host's spool holds (``depth``, ``set_aside``), or
-    None when the hook runs without one.
+    None when the hook runs without one. ``detail``: show what deliveries
+    carried (bodies, reject and finding sentences, unknown fields' names);
+    without it the page says where they are shown (``detail_anywhere``:
+    STATUS_DETAIL_FROM names a network at all).
     """
     template = _templates.get_template("status.html")
     if report is None:
@@ -122,6 +140,8 @@ def render(
         refresh=REFRESH_SECONDS,
         problem=None,
         spool=spool,
+        detail=detail,
+        detail_anywhere=detail_anywhere,
     )
 
 
@@ -144,15 +164,49 @@ def _why(exc: Exception) -> str:
     return "; the hook's log says why, and GET /healthz which cause it is"
 
 
-def install(app: FastAPI) -> None:
-    """Add ``GET /status`` to the hook's app."""
+#: Headers a proxy adds. uvicorn reads X-Forwarded-For only from TRUSTED_PROXIES, and
+#: Forwarded never: a request that carries one it did not read came through a proxy the
+#: hook was not told of, so its peer's address (the proxy's) is not its client's.
+FORWARDED_FOR = b"x-forwarded-for"
+FORWARDED = b"forwarded"
+
+
+def shows_detail(
+    scope: dict[str, Any], detail_from: tuple[Network, ...], proxies_trusted: bool
+) -> bool:
+    """Whether this request's client may see what deliveries carried.
+
+    Its address as the delivery guard reads it (``client_address``: the
+    peer's, or the forwarded one from a proxy of TRUSTED_PROXIES, as uvicorn
+    set it) must be in ``detail_from``. A forwarded header the hook does not
+    read withholds the detail whatever the address: a proxy on a private
+    network in front of a hook not told of it would otherwise give every
+    client behind it the proxy's address, and the detail. Such a header
+    never grants anything.
+    """
+    for name, _ in scope["headers"]:
+        if name == FORWARDED or (name == FORWARDED_FOR and not proxies_trusted):
+            return False
+    return in_networks(client_address(scope), detail_from)
+
+
+def install(
+    app: FastAPI, detail_from: tuple[Network, ...] = (), proxies_trusted: bool = False
+) -> None:
+    """Add ``GET /status`` to the hook's app.
+
+    ``detail_from`` is STATUS_DETAIL_FROM (empty: the detail for nobody);
+    ``proxies_trusted``: TRUSTED_PROXIES names any proxy.
+    """
     # Anyone may load the page: however often, one report at a time per worker,
     # reused for REPORT_FRESH_FOR seconds (hook/shared_read.py).
     reports = SharedRead(lambda: _read_report(app), REPORT_FRESH_FOR)
     limited = LogLimit(log, 10.0)
-    # The page of the last report and spool counts: rendering it again for each of
-    # 400 clients reloading took the worker from deliveries (p99 2.1 s, hostile review).
-    last: list[Any] = [None, None, ""]
+    # The pages of the last report and spool counts, with and without the detail:
+    # rendering again for each of 400 clients reloading took the worker from
+    # deliveries (p99 2.1 s, hostile review).
+    last: list[Any] = [None, None]
+    pages: dict[bool, str] = {}
 
     @app.get("/status", response_class=HTMLResponse, include_in_schema=False)
     async def status(request: Request) -> HTMLResponse:
@@ -167,5 +221,12 @@ def install(app: FastAPI) -> None:
             page = render(None, problem, spool)
             return HTMLResponse(page, status_code=503, headers=SECURITY_HEADERS)
         if last[0] is not report or last[1] != spool:
-            last[:] = [report, spool, render(report, spool=spool)]
-        return HTMLResponse(last[2], headers=SECURITY_HEADERS)
+            last[:] = [report, spool]
+            pages.clear()
+        detail = shows_detail(request.scope, detail_from, proxies_trusted)
+        page = pages.get(detail)
+        if page is None:
+            page = pages[detail] = render(
+                report, spool=spool, detail=detail, detail_anywhere=bool(detail_from)
+            )
+        return HTMLResponse(page, headers=SECURITY_HEADERS)
