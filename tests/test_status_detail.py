@@ -14,17 +14,22 @@ detail to 127.0.0.1 alone.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from conftest import ROOT, Server
+from inprocess import hook_client
 from processes import Hook, free_port, start_hook, stop_hook
+
+from hook.status import render
 
 #: Values planted in what the page could show, each in one place only.
 BODY_VALUE = "amberwood-4471"  # an applied delivery's body
@@ -198,6 +203,36 @@ def test_with_none_no_client_sees_the_detail_and_the_page_says_so(
         stop_hook(hook)
     assert shown(page) == []
     assert "is shown to no client of this page (<code>STATUS_DETAIL_FROM=none</code>)" in page
+
+
+def test_each_page_is_rendered_once_per_report_however_clients_alternate(
+    server: Server, planted_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two pages per report, not one per load: rendering per load took a worker from deliveries."""
+    renders: list[tuple[int, bool]] = []
+
+    def counting_render(*args: Any, **kwargs: Any) -> str:
+        renders.append((id(args[0]), kwargs["detail"]))
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr("hook.status.render", counting_render)
+
+    async def load_twenty() -> list[bool]:
+        url = server.url(planted_db, user="sync_hook_login")
+        async with hook_client(url, tmp_path) as http:
+            pages = [
+                (
+                    await http.get(
+                        "/status", headers={"x-forwarded-for": "10.1.2.3"} if i % 2 else {}
+                    )
+                )
+                for i in range(20)
+            ]
+        return [COUNTS_ONLY in page.text for page in pages]
+
+    assert asyncio.run(load_twenty()) == [False, True] * 10
+    assert {detail for _, detail in renders} == {True, False}
+    assert len(renders) == len(set(renders))
 
 
 @pytest.mark.parametrize(
