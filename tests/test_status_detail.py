@@ -148,8 +148,9 @@ def test_a_client_outside_the_networks_sees_counts_and_no_byte_of_what_deliverie
 
 def test_the_other_public_routes_show_no_planted_value_to_anyone(narrow: Hook) -> None:
     """/healthz, /metrics and the API docs show counts and shapes, to a client outside too."""
-    for path in ("/healthz", "/metrics", "/docs", "/redoc", "/openapi.json"):
-        assert shown(get(narrow, path, OUTSIDE).text) == [], path
+    for source in (OUTSIDE, INSIDE):
+        for path in ("/healthz", "/metrics", "/docs", "/redoc", "/openapi.json"):
+            assert shown(get(narrow, path, source).text) == [], (source, path)
 
 
 def test_a_forwarded_for_from_a_peer_outside_does_not_grant_the_detail(narrow: Hook) -> None:
