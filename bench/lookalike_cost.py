@@ -12,7 +12,7 @@ triggers, as an adopted catalog arrives.
 Then ``sync.check_catalog()`` runs on each side: once where every finding is
 new (a first check), then ``--runs`` times where they are open (the nightly
 check), the order alternating run by run. Last, today's side times building
-the folded-name index anew, as migration 0046 does. It writes
+the folded-name index anew, as migration 0045 does. It writes
 bench/results/<time>-lookalike-cost.md; compare its two columns, not its
 figures with another run's.
 """
@@ -73,8 +73,8 @@ def check_once(conn: psycopg.Connection) -> tuple[float, dict[str, int]]:
 
 
 def index_build(conn: psycopg.Connection) -> float:
-    """Seconds to build the folded-name index anew (migration 0046), then rolled back."""
-    [path] = [p for p in bench.MIGRATIONS.glob("0046-*.sql") if ".rollback" not in p.name]
+    """Seconds to build the folded-name index anew (migration 0045), then rolled back."""
+    [path] = [p for p in bench.MIGRATIONS.glob("0045-*.sql") if ".rollback" not in p.name]
     migration = path.read_text()
     start = migration.index("drop index public.sync_fragrances_name_key_idx;")
     end = migration.index("comment on index public.sync_fragrances_name_key_idx")
@@ -153,7 +153,7 @@ def main() -> int:
         "Every nightly check, s: "
         + "; ".join(f"{side} " + ", ".join(f"{s:.2f}" for s in nightly[side]) for side in sides),
         "",
-        f"Building the folded-name index anew (migration 0046's statements): {build:.2f} s.",
+        f"Building the folded-name index anew (migration 0045's statements): {build:.2f} s.",
     ]
     text = "\n".join(lines) + "\n"
     bench.RESULTS.mkdir(parents=True, exist_ok=True)

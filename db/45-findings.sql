@@ -21,13 +21,13 @@ as $$
     -- follows the collation of its argument, the column's for a stored
     -- name, as every comparison of names does: under a "C" collation it
     -- folds ASCII only. Inlined where it is called, so that queries over
-    -- public.fragrances use sync_fragrances_name_key_idx (migration 0046),
+    -- public.fragrances use sync_fragrances_name_key_idx (migration 0045),
     -- whose expression this is, to the letter. An ASCII name is its own
     -- fold, and counting its bytes is all it costs: normalize() took 1.3 us
     -- for a name of 25 characters, this 0.4 (measured), and the merge folds
     -- every name it writes or replaces several times.
     --
-    -- "СОСО" in Cyrillic letters and "COCO" fold alike too (migration 0046):
+    -- "СОСО" in Cyrillic letters and "COCO" fold alike too (migration 0045):
     -- translate() folds each Cyrillic or Greek letter whose skeleton in
     -- Unicode's confusables (UTS #39) is an ASCII letter's to that letter,
     -- and its other case with it (so a name folds alike in capitals and in

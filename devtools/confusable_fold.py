@@ -31,7 +31,7 @@ capitals and in small letters:
 Letters of other scripts, Latin letters among them, fold as before (NFKC,
 lower case): Latin "I" and "l", one prototype in UTS #39, stay two letters.
 ``tests/test_findings_confusables.py`` holds the database to this fold,
-code point by code point, and the index of migration 0046 to the function.
+code point by code point, and the index of migration 0045 to the function.
 """
 
 from __future__ import annotations

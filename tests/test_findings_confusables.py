@@ -177,8 +177,8 @@ def test_the_fold_in_the_database_is_the_generators() -> None:
     assert len(copies) == 3  # name_key, and the view's two sides
     for found in copies:
         assert found[0] == key_sql(found[1], found[2])
-    # Migration 0046 built the index of the same expression, the column's name as argument.
-    migration = (ROOT / "migrations" / "0046-lookalikes-across-scripts.sql").read_text()
+    # Migration 0045 built the index of the same expression, the column's name as argument.
+    migration = (ROOT / "migrations" / "0045-lookalikes-across-scripts.sql").read_text()
     [index] = KEY_IN_SQL.findall(migration)
     assert key_sql("name::text", index[1]) in migration
 
@@ -240,7 +240,7 @@ def test_a_letter_and_its_other_case_fold_alike() -> None:
 
 
 def test_the_index_is_the_functions_expression(tx: psycopg.Connection) -> None:
-    """Migration 0046's index, to the letter: a lookup by sync_private.name_key reads it by key."""
+    """Migration 0045's index, to the letter: a lookup by sync_private.name_key reads it by key."""
     tx.execute("set local enable_seqscan = off")
     plan = tx.execute(
         "explain (costs off) select fragrance_id from public.fragrances"

@@ -359,7 +359,7 @@ def test_make_migrate_takes_either_libpq_url_scheme(
 # The latest numbered migration that alters a table, and that table. A later one that
 # only inserts rows and sets comments (0042 and 0043 add rules) takes no lock a reader's
 # open transaction holds up: rolled back and applied behind a reader, it would not show
-# the lock timeout. (0046 drops and builds an index of public.fragrances, which takes the
+# the lock timeout. (0045 drops and builds an index of public.fragrances, which takes the
 # table's strongest lock: a reader of that table holds it up, and lock_timeout lets it go.)
 LATEST_MIGRATION = "0041-job-runs-know-their-backend"
 ALTERED_BY_IT = "sync.job_run"

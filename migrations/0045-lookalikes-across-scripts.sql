@@ -35,7 +35,7 @@ create index sync_fragrances_name_key_idx on public.fragrances (
                else normalize(name::text, nfkc) end),
     name);
 comment on index public.sync_fragrances_name_key_idx is
-    'Fragrance sync: names folded (Cyrillic and Greek letters that look Latin folded to them, NFKC, lower case: sync_private.name_key), then as written, for name.lookalike (db/45-findings.sql). Changes no row; the rollback of migration 0046 builds the index of migration 0036 again.';
+    'Fragrance sync: names folded (Cyrillic and Greek letters that look Latin folded to them, NFKC, lower case: sync_private.name_key), then as written, for name.lookalike (db/45-findings.sql). Changes no row; the rollback of migration 0045 builds the index of migration 0036 again.';
 
 -- The rules' descriptions say what is true now. sync.rule's trigger refuses
 -- a change of a description (FS070), which is for DBAs: the owner's
