@@ -637,8 +637,12 @@ begin
         -- Findings come from writes as they happen; the adopted catalog is
         -- judged only by a whole check. Without its moment the page said
         -- "nothing breaks a rule" of a catalog never checked (hostile review).
+        -- Null, not sync_private.say_interval's 'never', for a catalog
+        -- never checked: the page then says so, where it said "last checked
+        -- never ago" (hostile review).
         'catalog_checked_ago', (
-            select sync_private.say_interval(v_now - max(r.finished_at))
+            select case when max(r.finished_at) is not null
+                        then sync_private.say_interval(v_now - max(r.finished_at)) end
             from sync.job_run as r
             where r.job = 'check_catalog' and r.status = 'ok'),
         'settings', (select jsonb_build_object(
