@@ -64,8 +64,124 @@ create aggregate sync_private.merge_objects(jsonb) (
 comment on aggregate sync_private.merge_objects(jsonb) is
     'Concatenates jsonb objects in order, later keys winning (the || operator as an aggregate); over a window it gives a fragrance''s fields after each delivery.';
 
+-- sync_private.lock_all
+-- Locks fragrances and name turns all at once, or nothing: never holds one while it waits for another.
+create function sync_private.lock_all(
+    p_ids integer[],
+    p_names text[],
+    p_renamed integer[],
+    p_patience interval
+)
+    returns integer[]
+    language plpgsql
+    -- Plans: see sync_private.judge.
+    set plan_cache_mode = force_generic_plan
+    set enable_seqscan = off
+    set jit = off
+as $$
+declare
+    v_lock_timeout constant text := current_setting('lock_timeout');
+    v_until constant timestamptz := clock_timestamp() + p_patience;
+    v_locked integer[];
+    v_turns integer[];
+    v_taken integer[];
+    v_row integer;
+    v_turn integer;
+begin
+    -- Rows locked in id order, each waited for while the others were held, let a
+    -- DBA's own statement be cancelled by PostgreSQL's deadlock check (40P01):
+    -- an UPDATE of fragrances 1 and 2 (in the order of its own plan) that held 2
+    -- and waited for 1, which a merge held while it waited for 2, was the victim
+    -- whenever its wait began first, since the session whose deadlock_timeout
+    -- runs out first is the one cancelled (4 times in a stress pass, once
+    -- against sync.repair; the same with a name turn the DBA's rename held). No
+    -- lock_timeout can make the merge give up first: the DBA's wait may have
+    -- begun any time before the merge's, and deadlock_timeout is a superuser's
+    -- setting the merge cannot read as a bound. So the merge never waits while
+    -- it holds what it takes here: each attempt takes the rows (the fragrances
+    -- p_ids names that exist), then the turns of the names they write (p_names)
+    -- and replace (the names p_renamed have now, read once their rows are
+    -- locked), all without waiting; when one is held, the attempt gives back
+    -- what it took, and the next one waits for that one alone, holding none of
+    -- them, then takes the others without waiting, or gives all back again. A
+    -- merge waiting so is in no circle with a DBA's statement (a merge holds
+    -- nothing else a DBA's write waits for: its claimed inbox rows are its own),
+    -- and the merge that holds what it waits for is done in milliseconds.
+    -- Returns the fragrances locked (those that exist), holding them and the
+    -- turns until commit; null, holding none of them, once p_patience is spent
+    -- (null: no bound but the caller's lock_timeout, whose 55P03 is raised).
+    loop
+        begin
+            if v_row is not null or v_turn is not null then
+                -- Holding none of them: wait for the one that was held. Kept
+                -- once had, so the merge that waited longest for a row gets
+                -- it first, as in PostgreSQL's own queue for the row; the rest
+                -- are taken without waiting, or all are given back.
+                if p_patience is not null then
+                    perform set_config('lock_timeout',
+                        ceil(extract(epoch from v_until - clock_timestamp()) * 1000)::bigint || 'ms', true);
+                end if;
+                if v_row is not null then
+                    perform from public.fragrances as f where f.fragrance_id = v_row for update;
+                else
+                    perform from sync_private.name_turn as t where t.turn = v_turn for update;
+                end if;
+                perform set_config('lock_timeout', v_lock_timeout, true);
+            end if;
+            v_row := null;
+            v_turn := null;
+            v_locked := array(select f.fragrance_id from public.fragrances as f
+                              where f.fragrance_id = any (p_ids)
+                              order by f.fragrance_id
+                              for update skip locked);
+            if cardinality(v_locked) < cardinality(p_ids) then
+                -- There and not locked: held. Read by key, by set difference.
+                select min(f.fragrance_id) into v_row
+                from public.fragrances as f
+                where f.fragrance_id = any (array(select unnest(p_ids) except select unnest(v_locked)));
+            end if;
+            if v_row is null then
+                v_turns := array(
+                    select distinct sync_private.name_turn_of(x.name)
+                    from (select unnest(p_names)
+                          union all
+                          select f.name from public.fragrances as f where f.fragrance_id = any (p_renamed)) as x (name)
+                    where x.name is not null);
+                if cardinality(v_turns) > 0 then
+                    v_taken := array(select t.turn from sync_private.name_turn as t
+                                     where t.turn = any (v_turns) order by t.turn for update skip locked);
+                    select min(w.turn) into v_turn
+                    from (select unnest(v_turns) except select unnest(v_taken)) as w (turn);
+                end if;
+                if v_turn is null then
+                    return v_locked;
+                end if;
+            end if;
+            raise exception using errcode = 'P0001';
+        exception
+            when raise_exception then
+                -- Gives back what the attempt took, and the timeout (a
+                -- PL/pgSQL variable keeps its value).
+            when lock_not_available or deadlock_detected then
+                -- Past the patience, or the caller's own lock_timeout; a
+                -- deadlock here is one through what the caller held before
+                -- (the merge is the one PostgreSQL cancelled).
+                if p_patience is null then
+                    raise;
+                end if;
+                return null;
+        end;
+        if clock_timestamp() >= v_until then
+            return null;
+        end if;
+    end loop;
+end;
+$$;
+comment on function sync_private.lock_all(integer[], text[], integer[], interval) is
+    'Locks (FOR UPDATE) the existing fragrances of p_ids and the name turns (sync_private.name_turn) of the names p_names and of the names the fragrances of p_renamed have, all at once or none: an attempt that finds one held gives back what it took, and the next waits for that one alone, holding none of them, then takes the others without waiting or gives all back again; so it is never in a circle of waits with another transaction''s statement, which PostgreSQL would break by cancelling that statement. Returns the ids of the fragrances locked (those that exist, in id order) once it holds them all (until commit); null, holding none, once p_patience is spent (null: waits as long as the caller''s lock_timeout lets each wait, else 55P03).';
+
 -- sync_private.lock_fragrances
--- Locks the existing fragrances of a batch's valid deliveries, in id order.
+-- Locks the existing fragrances of a batch's valid deliveries, and their names' turns.
 create function sync_private.lock_fragrances(p_rows sync_private.judged[], p_skip_held boolean default false)
     returns integer[]
     language plpgsql
@@ -76,45 +192,38 @@ create function sync_private.lock_fragrances(p_rows sync_private.judged[], p_ski
     set jit = off
 as $$
 declare
-    v_named integer[] := array(select distinct d.fragrance_id from unnest(p_rows) as d where d.valid);
-    v_lock_timeout text;
+    v_named constant integer[] := array(select distinct d.fragrance_id from unnest(p_rows) as d where d.valid);
     v_locked integer[];
 begin
-    -- In id order, so concurrent batches wait for each other but never deadlock.
-    if not p_skip_held then
-        return array(select f.fragrance_id from public.fragrances as f
-                     where f.fragrance_id = any (v_named) order by f.fragrance_id for update);
+    -- All at once or none, waiting with nothing in hand (sync_private.lock_all),
+    -- so a merge never makes a DBA's statement a deadlock victim. Also the
+    -- turns of the names the deliveries write or replace: taken later, while
+    -- the rows were held, the wait for one closed the same circle with a DBA
+    -- who renamed a fragrance and then edited one the merge held.
+    v_locked := sync_private.lock_all(
+        v_named,
+        array(select d.payload ->> 'name' from unnest(p_rows) as d where d.valid and d.payload ? 'name'),
+        array(select distinct d.fragrance_id from unnest(p_rows) as d where d.valid and d.payload ? 'name'),
+        case when p_skip_held then interval '2s' end);
+    if v_locked is not null then
+        return v_locked;
     end if;
     -- Skipping held rows is for deliveries already stored (sync_private.process):
     -- their ids are drawn, so waiting orders nothing, and a row another session
     -- holds (a DBA's open transaction) would hold every other fragrance's
-    -- merge with it. But first they wait, as long as a merge holds its rows:
-    -- skipped at once, the rows another merger held (two hook workers on one
-    -- backlog) were left to a later call, and the merger that skipped them
-    -- claimed the rest of the backlog meanwhile, leaving the other nothing
-    -- (a full test run lost the race: drained deliveries still pending at stop).
-    v_lock_timeout := current_setting('lock_timeout');
-    begin
-        perform set_config('lock_timeout', '2s', true);
-        v_locked := array(select f.fragrance_id from public.fragrances as f
-                          where f.fragrance_id = any (v_named) order by f.fragrance_id for update);
-        perform set_config('lock_timeout', v_lock_timeout, true);
-        return v_locked;
-    exception when lock_not_available or deadlock_detected then
-        -- Held longer than any merge holds a row: skip what is still held
-        -- (the rollback of this block gave back the locks and the timeout).
-        -- A deadlock too: a DBA's transaction that holds a later fragrance
-        -- and then asks for one this merge holds. PostgreSQL broke the cycle
-        -- by failing the whole merge, every other fragrance of the claim
-        -- with it (hostile review, tests/test_stalls.py); given back, the
-        -- rows are the DBA's to take, and those still held are passed over.
-    end;
+    -- merge with it. But first they wait, as long as a merge holds its rows
+    -- (2 s, above): skipped at once, the rows another merger held (two hook
+    -- workers on one backlog) were left to a later call, and the merger that
+    -- skipped them claimed the rest of the backlog meanwhile, leaving the
+    -- other nothing (a full test run lost the race: drained deliveries still
+    -- pending at stop). Then what is free now, without waiting; the caller
+    -- takes the turns the same way (sync_private.take_turns).
     return array(select f.fragrance_id from public.fragrances as f
                  where f.fragrance_id = any (v_named) order by f.fragrance_id for update skip locked);
 end;
 $$;
 comment on function sync_private.lock_fragrances(sync_private.judged[], boolean) is
-    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, in fragrance id order, and returns the ids of those that exist. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, rows another transaction holds for more than 2 s (longer than a merge holds them) are skipped, and not returned, as are the rows held when such a wait ends in a deadlock (the rows it held are given back first).';
+    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, with the name turns of the names they write or replace, all at once and never holding one while waiting for another (sync_private.lock_all), and returns the ids of the fragrances that exist, in id order. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, once 2 s are spent (longer than a merge holds them) it takes the rows free then, without waiting, and returns those only; the caller takes the free turns (sync_private.take_turns).';
 
 -- sync_private.fragrance_holders_hint
 -- The sentence of a hint that says how to find who holds rows of public.fragrances.

@@ -189,12 +189,21 @@ begin
                   end;
     end if;
 
-    -- The fragrance lock keeps concurrent merges out while we decide.
-    perform 1 from public.fragrances where fragrance_id = v_delivery.fragrance_id for update;
-
     -- One delivery writes one history row (the merge records it per delivery).
     select * into v_history from sync.fragrance_history
     where inbox_id = p_inbox_id order by id desc limit 1;
+
+    -- The fragrance lock keeps concurrent merges out while we decide. With
+    -- it, the turns of the name it may restore and of the name it replaces,
+    -- all at once, waiting with none in hand (sync_private.lock_all): the
+    -- row locked first, the merge of the restored name waited for a turn
+    -- while holding it, and a DBA who had renamed another fragrance and then
+    -- edited this one was cancelled as a deadlock victim (40P01).
+    perform sync_private.lock_all(
+        array[v_delivery.fragrance_id],
+        array(select v_history.old_values ->> 'name' where v_history.old_values ? 'name'),
+        case when v_history.old_values ? 'name' then array[v_delivery.fragrance_id] else '{}' end,
+        null);
     if v_history.operation = 'insert' then
         raise exception 'inbox row % created fragrance %; a change cannot delete it', p_inbox_id, v_delivery.fragrance_id
             using errcode = 'FS060',

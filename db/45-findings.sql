@@ -635,8 +635,9 @@ begin
     -- Rows are locked in the order of their turn, so two calls never wait
     -- for each other in a circle. (Two transactions that each write names in
     -- several statements can, as with any locks taken in turn: PostgreSQL
-    -- then cancels one, and the merge leaves its deliveries pending with
-    -- internal.retryable.)
+    -- then cancels one. The merge took its turns before, with its rows,
+    -- waiting with none in hand (sync_private.lock_all), and finds them its
+    -- own here.)
     perform from sync_private.name_turn as t
     where t.turn = any (array(select distinct sync_private.name_turn_of(n) from unnest(p_names) as n where n is not null))
     order by t.turn
@@ -647,33 +648,25 @@ comment on function sync_private.lock_names(text[]) is
     'Makes two transactions judging name.duplicate and name.lookalike for one name, or two names that fold alike, take turns: locks the rows of sync_private.name_turn for the names (sync_private.name_turn_of), in turn order, until commit; never the table, so a transaction left open holds back only the names of its turns. Not advisory locks, which any login can take.';
 
 -- sync_private.take_turns
--- The name turns a merge can have now: waits as long as a merge holds them, then takes those free.
+-- The name turns a merge can have now, without waiting.
 create function sync_private.take_turns(p_turns integer[]) returns integer[]
     language plpgsql
 as $$
-declare
-    v_lock_timeout text := current_setting('lock_timeout');
-    v_taken integer[];
 begin
-    -- As sync_private.lock_fragrances does for rows: a turn another merge
-    -- holds is free within milliseconds, one held longer than any merge
-    -- holds it (a transaction left open after writing names) is passed
-    -- over, and the caller keeps the deliveries that need it pending.
-    begin
-        perform set_config('lock_timeout', '2s', true);
-        v_taken := array(select t.turn from sync_private.name_turn as t
-                         where t.turn = any (p_turns) order by t.turn for update);
-        perform set_config('lock_timeout', v_lock_timeout, true);
-        return v_taken;
-    exception when lock_not_available then
-        -- (The rollback of this block gave back the locks and the timeout.)
-    end;
+    -- The caller holds fragrance rows by now: a wait here for a turn a DBA's
+    -- rename held, while the DBA's next statement waited for one of those
+    -- rows, made the DBA's statement a deadlock victim (40P01). The waiting
+    -- was done before, with nothing in hand (sync_private.lock_fragrances,
+    -- which takes the turns with the rows, for 2 s, longer than any merge
+    -- holds one): a turn still held here is held by a transaction left open
+    -- after writing names (or was taken by another merge at the moment the
+    -- 2 s ran out), and the caller keeps the deliveries that need it pending.
     return array(select t.turn from sync_private.name_turn as t
                  where t.turn = any (p_turns) order by t.turn for update skip locked);
 end;
 $$;
 comment on function sync_private.take_turns(integer[]) is
-    'Locks the rows of sync_private.name_turn of the given turns until commit, waiting up to 2 s (longer than a merge holds a turn), then taking only those free, and returns the turns taken. The hook''s merger (sync_private.process with p_skip_held) leaves pending the deliveries whose names need a turn not taken.';
+    'Locks the rows of sync_private.name_turn of the given turns that are free now (or this transaction''s), until commit, without waiting, and returns the turns taken. The hook''s merger (sync_private.process with p_skip_held) waited for them with the rows (sync_private.lock_fragrances) and leaves pending the deliveries whose names need a turn not taken.';
 
 -- sync_private.record_merge_findings
 -- The findings of the merge's own writes, from the reasons its judge already gave.

@@ -302,6 +302,9 @@ declare
     v_plan record;
     v_lock_timeout text := current_setting('lock_timeout');
     v_held integer[];
+    v_ids integer[];
+    v_names text[];
+    v_renamed integer[];
 begin
     -- Null would stage every delta, and the hook's sweep never applies staged rows.
     if p_apply is null then
@@ -322,42 +325,40 @@ begin
                       || 'psql -v file=cms.json -f sql/load-snapshot-json.sql, or SELECT sync.load_snapshot(''[...]''::jsonb);';
     end if;
 
-    -- Lock the fragrances before planning, in id order. The plan sees every
-    -- delivery stored before it, merged or pending (sync.plan_repair), and a
+    -- Lock the fragrances before planning. The plan sees every delivery
+    -- stored before it, merged or pending (sync.plan_repair), and a
     -- delivery merged after it waits for these locks. A delivery whose store
     -- commits between the plan and the store below (milliseconds) is not
     -- seen: it is older than the repair's rows by inbox id, and loses to the
-    -- snapshot's value (docs/drift-and-undo.md).
+    -- snapshot's value (docs/drift-and-undo.md). With them, the turns of the
+    -- names it will write and replace (those that differ now), all at once
+    -- and never holding one while waiting for another (sync_private.lock_all):
+    -- locked in id order, each waited for in turn, a DBA's UPDATE of two rows
+    -- that held the later one and waited for one the repair held was
+    -- cancelled as a deadlock victim (40P01, in a stress pass).
     --
     -- A row another transaction holds (a DBA's edit left open) made the
     -- repair wait without a word, its psql silent for as long as it lasted.
     -- It waits 2 s, as a merge does, then says which fragrances and how to
     -- find their holder, and goes on waiting (the repair must have them
     -- all). A caller's own lock_timeout of 2 s or less is left to act alone.
-    begin
-        if v_lock_timeout::interval = interval '0' or v_lock_timeout::interval > interval '2s' then
-            perform set_config('lock_timeout', '2s', true);
-        end if;
-        perform 1 from public.fragrances as f
-        where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
-        order by f.fragrance_id
-        for update;
-        perform set_config('lock_timeout', v_lock_timeout, true);
-    exception when lock_not_available then
-        -- The rollback of this block gave back its locks and the timeout.
-        if v_lock_timeout::interval between interval '1 microsecond' and interval '2s' then
-            raise;
-        end if;
-        v_held := sync_private.held_fragrances(array(select s.fragrance_id from sync.cms_snapshot as s));
+    select coalesce(array_agg(s.fragrance_id order by s.fragrance_id), '{}'),
+           coalesce(array_agg(s.name) filter (where f.fragrance_id is null or f.name is distinct from s.name), '{}'),
+           coalesce(array_agg(f.fragrance_id) filter (where f.fragrance_id is not null and f.name is distinct from s.name), '{}')
+    into v_ids, v_names, v_renamed
+    from sync.cms_snapshot as s
+    left join public.fragrances as f on f.fragrance_id = s.fragrance_id;
+    if v_lock_timeout::interval between interval '1 microsecond' and interval '2s' then
+        perform sync_private.lock_all(v_ids, v_names, v_renamed, null);
+    elsif sync_private.lock_all(v_ids, v_names, v_renamed, interval '2s') is null then
+        v_held := sync_private.held_fragrances(v_ids);
         raise notice 'sync.repair waits for % fragrance(s) another transaction holds: %',
             cardinality(v_held),
-            array_to_string(v_held[1:20], ', ') || case when cardinality(v_held) > 20 then ', ...' else '' end
+            coalesce(nullif(array_to_string(v_held[1:20], ', '), '') || case when cardinality(v_held) > 20 then ', ...' else '' end,
+                     'none, but the turn of a name it writes')
             using hint = 'It goes on once that transaction ends. ' || sync_private.fragrance_holders_hint();
-        perform 1 from public.fragrances as f
-        where f.fragrance_id in (select s.fragrance_id from sync.cms_snapshot as s)
-        order by f.fragrance_id
-        for update;
-    end;
+        perform sync_private.lock_all(v_ids, v_names, v_renamed, null);
+    end if;
 
     -- One batch through the one storing path; p_apply false stages the deltas
     -- pending (for this call only) for a second look before apply_pending.
