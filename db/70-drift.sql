@@ -352,11 +352,16 @@ begin
         perform sync_private.lock_all(v_ids, v_names, v_renamed, null);
     elsif sync_private.lock_all(v_ids, v_names, v_renamed, interval '2s') is null then
         v_held := sync_private.held_fragrances(v_ids);
-        raise notice 'sync.repair waits for % fragrance(s) another transaction holds: %',
-            cardinality(v_held),
-            coalesce(nullif(array_to_string(v_held[1:20], ', '), '') || case when cardinality(v_held) > 20 then ', ...' else '' end,
-                     'none, but the turn of a name it writes')
-            using hint = 'It goes on once that transaction ends. ' || sync_private.fragrance_holders_hint();
+        if cardinality(v_held) > 0 then
+            raise notice 'sync.repair waits for % fragrance(s) another transaction holds: %',
+                cardinality(v_held),
+                array_to_string(v_held[1:20], ', ') || case when cardinality(v_held) > 20 then ', ...' else '' end
+                using hint = 'It goes on once that transaction ends. ' || sync_private.fragrance_holders_hint();
+        else
+            raise notice 'sync.repair waits for the turn of a name it writes or replaces, which another transaction holds'
+                using hint = 'It goes on once that transaction ends: one that wrote names (a rename left open) holds '
+                    || 'their turns until it commits. ' || sync_private.fragrance_holders_hint();
+        end if;
         perform sync_private.lock_all(v_ids, v_names, v_renamed, null);
     end if;
 

@@ -262,3 +262,41 @@ def test_a_dbas_update_is_never_the_deadlock_victim_of_a_revert_waiting_for_a_na
     outcome = merge.join()
     assert not isinstance(outcome, psycopg.Error), outcome
     assert fragrance(db, 1)["name"] == first_name  # type: ignore[index]
+
+
+def test_a_repair_waiting_for_a_name_turn_says_so(
+    server: Server, dbname: str, db: psycopg.Connection, dba_tx: psycopg.Connection
+) -> None:
+    """A turn held past 2 s is named in a NOTICE, as held rows are (not as 0 fragrances)."""
+    rows = db.execute(
+        "select json_agg(f) from public.fragrances as f where f.fragrance_id = 3"
+    ).fetchone()[0]  # type: ignore[index]
+    rows[0]["name"] = "Repaired name"
+    db.execute(
+        "select sync.load_snapshot(%s::jsonb, 'cms.json', now() - interval '1 minute')",
+        [json.dumps(rows)],
+    )
+    dba_tx.execute(
+        "update public.fragrances set name = %s where fragrance_id = 5",
+        [_name_sharing_a_turn_with(db, "Repaired name")],
+    )
+    said = threading.Event()
+    notices: list[str] = []
+
+    def heard(diag: psycopg.errors.Diagnostic) -> None:
+        notices.append(diag.message_primary or "")
+        said.set()
+
+    merge = Merge(
+        server, dbname, lambda conn: conn.execute("select * from sync.repair()").fetchall()
+    )
+    merge.conn.add_notice_handler(heard)
+    merge.start()
+    said.wait(PATIENCE)
+    dba_tx.commit()
+    assert not isinstance(merge.join(), psycopg.Error)
+    assert notices == [
+        "sync.repair waits for the turn of a name it writes or replaces,"
+        " which another transaction holds"
+    ]
+    assert fragrance(db, 3)["name"] == "Repaired name"  # type: ignore[index]
