@@ -118,8 +118,10 @@ begin
                 -- it first, as in PostgreSQL's own queue for the row; the rest
                 -- are taken without waiting, or all are given back.
                 if p_patience is not null then
+                    -- At least 1 ms: 0 would wait without a bound.
                     perform set_config('lock_timeout',
-                        ceil(extract(epoch from v_until - clock_timestamp()) * 1000)::bigint || 'ms', true);
+                        greatest(1, ceil(extract(epoch from v_until - clock_timestamp()) * 1000))::bigint || 'ms',
+                        true);
                 end if;
                 if v_row is not null then
                     perform from public.fragrances as f where f.fragrance_id = v_row for update;
