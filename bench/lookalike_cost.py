@@ -155,12 +155,7 @@ def main() -> int:
         "",
         f"Building the folded-name index anew (migration 0045's statements): {build:.2f} s.",
     ]
-    text = "\n".join(lines) + "\n"
-    bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    out = bench.RESULTS / f"{started:%Y%m%dT%H%M%SZ}-lookalike-cost.md"
-    out.write_text(text)
-    print(text)
-    print(f"written: bench/results/{out.name}")
+    bench.write_report(lines, started, "lookalike-cost")
     return 0
 
 

@@ -118,6 +118,17 @@ class Figure:
         }
 
 
+def write_report(lines: list[str], started: dt.datetime, name: str) -> Path:
+    """Print a small benchmark's report and keep it as bench/results/<UTC time>-<name>.md."""
+    text = "\n".join(lines) + "\n"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{started:%Y%m%dT%H%M%SZ}-{name}.md"
+    out.write_text(text)
+    print(text)
+    print(f"written: bench/results/{out.name}")
+    return out
+
+
 def log(message: str) -> None:
     """Progress on stderr, so stdout stays the table."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

@@ -170,13 +170,7 @@ def main() -> int:
         for call in CALLS:
             runs = ", ".join(f"{ms:.1f}/{rows}" for ms, rows in figures[side][call])
             lines.append(f"- {side} {call}: {runs}")
-    text = "\n".join(lines) + "\n"
-    bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    label = "-findings" if args.findings else ""
-    out = bench.RESULTS / f"{started:%Y%m%dT%H%M%SZ}-status-cost{label}.md"
-    out.write_text(text)
-    print(text)
-    print(f"written: bench/results/{out.name}")
+    bench.write_report(lines, started, "status-cost-findings" if args.findings else "status-cost")
     return 0
 
 

@@ -144,12 +144,7 @@ def main() -> int:
         f"delivery purged, in steps of 10,000; {left:,} left; the run's detail: "
         f"{json.dumps(detail)}.",
     ]
-    text = "\n".join(lines) + "\n"
-    bench.RESULTS.mkdir(parents=True, exist_ok=True)
-    out = bench.RESULTS / f"{started:%Y%m%dT%H%M%SZ}-storage-cost.md"
-    out.write_text(text)
-    print(text)
-    print(f"written: bench/results/{out.name}")
+    bench.write_report(lines, started, "storage-cost")
     return 0
 
 
