@@ -53,6 +53,7 @@ SYNC_STATUS = """
            count(*) filter (where status = 'applied'),
            count(*) filter (where status = 'rejected'),
            count(*) filter (where status = 'ignored'),
+           count(*) filter (where status = 'discarded'),
            count(*) filter (where status = 'pending')
     from sync.inbox
 """
@@ -259,10 +260,13 @@ def application_view_in_sync(library_url: str, cms_url: str) -> tuple[int, int]:
 
 def _status_line(urls: Urls, library_url: str | None) -> str:
     with psycopg.connect(urls.migrate) as conn:
-        received, applied, rejected, ignored, pending = conn.execute(SYNC_STATUS).fetchone()
+        received, applied, rejected, ignored, discarded, pending = conn.execute(
+            SYNC_STATUS
+        ).fetchone()
+    # Every status an inbox row can have, so the columns add up to "received".
     line = (
         f"received {received} | applied {applied} | rejected {rejected} | "
-        f"ignored {ignored} | pending {pending}"
+        f"ignored {ignored} | discarded {discarded} | pending {pending}"
     )
     if urls.cms and library_url:
         try:

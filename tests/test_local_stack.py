@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from conftest import ROOT
 from processes import free_port, port_held
@@ -182,6 +183,17 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
     assert application_view_in_sync(library, cms_db) == (5000, 5000)
     # The status page shows what the drift check the one-liner ends with found.
     assert "<dd>5000/5000<small>" in httpx.get(sync + "/status").text
+    # A refused change a DBA writes off, as the runbook says, for the live line below.
+    refused = httpx.post(
+        f"{sync}/notifications/{DEFAULT_NOTIFY_TOKEN}", content=b'{"fragrance_id": 5, "cost": -1}'
+    ).json()["inbox_id"]
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{stack.pg}/fragrancedb") as dba:
+        while dba.execute("select status from sync.inbox where id = %s", [refused]).fetchone() != (
+            "rejected",
+        ):
+            assert time.monotonic() < deadline + 20, "the refused change was never judged"
+            time.sleep(0.05)
+        dba.execute("select sync.discard(%s, 'a test of the live line')", [refused])
     first = _stop(stack)
     assert "5,000-row catalog loaded" in first
     # The adopted catalog is judged once, so the status page's findings cover it.
@@ -191,6 +203,9 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
     assert f'psql "postgresql://postgres@127.0.0.1:{stack.pg}/fragrancedb"' in first
     final = _last_status_line(first)
     assert final.rstrip().endswith("rows in sync 5000/5000")
+    # Its columns add up: every delivery received is in one of them, the discarded too.
+    counts = {k: int(v) for k, v in re.findall(r"([a-z]+) (\d+) \|", final)}
+    assert counts.pop("received") == sum(counts.values()) > 0
     assert _listening(*stack.ports()) == []
 
     again = _start(local_dir, tmp_path / "second.out", ports)
