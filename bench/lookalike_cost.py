@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import shutil
 import statistics
 import sys
 import tempfile
@@ -97,14 +96,16 @@ def main() -> int:
     args = parser.parse_args()
 
     started = dt.datetime.now(dt.UTC)
-    workdir = Path(tempfile.mkdtemp(prefix="fragrance-lookalike-cost-"))
-    base = Path(tempfile.mkdtemp(prefix="fragrance-lookalike-cost-pg-"))
-    base.chmod(0o755)
-    pg = bench.ThrowawayPostgresql(base_dir=str(base), postgres_args=bench.POSTGRES_ARGS)
     sides = {"today": "lookalike_today", args.baseline: "lookalike_baseline"}
     first: dict[str, tuple[float, dict[str, int]]] = {}
     nightly: dict[str, list[float]] = {side: [] for side in sides}
-    try:
+    with (
+        tempfile.TemporaryDirectory(
+            prefix="fragrance-lookalike-cost-", ignore_cleanup_errors=True
+        ) as tmp,
+        bench.throwaway_postgres() as pg,
+    ):
+        workdir = Path(tmp)
         bench.log(f"PostgreSQL on port {pg.settings['port']}; migrating and staging")
         bench.prepare_database(pg, sides["today"])
         tree = bench.export_baseline(args.baseline, workdir)
@@ -124,10 +125,6 @@ def main() -> int:
         finally:
             for conn in conns.values():
                 conn.close()
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
 
     today, baseline = first["today"], first[args.baseline]
     lines = [

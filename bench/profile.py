@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
-import shutil
 import statistics
 import sys
 import tempfile
@@ -182,11 +181,11 @@ def main() -> int:
     args = parser.parse_args()
 
     started = dt.datetime.now(dt.UTC)
-    workdir = Path(tempfile.mkdtemp(prefix="fragrance-profile-"))
-    base = Path(tempfile.mkdtemp(prefix="fragrance-profile-pg-"))
-    base.chmod(0o755)
-    pg = bench.ThrowawayPostgresql(base_dir=str(base), postgres_args=POSTGRES_ARGS)
-    try:
+    with (
+        tempfile.TemporaryDirectory(prefix="fragrance-profile-", ignore_cleanup_errors=True) as tmp,
+        bench.throwaway_postgres(POSTGRES_ARGS) as pg,
+    ):
+        workdir = Path(tmp)
         bench.log(f"PostgreSQL on port {pg.settings['port']}; migrating and staging")
         bench.prepare_database(pg, "bench")
         bench.stage_backlog(pg, "staged_today", args.backlog)
@@ -201,10 +200,6 @@ def main() -> int:
             for name in list(sides)[:: 1 if repeat % 2 == 0 else -1]:
                 runs[name].append(merge_once(pg, sides[name], args.batch, args.hook))
                 bench.log(f"profile run {repeat + 1} {name}: {runs[name][-1]['ms']:.0f} ms/1000")
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
     result = {
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "backlog": args.backlog,

@@ -148,11 +148,11 @@ def tool(name: str) -> str:
 
 
 @contextmanager
-def throwaway_postgres() -> Iterator[ThrowawayPostgresql]:
+def throwaway_postgres(postgres_args: str = POSTGRES_ARGS) -> Iterator[ThrowawayPostgresql]:
     """A durable throwaway server on disk (not tmpfs), removed afterwards."""
     base = Path(tempfile.mkdtemp(prefix="fragrance-bench-", dir=os.environ.get("BENCH_TMP")))
     base.chmod(0o755)
-    pg = ThrowawayPostgresql(base_dir=str(base), postgres_args=POSTGRES_ARGS)
+    pg = ThrowawayPostgresql(base_dir=str(base), postgres_args=postgres_args)
     try:
         yield pg
     finally:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import shutil
 import statistics
 import sys
 import tempfile
@@ -106,15 +105,17 @@ def main() -> int:
     args = parser.parse_args()
 
     started = dt.datetime.now(dt.UTC)
-    workdir = Path(tempfile.mkdtemp(prefix="fragrance-status-cost-"))
-    base = Path(tempfile.mkdtemp(prefix="fragrance-status-cost-pg-"))
-    base.chmod(0o755)
-    pg = bench.ThrowawayPostgresql(base_dir=str(base), postgres_args=bench.POSTGRES_ARGS)
     sides = {"today": "status_today", args.baseline: "status_baseline"}
     figures: dict[str, dict[str, list[tuple[float, int]]]] = {
         side: {call: [] for call in CALLS} for side in sides
     }
-    try:
+    with (
+        tempfile.TemporaryDirectory(
+            prefix="fragrance-status-cost-", ignore_cleanup_errors=True
+        ) as tmp,
+        bench.throwaway_postgres() as pg,
+    ):
+        workdir = Path(tmp)
         bench.log(f"PostgreSQL on port {pg.settings['port']}; migrating and staging")
         bench.prepare_database(pg, sides["today"])
         tree = bench.export_baseline(args.baseline, workdir)
@@ -136,10 +137,6 @@ def main() -> int:
         finally:
             for conn in conns.values():
                 conn.close()
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
-        shutil.rmtree(workdir, ignore_errors=True)
 
     lines = [
         f"# Status page and scrape: database cost, today beside {args.baseline}",

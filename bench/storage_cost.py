@@ -23,9 +23,7 @@ import argparse
 import datetime as dt
 import json
 import random
-import shutil
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -89,10 +87,7 @@ def main() -> int:
     args = parser.parse_args()
 
     started = dt.datetime.now(dt.UTC)
-    base = Path(tempfile.mkdtemp(prefix="fragrance-storage-cost-pg-"))
-    base.chmod(0o755)
-    pg = bench.ThrowawayPostgresql(base_dir=str(base), postgres_args=bench.POSTGRES_ARGS)
-    try:
+    with bench.throwaway_postgres() as pg:
         bench.log(f"PostgreSQL on port {pg.settings['port']}; migrating")
         bench.prepare_database(pg, "storage")
         with psycopg.connect(bench.url(pg, "storage"), autocommit=True) as conn:
@@ -120,9 +115,6 @@ def main() -> int:
                 ).fetchone()
                 or ()
             )
-    finally:
-        pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
     assert inbox_packed is not None
     lines = [
