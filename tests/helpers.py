@@ -239,3 +239,14 @@ def prepared_messages(conn: psycopg.Connection, delta: dict[str, Any]) -> list[s
         "select reasons from sync.prepare(%s)", [json.dumps(delta).encode()]
     ).fetchall()
     return [r["message"] for r in reasons]
+
+
+def name_sharing_a_turn_with(db: psycopg.Connection, name: str) -> str:
+    """A new name that takes the same name turn as `name` (sync_private.name_turn)."""
+    row = db.execute(
+        "select n from generate_series(1, 100000) as i, format('Sharing a turn %%s', i) as n"
+        " where sync_private.name_turn_of(n) = sync_private.name_turn_of(%s) limit 1",
+        [name],
+    ).fetchone()
+    assert row is not None
+    return row[0]

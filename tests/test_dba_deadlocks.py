@@ -21,7 +21,14 @@ from collections.abc import Callable, Iterator
 import psycopg
 import pytest
 from conftest import Server
-from helpers import fragrance, inbox_row, receive_many, store, wait_for_lock_wait
+from helpers import (
+    fragrance,
+    inbox_row,
+    name_sharing_a_turn_with,
+    receive_many,
+    store,
+    wait_for_lock_wait,
+)
 
 #: How long a thread may take; it can only run out when the behaviour is wrong.
 PATIENCE = 90.0
@@ -182,17 +189,6 @@ def test_a_dbas_two_row_update_is_never_the_deadlock_victim_of_a_repair(
     ]
 
 
-def _name_sharing_a_turn_with(db: psycopg.Connection, name: str) -> str:
-    """A new name that takes the same name.duplicate turn as `name` (sync_private.name_turn)."""
-    row = db.execute(
-        "select n from generate_series(1, 100000) as i, format('Sharing a turn %%s', i) as n"
-        " where sync_private.name_turn_of(n) = sync_private.name_turn_of(%s) limit 1",
-        [name],
-    ).fetchone()
-    assert row is not None
-    return row[0]
-
-
 def test_a_dbas_update_is_never_the_deadlock_victim_of_a_merge_waiting_for_a_name_turn(
     server: Server, dbname: str, db: psycopg.Connection, dba_tx: psycopg.Connection
 ) -> None:
@@ -201,9 +197,7 @@ def test_a_dbas_update_is_never_the_deadlock_victim_of_a_merge_waiting_for_a_nam
     The merge of a new name for fragrance 1 in the same turn held fragrance 1
     while it waited for the turn; the DBA's edit of 1 closed the circle.
     """
-    stored = store(
-        db, {"fragrance_id": 1, "name": _name_sharing_a_turn_with(db, "Renamed by hand")}
-    )
+    stored = store(db, {"fragrance_id": 1, "name": name_sharing_a_turn_with(db, "Renamed by hand")})
     dba_tx.execute("update public.fragrances set name = 'Renamed by hand' where fragrance_id = 5")
     merge = Merge(server, dbname, _apply_received)
     merge.start()
@@ -246,7 +240,7 @@ def test_a_dbas_update_is_never_the_deadlock_victim_of_a_revert_waiting_for_a_na
     db.execute("select sync.apply_pending(10)")
     dba_tx.execute(
         "update public.fragrances set name = %s where fragrance_id = 5",
-        [_name_sharing_a_turn_with(db, first_name)],
+        [name_sharing_a_turn_with(db, first_name)],
     )
     merge = Merge(
         server,
@@ -278,7 +272,7 @@ def test_a_repair_waiting_for_a_name_turn_says_so(
     )
     dba_tx.execute(
         "update public.fragrances set name = %s where fragrance_id = 5",
-        [_name_sharing_a_turn_with(db, "Repaired name")],
+        [name_sharing_a_turn_with(db, "Repaired name")],
     )
     said = threading.Event()
     notices: list[str] = []

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 from conftest import Server
-from helpers import fragrance, inbox_row, store
+from helpers import fragrance, inbox_row, name_sharing_a_turn_with, store
 from processes import Hook, start_hook, stop_hook
 
 #: Generous bound for each awaited condition: it can only run out when the behaviour is wrong.
@@ -211,17 +211,6 @@ def hook_session(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
         yield conn
 
 
-def _name_sharing_a_turn_with(db: psycopg.Connection, name: str) -> str:
-    """A new name that takes the same name.duplicate turn as `name` (sync_private.name_turn)."""
-    row = db.execute(
-        "select n from generate_series(1, 100000) as i, format('Sharing a turn %%s', i) as n"
-        " where sync_private.name_turn_of(n) = sync_private.name_turn_of(%s) limit 1",
-        [name],
-    ).fetchone()
-    assert row is not None
-    return row[0]
-
-
 @pytest.mark.parametrize("edited", [1, 200], ids=["one row", "more rows than 64 names"])
 def test_a_dba_cost_edit_left_open_holds_back_no_other_fragrances_name(
     db: psycopg.Connection,
@@ -236,7 +225,7 @@ def test_a_dba_cost_edit_left_open_holds_back_no_other_fragrances_name(
     names' turns (more than 64 names: the whole turn table), and the merge
     of another fragrance's new name waited for it (sync_private.lock_names).
     """
-    new_name = _name_sharing_a_turn_with(db, fragrance(db, 1)["name"])  # type: ignore[index]
+    new_name = name_sharing_a_turn_with(db, fragrance(db, 1)["name"])  # type: ignore[index]
     with dba.transaction(force_rollback=True):
         dba.execute(
             "update public.fragrances set cost = cost + 1 where fragrance_id <= %s", [edited]
@@ -287,7 +276,7 @@ def test_names_merged_in_a_transaction_left_open_hold_back_only_deliveries_of_th
         store(hook_holder, {"fragrance_id": n, "name": name})
     hook_holder.execute("select sync.apply_received(100)")
     waiting = store(
-        hook_session, {"fragrance_id": 4000, "name": _name_sharing_a_turn_with(db, names[0])}
+        hook_session, {"fragrance_id": 4000, "name": name_sharing_a_turn_with(db, names[0])}
     )
     free = store(
         hook_session, {"fragrance_id": 4001, "name": _name_on_a_turn_of_its_own(db, names)}
@@ -314,7 +303,7 @@ def test_a_delivery_left_pending_for_a_held_turn_is_not_overtaken_by_a_later_one
     """
     store(hook_holder, {"fragrance_id": 1, "name": "Held name"})
     hook_holder.execute("select sync.apply_received(100)")
-    name = _name_sharing_a_turn_with(db, "Held name")
+    name = name_sharing_a_turn_with(db, "Held name")
     if first == "creation":
         fragrance_id = 900001
         delta = {"name": name, "description": "new", "cost": 10, "forbidden": False}
