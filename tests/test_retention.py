@@ -395,6 +395,27 @@ def test_a_step_of_the_scheduled_purge_needs_a_running_purge(db: psycopg.Connect
 # --- A purge that does not reach its end --------------------------------------------------
 
 
+def a_purge_waiting(
+    db: psycopg.Connection, purger: psycopg.Connection
+) -> tuple[threading.Thread, list[BaseException]]:
+    """CALL sync.purge_inbox(10) on `purger` in a thread, once it waits for a lock.
+
+    Returns the thread and the list that holds what the CALL raised once it ends.
+    """
+    errors: list[BaseException] = []
+
+    def purge() -> None:
+        try:
+            purger.execute("call sync.purge_inbox(10)")
+        except psycopg.Error as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=purge)
+    thread.start()
+    wait_for_lock_wait(db, purger.info.backend_pid)
+    return thread, errors
+
+
 @contextmanager
 def a_purge_stuck_in_its_second_chunk(
     server: Server, dbname: str, db: psycopg.Connection, statement_timeout: str = "0"
@@ -407,23 +428,13 @@ def a_purge_stuck_in_its_second_chunk(
     """
     db.execute("update sync.settings set apply_on_receipt = false")
     ids = [old_delivery(db, "applied", "400 days") for _ in range(25)]
-    errors: list[BaseException] = []
     with (
         psycopg.connect(server.url(dbname)) as holder,
         psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as purger,
     ):
         holder.execute("select from sync.inbox where id = %s for update", [ids[14]])
         purger.execute("select set_config('statement_timeout', %s, false)", [statement_timeout])
-
-        def purge() -> None:
-            try:
-                purger.execute("call sync.purge_inbox(10)")
-            except psycopg.Error as error:
-                errors.append(error)
-
-        thread = threading.Thread(target=purge)
-        thread.start()
-        wait_for_lock_wait(db, purger.info.backend_pid)
+        thread, errors = a_purge_waiting(db, purger)
         try:
             yield purger, thread, errors
         finally:
@@ -502,22 +513,12 @@ def test_a_purge_cancelled_between_two_steps_reads_interrupted_while_its_session
         create constraint trigger _010_wait_at_commit after update on sync.job_run
             deferrable initially deferred for each row execute function public.wait_at_commit();
     """)
-    errors: list[BaseException] = []
     with (
         psycopg.connect(server.url(dbname), autocommit=True) as holder,
         psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as purger,
     ):
         holder.execute("select pg_advisory_lock(4242)")
-
-        def purge() -> None:
-            try:
-                purger.execute("call sync.purge_inbox(10)")
-            except psycopg.Error as error:
-                errors.append(error)
-
-        thread = threading.Thread(target=purge)
-        thread.start()
-        wait_for_lock_wait(db, purger.info.backend_pid)
+        thread, errors = a_purge_waiting(db, purger)
         db.execute("select pg_cancel_backend(%s)", [purger.info.backend_pid])
         thread.join()
         assert [type(e) for e in errors] == [psycopg.errors.QueryCanceled]
