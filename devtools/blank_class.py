@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 RULES_SQL = Path(__file__).resolve().parent.parent / "db" / "10-rules.sql"
@@ -89,18 +89,32 @@ def is_blank_by_category(code_point: int) -> bool:
     )
 
 
-def blank_ranges() -> list[tuple[int, int]]:
-    """Every blank code point, as the fewest ranges, in order."""
-    blank = {c for c in range(0x110000) if is_blank_by_category(c)}
-    for first, last in ALSO:
-        blank.update(range(first, last + 1))
+def as_ranges(code_points: Iterable[int]) -> list[tuple[int, int]]:
+    """Code points given in increasing order, as the fewest ranges (first, last)."""
     ranges: list[tuple[int, int]] = []
-    for c in sorted(blank):
+    for c in code_points:
         if ranges and ranges[-1][1] == c - 1:
             ranges[-1] = (ranges[-1][0], c)
         else:
             ranges.append((c, c))
     return ranges
+
+
+def range_lines(ranges: list[tuple[int, int]], per_line: int = 8) -> list[str]:
+    """Ranges as a bracket expression writes them (escape), ``per_line`` to a line."""
+    items = [
+        escape(first) if first == last else f"{escape(first)}-{escape(last)}"
+        for first, last in ranges
+    ]
+    return ["".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+
+
+def blank_ranges() -> list[tuple[int, int]]:
+    """Every blank code point, as the fewest ranges, in order."""
+    blank = {c for c in range(0x110000) if is_blank_by_category(c)}
+    for first, last in ALSO:
+        blank.update(range(first, last + 1))
+    return as_ranges(sorted(blank))
 
 
 def escape(code_point: int) -> str:
@@ -112,11 +126,7 @@ def escape(code_point: int) -> str:
 
 def class_lines(per_line: int = 8) -> list[str]:
     """The bracket expression's ranges, a few per line."""
-    items = [
-        escape(first) if first == last else f"{escape(first)}-{escape(last)}"
-        for first, last in blank_ranges()
-    ]
-    return ["".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    return range_lines(blank_ranges(), per_line)
 
 
 def pattern_sql(indent: str = "        ") -> str:

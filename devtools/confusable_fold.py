@@ -43,6 +43,7 @@ from functools import cache
 from importlib.metadata import distribution
 from pathlib import Path
 
+from devtools.blank_class import escape as escape_in_pattern
 from devtools.script_class import script
 
 FINDINGS_SQL = Path(__file__).resolve().parent.parent / "db" / "45-findings.sql"
@@ -142,14 +143,12 @@ def escape(code_point: int) -> str:
     return f"\\u{code_point:04x}"
 
 
-def regex_escape(code_point: int) -> str:
-    """A code point as PostgreSQL's regular expressions write it, in an E'' constant."""
-    return f"\\\\u{code_point:04x}" if code_point <= 0xFFFF else f"\\\\U{code_point:08x}"
-
-
 def gate_sql() -> str:
     """The bracket expression of GATE."""
-    items = [regex_escape(a) if a == b else f"{regex_escape(a)}-{regex_escape(b)}" for a, b in GATE]
+    items = [
+        escape_in_pattern(a) if a == b else f"{escape_in_pattern(a)}-{escape_in_pattern(b)}"
+        for a, b in GATE
+    ]
     return "E'[" + "".join(items) + "]'"
 
 

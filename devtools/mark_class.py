@@ -24,7 +24,7 @@ import re
 import sys
 import unicodedata
 
-from devtools.blank_class import escape, generate
+from devtools.blank_class import as_ranges, generate, range_lines
 
 CATEGORIES = frozenset({"Mn", "Me"})
 
@@ -63,24 +63,12 @@ def is_mark(code_point: int) -> bool:
 
 def mark_ranges() -> list[tuple[int, int]]:
     """Every mark, as the fewest ranges, in order."""
-    ranges: list[tuple[int, int]] = []
-    for c in range(1, 0x110000):
-        if not is_mark(c):
-            continue
-        if ranges and ranges[-1][1] == c - 1:
-            ranges[-1] = (ranges[-1][0], c)
-        else:
-            ranges.append((c, c))
-    return ranges
+    return as_ranges(c for c in range(1, 0x110000) if is_mark(c))
 
 
 def class_sql(indent: str = "        ", per_line: int = 8) -> str:
     """The bracket expression as one E'' constant continued across lines (PostgreSQL joins them)."""
-    items = [
-        escape(first) if first == last else f"{escape(first)}-{escape(last)}"
-        for first, last in mark_ranges()
-    ]
-    lines = ["".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    lines = range_lines(mark_ranges(), per_line)
     return f"\n{indent}".join(["E'['", *(f"'{line}'" for line in lines), "']'"])
 
 

@@ -55,7 +55,7 @@ import re
 import sys
 import unicodedata
 
-from devtools.blank_class import escape, generate
+from devtools.blank_class import as_ranges, generate, range_lines
 
 SCRIPTS = ("latin", "cyrillic", "greek")
 
@@ -114,23 +114,13 @@ def is_word(code_point: int) -> bool:
 
 def ranges(which: str) -> list[tuple[int, int]]:
     """The code points of one class (a script's letters, or word), as the fewest ranges."""
-    found: list[tuple[int, int]] = []
-    for c in range(1, 0x110000):
-        if not (is_word(c) if which == "word" else script(c) == which):
-            continue
-        if found and found[-1][1] == c - 1:
-            found[-1] = (found[-1][0], c)
-        else:
-            found.append((c, c))
-    return found
+    return as_ranges(
+        c for c in range(1, 0x110000) if (is_word(c) if which == "word" else script(c) == which)
+    )
 
 
 def _constant(which: str, indent: str, per_line: int) -> str:
-    items = [
-        escape(first) if first == last else f"{escape(first)}-{escape(last)}"
-        for first, last in ranges(which)
-    ]
-    lines = ["".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
+    lines = range_lines(ranges(which), per_line)
     return f"\n{indent}    ".join([f"E'{lines[0]}'", *(f"'{line}'" for line in lines[1:])])
 
 
