@@ -250,3 +250,17 @@ def name_sharing_a_turn_with(db: psycopg.Connection, name: str) -> str:
     ).fetchone()
     assert row is not None
     return row[0]
+
+
+def findings_at_rest(db: psycopg.Connection, name: str, description: str) -> list[tuple[str, str]]:
+    """The findings sync.check_catalog opens for a row written without the write triggers."""
+    with db.transaction():
+        # As an adopted catalog arrives: no write trigger judges the row.
+        db.execute("set local session_replication_role = replica")
+        db.execute(
+            "insert into public.fragrances values (900001, %s, %s, 1, false)", [name, description]
+        )
+    db.execute("select * from sync.check_catalog()")
+    return db.execute(
+        "select rule, severity from sync.open_finding where fragrance_id = 900001 order by rule"
+    ).fetchall()

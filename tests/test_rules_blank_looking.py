@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import body, prepared_messages, receive_many
+from helpers import body, findings_at_rest, prepared_messages, receive_many
 
 # (case id, name, the rule a name is refused by; a description with it is that
 # rule's description.* twin, a warning, or nothing when the rule is name.blank)
@@ -82,15 +82,10 @@ def test_a_description_that_holds_what_no_reader_sees_is_a_warning(
 def test_a_row_at_rest_that_holds_it_is_a_finding_of_the_catalog_check(
     db: psycopg.Connection, name: str, rule: str
 ) -> None:
-    with db.transaction():
-        # As an adopted catalog arrives: no write trigger judges the row.
-        db.execute("set local session_replication_role = replica")
-        db.execute("insert into public.fragrances values (900001, %s, %s, 1, false)", [name, name])
-    db.execute("select * from sync.check_catalog()")
-    found = db.execute(
-        "select rule, severity from sync.open_finding where fragrance_id = 900001 order by rule"
-    ).fetchall()
-    assert found == [("description.invisible_character", "warning"), (rule, "error")]
+    assert findings_at_rest(db, name, name) == [
+        ("description.invisible_character", "warning"),
+        (rule, "error"),
+    ]
 
 
 def test_the_sentence_names_a_private_use_character_for_what_it_is(tx: psycopg.Connection) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import body, prepared_messages, receive_many
+from helpers import body, findings_at_rest, prepared_messages, receive_many
 
 from devtools.script_class import SCRIPTS, classes_sql, is_word, script
 
@@ -51,20 +51,6 @@ def _receipts(conn: psycopg.Connection, deltas: list[dict[str, Any]]) -> list[li
     return [[f"{r['code']}:{r['severity']}" for r in reasons] for _, _, reasons in rows]
 
 
-def _at_rest(db: psycopg.Connection, name: str, description: str) -> list[tuple[str, str]]:
-    """The findings sync.check_catalog opens for a row written without the write triggers."""
-    with db.transaction():
-        # As an adopted catalog arrives: no write trigger judges the row.
-        db.execute("set local session_replication_role = replica")
-        db.execute(
-            "insert into public.fragrances values (900001, %s, %s, 1, false)", [name, description]
-        )
-    db.execute("select * from sync.check_catalog()")
-    return db.execute(
-        "select rule, severity from sync.open_finding where fragrance_id = 900001 order by rule"
-    ).fetchall()
-
-
 @pytest.mark.parametrize("name", [n for _, n in MIXED], ids=MIXED_IDS)
 def test_a_name_with_a_word_of_mixed_scripts_is_refused(tx: psycopg.Connection, name: str) -> None:
     [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
@@ -86,7 +72,7 @@ def test_a_description_with_a_word_of_mixed_scripts_is_a_warning(
 def test_a_row_at_rest_with_a_word_of_mixed_scripts_is_a_finding_of_the_catalog_check(
     db: psycopg.Connection, name: str
 ) -> None:
-    assert _at_rest(db, name, name) == [
+    assert findings_at_rest(db, name, name) == [
         ("description.mixed_script", "warning"),
         ("name.mixed_script", "error"),
     ]
@@ -156,7 +142,7 @@ def test_mathematical_letters_are_a_lookalike_of_the_name_they_spell_not_a_mixed
 ) -> None:
     """They pass as deltas; at rest, NFKC folds them to the Latin name: name.lookalike."""
     db.execute("update public.fragrances set name = 'Rose' where fragrance_id = 1")
-    assert _at_rest(db, "\U0001d411\U0001d428\U0001d42c\U0001d41e", "d") == [
+    assert findings_at_rest(db, "\U0001d411\U0001d428\U0001d42c\U0001d41e", "d") == [
         ("name.lookalike", "warning")
     ]
 
@@ -217,7 +203,7 @@ def test_a_description_that_starts_with_a_combining_mark_is_a_warning(
 def test_a_row_at_rest_that_starts_with_a_combining_mark_is_a_finding_of_the_catalog_check(
     db: psycopg.Connection,
 ) -> None:
-    assert _at_rest(db, "\u0301Rose", "\u20ddPetals") == [
+    assert findings_at_rest(db, "\u0301Rose", "\u20ddPetals") == [
         ("description.leading_mark", "warning"),
         ("name.leading_mark", "error"),
     ]

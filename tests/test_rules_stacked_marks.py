@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import body, prepared_messages, raises_sqlstate, receive_many
+from helpers import body, findings_at_rest, prepared_messages, raises_sqlstate, receive_many
 
 from devtools.mark_class import DRAW_NOTHING, class_sql
 
@@ -71,15 +71,10 @@ def test_a_description_with_marks_stacked_on_one_character_is_a_warning(
 def test_a_row_at_rest_with_stacked_marks_is_a_finding_of_the_catalog_check(
     db: psycopg.Connection, name: str
 ) -> None:
-    with db.transaction():
-        # As an adopted catalog arrives: no write trigger judges the row.
-        db.execute("set local session_replication_role = replica")
-        db.execute("insert into public.fragrances values (900001, %s, %s, 1, false)", [name, name])
-    db.execute("select * from sync.check_catalog()")
-    found = db.execute(
-        "select rule, severity from sync.open_finding where fragrance_id = 900001 order by rule"
-    ).fetchall()
-    assert found == [("description.stacked_marks", "warning"), ("name.stacked_marks", "error")]
+    assert findings_at_rest(db, name, name) == [
+        ("description.stacked_marks", "warning"),
+        ("name.stacked_marks", "error"),
+    ]
 
 
 def test_the_sentence_says_how_many_marks_where_and_the_limit(tx: psycopg.Connection) -> None:
