@@ -72,6 +72,21 @@ class PipelinedTooFarError(Exception):
 RESERVED_FILES = 64
 
 
+class HostNotOneError(Exception):
+    """An HTTP/1.1 request whose Host header is missing or said more than once (httptools)."""
+
+
+def _one_host(headers: list[tuple[bytes, bytes]], version: str) -> bool:
+    """Whether a request names its host as RFC 9112 (3.2) asks: once in 1.1, at most once in 1.0.
+
+    h11 refuses the others with 400; httptools takes them, and a proxy in front
+    that routed by the first Host while the application reads the last is how
+    requests are sent where the proxy did not mean them to go.
+    """
+    hosts = sum(1 for name, _ in headers if name == b"host")
+    return hosts == 1 or hosts == 0 and version == "1.0"
+
+
 def closing_answer(status: bytes, detail: bytes) -> bytes:
     """A whole HTTP answer written below uvicorn, before any request: JSON, then close."""
     body = b'{"detail":"%s"}' % detail
@@ -677,6 +692,8 @@ else:
             if len(self.pipeline) >= MAX_PIPELINED:
                 self.too_many_ahead = True
                 raise PipelinedTooFarError
+            if not _one_host(self.headers, self.parser.get_http_version()):
+                raise HostNotOneError
             super().on_headers_complete()
             self.open_cycles = (
                 *(cycle for cycle in self.open_cycles if not cycle.response_complete),

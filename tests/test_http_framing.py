@@ -235,3 +235,54 @@ def test_an_oddly_framed_delivery_is_stored_whole_or_refused_with_nothing_stored
             if not (stored == [meant] and status == b"202" or not stored and status[:1] == b"4"):
                 wrong[name] = (answers, stored)
     assert wrong == {}
+
+
+#: HTTP/1.1 heads whose Host is missing or said twice: RFC 9112 (3.2) says a server MUST
+#: answer 400, and a proxy in front may have routed by one Host while the hook saw another.
+HOSTS_NOT_ONE = {
+    "no Host": b"",
+    "two Hosts": b"Host: 127.0.0.1\r\nHost: attacker.example\r\n",
+    "two equal Hosts": b"Host: 127.0.0.1\r\nHost: 127.0.0.1\r\n",
+}
+
+
+@pytest.mark.parametrize("hosts", list(HOSTS_NOT_ONE))
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_an_http11_request_without_exactly_one_host_is_refused_with_nothing_stored(
+    server: Server,
+    dbname: str,
+    db: psycopg.Connection,
+    tmp_path: Path,
+    parser: str,
+    loop: str,
+    hosts: str,
+) -> None:
+    """Both stacks refuse what h11 refuses: an HTTP/1.1 request names its host once."""
+    request = (
+        b"POST /notifications HTTP/1.1\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+        % (HOSTS_NOT_ONE[hosts], len(DELIVERY), DELIVERY)
+    )
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
+        sock.sendall(request)
+        answers = _status_lines(sock)
+    assert answers == [b"HTTP/1.1 400 Bad Request"]
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_an_http10_request_without_host_is_stored(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """HTTP/1.0 had no Host header: such a delivery is still a delivery."""
+    request = b"POST /notifications HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(DELIVERY),
+        DELIVERY,
+    )
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
+        sock.sendall(request)
+        answers = _status_lines(sock)
+    assert [line.split()[1] for line in answers] == [b"202"]
+    stored = [bytes(row[0]) for row in db.execute("select body from sync.inbox")]
+    assert stored == [DELIVERY]
