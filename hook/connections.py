@@ -711,15 +711,30 @@ else:
                 self.cycle,
             )
 
+        #: The 400 owed to an unreadable request, written once the requests read before it
+        #: are answered.
+        refusal: str | None = None
+
         def send_400_response(self, msg: str) -> None:
             """Close a connection that pipelined too far; uvicorn's 400 to any other request.
 
             Raised from a parser callback, the error reaches uvicorn as an invalid
             request: its line (limited) says so, then this one says why. No answer is
             written: the client reads none (its queued requests are dropped).
+
+            uvicorn wrote its 400 and closed at once, though requests read whole
+            before the unreadable one were still being served: a delivery
+            stored, then garbage in the same read, was answered 400 (hostile
+            review). Those are answered first now, in order, and the 400 after
+            them (``on_response_complete``); a request cut off mid-body by the
+            error is the one refused, at once, as before.
             """
             if not self.too_many_ahead:
-                super().send_400_response(msg)
+                if self._answers_owed():
+                    self.refusal = msg
+                    self.transport.pause_reading()
+                else:
+                    super().send_400_response(msg)
                 return
             limits = self.config.limits
             limits.log.warning(
@@ -730,6 +745,21 @@ else:
             limits.busy(self)
             self.pipeline.clear()
             self.transport.abort()
+
+        def on_response_complete(self) -> None:
+            """Start the next request; after the last one read whole, the 400 owed."""
+            super().on_response_complete()
+            if (
+                self.refusal is not None
+                and not self._answers_owed()
+                and not self.transport.is_closing()
+            ):
+                HttpToolsProtocol.send_400_response(self, self.refusal)
+
+        def _answers_owed(self) -> bool:
+            """Whether requests read whole wait for answers, and none is cut off mid-body."""
+            waiting = [cycle for cycle in self.open_cycles if not cycle.response_complete]
+            return bool(waiting) and not any(cycle.more_body for cycle in waiting)
 
 
 PROTOCOLS: dict[str, type[asyncio.Protocol] | None] = {

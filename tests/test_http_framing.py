@@ -322,3 +322,50 @@ def test_a_delivery_in_a_transfer_coding_the_hook_does_not_decode_is_refused_wit
         answers = _status_lines(sock)
     assert answers == [b"HTTP/1.1 400 Bad Request"]
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+#: How the garbage follows deliveries on one connection: how many deliveries go first,
+#: and whether the garbage waits for the first answer.
+GARBAGE_AFTER = {
+    "in the delivery's write": (1, True),
+    "behind two pipelined deliveries": (2, True),
+    "after the answer": (1, False),
+}
+
+
+@pytest.mark.parametrize("when", list(GARBAGE_AFTER))
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_stored_delivery_is_answered_202_though_garbage_follows_it_on_its_connection(
+    server: Server,
+    dbname: str,
+    db: psycopg.Connection,
+    tmp_path: Path,
+    parser: str,
+    loop: str,
+    when: str,
+) -> None:
+    """An answer belongs to its request: what comes after a delivery does not undo its 202.
+
+    A 400 for a request the parser cannot read must not stand in for the
+    answers to the deliveries read whole before it, which were stored (httptools
+    wrote its 400 at once and closed): the sender would count changes the smart
+    library has as lost.
+    """
+    deliveries, together = GARBAGE_AFTER[when]
+    head = b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+    delivery = head % len(DELIVERY) + DELIVERY
+    garbage = b"\x16\x03\x01 not HTTP at all\r\n\r\n"
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
+        if together:
+            sock.sendall(delivery * deliveries + garbage)
+        else:
+            sock.sendall(delivery)
+            assert sock.recv(12) == b"HTTP/1.1 202"
+            sock.sendall(garbage)
+        answers = _status_lines(sock)
+    stored = [bytes(row[0]) for row in db.execute("select body from sync.inbox")]
+    assert stored == [DELIVERY] * deliveries
+    # Read apart, the 202's status line was read before the garbage went out.
+    owed = deliveries if together else 0
+    assert answers == [b"HTTP/1.1 202 Accepted"] * owed + [b"HTTP/1.1 400 Bad Request"]
