@@ -44,6 +44,7 @@ import select
 from collections import OrderedDict
 from importlib.util import find_spec
 from typing import Any
+from urllib.parse import urlsplit
 
 import h11
 import uvicorn
@@ -569,6 +570,10 @@ class OneFramingH11Connection(h11.Connection):
     the hook reads as the next request (request smuggling). RFC 9112 (6.3)
     says a server MUST close the connection after such a request; httptools
     refuses it. So does this: uvicorn answers 400 and closes.
+
+    It also serves an absolute-form target (``POST http://host/notifications``,
+    RFC 9112 3.2.2: a server MUST accept it) by its path, as httptools does: h11
+    handed the whole URL to the routes, which answered 404.
     """
 
     def next_event(self) -> Any:
@@ -579,6 +584,14 @@ class OneFramingH11Connection(h11.Connection):
             if b"transfer-encoding" in names and b"content-length" in names:
                 raise h11.RemoteProtocolError(
                     "both Content-Length and Transfer-Encoding", error_status_hint=400
+                )
+            if not event.target.startswith(b"/") and b"://" in event.target:
+                url = urlsplit(event.target)
+                event = h11.Request(
+                    method=event.method,
+                    target=(url.path or b"/") + (b"?" + url.query if url.query else b""),
+                    headers=event.headers,
+                    http_version=event.http_version,
                 )
         return event
 

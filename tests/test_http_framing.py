@@ -369,3 +369,25 @@ def test_a_stored_delivery_is_answered_202_though_garbage_follows_it_on_its_conn
     # Read apart, the 202's status line was read before the garbage went out.
     owed = deliveries if together else 0
     assert answers == [b"HTTP/1.1 202 Accepted"] * owed + [b"HTTP/1.1 400 Bad Request"]
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_delivery_with_an_absolute_form_target_is_stored(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """RFC 9112 (3.2.2): a server MUST accept ``POST http://host/path``, as proxies send it.
+
+    httptools serves the path; h11 handed the whole URL to the routes, which
+    answered 404 and the delivery was lost.
+    """
+    request = (
+        b"POST http://127.0.0.1/notifications?from=cms HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(DELIVERY), DELIVERY)
+    )
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
+        sock.sendall(request)
+        answers = _status_lines(sock)
+    assert answers == [b"HTTP/1.1 202 Accepted"]
+    stored = [bytes(row[0]) for row in db.execute("select body from sync.inbox")]
+    assert stored == [DELIVERY]
