@@ -481,6 +481,19 @@ class BoundedProtocol:
                 self.transport.write(TOO_BIG_ANSWER)
                 self.transport.close()
 
+    def _unsupported_upgrade_warning(self) -> None:
+        """One line: the offer was ignored (ADR 0020), where uvicorn's two advised a library.
+
+        uvicorn says "Unsupported upgrade request." and, without a websocket
+        package, to install one: for an ``Upgrade: h2c`` offer, which Java's
+        HTTP client makes on every connection, that sends an operator after
+        something nobody needs.
+        """
+        upgrade = (self._get_upgrade() or b"?").decode("latin-1")  # type: ignore[attr-defined]
+        self.logger.warning(  # type: ignore[attr-defined]
+            "ignored an offer to switch to %s from %s: served in HTTP/1.1", upgrade, _peer(self)
+        )
+
     def on_response_complete(self) -> None:
         """Between requests the connection idles: it may be closed to make room.
 

@@ -116,6 +116,23 @@ def test_a_delivery_offering_to_switch_protocols_is_stored_whole(
 
 
 @pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_an_ignored_upgrade_offer_is_logged_as_ignored_without_advice_to_install_anything(
+    server: Server, dbname: str, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """The offer is ignored: one line says so, not uvicorn's advice to install a library."""
+    head, framed = FRAMINGS["content-length"]
+    offer = H2C_OFFER.replace(b"Upgrade, ", b"close, Upgrade, ")
+    request = b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n" + offer + head + b"\r\n"
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
+        sock.sendall(request + framed)
+        assert _status_lines(sock) == [b"HTTP/1.1 202 Accepted"]
+        output = hook.output()
+    assert "ignored an offer to switch to h2c from 127.0.0.1" in output
+    assert "WebSocket" not in output and "Unsupported upgrade" not in output
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
 def test_a_request_framed_both_by_length_and_by_chunks_is_refused_and_its_connection_closed(
     server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, parser: str, loop: str
 ) -> None:
