@@ -551,7 +551,7 @@ comment on function sync_private.script_class(text) is
     'The code point ranges (a bracket expression''s inside) of the letters of one script, latin, cyrillic or greek (as Unicode''s Scripts.txt has them), or of word, what a word is made of (letters and marks of every script, unassigned code points), generated from Unicode data by devtools/script_class.py; null for any other p_class. The <field>.mixed_script rule.';
 
 -- sync_private.mixed_script_pattern
--- The regular expression of the <field>.mixed_script rule: a word that holds a Latin letter and a Cyrillic or Greek one.
+-- The regular expression of the <field>.mixed_script rule: a word that holds letters of two of Latin, Cyrillic and Greek.
 create function sync_private.mixed_script_pattern() returns text
     language sql
     immutable
@@ -565,13 +565,17 @@ as $$
         || '[' || sync_private.script_class('cyrillic') || sync_private.script_class('greek') || ']'
         || '|[' || sync_private.script_class('cyrillic') || sync_private.script_class('greek') || ']'
         || '[' || sync_private.script_class('word') || ']*[' || sync_private.script_class('latin') || ']'
+        || '|[' || sync_private.script_class('cyrillic') || '][' || sync_private.script_class('word') || ']*'
+        || '[' || sync_private.script_class('greek') || ']'
+        || '|[' || sync_private.script_class('greek') || '][' || sync_private.script_class('word') || ']*'
+        || '[' || sync_private.script_class('cyrillic') || ']'
         || ')[' || sync_private.script_class('word') || ']*';
 $$;
 comment on function sync_private.mixed_script_pattern() is
-    'The regular expression of the <field>.mixed_script rule: a word (a run of letters and marks, sync_private.script_class) that holds a Latin letter and a Cyrillic or Greek one; where it first matches starts the first such word, and the match is all of it.';
+    'The regular expression of the <field>.mixed_script rule: a word (a run of letters and marks, sync_private.script_class) that holds letters of two of Latin, Cyrillic and Greek; where it first matches starts the first such word, and the match is all of it.';
 
 -- sync_private.mixed_script
--- The first word of a text that mixes Latin letters with Cyrillic or Greek ones, or null.
+-- The first word of a text that mixes letters of two of Latin, Cyrillic and Greek, or null.
 create function sync_private.mixed_script(p_text text) returns text
     language sql
     immutable
@@ -587,7 +591,10 @@ as $$
     -- Vietnamese, Turkish ı and German ß do. A word is a run of letters and
     -- marks; digits, punctuation, symbols and spaces end one. Marks carry no
     -- script here, letters do. The mathematical letters (𝐑) and the micro
-    -- sign µ are of no script (Common), as in Scripts.txt.
+    -- sign µ are of no script (Common), as in Scripts.txt. A word mixing
+    -- Cyrillic with Greek ("Рοза" with a Greek ο) is one too: it passed
+    -- until the tenth review, though UTS #39 refuses it alike and
+    -- name.lookalike folds both to Latin only where a letter looks Latin.
     -- An ASCII text holds no Cyrillic or Greek letter, and counting its
     -- bytes is all it costs; then a constant class of the Cyrillic and
     -- Greek letters, which the planner folds once: only a text that holds
@@ -598,7 +605,7 @@ as $$
                 then substring(p_text from sync_private.mixed_script_pattern()) end;
 $$;
 comment on function sync_private.mixed_script(text) is
-    'The first word (a run of letters and marks) of a text that mixes Latin letters with Cyrillic or Greek ones, all of it, or null: such a word looks like a word of one script and differs from it ("Rоse" with a Cyrillic о). Words of one script pass, whatever the words beside them. The <field>.mixed_script rule.';
+    'The first word (a run of letters and marks) of a text that mixes letters of two of Latin, Cyrillic and Greek, all of it, or null: such a word looks like a word of one script and differs from it ("Rоse" with a Cyrillic о, "Рοза" with a Greek ο). Words of one script pass, whatever the words beside them. The <field>.mixed_script rule.';
 
 -- sync_private.script_of
 -- The script of the first Latin, Cyrillic or Greek letter of a text, for messages.
@@ -625,15 +632,18 @@ create function sync_private.second_script_letter(p_word text) returns text
     immutable
     parallel safe
 as $$
-    -- A word that starts in Latin: its first Cyrillic or Greek letter; one
-    -- that starts in Cyrillic or Greek: its first Latin letter.
+    -- Its first letter of another of the three scripts than the one it
+    -- starts in.
     select case sync_private.script_of(p_word)
         when 'Latin' then substring(p_word from '[' || sync_private.script_class('cyrillic')
                                                  || sync_private.script_class('greek') || ']')
-        else substring(p_word from '[' || sync_private.script_class('latin') || ']') end;
+        when 'Cyrillic' then substring(p_word from '[' || sync_private.script_class('latin')
+                                                    || sync_private.script_class('greek') || ']')
+        else substring(p_word from '[' || sync_private.script_class('latin')
+                                       || sync_private.script_class('cyrillic') || ']') end;
 $$;
 comment on function sync_private.second_script_letter(text) is
-    'In a word that mixes Latin letters with Cyrillic or Greek ones (sync_private.mixed_script), the first letter of the script that comes second: its first Cyrillic or Greek letter when it starts in Latin, else its first Latin letter. For the sentence of <field>.mixed_script.';
+    'In a word that mixes letters of two of Latin, Cyrillic and Greek (sync_private.mixed_script), the first letter of the script that comes second: its first letter of another of the three than the one it starts in. For the sentence of <field>.mixed_script.';
 
 -- sync_private.starts_with_mark
 -- True when a text starts with a combining mark: it is drawn on whatever stands before the text.

@@ -4,7 +4,7 @@
 letters, passed every rule before review, and name.lookalike folds with NFKC,
 which leaves Cyrillic and Greek letters as they are: a spoof of an existing
 name passed as another name. A word (a run of letters and marks) that mixes
-Latin letters with Cyrillic or Greek ones is name.mixed_script, an error, and
+letters of two of Latin, Cyrillic and Greek is name.mixed_script, an error, and
 description.mixed_script, a warning; words of one script pass, whatever the
 words beside them. A text that starts with a combining mark (U+0301 before "Rose")
 puts it on whatever stands before it on screen: name.leading_mark, an error,
@@ -28,7 +28,7 @@ from helpers import body, findings_at_rest, prepared_messages, receive_many
 
 from devtools.script_class import SCRIPTS, classes_sql, is_word, script
 
-# (case id, a text): each holds a word that mixes Latin letters with Cyrillic or Greek ones.
+# (case id, a text): each holds a word that mixes letters of two of Latin, Cyrillic and Greek.
 MIXED: list[tuple[str, str]] = [
     ("a Cyrillic o in a Latin word", "R\u043ese"),
     ("Cyrillic letters among Latin ones", "\u0412\u0430n\u0430na"),
@@ -41,6 +41,9 @@ MIXED: list[tuple[str, str]] = [
     ("a fullwidth Latin letter beside Cyrillic", "\uff32\u043ese"),
     ("a Kelvin sign, a Latin letter, before Greek", "\u212a\u03b1ppa"),
     ("a Latin letter in a Russian word", "\u041cocква"),
+    ("a Greek omicron in a Russian word", "\u0420\u03bf\u0437\u0430"),
+    ("a Cyrillic er in a Greek word", "\u0391\u0440\u03c9\u03bc\u03b1"),
+    ("Latin, Cyrillic and Greek in one word", "R\u043e\u03c3e"),
 ]
 MIXED_IDS = [case for case, _ in MIXED]
 
@@ -95,6 +98,10 @@ def test_the_sentence_names_the_word_the_scripts_and_where_the_second_starts(
         'name holds the word "R\u043ese", which mixes Latin letters with Cyrillic ones'
         " (U+043E at position 9): it looks like a word of one script and differs from it"
     ]
+    assert prepared_messages(tx, {"fragrance_id": 1, "name": "\u0420\u03bf\u0437\u0430"}) == [
+        'name holds the word "\u0420\u03bf\u0437\u0430", which mixes Cyrillic letters with Greek'
+        " ones (U+03BF at position 2): it looks like a word of one script and differs from it"
+    ]
     assert prepared_messages(tx, {"fragrance_id": 1, "name": "\u0412\u0430n\u0430na"}) == [
         'name holds the word "\u0412\u0430n\u0430na", which mixes Cyrillic letters with Latin'
         " ones (U+006E at position 3): it looks like a word of one script and differs from it"
@@ -108,6 +115,7 @@ ONE_SCRIPT: list[tuple[str, str]] = [
     ("Greek with a tonos", "\u0386\u03c1\u03c9\u03bc\u03b1"),
     ("a Greek letter as a word", "Eau de Parfum \u03a9"),
     ("a Latin and a Russian word", "Rose \u0420\u043e\u0437\u0430"),
+    ("a Greek and a Russian word", "\u03a1\u03cc\u03b4\u03bf \u0420\u043e\u0437\u0430"),
     ("a hyphen between the scripts", "Rose-\u0420\u043e\u0437\u0430"),
     ("a numero sign", "\u21165"),
     ("a masculine ordinal, a Latin letter", "N\u00ba5"),
