@@ -243,6 +243,42 @@ $$;
 comment on function sync_private.purge_due(integer) is
     'Deletes what the purge_inbox job purges, at most p_limit rows of each kind (null: all): applied and ignored deliveries and findings closed more than sync.settings.purge_after ago, deliveries discarded more than discarded_purge_after ago, runs of the jobs older than purge_after but each job''s last and last successful run, and pg_cron''s log rows of our jobs older than purge_after where pg_cron is here. Returns the counts: {"deleted", "closed_findings_deleted", "discarded_deleted", "job_runs_deleted", "cron_run_details_deleted"}.';
 
+-- sync_private.refuse_a_second_purge
+-- Raises FS084 when a run of the purge is going; else holds the purge_inbox row of sync.job to the end of this transaction.
+create function sync_private.refuse_a_second_purge() returns void
+    language plpgsql
+as $$
+declare
+    v_run sync.job_run;
+begin
+    -- Two purges at once: the second waited on the first's rows, found them
+    -- deleted, and ended "ok" with nothing deleted while the first still had
+    -- chunks to go; a DBA who read it took the purge for done (hostile
+    -- review). The purge_inbox row of sync.job is the turnstile: every start
+    -- of a purge (a step that starts sync.purge_inbox, sync.run_job's
+    -- purge, which holds it to its end) locks it, so a start made while
+    -- another one commits sees that one's run. A run of the procedure that
+    -- is going holds its session lock and is refused against; one whose
+    -- backend let it go was just recorded interrupted and is not.
+    perform from sync.job as j where j.name = 'purge_inbox' for no key update;
+    select * into v_run from sync.job_run as r
+    where r.job = 'purge_inbox' and r.status = 'running'
+      and sync_private.job_run_alive(r.backend_pid, r.session_lock)
+    order by r.id
+    limit 1;
+    if found then
+        raise exception 'the purge is already running: run % since %, by backend %',
+                        v_run.id, v_run.started_at, v_run.backend_pid
+            using errcode = 'FS084',
+                  detail = 'Two purges at once would both wait on the same rows; this one purged nothing and left no run.',
+                  hint = 'Let that run end, and watch it: SELECT * FROM sync.schedule() WHERE job = ''purge_inbox''; '
+                      || 'it purges all that is due, so no second CALL is needed.';
+    end if;
+end;
+$$;
+comment on function sync_private.refuse_a_second_purge() is
+    'Locks the purge_inbox row of sync.job until the end of the transaction and raises FS084 when a run of sync.purge_inbox is going (running, its backend holding its session lock): the start of each purge (sync.purge_inbox_step, sync.run_job(''purge_inbox'')) calls it, so two purges never run at once.';
+
 -- sync.purge_inbox_step
 -- One transaction of sync.purge_inbox: starts its run (p_run_id null), or purges one chunk and records it in the run.
 create function sync.purge_inbox_step(p_run_id bigint, p_limit integer) returns sync.job_run
@@ -266,6 +302,7 @@ begin
         -- gone, a run row once read running for good (hostile review). Taken
         -- before the row commits, so no running row is ever seen without it.
         perform sync_private.end_interrupted_runs();
+        perform sync_private.refuse_a_second_purge();
         insert into sync.job_run (job, detail, backend_pid, session_lock)
         values ('purge_inbox', jsonb_build_object('deleted', 0, 'closed_findings_deleted', 0,
                                                   'discarded_deleted', 0, 'job_runs_deleted', 0,

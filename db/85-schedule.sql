@@ -127,6 +127,11 @@ begin
             using errcode = 'FS080', hint = 'The jobs: SELECT * FROM sync.schedule();';
     end if;
     perform sync_private.end_interrupted_runs();
+    if p_name = 'purge_inbox' then
+        -- Raised, not recorded: a refused purge did nothing, and a failed
+        -- run beside the one going would read as the purge failing.
+        perform sync_private.refuse_a_second_purge();
+    end if;
     insert into sync.job_run (job) values (p_name) returning * into v_run;
     -- The run row stays whatever happens below; a failure undoes only the job's work.
     begin

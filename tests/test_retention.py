@@ -534,3 +534,53 @@ def test_a_purge_cancelled_between_two_steps_reads_interrupted_while_its_session
     # Its session gone, the next run records it and purges what is left.
     assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
     assert purge_runs(db) == [("interrupted", "0"), ("ok", "25")]
+
+
+def test_a_second_purge_while_one_runs_refuses_and_leaves_no_record_of_a_purge(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Two CALLs at once: the second once recorded `ok` with nothing deleted.
+
+    It waited on the first's rows, found them gone, and ended while the first
+    still had chunks to go.
+
+    Now it refuses at once, says which run is going and what to do, and the
+    only record is the first run's, which purges everything.
+    """
+    with a_purge_stuck_in_its_second_chunk(server, dbname, db) as (_, _thread, first_errors):
+        second_errors: list[BaseException] = []
+        second = threading.Thread(
+            target=lambda: second_errors.extend(_call_purge(server.url(dbname, user="alice")))
+        )
+        second.start()
+        # Either it ends (refused) or it waits behind the first's rows.
+        while second.is_alive() and not _any_other_backend_waits(db, dba):
+            second.join(0.01)
+        refused_at_once = not second.is_alive()
+    second.join()
+    assert refused_at_once, "the second CALL waited behind the first"
+    assert [getattr(e, "sqlstate", None) for e in second_errors] == ["FS084"]
+    diag = second_errors[0].diag  # type: ignore[attr-defined]
+    assert "already running" in (diag.message_primary or "")
+    assert "sync.schedule()" in (diag.message_hint or "")
+    assert first_errors == []
+    assert purge_runs(db) == [("ok", "25")]
+
+
+def _call_purge(url: str) -> list[BaseException]:
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("call sync.purge_inbox(10)")
+    except psycopg.Error as error:
+        return [error]
+    return []
+
+
+def _any_other_backend_waits(db: psycopg.Connection, dba: psycopg.Connection) -> bool:
+    """Whether a second backend of alice (besides the stuck purger and `dba`) waits for a lock."""
+    row = db.execute(
+        "select count(*) from pg_stat_activity where usename = 'alice'"
+        " and wait_event_type = 'Lock' and pid <> %s",
+        [dba.info.backend_pid],
+    ).fetchone()
+    return row is not None and row[0] >= 2
