@@ -11,6 +11,7 @@ import glob
 import json
 import shutil
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -31,6 +32,7 @@ from helpers import (
     set_apply_on_receipt,
     store,
     table_activity,
+    wait_for_lock_wait,
 )
 
 CATALOG = "select * from public.fragrances order by fragrance_id"
@@ -1048,3 +1050,43 @@ def test_a_receipt_time_the_hook_puts_in_the_future_shields_no_change_from_repai
     )
     db.execute("select sync.repair()")
     assert fragrance(db, 7)["cost"] == kept  # type: ignore[index]
+
+
+@pytest.mark.parametrize("apply", [True, False], ids=["applied", "staged"])
+@pytest.mark.parametrize("drift", ["differs", "missing"])
+def test_two_repairs_at_once_deliver_each_delta_once(
+    server: Server, dbname: str, db: psycopg.Connection, drift: str, apply: bool
+) -> None:
+    """The second waits for the first, then plans from what it left: nothing to send."""
+    rows = library_rows_as_json(db)
+    if drift == "differs":
+        rows[7]["cost"] = 77
+    else:
+        rows.append(
+            {
+                "fragrance_id": 6000,
+                "name": "Iris",
+                "description": "",
+                "cost": 2.5,
+                "forbidden": False,
+            }
+        )
+    load_json(db, rows)
+    with (
+        psycopg.connect(server.url(dbname)) as first,
+        psycopg.connect(server.url(dbname), autocommit=True) as second,
+    ):
+        first_receipts = first.execute("select status from sync.repair(%s)", [apply]).fetchall()
+        second_receipts: list[tuple[Any, ...]] = []
+        thread = threading.Thread(
+            target=lambda: second_receipts.extend(
+                second.execute("select status from sync.repair(%s)", [apply]).fetchall()
+            )
+        )
+        thread.start()
+        wait_for_lock_wait(db, second.info.backend_pid)
+        first.commit()
+        thread.join()
+    assert first_receipts == [("applied" if apply else "pending",)]
+    assert second_receipts == []
+    assert db.execute("select count(*) from sync.inbox where origin = 'repair'").fetchone() == (1,)
