@@ -227,13 +227,22 @@ as $$
 declare
     v_receipt sync.receipt;
 begin
+    -- No row asked for is said first, and its hint names no row: with the
+    -- reason missing too, the hint once filled in row 42, someone else's
+    -- delivery, for the DBA to copy (hostile review).
+    if p_inbox_id is null then
+        raise exception 'the inbox id of the delivery to be discarded is null'
+            using errcode = 'FS005',
+                  hint = 'Find its inbox_id in the quarantine: SELECT inbox_id, codes, messages FROM sync.quarantine; '
+                      || 'then call sync.discard with that id and why it is safe to drop.';
+    end if;
     if p_reason is null or btrim(p_reason) = '' then
         -- The hint names the row asked for: one copied from psql as it stood
         -- named row 42, and wrote off someone else's delivery (hostile review).
-        raise exception 'a reason is required to discard inbox row %', coalesce(p_inbox_id::text, 'null')
+        raise exception 'a reason is required to discard inbox row %', p_inbox_id
             using errcode = 'FS003',
                   hint = format('Say why it is safe to drop: SELECT * FROM sync.discard(%s, ''why it is safe to drop'');',
-                      coalesce(p_inbox_id::text, '42'));
+                      p_inbox_id);
     end if;
     perform sync_private.claim_rejected(p_inbox_id, 'discarded');
     update sync.inbox

@@ -276,3 +276,26 @@ def test_the_hint_for_a_bad_status_report_is_the_call_the_page_makes(
 ) -> None:
     hint = hint_of(db, "select sync.status_report(0, 0)", "FS004")
     db.execute(runnable(hint))
+
+
+@pytest.mark.parametrize("reason", ["null", "' '", "'vendor test'"])
+def test_a_discard_of_no_row_says_the_id_is_missing_and_names_no_row(
+    db: psycopg.Connection, dba: psycopg.Connection, reason: str
+) -> None:
+    """sync.discard(null, null) hinted sync.discard(42, ...): a row nobody asked for.
+
+    The hint now says how to find the id, and spells no row number to copy.
+    """
+    for _ in range(42):
+        receive(db, {"fragrance_id": 7, "cost": -1})
+    with pytest.raises(psycopg.Error) as caught:
+        dba.execute(f"select * from sync.discard(null, {reason})")
+    assert caught.value.sqlstate == "FS005", caught.value
+    assert "is null" in (caught.value.diag.message_primary or "")
+    hint = caught.value.diag.message_hint or ""
+    assert not re.search(r"\d", hint), hint
+    assert "sync.quarantine" in hint and "sync.discard with that id" in hint
+    dba.execute(runnable(hint))
+    assert db.execute("select count(*) from sync.inbox where status = 'discarded'").fetchone() == (
+        0,
+    )
