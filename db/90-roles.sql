@@ -42,6 +42,7 @@ grant execute on function
     sync.status_report(integer, integer),
     sync.inbox_position(timestamptz),
     sync.plan_repair(),
+    sync.drift_summary_now(),
     sync.repair(boolean),
     sync.load_snapshot(jsonb, text, timestamptz),
     sync.purge_applied(interval, boolean, integer),
