@@ -589,7 +589,7 @@ NOISY = [
     pytest.param(b"GARBAGE\r\n\r\n", "Invalid HTTP request received.", id="invalid"),
     pytest.param(
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
-        "Unsupported upgrade request.",
+        "ignored an offer to switch to h2c",
         id="upgrade",
     ),
 ]
