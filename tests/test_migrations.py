@@ -496,6 +496,7 @@ API = [
     "sync.check_catalog()",
     "sync.check_delta(jsonb)",
     "sync.discard(bigint,text)",
+    "sync.drift_summary_now()",
     "sync.fragrance_at(integer,timestamp with time zone)",
     "sync.health_at(timestamp with time zone)",
     "sync.inbox_position(timestamp with time zone)",
