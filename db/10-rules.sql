@@ -215,6 +215,93 @@ $$;
 comment on function sync_private.first_bidi_control(text) is
     'The first bidirectional embedding, override or isolate (U+202A-202E, U+2066-2069) of a text, or null: they make text display in another order than it is stored. The <field>.bidi_control rule.';
 
+-- sync_private.script_class
+-- The ranges of a class of letters (latin, cyrillic, greek) or of what a word is made of (word), for sync_private.mixed_script.
+create function sync_private.script_class(p_class text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- Ranges without brackets, so that classes join in one bracket
+    -- expression ('[' || cyrillic || greek || ']'). A letter's script as
+    -- Unicode's Scripts.txt has it, read from Python's Unicode data (its
+    -- name, its decomposition, its case: devtools/script_class.py says how
+    -- and what it was checked against); a word is letters and marks of every
+    -- script and the unassigned code points. Spelled out by code point, as
+    -- the other classes (PostgreSQL knows no Unicode script), generated; redo it:
+    -- .venv/bin/python -m devtools.script_class --write
+    select
+        case p_class
+        when 'latin' then
+            E'\\u0041-\\u005a\\u0061-\\u007a\\u00aa\\u00ba\\u00c0-\\u00d6\\u00d8-\\u00f6\\u00f8-\\u02b8\\u02e0-\\u02e4'
+            '\\u1d00-\\u1d25\\u1d2c-\\u1d5c\\u1d62-\\u1d65\\u1d6b-\\u1d77\\u1d79-\\u1dbe\\u1e00-\\u1eff\\u2071\\u207f'
+            '\\u2090-\\u209c\\u212a-\\u212b\\u2132\\u214e\\u2183-\\u2184\\u2c60-\\u2c7f\\ua722-\\ua787\\ua78b-\\ua7ca'
+            '\\ua7d0-\\ua7d1\\ua7d3\\ua7d5-\\ua7d9\\ua7f2-\\ua7ff\\uab30-\\uab5a\\uab5c-\\uab64\\uab66-\\uab69\\ufb00-\\ufb06'
+            '\\uff21-\\uff3a\\uff41-\\uff5a\\U00010780-\\U00010785\\U00010787-\\U000107b0\\U000107b2-\\U000107ba\\U0001df00-\\U0001df1e'
+        when 'cyrillic' then
+            E'\\u0400-\\u0481\\u048a-\\u052f\\u1c80-\\u1c88\\u1d2b\\u1d78\\ua640-\\ua66e\\ua67f-\\ua69d'
+        when 'greek' then
+            E'\\u0370-\\u0374\\u0376-\\u0377\\u037a-\\u037d\\u037f\\u0386\\u0388-\\u038a\\u038c\\u038e-\\u03a1'
+            '\\u03a3-\\u03e1\\u03f0-\\u03f5\\u03f7-\\u03ff\\u1d26-\\u1d2a\\u1d5d-\\u1d61\\u1d66-\\u1d6a\\u1dbf\\u1f00-\\u1f15'
+            '\\u1f18-\\u1f1d\\u1f20-\\u1f45\\u1f48-\\u1f4d\\u1f50-\\u1f57\\u1f59\\u1f5b\\u1f5d\\u1f5f-\\u1f7d'
+            '\\u1f80-\\u1fb4\\u1fb6-\\u1fbc\\u1fbe\\u1fc2-\\u1fc4\\u1fc6-\\u1fcc\\u1fd0-\\u1fd3\\u1fd6-\\u1fdb\\u1fe0-\\u1fec'
+            '\\u1ff2-\\u1ff4\\u1ff6-\\u1ffc\\u2126\\uab65'
+        when 'word' then
+            E'\\u0041-\\u005a\\u0061-\\u007a\\u00aa\\u00b5\\u00ba\\u00c0-\\u00d6\\u00d8-\\u00f6\\u00f8-\\u02c1'
+            '\\u02c6-\\u02d1\\u02e0-\\u02e4\\u02ec\\u02ee\\u0300-\\u0374\\u0376-\\u037d\\u037f-\\u0383\\u0386'
+            '\\u0388-\\u03f5\\u03f7-\\u0481\\u0483-\\u0559\\u0560-\\u0588\\u058b-\\u058c\\u0590-\\u05bd\\u05bf\\u05c1-\\u05c2'
+            '\\u05c4-\\u05c5\\u05c7-\\u05f2\\u05f5-\\u05ff\\u0610-\\u061a\\u0620-\\u065f\\u066e-\\u06d3\\u06d5-\\u06dc\\u06df-\\u06e8'
+            '\\u06ea-\\u06ef\\u06fa-\\u06fc\\u06ff\\u070e\\u0710-\\u07bf\\u07ca-\\u07f5\\u07fa-\\u07fd\\u0800-\\u082f'
+            '\\u083f-\\u085d\\u085f-\\u0887\\u0889-\\u088f\\u0892-\\u08e1\\u08e3-\\u0963\\u0971-\\u09e5\\u09f0-\\u09f1\\u09fc'
+            '\\u09fe-\\u0a65\\u0a70-\\u0a75\\u0a77-\\u0ae5\\u0af2-\\u0b65\\u0b71\\u0b78-\\u0be5\\u0bfb-\\u0c65\\u0c70-\\u0c76'
+            '\\u0c80-\\u0c83\\u0c85-\\u0ce5\\u0cf0-\\u0d4e\\u0d50-\\u0d57\\u0d5f-\\u0d65\\u0d7a-\\u0de5\\u0df0-\\u0df3\\u0df5-\\u0e3e'
+            '\\u0e40-\\u0e4e\\u0e5c-\\u0ecf\\u0eda-\\u0f00\\u0f18-\\u0f19\\u0f35\\u0f37\\u0f39\\u0f3e-\\u0f84'
+            '\\u0f86-\\u0fbd\\u0fc6\\u0fcd\\u0fdb-\\u103f\\u1050-\\u108f\\u109a-\\u109d\\u10a0-\\u10fa\\u10fc-\\u135f'
+            '\\u137d-\\u138f\\u139a-\\u13ff\\u1401-\\u166c\\u166f-\\u167f\\u1681-\\u169a\\u169d-\\u16ea\\u16f1-\\u1734\\u1737-\\u17d3'
+            '\\u17d7\\u17dc-\\u17df\\u17ea-\\u17ef\\u17fa-\\u17ff\\u180b-\\u180d\\u180f\\u181a-\\u193f\\u1941-\\u1943'
+            '\\u1950-\\u19cf\\u19db-\\u19dd\\u1a00-\\u1a1d\\u1a20-\\u1a7f\\u1a8a-\\u1a8f\\u1a9a-\\u1a9f\\u1aa7\\u1aae-\\u1b4f'
+            '\\u1b6b-\\u1b73\\u1b7f-\\u1baf\\u1bba-\\u1bfb\\u1c00-\\u1c3a\\u1c4a-\\u1c4f\\u1c5a-\\u1c7d\\u1c80-\\u1cbf\\u1cc8-\\u1cd2'
+            '\\u1cd4-\\u1fbc\\u1fbe\\u1fc2-\\u1fcc\\u1fd0-\\u1fdc\\u1fe0-\\u1fec\\u1ff0-\\u1ffc\\u1fff\\u2065'
+            '\\u2071-\\u2073\\u207f\\u208f-\\u209f\\u20c1-\\u20ff\\u2102\\u2107\\u210a-\\u2113\\u2115'
+            '\\u2119-\\u211d\\u2124\\u2126\\u2128\\u212a-\\u212d\\u212f-\\u2139\\u213c-\\u213f\\u2145-\\u2149'
+            '\\u214e\\u2183-\\u2184\\u218c-\\u218f\\u2427-\\u243f\\u244b-\\u245f\\u2b74-\\u2b75\\u2b96\\u2c00-\\u2ce4'
+            '\\u2ceb-\\u2cf8\\u2d00-\\u2d6f\\u2d71-\\u2dff\\u2e2f\\u2e5e-\\u2e7f\\u2e9a\\u2ef4-\\u2eff\\u2fd6-\\u2fef'
+            '\\u2ffc-\\u2fff\\u3005-\\u3006\\u302a-\\u302f\\u3031-\\u3035\\u303b-\\u303c\\u3040-\\u309a\\u309d-\\u309f\\u30a1-\\u30fa'
+            '\\u30fc-\\u318f\\u31a0-\\u31bf\\u31e4-\\u31ff\\u321f\\u3400-\\u4dbf\\u4e00-\\ua48f\\ua4c7-\\ua4fd\\ua500-\\ua60c'
+            '\\ua610-\\ua61f\\ua62a-\\ua672\\ua674-\\ua67d\\ua67f-\\ua6e5\\ua6f0-\\ua6f1\\ua6f8-\\ua6ff\\ua717-\\ua71f\\ua722-\\ua788'
+            '\\ua78b-\\ua827\\ua82c-\\ua82f\\ua83a-\\ua873\\ua878-\\ua8cd\\ua8da-\\ua8f7\\ua8fb\\ua8fd-\\ua8ff\\ua90a-\\ua92d'
+            '\\ua930-\\ua95e\\ua960-\\ua9c0\\ua9ce-\\ua9cf\\ua9da-\\ua9dd\\ua9e0-\\ua9ef\\ua9fa-\\uaa4f\\uaa5a-\\uaa5b\\uaa60-\\uaa76'
+            '\\uaa7a-\\uaadd\\uaae0-\\uaaef\\uaaf2-\\uab5a\\uab5c-\\uab69\\uab6c-\\uabea\\uabec-\\uabef\\uabfa-\\ud7ff\\uf900-\\ufb28'
+            '\\ufb2a-\\ufbb1\\ufbc3-\\ufd3d\\ufd50-\\ufdce\\ufdd0-\\ufdfb\\ufe00-\\ufe0f\\ufe1a-\\ufe2f\\ufe53\\ufe67'
+            '\\ufe6c-\\ufefe\\uff00\\uff21-\\uff3a\\uff41-\\uff5a\\uff66-\\uffdf\\uffe7\\uffef-\\ufff8\\ufffe-\\U000100ff'
+            '\\U00010103-\\U00010106\\U00010134-\\U00010136\\U0001018f\\U0001019d-\\U0001019f\\U000101a1-\\U000101cf\\U000101fd-\\U000102e0\\U000102fc-\\U0001031f\\U00010324-\\U00010340'
+            '\\U00010342-\\U00010349\\U0001034b-\\U0001039e\\U000103a0-\\U000103cf\\U000103d6-\\U0001049f\\U000104aa-\\U0001056e\\U00010570-\\U00010856\\U00010860-\\U00010876\\U00010880-\\U000108a6'
+            '\\U000108b0-\\U000108fa\\U00010900-\\U00010915\\U0001091c-\\U0001091e\\U00010920-\\U0001093e\\U00010940-\\U000109bb\\U000109be-\\U000109bf\\U000109d0-\\U000109d1\\U00010a00-\\U00010a3f'
+            '\\U00010a49-\\U00010a4f\\U00010a59-\\U00010a7c\\U00010a80-\\U00010a9c\\U00010aa0-\\U00010ac7\\U00010ac9-\\U00010aea\\U00010af7-\\U00010b38\\U00010b40-\\U00010b57\\U00010b60-\\U00010b77'
+            '\\U00010b80-\\U00010b98\\U00010b9d-\\U00010ba8\\U00010bb0-\\U00010cf9\\U00010d00-\\U00010d2f\\U00010d3a-\\U00010e5f\\U00010e7f-\\U00010eac\\U00010eae-\\U00010f1c\\U00010f27-\\U00010f50'
+            '\\U00010f5a-\\U00010f85\\U00010f8a-\\U00010fc4\\U00010fcc-\\U00011046\\U0001104e-\\U00011051\\U00011070-\\U000110ba\\U000110c2-\\U000110cc\\U000110ce-\\U000110ef\\U000110fa-\\U00011135'
+            '\\U00011144-\\U00011173\\U00011176-\\U000111c4\\U000111c9-\\U000111cc\\U000111ce-\\U000111cf\\U000111da\\U000111dc\\U000111e0\\U000111f5-\\U00011237'
+            '\\U0001123e-\\U000112a8\\U000112aa-\\U000112ef\\U000112fa-\\U0001144a\\U0001145c\\U0001145e-\\U000114c5\\U000114c7-\\U000114cf\\U000114da-\\U000115c0\\U000115d8-\\U00011640'
+            '\\U00011644-\\U0001164f\\U0001165a-\\U0001165f\\U0001166d-\\U000116b8\\U000116ba-\\U000116bf\\U000116ca-\\U0001172f\\U00011740-\\U0001183a\\U0001183c-\\U000118df\\U000118f3-\\U00011943'
+            '\\U00011947-\\U0001194f\\U0001195a-\\U000119e1\\U000119e3-\\U00011a3e\\U00011a47-\\U00011a99\\U00011a9d\\U00011aa3-\\U00011c40\\U00011c46-\\U00011c4f\\U00011c6d-\\U00011c6f'
+            '\\U00011c72-\\U00011d4f\\U00011d5a-\\U00011d9f\\U00011daa-\\U00011ef6\\U00011ef9-\\U00011fbf\\U00011ff2-\\U00011ffe\\U00012000-\\U000123ff\\U0001246f\\U00012475-\\U00012ff0'
+            '\\U00012ff3-\\U0001342f\\U00013439-\\U00016a5f\\U00016a6a-\\U00016a6d\\U00016a70-\\U00016abf\\U00016aca-\\U00016af4\\U00016af6-\\U00016b36\\U00016b40-\\U00016b43\\U00016b46-\\U00016b4f'
+            '\\U00016b5a\\U00016b62-\\U00016e7f\\U00016e9b-\\U00016fe1\\U00016fe3-\\U0001bc9b\\U0001bc9d-\\U0001bc9e\\U0001bca4-\\U0001cf4f\\U0001cfc4-\\U0001cfff\\U0001d0f6-\\U0001d0ff'
+            '\\U0001d127-\\U0001d128\\U0001d165-\\U0001d169\\U0001d16d-\\U0001d172\\U0001d17b-\\U0001d182\\U0001d185-\\U0001d18b\\U0001d1aa-\\U0001d1ad\\U0001d1eb-\\U0001d1ff\\U0001d242-\\U0001d244'
+            '\\U0001d246-\\U0001d2df\\U0001d2f4-\\U0001d2ff\\U0001d357-\\U0001d35f\\U0001d379-\\U0001d6c0\\U0001d6c2-\\U0001d6da\\U0001d6dc-\\U0001d6fa\\U0001d6fc-\\U0001d714\\U0001d716-\\U0001d734'
+            '\\U0001d736-\\U0001d74e\\U0001d750-\\U0001d76e\\U0001d770-\\U0001d788\\U0001d78a-\\U0001d7a8\\U0001d7aa-\\U0001d7c2\\U0001d7c4-\\U0001d7cd\\U0001da00-\\U0001da36\\U0001da3b-\\U0001da6c'
+            '\\U0001da75\\U0001da84\\U0001da8c-\\U0001e13f\\U0001e14a-\\U0001e14e\\U0001e150-\\U0001e2ef\\U0001e2fa-\\U0001e2fe\\U0001e300-\\U0001e8c6\\U0001e8d0-\\U0001e94f'
+            '\\U0001e95a-\\U0001e95d\\U0001e960-\\U0001ec70\\U0001ecb5-\\U0001ed00\\U0001ed3e-\\U0001eeef\\U0001eef2-\\U0001efff\\U0001f02c-\\U0001f02f\\U0001f094-\\U0001f09f\\U0001f0af-\\U0001f0b0'
+            '\\U0001f0c0\\U0001f0d0\\U0001f0f6-\\U0001f0ff\\U0001f1ae-\\U0001f1e5\\U0001f203-\\U0001f20f\\U0001f23c-\\U0001f23f\\U0001f249-\\U0001f24f\\U0001f252-\\U0001f25f'
+            '\\U0001f266-\\U0001f2ff\\U0001f6d8-\\U0001f6dc\\U0001f6ed-\\U0001f6ef\\U0001f6fd-\\U0001f6ff\\U0001f774-\\U0001f77f\\U0001f7d9-\\U0001f7df\\U0001f7ec-\\U0001f7ef\\U0001f7f1-\\U0001f7ff'
+            '\\U0001f80c-\\U0001f80f\\U0001f848-\\U0001f84f\\U0001f85a-\\U0001f85f\\U0001f888-\\U0001f88f\\U0001f8ae-\\U0001f8af\\U0001f8b2-\\U0001f8ff\\U0001fa54-\\U0001fa5f\\U0001fa6e-\\U0001fa6f'
+            '\\U0001fa75-\\U0001fa77\\U0001fa7d-\\U0001fa7f\\U0001fa87-\\U0001fa8f\\U0001faad-\\U0001faaf\\U0001fabb-\\U0001fabf\\U0001fac6-\\U0001facf\\U0001fada-\\U0001fadf\\U0001fae8-\\U0001faef'
+            '\\U0001faf7-\\U0001faff\\U0001fb93\\U0001fbcb-\\U0001fbef\\U0001fbfa-\\U000e0000\\U000e0002-\\U000e001f\\U000e0080-\\U000effff\\U000ffffe-\\U000fffff\\U0010fffe-\\U0010ffff'
+        end;
+$$;
+comment on function sync_private.script_class(text) is
+    'The code point ranges (a bracket expression''s inside) of the letters of one script, latin, cyrillic or greek (as Unicode''s Scripts.txt has them), or of word, what a word is made of (letters and marks of every script, unassigned code points), generated from Unicode data by devtools/script_class.py; null for any other p_class. The <field>.mixed_script rule.';
+
 -- sync_private.invisible_pattern
 -- The regular expression of the <field>.invisible_character rule: it matches the first invisible character out of place.
 create function sync_private.invisible_pattern() returns text
@@ -297,7 +384,19 @@ as $$
         -- them; a cancel tag that does not end such a run.
         '|[\\U000e0030-\\U000e0039\\U000e0061-\\U000e007a](?<!\\U0001f3f4[\\U000e0030-\\U000e0039\\U000e0061-\\U000e007a]{1,7})'
         '|[\\U000e0030-\\U000e0039\\U000e0061-\\U000e007a](?![\\U000e0030-\\U000e0039\\U000e0061-\\U000e007a]{0,6}\\U000e007f)'
-        '|\\U000e007f(?<!\\U0001f3f4[\\U000e0030-\\U000e0039\\U000e0061-\\U000e007a]{1,7}\\U000e007f)';
+        '|\\U000e007f(?<!\\U0001f3f4[\\U000e0030-\\U000e0039\\U000e0061-\\U000e007a]{1,7}\\U000e007f)'
+        -- And what is said above of an ASCII letter, of every Latin, Cyrillic
+        -- and Greek letter (sync_private.script_class): "Rosé" + U+FE0F or
+        -- "Ros" ZWJ "é" showed as "Rosé" and passed (tenth review). No
+        -- variation sequence of Unicode has a letter of these scripts for its
+        -- base, and a joiner joins none of them to anything a reader sees.
+        || E'|[\\u200c\\u200d\\u180b-\\u180d\\u180f\\ufe00-\\ufe0f\\U000e0100-\\U000e01ef](?<=['
+        || sync_private.script_class('latin') || sync_private.script_class('cyrillic')
+        || sync_private.script_class('greek')
+        || E'][\\u200c\\u200d\\u180b-\\u180d\\u180f\\ufe00-\\ufe0f\\U000e0100-\\U000e01ef])'
+        || E'|[\\u200c\\u200d](?=['
+        || sync_private.script_class('latin') || sync_private.script_class('cyrillic')
+        || sync_private.script_class('greek') || '])';
 $$;
 comment on function sync_private.invisible_pattern() is
     'The regular expression of the <field>.invisible_character rule: where it first matches stands the first invisible character out of place (sync_private.first_invisible says which and why).';
@@ -327,15 +426,15 @@ as $$
     -- start, at the end, or next to whitespace, a control or another
     -- invisible character), so no name is refused for being Persian, Indic
     -- or emoji:
-    -- - ZWNJ and ZWJ only between two visible characters, neither an ASCII
-    --   letter: Persian and Indic words hold them between
+    -- - ZWNJ and ZWJ only between two visible characters, neither a Latin,
+    --   Cyrillic or Greek letter: Persian and Indic words hold them between
     --   letters, and emoji sequences join emoji with ZWJ (a family:
     --   U+1F468 U+200D U+1F469 U+200D U+1F467), where a variation selector
     --   may stand before it (the rainbow flag: U+1F3F3 U+FE0F U+200D U+1F308).
     -- - variation selectors (U+FE00-FE0F, U+E0100-E01EF, the Mongolian free
     --   variation selectors) only right after a visible character, the one
     --   they choose a form of (a red heart U+2764 U+FE0F, an ideographic
-    --   variant U+845B U+E0100), but an ASCII letter, which no variation
+    --   variant U+845B U+E0100), but a Latin, Cyrillic or Greek letter, which no variation
     --   sequence has for its base; a run of them is how data hides behind an
     --   emoji.
     -- - tags only as the flags of England, Scotland and Wales spell them: a
@@ -353,7 +452,7 @@ as $$
     select substring(p_text from sync_private.invisible_pattern());
 $$;
 comment on function sync_private.first_invisible(text) is
-    'The first invisible character of a text that stands out of place, or null: Unicode''s default ignorable characters and the interlinear annotation controls (zero-width space, soft hyphen, byte order mark, word joiner, direction marks, Hangul fillers, tags...) but the bidirectional controls, the musical null notehead U+1D159, the private-use characters, and the braille blank U+2800 but between two braille cells. ZWNJ and ZWJ count only when not between two visible characters other than ASCII letters, the Mongolian vowel separator when not between two Mongolian letters, variation selectors when not right after a visible character other than an ASCII letter, tags outside an emoji flag: Persian, Indic, Mongolian and emoji names pass. The <field>.invisible_character rule.';
+    'The first invisible character of a text that stands out of place, or null: Unicode''s default ignorable characters and the interlinear annotation controls (zero-width space, soft hyphen, byte order mark, word joiner, direction marks, Hangul fillers, tags...) but the bidirectional controls, the musical null notehead U+1D159, the private-use characters, and the braille blank U+2800 but between two braille cells. ZWNJ and ZWJ count only when not between two visible characters other than Latin, Cyrillic or Greek letters, the Mongolian vowel separator when not between two Mongolian letters, variation selectors when not right after a visible character other than a Latin, Cyrillic or Greek letter, tags outside an emoji flag: Persian, Indic, Mongolian and emoji names pass. The <field>.invisible_character rule.';
 
 -- sync_private.mark_class
 -- The bracket expression of the marks drawn on the character before them, for sync_private.stacked_marks.
@@ -462,93 +561,6 @@ as $$
 $$;
 comment on function sync_private.stacked_marks(text, numeric) is
     'The first run of more than p_limit combining marks in a row (sync_private.mark_class) of a text, all of it, or null: marks in a row stack on one character, and a long stack is drawn over the text around it ("Zalgo" text). The <field>.stacked_marks rule.';
-
--- sync_private.script_class
--- The ranges of a class of letters (latin, cyrillic, greek) or of what a word is made of (word), for sync_private.mixed_script.
-create function sync_private.script_class(p_class text) returns text
-    language sql
-    immutable
-    parallel safe
-as $$
-    -- Ranges without brackets, so that classes join in one bracket
-    -- expression ('[' || cyrillic || greek || ']'). A letter's script as
-    -- Unicode's Scripts.txt has it, read from Python's Unicode data (its
-    -- name, its decomposition, its case: devtools/script_class.py says how
-    -- and what it was checked against); a word is letters and marks of every
-    -- script and the unassigned code points. Spelled out by code point, as
-    -- the other classes (PostgreSQL knows no Unicode script), generated; redo it:
-    -- .venv/bin/python -m devtools.script_class --write
-    select
-        case p_class
-        when 'latin' then
-            E'\\u0041-\\u005a\\u0061-\\u007a\\u00aa\\u00ba\\u00c0-\\u00d6\\u00d8-\\u00f6\\u00f8-\\u02b8\\u02e0-\\u02e4'
-            '\\u1d00-\\u1d25\\u1d2c-\\u1d5c\\u1d62-\\u1d65\\u1d6b-\\u1d77\\u1d79-\\u1dbe\\u1e00-\\u1eff\\u2071\\u207f'
-            '\\u2090-\\u209c\\u212a-\\u212b\\u2132\\u214e\\u2183-\\u2184\\u2c60-\\u2c7f\\ua722-\\ua787\\ua78b-\\ua7ca'
-            '\\ua7d0-\\ua7d1\\ua7d3\\ua7d5-\\ua7d9\\ua7f2-\\ua7ff\\uab30-\\uab5a\\uab5c-\\uab64\\uab66-\\uab69\\ufb00-\\ufb06'
-            '\\uff21-\\uff3a\\uff41-\\uff5a\\U00010780-\\U00010785\\U00010787-\\U000107b0\\U000107b2-\\U000107ba\\U0001df00-\\U0001df1e'
-        when 'cyrillic' then
-            E'\\u0400-\\u0481\\u048a-\\u052f\\u1c80-\\u1c88\\u1d2b\\u1d78\\ua640-\\ua66e\\ua67f-\\ua69d'
-        when 'greek' then
-            E'\\u0370-\\u0374\\u0376-\\u0377\\u037a-\\u037d\\u037f\\u0386\\u0388-\\u038a\\u038c\\u038e-\\u03a1'
-            '\\u03a3-\\u03e1\\u03f0-\\u03f5\\u03f7-\\u03ff\\u1d26-\\u1d2a\\u1d5d-\\u1d61\\u1d66-\\u1d6a\\u1dbf\\u1f00-\\u1f15'
-            '\\u1f18-\\u1f1d\\u1f20-\\u1f45\\u1f48-\\u1f4d\\u1f50-\\u1f57\\u1f59\\u1f5b\\u1f5d\\u1f5f-\\u1f7d'
-            '\\u1f80-\\u1fb4\\u1fb6-\\u1fbc\\u1fbe\\u1fc2-\\u1fc4\\u1fc6-\\u1fcc\\u1fd0-\\u1fd3\\u1fd6-\\u1fdb\\u1fe0-\\u1fec'
-            '\\u1ff2-\\u1ff4\\u1ff6-\\u1ffc\\u2126\\uab65'
-        when 'word' then
-            E'\\u0041-\\u005a\\u0061-\\u007a\\u00aa\\u00b5\\u00ba\\u00c0-\\u00d6\\u00d8-\\u00f6\\u00f8-\\u02c1'
-            '\\u02c6-\\u02d1\\u02e0-\\u02e4\\u02ec\\u02ee\\u0300-\\u0374\\u0376-\\u037d\\u037f-\\u0383\\u0386'
-            '\\u0388-\\u03f5\\u03f7-\\u0481\\u0483-\\u0559\\u0560-\\u0588\\u058b-\\u058c\\u0590-\\u05bd\\u05bf\\u05c1-\\u05c2'
-            '\\u05c4-\\u05c5\\u05c7-\\u05f2\\u05f5-\\u05ff\\u0610-\\u061a\\u0620-\\u065f\\u066e-\\u06d3\\u06d5-\\u06dc\\u06df-\\u06e8'
-            '\\u06ea-\\u06ef\\u06fa-\\u06fc\\u06ff\\u070e\\u0710-\\u07bf\\u07ca-\\u07f5\\u07fa-\\u07fd\\u0800-\\u082f'
-            '\\u083f-\\u085d\\u085f-\\u0887\\u0889-\\u088f\\u0892-\\u08e1\\u08e3-\\u0963\\u0971-\\u09e5\\u09f0-\\u09f1\\u09fc'
-            '\\u09fe-\\u0a65\\u0a70-\\u0a75\\u0a77-\\u0ae5\\u0af2-\\u0b65\\u0b71\\u0b78-\\u0be5\\u0bfb-\\u0c65\\u0c70-\\u0c76'
-            '\\u0c80-\\u0c83\\u0c85-\\u0ce5\\u0cf0-\\u0d4e\\u0d50-\\u0d57\\u0d5f-\\u0d65\\u0d7a-\\u0de5\\u0df0-\\u0df3\\u0df5-\\u0e3e'
-            '\\u0e40-\\u0e4e\\u0e5c-\\u0ecf\\u0eda-\\u0f00\\u0f18-\\u0f19\\u0f35\\u0f37\\u0f39\\u0f3e-\\u0f84'
-            '\\u0f86-\\u0fbd\\u0fc6\\u0fcd\\u0fdb-\\u103f\\u1050-\\u108f\\u109a-\\u109d\\u10a0-\\u10fa\\u10fc-\\u135f'
-            '\\u137d-\\u138f\\u139a-\\u13ff\\u1401-\\u166c\\u166f-\\u167f\\u1681-\\u169a\\u169d-\\u16ea\\u16f1-\\u1734\\u1737-\\u17d3'
-            '\\u17d7\\u17dc-\\u17df\\u17ea-\\u17ef\\u17fa-\\u17ff\\u180b-\\u180d\\u180f\\u181a-\\u193f\\u1941-\\u1943'
-            '\\u1950-\\u19cf\\u19db-\\u19dd\\u1a00-\\u1a1d\\u1a20-\\u1a7f\\u1a8a-\\u1a8f\\u1a9a-\\u1a9f\\u1aa7\\u1aae-\\u1b4f'
-            '\\u1b6b-\\u1b73\\u1b7f-\\u1baf\\u1bba-\\u1bfb\\u1c00-\\u1c3a\\u1c4a-\\u1c4f\\u1c5a-\\u1c7d\\u1c80-\\u1cbf\\u1cc8-\\u1cd2'
-            '\\u1cd4-\\u1fbc\\u1fbe\\u1fc2-\\u1fcc\\u1fd0-\\u1fdc\\u1fe0-\\u1fec\\u1ff0-\\u1ffc\\u1fff\\u2065'
-            '\\u2071-\\u2073\\u207f\\u208f-\\u209f\\u20c1-\\u20ff\\u2102\\u2107\\u210a-\\u2113\\u2115'
-            '\\u2119-\\u211d\\u2124\\u2126\\u2128\\u212a-\\u212d\\u212f-\\u2139\\u213c-\\u213f\\u2145-\\u2149'
-            '\\u214e\\u2183-\\u2184\\u218c-\\u218f\\u2427-\\u243f\\u244b-\\u245f\\u2b74-\\u2b75\\u2b96\\u2c00-\\u2ce4'
-            '\\u2ceb-\\u2cf8\\u2d00-\\u2d6f\\u2d71-\\u2dff\\u2e2f\\u2e5e-\\u2e7f\\u2e9a\\u2ef4-\\u2eff\\u2fd6-\\u2fef'
-            '\\u2ffc-\\u2fff\\u3005-\\u3006\\u302a-\\u302f\\u3031-\\u3035\\u303b-\\u303c\\u3040-\\u309a\\u309d-\\u309f\\u30a1-\\u30fa'
-            '\\u30fc-\\u318f\\u31a0-\\u31bf\\u31e4-\\u31ff\\u321f\\u3400-\\u4dbf\\u4e00-\\ua48f\\ua4c7-\\ua4fd\\ua500-\\ua60c'
-            '\\ua610-\\ua61f\\ua62a-\\ua672\\ua674-\\ua67d\\ua67f-\\ua6e5\\ua6f0-\\ua6f1\\ua6f8-\\ua6ff\\ua717-\\ua71f\\ua722-\\ua788'
-            '\\ua78b-\\ua827\\ua82c-\\ua82f\\ua83a-\\ua873\\ua878-\\ua8cd\\ua8da-\\ua8f7\\ua8fb\\ua8fd-\\ua8ff\\ua90a-\\ua92d'
-            '\\ua930-\\ua95e\\ua960-\\ua9c0\\ua9ce-\\ua9cf\\ua9da-\\ua9dd\\ua9e0-\\ua9ef\\ua9fa-\\uaa4f\\uaa5a-\\uaa5b\\uaa60-\\uaa76'
-            '\\uaa7a-\\uaadd\\uaae0-\\uaaef\\uaaf2-\\uab5a\\uab5c-\\uab69\\uab6c-\\uabea\\uabec-\\uabef\\uabfa-\\ud7ff\\uf900-\\ufb28'
-            '\\ufb2a-\\ufbb1\\ufbc3-\\ufd3d\\ufd50-\\ufdce\\ufdd0-\\ufdfb\\ufe00-\\ufe0f\\ufe1a-\\ufe2f\\ufe53\\ufe67'
-            '\\ufe6c-\\ufefe\\uff00\\uff21-\\uff3a\\uff41-\\uff5a\\uff66-\\uffdf\\uffe7\\uffef-\\ufff8\\ufffe-\\U000100ff'
-            '\\U00010103-\\U00010106\\U00010134-\\U00010136\\U0001018f\\U0001019d-\\U0001019f\\U000101a1-\\U000101cf\\U000101fd-\\U000102e0\\U000102fc-\\U0001031f\\U00010324-\\U00010340'
-            '\\U00010342-\\U00010349\\U0001034b-\\U0001039e\\U000103a0-\\U000103cf\\U000103d6-\\U0001049f\\U000104aa-\\U0001056e\\U00010570-\\U00010856\\U00010860-\\U00010876\\U00010880-\\U000108a6'
-            '\\U000108b0-\\U000108fa\\U00010900-\\U00010915\\U0001091c-\\U0001091e\\U00010920-\\U0001093e\\U00010940-\\U000109bb\\U000109be-\\U000109bf\\U000109d0-\\U000109d1\\U00010a00-\\U00010a3f'
-            '\\U00010a49-\\U00010a4f\\U00010a59-\\U00010a7c\\U00010a80-\\U00010a9c\\U00010aa0-\\U00010ac7\\U00010ac9-\\U00010aea\\U00010af7-\\U00010b38\\U00010b40-\\U00010b57\\U00010b60-\\U00010b77'
-            '\\U00010b80-\\U00010b98\\U00010b9d-\\U00010ba8\\U00010bb0-\\U00010cf9\\U00010d00-\\U00010d2f\\U00010d3a-\\U00010e5f\\U00010e7f-\\U00010eac\\U00010eae-\\U00010f1c\\U00010f27-\\U00010f50'
-            '\\U00010f5a-\\U00010f85\\U00010f8a-\\U00010fc4\\U00010fcc-\\U00011046\\U0001104e-\\U00011051\\U00011070-\\U000110ba\\U000110c2-\\U000110cc\\U000110ce-\\U000110ef\\U000110fa-\\U00011135'
-            '\\U00011144-\\U00011173\\U00011176-\\U000111c4\\U000111c9-\\U000111cc\\U000111ce-\\U000111cf\\U000111da\\U000111dc\\U000111e0\\U000111f5-\\U00011237'
-            '\\U0001123e-\\U000112a8\\U000112aa-\\U000112ef\\U000112fa-\\U0001144a\\U0001145c\\U0001145e-\\U000114c5\\U000114c7-\\U000114cf\\U000114da-\\U000115c0\\U000115d8-\\U00011640'
-            '\\U00011644-\\U0001164f\\U0001165a-\\U0001165f\\U0001166d-\\U000116b8\\U000116ba-\\U000116bf\\U000116ca-\\U0001172f\\U00011740-\\U0001183a\\U0001183c-\\U000118df\\U000118f3-\\U00011943'
-            '\\U00011947-\\U0001194f\\U0001195a-\\U000119e1\\U000119e3-\\U00011a3e\\U00011a47-\\U00011a99\\U00011a9d\\U00011aa3-\\U00011c40\\U00011c46-\\U00011c4f\\U00011c6d-\\U00011c6f'
-            '\\U00011c72-\\U00011d4f\\U00011d5a-\\U00011d9f\\U00011daa-\\U00011ef6\\U00011ef9-\\U00011fbf\\U00011ff2-\\U00011ffe\\U00012000-\\U000123ff\\U0001246f\\U00012475-\\U00012ff0'
-            '\\U00012ff3-\\U0001342f\\U00013439-\\U00016a5f\\U00016a6a-\\U00016a6d\\U00016a70-\\U00016abf\\U00016aca-\\U00016af4\\U00016af6-\\U00016b36\\U00016b40-\\U00016b43\\U00016b46-\\U00016b4f'
-            '\\U00016b5a\\U00016b62-\\U00016e7f\\U00016e9b-\\U00016fe1\\U00016fe3-\\U0001bc9b\\U0001bc9d-\\U0001bc9e\\U0001bca4-\\U0001cf4f\\U0001cfc4-\\U0001cfff\\U0001d0f6-\\U0001d0ff'
-            '\\U0001d127-\\U0001d128\\U0001d165-\\U0001d169\\U0001d16d-\\U0001d172\\U0001d17b-\\U0001d182\\U0001d185-\\U0001d18b\\U0001d1aa-\\U0001d1ad\\U0001d1eb-\\U0001d1ff\\U0001d242-\\U0001d244'
-            '\\U0001d246-\\U0001d2df\\U0001d2f4-\\U0001d2ff\\U0001d357-\\U0001d35f\\U0001d379-\\U0001d6c0\\U0001d6c2-\\U0001d6da\\U0001d6dc-\\U0001d6fa\\U0001d6fc-\\U0001d714\\U0001d716-\\U0001d734'
-            '\\U0001d736-\\U0001d74e\\U0001d750-\\U0001d76e\\U0001d770-\\U0001d788\\U0001d78a-\\U0001d7a8\\U0001d7aa-\\U0001d7c2\\U0001d7c4-\\U0001d7cd\\U0001da00-\\U0001da36\\U0001da3b-\\U0001da6c'
-            '\\U0001da75\\U0001da84\\U0001da8c-\\U0001e13f\\U0001e14a-\\U0001e14e\\U0001e150-\\U0001e2ef\\U0001e2fa-\\U0001e2fe\\U0001e300-\\U0001e8c6\\U0001e8d0-\\U0001e94f'
-            '\\U0001e95a-\\U0001e95d\\U0001e960-\\U0001ec70\\U0001ecb5-\\U0001ed00\\U0001ed3e-\\U0001eeef\\U0001eef2-\\U0001efff\\U0001f02c-\\U0001f02f\\U0001f094-\\U0001f09f\\U0001f0af-\\U0001f0b0'
-            '\\U0001f0c0\\U0001f0d0\\U0001f0f6-\\U0001f0ff\\U0001f1ae-\\U0001f1e5\\U0001f203-\\U0001f20f\\U0001f23c-\\U0001f23f\\U0001f249-\\U0001f24f\\U0001f252-\\U0001f25f'
-            '\\U0001f266-\\U0001f2ff\\U0001f6d8-\\U0001f6dc\\U0001f6ed-\\U0001f6ef\\U0001f6fd-\\U0001f6ff\\U0001f774-\\U0001f77f\\U0001f7d9-\\U0001f7df\\U0001f7ec-\\U0001f7ef\\U0001f7f1-\\U0001f7ff'
-            '\\U0001f80c-\\U0001f80f\\U0001f848-\\U0001f84f\\U0001f85a-\\U0001f85f\\U0001f888-\\U0001f88f\\U0001f8ae-\\U0001f8af\\U0001f8b2-\\U0001f8ff\\U0001fa54-\\U0001fa5f\\U0001fa6e-\\U0001fa6f'
-            '\\U0001fa75-\\U0001fa77\\U0001fa7d-\\U0001fa7f\\U0001fa87-\\U0001fa8f\\U0001faad-\\U0001faaf\\U0001fabb-\\U0001fabf\\U0001fac6-\\U0001facf\\U0001fada-\\U0001fadf\\U0001fae8-\\U0001faef'
-            '\\U0001faf7-\\U0001faff\\U0001fb93\\U0001fbcb-\\U0001fbef\\U0001fbfa-\\U000e0000\\U000e0002-\\U000e001f\\U000e0080-\\U000effff\\U000ffffe-\\U000fffff\\U0010fffe-\\U0010ffff'
-        end;
-$$;
-comment on function sync_private.script_class(text) is
-    'The code point ranges (a bracket expression''s inside) of the letters of one script, latin, cyrillic or greek (as Unicode''s Scripts.txt has them), or of word, what a word is made of (letters and marks of every script, unassigned code points), generated from Unicode data by devtools/script_class.py; null for any other p_class. The <field>.mixed_script rule.';
 
 -- sync_private.mixed_script_pattern
 -- The regular expression of the <field>.mixed_script rule: a word that holds letters of two of Latin, Cyrillic and Greek.

@@ -109,6 +109,26 @@ def test_a_joiner_passes_between_two_visible_characters_only(
     assert first_invisible(tx, [f"Ro{j}se", f"a{j}{b}", f"{a}{j}b", f"Z{j}\u2764"]) == [j] * 4
 
 
+# (case id, a text holding a joiner next to a letter of Latin, Cyrillic or Greek but ASCII).
+JOINED_LETTERS = [
+    ("between Latin letters beyond ASCII", "Cr\u00e8{j}\u00e9me"),
+    ("between Cyrillic letters", "\u0420\u043e{j}\u0437\u0430"),
+    ("between Greek letters", "\u03c1\u03cc{j}\u03b4\u03bf"),
+    ("a Latin letter before Arabic", "\u00e9{j}\u0628"),
+    ("Arabic before a Greek letter", "\u0628{j}\u03b1"),
+]
+
+
+@pytest.mark.parametrize("joiner", JOINERS, ids=[f"U+{c:04X}" for c in JOINERS])
+@pytest.mark.parametrize("text", [t for _, t in JOINED_LETTERS], ids=[c for c, _ in JOINED_LETTERS])
+def test_a_joiner_next_to_any_latin_cyrillic_or_greek_letter_is_out_of_place(
+    tx: psycopg.Connection, joiner: int, text: str
+) -> None:
+    """As next to an ASCII letter: "Ros" ZWJ "é" shows as "Rosé" and differs from it."""
+    j = chr(joiner)
+    assert first_invisible(tx, [text.format(j=j)]) == [j]
+
+
 def test_the_mongolian_vowel_separator_passes_between_two_mongolian_letters_only(
     tx: psycopg.Connection,
 ) -> None:
@@ -147,6 +167,19 @@ def test_a_variation_selector_passes_right_after_a_visible_character_only(
     assert first_invisible(
         tx, [f"{s}\u845b", f"\u845b {s}", f"\u845b{s}{s}", f"\u845b\u200d{s}", f"a{s}", f"Z{s}b"]
     ) == [s, s, s, "\u200d", s, s]
+
+
+#: Letters of Latin, Cyrillic and Greek beyond ASCII: no variation sequence has one for its base.
+LETTERS_NO_BASE = ["\u00e9", "\u0131", "\u1ec5", "\u043e", "\u0416", "\u03b1", "\u03a9"]
+
+
+@pytest.mark.parametrize("letter", LETTERS_NO_BASE, ids=lambda c: f"U+{ord(c):04X}")
+def test_a_variation_selector_after_any_latin_cyrillic_or_greek_letter_is_out_of_place(
+    tx: psycopg.Connection, letter: str
+) -> None:
+    """As after an ASCII letter: "Rosé" + U+FE0F shows as "Rosé" and differs from it."""
+    selectors = [chr(c) for c in SELECTORS]
+    assert first_invisible(tx, [f"Ros{letter}{s} x" for s in selectors]) == selectors
 
 
 @pytest.mark.parametrize("base", BASES, ids=lambda c: f"U+{ord(c):04X}")
