@@ -74,6 +74,16 @@ def _status_lines(sock: socket.socket) -> list[bytes]:
     return re.findall(rb"HTTP/1\.1 \d{3} [^\r]*", data)
 
 
+def _answers(
+    server: Server, dbname: str, tmp_path: Path, parser: str, loop: str, request: bytes
+) -> list[bytes]:
+    """Send ``request`` on one connection to a hook on that stack: every answer's status line."""
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
+        sock.sendall(request)
+        return _status_lines(sock)
+
+
 @pytest.mark.parametrize("split", [False, True], ids=["one-write", "body-later"])
 @pytest.mark.parametrize("framing", list(FRAMINGS))
 @pytest.mark.parametrize(("parser", "loop"), STACKS)
@@ -157,10 +167,7 @@ def test_a_request_framed_both_by_length_and_by_chunks_is_refused_and_its_connec
         + _chunked(DELIVERY)
         + smuggled
     )
-    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
-    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
-        sock.sendall(request)
-        answers = _status_lines(sock)
+    answers = _answers(server, dbname, tmp_path, parser, loop, request)
     assert answers == [b"HTTP/1.1 400 Bad Request"]
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
 
@@ -280,10 +287,7 @@ def test_an_http11_request_without_exactly_one_host_is_refused_with_nothing_stor
         b"POST /notifications HTTP/1.1\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s"
         % (HOSTS_NOT_ONE[hosts], len(DELIVERY), DELIVERY)
     )
-    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
-    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
-        sock.sendall(request)
-        answers = _status_lines(sock)
+    answers = _answers(server, dbname, tmp_path, parser, loop, request)
     assert answers == [b"HTTP/1.1 400 Bad Request"]
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
 
@@ -297,10 +301,7 @@ def test_an_http10_request_without_host_is_stored(
         len(DELIVERY),
         DELIVERY,
     )
-    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
-    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
-        sock.sendall(request)
-        answers = _status_lines(sock)
+    answers = _answers(server, dbname, tmp_path, parser, loop, request)
     assert [line.split()[1] for line in answers] == [b"202"]
     stored = [bytes(row[0]) for row in db.execute("select body from sync.inbox")]
     assert stored == [DELIVERY]
@@ -333,10 +334,7 @@ def test_a_delivery_in_a_transfer_coding_the_hook_does_not_decode_is_refused_wit
         b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         b"Transfer-Encoding: %s\r\n\r\n%s" % (CODINGS_NOT_DECODED[coding], _chunked(coded))
     )
-    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
-    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
-        sock.sendall(request)
-        answers = _status_lines(sock)
+    answers = _answers(server, dbname, tmp_path, parser, loop, request)
     assert answers == [b"HTTP/1.1 400 Bad Request"]
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
 
@@ -401,10 +399,7 @@ def test_a_delivery_with_an_absolute_form_target_is_stored(
         b"POST http://127.0.0.1/notifications?from=cms HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(DELIVERY), DELIVERY)
     )
-    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
-    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
-        sock.sendall(request)
-        answers = _status_lines(sock)
+    answers = _answers(server, dbname, tmp_path, parser, loop, request)
     assert answers == [b"HTTP/1.1 202 Accepted"]
     stored = [bytes(row[0]) for row in db.execute("select body from sync.inbox")]
     assert stored == [DELIVERY]
