@@ -233,6 +233,18 @@ def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
     raise AssertionError(f"backend {pid} never waited for a lock")
 
 
+def wait_for_backend_gone(conn: psycopg.Connection, pid: int) -> None:
+    """Return once the backend ``pid`` has exited: a client's close ends it only some time after.
+
+    Until then it still holds its session's locks (a purge run's among them).
+    """
+    for _ in range(1000):
+        if conn.execute("select from pg_stat_activity where pid = %s", [pid]).fetchone() is None:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} never exited")
+
+
 def prepared_messages(conn: psycopg.Connection, delta: dict[str, Any]) -> list[str]:
     """The sentences of the reasons ``sync.prepare`` gives a delta, in order (a DBA's dry run)."""
     [(reasons,)] = conn.execute(

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Server, _clone
-from helpers import body, raises_sqlstate, receive, wait_for_lock_wait
+from helpers import body, raises_sqlstate, receive, wait_for_backend_gone, wait_for_lock_wait
 
 INBOX_ROWS = 200_000
 
@@ -530,8 +530,10 @@ def test_a_purge_cancelled_between_two_steps_reads_interrupted_while_its_session
         health = dba.execute("select reason from sync.health").fetchone()
         assert health is not None and "the scheduled job purge_inbox was interrupted" in health[0]
         holder.execute("select pg_advisory_unlock(4242)")
+        purger_pid = purger.info.backend_pid
     db.execute("drop trigger _010_wait_at_commit on sync.job_run")
     # Its session gone, the next run records it and purges what is left.
+    wait_for_backend_gone(db, purger_pid)
     assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
     assert purge_runs(db) == [("interrupted", "0"), ("ok", "25")]
 
