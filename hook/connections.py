@@ -15,7 +15,8 @@ installed) plus three rules, per worker:
   sent: 64 MB of one header took 200 MB of a worker's memory, measured);
 - at most ``MAX_CONNECTIONS`` connections, and never more than the file
   limit leaves room for: past it, the connection that has waited longest
-  for its headers (or idles between requests) is closed to make room; when
+  for its headers (or idles between requests) is closed to make room, unless
+  its request has arrived unread (then the next one is); when
   every connection is busy with a request, the newcomer waits unread until
   one finishes (as many as ``MAX_CONNECTIONS`` may wait, within the file
   limit), and only past those is it answered 503 at once (the CMS never
@@ -320,10 +321,18 @@ class ConnectionLimits:
         return asyncio.get_running_loop().time() < opened + self.sweep_every
 
     def make_room(self) -> bool:
-        """Close the connection that has waited longest for headers; False when none waits."""
-        if not self._waiting:
+        """Close the connection that has waited longest for headers; False when none may go.
+
+        One whose client has sent bytes the loop has not read yet is passed
+        over: its request has arrived. Under load the loop reads a socket some
+        time after its bytes come in, and a kept-alive connection closed in
+        that moment was reset with its request in it: 1,933 requests lost in
+        one run of 20,000 at 4,000/s, every one of them on a reused connection.
+        """
+        oldest = _first_without_unread_bytes(self._waiting)
+        if oldest is None:
             return False
-        oldest, _ = self._waiting.popitem(last=False)
+        del self._waiting[oldest]
         self._deadlines.pop(oldest, None)
         self.log.warning(
             "at MAX_CONNECTIONS (%d): closed the connection from %s that waited longest for "
@@ -367,6 +376,30 @@ class ConnectionLimits:
             if self._deadlines or self._stalled or self._held
             else None
         )
+
+
+#: How many of the connections waiting longest ``make_room`` asks in one poll().
+ROOM_CANDIDATES = 16
+
+
+def _first_without_unread_bytes(waiting: OrderedDict[Any, None]) -> Any | None:
+    """The connection waiting longest whose socket holds no unread bytes (or whose client left).
+
+    One poll() asks the first ``ROOM_CANDIDATES``; None when each of them has
+    bytes waiting (they will be read in a moment) or none waits at all.
+    """
+    candidates: dict[int, Any] = {}
+    poller = select.poll()
+    for protocol in waiting:
+        if len(candidates) == ROOM_CANDIDATES:
+            break
+        sock = protocol.transport.get_extra_info("socket")
+        if sock is None or protocol.transport.is_closing():
+            return protocol
+        candidates[sock.fileno()] = protocol
+        poller.register(sock.fileno(), select.POLLIN | GONE)
+    arrived = {fd for fd, events in poller.poll(0) if events & select.POLLIN and not events & GONE}
+    return next((p for fd, p in candidates.items() if fd not in arrived), None)
 
 
 def _client_gone(protocol: Any) -> bool:
