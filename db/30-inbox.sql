@@ -189,6 +189,17 @@ begin
             using errcode = 'FS021',
                   hint = 'Pass ARRAY[a, b, c], not ARRAY[[a, b], [c, d]].';
     end if;
+    -- A receipt time no hook's clock gives (it writes Unix time, so nothing
+    -- before 1970) is refused: one row received at -infinity or in 4713 BC
+    -- made sync.health, sync.metrics() and the status page fail for good
+    -- (received_at never changes), and only a login's hand could write it.
+    -- Later than now is taken as now, below.
+    if exists (select from unnest(p_received_ats) as t where t < '1970-01-01 00:00:00+00') then
+        raise exception 'a spooled delivery''s receipt time must be 1970-01-01 UTC or later (the hook''s clock), got %',
+            (select min(t) from unnest(p_received_ats) as t)
+            using errcode = 'FS020',
+                  hint = 'Pass the received_at the hook wrote in its spool; the hook never writes an earlier one, so check who called with this login.';
+    end if;
     if v_count = 0 then
         return;
     end if;

@@ -106,3 +106,51 @@ def db_waits_on_a_lock(server: Server, dbname: str) -> bool:
             " where datname = %s and wait_event_type = 'Lock')",
             [dbname],
         ).fetchone() == (True,)
+
+
+#: Receipt times no hook's clock gives (it writes Unix time), and how the hook's
+#: login passes one through each entry point that takes a receipt time.
+BEFORE_THE_HOOKS_CLOCK = ["-infinity", "4713-01-01 00:00:00+00 BC", "1969-12-31 23:59:59+00"]
+WITH_A_RECEIPT_TIME = {
+    "receive_spooled": "select * from sync.receive_spooled(%(key)s, %(at)s, %(body)s)",
+    "store_spooled": (
+        "select * from sync.store_spooled(array[%(body)s]::bytea[], '{null}', '{null}', '{null}',"
+        " array[%(key)s]::uuid[], array[%(at)s]::timestamptz[])"
+    ),
+    "receive_many": (
+        "select * from sync.receive_many(array[%(body)s]::bytea[], '{null}', '{null}', '{null}',"
+        " array[%(key)s]::uuid[], array[%(at)s]::timestamptz[])"
+    ),
+}
+
+
+@pytest.mark.parametrize("at", BEFORE_THE_HOOKS_CLOCK)
+@pytest.mark.parametrize("entry", WITH_A_RECEIPT_TIME)
+def test_a_receipt_time_before_the_hooks_clock_is_refused_and_health_still_reads(
+    server: Server, dbname: str, db: psycopg.Connection, entry: str, at: str
+) -> None:
+    """The hook writes its host's Unix time; a login that passes -infinity is refused.
+
+    One row received at -infinity made sync.health, sync.metrics() and the
+    status page fail for good ("cannot subtract infinite timestamps"), and
+    received_at never changes (FS010).
+    """
+    delivery = {"key": uuid.uuid4(), "at": at, "body": body({"fragrance_id": 7, "cost": -3})}
+    with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as hook:
+        with pytest.raises(psycopg.Error) as caught:
+            hook.execute(WITH_A_RECEIPT_TIME[entry], delivery)
+        hook.execute("select * from sync.metrics()")
+        hook.execute("select * from sync.status_report(24, 20)")
+    assert caught.value.sqlstate == "FS020"
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+    assert db.execute("select verdict from sync.health").fetchone() is not None
+
+
+def test_a_receipt_time_of_1970_is_a_hook_clock_that_was_never_set(db: psycopg.Connection) -> None:
+    """A host without a clock battery starts at 1970: its deliveries are stored and judged."""
+    inbox_id, status = db.execute(
+        "select inbox_id, status from sync.receive_spooled(%s, '1970-01-01 00:00:00+00', %s)",
+        [uuid.uuid4(), body({"fragrance_id": 7, "cost": 61})],
+    ).fetchone()
+    assert status == "applied"
+    assert db.execute("select verdict from sync.health").fetchone() == ("critical",)
