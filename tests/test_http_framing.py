@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import re
 import socket
+import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -403,3 +405,57 @@ def test_a_delivery_with_an_absolute_form_target_is_stored(
     assert answers == [b"HTTP/1.1 202 Accepted"]
     stored = [bytes(row[0]) for row in db.execute("select body from sync.inbox")]
     assert stored == [DELIVERY]
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a reset (RST) instead of a FIN, as a client killed mid-call does."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+#: How a sender that does not wait for its answer leaves, right after its request.
+LEAVING = {
+    "close": socket.socket.close,
+    "half-close": lambda sock: sock.shutdown(socket.SHUT_WR),
+    "reset": _reset,
+}
+
+
+@pytest.mark.parametrize("leaving", list(LEAVING))
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_sender_that_leaves_without_waiting_for_its_answer_still_has_its_change_stored(
+    server: Server,
+    db: psycopg.Connection,
+    dbname: str,
+    tmp_path: Path,
+    parser: str,
+    loop: str,
+    leaving: str,
+) -> None:
+    """Fire and forget: a CMS may close its connection the moment its request is written.
+
+    The request was whole, so it is the change its sender meant; nobody reads
+    the 202, but the change is stored all the same.
+    """
+    deltas = [body({"fragrance_id": 8, "cost": cost}) for cost in range(5)]
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        sent = []
+        for data in deltas:
+            sock = _connect(hook)
+            sock.sendall(
+                b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(data), data)
+            )
+            LEAVING[leaving](sock)
+            sent.append(sock)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            stored = [bytes(r[0]) for r in db.execute("select body from sync.inbox").fetchall()]
+            if len(stored) == len(deltas):
+                break
+            time.sleep(0.05)
+        for sock in sent:
+            sock.close()
+    assert sorted(stored) == sorted(deltas), hook.output()[-2000:]
