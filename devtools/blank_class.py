@@ -148,11 +148,13 @@ def generate(
     what: str,
     sql: Callable[..., str],
     ranges: int,
+    source: str = f"Unicode {unicodedata.unidata_version}",
 ) -> int:
     """A generator's command line: print ``sql()``, or put it in db/10-rules.sql with --write.
 
     ``where`` matches the text around it there (groups 1 and 3 stay); ``what`` names it in
-    the error, ``ranges`` counts the code point ranges it holds.
+    the error, ``ranges`` counts the code point ranges it holds, ``source`` the data it
+    was made from.
     """
     if argv == ["--write"]:
         text = RULES_SQL.read_text()
@@ -161,7 +163,7 @@ def generate(
             print(f"{what} not found in {RULES_SQL}", file=sys.stderr)
             return 1
         RULES_SQL.write_text(new)
-        print(f"{RULES_SQL}: {ranges} ranges (Unicode {unicodedata.unidata_version})")
+        print(f"{RULES_SQL}: {ranges} ranges ({source})")
         return 0
     if argv:
         print(usage, file=sys.stderr)

@@ -26,7 +26,7 @@ import sys
 
 import regex
 
-from devtools.blank_class import RULES_SQL, as_ranges, range_lines
+from devtools.blank_class import as_ranges, generate, range_lines
 
 #: What the regex package says of an unassigned code point.
 UNASSIGNED = regex.compile(r"\p{Cn}")
@@ -62,20 +62,15 @@ CLASS_IN_SQL = re.compile(
 
 def main(argv: list[str]) -> int:
     """Print the class, or rewrite it in db/10-rules.sql with --write."""
-    if argv == ["--write"]:
-        text = RULES_SQL.read_text()
-        new, count = CLASS_IN_SQL.subn(lambda m: m[1] + class_sql() + m[3], text)
-        if count != 1:
-            print(f"unassigned_class's class not found in {RULES_SQL}", file=sys.stderr)
-            return 1
-        RULES_SQL.write_text(new)
-        print(f"{RULES_SQL}: {len(unassigned_ranges())} ranges (regex {regex.__version__})")
-        return 0
-    if argv:
-        print(__doc__, file=sys.stderr)
-        return 2
-    print(class_sql(indent=""))
-    return 0
+    return generate(
+        argv,
+        __doc__ or "",
+        CLASS_IN_SQL,
+        "unassigned_class's class",
+        class_sql,
+        len(unassigned_ranges()),
+        f"regex {regex.__version__}",
+    )
 
 
 if __name__ == "__main__":
