@@ -205,3 +205,20 @@ def test_the_roles_say_what_they_may_do(db: psycopg.Connection) -> None:
     )
     assert "sync.receive_many" in comments["sync_hook"]
     assert "tunes rules" in comments["sync_dba"]
+
+
+@pytest.mark.parametrize("mode", ["row exclusive", "exclusive", "access exclusive"])
+def test_a_dba_cannot_lock_the_settings_the_hook_reads(dba: psycopg.Connection, mode: str) -> None:
+    """A DBA's LOCK TABLE left open stopped every store of the hook (it reads apply_on_receipt)."""
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), dba.transaction():
+        dba.execute(f"lock table sync.settings in {mode} mode")
+
+
+def test_a_dba_still_tunes_every_setting(dba: psycopg.Connection) -> None:
+    dba.execute("""
+        update sync.settings set apply_on_receipt = false, expected_interval = '30 seconds',
+            silence_warn_after = '3 minutes', silence_critical_after = '20 minutes',
+            pending_warn_after = '6 minutes', reject_share_warn = 0.2,
+            purge_after = '60 days', discarded_purge_after = '2 years'
+    """)
+    assert dba.execute("select purge_after::text from sync.settings").fetchone() == ("60 days",)
