@@ -222,3 +222,16 @@ def test_a_dba_still_tunes_every_setting(dba: psycopg.Connection) -> None:
             purge_after = '60 days', discarded_purge_after = '2 years'
     """)
     assert dba.execute("select purge_after::text from sync.settings").fetchone() == ("60 days",)
+
+
+def test_every_setting_but_the_singleton_is_granted_to_dbas_by_column(
+    db: psycopg.Connection,
+) -> None:
+    """A setting a later migration adds needs its own grant (0049): this says when it lacks one."""
+    columns = db.execute(
+        "select a.attname, has_column_privilege('sync_dba', a.attrelid, a.attname, 'UPDATE')"
+        " from pg_catalog.pg_attribute as a"
+        " where a.attrelid = 'sync.settings'::regclass and a.attnum > 0 and not a.attisdropped"
+    ).fetchall()
+    assert len(columns) > 2
+    assert {name for name, granted in columns if not granted} == {"singleton"}
