@@ -268,6 +268,35 @@ def test_a_body_refused_as_too_large_closes_its_connection(
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
 
 
+def _wait_until(what: str, condition: Callable[[], bool], within: float = 60.0) -> None:
+    """Return once ``condition()`` holds; fail the test only if it never does within ``within``."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {within} s: {what}")
+        time.sleep(0.05)
+
+
+def _hook_side(hook: Hook, clients: list[socket.socket]) -> dict[int, tuple[int, int]]:
+    """The hook's end of each client's connection, as the kernel lists it.
+
+    Client port -> (bytes the hook wrote that the client has not taken, bytes the
+    client sent that the hook has not read): ``tx_queue`` and ``rx_queue`` of
+    /proc/net/tcp, whose lines name each socket by its addresses.
+    """
+    hook_port = address(hook)[1]
+    client_ports = {sock.getsockname()[1] for sock in clients}
+    sides: dict[int, tuple[int, int]] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].split(":")[1], 16)
+        remote_port = int(fields[2].split(":")[1], 16)
+        if local_port == hook_port and remote_port in client_ports:
+            unsent, unread = fields[4].split(":")
+            sides[remote_port] = (int(unsent, 16), int(unread, 16))
+    return sides
+
+
 def _half_open(host: str, port: int) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=10)
     sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -429,24 +458,31 @@ def test_requests_queued_for_the_byte_budget_do_not_keep_the_cms_out_for_their_t
     BODY_TIMEOUT (1,000 of them with the defaults: hours), longer than any sender waits.
     """
     delivery = body({"fragrance_id": 4, "cost": 4})
+    connections, body_timeout = 20, 2
     env = {
-        "MAX_CONNECTIONS": "20",
+        "MAX_CONNECTIONS": str(connections),
         "MAX_BODY_BYTES": "20000",  # past the 16 KiB that never wait for the budget
         "MAX_INFLIGHT_BODY_BYTES": "20000",  # one such body at a time
-        "BODY_TIMEOUT": "1",
+        "BODY_TIMEOUT": str(body_timeout),
     }
+    # Answered at BODY_TIMEOUT (2 s) when it runs from the headers, at 20 x BODY_TIMEOUT
+    # (40 s) when it runs from each turn: the sender waits half of that, 10 times the first.
+    cms_waits = connections * body_timeout / 2
     declared = b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20000\r\n\r\n"
     with running_hook(server, dbname, tmp_path, **env) as hook:
         host, port = address(hook)
-        busy = [socket.create_connection((host, port), timeout=10) for _ in range(20)]
+        busy = [socket.create_connection((host, port), timeout=10) for _ in range(connections)]
         for sock in busy:
             sock.sendall(declared)
-        time.sleep(0.5)  # every header parsed: 20 busy connections, 19 queued for the budget
-        held = [socket.create_connection((host, port), timeout=10) for _ in range(19)]
+        # The hook has read (so parsed) every header: 20 busy connections, 19 queued for the budget.
+        _wait_until(
+            "the hook read the headers of every busy connection",
+            lambda: all(unread == 0 for _, unread in _hook_side(hook, busy).values()),
+        )
+        held = [socket.create_connection((host, port), timeout=10) for _ in range(connections - 1)]
         for sock in held:
             sock.sendall(declared)
-        # What the CMS's sender waits here at most: a quarter of 20 x BODY_TIMEOUT.
-        with socket.create_connection((host, port), timeout=5) as cms:
+        with socket.create_connection((host, port), timeout=cms_waits) as cms:
             cms.sendall(_closing_request(delivery))
             answer = cms.recv(4096)
         for sock in busy + held:
@@ -566,34 +602,6 @@ def test_requests_pipelined_by_the_thousand_keep_the_worker_under_120_mb(
     assert peak < 120
 
 
-def _wait_until(what: str, condition: Callable[[], bool], within: float = 60.0) -> None:
-    """Return once ``condition()`` holds; fail the test only if it never does within ``within``."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within} s: {what}")
-        time.sleep(0.05)
-
-
-def _hook_side(hook: Hook, clients: list[socket.socket]) -> dict[int, int]:
-    """The hook's end of each client's connection, as the kernel lists it: port -> unsent bytes.
-
-    /proc/net/tcp names each socket by its addresses; the client's port tells its
-    connection apart, and ``tx_queue`` is what the hook wrote that the client has
-    not taken yet.
-    """
-    hook_port = address(hook)[1]
-    client_ports = {sock.getsockname()[1] for sock in clients}
-    sides: dict[int, int] = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port = int(fields[1].split(":")[1], 16)
-        remote_port = int(fields[2].split(":")[1], 16)
-        if local_port == hook_port and remote_port in client_ports:
-            sides[remote_port] = int(fields[4].split(":")[0], 16)
-    return sides
-
-
 def _answered(hook: Hook, route: str) -> float:
     """How many requests to ``route`` the hook has finished, from its own /metrics."""
     text = httpx.get(hook.url + "/metrics", timeout=30).text
@@ -622,8 +630,8 @@ def test_clients_that_leave_with_their_answers_unread_write_no_line_per_answer(
         stuck = [_reading_nothing(host, port, requests, path) for _ in range(clients)]
 
         def answering_each() -> bool:
-            unsent = _hook_side(hook, stuck).values()
-            return len(unsent) == clients and all(size > 0 for size in unsent)
+            sides = _hook_side(hook, stuck).values()
+            return len(sides) == clients and all(unsent > 0 for unsent, _ in sides)
 
         _wait_until("the hook is answering on every connection", answering_each)
         # The scenario, not a guess: answers are still to be written when the clients leave.
