@@ -89,6 +89,11 @@ class Senders:
                 with self.lock:
                     self.answers[sender].append((cost, reply.json()["status"]))
 
+    def spooled(self, sender: int) -> bool:
+        """Whether a delivery of a sender has been answered as spooled."""
+        with self.lock:
+            return any(status == "spooled" for _, status in self.answers[sender])
+
     def straight_since_last_spooled(self, sender: int) -> int:
         """How many deliveries of a sender went straight to the database since its last spooled."""
         with self.lock:
@@ -114,7 +119,13 @@ def test_after_an_outage_under_sustained_load_the_spool_empties_and_order_is_kep
                 while senders.total() < 200:
                     time.sleep(0.05)
                 own_server.pg.terminate()
-                time.sleep(3)  # the outage: every sender keeps sending
+                # The outage lasts until every sender has had a delivery spooled (each keeps
+                # sending), so each one has a last spooled delivery that the rest must follow.
+                deadline = time.monotonic() + 120
+                while not all(senders.spooled(n) for n in range(senders.count)):
+                    if time.monotonic() > deadline or senders.failures:
+                        pytest.fail(f"not every sender was spooled for: {senders.failures}")
+                    time.sleep(0.05)
                 own_server.pg.start()
                 # Keep the load on until every sender has seen 30 deliveries go straight to
                 # the database after its last spooled one: the spool caught up meanwhile.
