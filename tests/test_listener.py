@@ -213,20 +213,31 @@ def test_a_cms_that_stays_down_is_not_a_warning_every_two_seconds(
     cms_port: int, listener_lines: _Lines
 ) -> None:
     """The first failure is said at once; the next ones are counted into the next line."""
+    attempts = 20  # counted, not timed: 20 failures, each past the first kept quiet
+    outcomes: list[str] = []
 
     async def fail_for_a_while() -> None:
+        failed = asyncio.Event()
+
+        def observe(outcome: str) -> None:
+            outcomes.append(outcome)
+            if len(outcomes) == attempts:
+                failed.set()
+
         task = asyncio.create_task(
             keep_registered(
                 f"http://127.0.0.1:{cms_port}",  # nothing listens there
                 "http://fragrance_sync:9098/notifications",
                 every=60,
                 retry=0.01,
+                observe=observe,
             )
         )
-        await asyncio.sleep(1.0)
+        await asyncio.wait_for(failed.wait(), 60)
         task.cancel()
 
     asyncio.run(fail_for_a_while())
+    assert outcomes[:attempts] == ["unreachable"] * attempts
     assert len(listener_lines.messages) == 1, listener_lines.messages
     assert listener_lines.messages[0].startswith(
         f"could not reach the CMS at http://127.0.0.1:{cms_port}"
