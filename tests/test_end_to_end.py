@@ -158,10 +158,13 @@ def test_with_chaos_every_invalid_delivery_is_quarantined_with_its_reason(chaos_
         if e["outcome"] == "answered" and not e["committed"]
     }
     assert invalid, "the run sent no invalid delivery"
+    found = set()
     for row in _inbox(chaos_run.smart_url):
         if bytes(row["body"]) in invalid:
             assert row["status"] == "rejected"
             assert [r for r in row["reasons"] if r["severity"] == "error"]
+            found.add(bytes(row["body"]))
+    assert found == invalid, "an invalid delivery is not in the inbox at all"
 
 
 def test_with_chaos_the_smart_library_holds_exactly_the_valid_changes(
