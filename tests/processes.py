@@ -153,6 +153,27 @@ def worker_pids(service: Service) -> list[int]:
     return workers or [pid]
 
 
+def hook_side(hook: Hook, clients: list[socket.socket]) -> dict[int, tuple[int, int]]:
+    """The hook's end of each client's connection, as the kernel lists it.
+
+    Client port -> (bytes the hook wrote that the client has not taken, bytes the
+    client sent that the hook has not read): ``tx_queue`` and ``rx_queue`` of
+    /proc/net/tcp, whose lines name each socket by its addresses. A test waits on
+    these rather than sleeping for the hook to have read or written something.
+    """
+    hook_port = int(hook.url.rsplit(":", 1)[1])
+    client_ports = {sock.getsockname()[1] for sock in clients}
+    sides: dict[int, tuple[int, int]] = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].split(":")[1], 16)
+        remote_port = int(fields[2].split(":")[1], 16)
+        if local_port == hook_port and remote_port in client_ports:
+            unsent, unread = fields[4].split(":")
+            sides[remote_port] = (int(unsent, 16), int(unread, 16))
+    return sides
+
+
 def wait_for_empty_spool(hook: Hook, attempts: int = 1200) -> dict:
     """Poll /healthz until the database answers and nothing waits in the host's spool."""
     health: dict = {}

@@ -24,7 +24,7 @@ import pytest
 from conftest import Server
 from helpers import body
 from load import HalfOpenConnections, peak_rss_mb, post_at_once
-from processes import Hook, start_hook, stop_hook
+from processes import Hook, hook_side, start_hook, stop_hook
 
 from hook.connections import ConnectionLimits
 
@@ -277,26 +277,6 @@ def _wait_until(what: str, condition: Callable[[], bool], within: float = 60.0) 
         time.sleep(0.05)
 
 
-def _hook_side(hook: Hook, clients: list[socket.socket]) -> dict[int, tuple[int, int]]:
-    """The hook's end of each client's connection, as the kernel lists it.
-
-    Client port -> (bytes the hook wrote that the client has not taken, bytes the
-    client sent that the hook has not read): ``tx_queue`` and ``rx_queue`` of
-    /proc/net/tcp, whose lines name each socket by its addresses.
-    """
-    hook_port = address(hook)[1]
-    client_ports = {sock.getsockname()[1] for sock in clients}
-    sides: dict[int, tuple[int, int]] = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local_port = int(fields[1].split(":")[1], 16)
-        remote_port = int(fields[2].split(":")[1], 16)
-        if local_port == hook_port and remote_port in client_ports:
-            unsent, unread = fields[4].split(":")
-            sides[remote_port] = (int(unsent, 16), int(unread, 16))
-    return sides
-
-
 def _half_open(host: str, port: int) -> socket.socket:
     sock = socket.create_connection((host, port), timeout=10)
     sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n")
@@ -474,11 +454,13 @@ def test_requests_queued_for_the_byte_budget_do_not_keep_the_cms_out_for_their_t
         busy = [socket.create_connection((host, port), timeout=10) for _ in range(connections)]
         for sock in busy:
             sock.sendall(declared)
+
         # The hook has read (so parsed) every header: 20 busy connections, 19 queued for the budget.
-        _wait_until(
-            "the hook read the headers of every busy connection",
-            lambda: all(unread == 0 for _, unread in _hook_side(hook, busy).values()),
-        )
+        def headers_read() -> bool:
+            sides = hook_side(hook, busy).values()
+            return len(sides) == connections and all(unread == 0 for _, unread in sides)
+
+        _wait_until("the hook read the headers of every busy connection", headers_read)
         held = [socket.create_connection((host, port), timeout=10) for _ in range(connections - 1)]
         for sock in held:
             sock.sendall(declared)
@@ -630,7 +612,7 @@ def test_clients_that_leave_with_their_answers_unread_write_no_line_per_answer(
         stuck = [_reading_nothing(host, port, requests, path) for _ in range(clients)]
 
         def answering_each() -> bool:
-            sides = _hook_side(hook, stuck).values()
+            sides = hook_side(hook, stuck).values()
             return len(sides) == clients and all(unsent > 0 for unsent, _ in sides)
 
         _wait_until("the hook is answering on every connection", answering_each)
