@@ -19,7 +19,7 @@ import httpx
 import psycopg
 from conftest import Server
 from helpers import body
-from processes import Hook, start_hook, stop_hook, wait_for_empty_spool
+from processes import Hook, hook_side, start_hook, stop_hook, wait_for_empty_spool
 
 
 def test_every_delivery_answered_2xx_survives_a_sigkill_mid_load(
@@ -137,27 +137,31 @@ def test_sigterm_waits_for_a_delivery_the_hung_database_holds_until_it_is_spoole
     url = own_server.url("test", user="sync_hook_login")
     hook = start_hook(url, tmp_path, DB_TIMEOUT="6")
     data = body({"fragrance_id": 7, "cost": 77, "marker": uuid.uuid4().hex})
-    answers: list[httpx.Response | Exception] = []
-
-    def deliver() -> None:
-        try:
-            answers.append(_deliver(hook, data, timeout=60))
-        except httpx.HTTPError as exc:
-            answers.append(exc)
-
-    with _hung(own_server):
-        sender = threading.Thread(target=deliver)
-        sender.start()
-        time.sleep(0.5)  # the delivery waits on the hung database
+    request = (
+        b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(data), data)
+    )
+    hook_address = urlsplit(hook.url)
+    answer = b""
+    with (
+        _hung(own_server),
+        socket.create_connection((hook_address.hostname, hook_address.port), timeout=60) as cms,
+    ):
+        cms.sendall(request)
+        # In flight, not a guess: the hook has read every byte of it (its body is read only
+        # when the route asks for it), so it is storing it into the hung database.
+        deadline = time.monotonic() + 60
+        while hook_side(hook, [cms]).get(cms.getsockname()[1], (0, 1))[1] != 0:
+            assert time.monotonic() < deadline, "the hook never read the delivery"
+            time.sleep(0.05)
         hook.process.send_signal(signal.SIGTERM)
-        sender.join(60)
+        while data_in := cms.recv(65536):
+            answer += data_in
     assert hook.process.wait(60) in (0, -signal.SIGTERM), hook.output()
 
-    assert len(answers) == 1
-    answer = answers[0]
-    assert isinstance(answer, httpx.Response), f"{answer!r}:\n{hook.output()}"
-    assert answer.status_code == 202, f"{answer.status_code} {answer.text}:\n{hook.output()}"
-    assert answer.json()["status"] == "spooled"
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 202 "), f"{answer!r}:\n{hook.output()}"
+    assert json.loads(payload)["status"] == "spooled"
     successor = start_hook(url, tmp_path, DB_TIMEOUT="1")
     try:
         wait_for_empty_spool(successor)
