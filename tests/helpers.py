@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -219,6 +220,30 @@ def explained_plans(conn: psycopg.Connection, *, analyze: bool = False) -> list[
     plans: list[str] = []
     conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
     return plans
+
+
+def merges_started_after(conn: psycopg.Connection, since: datetime, count: int) -> None:
+    """Return once the hook's merger has started ``count`` calls after ``since`` and is idle.
+
+    Read from pg_stat_activity (the merger's own session, application_name
+    fragrance-sync-merger): each call's query_start is seen once, polled far more
+    often than the merger's one call a second at most while it fails or finds
+    nothing, so what a merge did (or did not do) is settled, not slept on.
+    """
+    started: set[datetime] = set()
+    deadline = time.monotonic() + 60
+    while True:
+        row = conn.execute(
+            "select query_start, state from pg_stat_activity"
+            " where application_name = 'fragrance-sync-merger' and query like %s",
+            ["%apply_received%"],
+        ).fetchone()
+        if row is not None and row[0] > since:
+            started.add(row[0])
+            if len(started) >= count and row[1] == "idle":
+                return
+        assert time.monotonic() < deadline, f"the merger made {len(started)} of {count} calls"
+        time.sleep(0.01)
 
 
 def wait_for_lock_wait(conn: psycopg.Connection, pid: int) -> None:
