@@ -17,7 +17,14 @@ import httpx
 import psycopg
 import pytest
 from conftest import ROOT, Server
-from helpers import body, fragrance, inbox_row, set_apply_on_receipt, settled
+from helpers import (
+    body,
+    fragrance,
+    inbox_row,
+    merges_started_after,
+    set_apply_on_receipt,
+    settled,
+)
 from processes import Hook, free_port, port_held, start_hook, stop_hook
 
 
@@ -97,7 +104,8 @@ def test_nothing_is_applied_while_a_dba_holds_deliveries_back(
     set_apply_on_receipt(db, False)
     held = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 9, "cost": 5}))
     assert held.json()["status"] == "pending"
-    time.sleep(1.5)  # longer than one sweep (MERGE_EVERY, 1 s)
+    # Answered once committed: a merge that starts from now on sees it, and has run.
+    merges_started_after(db, db.execute("select clock_timestamp()").fetchone()[0], 1)
     assert inbox_row(db, held.json()["inbox_id"])["status"] == "pending"
     set_apply_on_receipt(db, True)
     assert settled(db, held.json()["inbox_id"])["status"] == "applied"
