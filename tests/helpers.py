@@ -222,27 +222,38 @@ def explained_plans(conn: psycopg.Connection, *, analyze: bool = False) -> list[
     return plans
 
 
-def merges_started_after(conn: psycopg.Connection, since: datetime, count: int) -> None:
-    """Return once the hook's merger has started ``count`` calls after ``since`` and is idle.
+def calls_started_after(
+    conn: psycopg.Connection,
+    since: datetime,
+    called: str,
+    count: int,
+    application: str = "fragrance-sync-%",
+) -> None:
+    """Return once the hook's sessions have started ``count`` statements naming ``called``.
 
-    Read from pg_stat_activity (the merger's own session, application_name
-    fragrance-sync-merger): each call's query_start is seen once, polled far more
-    often than the merger's one call a second at most while it fails or finds
-    nothing, so what a merge did (or did not do) is settled, not slept on.
+    Only statements started after ``since`` count, and it returns once the
+    sessions running them are idle: what those calls did is committed (or
+    refused) by then. Read from pg_stat_activity, whose query_start tells one
+    call from the next, polled far more often than the hook's retries (a second
+    apart at the least), so what a merge did (or did not do) is settled, not
+    slept on. pg_stat_activity shows a session's last statement only: a call
+    inside a transaction is soon hidden by its COMMIT or ROLLBACK (the spool's
+    drain), so this is for autocommit calls such as the merger's.
+    ``application``: the hook's sessions by default, or one pool's
+    (fragrance-sync-merger for the merger).
     """
-    started: set[datetime] = set()
+    started: set[tuple[int, datetime]] = set()
     deadline = time.monotonic() + 60
     while True:
-        row = conn.execute(
-            "select query_start, state from pg_stat_activity"
-            " where application_name = 'fragrance-sync-merger' and query like %s",
-            ["%apply_received%"],
-        ).fetchone()
-        if row is not None and row[0] > since:
-            started.add(row[0])
-            if len(started) >= count and row[1] == "idle":
-                return
-        assert time.monotonic() < deadline, f"the merger made {len(started)} of {count} calls"
+        rows = conn.execute(
+            "select pid, query_start, state from pg_stat_activity"
+            " where application_name like %s and query like %s and query_start > %s",
+            [application, f"%{called}%", since],
+        ).fetchall()
+        started.update((pid, query_start) for pid, query_start, _ in rows)
+        if len(started) >= count and all(state == "idle" for _, _, state in rows):
+            return
+        assert time.monotonic() < deadline, f"{len(started)} of {count} calls of {called} began"
         time.sleep(0.01)
 
 

@@ -19,9 +19,9 @@ import pytest
 from conftest import ROOT, Server
 from helpers import (
     body,
+    calls_started_after,
     fragrance,
     inbox_row,
-    merges_started_after,
     set_apply_on_receipt,
     settled,
 )
@@ -105,7 +105,8 @@ def test_nothing_is_applied_while_a_dba_holds_deliveries_back(
     held = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 9, "cost": 5}))
     assert held.json()["status"] == "pending"
     # Answered once committed: a merge that starts from now on sees it, and has run.
-    merges_started_after(db, db.execute("select clock_timestamp()").fetchone()[0], 1)
+    now = db.execute("select clock_timestamp()").fetchone()[0]
+    calls_started_after(db, now, "apply_received", 1, "fragrance-sync-merger")
     assert inbox_row(db, held.json()["inbox_id"])["status"] == "pending"
     set_apply_on_receipt(db, True)
     assert settled(db, held.json()["inbox_id"])["status"] == "applied"
@@ -464,7 +465,8 @@ def test_a_merge_the_database_refuses_is_logged_once_and_retried_at_the_next_swe
     ]
     assert [(a.status_code, a.json()["status"]) for a in answers] == [(202, "pending")] * 3
     # Three refused calls from now on: the first two were logged (or not) before the third.
-    merges_started_after(db, db.execute("select clock_timestamp()").fetchone()[0], 3)
+    now = db.execute("select clock_timestamp()").fetchone()[0]
+    calls_started_after(db, now, "apply_received", 3, "fragrance-sync-merger")
     assert {inbox_row(db, a.json()["inbox_id"])["status"] for a in answers} == {"pending"}
     assert hook.output().count("applying the stored deliveries failed") == 1
     db.execute("grant execute on function sync.apply_received(integer) to sync_hook")
