@@ -304,7 +304,12 @@ def test_the_stuck_drain_page_names_the_function_the_drain_lost(
     try:
         spooled = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 7}))
         assert spooled.json()["status"] == "spooled"
-        time.sleep(3)  # SPOOL_RETRY_EVERY is 1 s: the drain has tried, and failed
+        # The drain has tried (SPOOL_RETRY_EVERY is 1 s), and been refused: it is stuck.
+        refused = "draining the spool paused, the database is unavailable: permission denied"
+        deadline = time.monotonic() + 60
+        while refused not in hook.output():
+            assert time.monotonic() < deadline, f"the drain never tried:\n{hook.output()}"
+            time.sleep(0.05)
         depth = httpx.get(hook.url + "/healthz").json()["spool_depth"]
     finally:
         stop_hook(hook)
