@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 from conftest import Server
-from helpers import fragrance, inbox_row, name_sharing_a_turn_with, store
+from helpers import fragrance, inbox_row, name_sharing_a_turn_with, store, wait_for_lock_wait
 from processes import Hook, start_hook, stop_hook
 
 #: Generous bound for each awaited condition: it can only run out when the behaviour is wrong.
@@ -338,9 +338,13 @@ def test_a_merge_that_deadlocks_with_a_dbas_transaction_leaves_its_fragrances_to
     second = store(db, {"fragrance_id": 12, "cost": 8})
     holder.execute("update public.fragrances set cost = 1 where fragrance_id = 12")
     outcome: list[object] = []
+    merging: list[int] = []
+    connected = threading.Event()
 
     def merge() -> None:
         with psycopg.connect(server.url(dbname), autocommit=True) as conn:
+            merging.append(conn.info.backend_pid)
+            connected.set()
             try:
                 outcome.append(conn.execute("select * from sync.apply_pending(10)").fetchone())
             except psycopg.Error as exc:
@@ -348,7 +352,10 @@ def test_a_merge_that_deadlocks_with_a_dbas_transaction_leaves_its_fragrances_to
 
     merger = threading.Thread(target=merge)
     merger.start()
-    time.sleep(0.3)  # the merge holds 11 and waits for 12 (deadlock_timeout is 1 s)
+    assert connected.wait(PATIENCE), "the merge never connected"
+    # The merge has taken what it could and waits for 12 (deadlock_timeout is 1 s): only
+    # then can the DBA's next statement close a circle with it.
+    wait_for_lock_wait(db, merging[0])
     holder.execute("update public.fragrances set cost = 2 where fragrance_id = 11")
     merger.join(PATIENCE)
     holder.commit()
