@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 from conftest import Server
-from helpers import body
+from helpers import body, settled
 from processes import Hook, free_port, start_hook, stop_hook
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -132,9 +132,12 @@ def test_latency_and_body_size_are_histograms(hook: Hook) -> None:
 def test_backlog_health_and_silence_come_from_the_database(
     hook: Hook, server: Server, shared_dbname: str
 ) -> None:
-    _post(hook, body({"fragrance_id": 7, "cost": -1}))
-    samples = scrape(hook)
-    with psycopg.connect(server.url(shared_dbname)) as conn:
+    answer = httpx.post(hook.url + "/notifications", content=body({"fragrance_id": 7, "cost": -1}))
+    with psycopg.connect(server.url(shared_dbname), autocommit=True) as conn:
+        # Judged first: the merger applies it just after the answer, and a scrape in between
+        # counted it pending (2 of 3 runs here).
+        assert settled(conn, answer.json()["inbox_id"])["status"] == "rejected"
+        samples = scrape(hook)
         verdict, quarantined = conn.execute(
             "select verdict, quarantined from sync.health"
         ).fetchone()
