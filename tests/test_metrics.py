@@ -188,9 +188,24 @@ def test_the_spool_depth_is_exported_as_zero_since_there_is_no_spool(hook: Hook)
     assert scrape(hook)[("fragrance_sync_spool_depth", frozenset())] == 0
 
 
-def test_every_label_value_comes_from_a_fixed_list(hook: Hook) -> None:
-    _post(hook, body({"fragrance_id": 7, "name": "<script>alert(1)</script>", "cost": -1}))
-    _post(hook, b"\xff not json")
+def test_every_label_value_comes_from_a_fixed_list(
+    hook: Hook, server: Server, shared_dbname: str
+) -> None:
+    """What a sender chooses (paths, a token guessed in one, bodies) never becomes a label."""
+    hostile = [
+        httpx.post(hook.url + "/notifications", content=data, timeout=10)
+        for data in (
+            body({"fragrance_id": 7, "name": "<script>alert(1)</script>", "cost": -1}),
+            b"\xff not json",
+        )
+    ]
+    # Paths: each request is timed under its route label.
+    assert httpx.get(hook.url + "/wp-login.php?<b>", timeout=10).status_code == 404
+    guessed = httpx.post(hook.url + "/notifications/guessed-<b>-token", content=b"{}", timeout=10)
+    assert guessed.status_code == 404
+    with psycopg.connect(server.url(shared_dbname), autocommit=True) as conn:
+        for answer in hostile:  # judged: their reason codes are counted
+            assert settled(conn, answer.json()["inbox_id"])["status"] == "rejected"
     allowed = {
         "status": {
             "applied",
