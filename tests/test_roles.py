@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from conftest import Server
+from conftest import Server, run_yoyo
 from helpers import body, receive
 
 
@@ -95,11 +95,19 @@ def test_a_dba_cannot_rewrite_what_was_received(dba: psycopg.Connection) -> None
         dba.execute("update sync.inbox set status = 'applied'")
 
 
-def test_migrations_create_the_roles_once(db: psycopg.Connection) -> None:
-    roles = db.execute(
-        "select rolname, rolcanlogin from pg_roles where rolname like 'sync\\_%' order by 1"
-    ).fetchall()
-    assert roles == [("sync_dba", False), ("sync_hook", False), ("sync_hook_login", True)]
+def test_migrations_create_the_roles_once(
+    server: Server, db: psycopg.Connection, bare_dbname: str
+) -> None:
+    """Roles belong to the cluster: a second database's migrations find them and go on."""
+    ours = "select rolname, rolcanlogin, oid from pg_roles where rolname like 'sync\\_%' order by 1"
+    roles = db.execute(ours).fetchall()
+    assert [role[:2] for role in roles] == [
+        ("sync_dba", False),
+        ("sync_hook", False),
+        ("sync_hook_login", True),
+    ]
+    run_yoyo(server, bare_dbname, "apply")  # another database of the same cluster
+    assert db.execute(ours).fetchall() == roles  # the same roles: not created again
 
 
 def test_the_hooks_commits_always_wait_for_the_disk(hook: psycopg.Connection) -> None:
