@@ -178,11 +178,18 @@ def test_the_hint_for_a_repair_without_a_snapshot_names_only_what_a_dba_may_call
     assert refused == []
 
 
-@pytest.mark.parametrize("moment", ["infinity", "-infinity"])
-def test_health_at_an_infinite_moment_is_our_error_and_its_hint_runs(
+@pytest.mark.parametrize(
+    "moment",
+    ["infinity", "-infinity", "4714-11-24 00:00:00+00 BC", "0026-12-01", "1969-12-31 23:59:59+00"],
+)
+def test_health_at_a_moment_no_delivery_can_have_is_our_error_and_its_hint_runs(
     dba: psycopg.Connection, moment: str
 ) -> None:
-    """'infinity' failed with PostgreSQL's 'cannot subtract infinite timestamps', no hint."""
+    """No delivery is dated there, so the moment is a mistake and the error says so.
+
+    'infinity' failed with 'cannot subtract infinite timestamps', the calendar's first day with
+    'timestamp out of range', and a year mistyped ('0026') was judged 'never received'.
+    """
     hint = hint_of(dba, f"select * from sync.health_at('{moment}')", "FS005")
     assert dba.execute(runnable(hint)).fetchone()
 
@@ -299,3 +306,9 @@ def test_a_discard_of_no_row_says_the_id_is_missing_and_names_no_row(
     assert db.execute("select count(*) from sync.inbox where status = 'discarded'").fetchone() == (
         0,
     )
+
+
+def test_health_at_the_first_moment_a_delivery_can_have_is_judged(dba: psycopg.Connection) -> None:
+    """1970 is where FS020 lets receipts start, so health from then on is a question, not a typo."""
+    verdict = dba.execute("select verdict from sync.health_at('1970-01-01 00:00:00+00')").fetchone()
+    assert verdict is not None and verdict[0] in ("ok", "warn", "critical")
