@@ -60,12 +60,12 @@ group by 1
 
 
 def merge_once(
-    pg: bench.ThrowawayPostgresql, template: str, batch: int, hook: int
+    pg: bench.ThrowawayPostgresql, template: str, batch: int, hook: int, hook_batch: int
 ) -> dict[str, Any]:
     """Merge a fresh copy of ``template``: elapsed ms per 1,000 changes, and each statement's.
 
     With ``hook``, its first ``hook`` pending bodies go through the hook's two
-    calls instead, on an empty inbox.
+    calls instead, ``hook_batch`` at a time, on an empty inbox.
     """
     name = f"{template}_profiled"
     with psycopg.connect(bench.url(pg, "postgres"), autocommit=True) as admin:
@@ -75,7 +75,7 @@ def merge_once(
         with psycopg.connect(bench.url(pg, name), autocommit=True) as conn:
             conn.execute("create extension if not exists pg_stat_statements")
             if hook:
-                count, elapsed = through_the_hook(conn, hook)
+                count, elapsed = through_the_hook(conn, hook, hook_batch)
             else:
                 count, elapsed = through_apply_pending(conn, batch)
             rows = conn.execute(STATEMENTS, [name]).fetchall()
@@ -99,7 +99,9 @@ def through_apply_pending(conn: psycopg.Connection, batch: int) -> tuple[int, fl
     return count, time.perf_counter() - started
 
 
-def through_the_hook(conn: psycopg.Connection, count: int) -> tuple[int, float]:
+def through_the_hook(
+    conn: psycopg.Connection, count: int, batch_size: int = HOOK_BATCH
+) -> tuple[int, float]:
     """Store the first ``count`` pending bodies again as the hook does, merging after each store."""
     bodies = [
         row[0]
@@ -111,8 +113,8 @@ def through_the_hook(conn: psycopg.Connection, count: int) -> tuple[int, float]:
     conn.execute("update sync.settings set apply_on_receipt = true")
     conn.execute("select pg_stat_statements_reset()")
     started = time.perf_counter()
-    for first in range(0, len(bodies), HOOK_BATCH):
-        batch = bodies[first : first + HOOK_BATCH]
+    for first in range(0, len(bodies), batch_size):
+        batch = bodies[first : first + batch_size]
         n = len(batch)
         keys = [uuid.uuid4() for _ in batch]
         conn.execute(STORE_MANY, [batch, ["application/json"] * n, [None] * n, [None] * n, keys])
@@ -135,7 +137,8 @@ def markdown(result: dict[str, Any], top: int) -> str:
     """The report: totals side by side, then each side's heaviest statements."""
     if result["hook"]:
         what = (
-            f"The hook's path: {result['hook']:,} changes stored {HOOK_BATCH} at a time by "
+            f"The hook's path: {result['hook']:,} changes stored {result['hook_batch']} at a "
+            "time by "
             "`sync.store_many`, each store followed by `sync.apply_received`"
         )
     else:
@@ -176,6 +179,13 @@ def main() -> int:
     parser.add_argument(
         "--hook", type=int, default=0, metavar="N", help="profile the hook's path for N changes"
     )
+    parser.add_argument(
+        "--hook-batch",
+        type=int,
+        default=HOOK_BATCH,
+        metavar="N",
+        help="deliveries per store and merge on the hook's path",
+    )
     parser.add_argument("--baseline", default="", metavar="GIT_REF")
     parser.add_argument("--label", default="", help="suffix of the result file's name")
     args = parser.parse_args()
@@ -198,13 +208,16 @@ def main() -> int:
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
         for repeat in range(args.runs):
             for name in list(sides)[:: 1 if repeat % 2 == 0 else -1]:
-                runs[name].append(merge_once(pg, sides[name], args.batch, args.hook))
+                runs[name].append(
+                    merge_once(pg, sides[name], args.batch, args.hook, args.hook_batch)
+                )
                 bench.log(f"profile run {repeat + 1} {name}: {runs[name][-1]['ms']:.0f} ms/1000")
     result = {
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "backlog": args.backlog,
         "batch": args.batch,
         "hook": args.hook,
+        "hook_batch": args.hook_batch,
         "runs": args.runs,
         "sides": [
             {
