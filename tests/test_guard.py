@@ -17,6 +17,7 @@ from helpers import inbox_row
 from inprocess import hook_client
 from processes import Hook, start_hook, stop_hook
 
+from hook import notifications
 from hook.guard import TokenBuckets
 from hook.settings import Settings, SettingsError
 
@@ -310,6 +311,28 @@ def test_from_a_trusted_proxy_the_forwarded_address_is_the_client(
         answer = httpx.post(hook.url + "/notifications", content=BODY, headers=FORGED)
     assert answer.status_code == 202
     assert str(inbox_row(db, answer.json()["inbox_id"])["client_addr"]) == "10.9.9.9"
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("10.1.2.3", "10.1.2.3"),
+        ("::ffff:10.1.2.3", "10.1.2.3"),
+        ("2001:DB8::1", "2001:db8::1"),
+        ("not an address", None),
+        ("10.1.2.3" + " " * 100, None),
+    ],
+)
+def test_a_peer_is_judged_by_its_address_in_normal_form(host: str, address: str | None) -> None:
+    assert notifications.client_address({"client": (host, 5555)}) == address
+
+
+def test_only_what_could_be_an_address_is_remembered() -> None:
+    """A trusted proxy's X-Forwarded-For can be any text: long ones must not fill the cache."""
+    before = notifications._cached_address.cache_info().currsize
+    for n in range(50):
+        assert notifications.client_address({"client": (f"{n}" + "x" * 4000, 1)}) is None
+    assert notifications._cached_address.cache_info().currsize == before
 
 
 # --- a dual-stack socket (HOST=:: with WORKERS above 1) shows IPv4 peers as ::ffff:a.b.c.d ----

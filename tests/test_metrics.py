@@ -247,6 +247,17 @@ def test_an_unknown_code_on_a_receipt_lands_in_other() -> None:
     assert metrics.registry.get_sample_value("fragrance_sync_rejects_total", {"code": "other"}) == 1
 
 
+def test_a_receipt_status_outside_the_known_list_is_counted_as_other() -> None:
+    """A series made on first use (not up front) still counts: the series are kept by label."""
+    metrics = HookMetrics()
+    metrics.observe_receipt(10, "made.up")
+    metrics.observe_receipt(10, "made.up")
+    metrics.observe_outcome("made.up", [])
+    sample = metrics.registry.get_sample_value
+    assert sample("fragrance_sync_deliveries_total", {"status": "other"}) == 2
+    assert sample("fragrance_sync_outcomes_total", {"status": "other"}) == 1
+
+
 def test_with_the_database_down_metrics_still_answer_and_count_the_spool(tmp_path: Path) -> None:
     down = start_hook(
         f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path, DB_TIMEOUT="0.5"
