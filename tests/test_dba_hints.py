@@ -90,6 +90,42 @@ def test_the_hint_for_a_held_fragrance_shows_a_dba_who_holds_it(
     assert holder_pid in [row[0] for row in shown]
 
 
+def test_the_hint_for_a_held_fragrance_leaves_out_a_session_waiting_for_it(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """A waiter (the hook's merger, in its 2 s) holds RowShareLock too: listed, it was ended."""
+    db.execute("update sync.settings set apply_on_receipt = false")
+    receive(db, {"fragrance_id": 7, "cost": 5})
+    hints: list[str | None] = []
+    dba.add_notice_handler(lambda notice: hints.append(notice.message_hint))
+    with (
+        psycopg.connect(server.url(dbname)) as holder,
+        psycopg.connect(server.url(dbname)) as waiter,
+    ):
+        holder.execute("update public.fragrances set cost = cost where fragrance_id = 7")
+        holder_pid, waiter_pid = holder.info.backend_pid, waiter.info.backend_pid
+        waiter.execute("set lock_timeout = '60s'")
+        waiting = threading.Thread(
+            target=lambda: waiter.execute(
+                "select from public.fragrances where fragrance_id = 7 for update"
+            )
+        )
+        waiting.start()
+        while not db.execute(
+            "select exists (select from pg_locks where pid = %s and not granted)", [waiter_pid]
+        ).fetchone()[0]:
+            pass
+        dba.execute("select pending from sync.apply_pending(1000)")
+        [hint] = hints
+        assert hint is not None
+        shown = [row[0] for row in dba.execute(runnable(hint)).fetchall()]
+        holder.rollback()
+        waiting.join()
+        waiter.rollback()
+    assert holder_pid in shown
+    assert waiter_pid not in shown
+
+
 def test_the_hint_for_retrying_a_pending_delivery_merges_it(
     db: psycopg.Connection, dba: psycopg.Connection
 ) -> None:
