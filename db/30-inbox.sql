@@ -40,7 +40,7 @@ comment on column sync.batch_result.processed is 'Deliveries the call processed.
 comment on column sync.batch_result.applied is 'Of them, applied.';
 comment on column sync.batch_result.ignored is 'Of them, ignored (nothing to change, or stale).';
 comment on column sync.batch_result.rejected is 'Of them, rejected (now in sync.quarantine).';
-comment on column sync.batch_result.pending is 'Of them, left pending (internal.retryable: call again).';
+comment on column sync.batch_result.pending is 'Of them, left pending (internal.retryable: call again). Deliveries of a fragrance another transaction holds are not processed, so not counted here or in processed: the call''s NOTICE names them.';
 comment on column sync.batch_result.first_inbox_id is 'The lowest inbox id processed.';
 comment on column sync.batch_result.last_inbox_id is 'The highest inbox id processed.';
 
