@@ -101,8 +101,8 @@ def store(conn: psycopg.Connection, batch: list[bytes]) -> None:
     conn.execute(STORE_MANY, [batch, ["application/json"] * n, [None] * n, [None] * n, keys])
 
 
-def markdown(result: dict[str, Any]) -> str:
-    """The report."""
+def markdown(result: dict[str, Any]) -> list[str]:
+    """The report's lines."""
     lines = [
         f"# Merge call cost, {result['started_at']}",
         "",
@@ -126,7 +126,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['merge_ms_per_call']:.3f} | {row['merge_us_per_delivery']:.0f} | {added} |"
         )
         before = (size, row["merge_ms_per_call"])
-    return "\n".join([*lines, ""])
+    return lines
 
 
 def main() -> int:
@@ -169,13 +169,8 @@ def main() -> int:
         "rounds": args.rounds,
         "sizes": dict(sorted(sizes.items())),
     }
-    text = markdown(result)
-    bench.RESULTS.mkdir(parents=True, exist_ok=True)
     label = re.sub(r"[^A-Za-z0-9._-]", "_", args.label)
-    stem = started.strftime("%Y%m%dT%H%M%SZ") + "-call-cost" + (f"-{label}" if label else "")
-    (bench.RESULTS / f"{stem}.md").write_text(text)
-    print(text)
-    print(f"written: bench/results/{stem}.md")
+    bench.write_report(markdown(result), started, "call-cost" + (f"-{label}" if label else ""))
     return 0
 
 

@@ -133,8 +133,8 @@ def median_statements(runs: list[dict[str, Any]]) -> list[tuple[str, int, float]
     return sorted(table, key=lambda row: row[2], reverse=True)
 
 
-def markdown(result: dict[str, Any], top: int) -> str:
-    """The report: totals side by side, then each side's heaviest statements."""
+def markdown(result: dict[str, Any], top: int) -> list[str]:
+    """The report's lines: totals side by side, then each side's heaviest statements."""
     if result["hook"]:
         what = (
             f"The hook's path: {result['hook']:,} changes stored {result['hook_batch']} at a "
@@ -166,7 +166,7 @@ def markdown(result: dict[str, Any], top: int) -> str:
         for query, calls, ms in side["statements"][:top]:
             text = query[:140].replace("|", "\\|")
             lines.append(f"| {ms:.1f} | {calls} | `{text}` |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def main() -> int:
@@ -229,13 +229,10 @@ def main() -> int:
             for name, rs in runs.items()
         ],
     }
-    text = markdown(result, args.top)
-    bench.RESULTS.mkdir(parents=True, exist_ok=True)
     label = re.sub(r"[^A-Za-z0-9._-]", "_", args.label)
-    stem = started.strftime("%Y%m%dT%H%M%SZ") + "-profile" + (f"-{label}" if label else "")
-    (bench.RESULTS / f"{stem}.md").write_text(text)
-    print(text)
-    print(f"written: bench/results/{stem}.md")
+    bench.write_report(
+        markdown(result, args.top), started, "profile" + (f"-{label}" if label else "")
+    )
     return 0
 
 
