@@ -71,21 +71,35 @@ def test_the_hint_for_a_purge_under_a_day_keeps_the_age_asked_for(
     assert purged != kept
 
 
+def held_fragrance_hint(dba: psycopg.Connection) -> str:
+    """The hint of the NOTICE `sync.apply_pending` gives while fragrance 7's delivery is held.
+
+    Call with a delivery for fragrance 7 pending (``pend_for_fragrance_7``) and its
+    row held by another session: the merge leaves it pending and counts it nowhere.
+    """
+    hints: list[str | None] = []
+    dba.add_notice_handler(lambda notice: hints.append(notice.message_hint))
+    assert dba.execute("select pending from sync.apply_pending(1000)").fetchone() == (0,)
+    [hint] = hints
+    assert hint is not None
+    return hint
+
+
+def pend_for_fragrance_7(db: psycopg.Connection) -> None:
+    """A delivery for fragrance 7 left pending (no merge on receipt)."""
+    db.execute("update sync.settings set apply_on_receipt = false")
+    receive(db, {"fragrance_id": 7, "cost": 5})
+
+
 def test_the_hint_for_a_held_fragrance_shows_a_dba_who_holds_it(
     server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
 ) -> None:
     """It read pg_stat_activity by state, which PostgreSQL hides from a DBA for others' sessions."""
-    db.execute("update sync.settings set apply_on_receipt = false")
-    receive(db, {"fragrance_id": 7, "cost": 5})
-    hints: list[str | None] = []
-    dba.add_notice_handler(lambda notice: hints.append(notice.message_hint))
+    pend_for_fragrance_7(db)
     with psycopg.connect(server.url(dbname)) as holder:
         holder.execute("update public.fragrances set cost = cost where fragrance_id = 7")
         holder_pid = holder.info.backend_pid
-        assert dba.execute("select pending from sync.apply_pending(1000)").fetchone() == (0,)
-        [hint] = hints
-        assert hint is not None
-        shown = dba.execute(runnable(hint)).fetchall()
+        shown = dba.execute(runnable(held_fragrance_hint(dba))).fetchall()
         holder.rollback()
     assert holder_pid in [row[0] for row in shown]
 
@@ -94,10 +108,7 @@ def test_the_hint_for_a_held_fragrance_leaves_out_a_session_waiting_for_it(
     server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
 ) -> None:
     """A waiter (the hook's merger, in its 2 s) holds RowShareLock too: listed, it was ended."""
-    db.execute("update sync.settings set apply_on_receipt = false")
-    receive(db, {"fragrance_id": 7, "cost": 5})
-    hints: list[str | None] = []
-    dba.add_notice_handler(lambda notice: hints.append(notice.message_hint))
+    pend_for_fragrance_7(db)
     with (
         psycopg.connect(server.url(dbname)) as holder,
         psycopg.connect(server.url(dbname)) as waiter,
@@ -115,10 +126,7 @@ def test_the_hint_for_a_held_fragrance_leaves_out_a_session_waiting_for_it(
             "select exists (select from pg_locks where pid = %s and not granted)", [waiter_pid]
         ).fetchone()[0]:
             pass
-        dba.execute("select pending from sync.apply_pending(1000)")
-        [hint] = hints
-        assert hint is not None
-        shown = [row[0] for row in dba.execute(runnable(hint)).fetchall()]
+        shown = [row[0] for row in dba.execute(runnable(held_fragrance_hint(dba))).fetchall()]
         holder.rollback()
         waiting.join()
         waiter.rollback()
