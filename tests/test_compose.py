@@ -84,7 +84,7 @@ def test_the_services_are_the_seeds() -> None:
     ],
 )
 def test_host_ports_follow_the_contract(service: str, port: str) -> None:
-    assert SERVICES[service]["ports"] == [port]
+    assert SERVICES[service]["ports"] == [f"${{PUBLISH_ADDRESS:-127.0.0.1}}:{port}"]
 
 
 @pytest.mark.parametrize(
@@ -359,11 +359,46 @@ def test_every_long_running_service_comes_back_after_a_crash_or_a_reboot(
         assert service.get("restart", "no") == expected, name
 
 
+def _published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """A resolved service's (host address, host port, container port), as ``config`` prints them."""
+    ports = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):  # long syntax: no address means every interface
+            ports.append(
+                (port.get("host_ip", "0.0.0.0"), int(port["published"]), int(port["target"]))
+            )
+        else:  # "127.0.0.1:15432:5432/tcp"
+            address, published, target = port.split("/")[0].rsplit(":", 2)
+            ports.append((address, int(published), int(target)))
+    return ports
+
+
 def test_every_published_host_port_is_unique(resolved: dict[str, Any]) -> None:
-    published = [
-        int(port["published"]) for service in resolved.values() for port in service.get("ports", [])
-    ]
+    published = [port for service in resolved.values() for _, port, _ in _published(service)]
     assert published and len(published) == len(set(published)), sorted(published)
+
+
+def test_every_port_is_published_on_the_loopback_only_by_default(
+    resolved: dict[str, Any],
+) -> None:
+    """The databases' default passwords are public: on every interface, any host could log in."""
+    published = {name: _published(service) for name, service in resolved.items()}
+    assert {name for name, ports in published.items() if ports} == {
+        "cms_database",
+        "fragrance_database",
+        "cms_simulator",
+        "smart_library",
+        "fragrance_sync",
+    }
+    assert {address for ports in published.values() for address, _, _ in ports} == {"127.0.0.1"}
+
+
+def test_publish_address_opens_every_port_to_the_network() -> None:
+    done = _compose_config(PUBLISH_ADDRESS="0.0.0.0")
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    addresses = {address for s in services.values() for address, _, _ in _published(s)}
+    assert addresses == {"0.0.0.0"}
 
 
 def _project_imports(package: Path) -> set[str]:
@@ -483,7 +518,7 @@ def test_the_cms_calls_the_sync_service_on_its_secret_path(resolved: dict[str, A
     token = env["NOTIFY_TOKEN"]
     assert listener.hostname == "fragrance_sync"
     assert listener.port == int(env["PORT"])
-    assert [p["target"] for p in resolved["fragrance_sync"]["ports"]] == [listener.port]
+    assert [target for _, _, target in _published(resolved["fragrance_sync"])] == [listener.port]
     assert listener.path == f"/notifications/{token}"
     assert TOKEN_PATTERN.fullmatch(token)
     cms = urlsplit(env["CMS_URL"])
