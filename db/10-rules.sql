@@ -999,6 +999,25 @@ $$;
 comment on function sync_private.first_unassigned(text) is
     'The first code point of a text that Unicode (18) assigns no character to (sync_private.unassigned_class), or null: no font draws it. The <field>.unassigned_character rule.';
 
+-- sync_private.first_replacement
+-- The first character of a text that stands for one lost before it arrived (U+FFFD, U+FFFC), or null.
+create function sync_private.first_replacement(p_text text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- U+FFFD is what a decoder writes for bytes it could not read (text
+    -- saved in one encoding and read in another); U+FFFC what an editor
+    -- leaves where an image or another object was pasted. Both are drawn, so
+    -- no other rule sees them, and what stood there is gone from the text.
+    -- An ASCII text (the catalog's, nearly every delta) costs a count of its
+    -- bytes.
+    select case when octet_length(p_text) <> char_length(p_text)
+                then substring(p_text from E'[\\uFFFC\\uFFFD]') end;
+$$;
+comment on function sync_private.first_replacement(text) is
+    'The first U+FFFD (the replacement character a decoder writes for bytes it could not read) or U+FFFC (the placeholder of a pasted object) of a text, or null: a character was lost before the text arrived. The <field>.replacement_character rule.';
+
 -- sync_private.rule_rank
 -- Where a broken rule stands among a field's: errors before warnings, then by position; null when off.
 create function sync_private.rule_rank(p_rules jsonb, p_code text, p_position integer) returns integer
@@ -1034,7 +1053,8 @@ as $$
     -- bell is only a warning). The messages: sync_private.rule_message.
     select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.c1_control', '.bidi_control',
                              '.invisible_character', '.untrimmed', '.not_normalized', '.stacked_marks',
-                             '.mixed_script', '.leading_mark', '.unassigned_character'])[least(
+                             '.mixed_script', '.leading_mark', '.unassigned_character',
+                             '.replacement_character'])[least(
         case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
         case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
             then sync_private.rule_rank(p_rules, p_field || '.too_long', 2) end,
@@ -1074,10 +1094,15 @@ as $$
             then sync_private.rule_rank(p_rules, p_field || '.leading_mark', 12) end,
         -- After the twelve before it (migration 0048), for the same reason.
         case when sync_private.first_unassigned(p_text) is not null
-            then sync_private.rule_rank(p_rules, p_field || '.unassigned_character', 13) end) % 100];
+            then sync_private.rule_rank(p_rules, p_field || '.unassigned_character', 13) end,
+        -- After the thirteen before it (migration 0050): a value that breaks
+        -- one of those errors is told as it was. An error for a name, it
+        -- outranks the warnings before it.
+        case when sync_private.first_replacement(p_text) is not null
+            then sync_private.rule_rank(p_rules, p_field || '.replacement_character', 14) end) % 100];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed, .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed, .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
 -- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
@@ -1214,6 +1239,14 @@ as $$
                 p_field,
                 sync_private.code_point(sync_private.first_unassigned(p_value #>> '{}')),
                 strpos(p_value #>> '{}', sync_private.first_unassigned(p_value #>> '{}')))
+        when p_code in ('name.replacement_character', 'description.replacement_character') then
+            format('%s holds %s at position %s, %s: what stood there was lost before it reached the CMS',
+                p_field,
+                sync_private.code_point(sync_private.first_replacement(p_value #>> '{}')),
+                strpos(p_value #>> '{}', sync_private.first_replacement(p_value #>> '{}')),
+                case sync_private.first_replacement(p_value #>> '{}')
+                    when E'\uFFFD' then 'the replacement character a decoder writes for bytes it could not read'
+                    else 'the placeholder an editor leaves for a pasted image or object' end)
         when p_code = 'cost.not_finite' then
             -- No delta carries NaN or an infinity (JSON has neither), but the
             -- numeric column at rest does, and to_jsonb makes them strings.

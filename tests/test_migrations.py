@@ -117,6 +117,9 @@ def test_rollback_removes_everything_ours_while_findings_of_later_rules_are_open
         conn.execute(
             "update public.fragrances set name = chr(769) || 'Rose' where fragrance_id = 5"
         )
+        conn.execute(
+            "update public.fragrances set name = 'Ros' || chr(65533) where fragrance_id = 6"
+        )
         opened = {row[0] for row in conn.execute("select rule from sync.open_finding")}
         assert {
             "description.invisible_character",
@@ -124,6 +127,7 @@ def test_rollback_removes_everything_ours_while_findings_of_later_rules_are_open
             "name.not_normalized",
             "name.mixed_script",
             "name.leading_mark",
+            "name.replacement_character",
         } <= opened
         after_sync = conn.execute(CATALOG_CHECKSUM).fetchone()
     run_yoyo(server, bare_dbname, "rollback", "--all")

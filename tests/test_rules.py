@@ -191,9 +191,16 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
         for what, text in [
             ("U+FDCF, an Arabic ligature before the noncharacters", "Rose\ufdcf"),
             ("U+FDF0, an Arabic ligature after them", "Rose\ufdf0"),
-            ("U+FFFD, the replacement character", "Rose\ufffd"),
             ("U+1FFFD, the last code point before plane 1's noncharacters", "Rose\U0001fffd"),
         ]
+    ),
+    # U+FFFD, right before the noncharacters, is none: it stands for a character lost
+    # before the CMS (tests/test_rules_replacement.py).
+    (
+        "name with U+FFFD, the replacement character",
+        {"fragrance_id": 7, "name": "Rose\ufffd"},
+        "rejected",
+        ["name.replacement_character"],
     ),
     ("name 150 chars", {"fragrance_id": 7, "name": "n" * 150}, "applied", []),
     ("name 151 chars", {"fragrance_id": 7, "name": "n" * 151}, "rejected", ["name.too_long"]),
