@@ -1051,10 +1051,17 @@ as $$
     -- warning never hides an error that comes after it (a name with a bell
     -- and a right-to-left override is refused for the override when the
     -- bell is only a warning). The messages: sync_private.rule_message.
+    -- A description's .untrimmed is position 99, the last (the array's
+    -- 15th to 98th are null): every description of the catalog and of the
+    -- CMS ends in two spaces, and ranked 8th it was the first warning of
+    -- them all, so no warning after it (.stacked_marks, .mixed_script,
+    -- .leading_mark, .unassigned_character) was ever told of one, on a
+    -- delta or at rest (hostile review). A name's stays 8th.
     select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.c1_control', '.bidi_control',
                              '.invisible_character', '.untrimmed', '.not_normalized', '.stacked_marks',
                              '.mixed_script', '.leading_mark', '.unassigned_character',
-                             '.replacement_character'])[least(
+                             '.replacement_character']
+                       || array_fill(null::text, array[84]) || array['.untrimmed'])[least(
         case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
         case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
             then sync_private.rule_rank(p_rules, p_field || '.too_long', 2) end,
@@ -1073,7 +1080,8 @@ as $$
         case when sync_private.first_invisible(p_text) is not null
             then sync_private.rule_rank(p_rules, p_field || '.invisible_character', 7) end,
         case when sync_private.is_untrimmed(p_text)
-            then sync_private.rule_rank(p_rules, p_field || '.untrimmed', 8) end,
+            then sync_private.rule_rank(p_rules, p_field || '.untrimmed',
+                                        case when p_field = 'description' then 99 else 8 end) end,
         -- Only name has the rule (description.not_normalized is unknown: its rank is null).
         case when sync_private.is_unnormalized(p_text)
             then sync_private.rule_rank(p_rules, p_field || '.not_normalized', 9) end,
@@ -1102,7 +1110,7 @@ as $$
             then sync_private.rule_rank(p_rules, p_field || '.replacement_character', 14) end) % 100];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed, .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed for name, .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, .untrimmed for description, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
 -- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
