@@ -770,7 +770,24 @@ as $$
     select octet_length(p_text) <> char_length(p_text) and not p_text is nfc normalized;
 $$;
 comment on function sync_private.is_unnormalized(text) is
-    'True when a text is not in Unicode normal form C (NFC): it looks like its composed form, normalize(text), but compares, sorts and searches as another text. The name.not_normalized rule.';
+    'True when a text is not in Unicode normal form C (NFC): it looks like its composed form, normalize(text), but compares, sorts and searches as another text. The <field>.not_normalized rule.';
+
+-- sync_private.first_unnormalized
+-- Where a text first differs from its normal form C, or null: for messages.
+create function sync_private.first_unnormalized(p_text text) returns integer
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- The first character that composing changes: "Rose" + U+0301 at 4,
+    -- its "e". Called only for a text that breaks <field>.not_normalized.
+    select min(i)
+    from (select normalize(p_text, nfc) as composed) as n,
+         generate_series(1, char_length(p_text)) as i
+    where substr(p_text, i, 1) is distinct from substr(n.composed, i, 1);
+$$;
+comment on function sync_private.first_unnormalized(text) is
+    'The position of the first character of a text that Unicode normal form C changes (where it and normalize(text) first differ), or null when it is in NFC. For the sentence of description.not_normalized.';
 
 -- sync_private.is_untrimmed
 -- True when a text starts or ends with whitespace (Unicode White_Space).
@@ -1052,16 +1069,19 @@ as $$
     -- and a right-to-left override is refused for the override when the
     -- bell is only a warning). The messages: sync_private.rule_message.
     -- A description's .untrimmed is position 99, the last (the array's
-    -- 15th to 98th are null): every description of the catalog and of the
+    -- 15th to 97th are null): every description of the catalog and of the
     -- CMS ends in two spaces, and ranked 8th it was the first warning of
     -- them all, so no warning after it (.stacked_marks, .mixed_script,
     -- .leading_mark, .unassigned_character) was ever told of one, on a
-    -- delta or at rest (hostile review). A name's stays 8th.
+    -- delta or at rest (hostile review). Its .not_normalized is 98th, for
+    -- the same reason: marks stacked on a letter are seldom in normal form
+    -- C, and a warning that the text is decomposed would hide them. A
+    -- name's stay 8th and 9th.
     select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.c1_control', '.bidi_control',
                              '.invisible_character', '.untrimmed', '.not_normalized', '.stacked_marks',
                              '.mixed_script', '.leading_mark', '.unassigned_character',
                              '.replacement_character']
-                       || array_fill(null::text, array[84]) || array['.untrimmed'])[least(
+                       || array_fill(null::text, array[83]) || array['.not_normalized', '.untrimmed'])[least(
         case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
         case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
             then sync_private.rule_rank(p_rules, p_field || '.too_long', 2) end,
@@ -1082,9 +1102,11 @@ as $$
         case when sync_private.is_untrimmed(p_text)
             then sync_private.rule_rank(p_rules, p_field || '.untrimmed',
                                         case when p_field = 'description' then 99 else 8 end) end,
-        -- Only name has the rule (description.not_normalized is unknown: its rank is null).
+        -- description's since migration 0051: searched for words, a decomposed
+        -- one is missed by a search for the composed word. Its rank: above.
         case when sync_private.is_unnormalized(p_text)
-            then sync_private.rule_rank(p_rules, p_field || '.not_normalized', 9) end,
+            then sync_private.rule_rank(p_rules, p_field || '.not_normalized',
+                                        case when p_field = 'description' then 98 else 9 end) end,
         -- Last: among errors, a name's invisible or control characters are
         -- told first (they make names differ, this makes one unreadable);
         -- and an error, it still outranks the warnings before it. Its limit
@@ -1110,7 +1132,7 @@ as $$
             then sync_private.rule_rank(p_rules, p_field || '.replacement_character', 14) end) % 100];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed for name, .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, .untrimmed for description, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed and .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, .not_normalized and .untrimmed for description, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
 -- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
@@ -1221,6 +1243,13 @@ as $$
         when p_code = 'name.not_normalized' then
             format('name %s is not in Unicode normal form C: it looks like %s but compares, sorts and is searched as another name',
                 sync_private.show(p_value), sync_private.show(to_jsonb(normalize(p_value #>> '{}', nfc))))
+        when p_code = 'description.not_normalized' then
+            -- Where, and what a reader sees there: a description is long,
+            -- and its first 40 characters may be in NFC.
+            format('description is not in Unicode normal form C at position %s, where it looks like %s: it compares and is searched as another text, so a search for the composed words misses it',
+                sync_private.first_unnormalized(p_value #>> '{}'),
+                sync_private.show(to_jsonb(substr(normalize(p_value #>> '{}', nfc),
+                                                  sync_private.first_unnormalized(p_value #>> '{}'), 10))))
         when p_code in ('name.stacked_marks', 'description.stacked_marks') then
             -- The run and where it starts: the first that is longer than the limit.
             format('%s holds %s combining marks in a row at position %s, stacked on one character; the limit is %s: more are drawn over the text around it',

@@ -94,6 +94,7 @@ KNOWN_CODES = frozenset(
         "description.bidi_control",
         "description.invisible_character",
         "description.untrimmed",
+        "description.not_normalized",
         "description.stacked_marks",
         "description.mixed_script",
         "description.leading_mark",

@@ -120,6 +120,10 @@ def test_rollback_removes_everything_ours_while_findings_of_later_rules_are_open
         conn.execute(
             "update public.fragrances set name = 'Ros' || chr(65533) where fragrance_id = 6"
         )
+        conn.execute(
+            "update public.fragrances set description = 'Cre' || chr(768) || 'me'"
+            " where fragrance_id = 7"
+        )
         opened = {row[0] for row in conn.execute("select rule from sync.open_finding")}
         assert {
             "description.invisible_character",
@@ -128,6 +132,7 @@ def test_rollback_removes_everything_ours_while_findings_of_later_rules_are_open
             "name.mixed_script",
             "name.leading_mark",
             "name.replacement_character",
+            "description.not_normalized",
         } <= opened
         after_sync = conn.execute(CATALOG_CHECKSUM).fetchone()
     run_yoyo(server, bare_dbname, "rollback", "--all")

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import body, codes, fragrance, inbox_row, receive, receive_many
+from helpers import body, codes, findings_at_rest, fragrance, inbox_row, receive, receive_many
 
 FULL = {"name": "Rose", "description": "Petals  ", "cost": 12, "forbidden": False}
 
@@ -780,6 +780,40 @@ def test_a_name_not_in_normal_form_c_is_applied_with_a_warning_naming_its_compos
             "message": f"name {shown(name)} is not in Unicode normal form C: it looks like"
             f" {shown(composed)} but compares, sorts and is searched as another name",
         }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "composed"), [pytest.param(n, c, id=i) for i, n, c in NORMAL_FORMS]
+)
+def test_a_description_not_in_normal_form_c_is_applied_with_a_warning(
+    tx: psycopg.Connection, text: str, composed: str | None
+) -> None:
+    """It shows as its composed form, but a search for the composed words misses it."""
+    receipt = receive(tx, {"fragrance_id": 7, "description": text})
+    assert receipt["status"] == "applied"
+    assert fragrance(tx, 7)["description"] == text  # kept as sent: the CMS's text
+    assert codes(receipt["reasons"], "warning") == (
+        [] if composed is None else ["description.not_normalized"]
+    )
+
+
+def test_a_description_not_in_normal_form_c_says_where_and_what_it_looks_like(
+    tx: psycopg.Connection,
+) -> None:
+    """A padded description of the CMS's shape, decomposed past the first 40 characters."""
+    text = "A long description of a rose petal fragrance, Cre\u0300me de rose  "
+    receipt = receive(tx, {"fragrance_id": 7, "description": text})
+    assert [r["message"] for r in receipt["reasons"]] == [
+        "description is not in Unicode normal form C at position 49, where it looks like"
+        ' "\u00e8me de ros": it compares and is searched as another text, so a search for the'
+        " composed words misses it"
+    ]
+
+
+def test_a_description_at_rest_not_in_normal_form_c_is_a_finding(db: psycopg.Connection) -> None:
+    assert findings_at_rest(db, "Rose", "Cre\u0300me de rose  ") == [
+        ("description.not_normalized", "warning")
     ]
 
 

@@ -24,6 +24,8 @@ PADDED: list[tuple[str, str, str]] = [
     ("stacked marks", "Rose" + "\u0300" * 7 + " petals  ", "description.stacked_marks"),
     ("a leading mark", "\u0301Rose petals  ", "description.leading_mark"),
     ("an unassigned code point", "Rose\u0378 petals  ", "description.unassigned_character"),
+    # Decomposed, told after the warnings above (stacked marks are seldom composed).
+    ("a decomposed accent", "Cre\u0300me de rose  ", "description.not_normalized"),
     # Ranked before untrimmed already: told as they were.
     ("a C1 control", "A \u0093rose\u0094  ", "description.c1_control"),
     ("an invisible character", "Rose\u200b petals  ", "description.invisible_character"),
