@@ -1035,6 +1035,26 @@ $$;
 comment on function sync_private.first_replacement(text) is
     'The first U+FFFD (the replacement character a decoder writes for bytes it could not read) or U+FFFC (the placeholder of a pasted object) of a text, or null: a character was lost before the text arrived. The <field>.replacement_character rule.';
 
+-- sync_private.starts_with_formula
+-- True when a text starts as a spreadsheet formula does: =, +, -, @, a tab or a carriage return.
+create function sync_private.starts_with_formula(p_text text) returns boolean
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- The smart library's readers export the catalog (pandas' to_csv, a
+    -- COPY to CSV, the API's JSON turned into a sheet) and open it in a
+    -- spreadsheet, which reads a cell that starts with one of these as a
+    -- formula ("CSV injection", OWASP): "=HYPERLINK(...)" shows a link the
+    -- text's author chose, "=cmd|' /C calc'!A0" asks to run a program, and
+    -- "-Rose" shows #NAME? instead of the text. Some spreadsheets strip a
+    -- leading tab or carriage return first, so those count too. Valid JSON
+    -- and valid text: every rule let it through. One character compared.
+    select left(p_text, 1) in ('=', '+', '-', '@', chr(9), chr(13));
+$$;
+comment on function sync_private.starts_with_formula(text) is
+    'True when a text starts with =, +, -, @, a tab or a carriage return: a spreadsheet that opens an export of the catalog reads such a cell as a formula (CSV injection). The <field>.spreadsheet_formula rule.';
+
 -- sync_private.rule_rank
 -- Where a broken rule stands among a field's: errors before warnings, then by position; null when off.
 create function sync_private.rule_rank(p_rules jsonb, p_code text, p_position integer) returns integer
@@ -1069,7 +1089,7 @@ as $$
     -- and a right-to-left override is refused for the override when the
     -- bell is only a warning). The messages: sync_private.rule_message.
     -- A description's .untrimmed is position 99, the last (the array's
-    -- 15th to 97th are null): every description of the catalog and of the
+    -- 16th to 97th are null): every description of the catalog and of the
     -- CMS ends in two spaces, and ranked 8th it was the first warning of
     -- them all, so no warning after it (.stacked_marks, .mixed_script,
     -- .leading_mark, .unassigned_character) was ever told of one, on a
@@ -1080,8 +1100,8 @@ as $$
     select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.c1_control', '.bidi_control',
                              '.invisible_character', '.untrimmed', '.not_normalized', '.stacked_marks',
                              '.mixed_script', '.leading_mark', '.unassigned_character',
-                             '.replacement_character']
-                       || array_fill(null::text, array[83]) || array['.not_normalized', '.untrimmed'])[least(
+                             '.replacement_character', '.spreadsheet_formula']
+                       || array_fill(null::text, array[82]) || array['.not_normalized', '.untrimmed'])[least(
         case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
         case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
             then sync_private.rule_rank(p_rules, p_field || '.too_long', 2) end,
@@ -1129,10 +1149,13 @@ as $$
         -- one of those errors is told as it was. An error for a name, it
         -- outranks the warnings before it.
         case when sync_private.first_replacement(p_text) is not null
-            then sync_private.rule_rank(p_rules, p_field || '.replacement_character', 14) end) % 100];
+            then sync_private.rule_rank(p_rules, p_field || '.replacement_character', 14) end,
+        -- After the fourteen before it (migration 0052), for the same reason.
+        case when sync_private.starts_with_formula(p_text)
+            then sync_private.rule_rank(p_rules, p_field || '.spreadsheet_formula', 15) end) % 100];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed and .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, .not_normalized and .untrimmed for description, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed and .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, .spreadsheet_formula, .not_normalized and .untrimmed for description, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
 -- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
@@ -1284,6 +1307,9 @@ as $$
                 case sync_private.first_replacement(p_value #>> '{}')
                     when E'\uFFFD' then 'the replacement character a decoder writes for bytes it could not read'
                     else 'the placeholder an editor leaves for a pasted image or object' end)
+        when p_code in ('name.spreadsheet_formula', 'description.spreadsheet_formula') then
+            format('%s starts with %s, which a spreadsheet reads as the start of a formula: a reader who opens an export of the catalog gets a formula run (a link, a command) or an error where the %s should be',
+                p_field, sync_private.show(to_jsonb(left(p_value #>> '{}', 1))), p_field)
         when p_code = 'cost.not_finite' then
             -- No delta carries NaN or an infinity (JSON has neither), but the
             -- numeric column at rest does, and to_jsonb makes them strings.
