@@ -56,6 +56,12 @@ def receive_many(conn: psycopg.Connection, bodies: list[bytes]) -> list[tuple[An
     ).fetchall()
 
 
+def receipt_codes(conn: psycopg.Connection, deltas: list[dict[str, Any]]) -> list[list[str]]:
+    """Each delta's reasons, delivered in one batch, as "code:severity"."""
+    rows = receive_many(conn, [body(d) for d in deltas])
+    return [[f"{r['code']}:{r['severity']}" for r in reasons] for _, _, reasons in rows]
+
+
 def codes(reasons: list[dict[str, Any]], severity: str | None = None) -> list[str]:
     """The reason codes of a receipt, optionally only those of one severity."""
     return [r["code"] for r in reasons if severity is None or r["severity"] == severity]

@@ -12,11 +12,9 @@ rows loaded without the write triggers, as an adopted catalog arrives).
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 import pytest
-from helpers import body, findings_at_rest, prepared_messages, receive_many
+from helpers import findings_at_rest, prepared_messages, receipt_codes
 
 # (case id, name, the rule a name is refused by; a description with it is that
 # rule's description.* twin, a warning, or nothing when the rule is name.blank)
@@ -52,17 +50,11 @@ LOOK_BLANK: list[tuple[str, str, str]] = [
 IDS = [case for case, _, _ in LOOK_BLANK]
 
 
-def _receipts(conn: psycopg.Connection, deltas: list[dict[str, Any]]) -> list[list[str]]:
-    """The reason codes, with their severity, of each delta delivered in one batch."""
-    rows = receive_many(conn, [body(d) for d in deltas])
-    return [[f"{r['code']}:{r['severity']}" for r in reasons] for _, _, reasons in rows]
-
-
 @pytest.mark.parametrize(("name", "rule"), [(n, r) for _, n, r in LOOK_BLANK], ids=IDS)
 def test_a_name_that_looks_blank_or_holds_what_no_reader_sees_is_refused(
     tx: psycopg.Connection, name: str, rule: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == [f"{rule}:error"]
     assert tx.execute("select name from public.fragrances where fragrance_id = 7").fetchone() != (
         name,
@@ -74,7 +66,7 @@ def test_a_description_that_holds_what_no_reader_sees_is_a_warning(
     tx: psycopg.Connection, text: str, rule: str
 ) -> None:
     # A description has no .blank rule: what a blank name is, a description holds invisibly.
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": text}])
     assert reasons == ["description.invisible_character:warning"]
 
 
@@ -115,5 +107,5 @@ IN_PLACE: list[tuple[str, str]] = [
 def test_where_braille_mongolian_emoji_and_ideographs_use_them_they_pass(
     tx: psycopg.Connection, name: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name, "description": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name, "description": name}])
     assert reasons == []

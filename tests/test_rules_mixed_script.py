@@ -19,12 +19,11 @@ definition, code point by code point.
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
 
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import body, findings_at_rest, prepared_messages, receive_many
+from helpers import findings_at_rest, prepared_messages, receipt_codes
 
 from devtools.script_class import SCRIPTS, classes_sql, is_word, script
 
@@ -48,15 +47,9 @@ MIXED: list[tuple[str, str]] = [
 MIXED_IDS = [case for case, _ in MIXED]
 
 
-def _receipts(conn: psycopg.Connection, deltas: list[dict[str, Any]]) -> list[list[str]]:
-    """The reason codes, with their severity, of each delta delivered in one batch."""
-    rows = receive_many(conn, [body(d) for d in deltas])
-    return [[f"{r['code']}:{r['severity']}" for r in reasons] for _, _, reasons in rows]
-
-
 @pytest.mark.parametrize("name", [n for _, n in MIXED], ids=MIXED_IDS)
 def test_a_name_with_a_word_of_mixed_scripts_is_refused(tx: psycopg.Connection, name: str) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == ["name.mixed_script:error"]
     assert tx.execute("select name from public.fragrances where fragrance_id = 7").fetchone() != (
         name,
@@ -67,7 +60,7 @@ def test_a_name_with_a_word_of_mixed_scripts_is_refused(tx: psycopg.Connection, 
 def test_a_description_with_a_word_of_mixed_scripts_is_a_warning(
     tx: psycopg.Connection, text: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": text}])
     assert reasons == ["description.mixed_script:warning"]
 
 
@@ -87,7 +80,7 @@ def test_a_spoof_of_an_existing_name_is_refused_though_it_folds_apart(
     """Fragrance 8 takes fragrance 7's name with a Cyrillic о: no lookalike, a mixed script."""
     [(name,)] = tx.execute("select name from public.fragrances where fragrance_id = 7").fetchall()
     spoof = name.replace("o", "\u043e", 1) if "o" in name else "\u0430" + name
-    [reasons] = _receipts(tx, [{"fragrance_id": 8, "name": spoof}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 8, "name": spoof}])
     assert reasons == ["name.mixed_script:error"]
 
 
@@ -141,7 +134,7 @@ ONE_SCRIPT: list[tuple[str, str]] = [
 def test_words_of_one_script_pass_as_names_and_descriptions(
     tx: psycopg.Connection, text: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": text, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": text, "description": text}])
     assert reasons == []
 
 
@@ -158,7 +151,7 @@ def test_mathematical_letters_are_a_lookalike_of_the_name_they_spell_not_a_mixed
 def test_a_greek_mu_in_a_latin_unit_is_only_a_warning_in_a_description(
     tx: psycopg.Connection,
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": "5 \u03bcg of musk"}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": "5 \u03bcg of musk"}])
     assert reasons == ["description.mixed_script:warning"]
 
 
@@ -196,7 +189,7 @@ LEADING_IDS = [case for case, _, _, _ in LEADING]
 def test_a_name_that_starts_with_a_combining_mark_is_refused(
     tx: psycopg.Connection, name: str, rule: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == [f"{rule}:error"]
 
 
@@ -204,7 +197,7 @@ def test_a_name_that_starts_with_a_combining_mark_is_refused(
 def test_a_description_that_starts_with_a_combining_mark_is_a_warning(
     tx: psycopg.Connection, text: str, rule: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": text}])
     assert reasons == [f"{rule}:warning"]
 
 
@@ -234,7 +227,7 @@ NOT_LEADING: list[tuple[str, str]] = [
 
 @pytest.mark.parametrize("text", [t for _, t in NOT_LEADING], ids=[c for c, _ in NOT_LEADING])
 def test_a_mark_on_a_letter_or_a_spacing_mark_passes(tx: psycopg.Connection, text: str) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": text, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": text, "description": text}])
     assert reasons == []
 
 
@@ -289,7 +282,7 @@ def test_the_eleventh_text_rule_ranks_by_severity_then_position(
     tx: psycopg.Connection, severity: str, name: str, reason: str
 ) -> None:
     tx.execute("update sync.rule set severity = %s where code = 'name.mixed_script'", [severity])
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == ([reason] if reason else [])
 
 

@@ -12,11 +12,9 @@ sync.receive_many) and at rest (sync.check_catalog).
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 import pytest
-from helpers import body, findings_at_rest, receive_many
+from helpers import findings_at_rest, receipt_codes
 
 # (case id, a description as the CMS writes one, two spaces at its end, the rule it is told by).
 PADDED: list[tuple[str, str, str]] = [
@@ -34,17 +32,11 @@ PADDED: list[tuple[str, str, str]] = [
 IDS = [case for case, _, _ in PADDED]
 
 
-def _receipts(conn: psycopg.Connection, deltas: list[dict[str, Any]]) -> list[list[str]]:
-    """The reason codes, with their severity, of each delta delivered in one batch."""
-    rows = receive_many(conn, [body(d) for d in deltas])
-    return [[f"{r['code']}:{r['severity']}" for r in reasons] for _, _, reasons in rows]
-
-
 @pytest.mark.parametrize(("text", "rule"), [(t, r) for _, t, r in PADDED], ids=IDS)
 def test_a_padded_description_is_told_by_its_other_warning_before_its_padding(
     tx: psycopg.Connection, text: str, rule: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": text}])
     assert reasons == [f"{rule}:warning"]
 
 
@@ -60,11 +52,11 @@ def test_a_padded_description_turned_to_an_error_is_refused_for_its_padding(
 ) -> None:
     """An error still outranks every warning, wherever it stands."""
     tx.execute("update sync.rule set severity = 'error' where code = 'description.untrimmed'")
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": "R\u043ese petals  "}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": "R\u043ese petals  "}])
     assert reasons == ["description.untrimmed:error"]
 
 
 def test_a_padded_name_is_still_told_by_its_padding_first(tx: psycopg.Connection) -> None:
     """A name's untrimmed keeps its place, before the warnings ranked after it."""
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": "Rose\u0378 "}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": "Rose\u0378 "}])
     assert reasons == ["name.untrimmed:warning"]

@@ -15,7 +15,12 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import body, findings_at_rest, fragrance, prepared_messages, receive_many
+from helpers import (
+    findings_at_rest,
+    fragrance,
+    prepared_messages,
+    receipt_codes,
+)
 
 # (case id, a text holding a character that stands for a lost one).
 LOST: list[tuple[str, str]] = [
@@ -36,16 +41,10 @@ KEPT: list[tuple[str, str]] = [
 ]
 
 
-def _receipts(conn: psycopg.Connection, deltas: list[dict[str, Any]]) -> list[list[str]]:
-    """The reason codes, with their severity, of each delta delivered in one batch."""
-    rows = receive_many(conn, [body(d) for d in deltas])
-    return [[f"{r['code']}:{r['severity']}" for r in reasons] for _, _, reasons in rows]
-
-
 @pytest.mark.parametrize("name", [n for _, n in LOST], ids=LOST_IDS)
 def test_a_name_holding_a_lost_character_is_refused(tx: psycopg.Connection, name: str) -> None:
     before = fragrance(tx, 7)
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name, "forbidden": True}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name, "forbidden": True}])
     assert reasons == ["name.replacement_character:error"]
     assert fragrance(tx, 7) == before
 
@@ -54,7 +53,7 @@ def test_a_name_holding_a_lost_character_is_refused(tx: psycopg.Connection, name
 def test_a_description_holding_a_lost_character_is_applied_with_a_warning(
     tx: psycopg.Connection, text: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": text}])
     assert reasons == ["description.replacement_character:warning"]
     assert fragrance(tx, 7)["description"] == text
 
@@ -73,19 +72,19 @@ def test_a_row_at_rest_holding_a_lost_character_is_a_finding_of_the_catalog_chec
 def test_a_character_that_only_looks_like_a_placeholder_passes(
     tx: psycopg.Connection, name: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == []
 
 
 def test_an_error_told_before_it_is_told_first(tx: psycopg.Connection) -> None:
     """A name with a bell and a replacement character is refused for the bell, as before."""
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": "Ros\ufffde\u0007"}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": "Ros\ufffde\u0007"}])
     assert reasons == ["name.control_character:error"]
 
 
 def test_it_outranks_a_warning_told_before_it(tx: psycopg.Connection) -> None:
     """An untrimmed name that lost a character is refused, not only warned of."""
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": "Ros\ufffd "}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": "Ros\ufffd "}])
     assert reasons == ["name.replacement_character:error"]
 
 
@@ -116,7 +115,7 @@ def test_a_dba_can_turn_the_name_rule_down_to_a_warning(tx: psycopg.Connection) 
     tx.execute(
         "update sync.rule set severity = 'warning' where code = 'name.replacement_character'"
     )
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": "Cr\ufffdme"}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": "Cr\ufffdme"}])
     assert reasons == ["name.replacement_character:warning"]
     assert fragrance(tx, 7)["name"] == "Cr\ufffdme"
 

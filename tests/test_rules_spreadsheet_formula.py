@@ -12,11 +12,9 @@ path (a batch through sync.receive_many) and at rest (sync.check_catalog).
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 import pytest
-from helpers import body, findings_at_rest, prepared_messages, receive_many
+from helpers import findings_at_rest, prepared_messages, receipt_codes
 
 # (case id, a text a spreadsheet reads as a formula).
 FORMULAS: list[tuple[str, str]] = [
@@ -39,17 +37,11 @@ NOT_FORMULAS: list[tuple[str, str]] = [
 ]
 
 
-def _receipts(conn: psycopg.Connection, deltas: list[dict[str, Any]]) -> list[list[str]]:
-    """The reason codes, with their severity, of each delta delivered in one batch."""
-    rows = receive_many(conn, [body(d) for d in deltas])
-    return [[f"{r['code']}:{r['severity']}" for r in reasons] for _, _, reasons in rows]
-
-
 @pytest.mark.parametrize("name", [n for _, n in FORMULAS], ids=IDS)
 def test_a_name_a_spreadsheet_reads_as_a_formula_is_applied_with_a_warning(
     tx: psycopg.Connection, name: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == ["name.spreadsheet_formula:warning"]
     assert tx.execute("select name from public.fragrances where fragrance_id = 7").fetchone() == (
         name,
@@ -61,7 +53,7 @@ def test_a_padded_description_a_spreadsheet_reads_as_a_formula_is_a_warning(
     tx: psycopg.Connection, text: str
 ) -> None:
     """Padded as the CMS's are: told for the formula, not the padding."""
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text + "  "}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": text + "  "}])
     assert reasons == ["description.spreadsheet_formula:warning"]
 
 
@@ -76,7 +68,7 @@ def test_a_description_that_starts_with_a_tab_or_a_return_is_a_formula_too(
     tx: psycopg.Connection, text: str, told_as: str
 ) -> None:
     """Some spreadsheets strip them first (a name's are control characters, errors)."""
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": text}])
     assert reasons == [f"{told_as}:warning"]
 
 
@@ -94,7 +86,7 @@ def test_a_row_at_rest_a_spreadsheet_reads_as_a_formula_is_a_finding_of_the_cata
     "text", [n for _, n in NOT_FORMULAS], ids=[case for case, _ in NOT_FORMULAS]
 )
 def test_those_characters_elsewhere_pass(tx: psycopg.Connection, text: str) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": text, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": text, "description": text}])
     assert reasons == []
 
 
@@ -121,7 +113,7 @@ def test_a_dba_who_turns_the_name_rule_to_an_error_refuses_the_edit(
     tx: psycopg.Connection,
 ) -> None:
     tx.execute("update sync.rule set severity = 'error' where code = 'name.spreadsheet_formula'")
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": "=1+1", "forbidden": True}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": "=1+1", "forbidden": True}])
     assert reasons == ["name.spreadsheet_formula:error"]
     assert tx.execute("select name from public.fragrances where fragrance_id = 7").fetchone() != (
         "=1+1",

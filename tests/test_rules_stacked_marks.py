@@ -15,12 +15,16 @@ Python's Unicode data too.
 from __future__ import annotations
 
 import unicodedata
-from typing import Any
 
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import body, findings_at_rest, prepared_messages, raises_sqlstate, receive_many
+from helpers import (
+    findings_at_rest,
+    prepared_messages,
+    raises_sqlstate,
+    receipt_codes,
+)
 
 from devtools.mark_class import DRAW_NOTHING, class_sql
 
@@ -42,17 +46,11 @@ ZALGO: list[tuple[str, str]] = [
 ZALGO_IDS = [case for case, _ in ZALGO]
 
 
-def _receipts(conn: psycopg.Connection, deltas: list[dict[str, Any]]) -> list[list[str]]:
-    """The reason codes, with their severity, of each delta delivered in one batch."""
-    rows = receive_many(conn, [body(d) for d in deltas])
-    return [[f"{r['code']}:{r['severity']}" for r in reasons] for _, _, reasons in rows]
-
-
 @pytest.mark.parametrize("name", [n for _, n in ZALGO], ids=ZALGO_IDS)
 def test_a_name_with_marks_stacked_on_one_character_is_refused(
     tx: psycopg.Connection, name: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == ["name.stacked_marks:error"]
     assert tx.execute("select name from public.fragrances where fragrance_id = 7").fetchone() != (
         name,
@@ -63,7 +61,7 @@ def test_a_name_with_marks_stacked_on_one_character_is_refused(
 def test_a_description_with_marks_stacked_on_one_character_is_a_warning(
     tx: psycopg.Connection, text: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": text}])
     assert reasons == ["description.stacked_marks:warning"]
 
 
@@ -114,7 +112,7 @@ LEGITIMATE: list[tuple[str, str]] = [
 def test_legitimate_scripts_pass_as_names_and_descriptions(
     tx: psycopg.Connection, name: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name, "description": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name, "description": name}])
     assert reasons == []
 
 
@@ -130,7 +128,7 @@ DECOMPOSED: list[tuple[str, str]] = [
     "name", [unicodedata.normalize("NFD", n) for _, n in DECOMPOSED], ids=[c for c, _ in DECOMPOSED]
 )
 def test_a_decomposed_name_is_only_not_normalized(tx: psycopg.Connection, name: str) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name, "description": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name, "description": name}])
     assert reasons == ["name.not_normalized:warning", "description.not_normalized:warning"]
 
 
@@ -169,7 +167,7 @@ def test_a_dba_tunes_the_limit_with_one_update(
     tx: psycopg.Connection, limit: int, name: str, expected: list[str]
 ) -> None:
     tx.execute("update sync.rule set parameter = %s where code = 'name.stacked_marks'", [limit])
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == expected
 
 
@@ -221,7 +219,7 @@ def test_the_tenth_text_rule_ranks_by_severity_then_position(
     tx: psycopg.Connection, severity: str, name: str, reason: str
 ) -> None:
     tx.execute("update sync.rule set severity = %s where code = 'name.stacked_marks'", [severity])
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == [reason]
 
 

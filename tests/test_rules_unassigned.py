@@ -13,12 +13,10 @@ Judged on the hook's path (a batch through sync.receive_many) and at rest
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import body, findings_at_rest, prepared_messages, receive_many
+from helpers import findings_at_rest, prepared_messages, receipt_codes
 
 from devtools.unassigned_class import class_sql, is_unassigned
 
@@ -41,17 +39,11 @@ ASSIGNED_SINCE_14: list[tuple[str, str]] = [
 ]
 
 
-def _receipts(conn: psycopg.Connection, deltas: list[dict[str, Any]]) -> list[list[str]]:
-    """The reason codes, with their severity, of each delta delivered in one batch."""
-    rows = receive_many(conn, [body(d) for d in deltas])
-    return [[f"{r['code']}:{r['severity']}" for r in reasons] for _, _, reasons in rows]
-
-
 @pytest.mark.parametrize("name", [n for _, n in UNASSIGNED], ids=UNASSIGNED_IDS)
 def test_a_name_with_an_unassigned_code_point_is_applied_with_a_warning(
     tx: psycopg.Connection, name: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == ["name.unassigned_character:warning"]
     assert tx.execute("select name from public.fragrances where fragrance_id = 7").fetchone() == (
         name,
@@ -62,7 +54,7 @@ def test_a_name_with_an_unassigned_code_point_is_applied_with_a_warning(
 def test_a_description_with_an_unassigned_code_point_is_a_warning(
     tx: psycopg.Connection, text: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "description": text}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "description": text}])
     assert reasons == ["description.unassigned_character:warning"]
 
 
@@ -82,7 +74,7 @@ def test_a_row_at_rest_with_an_unassigned_code_point_is_a_finding_of_the_catalog
 def test_a_character_assigned_since_pythons_unicode_passes(
     tx: psycopg.Connection, name: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == []
 
 
@@ -99,13 +91,13 @@ def test_a_character_assigned_since_pythons_unicode_passes(
 def test_a_code_point_another_rule_reports_is_not_told_unassigned(
     tx: psycopg.Connection, name: str, told_as: str
 ) -> None:
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": name}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": name}])
     assert reasons == [told_as]
 
 
 def test_an_error_of_the_same_name_is_told_before_the_warning(tx: psycopg.Connection) -> None:
     """A name with a bell and an unassigned code point is refused for the bell."""
-    [reasons] = _receipts(tx, [{"fragrance_id": 7, "name": "Ros\u0378e\u0007"}])
+    [reasons] = receipt_codes(tx, [{"fragrance_id": 7, "name": "Ros\u0378e\u0007"}])
     assert reasons == ["name.control_character:error"]
 
 
