@@ -166,25 +166,43 @@ def translate_sql(argument: str, indent: str = "", per_line: int = 14) -> str:
     return f"translate({argument},\n{indent}    {source_letters},\n{indent}    '{target_letters}')"
 
 
+def spaces_sql(text: str) -> str:
+    """``text`` with its runs of spaces written as one space and none at either end.
+
+    A web page draws "Rose  Noir" and " Rose Noir" as "Rose Noir" (HTML collapses
+    white space), so a reader takes them for one name. NFKC has already made every
+    other space character (no-break, em, ideographic...) a plain space.
+    """
+    return f"btrim(regexp_replace({text}, '  +', ' ', 'g'), ' ')"
+
+
 def key_sql(name: str, indent: str = "") -> str:
     """The folded name before lower(): name_key's expression, the index's, the view's.
 
-    An ASCII name is its own fold; a name with a character of GATE is folded on its NFKD,
-    then composed by NFKC; any other name by NFKC alone, as before the fold.
+    An ASCII name with no run of spaces and none at either end is its own fold, and
+    another ASCII name has only its spaces folded; a name with a character of GATE is
+    folded on its NFKD, then composed by NFKC; any other name by NFKC alone. A name
+    that is not ASCII has its spaces folded after NFKC, which makes them plain spaces.
     """
     nfkd = f"normalize({name}, nfkd)"
+    folded = translate_sql(nfkd, indent + " " * 9)
     return (
-        f"case when octet_length({name}) = char_length({name}) then {name}\n"
+        f"case when octet_length({name}) = char_length({name})\n"
+        f"{indent}         then case when strpos({name}, '  ') = 0 and left({name}, 1) <> ' '"
+        f" and right({name}, 1) <> ' ' then {name}\n"
+        f"{indent}                   else {spaces_sql(name)} end\n"
         f"{indent}     when {name} ~ {gate_sql()}\n"
-        f"{indent}         then normalize({translate_sql(nfkd, indent + '         ')}, nfkc)\n"
-        f"{indent}     else normalize({name}, nfkc) end"
+        f"{indent}         then {spaces_sql(f'normalize({folded}, nfkc)')}\n"
+        f"{indent}     else {spaces_sql(f'normalize({name}, nfkc)')} end"
     )
 
 
-# Each copy of key_sql() in db/45-findings.sql, from its "case" to its "end".
+# Each copy of key_sql() in db/45-findings.sql, from its "case" to its "end": migration
+# 0045's fold (no spaces folded) and migration 0053's alike, so --write rewrites either.
 KEY_IN_SQL = re.compile(
-    r"case when octet_length\(([a-z_.:]+)\) = char_length\(\1\) then \1\n( *)     when .*?"
-    r"else normalize\(\1, nfkc\) end",
+    r"case when octet_length\(([a-z_.:]+)\) = char_length\(\1\)(?: then \1)?\n( *?)     "
+    r"(?:    then case|when) .*?"
+    r"else (?:btrim\(regexp_replace\()?normalize\(\1, nfkc\)(?:, '  \+', ' ', 'g'\), ' '\))? end",
     re.DOTALL,
 )
 
