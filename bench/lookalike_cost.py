@@ -1,4 +1,4 @@
-"""The catalog check with name.lookalike's fold of Cyrillic and Greek letters, beside a baseline.
+"""The catalog check with name.lookalike's fold (scripts, spaces), beside a baseline.
 
 ``python bench/lookalike_cost.py --baseline <git ref>`` starts its own
 PostgreSQL with bench's settings and builds two databases, today's code and
@@ -12,7 +12,7 @@ triggers, as an adopted catalog arrives.
 Then ``sync.check_catalog()`` runs on each side: once where every finding is
 new (a first check), then ``--runs`` times where they are open (the nightly
 check), the order alternating run by run. Last, today's side times building
-the folded-name index anew, as migration 0045 does. It writes
+the folded-name index anew, as the last migration that builds it does. It writes
 bench/results/<time>-lookalike-cost.md; compare its two columns, not its
 figures with another run's.
 """
@@ -71,10 +71,19 @@ def check_once(conn: psycopg.Connection) -> tuple[float, dict[str, int]]:
     return took, {r[0]: r[1] for r in rows if r[0] in ("name.duplicate", "name.lookalike")}
 
 
+def index_migration() -> Path:
+    """The last migration that builds the folded-name index: today's expression."""
+    return max(
+        p
+        for p in bench.MIGRATIONS.glob("[0-9]*.sql")
+        if ".rollback" not in p.name
+        and "create index sync_fragrances_name_key_idx" in p.read_text()
+    )
+
+
 def index_build(conn: psycopg.Connection) -> float:
-    """Seconds to build the folded-name index anew (migration 0045), then rolled back."""
-    [path] = [p for p in bench.MIGRATIONS.glob("0045-*.sql") if ".rollback" not in p.name]
-    migration = path.read_text()
+    """Seconds to build the folded-name index anew (as its last migration does), rolled back."""
+    migration = index_migration().read_text()
     start = migration.index("drop index public.sync_fragrances_name_key_idx;")
     end = migration.index("comment on index public.sync_fragrances_name_key_idx")
     conn.execute("begin")
@@ -128,7 +137,7 @@ def main() -> int:
 
     today, baseline = first["today"], first[args.baseline]
     lines = [
-        f"# The catalog check folding Cyrillic and Greek lookalikes, today beside {args.baseline}",
+        f"# The catalog check folding names (name.lookalike), today beside {args.baseline}",
         "",
         f"Started {started:%Y-%m-%dT%H:%M:%SZ}; `python bench/lookalike_cost.py --baseline "
         f"{args.baseline} --fragrances {args.fragrances} --foreign-every {args.foreign_every}"
@@ -150,7 +159,8 @@ def main() -> int:
         "Every nightly check, s: "
         + "; ".join(f"{side} " + ", ".join(f"{s:.2f}" for s in nightly[side]) for side in sides),
         "",
-        f"Building the folded-name index anew (migration 0045's statements): {build:.2f} s.",
+        f"Building the folded-name index anew ({index_migration().name}'s statements):"
+        f" {build:.2f} s.",
     ]
     bench.write_report(lines, started, "lookalike-cost")
     return 0
