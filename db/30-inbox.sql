@@ -139,6 +139,23 @@ $$;
 comment on function sync_private.pending_since(bigint) is
     'Pending deliveries with an inbox id above p_after that the rules in force accept, parsed: their fragrance and payload. What sync.revert and sync.repair must not overtake.';
 
+-- sync_private.first_receipt_time
+-- The earliest moment a delivery can be dated: 1970-01-01 UTC, where the hook's clock starts.
+create function sync_private.first_receipt_time() returns timestamptz
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- The hook dates a delivery by its host's clock, which writes Unix time:
+    -- nothing before 1970, and a host without a clock battery starts there.
+    -- sync_private.store refuses an earlier receipt time (FS020), so
+    -- sync.health_at refuses an earlier moment as a typo (FS005): both ask
+    -- this function, which holds the one copy of the date.
+    select timestamptz '1970-01-01 00:00:00+00';
+$$;
+comment on function sync_private.first_receipt_time() is
+    'The earliest moment a delivery can be dated, 1970-01-01 UTC (the hook''s clock writes Unix time): sync_private.store refuses an earlier receipt time (FS020), sync.health_at an earlier moment (FS005).';
+
 -- sync_private.store
 -- Stores a batch of deliveries in input order, each row once, processed when asked; receipts in input order.
 create function sync_private.store(
@@ -189,13 +206,14 @@ begin
             using errcode = 'FS021',
                   hint = 'Pass ARRAY[a, b, c], not ARRAY[[a, b], [c, d]].';
     end if;
-    -- A receipt time no hook's clock gives (it writes Unix time, so nothing
-    -- before 1970) is refused: one row received at -infinity or in 4713 BC
-    -- made sync.health, sync.metrics() and the status page fail for good
+    -- A receipt time no hook's clock gives (sync_private.first_receipt_time)
+    -- is refused: one row received at -infinity or in 4713 BC made
+    -- sync.health, sync.metrics() and the status page fail for good
     -- (received_at never changes), and only a login's hand could write it.
     -- Later than now is taken as now, below.
-    if exists (select from unnest(p_received_ats) as t where t < '1970-01-01 00:00:00+00') then
-        raise exception 'a spooled delivery''s receipt time must be 1970-01-01 UTC or later (the hook''s clock), got %',
+    if exists (select from unnest(p_received_ats) as t where t < sync_private.first_receipt_time()) then
+        raise exception 'a spooled delivery''s receipt time must be % or later (the hook''s clock), got %',
+            to_char(sync_private.first_receipt_time() at time zone 'UTC', 'YYYY-MM-DD "UTC"'),
             (select min(t) from unnest(p_received_ats) as t)
             using errcode = 'FS020',
                   hint = 'Pass the received_at the hook wrote in its spool; the hook never writes an earlier one, so check who called with this login.';

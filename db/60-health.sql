@@ -181,12 +181,14 @@ begin
         raise exception 'sync.health_at needs a moment, got %', coalesce(p_now::text, 'null')
             using errcode = 'FS005', hint = 'For example SELECT * FROM sync.health_at(now() - interval ''1 hour'');';
     end if;
-    -- No delivery is dated before 1970 (sync_private.store refuses it,
-    -- FS020), so an earlier moment is a typo ('0026-12-01' for 2026), not
-    -- a question: it was judged "never received", and the first day of
-    -- the calendar failed on 'timestamp out of range' (hostile review).
-    if p_now < '1970-01-01 00:00:00+00' then
-        raise exception 'sync.health_at judges moments from 1970 on, when a delivery can first be dated; got %', p_now
+    -- No delivery is dated before sync_private.first_receipt_time()
+    -- (sync_private.store refuses it, FS020), so an earlier moment is a
+    -- typo ('0026-12-01' for 2026), not a question: it was judged "never
+    -- received", and the first day of the calendar failed on 'timestamp out
+    -- of range' (hostile review).
+    if p_now < sync_private.first_receipt_time() then
+        raise exception 'sync.health_at judges moments from % on, when a delivery can first be dated; got %',
+            to_char(sync_private.first_receipt_time() at time zone 'UTC', 'YYYY-MM-DD "UTC"'), p_now
             using errcode = 'FS005', hint = 'For example SELECT * FROM sync.health_at(now() - interval ''1 hour'');';
     end if;
     select * into v_settings from sync.settings;

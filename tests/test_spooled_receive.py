@@ -154,3 +154,31 @@ def test_a_receipt_time_of_1970_is_a_hook_clock_that_was_never_set(db: psycopg.C
     ).fetchone()
     assert status == "applied"
     assert db.execute("select verdict from sync.health").fetchone() == ("critical",)
+
+
+@pytest.mark.parametrize(
+    ("moment", "dated"),
+    [("1969-12-31 23:59:59.999999+00", False), ("1970-01-01 00:00:00+00", True)],
+)
+def test_health_at_judges_exactly_the_moments_a_delivery_can_be_dated(
+    db: psycopg.Connection, dba: psycopg.Connection, moment: str, dated: bool
+) -> None:
+    """One floor (sync_private.first_receipt_time) for FS020 and FS005, told in UTC.
+
+    The session's time zone is not UTC, so a message that printed the timestamp
+    as the session writes it would say 1970-01-01 01:00:00+01.
+    """
+    outcomes = []
+    for conn, statement, args in (
+        (db, "select * from sync.receive_spooled(%s, %s, %s)", [uuid.uuid4(), moment, b"{}"]),
+        (dba, "select verdict from sync.health_at(%s)", [moment]),
+    ):
+        conn.execute("set timezone = 'Europe/Paris'")
+        try:
+            conn.execute(statement, args)
+            outcomes.append("judged")
+        except psycopg.Error as caught:
+            assert caught.sqlstate in ("FS020", "FS005"), caught
+            assert "1970-01-01 UTC" in (caught.diag.message_primary or ""), caught
+            outcomes.append("refused")
+    assert outcomes == (["judged", "judged"] if dated else ["refused", "refused"])
