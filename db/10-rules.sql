@@ -1055,6 +1055,42 @@ $$;
 comment on function sync_private.starts_with_formula(text) is
     'True when a text starts with =, +, -, @, a tab or a carriage return: a spreadsheet that opens an export of the catalog reads such a cell as a formula (CSV injection). The <field>.spreadsheet_formula rule.';
 
+-- sync_private.first_double_encoding
+-- The first characters of a text that read as one character's UTF-8 bytes decoded as Windows-1252, or null.
+create function sync_private.first_double_encoding(p_text text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- "CafÃ©" is "Café" whose UTF-8 bytes (C3 A9) were read as Windows-1252
+    -- (or Latin-1) and encoded again on their way into the CMS: every
+    -- character is valid and drawn, so no other rule sees it, and the
+    -- application shows "CafÃ©". Each byte of a UTF-8 sequence becomes one
+    -- character: a lead byte (Â to ß for two bytes, á to ï for three, ð for
+    -- four) then continuation bytes (0x80 to 0xBF, which Windows-1252 draws
+    -- as € ‚ ƒ ... Ÿ and Latin-1 as NBSP to ¿). Real text seldom puts a
+    -- symbol of 0xA1 to 0xBF right after an accented capital, but a
+    -- capital before ‘ ’ “ ” … – — ™ is English and French ("JOSÉ’S",
+    -- "CRÈME™"), and French puts a no-break space after "ÉTÉ" before "!":
+    -- after a lead other than Â and Ã those nine pass (ł, ę or Cyrillic Р
+    -- read twice are missed alone, found beside other letters). After à
+    -- and í, the three-byte leads whose next byte has half the range, only
+    -- that half; four-byte leads stop at ð (planes 1 to 3: beyond them only
+    -- tags and private use). The five bytes Windows-1252 leaves undefined
+    -- come out as C1 controls, a control-character rule's. An ASCII text
+    -- (the catalog's, nearly every delta) costs a count of its bytes.
+    select case when octet_length(p_text) <> char_length(p_text)
+                then substring(p_text from
+                    E'[\\u00c2\\u00c3][\\u00a0-\\u00bf]|[\\u00c4-\\u00df][\\u00a1-\\u00bf]|\\u00c3[\\u20ac\\u201a\\u0192\\u201e\\u2026\\u2020\\u2021\\u02c6\\u2030\\u0160\\u2039\\u0152\\u017d\\u2018\\u2019\\u201c\\u201d\\u2022\\u2013\\u2014\\u02dc\\u2122\\u0161\\u203a\\u0153\\u017e\\u0178]'
+                    '|[\\u00c4-\\u00df][\\u20ac\\u201a\\u0192\\u201e\\u2020\\u2021\\u02c6\\u2030\\u0160\\u2039\\u0152\\u017d\\u2022\\u02dc\\u0161\\u203a\\u0153\\u017e\\u0178]'
+                    '|\\u00e0[\\u00a0-\\u00bf][\\u00a0-\\u00bf\\u20ac\\u201a\\u0192\\u201e\\u2026\\u2020\\u2021\\u02c6\\u2030\\u0160\\u2039\\u0152\\u017d\\u2018\\u2019\\u201c\\u201d\\u2022\\u2013\\u2014\\u02dc\\u2122\\u0161\\u203a\\u0153\\u017e\\u0178]'
+                    '|\\u00ed[\\u20ac\\u201a\\u0192\\u201e\\u2026\\u2020\\u2021\\u02c6\\u2030\\u0160\\u2039\\u0152\\u017d\\u2018\\u2019\\u201c\\u201d\\u2022\\u2013\\u2014\\u02dc\\u2122\\u0161\\u203a\\u0153\\u017e\\u0178][\\u00a0-\\u00bf\\u20ac\\u201a\\u0192\\u201e\\u2026\\u2020\\u2021\\u02c6\\u2030\\u0160\\u2039\\u0152\\u017d\\u2018\\u2019\\u201c\\u201d\\u2022\\u2013\\u2014\\u02dc\\u2122\\u0161\\u203a\\u0153\\u017e\\u0178]'
+                    '|[\\u00e1-\\u00ec\\u00ee\\u00ef][\\u00a0-\\u00bf\\u20ac\\u201a\\u0192\\u201e\\u2026\\u2020\\u2021\\u02c6\\u2030\\u0160\\u2039\\u0152\\u017d\\u2018\\u2019\\u201c\\u201d\\u2022\\u2013\\u2014\\u02dc\\u2122\\u0161\\u203a\\u0153\\u017e\\u0178][\\u00a0-\\u00bf\\u20ac\\u201a\\u0192\\u201e\\u2026\\u2020\\u2021\\u02c6\\u2030\\u0160\\u2039\\u0152\\u017d\\u2018\\u2019\\u201c\\u201d\\u2022\\u2013\\u2014\\u02dc\\u2122\\u0161\\u203a\\u0153\\u017e\\u0178]'
+                    '|\\u00f0[\\u00a0-\\u00bf\\u2018\\u2019\\u201c\\u201d\\u2022\\u2013\\u2014\\u02dc\\u2122\\u0161\\u203a\\u0153\\u017e\\u0178][\\u00a0-\\u00bf\\u20ac\\u201a\\u0192\\u201e\\u2026\\u2020\\u2021\\u02c6\\u2030\\u0160\\u2039\\u0152\\u017d\\u2018\\u2019\\u201c\\u201d\\u2022\\u2013\\u2014\\u02dc\\u2122\\u0161\\u203a\\u0153\\u017e\\u0178][\\u00a0-\\u00bf\\u20ac\\u201a\\u0192\\u201e\\u2026\\u2020\\u2021\\u02c6\\u2030\\u0160\\u2039\\u0152\\u017d\\u2018\\u2019\\u201c\\u201d\\u2022\\u2013\\u2014\\u02dc\\u2122\\u0161\\u203a\\u0153\\u017e\\u0178]') end;
+$$;
+comment on function sync_private.first_double_encoding(text) is
+    'The first run of characters of a text that are one character''s UTF-8 bytes read as Windows-1252 ("Ã©" for é, "â€™" for ’), or null: the text was encoded twice on its way in. The <field>.double_encoded rule; sync_private.rule_message says which character was meant.';
+
 -- sync_private.rule_rank
 -- Where a broken rule stands among a field's: errors before warnings, then by position; null when off.
 create function sync_private.rule_rank(p_rules jsonb, p_code text, p_position integer) returns integer
@@ -1089,7 +1125,7 @@ as $$
     -- and a right-to-left override is refused for the override when the
     -- bell is only a warning). The messages: sync_private.rule_message.
     -- A description's .untrimmed is position 99, the last (the array's
-    -- 16th to 97th are null): every description of the catalog and of the
+    -- 17th to 97th are null): every description of the catalog and of the
     -- CMS ends in two spaces, and ranked 8th it was the first warning of
     -- them all, so no warning after it (.stacked_marks, .mixed_script,
     -- .leading_mark, .unassigned_character) was ever told of one, on a
@@ -1100,8 +1136,8 @@ as $$
     select p_field || (array['.null', '.too_long', '.blank', '.control_character', '.c1_control', '.bidi_control',
                              '.invisible_character', '.untrimmed', '.not_normalized', '.stacked_marks',
                              '.mixed_script', '.leading_mark', '.unassigned_character',
-                             '.replacement_character', '.spreadsheet_formula']
-                       || array_fill(null::text, array[82]) || array['.not_normalized', '.untrimmed'])[least(
+                             '.replacement_character', '.spreadsheet_formula', '.double_encoded']
+                       || array_fill(null::text, array[81]) || array['.not_normalized', '.untrimmed'])[least(
         case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
         case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
             then sync_private.rule_rank(p_rules, p_field || '.too_long', 2) end,
@@ -1152,10 +1188,13 @@ as $$
             then sync_private.rule_rank(p_rules, p_field || '.replacement_character', 14) end,
         -- After the fourteen before it (migration 0052), for the same reason.
         case when sync_private.starts_with_formula(p_text)
-            then sync_private.rule_rank(p_rules, p_field || '.spreadsheet_formula', 15) end) % 100];
+            then sync_private.rule_rank(p_rules, p_field || '.spreadsheet_formula', 15) end,
+        -- After the fifteen before it (migration 0054), for the same reason.
+        case when sync_private.first_double_encoding(p_text) is not null
+            then sync_private.rule_rank(p_rules, p_field || '.double_encoded', 16) end) % 100];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed and .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, .spreadsheet_formula, .not_normalized and .untrimmed for description, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed and .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, .spreadsheet_formula, .double_encoded, .not_normalized and .untrimmed for description, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
 -- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
@@ -1310,6 +1349,15 @@ as $$
         when p_code in ('name.spreadsheet_formula', 'description.spreadsheet_formula') then
             format('%s starts with %s, which a spreadsheet reads as the start of a formula: a reader who opens an export of the catalog gets a formula run (a link, a command) or an error where the %s should be',
                 p_field, sync_private.show(to_jsonb(left(p_value #>> '{}', 1))), p_field)
+        when p_code in ('name.double_encoded', 'description.double_encoded') then
+            -- What was meant: the characters' Windows-1252 bytes read as UTF-8,
+            -- valid by the pattern's construction.
+            format('%s holds %s at position %s where %s (%s) was meant: its UTF-8 bytes were read as Windows-1252, so the text was encoded twice on its way into the CMS',
+                p_field,
+                sync_private.show(to_jsonb(sync_private.first_double_encoding(p_value #>> '{}'))),
+                strpos(p_value #>> '{}', sync_private.first_double_encoding(p_value #>> '{}')),
+                sync_private.show(to_jsonb(convert_from(convert_to(sync_private.first_double_encoding(p_value #>> '{}'), 'WIN1252'), 'UTF8'))),
+                sync_private.code_point(convert_from(convert_to(sync_private.first_double_encoding(p_value #>> '{}'), 'WIN1252'), 'UTF8')))
         when p_code = 'cost.not_finite' then
             -- No delta carries NaN or an infinity (JSON has neither), but the
             -- numeric column at rest does, and to_jsonb makes them strings.

@@ -363,6 +363,24 @@ visible = st.characters(
     exclude_characters="\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\ufffc\ufffd",
     exclude_categories=("Cs", "Cc", "Cn"),
 ).filter(lambda c: not any(first <= ord(c) <= last for first, last in INVISIBLE))
+
+
+def encoded_twice(text: str) -> bool:
+    """Whether ``text`` holds a character's UTF-8 bytes read as Windows-1252 characters.
+
+    What <field>.double_encoded looks for ("Ã©" for é), judged by Python's codecs.
+    """
+    for start in range(len(text)):
+        for size in (2, 3, 4):
+            part = text[start : start + size]
+            try:
+                if len(part) == size and len(part.encode("cp1252").decode("utf-8")) == 1:
+                    return True
+            except UnicodeError:
+                continue
+    return False
+
+
 # Trimmed, or <field>.untrimmed warns: Python's whitespace is Unicode's White_Space for
 # every character that is no control, as in sync_private.is_untrimmed.
 # A name holds no line break: the line and paragraph separators are name.control_character.
@@ -375,6 +393,8 @@ valid_name = (
     )
     .map(lambda text: unicodedata.normalize("NFC", text))
     .filter(lambda text: text == text.strip() and len(text) <= 150)
+    # Nor encoded twice, or name.double_encoded warns.
+    .filter(lambda text: not encoded_twice(text))
 )
 valid_delta = st.fixed_dictionaries(
     {"fragrance_id": st.integers(min_value=0, max_value=4999)},
@@ -385,7 +405,8 @@ valid_delta = st.fixed_dictionaries(
         .map(lambda text: unicodedata.normalize("NFC", text))
         .filter(lambda text: text == text.strip() and len(text) <= 1024)
         # Nor starts as a spreadsheet formula, or description.spreadsheet_formula warns.
-        .filter(lambda text: not text.startswith(("=", "+", "-", "@"))),
+        .filter(lambda text: not text.startswith(("=", "+", "-", "@")))
+        .filter(lambda text: not encoded_twice(text)),
         "cost": st.integers(min_value=0, max_value=2**53 - 1),
         "forbidden": st.booleans(),
     },
