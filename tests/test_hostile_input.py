@@ -381,6 +381,18 @@ def encoded_twice(text: str) -> bool:
     return False
 
 
+#: What <field>.placeholder reports, trimmed and in small letters (and "lorem ipsum" to start).
+PLACEHOLDERS = frozenset(
+    {"null", "undefined", "none", "nil", "nan", "n/a", "tbd", "tba", "todo", "fixme", "test"}
+    | {"xxx", "untitled", "string", "[object object]"}
+)
+
+
+def placeholder(text: str) -> bool:
+    """Whether ``text`` is a placeholder left where no value was given."""
+    return text.strip().lower() in PLACEHOLDERS or text.lower().startswith("lorem ipsum")
+
+
 # Trimmed, or <field>.untrimmed warns: Python's whitespace is Unicode's White_Space for
 # every character that is no control, as in sync_private.is_untrimmed.
 # A name holds no line break: the line and paragraph separators are name.control_character.
@@ -393,8 +405,8 @@ valid_name = (
     )
     .map(lambda text: unicodedata.normalize("NFC", text))
     .filter(lambda text: text == text.strip() and len(text) <= 150)
-    # Nor encoded twice, or name.double_encoded warns.
-    .filter(lambda text: not encoded_twice(text))
+    # Nor encoded twice or a placeholder, or name.double_encoded or .placeholder warns.
+    .filter(lambda text: not encoded_twice(text) and not placeholder(text))
 )
 valid_delta = st.fixed_dictionaries(
     {"fragrance_id": st.integers(min_value=0, max_value=4999)},
@@ -406,7 +418,7 @@ valid_delta = st.fixed_dictionaries(
         .filter(lambda text: text == text.strip() and len(text) <= 1024)
         # Nor starts as a spreadsheet formula, or description.spreadsheet_formula warns.
         .filter(lambda text: not text.startswith(("=", "+", "-", "@")))
-        .filter(lambda text: not encoded_twice(text)),
+        .filter(lambda text: not encoded_twice(text) and not placeholder(text)),
         "cost": st.integers(min_value=0, max_value=2**53 - 1),
         "forbidden": st.booleans(),
     },
