@@ -306,6 +306,21 @@ def name_sharing_a_turn_with(db: psycopg.Connection, name: str) -> str:
     return row[0]
 
 
+def check_catalog(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
+    """Run sync.check_catalog(): its report, one row per rule, by rule."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return {r["rule"]: r for r in cur.execute("select * from sync.check_catalog()").fetchall()}
+
+
+def lookalikes_of_1_and_2(conn: psycopg.Connection) -> dict[int, list[int]]:
+    """Fragrances 1 and 2's open name.lookalike findings: each with the others it names."""
+    rows = conn.execute(
+        "select fragrance_id, shared_with from sync.open_finding"
+        " where rule = 'name.lookalike' and fragrance_id in (1, 2)"
+    ).fetchall()
+    return dict(rows)
+
+
 def findings_at_rest(db: psycopg.Connection, name: str, description: str) -> list[tuple[str, str]]:
     """The findings sync.check_catalog opens for a row written without the write triggers."""
     with db.transaction():

@@ -16,6 +16,7 @@ import pytest
 from conftest import Server
 from helpers import (
     body,
+    check_catalog,
     explained_plans,
     lossy_rechecks_by_array,
     raises_sqlstate,
@@ -24,16 +25,10 @@ from helpers import (
     set_apply_on_receipt,
     table_activity,
 )
-from psycopg.rows import dict_row
 
 #: The generated catalog's descriptions reported as padded: all 5,000 but the three that
 #: quote a word with C1 controls, as the real catalog's do (description.c1_control ranks first).
 PADDED = 4997
-
-
-def check(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return {r["rule"]: r for r in cur.execute("select * from sync.check_catalog()").fetchall()}
 
 
 def open_findings(conn: psycopg.Connection, fragrance_id: int) -> list[tuple[str, str]]:
@@ -65,7 +60,7 @@ def test_the_check_reports_shared_names_and_padded_descriptions_with_counts(
         "select count(*) from public.fragrances as f"
         " where (select count(*) from public.fragrances as o where o.name = f.name) > 1"
     ).fetchone()[0]  # type: ignore[index]
-    report = check(db)
+    report = check_catalog(db)
     assert set(report) == {
         "description.untrimmed",
         "description.c1_control",
@@ -84,14 +79,14 @@ def test_the_adopted_catalog_as_the_real_one_is_shaped_gives_the_health_nothing_
     db: psycopg.Connection,
 ) -> None:
     """Its shape (padding, shared names, quotes from Windows) is known: warnings, counted."""
-    check(db)
+    check_catalog(db)
     receive(db, {"fragrance_id": 1, "cost": 1})  # a recent delivery: silence is not the reason
     assert db.execute("select verdict from sync.health").fetchone() == ("ok",)
 
 
 def test_a_second_check_opens_nothing_new(db: psycopg.Connection) -> None:
-    check(db)
-    again = check(db)
+    check_catalog(db)
+    again = check_catalog(db)
     assert {(r["opened"], r["closed"]) for r in again.values()} == {(0, 0)}
 
 
@@ -106,10 +101,10 @@ def test_a_second_check_of_findings_past_work_mem_compares_no_row_with_every_id(
     40,000 fragrances and the least work_mem stand in for them.
     """
     load_copies_of_the_catalog(db, 7, "left(c.copy || ' ' || f.name, 150)")
-    check(db)
+    check_catalog(db)
     db.execute("set work_mem = '64kB'")
     plans = explained_plans(db, analyze=True)
-    again = check(db)
+    again = check_catalog(db)
     assert {(r["opened"], r["closed"]) for r in again.values()} == {(0, 0)}
     assert again["description.untrimmed"]["fragrances"] == 8 * PADDED
     assert lossy_rechecks_by_array(plans) == []
@@ -118,7 +113,7 @@ def test_a_second_check_of_findings_past_work_mem_compares_no_row_with_every_id(
 def test_the_check_never_changes_a_fragrance(db: psycopg.Connection) -> None:
     query = "select md5(string_agg(f::text, '|' order by fragrance_id)) from public.fragrances as f"
     before = db.execute(query).fetchone()
-    check(db)
+    check_catalog(db)
     assert db.execute(query).fetchone() == before
     assert db.execute("select count(*) from sync.fragrance_history").fetchone() == (0,)
 
@@ -170,7 +165,7 @@ def test_windows_quotes_read_as_latin_1_in_the_catalog_are_a_warning_health_does
         "update public.fragrances set description = 'Smells of ' || chr(147)"
         " || 'rain' || chr(148) || '  ' where fragrance_id = 7"
     )
-    check(db)
+    check_catalog(db)
     assert db.execute(
         "select rule, severity from sync.open_finding"
         " where fragrance_id = 7 and field = 'description'"
@@ -207,7 +202,7 @@ def test_a_rule_turned_down_to_a_warning_hides_no_error_at_rest(db: psycopg.Conn
     with db.transaction():  # a bulk load: no write trigger fires, the check finds it
         db.execute("set local session_replication_role = replica")
         db.execute(f"update public.fragrances {name} where fragrance_id = 8")
-    check(db)
+    check_catalog(db)
     for fragrance_id in (7, 8):
         assert ("name.bidi_control", "error") in open_findings(db, fragrance_id)
         assert ("name.control_character", "warning") not in open_findings(db, fragrance_id)
@@ -235,7 +230,7 @@ def test_the_check_finds_the_invisible_characters_an_adopted_catalog_holds(
     query = "select md5(string_agg(f::text, '|' order by fragrance_id)) from public.fragrances as f"
     catalog = db.execute(query).fetchone()
 
-    report = check(db)
+    report = check_catalog(db)
 
     names = report["name.invisible_character"]
     assert (names["severity"], names["fragrances"], names["opened"]) == ("error", 2, 2)
@@ -378,7 +373,7 @@ def test_shared_name_findings_follow_every_write_of_a_name(
     db: psycopg.Connection, steps: list[tuple[str, dict[int, str]]]
 ) -> None:
     ids = [1, 2, 3, 4]
-    check(db)  # the catalog's own shared names are open findings from here on
+    check_catalog(db)  # the catalog's own shared names are open findings from here on
     for how, names in steps:
         write_names(db, how, names)
         assert open_duplicates(db, ids) == shared_names_truth(db, ids), (how, names)
@@ -438,7 +433,7 @@ def test_names_that_differ_only_in_case_or_width_are_lookalikes_at_rest(
         "select count(*) from sync.inbox where id = any(%s) and reasons::text like '%%lookalike%%'",
         [[r[0] for r in receipts]],
     ).fetchone() == (0,)  # a finding of the catalog, never a reason on a delivery
-    report = check(db)
+    report = check_catalog(db)
     assert "name.lookalike" not in report or report["name.lookalike"]["opened"] == 0
 
 
@@ -474,7 +469,7 @@ def test_lookalike_findings_follow_every_write_of_a_name(
     db: psycopg.Connection, steps: list[tuple[str, dict[int, str]]]
 ) -> None:
     ids = [1, 2, 3, 4]
-    check(db)
+    check_catalog(db)
     for how, names in steps:
         write_names(db, how, names)
         assert open_lookalikes(db, ids) == lookalikes_truth(db, ids), (how, names)
@@ -486,7 +481,7 @@ def test_the_check_finds_lookalikes_an_adopted_catalog_holds(db: psycopg.Connect
         db.execute("set local session_replication_role = replica")  # a bulk load: no trigger
         db.execute("update public.fragrances set name = 'ROSE' where fragrance_id = 1")
         db.execute("update public.fragrances set name = 'rose' where fragrance_id = 2")
-    report = check(db)
+    report = check_catalog(db)
     assert report["name.lookalike"]["opened"] == 2
     assert open_lookalikes(db, [1, 2]) == {1, 2}
 
@@ -576,7 +571,7 @@ def check_while_a_writer_holds_the_findings(
         checker = psycopg.connect(server.url(dbname), autocommit=True)
         pid = checker.info.backend_pid
         report: list[dict[str, dict[str, Any]]] = []
-        thread = threading.Thread(target=lambda: report.append(check(checker)))
+        thread = threading.Thread(target=lambda: report.append(check_catalog(checker)))
         thread.start()
         try:
             for _ in range(2400):  # until the check waits for the findings (not a timing check)
@@ -620,7 +615,7 @@ def test_the_check_judges_the_catalog_before_it_holds_the_findings(
     overwritten with what the catalog was, and what a bulk load (no
     trigger) wrote meanwhile is found.
     """
-    check(db)
+    check_catalog(db)
     # Two fragrances whose names nobody else has, and one more to fix.
     alone = [
         row[0]
@@ -657,7 +652,7 @@ def test_the_check_judges_the_catalog_before_it_holds_the_findings(
     assert ("name.duplicate", "warning") in open_findings(db, alone[1])
     assert ("description.untrimmed", "warning") not in open_findings(db, 10)
     # What it left is what a check finds: nothing to open or close.
-    again = check(db)
+    again = check_catalog(db)
     assert sum(r["opened"] + r["closed"] for r in again.values()) == 0, again
 
 
@@ -665,7 +660,7 @@ def test_a_rule_changed_while_the_check_waits_is_the_rule_it_applies(
     server: Server, dbname: str, db: psycopg.Connection
 ) -> None:
     """The catalog judged before the wait was judged by the rules then: they may have changed."""
-    check(db)
+    check_catalog(db)
     held, report = check_while_a_writer_holds_the_findings(
         server,
         dbname,
@@ -840,7 +835,7 @@ def test_after_tightening_a_rule_the_catalog_check_shows_the_rows_that_now_break
     longer = db.execute(
         "select count(*) from public.fragrances where char_length(name) > 10"
     ).fetchone()[0]  # type: ignore[index]
-    report = check(dba)
+    report = check_catalog(dba)
     assert report["name.too_long"]["fragrances"] == longer > 0
     assert "the limit is 10" in report["name.too_long"]["example"]
 
@@ -865,9 +860,9 @@ def test_a_rules_severity_decides_what_a_delta_that_breaks_it_becomes(
 def test_a_rule_turned_off_is_not_checked_in_the_catalog_either(
     db: psycopg.Connection, dba: psycopg.Connection
 ) -> None:
-    check(dba)
+    check_catalog(dba)
     dba.execute("update sync.rule set severity = 'off' where code = 'description.untrimmed'")
-    report = check(dba)
+    report = check_catalog(dba)
     assert report["description.untrimmed"]["closed"] == PADDED
     assert report["description.untrimmed"]["fragrances"] == 0
 
@@ -876,11 +871,11 @@ def test_a_second_check_in_the_same_transaction_reports_only_what_it_closed(
     db: psycopg.Connection,
 ) -> None:
     """The first check's closures are its own: the second closed nothing."""
-    check(db)
+    check_catalog(db)
     with db.transaction():
         db.execute("update sync.rule set severity = 'off' where code = 'description.untrimmed'")
-        assert check(db)["description.untrimmed"]["closed"] == PADDED
-        again = check(db)
+        assert check_catalog(db)["description.untrimmed"]["closed"] == PADDED
+        again = check_catalog(db)
     assert {(rule, r["opened"], r["closed"]) for rule, r in again.items()} == {
         ("name.duplicate", 0, 0),
         ("name.untrimmed", 0, 0),
@@ -894,7 +889,7 @@ def test_a_second_check_in_the_same_transaction_reports_only_what_it_closed(
 def test_health_counts_open_findings_by_rule_and_warns_on_an_error_rule(
     db: psycopg.Connection,
 ) -> None:
-    check(db)
+    check_catalog(db)
     db.execute("update public.fragrances set cost = -1 where fragrance_id = 7")
     receive(db, {"fragrance_id": 1, "cost": 1})  # a recent delivery: silence is not the reason
     verdict, reason, findings = db.execute(
@@ -909,14 +904,14 @@ def test_the_open_findings_list_errors_before_the_thousands_of_warnings_of_the_c
     db: psycopg.Connection,
 ) -> None:
     """A DBA's SELECT * FROM sync.open_finding showed an error after every padded description."""
-    check(db)
+    check_catalog(db)
     db.execute("update public.fragrances set name = null where fragrance_id = 7")
     first = db.execute("select rule, severity, fragrance_id from sync.open_finding limit 1")
     assert first.fetchone() == ("name.null", "error", 7)
 
 
 def test_the_metrics_give_every_catalog_rule_its_count(db: psycopg.Connection) -> None:
-    check(db)
+    check_catalog(db)
     findings = db.execute("select open_findings from sync.metrics()").fetchone()[0]  # type: ignore[index]
     rules = db.execute(
         "select code from sync.rule where applies_to in ('catalog', 'both') order by 1"
@@ -926,7 +921,7 @@ def test_the_metrics_give_every_catalog_rule_its_count(db: psycopg.Connection) -
 
 
 def test_the_status_report_lists_findings_by_rule_with_an_example(db: psycopg.Connection) -> None:
-    check(db)
+    check_catalog(db)
     report = db.execute("select sync.status_report()").fetchone()[0]  # type: ignore[index]
     by_rule = {f["rule"]: f for f in report["findings"]}
     assert by_rule["description.untrimmed"]["fragrances"] == PADDED
@@ -1085,7 +1080,7 @@ def test_a_changed_limit_is_in_the_sentence_of_the_findings_the_check_keeps(
     )
     assert receive(db, {"fragrance_id": 7, "cost": 5000})["status"] == "applied"
     dba.execute("update sync.rule set parameter = 2000 where code = 'cost.too_large'")
-    check(dba)
+    check_catalog(dba)
     query = (
         "select message, rules_version from sync.open_finding"
         " where fragrance_id = 7 and rule = 'cost.too_large'"
@@ -1145,14 +1140,14 @@ def test_the_merge_and_the_check_find_the_same_for_the_same_catalog(
 
     rnd = random.Random(20261201)
     ids = [1, 2, 3, 4, 5, 6, 7, 6001, 6002]
-    check(dba)
+    check_catalog(dba)
     for step in range(80):
         if rnd.random() < 0.3:
             column, code, choices = rnd.choice(PROPERTY_RULE_CHANGES)
             dba.execute(
                 f"update sync.rule set {column} = %s where code = %s", [rnd.choice(choices), code]
             )
-            check(dba)
+            check_catalog(dba)
         deltas = []
         for _ in range(rnd.randint(1, 6)):
             delta: dict[str, Any] = {"fragrance_id": rnd.choice(ids)}
@@ -1169,7 +1164,7 @@ def test_the_merge_and_the_check_find_the_same_for_the_same_catalog(
         if rnd.random() < 0.05:
             db.execute("delete from public.fragrances where fragrance_id = %s", [rnd.choice(ids)])
         merged = findings_now(db)
-        report = check(dba)
+        report = check_catalog(dba)
         assert findings_now(db) == merged, step
         assert {(r["opened"], r["closed"]) for r in report.values()} <= {(0, 0)}, step
         rows = db.execute(

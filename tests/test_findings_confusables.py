@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
 
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import body, receive_many
-from psycopg.rows import dict_row
+from helpers import body, check_catalog, lookalikes_of_1_and_2, receive_many
 
 from devtools.confusable_fold import GATE, KEY_IN_SQL, fold, key_sql
 from devtools.script_class import script
@@ -69,20 +67,6 @@ PAIRS: list[tuple[str, tuple[str, str], bool]] = [
 IDS = [i for i, _, _ in PAIRS]
 
 
-def open_lookalikes(conn: psycopg.Connection) -> dict[int, list[int]]:
-    """Fragrances 1 and 2's open name.lookalike findings: each with the others it names."""
-    rows = conn.execute(
-        "select fragrance_id, shared_with from sync.open_finding"
-        " where rule = 'name.lookalike' and fragrance_id in (1, 2)"
-    ).fetchall()
-    return dict(rows)
-
-
-def check(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return {r["rule"]: r for r in cur.execute("select * from sync.check_catalog()").fetchall()}
-
-
 def expected(lookalike: bool) -> dict[int, list[int]]:
     return {1: [2], 2: [1]} if lookalike else {}
 
@@ -98,8 +82,8 @@ def test_an_adopted_catalog_is_checked_for_names_that_look_alike_across_scripts(
                 "update public.fragrances set name = %s where fragrance_id = %s",
                 [name, fragrance_id],
             )
-    check(db)
-    assert open_lookalikes(db) == expected(lookalike)
+    check_catalog(db)
+    assert lookalikes_of_1_and_2(db) == expected(lookalike)
 
 
 @pytest.mark.parametrize(("names", "lookalike"), [(n, e) for _, n, e in PAIRS], ids=IDS)
@@ -111,8 +95,8 @@ def test_a_dbas_rename_opens_the_lookalike_finding_of_both_names(
         db.execute(
             "update public.fragrances set name = %s where fragrance_id = %s", [name, fragrance_id]
         )
-    assert open_lookalikes(db) == expected(lookalike)
-    report = check(db)
+    assert lookalikes_of_1_and_2(db) == expected(lookalike)
+    report = check_catalog(db)
     assert "name.lookalike" not in report or (
         report["name.lookalike"]["opened"],
         report["name.lookalike"]["closed"],
@@ -128,7 +112,7 @@ def test_deliveries_of_such_names_are_applied_and_their_lookalikes_found(
         db, [body({"fragrance_id": i, "name": n}) for i, n in enumerate(names, 1)]
     )
     assert [r[1] for r in receipts] == ["applied", "applied"]
-    assert open_lookalikes(db) == expected(lookalike)
+    assert lookalikes_of_1_and_2(db) == expected(lookalike)
     assert db.execute(
         "select count(*) from sync.inbox where id = any(%s) and reasons::text like '%%lookalike%%'",
         [[r[0] for r in receipts]],
@@ -163,8 +147,8 @@ def test_a_word_that_mixes_scripts_is_refused_and_at_rest_also_a_lookalike(
         db.execute("set local session_replication_role = replica")
         db.execute("update public.fragrances set name = 'Rose' where fragrance_id = 1")
         db.execute("update public.fragrances set name = 'R\u043ese' where fragrance_id = 2")
-    check(db)
-    assert open_lookalikes(db) == {1: [2], 2: [1]}
+    check_catalog(db)
+    assert lookalikes_of_1_and_2(db) == {1: [2], 2: [1]}
     assert db.execute(
         "select rule from sync.open_finding where fragrance_id = 2 and rule like 'name.%'"
         " order by rule"

@@ -14,12 +14,9 @@ UPDATE, and the merge of deliveries.
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 import pytest
-from helpers import body, receive_many
-from psycopg.rows import dict_row
+from helpers import body, check_catalog, lookalikes_of_1_and_2, receive_many
 
 # (case id, names of fragrances 1 and 2, whether both are then name.lookalike).
 PAIRS: list[tuple[str, tuple[str, str], bool]] = [
@@ -50,20 +47,6 @@ DELIVERABLE = [
 ]
 
 
-def open_lookalikes(conn: psycopg.Connection) -> dict[int, list[int]]:
-    """Fragrances 1 and 2's open name.lookalike findings: each with the others it names."""
-    rows = conn.execute(
-        "select fragrance_id, shared_with from sync.open_finding"
-        " where rule = 'name.lookalike' and fragrance_id in (1, 2)"
-    ).fetchall()
-    return dict(rows)
-
-
-def check(conn: psycopg.Connection) -> dict[str, dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return {r["rule"]: r for r in cur.execute("select * from sync.check_catalog()").fetchall()}
-
-
 def expected(lookalike: bool) -> dict[int, list[int]]:
     return {1: [2], 2: [1]} if lookalike else {}
 
@@ -79,8 +62,8 @@ def test_an_adopted_catalog_is_checked_for_names_that_differ_in_their_spaces(
                 "update public.fragrances set name = %s where fragrance_id = %s",
                 [name, fragrance_id],
             )
-    check(db)
-    assert open_lookalikes(db) == expected(lookalike)
+    check_catalog(db)
+    assert lookalikes_of_1_and_2(db) == expected(lookalike)
 
 
 @pytest.mark.parametrize(("names", "lookalike"), [(n, e) for _, n, e in PAIRS], ids=IDS)
@@ -92,8 +75,8 @@ def test_a_dbas_rename_opens_the_lookalike_finding_of_names_that_differ_in_their
         db.execute(
             "update public.fragrances set name = %s where fragrance_id = %s", [name, fragrance_id]
         )
-    assert open_lookalikes(db) == expected(lookalike)
-    report = check(db)
+    assert lookalikes_of_1_and_2(db) == expected(lookalike)
+    report = check_catalog(db)
     assert "name.lookalike" not in report or (
         report["name.lookalike"]["opened"],
         report["name.lookalike"]["closed"],
@@ -109,7 +92,7 @@ def test_deliveries_of_names_that_differ_in_their_spaces_are_applied_and_found_a
         db, [body({"fragrance_id": i, "name": n}) for i, n in enumerate(names, 1)]
     )
     assert [r[1] for r in receipts] == ["applied", "applied"]
-    assert open_lookalikes(db) == expected(lookalike)
+    assert lookalikes_of_1_and_2(db) == expected(lookalike)
 
 
 def test_a_lookup_by_a_name_with_a_run_of_spaces_reads_the_folded_name_index(
