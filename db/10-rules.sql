@@ -1729,6 +1729,11 @@ comment on function sync_private.judge(bigint[], bytea[], jsonb) is
 -- Trigger: refuses a change to a rule that the rule cannot take, with what it can.
 create function sync_private.check_rule_change() returns trigger
     language plpgsql
+    -- It fires in the writer's session, with its search_path: comparing the
+    -- rule's columns (tunable a text[]) took an = (text[], text[]) that any
+    -- login could create in a schema public open to all, and ran it as the
+    -- DBA who tuned the rule (hostile review; tests/test_search_path.py).
+    set search_path = pg_catalog, pg_temp
 as $$
 begin
     if (new.code, new.field, new.applies_to, new.default_severity, new.default_parameter, new.tunable,

@@ -48,6 +48,8 @@ comment on column sync.batch_result.last_inbox_id is 'The highest inbox id proce
 -- Trigger: refuses any change to what was received.
 create function sync_private.protect_receipt() returns trigger
     language plpgsql
+    -- Fires in the writer's session: its path pinned, as every trigger's.
+    set search_path = pg_catalog, pg_temp
 as $$
 begin
     -- Its trigger's WHEN clause makes the same test, so this runs only to refuse.

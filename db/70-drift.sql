@@ -121,6 +121,11 @@ create function sync.drift_summary_now()
                    fragrances_newer_in_library bigint)
     language sql
     stable
+    -- It runs as its reader (a DBA, the JSON load script's last line), with
+    -- the reader's search_path: count(distinct ...) resolved to a
+    -- count(integer) that any login could create in a schema public open to
+    -- all, and ran it as the DBA (hostile review; tests/test_search_path.py).
+    set search_path = pg_catalog, pg_temp
     -- No JIT: past about 100,000 fragrances the drift's plan passes JIT's
     -- thresholds, and compiling it took 0.37 s of 1.9 s at 200,000. The
     -- drift check (sync.run_job) turned it off for itself; a DBA who read

@@ -385,7 +385,10 @@ begin
         -- caller (pg_cron, psql, a statement_timeout) sees it did not finish.
         raise exception '%', v_run.detail ->> 'error'
             using errcode = v_run.detail ->> 'sqlstate',
-                  detail = format('The purge''s run %s is recorded as interrupted in sync.job_run, after %s transactions; what they purged stays purged.',
+                  -- Schema-qualified: this procedure runs with its caller's
+                  -- search_path (it may carry no SET), so an unqualified
+                  -- format could be anyone's format(text, bigint, text).
+                  detail = pg_catalog.format('The purge''s run %s is recorded as interrupted in sync.job_run, after %s transactions; what they purged stays purged.',
                                   v_run.id, v_run.detail ->> 'transactions'),
                   hint = 'CALL sync.purge_inbox(); goes on where it stopped.';
     end if;
