@@ -487,6 +487,57 @@ $$;
 comment on function sync_private.refuse_unfinite_costs() is
     'Raises FS051 naming the first fragrance of sync.cms_snapshot whose cost is NaN or Infinity, which numeric holds and no consumer can take; the loaders call it after they insert, so the load is undone.';
 
+-- sync_private.check_snapshot_dating
+-- Trigger: refuses snapshot rows dated later than now, at no moment, or at an inbox position not reached.
+create function sync_private.check_snapshot_dating() returns trigger
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_last bigint := coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0);
+    v_detail text;
+begin
+    -- A CSV load is dated by an UPDATE after it (docs/drift-and-undo.md), and
+    -- COPY may carry these columns itself; sync.load_snapshot refused a moment
+    -- later than now, but those writes checked nothing. Dated tomorrow, the
+    -- snapshot made every hand change between the export and tomorrow older
+    -- than itself, and the repair undid them with the export's values; at an
+    -- inbox position not reached, so every delivery received since (hostile
+    -- review). Checked once per statement, whatever it wrote.
+    select format('fragrance %s is dated taken_at %s, inbox_position %s; now is %s and the last inbox id %s',
+                  n.fragrance_id, n.taken_at, n.inbox_position, clock_timestamp(), v_last)
+    into v_detail
+    from new_rows as n
+    where not isfinite(n.taken_at) or n.taken_at > clock_timestamp()
+       or n.inbox_position < 0 or n.inbox_position > v_last
+    order by n.fragrance_id
+    limit 1;
+    if v_detail is not null then
+        raise exception 'a CMS snapshot is taken at a moment no later than now, at an inbox position reached by then: %', v_detail
+            using errcode = 'FS090',
+                  hint = 'Date it by the moment of the export, with its time zone: UPDATE sync.cms_snapshot SET '
+                      || 'taken_at = ''2026-11-23 21:00Z'', inbox_position = sync.inbox_position(''2026-11-23 21:00Z'');';
+    end if;
+    return null;
+end;
+$$;
+comment on function sync_private.check_snapshot_dating() is
+    'Trigger function of sync.cms_snapshot''s _100_check_dating_insert and _100_check_dating_update: raises FS090, naming the first row, when a statement wrote a taken_at later than now or infinite, or an inbox_position below 0 or beyond the last inbox id; the repair judges what is newer in the library by them.';
+
+create trigger _100_check_dating_insert
+    after insert on sync.cms_snapshot
+    referencing new table as new_rows
+    for each statement execute function sync_private.check_snapshot_dating();
+comment on trigger _100_check_dating_insert on sync.cms_snapshot is
+    'Refuses snapshot rows loaded (COPY, INSERT) dated later than now or at an inbox position not reached (FS090).';
+create trigger _100_check_dating_update
+    after update on sync.cms_snapshot
+    referencing new table as new_rows
+    for each statement execute function sync_private.check_snapshot_dating();
+comment on trigger _100_check_dating_update on sync.cms_snapshot is
+    'Refuses a snapshot dated by hand later than now or at an inbox position not reached (FS090).';
+
 -- sync.load_snapshot
 -- Replaces the snapshot with a JSON array of CMS rows (the output of json_agg over the CMS table).
 create function sync.load_snapshot(

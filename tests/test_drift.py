@@ -570,6 +570,50 @@ def test_a_snapshot_said_to_be_taken_later_than_now_is_refused_and_the_one_befor
     assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(1,)]
 
 
+# A CSV load is dated by hand after it (docs/drift-and-undo.md), and COPY
+# may carry the columns itself: what such a write may not say.
+UNTRUE_DATINGS = {
+    "taken later than now": "update sync.cms_snapshot set taken_at = now() + interval '1 day'",
+    "taken at infinity": "update sync.cms_snapshot set taken_at = 'infinity'",
+    "taken at -infinity": "update sync.cms_snapshot set taken_at = '-infinity'",
+    "at an inbox position not reached": (
+        "update sync.cms_snapshot set inbox_position = sync.inbox_position() + 1000"
+    ),
+    "at a negative inbox position": "update sync.cms_snapshot set inbox_position = -1",
+    "copied in taken later than now": (
+        "insert into sync.cms_snapshot (fragrance_id, name, description, cost, forbidden, taken_at)"
+        " values (2, 'N', 'D', 1, false, now() + interval '1 day')"
+    ),
+}
+
+
+@pytest.mark.parametrize("statement", UNTRUE_DATINGS.values(), ids=UNTRUE_DATINGS.keys())
+def test_a_snapshot_dated_by_hand_past_now_or_the_inbox_is_refused(
+    dba: psycopg.Connection, statement: str
+) -> None:
+    dba.execute("select sync.load_snapshot(%s::jsonb)", [json.dumps([SNAPSHOT_ROW])])
+    dated = dba.execute("select taken_at, inbox_position from sync.cms_snapshot").fetchall()
+    with raises_sqlstate("FS090"):
+        dba.execute(statement)
+    assert dba.execute("select taken_at, inbox_position from sync.cms_snapshot").fetchall() == dated
+
+
+def test_a_hand_change_after_the_export_survives_a_csv_load_dated_later_than_now(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Dated tomorrow by the UPDATE, the snapshot made a later hand change older than itself.
+
+    The repair then undid the change with the export's older value; sync.load_snapshot
+    refused such a moment, the UPDATE after a CSV load checked nothing (hostile review).
+    """
+    load_json(db, library_rows_as_json(db))  # the export, loaded
+    dba.execute("update public.fragrances set cost = 99 where fragrance_id = 7")
+    with raises_sqlstate("FS090"):
+        dba.execute("update sync.cms_snapshot set taken_at = now() + interval '1 day'")
+    dba.execute("select * from sync.repair()")
+    assert fragrance(db, 7)["cost"] == 99
+
+
 def test_a_snapshot_of_no_source_is_refused_with_a_hint_about_its_source(
     db: psycopg.Connection,
 ) -> None:
