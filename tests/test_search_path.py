@@ -124,3 +124,20 @@ def test_the_stranger_is_refused_the_api_even_with_schema_public_open(
         pytest.raises(psycopg.errors.InsufficientPrivilege),
     ):
         stranger.execute("select * from sync.drift_summary")
+
+
+def test_security_definer_code_searches_pg_temp_last(db: psycopg.Connection) -> None:
+    """In sync and sync_private alike: a path that leaves pg_temp out searches it first.
+
+    Any login may create temporary tables, so a security definer function whose
+    path named only pg_catalog would read the caller's pg_temp.inbox for an
+    unqualified inbox; test_migrations checks only that sync's set some path.
+    """
+    loose = db.execute("""
+        select p.oid::regprocedure::text, p.proconfig::text from pg_catalog.pg_proc as p
+        where p.pronamespace in ('sync'::regnamespace, 'sync_private'::regnamespace)
+          and p.prosecdef
+          and not coalesce('search_path=pg_catalog, pg_temp' = any (p.proconfig), false)
+        order by 1
+    """).fetchall()
+    assert loose == []
