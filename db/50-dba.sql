@@ -236,7 +236,10 @@ begin
                   hint = 'Find its inbox_id in the quarantine: SELECT inbox_id, codes, messages FROM sync.quarantine; '
                       || 'then call sync.discard with that id and why it is safe to drop.';
     end if;
-    if p_reason is null or btrim(p_reason) = '' then
+    -- Blank as a name is blank (sync_private.is_blank): a tab, a no-break or
+    -- zero-width space passed btrim and was kept for a year as the reason
+    -- (hostile review).
+    if p_reason is null or sync_private.is_blank(p_reason) then
         -- The hint names the row asked for: one copied from psql as it stood
         -- named row 42, and wrote off someone else's delivery (hostile review).
         raise exception 'a reason is required to discard inbox row %', p_inbox_id
@@ -253,4 +256,4 @@ begin
 end;
 $$;
 comment on function sync.discard(bigint, text) is
-    'Marks one rejected delivery as discarded, recording who, why and when; the row and its body stay in the inbox until the scheduled purge, sync.settings.discarded_purge_after (a year) later. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';
+    'Marks one rejected delivery as discarded, recording who, why (a reason that shows something, else FS003) and when; the row and its body stay in the inbox until the scheduled purge, sync.settings.discarded_purge_after (a year) later. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';

@@ -129,6 +129,28 @@ def test_dba_functions_refuse_wrong_calls_with_our_own_sqlstate_and_a_hint(
     assert (caught.value.sqlstate, bool(caught.value.diag.message_hint)) == (sqlstate, True)
 
 
+# Reasons that read as nothing: btrim took only the space away.
+BLANK_REASONS = {
+    "tab": "\t",
+    "line feed": "\n",
+    "no-break space": "\u00a0",
+    "zero-width space": "\u200b",
+    "ideographic space": "\u3000",
+    "braille blank": "\u2800",
+}
+
+
+@pytest.mark.parametrize("reason", BLANK_REASONS.values(), ids=BLANK_REASONS.keys())
+def test_a_discard_whose_reason_shows_nothing_is_refused(
+    db: psycopg.Connection, dba: psycopg.Connection, reason: str
+) -> None:
+    """The reason is the evidence kept for a year; one that shows nothing says nothing."""
+    rejected = receive(db, {"fragrance_id": 7, "cost": -1})["inbox_id"]
+    with raises_sqlstate("FS003"):
+        dba.execute("select sync.discard(%s, %s)", [rejected, reason])
+    assert inbox_row(db, rejected)["status"] == "rejected"
+
+
 @pytest.mark.parametrize(
     "assignment",
     [
