@@ -312,8 +312,14 @@ begin
         return v_run;
     end if;
     select * into v_run from sync.job_run as r where r.id = p_run_id for update;
-    if not found or v_run.job <> 'purge_inbox' or v_run.status <> 'running' then
-        raise exception 'job run % is not a running purge_inbox run', p_run_id
+    -- Only the session that started the run steps it: another one's step
+    -- purged beside the procedure, ended the run ok while it still had
+    -- chunks to go, and the procedure's next step failed here (hostile
+    -- review). The run's backend is the procedure's (it holds the run's lock).
+    if not found or v_run.job <> 'purge_inbox' or v_run.status <> 'running'
+        or v_run.backend_pid is distinct from pg_catalog.pg_backend_pid()
+    then
+        raise exception 'job run % is not a running purge_inbox run of this session', p_run_id
             using errcode = 'FS081',
                   hint = 'CALL sync.purge_inbox(); starts a run and takes it to its end.';
     end if;
@@ -349,7 +355,7 @@ begin
 end;
 $$;
 comment on function sync.purge_inbox_step(bigint, integer) is
-    'One transaction of the procedure sync.purge_inbox: with p_run_id null, records runs whose session ended as interrupted (sync_private.end_interrupted_runs) and a new running run of purge_inbox in sync.job_run, its backend and a session lock it holds until the procedure ends; else purges at most p_limit rows of each kind (sync_private.purge_due) and adds the counts to that run, which ends ok once a chunk finds less than p_limit of every kind left, failed with the error, or interrupted when the chunk is cancelled. Call the procedure rather than this.';
+    'One transaction of the procedure sync.purge_inbox: with p_run_id null, records runs whose session ended as interrupted (sync_private.end_interrupted_runs) and a new running run of purge_inbox in sync.job_run, its backend and a session lock it holds until the procedure ends; else purges at most p_limit rows of each kind (sync_private.purge_due) and adds the counts to that run (FS081 unless it is a running run this session started), which ends ok once a chunk finds less than p_limit of every kind left, failed with the error, or interrupted when the chunk is cancelled. Call the procedure rather than this.';
 
 -- sync.purge_inbox
 -- The scheduled purge: what run_job('purge_inbox') deletes, in transactions of at most p_limit rows of each kind.

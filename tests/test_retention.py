@@ -392,6 +392,25 @@ def test_a_step_of_the_scheduled_purge_needs_a_running_purge(db: psycopg.Connect
         db.execute("select sync.purge_inbox_step(%s, 1000)", [run[0]])
 
 
+def test_a_step_of_the_scheduled_purge_belongs_to_the_session_that_started_it(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Another session's step purged beside it and ended the run ok with chunks still to go.
+
+    The procedure's own next step then found its run no longer running and failed (FS081).
+    """
+    run = dba.execute("select id from sync.purge_inbox_step(null, 1000)").fetchone()
+    assert run is not None
+    with raises_sqlstate("FS081"):
+        db.execute("select sync.purge_inbox_step(%s, 1000)", [run[0]])
+    assert dba.execute("select status from sync.job_run where id = %s", run).fetchone() == (
+        "running",
+    )
+    assert dba.execute("select status from sync.purge_inbox_step(%s, 1000)", run).fetchone() == (
+        "ok",
+    )
+
+
 # --- A purge that does not reach its end --------------------------------------------------
 
 
