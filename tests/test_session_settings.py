@@ -135,6 +135,28 @@ def test_the_constant_scan_tells_escape_constants_from_plain_ones() -> None:
     assert list(plain_constants_with_a_backslash("$$ select '\\d' $$")) == [(1, "'\\d'")]
 
 
+# A setting with a dot in its name is a placeholder any session may SET, to anything.
+_CUSTOM_SETTING_READ = re.compile(r"current_setting\s*\(\s*'[a-z_0-9]+\.", re.IGNORECASE)
+
+
+def test_no_code_of_ours_decides_by_a_setting_any_session_may_invent(
+    db: psycopg.Connection,
+) -> None:
+    """SET sync.merging = 'on' needs no privilege: the merge marks itself in a table instead.
+
+    (sync_private.merging, which no caller can write: db/40-history.sql.)
+    """
+    assert _CUSTOM_SETTING_READ.search("x := current_setting( 'sync.merging', true);")
+    assert not _CUSTOM_SETTING_READ.search("current_setting('lock_timeout')")
+    functions = db.execute("""
+        select p.oid::regprocedure::text, p.prosrc from pg_catalog.pg_proc as p
+        where p.pronamespace in ('sync'::regnamespace, 'sync_private'::regnamespace)
+        order by 1
+    """).fetchall()
+    assert len(functions) > 100
+    assert [name for name, source in functions if _CUSTOM_SETTING_READ.search(source)] == []
+
+
 # --- the hook's sessions: what the site's database or login sets -----------------------------
 
 SNOWMAN = '{"fragrance_id": 7, "cost": "Winter \u2603"}'.encode()
