@@ -172,7 +172,15 @@ with ours as (
     where c.relkind in ('v', 'c') and t.typnamespace in (select oid from ours) and t.typarray <> 0
 )
 select distinct coalesce(v.type || ' ' || v.identity, o.type || ' ' || o.identity),
-       theirs.type || ' ' || theirs.identity
+       theirs.type || ' ' || theirs.identity,
+       -- A temporary object (pg_temp_<backend>) is another session's: it
+       -- lives as long as that session, which no one but it can drop it in.
+       (select format('a temporary object of session %s of %s: it goes when that session ends;'
+                      ' SELECT pg_terminate_backend(%s); ends it', a.pid, a.usename, a.pid)
+        from pg_catalog.pg_stat_activity as a
+        where coalesce(v.schema, o.schema) ~ '^pg_temp_[0-9]+$'
+          and a.pid = pg_catalog.pg_stat_get_backend_pid(
+                          substring(coalesce(v.schema, o.schema) from 9)::integer))
 from pg_catalog.pg_depend as d
 join dropped on dropped.classid = d.refclassid and dropped.objid = d.refobjid
 cross join lateral pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) as o
@@ -282,13 +290,26 @@ def refuse_outside_dependents(cursor: Any) -> None:
     cursor.execute(OUTSIDE_DEPENDENTS)
     dependents = cursor.fetchall()
     if dependents:
-        lines = "\n".join(f"  {dependent} depends on {ours}" for dependent, ours in dependents)
+        lines = "\n".join(
+            f"  {dependent} depends on {ours}" + (f" ({session})" if session else "")
+            for dependent, ours, session in dependents
+        )
+        # Any login granted a function or type of ours (the hook's) can make a
+        # temporary view over it, which held up every deploy for as long as its
+        # session lived, under a message to drop it that no other session can
+        # follow (hostile review): such a line names the session to end.
+        temporary = (
+            " A temporary object goes only with its session: end it as its line says."
+            if any(session for _, _, session in dependents)
+            else ""
+        )
         raise RuntimeError(
             "the database code was not loaded: it drops and creates again every view,"
             " function and type of schemas sync and sync_private, and these objects"
             f" outside them depend on one:\n{lines}\n"
             f"{what_was_changed(cursor)} Save their definitions (pg_dump --schema-only, or"
             " pg_get_viewdef), drop them, run yoyo apply again, then create them again."
+            f"{temporary}"
         )
 
 

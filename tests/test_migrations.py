@@ -654,6 +654,25 @@ def test_a_deploy_refuses_to_drop_a_sites_view_of_our_views(
     assert db.execute("select count(*) from public.dash").fetchone() == (1,)
 
 
+def test_a_deploy_held_up_by_another_sessions_temporary_view_names_that_session(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """The hook's login may make a temporary view over sync.metrics(): every deploy then failed.
+
+    Its message said to drop the view, which no other session can; it lives
+    as long as the session that made it, so the deploy names that session.
+    """
+    with psycopg.connect(server.url(dbname, user="sync_hook_login"), autocommit=True) as hook:
+        hook.execute("create temporary view mine as select pending from sync.metrics()")
+        deploy = yoyo_apply(server, dbname)
+        out, err = deploy.communicate(timeout=300)
+        assert deploy.returncode != 0
+        assert "depends on function sync.metrics()" in err
+        assert f"session {hook.info.backend_pid} of sync_hook_login" in err
+        assert f"SELECT pg_terminate_backend({hook.info.backend_pid});" in err
+    run_yoyo(server, dbname, "apply")  # the session gone, so is its view
+
+
 def test_a_failed_code_load_names_the_migrations_its_run_committed(
     server: Server, dbname: str, db: psycopg.Connection
 ) -> None:
