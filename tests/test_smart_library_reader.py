@@ -38,6 +38,11 @@ def test_the_smart_library_login_reads_every_fragrance(reader: psycopg.Connectio
         "insert into public.fragrances values (9999, 'x', 'y', 1, false)",
         "delete from public.fragrances",
         "truncate public.fragrances",
+        # Row or table locks beyond reading: held open, each would stall the merge's writes.
+        "select 1 from public.fragrances where fragrance_id = 1 for key share",
+        "select 1 from public.fragrances where fragrance_id = 1 for share",
+        "lock table public.fragrances in row share mode",
+        "lock table public.fragrances in share mode",
         "select nextval('public.fragrances_fragrance_id_seq')",
         "create table public.intruder (id int)",
         "select * from sync.inbox",
@@ -53,7 +58,7 @@ def test_the_smart_library_login_reads_every_fragrance(reader: psycopg.Connectio
     ],
 )
 def test_the_smart_library_login_cannot(reader: psycopg.Connection, statement: str) -> None:
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), reader.transaction():
         reader.execute(statement)
 
 
