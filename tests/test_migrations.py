@@ -346,6 +346,32 @@ def test_rolling_back_the_move_to_db_restores_the_0018_code_exactly(
         )
 
 
+def test_a_fresh_install_rolled_back_before_the_move_to_db_lets_public_execute_nothing(
+    server: Server, bare_dbname: str
+) -> None:
+    """0022 keeps the 0018 code, grants included, as it finds them, and its rollback replays them.
+
+    Installed in one run, 0018 to 0022 came before post-apply.sql's revoke:
+    the kept code granted EXECUTE to PUBLIC on sync.receive_many and
+    sync.receive_spooled (security definer) and left a dozen internals of
+    0018 at PostgreSQL's default, so a rollback made them every login's
+    with usage on sync (a DBA's, a site's monitor's) until the next apply.
+    """
+    run_yoyo(server, bare_dbname, "apply")
+    run_yoyo(server, bare_dbname, "rollback", "--revision", "0022-code-by-concern")
+    with psycopg.connect(server.url(bare_dbname)) as conn:
+        public = conn.execute("""
+            select p.oid::regprocedure::text from pg_catalog.pg_proc as p
+            where p.pronamespace = 'sync'::regnamespace
+              and has_function_privilege('public', p.oid, 'execute')
+            order by 1
+        """).fetchall()
+        assert conn.execute(
+            "select count(*) from pg_proc where proname = 'receive_many'"
+        ).fetchone()[0]
+    assert public == []
+
+
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_make_migrate_takes_either_libpq_url_scheme(
     server: Server, bare_dbname: str, scheme: str
