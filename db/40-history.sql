@@ -38,8 +38,8 @@ begin
         using new_rows as n
         where v.fragrance_id = n.fragrance_id;
     elsif tg_op = 'DELETE' then
-        insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
-        select o.fragrance_id, 'delete', to_jsonb(o), null
+        insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values, inbox_position)
+        select o.fragrance_id, 'delete', to_jsonb(o), null, v_position
         from old_rows as o
         order by o.fragrance_id;
         -- The clock stays, every field at this position: a complete delta
@@ -66,8 +66,10 @@ begin
             where c.new_values is not null
         ),
         history as (
-            insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
-            select c.fragrance_id, 'update', c.old_values, c.new_values
+            -- With the position it took, which the clock below gets: a revert
+            -- tells by it which deliveries are older than this edit.
+            insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values, inbox_position)
+            select c.fragrance_id, 'update', c.old_values, c.new_values, v_position
             from change as c
             order by c.fragrance_id
         )
@@ -79,13 +81,14 @@ begin
         -- An update of fragrance_id itself cannot be paired across the
         -- statement's old and new rows: it is recorded as the old row going
         -- and the new one coming, so nothing goes unrecorded.
-        insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values)
-        select x.fragrance_id, x.operation, x.old_values, x.new_values
-        from (select o.fragrance_id, 'delete' as operation, to_jsonb(o) as old_values, null::jsonb as new_values
+        insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values, inbox_position)
+        select x.fragrance_id, x.operation, x.old_values, x.new_values, x.inbox_position
+        from (select o.fragrance_id, 'delete' as operation, to_jsonb(o) as old_values, null::jsonb as new_values,
+                     v_position as inbox_position
               from old_rows as o
               where not exists (select from new_rows as n where n.fragrance_id = o.fragrance_id)
               union all
-              select n.fragrance_id, 'insert', null, to_jsonb(n)
+              select n.fragrance_id, 'insert', null, to_jsonb(n), null
               from new_rows as n
               where not exists (select from old_rows as o where o.fragrance_id = n.fragrance_id)) as x
         order by x.operation, x.fragrance_id;
@@ -104,7 +107,7 @@ begin
 end;
 $$;
 comment on function sync_private.record_change() is
-    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): records every row the statement changed in sync.fragrance_history, attributed to the database user; a hand UPDATE or DELETE also moves sync.field_version to the current inbox position so older deliveries cannot undo it (nor create a deleted row again), a hand INSERT starts without a clock. Skips only the statements of sync_private.write, which records its own history per delivery.';
+    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): records every row the statement changed in sync.fragrance_history, attributed to the database user; a hand UPDATE or DELETE also moves sync.field_version to the current inbox position so older deliveries cannot undo it (nor create a deleted row again), and its history row keeps that position (inbox_position); a hand INSERT starts without a clock. Skips only the statements of sync_private.write, which records its own history per delivery.';
 
 create trigger _900_record_insert
     after insert on public.fragrances
@@ -289,10 +292,13 @@ begin
         -- before this change is that one's, which was never written, and
         -- old_values does not know it (hostile review). Only one newer than
         -- the writer of old_values counts; of a stale one and a pending one,
-        -- the later received.
+        -- the later received. A hand edit's position is the one it took
+        -- (inbox_position): read as 0, a delivery received before the edit
+        -- and stale to it was named instead of the edit's value (review). A
+        -- hand insert has none: a baseline, older than every delivery.
         if v_later is null then
             v_writer := coalesce((
-                select h.inbox_id from sync.fragrance_history as h
+                select coalesce(h.inbox_id, h.inbox_position) from sync.fragrance_history as h
                 where h.fragrance_id = v_delivery.fragrance_id and h.id < v_history.id
                   and h.new_values ? v_field
                 order by h.id desc

@@ -288,7 +288,11 @@ ROWS = {
                                   stale_fields, attempts, processed_at, discarded_by,
                                   discard_reason, spool_key)::text, '|' order by id))
         from sync.inbox""",
-    "history": "select md5(string_agg(h::text, '|' order by id)) from sync.fragrance_history as h",
+    # The columns 0018 had: the upgrade keeps each of them as it was.
+    "history": """
+        select md5(string_agg(row(id, fragrance_id, operation, old_values, new_values, inbox_id,
+                                  db_user, changed_at, transaction_id)::text, '|' order by id))
+        from sync.fragrance_history""",
 }
 CODE = ("function ", "aggregate ", "view ", "trigger ", "type ")
 
@@ -396,8 +400,8 @@ def test_make_migrate_takes_either_libpq_url_scheme(
 # open transaction holds up: rolled back and applied behind a reader, it would not show
 # the lock timeout. (0045 drops and builds an index of public.fragrances, which takes the
 # table's strongest lock: a reader of that table holds it up, and lock_timeout lets it go.)
-LATEST_MIGRATION = "0041-job-runs-know-their-backend"
-ALTERED_BY_IT = "sync.job_run"
+LATEST_MIGRATION = "0057-hand-change-positions"
+ALTERED_BY_IT = "sync.fragrance_history"
 # An ALTER TABLE, but to set a trigger aside for one statement (0031, 0036, 0039, 0040 do).
 ALTERS_A_TABLE = re.compile(r"^\s*alter table\s+\S+\s+(?!(disable|enable) trigger)", re.MULTILINE)
 

@@ -346,3 +346,42 @@ def test_a_revert_the_merge_rejects_raises_and_leaves_no_delivery(db: psycopg.Co
     assert "sync.rule" not in hint
     assert _inbox_ids(db) == inbox
     assert fragrance(db, 7)["cost"] == 99
+
+
+def _stale_to_a_hand_edit(db: psycopg.Connection) -> int:
+    """Delivery A (cost 50) received, then a hand edit (cost 55), then A merged: stale to it."""
+    earlier = store(db, {"fragrance_id": 7, "cost": 50})
+    db.execute("update public.fragrances set cost = 55 where fragrance_id = 7")
+    db.execute("select sync.apply_pending()")
+    assert inbox_row(db, earlier["inbox_id"])["stale_fields"] == ["cost"]
+    return earlier["inbox_id"]
+
+
+def _pending_behind_a_hand_edit(db: psycopg.Connection) -> int:
+    """Staged repair A (cost 50) received, then a hand edit (cost 55); A still pending."""
+    earlier = _stage_repair_of_cost(db, 7, 50)
+    db.execute("update public.fragrances set cost = 55 where fragrance_id = 7")
+    return earlier
+
+
+@pytest.mark.parametrize(
+    "earlier_delivery",
+    [_stale_to_a_hand_edit, _pending_behind_a_hand_edit],
+    ids=["merged-stale", "still-pending"],
+)
+def test_an_earlier_delivery_older_than_a_hand_edit_does_not_hold_the_value_it_left(
+    db: psycopg.Connection, earlier_delivery: Any
+) -> None:
+    """A, then a hand edit, then B: the cost before B is the hand edit's, A is older than it.
+
+    The revert took a hand edit for position 0, older than every delivery, so A
+    (received before the edit) was named as the value before B, and the DBA
+    was told to set A's older cost by hand.
+    """
+    earlier = earlier_delivery(db)
+    change = receive(db, {"fragrance_id": 7, "cost": 60})
+    result = _revert(db, change["inbox_id"])
+    assert (result["restored"], result["left_alone"]) == ({"cost": 55}, {})
+    db.execute("select sync.apply_pending()")
+    assert inbox_row(db, earlier)["status"] in ("ignored", "applied")
+    assert fragrance(db, 7)["cost"] == 55
