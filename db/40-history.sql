@@ -128,6 +128,37 @@ create trigger _900_record_delete
 comment on trigger _900_record_delete on public.fragrances is
     'Fragrance sync: records deleted rows in sync.fragrance_history and moves their field clock to the delete (a hand delete counts as received now: nothing received before it creates the row again).';
 
+-- sync_private.truncate_as_delete
+-- Trigger: a TRUNCATE of public.fragrances deletes every row first, so the delete is recorded.
+create function sync_private.truncate_as_delete() returns trigger
+    language plpgsql
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- A TRUNCATE fires no row or delete trigger: the owner's TRUNCATE left
+    -- no history row (sync.fragrance_at, the drift report and the audit
+    -- lost the catalog), the field clock as it was (a complete delta
+    -- received before it brought a row back), and the findings of the rows
+    -- it removed open for good (review). Deleting every row first makes it
+    -- a hand DELETE of all of them, recorded by the triggers above and
+    -- below (history, clock, findings); the TRUNCATE then empties an empty
+    -- table. It costs what a DELETE of the catalog costs. Runs as the one
+    -- who truncates: only the table's owner or a superuser may, and both
+    -- may delete. A superuser's session_replication_role = replica still
+    -- fires no trigger at all.
+    delete from public.fragrances;
+    return null;
+end;
+$$;
+comment on function sync_private.truncate_as_delete() is
+    'Trigger function (BEFORE TRUNCATE on public.fragrances): deletes every row first, so a TRUNCATE is recorded as a hand DELETE of all of them: their history rows, their field clock at its position, their findings closed.';
+
+create trigger _100_truncate_as_delete
+    before truncate on public.fragrances
+    for each statement execute function sync_private.truncate_as_delete();
+comment on trigger _100_truncate_as_delete on public.fragrances is
+    'Fragrance sync: a TRUNCATE deletes every row first, so it is recorded like a hand DELETE (history, field clock, findings).';
+
 -- sync.revert_result: what sync.revert() did.
 create type sync.revert_result as (
     reverted_inbox_id bigint,

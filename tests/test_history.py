@@ -229,3 +229,32 @@ def test_fragrance_at_after_the_clock_stepped_back_shows_a_state_that_existed(
     # Half an hour on, the later change is in and so is the one before it:
     # never the name after the step with the cost before it.
     assert at("now() + interval '30 minutes'") == now
+
+
+def test_a_truncate_records_every_row_it_removes_as_deleted(db: psycopg.Connection) -> None:
+    """The owner's TRUNCATE left no history: fragrance_at and the audit lost the catalog."""
+    row = fragrance(db, 30)
+    db.execute("truncate public.fragrances")
+    assert db.execute(
+        "select count(*) from sync.fragrance_history where operation = 'delete'"
+    ).fetchone() == (5000,)
+    assert _history(db, 30) == [("delete", row, None, None, "postgres")]
+
+
+def test_a_truncate_outranks_a_creation_received_before_it(db: psycopg.Connection) -> None:
+    """As a hand delete does: a complete delta received before it must not bring a row back."""
+    set_apply_on_receipt(db, False)
+    before_truncate = receive(db, COMPLETE_30)
+    db.execute("truncate public.fragrances")
+    db.execute("select sync.apply_pending()")
+    assert fragrance(db, 30) is None
+    assert inbox_row(db, before_truncate["inbox_id"])["status"] == "ignored"
+
+
+def test_a_truncate_closes_the_findings_of_the_rows_it_removes(db: psycopg.Connection) -> None:
+    db.execute("update public.fragrances set cost = -1 where fragrance_id = 30")
+    assert ("cost.negative",) in db.execute(
+        "select rule from sync.open_finding where fragrance_id = 30"
+    ).fetchall()
+    db.execute("truncate public.fragrances")
+    assert db.execute("select count(*) from sync.open_finding").fetchone() == (0,)
