@@ -111,9 +111,9 @@ comment on function sync_private.addresses(text[]) is
     'Splits client addresses into those PostgreSQL reads as inet (addresses) and the text of the others (raw), position by position, so an address the database cannot parse is kept as it came instead of refusing the delivery.';
 
 -- sync_private.pending_since
--- Valid deliveries stored after an inbox id and not merged yet, as the merge will read them.
+-- Deliveries stored after an inbox id and not merged yet, as the merge will read them.
 create function sync_private.pending_since(p_after bigint)
-    returns table (inbox_id bigint, fragrance_id integer, payload jsonb)
+    returns table (inbox_id bigint, fragrance_id integer, payload jsonb, valid boolean)
     language plpgsql
     stable
 as $$
@@ -125,6 +125,11 @@ begin
     -- stores first), so it is judged here by the rules in force. A DBA verb
     -- that writes older values (sync.revert, sync.repair) leaves alone what
     -- these will set: they were received after the moment it restores.
+    -- Those the rules refuse too, when they name a fragrance and carry
+    -- fields (valid false): bound for quarantine, and a DBA verb leaves
+    -- their fields to them as it does a quarantined one's; written over at
+    -- a newer inbox id, the retried change found them set since and was
+    -- ignored as stale (review).
     select array_agg(i.id order by i.id), array_agg(i.body order by i.id)
     into v_ids, v_bodies
     from sync.inbox as i
@@ -133,13 +138,13 @@ begin
         return;
     end if;
     return query
-    select d.inbox_id, d.fragrance_id, d.payload
+    select d.inbox_id, d.fragrance_id, d.payload, d.valid
     from unnest(sync_private.judge(v_ids, v_bodies, (sync_private.current_rules()).rules)) as d
-    where d.valid;
+    where d.valid or (d.fragrance_id is not null and jsonb_typeof(d.payload) = 'object');
 end;
 $$;
 comment on function sync_private.pending_since(bigint) is
-    'Pending deliveries with an inbox id above p_after that the rules in force accept, parsed: their fragrance and payload. What sync.revert and sync.repair must not overtake.';
+    'Pending deliveries with an inbox id above p_after, parsed by the rules in force: their fragrance, payload and whether the rules accept them (valid); those refused are listed when they name a fragrance and are an object (bound for quarantine). What sync.revert and sync.repair must not overtake.';
 
 -- sync_private.first_receipt_time
 -- The earliest moment a delivery can be dated: 1970-01-01 UTC, where the hook's clock starts.

@@ -257,12 +257,14 @@ begin
     -- this change it is stale, so its value, the one before this change by
     -- receipt order, is never written; restoring the older value would lose
     -- it for good (hostile review). Both from one judging of what is pending.
+    -- A later one the rules refuse counts too, bound for quarantine as it is
+    -- (below); an earlier one so refused sets nothing.
     select coalesce(jsonb_object_agg(k.field, k.later) filter (where k.later is not null), '{}'),
            coalesce(jsonb_object_agg(k.field, k.earlier) filter (where k.earlier is not null), '{}')
     into v_pending, v_pending_before
     from (select f.key as field,
                  max(p.inbox_id) filter (where p.inbox_id > p_inbox_id) as later,
-                 max(p.inbox_id) filter (where p.inbox_id < p_inbox_id) as earlier
+                 max(p.inbox_id) filter (where p.inbox_id < p_inbox_id and p.valid) as earlier
           from sync_private.pending_since(0) as p
           cross join jsonb_object_keys(p.payload) as f (key)
           where p.fragrance_id = v_delivery.fragrance_id

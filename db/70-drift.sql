@@ -270,7 +270,9 @@ create function sync.plan_repair()
     set search_path = pg_catalog, pg_temp
 as $$
     with pending as materialized (
-        select p.fragrance_id, p.payload, true as merges
+        -- One the rules refuse keeps its fields as a quarantined one does
+        -- (below), and holds back no creation.
+        select p.fragrance_id, p.payload, p.valid as merges
         from sync_private.pending_since((select min(s.inbox_position) from sync.cms_snapshot as s)) as p
         union all
         -- And one received after it that waits in quarantine: the repair's

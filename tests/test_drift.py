@@ -300,6 +300,25 @@ def test_a_field_a_quarantined_delivery_received_after_the_snapshot_sets_is_left
     assert (repaired["name"], repaired["cost"]) == ("Renamed since", 20)
 
 
+def test_a_field_a_pending_delivery_the_rules_refuse_carries_is_left_to_it(
+    db: psycopg.Connection,
+) -> None:
+    """Not merged yet and bound for quarantine: once retried, it was stale to the repair."""
+    load_library_changed(db, cost=50)
+    db.execute("update sync.rule set parameter = 5 where code = 'name.too_long'")
+    later = store(db, {"fragrance_id": 7, "name": "Renamed since", "cost": 20})
+    assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
+    db.execute("select sync.repair()")
+    db.execute("select sync.apply_received()")
+    assert inbox_row(db, later["inbox_id"])["status"] == "rejected"
+    db.execute("update sync.rule set parameter = 150 where code = 'name.too_long'")
+    retried = db.execute("select status from sync.retry(%s)", [later["inbox_id"]]).fetchone()
+    assert retried == ("applied",)
+    repaired = fragrance(db, 7)
+    assert repaired is not None
+    assert (repaired["name"], repaired["cost"]) == ("Renamed since", 20)
+
+
 def test_a_quarantined_repair_is_not_sent_again_by_the_next_repair(db: psycopg.Connection) -> None:
     """Each repair of the same snapshot quarantined the same values once more."""
     load_library_changed(db, name="n" * 151, cost=3)

@@ -385,3 +385,25 @@ def test_an_earlier_delivery_older_than_a_hand_edit_does_not_hold_the_value_it_l
     db.execute("select sync.apply_pending()")
     assert inbox_row(db, earlier)["status"] in ("ignored", "applied")
     assert fragrance(db, 7)["cost"] == 55
+
+
+def test_a_field_a_later_pending_delivery_the_rules_refuse_carries_is_left_alone(
+    db: psycopg.Connection,
+) -> None:
+    """Not merged yet and bound for quarantine: restored over it, the retried change was stale."""
+    before = fragrance(db, 7)
+    change = receive(db, {"fragrance_id": 7, "name": "Oops", "cost": 20})
+    db.execute("update sync.rule set parameter = 3 where code = 'description.too_long'")
+    later = store(db, {"fragrance_id": 7, "description": "Newer", "cost": 30})
+    result = _revert(db, change["inbox_id"])
+    assert result["restored"] == {"name": before["name"]}
+    assert result["left_alone"]["cost"].startswith(
+        f"set by delivery {later['inbox_id']}, received since and not applied yet"
+    )
+    db.execute("select sync.apply_pending()")
+    assert inbox_row(db, later["inbox_id"])["status"] == "rejected"
+    db.execute("update sync.rule set parameter = 1024 where code = 'description.too_long'")
+    assert db.execute("select status from sync.retry(%s)", [later["inbox_id"]]).fetchone() == (
+        "applied",
+    )
+    assert fragrance(db, 7)["cost"] == 30  # type: ignore[index]
