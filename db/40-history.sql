@@ -7,6 +7,33 @@
 -- sync_private.merging, a table no caller can write. So no session can switch
 -- the audit off.
 
+-- sync_private.record_deletes
+-- Records rows of public.fragrances that went by hand: their history rows, their clock at the position.
+create function sync_private.record_deletes(p_rows jsonb, p_position bigint) returns void
+    language plpgsql
+as $$
+begin
+    -- p_rows: the rows as a JSON array. The clock stays, every field at
+    -- this position: a complete delta received before the delete, still
+    -- pending or retried later, must not create the row again
+    -- (sync_private.create_missing); one received after it may. A CMS
+    -- snapshot taken before the delete must not either: sync.drift marks the
+    -- missing row newer by this clock, or by the history row when no
+    -- delivery came between the two.
+    insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values, inbox_position)
+    select (r ->> 'fragrance_id')::integer, 'delete', r, null, p_position
+    from jsonb_array_elements(p_rows) as r
+    order by (r ->> 'fragrance_id')::integer;
+    insert into sync.field_version as fv (fragrance_id, versions)
+    select (r ->> 'fragrance_id')::integer,
+           (select jsonb_object_agg(f, p_position) from unnest(sync_private.fields()) as f)
+    from jsonb_array_elements(p_rows) as r
+    on conflict (fragrance_id) do update set versions = excluded.versions;
+end;
+$$;
+comment on function sync_private.record_deletes(jsonb, bigint) is
+    'Records rows of public.fragrances removed by hand (a DELETE, a TRUNCATE), given as a JSON array: one delete row each in sync.fragrance_history with the position p_position, and sync.field_version at that position for every field, so nothing received before it creates the row again.';
+
 -- sync_private.record_change
 -- Trigger: records a statement's changes to public.fragrances that the merge did not make.
 create function sync_private.record_change() returns trigger
@@ -38,20 +65,7 @@ begin
         using new_rows as n
         where v.fragrance_id = n.fragrance_id;
     elsif tg_op = 'DELETE' then
-        insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values, inbox_position)
-        select o.fragrance_id, 'delete', to_jsonb(o), null, v_position
-        from old_rows as o
-        order by o.fragrance_id;
-        -- The clock stays, every field at this position: a complete delta
-        -- received before the delete, still pending or retried later, must
-        -- not create the row again (sync_private.create_missing); one
-        -- received after it may. A CMS snapshot taken before the delete must
-        -- not either: sync.drift marks the missing row newer by this clock,
-        -- or by the history row when no delivery came between the two.
-        insert into sync.field_version as fv (fragrance_id, versions)
-        select o.fragrance_id, (select jsonb_object_agg(f, v_position) from unnest(sync_private.fields()) as f)
-        from old_rows as o
-        on conflict (fragrance_id) do update set versions = excluded.versions;
+        perform sync_private.record_deletes((select jsonb_agg(to_jsonb(o)) from old_rows as o), v_position);
     else
         with change as (
             select n.fragrance_id, c.old_values, c.new_values
@@ -128,36 +142,36 @@ create trigger _900_record_delete
 comment on trigger _900_record_delete on public.fragrances is
     'Fragrance sync: records deleted rows in sync.fragrance_history and moves their field clock to the delete (a hand delete counts as received now: nothing received before it creates the row again).';
 
--- sync_private.truncate_as_delete
--- Trigger: a TRUNCATE of public.fragrances deletes every row first, so the delete is recorded.
-create function sync_private.truncate_as_delete() returns trigger
+-- sync_private.record_truncate
+-- Trigger: records a TRUNCATE of public.fragrances as a hand delete of every row.
+create function sync_private.record_truncate() returns trigger
     language plpgsql
+    security definer
     set search_path = pg_catalog, pg_temp
 as $$
 begin
-    -- A TRUNCATE fires no row or delete trigger: the owner's TRUNCATE left
-    -- no history row (sync.fragrance_at, the drift report and the audit
-    -- lost the catalog), the field clock as it was (a complete delta
-    -- received before it brought a row back), and the findings of the rows
-    -- it removed open for good (review). Deleting every row first makes it
-    -- a hand DELETE of all of them, recorded by the triggers above and
-    -- below (history, clock, findings); the TRUNCATE then empties an empty
-    -- table. It costs what a DELETE of the catalog costs. Runs as the one
-    -- who truncates: only the table's owner or a superuser may, and both
-    -- may delete. A superuser's session_replication_role = replica still
-    -- fires no trigger at all.
-    delete from public.fragrances;
+    -- A TRUNCATE fires no delete trigger: the owner's TRUNCATE left no
+    -- history row (sync.fragrance_at, the drift report and the audit lost
+    -- the catalog) and the field clock as it was, so a complete delta
+    -- received before it brought a row back (review). Before it runs, the
+    -- rows are still there: each is recorded as a hand delete. Not deleted
+    -- here: a DELETE made TRUNCATE ... CASCADE fail on a table of the
+    -- library that references the catalog. The findings close after it
+    -- (sync_private.check_written_rows).
+    perform sync_private.record_deletes(
+        (select jsonb_agg(to_jsonb(f)) from public.fragrances as f),
+        coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0));
     return null;
 end;
 $$;
-comment on function sync_private.truncate_as_delete() is
-    'Trigger function (BEFORE TRUNCATE on public.fragrances): deletes every row first, so a TRUNCATE is recorded as a hand DELETE of all of them: their history rows, their field clock at its position, their findings closed.';
+comment on function sync_private.record_truncate() is
+    'Trigger function (BEFORE TRUNCATE on public.fragrances): records every row the TRUNCATE is about to remove as a hand delete (sync_private.record_deletes): its history row, its field clock at the current inbox position.';
 
-create trigger _100_truncate_as_delete
+create trigger _100_record_truncate
     before truncate on public.fragrances
-    for each statement execute function sync_private.truncate_as_delete();
-comment on trigger _100_truncate_as_delete on public.fragrances is
-    'Fragrance sync: a TRUNCATE deletes every row first, so it is recorded like a hand DELETE (history, field clock, findings).';
+    for each statement execute function sync_private.record_truncate();
+comment on trigger _100_record_truncate on public.fragrances is
+    'Fragrance sync: records the rows a TRUNCATE removes in sync.fragrance_history and moves their field clock, as a hand DELETE does (a TRUNCATE fires no delete trigger).';
 
 -- sync.revert_result: what sync.revert() did.
 create type sync.revert_result as (

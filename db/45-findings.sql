@@ -818,6 +818,12 @@ begin
     elsif tg_op = 'DELETE' then
         select array_agg(o.fragrance_id), array_agg(distinct o.name) into v_ids, v_names from old_rows as o;
         v_namers := v_ids;
+    elsif tg_op = 'TRUNCATE' then
+        -- No rows to read, and none left: every open finding closes.
+        v_ids := array(select distinct f.fragrance_id from sync.finding as f where f.closed_at is null);
+        if cardinality(v_ids) = 0 then
+            return null;
+        end if;
     else
         select array_agg(x.fragrance_id) into v_ids
         from (select n.fragrance_id from new_rows as n
@@ -848,7 +854,7 @@ begin
 end;
 $$;
 comment on function sync_private.check_written_rows() is
-    'Trigger function (AFTER INSERT, UPDATE, DELETE on public.fragrances, per statement): opens the findings the written rows break and closes those they fixed, in the writing transaction, for rows written by anyone but the merge (a DBA, another application; the merge records its own, sync_private.record_merge_findings). The other holder of a written (or left) name that may have gone from or to being shared is judged again for name.duplicate (sync_private.name_neighbours); only names the statement wrote or left take their turn (sync_private.lock_names), so an UPDATE that changes no name (a cost, a description) holds back no merge of a name.';
+    'Trigger function (AFTER INSERT, UPDATE, DELETE, TRUNCATE on public.fragrances, per statement): opens the findings the written rows break and closes those they fixed, in the writing transaction, for rows written by anyone but the merge (a DBA, another application; the merge records its own, sync_private.record_merge_findings); after a TRUNCATE, closes every open finding. The other holder of a written (or left) name that may have gone from or to being shared is judged again for name.duplicate (sync_private.name_neighbours); only names the statement wrote or left take their turn (sync_private.lock_names), so an UPDATE that changes no name (a cost, a description) holds back no merge of a name.';
 
 create trigger _950_check_insert
     after insert on public.fragrances
@@ -868,3 +874,8 @@ create trigger _950_check_delete
     for each statement execute function sync_private.check_written_rows();
 comment on trigger _950_check_delete on public.fragrances is
     'Fragrance sync: closes the findings of deleted rows, and judges again the names they shared (sync.finding).';
+create trigger _950_check_truncate
+    after truncate on public.fragrances
+    for each statement execute function sync_private.check_written_rows();
+comment on trigger _950_check_truncate on public.fragrances is
+    'Fragrance sync: closes every open finding once a TRUNCATE has removed the rows (sync.finding).';

@@ -258,3 +258,17 @@ def test_a_truncate_closes_the_findings_of_the_rows_it_removes(db: psycopg.Conne
     ).fetchall()
     db.execute("truncate public.fragrances")
     assert db.execute("select count(*) from sync.open_finding").fetchone() == (0,)
+
+
+def test_a_truncate_that_cascades_to_a_table_of_the_library_still_runs(
+    db: psycopg.Connection,
+) -> None:
+    """The library's own table that references the catalog is truncated with it, as asked."""
+    db.execute(
+        "create table public.favourite ("
+        " fragrance_id integer not null references public.fragrances (fragrance_id))"
+    )
+    db.execute("insert into public.favourite values (30)")
+    db.execute("truncate public.fragrances cascade")
+    assert db.execute("select count(*) from public.favourite").fetchone() == (0,)
+    assert _history(db, 30)[-1][0] == "delete"
