@@ -9,11 +9,12 @@
 
 -- sync_private.record_deletes
 -- Records rows of public.fragrances that went by hand: their history rows, their clock at the position.
-create function sync_private.record_deletes(p_rows jsonb, p_position bigint) returns void
+create function sync_private.record_deletes(p_rows public.fragrances[], p_position bigint) returns void
     language plpgsql
 as $$
 begin
-    -- p_rows: the rows as a JSON array. The clock stays, every field at
+    -- An array of rows, not a JSON array: jsonb holds at most 256 MB, which
+    -- a TRUNCATE of a catalog of a million fragrances comes near. The clock stays, every field at
     -- this position: a complete delta received before the delete, still
     -- pending or retried later, must not create the row again
     -- (sync_private.create_missing); one received after it may. A CMS
@@ -21,18 +22,17 @@ begin
     -- missing row newer by this clock, or by the history row when no
     -- delivery came between the two.
     insert into sync.fragrance_history (fragrance_id, operation, old_values, new_values, inbox_position)
-    select (r ->> 'fragrance_id')::integer, 'delete', r, null, p_position
-    from jsonb_array_elements(p_rows) as r
-    order by (r ->> 'fragrance_id')::integer;
+    select r.fragrance_id, 'delete', to_jsonb(r), null, p_position
+    from unnest(p_rows) as r
+    order by r.fragrance_id;
     insert into sync.field_version as fv (fragrance_id, versions)
-    select (r ->> 'fragrance_id')::integer,
-           (select jsonb_object_agg(f, p_position) from unnest(sync_private.fields()) as f)
-    from jsonb_array_elements(p_rows) as r
+    select r.fragrance_id, (select jsonb_object_agg(f, p_position) from unnest(sync_private.fields()) as f)
+    from unnest(p_rows) as r
     on conflict (fragrance_id) do update set versions = excluded.versions;
 end;
 $$;
-comment on function sync_private.record_deletes(jsonb, bigint) is
-    'Records rows of public.fragrances removed by hand (a DELETE, a TRUNCATE), given as a JSON array: one delete row each in sync.fragrance_history with the position p_position, and sync.field_version at that position for every field, so nothing received before it creates the row again.';
+comment on function sync_private.record_deletes(public.fragrances[], bigint) is
+    'Records rows of public.fragrances removed by hand (a DELETE, a TRUNCATE): one delete row each in sync.fragrance_history with the position p_position, and sync.field_version at that position for every field, so nothing received before it creates the row again.';
 
 -- sync_private.record_change
 -- Trigger: records a statement's changes to public.fragrances that the merge did not make.
@@ -65,7 +65,7 @@ begin
         using new_rows as n
         where v.fragrance_id = n.fragrance_id;
     elsif tg_op = 'DELETE' then
-        perform sync_private.record_deletes((select jsonb_agg(to_jsonb(o)) from old_rows as o), v_position);
+        perform sync_private.record_deletes(array(select row(o.*)::public.fragrances from old_rows as o), v_position);
     else
         with change as (
             select n.fragrance_id, c.old_values, c.new_values
@@ -159,7 +159,7 @@ begin
     -- library that references the catalog. The findings close after it
     -- (sync_private.check_written_rows).
     perform sync_private.record_deletes(
-        (select jsonb_agg(to_jsonb(f)) from public.fragrances as f),
+        array(select f from public.fragrances as f),
         coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0));
     return null;
 end;
