@@ -69,6 +69,24 @@ $$;
 comment on function sync_private.show(jsonb) is
     'A JSON value as text for messages, cut to 40 characters.';
 
+-- sync_private.show_argument
+-- A DBA's text argument for an error message: quoted as SQL, cut to 100 characters.
+create function sync_private.show_argument(p_text text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- A verb that names what it did not find echoes it: a 100 KB argument
+    -- came back whole in the error, and in the server's log (hostile
+    -- review). Quoted so a DBA can copy it into a query; null as null.
+    select case when p_text is null then 'null'
+                when char_length(p_text) > 100
+                    then quote_literal(left(p_text, 100)) || format(' (the first 100 of %s characters)', char_length(p_text))
+                else quote_literal(p_text) end;
+$$;
+comment on function sync_private.show_argument(text) is
+    'A text argument as an error message shows it: quoted as SQL, the first 100 characters of a longer one with its length, null as null.';
+
 -- sync_private.is_blank
 -- True when a text shows nothing: only whitespace, control, invisible or combining characters.
 create function sync_private.is_blank(p_text text) returns boolean

@@ -190,7 +190,7 @@ begin
                         where i.status = 'rejected'
                           and i.reasons @> jsonb_build_array(jsonb_build_object('code', p_code)))
     then
-        raise exception 'no rule and no quarantined delivery has the reason code %', quote_literal(p_code)
+        raise exception 'no rule and no quarantined delivery has the reason code %', sync_private.show_argument(p_code)
             using errcode = 'FS006',
                   hint = 'The codes in quarantine: SELECT code, count(*) FROM sync.quarantine, unnest(codes) AS code GROUP BY code; every rule: SELECT code FROM sync.rule;';
     end if;

@@ -123,7 +123,7 @@ declare
     v_state text;
 begin
     if not exists (select from sync.job as j where j.name = p_name) then
-        raise exception 'there is no job %', coalesce(quote_literal(p_name), 'null')
+        raise exception 'there is no job %', sync_private.show_argument(p_name)
             using errcode = 'FS080', hint = 'The jobs: SELECT * FROM sync.schedule();';
     end if;
     perform sync_private.end_interrupted_runs();

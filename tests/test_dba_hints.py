@@ -356,3 +356,22 @@ def test_health_at_the_first_moment_a_delivery_can_have_is_judged(dba: psycopg.C
     """1970 is where FS020 lets receipts start, so health from then on is a question, not a typo."""
     verdict = dba.execute("select verdict from sync.health_at('1970-01-01 00:00:00+00')").fetchone()
     assert verdict is not None and verdict[0] in ("ok", "warn", "critical")
+
+
+@pytest.mark.parametrize(
+    ("call", "sqlstate"),
+    [
+        ("select * from sync.retry_all(%s, 10)", "FS006"),
+        ("select * from sync.run_job(%s)", "FS080"),
+    ],
+)
+def test_a_verb_that_finds_no_such_name_echoes_at_most_100_characters_of_it(
+    dba: psycopg.Connection, call: str, sqlstate: str
+) -> None:
+    """A 100 KB argument came back whole in the error and in the server's log."""
+    with pytest.raises(psycopg.Error) as caught:
+        dba.execute(call, ["x" * 102_400])
+    assert caught.value.sqlstate == sqlstate, caught.value
+    message = caught.value.diag.message_primary or ""
+    assert f"'{'x' * 100}' (the first 100 of 102400 characters)" in message
+    assert len(message) < 300, len(message)
