@@ -158,9 +158,7 @@ begin
     -- here: a DELETE made TRUNCATE ... CASCADE fail on a table of the
     -- library that references the catalog. The findings close after it
     -- (sync_private.check_written_rows).
-    perform sync_private.record_deletes(
-        array(select f from public.fragrances as f),
-        coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0));
+    perform sync_private.record_deletes(array(select f from public.fragrances as f), sync.inbox_position());
     return null;
 end;
 $$;
