@@ -50,7 +50,7 @@ begin
 
     -- A hand edit counts as received now: deliveries already in the inbox are
     -- older and must not undo it, later ones may.
-    v_position := coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0);
+    v_position := sync.inbox_position();
     if tg_op = 'INSERT' then
         -- A row inserted by hand is a baseline: no delivery is older than it
         -- on purpose, so a quarantined change can still be retried onto it

@@ -497,7 +497,7 @@ create function sync_private.check_snapshot_dating() returns trigger
     set search_path = pg_catalog, pg_temp
 as $$
 declare
-    v_last bigint := coalesce(pg_sequence_last_value('sync.inbox_id_seq'::regclass), 0);
+    v_last bigint := sync.inbox_position();
     v_detail text;
 begin
     -- A CSV load is dated by an UPDATE after it (docs/drift-and-undo.md), and
