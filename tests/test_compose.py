@@ -19,7 +19,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import pytest
 import yaml
@@ -51,6 +51,24 @@ COPIED = {
 
 #: Variables that libpq itself reads, for every connection a program makes.
 LIBPQ_VARIABLES = {"PGPASSWORD", "PGOPTIONS"}
+
+#: Variables set for the real image that takes a stand-in's place under the same service
+#: name: the seed's CMS reads its database's host and port (user, password and database
+#: are built into it); the real smart library builds its URL from five variables.
+REAL_IMAGE_VARIABLES = {
+    "cms_simulator": {"POSTGRES_HOST", "POSTGRES_PORT"},
+    "smart_library": {
+        "FRAGRANCEDB_USERNAME",
+        "FRAGRANCEDB_PASSWORD",
+        "FRAGRANCEDB_HOST",
+        "FRAGRANCEDB_PORT",
+        "FRAGRANCEDB_NAME",
+    },
+}
+
+#: The login the seed's CMS has built in: swapped in for the simulator, it logs in with
+#: nothing else, so the CMS database must be created with it.
+SEED_CMS_LOGIN = ("cms_user", "cms_user_password", "cms_database")
 
 
 def _environment(service: str) -> dict[str, str]:
@@ -90,7 +108,7 @@ def test_host_ports_follow_the_contract(service: str, port: str) -> None:
 @pytest.mark.parametrize(
     ("service", "user", "password", "database"),
     [
-        ("cms_database", "cms_user", "cms_password", "cms_database"),
+        ("cms_database", *SEED_CMS_LOGIN),
         ("fragrance_database", "scentmate_user", "scentmate_password", "fragrancedb"),
     ],
 )
@@ -192,7 +210,8 @@ def test_every_build_uses_an_existing_dockerfile_whose_copies_exist() -> None:
 @pytest.mark.parametrize("service", sorted(READERS))
 def test_every_variable_a_service_sets_is_read_by_its_code(service: str) -> None:
     source = "\n".join(p.read_text() for p in READERS[service].rglob("*.py"))
-    for variable in set(_environment(service)) - LIBPQ_VARIABLES:
+    real_image = REAL_IMAGE_VARIABLES.get(service, set())
+    for variable in set(_environment(service)) - LIBPQ_VARIABLES - real_image:
         assert f'"{variable}"' in source, f"{service} sets {variable}, which nothing reads"
 
 
@@ -565,3 +584,69 @@ def test_docker_stop_waits_for_the_hooks_own_graceful_stop(resolved: dict[str, A
     in_flight = hook_options(SyncSettings.from_env(env))["timeout_graceful_shutdown"]
     grace = _seconds(resolved["fragrance_sync"].get("stop_grace_period", "10s"))
     assert grace > in_flight + CLOSE_WAIT, (grace, in_flight)
+
+
+def test_the_seeds_cms_swapped_in_for_the_simulator_reaches_and_logs_in_to_its_database(
+    resolved: dict[str, Any],
+) -> None:
+    """The seed's CMS reads only POSTGRES_HOST and POSTGRES_PORT; its login is built in.
+
+    Without them it looked for host "None:None"; with the CMS database created
+    with another password it could not log in. Either way it crashed at start
+    and no change ever reached the sync, while the simulator, configured by
+    its own URL, worked.
+    """
+    env = _resolved_environment(resolved, "cms_simulator")
+    assert env["POSTGRES_HOST"] in resolved and env["POSTGRES_HOST"] == "cms_database"
+    assert env["POSTGRES_PORT"] == "5432"
+    database = _resolved_environment(resolved, "cms_database")
+    assert (
+        database["POSTGRES_USER"],
+        database["POSTGRES_PASSWORD"],
+        database["POSTGRES_DB"],
+    ) == SEED_CMS_LOGIN
+    # The simulator logs in to the same database, as the same user, with the same password.
+    simulator = conninfo_to_dict(libpq_url(env["CMS_DATABASE_URL"]))
+    assert (simulator["host"], simulator["port"]) == (env["POSTGRES_HOST"], env["POSTGRES_PORT"])
+    assert (simulator["user"], env["PGPASSWORD"], simulator["dbname"]) == SEED_CMS_LOGIN
+
+
+def _real_smart_library_login(env: dict[str, str]) -> dict[str, str]:
+    """Where the real smart library connects: the URL it builds from its five variables.
+
+    It %-escapes the user and the password (so any character survives) and
+    joins host, port and database name as given.
+    """
+    url = "postgresql://{}:{}@{}:{}/{}".format(
+        quote_plus(env.get("FRAGRANCEDB_USERNAME", "")),
+        quote_plus(env.get("FRAGRANCEDB_PASSWORD", "")),
+        env.get("FRAGRANCEDB_HOST", ""),
+        env.get("FRAGRANCEDB_PORT", ""),
+        env.get("FRAGRANCEDB_NAME", ""),
+    )
+    return conninfo_to_dict(url)
+
+
+@pytest.mark.parametrize("password", [None, "p@ss/w:rd%41+="])
+def test_the_real_smart_library_swapped_in_reads_through_the_stand_ins_login(
+    password: str | None,
+) -> None:
+    """The real service reads FRAGRANCEDB_* only: without them it connected nowhere.
+
+    Swapped in under the service ``smart_library``, as this file says to, it
+    answered every read with an error while the stand-in (DATABASE_URL)
+    worked. It gets the stand-in's read-only login, password included.
+    """
+    done = _compose_config(**({} if password is None else {"SMART_LIBRARY_DB_PASSWORD": password}))
+    assert done.returncode == 0, done.stderr
+    env = _resolved_environment(yaml.safe_load(done.stdout)["services"], "smart_library")
+    real = _real_smart_library_login(env)
+    stand_in = conninfo_to_dict(libpq_url(env["DATABASE_URL"]))
+    assert (real["user"], real["host"], real["port"], real["dbname"]) == (
+        stand_in["user"],
+        stand_in["host"],
+        stand_in.get("port", "5432"),
+        stand_in["dbname"],
+    )
+    assert real["user"] == "smart_library_login"
+    assert real["password"] == env["PGPASSWORD"] == (password or "smart_library_password")
