@@ -9,7 +9,8 @@ the tests see the catalog exactly as the application does:
   ``text/html; charset=utf-8``).
 - ``GET /fragrances``: ``{"data": [<row>, ...]}``, every row (ordered by
   ``fragrance_id``, which the real one does not promise).
-- ``GET /fragrance/<id>``: one ``<row>``, or ``null`` when there is none.
+- ``GET /fragrance/<id>``: one ``<row>``, or ``null`` when there is none
+  (``{}`` for an id the database cannot read as an integer).
 - ``POST /curation``: the text ``my curation!``.
 
 A ``<row>`` is ``{"fragrance_id", "name", "description", "cost",
@@ -44,7 +45,8 @@ log = logging.getLogger("smart_library")
 
 COLUMNS = "fragrance_id, name, description, cost, forbidden"
 EVERY_ROW = f"select {COLUMNS} from public.fragrances order by fragrance_id"
-ONE_ROW = f"select {COLUMNS} from public.fragrances where fragrance_id = %s"
+#: The id as the path gave it, read by PostgreSQL as the real service's query has it read.
+ONE_ROW = f"select {COLUMNS} from public.fragrances where fragrance_id = %s::integer"
 
 Row = dict[str, Any]
 
@@ -152,10 +154,19 @@ def create_app(settings: Settings) -> FastAPI:
         """Every fragrance, as ``{"data": [<row>, ...]}``."""
         return JSONResponse({"data": await rows(request, EVERY_ROW, [])})
 
-    @app.get("/fragrance/{fragrance_id:int}")
-    async def fragrance(request: Request, fragrance_id: int) -> JSONResponse:
-        """One fragrance, or ``null`` when there is none."""
-        found = await rows(request, ONE_ROW, [fragrance_id])
+    @app.get("/fragrance/{fragrance_id}")
+    async def fragrance(request: Request, fragrance_id: str) -> JSONResponse:
+        """One fragrance, ``null`` when there is none, ``{}`` for an id that is no integer.
+
+        The real route takes any text and lets the database read it as the
+        integer column's value (``-1``, ``007``, ``+7``); where the database
+        cannot (``abc``, ``1.5``, past 2^31 - 1), the real service swallows the
+        error and answers the empty object it started from.
+        """
+        try:
+            found = await rows(request, ONE_ROW, [fragrance_id])
+        except psycopg.DataError:
+            return JSONResponse({})
         return JSONResponse(found[0] if found else None)
 
     @app.post("/curation", response_class=HTMLResponse)

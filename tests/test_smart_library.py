@@ -99,13 +99,38 @@ def test_one_fragrance_is_served_as_a_row(library: Service, owner: psycopg.Conne
     assert (answer.json()["fragrance_id"], answer.json()["name"]) == (7, name)
 
 
-@pytest.mark.parametrize("fragrance_id", [5000, 123456, 99999999999])
-def test_a_fragrance_that_does_not_exist_is_null(library: Service, fragrance_id: int) -> None:
+@pytest.mark.parametrize("fragrance_id", ["5000", "123456", "-1", "0005000"])
+def test_a_fragrance_that_does_not_exist_is_null(library: Service, fragrance_id: str) -> None:
+    """The real route takes any text as the id: -1 is asked for, and found nowhere."""
     answer = httpx.get(f"{library.url}/fragrance/{fragrance_id}")
     assert (answer.status_code, answer.text) == (200, "null")
 
 
-@pytest.mark.parametrize("path", ["/fragrance/abc", "/fragrance/-1", "/fragrance/", "/docs"])
+@pytest.mark.parametrize("fragrance_id", ["007", "+7"])
+def test_an_id_the_database_reads_as_a_number_finds_its_fragrance(
+    library: Service, fragrance_id: str
+) -> None:
+    """The database, not the route, reads the id: as PostgreSQL reads an integer."""
+    answer = httpx.get(f"{library.url}/fragrance/{fragrance_id}")
+    assert answer.status_code == 200
+    assert answer.json() == httpx.get(f"{library.url}/fragrance/7").json()
+
+
+@pytest.mark.parametrize("fragrance_id", ["abc", "1.5", "99999999999", "%00", "7%20x"])
+def test_an_id_the_database_cannot_read_as_an_integer_is_an_empty_object(
+    library: Service, fragrance_id: str
+) -> None:
+    """The real service swallows the database's error and answers what it started from: {}.
+
+    The stand-in answered 404 to ``/fragrance/abc`` and ``/fragrance/-1``, and
+    null to an id past the integer column, which the real service never does.
+    """
+    answer = httpx.get(f"{library.url}/fragrance/{fragrance_id}")
+    assert (answer.status_code, answer.json()) == (200, {})
+    assert httpx.get(f"{library.url}/fragrance/7").status_code == 200  # nothing left broken
+
+
+@pytest.mark.parametrize("path", ["/fragrance/", "/fragrance/7/x", "/fragrances/7", "/docs"])
 def test_paths_the_real_service_does_not_route_are_not_found(library: Service, path: str) -> None:
     assert httpx.get(library.url + path).status_code == 404
 
