@@ -254,3 +254,44 @@ def test_after_a_drift_repair_the_application_sees_the_cms_catalog_row_for_row(
         repaired = conn.execute("select status from sync.repair()").fetchall()
     assert repaired and set(repaired) == {("applied",)}
     assert world_to_repair.served() == cms
+
+
+def test_rows_the_sync_created_refused_and_reverted_keep_the_contracts_types(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    """What the application reads after each kind of write keeps the row's shape and types.
+
+    A fragrance the sync created (a fractional cost), a change refused on it
+    (a cost as a string), a change applied (an exponent cost) and its revert:
+    each answer is the five fields, the id an int, cost an int, forbidden a bool.
+    """
+    library = start_smart_library(server.url(dbname, user="smart_library_login"), tmp_path)
+    try:
+        hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, NOTIFY_TOKEN=TOKEN)
+        created = {"fragrance_id": 5000, "name": "New", "description": "D  ", "cost": 12.5}
+        sent = [
+            {**created, "forbidden": False},
+            {"fragrance_id": 5000, "cost": "13", "forbidden": True},
+            {"fragrance_id": 5000, "cost": 1e2, "forbidden": True},
+        ]
+        try:
+            url = f"{hook.url}/notifications/{TOKEN}"
+            ids = [httpx.post(url, json=body).json()["inbox_id"] for body in sent]
+        finally:
+            stop_service(hook)  # a graceful stop applies what it stored first
+        with psycopg.connect(server.url(dbname), autocommit=True) as dba:
+            statuses = dba.execute(
+                "select status from sync.inbox where id = any(%s) order by id", [ids]
+            ).fetchall()
+            assert statuses == [("applied",), ("rejected",), ("applied",)]
+            after_change = httpx.get(f"{library.url}/fragrance/5000").json()
+            dba.execute("select * from sync.revert(%s)", [ids[2]])
+        after_revert = httpx.get(f"{library.url}/fragrance/5000").json()
+        every = httpx.get(f"{library.url}/fragrances", timeout=30).json()["data"]
+    finally:
+        stop_service(library)
+    assert after_change == {**created, "cost": 100, "forbidden": True}
+    assert after_revert == {**created, "cost": 12, "forbidden": False} == every[-1]
+    for row in (after_change, after_revert):
+        assert list(row) == ["fragrance_id", "name", "description", "cost", "forbidden"]
+        assert [type(row[k]) for k in ("fragrance_id", "cost", "forbidden")] == [int, int, bool]
