@@ -9,6 +9,27 @@
 -- any purge. What grows for good (the history, the rules' versions) and how
 -- fast: docs/operations.md, "What grows".
 
+-- sync_private.lost_to_a_kept_delivery
+-- Whether a delivery left a field as stale to a later-received one that was merged before it and is still in the inbox.
+create function sync_private.lost_to_a_kept_delivery(p_delivery sync.inbox) returns boolean
+    language sql
+    stable
+as $$
+    -- Only a delivery merged after a later one could be stale to it, so
+    -- only those (processed no later) are looked for, by inbox_fragrance_idx;
+    -- a delivery with no stale field costs nothing. Inlined into the purge's
+    -- delete (no SET), so it is not called once per row.
+    select p_delivery.stale_fields <> '{}'
+       and exists (select from sync.inbox as l
+                   where l.fragrance_id = p_delivery.fragrance_id
+                     and l.id > p_delivery.id
+                     and l.status = 'applied'
+                     and l.applied_fields && p_delivery.stale_fields
+                     and l.processed_at <= p_delivery.processed_at);
+$$;
+comment on function sync_private.lost_to_a_kept_delivery(sync.inbox) is
+    'Whether the delivery left a field as stale (stale_fields) that a delivery of the same fragrance received after it, merged before it and still in the inbox applied: sync.revert of that one reads it (the value before that change, by receipt order, is the stale one''s), so sync.purge_applied keeps it until that one is purged.';
+
 -- sync.purge_applied
 -- Deletes applied and ignored deliveries received and processed before now() - p_older_than; returns how many.
 create function sync.purge_applied(
@@ -61,21 +82,32 @@ begin
     -- applied it. Purged at once, its key would be gone, and a drain replayed
     -- after a crash would store it again, as a new and newer delivery over
     -- what came since (hostile review). processed_at keeps it p_older_than.
+    --
+    -- And a delivery merged after a later-received one that set the same
+    -- field (stale on it) stays as long as that one does: sync.revert of
+    -- the later one reads it to know that the value before the change, by
+    -- receipt order, is the stale one's, never written. Purged oldest first
+    -- (a chunk of sync.purge_inbox, a p_limit here), it went first, and a
+    -- revert in between put back the value from before both (hostile
+    -- review). Only the deliveries it lost to are waited for: merged before
+    -- it, they are as old by both clocks, so it goes at the next purge.
     if p_limit is null then
-        delete from sync.inbox
-        where received_at < v_cutoff
-          and coalesce(processed_at, received_at) < v_cutoff
-          and status in ('applied', 'ignored');
+        delete from sync.inbox as i
+        where i.received_at < v_cutoff
+          and coalesce(i.processed_at, i.received_at) < v_cutoff
+          and i.status in ('applied', 'ignored')
+          and not sync_private.lost_to_a_kept_delivery(i);
     else
         -- Oldest first, so a big backlog can go in short transactions:
         -- call again until it returns 0.
         delete from sync.inbox
         where id = any (array(
-            select id from sync.inbox
-            where received_at < v_cutoff
-              and coalesce(processed_at, received_at) < v_cutoff
-              and status in ('applied', 'ignored')
-            order by received_at
+            select c.id from sync.inbox as c
+            where c.received_at < v_cutoff
+              and coalesce(c.processed_at, c.received_at) < v_cutoff
+              and c.status in ('applied', 'ignored')
+              and not sync_private.lost_to_a_kept_delivery(c)
+            order by c.received_at
             limit p_limit));
     end if;
     get diagnostics v_count = row_count;

@@ -407,3 +407,32 @@ def test_a_field_a_later_pending_delivery_the_rules_refuse_carries_is_left_alone
         "applied",
     )
     assert fragrance(db, 7)["cost"] == 30  # type: ignore[index]
+
+
+def test_a_purge_takes_a_change_before_the_earlier_delivery_that_lost_to_it_as_stale(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """Received A then B, merged B then A: purged oldest first, A went and B stayed.
+
+    The revert of B then no longer saw A and put back the name from before
+    both, not A's, the CMS's value before B (the chunk committed, and a purge
+    stopped there left it so until the next night).
+    """
+    before = fragrance(db, 42)
+    earlier = store(db, {"fragrance_id": 42, "name": "From A"})
+    change = store(db, {"fragrance_id": 42, "name": "From B", "cost": 77})
+    with psycopg.connect(server.url(dbname)) as other_merger:
+        other_merger.execute(
+            "select from sync.inbox where id = %s for update", [earlier["inbox_id"]]
+        )
+        db.execute("select sync.apply_pending()")  # skips A, which another merger holds
+    db.execute("select sync.apply_pending()")
+    assert inbox_row(db, earlier["inbox_id"])["stale_fields"] == ["name"]
+    purge_one = "select sync.purge_applied('0 seconds', p_force => true, p_limit => 1)"
+    assert db.execute(purge_one).fetchone() == (1,)
+    with raises_sqlstate("FS001"):
+        _revert(db, change["inbox_id"])  # B went first: nothing can revert it any more
+    assert inbox_row(db, earlier["inbox_id"])["status"] == "ignored"
+    assert fragrance(db, 42)["name"] == "From B" != before["name"]
+    assert db.execute(purge_one).fetchone() == (1,)  # then A, with nothing left to need it
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
