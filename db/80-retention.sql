@@ -15,20 +15,21 @@ create function sync_private.lost_to_a_kept_delivery(p_delivery sync.inbox) retu
     language sql
     stable
 as $$
-    -- Only a delivery merged after a later one could be stale to it, so
-    -- only those (processed no later) are looked for, by inbox_fragrance_idx;
-    -- a delivery with no stale field costs nothing. Inlined into the purge's
-    -- delete (no SET), so it is not called once per row.
+    -- It was stale to one merged before it, so received before it was
+    -- merged: only those are looked for (by inbox_fragrance_idx), not every
+    -- later change of the fragrance, which would keep it for good on a
+    -- fragrance the CMS keeps editing. A delivery with no stale field costs
+    -- nothing. Inlined into the purge's delete (no SET), not called per row.
     select p_delivery.stale_fields <> '{}'
        and exists (select from sync.inbox as l
                    where l.fragrance_id = p_delivery.fragrance_id
                      and l.id > p_delivery.id
                      and l.status = 'applied'
                      and l.applied_fields && p_delivery.stale_fields
-                     and l.processed_at <= p_delivery.processed_at);
+                     and l.received_at <= p_delivery.processed_at);
 $$;
 comment on function sync_private.lost_to_a_kept_delivery(sync.inbox) is
-    'Whether the delivery left a field as stale (stale_fields) that a delivery of the same fragrance received after it, merged before it and still in the inbox applied: sync.revert of that one reads it (the value before that change, by receipt order, is the stale one''s), so sync.purge_applied keeps it until that one is purged.';
+    'Whether the delivery left a field as stale (stale_fields) that a delivery of the same fragrance, received after it but before it was merged, applied and is still in the inbox: sync.revert of that one reads it (the value before that change, by receipt order, is the stale one''s), so sync.purge_applied keeps it until that one is purged.';
 
 -- sync.purge_applied
 -- Deletes applied and ignored deliveries received and processed before now() - p_older_than; returns how many.
@@ -89,8 +90,9 @@ begin
     -- receipt order, is the stale one's, never written. Purged oldest first
     -- (a chunk of sync.purge_inbox, a p_limit here), it went first, and a
     -- revert in between put back the value from before both (hostile
-    -- review). Only the deliveries it lost to are waited for: merged before
-    -- it, they are as old by both clocks, so it goes at the next purge.
+    -- review). Only those received before it was merged are waited for
+    -- (sync_private.lost_to_a_kept_delivery): as old by both clocks, they go
+    -- in the same purge, and it at the next.
     if p_limit is null then
         delete from sync.inbox as i
         where i.received_at < v_cutoff

@@ -95,6 +95,48 @@ def test_purge_keeps_the_history_of_what_the_purged_deliveries_changed(
     assert db.execute("select * from sync.fragrance_history order by id").fetchall() == history
 
 
+def _merged(
+    db: psycopg.Connection, status: str, received: str, processed: str, **fields: Any
+) -> int:
+    """A delivery of fragrance 42 received and merged that long ago (as the owner)."""
+    row = db.execute(
+        "insert into sync.inbox (received_at, processed_at, body, fragrance_id, status,"
+        " applied_fields, stale_fields) values (now() - %s::interval, now() - %s::interval,"
+        " %s, 42, %s, %s, %s) returning id",
+        [
+            received,
+            processed,
+            body({"fragrance_id": 42, "name": "x"}),
+            status,
+            fields.get("applied", []),
+            fields.get("stale", []),
+        ],
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+@pytest.mark.parametrize("limit", [None, 10], ids=["all", "a batch"])
+def test_a_delivery_lost_as_stale_goes_at_the_purge_after_the_one_it_lost_to(
+    db: psycopg.Connection, limit: int | None
+) -> None:
+    """The revert of the one it lost to reads it: the value before that change by receipt order.
+
+    A change received after it was merged holds it back no longer, or a
+    fragrance the CMS keeps editing would keep it for good.
+    """
+    lost = _merged(db, "ignored", "40 days", "35 days", stale=["name"])
+    won = _merged(db, "applied", "39 days", "38 days", applied=["name"])
+    recent = _merged(db, "applied", "2 days", "2 days", applied=["name"])
+    purge = "select sync.purge_applied('30 days', p_limit => %s)"
+    assert db.execute(purge, [limit]).fetchone() == (1,)
+    kept = "select array_agg(id order by id) from sync.inbox"
+    assert db.execute(kept).fetchone() == ([lost, recent],)
+    assert db.execute(purge, [limit]).fetchone() == (1,)
+    assert db.execute(kept).fetchone() == ([recent],)
+    assert won not in (lost, recent)
+
+
 @pytest.mark.parametrize(
     "call",
     [
