@@ -117,7 +117,7 @@ begin
 end;
 $$;
 comment on function sync.purge_applied(interval, boolean, integer) is
-    'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, and all of sync.fragrance_history. Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
+    'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, one left as stale while the delivery it lost to stays (sync_private.lost_to_a_kept_delivery: a revert of that one reads it), and all of sync.fragrance_history. Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
 
 -- sync_private.purge_closed_findings
 -- Deletes findings closed before now() - p_older_than, at most p_limit of them (null: all); returns how many.
