@@ -300,6 +300,21 @@ begin
       and sync_private.job_run_alive(r.backend_pid, r.session_lock)
     order by r.id
     limit 1;
+    -- A run whose CALL was cancelled between two steps holds its lock while
+    -- its session stays (a psql left open), outside any transaction: it is
+    -- over, and sync.schedule() says interrupted. Told "already running,
+    -- let it end", a DBA waited for a run that never would, and every purge,
+    -- the nightly one too, was refused meanwhile (hostile review). Still
+    -- refused, since only the lock is sure (a step's COMMIT is outside a
+    -- transaction for some microseconds), but saying whose session to end.
+    if found and sync_private.job_run_status(v_run.status, v_run.backend_pid, v_run.session_lock) = 'interrupted' then
+        raise exception 'the purge''s run % was interrupted (cancelled between two of its steps), and its session, backend %, still holds it',
+                        v_run.id, v_run.backend_pid
+            using errcode = 'FS086',
+                  detail = 'That session is open but runs no purge; until it ends, no purge can start. This one purged nothing and left no run.',
+                  hint = format('End that session: close the psql that ran it, or SELECT pg_terminate_backend(%s); '
+                      'then CALL sync.purge_inbox(); goes on where it stopped.', v_run.backend_pid);
+    end if;
     if found then
         raise exception 'the purge is already running: run % since %, by backend %',
                         v_run.id, v_run.started_at, v_run.backend_pid
@@ -311,7 +326,7 @@ begin
 end;
 $$;
 comment on function sync_private.refuse_a_second_purge() is
-    'Locks the purge_inbox row of sync.job until the end of the transaction and raises FS084 when a run of sync.purge_inbox is going (running, its backend holding its session lock): the start of each purge (sync.purge_inbox_step, sync.run_job(''purge_inbox'')) calls it, so two purges never run at once.';
+    'Locks the purge_inbox row of sync.job until the end of the transaction and raises FS084 when a run of sync.purge_inbox is going (running, its backend holding its session lock), FS086 when that backend holds it outside any transaction (its CALL was cancelled between two steps and its session stays: the hint names it): the start of each purge (sync.purge_inbox_step, sync.run_job(''purge_inbox'')) calls it, so two purges never run at once.';
 
 -- sync.purge_inbox_step
 -- One transaction of sync.purge_inbox: starts its run (p_run_id null), or purges one chunk and records it in the run.

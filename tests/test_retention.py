@@ -599,6 +599,45 @@ def test_a_purge_cancelled_between_two_steps_reads_interrupted_while_its_session
     assert purge_runs(db) == [("interrupted", "0"), ("ok", "25")]
 
 
+def test_a_purge_behind_one_cancelled_between_steps_says_whose_session_holds_it(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Refused as `already running` (FS084), with a hint to let that run end.
+
+    That run had ended: its CALL was cancelled, its psql left open. Every
+    purge, the nightly one too, was refused while the DBA waited for it.
+    """
+    db.execute("update sync.settings set apply_on_receipt = false")
+    for _ in range(25):
+        old_delivery(db, "applied", "400 days")
+    db.execute("""
+        create function public.wait_at_commit() returns trigger language plpgsql as $$
+        begin perform pg_advisory_xact_lock(4242); return null; end $$;
+        create constraint trigger _010_wait_at_commit after update on sync.job_run
+            deferrable initially deferred for each row execute function public.wait_at_commit();
+    """)
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as holder,
+        psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as purger,
+    ):
+        holder.execute("select pg_advisory_lock(4242)")
+        thread, errors = a_purge_waiting(db, purger)
+        db.execute("select pg_cancel_backend(%s)", [purger.info.backend_pid])
+        thread.join()
+        assert [type(e) for e in errors] == [psycopg.errors.QueryCanceled]
+        holder.execute("select pg_advisory_unlock(4242)")
+        db.execute("drop trigger _010_wait_at_commit on sync.job_run")
+        second_errors = _call_purge(server.url(dbname, user="alice"))
+        assert [getattr(e, "sqlstate", None) for e in second_errors] == ["FS086"]
+        diag = second_errors[0].diag  # type: ignore[attr-defined]
+        assert "was interrupted" in (diag.message_primary or "")
+        pid = purger.info.backend_pid
+        assert f"pg_terminate_backend({pid})" in (diag.message_hint or "")
+        assert purge_runs(db) == [("running", "0")]
+    wait_for_backend_gone(db, pid)
+    assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
+
+
 def test_a_second_purge_while_one_runs_refuses_and_leaves_no_record_of_a_purge(
     server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
 ) -> None:
