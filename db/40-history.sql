@@ -221,6 +221,23 @@ begin
     end if;
     select * into v_delivery from sync.inbox where id = p_inbox_id;
     if not found then
+        -- Purged, its change is still in the history: "does not exist" sent
+        -- a DBA who had just read it there looking for a typo (hostile
+        -- review). A revert cannot go on from the history alone: the purge
+        -- took the deliveries received around it, which decide what the
+        -- value before it was by receipt order.
+        select * into v_history from sync.fragrance_history as h
+        where h.inbox_id = p_inbox_id order by h.id desc limit 1;
+        if found then
+            raise exception 'inbox row % was purged (sync.purge_applied); sync.fragrance_history still shows what it changed in fragrance %',
+                            p_inbox_id, v_history.fragrance_id
+                using errcode = 'FS001',
+                      detail = 'A revert reads the delivery and the ones received around it, which the purge removed.',
+                      hint = format('Set the values back by hand, if nothing changed them since: '
+                          'SELECT old_values, new_values FROM sync.fragrance_history WHERE inbox_id = %s; '
+                          'then UPDATE public.fragrances SET ... WHERE fragrance_id = %s;',
+                          p_inbox_id, v_history.fragrance_id);
+        end if;
         raise exception 'inbox row % does not exist', p_inbox_id
             using errcode = 'FS001', hint = 'Find applied deliveries with SELECT id, received_at, applied_fields FROM sync.inbox WHERE status = ''applied'' ORDER BY id DESC;';
     end if;

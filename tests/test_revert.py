@@ -436,3 +436,18 @@ def test_a_purge_takes_a_change_before_the_earlier_delivery_that_lost_to_it_as_s
     assert fragrance(db, 42)["name"] == "From B" != before["name"]
     assert db.execute(purge_one).fetchone() == (1,)  # then A, with nothing left to need it
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+def test_a_revert_of_a_purged_delivery_says_it_was_purged_and_how_to_undo_it_by_hand(
+    db: psycopg.Connection,
+) -> None:
+    """It said "inbox row 1 does not exist", while the history showed what row 1 changed."""
+    change = receive(db, {"fragrance_id": 7, "cost": 99})
+    assert db.execute("select sync.purge_applied('0', p_force => true)").fetchone() == (1,)
+    with pytest.raises(psycopg.Error) as refused:
+        _revert(db, change["inbox_id"])
+    assert refused.value.sqlstate == "FS001"
+    assert f"inbox row {change['inbox_id']} was purged" in str(refused.value)
+    hint = refused.value.diag.message_hint or ""
+    assert f"FROM sync.fragrance_history WHERE inbox_id = {change['inbox_id']}" in hint
+    assert "WHERE fragrance_id = 7;" in hint
