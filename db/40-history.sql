@@ -204,6 +204,7 @@ declare
     v_pending_before jsonb;
     v_quarantined jsonb;
     v_writer bigint;
+    v_writer_at timestamptz;
     v_earlier bigint;
     v_current jsonb;
     v_field text;
@@ -359,16 +360,30 @@ begin
         -- and stale to it was named instead of the edit's value (review). A
         -- hand insert has none: a baseline, older than every delivery.
         if v_later is null then
-            v_writer := coalesce((
-                select coalesce(h.inbox_id, h.inbox_position) from sync.fragrance_history as h
-                where h.fragrance_id = v_delivery.fragrance_id and h.id < v_history.id
-                  and h.new_values ? v_field
-                order by h.id desc
-                limit 1), 0);
+            --
+            -- A hand insert (a row deleted and inserted again, a fragrance_id
+            -- changed) is such a baseline, but what was merged before it is
+            -- no value the row had since: a delivery lost as stale before
+            -- the delete was named as the value before this change, and the
+            -- DBA told to set it by hand (hostile review). Only one merged
+            -- after the insert counts; it has no position, so its moment
+            -- (changed_at, the clock processed_at keeps too) tells.
+            v_writer := null;
+            v_writer_at := null;
+            select coalesce(h.inbox_id, h.inbox_position),
+                   case when h.operation = 'insert' and h.inbox_id is null then h.changed_at end
+            into v_writer, v_writer_at
+            from sync.fragrance_history as h
+            where h.fragrance_id = v_delivery.fragrance_id and h.id < v_history.id
+              and h.new_values ? v_field
+            order by h.id desc
+            limit 1;
+            v_writer := coalesce(v_writer, 0);
             select max(a.id) into v_earlier
             from sync.inbox as a
             where a.fragrance_id = v_delivery.fragrance_id and a.id < p_inbox_id and a.id > v_writer
-              and v_field = any (a.stale_fields);
+              and v_field = any (a.stale_fields)
+              and (v_writer_at is null or a.processed_at >= v_writer_at);
             if (v_pending_before ->> v_field)::bigint > greatest(v_writer, coalesce(v_earlier, 0)) then
                 v_later := format('delivery %s, received before this one, sets it too and is still pending,'
                     ' so it will be ignored as stale and the value before this change is that delivery''s,'

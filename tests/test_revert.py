@@ -451,3 +451,34 @@ def test_a_revert_of_a_purged_delivery_says_it_was_purged_and_how_to_undo_it_by_
     hint = refused.value.diag.message_hint or ""
     assert f"FROM sync.fragrance_history WHERE inbox_id = {change['inbox_id']}" in hint
     assert "WHERE fragrance_id = 7;" in hint
+
+
+def test_a_delivery_lost_as_stale_before_a_hand_delete_and_insert_does_not_hold_the_value_after(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """A and B, merged B then A; the row deleted and inserted by hand; then C.
+
+    The name before C is the one inserted by hand. The revert of C took the
+    hand insert for position 0 and named A, stale long before the row was
+    deleted, as the value before C: the DBA was told to set A's name by hand.
+    """
+    earlier = store(db, {"fragrance_id": 42, "name": "From A"})
+    store(db, {"fragrance_id": 42, "name": "From B"})
+    with psycopg.connect(server.url(dbname)) as other_merger:
+        other_merger.execute(
+            "select from sync.inbox where id = %s for update", [earlier["inbox_id"]]
+        )
+        db.execute("select sync.apply_pending()")  # skips A, which another merger holds
+    db.execute("select sync.apply_pending()")
+    assert inbox_row(db, earlier["inbox_id"])["stale_fields"] == ["name"]
+    row = fragrance(db, 42)
+    assert row is not None
+    db.execute("delete from public.fragrances where fragrance_id = 42")
+    db.execute(
+        "insert into public.fragrances values (42, 'By hand', %s, %s, %s)",
+        [row["description"], row["cost"], row["forbidden"]],
+    )
+    change = receive(db, {"fragrance_id": 42, "name": "From C"})
+    result = _revert(db, change["inbox_id"])
+    assert (result["restored"], result["left_alone"]) == ({"name": "By hand"}, {})
+    assert fragrance(db, 42)["name"] == "By hand"  # type: ignore[index]
