@@ -385,8 +385,10 @@ begin
     -- cron.job_run_details), a cron line lost with a host. The purge then
     -- stops and the inbox grows until the disk fills, with health ok. So the
     -- last run's age is judged too, against the longest gap its schedule
-    -- allows and a day more (a job that never ran is not judged: nothing
-    -- says since when it should have).
+    -- allows and a day more. A job that never ran is judged from when it
+    -- was enabled (sync.job.enabled_at): left unjudged, a deploy without
+    -- pg_cron and without the cron lines read ok for good, the purge, the
+    -- catalog check and the drift check never run (hostile review).
     --
     -- A run interrupted (cancelled, or its session gone) did not finish
     -- either: it once read running for good, and health said nothing
@@ -405,23 +407,28 @@ begin
                    coalesce(r.detail ->> 'error', 'no error kept'),
                    case r.job when 'purge_inbox' then 'CALL sync.purge_inbox();'
                               else format('SELECT * FROM sync.run_job(%L);', r.job) end)
+               when r.started_at is null then format(
+                   'the scheduled job %s has never run, and it was enabled %s ago with a schedule (%s) that runs it at least every %s: '
+                   'is pg_cron, or the cron line of docs/operations.md, running it? SELECT * FROM sync.schedule();',
+                   j.name, sync_private.say_interval(p_now - j.enabled_at), j.schedule,
+                   sync_private.say_interval(sync_private.longest_gap(j.schedule)))
                else format(
                    'the scheduled job %s last ran %s ago, and its schedule (%s) runs it at least every %s: '
                    'is pg_cron, or the cron line of docs/operations.md, still running it? SELECT * FROM sync.schedule();',
                    r.job, sync_private.say_interval(p_now - r.started_at), j.schedule,
                    sync_private.say_interval(sync_private.longest_gap(j.schedule)))
-               end order by r.job), '{}')
+               end order by j.name), '{}')
     into v_warnings
     from sync.job as j
-    cross join lateral (select x.job, x.started_at,
-                               sync_private.job_run_status(x.status, x.backend_pid, x.session_lock) as status,
-                               x.detail
-                        from sync.job_run as x
-                        where x.job = j.name and x.started_at <= v_upto
-                        order by x.id desc limit 1) as r
+    left join lateral (select x.job, x.started_at,
+                              sync_private.job_run_status(x.status, x.backend_pid, x.session_lock) as status,
+                              x.detail
+                       from sync.job_run as x
+                       where x.job = j.name and x.started_at <= v_upto
+                       order by x.id desc limit 1) as r on true
     where j.enabled
       and (r.status in ('failed', 'interrupted')
-           or r.started_at < p_now - sync_private.longest_gap(j.schedule) - interval '1 day');
+           or coalesce(r.started_at, j.enabled_at) < p_now - sync_private.longest_gap(j.schedule) - interval '1 day');
 
     if v_report.verdict = 'critical' then
         if cardinality(v_warnings) > 0 then

@@ -292,6 +292,31 @@ create trigger _900_reschedule
 comment on trigger _900_reschedule on sync.job is
     'Registers a changed schedule with pg_cron at once (when pg_cron is installed here).';
 
+-- sync_private.date_enabling
+-- Trigger: a job enabled again is dated, so sync.health judges it from then until it runs.
+create function sync_private.date_enabling() returns trigger
+    language plpgsql
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- A job that never ran has no run for sync.health to judge: it is
+    -- judged from when it was enabled, and one enabled long after the
+    -- install is not late before its schedule could run it.
+    if new.enabled and not old.enabled then
+        new.enabled_at := now();
+    end if;
+    return new;
+end;
+$$;
+comment on function sync_private.date_enabling() is
+    'Trigger function of sync.job''s _100_date_enabling: sets enabled_at to now when an UPDATE enables a disabled job.';
+
+create trigger _100_date_enabling
+    before update on sync.job
+    for each row execute function sync_private.date_enabling();
+comment on trigger _100_date_enabling on sync.job is
+    'Dates a job enabled again (sync.job.enabled_at): sync.health judges a job that never ran from that moment.';
+
 -- sync.schedule
 -- What runs without a person, where it is scheduled, and when each last ran.
 create function sync.schedule()

@@ -634,3 +634,31 @@ def test_a_failed_job_stops_warning_once_it_runs_again_or_is_disabled(
     tx.execute("select sync.run_job('check_drift')")
     tx.execute(then)
     assert _health(tx, datetime.now(UTC))["verdict"] == "ok"
+
+
+def test_an_enabled_job_that_never_ran_warns_once_its_schedule_is_overdue_a_day(
+    tx: psycopg.Connection,
+) -> None:
+    """No pg_cron and no cron line: nothing ever runs, so no run fails or grows late."""
+    _healthy_until_now(tx)
+    assert tx.execute("select count(*) from sync.job_run").fetchone() == (0,)
+    enabled_at = datetime.now(UTC)  # the jobs were enabled when the database was made
+    before = _health(tx, enabled_at + timedelta(hours=47))["reason"]
+    after = _health(tx, enabled_at + timedelta(hours=50))["reason"]
+    assert "has never run" not in before
+    assert (
+        "the scheduled job check_drift has never run, and it was enabled 2 d 2 h ago with a"
+        " schedule (27 4 * * *) that runs it at least every 1 d: is pg_cron, or the cron line"
+        " of docs/operations.md, running it? SELECT * FROM sync.schedule();"
+    ) in after
+    assert "the scheduled job purge_inbox has never run" in after
+    assert "the scheduled job check_catalog has never run" in after
+
+
+def test_a_job_enabled_again_is_judged_from_then_until_it_runs(tx: psycopg.Connection) -> None:
+    """One enabled long after the install is not late before its schedule could run it."""
+    tx.execute("update sync.job set enabled = false where name = 'check_drift'")
+    tx.execute("update sync.job set enabled = true where name = 'check_drift'")
+    dated = tx.execute("select name, enabled_at = now() from sync.job order by name").fetchall()
+    assert dated == [("check_catalog", False), ("check_drift", True), ("purge_inbox", False)]
+
