@@ -228,8 +228,14 @@ begin
           offset 0) as a
     where a.id < v_stored_last;
     if v_dated_ahead is null then
-        select max(received_at) into v_report.last_received_at
-        from sync.inbox where received_at <= p_now and origin = 'webhook';
+        -- Or the last one the purge deleted, when it was later: a silence
+        -- longer than purge_after outlives its last delivery, and read
+        -- "no delivery has ever been received" (hostile review).
+        select greatest(max(i.received_at),
+                        (select w.last_received_at from sync_private.purged_webhook as w
+                         where w.last_received_at <= p_now))
+        into v_report.last_received_at
+        from sync.inbox as i where i.received_at <= p_now and i.origin = 'webhook';
     else
         select max(received_at) into v_report.last_received_at
         from sync.inbox where received_at <= p_now and origin = 'webhook' and id > v_dated_ahead;
@@ -473,7 +479,7 @@ comment on view sync.health is
 comment on column sync.health.checked_at is 'The moment judged (now).';
 comment on column sync.health.verdict is 'ok, warn or critical.';
 comment on column sync.health.reason is 'Why, in words, with what to do.';
-comment on column sync.health.last_received_at is 'When the CMS''s last delivery (a webhook) was received (null: never); repairs and reverts do not count.';
+comment on column sync.health.last_received_at is 'When the CMS''s last delivery (a webhook) was received (null: never), purged or not; repairs and reverts do not count.';
 comment on column sync.health.last_received_age is 'How long ago that was: the silence the verdict is about.';
 comment on column sync.health.typical_interval is 'Median gap between the last hour''s webhooks: the CMS''s real cadence.';
 comment on column sync.health.deliveries_last_hour is 'Webhooks received in the last hour.';

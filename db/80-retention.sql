@@ -45,6 +45,7 @@ as $$
 declare
     v_count bigint;
     v_cutoff timestamptz;
+    v_last_webhook timestamptz;
 begin
     if p_older_than is null then
         raise exception 'p_older_than must be an age of zero or more, got null'
@@ -93,31 +94,51 @@ begin
     -- review). Only those received before it was merged are waited for
     -- (sync_private.lost_to_a_kept_delivery): as old by both clocks, they go
     -- in the same purge, and it at the next.
+    --
+    -- The moment of the latest webhook deleted is kept: sync.health judges
+    -- the CMS's silence by its last delivery, and a silence longer than
+    -- purge_after (a day at least) outlived it. Found no more, it read "no
+    -- delivery has ever been received", a warning, where it was critical
+    -- (hostile review).
     if p_limit is null then
-        delete from sync.inbox as i
-        where i.received_at < v_cutoff
-          and coalesce(i.processed_at, i.received_at) < v_cutoff
-          and i.status in ('applied', 'ignored')
-          and not sync_private.lost_to_a_kept_delivery(i);
+        with gone as (
+            delete from sync.inbox as i
+            where i.received_at < v_cutoff
+              and coalesce(i.processed_at, i.received_at) < v_cutoff
+              and i.status in ('applied', 'ignored')
+              and not sync_private.lost_to_a_kept_delivery(i)
+            returning i.received_at, i.origin)
+        select count(*), max(g.received_at) filter (where g.origin = 'webhook')
+        into v_count, v_last_webhook
+        from gone as g;
     else
         -- Oldest first, so a big backlog can go in short transactions:
         -- call again until it returns 0.
-        delete from sync.inbox
-        where id = any (array(
-            select c.id from sync.inbox as c
-            where c.received_at < v_cutoff
-              and coalesce(c.processed_at, c.received_at) < v_cutoff
-              and c.status in ('applied', 'ignored')
-              and not sync_private.lost_to_a_kept_delivery(c)
-            order by c.received_at
-            limit p_limit));
+        with gone as (
+            delete from sync.inbox
+            where id = any (array(
+                select c.id from sync.inbox as c
+                where c.received_at < v_cutoff
+                  and coalesce(c.processed_at, c.received_at) < v_cutoff
+                  and c.status in ('applied', 'ignored')
+                  and not sync_private.lost_to_a_kept_delivery(c)
+                order by c.received_at
+                limit p_limit))
+            returning received_at, origin)
+        select count(*), max(g.received_at) filter (where g.origin = 'webhook')
+        into v_count, v_last_webhook
+        from gone as g;
     end if;
-    get diagnostics v_count = row_count;
+    if v_last_webhook is not null then
+        insert into sync_private.purged_webhook as w (last_received_at) values (v_last_webhook)
+        on conflict (only_row) do update
+        set last_received_at = greatest(w.last_received_at, excluded.last_received_at);
+    end if;
     return v_count;
 end;
 $$;
 comment on function sync.purge_applied(interval, boolean, integer) is
-    'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, one left as stale while the delivery it lost to stays (sync_private.lost_to_a_kept_delivery: a revert of that one reads it), and all of sync.fragrance_history. Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
+    'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, one left as stale while the delivery it lost to stays (sync_private.lost_to_a_kept_delivery: a revert of that one reads it), all of sync.fragrance_history, and the receipt time of the latest webhook deleted (sync.health''s last delivery). Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
 
 -- sync_private.purge_closed_findings
 -- Deletes findings closed before now() - p_older_than, at most p_limit of them (null: all); returns how many.

@@ -662,3 +662,23 @@ def test_a_job_enabled_again_is_judged_from_then_until_it_runs(tx: psycopg.Conne
     dated = tx.execute("select name, enabled_at = now() from sync.job order by name").fetchall()
     assert dated == [("check_catalog", False), ("check_drift", True), ("purge_inbox", False)]
 
+
+def test_a_silence_stays_critical_once_the_purge_has_deleted_the_last_delivery(
+    tx: psycopg.Connection,
+) -> None:
+    """purge_after may be a day: a CMS silent over a weekend outlives its last delivery.
+
+    It was judged "no delivery has ever been received": the page resolved into a
+    ticket telling to register the listener, and the last delivery's age left /metrics.
+    """
+    now = datetime.now(UTC)
+    last = _stream(tx, count=3, start=now - timedelta(days=2))
+    tx.execute("update sync.inbox set processed_at = received_at")  # applied as received
+    tx.execute("update sync.settings set purge_after = '1 day'")
+    before = _health(tx, now)
+    assert before["verdict"] == "critical"
+    run = tx.execute("select status, detail ->> 'deleted' from sync.run_job('purge_inbox')")
+    assert run.fetchone() == ("ok", "3")
+    after = _health(tx, now)
+    assert (after["verdict"], after["last_received_at"]) == ("critical", last)
+    assert after["reason"] == before["reason"]
