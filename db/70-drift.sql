@@ -283,8 +283,12 @@ as $$
         -- is no longer sent again by the next one). Not a missing fragrance
         -- whole: a quarantined change of one is mostly a partial delta
         -- refused as fragrance_id.unknown, which nothing but the repair's
-        -- creation lets in.
-        select i.fragrance_id, i.payload, false
+        -- creation lets in. But a repair's own creation in quarantine is:
+        -- the snapshot's row waits there, and each repair of the snapshot
+        -- quarantined one more copy of it, the quarantine growing at every
+        -- run (hostile review).
+        select i.fragrance_id, i.payload,
+               i.origin = 'repair' and i.payload ?& sync_private.fields()
         from sync.inbox as i
         where i.status = 'rejected'
           and i.id > (select min(s.inbox_position) from sync.cms_snapshot as s)
@@ -315,7 +319,7 @@ as $$
     order by d.fragrance_id;
 $$;
 comment on function sync.plan_repair() is
-    'Dry run of sync.repair(): per fragrance, the delta it would deliver (a complete create for a missing row, only the differing fields otherwise). Extra rows, fields newer in the library, fields a delivery received after the snapshot will set (still pending) or carries in quarantine (until retried or discarded) are left out. Usage: SELECT * FROM sync.plan_repair();';
+    'Dry run of sync.repair(): per fragrance, the delta it would deliver (a complete create for a missing row, only the differing fields otherwise). Extra rows, fields newer in the library, fields a delivery received after the snapshot will set (still pending) or carries in quarantine (until retried or discarded), and a missing row whose creation by a repair waits in quarantine are left out. Usage: SELECT * FROM sync.plan_repair();';
 
 -- sync.repair
 -- Delivers each planned repair delta through the inbox, like a webhook, and returns the receipts.

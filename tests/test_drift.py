@@ -327,6 +327,20 @@ def test_a_quarantined_repair_is_not_sent_again_by_the_next_repair(db: psycopg.C
     assert db.execute("select count(*) from sync.quarantine").fetchone() == (1,)
 
 
+def test_a_quarantined_creation_is_not_sent_again_by_the_next_repair(
+    db: psycopg.Connection,
+) -> None:
+    """A CMS row the rules refuse, missing here: each repair quarantined one more copy."""
+    refused = {"fragrance_id": 9000, "name": "n" * 151, "description": "d", "cost": 5}
+    load_json(db, [*library_rows_as_json(db), refused | {"forbidden": False}])
+    assert db.execute("select kind, status from sync.repair()").fetchall() == [
+        ("missing", "rejected")
+    ]
+    assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
+    assert db.execute("select count(*) from sync.repair()").fetchone() == (0,)
+    assert db.execute("select count(*) from sync.quarantine").fetchone() == (1,)
+
+
 def test_a_missing_fragrance_a_pending_delivery_creates_is_left_to_it(
     db: psycopg.Connection,
 ) -> None:
