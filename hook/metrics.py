@@ -125,6 +125,10 @@ APPLIED = ("applied", "ignored", "rejected")
 #: Outcomes of a delivery the hook did not store, by HTTP status (404, 403 and 429 come
 #: from the delivery guard, when its checks are on).
 REFUSED = {
+    # The sender closed its connection before its whole body arrived: nothing was stored
+    # (it may parse as half a change), and the CMS never sends it again. Counted nowhere,
+    # such lost changes showed only as a log line (hostile review).
+    400: "cut_short",
     404: "not_found",  # a missing or wrong token (with NOTIFY_TOKEN), or no such path
     403: "forbidden",
     408: "too_slow",
@@ -184,8 +188,9 @@ class HookMetrics:
         self.deliveries = Counter(
             "fragrance_sync_deliveries",
             "Deliveries answered by this hook process, by outcome: pending (stored), spooled "
-            "(kept on the host's disk), or not_found, forbidden, too_slow, too_large, "
-            "rate_limited, unavailable, error (not stored); applied, ignored, rejected only "
+            "(kept on the host's disk), or cut_short (the sender closed before its whole body "
+            "arrived), not_found, forbidden, too_slow, too_large, rate_limited, unavailable, "
+            "error (not stored); applied, ignored, rejected only "
             "from a hook of an earlier release.",
             ["status"],
             registry=self.registry,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,6 +89,7 @@ def test_deliveries_are_counted_by_answer(hook: Hook) -> None:
         "rejected": 0,
         "pending": 2,
         "spooled": 0,
+        "cut_short": 0,
         "not_found": 0,
         "too_large": 1,
         "too_slow": 0,
@@ -96,6 +98,21 @@ def test_deliveries_are_counted_by_answer(hook: Hook) -> None:
         "forbidden": 0,
         "rate_limited": 0,
     }
+
+
+def test_a_delivery_cut_short_by_its_sender_is_counted(hook: Hook) -> None:
+    """Not stored, and the CMS never sends it again: a change lost on the wire, counted."""
+    before = scrape(hook)
+    url = httpx.URL(hook.url)
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n"
+            b'{"fragrance_id": 7, '
+        )
+    grown = _settled_growth(
+        hook, before, "fragrance_sync_deliveries_total", "status", {"cut_short": 1}
+    )
+    assert {status: n for status, n in grown.items() if n} == {"cut_short": 1}
 
 
 def test_applied_deliveries_are_counted_by_outcome(hook: Hook) -> None:
@@ -218,6 +235,7 @@ def test_every_label_value_comes_from_a_fixed_list(
             "rejected",
             "pending",
             "spooled",
+            "cut_short",
             "not_found",
             "forbidden",
             "too_large",
