@@ -681,7 +681,12 @@ begin
             left join (select date_trunc('minute', received_at) as minute, count(*) as deliveries,
                               count(*) filter (where status in ('rejected', 'discarded')) as rejected
                        from sync.inbox
-                       where received_at >= v_since and received_at <= v_now
+                       -- The CMS's deliveries, as the health row's traffic
+                       -- beside it: a repair (what the silence's page asks
+                       -- for) drew thousands of deliveries into the stretch
+                       -- that showed the CMS silent (hostile review). The
+                       -- latest deliveries below list every origin.
+                       where received_at >= v_since and received_at <= v_now and origin = 'webhook'
                        group by 1) as c using (minute)),
         'latest', coalesce((
             select jsonb_agg(jsonb_build_object(
@@ -719,4 +724,4 @@ begin
 end;
 $$;
 comment on function sync.status_report(integer, integer) is
-    'The data of the hook''s /status page now, as one jsonb document: health, settings, deliveries per minute over the last p_hours (1 to 48), the p_latest (1 to 20) latest deliveries, quarantined deliveries by error code with the latest example, the 20 unknown CMS fields of the last day seen last and how many the last day brought, open findings by rule with an example, and how many rows matched the CMS snapshot loaded now as the last drift check found them, with its moment (sync_private.catalog_as_checked). Bodies are cut to 200 bytes; the page escapes everything.';
+    'The data of the hook''s /status page now, as one jsonb document: health, settings, the CMS''s deliveries (webhooks) per minute over the last p_hours (1 to 48), the p_latest (1 to 20) latest deliveries, quarantined deliveries by error code with the latest example, the 20 unknown CMS fields of the last day seen last and how many the last day brought, open findings by rule with an example, and how many rows matched the CMS snapshot loaded now as the last drift check found them, with its moment (sync_private.catalog_as_checked). Bodies are cut to 200 bytes; the page escapes everything.';

@@ -682,3 +682,23 @@ def test_a_silence_stays_critical_once_the_purge_has_deleted_the_last_delivery(
     after = _health(tx, now)
     assert (after["verdict"], after["last_received_at"]) == ("critical", last)
     assert after["reason"] == before["reason"]
+
+
+def test_the_status_reports_chart_draws_the_cms_deliveries_not_a_dbas_repair_or_revert(
+    tx: psycopg.Connection,
+) -> None:
+    """The chart is the CMS's pace beside the verdict on its silence.
+
+    A repair, which the silence's page asks for, drew thousands of deliveries
+    into the stretch that showed the CMS silent, while "Last hour" beside it
+    counted webhooks only.
+    """
+    minute = tx.execute("select date_trunc('minute', now()) - interval '2 minutes'").fetchone()[0]
+    deliver_at(tx, minute + timedelta(seconds=5), {"fragrance_id": 1, "cost": 2})
+    deliver_at(tx, minute + timedelta(minutes=1), {"fragrance_id": 2, "cost": 3}, origin="repair")
+    deliver_at(tx, minute + timedelta(minutes=2), {"fragrance_id": 1, "cost": -1}, origin="revert")
+    report = tx.execute("select sync.status_report(1, 5)").fetchone()[0]
+    drawn = [(m["deliveries"], m["rejected"]) for m in report["per_minute"][-3:]]
+    assert drawn == [(1, 0), (0, 0), (0, 0)]
+    assert report["health"]["deliveries_last_hour"] == 1
+    assert [d["origin"] for d in report["latest"]] == ["revert", "repair", "webhook"]
