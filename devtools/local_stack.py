@@ -12,6 +12,17 @@ reads ``GET /fragrances`` from the smart library stand-in, as the
 application does, and compares it with the CMS database (reachable here, in
 development; production never reads it).
 
+The seed's originals run beside it in place of ours. The CMS database is
+``cms_database``, owned by ``cms_user`` with password ``cms_user_password``:
+the login the seed's CMS has built in, which the simulator uses too.
+``CMS_URL`` (the seed's CMS, started by you: it listens on 9090 itself)
+starts no simulator: the hook registers with that CMS, as the listener
+``PUBLIC_URL`` (by default ``http://127.0.0.1:<SYNC_PORT>/notifications/<token>``),
+and make run waits a while for it to answer (the seed's CMS sleeps 30 s
+before it serves), then goes on without it. ``SMART_LIBRARY_URL`` (the real
+smart library, on 9099) starts no stand-in: the live line reads that one.
+The guide printed at start gives the variables each original needs.
+
 ``DATABASE_URL`` pointing elsewhere skips the embedded cluster (then
 ``MIGRATE_DATABASE_URL`` is the owner's login for the migrations, the
 simulator runs only when ``CMS_DATABASE_URL`` is set too, and the stand-in
@@ -22,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -48,6 +60,18 @@ CATALOG = ROOT / "sql" / "catalog.sql"
 #: The local default of docker-compose.yaml too; anything but a laptop sets NOTIFY_TOKEN.
 DEFAULT_NOTIFY_TOKEN = "local-dev-token-change-me"
 
+#: The login built into the seed's CMS (it takes no other): user, password, database.
+#: The embedded cluster's CMS database is this one, and the simulator logs in as it too.
+SEED_CMS_LOGIN = ("cms_user", "cms_user_password", "cms_database")
+
+#: The embedded cluster's password of the smart library's read-only login (compose's
+#: default), for the real smart library, which cannot log in without one.
+SMART_LIBRARY_PASSWORD = "smart_library_password"
+
+#: How long make run waits for a CMS of CMS_URL to answer before it goes on without it:
+#: the seed's CMS sleeps 30 s after it starts before it serves.
+EXTERNAL_CMS_WAIT = 120.0
+
 SYNC_STATUS = """
     select count(*),
            count(*) filter (where status = 'applied'),
@@ -68,6 +92,8 @@ class Urls:
     hook: str
     cms: str | None
     library: str | None = None
+    #: The embedded cluster: make run knows every login, and prints what the originals need.
+    embedded: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,12 +130,31 @@ def _cluster_dir() -> Path:
     return base / "postgres"
 
 
-def _ensure_catalog_database(admin_url: str, url: str, name: str) -> None:
-    """Create a database holding the contract's table and catalog, unless it exists."""
+def _ensure_login(admin_url: str, name: str, password: str) -> None:
+    """Create a login with this password, or give an existing one this password."""
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        exists = admin.execute("select 1 from pg_roles where rolname = %s", [name]).fetchone()
+        verb = "alter" if exists else "create"
+        admin.execute(
+            sql.SQL(verb + " role {} login password {}").format(
+                sql.Identifier(name), sql.Literal(password)
+            )
+        )
+
+
+def _ensure_catalog_database(admin_url: str, url: str, name: str, owner: str = "postgres") -> None:
+    """Create a database holding the contract's table and catalog, unless it exists.
+
+    ``url``'s login creates the table, so it owns it (the CMS's login writes its catalog).
+    """
     with psycopg.connect(admin_url, autocommit=True) as admin:
         exists = admin.execute("select 1 from pg_database where datname = %s", [name]).fetchone()
         if not exists:
-            admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+            admin.execute(
+                sql.SQL("create database {} owner {}").format(
+                    sql.Identifier(name), sql.Identifier(owner)
+                )
+            )
     with psycopg.connect(url, autocommit=True) as conn:
         if conn.execute("select to_regclass('public.fragrances')").fetchone() == (None,):
             conn.execute(DDL.read_text())
@@ -140,14 +185,22 @@ def embedded_cluster() -> Iterator[Urls]:
     try:
         admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
         smart = f"postgresql://postgres@127.0.0.1:{port}/fragrancedb"
-        cms = f"postgresql://postgres@127.0.0.1:{port}/cmsdb"
+        # The cluster trusts every login from 127.0.0.1 (initdb -A trust): these URLs need no
+        # password, and the passwords below are what a program that sends one (the seed's
+        # CMS, the real smart library) logs in with.
+        cms_user, cms_password, cms_database = SEED_CMS_LOGIN
+        cms = f"postgresql://{cms_user}@127.0.0.1:{port}/{cms_database}"
+        _ensure_login(admin, cms_user, cms_password)
+        # Before the migrations, as compose's init script does: migration 0019 keeps it.
+        _ensure_login(admin, "smart_library_login", SMART_LIBRARY_PASSWORD)
         _ensure_catalog_database(admin, smart, "fragrancedb")
-        _ensure_catalog_database(admin, cms, "cmsdb")
+        _ensure_catalog_database(admin, cms, cms_database, owner=cms_user)
         yield Urls(
             migrate=smart,
             hook=f"postgresql://sync_hook_login@127.0.0.1:{port}/fragrancedb",
             cms=cms,
             library=f"postgresql://smart_library_login@127.0.0.1:{port}/fragrancedb",
+            embedded=True,
         )
     finally:
         _say("stopping PostgreSQL")
@@ -336,22 +389,95 @@ def repair_command(owner_url: str, cms_url: str) -> str:
     )
 
 
-def _guide(urls: Urls, ports: Ports, token: str, library: bool) -> None:
+#: The ports the seed's originals listen on, hard-coded in them.
+SEED_CMS_URL = "http://127.0.0.1:9090"
+SEED_SMART_LIBRARY_URL = "http://127.0.0.1:9099"
+
+
+def seed_cms_variables(cms_database_url: str) -> str:
+    """What the seed's CMS reads to find the CMS database (its login is built in)."""
+    parts = urlsplit(cms_database_url)
+    return f"POSTGRES_HOST={parts.hostname} POSTGRES_PORT={parts.port or 5432}"
+
+
+def fragrancedb_variables(library_database_url: str, password: str) -> str:
+    """What the real smart library reads to log in as the stand-in's read-only login."""
+    parts = urlsplit(library_database_url)
+    values = {
+        "FRAGRANCEDB_USERNAME": unquote(parts.username or ""),
+        "FRAGRANCEDB_PASSWORD": password,
+        "FRAGRANCEDB_HOST": parts.hostname or "localhost",
+        "FRAGRANCEDB_PORT": str(parts.port or 5432),
+        "FRAGRANCEDB_NAME": parts.path.lstrip("/"),
+    }
+    return " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items())
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Which CMS and smart library this make run talks to, and whether it started them."""
+
+    cms_url: str | None  # the CMS the hook registers with
+    public_url: str | None  # the listener it registers
+    simulator: bool  # cms_url is our simulator, started here
+    library_url: str | None  # the smart library the live line reads
+    stand_in: bool  # library_url is our stand-in, started here
+
+
+def _guide(urls: Urls, ports: Ports, parts: Parts) -> None:
     """Say, once everything is up, what to look at."""
     _say("up; look at")
-    if library:
-        print(f"    smart library (as the application sees it): http://127.0.0.1:{ports.library}/")
-        print(f"        every row:  http://127.0.0.1:{ports.library}/fragrances")
+    if parts.library_url:
+        whose = "as the application sees it" if parts.stand_in else "yours, SMART_LIBRARY_URL"
+        print(f"    smart library ({whose}): {parts.library_url}/")
+        print(f"        every row:  {parts.library_url}/fragrances")
     print(f"    sync status page:  http://127.0.0.1:{ports.sync}/status")
     print(f"    sync API:          http://127.0.0.1:{ports.sync}/docs")
-    print(f"    CMS listener:      http://127.0.0.1:{ports.sync}/notifications/{token}")
-    if urls.cms:
-        print(f"    CMS simulator:     http://127.0.0.1:{ports.cms}/docs")
+    if parts.cms_url:
+        print(f"    CMS listener:      {parts.public_url}")
+        if parts.simulator:
+            print(f"    CMS simulator:     {parts.cms_url}/docs")
+        else:
+            print(f"    CMS (yours, CMS_URL): {parts.cms_url}")
     print(f'    smart library database (owner): psql "{_shown(urls.migrate)}"')
     if urls.cms:
         print(f'    CMS database:      psql "{_shown(urls.cms)}"')
         print("    repair the CMS's unheard first change (rows in sync back to every row):")
         print(f"      {repair_command(urls.migrate, urls.cms)}")
+    if urls.embedded and urls.cms and urls.library:
+        if parts.simulator and parts.stand_in:
+            print(
+                "    the seed's originals in place of ours (docs/operations.md): stop this, run "
+                f"CMS_URL={SEED_CMS_URL} SMART_LIBRARY_URL={SEED_SMART_LIBRARY_URL} make run, "
+                "then start"
+            )
+        else:
+            print("    the seed's originals log in with (docs/operations.md):")
+        print(f"      the seed's CMS with         {seed_cms_variables(urls.cms)}")
+        library = fragrancedb_variables(urls.library, SMART_LIBRARY_PASSWORD)
+        print(f"      the real smart library with {library}")
+
+
+def _wait_for_cms(cms_url: str, urls: Urls) -> None:
+    """Wait a while for a CMS someone else starts; go on without it (the hook keeps trying)."""
+    where = f": start it with {seed_cms_variables(urls.cms)}" if urls.cms else ""
+    _say(
+        f"waiting for your CMS at {cms_url} (CMS_URL) to answer{where} "
+        f"(the seed's CMS serves 30 s after it starts); up to {EXTERNAL_CMS_WAIT:.0f} s"
+    )
+    deadline = time.monotonic() + EXTERNAL_CMS_WAIT
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(cms_url.rstrip("/") + "/healthcheck", timeout=5)
+        except httpx.HTTPError:
+            time.sleep(0.5)
+            continue
+        print("    the CMS answers; the sync service registers with it within seconds")
+        return
+    print(
+        "    the CMS does not answer yet; going on: the sync service registers with it "
+        "as soon as it does (it tries every 2 s)"
+    )
 
 
 #: The variable of make run that moves each service to another port.
@@ -377,6 +503,9 @@ def main() -> int:
         cms=_port("CMS_PORT", 9090),
     )
     token = os.environ.get("NOTIFY_TOKEN") or DEFAULT_NOTIFY_TOKEN
+    # The seed's originals, started by someone else: neither simulator nor stand-in then.
+    external_cms = (os.environ.get("CMS_URL") or "").rstrip("/") or None
+    external_library = (os.environ.get("SMART_LIBRARY_URL") or "").rstrip("/") or None
     log_dir = ROOT / ".local" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -393,7 +522,9 @@ def main() -> int:
         _check_catalog_once(urls.migrate)
         _say("starting services")
         waits: list[tuple[Running, str]] = []
-        if urls.cms:
+        cms_url = external_cms
+        if urls.cms and not external_cms:
+            cms_url = f"http://127.0.0.1:{ports.cms}"
             simulator = stack.enter_context(
                 _service(
                     "cms_simulator",
@@ -402,17 +533,25 @@ def main() -> int:
                     {"CMS_DATABASE_URL": urls.cms, "PORT": str(ports.cms), "HOST": "127.0.0.1"},
                 )
             )
-            waits.append((simulator, f"http://127.0.0.1:{ports.cms}/healthcheck"))
-        hook_env = {"DATABASE_URL": urls.hook, "PORT": str(ports.sync), "NOTIFY_TOKEN": token}
-        if urls.cms:
-            hook_env |= {
-                "CMS_URL": f"http://127.0.0.1:{ports.cms}",
-                "PUBLIC_URL": f"http://127.0.0.1:{ports.sync}/notifications/{token}",
-            }
+            waits.append((simulator, f"{cms_url}/healthcheck"))
+        public_url = None
+        if cms_url:
+            public_url = (
+                os.environ.get("PUBLIC_URL")
+                or f"http://127.0.0.1:{ports.sync}/notifications/{token}"
+            )
+        hook_env = {
+            "DATABASE_URL": urls.hook,
+            "PORT": str(ports.sync),
+            "NOTIFY_TOKEN": token,
+            # Both or neither (the hook refuses one alone), whatever the outer environment says.
+            "CMS_URL": cms_url or "",
+            "PUBLIC_URL": public_url or "",
+        }
         sync = stack.enter_context(_service("fragrance_sync", "hook", log_dir, hook_env))
         waits.append((sync, f"http://127.0.0.1:{ports.sync}/healthz"))
-        library_url = None
-        if urls.library:
+        library_url = external_library
+        if urls.library and not external_library:
             library = stack.enter_context(
                 _service(
                     "smart_library",
@@ -432,7 +571,16 @@ def main() -> int:
                 + " make run"
             )
             return 1
-        _guide(urls, ports, token, library_url is not None)
+        if external_cms:
+            _wait_for_cms(external_cms, urls)
+        parts = Parts(
+            cms_url=cms_url,
+            public_url=public_url,
+            simulator=cms_url is not None and not external_cms,
+            library_url=library_url,
+            stand_in=library_url is not None and not external_library,
+        )
+        _guide(urls, ports, parts)
         _wait_for_signal(urls, library_url)
         _say("stopping services")
     return 0

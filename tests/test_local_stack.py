@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import glob
+import hashlib
+import hmac
+import json
 import os
 import re
 import shlex
@@ -15,16 +19,27 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote_plus
 
 import httpx
 import psycopg
 import pytest
 from conftest import ROOT
-from processes import free_port, port_held
+from processes import (
+    free_port,
+    port_held,
+    start_service,
+    start_smart_library,
+    stop_service,
+    wait_for_ticks,
+)
 
+from cms_simulator import journal
 from devtools.local_stack import (
     DEFAULT_NOTIFY_TOKEN,
+    SEED_CMS_LOGIN,
     application_view_in_sync,
+    embedded_cluster,
     relocated_cluster_base,
 )
 
@@ -36,6 +51,9 @@ OWN_VARIABLES = (
     "SMART_LIBRARY_DATABASE_URL",
     "NOTIFY_TOKEN",
     "PORT",
+    "CMS_URL",
+    "SMART_LIBRARY_URL",
+    "PUBLIC_URL",
 )
 
 
@@ -58,7 +76,7 @@ class Stack:
         return (self.pg, self.sync, self.library, self.cms)
 
 
-def _start(local_dir: Path, out: Path, ports: tuple[int, int, int, int]) -> Stack:
+def _start(local_dir: Path, out: Path, ports: tuple[int, int, int, int], **extra: str) -> Stack:
     pg, sync, library, cms = ports
     env = {
         **{k: v for k, v in os.environ.items() if k not in OWN_VARIABLES},
@@ -70,6 +88,7 @@ def _start(local_dir: Path, out: Path, ports: tuple[int, int, int, int]) -> Stac
         # The simulator's own settings: only the first change, the one nobody hears.
         "INTERVAL_MIN": "3600",
         "INTERVAL_MAX": "3600",
+        **extra,
     }
     with out.open("wb") as log:
         process = subprocess.Popen(
@@ -82,15 +101,20 @@ def _start(local_dir: Path, out: Path, ports: tuple[int, int, int, int]) -> Stac
     return Stack(process, out, *ports, local_dir=local_dir)
 
 
-def _wait_until_up(stack: Stack) -> None:
-    """Until make run has said where to look (it does once every service answers)."""
+def _wait_for_output(stack: Stack, text: str) -> str:
+    """Until make run has printed ``text``; its output so far."""
     for _ in range(1200):
         if stack.process.poll() is not None:
             pytest.fail(f"make run exited early:\n{stack.output()}")
-        if "sync.repair()" in stack.output():
-            return
+        if text in (output := stack.output()):
+            return output
         time.sleep(0.1)
-    pytest.fail(f"make run never said it was up:\n{stack.output()}")
+    pytest.fail(f"make run never printed {text!r}:\n{stack.output()}")
+
+
+def _wait_until_up(stack: Stack) -> None:
+    """Until make run has said where to look (it does once every service answers)."""
+    _wait_for_output(stack, "sync.repair()")
 
 
 def _registered_listener(cms_port: int) -> str | None:
@@ -156,7 +180,7 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
 ) -> None:
     local_dir = tmp_path / "local"
     ports = (free_port(), free_port(), free_port(), free_port())
-    cms_db = f"postgresql://postgres@127.0.0.1:{ports[0]}/cmsdb"
+    cms_db = f"postgresql://postgres@127.0.0.1:{ports[0]}/cms_database"
 
     stack = _start(local_dir, tmp_path / "first.out", ports)
     stacks.append(stack)
@@ -257,3 +281,155 @@ def test_make_run_refuses_a_postgresql_port_already_taken(
     assert f"cannot start PostgreSQL on 127.0.0.1:{ports[0]}" in output
     assert "LOCAL_PG_PORT=... make run" in output
     assert not (tmp_path / "local" / "postgres" / "data").exists()
+
+
+def _printed_variables(output: str, first: str) -> dict[str, str]:
+    """The NAME=value words of the line of make run's output that holds ``first``=."""
+    (line,) = [line for line in output.splitlines() if f" {first}=" in line]
+    found = re.findall(r"\b([A-Z][A-Z_]+)=('[^']*'|\S+)", line)
+    return {name: shlex.split(value)[0] for name, value in found}
+
+
+def test_make_run_syncs_a_cms_and_a_smart_library_started_beside_it(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    """CMS_URL and SMART_LIBRARY_URL: make run hosts the seed's originals in place of its own.
+
+    Our simulator and stand-in play the originals here, each started by the
+    test as a person would start the seed's, from the values make run prints:
+    the CMS from POSTGRES_HOST and POSTGRES_PORT with the seed CMS's built-in
+    login, the smart library from FRAGRANCEDB_*, joined as the real one joins them.
+    """
+    ports = (free_port(), free_port(), free_port(), free_port())
+    theirs_cms, theirs_library = free_port(), free_port()
+    stack = _start(
+        tmp_path / "local",
+        tmp_path / "beside.out",
+        ports,
+        CMS_URL=f"http://127.0.0.1:{theirs_cms}",
+        SMART_LIBRARY_URL=f"http://127.0.0.1:{theirs_library}",
+    )
+    stacks.append(stack)
+    started = []
+    try:
+        # make run waits for the CMS, which someone else starts once the database is up.
+        waiting = _wait_for_output(stack, "waiting for your CMS")
+        postgres = _printed_variables(waiting, "POSTGRES_HOST")
+        user, password, database = SEED_CMS_LOGIN
+        cms_db = (
+            f"postgresql://{user}:{password}@{postgres['POSTGRES_HOST']}:"
+            f"{postgres['POSTGRES_PORT']}/{database}"
+        )
+        cms = start_service(
+            "cms_simulator",
+            tmp_path,
+            "/healthcheck",
+            theirs_cms,
+            CMS_DATABASE_URL=cms_db,
+            INTERVAL_MIN="0",
+            INTERVAL_MAX="0",
+            COUNT="2",  # the first change, nobody hears; the second, the sync does
+            WAIT_FOR_LISTENER="true",
+            SEED="7",
+            JOURNAL=str(tmp_path / "journal.jsonl"),
+        )
+        started.append(cms)
+        guide = _wait_for_output(stack, "sync.repair()")
+        db = _printed_variables(guide, "FRAGRANCEDB_USERNAME")
+        library = start_smart_library(
+            "postgresql://{}:{}@{}:{}/{}".format(
+                quote_plus(db["FRAGRANCEDB_USERNAME"]),
+                quote_plus(db["FRAGRANCEDB_PASSWORD"]),
+                db["FRAGRANCEDB_HOST"],
+                db["FRAGRANCEDB_PORT"],
+                db["FRAGRANCEDB_NAME"],
+            ),
+            tmp_path,
+            theirs_library,
+        )
+        started.append(library)
+        assert db["FRAGRANCEDB_USERNAME"] == "smart_library_login"
+        # Neither make run's own simulator nor its stand-in was started.
+        assert "cms_simulator: pid" not in guide and "smart_library: pid" not in guide
+        assert _listening(stack.cms, stack.library) == []
+        assert (
+            _registered_listener(theirs_cms)
+            == f"http://127.0.0.1:{stack.sync}/notifications/{DEFAULT_NOTIFY_TOKEN}"
+        )
+        wait_for_ticks(cms, 2)
+        (sent,) = [e for e in journal.read(tmp_path / "journal.jsonl") if e["tick"] == 2]
+        assert (sent["outcome"], sent["status"]) == ("answered", 202)
+        change = json.loads(journal.body_bytes(sent))
+        fragrance_id = change.pop("fragrance_id")
+        owner = f"postgresql://postgres@127.0.0.1:{stack.pg}/fragrancedb"
+        with psycopg.connect(owner, autocommit=True) as conn:
+            query = "select row_to_json(f) from public.fragrances as f where fragrance_id = %s"
+            deadline = time.monotonic() + 20
+            while not change.items() <= conn.execute(query, [fragrance_id]).fetchone()[0].items():
+                assert time.monotonic() < deadline, "the CMS's change never reached fragrances"
+                time.sleep(0.05)
+        served = httpx.get(f"{library.url}/fragrance/{fragrance_id}").json()
+        assert {k: served[k] for k in change} == change
+        # Nothing changes any more (the CMS made its two changes, both are applied): the
+        # live line, read from the library started beside make run against the CMS
+        # database, says what the application sees.
+        in_sync, total = application_view_in_sync(library.url, cms_db)
+        final = _last_status_line(_stop(stack))
+        assert final.rstrip().endswith(f"rows in sync {in_sync}/{total}") and total == 5000
+    finally:
+        for service in started:
+            stop_service(service)
+    assert _listening(*stack.ports()) == []
+
+
+def _scram_verifies(verifier: str, password: str) -> bool:
+    """Whether a SCRAM-SHA-256 verifier of pg_authid is that of ``password`` (RFC 5802)."""
+    method, rest = verifier.split("$", 1)
+    iterations_salt, keys = rest.split("$")
+    iterations, salt = iterations_salt.split(":")
+    stored_key, _server_key = keys.split(":")
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    expected = base64.b64encode(hashlib.sha256(client_key).digest()).decode()
+    return method == "SCRAM-SHA-256" and hmac.compare_digest(expected, stored_key)
+
+
+def test_the_seeds_cms_login_reads_and_writes_its_catalog_over_tcp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seed's CMS logs in as cms_user, cms_user_password, cms_database, and no other way.
+
+    make run's cluster holds that login, owner of the CMS's catalog (the same
+    catalog as the smart library's), and takes it over TCP on 127.0.0.1. The
+    cluster trusts local logins; the password stored is the seed's, so a
+    server that asks for it gets it.
+    """
+    port = free_port()
+    local_dir = tmp_path / "local"
+    monkeypatch.setenv("LOCAL_DIR", str(local_dir))
+    monkeypatch.setenv("LOCAL_PG_PORT", str(port))
+    user, password, database = SEED_CMS_LOGIN
+    rows = "select md5(string_agg(f::text, ',' order by fragrance_id)) from public.fragrances f"
+    try:
+        with embedded_cluster():
+            seed = f"host=127.0.0.1 port={port} user={user} password={password} dbname={database}"
+            with psycopg.connect(seed) as cms:
+                assert cms.execute("select host(inet_server_addr())").fetchone() == ("127.0.0.1",)
+                assert cms.execute("select count(*) from public.fragrances").fetchone() == (5000,)
+                catalog = cms.execute(rows).fetchone()
+                # It writes its catalog, as the CMS does on every change.
+                cms.execute("update public.fragrances set forbidden = not forbidden")
+                cms.rollback()
+            admin = f"postgresql://postgres@127.0.0.1:{port}"
+            with psycopg.connect(f"{admin}/fragrancedb") as smart:
+                assert smart.execute(rows).fetchone() == catalog
+            with psycopg.connect(f"{admin}/postgres") as conn:
+                (verifier,) = conn.execute(
+                    "select rolpassword from pg_authid where rolname = %s", [user]
+                ).fetchone()
+            assert _scram_verifies(verifier, password)
+            assert not _scram_verifies(verifier, password + "x")
+    finally:
+        shutil.rmtree(relocated_cluster_base(local_dir.resolve()), ignore_errors=True)
