@@ -495,8 +495,18 @@ def _port(name: str, default: int) -> int:
     return int(raw)
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     """Run the whole system until Ctrl-C."""
+    # Ctrl-C or a TERM before the live line (the cluster, the migrations, a
+    # wait for a service) unwinds what was started: a TERM by default, or an
+    # INT that a background job's shell set to be ignored, left the cluster
+    # and the services running.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     ports = Ports(
         sync=_port("SYNC_PORT", 9098),
         library=_port("SMART_LIBRARY_PORT", 9099),
@@ -587,4 +597,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Ctrl-C before the live line (a wait for a service): main's ExitStack
+        # has stopped what it started by now; a traceback would say it failed.
+        _say("stopped before everything was up")
+        sys.exit(130)

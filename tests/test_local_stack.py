@@ -290,6 +290,35 @@ def _printed_variables(output: str, first: str) -> dict[str, str]:
     return {name: shlex.split(value)[0] for name, value in found}
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+def test_make_run_stopped_while_it_waits_for_a_cms_stops_what_it_started(
+    tmp_path: Path, stacks: list[Stack], signum: signal.Signals
+) -> None:
+    """Stopped before the live line, it left the cluster and the services running.
+
+    A TERM ended the process at once, its services orphaned; a Ctrl-C ended
+    in a traceback. The wait for a CMS someone else starts lasts minutes,
+    which is when a person gives up and stops it.
+    """
+    ports = (free_port(), free_port(), free_port(), free_port())
+    stack = _start(
+        tmp_path / "local",
+        tmp_path / "stopped.out",
+        ports,
+        CMS_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    stacks.append(stack)
+    _wait_for_output(stack, "waiting for your CMS")
+    assert _listening(ports[0], ports[1]) == [ports[0], ports[1]]
+    stack.process.send_signal(signum)
+    status = stack.process.wait(60)
+    output = stack.output()
+    assert status == 130, output
+    assert "stopped before everything was up" in output
+    assert "Traceback" not in output
+    assert _listening(*ports) == []
+
+
 def test_make_run_syncs_a_cms_and_a_smart_library_started_beside_it(
     tmp_path: Path, stacks: list[Stack]
 ) -> None:
