@@ -22,10 +22,11 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
 - One process drains at a time: the one holding an ``flock`` on
   ``drain.lock`` (the kernel releases it when its process dies, so the work
   of a killed worker is drained by another). It stores the oldest records,
-  many per transaction, through ``sync.store_spooled`` (idempotent on the
-  delivery key: a crash between the database's commit and the spool's
-  delete stores nothing twice), then deletes them; the merger applies them
-  as it does what a batch stored.
+  many per transaction (``DRAIN_BATCH`` records, ``DRAIN_BYTES`` of
+  bodies), through ``sync.store_spooled`` (idempotent on the delivery key:
+  a crash between the database's commit and the spool's delete stores
+  nothing twice), then deletes them; the merger applies them as it does
+  what a batch stored.
 - A record the database refuses for a reason that is not an outage (a
   constraint, a type it cannot take) is found by splitting the failed batch
   and moved, byte for byte, to the ``set_aside`` table; the records behind
@@ -77,6 +78,12 @@ DRAIN_LOCK_FILE = "drain.lock"
 
 #: Records stored per database transaction when draining.
 DRAIN_BATCH = 500
+#: ... and bytes of bodies, past the first record: the worker that drains holds a batch
+#: about four times over (read back, dumped, sent). 300 spooled bodies of 1 MiB made one
+#: batch, and a worker of 990 MB (150 MB when they arrive live); past PostgreSQL's 1 GB
+#: limit on one value (MAX_BODY_BYTES above 2 MiB) every attempt would fail as an outage
+#: (a program limit, 54000), retried for ever, holding back the whole spool (hostile review).
+DRAIN_BYTES = 4 * 1024 * 1024
 #: Deliveries of one process written to the spool in one SQLite commit (one fsync).
 APPEND_GROUP = 500
 #: How long a write waits for another process's write lock before giving up (then 503).
@@ -302,11 +309,26 @@ class Spool:
             )
         return True
 
-    def oldest(self, limit: int) -> list[Queued]:
-        """The oldest records of the queue, in order."""
+    def oldest(self, limit: int, max_bytes: int = DRAIN_BYTES) -> list[Queued]:
+        """The oldest records of the queue, in order, ``limit`` and about ``max_bytes`` at most.
+
+        A record is taken while the bodies before it hold less than
+        ``max_bytes``, so the first always is, however large.
+        """
         with self._lock:
+            # length() of a blob reads its size, not its bytes.
+            sizes = self._db.execute(
+                "select seq, length(body) from queue order by seq limit ?", (limit,)
+            ).fetchall()
+            last, before = None, 0
+            for seq, size in sizes:
+                if last is not None and before >= max_bytes:
+                    break
+                last, before = seq, before + size
+            if last is None:
+                return []
             rows = self._db.execute(
-                f"select seq, {COLUMNS} from queue order by seq limit ?", (limit,)
+                f"select seq, {COLUMNS} from queue where seq <= ? order by seq", (last,)
             ).fetchall()
         return [Queued(row[0], SpooledDelivery.from_row(row[1:])) for row in rows]
 

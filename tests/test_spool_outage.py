@@ -6,6 +6,7 @@ kill the hook with real signals.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -18,12 +19,14 @@ import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psycopg
 import pytest
 from conftest import Server, load_smart_library, run_yoyo
 from helpers import body
+from load import peak_rss_mb, post_at_once
 from processes import (
     Hook,
     free_port,
@@ -557,3 +560,42 @@ def test_a_database_restarted_under_load_keeps_every_delivery_answered_202(
     assert len(stored) == len(set(stored))
     if spool:  # every delivery is kept: none was refused
         assert len(accepted) == len(answered)
+
+
+LARGE_SPOOLED = 300
+
+
+def test_draining_large_spooled_bodies_keeps_the_worker_under_150_mb(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """The drain reads the spool in batches bounded by bytes, not only by count.
+
+    300 bodies of 1 MiB spooled during an outage were read back, dumped and
+    sent in one batch of 500 records: 600 MB in the worker that drains (and a
+    bytea[] as large in the database), where the same bodies arriving live
+    stay under 150 MB (tests/test_overload.py). With a larger MAX_BODY_BYTES
+    a batch passed PostgreSQL's 1 GB message limit, which closes the
+    connection: an outage to the drain, retried for ever, so nothing spooled
+    ever reached the inbox again.
+    """
+    large = b" " * 1024 * 1024  # not JSON: stored and rejected
+    own_server.pg.terminate()
+    hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path, DB_TIMEOUT="1")
+    try:
+        url = urlsplit(hook.url)
+        assert url.hostname is not None and url.port is not None
+        statuses = asyncio.run(post_at_once(url.hostname, url.port, large, LARGE_SPOOLED))
+        assert statuses == [202] * LARGE_SPOOLED
+        spooling = peak_rss_mb(hook.process.pid)
+        own_server.pg.start()
+        wait_for_empty_spool(hook)
+        peak = peak_rss_mb(hook.process.pid)
+    finally:
+        stop_hook(hook)
+    print(
+        f"\n{LARGE_SPOOLED} spooled 1 MiB bodies: peak RSS {spooling:.1f} MB spooling, "
+        f"{peak:.1f} MB after the drain"
+    )
+    with psycopg.connect(own_server.url("test")) as conn:
+        assert conn.execute("select count(*) from sync.inbox").fetchone() == (LARGE_SPOOLED,)
+    assert peak < 150
