@@ -309,16 +309,18 @@ class Spool:
             )
         return True
 
-    def oldest(self, limit: int, max_bytes: int = DRAIN_BYTES) -> list[Queued]:
+    def oldest(self, limit: int, max_bytes: int = DRAIN_BYTES, after: int = 0) -> list[Queued]:
         """The oldest records of the queue, in order, ``limit`` and about ``max_bytes`` at most.
 
         A record is taken while the bodies before it hold less than
-        ``max_bytes``, so the first always is, however large.
+        ``max_bytes``, so the first always is, however large. Only records
+        after the place ``after`` in the queue.
         """
         with self._lock:
             # length() of a blob reads its size, not its bytes.
             sizes = self._db.execute(
-                "select seq, length(body) from queue order by seq limit ?", (limit,)
+                "select seq, length(body) from queue where seq > ? order by seq limit ?",
+                (after, limit),
             ).fetchall()
             last, before = None, 0
             for seq, size in sizes:
@@ -328,7 +330,8 @@ class Spool:
             if last is None:
                 return []
             rows = self._db.execute(
-                f"select seq, {COLUMNS} from queue where seq <= ? order by seq", (last,)
+                f"select seq, {COLUMNS} from queue where seq > ? and seq <= ? order by seq",
+                (after, last),
             ).fetchall()
         return [Queued(row[0], SpooledDelivery.from_row(row[1:])) for row in rows]
 
@@ -336,6 +339,11 @@ class Spool:
         """Delete records the database has committed."""
         with self._transaction() as db:
             db.executemany("delete from queue where seq = ?", [(seq,) for seq in seqs])
+
+    def remove_through(self, seq: int) -> None:
+        """Delete every record up to the place ``seq`` in the queue (the database has them)."""
+        with self._transaction() as db:
+            db.execute("delete from queue where seq <= ?", (seq,))
 
     def set_aside(self, seq: int, error: str) -> None:
         """Move a record the database refused out of the queue, byte for byte."""
@@ -503,6 +511,9 @@ class SpoolingStore:
         self._queued = 0
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The queue up to this place is in the database, but the spool could not delete it
+        #: (a full disk: SQLite writes to delete). The drain stores past it, in order.
+        self._stored_through = 0
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -540,7 +551,30 @@ class SpoolingStore:
                     raise
             forced = True
         record = SpooledDelivery.of(delivery)
-        while not await self._append(record, only_behind=not forced):
+        while True:
+            try:
+                appended = await self._append(record, only_behind=not forced)
+            except StoreError:
+                if forced:
+                    raise  # the database failed it already: 503
+                # Meant to wait behind the spool, and the spool cannot be written (a full
+                # disk, which also keeps the drain from deleting what it stored, so the
+                # queue never empties): stored in the database if it takes it, ahead of
+                # what the drain has not stored yet, rather than answered 503 and lost
+                # for good while the database is up (hostile review).
+                log.warning(
+                    "the spool cannot be written; delivery %s goes to the database, ahead of "
+                    "what the spool still holds",
+                    delivery.key,
+                )
+                try:
+                    return await self._inner.store(delivery)
+                except StoreError as exc:
+                    if exc.status == 503:
+                        raise StoreError(503, SPOOL_FAILED) from exc
+                    raise
+            if appended:
+                break
             # The drainer emptied the spool while this delivery queued for it.
             try:
                 return await self._inner.store(delivery)
@@ -641,9 +675,21 @@ class SpoolingStore:
     async def _drain(self) -> None:
         """Store the queue oldest first until it is empty (then clear the flag), or raise."""
         stored = 0
+        if self._stored_through:
+            try:
+                await self._run(self.spool.remove_through, self._stored_through)
+            except (OSError, sqlite3.Error):
+                pass  # no room yet: what it stored stays, the records past it are stored
+            else:
+                log.info("the spool deleted the deliveries it had stored but could not delete")
+                self._stored_through = 0
         while True:
-            batch = await self._run(self.spool.oldest, self._batch_size)
+            batch = await self._run(
+                self.spool.oldest, self._batch_size, DRAIN_BYTES, self._stored_through
+            )
             if not batch:
+                if self._stored_through:
+                    return  # all stored; deleted once the disk has room (the next round)
                 if await self._run(self.spool.clear_flag_if_empty):
                     if stored:
                         log.info("spool drained: %d deliveries stored", stored)
@@ -676,7 +722,19 @@ class SpoolingStore:
                 batch[half:]
             )
         self._on_stored()
-        await self._run(self.spool.remove, [seq for seq, _ in batch])
+        try:
+            await self._run(self.spool.remove, [seq for seq, _ in batch])
+        except (OSError, sqlite3.Error) as exc:
+            # Stored, and deleted later: the drain went back to this batch at every
+            # round, so the records behind it never reached the inbox while the disk
+            # stayed full, and deliveries stored meanwhile overtook them (hostile review).
+            if not self._stored_through:
+                log.error(
+                    "the spool cannot delete the deliveries it stored (%s); it stores the ones "
+                    "behind them and deletes them once its disk has room",
+                    exc,
+                )
+            self._stored_through = max(self._stored_through, batch[-1].seq)
         return len(batch)
 
     async def _commit(self, batch: list[Queued]) -> None:

@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import struct
 import threading
+import time
 import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,7 @@ from processes import (
 )
 
 from hook.ingest import Delivery
-from hook.spool import Spool, SpooledDelivery
+from hook.spool import DRAIN_BATCH, Spool, SpooledDelivery
 
 
 def _post(hook: Hook, n: int, timeout: float = 30) -> httpx.Response:
@@ -599,3 +600,85 @@ def test_draining_large_spooled_bodies_keeps_the_worker_under_150_mb(
     with psycopg.connect(own_server.url("test")) as conn:
         assert conn.execute("select count(*) from sync.inbox").fetchone() == (LARGE_SPOOLED,)
     assert peak < 150
+
+
+def _fill_spool_disk(hook: Hook, tmp_path: Path) -> None:
+    """The spool's disk is full: no file of the hook may grow any more, a delete included."""
+    spool_files = (tmp_path / "spool").glob("spool.sqlite3*")
+    limit = max(p.stat().st_size for p in spool_files)
+    resource.prlimit(hook.process.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+
+def _free_spool_disk(hook: Hook) -> None:
+    resource.prlimit(hook.process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+
+
+def _wait_for_inbox(server: Server, count: int) -> None:
+    with psycopg.connect(server.url("test"), autocommit=True) as conn:
+        for _ in range(1200):
+            if conn.execute("select count(*) from sync.inbox").fetchone() == (count,):
+                return
+            time.sleep(0.05)
+    pytest.fail(f"the inbox never held {count} deliveries, only {len(_inbox(server))}")
+
+
+def test_a_spool_disk_that_filled_in_an_outage_refuses_nothing_once_the_database_is_back(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """Once the database is back a delivery is stored, even while the spool cannot be written.
+
+    The drain stored what the spool held, but a full disk refused the delete
+    that follows (SQLite writes to delete), so the queue never emptied: every
+    later delivery, meant to wait behind it, failed to spool and was answered
+    503, lost, for as long as the disk stayed full, with the database up.
+    """
+    hook = start_hook(
+        own_server.url("test", user="sync_hook_login"), tmp_path, DB_TIMEOUT="1", LOG_LEVEL="error"
+    )
+    try:
+        own_server.pg.terminate()
+        spooled = [_post(hook, n).json()["status"] for n in (1, 2, 3)]
+        _fill_spool_disk(hook, tmp_path)
+        own_server.pg.start()
+        _wait_for_inbox(own_server, 3)  # drained, still in the spool: the delete failed
+        later = _post(hook, 4)
+        _free_spool_disk(hook)
+        wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+    assert spooled == ["spooled"] * 3
+    assert later.status_code == 202, later.text
+    assert [cost for cost, _, _ in _inbox(own_server)] == ["1", "2", "3", "4"]
+
+
+def test_a_backlog_past_one_drain_batch_reaches_the_inbox_whole_while_the_spool_disk_is_full(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """The drain stores the whole spool, in order, even when it cannot delete what it stored.
+
+    It stopped at the first batch whose delete the full disk refused and
+    began again from the same batch: the records past it stayed out of the
+    inbox, and deliveries stored meanwhile overtook them, until the disk had
+    room again.
+    """
+    backlog = DRAIN_BATCH + 1
+    hook = start_hook(
+        own_server.url("test", user="sync_hook_login"), tmp_path, DB_TIMEOUT="1", LOG_LEVEL="error"
+    )
+    try:
+        url = urlsplit(hook.url)
+        assert url.hostname is not None and url.port is not None
+        own_server.pg.terminate()
+        delta = body({"fragrance_id": 7, "cost": 1})
+        statuses = asyncio.run(post_at_once(url.hostname, url.port, delta, backlog))
+        _fill_spool_disk(hook, tmp_path)
+        own_server.pg.start()
+        _wait_for_inbox(own_server, backlog)
+        later = _post(hook, 2)
+        _free_spool_disk(hook)
+        wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+    assert statuses == [202] * backlog
+    assert later.status_code == 202, later.text
+    assert [cost for cost, _, _ in _inbox(own_server)] == ["1"] * backlog + ["2"]
