@@ -182,3 +182,48 @@ def test_health_at_judges_exactly_the_moments_a_delivery_can_be_dated(
             assert "1970-01-01 UTC" in (caught.diag.message_primary or ""), caught
             outcomes.append("refused")
     assert outcomes == (["judged", "judged"] if dated else ["refused", "refused"])
+
+
+#: docs/operations.md ("The spool"): the hand edits a delivery received before them overwrote.
+OVERWRITTEN_HAND_EDITS = """
+select h.fragrance_id, h.changed_at as edited_at, i.id as inbox_id, i.received_at,
+       i.applied_fields
+from sync.fragrance_history as h
+join sync.inbox as i
+  on i.fragrance_id = h.fragrance_id and i.id > h.inbox_position
+ and i.received_at < h.changed_at
+ and i.applied_fields && array(select jsonb_object_keys(h.new_values))
+where h.inbox_id is null and h.operation = 'update'
+order by h.changed_at, i.id
+"""
+
+
+def test_a_delivery_spooled_before_a_hand_edit_and_drained_after_it_overwrites_it(
+    db: psycopg.Connection,
+) -> None:
+    """A known limit (docs/operations.md, ADR 0014), found by the query the docs give.
+
+    The field clock is the inbox id, drawn when the drain stores the
+    delivery, not when the hook received it.
+    """
+    (received,) = db.execute("select clock_timestamp()").fetchone()
+    db.execute("update public.fragrances set cost = 99 where fragrance_id = 7")  # by hand
+    key = uuid.uuid4()
+    db.execute(
+        "select * from sync.store_spooled(%s::bytea[], %s::text[], %s::text[], %s::text[],"
+        " %s::uuid[], %s::timestamptz[])",
+        [
+            [body({"fragrance_id": 7, "cost": 12})],
+            ["application/json"],
+            [None],
+            [None],
+            [key],
+            [received],
+        ],
+    )
+    db.execute("select * from sync.apply_received()")
+    assert fragrance(db, 7)["cost"] == 12  # the older value won
+    found = db.execute(OVERWRITTEN_HAND_EDITS).fetchall()
+    assert [(f, fields) for f, _, _, _, fields in found] == [(7, ["cost"])]
+    db.execute("select * from sync.revert(%s)", [found[0][2]])
+    assert fragrance(db, 7)["cost"] == 99  # the edit's value, as the docs say
