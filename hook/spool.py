@@ -431,10 +431,54 @@ class Spool:
             self._drain_fd = None
 
 
+#: What SQLite answers for a file it cannot read as a database: damaged, not locked or full.
+DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+OPEN_LOCK_FILE = "open.lock"
+
+
+def _keep_aside(directory: Path, exc: sqlite3.DatabaseError) -> Path:
+    """Rename a damaged spool (and its WAL) out of the way, byte for byte; its new path."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    kept = directory / f"{DATABASE_FILE}.corrupt-{stamp}"
+    for suffix in ("", "-wal"):
+        with suppress(FileNotFoundError):
+            (directory / f"{DATABASE_FILE}{suffix}").rename(f"{kept}{suffix}")
+    (directory / f"{DATABASE_FILE}-shm").unlink(missing_ok=True)  # an index, rebuilt from the WAL
+    log.error(
+        "the spool %s cannot be read (%s): kept as %s, with any deliveries it held that were "
+        "answered 202 and not stored yet (docs/operations.md, 'The spool', says how to recover "
+        "them); spooling to a new one",
+        directory / DATABASE_FILE,
+        exc,
+        kept,
+    )
+    return kept
+
+
 def open_spool(directory: str) -> Spool:
-    """The host's spool in ``directory``, or a clear error saying what to fix."""
+    """The host's spool in ``directory``, or a clear error saying what to fix.
+
+    A spool file SQLite cannot read (damaged, or not a database) is kept
+    aside and a new one started: it stopped the service from starting, so
+    every delivery was refused with the database up, and the error said to
+    make the directory writable (hostile review). The host's workers open
+    the spool one at a time, so only one of them renames a damaged file.
+    """
+    path = Path(directory)
     try:
-        return Spool(Path(directory))
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / OPEN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                return Spool(path)
+            except sqlite3.DatabaseError as exc:
+                if getattr(exc, "sqlite_errorname", None) not in DAMAGED:
+                    raise
+                _keep_aside(path, exc)
+                return Spool(path)
+        finally:
+            os.close(fd)  # and with it the lock
     except (OSError, sqlite3.Error) as exc:
         raise RuntimeError(
             f"cannot use SPOOL_DIR={directory!r} ({exc}); make it a writable directory on a "

@@ -682,3 +682,42 @@ def test_a_backlog_past_one_drain_batch_reaches_the_inbox_whole_while_the_spool_
     assert statuses == [202] * backlog
     assert later.status_code == 202, later.text
     assert [cost for cost, _, _ in _inbox(own_server)] == ["1"] * backlog + ["2"]
+
+
+@pytest.mark.parametrize(
+    "damage", ["not a database", "truncated"], ids=["overwritten", "truncated"]
+)
+def test_a_corrupt_spool_is_kept_aside_and_the_service_starts_on_a_new_one(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path, damage: str
+) -> None:
+    """A spool file SQLite cannot read stopped the service from starting at all.
+
+    Every delivery was then refused at the door, with the database up, and the
+    error said to make SPOOL_DIR a writable directory. The file is renamed,
+    kept byte for byte for whoever recovers what it held, and a new spool is
+    used.
+    """
+    directory = tmp_path / "spool"
+    spool = Spool(directory)
+    spool.append([_spooled(n) for n in range(200)])
+    spool.close()
+    path = directory / "spool.sqlite3"
+    if damage == "truncated":
+        with path.open("r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+    else:
+        path.write_bytes(b"garbage " * 1000)
+    damaged = path.read_bytes()
+
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        answer = _post(hook, 1)
+        health = wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+    assert answer.status_code == 202, answer.text
+    assert health["spool_depth"] == 0
+    [kept] = directory.glob("spool.sqlite3.corrupt-*")
+    assert kept.read_bytes() == damaged
+    assert str(kept) in hook.output()
+    assert db.execute("select payload->>'cost' from sync.inbox").fetchall() == [("1",)]
