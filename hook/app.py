@@ -46,7 +46,7 @@ from hook.merger import Merger
 from hook.notifications import Deliveries
 from hook.settings import Settings
 from hook.shared_read import SharedRead, read_row
-from hook.spool import SpoolCounts, SpoolingStore, open_spool
+from hook.spool import DRAIN_DEADLINE_FACTOR, SpoolCounts, SpoolingStore, open_spool
 
 log = logging.getLogger("hook")
 
@@ -259,6 +259,7 @@ def create_app(
                         open_spool(settings.spool_dir),
                         settings.spool_retry_every,
                         on_stored=merger.poke,
+                        deadline=DRAIN_DEADLINE_FACTOR * settings.database_timeout,
                     )
                     spooling.start()
                     opened.push_async_callback(spooling.close)

@@ -288,7 +288,7 @@ class DatabaseState:
             await pool.putconn(conn)
 
 
-async def _let_go(task: asyncio.Future[Any]) -> None:
+async def let_go(task: asyncio.Future[Any]) -> None:
     """Cancel a store; after CANCEL_GRACE, again: psycopg then closes its connection."""
     task.cancel()
     await asyncio.wait({task}, timeout=CANCEL_GRACE)
@@ -406,10 +406,10 @@ class BatchingStore:
         except asyncio.CancelledError:
             # The request itself was cancelled (a shutdown): the store goes with
             # it, and the connection goes back to the pool only once it let go.
-            await _let_go(task)
+            await let_go(task)
             raise
         if not task.done():
-            await _let_go(task)
+            await let_go(task)
             if task.cancelled() or task.exception() is not None:
                 raise TimeoutError
         return task.result()  # (or it answered after all, before its cancellation)

@@ -66,6 +66,7 @@ from hook.ingest import (
     Delivery,
     Receipt,
     StoreError,
+    let_go,
 )
 
 log = logging.getLogger("hook.spool")
@@ -84,6 +85,8 @@ DRAIN_BATCH = 500
 #: limit on one value (MAX_BODY_BYTES above 2 MiB) every attempt would fail as an outage
 #: (a program limit, 54000), retried for ever, holding back the whole spool (hostile review).
 DRAIN_BYTES = 4 * 1024 * 1024
+#: A drained batch (at most DRAIN_BYTES) unanswered this many times DB_TIMEOUT is given up.
+DRAIN_DEADLINE_FACTOR = 10
 #: Deliveries of one process written to the spool in one SQLite commit (one fsync).
 APPEND_GROUP = 500
 #: How long a write waits for another process's write lock before giving up (then 503).
@@ -536,10 +539,12 @@ class SpoolingStore:
         retry_every: float,
         batch_size: int = DRAIN_BATCH,
         on_stored: Callable[[], None] = lambda: None,
+        deadline: float | None = None,
     ) -> None:
         """Wrap ``inner``; drain ``spool`` through ``pool``, checking every ``retry_every`` s.
 
-        ``on_stored`` is called after each drained batch commits (the merger's poke).
+        ``on_stored`` is called after each drained batch commits (the merger's poke);
+        a batch the database has not answered within ``deadline`` s is tried again.
         """
         self._inner = inner
         self._on_stored = on_stored
@@ -548,6 +553,7 @@ class SpoolingStore:
         self.spool = spool
         self._retry_every = retry_every
         self._batch_size = batch_size
+        self._deadline = deadline
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="spool")
         self._pending: list[tuple[SpooledDelivery, bool, asyncio.Future[bool]]] = []
         self._writing = False
@@ -792,13 +798,40 @@ class SpoolingStore:
             [d.key for d in deliveries],
             [d.received_at for d in deliveries],
         )
-        async with self._database.connection(self._pool) as conn, conn.transaction():
-            # Not the pool's statement_timeout (DB_TIMEOUT, for one request's store):
-            # a batch of large bodies that took longer would be retried for ever.
-            await conn.execute("set local statement_timeout = 0")
-            # Its commit waits for a synchronous standby even when every key was stored
-            # already (see sync.store_spooled): the spool deletes its copies after it.
-            await conn.execute(STORE_SPOOLED, params)
+        async with self._database.connection(self._pool) as conn:
+
+            async def store() -> None:
+                async with conn.transaction():
+                    # Not the pool's statement_timeout (DB_TIMEOUT, for one request's
+                    # store): a batch of large bodies that took longer would be retried
+                    # for ever.
+                    await conn.execute("set local statement_timeout = 0")
+                    # Its commit waits for a synchronous standby even when every key was
+                    # stored already (see sync.store_spooled): the spool deletes its copies
+                    # after it.
+                    await conn.execute(STORE_SPOOLED, params)
+
+            if self._deadline is None:
+                await store()
+                return
+            # A server that hung after receiving the batch, or a primary gone behind a
+            # failover, never answers nor fails: the drain waited on that connection as long
+            # as TCP kept it (hours), holding the drain lock while every delivery spooled
+            # behind it (hostile review). Let go as a store does (hook/ingest.py); whether it
+            # committed or not, the keys make the next attempt store nothing twice.
+            task = asyncio.ensure_future(store())
+            try:
+                await asyncio.wait({task}, timeout=self._deadline)
+            except asyncio.CancelledError:
+                await let_go(task)
+                raise
+            if not task.done():
+                await let_go(task)
+                if task.cancelled() or task.exception() is not None:
+                    raise _OutageError(
+                        f"the database did not answer a drained batch within {self._deadline} s"
+                    )
+            task.result()
 
 
 # The command line: python -m hook.spool list|show|replay|drop, run on the hook's host.

@@ -12,6 +12,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import sqlite3
 import struct
 import threading
@@ -19,6 +20,7 @@ import time
 import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -721,3 +723,77 @@ def test_a_corrupt_spool_is_kept_aside_and_the_service_starts_on_a_new_one(
     assert kept.read_bytes() == damaged
     assert str(kept) in hook.output()
     assert db.execute("select payload->>'cost' from sync.inbox").fetchall() == [("1",)]
+
+
+class _FreezingProxy:
+    """A TCP proxy to PostgreSQL that freezes the first connection sending ``marker``.
+
+    From then on that connection forwards nothing either way and stays open,
+    as a server that hung (or a host that vanished) after it received a
+    statement: no error ever comes. Every other connection goes through.
+    """
+
+    def __init__(self, port: int, marker: bytes) -> None:
+        self._target = port
+        self._marker = marker
+        self.froze = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self._target))
+            frozen = threading.Event()
+            for source, sink, upstream in ((client, server, True), (server, client, False)):
+                threading.Thread(
+                    target=self._pipe, args=(source, sink, upstream, frozen), daemon=True
+                ).start()
+
+    def _pipe(
+        self, source: socket.socket, sink: socket.socket, upstream: bool, frozen: threading.Event
+    ) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                if upstream and self._marker in data and not self.froze.is_set():
+                    self.froze.set()
+                    frozen.set()
+                if not frozen.is_set():
+                    sink.sendall(data)
+        for each in (source, sink):
+            with suppress(OSError):
+                each.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_a_drain_the_database_never_answers_is_given_up_and_tried_again(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """A drain cut off from a hung server ends at a deadline and drains on a new connection.
+
+    The drain ran without any bound (a batch of large bodies must not time
+    out): a server that hung after receiving its batch, or a primary that
+    vanished behind a failover, left it waiting on that connection for as
+    long as TCP kept it (hours, without keepalives tuned), holding the drain
+    lock, while every delivery was spooled behind it and none reached the
+    database that answered again.
+    """
+    spool = Spool(tmp_path / "spool")
+    spool.append([_spooled(n) for n in (1, 2, 3)])
+    spool.close()
+    proxy = _FreezingProxy(own_server.pg.settings["port"], b"sync.store_spooled")
+    url = f"postgresql://sync_hook_login@127.0.0.1:{proxy.port}/test"
+    hook = start_hook(url, tmp_path, DB_TIMEOUT="1")
+    try:
+        wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+        proxy.close()
+    assert proxy.froze.is_set()
+    assert [cost for cost, _, _ in _inbox(own_server)] == ["1", "2", "3"]
