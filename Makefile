@@ -103,7 +103,7 @@ migrate: $(STAMP)
 	     exit $$status; }
 
 # Embedded PostgreSQL under .local/ unless DATABASE_URL points elsewhere.
-run: postgres-binaries $(STAMP)
+run: postgres-binaries pg-cron $(STAMP)
 	$(BIN)/python -m devtools.local_stack
 
 # Load tools for the benchmark: Debian's wrk and valgrind (bench/instructions.py), and

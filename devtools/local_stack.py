@@ -162,6 +162,38 @@ def _ensure_catalog_database(admin_url: str, url: str, name: str, owner: str = "
             print(f"    {name}: table and 5,000-row catalog loaded")
 
 
+def pg_cron_available() -> bool:
+    """Whether this machine's PostgreSQL has pg_cron (``make run`` installs Debian's)."""
+    return any(Path("/usr/share/postgresql").glob("*/extension/pg_cron.control"))
+
+
+def _pg_cron_args() -> str:
+    """Run the scheduled jobs as production does where it can: pg_cron in fragrancedb.
+
+    Background workers, not connections: the jobs run as their owner with no
+    login through ``pg_hba.conf``. Without pg_cron nothing runs them, and
+    ``sync.health`` says so a day after their schedule.
+    """
+    if not pg_cron_available():
+        return ""
+    return (
+        " -c shared_preload_libraries=pg_cron -c cron.database_name=fragrancedb"
+        " -c cron.use_background_workers=on"
+    )
+
+
+def _ensure_pg_cron(url: str) -> None:
+    """Create pg_cron where the server preloads it: a cluster migrated before keeps its jobs.
+
+    The migration that creates it ran once; the code load at every deploy
+    registers the jobs with it once it is here.
+    """
+    if not pg_cron_available():
+        return
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("create extension if not exists pg_cron")
+
+
 @contextmanager
 def embedded_cluster() -> Iterator[Urls]:
     """Start (or restart, reusing its data) the cluster under the project folder."""
@@ -180,7 +212,7 @@ def embedded_cluster() -> Iterator[Urls]:
     server = ThrowawayPostgresql(
         base_dir=str(base_dir),
         port=port,
-        postgres_args="-h 127.0.0.1 -c logging_collector=off",
+        postgres_args="-h 127.0.0.1 -c logging_collector=off" + _pg_cron_args(),
     )
     try:
         admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
@@ -194,6 +226,7 @@ def embedded_cluster() -> Iterator[Urls]:
         # Before the migrations, as compose's init script does: migration 0019 keeps it.
         _ensure_login(admin, "smart_library_login", SMART_LIBRARY_PASSWORD)
         _ensure_catalog_database(admin, smart, "fragrancedb")
+        _ensure_pg_cron(smart)
         _ensure_catalog_database(admin, cms, cms_database, owner=cms_user)
         yield Urls(
             migrate=smart,

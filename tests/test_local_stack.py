@@ -40,6 +40,7 @@ from devtools.local_stack import (
     SEED_CMS_LOGIN,
     application_view_in_sync,
     embedded_cluster,
+    pg_cron_available,
     relocated_cluster_base,
 )
 
@@ -241,6 +242,33 @@ def test_make_run_serves_syncs_repairs_restarts_on_its_data_and_stops_cleanly(
     received = final.split(" |")[0]
     assert received != "received 0" and _last_status_line(second).startswith(received + " |")
     assert _listening(*again.ports()) == []
+
+
+def test_make_run_schedules_the_jobs_with_pg_cron_as_production_does(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    """Without pg_cron nothing ran the purge, the catalog check or the drift check.
+
+    A stack left up for days grew its inbox, and sync.health warned that the
+    jobs never ran. pg_cron runs them in background workers: no login
+    through pg_hba.conf.
+    """
+    assert pg_cron_available(), "make run installs pg_cron (postgresql-15-cron)"
+    ports = (free_port(), free_port(), free_port(), free_port())
+    stack = _start(tmp_path / "local", tmp_path / "cron.out", ports)
+    stacks.append(stack)
+    _wait_until_up(stack)
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{stack.pg}/fragrancedb") as dba:
+        scheduled = dba.execute(
+            "select job, scheduled_by from sync.schedule() order by job"
+        ).fetchall()
+        workers = dba.execute("show cron.use_background_workers").fetchone()
+    assert scheduled == [
+        (job, f"pg_cron (fragrance_sync.{job})")
+        for job in ("check_catalog", "check_drift", "purge_inbox")
+    ]
+    assert workers == ("on",)
+    _stop(stack)
 
 
 def test_make_run_stops_when_a_port_is_taken_and_names_the_variable_that_moves_it(
