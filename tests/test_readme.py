@@ -36,6 +36,30 @@ def test_the_rules_table_is_the_databases(db: psycopg.Connection) -> None:
     assert sorted(rows) == sorted((code, severity, REACH[reach]) for code, severity, reach in rules)
 
 
+def test_the_rules_table_says_what_a_dba_may_tune_and_the_default_limits(
+    db: psycopg.Connection,
+) -> None:
+    """Its "a DBA may tune" column is sync.rule.tunable, each limit with its default."""
+    stated = dict(
+        re.findall(
+            r"^\| `([a-z_0-9]+\.[a-z_0-9]+)` \| \w+ \| [a-z ]+ \| ([^|]+?) \| ",
+            README,
+            re.MULTILINE,
+        )
+    )
+    rules = db.execute(
+        "select code, tunable, default_parameter from sync.rule order by code"
+    ).fetchall()
+    held = {
+        code: ", ".join(
+            f"parameter ({default_parameter})" if what == "parameter" else what for what in tunable
+        )
+        or "-"
+        for code, tunable, default_parameter in rules
+    }
+    assert stated == held
+
+
 def test_every_sql_one_liner_of_the_runbook_is_valid_sql(db: psycopg.Connection) -> None:
     runbook = README.split("## Runbook", 1)[1].split("## ", 1)[0]
     statements = re.findall(r"`((?:select|update) [^`]+;)`", runbook)
