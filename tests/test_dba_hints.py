@@ -286,6 +286,24 @@ def test_the_readme_lists_every_sqlstate_the_database_code_raises() -> None:
     assert raised and raised <= listed, sorted(raised - listed)
 
 
+def test_every_sqlstate_the_docs_name_is_raised_by_the_database_code() -> None:
+    """An FS code a DBA reads in a doc, and looks for in a log, is one the code raises."""
+    raised = {
+        code
+        for path in sorted((ROOT / "db").glob("*.sql"))
+        for code in re.findall(r"errcode = '(FS\d{3})'", path.read_text())
+    }
+    docs = [ROOT / "README.md", ROOT / "DEVELOPERS.md", ROOT / "db" / "README.md"]
+    docs += sorted((ROOT / "docs").glob("*.md"))
+    named = {
+        f"{path.relative_to(ROOT)}: {code}"
+        for path in docs
+        for code in re.findall(r"\bFS\d{3}\b", path.read_text())
+        if code not in raised
+    }
+    assert raised and named == set()
+
+
 @pytest.mark.parametrize(
     ("call", "named"),
     [
