@@ -353,5 +353,142 @@ $$;
 comment on function sync.schedule() is
     'The jobs that run without a person: their schedule, whether pg_cron runs them here (else the cron lines of docs/operations.md, "Run without a person", must), and their last run with its status (running, ok, failed, or interrupted: cancelled, or its session ended, before it finished) and detail. Usage: SELECT * FROM sync.schedule();';
 
+-- sync_private.cron_matches
+-- Whether a cron schedule (minute hour day month weekday) names a moment's minute.
+create function sync_private.cron_matches(p_schedule text, p_at timestamp) returns boolean
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- Cron's fields: each a comma list of *, a number or a range a-b, each
+    -- with an optional step /n (a number with a step runs to the field's
+    -- end, as Vixie cron reads it). Weekday 0 and 7 are Sunday. Where both
+    -- the day of the month and the weekday are restricted, either matches
+    -- (cron's rule); a field * matches anything. Names (mon, jan) and @daily
+    -- are not read: pg_cron's syntax beyond this is for pg_cron alone.
+    with parts as (
+        select regexp_split_to_array(btrim(p_schedule), E'\\s+') as text
+    ),
+    field as (
+        select f.n, f.text, v.value, v.low, v.high
+        from parts as p
+        cross join lateral unnest(p.text) with ordinality as f (text, n)
+        join (values (1, extract(minute from p_at)::integer, 0, 59),
+                     (2, extract(hour from p_at)::integer, 0, 23),
+                     (3, extract(day from p_at)::integer, 1, 31),
+                     (4, extract(month from p_at)::integer, 1, 12),
+                     (5, extract(dow from p_at)::integer, 0, 7)) as v (n, value, low, high)
+            on v.n = f.n
+    ),
+    judged as (
+        select f.n, f.text,
+            exists (
+                select
+                from unnest(string_to_array(f.text, ',')) as part (text)
+                cross join lateral regexp_match(part.text, '^(?:(\*)|([0-9]+)(?:-([0-9]+))?)(?:/([0-9]+))?$') as m
+                cross join lateral (
+                    select case when m[1] is not null then f.low else m[2]::integer end as first,
+                           case when m[1] is not null or (m[3] is null and m[4] is not null) then f.high
+                                else coalesce(m[3], m[2])::integer end as last,
+                           coalesce(m[4]::integer, 1) as step
+                ) as r
+                where m is not null and r.step > 0
+                  and (f.value between r.first and r.last and (f.value - r.first) % r.step = 0
+                       -- Sunday is 0 and 7.
+                       or f.n = 5 and f.value = 0 and 7 between r.first and r.last and (7 - r.first) % r.step = 0)
+            ) as matches
+        from field as f
+    )
+    select (select cardinality(p.text) = 5 from parts as p)
+       and bool_and(j.matches) filter (where j.n in (1, 2, 4))
+       and case when bool_or(j.text = '*') filter (where j.n in (3, 5))
+                then bool_and(j.matches) filter (where j.n in (3, 5))
+                else bool_or(j.matches) filter (where j.n in (3, 5)) end
+    from judged as j;
+$$;
+comment on function sync_private.cron_matches(text, timestamp) is
+    'Whether the cron schedule p_schedule (minute hour day-of-month month weekday: *, numbers, ranges a-b, lists, steps /n; weekday 0 or 7 is Sunday; day and weekday both restricted: either) names the minute of p_at, a local time. sync.due_jobs reads sync.job''s schedules with it.';
+
+-- sync.due_jobs
+-- The enabled jobs whose schedule named a minute of the last hour since they last ran, and that pg_cron does not run.
+create function sync.due_jobs(p_now timestamptz default now())
+    returns table (job text, due_at timestamptz)
+    language plpgsql
+    stable
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- For a server without pg_cron (docker-compose's database, a managed
+    -- one): one cron line that calls sync.run_due_jobs every minute follows
+    -- sync.job as it is tuned, where three lines copied its schedules. A
+    -- minute of the last hour that came after the job's last run (or its
+    -- enabling) makes it due, so a scheduler a few minutes late, or a run
+    -- of another job that took a while, still runs it; one down for longer
+    -- skips it, as cron would, and sync.health says so a day on. Minutes are
+    -- read in the session's time zone (the server's, unless the login or
+    -- the database sets another), as sync.job says its schedule is.
+    --
+    -- An infinite moment has no minutes before it: the hour's series of
+    -- minutes never ended.
+    if p_now is null or not isfinite(p_now) then
+        raise exception 'sync.due_jobs needs a moment, got %', coalesce(p_now::text, 'null')
+            using errcode = 'FS005', hint = 'For example SELECT * FROM sync.due_jobs(); (now)';
+    end if;
+    return query
+    select j.name, max(m.at)
+    from sync.schedule() as s
+    join sync.job as j on j.name = s.job
+    cross join lateral generate_series(date_trunc('minute', p_now) - interval '59 minutes',
+                                       date_trunc('minute', p_now), interval '1 minute') as m (at)
+    where j.enabled
+      and s.scheduled_by not like 'pg_cron%'
+      and m.at >= date_trunc('minute', j.enabled_at)
+      and m.at > coalesce((select max(r.started_at) from sync.job_run as r where r.job = j.name), '-infinity')
+      and sync_private.cron_matches(j.schedule, m.at::timestamp)
+    group by j.name
+    order by max(m.at), j.name;
+end;
+$$;
+comment on function sync.due_jobs(timestamptz) is
+    'The enabled jobs of sync.job that pg_cron does not run and whose schedule named a minute of the last hour after their last run (and after they were enabled), with that minute: what sync.run_due_jobs runs. Usage: SELECT * FROM sync.due_jobs();';
+
+-- sync.run_due_jobs
+-- Runs the jobs that are due (sync.due_jobs), each in its own transactions; for a cron line every minute.
+create procedure sync.run_due_jobs()
+    language plpgsql
+as $$
+declare
+    v_job text;
+    v_status text;
+begin
+    -- A procedure, so each job commits on its own and the purge can commit
+    -- between its chunks (sync.purge_inbox); like it, this runs as its
+    -- caller (a procedure that commits may carry no SET or SECURITY
+    -- DEFINER) and names every function with its schema. Call it on its
+    -- own, outside a transaction block, in a session with no
+    -- statement_timeout: `* * * * * psql "$FRAGRANCE_DBA_URL" -qAtc "set
+    -- statement_timeout = 0" -c "call sync.run_due_jobs()"`. Two schedulers
+    -- at once (two hosts' cron lines) run each job once: the second finds
+    -- the first's lock and returns.
+    if not pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('sync.run_due_jobs')) then
+        raise notice 'another session is running the due jobs; this one leaves them to it';
+        return;
+    end if;
+    for v_job in select d.job from sync.due_jobs() as d loop
+        if v_job operator(pg_catalog.=) 'purge_inbox' then
+            v_status := null;
+            call sync.purge_inbox(10000, v_status);
+        else
+            perform sync.run_job(v_job);
+            commit;
+        end if;
+    end loop;
+    perform pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('sync.run_due_jobs'));
+end;
+$$;
+comment on procedure sync.run_due_jobs() is
+    'Runs the jobs sync.due_jobs() lists, one after the other, each committed on its own (the purge by sync.purge_inbox, in chunks); returns at once when another session is running them. For servers without pg_cron, from one cron line a minute, in a session with no statement_timeout: CALL sync.run_due_jobs();';
+
 -- The jobs reach pg_cron at every code load, as they would after an UPDATE of sync.job.
 select sync_private.schedule_with_pg_cron();

@@ -49,11 +49,13 @@ grant execute on function
     sync.purge_inbox_step(bigint, integer),
     sync.check_catalog(),
     sync.run_job(text),
-    sync.schedule()
+    sync.schedule(),
+    sync.due_jobs(timestamptz)
     to sync_dba;
 -- The scheduled purge runs as its caller (a procedure that commits cannot be
 -- SECURITY DEFINER): a sync_dba login's cron line calls it.
 grant execute on procedure sync.purge_inbox(integer, text) to sync_dba;
+grant execute on procedure sync.run_due_jobs() to sync_dba;
 grant select on
     sync.quarantine,
     sync.unknown_field,

@@ -15,12 +15,15 @@ import fnmatch
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
+import psycopg
 import pytest
 import yaml
 from conftest import ROOT
@@ -88,6 +91,7 @@ def test_the_services_are_the_seeds() -> None:
         "migrate",
         "smart_library",
         "fragrance_sync",
+        "sync_jobs",
     }
 
 
@@ -283,6 +287,9 @@ def test_services_start_in_order() -> None:
     }
     assert SERVICES["cms_simulator"]["depends_on"] == {
         "cms_database": {"condition": "service_healthy"}
+    }
+    assert SERVICES["sync_jobs"]["depends_on"] == {  # it calls the code migrate loads
+        "migrate": {"condition": "service_completed_successfully"}
     }
     assert SERVICES["migrate"]["restart"] == "no"
 
@@ -650,3 +657,52 @@ def test_the_real_smart_library_swapped_in_reads_through_the_stand_ins_login(
     )
     assert real["user"] == "smart_library_login"
     assert real["password"] == env["PGPASSWORD"] == (password or "smart_library_password")
+
+
+def test_the_jobs_service_runs_the_due_jobs_through_psql_as_compose_starts_it(
+    server: Any, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Compose's database has no pg_cron: without this service nothing ever purged or checked.
+
+    Its command, as compose hands it to the container's shell ($$ is $),
+    against this test's database: the first round runs what is due.
+    """
+    service = SERVICES["sync_jobs"]
+    assert service["image"] == SERVICES["fragrance_database"]["image"]
+    env = _environment("sync_jobs")
+    assert (env["PGHOST"], env["PGDATABASE"], env["PGUSER"]) == (
+        "fragrance_database",
+        _environment("fragrance_database")["POSTGRES_DB"],
+        _environment("fragrance_database")["POSTGRES_USER"],
+    )
+    assert env["PGOPTIONS"] == "-c statement_timeout=0"
+    shell, flag, script = service["command"]
+    assert (shell, flag) == ("sh", "-c")
+    psql = shutil.which("psql") or str(sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))[-1])
+    db.execute("update sync.job set schedule = '* * * * *', enabled_at = now() - interval '1 day'")
+    loop = subprocess.Popen(
+        [shell, flag, script.replace("$$", "$")],
+        env={
+            "PATH": f"{Path(psql).parent}:{os.environ['PATH']}",
+            "PGHOST": "127.0.0.1",
+            "PGPORT": str(conninfo_to_dict(server.url(dbname))["port"]),
+            "PGDATABASE": dbname,
+            "PGUSER": "postgres",
+            "PGOPTIONS": env["PGOPTIONS"],
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "jobs.err").open("wb"),
+        start_new_session=True,
+    )
+    try:
+        runs: list[tuple[str, str]] = []
+        for _ in range(600):
+            runs = db.execute("select job, status from sync.job_run order by job").fetchall()
+            if len(runs) == 3 or loop.poll() is not None:
+                break
+            time.sleep(0.05)
+    finally:
+        os.killpg(loop.pid, signal.SIGTERM)
+        loop.wait(10)
+    expected = [("check_catalog", "ok"), ("check_drift", "failed"), ("purge_inbox", "ok")]
+    assert runs == expected, (tmp_path / "jobs.err").read_text()

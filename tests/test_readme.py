@@ -108,6 +108,7 @@ def test_the_docs_a_newcomer_reads_cite_no_review_they_cannot_follow() -> None:
 
 #: A call of each sync function that takes a moment, given an infinite one.
 AT_INFINITY = {
+    "due_jobs": "select * from sync.due_jobs('infinity')",
     "fragrance_at": "select * from sync.fragrance_at(7, 'infinity')",
     "health_at": "select * from sync.health_at('infinity')",
     "inbox_position": "select sync.inbox_position('infinity')",

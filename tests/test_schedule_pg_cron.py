@@ -76,6 +76,23 @@ def test_the_migration_creates_pg_cron_and_the_code_load_registers_every_job(
     ]
 
 
+def test_a_job_pg_cron_runs_is_never_due_for_the_cron_line(cron_db: psycopg.Connection) -> None:
+    """sync.run_due_jobs beside pg_cron (a cron line left from before) would run each job twice."""
+    schedules = cron_db.execute("select name, schedule from sync.job").fetchall()
+    cron_db.execute("update sync.job set schedule = '* * * * *'")
+    try:
+        assert {r[0] for r in registered(cron_db)} == {
+            "fragrance_sync.check_catalog",
+            "fragrance_sync.check_drift",
+            "fragrance_sync.purge_inbox",
+        }
+        due = cron_db.execute("select job from sync.due_jobs(now() + interval '1 day')")
+        assert due.fetchall() == []
+    finally:
+        for name, schedule in schedules:
+            cron_db.execute("update sync.job set schedule = %s where name = %s", [schedule, name])
+
+
 def test_the_command_pg_cron_runs_records_a_run(cron_db: psycopg.Connection) -> None:
     [(command,)] = cron_db.execute(
         "select command from cron.job where jobname = 'fragrance_sync.check_catalog'"

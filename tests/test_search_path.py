@@ -100,9 +100,10 @@ def test_code_that_runs_as_its_caller_pins_its_search_path(db: psycopg.Connectio
     """Every trigger function of ours, and every function of the API that is not SECURITY DEFINER.
 
     (Those that are, and the internals they call, run with the path their
-    SECURITY DEFINER function set.) The one exception is the procedure
-    sync.purge_inbox: a procedure that commits may carry no SET (PostgreSQL),
-    so it names every function it calls with its schema.
+    SECURITY DEFINER function set.) The exceptions are the procedures
+    sync.purge_inbox and sync.run_due_jobs: a procedure that commits may
+    carry no SET (PostgreSQL), so each names every function it calls with
+    its schema.
     """
     unpinned = db.execute("""
         select p.oid::regprocedure::text from pg_catalog.pg_proc as p
@@ -112,7 +113,7 @@ def test_code_that_runs_as_its_caller_pins_its_search_path(db: psycopg.Connectio
           and not coalesce('search_path=pg_catalog, pg_temp' = any (p.proconfig), false)
         order by 1
     """).fetchall()
-    assert unpinned == [("sync.purge_inbox(integer,text)",)]
+    assert unpinned == [("sync.purge_inbox(integer,text)",), ("sync.run_due_jobs()",)]
 
 
 def test_the_stranger_is_refused_the_api_even_with_schema_public_open(
