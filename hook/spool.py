@@ -68,6 +68,7 @@ from hook.ingest import (
     StoreError,
     let_go,
 )
+from hook.log_limit import LogLimit
 
 log = logging.getLogger("hook.spool")
 
@@ -564,6 +565,8 @@ class SpoolingStore:
         #: The queue up to this place is in the database, but the spool could not delete it
         #: (a full disk: SQLite writes to delete). The drain stores past it, in order.
         self._stored_through = 0
+        #: A database that refuses every drain (read-only) must not write a line per retry.
+        self._log = LogLimit(log, 10.0)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -715,7 +718,9 @@ class SpoolingStore:
             try:
                 await self._drain()
             except _OutageError as exc:
-                log.warning("draining the spool paused, the database is unavailable: %s", exc)
+                # At every SPOOL_RETRY_EVERY while the database answers but cannot take
+                # them (read-only after a failover): one line per 10 s, as the merger's.
+                self._log.warning("draining the spool paused, the database is unavailable: %s", exc)
             except Exception:
                 # The drain must outlive any surprise: what is spooled stays on disk.
                 log.exception("draining the spool failed; retrying")

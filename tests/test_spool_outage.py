@@ -28,7 +28,7 @@ import httpx
 import psycopg
 import pytest
 from conftest import Server, load_smart_library, run_yoyo
-from helpers import body
+from helpers import body, calls_started_after
 from load import peak_rss_mb, post_at_once
 from processes import (
     Hook,
@@ -227,6 +227,32 @@ def test_a_database_that_turns_read_only_spools_deliveries_instead_of_refusing_t
         stop_hook(hook)
     assert [(a.status_code, a.json()["status"]) for a in answers] == [(202, "spooled")] * 2
     assert [json.loads(b)["cost"] for b in _bodies(own_server)] == [1, 2, 3]
+
+
+def test_a_read_only_database_pauses_the_drain_with_one_warning_not_one_per_retry(
+    own_server: Server, tmp_path: Path
+) -> None:
+    """After a failover the old primary answers, read-only: the drain retries every interval."""
+    hook = start_hook(
+        own_server.url("test", user="sync_hook_login"), tmp_path, SPOOL_RETRY_EVERY="0.1"
+    )
+    try:
+        with psycopg.connect(own_server.url("test"), autocommit=True) as owner:
+            owner.execute("alter system set default_transaction_read_only = on")
+            owner.execute("select pg_reload_conf()")
+            try:
+                assert _post(hook, 1).json()["status"] == "spooled"
+                now = owner.execute("select clock_timestamp()").fetchone()[0]
+                # Each refused drain ends in a ROLLBACK of the hook's pool.
+                calls_started_after(owner, now, "ROLLBACK", 5, "fragrance-sync-hook")
+            finally:
+                owner.execute("set default_transaction_read_only = off")
+                owner.execute("alter system reset default_transaction_read_only")
+                owner.execute("select pg_reload_conf()")
+        wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+    assert hook.output().count("draining the spool paused") == 1
 
 
 def test_a_store_held_past_db_timeout_is_spooled_not_left_waiting(
