@@ -55,8 +55,8 @@ class Health(BaseModel):
     """What ``GET /healthz`` answers, with 200 or 503."""
 
     status: Literal["ok", "degraded"] = Field(
-        description="degraded while deliveries wait in the spool, some are set aside, "
-        "or the database cannot store them"
+        description="degraded while deliveries wait in the spool, some are set aside or "
+        "damaged, or the database cannot store them"
     )
     database: Literal["ok", "unreachable", "not_migrated", "read_only", "not_permitted"] = Field(
         description="ok: this login can store deliveries. unreachable: no answer. "
@@ -67,6 +67,9 @@ class Health(BaseModel):
     )
     spool_depth: int = Field(description="Deliveries waiting in this host's spool.")
     spool_set_aside: int = Field(description="Spooled deliveries the database refused.")
+    spool_damaged: int = Field(
+        description="Spooled records the spool could not read or decode, moved aside."
+    )
 
 
 #: FastAPI's OpenTelemetry spans, metrics and logs, all off (``FastAPI(telemetry=...)``).
@@ -321,11 +324,12 @@ def create_app(
         """Liveness, whether the database can store deliveries, and what the host's spool holds.
 
         200 while deliveries can be kept (``degraded`` when they go to the
-        spool, or when deliveries the database refused are set aside in it),
+        spool, or when deliveries the database refused, or records it could
+        not read, are set aside in it),
         503 when they cannot: the database cannot store them and there is no spool.
         """
         spooling = request.app.state.spooling
-        counts = SpoolCounts(0, 0) if spooling is None else await spooling.counts()
+        counts = SpoolCounts(0, 0, 0) if spooling is None else await spooling.counts()
         try:
             database = database_health(await probes.get())
         except psycopg.Error as exc:
@@ -343,12 +347,13 @@ def create_app(
             database = "unreachable"
         if database in ("read_only", "not_permitted"):
             unhealthy.warning("health check: the database cannot store deliveries: %s", database)
-        healthy = database == "ok" and counts == (0, 0)
+        healthy = database == "ok" and counts == (0, 0, 0)
         answer = {
             "status": "ok" if healthy else "degraded",
             "database": database,
             "spool_depth": counts.depth,
             "spool_set_aside": counts.set_aside,
+            "spool_damaged": counts.damaged,
         }
         return JSONResponse(
             status_code=503 if database != "ok" and spooling is None else 200, content=answer

@@ -234,6 +234,13 @@ class HookMetrics:
             "host's spool until someone replays or drops them (python -m hook.spool list).",
             registry=self.registry,
         )
+        self.spool_damaged = Gauge(
+            "fragrance_sync_spool_damaged",
+            "Records of this host's spool that it could not read (a damaged page) or make a "
+            "delivery of (a damaged key, time or text), moved aside with what could be read "
+            "(python -m hook.spool damaged).",
+            registry=self.registry,
+        )
         self.registrations = Counter(
             "fragrance_sync_cms_registrations",
             "POST /listener calls this hook process made to the CMS (CMS_URL), by outcome: "
@@ -436,9 +443,10 @@ def install(app: FastAPI) -> None:
     async def scrape(request: Request) -> Response:
         """Prometheus text format: this process's counters, then the database's numbers."""
         spooling = getattr(request.app.state, "spooling", None)
-        depth, set_aside = (0, 0) if spooling is None else await spooling.counts()
+        depth, set_aside, damaged = (0, 0, 0) if spooling is None else await spooling.counts()
         metrics.spool_depth.set(depth)
         metrics.spool_set_aside.set(set_aside)
+        metrics.spool_damaged.set(damaged)
         try:
             snapshot = await snapshots.get()
         except (psycopg.Error, PoolTimeout, DatabaseDownError) as exc:

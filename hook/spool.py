@@ -31,6 +31,15 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
   constraint, a type it cannot take) is found by splitting the failed batch
   and moved, byte for byte, to the ``set_aside`` table; the records behind
   it carry on. ``python -m hook.spool list|show|replay|drop`` handles them.
+- A record the spool itself cannot read (SQLite says ``SQLITE_CORRUPT``: a
+  damaged page of its body) or cannot make a delivery of (a key, a time,
+  a text that is not what the hook wrote) is moved to the ``damaged`` table,
+  with every byte of it SQLite can still read, and the records behind it
+  carry on; one whose damaged pages SQLite cannot even delete stays in the
+  file, marked by its row in ``damaged``, and is skipped.
+  ``python -m hook.spool damaged`` shows them. Any other SQLite error (I/O,
+  a full disk, a read-only file, a lock) is the file's or the disk's, not a
+  record's: the drain stops and tries again, and moves nothing.
 """
 
 from __future__ import annotations
@@ -68,7 +77,7 @@ from hook.ingest import (
     StoreError,
     let_go,
 )
-from hook.log_limit import LogLimit
+from hook.log_limit import LEFT_OUT, LogLimit
 
 log = logging.getLogger("hook.spool")
 
@@ -131,8 +140,35 @@ SCHEMA = (
         error text not null
     )
     """,
+    # No column types: what a damaged record gave is kept as it was read (a text that
+    # is not UTF-8, a number, a null where the queue wants a value), byte for byte.
+    """
+    create table if not exists damaged (
+        seq integer primary key,
+        key,
+        received_at,
+        body,
+        body_length,
+        content_type,
+        client_addr,
+        user_agent,
+        spooled_by,
+        found_at text not null,
+        error text not null,
+        in_queue integer not null
+    )
+    """,
 )
 COLUMNS = "key, received_at, body, content_type, client_addr, user_agent"
+#: The same, read as they are stored: a text that is not UTF-8 fails to decode as one
+#: record's damage, not as an error of the whole batch's read.
+RAW_COLUMNS = (
+    "cast(key as blob), cast(received_at as blob), body, cast(content_type as blob),"
+    " cast(client_addr as blob), cast(user_agent as blob)"
+)
+#: The queue's records that are not known to be damaged (one SQLite could not delete
+#: stays in the file, marked by its row in ``damaged``).
+LIVE = "seq not in (select seq from damaged)"
 
 
 @dataclass(frozen=True)
@@ -186,12 +222,145 @@ class SpooledDelivery:
             user_agent,
         )
 
+    @classmethod
+    def from_raw(cls, row: Sequence[Any]) -> SpooledDelivery:
+        """Rebuild a delivery from ``RAW_COLUMNS``; ValueError if it is not what the hook wrote.
+
+        The hook writes a UUID, an ISO time with its zone, a blob and texts (or
+        nulls): anything else is damage (a bit flipped on disk, a hand edit),
+        and storing it would send the database a delivery nobody received.
+        """
+        key, received_at, body, content_type, client_addr, user_agent = row
+        if not isinstance(body, bytes):
+            raise ValueError(f"the body is a {type(body).__name__}, not bytes")
+        moment = datetime.fromisoformat(_text("received_at", received_at))
+        if moment.tzinfo is None:
+            raise ValueError(f"received_at {moment.isoformat()!r} has no time zone")
+        return cls(
+            uuid.UUID(_text("key", key)),
+            moment,
+            body,
+            _optional_text("content_type", content_type),
+            _optional_text("client_addr", client_addr),
+            _optional_text("user_agent", user_agent),
+        )
+
+
+def _text(column: str, value: object) -> str:
+    if not isinstance(value, bytes):
+        raise ValueError(f"{column} is {value!r}, not a text")
+    try:
+        return value.decode()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{column} is not UTF-8 ({value[:64]!r})") from exc
+
+
+def _optional_text(column: str, value: object) -> str | None:
+    return None if value is None else _text(column, value)
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether SQLite says the file's content is damaged where it read, not that it failed.
+
+    Only ``SQLITE_CORRUPT``: a page that is not what the b-tree says it is.
+    An I/O error, a full disk, a read-only file, a lock or a missing file
+    (``SQLITE_IOERR``, ``SQLITE_FULL``, ``SQLITE_READONLY``, ``SQLITE_BUSY``,
+    ``SQLITE_CANTOPEN``...) may pass, and says nothing of one record: the
+    drain tries again later and moves nothing aside for it.
+    """
+    name = getattr(exc, "sqlite_errorname", None)
+    return isinstance(exc, sqlite3.DatabaseError) and str(name).startswith("SQLITE_CORRUPT")
+
+
+def _decoded(row: Sequence[Any]) -> Queued | Unreadable:
+    """A raw row of the queue as a delivery, or why it is not one."""
+    seq, *values = row
+    if len(values) == 1:  # _read_one's (seq, reason)
+        return Unreadable(seq, values[0])
+    try:
+        return Queued(seq, SpooledDelivery.from_raw(values))
+    except ValueError as exc:
+        return Unreadable(seq, f"not a delivery: {exc}")
+
+
+def _read_prefix(db: sqlite3.Connection, seq: int) -> bytes | None:
+    """The bytes of a record's body up to its first damaged page (None if none are read)."""
+    try:
+        blob = db.blobopen("queue", "body", seq, readonly=True)
+    except sqlite3.DatabaseError as exc:
+        # SQLITE_ERROR: not a blob nor a text (a damaged type), nothing to read this way.
+        if is_damage(exc) or getattr(exc, "sqlite_errorname", None) == "SQLITE_ERROR":
+            return None
+        raise
+    read = bytearray()
+    step = 65536
+    failed = False
+    with blob:
+        while step:
+            try:
+                chunk = blob.read(step)
+            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):
+                    raise
+                failed = True
+                step //= 2  # find the last byte SQLite gives before it fails
+                blob.seek(len(read))
+                continue
+            if not chunk:
+                break
+            read += chunk
+    if failed:
+        # SQLite finds the damage at an overflow page's link to the next: the page
+        # holding that link was read as the body, and its bytes are the damage's too
+        # (a page has no checksum). Only the pages before it are the delivery's.
+        # (The spool reserves no bytes at the end of its pages: 4 for the link.)
+        page_size = db.execute("pragma page_size").fetchone()[0]
+        del read[max(0, len(read) - (page_size - 4)) :]
+    return bytes(read)
+
+
+def _shown(value: object) -> object:
+    """A value of a damaged record for JSON: a UTF-8 text as is, other bytes in base64."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(value).decode()}
+    return value
+
+
+def _describe_damaged(row: Sequence[Any]) -> dict[str, Any]:
+    seq, key, received_at, body, length, content_type, client_addr, user_agent = row[:8]
+    spooled_by, found_at, error, in_queue = row[8:]
+    return {
+        "id": seq,
+        "key": _shown(key),
+        "received_at": _shown(received_at),
+        "content_type": _shown(content_type),
+        "client_addr": _shown(client_addr),
+        "user_agent": _shown(user_agent),
+        "spooled_by_pid": spooled_by,
+        "found_at": found_at,
+        "error": error,
+        "still_in_queue_file": bool(in_queue),
+        "body_length": length,
+        "body_bytes": None if body is None else len(body),
+        "body_base64": None if not isinstance(body, bytes) else base64.b64encode(body).decode(),
+    }
+
 
 class Queued(NamedTuple):
     """A delivery waiting in the queue, with its place in it."""
 
     seq: int
     delivery: SpooledDelivery
+
+
+class Unreadable(NamedTuple):
+    """A record of the queue the spool cannot read, or cannot make a delivery of."""
+
+    seq: int
+    reason: str
 
 
 class SetAside(NamedTuple):
@@ -285,7 +454,7 @@ class Spool:
 
     @staticmethod
     def _has_records(db: sqlite3.Connection) -> bool:
-        return bool(db.execute("select exists (select 1 from queue)").fetchone()[0])
+        return bool(db.execute(f"select exists (select 1 from queue where {LIVE})").fetchone()[0])
 
     def _raise_flag(self) -> None:
         os.close(os.open(self.waiting_path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -313,17 +482,22 @@ class Spool:
             )
         return True
 
-    def oldest(self, limit: int, max_bytes: int = DRAIN_BYTES, after: int = 0) -> list[Queued]:
+    def oldest(
+        self, limit: int, max_bytes: int = DRAIN_BYTES, after: int = 0
+    ) -> list[Queued | Unreadable]:
         """The oldest records of the queue, in order, ``limit`` and about ``max_bytes`` at most.
 
         A record is taken while the bodies before it hold less than
         ``max_bytes``, so the first always is, however large. Only records
-        after the place ``after`` in the queue.
+        after the place ``after`` in the queue. A record SQLite reports damaged,
+        or whose values are not a delivery, comes back as ``Unreadable``; any
+        other error of SQLite is raised.
         """
         with self._lock:
             # length() of a blob reads its size, not its bytes.
             sizes = self._db.execute(
-                "select seq, length(body) from queue where seq > ? order by seq limit ?",
+                f"select seq, length(body) from queue where seq > ? and {LIVE}"
+                " order by seq limit ?",
                 (after, limit),
             ).fetchall()
             last, before = None, 0
@@ -333,11 +507,32 @@ class Spool:
                 last, before = seq, before + size
             if last is None:
                 return []
-            rows = self._db.execute(
-                f"select seq, {COLUMNS} from queue where seq > ? and seq <= ? order by seq",
-                (after, last),
-            ).fetchall()
-        return [Queued(row[0], SpooledDelivery.from_row(row[1:])) for row in rows]
+            try:
+                rows = self._db.execute(
+                    f"select seq, {RAW_COLUMNS} from queue where seq > ? and seq <= ? and {LIVE}"
+                    " order by seq",
+                    (after, last),
+                ).fetchall()
+            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):
+                    raise
+                # A damaged page in one record fails the whole read: one at a time, to
+                # find which (the sizes above come from the cells, not the pages of bodies).
+                rows = [self._read_one(seq) for seq, _ in sizes if seq <= last]
+        return [_decoded(row) for row in rows]
+
+    def _read_one(self, seq: int) -> tuple[Any, ...]:
+        """One record's raw values, or ``(seq, reason)`` when SQLite reports it damaged."""
+        try:
+            return tuple(
+                self._db.execute(
+                    f"select seq, {RAW_COLUMNS} from queue where seq = ?", (seq,)
+                ).fetchone()
+            )
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            return (seq, f"SQLite cannot read it: {exc} ({exc.sqlite_errorname})")
 
     def remove(self, seqs: Sequence[int]) -> None:
         """Delete records the database has committed."""
@@ -347,7 +542,7 @@ class Spool:
     def remove_through(self, seq: int) -> None:
         """Delete every record up to the place ``seq`` in the queue (the database has them)."""
         with self._transaction() as db:
-            db.execute("delete from queue where seq <= ?", (seq,))
+            db.execute(f"delete from queue where seq <= ? and {LIVE}", (seq,))
 
     def set_aside(self, seq: int, error: str) -> None:
         """Move a record the database refused out of the queue, byte for byte."""
@@ -359,6 +554,90 @@ class Spool:
             )
             db.execute("delete from queue where seq = ?", (seq,))
 
+    def set_damaged(self, seq: int, reason: str) -> str:
+        """Move a record the spool cannot read or decode to ``damaged``; what was kept of it.
+
+        Every value SQLite can still read is copied as it is stored (a body up to
+        its first damaged page); the record is then deleted from the queue, or,
+        if SQLite cannot delete it either (a damaged page it must free), left in
+        the file and skipped from then on. Any error but ``SQLITE_CORRUPT`` (a
+        full disk, an I/O error) while it is copied rolls the copy back and is
+        raised: the record stays in the queue, whole, for the next attempt.
+        """
+        now = datetime.now(UTC).isoformat()
+        # SQLite fails every later statement of a write transaction in which a read met
+        # the damage: each step is a transaction of its own, the salvage none.
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "insert into damaged (seq, key, received_at, body, body_length, content_type,"
+                    " client_addr, user_agent, spooled_by, found_at, error, in_queue)"
+                    " select seq, key, received_at, body, length(body), content_type,"
+                    " client_addr, user_agent, spooled_by, ?, ?, 1 from queue where seq = ?",
+                    (now, reason, seq),
+                )
+            kept = "kept whole"
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            with self._lock:
+                values, kept = self._salvage(self._db, seq)
+            with self._transaction() as db:
+                db.execute(
+                    "insert into damaged (seq, key, received_at, body, body_length, content_type,"
+                    " client_addr, user_agent, spooled_by, found_at, error, in_queue)"
+                    " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    (seq, *values, now, reason),
+                )
+        # Marked (in_queue 1), it is skipped from now on; kept, it can leave the queue.
+        try:
+            with self._transaction() as db:
+                db.execute("update damaged set in_queue = 0 where seq = ?", (seq,))
+                db.execute("delete from queue where seq = ?", (seq,))
+        except sqlite3.Error as exc:
+            kept += f"; it stays in the queue's file, skipped (SQLite cannot delete it: {exc})"
+        return kept
+
+    @staticmethod
+    def _salvage(db: sqlite3.Connection, seq: int) -> tuple[list[Any], str]:
+        """Each value of a damaged record that SQLite can read, and a sentence on what it kept."""
+        values: list[Any] = []
+        lost = []
+        for column in (
+            "key",
+            "received_at",
+            "body",
+            "length(body)",
+            "content_type",
+            "client_addr",
+            "user_agent",
+            "spooled_by",
+        ):
+            if column == "body":
+                value: Any = _read_prefix(db, seq)
+            else:
+                # A text as its bytes: one that is not UTF-8 must not fail the salvage.
+                read = (
+                    column
+                    if column in ("length(body)", "spooled_by")
+                    else f"cast({column} as blob)"
+                )
+                try:
+                    value = db.execute(f"select {read} from queue where seq = ?", (seq,))
+                    value = value.fetchone()[0]
+                except sqlite3.DatabaseError as exc:
+                    if not is_damage(exc):
+                        raise
+                    value = None
+                    lost.append(column)
+            values.append(value)
+        body, length = values[2], values[3]
+        kept = (
+            f"body: the first {len(body or b'')} of {length if length is not None else '?'}"
+            " bytes (up to the damaged page)"
+        )
+        return values, kept + (f"; unreadable: {', '.join(lost)}" if lost else "")
+
     def clear_flag_if_empty(self) -> bool:
         """Remove ``spool.waiting`` if the queue is empty (under the write lock); True if so."""
         with self._transaction() as db:
@@ -369,11 +648,29 @@ class Spool:
 
     def counts(self) -> tuple[int, int]:
         """Records waiting in the queue, and records set aside."""
+        depth, set_aside, _ = self.tally()
+        return depth, set_aside
+
+    def tally(self) -> tuple[int, int, int]:
+        """Records waiting in the queue, records set aside, and damaged records moved aside."""
         with self._lock:
             row = self._db.execute(
-                "select (select count(*) from queue), (select count(*) from set_aside)"
+                f"select (select count(*) from queue where {LIVE}),"
+                " (select count(*) from set_aside), (select count(*) from damaged)"
             ).fetchone()
-        return row[0], row[1]
+        return row[0], row[1], row[2]
+
+    def damaged_records(self) -> list[dict[str, Any]]:
+        """Every damaged record moved aside, oldest first, as JSON-able values."""
+        with self._lock:
+            rows = self._db.execute(
+                "select seq, cast(key as blob), cast(received_at as blob), cast(body as blob),"
+                " body_length,"
+                " cast(content_type as blob), cast(client_addr as blob),"
+                " cast(user_agent as blob), spooled_by, found_at, error, in_queue"
+                " from damaged order by seq"
+            ).fetchall()
+        return [_describe_damaged(row) for row in rows]
 
     def set_aside_records(self) -> list[SetAside]:
         """Every record set aside, oldest first."""
@@ -409,6 +706,18 @@ class Spool:
         """Delete a record set aside and return it; raise KeyError if unknown."""
         with self._transaction() as db:
             return self._take_set_aside(db, seq)
+
+    def drop_damaged(self, seq: int) -> dict[str, Any]:
+        """Delete a damaged record (and what of it stays in the queue); KeyError if unknown."""
+        [record] = [r for r in self.damaged_records() if r["id"] == seq] or [None]
+        if record is None:
+            raise KeyError(seq)
+        with self._transaction() as db:
+            # A record SQLite could not delete from the queue stays there: try again.
+            with suppress(sqlite3.DatabaseError):
+                db.execute("delete from queue where seq = ?", (seq,))
+            db.execute("delete from damaged where seq = ?", (seq,))
+        return record
 
     def try_lock_drain(self) -> bool:
         """Become the host's drainer if no other process is: True if this one now is."""
@@ -508,6 +817,7 @@ class SpoolCounts(NamedTuple):
 
     depth: int
     set_aside: int
+    damaged: int
 
 
 SPOOLED = Receipt(None, "spooled", "[]")
@@ -590,8 +900,8 @@ class SpoolingStore:
         self._thread.shutdown()
 
     async def counts(self) -> SpoolCounts:
-        """Records waiting in the host's spool and records set aside."""
-        return SpoolCounts(*await self._run(self.spool.counts))
+        """Records waiting in the host's spool, records set aside, damaged records."""
+        return SpoolCounts(*await self._run(self.spool.tally))
 
     async def store(self, delivery: Delivery) -> Receipt:
         """Store in the database, or spool when it is down or older deliveries are spooled."""
@@ -721,9 +1031,20 @@ class SpoolingStore:
                 # At every SPOOL_RETRY_EVERY while the database answers but cannot take
                 # them (read-only after a failover): one line per 10 s, as the merger's.
                 self._log.warning("draining the spool paused, the database is unavailable: %s", exc)
-            except Exception:
+            except Exception as exc:
                 # The drain must outlive any surprise: what is spooled stays on disk.
-                log.exception("draining the spool failed; retrying")
+                if is_damage(exc):
+                    message = (
+                        "draining the spool failed: SQLite cannot read which records the file "
+                        "holds (%s); stop the service and rename %s (docs/operations.md, "
+                        "'The spool'); retrying"
+                    )
+                    self._log.log(logging.ERROR, message, exc, self.spool.path)
+                elif (left_out := self._log.admit("draining the spool failed")) is not None:
+                    log.exception(
+                        "draining the spool failed; retrying%s",
+                        LEFT_OUT % left_out if left_out else "",
+                    )
             finally:
                 await self._run(self.spool.unlock_drain)
 
@@ -750,7 +1071,21 @@ class SpoolingStore:
                         log.info("spool drained: %d deliveries stored", stored)
                     return
                 continue
-            stored += await self._store_in_order(batch)
+            for seq, reason in (r for r in batch if isinstance(r, Unreadable)):
+                # Retried, it fails again, for ever, and every delivery behind it waits
+                # (answered 202, never reaching the inbox) until a person renames the
+                # file (hostile review). A full disk or an I/O error raises instead.
+                kept = await self._run(self.spool.set_damaged, seq, reason)
+                log.error(
+                    "spooled record %d is damaged (%s): moved aside, %s (python -m hook.spool "
+                    "damaged); the deliveries behind it carry on",
+                    seq,
+                    reason,
+                    kept,
+                )
+            readable = [r for r in batch if isinstance(r, Queued)]
+            if readable:
+                stored += await self._store_in_order(readable)
 
     async def _store_in_order(self, batch: list[Queued]) -> int:
         """Store a batch in one transaction; if refused, split it to set aside only the culprit."""
@@ -868,8 +1203,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay", help="put it back at the end of the queue (fix the cause first)"
     )
     replay.add_argument("id", type=int)
-    drop = commands.add_parser("drop", help="print it as JSON, then delete it for good")
+    drop = commands.add_parser(
+        "drop", help="print it (set aside or damaged) as JSON, then delete it for good"
+    )
     drop.add_argument("id", type=int)
+    damaged = commands.add_parser(
+        "damaged",
+        help="one JSON line per record the spool could not read or decode (what it kept of it)",
+    )
+    damaged.add_argument("id", type=int, nargs="?")
+    damaged.add_argument(
+        "--body", action="store_true", help="with an id: write only the body's bytes it kept"
+    )
     args = parser.parse_args(argv)
 
     directory = Path(args.spool_dir)
@@ -881,8 +1226,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             for record in spool.set_aside_records():
                 _print_json(record.describe())
-            depth, set_aside = spool.counts()
-            print(f"{set_aside} set aside, {depth} waiting in the queue", file=sys.stderr)
+            depth, set_aside, damaged_count = spool.tally()
+            print(
+                f"{set_aside} set aside, {depth} waiting in the queue, {damaged_count} damaged"
+                " (see: damaged)",
+                file=sys.stderr,
+            )
+            return 0
+        if args.command == "damaged":
+            records = [r for r in spool.damaged_records() if args.id in (None, r["id"])]
+            if args.id is not None and not records:
+                print(f"no damaged record with id {args.id} (see: damaged)", file=sys.stderr)
+                return 1
+            if args.body and args.id is not None:
+                sys.stdout.buffer.write(base64.b64decode(records[0]["body_base64"] or ""))
+                sys.stdout.buffer.flush()
+                return 0
+            for record in records:
+                _print_json(record)
             return 0
         try:
             if args.command == "show":
@@ -902,8 +1263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
             else:
-                _print_json(spool.drop(args.id).describe())
-                print(f"dropped set-aside delivery {args.id}", file=sys.stderr)
+                try:
+                    _print_json(spool.drop(args.id).describe())
+                    print(f"dropped set-aside delivery {args.id}", file=sys.stderr)
+                except KeyError:
+                    _print_json(spool.drop_damaged(args.id))
+                    print(f"dropped damaged record {args.id}", file=sys.stderr)
         except KeyError:
             print(f"no delivery set aside with id {args.id} (see: list)", file=sys.stderr)
             return 1

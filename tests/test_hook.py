@@ -219,7 +219,13 @@ def test_healthz_reports_the_database_ok(hook: Hook) -> None:
     answer = httpx.get(hook.url + "/healthz")
     assert (answer.status_code, answer.json()) == (
         200,
-        {"status": "ok", "database": "ok", "spool_depth": 0, "spool_set_aside": 0},
+        {
+            "status": "ok",
+            "database": "ok",
+            "spool_depth": 0,
+            "spool_set_aside": 0,
+            "spool_damaged": 0,
+        },
     )
 
 
@@ -252,7 +258,13 @@ def test_healthz_says_a_database_not_migrated_yet_cannot_store_deliveries(
         stop_hook(hook)
     assert (status, health, up) == (
         200,
-        {"status": "degraded", "database": "not_migrated", "spool_depth": 0, "spool_set_aside": 0},
+        {
+            "status": "degraded",
+            "database": "not_migrated",
+            "spool_depth": 0,
+            "spool_set_aside": 0,
+            "spool_damaged": 0,
+        },
         "fragrance_sync_database_up 0.0",
     )
     assert "yoyo apply" in hook.output()
@@ -352,6 +364,7 @@ def test_with_the_database_down_a_delivery_is_spooled_and_health_says_degraded(
                 "database": "unreachable",
                 "spool_depth": 1,
                 "spool_set_aside": 0,
+                "spool_damaged": 0,
             },
         )
     finally:

@@ -233,6 +233,7 @@ def test_a_spooled_delivery_the_database_refuses_is_set_aside_shown_and_holds_no
         "database": "ok",
         "spool_depth": 0,
         "spool_set_aside": 2,
+        "spool_damaged": 0,
     }
     assert "fragrance_sync_spool_set_aside 2.0" in metrics
     assert "2 spooled deliveries were set aside" in status_page
@@ -261,7 +262,13 @@ def test_a_delivery_set_aside_is_stored_when_replayed_after_the_fix_and_gone_whe
         stop_hook(hook)
 
     assert json.loads(base64.b64decode(dropped["body_base64"])) == {"fragrance_id": 8, "cost": 4}
-    assert health == {"status": "ok", "database": "ok", "spool_depth": 0, "spool_set_aside": 0}
+    assert health == {
+        "status": "ok",
+        "database": "ok",
+        "spool_depth": 0,
+        "spool_set_aside": 0,
+        "spool_damaged": 0,
+    }
     inbox = _inbox(own_server)
     assert inbox[-1] == (REFUSED, "refuse-me")  # stored, at the end of the queue
     assert [agent for _, agent in inbox].count("refuse-me") == 1  # the dropped one is gone

@@ -89,6 +89,7 @@ def test_an_outage_mid_stream_loses_nothing_and_keeps_receipt_order(
         "database": "unreachable",
         "spool_depth": 5,
         "spool_set_aside": 0,
+        "spool_damaged": 0,
     }
     inbox = _inbox(own_server)
     assert [cost for cost, _, _ in inbox] == [str(n) for n in range(1, 14)]
