@@ -23,7 +23,7 @@ import pytest
 from conftest import ROOT
 
 from hook.ingest import Delivery
-from hook.spool import DATABASE_FILE, Spool, SpooledDelivery
+from hook.spool import DATABASE_FILE, Spool, SpooledDelivery, Unreadable
 
 
 def delivery(body: bytes, user_agent: str | None = "cms/1") -> SpooledDelivery:
@@ -338,3 +338,24 @@ def test_the_command_line_refuses_a_directory_without_a_spool(tmp_path: Path) ->
     done = run_cli(tmp_path / "nowhere", "list")
     assert done.returncode == 2 and b"no spool at" in done.stderr
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_the_command_line_shows_and_drops_a_damaged_record(tmp_path: Path, spool: Spool) -> None:
+    spool.append([delivery(b"first"), delivery(b"second")])
+    raw = sqlite3.connect(spool.path)
+    with raw:  # a bit flipped on disk: the key is no longer UTF-8
+        raw.execute("update queue set key = cast(x'ff' as text) where seq = 1")
+    raw.close()
+    [unreadable, _] = spool.oldest(10)
+    assert isinstance(unreadable, Unreadable) and unreadable.seq == 1
+    assert spool.set_damaged(unreadable.seq, unreadable.reason) == "kept whole"
+
+    [shown] = [json.loads(line) for line in run_cli(tmp_path, "damaged").stdout.splitlines()]
+    assert (shown["id"], shown["key"]) == (1, {"base64": "/w=="})
+    assert run_cli(tmp_path, "damaged", "1", "--body").stdout == b"first"
+    assert spool.tally() == (1, 0, 1)
+
+    dropped = run_cli(tmp_path, "drop", "1")
+    assert dropped.returncode == 0 and json.loads(dropped.stdout)["id"] == 1
+    assert spool.tally() == (1, 0, 0)
+    assert [q.delivery.body for q in spool.oldest(10)] == [b"second"]
