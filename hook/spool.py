@@ -356,6 +356,10 @@ class Queued(NamedTuple):
     delivery: SpooledDelivery
 
 
+class UndeletableError(Exception):
+    """A damaged record SQLite cannot delete from the spool's file (a page it must free)."""
+
+
 class Unreadable(NamedTuple):
     """A record of the queue the spool cannot read, or cannot make a delivery of."""
 
@@ -712,10 +716,17 @@ class Spool:
         [record] = [r for r in self.damaged_records() if r["id"] == seq] or [None]
         if record is None:
             raise KeyError(seq)
+        if record["still_in_queue_file"]:
+            # Its mark is what keeps the drain from reading it again: it goes only with
+            # the record (SQLite fails the rest of a transaction that met the damage).
+            try:
+                with self._transaction() as db:
+                    db.execute("delete from queue where seq = ?", (seq,))
+            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):
+                    raise
+                raise UndeletableError(seq) from exc
         with self._transaction() as db:
-            # A record SQLite could not delete from the queue stays there: try again.
-            with suppress(sqlite3.DatabaseError):
-                db.execute("delete from queue where seq = ?", (seq,))
             db.execute("delete from damaged where seq = ?", (seq,))
         return record
 
@@ -1267,7 +1278,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _print_json(spool.drop(args.id).describe())
                     print(f"dropped set-aside delivery {args.id}", file=sys.stderr)
                 except KeyError:
-                    _print_json(spool.drop_damaged(args.id))
+                    try:
+                        record = spool.drop_damaged(args.id)
+                    except UndeletableError:
+                        print(
+                            f"damaged record {args.id} cannot be deleted from the spool's file "
+                            "(SQLite cannot free its damaged pages): it stays, skipped by the "
+                            "drain; to be rid of it, stop the service and rename the file "
+                            "(docs/operations.md, 'The spool')",
+                            file=sys.stderr,
+                        )
+                        return 1
+                    _print_json(record)
                     print(f"dropped damaged record {args.id}", file=sys.stderr)
         except KeyError:
             print(f"no delivery set aside with id {args.id} (see: list)", file=sys.stderr)

@@ -111,6 +111,11 @@ def test_a_record_with_a_damaged_body_page_is_moved_aside_and_everything_behind_
     assert damaged["body_length"] == len(large.body)
     kept = _cli(tmp_path, "damaged", "2", "--body").stdout
     assert 0 < len(kept) < len(large.body) and large.body.startswith(kept)
+    assert damaged["still_in_queue_file"] is True  # SQLite cannot free the broken chain
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        _cli(tmp_path, "drop", "2")
+    assert b"cannot be deleted from the spool's file" in refused.value.stderr
+    assert [d["id"] for d in _damaged(tmp_path)] == [2]  # still marked: never drained again
 
 
 @pytest.mark.parametrize(
