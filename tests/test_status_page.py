@@ -8,6 +8,7 @@ show the payloads as text, and run none of them.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import shutil
 import time
@@ -298,19 +299,24 @@ def test_with_the_database_down_public_routes_log_a_line_per_10_s_not_per_reques
     down = start_hook(
         f"postgresql://sync_hook_login@127.0.0.1:{free_port()}/none", tmp_path, DB_TIMEOUT="0.5"
     )
+    started = time.monotonic()
     try:
         for _ in range(30):
             for route in ("/healthz", "/metrics", "/status"):
                 httpx.get(down.url + route, timeout=10)
     finally:
+        elapsed = time.monotonic() - started
         stop_hook(down)
     output = down.output()
+    # One line per 10 s window the requests spanned: one, unless a busy
+    # machine stretched the 90 requests past 10 s; never one per request.
+    windows = 1 + math.floor(elapsed / 10)
     for line in (
         "health check: database unreachable",
         "metrics: cannot read sync.metrics()",
         "status page: cannot read sync.status_report()",
     ):
-        assert output.count(line) == 1, (line, output[-3000:])
+        assert 1 <= output.count(line) <= min(windows, 29), (line, elapsed, output[-3000:])
 
 
 def test_the_chart_scales_bars_to_the_busiest_minute() -> None:
