@@ -45,9 +45,13 @@ REFUSED = "the database refused the delivery; see the hook's log"
 #: locks (55), operator intervention (57) and system errors (58); a read-only
 #: transaction (25006, a standby after a failover, or maintenance), a missing privilege,
 #: function, table, schema or database (a deployment in progress, or a database not
-#: migrated yet) are outages too, never the delivery's fault. A delivery refused with
-#: one of them is spooled, not lost.
-OUTAGE_SQLSTATES = frozenset({"25006", "42501", "42883", "42P01", "3F000", "3D000"})
+#: migrated yet) are outages too, never the delivery's fault. So is an internal error
+#: (XX000): a store that began on the old code and waited for a deploy's locks resumes,
+#: after the code load commits, in functions compiled against the composite types it
+#: dropped and made again ("cache lookup failed for type"); answered 500, every deploy
+#: under load lost a few deliveries (hostile review). A store stores bytes: nothing a
+#: body holds makes it fail so. A delivery refused with one of them is spooled, not lost.
+OUTAGE_SQLSTATES = frozenset({"25006", "42501", "42883", "42P01", "3F000", "3D000", "XX000"})
 
 #: Seconds a store past its deadline is given to be cancelled on the server before its
 #: connection is closed instead. A live server answers a cancel request at once; a hung
