@@ -89,12 +89,16 @@ MIGRATE_DATABASE_URL ?= $(DATABASE_URL)
 # "Deploying"): a lock it waits for holds up every query on that table behind it.
 # libpq reads PGOPTIONS; options already in it come after, so they win.
 MIGRATE_LOCK_TIMEOUT ?= 2s
+# What a site's role or database settings must not change for the deploy: yoyo keeps
+# its record in the current schema (a search_path that puts sync first made it run
+# every migration again), and writes it (read-only by default read as "Database locked").
+MIGRATE_SESSION = -c search_path=public -c default_transaction_read_only=off
 
 migrate: $(STAMP)
 	@if [ -z "$(MIGRATE_DATABASE_URL)" ]; then \
 		echo "Set MIGRATE_DATABASE_URL to the database owner's login (CREATEROLE, not the hook's)," \
 		     "e.g. make migrate MIGRATE_DATABASE_URL=postgresql://owner@localhost/fragrancedb"; exit 2; fi
-	@PGOPTIONS="-c lock_timeout=$(MIGRATE_LOCK_TIMEOUT) $$PGOPTIONS" \
+	@PGOPTIONS="-c lock_timeout=$(MIGRATE_LOCK_TIMEOUT) $(MIGRATE_SESSION) $$PGOPTIONS" \
 	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed -E 's|^postgres(ql)?://|postgresql+psycopg://|')" migrations \
 	|| { status=$$?; echo "make migrate failed. If the error above is 'canceling statement due to lock timeout'," \
 	     "a session holds a table a migration changes, and the deploy gave up after MIGRATE_LOCK_TIMEOUT=$(MIGRATE_LOCK_TIMEOUT)" \

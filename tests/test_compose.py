@@ -308,8 +308,10 @@ def test_migrate_runs_yoyo_with_psycopg3_against_the_fragrance_database() -> Non
 def test_migrate_gives_up_on_a_lock_it_waits_for_as_make_migrate_does() -> None:
     """Same command, and the environment that bounds its lock waits (libpq reads PGOPTIONS)."""
     options = _defaulted(_environment("migrate")["PGOPTIONS"])
-    assert options == "-c lock_timeout=2s"
+    session = "-c search_path=public -c default_transaction_read_only=off"
+    assert options == f"-c lock_timeout=2s {session}"
     assert "MIGRATE_LOCK_TIMEOUT ?= 2s" in (ROOT / "Makefile").read_text()
+    assert f"MIGRATE_SESSION = {session}" in (ROOT / "Makefile").read_text()
 
 
 def test_the_hook_connects_as_its_least_privileged_login() -> None:

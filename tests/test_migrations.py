@@ -462,6 +462,40 @@ def test_make_migrate_behind_an_open_transaction_fails_fast_and_can_be_run_again
     assert applied == (1,)
 
 
+def test_make_migrate_finds_its_record_where_the_databases_search_path_puts_sync_first(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """The deploy finds yoyo's record, kept in the current schema, wherever that is.
+
+    With a site's `search_path = sync, public` (so a DBA types `health`), the
+    second deploy looked for yoyo's tables in schema sync, made new ones there,
+    ran every migration again from 0001 and failed at 0002 with `relation
+    "settings" already exists`, leaving yoyo's tables in our API schema.
+    """
+    db.execute(f"alter database {dbname} set search_path = sync, public")
+    done = make_migrate(server.url(dbname))
+    assert done.returncode == 0, done.stderr
+    assert db.execute(
+        "select table_schema, count(*) from information_schema.tables"
+        " where table_name in ('_yoyo_migration', '_yoyo_log', '_yoyo_version', 'yoyo_lock')"
+        " group by 1"
+    ).fetchall() == [("public", 4)]
+
+
+def test_make_migrate_writes_where_the_database_is_read_only_by_default(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """A site's `default_transaction_read_only = on` failed the deploy after 10 s as a lock.
+
+    yoyo could not write its lock row and said "Database locked (run yoyo
+    break-lock to remove this lock)": no lock was held, and break-lock fails the same way.
+    """
+    db.execute(f"alter database {dbname} set default_transaction_read_only = on")
+    done = make_migrate(server.url(dbname))
+    assert done.returncode == 0, done.stderr
+    assert "break-lock" not in done.stderr
+
+
 def test_every_apply_loads_the_code_of_the_release_being_deployed(
     server: Server, bare_dbname: str, empty_template: str
 ) -> None:
