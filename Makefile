@@ -93,12 +93,16 @@ MIGRATE_LOCK_TIMEOUT ?= 2s
 # its record in the current schema (a search_path that puts sync first made it run
 # every migration again), and writes it (read-only by default read as "Database locked").
 MIGRATE_SESSION = -c search_path=public -c default_transaction_read_only=off
+# The deploy's sessions, by name in pg_stat_activity: a yoyo_lock row with none of
+# them is a killed deploy's (docs/operations.md, "Two deploys, and a killed one").
+MIGRATE_APPLICATION_NAME = fragrance-sync deploy
 
 migrate: $(STAMP)
 	@if [ -z "$(MIGRATE_DATABASE_URL)" ]; then \
 		echo "Set MIGRATE_DATABASE_URL to the database owner's login (CREATEROLE, not the hook's)," \
 		     "e.g. make migrate MIGRATE_DATABASE_URL=postgresql://owner@localhost/fragrancedb"; exit 2; fi
 	@PGOPTIONS="-c lock_timeout=$(MIGRATE_LOCK_TIMEOUT) $(MIGRATE_SESSION) $$PGOPTIONS" \
+	PGAPPNAME="$(MIGRATE_APPLICATION_NAME)" \
 	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed -E 's|^postgres(ql)?://|postgresql+psycopg://|')" migrations \
 	|| { status=$$?; echo "make migrate failed. If the error above is 'canceling statement due to lock timeout'," \
 	     "a session holds a table a migration changes, and the deploy gave up after MIGRATE_LOCK_TIMEOUT=$(MIGRATE_LOCK_TIMEOUT)" \

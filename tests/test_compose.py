@@ -53,7 +53,7 @@ COPIED = {
 
 
 #: Variables that libpq itself reads, for every connection a program makes.
-LIBPQ_VARIABLES = {"PGPASSWORD", "PGOPTIONS"}
+LIBPQ_VARIABLES = {"PGPASSWORD", "PGOPTIONS", "PGAPPNAME"}
 
 #: Variables set for the real image that takes a stand-in's place under the same service
 #: name: the seed's CMS reads its database's host and port (user, password and database
@@ -312,6 +312,8 @@ def test_migrate_gives_up_on_a_lock_it_waits_for_as_make_migrate_does() -> None:
     assert options == f"-c lock_timeout=2s {session}"
     assert "MIGRATE_LOCK_TIMEOUT ?= 2s" in (ROOT / "Makefile").read_text()
     assert f"MIGRATE_SESSION = {session}" in (ROOT / "Makefile").read_text()
+    name = _environment("migrate")["PGAPPNAME"]
+    assert f"MIGRATE_APPLICATION_NAME = {name}" in (ROOT / "Makefile").read_text()
 
 
 def test_the_hook_connects_as_its_least_privileged_login() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -754,6 +755,47 @@ def test_a_delivery_whose_store_straddles_the_code_load_is_kept(
     assert db.execute(
         "select count(*) from sync.inbox where convert_from(body, 'UTF8') like '%%\"cost\": 41%%'"
     ).fetchone() == (1,)
+
+
+DEPLOY_SESSIONS = (
+    "select count(*) from pg_stat_activity where application_name = 'fragrance-sync deploy'"
+)
+
+
+def test_a_killed_deploys_lock_is_told_from_a_running_deploys_and_broken(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """A deploy killed by SIGKILL leaves yoyo's lock row (compose's, 10 s after SIGTERM).
+
+    Every later deploy then fails after 10 s with "Process <pid> has locked this
+    database (run yoyo break-lock to remove this lock)", the pid being the deploy's
+    on its own host (1 in every container), which is also what a second deploy says
+    while the first is still running. The deploy's sessions carry an
+    application_name, so the lock is known stale before it is broken.
+    """
+    with a_reader_of_the_catalog(server, dbname) as reader:
+        deploy = subprocess.Popen(
+            ["make", "-s", "migrate", f"MIGRATE_DATABASE_URL={server.url(dbname)}"],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            wait_for_a_lock_request_behind(db, reader.info.backend_pid)
+            assert db.execute(DEPLOY_SESSIONS).fetchone() != (0,)
+        finally:
+            os.killpg(deploy.pid, signal.SIGKILL)
+            deploy.wait()
+    for _ in range(1200):
+        if db.execute(DEPLOY_SESSIONS).fetchone() == (0,):
+            break
+        time.sleep(0.05)
+    assert db.execute("select count(*) from yoyo_lock").fetchone() == (1,)
+    run_yoyo(server, dbname, "break-lock")
+    done = make_migrate(server.url(dbname))
+    assert done.returncode == 0, done.stderr
 
 
 # --- A deploy never drops a site's objects, and keeps its grants ------------------------------
