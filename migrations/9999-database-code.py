@@ -13,10 +13,14 @@ the grants the site made on our views, functions and types to roles of its
 own (made again after the files are loaded), and waits its turn for the locks
 it needs without holding what the hook needs (take_turn; ADR 0015, addendum).
 
-yoyo runs a migration once; post-apply-forget-code-load.sql marks this one
-unapplied again after every apply, so `yoyo apply` always loads the code of
-the release being deployed (``yoyo list`` shows it as not applied: it never
-stays applied). A rollback does not touch it.
+yoyo runs a migration once, and records it after its commit in a transaction
+of its own: the trigger db/88-deploy.sql creates on yoyo's _yoyo_migration
+keeps that record from being written, so `yoyo apply` always loads the code
+of the release being deployed (``yoyo list`` shows it as not applied: it
+never is). post-apply-forget-code-load.sql, which deleted the record after
+every apply, stays for a database whose code predates the trigger: a deploy
+killed between the record and the delete left it recorded, and every later
+apply skipped this step. A rollback does not touch it.
 """
 
 from __future__ import annotations

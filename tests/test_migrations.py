@@ -515,6 +515,52 @@ def test_every_apply_loads_the_code_of_the_release_being_deployed(
         assert describe_catalog(conn) == describe_catalog(fresh)
 
 
+def test_a_deploy_killed_after_the_code_load_committed_leaves_the_next_one_loading_it(
+    server: Server, empty_dbname: str, empty_template: str
+) -> None:
+    """The record yoyo writes after the code load commits, post-apply deleted: a kill between.
+
+    A deploy killed between the two (here, while the forgetting waits for a
+    lock) left 9999-database-code recorded applied: every later `yoyo apply`
+    skipped the code load, saying nothing, and a release's new code never ran.
+    """
+    with psycopg.connect(server.url(empty_dbname), autocommit=True) as conn:
+        conn.execute("""
+            create function public.hold() returns trigger language plpgsql
+            as 'begin perform pg_advisory_xact_lock(4242); return old; end';
+            create trigger hold before delete on public._yoyo_migration
+            for each row execute function public.hold();
+        """)
+        conn.execute("select pg_advisory_lock(4242)")
+        deploy = yoyo_apply(server, empty_dbname)
+        try:
+            for _ in range(1200):
+                held = conn.execute(
+                    "select count(*) from pg_locks where locktype = 'advisory' and not granted"
+                ).fetchone()
+                if deploy.poll() is not None or held != (0,):
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the deploy neither ended nor waited")
+        finally:
+            deploy.kill()
+            deploy.communicate()
+        conn.execute("select pg_advisory_unlock(4242)")
+        conn.execute("drop trigger hold on public._yoyo_migration")
+        conn.execute("delete from yoyo_lock")  # yoyo break-lock
+        conn.execute(
+            "create or replace function sync.metrics() returns sync.metric_snapshot"
+            " language sql as 'select null::sync.metric_snapshot'"
+        )
+    run_yoyo(server, empty_dbname, "apply")
+    with (
+        psycopg.connect(server.url(empty_dbname)) as conn,
+        psycopg.connect(server.url(empty_template)) as fresh,
+    ):
+        assert describe_catalog(conn) == describe_catalog(fresh)
+
+
 def test_the_code_load_refuses_a_database_with_migrations_missing(
     server: Server, bare_dbname: str
 ) -> None:
@@ -563,6 +609,7 @@ def test_each_concern_file_holds_what_its_name_says(db: psycopg.Connection) -> N
         "70-drift.sql",
         "80-retention.sql",
         "85-schedule.sql",
+        "88-deploy.sql",
         "90-roles.sql",
     }
 
