@@ -428,6 +428,11 @@ def take_turn(cursor: Any, files: list[Path]) -> None:
     )
     lock_timeout, deadlock_ms = cursor.fetchone()
     budget_ms = max(1, min(int(ATTEMPT_SECONDS * 1000), int(deadlock_ms) // 2))
+    # It pauses between attempts inside its transaction, holding nothing: a site's
+    # idle_in_transaction_session_timeout under PAUSE_SECONDS ended its session in
+    # the first pause, and the deploy failed with "the connection is closed" (hostile
+    # review). SYNC_DEPLOY_LOCK_WAIT bounds the pauses instead.
+    cursor.execute("set local idle_in_transaction_session_timeout = 0")
     started = time.monotonic()
     while True:
         cursor.execute("savepoint sync_code_turn")

@@ -845,6 +845,43 @@ def test_a_killed_deploys_lock_is_told_from_a_running_deploys_and_broken(
     assert done.returncode == 0, done.stderr
 
 
+def blocked_by(conn: psycopg.Connection, pid: int, holder_pid: int) -> bool | None:
+    """Whether pid waits for holder_pid's lock; None once pid's session is gone."""
+    row = conn.execute(
+        "select %s = any (pg_blocking_pids(pid)) from pg_stat_activity where pid = %s",
+        [holder_pid, pid],
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def test_a_deploy_waits_its_turn_past_a_sites_idle_in_transaction_timeout(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """The load pauses a second between its attempts, inside its transaction.
+
+    A site's idle_in_transaction_session_timeout under a second ended the
+    deploy's session in its first pause: it failed with "the connection is
+    closed", which says nothing of the reader in its way.
+    """
+    with a_reader_of_the_catalog(server, dbname) as reader:
+        holder = reader.info.backend_pid
+        deploy = yoyo_apply(
+            server, dbname, PGOPTIONS="-c idle_in_transaction_session_timeout=300ms"
+        )
+        try:
+            loader = wait_for_a_session_behind(db, holder, "lock table")
+            for waiting in (False, True):  # its pause, then its next attempt (or its end)
+                for _ in range(1200):
+                    state = blocked_by(db, loader, holder)
+                    if state is None or state == waiting:
+                        break
+                    time.sleep(0.05)
+        finally:
+            reader.rollback()
+            out, err = deploy.communicate(timeout=300)
+    assert deploy.returncode == 0, err
+
+
 # --- A deploy never drops a site's objects, and keeps its grants ------------------------------
 
 
