@@ -95,8 +95,9 @@ def _unapplied_migrations(conn: Any) -> list[str]:
 
 # The deploy waits its turn (ADR 0015, addendum): it takes the locks the reset
 # needs in short attempts, each given up after ATTEMPT_SECONDS (at most half of
-# deadlock_timeout), and pauses PAUSE_SECONDS between them, holding nothing,
-# until SYNC_DEPLOY_LOCK_WAIT seconds have passed; then it fails and names the
+# deadlock_timeout, and of statement_timeout when one is set), and pauses
+# PAUSE_SECONDS between them, holding nothing, until SYNC_DEPLOY_LOCK_WAIT
+# seconds have passed; then it fails and names the
 # sessions in its way. A reader of public.fragrances never makes the hook wait
 # behind the deploy for longer than one attempt.
 LOCK_WAIT_VARIABLE = "SYNC_DEPLOY_LOCK_WAIT"
@@ -424,10 +425,16 @@ def take_turn(cursor: Any, files: list[Path]) -> None:
     views = [row[0] for row in cursor.fetchall()]
     cursor.execute(
         "select current_setting('lock_timeout'),"
-        " extract(epoch from current_setting('deadlock_timeout')::interval) * 1000"
+        " extract(epoch from current_setting('deadlock_timeout')::interval) * 1000,"
+        " extract(epoch from current_setting('statement_timeout')::interval) * 1000"
     )
-    lock_timeout, deadlock_ms = cursor.fetchone()
+    lock_timeout, deadlock_ms, statement_ms = cursor.fetchone()
     budget_ms = max(1, min(int(ATTEMPT_SECONDS * 1000), int(deadlock_ms) // 2))
+    # A site's statement_timeout under the attempt cancelled the attempt as a slow
+    # statement (57014), which is no lock timeout: the deploy failed at once instead of
+    # waiting its turn (hostile review). An attempt stays under half of it.
+    if statement_ms > 0:
+        budget_ms = max(1, min(budget_ms, int(statement_ms) // 2))
     # It pauses between attempts inside its transaction, holding nothing: a site's
     # idle_in_transaction_session_timeout under PAUSE_SECONDS ended its session in
     # the first pause, and the deploy failed with "the connection is closed" (hostile
