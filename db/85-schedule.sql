@@ -385,7 +385,7 @@ as $$
             exists (
                 select
                 from unnest(string_to_array(f.text, ',')) as part (text)
-                cross join lateral regexp_match(part.text, '^(?:(\*)|([0-9]+)(?:-([0-9]+))?)(?:/([0-9]+))?$') as m
+                cross join lateral regexp_match(part.text, E'^(?:(\\*)|([0-9]+)(?:-([0-9]+))?)(?:/([0-9]+))?$') as m
                 cross join lateral (
                     select case when m[1] is not null then f.low else m[2]::integer end as first,
                            case when m[1] is not null or (m[3] is null and m[4] is not null) then f.high

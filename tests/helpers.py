@@ -333,3 +333,15 @@ def findings_at_rest(db: psycopg.Connection, name: str, description: str) -> lis
     return db.execute(
         "select rule, severity from sync.open_finding where fragrance_id = 900001 order by rule"
     ).fetchall()
+
+
+#: Every job of sync.job scheduled daily at the minute half an hour ago, enabled a day ago:
+#: due now for sync.run_due_jobs, and for no other minute of the hour, so a test that
+#: straddles a minute's end sees each job run once ("* * * * *" ran them again).
+DUE_HALF_AN_HOUR_AGO = """
+    update sync.job
+    set enabled_at = now() - interval '1 day',
+        schedule = format('%s %s * * *',
+                          extract(minute from t)::integer, extract(hour from t)::integer)
+    from (select now() - interval '30 minutes' as t) as x
+"""

@@ -27,6 +27,7 @@ import psycopg
 import pytest
 import yaml
 from conftest import ROOT
+from helpers import DUE_HALF_AN_HOUR_AGO
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from psycopg.conninfo import conninfo_to_dict
@@ -683,7 +684,7 @@ def test_the_jobs_service_runs_the_due_jobs_through_psql_as_compose_starts_it(
     shell, flag, script = service["command"]
     assert (shell, flag) == ("sh", "-c")
     psql = shutil.which("psql") or str(sorted(Path("/usr/lib/postgresql").glob("*/bin/psql"))[-1])
-    db.execute("update sync.job set schedule = '* * * * *', enabled_at = now() - interval '1 day'")
+    db.execute(DUE_HALF_AN_HOUR_AGO)
     loop = subprocess.Popen(
         [shell, flag, script.replace("$$", "$")],
         env={

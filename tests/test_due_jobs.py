@@ -12,6 +12,7 @@ from datetime import datetime
 
 import psycopg
 import pytest
+from helpers import DUE_HALF_AN_HOUR_AGO
 
 #: (schedule, local minute, matches): cron's reading of each field.
 CRON_CASES = [
@@ -132,7 +133,7 @@ def _runs(db: psycopg.Connection) -> list[tuple[str, str]]:
 def test_a_dbas_cron_line_runs_each_due_job_once_and_records_it(
     db: psycopg.Connection, dba: psycopg.Connection
 ) -> None:
-    db.execute("update sync.job set schedule = '* * * * *', enabled_at = now() - interval '1 day'")
+    db.execute(DUE_HALF_AN_HOUR_AGO)
     _run_due_jobs(dba)
     assert sorted(_runs(db)) == [
         ("check_catalog", "ok"),
@@ -148,7 +149,7 @@ def test_the_due_jobs_run_once_when_two_schedulers_call_at_once(
     server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
 ) -> None:
     """Two hosts' cron lines: the second finds the first at work and leaves the jobs to it."""
-    db.execute("update sync.job set schedule = '* * * * *', enabled_at = now() - interval '1 day'")
+    db.execute(DUE_HALF_AN_HOUR_AGO)
     with psycopg.connect(server.url(dbname), autocommit=True) as first:
         first.execute("select pg_advisory_lock(hashtext('sync.run_due_jobs'))")
         notices: list[str] = []
