@@ -1807,6 +1807,38 @@ create trigger _100_check_rule_change
 comment on trigger _100_check_rule_change on sync.rule is
     'Refuses a change a rule cannot take, with an SQLSTATE and a hint (FS070 to FS073).';
 
+-- sync_private.serialize_rule_changes
+-- Trigger: one change of the rules at a time, each recorded over the last one committed.
+create function sync_private.serialize_rule_changes() returns trigger
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- sync_private.record_rule_version records the whole table as the
+    -- writer's snapshot sees it. Two DBAs who tuned two rules at once each
+    -- recorded a version without the other's change: sync.rule said
+    -- name.too_long 100, the rules in force kept 150 (hostile review). So a
+    -- change of the rules waits for one in progress to commit: every row is
+    -- locked, in code order, before the statement changes any (a lock taken
+    -- after, row by row, would deadlock two writers of two rows). READ
+    -- COMMITTED then reads the rows the other committed; REPEATABLE READ
+    -- and SERIALIZABLE raise a serialization failure (40001): run it again.
+    -- NO KEY UPDATE: a finding written meanwhile (its foreign key takes
+    -- KEY SHARE) does not wait for it.
+    perform from sync.rule as r order by r.code for no key update;
+    return null;
+end;
+$$;
+comment on function sync_private.serialize_rule_changes() is
+    'Trigger function of sync.rule''s _010_serialize_rule_changes: before a statement changes the rules, locks every rule (NO KEY UPDATE, in code order) until commit, so a change waits for one in progress and sync_private.record_rule_version records both; findings written meanwhile do not wait.';
+
+create trigger _010_serialize_rule_changes
+    before insert or update or delete on sync.rule
+    for each statement execute function sync_private.serialize_rule_changes();
+comment on trigger _010_serialize_rule_changes on sync.rule is
+    'Makes changes of the rules take turns, so each new sync.rule_version holds every change committed before it.';
+
 -- sync_private.record_rule_version
 -- Trigger: every change of the rules makes a new version.
 create function sync_private.record_rule_version() returns trigger

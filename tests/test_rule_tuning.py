@@ -1,0 +1,82 @@
+"""Tuning the data rules while deliveries flow: what a DBA's UPDATE of sync.rule puts in force.
+
+Hostile review of the rules a DBA tunes: two DBAs tuning at once, a rule
+loosened or tightened under the findings at rest, and the changes a rule
+cannot take.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from helpers import raises_sqlstate, receive
+
+
+@pytest.fixture
+def other_dba(server: Any, dbname: str, dba: psycopg.Connection) -> Iterator[psycopg.Connection]:
+    """A second autocommit connection as alice (sync_dba): another DBA at the same time."""
+    with psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as conn:
+        yield conn
+
+
+def rules_in_force(conn: psycopg.Connection) -> dict[str, Any]:
+    """The rules of the latest sync.rule_version: what deliveries and findings are judged by."""
+    row = conn.execute(
+        "select rules from sync.rule_version order by version desc limit 1"
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_two_dbas_tuning_two_rules_at_once_put_both_changes_in_force(
+    db: psycopg.Connection, dba: psycopg.Connection, other_dba: psycopg.Connection
+) -> None:
+    """Each tuning recorded the rules as its own snapshot saw them: one change was lost.
+
+    The version the second commit recorded lacked the first one's change, so
+    sync.rule said 100 while the rules in force kept 150, until the next tuning.
+    """
+    dba.execute("begin")
+    dba.execute("update sync.rule set parameter = 100 where code = 'name.too_long'")
+    pid = other_dba.info.backend_pid
+    done = threading.Event()
+
+    def tune_other() -> None:
+        other_dba.execute("update sync.rule set parameter = 1000 where code = 'cost.too_large'")
+        done.set()
+
+    thread = threading.Thread(target=tune_other)
+    thread.start()
+    try:
+        # The other tuning either waits for the first (fixed) or ends first.
+        while not done.wait(0.01):
+            if db.execute(
+                "select wait_event_type = 'Lock' from pg_stat_activity where pid = %s", [pid]
+            ).fetchone() == (True,):
+                break
+        dba.execute("commit")
+    finally:
+        thread.join()
+    rules = rules_in_force(db)
+    assert (rules["name.too_long"]["parameter"], rules["cost.too_large"]["parameter"]) == (
+        100,
+        1000,
+    )
+    assert receive(db, {"fragrance_id": 7, "name": "n" * 120})["status"] == "rejected"
+
+
+def test_a_tuning_in_a_snapshot_older_than_another_tuning_is_refused_not_recorded_without_it(
+    db: psycopg.Connection, dba: psycopg.Connection, other_dba: psycopg.Connection
+) -> None:
+    """A REPEATABLE READ transaction could not see a change committed after its snapshot."""
+    other_dba.execute("begin isolation level repeatable read")
+    other_dba.execute("select count(*) from sync.rule")  # its snapshot
+    dba.execute("update sync.rule set parameter = 100 where code = 'name.too_long'")
+    with raises_sqlstate("40001"):
+        other_dba.execute("update sync.rule set parameter = 1000 where code = 'cost.too_large'")
+    other_dba.execute("rollback")
+    assert rules_in_force(db)["name.too_long"]["parameter"] == 100
