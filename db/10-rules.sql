@@ -1780,6 +1780,16 @@ begin
             using errcode = 'FS071',
                   hint = 'Rules whose severity can change: SELECT code FROM sync.rule WHERE ''severity'' = ANY (tunable);';
     end if;
+    -- Said here, before the column's check: a severity that does not exist
+    -- ('fatal', 'Warning', null) met a bare constraint violation, no hint.
+    if new.severity is distinct from old.severity and (new.severity is null or new.severity <> all ('{error,warning,off}')) then
+        raise exception 'rule % takes the severity error, warning or off, got %', old.code,
+            coalesce(quote_literal(new.severity), 'null')
+            using errcode = 'FS087',
+                  hint = format('off turns a rule off: UPDATE sync.rule SET severity = %L WHERE code = %L;',
+                      case when lower(new.severity) in ('error', 'warning') then lower(new.severity) else 'off' end,
+                      old.code);
+    end if;
     if new.parameter is distinct from old.parameter then
         if not 'parameter' = any (old.tunable) then
             raise exception 'rule % has no parameter to change', old.code
@@ -1799,13 +1809,13 @@ begin
 end;
 $$;
 comment on function sync_private.check_rule_change() is
-    'Trigger function of sync.rule''s _100_check_rule_change: only severity and parameter change (FS070); a severity only where the rule allows it (FS071); a parameter only where it has one (FS072), a whole number within its bounds (FS073).';
+    'Trigger function of sync.rule''s _100_check_rule_change: only severity and parameter change (FS070); a severity only where the rule allows it (FS071), and only error, warning or off (FS087); a parameter only where it has one (FS072), a whole number within its bounds (FS073).';
 
 create trigger _100_check_rule_change
     before update on sync.rule
     for each row execute function sync_private.check_rule_change();
 comment on trigger _100_check_rule_change on sync.rule is
-    'Refuses a change a rule cannot take, with an SQLSTATE and a hint (FS070 to FS073).';
+    'Refuses a change a rule cannot take, with an SQLSTATE and a hint (FS070 to FS073, FS087).';
 
 -- sync_private.serialize_rule_changes
 -- Trigger: one change of the rules at a time, each recorded over the last one committed.
@@ -1848,20 +1858,38 @@ create function sync_private.record_rule_version() returns trigger
 as $$
 declare
     v_rules jsonb;
+    v_before jsonb := (sync_private.current_rules()).rules;
+    v_catalog text;
 begin
     select jsonb_object_agg(r.code, jsonb_build_object(
                'severity', r.severity, 'parameter', r.parameter, 'applies_to', r.applies_to))
     into v_rules
     from sync.rule as r;
     -- An UPDATE that sets what was already there is not a new version.
-    if v_rules is distinct from (sync_private.current_rules()).rules then
+    if v_rules is distinct from v_before then
         insert into sync.rule_version (rules) values (v_rules);
+        -- The findings at rest are judged again by the catalog check, not
+        -- here: rejudging the catalog in the DBA's transaction would hold
+        -- the findings every merge writes until it commits. A DBA who
+        -- turned an error rule off saw sync.health warn that fragrances
+        -- "break an error rule" for up to a day, told nothing (hostile
+        -- review): said now, with the call that brings them in line.
+        select string_agg(n.key, ', ' order by n.key) into v_catalog
+        from jsonb_each(v_rules) as n
+        where (n.value ->> 'applies_to' in ('catalog', 'both')
+               or v_before #>> array[n.key, 'applies_to'] in ('catalog', 'both'))
+          and n.value is distinct from v_before -> n.key;
+        if v_catalog is not null then
+            raise notice 'the findings at rest (sync.open_finding, sync.health) follow the change of % at the next catalog check', v_catalog
+                using hint = 'Judge the catalog by the new rules now: SELECT * FROM sync.run_job(''check_catalog''); '
+                    || 'deliveries a loosened rule refused: SELECT * FROM sync.retry_all();';
+        end if;
     end if;
     return null;
 end;
 $$;
 comment on function sync_private.record_rule_version() is
-    'Trigger function of sync.rule''s _900_record_rule_version: after a statement that changed the rules, records them as a new sync.rule_version, which later decisions and findings carry.';
+    'Trigger function of sync.rule''s _900_record_rule_version: after a statement that changed the rules, records them as a new sync.rule_version, which later decisions and findings carry; when a rule of the catalog changed, a NOTICE says its findings at rest follow at the next catalog check, with the call that runs it.';
 
 create trigger _900_record_rule_version
     after insert or update or delete on sync.rule

@@ -797,7 +797,7 @@ def test_an_update_that_changes_nothing_makes_no_version(dba: psycopg.Connection
         ("set parameter = 2.5 where code = 'cost.too_precise'", "FS073", "whole number"),
         ("set parameter = null where code = 'cost.too_large'", "FS073", "got null"),
         ("set parameter = 3 where code = 'name.blank'", "FS072", "no parameter"),
-        ("set severity = 'fatal' where code = 'name.blank'", "23514", "severity"),
+        ("set severity = 'fatal' where code = 'name.blank'", "FS087", "severity"),
     ],
 )
 def test_a_bad_rule_value_is_refused_with_a_clear_error(

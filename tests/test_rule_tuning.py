@@ -80,3 +80,73 @@ def test_a_tuning_in_a_snapshot_older_than_another_tuning_is_refused_not_recorde
         other_dba.execute("update sync.rule set parameter = 1000 where code = 'cost.too_large'")
     other_dba.execute("rollback")
     assert rules_in_force(db)["name.too_long"]["parameter"] == 100
+
+
+@pytest.mark.parametrize(
+    ("severity", "hinted"), [("fatal", "off"), ("Warning", "warning"), (None, "off")]
+)
+def test_a_severity_that_does_not_exist_is_refused_naming_those_that_do(
+    dba: psycopg.Connection, severity: str | None, hinted: str
+) -> None:
+    """It met the column's bare check (23514) or not-null (23502) constraint, with no hint."""
+    with pytest.raises(psycopg.Error) as caught:
+        dba.execute("update sync.rule set severity = %s where code = 'cost.fractional'", [severity])
+    assert caught.value.sqlstate == "FS087"
+    assert "takes the severity error, warning or off" in str(caught.value)
+    assert caught.value.diag.message_hint == (
+        "off turns a rule off: UPDATE sync.rule SET severity = "
+        f"'{hinted}' WHERE code = 'cost.fractional';"
+    )
+
+
+def notices_of(conn: psycopg.Connection, statement: str) -> list[tuple[str, str | None]]:
+    """The NOTICEs (message, hint) a statement raised."""
+    notices: list[tuple[str, str | None]] = []
+    conn.add_notice_handler(lambda n: notices.append((n.message_primary or "", n.message_hint)))
+    conn.execute(statement)
+    return notices
+
+
+def test_a_dba_who_tunes_a_catalog_rule_is_told_its_findings_follow_at_the_next_check(
+    dba: psycopg.Connection,
+) -> None:
+    """Nothing said so: health kept warning of an error rule the DBA had just turned off."""
+    notices = notices_of(dba, "update sync.rule set severity = 'off' where code = 'cost.negative'")
+    assert notices == [
+        (
+            "the findings at rest (sync.open_finding, sync.health) follow the change of"
+            " cost.negative at the next catalog check",
+            "Judge the catalog by the new rules now: SELECT * FROM sync.run_job('check_catalog');"
+            " deliveries a loosened rule refused: SELECT * FROM sync.retry_all();",
+        )
+    ]
+
+
+def test_tuning_a_rule_of_deltas_only_says_nothing_of_findings(dba: psycopg.Connection) -> None:
+    assert (
+        notices_of(dba, "update sync.rule set severity = 'off' where code = 'field.unknown'") == []
+    )
+
+
+def test_a_rule_turned_off_keeps_its_findings_until_the_catalog_check_and_reopens_after_it(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """When the findings at rest follow a change of the rules: at the next catalog check."""
+    db.execute("update public.fragrances set cost = -1 where fragrance_id = 7")
+
+    def open_cost_negative() -> list[tuple[int, str]]:
+        return db.execute(
+            "select fragrance_id, severity from sync.open_finding where rule = 'cost.negative'"
+        ).fetchall()
+
+    dba.execute("update sync.rule set severity = 'off' where code = 'cost.negative'")
+    assert open_cost_negative() == [(7, "error")]
+    dba.execute("select sync.run_job('check_catalog')")
+    assert open_cost_negative() == []
+    assert db.execute(
+        "select closed_by from sync.finding where rule = 'cost.negative' and fragrance_id = 7"
+    ).fetchone() == ("sync.check_catalog by alice",)
+    dba.execute("update sync.rule set severity = 'warning' where code = 'cost.negative'")
+    assert open_cost_negative() == []
+    dba.execute("select sync.run_job('check_catalog')")
+    assert open_cost_negative() == [(7, "warning")]
