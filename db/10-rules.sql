@@ -1805,11 +1805,15 @@ begin
                       hint = format('Its default is %s.', old.default_parameter);
         end if;
     end if;
+    -- A whole number as one: 100.0 passed the check above and was kept with
+    -- its point, in the rules' version and in every sentence that states
+    -- the limit ("the limit is 100.0").
+    new.parameter := trim_scale(new.parameter);
     return new;
 end;
 $$;
 comment on function sync_private.check_rule_change() is
-    'Trigger function of sync.rule''s _100_check_rule_change: only severity and parameter change (FS070); a severity only where the rule allows it (FS071), and only error, warning or off (FS087); a parameter only where it has one (FS072), a whole number within its bounds (FS073).';
+    'Trigger function of sync.rule''s _100_check_rule_change: only severity and parameter change (FS070); a severity only where the rule allows it (FS071), and only error, warning or off (FS087); a parameter only where it has one (FS072), a whole number within its bounds (FS073), kept without a point (100.0 is 100).';
 
 create trigger _100_check_rule_change
     before update on sync.rule

@@ -150,3 +150,15 @@ def test_a_rule_turned_off_keeps_its_findings_until_the_catalog_check_and_reopen
     assert open_cost_negative() == []
     dba.execute("select sync.run_job('check_catalog')")
     assert open_cost_negative() == [(7, "warning")]
+
+
+def test_a_limit_written_with_a_point_is_stated_as_the_whole_number_it_is(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """100.0 passed as a whole number, and every sentence then said "the limit is 100.0"."""
+    dba.execute("update sync.rule set parameter = 100.0 where code = 'name.too_long'")
+    receipt = receive(db, {"fragrance_id": 7, "name": "n" * 120})
+    assert receipt["reasons"][0]["message"] == "name has 120 characters; the limit is 100"
+    assert dba.execute(
+        "select parameter::text from sync.rule where code = 'name.too_long'"
+    ).fetchone() == ("100",)
