@@ -162,3 +162,19 @@ def test_a_limit_written_with_a_point_is_stated_as_the_whole_number_it_is(
     assert dba.execute(
         "select parameter::text from sync.rule where code = 'name.too_long'"
     ).fetchone() == ("100",)
+
+
+def test_a_tuning_left_open_holds_back_no_delivery_nor_its_findings(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """The turn two tunings take must not be a lock the merge or its findings wait for."""
+    dba.execute("begin")
+    dba.execute("update sync.rule set parameter = 100 where code = 'name.too_long'")
+    db.execute("set statement_timeout = '20s'")  # a wait would fail here, not hang the run
+    applied = receive(db, {"fragrance_id": 7, "name": "Rose ", "cost": 12.5})
+    findings = db.execute(
+        "select rule from sync.open_finding where fragrance_id = 7 order by rule"
+    ).fetchall()
+    dba.execute("rollback")
+    assert applied["status"] == "applied"
+    assert findings == [("cost.fractional",), ("name.untrimmed",)]
