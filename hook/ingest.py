@@ -19,11 +19,11 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -301,6 +301,33 @@ async def let_go(task: asyncio.Future[Any]) -> None:
         await asyncio.wait({task})
 
 
+T = TypeVar("T")
+
+
+class DeadlineError(TimeoutError):
+    """A database call outlasted its deadline and was let go (cancelled, its connection closed)."""
+
+
+async def within(deadline: float, call: Awaitable[T]) -> T:
+    """Await a database call at most ``deadline`` s, then let it go and raise DeadlineError.
+
+    A caller cancelled meanwhile lets it go too. One that answered while it
+    was being let go is returned after all (its key, or its transaction,
+    says whether it committed).
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        await asyncio.wait({task}, timeout=deadline)
+    except asyncio.CancelledError:
+        await let_go(task)
+        raise
+    if not task.done():
+        await let_go(task)
+        if task.cancelled() or task.exception() is not None:
+            raise DeadlineError
+    return task.result()
+
+
 class BatchingStore:
     """Stores deliveries in batches, at most ``concurrency`` batches in flight at once."""
 
@@ -404,19 +431,9 @@ class BatchingStore:
 
         if self._deadline is None:
             return await store()
-        task = asyncio.ensure_future(store())
-        try:
-            await asyncio.wait({task}, timeout=self._deadline)
-        except asyncio.CancelledError:
-            # The request itself was cancelled (a shutdown): the store goes with
-            # it, and the connection goes back to the pool only once it let go.
-            await let_go(task)
-            raise
-        if not task.done():
-            await let_go(task)
-            if task.cancelled() or task.exception() is not None:
-                raise TimeoutError
-        return task.result()  # (or it answered after all, before its cancellation)
+        # A request cancelled meanwhile (a shutdown) lets the store go with it, and
+        # the connection goes back to the pool only once it let go.
+        return await within(self._deadline, store())
 
     async def _call(self, deliveries: list[Delivery]) -> list[Receipt]:
         """One call, one transaction: returns only after the commit."""

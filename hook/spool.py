@@ -72,10 +72,11 @@ from hook.ingest import (
     BatchingStore,
     DatabaseDownError,
     DatabaseState,
+    DeadlineError,
     Delivery,
     Receipt,
     StoreError,
-    let_go,
+    within,
 )
 from hook.log_limit import LEFT_OUT, LogLimit
 
@@ -1170,19 +1171,12 @@ class SpoolingStore:
             # as TCP kept it (hours), holding the drain lock while every delivery spooled
             # behind it (hostile review). Let go as a store does (hook/ingest.py); whether it
             # committed or not, the keys make the next attempt store nothing twice.
-            task = asyncio.ensure_future(store())
             try:
-                await asyncio.wait({task}, timeout=self._deadline)
-            except asyncio.CancelledError:
-                await let_go(task)
-                raise
-            if not task.done():
-                await let_go(task)
-                if task.cancelled() or task.exception() is not None:
-                    raise _OutageError(
-                        f"the database did not answer a drained batch within {self._deadline} s"
-                    )
-            task.result()
+                await within(self._deadline, store())
+            except DeadlineError:
+                raise _OutageError(
+                    f"the database did not answer a drained batch within {self._deadline} s"
+                ) from None
 
 
 # The command line: python -m hook.spool list|show|replay|drop, run on the hook's host.

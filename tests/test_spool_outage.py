@@ -19,8 +19,9 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -209,6 +210,20 @@ def test_the_first_delivery_of_an_outage_is_spooled_without_waiting_for_the_pool
     assert health["database"] == "unreachable"
 
 
+@contextmanager
+def _read_only(server: Server) -> Iterator[psycopg.Connection]:
+    """The database refuses every write (maintenance, or a failover's old primary) meanwhile."""
+    with psycopg.connect(server.url("test"), autocommit=True) as owner:
+        owner.execute("alter system set default_transaction_read_only = on")
+        owner.execute("select pg_reload_conf()")
+        try:
+            yield owner
+        finally:
+            owner.execute("set default_transaction_read_only = off")
+            owner.execute("alter system reset default_transaction_read_only")
+            owner.execute("select pg_reload_conf()")
+
+
 def test_a_database_that_turns_read_only_spools_deliveries_instead_of_refusing_them(
     own_server: Server, tmp_path: Path
 ) -> None:
@@ -216,13 +231,8 @@ def test_a_database_that_turns_read_only_spools_deliveries_instead_of_refusing_t
     hook = start_hook(own_server.url("test", user="sync_hook_login"), tmp_path)
     try:
         assert _post(hook, 1).status_code == 202
-        with psycopg.connect(own_server.url("test"), autocommit=True) as owner:
-            owner.execute("alter system set default_transaction_read_only = on")
-            owner.execute("select pg_reload_conf()")
+        with _read_only(own_server):
             answers = [_post(hook, n) for n in (2, 3)]
-            owner.execute("set default_transaction_read_only = off")
-            owner.execute("alter system reset default_transaction_read_only")
-            owner.execute("select pg_reload_conf()")
         wait_for_empty_spool(hook)
     finally:
         stop_hook(hook)
@@ -238,18 +248,11 @@ def test_a_read_only_database_pauses_the_drain_with_one_warning_not_one_per_retr
         own_server.url("test", user="sync_hook_login"), tmp_path, SPOOL_RETRY_EVERY="0.1"
     )
     try:
-        with psycopg.connect(own_server.url("test"), autocommit=True) as owner:
-            owner.execute("alter system set default_transaction_read_only = on")
-            owner.execute("select pg_reload_conf()")
-            try:
-                assert _post(hook, 1).json()["status"] == "spooled"
-                now = owner.execute("select clock_timestamp()").fetchone()[0]
-                # Each refused drain ends in a ROLLBACK of the hook's pool.
-                calls_started_after(owner, now, "ROLLBACK", 5, "fragrance-sync-hook")
-            finally:
-                owner.execute("set default_transaction_read_only = off")
-                owner.execute("alter system reset default_transaction_read_only")
-                owner.execute("select pg_reload_conf()")
+        with _read_only(own_server) as owner:
+            assert _post(hook, 1).json()["status"] == "spooled"
+            now = owner.execute("select clock_timestamp()").fetchone()[0]
+            # Each refused drain ends in a ROLLBACK of the hook's pool.
+            calls_started_after(owner, now, "ROLLBACK", 5, "fragrance-sync-hook")
         wait_for_empty_spool(hook)
     finally:
         stop_hook(hook)
