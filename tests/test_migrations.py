@@ -854,46 +854,26 @@ def blocked_by(conn: psycopg.Connection, pid: int, holder_pid: int) -> bool | No
     return None if row is None else row[0]
 
 
-def test_a_deploy_waits_its_turn_past_a_sites_idle_in_transaction_timeout(
-    server: Server, dbname: str, db: psycopg.Connection
+@pytest.mark.parametrize(
+    "setting",
+    [
+        # The load pauses a second between its attempts, inside its transaction:
+        # the server ended the deploy's session in its first pause, and it failed
+        # with "the connection is closed", which says nothing of the reader.
+        "idle_in_transaction_session_timeout=300ms",
+        # The first attempt behind a reader was cancelled as a slow statement, and
+        # the deploy failed at once with "canceling statement due to statement
+        # timeout": each attempt waited half a second, whatever the timeout.
+        "statement_timeout=300ms",
+    ],
+)
+def test_a_deploy_waits_its_turn_behind_a_reader_under_a_sites_short_timeout(
+    server: Server, dbname: str, db: psycopg.Connection, setting: str
 ) -> None:
-    """The load pauses a second between its attempts, inside its transaction.
-
-    A site's idle_in_transaction_session_timeout under a second ended the
-    deploy's session in its first pause: it failed with "the connection is
-    closed", which says nothing of the reader in its way.
-    """
+    """A site's timeouts, set for its applications, reach the deploy's session too."""
     with a_reader_of_the_catalog(server, dbname) as reader:
         holder = reader.info.backend_pid
-        deploy = yoyo_apply(
-            server, dbname, PGOPTIONS="-c idle_in_transaction_session_timeout=300ms"
-        )
-        try:
-            loader = wait_for_a_session_behind(db, holder, "lock table")
-            for waiting in (False, True):  # its pause, then its next attempt (or its end)
-                for _ in range(1200):
-                    state = blocked_by(db, loader, holder)
-                    if state is None or state == waiting:
-                        break
-                    time.sleep(0.05)
-        finally:
-            reader.rollback()
-            out, err = deploy.communicate(timeout=300)
-    assert deploy.returncode == 0, err
-
-
-def test_a_deploy_waits_its_turn_under_a_sites_short_statement_timeout(
-    server: Server, dbname: str, db: psycopg.Connection
-) -> None:
-    """Each attempt waited half a second, whatever the session's statement_timeout.
-
-    Under a site's 300 ms the first attempt behind a reader was cancelled as a
-    slow statement, and the deploy failed at once with "canceling statement due
-    to statement timeout", instead of waiting its turn or naming the reader.
-    """
-    with a_reader_of_the_catalog(server, dbname) as reader:
-        holder = reader.info.backend_pid
-        deploy = yoyo_apply(server, dbname, PGOPTIONS="-c statement_timeout=300ms")
+        deploy = yoyo_apply(server, dbname, PGOPTIONS=f"-c {setting}")
         try:
             loader = wait_for_a_session_behind(db, holder, "lock table")
             for waiting in (False, True):  # its pause, then its next attempt (or its end)

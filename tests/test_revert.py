@@ -236,13 +236,12 @@ def test_a_previous_null_is_left_alone_since_a_change_cannot_carry_it(
     assert list(result["restored"]) == ["cost"]
 
 
-def test_a_field_an_earlier_delivery_lost_as_stale_to_the_change_is_left_alone_and_said_so(
-    server: Server, dbname: str, db: psycopg.Connection
-) -> None:
-    """Received A then B, merged B then A: A's name, the one before B, was never written."""
-    before = fragrance(db, 42)
+def _received_a_then_b_merged_b_then_a(
+    server: Server, dbname: str, db: psycopg.Connection, b: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A sets fragrance 42's name, then B (``b``) sets it too; B is merged first, A is stale."""
     earlier = store(db, {"fragrance_id": 42, "name": "From A"})
-    change = store(db, {"fragrance_id": 42, "name": "From B", "cost": 77})
+    change = store(db, b)
     with psycopg.connect(server.url(dbname)) as other_merger:
         other_merger.execute(
             "select from sync.inbox where id = %s for update", [earlier["inbox_id"]]
@@ -250,6 +249,17 @@ def test_a_field_an_earlier_delivery_lost_as_stale_to_the_change_is_left_alone_a
         db.execute("select sync.apply_pending()")  # skips A, which another merger holds
     db.execute("select sync.apply_pending()")
     assert inbox_row(db, earlier["inbox_id"])["stale_fields"] == ["name"]
+    return earlier, change
+
+
+def test_a_field_an_earlier_delivery_lost_as_stale_to_the_change_is_left_alone_and_said_so(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """Received A then B, merged B then A: A's name, the one before B, was never written."""
+    before = fragrance(db, 42)
+    earlier, change = _received_a_then_b_merged_b_then_a(
+        server, dbname, db, {"fragrance_id": 42, "name": "From B", "cost": 77}
+    )
     result = _revert(db, change["inbox_id"])
     assert (fragrance(db, 42)["name"], fragrance(db, 42)["cost"]) == ("From B", before["cost"])
     assert result["left_alone"]["name"].startswith(
@@ -419,15 +429,9 @@ def test_a_purge_takes_a_change_before_the_earlier_delivery_that_lost_to_it_as_s
     stopped there left it so until the next night).
     """
     before = fragrance(db, 42)
-    earlier = store(db, {"fragrance_id": 42, "name": "From A"})
-    change = store(db, {"fragrance_id": 42, "name": "From B", "cost": 77})
-    with psycopg.connect(server.url(dbname)) as other_merger:
-        other_merger.execute(
-            "select from sync.inbox where id = %s for update", [earlier["inbox_id"]]
-        )
-        db.execute("select sync.apply_pending()")  # skips A, which another merger holds
-    db.execute("select sync.apply_pending()")
-    assert inbox_row(db, earlier["inbox_id"])["stale_fields"] == ["name"]
+    earlier, change = _received_a_then_b_merged_b_then_a(
+        server, dbname, db, {"fragrance_id": 42, "name": "From B", "cost": 77}
+    )
     purge_one = "select sync.purge_applied('0 seconds', p_force => true, p_limit => 1)"
     assert db.execute(purge_one).fetchone() == (1,)
     with raises_sqlstate("FS001"):
@@ -462,15 +466,9 @@ def test_a_delivery_lost_as_stale_before_a_hand_delete_and_insert_does_not_hold_
     hand insert for position 0 and named A, stale long before the row was
     deleted, as the value before C: the DBA was told to set A's name by hand.
     """
-    earlier = store(db, {"fragrance_id": 42, "name": "From A"})
-    store(db, {"fragrance_id": 42, "name": "From B"})
-    with psycopg.connect(server.url(dbname)) as other_merger:
-        other_merger.execute(
-            "select from sync.inbox where id = %s for update", [earlier["inbox_id"]]
-        )
-        db.execute("select sync.apply_pending()")  # skips A, which another merger holds
-    db.execute("select sync.apply_pending()")
-    assert inbox_row(db, earlier["inbox_id"])["stale_fields"] == ["name"]
+    earlier, _ = _received_a_then_b_merged_b_then_a(
+        server, dbname, db, {"fragrance_id": 42, "name": "From B"}
+    )
     row = fragrance(db, 42)
     assert row is not None
     db.execute("delete from public.fragrances where fragrance_id = 42")
