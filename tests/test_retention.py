@@ -555,13 +555,14 @@ def test_a_purge_stuck_in_a_chunk_reads_running(
     assert purge_runs(db) == [("ok", "25")]
 
 
-def test_a_purge_cancelled_between_two_steps_reads_interrupted_while_its_session_stays(
-    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
-) -> None:
-    """A cancel in a COMMIT of the procedure ends the CALL, and nothing records it.
+@contextmanager
+def _a_purge_cancelled_between_two_steps(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> Iterator[tuple[psycopg.Connection, psycopg.Connection]]:
+    """A purge of 25 deliveries whose CALL was cancelled after its first step; its session stays.
 
-    The session stays (a psql prompt left open) with the run's lock: the run
-    read `running`, in sync.schedule() and to health, until it closed.
+    Yields the holder of the lock its second step's COMMIT waited for (still
+    held) and the purger's open, idle session.
     """
     db.execute("update sync.settings set apply_on_receipt = false")
     for _ in range(25):
@@ -583,6 +584,18 @@ def test_a_purge_cancelled_between_two_steps_reads_interrupted_while_its_session
         db.execute("select pg_cancel_backend(%s)", [purger.info.backend_pid])
         thread.join()
         assert [type(e) for e in errors] == [psycopg.errors.QueryCanceled]
+        yield holder, purger
+
+
+def test_a_purge_cancelled_between_two_steps_reads_interrupted_while_its_session_stays(
+    server: Server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """A cancel in a COMMIT of the procedure ends the CALL, and nothing records it.
+
+    The session stays (a psql prompt left open) with the run's lock: the run
+    read `running`, in sync.schedule() and to health, until it closed.
+    """
+    with _a_purge_cancelled_between_two_steps(server, dbname, db) as (holder, purger):
         # Only its first step committed; its session is open and idle.
         assert purge_runs(db) == [("running", "0")]
         assert dba.execute(
@@ -607,24 +620,7 @@ def test_a_purge_behind_one_cancelled_between_steps_says_whose_session_holds_it(
     That run had ended: its CALL was cancelled, its psql left open. Every
     purge, the nightly one too, was refused while the DBA waited for it.
     """
-    db.execute("update sync.settings set apply_on_receipt = false")
-    for _ in range(25):
-        old_delivery(db, "applied", "400 days")
-    db.execute("""
-        create function public.wait_at_commit() returns trigger language plpgsql as $$
-        begin perform pg_advisory_xact_lock(4242); return null; end $$;
-        create constraint trigger _010_wait_at_commit after update on sync.job_run
-            deferrable initially deferred for each row execute function public.wait_at_commit();
-    """)
-    with (
-        psycopg.connect(server.url(dbname), autocommit=True) as holder,
-        psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as purger,
-    ):
-        holder.execute("select pg_advisory_lock(4242)")
-        thread, errors = a_purge_waiting(db, purger)
-        db.execute("select pg_cancel_backend(%s)", [purger.info.backend_pid])
-        thread.join()
-        assert [type(e) for e in errors] == [psycopg.errors.QueryCanceled]
+    with _a_purge_cancelled_between_two_steps(server, dbname, db) as (holder, purger):
         holder.execute("select pg_advisory_unlock(4242)")
         db.execute("drop trigger _010_wait_at_commit on sync.job_run")
         second_errors = _call_purge(server.url(dbname, user="alice"))
