@@ -54,8 +54,15 @@ begin
     -- Judged by the moment it reaches back to, not by comparing intervals:
     -- those count a month as 30 days, the subtraction in calendar months, so
     -- '-1 mon 31 days' compared as a day and purged up to now (hostile review).
+    --
+    -- In UTC, whatever the session's TimeZone: there timestamptz - '1 day'
+    -- is the same wall-clock time yesterday, 23 or 25 hours on a day the
+    -- clocks change, so '1 day' reached back 23 hours in Europe/Paris on
+    -- 2027-03-28 and '23 hours 30 minutes' passed the check below without
+    -- p_force (review). UTC has no such day: a day is 24 hours, a month
+    -- still a calendar month.
     begin
-        v_cutoff := now() - p_older_than;
+        v_cutoff := (now() at time zone 'UTC' - p_older_than) at time zone 'UTC';
     exception when datetime_field_overflow then
         raise exception 'p_older_than reaches back beyond the calendar, got %', p_older_than
             using errcode = 'FS055', hint = 'For example SELECT sync.purge_applied(''90 days'');';
@@ -64,7 +71,8 @@ begin
         raise exception 'p_older_than must be an age of zero or more, got % (that is after now)', p_older_than
             using errcode = 'FS055', hint = 'For example SELECT sync.purge_applied(''90 days'');';
     end if;
-    if v_cutoff > now() - interval '1 day' and not coalesce(p_force, false) then
+    -- 24 hours, not '1 day': the latter is the session's calendar day too.
+    if v_cutoff > now() - interval '24 hours' and not coalesce(p_force, false) then
         raise exception 'refusing to purge deliveries younger than a day (asked for %, back to %)', p_older_than, v_cutoff
             -- The hint repeats the call asked for: it once said '1 hour'
             -- whatever was asked, and run as it stood purged more than the
@@ -138,7 +146,7 @@ begin
 end;
 $$;
 comment on function sync.purge_applied(interval, boolean, integer) is
-    'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, one left as stale while the delivery it lost to stays (sync_private.lost_to_a_kept_delivery: a revert of that one reads it), all of sync.fragrance_history, and the receipt time of the latest webhook deleted (sync.health''s last delivery). Ages under 1 day need p_force => true (else FS055); p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
+    'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, one left as stale while the delivery it lost to stays (sync_private.lost_to_a_kept_delivery: a revert of that one reads it), all of sync.fragrance_history, and the receipt time of the latest webhook deleted (sync.health''s last delivery). Ages under 24 hours need p_force => true (else FS055); ages are counted in UTC, so a day is 24 hours whatever the session''s TimeZone; p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
 
 -- sync_private.purge_closed_findings
 -- Deletes findings closed before now() - p_older_than, at most p_limit of them (null: all); returns how many.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -183,6 +184,50 @@ def test_a_purge_age_beyond_the_calendar_is_refused_not_left_to_fail_every_purge
         db.execute(f"update sync.settings set {setting} = '10000 years'")
     db.execute(f"update sync.settings set {setting} = '1000 years'")
     assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
+
+
+def clocks_changed_within_the_last_day(db: psycopg.Connection) -> str:
+    """A TimeZone whose clocks went forward an hour 12 hours ago: its last day was 23 hours.
+
+    now() cannot be fixed, so the zone is made around it (POSIX rules, UTC
+    then UTC+1 from a day of the year and an hour): what Europe/Paris does
+    on 2027-03-28, whatever the day the test runs.
+    """
+    row = db.execute(
+        "select extract(doy from t)::int - 1, to_char(t, 'HH24:MI:SS'),"
+        " mod(extract(doy from t)::int + 179, 365)"
+        " from (select (now() - interval '12 hours') at time zone 'UTC') as m (t)"
+    ).fetchone()
+    assert row is not None
+    day, moment, back = row
+    zone = f"FST0FDT-1,{day}/{moment},{back}/00:00:00"
+    db.execute("select set_config('TimeZone', %s, false)", [zone])
+    assert db.execute("select now() - (now() - interval '1 day')").fetchone() == (
+        timedelta(hours=23),
+    )
+    return zone
+
+
+def test_purge_under_24_hours_is_refused_on_a_day_the_clocks_changed(
+    staged: psycopg.Connection,
+) -> None:
+    """'23 hours 30 minutes' reached back further than the 23-hour day, so it purged unforced."""
+    clocks_changed_within_the_last_day(staged)
+    old_delivery(staged, "applied", "23 hours 45 minutes")
+    before = remaining(staged)
+    with raises_sqlstate("FS055"):
+        staged.execute("select sync.purge_applied('23 hours 30 minutes')")
+    assert remaining(staged) == before
+
+
+def test_a_day_of_age_is_24_hours_on_a_day_the_clocks_changed(
+    staged: psycopg.Connection,
+) -> None:
+    """'1 day' reached back 23 hours there: a delivery 23 and a half hours old went."""
+    clocks_changed_within_the_last_day(staged)
+    kept = old_delivery(staged, "applied", "23 hours 30 minutes")
+    staged.execute("select sync.purge_applied('1 day')")
+    assert staged.execute("select id from sync.inbox where id = %s", [kept]).fetchone() == (kept,)
 
 
 def test_purge_refuses_a_limit_below_one(staged: psycopg.Connection) -> None:
