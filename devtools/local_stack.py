@@ -131,15 +131,25 @@ def _cluster_dir() -> Path:
 
 
 def _ensure_login(admin_url: str, name: str, password: str) -> None:
-    """Create a login with this password, or give an existing one this password."""
+    """Create a login with this password, or give this password to an existing one that has none.
+
+    A password the login has is left alone: ``make run`` once set the default
+    at every start, and a developer who changed it found it changed back. One
+    with none (``smart_library_login`` made by migration 0019 on a cluster
+    migrated before make run made it) gets the default, which the real smart
+    library needs to log in.
+    """
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        exists = admin.execute("select 1 from pg_roles where rolname = %s", [name]).fetchone()
-        verb = "alter" if exists else "create"
-        admin.execute(
-            sql.SQL(verb + " role {} login password {}").format(
-                sql.Identifier(name), sql.Literal(password)
-            )
-        )
+        row = admin.execute(
+            "select rolpassword is null from pg_authid where rolname = %s", [name]
+        ).fetchone()
+        if row is None:
+            statement = "create role {} login password {}"
+        elif row[0]:
+            statement = "alter role {} login password {}"
+        else:
+            return
+        admin.execute(sql.SQL(statement).format(sql.Identifier(name), sql.Literal(password)))
 
 
 def _ensure_catalog_database(admin_url: str, url: str, name: str, owner: str = "postgres") -> None:

@@ -33,6 +33,7 @@ from processes import (
     stop_service,
     wait_for_ticks,
 )
+from psycopg import sql
 
 from cms_simulator import journal
 from devtools.local_stack import (
@@ -488,5 +489,33 @@ def test_the_seeds_cms_login_reads_and_writes_its_catalog_over_tcp(
                 ).fetchone()
             assert _scram_verifies(verifier, password)
             assert not _scram_verifies(verifier, password + "x")
+    finally:
+        shutil.rmtree(relocated_cluster_base(local_dir.resolve()), ignore_errors=True)
+
+
+def test_make_run_keeps_the_passwords_a_developer_gave_its_logins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CMS's and the smart library's logins get the defaults when made, not at every start."""
+    port = free_port()
+    local_dir = tmp_path / "local"
+    monkeypatch.setenv("LOCAL_DIR", str(local_dir))
+    monkeypatch.setenv("LOCAL_PG_PORT", str(port))
+    logins = ["cms_user", "smart_library_login"]
+    verifiers = "select rolname, rolpassword from pg_authid where rolname = any (%s) order by 1"
+    admin = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    try:
+        with embedded_cluster(), psycopg.connect(admin, autocommit=True) as conn:
+            for login in logins:
+                conn.execute(
+                    sql.SQL("alter role {} password 'changed by a developer'").format(
+                        sql.Identifier(login)
+                    )
+                )
+            changed = conn.execute(verifiers, [logins]).fetchall()
+        # make run again, on the same data
+        with embedded_cluster(), psycopg.connect(admin) as conn:
+            assert conn.execute(verifiers, [logins]).fetchall() == changed
+        assert all(_scram_verifies(v, "changed by a developer") for _, v in changed)
     finally:
         shutil.rmtree(relocated_cluster_base(local_dir.resolve()), ignore_errors=True)
