@@ -4,10 +4,12 @@ revoke all on all functions in schema sync from sync_dba, sync_hook;
 revoke all on all tables in schema sync from sync_dba, sync_hook;
 revoke all on schema sync from sync_dba, sync_hook;
 grant execute on all functions in schema sync to public;
-revoke sync_hook from sync_hook_login;
 
 -- A role still granted something in another database of the cluster cannot
 -- be dropped; it is then kept, and said so, instead of failing the rollback.
+-- The login's membership in sync_hook is not revoked here: memberships are
+-- cluster-wide, so revoking it broke the hook of every other database that
+-- still syncs; dropping either role ends it where neither is kept.
 do $$
 declare
     v_role text;

@@ -991,10 +991,28 @@ def test_rolling_back_one_database_keeps_the_logins_another_still_uses(own_serve
             " where s.setrole = 'sync_hook_login'::regrole"
         ).fetchone()
         assert pinned == (["synchronous_commit=on"],)
-    # The login still logs in, with its pinned setting (its membership in sync_hook is
-    # another matter: 0007's rollback revokes it cluster-wide, docs/operations.md).
+    # The login still logs in, with its pinned setting.
     with psycopg.connect(own_server.url("test", user="sync_hook_login")) as hook:
         assert hook.execute("show synchronous_commit").fetchone() == ("on",)
+
+
+def test_rolling_back_one_database_keeps_the_hook_of_another_storing_deliveries(
+    own_server: Server,
+) -> None:
+    """0007's rollback revoked sync_hook from sync_hook_login, and memberships are cluster-wide.
+
+    The other database's hook still logged in, but could call nothing.
+    """
+    own_server.create_database("fdb2")
+    load_smart_library(own_server, "fdb2")
+    run_yoyo(own_server, "fdb2", "apply")
+    run_yoyo(own_server, "fdb2", "rollback", "--all")
+    with psycopg.connect(own_server.url("test", user="sync_hook_login")) as hook:
+        receipt = hook.execute(
+            "select status from sync.receive(%s, 'application/json', '10.0.0.1', 'cms/1')",
+            [body({"fragrance_id": 7, "cost": 5})],
+        ).fetchone()
+        assert receipt == ("applied",)
 
 
 def test_a_clone_of_a_database_keeps_the_logins_when_its_original_is_rolled_back(
