@@ -103,7 +103,7 @@ migrate: $(STAMP)
 		     "e.g. make migrate MIGRATE_DATABASE_URL=postgresql://owner@localhost/fragrancedb"; exit 2; fi
 	@PGOPTIONS="-c lock_timeout=$(MIGRATE_LOCK_TIMEOUT) $(MIGRATE_SESSION) $$PGOPTIONS" \
 	PGAPPNAME="$(MIGRATE_APPLICATION_NAME)" \
-	$(BIN)/yoyo apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed -E 's|^postgres(ql)?://|postgresql+psycopg://|')" migrations \
+	$(BIN)/python -m hook.migrate apply --batch --database "$$(echo '$(MIGRATE_DATABASE_URL)' | sed -E 's|^postgres(ql)?://|postgresql+psycopg://|')" migrations \
 	|| { status=$$?; echo "make migrate failed. If the error above is 'canceling statement due to lock timeout'," \
 	     "a session holds a table a migration changes, and the deploy gave up after MIGRATE_LOCK_TIMEOUT=$(MIGRATE_LOCK_TIMEOUT)" \
 	     "rather than hold up every query on it: the migration that gave up changed nothing (those before it are in)." \

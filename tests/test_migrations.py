@@ -22,6 +22,8 @@ from conftest import MIGRATIONS, ROOT, Server, load_smart_library, run_yoyo
 from helpers import body, store
 from processes import start_hook, stop_service, wait_for_empty_spool
 
+from devtools.throwaway_pg import ThrowawayPostgresql, ThrowawayStandby
+
 CATALOG_CHECKSUM = """
     select count(*), md5(string_agg(f::text, '|' order by fragrance_id))
     from public.fragrances as f
@@ -495,6 +497,30 @@ def test_make_migrate_writes_where_the_database_is_read_only_by_default(
     done = make_migrate(server.url(dbname))
     assert done.returncode == 0, done.stderr
     assert "break-lock" not in done.stderr
+
+
+def test_make_migrate_against_a_standby_says_to_deploy_against_the_primary() -> None:
+    """A standby (read-only, in recovery) refused yoyo's lock row: "Database locked".
+
+    No lock was held, and break-lock fails the same way: the deploy says what the server is.
+    """
+    primary = ThrowawayPostgresql()
+    standby: ThrowawayStandby | None = None
+    try:
+        load_smart_library(Server(primary), "test")
+        run_yoyo(Server(primary), "test", "apply")
+        standby = ThrowawayStandby(primary)
+        done = make_migrate(Server(standby).url("test"))
+        assert done.returncode != 0
+        assert (
+            "this server is a standby (read-only, in recovery): deploy against the primary"
+            in done.stderr
+        ), done.stderr
+        assert "Database locked" not in done.stderr
+    finally:
+        if standby is not None:
+            standby.stop()
+        primary.stop()
 
 
 def test_every_apply_loads_the_code_of_the_release_being_deployed(
