@@ -253,16 +253,18 @@ begin
     -- pg_cron logs every run in cron.job_run_details and never purges it;
     -- its documentation has a site schedule a delete. Ours are three rows a
     -- day, kept for good, beside sync.job_run, which says the same and is
-    -- purged: this purge takes ours with the same age. Only ours (by their
-    -- job as registered now, or their command, which outlives a disabled
-    -- job's registration): other jobs' rows are their owners' business.
+    -- purged: this purge takes ours with the same age. Only ours, by the
+    -- jobids pg_cron gave our jobs (sync_private.pg_cron_job, kept after a
+    -- job is disabled): other jobs' rows are their owners' business. Taken
+    -- by their command too, they went with ours where another job ran the
+    -- same text (review). Rows of a job unscheduled before the sync kept
+    -- its jobids (migration 0059) stay, as another job's would.
     -- Where pg_cron is not here, or we may not use it or delete from its
     -- log (pg_cron grants that to everyone, a managed server may not),
     -- nothing.
     if sync_private.pg_cron_refusal() is not null
        or to_regclass('cron.job_run_details') is null
-       or not pg_catalog.has_table_privilege('cron.job_run_details', 'delete')
-       or not pg_catalog.has_table_privilege('cron.job', 'select') then
+       or not pg_catalog.has_table_privilege('cron.job_run_details', 'delete') then
         return 0;
     end if;
     execute $sql$
@@ -270,9 +272,9 @@ begin
         where d.runid = any (array(
             select o.runid from cron.job_run_details as o
             where o.start_time < now() - $1
-              and (o.jobid in (select j.jobid from cron.job as j
-                               where j.jobname in (select sync_private.pg_cron_job_name(x.name) from sync.job as x))
-                   or o.command in (select sync_private.job_command(x.name) from sync.job as x))
+              and o.jobid in (select p.jobid from sync_private.pg_cron_job as p
+                              join pg_catalog.pg_extension as e on e.oid = p.extension
+                              where e.extname = 'pg_cron')
             order by o.runid
             limit $2))
     $sql$ using p_older_than, p_limit;
@@ -281,7 +283,7 @@ begin
 end;
 $$;
 comment on function sync_private.purge_cron_run_details(interval, integer) is
-    'Deletes the rows of pg_cron''s log (cron.job_run_details) of our jobs (fragrance_sync.<job>, or our commands) that started more than p_older_than ago, at most p_limit, oldest first (null: all), and returns the count; 0 where pg_cron is not installed here or its log may not be deleted from. Other jobs'' rows stay. The scheduled purge calls it with sync.settings.purge_after.';
+    'Deletes the rows of pg_cron''s log (cron.job_run_details) of our jobs (the jobids of sync_private.pg_cron_job) that started more than p_older_than ago, at most p_limit, oldest first (null: all), and returns the count; 0 where pg_cron is not installed here or its log may not be deleted from. Other jobs'' rows stay. The scheduled purge calls it with sync.settings.purge_after.';
 
 -- sync_private.purge_due
 -- One pass of the scheduled purge: each kind of row past its retention, at most p_limit of each (null: all).

@@ -249,6 +249,7 @@ create function sync_private.schedule_with_pg_cron() returns text
 as $$
 declare
     v_job sync.job;
+    v_jobid bigint;
     v_refusal text := sync_private.pg_cron_refusal();
 begin
     if v_refusal is not null then
@@ -258,18 +259,34 @@ begin
         return 'pg_cron is not installed in this database: run the jobs from cron (docs/operations.md, "Run without a person")';
     end if;
     for v_job in select * from sync.job order by name loop
+        v_jobid := null;
         if v_job.enabled then
-            perform cron.schedule(sync_private.pg_cron_job_name(v_job.name), v_job.schedule,
-                                  sync_private.job_command(v_job.name));
-        elsif exists (select from cron.job as c where c.jobname = sync_private.pg_cron_job_name(v_job.name)) then
-            perform cron.unschedule(sync_private.pg_cron_job_name(v_job.name));
+            v_jobid := cron.schedule(sync_private.pg_cron_job_name(v_job.name), v_job.schedule,
+                                     sync_private.job_command(v_job.name));
+        else
+            select c.jobid into v_jobid from cron.job as c
+            where c.jobname = sync_private.pg_cron_job_name(v_job.name) and c.username = current_user;
+            if v_jobid is not null then
+                perform cron.unschedule(sync_private.pg_cron_job_name(v_job.name));
+            end if;
+        end if;
+        -- Each jobid is recorded as ours, before an unschedule takes it from
+        -- cron.job: the purge of pg_cron's log deletes the rows of these
+        -- jobids only, its rows after it is disabled too, never another
+        -- job's, whatever its command (sync_private.purge_cron_run_details).
+        -- Not while a rollback past migration 0059, which made the table,
+        -- changes sync.job with this code still loaded.
+        if v_jobid is not null and to_regclass('sync_private.pg_cron_job') is not null then
+            insert into sync_private.pg_cron_job (extension, jobid, job)
+            select e.oid, v_jobid, v_job.name from pg_catalog.pg_extension as e where e.extname = 'pg_cron'
+            on conflict do nothing;
         end if;
     end loop;
     return 'scheduled with pg_cron';
 end;
 $$;
 comment on function sync_private.schedule_with_pg_cron() is
-    'Makes pg_cron''s jobs match sync.job (fragrance_sync.<job>, running sync_private.job_command) when pg_cron is installed in this database; says so when it is not.';
+    'Makes pg_cron''s jobs match sync.job (fragrance_sync.<job>, running sync_private.job_command) when pg_cron is installed in this database, and records the jobid of each in sync_private.pg_cron_job (whose log rows the purge may delete); says so when it is not.';
 
 -- sync_private.reschedule
 -- Trigger: a change of sync.job reaches pg_cron at once.

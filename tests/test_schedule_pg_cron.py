@@ -226,6 +226,73 @@ def test_the_scheduled_purge_deletes_pg_crons_log_of_our_jobs_past_the_retention
         )
 
 
+def log_runs(conn: psycopg.Connection, jobids: list[int], ago: str) -> list[int]:
+    """A run of each job started `ago`, in pg_cron's log with its job's command; their runids."""
+    rows = conn.execute(
+        "insert into cron.job_run_details (jobid, database, username, command, status,"
+        " start_time, end_time)"
+        " select j.jobid, j.database, j.username, j.command, 'succeeded',"
+        "        now() - %s::interval, now() - %s::interval"
+        " from unnest(%s::bigint[]) with ordinality as x (jobid, n)"
+        " join cron.job as j on j.jobid = x.jobid order by x.n returning runid",
+        [ago, ago, jobids],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def purge_as_pg_cron_does(server: Server, conn: psycopg.Connection) -> None:
+    """The purge job's command, sent as pg_cron sends it: one simple query, as the job's owner."""
+    [(command, username)] = conn.execute(
+        "select command, username from cron.job where jobname = 'fragrance_sync.purge_inbox'"
+    ).fetchall()
+    with psycopg.connect(server.url(DATABASE, user=username), autocommit=True) as job:
+        result = job.pgconn.exec_(command.encode())
+        assert result.status == psycopg.pq.ExecStatus.TUPLES_OK, result.error_message
+
+
+def still_logged(conn: psycopg.Connection, runids: list[int]) -> list[int]:
+    rows = conn.execute(
+        "select runid from cron.job_run_details where runid = any (%s) order by runid", [runids]
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_the_purge_of_pg_crons_log_keeps_another_jobs_rows_that_run_our_command(
+    cron_server: Server, cron_db: psycopg.Connection
+) -> None:
+    """Taken by their command, another job's rows running the same text went with ours."""
+    [(ours,)] = cron_db.execute(
+        "select jobid from cron.job where jobname = 'fragrance_sync.purge_inbox'"
+    ).fetchall()
+    [(other,)] = cron_db.execute(
+        "select cron.schedule('someone_elses_purge', '0 0 1 1 *', 'call sync.purge_inbox()')"
+    ).fetchall()
+    logged = log_runs(cron_db, [ours, other], "400 days")
+    try:
+        purge_as_pg_cron_does(cron_server, cron_db)
+        assert still_logged(cron_db, logged) == [logged[1]]
+    finally:
+        cron_db.execute("select cron.unschedule(%s)", [other])
+        cron_db.execute("delete from cron.job_run_details where runid = any (%s)", [logged])
+
+
+def test_the_purge_of_pg_crons_log_takes_the_rows_of_a_job_disabled_since(
+    cron_server: Server, cron_db: psycopg.Connection
+) -> None:
+    """Disabled, a job leaves cron.job; its old rows are still ours, by the jobid it had."""
+    [(drift,)] = cron_db.execute(
+        "select jobid from cron.job where jobname = 'fragrance_sync.check_drift'"
+    ).fetchall()
+    logged = log_runs(cron_db, [drift], "400 days")
+    cron_db.execute("update sync.job set enabled = false where name = 'check_drift'")
+    try:
+        purge_as_pg_cron_does(cron_server, cron_db)
+        assert still_logged(cron_db, logged) == []
+    finally:
+        cron_db.execute("update sync.job set enabled = true where name = 'check_drift'")
+        cron_db.execute("delete from cron.job_run_details where runid = any (%s)", [logged])
+
+
 def test_a_changed_schedule_reaches_pg_cron_at_once_and_a_disabled_job_leaves_it(
     cron_db: psycopg.Connection,
 ) -> None:
