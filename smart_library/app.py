@@ -101,13 +101,16 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             await pool.close()
 
-    # The real service has no OpenAPI pages: neither has its stand-in.
+    # The real service has no OpenAPI pages: neither has its stand-in. Nor does it
+    # redirect a path with a slash added (Flask answers 404 to /fragrances/): a client
+    # that follows the stand-in's redirect would find data the real service never serves.
     app = FastAPI(
         title="smart library stand-in",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        redirect_slashes=False,
     )
 
     async def rows(request: Request, query: str, params: list[Any]) -> list[Row]:

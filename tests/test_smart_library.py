@@ -130,8 +130,12 @@ def test_an_id_the_database_cannot_read_as_an_integer_is_an_empty_object(
     assert httpx.get(f"{library.url}/fragrance/7").status_code == 200  # nothing left broken
 
 
-@pytest.mark.parametrize("path", ["/fragrance/", "/fragrance/7/x", "/fragrances/7", "/docs"])
+@pytest.mark.parametrize(
+    "path",
+    ["/fragrance/", "/fragrance/7/x", "/fragrances/7", "/docs", "/fragrances/", "/fragrance/7/"],
+)
 def test_paths_the_real_service_does_not_route_are_not_found(library: Service, path: str) -> None:
+    """A slash added is not found either: the stand-in redirected it (307) to the route."""
     assert httpx.get(library.url + path).status_code == 404
 
 
