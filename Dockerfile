@@ -1,8 +1,12 @@
 # One slim image for every program: the sync service (python -m hook), the
 # one-shot migration command (yoyo), the CMS simulator and the smart library stand-in.
+# The two stand-ins are stages that only name their command (docker-compose builds
+# them with `target:`), so compose sets no command for them: the seed's CMS or the
+# real smart library swapped in under their service (`image:` for `build:`) runs
+# its own command, not ours.
 # A Python release and a Debian release of our choosing: python:3.11-slim moved
 # to whatever was newest on the day of each build.
-FROM python:3.11.7-slim-bookworm
+FROM python:3.11.7-slim-bookworm AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -36,4 +40,12 @@ ENV HOST=0.0.0.0 \
     SPOOL_DIR=/var/lib/fragrance-sync/spool
 EXPOSE 9090 9098 9099
 
+FROM base AS cms_simulator
+CMD ["python", "-m", "cms_simulator"]
+
+FROM base AS smart_library
+CMD ["python", "-m", "smart_library"]
+
+# The last stage, what a plain `docker build .` makes: the sync service.
+FROM base AS fragrance_sync
 CMD ["python", "-m", "hook"]

@@ -51,6 +51,28 @@ COPIED = {
     source: destination
     for source, destination in re.findall(r"^COPY (\S+) (\S+)$", DOCKERFILE, flags=re.MULTILINE)
 }
+#: Each build stage of the Dockerfile (``FROM ... AS name``) with the command it names (CMD).
+STAGE_COMMANDS: dict[str, list[str]] = {
+    name: yaml.safe_load(commands[-1]) if commands else []
+    for name, body in re.findall(
+        r"^FROM \S+ AS (\S+)\n(.*?)(?=^FROM |\Z)", DOCKERFILE, flags=re.MULTILINE | re.DOTALL
+    )
+    for commands in [re.findall(r"^CMD (.+)$", body, flags=re.MULTILINE)]
+}
+#: The stand-ins that a real image may take the place of, under the same service name.
+STAND_INS = ("cms_simulator", "smart_library")
+
+
+def _command(service: dict[str, Any]) -> list[str]:
+    """What a built service runs: compose's ``command``, else its build stage's CMD.
+
+    A build without a target makes the Dockerfile's last stage.
+    """
+    if "command" in service:
+        return list(service["command"])
+    build = service["build"]
+    target = build.get("target") if isinstance(build, dict) else None
+    return STAGE_COMMANDS[target or list(STAGE_COMMANDS)[-1]]
 
 
 #: Variables that libpq itself reads, for every connection a program makes.
@@ -209,7 +231,12 @@ def test_every_build_uses_an_existing_dockerfile_whose_copies_exist() -> None:
         assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
     for name, service in SERVICES.items():
         if "build" in service:
-            assert service["build"] == ".", name
+            build = service["build"]
+            if isinstance(build, dict):
+                assert build["context"] == ".", name
+                assert build["target"] in STAGE_COMMANDS, f"{name} builds a missing stage"
+            else:
+                assert build == ".", name
 
 
 @pytest.mark.parametrize("service", sorted(READERS))
@@ -236,7 +263,7 @@ CONNECTIONS = {
 
 def _database_url(service: dict[str, Any]) -> str:
     """The URL a service connects with: its command's ``--database``, or its environment's."""
-    command = service["command"]
+    command = service.get("command", [])
     if "--database" in command:
         return command[command.index("--database") + 1]
     env = service["environment"]
@@ -342,13 +369,16 @@ def test_the_smart_library_connects_as_its_read_only_login() -> None:
 # Resolved by docker-compose itself.
 
 
-def _compose_config(**environ: str) -> subprocess.CompletedProcess[str]:
-    """``docker-compose config`` on our file, with only ``environ`` set beyond PATH and HOME."""
+def _compose_config(
+    compose_file: Path = ROOT / "docker-compose.yaml", /, **environ: str
+) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` on ``compose_file``, with only ``environ`` beyond PATH and HOME."""
     program = shutil.which("docker-compose")
     assert program, "docker-compose is missing: `make test` installs it (Debian's package)"
     clean = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
     return subprocess.run(
-        [program, "--file", str(ROOT / "docker-compose.yaml"), "config"],
+        # Relative paths (./deploy/...) are the project's, wherever the file is.
+        [program, "--file", str(compose_file), "--project-directory", str(ROOT), "config"],
         cwd=ROOT,
         env={**clean, **environ},
         capture_output=True,
@@ -458,7 +488,7 @@ def _project_imports(package: Path) -> set[str]:
 
 @pytest.mark.parametrize("service", sorted(s for s in SERVICES if "build" in SERVICES[s]))
 def test_every_services_command_is_in_the_image(service: str) -> None:
-    command = SERVICES[service]["command"]
+    command = _command(SERVICES[service])
     if command[:2] == ["python", "-m"]:
         module = command[2]
         path = ROOT / module.replace(".", "/")
@@ -543,7 +573,8 @@ def test_every_package_the_requirements_install_is_pinned(requirements: str) -> 
 
 def test_the_base_image_is_pinned_to_a_python_release() -> None:
     """``python:3.11-slim`` moves with every Python patch release and Debian release."""
-    (base,) = re.findall(r"^FROM (\S+)", DOCKERFILE, flags=re.MULTILINE)
+    froms = re.findall(r"^FROM (\S+)", DOCKERFILE, flags=re.MULTILINE)
+    (base,) = [image for image in froms if image not in STAGE_COMMANDS]  # one outside image
     assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", base), base
 
 
@@ -572,13 +603,38 @@ def test_one_notify_token_variable_sets_both_the_token_and_the_listener_url() ->
 
 
 def test_the_smart_library_is_not_the_hook(resolved: dict[str, Any]) -> None:
-    assert resolved["smart_library"]["command"] == ["python", "-m", "smart_library"]
+    assert _command(resolved["smart_library"]) == ["python", "-m", "smart_library"]
     env = _resolved_environment(resolved, "smart_library")
     assert not {"CMS_URL", "PUBLIC_URL", "NOTIFY_TOKEN", "SPOOL_DIR"} & set(env)
     assert "volumes" not in resolved["smart_library"]
     settings = LibrarySettings.from_env(env)  # the stand-in starts with these settings
     assert settings.port == 9099
     assert urlsplit(settings.database_url).username == "smart_library_login"
+
+
+@pytest.mark.parametrize("service", STAND_INS)
+def test_a_real_image_swapped_in_for_a_stand_in_runs_its_own_command(
+    service: str, tmp_path: Path
+) -> None:
+    """Swapped in (``image:`` for ``build:``), the real program runs its image's own command.
+
+    Compose set ``python -m cms_simulator`` and ``python -m smart_library`` as
+    the services' commands, and a command in compose replaces the image's: the
+    seed's CMS or the real smart library put in their place exited at once
+    ("No module named ..."), and no change reached the sync, or no application
+    its fragrances. The stand-ins' commands now live in their build stages.
+    """
+    swapped = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+    del swapped["services"][service]["build"]
+    swapped["services"][service]["image"] = f"seed/{service}:latest"
+    compose_file = tmp_path / "docker-compose.yaml"
+    compose_file.write_text(yaml.safe_dump(swapped))
+    done = _compose_config(compose_file)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)["services"][service]
+    assert "command" not in resolved and "entrypoint" not in resolved, resolved
+    # Built as it is, the stand-in still runs its own program.
+    assert _command(SERVICES[service]) == ["python", "-m", service]
 
 
 def _seconds(duration: str) -> float:
