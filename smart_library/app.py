@@ -147,17 +147,19 @@ def create_app(settings: Settings) -> FastAPI:
             status_code=500,
         )
 
-    @app.get("/", response_class=HTMLResponse)
+    # Flask answers HEAD on every GET route (the headers of the GET, no body), so a
+    # probe that sends HEAD finds the real service up; FastAPI's routes need it named.
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse)
     async def root() -> str:
         """Liveness, as the real service answers it."""
         return "I'm the smart library!"
 
-    @app.get("/fragrances")
+    @app.api_route("/fragrances", methods=["GET", "HEAD"])
     async def fragrances(request: Request) -> JSONResponse:
         """Every fragrance, as ``{"data": [<row>, ...]}``."""
         return JSONResponse({"data": await rows(request, EVERY_ROW, [])})
 
-    @app.get("/fragrance/{fragrance_id}")
+    @app.api_route("/fragrance/{fragrance_id}", methods=["GET", "HEAD"])
     async def fragrance(request: Request, fragrance_id: str) -> JSONResponse:
         """One fragrance, ``null`` when there is none, ``{}`` for an id that is no integer.
 

@@ -69,6 +69,16 @@ def test_the_root_says_it_is_the_smart_library_as_flask_sends_text(library: Serv
     assert answer.headers["content-type"] == "text/html; charset=utf-8"
 
 
+@pytest.mark.parametrize("path", ["/", "/fragrances", "/fragrance/7", "/fragrance/abc"])
+def test_head_on_a_read_route_answers_as_its_get_without_a_body(
+    library: Service, path: str
+) -> None:
+    """Flask answers HEAD wherever it answers GET; the stand-in said 405 Method Not Allowed."""
+    head, get = httpx.head(library.url + path), httpx.get(library.url + path)
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-type"] == get.headers["content-type"]
+
+
 def test_curation_answers_its_text(library: Service) -> None:
     answer = httpx.post(library.url + "/curation", json={"anything": 1})
     assert (answer.status_code, answer.text) == (200, "my curation!")
