@@ -38,6 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from starlette.exceptions import HTTPException
 
 from smart_library.settings import Settings
 
@@ -49,6 +50,25 @@ EVERY_ROW = f"select {COLUMNS} from public.fragrances order by fragrance_id"
 ONE_ROW = f"select {COLUMNS} from public.fragrances where fragrance_id = %s::integer"
 
 Row = dict[str, Any]
+
+#: What Flask (Werkzeug) says under the title of the error pages a client can reach.
+FLASK_ERRORS = {
+    404: (
+        "Not Found",
+        "The requested URL was not found on the server. If you entered the URL manually "
+        "please check your spelling and try again.",
+    ),
+    405: ("Method Not Allowed", "The method is not allowed for the requested URL."),
+}
+
+
+def flask_error_page(status: int) -> str:
+    """The HTML page Flask answers a path it does not route (404) or a method it does not (405)."""
+    title, text = FLASK_ERRORS.get(status, ("Error", "The request could not be served."))
+    return (
+        f"<!doctype html>\n<html lang=en>\n<title>{status} {title}</title>\n"
+        f"<h1>{title}</h1>\n<p>{text}</p>\n"
+    )
 
 
 class UnservableCostError(Exception):
@@ -120,6 +140,17 @@ def create_app(settings: Settings) -> FastAPI:
         ):
             await cur.execute(query, params)
             return [served(row) for row in await cur.fetchall()]
+
+    @app.exception_handler(HTTPException)
+    async def not_routed(request: Request, exc: HTTPException) -> HTMLResponse:
+        """A path or method the service does not route, answered as Flask does: an HTML page.
+
+        FastAPI's own answer is ``{"detail": ...}`` in JSON: a client written against
+        the stand-in's errors would misread the real service's.
+        """
+        return HTMLResponse(
+            flask_error_page(exc.status_code), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(UnservableCostError)
     async def unservable(request: Request, exc: UnservableCostError) -> PlainTextResponse:

@@ -150,6 +150,27 @@ def test_paths_the_real_service_does_not_route_are_not_found(library: Service, p
 
 
 @pytest.mark.parametrize(
+    ("method", "path", "status", "title"),
+    [
+        ("GET", "/nope", 404, "Not Found"),
+        ("GET", "/fragrances/", 404, "Not Found"),
+        ("POST", "/fragrances", 405, "Method Not Allowed"),
+        ("GET", "/curation", 405, "Method Not Allowed"),
+    ],
+)
+def test_a_path_or_method_not_routed_gets_flasks_html_page(
+    library: Service, method: str, path: str, status: int, title: str
+) -> None:
+    """The real service's errors are Flask's HTML pages; the stand-in sent JSON ``{"detail"}``."""
+    answer = httpx.request(method, library.url + path)
+    assert answer.status_code == status
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert f"<title>{status} {title}</title>" in answer.text
+    if status == 405:
+        assert "allow" in answer.headers
+
+
+@pytest.mark.parametrize(
     ("cost", "served"),
     [
         (Decimal("12"), 12),
