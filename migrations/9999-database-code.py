@@ -151,13 +151,17 @@ order by 1, 6
 """
 
 
-# Objects outside our schemas that depend on what the reset drops (views,
+# Objects the reset does not drop that depend on what it drops (views,
 # functions, aggregates, composite types and their row and array types): a
-# site's view of sync.health, a function taking sync.metric_snapshot. The
-# triggers the reset drops itself, our views' own rules and anything in our
-# schemas are ours. The reset would drop such an object (views are dropped
-# with cascade) or fail on it: the load refuses instead, before it changes
-# anything.
+# site's view of sync.health, a function taking sync.metric_snapshot, a
+# site's index on sync.cms_snapshot over sync_private.name_key. The triggers
+# the reset drops itself, our views' own rules and what it drops are ours.
+# The reset would drop such an object (views are dropped with cascade) or
+# fail on it: the load refuses instead, before it changes anything. An
+# object in schema sync passed once for one of ours: a site's index on a
+# table of ours failed the load with PostgreSQL's bare "use DROP ...
+# CASCADE" (review); nothing of ours that the reset leaves depends on what
+# it drops, or every load would fail on it.
 OUTSIDE_DEPENDENTS = """
 with ours as (
     select oid from pg_catalog.pg_namespace where nspname in ('sync', 'sync_private')
@@ -185,7 +189,11 @@ select distinct coalesce(v.type || ' ' || v.identity, o.type || ' ' || o.identit
         from pg_catalog.pg_stat_activity as a
         where coalesce(v.schema, o.schema) ~ '^pg_temp_[0-9]+$'
           and a.pid = pg_catalog.pg_stat_get_backend_pid(
-                          substring(coalesce(v.schema, o.schema) from 9)::integer))
+                          substring(coalesce(v.schema, o.schema) from 9)::integer)),
+       -- A site's index (on a table of ours, too): what saves it and drops it.
+       case when o.type = 'index'
+            then format('save it: SELECT pg_get_indexdef(%L::regclass); then DROP INDEX %s;',
+                        o.identity, o.identity) end
 from pg_catalog.pg_depend as d
 join dropped on dropped.classid = d.refclassid and dropped.objid = d.refobjid
 cross join lateral pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) as o
@@ -205,7 +213,6 @@ where d.deptype in ('n', 'a')
                   join pg_catalog.pg_proc as f on f.oid = t.tgfoid
                   where d.classid = 'pg_catalog.pg_trigger'::regclass and t.oid = d.objid
                     and f.pronamespace in (select oid from ours))
-  and o.schema is distinct from 'sync' and o.schema is distinct from 'sync_private'
 order by 1, 2
 """
 
@@ -296,8 +303,10 @@ def refuse_outside_dependents(cursor: Any) -> None:
     dependents = cursor.fetchall()
     if dependents:
         lines = "\n".join(
-            f"  {dependent} depends on {ours}" + (f" ({session})" if session else "")
-            for dependent, ours, session in dependents
+            f"  {dependent} depends on {ours}"
+            + (f" ({session})" if session else "")
+            + (f" ({fix})" if fix else "")
+            for dependent, ours, session, fix in dependents
         )
         # Any login granted a function or type of ours (the hook's) can make a
         # temporary view over it, which held up every deploy for as long as its
@@ -305,15 +314,16 @@ def refuse_outside_dependents(cursor: Any) -> None:
         # follow (hostile review): such a line names the session to end.
         temporary = (
             " A temporary object goes only with its session: end it as its line says."
-            if any(session for _, _, session in dependents)
+            if any(session for _, _, session, _ in dependents)
             else ""
         )
         raise RuntimeError(
             "the database code was not loaded: it drops and creates again every view,"
-            " function and type of schemas sync and sync_private, and these objects"
-            f" outside them depend on one:\n{lines}\n"
+            " function and type of schemas sync and sync_private, and these objects of"
+            f" the site's (in those schemas or not) depend on one:\n{lines}\n"
             f"{what_was_changed(cursor)} Save their definitions (pg_dump --schema-only, or"
-            " pg_get_viewdef), drop them, run yoyo apply again, then create them again."
+            " pg_get_viewdef, pg_get_indexdef), drop them, run yoyo apply again, then create"
+            " them again."
             f"{temporary}"
         )
 

@@ -935,6 +935,32 @@ def test_a_deploy_refuses_to_drop_a_sites_view_of_our_views(
     assert db.execute("select count(*) from public.dash").fetchone() == (1,)
 
 
+def test_a_deploy_refuses_to_drop_a_function_a_sites_index_on_our_table_calls(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """The load dropped the function and failed with PostgreSQL's bare "use DROP ... CASCADE".
+
+    An index in schema sync passed for one of ours; the deploy now names it
+    and the statements that save, drop and make it again.
+    """
+    db.execute("create index site_snapshot_name on sync.cms_snapshot (sync_private.name_key(name))")
+    deploy = yoyo_apply(server, dbname)
+    out, err = deploy.communicate(timeout=300)
+    assert deploy.returncode != 0
+    assert (
+        "index sync.site_snapshot_name depends on function"
+        " sync_private.name_key(pg_catalog.text)" in err
+    )
+    assert (
+        "(save it: SELECT pg_get_indexdef('sync.site_snapshot_name'::regclass);"
+        " then DROP INDEX sync.site_snapshot_name;)" in err
+    )
+    assert "CASCADE" not in err
+    assert "Nothing was changed" in err
+    db.execute("drop index sync.site_snapshot_name")
+    run_yoyo(server, dbname, "apply")
+
+
 def test_a_deploy_held_up_by_another_sessions_temporary_view_names_that_session(
     server: Server, dbname: str, db: psycopg.Connection
 ) -> None:
