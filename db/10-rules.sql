@@ -1799,10 +1799,17 @@ begin
         if new.parameter is null or new.parameter < old.parameter_min or new.parameter > old.parameter_max
             or new.parameter <> trunc(new.parameter)
         then
+            -- The hint is the statement to run, filled in: the whole number
+            -- nearest to the one given, within the bounds (its default for
+            -- null). It said only "Its default is 150.", and the DBA had to
+            -- write the UPDATE again (review).
             raise exception 'rule % takes a whole number from % to %, got %', old.code, old.parameter_min,
                 old.parameter_max, coalesce(new.parameter::text, 'null')
                 using errcode = 'FS073',
-                      hint = format('Its default is %s.', old.default_parameter);
+                      hint = format('The nearest it takes: UPDATE sync.rule SET parameter = %s WHERE code = %L; its default is %s.',
+                          trim_scale(coalesce(greatest(old.parameter_min, least(old.parameter_max, round(new.parameter))),
+                                              old.default_parameter)),
+                          old.code, trim_scale(old.default_parameter));
         end if;
     end if;
     -- A whole number as one: 100.0 passed the check above and was kept with

@@ -178,3 +178,27 @@ def test_a_tuning_left_open_holds_back_no_delivery_nor_its_findings(
     dba.execute("rollback")
     assert applied["status"] == "applied"
     assert findings == [("cost.fractional",), ("name.untrimmed",)]
+
+
+@pytest.mark.parametrize(
+    ("code", "given", "hinted", "default"),
+    [
+        ("name.too_long", "151", "150", "150"),
+        ("description.too_long", "0", "1", "1024"),
+        ("cost.too_precise", "2.5", "3", "2"),
+        ("cost.too_large", "null", "9007199254740991", "9007199254740991"),
+    ],
+)
+def test_a_limit_out_of_bounds_is_refused_with_the_update_that_sets_the_nearest_it_takes(
+    dba: psycopg.Connection, code: str, given: str, hinted: str, default: str
+) -> None:
+    """FS073's hint said only "Its default is 150.": no statement to run."""
+    with pytest.raises(psycopg.Error) as caught:
+        dba.execute(f"update sync.rule set parameter = {given} where code = '{code}'")
+    assert caught.value.sqlstate == "FS073"
+    statement = f"UPDATE sync.rule SET parameter = {hinted} WHERE code = '{code}';"
+    assert caught.value.diag.message_hint == (
+        f"The nearest it takes: {statement} its default is {default}."
+    )
+    dba.execute(statement)
+    assert rules_in_force(dba)[code]["parameter"] == int(hinted)
