@@ -1907,3 +1907,104 @@ create trigger _900_record_rule_version
     for each statement execute function sync_private.record_rule_version();
 comment on trigger _900_record_rule_version on sync.rule is
     'Makes a new sync.rule_version after every change of the rules.';
+
+-- sync_private.edit_distance
+-- How many characters to insert, delete or change to turn one short text into another.
+create function sync_private.edit_distance(p_from text, p_to text) returns integer
+    language plpgsql
+    immutable
+    parallel safe
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    -- Levenshtein's, row by row; the texts cut to 100 characters, so a
+    -- hostile statement costs at most 10,000 steps a rule. fuzzystrmatch
+    -- would need an extension the deploy cannot count on.
+    v_from constant text := left(p_from, 100);
+    v_to constant text := left(p_to, 100);
+    v_previous integer[] := array(select generate_series(0, char_length(left(p_to, 100))));
+    v_current integer[];
+begin
+    if p_from is null or p_to is null then
+        return null;
+    end if;
+    for i in 1 .. char_length(v_from) loop
+        v_current := array[i];
+        for j in 1 .. char_length(v_to) loop
+            v_current := v_current || least(
+                v_previous[j + 1] + 1,
+                v_current[j] + 1,
+                v_previous[j] + case when substr(v_from, i, 1) = substr(v_to, j, 1) then 0 else 1 end);
+        end loop;
+        v_previous := v_current;
+    end loop;
+    return v_previous[char_length(v_to) + 1];
+end;
+$$;
+comment on function sync_private.edit_distance(text, text) is
+    'The Levenshtein distance between two texts (each cut to 100 characters): how many characters to insert, delete or change; null when either is null. Names the rules nearest a misspelt code (sync_private.say_no_rule_changed).';
+
+-- sync_private.say_no_rule_changed
+-- Trigger: an UPDATE of sync.rule that matched no rule says so, naming the codes nearest the one asked.
+create function sync_private.say_no_rule_changed() returns trigger
+    language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_asked text[];
+    v_nearest text;
+begin
+    -- A DBA who typed WHERE code = 'name.lookalke' read "UPDATE 0" and
+    -- believed the rule tuned (review). A WARNING, not an error: a WHERE
+    -- that matches nothing is legal SQL, and a tuning script run twice
+    -- (... WHERE code = 'x' AND severity = 'error') or a migration that
+    -- tunes a rule a site removed must go on; an error would abort the
+    -- transaction around it. psql shows it above "UPDATE 0", with its
+    -- SQLSTATE FS088 for scripts that look for it.
+    if exists (select from changed) then
+        return null;
+    end if;
+    -- The trigger does not see the WHERE: the codes asked are read from the
+    -- statement's text, its quoted constants that look like a code
+    -- (field.rule) and name none. A statement given its code as a bound
+    -- parameter ($1) names none: the warning then lists no code.
+    select array_agg(distinct a.literal order by a.literal) into v_asked
+    from (select replace(m[1], '''''', '''') as literal
+          from regexp_matches(current_query(), '''((?:[^'']|'''')*)''', 'g') as m) as a
+    where a.literal ~ '^[^.[:space:]]+[.][^[:space:]]+$'
+      and char_length(a.literal) <= 100
+      and not exists (select from sync.rule as r where r.code = a.literal);
+    if v_asked is null then
+        raise warning 'UPDATE sync.rule changed no rule: its WHERE matched none'
+            using errcode = 'FS088',
+                  hint = 'Every rule and what it takes: SELECT code, severity, parameter, tunable FROM sync.rule ORDER BY code;';
+        return null;
+    end if;
+    select string_agg(format('%s: %s', quote_literal(a.asked), n.codes), '; ' order by a.asked)
+    into v_nearest
+    from unnest(v_asked) as a (asked)
+    cross join lateral (
+        select string_agg(c.code, ', ' order by c.distance, c.code) as codes
+        from (select r.code, sync_private.edit_distance(a.asked, r.code) as distance
+              from sync.rule as r
+              order by 2, 1
+              limit 3) as c
+    ) as n;
+    raise warning 'UPDATE sync.rule changed no rule: no rule has the code %',
+        array_to_string(array(select quote_literal(a) from unnest(v_asked) as a), ' nor ')
+        using errcode = 'FS088',
+              hint = format('The nearest codes to %s. Every rule: SELECT code, severity, parameter, tunable FROM sync.rule ORDER BY code;',
+                            v_nearest);
+    return null;
+end;
+$$;
+comment on function sync_private.say_no_rule_changed() is
+    'Trigger function of sync.rule''s _950_say_no_rule_changed: after an UPDATE that matched no rule, a WARNING (FS088, not an error: a WHERE matching nothing is legal SQL) naming the codes its statement asked for that no rule has, each with the three nearest codes (sync_private.edit_distance).';
+
+create trigger _950_say_no_rule_changed
+    after update on sync.rule
+    referencing new table as changed
+    for each statement execute function sync_private.say_no_rule_changed();
+comment on trigger _950_say_no_rule_changed on sync.rule is
+    'Warns (FS088) when an UPDATE of the rules matched none, naming the codes nearest a misspelt one: psql said only UPDATE 0.';

@@ -202,3 +202,44 @@ def test_a_limit_out_of_bounds_is_refused_with_the_update_that_sets_the_nearest_
     )
     dba.execute(statement)
     assert rules_in_force(dba)[code]["parameter"] == int(hinted)
+
+
+def warnings_of(conn: psycopg.Connection, statement: str) -> list[tuple[str, str, str | None]]:
+    """The WARNINGs (SQLSTATE, message, hint) a statement raised."""
+    warnings: list[tuple[str, str, str | None]] = []
+    conn.add_notice_handler(
+        lambda n: (
+            warnings.append((n.sqlstate or "", n.message_primary or "", n.message_hint))
+            if n.severity_nonlocalized == "WARNING"
+            else None
+        )
+    )
+    conn.execute(statement)
+    return warnings
+
+
+def test_an_update_of_a_misspelt_code_warns_naming_the_nearest_codes(
+    dba: psycopg.Connection,
+) -> None:
+    """In psql it said only "UPDATE 0": the DBA believed name.lookalike tuned."""
+    before = rules_in_force(dba)
+    warnings = warnings_of(
+        dba, "update sync.rule set severity = 'warning' where code = 'name.lookalke'"
+    )
+    assert warnings == [
+        (
+            "FS088",
+            "UPDATE sync.rule changed no rule: no rule has the code 'name.lookalke'",
+            "The nearest codes to 'name.lookalke': name.lookalike, name.blank,"
+            " name.too_long. Every rule: SELECT code, severity, parameter, tunable"
+            " FROM sync.rule ORDER BY code;",
+        )
+    ]
+    assert rules_in_force(dba) == before
+
+
+def test_an_update_that_matches_a_rule_and_changes_nothing_warns_of_nothing(
+    dba: psycopg.Connection,
+) -> None:
+    statement = "update sync.rule set severity = severity where code = 'name.lookalike'"
+    assert warnings_of(dba, statement) == []
