@@ -243,3 +243,24 @@ def test_an_update_that_matches_a_rule_and_changes_nothing_warns_of_nothing(
 ) -> None:
     statement = "update sync.rule set severity = severity where code = 'name.lookalike'"
     assert warnings_of(dba, statement) == []
+
+
+@pytest.mark.parametrize(
+    "statement", ["truncate sync.rule cascade", "truncate sync.rule, sync.finding"]
+)
+def test_an_owners_truncate_of_the_rules_is_refused(db: psycopg.Connection, statement: str) -> None:
+    """It emptied the rules and the findings with no new sync.rule_version.
+
+    A bare TRUNCATE sync.rule meets PostgreSQL's refusal (0A000: sync.finding
+    refers to it); these two went through.
+    """
+    rules = db.execute("select count(*) from sync.rule").fetchone()
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(statement)
+    assert caught.value.sqlstate == "FS089"
+    assert caught.value.diag.message_hint is not None
+    assert (
+        "UPDATE sync.rule SET severity = 'off' WHERE 'severity' = ANY (tunable);"
+        in caught.value.diag.message_hint
+    )
+    assert db.execute("select count(*) from sync.rule").fetchone() == rules
