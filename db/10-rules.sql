@@ -1142,6 +1142,32 @@ $$;
 comment on function sync_private.placeholder(text) is
     'The placeholder a text is, trimmed, or null: null, undefined, none, nil, NaN, n/a, TBD, TBA, TODO, FIXME, test, xxx, untitled, [object Object] or string in any case, or a text that starts with Lorem ipsum. What a form, a script or a draft leaves where no value was given. The <field>.placeholder rule.';
 
+-- sync_private.first_html
+-- The first HTML tag or character reference of a text ("<b>", "</p>", "&amp;", "&#39;"), or null.
+create function sync_private.first_html(p_text text) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- A CMS with a rich-text editor, or an export that escapes for a web
+    -- page, leaves markup in a plain text: "Rose &amp; Oud", "Rose&#39;s",
+    -- "<p>Petals</p>", "Cr&egrave;me". Valid text, so every other rule let
+    -- it through; the application shows the markup as characters (or, were
+    -- it to write the text into a page unescaped, runs it: "<img src=x
+    -- onerror=...>"), and a reader's search for "Rose & Oud" misses it. A
+    -- tag is "<" then a letter, "/" and a letter, or "!" (a comment or
+    -- doctype), up to the next ">" with no "<" between: "<3 Rose", "a < b"
+    -- and "Rose <> Oud" pass. A character reference is "&" then a name of
+    -- 2 to 32 letters and digits, "#" and decimal digits, or "#x" and hex
+    -- digits, then ";": "Rose & Oud" and "R&D" pass. Most texts cost two
+    -- byte searches: the expression runs only on a text holding "<" or "&".
+    select case when strpos(p_text, '<') > 0 or strpos(p_text, '&') > 0
+                then (regexp_match(p_text,
+                    '(<(?:/?[A-Za-z]|!)[^<>]*>|&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});)'))[1] end;
+$$;
+comment on function sync_private.first_html(text) is
+    'The first HTML tag ("<b>", "</p>", "<!-- -->") or character reference ("&amp;", "&#39;", "&#x27;") of a text, or null: markup a rich-text editor or an escaping export left in a plain text. "<3", "a < b", "Rose & Oud" and "R&D" pass. The <field>.html rule.';
+
 -- sync_private.rule_rank
 -- Where a broken rule stands among a field's: errors before warnings, then by position; null when off.
 create function sync_private.rule_rank(p_rules jsonb, p_code text, p_position integer) returns integer
@@ -1188,8 +1214,8 @@ as $$
                              '.invisible_character', '.untrimmed', '.not_normalized', '.stacked_marks',
                              '.mixed_script', '.leading_mark', '.unassigned_character',
                              '.replacement_character', '.spreadsheet_formula', '.double_encoded',
-                             '.placeholder']
-                       || array_fill(null::text, array[80]) || array['.not_normalized', '.untrimmed'])[least(
+                             '.placeholder', '.html']
+                       || array_fill(null::text, array[79]) || array['.not_normalized', '.untrimmed'])[least(
         case when p_text is null then sync_private.rule_rank(p_rules, p_field || '.null', 1) end,
         case when char_length(p_text) > sync_private.parameter(p_rules, p_field || '.too_long')
             then sync_private.rule_rank(p_rules, p_field || '.too_long', 2) end,
@@ -1246,10 +1272,13 @@ as $$
             then sync_private.rule_rank(p_rules, p_field || '.double_encoded', 16) end,
         -- After the sixteen before it (migration 0055), for the same reason.
         case when sync_private.placeholder(p_text) is not null
-            then sync_private.rule_rank(p_rules, p_field || '.placeholder', 17) end) % 100];
+            then sync_private.rule_rank(p_rules, p_field || '.placeholder', 17) end,
+        -- After the seventeen before it (migration 0060), for the same reason.
+        case when sync_private.first_html(p_text) is not null
+            then sync_private.rule_rank(p_rules, p_field || '.html', 18) end) % 100];
 $$;
 comment on function sync_private.broken_text_rule(text, text, jsonb) is
-    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed and .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, .spreadsheet_formula, .double_encoded, .placeholder, .not_normalized and .untrimmed for description, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a text value of name or description is reported by, or null: of the rules it breaks (.null, .too_long, .blank for name, .control_character with line breaks, tabs and C1 controls allowed in a description, .c1_control for description, .bidi_control, .invisible_character, .untrimmed and .not_normalized for name, .stacked_marks, .mixed_script, .leading_mark, .unassigned_character, .replacement_character, .spreadsheet_formula, .double_encoded, .placeholder, .html, .not_normalized and .untrimmed for description, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_cost_rule
 -- The rule a cost is reported by: the first error it breaks, else the first warning; null when none.
@@ -1261,7 +1290,7 @@ as $$
     -- As sync_private.broken_text_rule: one expression, each test once, the
     -- first error before the first warning, rules that are off passed over.
     select 'cost' || (array['.null', '.not_finite', '.negative', '.too_large', '.too_precise',
-                            '.fractional'])[least(
+                            '.fractional', '.implausible'])[least(
         case when p_cost is null then sync_private.rule_rank(p_rules, 'cost.null', 1) end,
         -- Finite means what every consumer can hold: a double precision value.
         case when abs(p_cost) > 1.7976931348623157e308 then sync_private.rule_rank(p_rules, 'cost.not_finite', 2) end,
@@ -1272,10 +1301,15 @@ as $$
         case when scale(trim_scale(p_cost)) > sync_private.parameter(p_rules, 'cost.too_precise')
             then sync_private.rule_rank(p_rules, 'cost.too_precise', 5) end,
         -- The smart library serves int(cost): 12.5 reaches the application as 12.
-        case when p_cost <> trunc(p_cost) then sync_private.rule_rank(p_rules, 'cost.fractional', 6) end) % 100];
+        case when p_cost <> trunc(p_cost) then sync_private.rule_rank(p_rules, 'cost.fractional', 6) end,
+        -- After the six before it (migration 0060), so no finding at rest
+        -- changes its rule: above a limit no catalog cost comes near, a
+        -- cost in cents or with a digit too many (7500 for 75).
+        case when p_cost > sync_private.parameter(p_rules, 'cost.implausible')
+            then sync_private.rule_rank(p_rules, 'cost.implausible', 7) end) % 100];
 $$;
 comment on function sync_private.broken_cost_rule(numeric, jsonb) is
-    'The code of the rule a cost is reported by, or null: of the rules it breaks (.null, .not_finite beyond a double, .negative, .too_large, .too_precise, .fractional since the smart library serves int(cost), in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
+    'The code of the rule a cost is reported by, or null: of the rules it breaks (.null, .not_finite beyond a double, .negative, .too_large, .too_precise, .fractional since the smart library serves int(cost), .implausible above a plausible cost, in this order), the first of severity error in p_rules, else the first warning; rules that are off are passed over.';
 
 -- sync_private.broken_rule
 -- The rule a value of one field is reported by (its first error, else its first warning): for deltas and the catalog alike.
@@ -1416,6 +1450,12 @@ as $$
         when p_code in ('name.placeholder', 'description.placeholder') then
             format('%s is %s, a placeholder left where no value was given (by a form, a script or a draft): the application shows it as the %s',
                 p_field, sync_private.show(to_jsonb(sync_private.placeholder(p_value #>> '{}'))), p_field)
+        when p_code in ('name.html', 'description.html') then
+            format('%s holds the HTML %s %s at position %s: markup left by a rich-text editor or an escaping export; the application shows it as characters, and a search for the text it stands for misses it',
+                p_field,
+                case when left(sync_private.first_html(p_value #>> '{}'), 1) = '<' then 'tag' else 'character reference' end,
+                sync_private.show(to_jsonb(sync_private.first_html(p_value #>> '{}'))),
+                strpos(p_value #>> '{}', sync_private.first_html(p_value #>> '{}')))
         when p_code = 'cost.not_finite' then
             -- No delta carries NaN or an infinity (JSON has neither), but the
             -- numeric column at rest does, and to_jsonb makes them strings.
@@ -1435,6 +1475,9 @@ as $$
         when p_code = 'cost.fractional' then
             format('cost %s has a fractional part; the smart library serves whole numbers, so the application sees %s',
                    sync_private.show(p_value), trunc((p_value #>> '{}')::numeric))
+        when p_code = 'cost.implausible' then
+            format('cost %s is above %s, the most a fragrance plausibly costs: a cost in cents, or with a digit too many?',
+                   sync_private.show(p_value), sync_private.parameter(p_rules, p_code))
         else format('%s breaks rule %s', p_field, p_code)
     end;
 $$;

@@ -9,6 +9,7 @@ adds the attacks and edge cases around them. Fragrance 7 exists.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import unicodedata
 from collections.abc import Iterator
@@ -393,6 +394,17 @@ def placeholder(text: str) -> bool:
     return text.strip().lower() in PLACEHOLDERS or text.lower().startswith("lorem ipsum")
 
 
+#: What <field>.html reports: a tag or a character reference (sync_private.first_html).
+HTML = re.compile(
+    r"<(?:/?[A-Za-z]|!)[^<>]*>|&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});"
+)
+
+
+def html(text: str) -> bool:
+    """Whether ``text`` holds an HTML tag or character reference."""
+    return HTML.search(text) is not None
+
+
 # Trimmed, or <field>.untrimmed warns: Python's whitespace is Unicode's White_Space for
 # every character that is no control, as in sync_private.is_untrimmed.
 # A name holds no line break: the line and paragraph separators are name.control_character.
@@ -405,8 +417,9 @@ valid_name = (
     )
     .map(lambda text: unicodedata.normalize("NFC", text))
     .filter(lambda text: text == text.strip() and len(text) <= 150)
-    # Nor encoded twice or a placeholder, or name.double_encoded or .placeholder warns.
-    .filter(lambda text: not encoded_twice(text) and not placeholder(text))
+    # Nor encoded twice, a placeholder or markup, or name.double_encoded, .placeholder or
+    # .html warns.
+    .filter(lambda text: not encoded_twice(text) and not placeholder(text) and not html(text))
 )
 valid_delta = st.fixed_dictionaries(
     {"fragrance_id": st.integers(min_value=0, max_value=4999)},
@@ -418,8 +431,11 @@ valid_delta = st.fixed_dictionaries(
         .filter(lambda text: text == text.strip() and len(text) <= 1024)
         # Nor starts as a spreadsheet formula, or description.spreadsheet_formula warns.
         .filter(lambda text: not text.startswith(("=", "+", "-", "@")))
-        .filter(lambda text: not encoded_twice(text) and not placeholder(text)),
-        "cost": st.integers(min_value=0, max_value=2**53 - 1),
+        .filter(lambda text: not encoded_twice(text) and not placeholder(text))
+        .filter(lambda text: not html(text)),
+        # Up to cost.implausible's limit, or it warns (tests/test_rules_implausible_cost.py
+        # applies costs up to 2^53 - 1 with that warning).
+        "cost": st.integers(min_value=0, max_value=1000),
         "forbidden": st.booleans(),
     },
 ).filter(lambda d: len(d) > 1)

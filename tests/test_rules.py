@@ -917,6 +917,7 @@ def test_a_cost_is_stored_without_zeros_past_the_places_the_rules_keep(
 PARAMETER_KINDS = {
     "too_long": "a length limit",
     "too_large": "the largest cost",
+    "implausible": "the most a plausible cost is",
     "too_precise": "the most decimal places",
     "stacked_marks": "the most combining marks in a row",
 }
