@@ -18,6 +18,15 @@ for the call itself; where the added cost per delivery stays below the cost
 per delivery of the hook's batches, larger merges would cost the database
 less per delivery. It writes bench/results/<time>-call-cost.md; compare
 figures of one run only.
+
+With ``--baseline GIT_REF``, that commit's database code runs beside
+today's in the same server: its migrations build a database of their own,
+which then holds the very same fragrances and takes the very same bodies
+(the stores are today's ``sync.store_many`` call). Each size of each round
+runs on both sides at once, each on its connection, the two taking turns
+call by call (whatever else the machine runs falls on both alike), and the
+report gives today's merge CPU per call over the baseline's, round by
+round: on a shared machine only such pairs compare.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import os
 import re
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -53,45 +63,67 @@ def backend_cpu_seconds(pid: int) -> float:
 
 
 def one_size(
-    pg: bench.ThrowawayPostgresql, bodies: list[bytes], size: int, deliveries: int
-) -> dict[str, float]:
-    """Store and merge ``deliveries`` bodies in batches of ``size`` on a fresh copy."""
-    name = f"cost_{size}_{time.monotonic_ns()}"
+    pg: bench.ThrowawayPostgresql,
+    bodies: list[bytes],
+    size: int,
+    deliveries: int,
+    templates: list[str],
+) -> list[dict[str, float]]:
+    """Store and merge ``deliveries`` bodies in batches of ``size`` on a copy of each template.
+
+    With several templates (today and a baseline), each on its own connection,
+    the sides take turns call by call, the side that goes first alternating:
+    whatever else the machine runs meanwhile falls on both alike.
+    """
+    names = [f"cost_{size}_{n}_{time.monotonic_ns()}" for n in range(len(templates))]
     with psycopg.connect(bench.url(pg, "postgres"), autocommit=True) as admin:
-        admin.execute(f"create database {name} template staged")
+        for name, template in zip(names, templates, strict=True):
+            admin.execute(f"create database {name} template {template}")
+    calls = max(1, deliveries // size)
+    batches = [
+        bodies[(i * size) % len(bodies) : (i * size) % len(bodies) + size] for i in range(calls)
+    ]
+    stored = [0.0] * len(names)
+    merged = [0.0] * len(names)
+    applied = [0] * len(names)
     try:
-        with psycopg.connect(bench.url(pg, name), autocommit=True) as conn:
-            conn.execute("update sync.settings set apply_on_receipt = true")
-            pid = conn.info.backend_pid
-            calls = max(1, deliveries // size)
-            batches = [
-                bodies[(i * size) % len(bodies) : (i * size) % len(bodies) + size]
-                for i in range(calls)
-            ]
-            # Warm the session's plans and caches, as the hook's long-lived connections are.
-            for batch in batches[:3]:
-                store(conn, batch)
-                conn.execute(APPLY, [size]).fetchall()
-            stored = merged = 0.0
-            applied = 0
-            for batch in batches:
-                before = backend_cpu_seconds(pid)
-                store(conn, batch)
-                middle = backend_cpu_seconds(pid)
-                applied += len(conn.execute(APPLY, [size]).fetchall())
-                stored += middle - before
-                merged += backend_cpu_seconds(pid) - middle
-            if applied != calls * size:
-                raise SystemExit(f"call_cost: {applied} merged of {calls * size} stored")
+        conns = [psycopg.connect(bench.url(pg, name), autocommit=True) for name in names]
+        try:
+            pids = [conn.info.backend_pid for conn in conns]
+            for conn in conns:
+                conn.execute("update sync.settings set apply_on_receipt = true")
+                # Warm the session's plans and caches, as the hook's long-lived connections are.
+                for batch in batches[:3]:
+                    store(conn, batch)
+                    conn.execute(APPLY, [size]).fetchall()
+            for i, batch in enumerate(batches):
+                sides = list(range(len(conns)))[:: 1 if i % 2 == 0 else -1]
+                for side in sides:
+                    conn, pid = conns[side], pids[side]
+                    before = backend_cpu_seconds(pid)
+                    store(conn, batch)
+                    middle = backend_cpu_seconds(pid)
+                    applied[side] += len(conn.execute(APPLY, [size]).fetchall())
+                    stored[side] += middle - before
+                    merged[side] += backend_cpu_seconds(pid) - middle
+        finally:
+            for conn in conns:
+                conn.close()
+        if any(a != calls * size for a in applied):
+            raise SystemExit(f"call_cost: {applied} merged of {calls * size} stored")
     finally:
         with psycopg.connect(bench.url(pg, "postgres"), autocommit=True) as admin:
-            admin.execute(f"drop database {name}")
-    return {
-        "calls": calls,
-        "store_ms_per_call": 1000 * stored / calls,
-        "merge_ms_per_call": 1000 * merged / calls,
-        "merge_us_per_delivery": 1e6 * merged / (calls * size),
-    }
+            for name in names:
+                admin.execute(f"drop database {name}")
+    return [
+        {
+            "calls": calls,
+            "store_ms_per_call": 1000 * stored[side] / calls,
+            "merge_ms_per_call": 1000 * merged[side] / calls,
+            "merge_us_per_delivery": 1e6 * merged[side] / (calls * size),
+        }
+        for side in range(len(names))
+    ]
 
 
 def store(conn: psycopg.Connection, batch: list[bytes]) -> None:
@@ -126,6 +158,24 @@ def markdown(result: dict[str, Any]) -> list[str]:
             f"| {row['merge_ms_per_call']:.3f} | {row['merge_us_per_delivery']:.0f} | {added} |"
         )
         before = (size, row["merge_ms_per_call"])
+    if result.get("baseline"):
+        lines += [
+            "",
+            f"## Today beside `{result['baseline']}`",
+            "",
+            "Merge CPU per call, today's over the baseline's, one pair per round: the same "
+            "bodies on the same fragrances, the two sides taking turns call by call.",
+            "",
+            "| deliveries per call | today ms | baseline ms | median ratio | pairs |",
+            "| ---: | ---: | ---: | ---: | --- |",
+        ]
+        for size, row in result["baseline_sizes"].items():
+            pairs = result["pairs"][size]
+            lines.append(
+                f"| {size} | {result['sizes'][size]['merge_ms_per_call']:.3f} "
+                f"| {row['merge_ms_per_call']:.3f} | {statistics.median(pairs):.3f} "
+                f"| {', '.join(f'{p:.3f}' for p in pairs)} |"
+            )
     return lines
 
 
@@ -136,39 +186,75 @@ def main() -> int:
     parser.add_argument("--deliveries", type=int, default=2048, help="per size and round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--label", default="", help="suffix of the result file's name")
+    parser.add_argument(
+        "--baseline", default="", metavar="GIT_REF", help="run that commit's database code beside"
+    )
     args = parser.parse_args()
 
     started = dt.datetime.now(dt.UTC)
-    per_size: dict[int, list[dict[str, float]]] = {size: [] for size in args.sizes}
-    with bench.throwaway_postgres() as pg:
+    sides = {"today": "staged"}
+    if args.baseline:
+        sides["baseline"] = "staged_baseline"
+    per_side: dict[str, dict[int, list[dict[str, float]]]] = {
+        side: {size: [] for size in args.sizes} for side in sides
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="call-cost-", ignore_cleanup_errors=True) as tmp,
+        bench.throwaway_postgres() as pg,
+    ):
         bench.log(f"PostgreSQL on port {pg.settings['port']}; migrating and staging")
         bench.prepare_database(pg, "bench")
         bench.stage_backlog(pg, "staged", args.deliveries)
-        with psycopg.connect(bench.url(pg, "staged"), autocommit=True) as conn:
-            bodies = [row[0] for row in conn.execute("select body from sync.inbox order by id")]
-            conn.execute("truncate sync.inbox")
-            conn.execute("vacuum analyze")
+        if args.baseline:
+            tree = bench.export_baseline(args.baseline, Path(tmp))
+            bench.prepare_database(pg, "bench_baseline", tree / "migrations")
+            bench.stage_same_backlog(pg, "staged", "bench_baseline", "staged_baseline")
+        for template in sides.values():
+            with psycopg.connect(bench.url(pg, template), autocommit=True) as conn:
+                bodies = [row[0] for row in conn.execute("select body from sync.inbox order by id")]
+                conn.execute("truncate sync.inbox")
+                conn.execute("vacuum analyze")
         for round_ in range(args.rounds):
             for size in args.sizes[:: 1 if round_ % 2 == 0 else -1]:
-                measured = one_size(pg, bodies, size, args.deliveries)
-                per_size[size].append(measured)
-                bench.log(
-                    f"round {round_ + 1} size {size}: merge {measured['merge_ms_per_call']:.3f} "
-                    f"ms per call, store {measured['store_ms_per_call']:.3f}"
+                measured = one_size(pg, bodies, size, args.deliveries, list(sides.values()))
+                for side, figures in zip(sides, measured, strict=True):
+                    per_side[side][size].append(figures)
+                    bench.log(
+                        f"round {round_ + 1} size {size} {side}: merge "
+                        f"{figures['merge_ms_per_call']:.3f} ms per call, "
+                        f"store {figures['store_ms_per_call']:.3f}"
+                    )
+    medians = {
+        side: {
+            size: {
+                key: statistics.median(r[key] for r in runs)
+                for key in (
+                    "calls",
+                    "store_ms_per_call",
+                    "merge_ms_per_call",
+                    "merge_us_per_delivery",
                 )
-    sizes = {
-        size: {
-            key: statistics.median(r[key] for r in runs)
-            for key in ("calls", "store_ms_per_call", "merge_ms_per_call", "merge_us_per_delivery")
+            }
+            for size, runs in sorted(per_size.items())
         }
-        for size, runs in per_size.items()
+        for side, per_size in per_side.items()
     }
-    result = {
+    result: dict[str, Any] = {
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "deliveries": args.deliveries,
         "rounds": args.rounds,
-        "sizes": dict(sorted(sizes.items())),
+        "sizes": medians["today"],
     }
+    if args.baseline:
+        result["baseline"] = args.baseline
+        result["baseline_sizes"] = medians["baseline"]
+        result["pairs"] = {
+            size: [
+                t["merge_ms_per_call"] / b["merge_ms_per_call"]
+                for t, b in zip(per_side["today"][size], per_side["baseline"][size], strict=True)
+            ]
+            for size in sorted(args.sizes)
+        }
     label = re.sub(r"[^A-Za-z0-9._-]", "_", args.label)
     bench.write_report(markdown(result), started, "call-cost" + (f"-{label}" if label else ""))
     return 0
