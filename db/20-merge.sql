@@ -184,8 +184,12 @@ comment on function sync_private.lock_all(integer[], text[], integer[], interval
 
 -- sync_private.lock_fragrances
 -- Locks the existing fragrances of a batch's valid deliveries, and their names' turns.
-create function sync_private.lock_fragrances(p_rows sync_private.judged[], p_skip_held boolean default false)
-    returns integer[]
+create function sync_private.lock_fragrances(
+    p_rows sync_private.judged[],
+    p_skip_held boolean default false,
+    out locked integer[],
+    out whole boolean
+)
     language plpgsql
     -- Plans: see sync_private.judge. PL/pgSQL, not SQL: a SQL function that
     -- cannot be inlined is planned again on every call (0.3 ms here).
@@ -195,20 +199,23 @@ create function sync_private.lock_fragrances(p_rows sync_private.judged[], p_ski
 as $$
 declare
     v_named constant integer[] := array(select distinct d.fragrance_id from unnest(p_rows) as d where d.valid);
-    v_locked integer[];
 begin
     -- All at once or none, waiting with nothing in hand (sync_private.lock_all),
     -- so a merge never makes a DBA's statement a deadlock victim. Also the
     -- turns of the names the deliveries write or replace: taken later, while
     -- the rows were held, the wait for one closed the same circle with a DBA
     -- who renamed a fragrance and then edited one the merge held.
-    v_locked := sync_private.lock_all(
+    -- whole: every existing row and every turn is held, so the caller has
+    -- nothing to look for that another transaction holds (and skips the
+    -- statements that would look: sync_private.process).
+    locked := sync_private.lock_all(
         v_named,
         array(select d.payload ->> 'name' from unnest(p_rows) as d where d.valid and d.payload ? 'name'),
         array(select distinct d.fragrance_id from unnest(p_rows) as d where d.valid and d.payload ? 'name'),
         case when p_skip_held then interval '2s' end);
-    if v_locked is not null then
-        return v_locked;
+    whole := locked is not null;
+    if whole then
+        return;
     end if;
     -- Skipping held rows is for deliveries already stored (sync_private.process):
     -- their ids are drawn, so waiting orders nothing, and a row another session
@@ -220,12 +227,12 @@ begin
     -- other nothing (a full test run lost the race: drained deliveries still
     -- pending at stop). Then what is free now, without waiting; the caller
     -- takes the turns the same way (sync_private.take_turns).
-    return array(select f.fragrance_id from public.fragrances as f
-                 where f.fragrance_id = any (v_named) order by f.fragrance_id for update skip locked);
+    locked := array(select f.fragrance_id from public.fragrances as f
+                    where f.fragrance_id = any (v_named) order by f.fragrance_id for update skip locked);
 end;
 $$;
 comment on function sync_private.lock_fragrances(sync_private.judged[], boolean) is
-    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, with the name turns of the names they write or replace, all at once and never holding one while waiting for another (sync_private.lock_all), and returns the ids of the fragrances that exist, in id order. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, once 2 s are spent (longer than a merge holds them) it takes the rows free then, without waiting, and returns those only; the caller takes the free turns (sync_private.take_turns).';
+    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, with the name turns of the names they write or replace, all at once and never holding one while waiting for another (sync_private.lock_all), and returns in locked the ids of the fragrances that exist, in id order, with whole true. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, once 2 s are spent (longer than a merge holds them) it takes the rows free then, without waiting, and returns those only, with whole false; the caller then looks for the held rows and takes the free turns (sync_private.take_turns).';
 
 -- sync_private.fragrance_holders_hint
 -- The sentence of a hint that says how to find who holds rows of public.fragrances.

@@ -775,7 +775,14 @@ begin
         select o.payload ->> 'name' from unnest(p_outcomes) as o
         where o.status = 'applied' and 'name' = any (o.applied_fields));
     if cardinality(v_names) > 0 then
-        perform sync_private.lock_names(v_names);
+        -- No sync_private.lock_names here: every caller of the merge took the
+        -- turns of the names its deliveries write and of the names their
+        -- fragrances had, before it settled them (sync_private.lock_fragrances
+        -- through sync_private.lock_all, or sync_private.take_turns, leaving
+        -- pending a delivery whose turn it could not take), and holds them
+        -- until commit; v_names holds no other name. Locking them again
+        -- found them this transaction's at every call (bench/README.md,
+        -- step 41).
         v_writers := array(select o.fragrance_id from unnest(p_outcomes) as o
                            where o.status = 'applied' and 'name' = any (o.applied_fields));
         perform sync_private.reconcile_findings(

@@ -445,6 +445,53 @@ def test_the_hooks_path_calls_no_sql_function_that_is_planned_again_at_each_call
     assert counted[1] == {}
 
 
+def _function_calls(conn: psycopg.Connection, names: list[str]) -> dict[str, int]:
+    """Calls of the named functions counted so far in this backend (pending stats)."""
+    return dict(
+        conn.execute(
+            """
+            select s.schemaname || '.' || s.funcname, s.calls
+            from pg_stat_xact_user_functions as s
+            where s.schemaname || '.' || s.funcname = any (%s)
+            """,
+            [names],
+        ).fetchall()
+    )
+
+
+def test_a_merge_that_took_every_lock_asks_for_no_turn_again(db: psycopg.Connection) -> None:
+    """The merger looks for held rows and turns only when it could not take them all.
+
+    sync_private.lock_fragrances takes the rows and the name turns a merge
+    needs before it settles; when it got them all, the merge called
+    sync_private.take_turns for the same turns and sync_private.lock_names in
+    its findings, finding them its own each time: statements every merge call
+    of a name paid for nothing (bench/README.md, step 41). A fresh session (a
+    superuser's), a first round to make the plans, then the round counted.
+    """
+    watched = ["sync_private.take_turns", "sync_private.lock_names", "sync_private.lock_fragrances"]
+    store = "select * from sync.store_many(%s, %s, %s, %s, %s)"
+    db.execute("set track_functions = 'all'")
+    counted = []
+    for round_ in range(2):
+        deltas = [
+            {"fragrance_id": 7, "name": f"Amber Musk {round_}", "cost": 12.5},
+            {"fragrance_id": 8, "name": f"Cedar {round_}"},
+        ]
+        params = [[body(d) for d in deltas], [None] * 2, ["127.0.0.1"] * 2, [None] * 2, [None] * 2]
+        before = _function_calls(db, watched)
+        db.execute(store, params)
+        applied = db.execute("select status from sync.apply_received(1000)").fetchall()
+        assert applied == [("applied",), ("applied",)]
+        after = _function_calls(db, watched)
+        counted.append({f: after.get(f, 0) - before.get(f, 0) for f in watched})
+    assert counted[1] == {
+        "sync_private.take_turns": 0,
+        "sync_private.lock_names": 0,
+        "sync_private.lock_fragrances": 1,
+    }
+
+
 def _fail_on_poison(db: psycopg.Connection, sqlstate: str) -> None:
     """A trigger that fails any transaction storing a body that says 'poison'."""
     db.execute(f"""
