@@ -43,6 +43,7 @@ import logging
 import resource
 import select
 from collections import OrderedDict
+from collections.abc import Callable
 from importlib.util import find_spec
 from typing import Any
 from urllib.parse import urlsplit
@@ -115,6 +116,16 @@ TOO_MANY_ANSWER = closing_answer(
 TOO_BIG_ANSWER = closing_answer(
     b"431 Request Header Fields Too Large", b"request headers too large; nothing was stored"
 )
+
+
+def _count_nowhere(status: int) -> None:
+    """The default: no app has asked to count what is answered below it."""
+
+
+#: Called with the HTTP status of each answer this process writes below the app (431),
+#: which no middleware sees: the hook's /metrics sets it (hook/metrics.py) and counts
+#: the answer as it counts the app's refusals. A 431 once showed only as a log line.
+observe_refusal: Callable[[int], None] = _count_nowhere
 
 
 def waiting_room(ceiling: int, reserved: int) -> int:
@@ -515,6 +526,7 @@ class BoundedProtocol:
                 limits.busy(self)
                 self.transport.write(TOO_BIG_ANSWER)
                 self.transport.close()
+                observe_refusal(431)
 
     def _unsupported_upgrade_warning(self) -> None:
         """One line: the offer was ignored (ADR 0020), where uvicorn's two advised a library.

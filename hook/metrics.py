@@ -37,6 +37,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 
+from hook import connections
 from hook.ingest import DatabaseDownError
 from hook.listener import OUTCOMES as REGISTRATION_OUTCOMES
 from hook.log_limit import LogLimit
@@ -137,6 +138,9 @@ REFUSED = {
     408: "too_slow",
     413: "too_large",
     429: "rate_limited",
+    # Headers past MAX_HEADER_BYTES, answered below the app (hook/connections.py) before
+    # the request's head was read whole: counted whatever its path, since that is unknown.
+    431: "headers_too_large",
     503: "unavailable",
     500: "error",
 }
@@ -192,8 +196,8 @@ class HookMetrics:
             "fragrance_sync_deliveries",
             "Deliveries answered by this hook process, by outcome: pending (stored), spooled "
             "(kept on the host's disk), or cut_short (the sender closed before its whole body "
-            "arrived), not_found, forbidden, too_slow, too_large, rate_limited, unavailable, "
-            "error (not stored); applied, ignored, rejected only "
+            "arrived), not_found, forbidden, too_slow, too_large, headers_too_large (any path), "
+            "rate_limited, unavailable, error (not stored); applied, ignored, rejected only "
             "from a hook of an earlier release.",
             ["status"],
             registry=self.registry,
@@ -435,6 +439,8 @@ def install(app: FastAPI) -> None:
     """Add the timing middleware and the ``GET /metrics`` route to the hook's app."""
     metrics = HookMetrics()
     app.state.metrics = metrics
+    # What hook/connections.py answers below the app, counted like the app's refusals.
+    connections.observe_refusal = lambda status: metrics.delivered[REFUSED[status]].inc()
     app.add_middleware(_Timing, metrics=metrics)
 
     # Anyone may scrape: one sync.metrics() at a time per worker, its result shared by

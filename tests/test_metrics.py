@@ -92,6 +92,7 @@ def test_deliveries_are_counted_by_answer(hook: Hook) -> None:
         "cut_short": 0,
         "not_found": 0,
         "too_large": 1,
+        "headers_too_large": 0,
         "too_slow": 0,
         "unavailable": 0,
         "error": 0,
@@ -113,6 +114,24 @@ def test_a_delivery_cut_short_by_its_sender_is_counted(hook: Hook) -> None:
         hook, before, "fragrance_sync_deliveries_total", "status", {"cut_short": 1}
     )
     assert {status: n for status, n in grown.items() if n} == {"cut_short": 1}
+
+
+def test_headers_too_large_are_counted(hook: Hook) -> None:
+    """A 431 is written below the app, before any route: it was counted nowhere.
+
+    The CMS never sends a refused change again, so a 431 is a change lost
+    like a 413: one counted, the other not, left an operator blind to it.
+    """
+    before = scrape(hook)
+    url = httpx.URL(hook.url)
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 70_000)
+        answer = sock.recv(1024)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    grown = _settled_growth(
+        hook, before, "fragrance_sync_deliveries_total", "status", {"headers_too_large": 1}
+    )
+    assert {status: n for status, n in grown.items() if n} == {"headers_too_large": 1}
 
 
 def test_applied_deliveries_are_counted_by_outcome(hook: Hook) -> None:
@@ -239,6 +258,7 @@ def test_every_label_value_comes_from_a_fixed_list(
             "not_found",
             "forbidden",
             "too_large",
+            "headers_too_large",
             "too_slow",
             "rate_limited",
             "unavailable",
