@@ -64,7 +64,10 @@ create type sync.health_report as (
     quarantined bigint,
     rejects_by_code_last_day jsonb,
     unknown_fields jsonb,
-    open_findings jsonb
+    open_findings jsonb,
+    drift_checked_at timestamptz,
+    drift_differences bigint,
+    snapshot_taken_at timestamptz
 );
 comment on type sync.health_report is
     'Sync health at one moment: verdict (ok, warn, critical) and reason, the last delivery and its age, traffic in the last hour and day, the backlog, rejects by code and unknown CMS fields. The columns of sync.health.';
@@ -85,6 +88,9 @@ comment on column sync.health_report.quarantined is 'As sync.health.quarantined,
 comment on column sync.health_report.rejects_by_code_last_day is 'As sync.health.rejects_by_code_last_day, at the moment judged.';
 comment on column sync.health_report.unknown_fields is 'As sync.health.unknown_fields, at the moment judged.';
 comment on column sync.health_report.open_findings is 'As sync.health.open_findings, at the moment judged.';
+comment on column sync.health_report.drift_checked_at is 'As sync.health.drift_checked_at, at the moment judged.';
+comment on column sync.health_report.drift_differences is 'As sync.health.drift_differences, at the moment judged.';
+comment on column sync.health_report.snapshot_taken_at is 'As sync.health.snapshot_taken_at, at the moment judged.';
 
 -- sync_private.unknown_fields_since
 -- The unknown CMS fields of the deliveries received in a window, as sync.unknown_field counts them.
@@ -436,6 +442,45 @@ begin
       and (r.status in ('failed', 'interrupted')
            or coalesce(r.started_at, j.enabled_at) < p_now - sync_private.longest_gap(j.schedule) - interval '1 day');
 
+    -- The last drift check: when it finished, and how many fragrances it
+    -- found off the CMS snapshot (missing, extra, or differing by something
+    -- the library did not set after the snapshot was taken), from the
+    -- figures it recorded (sync_private.catalog_in_sync). Nothing turned
+    -- these into a number an alert could read: a nightly check that found
+    -- 58 lost changes said so only to whoever opened the status page. Not a
+    -- warning here (the alert FragranceSyncDriftFound opens its own ticket,
+    -- and warn would open a second); sync.metrics exports both. Null: no
+    -- successful check, or one of code older than its figures.
+    select r.finished_at,
+           (r.detail -> 'catalog' ->> 'cms_rows')::bigint
+               - (r.detail -> 'catalog' ->> 'in_sync')::bigint
+               - (r.detail -> 'catalog' ->> 'changed_since')::bigint
+               + (r.detail -> 'catalog' ->> 'extra')::bigint
+    into v_report.drift_checked_at, v_report.drift_differences
+    from sync.job_run as r
+    where r.job = 'check_drift' and r.status = 'ok' and r.finished_at <= v_upto
+    order by r.id desc
+    limit 1;
+
+    -- The snapshot the drift check compares with, and its age: a snapshot
+    -- months old read as fine, the nightly check found nothing against it,
+    -- and every change lost since it was taken stayed unfound. Every row of
+    -- a snapshot has the same moments (each load replaces it whole): the
+    -- first by key, as sync_private.catalog_as_checked reads it.
+    select x.taken_at into v_report.snapshot_taken_at
+    from (select c.taken_at, c.loaded_at from sync.cms_snapshot as c
+          order by c.fragrance_id
+          limit 1) as x
+    where x.loaded_at <= v_upto;
+    if v_report.snapshot_taken_at < p_now - v_settings.snapshot_warn_after then
+        v_warnings := v_warnings || format(
+            'the CMS snapshot the drift check compares with was taken %s ago (more than snapshot_warn_after, %s): '
+            'changes lost since then stay unfound; load a fresh CMS export (docs/drift-and-undo.md, "Finding and repairing drift"), '
+            'then SELECT * FROM sync.run_job(''check_drift'');',
+            sync_private.say_interval(p_now - v_report.snapshot_taken_at),
+            sync_private.say_interval(v_settings.snapshot_warn_after));
+    end if;
+
     if v_report.verdict = 'critical' then
         if cardinality(v_warnings) > 0 then
             v_report.reason := v_report.reason || '; also ' || sync_private.join_warnings(v_warnings);
@@ -493,6 +538,9 @@ comment on column sync.health.quarantined is 'Rejected deliveries waiting for a 
 comment on column sync.health.rejects_by_code_last_day is 'The last day''s rejected (or since discarded) webhooks by error code: deliveries, not reasons; a delivery counts once under each of its codes, e.g. {"cost.negative": 2}.';
 comment on column sync.health.unknown_fields is 'Of the fields the CMS sent in the last day that the rules do not know, the 20 seen last, with how many of the last day''s deliveries carried them (all of them, all the time: sync.unknown_field).';
 comment on column sync.health.open_findings is 'Fragrances breaking each data rule now (sync.open_finding), e.g. {"name.duplicate": 1538}; an error rule broken turns the verdict to warn.';
+comment on column sync.health.drift_checked_at is 'When the last successful drift check (the check_drift job) finished; null: never.';
+comment on column sync.health.drift_differences is 'Fragrances the last successful drift check found off the CMS snapshot: missing from the library, extra in it, or differing by something the library did not set after the snapshot was taken (those are newer, not wrong). Null: no successful check with figures. Exported to /metrics; the alert FragranceSyncDriftFound opens a ticket when above 0.';
+comment on column sync.health.snapshot_taken_at is 'When the CMS snapshot loaded now (sync.cms_snapshot) was taken; null: none loaded. Taken longer ago than sync.settings.snapshot_warn_after turns the verdict to warn.';
 
 -- sync.metric_snapshot: what the hook's /metrics reads from the database.
 create type sync.metric_snapshot as (
@@ -502,7 +550,10 @@ create type sync.metric_snapshot as (
     pending bigint,
     quarantined bigint,
     open_findings jsonb,
-    oldest_pending_age_seconds double precision
+    oldest_pending_age_seconds double precision,
+    drift_differences bigint,
+    drift_check_age_seconds double precision,
+    snapshot_age_seconds double precision
 );
 comment on type sync.metric_snapshot is
     'The database side of the hook''s /metrics: health verdict, last delivery, backlog and quarantine sizes, the age of what the merger has yet to apply. Counts only, no payload.';
@@ -514,6 +565,9 @@ comment on column sync.metric_snapshot.quarantined is 'As sync.health.quarantine
 comment on column sync.metric_snapshot.open_findings is 'As sync.health.open_findings.';
 comment on column sync.metric_snapshot.oldest_pending_age_seconds is
     'Seconds the oldest pending webhook delivery has waited since it was received, while sync.settings.apply_on_receipt is on: what the hook''s merger (sync.apply_received) has yet to apply. 0 when none waits, and while apply_on_receipt is off; a DBA''s pending repair or revert never counts.';
+comment on column sync.metric_snapshot.drift_differences is 'As sync.health.drift_differences.';
+comment on column sync.metric_snapshot.drift_check_age_seconds is 'Seconds since sync.health.drift_checked_at (null: no successful drift check).';
+comment on column sync.metric_snapshot.snapshot_age_seconds is 'Seconds since sync.health.snapshot_taken_at (null: no CMS snapshot loaded).';
 
 -- sync.metrics
 -- The counts the hook's /metrics exposes, without giving the hook any table privilege.
@@ -547,12 +601,15 @@ as $$
            -- (Read by sync_private.judge_health with the pending count:
            -- a second read of every pending row here doubled what a scrape
            -- read of a backlog, hostile review.)
-           greatest(coalesce(extract(epoch from now() - j.merger_owes_since), 0), 0)::double precision
+           greatest(coalesce(extract(epoch from now() - j.merger_owes_since), 0), 0)::double precision,
+           h.drift_differences,
+           extract(epoch from now() - h.drift_checked_at)::double precision,
+           extract(epoch from now() - h.snapshot_taken_at)::double precision
     from sync_private.judge_health(now(), true) as j
     cross join lateral (select (j.report).*) as h;
 $$;
 comment on function sync.metrics() is
-    'Health verdict, last delivery time and age in seconds, pending and quarantined counts, open findings per catalog rule (every rule, 0 when none), and the age in seconds of the oldest pending webhook delivery the merger has yet to apply (0: none, or apply_on_receipt off), for the hook''s /metrics. Usage: SELECT * FROM sync.metrics();';
+    'Health verdict, last delivery time and age in seconds, pending and quarantined counts, open findings per catalog rule (every rule, 0 when none), and the age in seconds of the oldest pending webhook delivery the merger has yet to apply (0: none, or apply_on_receipt off), the last drift check''s differences and age, and the CMS snapshot''s age, for the hook''s /metrics. Usage: SELECT * FROM sync.metrics();';
 
 -- sync_private.unknown_fields_seen_last
 -- The unknown CMS fields of the last day seen last, and how many there are, for the status page.

@@ -5,7 +5,8 @@ started: deliveries by outcome, rejects by reason code, request latency and
 body sizes. And the database's, read at each scrape through
 ``sync.metrics()`` (a security-definer function: the hook still reads no
 table): health verdict, pending and quarantined deliveries, how long the
-oldest pending one has waited, the last delivery's time and age. Every
+oldest pending one has waited, the last delivery's time and age, what the
+last drift check found and when, and the CMS snapshot's age. Every
 label value comes from a fixed list, so a hostile payload cannot create
 series.
 
@@ -156,7 +157,8 @@ VERDICTS = ("ok", "warn", "critical")
 SNAPSHOT = (
     "select verdict, extract(epoch from last_received_at)::float8, seconds_since_last_delivery,"
     " pending, quarantined, open_findings, oldest_pending_age_seconds,"
-    " current_setting('transaction_read_only') = 'off' from sync.metrics()"
+    " current_setting('transaction_read_only') = 'off',"
+    " drift_differences, drift_check_age_seconds, snapshot_age_seconds from sync.metrics()"
 )
 
 
@@ -294,7 +296,8 @@ class _DatabaseSnapshot(Collector):
         yield up
         if self.row is None:
             return
-        verdict, last_at, age, pending, quarantined, open_findings, oldest, writable = self.row
+        verdict, last_at, age, pending, quarantined, open_findings, oldest, writable = self.row[:8]
+        differences, check_age, snapshot_age = self.row[8:]
         yield GaugeMetricFamily(
             "fragrance_sync_database_writable",
             "1 when the database takes writes from this hook, 0 when it refuses every one "
@@ -342,6 +345,27 @@ class _DatabaseSnapshot(Collector):
         for rule, count in sorted(by_label.items()):
             findings.add_metric([rule], count)
         yield findings
+        if differences is not None:
+            yield GaugeMetricFamily(
+                "fragrance_sync_drift_differences",
+                "Fragrances the last successful drift check found off the CMS snapshot: missing, "
+                "extra, or differing by what the library did not set after the snapshot was "
+                "taken (sync.health.drift_differences; absent: no check). Above 0: repair.",
+                value=differences,
+            )
+        if check_age is not None:
+            yield GaugeMetricFamily(
+                "fragrance_sync_drift_check_age_seconds",
+                "Seconds since the last successful drift check finished (absent: none ever).",
+                value=check_age,
+            )
+        if snapshot_age is not None:
+            yield GaugeMetricFamily(
+                "fragrance_sync_snapshot_age_seconds",
+                "Seconds since the CMS snapshot loaded now was taken (absent: none loaded); "
+                "past sync.settings.snapshot_warn_after, sync.health warns.",
+                value=snapshot_age,
+            )
         if last_at is not None:
             yield GaugeMetricFamily(
                 "fragrance_sync_last_delivery_timestamp_seconds",

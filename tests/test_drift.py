@@ -24,6 +24,7 @@ import pytest
 from conftest import ROOT, Server, _clone, load_smart_library, run_yoyo
 from helpers import (
     body,
+    deliver_at,
     explained_plans,
     fragrance,
     inbox_row,
@@ -1041,7 +1042,9 @@ def test_the_status_page_reads_neither_the_catalog_nor_the_snapshot_whole(
     db.execute("analyze public.fragrances, sync.cms_snapshot")
     read = table_activity(db, lambda: catalog_on_the_status_page(db))
     assert read["fragrances"]["read"] == 0
-    assert read["cms_snapshot"]["read"] <= 1
+    # One row by key for the page's figures, one for the health verdict (the
+    # snapshot's age, snapshot_warn_after): whatever the catalog's size.
+    assert read["cms_snapshot"]["read"] <= 2
 
 
 def test_the_status_page_compiles_no_plan_of_the_drift(db: psycopg.Connection) -> None:
@@ -1191,3 +1194,51 @@ def test_a_dba_reading_the_drift_summary_by_hand_compiles_no_plan_of_the_drift(
     assert reading_the_catalog, "auto_explain reported no plan of the drift"
     compiled = [p.splitlines()[0] for p in reading_the_catalog if "JIT:" in p]
     assert not compiled, f"plans of the drift were compiled: {compiled}"
+
+
+def test_the_last_drift_checks_differences_and_age_are_in_health_and_metrics(
+    db: psycopg.Connection,
+) -> None:
+    """A nightly check that found lost changes said so only on the status page.
+
+    No number an alert could read: sync.health and sync.metrics() now carry
+    the last successful check's differences (fragrances missing, extra, or
+    differing by what the library did not set after the snapshot) and age.
+    """
+    health = "select drift_checked_at, drift_differences from sync.health"
+    assert db.execute(health).fetchone() == (None, None)
+    load_library_changed(db, cost=77, name="Changed")  # one fragrance, two fields
+    db.execute("select sync.run_job('check_drift')")
+    checked_at, differences = db.execute(health).fetchone()  # type: ignore[misc]
+    assert checked_at is not None and differences == 1
+    metrics = db.execute(
+        "select drift_differences, drift_check_age_seconds >= 0, snapshot_age_seconds >= 0"
+        " from sync.metrics()"
+    ).fetchone()
+    assert metrics == (1, True, True)
+    db.execute("select * from sync.repair()")
+    db.execute("select sync.run_job('check_drift')")
+    assert db.execute("select drift_differences from sync.metrics()").fetchone() == (0,)
+
+
+def test_a_snapshot_older_than_snapshot_warn_after_makes_health_warn(
+    db: psycopg.Connection,
+) -> None:
+    """A snapshot months old read as fine: the drift check compared with it and found nothing new.
+
+    Judged at the moment of a fresh delivery, so the silence is not what warns.
+    """
+    db.execute(
+        "select sync.load_snapshot(%s::jsonb, 'cms.json', now() - interval '90 days')",
+        [json.dumps(library_rows_as_json(db))],
+    )
+    delivered = db.execute("select now()").fetchone()[0]  # type: ignore[index]
+    deliver_at(db, delivered, {"fragrance_id": 1, "cost": 12})
+    verdict, reason, taken_at = db.execute(
+        "select verdict, reason, snapshot_taken_at from sync.health_at(%s)", [delivered]
+    ).fetchone()  # type: ignore[misc]
+    assert verdict == "warn"
+    assert reason.startswith("the CMS snapshot the drift check compares with was taken 90 d ago")
+    assert taken_at is not None
+    db.execute("update sync.settings set snapshot_warn_after = '100 days'")
+    assert db.execute("select verdict from sync.health_at(%s)", [delivered]).fetchone() == ("ok",)

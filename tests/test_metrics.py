@@ -20,6 +20,7 @@ from helpers import body, settled
 from inprocess import hook_client
 from processes import Hook, free_port, start_hook, stop_hook
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg.types.json import Jsonb
 
 from hook.metrics import KNOWN_CODES, HookMetrics, _route, code_label
 
@@ -223,6 +224,30 @@ def test_a_stalled_merger_shows_as_the_age_of_the_oldest_pending_delivery(
     assert stalled[("fragrance_sync_pending_deliveries", frozenset())] == 2
     age = stalled[("fragrance_sync_oldest_pending_age_seconds", frozenset())]
     assert 600 <= age < 660, age
+
+
+def test_the_last_drift_checks_differences_and_the_snapshots_age_are_exported(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """A drift check that found lost changes gave no number an alert could read."""
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        never = scrape(hook)
+        rows = db.execute("select jsonb_agg(f) from public.fragrances as f").fetchone()[0]  # type: ignore[index]
+        rows[0]["cost"] = 999
+        db.execute(
+            "select sync.load_snapshot(%s::jsonb, 'cms.json', now() - interval '1 hour')",
+            [Jsonb(rows)],
+        )
+        db.execute("select sync.run_job('check_drift')")
+        checked = scrape(hook)
+    finally:
+        stop_hook(hook)
+    names = ("drift_differences", "drift_check_age_seconds", "snapshot_age_seconds")
+    assert not [n for n in names if (f"fragrance_sync_{n}", frozenset()) in never]
+    assert checked[("fragrance_sync_drift_differences", frozenset())] == 1
+    assert checked[("fragrance_sync_drift_check_age_seconds", frozenset())] >= 0
+    assert checked[("fragrance_sync_snapshot_age_seconds", frozenset())] >= 3600
 
 
 def test_the_spool_depth_is_exported_as_zero_since_there_is_no_spool(hook: Hook) -> None:
