@@ -10,8 +10,12 @@ last drift check found and when, and the CMS snapshot's age. Every
 label value comes from a fixed list, so a hostile payload cannot create
 series.
 
-With ``WORKERS`` above 1 each worker counts its own deliveries and a scrape
-reaches one of them: run one worker per port, or sum in Prometheus.
+With ``WORKERS`` above 1 a scrape reaches one worker, and the counters are
+the sum over every worker of the host: the workers run in prometheus_client's
+multiprocess mode, each writing its counts into files of one directory
+(``hook.serve.workers_metrics_dir``, emptied at start), which any worker's
+``/metrics`` reads whole. Each worker once exported its own counts, and
+scrapes that reached one then the other saw counters go down.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -35,6 +40,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from psycopg_pool import PoolTimeout
 
@@ -42,6 +48,7 @@ from hook import connections
 from hook.ingest import DatabaseDownError
 from hook.listener import OUTCOMES as REGISTRATION_OUTCOMES
 from hook.log_limit import LogLimit
+from hook.serve import METRICS_DIR_VARIABLE
 from hook.shared_read import SharedRead, read_row
 
 log = logging.getLogger("hook.metrics")
@@ -236,12 +243,14 @@ class HookMetrics:
             "Deliveries waiting in this host's spool (fsynced, answered 202) "
             "until the database takes them.",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.spool_set_aside = Gauge(
             "fragrance_sync_spool_set_aside",
             "Spooled deliveries the database refused (not an outage), set aside in this "
             "host's spool until someone replays or drops them (python -m hook.spool list).",
             registry=self.registry,
+            multiprocess_mode="mostrecent",
         )
         self.spool_damaged = Gauge(
             "fragrance_sync_spool_damaged",
@@ -249,6 +258,9 @@ class HookMetrics:
             "delivery of (a damaged key, time or text), moved aside with what could be read "
             "(python -m hook.spool damaged).",
             registry=self.registry,
+            # Of the host's spool, set by the worker a scrape reaches just before it reads
+            # them: with WORKERS above 1, the value that worker set, not one per worker.
+            multiprocess_mode="mostrecent",
         )
         self.registrations = Counter(
             "fragrance_sync_cms_registrations",
@@ -260,6 +272,12 @@ class HookMetrics:
         for outcome in REGISTRATION_OUTCOMES:
             self.registrations.labels(outcome)
         self.delivered = _Children(self.deliveries, (*STORED, *REFUSED.values()))
+        #: What /metrics exports of these: this process's registry, or with WORKERS above 1
+        #: (the multiprocess directory set), the sum over every worker's files.
+        self.exported = self.registry
+        if os.environ.get(METRICS_DIR_VARIABLE):
+            self.exported = CollectorRegistry()
+            MultiProcessCollector(self.exported)
         self.applied = _Children(self.outcomes, APPLIED)
         self.durations = _Children(self.request_duration, (*ROUTES, "other"))
 
@@ -487,5 +505,5 @@ def install(app: FastAPI) -> None:
             snapshot = None
         database = CollectorRegistry()
         database.register(_DatabaseSnapshot(snapshot))
-        body = generate_latest(metrics.registry) + generate_latest(database)
+        body = generate_latest(metrics.exported) + generate_latest(database)
         return Response(body, media_type=CONTENT_TYPE_LATEST)

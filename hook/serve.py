@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import logging
+import os
+import shutil
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
@@ -100,10 +105,47 @@ def serve(
         **{"proxy_headers": False, "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN, **extra},
     )
     if config.workers > 1:
-        Multiprocess(config, sockets=[_tcp_socket(config.bind_socket())]).run()
+        with workers_metrics_dir():
+            Multiprocess(config, sockets=[_tcp_socket(config.bind_socket())]).run()
     else:
         uvicorn.Server(config).run()
     return 0
+
+
+#: Where prometheus_client's multiprocess mode keeps each worker's counters (its own name).
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def workers_metrics_dir() -> Iterator[Path]:
+    """A directory, empty at start, where every worker keeps its counters (hook/metrics.py).
+
+    With ``WORKERS`` above 1 a scrape reaches one worker, and each exported
+    only its own counts: a scrape that reached the other saw them go down,
+    which Prometheus reads as a restart (rate() counted the other worker's
+    whole count again). In prometheus_client's multiprocess mode every
+    worker writes its counts into files here, and any worker's ``/metrics``
+    sums them all. The workers are spawned after this sets the variable, so
+    each one's prometheus_client starts in that mode. A directory named in
+    ``PROMETHEUS_MULTIPROC_DIR`` is used and emptied of its counts (left
+    from an earlier run, they would add to this one's); otherwise a new one
+    is made and removed at exit.
+    """
+    given = os.environ.get(METRICS_DIR_VARIABLE)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix="fragrance-sync-metrics-"))
+    os.environ[METRICS_DIR_VARIABLE] = str(path)
+    try:
+        yield path
+    finally:
+        del os.environ[METRICS_DIR_VARIABLE]
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def port_taken(host: str, port: int) -> str | None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.client
+import itertools
+import os
 import re
 import socket
 import time
@@ -18,7 +22,7 @@ import pytest
 from conftest import Server
 from helpers import body, settled
 from inprocess import hook_client
-from processes import Hook, free_port, start_hook, stop_hook
+from processes import Hook, free_port, start_hook, stop_hook, worker_pids
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.types.json import Jsonb
 
@@ -248,6 +252,89 @@ def test_the_last_drift_checks_differences_and_the_snapshots_age_are_exported(
     assert checked[("fragrance_sync_drift_differences", frozenset())] == 1
     assert checked[("fragrance_sync_drift_check_age_seconds", frozenset())] >= 0
     assert checked[("fragrance_sync_snapshot_age_seconds", frozenset())] >= 3600
+
+
+def _serving_worker(hook: Hook, conn: http.client.HTTPConnection) -> int:
+    """The worker process that holds the hook's end of a client's connection (/proc)."""
+    hook_port = int(hook.url.rsplit(":", 1)[1])
+    client_port = conn.sock.getsockname()[1]
+    inodes = {
+        fields[9]
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+        if (fields := line.split())
+        and int(fields[1].split(":")[1], 16) == hook_port
+        and int(fields[2].split(":")[1], 16) == client_port
+    }
+    for pid in worker_pids(hook):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in {f"socket:[{inode}]" for inode in inodes}:
+                    return pid
+    pytest.fail(f"no worker holds the connection from port {client_port}")
+
+
+def _one_connection_per_worker(hook: Hook) -> list[http.client.HTTPConnection]:
+    """Kept-alive connections, one served by each worker (which one accepts is the kernel's)."""
+    url = httpx.URL(hook.url)
+    workers = set(worker_pids(hook))
+    found: dict[int, http.client.HTTPConnection] = {}
+    for _ in range(200):
+        conn = http.client.HTTPConnection(url.host, url.port, timeout=10)
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        worker = _serving_worker(hook, conn)
+        if worker in found:
+            conn.close()
+        else:
+            found[worker] = conn
+        if set(found) == workers:
+            return list(found.values())
+    pytest.fail(f"200 connections reached only workers {sorted(found)} of {sorted(workers)}")
+
+
+def _scrape_on(conn: http.client.HTTPConnection) -> Samples:
+    conn.request("GET", "/metrics")
+    answer = conn.getresponse()
+    assert answer.status == 200
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(answer.read().decode())
+        for s in family.samples
+    }
+
+
+def test_counters_never_go_down_between_scrapes_of_two_workers(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    """With WORKERS=2 each worker exported its own counters, and a scrape reached either.
+
+    Prometheus read each drop as a counter reset: rate() and increase() counted
+    the whole of the other worker's count again at every switch. Deliveries go
+    3 through one worker and 1 through the other; the scrapes alternate
+    between them, and every counter must only grow, and sum both workers.
+    """
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, WORKERS="2")
+    try:
+        first, second = _one_connection_per_worker(hook)
+        for conn, deliveries in ((first, 3), (second, 1)):
+            for n in range(deliveries):
+                conn.request("POST", "/notifications", body({"fragrance_id": n, "cost": 5}))
+                answer = conn.getresponse()
+                answer.read()
+                assert answer.status == 202
+        scrapes = [_scrape_on(conn) for conn in (first, second, first, second)]
+    finally:
+        stop_hook(hook)
+    counted = ("_total", "_count", "_sum", "_bucket")
+    for earlier, later in itertools.pairwise(scrapes):
+        went_down = {
+            key: (value, later.get(key, 0))
+            for key, value in earlier.items()
+            if key[0].endswith(counted) and later.get(key, 0) < value
+        }
+        assert not went_down, went_down
+    pending = ("fragrance_sync_deliveries_total", frozenset({("status", "pending")}))
+    assert [scrape[pending] for scrape in scrapes] == [4, 4, 4, 4]
 
 
 def test_the_spool_depth_is_exported_as_zero_since_there_is_no_spool(hook: Hook) -> None:
