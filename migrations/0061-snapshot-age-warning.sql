@@ -12,3 +12,6 @@ alter table sync.settings
     add constraint settings_snapshot_warn_positive check (snapshot_warn_after > interval '0');
 comment on column sync.settings.snapshot_warn_after is
     'A CMS snapshot (sync.cms_snapshot) taken longer ago than this turns sync.health to warn: the drift check compares with it, and changes lost since it was taken stay unfound. Default 30 days.';
+
+-- DBAs tune it like the other thresholds: UPDATE is granted by column (0049).
+grant update (snapshot_warn_after) on sync.settings to sync_dba;

@@ -229,7 +229,8 @@ def test_a_dba_still_tunes_every_setting(dba: psycopg.Connection) -> None:
         update sync.settings set apply_on_receipt = false, expected_interval = '30 seconds',
             silence_warn_after = '3 minutes', silence_critical_after = '20 minutes',
             pending_warn_after = '6 minutes', reject_share_warn = 0.2,
-            purge_after = '60 days', discarded_purge_after = '2 years'
+            purge_after = '60 days', discarded_purge_after = '2 years',
+            snapshot_warn_after = '60 days'
     """)
     assert dba.execute("select purge_after::text from sync.settings").fetchone() == ("60 days",)
 
