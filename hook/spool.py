@@ -31,9 +31,15 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
   constraint, a type it cannot take) is found by splitting the failed batch
   and moved, byte for byte, to the ``set_aside`` table; the records behind
   it carry on. ``python -m hook.spool list|show|replay|drop`` handles them.
+- Each record carries the CRC-32 of its body, taken when it is spooled and
+  checked when it is drained: SQLite's pages have no checksum, and a page of
+  a body overwritten with its link to the next intact reads as the body.
+  A file of the version before gains the column when it opens; its records
+  (null there) drain unchecked.
 - A record the spool itself cannot read (SQLite says ``SQLITE_CORRUPT``: a
   damaged page of its body) or cannot make a delivery of (a key, a time,
-  a text that is not what the hook wrote) is moved to the ``damaged`` table,
+  a text that is not what the hook wrote, a body that fails its checksum)
+  is moved to the ``damaged`` table,
   with every byte of it SQLite can still read, and the records behind it
   carry on; one whose damaged pages SQLite cannot even delete stays in the
   file, marked by its row in ``damaged``, and is skipped.
@@ -56,6 +62,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -124,7 +131,8 @@ SCHEMA = (
         content_type text,
         client_addr text,
         user_agent text,
-        spooled_by integer not null
+        spooled_by integer not null,
+        body_crc32 integer
     )
     """,
     """
@@ -138,7 +146,8 @@ SCHEMA = (
         user_agent text,
         spooled_by integer not null,
         set_aside_at text not null,
-        error text not null
+        error text not null,
+        body_crc32 integer
     )
     """,
     # No column types: what a damaged record gave is kept as it was read (a text that
@@ -161,12 +170,25 @@ SCHEMA = (
     """,
 )
 COLUMNS = "key, received_at, body, content_type, client_addr, user_agent"
+#: What a record is written with: its columns, and the CRC-32 of its body, taken when it is
+#: spooled and checked when it is drained (SQLite's pages carry no checksum: a page of a body
+#: overwritten, its link to the next intact, read back as the body). Null in a record spooled
+#: by a version before it (``UPGRADES`` adds the column): drained unchecked.
+WRITTEN = f"{COLUMNS}, body_crc32"
+#: Columns a file of an older version lacks, added in place when the spool opens.
+UPGRADES = (
+    ("queue", "body_crc32", "alter table queue add column body_crc32 integer"),
+    ("set_aside", "body_crc32", "alter table set_aside add column body_crc32 integer"),
+)
 #: The same, read as they are stored: a text that is not UTF-8 fails to decode as one
 #: record's damage, not as an error of the whole batch's read.
 RAW_COLUMNS = (
     "cast(key as blob), cast(received_at as blob), body, cast(content_type as blob),"
-    " cast(client_addr as blob), cast(user_agent as blob)"
+    " cast(client_addr as blob), cast(user_agent as blob), body_crc32"
 )
+#: How the reason of a record whose body fails its checksum begins (in ``damaged``: its
+#: bytes there are whole but wrong, not the delivery's).
+BODY_CHANGED = "the body is not the one spooled"
 #: The queue's records that are not known to be damaged (one SQLite could not delete
 #: stays in the file, marked by its row in ``damaged``).
 LIVE = "seq not in (select seq from damaged)"
@@ -199,8 +221,8 @@ class SpooledDelivery:
             delivery.user_agent,
         )
 
-    def row(self) -> tuple[str, str, bytes, str | None, str | None, str | None]:
-        """The values of the spool's columns."""
+    def row(self) -> tuple[str, str, bytes, str | None, str | None, str | None, int]:
+        """The values of the spool's columns (``WRITTEN``), the body's CRC-32 taken now."""
         return (
             str(self.key),
             self.received_at.isoformat(),
@@ -208,6 +230,7 @@ class SpooledDelivery:
             self.content_type,
             self.client_addr,
             self.user_agent,
+            zlib.crc32(self.body),
         )
 
     @classmethod
@@ -227,13 +250,22 @@ class SpooledDelivery:
     def from_raw(cls, row: Sequence[Any]) -> SpooledDelivery:
         """Rebuild a delivery from ``RAW_COLUMNS``; ValueError if it is not what the hook wrote.
 
-        The hook writes a UUID, an ISO time with its zone, a blob and texts (or
-        nulls): anything else is damage (a bit flipped on disk, a hand edit),
-        and storing it would send the database a delivery nobody received.
+        The hook writes a UUID, an ISO time with its zone, a blob whose CRC-32
+        it stored beside it, and texts (or nulls): anything else is damage (a
+        bit flipped on disk, a page overwritten, a hand edit), and storing it
+        would send the database a delivery nobody received.
         """
-        key, received_at, body, content_type, client_addr, user_agent = row
+        key, received_at, body, content_type, client_addr, user_agent, crc = row
         if not isinstance(body, bytes):
             raise ValueError(f"the body is a {type(body).__name__}, not bytes")
+        if crc is not None:  # None: spooled by a version that took no checksum
+            if not isinstance(crc, int):
+                raise ValueError(f"body_crc32 is {crc!r}, not a number")
+            if (actual := zlib.crc32(body)) != crc:
+                raise ValueError(
+                    f"{BODY_CHANGED}: the {len(body)} bytes read have CRC-32 {actual:08x},"
+                    f" it was spooled with {crc:08x} (a page of it overwritten on disk)"
+                )
         moment = datetime.fromisoformat(_text("received_at", received_at))
         if moment.tzinfo is None:
             raise ValueError(f"received_at {moment.isoformat()!r} has no time zone")
@@ -281,6 +313,8 @@ def _decoded(row: Sequence[Any]) -> Queued | Unreadable:
     try:
         return Queued(seq, SpooledDelivery.from_raw(values))
     except ValueError as exc:
+        if str(exc).startswith(BODY_CHANGED):
+            return Unreadable(seq, str(exc))
         return Unreadable(seq, f"not a delivery: {exc}")
 
 
@@ -422,6 +456,7 @@ class Spool:
             with self._transaction() as db:
                 for statement in SCHEMA:
                     db.execute(statement)
+                self._upgrade(db)
                 # After a power loss the file may be gone while records survived: raise it again.
                 if self._has_records(db):
                     self._raise_flag()
@@ -458,6 +493,19 @@ class Spool:
                 raise
 
     @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """Add what a file of an older version lacks, in the transaction that opens it.
+
+        Its records keep their values; the new columns are null in them (a
+        body with no checksum is drained unchecked, as that version did).
+        """
+        for table, column, statement in UPGRADES:
+            present = {row[1] for row in db.execute(f"pragma table_info({table})")}
+            if column not in present:
+                db.execute(statement)
+                log.info("the spool's %s table gained its %s column", table, column)
+
+    @staticmethod
     def _has_records(db: sqlite3.Connection) -> bool:
         return bool(db.execute(f"select exists (select 1 from queue where {LIVE})").fetchone()[0])
 
@@ -482,7 +530,7 @@ class Spool:
                 return False
             self._raise_flag()
             db.executemany(
-                f"insert into queue ({COLUMNS}, spooled_by) values (?, ?, ?, ?, ?, ?, ?)",
+                f"insert into queue ({WRITTEN}, spooled_by) values (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*d.row(), pid) for d in deliveries],
             )
         return True
@@ -553,8 +601,8 @@ class Spool:
         """Move a record the database refused out of the queue, byte for byte."""
         with self._transaction() as db:
             db.execute(
-                f"insert into set_aside (seq, {COLUMNS}, spooled_by, set_aside_at, error)"
-                f" select seq, {COLUMNS}, spooled_by, ?, ? from queue where seq = ?",
+                f"insert into set_aside (seq, {WRITTEN}, spooled_by, set_aside_at, error)"
+                f" select seq, {WRITTEN}, spooled_by, ?, ? from queue where seq = ?",
                 (datetime.now(UTC).isoformat(), error, seq),
             )
             db.execute("delete from queue where seq = ?", (seq,))
@@ -699,12 +747,15 @@ class Spool:
     def replay(self, seq: int) -> SetAside:
         """Put a record set aside back at the end of the queue; raise KeyError if unknown."""
         with self._transaction() as db:
+            # With the checksum it was spooled with (null for one of an older version): its
+            # bytes in set_aside are checked again when it is drained.
+            db.execute(
+                f"insert into queue ({WRITTEN}, spooled_by)"
+                f" select {WRITTEN}, spooled_by from set_aside where seq = ?",
+                (seq,),
+            )
             record = self._take_set_aside(db, seq)
             self._raise_flag()
-            db.execute(
-                f"insert into queue ({COLUMNS}, spooled_by) values (?, ?, ?, ?, ?, ?, ?)",
-                (*record.delivery.row(), record.spooled_by),
-            )
         return record
 
     def drop(self, seq: int) -> SetAside:

@@ -359,3 +359,22 @@ def test_the_command_line_shows_and_drops_a_damaged_record(tmp_path: Path, spool
     assert dropped.returncode == 0 and json.loads(dropped.stdout)["id"] == 1
     assert spool.tally() == (1, 0, 0)
     assert [q.delivery.body for q in spool.oldest(10)] == [b"second"]
+
+
+def test_a_replayed_record_is_checked_against_the_checksum_it_was_spooled_with(
+    spool: Spool,
+) -> None:
+    """Its bytes changed while set aside (same length): not the spooled ones, says the drain."""
+    spool.append([delivery(b"refused once")])
+    seq = spool.oldest(1)[0].seq
+    spool.set_aside(seq, "why")
+    raw = sqlite3.connect(spool.path)
+    with raw:
+        raw.execute(
+            "update set_aside set body = cast('REFUSED ONCE' as blob) where seq = ?", (seq,)
+        )
+    raw.close()
+    spool.replay(seq)
+    [unreadable] = spool.oldest(10)
+    assert isinstance(unreadable, Unreadable)
+    assert unreadable.reason.startswith("the body is not the one spooled")

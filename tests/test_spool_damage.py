@@ -118,6 +118,43 @@ def test_a_record_with_a_damaged_body_page_is_moved_aside_and_everything_behind_
     assert [d["id"] for d in _damaged(tmp_path)] == [2]  # still marked: never drained again
 
 
+def test_a_body_page_overwritten_with_its_link_intact_is_moved_aside_not_stored(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """SQLite reads the wrong bytes without a word: the body's checksum says they are not its own.
+
+    SQLite's pages carry no checksum: a page of a body overwritten past its
+    4-byte link to the next page was drained as the body, and the inbox held
+    a delivery nobody sent (hostile review).
+    """
+    large = _spooled(2, "Q" * 40_000)
+    path = _spool(tmp_path, [_spooled(1), large, _spooled(3)])
+    data = bytearray(path.read_bytes())
+    pages = [
+        n for n in range(len(data) // PAGE) if data[n * PAGE + 4 : n * PAGE + 104] == b"Q" * 100
+    ]
+    middle = pages[len(pages) // 2]
+    data[middle * PAGE + 4 : (middle + 1) * PAGE] = b"R" * (PAGE - 4)  # same length, link kept
+    path.write_bytes(data)
+    with sqlite3.connect(path) as raw:  # SQLite itself reads it as a body
+        [(read,)] = raw.execute("select body from queue where seq = 2")
+    raw.close()
+    assert len(read) == len(large.body) and read != large.body
+
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        health = wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+    assert _costs(db) == ["1", "3"]
+    assert health["spool_damaged"] == 1
+    assert "spooled record 2 is damaged (the body is not the one spooled" in hook.output()
+    [damaged] = _damaged(tmp_path)
+    assert (damaged["id"], damaged["key"]) == (2, str(large.key))
+    assert damaged["error"].startswith("the body is not the one spooled")
+    assert damaged["still_in_queue_file"] is False  # its pages are whole: deleted
+
+
 @pytest.mark.parametrize(
     ("column", "value"),
     [
