@@ -46,6 +46,9 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
   ``python -m hook.spool damaged`` shows them. Any other SQLite error (I/O,
   a full disk, a read-only file, a lock) is the file's or the disk's, not a
   record's: the drain stops and tries again, and moves nothing.
+- Once a drain has emptied the queue, and when a worker opens the spool, the
+  file gives its free pages back to the disk by a VACUUM, if what it still
+  holds is small (``Spool.shrink``, ADR 0032).
 """
 
 from __future__ import annotations
@@ -118,6 +121,14 @@ CATCH_UP_HOLD_SECONDS = 1.0
 HOLD_POLL_SECONDS = 0.01
 #: How often, at most, a process holding answers checks that the database still answers.
 VERIFY_EVERY_SECONDS = 0.25
+
+#: A spool whose free pages (what drained records left) make this many bytes gives them
+#: back to the disk: after an outage that spooled 2 GB, the emptied file kept its 2 GB.
+SHRINK_FREE_BYTES = 4 * 1024 * 1024
+#: ... through a VACUUM, which rewrites what the file still holds (records set aside,
+#: damaged, waiting) while other workers' appends wait for it: only while that is at most
+#: this much (rewritten in about a second, far less than BUSY_TIMEOUT_SECONDS).
+SHRINK_LIVE_BYTES = 64 * 1024 * 1024
 
 SPOOL_FAILED = "database unavailable and the spool cannot be written; the delivery was not stored"
 
@@ -691,6 +702,56 @@ class Spool:
         )
         return values, kept + (f"; unreadable: {', '.join(lost)}" if lost else "")
 
+    def size(self) -> int:
+        """Bytes the spool takes on disk: its file and its WAL."""
+        total = 0
+        for path in (self.path, Path(f"{self.path}-wal")):
+            with suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
+
+    def shrink(self) -> tuple[int, int]:
+        """Give the file's free pages back to the disk; its ``size()`` before and after.
+
+        SQLite keeps the pages of deleted records as free pages of its file,
+        reused by later records but never returned: the file kept the size of
+        the largest outage for ever. A VACUUM rewrites what the file still
+        holds into a file without them, in one write transaction through the
+        WAL: other workers' appends wait for it (their busy timeout), a crash
+        at any point leaves the file as it was before it or as after it, and
+        rowids (``seq``) and the AUTOINCREMENT sequence are kept. Done only
+        when the free pages make ``SHRINK_FREE_BYTES`` at least and what is
+        held ``SHRINK_LIVE_BYTES`` at most; a file of any earlier version is
+        shrunk the same way. (Not ``auto_vacuum``: its pointer-map pages let
+        SQLite find a body's next overflow page without reading the link, so
+        a damaged page is read as the body instead of failing where it is.)
+        The end of the file goes back to the disk when the WAL is
+        checkpointed (tried at once; if another worker reads, at a later
+        checkpoint).
+        """
+        before = self.size()
+        with self._lock:
+            page_size, pages, free = (
+                self._db.execute(f"pragma {name}").fetchone()[0]
+                for name in ("page_size", "page_count", "freelist_count")
+            )
+            live = (pages - free) * page_size
+            if free * page_size < SHRINK_FREE_BYTES:
+                return before, before
+            if live > SHRINK_LIVE_BYTES:
+                log.warning(
+                    "the spool %s keeps %d free bytes: it still holds %d bytes (more than %d to "
+                    "rewrite); drop or replay what is set aside or damaged (python -m hook.spool)",
+                    self.path,
+                    free * page_size,
+                    live,
+                    SHRINK_LIVE_BYTES,
+                )
+                return before, before
+            self._db.execute("vacuum")
+            self._db.execute("pragma wal_checkpoint(truncate)").fetchall()
+        return before, self.size()
+
     def clear_flag_if_empty(self) -> bool:
         """Remove ``spool.waiting`` if the queue is empty (under the write lock); True if so."""
         with self._transaction() as db:
@@ -831,6 +892,17 @@ def _keep_aside(directory: Path, exc: sqlite3.DatabaseError) -> Path:
     return kept
 
 
+def shrink_spool(spool: Spool) -> None:
+    """``spool.shrink()``, logged; a failure is logged only: the spool works as it is."""
+    try:
+        before, after = spool.shrink()
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("the spool %s could not give its free space back: %s", spool.path, exc)
+        return
+    if after < before:
+        log.info("the spool %s gave back %d of its %d bytes", spool.path, before - after, before)
+
+
 def open_spool(directory: str) -> Spool:
     """The host's spool in ``directory``, or a clear error saying what to fix.
 
@@ -847,12 +919,16 @@ def open_spool(directory: str) -> Spool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                return Spool(path)
+                spool = Spool(path)
             except sqlite3.DatabaseError as exc:
                 if getattr(exc, "sqlite_errorname", None) not in DAMAGED:
                     raise
                 _keep_aside(path, exc)
-                return Spool(path)
+                spool = Spool(path)
+            # What a drain before this start emptied (one by the version before, which
+            # never shrank the file) goes back to the disk now, one worker at a time.
+            shrink_spool(spool)
+            return spool
         finally:
             os.close(fd)  # and with it the lock
     except (OSError, sqlite3.Error) as exc:
@@ -1132,6 +1208,9 @@ class SpoolingStore:
                 if await self._run(self.spool.clear_flag_if_empty):
                     if stored:
                         log.info("spool drained: %d deliveries stored", stored)
+                    # New deliveries go straight to the database now: what the outage
+                    # spooled is given back to the disk (hostile review: it never was).
+                    await self._run(shrink_spool, self.spool)
                     return
                 continue
             for seq, reason in (r for r in batch if isinstance(r, Unreadable)):

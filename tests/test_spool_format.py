@@ -1,23 +1,31 @@
-"""The spool's file over time: a file written by the version before still drains.
+"""The spool's file over time: it gives back what a drain emptied, and opens the version before.
 
-A file written by the version before this one (no checksum column) must
-still drain, upgraded in place. Each test writes a real spool file, then
-runs the hook.
+SQLite keeps the pages of deleted records in its file: after an outage that
+spooled 2 GB, the drained file stayed 2 GB for ever (hostile review). And a
+file written by the version before this one (no checksum column, never
+shrunk) must still drain and shrink in place. Each test writes a real spool
+file, then runs the hook, or opens the spool as the hook's start does.
 """
 
 from __future__ import annotations
 
+import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from conftest import Server
+import pytest
+from conftest import ROOT, Server
 from helpers import body
-from processes import start_hook, stop_hook, wait_for_empty_spool
+from processes import Hook, start_hook, stop_hook, wait_for_empty_spool
 
-from hook.spool import DATABASE_FILE, SpooledDelivery
+from hook.spool import DATABASE_FILE, Spool, SpooledDelivery, open_spool
 
 #: The tables of the version before 0032, as it created them (no body_crc32).
 PREVIOUS_SCHEMA = (
@@ -55,6 +63,7 @@ PREVIOUS_SCHEMA = (
     )
     """,
 )
+MiB = 1024 * 1024
 
 
 def _spooled(cost: int, description: str = "") -> SpooledDelivery:
@@ -92,8 +101,41 @@ def _previous_version_spool(directory: Path, records: list[SpooledDelivery]) -> 
     return path
 
 
+def _size(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.glob(f"{DATABASE_FILE}*"))
+
+
 def _costs(db: psycopg.Connection) -> list[str]:
     return [c for (c,) in db.execute("select payload->>'cost' from sync.inbox order by id")]
+
+
+def _wait_for_log(hook: Hook, line: str) -> None:
+    for _ in range(1200):
+        if line in hook.output():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"no {line!r} in the log:\n{hook.output()}")
+
+
+def test_a_drained_spool_gives_its_space_back_to_the_disk(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    directory = tmp_path / "spool"
+    spool = Spool(directory)
+    spool.append([_spooled(n, "Q" * 500_000) for n in range(40)])
+    spool.close()
+    spooled = _size(directory)
+    assert spooled > 40 * 500_000
+
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        wait_for_empty_spool(hook)
+        _wait_for_log(hook, "gave back")
+        drained = _size(directory)
+    finally:
+        stop_hook(hook)
+    assert len(_costs(db)) == 40
+    assert drained < 1 * MiB, (spooled, drained)
 
 
 def test_records_spooled_by_the_version_before_drain_unchecked_in_order(
@@ -113,3 +155,90 @@ def test_records_spooled_by_the_version_before_drain_unchecked_in_order(
         columns = [row[1] for row in raw.execute("pragma table_info(queue)")]
     raw.close()
     assert "body_crc32" in columns
+
+
+def test_a_file_the_version_before_drained_gives_its_space_back_when_the_hook_starts(
+    tmp_path: Path,
+) -> None:
+    """That version emptied the file and kept its size: the next start shrinks it."""
+    directory = tmp_path / "spool"
+    kept = _spooled(1)
+    path = _previous_version_spool(
+        directory, [kept, *(_spooled(n, "Q" * 500_000) for n in range(40))]
+    )
+    with sqlite3.connect(path) as raw:  # drained by it, but for one record
+        raw.execute("delete from queue where seq > 1")
+    raw.close()
+    drained = _size(directory)
+    assert drained > 40 * 500_000
+
+    spool = open_spool(str(directory))
+    try:
+        assert _size(directory) < 1 * MiB, drained
+        assert [q.delivery for q in spool.oldest(10)] == [kept]
+        spool.append([_spooled(2)])  # and it still takes records, after the one it held
+        assert [q.seq for q in spool.oldest(10)] == [1, 42]
+    finally:
+        spool.close()
+
+
+#: Run with a spool directory and N: shrink it, killed by SIGKILL at the Nth step of SQLite's
+#: virtual machine inside its VACUUM (N = 0: not killed; print how many steps there were).
+KILL_IN_VACUUM = """
+import os, signal, sys
+from pathlib import Path
+from hook.spool import Spool
+spool, at = Spool(Path(sys.argv[1])), int(sys.argv[2])
+steps, armed = [0], [False]
+spool._db.set_trace_callback(lambda sql: armed.__setitem__(0, armed[0] or sql == "vacuum"))
+def step():
+    if armed[0]:
+        steps[0] += 1
+        if steps[0] == at:
+            print("killed in vacuum", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+spool._db.set_progress_handler(step, 1)
+before, after = spool.shrink()
+print(steps[0] if after < before else "not shrunk", flush=True)
+"""
+
+
+def test_a_shrink_killed_in_the_middle_of_its_vacuum_loses_nothing(tmp_path: Path) -> None:
+    """SIGKILL half way through the VACUUM: the file is as it was, every record in it."""
+    directory = tmp_path / "spool"
+    spool = Spool(directory)
+    spool.append([_spooled(n, "Q" * 500_000) for n in range(20)])
+    spool.remove([q.seq for q in spool.oldest(20, 100 * MiB)][:-2])  # two wait
+    spool.set_aside(spool.oldest(1)[0].seq, "CheckViolation: kept for a person")
+    waiting = [q.delivery for q in spool.oldest(10, 100 * MiB)]
+    set_aside = spool.set_aside_records()
+    spool.close()
+    rehearsal = tmp_path / "rehearsal"
+    shutil.copytree(directory, rehearsal)
+
+    def run(where: Path, at: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", KILL_IN_VACUUM, str(where), str(at)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    steps = int(run(rehearsal, 0).stdout)  # how long the same VACUUM is, on a copy
+    killed = run(directory, steps // 2)
+    assert (killed.returncode, killed.stdout) == (-signal.SIGKILL, "killed in vacuum\n")
+
+    spool = Spool(directory)
+    try:
+        assert spool._db.execute("pragma integrity_check").fetchall() == [("ok",)]
+        assert [q.delivery for q in spool.oldest(10, 100 * MiB)] == waiting
+        assert spool.set_aside_records() == set_aside
+        before, after = spool.shrink()  # the next shrink does it
+        assert after < 1 * MiB < before
+        assert [q.delivery for q in spool.oldest(10, 100 * MiB)] == waiting
+        assert spool.set_aside_records() == set_aside
+    finally:
+        spool.close()
