@@ -129,6 +129,8 @@ SHRINK_FREE_BYTES = 4 * 1024 * 1024
 #: damaged, waiting) while other workers' appends wait for it: only while that is at most
 #: this much (rewritten in about a second, far less than BUSY_TIMEOUT_SECONDS).
 SHRINK_LIVE_BYTES = 64 * 1024 * 1024
+#: The WAL keeps at most this much of its file when it restarts (journal_size_limit).
+WAL_LIMIT_BYTES = 64 * 1024 * 1024
 
 SPOOL_FAILED = "database unavailable and the spool cannot be written; the delivery was not stored"
 
@@ -464,6 +466,9 @@ class Spool:
             if mode != "wal":
                 raise sqlite3.OperationalError(f"the spool needs WAL mode, the disk gave {mode!r}")
             self._db.execute("pragma synchronous = full")
+            # A WAL grown by one large commit (an append group of big bodies) is cut back
+            # to this when it next restarts, instead of keeping that size on disk for ever.
+            self._db.execute(f"pragma journal_size_limit = {WAL_LIMIT_BYTES}")
             with self._transaction() as db:
                 for statement in SCHEMA:
                     db.execute(statement)
@@ -726,8 +731,8 @@ class Spool:
         SQLite find a body's next overflow page without reading the link, so
         a damaged page is read as the body instead of failing where it is.)
         The end of the file goes back to the disk when the WAL is
-        checkpointed (tried at once; if another worker reads, at a later
-        checkpoint).
+        checkpointed: tried at once, waiting for other workers' reads and
+        writes up to the busy timeout; if they go on, at a later checkpoint.
         """
         before = self.size()
         with self._lock:
@@ -740,8 +745,9 @@ class Spool:
                 return before, before
             if live > SHRINK_LIVE_BYTES:
                 log.warning(
-                    "the spool %s keeps %d free bytes: it still holds %d bytes (more than %d to "
-                    "rewrite); drop or replay what is set aside or damaged (python -m hook.spool)",
+                    "the spool %s keeps %d free bytes: its records (waiting, set aside or "
+                    "damaged) hold %d bytes, more than %d to rewrite; it shrinks after a drain "
+                    "once they hold less (python -m hook.spool list, damaged)",
                     self.path,
                     free * page_size,
                     live,

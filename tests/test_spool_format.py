@@ -25,7 +25,15 @@ from conftest import ROOT, Server
 from helpers import body
 from processes import Hook, start_hook, stop_hook, wait_for_empty_spool
 
-from hook.spool import DATABASE_FILE, Spool, SpooledDelivery, open_spool
+from hook.spool import (
+    DATABASE_FILE,
+    WAL_LIMIT_BYTES,
+    Queued,
+    Spool,
+    SpooledDelivery,
+    Unreadable,
+    open_spool,
+)
 
 #: The tables of the version before 0032, as it created them (no body_crc32).
 PREVIOUS_SCHEMA = (
@@ -240,5 +248,67 @@ def test_a_shrink_killed_in_the_middle_of_its_vacuum_loses_nothing(tmp_path: Pat
         assert after < 1 * MiB < before
         assert [q.delivery for q in spool.oldest(10, 100 * MiB)] == waiting
         assert spool.set_aside_records() == set_aside
+    finally:
+        spool.close()
+
+
+#: Run with a spool directory: append records w-0, w-1, ... one per commit, until a file
+#: ``stop`` appears beside it.
+APPEND_UNTIL_STOPPED = """
+import sys
+from pathlib import Path
+from hook.ingest import Delivery
+from hook.spool import Spool, SpooledDelivery
+directory = Path(sys.argv[1])
+spool, n = Spool(directory), 0
+while not (directory / "stop").exists():
+    spool.append([SpooledDelivery.of(Delivery(b"w-%d" % n, None, None, None))])
+    n += 1
+"""
+
+
+def test_a_shrink_while_another_process_appends_keeps_every_record_in_order(
+    tmp_path: Path,
+) -> None:
+    """A worker spools while the drainer's VACUUMs run: each append waits for one, none is lost."""
+    directory = tmp_path / "spool"
+    spool = Spool(directory)
+
+    def waiting() -> list[Queued]:
+        return [q for q in spool.oldest(100_000, 1000 * MiB) if not isinstance(q, Unreadable)]
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", APPEND_UNTIL_STOPPED, str(directory)], cwd=ROOT
+    )
+    try:
+        while not waiting() and writer.poll() is None:
+            time.sleep(0.01)
+        shrunk = []
+        for _ in range(5):
+            spool.append([_spooled(n, "Q" * 500_000) for n in range(12)])
+            spool.remove([q.seq for q in waiting() if q.delivery.body[:2] != b"w-"])
+            shrunk.append(spool.shrink())
+        (directory / "stop").touch()
+        assert writer.wait(60) == 0
+        bodies = [q.delivery.body for q in waiting()]
+    finally:
+        writer.kill()
+        writer.wait()
+        spool.close()
+    assert all(after < before for before, after in shrunk)
+    assert bodies == [b"w-%d" % n for n in range(len(bodies))]
+
+
+def test_a_wal_grown_by_one_large_commit_is_cut_back_when_it_restarts(tmp_path: Path) -> None:
+    """One append group of big bodies grew the WAL; SQLite kept that size on disk for ever."""
+    spool = Spool(tmp_path / "spool")
+    wal = Path(f"{spool.path}-wal")
+    try:
+        spool.append([_spooled(n, "Q" * MiB) for n in range(100)])  # one commit
+        grown = wal.stat().st_size
+        assert grown > 100 * MiB
+        spool._db.execute("pragma wal_checkpoint(passive)").fetchall()  # as SQLite's own
+        spool.append([_spooled(100)])  # the next commit restarts the WAL
+        assert wal.stat().st_size <= WAL_LIMIT_BYTES < grown
     finally:
         spool.close()
