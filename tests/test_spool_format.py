@@ -295,8 +295,20 @@ def test_a_shrink_while_another_process_appends_keeps_every_record_in_order(
         writer.kill()
         writer.wait()
         spool.close()
-    assert all(after < before for before, after in shrunk)
     assert bodies == [b"w-%d" % n for n in range(len(bodies))]
+    # The VACUUMs ran beside the writer: the 6 MB each round freed are no free pages
+    # of the file. Its end goes back to the disk at the checkpoint the writer's reads
+    # and writes allow (at the latest when the last connection closes), not always
+    # within shrink() on a busy machine, so the sizes shrink() saw are not asked.
+    raw = sqlite3.connect(directory / DATABASE_FILE)
+    try:
+        page_size, free = (
+            raw.execute(f"pragma {n}").fetchone()[0] for n in ("page_size", "freelist_count")
+        )
+    finally:
+        raw.close()
+    assert free * page_size < 500_000
+    assert _size(directory) < min(before for before, _ in shrunk) - 5 * MiB
 
 
 def test_a_wal_grown_by_one_large_commit_is_cut_back_when_it_restarts(tmp_path: Path) -> None:
