@@ -75,6 +75,15 @@ def _post(hook: Hook, cost: int) -> httpx.Response:
     return httpx.post(hook.url + "/notifications", content=body(delta), timeout=30)
 
 
+def _middle_overflow_page(data: bytearray) -> int:
+    """The number of the middle overflow page of the body of "Q"s in a spool file's bytes."""
+    # An overflow page: 4 bytes of the next page's number, then 4,092 of the body.
+    pages = [
+        n for n in range(len(data) // PAGE) if data[n * PAGE + 4 : n * PAGE + 104] == b"Q" * 100
+    ]
+    return pages[len(pages) // 2]
+
+
 def test_a_record_with_a_damaged_body_page_is_moved_aside_and_everything_behind_it_drains(
     server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
@@ -82,11 +91,7 @@ def test_a_record_with_a_damaged_body_page_is_moved_aside_and_everything_behind_
     large = _spooled(2, "Q" * 40_000)
     path = _spool(tmp_path, [_spooled(1), large, _spooled(3)])
     data = bytearray(path.read_bytes())
-    # The body's overflow pages: 4 bytes of the next page's number, then 4,092 of the body.
-    pages = [
-        n for n in range(len(data) // PAGE) if data[n * PAGE + 4 : n * PAGE + 104] == b"Q" * 100
-    ]
-    middle = pages[len(pages) // 2]
+    middle = _middle_overflow_page(data)
     data[middle * PAGE : (middle + 1) * PAGE] = os.urandom(PAGE)
     path.write_bytes(data)
 
@@ -130,10 +135,7 @@ def test_a_body_page_overwritten_with_its_link_intact_is_moved_aside_not_stored(
     large = _spooled(2, "Q" * 40_000)
     path = _spool(tmp_path, [_spooled(1), large, _spooled(3)])
     data = bytearray(path.read_bytes())
-    pages = [
-        n for n in range(len(data) // PAGE) if data[n * PAGE + 4 : n * PAGE + 104] == b"Q" * 100
-    ]
-    middle = pages[len(pages) // 2]
+    middle = _middle_overflow_page(data)
     data[middle * PAGE + 4 : (middle + 1) * PAGE] = b"R" * (PAGE - 4)  # same length, link kept
     path.write_bytes(data)
     with sqlite3.connect(path) as raw:  # SQLite itself reads it as a body
