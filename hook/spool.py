@@ -34,11 +34,14 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
 - Each record carries the CRC-32 of its body, taken when it is spooled and
   checked when it is drained: SQLite's pages have no checksum, and a page of
   a body overwritten with its link to the next intact reads as the body.
-  A file of the version before gains the column when it opens; its records
-  (null there) drain unchecked.
+  A second CRC-32 covers the rest of the record (key, receipt time, texts,
+  the body's CRC-32): a page overwritten in place drained a receipt time or
+  a key the hook never wrote. A file of a version before gains the columns
+  when it opens; its records (null there) drain unchecked.
 - A record the spool itself cannot read (SQLite says ``SQLITE_CORRUPT``: a
   damaged page of its body) or cannot make a delivery of (a key, a time,
-  a text that is not what the hook wrote, a body that fails its checksum)
+  a text that is not what the hook wrote, a record or a body that fails its
+  checksum)
   is moved to the ``damaged`` table,
   with every byte of it SQLite can still read, and the records behind it
   carry on; one whose damaged pages SQLite cannot even delete stays in the
@@ -145,7 +148,8 @@ SCHEMA = (
         client_addr text,
         user_agent text,
         spooled_by integer not null,
-        body_crc32 integer
+        body_crc32 integer,
+        record_crc32 integer
     )
     """,
     """
@@ -160,7 +164,8 @@ SCHEMA = (
         spooled_by integer not null,
         set_aside_at text not null,
         error text not null,
-        body_crc32 integer
+        body_crc32 integer,
+        record_crc32 integer
     )
     """,
     # No column types: what a damaged record gave is kept as it was read (a text that
@@ -183,25 +188,31 @@ SCHEMA = (
     """,
 )
 COLUMNS = "key, received_at, body, content_type, client_addr, user_agent"
-#: What a record is written with: its columns, and the CRC-32 of its body, taken when it is
-#: spooled and checked when it is drained (SQLite's pages carry no checksum: a page of a body
-#: overwritten, its link to the next intact, read back as the body). Null in a record spooled
-#: by a version before it (``UPGRADES`` adds the column): drained unchecked.
-WRITTEN = f"{COLUMNS}, body_crc32"
-#: Columns a file of an older version lacks, added in place when the spool opens.
+#: What a record is written with: its columns, the CRC-32 of its body, and the CRC-32 of the
+#: record (``record_crc32``), both taken when it is spooled and checked when it is drained
+#: (SQLite's pages carry no checksum: a page overwritten in place is read back as the record,
+#: a body, a key or a receipt time the hook never wrote). Null in a record spooled by a version
+#: before them (``UPGRADES`` adds the columns): drained unchecked, as that version did.
+WRITTEN = f"{COLUMNS}, body_crc32, record_crc32"
+#: Columns a file of an older version lacks, added in place when the spool opens. A version
+#: before them writes null there (it names its columns), so a file goes back and forth.
 UPGRADES = (
     ("queue", "body_crc32", "alter table queue add column body_crc32 integer"),
     ("set_aside", "body_crc32", "alter table set_aside add column body_crc32 integer"),
+    ("queue", "record_crc32", "alter table queue add column record_crc32 integer"),
+    ("set_aside", "record_crc32", "alter table set_aside add column record_crc32 integer"),
 )
 #: The same, read as they are stored: a text that is not UTF-8 fails to decode as one
 #: record's damage, not as an error of the whole batch's read.
 RAW_COLUMNS = (
     "cast(key as blob), cast(received_at as blob), body, cast(content_type as blob),"
-    " cast(client_addr as blob), cast(user_agent as blob), body_crc32"
+    " cast(client_addr as blob), cast(user_agent as blob), body_crc32, record_crc32"
 )
 #: How the reason of a record whose body fails its checksum begins (in ``damaged``: its
 #: bytes there are whole but wrong, not the delivery's).
 BODY_CHANGED = "the body is not the one spooled"
+#: ... and of one whose other values fail the record's checksum.
+RECORD_CHANGED = "the record is not the one spooled"
 #: The queue's records that are not known to be damaged (one SQLite could not delete
 #: stays in the file, marked by its row in ``damaged``).
 LIVE = "seq not in (select seq from damaged)"
@@ -234,17 +245,13 @@ class SpooledDelivery:
             delivery.user_agent,
         )
 
-    def row(self) -> tuple[str, str, bytes, str | None, str | None, str | None, int]:
-        """The values of the spool's columns (``WRITTEN``), the body's CRC-32 taken now."""
-        return (
-            str(self.key),
-            self.received_at.isoformat(),
-            self.body,
-            self.content_type,
-            self.client_addr,
-            self.user_agent,
-            zlib.crc32(self.body),
-        )
+    def row(self) -> tuple[str, str, bytes, str | None, str | None, str | None, int, int]:
+        """The values of the spool's columns (``WRITTEN``), their checksums taken now."""
+        key, received_at = str(self.key), self.received_at.isoformat()
+        body_crc = zlib.crc32(self.body)
+        texts = (key, received_at, self.content_type, self.client_addr, self.user_agent)
+        record_crc = record_crc32([None if t is None else t.encode() for t in texts], body_crc)
+        return (*texts[:2], self.body, *texts[2:], body_crc, record_crc)
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> SpooledDelivery:
@@ -264,13 +271,38 @@ class SpooledDelivery:
         """Rebuild a delivery from ``RAW_COLUMNS``; ValueError if it is not what the hook wrote.
 
         The hook writes a UUID, an ISO time with its zone, a blob whose CRC-32
-        it stored beside it, and texts (or nulls): anything else is damage (a
-        bit flipped on disk, a page overwritten, a hand edit), and storing it
-        would send the database a delivery nobody received.
+        it stored beside it, texts (or nulls), and a CRC-32 of all of them but
+        the body (``record_crc32``): anything else is damage (a bit flipped on
+        disk, a page overwritten, a hand edit), and storing it would send the
+        database a delivery nobody received. The values are judged first (what
+        is wrong with them says more), then the checksums.
         """
-        key, received_at, body, content_type, client_addr, user_agent, crc = row
+        key, received_at, body, content_type, client_addr, user_agent, crc, record_crc = row
         if not isinstance(body, bytes):
             raise ValueError(f"the body is a {type(body).__name__}, not bytes")
+        moment = datetime.fromisoformat(_text("received_at", received_at))
+        if moment.tzinfo is None:
+            raise ValueError(f"received_at {moment.isoformat()!r} has no time zone")
+        delivery = cls(
+            uuid.UUID(_text("key", key)),
+            moment,
+            body,
+            _optional_text("content_type", content_type),
+            _optional_text("client_addr", client_addr),
+            _optional_text("user_agent", user_agent),
+        )
+        if record_crc is not None:  # None: spooled by a version that took no such checksum
+            # Before the body's: it covers the body's checksum too, so a damaged body_crc32
+            # is the record's damage, and a body that fails its own is the body's.
+            if not isinstance(record_crc, int):
+                raise ValueError(f"record_crc32 is {record_crc!r}, not a number")
+            texts = (key, received_at, content_type, client_addr, user_agent)
+            if (actual := record_crc32(texts, crc)) != record_crc:
+                raise ValueError(
+                    f"{RECORD_CHANGED}: its key, receipt time, texts and body checksum have"
+                    f" CRC-32 {actual:08x}, it was spooled with {record_crc:08x} (a page of"
+                    " it overwritten on disk)"
+                )
         if crc is not None:  # None: spooled by a version that took no checksum
             if not isinstance(crc, int):
                 raise ValueError(f"body_crc32 is {crc!r}, not a number")
@@ -279,17 +311,32 @@ class SpooledDelivery:
                     f"{BODY_CHANGED}: the {len(body)} bytes read have CRC-32 {actual:08x},"
                     f" it was spooled with {crc:08x} (a page of it overwritten on disk)"
                 )
-        moment = datetime.fromisoformat(_text("received_at", received_at))
-        if moment.tzinfo is None:
-            raise ValueError(f"received_at {moment.isoformat()!r} has no time zone")
-        return cls(
-            uuid.UUID(_text("key", key)),
-            moment,
-            body,
-            _optional_text("content_type", content_type),
-            _optional_text("client_addr", client_addr),
-            _optional_text("user_agent", user_agent),
-        )
+        return delivery
+
+
+def record_crc32(texts: Sequence[object], body_crc: object) -> int:
+    """The CRC-32 of a record's values but its body, as stored, and of its body's CRC-32.
+
+    ``texts`` are the key, the receipt time, the content type, the client's
+    address and the user agent, each as its stored bytes or None; each is
+    framed (a tag, a length), so no two records' values give the same
+    input. The body is covered by its own checksum, which this one covers:
+    the body's bytes are read once, not twice. A value that is not bytes
+    nor None (damage changed its type) is framed apart, as its ``repr``: it fails.
+    """
+    framed = bytearray()
+    for value in (*texts, body_crc):
+        if value is None:
+            framed += b"\x00"
+            continue
+        if isinstance(value, bytes):
+            tag, data = b"\x01", value
+        elif isinstance(value, int) and 0 <= value < 2**32:
+            tag, data = b"\x02", value.to_bytes(4, "big")
+        else:
+            tag, data = b"\x03", repr(value).encode()
+        framed += tag + len(data).to_bytes(4, "big") + data
+    return zlib.crc32(framed)
 
 
 def _text(column: str, value: object) -> str:
@@ -326,7 +373,7 @@ def _decoded(row: Sequence[Any]) -> Queued | Unreadable:
     try:
         return Queued(seq, SpooledDelivery.from_raw(values))
     except ValueError as exc:
-        if str(exc).startswith(BODY_CHANGED):
+        if str(exc).startswith((BODY_CHANGED, RECORD_CHANGED)):
             return Unreadable(seq, str(exc))
         return Unreadable(seq, f"not a delivery: {exc}")
 
@@ -546,7 +593,7 @@ class Spool:
                 return False
             self._raise_flag()
             db.executemany(
-                f"insert into queue ({WRITTEN}, spooled_by) values (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"insert into queue ({WRITTEN}, spooled_by) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(*d.row(), pid) for d in deliveries],
             )
         return True

@@ -1,0 +1,227 @@
+"""Each spooled record carries a CRC-32 of its key, receipt time, texts and body checksum.
+
+SQLite's pages carry no checksum, and the body's own CRC-32 (ADR 0032)
+covered the body only: a page of the queue overwritten in place, its values
+still valid, drained a receipt time, a key or a client address the hook
+never wrote, without a word (hostile review). Each test here overwrites the
+bytes of one value in a closed spool file, as a disk or a stray write would,
+keeping its length and its type.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import Server
+from helpers import body
+from processes import start_hook, stop_hook, wait_for_empty_spool
+
+from hook.spool import (
+    DATABASE_FILE,
+    RECORD_CHANGED,
+    Queued,
+    Spool,
+    SpooledDelivery,
+    Unreadable,
+)
+
+
+def _spooled(cost: int) -> SpooledDelivery:
+    delta = {"fragrance_id": 7, "cost": cost, "description": f"change {cost}"}
+    return SpooledDelivery(
+        uuid.uuid4(),
+        datetime(2026, 12, 4, 8, 0, cost, 123456, tzinfo=UTC),
+        body(delta),
+        f"application/json; v={cost}",
+        f"10.0.0.{cost}",
+        f"cms/{cost}",
+    )
+
+
+def _spool(directory: Path, records: list[SpooledDelivery]) -> Path:
+    """A spool file holding ``records`` (seq 1, 2, ...), closed: all of it in the main file."""
+    spool = Spool(directory)
+    spool.append(records)
+    spool.close()
+    path = directory / DATABASE_FILE
+    assert not Path(f"{path}-wal").exists()
+    return path
+
+
+def _overwrite_in_queue(path: Path, old: bytes, new: bytes) -> None:
+    """Overwrite ``old`` with ``new`` (as long) in the queue's table page, nowhere else.
+
+    The key is also in the unique index's page; a damaged page of the table
+    leaves that copy as it was.
+    """
+    assert len(old) == len(new) and old != new
+    with sqlite3.connect(path) as raw:
+        [(root, page_size)] = raw.execute(
+            "select rootpage, (select page_size from pragma_page_size())"
+            " from sqlite_master where name = 'queue'"
+        )
+    raw.close()
+    data = bytearray(path.read_bytes())
+    page = slice((root - 1) * page_size, root * page_size)
+    assert data[page].count(old) == 1, old
+    at = page.start + data[page].index(old)
+    data[at : at + len(old)] = new
+    path.write_bytes(data)
+
+
+def _as_stored(value: int) -> bytes:
+    """An integer as SQLite writes it in a record: big-endian, in 1, 2, 3, 4, 6 or 8 bytes."""
+    size = next(n for n in (1, 2, 3, 4, 6, 8) if value < 2 ** (8 * n - 1))
+    return value.to_bytes(size, "big")
+
+
+def _stored(record: SpooledDelivery, column: str) -> bytes:
+    """The bytes SQLite stores for one of a record's values."""
+    body_crc = zlib.crc32(record.body)
+    values = dict(
+        zip(
+            ("key", "received_at", "content_type", "client_addr", "user_agent"),
+            (
+                str(record.key),
+                record.received_at.isoformat(),
+                record.content_type,
+                record.client_addr,
+                record.user_agent,
+            ),
+            strict=True,
+        )
+    )
+    if column == "body_crc32":
+        return _as_stored(body_crc)
+    assert values[column] is not None
+    return str(values[column]).encode()
+
+
+def _damaged_copy(column: str, stored: bytes) -> bytes:
+    """``stored`` with one character changed, still a value the hook could have written."""
+    if column == "body_crc32":
+        return stored[:-1] + bytes([stored[-1] ^ 0x01])
+    if column == "key":  # another UUID
+        return (b"0" if stored[:1] != b"0" else b"1") + stored[1:]
+    if column == "received_at":  # a minute later, the same form
+        return stored.replace(b"08:00:", b"08:01:")
+    return stored[:-1] + (b"9" if stored[-1:] != b"9" else b"8")
+
+
+COLUMNS = ["key", "received_at", "content_type", "client_addr", "user_agent", "body_crc32"]
+
+
+def test_a_record_spooled_whole_reads_back_as_its_delivery(tmp_path: Path) -> None:
+    records = [_spooled(1), _spooled(2)]
+    _spool(tmp_path / "spool", records)
+    spool = Spool(tmp_path / "spool")
+    try:
+        assert spool.oldest(10) == [Queued(1, records[0]), Queued(2, records[1])]
+    finally:
+        spool.close()
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+def test_each_value_of_a_record_overwritten_on_disk_fails_its_check(
+    tmp_path: Path, column: str
+) -> None:
+    """Every value the drain sends, and the body's checksum: the record is unreadable."""
+    records = [_spooled(1), _spooled(2), _spooled(3)]
+    path = _spool(tmp_path / "spool", records)
+    stored = _stored(records[1], column)
+    _overwrite_in_queue(path, stored, _damaged_copy(column, stored))
+    spool = Spool(tmp_path / "spool")
+    try:
+        read = spool.oldest(10)
+    finally:
+        spool.close()
+    assert read[0] == Queued(1, records[0])
+    assert read[2] == Queued(3, records[2])
+    assert isinstance(read[1], Unreadable), read[1]
+    assert read[1].reason.startswith(RECORD_CHANGED), read[1].reason
+
+
+def test_a_damaged_record_checksum_fails_its_check(tmp_path: Path) -> None:
+    records = [_spooled(1), _spooled(2)]
+    path = _spool(tmp_path / "spool", records)
+    with sqlite3.connect(path) as raw:
+        [(crc,)] = raw.execute("select record_crc32 from queue where seq = 2")
+    raw.close()
+    stored = _as_stored(crc)
+    _overwrite_in_queue(path, stored, stored[:-1] + bytes([stored[-1] ^ 0x80]))
+    spool = Spool(tmp_path / "spool")
+    try:
+        [first, second] = spool.oldest(10)
+    finally:
+        spool.close()
+    assert first == Queued(1, records[0])
+    assert isinstance(second, Unreadable) and second.reason.startswith(RECORD_CHANGED)
+
+
+def test_a_record_written_by_the_version_before_drains_unchecked(tmp_path: Path) -> None:
+    """Into this version's file (after a rollback), or into its own: its checksum is null."""
+    directory = tmp_path / "spool"
+    older, newer = _spooled(1), _spooled(2)
+    spool = Spool(directory)
+    spool.append([newer])
+    spool.close()
+    with sqlite3.connect(directory / DATABASE_FILE) as raw:  # as that version inserts
+        raw.execute(
+            "insert into queue (key, received_at, body, content_type, client_addr, user_agent,"
+            " body_crc32, spooled_by) values (?, ?, ?, ?, ?, ?, ?, 1)",
+            (
+                str(older.key),
+                older.received_at.isoformat(),
+                older.body,
+                older.content_type,
+                older.client_addr,
+                older.user_agent,
+                zlib.crc32(older.body),
+            ),
+        )
+    raw.close()
+    spool = Spool(directory)
+    try:
+        assert spool.oldest(10) == [Queued(1, newer), Queued(2, older)]
+    finally:
+        spool.close()
+
+
+def test_a_record_set_aside_and_replayed_keeps_its_record_checksum(tmp_path: Path) -> None:
+    records = [_spooled(1)]
+    _spool(tmp_path / "spool", records)
+    spool = Spool(tmp_path / "spool")
+    try:
+        spool.set_aside(1, "refused")
+        spool.replay(1)
+        [(crc,)] = spool._db.execute("select record_crc32 from queue").fetchall()
+        assert crc is not None
+        assert spool.oldest(10) == [Queued(2, records[0])]
+    finally:
+        spool.close()
+
+
+def test_a_receipt_time_overwritten_on_disk_is_moved_aside_not_drained(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """The drain stored the wrong time without a word; now the record goes to ``damaged``."""
+    records = [_spooled(1), _spooled(2), _spooled(3)]
+    path = _spool(tmp_path / "spool", records)
+    stored = _stored(records[1], "received_at")
+    _overwrite_in_queue(path, stored, _damaged_copy("received_at", stored))
+
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        health = wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+    stored_times = db.execute("select received_at from sync.inbox order by id").fetchall()
+    assert [t for (t,) in stored_times] == [records[0].received_at, records[2].received_at]
+    assert health["spool_damaged"] == 1
+    assert f"spooled record 2 is damaged ({RECORD_CHANGED}" in hook.output()
