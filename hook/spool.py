@@ -801,7 +801,15 @@ class Spool:
                     SHRINK_LIVE_BYTES,
                 )
                 return before, before
-            self._db.execute("vacuum")
+            try:
+                self._db.execute("vacuum")
+            except sqlite3.Error:
+                # Rolled back, nothing lost; but the WAL kept the size of the pages it had
+                # written before the disk (or the temp directory's) was full: up to what the
+                # file holds, taken from a disk that has no room (hostile review).
+                with suppress(sqlite3.Error):
+                    self._db.execute("pragma wal_checkpoint(truncate)").fetchall()
+                raise
             self._db.execute("pragma wal_checkpoint(truncate)").fetchall()
         return before, self.size()
 
@@ -950,7 +958,15 @@ def shrink_spool(spool: Spool) -> None:
     try:
         before, after = spool.shrink()
     except (OSError, sqlite3.Error) as exc:
-        log.warning("the spool %s could not give its free space back: %s", spool.path, exc)
+        # A VACUUM needs room for a copy of what the file holds, in SQLite's temp
+        # directory (SQLITE_TMPDIR, TMPDIR, /var/tmp, /tmp) and in the WAL beside the file.
+        log.warning(
+            "the spool %s could not give its free space back (%s): a VACUUM needs room for a "
+            "copy of what it holds in the temp directory and beside the file; nothing is lost "
+            "and the spool works as it is, it tries again after its next drain",
+            spool.path,
+            exc,
+        )
         return
     if after < before:
         log.info("the spool %s gave back %d of its %d bytes", spool.path, before - after, before)

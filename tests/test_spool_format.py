@@ -324,3 +324,59 @@ def test_a_wal_grown_by_one_large_commit_is_cut_back_when_it_restarts(tmp_path: 
         assert wal.stat().st_size <= WAL_LIMIT_BYTES < grown
     finally:
         spool.close()
+
+
+#: Run with a spool directory and a size: shrink it with no file allowed to grow past that
+#: size (a full disk, or a temp directory with no room: SQLite's VACUUM copies what the file
+#: holds to a temp file, then writes it through the WAL); print the sizes before and after.
+SHRINK_ON_A_FULL_DISK = """
+import logging, resource, signal, sys
+from pathlib import Path
+from hook.spool import Spool, shrink_spool
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+spool = Spool(Path(sys.argv[1]))
+before = spool.size()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails: EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+shrink_spool(spool)
+print(before, spool.size(), flush=True)
+"""
+
+
+def test_a_shrink_without_room_for_its_copy_loses_nothing_and_gives_back_its_wal(
+    tmp_path: Path,
+) -> None:
+    """The VACUUM fails; the file is as it was, it still takes records, the log says so.
+
+    The failed VACUUM left the WAL at the size of the pages it had written
+    (up to what the file holds), taken from a disk that had no room.
+    """
+    directory = tmp_path / "spool"
+    spool = Spool(directory)
+    spool.append([_spooled(n, "Q" * 500_000) for n in range(20)])
+    spool.remove([q.seq for q in spool.oldest(20, 100 * MiB)][:-4])  # 2 MB wait, 8 MB free
+    waiting = [q.delivery for q in spool.oldest(10, 100 * MiB)]
+    spool.close()
+
+    shrunk = subprocess.run(
+        [sys.executable, "-c", SHRINK_ON_A_FULL_DISK, str(directory), str(1 * MiB)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    before, after = map(int, shrunk.stdout.split())
+    assert after <= before, shrunk.stderr
+    assert "could not give its free space back" in shrunk.stderr
+    assert "nothing is lost and the spool works as it is" in shrunk.stderr
+
+    spool = Spool(directory)
+    try:
+        assert spool._db.execute("pragma integrity_check").fetchall() == [("ok",)]
+        assert [q.delivery for q in spool.oldest(10, 100 * MiB)] == waiting
+        later = _spooled(99)
+        spool.append([later])
+        assert [q.delivery for q in spool.oldest(10, 100 * MiB)] == [*waiting, later]
+    finally:
+        spool.close()
