@@ -31,7 +31,8 @@ COPY smart_library ./smart_library
 COPY deploy/initdb/10-smart-library.sql ./deploy/initdb/10-smart-library.sql
 RUN useradd --system --uid 10001 --no-create-home hook \
  && mkdir -p /var/lib/fragrance-sync/spool \
- && chown hook /var/lib/fragrance-sync/spool
+ && chown hook /var/lib/fragrance-sync/spool \
+ && chmod 700 /var/lib/fragrance-sync/spool
 USER hook
 
 # Each program keeps its own default port: the sync 9098, the smart library

@@ -489,6 +489,29 @@ class SetAside(NamedTuple):
         }
 
 
+def _owner_only(path: Path) -> None:
+    """Create the spool's file readable by its owner only, or take others' bits off it.
+
+    SQLite creates a file with 0644 (less the umask), and its WAL and shared
+    memory with the file's mode: every local user could read the bodies of
+    the deliveries spooled (hostile review). A file created empty first is a
+    new database to SQLite; its WAL and shared memory then take its 0600.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with suppress(FileNotFoundError):
+            mode = each.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(each, mode & 0o700)
+                log.warning(
+                    "the spool's %s was readable by others (%o): now %o", each, mode, mode & 0o700
+                )
+
+
 class Spool:
     """The host's spool database (one per ``SPOOL_DIR``), safe to share between processes.
 
@@ -499,9 +522,10 @@ class Spool:
 
     def __init__(self, directory: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         """Open (or create) the spool in ``directory``; OSError or sqlite3.Error if unusable."""
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = directory
         self.path = directory / DATABASE_FILE
+        _owner_only(self.path)
         self.waiting_path = directory / WAITING_FILE
         self._lock = threading.Lock()  # one connection, used by one thread at a time
         self._drain_fd: int | None = None

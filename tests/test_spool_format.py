@@ -9,6 +9,7 @@ file, then runs the hook, or opens the spool as the hook's start does.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sqlite3
@@ -378,5 +379,43 @@ def test_a_shrink_without_room_for_its_copy_loses_nothing_and_gives_back_its_wal
         later = _spooled(99)
         spool.append([later])
         assert [q.delivery for q in spool.oldest(10, 100 * MiB)] == [*waiting, later]
+    finally:
+        spool.close()
+
+
+def _modes(directory: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mode & 0o777 for p in directory.glob(f"{DATABASE_FILE}*")}
+
+
+def test_a_new_spool_file_and_its_wal_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """SQLite made them 0644: every local user could read the bodies spooled."""
+    directory = tmp_path / "spool"
+    umask = os.umask(0o022)
+    try:
+        spool = Spool(directory)
+        try:
+            spool.append([_spooled(1)])
+            modes = _modes(directory)
+        finally:
+            spool.close()
+    finally:
+        os.umask(umask)
+    assert modes == {
+        DATABASE_FILE: 0o600,
+        f"{DATABASE_FILE}-wal": 0o600,
+        f"{DATABASE_FILE}-shm": 0o600,
+    }
+    assert directory.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_spool_file_readable_by_others_is_made_owner_only_when_opened(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    kept = _spooled(1)
+    path = _previous_version_spool(directory, [kept])
+    path.chmod(0o644)
+    spool = Spool(directory)
+    try:
+        assert _modes(directory)[DATABASE_FILE] == 0o600
+        assert [q.delivery for q in spool.oldest(10)] == [kept]
     finally:
         spool.close()
