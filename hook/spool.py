@@ -1449,71 +1449,94 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (directory / DATABASE_FILE).exists():
         print(f"no spool at {directory / DATABASE_FILE}; pass --spool-dir", file=sys.stderr)
         return 2
-    spool = Spool(directory)
     try:
-        if args.command == "list":
-            for record in spool.set_aside_records():
-                _print_json(record.describe())
-            depth, set_aside, damaged_count = spool.tally()
-            print(
-                f"{set_aside} set aside, {depth} waiting in the queue, {damaged_count} damaged"
-                " (see: damaged)",
-                file=sys.stderr,
-            )
-            return 0
-        if args.command == "damaged":
-            records = [r for r in spool.damaged_records() if args.id in (None, r["id"])]
-            if args.id is not None and not records:
-                print(f"no damaged record with id {args.id} (see: damaged)", file=sys.stderr)
-                return 1
-            if args.body and args.id is not None:
-                sys.stdout.buffer.write(base64.b64decode(records[0]["body_base64"] or ""))
-                sys.stdout.buffer.flush()
-                return 0
-            for record in records:
-                _print_json(record)
-            return 0
-        try:
-            if args.command == "show":
-                matches = [r for r in spool.set_aside_records() if r.seq == args.id]
-                if not matches:
-                    raise KeyError(args.id)
-                if args.body:
-                    sys.stdout.buffer.write(matches[0].delivery.body)
-                    sys.stdout.buffer.flush()
-                else:
-                    _print_json(matches[0].describe())
-            elif args.command == "replay":
-                record = spool.replay(args.id)
-                print(
-                    f"delivery {record.delivery.key} is back in the queue; the hook stores it "
-                    "within SPOOL_RETRY_EVERY seconds",
-                    file=sys.stderr,
-                )
-            else:
-                try:
-                    _print_json(spool.drop(args.id).describe())
-                    print(f"dropped set-aside delivery {args.id}", file=sys.stderr)
-                except KeyError:
-                    try:
-                        record = spool.drop_damaged(args.id)
-                    except UndeletableError:
-                        print(
-                            f"damaged record {args.id} cannot be deleted from the spool's file "
-                            "(SQLite cannot free its damaged pages): it stays, skipped by the "
-                            "drain; to be rid of it, stop the service and rename the file "
-                            "(docs/operations.md, 'The spool')",
-                            file=sys.stderr,
-                        )
-                        return 1
-                    _print_json(record)
-                    print(f"dropped damaged record {args.id}", file=sys.stderr)
-        except KeyError:
-            print(f"no delivery set aside with id {args.id} (see: list)", file=sys.stderr)
-            return 1
-        return 0
+        spool = Spool(directory)
+    except sqlite3.DatabaseError as exc:
+        # A traceback said nothing of what to do (hostile review); the service itself
+        # renames such a file when it starts.
+        print(
+            f"the spool {directory / DATABASE_FILE} cannot be read ({exc}): it is damaged; the "
+            "service keeps it aside as spool.sqlite3.corrupt-<time> when it starts, and "
+            "docs/operations.md ('The spool') says how to recover what it held",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return _command(spool, args)
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        print(
+            f"the spool {spool.path} is damaged where this command read it ({exc}); "
+            "docs/operations.md ('The spool') says what to do",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         spool.close()
+
+
+def _command(spool: Spool, args: argparse.Namespace) -> int:
+    """Run one command of ``main`` on an open spool; its exit status."""
+    if args.command == "list":
+        for record in spool.set_aside_records():
+            _print_json(record.describe())
+        depth, set_aside, damaged_count = spool.tally()
+        print(
+            f"{set_aside} set aside, {depth} waiting in the queue, {damaged_count} damaged"
+            " (see: damaged)",
+            file=sys.stderr,
+        )
+        return 0
+    if args.command == "damaged":
+        records = [r for r in spool.damaged_records() if args.id in (None, r["id"])]
+        if args.id is not None and not records:
+            print(f"no damaged record with id {args.id} (see: damaged)", file=sys.stderr)
+            return 1
+        if args.body and args.id is not None:
+            sys.stdout.buffer.write(base64.b64decode(records[0]["body_base64"] or ""))
+            sys.stdout.buffer.flush()
+            return 0
+        for record in records:
+            _print_json(record)
+        return 0
+    try:
+        if args.command == "show":
+            matches = [r for r in spool.set_aside_records() if r.seq == args.id]
+            if not matches:
+                raise KeyError(args.id)
+            if args.body:
+                sys.stdout.buffer.write(matches[0].delivery.body)
+                sys.stdout.buffer.flush()
+            else:
+                _print_json(matches[0].describe())
+        elif args.command == "replay":
+            record = spool.replay(args.id)
+            print(
+                f"delivery {record.delivery.key} is back in the queue; the hook stores it "
+                "within SPOOL_RETRY_EVERY seconds",
+                file=sys.stderr,
+            )
+        else:
+            try:
+                _print_json(spool.drop(args.id).describe())
+                print(f"dropped set-aside delivery {args.id}", file=sys.stderr)
+            except KeyError:
+                try:
+                    record = spool.drop_damaged(args.id)
+                except UndeletableError:
+                    print(
+                        f"damaged record {args.id} cannot be deleted from the spool's file "
+                        "(SQLite cannot free its damaged pages): it stays, skipped by the "
+                        "drain; to be rid of it, stop the service and rename the file "
+                        "(docs/operations.md, 'The spool')",
+                        file=sys.stderr,
+                    )
+                    return 1
+                _print_json(record)
+                print(f"dropped damaged record {args.id}", file=sys.stderr)
+    except KeyError:
+        print(f"no delivery set aside with id {args.id} (see: list)", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

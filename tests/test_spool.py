@@ -378,3 +378,30 @@ def test_a_replayed_record_is_checked_against_the_checksum_it_was_spooled_with(
     [unreadable] = spool.oldest(10)
     assert isinstance(unreadable, Unreadable)
     assert unreadable.reason.startswith("the body is not the one spooled")
+
+
+def test_the_command_line_says_a_spool_file_that_is_not_a_database_is_damaged(
+    tmp_path: Path,
+) -> None:
+    """It printed SQLite's traceback, and nothing of what to do."""
+    tmp_path.joinpath(DATABASE_FILE).write_bytes(b"not a database, " * 1000)
+    for command in ("list", "damaged"):
+        done = run_cli(tmp_path, command)
+        assert done.returncode == 2, done.stderr
+        assert b"cannot be read (file is not a database): it is damaged" in done.stderr
+        assert b"Traceback" not in done.stderr
+
+
+def test_the_command_line_says_a_record_set_aside_that_is_not_a_delivery_is_damaged(
+    tmp_path: Path, spool: Spool
+) -> None:
+    spool.append([delivery(b"refused")])
+    spool.set_aside(spool.oldest(1)[0].seq, "why")
+    raw = sqlite3.connect(spool.path)
+    with raw:
+        raw.execute("update set_aside set key = 'not a key'")
+    raw.close()
+    done = run_cli(tmp_path, "list")
+    assert done.returncode == 2, done.stderr
+    assert b"is damaged where this command read it (badly formed" in done.stderr
+    assert b"Traceback" not in done.stderr
