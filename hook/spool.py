@@ -506,7 +506,11 @@ def _owner_only(path: Path) -> None:
         with suppress(FileNotFoundError):
             mode = each.stat().st_mode & 0o777
             if mode & 0o077:
-                os.chmod(each, mode & 0o700)
+                try:
+                    os.chmod(each, mode & 0o700)
+                except PermissionError:  # not its owner (an operator's command): said, not fatal
+                    log.warning("the spool's %s is readable by others (%o)", each, mode)
+                    continue
                 log.warning(
                     "the spool's %s was readable by others (%o): now %o", each, mode, mode & 0o700
                 )
