@@ -1,0 +1,139 @@
+"""The guides point at what exists, and state the settings the programs have.
+
+A newcomer follows a file a guide names in backticks, or a link, and
+expects to find it; a settings table names every variable its program
+reads, with the default it really has. (The hook's table is held to
+hook/settings.py by tests/test_settings.py.)
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+
+import cms_simulator.settings
+import smart_library.settings
+
+#: What a newcomer reads as guidance. ADRs (docs/decisions/) and the benchmark's
+#: history record what was, and may name a file that has been renamed since.
+GUIDES = [
+    ROOT / "README.md",
+    ROOT / "DEVELOPERS.md",
+    ROOT / "db" / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+]
+#: A path in backticks: no spaces, at least one slash, and not a URL route.
+PATH_IN_TICKS = re.compile(r"`([A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.*<>-]*)+)`")
+MARKDOWN_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _tracked() -> set[str]:
+    listed = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    return set(listed.split())
+
+
+def _exists(path: str, tracked: set[str]) -> bool:
+    """A file or directory of the repository (as committed, or, outside git, on disk)."""
+    path = path.rstrip("/")
+    if "*" in path or "<" in path:
+        pattern = re.sub(r"<[^>]*>", "*", path)  # tests/test_rules_<rule>.py: any rule's
+        return any(Path(name).match(pattern) for name in tracked)
+    return (
+        path in tracked
+        or any(name.startswith(path + "/") for name in tracked)
+        or (not tracked and (ROOT / path).exists())
+    )
+
+
+def test_every_repository_path_a_guide_names_exists() -> None:
+    """`docs/x.md`, `tests/test_y.py`, `db/10-rules.sql`: each names a file of the repository."""
+    tracked = _tracked()
+    top = {name.split("/", 1)[0] for name in tracked}
+    missing = [
+        f"{guide.relative_to(ROOT)}: {path}"
+        for guide in GUIDES
+        for path in PATH_IN_TICKS.findall(guide.read_text())
+        if path.split("/", 1)[0] in top and not _exists(path, tracked)
+    ]
+    assert missing == []
+
+
+def test_every_relative_link_of_a_guide_resolves() -> None:
+    links = [
+        (guide, target.split("#", 1)[0])
+        for guide in GUIDES
+        for target in MARKDOWN_LINK.findall(guide.read_text())
+        if not re.match(r"[a-z]+:", target) and not target.startswith("#")
+    ]
+    broken = [
+        f"{guide.relative_to(ROOT)}: {target}"
+        for guide, target in links
+        if not (guide.parent / target).exists()
+    ]
+    assert broken == []
+
+
+def test_no_guide_sends_a_reader_outside_the_repository() -> None:
+    """A path such as ../shared/x or /work/y exists on one machine, not in a clone."""
+    outside = re.compile(r"(?<![\w.])\.\./[\w.-]|`/(?:work|home|root|tmp)/")
+    found = [
+        f"{guide.relative_to(ROOT)}: {match.group(0)}"
+        for guide in GUIDES
+        for match in outside.finditer(guide.read_text())
+    ]
+    assert found == []
+
+
+def _settings_table(doc: str) -> dict[str, str]:
+    """A doc's "## Settings" table: each variable with the default it states ("" if none)."""
+    table = (ROOT / "docs" / doc).read_text().split("## Settings", 1)[1].split("\n## ", 1)[0]
+    documented: dict[str, str] = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        names = re.findall(r"`([A-Z_]+)`", cells[0])
+        # "`20` / `25`" states two defaults; "random (shown on `GET /`)" states none.
+        defaults = re.findall(r"`([^`]*)`", cells[1]) if cells[1].startswith("`") else []
+        if len(defaults) != len(names):
+            defaults = [""] * len(names)
+        documented.update(zip(names, defaults, strict=True))
+    return documented
+
+
+def _variables_read(module: Any) -> set[str]:
+    """The environment variables a settings module reads: its literal upper-case names."""
+    source = Path(module.__file__).read_text()
+    return set(re.findall(r"\"([A-Z][A-Z_]{2,})\"", source))
+
+
+PROGRAMS = {
+    "cms-simulator.md": (cms_simulator.settings, cms_simulator.settings.Settings.from_env),
+    "smart-library.md": (smart_library.settings, smart_library.settings.Settings.from_env),
+}
+
+
+@pytest.mark.parametrize("doc", sorted(PROGRAMS))
+def test_a_programs_settings_table_names_every_variable_it_reads(doc: str) -> None:
+    module, _ = PROGRAMS[doc]
+    assert set(_settings_table(doc)) == _variables_read(module)
+
+
+@pytest.mark.parametrize("doc", sorted(PROGRAMS))
+def test_a_programs_settings_table_states_the_defaults_it_has(doc: str) -> None:
+    """Setting a variable to the default the table states changes nothing."""
+    _, from_env = PROGRAMS[doc]
+    read: Callable[[Mapping[str, str]], object] = from_env
+    defaults = read({})
+    stated = {name: value for name, value in _settings_table(doc).items() if value}
+    assert stated, doc
+    differing = {name: value for name, value in stated.items() if read({name: value}) != defaults}
+    assert differing == {}
