@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from conftest import ROOT
 
@@ -137,3 +138,20 @@ def test_a_programs_settings_table_states_the_defaults_it_has(doc: str) -> None:
     assert stated, doc
     differing = {name: value for name, value in stated.items() if read({name: value}) != defaults}
     assert differing == {}
+
+
+def test_docs_health_md_explains_every_column_of_sync_health(db: psycopg.Connection) -> None:
+    """`select * from sync.health` shows no column its table leaves unexplained."""
+    text = (ROOT / "docs" / "health.md").read_text()
+    table = text.split("| column | meaning |", 1)[1].split("\n\n", 1)[0]
+    explained = [
+        name
+        for line in table.splitlines()[1:]
+        for name in re.findall(r"`([a-z_]+)`", line.split("|")[1])
+    ]
+    columns = db.execute(
+        "select attname from pg_catalog.pg_attribute"
+        " where attrelid = 'sync.health'::regclass and attnum > 0 and not attisdropped"
+        " order by attnum"
+    ).fetchall()
+    assert explained == [name for (name,) in columns]
