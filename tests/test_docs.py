@@ -155,3 +155,16 @@ def test_docs_health_md_explains_every_column_of_sync_health(db: psycopg.Connect
         " order by attnum"
     ).fetchall()
     assert explained == [name for (name,) in columns]
+
+
+def test_docs_operations_md_names_every_variable_make_run_reads() -> None:
+    """The variables of make run (its ports, its folder, an existing database) are written down."""
+    source = (ROOT / "devtools" / "local_stack.py").read_text()
+    read = set(re.findall(r"(?:environ\.get\(|environ\[|_port\()\"([A-Z_]+)\"", source))
+    section = (ROOT / "docs" / "operations.md").read_text().split("### `make run`'s variables", 1)
+    assert len(section) == 2, "docs/operations.md has no section on make run's variables"
+    table = section[1].split("\n\n", 2)[1]
+    documented = {
+        name for line in table.splitlines() for name in re.findall(r"`([A-Z_]+)`", line[:80])
+    }
+    assert documented == read
