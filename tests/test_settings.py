@@ -221,3 +221,12 @@ def test_docs_hook_md_names_every_variable_with_the_default_it_has() -> None:
             assert stated == ", ".join(map(str, default)), name
         else:
             assert stated == default, name
+
+
+@pytest.mark.parametrize(("db_timeout", "seconds"), [("5", 18.0), ("1", 10.0)])
+def test_a_stop_waits_for_requests_in_flight_3_db_timeouts_and_3_s_but_at_least_10_s(
+    db_timeout: str, seconds: float
+) -> None:
+    """docs/hook.md, DB_TIMEOUT: what uvicorn gives the requests in flight at SIGTERM."""
+    options = hook_options(Settings.from_env({"DB_TIMEOUT": db_timeout}))
+    assert options["timeout_graceful_shutdown"] == seconds
