@@ -472,7 +472,7 @@ begin
           order by c.fragrance_id
           limit 1) as x
     where x.loaded_at <= v_upto;
-    if v_report.snapshot_taken_at < p_now - v_settings.snapshot_warn_after then
+    if v_report.snapshot_taken_at < sync_private.reach_back(p_now, v_settings.snapshot_warn_after) then
         v_warnings := v_warnings || format(
             'the CMS snapshot the drift check compares with was taken %s ago (more than snapshot_warn_after, %s): '
             'changes lost since then stay unfound; load a fresh CMS export (docs/drift-and-undo.md, "Finding and repairing drift"), '

@@ -31,8 +31,29 @@ $$;
 comment on function sync_private.lost_to_a_kept_delivery(sync.inbox) is
     'Whether the delivery left a field as stale (stale_fields) that a delivery of the same fragrance, received after it but before it was merged, applied and is still in the inbox: sync.revert of that one reads it (the value before that change, by receipt order, is the stale one''s), so sync.purge_applied keeps it until that one is purged.';
 
+-- sync_private.reach_back
+-- The moment p_age before p_from, counted in UTC: a day is 24 hours whatever the session's TimeZone.
+create function sync_private.reach_back(p_from timestamptz, p_age interval) returns timestamptz
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- Every age-based cutoff of the purges (and of the health's snapshot age)
+    -- goes through here, so they all count alike. In the session's TimeZone,
+    -- timestamptz - '1 day' is the same wall-clock time the day before, 23 or
+    -- 25 hours on a day the clocks change: in Europe/Paris on 2027-03-28 a
+    -- purge_after of '30 days' reached back 30 days less an hour, and the
+    -- scheduled purge deleted findings, discarded deliveries and job runs an
+    -- hour early, or kept them an hour longer in October (hostile review).
+    -- UTC has no such day; a month is still a calendar month. Beyond the
+    -- calendar it raises datetime_field_overflow (22008), for the caller to say so.
+    select (p_from at time zone 'UTC' - p_age) at time zone 'UTC';
+$$;
+comment on function sync_private.reach_back(timestamptz, interval) is
+    'The moment p_age before p_from, counted in UTC so that a day is 24 hours whatever the session''s TimeZone (a month a calendar month); raises 22008 beyond the calendar. Every age-based cutoff of the purges (sync.purge_applied, sync_private.purge_closed_findings, purge_discarded, purge_job_runs, purge_cron_run_details) and sync.health_at''s snapshot age use it.';
+
 -- sync.purge_applied
--- Deletes applied and ignored deliveries received and processed before now() - p_older_than; returns how many.
+-- Deletes applied and ignored deliveries received and processed more than p_older_than ago; returns how many.
 create function sync.purge_applied(
     p_older_than interval,
     p_force boolean default false,
@@ -55,14 +76,11 @@ begin
     -- those count a month as 30 days, the subtraction in calendar months, so
     -- '-1 mon 31 days' compared as a day and purged up to now (hostile review).
     --
-    -- In UTC, whatever the session's TimeZone: there timestamptz - '1 day'
-    -- is the same wall-clock time yesterday, 23 or 25 hours on a day the
-    -- clocks change, so '1 day' reached back 23 hours in Europe/Paris on
-    -- 2027-03-28 and '23 hours 30 minutes' passed the check below without
-    -- p_force (review). UTC has no such day: a day is 24 hours, a month
-    -- still a calendar month.
+    -- In UTC, whatever the session's TimeZone (sync_private.reach_back):
+    -- '1 day' reached back 23 hours in Europe/Paris on 2027-03-28 and '23
+    -- hours 30 minutes' passed the check below without p_force (review).
     begin
-        v_cutoff := (now() at time zone 'UTC' - p_older_than) at time zone 'UTC';
+        v_cutoff := sync_private.reach_back(now(), p_older_than);
     exception when datetime_field_overflow then
         raise exception 'p_older_than reaches back beyond the calendar, got %', p_older_than
             using errcode = 'FS055', hint = 'For example SELECT sync.purge_applied(''90 days'');';
@@ -149,13 +167,14 @@ comment on function sync.purge_applied(interval, boolean, integer) is
     'Deletes applied and ignored deliveries received and processed more than p_older_than ago and returns the count; keeps rejected, discarded and pending ones, one left as stale while the delivery it lost to stays (sync_private.lost_to_a_kept_delivery: a revert of that one reads it), all of sync.fragrance_history, and the receipt time of the latest webhook deleted (sync.health''s last delivery). Ages under 24 hours need p_force => true (else FS055); ages are counted in UTC, so a day is 24 hours whatever the session''s TimeZone; p_limit deletes at most that many, oldest first. Usage: SELECT sync.purge_applied(''90 days''); or SELECT sync.purge_applied(''90 days'', p_limit => 100000);';
 
 -- sync_private.purge_closed_findings
--- Deletes findings closed before now() - p_older_than, at most p_limit of them (null: all); returns how many.
+-- Deletes findings closed more than p_older_than ago, at most p_limit of them (null: all); returns how many.
 create function sync_private.purge_closed_findings(p_older_than interval, p_limit integer default null)
     returns bigint
     language plpgsql
 as $$
 declare
     v_count bigint;
+    v_cutoff timestamptz := sync_private.reach_back(now(), p_older_than);
 begin
     -- Called by the scheduled purge with sync.settings.purge_after, which the
     -- settings' own check keeps a day or more in every part. Open findings
@@ -164,14 +183,14 @@ begin
     -- good (about one per CMS change that opens or closes a warning).
     if p_limit is null then
         delete from sync.finding as f
-        where f.closed_at < now() - p_older_than;
+        where f.closed_at < v_cutoff;
     else
         -- Oldest first, by finding_closed_at_idx: one bounded transaction of
         -- sync.purge_inbox.
         delete from sync.finding as f
         where f.id = any (array(
             select c.id from sync.finding as c
-            where c.closed_at < now() - p_older_than
+            where c.closed_at < v_cutoff
             order by c.closed_at
             limit p_limit));
     end if;
@@ -183,13 +202,14 @@ comment on function sync_private.purge_closed_findings(interval, integer) is
     'Deletes the findings of sync.finding closed more than p_older_than ago, at most p_limit of them, oldest first (null: all), and returns the count; open findings stay. The scheduled purge (sync.purge_inbox, sync.run_job(''purge_inbox'')) calls it with sync.settings.purge_after.';
 
 -- sync_private.purge_discarded
--- Deletes deliveries discarded before now() - p_older_than, at most p_limit of them (null: all); returns how many.
+-- Deletes deliveries discarded more than p_older_than ago, at most p_limit of them (null: all); returns how many.
 create function sync_private.purge_discarded(p_older_than interval, p_limit integer default null)
     returns bigint
     language plpgsql
 as $$
 declare
     v_count bigint;
+    v_cutoff timestamptz := sync_private.reach_back(now(), p_older_than);
 begin
     -- A discarded delivery is a DBA's decision (sync.discard) and its
     -- evidence: kept sync.settings.discarded_purge_after (a year by default)
@@ -199,7 +219,7 @@ begin
     delete from sync.inbox as i
     where i.id = any (array(
         select d.id from sync.inbox as d
-        where d.status = 'discarded' and d.discarded_at < now() - p_older_than
+        where d.status = 'discarded' and d.discarded_at < v_cutoff
         order by d.discarded_at
         limit p_limit));
     get diagnostics v_count = row_count;
@@ -210,13 +230,14 @@ comment on function sync_private.purge_discarded(interval, integer) is
     'Deletes the deliveries a DBA discarded more than p_older_than ago (sync.inbox.discarded_at), at most p_limit of them, oldest first (null: all), and returns the count. The scheduled purge calls it with sync.settings.discarded_purge_after.';
 
 -- sync_private.purge_job_runs
--- Deletes runs of the jobs started before now() - p_older_than, but each job's last and last successful run; returns how many.
+-- Deletes runs of the jobs started more than p_older_than ago, but each job's last and last successful run; returns how many.
 create function sync_private.purge_job_runs(p_older_than interval, p_limit integer default null)
     returns bigint
     language plpgsql
 as $$
 declare
     v_count bigint;
+    v_cutoff timestamptz := sync_private.reach_back(now(), p_older_than);
 begin
     -- The scheduler's own log: three runs a day, each with its counts (the
     -- catalog check's per rule, the drift check's per field), kept for good
@@ -228,7 +249,7 @@ begin
     delete from sync.job_run as r
     where r.id = any (array(
         select o.id from sync.job_run as o
-        where o.started_at < now() - p_older_than
+        where o.started_at < v_cutoff
           and o.id < (select max(l.id) from sync.job_run as l where l.job = o.job)
           and o.id <> coalesce((select max(k.id) from sync.job_run as k
                                 where k.job = o.job and k.status = 'ok'), 0)
@@ -242,7 +263,7 @@ comment on function sync_private.purge_job_runs(interval, integer) is
     'Deletes the runs of sync.job_run started more than p_older_than ago, at most p_limit of them, oldest first (null: all), keeping the last run and the last successful run of each job whatever their age; returns the count. The scheduled purge calls it with sync.settings.purge_after.';
 
 -- sync_private.purge_cron_run_details
--- Deletes pg_cron's log rows of our jobs that started before now() - p_older_than, at most p_limit (null: all); returns how many.
+-- Deletes pg_cron's log rows of our jobs that started more than p_older_than ago, at most p_limit (null: all); returns how many.
 create function sync_private.purge_cron_run_details(p_older_than interval, p_limit integer default null)
     returns bigint
     language plpgsql
@@ -271,13 +292,13 @@ begin
         delete from cron.job_run_details as d
         where d.runid = any (array(
             select o.runid from cron.job_run_details as o
-            where o.start_time < now() - $1
+            where o.start_time < $1
               and o.jobid in (select p.jobid from sync_private.pg_cron_job as p
                               join pg_catalog.pg_extension as e on e.oid = p.extension
                               where e.extname = 'pg_cron')
             order by o.runid
             limit $2))
-    $sql$ using p_older_than, p_limit;
+    $sql$ using sync_private.reach_back(now(), p_older_than), p_limit;
     get diagnostics v_count = row_count;
     return v_count;
 end;

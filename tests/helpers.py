@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -345,3 +345,25 @@ DUE_HALF_AN_HOUR_AGO = """
                           extract(minute from t)::integer, extract(hour from t)::integer)
     from (select now() - interval '30 minutes' as t) as x
 """
+
+
+def clocks_changed_within_the_last_day(db: psycopg.Connection) -> str:
+    """A TimeZone whose clocks went forward an hour 12 hours ago: its last day was 23 hours.
+
+    now() cannot be fixed, so the zone is made around it (POSIX rules, UTC
+    then UTC+1 from a day of the year and an hour): what Europe/Paris does
+    on 2027-03-28, whatever the day the test runs.
+    """
+    row = db.execute(
+        "select extract(doy from t)::int - 1, to_char(t, 'HH24:MI:SS'),"
+        " mod(extract(doy from t)::int + 179, 365)"
+        " from (select (now() - interval '12 hours') at time zone 'UTC') as m (t)"
+    ).fetchone()
+    assert row is not None
+    day, moment, back = row
+    zone = f"FST0FDT-1,{day}/{moment},{back}/00:00:00"
+    db.execute("select set_config('TimeZone', %s, false)", [zone])
+    assert db.execute("select now() - (now() - interval '1 day')").fetchone() == (
+        timedelta(hours=23),
+    )
+    return zone

@@ -24,6 +24,7 @@ import pytest
 from conftest import ROOT, Server, _clone, load_smart_library, run_yoyo
 from helpers import (
     body,
+    clocks_changed_within_the_last_day,
     deliver_at,
     explained_plans,
     fragrance,
@@ -1241,4 +1242,19 @@ def test_a_snapshot_older_than_snapshot_warn_after_makes_health_warn(
     assert reason.startswith("the CMS snapshot the drift check compares with was taken 90 d ago")
     assert taken_at is not None
     db.execute("update sync.settings set snapshot_warn_after = '100 days'")
+    assert db.execute("select verdict from sync.health_at(%s)", [delivered]).fetchone() == ("ok",)
+
+
+def test_the_snapshot_age_counts_a_day_as_24_hours_on_a_day_the_clocks_changed(
+    db: psycopg.Connection,
+) -> None:
+    """snapshot_warn_after '30 days' reached back 30 days less an hour there: it warned early."""
+    db.execute(
+        "select sync.load_snapshot(%s::jsonb, 'cms.json', now() - interval '719 hours 30 minutes')",
+        [json.dumps(library_rows_as_json(db))],
+    )
+    db.execute("update sync.settings set snapshot_warn_after = '30 days'")
+    delivered = db.execute("select now()").fetchone()[0]  # type: ignore[index]
+    deliver_at(db, delivered, {"fragrance_id": 1, "cost": 12})
+    clocks_changed_within_the_last_day(db)
     assert db.execute("select verdict from sync.health_at(%s)", [delivered]).fetchone() == ("ok",)

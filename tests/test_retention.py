@@ -11,7 +11,14 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Server, _clone
-from helpers import body, raises_sqlstate, receive, wait_for_backend_gone, wait_for_lock_wait
+from helpers import (
+    body,
+    clocks_changed_within_the_last_day,
+    raises_sqlstate,
+    receive,
+    wait_for_backend_gone,
+    wait_for_lock_wait,
+)
 
 INBOX_ROWS = 200_000
 
@@ -186,28 +193,6 @@ def test_a_purge_age_beyond_the_calendar_is_refused_not_left_to_fail_every_purge
     assert db.execute("call sync.purge_inbox()").fetchone() == ("ok",)
 
 
-def clocks_changed_within_the_last_day(db: psycopg.Connection) -> str:
-    """A TimeZone whose clocks went forward an hour 12 hours ago: its last day was 23 hours.
-
-    now() cannot be fixed, so the zone is made around it (POSIX rules, UTC
-    then UTC+1 from a day of the year and an hour): what Europe/Paris does
-    on 2027-03-28, whatever the day the test runs.
-    """
-    row = db.execute(
-        "select extract(doy from t)::int - 1, to_char(t, 'HH24:MI:SS'),"
-        " mod(extract(doy from t)::int + 179, 365)"
-        " from (select (now() - interval '12 hours') at time zone 'UTC') as m (t)"
-    ).fetchone()
-    assert row is not None
-    day, moment, back = row
-    zone = f"FST0FDT-1,{day}/{moment},{back}/00:00:00"
-    db.execute("select set_config('TimeZone', %s, false)", [zone])
-    assert db.execute("select now() - (now() - interval '1 day')").fetchone() == (
-        timedelta(hours=23),
-    )
-    return zone
-
-
 def test_purge_under_24_hours_is_refused_on_a_day_the_clocks_changed(
     staged: psycopg.Connection,
 ) -> None:
@@ -228,6 +213,51 @@ def test_a_day_of_age_is_24_hours_on_a_day_the_clocks_changed(
     kept = old_delivery(staged, "applied", "23 hours 30 minutes")
     staged.execute("select sync.purge_applied('1 day')")
     assert staged.execute("select id from sync.inbox where id = %s", [kept]).fetchone() == (kept,)
+
+
+def a_day_back_of_the_purge_age(db: psycopg.Connection, kind: str) -> None:
+    """A row of `kind` 30 minutes short of purge_after (30 days) old, where the last day was 23 hours.
+
+    Its age is counted in hours, which no time zone moves.
+    """
+    db.execute("update sync.settings set purge_after = '30 days', discarded_purge_after = '30 days'")
+    clocks_changed_within_the_last_day(db)
+    if kind == "closed finding":
+        a_finding(db, 1, "719 hours 30 minutes")
+    elif kind == "discarded delivery":
+        inbox_id = old_delivery(db, "rejected", "40 days")
+        db.execute("select sync.discard(%s, 'test payload')", [inbox_id])
+        db.execute(
+            "update sync.inbox set discarded_at = now() - interval '719 hours 30 minutes'"
+            " where id = %s",
+            [inbox_id],
+        )
+    else:
+        db.execute(
+            "insert into sync.job_run (job, started_at, finished_at, status)"
+            " select 'check_catalog', now() - ago::interval, now() - ago::interval, 'ok'"
+            " from (values (1, '719 hours 30 minutes'), (2, '1 hour')) as r (n, ago)"
+            " order by n"
+        )
+
+
+@pytest.mark.parametrize("kind", ["closed finding", "discarded delivery", "job run"])
+def test_every_purge_age_counts_a_day_as_24_hours_on_a_day_the_clocks_changed(
+    db: psycopg.Connection, kind: str
+) -> None:
+    """30 days reached back 30 days less an hour there: a row 29 days 23.5 hours old went.
+
+    sync.purge_applied already counted in UTC; the other kinds the scheduled
+    purge deletes counted in the session's TimeZone.
+    """
+    a_day_back_of_the_purge_age(db, kind)
+    run = db.execute("select detail from sync.run_job('purge_inbox')").fetchone()
+    assert run is not None
+    assert (
+        run[0]["closed_findings_deleted"],
+        run[0]["discarded_deleted"],
+        run[0]["job_runs_deleted"],
+    ) == (0, 0, 0)
 
 
 def test_purge_refuses_a_limit_below_one(staged: psycopg.Connection) -> None:
