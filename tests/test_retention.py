@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -216,11 +215,13 @@ def test_a_day_of_age_is_24_hours_on_a_day_the_clocks_changed(
 
 
 def a_day_back_of_the_purge_age(db: psycopg.Connection, kind: str) -> None:
-    """A row of `kind` 30 minutes short of purge_after (30 days) old, where the last day was 23 hours.
+    """A row of `kind` 30 minutes short of 30 days old, where the last day was 23 hours.
 
     Its age is counted in hours, which no time zone moves.
     """
-    db.execute("update sync.settings set purge_after = '30 days', discarded_purge_after = '30 days'")
+    db.execute(
+        "update sync.settings set purge_after = '30 days', discarded_purge_after = '30 days'"
+    )
     clocks_changed_within_the_last_day(db)
     if kind == "closed finding":
         a_finding(db, 1, "719 hours 30 minutes")
