@@ -67,7 +67,8 @@ def not_migrated_hint(exc: BaseException) -> str:
     if getattr(exc, "sqlstate", None) not in NOT_MIGRATED_SQLSTATES:
         return ""
     return (
-        " (is this database migrated to this release? As its owner: yoyo apply --batch "
+        " (is this database migrated to this release? As its owner: python -m hook.migrate"
+        " apply --batch "
         '--database "postgresql+psycopg://owner@host/fragrancedb" migrations)'
     )
 

@@ -67,11 +67,12 @@ class Server:
 def run_yoyo(
     server: Server, dbname: str, *command: str, user: str = "postgres"
 ) -> subprocess.CompletedProcess[str]:
-    """Run the yoyo command line exactly as the deploy pipeline does (as `user`)."""
-    yoyo = Path(sys.executable).with_name("yoyo")
+    """Run yoyo's command line exactly as the deploy pipeline does (hook.migrate, as `user`)."""
     url = server.yoyo_url(dbname, user)
-    argv = [str(yoyo), *command, "--batch", "--database", url, str(MIGRATIONS)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    argv = [sys.executable, "-m", "hook.migrate", *command, "--batch", "--database", url]
+    done = subprocess.run(
+        [*argv, str(MIGRATIONS)], capture_output=True, text=True, check=False, cwd=ROOT
+    )
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     return done
 

@@ -267,7 +267,7 @@ def test_healthz_says_a_database_not_migrated_yet_cannot_store_deliveries(
         },
         "fragrance_sync_database_up 0.0",
     )
-    assert "yoyo apply" in hook.output()
+    assert "python -m hook.migrate apply" in hook.output()
 
 
 def test_without_a_spool_a_database_not_migrated_yet_is_a_503(

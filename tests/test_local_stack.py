@@ -24,7 +24,7 @@ from urllib.parse import quote_plus
 import httpx
 import psycopg
 import pytest
-from conftest import ROOT
+from conftest import ROOT, Server, load_smart_library, run_yoyo
 from processes import (
     free_port,
     port_held,
@@ -44,6 +44,7 @@ from devtools.local_stack import (
     pg_cron_available,
     relocated_cluster_base,
 )
+from devtools.throwaway_pg import ThrowawayPostgresql, ThrowawayStandby
 
 #: make run's own variables; an outer value of any of them would change what it starts.
 OWN_VARIABLES = (
@@ -519,3 +520,41 @@ def test_make_run_keeps_the_passwords_a_developer_gave_its_logins(
         assert all(_scram_verifies(v, "changed by a developer") for _, v in changed)
     finally:
         shutil.rmtree(relocated_cluster_base(local_dir.resolve()), ignore_errors=True)
+
+
+def test_make_run_against_a_standby_says_to_deploy_against_the_primary(tmp_path: Path) -> None:
+    """`make run` migrated with plain yoyo: a standby's DATABASE_URL read "Database locked".
+
+    No lock was held; the deploy's command (hook.migrate) says what the server is.
+    """
+    primary = ThrowawayPostgresql()
+    standby: ThrowawayStandby | None = None
+    try:
+        load_smart_library(Server(primary), "test")
+        run_yoyo(Server(primary), "test", "apply")
+        standby = ThrowawayStandby(primary)
+        env = {
+            **{k: v for k, v in os.environ.items() if k not in OWN_VARIABLES},
+            "LOCAL_DIR": str(tmp_path),
+            "DATABASE_URL": Server(standby).url("test"),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "devtools.local_stack"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode != 0, output
+        assert (
+            "this server is a standby (read-only, in recovery): deploy against the primary"
+            in output
+        ), output
+        assert "Database locked" not in output
+    finally:
+        if standby is not None:
+            standby.stop()
+        primary.stop()
