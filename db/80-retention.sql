@@ -279,7 +279,10 @@ begin
     -- job is disabled): other jobs' rows are their owners' business. Taken
     -- by their command too, they went with ours where another job ran the
     -- same text (review). Rows of a job unscheduled before the sync kept
-    -- its jobids (migration 0059) stay, as another job's would.
+    -- its jobids (migration 0059) stay, as another job's would: their jobid
+    -- is in neither table, and database, user name and command are what a
+    -- site's own job running our command also has (docs/operations.md says
+    -- so, and how a DBA who knows which jobids were ours deletes them).
     -- Where pg_cron is not here, or we may not use it or delete from its
     -- log (pg_cron grants that to everyone, a managed server may not),
     -- nothing.
