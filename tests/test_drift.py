@@ -1258,3 +1258,28 @@ def test_the_snapshot_age_counts_a_day_as_24_hours_on_a_day_the_clocks_changed(
     deliver_at(db, delivered, {"fragrance_id": 1, "cost": 12})
     clocks_changed_within_the_last_day(db)
     assert db.execute("select verdict from sync.health_at(%s)", [delivered]).fetchone() == ("ok",)
+
+
+@pytest.mark.parametrize("age", ["10000 years", "10000 years -3590000 days", "1 mon -29 days"])
+def test_a_snapshot_warning_age_beyond_the_calendar_or_both_ways_is_refused(
+    db: psycopg.Connection, age: str
+) -> None:
+    """'10000 years' (meant as "never warn") made every health report fail.
+
+    sync.health, sync.metrics() and the status page raised "timestamp out of range".
+
+    One part back and one forward reached beyond the calendar too, or, in a
+    short month, after now: a month less 29 days warned of every snapshot.
+    """
+    with raises_sqlstate("23514"):
+        db.execute("update sync.settings set snapshot_warn_after = %s::interval", [age])
+
+
+def test_health_holds_with_the_longest_snapshot_warning_age(db: psycopg.Connection) -> None:
+    db.execute(
+        "select sync.load_snapshot(%s::jsonb, 'cms.json', now() - interval '90 days')",
+        [json.dumps(library_rows_as_json(db))],
+    )
+    db.execute("update sync.settings set snapshot_warn_after = '1000 years'")
+    row = db.execute("select snapshot_taken_at is not null from sync.health").fetchone()
+    assert row == (True,)
