@@ -7,10 +7,19 @@ that insert fails every time, and yoyo, taking that for another deploy's
 lock, retried for 10 s and said "Database locked (run yoyo break-lock to
 remove this lock)": a DBA went looking for a lock that did not exist, and
 ``yoyo break-lock`` fails the same way. The server is asked first.
+
+And a site's role or database settings are kept out of yoyo's way by the
+command itself, not by each caller: ``make migrate`` and compose set them
+in ``PGOPTIONS``, ``make run`` did not, and met a database read-only by
+default with the same "Database locked", or a ``search_path`` that puts
+``sync`` first with every migration run again in that schema
+(``docs/operations.md``, "Deploying"). Options the caller gives come after
+these in ``PGOPTIONS``, so they win; the lock timeout stays the caller's.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -21,6 +30,19 @@ STANDBY = (
     "this server is a standby (read-only, in recovery): deploy against the primary"
     " (or give the URL every host with target_session_attrs=read-write)"
 )
+
+
+#: What yoyo needs of the session whatever the site set: its record in public, and writes.
+SESSION = "-c search_path=public -c default_transaction_read_only=off"
+#: The deploy's sessions by name in pg_stat_activity (docs/operations.md, a killed deploy).
+APPLICATION_NAME = "fragrance-sync deploy"
+
+
+def deploy_session() -> None:
+    """Put the deploy's session settings before the caller's PGOPTIONS, its name if none given."""
+    given = os.environ.get("PGOPTIONS", "")
+    os.environ["PGOPTIONS"] = f"{SESSION} {given}".strip()
+    os.environ.setdefault("PGAPPNAME", APPLICATION_NAME)
 
 
 def database_url(argv: list[str]) -> str | None:
@@ -45,6 +67,7 @@ def in_recovery(url: str) -> bool:
 
 def main(argv: list[str]) -> int | None:
     """Refuse a standby with what to do; else run yoyo with these arguments, its exit code."""
+    deploy_session()
     url = database_url(argv)
     if url is not None and in_recovery(url):
         print(f"deploy refused: {STANDBY}", file=sys.stderr)

@@ -465,6 +465,26 @@ def test_make_migrate_behind_an_open_transaction_fails_fast_and_can_be_run_again
     assert applied == (1,)
 
 
+def test_the_deploy_command_keeps_a_sites_session_settings_out_of_its_way_by_itself(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """Only make migrate and compose set the deploy's PGOPTIONS; make run did not.
+
+    Against a database read-only by default, with `search_path = sync, public`,
+    `python -m hook.migrate` without them said "Database locked" after 10 s:
+    the command sets them itself now, before any the caller gives.
+    """
+    db.execute(f"alter database {dbname} set default_transaction_read_only = on")
+    db.execute(f"alter database {dbname} set search_path = sync, public")
+    assert "PGOPTIONS" not in os.environ
+    run_yoyo(server, dbname, "apply")
+    assert db.execute(
+        "select table_schema, count(*) from information_schema.tables"
+        " where table_name in ('_yoyo_migration', '_yoyo_log', '_yoyo_version', 'yoyo_lock')"
+        " group by 1"
+    ).fetchall() == [("public", 4)]
+
+
 def test_make_migrate_finds_its_record_where_the_databases_search_path_puts_sync_first(
     server: Server, dbname: str, db: psycopg.Connection
 ) -> None:
