@@ -20,6 +20,23 @@ ROLES = (
 )
 
 
+def _run_init_scripts(own: Server, dbname: str) -> None:
+    """The logins' init scripts, run as the postgres image runs them on a new database."""
+    environment = {
+        **os.environ,
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(own.pg.settings["port"]),
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": dbname,
+        "HOOK_DB_PASSWORD": "hook_password",
+        "SMART_LIBRARY_DB_PASSWORD": "smart_library_password",
+    }
+    for script in ("30-hook-login.sh", "31-smart-library-login.sh"):
+        subprocess.run(
+            ["bash", str(INIT_SCRIPTS / script)], env=environment, check=True, capture_output=True
+        )
+
+
 @pytest.fixture
 def reader(server: Server, dbname: str) -> Iterator[psycopg.Connection]:
     url = server.url(dbname, user="smart_library_login")
@@ -90,16 +107,20 @@ def test_the_migration_creates_a_nologin_reader_and_its_login(db: psycopg.Connec
     assert member == (True,)
 
 
-def test_the_reader_holds_select_on_the_catalog_and_no_other_grant(
+def test_the_reader_and_its_login_hold_select_on_the_catalog_and_no_other_grant(
     db: psycopg.Connection,
 ) -> None:
+    """The login holds its own select too (0064), which no rollback revokes (ADR 0038)."""
     grants = db.execute("""
-        select table_schema, table_name, privilege_type
+        select grantee, table_schema, table_name, privilege_type
         from information_schema.role_table_grants
         where grantee in ('smart_library_reader', 'smart_library_login')
-        order by 1, 2, 3
+        order by 1, 2, 3, 4
     """).fetchall()
-    assert grants == [("public", "fragrances", "SELECT")]
+    assert grants == [
+        ("smart_library_login", "public", "fragrances", "SELECT"),
+        ("smart_library_reader", "public", "fragrances", "SELECT"),
+    ]
 
 
 def test_both_roles_say_what_they_are_for(db: psycopg.Connection) -> None:
@@ -125,9 +146,11 @@ def test_rollback_revokes_the_readers_select_and_keeps_roles_other_databases_use
         assert conn.execute("select to_regnamespace('sync')").fetchone() != (None,)
         assert conn.execute("select count(*) from public.fragrances").fetchone() == (5000,)
         can_read = conn.execute(
-            "select has_table_privilege('smart_library_login', 'public.fragrances', 'select')"
+            "select has_table_privilege('smart_library_reader', 'public.fragrances', 'select'),"
+            " has_table_privilege('smart_library_login', 'public.fragrances', 'select')"
         ).fetchone()
-        assert can_read == (False,)
+        # The login keeps its own select (0064, ADR 0038).
+        assert can_read == (False, True)
         # The session's template databases still grant the reader: the roles stay.
         assert conn.execute(ROLES).fetchall() == [
             ("smart_library_login", True),
@@ -135,7 +158,8 @@ def test_rollback_revokes_the_readers_select_and_keeps_roles_other_databases_use
         ]
 
 
-def test_rollback_drops_both_roles_when_no_other_database_uses_them() -> None:
+def test_rollback_drops_the_reader_and_keeps_the_login_when_no_other_database_uses_them() -> None:
+    """The login keeps its own select on the catalog (ADR 0038); the reader role goes."""
     own = Server(ThrowawayPostgresql())  # a cluster of its own: no template grants the reader
     try:
         own.create_database("library")
@@ -143,7 +167,7 @@ def test_rollback_drops_both_roles_when_no_other_database_uses_them() -> None:
         run_yoyo(own, "library", "apply")
         run_yoyo(own, "library", "rollback", "--all")
         with psycopg.connect(own.url("library")) as conn:
-            assert conn.execute(ROLES).fetchall() == []
+            assert conn.execute(ROLES).fetchall() == [("smart_library_login", True)]
             assert conn.execute("select count(*) from public.fragrances").fetchone() == (5000,)
     finally:
         own.pg.stop()
@@ -161,22 +185,7 @@ def test_the_smart_library_reads_the_catalog_before_the_sync_is_migrated() -> No
     try:
         own.create_database("fragrancedb")
         load_smart_library(own, "fragrancedb")
-        environment = {
-            **os.environ,
-            "PGHOST": "127.0.0.1",
-            "PGPORT": str(own.pg.settings["port"]),
-            "POSTGRES_USER": "postgres",
-            "POSTGRES_DB": "fragrancedb",
-            "HOOK_DB_PASSWORD": "hook_password",
-            "SMART_LIBRARY_DB_PASSWORD": "smart_library_password",
-        }
-        for script in ("30-hook-login.sh", "31-smart-library-login.sh"):
-            subprocess.run(
-                ["bash", str(INIT_SCRIPTS / script)],
-                env=environment,
-                check=True,
-                capture_output=True,
-            )
+        _run_init_scripts(own, "fragrancedb")
         library = own.url("fragrancedb", user="smart_library_login")
         with psycopg.connect(library) as conn:
             assert conn.execute("select count(*) from public.fragrances").fetchone() == (5000,)
@@ -192,8 +201,37 @@ def test_the_smart_library_reads_the_catalog_before_the_sync_is_migrated() -> No
                 from information_schema.role_table_grants
                 where grantee in ('smart_library_reader', 'smart_library_login')
             """).fetchall()
-            assert grants == [("smart_library_reader", "public", "fragrances", "SELECT")]
+            assert sorted(grants) == [
+                ("smart_library_login", "public", "fragrances", "SELECT"),
+                ("smart_library_reader", "public", "fragrances", "SELECT"),
+            ]
         with psycopg.connect(library) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("select count(*) from sync.inbox")
+    finally:
+        own.pg.stop()
+
+
+def test_rolling_the_sync_back_leaves_the_smart_library_its_login_and_catalog() -> None:
+    """Compose's init script made the login and its grant before the sync; a rollback keeps them.
+
+    The landed rollback of 0019 revoked the reader's select and dropped both
+    roles once no other database used them: after `yoyo rollback --all` the
+    smart library could no longer log in (hostile review, ADR 0038).
+    """
+    own = Server(ThrowawayPostgresql())  # roles are the cluster's: one of its own
+    try:
+        own.create_database("fragrancedb")
+        load_smart_library(own, "fragrancedb")
+        _run_init_scripts(own, "fragrancedb")
+        run_yoyo(own, "fragrancedb", "apply")
+        run_yoyo(own, "fragrancedb", "rollback", "--all")
+        library = own.url("fragrancedb", user="smart_library_login")
+        with psycopg.connect(library) as conn:
+            assert conn.execute("select count(*) from public.fragrances").fetchone() == (5000,)
+        run_yoyo(own, "fragrancedb", "apply")
+        with psycopg.connect(library) as conn:
+            assert conn.execute("select count(*) from public.fragrances").fetchone() == (5000,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("select count(*) from sync.inbox")
     finally:
         own.pg.stop()
