@@ -478,6 +478,8 @@ as $$
 declare
     v_job text;
     v_status text;
+    v_holder name;
+    v_holder_pid integer;
 begin
     -- A procedure, so each job commits on its own and the purge can commit
     -- between its chunks (sync.purge_inbox); like it, this runs as its
@@ -488,9 +490,39 @@ begin
     -- statement_timeout = 0" -c "call sync.run_due_jobs()"`. Two schedulers
     -- at once (two hosts' cron lines) run each job once: the second finds
     -- the first's lock and returns.
+    --
+    -- Any login may take any advisory lock, this key too: a login of no
+    -- standing (the smart library's, or any with CONNECT) that held it kept
+    -- every cron line from running any job, for as long as its session
+    -- lasted, while each said "another session is running the due jobs"
+    -- (hostile review). A holder that could not run the jobs itself (not a
+    -- member of sync_dba nor of the sync's owner) is so not taken for a
+    -- scheduler: the jobs run anyway, with a warning that names it. Two
+    -- schedulers racing while such a login holds the key may then both run
+    -- a job, which at worst repeats it.
     if not pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('sync.run_due_jobs')) then
-        raise notice 'another session is running the due jobs; this one leaves them to it';
-        return;
+        select a.usename, a.pid into v_holder, v_holder_pid
+        from pg_catalog.pg_locks as l
+        join pg_catalog.pg_stat_activity as a on a.pid operator(pg_catalog.=) l.pid
+        where l.locktype operator(pg_catalog.=) 'advisory' and l.granted
+          and l.objsubid operator(pg_catalog.=) 1
+          and l.database operator(pg_catalog.=) (select d.oid from pg_catalog.pg_database as d
+                                                 where d.datname operator(pg_catalog.=) pg_catalog.current_database())
+          and l.classid operator(pg_catalog.=)
+              pg_catalog.int8and(pg_catalog.int8shr(pg_catalog.hashtext('sync.run_due_jobs'), 32), 4294967295)::oid
+          and l.objid operator(pg_catalog.=) pg_catalog.int8and(pg_catalog.hashtext('sync.run_due_jobs'), 4294967295)::oid
+        limit 1;
+        if v_holder is null
+           or pg_catalog.pg_has_role(v_holder, 'sync_dba', 'member')
+           or pg_catalog.pg_has_role(v_holder, (select n.nspowner from pg_catalog.pg_namespace as n
+                                                where n.nspname operator(pg_catalog.=) 'sync'), 'member')
+        then
+            raise notice 'another session is running the due jobs; this one leaves them to it';
+            return;
+        end if;
+        raise warning 'the lock that keeps two schedulers from running the due jobs at once is held by %, who may not run them (backend %): the jobs run anyway',
+            v_holder, v_holder_pid
+            using hint = pg_catalog.format('End that session: SELECT pg_terminate_backend(%s);', v_holder_pid);
     end if;
     for v_job in select d.job from sync.due_jobs() as d loop
         if v_job operator(pg_catalog.=) 'purge_inbox' then
@@ -505,7 +537,7 @@ begin
 end;
 $$;
 comment on procedure sync.run_due_jobs() is
-    'Runs the jobs sync.due_jobs() lists, one after the other, each committed on its own (the purge by sync.purge_inbox, in chunks); returns at once when another session is running them. For servers without pg_cron, from one cron line a minute, in a session with no statement_timeout: CALL sync.run_due_jobs();';
+    'Runs the jobs sync.due_jobs() lists, one after the other, each committed on its own (the purge by sync.purge_inbox, in chunks); returns at once when another session is running them (one that holds their advisory lock and may run them: a holder that may not, a member of neither sync_dba nor the owner, is warned about and the jobs run). For servers without pg_cron, from one cron line a minute, in a session with no statement_timeout: CALL sync.run_due_jobs();';
 
 -- The jobs reach pg_cron at every code load, as they would after an UPDATE of sync.job.
 select sync_private.schedule_with_pg_cron();

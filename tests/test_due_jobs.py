@@ -157,3 +157,22 @@ def test_the_due_jobs_run_once_when_two_schedulers_call_at_once(
         _run_due_jobs(dba)
     assert _runs(db) == []
     assert notices == ["another session is running the due jobs; this one leaves them to it"]
+
+
+def test_a_login_that_may_not_run_the_jobs_cannot_keep_them_from_running_by_their_lock(
+    server, dbname: str, db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Any login may take any advisory lock: the smart library's read-only one took the schedulers'.
+
+    Every cron line then left the jobs to it, for as long as its session
+    lasted (hostile review). The jobs run, and a warning names the holder.
+    """
+    db.execute(DUE_HALF_AN_HOUR_AGO)
+    library = server.url(dbname, user="smart_library_login")
+    with psycopg.connect(library, autocommit=True) as squatter:
+        squatter.execute("select pg_advisory_lock(hashtext('sync.run_due_jobs'))")
+        notices: list[str] = []
+        dba.add_notice_handler(lambda n: notices.append(n.message_primary or ""))
+        _run_due_jobs(dba)
+    assert sorted(job for job, _ in _runs(db)) == ["check_catalog", "check_drift", "purge_inbox"]
+    assert [n for n in notices if "smart_library_login" in n] != []
