@@ -15,6 +15,17 @@ default with the same "Database locked", or a ``search_path`` that puts
 ``sync`` first with every migration run again in that schema
 (``docs/operations.md``, "Deploying"). Options the caller gives come after
 these in ``PGOPTIONS``, so they win; the lock timeout stays the caller's.
+
+It is also asked whether anyone else may plant code the deploy would run as
+its login (hostile review): where every login may create in a schema of the
+deploy's search_path (schema public before PostgreSQL 15, kept by
+pg_upgrade), a login of no standing created ``public.yoyo_lock`` before the
+first deploy, with a trigger; yoyo found its table and inserted its lock row
+there, and the trigger ran as the deploying login (a superuser: the login
+made itself one). An unqualified function call of a landed migration (such
+as ``format``) could be matched better by one planted in public the same
+way. The deploy is refused until that CREATE is revoked, or while one of
+yoyo's tables there belongs to a role the deploying login is no member of.
 """
 
 from __future__ import annotations
@@ -65,12 +76,58 @@ def in_recovery(url: str) -> bool:
     return bool(row and row[0])
 
 
+# Schemas of the session's search_path that every login may create in, and yoyo's
+# tables in its current schema that belong to a role the deploying login is no member of.
+PLANTABLE = """
+select pg_catalog.format('every login may create in schema %I, where this deploy looks up names:'
+                         ' revoke create on schema %I from public; then deploy',
+                         n.nspname, n.nspname)
+from pg_catalog.pg_namespace as n
+cross join lateral pg_catalog.aclexplode(n.nspacl) as a
+where n.nspname operator(pg_catalog.=) any (pg_catalog.current_schemas(false))
+  and a.grantee operator(pg_catalog.=) 0 and a.privilege_type operator(pg_catalog.=) 'CREATE'
+union all
+select pg_catalog.format('%I.%I, which yoyo would write, belongs to %I: drop it, or check who made'
+                         ' it and why, then deploy', n.nspname, c.relname, c.relowner::regrole)
+from pg_catalog.pg_class as c
+join pg_catalog.pg_namespace as n on n.oid operator(pg_catalog.=) c.relnamespace
+where n.nspname operator(pg_catalog.=) pg_catalog.current_schema()
+  and c.relname operator(pg_catalog.=) any (array['yoyo_lock', '_yoyo_migration', '_yoyo_log',
+                                                  '_yoyo_version'])
+  -- Ours: the deploying login's, a superuser's, the sync's owner's, or, for a
+  -- login that is no superuser (one is a member of every role), a role it is in.
+  and c.relowner operator(pg_catalog.<>) (select r.oid from pg_catalog.pg_roles as r
+                                          where r.rolname operator(pg_catalog.=) current_user)
+  and not (select r.rolsuper from pg_catalog.pg_roles as r
+           where r.oid operator(pg_catalog.=) c.relowner)
+  and c.relowner is distinct from (select s.nspowner from pg_catalog.pg_namespace as s
+                                   where s.nspname operator(pg_catalog.=) 'sync')
+  and ((select r.rolsuper from pg_catalog.pg_roles as r
+        where r.rolname operator(pg_catalog.=) current_user)
+       or not pg_catalog.pg_has_role(c.relowner, 'member'))
+"""
+
+
+def plantable(url: str) -> list[str]:
+    """Why another login could plant code this deploy would run as its login; empty if none."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            return [row[0] for row in conn.execute(PLANTABLE).fetchall()]
+    except psycopg.Error:
+        return []
+
+
 def main(argv: list[str]) -> int | None:
-    """Refuse a standby with what to do; else run yoyo with these arguments, its exit code."""
+    """Refuse a standby, or a database others may plant code in, saying what to do; else yoyo."""
     deploy_session()
     url = database_url(argv)
     if url is not None and in_recovery(url):
         print(f"deploy refused: {STANDBY}", file=sys.stderr)
+        return 1
+    reasons = plantable(url) if url is not None else []
+    if reasons:
+        for reason in reasons:
+            print(f"deploy refused: {reason}", file=sys.stderr)
         return 1
     return yoyo_main(argv)
 

@@ -543,6 +543,72 @@ def test_make_migrate_against_a_standby_says_to_deploy_against_the_primary() -> 
         primary.stop()
 
 
+# A login of no standing, and yoyo's lock table as it makes it, with a trigger that
+# records who ran it (as test_search_path's planted objects do).
+PLANTED_LOCK_TABLE = """
+    create table public.ran_as (role text);
+    grant insert on public.ran_as to public;
+    create table public.yoyo_lock (locked int default 1 not null primary key, ctime timestamp,
+                                   pid int not null);
+    grant all on public.yoyo_lock to public;
+    create function public.record_who() returns trigger language plpgsql as $$
+    begin
+        insert into public.ran_as values (current_user);
+        return new;
+    end $$;
+    create trigger record_who before insert on public.yoyo_lock
+        for each row execute function public.record_who();
+"""
+
+
+def _stranger_in(server: Server, dbname: str) -> None:
+    with server.admin() as admin:
+        admin.execute("""
+            do $$ begin
+                if not exists (select from pg_roles where rolname = 'mallory') then
+                    create role mallory login;
+                end if;
+            end $$
+        """)
+
+
+def test_make_migrate_refuses_a_database_where_every_login_may_create_in_public(
+    server: Server, bare_dbname: str
+) -> None:
+    """Schema public as before PostgreSQL 15: a function planted there could match better."""
+    load_smart_library(server, bare_dbname)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as su:
+        su.execute("grant create on schema public to public")
+    done = make_migrate(server.url(bare_dbname))
+    assert done.returncode != 0
+    assert (
+        "every login may create in schema public, where this deploy looks up names:"
+        " revoke create on schema public from public; then deploy"
+    ) in done.stderr, done.stderr
+
+
+def test_make_migrate_runs_nothing_a_stranger_planted_as_yoyos_lock_table(
+    server: Server, bare_dbname: str
+) -> None:
+    """A login that could create in public made yoyo_lock first: the deploy ran its trigger.
+
+    As a superuser, the trigger could make its login one (hostile review).
+    """
+    load_smart_library(server, bare_dbname)
+    _stranger_in(server, bare_dbname)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as su:
+        su.execute("grant create on schema public to public")
+        su.execute("set role mallory")
+        su.execute(PLANTED_LOCK_TABLE)
+        su.execute("reset role")
+        su.execute("revoke create on schema public from public")
+        done = make_migrate(server.url(bare_dbname))
+        assert su.execute("select role from public.ran_as").fetchall() == []
+    assert done.returncode != 0
+    refusal = "public.yoyo_lock, which yoyo would write, belongs to mallory"
+    assert refusal in done.stderr, done.stderr
+
+
 def test_every_apply_loads_the_code_of_the_release_being_deployed(
     server: Server, bare_dbname: str, empty_template: str
 ) -> None:
