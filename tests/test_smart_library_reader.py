@@ -110,7 +110,7 @@ def test_the_migration_creates_a_nologin_reader_and_its_login(db: psycopg.Connec
 def test_the_reader_and_its_login_hold_select_on_the_catalog_and_no_other_grant(
     db: psycopg.Connection,
 ) -> None:
-    """The login holds its own select too (0064), which no rollback revokes (ADR 0038)."""
+    """The login holds its own select too (0063), which no rollback revokes (ADR 0038)."""
     grants = db.execute("""
         select grantee, table_schema, table_name, privilege_type
         from information_schema.role_table_grants
@@ -149,7 +149,7 @@ def test_rollback_revokes_the_readers_select_and_keeps_roles_other_databases_use
             "select has_table_privilege('smart_library_reader', 'public.fragrances', 'select'),"
             " has_table_privilege('smart_library_login', 'public.fragrances', 'select')"
         ).fetchone()
-        # The login keeps its own select (0064, ADR 0038).
+        # The login keeps its own select (0063, ADR 0038).
         assert can_read == (False, True)
         # The session's template databases still grant the reader: the roles stay.
         assert conn.execute(ROLES).fetchall() == [

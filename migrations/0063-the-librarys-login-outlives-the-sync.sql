@@ -1,5 +1,5 @@
 -- The smart library's login holds its own select on public.fragrances, so rolling the sync back never takes the catalog from it
--- depends: 0061-snapshot-age-warning
+-- depends: 0062-snapshot-age-within-the-calendar
 
 -- The landed rollback of 0019 revokes smart_library_reader's select and drops
 -- both roles when no other database of the cluster uses them, even where they
