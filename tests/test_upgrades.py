@@ -1,0 +1,182 @@
+"""A deployment at an earlier release, used and tuned by a DBA, upgrades to this one intact.
+
+test_migrations.py upgrades a database from the landed 0018 (whose
+migrations still held the code). A real deployment is more likely at a later
+release: its numbered migrations and its own db/ code, loaded by its own
+9999-database-code.py. These tests install such a release from the
+repository's history (git archive of its migrations/ and db/), use it through
+its API as a site would (deliveries applied, rejected, pending, discarded; a
+hand edit that opens findings; a revert; rules and settings a DBA tuned; a
+job a DBA rescheduled), then run this release's one command and require
+every row that was there before unchanged, the DBA's tunings still in force,
+and a catalog identical to a fresh install's.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from catalog import describe_catalog
+from conftest import ROOT, Server, load_smart_library, run_yoyo
+from helpers import body
+
+# The last commit of each release: the one before the next migration landed.
+RELEASES = {
+    "0041": "ecfb9e6",  # before 0042-stacked-marks
+    "0058": "7bb8ce7",  # before 0059-pg-cron-jobids
+}
+
+# Columns a later migration may rewrite in a row that was there: the rules'
+# descriptions, which migrations 0045 to 0053 restate (a sentence, no tuning).
+REWRITTEN = {"sync.rule": {"description"}}
+
+
+def install_release(server: Server, dbname: str, commit: str, into: Path) -> None:
+    """Apply a release's own migrations and db/ code, as its deploy did."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", commit, "migrations", "db"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        pytest.fail(
+            f"release {commit} is not in this clone's history (a shallow clone?):"
+            f" {archive.stderr.decode()}"
+        )
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    yoyo = Path(sys.executable).with_name("yoyo")
+    done = subprocess.run(
+        [
+            str(yoyo),
+            "apply",
+            "--batch",
+            "--database",
+            server.yoyo_url(dbname),
+            str(into / "migrations"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def use_and_tune(conn: psycopg.Connection) -> None:
+    """Leave rows of every kind and a DBA's tunings, through the release's API."""
+
+    def receive(payload: dict[str, Any]) -> None:
+        conn.execute("select sync.receive(%s)", [body(payload)])
+
+    receive({"fragrance_id": 7, "cost": 41, "name": "Seven"})
+    receive({"fragrance_id": 8, "cost": -1})  # rejected: quarantined
+    receive({"fragrance_id": 9, "name": "Nine"})
+    receive({"fragrance_id": 90000, "name": "New", "description": "", "cost": 1, "forbidden": True})
+    receive({"fragrance_id": 10, "name": "Ten", "cost": 5})
+    conn.execute("select * from sync.revert(3)")
+    # Hand edits that break rules at rest: findings open.
+    conn.execute("update public.fragrances set name = 'Rose' || chr(8203) where fragrance_id = 11")
+    conn.execute("update public.fragrances set name = 'CHANEL' where fragrance_id = 12")
+    conn.execute("update public.fragrances set name = 'Chanel' where fragrance_id = 13")
+    conn.execute("select * from sync.check_catalog()")
+    # A DBA's tunings: rules (severity and parameter), settings, a job's schedule.
+    conn.execute("update sync.rule set severity = 'off' where code = 'name.lookalike'")
+    conn.execute("update sync.rule set severity = 'error' where code = 'name.invisible_character'")
+    conn.execute("update sync.rule set parameter = 100 where code = 'name.too_long'")
+    conn.execute(
+        "update sync.settings set purge_after = '30 days', discarded_purge_after = '2 years'"
+    )
+    conn.execute("update sync.job set schedule = '17 3 * * *' where name = 'check_catalog'")
+    # Rejected under the tuned rules, then discarded by the DBA; one left pending.
+    receive({"fragrance_id": 14, "name": "X" * 120})
+    receive({"fragrance_id": 15, "cost": -2})
+    conn.execute(
+        "select sync.discard(max(id), 'bad cost from the CMS') from sync.inbox"
+        " where fragrance_id = 15"
+    )
+    conn.execute("update sync.settings set apply_on_receipt = false")
+    receive({"fragrance_id": 16, "cost": 77})
+    conn.execute("update sync.settings set apply_on_receipt = true")
+
+
+TABLES = """
+select format('%I.%I', n.nspname, c.relname)
+from pg_class as c join pg_namespace as n on n.oid = c.relnamespace
+where c.relkind in ('r', 'p') and (n.nspname in ('sync', 'sync_private')
+                                   or c.oid = 'public.fragrances'::regclass)
+order by 1
+"""
+
+
+def every_row(conn: psycopg.Connection) -> dict[str, list[dict[str, Any]]]:
+    """Every row of our tables and public.fragrances, as JSON objects, in a stable order."""
+    tables = [row[0] for row in conn.execute(TABLES)]
+    return {
+        table: [
+            row[0]
+            for row in conn.execute(
+                f"select to_jsonb(t) from {table} as t order by to_jsonb(t)::text"  # noqa: S608
+            )
+        ]
+        for table in tables
+    }
+
+
+def kept(before: list[dict[str, Any]], after: list[dict[str, Any]], skip: set[str]) -> list[Any]:
+    """The rows of before that are not in after, as they were, on before's columns."""
+    columns = set(before[0]) - skip if before else set()
+    now = [{k: v for k, v in row.items() if k in columns} for row in after]
+    return [
+        row
+        for row in ({k: v for k, v in r.items() if k in columns} for r in before)
+        if row not in now
+    ]
+
+
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_a_used_and_tuned_release_upgrades_keeping_every_row_and_tuning(
+    server: Server, bare_dbname: str, empty_dbname: str, tmp_path: Path, release: str
+) -> None:
+    load_smart_library(server, bare_dbname)
+    install_release(server, bare_dbname, RELEASES[release], tmp_path)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+        use_and_tune(conn)
+        before = every_row(conn)
+        statuses = conn.execute(
+            "select status, count(*) from sync.inbox group by 1 order by 1"
+        ).fetchall()
+        assert [s for s, _ in statuses] == ["applied", "discarded", "pending", "rejected"], statuses
+        assert conn.execute("select count(*) from sync.finding").fetchone()[0] >= 2
+
+    run_yoyo(server, bare_dbname, "apply")
+
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as upgraded:
+        after = every_row(upgraded)
+        lost = {
+            table: missing
+            for table, rows in before.items()
+            if (missing := kept(rows, after.get(table, []), REWRITTEN.get(table, set())))
+        }
+        assert lost == {}
+        in_force = upgraded.execute("""
+            select v.rules->'name.lookalike'->>'severity',
+                   v.rules->'name.invisible_character'->>'severity',
+                   v.rules->'name.too_long'->>'parameter'
+            from sync.rule_version as v order by v.version desc limit 1
+        """).fetchone()
+        assert in_force == ("off", "error", "100")
+        with psycopg.connect(server.url(empty_dbname)) as fresh:
+            assert describe_catalog(upgraded) == describe_catalog(fresh)
+        # Today's code takes over: the pending delivery is applied, a new one merges.
+        assert upgraded.execute("select applied from sync.apply_pending()").fetchone() == (1,)
+        receipt = upgraded.execute(
+            "select status from sync.receive(%s)", [body({"fragrance_id": 17, "cost": 3})]
+        ).fetchone()
+        assert receipt == ("applied",)
