@@ -27,3 +27,90 @@ create trigger _100_forget_code_load before insert on public._yoyo_migration
     execute function sync_private.forget_code_load();
 comment on trigger _100_forget_code_load on public._yoyo_migration is
     'yoyo never records the code load applied, so every yoyo apply loads db/*.sql, even after a deploy killed between its commit and yoyo''s record of it.';
+
+-- sync_private.rights_beyond_roles
+-- What our five roles hold beyond what the sync gives them, with the statement that takes it back.
+create function sync_private.rights_beyond_roles() returns setof text
+    language plpgsql
+    stable
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_role record;
+    v_beyond text[];
+    v_table_rights text[];
+    v_fix text[];
+begin
+    -- The migrations make each role only where it is missing (roles are
+    -- cluster-wide: another database, an earlier run, compose's init
+    -- scripts, a site's own smart library login). One that was there kept
+    -- whatever it had, and the deploy said nothing (hostile review): a smart
+    -- library's login that could write the catalog, a hook's login made
+    -- NOINHERIT, which gets nothing of sync_hook (every call of the hook
+    -- fails with permission denied). The deploy names each such right; it
+    -- takes none back, since a site may mean it.
+    for v_role in
+        select r.*, x.expected, x.login_of
+        from (values ('sync_hook', '{}'::text[], null::text),
+                     ('sync_hook_login', '{}'::text[], 'sync_hook'),
+                     ('sync_dba', '{delete,insert,select,update}'::text[], null),
+                     ('smart_library_reader', '{select}'::text[], null),
+                     ('smart_library_login', '{select}'::text[], 'smart_library_reader'))
+             as x (name, expected, login_of)
+        join pg_catalog.pg_roles as r on r.rolname = x.name
+        order by r.rolname
+    loop
+        v_beyond := '{}';
+        v_fix := '{}';
+        if v_role.login_of is not null and not v_role.rolinherit then
+            v_beyond := v_beyond || format('does not inherit %s''s rights, so it can call nothing of the sync',
+                                           v_role.login_of);
+            v_fix := v_fix || 'inherit'::text;
+        end if;
+        if v_role.login_of is null and v_role.rolcanlogin then
+            v_beyond := v_beyond || 'can log in'::text;
+            v_fix := v_fix || 'nologin'::text;
+        end if;
+        if v_role.rolsuper then
+            v_beyond := v_beyond || 'is a superuser'::text;
+            v_fix := v_fix || 'nosuperuser'::text;
+        end if;
+        if v_role.rolbypassrls then
+            v_beyond := v_beyond || 'bypasses row level security'::text;
+            v_fix := v_fix || 'nobypassrls'::text;
+        end if;
+        if v_role.rolcreaterole then
+            v_beyond := v_beyond || 'can create roles'::text;
+            v_fix := v_fix || 'nocreaterole'::text;
+        end if;
+        if v_role.rolcreatedb then
+            v_beyond := v_beyond || 'can create databases'::text;
+            v_fix := v_fix || 'nocreatedb'::text;
+        end if;
+        if v_role.rolreplication then
+            v_beyond := v_beyond || 'can replicate'::text;
+            v_fix := v_fix || 'noreplication'::text;
+        end if;
+        if v_fix <> '{}' then
+            return next format('%s %s, beyond its role: alter role %s %s;', v_role.rolname,
+                               array_to_string(v_beyond, ', and '), v_role.rolname,
+                               array_to_string(v_fix, ' '));
+        end if;
+        -- Its rights on the smart library's table beyond what a migration
+        -- granted it (a superuser's are said above).
+        if not v_role.rolsuper and to_regclass('public.fragrances') is not null then
+            select array_agg(p order by p) into v_table_rights
+            from unnest('{delete,insert,select,truncate,update}'::text[]) as p
+            where pg_catalog.has_table_privilege(v_role.oid, 'public.fragrances'::regclass, p)
+              and p <> all (v_role.expected);
+            if v_table_rights is not null then
+                return next format('%s may %s public.fragrances, beyond its role: revoke %s on public.fragrances from %s;',
+                                   v_role.rolname, array_to_string(v_table_rights, ', '),
+                                   array_to_string(v_table_rights, ', '), v_role.rolname);
+            end if;
+        end if;
+    end loop;
+end;
+$$;
+comment on function sync_private.rights_beyond_roles() is
+    'One line for each of sync_hook, sync_hook_login, sync_dba, smart_library_reader and smart_library_login that holds more than the sync gives it (role attributes, a login that does not inherit its group, rights on public.fragrances), with the statement that takes it back: a role that existed before the migrations kept what it had. The deploy prints them (migrations/9999-database-code.py).';

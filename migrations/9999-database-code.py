@@ -491,6 +491,18 @@ def say_why_pg_cron_is_not_used(cursor: Any) -> None:
         print(f"NOTICE: {refusal}", file=sys.stderr)
 
 
+def say_what_our_roles_hold_beyond_their_rights(cursor: Any) -> None:
+    """Print on stderr each right one of our roles holds beyond what the sync gives it.
+
+    The migrations make a role only where it is missing: one that existed
+    (another database, compose's init scripts, a site's smart library login)
+    kept what it had, and the deploy said nothing of it.
+    """
+    cursor.execute("select sync_private.rights_beyond_roles()")
+    for (line,) in cursor.fetchall():
+        print(f"NOTICE: {line}", file=sys.stderr)
+
+
 def load_database_code(conn: Any) -> None:
     """Drop our code objects and create them again from db/*.sql."""
     missing = _unapplied_migrations(conn)
@@ -510,6 +522,7 @@ def load_database_code(conn: Any) -> None:
             cursor.execute(path.read_text())
         grant_again(cursor, grants)
         say_why_pg_cron_is_not_used(cursor)
+        say_what_our_roles_hold_beyond_their_rights(cursor)
 
 
 steps = [step(load_database_code)]

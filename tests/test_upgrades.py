@@ -180,3 +180,105 @@ def test_a_used_and_tuned_release_upgrades_keeping_every_row_and_tuning(
             "select status from sync.receive(%s)", [body({"fragrance_id": 17, "cost": 3})]
         ).fetchone()
         assert receipt == ("applied",)
+
+
+# --- Logins that existed before the sync, with rights of their own ----------------------------
+
+
+def test_a_deploy_names_the_rights_a_login_that_existed_before_holds_beyond_its_role(
+    own_server: Server,
+) -> None:
+    """Roles are made only where missing, and one that existed kept whatever it had.
+
+    A smart library's login that may write the catalog, or a hook's login
+    made NOINHERIT (it then gets nothing of sync_hook: every call of the hook
+    fails with permission denied), passed the deploy without a word.
+    """
+    with psycopg.connect(own_server.url("test"), autocommit=True) as conn:
+        conn.execute("grant update, delete on public.fragrances to smart_library_login")
+        conn.execute("alter role sync_hook_login noinherit createdb")
+        conn.execute("alter role sync_dba login")
+    done = run_yoyo(own_server, "test", "apply")
+    warnings = [line for line in done.stderr.splitlines() if "beyond" in line]
+    assert warnings == [
+        "NOTICE: smart_library_login may delete, update public.fragrances, beyond its role:"
+        " revoke delete, update on public.fragrances from smart_library_login;",
+        "NOTICE: sync_dba can log in, beyond its role: alter role sync_dba nologin;",
+        "NOTICE: sync_hook_login does not inherit sync_hook's rights, so it can call nothing"
+        " of the sync, and can create databases, beyond its role:"
+        " alter role sync_hook_login inherit nocreatedb;",
+    ], done.stderr
+
+
+def test_a_deploy_says_nothing_of_logins_that_hold_only_their_roles_rights(
+    own_server: Server,
+) -> None:
+    done = run_yoyo(own_server, "test", "apply")
+    assert "beyond" not in done.stderr, done.stderr
+
+
+# --- Rolled back, then applied again ----------------------------------------------------------
+
+FRAGRANCES = (
+    "select md5(string_agg(f::text, '|' order by fragrance_id)) from public.fragrances as f"
+)
+GRANTS = "select relacl::text from pg_class where oid = 'public.fragrances'::regclass"
+
+
+def without_table_grants(catalog: list[str | None]) -> list[str | None]:
+    """A catalog description without its line of grants on public.fragrances."""
+    return [line for line in catalog if not (line or "").startswith("grant on public.fragrances ")]
+
+
+def test_the_last_migration_rolled_back_and_applied_again_gives_a_fresh_install(
+    server: Server, bare_dbname: str, empty_dbname: str
+) -> None:
+    load_smart_library(server, bare_dbname)
+    run_yoyo(server, bare_dbname, "apply")
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+        last = conn.execute("select max(migration_id) from _yoyo_migration").fetchone()[0]
+        conn.execute("select sync.receive(%s)", [body({"fragrance_id": 7, "cost": 41})])
+        before = conn.execute(FRAGRANCES).fetchone()
+    run_yoyo(server, bare_dbname, "rollback", "--revision", last)
+    run_yoyo(server, bare_dbname, "apply")
+    with (
+        psycopg.connect(server.url(bare_dbname)) as again,
+        psycopg.connect(server.url(empty_dbname)) as fresh,
+    ):
+        assert again.execute(FRAGRANCES).fetchone() == before
+        assert describe_catalog(again) == describe_catalog(fresh)
+
+
+def test_everything_rolled_back_and_applied_again_keeps_the_catalog_and_its_grants(
+    server: Server, bare_dbname: str, empty_dbname: str
+) -> None:
+    load_smart_library(server, bare_dbname)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+        # A site's own grant on its table, made before the sync.
+        conn.execute("create role site_reporting_upgrades nologin")
+        conn.execute("grant select on public.fragrances to site_reporting_upgrades")
+    try:
+        run_yoyo(server, bare_dbname, "apply")
+        with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+            conn.execute("select sync.receive(%s)", [body({"fragrance_id": 7, "cost": 41})])
+            rows = conn.execute(FRAGRANCES).fetchone()
+            grants = conn.execute(GRANTS).fetchone()
+        run_yoyo(server, bare_dbname, "rollback", "--all")
+        with psycopg.connect(server.url(bare_dbname)) as conn:
+            assert conn.execute(FRAGRANCES).fetchone() == rows
+            assert "site_reporting_upgrades=r/" in conn.execute(GRANTS).fetchone()[0]
+        run_yoyo(server, bare_dbname, "apply")
+        with (
+            psycopg.connect(server.url(bare_dbname)) as again,
+            psycopg.connect(server.url(empty_dbname)) as fresh,
+        ):
+            assert again.execute(FRAGRANCES).fetchone() == rows
+            assert again.execute(GRANTS).fetchone() == grants
+            # The site's grant aside (asserted above), a fresh install's catalog.
+            assert without_table_grants(describe_catalog(again)) == without_table_grants(
+                describe_catalog(fresh)
+            )
+    finally:
+        with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+            conn.execute("drop owned by site_reporting_upgrades")
+            conn.execute("drop role site_reporting_upgrades")
