@@ -118,14 +118,22 @@ TOO_BIG_ANSWER = closing_answer(
 )
 
 
-def _count_nowhere(status: int) -> None:
+#: What ``observe_refusal`` is called with for each answer written below the app.
+HEADERS_TOO_LARGE = "headers_too_large"
+TOO_MANY_CONNECTIONS = "too_many_connections"
+
+
+def _count_nowhere(label: str) -> None:
     """The default: no app has asked to count what is answered below it."""
 
 
-#: Called with the HTTP status of each answer this process writes below the app (431),
-#: which no middleware sees: the hook's /metrics sets it (hook/metrics.py) and counts
-#: the answer as it counts the app's refusals. A 431 once showed only as a log line.
-observe_refusal: Callable[[int], None] = _count_nowhere
+#: Called with the label of each answer this process writes below the app (431,
+#: ``HEADERS_TOO_LARGE``; 503 at the connection cap, ``TOO_MANY_CONNECTIONS``), which
+#: no middleware sees: the hook's /metrics sets it (hook/metrics.py) and counts the
+#: answer beside the app's refusals. Each once showed only as a (limited) log line.
+#: The 503 has a label of its own, not ``unavailable``: it says the hook was full,
+#: not that the database was down, and calls for MAX_CONNECTIONS, not a DBA.
+observe_refusal: Callable[[str], None] = _count_nowhere
 
 
 def waiting_room(ceiling: int, reserved: int) -> int:
@@ -474,6 +482,7 @@ class BoundedProtocol:
         )
         self.transport.write(TOO_MANY_ANSWER)
         self.transport.close()
+        observe_refusal(TOO_MANY_CONNECTIONS)
         return False
 
     def _hold(self) -> bool:
@@ -526,7 +535,7 @@ class BoundedProtocol:
                 limits.busy(self)
                 self.transport.write(TOO_BIG_ANSWER)
                 self.transport.close()
-                observe_refusal(431)
+                observe_refusal(HEADERS_TOO_LARGE)
 
     def _unsupported_upgrade_warning(self) -> None:
         """One line: the offer was ignored (ADR 0020), where uvicorn's two advised a library.

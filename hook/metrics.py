@@ -146,12 +146,15 @@ REFUSED = {
     408: "too_slow",
     413: "too_large",
     429: "rate_limited",
-    # Headers past MAX_HEADER_BYTES, answered below the app (hook/connections.py) before
-    # the request's head was read whole: counted whatever its path, since that is unknown.
-    431: "headers_too_large",
     503: "unavailable",
     500: "error",
 }
+#: Answers written below the app (hook/connections.py) before a request's head was read
+#: whole, counted whatever their path, since that is unknown: headers past
+#: MAX_HEADER_BYTES (431), and the 503 to a connection past MAX_CONNECTIONS with every
+#: connection busy and as many waiting (the CMS never retries: a change lost, which
+#: showed only as a limited log line, hostile review).
+BELOW_APP = (connections.HEADERS_TOO_LARGE, connections.TOO_MANY_CONNECTIONS)
 #: Routes timed under their own label; anything else is "other".
 ROUTES = frozenset({"/notifications", "/metrics", "/status", "/healthz"})
 VERDICTS = ("ok", "warn", "critical")
@@ -206,7 +209,8 @@ class HookMetrics:
             "Deliveries answered by this hook process, by outcome: pending (stored), spooled "
             "(kept on the host's disk), or cut_short (the sender closed before its whole body "
             "arrived), not_found, forbidden, too_slow, too_large, headers_too_large (any path), "
-            "rate_limited, unavailable, error (not stored); applied, ignored, rejected only "
+            "too_many_connections (a 503 past MAX_CONNECTIONS, any path), rate_limited, "
+            "unavailable, error (not stored); applied, ignored, rejected only "
             "from a hook of an earlier release.",
             ["status"],
             registry=self.registry,
@@ -271,7 +275,7 @@ class HookMetrics:
         )
         for outcome in REGISTRATION_OUTCOMES:
             self.registrations.labels(outcome)
-        self.delivered = _Children(self.deliveries, (*STORED, *REFUSED.values()))
+        self.delivered = _Children(self.deliveries, (*STORED, *REFUSED.values(), *BELOW_APP))
         #: What /metrics exports of these: this process's registry, or with WORKERS above 1
         #: (the multiprocess directory set), the sum over every worker's files.
         self.exported = self.registry
@@ -482,7 +486,7 @@ def install(app: FastAPI) -> None:
     metrics = HookMetrics()
     app.state.metrics = metrics
     # What hook/connections.py answers below the app, counted like the app's refusals.
-    connections.observe_refusal = lambda status: metrics.delivered[REFUSED[status]].inc()
+    connections.observe_refusal = lambda label: metrics.delivered[label].inc()
     app.add_middleware(_Timing, metrics=metrics)
 
     # Anyone may scrape: one sync.metrics() at a time per worker, its result shared by

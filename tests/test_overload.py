@@ -427,6 +427,39 @@ def test_past_max_connections_busy_and_as_many_waiting_a_newcomer_gets_503_at_on
     assert b"too many connections" in answer
 
 
+def _deliveries_counted(hook: Hook, status: str) -> float:
+    """fragrance_sync_deliveries_total{status=...} on one scrape of /metrics."""
+    scraped = httpx.get(hook.url + "/metrics", timeout=10).text
+    found = re.search(
+        rf'^fragrance_sync_deliveries_total\{{status="{status}"\}} (\S+)$', scraped, re.M
+    )
+    assert found is not None, scraped
+    return float(found.group(1))
+
+
+def test_a_503_past_max_connections_is_counted_as_too_many_connections(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    """The 503 is written below the app, before any route: it was counted nowhere.
+
+    The CMS never retries, so it is a change lost like a 431, which was counted;
+    under its own label, not the app's ``unavailable`` (the database down).
+    """
+    with running_hook(server, dbname, tmp_path, MAX_CONNECTIONS="3", BODY_TIMEOUT="600") as hook:
+        host, port = address(hook)
+        assert _deliveries_counted(hook, "too_many_connections") == 0
+        busy = [_busy(host, port) for _ in range(3)]
+        waiting = [socket.create_connection((host, port), timeout=10) for _ in range(3)]
+        _wait_for(hook, "waits, unread, for one to finish")
+        with socket.create_connection((host, port), timeout=10) as newcomer:
+            assert newcomer.recv(4096).startswith(b"HTTP/1.1 503 ")
+        for sock in busy + waiting:
+            sock.close()
+        counted = _deliveries_counted(hook, "too_many_connections")
+        unavailable = _deliveries_counted(hook, "unavailable")
+    assert (counted, unavailable) == (1, 0)
+
+
 def test_requests_queued_for_the_byte_budget_do_not_keep_the_cms_out_for_their_turns(
     server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
 ) -> None:
