@@ -14,6 +14,7 @@ makes the page's requests same-origin in the browser's eyes (ADR 0009).
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -198,13 +199,34 @@ class DeliveryGuard:
         if self.networks and not self._allowed(client):
             self._log.warning("refused a delivery from %s: not in ALLOWED_NETWORKS", client)
             return FORBIDDEN
-        if self.buckets is not None and not self.buckets.take(client or ""):
+        if self.buckets is not None and not self.buckets.take(bucket_key(client)):
             self._log.warning("refused a delivery from %s: over the rate limit", client)
             return TOO_MANY
         return None
 
     def _allowed(self, client: str | None) -> bool:
         return in_networks(client, self.networks)
+
+
+def _bucket_key(client: str | None) -> str:
+    """Whose bucket a client's request takes from: its IPv4 address, or its IPv6 /64.
+
+    An IPv6 host is given a /64 (RFC 4291's subnet size; SLAAC and privacy
+    addresses pick any of its 2^64 addresses): keyed by the address, a sender
+    that took a new one per request had a full bucket each time, and the limit
+    held nothing back (hostile review). Unknown addresses share one bucket.
+    """
+    try:
+        address = ipaddress.ip_address(client or "")
+    except ValueError:
+        return ""
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
+    return str(address)
+
+
+#: A hook hears from few addresses: the key is computed once per address (of 4,096).
+bucket_key = functools.lru_cache(maxsize=4096)(_bucket_key)
 
 
 def in_networks(client: str | None, networks: tuple[Network, ...]) -> bool:

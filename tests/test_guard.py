@@ -18,7 +18,7 @@ from inprocess import hook_client
 from processes import Hook, start_hook, stop_hook
 
 from hook import notifications
-from hook.guard import TokenBuckets
+from hook.guard import DeliveryGuard, TokenBuckets
 from hook.settings import Settings, SettingsError
 
 TOKEN = "s3cret-token-0123456789"
@@ -133,6 +133,16 @@ def test_a_bucket_refills_at_its_rate_up_to_its_burst() -> None:
     assert buckets.take("a", now=1.0)
     assert not buckets.take("a", now=1.0)
     assert [buckets.take("a", now=100.0) for _ in range(3)] == [True, True, False]
+
+
+def test_the_addresses_of_one_ipv6_network_of_64_bits_share_one_bucket() -> None:
+    """One IPv6 host holds a /64: a new address per request escaped the rate limit."""
+    guard = DeliveryGuard(token="", networks=(), rate=0.001, burst=1)
+    answers = [guard.refuse(None, f"2001:db8::{n:x}") for n in range(1, 4)]
+    assert [a and a.status for a in answers] == [None, 429, 429]
+    assert guard.refuse(None, "2001:db8:0:1::1") is None  # another /64, another bucket
+    assert guard.refuse(None, "192.0.2.1") is None
+    assert guard.refuse(None, "192.0.2.2") is None  # IPv4: one bucket per address
 
 
 def test_buckets_forget_the_oldest_clients_past_their_bound() -> None:
