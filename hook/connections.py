@@ -557,8 +557,21 @@ class BoundedProtocol:
         it only now, but httptools parsed it with the first, so its connection has
         a request in progress though no new one starts here. Counted idle, it was
         closed to make room while that request waited for its body (hostile review).
+
+        A request answered before its body was all received (a wrong token, another
+        method) has its connection closed: uvicorn kept it open to read and drop the
+        rest, and the hook read that rest as the next request's head. Past
+        MAX_HEADER_BYTES of it came a second answer, 431, to a request answered
+        already, counted as headers_too_large (hostile review). Closing is what the
+        413 and the 408 do; a body of any declared size is never read for nothing.
         """
         before = self.cycle
+        # The newest request read is the only one whose body may still be arriving; with
+        # httptools it may not be the one answered now (pipelined): then it is left be.
+        answered_unread = before is not None and before.response_complete and before.more_body
+        if answered_unread and not self.transport.is_closing():
+            self.config.limits.busy(self)
+            self.transport.close()
         super().on_response_complete()  # type: ignore[misc]
         if self.cycle is not before:  # h11: a pipelined request started
             self._headers_complete()

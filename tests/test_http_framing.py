@@ -31,6 +31,7 @@ STACKS = [
 ]
 
 DELIVERY = body({"fragrance_id": 8, "cost": 21})
+TOKEN = b"s3cret-token-0123456789"
 NEXT = body({"fragrance_id": 9, "cost": 22})
 
 #: An offer to switch to cleartext HTTP/2, which a server may ignore (RFC 9110 7.8): Java's
@@ -459,3 +460,45 @@ def test_a_sender_that_leaves_without_waiting_for_its_answer_still_has_its_chang
         for sock in sent:
             sock.close()
     assert sorted(stored) == sorted(deltas), hook.output()[-2000:]
+
+
+#: Requests the app answers without reading their bodies: a wrong token, another method.
+ANSWERED_UNREAD = {
+    "wrong token": (b"POST /notifications/wrong-token-0123456789", b"HTTP/1.1 404 Not Found"),
+    "another method": (b"PUT /notifications/%s" % TOKEN, b"HTTP/1.1 405 Method Not Allowed"),
+}
+
+
+@pytest.mark.parametrize("refused", list(ANSWERED_UNREAD))
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_request_answered_before_its_body_is_read_gets_one_answer_and_its_connection_closed(
+    server: Server,
+    db: psycopg.Connection,
+    dbname: str,
+    tmp_path: Path,
+    parser: str,
+    loop: str,
+    refused: str,
+) -> None:
+    """The rest of an unread body is not the next request's headers.
+
+    The connection was kept open and what followed the refusal was read as
+    the head of a next request: past MAX_HEADER_BYTES of body, a second answer,
+    431, to a request answered already, counted as headers_too_large though
+    no header was large (and a body under it started a header deadline).
+    """
+    target, answer = ANSWERED_UNREAD[refused]
+    head = target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+    unread = b"x" * 200_000
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop, "NOTIFY_TOKEN": TOKEN.decode()}
+    with running_hook(server, dbname, tmp_path, **env) as hook:
+        with _connect(hook) as sock:
+            sock.sendall(head % len(unread))
+            first = sock.recv(65536)  # answered from the head alone
+            with suppress(OSError):
+                sock.sendall(unread)
+            answers = re.findall(rb"HTTP/1\.1 \d{3} [^\r]*", first) + _status_lines(sock)
+        log = hook.output()
+    assert answers == [answer]
+    assert "MAX_HEADER_BYTES" not in log
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
