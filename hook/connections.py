@@ -12,7 +12,8 @@ installed) plus three rules, per worker:
   keep-alive), or it is closed (one sweep per worker checks the deadlines),
   and in at most ``MAX_HEADER_BYTES`` (plus the read that completes them),
   or it is answered 431 and closed (httptools keeps whatever headers it is
-  sent: 64 MB of one header took 200 MB of a worker's memory, measured);
+  sent: 64 MB of one header took 200 MB of a worker's memory, measured), and
+  so are a body's trailer fields with its chunk lines, under httptools;
 - at most ``MAX_CONNECTIONS`` connections, and never more than the file
   limit leaves room for: past it, the connection that has waited longest
   for its headers (or idles between requests) is closed to make room, unless
@@ -121,6 +122,11 @@ TOO_BIG_ANSWER = closing_answer(
 #: What ``observe_refusal`` is called with for each answer written below the app.
 HEADERS_TOO_LARGE = "headers_too_large"
 TOO_MANY_CONNECTIONS = "too_many_connections"
+
+
+#: The scope key of a request answered below the app while the app read its body: the
+#: label /metrics counts it by (the app's own answer, to a client gone, is not written).
+REFUSED_BELOW = "hook.refused_below"
 
 
 def _count_nowhere(label: str) -> None:
@@ -455,6 +461,9 @@ class BoundedProtocol:
     held_data: bytearray | None = None
     #: This connection's requests not answered yet, pipelined ones included, oldest first.
     open_cycles: tuple[Any, ...] = ()
+    #: Bytes read, and body bytes parsed, since the headers of the request now in progress.
+    body_wire = 0
+    body_seen = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection; past the cap make room, hold or refuse it; start its deadline."""
@@ -637,6 +646,7 @@ class BoundedProtocol:
 
     def _headers_complete(self) -> None:
         self.config.limits.busy(self)
+        self.body_wire = self.body_seen = 0
         if self.cycle.more_body:
             # Leave the rest of the body in the kernel until the app asks for it: a
             # request waiting for the worker's body budget then holds no more than what
@@ -785,6 +795,49 @@ else:
 
         #: Set when the client sent more than MAX_PIPELINED requests ahead of its answers.
         too_many_ahead = False
+
+        def data_received(self, data: bytes) -> None:
+            """Bound what a request's body section carries besides its body: ``MAX_HEADER_BYTES``.
+
+            httptools keeps a chunked body's trailer fields (header lines after
+            the last chunk) in memory whole, bounded by no limit: a delivery with
+            a 50 MB trailer took a worker from 68 to 170 MB and 13 s, then was
+            stored and answered 202 (hostile review; h11 answers 400 at its own
+            bound). Bytes read while a request's body is in progress that are not
+            body (chunk lines, extensions, trailers) count, per socket read as the
+            headers do; past the bound, 431 and the connection closed, nothing stored.
+            """
+            cycle = self.cycle
+            in_body = cycle is not None and cycle.more_body and not cycle.response_complete
+            if in_body:
+                self.body_wire += len(data)
+            super().data_received(data)
+            limits = self.config.limits
+            if (
+                in_body
+                and self.cycle is cycle
+                and cycle.more_body
+                and self.body_wire - self.body_seen > limits.max_header_bytes
+                and not self.transport.is_closing()
+            ):
+                limits.log.warning(
+                    "a request body from %s carried more than MAX_HEADER_BYTES (%d) besides "
+                    "its bytes (chunk lines, trailer fields): answered 431",
+                    _peer(self),
+                    limits.max_header_bytes,
+                )
+                # The app, reading the body, is told the client is gone: its own answer
+                # is not written, and /metrics counts this one by the scope's mark.
+                cycle.scope[REFUSED_BELOW] = HEADERS_TOO_LARGE
+                cycle.disconnected = True
+                cycle.message_event.set()
+                self.transport.write(TOO_BIG_ANSWER)
+                self.transport.close()
+
+        def on_body(self, body: bytes) -> None:
+            """uvicorn's, counting the body's bytes (the rest of a body section is framing)."""
+            self.body_seen += len(body)
+            super().on_body(body)
 
         def on_headers_complete(self) -> None:
             """Keep every request of the connection until answered (one read may hold many).

@@ -477,7 +477,10 @@ class _Timing:
         finally:
             route = _route(scope["path"])
             self.metrics.durations[route].observe(time.perf_counter() - started)
-            if route == "/notifications" and scope["method"] == "POST" and answered in REFUSED:
+            below = scope.get(connections.REFUSED_BELOW)
+            if below is not None:
+                self.metrics.delivered[below].inc()
+            elif route == "/notifications" and scope["method"] == "POST" and answered in REFUSED:
                 self.metrics.delivered[REFUSED[answered]].inc()
 
 

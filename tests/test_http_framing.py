@@ -502,3 +502,24 @@ def test_a_request_answered_before_its_body_is_read_gets_one_answer_and_its_conn
     assert answers == [answer]
     assert "MAX_HEADER_BYTES" not in log
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_delivery_with_trailer_fields_past_max_header_bytes_is_refused_with_nothing_stored(
+    server: Server, db: psycopg.Connection, dbname: str, tmp_path: Path, parser: str, loop: str
+) -> None:
+    """Trailer fields are header lines after the body, and as bounded as the headers.
+
+    httptools kept them whole in memory, bounded by nothing (not MAX_HEADER_BYTES,
+    not MAX_BODY_BYTES, not the byte budget): a delivery with a 50 MB trailer took
+    a worker to 170 MB and was stored, 202. h11 refuses at its own bound (400).
+    """
+    head = b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    trailer = b"X-Trailer: " + b"t" * 1_000_000
+    env = {"HTTP_PARSER": parser, "EVENT_LOOP": loop}
+    with running_hook(server, dbname, tmp_path, **env) as hook, _connect(hook) as sock:
+        with suppress(OSError):
+            sock.sendall(head + _chunked(DELIVERY)[:-2] + trailer + b"\r\n\r\n")
+        answers = _status_lines(sock)
+    assert [line.split()[1] for line in answers] == [b"400" if parser == "h11" else b"431"]
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)

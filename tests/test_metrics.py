@@ -122,6 +122,26 @@ def test_a_delivery_cut_short_by_its_sender_is_counted(hook: Hook) -> None:
     assert {status: n for status, n in grown.items() if n} == {"cut_short": 1}
 
 
+def test_trailer_fields_too_large_are_counted_as_headers_too_large(hook: Hook) -> None:
+    """Refused below the app while the app read the body: not a sender that left (cut_short)."""
+    before = scrape(hook)
+    url = httpx.URL(hook.url)
+    delivery = body({"fragrance_id": 7, "cost": 5})
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(
+                b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\nX-T: %s\r\n\r\n"
+                % (len(delivery), delivery, b"t" * 1_000_000)
+            )
+        answer = sock.recv(1024)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    grown = _settled_growth(
+        hook, before, "fragrance_sync_deliveries_total", "status", {"headers_too_large": 1}
+    )
+    assert {status: n for status, n in grown.items() if n} == {"headers_too_large": 1}
+
+
 def test_headers_too_large_are_counted(hook: Hook) -> None:
     """A 431 is written below the app, before any route: it was counted nowhere.
 
