@@ -51,7 +51,9 @@ from pg_class as c
 join ours as n on n.oid = c.relnamespace
 where c.relkind = 'v'
 union all
-select 'function ' || p.oid::regprocedure || ' returns ' || pg_get_function_result(p.oid)
+select 'function ' || p.oid::regprocedure
+    -- A procedure has no result: null here made its whole line null, and so blind.
+    || ' returns ' || coalesce(pg_get_function_result(p.oid), '-')
     || ' kind=' || p.prokind::text || ' lang=' || l.lanname || ' volatile=' || p.provolatile::text
     || ' definer=' || p.prosecdef || ' strict=' || p.proisstrict
     || ' parallel=' || p.proparallel::text
@@ -79,7 +81,9 @@ join pg_proc as p on p.oid = t.tgfoid
 join ours as n on n.oid = p.pronamespace
 where not t.tgisinternal
 union all
-select 'grant on public.fragrances ' || coalesce(c.relacl::text, '-')
+-- Sorted: an ACL lists its entries in the order they were granted.
+select 'grant on public.fragrances '
+    || coalesce((select string_agg(a::text, ',' order by a::text) from unnest(c.relacl) as a), '-')
 from pg_class as c where c.oid = 'public.fragrances'::regclass
 union all
 select 'extension ' || e.extname || ' in ' || e.extnamespace::regnamespace
@@ -89,5 +93,11 @@ order by 1
 
 
 def describe_catalog(conn: psycopg.Connection) -> list[str]:
-    """Every definition of ours in this database, one sorted line each."""
-    return [row[0] for row in conn.execute(CATALOG).fetchall()]
+    """Every definition of ours in this database, one sorted line each.
+
+    A null line would compare equal to any other null line, whatever object
+    it stood for: refused, so no part of the comparison is blind.
+    """
+    lines = [row[0] for row in conn.execute(CATALOG).fetchall()]
+    assert None not in lines, "a catalog line is null: a part of CATALOG gave null"
+    return lines
