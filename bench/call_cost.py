@@ -222,7 +222,7 @@ def main() -> int:
         for template in sides.values():
             with psycopg.connect(bench.url(pg, template), autocommit=True) as conn:
                 bodies = [row[0] for row in conn.execute("select body from sync.inbox order by id")]
-                conn.execute("truncate sync.inbox")
+                bench.empty_tables(conn, "sync.inbox")
                 conn.execute("vacuum analyze")
         for round_ in range(args.rounds):
             for size in args.sizes[:: 1 if round_ % 2 == 0 else -1]:

@@ -50,7 +50,7 @@ reset session_replication_role;
 def stage(pg: bench.ThrowawayPostgresql, dbname: str, args: argparse.Namespace) -> int:
     """The catalog grown, every n-th name rewritten; returns how many names are not ASCII."""
     with psycopg.connect(bench.url(pg, dbname), autocommit=True) as conn:
-        conn.execute("truncate sync.finding")
+        bench.empty_tables(conn, "sync.finding")
         copies = args.fragrances // 5000 - 1
         conn.execute(bench.GROW_CATALOG.replace("%(copies)s", str(copies)))
         if args.foreign_every:

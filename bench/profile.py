@@ -109,7 +109,7 @@ def through_the_hook(
             "select body from sync.inbox where status = 'pending' order by id limit %s", [count]
         )
     ]
-    conn.execute("truncate sync.inbox")
+    bench.empty_tables(conn, "sync.inbox")
     conn.execute("update sync.settings set apply_on_receipt = true")
     conn.execute("select pg_stat_statements_reset()")
     started = time.perf_counter()

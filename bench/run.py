@@ -160,6 +160,18 @@ def throwaway_postgres(postgres_args: str = POSTGRES_ARGS) -> Iterator[Throwaway
         shutil.rmtree(base, ignore_errors=True)
 
 
+def empty_tables(conn: psycopg.Connection, tables: str) -> None:
+    """TRUNCATE tables of ours on a bench database, past the triggers that refuse it (FS092).
+
+    A DBA's TRUNCATE of the inbox, the history or the findings is refused;
+    staging a benchmark empties them on a throwaway database, as a superuser
+    whose session fires no ordinary trigger in replica mode.
+    """
+    with conn.transaction():
+        conn.execute("set local session_replication_role = replica")
+        conn.execute(f"truncate {tables}")
+
+
 def url(pg: ThrowawayPostgresql, dbname: str, user: str = "postgres") -> str:
     """A libpq URL for one database of the bench server as one user."""
     return f"postgresql://{user}@127.0.0.1:{pg.settings['port']}/{dbname}"
@@ -658,7 +670,7 @@ def stage_backlog(pg: ThrowawayPostgresql, name: str, count: int) -> None:
     with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
         admin.execute(f"create database {name} template bench")
     with psycopg.connect(url(pg, name), autocommit=True) as conn:
-        conn.execute("truncate sync.inbox, sync.fragrance_history")
+        empty_tables(conn, "sync.inbox, sync.fragrance_history")
         conn.execute(STAGE_BACKLOG.replace("%(count)s", str(count)))
         conn.execute("vacuum analyze")
 
@@ -682,7 +694,7 @@ def stage_same_backlog(pg: ThrowawayPostgresql, source: str, template: str, name
             with conn.cursor() as cur, cur.copy("copy public.fragrances from stdin") as copy:
                 for row in fragrances:
                     copy.write_row(row)
-        conn.execute("truncate sync.inbox, sync.fragrance_history")
+        empty_tables(conn, "sync.inbox, sync.fragrance_history")
         conn.execute("update sync.settings set apply_on_receipt = false")
         copy_in = "copy sync.inbox (body, content_type) from stdin"
         with conn.cursor() as cur, cur.copy(copy_in) as copy:
@@ -1000,7 +1012,7 @@ def bench_catalog(pg: ThrowawayPostgresql, args: argparse.Namespace) -> dict[str
         with psycopg.connect(url(pg, "postgres"), autocommit=True) as admin:
             admin.execute(f"create database {name} template bench")
         with psycopg.connect(url(pg, name), autocommit=True) as conn:
-            conn.execute("truncate sync.finding")
+            empty_tables(conn, "sync.finding")
             if rows > 5000:
                 conn.execute(GROW_CATALOG.replace("%(copies)s", str(rows // 5000 - 1)))
             conn.execute("vacuum analyze public.fragrances")

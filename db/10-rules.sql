@@ -2084,3 +2084,75 @@ create trigger _010_refuse_truncate
     for each statement execute function sync_private.refuse_rule_truncate();
 comment on trigger _010_refuse_truncate on sync.rule is
     'Refuses a TRUNCATE of the rules (FS089): it would drop every rule, unversioned.';
+
+-- sync_private.refuse_truncate
+-- Trigger: a TRUNCATE of a table of history or audit is refused, its hint naming the verb that purges it.
+create function sync_private.refuse_truncate() returns trigger
+    language plpgsql
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- A TRUNCATE fires no row trigger and no DELETE trigger, and with CASCADE
+    -- it empties every table that refers to the one named: the owner's
+    -- TRUNCATE sync.rule_version CASCADE emptied every finding, and a
+    -- TRUNCATE of the history, the inbox or the field clock erased the
+    -- audit, the deliveries, or which delivery is newer, with no trace
+    -- (hostile review). Each such table carries this trigger, its hint as
+    -- the trigger's argument: the verb that purges what may go, or that
+    -- nothing does. The trigger of the first table PostgreSQL truncates
+    -- raises, so a TRUNCATE naming several tables says that one's. Nothing
+    -- of ours truncates them: rollbacks drop the tables, which fires no
+    -- TRUNCATE trigger. sync.cms_snapshot is loaded by a TRUNCATE and a COPY
+    -- (docs/drift-and-undo.md) and carries none.
+    raise exception '% cannot be truncated: its rows are history, and a TRUNCATE leaves no trace of what it removed',
+        format('%I.%I', tg_table_schema, tg_table_name)
+        using errcode = 'FS092',
+              hint = tg_argv[0];
+end;
+$$;
+comment on function sync_private.refuse_truncate() is
+    'Trigger function (BEFORE TRUNCATE on sync.rule_version, sync.finding, sync.fragrance_history, sync.field_version, sync.inbox and sync.job_run): refuses a TRUNCATE, with or without CASCADE, with FS092; the hint, the trigger''s argument, names the verb that purges what may go, or says that nothing does.';
+
+create trigger _010_refuse_truncate
+    before truncate on sync.rule_version
+    for each statement execute function sync_private.refuse_truncate(
+        'Each decision and finding names the rules'' version that judged it: nothing purges them (one row per change of the rules, docs/operations.md, "What grows"). Tune or turn a rule off, versioned: UPDATE sync.rule SET severity = ''off'' WHERE code = ''...'';');
+comment on trigger _010_refuse_truncate on sync.rule_version is
+    'Refuses a TRUNCATE of the rules'' versions (FS092): with CASCADE it emptied every finding too, with no trace.';
+
+-- sync_private.refuse_rule_delete
+-- Trigger: a DELETE of sync.rule is refused outside a migration; a rule is turned off by an UPDATE instead.
+create function sync_private.refuse_rule_delete() returns trigger
+    language plpgsql
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- The owner's DELETE FROM sync.rule was versioned, but the code judges
+    -- by every rule it knows: a rule deleted was silently no rule at all (its
+    -- findings went with it, 0033), and one the merge needs is not tunable
+    -- for a reason (review). The rollback of the migration that added a rule
+    -- deletes it: yoyo holds its lock row (public.yoyo_lock, written in a
+    -- transaction of its own) for as long as a deploy or a rollback runs,
+    -- and python -m hook.migrate gives yoyo schema public. A DELETE in psql
+    -- while a deploy runs goes through too: the same login could as well
+    -- roll the migration back.
+    if to_regclass('public.yoyo_lock') is not null then
+        if exists (select from public.yoyo_lock) then
+            return null;
+        end if;
+    end if;
+    raise exception 'a rule of sync.rule cannot be deleted: the merge and the catalog check judge by every rule they know'
+        using errcode = 'FS093',
+              hint = 'Turn it off, versioned: UPDATE sync.rule SET severity = ''off'' WHERE code = ''...''; '
+                  || '(or loosen it: its tunable column says what it takes; a rule with none cannot be turned off). '
+                  || 'A rule goes with a rollback of the migration that added it (docs/operations.md).';
+end;
+$$;
+comment on function sync_private.refuse_rule_delete() is
+    'Trigger function of sync.rule''s _005_refuse_delete: refuses a DELETE with FS093, since the code judges by every rule it knows; a rule is turned off or loosened by an UPDATE. Lets it through while yoyo holds its lock (public.yoyo_lock), so the rollback of the migration that added a rule deletes it.';
+
+create trigger _005_refuse_delete
+    before delete on sync.rule
+    for each statement execute function sync_private.refuse_rule_delete();
+comment on trigger _005_refuse_delete on sync.rule is
+    'Refuses a DELETE of rules (FS093) outside a migration''s rollback: a rule is turned off by an UPDATE of its severity, versioned.';

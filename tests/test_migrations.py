@@ -1047,6 +1047,57 @@ def test_a_deploy_refuses_to_drop_a_function_a_sites_index_on_our_table_calls(
     run_yoyo(server, dbname, "apply")
 
 
+@pytest.mark.parametrize(
+    ("create", "named", "move"),
+    [
+        (
+            "create view sync.dash as select count(*) as deliveries from sync.inbox",
+            "view sync.dash",
+            "ALTER VIEW sync.dash SET SCHEMA <your schema>;",
+        ),
+        (
+            "create function sync_private.mine(integer) returns integer"
+            " language sql immutable return $1 + 1",
+            "function sync_private.mine(integer)",
+            "ALTER FUNCTION sync_private.mine(integer) SET SCHEMA <your schema>;",
+        ),
+    ],
+    ids=["view in sync", "function in sync_private"],
+)
+def test_a_deploy_refuses_to_drop_a_sites_own_object_in_our_schemas(
+    server: Server, dbname: str, db: psycopg.Connection, create: str, named: str, move: str
+) -> None:
+    """Every deploy dropped a site's view or function made in schema sync, without a word.
+
+    The reset drops every view and function of sync and sync_private; one
+    the last code load did not make is the site's, named with what moves it.
+    """
+    db.execute(create)
+    deploy = yoyo_apply(server, dbname)
+    out, err = deploy.communicate(timeout=300)
+    assert deploy.returncode != 0
+    assert f"  {named} (move it: {move})" in err
+    assert "Nothing was changed" in err
+    assert named in db.execute("""
+        select string_agg(o.type || ' ' || o.identity, ', ')
+        from (select 'pg_catalog.pg_class'::regclass as c, oid from pg_catalog.pg_class
+              where relnamespace in ('sync'::regnamespace, 'sync_private'::regnamespace)
+              union all
+              select 'pg_catalog.pg_proc'::regclass, oid from pg_catalog.pg_proc
+              where pronamespace in ('sync'::regnamespace, 'sync_private'::regnamespace)) as x
+        cross join lateral pg_catalog.pg_identify_object(x.c, x.oid, 0) as o
+    """).fetchone()[0]
+
+
+def test_a_deploy_loads_again_once_a_sites_object_is_moved_out_of_our_schemas(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    db.execute("create view sync.dash as select count(*) as deliveries from sync.inbox")
+    db.execute("alter view sync.dash set schema public")
+    run_yoyo(server, dbname, "apply")
+    assert db.execute("select count(*) from public.dash").fetchone() == (1,)
+
+
 def test_a_deploy_held_up_by_another_sessions_temporary_view_names_that_session(
     server: Server, dbname: str, db: psycopg.Connection
 ) -> None:

@@ -1,0 +1,79 @@
+"""What the owner's psql could do to the rules, findings and audit tables by mistake.
+
+Hostile review as a DBA logged in as the owner (or a superuser): a
+TRUNCATE fires no row trigger, so it emptied a table of history, with
+CASCADE every table referring to it, without a trace; a DELETE of a rule
+turned it off where the code counts on it. Each is refused with the verb
+to use instead in its hint; the documented ways still work.
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from conftest import Server, run_yoyo
+
+
+@pytest.mark.parametrize(
+    ("statement", "table", "verb"),
+    [
+        ("truncate sync.rule_version cascade", "sync.finding", "UPDATE sync.rule SET severity"),
+        ("truncate sync.finding", "sync.finding", "CALL sync.purge_inbox();"),
+        ("truncate sync.fragrance_history", "sync.fragrance_history", "no verb purges it"),
+        ("truncate sync.inbox", "sync.inbox", "SELECT sync.purge_applied('90 days');"),
+        ("truncate sync.field_version", "sync.field_version", "no verb purges it"),
+        ("truncate sync.job cascade", "sync.job_run", "CALL sync.purge_inbox();"),
+    ],
+    ids=["rule_version", "finding", "history", "inbox", "field_clock", "job_runs"],
+)
+def test_an_owners_truncate_of_a_table_of_history_is_refused_naming_the_verb(
+    db: psycopg.Connection, statement: str, table: str, verb: str
+) -> None:
+    """TRUNCATE sync.rule_version CASCADE emptied every finding, with no trace."""
+    db.execute("select * from sync.check_catalog()")
+    db.execute("select sync.run_job('check_drift')")
+    before = db.execute(f"select count(*) from {table}").fetchone()
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(statement)
+    assert caught.value.sqlstate == "FS092", caught.value
+    assert verb in (caught.value.diag.message_hint or "")
+    assert db.execute(f"select count(*) from {table}").fetchone() == before
+
+
+def test_an_owners_delete_of_a_rule_is_refused(db: psycopg.Connection) -> None:
+    """A DELETE was versioned but turned the rule off where the code counts on it."""
+    rules = db.execute("select count(*) from sync.rule").fetchone()
+    versions = db.execute("select count(*) from sync.rule_version").fetchone()
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("delete from sync.rule where code = 'name.lookalike'")
+    assert caught.value.sqlstate == "FS093", caught.value
+    assert "UPDATE sync.rule SET severity = 'off' WHERE code = " in (
+        caught.value.diag.message_hint or ""
+    )
+    assert db.execute("select count(*) from sync.rule").fetchone() == rules
+    assert db.execute("select count(*) from sync.rule_version").fetchone() == versions
+
+
+def test_a_rule_is_still_turned_off_by_the_documented_update(db: psycopg.Connection) -> None:
+    versions = db.execute("select count(*) from sync.rule_version").fetchone()
+    assert versions is not None
+    db.execute("update sync.rule set severity = 'off' where code = 'name.lookalike'")
+    assert db.execute(
+        "select rules -> 'name.lookalike' ->> 'severity' from sync.rule_version"
+        " order by version desc limit 1"
+    ).fetchone() == ("off",)
+    assert db.execute("select count(*) from sync.rule_version").fetchone() == (versions[0] + 1,)
+
+
+def test_a_rollback_still_removes_the_rules_its_migration_added(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """The landed rollbacks delete their rules' rows: yoyo holds its lock while they run."""
+    run_yoyo(server, dbname, "rollback", "--revision", "0060-html-texts-and-implausible-costs")
+    assert db.execute(
+        "select count(*) from sync.rule where code = 'cost.implausible'"
+    ).fetchone() == (0,)
+    run_yoyo(server, dbname, "apply")
+    assert db.execute(
+        "select count(*) from sync.rule where code = 'cost.implausible'"
+    ).fetchone() == (1,)
