@@ -2156,3 +2156,33 @@ create trigger _005_refuse_delete
     for each statement execute function sync_private.refuse_rule_delete();
 comment on trigger _005_refuse_delete on sync.rule is
     'Refuses a DELETE of rules (FS093) outside a migration''s rollback: a rule is turned off by an UPDATE of its severity, versioned.';
+
+-- sync_private.refuse_rule_version_change
+-- Trigger: an UPDATE or DELETE of sync.rule_version is refused; its latest row is the rules in force.
+create function sync_private.refuse_rule_version_change() returns trigger
+    language plpgsql
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- The merge and the catalog check judge by the latest row of
+    -- sync.rule_version (sync_private.current_rules), not by sync.rule: the
+    -- owner's UPDATE of its rules, or a DELETE of it (a clean-up of old
+    -- versions; no finding refers to a version before the catalog is
+    -- checked by it), silently put other rules in force while sync.rule
+    -- still showed the tuned ones, and rewrote what judged each delivery
+    -- (hostile review). Nothing of ours updates or deletes a version: the
+    -- trigger on sync.rule and the migrations that add rules insert one.
+    raise exception 'sync.rule_version cannot be changed: its latest row is the rules in force, and each row what judged the deliveries and findings that name it'
+        using errcode = 'FS092',
+              hint = 'Change the rules through sync.rule, which records a new version: UPDATE sync.rule SET severity = ''off'' WHERE code = ''...''; '
+                  || '(or its parameter, as its tunable column allows). Nothing purges the versions: one row per change of the rules.';
+end;
+$$;
+comment on function sync_private.refuse_rule_version_change() is
+    'Trigger function of sync.rule_version''s _010_refuse_change: refuses an UPDATE or DELETE with FS092, since the latest version is the rules in force (sync_private.current_rules) and each is what judged the decisions and findings naming it; the rules change through sync.rule.';
+
+create trigger _010_refuse_change
+    before update or delete on sync.rule_version
+    for each statement execute function sync_private.refuse_rule_version_change();
+comment on trigger _010_refuse_change on sync.rule_version is
+    'Refuses an UPDATE or DELETE of the rules'' versions (FS092): it changed the rules in force behind sync.rule.';

@@ -54,6 +54,41 @@ def test_an_owners_delete_of_a_rule_is_refused(db: psycopg.Connection) -> None:
     assert db.execute("select count(*) from sync.rule_version").fetchone() == versions
 
 
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "update sync.rule_version set rules = rules - 'name.lookalike'"
+        " where version = (select max(version) from sync.rule_version)",
+        "delete from sync.rule_version"
+        " where version = (select max(version) from sync.rule_version)",
+    ],
+    ids=["update", "delete"],
+)
+def test_an_owners_change_of_the_rules_in_force_behind_sync_rule_is_refused(
+    db: psycopg.Connection, statement: str
+) -> None:
+    """The latest sync.rule_version is what the merge judges by, not sync.rule.
+
+    Editing it, or deleting it (no finding refers to a version before the
+    catalog is checked by it), silently put other rules in force while
+    sync.rule still showed the tuned ones.
+    """
+    db.execute("update sync.rule set severity = 'error' where code = 'cost.fractional'")
+    before = db.execute(
+        "select version, rules from sync.rule_version order by version desc limit 1"
+    ).fetchone()
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(statement)
+    assert caught.value.sqlstate == "FS092", caught.value
+    assert "UPDATE sync.rule SET" in (caught.value.diag.message_hint or "")
+    assert (
+        db.execute(
+            "select version, rules from sync.rule_version order by version desc limit 1"
+        ).fetchone()
+        == before
+    )
+
+
 def test_a_rule_is_still_turned_off_by_the_documented_update(db: psycopg.Connection) -> None:
     versions = db.execute("select count(*) from sync.rule_version").fetchone()
     assert versions is not None
