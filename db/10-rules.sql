@@ -2113,11 +2113,11 @@ $$;
 comment on function sync_private.refuse_truncate() is
     'Trigger function (BEFORE TRUNCATE on sync.rule_version, sync.finding, sync.fragrance_history, sync.field_version, sync.inbox and sync.job_run): refuses a TRUNCATE, with or without CASCADE, with FS092; the hint, the trigger''s argument, names the verb that purges what may go, or says that nothing does.';
 
-create trigger _010_refuse_truncate
+create trigger _010_refuse_truncate_rule_version
     before truncate on sync.rule_version
     for each statement execute function sync_private.refuse_truncate(
         'Each decision and finding names the rules'' version that judged it: nothing purges them (one row per change of the rules, docs/operations.md, "What grows"). Tune or turn a rule off, versioned: UPDATE sync.rule SET severity = ''off'' WHERE code = ''...'';');
-comment on trigger _010_refuse_truncate on sync.rule_version is
+comment on trigger _010_refuse_truncate_rule_version on sync.rule_version is
     'Refuses a TRUNCATE of the rules'' versions (FS092): with CASCADE it emptied every finding too, with no trace.';
 
 -- sync_private.refuse_rule_delete

@@ -621,9 +621,9 @@ $$;
 comment on function sync_private.settle(sync_private.judged[], integer[], jsonb, bigint) is
     'Decides a judged batch whose fragrances the caller has locked (p_locked: the result of sync_private.lock_fragrances): refused deltas are rejected, empty ones ignored, the rest written by sync_private.write(); when the write fails the batch is halved, in receipt order, until only the failing delivery is refused (internal.error) or left pending (internal.retryable). Returns every delivery''s outcome; touches no inbox row.';
 
-create trigger _010_refuse_truncate
+create trigger _010_refuse_truncate_field_version
     before truncate on sync.field_version
     for each statement execute function sync_private.refuse_truncate(
         'The field clock says which delivery of each field is newest: emptied, a delivery received long ago would win again over a newer one. It holds one row per fragrance, and no verb purges it.');
-comment on trigger _010_refuse_truncate on sync.field_version is
+comment on trigger _010_refuse_truncate_field_version on sync.field_version is
     'Refuses a TRUNCATE of the field clock (FS092): older deliveries would overwrite newer values.';

@@ -828,9 +828,9 @@ $$;
 comment on function sync.receive_spooled(uuid, timestamptz, bytea, text, text, text) is
     'Stores a delivery the hook spooled while the database was down, keeping its original received_at; a key already stored returns the stored receipt, so a drain can be replayed safely.';
 
-create trigger _010_refuse_truncate
+create trigger _010_refuse_truncate_inbox
     before truncate on sync.inbox
     for each statement execute function sync_private.refuse_truncate(
         'Applied and ignored deliveries go with SELECT sync.purge_applied(''90 days''); or the scheduled CALL sync.purge_inbox(); (which keeps what a revert or the health still reads), a rejected one with SELECT * FROM sync.discard(<id>, ''<why>''); (docs/operations.md).');
-comment on trigger _010_refuse_truncate on sync.inbox is
+comment on trigger _010_refuse_truncate_inbox on sync.inbox is
     'Refuses a TRUNCATE of the deliveries (FS092): pending and rejected ones would be lost unapplied, and the purge keeps what a revert and the health read.';

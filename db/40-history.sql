@@ -542,9 +542,9 @@ $$;
 comment on function sync.fragrance_at(integer, timestamptz) is
     'The fragrance as it was at p_at (no row if it did not exist then), rebuilt from the current row by undoing, in the history''s order, every change sync.fragrance_history recorded after the last one dated at or before p_at (a change dated later by a clock that stepped back since is not undone out of turn). Before the first recorded change it shows the earliest known state: p_at => ''-infinity'' gives that state, ''infinity'' the fragrance now. Usage: SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');';
 
-create trigger _010_refuse_truncate
+create trigger _010_refuse_truncate_fragrance_history
     before truncate on sync.fragrance_history
     for each statement execute function sync_private.refuse_truncate(
         'It is the audit of public.fragrances, which sync.revert, sync.fragrance_at and the drift check read: no verb purges it, on purpose (docs/operations.md, "What grows").');
-comment on trigger _010_refuse_truncate on sync.fragrance_history is
+comment on trigger _010_refuse_truncate_fragrance_history on sync.fragrance_history is
     'Refuses a TRUNCATE of the history (FS092): the audit, revert and fragrance_at would lose every change.';

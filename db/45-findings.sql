@@ -887,9 +887,9 @@ create trigger _950_check_truncate
 comment on trigger _950_check_truncate on public.fragrances is
     'Fragrance sync: closes every open finding once a TRUNCATE has removed the rows (sync.finding).';
 
-create trigger _010_refuse_truncate
+create trigger _010_refuse_truncate_finding
     before truncate on sync.finding
     for each statement execute function sync_private.refuse_truncate(
         'Closed findings older than sync.settings.purge_after go with the scheduled CALL sync.purge_inbox(); open ones close when the row is fixed, or when their rule is turned off: UPDATE sync.rule SET severity = ''off'' WHERE code = ''...''; then SELECT * FROM sync.run_job(''check_catalog'');');
-comment on trigger _010_refuse_truncate on sync.finding is
+comment on trigger _010_refuse_truncate_finding on sync.finding is
     'Refuses a TRUNCATE of the findings (FS092): open ones would vanish while the catalog still breaks the rules, and "what got fixed" with the closed ones.';

@@ -542,9 +542,9 @@ comment on procedure sync.run_due_jobs() is
 -- The jobs reach pg_cron at every code load, as they would after an UPDATE of sync.job.
 select sync_private.schedule_with_pg_cron();
 
-create trigger _010_refuse_truncate
+create trigger _010_refuse_truncate_job_run
     before truncate on sync.job_run
     for each statement execute function sync_private.refuse_truncate(
         'Runs older than sync.settings.purge_after go with the scheduled CALL sync.purge_inbox();, which keeps each job''s last run and last successful one (sync.schedule(), sync.health and the status page read them).');
-comment on trigger _010_refuse_truncate on sync.job_run is
+comment on trigger _010_refuse_truncate_job_run on sync.job_run is
     'Refuses a TRUNCATE of the jobs'' runs (FS092): sync.schedule(), sync.health and the status page would lose each job''s last run and last successful one.';

@@ -8,7 +8,10 @@ to the new at its commit. Tables, columns, indexes and roles are data and
 belong to the numbered migrations, which run before this one.
 
 Before it drops anything it refuses to load when an object outside sync and
-sync_private depends on what it drops (a site's view of sync.health), records
+sync_private depends on what it drops (a site's view of sync.health), or when
+those schemas hold an object the last load did not make (a site's own view
+made in schema sync; the load records what it made in
+sync_private.code_object), records
 the grants the site made on our views, functions and types to roles of its
 own (made again after the files are loaded), and waits its turn for the locks
 it needs without holding what the hook needs (take_turn; ADR 0015, addendum).
@@ -216,6 +219,55 @@ where d.deptype in ('n', 'a')
 order by 1, 2
 """
 
+# Every object the reset drops, as pg_identify_object names it: the views,
+# functions, procedures, aggregates and composite types of sync and
+# sync_private, and the triggers that call a function there (on any table).
+CODE_OBJECTS = """
+select o.type, o.identity
+from (select 'pg_catalog.pg_class'::regclass as classid, c.oid as objid
+      from pg_catalog.pg_class as c
+      where c.relkind in ('v', 'c')
+        and c.relnamespace in (select oid from pg_catalog.pg_namespace
+                               where nspname in ('sync', 'sync_private'))
+      union all
+      select 'pg_catalog.pg_proc'::regclass, p.oid from pg_catalog.pg_proc as p
+      where p.pronamespace in (select oid from pg_catalog.pg_namespace
+                               where nspname in ('sync', 'sync_private'))
+      union all
+      select 'pg_catalog.pg_trigger'::regclass, t.oid from pg_catalog.pg_trigger as t
+      join pg_catalog.pg_proc as f on f.oid = t.tgfoid
+      where not t.tgisinternal
+        and f.pronamespace in (select oid from pg_catalog.pg_namespace
+                               where nspname in ('sync', 'sync_private'))) as x
+cross join lateral pg_catalog.pg_identify_object(x.classid, x.objid, 0) as o
+"""
+
+# The objects the reset would drop that the last load did not make
+# (sync_private.code_object): a site's own view or function made in schema
+# sync went with every deploy, without a word (hostile review).
+FOREIGN_OBJECTS = f"""
+select d.type, d.identity
+from ({CODE_OBJECTS}) as d
+where not exists (select from sync_private.code_object as r
+                  where r.type = d.type and r.identity = d.identity)
+order by 1, 2
+"""
+
+RECORD_CODE_OBJECTS = f"""
+delete from sync_private.code_object;
+insert into sync_private.code_object (type, identity) {CODE_OBJECTS};
+"""
+
+#: How each type of object is moved out of our schemas, to keep it.
+MOVE = {
+    "view": "ALTER VIEW {} SET SCHEMA <your schema>;",
+    "function": "ALTER FUNCTION {} SET SCHEMA <your schema>;",
+    "procedure": "ALTER PROCEDURE {} SET SCHEMA <your schema>;",
+    "aggregate": "ALTER AGGREGATE {} SET SCHEMA <your schema>;",
+    "composite type": "ALTER TYPE {} SET SCHEMA <your schema>;",
+}
+
+
 # Grants a site made on the views, functions and types of schema sync to roles
 # that are not ours (nor PUBLIC, nor the owner): the reset drops the objects
 # and with them their grants; the load makes them again where the object
@@ -326,6 +378,33 @@ def refuse_outside_dependents(cursor: Any) -> None:
             " them again."
             f"{temporary}"
         )
+
+
+def refuse_foreign_objects(cursor: Any) -> None:
+    """Refuse the load when sync or sync_private holds an object the last load did not make."""
+    cursor.execute(FOREIGN_OBJECTS)
+    foreign = cursor.fetchall()
+    if not foreign:
+        return
+    lines = "\n".join(
+        f"  {kind} {identity} (move it: {MOVE[kind].format(identity)})"
+        if kind in MOVE
+        else f"  {kind} {identity} (it calls a function of ours, which every deploy drops and"
+        " makes again: save it, drop it, and have it call a function of your own)"
+        for kind, identity in foreign
+    )
+    raise RuntimeError(
+        "the database code was not loaded: schemas sync and sync_private hold the sync's code,"
+        " which every deploy drops and creates again, and these objects there are not the"
+        f" sync's (a deploy would drop them):\n{lines}\n{what_was_changed(cursor)} Move each"
+        " to a schema of your own as its line says (and what calls it by name: a view or"
+        " index over it follows it), then run yoyo apply again."
+    )
+
+
+def record_code_objects(cursor: Any) -> None:
+    """Record what this load made, so the next one tells a site's objects in our schemas."""
+    cursor.execute(RECORD_CODE_OBJECTS)
 
 
 def site_grants(cursor: Any) -> list[tuple[str, str, str | None, str, str, bool]]:
@@ -515,12 +594,14 @@ def load_database_code(conn: Any) -> None:
         raise RuntimeError(f"no database code found in {DATABASE_CODE}")
     with conn.cursor() as cursor:
         refuse_outside_dependents(cursor)
+        refuse_foreign_objects(cursor)
         grants = site_grants(cursor)
         take_turn(cursor, files)
         cursor.execute(RESET)
         for path in files:
             cursor.execute(path.read_text())
         grant_again(cursor, grants)
+        record_code_objects(cursor)
         say_why_pg_cron_is_not_used(cursor)
         say_what_our_roles_hold_beyond_their_rights(cursor)
 
