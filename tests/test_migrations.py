@@ -1221,7 +1221,7 @@ def test_a_clone_of_a_database_keeps_the_logins_when_its_original_is_rolled_back
 def test_rolling_back_the_last_database_drops_the_logins_but_the_smart_librarys(
     own_server: Server,
 ) -> None:
-    """The smart library read its catalog before the sync and reads it after (ADR 0038)."""
+    """The smart library read its catalog before the sync and reads it after (ADR 0037)."""
     run_yoyo(own_server, "test", "rollback", "--all")
     with psycopg.connect(own_server.url("test")) as conn:
         assert conn.execute(LOGINS).fetchall() == [("smart_library_login",)]

@@ -110,7 +110,7 @@ def test_the_migration_creates_a_nologin_reader_and_its_login(db: psycopg.Connec
 def test_the_reader_and_its_login_hold_select_on_the_catalog_and_no_other_grant(
     db: psycopg.Connection,
 ) -> None:
-    """The login holds its own select too (0063), which no rollback revokes (ADR 0038)."""
+    """The login holds its own select too (0063), which no rollback revokes (ADR 0037)."""
     grants = db.execute("""
         select grantee, table_schema, table_name, privilege_type
         from information_schema.role_table_grants
@@ -149,7 +149,7 @@ def test_rollback_revokes_the_readers_select_and_keeps_roles_other_databases_use
             "select has_table_privilege('smart_library_reader', 'public.fragrances', 'select'),"
             " has_table_privilege('smart_library_login', 'public.fragrances', 'select')"
         ).fetchone()
-        # The login keeps its own select (0063, ADR 0038).
+        # The login keeps its own select (0063, ADR 0037).
         assert can_read == (False, True)
         # The session's template databases still grant the reader: the roles stay.
         assert conn.execute(ROLES).fetchall() == [
@@ -159,7 +159,7 @@ def test_rollback_revokes_the_readers_select_and_keeps_roles_other_databases_use
 
 
 def test_rollback_drops_the_reader_and_keeps_the_login_when_no_other_database_uses_them() -> None:
-    """The login keeps its own select on the catalog (ADR 0038); the reader role goes."""
+    """The login keeps its own select on the catalog (ADR 0037); the reader role goes."""
     own = Server(ThrowawayPostgresql())  # a cluster of its own: no template grants the reader
     try:
         own.create_database("library")
@@ -216,7 +216,7 @@ def test_rolling_the_sync_back_leaves_the_smart_library_its_login_and_catalog() 
 
     The landed rollback of 0019 revoked the reader's select and dropped both
     roles once no other database used them: after `yoyo rollback --all` the
-    smart library could no longer log in (hostile review, ADR 0038).
+    smart library could no longer log in (hostile review, ADR 0037).
     """
     own = Server(ThrowawayPostgresql())  # roles are the cluster's: one of its own
     try:
