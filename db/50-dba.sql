@@ -111,8 +111,9 @@ comment on function sync.apply_pending(integer) is
     'Judges and merges up to p_limit pending deliveries in receipt order, and at most 64 MiB of bodies (sync_private.merge_bytes; always the first), and returns the counts; call it again until processed is 0. Rows another session is processing are skipped, so concurrent calls never apply a delivery twice; the deliveries of a fragrance whose row another transaction holds (a DBA''s open transaction) stay pending, named in a NOTICE, and are applied by a later call once it ends (when all p_limit claimed are such, the call goes on to the next p_limit, so they hold back no other fragrance). Usage: SELECT * FROM sync.apply_pending(1000);';
 
 -- sync_private.claim_rejected
--- Locks one rejected delivery for a DBA verb, or says why it cannot be taken.
-create function sync_private.claim_rejected(p_inbox_id bigint, p_verb text) returns void
+-- Locks one rejected delivery (or, with p_discarded_too, a discarded one) for a DBA verb, or says why it cannot be taken.
+create function sync_private.claim_rejected(p_inbox_id bigint, p_verb text, p_discarded_too boolean default false)
+    returns void
     language plpgsql
 as $$
 declare
@@ -127,10 +128,11 @@ begin
         raise exception 'inbox row % does not exist', p_inbox_id
             using errcode = 'FS001', hint = 'List quarantined deliveries with SELECT * FROM sync.quarantine;';
     end if;
-    if v_status <> 'rejected' then
+    if v_status <> 'rejected' and not (p_discarded_too and v_status = 'discarded') then
         -- Said for its status: a pending delivery is not in the quarantine
         -- the hint once listed, and nothing there told how to merge it.
-        raise exception 'inbox row % is %; only rejected deliveries can be %', p_inbox_id, v_status, p_verb
+        raise exception 'inbox row % is %; only % deliveries can be %', p_inbox_id, v_status,
+            case when p_discarded_too then 'rejected or discarded' else 'rejected' end, p_verb
             using errcode = 'FS002',
                   hint = case v_status
                       when 'pending' then 'It waits for the merge, not in quarantine; merge what is pending: '
@@ -140,15 +142,16 @@ begin
                       when 'applied' then format('It is applied already: SELECT status, applied_fields, processed_at '
                           'FROM sync.inbox WHERE id = %s; (sync.revert(%s) would undo its change)', p_inbox_id, p_inbox_id)
                       when 'discarded' then format('It was written off: SELECT discarded_by, discard_reason '
-                          'FROM sync.inbox WHERE id = %s;', p_inbox_id)
+                          'FROM sync.inbox WHERE id = %s; (if by mistake, sync.retry(%s) judges it again)',
+                          p_inbox_id, p_inbox_id)
                       else format('It changed nothing, and its reasons say why: '
                           'SELECT status, reasons FROM sync.inbox WHERE id = %s;', p_inbox_id)
                   end;
     end if;
 end;
 $$;
-comment on function sync_private.claim_rejected(bigint, text) is
-    'Locks inbox row p_inbox_id for sync.retry or sync.discard; raises FS001 when it does not exist and FS002 when it is not rejected (its hint says what to do for that status).';
+comment on function sync_private.claim_rejected(bigint, text, boolean) is
+    'Locks inbox row p_inbox_id for sync.retry or sync.discard; raises FS001 when it does not exist and FS002 when it is not rejected (nor discarded, with p_discarded_too: sync.retry''s), its hint saying what to do for that status.';
 
 -- sync.retry
 -- Processes one quarantined delivery again, after a rule or data fix.
@@ -160,14 +163,21 @@ as $$
 declare
     v_receipt sync.receipt;
 begin
-    perform sync_private.claim_rejected(p_inbox_id, 'retried');
+    -- A discarded delivery too: a discard of the wrong row (the bulk write-off
+    -- line run with the wrong code, a mistyped id) lost the CMS's change
+    -- for good, since the CMS never retries and no verb took it back
+    -- (hostile review). Judged again like a rejected one, it fills only the
+    -- fields nobody set since (receipt order, per field); refused again, it
+    -- is back in the quarantine (ADR 0042). discarded_by, discard_reason and
+    -- discarded_at stay: who wrote it off, why and when.
+    perform sync_private.claim_rejected(p_inbox_id, 'retried', true);
     perform sync_private.process_claimed(array[p_inbox_id]);
     select id, status, reasons into v_receipt from sync.inbox where id = p_inbox_id;
     return v_receipt;
 end;
 $$;
 comment on function sync.retry(bigint) is
-    'Processes one rejected delivery again (fields set since by later deliveries are left alone) and returns its new receipt. Usage: SELECT * FROM sync.retry(42);';
+    'Processes one rejected delivery again (fields set since by later deliveries are left alone) and returns its new receipt. A discarded one too, which undoes a mistaken discard: refused again, it is back in sync.quarantine; its discarded_by, discard_reason and discarded_at stay. Usage: SELECT * FROM sync.retry(42);';
 
 -- sync.retry_all
 -- Processes quarantined deliveries again, optionally only those rejected for one code.

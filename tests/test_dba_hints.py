@@ -147,19 +147,29 @@ def test_the_hint_for_retrying_a_pending_delivery_merges_it(
     assert inbox_row(db, pending)["status"] == "applied"
 
 
-@pytest.mark.parametrize("status", ["applied", "ignored", "discarded"])
+@pytest.mark.parametrize("status", ["applied", "ignored"])
 def test_the_hint_for_retrying_a_delivery_that_is_not_rejected_is_about_it(
     db: psycopg.Connection, dba: psycopg.Connection, status: str
 ) -> None:
     delivery = {"applied": {"fragrance_id": 7, "cost": 5}, "ignored": {"fragrance_id": 7}}
-    inbox_id = receive(db, delivery.get(status, {"fragrance_id": 7, "cost": -1}))["inbox_id"]
-    if status == "discarded":
-        dba.execute("select sync.discard(%s, 'vendor test')", [inbox_id])
+    inbox_id = receive(db, delivery[status])["inbox_id"]
 
     hint = hint_of(dba, f"select * from sync.retry({inbox_id})", "FS002")
 
     assert str(inbox_id) in runnable(hint)
     assert dba.execute(runnable(hint)).fetchall()
+
+
+def test_the_hint_for_discarding_a_discarded_delivery_shows_the_discard_and_its_undoing(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    inbox_id = receive(db, {"fragrance_id": 7, "cost": -1})["inbox_id"]
+    dba.execute("select sync.discard(%s, 'vendor test')", [inbox_id])
+
+    hint = hint_of(dba, f"select * from sync.discard({inbox_id}, 'again')", "FS002")
+
+    assert dba.execute(runnable(hint)).fetchall() == [("alice", "vendor test")]
+    assert f"sync.retry({inbox_id})" in hint
 
 
 @pytest.mark.parametrize("status", ["ignored", "rejected", "discarded"])

@@ -104,6 +104,49 @@ def test_a_dba_writes_off_every_delivery_of_one_error_code_in_one_statement(
     assert dba.execute("select codes from sync.quarantine").fetchall() == [(["cost.negative"],)]
 
 
+def test_a_mistaken_discard_is_undone_by_a_retry_and_its_record_is_kept(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """A discard of the wrong row (the bulk line, a mistyped id) lost the CMS's change for good.
+
+    The CMS never retries, and no verb a DBA may call took a discarded delivery back: sync.retry
+    refused it (FS002). Retried, it is judged again, and who discarded it and why stay recorded.
+    """
+    receipt = receive(db, {"fragrance_id": 7, "cost": -1, "name": "Kept after all"})
+    dba.execute("select sync.discard(%s, 'looked like a test')", [receipt["inbox_id"]])
+    dba.execute("update sync.rule set severity = 'warning' where code = 'cost.negative'")
+    retried = dba.execute("select status from sync.retry(%s)", [receipt["inbox_id"]]).fetchone()
+    assert retried == ("applied",)
+    assert fragrance(db, 7)["name"] == "Kept after all"
+    row = inbox_row(db, receipt["inbox_id"])
+    assert (row["discarded_by"], row["discard_reason"]) == ("alice", "looked like a test")
+
+
+def test_a_discarded_delivery_retried_and_still_refused_is_back_in_the_quarantine(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    receipt = receive(db, {"fragrance_id": 7, "cost": -1})
+    dba.execute("select sync.discard(%s, 'wrong row')", [receipt["inbox_id"]])
+    retried = dba.execute("select status from sync.retry(%s)", [receipt["inbox_id"]]).fetchone()
+    assert retried == ("rejected",)
+    assert dba.execute("select inbox_id from sync.quarantine").fetchall() == [
+        (receipt["inbox_id"],)
+    ]
+
+
+def test_a_retried_discard_leaves_fields_set_since_alone(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Receipt order decides per field, for a delivery taken back from a discard too."""
+    old = receive(db, {"fragrance_id": 7, "cost": -1, "name": "Old name"})
+    receive(db, {"fragrance_id": 7, "name": "Newer name"})
+    dba.execute("select sync.discard(%s, 'wrong row')", [old["inbox_id"]])
+    dba.execute("update sync.rule set severity = 'warning' where code = 'cost.negative'")
+    dba.execute("select sync.retry(%s)", [old["inbox_id"]])
+    row = fragrance(db, 7)
+    assert (row["name"], row["cost"]) == ("Newer name", -1)
+
+
 @pytest.mark.parametrize(
     ("call", "sqlstate"),
     [
