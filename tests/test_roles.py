@@ -124,6 +124,27 @@ def test_no_sync_function_is_executable_by_everyone(db: psycopg.Connection) -> N
     assert public == []
 
 
+# Granted to nobody on purpose: it runs as its owner with the credentials it is given, so only
+# its owner (a superuser, where that owns the sync) calls it (docs/security-boundary.md).
+OWNER_ONLY = {"sync.load_snapshot_from_server(text,integer,text,text,text,text,text)"}
+
+
+def test_df_sync_lists_only_what_a_dba_or_the_hook_may_call(db: psycopg.Connection) -> None:
+    """`\\df sync.*` is the API: every routine there is granted, the internals are elsewhere.
+
+    A helper created in sync (a trigger function, a step granted to nobody) would show in a
+    DBA's `\\df sync.*` as a verb that refuses every call.
+    """
+    listed = db.execute("""
+        select p.oid::regprocedure::text from pg_proc as p
+        where p.pronamespace = 'sync'::regnamespace
+          and not has_function_privilege('sync_dba', p.oid, 'execute')
+          and not has_function_privilege('sync_hook', p.oid, 'execute')
+        order by 1
+    """).fetchall()
+    assert {name for (name,) in listed} == OWNER_ONLY
+
+
 def test_the_hook_can_read_the_metrics_and_the_status_page_data(hook: psycopg.Connection) -> None:
     assert hook.execute("select pending from sync.metrics()").fetchone() == (0,)
     report = hook.execute("select sync.status_report()").fetchone()[0]
