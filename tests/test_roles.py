@@ -130,10 +130,10 @@ OWNER_ONLY = {"sync.load_snapshot_from_server(text,integer,text,text,text,text,t
 
 
 def test_df_sync_lists_only_what_a_dba_or_the_hook_may_call(db: psycopg.Connection) -> None:
-    """`\\df sync.*` is the API: every routine there is granted, the internals are elsewhere.
+    r"""`\df sync.*` is the API: every routine there is granted, the internals are elsewhere.
 
     A helper created in sync (a trigger function, a step granted to nobody) would show in a
-    DBA's `\\df sync.*` as a verb that refuses every call.
+    DBA's `\df sync.*` as a verb that refuses every call.
     """
     listed = db.execute("""
         select p.oid::regprocedure::text from pg_proc as p
