@@ -124,6 +124,18 @@ begin
             using errcode = 'FS005', hint = 'List quarantined deliveries with SELECT * FROM sync.quarantine;';
     end if;
     select status into v_status from sync.inbox where id = p_inbox_id for update;
+    if not found and p_inbox_id > 0 and exists (select from sync.inbox as i where i.id > p_inbox_id) then
+        -- Below a kept id: deleted by the purge (or an id a rolled back
+        -- store drew). "Does not exist" and a look at the quarantine had a
+        -- DBA check again and again the id of a discard purged a year on
+        -- (hostile review): the delivery is gone, and the runs say when.
+        raise exception 'inbox row % is not kept: purged, or never stored (an id a rolled back store drew)', p_inbox_id
+            using errcode = 'FS001',
+                  hint = 'The purge deletes applied and ignored deliveries sync.settings.purge_after after they were '
+                      'processed, discarded ones discarded_purge_after after the discard; its runs, with what each '
+                      'deleted: SELECT started_at, status, detail FROM sync.job_run WHERE job = ''purge_inbox'' '
+                      'ORDER BY id DESC;';
+    end if;
     if not found then
         raise exception 'inbox row % does not exist', p_inbox_id
             using errcode = 'FS001', hint = 'List quarantined deliveries with SELECT * FROM sync.quarantine;';
@@ -151,7 +163,7 @@ begin
 end;
 $$;
 comment on function sync_private.claim_rejected(bigint, text, boolean) is
-    'Locks inbox row p_inbox_id for sync.retry or sync.discard; raises FS001 when it does not exist and FS002 when it is not rejected (nor discarded, with p_discarded_too: sync.retry''s), its hint saying what to do for that status.';
+    'Locks inbox row p_inbox_id for sync.retry or sync.discard; raises FS001 when it does not exist (below a kept id: said to be purged, with the purge''s runs in the hint) and FS002 when it is not rejected (nor discarded, with p_discarded_too: sync.retry''s), its hint saying what to do for that status.';
 
 -- sync.retry
 -- Processes one quarantined delivery again, after a rule or data fix.

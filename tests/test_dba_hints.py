@@ -403,3 +403,28 @@ def test_a_verb_that_finds_no_such_name_echoes_at_most_100_characters_of_it(
     message = caught.value.diag.message_primary or ""
     assert f"'{'x' * 100}' (the first 100 of 102400 characters)" in message
     assert len(message) < 300, len(message)
+
+
+@pytest.mark.parametrize("call", ["sync.retry({id})", "sync.discard({id}, 'again')"])
+def test_a_delivery_the_purge_deleted_is_said_to_be_purged_not_unknown(
+    db: psycopg.Connection, dba: psycopg.Connection, call: str
+) -> None:
+    """A discard purged a year on said "does not exist" and to look in the quarantine.
+
+    The DBA checked the id they had copied, again and again: the change is gone for good.
+    """
+    inbox_id = receive(db, {"fragrance_id": 7, "cost": -1})["inbox_id"]
+    receive(db, {"fragrance_id": 7, "cost": 1})
+    dba.execute("select sync.discard(%s, 'test payload')", [inbox_id])
+    db.execute(
+        "update sync.inbox set discarded_at = now() - interval '400 days' where id = %s",
+        [inbox_id],
+    )
+    db.execute("call sync.purge_inbox()")
+
+    with pytest.raises(psycopg.Error) as caught:
+        dba.execute(f"select * from {call.format(id=inbox_id)}")
+    assert caught.value.sqlstate == "FS001"
+    assert "purged" in caught.value.diag.message_primary
+    assert "discarded_purge_after" in (caught.value.diag.message_hint or "")
+    assert dba.execute(runnable(caught.value.diag.message_hint or "")).fetchall()
