@@ -108,7 +108,7 @@ where j.cms is distinct from j.library
 comment on view sync.drift is
     'Differences between sync.cms_snapshot and public.fragrances: missing (in the CMS, not in the library), extra (in the library, not in the CMS) and differs (one row per differing field). Empty while no snapshot is loaded.';
 comment on column sync.drift.fragrance_id is 'The fragrance that differs.';
-comment on column sync.drift.kind is 'missing, extra or differs.';
+comment on column sync.drift.kind is 'missing (in the CMS snapshot, not in the library), extra (in the library, not in the snapshot) or differs (in both, one row per differing field).';
 comment on column sync.drift.field is 'The differing column for kind differs; null for whole rows.';
 comment on column sync.drift.cms_value is 'The snapshot''s value (the whole row as JSON for missing); null for extra.';
 comment on column sync.drift.library_value is 'public.fragrances'' value (the whole row as JSON for extra); null for missing.';
@@ -161,7 +161,7 @@ select s.kind, s.field, s.fragrances, s.newer_in_library, s.fragrances_newer_in_
 from sync.drift_summary_now() as s;
 comment on view sync.drift_summary is
     'How many fragrances are missing, extra or differ, and for differs how many per field (field null: any field). newer_in_library counts differences the repair leaves alone, fragrances_newer_in_library the fragrances whose every difference it leaves alone.';
-comment on column sync.drift_summary.kind is 'missing, extra or differs.';
+comment on column sync.drift_summary.kind is 'missing (in the CMS snapshot, not in the library), extra (in the library, not in the snapshot) or differs (in both, some field differs).';
 comment on column sync.drift_summary.field is 'For differs, the column; null for the count over any field.';
 comment on column sync.drift_summary.fragrances is 'How many fragrances.';
 comment on column sync.drift_summary.newer_in_library is 'Of those differences, how many are newer in the library than the snapshot (left alone by sync.repair).';

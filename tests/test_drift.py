@@ -1283,3 +1283,17 @@ def test_health_holds_with_the_longest_snapshot_warning_age(db: psycopg.Connecti
     db.execute("update sync.settings set snapshot_warn_after = '1000 years'")
     row = db.execute("select snapshot_taken_at is not null from sync.health").fetchone()
     assert row == (True,)
+
+
+@pytest.mark.parametrize("view", ["sync.drift", "sync.drift_summary"])
+def test_the_kind_column_says_which_side_missing_and_extra_are_on(
+    db: psycopg.Connection, view: str
+) -> None:
+    r"""`\d+` shows column comments, not the view's: 'missing, extra or differs' named no side."""
+    comment = db.execute(
+        "select col_description(%s::regclass, a.attnum) from pg_attribute as a"
+        " where a.attrelid = %s::regclass and a.attname = 'kind'",
+        [view, view],
+    ).fetchone()[0]
+    assert "missing (in the CMS" in comment
+    assert "extra (in the library" in comment
