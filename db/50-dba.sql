@@ -180,7 +180,7 @@ begin
     -- for good, since the CMS never retries and no verb took it back
     -- (hostile review). Judged again like a rejected one, it fills only the
     -- fields nobody set since (receipt order, per field); refused again, it
-    -- is back in the quarantine (ADR 0042). discarded_by, discard_reason and
+    -- is back in the quarantine (ADR 0039). discarded_by, discard_reason and
     -- discarded_at stay: who wrote it off, why and when.
     perform sync_private.claim_rejected(p_inbox_id, 'retried', true);
     perform sync_private.process_claimed(array[p_inbox_id]);

@@ -1,5 +1,5 @@
--- The discard columns of sync.inbox described as before 0066
--- depends: 0063-the-librarys-login-outlives-the-sync
+-- The discard columns of sync.inbox described as before 0065
+-- depends: 0064-what-the-code-load-made
 
 comment on column sync.inbox.discarded_by is
     'Database user who discarded the delivery with sync.discard().';

@@ -1,5 +1,5 @@
--- The discard columns of sync.inbox say they outlive a retry of a discarded delivery (ADR 0042)
--- depends: 0063-the-librarys-login-outlives-the-sync
+-- The discard columns of sync.inbox say they outlive a retry of a discarded delivery (ADR 0039)
+-- depends: 0064-what-the-code-load-made
 
 -- sync.retry takes a discarded delivery back (db/50-dba.sql): who wrote it
 -- off, why and when stay on the row, whatever its status is now. Comments
