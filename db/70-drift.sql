@@ -458,12 +458,20 @@ create function sync_private.replace_snapshot() returns void
     language plpgsql
 as $$
 begin
-    lock table sync.cms_snapshot in access exclusive mode;
+    -- Share row exclusive: one load at a time, after a repair or a drift
+    -- check that holds the snapshot (share), but never ahead of a reader.
+    -- Access exclusive queued behind any open transaction that had read the
+    -- snapshot (a DBA's look at sync.drift, a repair left open), and every
+    -- reader after it queued behind the load: sync.health and sync.metrics
+    -- read the snapshot's age, so /metrics and /status hung until that
+    -- transaction ended (hostile review). A reader sees the snapshot before
+    -- the load until the load commits, whole (MVCC), as it did.
+    lock table sync.cms_snapshot in share row exclusive mode;
     delete from sync.cms_snapshot;
 end;
 $$;
 comment on function sync_private.replace_snapshot() is
-    'Locks and empties sync.cms_snapshot for the loader that called it.';
+    'Locks sync.cms_snapshot against other loads, repairs and drift checks (share row exclusive: readers go on, seeing the snapshot before until the load commits) and empties it for the loader that called it.';
 
 -- sync_private.refuse_unfinite_costs
 -- Raises FS051 when the snapshot just loaded holds a cost of NaN or Infinity.

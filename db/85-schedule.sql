@@ -143,6 +143,10 @@ begin
                 -- sync.purge_inbox instead, which commits between chunks.
                 v_detail := sync_private.purge_due(null) || jsonb_build_object('transactions', 1);
             when 'check_drift' then
+                -- The snapshot stays the one the figures are of: a load
+                -- waits for the check (its lock conflicts with share), which
+                -- reads the snapshot in three statements below.
+                lock table sync.cms_snapshot in share mode;
                 -- With no snapshot there is nothing to compare: "no drift" would be false.
                 if not exists (select from sync.cms_snapshot) then
                     raise exception 'no CMS snapshot is loaded, so drift cannot be checked'

@@ -39,6 +39,8 @@ from helpers import (
 
 CATALOG = "select * from public.fragrances order by fragrance_id"
 SUMMARY = "select kind, field, fragrances from sync.drift_summary"
+# The CSV load's first statement, as docs/drift-and-undo.md gives it.
+CSV_EMPTIES_THE_SNAPSHOT = "delete from sync.cms_snapshot"
 
 
 def psql_binary() -> str:
@@ -376,6 +378,75 @@ def test_a_repair_left_in_an_open_transaction_holds_back_no_store(
     assert stored["status"] == "pending"
 
 
+def test_a_load_queued_behind_an_open_repair_holds_back_no_reader_of_health(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """sync.health and sync.metrics read the snapshot's age: they must not queue behind a load."""
+    load_library_changed(db, cost=50)
+    with (
+        psycopg.connect(server.url(dbname)) as repairer,
+        psycopg.connect(server.url(dbname), autocommit=True) as loader,
+    ):
+        repairer.execute("select * from sync.repair(p_apply => false)")  # left open
+        rows = json.dumps(library_rows_as_json(db))
+        load = threading.Thread(target=load_json, args=(loader, json.loads(rows)))
+        load.start()
+        wait_for_lock_wait(db, loader.info.backend_pid)
+        db.execute("set lock_timeout = '100ms'")
+        try:
+            verdicts = db.execute("select verdict from sync.health").fetchall()
+            scraped = db.execute("select count(*) from sync.metrics()").fetchall()
+        finally:
+            db.execute("reset lock_timeout")
+            repairer.rollback()
+            load.join()
+    assert len(verdicts) == 1
+    assert scraped == [(1,)]
+    assert db.execute("select count(*) from sync.drift").fetchone() == (0,)
+
+
+def test_a_csv_load_queued_behind_an_open_repair_holds_back_no_reader_of_health(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    load_library_changed(db, cost=50)
+    with (
+        psycopg.connect(server.url(dbname)) as repairer,
+        psycopg.connect(server.url(dbname)) as loader,
+    ):
+        repairer.execute("select * from sync.repair(p_apply => false)")  # left open
+        load = threading.Thread(target=loader.execute, args=(CSV_EMPTIES_THE_SNAPSHOT,))
+        load.start()
+        wait_for_lock_wait(db, loader.info.backend_pid)
+        db.execute("set lock_timeout = '100ms'")
+        try:
+            verdicts = db.execute("select verdict from sync.health").fetchall()
+        finally:
+            db.execute("reset lock_timeout")
+            repairer.rollback()
+            load.join()
+            loader.rollback()
+    assert len(verdicts) == 1
+
+
+def test_a_load_waits_for_a_drift_check_left_open(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """The check reads the snapshot in several statements: they must all see one snapshot."""
+    load_library_changed(db, cost=50)
+    with (
+        psycopg.connect(server.url(dbname)) as checker,
+        psycopg.connect(server.url(dbname), autocommit=True) as loader,
+    ):
+        checker.execute("select sync.run_job('check_drift')")  # left open
+        load = threading.Thread(target=load_json, args=(loader, library_rows_as_json(db)))
+        load.start()
+        try:
+            wait_for_lock_wait(db, loader.info.backend_pid)
+        finally:
+            checker.commit()
+            load.join()
+
+
 def test_a_repair_behind_a_held_fragrance_says_which_one_while_it_waits(
     server: Server, dbname: str, db: psycopg.Connection
 ) -> None:
@@ -699,7 +770,7 @@ def test_the_documented_csv_one_liners_export_and_load_a_snapshot(
         server.url(db.info.dbname),
         "-1",
         "-c",
-        "truncate sync.cms_snapshot",
+        CSV_EMPTIES_THE_SNAPSHOT,
         "-c",
         f"\\copy sync.cms_snapshot (fragrance_id, name, description, cost, forbidden)"
         f" from '{export}' csv header",
