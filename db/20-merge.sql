@@ -254,7 +254,7 @@ as $$
            'AND NOT EXISTS (SELECT FROM pg_locks AS w WHERE w.pid = l.pid AND NOT w.granted);';
 $$;
 comment on function sync_private.fragrance_holders_hint() is
-    'The query that lists the sessions holding rows of public.fragrances, as a sentence for a hint: the NOTICEs of a merge that leaves a held fragrance''s deliveries pending (sync_private.process) and of sync.repair waiting for one.';
+    'The query that lists the sessions holding rows of public.fragrances, as a sentence for a hint: the NOTICEs of a merge that leaves a held fragrance''s deliveries pending (sync_private.process) and of sync.repair and sync.revert waiting for one.';
 
 -- sync_private.unknown_fragrance
 -- The reason given to a partial delta for a fragrance that does not exist.

@@ -214,6 +214,8 @@ declare
     v_body bytea;
     v_valid boolean;
     v_refused jsonb;
+    v_names text[];
+    v_renamed integer[];
 begin
     if p_inbox_id is null then
         raise exception 'sync.revert needs an inbox id, got null'
@@ -263,11 +265,27 @@ begin
     -- row locked first, the merge of the restored name waited for a turn
     -- while holding it, and a DBA who had renamed another fragrance and then
     -- edited this one was cancelled as a deadlock victim (40P01).
-    perform sync_private.lock_all(
-        array[v_delivery.fragrance_id],
-        array(select v_history.old_values ->> 'name' where v_history.old_values ? 'name'),
-        case when v_history.old_values ? 'name' then array[v_delivery.fragrance_id] else '{}' end,
-        null);
+    --
+    -- A row another transaction holds (a DBA's hand edit left open) made the
+    -- revert wait without a word, its psql silent for as long as it lasted,
+    -- where a repair says why after 2 s (hostile review). It says so the
+    -- same way, then waits on (a caller's own lock_timeout of 2 s or less is
+    -- left to act alone).
+    v_names := array(select v_history.old_values ->> 'name' where v_history.old_values ? 'name');
+    v_renamed := case when v_history.old_values ? 'name' then array[v_delivery.fragrance_id] else '{}' end;
+    if current_setting('lock_timeout')::interval between interval '1 microsecond' and interval '2s' then
+        perform sync_private.lock_all(array[v_delivery.fragrance_id], v_names, v_renamed, null);
+    elsif sync_private.lock_all(array[v_delivery.fragrance_id], v_names, v_renamed, interval '2s') is null then
+        if cardinality(sync_private.held_fragrances(array[v_delivery.fragrance_id])) > 0 then
+            raise notice 'sync.revert waits for fragrance %, which another transaction holds', v_delivery.fragrance_id
+                using hint = 'It goes on once that transaction ends. ' || sync_private.fragrance_holders_hint();
+        else
+            raise notice 'sync.revert waits for the turn of a name it restores or replaces, which another transaction holds'
+                using hint = 'It goes on once that transaction ends: one that wrote names (a rename left open) holds '
+                    || 'their turns until it commits. ' || sync_private.fragrance_holders_hint();
+        end if;
+        perform sync_private.lock_all(array[v_delivery.fragrance_id], v_names, v_renamed, null);
+    end if;
     if v_history.operation = 'insert' then
         raise exception 'inbox row % created fragrance %; a change cannot delete it', p_inbox_id, v_delivery.fragrance_id
             using errcode = 'FS060',

@@ -450,7 +450,7 @@ begin
 end;
 $$;
 comment on function sync_private.held_fragrances(integer[]) is
-    'The ids among p_ids of the fragrances whose rows another transaction holds now, in id order; it locks nothing (for the NOTICE of sync.repair).';
+    'The ids among p_ids of the fragrances whose rows another transaction holds now, in id order; it locks nothing (for the NOTICEs of sync.repair and sync.revert).';
 
 -- sync_private.replace_snapshot
 -- Empties the snapshot under an exclusive lock, ready for a new load in the same transaction.

@@ -127,6 +127,24 @@ def test_a_revert_left_in_an_open_transaction_holds_back_no_store(
     assert stored["status"] == "pending"
 
 
+def test_a_revert_behind_a_held_fragrance_says_which_one_while_it_waits(
+    server: Server, db: psycopg.Connection, dbname: str
+) -> None:
+    """Not a silent psql: after 2 s it names the held fragrance, then waits on, as a repair does."""
+    change = receive(db, {"fragrance_id": 7, "cost": 20})
+    with psycopg.connect(server.url(dbname)) as holder:
+        holder.execute("select * from public.fragrances where fragrance_id = 7 for update")
+        notices: list[str] = []
+        db.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+        # The DBA's own bound, longer than the 2 s after which it speaks, ends the wait here.
+        db.execute("set lock_timeout = '3s'")
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            db.execute("select * from sync.revert(%s)", [change["inbox_id"]])
+        db.execute("reset lock_timeout")
+        holder.rollback()
+    assert notices == ["sync.revert waits for fragrance 7, which another transaction holds"]
+
+
 def test_a_field_set_by_hand_since_is_left_alone_and_said_so(db: psycopg.Connection) -> None:
     change = receive(db, {"fragrance_id": 7, "name": "Oops"})
     db.execute("update public.fragrances set name = 'DBA fix' where fragrance_id = 7")
