@@ -427,7 +427,7 @@ begin
 
     if v_result.restored = '{}' then
         v_result.status := 'ignored';
-        v_result.message := format('nothing to restore for inbox row %s', p_inbox_id);
+        v_result.message := format('nothing to restore for inbox row %s of fragrance %s', p_inbox_id, v_delivery.fragrance_id);
         return v_result;
     end if;
 
@@ -486,8 +486,11 @@ begin
     v_result.inbox_id := v_receipt.inbox_id;
     v_result.status := v_receipt.status;
 
-    v_result.message := format('inbox row %s: %s restored through delivery %s (%s)',
-        p_inbox_id,
+    -- The fragrance named: the id of a row of sync.fragrance_history passed
+    -- for its inbox_id is another delivery's, of another fragrance, and the
+    -- answer gave no sign of it (hostile review).
+    v_result.message := format('inbox row %s of fragrance %s: %s restored through delivery %s (%s)',
+        p_inbox_id, v_delivery.fragrance_id,
         (select string_agg(k, ', ' order by k) from jsonb_object_keys(v_result.restored) as k),
         v_result.inbox_id, v_result.status);
     if v_result.left_alone <> '{}' then

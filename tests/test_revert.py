@@ -145,6 +145,15 @@ def test_a_revert_behind_a_held_fragrance_says_which_one_while_it_waits(
     assert notices == ["sync.revert waits for fragrance 7, which another transaction holds"]
 
 
+def test_a_revert_names_the_fragrance_it_changed_or_left(db: psycopg.Connection) -> None:
+    """A history row's id passed for an inbox id reverts another fragrance: the answer says so."""
+    change = receive(db, {"fragrance_id": 7, "cost": 20})
+    result = _revert(db, change["inbox_id"])
+    assert result["message"].startswith(f"inbox row {change['inbox_id']} of fragrance 7: ")
+    again = _revert(db, change["inbox_id"])["message"]
+    assert again == f"nothing to restore for inbox row {change['inbox_id']} of fragrance 7"
+
+
 def test_a_field_set_by_hand_since_is_left_alone_and_said_so(db: psycopg.Connection) -> None:
     change = receive(db, {"fragrance_id": 7, "name": "Oops"})
     db.execute("update public.fragrances set name = 'DBA fix' where fragrance_id = 7")
