@@ -1,7 +1,9 @@
 -- Load a JSON export of the CMS catalog into sync.cms_snapshot (replacing it).
 -- Export, on the CMS database:
 --   psql "$CMS_URL" -Atc 'select json_agg(f) from public.fragrances as f' > cms.json
--- Load, on the smart library database (psql reads the file, so no size limit):
+-- Load, on the smart library database (psql reads the file; jsonb holds at most
+-- 256 MB, about 1.6 million fragrances, past which the load fails with
+-- SQLSTATE 54000: load a CSV export instead, docs/drift-and-undo.md):
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -v file=cms.json -f sql/load-snapshot-json.sql
 -- Optionally -v taken_at='2026-11-23 21:00Z' when the export is older than now.
 \if :{?taken_at}
