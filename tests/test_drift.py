@@ -749,6 +749,16 @@ def test_a_snapshot_cost_may_come_as_a_string_of_a_number(db: psycopg.Connection
     assert db.execute("select cost from sync.cms_snapshot").fetchone() == (Decimal("12.5"),)
 
 
+@pytest.mark.parametrize("cost", ["cheap", "", "12,50"])
+def test_a_snapshot_cost_string_that_is_no_number_is_refused_naming_its_fragrance(
+    db: psycopg.Connection, cost: str
+) -> None:
+    """In an export of 200,000 rows, the value alone ("") did not say where to look."""
+    rows = [SNAPSHOT_ROW, SNAPSHOT_ROW | {"fragrance_id": 2, "cost": cost}]
+    with raises_sqlstate("FS051", f'fragrance 2 has the cost "{cost}", not a number'):
+        load_json(db, rows)
+
+
 def test_loading_a_snapshot_replaces_the_previous_one(db: psycopg.Connection) -> None:
     load_json(db, [SNAPSHOT_ROW, SNAPSHOT_ROW | {"fragrance_id": 2}])
     load_json(db, [SNAPSHOT_ROW | {"fragrance_id": 3}])
