@@ -381,7 +381,15 @@ def refuse_outside_dependents(cursor: Any) -> None:
 
 
 def refuse_foreign_objects(cursor: Any) -> None:
-    """Refuse the load when sync or sync_private holds an object the last load did not make."""
+    """Refuse the load when sync or sync_private holds an object the last load did not make.
+
+    Nothing is recorded before the first load after migration 0064: that
+    load takes what is there as the sync's (nothing tells a site's objects
+    apart before a load has recorded its own) and records it.
+    """
+    cursor.execute("select exists (select from sync_private.code_object)")
+    if not cursor.fetchone()[0]:
+        return
     cursor.execute(FOREIGN_OBJECTS)
     foreign = cursor.fetchall()
     if not foreign:
