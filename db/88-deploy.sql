@@ -60,37 +60,20 @@ begin
         join pg_catalog.pg_roles as r on r.rolname = x.name
         order by r.rolname
     loop
-        v_beyond := '{}';
-        v_fix := '{}';
-        if v_role.login_of is not null and not v_role.rolinherit then
-            v_beyond := v_beyond || format('does not inherit %s''s rights, so it can call nothing of the sync',
-                                           v_role.login_of);
-            v_fix := v_fix || 'inherit'::text;
-        end if;
-        if v_role.login_of is null and v_role.rolcanlogin then
-            v_beyond := v_beyond || 'can log in'::text;
-            v_fix := v_fix || 'nologin'::text;
-        end if;
-        if v_role.rolsuper then
-            v_beyond := v_beyond || 'is a superuser'::text;
-            v_fix := v_fix || 'nosuperuser'::text;
-        end if;
-        if v_role.rolbypassrls then
-            v_beyond := v_beyond || 'bypasses row level security'::text;
-            v_fix := v_fix || 'nobypassrls'::text;
-        end if;
-        if v_role.rolcreaterole then
-            v_beyond := v_beyond || 'can create roles'::text;
-            v_fix := v_fix || 'nocreaterole'::text;
-        end if;
-        if v_role.rolcreatedb then
-            v_beyond := v_beyond || 'can create databases'::text;
-            v_fix := v_fix || 'nocreatedb'::text;
-        end if;
-        if v_role.rolreplication then
-            v_beyond := v_beyond || 'can replicate'::text;
-            v_fix := v_fix || 'noreplication'::text;
-        end if;
+        -- Each attribute the role holds beyond its part, and the word that takes it back.
+        select coalesce(array_agg(a.said order by a.n), '{}'), coalesce(array_agg(a.fix order by a.n), '{}')
+        into v_beyond, v_fix
+        from (values (1, v_role.login_of is not null and not v_role.rolinherit,
+                      format('does not inherit %s''s rights, so it can call nothing of the sync', v_role.login_of),
+                      'inherit'),
+                     (2, v_role.login_of is null and v_role.rolcanlogin, 'can log in', 'nologin'),
+                     (3, v_role.rolsuper, 'is a superuser', 'nosuperuser'),
+                     (4, v_role.rolbypassrls, 'bypasses row level security', 'nobypassrls'),
+                     (5, v_role.rolcreaterole, 'can create roles', 'nocreaterole'),
+                     (6, v_role.rolcreatedb, 'can create databases', 'nocreatedb'),
+                     (7, v_role.rolreplication, 'can replicate', 'noreplication'))
+             as a (n, holds, said, fix)
+        where a.holds;
         if v_fix <> '{}' then
             return next format('%s %s, beyond its role: alter role %s %s;', v_role.rolname,
                                array_to_string(v_beyond, ', and '), v_role.rolname,
