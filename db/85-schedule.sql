@@ -484,6 +484,8 @@ declare
     v_status text;
     v_holder name;
     v_holder_pid integer;
+    -- The key two schedulers share (a bigint: pg_locks shows it as classid, objid).
+    v_key constant bigint := pg_catalog.hashtext('sync.run_due_jobs');
 begin
     -- A procedure, so each job commits on its own and the purge can commit
     -- between its chunks (sync.purge_inbox); like it, this runs as its
@@ -504,7 +506,7 @@ begin
     -- scheduler: the jobs run anyway, with a warning that names it. Two
     -- schedulers racing while such a login holds the key may then both run
     -- a job, which at worst repeats it.
-    if not pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('sync.run_due_jobs')) then
+    if not pg_catalog.pg_try_advisory_lock(v_key) then
         select a.usename, a.pid into v_holder, v_holder_pid
         from pg_catalog.pg_locks as l
         join pg_catalog.pg_stat_activity as a on a.pid operator(pg_catalog.=) l.pid
@@ -513,8 +515,8 @@ begin
           and l.database operator(pg_catalog.=) (select d.oid from pg_catalog.pg_database as d
                                                  where d.datname operator(pg_catalog.=) pg_catalog.current_database())
           and l.classid operator(pg_catalog.=)
-              pg_catalog.int8and(pg_catalog.int8shr(pg_catalog.hashtext('sync.run_due_jobs'), 32), 4294967295)::oid
-          and l.objid operator(pg_catalog.=) pg_catalog.int8and(pg_catalog.hashtext('sync.run_due_jobs'), 4294967295)::oid
+              pg_catalog.int8and(pg_catalog.int8shr(v_key, 32), 4294967295)::oid
+          and l.objid operator(pg_catalog.=) pg_catalog.int8and(v_key, 4294967295)::oid
         limit 1;
         if v_holder is null
            or pg_catalog.pg_has_role(v_holder, 'sync_dba', 'member')
@@ -537,7 +539,7 @@ begin
             commit;
         end if;
     end loop;
-    perform pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('sync.run_due_jobs'));
+    perform pg_catalog.pg_advisory_unlock(v_key);
 end;
 $$;
 comment on procedure sync.run_due_jobs() is
