@@ -388,8 +388,7 @@ def test_a_load_queued_behind_an_open_repair_holds_back_no_reader_of_health(
         psycopg.connect(server.url(dbname), autocommit=True) as loader,
     ):
         repairer.execute("select * from sync.repair(p_apply => false)")  # left open
-        rows = json.dumps(library_rows_as_json(db))
-        load = threading.Thread(target=load_json, args=(loader, json.loads(rows)))
+        load = threading.Thread(target=load_json, args=(loader, library_rows_as_json(db)))
         load.start()
         wait_for_lock_wait(db, loader.info.backend_pid)
         db.execute("set lock_timeout = '100ms'")
