@@ -40,43 +40,49 @@ from yoyo import step
 HERE = Path(__file__).resolve().parent
 DATABASE_CODE = HERE.parent / "db"
 
-RESET = """
+# The code a load owns, as pg_identify_object names it: the views, functions,
+# procedures, aggregates and composite types of sync and sync_private, and the
+# triggers that call a function there (on any table). The reset drops these,
+# the load records them (sync_private.code_object), and the next load refuses
+# any there it did not record: one list, so the three cannot disagree.
+CODE_OBJECTS = """
+select o.type, o.identity
+from (select 'pg_catalog.pg_class'::regclass as classid, c.oid as objid
+      from pg_catalog.pg_class as c
+      where c.relkind in ('v', 'c')
+        and c.relnamespace in (select oid from pg_catalog.pg_namespace
+                               where nspname in ('sync', 'sync_private'))
+      union all
+      select 'pg_catalog.pg_proc'::regclass, p.oid from pg_catalog.pg_proc as p
+      where p.pronamespace in (select oid from pg_catalog.pg_namespace
+                               where nspname in ('sync', 'sync_private'))
+      union all
+      select 'pg_catalog.pg_trigger'::regclass, t.oid from pg_catalog.pg_trigger as t
+      join pg_catalog.pg_proc as f on f.oid = t.tgfoid
+      where not t.tgisinternal
+        and f.pronamespace in (select oid from pg_catalog.pg_namespace
+                               where nspname in ('sync', 'sync_private'))) as x
+cross join lateral pg_catalog.pg_identify_object(x.classid, x.objid, 0) as o
+"""
+
+# Drops our code: triggers first (they call our functions), then views (with
+# cascade, so one may already have gone with another), routines, then types.
+# The sort reads every identity before the first drop.
+RESET = f"""
 do $$
 declare
-    v_schemas constant regnamespace[] :=
-        array[to_regnamespace('sync'), to_regnamespace('sync_private')];
     v_object record;
 begin
     for v_object in
-        select t.tgname, t.tgrelid::regclass as relation
-        from pg_catalog.pg_trigger as t
-        join pg_catalog.pg_proc as p on p.oid = t.tgfoid
-        where not t.tgisinternal and p.pronamespace = any (v_schemas)
+        select o.type, o.identity
+        from ({CODE_OBJECTS}) as o
+        order by array_position(array['trigger', 'view', 'function', 'procedure', 'aggregate',
+                                      'composite type'], o.type)
     loop
-        execute format('drop trigger %I on %s', v_object.tgname, v_object.relation);
-    end loop;
-    for v_object in
-        select format('%I.%I', c.relnamespace::regnamespace, c.relname) as name
-        from pg_catalog.pg_class as c
-        where c.relkind = 'v' and c.relnamespace = any (v_schemas)
-    loop
-        execute format('drop view if exists %s cascade', v_object.name);
-    end loop;
-    for v_object in
-        select p.oid::regprocedure as name, p.prokind from pg_catalog.pg_proc as p
-        where p.pronamespace = any (v_schemas)
-    loop
-        execute format('drop %s %s',
-            case v_object.prokind when 'a' then 'aggregate' when 'p' then 'procedure'
-                                  else 'function' end,
-            v_object.name);
-    end loop;
-    for v_object in
-        select t.oid::regtype as name from pg_catalog.pg_type as t
-        join pg_catalog.pg_class as c on c.oid = t.typrelid and c.relkind = 'c'
-        where t.typnamespace = any (v_schemas)
-    loop
-        execute format('drop type %s', v_object.name);
+        execute format(case v_object.type when 'view' then 'drop view if exists %s cascade'
+                                          when 'composite type' then 'drop type %s'
+                                          else 'drop ' || v_object.type || ' %s' end,
+                       v_object.identity);
     end loop;
 end;
 $$;
@@ -217,29 +223,6 @@ where d.deptype in ('n', 'a')
                   where d.classid = 'pg_catalog.pg_trigger'::regclass and t.oid = d.objid
                     and f.pronamespace in (select oid from ours))
 order by 1, 2
-"""
-
-# Every object the reset drops, as pg_identify_object names it: the views,
-# functions, procedures, aggregates and composite types of sync and
-# sync_private, and the triggers that call a function there (on any table).
-CODE_OBJECTS = """
-select o.type, o.identity
-from (select 'pg_catalog.pg_class'::regclass as classid, c.oid as objid
-      from pg_catalog.pg_class as c
-      where c.relkind in ('v', 'c')
-        and c.relnamespace in (select oid from pg_catalog.pg_namespace
-                               where nspname in ('sync', 'sync_private'))
-      union all
-      select 'pg_catalog.pg_proc'::regclass, p.oid from pg_catalog.pg_proc as p
-      where p.pronamespace in (select oid from pg_catalog.pg_namespace
-                               where nspname in ('sync', 'sync_private'))
-      union all
-      select 'pg_catalog.pg_trigger'::regclass, t.oid from pg_catalog.pg_trigger as t
-      join pg_catalog.pg_proc as f on f.oid = t.tgfoid
-      where not t.tgisinternal
-        and f.pronamespace in (select oid from pg_catalog.pg_namespace
-                               where nspname in ('sync', 'sync_private'))) as x
-cross join lateral pg_catalog.pg_identify_object(x.classid, x.objid, 0) as o
 """
 
 # The objects the reset would drop that the last load did not make
