@@ -2,7 +2,7 @@
 
 It starts its own PostgreSQL (devtools/throwaway_pg.py, never the server on
 5432) with production durability (fsync on, synchronous_commit on), migrates
-it with yoyo, loads sql/catalog.sql, and measures:
+it with the deploy's command (hook.migrate), loads sql/catalog.sql, and measures:
 
 - ingest: wrk posting CMS deltas to ``python -m hook``, set beside pgbench
   inserting the same bodies into a plain bytea table (the database's
@@ -178,7 +178,7 @@ def url(pg: ThrowawayPostgresql, dbname: str, user: str = "postgres") -> str:
 
 
 def prepare_database(pg: ThrowawayPostgresql, dbname: str, migrations: Path = MIGRATIONS) -> None:
-    """Create the production table by its DDL, load the catalog, migrate with yoyo.
+    """Create the production table by its DDL, load the catalog, migrate as a deploy does.
 
     ``migrations`` another checkout's (``--baseline``): its hook then runs on
     the database its own code built, beside today's.
@@ -189,12 +189,23 @@ def prepare_database(pg: ThrowawayPostgresql, dbname: str, migrations: Path = MI
         conn.execute(DDL.read_text())
         conn.execute(CATALOG.read_text())
         conn.execute(NAIVE_TABLE)
-    yoyo = Path(sys.executable).with_name("yoyo")
+    # Today's deploy command for both sides: a baseline's migrations are
+    # deployed as production deploys them (hook.migrate's session settings).
     yoyo_url = url(pg, dbname).replace("postgresql://", "postgresql+psycopg://", 1)
     subprocess.run(
-        [str(yoyo), "apply", "--batch", "--database", yoyo_url, str(migrations)],
+        [
+            sys.executable,
+            "-m",
+            "hook.migrate",
+            "apply",
+            "--batch",
+            "--database",
+            yoyo_url,
+            str(migrations),
+        ],
         check=True,
         capture_output=True,
+        cwd=ROOT,
     )
     # As autovacuum leaves a production database after a load: statistics known.
     with psycopg.connect(url(pg, dbname), autocommit=True) as conn:
