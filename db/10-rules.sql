@@ -2131,15 +2131,13 @@ begin
     -- by every rule it knows: a rule deleted was silently no rule at all (its
     -- findings went with it, 0033), and one the merge needs is not tunable
     -- for a reason (review). The rollback of the migration that added a rule
-    -- deletes it: yoyo holds its lock row (public.yoyo_lock, written in a
-    -- transaction of its own) for as long as a deploy or a rollback runs,
-    -- and python -m hook.migrate gives yoyo schema public. A DELETE in psql
-    -- while a deploy runs goes through too: the same login could as well
-    -- roll the migration back.
-    if to_regclass('public.yoyo_lock') is not null then
-        if exists (select from public.yoyo_lock) then
-            return null;
-        end if;
+    -- deletes it while yoyo holds its lock (sync_private.deploy_running).
+    -- yoyo's lock row alone let any psql through, and a killed deploy leaves
+    -- it behind (hostile review): the session that wrote it must still be
+    -- connected (ADR 0040). A DELETE in psql while a deploy runs goes
+    -- through: the same login could as well roll the migration back.
+    if sync_private.deploy_running() then
+        return null;
     end if;
     raise exception 'a rule of sync.rule cannot be deleted: the merge and the catalog check judge by every rule they know'
         using errcode = 'FS093',
@@ -2149,7 +2147,7 @@ begin
 end;
 $$;
 comment on function sync_private.refuse_rule_delete() is
-    'Trigger function of sync.rule''s _005_refuse_delete: refuses a DELETE with FS093, since the code judges by every rule it knows; a rule is turned off or loosened by an UPDATE. Lets it through while yoyo holds its lock (public.yoyo_lock), so the rollback of the migration that added a rule deletes it.';
+    'Trigger function of sync.rule''s _005_refuse_delete: refuses a DELETE with FS093, since the code judges by every rule it knows; a rule is turned off or loosened by an UPDATE. Lets it through while a deploy runs (sync_private.deploy_running), so the rollback of the migration that added a rule deletes it; a lock row left by a killed deploy lets nothing through.';
 
 create trigger _005_refuse_delete
     before delete on sync.rule
@@ -2186,3 +2184,54 @@ create trigger _010_refuse_change
     for each statement execute function sync_private.refuse_rule_version_change();
 comment on trigger _010_refuse_change on sync.rule_version is
     'Refuses an UPDATE or DELETE of the rules'' versions (FS092): it changed the rules in force behind sync.rule.';
+
+-- sync_private.refuse_hand_change
+-- Trigger: a row of history written by a statement typed in psql is refused; the sync's own code, a cascade and a deploy write on.
+create function sync_private.refuse_hand_change() returns trigger
+    language plpgsql
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_stack text;
+begin
+    -- TRUNCATE was refused (FS092), but the owner's psql could still UPDATE
+    -- or DELETE one row of the history or of the findings, rewriting the
+    -- audit, revert and sync.fragrance_at, or closing a finding the catalog
+    -- still breaks; and INSERT a sync.rule_version by hand, which put other
+    -- rules in force while sync.rule showed the tuned ones (hostile review).
+    -- Grants cannot tell the owner's psql from the owner's functions: both
+    -- run as the same role. What tells them apart (ADR 0040):
+    -- - pg_trigger_depth() > 1: another trigger ran the statement, ours
+    --   (sync.rule's _900_record_rule_version inserts a version) or a
+    --   foreign key's cascade (a rollback's rule takes its findings along);
+    -- - the statement runs inside a function of schema sync or sync_private
+    --   (the code load's, which refuses a function there it did not make):
+    --   PL/pgSQL names each function the statement runs in, schema first
+    --   (each sets search_path = pg_catalog, pg_temp, or is called from one
+    --   that does), in the context below this trigger's own line; a
+    --   statement typed in psql has none, a DO block only inline_code_block;
+    -- - a deploy's session (sync_private.deploy_running): the landed
+    --   migrations insert versions with their rules.
+    -- Not a setting: any session can set any custom setting.
+    if pg_catalog.pg_trigger_depth() > 1 or sync_private.deploy_running() then
+        return null;
+    end if;
+    get diagnostics v_stack = pg_context;
+    if v_stack ~ E'\\nPL/pgSQL function sync(_private)?\\.' then
+        return null;
+    end if;
+    raise exception '% cannot be changed by hand (%): its rows are history, written only by the sync',
+        format('%I.%I', tg_table_schema, tg_table_name), tg_op
+        using errcode = 'FS094',
+              hint = tg_argv[0];
+end;
+$$;
+comment on function sync_private.refuse_hand_change() is
+    'Trigger function (BEFORE statement on sync.fragrance_history and sync.finding for UPDATE and DELETE, on sync.rule_version for INSERT): refuses with FS094 a statement that runs in no function of schema sync or sync_private, under no other trigger and outside a deploy''s session (sync_private.deploy_running); the hint, the trigger''s argument, names the verb to use. ADR 0040.';
+
+create trigger _020_refuse_hand_insert
+    before insert on sync.rule_version
+    for each statement execute function sync_private.refuse_hand_change(
+        'A version inserted by hand puts other rules in force while sync.rule shows the tuned ones. Change the rules through sync.rule, which records a new version: UPDATE sync.rule SET severity = ''off'' WHERE code = ''...''; (or its parameter, as its tunable column allows).');
+comment on trigger _020_refuse_hand_insert on sync.rule_version is
+    'Refuses a version inserted by hand (FS094): the rules change through sync.rule; its trigger and the migrations that add rules insert versions.';

@@ -569,3 +569,10 @@ create trigger _010_refuse_truncate_fragrance_history
         'It is the audit of public.fragrances, which sync.revert, sync.fragrance_at and the drift check read: no verb purges it, on purpose (docs/operations.md, "What grows").');
 comment on trigger _010_refuse_truncate_fragrance_history on sync.fragrance_history is
     'Refuses a TRUNCATE of the history (FS092): the audit, revert and fragrance_at would lose every change.';
+
+create trigger _020_refuse_hand_change_fragrance_history
+    before update or delete on sync.fragrance_history
+    for each statement execute function sync_private.refuse_hand_change(
+        'It is the audit of public.fragrances, which sync.revert, sync.fragrance_at and the drift check read: nothing rewrites or purges it. Undo a delivery''s change, recorded as a change of its own: SELECT * FROM sync.revert(inbox_id); see a fragrance as it was: SELECT * FROM sync.fragrance_at(7, now() - interval ''1 day'');');
+comment on trigger _020_refuse_hand_change_fragrance_history on sync.fragrance_history is
+    'Refuses an UPDATE or DELETE of the history typed by hand (FS094): the audit would say what never happened; sync.revert undoes a change as a change of its own.';

@@ -893,3 +893,10 @@ create trigger _010_refuse_truncate_finding
         'Closed findings older than sync.settings.purge_after go with the scheduled CALL sync.purge_inbox(); open ones close when the row is fixed, or when their rule is turned off: UPDATE sync.rule SET severity = ''off'' WHERE code = ''...''; then SELECT * FROM sync.run_job(''check_catalog'');');
 comment on trigger _010_refuse_truncate_finding on sync.finding is
     'Refuses a TRUNCATE of the findings (FS092): open ones would vanish while the catalog still breaks the rules, and "what got fixed" with the closed ones.';
+
+create trigger _020_refuse_hand_change_finding
+    before update or delete on sync.finding
+    for each statement execute function sync_private.refuse_hand_change(
+        'Findings open and close as the catalog is written and checked: fix the fragrance, or judge the catalog again: SELECT * FROM sync.check_catalog(); loosen or turn off a rule through sync.rule. Closed findings go with the scheduled purge: CALL sync.purge_inbox();');
+comment on trigger _020_refuse_hand_change_finding on sync.finding is
+    'Refuses an UPDATE or DELETE of findings typed by hand (FS094): a finding closed or deleted while the catalog still breaks the rule would vanish from sync.health and the status page.';

@@ -97,3 +97,79 @@ end;
 $$;
 comment on function sync_private.rights_beyond_roles() is
     'One line for each of sync_hook, sync_hook_login, sync_dba, smart_library_reader and smart_library_login that holds more than the sync gives it (role attributes, a login that does not inherit its group, rights on public.fragrances), with the statement that takes it back: a role that existed before the migrations kept what it had. The deploy prints them (migrations/9999-database-code.py).';
+
+-- sync_private.hold_deploy_lock
+-- Trigger: while yoyo's lock row is there, the session that wrote it holds an advisory lock that says so.
+create function sync_private.hold_deploy_lock() returns trigger
+    language plpgsql
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- yoyo writes its lock row in a transaction of its own, runs each
+    -- migration and rollback on a connection of its own, then deletes the
+    -- row from the first. A deploy killed mid-way leaves the row behind,
+    -- and it let every DELETE FROM sync.rule of any psql through (hostile
+    -- review): the row is no evidence that a deploy runs now. This
+    -- session-level advisory lock is: taken by the session that wrote the
+    -- row, it goes when that session ends, whatever killed it
+    -- (sync_private.deploy_running, ADR 0040). Taken once: a second lock
+    -- would need a second unlock.
+    if tg_op = 'INSERT' then
+        if not sync_private.deploy_lock_held(pg_catalog.pg_backend_pid()) then
+            perform pg_catalog.pg_advisory_lock(1179014211, 1);
+        end if;
+    elsif sync_private.deploy_lock_held(pg_catalog.pg_backend_pid()) then
+        perform pg_catalog.pg_advisory_unlock(1179014211, 1);
+    end if;
+    return null;
+end;
+$$;
+comment on function sync_private.hold_deploy_lock() is
+    'Trigger function on yoyo''s public.yoyo_lock: when yoyo writes its lock row, its session takes the session-level advisory lock (1179014211, 1) that sync_private.deploy_running asks for; when it deletes the row, it lets it go. A killed deploy''s lock goes with its session; its row stays.';
+
+create trigger _100_hold_deploy_lock after insert or delete on public.yoyo_lock
+    for each statement execute function sync_private.hold_deploy_lock();
+comment on trigger _100_hold_deploy_lock on public.yoyo_lock is
+    'The session that writes yoyo''s lock row holds an advisory lock too, gone with the session: evidence that a deploy runs now, which a stale row is not (ADR 0040).';
+
+-- sync_private.deploy_lock_held
+-- Whether a session of this database holds the advisory lock of a deploy (sync_private.hold_deploy_lock); only backend p_pid's if given.
+create function sync_private.deploy_lock_held(p_pid integer default null) returns boolean
+    language sql
+    stable
+    set search_path = pg_catalog, pg_temp
+as $$
+    -- Two int4 keys show as classid and objid, with objsubid 2.
+    select exists (select from pg_catalog.pg_locks as l
+                   where l.locktype = 'advisory' and l.granted
+                     and (p_pid is null or l.pid = p_pid)
+                     and l.database = (select d.oid from pg_catalog.pg_database as d
+                                       where d.datname = pg_catalog.current_database())
+                     and l.classid = 1179014211 and l.objid = 1 and l.objsubid = 2);
+$$;
+comment on function sync_private.deploy_lock_held(integer) is
+    'Whether a session connected to this database (backend p_pid, if given) holds the advisory lock (1179014211, 1) that yoyo''s lock row gives the session that wrote it (sync_private.hold_deploy_lock).';
+
+-- sync_private.deploy_running
+-- Whether a deploy runs now: yoyo's lock row is there and the session that wrote it is still connected.
+create function sync_private.deploy_running() returns boolean
+    language plpgsql
+    stable
+    set search_path = pg_catalog, pg_temp
+as $$
+begin
+    -- Both: the row (a yoyo break-lock ends the deploy's standing) and the
+    -- advisory lock its insert gave the session that wrote it: a stale row
+    -- from a killed deploy has no session left holding it. It cannot be
+    -- the asking session's own: yoyo runs each migration on a connection
+    -- of its own, beside the one that holds the lock. A login can take any
+    -- advisory lock by hand, and write the row: deliberate, not a mistake
+    -- (ADR 0040).
+    if to_regclass('public.yoyo_lock') is null or not sync_private.deploy_lock_held() then
+        return false;
+    end if;
+    return exists (select from public.yoyo_lock);
+end;
+$$;
+comment on function sync_private.deploy_running() is
+    'Whether a deploy or a rollback runs now: yoyo''s lock row (public.yoyo_lock) is there and the session that wrote it is still connected, holding the advisory lock its insert took (sync_private.hold_deploy_lock). A row left by a killed deploy is not enough. The refusals of hand changes let a migration through by it (FS093, FS094).';

@@ -12,6 +12,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from conftest import Server, run_yoyo
+from helpers import receive
 
 
 @pytest.mark.parametrize(
@@ -112,3 +113,108 @@ def test_a_rollback_still_removes_the_rules_its_migration_added(
     assert db.execute(
         "select count(*) from sync.rule where code = 'cost.implausible'"
     ).fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    ("statement", "table", "verb"),
+    [
+        (
+            "update sync.fragrance_history set new_values = '{}'"
+            " where id = (select max(id) from sync.fragrance_history)",
+            "sync.fragrance_history",
+            "sync.revert(",
+        ),
+        (
+            "delete from sync.fragrance_history"
+            " where id = (select max(id) from sync.fragrance_history)",
+            "sync.fragrance_history",
+            "sync.revert(",
+        ),
+        (
+            "update sync.finding set closed_at = now()"
+            " where id = (select max(id) from sync.finding)",
+            "sync.finding",
+            "sync.check_catalog()",
+        ),
+        (
+            "delete from sync.finding where id = (select max(id) from sync.finding)",
+            "sync.finding",
+            "CALL sync.purge_inbox();",
+        ),
+        (
+            "insert into sync.rule_version (rules)"
+            " select rules - 'name.lookalike' from sync.rule_version"
+            " order by version desc limit 1",
+            "sync.rule_version",
+            "UPDATE sync.rule SET",
+        ),
+    ],
+    ids=["history_update", "history_delete", "finding_update", "finding_delete", "rule_version"],
+)
+def test_an_owners_change_of_a_row_of_history_is_refused_naming_the_verb(
+    db: psycopg.Connection, statement: str, table: str, verb: str
+) -> None:
+    """TRUNCATE was refused, but a DELETE or UPDATE of one row still rewrote the audit.
+
+    And a version inserted by hand put other rules in force while sync.rule
+    showed the tuned ones.
+    """
+    receive(db, {"fragrance_id": 7, "name": "Hand Written"})
+    db.execute("select * from sync.check_catalog()")
+    before = db.execute(f"select * from {table} order by 1").fetchall()
+    assert before
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute(statement)
+    assert caught.value.sqlstate == "FS094", caught.value
+    assert verb in (caught.value.diag.message_hint or "")
+    assert db.execute(f"select * from {table} order by 1").fetchall() == before
+
+
+def test_an_owners_truncate_of_the_settings_is_refused(db: psycopg.Connection) -> None:
+    """With no row, every setting read null: the purges, the merge on receipt, the health."""
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("truncate sync.settings")
+    assert caught.value.sqlstate == "FS095", caught.value
+    assert "UPDATE sync.settings SET" in (caught.value.diag.message_hint or "")
+    assert db.execute("select count(*) from sync.settings").fetchone() == (1,)
+
+
+def test_the_sync_still_writes_its_history_and_findings(db: psycopg.Connection) -> None:
+    """The merge, a revert, a rule change and the catalog check still write them.
+
+    The purges that delete closed findings are in tests/test_retention.py, a
+    rollback's cascade to its rule's findings above.
+    """
+    versions = db.execute("select count(*) from sync.rule_version").fetchone()
+    assert versions is not None
+    receive(db, {"fragrance_id": 7, "name": "Hand Written"})
+    last = receive(db, {"fragrance_id": 7, "name": "Hand Written Again"})["inbox_id"]
+    assert db.execute("select status from sync.revert(%s)", [last]).fetchone() == ("applied",)
+    db.execute("update sync.rule set severity = 'off' where code = 'name.lookalike'")
+    db.execute("select * from sync.check_catalog()")
+    assert db.execute("select count(*) from sync.rule_version").fetchone() == (versions[0] + 1,)
+    assert db.execute(
+        "select count(*) from sync.fragrance_history where fragrance_id = 7"
+    ).fetchone() >= (3,)
+
+
+def test_a_stale_yoyo_lock_lets_no_rule_be_deleted(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """A deploy killed mid-way left yoyo's lock row: every DELETE of a rule went through."""
+    with psycopg.connect(server.url(dbname), autocommit=True) as killed_deploy:
+        killed_deploy.execute(
+            "insert into public.yoyo_lock (locked, ctime, pid) values (1, now(), 4242)"
+        )
+        backend = killed_deploy.info.backend_pid
+        # Killed, and waited for until its backend is gone (its locks with it).
+        assert db.execute("select pg_terminate_backend(%s, 600000)", [backend]).fetchone() == (
+            True,
+        )
+    assert db.execute("select count(*) from public.yoyo_lock").fetchone() == (1,)
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("delete from sync.rule where code = 'name.lookalike'")
+    assert caught.value.sqlstate == "FS093", caught.value
+    with pytest.raises(psycopg.Error) as caught:
+        db.execute("insert into sync.rule_version (rules) values ('{}')")
+    assert caught.value.sqlstate == "FS094", caught.value
