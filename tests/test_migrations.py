@@ -208,6 +208,17 @@ def test_every_object_of_ours_carries_a_comment(db: psycopg.Connection) -> None:
         join pg_proc as p on p.oid = t.tgfoid
         join ours on ours.oid = p.pronamespace
         where not t.tgisinternal and obj_description(t.oid, 'pg_trigger') is null
+        union all
+        -- A sequence and a constraint are what a DBA meets in an error
+        -- (nextval, a violated check or key): psql's describe says what each is for.
+        select 'sequence ' || c.oid::regclass
+        from pg_class as c join ours on ours.oid = c.relnamespace
+        where c.relkind = 'S' and obj_description(c.oid, 'pg_class') is null
+        union all
+        -- Not-null constraints (PostgreSQL 18 lists them) are their column's.
+        select 'constraint ' || k.conname || ' on ' || k.conrelid::regclass
+        from pg_constraint as k join ours on ours.oid = k.connamespace
+        where k.contype <> 'n' and obj_description(k.oid, 'pg_constraint') is null
         order by 1
     """).fetchall()
     assert missing == []
