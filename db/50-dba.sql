@@ -270,15 +270,24 @@ begin
                       p_inbox_id);
     end if;
     perform sync_private.claim_rejected(p_inbox_id, 'discarded');
+    -- A discarded delivery retried and refused again (ADR 0039) is
+    -- discarded again: the earlier who, why and when go to
+    -- earlier_discards, not away (hostile review). The SET reads the row
+    -- as it was.
     update sync.inbox
-    set status = 'discarded', discarded_by = session_user, discard_reason = p_reason, discarded_at = now()
+    set status = 'discarded', discarded_by = session_user, discard_reason = p_reason, discarded_at = now(),
+        earlier_discards = case when discarded_by is null then earlier_discards
+                                else coalesce(earlier_discards, '[]'::jsonb)
+                                     || jsonb_build_array(jsonb_build_object(
+                                            'by', discarded_by, 'reason', discard_reason, 'at', discarded_at))
+                           end
     where id = p_inbox_id
     returning id, status, reasons into v_receipt;
     return v_receipt;
 end;
 $$;
 comment on function sync.discard(bigint, text) is
-    'Marks one rejected delivery as discarded, recording who, why (a reason that shows something, else FS003) and when; the row and its body stay in the inbox until the scheduled purge, sync.settings.discarded_purge_after (a year) later. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';
+    'Marks one rejected delivery as discarded, recording who, why (a reason that shows something, else FS003) and when (a delivery discarded before, retried and refused again, keeps the earlier ones in earlier_discards); the row and its body stay in the inbox until the scheduled purge, sync.settings.discarded_purge_after (a year) later. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';
 
 -- sync_private.refuse_settings_truncate
 -- Trigger: a TRUNCATE of sync.settings is refused; a setting is changed by an UPDATE.

@@ -134,6 +134,27 @@ def test_a_discarded_delivery_retried_and_still_refused_is_back_in_the_quarantin
     ]
 
 
+def test_a_second_discard_keeps_who_discarded_it_first_and_why(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """Discarded, retried, refused again and discarded again: the first who and why were gone."""
+    receipt = receive(db, {"fragrance_id": 7, "cost": -1})
+    dba.execute("select sync.discard(%s, 'looked like a test')", [receipt["inbox_id"]])
+    first_at = inbox_row(db, receipt["inbox_id"])["discarded_at"]
+    assert dba.execute("select status from sync.retry(%s)", [receipt["inbox_id"]]).fetchone() == (
+        "rejected",
+    )
+    dba.execute("select sync.discard(%s, 'the CMS vendor says so')", [receipt["inbox_id"]])
+    row = inbox_row(db, receipt["inbox_id"])
+    assert (row["discarded_by"], row["discard_reason"]) == ("alice", "the CMS vendor says so")
+    earlier = db.execute(
+        "select e ->> 'by', e ->> 'reason', (e ->> 'at')::timestamptz"
+        " from sync.inbox, jsonb_array_elements(earlier_discards) as e where id = %s",
+        [receipt["inbox_id"]],
+    ).fetchall()
+    assert earlier == [("alice", "looked like a test", first_at)]
+
+
 def test_a_retried_discard_leaves_fields_set_since_alone(
     db: psycopg.Connection, dba: psycopg.Connection
 ) -> None:
