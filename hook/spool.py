@@ -35,9 +35,11 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
   checked when it is drained: SQLite's pages have no checksum, and a page of
   a body overwritten with its link to the next intact reads as the body.
   A second CRC-32 covers the rest of the record (key, receipt time, texts,
-  the body's CRC-32): a page overwritten in place drained a receipt time or
-  a key the hook never wrote. A file of a version before gains the columns
-  when it opens; its records (null there) drain unchecked.
+  the body's CRC-32, and its place ``seq`` and ``spooled_by``): a page
+  overwritten in place drained a receipt time or a key the hook never
+  wrote, or reordered the queue. A file of a version before gains the
+  columns when it opens; its records (null there) drain unchecked, or
+  checked without their place (``crc_format`` null, ADR 0036's checksum).
 - A record the spool itself cannot read (SQLite says ``SQLITE_CORRUPT``: a
   damaged page of its body) or cannot make a delivery of (a key, a time,
   a text that is not what the hook wrote, a record or a body that fails its
@@ -149,7 +151,8 @@ SCHEMA = (
         user_agent text,
         spooled_by integer not null,
         body_crc32 integer,
-        record_crc32 integer
+        record_crc32 integer,
+        crc_format integer
     )
     """,
     """
@@ -165,7 +168,8 @@ SCHEMA = (
         set_aside_at text not null,
         error text not null,
         body_crc32 integer,
-        record_crc32 integer
+        record_crc32 integer,
+        crc_format integer
     )
     """,
     # No column types: what a damaged record gave is kept as it was read (a text that
@@ -193,7 +197,12 @@ COLUMNS = "key, received_at, body, content_type, client_addr, user_agent"
 #: (SQLite's pages carry no checksum: a page overwritten in place is read back as the record,
 #: a body, a key or a receipt time the hook never wrote). Null in a record spooled by a version
 #: before them (``UPGRADES`` adds the columns): drained unchecked, as that version did.
-WRITTEN = f"{COLUMNS}, body_crc32, record_crc32"
+WRITTEN = f"{COLUMNS}, body_crc32, record_crc32, crc_format"
+#: ``crc_format`` of a record whose ``record_crc32`` covers its place in the queue (``seq``)
+#: and ``spooled_by`` too (ADR 0040): a damaged seq reordered the deliveries unseen, and
+#: receipt order is the only order there is. Null: written by a version before, its
+#: checksum (if any) covers the key, receipt time, texts and body's checksum only.
+CRC_FORMAT = 2
 #: Columns a file of an older version lacks, added in place when the spool opens. A version
 #: before them writes null there (it names its columns), so a file goes back and forth.
 UPGRADES = (
@@ -201,12 +210,15 @@ UPGRADES = (
     ("set_aside", "body_crc32", "alter table set_aside add column body_crc32 integer"),
     ("queue", "record_crc32", "alter table queue add column record_crc32 integer"),
     ("set_aside", "record_crc32", "alter table set_aside add column record_crc32 integer"),
+    ("queue", "crc_format", "alter table queue add column crc_format integer"),
+    ("set_aside", "crc_format", "alter table set_aside add column crc_format integer"),
 )
 #: The same, read as they are stored: a text that is not UTF-8 fails to decode as one
 #: record's damage, not as an error of the whole batch's read.
 RAW_COLUMNS = (
     "cast(key as blob), cast(received_at as blob), body, cast(content_type as blob),"
-    " cast(client_addr as blob), cast(user_agent as blob), body_crc32, record_crc32"
+    " cast(client_addr as blob), cast(user_agent as blob), body_crc32, record_crc32,"
+    " spooled_by, crc_format"
 )
 #: How the reason of a record whose body fails its checksum begins (in ``damaged``: its
 #: bytes there are whole but wrong, not the delivery's).
@@ -245,13 +257,16 @@ class SpooledDelivery:
             delivery.user_agent,
         )
 
-    def row(self) -> tuple[str, str, bytes, str | None, str | None, str | None, int, int]:
-        """The values of the spool's columns (``WRITTEN``), their checksums taken now."""
+    def row(self, seq: int, spooled_by: int) -> tuple[Any, ...]:
+        """The values of ``seq, WRITTEN, spooled_by`` for this place, checksums taken now."""
         key, received_at = str(self.key), self.received_at.isoformat()
         body_crc = zlib.crc32(self.body)
         texts = (key, received_at, self.content_type, self.client_addr, self.user_agent)
-        record_crc = record_crc32([None if t is None else t.encode() for t in texts], body_crc)
-        return (*texts[:2], self.body, *texts[2:], body_crc, record_crc)
+        record_crc = record_crc32(
+            [None if t is None else t.encode() for t in texts], body_crc, (seq, spooled_by)
+        )
+        checks = (body_crc, record_crc, CRC_FORMAT)
+        return (seq, *texts[:2], self.body, *texts[2:], *checks, spooled_by)
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> SpooledDelivery:
@@ -267,17 +282,19 @@ class SpooledDelivery:
         )
 
     @classmethod
-    def from_raw(cls, row: Sequence[Any]) -> SpooledDelivery:
-        """Rebuild a delivery from ``RAW_COLUMNS``; ValueError if it is not what the hook wrote.
+    def from_raw(cls, seq: int, row: Sequence[Any]) -> SpooledDelivery:
+        """Rebuild the delivery at ``seq`` from ``RAW_COLUMNS``; ValueError if not what was written.
 
         The hook writes a UUID, an ISO time with its zone, a blob whose CRC-32
         it stored beside it, texts (or nulls), and a CRC-32 of all of them but
-        the body (``record_crc32``): anything else is damage (a bit flipped on
+        the body (``record_crc32``; since ``CRC_FORMAT``, of its place ``seq`` and
+        ``spooled_by`` too): anything else is damage (a bit flipped on
         disk, a page overwritten, a hand edit), and storing it would send the
         database a delivery nobody received. The values are judged first (what
         is wrong with them says more), then the checksums.
         """
-        key, received_at, body, content_type, client_addr, user_agent, crc, record_crc = row
+        key, received_at, body, content_type, client_addr, user_agent, crc, record_crc = row[:8]
+        spooled_by, crc_format = row[8:]
         if not isinstance(body, bytes):
             raise ValueError(f"the body is a {type(body).__name__}, not bytes")
         moment = datetime.fromisoformat(_text("received_at", received_at))
@@ -297,11 +314,16 @@ class SpooledDelivery:
             if not isinstance(record_crc, int):
                 raise ValueError(f"record_crc32 is {record_crc!r}, not a number")
             texts = (key, received_at, content_type, client_addr, user_agent)
-            if (actual := record_crc32(texts, crc)) != record_crc:
+            # Null: a record of the version before, whose checksum left its place out. Any
+            # other value than this version's is damage, and fails here (covered differently).
+            place = None if crc_format is None else (seq, spooled_by, crc_format)
+            if (actual := record_crc32(texts, crc, place)) != record_crc:
+                covered = "key, receipt time, texts and body checksum"
+                if place is not None:
+                    covered = f"place in the queue ({seq}), spooling process, {covered}"
                 raise ValueError(
-                    f"{RECORD_CHANGED}: its key, receipt time, texts and body checksum have"
-                    f" CRC-32 {actual:08x}, it was spooled with {record_crc:08x} (a page of"
-                    " it overwritten on disk)"
+                    f"{RECORD_CHANGED}: its {covered} have CRC-32 {actual:08x}, it was spooled"
+                    f" with {record_crc:08x} (a page of it overwritten on disk)"
                 )
         if crc is not None:  # None: spooled by a version that took no checksum
             if not isinstance(crc, int):
@@ -314,7 +336,9 @@ class SpooledDelivery:
         return delivery
 
 
-def record_crc32(texts: Sequence[object], body_crc: object) -> int:
+def record_crc32(
+    texts: Sequence[object], body_crc: object, place: Sequence[object] | None = None
+) -> int:
     """The CRC-32 of a record's values but its body, as stored, and of its body's CRC-32.
 
     ``texts`` are the key, the receipt time, the content type, the client's
@@ -323,9 +347,14 @@ def record_crc32(texts: Sequence[object], body_crc: object) -> int:
     input. The body is covered by its own checksum, which this one covers:
     the body's bytes are read once, not twice. A value that is not bytes
     nor None (damage changed its type) is framed apart, as its ``repr``: it fails.
+    ``place`` (``CRC_FORMAT`` on): the record's ``seq`` and ``spooled_by`` (taken
+    when spooled, before SQLite stores them) and, when checked, the ``crc_format``
+    read, framed after the rest; without it, the checksum of ADR 0036.
     """
+    if place is not None and len(place) == 2:
+        place = (*place, CRC_FORMAT)
     framed = bytearray()
-    for value in (*texts, body_crc):
+    for value in (*texts, body_crc, *(place or ())):
         if value is None:
             framed += b"\x00"
             continue
@@ -333,6 +362,8 @@ def record_crc32(texts: Sequence[object], body_crc: object) -> int:
             tag, data = b"\x01", value
         elif isinstance(value, int) and 0 <= value < 2**32:
             tag, data = b"\x02", value.to_bytes(4, "big")
+        elif isinstance(value, int) and 0 <= value < 2**63:  # a seq past 2**32
+            tag, data = b"\x04", value.to_bytes(8, "big")
         else:
             tag, data = b"\x03", repr(value).encode()
         framed += tag + len(data).to_bytes(4, "big") + data
@@ -371,7 +402,7 @@ def _decoded(row: Sequence[Any]) -> Queued | Unreadable:
     if len(values) == 1:  # _read_one's (seq, reason)
         return Unreadable(seq, values[0])
     try:
-        return Queued(seq, SpooledDelivery.from_raw(values))
+        return Queued(seq, SpooledDelivery.from_raw(seq, values))
     except ValueError as exc:
         if str(exc).startswith((BODY_CHANGED, RECORD_CHANGED)):
             return Unreadable(seq, str(exc))
@@ -620,11 +651,30 @@ class Spool:
             if only_behind and not self.waiting():
                 return False
             self._raise_flag()
+            first = self._next_seq(db)
             db.executemany(
-                f"insert into queue ({WRITTEN}, spooled_by) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*d.row(), pid) for d in deliveries],
+                f"insert into queue (seq, {WRITTEN}, spooled_by)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [d.row(first + n, pid) for n, d in enumerate(deliveries)],
             )
         return True
+
+    @staticmethod
+    def _next_seq(db: sqlite3.Connection) -> int:
+        """The place AUTOINCREMENT would give the next record (under the write lock).
+
+        Drawn here, not by SQLite, so that the record's checksum covers it. Past
+        every place ever used (``sqlite_sequence``) and every record kept, as
+        AUTOINCREMENT is: a record set aside or damaged keeps its place.
+        """
+        return 1 + int(
+            db.execute(
+                "select max(coalesce((select seq from sqlite_sequence where name = 'queue'), 0),"
+                " coalesce((select max(seq) from queue), 0),"
+                " coalesce((select max(seq) from set_aside), 0),"
+                " coalesce((select max(seq) from damaged), 0))"
+            ).fetchone()[0]
+        )
 
     def oldest(
         self, limit: int, max_bytes: int = DRAIN_BYTES, after: int = 0
@@ -897,13 +947,28 @@ class Spool:
     def replay(self, seq: int) -> SetAside:
         """Put a record set aside back at the end of the queue; raise KeyError if unknown."""
         with self._transaction() as db:
-            # With the checksum it was spooled with (null for one of an older version): its
-            # bytes in set_aside are checked again when it is drained.
+            row = db.execute(
+                f"select {RAW_COLUMNS} from set_aside where seq = ?", (seq,)
+            ).fetchone()
+            if row is None:
+                raise KeyError(seq)
+            place = self._next_seq(db)
+            # Byte for byte, with the checksums it was spooled with: its bytes in set_aside
+            # are checked again when it is drained. Its record checksum covers its place,
+            # which a replay changes: taken again for the new place, over the values as
+            # stored (not the body: its own checksum stays), only if it holds at the old
+            # one; else it is kept, and the drain finds the record damaged.
             db.execute(
-                f"insert into queue ({WRITTEN}, spooled_by)"
-                f" select {WRITTEN}, spooled_by from set_aside where seq = ?",
-                (seq,),
+                f"insert into queue (seq, {WRITTEN}, spooled_by)"
+                f" select ?, {WRITTEN}, spooled_by from set_aside where seq = ?",
+                (place, seq),
             )
+            texts, body_crc, record_crc, spooled_by, crc_format = row[:2] + row[3:6], *row[6:]
+            if crc_format is not None and record_crc == record_crc32(
+                texts, body_crc, (seq, spooled_by, crc_format)
+            ):
+                moved = record_crc32(texts, body_crc, (place, spooled_by, crc_format))
+                db.execute("update queue set record_crc32 = ? where seq = ?", (moved, place))
             record = self._take_set_aside(db, seq)
             self._raise_flag()
         return record

@@ -29,6 +29,7 @@ from hook.spool import (
     Spool,
     SpooledDelivery,
     Unreadable,
+    record_crc32,
 )
 
 
@@ -225,3 +226,86 @@ def test_a_receipt_time_overwritten_on_disk_is_moved_aside_not_drained(
     assert [t for (t,) in stored_times] == [records[0].received_at, records[2].received_at]
     assert health["spool_damaged"] == 1
     assert f"spooled record 2 is damaged ({RECORD_CHANGED}" in hook.output()
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("seq", 9), ("spooled_by", 4242)],
+)
+def test_a_place_or_a_spooler_overwritten_fails_the_check(
+    tmp_path: Path, column: str, value: int
+) -> None:
+    """A record's place in the queue is the only order there is: a damaged one reordered them.
+
+    The record checksum covered the key, the receipt time, the texts and the
+    body's checksum; record 2 of three, its ``seq`` changed to 9, drained
+    after record 3 without a word (hostile review).
+    """
+    records = [_spooled(1), _spooled(2), _spooled(3)]
+    path = _spool(tmp_path / "spool", records)
+    with sqlite3.connect(path) as raw:  # a hand edit, or a cell's value overwritten
+        raw.execute(f"update queue set {column} = ? where seq = 2", (value,))
+    raw.close()
+    spool = Spool(tmp_path / "spool")
+    try:
+        read = spool.oldest(10)
+    finally:
+        spool.close()
+    changed = [r for r in read if isinstance(r, Unreadable)]
+    assert len(changed) == 1, read
+    assert changed[0].reason.startswith(RECORD_CHANGED), changed[0].reason
+    assert [r for r in read if isinstance(r, Queued)] == [
+        Queued(1, records[0]),
+        Queued(3, records[2]),
+    ]
+
+
+def test_a_record_of_the_format_before_drains_checked_as_it_was_written(
+    tmp_path: Path,
+) -> None:
+    """One spooled by the version whose checksum left out ``seq`` and ``spooled_by``."""
+    directory = tmp_path / "spool"
+    older, newer = _spooled(1), _spooled(2)
+    spool = Spool(directory)
+    spool.append([newer])
+    spool.close()
+    body_crc = zlib.crc32(older.body)
+    texts = (
+        str(older.key),
+        older.received_at.isoformat(),
+        older.content_type,
+        older.client_addr,
+        older.user_agent,
+    )
+    with sqlite3.connect(directory / DATABASE_FILE) as raw:  # as that version inserts
+        raw.execute(
+            "insert into queue (key, received_at, body, content_type, client_addr, user_agent,"
+            " body_crc32, record_crc32, spooled_by) values (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            (
+                *texts[:2],
+                older.body,
+                *texts[2:],
+                body_crc,
+                record_crc32([None if t is None else t.encode() for t in texts], body_crc),
+            ),
+        )
+        raw.execute(  # and its key overwritten: still checked
+            "insert into queue (key, received_at, body, content_type, client_addr, user_agent,"
+            " body_crc32, record_crc32, spooled_by) values (?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            (
+                str(uuid.uuid4()),
+                *texts[1:2],
+                older.body,
+                *texts[2:],
+                body_crc,
+                record_crc32([None if t is None else t.encode() for t in texts], body_crc),
+            ),
+        )
+    raw.close()
+    spool = Spool(directory)
+    try:
+        first, second, third = spool.oldest(10)
+    finally:
+        spool.close()
+    assert (first, second) == (Queued(1, newer), Queued(2, older))
+    assert isinstance(third, Unreadable) and third.reason.startswith(RECORD_CHANGED)
