@@ -10,6 +10,7 @@ keeping its length and its type.
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 import uuid
 import zlib
@@ -309,3 +310,36 @@ def test_a_record_of_the_format_before_drains_checked_as_it_was_written(
         spool.close()
     assert (first, second) == (Queued(1, newer), Queued(2, older))
     assert isinstance(third, Unreadable) and third.reason.startswith(RECORD_CHANGED)
+
+
+def test_a_record_damaged_in_its_key_leaves_the_queue_file(tmp_path: Path) -> None:
+    """Its key's copy in the unique index is the old one: SQLite could not delete the record.
+
+    It stayed in the file for ever, marked and skipped, and ``drop`` could
+    not remove it either (hostile review). Now it is moved to ``damaged``,
+    byte for byte, and leaves the queue's file.
+    """
+    records = [_spooled(1), _spooled(2), _spooled(3)]
+    path = _spool(tmp_path / "spool", records)
+    stored = _stored(records[1], "key")
+    damaged_key = _damaged_copy("key", stored)
+    _overwrite_in_queue(path, stored, damaged_key)
+    spool = Spool(tmp_path / "spool")
+    try:
+        [_, unreadable, _] = spool.oldest(10)
+        assert isinstance(unreadable, Unreadable)
+        kept = spool.set_damaged(unreadable.seq, unreadable.reason)
+        assert "stays in the queue's file" not in kept, kept
+        [record] = spool.damaged_records()
+        assert record["still_in_queue_file"] is False
+        assert record["key"] == damaged_key.decode()
+        assert base64.b64decode(record["body_base64"]) == records[1].body
+        assert spool.oldest(10) == [Queued(1, records[0]), Queued(3, records[2])]
+        # Its key is free again: the same delivery spooled anew is taken.
+        spool.append([records[1]])
+        assert spool.tally() == (3, 0, 1)
+        spool.drop_damaged(2)
+        assert spool.tally() == (3, 0, 0)
+        assert spool._db.execute("pragma integrity_check").fetchall() == [("ok",)]
+    finally:
+        spool.close()
