@@ -263,6 +263,7 @@ def create_app(
                         settings.spool_retry_every,
                         on_stored=merger.poke,
                         deadline=DRAIN_DEADLINE_FACTOR * settings.database_timeout,
+                        hold_after_days=settings.spool_hold_after_days,
                     )
                     spooling.start()
                     opened.push_async_callback(spooling.close)

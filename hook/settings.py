@@ -302,6 +302,10 @@ class Settings(EnvironmentSettings):
     spool_retry_every: Annotated[
         float, number(0.05), Field(validation_alias="SPOOL_RETRY_EVERY")
     ] = 1.0
+    # Below sync.settings.purge_after (90 days): past it the inbox may have lost the key.
+    spool_hold_after_days: Annotated[
+        float, number(1.0), Field(validation_alias="SPOOL_HOLD_AFTER_DAYS")
+    ] = 80.0
     body_timeout: Annotated[float, number(0.1), Field(validation_alias="BODY_TIMEOUT")] = 30.0
     header_timeout: Annotated[float, number(0.1), Field(validation_alias="HEADER_TIMEOUT")] = 10.0
     max_header_bytes: Annotated[int, whole(1024), Field(validation_alias="MAX_HEADER_BYTES")] = (

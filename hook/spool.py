@@ -40,6 +40,10 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
   wrote, or reordered the queue. A file of a version before gains the
   columns when it opens; its records (null there) drain unchecked, or
   checked without their place (``crc_format`` null, ADR 0036's checksum).
+- A record received more than ``SPOOL_HOLD_AFTER_DAYS`` ago is held (set
+  aside), not stored: the inbox's purge may have deleted its key, and a
+  record stored once already would be stored twice (ADR 0040).
+  ``replay <id> --store-old`` stores it anyway.
 - A record the spool itself cannot read (SQLite says ``SQLITE_CORRUPT``: a
   damaged page of its body) or cannot make a delivery of (a key, a time,
   a text that is not what the hook wrote, a record or a body that fails its
@@ -77,7 +81,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -154,7 +158,8 @@ SCHEMA = (
         spooled_by integer not null,
         body_crc32 integer,
         record_crc32 integer,
-        crc_format integer
+        crc_format integer,
+        store_old integer
     )
     """,
     """
@@ -214,6 +219,7 @@ UPGRADES = (
     ("set_aside", "record_crc32", "alter table set_aside add column record_crc32 integer"),
     ("queue", "crc_format", "alter table queue add column crc_format integer"),
     ("set_aside", "crc_format", "alter table set_aside add column crc_format integer"),
+    ("queue", "store_old", "alter table queue add column store_old integer"),
 )
 #: The same, read as they are stored: a text that is not UTF-8 fails to decode as one
 #: record's damage, not as an error of the whole batch's read.
@@ -227,6 +233,11 @@ RAW_COLUMNS = (
 BODY_CHANGED = "the body is not the one spooled"
 #: ... and of one whose other values fail the record's checksum.
 RECORD_CHANGED = "the record is not the one spooled"
+#: How the reason of a record held for its age begins (in ``set_aside``).
+HELD = "held: received before the inbox's oldest kept key"
+#: A record received longer ago than this is held (set aside) by the drain instead of
+#: stored, unless an operator replayed it with ``--store-old`` (``SPOOL_HOLD_AFTER_DAYS``).
+HOLD_AFTER_DAYS = 80.0
 #: The queue's records that are not known to be damaged (one SQLite could not delete
 #: stays in the file, marked by its row in ``damaged``).
 LIVE = "seq not in (select seq from damaged)"
@@ -398,17 +409,21 @@ def is_damage(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.DatabaseError) and str(name).startswith("SQLITE_CORRUPT")
 
 
-def _decoded(row: Sequence[Any]) -> Queued | Unreadable:
-    """A raw row of the queue as a delivery, or why it is not one."""
+def _decoded(row: Sequence[Any], hold_before: datetime | None) -> Queued | Unreadable | Held:
+    """A raw row of the queue (and its ``store_old``) as a delivery, or why it is not one."""
     seq, *values = row
     if len(values) == 1:  # _read_one's (seq, reason)
         return Unreadable(seq, values[0])
+    *values, store_old = values
     try:
-        return Queued(seq, SpooledDelivery.from_raw(seq, values))
+        delivery = SpooledDelivery.from_raw(seq, values)
     except ValueError as exc:
         if str(exc).startswith((BODY_CHANGED, RECORD_CHANGED)):
             return Unreadable(seq, str(exc))
         return Unreadable(seq, f"not a delivery: {exc}")
+    if hold_before is not None and delivery.received_at < hold_before and store_old != 1:
+        return Held(seq, delivery)
+    return Queued(seq, delivery)
 
 
 def _read_prefix(db: sqlite3.Connection, seq: int) -> bytes | None:
@@ -479,6 +494,13 @@ def _describe_damaged(row: Sequence[Any]) -> dict[str, Any]:
 
 class Queued(NamedTuple):
     """A delivery waiting in the queue, with its place in it."""
+
+    seq: int
+    delivery: SpooledDelivery
+
+
+class Held(NamedTuple):
+    """A delivery received before the drain's ``hold_before``: the inbox may have lost its key."""
 
     seq: int
     delivery: SpooledDelivery
@@ -679,15 +701,20 @@ class Spool:
         )
 
     def oldest(
-        self, limit: int, max_bytes: int = DRAIN_BYTES, after: int = 0
-    ) -> list[Queued | Unreadable]:
+        self,
+        limit: int,
+        max_bytes: int = DRAIN_BYTES,
+        after: int = 0,
+        hold_before: datetime | None = None,
+    ) -> list[Queued | Unreadable | Held]:
         """The oldest records of the queue, in order, ``limit`` and about ``max_bytes`` at most.
 
         A record is taken while the bodies before it hold less than
         ``max_bytes``, so the first always is, however large. Only records
         after the place ``after`` in the queue. A record SQLite reports damaged,
         or whose values are not a delivery, comes back as ``Unreadable``; any
-        other error of SQLite is raised.
+        other error of SQLite is raised. One received before ``hold_before``
+        comes back as ``Held``, unless an operator said to store it (``store_old``).
         """
         with self._lock:
             # length() of a blob reads its size, not its bytes.
@@ -705,8 +732,8 @@ class Spool:
                 return []
             try:
                 rows = self._db.execute(
-                    f"select seq, {RAW_COLUMNS} from queue where seq > ? and seq <= ? and {LIVE}"
-                    " order by seq",
+                    f"select seq, {RAW_COLUMNS}, store_old from queue"
+                    f" where seq > ? and seq <= ? and {LIVE} order by seq",
                     (after, last),
                 ).fetchall()
             except sqlite3.DatabaseError as exc:
@@ -715,14 +742,14 @@ class Spool:
                 # A damaged page in one record fails the whole read: one at a time, to
                 # find which (the sizes above come from the cells, not the pages of bodies).
                 rows = [self._read_one(seq) for seq, _ in sizes if seq <= last]
-        return [_decoded(row) for row in rows]
+        return [_decoded(row, hold_before) for row in rows]
 
     def _read_one(self, seq: int) -> tuple[Any, ...]:
         """One record's raw values, or ``(seq, reason)`` when SQLite reports it damaged."""
         try:
             return tuple(
                 self._db.execute(
-                    f"select seq, {RAW_COLUMNS} from queue where seq = ?", (seq,)
+                    f"select seq, {RAW_COLUMNS}, store_old from queue where seq = ?", (seq,)
                 ).fetchone()
             )
         except sqlite3.DatabaseError as exc:
@@ -971,8 +998,12 @@ class Spool:
         db.execute("delete from set_aside where seq = ?", (seq,))
         return SetAside(row[0], SpooledDelivery.from_row(row[1:7]), *row[7:])
 
-    def replay(self, seq: int) -> SetAside:
-        """Put a record set aside back at the end of the queue; raise KeyError if unknown."""
+    def replay(self, seq: int, store_old: bool = False) -> SetAside:
+        """Put a record set aside back at the end of the queue; raise KeyError if unknown.
+
+        With ``store_old``, the drain stores it however long ago it was received
+        (an operator's word that the inbox does not hold it): not held again.
+        """
         with self._transaction() as db:
             row = db.execute(
                 f"select {RAW_COLUMNS} from set_aside where seq = ?", (seq,)
@@ -996,6 +1027,8 @@ class Spool:
             ):
                 moved = record_crc32(texts, body_crc, (place, spooled_by, crc_format))
                 db.execute("update queue set record_crc32 = ? where seq = ?", (moved, place))
+            if store_old:
+                db.execute("update queue set store_old = 1 where seq = ?", (place,))
             record = self._take_set_aside(db, seq)
             self._raise_flag()
         return record
@@ -1178,12 +1211,15 @@ class SpoolingStore:
         batch_size: int = DRAIN_BATCH,
         on_stored: Callable[[], None] = lambda: None,
         deadline: float | None = None,
+        hold_after_days: float = HOLD_AFTER_DAYS,
     ) -> None:
         """Wrap ``inner``; drain ``spool`` through ``pool``, checking every ``retry_every`` s.
 
         ``on_stored`` is called after each drained batch commits (the merger's poke);
-        a batch the database has not answered within ``deadline`` s is tried again.
+        a batch the database has not answered within ``deadline`` s is tried again;
+        a record received more than ``hold_after_days`` ago is held (set aside).
         """
+        self._hold_after = timedelta(days=hold_after_days)
         self._inner = inner
         self._on_stored = on_stored
         self._database: DatabaseState = inner.database
@@ -1387,8 +1423,17 @@ class SpoolingStore:
                 log.info("the spool deleted the deliveries it had stored but could not delete")
                 self._stored_through = 0
         while True:
+            # The inbox's purge deletes a stored delivery, and with it its key, after
+            # sync.settings.purge_after (90 days): a record older than that, drained
+            # again after a drain stored it and could not delete it, was stored twice
+            # and its old values merged again (hostile review). Held for a person instead.
+            hold_before = datetime.now(UTC) - self._hold_after
             batch = await self._run(
-                self.spool.oldest, self._batch_size, DRAIN_BYTES, self._stored_through
+                self.spool.oldest,
+                self._batch_size,
+                DRAIN_BYTES,
+                self._stored_through,
+                hold_before,
             )
             if not batch:
                 if self._stored_through:
@@ -1412,6 +1457,24 @@ class SpoolingStore:
                     seq,
                     reason,
                     kept,
+                )
+            for seq, record in (r for r in batch if isinstance(r, Held)):
+                reason = (
+                    f"{HELD}: received {record.received_at.isoformat()}, more than"
+                    f" {self._hold_after.days} days ago (SPOOL_HOLD_AFTER_DAYS): the inbox's"
+                    " purge may have deleted its key, and storing it again would store it"
+                    " twice; if it is not in the inbox, replay it with --store-old"
+                )
+                await self._run(self.spool.set_aside, seq, reason)
+                log.error(
+                    "spooled delivery %s (spool id %d) was received at %s, longer ago than the"
+                    " inbox keeps keys: held, not stored (python -m hook.spool list); to store"
+                    " it anyway: python -m hook.spool replay %d --store-old (docs/operations.md,"
+                    " 'The spool')",
+                    record.key,
+                    seq,
+                    record.received_at.isoformat(),
+                    seq,
                 )
             readable = [r for r in batch if isinstance(r, Queued)]
             if readable:
@@ -1526,6 +1589,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "replay", help="put it back at the end of the queue (fix the cause first)"
     )
     replay.add_argument("id", type=int)
+    replay.add_argument(
+        "--store-old",
+        action="store_true",
+        help="store it even if received longer ago than SPOOL_HOLD_AFTER_DAYS (held for its"
+        " age): only once sure the inbox does not hold it",
+    )
     drop = commands.add_parser(
         "drop", help="print it (set aside or damaged) as JSON, then delete it for good"
     )
@@ -1604,7 +1673,7 @@ def _command(spool: Spool, args: argparse.Namespace) -> int:
             else:
                 _print_json(matches[0].describe())
         elif args.command == "replay":
-            record = spool.replay(args.id)
+            record = spool.replay(args.id, store_old=args.store_old)
             print(
                 f"delivery {record.delivery.key} is back in the queue; the hook stores it "
                 "within SPOOL_RETRY_EVERY seconds",
