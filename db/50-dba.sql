@@ -6,18 +6,85 @@
 -- FS004 a bad limit, FS005 an inbox id given as null, FS006 a reason code
 -- nothing has.
 
--- sync_private.preview
--- A body cut to 200 bytes and shown with non-UTF-8 and control bytes escaped.
-create function sync_private.preview(p_body bytea) returns text
+-- sync_private.hidden_escaped
+-- A text for display with what a terminal acts on, reorders or does not draw written as an escape.
+create function sync_private.hidden_escaped(p_text text, p_bytes boolean) returns text
     language sql
     immutable
     parallel safe
+    -- Written out in sync.quarantine: keep the two alike (tests/test_quarantine.py).
 as $$
-    select case when length(p_body) > 200 then encode(substring(p_body from 1 for 200), 'escape') || '...'
-                else encode(p_body, 'escape') end;
+    -- A body is text a sender chose, shown to a DBA in psql and on the
+    -- status page. Written as it came, a raw ESC ("\x1b[2J") reached the
+    -- DBA's terminal through psql -A or a script's output, a right-to-left
+    -- override reordered the line it was on, and a raw zero-width space,
+    -- the reason the delivery was refused, could not be seen (hostile
+    -- review). The controls (C0, DEL, C1), the bidirectional controls and
+    -- marks, the line and paragraph separators, and the common invisible
+    -- characters (soft hyphen, zero-width space and joiners, word joiner
+    -- and invisible operators, byte order mark, Mongolian vowel separator)
+    -- are written as \n, \r, \t or \uXXXX, as JSON escapes them; in the
+    -- octal of bytes that are not UTF-8 (p_bytes, only ASCII is left), as
+    -- \ooo beside encode()'s own. Most texts hold none: one pattern test.
+    select case when p_text ~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
+        then (select string_agg(
+                  case when s.c !~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
+                           then s.c
+                       when p_bytes
+                           then E'\\' || (ascii(s.c) / 64)::text || (ascii(s.c) / 8 % 8)::text || (ascii(s.c) % 8)::text
+                       when s.c = E'\n' then E'\\n'
+                       when s.c = E'\r' then E'\\r'
+                       when s.c = E'\t' then E'\\t'
+                       else E'\\u' || lpad(to_hex(ascii(s.c)), 4, '0') end,
+                  '' order by s.n)
+              from regexp_split_to_table(p_text, '') with ordinality as s (c, n))
+        else p_text end;
 $$;
-comment on function sync_private.preview(bytea) is
-    'A delivery body for display: its first 200 bytes, non-UTF-8 and control bytes escaped.';
+comment on function sync_private.hidden_escaped(text, boolean) is
+    E'A text for display with its controls (C0, DEL, C1), bidirectional controls and marks, line and paragraph separators and common invisible characters written as \\n, \\r, \\t or \\uXXXX (as \\ooo when p_bytes: the ASCII left of bytes encode(..., ''escape'') wrote), so a terminal acts on none, none reorders the line, and each can be seen.';
+
+-- sync_private.preview
+-- A body cut to 200 characters for display: readable text, what it hides escaped; bytes not UTF-8 in octal.
+create function sync_private.preview(p_body bytea, p_reasons jsonb default null) returns text
+    language plpgsql
+    immutable
+    parallel safe
+as $$
+declare
+    v_cut integer;
+    v_text text;
+begin
+    -- A body that is UTF-8 is shown as text: encode(..., 'escape') wrote
+    -- every byte of a letter that is not ASCII in octal, so a Russian or a
+    -- French name read "\320\240\320\276..." in the quarantine and on the
+    -- status page (hostile review). Its first 804 bytes at most (200
+    -- characters of 4 bytes, and a character cut at the end left out:
+    -- the byte after the cut is no continuation byte), so a body of a MiB
+    -- is never decoded whole. Judged not UTF-8 (p_reasons), or failing to
+    -- decode when not judged yet, it is cut to 200 bytes in octal as before.
+    if p_body is null then
+        return null;
+    end if;
+    if not coalesce(p_reasons @> '[{"code": "body.not_utf8"}]', false) then
+        v_cut := case when length(p_body) <= 804 then length(p_body)
+                      when get_byte(p_body, 804) & 192 <> 128 then 804
+                      when get_byte(p_body, 803) & 192 <> 128 then 803
+                      when get_byte(p_body, 802) & 192 <> 128 then 802
+                      else 801 end;
+        begin
+            v_text := convert_from(substring(p_body from 1 for v_cut), 'UTF8');
+            return sync_private.hidden_escaped(left(v_text, 200), false)
+                || case when char_length(v_text) > 200 or length(p_body) > v_cut then '...' else '' end;
+        exception when others then
+            null;
+        end;
+    end if;
+    return sync_private.hidden_escaped(encode(substring(p_body from 1 for 200), 'escape'), true)
+        || case when length(p_body) > 200 then '...' else '' end;
+end;
+$$;
+comment on function sync_private.preview(bytea, jsonb) is
+    'A delivery body for display: a UTF-8 one as its first 200 characters, with controls, bidirectional controls and invisible characters escaped (sync_private.hidden_escaped); one judged not UTF-8 (body.not_utf8 in p_reasons), or that does not decode, as its first 200 bytes with the bytes that are not ASCII and the control bytes in octal. "..." when cut.';
 
 -- sync.quarantine: rejected deliveries waiting for a retry or a discard.
 create view sync.quarantine as
@@ -31,9 +98,37 @@ select
      where r ->> 'severity' = 'error') as messages,
     i.attempts,
     i.origin,
-    -- As sync_private.preview(), written out: a view may only call what its readers may.
-    case when length(i.body) > 200 then encode(substring(i.body from 1 for 200), 'escape') || '...'
-         else encode(i.body, 'escape') end as body_preview
+    -- As sync_private.preview() and sync_private.hidden_escaped(), written
+    -- out: a view may only call what its readers may. A rejected delivery
+    -- is judged, so body.not_utf8 among its reasons says whether its body
+    -- decodes (no exception to catch here).
+    (select case when v.t ~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
+                 then (select string_agg(
+                           case when s.c !~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
+                                    then s.c
+                                when v.bytes
+                                    then E'\\' || (ascii(s.c) / 64)::text || (ascii(s.c) / 8 % 8)::text || (ascii(s.c) % 8)::text
+                                when s.c = E'\n' then E'\\n'
+                                when s.c = E'\r' then E'\\r'
+                                when s.c = E'\t' then E'\\t'
+                                else E'\\u' || lpad(to_hex(ascii(s.c)), 4, '0') end,
+                           '' order by s.n)
+                       from regexp_split_to_table(v.t, '') with ordinality as s (c, n))
+                 else v.t end || v.more
+     from (select case when b.bytes then encode(substring(i.body from 1 for 200), 'escape')
+                       else left(b.text, 200) end as t,
+                  case when b.bytes and length(i.body) > 200 then '...'
+                       when not b.bytes and (char_length(b.text) > 200 or length(i.body) > b.cut) then '...'
+                       else '' end as more,
+                  b.bytes
+           from (select c.bytes, c.cut,
+                        case when not c.bytes then convert_from(substring(i.body from 1 for c.cut), 'UTF8') end as text
+                 from (select i.reasons @> '[{"code": "body.not_utf8"}]' as bytes,
+                              case when length(i.body) <= 804 then length(i.body)
+                                   when get_byte(i.body, 804) & 192 <> 128 then 804
+                                   when get_byte(i.body, 803) & 192 <> 128 then 803
+                                   when get_byte(i.body, 802) & 192 <> 128 then 802
+                                   else 801 end as cut) as c) as b) as v) as body_preview
 from sync.inbox as i
 where i.status = 'rejected'
 order by i.id;
@@ -46,7 +141,7 @@ comment on column sync.quarantine.codes is 'Error reason codes (README, "Data ru
 comment on column sync.quarantine.messages is 'The error sentences, joined by "; ".';
 comment on column sync.quarantine.attempts is 'How many times it has been processed (first attempt plus retries).';
 comment on column sync.quarantine.origin is 'Who made it: webhook (the CMS, through the hook), revert or repair.';
-comment on column sync.quarantine.body_preview is 'The first 200 bytes of the body, non-UTF-8 and control bytes escaped; the exact bytes are in sync.inbox.body.';
+comment on column sync.quarantine.body_preview is E'The body''s first 200 characters, its controls, bidirectional controls and invisible characters written as \\n, \\r, \\t or \\uXXXX; a body that is not UTF-8 as its first 200 bytes, those not ASCII and the control bytes in octal (\\377); "..." when cut. The exact bytes are in sync.inbox.body.';
 
 -- sync.unknown_field: keys the CMS sent that the rules do not know (schema drift).
 create view sync.unknown_field as

@@ -751,14 +751,14 @@ begin
                        'status', l.status, 'origin', l.origin, 'content_type', l.content_type,
                        'codes', (select coalesce(jsonb_agg(distinct r ->> 'code'), '[]')
                                  from jsonb_array_elements(l.reasons) as r),
-                       'body_preview', sync_private.preview(l.body)) order by l.id desc)
+                       'body_preview', sync_private.preview(l.body, l.reasons)) order by l.id desc)
             from (select * from sync.inbox order by id desc limit p_latest) as l),
             '[]'),
         'rejects', coalesce((
             select jsonb_agg(jsonb_build_object(
                        'code', g.code, 'deliveries', g.deliveries, 'example_inbox_id', g.example_id,
                        'example_message', sync_private.shorten(g.message),
-                       'example_body', sync_private.preview(e.body))
+                       'example_body', sync_private.preview(e.body, e.reasons))
                        order by g.deliveries desc, g.code)
             from (select r ->> 'code' as code, count(distinct i.id) as deliveries, max(i.id) as example_id,
                          (array_agg(r ->> 'message' order by i.id desc))[1] as message

@@ -30,6 +30,69 @@ def test_the_quarantine_shows_non_utf8_bodies_escaped(db: psycopg.Connection) ->
     assert db.execute("select body_preview from sync.quarantine").fetchone() == ("\\377\\376 bad",)
 
 
+# What a body shows in the quarantine and on the status page. Readable text
+# stays readable (it was octal: "\\320\\240..." for a Russian name), what
+# a terminal or a reader would act on or not show is written as an escape: a
+# raw ESC reached a DBA's terminal through psql -A, a right-to-left override
+# reordered the line, and a raw zero-width space was invisible (hostile
+# review). Bytes that are not UTF-8 stay octal, as encode(..., 'escape')
+# writes them, with its bare control bytes in octal too.
+PREVIEWS = [
+    (
+        "cyrillic",
+        '{"fragrance_id": 1, "name": "Роза\\u200b"}'.encode(),
+        '{"fragrance_id": 1, "name": "Роза\\u200b"}',
+    ),
+    (
+        "raw zero-width space",
+        '{"fragrance_id": 1, "name": "Ro\u200bse"}'.encode(),
+        '{"fragrance_id": 1, "name": "Ro\\u200bse"}',
+    ),
+    (
+        "raw escape",
+        b'{"fragrance_id": 1, "name": "Rose\x1b[31m"}',
+        '{"fragrance_id": 1, "name": "Rose\\u001b[31m"}',
+    ),
+    (
+        "raw right-to-left override",
+        '{"fragrance_id": 1, "name": "Ro\u202ese"}'.encode(),
+        '{"fragrance_id": 1, "name": "Ro\\u202ese"}',
+    ),
+    (
+        "raw C1 control",
+        '{"fragrance_id": 1, "name": "Ro\u0085se"}'.encode(),
+        '{"fragrance_id": 1, "name": "Ro\\u0085se"}',
+    ),
+    (
+        "line breaks",
+        b'{\n\t"fragrance_id": 1,\r\n "cost": -1}',
+        '{\\n\\t"fragrance_id": 1,\\r\\n "cost": -1}',
+    ),
+    ("not utf-8", b"\xff\xfe bad", "\\377\\376 bad"),
+    ("not utf-8 with a control byte", b"\xff\x1b[2J bad", "\\377\\033[2J bad"),
+    (
+        "long, cut by characters",
+        ('{"name": "' + "Я" * 300 + '"}').encode(),
+        '{"name": "' + "Я" * 190 + "...",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "preview"), [pytest.param(r, p, id=i) for i, r, p in PREVIEWS])
+def test_the_quarantine_shows_a_body_readable_with_what_it_hides_escaped(
+    db: psycopg.Connection, raw: bytes, preview: str
+) -> None:
+    receipt = receive(db, raw)
+    assert receipt["status"] == "rejected"
+    shown = db.execute(
+        "select body_preview from sync.quarantine where inbox_id = %s", [receipt["inbox_id"]]
+    ).fetchone()
+    assert shown == (preview,)
+    # The status page's preview is the same text (sync_private.preview).
+    report = db.execute("select sync.status_report(1, 1)").fetchone()[0]
+    assert [d["body_preview"] for d in report["latest"]] == [preview]
+
+
 def test_retry_applies_a_change_once_its_data_problem_is_fixed(db: psycopg.Connection) -> None:
     receipt = receive(db, {"fragrance_id": 5555, "name": "Newcomer"})
     assert receipt["status"] == "rejected"
