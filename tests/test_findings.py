@@ -1094,6 +1094,32 @@ def test_a_changed_limit_is_in_the_sentence_of_the_findings_the_check_keeps(
     assert db.execute(query).fetchone() == checked
 
 
+def test_the_check_writes_again_the_untrimmed_sentences_of_the_old_wording(
+    db: psycopg.Connection,
+) -> None:
+    """A release that says which end of a text is whitespace rewrites the findings standing.
+
+    <field>.untrimmed said only "starts or ends with whitespace"; a finding
+    whose value and severity stay the same keeps its sentence, so the
+    catalog's 5,000 padded descriptions would have kept the old one for good.
+    """
+    check_catalog(db)
+    query = (
+        "select message from sync.open_finding"
+        " where fragrance_id = 10 and rule = 'description.untrimmed'"
+    )
+    [(sentence,)] = db.execute(query).fetchall()
+    assert sentence.endswith(" ends with 2 spaces")
+    # As a finding opened by the release before stands.
+    db.execute(
+        "update sync.finding set message = %s"
+        " where fragrance_id = 10 and rule = 'description.untrimmed' and closed_at is null",
+        [sentence.removesuffix(" ends with 2 spaces") + " starts or ends with whitespace"],
+    )
+    check_catalog(db)
+    assert db.execute(query).fetchall() == [(sentence,)]
+
+
 #: Values the property below writes: shared names, and values that break each field rule.
 PROPERTY_VALUES: dict[str, list[Any]] = {
     "name": [

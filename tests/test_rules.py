@@ -953,3 +953,62 @@ def test_the_field_column_says_which_rules_have_no_field(tx: psycopg.Connection)
     assert [c for c in without if not c.startswith("body.")] == ["field.unknown"]
     assert "field.unknown" in _column_comment(tx, "field")
     assert "whole body" in _column_comment(tx, "field")
+
+
+# What <field>.untrimmed says: which end, and which whitespace. It said only
+# "starts or ends with whitespace", with the value cut to 40 characters: of
+# the 5,000 padded descriptions of the catalog a DBA could not tell the CMS's
+# two trailing spaces from a leading tab or a trailing ideographic space, and
+# a name's no-break space looks like a space (hostile review).
+UNTRIMMED = [
+    ("leading space", "name", " Rose", 'name " Rose" starts with a space'),
+    (
+        "no-break space",
+        "name",
+        "Rose\u00a0",
+        'name "Rose\u00a0" ends with U+00A0',
+    ),
+    (
+        "two at the end",
+        "name",
+        "Rose\u3000 ",
+        'name "Rose\u3000 " ends with U+3000 U+0020',
+    ),
+    (
+        "the catalog's padding",
+        "description",
+        "Smells of roses and of a garden after the rain  ",
+        'description "Smells of roses and of a garden after t... ends with 2 spaces',
+    ),
+    (
+        "both ends",
+        "description",
+        "\u00a0Petals  ",
+        'description "\u00a0Petals  " starts with U+00A0 and ends with 2 spaces',
+    ),
+    ("only whitespace", "description", "   ", 'description "   " is only whitespace: 3 spaces'),
+    (
+        "a long run",
+        "description",
+        "Petals" + "\u2003" * 12,
+        'description "Petals' + "\u2003" * 12 + '"'
+        " ends with U+2003 U+2003 U+2003 U+2003 U+2003 U+2003 U+2003 U+2003 and 4 more",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "message"), [pytest.param(f, t, m, id=i) for i, f, t, m in UNTRIMMED]
+)
+def test_untrimmed_says_which_end_and_which_whitespace(
+    db: psycopg.Connection, field: str, text: str, message: str
+) -> None:
+    # A CMS delta: the reason on its inbox row.
+    receipt = receive(db, {"fragrance_id": 7, field: text})
+    assert [r["message"] for r in receipt["reasons"]] == [message]
+    # At rest: the finding of a row written by hand says the same.
+    db.execute(f"update public.fragrances set {field} = %s where fragrance_id = 8", [text])
+    assert db.execute(
+        "select message from sync.open_finding where fragrance_id = 8 and rule = %s",
+        [f"{field}.untrimmed"],
+    ).fetchall() == [(message,)]
