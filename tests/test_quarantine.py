@@ -7,7 +7,7 @@ import re
 import psycopg
 import pytest
 from conftest import ROOT, Server
-from helpers import fragrance, inbox_row, raises_sqlstate, receive
+from helpers import fragrance, inbox_row, raises_sqlstate, receive, set_apply_on_receipt
 
 
 def test_rejected_deliveries_are_listed_with_codes_and_sentences(db: psycopg.Connection) -> None:
@@ -392,3 +392,18 @@ def test_apply_pending_goes_past_a_claim_held_whole_by_another_transaction(
     assert result == (1, 1)
     assert inbox_row(db, later)["status"] == "applied"
     assert fragrance(db, 8)["cost"] == 88
+
+
+def test_the_status_page_shows_a_body_not_judged_yet_as_the_quarantine_would(
+    db: psycopg.Connection,
+) -> None:
+    # Stored by the hook, not merged yet: no reasons say whether it decodes.
+    set_apply_on_receipt(db, False)
+    for _, raw, preview in [
+        p for p in PREVIEWS if p[0] in ("cyrillic", "not utf-8 with a control byte")
+    ]:
+        receive(db, raw)
+        report = db.execute("select sync.status_report(1, 1)").fetchone()[0]
+        assert [(d["status"], d["body_preview"]) for d in report["latest"]] == [
+            ("pending", preview)
+        ]
