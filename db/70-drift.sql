@@ -519,6 +519,50 @@ $$;
 comment on function sync_private.refuse_unfinite_costs() is
     'Raises FS051 naming the first fragrance of sync.cms_snapshot whose cost is NaN or Infinity, which numeric holds and no consumer can take; the loaders call it after they insert, so the load is undone.';
 
+-- sync_private.warn_undated_snapshot
+-- Warns, after an export loaded without its moment, of the changes the repair would undo if the export is older than the load.
+create function sync_private.warn_undated_snapshot() returns void
+    language plpgsql
+as $$
+declare
+    v_fragrances bigint;
+    v_latest timestamptz;
+begin
+    -- An export loaded without its moment is dated at its load, and every
+    -- delivery received between the export and the load counts as older
+    -- than it: the repair undid what those set wherever the export
+    -- differs, and only the docs said so (hostile review). Nothing here
+    -- knows when the export was taken, so nothing is refused: the load
+    -- says how many fragrances differ from it in a field a delivery or a
+    -- hand change set (a field clock above 0, sync_private.record_change),
+    -- and when the latest of those was received; the DBA compares that with
+    -- the export's moment. A lost change looks the same (the CMS changed the
+    -- field again and the delivery never came), which is why it warns and
+    -- does not refuse. Reads the fragrances that have a clock, joined by key.
+    select count(distinct s.fragrance_id), max(i.received_at)
+    into v_fragrances, v_latest
+    from sync.field_version as v
+    join sync.cms_snapshot as s on s.fragrance_id = v.fragrance_id
+    join public.fragrances as l on l.fragrance_id = v.fragrance_id
+    cross join lateral jsonb_each_text(v.versions) as x
+    left join sync.inbox as i on i.id = x.value::bigint
+    where x.value::bigint > 0
+      and x.key = any (sync_private.fields())
+      and to_jsonb(s) -> x.key is distinct from to_jsonb(l) -> x.key;
+    if v_fragrances > 0 then
+        raise warning 'this CMS export is dated at its load, now: % fragrance(s) differ from it in a field a delivery or a hand change set, the latest received %',
+            v_fragrances, coalesce(v_latest::text, 'at an unknown moment (purged)')
+            using detail = 'If the export was taken before those changes, sync.repair() takes them for older than the export and undoes them.',
+                  hint = 'Give the moment of the export, with its time zone: psql -v taken_at=''2026-11-23 21:00Z'' -v file=cms.json '
+                      || '-f sql/load-snapshot-json.sql, SELECT sync.load_snapshot(rows, ''cms.json'', ''2026-11-23 21:00Z''); '
+                      || 'or after a CSV load UPDATE sync.cms_snapshot SET taken_at = ''2026-11-23 21:00Z'', '
+                      || 'inbox_position = sync.inbox_position(''2026-11-23 21:00Z''); then check SELECT * FROM sync.plan_repair();';
+    end if;
+end;
+$$;
+comment on function sync_private.warn_undated_snapshot() is
+    'Raises a WARNING, after a snapshot loaded without the moment of its export (dated at its load), naming how many fragrances differ from it in a field a delivery or hand change set and when the latest of those was received: if the export is older, sync.repair() would undo them. Called by sync.load_snapshot without p_taken_at and by the insert trigger for a CSV load (COPY).';
+
 -- sync_private.check_snapshot_dating
 -- Trigger: refuses snapshot rows dated later than now, at no moment, or at an inbox position not reached.
 create function sync_private.check_snapshot_dating() returns trigger
@@ -550,6 +594,11 @@ begin
             using errcode = 'FS090',
                   hint = 'Date it by the moment of the export, with its time zone: UPDATE sync.cms_snapshot SET '
                       || 'taken_at = ''2026-11-23 21:00Z'', inbox_position = sync.inbox_position(''2026-11-23 21:00Z'');';
+    end if;
+    -- A CSV load (COPY, source and moments by default) is dated at its
+    -- load: say what the repair would undo if the export is older.
+    if tg_op = 'INSERT' and exists (select from new_rows as n where n.source = 'copy' and n.taken_at = now()) then
+        perform sync_private.warn_undated_snapshot();
     end if;
     return null;
 end;
@@ -725,11 +774,14 @@ begin
     end;
     get diagnostics v_count = row_count;
     perform sync_private.refuse_unfinite_costs();
+    if p_taken_at is null then
+        perform sync_private.warn_undated_snapshot();
+    end if;
     return v_count;
 end;
 $$;
 comment on function sync.load_snapshot(jsonb, text, timestamptz) is
-    'Replaces sync.cms_snapshot with a JSON array of {fragrance_id, name, description, cost, forbidden}; p_taken_at is when the CMS was exported (default now; an infinite one raises FS005, one later than now FS051). Returns the row count. Usage: psql -v file=cms.json -f sql/load-snapshot-json.sql';
+    'Replaces sync.cms_snapshot with a JSON array of {fragrance_id, name, description, cost, forbidden}; p_taken_at is when the CMS was exported (default now, with a WARNING naming the fragrances that differ in a field a delivery or hand change set, which the repair undoes if the export is older; an infinite one raises FS005, one later than now FS051). Returns the row count. Usage: psql -v file=cms.json -f sql/load-snapshot-json.sql';
 
 -- sync.load_snapshot_from_server
 -- Replaces the snapshot with the CMS catalog read through postgres_fdw, leaving no server or password behind.

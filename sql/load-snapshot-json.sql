@@ -5,11 +5,14 @@
 -- 256 MB, about 1.6 million fragrances, past which the load fails with
 -- SQLSTATE 54000: load a CSV export instead, docs/drift-and-undo.md):
 --   psql "$DATABASE_URL" -v ON_ERROR_STOP=1 -v file=cms.json -f sql/load-snapshot-json.sql
--- Optionally -v taken_at='2026-11-23 21:00Z' when the export is older than now.
-\if :{?taken_at}
-\else
-\set taken_at now
-\endif
+-- Optionally -v taken_at='2026-11-23 21:00Z' when the export is older than now;
+-- without it the export is dated at its load, with a WARNING when a change
+-- received before the load differs from it (sync.repair() would undo it if
+-- the export is older).
 \set rows `cat :'file'`
+\if :{?taken_at}
 select sync.load_snapshot(:'rows'::jsonb, :'file', :'taken_at'::timestamptz) as loaded;
+\else
+select sync.load_snapshot(:'rows'::jsonb, :'file') as loaded;
+\endif
 select * from sync.drift_summary;

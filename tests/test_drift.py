@@ -1377,3 +1377,81 @@ def test_the_kind_column_says_which_side_missing_and_extra_are_on(
     ).fetchone()[0]
     assert "missing (in the CMS" in comment
     assert "extra (in the library" in comment
+
+
+def warnings_of(db: psycopg.Connection) -> list[str]:
+    """Collect the WARNINGs the server sends this connection from now on."""
+    said: list[str] = []
+    db.add_notice_handler(
+        lambda diag: (
+            said.append(diag.message_primary or "")
+            if diag.severity_nonlocalized == "WARNING"
+            else None
+        )
+    )
+    return said
+
+
+def test_an_export_loaded_undated_warns_of_the_deliveries_it_would_undo(
+    db: psycopg.Connection,
+) -> None:
+    """Dated at its load, the export was older than a delivery, and the repair undid it silently."""
+    exported = library_rows_as_json(db)  # taken before the delivery below
+    receive(db, {"fragrance_id": 7, "name": "Delivered after the export"})
+    receive(db, {"fragrance_id": 8, "cost": 31})
+    said = warnings_of(db)
+    load_json(db, exported)
+    assert len(said) == 1
+    assert said[0].startswith(
+        "this CMS export is dated at its load, now: 2 fragrance(s) differ from it"
+    ), said
+
+
+def test_an_export_loaded_with_its_moment_does_not_warn(db: psycopg.Connection) -> None:
+    exported = library_rows_as_json(db)
+    receive(db, {"fragrance_id": 7, "name": "Delivered after the export"})
+    said = warnings_of(db)
+    db.execute(
+        "select sync.load_snapshot(%s::jsonb, 'cms.json', now() - interval '1 hour')",
+        [json.dumps(exported)],
+    )
+    load_json(db, library_rows_as_json(db))  # undated, but nothing a change set differs
+    assert said == []
+
+
+def test_the_documented_undated_loads_warn_in_psql(
+    db: psycopg.Connection, server: Server, tmp_path: Path
+) -> None:
+    """The JSON script and the CSV one-liner, each run without a moment, say it on stderr."""
+    exported = library_rows_as_json(db)
+    receive(db, {"fragrance_id": 7, "name": "Delivered after the export"})
+    json_file = tmp_path / "cms.json"
+    json_file.write_text(json.dumps(exported))
+    csv_file = tmp_path / "cms.csv"
+    url = server.url(db.info.dbname)
+    load_json(db, exported)
+    psql(
+        url,
+        "-c",
+        f"\\copy sync.cms_snapshot (fragrance_id, name, description, cost, forbidden)"
+        f" to '{csv_file}' csv header",
+    )
+    for args in (
+        ["-v", f"file={json_file}", "-f", str(ROOT / "sql" / "load-snapshot-json.sql")],
+        [
+            "-1",
+            "-c",
+            CSV_EMPTIES_THE_SNAPSHOT,
+            "-c",
+            f"\\copy sync.cms_snapshot (fragrance_id, name, description, cost, forbidden)"
+            f" from '{csv_file}' csv header",
+        ],
+    ):
+        done = subprocess.run(
+            [psql_binary(), url, "-X", "-v", "ON_ERROR_STOP=1", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "WARNING:  this CMS export is dated at its load" in done.stderr, done.stderr
