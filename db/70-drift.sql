@@ -307,6 +307,15 @@ as $$
     from sync.drift as d
     where d.kind in ('missing', 'differs')
       and not d.newer_in_library
+      -- A null the CMS holds cannot travel in a change: the rules refuse it
+      -- in every field (name.null, description.null, cost.null,
+      -- forbidden.null, none of them tunable), and carried in the delta it
+      -- sent the whole repair of that fragrance to quarantine, its valid
+      -- fields with it (hostile review). Left out, the library keeps its
+      -- value and the other fields are repaired; sync.drift still lists it.
+      -- A missing fragrance's creation needs every field, so it goes whole
+      -- and a null in it is quarantined like any value the rules refuse.
+      and not (d.kind = 'differs' and d.cms_value = 'null'::jsonb)
       -- A delivery received after the snapshot but not merged yet is newer
       -- too: its fields are left to it, and a missing fragrance it names to
       -- it whole (run sync.apply_pending(), then look again); one in
@@ -319,7 +328,7 @@ as $$
     order by d.fragrance_id;
 $$;
 comment on function sync.plan_repair() is
-    'Dry run of sync.repair(): per fragrance, the delta it would deliver (a complete create for a missing row, only the differing fields otherwise). Extra rows, fields newer in the library, fields a delivery received after the snapshot will set (still pending) or carries in quarantine (until retried or discarded), and a missing row whose creation by a repair waits in quarantine are left out. Usage: SELECT * FROM sync.plan_repair();';
+    'Dry run of sync.repair(): per fragrance, the delta it would deliver (a complete create for a missing row, only the differing fields otherwise). Extra rows, fields the CMS holds as null (no change can carry a null: the library keeps its value), fields newer in the library, fields a delivery received after the snapshot will set (still pending) or carries in quarantine (until retried or discarded), and a missing row whose creation by a repair waits in quarantine are left out. Usage: SELECT * FROM sync.plan_repair();';
 
 -- sync.repair
 -- Delivers each planned repair delta through the inbox, like a webhook, and returns the receipts.

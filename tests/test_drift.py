@@ -1455,3 +1455,33 @@ def test_the_documented_undated_loads_warn_in_psql(
         )
         assert done.returncode == 0, done.stderr
         assert "WARNING:  this CMS export is dated at its load" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("field", ["name", "description", "cost", "forbidden"])
+def test_a_null_in_the_snapshot_is_left_out_and_the_other_fields_are_repaired(
+    db: psycopg.Connection, field: str
+) -> None:
+    """The null travelled in the delta, the rules refused it, and the whole repair waited."""
+    changed: dict[str, Any] = {"cost": 3, "description": "From the CMS"}
+    changed[field] = None
+    load_library_changed(db, **changed)
+    before = fragrance(db, 7)
+    assert before is not None
+    assert db.execute("select status from sync.repair()").fetchall() == [("applied",)]
+    repaired = fragrance(db, 7)
+    assert repaired is not None
+    assert repaired[field] == before[field]  # the library keeps its value
+    for other, value in changed.items():
+        if other != field:
+            assert repaired[other] == value
+    assert db.execute("select count(*) from sync.quarantine").fetchone() == (0,)
+    # Still reported, with the null, for a DBA to judge.
+    assert db.execute(
+        "select field, cms_value from sync.drift where fragrance_id = 7"
+    ).fetchall() == [(field, None)]
+
+
+def test_a_snapshot_differing_only_by_a_null_plans_no_repair(db: psycopg.Connection) -> None:
+    load_library_changed(db, name=None)
+    assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
+    assert db.execute("select count(*) from sync.repair()").fetchone() == (0,)
