@@ -1485,3 +1485,49 @@ def test_a_snapshot_differing_only_by_a_null_plans_no_repair(db: psycopg.Connect
     load_library_changed(db, name=None)
     assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
     assert db.execute("select count(*) from sync.repair()").fetchone() == (0,)
+
+
+def drift_differences_after_a_check(db: psycopg.Connection) -> int:
+    db.execute("select sync.run_job('check_drift')")
+    row = db.execute("select drift_differences from sync.health").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def test_a_difference_a_pending_delivery_will_set_is_not_counted_by_the_drift_check(
+    db: psycopg.Connection,
+) -> None:
+    """During a backlog the check counted what the next merge removes, and the alert flapped."""
+    load_library_changed(db, cost=50)
+    store(db, {"fragrance_id": 7, "cost": 55})  # received after the snapshot, not merged yet
+    assert drift_differences_after_a_check(db) == 0
+    assert db.execute(
+        "select fragrances, fragrances_newer_in_library, fragrances_awaiting_delivery"
+        " from sync.drift_summary where kind = 'differs' and field is null"
+    ).fetchone() == (1, 0, 1)
+    db.execute("select sync.apply_received()")
+    assert drift_differences_after_a_check(db) == 0
+
+
+def test_a_pending_delivery_covers_only_the_fields_it_carries(db: psycopg.Connection) -> None:
+    load_library_changed(db, cost=50, name="Snapshot name")
+    store(db, {"fragrance_id": 7, "cost": 55})
+    assert drift_differences_after_a_check(db) == 1
+
+
+def test_a_pending_delivery_the_rules_refuse_covers_no_difference(db: psycopg.Connection) -> None:
+    """Bound for quarantine, it fixes nothing on its own: the difference still counts."""
+    load_library_changed(db, cost=50)
+    store(db, {"fragrance_id": 7, "cost": -1})
+    assert drift_differences_after_a_check(db) == 1
+
+
+def test_a_missing_fragrance_a_pending_creation_brings_is_not_counted(
+    db: psycopg.Connection,
+) -> None:
+    created = {"fragrance_id": 9000, "name": "N", "description": "d", "cost": 5, "forbidden": False}
+    load_json(db, [*library_rows_as_json(db), created])
+    store(db, created)
+    assert drift_differences_after_a_check(db) == 0
+    db.execute("select sync.apply_received()")
+    assert drift_differences_after_a_check(db) == 0
