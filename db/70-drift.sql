@@ -536,33 +536,48 @@ $$;
 comment on function sync_private.is_number(text) is
     'True when p_text casts to numeric, false when the cast raises a data exception; sync.load_snapshot tries each cost string that is no plain decimal with it, to name the row of one that is no number.';
 
--- sync_private.refuse_unfinite_costs
--- Raises FS051 when the snapshot just loaded holds a cost of NaN or Infinity.
-create function sync_private.refuse_unfinite_costs() returns void
+-- sync_private.check_snapshot_row
+-- Trigger: refuses a snapshot row whose fragrance is already loaded, or whose cost is NaN or Infinity.
+create function sync_private.check_snapshot_row() returns trigger
     language plpgsql
+    security definer
+    set search_path = pg_catalog, pg_temp
 as $$
-declare
-    v_detail text;
 begin
-    -- numeric takes "NaN" and "Infinity", from a JSON string or a CMS
-    -- column of type numeric alike; the repair would send them on and have
-    -- its own delivery quarantined (hostile review). Called by both loaders
-    -- after their insert, in their transaction: the error undoes the load.
-    select format('fragrance %s has the cost %s, not a finite number', s.fragrance_id, s.cost)
-    into v_detail
-    from sync.cms_snapshot as s
-    where s.cost in ('NaN', 'Infinity', '-Infinity')
-    order by s.fragrance_id
-    limit 1;
-    if v_detail is not null then
-        raise exception 'the snapshot cannot be loaded: %', v_detail
+    -- Every load path writes through here: sync.load_snapshot (which names
+    -- repeats and odd ids itself first, before it empties the snapshot),
+    -- sync.load_snapshot_from_server and the CSV load's COPY. The CSV load
+    -- checked nothing: an id twice failed on the primary key (23505, no
+    -- hint, no word of the export), and a cost of NaN or Infinity, which
+    -- numeric holds and no consumer can take, loaded and the repair sent it
+    -- on to be quarantined (hostile review). Per row, before it is stored:
+    -- the rows a COPY stored before it are seen, so the second copy of an
+    -- id is named, by one probe of the primary key.
+    if new.cost in ('NaN', 'Infinity', '-Infinity') then
+        raise exception 'the snapshot cannot be loaded: fragrance % has the cost %, not a finite number', new.fragrance_id, new.cost
             using errcode = 'FS051',
-                  hint = 'Each fragrance_id once, cost a number, forbidden true or false.';
+                  hint = 'Each cost a finite number: fix that fragrance in the CMS or its row of the export, then load it again '
+                      || '(in one transaction, psql -1, so the snapshot loaded before is kept).';
     end if;
+    -- On insert: an UPDATE that repeats an id fails on the primary key.
+    if tg_op = 'INSERT' and exists (select from sync.cms_snapshot as s where s.fragrance_id = new.fragrance_id) then
+        raise exception 'the snapshot cannot be loaded: fragrance % appears more than once', new.fragrance_id
+            using errcode = 'FS051',
+                  hint = 'A snapshot holds each fragrance once, by its CMS id: empty it first in the same transaction '
+                      || '(psql -1 -c ''delete from sync.cms_snapshot'' -c ''\copy ...''), and export the CMS table again '
+                      || 'if the file repeats that id.';
+    end if;
+    return new;
 end;
 $$;
-comment on function sync_private.refuse_unfinite_costs() is
-    'Raises FS051 naming the first fragrance of sync.cms_snapshot whose cost is NaN or Infinity, which numeric holds and no consumer can take; the loaders call it after they insert, so the load is undone.';
+comment on function sync_private.check_snapshot_row() is
+    'Trigger function of sync.cms_snapshot''s _050_check_row: raises FS051, naming the fragrance, for a row inserted whose fragrance_id the snapshot already holds (an id twice in a CSV export) or whose cost is NaN, Infinity or -Infinity; every load path (JSON, CSV, postgres_fdw) inserts through it.';
+
+create trigger _050_check_row
+    before insert or update of cost on sync.cms_snapshot
+    for each row execute function sync_private.check_snapshot_row();
+comment on trigger _050_check_row on sync.cms_snapshot is
+    'Refuses a snapshot row of a fragrance already loaded or of a cost that is not finite (FS051), in every load path.';
 
 -- sync_private.warn_undated_snapshot
 -- Warns, after an export loaded without its moment, of the changes the repair would undo if the export is older than the load.
@@ -818,7 +833,6 @@ begin
                   hint = 'Each fragrance_id once, cost a number, forbidden true or false.';
     end;
     get diagnostics v_count = row_count;
-    perform sync_private.refuse_unfinite_costs();
     if p_taken_at is null then
         perform sync_private.warn_undated_snapshot();
     end if;
@@ -894,7 +908,10 @@ begin
     begin
         execute format('insert into sync.cms_snapshot (fragrance_id, name, description, cost, forbidden, source) '
             'select fragrance_id, name, description, cost, forbidden, %L from sync_remote.cms_fragrances', v_source);
-    exception when others then
+    exception when sqlstate 'FS051' then
+        -- The CMS database was read: a row of it was refused (a cost of NaN).
+        raise;
+    when others then
         get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
             v_detail = pg_exception_detail;
         raise exception 'could not read %.% from the CMS database at %: % (SQLSTATE %)',
@@ -909,7 +926,6 @@ begin
             using errcode = 'FS051',
                   hint = 'Check that this is the CMS database and table, and that its login may read the rows.';
     end if;
-    perform sync_private.refuse_unfinite_costs();
     execute 'drop server sync_cms cascade';
     return v_count;
 end;

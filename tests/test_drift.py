@@ -1531,3 +1531,43 @@ def test_a_missing_fragrance_a_pending_creation_brings_is_not_counted(
     assert drift_differences_after_a_check(db) == 0
     db.execute("select sync.apply_received()")
     assert drift_differences_after_a_check(db) == 0
+
+
+CSV_HEADER = "fragrance_id,name,description,cost,forbidden\n"
+
+
+def load_csv(db: psycopg.Connection, lines: list[str]) -> None:
+    """The documented CSV load, through psycopg's COPY: empty the snapshot, copy the rows in."""
+    with db.transaction(), db.cursor() as cur:
+        cur.execute(CSV_EMPTIES_THE_SNAPSHOT)
+        with cur.copy(
+            "copy sync.cms_snapshot (fragrance_id, name, description, cost, forbidden)"
+            " from stdin csv header"
+        ) as copy:
+            copy.write(CSV_HEADER + "".join(line + "\n" for line in lines))
+
+
+def test_a_csv_export_holding_a_fragrance_twice_is_refused_naming_it(
+    db: psycopg.Connection,
+) -> None:
+    """It failed on the primary key (23505), with no hint what to do."""
+    load_json(db, [SNAPSHOT_ROW])
+    with raises_sqlstate("FS051", "fragrance 8 appears more than once"):
+        load_csv(db, ["7,A,a,1,f", "8,B,b,2,f", "9,C,c,3,f", "8,B2,b,2,f"])
+    assert db.execute("select fragrance_id from sync.cms_snapshot").fetchall() == [(1,)]
+
+
+@pytest.mark.parametrize("cost", ["NaN", "Infinity", "-Infinity"])
+def test_a_csv_cost_that_is_no_finite_number_is_refused_naming_its_fragrance(
+    db: psycopg.Connection, cost: str
+) -> None:
+    """It loaded, and the repair sent it on, to be quarantined."""
+    with raises_sqlstate("FS051", f"fragrance 8 has the cost {cost}, not a finite number"):
+        load_csv(db, ["7,A,a,1,f", f"8,B,b,{cost},f"])
+
+
+def test_the_csv_refusals_carry_a_hint(db: psycopg.Connection) -> None:
+    for lines in (["7,A,a,1,f", "7,A,a,1,f"], ["7,A,a,NaN,f"]):
+        with pytest.raises(psycopg.Error) as caught:
+            load_csv(db, lines)
+        assert caught.value.diag.message_hint, caught.value
