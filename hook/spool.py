@@ -42,7 +42,7 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
   checked without their place (``crc_format`` null, ADR 0036's checksum).
 - A record received more than ``SPOOL_HOLD_AFTER_DAYS`` ago is held (set
   aside), not stored: the inbox's purge may have deleted its key, and a
-  record stored once already would be stored twice (ADR 0040).
+  record stored once already would be stored twice (ADR 0041).
   ``replay <id> --store-old`` stores it anyway.
 - A record the spool itself cannot read (SQLite says ``SQLITE_CORRUPT``: a
   damaged page of its body) or cannot make a delivery of (a key, a time,
@@ -206,7 +206,7 @@ COLUMNS = "key, received_at, body, content_type, client_addr, user_agent"
 #: before them (``UPGRADES`` adds the columns): drained unchecked, as that version did.
 WRITTEN = f"{COLUMNS}, body_crc32, record_crc32, crc_format"
 #: ``crc_format`` of a record whose ``record_crc32`` covers its place in the queue (``seq``)
-#: and ``spooled_by`` too (ADR 0040): a damaged seq reordered the deliveries unseen, and
+#: and ``spooled_by`` too (ADR 0041): a damaged seq reordered the deliveries unseen, and
 #: receipt order is the only order there is. Null: written by a version before, its
 #: checksum (if any) covers the key, receipt time, texts and body's checksum only.
 CRC_FORMAT = 2
