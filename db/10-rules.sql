@@ -2285,11 +2285,16 @@ begin
     -- - a deploy's session (sync_private.deploy_running): the landed
     --   migrations insert versions with their rules.
     -- Not a setting: any session can set any custom setting.
-    if pg_catalog.pg_trigger_depth() > 1 or sync_private.deploy_running() then
+    -- The merge's own statements fire this at every call: the cheap tests
+    -- first, the deploy's (a catalog lookup and pg_locks) last.
+    if pg_catalog.pg_trigger_depth() > 1 then
         return null;
     end if;
     get diagnostics v_stack = pg_context;
     if v_stack ~ E'\\nPL/pgSQL function sync(_private)?\\.' then
+        return null;
+    end if;
+    if sync_private.deploy_running() then
         return null;
     end if;
     raise exception '% cannot be changed by hand (%): its rows are history, written only by the sync',
