@@ -859,6 +859,7 @@ create function sync.load_snapshot_from_server(
 as $$
 declare
     v_count bigint;
+    v_position bigint;
     v_source text := format('%s:%s/%s', p_host, p_port, p_dbname);
     v_state text;
     v_message text;
@@ -905,9 +906,18 @@ begin
     execute format('create foreign table sync_remote.cms_fragrances (fragrance_id integer, name text, '
         'description text, cost numeric, forbidden boolean) server sync_cms '
         'options (schema_name %L, table_name %L)', p_schema, p_table);
+    -- The inbox position is read before the CMS database is: the CMS commits
+    -- a change and then sends it, so every delivery up to this position is
+    -- in what the read sees. Read after it (the column's default, row by
+    -- row), a change committed after the CMS's snapshot was taken and
+    -- received before the position counted as older than the snapshot, and
+    -- the repair put the CMS's old values back (hostile review). Deliveries
+    -- after it may be in the snapshot too: in doubt newer, left alone.
+    v_position := sync.inbox_position();
     begin
-        execute format('insert into sync.cms_snapshot (fragrance_id, name, description, cost, forbidden, source) '
-            'select fragrance_id, name, description, cost, forbidden, %L from sync_remote.cms_fragrances', v_source);
+        execute format('insert into sync.cms_snapshot (fragrance_id, name, description, cost, forbidden, source, inbox_position) '
+            'select fragrance_id, name, description, cost, forbidden, %L, %s from sync_remote.cms_fragrances',
+            v_source, v_position);
     exception when sqlstate 'FS051' then
         -- The CMS database was read: a row of it was refused (a cost of NaN).
         raise;

@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -474,6 +475,66 @@ def test_an_export_taken_before_a_delivery_does_not_undo_it(db: psycopg.Connecti
         [json.dumps(rows)],
     )
     assert db.execute("select count(*) from sync.plan_repair()").fetchone() == (0,)
+
+
+#: The CMS's table read through a view that first waits for an advisory lock the test holds:
+#: the CMS database's snapshot is taken, then the read waits (postgres_fdw reads in
+#: REPEATABLE READ, its snapshot taken by the cursor's declaration, before any row).
+HELD_CMS_VIEW = """
+    create view public.fragrances_held as
+    with held as (select pg_catalog.pg_advisory_xact_lock_shared(4242))
+    select f.* from public.fragrances as f, held
+"""
+
+
+def wait_for_lock_wait_in(conn: psycopg.Connection, dbname: str) -> None:
+    """Return once some backend of database ``dbname`` waits for a lock."""
+    for _ in range(1000):
+        waiting = conn.execute(
+            "select count(*) from pg_stat_activity where datname = %s and wait_event_type = 'Lock'",
+            [dbname],
+        ).fetchone()
+        if waiting is not None and waiting[0] > 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"no backend of {dbname} ever waited for a lock")
+
+
+def test_a_change_delivered_while_the_server_load_reads_the_cms_is_not_undone(
+    server: Server, dbname: str, cms: psycopg.Connection, cms_dbname: str
+) -> None:
+    """A load takes its inbox position before it reads the CMS, which commits, then sends.
+
+    Taken after the delivery, the position called it older than a snapshot that never
+    saw its change, and the repair put the CMS's old values back (lost for good).
+    """
+    cms.execute(HELD_CMS_VIEW)
+    port = server.pg.settings["port"]
+    with (
+        psycopg.connect(server.url(cms_dbname), autocommit=True) as holder,
+        psycopg.connect(server.url(dbname), autocommit=True) as loader,
+        psycopg.connect(server.url(dbname), autocommit=True) as hook,
+    ):
+        holder.execute("select pg_advisory_lock(4242)")
+        load = threading.Thread(
+            target=loader.execute,
+            args=(
+                "select sync.load_snapshot_from_server('127.0.0.1', %s, %s, 'postgres',"
+                " p_table => 'fragrances_held')",
+                [port, cms_dbname],
+            ),
+        )
+        load.start()
+        try:
+            wait_for_lock_wait_in(hook, cms_dbname)  # the CMS's snapshot is taken
+            receive(hook, cms_change(cms, 7, 2))  # committed by the CMS, then delivered
+        finally:
+            holder.execute("select pg_advisory_unlock(4242)")
+            load.join()
+        assert hook.execute("select count(*) from sync.cms_snapshot").fetchone() == (5000,)
+        assert hook.execute("select fragrance_id, fields from sync.plan_repair()").fetchall() == []
+        hook.execute("select sync.repair()")
+        assert fragrance(hook, 7) == fragrance(cms, 7)
 
 
 # A DBA's hand change to fragrance 7: it counts as received when it is made.
