@@ -873,6 +873,71 @@ def test_the_documented_json_script_loads_a_snapshot(
     assert db.execute("select count(distinct fragrance_id) from sync.drift").fetchone() == (1,)
 
 
+def load_documented(
+    server: Server, dbname: str, export: Path, taken_at: str | None, kind: str
+) -> None:
+    """Load ``export`` with docs/drift-and-undo.md's commands (dated with ``taken_at``)."""
+    if kind == "json":
+        dated = [] if taken_at is None else ["-v", f"taken_at={taken_at}"]
+        script = str(ROOT / "sql" / "load-snapshot-json.sql")
+        psql(server.url(dbname), *dated, "-v", f"file={export}", "-f", script)
+        return
+    dated = (
+        []
+        if taken_at is None
+        else [
+            "-c",
+            f"update sync.cms_snapshot set taken_at = '{taken_at}',"
+            f" inbox_position = sync.inbox_position('{taken_at}')",
+        ]
+    )
+    copy = "\\copy sync.cms_snapshot (fragrance_id, name, description, cost, forbidden)"
+    psql(
+        server.url(dbname),
+        "-1",
+        "-c",
+        CSV_EMPTIES_THE_SNAPSHOT,
+        "-c",
+        f"{copy} from '{export}' csv header",
+        *dated,
+    )
+
+
+@pytest.mark.parametrize("kind", ["csv", "json"])
+def test_a_change_delivered_between_the_documented_export_and_load_is_not_undone(
+    db: psycopg.Connection,
+    cms: psycopg.Connection,
+    server: Server,
+    cms_dbname: str,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    """The documented steps date an export by this database's clock, read before it.
+
+    The CMS keeps sending while a DBA exports and then loads: a load dated when it ran
+    called what was delivered in between older than an export that never saw it, and
+    the repair put the CMS's old values back.
+    """
+    taken_at = psql(server.url(db.info.dbname), "-Atc", "select now()").strip()
+    export = tmp_path / f"cms.{kind}"
+    if kind == "json":
+        export.write_text(
+            psql(server.url(cms_dbname), "-Atc", "select json_agg(f) from public.fragrances as f")
+        )
+    else:
+        psql(
+            server.url(cms_dbname),
+            "-c",
+            "\\copy public.fragrances (fragrance_id, name, description, cost, forbidden)"
+            f" to '{export}' csv header",
+        )
+    receive(db, cms_change(cms, 7, 2))  # committed by the CMS after the export, delivered
+    load_documented(server, db.info.dbname, export, taken_at, kind)
+    assert db.execute("select fragrance_id, fields from sync.plan_repair()").fetchall() == []
+    db.execute("select sync.repair()")
+    assert fragrance(db, 7) == fragrance(cms, 7)
+
+
 def test_loading_from_the_server_leaves_no_server_mapping_or_password_behind(
     db: psycopg.Connection, server: Server, cms_dbname: str
 ) -> None:
