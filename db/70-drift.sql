@@ -398,8 +398,10 @@ begin
             using errcode = 'FS050',
                   -- Not sync.load_snapshot_from_server(), once named here: it is granted to
                   -- nobody, and a DBA who followed the hint got a permission error.
-                  hint = 'Load a CMS export first (docs/drift-and-undo.md, "Finding and repairing drift"): '
-                      || 'psql -v file=cms.json -f sql/load-snapshot-json.sql, or SELECT sync.load_snapshot(''[...]''::jsonb);';
+                  hint = 'Load a CMS export first (docs/drift-and-undo.md, "Finding and repairing drift"), '
+                      || 'dated by SELECT now(); read here before it was taken: '
+                      || 'psql -v taken_at="$TAKEN_AT" -v file=cms.json -f sql/load-snapshot-json.sql, '
+                      || 'or SELECT sync.load_snapshot(''[...]''::jsonb, ''cms.json'', ''<that moment>'');';
     end if;
 
     -- Lock the fragrances before planning. The plan sees every delivery
