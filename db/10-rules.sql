@@ -918,6 +918,13 @@ begin
             reasons := jsonb_build_array(sync_private.reason('body.number_out_of_range', null,
                 'body holds a number beyond what the database can hold (up to 131,072 digits before the point and 16,383 after); the raw bytes are kept in sync.inbox.body'));
             return;
+        when statement_too_complex then
+            -- Valid JSON nested past what the server's stack reads (max_stack_depth,
+            -- over 10,000 levels by default): "not valid JSON", said before, sent a
+            -- DBA looking for a syntax error that is not there.
+            reasons := jsonb_build_array(sync_private.reason('body.not_json', null,
+                format('body nests deeper than the database reads (%s); the raw bytes are kept in sync.inbox.body', sqlerrm)));
+            return;
         when others then
             -- PostgreSQL's detail quotes the offending token whole ('Token
             -- "..." is invalid.'), and a token runs to the next delimiter: an

@@ -283,6 +283,23 @@ def test_a_hostile_delivery_is_kept_exactly_and_changes_only_what_is_valid(
         assert tx.execute(CATALOG).fetchone() == catalog_before
 
 
+def test_json_nested_deeper_than_the_database_reads_is_not_called_invalid(
+    tx: psycopg.Connection,
+) -> None:
+    """Deeper than the server's stack reads (max_stack_depth), JSON is refused, still JSON.
+
+    The reason said "body is not valid JSON": a DBA looked for a syntax error in a
+    body a JSON parser reads, where only the depth is at fault.
+    """
+    data = text('{"fragrance_id": 7, "cost": 2, "x": ' + nested(100_000) + "}")
+    receipt = receive(tx, data)
+    assert receipt["status"] == "rejected"
+    [reason] = receipt["reasons"]
+    assert reason["code"] == "body.not_json"
+    assert "not valid JSON" not in reason["message"]
+    assert "nests deeper than the database reads" in reason["message"]
+
+
 def test_sql_in_values_is_only_data(tx: psycopg.Connection) -> None:
     receive(tx, obj(name="x'); drop table public.fragrances; --"))
     receive(tx, text('{"fragrance_id": 7, "cost": 5, "cost\\"; drop table sync.inbox; --": 1}'))
