@@ -10,10 +10,12 @@ installed) plus three rules, per worker:
 - a connection must send a request's complete headers within
   ``HEADER_TIMEOUT`` seconds of opening (or of its first byte after an idle
   keep-alive), or it is closed (one sweep per worker checks the deadlines),
-  and in at most ``MAX_HEADER_BYTES`` (plus the read that completes them),
-  or it is answered 431 and closed (httptools keeps whatever headers it is
-  sent: 64 MB of one header took 200 MB of a worker's memory, measured), and
-  so are a body's trailer fields with its chunk lines, under httptools;
+  and in at most ``MAX_HEADER_BYTES`` (to within ``FRAMING_STEP``), or it is
+  answered 431 and closed (httptools keeps whatever headers it is sent: 64
+  MB of one header took 200 MB of a worker's memory, measured), and so is a
+  request whose chunked body carries as much besides its bytes and their
+  chunk lines (trailer fields, chunk extensions), on both parsers
+  (``BoundedProtocol._body_received``);
 - at most ``MAX_CONNECTIONS`` connections, and never more than the file
   limit leaves room for: past it, the connection that has waited longest
   for its headers (or idles between requests) is closed to make room, unless
@@ -69,6 +71,17 @@ MAX_PIPELINED = 64
 
 class PipelinedTooFarError(Exception):
     """A client sent more than MAX_PIPELINED requests ahead of its answers."""
+
+
+#: The most bytes of a body's framing past MAX_HEADER_BYTES read before it is refused: a
+#: read during a body is parsed in pieces no longer than what is left of the bound (and
+#: never shorter than this, so that a sender cannot make the hook parse a byte at a time).
+FRAMING_STEP = 4096
+
+
+def chunk_lines(size: int) -> int:
+    """The bytes of a chunk's own framing: its size in hex and two CRLFs (the last: ``0``)."""
+    return len(b"%x" % size) + 4
 
 
 #: File descriptors kept for everything but client connections, besides the pool's:
@@ -439,6 +452,18 @@ def _client_gone(protocol: Any) -> bool:
     return any(events & GONE for _, events in poller.poll(0))
 
 
+def _head_size(scope: Any) -> int:
+    """The bytes of a request's head as a client writes it: request line, fields, blank line.
+
+    Parsers keep no count of it; written with a bare LF, or folded, it took
+    a little less or more: the bound on the body's framing is that close.
+    """
+    size = len(scope["method"]) + len(scope["raw_path"]) + 14  # spaces, version, CRLFs
+    if scope["query_string"]:
+        size += len(scope["query_string"]) + 1
+    return size + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
 def _peer(protocol: Any) -> str:
     client = getattr(protocol, "client", None)
     return client[0] if client else "an unknown peer"
@@ -461,9 +486,9 @@ class BoundedProtocol:
     held_data: bytearray | None = None
     #: This connection's requests not answered yet, pipelined ones included, oldest first.
     open_cycles: tuple[Any, ...] = ()
-    #: Bytes read, and body bytes parsed, since the headers of the request now in progress.
-    body_wire = 0
-    body_seen = 0
+    #: Bytes of the body now in progress that were neither its bytes nor its chunks' own
+    #: lines (``chunk_lines``): trailer fields, chunk extensions, padding.
+    framing = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection; past the cap make room, hold or refuse it; start its deadline."""
@@ -514,13 +539,24 @@ class BoundedProtocol:
         """Start the deadline when a request begins; stop it once its headers are complete.
 
         Headers that pass ``MAX_HEADER_BYTES`` before they are complete get 431.
-        A chunk that completes them may carry the start of the body too: only
-        chunks that leave them incomplete count.
+        A read is parsed in pieces no longer than what is left of the bound (at
+        least ``FRAMING_STEP``): a piece that completes the headers may carry the
+        start of the body too, and what follows them is parsed as the state of
+        the connection then asks (``_body_received`` while a body is read).
         """
         if self.held_data is not None:
             self.held_data += data
             self.transport.pause_reading()
             return
+        while data and not self.transport.is_closing():
+            cycle = self.cycle
+            if cycle is not None and cycle.more_body and not cycle.response_complete:
+                data = self._body_received(data, cycle)
+            else:
+                data = self._head_received(data)
+
+    def _head_received(self, data: bytes) -> bytes:
+        """Parse a read, or its start, outside a body; what is left once a request begins."""
         limits = self.config.limits
         if (
             not limits.is_awaiting_headers(self)
@@ -530,11 +566,24 @@ class BoundedProtocol:
             self._await_headers()
         awaiting = limits.is_awaiting_headers(self)
         before = self.cycle
-        super().data_received(data)  # type: ignore[misc]
-        if self.cycle is not before:
+        end = max(limits.max_header_bytes - self.header_bytes + 1, FRAMING_STEP)
+        piece, rest = (data[:end], data[end:]) if end < len(data) else (data, b"")
+        progress = self._body_progress()
+        super().data_received(piece)  # type: ignore[misc]
+        cycle = self.cycle
+        if cycle is not before:
             self._headers_complete()
-        elif awaiting and not self.transport.is_closing():
-            self.header_bytes += len(data)
+            if awaiting and cycle.more_body and not cycle.response_complete:
+                # The piece went on past the head into the body: what of it was neither
+                # head nor body (nor chunk lines) is the body's framing so far.
+                head = _head_size(cycle.scope) - self.header_bytes
+                self.framing = max(0, len(piece) - head - self._body_progress() + progress)
+                if self.framing > limits.max_header_bytes:
+                    self._refuse_framing(cycle)
+                    return b""
+            return rest
+        if awaiting and not self.transport.is_closing():
+            self.header_bytes += len(piece)
             if self.header_bytes > limits.max_header_bytes:
                 limits.log.warning(
                     "request headers from %s passed MAX_HEADER_BYTES (%d): answered 431",
@@ -545,6 +594,66 @@ class BoundedProtocol:
                 self.transport.write(TOO_BIG_ANSWER)
                 self.transport.close()
                 observe_refusal(HEADERS_TOO_LARGE)
+                return b""
+        return rest
+
+    def _body_progress(self) -> int:
+        """Bytes parsed so far on this connection that are bodies or their chunks' own lines."""
+        raise NotImplementedError
+
+    def _body_received(self, data: bytes, cycle: Any) -> bytes:
+        """Parse a read of ``cycle``'s body; past MAX_HEADER_BYTES of other framing, 431.
+
+        What is left once the body is over is returned, to be parsed as the next request's.
+
+        httptools keeps a chunked body's trailer fields in memory whole, bounded
+        by no limit: a delivery with a 50 MB trailer took a worker from 68 to 170
+        MB and 13 s, then was stored and answered 202 (hostile review); h11 read
+        chunk extensions without end. What a body section carries besides the
+        body's bytes and each chunk's size line and CRLFs counts against
+        ``MAX_HEADER_BYTES``: the chunk lines of a body a proxy re-chunked into
+        single bytes are framing the body needs (they counted, and 100 KB in
+        1-byte chunks was refused), trailer fields and extensions are not.
+
+        A chunk's lines are credited once the chunk is over, at what its size
+        needs: a chunk framed more tightly (a bare LF) banks nothing for later.
+        Checked after each read, a trailer up to a read's size (256 KiB) past
+        the bound was kept, and stored when it ended within that read: the read
+        is parsed in pieces no longer than what is left of the bound (at least
+        ``FRAMING_STEP``), so at most that much is held past it.
+        """
+        limits = self.config.limits
+        while data:
+            end = max(limits.max_header_bytes - self.framing + 1, FRAMING_STEP)
+            piece, data = (data[:end], data[end:]) if end < len(data) else (data, b"")
+            progress = self._body_progress()
+            super().data_received(piece)  # type: ignore[misc]
+            if self.cycle is not cycle:
+                self._headers_complete()  # httptools: a pipelined request began
+                return data
+            if not cycle.more_body or self.transport.is_closing():
+                return data  # the body is over: the rest is the next request's
+            self.framing = max(0, self.framing + len(piece) - self._body_progress() + progress)
+            if self.framing > limits.max_header_bytes:
+                self._refuse_framing(cycle)
+                return b""
+        return b""
+
+    def _refuse_framing(self, cycle: Any) -> None:
+        limits = self.config.limits
+        limits.log.warning(
+            "a request body from %s carried more than MAX_HEADER_BYTES (%d) besides "
+            "its bytes and chunk lines (trailer fields, chunk extensions): answered 431",
+            _peer(self),
+            limits.max_header_bytes,
+        )
+        # The app, reading the body, is told the client is gone: its own answer
+        # is not written, and /metrics counts this one by the scope's mark.
+        cycle.scope[REFUSED_BELOW] = HEADERS_TOO_LARGE
+        cycle.disconnected = True
+        cycle.message_event.set()
+        self.transport.write(TOO_BIG_ANSWER)
+        self.transport.close()
 
     def _unsupported_upgrade_warning(self) -> None:
         """One line: the offer was ignored (ADR 0020), where uvicorn's two advised a library.
@@ -646,7 +755,7 @@ class BoundedProtocol:
 
     def _headers_complete(self) -> None:
         self.config.limits.busy(self)
-        self.body_wire = self.body_seen = 0
+        self.framing = 0
         if self.cycle.more_body:
             # Leave the rest of the body in the kernel until the app asks for it: a
             # request waiting for the worker's body budget then holds no more than what
@@ -666,14 +775,34 @@ class OneFramingH11Connection(h11.Connection):
     It also serves an absolute-form target (``POST http://host/notifications``,
     RFC 9112 3.2.2: a server MUST accept it) by its path, as httptools does: h11
     handed the whole URL to the routes, which answered 404.
+
+    And it counts the bytes of bodies and their chunk lines it has parsed
+    (``progress``), which bound the rest of a body's framing
+    (``BoundedProtocol._body_received``).
     """
+
+    #: Bytes of bodies, and of their chunks' own lines, parsed on this connection.
+    progress = 0
+    #: Bytes of the chunk now in progress, and whether the body now read is chunked.
+    chunk = 0
+    chunked = False
 
     def next_event(self) -> Any:
         """h11's next event; RemoteProtocolError for a request with both framings."""
         event = super().next_event()
-        if isinstance(event, h11.Request):
+        if isinstance(event, h11.Data):
+            self.progress += len(event.data)
+            if self.chunked:
+                self.chunk = len(event.data) if event.chunk_start else self.chunk + len(event.data)
+                if event.chunk_end:
+                    self.progress += chunk_lines(self.chunk)
+        elif isinstance(event, h11.EndOfMessage):
+            if self.chunked:
+                self.progress += chunk_lines(0)
+        elif isinstance(event, h11.Request):
             names = [name for name, _ in event.headers]
-            if b"transfer-encoding" in names and b"content-length" in names:
+            self.chunked = b"transfer-encoding" in names
+            if self.chunked and b"content-length" in names:
                 raise h11.RemoteProtocolError(
                     "both Content-Length and Transfer-Encoding", error_status_hint=400
                 )
@@ -690,6 +819,11 @@ class OneFramingH11Connection(h11.Connection):
 
 class BoundedH11Protocol(BoundedProtocol, H11Protocol):
     """uvicorn's h11 protocol with the hook's bounds."""
+
+    conn: OneFramingH11Connection
+
+    def _body_progress(self) -> int:
+        return self.conn.progress
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """uvicorn's, with h11's connection refusing requests with two framings."""
@@ -787,6 +921,9 @@ else:
         def on_body(self, body: bytes) -> None:  # noqa: D102
             self.protocol.on_body(body)
 
+        def on_chunk_complete(self) -> None:  # noqa: D102
+            self.protocol.on_chunk_complete()
+
         def on_message_complete(self) -> None:  # noqa: D102
             self.protocol.on_message_complete()
 
@@ -796,48 +933,23 @@ else:
         #: Set when the client sent more than MAX_PIPELINED requests ahead of its answers.
         too_many_ahead = False
 
-        def data_received(self, data: bytes) -> None:
-            """Bound what a request's body section carries besides its body: ``MAX_HEADER_BYTES``.
+        #: Bytes of bodies, and of their chunks' own lines, parsed on this connection.
+        progress = 0
+        #: ``progress`` when the chunk now in progress began.
+        chunk_began = 0
 
-            httptools keeps a chunked body's trailer fields (header lines after
-            the last chunk) in memory whole, bounded by no limit: a delivery with
-            a 50 MB trailer took a worker from 68 to 170 MB and 13 s, then was
-            stored and answered 202 (hostile review; h11 answers 400 at its own
-            bound). Bytes read while a request's body is in progress that are not
-            body (chunk lines, extensions, trailers) count, per socket read as the
-            headers do; past the bound, 431 and the connection closed, nothing stored.
-            """
-            cycle = self.cycle
-            in_body = cycle is not None and cycle.more_body and not cycle.response_complete
-            if in_body:
-                self.body_wire += len(data)
-            super().data_received(data)
-            limits = self.config.limits
-            if (
-                in_body
-                and self.cycle is cycle
-                and cycle.more_body
-                and self.body_wire - self.body_seen > limits.max_header_bytes
-                and not self.transport.is_closing()
-            ):
-                limits.log.warning(
-                    "a request body from %s carried more than MAX_HEADER_BYTES (%d) besides "
-                    "its bytes (chunk lines, trailer fields): answered 431",
-                    _peer(self),
-                    limits.max_header_bytes,
-                )
-                # The app, reading the body, is told the client is gone: its own answer
-                # is not written, and /metrics counts this one by the scope's mark.
-                cycle.scope[REFUSED_BELOW] = HEADERS_TOO_LARGE
-                cycle.disconnected = True
-                cycle.message_event.set()
-                self.transport.write(TOO_BIG_ANSWER)
-                self.transport.close()
+        def _body_progress(self) -> int:
+            return self.progress
 
         def on_body(self, body: bytes) -> None:
             """uvicorn's, counting the body's bytes (the rest of a body section is framing)."""
-            self.body_seen += len(body)
+            self.progress += len(body)
             super().on_body(body)
+
+        def on_chunk_complete(self) -> None:
+            """A chunk (the last one: its trailer fields too) is over: its own lines are due."""
+            self.progress += chunk_lines(self.progress - self.chunk_began)
+            self.chunk_began = self.progress
 
         def on_headers_complete(self) -> None:
             """Keep every request of the connection until answered (one read may hold many).
@@ -853,6 +965,7 @@ else:
                 raise PipelinedTooFarError
             if _head_refused(self.headers, self.parser.get_http_version()):
                 raise HeadRefusedError
+            self.chunk_began = self.progress
             super().on_headers_complete()
             self.open_cycles = (
                 *(cycle for cycle in self.open_cycles if not cycle.response_complete),

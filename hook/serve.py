@@ -22,6 +22,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from hook.connections import (
+    FRAMING_STEP,
     RESERVED_FILES,
     ConnectionLimits,
     HookConfig,
@@ -211,9 +212,10 @@ def hook_options(settings: Settings) -> dict[str, Any]:
             settings.max_header_bytes,
             waiting_room(ceiling, RESERVED_FILES + settings.pool_max_size),
         ),
-        # h11 buffers incomplete headers up to this, then answers 400 itself: set past
-        # MAX_HEADER_BYTES so that both parsers answer 431 at the same bound.
-        "h11_max_incomplete_event_size": 2 * settings.max_header_bytes,
+        # h11 buffers incomplete headers (or trailer fields, or a chunk line) up to this,
+        # then answers 400 itself: set past MAX_HEADER_BYTES (plus FRAMING_STEP, the most
+        # one parse may take past it) so that both parsers answer 431 at the same bound.
+        "h11_max_incomplete_event_size": 2 * settings.max_header_bytes + FRAMING_STEP,
         "proxy_headers": bool(settings.trusted_proxies),
         "timeout_graceful_shutdown": max(GRACEFUL_SHUTDOWN, longest_store(settings)),
     }
