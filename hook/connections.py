@@ -90,7 +90,10 @@ RESERVED_FILES = 64
 
 
 class HeadRefusedError(Exception):
-    """A request head h11 refuses and httptools took (see ``_head_refused``)."""
+    """A request head h11 refuses and httptools took, or a target with a fragment.
+
+    See ``_head_refused``; a fragment both refuse here (``OneFramingH11Connection``).
+    """
 
 
 def _head_refused(headers: list[tuple[bytes, bytes]], version: str) -> bool:
@@ -774,7 +777,10 @@ class OneFramingH11Connection(h11.Connection):
 
     It also serves an absolute-form target (``POST http://host/notifications``,
     RFC 9112 3.2.2: a server MUST accept it) by its path, as httptools does: h11
-    handed the whole URL to the routes, which answered 404.
+    handed the whole URL to the routes, which answered 404. And it refuses a
+    target with a ``#fragment``, as the hook's httptools protocol does: a client
+    never sends one (RFC 9110 4.2.4), h11 answered 404 (or took ``#x`` into the
+    query) and httptools dropped it and stored the delivery.
 
     And it counts the bytes of bodies and their chunk lines it has parsed
     (``progress``), which bound the rest of a body's framing
@@ -806,6 +812,8 @@ class OneFramingH11Connection(h11.Connection):
                 raise h11.RemoteProtocolError(
                     "both Content-Length and Transfer-Encoding", error_status_hint=400
                 )
+            if b"#" in event.target:
+                raise h11.RemoteProtocolError("a fragment in the target", error_status_hint=400)
             if not event.target.startswith(b"/") and b"://" in event.target:
                 url = urlsplit(event.target)
                 event = h11.Request(
@@ -963,7 +971,7 @@ else:
             if len(self.pipeline) >= MAX_PIPELINED:
                 self.too_many_ahead = True
                 raise PipelinedTooFarError
-            if _head_refused(self.headers, self.parser.get_http_version()):
+            if _head_refused(self.headers, self.parser.get_http_version()) or b"#" in self.url:
                 raise HeadRefusedError
             self.chunk_began = self.progress
             super().on_headers_complete()

@@ -428,6 +428,40 @@ def test_headers_past_max_header_bytes_in_one_read_are_refused_431_with_nothing_
     assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
 
 
+#: Targets with a fragment, which no client sends (RFC 9110 4.2.4: it is the client's alone).
+FRAGMENT_TARGETS = {
+    "origin form": b"/notifications#x",
+    "with a query": b"/notifications?from=cms#x",
+    "absolute form": b"http://127.0.0.1/notifications#x",
+}
+
+
+@pytest.mark.parametrize("target", list(FRAGMENT_TARGETS))
+@pytest.mark.parametrize(("parser", "loop"), STACKS)
+def test_a_delivery_whose_target_has_a_fragment_is_refused_400_with_nothing_stored(
+    server: Server,
+    dbname: str,
+    db: psycopg.Connection,
+    tmp_path: Path,
+    parser: str,
+    loop: str,
+    target: str,
+) -> None:
+    """Both stacks refuse a fragment: httptools dropped it and stored, h11 answered 404.
+
+    A sender that puts one in its target is broken or probing: the delivery it
+    meant is not known, so it is refused as a bad request (400), the same on
+    both stacks, rather than stored on one and lost as a 404 on the other.
+    """
+    request = (
+        b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+        % (FRAGMENT_TARGETS[target], len(DELIVERY), DELIVERY)
+    )
+    answers = _answers(server, dbname, tmp_path, parser, loop, request)
+    assert answers == [b"HTTP/1.1 400 Bad Request"]
+    assert db.execute("select count(*) from sync.inbox").fetchone() == (0,)
+
+
 def _reset(sock: socket.socket) -> None:
     """Close with a reset (RST) instead of a FIN, as a client killed mid-call does."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
