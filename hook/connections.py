@@ -492,6 +492,9 @@ class BoundedProtocol:
     #: Bytes of the body now in progress that were neither its bytes nor its chunks' own
     #: lines (``chunk_lines``): trailer fields, chunk extensions, padding.
     framing = 0
+    #: Bytes of bodies, and of their chunks' own lines, parsed on this connection (kept
+    #: by each parser's protocol).
+    progress: int
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection; past the cap make room, hold or refuse it; start its deadline."""
@@ -551,6 +554,10 @@ class BoundedProtocol:
             self.held_data += data
             self.transport.pause_reading()
             return
+        cycle = self.cycle
+        if cycle is None or not cycle.more_body or cycle.response_complete:
+            # A request's head (the usual read: a whole delivery).
+            data = self._head_received(data)
         while data and not self.transport.is_closing():
             cycle = self.cycle
             if cycle is not None and cycle.more_body and not cycle.response_complete:
@@ -569,9 +576,11 @@ class BoundedProtocol:
             self._await_headers()
         awaiting = limits.is_awaiting_headers(self)
         before = self.cycle
-        end = max(limits.max_header_bytes - self.header_bytes + 1, FRAMING_STEP)
+        end = limits.max_header_bytes - self.header_bytes + 1
+        if end < len(data) and end < FRAMING_STEP:
+            end = FRAMING_STEP
         piece, rest = (data[:end], data[end:]) if end < len(data) else (data, b"")
-        progress = self._body_progress()
+        progress = self.progress
         super().data_received(piece)  # type: ignore[misc]
         cycle = self.cycle
         if cycle is not before:
@@ -580,7 +589,7 @@ class BoundedProtocol:
                 # The piece went on past the head into the body: what of it was neither
                 # head nor body (nor chunk lines) is the body's framing so far.
                 head = _head_size(cycle.scope) - self.header_bytes
-                self.framing = max(0, len(piece) - head - self._body_progress() + progress)
+                self.framing = max(0, len(piece) - head - self.progress + progress)
                 if self.framing > limits.max_header_bytes:
                     self._refuse_framing(cycle)
                     return b""
@@ -599,10 +608,6 @@ class BoundedProtocol:
                 observe_refusal(HEADERS_TOO_LARGE)
                 return b""
         return rest
-
-    def _body_progress(self) -> int:
-        """Bytes parsed so far on this connection that are bodies or their chunks' own lines."""
-        raise NotImplementedError
 
     def _body_received(self, data: bytes, cycle: Any) -> bytes:
         """Parse a read of ``cycle``'s body; past MAX_HEADER_BYTES of other framing, 431.
@@ -629,14 +634,14 @@ class BoundedProtocol:
         while data:
             end = max(limits.max_header_bytes - self.framing + 1, FRAMING_STEP)
             piece, data = (data[:end], data[end:]) if end < len(data) else (data, b"")
-            progress = self._body_progress()
+            progress = self.progress
             super().data_received(piece)  # type: ignore[misc]
             if self.cycle is not cycle:
                 self._headers_complete()  # httptools: a pipelined request began
                 return data
             if not cycle.more_body or self.transport.is_closing():
                 return data  # the body is over: the rest is the next request's
-            self.framing = max(0, self.framing + len(piece) - self._body_progress() + progress)
+            self.framing = max(0, self.framing + len(piece) - self.progress + progress)
             if self.framing > limits.max_header_bytes:
                 self._refuse_framing(cycle)
                 return b""
@@ -830,7 +835,9 @@ class BoundedH11Protocol(BoundedProtocol, H11Protocol):
 
     conn: OneFramingH11Connection
 
-    def _body_progress(self) -> int:
+    @property
+    def progress(self) -> int:
+        """Bytes of bodies, and of their chunks' own lines, parsed on this connection."""
         return self.conn.progress
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -945,9 +952,6 @@ else:
         progress = 0
         #: ``progress`` when the chunk now in progress began.
         chunk_began = 0
-
-        def _body_progress(self) -> int:
-            return self.progress
 
         def on_body(self, body: bytes) -> None:
             """uvicorn's, counting the body's bytes (the rest of a body section is framing)."""
