@@ -5,7 +5,7 @@ controls, invisible characters, normal form C, stacked and leading marks, mixed
 scripts, unassigned code points, the replacement characters, a double encoding),
 and broken_text_rule tests them only on a text whose bytes outnumber its
 characters: on the bench's bodies that made the judge 0.83 x as costly
-(bench/README.md, step 43b). It is right only while none of them can match an ASCII
+(bench/README.md, step 43). It is right only while none of them can match an ASCII
 text. Here each one is asked, alone, of every ASCII character (but NUL, which no
 text holds) alone, thrice, between letters and after a space, and of every pair of
 them between letters: a rule changed to match ASCII must leave the guard.
