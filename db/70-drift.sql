@@ -566,7 +566,7 @@ begin
         raise exception 'the snapshot cannot be loaded: fragrance % appears more than once', new.fragrance_id
             using errcode = 'FS051',
                   hint = 'A snapshot holds each fragrance once, by its CMS id: empty it first in the same transaction '
-                      || '(psql -1 -c ''delete from sync.cms_snapshot'' -c ''\copy ...''), and export the CMS table again '
+                      || E'(psql -1 -c \'delete from sync.cms_snapshot\' -c \'\\copy ...\'), and export the CMS table again '
                       || 'if the file repeats that id.';
     end if;
     return new;
