@@ -763,7 +763,9 @@ def test_the_jobs_service_runs_the_due_jobs_through_psql_as_compose_starts_it(
         runs: list[tuple[str, str]] = []
         for _ in range(600):
             runs = db.execute("select job, status from sync.job_run order by job").fetchall()
-            if len(runs) == 3 or loop.poll() is not None:
+            # A run's row is written when it starts: wait for the three to end.
+            ended = [status for _, status in runs if status != "running"]
+            if len(ended) == 3 or loop.poll() is not None:
                 break
             time.sleep(0.05)
     finally:
