@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -882,6 +883,51 @@ def test_every_table_is_read_by_key_when_the_plans_were_made_on_a_new_install(
     activity = table_activity(db, lambda: path(db, bodies))
     reads = {table: counts["read"] for table, counts in activity.items()}
     assert {t: n for t in [*PLANTED, "fragrances"] if (n := reads.get(t, 0)) >= 1000} == {}
+
+
+@pytest.mark.parametrize("deliveries", [1, 16])
+def test_a_merge_call_planned_on_a_young_inbox_bounds_every_index_scan_by_its_leading_column(
+    db: psycopg.Connection, deliveries: int
+) -> None:
+    """The hook's session plans its merge at its first call, often on a new install's inbox.
+
+    A B-tree scan with no bound on its index's leading column reads the
+    whole index. Planned so, the outcome update reached each claimed inbox
+    row through ``inbox_fragrance_idx`` (fragrance_id, id), by id alone: a
+    walk of every entry of the inbox per delivery, at every call of the
+    session until an analyze, growing with the inbox (5 ms of a merge of 16
+    after 48,000 deliveries, bench/README.md, step 44). Each index scan of
+    such a call must bound its index's leading column.
+    """
+    db.execute("delete from sync.inbox")
+    db.execute("vacuum analyze sync.inbox")  # a new install's: no row, the statistics say so
+    bodies = [
+        json.dumps({"fragrance_id": 100 + n, "cost": 2 + n}).encode() for n in range(deliveries)
+    ]
+    for _ in range(7):  # the plans are made now, past the five custom ones before a generic one
+        through_the_hook(db, bodies)
+    leading = dict(
+        db.execute(
+            "select c.relname, a.attname from pg_index as i"
+            " join pg_class as c on c.oid = i.indexrelid"
+            " join pg_attribute as a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]"
+            " where i.indkey[0] <> 0"
+        ).fetchall()
+    )
+    plans = explained_plans(db)
+    through_the_hook(db, bodies)
+    unbounded = []
+    scan = None
+    for line in "\n".join(plans).splitlines():
+        found = re.search(r"Index (?:Only )?Scan(?: Backward)? using (\w+) on", line)
+        if found:
+            scan = found.group(1)
+        elif scan and "Index Cond:" in line:
+            if scan in leading and not re.search(rf"\b{leading[scan]}\b", line):
+                unbounded.append(f"{scan}: {line.strip()}")
+            scan = None
+    assert plans, "auto_explain reported no plan"
+    assert unbounded == []
 
 
 def test_the_merge_rewrites_the_clock_and_open_findings_on_their_own_pages(
