@@ -497,8 +497,8 @@ begin
     -- plan made on a new install's inbox reached each row through
     -- sync.inbox_fragrance_idx (fragrance_id, id) by id alone, a walk of
     -- the whole index per outcome, at every call of the session until the
-    -- inbox was analyzed (5 ms of a merge of 16 after 48,000 deliveries;
-    -- bench/README.md, step 44). So the rows are read by the primary key,
+    -- inbox was analyzed (5 ms of a merge of 16 on average over 48,000
+    -- deliveries; bench/README.md, step 44). So the rows are read by the primary key,
     -- with the claimed ids, and hashed with the outcomes.
     where i.id = any (v_ids) and i.id + 0 = o.inbox_id;
     return v_outcomes;
