@@ -835,6 +835,10 @@ PLANTED = {
 }
 
 
+#: Every entry point of the merge that plans its statements in the caller's session.
+MERGE_PATHS = [through_the_hook, receive_many, through_apply_pending, through_retry_all]
+
+
 def empty_tables(db: psycopg.Connection, *tables: str) -> None:
     """Empty tables of the sync as a new install has them.
 
@@ -848,11 +852,7 @@ def empty_tables(db: psycopg.Connection, *tables: str) -> None:
 
 
 @pytest.mark.parametrize("young", [0, 150], ids=["empty", "young"])
-@pytest.mark.parametrize(
-    "path",
-    [through_the_hook, receive_many, through_apply_pending, through_retry_all],
-    ids=lambda p: p.__name__,
-)
+@pytest.mark.parametrize("path", MERGE_PATHS, ids=lambda p: p.__name__)
 def test_every_table_is_read_by_key_when_the_plans_were_made_on_a_new_install(
     db: psycopg.Connection, path: Any, young: int
 ) -> None:
@@ -886,11 +886,7 @@ def test_every_table_is_read_by_key_when_the_plans_were_made_on_a_new_install(
 
 
 @pytest.mark.parametrize("deliveries", [1, 16])
-@pytest.mark.parametrize(
-    "path",
-    [through_the_hook, receive_many, through_apply_pending, through_retry_all],
-    ids=lambda p: p.__name__,
-)
+@pytest.mark.parametrize("path", MERGE_PATHS, ids=lambda p: p.__name__)
 def test_a_merge_call_planned_on_a_young_inbox_bounds_every_index_scan_by_its_leading_column(
     db: psycopg.Connection, path: Any, deliveries: int
 ) -> None:
