@@ -321,11 +321,27 @@ def lookalikes_of_1_and_2(conn: psycopg.Connection) -> dict[int, list[int]]:
     return dict(rows)
 
 
+@contextmanager
+def as_replica(conn: psycopg.Connection) -> Iterator[None]:
+    """Plant rows as a replica's apply or a bulk load writes them: no trigger of ours fires.
+
+    Neither the write triggers that judge a row and open findings, nor the
+    refusals of a hand change (FS094). The block is one transaction (a
+    savepoint inside one already open); the role before it is back after it,
+    also when the block ran inside a transaction that goes on.
+    """
+    before = conn.execute("select current_setting('session_replication_role')").fetchone()
+    assert before is not None
+    with conn.transaction():
+        conn.execute("set local session_replication_role = replica")
+        yield
+        conn.execute("select set_config('session_replication_role', %s, true)", [before[0]])
+
+
 def findings_at_rest(db: psycopg.Connection, name: str, description: str) -> list[tuple[str, str]]:
     """The findings sync.check_catalog opens for a row written without the write triggers."""
-    with db.transaction():
-        # As an adopted catalog arrives: no write trigger judges the row.
-        db.execute("set local session_replication_role = replica")
+    # As an adopted catalog arrives: no write trigger judges the row.
+    with as_replica(db):
         db.execute(
             "insert into public.fragrances values (900001, %s, %s, 1, false)", [name, description]
         )

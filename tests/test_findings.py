@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
 from conftest import Server
 from helpers import (
+    as_replica,
     body,
     check_catalog,
     explained_plans,
@@ -43,8 +45,7 @@ def load_copies_of_the_catalog(db: psycopg.Connection, copies: int, name: str) -
 
     A bulk load, as an adopted catalog arrives: no write trigger fires.
     """
-    with db.transaction():
-        db.execute("set local session_replication_role = replica")
+    with as_replica(db):
         db.execute(
             f"insert into public.fragrances select f.fragrance_id + c.copy * 5000, {name},"
             "        f.description, f.cost, f.forbidden"
@@ -199,8 +200,7 @@ def test_a_rule_turned_down_to_a_warning_hides_no_error_at_rest(db: psycopg.Conn
     db.execute("update sync.rule set severity = 'warning' where code = 'name.control_character'")
     name = "set name = 'Rose' || chr(7) || chr(8238) || 'gnp.exe'"
     db.execute(f"update public.fragrances {name} where fragrance_id = 7")  # a hand edit
-    with db.transaction():  # a bulk load: no write trigger fires, the check finds it
-        db.execute("set local session_replication_role = replica")
+    with as_replica(db):  # a bulk load: no write trigger fires, the check finds it
         db.execute(f"update public.fragrances {name} where fragrance_id = 8")
     check_catalog(db)
     for fragrance_id in (7, 8):
@@ -212,8 +212,7 @@ def test_the_check_finds_the_invisible_characters_an_adopted_catalog_holds(
     db: psycopg.Connection,
 ) -> None:
     """A catalog arrives by bulk load, judged by no write trigger: the check finds them."""
-    with db.transaction():
-        db.execute("set local session_replication_role = replica")
+    with as_replica(db):
         db.execute(
             "update public.fragrances set name = name || chr(8203) where fragrance_id in (7, 8)"
         )
@@ -477,8 +476,7 @@ def test_lookalike_findings_follow_every_write_of_a_name(
 
 
 def test_the_check_finds_lookalikes_an_adopted_catalog_holds(db: psycopg.Connection) -> None:
-    with db.transaction():
-        db.execute("set local session_replication_role = replica")  # a bulk load: no trigger
+    with as_replica(db):  # a bulk load: no trigger
         db.execute("update public.fragrances set name = 'ROSE' where fragrance_id = 1")
         db.execute("update public.fragrances set name = 'rose' where fragrance_id = 2")
     report = check_catalog(db)
@@ -559,11 +557,14 @@ def test_a_bulk_rename_by_a_dba_keeps_the_shared_name_findings(db: psycopg.Conne
 
 
 def check_while_a_writer_holds_the_findings(
-    server: Server, dbname: str, db: psycopg.Connection, writes: list[tuple[str, list[Any]]]
+    server: Server,
+    dbname: str,
+    db: psycopg.Connection,
+    write: Callable[[psycopg.Connection], object],
 ) -> tuple[bool, dict[str, dict[str, Any]]]:
     """Run the check while a write in flight holds the lock a merge takes on the findings.
 
-    Once the check waits for it, the writer makes ``writes`` and commits.
+    Once the check waits for it, ``write`` writes on the writer's connection, which commits.
     Returns whether the check had read the catalog by then, and its report.
     """
     with psycopg.connect(server.url(dbname)) as writer:
@@ -590,8 +591,7 @@ def check_while_a_writer_holds_the_findings(
                 " and relation = 'public.fragrances'::regclass)",
                 [pid],
             ).fetchone()
-            for statement, params in writes:
-                writer.execute(statement, params)  # type: ignore[arg-type]
+            write(writer)
             writer.commit()
         finally:
             thread.join()
@@ -626,25 +626,21 @@ def test_the_check_judges_the_catalog_before_it_holds_the_findings(
     ]
     assert ("name.duplicate", "warning") not in open_findings(db, alone[0])
     assert ("description.untrimmed", "warning") in open_findings(db, 10)
+
     # While it waits, a bulk load (no trigger: only the check finds what it
     # breaks) turns a cost negative and gives one fragrance another's name;
     # a write fixes a description.
-    held, report = check_while_a_writer_holds_the_findings(
-        server,
-        dbname,
-        db,
-        [
-            ("set local session_replication_role = replica", []),
-            ("update public.fragrances set cost = -1 where fragrance_id = 7", []),
-            (
+    def write(writer: psycopg.Connection) -> None:
+        with as_replica(writer):
+            writer.execute("update public.fragrances set cost = -1 where fragrance_id = 7")
+            writer.execute(
                 "update public.fragrances set name = (select name from public.fragrances"
                 " where fragrance_id = %s) where fragrance_id = %s",
                 [alone[1], alone[0]],
-            ),
-            ("set local session_replication_role = origin", []),
-            ("update public.fragrances set description = 'Fixed' where fragrance_id = 10", []),
-        ],
-    )
+            )
+        writer.execute("update public.fragrances set description = 'Fixed' where fragrance_id = 10")
+
+    held, report = check_while_a_writer_holds_the_findings(server, dbname, db, write)
     assert held, "the check waited for the findings before it read the catalog"
     assert "description.untrimmed" in report
     assert ("cost.negative", "error") in open_findings(db, 7)
@@ -665,7 +661,9 @@ def test_a_rule_changed_while_the_check_waits_is_the_rule_it_applies(
         server,
         dbname,
         db,
-        [("update sync.rule set severity = 'error' where code = 'description.untrimmed'", [])],
+        lambda writer: writer.execute(
+            "update sync.rule set severity = 'error' where code = 'description.untrimmed'"
+        ),
     )
     assert held
     assert report["description.untrimmed"]["severity"] == "error"
@@ -1042,9 +1040,8 @@ def test_the_merge_matches_changed_findings_to_its_writes_in_one_pass(
     a new install.
     """
     # As on a new install: only a replica's apply empties the findings by hand (FS094).
-    db.execute("set session_replication_role = replica")
-    db.execute("delete from sync.finding")
-    db.execute("reset session_replication_role")
+    with as_replica(db):
+        db.execute("delete from sync.finding")
     db.execute("analyze sync.finding")
     plans = explained_plans(db, analyze=True)
     for round_ in range(3):  # the first round opens the findings, the others change them
@@ -1112,8 +1109,7 @@ def test_the_check_writes_again_the_untrimmed_sentences_of_the_old_wording(
     assert sentence.endswith(" ends with 2 spaces")
     # As a finding opened by the release before stands (planted past the
     # refusal of hand changes, as a replica's apply would write it).
-    with db.transaction():
-        db.execute("set local session_replication_role = replica")
+    with as_replica(db):
         db.execute(
             "update sync.finding set message = %s"
             " where fragrance_id = 10 and rule = 'description.untrimmed' and closed_at is null",

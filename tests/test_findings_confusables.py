@@ -23,7 +23,7 @@ import unicodedata
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import body, check_catalog, lookalikes_of_1_and_2, receive_many
+from helpers import as_replica, body, check_catalog, lookalikes_of_1_and_2, receive_many
 
 from devtools.confusable_fold import GATE, KEY_IN_SQL, fold, key_sql
 from devtools.script_class import script
@@ -75,8 +75,7 @@ def expected(lookalike: bool) -> dict[int, list[int]]:
 def test_an_adopted_catalog_is_checked_for_names_that_look_alike_across_scripts(
     db: psycopg.Connection, names: tuple[str, str], lookalike: bool
 ) -> None:
-    with db.transaction():
-        db.execute("set local session_replication_role = replica")  # a bulk load: no trigger
+    with as_replica(db):  # a bulk load: no trigger
         for fragrance_id, name in enumerate(names, 1):
             db.execute(
                 "update public.fragrances set name = %s where fragrance_id = %s",
@@ -143,8 +142,7 @@ def test_a_word_that_mixes_scripts_is_refused_and_at_rest_also_a_lookalike(
     db: psycopg.Connection,
 ) -> None:
     """A Cyrillic о in "Rose": mixed_script as before, and now a lookalike of "Rose" too."""
-    with db.transaction():
-        db.execute("set local session_replication_role = replica")
+    with as_replica(db):
         db.execute("update public.fragrances set name = 'Rose' where fragrance_id = 1")
         db.execute("update public.fragrances set name = 'R\u043ese' where fragrance_id = 2")
     check_catalog(db)

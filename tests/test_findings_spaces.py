@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import body, check_catalog, lookalikes_of_1_and_2, receive_many
+from helpers import as_replica, body, check_catalog, lookalikes_of_1_and_2, receive_many
 
 # (case id, names of fragrances 1 and 2, whether both are then name.lookalike).
 PAIRS: list[tuple[str, tuple[str, str], bool]] = [
@@ -55,8 +55,7 @@ def expected(lookalike: bool) -> dict[int, list[int]]:
 def test_an_adopted_catalog_is_checked_for_names_that_differ_in_their_spaces(
     db: psycopg.Connection, names: tuple[str, str], lookalike: bool
 ) -> None:
-    with db.transaction():
-        db.execute("set local session_replication_role = replica")  # a bulk load: no trigger
+    with as_replica(db):  # a bulk load: no trigger
         for fragrance_id, name in enumerate(names, 1):
             db.execute(
                 "update public.fragrances set name = %s where fragrance_id = %s",

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import deliver_at, set_apply_on_receipt, table_activity
+from helpers import as_replica, deliver_at, set_apply_on_receipt, table_activity
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -119,9 +119,8 @@ def test_what_waits_now_is_counted_now_however_far_ahead_the_clock_dated_it(
     deliver_at(tx, ahead, {"fragrance_id": 1, "cost": -1})
     tx.execute("update public.fragrances set cost = -1 where fragrance_id = 7")
     # Dated by hand as the clock did: only a replica's apply writes a finding by hand (FS094).
-    tx.execute("set session_replication_role = replica")
-    tx.execute("update sync.finding set first_seen_at = %s where fragrance_id = 7", [ahead])
-    tx.execute("reset session_replication_role")
+    with as_replica(tx):
+        tx.execute("update sync.finding set first_seen_at = %s where fragrance_id = 7", [ahead])
     assert tx.execute("select count(*) from sync.quarantine").fetchone() == (1,)
     with tx.cursor(row_factory=dict_row) as cur:
         metrics = cur.execute("select * from sync.metrics()").fetchone()

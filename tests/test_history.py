@@ -7,7 +7,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Server
-from helpers import body, fragrance, inbox_row, receive, set_apply_on_receipt
+from helpers import as_replica, body, fragrance, inbox_row, receive, set_apply_on_receipt
 from psycopg.rows import dict_row
 
 
@@ -214,13 +214,12 @@ def test_fragrance_at_after_the_clock_stepped_back_shows_a_state_that_existed(
     first = receive(db, {"fragrance_id": 7, "cost": 12})
     # Recorded while the clock ran an hour ahead; the step back comes after it.
     # Only a replica's apply rewrites the history by hand (FS094).
-    db.execute("set session_replication_role = replica")
-    db.execute(
-        "update sync.fragrance_history set changed_at = changed_at + interval '1 hour'"
-        " where inbox_id = %s",
-        [first["inbox_id"]],
-    )
-    db.execute("reset session_replication_role")
+    with as_replica(db):
+        db.execute(
+            "update sync.fragrance_history set changed_at = changed_at + interval '1 hour'"
+            " where inbox_id = %s",
+            [first["inbox_id"]],
+        )
     receive(db, {"fragrance_id": 7, "name": "After the step"})
     now = fragrance(db, 7)
 

@@ -27,6 +27,7 @@ import psycopg
 import pytest
 from conftest import Server
 from helpers import (
+    as_replica,
     explained_plans,
     fuzz_settings,
     most_rows_discarded,
@@ -845,8 +846,7 @@ def empty_tables(db: psycopg.Connection, *tables: str) -> None:
     As a replica's apply: the history and the findings refuse a DELETE
     typed by hand (FS094), which is what this stands for.
     """
-    with db.transaction():
-        db.execute("set local session_replication_role = replica")
+    with as_replica(db):
         for table in tables:
             db.execute(f"delete from sync.{table}")
 

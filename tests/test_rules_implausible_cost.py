@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from helpers import prepared_messages, receipt_codes
+from helpers import as_replica, prepared_messages, receipt_codes
 
 # (case id, a cost above the default limit of 1,000, and below cost.too_large's).
 IMPLAUSIBLE: list[tuple[str, int | float]] = [
@@ -59,9 +59,8 @@ def test_a_plausible_cost_passes(tx: psycopg.Connection, cost: int | float) -> N
 def test_a_row_at_rest_with_an_implausible_cost_is_a_finding_of_the_catalog_check(
     db: psycopg.Connection, cost: int
 ) -> None:
-    with db.transaction():
-        # As an adopted catalog arrives: no write trigger judges the row.
-        db.execute("set local session_replication_role = replica")
+    # As an adopted catalog arrives: no write trigger judges the row.
+    with as_replica(db):
         db.execute(
             "insert into public.fragrances values (900001, 'Rose', 'Petals', %s, false)", [cost]
         )
