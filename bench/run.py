@@ -58,6 +58,7 @@ from processes import Hook, start_service, stop_hook  # noqa: E402
 
 from devtools.throwaway_pg import ThrowawayPostgresql  # noqa: E402
 from hook.connections import new_uvloop  # noqa: E402
+from hook.migrate import command_line  # noqa: E402
 from hook.settings import Settings  # noqa: E402
 
 BENCH = ROOT / "bench"
@@ -191,18 +192,8 @@ def prepare_database(pg: ThrowawayPostgresql, dbname: str, migrations: Path = MI
         conn.execute(NAIVE_TABLE)
     # Today's deploy command for both sides: a baseline's migrations are
     # deployed as production deploys them (hook.migrate's session settings).
-    yoyo_url = url(pg, dbname).replace("postgresql://", "postgresql+psycopg://", 1)
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hook.migrate",
-            "apply",
-            "--batch",
-            "--database",
-            yoyo_url,
-            str(migrations),
-        ],
+        command_line(url(pg, dbname), migrations),
         check=True,
         capture_output=True,
         cwd=ROOT,

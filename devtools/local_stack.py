@@ -51,6 +51,7 @@ import psycopg
 from psycopg import sql
 
 from devtools.throwaway_pg import ThrowawayPostgresql
+from hook.migrate import command_line
 from hook.serve import port_taken
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,18 +259,8 @@ def _migrate(url: str) -> None:
     asks the server first and says it is a standby.
     """
     _say("applying migrations")
-    target = url.replace("postgresql://", "postgresql+psycopg://", 1)
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hook.migrate",
-            "apply",
-            "--batch",
-            "--database",
-            target,
-            str(ROOT / "migrations"),
-        ],
+        command_line(url, ROOT / "migrations"),
         cwd=ROOT,
         check=False,
     )

@@ -56,6 +56,26 @@ def deploy_session() -> None:
     os.environ.setdefault("PGAPPNAME", APPLICATION_NAME)
 
 
+def command_line(url: str, migrations: str | os.PathLike[str], *verb: str) -> list[str]:
+    """The deploy's command line, for a program: ``verb`` (``apply`` if none) on ``url``'s database.
+
+    ``url`` in libpq's form (``postgresql://``) or yoyo's; yoyo is given its own.
+    ``make run``, the benchmarks and the tests deploy by it, as production does.
+    """
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return [
+        sys.executable,
+        "-m",
+        "hook.migrate",
+        *(verb or ("apply",)),
+        "--batch",
+        "--database",
+        url,
+        os.fspath(migrations),
+    ]
+
+
 def database_url(argv: list[str]) -> str | None:
     """The libpq URL of yoyo's ``--database`` argument (``postgresql+psycopg://`` as libpq's)."""
     for i, arg in enumerate(argv):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from psycopg import sql
 
 from devtools.throwaway_pg import ThrowawayPostgresql
+from hook.migrate import command_line
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "migrations"
@@ -68,11 +68,8 @@ def run_yoyo(
     server: Server, dbname: str, *command: str, user: str = "postgres"
 ) -> subprocess.CompletedProcess[str]:
     """Run yoyo's command line exactly as the deploy pipeline does (hook.migrate, as `user`)."""
-    url = server.yoyo_url(dbname, user)
-    argv = [sys.executable, "-m", "hook.migrate", *command, "--batch", "--database", url]
-    done = subprocess.run(
-        [*argv, str(MIGRATIONS)], capture_output=True, text=True, check=False, cwd=ROOT
-    )
+    argv = command_line(server.url(dbname, user), MIGRATIONS, *command)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
