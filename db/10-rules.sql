@@ -2136,41 +2136,18 @@ create trigger _950_say_no_rule_changed
 comment on trigger _950_say_no_rule_changed on sync.rule is
     'Warns (FS088) when an UPDATE of the rules matched none, naming the codes nearest a misspelt one: psql said only UPDATE 0.';
 
--- sync_private.refuse_rule_truncate
--- Trigger: a TRUNCATE of sync.rule is refused; rules are tuned or turned off, each change versioned.
-create function sync_private.refuse_rule_truncate() returns trigger
-    language plpgsql
-    set search_path = pg_catalog, pg_temp
-as $$
-begin
-    -- A TRUNCATE fires no row trigger and no DELETE trigger: it emptied the
-    -- rules (and, with CASCADE, every finding) without a new
-    -- sync.rule_version, so the rules in force said one thing and sync.rule
-    -- another (review). Nothing of ours truncates it: the rollback of
-    -- migration 0021 drops the table, which fires no TRUNCATE trigger, and a
-    -- later rollback deletes its rules' rows.
-    raise exception 'sync.rule cannot be truncated: every change of the rules is versioned, and the merge judges by them'
-        using errcode = 'FS089',
-              hint = 'Turn off every rule that can be, versioned: UPDATE sync.rule SET severity = ''off'' WHERE ''severity'' = ANY (tunable); '
-                  || 'to remove fragrance sync altogether, roll its migrations back (docs/operations.md).';
-end;
-$$;
-comment on function sync_private.refuse_rule_truncate() is
-    'Trigger function of sync.rule''s _010_refuse_truncate: refuses a TRUNCATE (with or without CASCADE) with FS089, since it would empty the rules without a new sync.rule_version; a rule is turned off by an UPDATE instead.';
-
-create trigger _010_refuse_truncate
-    before truncate on sync.rule
-    for each statement execute function sync_private.refuse_rule_truncate();
-comment on trigger _010_refuse_truncate on sync.rule is
-    'Refuses a TRUNCATE of the rules (FS089): it would drop every rule, unversioned.';
-
 -- sync_private.refuse_truncate
--- Trigger: a TRUNCATE of a table of history or audit is refused, its hint naming the verb that purges it.
+-- Trigger: a TRUNCATE is refused, its hint (the trigger's argument) saying what to do instead.
 create function sync_private.refuse_truncate() returns trigger
     language plpgsql
     set search_path = pg_catalog, pg_temp
 as $$
 begin
+    -- A table that is no history (the rules, the settings) is refused with
+    -- its own code and sentence, the trigger's second and third arguments.
+    if tg_nargs > 1 then
+        raise exception using errcode = tg_argv[1], message = tg_argv[2], hint = tg_argv[0];
+    end if;
     -- A TRUNCATE fires no row trigger and no DELETE trigger, and with CASCADE
     -- it empties every table that refers to the one named: the owner's
     -- TRUNCATE sync.rule_version CASCADE emptied every finding, and a
@@ -2190,7 +2167,22 @@ begin
 end;
 $$;
 comment on function sync_private.refuse_truncate() is
-    'Trigger function (BEFORE TRUNCATE on sync.rule_version, sync.finding, sync.fragrance_history, sync.field_version, sync.inbox and sync.job_run): refuses a TRUNCATE, with or without CASCADE, with FS092; the hint, the trigger''s argument, names the verb that purges what may go, or says that nothing does.';
+    'Trigger function (BEFORE TRUNCATE on sync.rule_version, sync.finding, sync.fragrance_history, sync.field_version, sync.inbox and sync.job_run): refuses a TRUNCATE, with or without CASCADE, with FS092; the hint, the trigger''s argument, names the verb that purges what may go, or says that nothing does. On sync.rule (FS089) and sync.settings (FS095), which are no history, the trigger''s second and third arguments are the code and the message.';
+
+-- A TRUNCATE of sync.rule fires no row trigger and no DELETE trigger: it
+-- emptied the rules (and, with CASCADE, every finding) without a new
+-- sync.rule_version, so the rules in force said one thing and sync.rule
+-- another (review). Nothing of ours truncates it: the rollback of migration
+-- 0021 drops the table, which fires no TRUNCATE trigger, and a later
+-- rollback deletes its rules' rows. A rule is turned off by an UPDATE.
+create trigger _010_refuse_truncate
+    before truncate on sync.rule
+    for each statement execute function sync_private.refuse_truncate(
+        'Turn off every rule that can be, versioned: UPDATE sync.rule SET severity = ''off'' WHERE ''severity'' = ANY (tunable); to remove fragrance sync altogether, roll its migrations back (docs/operations.md).',
+        'FS089',
+        'sync.rule cannot be truncated: every change of the rules is versioned, and the merge judges by them');
+comment on trigger _010_refuse_truncate on sync.rule is
+    'Refuses a TRUNCATE of the rules (FS089): it would drop every rule, unversioned.';
 
 create trigger _010_refuse_truncate_rule_version
     before truncate on sync.rule_version

@@ -384,28 +384,16 @@ $$;
 comment on function sync.discard(bigint, text) is
     'Marks one rejected delivery as discarded, recording who, why (a reason that shows something, else FS003) and when (a delivery discarded before, retried and refused again, keeps the earlier ones in earlier_discards); the row and its body stay in the inbox until the scheduled purge, sync.settings.discarded_purge_after (a year) later. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';
 
--- sync_private.refuse_settings_truncate
--- Trigger: a TRUNCATE of sync.settings is refused; a setting is changed by an UPDATE.
-create function sync_private.refuse_settings_truncate() returns trigger
-    language plpgsql
-    set search_path = pg_catalog, pg_temp
-as $$
-begin
-    -- sync.settings is one row (its singleton column): the hook's store, the
-    -- purges and the health read it. An owner's TRUNCATE left none, and every
-    -- setting read null, with no word (hostile review). Nothing of ours
-    -- truncates it: migration 0002 inserts the row, rollbacks drop the table.
-    raise exception 'sync.settings cannot be truncated: its one row is every setting the sync reads'
-        using errcode = 'FS095',
-              hint = 'Change a setting in place: UPDATE sync.settings SET purge_after = ''120 days''; '
-                  || '(docs/operations.md lists them).';
-end;
-$$;
-comment on function sync_private.refuse_settings_truncate() is
-    'Trigger function of sync.settings''s _010_refuse_truncate_settings: refuses a TRUNCATE with FS095, since the one row is every setting the store, the purges and the health read; a setting is changed by an UPDATE.';
-
+-- sync.settings is one row (its singleton column): the hook's store, the
+-- purges and the health read it. An owner's TRUNCATE left none, and every
+-- setting read null, with no word (hostile review). Nothing of ours
+-- truncates it: migration 0002 inserts the row, rollbacks drop the table. A
+-- setting is changed by an UPDATE (sync_private.refuse_truncate, db/10-rules.sql).
 create trigger _010_refuse_truncate_settings
     before truncate on sync.settings
-    for each statement execute function sync_private.refuse_settings_truncate();
+    for each statement execute function sync_private.refuse_truncate(
+        'Change a setting in place: UPDATE sync.settings SET purge_after = ''120 days''; (docs/operations.md lists them).',
+        'FS095',
+        'sync.settings cannot be truncated: its one row is every setting the sync reads');
 comment on trigger _010_refuse_truncate_settings on sync.settings is
     'Refuses a TRUNCATE of the settings (FS095): every setting would read null.';
