@@ -125,6 +125,36 @@ def wait_for_ticks(sim: Service, count: int) -> None:
     pytest.fail(f"the simulator did not finish its {count} ticks:\n{sim.output()}")
 
 
+def run_cms_into(
+    hook: Service, tmp_path: Path, port: int, database_url: str, journal: Path, **env: str
+) -> None:
+    """Run the CMS simulator at full speed into ``hook`` until its ``COUNT`` ticks are sent.
+
+    It waits for the hook to register as its listener and journals what it
+    sends to ``journal``. Stops both after, the hook last: every delivery has
+    its answer, so its outcome, by then.
+    """
+    sim: Service | None = None
+    try:
+        sim = start_service(
+            "cms_simulator",
+            tmp_path,
+            "/healthcheck",
+            port,
+            CMS_DATABASE_URL=database_url,
+            INTERVAL_MIN="0",
+            INTERVAL_MAX="0",
+            WAIT_FOR_LISTENER="true",
+            JOURNAL=str(journal),
+            **env,
+        )
+        wait_for_ticks(sim, int(env["COUNT"]))
+    finally:
+        if sim is not None:
+            stop_service(sim)
+        stop_service(hook)
+
+
 def stop_service(service: Service) -> None:
     """SIGTERM, and insist that it stops within 15 s."""
     service.process.terminate()

@@ -25,11 +25,10 @@ from conftest import Server, _clone
 from processes import (
     Service,
     free_port,
+    run_cms_into,
     start_hook,
-    start_service,
     start_smart_library,
     stop_service,
-    wait_for_ticks,
 )
 from psycopg.rows import dict_row
 
@@ -99,25 +98,7 @@ def _run_world(
             PUBLIC_URL=f"http://127.0.0.1:{hook_port}/notifications/{TOKEN}",
             CMS_REGISTER_EVERY="1",
         )
-        sim: Service | None = None
-        try:
-            sim = start_service(
-                "cms_simulator",
-                tmp_path,
-                "/healthcheck",
-                cms_port,
-                CMS_DATABASE_URL=cms_url,
-                INTERVAL_MIN="0",
-                INTERVAL_MAX="0",
-                WAIT_FOR_LISTENER="true",
-                JOURNAL=str(journal_path),
-                **sim_env,
-            )
-            wait_for_ticks(sim, int(sim_env["COUNT"]))
-        finally:
-            if sim is not None:
-                stop_service(sim)
-            stop_service(hook)  # every delivery has its answer, so its outcome, by now
+        run_cms_into(hook, tmp_path, cms_port, cms_url, journal_path, **sim_env)
         yield World(journal.read(journal_path), server.url(smart_db), cms_url, library)
     finally:
         stop_service(library)

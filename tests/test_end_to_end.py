@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import Server
-from processes import Service, free_port, start_hook, start_service, stop_service, wait_for_ticks
+from processes import free_port, run_cms_into, start_hook
 
 from cms_simulator import journal
 
@@ -50,25 +50,7 @@ def _run(server: Server, dbname: str, cms_url: str, tmp_path: Path, **sim_env: s
         PUBLIC_URL=f"http://127.0.0.1:{hook_port}/notifications",
         CMS_REGISTER_EVERY="1",
     )
-    sim: Service | None = None
-    try:
-        sim = start_service(
-            "cms_simulator",
-            tmp_path,
-            "/healthcheck",
-            cms_port,
-            CMS_DATABASE_URL=cms_url,
-            INTERVAL_MIN="0",
-            INTERVAL_MAX="0",
-            WAIT_FOR_LISTENER="true",
-            JOURNAL=str(journal_path),
-            **sim_env,
-        )
-        wait_for_ticks(sim, int(sim_env["COUNT"]))
-    finally:
-        if sim is not None:
-            stop_service(sim)
-        stop_service(hook)
+    run_cms_into(hook, tmp_path, cms_port, cms_url, journal_path, **sim_env)
     return Run(journal.read(journal_path), server.url(dbname), cms_url)
 
 
