@@ -321,6 +321,28 @@ def lookalikes_of_1_and_2(conn: psycopg.Connection) -> dict[int, list[int]]:
     return dict(rows)
 
 
+def lookalike_pair(lookalike: bool) -> dict[int, list[int]]:
+    """What ``lookalikes_of_1_and_2`` reads when their names look alike, or when they do not."""
+    return {1: [2], 2: [1]} if lookalike else {}
+
+
+def rename_1_and_2(conn: psycopg.Connection, names: tuple[str, str]) -> None:
+    """Name fragrances 1 and 2, one UPDATE each: a DBA's rename (a bulk load inside as_replica)."""
+    for fragrance_id, name in enumerate(names, 1):
+        conn.execute(
+            "update public.fragrances set name = %s where fragrance_id = %s", [name, fragrance_id]
+        )
+
+
+def check_changes_no_lookalike(conn: psycopg.Connection) -> None:
+    """Run the catalog check and assert it opened and closed no name.lookalike finding."""
+    report = check_catalog(conn)
+    assert "name.lookalike" not in report or (
+        report["name.lookalike"]["opened"],
+        report["name.lookalike"]["closed"],
+    ) == (0, 0)
+
+
 @contextmanager
 def as_replica(conn: psycopg.Connection) -> Iterator[None]:
     """Plant rows as a replica's apply or a bulk load writes them: no trigger of ours fires.

@@ -23,7 +23,16 @@ import unicodedata
 import psycopg
 import pytest
 from conftest import ROOT
-from helpers import as_replica, body, check_catalog, lookalikes_of_1_and_2, receive_many
+from helpers import (
+    as_replica,
+    body,
+    check_catalog,
+    check_changes_no_lookalike,
+    lookalike_pair,
+    lookalikes_of_1_and_2,
+    receive_many,
+    rename_1_and_2,
+)
 
 from devtools.confusable_fold import GATE, KEY_IN_SQL, fold, key_sql
 from devtools.script_class import script
@@ -67,22 +76,14 @@ PAIRS: list[tuple[str, tuple[str, str], bool]] = [
 IDS = [i for i, _, _ in PAIRS]
 
 
-def expected(lookalike: bool) -> dict[int, list[int]]:
-    return {1: [2], 2: [1]} if lookalike else {}
-
-
 @pytest.mark.parametrize(("names", "lookalike"), [(n, e) for _, n, e in PAIRS], ids=IDS)
 def test_an_adopted_catalog_is_checked_for_names_that_look_alike_across_scripts(
     db: psycopg.Connection, names: tuple[str, str], lookalike: bool
 ) -> None:
     with as_replica(db):  # a bulk load: no trigger
-        for fragrance_id, name in enumerate(names, 1):
-            db.execute(
-                "update public.fragrances set name = %s where fragrance_id = %s",
-                [name, fragrance_id],
-            )
+        rename_1_and_2(db, names)
     check_catalog(db)
-    assert lookalikes_of_1_and_2(db) == expected(lookalike)
+    assert lookalikes_of_1_and_2(db) == lookalike_pair(lookalike)
 
 
 @pytest.mark.parametrize(("names", "lookalike"), [(n, e) for _, n, e in PAIRS], ids=IDS)
@@ -90,16 +91,9 @@ def test_a_dbas_rename_opens_the_lookalike_finding_of_both_names(
     db: psycopg.Connection, names: tuple[str, str], lookalike: bool
 ) -> None:
     """The second rename judges the first fragrance again; the check then changes nothing."""
-    for fragrance_id, name in enumerate(names, 1):
-        db.execute(
-            "update public.fragrances set name = %s where fragrance_id = %s", [name, fragrance_id]
-        )
-    assert lookalikes_of_1_and_2(db) == expected(lookalike)
-    report = check_catalog(db)
-    assert "name.lookalike" not in report or (
-        report["name.lookalike"]["opened"],
-        report["name.lookalike"]["closed"],
-    ) == (0, 0)
+    rename_1_and_2(db, names)
+    assert lookalikes_of_1_and_2(db) == lookalike_pair(lookalike)
+    check_changes_no_lookalike(db)
 
 
 @pytest.mark.parametrize(("names", "lookalike"), [(n, e) for _, n, e in PAIRS], ids=IDS)
@@ -111,7 +105,7 @@ def test_deliveries_of_such_names_are_applied_and_their_lookalikes_found(
         db, [body({"fragrance_id": i, "name": n}) for i, n in enumerate(names, 1)]
     )
     assert [r[1] for r in receipts] == ["applied", "applied"]
-    assert lookalikes_of_1_and_2(db) == expected(lookalike)
+    assert lookalikes_of_1_and_2(db) == lookalike_pair(lookalike)
     assert db.execute(
         "select count(*) from sync.inbox where id = any(%s) and reasons::text like '%%lookalike%%'",
         [[r[0] for r in receipts]],

@@ -16,7 +16,16 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from helpers import as_replica, body, check_catalog, lookalikes_of_1_and_2, receive_many
+from helpers import (
+    as_replica,
+    body,
+    check_catalog,
+    check_changes_no_lookalike,
+    lookalike_pair,
+    lookalikes_of_1_and_2,
+    receive_many,
+    rename_1_and_2,
+)
 
 # (case id, names of fragrances 1 and 2, whether both are then name.lookalike).
 PAIRS: list[tuple[str, tuple[str, str], bool]] = [
@@ -47,22 +56,14 @@ DELIVERABLE = [
 ]
 
 
-def expected(lookalike: bool) -> dict[int, list[int]]:
-    return {1: [2], 2: [1]} if lookalike else {}
-
-
 @pytest.mark.parametrize(("names", "lookalike"), [(n, e) for _, n, e in PAIRS], ids=IDS)
 def test_an_adopted_catalog_is_checked_for_names_that_differ_in_their_spaces(
     db: psycopg.Connection, names: tuple[str, str], lookalike: bool
 ) -> None:
     with as_replica(db):  # a bulk load: no trigger
-        for fragrance_id, name in enumerate(names, 1):
-            db.execute(
-                "update public.fragrances set name = %s where fragrance_id = %s",
-                [name, fragrance_id],
-            )
+        rename_1_and_2(db, names)
     check_catalog(db)
-    assert lookalikes_of_1_and_2(db) == expected(lookalike)
+    assert lookalikes_of_1_and_2(db) == lookalike_pair(lookalike)
 
 
 @pytest.mark.parametrize(("names", "lookalike"), [(n, e) for _, n, e in PAIRS], ids=IDS)
@@ -70,16 +71,9 @@ def test_a_dbas_rename_opens_the_lookalike_finding_of_names_that_differ_in_their
     db: psycopg.Connection, names: tuple[str, str], lookalike: bool
 ) -> None:
     """The second rename judges the first fragrance again; the check then changes nothing."""
-    for fragrance_id, name in enumerate(names, 1):
-        db.execute(
-            "update public.fragrances set name = %s where fragrance_id = %s", [name, fragrance_id]
-        )
-    assert lookalikes_of_1_and_2(db) == expected(lookalike)
-    report = check_catalog(db)
-    assert "name.lookalike" not in report or (
-        report["name.lookalike"]["opened"],
-        report["name.lookalike"]["closed"],
-    ) == (0, 0)
+    rename_1_and_2(db, names)
+    assert lookalikes_of_1_and_2(db) == lookalike_pair(lookalike)
+    check_changes_no_lookalike(db)
 
 
 @pytest.mark.parametrize(("names", "lookalike"), DELIVERABLE)
@@ -91,7 +85,7 @@ def test_deliveries_of_names_that_differ_in_their_spaces_are_applied_and_found_a
         db, [body({"fragrance_id": i, "name": n}) for i, n in enumerate(names, 1)]
     )
     assert [r[1] for r in receipts] == ["applied", "applied"]
-    assert lookalikes_of_1_and_2(db) == expected(lookalike)
+    assert lookalikes_of_1_and_2(db) == lookalike_pair(lookalike)
 
 
 def test_a_lookup_by_a_name_with_a_run_of_spaces_reads_the_folded_name_index(
