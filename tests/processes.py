@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT
+from conftest import ROOT, Server
 
 
 def free_port() -> int:
@@ -166,6 +166,23 @@ def stop_service(service: Service) -> None:
 
 
 stop_hook = stop_service
+
+#: HTTP parser and event loop: production's (requirements.txt), and uvicorn's pure-Python ones.
+STACKS = [
+    pytest.param("httptools", "uvloop", id="httptools+uvloop"),
+    pytest.param("httptools", "asyncio", id="httptools+asyncio"),
+    pytest.param("h11", "asyncio", id="h11+asyncio"),
+]
+
+
+@contextmanager
+def running_hook(server: Server, dbname: str, tmp_path: Path, **env: str) -> Iterator[Hook]:
+    """The hook on this test's database as its login, stopped after the block."""
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, **env)
+    try:
+        yield hook
+    finally:
+        stop_hook(hook)
 
 
 def worker_pids(service: Service) -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,7 +14,7 @@ import pytest
 from conftest import Server
 from helpers import inbox_row
 from inprocess import hook_client
-from processes import Hook, start_hook, stop_hook
+from processes import Hook, running_hook
 
 from hook import notifications
 from hook.guard import DeliveryGuard, TokenBuckets
@@ -178,9 +177,8 @@ def test_guard_settings_are_checked_at_start(environ: dict[str, str], message: s
 
 @pytest.fixture
 def token_hook(server: Server, dbname: str, tmp_path: Path) -> Iterator[Hook]:
-    running = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, NOTIFY_TOKEN=TOKEN)
-    yield running
-    stop_hook(running)
+    with running_hook(server, dbname, tmp_path, NOTIFY_TOKEN=TOKEN) as hook:
+        yield hook
 
 
 def test_a_running_hook_stores_only_deliveries_with_its_token(
@@ -268,15 +266,6 @@ def test_what_a_sender_puts_in_a_path_or_a_header_cannot_forge_a_log_line(
 # --- forwarded headers: trusted only from the proxies the operator names ----------------------
 
 FORGED = {"x-forwarded-for": "10.9.9.9", "x-forwarded-proto": "https"}
-
-
-@contextmanager
-def running_hook(server: Server, dbname: str, tmp_path: Path, **env: str) -> Iterator[Hook]:
-    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, **env)
-    try:
-        yield hook
-    finally:
-        stop_hook(hook)
 
 
 def test_a_forged_forwarded_for_does_not_pass_the_allowlist(

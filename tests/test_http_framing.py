@@ -12,8 +12,7 @@ import re
 import socket
 import struct
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -21,14 +20,7 @@ import psycopg
 import pytest
 from conftest import Server
 from helpers import body
-from processes import Hook, start_hook, stop_hook
-
-#: HTTP parser and event loop: production's (requirements.txt), and uvicorn's pure-Python ones.
-STACKS = [
-    pytest.param("httptools", "uvloop", id="httptools+uvloop"),
-    pytest.param("httptools", "asyncio", id="httptools+asyncio"),
-    pytest.param("h11", "asyncio", id="h11+asyncio"),
-]
+from processes import STACKS, Hook, running_hook
 
 DELIVERY = body({"fragrance_id": 8, "cost": 21})
 TOKEN = b"s3cret-token-0123456789"
@@ -51,15 +43,6 @@ FRAMINGS = {
     "content-length": (b"Content-Length: %d\r\n" % len(DELIVERY), DELIVERY),
     "chunked": (b"Transfer-Encoding: chunked\r\n", _chunked(DELIVERY)),
 }
-
-
-@contextmanager
-def running_hook(server: Server, dbname: str, tmp_path: Path, **env: str) -> Iterator[Hook]:
-    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, **env)
-    try:
-        yield hook
-    finally:
-        stop_hook(hook)
 
 
 def _connect(hook: Hook) -> socket.socket:

@@ -24,7 +24,7 @@ import pytest
 from conftest import Server
 from helpers import body
 from load import HalfOpenConnections, peak_rss_mb, post_at_once
-from processes import Hook, hook_side, start_hook, stop_hook
+from processes import STACKS, Hook, hook_side, running_hook
 
 from hook.connections import ConnectionLimits
 
@@ -32,13 +32,6 @@ FILE_LIMIT = 1024
 HALF_OPEN = 1100
 REAL_DELIVERIES = 20
 MIB = 1024 * 1024
-
-#: HTTP parser and event loop: production's (requirements.txt), and uvicorn's pure-Python ones.
-STACKS = [
-    pytest.param("httptools", "uvloop", id="httptools+uvloop"),
-    pytest.param("httptools", "asyncio", id="httptools+asyncio"),
-    pytest.param("h11", "asyncio", id="h11+asyncio"),
-]
 
 
 def _limit_files() -> None:
@@ -52,15 +45,6 @@ def enough_files_for_the_load() -> Iterator[None]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     yield
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-@contextmanager
-def running_hook(server: Server, dbname: str, tmp_path: Path, **env: str) -> Iterator[Hook]:
-    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path, **env)
-    try:
-        yield hook
-    finally:
-        stop_hook(hook)
 
 
 def address(hook: Hook) -> tuple[str, int]:
