@@ -373,6 +373,14 @@ def findings_at_rest(db: psycopg.Connection, name: str, description: str) -> lis
     ).fetchall()
 
 
+#: A site's trigger that makes every DELETE of sync.inbox fail: the purges fail, saying so.
+FREEZE_INBOX_DELETES = """
+    create function public.refuse_delete() returns trigger language plpgsql as $$
+    begin raise exception 'deletes are frozen today'; end $$;
+    create trigger _010_frozen before delete on sync.inbox
+        for each statement execute function public.refuse_delete();
+"""
+
 #: Every job of sync.job scheduled daily at the minute half an hour ago, enabled a day ago:
 #: due now for sync.run_due_jobs, and for no other minute of the hour, so a test that
 #: straddles a minute's end sees each job run once ("* * * * *" ran them again).

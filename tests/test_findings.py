@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from conftest import Server
 from helpers import (
+    FREEZE_INBOX_DELETES,
     as_replica,
     body,
     check_catalog,
@@ -950,12 +951,7 @@ def test_a_job_run_by_hand_is_recorded_with_what_it_did(dba: psycopg.Connection)
 
 
 def test_a_failed_job_is_recorded_not_raised(db: psycopg.Connection) -> None:
-    db.execute("""
-        create function public.refuse_delete() returns trigger language plpgsql as $$
-        begin raise exception 'deletes are frozen today'; end $$;
-        create trigger _010_frozen before delete on sync.inbox
-            for each statement execute function public.refuse_delete();
-    """)
+    db.execute(FREEZE_INBOX_DELETES)
     run = db.execute(
         "select status, detail ->> 'error' from sync.run_job('purge_inbox')"
     ).fetchone()

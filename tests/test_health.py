@@ -12,7 +12,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import as_replica, deliver_at, set_apply_on_receipt, table_activity
+from helpers import (
+    FREEZE_INBOX_DELETES,
+    as_replica,
+    deliver_at,
+    set_apply_on_receipt,
+    table_activity,
+)
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -586,12 +592,7 @@ def test_a_scheduled_job_whose_last_run_failed_warns_saying_which_why_and_what_t
 def test_a_failed_purge_warns_with_the_call_that_purges_in_steps(tx: psycopg.Connection) -> None:
     """After a purge failed for weeks, run_job would delete the backlog in one transaction."""
     _healthy_until_now(tx)
-    tx.execute("""
-        create function public.refuse_delete() returns trigger language plpgsql as $$
-        begin raise exception 'deletes are frozen today'; end $$;
-        create trigger _010_frozen before delete on sync.inbox
-            for each statement execute function public.refuse_delete();
-    """)
+    tx.execute(FREEZE_INBOX_DELETES)
     tx.execute("select sync.run_job('purge_inbox')")
     health = _health(tx, datetime.now(UTC))
     assert health["reason"].endswith(

@@ -685,19 +685,22 @@ def test_the_batch_judge_judges_every_body_as_the_one_body_rules_do(
 
 # --- failures and the history trigger -----------------------------------------------------------
 
+#: A trigger of the library's that refuses to name a fragrance Boom: a delivery that fails.
+REFUSE_BOOM = """
+    create function public.refuse_boom() returns trigger language plpgsql as $$
+    begin
+        if new.name = 'Boom' then
+            raise exception 'the library refuses Boom' using errcode = 'P0001';
+        end if;
+        return new;
+    end $$;
+    create trigger _050_refuse_boom before update on public.fragrances
+        for each row execute function public.refuse_boom();
+"""
+
 
 def test_a_merge_that_fails_quarantines_only_its_own_delivery(db: psycopg.Connection) -> None:
-    db.execute("""
-        create function public.refuse_boom() returns trigger language plpgsql as $$
-        begin
-            if new.name = 'Boom' then
-                raise exception 'the library refuses Boom' using errcode = 'P0001';
-            end if;
-            return new;
-        end $$;
-        create trigger _050_refuse_boom before update on public.fragrances
-            for each row execute function public.refuse_boom();
-    """)
+    db.execute(REFUSE_BOOM)
     set_apply_on_receipt(db, False)
     for delta in (
         {"fragrance_id": 1, "cost": 11},
@@ -720,17 +723,7 @@ def test_each_failing_delivery_of_a_big_batch_is_quarantined_alone_and_the_rest_
     db: psycopg.Connection,
 ) -> None:
     """The batch is halved until the failing delivery is alone: the others all apply."""
-    db.execute("""
-        create function public.refuse_boom() returns trigger language plpgsql as $$
-        begin
-            if new.name = 'Boom' then
-                raise exception 'the library refuses Boom' using errcode = 'P0001';
-            end if;
-            return new;
-        end $$;
-        create trigger _050_refuse_boom before update on public.fragrances
-            for each row execute function public.refuse_boom();
-    """)
+    db.execute(REFUSE_BOOM)
     set_apply_on_receipt(db, False)
     deltas = [
         {"fragrance_id": n % 5, "name": "Boom"}

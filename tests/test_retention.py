@@ -11,6 +11,7 @@ import psycopg
 import pytest
 from conftest import Server, _clone
 from helpers import (
+    FREEZE_INBOX_DELETES,
     body,
     clocks_changed_within_the_last_day,
     raises_sqlstate,
@@ -482,12 +483,7 @@ def test_the_scheduled_purge_keeps_the_last_successful_run_of_a_job_that_fails_s
 
 
 def test_a_failed_scheduled_purge_is_recorded_not_raised(db: psycopg.Connection) -> None:
-    db.execute("""
-        create function public.refuse_delete() returns trigger language plpgsql as $$
-        begin raise exception 'deletes are frozen today'; end $$;
-        create trigger _010_frozen before delete on sync.inbox
-            for each statement execute function public.refuse_delete();
-    """)
+    db.execute(FREEZE_INBOX_DELETES)
     assert db.execute("call sync.purge_inbox()").fetchone() == ("failed",)
     run = db.execute(
         "select status, detail ->> 'error' from sync.job_run where job = 'purge_inbox'"
