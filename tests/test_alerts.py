@@ -24,7 +24,7 @@ import pytest
 import yaml
 from conftest import ROOT, Server
 from helpers import body, deliver_at, store
-from processes import Hook, free_port, start_hook, stop_hook
+from processes import Hook, free_port, running_hook, start_hook, stop_hook
 from prometheus_client.parser import text_string_to_metric_families
 
 RULES = ROOT / "deploy" / "prometheus" / "fragrance-sync.rules.yml"
@@ -92,11 +92,8 @@ def hook(
     server: Server, shared_dbname: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Hook]:
     """The hook as deployed, on the session's database."""
-    running = start_hook(
-        server.url(shared_dbname, user="sync_hook_login"), tmp_path_factory.mktemp("hook")
-    )
-    yield running
-    stop_hook(running)
+    with running_hook(server, shared_dbname, tmp_path_factory.mktemp("hook")) as running:
+        yield running
 
 
 def test_promtool_accepts_the_rules() -> None:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from browser import chromium, read_dom
 from conftest import Server
-from processes import Hook, start_hook, stop_hook
+from processes import Hook, running_hook
 
 from cms_simulator.app import create_app as create_simulator
 from cms_simulator.settings import Settings as SimulatorSettings
@@ -60,11 +60,8 @@ def same_origin(url: str) -> bool:
 def hook(
     server: Server, shared_dbname: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Hook]:
-    running = start_hook(
-        server.url(shared_dbname, user="sync_hook_login"), tmp_path_factory.mktemp("hook")
-    )
-    yield running
-    stop_hook(running)
+    with running_hook(server, shared_dbname, tmp_path_factory.mktemp("hook")) as running:
+        yield running
 
 
 @pytest.mark.parametrize("path", PAGES)

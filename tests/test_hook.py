@@ -25,16 +25,13 @@ from helpers import (
     set_apply_on_receipt,
     settled,
 )
-from processes import Hook, free_port, port_held, start_hook, stop_hook
+from processes import Hook, free_port, port_held, running_hook, start_hook, stop_hook
 
 
 @pytest.fixture
 def hook(server: Server, dbname: str, tmp_path: Path) -> Iterator[Hook]:
-    running = start_hook(
-        server.url(dbname, user="sync_hook_login"), tmp_path, MAX_BODY_BYTES="4096"
-    )
-    yield running
-    stop_hook(running)
+    with running_hook(server, dbname, tmp_path, MAX_BODY_BYTES="4096") as running:
+        yield running
 
 
 def test_a_valid_delta_is_answered_202_once_stored_and_applied_right_after(
