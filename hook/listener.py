@@ -141,6 +141,24 @@ def listener_payload(public_url: str) -> dict[str, object]:
 OUTCOMES = ("accepted", "refused", "unreachable")
 
 
+def why(exc: httpx.HTTPError, client: httpx.AsyncClient) -> str:
+    """What went wrong, in words: httpx's timeouts carry no text of their own.
+
+    A CMS that took the connection and never answered was warned of as
+    "could not reach the CMS at ... to register: ", with nothing after it.
+    """
+    if isinstance(exc, httpx.TimeoutException):
+        step = {
+            httpx.ConnectTimeout: ("no connection", client.timeout.connect),
+            httpx.WriteTimeout: ("the registration not sent", client.timeout.write),
+            httpx.PoolTimeout: ("no connection", client.timeout.pool),
+        }.get(type(exc), ("no answer", client.timeout.read))
+        what, waited = step
+        within = f" within {waited:g} s" if waited is not None else ""
+        return f"{what}{within} ({type(exc).__name__})"
+    return str(exc) or type(exc).__name__
+
+
 async def register_once(
     client: httpx.AsyncClient, cms_url: str, public_url: str, warn: LogLimit | None = None
 ) -> str:
@@ -151,7 +169,7 @@ async def register_once(
             cms_url.rstrip("/") + "/listener", json=listener_payload(public_url)
         )
     except httpx.HTTPError as exc:
-        say.warning("could not reach the CMS at %s to register: %s", cms_url, exc)
+        say.warning("could not reach the CMS at %s to register: %s", cms_url, why(exc, client))
         return "unreachable"
     if answer.is_success:
         return "accepted"
@@ -165,18 +183,20 @@ async def keep_registered(
     every: float,
     retry: float = 2.0,
     observe: Callable[[str], None] = lambda outcome: None,
+    timeout: float = 5.0,
 ) -> None:
     """Register now (retrying every ``retry`` s), then again every ``every`` s, until cancelled.
 
     ``observe`` is told each registration's outcome (one of OUTCOMES), for /metrics: a
     CMS that refuses or cannot be reached gets no change to us, and the log alone said so.
+    ``timeout``: seconds a registration waits for each step (connect, send, answer).
     """
     # httpx logs every request at INFO: a line per registration, every few seconds for
     # good. This function says what matters (registered, or why not) itself.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # A CMS down for a night is retried every `retry` s: one warning a minute, with a count.
     warn = LogLimit(log, 60.0)
-    async with httpx.AsyncClient(timeout=5.0) as client:
+    async with httpx.AsyncClient(timeout=timeout) as client:
         registered = False
         while True:
             outcome = await register_once(client, cms_url, public_url, warn)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -491,3 +492,44 @@ def test_a_logged_public_url_carries_its_token_in_no_form(path: str) -> None:
     shown = redacted("http://fragrance_sync:9098" + path)
     assert shown.endswith("/notifications/<token>"), shown
     assert VALIDATION_TOKEN[1:] not in shown
+
+
+def test_a_cms_that_does_not_answer_in_time_is_named_as_such_in_the_warning(
+    listener_lines: _Lines,
+) -> None:
+    """A CMS that took the connection and never answered was warned of with nothing after ':'.
+
+    httpx's timeouts carry no text: make run's log said "could not reach the CMS at
+    http://127.0.0.1:9090 to register: " and stopped there.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        port = silent.getsockname()[1]
+        outcomes: list[str] = []
+
+        async def one_attempt() -> None:
+            tried = asyncio.Event()
+
+            def observe(outcome: str) -> None:
+                outcomes.append(outcome)
+                tried.set()
+
+            task = asyncio.create_task(
+                keep_registered(
+                    f"http://127.0.0.1:{port}",
+                    "http://fragrance_sync:9098/notifications",
+                    every=60,
+                    retry=60,
+                    observe=observe,
+                    timeout=0.2,
+                )
+            )
+            await asyncio.wait_for(tried.wait(), 30)
+            task.cancel()
+
+        asyncio.run(one_attempt())
+    assert outcomes == ["unreachable"]
+    (message,) = listener_lines.messages
+    assert message == (
+        f"could not reach the CMS at http://127.0.0.1:{port} to register: "
+        "no answer within 0.2 s (ReadTimeout)"
+    )
