@@ -152,8 +152,13 @@ begin
                 if cardinality(v_turns) > 0 then
                     v_taken := array(select t.turn from sync_private.name_turn as t
                                      where t.turn = any (v_turns) order by t.turn for update skip locked);
-                    select min(w.turn) into v_turn
-                    from (select unnest(v_turns) except select unnest(v_taken)) as w (turn);
+                    -- v_turns are distinct and v_taken among them: as many
+                    -- taken is all taken, and the difference is not read
+                    -- (a statement less per call; bench/README.md, step 45).
+                    if cardinality(v_taken) < cardinality(v_turns) then
+                        select min(w.turn) into v_turn
+                        from (select unnest(v_turns) except select unnest(v_taken)) as w (turn);
+                    end if;
                 end if;
                 if v_turn is null then
                     return v_locked;
@@ -436,11 +441,6 @@ begin
     end if;
 
     if cardinality(v_update) > 0 then
-        -- The names about to be replaced: their fragrances' name.duplicate findings may close.
-        v_old_names := array(
-            select f.name from public.fragrances as f
-            where f.fragrance_id = any (array(select d.fragrance_id from unnest(v_update) as d
-                                              where d.payload ? 'name')));
         with delivery as (
             -- What each delta would write: its known fields (unknown ones were
             -- warned about) that are newer than their last writer before the
@@ -486,7 +486,8 @@ begin
             select d.*,
                 d.current || sync_private.merge_objects(d.writes) over (fragrance_order
                     rows between unbounded preceding and 1 preceding) as before,
-                d.inbox_id = max(d.inbox_id) over (partition by d.fragrance_id) as is_last
+                d.inbox_id = max(d.inbox_id) over (partition by d.fragrance_id) as is_last,
+                bool_or(d.payload ? 'name') over (partition by d.fragrance_id) as writes_name
             from delivery as d
             window fragrance_order as (partition by d.fragrance_id order by d.inbox_id)
         ),
@@ -530,6 +531,10 @@ begin
             on conflict (fragrance_id) do update set versions = fv.versions || excluded.versions
         )
         -- The history, fragrance and clock statements run whether or not this reads them.
+        -- The names about to be replaced, one per fragrance a delivery writes
+        -- a name of, as this statement read them before it wrote: their
+        -- fragrances' name.duplicate findings may close. Read here, not by a
+        -- statement of their own before (bench/README.md, step 45).
         select v_outcomes || coalesce(array_agg(row(c.inbox_id, c.payload, c.fragrance_id,
                 case when c.writes <> '{}' then 'applied' else 'ignored' end,
                 c.reasons || case when cardinality(c.stale_fields) > 0
@@ -538,8 +543,9 @@ begin
                                array_to_string(c.stale_fields, ', ')), 'info'))
                     else '[]' end,
                 array(select f from unnest(v_fields) as f where c.writes ? f),
-                c.stale_fields)::sync_private.outcome), '{}')
-        into v_outcomes
+                c.stale_fields)::sync_private.outcome), '{}'),
+            array_agg(c.current ->> 'name') filter (where c.is_last and c.writes_name)
+        into v_outcomes, v_old_names
         from change as c;
     end if;
 
@@ -573,20 +579,21 @@ declare
     v_state text;
     v_message text;
 begin
-    -- Refused and empty deltas are decided without a write.
-    v_outcomes := array(
-        select row(d.inbox_id, d.payload, d.fragrance_id,
-            case when d.valid then 'ignored' else 'rejected' end,
-            d.reasons || case when d.valid
-                then jsonb_build_array(sync_private.reason('delta.empty', null, 'the change carries no field to apply', 'info'))
-                else '[]' end,
-            '{}'::text[], '{}'::text[])::sync_private.outcome
-        from unnest(p_rows) as d
-        where not (d.valid and d.payload ?| sync_private.fields()));
-    v_write := array(
-        select d from unnest(p_rows) as d
-        where d.valid and d.payload ?| sync_private.fields()
-        order by d.inbox_id);
+    -- Refused and empty deltas are decided without a write; the rest are
+    -- written, in receipt order. One statement for both (bench/README.md,
+    -- step 45).
+    select coalesce(array_agg(row(d.inbox_id, d.payload, d.fragrance_id,
+               case when d.valid then 'ignored' else 'rejected' end,
+               d.reasons || case when d.valid
+                   then jsonb_build_array(sync_private.reason('delta.empty', null, 'the change carries no field to apply', 'info'))
+                   else '[]' end,
+               '{}'::text[], '{}'::text[])::sync_private.outcome order by d.n)
+               filter (where not (d.valid and d.payload ?| sync_private.fields())), '{}'),
+           coalesce(array_agg(row(d.inbox_id, d.payload, d.fragrance_id, d.reasons, d.valid)::sync_private.judged
+                              order by d.inbox_id)
+               filter (where d.valid and d.payload ?| sync_private.fields()), '{}')
+    into v_outcomes, v_write
+    from unnest(p_rows) with ordinality as d (inbox_id, payload, fragrance_id, reasons, valid, n);
     if cardinality(v_write) = 0 then
         return v_outcomes;
     end if;
