@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 from conftest import Server, run_yoyo
-from helpers import receive
+from helpers import receive, set_apply_on_receipt
 
 
 @pytest.mark.parametrize(
@@ -168,6 +168,38 @@ def test_an_owners_change_of_a_row_of_history_is_refused_naming_the_verb(
     assert caught.value.sqlstate == "FS094", caught.value
     assert verb in (caught.value.diag.message_hint or "")
     assert db.execute(f"select * from {table} order by 1").fetchall() == before
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "update sync.finding set message = 'rewritten'"
+        " where id = (select max(id) from sync.finding)",
+        "update sync.fragrance_history set old_values = '{}'"
+        " where id = (select max(id) from sync.fragrance_history)",
+    ],
+    ids=["finding_update", "history_update"],
+)
+def test_an_owners_change_after_a_merge_in_its_transaction_is_refused(
+    db: psycopg.Connection, statement: str
+) -> None:
+    """The refusal lets through what runs while the merge marks its transaction.
+
+    sync_private.refuse_hand_change asks sync_private.merging before the
+    context (bench/README.md, step 45): the mark lives only while
+    sync_private.write runs, so a statement typed after the merge, in the
+    same transaction, is refused as any other.
+    """
+    set_apply_on_receipt(db, True)
+    db.execute("update public.fragrances set name = 'Twin' where fragrance_id = 8")
+    with db.transaction():
+        assert receive(db, {"fragrance_id": 7, "name": "Twin"})["status"] == "applied"
+        assert db.execute(
+            "select count(*) from sync.finding where fragrance_id = 7 and closed_at is null"
+        ).fetchone() != (0,)
+        with pytest.raises(psycopg.Error) as caught:
+            db.execute(statement)
+    assert caught.value.sqlstate == "FS094", caught.value
 
 
 def test_an_owners_truncate_of_the_settings_is_refused(db: psycopg.Connection) -> None:
