@@ -579,21 +579,20 @@ declare
     v_state text;
     v_message text;
 begin
-    -- Refused and empty deltas are decided without a write; the rest are
-    -- written, in receipt order. One statement for both (bench/README.md,
-    -- step 45).
-    select coalesce(array_agg(row(d.inbox_id, d.payload, d.fragrance_id,
-               case when d.valid then 'ignored' else 'rejected' end,
-               d.reasons || case when d.valid
-                   then jsonb_build_array(sync_private.reason('delta.empty', null, 'the change carries no field to apply', 'info'))
-                   else '[]' end,
-               '{}'::text[], '{}'::text[])::sync_private.outcome order by d.n)
-               filter (where not (d.valid and d.payload ?| sync_private.fields())), '{}'),
-           coalesce(array_agg(row(d.inbox_id, d.payload, d.fragrance_id, d.reasons, d.valid)::sync_private.judged
-                              order by d.inbox_id)
-               filter (where d.valid and d.payload ?| sync_private.fields()), '{}')
-    into v_outcomes, v_write
-    from unnest(p_rows) with ordinality as d (inbox_id, payload, fragrance_id, reasons, valid, n);
+    -- Refused and empty deltas are decided without a write.
+    v_outcomes := array(
+        select row(d.inbox_id, d.payload, d.fragrance_id,
+            case when d.valid then 'ignored' else 'rejected' end,
+            d.reasons || case when d.valid
+                then jsonb_build_array(sync_private.reason('delta.empty', null, 'the change carries no field to apply', 'info'))
+                else '[]' end,
+            '{}'::text[], '{}'::text[])::sync_private.outcome
+        from unnest(p_rows) as d
+        where not (d.valid and d.payload ?| sync_private.fields()));
+    v_write := array(
+        select d from unnest(p_rows) as d
+        where d.valid and d.payload ?| sync_private.fields()
+        order by d.inbox_id);
     if cardinality(v_write) = 0 then
         return v_outcomes;
     end if;
