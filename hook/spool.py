@@ -43,7 +43,10 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
 - A record received more than ``SPOOL_HOLD_AFTER_DAYS`` ago is held (set
   aside), not stored: the inbox's purge may have deleted its key, and a
   record stored once already would be stored twice (ADR 0041).
-  ``replay <id> --store-old`` stores it anyway.
+  ``replay <id> --store-old`` stores it anyway: a flag the record's checksum
+  covers (``crc_format`` 3, ADR 0043), else it is held again. Held records
+  are set aside a batch per commit and logged a line per batch at most, then
+  counted when the pass ends.
 - A record the spool itself cannot read (SQLite says ``SQLITE_CORRUPT``: a
   damaged page of its body) or cannot make a delivery of (a key, a time,
   a text that is not what the hook wrote, a record or a body that fails its
@@ -54,7 +57,8 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
   unique index: the index is rebuilt to delete it); one whose damaged pages
   SQLite cannot even delete stays in the file, marked by its row in
   ``damaged``, and is skipped.
-  ``python -m hook.spool damaged`` shows them. Any other SQLite error (I/O,
+  ``python -m hook.spool damaged`` shows them; a worker opening the spool
+  tries again to delete those that stayed (``Spool.leave_marked``). Any other SQLite error (I/O,
   a full disk, a read-only file, a lock) is the file's or the disk's, not a
   record's: the drain stops and tries again, and moves nothing.
 - Once a drain has emptied the queue, and when a worker opens the spool, the
@@ -176,7 +180,8 @@ SCHEMA = (
         error text not null,
         body_crc32 integer,
         record_crc32 integer,
-        crc_format integer
+        crc_format integer,
+        store_old integer
     )
     """,
     # No column types: what a damaged record gave is kept as it was read (a text that
@@ -204,12 +209,18 @@ COLUMNS = "key, received_at, body, content_type, client_addr, user_agent"
 #: (SQLite's pages carry no checksum: a page overwritten in place is read back as the record,
 #: a body, a key or a receipt time the hook never wrote). Null in a record spooled by a version
 #: before them (``UPGRADES`` adds the columns): drained unchecked, as that version did.
-WRITTEN = f"{COLUMNS}, body_crc32, record_crc32, crc_format"
+WRITTEN = f"{COLUMNS}, body_crc32, record_crc32, crc_format, store_old"
 #: ``crc_format`` of a record whose ``record_crc32`` covers its place in the queue (``seq``)
 #: and ``spooled_by`` too (ADR 0041): a damaged seq reordered the deliveries unseen, and
 #: receipt order is the only order there is. Null: written by a version before, its
 #: checksum (if any) covers the key, receipt time, texts and body's checksum only.
 CRC_FORMAT = 2
+#: ``crc_format`` of a record replayed with ``--store-old``: its ``record_crc32`` covers
+#: ``store_old`` too, after the rest of ``CRC_FORMAT``'s (ADR 0043). A null and the integer
+#: 1 differ by one type byte in SQLite's record: a flipped byte stored a held record. A
+#: record without the flag stays ``CRC_FORMAT``, which a version before reads; the drain
+#: obeys ``store_old`` only in a record of this format whose checksum holds.
+STORE_OLD_FORMAT = 3
 #: Columns a file of an older version lacks, added in place when the spool opens. A version
 #: before them writes null there (it names its columns), so a file goes back and forth.
 UPGRADES = (
@@ -220,13 +231,14 @@ UPGRADES = (
     ("queue", "crc_format", "alter table queue add column crc_format integer"),
     ("set_aside", "crc_format", "alter table set_aside add column crc_format integer"),
     ("queue", "store_old", "alter table queue add column store_old integer"),
+    ("set_aside", "store_old", "alter table set_aside add column store_old integer"),
 )
 #: The same, read as they are stored: a text that is not UTF-8 fails to decode as one
 #: record's damage, not as an error of the whole batch's read.
 RAW_COLUMNS = (
     "cast(key as blob), cast(received_at as blob), body, cast(content_type as blob),"
     " cast(client_addr as blob), cast(user_agent as blob), body_crc32, record_crc32,"
-    " spooled_by, crc_format"
+    " spooled_by, crc_format, store_old"
 )
 #: How the reason of a record whose body fails its checksum begins (in ``damaged``: its
 #: bytes there are whole but wrong, not the delivery's).
@@ -271,14 +283,17 @@ class SpooledDelivery:
         )
 
     def row(self, seq: int, spooled_by: int) -> tuple[Any, ...]:
-        """The values of ``seq, WRITTEN, spooled_by`` for this place, checksums taken now."""
+        """The values of ``seq, WRITTEN, spooled_by`` for this place, checksums taken now.
+
+        Never ``store_old``: only an operator's replay sets it (``Spool.replay``).
+        """
         key, received_at = str(self.key), self.received_at.isoformat()
         body_crc = zlib.crc32(self.body)
         texts = (key, received_at, self.content_type, self.client_addr, self.user_agent)
         record_crc = record_crc32(
             [None if t is None else t.encode() for t in texts], body_crc, (seq, spooled_by)
         )
-        checks = (body_crc, record_crc, CRC_FORMAT)
+        checks = (body_crc, record_crc, CRC_FORMAT, None)
         return (seq, *texts[:2], self.body, *texts[2:], *checks, spooled_by)
 
     @classmethod
@@ -307,7 +322,7 @@ class SpooledDelivery:
         is wrong with them says more), then the checksums.
         """
         key, received_at, body, content_type, client_addr, user_agent, crc, record_crc = row[:8]
-        spooled_by, crc_format = row[8:]
+        spooled_by, crc_format, store_old = row[8:]
         if not isinstance(body, bytes):
             raise ValueError(f"the body is a {type(body).__name__}, not bytes")
         moment = datetime.fromisoformat(_text("received_at", received_at))
@@ -329,11 +344,13 @@ class SpooledDelivery:
             texts = (key, received_at, content_type, client_addr, user_agent)
             # Null: a record of the version before, whose checksum left its place out. Any
             # other value than this version's is damage, and fails here (covered differently).
-            place = None if crc_format is None else (seq, spooled_by, crc_format)
+            place = _place(seq, spooled_by, crc_format, store_old)
             if (actual := record_crc32(texts, crc, place)) != record_crc:
                 covered = "key, receipt time, texts and body checksum"
                 if place is not None:
                     covered = f"place in the queue ({seq}), spooling process, {covered}"
+                if crc_format == STORE_OLD_FORMAT:
+                    covered = f"--store-old ({store_old!r}), {covered}"
                 raise ValueError(
                     f"{RECORD_CHANGED}: its {covered} have CRC-32 {actual:08x}, it was spooled"
                     f" with {record_crc:08x} (a page of it overwritten on disk)"
@@ -383,6 +400,22 @@ def record_crc32(
     return zlib.crc32(framed)
 
 
+def _place(
+    seq: int, spooled_by: object, crc_format: object, store_old: object
+) -> tuple[object, ...] | None:
+    """What of its place a record's checksum covers, by its ``crc_format`` (as read).
+
+    None: ADR 0036's (no place). ``STORE_OLD_FORMAT``: the place, the format,
+    then ``store_old``. Any other value (``CRC_FORMAT``, or damage): the place
+    and that value, which fails unless it is ``CRC_FORMAT``.
+    """
+    if crc_format is None:
+        return None
+    if crc_format == STORE_OLD_FORMAT:
+        return (seq, spooled_by, crc_format, store_old)
+    return (seq, spooled_by, crc_format)
+
+
 def _text(column: str, value: object) -> str:
     if not isinstance(value, bytes):
         raise ValueError(f"{column} is {value!r}, not a text")
@@ -414,15 +447,18 @@ def _decoded(row: Sequence[Any], hold_before: datetime | None) -> Queued | Unrea
     seq, *values = row
     if len(values) == 1:  # _read_one's (seq, reason)
         return Unreadable(seq, values[0])
-    *values, store_old = values
     try:
         delivery = SpooledDelivery.from_raw(seq, values)
     except ValueError as exc:
         if str(exc).startswith((BODY_CHANGED, RECORD_CHANGED)):
             return Unreadable(seq, str(exc))
         return Unreadable(seq, f"not a delivery: {exc}")
-    if hold_before is not None and delivery.received_at < hold_before and store_old != 1:
-        return Held(seq, delivery)
+    # Obeyed only where the record's checksum, checked above, covers it: a flag in a record
+    # of another format (a flipped byte, a version that did not cover it) is held again.
+    crc_format, store_old = values[-2:]
+    forced = crc_format == STORE_OLD_FORMAT and store_old == 1
+    if hold_before is not None and delivery.received_at < hold_before and not forced:
+        return Held(seq, delivery, store_old is not None)
     return Queued(seq, delivery)
 
 
@@ -504,6 +540,8 @@ class Held(NamedTuple):
 
     seq: int
     delivery: SpooledDelivery
+    #: It carries a ``store_old`` its checksum does not cover (damage, or a version before).
+    unchecked_store_old: bool = False
 
 
 class UndeletableError(Exception):
@@ -678,7 +716,7 @@ class Spool:
             first = self._next_seq(db)
             db.executemany(
                 f"insert into queue (seq, {WRITTEN}, spooled_by)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [d.row(first + n, pid) for n, d in enumerate(deliveries)],
             )
         return True
@@ -732,7 +770,7 @@ class Spool:
                 return []
             try:
                 rows = self._db.execute(
-                    f"select seq, {RAW_COLUMNS}, store_old from queue"
+                    f"select seq, {RAW_COLUMNS} from queue"
                     f" where seq > ? and seq <= ? and {LIVE} order by seq",
                     (after, last),
                 ).fetchall()
@@ -749,7 +787,7 @@ class Spool:
         try:
             return tuple(
                 self._db.execute(
-                    f"select seq, {RAW_COLUMNS}, store_old from queue where seq = ?", (seq,)
+                    f"select seq, {RAW_COLUMNS} from queue where seq = ?", (seq,)
                 ).fetchone()
             )
         except sqlite3.DatabaseError as exc:
@@ -769,13 +807,29 @@ class Spool:
 
     def set_aside(self, seq: int, error: str) -> None:
         """Move a record the database refused out of the queue, byte for byte."""
+        self.set_aside_all([(seq, error)])
+
+    def set_aside_all(self, reasons: Sequence[tuple[int, str]]) -> None:
+        """``set_aside`` each ``(seq, error)``, in one commit (one fsync, not one per record)."""
+        now = datetime.now(UTC).isoformat()
         with self._transaction() as db:
-            db.execute(
-                f"insert into set_aside (seq, {WRITTEN}, spooled_by, set_aside_at, error)"
-                f" select seq, {WRITTEN}, spooled_by, ?, ? from queue where seq = ?",
-                (datetime.now(UTC).isoformat(), error, seq),
+            for seq, error in reasons:
+                db.execute(
+                    f"insert into set_aside (seq, {WRITTEN}, spooled_by, set_aside_at, error)"
+                    f" select seq, {WRITTEN}, spooled_by, ?, ? from queue where seq = ?",
+                    (now, error, seq),
+                )
+                db.execute("delete from queue where seq = ?", (seq,))
+
+    def held_count(self) -> int:
+        """Records set aside for their age (``HELD``), waiting for a person's replay or drop."""
+        with self._lock:
+            return int(
+                self._db.execute(
+                    "select count(*) from set_aside where substr(error, 1, ?) = ?",
+                    (len(HELD), HELD),
+                ).fetchone()[0]
             )
-            db.execute("delete from queue where seq = ?", (seq,))
 
     def set_damaged(self, seq: int, reason: str) -> str:
         """Move a record the spool cannot read or decode to ``damaged``; what was kept of it.
@@ -845,6 +899,38 @@ class Spool:
             with self._transaction() as db:
                 db.execute("reindex queue")
             log.warning("the spool rebuilt its queue's index to delete damaged record %d", seq)
+
+    def leave_marked(self) -> tuple[int, int]:
+        """Delete from the queue's file the damaged records marked as staying; (left, stayed).
+
+        A version before this one could not delete a record damaged in its key
+        (its index was not rebuilt) and marked it ``in_queue``: it stayed, and
+        only ``drop`` tried again, while ``damaged`` told the operator to rename
+        the file (hostile review). The first that fails is tried again after a
+        rebuilt index (``_leave_queue``); the rest after that once each.
+        """
+        with self._lock:
+            marked = [
+                seq for (seq,) in self._db.execute("select seq from damaged where in_queue = 1")
+            ]
+        left = stayed = 0
+        rebuilt = False
+        for seq in marked:
+            try:
+                if rebuilt:
+                    with self._transaction() as db:
+                        db.execute("update damaged set in_queue = 0 where seq = ?", (seq,))
+                        db.execute("delete from queue where seq = ?", (seq,))
+                else:
+                    self._leave_queue(seq)
+            except sqlite3.DatabaseError as exc:
+                if not is_damage(exc):
+                    raise
+                stayed += 1
+                rebuilt = True  # _leave_queue rebuilt the index: no second rebuild
+                continue
+            left += 1
+        return left, stayed
 
     @staticmethod
     def _salvage(db: sqlite3.Connection, seq: int) -> tuple[list[Any], str]:
@@ -1013,22 +1099,33 @@ class Spool:
             place = self._next_seq(db)
             # Byte for byte, with the checksums it was spooled with: its bytes in set_aside
             # are checked again when it is drained. Its record checksum covers its place,
-            # which a replay changes: taken again for the new place, over the values as
-            # stored (not the body: its own checksum stays), only if it holds at the old
-            # one; else it is kept, and the drain finds the record damaged.
+            # and its store_old (ADR 0043), which a replay changes: taken again for the new
+            # place and flag, over the values as stored (not the body: its own checksum
+            # stays), only if it holds at the old one (as the format it was written in; a
+            # record of a version without one gains one); else it is kept as it was, and the
+            # drain finds the record damaged.
             db.execute(
                 f"insert into queue (seq, {WRITTEN}, spooled_by)"
                 f" select ?, {WRITTEN}, spooled_by from set_aside where seq = ?",
                 (place, seq),
             )
-            texts, body_crc, record_crc, spooled_by, crc_format = row[:2] + row[3:6], *row[6:]
-            if crc_format is not None and record_crc == record_crc32(
-                texts, body_crc, (seq, spooled_by, crc_format)
-            ):
-                moved = record_crc32(texts, body_crc, (place, spooled_by, crc_format))
-                db.execute("update queue set record_crc32 = ? where seq = ?", (moved, place))
-            if store_old:
-                db.execute("update queue set store_old = 1 where seq = ?", (place,))
+            texts, body_crc, record_crc, spooled_by = row[:2] + row[3:6], *row[6:9]
+            crc_format, was_store_old = row[9:]
+            holds = (
+                crc_format is None
+                if record_crc is None
+                else record_crc
+                == record_crc32(texts, body_crc, _place(seq, spooled_by, crc_format, was_store_old))
+            )
+            if holds:
+                flag = 1 if store_old else None
+                fmt = STORE_OLD_FORMAT if store_old else CRC_FORMAT
+                moved = record_crc32(texts, body_crc, _place(place, spooled_by, fmt, flag))
+                db.execute(
+                    "update queue set record_crc32 = ?, crc_format = ?, store_old = ?"
+                    " where seq = ?",
+                    (moved, fmt, flag, place),
+                )
             record = self._take_set_aside(db, seq)
             self._raise_flag()
         return record
@@ -1124,6 +1221,29 @@ def shrink_spool(spool: Spool) -> None:
         log.info("the spool %s gave back %d of its %d bytes", spool.path, before - after, before)
 
 
+def leave_marked(spool: Spool) -> None:
+    """``spool.leave_marked()``, logged; a failure is logged only: they stay, skipped."""
+    try:
+        left, stayed = spool.leave_marked()
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("the spool could not delete its damaged records from its file (%s)", exc)
+        return
+    if left:
+        log.info(
+            "damaged records the spool could not delete before left its file: %d (kept in"
+            " its damaged table: python -m hook.spool damaged)",
+            left,
+        )
+    if stayed:
+        log.warning(
+            "%d damaged records stay in the spool's file, skipped by the drain: SQLite cannot"
+            " free their pages; each is kept in the damaged table (python -m hook.spool"
+            " damaged); to be rid of them, stop the service and rename the file"
+            " (docs/operations.md, 'The spool')",
+            stayed,
+        )
+
+
 def open_spool(directory: str) -> Spool:
     """The host's spool in ``directory``, or a clear error saying what to fix.
 
@@ -1146,6 +1266,7 @@ def open_spool(directory: str) -> Spool:
                     raise
                 _keep_aside(path, exc)
                 spool = Spool(path)
+            leave_marked(spool)
             # What a drain before this start emptied (one by the version before, which
             # never shrank the file) goes back to the disk now, one worker at a time.
             shrink_spool(spool)
@@ -1238,6 +1359,8 @@ class SpoolingStore:
         #: The queue up to this place is in the database, but the spool could not delete it
         #: (a full disk: SQLite writes to delete). The drain stores past it, in order.
         self._stored_through = 0
+        #: Records held (set aside for their age) by the drain's current pass.
+        self._held = 0
         #: A database that refuses every drain (read-only) must not write a line per retry.
         self._log = LogLimit(log, 10.0)
 
@@ -1388,6 +1511,7 @@ class SpoolingStore:
                     continue
             if not await self._run(self.spool.try_lock_drain):
                 continue  # another process drains
+            self._held = 0
             try:
                 await self._drain()
             except _OutageError as exc:
@@ -1409,7 +1533,63 @@ class SpoolingStore:
                         LEFT_OUT % left_out if left_out else "",
                     )
             finally:
+                if self._held:
+                    await self._log_held()
                 await self._run(self.spool.unlock_drain)
+
+    async def _hold_old(self, held: list[Held]) -> None:
+        """Set aside records received too long ago, in one commit; a line per batch at most.
+
+        A line per record flooded the log: 1,200 of them, 1,200 lines (hostile
+        review). One per batch (``DRAIN_BATCH`` records) names the first, then
+        ``_log_held`` says how many once the pass ends.
+        """
+        reasons = []
+        for seq, record, unchecked in held:
+            reason = (
+                f"{HELD}: received {record.received_at.isoformat()}, more than"
+                f" {self._hold_after.days} days ago (SPOOL_HOLD_AFTER_DAYS): the inbox's"
+                " purge may have deleted its key, and storing it again would store it"
+                " twice; if it is not in the inbox, replay it with --store-old"
+            )
+            if unchecked:
+                reason += (
+                    " (it carried a --store-old its checksum did not cover: a damaged byte,"
+                    " or a replay by a version before; if that replay was yours, replay it"
+                    " again with --store-old)"
+                )
+            reasons.append((seq, reason))
+        await self._run(self.spool.set_aside_all, reasons)
+        self._held += len(held)
+        seq, record, _ = held[0]
+        self._log.log(
+            logging.ERROR,
+            "%d spooled deliveries were received longer ago than the inbox keeps keys: held,"
+            " not stored (the first: spooled delivery %s, spool id %d, received at %s); to"
+            " store one anyway, once sure the inbox does not hold it: python -m hook.spool"
+            " replay <id> --store-old (docs/operations.md, 'The spool')",
+            len(held),
+            record.key,
+            seq,
+            record.received_at.isoformat(),
+        )
+
+    async def _log_held(self) -> None:
+        """One line after a drain pass that held records: how many, and what to do."""
+        try:
+            total = await self._run(self.spool.held_count)
+        except (OSError, sqlite3.Error):
+            total = None
+        log.error(
+            "the spool held %d deliveries received more than %d days ago (SPOOL_HOLD_AFTER_DAYS)"
+            " this pass, %s held in the spool in all, not stored: python -m hook.spool list"
+            " shows them; replay <id> --store-old stores one the inbox does not hold, drop <id>"
+            " deletes one it does (docs/operations.md, 'The spool')",
+            self._held,
+            self._hold_after.days,
+            "?" if total is None else total,
+        )
+        self._held = 0
 
     async def _drain(self) -> None:
         """Store the queue oldest first until it is empty (then clear the flag), or raise."""
@@ -1458,24 +1638,8 @@ class SpoolingStore:
                     reason,
                     kept,
                 )
-            for seq, record in (r for r in batch if isinstance(r, Held)):
-                reason = (
-                    f"{HELD}: received {record.received_at.isoformat()}, more than"
-                    f" {self._hold_after.days} days ago (SPOOL_HOLD_AFTER_DAYS): the inbox's"
-                    " purge may have deleted its key, and storing it again would store it"
-                    " twice; if it is not in the inbox, replay it with --store-old"
-                )
-                await self._run(self.spool.set_aside, seq, reason)
-                log.error(
-                    "spooled delivery %s (spool id %d) was received at %s, longer ago than the"
-                    " inbox keeps keys: held, not stored (python -m hook.spool list); to store"
-                    " it anyway: python -m hook.spool replay %d --store-old (docs/operations.md,"
-                    " 'The spool')",
-                    record.key,
-                    seq,
-                    record.received_at.isoformat(),
-                    seq,
-                )
+            if held := [r for r in batch if isinstance(r, Held)]:
+                await self._hold_old(held)
             readable = [r for r in batch if isinstance(r, Queued)]
             if readable:
                 stored += await self._store_in_order(readable)
@@ -1644,9 +1808,18 @@ def _command(spool: Spool, args: argparse.Namespace) -> int:
         for record in spool.set_aside_records():
             _print_json(record.describe())
         depth, set_aside, damaged_count = spool.tally()
+        stuck = sum(r["still_in_queue_file"] for r in spool.damaged_records())
+        held = spool.held_count()
         print(
             f"{set_aside} set aside, {depth} waiting in the queue, {damaged_count} damaged"
-            " (see: damaged)",
+            " (see: damaged)"
+            + (f"; {held} set aside held for their age (replay <id> --store-old)" if held else "")
+            + (
+                f"; {stuck} damaged still in the file (SQLite cannot free their pages; the"
+                " service tries again when it starts)"
+                if stuck
+                else ""
+            ),
             file=sys.stderr,
         )
         return 0

@@ -22,7 +22,7 @@ from conftest import ROOT, Server
 from helpers import body
 from processes import start_hook, stop_hook, wait_for_empty_spool
 
-from hook.spool import HELD, Spool, SpooledDelivery
+from hook.spool import HELD, RECORD_CHANGED, Spool, SpooledDelivery, Unreadable
 
 
 def _spooled(cost: int, received_at: datetime) -> SpooledDelivery:
@@ -82,3 +82,59 @@ def test_a_delivery_older_than_the_inbox_keeps_keys_is_held_until_forced(
     assert health["spool_set_aside"] == 0
     keys = [k for (k,) in db.execute("select spool_key from sync.inbox order by id")]
     assert keys == [recent.key, old.key]
+
+
+def test_a_store_old_flag_the_record_checksum_does_not_cover_is_not_obeyed(
+    tmp_path: Path,
+) -> None:
+    """``store_old`` stores a held record: a flipped bit must not (hostile review).
+
+    In SQLite's record a null and the integer 1 differ by one type byte
+    (serial types 0 and 9, no payload): one flipped byte stored a record the
+    drain holds, and the record checksum did not cover it.
+    """
+    now = datetime.now(UTC)
+    old, replayed = _spooled(1, now - timedelta(days=100)), _spooled(2, now - timedelta(days=100))
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir)
+    try:
+        spool.append([old, replayed])
+        spool.set_aside(2, "held: by hand")
+        spool.replay(2, store_old=True)  # at place 3, stored however old
+        # The flag of record 1 set (damage, a hand edit, or a version that did not cover it)
+        # and the operator's cleared: neither is what the hook wrote.
+        spool._db.execute("update queue set store_old = 1 where seq = 1")
+        read = spool.oldest(10, hold_before=now - timedelta(days=80))
+        assert [type(r).__name__ for r in read] == ["Held", "Queued"], read
+        assert read[0].unchecked_store_old
+        spool._db.execute("update queue set store_old = null where seq = 3")
+        [_, changed] = spool.oldest(10, hold_before=now - timedelta(days=80))
+        assert isinstance(changed, Unreadable) and changed.reason.startswith(RECORD_CHANGED)
+    finally:
+        spool.close()
+
+
+def test_many_held_records_write_a_few_lines_with_their_count(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """One line per held record, 1,200 of them, flooded the log (hostile review)."""
+    now = datetime.now(UTC)
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir)
+    spool.append([_spooled(n, now - timedelta(days=100)) for n in range(1200)])
+    spool.close()
+
+    hook = start_hook(server.url(dbname, user="sync_hook_login"), tmp_path)
+    try:
+        health = wait_for_empty_spool(hook)
+        for _ in range(600):
+            if "held in the spool in all" in hook.output():
+                break
+            time.sleep(0.05)
+    finally:
+        stop_hook(hook)
+    assert health["spool_set_aside"] == 1200
+    lines = [line for line in hook.output().splitlines() if "--store-old" in line]
+    # At most one per batch of DRAIN_BATCH records, and one when the drain ends.
+    assert 1 <= len(lines) <= 4, lines
+    assert "1200 held in the spool in all" in lines[-1], lines[-1]

@@ -11,6 +11,7 @@ keeping its length and its type.
 from __future__ import annotations
 
 import base64
+import logging
 import sqlite3
 import uuid
 import zlib
@@ -30,6 +31,7 @@ from hook.spool import (
     Spool,
     SpooledDelivery,
     Unreadable,
+    open_spool,
     record_crc32,
 )
 
@@ -343,3 +345,38 @@ def test_a_record_damaged_in_its_key_leaves_the_queue_file(tmp_path: Path) -> No
         assert spool._db.execute("pragma integrity_check").fetchall() == [("ok",)]
     finally:
         spool.close()
+
+
+def test_a_record_an_earlier_version_could_not_delete_leaves_the_file_when_the_spool_opens(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Marked ``still_in_queue_file`` before the index was rebuilt to delete it.
+
+    The version before this one's could not delete a record damaged in its
+    key, and marked it; this one can, but tried only at ``drop``: the
+    operator read ``still_in_queue_file`` (rename the file) for a record the
+    spool can delete itself (hostile review). Opening the spool now tries.
+    """
+    records = [_spooled(1), _spooled(2), _spooled(3)]
+    directory = tmp_path / "spool"
+    path = _spool(directory, records)
+    stored = _stored(records[1], "key")
+    _overwrite_in_queue(path, stored, _damaged_copy("key", stored))
+    with sqlite3.connect(path) as raw:  # what set_damaged of that version left
+        raw.execute(
+            "insert into damaged (seq, key, received_at, body, body_length, content_type,"
+            " client_addr, user_agent, spooled_by, found_at, error, in_queue)"
+            " select seq, key, received_at, body, length(body), content_type, client_addr,"
+            " user_agent, spooled_by, 'then', 'damaged', 1 from queue where seq = 2"
+        )
+    raw.close()
+    with caplog.at_level(logging.INFO, logger="hook.spool"):
+        spool = open_spool(str(directory))
+    try:
+        [record] = spool.damaged_records()
+        assert record["still_in_queue_file"] is False
+        assert spool._db.execute("select seq from queue order by seq").fetchall() == [(1,), (3,)]
+        assert spool._db.execute("pragma integrity_check").fetchall() == [("ok",)]
+    finally:
+        spool.close()
+    assert "damaged records the spool could not delete before left its file: 1" in caplog.text
