@@ -1527,6 +1527,19 @@ class SpoolingStore:
                         "'The spool'); retrying"
                     )
                     self._log.log(logging.ERROR, message, exc, self.spool.path)
+                elif isinstance(exc, OSError | sqlite3.OperationalError):
+                    # Setting a record aside (held, refused) or moving it to damaged is a
+                    # write: on a full disk it failed, with a traceback that named neither
+                    # the disk nor what waited (hostile review). Rolled back, it waits whole.
+                    self._log.log(
+                        logging.ERROR,
+                        "draining the spool failed: its file %s cannot be written or read (%s);"
+                        " nothing is lost: the record the drain must set aside or move to"
+                        " damaged, and the deliveries behind it, wait in the queue; free room on"
+                        " SPOOL_DIR's disk or make the file writable; retrying",
+                        self.spool.path,
+                        exc,
+                    )
                 elif (left_out := self._log.admit("draining the spool failed")) is not None:
                     log.exception(
                         "draining the spool failed; retrying%s",

@@ -10,6 +10,8 @@ was stored twice, and its old values merged again (hostile review).
 from __future__ import annotations
 
 import json
+import resource
+import sqlite3
 import subprocess
 import sys
 import time
@@ -138,3 +140,52 @@ def test_many_held_records_write_a_few_lines_with_their_count(
     # At most one per batch of DRAIN_BATCH records, and one when the drain ends.
     assert 1 <= len(lines) <= 4, lines
     assert "1200 held in the spool in all" in lines[-1], lines[-1]
+
+
+def test_a_held_record_on_a_full_spool_disk_waits_whole_and_says_why(
+    server: Server, dbname: str, db: psycopg.Connection, tmp_path: Path
+) -> None:
+    """Holding a record is a write: a full disk must keep it, and say so, not a traceback.
+
+    The drain logged ``draining the spool failed`` with a traceback every 10 s
+    while the records behind the held one waited (hostile review): nothing
+    said the spool's disk was the cause, nor that nothing was lost.
+    """
+    now = datetime.now(UTC)
+    first, recent = _spooled(1, now - timedelta(hours=2)), _spooled(3, now - timedelta(hours=1))
+    old = SpooledDelivery(
+        uuid.uuid4(), now - timedelta(days=100), b"Q" * 200_000, "application/json", None, None
+    )  # its copy into set_aside needs more room than the disk has
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir)
+    spool.append([first, old, recent])
+    spool.close()
+
+    def full_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+
+    hook = start_hook(
+        server.url(dbname, user="sync_hook_login"),
+        tmp_path,
+        preexec_fn=full_disk,
+        SPOOL_RETRY_EVERY="0.1",
+    )
+    try:
+        for _ in range(1200):
+            if "draining the spool failed" in hook.output():
+                break
+            time.sleep(0.05)
+        with sqlite3.connect(spool_dir / "spool.sqlite3") as raw:
+            waiting = [seq for (seq,) in raw.execute("select seq from queue order by seq")]
+        raw.close()
+        resource.prlimit(hook.process.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+        health = wait_for_empty_spool(hook)
+    finally:
+        stop_hook(hook)
+    assert waiting == [1, 2, 3]  # none moved, none lost
+    output = hook.output()
+    assert "nothing is lost" in output and "SPOOL_DIR" in output, output
+    assert "Traceback" not in output, output
+    keys = [k for (k,) in db.execute("select spool_key from sync.inbox order by id")]
+    assert keys == [first.key, recent.key]
+    assert health["spool_set_aside"] == 1
