@@ -336,6 +336,13 @@ class SpooledDelivery:
             _optional_text("client_addr", client_addr),
             _optional_text("user_agent", user_agent),
         )
+        if record_crc is None and crc_format is not None:
+            # Every version that names a format took a checksum: a null here is one type byte
+            # set to 0, which drained the record unchecked (hostile review).
+            raise ValueError(
+                f"{RECORD_CHANGED}: its record_crc32 is null in a record of crc_format"
+                f" {crc_format!r} (a page of it overwritten on disk)"
+            )
         if record_crc is not None:  # None: spooled by a version that took no such checksum
             # Before the body's: it covers the body's checksum too, so a damaged body_crc32
             # is the record's damage, and a body that fails its own is the body's.

@@ -380,3 +380,26 @@ def test_a_record_an_earlier_version_could_not_delete_leaves_the_file_when_the_s
     finally:
         spool.close()
     assert "damaged records the spool could not delete before left its file: 1" in caplog.text
+
+
+def test_a_record_checksum_overwritten_to_null_is_not_drained_unchecked(tmp_path: Path) -> None:
+    """One type byte set to 0 made the checksum null, and the record drained unchecked.
+
+    A record that names its format (``crc_format``, written since ADR 0041)
+    was written with a checksum: one without is damaged, not an old one.
+    """
+    records = [_spooled(1), _spooled(2)]
+    path = _spool(tmp_path / "spool", records)
+    with sqlite3.connect(path) as raw:
+        raw.execute(  # and its receipt time then changed unseen
+            "update queue set record_crc32 = null, received_at = ? where seq = 2",
+            (records[0].received_at.isoformat(),),
+        )
+    raw.close()
+    spool = Spool(tmp_path / "spool")
+    try:
+        first, second = spool.oldest(10)
+    finally:
+        spool.close()
+    assert first == Queued(1, records[0])
+    assert isinstance(second, Unreadable) and second.reason.startswith(RECORD_CHANGED), second
