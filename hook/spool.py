@@ -828,6 +828,13 @@ class Spool:
                 )
                 db.execute("delete from queue where seq = ?", (seq,))
 
+    def stuck_count(self) -> int:
+        """Damaged records that stay in the queue's file (SQLite could not delete them)."""
+        with self._lock:
+            return int(
+                self._db.execute("select count(*) from damaged where in_queue = 1").fetchone()[0]
+            )
+
     def held_count(self) -> int:
         """Records set aside for their age (``HELD``), waiting for a person's replay or drop."""
         with self._lock:
@@ -1828,7 +1835,7 @@ def _command(spool: Spool, args: argparse.Namespace) -> int:
         for record in spool.set_aside_records():
             _print_json(record.describe())
         depth, set_aside, damaged_count = spool.tally()
-        stuck = sum(r["still_in_queue_file"] for r in spool.damaged_records())
+        stuck = spool.stuck_count()
         held = spool.held_count()
         print(
             f"{set_aside} set aside, {depth} waiting in the queue, {damaged_count} damaged"

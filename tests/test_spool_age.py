@@ -189,3 +189,24 @@ def test_a_held_record_on_a_full_spool_disk_waits_whole_and_says_why(
     keys = [k for (k,) in db.execute("select spool_key from sync.inbox order by id")]
     assert keys == [first.key, recent.key]
     assert health["spool_set_aside"] == 1
+
+
+def test_the_command_line_counts_what_is_held_and_what_stays_in_the_file(tmp_path: Path) -> None:
+    """``list`` said how many were set aside, not how many wait for ``--store-old``."""
+    now = datetime.now(UTC)
+    spool_dir = tmp_path / "spool"
+    spool = Spool(spool_dir)
+    try:
+        spool.append([_spooled(n, now - timedelta(days=100)) for n in range(3)])
+        spool.set_aside_all([(1, f"{HELD}: by the drain"), (2, "IntegrityError: refused")])
+        # One a version before could not delete from the queue's file (marked there).
+        spool._db.execute(
+            "insert into damaged (seq, found_at, error, in_queue) values (3, 'then', 'x', 1)"
+        )
+    finally:
+        spool.close()
+    listed = _cli(spool_dir, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "2 set aside, 0 waiting in the queue, 1 damaged" in listed.stderr, listed.stderr
+    assert "1 set aside held for their age (replay <id> --store-old)" in listed.stderr
+    assert "1 damaged still in the file" in listed.stderr
