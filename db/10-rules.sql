@@ -878,6 +878,30 @@ $$;
 comment on function sync_private.untrimmed_ends(text) is
     'Which end of a text is whitespace and what it is ("starts with U+0009 and ends with 2 spaces", "is only whitespace: 3 spaces"); an empty text for a trimmed one. The end of the sentence of <field>.untrimmed.';
 
+-- sync_private.normal_form_overflow
+-- What a <field>.not_normalized sentence adds when the text's normal form C is longer than its column holds.
+create function sync_private.normal_form_overflow(p_text text, p_column_length integer) returns text
+    language sql
+    immutable
+    parallel safe
+as $$
+    -- Normal form C can lengthen a text: a composition exclusion such as
+    -- U+0958 (Devanagari qa) is written as two characters, a few musical
+    -- symbols as three. The fix the rule offers (sync.rule.description,
+    -- "normalize(name)") then ran into "value too long for type character
+    -- varying(150)", a raw error a DBA could not place (hostile review).
+    -- The offered fix now leaves such a row alone (its char_length guard),
+    -- and its sentence says why: p_column_length is the column's
+    -- (public.fragrances: name varchar(150), description varchar(1024),
+    -- migration 0001; tests/test_dba_verbs.py reads them from the catalog).
+    select case when char_length(normalize(p_text, nfc)) > p_column_length
+        then format('; its normal form C has %s characters, more than the %s the column holds, so normalize() cannot be stored: shorten it in the CMS',
+                    char_length(normalize(p_text, nfc)), p_column_length)
+        else '' end;
+$$;
+comment on function sync_private.normal_form_overflow(text, integer) is
+    'For the sentence of <field>.not_normalized: when the text''s normal form C (which can be longer than the text) has more than p_column_length characters, the clause that says so and that the change must come from the CMS; else an empty text.';
+
 -- sync_private.parse_body
 -- Decodes raw bytes into jsonb, or says in reasons why they cannot be a change.
 create function sync_private.parse_body(p_body bytea, out payload jsonb, out reasons jsonb)
@@ -1471,15 +1495,17 @@ as $$
         when p_code in ('name.untrimmed', 'description.untrimmed') then
             format('%s %s %s', p_field, sync_private.show(p_value), sync_private.untrimmed_ends(p_value #>> '{}'))
         when p_code = 'name.not_normalized' then
-            format('name %s is not in Unicode normal form C: it looks like %s but compares, sorts and is searched as another name',
-                sync_private.show(p_value), sync_private.show(to_jsonb(normalize(p_value #>> '{}', nfc))))
+            format('name %s is not in Unicode normal form C: it looks like %s but compares, sorts and is searched as another name%s',
+                sync_private.show(p_value), sync_private.show(to_jsonb(normalize(p_value #>> '{}', nfc))),
+                sync_private.normal_form_overflow(p_value #>> '{}', 150))
         when p_code = 'description.not_normalized' then
             -- Where, and what a reader sees there: a description is long,
             -- and its first 40 characters may be in NFC.
-            format('description is not in Unicode normal form C at position %s, where it looks like %s: it compares and is searched as another text, so a search for the composed words misses it',
+            format('description is not in Unicode normal form C at position %s, where it looks like %s: it compares and is searched as another text, so a search for the composed words misses it%s',
                 sync_private.first_unnormalized(p_value #>> '{}'),
                 sync_private.show(to_jsonb(substr(normalize(p_value #>> '{}', nfc),
-                                                  sync_private.first_unnormalized(p_value #>> '{}'), 10))))
+                                                  sync_private.first_unnormalized(p_value #>> '{}'), 10))),
+                sync_private.normal_form_overflow(p_value #>> '{}', 1024))
         when p_code in ('name.stacked_marks', 'description.stacked_marks') then
             -- The run and where it starts: the first that is longer than the limit.
             format('%s holds %s combining marks in a row at position %s, stacked on one character; the limit is %s: more are drawn over the text around it',

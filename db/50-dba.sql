@@ -101,7 +101,13 @@ select
     -- As sync_private.preview() and sync_private.hidden_escaped(), written
     -- out: a view may only call what its readers may. A rejected delivery
     -- is judged, so body.not_utf8 among its reasons says whether its body
-    -- decodes (no exception to catch here).
+    -- decodes; but a row an owner rejected by hand (its status and reasons
+    -- are processing columns, sync_private.protect_receipt), or one of a
+    -- path we do not know, need not say so, and convert_from() then failed
+    -- the whole view for every DBA (hostile review). A view catches no
+    -- exception: the bytes it decodes are checked first, in hex, against
+    -- what PostgreSQL's UTF-8 accepts (no NUL, no overlong form, no
+    -- surrogate, nothing past U+10FFFF), and shown in octal when they fail.
     (select case when v.t ~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
                  then (select string_agg(
                            case when s.c !~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
@@ -123,12 +129,18 @@ select
                   b.bytes
            from (select c.bytes, c.cut,
                         case when not c.bytes then convert_from(substring(i.body from 1 for c.cut), 'UTF8') end as text
-                 from (select i.reasons @> '[{"code": "body.not_utf8"}]' as bytes,
-                              case when length(i.body) <= 804 then length(i.body)
-                                   when get_byte(i.body, 804) & 192 <> 128 then 804
-                                   when get_byte(i.body, 803) & 192 <> 128 then 803
-                                   when get_byte(i.body, 802) & 192 <> 128 then 802
-                                   else 801 end as cut) as c) as b) as v) as body_preview
+                 from (select u.cut,
+                              i.reasons @> '[{"code": "body.not_utf8"}]'
+                              or encode(substring(i.body from 1 for u.cut), 'hex') !~ ('^(?:0[1-9a-f]|[1-7][0-9a-f]'
+                                  '|(?:c[2-9a-f]|d[0-9a-f])[89ab][0-9a-f]'
+                                  '|e0[ab][0-9a-f][89ab][0-9a-f]|e[1-9a-cef](?:[89ab][0-9a-f]){2}|ed[89][0-9a-f][89ab][0-9a-f]'
+                                  '|f0[9ab][0-9a-f](?:[89ab][0-9a-f]){2}|f[1-3](?:[89ab][0-9a-f]){3}|f48[0-9a-f](?:[89ab][0-9a-f]){2}'
+                                  ')*$') as bytes
+                       from (select case when length(i.body) <= 804 then length(i.body)
+                                         when get_byte(i.body, 804) & 192 <> 128 then 804
+                                         when get_byte(i.body, 803) & 192 <> 128 then 803
+                                         when get_byte(i.body, 802) & 192 <> 128 then 802
+                                         else 801 end as cut) as u) as c) as b) as v) as body_preview
 from sync.inbox as i
 where i.status = 'rejected'
 order by i.id;
