@@ -216,12 +216,21 @@ begin
     -- from the moment it was discarded, not received, so a reject of last
     -- year written off today is still there to answer for it. Rejected
     -- deliveries are never purged: they still need a person.
+    --
+    -- The rows are chosen by id, then judged again as they are deleted: a
+    -- DBA's sync.retry of an old discard (ADR 0039) may hold one as the
+    -- purge reaches it, and the DELETE, by id alone, waited for it and then
+    -- deleted what it had become, refused again and back in the quarantine
+    -- or just applied (hostile review). PostgreSQL reads the row again
+    -- after the wait (READ COMMITTED), so the status and moment written
+    -- here decide on the row as the retry left it.
     delete from sync.inbox as i
     where i.id = any (array(
         select d.id from sync.inbox as d
         where d.status = 'discarded' and d.discarded_at < v_cutoff
         order by d.discarded_at
-        limit p_limit));
+        limit p_limit))
+      and i.status = 'discarded' and i.discarded_at < v_cutoff;
     get diagnostics v_count = row_count;
     return v_count;
 end;

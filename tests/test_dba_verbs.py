@@ -7,9 +7,11 @@ delivery or leaving a state the verbs could not read.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-from helpers import inbox_row, receive
+from conftest import Server
+from helpers import inbox_row, receive, wait_for_lock_wait
 
 # U+0958 DEVANAGARI LETTER QA is a composition exclusion: normal form C writes
 # it as two characters (U+0915 U+093C), so a name of 150 of them, which the
@@ -115,3 +117,36 @@ def test_the_column_lengths_the_normal_form_sentences_name_are_the_columns(
         " order by attname"
     ).fetchall()
     assert held == [("description", 1024), ("name", 150)]
+
+
+def test_a_discard_undone_by_a_retry_while_the_purge_runs_is_not_purged(
+    db: psycopg.Connection, dba: psycopg.Connection, server: Server, dbname: str
+) -> None:
+    """The purge chose the discarded ids, then deleted them by id alone, whatever they had become.
+
+    A DBA's retry of a discard a year old (ADR 0039), refused again, was back
+    in the quarantine when the purge that waited on its row deleted it: a
+    delivery that needs a person, gone.
+    """
+    rejected = receive(db, {"fragrance_id": 7, "cost": -1})["inbox_id"]
+    dba.execute("select sync.discard(%s, 'the vendor''s test')", [rejected])
+    db.execute(
+        "update sync.inbox set discarded_at = now() - interval '2 years' where id = %s", [rejected]
+    )
+    with psycopg.connect(server.url(dbname, user="alice")) as retrying:
+        # The retry, refused again, holds the row until its transaction ends.
+        assert retrying.execute("select status from sync.retry(%s)", [rejected]).fetchone() == (
+            "rejected",
+        )
+        with psycopg.connect(server.url(dbname), autocommit=True) as purging:
+            pid = purging.info.backend_pid
+            with ThreadPoolExecutor(1) as pool:
+                purged = pool.submit(
+                    lambda: purging.execute(
+                        "select sync_private.purge_discarded('1 year')"
+                    ).fetchone()
+                )
+                wait_for_lock_wait(db, pid)
+                retrying.commit()
+                assert purged.result() == (0,)
+    assert inbox_row(db, rejected)["status"] == "rejected"
