@@ -57,6 +57,54 @@ $$;
 comment on function sync_private.has_error(jsonb) is
     'True when a reasons array holds at least one reason of severity error.';
 
+-- sync_private.hidden_escaped
+-- A text for display with what a terminal acts on, reorders or does not draw written as an escape.
+create function sync_private.hidden_escaped(p_text text, p_bytes boolean) returns text
+    language plpgsql
+    immutable
+    parallel safe
+    -- Written out in sync.quarantine: keep the two alike (tests/test_quarantine.py).
+    -- Here, with the rules, since sync_private.show writes what a sender
+    -- sent into the sentences of its reasons through it too; PL/pgSQL, so a
+    -- call on the hook's path is not planned again each time (a SQL
+    -- function with a subquery is never inlined; tests/test_ingest.py).
+as $$
+begin
+    -- A body is text a sender chose, shown to a DBA in psql and on the
+    -- status page, and so are the values, keys and tokens the sentences of
+    -- its reasons quote (sync_private.show, body.not_json, field.unknown).
+    -- Written as it came, a raw ESC ("\x1b[2J") reached the DBA's terminal
+    -- through psql -A or a script's output, a right-to-left override
+    -- reordered the line it was on, and a raw zero-width space, the reason
+    -- the delivery was refused, could not be seen (hostile review). The
+    -- controls (C0, DEL, C1), the bidirectional controls and marks, the
+    -- line and paragraph separators, and the common invisible characters
+    -- (soft hyphen, zero-width space and joiners, word joiner and invisible
+    -- operators, byte order mark, Mongolian vowel separator) are written as
+    -- \n, \r, \t or \uXXXX, as JSON escapes them; in the octal of bytes
+    -- that are not UTF-8 (p_bytes, only ASCII is left), as \ooo beside
+    -- encode()'s own. Most texts hold none: one pattern test.
+    if p_text is null
+        or p_text !~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
+    then
+        return p_text;
+    end if;
+    return (select string_agg(
+                case when s.c !~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
+                         then s.c
+                     when p_bytes
+                         then E'\\' || (ascii(s.c) / 64)::text || (ascii(s.c) / 8 % 8)::text || (ascii(s.c) % 8)::text
+                     when s.c = E'\n' then E'\\n'
+                     when s.c = E'\r' then E'\\r'
+                     when s.c = E'\t' then E'\\t'
+                     else E'\\u' || lpad(to_hex(ascii(s.c)), 4, '0') end,
+                '' order by s.n)
+            from regexp_split_to_table(p_text, '') with ordinality as s (c, n));
+end;
+$$;
+comment on function sync_private.hidden_escaped(text, boolean) is
+    E'A text for display with its controls (C0, DEL, C1), bidirectional controls and marks, line and paragraph separators and common invisible characters written as \\n, \\r, \\t or \\uXXXX (as \\ooo when p_bytes: the ASCII left of bytes encode(..., ''escape'') wrote), so a terminal acts on none, none reorders the line, and each can be seen.';
+
 -- sync_private.show
 -- A JSON value for a message, cut short so hostile payloads cannot flood a reason.
 create function sync_private.show(p_value jsonb) returns text
@@ -64,10 +112,19 @@ create function sync_private.show(p_value jsonb) returns text
     immutable
     parallel safe
 as $$
-    select case when length(p_value::text) > 40 then left(p_value::text, 40) || '...' else p_value::text end;
+    -- JSON escapes the C0 controls only: a right-to-left override, a C1
+    -- control or a zero-width space a sender put in a value or a key stood
+    -- raw in the sentence, beside a preview that escaped it, and reordered
+    -- the DBA's psql line, reached the terminal or hid (hostile review).
+    -- Its pattern test here, so a value that holds none (nearly all) costs
+    -- no call: this function is inlined into the judge's statement.
+    select case when p_value::text ~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
+        then sync_private.hidden_escaped(
+                 case when length(p_value::text) > 40 then left(p_value::text, 40) || '...' else p_value::text end, false)
+        else case when length(p_value::text) > 40 then left(p_value::text, 40) || '...' else p_value::text end end;
 $$;
 comment on function sync_private.show(jsonb) is
-    'A JSON value as text for messages, cut to 40 characters.';
+    E'A JSON value as text for messages, cut to 40 characters, with the characters a terminal acts on, that reorder a line or that do not show written as \\uXXXX escapes (sync_private.hidden_escaped).';
 
 -- sync_private.show_argument
 -- A DBA's text argument for an error message: quoted as SQL, cut to 100 characters.
@@ -958,11 +1015,15 @@ begin
             -- (what sync_private.show keeps of a value), and the line it is
             -- on, from the error's context, says where to look.
             get stacked diagnostics v_detail = pg_exception_detail, v_context = pg_exception_context;
+            -- The token is the sender's text: what it hides is escaped as
+            -- sync_private.show escapes a value (a right-to-left override
+            -- in it reordered the DBA's line; hostile review).
             reasons := jsonb_build_array(sync_private.reason('body.not_json', null,
                 format('body is not valid JSON%s: %s',
                     coalesce(' at line ' || substring(v_context from E'JSON data, line (\\d+)'), ''),
-                    regexp_replace(coalesce(nullif(v_detail, ''), sqlerrm),
-                                   '^([^"]*")(.{40}).+("[^"]*)$', E'\\1\\2...\\3', 's'))));
+                    sync_private.hidden_escaped(
+                        regexp_replace(coalesce(nullif(v_detail, ''), sqlerrm),
+                                       '^([^"]*")(.{40}).+("[^"]*)$', E'\\1\\2...\\3', 's'), false))));
             return;
     end;
 
@@ -1678,8 +1739,11 @@ begin
         -- it), its first 200 characters ('...' marks a key cut; the body has
         -- it whole); the sentence shows it as any value, cut to 40. Both held
         -- it whole: 20 keys of 45 KB made 1.8 MB of reasons for one body.
+        -- What the key hides is escaped (sync_private.hidden_escaped): JSON's
+        -- "\u001b" is a raw ESC once parsed, and sync.unknown_field wrote it
+        -- to a DBA's psql -A as it was (hostile review).
         when k.nth <= v_named then sync_private.broken(p_rules, 'field.unknown',
-            case when char_length(k.key) > 200 then left(k.key, 200) || '...' else k.key end,
+            sync_private.hidden_escaped(case when char_length(k.key) > 200 then left(k.key, 200) || '...' else k.key end, false),
             format('unknown field %s was ignored; the CMS may have added it', sync_private.show(to_jsonb(k.key))))
         when k.nth = v_named + 1 then sync_private.broken(p_rules, 'field.unknown', null,
             format('%s more unknown fields were ignored (%s in all, the first %s named above)',

@@ -6,43 +6,6 @@
 -- FS004 a bad limit, FS005 an inbox id given as null, FS006 a reason code
 -- nothing has.
 
--- sync_private.hidden_escaped
--- A text for display with what a terminal acts on, reorders or does not draw written as an escape.
-create function sync_private.hidden_escaped(p_text text, p_bytes boolean) returns text
-    language sql
-    immutable
-    parallel safe
-    -- Written out in sync.quarantine: keep the two alike (tests/test_quarantine.py).
-as $$
-    -- A body is text a sender chose, shown to a DBA in psql and on the
-    -- status page. Written as it came, a raw ESC ("\x1b[2J") reached the
-    -- DBA's terminal through psql -A or a script's output, a right-to-left
-    -- override reordered the line it was on, and a raw zero-width space,
-    -- the reason the delivery was refused, could not be seen (hostile
-    -- review). The controls (C0, DEL, C1), the bidirectional controls and
-    -- marks, the line and paragraph separators, and the common invisible
-    -- characters (soft hyphen, zero-width space and joiners, word joiner
-    -- and invisible operators, byte order mark, Mongolian vowel separator)
-    -- are written as \n, \r, \t or \uXXXX, as JSON escapes them; in the
-    -- octal of bytes that are not UTF-8 (p_bytes, only ASCII is left), as
-    -- \ooo beside encode()'s own. Most texts hold none: one pattern test.
-    select case when p_text ~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
-        then (select string_agg(
-                  case when s.c !~ E'[\\u0001-\\u001f\\u007f-\\u009f\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028-\\u202e\\u2060-\\u2064\\u2066-\\u2069\\ufeff]'
-                           then s.c
-                       when p_bytes
-                           then E'\\' || (ascii(s.c) / 64)::text || (ascii(s.c) / 8 % 8)::text || (ascii(s.c) % 8)::text
-                       when s.c = E'\n' then E'\\n'
-                       when s.c = E'\r' then E'\\r'
-                       when s.c = E'\t' then E'\\t'
-                       else E'\\u' || lpad(to_hex(ascii(s.c)), 4, '0') end,
-                  '' order by s.n)
-              from regexp_split_to_table(p_text, '') with ordinality as s (c, n))
-        else p_text end;
-$$;
-comment on function sync_private.hidden_escaped(text, boolean) is
-    E'A text for display with its controls (C0, DEL, C1), bidirectional controls and marks, line and paragraph separators and common invisible characters written as \\n, \\r, \\t or \\uXXXX (as \\ooo when p_bytes: the ASCII left of bytes encode(..., ''escape'') wrote), so a terminal acts on none, none reorders the line, and each can be seen.';
-
 -- sync_private.preview
 -- A body cut to 200 characters for display: readable text, what it hides escaped; bytes not UTF-8 in octal.
 create function sync_private.preview(p_body bytea, p_reasons jsonb default null) returns text
@@ -171,7 +134,7 @@ where i.reasons @> '[{"code": "field.unknown"}]'
 group by r ->> 'field';
 comment on view sync.unknown_field is
     'Fields the CMS sent that the data rules do not know, with how often and when they were seen, over every delivery kept: a sign the CMS schema changed. A delivery names its first 20 unknown fields by name; its reasons count the rest. sync.health and the status page show the last day''s.';
-comment on column sync.unknown_field.field is 'The unknown key as the CMS sent it, to its first 200 characters (''...'' marks a key cut; the body has it whole).';
+comment on column sync.unknown_field.field is E'The unknown key as the CMS sent it, to its first 200 characters (''...'' marks a key cut; the body has it whole), its controls, bidirectional controls and invisible characters written as \\uXXXX.';
 comment on column sync.unknown_field.deliveries is 'How many deliveries carried it.';
 comment on column sync.unknown_field.first_seen is 'When the first of them was received.';
 comment on column sync.unknown_field.last_seen is 'When the latest of them was received.';

@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from conftest import Server
-from helpers import inbox_row, receive, wait_for_lock_wait
+from helpers import fuzz_settings, inbox_row, receive, wait_for_lock_wait
+from hypothesis import given
+from hypothesis import strategies as st
 
 # U+0958 DEVANAGARI LETTER QA is a composition exclusion: normal form C writes
 # it as two characters (U+0915 U+093C), so a name of 150 of them, which the
@@ -150,3 +152,100 @@ def test_a_discard_undone_by_a_retry_while_the_purge_runs_is_not_purged(
                 retrying.commit()
                 assert purged.result() == (0,)
     assert inbox_row(db, rejected)["status"] == "rejected"
+
+
+# What a sender put in a sentence of its own delivery: a value, a key, a
+# token. The preview escaped it; the sentences beside it held it raw, and a
+# right-to-left override reordered the DBA's psql line, a C1 CSI reached the
+# terminal, a zero-width space hid in the value named.
+SENDER_TEXT_IN_SENTENCES = [
+    ('{"fragrance_id": "\u202e1"}', "\\u202e1"),
+    ('{"fragrance_id": 1, "forbidden": "a\u200bb"}', "a\\u200bb"),
+    ('{"fragrance_id": 1, "na\u009bme": "x"}', "na\\u009bme"),
+    ('{"fragrance_id": 1, "name": \u202eabc}', "\\u202eabc"),
+    ('{"fragrance_id": 1, "n\u2066": 1, "n\u2066": 2}', "n\\u2066"),
+]
+
+
+def test_the_sentences_of_a_delivery_show_what_the_sender_hid_escaped(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    hidden = re.compile("[\u0080-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069]")
+    for raw, escaped in SENDER_TEXT_IN_SENTENCES:
+        receipt = receive(db, raw.encode())
+        messages = [r["message"] for r in receipt["reasons"]]
+        assert not any(hidden.search(m) for m in messages), messages
+        assert any(escaped in m for m in messages), messages
+        listed = dba.execute(
+            "select messages from sync.quarantine where inbox_id = %s", [receipt["inbox_id"]]
+        ).fetchall()
+        assert not any(hidden.search(m or "") for (m,) in listed), listed
+
+
+# Bytes near what UTF-8 allows: overlong forms, surrogates, past U+10FFFF,
+# cut sequences, NUL, and valid letters of every length around them.
+NEAR_UTF8 = st.lists(
+    st.sampled_from(
+        [
+            b"a",
+            b"\x00",
+            b"\x7f",
+            b"\xc0\xaf",
+            b"\xc2\x80",
+            b"\xdf\xbf",
+            b"\xe0\x9f\x80",
+            b"\xe0\xa0\x80",
+        ]
+        + [
+            b"\xed\x9f\xbf",
+            b"\xed\xa0\x80",
+            b"\xef\xbf\xbf",
+            b"\xf0\x8f\xbf\xbf",
+            b"\xf0\x90\x80\x80",
+        ]
+        + [
+            b"\xf4\x8f\xbf\xbf",
+            b"\xf4\x90\x80\x80",
+            b"\xf5\x80\x80\x80",
+            b"\xe2\x80",
+            b"\x80",
+            b"\xff",
+        ]
+        + ["Я\u202e".encode(), b"\x1b"]
+    ),
+    max_size=12,
+).map(b"".join) | st.binary(max_size=40)
+
+
+@fuzz_settings(150)
+@given(raw=NEAR_UTF8)
+def test_the_quarantine_never_fails_on_a_body_its_reasons_do_not_describe(
+    db: psycopg.Connection, raw: bytes
+) -> None:
+    """Any bytes, rejected by hand with no reason about them: shown as the status page shows."""
+    with db.transaction(force_rollback=True):
+        row = db.execute(
+            "insert into sync.inbox (body, content_type)"
+            " values (%s, 'application/json') returning id",
+            [raw],
+        ).fetchone()
+        assert row is not None
+        db.execute(
+            "update sync.inbox set status = 'rejected', processed_at = now() where id = %s",
+            [row[0]],
+        )
+        shown = db.execute(
+            "select q.body_preview, sync_private.preview(i.body) from sync.quarantine as q"
+            " join sync.inbox as i on i.id = q.inbox_id where q.inbox_id = %s",
+            [row[0]],
+        ).fetchall()
+    assert len(shown) == 1 and shown[0][0] == shown[0][1], shown
+
+
+def test_unknown_fields_are_listed_with_what_their_names_hide_escaped(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    r"""JSON's \u001b is a raw ESC once parsed: sync.unknown_field wrote it to psql -A as it was."""
+    receive(db, b'{"fragrance_id": 7, "a\\u001b[2J": 1, "b\\u202ec": 2, "plain": 3}')
+    listed = sorted(f for (f,) in dba.execute("select field from sync.unknown_field").fetchall())
+    assert listed == ["a\\u001b[2J", "b\\u202ec", "plain"]
