@@ -192,6 +192,7 @@ comment on function sync_private.lock_all(integer[], text[], integer[], interval
 create function sync_private.lock_fragrances(
     p_rows sync_private.judged[],
     p_skip_held boolean default false,
+    p_said_by text default null,
     out locked integer[],
     out whole boolean
 )
@@ -213,6 +214,36 @@ begin
     -- whole: every existing row and every turn is held, so the caller has
     -- nothing to look for that another transaction holds (and skips the
     -- statements that would look: sync_private.process).
+    --
+    -- p_said_by, a DBA verb that waits for what it merges (sync.retry,
+    -- sync.retry_all): a row another transaction held (a DBA's hand edit
+    -- left open) made it wait without a word, its psql silent for as long
+    -- as that lasted, where sync.revert and sync.repair say why after 2 s
+    -- (hostile review). It says so the same way, then waits on, holding
+    -- nothing meanwhile (a caller's own lock_timeout of 2 s or less is
+    -- left to act alone).
+    if p_said_by is not null and not p_skip_held
+        and not coalesce(current_setting('lock_timeout')::interval between interval '1 microsecond' and interval '2s', false)
+    then
+        locked := sync_private.lock_all(
+            v_named,
+            array(select d.payload ->> 'name' from unnest(p_rows) as d where d.valid and d.payload ? 'name'),
+            array(select distinct d.fragrance_id from unnest(p_rows) as d where d.valid and d.payload ? 'name'),
+            interval '2s');
+        if locked is not null then
+            whole := true;
+            return;
+        end if;
+        if cardinality(sync_private.held_fragrances(v_named)) > 0 then
+            raise notice '% waits for fragrance %, which another transaction holds',
+                p_said_by, array_to_string(sync_private.held_fragrances(v_named), ', ')
+                using hint = 'It goes on once that transaction ends. ' || sync_private.fragrance_holders_hint();
+        else
+            raise notice '% waits for the turn of a name it writes or replaces, which another transaction holds', p_said_by
+                using hint = 'It goes on once that transaction ends: one that wrote names (a rename left open) holds '
+                    || 'their turns until it commits. ' || sync_private.fragrance_holders_hint();
+        end if;
+    end if;
     locked := sync_private.lock_all(
         v_named,
         array(select d.payload ->> 'name' from unnest(p_rows) as d where d.valid and d.payload ? 'name'),
@@ -236,8 +267,8 @@ begin
                     where f.fragrance_id = any (v_named) order by f.fragrance_id for update skip locked);
 end;
 $$;
-comment on function sync_private.lock_fragrances(sync_private.judged[], boolean) is
-    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, with the name turns of the names they write or replace, all at once and never holding one while waiting for another (sync_private.lock_all), and returns in locked the ids of the fragrances that exist, in id order, with whole true. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, once 2 s are spent (longer than a merge holds them) it takes the rows free then, without waiting, and returns those only, with whole false; the caller then looks for the held rows and takes the free turns (sync_private.take_turns).';
+comment on function sync_private.lock_fragrances(sync_private.judged[], boolean, text) is
+    'Locks (FOR UPDATE) the fragrances the valid deliveries of a batch name, with the name turns of the names they write or replace, all at once and never holding one while waiting for another (sync_private.lock_all), and returns in locked the ids of the fragrances that exist, in id order, with whole true. Callers that store lock before they draw inbox ids, so a batch that waited is ordered after the one it waited for. With p_skip_held, once 2 s are spent (longer than a merge holds them) it takes the rows free then, without waiting, and returns those only, with whole false; the caller then looks for the held rows and takes the free turns (sync_private.take_turns). With p_said_by (a DBA verb), once 2 s are spent it says in a NOTICE, in that verb''s name, which fragrance another transaction holds, and waits on.';
 
 -- sync_private.fragrance_holders_hint
 -- The sentence of a hint that says how to find who holds rows of public.fragrances.

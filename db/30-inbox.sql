@@ -354,7 +354,8 @@ comment on function sync_private.hold_back(sync_private.judged[], integer[]) is
 create function sync_private.process(
     p_ids bigint[],
     p_skip_held boolean default false,
-    p_behind integer[] default '{}'
+    p_behind integer[] default '{}',
+    p_said_by text default null
 )
     returns sync_private.outcome[]
     language plpgsql
@@ -404,7 +405,7 @@ begin
         -- review). Left as they are, untouched, for a later call.
         v_rows := sync_private.hold_back(v_rows, p_behind);
     end if;
-    v_lock := sync_private.lock_fragrances(v_rows, p_skip_held);
+    v_lock := sync_private.lock_fragrances(v_rows, p_skip_held, p_said_by);
     v_locked := v_lock.locked;
     -- Held rows and turns are looked for only when the locks were not all
     -- taken (v_lock.whole false: the 2 s ran out). When they were, every
@@ -504,8 +505,8 @@ begin
     return v_outcomes;
 end;
 $$;
-comment on function sync_private.process(bigint[], boolean, integer[]) is
-    'Processes inbox rows the caller has locked, as many as sync_private.merge_bytes() of bodies allows taken in the order given (always the first), in receipt order: judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. With p_skip_held, the deliveries of a fragrance whose row another transaction holds, or that write or replace a name whose name.duplicate turn another transaction holds (sync_private.take_turns), are left pending and untouched (no outcome; a NOTICE names the fragrances) instead of waited for; so are the deliveries of the fragrances of p_behind (an earlier one of theirs was left pending). Behind sync_private.process_claimed and sync_private.process_pending.';
+comment on function sync_private.process(bigint[], boolean, integer[], text) is
+    'Processes inbox rows the caller has locked, as many as sync_private.merge_bytes() of bodies allows taken in the order given (always the first), in receipt order: judges them by the rules in force, settles them as sync_private.store does on receipt, writes each outcome on its row and returns the outcomes. With p_skip_held, the deliveries of a fragrance whose row another transaction holds, or that write or replace a name whose name.duplicate turn another transaction holds (sync_private.take_turns), are left pending and untouched (no outcome; a NOTICE names the fragrances) instead of waited for; so are the deliveries of the fragrances of p_behind (an earlier one of theirs was left pending). With p_said_by (a DBA verb), a wait of more than 2 s for a held fragrance is said in a NOTICE in its name (sync_private.lock_fragrances). Behind sync_private.process_claimed and sync_private.process_pending.';
 
 -- sync_private.count_outcomes
 -- What a batch call did, counted from its outcomes.
@@ -529,16 +530,16 @@ comment on function sync_private.count_outcomes(sync_private.outcome[]) is
 
 -- sync_private.process_claimed
 -- Processes inbox rows the caller has locked, in receipt order, and records each outcome.
-create function sync_private.process_claimed(p_ids bigint[])
+create function sync_private.process_claimed(p_ids bigint[], p_said_by text default null)
     returns sync.batch_result
     language plpgsql
 as $$
 begin
-    return sync_private.count_outcomes(sync_private.process(p_ids));
+    return sync_private.count_outcomes(sync_private.process(p_ids, false, '{}', p_said_by));
 end;
 $$;
-comment on function sync_private.process_claimed(bigint[]) is
-    'Processes the given inbox rows (the caller has locked them) through sync_private.process, waiting for any fragrance another transaction holds, and returns the counts. Behind sync.retry and sync.retry_all.';
+comment on function sync_private.process_claimed(bigint[], text) is
+    'Processes the given inbox rows (the caller has locked them) through sync_private.process, waiting for any fragrance another transaction holds (said in a NOTICE after 2 s in the name of p_said_by, the DBA verb, when given), and returns the counts. Behind sync.retry and sync.retry_all.';
 
 -- sync_private.process_pending
 -- Claims the oldest pending deliveries no other session is processing, and processes them.

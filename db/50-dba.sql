@@ -188,10 +188,31 @@ create function sync_private.claim_rejected(p_inbox_id bigint, p_verb text, p_di
 as $$
 declare
     v_status text;
+    v_lock_timeout constant text := current_setting('lock_timeout');
 begin
     if p_inbox_id is null then
         raise exception 'the inbox id of the delivery to be % is null', p_verb
             using errcode = 'FS005', hint = 'List quarantined deliveries with SELECT * FROM sync.quarantine;';
+    end if;
+    -- A row another transaction holds (a second DBA's retry or discard of
+    -- it, left open in psql) made the verb wait without a word for as long
+    -- as that lasted (hostile review). After 2 s it says so, as a merge
+    -- waiting for a fragrance does, then waits on (a caller's own
+    -- lock_timeout of 2 s or less is left to act alone).
+    if not coalesce(v_lock_timeout::interval between interval '1 microsecond' and interval '2s', false) then
+        begin
+            perform set_config('lock_timeout', '2s', true);
+            perform from sync.inbox where id = p_inbox_id for update;
+            perform set_config('lock_timeout', v_lock_timeout, true);
+        exception when lock_not_available then
+            perform set_config('lock_timeout', v_lock_timeout, true);
+            raise notice 'inbox row % is held by another transaction; it can be % once that ends', p_inbox_id, p_verb
+                using hint = 'It goes on by itself then. A retry or discard of it left open in another session? '
+                    || 'The sessions holding rows of sync.inbox for update: SELECT DISTINCT l.pid, a.usename, '
+                    || 'a.application_name, a.xact_start FROM pg_locks AS l JOIN pg_stat_activity AS a USING (pid) '
+                    || 'WHERE l.relation = ''sync.inbox''::regclass AND l.mode = ''RowShareLock'' '
+                    || 'AND l.pid <> pg_backend_pid();';
+        end;
     end if;
     select status into v_status from sync.inbox where id = p_inbox_id for update;
     if not found and p_inbox_id > 0 and exists (select from sync.inbox as i where i.id > p_inbox_id) then
@@ -233,7 +254,7 @@ begin
 end;
 $$;
 comment on function sync_private.claim_rejected(bigint, text, boolean) is
-    'Locks inbox row p_inbox_id for sync.retry or sync.discard; raises FS001 when it does not exist (below a kept id: said to be purged, with the purge''s runs in the hint) and FS002 when it is not rejected (nor discarded, with p_discarded_too: sync.retry''s), its hint saying what to do for that status.';
+    'Locks inbox row p_inbox_id for sync.retry or sync.discard (a wait of more than 2 s for another transaction that holds it is said in a NOTICE); raises FS001 when it does not exist (below a kept id: said to be purged, with the purge''s runs in the hint) and FS002 when it is not rejected (nor discarded, with p_discarded_too: sync.retry''s), its hint saying what to do for that status.';
 
 -- sync.retry
 -- Processes one quarantined delivery again, after a rule or data fix.
@@ -253,7 +274,7 @@ begin
     -- is back in the quarantine (ADR 0039). discarded_by, discard_reason and
     -- discarded_at stay: who wrote it off, why and when.
     perform sync_private.claim_rejected(p_inbox_id, 'retried', true);
-    perform sync_private.process_claimed(array[p_inbox_id]);
+    perform sync_private.process_claimed(array[p_inbox_id], 'sync.retry');
     select id, status, reasons into v_receipt from sync.inbox where id = p_inbox_id;
     return v_receipt;
 end;
@@ -303,7 +324,7 @@ begin
           and (p_code is null or reasons @> jsonb_build_array(jsonb_build_object('code', p_code)))
         order by processed_at nulls first, id
         limit p_limit
-        for update skip locked));
+        for update skip locked), 'sync.retry_all');
 end;
 $$;
 comment on function sync.retry_all(text, integer) is

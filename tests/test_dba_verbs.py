@@ -7,6 +7,7 @@ delivery or leaving a state the verbs could not read.
 from __future__ import annotations
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -249,3 +250,67 @@ def test_unknown_fields_are_listed_with_what_their_names_hide_escaped(
     receive(db, b'{"fragrance_id": 7, "a\\u001b[2J": 1, "b\\u202ec": 2, "plain": 3}')
     listed = sorted(f for (f,) in dba.execute("select field from sync.unknown_field").fetchall())
     assert listed == ["a\\u001b[2J", "b\\u202ec", "plain"]
+
+
+def test_a_retry_that_waits_for_a_fragrance_another_transaction_holds_says_so(
+    db: psycopg.Connection, dba: psycopg.Connection, server: Server, dbname: str
+) -> None:
+    """sync.retry waited without a word behind a DBA's open edit; revert and repair said why."""
+    receipt = receive(db, {"fragrance_id": 5555, "name": "Newcomer"})
+    assert receipt["status"] == "rejected"
+    db.execute("insert into public.fragrances values (5555, 'Placeholder', 'Made up', 3, false)")
+    said: list[str] = []
+    with (
+        psycopg.connect(server.url(dbname)) as holder,
+        psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as retrying,
+    ):
+        holder.execute("update public.fragrances set cost = 4 where fragrance_id = 5555")
+        retrying.add_notice_handler(
+            lambda d: said.append(f"{d.message_primary} | {d.message_hint}")
+        )
+        with ThreadPoolExecutor(1) as pool:
+            retried = pool.submit(
+                lambda: retrying.execute(
+                    "select status from sync.retry(%s)", [receipt["inbox_id"]]
+                ).fetchone()
+            )
+            for _ in range(3000):
+                if said or retried.done():
+                    break
+                time.sleep(0.01)
+            holder.rollback()
+            assert retried.result() == ("applied",)
+    assert said and said[0].startswith(
+        "sync.retry waits for fragrance 5555, which another transaction holds | It goes on"
+    ), said
+
+
+def test_a_verb_that_waits_for_an_inbox_row_another_dba_holds_says_so(
+    db: psycopg.Connection, dba: psycopg.Connection, server: Server, dbname: str
+) -> None:
+    """A second DBA's discard left open in psql: the retry behind it waited without a word."""
+    rejected = receive(db, {"fragrance_id": 7, "cost": -1})["inbox_id"]
+    said: list[str] = []
+    with (
+        psycopg.connect(server.url(dbname, user="alice")) as discarding,
+        psycopg.connect(server.url(dbname, user="alice"), autocommit=True) as retrying,
+    ):
+        discarding.execute("select sync.discard(%s, 'a test of the vendor')", [rejected])
+        retrying.add_notice_handler(
+            lambda d: said.append(f"{d.message_primary} | {d.message_hint}")
+        )
+        with ThreadPoolExecutor(1) as pool:
+            retried = pool.submit(
+                lambda: retrying.execute("select status from sync.retry(%s)", [rejected]).fetchone()
+            )
+            for _ in range(3000):
+                if said or retried.done():
+                    break
+                time.sleep(0.01)
+            discarding.commit()
+            # Retried once the discard ended: a discarded delivery may be (ADR 0039).
+            assert retried.result() == ("rejected",)
+    assert said and said[0].startswith(
+        f"inbox row {rejected} is held by another transaction; it can be retried once that ends"
+    ), said
+    assert inbox_row(db, rejected)["discard_reason"] == "a test of the vendor"
