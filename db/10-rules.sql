@@ -1281,7 +1281,29 @@ as $$
     -- first character: none of the list starts with another (or with
     -- white space, which the comparison trims). The others pay lower() of
     -- at most 20 characters: 0.35 us, measured, where the look costs 0.05.
-    select case when ascii(p_text) not in (9, 10, 13, 32, 70, 76, 78, 83, 84, 85, 88, 91,
+    --
+    -- A text of punctuation alone ("?", ".", "...", "…", "—", "N/A"'s
+    -- slash without its letters), between spaces or not, is a placeholder
+    -- too: what an editor types where a form wants a value and none is
+    -- known, and every other rule let "?" through as a fragrance's name
+    -- (hostile review). The characters are listed, not a locale's
+    -- [[:punct:]] (the database's locale decides that class beyond ASCII):
+    -- ASCII's punctuation and symbols, Latin-1's punctuation, Unicode's
+    -- general punctuation (dashes, quotes, bullets, the ellipsis), the CJK
+    -- and full-width ones. Letters, digits, marks and the other symbols
+    -- (an emoji, a star, a currency sign beyond ASCII) are a name: "No. 5",
+    -- "?!Rose", "🌹" and "薔薇。" pass. Only a text whose first character
+    -- is such a one, a space or beyond ASCII pays for the pattern.
+    select case when (ascii(p_text) between 33 and 47 or ascii(p_text) between 58 and 64
+                      or ascii(p_text) between 91 and 96 or ascii(p_text) between 123 and 126
+                      or ascii(p_text) in (9, 10, 13, 32) or ascii(p_text) > 160)
+                     and p_text !~ E'[^ \\t\\r\\n\\u00a0\\u3000\\u0021-\\u002f\\u003a-\\u0040\\u005b-\\u0060\\u007b-\\u007e'
+                                     '\\u00a1\\u00a7\\u00ab\\u00b6\\u00b7\\u00bb\\u00bf\\u2010-\\u2027\\u2030-\\u205e'
+                                     '\\u3001-\\u3003\\u3008-\\u3011\\u3014-\\u301f\\u30fb'
+                                     '\\uff01-\\uff0f\\uff1a-\\uff20\\uff3b-\\uff40\\uff5b-\\uff65]'
+                     and btrim(p_text, E' \t\r\n\u00a0\u3000') <> ''
+                    then btrim(p_text, E' \t\r\n')
+                when ascii(p_text) not in (9, 10, 13, 32, 70, 76, 78, 83, 84, 85, 88, 91,
                                            102, 108, 110, 115, 116, 117, 120)
                     then null
                 when char_length(p_text) <= 20
@@ -1291,7 +1313,7 @@ as $$
                     then left(p_text, 11) end;
 $$;
 comment on function sync_private.placeholder(text) is
-    'The placeholder a text is, trimmed, or null: null, undefined, none, nil, NaN, n/a, TBD, TBA, TODO, FIXME, test, xxx, untitled, [object Object] or string in any case, or a text that starts with Lorem ipsum. What a form, a script or a draft leaves where no value was given. The <field>.placeholder rule.';
+    'The placeholder a text is, trimmed, or null: null, undefined, none, nil, NaN, n/a, TBD, TBA, TODO, FIXME, test, xxx, untitled, [object Object] or string in any case, a text that starts with Lorem ipsum, or a text of punctuation alone ("?", "...", "—", between spaces or not). What a form, a script, a draft or an editor leaves where no value was given. The <field>.placeholder rule.';
 
 -- sync_private.first_html
 -- The first HTML tag or character reference of a text ("<b>", "</p>", "&amp;", "&#39;"), or null.

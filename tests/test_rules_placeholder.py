@@ -8,6 +8,9 @@ when tried as it stands), and the application showed them as the fragrance's. Su
 text is name.placeholder or description.placeholder, both warnings: told on the
 delivery, a finding at rest, never refused. Judged on the hook's path (a batch through
 sync.receive_many) and at rest (sync.check_catalog).
+
+A text of punctuation alone ("?", "...", "\u2014") passed every rule too, and is the
+placeholder an editor types where a form wants a value: the same rule (hostile review).
 """
 
 from __future__ import annotations
@@ -37,6 +40,20 @@ PLACEHOLDERS: list[tuple[str, str]] = [
     ("Lorem ipsum alone", "Lorem ipsum"),
     ("Lorem ipsum to start a text", "Lorem ipsum dolor sit amet, consectetur adipiscing elit"),
     ("lorem ipsum in small letters", "lorem ipsum dolor"),
+    # Punctuation alone: what an editor types where a value is not known.
+    ("a question mark", "?"),
+    ("question marks", "???"),
+    ("a full stop", "."),
+    ("three full stops", "..."),
+    ("the ellipsis character", "\u2026"),
+    ("an em dash", "\u2014"),
+    ("a slash", "/"),
+    ("an underscore", "_"),
+    ("quotes", '""'),
+    ("punctuation between spaces", "? ?"),
+    ("Spanish question marks", "\u00bf?"),
+    ("a full-width question mark", "\uff1f"),
+    ("a Japanese full stop", "\u3002"),
 ]
 IDS = [case for case, _ in PLACEHOLDERS]
 
@@ -51,6 +68,15 @@ NAMES: list[tuple[str, str]] = [
     ("Lorem ipsum not at the start", "Rose, lorem ipsum"),
     ("a string quartet", "String Quartet"),
     ("Nan, a name", "Nana"),
+    # Punctuation beside a letter, a digit or another symbol is a name.
+    ("punctuation before a word", "?!Rose"),
+    ("a number", "No. 5"),
+    ("digits and a point", "1.5"),
+    ("a heart of a less-than sign and a digit", "<3"),
+    ("an emoji", "\U0001f339"),
+    ("a star", "\u2605"),
+    ("Japanese with its full stop", "\u8594\u8587\u3002"),
+    ("a name in quotes", '"Rose"'),
 ]
 
 
