@@ -1511,10 +1511,15 @@ as $$
         when 'description' then sync_private.broken_text_rule(p_field, p_value #>> '{}', p_rules)
         when 'cost' then sync_private.broken_cost_rule((p_value #>> '{}')::numeric, p_rules)
         when 'forbidden' then case when jsonb_typeof(p_value) = 'null' then 'forbidden.null' end
+        -- A catalog row's id only (sync_private.violations): a delta's is
+        -- judged by sync_private.check_delta, before any field. The column
+        -- is an integer, so only a negative id breaks it at rest: written
+        -- by hand or adopted, since no delta or snapshot can write one.
+        when 'fragrance_id' then case when (p_value #>> '{}')::numeric < 0 then 'fragrance_id.out_of_range' end
     end;
 $$;
 comment on function sync_private.broken_rule(text, jsonb, jsonb) is
-    'The code of the data rule a value of one field of public.fragrances is reported by, or null: the first rule of severity error in p_rules that it breaks, else the first warning. What a delta''s field and a catalog row''s column are both judged by. The value must have the field''s type or be JSON null.';
+    'The code of the data rule a value of one field of public.fragrances is reported by, or null: the first rule of severity error in p_rules that it breaks, else the first warning. What a delta''s field and a catalog row''s column are both judged by; a catalog row''s fragrance_id too (fragrance_id.out_of_range when negative), which a delta''s is judged apart from. The value must have the field''s type or be JSON null.';
 
 -- sync_private.rule_message
 -- The sentence for a rule a value breaks.
@@ -1536,6 +1541,10 @@ as $$
         when p_code in ('name.too_long', 'description.too_long') then
             format('%s has %s characters; the limit is %s', p_field, char_length(p_value #>> '{}'),
                    sync_private.parameter(p_rules, p_code))
+        when p_code = 'fragrance_id.out_of_range' then
+            -- At rest only (a delta's sentence is sync_private.check_delta's).
+            format('fragrance_id %s is outside 0 to 2147483647: every delta of the CMS that names it is refused, so the sync never changes this fragrance',
+                   p_value #>> '{}')
         when p_code = 'name.blank' then
             format('%s is blank; it must hold at least one visible character', p_field)
         when p_code in ('name.control_character', 'description.control_character') then

@@ -241,7 +241,9 @@ as $$
 begin
     return query
     -- Each field of each row, by the rules deltas are judged by (only those
-    -- that apply to the catalog), in one set-wise statement.
+    -- that apply to the catalog), in one set-wise statement; and its id,
+    -- which a row written by hand may hold negative (fragrance_id.out_of_range:
+    -- no delta can name it, so the sync never changes the row; hostile review).
     -- The sentence of a field rule is written when a finding opens or changes
     -- (sync_private.reconcile_findings): most of the catalog's findings stand.
     select b.code, b.fragrance_id, b.field, b.value, null::text, sync_private.severity(p_rules, b.code)
@@ -253,7 +255,7 @@ begin
                 where l.fragrance_id = any (p_scope)
                 offset 0) as f
           cross join lateral (select k as field, f.fields -> k as value
-                              from unnest(sync_private.fields()) as k
+                              from unnest(array['fragrance_id'] || sync_private.fields()) as k
                               offset 0) as c
           offset 0) as b
     where b.code is not null
@@ -264,7 +266,7 @@ begin
 end;
 $$;
 comment on function sync_private.violations(integer[], jsonb) is
-    'The rules (of p_rules, those that apply to the catalog) that the fragrances in p_scope break now, one row per rule and fragrance: the field rules deltas share (sync_private.broken_rule), name.duplicate and name.lookalike (sync_private.shared_names). sync_private.reconcile_findings gives the whole catalog as a scope of every id. message is null for a field rule (sync_private.rule_message writes it when a finding opens).';
+    'The rules (of p_rules, those that apply to the catalog) that the fragrances in p_scope break now, one row per rule and fragrance: the field rules deltas share (sync_private.broken_rule; fragrance_id.out_of_range of a negative id too), name.duplicate and name.lookalike (sync_private.shared_names). sync_private.reconcile_findings gives the whole catalog as a scope of every id. message is null for a field rule (sync_private.rule_message writes it when a finding opens).';
 
 -- sync_private.reconcile_findings
 -- Opens findings for what the scope breaks now and closes those it no longer breaks.

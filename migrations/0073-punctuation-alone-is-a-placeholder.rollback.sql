@@ -1,4 +1,4 @@
--- name.placeholder says a text of punctuation alone ("?", "...", "—") is a placeholder
+-- name.placeholder says punctuation alone ("?", "...") is a placeholder; fragrance_id.out_of_range judges the catalog
 -- depends: 0067-earlier-discards-kept
 
 -- The description as migration 0055 wrote it: the release rolled back to
@@ -12,6 +12,12 @@ begin
     end if;
 end
 $$;
+-- fragrance_id.out_of_range judges deltas only again; its open findings
+-- close at the next catalog check.
+update sync.rule
+set applies_to = 'delta',
+    description = 'fragrance_id is outside 0 to 2,147,483,647 (the serial column).'
+where code = 'fragrance_id.out_of_range';
 update sync.rule
 set description = 'name is a placeholder left where no value was given: null, undefined, none, nil, NaN, n/a, TBD, TBA, TODO, FIXME, test, xxx, untitled, [object Object] or string, in any case and trimmed, or a text that starts with Lorem ipsum. JavaScript writes several of them for a missing value; the application shows them as the name. A warning: such a word may be meant.'
 where code = 'name.placeholder';
@@ -23,3 +29,12 @@ begin
     end if;
 end
 $$;
+
+-- The rules without it are a new version, unless sync.rule's trigger made it.
+insert into sync.rule_version (changed_by, rules)
+select 'migration 0073 rolled back',
+       jsonb_object_agg(code, jsonb_build_object('severity', severity, 'parameter', parameter, 'applies_to', applies_to))
+from sync.rule
+having not exists (select from sync.rule_version as v
+                   where v.version = (select max(w.version) from sync.rule_version as w)
+                     and v.rules #>> '{fragrance_id.out_of_range,applies_to}' = 'delta');
