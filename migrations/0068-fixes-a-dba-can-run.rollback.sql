@@ -2,7 +2,7 @@
 -- depends: 0067-earlier-discards-kept
 
 -- The descriptions of 0021, 0032 and 0051 again (sync.rule's trigger set
--- aside, as in 0068).
+-- aside, as in the forward migration).
 do $$
 begin
     if exists (select from pg_catalog.pg_trigger

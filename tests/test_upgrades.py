@@ -37,7 +37,7 @@ RELEASE_FILES = ROOT / "tests" / "releases"
 # Columns a later migration may rewrite in a row that was there: the rules'
 # descriptions, which migrations 0045 to 0053 restate (a sentence, no tuning).
 REWRITTEN = {"sync.rule": {"description"}}
-# Rules a later migration makes judge more, by design: 0073 makes fragrance_id.out_of_range
+# Rules a later migration makes judge more, by design: 0069 makes fragrance_id.out_of_range
 # judge the catalog too (a negative id written by hand). Every other column stays.
 RESCOPED = {"fragrance_id.out_of_range": "both"}
 

@@ -1,5 +1,5 @@
 -- name.placeholder says punctuation alone ("?", "...") is a placeholder; fragrance_id.out_of_range judges the catalog
--- depends: 0067-earlier-discards-kept
+-- depends: 0068-fixes-a-dba-can-run
 
 -- The description as migration 0055 wrote it: the release rolled back to
 -- lets punctuation alone pass. Open findings of such texts stay open until
@@ -32,7 +32,7 @@ $$;
 
 -- The rules without it are a new version, unless sync.rule's trigger made it.
 insert into sync.rule_version (changed_by, rules)
-select 'migration 0073 rolled back',
+select 'migration 0069 rolled back',
        jsonb_object_agg(code, jsonb_build_object('severity', severity, 'parameter', parameter, 'applies_to', applies_to))
 from sync.rule
 having not exists (select from sync.rule_version as v

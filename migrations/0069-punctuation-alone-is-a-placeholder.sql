@@ -1,5 +1,5 @@
 -- name.placeholder says punctuation alone ("?", "...") is a placeholder; fragrance_id.out_of_range judges the catalog
--- depends: 0067-earlier-discards-kept
+-- depends: 0068-fixes-a-dba-can-run
 
 -- A name "?", "." or "..." passed every rule: it is the placeholder an
 -- editor types where a form wants a value and none is known, and the
@@ -45,7 +45,7 @@ $$;
 -- here unless sync.rule's trigger made it already (it is loaded with db/
 -- after the migrations).
 insert into sync.rule_version (changed_by, rules)
-select 'migration 0073',
+select 'migration 0069',
        jsonb_object_agg(code, jsonb_build_object('severity', severity, 'parameter', parameter, 'applies_to', applies_to))
 from sync.rule
 having not exists (select from sync.rule_version as v
