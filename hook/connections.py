@@ -96,8 +96,8 @@ class HeadRefusedError(Exception):
     """
 
 
-def _head_refused(headers: list[tuple[bytes, bytes]], version: str) -> bool:
-    """Whether a head parsed by httptools is one h11 refuses with 400, as RFC 9112 asks.
+def _head_refused(headers: list[tuple[bytes, bytes]], version: str) -> str | None:
+    """Why a head parsed by httptools is one h11 refuses with 400, as RFC 9112 asks; else None.
 
     - Host missing or said twice in HTTP/1.1 (3.2): a proxy in front that
       routed by one Host while the hook's guard reads another sends requests
@@ -114,8 +114,10 @@ def _head_refused(headers: list[tuple[bytes, bytes]], version: str) -> bool:
         elif name == b"transfer-encoding":
             codings += (token.strip().lower() for token in value.split(b","))
     if hosts > 1 or hosts == 0 and version != "1.0":
-        return True
-    return bool(codings) and codings != [b"chunked"]
+        return "Host missing or said twice"
+    if codings and codings != [b"chunked"]:
+        return "a transfer coding other than a lone chunked"
+    return None
 
 
 def closing_answer(status: bytes, detail: bytes) -> bytes:
@@ -138,6 +140,8 @@ TOO_BIG_ANSWER = closing_answer(
 #: What ``observe_refusal`` is called with for each answer written below the app.
 HEADERS_TOO_LARGE = "headers_too_large"
 TOO_MANY_CONNECTIONS = "too_many_connections"
+#: A request the HTTP parser refused with 400 (not HTTP/1.1 as RFC 9112 allows it).
+BAD_REQUEST = "bad_request"
 
 
 #: The scope key of a request answered below the app while the app read its body: the
@@ -150,7 +154,8 @@ def _count_nowhere(label: str) -> None:
 
 
 #: Called with the label of each answer this process writes below the app (431,
-#: ``HEADERS_TOO_LARGE``; 503 at the connection cap, ``TOO_MANY_CONNECTIONS``), which
+#: ``HEADERS_TOO_LARGE``; 503 at the connection cap, ``TOO_MANY_CONNECTIONS``; the
+#: parser's 400, ``BAD_REQUEST``), which
 #: no middleware sees: the hook's /metrics sets it (hook/metrics.py) and counts the
 #: answer beside the app's refusals. Each once showed only as a (limited) log line.
 #: The 503 has a label of its own, not ``unavailable``: it says the hook was full,
@@ -663,6 +668,31 @@ class BoundedProtocol:
         self.transport.write(TOO_BIG_ANSWER)
         self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """The parser's 400 (uvicorn's), counted and logged like a 431.
+
+        Only uvicorn's line ("Invalid HTTP request received.") said so, and
+        /metrics counted it nowhere (a fragment, two framings, two Hosts), or,
+        refused mid-body, as a sender that left (``cut_short``).
+        """
+        limits = self.config.limits
+        limits.log.warning(
+            "answered 400 to a request from %s that HTTP/1.1 does not allow (%s)",
+            _peer(self),
+            self._refused_why(),
+        )
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            # Its app, reading the body, is told the client is gone: counted by the mark.
+            cycle.scope[REFUSED_BELOW] = BAD_REQUEST
+        else:
+            observe_refusal(BAD_REQUEST)
+        super().send_400_response(msg)  # type: ignore[misc]
+
+    def _refused_why(self) -> str:
+        """What the parser found wrong, as it said it."""
+        return "unreadable"
+
     def _unsupported_upgrade_warning(self) -> None:
         """One line: the offer was ignored (ADR 0020), where uvicorn's two advised a library.
 
@@ -798,8 +828,18 @@ class OneFramingH11Connection(h11.Connection):
     chunk = 0
     chunked = False
 
+    #: What the last RemoteProtocolError said, for the log line of its 400.
+    refused_why = "unreadable"
+
     def next_event(self) -> Any:
         """h11's next event; RemoteProtocolError for a request with both framings."""
+        try:
+            return self._next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refused_why = str(exc) or type(exc).__name__
+            raise
+
+    def _next_event(self) -> Any:
         event = super().next_event()
         if isinstance(event, h11.Data):
             self.progress += len(event.data)
@@ -840,6 +880,9 @@ class BoundedH11Protocol(BoundedProtocol, H11Protocol):
         """Bytes of bodies, and of their chunks' own lines, parsed on this connection."""
         return self.conn.progress
 
+    def _refused_why(self) -> str:
+        return self.conn.refused_why
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """uvicorn's, with h11's connection refusing requests with two framings."""
         super().__init__(*args, **kwargs)
@@ -876,7 +919,8 @@ else:
             self._unset_keepalive_if_required()
             try:
                 self.parser.feed_data(data)
-            except httptools.HttpParserError:
+            except httptools.HttpParserError as exc:
+                self.refused_why = str(exc.__context__ or exc) or type(exc).__name__
                 msg = "Invalid HTTP request received."
                 self.logger.warning(msg)
                 self.send_400_response(msg)
@@ -975,8 +1019,11 @@ else:
             if len(self.pipeline) >= MAX_PIPELINED:
                 self.too_many_ahead = True
                 raise PipelinedTooFarError
-            if _head_refused(self.headers, self.parser.get_http_version()) or b"#" in self.url:
-                raise HeadRefusedError
+            why = _head_refused(self.headers, self.parser.get_http_version())
+            if why is None and b"#" in self.url:
+                why = "a fragment in the target"
+            if why is not None:
+                raise HeadRefusedError(why)
             self.chunk_began = self.progress
             super().on_headers_complete()
             self.open_cycles = (
@@ -987,6 +1034,11 @@ else:
         #: The 400 owed to an unreadable request, written once the requests read before it
         #: are answered.
         refusal: str | None = None
+        #: What httptools (or the hook's check of a head) found wrong, for the 400's log line.
+        refused_why = "unreadable"
+
+        def _refused_why(self) -> str:
+            return self.refused_why
 
         def send_400_response(self, msg: str) -> None:
             """Close a connection that pipelined too far; uvicorn's 400 to any other request.
@@ -1027,7 +1079,7 @@ else:
                 and not self._answers_owed()
                 and not self.transport.is_closing()
             ):
-                HttpToolsProtocol.send_400_response(self, self.refusal)
+                BoundedProtocol.send_400_response(self, self.refusal)
 
         def _answers_owed(self) -> bool:
             """Whether requests read whole wait for answers, and none is cut off mid-body."""

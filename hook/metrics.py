@@ -151,10 +151,16 @@ REFUSED = {
 }
 #: Answers written below the app (hook/connections.py) before a request's head was read
 #: whole, counted whatever their path, since that is unknown: headers past
-#: MAX_HEADER_BYTES (431), and the 503 to a connection past MAX_CONNECTIONS with every
+#: MAX_HEADER_BYTES (431), the 503 to a connection past MAX_CONNECTIONS with every
 #: connection busy and as many waiting (the CMS never retries: a change lost, which
-#: showed only as a limited log line, hostile review).
-BELOW_APP = (connections.HEADERS_TOO_LARGE, connections.TOO_MANY_CONNECTIONS)
+#: showed only as a limited log line, hostile review), and the parser's 400 to a request
+#: HTTP/1.1 does not allow (a fragment, two framings, two Hosts: counted nowhere, or as
+#: cut_short when its body's framing broke mid-body, hostile review).
+BELOW_APP = (
+    connections.HEADERS_TOO_LARGE,
+    connections.TOO_MANY_CONNECTIONS,
+    connections.BAD_REQUEST,
+)
 #: Routes timed under their own label; anything else is "other".
 ROUTES = frozenset({"/notifications", "/metrics", "/status", "/healthz"})
 VERDICTS = ("ok", "warn", "critical")
@@ -209,7 +215,8 @@ class HookMetrics:
             "Deliveries answered by this hook process, by outcome: pending (stored), spooled "
             "(kept on the host's disk), or cut_short (the sender closed before its whole body "
             "arrived), not_found, forbidden, too_slow, too_large, headers_too_large (any path), "
-            "too_many_connections (a 503 past MAX_CONNECTIONS, any path), rate_limited, "
+            "too_many_connections (a 503 past MAX_CONNECTIONS, any path), bad_request (a 400 "
+            "of the HTTP parser, any path), rate_limited, "
             "unavailable, error (not stored); applied, ignored, rejected only "
             "from a hook of an earlier release.",
             ["status"],

@@ -99,6 +99,7 @@ def test_deliveries_are_counted_by_answer(hook: Hook) -> None:
         "too_large": 1,
         "headers_too_large": 0,
         "too_many_connections": 0,
+        "bad_request": 0,
         "too_slow": 0,
         "unavailable": 0,
         "error": 0,
@@ -141,6 +142,42 @@ def h11_hook(server: Server, dbname: str, tmp_path: Path) -> Iterator[Hook]:
 
 
 _DELIVERY = body({"fragrance_id": 7, "cost": 5})
+
+
+#: Requests the HTTP parser answers 400 (hook/connections.py), each a change lost: once
+#: counted nowhere (a fragment, two framings, two Hosts), or as a sender that left
+#: (cut_short: the body's framing broken mid-body, while the app read it).
+UNREADABLE = {
+    "a fragment": b"POST /notifications#x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Length: %d\r\n\r\n%s",
+    "two framings": b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n%s",
+    "two hosts": b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Length: %d\r\n\r\n%s",
+    "a bad chunk line mid-body": b"POST /notifications HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\nzz\r\n",
+}
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+@pytest.mark.parametrize("unreadable", list(UNREADABLE))
+def test_a_request_the_parser_refuses_400_is_counted_as_bad_request_and_logged(
+    request: pytest.FixtureRequest, unreadable: str, parser: str
+) -> None:
+    """The parser's 400 is a refusal like the 431: counted, and logged with the client and why."""
+    hook: Hook = request.getfixturevalue("hook" if parser == "httptools" else "h11_hook")
+    before = scrape(hook)
+    url = httpx.URL(hook.url)
+    with socket.create_connection((url.host, url.port), timeout=10) as sock:
+        sock.sendall(UNREADABLE[unreadable] % (len(_DELIVERY), _DELIVERY))
+        answer = sock.recv(1024)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    grown = _settled_growth(
+        hook, before, "fragrance_sync_deliveries_total", "status", {"bad_request": 1}
+    )
+    assert {status: n for status, n in grown.items() if n} == {"bad_request": 1}
+    assert "answered 400 to a request from 127.0.0.1" in hook.output()
+
 
 #: Requests answered 431 below the app, each a change lost (the CMS never sends a refused
 #: change again): each once counted nowhere, or as a sender that left (cut_short).
@@ -407,6 +444,7 @@ def test_every_label_value_comes_from_a_fixed_list(
             "too_large",
             "headers_too_large",
             "too_many_connections",
+            "bad_request",
             "too_slow",
             "rate_limited",
             "unavailable",

@@ -648,6 +648,7 @@ def test_clients_that_leave_with_their_answers_unread_write_no_line_per_answer(
 #: Requests uvicorn itself refuses or warns about, each with a line of its own before the fix.
 NOISY = [
     pytest.param(b"GARBAGE\r\n\r\n", "Invalid HTTP request received.", id="invalid"),
+    pytest.param(b"GARBAGE\r\n\r\n", "answered 400 to a request from", id="invalid-hook-line"),
     pytest.param(
         b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
         "ignored an offer to switch to h2c",
