@@ -10,7 +10,7 @@ installed) plus three rules, per worker:
 - a connection must send a request's complete headers within
   ``HEADER_TIMEOUT`` seconds of opening (or of its first byte after an idle
   keep-alive), or it is closed (one sweep per worker checks the deadlines),
-  and in at most ``MAX_HEADER_BYTES`` (to within ``FRAMING_STEP``), or it is
+  and in at most ``MAX_HEADER_BYTES``, or it is
   answered 431 and closed (httptools keeps whatever headers it is sent: 64
   MB of one header took 200 MB of a worker's memory, measured), and so is a
   request whose chunked body carries as much besides its bytes and their
@@ -73,9 +73,11 @@ class PipelinedTooFarError(Exception):
     """A client sent more than MAX_PIPELINED requests ahead of its answers."""
 
 
-#: The most bytes of a body's framing past MAX_HEADER_BYTES read before it is refused: a
+#: The most bytes of a body's framing past MAX_HEADER_BYTES parsed before it is refused: a
 #: read during a body is parsed in pieces no longer than what is left of the bound (and
-#: never shorter than this, so that a sender cannot make the hook parse a byte at a time).
+#: never shorter than this, so that a sender cannot make the hook parse a byte at a time),
+#: each checked after it is parsed. A head's pieces have no such floor: the bound on a
+#: head holds exactly, and an incomplete one past it is refused at once.
 FRAMING_STEP = 4096
 
 
@@ -550,8 +552,8 @@ class BoundedProtocol:
         """Start the deadline when a request begins; stop it once its headers are complete.
 
         Headers that pass ``MAX_HEADER_BYTES`` before they are complete get 431.
-        A read is parsed in pieces no longer than what is left of the bound (at
-        least ``FRAMING_STEP``): a piece that completes the headers may carry the
+        A read is parsed in pieces no longer than what is left of the bound (a
+        body's at least ``FRAMING_STEP``): a piece that completes the headers may carry the
         start of the body too, and what follows them is parsed as the state of
         the connection then asks (``_body_received`` while a body is read).
         """
@@ -559,6 +561,8 @@ class BoundedProtocol:
             self.held_data += data
             self.transport.pause_reading()
             return
+        if self.refused_ahead is not None:
+            return  # refused: answered once the request before it is
         cycle = self.cycle
         if cycle is None or not cycle.more_body or cycle.response_complete:
             # A request's head (the usual read: a whole delivery).
@@ -571,7 +575,16 @@ class BoundedProtocol:
                 data = self._head_received(data)
 
     def _head_received(self, data: bytes) -> bytes:
-        """Parse a read, or its start, outside a body; what is left once a request begins."""
+        """Parse a read, or its start, outside a body; what is left once a request begins.
+
+        The piece parsed is no longer than what is left of MAX_HEADER_BYTES, so a
+        head that is not complete within it has passed the bound: 431, exactly
+        at the bound (pieces of at least 4 KiB let a head of 4 KiB through under
+        a bound of 1 KiB). A head httptools parses ahead of the answer to the
+        request before it is counted too (it was not: 200 KB of headers were
+        served, and without end while the request before waited); h11 parses
+        such a head from its buffer (``_next_head_parsed``).
+        """
         limits = self.config.limits
         if (
             not limits.is_awaiting_headers(self)
@@ -580,39 +593,88 @@ class BoundedProtocol:
         ):
             self._await_headers()
         awaiting = limits.is_awaiting_headers(self)
+        counting = awaiting or self.parses_ahead and self._in_request()
         before = self.cycle
-        end = limits.max_header_bytes - self.header_bytes + 1
-        if end < len(data) and end < FRAMING_STEP:
-            end = FRAMING_STEP
+        if counting and self.header_bytes >= limits.max_header_bytes:
+            self._refuse_head(ahead=not awaiting)  # h11 held that much of it unparsed
+            return b""
+        if counting:
+            end = limits.max_header_bytes - self.header_bytes
+        else:
+            end = max(limits.max_header_bytes - self.header_bytes + 1, FRAMING_STEP)
         piece, rest = (data[:end], data[end:]) if end < len(data) else (data, b"")
-        progress = self.progress
+        progress, heads, counted = self.progress, self.heads_parsed, self.header_bytes
         super().data_received(piece)  # type: ignore[misc]
         cycle = self.cycle
         if cycle is not before:
             self._headers_complete()
-            if awaiting and cycle.more_body and not cycle.response_complete:
-                # The piece went on past the head into the body: what of it was neither
-                # head nor body (nor chunk lines) is the body's framing so far.
-                head = _head_size(cycle.scope) - self.header_bytes
-                self.framing = max(0, len(piece) - head - self.progress + progress)
+            # What of the piece was neither heads nor bodies (nor chunk lines): the framing
+            # of the body in progress, or the start of a head parsed ahead.
+            other = max(0, counted + len(piece) - self._parsed_since(progress, heads))
+            if counting and cycle.more_body and not cycle.response_complete:
+                self.framing = other
                 if self.framing > limits.max_header_bytes:
                     self._refuse_framing(cycle)
                     return b""
+            elif self.head_open:
+                self.header_bytes = other
+                if other >= limits.max_header_bytes:
+                    self._refuse_head(ahead=True)
+                    return b""
             return rest
-        if awaiting and not self.transport.is_closing():
+        if counting and not self.transport.is_closing():
             self.header_bytes += len(piece)
-            if self.header_bytes > limits.max_header_bytes:
-                limits.log.warning(
-                    "request headers from %s passed MAX_HEADER_BYTES (%d): answered 431",
-                    _peer(self),
-                    limits.max_header_bytes,
-                )
-                limits.busy(self)
-                self.transport.write(TOO_BIG_ANSWER)
-                self.transport.close()
-                observe_refusal(HEADERS_TOO_LARGE)
+            if self.header_bytes >= limits.max_header_bytes:
+                self._refuse_head(ahead=not awaiting)
                 return b""
         return rest
+
+    #: Whether the parser reads a request's head while the one before waits for its
+    #: answer (httptools); h11 keeps it in its buffer until then.
+    parses_ahead = False
+    #: The bytes of the heads parsed on this connection (``_head_size``), where counted.
+    heads_parsed = 0
+    #: Whether the parser is inside a head it parses ahead (httptools).
+    head_open = False
+
+    def _parsed_since(self, progress: int, heads: int) -> int:
+        """Bytes of heads, bodies and chunk lines parsed since ``progress`` and ``heads``."""
+        if self.heads_parsed == heads:  # h11 counts no heads: the one just parsed
+            heads += -_head_size(self.cycle.scope)
+        return self.heads_parsed - heads + self.progress - progress
+
+    def _refuse_head(self, *, ahead: bool) -> None:
+        """431 for a head past MAX_HEADER_BYTES; after the answers owed, for one sent ahead."""
+        limits = self.config.limits
+        limits.log.warning(
+            "request headers from %s passed MAX_HEADER_BYTES (%d): answered 431",
+            _peer(self),
+            limits.max_header_bytes,
+        )
+        limits.busy(self)
+        if ahead:
+            self._refuse_when_answered(TOO_BIG_ANSWER, HEADERS_TOO_LARGE)
+            return
+        self.transport.write(TOO_BIG_ANSWER)
+        self.transport.close()
+        observe_refusal(HEADERS_TOO_LARGE)
+
+    #: An answer owed to a request refused while the one before waits for its own.
+    refused_ahead: tuple[bytes, str] | None = None
+
+    def _refuse_when_answered(self, answer: bytes, label: str) -> None:
+        """Stop reading; write ``answer`` (counted as ``label``) once the request before is."""
+        self.refused_ahead = (answer, label)
+        self.transport.pause_reading()
+
+    def _answer_refused_ahead(self) -> None:
+        if self.refused_ahead is None or self._in_request() or self.transport.is_closing():
+            return
+        answer, label = self.refused_ahead
+        self.refused_ahead = None
+        self.transport.write(answer)
+        self.transport.close()
+        observe_refusal(label)
 
     def _body_received(self, data: bytes, cycle: Any) -> bytes:
         """Parse a read of ``cycle``'s body; past MAX_HEADER_BYTES of other framing, 431.
@@ -633,33 +695,59 @@ class BoundedProtocol:
         Checked after each read, a trailer up to a read's size (256 KiB) past
         the bound was kept, and stored when it ended within that read: the read
         is parsed in pieces no longer than what is left of the bound (at least
-        ``FRAMING_STEP``), so at most that much is held past it.
+        ``FRAMING_STEP``), so at most that much is held past it. The piece where
+        the body ends is checked too: a trailer (or an extension) that ended in
+        it was never checked, and 3 KB of it were stored under a bound of 1 KiB.
         """
         limits = self.config.limits
         while data:
             end = max(limits.max_header_bytes - self.framing + 1, FRAMING_STEP)
             piece, data = (data[:end], data[end:]) if end < len(data) else (data, b"")
-            progress = self.progress
+            progress, heads = self.progress, self.heads_parsed
             super().data_received(piece)  # type: ignore[misc]
-            if self.cycle is not cycle:
-                self._headers_complete()  # httptools: a pipelined request began
+            if self.transport.is_closing():
                 return data
-            if not cycle.more_body or self.transport.is_closing():
-                return data  # the body is over: the rest is the next request's
-            self.framing = max(0, self.framing + len(piece) - self.progress + progress)
-            if self.framing > limits.max_header_bytes:
+            over = self.cycle is not cycle or not cycle.more_body
+            # Once the body is over, h11 keeps the rest of the piece unparsed: not this
+            # body's; httptools parses it (heads ahead, counted in heads_parsed), and
+            # what of it no head counts is counted as this body's framing, to be safe.
+            unparsed = self._unparsed() if over else 0
+            parsed = self.heads_parsed - heads + self.progress - progress
+            self.framing = max(0, self.framing + len(piece) - unparsed - parsed)
+            if self.framing > limits.max_header_bytes and not cycle.response_complete:
+                # Checked when the body ended within the piece too: a trailer (or an
+                # extension) that ended with it was never checked, and was stored.
                 self._refuse_framing(cycle)
                 return b""
+            if over:
+                other = self.framing
+                if self.cycle is not cycle:
+                    self._headers_complete()  # httptools: a pipelined request began
+                if self.head_open:
+                    # What no head counts may be the start of the one parsed ahead.
+                    self.header_bytes = other
+                return data  # the rest is the next request's
         return b""
 
-    def _refuse_framing(self, cycle: Any) -> None:
+    def _unparsed(self) -> int:
+        """Bytes the parser holds unparsed (h11's buffer); httptools parses all it is fed."""
+        return 0
+
+    def _refuse_framing(self, cycle: Any, *, head: bool = False) -> None:
         limits = self.config.limits
-        limits.log.warning(
-            "a request body from %s carried more than MAX_HEADER_BYTES (%d) besides "
-            "its bytes and chunk lines (trailer fields, chunk extensions): answered 431",
-            _peer(self),
-            limits.max_header_bytes,
-        )
+        if head:
+            limits.log.warning(
+                "request headers from %s passed MAX_HEADER_BYTES (%d): answered 431",
+                _peer(self),
+                limits.max_header_bytes,
+            )
+        else:
+            limits.log.warning(
+                "a request body from %s carried more than MAX_HEADER_BYTES (%d) besides "
+                "its bytes and chunk lines (trailer fields, chunk extensions): answered 431",
+                _peer(self),
+                limits.max_header_bytes,
+            )
         # The app, reading the body, is told the client is gone: its own answer
         # is not written, and /metrics counts this one by the scope's mark.
         cycle.scope[REFUSED_BELOW] = HEADERS_TOO_LARGE
@@ -731,6 +819,11 @@ class BoundedProtocol:
         super().on_response_complete()  # type: ignore[misc]
         if self.cycle is not before:  # h11: a pipelined request started
             self._headers_complete()
+            if _head_size(self.cycle.scope) > self.config.limits.max_header_bytes:
+                # Parsed from h11's buffer, where nothing counted it.
+                self._refuse_framing(self.cycle, head=True)
+        elif self.refused_ahead is not None:
+            self._answer_refused_ahead()
         elif self._in_request():  # httptools: one parsed earlier is now answered
             self.config.limits.busy(self)
         elif not self.transport.is_closing():
@@ -788,12 +881,15 @@ class BoundedProtocol:
         return self.cycle is not None and not self.cycle.response_complete
 
     def _await_headers(self) -> None:
-        self.header_bytes = 0
+        # A head's start may have been read already: parsed ahead (httptools, counted),
+        # or kept in the parser's buffer (h11).
+        self.header_bytes = self.header_bytes if self.parses_ahead else self._unparsed()
         self.config.limits.awaiting_headers(self, self.loop)
 
     def _headers_complete(self) -> None:
         self.config.limits.busy(self)
         self.framing = 0
+        self.header_bytes = 0
         if self.cycle.more_body:
             # Leave the rest of the body in the kernel until the app asks for it: a
             # request waiting for the worker's body budget then holds no more than what
@@ -882,6 +978,9 @@ class BoundedH11Protocol(BoundedProtocol, H11Protocol):
 
     def _refused_why(self) -> str:
         return self.conn.refused_why
+
+    def _unparsed(self) -> int:
+        return len(self.conn.trailing_data[0])
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """uvicorn's, with h11's connection refusing requests with two framings."""
@@ -991,6 +1090,7 @@ else:
 
         #: Set when the client sent more than MAX_PIPELINED requests ahead of its answers.
         too_many_ahead = False
+        parses_ahead = True
 
         #: Bytes of bodies, and of their chunks' own lines, parsed on this connection.
         progress = 0
@@ -1030,6 +1130,13 @@ else:
                 *(cycle for cycle in self.open_cycles if not cycle.response_complete),
                 self.cycle,
             )
+            self.heads_parsed += _head_size(self.scope)
+            self.head_open = False
+
+        def on_message_begin(self) -> None:
+            """uvicorn's; a head is open until its fields are complete."""
+            self.head_open = True
+            super().on_message_begin()
 
         #: The 400 owed to an unreadable request, written once the requests read before it
         #: are answered.
