@@ -582,7 +582,7 @@ class BoundedProtocol:
         at the bound (pieces of at least 4 KiB let a head of 4 KiB through under
         a bound of 1 KiB). A head httptools parses ahead of the answer to the
         request before it is counted too (it was not: 200 KB of headers were
-        served, and without end while the request before waited); h11 parses
+        served, and nothing bounded it while the request before waited); h11 parses
         such a head from its buffer (``_next_head_parsed``).
         """
         limits = self.config.limits
