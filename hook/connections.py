@@ -583,7 +583,7 @@ class BoundedProtocol:
         a bound of 1 KiB). A head httptools parses ahead of the answer to the
         request before it is counted too (it was not: 200 KB of headers were
         served, and nothing bounded it while the request before waited); h11 parses
-        such a head from its buffer (``_next_head_parsed``).
+        such a head from its buffer once the one before is answered (``on_response_complete``).
         """
         limits = self.config.limits
         if (
