@@ -393,3 +393,59 @@ create trigger _010_refuse_truncate_settings
         'sync.settings cannot be truncated: its one row is every setting the sync reads');
 comment on trigger _010_refuse_truncate_settings on sync.settings is
     'Refuses a TRUNCATE of the settings (FS095): every setting would read null.';
+
+-- sync_private.say_which_setting_is_out_of_bounds
+-- Trigger: a setting out of its bounds is refused as its CHECK would, saying which setting takes what.
+create function sync_private.say_which_setting_is_out_of_bounds() returns trigger
+    language plpgsql
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    v_check record;
+    v_holds boolean;
+begin
+    -- A setting out of its bounds met the table's CHECK: PostgreSQL's 23514
+    -- named the constraint and printed the whole row, and said nothing of
+    -- what the setting takes (hostile review). Each CHECK of sync.settings
+    -- is asked here first, by its own text, so nothing is written twice and
+    -- a new one is covered by its migration alone. The error stays a
+    -- check_violation naming its constraint, as before; its message is the
+    -- constraint's comment and the values it read, its hint the way back.
+    -- A CHECK that reads null lets the row pass, as the constraint does.
+    for v_check in
+        select c.conname,
+               pg_catalog.pg_get_expr(c.conbin, c.conrelid) as expression,
+               pg_catalog.obj_description(c.oid, 'pg_constraint') as says,
+               array(select a.attname::text
+                     from pg_catalog.pg_attribute as a
+                     where a.attrelid = c.conrelid and a.attnum = any (c.conkey)
+                     order by a.attnum) as columns
+        from pg_catalog.pg_constraint as c
+        where c.conrelid = 'sync.settings'::regclass and c.contype = 'c'
+        order by c.conname
+    loop
+        execute format('select %s from (select ($1).*) as settings', v_check.expression)
+            into v_holds using new;
+        if not v_holds then
+            raise exception 'sync.settings cannot take %: %',
+                (select string_agg(format('%s = %s', k, pg_catalog.to_jsonb(new) ->> k), ', ')
+                 from unnest(v_check.columns) as k),
+                coalesce(v_check.says, v_check.conname)
+                using errcode = 'check_violation', schema = 'sync', table = 'settings',
+                      constraint = v_check.conname,
+                      hint = format('The check %s reads: %s. The setting keeps its value; '
+                                    || 'docs/operations.md says what each setting does.',
+                                    v_check.conname, v_check.expression);
+        end if;
+    end loop;
+    return new;
+end;
+$$;
+comment on function sync_private.say_which_setting_is_out_of_bounds() is
+    'Trigger function of sync.settings''s _020_say_which_setting_is_out_of_bounds: asks each CHECK of the table of the new row first, and refuses one it breaks as the CHECK would (23514, naming the constraint), with the setting, its value and the constraint''s comment in the message and the check''s text in the hint.';
+
+create trigger _020_say_which_setting_is_out_of_bounds
+    before insert or update on sync.settings
+    for each row execute function sync_private.say_which_setting_is_out_of_bounds();
+comment on trigger _020_say_which_setting_is_out_of_bounds on sync.settings is
+    'Refuses a setting out of its bounds before its CHECK does, saying which setting, what it was given and what it takes.';

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import threading
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -47,6 +48,79 @@ def test_the_hint_for_a_discard_without_a_reason_names_the_delivery_asked_for(
 
     assert inbox_row(db, asked)["status"] == "discarded"
     assert inbox_row(db, forty_second)["status"] == "rejected"
+
+
+# A setting out of its bounds: (the UPDATE, the check it breaks, what the message shows).
+SETTINGS_OUT_OF_BOUNDS = {
+    "purge under a day": (
+        "purge_after = '12 hours'",
+        "settings_purge_after_check",
+        "purge_after = 12:00:00",
+    ),
+    "purge beyond the calendar": (
+        "discarded_purge_after = '10000 years'",
+        "settings_discarded_purge_after_within_calendar",
+        "discarded_purge_after = 10000 years",
+    ),
+    "share above one": (
+        "reject_share_warn = 2",
+        "settings_reject_share_is_a_share",
+        "reject_share_warn = 2",
+    ),
+    "critical before warning": (
+        "silence_critical_after = '1 minute'",
+        "settings_silence_thresholds_ordered",
+        "silence_critical_after = 00:01:00",
+    ),
+    "no cadence": (
+        "expected_interval = '0'",
+        "settings_cadence_positive",
+        "expected_interval = 00:00:00",
+    ),
+    "snapshot age negative": (
+        "snapshot_warn_after = '-1 day'",
+        "settings_snapshot_warn_positive",
+        "snapshot_warn_after = -1 days",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "constraint", "shown"),
+    SETTINGS_OUT_OF_BOUNDS.values(),
+    ids=SETTINGS_OUT_OF_BOUNDS.keys(),
+)
+def test_a_setting_out_of_its_bounds_says_which_setting_takes_what(
+    dba: psycopg.Connection, assignment: str, constraint: str, shown: str
+) -> None:
+    """PostgreSQL's own 23514 named the constraint and printed the whole row, no more."""
+    says = dba.execute(
+        "select obj_description(oid, 'pg_constraint') from pg_constraint"
+        " where conrelid = 'sync.settings'::regclass and conname = %s",
+        [constraint],
+    ).fetchone()[0]
+    before = dba.execute("select to_jsonb(s) from sync.settings as s").fetchone()[0]
+
+    with pytest.raises(psycopg.errors.CheckViolation) as caught:
+        dba.execute(f"update sync.settings set {assignment}")
+
+    diag = caught.value.diag
+    assert (diag.constraint_name, diag.schema_name, diag.table_name) == (
+        constraint,
+        "sync",
+        "settings",
+    )
+    assert shown in diag.message_primary and says in diag.message_primary
+    assert constraint in diag.message_hint
+    assert dba.execute("select to_jsonb(s) from sync.settings as s").fetchone()[0] == before
+
+
+def test_a_setting_within_its_bounds_is_taken(dba: psycopg.Connection) -> None:
+    dba.execute("update sync.settings set purge_after = '1 day', reject_share_warn = 1")
+    assert dba.execute("select purge_after, reject_share_warn from sync.settings").fetchone() == (
+        timedelta(days=1),
+        1,
+    )
 
 
 def test_the_hint_for_a_purge_under_a_day_keeps_the_age_asked_for(
