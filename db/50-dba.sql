@@ -360,6 +360,17 @@ begin
                   hint = format('Say why it is safe to drop: SELECT * FROM sync.discard(%s, ''why it is safe to drop'');',
                       p_inbox_id);
     end if;
+    -- The reason is kept a year beside the body, and shown in the
+    -- quarantine: one of 2 MB was taken as it came (hostile review). A
+    -- sentence or two says why; long evidence belongs in a ticket.
+    if char_length(p_reason) > 1000 then
+        raise exception 'the reason to discard inbox row % has % characters; at most 1000 are kept',
+            p_inbox_id, char_length(p_reason)
+            using errcode = 'FS096',
+                  hint = format('Say why in a sentence or two and name where the evidence is: '
+                      || 'SELECT * FROM sync.discard(%s, ''test payload from the CMS vendor, ticket OPS-123'');',
+                      p_inbox_id);
+    end if;
     perform sync_private.claim_rejected(p_inbox_id, 'discarded');
     -- A discarded delivery retried and refused again (ADR 0039) is
     -- discarded again: the earlier who, why and when go to
@@ -378,7 +389,7 @@ begin
 end;
 $$;
 comment on function sync.discard(bigint, text) is
-    'Marks one rejected delivery as discarded, recording who, why (a reason that shows something, else FS003) and when (a delivery discarded before, retried and refused again, keeps the earlier ones in earlier_discards); the row and its body stay in the inbox until the scheduled purge, sync.settings.discarded_purge_after (a year) later. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';
+    'Marks one rejected delivery as discarded, recording who, why (a reason that shows something, else FS003, of at most 1000 characters, else FS096) and when (a delivery discarded before, retried and refused again, keeps the earlier ones in earlier_discards); the row and its body stay in the inbox until the scheduled purge, sync.settings.discarded_purge_after (a year) later. Usage: SELECT * FROM sync.discard(42, ''test payload from the CMS vendor'');';
 
 -- sync.settings is one row (its singleton column): the hook's store, the
 -- purges and the health read it. An owner's TRUNCATE left none, and every

@@ -50,6 +50,19 @@ def test_the_hint_for_a_discard_without_a_reason_names_the_delivery_asked_for(
     assert inbox_row(db, forty_second)["status"] == "rejected"
 
 
+def test_the_hint_for_a_discard_whose_reason_is_too_long_runs_and_discards_the_row_asked(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """A reason of 2 MB was kept for a year beside the body; the hint's sentence fits."""
+    asked = receive(db, {"fragrance_id": 7, "cost": -3})["inbox_id"]
+
+    hint = hint_of(dba, f"select * from sync.discard({asked}, repeat('x', 1001))", "FS096")
+    assert inbox_row(db, asked)["status"] == "rejected"
+    dba.execute(runnable(hint))
+
+    assert inbox_row(db, asked)["status"] == "discarded"
+
+
 # A setting out of its bounds: (the UPDATE, the check it breaks, what the message shows).
 SETTINGS_OUT_OF_BOUNDS = {
     "purge under a day": (
