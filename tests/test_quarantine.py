@@ -278,6 +278,16 @@ def test_a_discard_whose_reason_shows_nothing_is_refused(
     assert inbox_row(db, rejected)["status"] == "rejected"
 
 
+def test_a_discard_reason_of_1000_characters_is_kept_whole(
+    db: psycopg.Connection, dba: psycopg.Connection
+) -> None:
+    """The bound refuses a longer one (FS096, test_dba_hints); up to it, nothing is cut."""
+    rejected = receive(db, {"fragrance_id": 7, "cost": -1})["inbox_id"]
+    dba.execute("select sync.discard(%s, repeat('é', 1000))", [rejected])
+    row = inbox_row(db, rejected)
+    assert (row["status"], row["discard_reason"]) == ("discarded", "é" * 1000)
+
+
 @pytest.mark.parametrize(
     "assignment",
     [
