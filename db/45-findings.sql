@@ -9,7 +9,7 @@
 -- finding never blocks the smart library and never changes a row.
 
 -- sync_private.name_key
--- A name folded as a reader sees it: Cyrillic and Greek letters that look Latin, Unicode NFKC, lower case.
+-- A name folded as a reader sees it: Cyrillic and Greek letters that look Latin, final ς as σ, Unicode NFKC, lower case.
 create function sync_private.name_key(p_name text) returns text
     language sql
     immutable
@@ -48,22 +48,28 @@ as $$
     -- name without a run of spaces or one at either end skips the
     -- regexp_replace(): three tests cost it 0.45 us, folding it always
     -- 0.85 us (measured on 200,000 names).
+    --
+    -- "ΡΟΔΟΣ" and "ροδος" fold alike too (migration 0070): lower() keeps a
+    -- small letter that is not its capital's small letter, so translate()
+    -- folds it to that one, Greek final ς to σ (lower('Σ') is σ), and the
+    -- old Cyrillic forms ᲁ ᲆ ᲇ ᲈ to д ъ ѣ ꙋ (ᲀ ᲂ ᲃ ᲄ ᲅ fold to Latin letters).
     select lower(case when octet_length(p_name) = char_length(p_name)
                           then case when strpos(p_name, '  ') = 0 and left(p_name, 1) <> ' ' and right(p_name, 1) <> ' ' then p_name
                                     else btrim(regexp_replace(p_name, '  +', ' ', 'g'), ' ') end
                       when p_name ~ E'[\\u00b5\\u0370-\\u052f\\u1c80-\\u1c8f\\u1d00-\\u1dbf\\u1f00-\\u1fff\\u3380-\\u33df\\ua640-\\ua69f\\U0001d400-\\U0001d7ff\\U0001e030-\\U0001e08f]'
                           then btrim(regexp_replace(normalize(translate(normalize(p_name, nfkd),
                               E'\u037f\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5'
-                              '\u03a7\u03b1\u03b2\u03b5\u03b6\u03b7\u03b9\u03ba\u03bc\u03bd\u03bf\u03c1\u03c4\u03c5'
-                              '\u03c7\u03dc\u03dd\u03f3\u03fa\u03fb\u0405\u0406\u0408\u0410\u0412\u0415\u041a\u041c'
-                              '\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u042c\u0430\u0432\u0435\u043a\u043c\u043d'
-                              '\u043e\u0440\u0441\u0442\u0443\u0445\u044c\u0455\u0456\u0458\u0474\u0475\u04ae\u04af'
-                              '\u04c0\u04cf\u050c\u050d\u051c\u051d\u1c80\u1c82\u1c83\u1c84\u1c85\u1d26',
-                              'JABEZHIKMNOPTYXabezhikmnoptyxFfjMmSIJABEKMHOPCTYXbabekmhopctyxbsijVvYyIiGgWwbocttr'), nfkc), '  +', ' ', 'g'), ' ')
+                              '\u03a7\u03b1\u03b2\u03b5\u03b6\u03b7\u03b9\u03ba\u03bc\u03bd\u03bf\u03c1\u03c2\u03c4'
+                              '\u03c5\u03c7\u03dc\u03dd\u03f3\u03fa\u03fb\u0405\u0406\u0408\u0410\u0412\u0415\u041a'
+                              '\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u042c\u0430\u0432\u0435\u043a\u043c'
+                              '\u043d\u043e\u0440\u0441\u0442\u0443\u0445\u044c\u0455\u0456\u0458\u0474\u0475\u04ae'
+                              '\u04af\u04c0\u04cf\u050c\u050d\u051c\u051d\u1c80\u1c81\u1c82\u1c83\u1c84\u1c85\u1c86'
+                              '\u1c87\u1c88\u1d26',
+                              E'JABEZHIKMNOPTYXabezhikmnop\u03c3tyxFfjMmSIJABEKMHOPCTYXbabekmhopctyxbsijVvYyIiGgWwb\u0434octt\u044a\u0463\ua64br'), nfkc), '  +', ' ', 'g'), ' ')
                       else btrim(regexp_replace(normalize(p_name, nfkc), '  +', ' ', 'g'), ' ') end);
 $$;
 comment on function sync_private.name_key(text) is
-    'A name folded as a reader sees it: the Cyrillic and Greek letters that look like ASCII ones (Unicode''s confusables, devtools/confusable_fold.py) folded to them, Unicode NFKC (an ASCII name is its own), runs of spaces as one and none at either end, then lower case; the expression of the index sync_fragrances_name_key_idx. Names with the same key and other letters are name.lookalike.';
+    'A name folded as a reader sees it: the Cyrillic and Greek letters that look like ASCII ones (Unicode''s confusables, devtools/confusable_fold.py) folded to them, a small letter that is not its capital''s small letter (Greek final ς) to that one (σ), Unicode NFKC (an ASCII name is its own), runs of spaces as one and none at either end, then lower case; the expression of the index sync_fragrances_name_key_idx. Names with the same key and other letters are name.lookalike.';
 
 -- sync_private.name_turn_of
 -- The turn (row of sync_private.name_turn) of a name: a hash of its folded form.
@@ -465,12 +471,13 @@ select f.id, f.rule, f.severity, f.fragrance_id, f.field, f.value, f.message, f.
                               when o.name::text ~ E'[\\u00b5\\u0370-\\u052f\\u1c80-\\u1c8f\\u1d00-\\u1dbf\\u1f00-\\u1fff\\u3380-\\u33df\\ua640-\\ua69f\\U0001d400-\\U0001d7ff\\U0001e030-\\U0001e08f]'
                                   then btrim(regexp_replace(normalize(translate(normalize(o.name::text, nfkd),
                                       E'\u037f\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5'
-                                      '\u03a7\u03b1\u03b2\u03b5\u03b6\u03b7\u03b9\u03ba\u03bc\u03bd\u03bf\u03c1\u03c4\u03c5'
-                                      '\u03c7\u03dc\u03dd\u03f3\u03fa\u03fb\u0405\u0406\u0408\u0410\u0412\u0415\u041a\u041c'
-                                      '\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u042c\u0430\u0432\u0435\u043a\u043c\u043d'
-                                      '\u043e\u0440\u0441\u0442\u0443\u0445\u044c\u0455\u0456\u0458\u0474\u0475\u04ae\u04af'
-                                      '\u04c0\u04cf\u050c\u050d\u051c\u051d\u1c80\u1c82\u1c83\u1c84\u1c85\u1d26',
-                                      'JABEZHIKMNOPTYXabezhikmnoptyxFfjMmSIJABEKMHOPCTYXbabekmhopctyxbsijVvYyIiGgWwbocttr'), nfkc), '  +', ' ', 'g'), ' ')
+                                      '\u03a7\u03b1\u03b2\u03b5\u03b6\u03b7\u03b9\u03ba\u03bc\u03bd\u03bf\u03c1\u03c2\u03c4'
+                                      '\u03c5\u03c7\u03dc\u03dd\u03f3\u03fa\u03fb\u0405\u0406\u0408\u0410\u0412\u0415\u041a'
+                                      '\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u042c\u0430\u0432\u0435\u043a\u043c'
+                                      '\u043d\u043e\u0440\u0441\u0442\u0443\u0445\u044c\u0455\u0456\u0458\u0474\u0475\u04ae'
+                                      '\u04af\u04c0\u04cf\u050c\u050d\u051c\u051d\u1c80\u1c81\u1c82\u1c83\u1c84\u1c85\u1c86'
+                                      '\u1c87\u1c88\u1d26',
+                                      E'JABEZHIKMNOPTYXabezhikmnop\u03c3tyxFfjMmSIJABEKMHOPCTYXbabekmhopctyxbsijVvYyIiGgWwb\u0434octt\u044a\u0463\ua64br'), nfkc), '  +', ' ', 'g'), ' ')
                               else btrim(regexp_replace(normalize(o.name::text, nfkc), '  +', ' ', 'g'), ' ') end)
                  = lower(case when octet_length(l.name::text) = char_length(l.name::text)
                                   then case when strpos(l.name::text, '  ') = 0 and left(l.name::text, 1) <> ' ' and right(l.name::text, 1) <> ' ' then l.name::text
@@ -478,12 +485,13 @@ select f.id, f.rule, f.severity, f.fragrance_id, f.field, f.value, f.message, f.
                               when l.name::text ~ E'[\\u00b5\\u0370-\\u052f\\u1c80-\\u1c8f\\u1d00-\\u1dbf\\u1f00-\\u1fff\\u3380-\\u33df\\ua640-\\ua69f\\U0001d400-\\U0001d7ff\\U0001e030-\\U0001e08f]'
                                   then btrim(regexp_replace(normalize(translate(normalize(l.name::text, nfkd),
                                       E'\u037f\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4\u03a5'
-                                      '\u03a7\u03b1\u03b2\u03b5\u03b6\u03b7\u03b9\u03ba\u03bc\u03bd\u03bf\u03c1\u03c4\u03c5'
-                                      '\u03c7\u03dc\u03dd\u03f3\u03fa\u03fb\u0405\u0406\u0408\u0410\u0412\u0415\u041a\u041c'
-                                      '\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u042c\u0430\u0432\u0435\u043a\u043c\u043d'
-                                      '\u043e\u0440\u0441\u0442\u0443\u0445\u044c\u0455\u0456\u0458\u0474\u0475\u04ae\u04af'
-                                      '\u04c0\u04cf\u050c\u050d\u051c\u051d\u1c80\u1c82\u1c83\u1c84\u1c85\u1d26',
-                                      'JABEZHIKMNOPTYXabezhikmnoptyxFfjMmSIJABEKMHOPCTYXbabekmhopctyxbsijVvYyIiGgWwbocttr'), nfkc), '  +', ' ', 'g'), ' ')
+                                      '\u03a7\u03b1\u03b2\u03b5\u03b6\u03b7\u03b9\u03ba\u03bc\u03bd\u03bf\u03c1\u03c2\u03c4'
+                                      '\u03c5\u03c7\u03dc\u03dd\u03f3\u03fa\u03fb\u0405\u0406\u0408\u0410\u0412\u0415\u041a'
+                                      '\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425\u042c\u0430\u0432\u0435\u043a\u043c'
+                                      '\u043d\u043e\u0440\u0441\u0442\u0443\u0445\u044c\u0455\u0456\u0458\u0474\u0475\u04ae'
+                                      '\u04af\u04c0\u04cf\u050c\u050d\u051c\u051d\u1c80\u1c81\u1c82\u1c83\u1c84\u1c85\u1c86'
+                                      '\u1c87\u1c88\u1d26',
+                                      E'JABEZHIKMNOPTYXabezhikmnop\u03c3tyxFfjMmSIJABEKMHOPCTYXbabekmhopctyxbsijVvYyIiGgWwb\u0434octt\u044a\u0463\ua64br'), nfkc), '  +', ' ', 'g'), ' ')
                               else btrim(regexp_replace(normalize(l.name::text, nfkc), '  +', ' ', 'g'), ' ') end)
                and o.name <> l.name
             where l.fragrance_id = f.fragrance_id

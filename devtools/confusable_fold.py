@@ -26,12 +26,17 @@ capitals and in small letters:
    υ (u) as Υ (Y);
 3. a small letter whose capital has no ASCII lookalike does not fold:
    Cyrillic г (r) would make Г an R, Greek σ (o) Σ an O, γ (y) Γ a Y;
-4. a letter with no case partner folds by its own skeleton (ᴦ is r).
+4. a letter with no case partner folds by its own skeleton (ᴦ is r);
+5. a small letter that is not its capital's small letter folds to that one, since
+   lower() keeps it (migration 0070): Greek final ς to σ (a word-final sigma is
+   written ς, and lower('Σ') is σ, so "ΡΟΔΟΣ" and "ροδος" are one word), the old
+   Cyrillic forms ᲁ ᲆ ᲇ ᲈ (small forms of Д Ъ Ѣ Ꙋ) to д ъ ѣ ꙋ. Python's own case
+   data says which; Latin ı (dotless, a letter of its own in Turkish) is not folded.
 
 Letters of other scripts, Latin letters among them, fold as before (NFKC,
 lower case): Latin "I" and "l", one prototype in UTS #39, stay two letters.
 ``tests/test_findings_confusables.py`` holds the database to this fold,
-code point by code point, and the index of migration 0045 to the function.
+code point by code point, and the index of migration 0070 to the function.
 """
 
 from __future__ import annotations
@@ -117,6 +122,18 @@ def fold() -> dict[int, str]:
             target = capital.lower() if capital else None
         if target:
             found[code_point] = target
+    # 5. a small letter that is not its capital's small letter folds to that one: lower()
+    #    keeps Greek final ς (its capital Σ lowers to σ) and the old Cyrillic forms ᲁ ᲆ ᲇ ᲈ
+    #    (Д Ъ Ѣ Ꙋ lower to д ъ ѣ ꙋ), so "ΡΟΔΟΣ" and "ροδος" folded apart.
+    for code_point in range(0x110000):
+        char = chr(code_point)
+        if code_point in found or script(code_point) not in ("cyrillic", "greek"):
+            continue
+        if unicodedata.normalize("NFKD", char) != char or not char.islower():
+            continue
+        small = char.upper().lower()
+        if len(small) == 1 and small != char and script(ord(small)) == script(code_point):
+            found[code_point] = found.get(ord(small), small)
     return found
 
 
@@ -162,8 +179,11 @@ def translate_sql(argument: str, indent: str = "", per_line: int = 14) -> str:
     escapes = [escape(c) for c in sorted(folded)]
     lines = ["".join(escapes[i : i + per_line]) for i in range(0, len(escapes), per_line)]
     source_letters = f"\n{indent}    ".join([f"E'{lines[0]}'", *(f"'{x}'" for x in lines[1:])])
-    target_letters = "".join(folded[c] for c in sorted(folded))
-    return f"translate({argument},\n{indent}    {source_letters},\n{indent}    '{target_letters}')"
+    target_letters = "".join(
+        folded[c] if folded[c].isascii() else escape(ord(folded[c])) for c in sorted(folded)
+    )
+    target = f"E'{target_letters}'" if "\\" in target_letters else f"'{target_letters}'"
+    return f"translate({argument},\n{indent}    {source_letters},\n{indent}    {target})"
 
 
 def spaces_sql(text: str) -> str:

@@ -12,7 +12,8 @@ the same are a finding at rest, as NFKC lookalikes are. Judged three ways:
 the catalog check of rows loaded without the write triggers (an adopted
 catalog), the triggers that judge a DBA's UPDATE, and the merge of deliveries.
 The fold in the database is held to the generator's, code point by code point,
-and the index to the function.
+and the index to the function. Greek final ς folds as σ (migration 0070): lower()
+keeps it, though "ΡΟΔΟΣ" and "ροδος" are one word.
 """
 
 from __future__ import annotations
@@ -53,7 +54,49 @@ PAIRS: list[tuple[str, tuple[str, str], bool]] = [
     ("full width and Cyrillic", ("\uff23\uff2f\uff23\uff2f", "\u0441\u043e\u0441\u043e"), True),
     # A small letter folds with its capital, whatever it looks like alone: н as Н.
     ("a small letter folds as its capital", ("\u043d\u043e\u0442\u0430", "Hota"), True),
+    # lower() keeps a small letter that is not its capital's small letter: folded to it
+    # (migration 0070). A word-final sigma is written ς, and lower('Σ') is σ.
+    (
+        "Greek final ς is σ",
+        ("\u03a1\u039f\u0394\u039f\u03a3", "\u03c1\u03bf\u03b4\u03bf\u03c2"),
+        True,
+    ),
+    (
+        "Greek final ς, title case",
+        ("\u03a1\u03bf\u03b4\u03bf\u03c2", "\u03a1\u039f\u0394\u039f\u03a3"),
+        True,
+    ),
+    (
+        "Greek final ς and σ in two words",
+        (
+            "\u0394\u03c1\u03bf\u03c3\u03bf\u03c2 \u039d\u03bf\u03c2",
+            "\u0394\u03a1\u039f\u03a3\u039f\u03a3 \u039d\u039f\u03a3",
+        ),
+        True,
+    ),
+    (
+        "Greek lunate ϲ is ς, so σ",
+        ("\u03a1\u039f\u0394\u039f\u03a3", "\u03c1\u03bf\u03b4\u03bf\u03f2"),
+        True,
+    ),
+    ("old Cyrillic ᲁ is д", ("\u0414\u041e\u041c", "\u1c81\u043e\u043c"), True),
+    (
+        "old Cyrillic ᲆ ᲇ are ъ ѣ",
+        ("\u041e\u0411\u042a\u0462\u041b\u042a", "\u043e\u0431\u1c86\u1c87\u043b\u1c86"),
+        True,
+    ),
+    # What lower() or NFKC fold already: the capital sharp s ẞ is ß, the Kelvin sign K.
+    ("capital sharp s ẞ is ß", ("STRA\u1e9eE", "Stra\u00dfe"), True),
+    ("Kelvin sign", ("\u212aOKO", "koko"), True),
+    ("angstrom sign", ("\u212bS", "\u00e5s"), True),
     # Guards: names that do not look alike stay apart.
+    (
+        "σ is no final ς's other letter",
+        ("\u03c1\u03bf\u03b4\u03bf\u03c2", "\u03c1\u03bf\u03b4\u03bf"),
+        False,
+    ),
+    ("ß is not ss (Masse and Maße are two words)", ("Masse", "Ma\u00dfe"), False),
+    ("Turkish dotless ı is a letter of its own", ("k\u0131rm\u0131z\u0131", "kirmizi"), False),
     ("Greek Ρ is a P, not an R", ("\u0391\u0399\u03a1", "AIR"), False),
     (
         "a transliteration is another name",
@@ -154,8 +197,8 @@ def test_the_fold_in_the_database_is_the_generators() -> None:
     assert len(copies) == 3  # name_key, and the view's two sides
     for found in copies:
         assert found[0] == key_sql(found[1], found[2])
-    # Migration 0053 built the index of the same expression, the column's name as argument.
-    migration = (ROOT / "migrations" / "0053-lookalikes-by-their-spaces.sql").read_text()
+    # Migration 0070 built the index of the same expression, the column's name as argument.
+    migration = (ROOT / "migrations" / "0070-final-sigma-lookalikes.sql").read_text()
     [index] = KEY_IN_SQL.findall(migration)
     assert key_sql("name::text", index[1]) in migration
 
@@ -219,14 +262,15 @@ def test_a_letter_and_its_other_case_fold_alike() -> None:
             continue
         if unicodedata.normalize("NFKD", other) != other:
             continue
-        if table.get(ord(other), "").lower() != target.lower():
+        # Σ folds by lower() alone, to σ, where final ς folds.
+        if table.get(ord(other), other).lower() != target.lower():
             broken.append(f"U+{code_point:04X}")
     assert broken == []
     assert len(table) > 60
 
 
 def test_the_index_is_the_functions_expression(tx: psycopg.Connection) -> None:
-    """Migration 0045's index, to the letter: a lookup by sync_private.name_key reads it by key."""
+    """Migration 0070's index, to the letter: a lookup by sync_private.name_key reads it by key."""
     tx.execute("set local enable_seqscan = off")
     plan = tx.execute(
         "explain (costs off) select fragrance_id from public.fragrances"
