@@ -186,6 +186,48 @@ def test_a_used_and_tuned_release_upgrades_keeping_every_row_and_tuning(
         assert receipt == ("applied",)
 
 
+# Names a release's name.lookalike folded apart and this one folds alike: (names of two
+# fragrances, the fold that makes them one). Written by hand at the release, whose
+# findings say nothing of them; the first catalog check after the upgrade opens both.
+FOLDED_ONLY_NOW = [
+    (("\u03a1\u039f\u0394\u039f\u03a3", "\u03c1\u03bf\u03b4\u03bf\u03c2"), "final sigma"),
+    (("\u0414\u041e\u041c", "\u1c81\u043e\u043c"), "old Cyrillic de"),
+]
+
+
+def test_names_that_fold_alike_only_after_an_upgrade_are_lookalikes_at_the_next_check(
+    server: Server, bare_dbname: str, tmp_path: Path
+) -> None:
+    """Migration 0070's fold: the existing rows' findings are right after the catalog check."""
+    load_smart_library(server, bare_dbname)
+    install_release(server, bare_dbname, RELEASES["0058"], tmp_path)
+    ids = {}
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as conn:
+        for n, (names, _) in enumerate(FOLDED_ONLY_NOW):
+            for k, name in enumerate(names):
+                ids[name] = 100 + 2 * n + k
+                conn.execute(
+                    "update public.fragrances set name = %s where fragrance_id = %s",
+                    [name, ids[name]],
+                )
+        conn.execute("select * from sync.check_catalog()")
+    run_yoyo(server, bare_dbname, "apply")
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as upgraded:
+        upgraded.execute("select * from sync.run_job('check_catalog')")
+        found = dict(
+            upgraded.execute(
+                "select fragrance_id, shared_with from sync.open_finding"
+                " where rule = 'name.lookalike' and fragrance_id = any(%s)",
+                [list(ids.values())],
+            ).fetchall()
+        )
+    expected = {}
+    for (a, b), _ in FOLDED_ONLY_NOW:
+        expected[ids[a]] = [ids[b]]
+        expected[ids[b]] = [ids[a]]
+    assert found == expected
+
+
 # --- Logins that existed before the sync, with rights of their own ----------------------------
 
 
