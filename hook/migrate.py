@@ -26,6 +26,11 @@ made itself one). An unqualified function call of a landed migration (such
 as ``format``) could be matched better by one planted in public the same
 way. The deploy is refused until that CREATE is revoked, or while one of
 yoyo's tables there belongs to a role the deploying login is no member of.
+Revoking CREATE left what was planted while it was granted: an operator
+``=`` of (varchar, varchar) in public matched yoyo's varchar ``migration_id``
+better than pg_catalog's, and post-apply's delete ran it, as the deploying
+superuser, on every apply (hostile review). A function or operator in a
+schema of the path that belongs to such a role is refused too.
 """
 
 from __future__ import annotations
@@ -96,35 +101,60 @@ def in_recovery(url: str) -> bool:
     return bool(row and row[0])
 
 
-# Schemas of the session's search_path that every login may create in, and yoyo's
-# tables in its current schema that belong to a role the deploying login is no member of.
+# Schemas of the session's search_path that every login may create in, and what another
+# login left in them that this deploy would run: yoyo's tables in its current schema, and
+# any function or operator (a name a migration calls could resolve to it).
 PLANTABLE = """
+with searched as (
+    select n.oid, n.nspname
+    from pg_catalog.pg_namespace as n
+    where n.nspname operator(pg_catalog.=) any (pg_catalog.current_schemas(false))
+), planted as (
+    select 'pg_catalog.pg_class'::pg_catalog.regclass as classid, c.oid, c.relowner as owner,
+           s.nspname, true as yoyo
+    from pg_catalog.pg_class as c
+    join searched as s on s.oid operator(pg_catalog.=) c.relnamespace
+    where s.nspname operator(pg_catalog.=) pg_catalog.current_schema()
+      and c.relname operator(pg_catalog.=) any (array['yoyo_lock', '_yoyo_migration', '_yoyo_log',
+                                                      '_yoyo_version'])
+    union all
+    select 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid, p.proowner, s.nspname, false
+    from pg_catalog.pg_proc as p
+    join searched as s on s.oid operator(pg_catalog.=) p.pronamespace
+    union all
+    select 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid, o.oprowner, s.nspname, false
+    from pg_catalog.pg_operator as o
+    join searched as s on s.oid operator(pg_catalog.=) o.oprnamespace
+)
 select pg_catalog.format('every login may create in schema %I, where this deploy looks up names:'
                          ' revoke create on schema %I from public; then deploy',
-                         n.nspname, n.nspname)
-from pg_catalog.pg_namespace as n
+                         s.nspname, s.nspname)
+from searched as s
+join pg_catalog.pg_namespace as n on n.oid operator(pg_catalog.=) s.oid
 cross join lateral pg_catalog.aclexplode(n.nspacl) as a
-where n.nspname operator(pg_catalog.=) any (pg_catalog.current_schemas(false))
-  and a.grantee operator(pg_catalog.=) 0 and a.privilege_type operator(pg_catalog.=) 'CREATE'
+where a.grantee operator(pg_catalog.=) 0 and a.privilege_type operator(pg_catalog.=) 'CREATE'
 union all
-select pg_catalog.format('%I.%I, which yoyo would write, belongs to %I: drop it, or check who made'
-                         ' it and why, then deploy', n.nspname, c.relname, c.relowner::regrole)
-from pg_catalog.pg_class as c
-join pg_catalog.pg_namespace as n on n.oid operator(pg_catalog.=) c.relnamespace
-where n.nspname operator(pg_catalog.=) pg_catalog.current_schema()
-  and c.relname operator(pg_catalog.=) any (array['yoyo_lock', '_yoyo_migration', '_yoyo_log',
-                                                  '_yoyo_version'])
-  -- Ours: the deploying login's, a superuser's, the sync's owner's, or, for a
-  -- login that is no superuser (one is a member of every role), a role it is in.
-  and c.relowner operator(pg_catalog.<>) (select r.oid from pg_catalog.pg_roles as r
-                                          where r.rolname operator(pg_catalog.=) current_user)
+select case when p.yoyo
+            then pg_catalog.format('%s, which yoyo would write, belongs to %I: drop it, or check'
+                                   ' who made it and why, then deploy', i.identity,
+                                   p.owner::pg_catalog.regrole)
+            else pg_catalog.format('%s %s belongs to %I, and this deploy looks up names in %I:'
+                                   ' drop it, or check who made it and why, then deploy',
+                                   i.type, i.identity, p.owner::pg_catalog.regrole, p.nspname)
+       end
+from planted as p
+cross join lateral pg_catalog.pg_identify_object(p.classid, p.oid, 0) as i
+-- Ours: the deploying login's, a superuser's, the sync's owner's, or, for a
+-- login that is no superuser (one is a member of every role), a role it is in.
+where p.owner operator(pg_catalog.<>) (select r.oid from pg_catalog.pg_roles as r
+                                       where r.rolname operator(pg_catalog.=) current_user)
   and not (select r.rolsuper from pg_catalog.pg_roles as r
-           where r.oid operator(pg_catalog.=) c.relowner)
-  and c.relowner is distinct from (select s.nspowner from pg_catalog.pg_namespace as s
-                                   where s.nspname operator(pg_catalog.=) 'sync')
+           where r.oid operator(pg_catalog.=) p.owner)
+  and p.owner is distinct from (select s.nspowner from pg_catalog.pg_namespace as s
+                                where s.nspname operator(pg_catalog.=) 'sync')
   and ((select r.rolsuper from pg_catalog.pg_roles as r
         where r.rolname operator(pg_catalog.=) current_user)
-       or not pg_catalog.pg_has_role(c.relowner, 'member'))
+       or not pg_catalog.pg_has_role(p.owner, 'member'))
 """
 
 

@@ -620,6 +620,46 @@ def test_make_migrate_runs_nothing_a_stranger_planted_as_yoyos_lock_table(
     assert refusal in done.stderr, done.stderr
 
 
+PLANTED_OPERATOR = """
+    create table public.ran_as (role text);
+    grant insert on public.ran_as to public;
+    create function public.varchar_eq(varchar, varchar) returns boolean language sql as $$
+        insert into public.ran_as values (current_user);
+        select pg_catalog.texteq($1::text, $2::text);
+    $$;
+    create operator public.= (function = public.varchar_eq, leftarg = varchar,
+                              rightarg = varchar);
+"""
+
+
+def test_make_migrate_runs_no_operator_a_stranger_planted_before_create_was_revoked(
+    server: Server, bare_dbname: str
+) -> None:
+    """Public was open, a login planted an `=` there; the site revoked CREATE as told and deployed.
+
+    The refusal said "revoke create on schema public from public; then deploy",
+    but what was planted stayed: `=` of (varchar, varchar) matches yoyo's
+    varchar migration_id better than pg_catalog's, and post-apply's delete
+    ran it as the deploying login (hostile review).
+    """
+    load_smart_library(server, bare_dbname)
+    _stranger_in(server, bare_dbname)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as su:
+        su.execute("grant create on schema public to public")
+        su.execute("set role mallory")
+        su.execute(PLANTED_OPERATOR)
+        su.execute("reset role")
+        su.execute("revoke create on schema public from public")
+        done = make_migrate(server.url(bare_dbname))
+        assert su.execute("select role from public.ran_as").fetchall() == []
+    assert done.returncode != 0
+    refusal = (
+        "operator public.=(character varying,character varying) belongs to mallory,"
+        " and this deploy looks up names in public"
+    )
+    assert refusal in done.stderr, done.stderr
+
+
 def test_every_apply_loads_the_code_of_the_release_being_deployed(
     server: Server, bare_dbname: str, empty_template: str
 ) -> None:
