@@ -104,6 +104,8 @@ create function sync_private.hold_deploy_lock() returns trigger
     language plpgsql
     set search_path = pg_catalog, pg_temp
 as $$
+declare
+    v_key integer;
 begin
     -- yoyo writes its lock row in a transaction of its own, runs each
     -- migration and rollback on a connection of its own, then deletes the
@@ -114,18 +116,36 @@ begin
     -- row, it goes when that session ends, whatever killed it
     -- (sync_private.deploy_running, ADR 0040). Taken once: a second lock
     -- would need a second unlock.
+    --
+    -- Any login may take any advisory lock: one of no standing that held
+    -- (1179014211, 1) kept every deploy waiting here until yoyo gave up,
+    -- saying "Database locked" with no row to break (hostile review). The
+    -- row's primary key already keeps two deploys apart, so the lock is
+    -- only evidence: the first key (1179014211, k) free is taken, never
+    -- waited for, and only a holder who may deploy counts
+    -- (sync_private.deploy_lock_held).
     if tg_op = 'INSERT' then
         if not sync_private.deploy_lock_held(pg_catalog.pg_backend_pid()) then
-            perform pg_catalog.pg_advisory_lock(1179014211, 1);
+            v_key := 1;
+            while not pg_catalog.pg_try_advisory_lock(1179014211, v_key) loop
+                v_key := v_key + 1;
+            end loop;
         end if;
-    elsif sync_private.deploy_lock_held(pg_catalog.pg_backend_pid()) then
-        perform pg_catalog.pg_advisory_unlock(1179014211, 1);
+    else
+        for v_key in
+            select l.objid::bigint::integer
+            from pg_catalog.pg_locks as l
+            where l.locktype = 'advisory' and l.granted and l.pid = pg_catalog.pg_backend_pid()
+              and l.classid = 1179014211 and l.objsubid = 2
+        loop
+            perform pg_catalog.pg_advisory_unlock(1179014211, v_key);
+        end loop;
     end if;
     return null;
 end;
 $$;
 comment on function sync_private.hold_deploy_lock() is
-    'Trigger function on yoyo''s public.yoyo_lock: when yoyo writes its lock row, its session takes the session-level advisory lock (1179014211, 1) that sync_private.deploy_running asks for; when it deletes the row, it lets it go. A killed deploy''s lock goes with its session; its row stays.';
+    'Trigger function on yoyo''s public.yoyo_lock: when yoyo writes its lock row, its session takes the first free session-level advisory lock (1179014211, k), k from 1, that sync_private.deploy_running asks for (never waiting: another login may hold one); when it deletes the row, it lets it go. A killed deploy''s lock goes with its session; its row stays.';
 
 create trigger _100_hold_deploy_lock after insert or delete on public.yoyo_lock
     for each statement execute function sync_private.hold_deploy_lock();
@@ -139,16 +159,25 @@ create function sync_private.deploy_lock_held(p_pid integer default null) return
     stable
     set search_path = pg_catalog, pg_temp
 as $$
-    -- Two int4 keys show as classid and objid, with objsubid 2.
+    -- Two int4 keys show as classid and objid, with objsubid 2. Any login
+    -- may take the lock: only a holder who may deploy (a member of the
+    -- sync's owner, as every superuser is) counts, so a login of no
+    -- standing holding it cannot make a killed deploy's row pass for a
+    -- running deploy (hostile review).
     select exists (select from pg_catalog.pg_locks as l
+                   join pg_catalog.pg_stat_activity as a on a.pid = l.pid
                    where l.locktype = 'advisory' and l.granted
                      and (p_pid is null or l.pid = p_pid)
                      and l.database = (select d.oid from pg_catalog.pg_database as d
                                        where d.datname = pg_catalog.current_database())
-                     and l.classid = 1179014211 and l.objid = 1 and l.objsubid = 2);
+                     and l.classid = 1179014211 and l.objsubid = 2
+                     and pg_catalog.pg_has_role(a.usesysid,
+                                                (select n.nspowner from pg_catalog.pg_namespace as n
+                                                 where n.nspname = 'sync'),
+                                                'member'));
 $$;
 comment on function sync_private.deploy_lock_held(integer) is
-    'Whether a session connected to this database (backend p_pid, if given) holds the advisory lock (1179014211, 1) that yoyo''s lock row gives the session that wrote it (sync_private.hold_deploy_lock).';
+    'Whether a session connected to this database (backend p_pid, if given) of a login that may deploy (a member of the sync''s owner) holds an advisory lock (1179014211, k) that yoyo''s lock row gives the session that wrote it (sync_private.hold_deploy_lock); another login''s does not count.';
 
 -- sync_private.deploy_running
 -- Whether a deploy runs now: yoyo's lock row is there and the session that wrote it is still connected.

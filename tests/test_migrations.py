@@ -660,6 +660,21 @@ def test_make_migrate_runs_no_operator_a_stranger_planted_before_create_was_revo
     assert refusal in done.stderr, done.stderr
 
 
+def test_a_login_that_holds_the_deploys_advisory_lock_keeps_no_deploy_from_running(
+    server: Server, dbname: str
+) -> None:
+    """Any login may take any advisory lock: one that held the deploy's stopped every deploy.
+
+    yoyo's lock insert waited for it, gave up after the lock timeout and said
+    "Database locked (run yoyo break-lock ...)", with no row to break (hostile review).
+    """
+    _stranger_in(server, dbname)
+    with psycopg.connect(server.url(dbname, user="mallory"), autocommit=True) as mallory:
+        mallory.execute("select pg_advisory_lock(1179014211, 1)")
+        done = make_migrate(server.url(dbname))
+    assert done.returncode == 0, done.stderr
+
+
 def test_every_apply_loads_the_code_of_the_release_being_deployed(
     server: Server, bare_dbname: str, empty_template: str
 ) -> None:

@@ -250,3 +250,33 @@ def test_a_stale_yoyo_lock_lets_no_rule_be_deleted(
     with pytest.raises(psycopg.Error) as caught:
         db.execute("insert into sync.rule_version (rules) values ('{}')")
     assert caught.value.sqlstate == "FS094", caught.value
+
+
+def test_a_stale_yoyo_lock_and_a_strangers_advisory_lock_let_no_rule_be_deleted(
+    server: Server, dbname: str, db: psycopg.Connection
+) -> None:
+    """Any login may take any advisory lock: one that took the deploy's made a stale row a deploy.
+
+    With a killed deploy's lock row left behind, a login of no standing that
+    held (1179014211, 1) let every DELETE of a rule through (hostile review).
+    """
+    db.execute("""
+        do $$ begin
+            if not exists (select from pg_roles where rolname = 'mallory') then
+                create role mallory login;
+            end if;
+        end $$
+    """)
+    with psycopg.connect(server.url(dbname), autocommit=True) as killed_deploy:
+        killed_deploy.execute(
+            "insert into public.yoyo_lock (locked, ctime, pid) values (1, now(), 4242)"
+        )
+        backend = killed_deploy.info.backend_pid
+        assert db.execute("select pg_terminate_backend(%s, 600000)", [backend]).fetchone() == (
+            True,
+        )
+    with psycopg.connect(server.url(dbname, user="mallory"), autocommit=True) as mallory:
+        mallory.execute("select pg_advisory_lock(1179014211, 1)")
+        with pytest.raises(psycopg.Error) as caught:
+            db.execute("delete from sync.rule where code = 'name.lookalike'")
+    assert caught.value.sqlstate == "FS093", caught.value
