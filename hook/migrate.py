@@ -101,11 +101,26 @@ def in_recovery(url: str) -> bool:
     return bool(row and row[0])
 
 
-# Schemas of the session's search_path that every login may create in, and what another
-# login left in them that this deploy would run: yoyo's tables in its current schema, and
-# any function or operator (a name a migration calls could resolve to it).
+# Schemas of the session's search_path that every login, or a login not ours, may create
+# in, and what such a login left in them that this deploy would run: yoyo's tables in its
+# current schema, and any function or operator (a name a migration calls could resolve to
+# it). A grant to one login by name let it plant while the deploy ran (hostile review).
 PLANTABLE = """
-with searched as (
+with untrusted as (
+    -- Not ours: the deploying login's, a superuser's, the sync's owner's, the
+    -- database owner's, or, for a login that is no superuser (one is a
+    -- member of every role), a role it is in.
+    select r.oid, r.rolname
+    from pg_catalog.pg_roles as r
+    where r.rolname operator(pg_catalog.<>) current_user
+      and not r.rolsuper
+      and r.rolname operator(pg_catalog.<>) 'pg_database_owner'
+      and r.oid is distinct from (select s.nspowner from pg_catalog.pg_namespace as s
+                                  where s.nspname operator(pg_catalog.=) 'sync')
+      and ((select m.rolsuper from pg_catalog.pg_roles as m
+            where m.rolname operator(pg_catalog.=) current_user)
+           or not pg_catalog.pg_has_role(r.oid, 'member'))
+), searched as (
     select n.oid, n.nspname
     from pg_catalog.pg_namespace as n
     where n.nspname operator(pg_catalog.=) any (pg_catalog.current_schemas(false))
@@ -134,6 +149,15 @@ join pg_catalog.pg_namespace as n on n.oid operator(pg_catalog.=) s.oid
 cross join lateral pg_catalog.aclexplode(n.nspacl) as a
 where a.grantee operator(pg_catalog.=) 0 and a.privilege_type operator(pg_catalog.=) 'CREATE'
 union all
+select pg_catalog.format('%I may create in schema %I, where this deploy looks up names:'
+                         ' revoke create on schema %I from %I; then deploy',
+                         u.rolname, s.nspname, s.nspname, u.rolname)
+from searched as s
+join pg_catalog.pg_namespace as n on n.oid operator(pg_catalog.=) s.oid
+cross join lateral pg_catalog.aclexplode(n.nspacl) as a
+join untrusted as u on u.oid operator(pg_catalog.=) a.grantee
+where a.privilege_type operator(pg_catalog.=) 'CREATE'
+union all
 select case when p.yoyo
             then pg_catalog.format('%s, which yoyo would write, belongs to %I: drop it, or check'
                                    ' who made it and why, then deploy', i.identity,
@@ -144,17 +168,7 @@ select case when p.yoyo
        end
 from planted as p
 cross join lateral pg_catalog.pg_identify_object(p.classid, p.oid, 0) as i
--- Ours: the deploying login's, a superuser's, the sync's owner's, or, for a
--- login that is no superuser (one is a member of every role), a role it is in.
-where p.owner operator(pg_catalog.<>) (select r.oid from pg_catalog.pg_roles as r
-                                       where r.rolname operator(pg_catalog.=) current_user)
-  and not (select r.rolsuper from pg_catalog.pg_roles as r
-           where r.oid operator(pg_catalog.=) p.owner)
-  and p.owner is distinct from (select s.nspowner from pg_catalog.pg_namespace as s
-                                where s.nspname operator(pg_catalog.=) 'sync')
-  and ((select r.rolsuper from pg_catalog.pg_roles as r
-        where r.rolname operator(pg_catalog.=) current_user)
-       or not pg_catalog.pg_has_role(p.owner, 'member'))
+where p.owner operator(pg_catalog.=) any (array(select u.oid from untrusted as u))
 """
 
 

@@ -660,6 +660,22 @@ def test_make_migrate_runs_no_operator_a_stranger_planted_before_create_was_revo
     assert refusal in done.stderr, done.stderr
 
 
+def test_make_migrate_refuses_a_database_where_a_stranger_may_create_in_public(
+    server: Server, bare_dbname: str
+) -> None:
+    """CREATE granted to one login by name, not to PUBLIC: it could plant while the deploy runs."""
+    load_smart_library(server, bare_dbname)
+    _stranger_in(server, bare_dbname)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as su:
+        su.execute("grant create on schema public to mallory")
+    done = make_migrate(server.url(bare_dbname))
+    assert done.returncode != 0
+    assert (
+        "mallory may create in schema public, where this deploy looks up names:"
+        " revoke create on schema public from mallory; then deploy"
+    ) in done.stderr, done.stderr
+
+
 def test_a_login_that_holds_the_deploys_advisory_lock_keeps_no_deploy_from_running(
     server: Server, dbname: str
 ) -> None:
