@@ -11,7 +11,9 @@
 -- Ordering: sync.field_version keeps, per fragrance, the inbox id that last
 -- wrote each field. A delivery writes a field only when it is newer, so
 -- retries, re-deliveries and concurrent deliveries all end at the last
--- received value.
+-- received value. Newer is by the position a delivery counts at, then its
+-- id: a webhook counts at its id, a repair at its snapshot's position
+-- (sync.inbox.counts_at, sync_private.counts_before).
 
 -- sync_private.outcome: what processing one delivery decided.
 create type sync_private.outcome as (
@@ -429,13 +431,47 @@ $$;
 comment on function sync_private.create_missing(sync_private.judged[], integer[]) is
     'For the fragrances of p_missing (named by valid deltas of p_rows but absent when the caller locked): creates each from its first delta that carries every field, with its history row and field clock, and returns the outcomes decided here (that creator applied; the deltas before it, or all of a fragrance no delta can create, rejected with fragrance_id.unknown, or ignored as stale when received before a hand delete of that fragrance) and the deltas left for the merge (those after a creator, of a fragrance another transaction created meanwhile, which is locked, and of fragrances that existed), in receipt order.';
 
+-- sync_private.counts_before
+-- Whether the last writer of a field (p_clock, an inbox id) is older than a delivery that counts at p_at.
+create function sync_private.counts_before(
+    p_clock bigint,
+    p_at bigint,
+    p_id bigint,
+    p_fragrance_id integer,
+    p_field text
+) returns boolean
+    language sql
+    stable
+as $$
+    -- Receipt order is by (position a delivery counts at, inbox id): a
+    -- webhook counts at its id, a repair at its snapshot's position
+    -- (sync.inbox.counts_at), which is below its id. A writer at or below
+    -- p_at counts at or below it too; one above it is newer, unless it is a
+    -- repair of an older snapshot. A writer purged since counts at its id.
+    -- A hand change sets the clock to the position reached when it was made
+    -- (sync_private.record_change), which may be a repair's id: the clock
+    -- is then the hand change's, at that position, not the repair's.
+    select p_clock is null
+        or case when p_clock <= p_at then p_clock < p_id
+                else coalesce((select (i.counts_at, i.id) < (p_at, p_id)
+                               from sync.inbox as i
+                               where i.id = p_clock and i.counts_at is not null), false)
+                     and not exists (select from sync.fragrance_history as h
+                                     where h.fragrance_id = p_fragrance_id and h.inbox_id is null
+                                       and h.inbox_position = p_clock
+                                       and (h.operation <> 'update' or h.new_values ? p_field)) end;
+$$;
+comment on function sync_private.counts_before(bigint, bigint, bigint, integer, text) is
+    'True when the last writer p_clock (an inbox id, null for none) of field p_field of fragrance p_fragrance_id is older in receipt order than the delivery p_id that counts at position p_at (its id, or a repair''s snapshot position): a delivery counts at its sync.inbox.counts_at, else at its id, ties broken by id; a hand change at its position.';
+
 -- sync_private.write
 -- Creates and updates the fragrances of valid, non-empty deltas, with their history and field clock.
 create function sync_private.write(
     p_rows sync_private.judged[],
     p_locked integer[],
     p_rules jsonb,
-    p_version bigint
+    p_version bigint,
+    p_counts_at jsonb default '{}'
 )
     returns sync_private.outcome[]
     language plpgsql
@@ -477,8 +513,11 @@ begin
             -- warned about) that are newer than their last writer before the
             -- batch. Ids ascend within the batch, so a later delivery wins too.
             select d.inbox_id, d.fragrance_id, d.payload, d.reasons, w.writes, w.stale_fields,
-                f.current
+                f.current, a.at
             from unnest(v_update) as d
+            -- The position it counts at: a repair's is its snapshot's (p_counts_at).
+            cross join lateral (select coalesce((p_counts_at ->> d.inbox_id::text)::bigint, d.inbox_id) as at
+                                offset 0) as a
             -- Lateral lookups by key, which only a nested loop can run: a join
             -- planned while the clock was young merged the batch with a scan
             -- of the whole clock (every fragrance ever written, per call).
@@ -493,7 +532,7 @@ begin
             -- without taking the clock apart.
             cross join lateral (
                 select jsonb_path_exists(coalesce(v.versions, '{}'), '$.* ? (@ >= $id)',
-                                         jsonb_build_object('id', d.inbox_id)) as overtaken
+                                         jsonb_build_object('id', a.at)) as overtaken
                 offset 0
             ) as o
             cross join lateral (
@@ -503,12 +542,14 @@ begin
                             else (select coalesce(jsonb_object_agg(e.key, e.value), '{}')
                                   from jsonb_each(d.payload) as e
                                   where e.key = any (v_fields)
-                                    and coalesce((v.versions ->> e.key)::bigint, 0) < d.inbox_id) end as writes,
+                                    and sync_private.counts_before((v.versions ->> e.key)::bigint, a.at,
+                                                                   d.inbox_id, d.fragrance_id, e.key)) end as writes,
                        case when not o.overtaken
                             then '{}'::text[]
                             else array(select f from unnest(v_fields) as f
                                        where d.payload ? f
-                                         and coalesce((v.versions ->> f)::bigint, 0) >= d.inbox_id) end
+                                         and not sync_private.counts_before((v.versions ->> f)::bigint, a.at,
+                                                                            d.inbox_id, d.fragrance_id, f)) end
                            as stale_fields
             ) as w
         ),
@@ -517,10 +558,11 @@ begin
             select d.*,
                 d.current || sync_private.merge_objects(d.writes) over (fragrance_order
                     rows between unbounded preceding and 1 preceding) as before,
-                d.inbox_id = max(d.inbox_id) over (partition by d.fragrance_id) as is_last,
+                row_number() over (partition by d.fragrance_id order by d.at desc, d.inbox_id desc) = 1
+                    as is_last,
                 bool_or(d.payload ? 'name') over (partition by d.fragrance_id) as writes_name
             from delivery as d
-            window fragrance_order as (partition by d.fragrance_id order by d.inbox_id)
+            window fragrance_order as (partition by d.fragrance_id order by d.at, d.inbox_id)
         ),
         change as (
             select s.*, s.before || s.writes as after, h.old_values, h.new_values
@@ -537,7 +579,7 @@ begin
             select c.fragrance_id, 'update', c.old_values, c.new_values, c.inbox_id
             from change as c
             where c.new_values is not null
-            order by c.inbox_id
+            order by c.at, c.inbox_id
         ),
         fragrance as (
             -- Each column of sync_private.fields() takes its value from the merged
@@ -552,7 +594,8 @@ begin
         clock as (
             insert into sync.field_version as fv (fragrance_id, versions)
             select s.fragrance_id, jsonb_object_agg(s.field, s.inbox_id)
-            from (select c.fragrance_id, k.field, max(c.inbox_id) as inbox_id
+            from (select c.fragrance_id, k.field,
+                         (array_agg(c.inbox_id order by c.at desc, c.inbox_id desc))[1] as inbox_id
                   from change as c
                   cross join lateral jsonb_object_keys(c.writes) as k (field)
                   group by c.fragrance_id, k.field) as s
@@ -585,7 +628,7 @@ begin
     return v_outcomes;
 end;
 $$;
-comment on function sync_private.write(sync_private.judged[], integer[], jsonb, bigint) is
+comment on function sync_private.write(sync_private.judged[], integer[], jsonb, bigint, jsonb) is
     'Writes valid, non-empty deltas whose fragrances the caller has locked (p_locked: those that existed), as one by one in receipt order: creates a missing fragrance from its first complete delta, refuses partial deltas for missing ones (fragrance_id.unknown), merges the rest per field (last writer wins), records one history row per delivery that changed something, moves sync.field_version and keeps the findings of what it wrote. Returns each delivery''s outcome. A failure undoes all of it (the caller isolates the culprit).';
 
 -- sync_private.settle
@@ -594,7 +637,8 @@ create function sync_private.settle(
     p_rows sync_private.judged[],
     p_locked integer[],
     p_rules jsonb,
-    p_version bigint
+    p_version bigint,
+    p_counts_at jsonb default '{}'
 )
     returns sync_private.outcome[]
     language plpgsql
@@ -632,14 +676,14 @@ begin
     -- the batch is split in two halves taken in receipt order, until the
     -- delivery that fails is alone; only it is refused, with the reason.
     begin
-        return v_outcomes || sync_private.write(v_write, p_locked, p_rules, p_version);
+        return v_outcomes || sync_private.write(v_write, p_locked, p_rules, p_version, p_counts_at);
     exception when others then
         get stacked diagnostics v_state = returned_sqlstate, v_message = message_text;
     end;
     if cardinality(v_write) > 1 then
         v_half := cardinality(v_write) / 2;
-        v_outcomes := v_outcomes || sync_private.settle(v_write[1:v_half], p_locked, p_rules, p_version);
-        return v_outcomes || sync_private.settle(v_write[v_half + 1:], p_locked, p_rules, p_version);
+        v_outcomes := v_outcomes || sync_private.settle(v_write[1:v_half], p_locked, p_rules, p_version, p_counts_at);
+        return v_outcomes || sync_private.settle(v_write[v_half + 1:], p_locked, p_rules, p_version, p_counts_at);
     end if;
     if v_state in ('40001', '40P01', '55P03') then
         return v_outcomes || row(v_write[1].inbox_id, v_write[1].payload, v_write[1].fragrance_id, 'pending',
@@ -655,7 +699,7 @@ begin
         '{}'::text[], '{}'::text[])::sync_private.outcome;
 end;
 $$;
-comment on function sync_private.settle(sync_private.judged[], integer[], jsonb, bigint) is
+comment on function sync_private.settle(sync_private.judged[], integer[], jsonb, bigint, jsonb) is
     'Decides a judged batch whose fragrances the caller has locked (p_locked: the result of sync_private.lock_fragrances): refused deltas are rejected, empty ones ignored, the rest written by sync_private.write(); when the write fails the batch is halved, in receipt order, until only the failing delivery is refused (internal.error) or left pending (internal.retryable). Returns every delivery''s outcome; touches no inbox row.';
 
 create trigger _010_refuse_truncate_field_version

@@ -173,7 +173,8 @@ create function sync_private.store(
     p_keys uuid[],
     p_received_ats timestamptz[],
     p_origin text,
-    p_process boolean
+    p_process boolean,
+    p_counts_at bigint default null
 ) returns setof sync.receipt
     language plpgsql
     -- Plans: see sync_private.judge.
@@ -275,13 +276,16 @@ begin
                   from unnest(v_new) with ordinality as x (n, i)
                   join unnest(v_rows) as d on d.inbox_id = x.n
                   order by x.i),
-            v_locked, v_rules.rules, v_version);
+            v_locked, v_rules.rules, v_version,
+            -- A repair's deliveries count at its snapshot's position.
+            case when p_counts_at is null then '{}'::jsonb
+                 else (select jsonb_object_agg(i, p_counts_at) from unnest(v_ids) as i) end);
     end if;
 
     select a.addresses, a.raw into v_addresses, v_raw from sync_private.addresses(p_client_addrs) as a;
     insert into sync.inbox (id, received_at, body, content_type, client_addr, client_addr_raw, user_agent,
                             spool_key, origin, payload, fragrance_id, status, reasons, applied_fields,
-                            stale_fields, attempts, processed_at, rules_version)
+                            stale_fields, attempts, processed_at, rules_version, counts_at)
     overriding system value
     select v_ids[x.i], least(p_received_ats[x.n], v_received_at), p_bodies[x.n], p_content_types[x.n],
         v_addresses[x.n], v_raw[x.n], p_user_agents[x.n], p_keys[x.n], p_origin,
@@ -289,7 +293,8 @@ begin
         coalesce(o.applied_fields, '{}'), coalesce(o.stale_fields, '{}'),
         case when o.inbox_id is null then 0 else 1 end,
         case when o.inbox_id is not null then clock_timestamp() end,
-        case when o.inbox_id is not null then v_version end
+        case when o.inbox_id is not null then v_version end,
+        p_counts_at
     from unnest(v_new) with ordinality as x (n, i)
     left join unnest(v_outcomes) as o on o.inbox_id = v_ids[x.i]
     order by x.i;
@@ -308,8 +313,8 @@ begin
     order by k.n;
 end;
 $$;
-comment on function sync_private.store(bytea[], text[], text[], text[], uuid[], timestamptz[], text, boolean) is
-    'Stores deliveries in input order (which is receipt order), each inbox row inserted once: with p_process, judged by the rules in force (their version is recorded), locked and settled first so the row holds its outcome; else pending. A key already stored returns the stored receipt. p_origin says who made them (webhook, revert, repair); p_received_ats keeps the moments the hook received spooled ones (none later than the store). The one storing path of every entry point.';
+comment on function sync_private.store(bytea[], text[], text[], text[], uuid[], timestamptz[], text, boolean, bigint) is
+    'Stores deliveries in input order (which is receipt order), each inbox row inserted once: with p_process, judged by the rules in force (their version is recorded), locked and settled first so the row holds its outcome; else pending. A key already stored returns the stored receipt. p_origin says who made them (webhook, revert, repair); p_received_ats keeps the moments the hook received spooled ones (none later than the store); p_counts_at, the position they all count at in receipt order (a repair''s snapshot''s), kept on their rows for a later merge. The one storing path of every entry point.';
 
 -- sync_private.merge_bytes
 -- How many bytes of bodies one merge call takes at most.
@@ -369,6 +374,7 @@ declare
     v_bodies bytea[];
     v_rows sync_private.judged[];
     v_outcomes sync_private.outcome[];
+    v_counts_at jsonb;
     v_rules record := sync_private.current_rules();
     v_lock record;
     v_locked integer[];
@@ -384,13 +390,14 @@ begin
     -- order. Each row is reached by its key (offset 0 keeps the subquery a
     -- lookup): a plan kept from a young inbox otherwise hashed the whole
     -- inbox at every call of the session.
-    select array_agg(w.id order by w.id), array_agg(w.body order by w.id)
-    into v_ids, v_bodies
-    from (select c.id, b.body,
+    select array_agg(w.id order by w.id), array_agg(w.body order by w.id),
+           coalesce(jsonb_object_agg(w.id, w.counts_at) filter (where w.counts_at is not null), '{}')
+    into v_ids, v_bodies, v_counts_at
+    from (select c.id, b.body, b.counts_at,
                  sum(octet_length(b.body)) over (order by c.n rows unbounded preceding)
                      - octet_length(b.body) as before
           from unnest(p_ids) with ordinality as c (id, n)
-          cross join lateral (select i.body from sync.inbox as i where i.id = c.id offset 0) as b) as w
+          cross join lateral (select i.body, i.counts_at from sync.inbox as i where i.id = c.id offset 0) as b) as w
     where w.before < sync_private.merge_bytes();
     if v_ids is null then
         return '{}';
@@ -479,7 +486,7 @@ begin
             end if;
         end if;
     end if;
-    v_outcomes := sync_private.settle(v_rows, v_locked, v_rules.rules, v_rules.version);
+    v_outcomes := sync_private.settle(v_rows, v_locked, v_rules.rules, v_rules.version, v_counts_at);
 
     update sync.inbox as i
     set payload = o.payload,

@@ -407,9 +407,10 @@ begin
     -- Lock the fragrances before planning. The plan sees every delivery
     -- stored before it, merged or pending (sync.plan_repair), and a
     -- delivery merged after it waits for these locks. A delivery whose store
-    -- commits between the plan and the store below (milliseconds) is not
-    -- seen: it is older than the repair's rows by inbox id, and loses to the
-    -- snapshot's value (docs/drift-and-undo.md). With them, the turns of the
+    -- commits after the plan is not seen; it was received after the
+    -- snapshot, and the repair's rows count at the snapshot's position
+    -- (below), so it is newer than them wherever it is merged, before or
+    -- after them: the merge keeps its value. With them, the turns of the
     -- names it will write and replace (those that differ now), all at once
     -- and never holding one while waiting for another (sync_private.lock_all):
     -- locked in id order, each waited for in turn, a DBA's UPDATE of two rows
@@ -463,7 +464,13 @@ begin
         array_fill(format('sync.repair by %s from %s', session_user, v_source), array[cardinality(v_plan.ids)]),
         array_fill(null::uuid, array[cardinality(v_plan.ids)]),
         null, 'repair',
-        p_apply and (select s.apply_on_receipt from sync.settings as s)) with ordinality as r (inbox_id, status, reasons, n)
+        p_apply and (select s.apply_on_receipt from sync.settings as s),
+        -- Its deliveries count at the snapshot's position, not at their ids:
+        -- a delivery received after it is newer, whenever it is stored or
+        -- merged (one stored beside the repair, its id drawn before the
+        -- repair's but committed after the plan, lost to the snapshot's
+        -- older value).
+        (select min(s.inbox_position) from sync.cms_snapshot as s)) with ordinality as r (inbox_id, status, reasons, n)
     order by r.n;
 end;
 $$;

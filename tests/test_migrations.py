@@ -417,7 +417,7 @@ def test_make_migrate_takes_either_libpq_url_scheme(
 # open transaction holds up: rolled back and applied behind a reader, it would not show
 # the lock timeout. (0045 drops and builds an index of public.fragrances, which takes the
 # table's strongest lock: a reader of that table holds it up, and lock_timeout lets it go.)
-LATEST_MIGRATION = "0067-earlier-discards-kept"
+LATEST_MIGRATION = "0071-a-repair-counts-at-its-snapshot"
 ALTERED_BY_IT = "sync.inbox"
 # An ALTER TABLE, but to set a trigger aside for one statement (0031, 0036, 0039, 0040 do).
 ALTERS_A_TABLE = re.compile(r"^\s*alter table\s+\S+\s+(?!(disable|enable) trigger)", re.MULTILINE)
