@@ -121,3 +121,27 @@ def test_a_hand_change_right_after_a_repair_stays_newer_than_a_delivery_received
         hook.execute("select sync.apply_received()")
         hook.commit()
         assert cost_of_7(dba) == 70
+
+
+def test_a_staged_repair_merged_in_one_batch_with_a_newer_delivery_stored_before_it_loses(
+    server: Server, dbname: str
+) -> None:
+    # One call merges both, the delivery's id below the repair's: the batch
+    # orders them by the position each counts at, the repair's first.
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as dba,
+        psycopg.connect(server.url(dbname)) as hook,
+    ):
+        load_library_changed(dba, cost=50)
+        later = store(hook, {"fragrance_id": 7, "cost": 55})
+        [(staged, _)] = dba.execute("select inbox_id, status from sync.repair(p_apply => false)")
+        hook.commit()
+        dba.execute("select sync.apply_pending()")
+        assert cost_of_7(dba) == 55
+        assert inbox_row(dba, later["inbox_id"])["status"] == "applied"
+        # As one by one at their positions: the repair's, then the delivery's.
+        assert inbox_row(dba, staged)["status"] == "applied"
+        history = dba.execute(
+            "select inbox_id from sync.fragrance_history where fragrance_id = 7 order by id"
+        ).fetchall()
+        assert history[-2:] == [(staged,), (later["inbox_id"],)]
