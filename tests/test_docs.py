@@ -3,7 +3,8 @@
 A newcomer follows a file a guide names in backticks, or a link, and
 expects to find it; a settings table names every variable its program
 reads, with the default it really has. (The hook's table is held to
-hook/settings.py by tests/test_settings.py.)
+hook/settings.py by tests/test_settings.py.) A SQLSTATE, a `sync.` object or
+a `make` target a guide names is one the code has.
 """
 
 from __future__ import annotations
@@ -168,3 +169,79 @@ def test_docs_operations_md_names_every_variable_make_run_reads() -> None:
         name for line in table.splitlines() for name in re.findall(r"`([A-Z_]+)`", line[:80])
     }
     assert documented == read
+
+
+README_TEXT = (ROOT / "README.md").read_text()
+
+#: A SQLSTATE of ours as the database code raises it: `using errcode = 'FS001'`, or a
+#: trigger's argument (`sync_private.refuse_truncate('FS089', ...)`), never a comment's.
+RAISED = re.compile(r"'(FS\d{3})'")
+
+
+def _raised() -> set[str]:
+    return {
+        code for path in (ROOT / "db").glob("*.sql") for code in RAISED.findall(path.read_text())
+    }
+
+
+def test_every_sqlstate_a_guide_names_is_one_the_database_raises() -> None:
+    """A DBA who meets FS0nn in a guide can meet it from the database."""
+    raised = _raised()
+    named = [
+        f"{guide.relative_to(ROOT)}: {code}"
+        for guide in GUIDES
+        for code in sorted(set(re.findall(r"\bFS\d{3}\b", guide.read_text())))
+        if code not in raised
+    ]
+    assert named == []
+
+
+def test_the_readme_names_every_sqlstate_the_database_raises() -> None:
+    """Its list of SQLSTATEs is whole ("`FS070` to `FS073`" names the four)."""
+    named = set(re.findall(r"\bFS\d{3}\b", README_TEXT))
+    for first, last in re.findall(r"`FS(\d{3})`\s+to\s+`FS(\d{3})`", README_TEXT):
+        named |= {f"FS{number:03d}" for number in range(int(first), int(last) + 1)}
+    assert sorted(_raised() - named) == []
+
+
+#: Names a guide writes as sync.x that are not ours on purpose, and why.
+NOT_OBJECTS = {
+    "sync.dash": "a site's view, the example of what the deploy refuses in our schemas",
+    "sync.merging": "a setting the merge's mark is not, named to say that setting it does nothing",
+}
+#: sync.x or sync_private.x, not inside a file name (fragrance-sync.rules.yml).
+OBJECT_NAME = re.compile(r"(?<![\w.-])(sync(?:_private)?\.[a-z_][a-z_0-9]*)")
+
+
+def test_every_sync_object_a_guide_names_exists(db: psycopg.Connection) -> None:
+    """`sync.fragrance_at`, `sync_private.settle`: each is a table, view, function or type."""
+    ours = {
+        name
+        for (name,) in db.execute("""
+            select n.nspname || '.' || c.relname from pg_catalog.pg_class as c
+            join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+            union select n.nspname || '.' || p.proname from pg_catalog.pg_proc as p
+            join pg_catalog.pg_namespace as n on n.oid = p.pronamespace
+            union select n.nspname || '.' || t.typname from pg_catalog.pg_type as t
+            join pg_catalog.pg_namespace as n on n.oid = t.typnamespace
+        """)
+    }
+    missing = [
+        f"{guide.relative_to(ROOT)}: {name}"
+        for guide in GUIDES
+        for name in sorted(set(OBJECT_NAME.findall(guide.read_text())))
+        if name not in ours and name not in NOT_OBJECTS
+    ]
+    assert missing == []
+
+
+def test_every_make_target_a_guide_names_exists() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([\w.-]+):", makefile, re.MULTILINE))
+    missing = [
+        f"{guide.relative_to(ROOT)}: make {target}"
+        for guide in GUIDES
+        for target in sorted(set(re.findall(r"`make ([\w.-]+)", guide.read_text())))
+        if target not in targets
+    ]
+    assert missing == []
