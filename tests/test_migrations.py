@@ -771,7 +771,8 @@ def test_the_code_load_refuses_a_database_with_migrations_missing(
 
 
 DEFINITION = re.compile(
-    r"^create (?:or replace )?(function|aggregate|view|trigger|type)\s+([\w.]+)", re.MULTILINE
+    r"^create (?:or replace )?(function|procedure|aggregate|view|trigger|type)\s+([\w.]+)",
+    re.MULTILINE,
 )
 
 
