@@ -245,3 +245,23 @@ def test_every_make_target_a_guide_names_exists() -> None:
         if target not in targets
     ]
     assert missing == []
+
+
+def test_docs_health_md_explains_every_metric_the_hook_exports() -> None:
+    """Its metrics table names each family of hook/metrics.py, a counter's with `_total`."""
+    source = (ROOT / "hook" / "metrics.py").read_text()
+    exported = {
+        name + "_total" if kind == "Counter" else name
+        for kind, name in re.findall(
+            r"\b(Counter|Gauge|Histogram|GaugeMetricFamily)\(\s*\"(fragrance_sync_\w+)\"", source
+        )
+    }
+    text = (ROOT / "docs" / "health.md").read_text()
+    table = text.split("| metric | type | labels | meaning |", 1)[1].split("\n\n", 1)[0]
+    explained = {
+        name
+        for line in table.splitlines()[1:]
+        for name in re.findall(r"`(fragrance_sync_\w+)`", line.split("|")[1])
+    }
+    assert len(exported) >= 20
+    assert explained == exported
