@@ -265,3 +265,21 @@ def test_docs_health_md_explains_every_metric_the_hook_exports() -> None:
     }
     assert len(exported) >= 20
     assert explained == exported
+
+
+def test_every_variable_a_guide_names_is_one_the_code_has() -> None:
+    """`SPOOL_DIR`, `MIGRATE_LOCK_TIMEOUT`: a setting or constant of a program, not of the past."""
+    code = "\n".join(
+        (ROOT / name).read_text(errors="replace")
+        for name in _tracked()
+        if not name.startswith(("tests/", "docs/", "bench/results/"))
+        and not name.endswith((".md", ".png"))
+        and (ROOT / name).is_file()
+    )
+    missing = [
+        f"{guide.relative_to(ROOT)}: {name}"
+        for guide in GUIDES
+        for name in sorted(set(re.findall(r"`([A-Z][A-Z0-9]*_[A-Z0-9_]+)`", guide.read_text())))
+        if not re.search(rf"(?<![A-Z0-9_]){name}(?![A-Z0-9_])", code)
+    ]
+    assert missing == []
