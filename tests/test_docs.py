@@ -283,3 +283,19 @@ def test_every_variable_a_guide_names_is_one_the_code_has() -> None:
         if not re.search(rf"(?<![A-Z0-9_]){name}(?![A-Z0-9_])", code)
     ]
     assert missing == []
+
+
+def test_every_test_a_guide_names_is_a_test() -> None:
+    """`test_commit_order_does_not_decide_receipt_order`: a reader finds it under tests/."""
+    defined = {
+        name
+        for path in (ROOT / "tests").glob("*.py")
+        for name in re.findall(r"^(?:async )?def (test_\w+)\(", path.read_text(), re.MULTILINE)
+    }
+    missing = [
+        f"{guide.relative_to(ROOT)}: {name}"
+        for guide in GUIDES
+        for name in sorted(set(re.findall(r"`(test_\w+)`", guide.read_text())))
+        if name not in defined
+    ]
+    assert missing == []
