@@ -235,6 +235,28 @@ def test_every_sync_object_a_guide_names_exists(db: psycopg.Connection) -> None:
     assert missing == []
 
 
+def test_every_column_a_guide_names_exists(db: psycopg.Connection) -> None:
+    """`sync.inbox.discarded_at`, `sync.settings.purge_after`: a column of that table or view."""
+    columns = {
+        name
+        for (name,) in db.execute("""
+            select n.nspname || '.' || c.relname || '.' || a.attname
+            from pg_catalog.pg_attribute as a
+            join pg_catalog.pg_class as c on c.oid = a.attrelid
+            join pg_catalog.pg_namespace as n on n.oid = c.relnamespace
+            where n.nspname = 'sync' and a.attnum > 0 and not a.attisdropped
+        """)
+    }
+    named = re.compile(r"(?<![\w.-])(sync\.[a-z_][a-z_0-9]*\.[a-z_][a-z_0-9]*)")
+    missing = [
+        f"{guide.relative_to(ROOT)}: {name}"
+        for guide in GUIDES
+        for name in sorted(set(named.findall(guide.read_text())))
+        if name not in columns
+    ]
+    assert missing == []
+
+
 def test_every_make_target_a_guide_names_exists() -> None:
     makefile = (ROOT / "Makefile").read_text()
     targets = set(re.findall(r"^([\w.-]+):", makefile, re.MULTILINE))
