@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from conftest import ROOT
 
 import cms_simulator.settings
@@ -321,3 +322,20 @@ def test_every_test_a_guide_names_is_a_test() -> None:
         if name not in defined
     ]
     assert missing == []
+
+
+def test_docs_alerts_md_lists_every_alert_with_its_severity() -> None:
+    """Its table is the rules file's alerts, each paging or making a ticket as the file says."""
+    rules = yaml.safe_load(
+        (ROOT / "deploy" / "prometheus" / "fragrance-sync.rules.yml").read_text()
+    )
+    shipped = {
+        (rule["alert"], rule["labels"]["severity"])
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    text = (ROOT / "docs" / "alerts.md").read_text()
+    table = text.split("| alert | severity |", 1)[1].split("\n\n", 1)[0]
+    listed = set(re.findall(r"^\| `(\w+)` \| (\w+) \|", table, re.MULTILINE))
+    assert listed == shipped
