@@ -215,6 +215,11 @@ def test_every_object_of_ours_carries_a_comment(db: psycopg.Connection) -> None:
         from pg_class as c join ours on ours.oid = c.relnamespace
         where c.relkind = 'S' and obj_description(c.oid, 'pg_class') is null
         union all
+        -- An index is what a DBA meets in a plan and in psql's index list: what it is for.
+        select 'index ' || c.oid::regclass
+        from pg_class as c join ours on ours.oid = c.relnamespace
+        where c.relkind in ('i', 'I') and obj_description(c.oid, 'pg_class') is null
+        union all
         -- Not-null constraints (PostgreSQL 18 lists them) are their column's.
         select 'constraint ' || k.conname || ' on ' || k.conrelid::regclass
         from pg_constraint as k join ours on ours.oid = k.connamespace
