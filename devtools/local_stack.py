@@ -122,8 +122,17 @@ def relocated_cluster_base(base: Path) -> Path:
     return Path("/var/tmp") / f"fragrance-sync-{digest}"
 
 
+def local_dir() -> Path:
+    """``LOCAL_DIR``, by default the project's ``.local``: the cluster, the logs, the spool.
+
+    Everything a make run writes lives here, so a test's stack (its own ``LOCAL_DIR``)
+    touches nothing of the developer's.
+    """
+    return Path(os.environ.get("LOCAL_DIR", ROOT / ".local")).resolve()
+
+
 def _cluster_dir() -> Path:
-    base = Path(os.environ.get("LOCAL_DIR", ROOT / ".local")).resolve()
+    base = local_dir()
     if os.geteuid() == 0 and not _traversable(base.parent):
         # As root the server runs as an unprivileged user, who must reach its data.
         base = relocated_cluster_base(base)
@@ -289,6 +298,8 @@ class Running:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    #: Where this run's lines begin in the log, which earlier runs' lines precede.
+    log_start: int = 0
 
 
 @contextmanager
@@ -296,6 +307,7 @@ def _service(name: str, module: str, log_dir: Path, env: dict[str, str]) -> Iter
     """Run ``python -m module`` in its own session; stop it with SIGTERM on exit."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
+        log_start = log.tell()
         process = subprocess.Popen(
             [sys.executable, "-m", module],
             cwd=ROOT,
@@ -305,7 +317,7 @@ def _service(name: str, module: str, log_dir: Path, env: dict[str, str]) -> Iter
             start_new_session=True,
         )
     print(f"    {name}: pid {process.pid}, log {log_path}")
-    running = Running(name, process, log_path)
+    running = Running(name, process, log_path, log_start)
     try:
         yield running
     finally:
@@ -327,7 +339,11 @@ def _wait_until_up(service: Running, url: str, attempts: int = 300) -> bool:
     """Wait until ``url`` answers at all (even 503); False, with the reason, if it never does."""
     for _ in range(attempts):
         if service.process.poll() is not None:
-            tail = service.log.read_text(errors="replace").strip().splitlines()[-3:]
+            with service.log.open("rb") as log:
+                log.seek(service.log_start)
+                ours = log.read().decode(errors="replace")
+            # This run's lines only: the log keeps earlier runs' above them.
+            tail = ours.strip().splitlines()[-3:]
             print(f"    {service.name} exited ({service.process.returncode}): " + " / ".join(tail))
             return False
         try:
@@ -555,6 +571,26 @@ def _port(name: str, default: int) -> int:
     return int(raw)
 
 
+def _spool_dir() -> str:
+    """The sync service's spool: ``SPOOL_DIR`` if set (empty: none), else ``<LOCAL_DIR>/spool``.
+
+    The service's own default, ``spool`` in the project, was every make run's: a
+    test's sync service drained the developer's spool into the test's database. A
+    spool left there by an earlier make run is kept in use, never orphaned.
+    """
+    if "SPOOL_DIR" in os.environ:
+        return os.environ["SPOOL_DIR"]
+    earlier = ROOT / "spool"
+    if "LOCAL_DIR" not in os.environ and (earlier / "spool.sqlite3").exists():
+        print(
+            f"(the sync service's spool stays in {earlier}, where an earlier make run kept it; "
+            f"make run now keeps it in {local_dir() / 'spool'}: move it there while make run "
+            "is stopped)"
+        )
+        return str(earlier)
+    return str(local_dir() / "spool")
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -576,8 +612,9 @@ def main() -> int:
     # The seed's originals, started by someone else: neither simulator nor stand-in then.
     external_cms = (os.environ.get("CMS_URL") or "").rstrip("/") or None
     external_library = (os.environ.get("SMART_LIBRARY_URL") or "").rstrip("/") or None
-    log_dir = ROOT / ".local" / "logs"
+    log_dir = local_dir() / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
+    spool_dir = _spool_dir()
     with ExitStack() as stack:
         if os.environ.get("DATABASE_URL"):
             urls = Urls(
@@ -618,6 +655,7 @@ def main() -> int:
             # Both or neither (the hook refuses one alone), whatever the outer environment says.
             "CMS_URL": cms_url or "",
             "PUBLIC_URL": public_url or "",
+            "SPOOL_DIR": spool_dir,
         }
         sync = stack.enter_context(_service("fragrance_sync", "hook", log_dir, hook_env))
         waits.append((sync, f"http://127.0.0.1:{ports.sync}/healthz"))

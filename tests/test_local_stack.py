@@ -36,6 +36,7 @@ from processes import (
 from psycopg import sql
 
 from cms_simulator import journal
+from devtools import local_stack
 from devtools.local_stack import (
     DEFAULT_NOTIFY_TOKEN,
     SEED_CMS_LOGIN,
@@ -325,6 +326,63 @@ def test_make_run_stops_when_a_port_is_taken_and_names_the_variable_that_moves_i
     assert "CMS_PORT=... make run" in output
     assert "running; Ctrl-C" not in output
     assert _listening(*ports) == []
+
+
+def test_make_run_keeps_its_logs_and_spool_under_local_dir_and_quotes_only_its_own_lines(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    """Its logs and spool went to the project's folder, whatever ``LOCAL_DIR`` said.
+
+    Every make run wrote its services' logs to ``.local/logs`` and its spool to
+    ``spool/``: the tests' stacks appended to the developer's logs, and their sync services opened
+    the developer's spool: a test's hook would drain deliveries the developer's make run
+    had spooled into the test's database. And a service that failed to start was
+    explained with the last lines of a log shared with earlier runs, quoting another
+    process's lines beside its own (here: the smart library's port is taken).
+    """
+    local_dir = tmp_path / "local"
+    earlier = local_dir / "logs" / "smart_library.log"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("INFO: a line an earlier run left\n")
+    ports = (free_port(), free_port(), free_port(), free_port())
+    with port_held(ports[2]):
+        stack = _start(local_dir, tmp_path / "taken.out", ports)
+        stacks.append(stack)
+        status = stack.process.wait(300)
+        output = stack.output()
+    assert status == 1, output
+    logs = local_dir.resolve() / "logs"
+    for name in ("cms_simulator", "fragrance_sync", "smart_library"):
+        assert f"    {name}: pid " in output and f", log {logs / name}.log\n" in output, output
+    # The sync service came up (the smart library starts after it) with its spool here.
+    assert (local_dir / "spool" / "spool.sqlite3").exists(), output
+    (exited,) = [line for line in output.splitlines() if "smart_library exited" in line]
+    assert f"cannot listen on 127.0.0.1:{ports[2]}" in exited
+    assert "an earlier run" not in exited
+    assert "SMART_LIBRARY_PORT=... make run" in output
+    assert _listening(*ports) == []
+
+
+def test_a_spool_an_earlier_make_run_left_in_the_project_stays_in_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The spool moved to ``<LOCAL_DIR>/spool``; one make run left in ``spool/`` stays in use.
+
+    Deliveries spooled there before the move would otherwise never be stored.
+    """
+    monkeypatch.setattr(local_stack, "ROOT", tmp_path)
+    monkeypatch.delenv("LOCAL_DIR", raising=False)
+    monkeypatch.delenv("SPOOL_DIR", raising=False)
+    assert local_stack._spool_dir() == str(tmp_path / ".local" / "spool")
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "spool.sqlite3").touch()
+    assert local_stack._spool_dir() == str(tmp_path / "spool")
+    assert "move it there while make run is stopped" in capsys.readouterr().out
+    # A test's stack (its own LOCAL_DIR) never opens it; SPOOL_DIR decides over both.
+    monkeypatch.setenv("LOCAL_DIR", str(tmp_path / "test"))
+    assert local_stack._spool_dir() == str(tmp_path / "test" / "spool")
+    monkeypatch.setenv("SPOOL_DIR", "")
+    assert local_stack._spool_dir() == ""
 
 
 def test_make_run_refuses_a_postgresql_port_already_taken(
