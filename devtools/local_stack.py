@@ -39,7 +39,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -424,6 +424,7 @@ def _wait_for_signal(urls: Urls, library_url: str | None) -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    _on_hangup(request_stop)
     _say("running; Ctrl-C stops everything")
     while not stop:
         print(f"\r{_current_line(urls, library_url):<110}", end="", flush=True)
@@ -595,6 +596,28 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
+def _on_hangup(stop: Callable[..., None]) -> None:
+    """Stop as on Ctrl-C when the terminal goes away (closed, or the ssh session lost).
+
+    A hangup ended make run at once, and the cluster and the services, each in a
+    session of its own, kept running and holding their ports. Its output goes to
+    /dev/null from then on when it went to that terminal: a write to it would fail
+    midway through stopping. Under ``nohup`` (hangups ignored) it keeps running.
+    """
+    if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:
+        return
+
+    def hangup(*args: object) -> None:
+        for fd in (1, 2):
+            if os.isatty(fd):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, fd)
+                os.close(devnull)
+        stop(*args)
+
+    signal.signal(signal.SIGHUP, hangup)
+
+
 def main() -> int:
     """Run the whole system until Ctrl-C."""
     # Ctrl-C or a TERM before the live line (the cluster, the migrations, a
@@ -603,6 +626,7 @@ def main() -> int:
     # and the services running.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    _on_hangup(_interrupt)
     ports = Ports(
         sync=_port("SYNC_PORT", 9098),
         library=_port("SMART_LIBRARY_PORT", 9099),

@@ -284,6 +284,26 @@ def test_make_run_stops_the_cms_before_the_sync_so_ctrl_c_loses_no_change(
     assert len(sent) >= 5
 
 
+def test_make_run_stops_everything_when_its_terminal_hangs_up(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    """Closing its terminal (or losing the ssh session) sends a hangup, not a Ctrl-C.
+
+    make run died at once: the cluster and the services, each in a session of
+    its own, kept running and holding their ports, and the next make run said
+    another program held 55432.
+    """
+    ports = (free_port(), free_port(), free_port(), free_port())
+    stack = _start(tmp_path / "local", tmp_path / "hangup.out", ports)
+    stacks.append(stack)
+    _wait_until_up(stack)
+    _wait_for_output(stack, "running; Ctrl-C")
+    stack.process.send_signal(signal.SIGHUP)
+    status = stack.process.wait(60)
+    assert status == 0, stack.output()
+    assert _listening(*stack.ports()) == []
+
+
 def test_make_run_schedules_the_jobs_with_pg_cron_as_production_does(
     tmp_path: Path, stacks: list[Stack]
 ) -> None:
@@ -415,7 +435,9 @@ def _printed_variables(output: str, first: str) -> dict[str, str]:
     return {name: shlex.split(value)[0] for name, value in found}
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "term"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "term", "hangup"]
+)
 def test_make_run_stopped_while_it_waits_for_a_cms_stops_what_it_started(
     tmp_path: Path, stacks: list[Stack], signum: signal.Signals
 ) -> None:
