@@ -565,6 +565,29 @@ PORT_VARIABLES = {
 }
 
 
+#: The field of ``Ports`` each service listens on.
+PORT_FIELDS = {"cms_simulator": "cms", "fragrance_sync": "sync", "smart_library": "library"}
+
+
+def _refuse_taken_ports(wanted: dict[str, int]) -> None:
+    """Stop, naming the variable that moves it, when a port a service needs is held.
+
+    Asked before any service starts: a service refused its port exits, but another
+    program that answers there (another make run's, compose's) answered make run's
+    wait for it, which said "up"; our sync service then registered itself as that
+    other CMS's listener, and the other sync lost every change.
+    """
+    held = [
+        f"make run: cannot listen on 127.0.0.1:{port} for {name} ({taken}): another program "
+        f"holds the port (another make run, or docker compose's services): stop it, or give "
+        f"make run another: {PORT_VARIABLES[name]}=... make run"
+        for name, port in wanted.items()
+        if (taken := port_taken("127.0.0.1", port))
+    ]
+    if held:
+        raise SystemExit("\n".join(held))
+
+
 def _port(name: str, default: int) -> int:
     raw = os.environ.get(name) or str(default)
     if not raw.isdigit():
@@ -651,11 +674,19 @@ def main() -> int:
             urls = stack.enter_context(embedded_cluster())
         _migrate(urls.migrate)
         _check_catalog_once(urls.migrate)
+        starts = {
+            "cms_simulator": bool(urls.cms and not external_cms),
+            "fragrance_sync": True,
+            "smart_library": bool(urls.library and not external_library),
+        }
+        _refuse_taken_ports(
+            {name: getattr(ports, PORT_FIELDS[name]) for name in starts if starts[name]}
+        )
         _say("starting services")
         waits: list[tuple[Running, str]] = []
         simulator: Running | None = None
         cms_url = external_cms
-        if urls.cms and not external_cms:
+        if starts["cms_simulator"]:
             cms_url = f"http://127.0.0.1:{ports.cms}"
             simulator = stack.enter_context(
                 _service(
@@ -684,7 +715,7 @@ def main() -> int:
         sync = stack.enter_context(_service("fragrance_sync", "hook", log_dir, hook_env))
         waits.append((sync, f"http://127.0.0.1:{ports.sync}/healthz"))
         library_url = external_library
-        if urls.library and not external_library:
+        if starts["smart_library"]:
             library = stack.enter_context(
                 _service(
                     "smart_library",

@@ -15,9 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote_plus
 
@@ -358,28 +361,29 @@ def test_make_run_keeps_its_logs_and_spool_under_local_dir_and_quotes_only_its_o
     the developer's spool: a test's hook would drain deliveries the developer's make run
     had spooled into the test's database. And a service that failed to start was
     explained with the last lines of a log shared with earlier runs, quoting another
-    process's lines beside its own (here: the smart library's port is taken).
+    process's lines beside its own.
     """
     local_dir = tmp_path / "local"
-    earlier = local_dir / "logs" / "smart_library.log"
-    earlier.parent.mkdir(parents=True)
-    earlier.write_text("INFO: a line an earlier run left\n")
     ports = (free_port(), free_port(), free_port(), free_port())
-    with port_held(ports[2]):
-        stack = _start(local_dir, tmp_path / "taken.out", ports)
-        stacks.append(stack)
-        status = stack.process.wait(300)
-        output = stack.output()
-    assert status == 1, output
+    stack = _start(local_dir, tmp_path / "first.out", ports)
+    stacks.append(stack)
+    _wait_until_up(stack)
+    output = _stop(stack)
     logs = local_dir.resolve() / "logs"
     for name in ("cms_simulator", "fragrance_sync", "smart_library"):
         assert f"    {name}: pid " in output and f", log {logs / name}.log\n" in output, output
-    # The sync service came up (the smart library starts after it) with its spool here.
+        assert (logs / f"{name}.log").read_text().strip(), name
     assert (local_dir / "spool" / "spool.sqlite3").exists(), output
-    (exited,) = [line for line in output.splitlines() if "smart_library exited" in line]
-    assert f"cannot listen on 127.0.0.1:{ports[2]}" in exited
-    assert "an earlier run" not in exited
-    assert "SMART_LIBRARY_PORT=... make run" in output
+
+    # Started again on the same folder, the CMS simulator refuses a setting at once.
+    again = _start(local_dir, tmp_path / "second.out", ports, INTERVAL_MIN="soon")
+    stacks.append(again)
+    assert again.process.wait(300) == 1, again.output()
+    (exited,) = [line for line in again.output().splitlines() if "cms_simulator exited" in line]
+    # The one line this run wrote, not the first run's last lines above it in the log.
+    (line,) = (logs / "cms_simulator.log").read_text().splitlines()[-1:]
+    assert "INTERVAL_MIN" in line
+    assert exited == f"    cms_simulator exited (2): {line}"
     assert _listening(*ports) == []
 
 
@@ -403,6 +407,68 @@ def test_a_spool_an_earlier_make_run_left_in_the_project_stays_in_use(
     assert local_stack._spool_dir() == str(tmp_path / "test" / "spool")
     monkeypatch.setenv("SPOOL_DIR", "")
     assert local_stack._spool_dir() == ""
+
+
+@contextmanager
+def _answering_server(port: int) -> Iterator[list[str]]:
+    """Another program's web server on ``port`` (another make run's, compose's): 200 to all.
+
+    Yields the requests it was sent, as ``"METHOD /path"``.
+    """
+    seen: list[str] = []
+
+    class Answer(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._answer()
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            self._answer()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("taken", [1, 2, 3], ids=["sync", "smart-library", "cms"])
+def test_make_run_refuses_a_service_port_another_web_server_answers_on(
+    tmp_path: Path, stacks: list[Stack], taken: int
+) -> None:
+    """A port held by a program that answers HTTP was taken for our service.
+
+    Our service exited at once (its port taken), but make run asked the port, got
+    the other program's answer and said "up": with the CMS's port held by another
+    make run's simulator (or compose's, which publishes 9090 too), our sync service
+    registered itself as that CMS's listener, and the other sync lost every change.
+    """
+    ports = (free_port(), free_port(), free_port(), free_port())
+    with _answering_server(ports[taken]) as seen:
+        stack = _start(tmp_path / "local", tmp_path / "taken.out", ports)
+        stacks.append(stack)
+        status = stack.process.wait(300)
+        output = stack.output()
+    assert status == 1, output
+    assert f"cannot listen on 127.0.0.1:{ports[taken]}" in output
+    variable = {1: "SYNC_PORT", 2: "SMART_LIBRARY_PORT", 3: "CMS_PORT"}[taken]
+    assert f"{variable}=... make run" in output
+    assert "up; look at" not in output
+    assert [request for request in seen if request.startswith("POST")] == []
+    assert _listening(*ports) == []
 
 
 def test_make_run_refuses_a_postgresql_port_already_taken(
