@@ -32,6 +32,8 @@ only when ``SMART_LIBRARY_DATABASE_URL`` is).
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import os
 import shlex
@@ -56,6 +58,8 @@ from hook.migrate import command_line
 from hook.serve import port_taken
 
 ROOT = Path(__file__).resolve().parent.parent
+#: prctl(2)'s option: the signal the calling process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 DDL = ROOT / "deploy" / "initdb" / "10-smart-library.sql"
 CATALOG = ROOT / "sql" / "catalog.sql"
 
@@ -215,20 +219,45 @@ def _ensure_pg_cron(url: str) -> None:
         conn.execute("create extension if not exists pg_cron")
 
 
+def _own_cluster_running(base_dir: Path, port: int) -> int | None:
+    """The postmaster's pid when this folder's cluster runs on ``port``; else None."""
+    try:
+        lines = (base_dir / "data" / "postmaster.pid").read_text().splitlines()
+        pid, its_port = int(lines[0]), int(lines[3])
+    except (OSError, IndexError, ValueError):
+        return None
+    if its_port != port:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, as the server's own user
+    return pid
+
+
 @contextmanager
 def embedded_cluster() -> Iterator[Urls]:
     """Start (or restart, reusing its data) the cluster under the project folder."""
     port = int(os.environ.get("LOCAL_PG_PORT", "55432"))
+    base_dir = _cluster_dir()
     taken = port_taken("127.0.0.1", port)
     if taken:
         # Our server would fail to bind, and what holds the port would be taken for it:
         # another PostgreSQL there would get our databases and migrations.
+        own = _own_cluster_running(base_dir, port)
         raise SystemExit(
-            f"make run: cannot start PostgreSQL on 127.0.0.1:{port} ({taken}): another "
-            "program holds the port (another PostgreSQL, or a make run still running): "
-            "stop it, or give make run another: LOCAL_PG_PORT=... make run"
+            f"make run: cannot start PostgreSQL on 127.0.0.1:{port} ({taken}): "
+            + (
+                f"it is this folder's own cluster (pid {own}), still running: stop the make "
+                "run that started it (Ctrl-C), or, if it was killed rather than stopped, the "
+                f"cluster itself: kill -INT {own}"
+                if own
+                else "another program holds the port (another PostgreSQL, or a make run still "
+                "running): stop it, or give make run another: LOCAL_PG_PORT=... make run"
+            )
         )
-    base_dir = _cluster_dir()
     _say(f"PostgreSQL on 127.0.0.1:{port}, data in {base_dir}")
     server = ThrowawayPostgresql(
         base_dir=str(base_dir),
@@ -315,6 +344,7 @@ def _service(name: str, module: str, log_dir: Path, env: dict[str, str]) -> Iter
             stdout=log,
             stderr=log,
             start_new_session=True,
+            preexec_fn=functools.partial(_stop_with_parent, os.getpid()),
         )
     print(f"    {name}: pid {process.pid}, log {log_path}")
     running = Running(name, process, log_path, log_start)
@@ -322,6 +352,22 @@ def _service(name: str, module: str, log_dir: Path, env: dict[str, str]) -> Iter
         yield running
     finally:
         _stop_service(running)
+
+
+def _stop_with_parent(parent: int) -> None:
+    """In a service's child before exec: a TERM when make run dies, however it dies.
+
+    Each service runs in a session of its own (a Ctrl-C is make run's to pass on, in
+    order), so a make run killed outright (``kill -9``, the OOM killer) left them
+    running and holding their ports. Linux only; elsewhere nothing changes.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # make run died before the line above: too late to be told
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _stop_service(service: Running) -> None:

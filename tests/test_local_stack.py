@@ -307,6 +307,42 @@ def test_make_run_stops_everything_when_its_terminal_hangs_up(
     assert _listening(*stack.ports()) == []
 
 
+def test_make_run_killed_outright_leaves_no_service_and_says_how_to_stop_its_cluster(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    """A make run killed outright (``kill -9``, the OOM killer) cannot stop what it started.
+
+    Its services, each in a session of its own, kept running and holding their
+    ports; the next make run said only that another program held 55432, with no
+    word of which. The services now stop with it; its cluster, which must be
+    stopped last, is named with the command that stops it.
+    """
+    local_dir = tmp_path / "local"
+    ports = (free_port(), free_port(), free_port(), free_port())
+    stack = _start(local_dir, tmp_path / "killed.out", ports)
+    stacks.append(stack)
+    _wait_until_up(stack)
+    (data,) = re.findall(r"data in (\S+)", stack.output())
+    postmaster = int((Path(data) / "data" / "postmaster.pid").read_text().split()[0])
+    stack.process.kill()
+    stack.process.wait()
+    try:
+        deadline = time.monotonic() + 120
+        while _listening(stack.sync, stack.library, stack.cms):
+            assert time.monotonic() < deadline, "the services outlived their make run"
+            time.sleep(0.2)
+        again = _start(local_dir, tmp_path / "again.out", ports)
+        stacks.append(again)
+        assert again.process.wait(120) == 1, again.output()
+        assert f"kill -INT {postmaster}" in again.output()
+    finally:
+        os.kill(postmaster, signal.SIGINT)
+    deadline = time.monotonic() + 60
+    while _listening(stack.pg):
+        assert time.monotonic() < deadline, "the cluster did not stop"
+        time.sleep(0.2)
+
+
 def test_make_run_schedules_the_jobs_with_pg_cron_as_production_does(
     tmp_path: Path, stacks: list[Stack]
 ) -> None:
