@@ -558,8 +558,9 @@ begin
             select d.*,
                 d.current || sync_private.merge_objects(d.writes) over (fragrance_order
                     rows between unbounded preceding and 1 preceding) as before,
-                row_number() over (partition by d.fragrance_id order by d.at desc, d.inbox_id desc) = 1
-                    as is_last,
+                -- Last by the same order as before: one sort serves every window
+                -- (a window of its own, by the reverse order, sorted again).
+                lead(true) over fragrance_order is null as is_last,
                 bool_or(d.payload ? 'name') over (partition by d.fragrance_id) as writes_name
             from delivery as d
             window fragrance_order as (partition by d.fragrance_id order by d.at, d.inbox_id)
@@ -595,7 +596,8 @@ begin
             insert into sync.field_version as fv (fragrance_id, versions)
             select s.fragrance_id, jsonb_object_agg(s.field, s.inbox_id)
             from (select c.fragrance_id, k.field,
-                         (array_agg(c.inbox_id order by c.at desc, c.inbox_id desc))[1] as inbox_id
+                         -- The last writer by (position, id); max() of the pair, no sort per group.
+                         (max(array[c.at, c.inbox_id]))[2] as inbox_id
                   from change as c
                   cross join lateral jsonb_object_keys(c.writes) as k (field)
                   group by c.fragrance_id, k.field) as s
