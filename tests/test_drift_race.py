@@ -145,3 +145,30 @@ def test_a_staged_repair_merged_in_one_batch_with_a_newer_delivery_stored_before
             "select inbox_id from sync.fragrance_history where fragrance_id = 7 order by id"
         ).fetchall()
         assert history[-2:] == [(staged,), (later["inbox_id"],)]
+
+
+def test_a_delivery_received_before_a_newer_one_merged_with_a_staged_repair_still_loses_to_it(
+    server: Server, dbname: str
+) -> None:
+    # The CMS sends 53, then 55; both are stored after the snapshot's position.
+    # The 55 and the staged repair merge in one batch (the repair first, by
+    # position); the 53, committed later, merges after them. The field's last
+    # writer is then the 55's, not the repair's, whose id is the batch's
+    # highest: the 53 is older than the 55 and is left as stale.
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as dba,
+        psycopg.connect(server.url(dbname)) as first,
+        psycopg.connect(server.url(dbname)) as second,
+    ):
+        load_library_changed(dba, cost=50)
+        earlier = store(first, {"fragrance_id": 7, "cost": 53})
+        later = store(second, {"fragrance_id": 7, "cost": 55})
+        [(staged, _)] = dba.execute("select inbox_id, status from sync.repair(p_apply => false)")
+        assert earlier["inbox_id"] < later["inbox_id"] < staged
+        second.commit()
+        dba.execute("select sync.apply_pending()")
+        assert cost_of_7(dba) == 55
+        first.commit()
+        dba.execute("select sync.apply_pending()")
+        assert cost_of_7(dba) == 55
+        assert inbox_row(dba, earlier["inbox_id"])["status"] == "ignored"
