@@ -12,8 +12,10 @@
 -- wrote each field. A delivery writes a field only when it is newer, so
 -- retries, re-deliveries and concurrent deliveries all end at the last
 -- received value. Newer is by the position a delivery counts at, then its
--- id: a webhook counts at its id, a repair at its snapshot's position
--- (sync.inbox.counts_at, sync_private.counts_before).
+-- id: a webhook counts at its id, a repair at its snapshot's position, a
+-- revert right after what it read (sync.inbox.counts_at); the clock keeps
+-- that position beside the id (sync.field_version.positions), so it
+-- outlives the purge of the inbox row (sync_private.counts_before).
 
 -- sync_private.outcome: what processing one delivery decided.
 create type sync_private.outcome as (
@@ -314,6 +316,7 @@ comment on function sync_private.unknown_fragrance(sync_private.judged) is
 create function sync_private.create_missing(
     p_rows sync_private.judged[],
     p_missing integer[],
+    p_counts_at jsonb,
     out outcomes sync_private.outcome[],
     out remaining sync_private.judged[]
 )
@@ -332,6 +335,7 @@ declare
     v_fields constant text[] := sync_private.fields();
     v_created integer[];
     v_creators bigint[];
+    v_creators_at bigint[];
     v_found integer[];
     v_absent integer[];
     v_deleted integer[];
@@ -342,21 +346,26 @@ begin
     -- that one are refused as they would have been one by one, later ones
     -- are merged by the caller. A fragrance deleted by hand keeps its clock
     -- at the moment of the delete (sync_private.record_change): only a delta
-    -- received after it may create it again; older ones are stale.
+    -- received after it may create it again; older ones are stale. Each
+    -- delta counts at its position (a repair's, its snapshot's: p_counts_at),
+    -- as in the merge (sync_private.counts_before): a repair of a snapshot
+    -- taken before the delete is older than the delete, whatever its id.
     select coalesce(array_agg(v.fragrance_id), '{}'),
-           coalesce(array_agg((select max(x.value::bigint) from jsonb_each_text(v.versions) as x)), '{}')
+           coalesce(array_agg((select max(coalesce((v.positions ->> x.key)::bigint, x.value::bigint))
+                               from jsonb_each_text(v.versions) as x)), '{}')
     into v_deleted, v_deleted_at
     from sync.field_version as v
     where v.fragrance_id = any (p_missing);
     with creator as materialized (
-        select distinct on (d.fragrance_id) d.*
+        select distinct on (d.fragrance_id) d.*, a.at
         from unnest(p_rows) as d
         join unnest(p_missing) as m (fragrance_id) on m.fragrance_id = d.fragrance_id
+        cross join lateral (select coalesce((p_counts_at ->> d.inbox_id::text)::bigint, d.inbox_id) as at) as a
         left join unnest(v_deleted, v_deleted_at) as t (fragrance_id, position)
             on t.fragrance_id = d.fragrance_id
         where d.payload ?& v_fields
-          and d.inbox_id > coalesce(t.position, 0)
-        order by d.fragrance_id, d.inbox_id
+          and sync_private.counts_before(t.position, null, a.at, d.inbox_id)
+        order by d.fragrance_id, a.at, d.inbox_id
     ),
     created as (
         insert into public.fragrances (fragrance_id, name, description, cost, forbidden)
@@ -377,15 +386,18 @@ begin
         order by c.inbox_id
     ),
     clock as (
-        insert into sync.field_version as fv (fragrance_id, versions)
-        select c.fragrance_id, (select jsonb_object_agg(f, c.inbox_id) from unnest(v_fields) as f)
+        insert into sync.field_version as fv (fragrance_id, versions, positions)
+        select c.fragrance_id, (select jsonb_object_agg(f, c.inbox_id) from unnest(v_fields) as f),
+               case when c.at <> c.inbox_id
+                    then (select jsonb_object_agg(f, c.at) from unnest(v_fields) as f) else '{}' end
         from created as n
         join creator as c on c.fragrance_id = n.fragrance_id
-        on conflict (fragrance_id) do update set versions = excluded.versions
+        on conflict (fragrance_id) do update set versions = excluded.versions, positions = excluded.positions
     )
-    -- Each created fragrance with the delivery that created it.
-    select coalesce(array_agg(c.fragrance_id), '{}'), coalesce(array_agg(c.inbox_id), '{}')
-    into v_created, v_creators
+    -- Each created fragrance with the delivery that created it, and its position.
+    select coalesce(array_agg(c.fragrance_id), '{}'), coalesce(array_agg(c.inbox_id), '{}'),
+           coalesce(array_agg(c.at), '{}')
+    into v_created, v_creators, v_creators_at
     from created as n
     join creator as c on c.fragrance_id = n.fragrance_id;
 
@@ -403,7 +415,7 @@ begin
         select case when d.inbox_id = fc.inbox_id
                     then row(d.inbox_id, d.payload, d.fragrance_id, 'applied', d.reasons,
                              v_fields, '{}'::text[])::sync_private.outcome
-                    when d.inbox_id <= t.position
+                    when not sync_private.counts_before(t.position, null, a.at, d.inbox_id)
                     then row(d.inbox_id, d.payload, d.fragrance_id, 'ignored',
                              d.reasons || jsonb_build_array(sync_private.reason('delta.stale', null,
                                  format('fragrance %s was deleted after this delivery was received, so it is left deleted',
@@ -413,13 +425,14 @@ begin
                              d.reasons || jsonb_build_array(sync_private.unknown_fragrance(d)),
                              '{}'::text[], '{}'::text[])::sync_private.outcome end
         from unnest(p_rows) as d
+        cross join lateral (select coalesce((p_counts_at ->> d.inbox_id::text)::bigint, d.inbox_id) as at) as a
         join (select unnest(v_absent) union all select unnest(v_created)) as m (fragrance_id)
             on m.fragrance_id = d.fragrance_id
-        left join unnest(v_created, v_creators) as fc (fragrance_id, inbox_id)
+        left join unnest(v_created, v_creators, v_creators_at) as fc (fragrance_id, inbox_id, at)
             on fc.fragrance_id = d.fragrance_id
         left join unnest(v_deleted, v_deleted_at) as t (fragrance_id, position)
             on t.fragrance_id = d.fragrance_id
-        where fc.inbox_id is null or d.inbox_id <= fc.inbox_id
+        where fc.inbox_id is null or (a.at, d.inbox_id) <= (fc.at, fc.inbox_id)
         order by d.inbox_id);
     -- NOT IN over the outcomes is one hashed subplan.
     remaining := array(
@@ -428,41 +441,30 @@ begin
         order by d.inbox_id);
 end;
 $$;
-comment on function sync_private.create_missing(sync_private.judged[], integer[]) is
+comment on function sync_private.create_missing(sync_private.judged[], integer[], jsonb) is
     'For the fragrances of p_missing (named by valid deltas of p_rows but absent when the caller locked): creates each from its first delta that carries every field, with its history row and field clock, and returns the outcomes decided here (that creator applied; the deltas before it, or all of a fragrance no delta can create, rejected with fragrance_id.unknown, or ignored as stale when received before a hand delete of that fragrance) and the deltas left for the merge (those after a creator, of a fragrance another transaction created meanwhile, which is locked, and of fragrances that existed), in receipt order.';
 
 -- sync_private.counts_before
--- Whether the last writer of a field (p_clock, an inbox id) is older than a delivery that counts at p_at.
+-- Whether the last writer of a field (p_clock, counting at p_clock_at) is older than a delivery that counts at p_at.
 create function sync_private.counts_before(
     p_clock bigint,
+    p_clock_at bigint,
     p_at bigint,
-    p_id bigint,
-    p_fragrance_id integer,
-    p_field text
+    p_id bigint
 ) returns boolean
     language sql
-    stable
+    immutable
 as $$
     -- Receipt order is by (position a delivery counts at, inbox id): a
-    -- webhook counts at its id, a repair at its snapshot's position
-    -- (sync.inbox.counts_at), which is below its id. A writer at or below
-    -- p_at counts at or below it too; one above it is newer, unless it is a
-    -- repair of an older snapshot. A writer purged since counts at its id.
-    -- A hand change sets the clock to the position reached when it was made
-    -- (sync_private.record_change), which may be a repair's id: the clock
-    -- is then the hand change's, at that position, not the repair's.
-    select p_clock is null
-        or case when p_clock <= p_at then p_clock < p_id
-                else coalesce((select (i.counts_at, i.id) < (p_at, p_id)
-                               from sync.inbox as i
-                               where i.id = p_clock and i.counts_at is not null), false)
-                     and not exists (select from sync.fragrance_history as h
-                                     where h.fragrance_id = p_fragrance_id and h.inbox_id is null
-                                       and h.inbox_position = p_clock
-                                       and (h.operation <> 'update' or h.new_values ? p_field)) end;
+    -- webhook counts at its id, a repair at its snapshot's position, which
+    -- is below its id. The clock keeps a repair's position beside its id
+    -- (sync.field_version.positions): read from its inbox row, it was lost
+    -- to the purge of that row, and the repair counted at its id again. A
+    -- hand change's clock is the position it took, which it counts at.
+    select p_clock is null or (coalesce(p_clock_at, p_clock), p_clock) < (p_at, p_id);
 $$;
-comment on function sync_private.counts_before(bigint, bigint, bigint, integer, text) is
-    'True when the last writer p_clock (an inbox id, null for none) of field p_field of fragrance p_fragrance_id is older in receipt order than the delivery p_id that counts at position p_at (its id, or a repair''s snapshot position): a delivery counts at its sync.inbox.counts_at, else at its id, ties broken by id; a hand change at its position.';
+comment on function sync_private.counts_before(bigint, bigint, bigint, bigint) is
+    'True when the last writer of a field, p_clock on its clock (an inbox id, or a hand change''s position; null for none) counting at p_clock_at (its position in sync.field_version.positions; null: at p_clock), is older in receipt order than the delivery p_id that counts at position p_at (its id, or a repair''s snapshot position): by (position, id).';
 
 -- sync_private.write
 -- Creates and updates the fragrances of valid, non-empty deltas, with their history and field clock.
@@ -502,7 +504,7 @@ begin
                        order by 1);
     if cardinality(v_missing) > 0 then
         select c.outcomes, c.remaining into v_outcomes, v_update
-        from sync_private.create_missing(p_rows, v_missing) as c;
+        from sync_private.create_missing(p_rows, v_missing, p_counts_at) as c;
     else
         v_update := p_rows;
     end if;
@@ -525,7 +527,7 @@ begin
                                 from public.fragrances as l
                                 where l.fragrance_id = d.fragrance_id
                                 offset 0) as f
-            left join lateral (select c.versions from sync.field_version as c
+            left join lateral (select c.versions, c.positions from sync.field_version as c
                                where c.fragrance_id = d.fragrance_id
                                offset 0) as v on true
             -- Usually no field was set by a later delivery: a path test says so
@@ -542,14 +544,16 @@ begin
                             else (select coalesce(jsonb_object_agg(e.key, e.value), '{}')
                                   from jsonb_each(d.payload) as e
                                   where e.key = any (v_fields)
-                                    and sync_private.counts_before((v.versions ->> e.key)::bigint, a.at,
-                                                                   d.inbox_id, d.fragrance_id, e.key)) end as writes,
+                                    and sync_private.counts_before((v.versions ->> e.key)::bigint,
+                                                                   (v.positions ->> e.key)::bigint,
+                                                                   a.at, d.inbox_id)) end as writes,
                        case when not o.overtaken
                             then '{}'::text[]
                             else array(select f from unnest(v_fields) as f
                                        where d.payload ? f
-                                         and not sync_private.counts_before((v.versions ->> f)::bigint, a.at,
-                                                                            d.inbox_id, d.fragrance_id, f)) end
+                                         and not sync_private.counts_before((v.versions ->> f)::bigint,
+                                                                            (v.positions ->> f)::bigint,
+                                                                            a.at, d.inbox_id)) end
                            as stale_fields
             ) as w
         ),
@@ -593,18 +597,26 @@ begin
             where c.is_last and f.fragrance_id = c.fragrance_id and c.after <> c.current
         ),
         clock as (
-            insert into sync.field_version as fv (fragrance_id, versions)
-            select s.fragrance_id, jsonb_object_agg(s.field, s.inbox_id)
+            -- With the position of each field's writer where it is not its id
+            -- (a repair's), which outlives the purge of its inbox row.
+            insert into sync.field_version as fv (fragrance_id, versions, positions)
+            select s.fragrance_id, jsonb_object_agg(s.field, s.inbox_id),
+                   coalesce(jsonb_object_agg(s.field, s.at) filter (where s.at <> s.inbox_id), '{}')
             from (select c.fragrance_id, k.field,
                          -- The last writer by (position, id); max() of the pair, no sort per group.
-                         (max(array[c.at, c.inbox_id]))[2] as inbox_id
+                         (max(array[c.at, c.inbox_id]))[2] as inbox_id,
+                         max(c.at) as at
                   from change as c
                   cross join lateral jsonb_object_keys(c.writes) as k (field)
                   group by c.fragrance_id, k.field) as s
             group by s.fragrance_id
             -- A field is written only by a delivery newer than its last writer, so
-            -- the batch's ids are the newer ones: concatenation keeps the greatest.
-            on conflict (fragrance_id) do update set versions = fv.versions || excluded.versions
+            -- the batch's writers are the newer ones: concatenation keeps them,
+            -- and a field written here keeps no older writer's position.
+            on conflict (fragrance_id) do update
+                set versions = fv.versions || excluded.versions,
+                    positions = (fv.positions - array(select jsonb_object_keys(excluded.versions)))
+                                || excluded.positions
         )
         -- The history, fragrance and clock statements run whether or not this reads them.
         -- The names about to be replaced, one per fragrance a delivery writes

@@ -59,7 +59,7 @@ begin
 end;
 $$;
 comment on function sync_private.protect_receipt() is
-    'Trigger function of sync.inbox''s _100_protect_receipt: raises FS010, since the received part of a delivery (id, received_at, body, request metadata, origin, key) never changes.';
+    'Trigger function of sync.inbox''s _100_protect_receipt: raises FS010, since the received part of a delivery (id, received_at, body, request metadata, origin, key, the position it counts at) never changes.';
 
 create trigger _100_protect_receipt
     before update on sync.inbox
@@ -72,10 +72,14 @@ create trigger _100_protect_receipt
         or new.client_addr_raw is distinct from old.client_addr_raw
         or new.user_agent is distinct from old.user_agent
         or new.spool_key is distinct from old.spool_key
-        or new.origin is distinct from old.origin)
+        or new.origin is distinct from old.origin
+        -- Where it counts in receipt order, as its id: a repair's snapshot
+        -- position, a revert's. Migration 0073's rollback drops this
+        -- trigger before 0071's drops the column (the next apply makes it).
+        or new.counts_at is distinct from old.counts_at)
     execute function sync_private.protect_receipt();
 comment on trigger _100_protect_receipt on sync.inbox is
-    'Keeps the received part of an inbox row immutable (FS010): id, received_at, body, content_type, client_addr(_raw), user_agent, spool_key, origin. Processing changes status and reasons only.';
+    'Keeps the received part of an inbox row immutable (FS010): id, received_at, body, content_type, client_addr(_raw), user_agent, spool_key, origin, and the position it counts at (counts_at). Processing changes status and reasons only.';
 
 -- sync_private.addresses
 -- Client addresses as inet where PostgreSQL can read them; the others kept as text.

@@ -28,7 +28,7 @@ begin
     insert into sync.field_version as fv (fragrance_id, versions)
     select r.fragrance_id, (select jsonb_object_agg(f, p_position) from unnest(sync_private.fields()) as f)
     from unnest(p_rows) as r
-    on conflict (fragrance_id) do update set versions = excluded.versions;
+    on conflict (fragrance_id) do update set versions = excluded.versions, positions = '{}';
 end;
 $$;
 comment on function sync_private.record_deletes(public.fragrances[], bigint) is
@@ -90,7 +90,11 @@ begin
         insert into sync.field_version as fv (fragrance_id, versions)
         select c.fragrance_id, (select jsonb_object_agg(k, v_position) from jsonb_object_keys(c.new_values) as k)
         from change as c
-        on conflict (fragrance_id) do update set versions = fv.versions || excluded.versions;
+        -- The edit counts at its position, which is its clock value: no
+        -- repair's position stays on the fields it set.
+        on conflict (fragrance_id) do update
+            set versions = fv.versions || excluded.versions,
+                positions = fv.positions - array(select jsonb_object_keys(excluded.versions));
 
         -- An update of fragrance_id itself cannot be paired across the
         -- statement's old and new rows: it is recorded as the old row going
@@ -111,7 +115,7 @@ begin
         select o.fragrance_id, (select jsonb_object_agg(f, v_position) from unnest(sync_private.fields()) as f)
         from old_rows as o
         where not exists (select from new_rows as n where n.fragrance_id = o.fragrance_id)
-        on conflict (fragrance_id) do update set versions = excluded.versions;
+        on conflict (fragrance_id) do update set versions = excluded.versions, positions = '{}';
         delete from sync.field_version as v
         using new_rows as n
         where v.fragrance_id = n.fragrance_id
@@ -200,6 +204,10 @@ declare
     v_delivery sync.inbox;
     v_history sync.fragrance_history;
     v_version jsonb;
+    v_positions jsonb;
+    v_at bigint;
+    v_writer_pos bigint;
+    v_decided bigint;
     v_pending jsonb;
     v_pending_before jsonb;
     v_quarantined jsonb;
@@ -296,7 +304,14 @@ begin
     v_result.restored := '{}';
     v_result.left_alone := '{}';
     select to_jsonb(f) into v_current from public.fragrances as f where f.fragrance_id = v_delivery.fragrance_id;
-    select v.versions into v_version from sync.field_version as v where v.fragrance_id = v_delivery.fragrance_id;
+    select v.versions, v.positions into v_version, v_positions
+    from sync.field_version as v where v.fragrance_id = v_delivery.fragrance_id;
+    -- Later and earlier are by receipt order: by the position a delivery
+    -- counts at (a repair's, its snapshot's: sync.inbox.counts_at), then its
+    -- id. By id alone, a delivery received after a repair's snapshot but
+    -- stored before the repair's rows read as older than the repair: its
+    -- fields restored over it, its retry then stale (review).
+    v_at := coalesce(v_delivery.counts_at, p_inbox_id);
     -- Per field, the last delivery received since that is stored but not
     -- merged yet (the hook stores first and merges a moment later): the
     -- revert's own inbox id is newer, so it would otherwise overwrite it.
@@ -311,9 +326,13 @@ begin
            coalesce(jsonb_object_agg(k.field, k.earlier) filter (where k.earlier is not null), '{}')
     into v_pending, v_pending_before
     from (select f.key as field,
-                 max(p.inbox_id) filter (where p.inbox_id > p_inbox_id) as later,
-                 max(p.inbox_id) filter (where p.inbox_id < p_inbox_id and p.valid) as earlier
+                 (array_agg(p.inbox_id order by c.at desc, p.inbox_id desc)
+                     filter (where (c.at, p.inbox_id) > (v_at, p_inbox_id)))[1] as later,
+                 (array_agg(p.inbox_id order by c.at desc, p.inbox_id desc)
+                     filter (where (c.at, p.inbox_id) < (v_at, p_inbox_id) and p.valid))[1] as earlier
           from sync_private.pending_since(0) as p
+          cross join lateral (select coalesce(i.counts_at, i.id) as at
+                              from sync.inbox as i where i.id = p.inbox_id) as c
           cross join jsonb_object_keys(p.payload) as f (key)
           where p.fragrance_id = v_delivery.fragrance_id
           group by f.key) as k;
@@ -323,10 +342,11 @@ begin
     -- for good (hostile review). Left to it, as a pending one's.
     select coalesce(jsonb_object_agg(k.field, k.inbox_id), '{}')
     into v_quarantined
-    from (select f.key as field, max(i.id) as inbox_id
+    from (select f.key as field, (array_agg(i.id order by coalesce(i.counts_at, i.id) desc, i.id desc))[1] as inbox_id
           from sync.inbox as i
           cross join jsonb_object_keys(i.payload) as f (key)
-          where i.fragrance_id = v_delivery.fragrance_id and i.id > p_inbox_id
+          where i.fragrance_id = v_delivery.fragrance_id
+            and (coalesce(i.counts_at, i.id), i.id) > (v_at, p_inbox_id)
             and i.status = 'rejected' and jsonb_typeof(i.payload) = 'object'
             and f.key <> 'fragrance_id'
           group by f.key) as k;
@@ -356,7 +376,9 @@ begin
             order by h.id desc
             limit 1;
         end if;
-        if v_later is null and coalesce((v_version ->> v_field)::bigint, 0) > p_inbox_id then
+        if v_later is null
+           and (coalesce((v_positions ->> v_field)::bigint, (v_version ->> v_field)::bigint, 0),
+                coalesce((v_version ->> v_field)::bigint, 0)) > (v_at, p_inbox_id) then
             v_later := format('set since by delivery %s', v_version ->> v_field);
         end if;
         if v_later is null and v_quarantined ? v_field then
@@ -397,12 +419,21 @@ begin
             order by h.id desc
             limit 1;
             v_writer := coalesce(v_writer, 0);
-            select max(a.id) into v_earlier
+            -- The position the writer counts at: a repair's, while its row is kept.
+            v_writer_pos := coalesce((select i.counts_at from sync.inbox as i where i.id = v_writer), v_writer);
+            select a.id into v_earlier
             from sync.inbox as a
-            where a.fragrance_id = v_delivery.fragrance_id and a.id < p_inbox_id and a.id > v_writer
+            where a.fragrance_id = v_delivery.fragrance_id
+              and (coalesce(a.counts_at, a.id), a.id) < (v_at, p_inbox_id)
+              and (coalesce(a.counts_at, a.id), a.id) > (v_writer_pos, v_writer)
               and v_field = any (a.stale_fields)
-              and (v_writer_at is null or a.processed_at >= v_writer_at);
-            if (v_pending_before ->> v_field)::bigint > greatest(v_writer, coalesce(v_earlier, 0)) then
+              and (v_writer_at is null or a.processed_at >= v_writer_at)
+            order by coalesce(a.counts_at, a.id) desc, a.id desc
+            limit 1;
+            if (select (coalesce(i.counts_at, i.id), i.id)
+                       > greatest((v_writer_pos, v_writer),
+                                  (select (coalesce(e.counts_at, e.id), e.id) from sync.inbox as e where e.id = v_earlier))
+                from sync.inbox as i where i.id = (v_pending_before ->> v_field)::bigint) then
                 v_later := format('delivery %s, received before this one, sets it too and is still pending,'
                     ' so it will be ignored as stale and the value before this change is that delivery''s,'
                     ' never applied: set it by hand (SELECT body FROM sync.inbox WHERE id = %s;)',
@@ -424,6 +455,22 @@ begin
             v_result.restored := v_result.restored || jsonb_build_object(v_field, v_history.old_values -> v_field);
         end if;
     end loop;
+
+    -- The position the revert counts at: right after everything it read of
+    -- this fragrance (the change it undoes, the field clock, the deliveries
+    -- pending or in quarantine), not at its own inbox id. A delivery of the
+    -- fragrance it could not see (stored by the hook's store beside it: the
+    -- id drawn before the revert's, the row committed after its look) is
+    -- received after what it decided on, and newer than it whenever it is
+    -- merged; at the revert's id it was older, its value ignored as stale
+    -- or written over (review). No lock is shared with the store.
+    v_decided := greatest(
+        v_at,
+        (select max(greatest(x.value::bigint, coalesce((v_positions ->> x.key)::bigint, 0)))
+         from jsonb_each_text(coalesce(v_version, '{}')) as x),
+        (select max(x.value::bigint) from jsonb_each_text(v_pending) as x),
+        (select max(x.value::bigint) from jsonb_each_text(v_pending_before) as x),
+        (select max(x.value::bigint) from jsonb_each_text(v_quarantined) as x));
 
     if v_result.restored = '{}' then
         v_result.status := 'ignored';
@@ -454,7 +501,7 @@ begin
             array[v_body],
             array['application/x-sync-revert'], array[null::text],
             array[format('sync.revert(%s) by %s', p_inbox_id, session_user)], array[null::uuid], null, 'revert',
-            (select s.apply_on_receipt from sync.settings as s)) as r;
+            (select s.apply_on_receipt from sync.settings as s), v_decided) as r;
         if v_receipt.status = 'rejected' then
             v_refused := v_receipt.reasons;
         end if;

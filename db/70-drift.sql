@@ -57,7 +57,8 @@ select
     -- fragrance back. A delete before the snapshot stays repairable.
     exists (select from sync.field_version as v
             cross join jsonb_each_text(v.versions) as x
-            where v.fragrance_id = s.fragrance_id and x.value::bigint > s.inbox_position)
+            where v.fragrance_id = s.fragrance_id
+              and coalesce((v.positions ->> x.key)::bigint, x.value::bigint) > s.inbox_position)
     or exists (select from sync.fragrance_history as h
                where h.fragrance_id = s.fragrance_id and h.inbox_id is null
                  and h.changed_at > s.taken_at) as newer_in_library
@@ -81,7 +82,8 @@ select
     f.name,
     j.cms -> f.name,
     j.library -> f.name,
-    coalesce((v.versions ->> f.name)::bigint, 0) > s.inbox_position
+    -- The position its writer counts at: a repair's is its snapshot's.
+    coalesce((v.positions ->> f.name)::bigint, (v.versions ->> f.name)::bigint, 0) > s.inbox_position
     -- A hand change counts as received when it is made, at the position
     -- reached then (sync_private.record_change): one made after the snapshot
     -- with no delivery in between sits at the snapshot's own position, and a

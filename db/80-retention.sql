@@ -5,7 +5,8 @@
 -- needs a person (rejected) or the merge (pending), and discarded deliveries
 -- for sync.settings.discarded_purge_after after they were discarded; the
 -- history has no foreign key to the inbox and keeps everything, and
--- sync.field_version keeps inbox ids as plain numbers, so ordering survives
+-- sync.field_version keeps inbox ids as plain numbers, and beside them the
+-- positions a repair's or a revert's writes count at, so ordering survives
 -- any purge. What grows for good (the history, the rules' versions) and how
 -- fast: docs/operations.md, "What grows".
 

@@ -273,6 +273,30 @@ def test_a_field_set_by_a_delivery_after_the_snapshot_is_left_alone(
     assert (repaired["name"], repaired["cost"]) == ("Newer name", 50)
 
 
+def test_a_snapshot_taken_after_an_older_ones_position_repairs_what_that_repair_wrote(
+    db: psycopg.Connection,
+) -> None:
+    # The first repair's write counts at its snapshot's position, not at its
+    # own inbox id: an export taken after that position (the repair ran
+    # later) is newer than the value it wrote, and is repaired from.
+    receive(db, {"fragrance_id": 8, "cost": 18})
+    load_library_changed(db, cost=50)
+    receive(db, {"fragrance_id": 9, "cost": 19})
+    [(second_taken_at,)] = db.execute("select clock_timestamp()").fetchall()
+    db.execute("select sync.repair()")
+    assert fragrance(db, 7)["cost"] == 50  # type: ignore[index]
+    rows = library_rows_as_json(db)
+    rows[7]["cost"] = 60
+    db.execute(
+        "select sync.load_snapshot(%s::jsonb, 'cms.json', %s)", [json.dumps(rows), second_taken_at]
+    )
+    assert db.execute("select field, newer_in_library from sync.drift").fetchall() == [
+        ("cost", False)
+    ]
+    db.execute("select sync.repair()")
+    assert fragrance(db, 7)["cost"] == 60  # type: ignore[index]
+
+
 def test_a_field_a_delivery_received_after_the_snapshot_will_set_is_left_to_it(
     db: psycopg.Connection,
 ) -> None:

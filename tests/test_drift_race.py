@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import psycopg
+import pytest
 from conftest import Server
 from helpers import fragrance, inbox_row, store, wait_for_lock_wait
 
@@ -172,3 +173,39 @@ def test_a_delivery_received_before_a_newer_one_merged_with_a_staged_repair_stil
         dba.execute("select sync.apply_pending()")
         assert cost_of_7(dba) == 55
         assert inbox_row(dba, earlier["inbox_id"])["status"] == "ignored"
+
+
+def test_a_delivery_received_after_the_snapshot_keeps_its_value_after_the_purge_took_the_repair(
+    server: Server, dbname: str
+) -> None:
+    # The delivery is stored beside the repair (its id below the repair's),
+    # and merged only after the retention purge took the repair's inbox row:
+    # the clock still knows the repair counted at the snapshot's position.
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as dba,
+        psycopg.connect(server.url(dbname)) as hook,
+    ):
+        load_library_changed(dba, cost=50)
+        later = store(hook, {"fragrance_id": 7, "cost": 55})
+        [(repair_id,)] = dba.execute("select inbox_id from sync.repair()")
+        hook.commit()
+        assert cost_of_7(dba) == 50
+        dba.execute("select sync.purge_applied('0', p_force => true)")
+        purged = dba.execute("select count(*) from sync.inbox where id = %s", [repair_id])
+        assert purged.fetchone() == (0,)
+        hook.execute("select sync.apply_received()")
+        hook.commit()
+        assert cost_of_7(dba) == 55, inbox_row(dba, later["inbox_id"])
+
+
+def test_the_position_a_delivery_counts_at_cannot_be_rewritten(db: psycopg.Connection) -> None:
+    # It orders the delivery among the others as its id does (FS010): moved
+    # by hand, a repair would count at its id, a webhook before the snapshot.
+    load_library_changed(db, cost=50)
+    [(repair_id,)] = db.execute("select inbox_id from sync.repair()")
+    webhook = store(db, {"fragrance_id": 8, "cost": 1})
+    rewrites = (("counts_at = null", repair_id), ("counts_at = 0", webhook["inbox_id"]))
+    for assignment, inbox_id in rewrites:
+        with pytest.raises(psycopg.Error) as caught:
+            db.execute(f"update sync.inbox set {assignment} where id = %s", [inbox_id])
+        assert caught.value.sqlstate == "FS010"

@@ -422,8 +422,8 @@ def test_make_migrate_takes_either_libpq_url_scheme(
 # open transaction holds up: rolled back and applied behind a reader, it would not show
 # the lock timeout. (0045 drops and builds an index of public.fragrances, which takes the
 # table's strongest lock: a reader of that table holds it up, and lock_timeout lets it go.)
-LATEST_MIGRATION = "0071-a-repair-counts-at-its-snapshot"
-ALTERED_BY_IT = "sync.inbox"
+LATEST_MIGRATION = "0073-the-field-clock-keeps-a-repairs-position"
+ALTERED_BY_IT = "sync.field_version"
 # An ALTER TABLE, but to set a trigger aside for one statement (0031, 0036, 0039, 0040 do).
 ALTERS_A_TABLE = re.compile(r"^\s*alter table\s+\S+\s+(?!(disable|enable) trigger)", re.MULTILINE)
 
@@ -1314,3 +1314,31 @@ def test_rolling_back_the_last_database_drops_the_logins_but_the_smart_librarys(
     run_yoyo(own_server, "test", "rollback", "--all")
     with psycopg.connect(own_server.url("test")) as conn:
         assert conn.execute(LOGINS).fetchall() == [("smart_library_login",)]
+
+
+def test_0073_fills_the_clock_with_the_positions_of_the_repairs_still_in_the_inbox(
+    server: Server, bare_dbname: str
+) -> None:
+    """Applied again after its rollback, it reads them back from the repairs' inbox rows."""
+    load_smart_library(server, bare_dbname)
+    run_yoyo(server, bare_dbname, "apply")
+    positions = "select fragrance_id, positions from sync.field_version order by fragrance_id"
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as db:
+        rows = db.execute(
+            "select json_agg(f order by fragrance_id) from public.fragrances as f"
+        ).fetchone()[0]  # type: ignore[index]
+        rows[7]["cost"] = 50
+        rows[8]["name"] = "Repaired name"
+        db.execute("select sync.load_snapshot(%s::jsonb)", [psycopg.types.json.Jsonb(rows)])
+        db.execute("select sync.repair()")
+        # A hand change after it counts at its own position: no repair's.
+        db.execute(
+            "update public.fragrances set name = 'By hand' where fragrance_id = %s",
+            [rows[8]["fragrance_id"]],
+        )
+        before = db.execute(positions).fetchall()
+    assert [p for _, p in before] == [{"cost": 0}, {}]
+    run_yoyo(server, bare_dbname, "rollback", "--revision", LATEST_MIGRATION)
+    run_yoyo(server, bare_dbname, "apply")
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as db:
+        assert db.execute(positions).fetchall() == before

@@ -507,3 +507,55 @@ def test_a_delivery_lost_as_stale_before_a_hand_delete_and_insert_does_not_hold_
     result = _revert(db, change["inbox_id"])
     assert (result["restored"], result["left_alone"]) == ({"name": "By hand"}, {})
     assert fragrance(db, 42)["name"] == "By hand"  # type: ignore[index]
+
+
+def test_a_revert_of_a_repair_leaves_a_field_to_a_quarantined_delivery_received_after_its_snapshot(
+    server: Server, dbname: str
+) -> None:
+    """Newer than the repair by position though older by inbox id: its retry must not be stale."""
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as dba,
+        psycopg.connect(server.url(dbname)) as hook,
+    ):
+        rows = dba.execute(
+            "select json_agg(f order by fragrance_id) from public.fragrances as f"
+        ).fetchone()[0]  # type: ignore[index]
+        rows[7]["cost"] = 50
+        dba.execute("select sync.load_snapshot(%s::jsonb)", [psycopg.types.json.Jsonb(rows)])
+        dba.execute("update sync.rule set parameter = 3 where code = 'description.too_long'")
+        # Stored beside the repair (its id below the repair's), after the snapshot.
+        later = store(hook, {"fragrance_id": 7, "description": "Newer", "cost": 55})
+        [(repair_id,)] = dba.execute("select inbox_id from sync.repair()")
+        hook.commit()
+        hook.execute("select sync.apply_received()")
+        hook.commit()
+        assert inbox_row(dba, later["inbox_id"])["status"] == "rejected"
+        result = _revert(dba, repair_id)
+        assert result["restored"] == {}
+        assert result["left_alone"]["cost"].startswith(
+            f"set by delivery {later['inbox_id']}, received since and in quarantine"
+        )
+        dba.execute("update sync.rule set parameter = 1024 where code = 'description.too_long'")
+        assert dba.execute("select status from sync.retry(%s)", [later["inbox_id"]]).fetchone() == (
+            "applied",
+        )
+        assert fragrance(dba, 7)["cost"] == 55  # type: ignore[index]
+
+
+def test_a_delivery_stored_beside_a_revert_and_merged_after_it_keeps_its_value(
+    server: Server, dbname: str
+) -> None:
+    """Its store drew its id before the revert's look, committed after it: unseen, it is newer."""
+    with (
+        psycopg.connect(server.url(dbname), autocommit=True) as dba,
+        psycopg.connect(server.url(dbname)) as hook,
+    ):
+        change = receive(dba, {"fragrance_id": 7, "cost": 20})
+        later = store(hook, {"fragrance_id": 7, "cost": 30})
+        result = _revert(dba, change["inbox_id"])
+        assert "cost" in result["restored"]
+        hook.commit()
+        hook.execute("select sync.apply_received()")
+        hook.commit()
+        assert inbox_row(dba, later["inbox_id"])["status"] == "applied"
+        assert fragrance(dba, 7)["cost"] == 30  # type: ignore[index]
