@@ -31,6 +31,14 @@ Revoking CREATE left what was planted while it was granted: an operator
 better than pg_catalog's, and post-apply's delete ran it, as the deploying
 superuser, on every apply (hostile review). A function or operator in a
 schema of the path that belongs to such a role is refused too.
+
+The sync's code runs as the deploying login (security definer) and writes
+``public.fragrances``: whoever may add a trigger there (its owner, or a
+role granted TRIGGER on it) had every merge run that trigger as the
+deploying login. A superuser's deploy onto a table the smart library's
+login owned let that login make itself a superuser (hostile review). The
+deploy is refused while the table belongs to, or grants TRIGGER to, a role
+it does not trust, or carries a trigger whose function belongs to one.
 """
 
 from __future__ import annotations
@@ -105,6 +113,8 @@ def in_recovery(url: str) -> bool:
 # in, and what such a login left in them that this deploy would run: yoyo's tables in its
 # current schema, and any function or operator (a name a migration calls could resolve to
 # it). A grant to one login by name let it plant while the deploy ran (hostile review).
+# And who may add a trigger to public.fragrances, which the code it loads writes as its
+# login, or did.
 PLANTABLE = """
 with untrusted as (
     -- Not ours: the deploying login's, a superuser's, the sync's owner's, the
@@ -124,6 +134,11 @@ with untrusted as (
     select n.oid, n.nspname
     from pg_catalog.pg_namespace as n
     where n.nspname operator(pg_catalog.=) any (pg_catalog.current_schemas(false))
+), written as (
+    -- The table the sync's code (security definer, owned by this login) writes.
+    select c.oid, c.relowner, c.relacl
+    from pg_catalog.pg_class as c
+    where c.oid operator(pg_catalog.=) pg_catalog.to_regclass('public.fragrances')::pg_catalog.oid
 ), planted as (
     select 'pg_catalog.pg_class'::pg_catalog.regclass as classid, c.oid, c.relowner as owner,
            s.nspname, true as yoyo
@@ -169,6 +184,37 @@ select case when p.yoyo
 from planted as p
 cross join lateral pg_catalog.pg_identify_object(p.classid, p.oid, 0) as i
 where p.owner operator(pg_catalog.=) any (array(select u.oid from untrusted as u))
+union all
+select pg_catalog.format('public.fragrances belongs to %I, and the sync''s code writes it as %I,'
+                         ' who runs the triggers its owner adds there: deploy as %I'
+                         ' (docs/operations.md, "What the deploying login needs"),'
+                         ' or alter table public.fragrances owner to %I; then deploy',
+                         u.rolname, current_user, u.rolname, current_user)
+from written as w
+join untrusted as u on u.oid operator(pg_catalog.=) w.relowner
+union all
+select case when a.grantee operator(pg_catalog.=) 0
+            then 'every login may create triggers on public.fragrances, which the sync''s code'
+                 ' writes: revoke trigger on public.fragrances from public; then deploy'
+            else pg_catalog.format('%I may create triggers on public.fragrances, which the'
+                                   ' sync''s code writes: revoke trigger on public.fragrances'
+                                   ' from %I; then deploy', u.rolname, u.rolname)
+       end
+from written as w
+cross join lateral pg_catalog.aclexplode(w.relacl) as a
+left join untrusted as u on u.oid operator(pg_catalog.=) a.grantee
+where a.privilege_type operator(pg_catalog.=) 'TRIGGER'
+  and (a.grantee operator(pg_catalog.=) 0 or u.oid is not null)
+union all
+select pg_catalog.format('trigger %I on public.fragrances runs function %s, which belongs to %I:'
+                         ' drop trigger %I on public.fragrances, or check who made it and why;'
+                         ' then deploy', t.tgname, f.oid::pg_catalog.regprocedure, u.rolname,
+                         t.tgname)
+from written as w
+join pg_catalog.pg_trigger as t on t.tgrelid operator(pg_catalog.=) w.oid
+join pg_catalog.pg_proc as f on f.oid operator(pg_catalog.=) t.tgfoid
+join untrusted as u on u.oid operator(pg_catalog.=) f.proowner
+where not t.tgisinternal
 """
 
 

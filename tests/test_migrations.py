@@ -681,6 +681,82 @@ def test_make_migrate_refuses_a_database_where_a_stranger_may_create_in_public(
     ) in done.stderr, done.stderr
 
 
+# A trigger on the table the sync writes, and its function, in a schema of the stranger's own.
+PLANTED_TRIGGER = """
+    create table mallory.ran_as (role text);
+    grant usage on schema mallory to public;
+    grant insert on mallory.ran_as to public;
+    create function mallory.record() returns trigger language plpgsql as $$
+    begin insert into mallory.ran_as values (current_user); return null; end $$;
+    create trigger watch after insert or update or delete on public.fragrances
+        for each statement execute function mallory.record();
+"""
+
+
+def _mallorys_schema(server: Server, dbname: str) -> None:
+    _stranger_in(server, dbname)
+    with psycopg.connect(server.url(dbname), autocommit=True) as su:
+        su.execute("create schema mallory authorization mallory")
+
+
+def test_make_migrate_refuses_a_fragrances_table_a_stranger_owns(
+    server: Server, bare_dbname: str
+) -> None:
+    """The sync's code runs as the deploying login and writes public.fragrances.
+
+    Deployed by a superuser onto a table another login owned (the smart
+    library's, say), every merge ran the trigger that owner added, as the
+    superuser: the owner could make itself one (hostile review).
+    """
+    load_smart_library(server, bare_dbname)
+    _mallorys_schema(server, bare_dbname)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as su:
+        su.execute("alter table public.fragrances owner to mallory")
+        su.execute("set role mallory")
+        su.execute(PLANTED_TRIGGER)
+        su.execute("reset role")
+        done = make_migrate(server.url(bare_dbname))
+        assert su.execute("select to_regnamespace('sync')").fetchone() == (None,)
+    assert done.returncode != 0
+    assert (
+        "public.fragrances belongs to mallory, and the sync's code writes it as postgres,"
+        " who runs the triggers its owner adds there: deploy as mallory"
+        ' (docs/operations.md, "What the deploying login needs"),'
+        " or alter table public.fragrances owner to postgres; then deploy"
+    ) in done.stderr, done.stderr
+
+
+def test_make_migrate_refuses_a_trigger_a_stranger_planted_on_fragrances(
+    server: Server, bare_dbname: str
+) -> None:
+    """TRIGGER on the table lets a login that does not own it add one; it stays once revoked."""
+    load_smart_library(server, bare_dbname)
+    _mallorys_schema(server, bare_dbname)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as su:
+        su.execute("grant trigger on public.fragrances to mallory")
+        done = make_migrate(server.url(bare_dbname))
+        assert done.returncode != 0
+        assert (
+            "mallory may create triggers on public.fragrances, which the sync's code writes:"
+            " revoke trigger on public.fragrances from mallory; then deploy"
+        ) in done.stderr, done.stderr
+        su.execute("set role mallory")
+        su.execute(PLANTED_TRIGGER)
+        su.execute("reset role")
+        su.execute("revoke trigger on public.fragrances from mallory")
+        done = make_migrate(server.url(bare_dbname))
+        assert done.returncode != 0
+        assert (
+            "trigger watch on public.fragrances runs function mallory.record(), which belongs to"
+            " mallory: drop trigger watch on public.fragrances, or check who made it and why;"
+            " then deploy"
+        ) in done.stderr, done.stderr
+        su.execute("drop trigger watch on public.fragrances")
+        done = make_migrate(server.url(bare_dbname))
+        assert done.returncode == 0, done.stderr
+        assert su.execute("select * from mallory.ran_as").fetchall() == []
+
+
 def test_a_login_that_holds_the_deploys_advisory_lock_keeps_no_deploy_from_running(
     server: Server, dbname: str
 ) -> None:
