@@ -393,7 +393,13 @@ begin
     end if;
     -- A load waits for the repair, so the plan and the snapshot are the same one.
     lock table sync.cms_snapshot in share mode;
-    select format('%s taken %s', min(s.source), min(s.taken_at)) into v_source
+    -- The moment in UTC, by a pattern: as text it was written in the
+    -- repairing session's DateStyle and TimeZone (23/11/2026 under
+    -- 'SQL, DMY', which MDY reads as no date at all) and stored so in every
+    -- delivery's user_agent (hostile review).
+    select format('%s taken %s', min(s.source),
+                  to_char(min(s.taken_at) at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'))
+    into v_source
     from sync.cms_snapshot as s having count(*) > 0;
     if v_source is null then
         raise exception 'no CMS snapshot is loaded, so there is nothing to repair from'

@@ -214,3 +214,41 @@ def test_the_hooks_pages_read_alike_whatever_the_database_sets_for_numbers_and_t
     assert 1234 < _metric(metrics.text, "fragrance_sync_oldest_pending_age_seconds") < 1300
     assert status.status_code == 200, status.text
     assert "Winter \u2603" in status.text
+
+
+# --- what a DBA's call stores: the same whatever the DBA's session writes moments as ---------
+
+REPAIR_FROM = "sync.repair by postgres from cms.json taken 2026-11-23 21:00:00 UTC"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"datestyle": "SQL,DMY"},
+        {"datestyle": "Postgres,MDY"},
+        {"datestyle": "German"},
+        {"timezone": "Asia/Kathmandu"},
+        {"timezone": "America/St_Johns", "datestyle": "SQL,MDY"},
+    ],
+    ids=lambda settings: ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults",
+)
+def test_a_repair_records_its_snapshot_alike_whatever_the_session_writes_moments_as(
+    server: Server, dbname: str, db: psycopg.Connection, settings: dict[str, str]
+) -> None:
+    """A repair's deliveries name the snapshot they come from, by its moment, in the inbox.
+
+    It was written in the repairing session's DateStyle and TimeZone: under
+    'SQL, DMY' as 23/11/2026, which a reader under MDY takes for a month
+    that does not exist, and 04/12 for April; read as the DBA wrote it, not
+    as it was.
+    """
+    db.execute(
+        "select sync.load_snapshot(jsonb_agg(case when f.fragrance_id = 7"
+        " then to_jsonb(f) || '{\"cost\": 77}' else to_jsonb(f) end), 'cms.json',"
+        " '2026-11-23 21:00Z') from public.fragrances as f"
+    )
+    with _connect(server, dbname, **settings) as conn:
+        [(inbox_id,)] = conn.execute("select inbox_id from sync.repair()").fetchall()
+    stored = db.execute("select user_agent from sync.inbox where id = %s", [inbox_id]).fetchone()
+    assert stored == (REPAIR_FROM,)
