@@ -39,6 +39,13 @@ deploying login. A superuser's deploy onto a table the smart library's
 login owned let that login make itself a superuser (hostile review). The
 deploy is refused while the table belongs to, or grants TRIGGER to, a role
 it does not trust, or carries a trigger whose function belongs to one.
+
+Nor was schema ``sync`` asked whose it is: made before the first deploy
+by a login that could create in the database, it was filled by the deploy,
+and its owner, taken for the sync's, could drop and replace the functions
+the sync's own code calls as the deploying login (hostile review). The
+sync's owner is now the owner of ``sync.inbox``, and our schemas that
+belong to another role are refused.
 """
 
 from __future__ import annotations
@@ -119,14 +126,17 @@ PLANTABLE = """
 with untrusted as (
     -- Not ours: the deploying login's, a superuser's, the sync's owner's, the
     -- database owner's, or, for a login that is no superuser (one is a
-    -- member of every role), a role it is in.
+    -- member of every role), a role it is in. The sync's owner is the owner
+    -- of sync.inbox, which a deploy made: schema sync may be older than the
+    -- first deploy, made by anyone who could create in the database.
     select r.oid, r.rolname
     from pg_catalog.pg_roles as r
     where r.rolname operator(pg_catalog.<>) current_user
       and not r.rolsuper
       and r.rolname operator(pg_catalog.<>) 'pg_database_owner'
-      and r.oid is distinct from (select s.nspowner from pg_catalog.pg_namespace as s
-                                  where s.nspname operator(pg_catalog.=) 'sync')
+      and r.oid is distinct from (select c.relowner from pg_catalog.pg_class as c
+                                  where c.oid operator(pg_catalog.=)
+                                        pg_catalog.to_regclass('sync.inbox')::pg_catalog.oid)
       and ((select m.rolsuper from pg_catalog.pg_roles as m
             where m.rolname operator(pg_catalog.=) current_user)
            or not pg_catalog.pg_has_role(r.oid, 'member'))
@@ -184,6 +194,14 @@ select case when p.yoyo
 from planted as p
 cross join lateral pg_catalog.pg_identify_object(p.classid, p.oid, 0) as i
 where p.owner operator(pg_catalog.=) any (array(select u.oid from untrusted as u))
+union all
+select pg_catalog.format('schema %I belongs to %I, who may drop and replace what this deploy makes'
+                         ' there: alter schema %I owner to %I (or drop it, if the sync was never'
+                         ' deployed here), check what it holds and who made it; then deploy',
+                         n.nspname, u.rolname, n.nspname, current_user)
+from pg_catalog.pg_namespace as n
+join untrusted as u on u.oid operator(pg_catalog.=) n.nspowner
+where n.nspname operator(pg_catalog.=) any (array['sync', 'sync_private', 'sync_remote'])
 union all
 select pg_catalog.format('public.fragrances belongs to %I, and the sync''s code writes it as %I,'
                          ' who runs the triggers its owner adds there: deploy as %I'

@@ -757,6 +757,34 @@ def test_make_migrate_refuses_a_trigger_a_stranger_planted_on_fragrances(
         assert su.execute("select * from mallory.ran_as").fetchall() == []
 
 
+def test_make_migrate_refuses_a_schema_sync_a_stranger_made_before_the_first_deploy(
+    server: Server, bare_dbname: str
+) -> None:
+    """A login that could create in the database made schema sync first; the deploy filled it.
+
+    Its owner may drop and create functions there: it replaced
+    sync.inbox_position(), which the history trigger calls as the deploying
+    login, and a DBA's hand edit of a fragrance made it a superuser
+    (hostile review). The deploy took the schema's owner for the sync's.
+    """
+    load_smart_library(server, bare_dbname)
+    _stranger_in(server, bare_dbname)
+    with psycopg.connect(server.url(bare_dbname), autocommit=True) as su:
+        su.execute(f'grant create on database "{bare_dbname}" to mallory')
+        su.execute("set role mallory")
+        su.execute("create schema sync")
+        su.execute("reset role")
+        su.execute(f'revoke create on database "{bare_dbname}" from mallory')
+        done = make_migrate(server.url(bare_dbname))
+        assert su.execute("select to_regclass('sync.inbox')").fetchone() == (None,)
+    assert done.returncode != 0
+    assert (
+        "schema sync belongs to mallory, who may drop and replace what this deploy makes there:"
+        " alter schema sync owner to postgres (or drop it, if the sync was never deployed"
+        " here), check what it holds and who made it; then deploy"
+    ) in done.stderr, done.stderr
+
+
 def test_a_login_that_holds_the_deploys_advisory_lock_keeps_no_deploy_from_running(
     server: Server, dbname: str
 ) -> None:
