@@ -185,6 +185,13 @@ def _metric(page: str, name: str) -> float:
     [
         "extra_float_digits = -15",
         "client_encoding = 'LATIN1'",
+        # Held when tried (hostile review), kept so: the hook's sessions read moments,
+        # ages and bytes alike under these.
+        "datestyle = 'SQL, DMY'",
+        "intervalstyle = 'iso_8601'",
+        "timezone = 'Pacific/Chatham'",
+        "bytea_output = 'escape'",
+        "default_transaction_isolation = 'serializable'",
     ],
 )
 def test_the_hooks_pages_read_alike_whatever_the_database_sets_for_numbers_and_text(
