@@ -75,6 +75,7 @@ import fcntl
 import json
 import logging
 import os
+import pwd
 import sqlite3
 import sys
 import threading
@@ -1758,6 +1759,15 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False))
 
 
+def _user(uid: int, bare: bool = False) -> str:
+    """A user's name and uid as the operator reads them (the uid alone without a name)."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"'#{uid}'" if bare else f"uid {uid}"
+    return name if bare else f"{name} (uid {uid})"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hook.spool``: list, show, replay or drop the deliveries set aside."""
     parser = argparse.ArgumentParser(
@@ -1803,6 +1813,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     directory = Path(args.spool_dir)
     if not (directory / DATABASE_FILE).exists():
         print(f"no spool at {directory / DATABASE_FILE}; pass --spool-dir", file=sys.stderr)
+        return 2
+    owner = (directory / DATABASE_FILE).stat().st_uid
+    if os.geteuid() != owner:
+        # As root, a replay into an empty queue created spool.waiting as root, 0600: the
+        # service's user could then not raise it, nor open the spool, and the service did not
+        # start (hostile review). SQLite gives its -wal and -shm to the file's owner itself.
+        print(
+            f"the spool {directory / DATABASE_FILE} is owned by {_user(owner)}, not by the user"
+            f" running this command ({_user(os.geteuid())}): run this command as that user"
+            f" (e.g. sudo -u {_user(owner, bare=True)} python -m hook.spool ..., or docker"
+            " exec into the service's container), so that what it creates stays the service's",
+            file=sys.stderr,
+        )
         return 2
     try:
         spool = Spool(directory)
