@@ -34,6 +34,7 @@ from hook.connections import (
 )
 from hook.ingest import CANCEL_GRACE
 from hook.settings import Settings, SettingsError
+from hook.spool import SpoolDirTakenError, hold_spool_dir
 
 log = logging.getLogger("hook")
 
@@ -70,7 +71,8 @@ def serve(
     """Check the settings, then serve ``factory`` until SIGTERM or SIGINT; return the exit status.
 
     A bad setting prints one line naming the variable and returns 2; a port
-    another process holds, one line naming PORT, and returns 3. On a
+    another process holds, one line naming PORT, and returns 3; so does a
+    ``SPOOL_DIR`` another service holds (``hold_spool_dir``). On a
     signal uvicorn shuts down gracefully (the app's lifespan closes its
     resources) and the program then ends with status 0. ``options`` adds
     to uvicorn's configuration for these settings (the hook's: ``hook_options``).
@@ -88,6 +90,21 @@ def serve(
             file=sys.stderr,
         )
         return STARTUP_FAILURE
+    spool_dir = getattr(settings, "spool_dir", "")
+    if spool_dir:
+        try:
+            # Held (by this process, the workers' parent) until the program ends.
+            hold_spool_dir(spool_dir)
+        except SpoolDirTakenError as exc:
+            print(
+                f"{program}: SPOOL_DIR={spool_dir!r} is in use by another hook service ({exc}):"
+                " give each service a SPOOL_DIR of its own (two services sharing one store each"
+                " other's spooled deliveries in their own databases), or stop the other one",
+                file=sys.stderr,
+            )
+            return STARTUP_FAILURE
+        except OSError:
+            pass  # unusable: the app's start (open_spool) says what to fix
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

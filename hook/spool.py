@@ -19,6 +19,9 @@ in one order (an AUTOINCREMENT sequence) whatever the number of workers:
   request); otherwise it is spooled behind what waits. A delivery queued for
   the spool that finds, under the write lock, that the drainer has just
   emptied it goes straight to the database instead.
+- One service uses a spool directory: ``python -m hook`` holds an ``flock``
+  on ``service.lock`` for its life, and a second one does not start
+  (``hold_spool_dir``, ADR 0045); its workers share the spool.
 - One process drains at a time: the one holding an ``flock`` on
   ``drain.lock`` (the kernel releases it when its process dies, so the work
   of a killed worker is drained by another). It stores the oldest records,
@@ -76,6 +79,7 @@ import json
 import logging
 import os
 import pwd
+import socket
 import sqlite3
 import sys
 import threading
@@ -113,6 +117,8 @@ T = TypeVar("T")
 DATABASE_FILE = "spool.sqlite3"
 WAITING_FILE = "spool.waiting"
 DRAIN_LOCK_FILE = "drain.lock"
+#: Held by the one service using the directory, for its life (``hold_spool_dir``).
+SERVICE_LOCK_FILE = "service.lock"
 
 #: Records stored per database transaction when draining.
 DRAIN_BATCH = 500
@@ -1293,6 +1299,41 @@ def open_spool(directory: str) -> Spool:
             f"cannot use SPOOL_DIR={directory!r} ({exc}); make it a writable directory on a "
             "durable local disk, or set SPOOL_DIR= (empty) to answer 503 instead of spooling"
         ) from exc
+
+
+class SpoolDirTakenError(Exception):
+    """Another service holds the spool directory; its text says which (pid, host, since)."""
+
+
+def hold_spool_dir(directory: str) -> int:
+    """Take ``directory`` for this service, for as long as its process lives: the lock's fd.
+
+    The workers of one service share its spool; a second service given the
+    same directory shared it too, unseen, and each one's drain stored the
+    other's deliveries in its own database (hostile review). The service's
+    first process takes an ``flock`` on ``service.lock`` before its workers
+    start, and writes there who holds it; the kernel releases it when that
+    process ends, however it ends. Raises ``SpoolDirTakenError`` naming the
+    holder, or OSError if the directory cannot be used (``open_spool`` then
+    says what to fix). ``python -m hook.spool`` does not take it: an
+    operator's command works beside the running service.
+    """
+    path = Path(directory)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path / SERVICE_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise SpoolDirTakenError(holder or "one that has not said who it is yet") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n".encode(), 0)
+    return fd
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -122,12 +122,14 @@ def test_a_hook_killed_while_spooling_leaves_every_answered_delivery_to_its_succ
     second = start_hook(url, tmp_path, DB_TIMEOUT="1")
     try:
         wait_for_empty_spool(second)
-        # Draining again (as after a crash mid-drain) must not store anything twice.
-        third = start_hook(url, tmp_path, DB_TIMEOUT="1")
-        wait_for_empty_spool(third)
-        stop_hook(third)
     finally:
         stop_hook(second)
+    # Draining again (as after a crash mid-drain) must not store anything twice.
+    third = start_hook(url, tmp_path, DB_TIMEOUT="1")
+    try:
+        wait_for_empty_spool(third)
+    finally:
+        stop_hook(third)
     assert [cost for cost, _, _ in _inbox(own_server)] == ["1", "2", "3", "4"]
     assert _spool_counts(tmp_path) == (0, 0)
     assert not (tmp_path / "spool" / "spool.waiting").exists()

@@ -1,0 +1,58 @@
+"""One hook service per ``SPOOL_DIR``, held for the service's life.
+
+The workers of one service share its spool (one drains, by ``drain.lock``).
+A second service given the same ``SPOOL_DIR`` (another copy of the unit, a
+staging hook on the production host) started and shared it too: each one's
+drain stored the other's spooled deliveries in its own database, and nothing
+said so. Its start now stops with a line naming the service that holds the
+spool; ``python -m hook.spool`` is an operator's tool, not a service, and
+still works beside the running hook.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT, Server
+from processes import free_port, start_hook, stop_hook
+from test_spool import run_cli
+from uvicorn.config import STARTUP_FAILURE
+
+
+def _second_hook(url: str, spool_dir: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "hook"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DATABASE_URL": url,
+            "SPOOL_DIR": str(spool_dir),
+            "PORT": str(free_port()),
+        },
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_second_service_on_a_spool_dir_in_use_refuses_to_start_naming_the_first(
+    server: Server, dbname: str, tmp_path: Path
+) -> None:
+    url = server.url(dbname, user="sync_hook_login")
+    first = start_hook(url, tmp_path, WORKERS="2")  # its own workers share it
+    try:
+        second = _second_hook(url, tmp_path / "spool")
+
+        assert second.returncode == STARTUP_FAILURE, second.stderr
+        message = second.stderr.decode()
+        assert f"SPOOL_DIR={str(tmp_path / 'spool')!r} is in use by another hook service" in message
+        assert f"pid {first.process.pid} " in message
+        assert run_cli(tmp_path / "spool", "list").returncode == 0  # the operator's tool may
+    finally:
+        stop_hook(first)
+
+    again = start_hook(url, tmp_path)  # the lock went with its holder
+    stop_hook(again)
