@@ -74,7 +74,7 @@ create trigger _100_protect_receipt
         or new.spool_key is distinct from old.spool_key
         or new.origin is distinct from old.origin
         -- Where it counts in receipt order, as its id: a repair's snapshot
-        -- position, a revert's. Migration 0073's rollback drops this
+        -- position, a revert's. Migration 0072's rollback drops this
         -- trigger before 0071's drops the column (the next apply makes it).
         or new.counts_at is distinct from old.counts_at)
     execute function sync_private.protect_receipt();

@@ -422,7 +422,7 @@ def test_make_migrate_takes_either_libpq_url_scheme(
 # open transaction holds up: rolled back and applied behind a reader, it would not show
 # the lock timeout. (0045 drops and builds an index of public.fragrances, which takes the
 # table's strongest lock: a reader of that table holds it up, and lock_timeout lets it go.)
-LATEST_MIGRATION = "0073-the-field-clock-keeps-a-repairs-position"
+LATEST_MIGRATION = "0072-the-field-clock-keeps-a-repairs-position"
 ALTERED_BY_IT = "sync.field_version"
 # An ALTER TABLE, but to set a trigger aside for one statement (0031, 0036, 0039, 0040 do).
 ALTERS_A_TABLE = re.compile(r"^\s*alter table\s+\S+\s+(?!(disable|enable) trigger)", re.MULTILINE)
@@ -1420,7 +1420,7 @@ def test_rolling_back_the_last_database_drops_the_logins_but_the_smart_librarys(
         assert conn.execute(LOGINS).fetchall() == [("smart_library_login",)]
 
 
-def test_0073_fills_the_clock_with_the_positions_of_the_repairs_still_in_the_inbox(
+def test_0072_fills_the_clock_with_the_positions_of_the_repairs_still_in_the_inbox(
     server: Server, bare_dbname: str
 ) -> None:
     """Applied again after its rollback, it reads them back from the repairs' inbox rows."""

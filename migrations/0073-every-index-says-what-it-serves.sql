@@ -1,5 +1,5 @@
 -- Every index of ours says what it serves, as every other object does
--- depends: 0071-a-repair-counts-at-its-snapshot
+-- depends: 0072-the-field-clock-keeps-a-repairs-position
 
 -- psql's \di+ and a plan name these indexes to a DBA, and 26 of them said
 -- nothing: whether one may be dropped, or why a plan reads it, was a matter

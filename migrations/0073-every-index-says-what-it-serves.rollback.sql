@@ -1,5 +1,5 @@
 -- Every index of ours says what it serves, as every other object does
--- depends: 0071-a-repair-counts-at-its-snapshot
+-- depends: 0072-the-field-clock-keeps-a-repairs-position
 
 -- The comments go; the indexes stay.
 comment on index sync.inbox_pkey is null;
