@@ -424,6 +424,14 @@ as $$
         -- (before the final forms of a and e, where Mongolian writes it):
         -- between Latin letters it hides as ZWNJ would, with no use there.
         '|\\u180e(?<![\\u1820-\\u1878\\u1880-\\u18aa]\\u180e)|\\u180e(?![\\u1820-\\u1878\\u1880-\\u18aa])'
+        -- An Egyptian hieroglyph format control (joiners, insertions,
+        -- segments, enclosures: U+13430-1343F) only next to a hieroglyph or
+        -- one of its marks, through a run of other such controls (a segment
+        -- or an enclosure may begin or end a run): they shape a quadrat of
+        -- signs and show nothing of their own, so "Rose" + U+13430 looked
+        -- like "Rose" and passed (review).
+        '|[\\U00013430-\\U0001343f](?<![\\U00013000-\\U0001342f\\U00013440-\\U000143ff][\\U00013430-\\U0001343f]{1,16})'
+        '(?![\\U00013430-\\U0001343f]{0,15}[\\U00013000-\\U0001342f\\U00013440-\\U000143ff])'
         -- A joiner (ZWNJ, ZWJ) or a variation selector (Mongolian free
         -- variation selectors, U+FE00-FE0F, U+E0100-E01EF) at the start.
         '|^[\\u180b-\\u180d\\u180f\\u200c\\u200d\\ufe00-\\ufe0f\\U000e0100-\\U000e01ef]'
@@ -519,6 +527,10 @@ as $$
     -- - the Mongolian vowel separator only between two Mongolian letters.
     -- - the braille blank (U+2800) only between two braille cells that show
     --   dots, where braille writes a space.
+    -- - the Egyptian hieroglyph format controls (U+13430-1343F) only next
+    --   to a hieroglyph, through a run of other such controls: they arrange
+    --   signs in a quadrat, and are no default ignorable, but next to
+    --   anything else show nothing.
     -- And, wherever they stand, two symbols that show nothing: the musical
     -- null notehead U+1D159, and the private-use characters (U+E000-F8FF,
     -- planes 15 and 16): no standard font draws one, so a reader sees
@@ -527,7 +539,7 @@ as $$
     select substring(p_text from sync_private.invisible_pattern());
 $$;
 comment on function sync_private.first_invisible(text) is
-    'The first invisible character of a text that stands out of place, or null: Unicode''s default ignorable characters and the interlinear annotation controls (zero-width space, soft hyphen, byte order mark, word joiner, direction marks, Hangul fillers, tags...) but the bidirectional controls, the musical null notehead U+1D159, the private-use characters, and the braille blank U+2800 but between two braille cells. ZWNJ and ZWJ count only when not between two visible characters other than Latin, Cyrillic or Greek letters, the Mongolian vowel separator when not between two Mongolian letters, variation selectors when not right after a visible character other than a Latin, Cyrillic or Greek letter, tags outside an emoji flag: Persian, Indic, Mongolian and emoji names pass. The <field>.invisible_character rule.';
+    'The first invisible character of a text that stands out of place, or null: Unicode''s default ignorable characters and the interlinear annotation controls (zero-width space, soft hyphen, byte order mark, word joiner, direction marks, Hangul fillers, tags...) but the bidirectional controls, the musical null notehead U+1D159, the private-use characters, and the braille blank U+2800 but between two braille cells. ZWNJ and ZWJ count only when not between two visible characters other than Latin, Cyrillic or Greek letters, the Mongolian vowel separator when not between two Mongolian letters, an Egyptian hieroglyph format control (U+13430-1343F) when no hieroglyph stands next to it through such controls, variation selectors when not right after a visible character other than a Latin, Cyrillic or Greek letter, tags outside an emoji flag: Persian, Indic, Mongolian, hieroglyphic and emoji names pass. The <field>.invisible_character rule.';
 
 -- sync_private.mark_class
 -- The bracket expression of the marks drawn on the character before them, for sync_private.stacked_marks.

@@ -12,9 +12,8 @@ import unicodedata
 import psycopg
 import pytest
 
-# Format characters that show a sign (Prepended_Concatenation_Mark), bidirectional
-# controls (the bidi_control rule's) and Egyptian hieroglyph format controls, which shape
-# what they join: none is default ignorable.
+# Format characters that show a sign (Prepended_Concatenation_Mark) and bidirectional
+# controls (the bidi_control rule's): none is default ignorable.
 SHOWN_OR_ANOTHER_RULES = {
     *range(0x0600, 0x0606),
     0x06DD,
@@ -26,7 +25,6 @@ SHOWN_OR_ANOTHER_RULES = {
     0x110CD,
     *range(0x202A, 0x202F),
     *range(0x2066, 0x206A),
-    *range(0x13430, 0x13440),
 }
 # Invisible characters that are no format character: combining grapheme joiner, Khmer
 # inherent vowels, Hangul fillers.
@@ -35,6 +33,9 @@ NOT_FORMAT = [0x034F, 0x17B4, 0x17B5, 0x115F, 0x1160, 0x3164, 0xFFA0]
 # musical null notehead.
 SYMBOLS_OF_NOTHING = [0x2800, 0x1D159]
 JOINERS = [0x200C, 0x200D]
+# Egyptian hieroglyph format controls: no default ignorable, they arrange the signs next
+# to them in a quadrat, and show nothing next to anything else.
+EGYPTIAN_CONTROLS = list(range(0x13430, 0x13440))
 MONGOLIAN_VOWEL_SEPARATOR = "\u180e"
 SELECTORS = [0x180B, 0x180C, 0x180D, 0x180F, *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]
 
@@ -69,7 +70,7 @@ def test_every_invisible_character_is_refused_even_between_two_letters(
     always = [
         c
         for c in format_characters() + NOT_FORMAT
-        if c not in SHOWN_OR_ANOTHER_RULES and c not in JOINERS
+        if c not in SHOWN_OR_ANOTHER_RULES and c not in JOINERS and c not in EGYPTIAN_CONTROLS
     ]
     assert len(always) > 100  # the tags among them
     assert first_invisible(tx, [f"a{chr(c)}b" for c in always]) == [chr(c) for c in always]
@@ -150,6 +151,37 @@ def test_the_braille_blank_passes_between_two_braille_cells_only(
         first_invisible(tx, [f"a{b}b", f"\u2817{b}", f"{b}\u2817", f"\u2817{b}{b}\u2817"])
         == [b] * 4
     )
+
+
+SIGN, OTHER_SIGN, DAMAGED = "\U00013000", "\U00013001", "\U00013447"
+# (case id, a text holding an Egyptian hieroglyph format control {c}, refused or not).
+EGYPTIAN_CASES = [
+    ("between two signs", f"{SIGN}{{c}}{OTHER_SIGN}", False),
+    ("after a sign, at the end", f"{SIGN}{{c}}", False),
+    ("before a sign, at the start", f"{{c}}{SIGN}", False),
+    ("in a run of controls between signs", f"{SIGN}{{c}}\U00013437{OTHER_SIGN}\U00013438", False),
+    ("after a damaged sign's mark", f"{SIGN}{DAMAGED}{{c}}{OTHER_SIGN}", False),
+    ("at the end of a Latin name", "Rose{c}", True),
+    ("inside a Latin name", "Ro{c}se", True),
+    ("at the start of a Latin name", "{c}Rose", True),
+    ("alone", "{c}", True),
+    ("a space away from a sign", f"{SIGN} {{c}}", True),
+    ("in a run of controls between two letters", "a{c}\U00013437\U00013438b", True),
+]
+
+
+@pytest.mark.parametrize("control", EGYPTIAN_CONTROLS[::5], ids=lambda c: f"U+{c:04X}")
+@pytest.mark.parametrize(
+    ("text", "is_refused"),
+    [(t, r) for _, t, r in EGYPTIAN_CASES],
+    ids=[case for case, _, _ in EGYPTIAN_CASES],
+)
+def test_an_egyptian_format_control_passes_next_to_a_hieroglyph_only(
+    tx: psycopg.Connection, control: int, text: str, is_refused: bool
+) -> None:
+    """Next to anything else it shows nothing: "Rose" + U+13430 looked like "Rose" and passed."""
+    c = chr(control)
+    assert first_invisible(tx, [text.format(c=c)]) == [c if is_refused else None]
 
 
 # Variation selectors choose a form of the character before them: an emoji, a CJK

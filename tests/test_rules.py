@@ -148,6 +148,19 @@ RULES: list[tuple[str, Any, str, list[str]]] = [
         "rejected",
         ["name.invisible_character"],
     ),
+    # An Egyptian hieroglyph format control shows nothing but next to a hieroglyph.
+    (
+        "name with an Egyptian format control after a Latin letter",
+        {"fragrance_id": 7, "name": "Rose\U00013430"},
+        "rejected",
+        ["name.invisible_character"],
+    ),
+    (
+        "name in hieroglyphs joined by a format control",
+        {"fragrance_id": 7, "name": "\U00013000\U00013430\U00013001"},
+        "applied",
+        [],
+    ),
     ("name in CJK", {"fragrance_id": 7, "name": "\u8587\u8587"}, "applied", []),
     ("name with a combining accent", {"fragrance_id": 7, "name": "Rose\u0301"}, "applied", []),
     ("name with an accent decomposed", {"fragrance_id": 7, "name": "Ros\u0301e"}, "applied", []),
