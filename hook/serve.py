@@ -34,7 +34,7 @@ from hook.connections import (
 )
 from hook.ingest import CANCEL_GRACE
 from hook.settings import Settings, SettingsError
-from hook.spool import SpoolDirTakenError, hold_spool_dir
+from hook.spool import SERVICE_LOCK_FILE, SpoolDirTakenError, hold_spool_dir
 
 log = logging.getLogger("hook")
 
@@ -91,20 +91,8 @@ def serve(
         )
         return STARTUP_FAILURE
     spool_dir = getattr(settings, "spool_dir", "")
-    if spool_dir:
-        try:
-            # Held (by this process, the workers' parent) until the program ends.
-            hold_spool_dir(spool_dir)
-        except SpoolDirTakenError as exc:
-            print(
-                f"{program}: SPOOL_DIR={spool_dir!r} is in use by another hook service ({exc}):"
-                " give each service a SPOOL_DIR of its own (two services sharing one store each"
-                " other's spooled deliveries in their own databases), or stop the other one",
-                file=sys.stderr,
-            )
-            return STARTUP_FAILURE
-        except OSError:
-            pass  # unusable: the app's start (open_spool) says what to fix
+    if spool_dir and take_spool_dir(program, spool_dir) is not None:
+        return STARTUP_FAILURE
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -132,6 +120,38 @@ def serve(
 
 #: Where prometheus_client's multiprocess mode keeps each worker's counters (its own name).
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def take_spool_dir(program: str, spool_dir: str) -> int | None:
+    """Hold ``spool_dir`` for this service until the program ends; an exit status if another does.
+
+    Held by this process, the workers' parent. A directory that cannot be
+    used at all is left to the app's start (``open_spool`` says what to
+    fix). A lock file this user may not open (left by the hook run once as
+    root) leaves the directory unguarded: said on stderr, not fatal, since
+    the spool itself may still work and a refused start would lose the
+    deliveries it exists to keep.
+    """
+    try:
+        hold_spool_dir(spool_dir)
+    except SpoolDirTakenError as exc:
+        print(
+            f"{program}: SPOOL_DIR={spool_dir!r} is in use by another hook service ({exc}):"
+            " give each service a SPOOL_DIR of its own (two services sharing one store each"
+            " other's spooled deliveries in their own databases), or stop the other one",
+            file=sys.stderr,
+        )
+        return STARTUP_FAILURE
+    except OSError as exc:
+        if Path(exc.filename or "").name == SERVICE_LOCK_FILE:
+            print(
+                f"{program}: warning: cannot open {exc.filename} ({exc.strerror}), so a second"
+                " service given this SPOOL_DIR would not be refused: give the file to this"
+                f" service's user (chown {os.geteuid()} {exc.filename}) or delete it while no"
+                " hook runs",
+                file=sys.stderr,
+            )
+    return None
 
 
 @contextlib.contextmanager

@@ -12,14 +12,19 @@ still works beside the running hook.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, Server
 from processes import free_port, start_hook, stop_hook
 from test_spool import run_cli
 from uvicorn.config import STARTUP_FAILURE
+
+from hook.serve import take_spool_dir
 
 
 def _second_hook(url: str, spool_dir: Path) -> subprocess.CompletedProcess[bytes]:
@@ -56,3 +61,35 @@ def test_a_second_service_on_a_spool_dir_in_use_refuses_to_start_naming_the_firs
 
     again = start_hook(url, tmp_path)  # the lock went with its holder
     stop_hook(again)
+
+
+SERVICE_UID = 10001  # the image's hook user; no such user on the test host
+
+
+def test_a_lock_file_the_services_user_cannot_open_is_said_and_does_not_stop_the_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A ``service.lock`` left by a root run guarded nothing, and nothing said so."""
+    # Outside pytest's own temporary directory, which only root may enter.
+    home = Path(tempfile.mkdtemp(prefix="spool-owner-"))
+    try:
+        home.chmod(0o755)
+        spool_dir = home / "spool"
+        spool_dir.mkdir()
+        lock = spool_dir / "service.lock"
+        lock.write_text("pid 1 on a host, since long ago\n")
+        lock.chmod(0o600)  # root's, as a root run leaves it
+        os.chown(spool_dir, SERVICE_UID, SERVICE_UID)
+        os.seteuid(SERVICE_UID)  # the service's user, in this process: no program to exec
+        try:
+            status = take_spool_dir("hook", str(spool_dir))
+        finally:
+            os.seteuid(0)
+    finally:
+        shutil.rmtree(home)
+
+    assert status is None
+    message = capsys.readouterr().err
+    assert f"hook: warning: cannot open {lock} (Permission denied)" in message
+    assert "a second service given this SPOOL_DIR would not be refused" in message
+    assert f"chown {SERVICE_UID} {lock}" in message
